@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (python3 + make): `make demo` and `make test`.
+# Each (re)creates .venv when pyproject.toml changed, so nothing else needs to be installed by hand.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/linli demo $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check hub adapters rules dashboards simulators tests bench
+	$(BIN)/ruff format --check hub adapters rules dashboards simulators tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

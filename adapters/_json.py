@@ -1,0 +1,80 @@
+"""Shared helpers for JSON payloads: parsing, typed field access, timestamps."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from adapters.errors import DecodeError
+
+#: A device clock more than this far ahead of the receive time is not trusted.
+MAX_FUTURE_SKEW_S = 300.0
+
+
+def parse_object(payload: bytes, topic: str) -> dict[str, Any]:
+    """Parse a JSON object or raise ``DecodeError`` with a stable reason."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("malformed_json", str(exc), topic=topic) from None
+    if not isinstance(doc, dict):
+        raise DecodeError("not_an_object", f"expected a JSON object, got {type(doc).__name__}", topic=topic)
+    return doc
+
+
+def as_number(value: object, field: str, topic: str) -> float | None:
+    """A numeric field; numeric strings are accepted (old Zigbee2MQTT sent ``"100.00"``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DecodeError("wrong_type", f"{field} must be a number, got bool", topic=topic)
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise DecodeError(
+                "wrong_type", f"{field} must be a number, got {value[:40]!r}", topic=topic
+            ) from None
+    else:
+        raise DecodeError("wrong_type", f"{field} must be a number, got {type(value).__name__}", topic=topic)
+    if not math.isfinite(number):
+        raise DecodeError("wrong_type", f"{field} is not a finite number", topic=topic)
+    return number
+
+
+def as_bool(value: object, field: str, topic: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise DecodeError("wrong_type", f"{field} must be true or false, got {type(value).__name__}", topic=topic)
+
+
+def event_time(device_ts: object, received: float, topic: str) -> tuple[float, bool]:
+    """Choose the event time: the device's when it parses and is not in the future.
+
+    Returns ``(ts, clamped)``; ``clamped`` is true when a device time was present but
+    rejected for being more than :data:`MAX_FUTURE_SKEW_S` ahead, so the caller can record
+    that the receive time was used instead.
+    """
+    if device_ts is None:
+        return received, False
+    ts: float | None = None
+    if isinstance(device_ts, str):
+        try:
+            parsed = datetime.fromisoformat(device_ts)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            ts = parsed.timestamp()
+    elif isinstance(device_ts, int | float) and not isinstance(device_ts, bool):
+        # Zigbee2MQTT's `last_seen: epoch` is in milliseconds.
+        ts = device_ts / 1000.0 if device_ts > 1e11 else float(device_ts)
+    if ts is None:
+        return received, False
+    if ts > received + MAX_FUTURE_SKEW_S:
+        return received, True
+    return ts, False

@@ -1,0 +1,139 @@
+"""Zigbee2MQTT: device state on ``<base>/<friendly_name>``, availability on ``…/availability``.
+
+Reference: zigbee2mqtt.io, "MQTT topics and messages" and "Device availability".
+Traps handled here:
+
+* ``contact: false`` means the door is **open** (the binary expose has ``value_on: false``).
+* Friendly names may contain ``/`` (``zb6/h6/T1``), so the device is everything between the
+  base topic and a reserved suffix.
+* ``action`` is ``""`` or ``null`` in the report that follows a press (legacy action sensor);
+  that is not a press.
+* ``<name>/action`` (bare text) mirrors the ``action`` of the JSON state when the Home
+  Assistant integration is on; it is ignored so one press is one event.
+* ``bridge/*`` topics describe the bridge, never a device.
+"""
+
+from __future__ import annotations
+
+from adapters._json import as_bool, as_number, event_time, parse_object
+from adapters.errors import DecodeError
+from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
+
+FAMILY = "zigbee2mqtt"
+
+_IGNORED_SUFFIXES = ("/set", "/get", "/action")
+_SOS_ACTIONS = frozenset({"emergency", "sos", "panic"})
+_NOT_A_PRESS = frozenset({"", "release", "hold_release"})
+_PRESS_PREFIXES: tuple[tuple[str, PressType], ...] = (
+    ("single", PressType.SINGLE),
+    ("double", PressType.DOUBLE),
+    ("hold", PressType.LONG),
+    ("long", PressType.LONG),
+)
+
+
+def press_type(action: str) -> PressType:
+    """Map a Zigbee2MQTT action (``single_right``, ``hold``, ``emergency`` …) to a press type."""
+    if action in _SOS_ACTIONS:
+        return PressType.EMERGENCY
+    for prefix, kind in _PRESS_PREFIXES:
+        if action.startswith(prefix):
+            return kind
+    return PressType.SINGLE
+
+
+def decode(topic: str, payload: bytes, received: float, hints: DeviceHints, *, base: str) -> list[Event]:
+    """Decode one Zigbee2MQTT message published under ``base``."""
+    name = topic[len(base) + 1 :]
+    if not name or name == "bridge" or name.startswith("bridge/"):
+        return []
+    if name.endswith("/availability"):
+        return [_availability(name[: -len("/availability")], payload, received, topic)]
+    if name.endswith(_IGNORED_SUFFIXES):
+        return []
+    return _state(name, parse_object(payload, topic), received, hints, topic)
+
+
+def _availability(device_id: str, payload: bytes, received: float, topic: str) -> Event:
+    text = payload.strip()
+    # Zigbee2MQTT 1.x sent bare `online`/`offline`; 2.x sends {"state": "online"}.
+    if text.startswith(b"{"):
+        state = parse_object(payload, topic).get("state")
+    else:
+        state = text.decode("utf-8", "replace")
+    if state == "online":
+        return Event(device_id, EventKind.ONLINE, received, FAMILY, True)
+    if state == "offline":
+        return Event(device_id, EventKind.OFFLINE, received, FAMILY, False)
+    raise DecodeError(
+        "bad_value", f"availability must be online or offline, got {str(state)[:40]!r}", topic=topic
+    )
+
+
+def _state(
+    device_id: str, doc: dict[str, object], received: float, hints: DeviceHints, topic: str
+) -> list[Event]:
+    ts, clamped = event_time(doc.get("last_seen"), received, topic)
+    common: dict[str, float | bool | str] = {"ts_clamped": True} if clamped else {}
+    events: list[Event] = []
+
+    action = doc.get("action")
+    if action is not None:
+        if not isinstance(action, str):
+            raise DecodeError(
+                "wrong_type", f"action must be a string, got {type(action).__name__}", topic=topic
+            )
+        if action not in _NOT_A_PRESS:
+            events.append(_press(device_id, action, ts, hints, common))
+
+    if "contact" in doc:
+        # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).
+        closed = as_bool(doc["contact"], "contact", topic)
+        kind = EventKind.DOOR_CLOSED if closed else EventKind.DOOR_OPEN
+        events.append(Event(device_id, kind, ts, FAMILY, not closed, common))
+
+    if "occupancy" in doc:
+        occupied = as_bool(doc["occupancy"], "occupancy", topic)
+        is_parking = hints.device_kind(device_id) is DeviceKind.PARKING_SENSOR
+        kind = EventKind.OCCUPANCY if is_parking else EventKind.MOTION
+        events.append(Event(device_id, kind, ts, FAMILY, occupied, common))
+
+    if "tamper" in doc:
+        events.append(
+            Event(device_id, EventKind.TAMPER, ts, FAMILY, as_bool(doc["tamper"], "tamper", topic), common)
+        )
+
+    battery = as_number(doc.get("battery"), "battery", topic)
+    voltage_mv = as_number(doc.get("voltage"), "voltage", topic)
+    battery_low = doc.get("battery_low")
+    if battery is not None or voltage_mv is not None or battery_low is not None:
+        attrs = dict(common)
+        if voltage_mv is not None:
+            attrs["volts"] = voltage_mv / 1000.0
+        if battery_low is not None:
+            attrs["battery_low"] = as_bool(battery_low, "battery_low", topic)
+        events.append(Event(device_id, EventKind.BATTERY, ts, FAMILY, battery, attrs))
+
+    lqi = as_number(doc.get("linkquality"), "linkquality", topic)
+    if lqi is not None:
+        events.append(Event(device_id, EventKind.SIGNAL, ts, FAMILY, lqi, {"unit": "lqi", **common}))
+
+    if not any(e.kind not in _HEALTH_KINDS for e in events):
+        # A report with no state change is the device saying it is alive.
+        events.append(Event(device_id, EventKind.HEARTBEAT, ts, FAMILY, None, common))
+    return events
+
+
+_HEALTH_KINDS = frozenset({EventKind.BATTERY, EventKind.SIGNAL})
+
+
+def _press(
+    device_id: str, action: str, ts: float, hints: DeviceHints, common: dict[str, float | bool | str]
+) -> Event:
+    press = press_type(action)
+    attrs: dict[str, float | bool | str] = {"press": press.value, "action": action, **common}
+    # An explicit emergency action is an SOS whatever the registry says; any other press is
+    # an SOS only on a device installed as an SOS button (Heiman HS1EB sends "single").
+    if press is PressType.EMERGENCY or hints.device_kind(device_id) is DeviceKind.SOS_BUTTON:
+        return Event(device_id, EventKind.SOS_PRESS, ts, FAMILY, press.value, attrs)
+    return Event(device_id, EventKind.BUTTON_PRESS, ts, FAMILY, press.value, attrs)

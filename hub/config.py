@@ -1,0 +1,167 @@
+"""Hub configuration: a YAML file plus ``LINLI_*`` environment variables, validated at start-up.
+
+Environment variables override the file; nesting uses a double underscore:
+``LINLI_MQTT__URL=mqtt://…``, ``LINLI_HTTP__PORT=8081``, ``LINLI_DATA_DIR=/var/lib/linli``.
+A validation error names the key and where the bad value came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapters.router import Family
+from hub.errors import ConfigError
+from hub.mqtt_url import MqttUrl
+
+ENV_PREFIX = "LINLI_"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MqttSettings(_Model):
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "linli-hub"
+    #: Messages larger than this are quarantined unread (bytes).
+    max_payload_bytes: int = Field(default=64 * 1024, gt=0)
+    #: CA bundle for mqtts:// brokers with a private CA; system CAs otherwise.
+    tls_ca_file: Path | None = None
+    #: Root of every topic Linli itself publishes (notifications, replies).
+    topic_prefix: str = "linli"
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        try:
+            MqttUrl.parse(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @property
+    def parsed_url(self) -> MqttUrl:
+        return MqttUrl.parse(self.url)
+
+
+class HttpSettings(_Model):
+    #: Loopback by default: put a reverse proxy with TLS in front to expose the console.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class SourceSettings(_Model):
+    family: Family
+    base_topic: str
+
+
+class ApiToken(_Model):
+    """A bearer token for the API and console. Store ``sha256`` rather than the token itself."""
+
+    name: str
+    role: str = "command_centre"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Settings(_Model):
+    data_dir: Path = Path("data")
+    timezone: str = "Asia/Shanghai"
+    community_file: Path | None = None
+    rule_paths: tuple[Path, ...] = ()
+    mqtt: MqttSettings = MqttSettings()
+    http: HttpSettings = HttpSettings()
+    sources: tuple[SourceSettings, ...] = (
+        SourceSettings(family=Family.ZIGBEE2MQTT, base_topic="zigbee2mqtt"),
+    )
+    api_tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _env_overlay(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``LINLI_A__B=v`` → ``{"a": {"b": "v"}}``, plus which variable set each dotted key."""
+    overlay: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = overlay
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError("conflicting environment variables", key=".".join(path), source=name)
+        node[path[-1]] = value
+        origin[".".join(path)] = f"environment variable {name}"
+    return overlay, origin
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from a YAML file, the environment and explicit overrides (highest last)."""
+    doc: dict[str, Any] = {}
+    source = "defaults"
+    if file is not None:
+        source = f"file {file}"
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config: {exc.strerror}", source=source) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config is not valid YAML: {exc}", source=source) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError("config must be a YAML mapping", source=source)
+        doc = loaded or {}
+        # Relative paths in a config file are relative to that file, not to the CWD.
+        for key in ("data_dir", "community_file"):
+            if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
+                doc[key] = str((file.parent / doc[key]).resolve())
+        if isinstance(doc.get("rule_paths"), list):
+            doc["rule_paths"] = [
+                str((file.parent / p).resolve()) if isinstance(p, str) else p for p in doc["rule_paths"]
+            ]
+    env, origin = _env_overlay(os.environ if environ is None else environ)
+    merged = _merge(_merge(doc, env), dict(overrides or {}))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        where = next((origin[k] for k in origin if key == k or key.startswith(k + ".")), source)
+        raise ConfigError(error["msg"], key=key, source=where) from None

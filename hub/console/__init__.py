@@ -1,0 +1,1 @@
+"""Static files of the live console (zh-CN first, English available)."""

@@ -1,0 +1,119 @@
+"""``linli demo``: embedded broker + hub + simulated community + console, on loopback.
+
+The simulator is passed in by the CLI (the hub never imports ``simulators``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.api import token_hash
+from hub.app import Hub
+from hub.broker import EmbeddedBroker
+from hub.config import ApiToken, load_settings
+from hub.secrets_file import load_or_create
+
+log = logging.getLogger(__name__)
+
+HUB_USER = "linli-hub"
+SIM_USER = "linli-sim"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the simulator connects: the embedded broker, with its own credentials."""
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+
+
+SimulatorFactory = Callable[[Endpoint], Coroutine[Any, Any, None]]
+
+
+async def run_demo(
+    *,
+    data_dir: Path,
+    community_file: Path,
+    mqtt_port: int,
+    http_port: int,
+    simulator: SimulatorFactory,
+    stop: asyncio.Event | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Run until ``stop`` is set or SIGINT/SIGTERM arrives, then shut everything down in order.
+
+    ``data_dir`` should be absolute (the CLI resolves it) so the printed paths are usable.
+    """
+    secret = load_or_create(data_dir / "secrets.yaml", ("hub_password", "sim_password", "console_token"))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    broker = EmbeddedBroker(
+        host="127.0.0.1",
+        port=mqtt_port,
+        users={HUB_USER: secret["hub_password"], SIM_USER: secret["sim_password"]},
+    )
+    await broker.start()
+    hub: Hub | None = None
+    sim_task: asyncio.Task[None] | None = None
+    try:
+        settings = load_settings(
+            None,
+            environ={},
+            overrides={
+                "data_dir": str(data_dir),
+                "community_file": str(community_file),
+                "mqtt": {"url": f"mqtt://{HUB_USER}:{secret['hub_password']}@127.0.0.1:{broker.port}"},
+                "http": {"host": "127.0.0.1", "port": http_port},
+                "api_tokens": [
+                    ApiToken(name="demo", role="command_centre", sha256=token_hash(secret["console_token"]))
+                ],
+            },
+        )
+        hub = Hub(settings=settings)
+        await hub.start()
+        sim_task = asyncio.create_task(
+            simulator(Endpoint("127.0.0.1", broker.port, SIM_USER, secret["sim_password"])),
+            name="linli-demo-simulator",
+        )
+        announce(
+            "\n".join(
+                [
+                    "邻里 Linli demo is running / 演示已启动",
+                    f"  MQTT broker (embedded): mqtt://127.0.0.1:{broker.port}  (users and passwords: {data_dir / 'secrets.yaml'})",
+                    f"  Console / 控制台:       http://127.0.0.1:{hub.http_port}/login?token={secret['console_token']}",
+                    f"  API:                    http://127.0.0.1:{hub.http_port}/api/alerts  (Authorization: Bearer <console_token>)",
+                    f"  Data directory:         {data_dir}",
+                    "  Press Ctrl-C to stop / 按 Ctrl-C 停止",
+                ]
+            )
+        )
+        stop_wait = asyncio.create_task(stop.wait(), name="linli-demo-stop")
+        done, _ = await asyncio.wait({stop_wait, sim_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if sim_task in done and not sim_task.cancelled() and sim_task.exception() is not None:
+            log.error("simulator stopped: %s", sim_task.exception())
+    finally:
+        if sim_task is not None:
+            sim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sim_task
+        if hub is not None:
+            await hub.stop()
+        await broker.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        announce("Linli demo stopped cleanly / 已安全停止")

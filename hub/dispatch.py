@@ -1,0 +1,90 @@
+"""Deliver queued notifications (the store's outbox) and retry until each is acknowledged.
+
+At-least-once: a notification is marked delivered only when the broker's PUBACK arrives;
+until then it is retried with exponential backoff, also across restarts. Receivers drop
+repeats by the notification ``id``. Failures are recorded on the notification row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from hub.clock import Clock
+from hub.mqtt_client import HubMqttClient
+from hub.store import Notification, Store
+
+log = logging.getLogger(__name__)
+
+ACK_TIMEOUT_S = 10.0
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 300.0
+#: With nothing pending, look again this often anyway (a cheap safety net).
+IDLE_POLL_S = 5.0
+
+
+def backoff(attempts: int, *, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, capped."""
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * (2 ** min(attempts, 16)))
+    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+class Dispatcher:
+    def __init__(
+        self, *, store: Store, mqtt: HubMqttClient, clock: Clock, rng: random.Random | None = None
+    ) -> None:
+        self._store = store
+        self._mqtt = mqtt
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._wake = asyncio.Event()
+        self.delivered = 0
+        self.failed_attempts = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            pending = self._store.pending_notifications(now=self._clock.now())
+            if pending:
+                await asyncio.gather(*(self._deliver(n) for n in pending))
+                continue
+            next_at = self._store.next_retry_at()
+            timeout = (
+                IDLE_POLL_S if next_at is None else max(0.05, min(IDLE_POLL_S, next_at - self._clock.now()))
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _deliver(self, notification: Notification) -> None:
+        if notification.channel != "mqtt":
+            self._fail(notification, f"no sender for channel {notification.channel!r}")
+            return
+        try:
+            await asyncio.wait_for(
+                self._mqtt.publish(notification.address, notification.payload, qos=1), ACK_TIMEOUT_S
+            )
+        except TimeoutError:
+            self._fail(notification, "no PUBACK within timeout")
+            return
+        except Exception as exc:
+            self._fail(notification, str(exc))
+            return
+        self._store.mark_delivered(notification.id, at=self._clock.now())
+        self.delivered += 1
+
+    def _fail(self, notification: Notification, error: str) -> None:
+        self.failed_attempts += 1
+        retry_at = self._clock.now() + backoff(notification.attempts, rng=self._rng)
+        log.warning(
+            "notification %s to %s not delivered (%s); retry #%d scheduled",
+            notification.id,
+            notification.recipient,
+            error,
+            notification.attempts + 1,
+        )
+        self._store.mark_failed(notification.id, error=error, retry_at=retry_at)

@@ -1,0 +1,122 @@
+"""The hot path: one MQTT message → events → rule signals → stored alerts and queued notifications.
+
+``Pipeline.handle`` is synchronous and runs inside the MQTT client's receive callback: no
+task per message, no awaiting. It returns only after anything an alert needs is committed
+to the store, so the QoS 1 PUBACK that follows it (see :mod:`hub.mqtt_client`) never
+acknowledges an SOS that is not yet recorded. Bad input is quarantined with its reason and
+never raises; only a store failure propagates (so the message is redelivered).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adapters.errors import DecodeError
+from adapters.events import Event, EventKind
+from adapters.router import AdapterRouter
+from hub.alert_json import alert_json, notification_payload
+from hub.bus import AlertBus
+from hub.clock import Clock
+from hub.device_state import DeviceStates
+from hub.quarantine import Quarantine
+from hub.registry import Registry
+from hub.routing import Routing
+from hub.store import AlertChange, Store
+from rules.evaluator import Evaluator
+
+log = logging.getLogger(__name__)
+
+#: Presses are moments, not states: a retained copy replayed on (re)subscribe is not a new press.
+_MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    messages: int = 0
+    events: int = 0
+    signals: int = 0
+    alerts_raised: int = 0
+    quarantined: int = 0
+    retained_presses_skipped: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        adapters: AdapterRouter,
+        registry: Registry,
+        evaluator: Evaluator,
+        store: Store,
+        routing: Routing,
+        clock: Clock,
+        quarantine: Quarantine,
+        states: DeviceStates,
+        bus: AlertBus,
+        on_notifications: Callable[[], None],
+        max_payload_bytes: int,
+    ) -> None:
+        self._adapters = adapters
+        self._registry = registry
+        self._evaluator = evaluator
+        self._store = store
+        self._routing = routing
+        self._clock = clock
+        self._quarantine = quarantine
+        self._states = states
+        self._bus = bus
+        self._on_notifications = on_notifications
+        self._max_payload = max_payload_bytes
+        self.stats = PipelineStats()
+
+    def handle(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.stats.messages += 1
+        received = self._clock.now()
+        if len(payload) > self._max_payload:
+            self._reject(topic, "oversized", f"{len(payload)} bytes > limit {self._max_payload}", payload, received)
+            return
+        try:
+            events = self._adapters.decode(topic, payload, received, self._registry)
+        except DecodeError as exc:
+            self._reject(topic, exc.reason, exc.detail, payload, received)
+            return
+        except Exception as exc:  # a decoder bug must not stop the pipeline
+            log.exception("decoder failed on %r", topic[:200])
+            self._reject(topic, "decoder_error", f"{type(exc).__name__}: {exc}", payload, received)
+            return
+        for event in events:
+            self._on_event(event, retain)
+
+    def _reject(self, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:
+        self.stats.quarantined += 1
+        self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)
+
+    def _on_event(self, event: Event, retain: bool) -> None:
+        self.stats.events += 1
+        subject = self._registry.subject(event.device_id, event.ts)
+        self._states.record(event)
+        if retain and event.kind in _MOMENTARY:
+            self.stats.retained_presses_skipped += 1
+            return
+        for signal in self._evaluator.on_event(event, subject):
+            self.stats.signals += 1
+            recipients = self._routing.recipients(subject, signal)
+            change = self._store.apply(signal, subject, recipients, payload_for=notification_payload)
+            if change is not None:
+                self._announce(change)
+
+    def _announce(self, change: AlertChange) -> None:
+        if change.created:
+            self.stats.alerts_raised += 1
+            log.info(
+                "alert %s raised: %s device=%s grid=%s",
+                change.alert.id,
+                change.alert.rule,
+                change.alert.device_id,
+                change.alert.grid,
+            )
+        self._bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
+        if change.notifications:
+            self._on_notifications()

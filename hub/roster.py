@@ -1,0 +1,91 @@
+"""Who is on duty: people, their roles and staggered shifts (错时轮班), in the community's zone.
+
+A shift belongs to the day it starts on; one that ends at or before its start time runs
+past midnight (``20:00``–``08:00``). Evaluation uses wall-clock time in the configured
+zone, so a shift is correct on both sides of a DST change where a zone has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+WEEK: tuple[Weekday, ...] = tuple(Weekday)
+
+
+class Role(StrEnum):
+    GRID_LEADER = "grid_leader"  # 网格长
+    GRID_WORKER = "grid_worker"  # 专职网格员
+    GRID_POLICE = "grid_police"  # 网格警员
+    VOLUNTEER = "volunteer"
+    DUTY_OFFICER = "duty_officer"  # 社区值班
+    COMMAND_OPERATOR = "command_operator"  # 指挥中心
+    COMMAND_SUPERVISOR = "command_supervisor"
+
+
+class Shift(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: tuple[Weekday, ...] = WEEK
+    start: time
+    end: time
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        # "mon-fri" or "all" are easier to write than lists.
+        if value == "all":
+            return WEEK
+        if isinstance(value, str) and "-" in value:
+            first, last = (Weekday(v.strip()) for v in value.split("-", 1))
+            i, j = WEEK.index(first), WEEK.index(last)
+            return WEEK[i : j + 1] if i <= j else WEEK[i:] + WEEK[: j + 1]
+        return value
+
+    def covers(self, moment: datetime) -> bool:
+        """Whether local ``moment`` (tz-aware, in the community zone) falls in this shift."""
+        now = moment.timetz().replace(tzinfo=None)
+        day = WEEK[moment.weekday()]
+        if self.start < self.end:
+            return day in self.days and self.start <= now < self.end
+        # Overnight: the evening part belongs to today, the morning part to yesterday.
+        yesterday = WEEK[(moment - timedelta(days=1)).weekday()]
+        return (day in self.days and now >= self.start) or (yesterday in self.days and now < self.end)
+
+
+class Person(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
+    role: Role
+    grids: tuple[str, ...] = ()
+    phone: str = ""
+    shifts: tuple[Shift, ...] = ()
+
+    def on_duty(self, moment: datetime) -> bool:
+        return any(shift.covers(moment) for shift in self.shifts)
+
+
+def on_duty(
+    people: Iterable[Person], *, grid: str, ts: float, zone: ZoneInfo, roles: Iterable[Role]
+) -> list[Person]:
+    """People of the given roles covering ``grid`` whose shift includes ``ts``."""
+    moment = datetime.fromtimestamp(ts, zone)
+    wanted = frozenset(roles)
+    return [p for p in people if p.role in wanted and grid in p.grids and p.on_duty(moment)]

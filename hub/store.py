@@ -1,0 +1,375 @@
+"""The embedded store (SQLite): alerts, the notification outbox and quarantine records.
+
+Invariants enforced here, by the schema rather than by luck:
+
+* one **active** alert per (rule, subject): a partial unique index, so a second raise for
+  the same pair can only update the open alert;
+* an alert and the notifications it causes are written in **one transaction**, so a crash
+  can lose neither one without the other (transactional outbox); the dispatcher delivers
+  what is pending, again after a restart.
+
+The hub calls the store from the event loop: writes happen only for alerts and
+notifications (rare next to readings), in WAL mode, so each is a sub-millisecond commit.
+With ``synchronous=NORMAL`` in WAL mode a committed transaction survives a process crash
+(``kill -9``); only an OS crash or power loss may roll back the last commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from hub.errors import StoreError
+from rules.signals import Signal, SignalAction
+from rules.subject import Subject
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id          INTEGER PRIMARY KEY,
+    rule        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('active', 'resolved')),
+    device_id   TEXT NOT NULL,
+    grid        TEXT,
+    community   TEXT,
+    title_zh    TEXT NOT NULL,
+    title_en    TEXT NOT NULL,
+    raised_at   REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    count       INTEGER NOT NULL DEFAULT 1,
+    resolved_at REAL,
+    trace       BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule, subject) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
+
+CREATE TABLE IF NOT EXISTS notifications (
+    id           TEXT PRIMARY KEY,
+    alert_id     INTEGER NOT NULL REFERENCES alerts (id),
+    recipient    TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    address      TEXT NOT NULL,
+    payload      BLOB NOT NULL,
+    created_at   REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    delivered_at REAL,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt) WHERE delivered_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    topic      TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    excerpt    BLOB NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (topic, reason)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    rule: str
+    subject: str
+    category: str
+    severity: str
+    status: str
+    device_id: str
+    grid: str | None
+    community: str | None
+    title_zh: str
+    title_en: str
+    raised_at: float
+    last_seen: float
+    count: int
+    resolved_at: float | None
+    trace: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Where one notification goes: a person (or the command centre) on one channel."""
+
+    id: str
+    channel: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: str
+    alert_id: int
+    recipient: str
+    channel: str
+    address: str
+    payload: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    alert: Alert
+    created: bool
+    notifications: tuple[Notification, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    topic: str
+    reason: str
+    detail: str
+    excerpt: bytes
+    first_seen: float
+    last_seen: float
+    count: int
+
+
+_SELECT_ALERTS = (
+    "SELECT id, rule, subject, category, severity, status, device_id, grid, community, title_zh, title_en,"
+    " raised_at, last_seen, count, resolved_at, trace FROM alerts"
+)
+_ACTIVE_ALERT = _SELECT_ALERTS + " WHERE rule = ? AND subject = ? AND status = 'active'"
+_ALERT_BY_ID = _SELECT_ALERTS + " WHERE id = ?"
+
+
+def _alert(row: tuple[Any, ...]) -> Alert:
+    (id_, rule, subject, category, severity, status, device_id, grid, community) = row[:9]
+    (title_zh, title_en, raised_at, last_seen, count, resolved_at, trace) = row[9:]
+    return Alert(
+        id=id_,
+        rule=rule,
+        subject=subject,
+        category=category,
+        severity=severity,
+        status=status,
+        device_id=device_id,
+        grid=grid,
+        community=community,
+        title_zh=title_zh,
+        title_en=title_en,
+        raised_at=raised_at,
+        last_seen=last_seen,
+        count=count,
+        resolved_at=resolved_at,
+        trace=orjson.loads(trace),
+    )
+
+
+class Store:
+    """SQLite-backed store; one connection, used from the event loop thread only."""
+
+    def __init__(self, *, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def apply(
+        self,
+        signal: Signal,
+        subject: Subject,
+        recipients: Sequence[Recipient],
+        *,
+        payload_for: PayloadFactory,
+    ) -> AlertChange | None:
+        """Apply a raise/update signal and queue its notifications, atomically.
+
+        Returns ``None`` when the signal changes nothing (a redelivered message whose
+        occurrence is already recorded).
+        """
+        if signal.action is SignalAction.CLEAR:
+            return self._clear(signal)
+        with self._tx() as db:
+            row = db.execute(
+                _ACTIVE_ALERT,
+                (signal.rule_id, signal.subject),
+            ).fetchone()
+            created = row is None
+            if created:
+                cursor = db.execute(
+                    "INSERT INTO alerts (rule, subject, category, severity, status, device_id, grid, community,"
+                    " title_zh, title_en, raised_at, last_seen, count, trace)"
+                    " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                    (
+                        signal.rule_id,
+                        signal.subject,
+                        signal.category,
+                        signal.severity.value,
+                        subject.device_id,
+                        subject.grid,
+                        subject.community,
+                        signal.title_zh,
+                        signal.title_en,
+                        signal.ts,
+                        signal.ts,
+                        orjson.dumps({"occurrences": [signal.trace]}),
+                    ),
+                )
+                alert_id = cursor.lastrowid
+                assert alert_id is not None
+            else:
+                existing = _alert(row)
+                recent = existing.trace["occurrences"]
+                if any(o.get("event") == signal.trace.get("event") for o in recent):
+                    # The very same occurrence again (QoS 1 redelivery, replay): nothing new happened.
+                    return None
+                occurrences = [*recent[-19:], signal.trace]
+                db.execute(
+                    "UPDATE alerts SET last_seen = max(last_seen, ?), count = count + 1, trace = ? WHERE id = ?",
+                    (signal.ts, orjson.dumps({"occurrences": occurrences}), existing.id),
+                )
+                alert_id = existing.id
+            alert = _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone())
+            notifications: list[Notification] = []
+            if created or signal.action is SignalAction.RAISE:
+                for recipient in recipients:
+                    note_id = uuid.uuid4().hex
+                    body = payload_for(note_id, alert, recipient, created)
+                    db.execute(
+                        "INSERT INTO notifications (id, alert_id, recipient, channel, address, payload, created_at,"
+                        " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            note_id,
+                            alert.id,
+                            recipient.id,
+                            recipient.channel,
+                            recipient.address,
+                            body,
+                            signal.ts,
+                            0.0,
+                        ),
+                    )
+                    notifications.append(
+                        Notification(
+                            note_id, alert.id, recipient.id, recipient.channel, recipient.address, body, 0
+                        )
+                    )
+        return AlertChange(alert=alert, created=created, notifications=tuple(notifications))
+
+    def _clear(self, signal: Signal) -> AlertChange | None:
+        with self._tx() as db:
+            row = db.execute(
+                _ACTIVE_ALERT,
+                (signal.rule_id, signal.subject),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE alerts SET status = 'resolved', resolved_at = ? WHERE id = ?", (signal.ts, row[0])
+            )
+            alert = _alert(db.execute(_ALERT_BY_ID, (row[0],)).fetchone())
+        return AlertChange(alert=alert, created=False, notifications=())
+
+    def alert(self, alert_id: int) -> Alert | None:
+        row = self._db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
+        return _alert(row) if row else None
+
+    def alerts(self, *, limit: int = 100, status: str | None = None) -> list[Alert]:
+        query = _SELECT_ALERTS
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            params = (status,)
+        query += " ORDER BY raised_at DESC, id DESC LIMIT ?"
+        return [_alert(r) for r in self._db.execute(query, (*params, limit))]
+
+    # -- notification outbox --------------------------------------------------------------
+
+    def pending_notifications(self, *, now: float, limit: int = 100) -> list[Notification]:
+        rows = self._db.execute(
+            "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
+            " WHERE delivered_at IS NULL AND next_attempt <= ? ORDER BY created_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [Notification(*row) for row in rows]
+
+    def next_retry_at(self) -> float | None:
+        row = self._db.execute(
+            "SELECT min(next_attempt) FROM notifications WHERE delivered_at IS NULL"
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def mark_delivered(self, notification_id: str, *, at: float) -> None:
+        self._db.execute(
+            "UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+            (at, notification_id),
+        )
+
+    def mark_failed(self, notification_id: str, *, error: str, retry_at: float) -> None:
+        self._db.execute(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
+            (error[:500], retry_at, notification_id),
+        )
+
+    def notifications_for(self, alert_id: int) -> list[dict[str, Any]]:
+        cursor = self._db.execute(
+            "SELECT id, recipient, channel, address, attempts, delivered_at, last_error FROM notifications"
+            " WHERE alert_id = ? ORDER BY created_at, id",
+            (alert_id,),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    # -- quarantine -----------------------------------------------------------------------
+
+    def add_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO quarantine (topic, reason, detail, excerpt, first_seen, last_seen, count)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topic, reason) DO UPDATE SET"
+                " detail = excluded.detail, excerpt = excluded.excerpt, last_seen = excluded.last_seen,"
+                " count = count + excluded.count",
+                [
+                    (r.topic, r.reason, r.detail, r.excerpt, r.first_seen, r.last_seen, r.count)
+                    for r in records
+                ],
+            )
+
+    def quarantine(self, *, limit: int = 100) -> list[QuarantineRecord]:
+        rows = self._db.execute(
+            "SELECT topic, reason, detail, excerpt, first_seen, last_seen, count FROM quarantine"
+            " ORDER BY last_seen DESC LIMIT ?",
+            (limit,),
+        )
+        return [QuarantineRecord(*row) for row in rows]
+
+
+class PayloadFactory(Protocol):
+    """Builds a notification body inside the alert's transaction."""
+
+    def __call__(self, notification_id: str, alert: Alert, recipient: Recipient, created: bool) -> bytes: ...
