@@ -1,0 +1,1 @@
+"""Real servers for tests and benchmarks, started on random loopback ports in temporary directories."""
