@@ -6,6 +6,7 @@ so a CI run can never go green by skipping the tests that need a server.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -84,6 +85,9 @@ def mosquitto(workdir: Path, *, username: str = "linli", password: str = "test-s
         "\n".join(
             [
                 f"listener {port} 127.0.0.1",
+                # Started as root, Mosquitto would drop to user `mosquitto`, who cannot read
+                # our temporary directory; stay the user we are.
+                f"user {getpass.getuser()}",
                 "allow_anonymous false",
                 f"password_file {password_file}",
                 "persistence false",

@@ -1,0 +1,101 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gmqtt
+import orjson
+from gmqtt.mqtt.constants import MQTTv311
+
+from hub.api import token_hash
+from hub.config import ApiToken, Settings, load_settings
+from tests.support.servers import Broker
+
+TOKEN = "test-token-not-a-secret"
+GRID = "110105001001001"
+COMMUNITY = "110105001001"
+SOS_BUTTON = "0x847127fffe0542eb"  # the Tuya TS0215A of the samples
+REGISTRY = f"""
+version: 1
+communities:
+  - code: "{COMMUNITY}"
+    name: 幸福里社区
+    grids:
+      - {{code: "{GRID}", name: 第一网格}}
+      - {{code: "110105001001002", name: 第二网格}}
+    people:
+      - {{id: w-day, name: 日班网格员, role: grid_worker, grids: ["{GRID}"], shifts: [{{start: "08:00", end: "20:00"}}]}}
+      - {{id: w-night, name: 夜班网格员, role: grid_worker, grids: ["{GRID}"], shifts: [{{start: "20:00", end: "08:00"}}]}}
+      - {{id: duty, name: 值班员, role: duty_officer, grids: ["{GRID}"], shifts: [{{start: "00:00", end: "00:00"}}]}}
+    residents:
+      - {{id: r1, name: 王秀英, address: 3号楼2单元401, living_alone: true, age: 83}}
+    devices:
+      - {{id: "{SOS_BUTTON}", kind: sos_button, model: TS0215A, grid: "{GRID}", resident: r1, location: 3号楼2单元401}}
+      - {{id: heiman-1, kind: sos_button, model: HS1EB, grid: "{GRID}"}}
+      - {{id: door-1, kind: door_sensor, model: MCCGQ11LM, grid: "{GRID}"}}
+"""
+
+
+def hub_settings(tmp_path: Path, broker: Broker, **overrides: Any) -> Settings:
+    registry = tmp_path / "community.yaml"
+    registry.write_text(REGISTRY, encoding="utf-8")
+    values: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "community_file": str(registry),
+        "mqtt": {"url": broker.url, "client_id": "linli-hub-test"},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "api_tokens": [ApiToken(name="t", sha256=token_hash(TOKEN))],
+    }
+    values.update(overrides)
+    return load_settings(None, environ={}, overrides=values)
+
+
+async def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Phone:
+    """A grid worker's app: subscribes to notification topics and records what arrives."""
+
+    def __init__(self, broker: Broker, client_id: str = "phone") -> None:
+        self.broker = broker
+        self.messages: list[tuple[str, dict[str, Any], int]] = []
+        self.client = gmqtt.Client(client_id, clean_session=True)
+        self.client.set_auth_credentials(broker.username, broker.password)
+        self.client.on_message = self._on_message
+
+    def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        self.messages.append((topic, orjson.loads(payload), qos))
+        return 0
+
+    async def start(self, *topics: str) -> None:
+        subscribed = asyncio.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        await self.client.connect(self.broker.host, self.broker.port, version=MQTTv311)
+        self.client.subscribe([gmqtt.Subscription(t, qos=1) for t in topics])
+        await asyncio.wait_for(subscribed.wait(), 5)
+
+    async def stop(self) -> None:
+        await self.client.disconnect()
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [body for t, body, _ in self.messages if t == topic]
+
+
+async def publisher(broker: Broker, client_id: str = "gateway") -> gmqtt.Client:
+    client = gmqtt.Client(client_id, clean_session=True)
+    client.set_auth_credentials(broker.username, broker.password)
+    await client.connect(broker.host, broker.port, version=MQTTv311)
+    return client

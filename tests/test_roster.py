@@ -1,0 +1,96 @@
+"""Staggered shifts evaluated in the community's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from hub.roster import Person, Role, Shift, on_duty
+
+SH = ZoneInfo("Asia/Shanghai")
+GRID = "110105001001001"
+
+
+def ts(text: str, zone: ZoneInfo = SH) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
+
+
+PEOPLE = [
+    Person(
+        id="day",
+        name="日班",
+        role=Role.GRID_WORKER,
+        grids=(GRID,),
+        shifts=(Shift(start="08:00", end="20:00"),),
+    ),
+    Person(
+        id="night",
+        name="夜班",
+        role=Role.GRID_WORKER,
+        grids=(GRID,),
+        shifts=(Shift(start="20:00", end="08:00"),),
+    ),
+    Person(
+        id="lead",
+        name="网格长",
+        role=Role.GRID_LEADER,
+        grids=(GRID,),
+        shifts=(Shift(days="mon-fri", start="08:30", end="17:30"),),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        ("2026-11-23T07:59:59", {"night"}),  # Monday morning, still Sunday's night shift
+        ("2026-11-23T08:00:00", {"day"}),
+        ("2026-11-23T09:00:00", {"day", "lead"}),
+        ("2026-11-23T19:59:59", {"day"}),
+        ("2026-11-23T20:00:00", {"night"}),
+        ("2026-11-23T23:59:59", {"night"}),
+        ("2026-11-24T00:00:00", {"night"}),
+        ("2026-11-22T10:00:00", {"day"}),  # Sunday: no leader
+    ],
+)
+def test_on_duty_at(when: str, expected: set[str]) -> None:
+    people = on_duty(PEOPLE, grid=GRID, ts=ts(when), zone=SH, roles=(Role.GRID_WORKER, Role.GRID_LEADER))
+    assert {p.id for p in people} == expected
+
+
+def test_roster_is_evaluated_in_the_named_zone_not_utc() -> None:
+    # 01:00 UTC is 09:00 in Shanghai: the day worker, not the night worker.
+    moment = ts("2026-11-23T01:00:00", ZoneInfo("UTC"))
+    people = on_duty(PEOPLE, grid=GRID, ts=moment, zone=SH, roles=(Role.GRID_WORKER,))
+    assert [p.id for p in people] == ["day"]
+
+
+def test_overnight_shift_limited_to_some_days_covers_the_following_morning() -> None:
+    friday_night = Person(
+        id="f",
+        name="周五夜",
+        role=Role.GRID_WORKER,
+        grids=(GRID,),
+        shifts=(Shift(days=("fri",), start="22:00", end="06:00"),),
+    )
+    assert friday_night.on_duty(datetime(2026, 11, 28, 5, 0, tzinfo=SH))  # Saturday 05:00
+    assert not friday_night.on_duty(datetime(2026, 11, 29, 5, 0, tzinfo=SH))  # Sunday 05:00
+    assert not friday_night.on_duty(
+        datetime(2026, 11, 27, 5, 0, tzinfo=SH)
+    )  # Friday 05:00 (Thursday's night)
+
+
+def test_dst_zone_uses_wall_clock() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    worker = Person(
+        id="w", name="w", role=Role.GRID_WORKER, grids=(GRID,), shifts=(Shift(start="08:00", end="20:00"),)
+    )
+    # 2026-03-29 is the spring-forward day in Europe: 08:30 local is still inside the shift.
+    assert on_duty(
+        [worker], grid=GRID, ts=ts("2026-03-29T08:30:00", berlin), zone=berlin, roles=(Role.GRID_WORKER,)
+    )
+    assert not on_duty(
+        [worker], grid=GRID, ts=ts("2026-03-29T07:30:00", berlin), zone=berlin, roles=(Role.GRID_WORKER,)
+    )

@@ -1,0 +1,149 @@
+"""The store's invariants: one active alert per (rule, subject), idempotent signals, atomic outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hub.alert_json import notification_payload
+from hub.store import QuarantineRecord, Recipient, Store
+from rules.model import Severity
+from rules.signals import Signal, SignalAction
+from rules.subject import Subject
+
+T0 = 1_800_000_000.0
+SUBJECT = Subject("btn-1", None, "110105001001001", "110105001001")
+WORKER = Recipient("g1-day", "mqtt", "linli/110105001001/workers/g1-day/notifications")
+
+
+def signal(action: SignalAction = SignalAction.RAISE, ts: float = T0, subject: str = "btn-1") -> Signal:
+    return Signal(
+        action=action,
+        rule_id="elderly.sos",
+        category="sos",
+        severity=Severity.CRITICAL,
+        subject=subject,
+        ts=ts,
+        title_zh="一键呼救",
+        title_en="SOS",
+        trace={"event": {"kind": "sos_press", "ts": ts}},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(path=tmp_path / "s.sqlite3")
+
+
+def test_raise_creates_alert_and_notification_in_one_go(store: Store) -> None:
+    change = store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    assert change is not None and change.created
+    assert (change.alert.status, change.alert.grid, change.alert.count) == ("active", "110105001001001", 1)
+    (note,) = change.notifications
+    body = orjson.loads(note.payload)
+    assert body["id"] == note.id and body["type"] == "alert.raised" and body["alert"]["id"] == change.alert.id
+    assert [n.id for n in store.pending_notifications(now=T0)] == [note.id]
+
+
+def test_second_raise_for_same_rule_and_subject_updates_the_active_alert(store: Store) -> None:
+    first = store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    second = store.apply(signal(ts=T0 + 120), SUBJECT, [WORKER], payload_for=notification_payload)
+    assert first is not None and second is not None
+    assert second.alert.id == first.alert.id and not second.created
+    assert second.alert.count == 2 and second.alert.last_seen == T0 + 120
+    assert orjson.loads(second.notifications[0].payload)["type"] == "alert.repeated"
+    assert len(store.alerts()) == 1
+
+
+def test_update_within_merge_window_counts_but_notifies_nobody(store: Store) -> None:
+    store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    change = store.apply(
+        signal(SignalAction.UPDATE, ts=T0 + 5), SUBJECT, [WORKER], payload_for=notification_payload
+    )
+    assert change is not None and change.alert.count == 2 and change.notifications == ()
+
+
+def test_redelivered_signal_changes_nothing(store: Store) -> None:
+    store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    assert store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload) is None
+    assert (
+        store.apply(signal(SignalAction.UPDATE), SUBJECT, [WORKER], payload_for=notification_payload) is None
+    )
+    (alert,) = store.alerts()
+    assert alert.count == 1
+    assert len(store.pending_notifications(now=T0)) == 1
+
+
+def test_the_schema_itself_refuses_two_active_alerts(store: Store, tmp_path: Path) -> None:
+    store.apply(signal(), SUBJECT, [], payload_for=notification_payload)
+    db = sqlite3.connect(tmp_path / "s.sqlite3")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(
+            "INSERT INTO alerts (rule, subject, category, severity, status, device_id, title_zh, title_en,"
+            " raised_at, last_seen, trace) VALUES ('elderly.sos', 'btn-1', 'sos', 'critical', 'active', 'btn-1',"
+            " 'x', 'x', 0, 0, x'7b7d')"
+        )
+    db.close()
+
+
+def test_clear_resolves_and_a_new_raise_opens_a_new_alert(store: Store) -> None:
+    first = store.apply(signal(), SUBJECT, [], payload_for=notification_payload)
+    cleared = store.apply(
+        signal(SignalAction.CLEAR, ts=T0 + 10), SUBJECT, [], payload_for=notification_payload
+    )
+    assert cleared is not None and cleared.alert.status == "resolved" and cleared.alert.resolved_at == T0 + 10
+    again = store.apply(signal(ts=T0 + 20), SUBJECT, [], payload_for=notification_payload)
+    assert first is not None and again is not None and again.created and again.alert.id != first.alert.id
+    assert (
+        store.apply(
+            signal(SignalAction.CLEAR, ts=T0 + 30, subject="nobody"),
+            SUBJECT,
+            [],
+            payload_for=notification_payload,
+        )
+        is None
+    )
+
+
+def test_failure_in_payload_builder_rolls_back_the_alert(store: Store) -> None:
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.apply(signal(), SUBJECT, [WORKER], payload_for=broken)
+    assert store.alerts() == []
+    assert store.pending_notifications(now=T0) == []
+
+
+def test_outbox_retry_bookkeeping(store: Store) -> None:
+    change = store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    assert change is not None
+    note = change.notifications[0]
+    store.mark_failed(note.id, error="broker down", retry_at=T0 + 30)
+    assert store.pending_notifications(now=T0 + 29) == []
+    assert store.next_retry_at() == T0 + 30
+    (again,) = store.pending_notifications(now=T0 + 30)
+    assert again.attempts == 1
+    store.mark_delivered(note.id, at=T0 + 31)
+    assert store.pending_notifications(now=T0 + 1000) == []
+    (row,) = store.notifications_for(change.alert.id)
+    assert row["delivered_at"] == T0 + 31 and row["attempts"] == 2 and row["last_error"] is None
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    store = Store(path=tmp_path / "s.sqlite3")
+    store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    store.close()
+    reopened = Store(path=tmp_path / "s.sqlite3")
+    assert len(reopened.alerts(status="active")) == 1
+    assert len(reopened.pending_notifications(now=T0)) == 1
+
+
+def test_quarantine_aggregates_by_topic_and_reason(store: Store) -> None:
+    store.add_quarantine([QuarantineRecord("z/a", "malformed_json", "bad", b"{", T0, T0, 2)])
+    store.add_quarantine([QuarantineRecord("z/a", "malformed_json", "bad again", b"{x", T0 + 5, T0 + 9, 3)])
+    (record,) = store.quarantine()
+    assert (record.count, record.first_seen, record.last_seen, record.detail) == (5, T0, T0 + 9, "bad again")

@@ -1,0 +1,233 @@
+"""Table test of the Zigbee2MQTT decoder on the verbatim samples in tests/fixtures/samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.errors import DecodeError
+from adapters.events import DeviceKind, EventKind, NoHints
+from adapters.zigbee2mqtt import decode, press_type
+from tests.conftest import SAMPLES
+
+NOW = 1_790_000_000.0  # 2026-09-21, after every sample's last_seen
+
+
+class Hints:
+    def __init__(self, kinds: dict[str, DeviceKind]) -> None:
+        self._kinds = kinds
+
+    def device_kind(self, device_id: str) -> DeviceKind | None:
+        return self._kinds.get(device_id)
+
+
+def sample(name: str) -> tuple[str, bytes]:
+    folder = SAMPLES / "zigbee2mqtt"
+    payload = next(p for p in (folder / f"{name}.json", folder / f"{name}.txt") if p.exists())
+    return (folder / f"{name}.topic").read_text().strip(), payload.read_bytes()
+
+
+def base_of(topic: str) -> str:
+    return topic.split("/", 1)[0]
+
+
+# (sample, hints, expected [(device, kind, value)])
+CASES: list[tuple[str, dict[str, DeviceKind], list[tuple[str, EventKind, object]]]] = [
+    (
+        "tuya_ts0215a_sos_emergency",
+        {},
+        [
+            ("0x847127fffe0542eb", EventKind.SOS_PRESS, "emergency"),
+            ("0x847127fffe0542eb", EventKind.SIGNAL, 90.0),
+        ],
+    ),
+    (
+        "heiman_hs1eb_single_state",
+        {"0x842e14fffee5488f": DeviceKind.SOS_BUTTON},
+        [
+            ("0x842e14fffee5488f", EventKind.SOS_PRESS, "single"),
+            ("0x842e14fffee5488f", EventKind.BATTERY, 51.5),
+            ("0x842e14fffee5488f", EventKind.SIGNAL, 192.0),
+        ],
+    ),
+    (
+        # The same Heiman press from a button not registered as an SOS button is a plain press.
+        "heiman_hs1eb_single_state",
+        {},
+        [
+            ("0x842e14fffee5488f", EventKind.BUTTON_PRESS, "single"),
+            ("0x842e14fffee5488f", EventKind.BATTERY, 51.5),
+            ("0x842e14fffee5488f", EventKind.SIGNAL, 192.0),
+        ],
+    ),
+    (
+        "tuya_ts0215a_sos_action_cleared",
+        {},
+        [("0x847127fffe0542eb", EventKind.SIGNAL, 90.0), ("0x847127fffe0542eb", EventKind.HEARTBEAT, None)],
+    ),
+    (
+        "tuya_ts0601_sos_idle_action_null",
+        {},
+        [
+            ("0xa4c13899607febd1", EventKind.BATTERY, 100.0),
+            ("0xa4c13899607febd1", EventKind.SIGNAL, 14.0),
+            ("0xa4c13899607febd1", EventKind.HEARTBEAT, None),
+        ],
+    ),
+    ("tuya_ts0215a_sos_action_subtopic", {}, []),
+    (
+        # contact: false means OPEN; the friendly name contains a slash; base topic is zb6.
+        "aqara_mccgq11lm_open",
+        {},
+        [
+            ("h6/T1", EventKind.DOOR_OPEN, True),
+            ("h6/T1", EventKind.BATTERY, 100.0),
+            ("h6/T1", EventKind.SIGNAL, 153.0),
+        ],
+    ),
+    (
+        "aqara_motion_occupancy_true",
+        {},
+        [
+            ("AZ_MOTION01", EventKind.MOTION, True),
+            ("AZ_MOTION01", EventKind.BATTERY, 100.0),
+            ("AZ_MOTION01", EventKind.SIGNAL, 86.0),
+        ],
+    ),
+    ("docs_rtcgq01lm_occupancy", {}, [("FRIENDLY_NAME", EventKind.MOTION, True)]),
+    ("docs_wxkg01lm_action_single", {}, [("FRIENDLY_NAME", EventKind.BUTTON_PRESS, "single")]),
+    (
+        "aqara_switch_action_with_endpoint_suffix",
+        {},
+        [
+            ("AZ_SWITCH01", EventKind.BUTTON_PRESS, "single"),
+            ("AZ_SWITCH01", EventKind.BATTERY, 100.0),
+            ("AZ_SWITCH01", EventKind.SIGNAL, 76.0),
+        ],
+    ),
+    (
+        "aqara_wxkg11lm_report_without_action",
+        {},
+        [
+            ("0x00158d00023dc252", EventKind.BATTERY, 100.0),
+            ("0x00158d00023dc252", EventKind.SIGNAL, 73.0),
+            ("0x00158d00023dc252", EventKind.HEARTBEAT, None),
+        ],
+    ),
+    (
+        "legacy_2018_leak_battery_as_string",
+        {},
+        [
+            ("czujnikzalania1", EventKind.BATTERY, 100.0),
+            ("czujnikzalania1", EventKind.SIGNAL, 99.0),
+            ("czujnikzalania1", EventKind.HEARTBEAT, None),
+        ],
+    ),
+    ("device_availability_json_online", {}, [("MY_DEVICE", EventKind.ONLINE, True)]),
+    ("device_availability_json_offline", {}, [("MY_DEVICE", EventKind.OFFLINE, False)]),
+    ("bridge_state_json", {}, []),
+    ("bridge_state_json_offline_lwt", {}, []),
+    ("bridge_state_legacy_text", {}, []),
+    ("bridge_event_device_joined", {}, []),
+    ("bridge_event_device_leave", {}, []),
+    ("bridge_devices_contact_expose_fragment", {}, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "hints", "expected"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_sample_decodes_to_documented_events(
+    name: str, hints: dict[str, DeviceKind], expected: list[tuple[str, EventKind, object]]
+) -> None:
+    topic, payload = sample(name)
+    events = decode(topic, payload, NOW, Hints(hints), base=base_of(topic))
+    assert [(e.device_id, e.kind, e.value) for e in events] == expected
+    assert all(e.family == "zigbee2mqtt" for e in events)
+
+
+def test_every_zigbee2mqtt_sample_is_covered() -> None:
+    names = {p.stem for p in (SAMPLES / "zigbee2mqtt").iterdir() if p.suffix in (".json", ".txt")}
+    assert names == {c[0] for c in CASES}
+
+
+def test_device_time_used_when_trustworthy_and_clamped_when_in_future() -> None:
+    topic, payload = sample("aqara_motion_occupancy_true")  # last_seen 2024-01-09T23:22:22+00:00
+    events = decode(topic, payload, NOW, NoHints(), base="zigbee2mqtt")
+    assert events[0].ts == 1704842542.0
+    assert "ts_clamped" not in events[0].attrs
+    early = 1704842542.0 - 3600  # the device says it happened an hour after we received it
+    events = decode(topic, payload, early, NoHints(), base="zigbee2mqtt")
+    assert events[0].ts == early
+    assert events[0].attrs["ts_clamped"] is True
+
+
+def test_voltage_reported_in_volts() -> None:
+    topic, payload = sample("aqara_mccgq11lm_open")
+    battery = next(
+        e for e in decode(topic, payload, NOW, NoHints(), base="zb6") if e.kind is EventKind.BATTERY
+    )
+    assert battery.attrs["volts"] == pytest.approx(3.035)
+
+
+def test_parking_sensor_occupancy_is_occupancy_not_motion() -> None:
+    events = decode(
+        "zigbee2mqtt/p1",
+        b'{"occupancy": true}',
+        NOW,
+        Hints({"p1": DeviceKind.PARKING_SENSOR}),
+        base="zigbee2mqtt",
+    )
+    assert [(e.kind, e.value) for e in events] == [(EventKind.OCCUPANCY, True)]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'"text"', "not_an_object"),
+        (b'{"contact": "yes"}', "wrong_type"),
+        (b'{"battery": "full"}', "wrong_type"),
+        (b'{"battery": true}', "wrong_type"),
+        (b'{"action": 5}', "wrong_type"),
+        (b'{"linkquality": [1]}', "wrong_type"),
+    ],
+)
+def test_bad_payloads_raise_decode_error_with_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode("zigbee2mqtt/dev", payload, NOW, NoHints(), base="zigbee2mqtt")
+    assert info.value.reason == reason
+    assert info.value.topic == "zigbee2mqtt/dev"
+
+
+def test_bad_availability_value() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode("zigbee2mqtt/dev/availability", b"maybe", NOW, NoHints(), base="zigbee2mqtt")
+    assert info.value.reason == "bad_value"
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ("single", "single"),
+        ("single_right", "single"),
+        ("double", "double"),
+        ("hold", "long"),
+        ("long", "long"),
+        ("emergency", "emergency"),
+        ("sos", "emergency"),
+        ("triple", "single"),
+    ],
+)
+def test_press_types(action: str, expected: str) -> None:
+    assert press_type(action).value == expected
+
+
+def test_samples_folder_is_a_verbatim_copy() -> None:
+    shared = Path(__file__).parents[2] / "shared" / "samples" / "zigbee2mqtt"
+    if not shared.exists():
+        pytest.skip("shared/ is not beside this checkout")
+    for path in shared.iterdir():
+        assert (SAMPLES / "zigbee2mqtt" / path.name).read_bytes() == path.read_bytes()
