@@ -45,8 +45,15 @@ def _json(data: Any, *, status: int = 200) -> web.Response:
 
 class Api:
     def __init__(
-        self, *, store: Store, bus: AlertBus, tokens: Sequence[ApiToken], stats: Callable[[], Any]
+        self,
+        *,
+        store: Store,
+        bus: AlertBus,
+        tokens: Sequence[ApiToken],
+        stats: Callable[[], Any],
+        timezone: str,
     ) -> None:
+        self._timezone = timezone
         self._store = store
         self._bus = bus
         self._tokens = tuple(tokens)
@@ -62,6 +69,7 @@ class Api:
         app.router.add_get("/api/alerts", self._alerts)
         app.router.add_get("/api/alerts/{id}", self._alert)
         app.router.add_get("/api/stats", self._stats_handler)
+        app.router.add_get("/api/session", self._session)
         app.router.add_get("/api/stream", self._stream)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -146,6 +154,11 @@ class Api:
         body = alert_json(alert, with_trace=True)
         body["notifications"] = self._store.notifications_for(alert.id)
         return _json(body)
+
+    async def _session(self, request: web.Request) -> web.StreamResponse:
+        """Who is logged in and the zone every time is shown in (the community's, not the browser's)."""
+        identity = request[IDENTITY]
+        return _json({"name": identity.name, "role": identity.role, "timezone": self._timezone})
 
     async def _stats_handler(self, request: web.Request) -> web.StreamResponse:
         return _json(self._stats())

@@ -83,7 +83,13 @@ class Hub:
             on_notifications=self.dispatcher.wake,
             max_payload_bytes=settings.mqtt.max_payload_bytes,
         )
-        self.api = Api(store=self.store, bus=self.bus, tokens=settings.api_tokens, stats=self.stats)
+        self.api = Api(
+            store=self.store,
+            bus=self.bus,
+            tokens=settings.api_tokens,
+            stats=self.stats,
+            timezone=settings.timezone,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None

@@ -19,6 +19,7 @@ const TEXT = {
 };
 
 let lang = localStorage.getItem("linli.lang") || "zh";
+let timeZone = "Asia/Shanghai";  // replaced by the hub's configured zone from /api/session
 const alerts = new Map();
 
 function t(key) { return TEXT[lang][key]; }
@@ -60,7 +61,7 @@ function render(newId) {
     tr.dataset.rule = a.rule;
     if (a.id === newId) tr.className = "new";
     tr.append(
-      cell(new Date(a.raised_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB")),
+      cell(new Date(a.raised_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", { timeZone })),
       cell(t("sev")[a.severity] || a.severity, "sev " + a.severity),
       cell(lang === "zh" ? a.title.zh : (a.title.en || a.title.zh)),
       cell(a.device_id),
@@ -76,8 +77,12 @@ function render(newId) {
 }
 
 async function load() {
+  const session = await fetch("/api/session", { credentials: "same-origin" });
+  if (session.status === 401) { location.href = "/login"; return; }
+  timeZone = (await session.json()).timezone;
   const response = await fetch("/api/alerts?limit=200", { credentials: "same-origin" });
   if (response.status === 401) { location.href = "/login"; return; }
+  alerts.clear();
   for (const a of await response.json()) alerts.set(a.id, a);
   render();
 }
