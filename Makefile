@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test system-deps lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,9 +24,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# Real servers for the tests (Mosquitto, Chromium, a CJK font) from Debian's packages.
+system-deps:
+	scripts/system-deps
+
+test: system-deps lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)

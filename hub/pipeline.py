@@ -75,7 +75,9 @@ class Pipeline:
         self.stats.messages += 1
         received = self._clock.now()
         if len(payload) > self._max_payload:
-            self._reject(topic, "oversized", f"{len(payload)} bytes > limit {self._max_payload}", payload, received)
+            self._reject(
+                topic, "oversized", f"{len(payload)} bytes > limit {self._max_payload}", payload, received
+            )
             return
         try:
             events = self._adapters.decode(topic, payload, received, self._registry)
