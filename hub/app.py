@@ -22,6 +22,7 @@ from hub.mqtt_client import HubMqttClient
 from hub.pipeline import Pipeline
 from hub.quarantine import Quarantine
 from hub.registry import Registry
+from hub.registry_io import load_yaml
 from hub.routing import Routing
 from hub.store import Store
 from rules.evaluator import Evaluator
@@ -47,13 +48,16 @@ class Hub:
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        if registry is None:
-            registry = Registry.load(settings.community_file) if settings.community_file else Registry()
-        self.registry = registry
         if rules is None:
             rules = load_packs(settings.rule_paths or (BUILTIN_PACKS,))
         self.rules = tuple(rules)
         self.store = Store(path=Path(settings.data_dir) / "linli.sqlite3")
+        if registry is None:
+            if settings.community_file is not None:
+                # Idempotent: an unchanged file changes nothing; a changed one updates in place.
+                self.store.save_communities(load_yaml(settings.community_file), at=self.clock.now())
+            registry = Registry(communities=self.store.communities(), unassigned=self.store.unassigned())
+        self.registry = registry
         self.bus = AlertBus()
         self.states = DeviceStates()
         self.quarantine = Quarantine(store=self.store)

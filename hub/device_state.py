@@ -5,6 +5,7 @@ Kept in memory on the hot path (a dict update per event).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from adapters.events import Event, EventKind
@@ -21,11 +22,18 @@ class DeviceState:
     last: dict[str, tuple[float, object]] = field(default_factory=dict)
 
 
+#: Recent events kept for ``GET /api/events``: one ring for all devices, so memory stays
+#: bounded whatever the number of devices (history lives in the time-series store).
+RECENT_EVENTS = 50_000
+
+
 class DeviceStates:
-    def __init__(self) -> None:
+    def __init__(self, *, recent: int = RECENT_EVENTS) -> None:
         self._states: dict[str, DeviceState] = {}
+        self.recent: deque[Event] = deque(maxlen=recent)
 
     def record(self, event: Event) -> None:
+        self.recent.append(event)
         state = self._states.get(event.device_id)
         if state is None:
             state = self._states[event.device_id] = DeviceState(event.device_id, event.ts, event.family)
@@ -43,6 +51,16 @@ class DeviceStates:
             if kind is EventKind.SIGNAL and isinstance(event.value, float):
                 state.signal = event.value
         state.last[kind.value] = (event.ts, event.value)
+
+    def events(self, device_id: str | None = None, *, limit: int = 100) -> list[Event]:
+        """Most recent first."""
+        found: list[Event] = []
+        for event in reversed(self.recent):
+            if device_id is None or event.device_id == device_id:
+                found.append(event)
+                if len(found) >= limit:
+                    break
+        return found
 
     def get(self, device_id: str) -> DeviceState | None:
         return self._states.get(device_id)

@@ -97,7 +97,16 @@ class Pipeline:
 
     def _on_event(self, event: Event, retain: bool) -> None:
         self.stats.events += 1
-        subject = self._registry.subject(event.device_id, event.ts)
+        subject = self._registry.subject(event.device_id)
+        if not subject.known:
+            stranger = self._registry.note_unassigned(event.device_id, event.family, event.ts)
+            if stranger is not None:
+                log.warning(
+                    "unregistered device %r (%s) is publishing; listed as unassigned",
+                    stranger.id,
+                    stranger.family,
+                )
+                self._store.add_unassigned(stranger)
         self._states.record(event)
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1

@@ -1,157 +1,93 @@
-"""The community registry: grids, people on duty, residents and the devices expected to report.
+"""The community registry at run time: who and what is where, answered from memory.
 
-Loaded from the community YAML file (the simulator writes the same format). Devices that
-publish without being registered are kept as **unassigned**: they have no grid, so their
-alerts go to the command centre — never to nowhere.
+Built from the communities held in the store (imported from YAML/CSV), plus the devices
+that published without being registered: those are **unassigned**, have no grid, and
+their alerts go to the command centre — never to nowhere. Lookups on the hot path are
+dictionary reads.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from adapters.events import DeviceKind
-from hub.errors import RegistryError
+from hub.community import Building, Community, Device, Grid, Household, Place, Resident, Unit
+from hub.registry_io import load_yaml
 from hub.roster import Person
 from rules.subject import Subject
 
-#: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
-DB11_GRID_CODE = re.compile(r"^\d{15}$")
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Grid(_Model):
-    code: str
-    name: str
-
-    @field_validator("code")
-    @classmethod
-    def _db11(cls, value: str) -> str:
-        if not DB11_GRID_CODE.match(value):
-            raise ValueError(
-                "grid code must be the 15-digit DB11 code (6 county + 3 street + 3 community + 3 grid)"
-            )
-        if value[12:] == "000":
-            raise ValueError("grid sequence (last 3 digits) starts at 001")
-        return value
-
-    @property
-    def community_code(self) -> str:
-        """The 12-digit statistical community code the grid code starts with."""
-        return self.code[:12]
-
-
-class Resident(_Model):
+@dataclass(frozen=True, slots=True)
+class UnassignedDevice:
     id: str
-    name: str
-    address: str = ""
-    living_alone: bool = False
-    age: int | None = None
-    phone: str = ""
-    emergency_contacts: tuple[str, ...] = ()
+    family: str
+    first_seen: float
 
 
-class Device(_Model):
-    id: str = Field(min_length=1)
-    kind: DeviceKind
-    grid: str
-    model: str = ""
-    location: str = ""
-    resident: str | None = None
-    heartbeat_s: float = Field(default=3600.0, gt=0)
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a device is, resolved through the hierarchy (for people, not for rules)."""
 
-
-class Community(_Model):
-    code: str = Field(pattern=r"^\d{12}$")
-    name: str
-    grids: tuple[Grid, ...] = Field(min_length=1)
-    people: tuple[Person, ...] = ()
-    residents: tuple[Resident, ...] = ()
-    devices: tuple[Device, ...] = ()
-
-
-class RegistryFile(_Model):
-    version: int = 1
-    communities: tuple[Community, ...]
+    community: Community
+    grid: Grid
+    building: Building | None = None
+    unit: Unit | None = None
+    household: Household | None = None
+    place: Place | None = None
 
 
 class Registry:
-    """In-memory view of the community file plus the unassigned devices seen since start."""
-
-    def __init__(self, *, communities: Iterable[Community] = ()) -> None:
+    def __init__(
+        self, *, communities: Iterable[Community] = (), unassigned: Iterable[UnassignedDevice] = ()
+    ) -> None:
         self.communities = tuple(communities)
         self._grids: dict[str, tuple[Community, Grid]] = {}
-        self._devices: dict[str, Device] = {}
+        self._devices: dict[str, tuple[Community, Device]] = {}
         self._residents: dict[str, Resident] = {}
+        self._households: dict[str, tuple[Building, Unit, Household]] = {}
+        self._places: dict[str, Place] = {}
         self._subjects: dict[str, Subject] = {}
-        self.unassigned: dict[str, float] = {}
+        self._people: dict[str, tuple[Person, ...]] = {}
+        self.unassigned: dict[str, UnassignedDevice] = {}
         for community in self.communities:
+            self._people[community.code] = community.people
             for grid in community.grids:
                 self._grids[grid.code] = (community, grid)
-            for resident in community.residents:
-                self._residents[resident.id] = resident
+                self._places.update((p.id, p) for p in grid.places)
+                for building in grid.buildings:
+                    for unit in building.units:
+                        for household in unit.households:
+                            self._households[household.id] = (building, unit, household)
+            self._residents.update((r.id, r) for r in community.residents)
             for device in community.devices:
-                self._devices[device.id] = device
-        for device in self._devices.values():
-            self._subjects[device.id] = self._subject(device)
+                self._devices[device.id] = (community, device)
+        for community, device in self._devices.values():
+            self._subjects[device.id] = self._subject(community, device)
+        for stranger in unassigned:
+            if stranger.id not in self._devices:
+                self.unassigned[stranger.id] = stranger
 
     @classmethod
     def load(cls, path: Path) -> Registry:
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise RegistryError(f"cannot read: {exc.strerror}", file=str(path)) from None
-        except yaml.YAMLError as exc:
-            raise RegistryError(f"not valid YAML: {exc}", file=str(path)) from None
-        try:
-            parsed = RegistryFile.model_validate(doc)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            raise RegistryError(
-                error["msg"], file=str(path), field=".".join(map(str, error["loc"]))
-            ) from None
-        registry = cls(communities=parsed.communities)
-        registry._check_references(str(path))
-        return registry
+        """A registry straight from a community YAML file (tools and tests)."""
+        return cls(communities=load_yaml(path))
 
-    def _check_references(self, file: str) -> None:
-        for community in self.communities:
-            codes = {g.code for g in community.grids}
-            for grid in community.grids:
-                if grid.community_code != community.code:
-                    raise RegistryError(
-                        f"grid {grid.code} is not inside community {community.code}", file=file
-                    )
-            for device in community.devices:
-                if device.grid not in codes:
-                    raise RegistryError(f"device {device.id} names unknown grid {device.grid}", file=file)
-                if device.resident is not None and device.resident not in self._residents:
-                    raise RegistryError(
-                        f"device {device.id} names unknown resident {device.resident}", file=file
-                    )
-            for person in community.people:
-                unknown = set(person.grids) - codes
-                if unknown:
-                    raise RegistryError(
-                        f"person {person.id} covers unknown grids {sorted(unknown)}", file=file
-                    )
-
-    def _subject(self, device: Device) -> Subject:
-        community, _grid = self._grids[device.grid]
+    def _subject(self, community: Community, device: Device) -> Subject:
         attributes: dict[str, str | bool | int | float] = {"device.model": device.model}
-        if device.resident is not None:
-            resident = self._residents[device.resident]
+        if device.place is not None:
+            attributes["place.kind"] = self._places[device.place].kind.value
+            attributes["place.id"] = device.place
+        resident = self._residents.get(device.resident) if device.resident else None
+        if resident is not None:
             attributes["resident.id"] = resident.id
             attributes["resident.living_alone"] = resident.living_alone
+            attributes["resident.disabled"] = resident.disabled
+            attributes["resident.cognitive_impairment"] = resident.cognitive_impairment
             if resident.age is not None:
                 attributes["resident.age"] = resident.age
+                attributes["resident.aged_80_plus"] = resident.age >= 80
         return Subject(
             device_id=device.id,
             kind=device.kind,
@@ -160,28 +96,59 @@ class Registry:
             attributes=attributes,
         )
 
-    # -- lookups used on the hot path ------------------------------------------------------
+    # -- the adapters' DeviceHints port -----------------------------------------------------
 
     def device_kind(self, device_id: str) -> DeviceKind | None:
-        device = self._devices.get(device_id)
-        return device.kind if device is not None else None
+        entry = self._devices.get(device_id)
+        return entry[1].kind if entry is not None else None
 
-    def subject(self, device_id: str, seen_at: float) -> Subject:
-        """The rule subject for a device; an unknown device is recorded as unassigned."""
+    def device_profile(self, device_id: str) -> str | None:
+        entry = self._devices.get(device_id)
+        if entry is None:
+            return None
+        return entry[1].profile or entry[1].model or None
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def subject(self, device_id: str) -> Subject:
         subject = self._subjects.get(device_id)
-        if subject is None:
-            self.unassigned.setdefault(device_id, seen_at)
-            subject = Subject(device_id=device_id)
-        return subject
+        return subject if subject is not None else Subject(device_id=device_id)
+
+    def note_unassigned(self, device_id: str, family: str, seen_at: float) -> UnassignedDevice | None:
+        """Record a device that published without being registered; returns it the first time only."""
+        if device_id in self._devices or device_id in self.unassigned:
+            return None
+        stranger = self.unassigned[device_id] = UnassignedDevice(device_id, family, seen_at)
+        return stranger
 
     def device(self, device_id: str) -> Device | None:
-        return self._devices.get(device_id)
+        entry = self._devices.get(device_id)
+        return entry[1] if entry is not None else None
+
+    def devices(self) -> list[Device]:
+        return [device for _, device in self._devices.values()]
+
+    def location(self, device_id: str) -> Location | None:
+        entry = self._devices.get(device_id)
+        if entry is None:
+            return None
+        community, device = entry
+        _, grid = self._grids[device.grid]
+        building = unit = household = None
+        if device.household is not None:
+            building, unit, household = self._households[device.household]
+        elif device.resident is not None:
+            resident = self._residents[device.resident]
+            if resident.household is not None:
+                building, unit, household = self._households[resident.household]
+        place = self._places.get(device.place) if device.place else None
+        return Location(community, grid, building, unit, household, place)
+
+    def resident(self, resident_id: str) -> Resident | None:
+        return self._residents.get(resident_id)
 
     def grid(self, code: str) -> tuple[Community, Grid] | None:
         return self._grids.get(code)
 
     def people_of(self, community_code: str) -> tuple[Person, ...]:
-        for community in self.communities:
-            if community.code == community_code:
-                return community.people
-        return ()
+        return self._people.get(community_code, ())

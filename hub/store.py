@@ -26,7 +26,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from hub.community import Community
 from hub.errors import StoreError
+from hub.registry import UnassignedDevice
 from rules.signals import Signal, SignalAction
 from rules.subject import Subject
 
@@ -66,6 +68,18 @@ CREATE TABLE IF NOT EXISTS notifications (
     last_error   TEXT
 );
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt) WHERE delivered_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS communities (
+    code       TEXT PRIMARY KEY,
+    doc        BLOB NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS unassigned_devices (
+    id         TEXT PRIMARY KEY,
+    family     TEXT NOT NULL,
+    first_seen REAL NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS quarantine (
     topic      TEXT NOT NULL,
@@ -344,6 +358,42 @@ class Store:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def save_communities(self, communities: Sequence[Community], *, at: float) -> int:
+        """Upsert communities by code; returns how many changed. Registered devices leave the unassigned list."""
+        changed = 0
+        with self._tx() as db:
+            for community in communities:
+                doc = orjson.dumps(community.model_dump(mode="json"))
+                row = db.execute("SELECT doc FROM communities WHERE code = ?", (community.code,)).fetchone()
+                if row is not None and bytes(row[0]) == doc:
+                    continue
+                changed += 1
+                db.execute(
+                    "INSERT INTO communities (code, doc, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (code) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                    (community.code, doc, at),
+                )
+                db.executemany(
+                    "DELETE FROM unassigned_devices WHERE id = ?", [(d.id,) for d in community.devices]
+                )
+        return changed
+
+    def communities(self) -> list[Community]:
+        rows = self._db.execute("SELECT doc FROM communities ORDER BY code").fetchall()
+        return [Community.model_validate(orjson.loads(row[0])) for row in rows]
+
+    def add_unassigned(self, device: UnassignedDevice) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO unassigned_devices (id, family, first_seen) VALUES (?, ?, ?)",
+            (device.id, device.family, device.first_seen),
+        )
+
+    def unassigned(self) -> list[UnassignedDevice]:
+        rows = self._db.execute("SELECT id, family, first_seen FROM unassigned_devices ORDER BY first_seen")
+        return [UnassignedDevice(*row) for row in rows]
 
     # -- quarantine -----------------------------------------------------------------------
 

@@ -1,0 +1,198 @@
+"""The community model: district → street → community → grid → building → unit → household → resident.
+
+Plus shared places (parking lots and spaces, fire lanes, entrances, fire exits), the people
+on duty and the devices expected to report. This is the registry's import/export format
+(YAML, and CSV for flat device and resident lists); the simulator writes the same format.
+All models are frozen pydantic models, validated field by field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.events import DeviceKind
+from hub.roster import Person
+
+#: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
+DB11_GRID_CODE = re.compile(r"^\d{15}$")
+ID = r"^[A-Za-z0-9_.:/-]+$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlaceKind(StrEnum):
+    PARKING_LOT = "parking_lot"
+    PARKING_SPACE = "parking_space"
+    FIRE_LANE = "fire_lane"
+    ENTRANCE = "entrance"
+    FIRE_EXIT = "fire_exit"
+
+
+class Place(_Model):
+    """A shared facility of a grid; a parking space may name its lot."""
+
+    id: str = Field(pattern=ID)
+    kind: PlaceKind
+    name: str
+    lot: str | None = None
+
+
+class Household(_Model):
+    id: str = Field(pattern=ID)
+    room: str
+
+
+class Unit(_Model):
+    id: str = Field(pattern=ID)
+    name: str
+    households: tuple[Household, ...] = ()
+
+
+class Building(_Model):
+    id: str = Field(pattern=ID)
+    name: str
+    units: tuple[Unit, ...] = ()
+
+
+class Grid(_Model):
+    code: str
+    name: str
+    #: Optional boundary as [longitude, latitude] pairs (GCJ-02 or WGS-84, as the city uses).
+    polygon: tuple[tuple[float, float], ...] = ()
+    buildings: tuple[Building, ...] = ()
+    places: tuple[Place, ...] = ()
+
+    @field_validator("code")
+    @classmethod
+    def _db11(cls, value: str) -> str:
+        if not DB11_GRID_CODE.match(value):
+            raise ValueError(
+                "grid code must be the 15-digit DB11 code (6 county + 3 street + 3 community + 3 grid)"
+            )
+        if value[12:] == "000":
+            raise ValueError("grid sequence (last 3 digits) starts at 001")
+        return value
+
+    @field_validator("polygon")
+    @classmethod
+    def _closed_ring(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if value and len(value) < 3:
+            raise ValueError("a grid polygon needs at least 3 points")
+        return value
+
+    @property
+    def community_code(self) -> str:
+        """The 12-digit statistical community code the grid code starts with."""
+        return self.code[:12]
+
+
+class Contact(_Model):
+    name: str
+    relation: str = ""
+    phone: str = ""
+
+
+class Resident(_Model):
+    id: str = Field(pattern=ID)
+    name: str
+    household: str | None = None
+    address: str = ""
+    phone: str = ""
+    age: int | None = Field(default=None, ge=0, le=130)
+    living_alone: bool = False
+    disabled: bool = False
+    cognitive_impairment: bool = False
+    emergency_contacts: tuple[Contact, ...] = ()
+    medical_notes: str = ""
+
+    @field_validator("emergency_contacts", mode="before")
+    @classmethod
+    def _contacts(cls, value: object) -> object:
+        # Accept plain strings ("女儿 13800000000") as well as mappings.
+        if isinstance(value, list | tuple):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class Device(_Model):
+    id: str = Field(min_length=1)
+    kind: DeviceKind
+    grid: str
+    model: str = ""
+    #: Decoder profile (vendor mapping); defaults to the model's profile.
+    profile: str | None = None
+    location: str = ""
+    place: str | None = None
+    household: str | None = None
+    resident: str | None = None
+    heartbeat_s: float = Field(default=3600.0, gt=0)
+    installed: date | None = None
+
+
+class Street(_Model):
+    code: str = Field(pattern=r"^\d{9}$")
+    name: str
+
+
+class Community(_Model):
+    code: str = Field(pattern=r"^\d{12}$")
+    name: str
+    street: Street | None = None
+    grids: tuple[Grid, ...] = Field(min_length=1)
+    people: tuple[Person, ...] = ()
+    residents: tuple[Resident, ...] = ()
+    devices: tuple[Device, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Community:
+        grids = {g.code for g in self.grids}
+        for grid in self.grids:
+            if grid.community_code != self.code:
+                raise ValueError(
+                    f"grid {grid.code} is not inside community {self.code} (its first 12 digits differ)"
+                )
+        if self.street is not None and not self.code.startswith(self.street.code):
+            raise ValueError(f"community {self.code} is not inside street {self.street.code}")
+        households = {h.id for g in self.grids for b in g.buildings for u in b.units for h in u.households}
+        places = {p.id for g in self.grids for p in g.places}
+        residents = {r.id for r in self.residents}
+        _unique("grid", [g.code for g in self.grids])
+        _unique("resident", [r.id for r in self.residents])
+        _unique("device", [d.id for d in self.devices])
+        _unique("person", [p.id for p in self.people])
+        for resident in self.residents:
+            if resident.household is not None and resident.household not in households:
+                raise ValueError(f"resident {resident.id} names unknown household {resident.household}")
+        for device in self.devices:
+            if device.grid not in grids:
+                raise ValueError(f"device {device.id} names unknown grid {device.grid}")
+            if device.resident is not None and device.resident not in residents:
+                raise ValueError(f"device {device.id} names unknown resident {device.resident}")
+            if device.household is not None and device.household not in households:
+                raise ValueError(f"device {device.id} names unknown household {device.household}")
+            if device.place is not None and device.place not in places:
+                raise ValueError(f"device {device.id} names unknown place {device.place}")
+        for person in self.people:
+            unknown = set(person.grids) - grids
+            if unknown:
+                raise ValueError(f"person {person.id} covers unknown grids {sorted(unknown)}")
+        return self
+
+
+def _unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"duplicate {what} id {item}")
+        seen.add(item)
+
+
+class CommunityFile(_Model):
+    version: int = Field(default=1, ge=1, le=1)
+    communities: tuple[Community, ...]

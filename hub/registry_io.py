@@ -1,0 +1,198 @@
+"""Import and export the community registry: YAML documents and flat CSV lists.
+
+Errors name the file, the row (CSV) and the field. Re-importing the same file changes
+nothing; importing a changed file updates entries in place by id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hub.community import Community, CommunityFile, Device, Resident
+from hub.errors import RegistryError
+
+DEVICE_COLUMNS = (
+    "community", "id", "kind", "model", "profile", "grid", "location", "place", "household", "resident",
+    "heartbeat_s", "installed",
+)  # fmt: skip
+RESIDENT_COLUMNS = (
+    "community", "id", "name", "household", "address", "phone", "age", "living_alone", "disabled",
+    "cognitive_impairment", "emergency_contacts", "medical_notes",
+)  # fmt: skip
+_BOOL = {
+    "true": True,
+    "yes": True,
+    "1": True,
+    "是": True,
+    "false": False,
+    "no": False,
+    "0": False,
+    "否": False,
+    "": False,
+}
+
+
+class CsvKind(StrEnum):
+    DEVICES = "devices"
+    RESIDENTS = "residents"
+
+
+def _where(loc: Sequence[int | str], doc: Any) -> str:
+    """``communities.0.devices.3.grid`` → ``communities[110105001001].devices[btn-1].grid``."""
+    parts: list[str] = []
+    node = doc
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            item = node[part]
+            key = item.get("id", item.get("code")) if isinstance(item, dict) else None
+            parts[-1] += f"[{key if key is not None else part}]"
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def parse_yaml(text: str, *, file: str) -> tuple[Community, ...]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"not valid YAML: {exc}", file=file) from None
+    try:
+        return CommunityFile.model_validate(doc).communities
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = error["msg"].removeprefix("Value error, ")
+        raise RegistryError(message, file=file, field=_where(error["loc"], doc)) from None
+
+
+def load_yaml(path: Path) -> tuple[Community, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    return parse_yaml(text, file=str(path))
+
+
+def dump_yaml(communities: Iterable[Community]) -> str:
+    doc = CommunityFile(communities=tuple(communities)).model_dump(mode="json", exclude_defaults=True)
+    doc["version"] = 1
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+def _row_value(column: str, raw: str) -> Any:
+    value = raw.strip()
+    if column in ("living_alone", "disabled", "cognitive_impairment"):
+        if value.lower() not in _BOOL:
+            raise ValueError(f"{column} must be true/false, got {value!r}")
+        return _BOOL[value.lower()]
+    if column == "emergency_contacts":
+        contacts = []
+        for item in filter(None, (v.strip() for v in value.split(";"))):
+            name, relation, phone = [*item.split("|"), "", ""][:3]
+            contacts.append({"name": name, "relation": relation, "phone": phone})
+        return contacts
+    return value if value != "" else None
+
+
+def parse_csv(
+    text: str, *, file: str, kind: CsvKind | None = None
+) -> tuple[CsvKind, list[tuple[int, str, BaseModel]]]:
+    """Rows as (row number, community code, Device | Resident); row 1 is the header."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))  # Excel writes a BOM
+    header = tuple(reader.fieldnames or ())
+    if kind is None:
+        kind = CsvKind.DEVICES if "kind" in header else CsvKind.RESIDENTS
+    expected = DEVICE_COLUMNS if kind is CsvKind.DEVICES else RESIDENT_COLUMNS
+    unknown = [c for c in header if c not in expected]
+    if unknown:
+        raise RegistryError(
+            f"unknown column(s) {unknown}; expected {list(expected)}", file=file, field=unknown[0]
+        )
+    for column in ("community", "id"):
+        if column not in header:
+            raise RegistryError(f"missing column {column!r}", file=file, field=column)
+    model: type[Device] | type[Resident] = Device if kind is CsvKind.DEVICES else Resident
+    rows: list[tuple[int, str, BaseModel]] = []
+    for number, raw in enumerate(reader, start=2):
+        community = (raw.pop("community") or "").strip()
+        if not community:
+            raise RegistryError("community is empty", file=file, field=f"row {number}: community")
+        values: dict[str, Any] = {}
+        for column, cell in raw.items():
+            if column is None:
+                raise RegistryError("more cells than columns", file=file, field=f"row {number}")
+            try:
+                value = _row_value(column, cell or "")
+            except ValueError as exc:
+                raise RegistryError(str(exc), file=file, field=f"row {number}: {column}") from None
+            if value is not None:
+                values[column] = value
+        try:
+            rows.append((number, community, model.model_validate(values)))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(map(str, error["loc"]))
+            raise RegistryError(error["msg"], file=file, field=f"row {number}: {field}") from None
+    return kind, rows
+
+
+def merge_rows(
+    communities: Mapping[str, Community],
+    kind: CsvKind,
+    rows: Sequence[tuple[int, str, BaseModel]],
+    *,
+    file: str,
+) -> dict[str, Community]:
+    """Apply CSV rows to the communities by id (update in place, append new); revalidate each community."""
+    result = dict(communities)
+    by_community: dict[str, list[tuple[int, BaseModel]]] = {}
+    for number, code, item in rows:
+        if code not in result:
+            raise RegistryError(
+                f"unknown community {code}; import its YAML first",
+                file=file,
+                field=f"row {number}: community",
+            )
+        by_community.setdefault(code, []).append((number, item))
+    field_name = "devices" if kind is CsvKind.DEVICES else "residents"
+    for code, items in by_community.items():
+        current = {getattr(x, "id"): x for x in getattr(result[code], field_name)}  # noqa: B009
+        for _, item in items:
+            current[getattr(item, "id")] = item  # noqa: B009
+        doc = result[code].model_dump()
+        doc[field_name] = [x.model_dump() for x in current.values()]
+        try:
+            result[code] = Community.model_validate(doc)
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            row = next((n for n, item in items if str(getattr(item, "id")) in message), items[0][0])  # noqa: B009
+            raise RegistryError(message, file=file, field=f"row {row}") from None
+    return result
+
+
+def dump_csv(communities: Iterable[Community], kind: CsvKind) -> str:
+    out = io.StringIO()
+    columns = DEVICE_COLUMNS if kind is CsvKind.DEVICES else RESIDENT_COLUMNS
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for community in communities:
+        items: Sequence[BaseModel] = community.devices if kind is CsvKind.DEVICES else community.residents
+        for item in items:
+            row = item.model_dump(mode="json")
+            if kind is CsvKind.RESIDENTS:
+                row["emergency_contacts"] = ";".join(
+                    "|".join((c["name"], c["relation"], c["phone"])) for c in row["emergency_contacts"]
+                )
+            writer.writerow(
+                {"community": community.code, **{k: "" if v is None else v for k, v in row.items()}}
+            )
+    return out.getvalue()
