@@ -21,8 +21,12 @@ from aiohttp import web
 
 from hub.alert_json import alert_json
 from hub.bus import AlertBus
+from hub.clock import Clock, iso
 from hub.config import ApiToken
+from hub.device_state import DeviceStates
+from hub.registry import Registry
 from hub.store import Store
+from hub.views import PERSONAL_DATA_ROLES, community_json, device_json, event_json
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,14 @@ class Api:
         tokens: Sequence[ApiToken],
         stats: Callable[[], Any],
         timezone: str,
+        registry: Registry,
+        states: DeviceStates,
+        clock: Clock,
     ) -> None:
         self._timezone = timezone
+        self._registry = registry
+        self._states = states
+        self._clock = clock
         self._store = store
         self._bus = bus
         self._tokens = tuple(tokens)
@@ -70,6 +80,10 @@ class Api:
         app.router.add_get("/api/alerts/{id}", self._alert)
         app.router.add_get("/api/stats", self._stats_handler)
         app.router.add_get("/api/session", self._session)
+        app.router.add_get("/api/devices", self._devices)
+        app.router.add_get("/api/devices/{id}", self._device)
+        app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/community", self._community)
         app.router.add_get("/api/stream", self._stream)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -138,11 +152,7 @@ class Api:
         status = request.query.get("status")
         if status not in (None, "active", "resolved"):
             return _json({"error": "bad_request", "message": "status must be active or resolved"}, status=400)
-        try:
-            limit = max(1, min(1000, int(request.query.get("limit", "100"))))
-        except ValueError:
-            return _json({"error": "bad_request", "message": "limit must be a number"}, status=400)
-        return _json([alert_json(a) for a in self._store.alerts(limit=limit, status=status)])
+        return _json([alert_json(a) for a in self._store.alerts(limit=self._limit(request), status=status)])
 
     async def _alert(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -159,6 +169,47 @@ class Api:
         """Who is logged in and the zone every time is shown in (the community's, not the browser's)."""
         identity = request[IDENTITY]
         return _json({"name": identity.name, "role": identity.role, "timezone": self._timezone})
+
+    def _limit(self, request: web.Request, default: int = 100, most: int = 1000) -> int:
+        try:
+            return max(1, min(most, int(request.query.get("limit", str(default)))))
+        except ValueError:
+            raise web.HTTPBadRequest(
+                body=orjson.dumps({"error": "bad_request", "message": "limit must be a number"}),
+                content_type="application/json",
+            ) from None
+
+    async def _devices(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock.now()
+        ids = [d.id for d in self._registry.devices()] + list(self._registry.unassigned)
+        grid = request.query.get("grid")
+        views = [device_json(self._registry, self._states, i, now=now) for i in ids]
+        return _json([v for v in views if v is not None and (grid is None or v["grid"] == grid)])
+
+    async def _device(self, request: web.Request) -> web.StreamResponse:
+        view = device_json(
+            self._registry, self._states, request.match_info["id"], now=self._clock.now(), detail=True
+        )
+        if view is None:
+            return _json({"error": "not_found", "message": "没有这个设备 / no such device"}, status=404)
+        return _json(view)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        device_id = request.query.get("device_id")
+        events = self._states.events(device_id, limit=self._limit(request))
+        return _json([event_json(e) for e in events])
+
+    async def _community(self, request: web.Request) -> web.StreamResponse:
+        personal = request[IDENTITY].role in PERSONAL_DATA_ROLES
+        return _json(
+            {
+                "communities": [community_json(c, personal=personal) for c in self._registry.communities],
+                "unassigned_devices": [
+                    {"id": d.id, "family": d.family, "first_seen": iso(d.first_seen)}
+                    for d in self._registry.unassigned.values()
+                ],
+            }
+        )
 
     async def _stats_handler(self, request: web.Request) -> web.StreamResponse:
         return _json(self._stats())

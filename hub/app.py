@@ -93,6 +93,9 @@ class Hub:
             tokens=settings.api_tokens,
             stats=self.stats,
             timezone=settings.timezone,
+            registry=registry,
+            states=self.states,
+            clock=self.clock,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None

@@ -12,18 +12,23 @@ import logging
 import secrets
 import signal
 import sys
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from adapters.errors import LinliError
 from hub.api import token_hash
 from hub.app import Hub
+from hub.clock import iso
 from hub.config import load_settings
 from hub.demo import Endpoint, run_demo
 from hub.mqtt_url import MqttUrl
+from hub.registry_io import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
+from hub.store import Store
 from simulators.community import generate
 from simulators.runner import BrokerAddress, CommunitySimulator
 
@@ -148,6 +153,135 @@ def token(name: str, role: str) -> None:
     click.echo(f"token (give to the user, shown once): {value}")
     click.echo("add to the config file under api_tokens:")
     click.echo(f"  - {{name: {name}, role: {role}, sha256: {token_hash(value)}}}")
+
+
+def _store_for(config_file: Path | None, data_dir: Path | None) -> Store:
+    """The store a command works on: from ``--config`` (and LINLI_*), or straight from ``--data-dir``."""
+    try:
+        if data_dir is None:
+            data_dir = load_settings(config_file).data_dir
+        return Store(path=Path(data_dir) / "linli.sqlite3")
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+store_options = [
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="Hub configuration file (its data_dir is used).",
+    ),
+    click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Data directory of the hub (instead of --config).",
+    ),
+]
+
+
+def with_store_options(func: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(store_options):
+        func = option(func)
+    return func
+
+
+@main.group()
+def community() -> None:
+    """Import and export the community registry (YAML documents, CSV device and resident lists)."""
+
+
+@community.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--kind", type=click.Choice([k.value for k in CsvKind]), help="CSV content (default: from the header)."
+)
+@with_store_options
+def community_import(file: Path, kind: str | None, config_file: Path | None, data_dir: Path | None) -> None:
+    """Import FILE (.yaml/.yml or .csv); re-importing updates entries in place by id.
+
+    A running hub picks the change up on its next start.
+    """
+    store = _store_for(config_file, data_dir)
+    try:
+        if file.suffix.lower() == ".csv":
+            current = {c.code: c for c in store.communities()}
+            csv_kind, rows = parse_csv(
+                file.read_text(encoding="utf-8"), file=str(file), kind=CsvKind(kind) if kind else None
+            )
+            merged = merge_rows(current, csv_kind, rows, file=str(file))
+            changed = store.save_communities(list(merged.values()), at=time.time())
+            click.echo(f"imported {len(rows)} {csv_kind.value} row(s); {changed} community record(s) changed")
+        else:
+            communities = load_yaml(file)
+            changed = store.save_communities(communities, at=time.time())
+            click.echo(f"imported {len(communities)} community(ies); {changed} changed")
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+@community.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "csv"]), default="yaml", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in CsvKind]),
+    default="devices",
+    show_default=True,
+    help="For CSV.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
+)
+@with_store_options
+def community_export(
+    fmt: str, kind: str, output: Path | None, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Export the registry as YAML (everything) or CSV (devices or residents)."""
+    store = _store_for(config_file, data_dir)
+    try:
+        communities = store.communities()
+    finally:
+        store.close()
+    text = dump_yaml(communities) if fmt == "yaml" else dump_csv(communities, CsvKind(kind))
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@main.group()
+def quarantine() -> None:
+    """Messages that could not be decoded, with their reasons."""
+
+
+@quarantine.command("list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@with_store_options
+def quarantine_list(limit: int, as_json: bool, config_file: Path | None, data_dir: Path | None) -> None:
+    """List quarantine records, most recent first (topic, reason, count, last seen, excerpt)."""
+    store = _store_for(config_file, data_dir)
+    try:
+        records = store.quarantine(limit=limit)
+    finally:
+        store.close()
+    for r in records:
+        excerpt = r.excerpt.decode("utf-8", "replace")
+        if as_json:
+            click.echo(
+                orjson.dumps(
+                    {"topic": r.topic, "reason": r.reason, "detail": r.detail, "count": r.count,
+                     "first_seen": iso(r.first_seen), "last_seen": iso(r.last_seen), "excerpt": excerpt}
+                )
+            )  # fmt: skip
+        else:
+            click.echo(
+                f"{iso(r.last_seen)}  {r.count:>6}×  {r.reason:<16} {r.topic}  {r.detail}  | {excerpt[:60]!r}"
+            )
+    if not records and not as_json:
+        click.echo("quarantine is empty / 隔离区为空")
 
 
 @main.command("check-mqtt-url", hidden=True)

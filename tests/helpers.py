@@ -17,6 +17,7 @@ from hub.config import ApiToken, Settings, load_settings
 from tests.support.servers import Broker
 
 TOKEN = "test-token-not-a-secret"
+VIEWER_TOKEN = "viewer-token-not-a-secret"
 GRID = "110105001001001"
 COMMUNITY = "110105001001"
 SOS_BUTTON = "0x847127fffe0542eb"  # the Tuya TS0215A of the samples
@@ -25,19 +26,36 @@ version: 1
 communities:
   - code: "{COMMUNITY}"
     name: 幸福里社区
+    street: {{code: "110105001", name: 幸福街道}}
     grids:
-      - {{code: "{GRID}", name: 第一网格}}
+      - code: "{GRID}"
+        name: 第一网格
+        buildings:
+          - id: b3
+            name: 3号楼
+            units:
+              - {{id: b3-u2, name: 2单元, households: [{{id: b3-u2-401, room: "401"}}]}}
+        places:
+          - {{id: fire-lane-b, kind: fire_lane, name: 消防通道B}}
       - {{code: "110105001001002", name: 第二网格}}
     people:
       - {{id: w-day, name: 日班网格员, role: grid_worker, grids: ["{GRID}"], shifts: [{{start: "08:00", end: "20:00"}}]}}
       - {{id: w-night, name: 夜班网格员, role: grid_worker, grids: ["{GRID}"], shifts: [{{start: "20:00", end: "08:00"}}]}}
       - {{id: duty, name: 值班员, role: duty_officer, grids: ["{GRID}"], shifts: [{{start: "00:00", end: "00:00"}}]}}
     residents:
-      - {{id: r1, name: 王秀英, address: 3号楼2单元401, living_alone: true, age: 83}}
+      - id: r1
+        name: 王秀英
+        household: b3-u2-401
+        address: 3号楼2单元401
+        phone: "13812345678"
+        living_alone: true
+        age: 83
+        emergency_contacts: [{{name: 李明, relation: 儿子, phone: "13987654321"}}]
     devices:
       - {{id: "{SOS_BUTTON}", kind: sos_button, model: TS0215A, grid: "{GRID}", resident: r1, location: 3号楼2单元401}}
       - {{id: heiman-1, kind: sos_button, model: HS1EB, grid: "{GRID}"}}
-      - {{id: door-1, kind: door_sensor, model: MCCGQ11LM, grid: "{GRID}"}}
+      - {{id: door-1, kind: door_sensor, model: MCCGQ11LM, grid: "{GRID}", household: b3-u2-401, heartbeat_s: 3600}}
+      - {{id: lane-b-1, kind: parking_sensor, model: PARKING-ZB, grid: "{GRID}", place: fire-lane-b}}
 """
 
 
@@ -49,7 +67,10 @@ def hub_settings(tmp_path: Path, broker: Broker, **overrides: Any) -> Settings:
         "community_file": str(registry),
         "mqtt": {"url": broker.url, "client_id": "linli-hub-test"},
         "http": {"host": "127.0.0.1", "port": 0},
-        "api_tokens": [ApiToken(name="t", sha256=token_hash(TOKEN))],
+        "api_tokens": [
+            ApiToken(name="t", sha256=token_hash(TOKEN)),
+            ApiToken(name="wall", role="viewer", sha256=token_hash(VIEWER_TOKEN)),
+        ],
     }
     values.update(overrides)
     return load_settings(None, environ={}, overrides=values)

@@ -1,0 +1,180 @@
+"""JSON views of devices, events and the community tree, with personal data masked by role.
+
+Residents' personal data (names, phones, addresses, contacts, medical notes) is shown only
+to roles that act on it (the command centre, duty officers, administrators); every other
+role sees masked values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.events import Event
+from hub.clock import iso
+from hub.community import Community, Resident
+from hub.device_state import DeviceState, DeviceStates
+from hub.registry import Registry
+
+PERSONAL_DATA_ROLES = frozenset({"admin", "command_centre", "command_supervisor", "duty_officer"})
+#: A device is considered offline after this many missed heartbeat intervals (handbook §5).
+OFFLINE_AFTER_HEARTBEATS = 2.0
+
+
+def mask_name(name: str) -> str:
+    return name[:1] + "*" * max(1, len(name) - 1) if name else ""
+
+
+def mask_phone(phone: str) -> str:
+    digits = phone.strip()
+    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****" if digits else ""
+
+
+def resident_json(resident: Resident, *, personal: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": resident.id,
+        "household": resident.household,
+        "living_alone": resident.living_alone,
+        "aged_80_plus": resident.age is not None and resident.age >= 80,
+        "disabled": resident.disabled,
+        "cognitive_impairment": resident.cognitive_impairment,
+    }
+    if personal:
+        body |= {
+            "name": resident.name,
+            "age": resident.age,
+            "address": resident.address,
+            "phone": resident.phone,
+            "emergency_contacts": [c.model_dump() for c in resident.emergency_contacts],
+            "medical_notes": resident.medical_notes,
+        }
+    else:
+        body |= {"name": mask_name(resident.name), "phone": mask_phone(resident.phone)}
+    return body
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "device_id": event.device_id,
+        "kind": event.kind.value,
+        "ts": iso(event.ts),
+        "family": event.family,
+        "value": event.value,
+        "attrs": dict(event.attrs),
+    }
+
+
+def _online(state: DeviceState | None, heartbeat_s: float | None, now: float) -> bool | None:
+    if state is None:
+        return None
+    if not state.online:
+        return False
+    return not (heartbeat_s is not None and now - state.last_seen > OFFLINE_AFTER_HEARTBEATS * heartbeat_s)
+
+
+def device_json(
+    registry: Registry, states: DeviceStates, device_id: str, *, now: float, detail: bool = False
+) -> dict[str, Any] | None:
+    device = registry.device(device_id)
+    stranger = registry.unassigned.get(device_id)
+    state = states.get(device_id)
+    if device is None and stranger is None and state is None:
+        return None
+    body: dict[str, Any] = {
+        "id": device_id,
+        "assigned": device is not None,
+        "kind": device.kind.value if device else None,
+        "model": device.model if device else None,
+        "grid": device.grid if device else None,
+        "community": device.grid[:12] if device else None,
+        "location": device.location if device else None,
+        "place": device.place if device else None,
+        "family": state.family if state else (stranger.family if stranger else None),
+        "heartbeat_s": device.heartbeat_s if device else None,
+        "last_seen": iso(state.last_seen) if state else None,
+        "online": _online(state, device.heartbeat_s if device else None, now),
+        "battery": state.battery if state else None,
+        "signal": state.signal if state else None,
+    }
+    if detail:
+        body["installed"] = device.installed.isoformat() if device and device.installed else None
+        body["first_seen_unassigned"] = iso(stranger.first_seen) if stranger else None
+        body["state"] = (
+            {kind: {"ts": iso(ts), "value": value} for kind, (ts, value) in state.last.items()}
+            if state
+            else {}
+        )
+        location = registry.location(device_id)
+        if location is not None:
+            body["where"] = {
+                "community": {"code": location.community.code, "name": location.community.name},
+                "grid": {"code": location.grid.code, "name": location.grid.name},
+                "building": location.building.name if location.building else None,
+                "unit": location.unit.name if location.unit else None,
+                "room": location.household.room if location.household else None,
+                "place": {
+                    "id": location.place.id,
+                    "kind": location.place.kind.value,
+                    "name": location.place.name,
+                }
+                if location.place
+                else None,
+            }
+    return body
+
+
+def community_json(community: Community, *, personal: bool) -> dict[str, Any]:
+    devices_by_grid: dict[str, list[str]] = {}
+    for device in community.devices:
+        devices_by_grid.setdefault(device.grid, []).append(device.id)
+    residents_by_household: dict[str | None, list[dict[str, Any]]] = {}
+    for resident in community.residents:
+        residents_by_household.setdefault(resident.household, []).append(
+            resident_json(resident, personal=personal)
+        )
+    return {
+        "code": community.code,
+        "name": community.name,
+        "street": community.street.model_dump() if community.street else None,
+        "grids": [
+            {
+                "code": grid.code,
+                "name": grid.name,
+                "polygon": grid.polygon,
+                "places": [p.model_dump(mode="json") for p in grid.places],
+                "devices": devices_by_grid.get(grid.code, []),
+                "buildings": [
+                    {
+                        "id": b.id,
+                        "name": b.name,
+                        "units": [
+                            {
+                                "id": u.id,
+                                "name": u.name,
+                                "households": [
+                                    {
+                                        "id": h.id,
+                                        "room": h.room,
+                                        "residents": residents_by_household.get(h.id, []),
+                                    }
+                                    for h in u.households
+                                ],
+                            }
+                            for u in b.units
+                        ],
+                    }
+                    for b in grid.buildings
+                ],
+            }
+            for grid in community.grids
+        ],
+        "residents_without_household": residents_by_household.get(None, []),
+        "people": [
+            {
+                "id": p.id,
+                "name": p.name if personal else mask_name(p.name),
+                "role": p.role.value,
+                "grids": p.grids,
+            }
+            for p in community.people
+        ],
+    }

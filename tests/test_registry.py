@@ -1,0 +1,170 @@
+"""The community registry: validation with precise errors, YAML/CSV import and export, idempotence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.community import Community
+from hub.errors import RegistryError
+from hub.registry import Registry, UnassignedDevice
+from hub.registry_io import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv, parse_yaml
+from hub.store import Store
+from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON
+
+
+@pytest.fixture
+def communities() -> tuple[Community, ...]:
+    return parse_yaml(REGISTRY, file="helpers")
+
+
+def test_registry_resolves_subjects_and_locations(communities: tuple[Community, ...]) -> None:
+    registry = Registry(communities=communities)
+    subject = registry.subject(SOS_BUTTON)
+    assert (subject.grid, subject.community, subject.kind.value if subject.kind else None) == (
+        GRID,
+        COMMUNITY,
+        "sos_button",
+    )
+    assert (
+        subject.attributes["resident.living_alone"] is True
+        and subject.attributes["resident.aged_80_plus"] is True
+    )
+    location = registry.location(SOS_BUTTON)
+    assert location is not None and location.building is not None and location.household is not None
+    assert (location.building.name, location.household.room) == ("3号楼", "401")
+    assert registry.subject("lane-b-1").attributes["place.kind"] == "fire_lane"
+    assert registry.device_profile(SOS_BUTTON) == "TS0215A"
+    assert not registry.subject("nobody").known
+
+
+def test_unassigned_devices_are_noted_once(communities: tuple[Community, ...]) -> None:
+    registry = Registry(communities=communities, unassigned=[UnassignedDevice("old", "zigbee2mqtt", 1.0)])
+    assert registry.note_unassigned("old", "zigbee2mqtt", 5.0) is None
+    assert registry.note_unassigned(SOS_BUTTON, "zigbee2mqtt", 5.0) is None
+    first = registry.note_unassigned("new", "zigbee2mqtt", 5.0)
+    assert first == UnassignedDevice("new", "zigbee2mqtt", 5.0)
+    assert registry.note_unassigned("new", "zigbee2mqtt", 6.0) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            ("110105001001001", "11010500100100"),
+            "communities[110105001001].grids[11010500100100].code",
+            "15-digit DB11",
+        ),
+        (
+            (
+                'grid: "110105001001001", household: b3-u2-401',
+                'grid: "110105001001009", household: b3-u2-401',
+            ),
+            "communities[110105001001]",
+            "unknown grid 110105001001009",
+        ),
+        (
+            ("kind: sos_button, model: HS1EB", "kind: panic_button, model: HS1EB"),
+            "communities[110105001001].devices[heiman-1].kind",
+            "Input should be",
+        ),
+        (("age: 83", "age: 200"), "communities[110105001001].residents[r1].age", "less than or equal"),
+        (('code: "110105001"', 'code: "110106001"'), "communities[110105001001]", "not inside street"),
+    ],
+)
+def test_yaml_errors_name_file_and_field(
+    tmp_path: Path, change: tuple[str, str], field: str, message: str
+) -> None:
+    path = tmp_path / "community.yaml"
+    text = REGISTRY.replace(*change, 1)
+    assert text != REGISTRY, change
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RegistryError) as info:
+        load_yaml(path)
+    assert info.value.file == str(path)
+    assert info.value.field == field
+    assert message in str(info.value)
+
+
+def test_yaml_round_trip(communities: tuple[Community, ...]) -> None:
+    assert parse_yaml(dump_yaml(communities), file="export") == communities
+
+
+def test_import_is_idempotent_and_updates_in_place(
+    tmp_path: Path, communities: tuple[Community, ...]
+) -> None:
+    store = Store(path=tmp_path / "s.sqlite3")
+    assert store.save_communities(communities, at=1.0) == 1
+    assert store.save_communities(communities, at=2.0) == 0
+    renamed = parse_yaml(REGISTRY.replace("幸福里社区", "幸福里社区(新)"), file="v2")
+    assert store.save_communities(renamed, at=3.0) == 1
+    (stored,) = store.communities()
+    assert stored.name == "幸福里社区(新)" and stored.devices == communities[0].devices
+
+
+def test_registering_a_device_removes_it_from_unassigned(
+    tmp_path: Path, communities: tuple[Community, ...]
+) -> None:
+    store = Store(path=tmp_path / "s.sqlite3")
+    store.add_unassigned(UnassignedDevice(SOS_BUTTON, "zigbee2mqtt", 1.0))
+    store.add_unassigned(UnassignedDevice("stranger", "zigbee2mqtt", 2.0))
+    store.save_communities(communities, at=3.0)
+    assert [d.id for d in store.unassigned()] == ["stranger"]
+
+
+DEVICES_CSV = """community,id,kind,model,grid,location,heartbeat_s,installed
+110105001001,door-1,door_sensor,MCCGQ11LM,110105001001001,3号楼2单元401 入户门,1800,2026-03-01
+110105001001,new-door,door_sensor,MCCGQ11LM,110105001001002,5号楼单元门,3600,
+"""
+
+
+def test_csv_devices_update_in_place_and_append(communities: tuple[Community, ...]) -> None:
+    kind, rows = parse_csv(DEVICES_CSV, file="devices.csv")
+    assert kind is CsvKind.DEVICES and [n for n, _, _ in rows] == [2, 3]
+    merged = merge_rows({c.code: c for c in communities}, kind, rows, file="devices.csv")[COMMUNITY]
+    devices = {d.id: d for d in merged.devices}
+    assert devices["door-1"].heartbeat_s == 1800 and devices["door-1"].installed is not None
+    assert devices["new-door"].grid == "110105001001002"
+    assert len(merged.devices) == len(communities[0].devices) + 1
+    again = merge_rows({COMMUNITY: merged}, kind, rows, file="devices.csv")[COMMUNITY]
+    assert again == merged
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "field", "message"),
+    [
+        (
+            "community,id,kind,grid\n110105001001,x,door_sensor,110105001001001\n110105001001,y,lamp,110105001001001\n",
+            "row 3: kind",
+            "Input should be",
+        ),
+        ("community,id,kind,grid,colour\n", "colour", "unknown column"),
+        ("community,id,kind,grid\n110105001001,y,door_sensor,110105001001009\n", "row 2", "unknown grid"),
+        (
+            "community,id,kind,grid\n999999999999,y,door_sensor,110105001001001\n",
+            "row 2: community",
+            "unknown community",
+        ),
+        (
+            "community,id,name,living_alone\n110105001001,r9,张三,perhaps\n",
+            "row 2: living_alone",
+            "true/false",
+        ),
+    ],
+)
+def test_csv_errors_name_file_row_and_field(
+    communities: tuple[Community, ...], csv_text: str, field: str, message: str
+) -> None:
+    with pytest.raises(RegistryError) as info:
+        kind, rows = parse_csv(csv_text, file="in.csv")
+        merge_rows({c.code: c for c in communities}, kind, rows, file="in.csv")
+    assert info.value.file == "in.csv" and info.value.field == field and message in str(info.value)
+
+
+@pytest.mark.parametrize("kind", list(CsvKind))
+def test_csv_round_trip(communities: tuple[Community, ...], kind: CsvKind) -> None:
+    parsed_kind, rows = parse_csv(dump_csv(communities, kind), file="export.csv")
+    assert parsed_kind is kind
+    merged = merge_rows({c.code: c for c in communities}, kind, rows, file="export.csv")
+    assert merged[COMMUNITY] == communities[0]
