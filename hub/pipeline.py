@@ -40,6 +40,7 @@ class PipelineStats:
     alerts_raised: int = 0
     quarantined: int = 0
     retained_presses_skipped: int = 0
+    unknown_device_events: int = 0
 
 
 class Pipeline:
@@ -99,14 +100,7 @@ class Pipeline:
         self.stats.events += 1
         subject = self._registry.subject(event.device_id)
         if not subject.known:
-            stranger = self._registry.note_unassigned(event.device_id, event.family, event.ts)
-            if stranger is not None:
-                log.warning(
-                    "unregistered device %r (%s) is publishing; listed as unassigned",
-                    stranger.id,
-                    stranger.family,
-                )
-                self._store.add_unassigned(stranger)
+            self._unknown_device(event)
         self._states.record(event)
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
@@ -117,6 +111,25 @@ class Pipeline:
             change = self._store.apply(signal, subject, recipients, payload_for=notification_payload)
             if change is not None:
                 self._announce(change)
+
+    def _unknown_device(self, event: Event) -> None:
+        """Process the event anyway (an unregistered SOS button must still be heard) and keep a record."""
+        self.stats.unknown_device_events += 1
+        self._quarantine.add(
+            topic=f"{event.family}:{event.device_id}",
+            reason="unknown_device",
+            detail="not in the registry; processed and listed as unassigned",
+            payload=event.kind.value.encode(),
+            at=event.ts,
+        )
+        stranger = self._registry.note_unassigned(event.device_id, event.family, event.ts)
+        if stranger is not None:
+            log.warning(
+                "unregistered device %r (%s) is publishing; listed as unassigned",
+                stranger.id,
+                stranger.family,
+            )
+            self._store.add_unassigned(stranger)
 
     def _announce(self, change: AlertChange) -> None:
         if change.created:

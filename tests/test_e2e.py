@@ -131,6 +131,8 @@ async def test_sos_from_unknown_device_goes_to_command_centre(
     (alert,) = await get_alerts(http)
     assert alert["device_id"] == "0xdeadbeef00000001" and alert["grid"] is None
     assert "0xdeadbeef00000001" in hub.registry.unassigned
+    assert hub.quarantine.counts["unknown_device"] == 2  # the press and the link quality of one message
+    assert [d.id for d in hub.store.unassigned()] == ["0xdeadbeef00000001"]
     assert not [t for t, _, _ in phone.messages if "/workers/" in t]
     await gateway.disconnect()
 
