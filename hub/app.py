@@ -33,6 +33,11 @@ from rules.state import MemoryState
 log = logging.getLogger(__name__)
 
 QUARANTINE_FLUSH_S = 1.0
+SUBSCRIBE_TIMEOUT_S = 10.0
+
+
+def _ignore(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    """The outbound connection subscribes to nothing."""
 
 
 class Hub:
@@ -73,7 +78,16 @@ class Hub:
             subscriptions=self.adapters.subscriptions(),
             tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
         )
-        self.dispatcher = Dispatcher(store=self.store, mqtt=self.mqtt, clock=self.clock)
+        # Notifications leave on their own connection: on the ingest connection their PUBACKs
+        # would queue behind any backlog of sensor traffic, delaying an SOS notification.
+        self.outbound = HubMqttClient(
+            url=settings.mqtt.parsed_url,
+            client_id=f"{settings.mqtt.client_id}-out",
+            on_message=_ignore,
+            subscriptions=[],
+            tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
+        )
+        self.dispatcher = Dispatcher(store=self.store, mqtt=self.outbound, clock=self.clock)
         self.pipeline = Pipeline(
             adapters=self.adapters,
             registry=registry,
@@ -113,6 +127,8 @@ class Hub:
             "notifications_delivered": self.dispatcher.delivered,
             "notification_failures": self.dispatcher.failed_attempts,
             "mqtt_connected": self.mqtt.connected.is_set(),
+            "mqtt_subscribed": self.mqtt.subscribed.is_set(),
+            "mqtt_outbound_connected": self.outbound.connected.is_set(),
             "mqtt_handler_errors": self.mqtt.handler_errors,
         }
 
@@ -129,7 +145,12 @@ class Hub:
         # Deliver what an earlier run left pending before anything new arrives.
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="linli-dispatcher"))
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
+        await self.outbound.connect()
         await self.mqtt.connect()
+        try:
+            await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            log.error("no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S)
         log.info(
             "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered",
             self.settings.mqtt.parsed_url.redacted(),
@@ -146,10 +167,11 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop taking messages, then cancel and await every task, then close the store."""
-        try:
-            await self.mqtt.disconnect()
-        except Exception:
-            log.exception("error while disconnecting from MQTT")
+        for client in (self.mqtt, self.outbound):
+            try:
+                await client.disconnect()
+            except Exception:
+                log.exception("error while disconnecting from MQTT")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

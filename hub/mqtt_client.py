@@ -1,8 +1,9 @@
 """The hub's MQTT connection: gmqtt, with PUBACK sent only after a message is handled.
 
 Why gmqtt: measured on these machines (Mosquitto on loopback, receive + JSON parse in one
-process) gmqtt reaches ≈ 50 k msg/s against paho-mqtt's ≈ 17 k and aiomqtt's ≈ 7 k; the
-hub's goal of ≥ 40 k msg/s end to end rules out the others (see README, design notes).
+process) gmqtt is the fastest Python client by far (handbook: ≈ 50 k msg/s against
+paho-mqtt's ≈ 17 k and aiomqtt's ≈ 7 k; ``make bench`` measures ≈ 280 k msg/s for a bare
+gmqtt consumer); the hub's goal of ≥ 40 k msg/s end to end rules out the others.
 
 Why the hook: gmqtt either acknowledges a QoS 1 PUBLISH *before* calling ``on_message``
 (optimistic) or only supports asynchronous handlers for late acks (a task per message).
@@ -22,7 +23,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from gmqtt import Client, Message
+from gmqtt import Client, Message, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
 from hub.errors import MqttError
@@ -61,11 +62,14 @@ class HubMqttClient:
         self._client.on_message = self._on_message
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         if url.username is not None:
             self._client.set_auth_credentials(url.username, url.password)
         self._install_hooks()
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.connected = asyncio.Event()
+        #: Set once the broker has acknowledged every subscription (SUBACK), i.e. ready to receive.
+        self.subscribed = asyncio.Event()
         self.handler_errors = 0
         self._closing = False
 
@@ -109,12 +113,24 @@ class HubMqttClient:
 
     def _on_connect(self, client: Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
         log.info("connected to MQTT broker %s", self._url.redacted())
-        for topic in self._subscriptions:
-            client.subscribe(topic, qos=1)
         self.connected.set()
+        if self._subscriptions:
+            # One SUBSCRIBE for all filters, so one SUBACK says we are ready.
+            client.subscribe([Subscription(topic, qos=1) for topic in self._subscriptions])
+        else:
+            self.subscribed.set()
+
+    def _on_subscribe(
+        self, client: Client, mid: int, granted_qos: list[int], properties: dict[str, Any]
+    ) -> None:
+        refused = [t for t, q in zip(self._subscriptions, granted_qos, strict=False) if q >= 0x80]
+        if refused:
+            log.error("the broker refused the subscription(s) %s (check its ACL)", refused)
+        self.subscribed.set()
 
     def _on_disconnect(self, client: Client, packet: bytes, exc: BaseException | None = None) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self._closing:
             log.warning("disconnected from MQTT broker %s; reconnecting", self._url.redacted())
 

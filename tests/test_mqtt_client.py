@@ -27,8 +27,7 @@ async def test_unhandled_qos1_message_is_redelivered_and_handled_one_is_not(mosq
 
     first = client(mosquitto_broker, handler)
     await first.connect()
-    await eventually(first.connected.is_set)
-    await asyncio.sleep(0.1)  # let SUBACK land
+    await asyncio.wait_for(first.subscribed.wait(), 5)
     gateway = await publisher(mosquitto_broker)
     gateway.publish("t/a", b"reading", qos=1)
     gateway.publish("t/b", b"sos", qos=1)
