@@ -12,6 +12,9 @@ from adapters.errors import DecodeError
 
 #: A device clock more than this far ahead of the receive time is not trusted.
 MAX_FUTURE_SKEW_S = 300.0
+#: A device time before 2000-01-01 is a placeholder (TTS simulated uplinks carry
+#: ``0001-01-01T00:00:00Z``; an unset RTC counts from 1970), not a time: use the receive time.
+MIN_PLAUSIBLE_TS = 946_684_800.0
 
 
 def parse_object(payload: bytes, topic: str) -> dict[str, Any]:
@@ -69,11 +72,16 @@ def event_time(device_ts: object, received: float, topic: str) -> tuple[float, b
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            ts = parsed.timestamp()
+            try:
+                ts = parsed.timestamp()
+            except (OverflowError, ValueError):  # pragma: no cover - platform dependent
+                ts = None
     elif isinstance(device_ts, int | float) and not isinstance(device_ts, bool):
         # Zigbee2MQTT's `last_seen: epoch` is in milliseconds.
         ts = device_ts / 1000.0 if device_ts > 1e11 else float(device_ts)
-    if ts is None:
+        if not math.isfinite(ts):
+            ts = None
+    if ts is None or ts < MIN_PLAUSIBLE_TS:
         return received, False
     if ts > received + MAX_FUTURE_SKEW_S:
         return received, True

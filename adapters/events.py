@@ -24,6 +24,12 @@ class EventKind(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     SIGNAL = "signal"
+    #: The network server reports a problem with the device (ChirpStack ``log`` event: codec
+    #: exception, MIC mismatch, frame-counter reset …); attrs ``code`` and ``level``.
+    DEVICE_ERROR = "device_error"
+    #: A measured distance in millimetres (ultrasonic parking/level sensors such as the
+    #: Milesight EM400-MUD report only this; occupancy is derived by a rule's threshold).
+    DISTANCE = "distance"
 
 
 class PressType(StrEnum):
@@ -71,9 +77,20 @@ class DeviceHints(Protocol):
 
     def device_kind(self, device_id: str) -> DeviceKind | None: ...
 
+    def device_profile(self, device_id: str) -> str | None:
+        """The name of the device profile (vendor model) to decode this device's payloads with.
+
+        Answered from the registry's ``model`` field; ``None`` lets the decoder fall back to
+        the envelope's own metadata (TTS ``version_ids``, ChirpStack ``deviceProfileName``).
+        """
+        ...
+
 
 class NoHints:
     """Hints for decoding without a registry (tests, tools)."""
 
     def device_kind(self, device_id: str) -> DeviceKind | None:
+        return None
+
+    def device_profile(self, device_id: str) -> str | None:
         return None

@@ -1,0 +1,137 @@
+"""What the LoRaWAN network-server families share: profile choice, uplink events, best gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adapters._json import as_number
+from adapters.errors import DecodeError
+from adapters.events import DeviceHints, Event, EventKind
+from adapters.profiles import Profile, ProfileSet
+
+Attrs = dict[str, float | bool | str]
+
+#: Kinds that say nothing about the device's state: a message with only these is a heartbeat.
+HEALTH_KINDS = frozenset({EventKind.BATTERY, EventKind.SIGNAL})
+
+
+def resolve_profile(
+    profiles: ProfileSet,
+    hints: DeviceHints,
+    device_id: str,
+    topic: str,
+    *,
+    tts_ids: tuple[object, object] | None = None,
+    names: Sequence[object] = (),
+) -> Profile | None:
+    """The profile for a device: the registry's word first, then the envelope's metadata.
+
+    A profile the registry names but Linli does not have is ``unknown_profile`` (a typo in the
+    community file must be visible in the quarantine, not silently decode nothing).
+    """
+    hinted = hints.device_profile(device_id)
+    if hinted:
+        profile = profiles.get(hinted)
+        if profile is None:
+            raise DecodeError("unknown_profile", f"no device profile named {hinted[:60]!r}", topic=topic)
+        return profile
+    if tts_ids is not None:
+        brand, model = tts_ids
+        if isinstance(brand, str) and isinstance(model, str):
+            profile = profiles.for_tts(brand, model)
+            if profile is not None:
+                return profile
+    for name in names:
+        if isinstance(name, str) and name:
+            profile = profiles.get(name)
+            if profile is not None:
+                return profile
+    return None
+
+
+def uplink_events(
+    profile: Profile | None,
+    decoded: object,
+    *,
+    device_id: str,
+    ts: float,
+    family: str,
+    hints: DeviceHints,
+    common: Mapping[str, float | bool | str],
+    topic: str,
+    field: str,
+) -> list[Event]:
+    """Events of one uplink's decoded object, plus a heartbeat when it holds no state.
+
+    Every uplink is a sign of life, so an uplink without a decoded object (no codec on the
+    network server, or a model Linli has no profile for) is a heartbeat, not an error.
+    """
+    events: list[Event] = []
+    if decoded is not None:
+        if not isinstance(decoded, dict):
+            raise DecodeError(
+                "wrong_type", f"{field} must be an object, got {type(decoded).__name__}", topic=topic
+            )
+        if profile is not None:
+            events = profile.apply(
+                decoded, device_id=device_id, ts=ts, family=family, hints=hints, common=common, topic=topic
+            )
+    if all(e.kind in HEALTH_KINDS for e in events):
+        attrs: Attrs = dict(common)
+        if decoded is None:
+            attrs["decoded"] = False
+        elif profile is None:
+            attrs["profile"] = "none"
+        events.append(Event(device_id, EventKind.HEARTBEAT, ts, family, None, attrs))
+    return events
+
+
+def best_gateway(
+    entries: object, *, rssi_keys: Sequence[str], snr_key: str, field: str, topic: str
+) -> tuple[float, float | None, int] | None:
+    """``(rssi, snr, gateways)`` of the gateway that heard the uplink best, by SNR then RSSI.
+
+    One uplink heard by several gateways is one uplink (SOURCES.md, ChirpStack node-red issue
+    #1): pick one entry, do not emit one signal per gateway. Packet Broker entries have no
+    ``eui`` or ``timestamp`` but do have ``rssi``/``snr``.
+    """
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise DecodeError("wrong_type", f"{field} must be a list", topic=topic)
+    best: tuple[float, float, float | None] | None = None
+    count = 0
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise DecodeError("wrong_type", f"{field} entries must be objects", topic=topic)
+        count += 1
+        rssi = next(
+            (v for v in (as_number(entry.get(k), f"{field}.{k}", topic) for k in rssi_keys) if v is not None),
+            None,
+        )
+        snr = as_number(entry.get(snr_key), f"{field}.{snr_key}", topic)
+        if rssi is None:
+            continue
+        key = (snr if snr is not None else float("-inf"), rssi, snr)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        return None
+    return best[1], best[2], count
+
+
+def signal_event(
+    device_id: str,
+    gateway: tuple[float, float | None, int] | None,
+    ts: float,
+    family: str,
+    common: Mapping[str, Any],
+) -> list[Event]:
+    if gateway is None:
+        return []
+    rssi, snr, count = gateway
+    attrs: Attrs = {"unit": "dBm", "gateways": float(count), **common}
+    if snr is not None:
+        attrs["snr"] = snr
+    return [Event(device_id, EventKind.SIGNAL, ts, family, rssi, attrs)]
