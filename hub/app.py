@@ -150,7 +150,9 @@ class Hub:
         try:
             await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
         except TimeoutError:
-            log.error("no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S)
+            log.error(
+                "no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S
+            )
         log.info(
             "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered",
             self.settings.mqtt.parsed_url.redacted(),
