@@ -59,7 +59,8 @@ class HttpSettings(_Model):
 
 class SourceSettings(_Model):
     family: Family
-    base_topic: str
+    #: Root topic of the family; empty means the family's default (zigbee2mqtt, v3, application, …).
+    base_topic: str = ""
 
 
 class ApiToken(_Model):
