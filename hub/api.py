@@ -81,7 +81,8 @@ class Api:
         app.router.add_get("/api/stats", self._stats_handler)
         app.router.add_get("/api/session", self._session)
         app.router.add_get("/api/devices", self._devices)
-        app.router.add_get("/api/devices/{id}", self._device)
+        # Device ids may contain "/" (Zigbee2MQTT friendly names, Tasmota sub-devices).
+        app.router.add_get("/api/devices/{id:.+}", self._device)
         app.router.add_get("/api/events", self._events)
         app.router.add_get("/api/community", self._community)
         app.router.add_get("/api/stream", self._stream)

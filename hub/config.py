@@ -78,8 +78,13 @@ class Settings(_Model):
     rule_paths: tuple[Path, ...] = ()
     mqtt: MqttSettings = MqttSettings()
     http: HttpSettings = HttpSettings()
+    #: Gateways whose messages the hub takes in (ChirpStack v3 and v4 share the `application` root).
     sources: tuple[SourceSettings, ...] = (
-        SourceSettings(family=Family.ZIGBEE2MQTT, base_topic="zigbee2mqtt"),
+        SourceSettings(family=Family.ZIGBEE2MQTT),
+        SourceSettings(family=Family.TTN_V3),
+        SourceSettings(family=Family.CHIRPSTACK_V4),
+        SourceSettings(family=Family.TASMOTA),
+        SourceSettings(family=Family.NATIVE),
     )
     api_tokens: tuple[ApiToken, ...] = ()
 

@@ -56,6 +56,7 @@ communities:
       - {{id: heiman-1, kind: sos_button, model: HS1EB, grid: "{GRID}"}}
       - {{id: door-1, kind: door_sensor, model: MCCGQ11LM, grid: "{GRID}", household: b3-u2-401, heartbeat_s: 3600}}
       - {{id: lane-b-1, kind: parking_sensor, model: PARKING-ZB, grid: "{GRID}", place: fire-lane-b}}
+      - {{id: dev1, kind: parking_sensor, model: TPS110, profile: bosch-tps110, grid: "{GRID}", place: fire-lane-b}}
 """
 
 

@@ -140,3 +140,38 @@ def test_cli_community_import_reports_errors_and_is_idempotent(
     bad.write_text("community,id,kind,grid\n110105001001,x,lamp,110105001001001\n", encoding="utf-8")
     result = runner.invoke(main, ["community", "import", str(bad), *data])
     assert result.exit_code == 1 and str(bad) in result.output and "row 2: kind" in result.output
+
+
+@pytest.mark.parametrize(
+    ("sample", "device_id", "expected"),
+    [
+        # Registered with the Bosch profile: the decoded fields mean a parking state.
+        (
+            "ttn_v3/tts_simulated_bosch_parking_free",
+            "dev1",
+            {"state": "occupancy", "value": False, "assigned": True},
+        ),
+        ("chirpstack_v4/docs_status_event", "0101010101010101", {"battery": 88.3, "signal": 10.0}),
+        ("tasmota/sensor_switch1_on", "tasmota/switch1", {"state": "door_closed", "value": False}),
+        ("tasmota/lwt_offline", "tasmota_XXXXXX", {"online": False}),
+    ],
+)
+async def test_every_family_through_mosquitto_reaches_the_device_view(
+    hub: Hub, mosquitto_broker: Broker, sample: str, device_id: str, expected: dict[str, Any]
+) -> None:
+    family, name = sample.split("/")
+    folder = SAMPLES / family
+    topic = (folder / f"{name}.topic").read_text().strip()
+    payload = next(p for p in (folder / f"{name}.json", folder / f"{name}.txt") if p.exists()).read_bytes()
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(topic, payload, qos=1)
+    await eventually(lambda: hub.pipeline.stats.messages == 1, what="the message")
+    assert hub.pipeline.stats.quarantined == 0
+    status, view = await get(hub, f"/api/devices/{device_id}")
+    assert status == 200 and view["assigned"] is expected.get("assigned", False)
+    if "state" in expected:
+        assert view["state"][expected["state"]]["value"] == expected["value"]
+    for key in ("battery", "signal", "online"):
+        if key in expected:
+            assert view[key] == expected[key]
+    await gateway.disconnect()
