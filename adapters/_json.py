@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,10 @@ def as_number(value: object, field: str, topic: str) -> float | None:
     """A numeric field; numeric strings are accepted (old Zigbee2MQTT sent ``"100.00"``)."""
     if value is None:
         return None
+    if type(value) is float or type(value) is int:  # the common case first: one check, no isinstance chain
+        number = float(value)
+        if math.isfinite(number):
+            return number
     if isinstance(value, bool):
         raise DecodeError("wrong_type", f"{field} must be a number, got bool", topic=topic)
     if isinstance(value, int | float):
@@ -56,6 +61,24 @@ def as_bool(value: object, field: str, topic: str) -> bool:
     raise DecodeError("wrong_type", f"{field} must be true or false, got {type(value).__name__}", topic=topic)
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_timestamp(text: str) -> float | None:
+    """RFC 3339 with an offset → epoch seconds; ``None`` without an offset or when invalid.
+
+    Memoised (a pure function): a gateway stamps many messages with the same second.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError):  # pragma: no cover - platform dependent
+        return None
+
+
 def event_time(device_ts: object, received: float, topic: str) -> tuple[float, bool]:
     """Choose the event time: the device's when it parses and is not in the future.
 
@@ -67,15 +90,7 @@ def event_time(device_ts: object, received: float, topic: str) -> tuple[float, b
         return received, False
     ts: float | None = None
     if isinstance(device_ts, str):
-        try:
-            parsed = datetime.fromisoformat(device_ts)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            try:
-                ts = parsed.timestamp()
-            except (OverflowError, ValueError):  # pragma: no cover - platform dependent
-                ts = None
+        ts = _iso_timestamp(device_ts)
     elif isinstance(device_ts, int | float) and not isinstance(device_ts, bool):
         # Zigbee2MQTT's `last_seen: epoch` is in milliseconds.
         ts = device_ts / 1000.0 if device_ts > 1e11 else float(device_ts)

@@ -74,8 +74,9 @@ def _state(
     device_id: str, doc: dict[str, object], received: float, hints: DeviceHints, topic: str
 ) -> list[Event]:
     ts, clamped = event_time(doc.get("last_seen"), received, topic)
-    common: dict[str, float | bool | str] = {"ts_clamped": True} if clamped else {}
+    common: dict[str, float | bool | str] = {"ts_clamped": True} if clamped else _NO_ATTRS
     events: list[Event] = []
+    changes = False  # did the report carry a state change (not just health)?
 
     action = doc.get("action")
     if action is not None:
@@ -85,23 +86,27 @@ def _state(
             )
         if action not in _NOT_A_PRESS:
             events.append(_press(device_id, action, ts, hints, common))
+            changes = True
 
     if "contact" in doc:
         # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).
         closed = as_bool(doc["contact"], "contact", topic)
         kind = EventKind.DOOR_CLOSED if closed else EventKind.DOOR_OPEN
         events.append(Event(device_id, kind, ts, FAMILY, not closed, common))
+        changes = True
 
     if "occupancy" in doc:
         occupied = as_bool(doc["occupancy"], "occupancy", topic)
         is_parking = hints.device_kind(device_id) is DeviceKind.PARKING_SENSOR
         kind = EventKind.OCCUPANCY if is_parking else EventKind.MOTION
         events.append(Event(device_id, kind, ts, FAMILY, occupied, common))
+        changes = True
 
     if "tamper" in doc:
         events.append(
             Event(device_id, EventKind.TAMPER, ts, FAMILY, as_bool(doc["tamper"], "tamper", topic), common)
         )
+        changes = True
 
     battery = as_number(doc.get("battery"), "battery", topic)
     voltage_mv = as_number(doc.get("voltage"), "voltage", topic)
@@ -116,15 +121,26 @@ def _state(
 
     lqi = as_number(doc.get("linkquality"), "linkquality", topic)
     if lqi is not None:
-        events.append(Event(device_id, EventKind.SIGNAL, ts, FAMILY, lqi, {"unit": "lqi", **common}))
+        events.append(
+            Event(
+                device_id,
+                EventKind.SIGNAL,
+                ts,
+                FAMILY,
+                lqi,
+                _LQI if not clamped else {"unit": "lqi", **common},
+            )
+        )
 
-    if not any(e.kind not in _HEALTH_KINDS for e in events):
+    if not changes:
         # A report with no state change is the device saying it is alive.
         events.append(Event(device_id, EventKind.HEARTBEAT, ts, FAMILY, None, common))
     return events
 
 
-_HEALTH_KINDS = frozenset({EventKind.BATTERY, EventKind.SIGNAL})
+#: Shared, never mutated: most events carry no extra attributes.
+_NO_ATTRS: dict[str, float | bool | str] = {}
+_LQI: dict[str, float | bool | str] = {"unit": "lqi"}
 
 
 def _press(
