@@ -1,0 +1,226 @@
+"""Case states, actions and records.
+
+State names follow the stages of the digital urban management closed loop (GB/T 30428.1;
+case filing and closing per CJ/T 315): 立案 filed → 派遣 dispatched → 受理 accepted →
+到场 on site (处置) → 反馈 handled → 核查 verified → 结案 closed, plus 作废 void.
+Side branches (改派, 回退, 延期, 督办, 返工, false alarm, cleared by the sensor) are actions
+that move between these states or stay in one; every one leaves a timeline entry.
+
+A :class:`Case` is a snapshot derived from its timeline: :func:`hub.cases.workflow.replay`
+rebuilds it from the entries, so the timeline is the record and the case row a cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+#: The category whose cases are life-safety calls (一键通 SOS): stricter closing rules.
+SOS_CATEGORY = "sos"
+
+
+class CaseState(StrEnum):
+    FILED = "filed"  # 立案: recorded, not yet sent to anybody (also after 回退)
+    DISPATCHED = "dispatched"  # 派遣: sent to a handler; the SLA clock starts (GB/T 30428)
+    ACCEPTED = "accepted"  # 受理: a handler took it
+    ON_SITE = "on_site"  # 到场: the handler reported arrival (处置 begins)
+    HANDLED = "handled"  # 反馈: the handler reported the result (note, optional photo)
+    VERIFIED = "verified"  # 核查: the result was checked and passed
+    CLOSED = "closed"  # 结案 (resolution says how: resolved, false alarm, cleared)
+    VOID = "void"  # 作废 / 不予受理: not a case (never for an SOS)
+
+
+#: States a case never leaves.
+TERMINAL: frozenset[CaseState] = frozenset({CaseState.CLOSED, CaseState.VOID})
+#: States in which somebody still has to do something.
+OPEN: frozenset[CaseState] = frozenset(CaseState) - TERMINAL
+
+
+class CaseAction(StrEnum):
+    FILE = "file"  # 立案 (the first entry of every timeline)
+    DISPATCH = "dispatch"  # 派遣 (data.assignee)
+    ACCEPT = "accept"  # 受理
+    ARRIVE = "arrive"  # 到场
+    HANDLE = "handle"  # 反馈 (note required, data.photo_url optional)
+    VERIFY = "verify"  # 核查通过
+    REWORK = "rework"  # 核查不通过 → 返工
+    CLOSE = "close"  # 结案
+    REASSIGN = "reassign"  # 改派 (data.assignee)
+    RETURN = "return"  # 回退 to the dispatcher (note required)
+    EXTEND = "extend"  # 延期 (data.approver, data.seconds, note required)
+    SUPERVISE = "supervise"  # 督办 (data.stage)
+    CALL_BACK = "call_back"  # 回拨/回访 recorded (data.callback_at, note)
+    FALSE_ALARM = "false_alarm"  # 误报 (an SOS needs a recorded call-back)
+    AUTO_CLEAR = "auto_clear"  # the sensor reports the condition cleared
+    VOID = "void"  # 作废 / 不予受理
+    NOTE = "note"  # a remark; changes nothing else
+
+
+class Channel(StrEnum):
+    """Where an action came from."""
+
+    CONSOLE = "console"
+    MQTT = "mqtt"
+    PHONE_PAGE = "phone_page"
+    WEBHOOK = "webhook"
+    SYSTEM = "system"
+
+
+class Resolution(StrEnum):
+    RESOLVED = "resolved"
+    FALSE_ALARM = "false_alarm"
+    AUTO_CLEARED = "auto_cleared"
+    VOID = "void"
+
+
+class Stage(StrEnum):
+    """Timed stages; each has a limit and a traffic light (see :mod:`hub.cases.sla`)."""
+
+    ACCEPT = "accept"  # dispatched → accepted
+    ARRIVE = "arrive"  # accepted → on site
+    HANDLE = "handle"  # on site → handled
+    VERIFY = "verify"  # handled → verified
+    CASE = "case"  # whole case: first dispatch → closed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extension:
+    """An approved 延期: extra time (in the policy's basis) for one stage and the case."""
+
+    stage: Stage
+    seconds: float
+    approver: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Supervision:
+    """A 督办 already recorded for one round of a stage (the round is its start time)."""
+
+    stage: Stage
+    round_start: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    id: str
+    category: str
+    severity: str
+    subject: str
+    grid: str | None
+    community: str | None
+    title_zh: str
+    title_en: str
+    alert_id: int | None
+    state: CaseState
+    resolution: Resolution | None
+    filed_at: float
+    #: Time of the last state change; the last timeline entry's time.
+    updated_at: float
+    #: Number of timeline entries (the next entry's sequence number).
+    version: int
+    assignee: str | None = None
+    #: First dispatch: the whole-case SLA clock starts here and never restarts.
+    clock_started_at: float | None = None
+    #: The current round's stage starts (a reassign or rework starts a new round).
+    dispatched_at: float | None = None
+    accepted_at: float | None = None
+    on_site_at: float | None = None
+    handled_at: float | None = None
+    verified_at: float | None = None
+    closed_at: float | None = None
+    handler_note: str = ""
+    photo_url: str = ""
+    callback_at: float | None = None
+    sensor_cleared_at: float | None = None
+    rework_count: int = 0
+    extensions: tuple[Extension, ...] = ()
+    supervisions: tuple[Supervision, ...] = ()
+
+    @property
+    def is_sos(self) -> bool:
+        return self.category == SOS_CATEGORY
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN
+
+    def stage_start(self, stage: Stage) -> float | None:
+        """When ``stage`` started in the current round (``None``: not reached)."""
+        return {
+            Stage.ACCEPT: self.dispatched_at,
+            Stage.ARRIVE: self.accepted_at,
+            Stage.HANDLE: self.on_site_at,
+            Stage.VERIFY: self.handled_at,
+            Stage.CASE: self.clock_started_at,
+        }[stage]
+
+    def stage_end(self, stage: Stage) -> float | None:
+        """When ``stage`` ended (a case that closes or is voided ends every stage)."""
+        end = {
+            Stage.ACCEPT: self.accepted_at,
+            Stage.ARRIVE: self.on_site_at,
+            Stage.HANDLE: self.handled_at,
+            Stage.VERIFY: self.verified_at,
+            Stage.CASE: self.closed_at,
+        }[stage]
+        if end is None and self.state in TERMINAL:
+            return self.updated_at
+        return end
+
+    def extension_for(self, stage: Stage) -> float:
+        """Approved extra seconds for ``stage`` (every extension also extends the case)."""
+        if stage is Stage.CASE:
+            return sum(e.seconds for e in self.extensions)
+        start = self.stage_start(stage)
+        return sum(
+            e.seconds for e in self.extensions if e.stage is stage and start is not None and e.at >= start
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineEntry:
+    """One append-only record: who did what, when, through which channel and why."""
+
+    case_id: str
+    seq: int
+    ts: float
+    action: CaseAction
+    from_state: CaseState | None
+    to_state: CaseState
+    actor: str
+    channel: Channel
+    note: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "action": self.action.value,
+            "from_state": None if self.from_state is None else self.from_state.value,
+            "to_state": self.to_state.value,
+            "actor": self.actor,
+            "channel": self.channel.value,
+            "note": self.note,
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> TimelineEntry:
+        return cls(
+            case_id=str(doc["case_id"]),
+            seq=int(doc["seq"]),
+            ts=float(doc["ts"]),
+            action=CaseAction(doc["action"]),
+            from_state=None if doc.get("from_state") is None else CaseState(doc["from_state"]),
+            to_state=CaseState(doc["to_state"]),
+            actor=str(doc["actor"]),
+            channel=Channel(doc["channel"]),
+            note=str(doc.get("note", "")),
+            data=dict(doc.get("data") or {}),
+        )

@@ -1,0 +1,472 @@
+"""The transition table and :func:`apply`: one action → a new case snapshot and one entry.
+
+Pure: the caller supplies ``at`` (from :mod:`hub.clock`) and persists the returned case and
+entry in one transaction. A refused action raises :class:`InvalidTransition` naming the
+state, the action and what is allowed, and changes nothing.
+
+Rules (each cites where it comes from):
+
+* 派遣 starts the SLA clock (GB/T 30428.1 stage timing); 改派/回退/返工 start a new round of
+  the stage clocks, the whole-case clock keeps running from the first dispatch.
+* 反馈 (handle) needs the handler's note; a photo URL is optional (CJ/T 315 处置反馈).
+* 结案 only after 核查 (CJ/T 315: a case is closed after verification); an SOS also needs a
+  handler's note in its record, even when the button is reset by the sensor.
+* 误报 (false alarm) on an SOS needs a recorded call-back (handbook §4: every false press
+  still gets a call-back and is logged).
+* 延期 needs an approver, a reason and the extra time (CJ/T 315 延期 requires approval).
+* 作废 is refused for an SOS: an SOS ends as handled or as a false alarm after a call-back.
+* Entries never go back in time: an action dated before the last entry is refused (the hub
+  stamps actions with its own clock and keeps a device's own time in ``data``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from hub.cases.model import (
+    TERMINAL,
+    Case,
+    CaseAction,
+    CaseState,
+    Channel,
+    Extension,
+    Resolution,
+    Stage,
+    Supervision,
+    TimelineEntry,
+)
+from hub.errors import HubError
+
+if TYPE_CHECKING:
+    from hub.store import Alert
+
+S = CaseState
+A = CaseAction
+
+#: What each action may do from each state: the target state, or ``None`` to stay.
+#: AUTO_CLEAR and VERIFY/REWORK pick their target from the case and data (see :func:`apply`).
+TRANSITIONS: Mapping[CaseState, Mapping[CaseAction, CaseState | None]] = {
+    S.FILED: {
+        A.DISPATCH: S.DISPATCHED,
+        A.VOID: S.VOID,
+        A.FALSE_ALARM: S.CLOSED,
+        A.AUTO_CLEAR: S.CLOSED,
+        A.CALL_BACK: None,
+        A.SUPERVISE: None,
+        A.NOTE: None,
+    },
+    S.DISPATCHED: {
+        A.ACCEPT: S.ACCEPTED,
+        A.ARRIVE: S.ON_SITE,
+        A.REASSIGN: S.DISPATCHED,
+        A.RETURN: S.FILED,
+        A.EXTEND: None,
+        A.SUPERVISE: None,
+        A.CALL_BACK: None,
+        A.FALSE_ALARM: S.CLOSED,
+        A.AUTO_CLEAR: S.CLOSED,
+        A.VOID: S.VOID,
+        A.NOTE: None,
+    },
+    S.ACCEPTED: {
+        A.ARRIVE: S.ON_SITE,
+        A.REASSIGN: S.DISPATCHED,
+        A.RETURN: S.FILED,
+        A.EXTEND: None,
+        A.SUPERVISE: None,
+        A.CALL_BACK: None,
+        A.FALSE_ALARM: S.CLOSED,
+        A.AUTO_CLEAR: S.CLOSED,
+        A.NOTE: None,
+    },
+    S.ON_SITE: {
+        A.HANDLE: S.HANDLED,
+        A.REASSIGN: S.DISPATCHED,
+        A.EXTEND: None,
+        A.SUPERVISE: None,
+        A.CALL_BACK: None,
+        A.FALSE_ALARM: S.CLOSED,
+        A.AUTO_CLEAR: S.CLOSED,
+        A.NOTE: None,
+    },
+    S.HANDLED: {
+        A.VERIFY: S.VERIFIED,
+        A.REWORK: S.ACCEPTED,
+        A.EXTEND: None,
+        A.SUPERVISE: None,
+        A.CALL_BACK: None,
+        A.AUTO_CLEAR: S.CLOSED,
+        A.NOTE: None,
+    },
+    S.VERIFIED: {
+        A.CLOSE: S.CLOSED,
+        A.SUPERVISE: None,
+        A.CALL_BACK: None,
+        A.NOTE: None,
+    },
+    S.CLOSED: {},
+    S.VOID: {},
+}
+
+#: The stage whose clock runs in each state (``None``: no stage clock, only the case's).
+CURRENT_STAGE: Mapping[CaseState, Stage | None] = {
+    S.FILED: None,
+    S.DISPATCHED: Stage.ACCEPT,
+    S.ACCEPTED: Stage.ARRIVE,
+    S.ON_SITE: Stage.HANDLE,
+    S.HANDLED: Stage.VERIFY,
+    S.VERIFIED: Stage.CASE,
+    S.CLOSED: None,
+    S.VOID: None,
+}
+
+
+class InvalidTransition(HubError):  # noqa: N818 - the name the hub's API and docs use
+    """An action refused in a state; names the state, the action and what is allowed."""
+
+    def __init__(
+        self, *, state: CaseState, action: CaseAction, allowed: Iterable[CaseAction], reason: str = ""
+    ) -> None:
+        self.state = state
+        self.action = action
+        self.allowed = tuple(allowed)
+        self.reason = reason
+        names = ", ".join(a.value for a in self.allowed) or "none (the case is finished)"
+        why = reason or f"{action.value!r} is not allowed in state {state.value!r}"
+        super().__init__(f"cannot {action.value} a case in state {state.value!r}: {why}; allowed: {names}")
+
+
+class RequirementNotMet(InvalidTransition):
+    """The action is allowed in this state but lacks what a rule requires (a note, an approver …)."""
+
+
+def allowed_actions(case: Case) -> tuple[CaseAction, ...]:
+    """Actions the table allows in the case's state (rules on data may still refuse one)."""
+    return tuple(TRANSITIONS[case.state])
+
+
+def open_case(
+    *,
+    case_id: str,
+    category: str,
+    severity: str,
+    subject: str,
+    at: float,
+    grid: str | None = None,
+    community: str | None = None,
+    title_zh: str = "",
+    title_en: str = "",
+    alert_id: int | None = None,
+    actor: str = "system",
+    channel: Channel = Channel.SYSTEM,
+    note: str = "",
+) -> tuple[Case, TimelineEntry]:
+    """立案: a new case in state ``filed`` and its first timeline entry (which holds the header)."""
+    if not case_id:
+        raise ValueError("case_id must not be empty")
+    header: dict[str, Any] = {
+        "category": category,
+        "severity": severity,
+        "subject": subject,
+        "grid": grid,
+        "community": community,
+        "title_zh": title_zh,
+        "title_en": title_en,
+        "alert_id": alert_id,
+    }
+    case = Case(
+        id=case_id,
+        category=category,
+        severity=severity,
+        subject=subject,
+        grid=grid,
+        community=community,
+        title_zh=title_zh,
+        title_en=title_en,
+        alert_id=alert_id,
+        state=S.FILED,
+        resolution=None,
+        filed_at=at,
+        updated_at=at,
+        version=1,
+    )
+    entry = TimelineEntry(
+        case_id=case_id,
+        seq=0,
+        ts=at,
+        action=A.FILE,
+        from_state=None,
+        to_state=S.FILED,
+        actor=actor,
+        channel=channel,
+        note=note,
+        data=header,
+    )
+    return case, entry
+
+
+def case_from_alert(alert: Alert, *, case_id: str, at: float | None = None) -> tuple[Case, TimelineEntry]:
+    """立案 from a stored alert (filed at the alert's ``raised_at`` unless ``at`` is given)."""
+    return open_case(
+        case_id=case_id,
+        category=alert.category,
+        severity=alert.severity,
+        subject=alert.subject,
+        grid=alert.grid,
+        community=alert.community,
+        title_zh=alert.title_zh,
+        title_en=alert.title_en,
+        alert_id=alert.id,
+        at=alert.raised_at if at is None else at,
+    )
+
+
+def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one place
+    case: Case,
+    action: CaseAction,
+    *,
+    actor: str,
+    at: float,
+    channel: Channel,
+    note: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> tuple[Case, TimelineEntry]:
+    """Apply ``action`` to ``case``: the new snapshot and the entry to append.
+
+    Raises :class:`InvalidTransition` (or its subclass :class:`RequirementNotMet`) and
+    changes nothing when the action is refused.
+    """
+    data = dict(data or {})
+    note = note.strip()
+    # A failed 核查 is a 返工, whichever button was pressed: one action name for the KPIs.
+    if action is A.VERIFY and data.get("passed") is False:
+        action = A.REWORK
+    table = TRANSITIONS[case.state]
+    allowed = tuple(table)
+
+    def refuse(reason: str) -> RequirementNotMet:
+        return RequirementNotMet(state=case.state, action=action, allowed=allowed, reason=reason)
+
+    if action not in table:
+        raise InvalidTransition(state=case.state, action=action, allowed=allowed)
+    if not actor:
+        raise refuse("the actor must be named")
+    if at < case.updated_at:
+        raise refuse(f"time {at} is before the case's last entry at {case.updated_at}")
+    target = table[action]
+    changes: dict[str, Any] = {}
+    new_state = case.state if target is None else target
+
+    if action in _NEEDS_NOTE and not note:
+        raise refuse(f"{action.value} needs a note ({_NEEDS_NOTE[action]})")
+
+    if action in (A.DISPATCH, A.REASSIGN):
+        assignee = _text(data, "assignee")
+        if not assignee:
+            raise refuse(f"{action.value} needs data.assignee (who the case goes to)")
+        changes |= _new_round(case, at, assignee=assignee)
+    elif action is A.RETURN:
+        changes |= {
+            "assignee": None,
+            "dispatched_at": None,
+            "accepted_at": None,
+            "on_site_at": None,
+            "handled_at": None,
+            "verified_at": None,
+        }
+    elif action is A.ACCEPT:
+        changes |= {"accepted_at": at, "assignee": _text(data, "assignee") or actor}
+    elif action is A.ARRIVE:
+        changes |= {"on_site_at": at, "assignee": case.assignee or actor}
+        if case.accepted_at is None or case.state is S.DISPATCHED:
+            changes["accepted_at"] = at  # arriving implies accepting
+    elif action is A.HANDLE:
+        photo = _text(data, "photo_url")
+        if photo and not photo.startswith(("https://", "http://")):
+            raise refuse("data.photo_url must be an http(s) URL")
+        changes |= {"handled_at": at, "handler_note": note, "photo_url": photo}
+    elif action is A.VERIFY:
+        changes |= {"verified_at": at}
+    elif action is A.REWORK:
+        assignee = _text(data, "assignee")
+        changes["rework_count"] = case.rework_count + 1
+        if assignee and assignee != case.assignee:
+            new_state = S.DISPATCHED
+            changes |= _new_round(case, at, assignee=assignee)
+        else:
+            changes |= {"accepted_at": at, "on_site_at": None, "handled_at": None, "verified_at": None}
+    elif action is A.CLOSE:
+        if case.is_sos and not case.handler_note:
+            raise refuse("an SOS case is closed only with a handler's note in its record")
+        changes |= {"closed_at": at, "resolution": Resolution.RESOLVED}
+    elif action is A.FALSE_ALARM:
+        callback_at = _number(data, "callback_at")
+        if callback_at is not None and callback_at > at:
+            raise refuse("data.callback_at lies in the future")
+        if case.is_sos and callback_at is None and case.callback_at is None:
+            raise refuse(
+                "a false SOS still needs a recorded call-back (data.callback_at or a call_back entry first)"
+            )
+        changes |= {"closed_at": at, "resolution": Resolution.FALSE_ALARM}
+        if callback_at is not None:
+            changes["callback_at"] = callback_at
+    elif action is A.CALL_BACK:
+        callback_at = _number(data, "callback_at")
+        callback_at = at if callback_at is None else callback_at
+        if callback_at > at:
+            raise refuse("data.callback_at lies in the future")
+        changes["callback_at"] = callback_at
+    elif action is A.AUTO_CLEAR:
+        changes["sensor_cleared_at"] = at
+        if case.is_sos and not case.handler_note:
+            # The button was reset, but somebody still has to see the elder (handbook §4).
+            new_state = case.state
+        else:
+            changes |= {"closed_at": at, "resolution": Resolution.AUTO_CLEARED}
+    elif action is A.VOID:
+        if case.is_sos:
+            raise refuse("an SOS is never voided: close it as a false alarm after a call-back")
+        changes |= {"closed_at": None, "resolution": Resolution.VOID}
+    elif action is A.EXTEND:
+        approver = _text(data, "approver")
+        seconds = _number(data, "seconds")
+        if not approver:
+            raise refuse("延期 needs data.approver (who approved the extension)")
+        if seconds is None or seconds <= 0:
+            raise refuse("延期 needs data.seconds > 0 (the extra time)")
+        stage = _stage(data, case, action) or Stage.CASE
+        changes["extensions"] = (
+            *case.extensions,
+            Extension(stage=stage, seconds=seconds, approver=approver, at=at),
+        )
+        data = {**data, "stage": stage.value}
+    elif action is A.SUPERVISE:
+        stage = _stage(data, case, action) or Stage.CASE
+        start = case.stage_start(stage)
+        if start is None:
+            raise refuse(f"stage {stage.value!r} has not started")
+        changes["supervisions"] = (*case.supervisions, Supervision(stage=stage, round_start=start, at=at))
+        data = {**data, "stage": stage.value, "round_start": start}
+
+    updated = replace(
+        case,
+        state=new_state,
+        updated_at=at,
+        version=case.version + 1,
+        **changes,
+    )
+    entry = TimelineEntry(
+        case_id=case.id,
+        seq=case.version,
+        ts=at,
+        action=action,
+        from_state=case.state,
+        to_state=updated.state,
+        actor=actor,
+        channel=channel,
+        note=note,
+        data=data,
+    )
+    return updated, entry
+
+
+def replay(entries: Iterable[TimelineEntry]) -> Case:
+    """Rebuild a case from its whole timeline (the first entry must be the ``file`` entry)."""
+    it = iter(entries)
+    first = next(it, None)
+    if first is None or first.action is not A.FILE:
+        raise ValueError("a timeline starts with its file entry")
+    d = first.data
+    case, _ = open_case(
+        case_id=first.case_id,
+        category=str(d["category"]),
+        severity=str(d["severity"]),
+        subject=str(d["subject"]),
+        grid=d.get("grid"),
+        community=d.get("community"),
+        title_zh=str(d.get("title_zh", "")),
+        title_en=str(d.get("title_en", "")),
+        alert_id=d.get("alert_id"),
+        at=first.ts,
+        actor=first.actor,
+        channel=first.channel,
+        note=first.note,
+    )
+    for entry in it:
+        case, _ = apply(
+            case,
+            entry.action,
+            actor=entry.actor,
+            at=entry.ts,
+            channel=entry.channel,
+            note=entry.note,
+            data=entry.data,
+        )
+    return case
+
+
+_NEEDS_NOTE: Mapping[CaseAction, str] = {
+    A.HANDLE: "what was found and done",
+    A.REWORK: "why the verification failed",
+    A.RETURN: "why the case is returned",
+    A.EXTEND: "why more time is needed",
+    A.FALSE_ALARM: "how it was established",
+    A.CALL_BACK: "the outcome of the call",
+    A.VOID: "why it is not a case",
+    A.NOTE: "the remark",
+}
+
+
+def _new_round(case: Case, at: float, *, assignee: str) -> dict[str, Any]:
+    return {
+        "assignee": assignee,
+        "clock_started_at": case.clock_started_at if case.clock_started_at is not None else at,
+        "dispatched_at": at,
+        "accepted_at": None,
+        "on_site_at": None,
+        "handled_at": None,
+        "verified_at": None,
+    }
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _number(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _stage(data: Mapping[str, Any], case: Case, action: CaseAction) -> Stage | None:
+    raw = data.get("stage")
+    if raw is None:
+        return CURRENT_STAGE[case.state]
+    try:
+        return Stage(raw)
+    except ValueError:
+        raise RequirementNotMet(
+            state=case.state,
+            action=action,
+            allowed=tuple(TRANSITIONS[case.state]),
+            reason=f"unknown stage {raw!r} (one of {', '.join(s.value for s in Stage)})",
+        ) from None
+
+
+__all__ = [
+    "CURRENT_STAGE",
+    "TERMINAL",
+    "TRANSITIONS",
+    "InvalidTransition",
+    "RequirementNotMet",
+    "allowed_actions",
+    "apply",
+    "case_from_alert",
+    "open_case",
+    "replay",
+]
