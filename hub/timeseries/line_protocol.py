@@ -1,0 +1,110 @@
+"""Points and their InfluxDB line-protocol encoding.
+
+Escaping follows the line protocol reference
+(https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/#special-characters
+and, identically, https://docs.influxdata.com/influxdb/v2/reference/syntax/line-protocol/#special-characters):
+
+* measurement: escape comma and space;
+* tag keys, tag values and field keys: escape comma, equals sign and space;
+* string field values: double-quoted, escape double quote and backslash;
+* integers carry the ``i`` suffix, floats are written plainly, booleans as ``true``/``false``;
+* the timestamp is integer nanoseconds (we keep microsecond resolution).
+
+What the spec cannot carry is normalised instead of sent to fail: newlines become spaces
+(a newline ends a line), trailing backslashes of a name, key or tag value are removed (they
+would escape the separator that follows; InfluxDB 1.6 refuses them even doubled), empty tag values are left out (the spec forbids them),
+non-finite floats are left out (NaN/Inf are not representable), and a point with no field
+left is invalid (:func:`encode` returns ``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FieldValue = bool | int | float | str
+
+_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": " ", "\r": " "})
+_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": " ", "\r": " "})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    """One point: a measurement, its tags (sorted pairs) and fields, at ``ts`` (Unix seconds)."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    ts: float
+
+    @classmethod
+    def of(
+        cls, measurement: str, *, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts: float
+    ) -> Point:
+        """Build a point; tags are sorted by key (InfluxDB's recommended order) and empty ones dropped."""
+        return cls(
+            measurement=measurement,
+            tags=tuple(sorted((k, v) for k, v in tags.items() if v)),
+            fields=tuple(fields.items()),
+            ts=ts,
+        )
+
+    def tag(self, key: str) -> str | None:
+        for k, v in self.tags:
+            if k == key:
+                return v
+        return None
+
+    def field(self, key: str) -> FieldValue | None:
+        for k, v in self.fields:
+            if k == key:
+                return v
+        return None
+
+
+def _trailing(escaped: str) -> str:
+    # A backslash at the end would escape the separator that follows; InfluxDB 1.x rejects
+    # even a doubled one ("invalid tag format"), so trailing backslashes are removed.
+    return escaped.rstrip("\\")
+
+
+def escape_measurement(name: str) -> str:
+    return _trailing(name.translate(_MEASUREMENT))
+
+
+def escape_key(text: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    return _trailing(text.translate(_KEY))
+
+
+def format_field(value: FieldValue) -> str | None:
+    """The value's line-protocol text, or ``None`` when it cannot be represented (NaN, Inf)."""
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
+    return f'"{text}"'
+
+
+def timestamp_ns(ts: float) -> int:
+    """Unix seconds → integer nanoseconds, rounded to the microsecond (a float's honest resolution)."""
+    return round(ts * 1_000_000) * 1000
+
+
+def encode(point: Point) -> str | None:
+    """One line of line protocol (no newline), or ``None`` if no field can be written."""
+    fields = []
+    for key, value in point.fields:
+        text = format_field(value)
+        if text is not None:
+            fields.append(f"{escape_key(key)}={text}")
+    if not fields or not point.measurement:
+        return None
+    head = escape_measurement(point.measurement)
+    if point.tags:
+        head += "," + ",".join(f"{escape_key(k)}={escape_key(v)}" for k, v in point.tags if v)
+    return f"{head} {','.join(fields)} {timestamp_ns(point.ts)}"

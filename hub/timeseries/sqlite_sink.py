@@ -1,0 +1,248 @@
+"""The embedded sink: points in a SQLite file of their own, for the demo and the console.
+
+Used when ``kind`` is ``none``: no server to install, and the console can still chart.
+One row per numeric (or boolean) field: ``(ts, measurement, tags JSON, field, value)``;
+string fields are kept in ``text``. Rows older than ``retention_days`` are deleted about once
+a minute. The same O(1) ``write`` as the InfluxDB writer; inserts run in a worker thread
+(:func:`asyncio.to_thread`) from the named task ``linli-timeseries``.
+
+:func:`query_series` is the console's one query: a field of a measurement over a time range,
+filtered by tags, optionally grouped by one tag, aggregated in fixed buckets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import orjson
+
+from hub.timeseries.line_protocol import Point
+from hub.timeseries.writer import TASK_NAME, WriterStats
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    ts          REAL NOT NULL,
+    measurement TEXT NOT NULL,
+    tags        TEXT NOT NULL,
+    field       TEXT NOT NULL,
+    value       REAL,
+    text        TEXT
+);
+CREATE INDEX IF NOT EXISTS points_by_series ON points (measurement, field, ts);
+CREATE INDEX IF NOT EXISTS points_by_ts ON points (ts);
+"""
+
+
+class Aggregate(StrEnum):
+    MEAN = "mean"
+    SUM = "sum"
+    COUNT = "count"
+    MIN = "min"
+    MAX = "max"
+    LAST = "last"
+
+
+_SQL_AGG = {
+    Aggregate.MEAN: "avg(value)",
+    Aggregate.SUM: "sum(value)",
+    Aggregate.COUNT: "count(*)",
+    Aggregate.MIN: "min(value)",
+    Aggregate.MAX: "max(value)",
+    # SQLite: a bare column next to max() comes from the row holding the max.
+    Aggregate.LAST: "value",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Series:
+    """One line of a chart: the group's tag value (``""`` when ungrouped) and (bucket start, value)."""
+
+    group: str
+    points: tuple[tuple[float, float], ...]
+
+
+def _rows(points: Iterable[Point]) -> list[tuple[float, str, str, str, float | None, str | None]]:
+    rows: list[tuple[float, str, str, str, float | None, str | None]] = []
+    for point in points:
+        tags = orjson.dumps(dict(point.tags)).decode()
+        for key, value in point.fields:
+            if isinstance(value, str):
+                rows.append((point.ts, point.measurement, tags, key, None, value))
+            elif math.isfinite(value):
+                rows.append((point.ts, point.measurement, tags, key, float(value), None))
+    return rows
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+class SqliteSink:
+    """Embedded time-series sink with retention; same surface as :class:`InfluxWriter`."""
+
+    def __init__(self, *, path: Path, retention_days: float, flush_interval_s: float = 1.0) -> None:
+        self.path = path
+        self._retention_s = retention_days * 86400
+        self._interval = flush_interval_s
+        self._buffer: list[Point] = []
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one worker thread at a time on the connection
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self.stats = WriterStats()
+
+    def write(self, point: Point) -> None:
+        self._buffer.append(point)
+        self.stats.points_written += 1
+
+    def write_many(self, points: Iterable[Point]) -> None:
+        for point in points:
+            self.write(point)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    async def start(self) -> None:
+        self._db = await asyncio.to_thread(_connect, self.path)
+        self._task = asyncio.create_task(self._run(), name=TASK_NAME)
+
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+        if self._db is not None:
+            db, self._db = self._db, None
+            await asyncio.to_thread(db.close)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except sqlite3.Error as exc:
+                self.stats.last_error = str(exc)
+                log.exception("time-series sqlite flush failed")
+
+    async def flush(self) -> None:
+        if not self._buffer or self._db is None:
+            return
+        points, self._buffer = self._buffer, []
+        prune_before = None
+        now = time.time()
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            prune_before = now - self._retention_s
+        await asyncio.to_thread(self._insert, points, prune_before)
+        self.stats.points_delivered += len(points)
+        self.stats.batches_sent += 1
+
+    def _insert(self, points: list[Point], prune_before: float | None) -> None:
+        rows = _rows(points)
+        with self._lock:
+            db = self._db
+            if db is None:
+                return
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if prune_before is not None:
+                db.execute("DELETE FROM points WHERE ts < ?", (prune_before,))
+            db.execute("COMMIT")
+
+    async def query(
+        self,
+        *,
+        measurement: str,
+        field: str,
+        start: float,
+        end: float,
+        bucket_s: float,
+        aggregate: Aggregate = Aggregate.MEAN,
+        where: Mapping[str, str] | None = None,
+        group_by: str | None = None,
+    ) -> list[Series]:
+        """:func:`query_series` on this sink's file, in a worker thread."""
+        return await asyncio.to_thread(
+            query_series,
+            self.path,
+            measurement=measurement,
+            field=field,
+            start=start,
+            end=end,
+            bucket_s=bucket_s,
+            aggregate=aggregate,
+            where=where,
+            group_by=group_by,
+        )
+
+
+def _json_path(key: str) -> str:
+    if not key.replace("_", "").isalnum():
+        raise ValueError(f"tag key {key!r}: letters, digits and underscores only")
+    return f"$.{key}"
+
+
+def query_series(
+    path: Path,
+    *,
+    measurement: str,
+    field: str,
+    start: float,
+    end: float,
+    bucket_s: float,
+    aggregate: Aggregate = Aggregate.MEAN,
+    where: Mapping[str, str] | None = None,
+    group_by: str | None = None,
+) -> list[Series]:
+    """A field of a measurement in ``[start, end)``, filtered by tags, bucketed and aggregated.
+
+    Buckets start at multiples of ``bucket_s`` (Unix time); empty buckets are absent.
+    """
+    if bucket_s <= 0:
+        raise ValueError("bucket_s must be positive")
+    params: list[object] = [bucket_s, bucket_s]
+    group_sql = "''"
+    if group_by:
+        group_sql = "coalesce(json_extract(tags, ?), '')"
+        params.append(_json_path(group_by))
+    agg = _SQL_AGG[aggregate]
+    extra = ", max(ts)" if aggregate is Aggregate.LAST else ""
+    sql = (
+        f"SELECT CAST(ts / ? AS INTEGER) * ? AS bucket, {group_sql} AS grp, {agg}{extra} FROM points"  # noqa: S608
+        " WHERE measurement = ? AND field = ? AND ts >= ? AND ts < ?"
+    )
+    params += [measurement, field, start, end]
+    for key, value in (where or {}).items():
+        sql += " AND json_extract(tags, ?) = ?"
+        params += [_json_path(key), value]
+    sql += " GROUP BY bucket, grp ORDER BY grp, bucket"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+    grouped: dict[str, list[tuple[float, float]]] = {}
+    for bucket, group, value, *_ in rows:
+        if value is not None:
+            grouped.setdefault(str(group), []).append((float(bucket), float(value)))
+    return [Series(group=g, points=tuple(p)) for g, p in grouped.items()]

@@ -1,0 +1,104 @@
+"""Schema invariants, pure event → point functions, and the embedded SQLite sink."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.events import Event, EventKind
+from hub.timeseries import (
+    Aggregate,
+    Measurement,
+    Point,
+    SqliteSink,
+    SubjectInfo,
+    TimeseriesSettings,
+    encode,
+    event_points,
+    open_sink,
+    query_series,
+)
+from hub.timeseries.schema import FIELDS, TAGS
+
+INFO = SubjectInfo(
+    community="c1", grid="g1", building="1号楼", device_kind="door_sensor", model="m", care="living_alone"
+)
+
+
+def test_every_measurement_has_fixed_tags_and_typed_fields_and_no_key_is_both() -> None:
+    assert set(TAGS) == set(Measurement) == set(FIELDS)
+    for m in Measurement:
+        assert not set(TAGS[m]) & set(FIELDS[m]), m
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_event_points_conform_to_the_schema(kind: EventKind) -> None:
+    value: float | bool | str | None = {EventKind.OCCUPANCY: True, EventKind.MOTION: True}.get(kind, 42.0)
+    event = Event("dev-1", kind, 1_700_000_000.0, "z2m", value, {"volts": 2.9, "snr": 7.5, "code": "MIC"})
+    for point in event_points(event, INFO):
+        m = Measurement(point.measurement)
+        assert {k for k, _ in point.tags} <= set(TAGS[m])
+        for key, v in point.fields:
+            assert type(v) is FIELDS[m][key], (kind, key, v)
+        assert encode(point) is not None
+
+
+def test_line_protocol_escaping_and_integer_suffix() -> None:
+    point = Point.of(
+        "door", tags={"building": "1号 楼,A=B"}, fields={"open": 1, "t": 'a"b\\c', "x": 0.5}, ts=1.5
+    )
+    assert encode(point) == 'door,building=1号\\ 楼\\,A\\=B open=1i,t="a\\"b\\\\c",x=0.5 1500000000'
+
+
+async def test_sqlite_sink_queries_buckets_and_prunes(tmp_path: Path) -> None:
+    sink = open_sink(TimeseriesSettings(), data_dir=tmp_path)
+    assert isinstance(sink, SqliteSink)
+    await sink.start()
+    now = time.time()
+    t0 = now - now % 3600 - 2 * 3600
+    old = SubjectInfo(community="c1", grid="g1", device_kind="door_sensor")
+    sink.write_many(
+        event_points(Event("old", EventKind.DOOR_OPEN, now - 8 * 86400, "z2m"), old)
+    )  # beyond 7 days
+    for i in range(120):
+        grid = "g1" if i % 2 else "g2"
+        info = SubjectInfo(community="c1", grid=grid, device_kind="door_sensor")
+        sink.write_many(event_points(Event(f"d{i % 4}", EventKind.DOOR_OPEN, t0 + i * 60, "z2m"), info))
+    await sink.stop()
+    series = query_series(
+        tmp_path / "timeseries.sqlite",
+        measurement="door",
+        field="open",
+        start=t0,
+        end=t0 + 7200,
+        bucket_s=3600,
+        aggregate=Aggregate.COUNT,
+        group_by="grid",
+    )
+    assert {s.group: s.points for s in series} == {
+        "g1": ((t0, 30.0), (t0 + 3600, 30.0)),
+        "g2": ((t0, 30.0), (t0 + 3600, 30.0)),
+    }
+    only = query_series(
+        tmp_path / "timeseries.sqlite",
+        measurement="door",
+        field="open",
+        start=t0,
+        end=t0 + 7200,
+        bucket_s=7200,
+        aggregate=Aggregate.SUM,
+        where={"grid": "g1"},
+    )
+    assert only[0].points == ((t0, 60.0),)
+    pruned = query_series(
+        tmp_path / "timeseries.sqlite",
+        measurement="door",
+        field="open",
+        start=0,
+        end=now,
+        bucket_s=86400 * 365,
+        aggregate=Aggregate.COUNT,
+    )
+    assert pruned[0].points[0][1] == 120.0  # the 8-day-old point fell to retention
