@@ -25,6 +25,8 @@ from hub.registry import Registry
 from hub.registry_io import load_yaml
 from hub.routing import Routing
 from hub.store import Store
+from hub.timeseries import QuarantinedLines, fleet_point, hub_point, open_sink, quarantine_point
+from hub.views import device_json
 from rules.evaluator import Evaluator
 from rules.loader import BUILTIN_PACKS, load_packs
 from rules.model import Rule
@@ -33,6 +35,9 @@ from rules.state import MemoryState
 log = logging.getLogger(__name__)
 
 QUARANTINE_FLUSH_S = 1.0
+GAUGE_INTERVAL_S = 60.0
+#: Below this battery percentage a device counts as "low battery" on the fleet gauge.
+LOW_BATTERY_PCT = 20.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
@@ -88,6 +93,9 @@ class Hub:
             tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
         )
         self.dispatcher = Dispatcher(store=self.store, mqtt=self.outbound, clock=self.clock)
+        self.timeseries = open_sink(
+            settings.timeseries, data_dir=Path(settings.data_dir), on_quarantine=self._timeseries_refused
+        )
         self.pipeline = Pipeline(
             adapters=self.adapters,
             registry=registry,
@@ -100,6 +108,7 @@ class Hub:
             bus=self.bus,
             on_notifications=self.dispatcher.wake,
             max_payload_bytes=settings.mqtt.max_payload_bytes,
+            series=self.timeseries,
         )
         self.api = Api(
             store=self.store,
@@ -114,6 +123,17 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+
+    def _timeseries_refused(self, refused: QuarantinedLines) -> None:
+        # The server will never accept these lines (HTTP 4xx): keep them with its message.
+        for line in refused.lines:
+            self.quarantine.add(
+                topic="timeseries",
+                reason=f"influx_{refused.status}",
+                detail=refused.message,
+                payload=line.encode(),
+                at=self.clock.now(),
+            )
 
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         self.pipeline.handle(topic, payload, qos, retain)
@@ -130,6 +150,7 @@ class Hub:
             "mqtt_subscribed": self.mqtt.subscribed.is_set(),
             "mqtt_outbound_connected": self.outbound.connected.is_set(),
             "mqtt_handler_errors": self.mqtt.handler_errors,
+            "timeseries": asdict(self.timeseries.stats),
         }
 
     async def start(self) -> None:
@@ -142,9 +163,11 @@ class Hub:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+        await self.timeseries.start()  # replays what a crash left in the spool
         # Deliver what an earlier run left pending before anything new arrives.
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="linli-dispatcher"))
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
+        self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
         await self.outbound.connect()
         await self.mqtt.connect()
         try:
@@ -167,6 +190,57 @@ class Hub:
             await asyncio.sleep(QUARANTINE_FLUSH_S)
             self.quarantine.flush()
 
+    async def _gauges(self) -> None:
+        """Periodic gauges for the dashboards: the fleet per grid and kind, hub self-metrics."""
+        lag = 0.0
+        while True:
+            started = asyncio.get_running_loop().time()
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+            lag = max(0.0, asyncio.get_running_loop().time() - started - GAUGE_INTERVAL_S) * 1000
+            self.write_gauges(loop_lag_ms=lag)
+
+    def write_gauges(self, *, loop_lag_ms: float = 0.0) -> None:
+        now = self.clock.now()
+        fleet: dict[tuple[str, str, str], list[int]] = {}
+        for device in self.registry.devices():
+            info = self.registry.series_info(device.id)
+            view = device_json(self.registry, self.states, device.id, now=now) or {}
+            counts = fleet.setdefault((info.community, info.grid, info.device_kind), [0, 0, 0])
+            counts[0] += 1
+            counts[1] += 1 if view.get("online") else 0
+            battery = view.get("battery")
+            counts[2] += 1 if isinstance(battery, float) and battery < LOW_BATTERY_PCT else 0
+        for (community, grid, kind), (total, online, low) in fleet.items():
+            self.timeseries.write(
+                fleet_point(
+                    community=community,
+                    grid=grid,
+                    device_kind=kind,
+                    total=total,
+                    online=online,
+                    low_battery=low,
+                    ts=now,
+                )
+            )
+        stats = self.pipeline.stats
+        ts_stats = self.timeseries.stats
+        metrics: dict[str, int | float] = {
+            "messages": stats.messages,
+            "events": stats.events,
+            "signals": stats.signals,
+            "alerts_raised": stats.alerts_raised,
+            "quarantined": stats.quarantined,
+            "ts_points_written": ts_stats.points_written,
+            "ts_points_spooled": ts_stats.points_spooled,
+            "ts_points_dropped": ts_stats.points_dropped,
+            "ts_points_quarantined": ts_stats.points_quarantined,
+            "loop_lag_ms": loop_lag_ms,
+        }
+        instance = self.settings.mqtt.client_id
+        self.timeseries.write(hub_point(instance=instance, metrics=metrics, ts=now))
+        for reason, count in self.quarantine.counts.items():
+            self.timeseries.write(quarantine_point(instance=instance, reason=reason, count=count, ts=now))
+
     async def stop(self) -> None:
         """Stop taking messages, then cancel and await every task, then close the store."""
         for client in (self.mqtt, self.outbound):
@@ -187,6 +261,10 @@ class Hub:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        try:
+            await self.timeseries.stop()  # flushes to the server, or to the spool
+        except Exception:
+            log.exception("time-series sink did not stop cleanly")
         self.quarantine.flush()
         self.store.close()
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adapters.router import Family
 from hub.errors import ConfigError
 from hub.mqtt_url import MqttUrl
+from hub.timeseries.settings import TimeseriesSettings
 
 ENV_PREFIX = "LINLI_"
 
@@ -87,6 +88,8 @@ class Settings(_Model):
         SourceSettings(family=Family.NATIVE),
     )
     api_tokens: tuple[ApiToken, ...] = ()
+    #: Where time series go: InfluxDB (v1 or v2 API), or by default an embedded SQLite file.
+    timeseries: TimeseriesSettings = TimeseriesSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -24,6 +24,7 @@ from hub.quarantine import Quarantine
 from hub.registry import Registry
 from hub.routing import Routing
 from hub.store import AlertChange, Store
+from hub.timeseries import TimeseriesSink, alert_point, alert_transition, event_points
 from rules.evaluator import Evaluator
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class Pipeline:
         bus: AlertBus,
         on_notifications: Callable[[], None],
         max_payload_bytes: int,
+        series: TimeseriesSink,
     ) -> None:
+        self._series = series
         self._adapters = adapters
         self._registry = registry
         self._evaluator = evaluator
@@ -102,6 +105,7 @@ class Pipeline:
         if not subject.known:
             self._unknown_device(event)
         self._states.record(event)
+        self._series.write_many(event_points(event, self._registry.series_info(event.device_id)))
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
@@ -142,5 +146,12 @@ class Pipeline:
                 change.alert.grid,
             )
         self._bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
+        self._series.write(
+            alert_point(
+                change.alert,
+                transition=alert_transition(change.alert, created=change.created),
+                device_kind=self._registry.series_info(change.alert.device_id).device_kind,
+            )
+        )
         if change.notifications:
             self._on_notifications()

@@ -16,7 +16,10 @@ from adapters.events import DeviceKind
 from hub.community import Building, Community, Device, Grid, Household, Place, Resident, Unit
 from hub.registry_io import load_yaml
 from hub.roster import Person
+from hub.timeseries.schema import SubjectInfo
 from rules.subject import Subject
+
+_NO_SERIES_INFO = SubjectInfo()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,10 @@ class Registry:
             self._residents.update((r.id, r) for r in community.residents)
             for device in community.devices:
                 self._devices[device.id] = (community, device)
+        self._series: dict[str, SubjectInfo] = {}
         for community, device in self._devices.values():
             self._subjects[device.id] = self._subject(community, device)
+            self._series[device.id] = self._series_info(community, device)
         for stranger in unassigned:
             if stranger.id not in self._devices:
                 self.unassigned[stranger.id] = stranger
@@ -95,6 +100,30 @@ class Registry:
             community=community.code,
             attributes=attributes,
         )
+
+    def _series_info(self, community: Community, device: Device) -> SubjectInfo:
+        location = self.location(device.id)
+        building = location.building.name if location is not None and location.building is not None else ""
+        resident = self._residents.get(device.resident) if device.resident else None
+        care = ""
+        if resident is not None:
+            care = (
+                "living_alone" if resident.living_alone else ("aged_80" if (resident.age or 0) >= 80 else "")
+            )
+        place = self._places[device.place] if device.place else None
+        return SubjectInfo(
+            community=community.code,
+            grid=device.grid,
+            building=building,
+            device_kind=device.kind.value,
+            model=device.model,
+            place=place.kind.value if place is not None else "",
+            care=care,
+        )
+
+    def series_info(self, device_id: str) -> SubjectInfo:
+        """Low-cardinality tags for the device's time series; empty for unknown devices."""
+        return self._series.get(device_id, _NO_SERIES_INFO)
 
     # -- the adapters' DeviceHints port -----------------------------------------------------
 

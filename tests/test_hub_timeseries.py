@@ -1,0 +1,86 @@
+"""The hub writes readings and alert transitions to its time-series sink: embedded SQLite or real InfluxDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from hub.timeseries import query_series
+from tests.conftest import SAMPLES, server_missing
+from tests.helpers import SOS_BUTTON, eventually, hub_settings, publisher
+from tests.support.influx import InfluxServer, influxdb
+from tests.support.servers import Broker, ServerMissingError
+
+NOW = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[InfluxServer]:
+    try:
+        with influxdb(tmp_path / "influx") as server:
+            server.create_db("linli")
+            yield server
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+
+
+async def test_embedded_sink_charts_door_readings_without_any_server(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=NOW)) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish("zigbee2mqtt/door-1", b'{"contact": false, "battery": 90}', qos=1)
+        gateway.publish("zigbee2mqtt/door-1", b'{"contact": true, "battery": 90}', qos=1)
+        await eventually(lambda: hub.pipeline.stats.messages == 2)
+        hub.write_gauges()
+        await gateway.disconnect()
+    # After a clean stop everything is on disk.
+    path = settings.data_dir / "timeseries.sqlite"
+    (doors,) = query_series(
+        path, measurement="door", field="open", start=NOW - 60, end=NOW + 60, bucket_s=3600
+    )
+    assert [value for _, value in doors.points] == [0.5]  # one open, one closed
+    fleet = query_series(
+        path,
+        measurement="fleet",
+        field="total",
+        start=NOW - 60,
+        end=NOW + 60,
+        bucket_s=3600,
+        group_by="device_kind",
+    )
+    assert {s.group: s.points[0][1] for s in fleet} == {
+        "sos_button": 2.0,
+        "door_sensor": 1.0,
+        "parking_sensor": 2.0,
+    }
+
+
+async def test_hub_writes_readings_and_alerts_to_real_influxdb(
+    tmp_path: Path, mosquitto_broker: Broker, influx: InfluxServer
+) -> None:
+    settings = hub_settings(
+        tmp_path,
+        mosquitto_broker,
+        timeseries={"kind": "influx_v1", "url": influx.url, "db": "linli", "flush_interval_s": 0.1},
+    )
+    async with Hub(settings=settings, clock=ManualClock(start=NOW)) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+        gateway.publish("zigbee2mqtt/door-1", b'{"contact": false}', qos=1)
+        await eventually(lambda: hub.pipeline.stats.messages == 2)
+        await eventually(
+            lambda: hub.timeseries.stats.points_delivered >= 4, what="points delivered to InfluxDB"
+        )
+        await gateway.disconnect()
+    alerts = influx.query('SELECT * FROM "alert"', db="linli")["results"][0]["series"][0]
+    row = dict(zip(alerts["columns"], alerts["values"][0], strict=True))
+    assert row["category"] == "sos" and row["grid"] == "110105001001001" and row["transition"] == "raised"
+    doors = influx.query('SELECT "open" FROM "door"', db="linli")["results"][0]["series"][0]
+    assert [v[1] for v in doors["values"]] == [1]
