@@ -8,6 +8,6 @@ notifications (:mod:`hub.routing`, :mod:`hub.dispatch`), the HTTP API and live c
 (:mod:`hub.api`, ``hub/console``), the demo (:mod:`hub.demo`) and the CLI (:mod:`hub.cli`).
 
 Data flows one way: broker → adapters → rules → alerts → dispatch and sinks.
-Must not import: ``simulators`` (except :mod:`hub.cli`, which wires the demo) or
-``dashboards``. ``adapters`` and ``rules`` are used, never the other way round.
+Must not import: ``simulators`` or ``dashboards`` (except :mod:`hub.cli`, which wires the
+demo and ``linli dashboards push``). ``adapters`` and ``rules`` are used, never the other way round.
 """

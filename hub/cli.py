@@ -1,4 +1,4 @@
-"""``linli``: the command line. The only module that wires the simulators into the hub.
+"""``linli``: the command line. The only module that wires the simulators and dashboards into the hub.
 
 Every command that talks to a broker takes ``--mqtt URL`` (``mqtt://user:pass@host:port``,
 ``mqtts://…`` for TLS).
@@ -21,14 +21,18 @@ import click
 import orjson
 
 from adapters.errors import LinliError
+from dashboards.push import push as push_dashboards
 from hub.api import token_hash
 from hub.app import Hub
 from hub.clock import iso
 from hub.config import load_settings
 from hub.demo import Endpoint, run_demo
+from hub.mqtt_client import HubMqttClient
 from hub.mqtt_url import MqttUrl
 from hub.registry_io import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
 from hub.store import Store
+from hub.timeseries import Level
+from hub.timeseries import doctor as timeseries_doctor
 from simulators.community import generate
 from simulators.runner import BrokerAddress, CommunitySimulator
 
@@ -282,6 +286,67 @@ def quarantine_list(limit: int, as_json: bool, config_file: Path | None, data_di
             )
     if not records and not as_json:
         click.echo("quarantine is empty / 隔离区为空")
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Hub configuration file (LINLI_* environment variables override it).",
+)
+@click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " Overrides mqtt.url.")
+def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
+    """Check the configuration, the MQTT broker and the time-series store; say what is wrong."""
+    try:
+        settings = load_settings(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"ok    configuration {'from ' + str(config_file) if config_file else '(defaults and LINLI_*)'}"
+    )
+
+    async def check() -> bool:
+        healthy = True
+        probe = HubMqttClient(
+            url=settings.mqtt.parsed_url,
+            client_id=f"{settings.mqtt.client_id}-doctor",
+            on_message=lambda *args: None,
+            subscriptions=[],
+        )
+        try:
+            await asyncio.wait_for(probe.connect(), 10)
+            click.echo(f"ok    MQTT broker {settings.mqtt.parsed_url.redacted()} accepts our credentials")
+            await probe.disconnect()
+        except (LinliError, TimeoutError) as exc:
+            healthy = False
+            click.echo(f"error MQTT broker: {exc or 'no answer within 10 s'}")
+        for finding in await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)):
+            healthy = healthy and finding.level is not Level.ERROR
+            click.echo(str(finding))
+        return healthy
+
+    if not asyncio.run(check()):
+        raise SystemExit(1)
+
+
+@main.group()
+def dashboards() -> None:
+    """Grafana dashboards as code (generated JSON in dashboards/generated)."""
+
+
+@dashboards.command("push")
+@click.option("--url", required=True, help="Grafana base URL, e.g. https://grafana.example:3000")
+@click.option(
+    "--token", required=True, envvar="GRAFANA_TOKEN", help="Service-account token (or GRAFANA_TOKEN)."
+)
+def dashboards_push(url: str, token: str) -> None:
+    """Upload every dashboard through Grafana's HTTP API; same uid → update (idempotent)."""
+    try:
+        for item in push_dashboards(url=url, token=token):
+            click.echo(f"{item.uid} v{item.version} {item.url}")
+    except Exception as exc:  # grafana-client raises its own hierarchy and requests' errors
+        raise click.ClickException(f"push to {url} failed: {exc}") from None
 
 
 @main.command("check-mqtt-url", hidden=True)

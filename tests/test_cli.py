@@ -152,3 +152,27 @@ async def test_run_against_mosquitto_with_config_file(tmp_path: Path, mosquitto_
     assert "Traceback" not in stderr
     assert mosquitto_broker.password not in stderr, "secrets are never logged"
     assert "***" in stderr
+
+
+def test_doctor_reports_a_healthy_setup(tmp_path: Path, mosquitto_broker: Broker) -> None:
+    result = CliRunner().invoke(
+        main, ["doctor", "--mqtt", mosquitto_broker.url], env={"LINLI_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    assert "accepts our credentials" in result.output and mosquitto_broker.password not in result.output
+
+
+def test_doctor_says_what_is_wrong(tmp_path: Path, mosquitto_broker: Broker) -> None:
+    wrong = mosquitto_broker.url.replace(mosquitto_broker.password, "wrong-password")
+    result = CliRunner().invoke(
+        main,
+        ["doctor", "--mqtt", wrong],
+        env={
+            "LINLI_DATA_DIR": str(tmp_path),
+            "LINLI_TIMESERIES__KIND": "influx_v1",
+            "LINLI_TIMESERIES__URL": "http://127.0.0.1:9",
+        },
+    )
+    assert result.exit_code == 1
+    assert "error MQTT broker" in result.output and "wrong-password" not in result.output
+    assert "127.0.0.1:9" in result.output

@@ -40,13 +40,14 @@ def test_package_imports_nothing_above_it(package: str) -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_only_the_cli_imports_simulators() -> None:
+@pytest.mark.parametrize("package", ["simulators", "dashboards"])
+def test_only_the_cli_imports_simulators_and_dashboards(package: str) -> None:
     importers = [
         str(p.relative_to(ROOT))
         for pkg in PACKAGES
-        if pkg != "simulators"
+        if pkg != package
         for p in modules(pkg)
-        if "simulators" in imports_of(p)
+        if package in imports_of(p)
     ]
     assert importers == ["hub/cli.py"]
 
