@@ -316,11 +316,11 @@ def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
         )
         try:
             await asyncio.wait_for(probe.connect(), 10)
-            click.echo(f"ok    MQTT broker {settings.mqtt.parsed_url.redacted()} accepts our credentials")
+            click.echo(f"[ok] MQTT broker {settings.mqtt.parsed_url.redacted()} accepts our credentials")
             await probe.disconnect()
         except (LinliError, TimeoutError) as exc:
             healthy = False
-            click.echo(f"error MQTT broker: {exc or 'no answer within 10 s'}")
+            click.echo(f"[error] MQTT broker: {exc or 'no answer within 10 s'}")
         for finding in await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)):
             healthy = healthy and finding.level is not Level.ERROR
             click.echo(str(finding))

@@ -174,5 +174,5 @@ def test_doctor_says_what_is_wrong(tmp_path: Path, mosquitto_broker: Broker) -> 
         },
     )
     assert result.exit_code == 1
-    assert "error MQTT broker" in result.output and "wrong-password" not in result.output
+    assert "[error] MQTT broker" in result.output and "wrong-password" not in result.output
     assert "127.0.0.1:9" in result.output
