@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -14,6 +15,10 @@ from aiohttp import web
 from adapters.router import AdapterRouter, FamilySource
 from hub.api import Api
 from hub.bus import AlertBus
+from hub.case_store import CaseStore
+from hub.cases.model import Case
+from hub.cases.policies import load_policies
+from hub.casework import Casework
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.device_state import DeviceStates
@@ -35,6 +40,8 @@ from rules.state import MemoryState
 log = logging.getLogger(__name__)
 
 QUARANTINE_FLUSH_S = 1.0
+#: The casework loop looks at least this often even with no deadline (a safety net).
+CASEWORK_POLL_S = 5.0
 GAUGE_INTERVAL_S = 60.0
 #: Below this battery percentage a device counts as "low battery" on the fleet gauge.
 LOW_BATTERY_PCT = 20.0
@@ -80,7 +87,7 @@ class Hub:
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,
             on_message=self._on_message,
-            subscriptions=self.adapters.subscriptions(),
+            subscriptions=[*self.adapters.subscriptions(), self.routing.reply_subscription()],
             tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
@@ -96,6 +103,21 @@ class Hub:
         self.timeseries = open_sink(
             settings.timeseries, data_dir=Path(settings.data_dir), on_quarantine=self._timeseries_refused
         )
+        self.cases = CaseStore(store=self.store)
+        self.casework = Casework(
+            store=self.store,
+            cases=self.cases,
+            registry=registry,
+            routing=self.routing,
+            policies=load_policies(settings.policies_file),
+            clock=self.clock,
+            zone=settings.zone,
+            series=self.timeseries,
+            on_notifications=self.dispatcher.wake,
+            on_change=self._case_changed,
+        )
+        self._casework_wake = asyncio.Event()
+        self._reply_prefix = settings.mqtt.topic_prefix + "/"
         self.pipeline = Pipeline(
             adapters=self.adapters,
             registry=registry,
@@ -109,6 +131,7 @@ class Hub:
             on_notifications=self.dispatcher.wake,
             max_payload_bytes=settings.mqtt.max_payload_bytes,
             series=self.timeseries,
+            on_alert_change=self.casework.on_alert_change,
         )
         self.api = Api(
             store=self.store,
@@ -136,7 +159,13 @@ class Hub:
             )
 
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if topic.startswith(self._reply_prefix) and self.casework.on_reply(topic, payload):
+            return
         self.pipeline.handle(topic, payload, qos, retain)
+
+    def _case_changed(self, case: Case) -> None:
+        self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
+        self._casework_wake.set()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -166,6 +195,10 @@ class Hub:
         await self.timeseries.start()  # replays what a crash left in the spool
         # Deliver what an earlier run left pending before anything new arrives.
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="linli-dispatcher"))
+        # Cases for alerts a crash left without one, then whatever fell due while we were down.
+        self.casework.reconcile()
+        self.casework.tick()
+        self._tasks.append(asyncio.create_task(self._run_casework(), name="linli-casework"))
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
         await self.outbound.connect()
@@ -184,6 +217,20 @@ class Hub:
             len(self.rules),
             sum(len(c.devices) for c in self.registry.communities),
         )
+
+    async def _run_casework(self) -> None:
+        """Escalation steps, reminders and 督办 at their deadlines (persisted, so they survive restarts)."""
+        while True:
+            self._casework_wake.clear()
+            self.casework.tick()
+            next_at = self.casework.next_deadline()
+            timeout = (
+                CASEWORK_POLL_S
+                if next_at is None
+                else min(CASEWORK_POLL_S, max(0.0, next_at - self.clock.now()))
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._casework_wake.wait(), timeout)
 
     async def _flush_quarantine(self) -> None:
         while True:

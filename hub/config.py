@@ -76,6 +76,8 @@ class Settings(_Model):
     data_dir: Path = Path("data")
     timezone: str = "Asia/Shanghai"
     community_file: Path | None = None
+    #: Case time limits, working calendar and escalation chains; the shipped defaults when unset.
+    policies_file: Path | None = None
     rule_paths: tuple[Path, ...] = ()
     mqtt: MqttSettings = MqttSettings()
     http: HttpSettings = HttpSettings()
@@ -158,7 +160,7 @@ def load_settings(
             raise ConfigError("config must be a YAML mapping", source=source)
         doc = loaded or {}
         # Relative paths in a config file are relative to that file, not to the CWD.
-        for key in ("data_dir", "community_file"):
+        for key in ("data_dir", "community_file", "policies_file"):
             if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
                 doc[key] = str((file.parent / doc[key]).resolve())
         if isinstance(doc.get("rule_paths"), list):

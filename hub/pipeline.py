@@ -26,6 +26,7 @@ from hub.routing import Routing
 from hub.store import AlertChange, Store
 from hub.timeseries import TimeseriesSink, alert_point, alert_transition, event_points
 from rules.evaluator import Evaluator
+from rules.model import Severity
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,10 @@ class Pipeline:
         on_notifications: Callable[[], None],
         max_payload_bytes: int,
         series: TimeseriesSink,
+        on_alert_change: Callable[[AlertChange], None],
     ) -> None:
         self._series = series
+        self._on_alert_change = on_alert_change
         self._adapters = adapters
         self._registry = registry
         self._evaluator = evaluator
@@ -111,7 +114,9 @@ class Pipeline:
             return
         for signal in self._evaluator.on_event(event, subject):
             self.stats.signals += 1
-            recipients = self._routing.recipients(subject, signal)
+            # Alerts that become cases are notified by casework (dispatch and escalation);
+            # information-only alerts go straight to whoever is on duty.
+            recipients = self._routing.recipients(subject, signal) if signal.severity is Severity.INFO else []
             change = self._store.apply(signal, subject, recipients, payload_for=notification_payload)
             if change is not None:
                 self._announce(change)
@@ -155,3 +160,4 @@ class Pipeline:
         )
         if change.notifications:
             self._on_notifications()
+        self._on_alert_change(change)

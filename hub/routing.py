@@ -34,6 +34,13 @@ class Routing:
     def worker_topic(self, community: str, person_id: str) -> str:
         return f"{self._prefix}/{community}/workers/{person_id}/notifications"
 
+    def reply_topic(self, community: str, person_id: str) -> str:
+        """Where a person's app publishes actions (accept, arrive, handle …) on a case."""
+        return f"{self._prefix}/{community}/workers/{person_id}/replies"
+
+    def reply_subscription(self) -> str:
+        return f"{self._prefix}/+/workers/+/replies"
+
     def command_centre_topic(self) -> str:
         return f"{self._prefix}/{COMMAND_CENTRE}/notifications"
 

@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
 CREATE TABLE IF NOT EXISTS notifications (
     id           TEXT PRIMARY KEY,
     alert_id     INTEGER NOT NULL REFERENCES alerts (id),
+    case_id      TEXT,
     recipient    TEXT NOT NULL,
     channel      TEXT NOT NULL,
     address      TEXT NOT NULL,
@@ -92,6 +93,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     PRIMARY KEY (topic, reason)
 );
 """
+
+
+def new_notification_id() -> str:
+    """Receivers drop repeats by this id (delivery is at-least-once)."""
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +145,8 @@ class AlertChange:
     alert: Alert
     created: bool
     notifications: tuple[Notification, ...]
+    #: The same subject triggered the rule again after its merge window: people are told again.
+    repeated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +208,47 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write (``BEGIN IMMEDIATE`` … ``COMMIT``), for the store's sibling tables."""
+        with self._tx() as db:
+            yield db
+
+    def queue_notification(
+        self,
+        db: sqlite3.Connection,
+        *,
+        notification_id: str,
+        alert_id: int,
+        recipient: Recipient,
+        payload: bytes,
+        at: float,
+        case_id: str | None = None,
+    ) -> Notification:
+        """Add one notification to the outbox inside the caller's transaction."""
+        note_id = notification_id
+        db.execute(
+            "INSERT INTO notifications (id, alert_id, case_id, recipient, channel, address, payload, created_at,"
+            " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                note_id,
+                alert_id,
+                case_id,
+                recipient.id,
+                recipient.channel,
+                recipient.address,
+                payload,
+                at,
+                0.0,
+            ),
+        )
+        return Notification(note_id, alert_id, recipient.id, recipient.channel, recipient.address, payload, 0)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for reads by the store's sibling modules (writes go through :meth:`transaction`)."""
+        return self._db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -272,28 +321,24 @@ class Store:
             notifications: list[Notification] = []
             if created or signal.action is SignalAction.RAISE:
                 for recipient in recipients:
-                    note_id = uuid.uuid4().hex
+                    note_id = new_notification_id()
                     body = payload_for(note_id, alert, recipient, created)
-                    db.execute(
-                        "INSERT INTO notifications (id, alert_id, recipient, channel, address, payload, created_at,"
-                        " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            note_id,
-                            alert.id,
-                            recipient.id,
-                            recipient.channel,
-                            recipient.address,
-                            body,
-                            signal.ts,
-                            0.0,
-                        ),
-                    )
                     notifications.append(
-                        Notification(
-                            note_id, alert.id, recipient.id, recipient.channel, recipient.address, body, 0
+                        self.queue_notification(
+                            db,
+                            notification_id=note_id,
+                            alert_id=alert.id,
+                            recipient=recipient,
+                            payload=body,
+                            at=signal.ts,
                         )
                     )
-        return AlertChange(alert=alert, created=created, notifications=tuple(notifications))
+        return AlertChange(
+            alert=alert,
+            created=created,
+            notifications=tuple(notifications),
+            repeated=not created and signal.action is SignalAction.RAISE,
+        )
 
     def _clear(self, signal: Signal) -> AlertChange | None:
         with self._tx() as db:

@@ -73,20 +73,29 @@ async def test_sos_press_reaches_api_console_stream_and_on_duty_worker(
     gateway = await publisher(broker)
     gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE, qos=1)
 
-    # (c) the on-duty (night) worker of the grid gets a QoS 1 JSON notification.
+    # (c) the on-duty (night) worker of the grid gets the case at QoS 1, with what they need
+    # to act: the elder's profile and where to reply.
     await eventually(lambda: phone.on(WORKER_TOPIC), what="worker notification")
     (note,) = phone.on(WORKER_TOPIC)
     assert (
         note["schema"] == "linli.notification.v1"
-        and note["type"] == "alert.raised"
+        and note["type"] == "case.notify"
         and note["recipient"] == "w-night"
     )
     assert note["alert"]["device_id"] == SOS_BUTTON and note["alert"]["grid"] == GRID
+    assert note["case"]["assignee"] == "w-night" and note["case"]["state"] == "dispatched"
+    assert note["resident"]["name"] == "王秀英" and note["location"].startswith("第一网格 3号楼 2单元 401")
+    assert note["reply_topic"] == f"linli/{COMMUNITY}/workers/w-night/replies"
     assert [qos for t, _, qos in phone.messages if t == WORKER_TOPIC] == [1]
     assert not phone.on(f"linli/{COMMUNITY}/workers/w-day/notifications"), (
         "the day worker is off duty at 02:13"
     )
-    assert not phone.on(COMMAND_TOPIC)
+    # At the same time: the community duty officer, and the command centre with the
+    # guardians to call (handbook §4).
+    await eventually(lambda: phone.on(f"linli/{COMMUNITY}/workers/duty/notifications"), what="duty officer")
+    await eventually(lambda: phone.on(COMMAND_TOPIC), what="command centre")
+    (centre,) = phone.on(COMMAND_TOPIC)
+    assert centre["call_guardians"] == [{"name": "李明", "phone": "13987654321", "relation": "儿子"}]
 
     # (a) the API lists it with the required fields.
     (alert,) = await get_alerts(http)
@@ -115,10 +124,11 @@ async def test_sos_press_reaches_api_console_stream_and_on_duty_worker(
     async with session.get(f"{base}/api/alerts/{alert['id']}", headers=AUTH) as response:
         detail = await response.json()
     assert detail["trace"]["occurrences"][0]["event"]["attrs"]["action"] == "emergency"
-    await eventually(lambda: hub.dispatcher.delivered == 1, what="PUBACK recorded")
+    await eventually(lambda: hub.dispatcher.delivered == 3, what="PUBACKs recorded")
     async with session.get(f"{base}/api/alerts/{alert['id']}", headers=AUTH) as response:
-        (sent,) = (await response.json())["notifications"]
-    assert sent["recipient"] == "w-night" and sent["delivered_at"] is not None
+        sent = (await response.json())["notifications"]
+    assert {n["recipient"] for n in sent} == {"w-night", "duty", "command-centre"}
+    assert all(n["delivered_at"] is not None for n in sent)
     await gateway.disconnect()
 
 

@@ -1,0 +1,197 @@
+"""Persistence of cases: the append-only timeline is the record, the ``cases`` row an index.
+
+Lives in the hub's SQLite file beside alerts and the notification outbox, so a case change,
+the escalation steps it sends and their notifications commit in **one transaction**: after
+``kill -9`` either all of them happened or none did. A case is rebuilt by replaying its
+timeline (:func:`hub.cases.workflow.replay`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
+from hub.cases.workflow import replay
+from hub.store import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id         TEXT PRIMARY KEY,
+    alert_id   INTEGER REFERENCES alerts (id),
+    category   TEXT NOT NULL,
+    severity   TEXT NOT NULL,
+    grid       TEXT,
+    community  TEXT,
+    state      TEXT NOT NULL,
+    assignee   TEXT,
+    version    INTEGER NOT NULL,
+    filed_at   REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cases_one_open_per_alert ON cases (alert_id) WHERE state NOT IN ('closed', 'void');
+CREATE INDEX IF NOT EXISTS cases_by_assignee ON cases (assignee, state);
+
+CREATE TABLE IF NOT EXISTS case_timeline (
+    case_id    TEXT NOT NULL REFERENCES cases (id),
+    seq        INTEGER NOT NULL,
+    ts         REAL NOT NULL,
+    entry      BLOB NOT NULL,
+    PRIMARY KEY (case_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS case_deadlines (
+    case_id TEXT PRIMARY KEY REFERENCES cases (id),
+    next_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS case_deadlines_next ON case_deadlines (next_at);
+
+CREATE TABLE IF NOT EXISTS case_steps_sent (
+    key     TEXT PRIMARY KEY,
+    case_id TEXT NOT NULL REFERENCES cases (id),
+    sent_at REAL NOT NULL
+);
+"""
+
+
+class StaleCaseError(RuntimeError):
+    """The case changed under us (optimistic version check failed); reload and retry."""
+
+
+class CaseStore:
+    def __init__(self, *, store: Store) -> None:
+        self._store = store
+        store.db.executescript(SCHEMA)
+
+    # -- writes (inside the caller's transaction) ------------------------------------------
+
+    def add(self, db: sqlite3.Connection, case: Case, entry: TimelineEntry) -> None:
+        db.execute(
+            "INSERT INTO cases (id, alert_id, category, severity, grid, community, state, assignee, version, filed_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                case.id,
+                case.alert_id,
+                case.category,
+                case.severity,
+                case.grid,
+                case.community,
+                case.state.value,
+                case.assignee,
+                case.version,
+                case.filed_at,
+                case.updated_at,
+            ),
+        )
+        self._insert_entry(db, entry)
+
+    def append(self, db: sqlite3.Connection, case: Case, entry: TimelineEntry) -> None:
+        """Record ``entry`` that turned the stored case into ``case`` (version check included)."""
+        cursor = db.execute(
+            "UPDATE cases SET state = ?, assignee = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
+            (case.state.value, case.assignee, case.version, case.updated_at, case.id, entry.seq),
+        )
+        if cursor.rowcount != 1:
+            raise StaleCaseError(case.id)
+        self._insert_entry(db, entry)
+
+    @staticmethod
+    def _insert_entry(db: sqlite3.Connection, entry: TimelineEntry) -> None:
+        db.execute(
+            "INSERT INTO case_timeline (case_id, seq, ts, entry) VALUES (?, ?, ?, ?)",
+            (entry.case_id, entry.seq, entry.ts, orjson.dumps(entry.to_dict())),
+        )
+
+    @staticmethod
+    def set_deadline(db: sqlite3.Connection, case_id: str, next_at: float | None) -> None:
+        if next_at is None:
+            db.execute("DELETE FROM case_deadlines WHERE case_id = ?", (case_id,))
+        else:
+            db.execute(
+                "INSERT INTO case_deadlines (case_id, next_at) VALUES (?, ?)"
+                " ON CONFLICT (case_id) DO UPDATE SET next_at = excluded.next_at",
+                (case_id, next_at),
+            )
+
+    @staticmethod
+    def mark_sent(db: sqlite3.Connection, key: str, case_id: str, at: float) -> bool:
+        """Record an escalation step as sent; ``False`` if it already was (then send nothing)."""
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO case_steps_sent (key, case_id, sent_at) VALUES (?, ?, ?)",
+            (key, case_id, at),
+        )
+        return cursor.rowcount == 1
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def timeline(self, case_id: str) -> list[TimelineEntry]:
+        rows = self._store.db.execute(
+            "SELECT entry FROM case_timeline WHERE case_id = ? ORDER BY seq", (case_id,)
+        ).fetchall()
+        return [TimelineEntry.from_dict(orjson.loads(row[0])) for row in rows]
+
+    def load(self, case_id: str) -> Case | None:
+        entries = self.timeline(case_id)
+        return replay(entries) if entries else None
+
+    def open_for_alert(self, alert_id: int) -> Case | None:
+        row = self._store.db.execute(
+            "SELECT id FROM cases WHERE alert_id = ? AND state NOT IN ('closed', 'void')", (alert_id,)
+        ).fetchone()
+        return self.load(row[0]) if row else None
+
+    def case_ids(
+        self,
+        *,
+        assignee: str | None = None,
+        grid: str | None = None,
+        states: Iterable[CaseState] = OPEN,
+        limit: int = 200,
+    ) -> list[str]:
+        wanted = [s.value for s in states]
+        query = f"SELECT id FROM cases WHERE state IN ({','.join('?' * len(wanted))})"  # noqa: S608 - placeholders only
+        params: list[object] = [*wanted]
+        if assignee is not None:
+            query += " AND assignee = ?"
+            params.append(assignee)
+        if grid is not None:
+            query += " AND grid = ?"
+            params.append(grid)
+        query += " ORDER BY filed_at DESC LIMIT ?"
+        params.append(limit)
+        return [row[0] for row in self._store.db.execute(query, params)]
+
+    def due(self, now: float) -> list[str]:
+        rows = self._store.db.execute(
+            "SELECT case_id FROM case_deadlines WHERE next_at <= ? ORDER BY next_at", (now,)
+        )
+        return [row[0] for row in rows]
+
+    def next_deadline(self) -> float | None:
+        row = self._store.db.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def sent_keys(self, case_id: str) -> frozenset[str]:
+        rows = self._store.db.execute("SELECT key FROM case_steps_sent WHERE case_id = ?", (case_id,))
+        return frozenset(row[0] for row in rows)
+
+    def timelines_touching(self, start: float, end: float) -> list[Sequence[TimelineEntry]]:
+        """Timelines of every case filed before ``end`` that was open at some point after ``start``."""
+        ids = [
+            row[0]
+            for row in self._store.db.execute(
+                "SELECT id FROM cases WHERE filed_at < ? AND (state NOT IN ('closed', 'void') OR updated_at >= ?)",
+                (end, start),
+            )
+        ]
+        return [self.timeline(case_id) for case_id in ids]
+
+    def alerts_without_case(self) -> list[int]:
+        """Active alerts with no case (a crash between the alert's and the case's commit)."""
+        rows = self._store.db.execute(
+            "SELECT a.id FROM alerts a WHERE a.status = 'active' AND a.severity != 'info'"
+            " AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.alert_id = a.id)"
+        )
+        return [row[0] for row in rows]

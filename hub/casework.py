@@ -1,0 +1,544 @@
+"""Casework: alerts become cases, cases are dispatched, escalated, acted on and measured.
+
+The pure rules live in :mod:`hub.cases` (workflow, SLA, escalation planner, KPIs); this
+module connects them to the store, the roster, the notification outbox and the time series.
+Every change is one transaction: the timeline entry, the escalation steps it sends (keyed,
+``INSERT OR IGNORE``), their notifications and the case's next deadline. After ``kill -9``
+the deadline is read back and the planner finds the same steps, so the next one goes out at
+its original time and nothing is sent twice.
+
+Notifications to people are MQTT messages (schema ``linli.notification.v1``, see
+``docs/topics.md``); a person replies on ``{prefix}/{community}/workers/{person}/replies``.
+Guardians (emergency contacts) have no channel of their own here: their names and phones go
+to the command centre, whose operators call them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from hub.alert_json import NOTIFICATION_SCHEMA, alert_json
+from hub.case_store import CaseStore, StaleCaseError
+from hub.cases.escalation import DueStep, Selector, Target, TargetKind, plan
+from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
+from hub.cases.policies import Policies
+from hub.cases.sla import Light
+from hub.cases.workflow import allowed_actions, apply, case_from_alert
+from hub.clock import Clock, iso
+from hub.community import Contact
+from hub.errors import HubError
+from hub.registry import Registry
+from hub.roster import Person, Role, on_duty
+from hub.routing import Routing
+from hub.store import Alert, AlertChange, Recipient, Store, new_notification_id
+from hub.timeseries import CaseStage, CaseTransition, TimeseriesSink, TrafficLight, case_point
+from hub.views import resident_json
+
+log = logging.getLogger(__name__)
+
+#: Alerts of these severities open no case (they are information, not work).
+NO_CASE_SEVERITIES = frozenset({"info"})
+REPLY_TOPIC = re.compile(r"^(?P<prefix>[^/]+)/(?P<community>[^/]+)/workers/(?P<person>[^/]+)/replies$")
+
+_STAGE_OF_ACTION = {
+    CaseAction.FILE: CaseStage.FILED,
+    CaseAction.DISPATCH: CaseStage.DISPATCHED,
+    CaseAction.ACCEPT: CaseStage.ACCEPTED,
+    CaseAction.ARRIVE: CaseStage.HANDLED,  # 处置 begins on site
+    CaseAction.HANDLE: CaseStage.FEEDBACK,
+    CaseAction.VERIFY: CaseStage.VERIFIED,
+    CaseAction.REWORK: CaseStage.REWORK,
+    CaseAction.CLOSE: CaseStage.CLOSED,
+    CaseAction.REASSIGN: CaseStage.REDISPATCHED,
+    CaseAction.RETURN: CaseStage.RETURNED,
+    CaseAction.EXTEND: CaseStage.EXTENDED,
+    CaseAction.SUPERVISE: CaseStage.SUPERVISED,
+    CaseAction.VOID: CaseStage.VOID,
+}
+
+
+class CaseNotFoundError(HubError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"no case {case_id!r}")
+        self.case_id = case_id
+
+
+class NotAllowedError(HubError):
+    """The actor may not act on this case (not assigned, not in the grid, wrong role)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: a person of the roster, or a console user with a role."""
+
+    id: str
+    role: str
+
+
+#: Roles that may act on any case (the command centre and the community's duty officers).
+SUPERVISING_ROLES = frozenset(
+    {"admin", "command_centre", "command_operator", "command_supervisor", "duty_officer"}
+)
+#: Actions a handler takes on a case dispatched to them.
+HANDLER_ACTIONS = frozenset(
+    {
+        CaseAction.ACCEPT,
+        CaseAction.ARRIVE,
+        CaseAction.HANDLE,
+        CaseAction.CALL_BACK,
+        CaseAction.NOTE,
+        CaseAction.RETURN,
+    }
+)
+
+
+class Casework:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cases: CaseStore,
+        registry: Registry,
+        routing: Routing,
+        policies: Policies,
+        clock: Clock,
+        zone: ZoneInfo,
+        series: TimeseriesSink,
+        on_notifications: Callable[[], None],
+        on_change: Callable[[Case], None],
+    ) -> None:
+        self._store = store
+        self.cases = cases
+        self._registry = registry
+        self._routing = routing
+        self.policies = policies
+        self._clock = clock
+        self._zone = zone
+        self._series = series
+        self._on_notifications = on_notifications
+        self._on_change = on_change
+
+    # -- from alerts ------------------------------------------------------------------------
+
+    def open_from_alert(self, alert: Alert) -> Case | None:
+        """立案 and 派遣 for a new alert; the first escalation step goes out in the same commit."""
+        if alert.severity in NO_CASE_SEVERITIES or self.cases.open_for_alert(alert.id) is not None:
+            return None
+        now = self._clock.now()
+        case, filed = case_from_alert(alert, case_id=uuid.uuid4().hex[:12], at=max(alert.raised_at, now))
+        assignee = self._first_assignee(case, now)
+        dispatched, dispatch = apply(
+            case,
+            CaseAction.DISPATCH,
+            actor="system",
+            at=filed.ts,
+            channel=Channel.SYSTEM,
+            data={"assignee": assignee},
+        )
+        with self._store.transaction() as db:
+            self.cases.add(db, case, filed)
+            self.cases.append(db, dispatched, dispatch)
+            sent = self._escalate(db, dispatched, now)
+        self._after(case, filed, sent=False)
+        self._after(dispatched, dispatch, sent=sent)
+        log.info("case %s opened for alert %s, dispatched to %s", dispatched.id, alert.id, assignee)
+        return dispatched
+
+    def on_alert_change(self, change: AlertChange) -> None:
+        """Called by the pipeline after every committed alert change (same call, before PUBACK)."""
+        alert = change.alert
+        if change.created:
+            self.open_from_alert(alert)
+        elif alert.status == "resolved":
+            self.alert_cleared(alert)
+        elif change.repeated:
+            self.alert_repeated(alert)
+
+    def alert_cleared(self, alert: Alert) -> None:
+        """The sensor says the condition is over: recorded on the case (an SOS still needs its note)."""
+        case = self.cases.open_for_alert(alert.id)
+        if case is not None and CaseAction.AUTO_CLEAR in allowed_actions(case):
+            self._act(case, CaseAction.AUTO_CLEAR, actor="sensor", channel=Channel.SYSTEM, note="", data={})
+
+    def alert_repeated(self, alert: Alert) -> None:
+        """The same occurrence again after the merge window: remind whoever has the case."""
+        case = self.cases.open_for_alert(alert.id)
+        if case is None:
+            return
+        now = self._clock.now()
+        targets = [self._person_target(case.assignee)] if case.assignee else []
+        with self._store.transaction() as db:
+            queued = self._queue(
+                db, case, targets, kind="case.repeated", key=f"{case.id}/repeat/{round(now * 1000)}"
+            )
+        if queued:
+            self._on_notifications()
+
+    def reconcile(self) -> int:
+        """Open cases for active alerts that have none (a crash between the two commits)."""
+        opened = 0
+        for alert_id in self.cases.alerts_without_case():
+            alert = self._store.alert(alert_id)
+            if alert is not None and self.open_from_alert(alert) is not None:
+                opened += 1
+        return opened
+
+    # -- actions by people --------------------------------------------------------------------
+
+    def act(
+        self,
+        case_id: str,
+        action: CaseAction,
+        *,
+        actor: Actor,
+        channel: Channel,
+        note: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> Case:
+        case = self.cases.load(case_id)
+        if case is None:
+            raise CaseNotFoundError(case_id)
+        self._authorise(case, action, actor)
+        return self._act(case, action, actor=actor.id, channel=channel, note=note, data=dict(data or {}))
+
+    def _authorise(self, case: Case, action: CaseAction, actor: Actor) -> None:
+        if actor.role in SUPERVISING_ROLES:
+            return
+        person = self._person(case, actor.id)
+        if action in HANDLER_ACTIONS and (
+            case.assignee == actor.id or (person and case.grid in person.grids)
+        ):
+            return
+        if person is not None and person.role is Role.GRID_LEADER and case.grid in person.grids:
+            return  # 网格长 may also reassign, extend or verify in the grid
+        raise NotAllowedError(f"{actor.id} ({actor.role}) may not {action.value} case {case.id}")
+
+    def _act(
+        self, case: Case, action: CaseAction, *, actor: str, channel: Channel, note: str, data: dict[str, Any]
+    ) -> Case:
+        now = self._clock.now()
+        at = max(now, case.updated_at)
+        updated, entry = apply(case, action, actor=actor, at=at, channel=channel, note=note, data=data)
+        try:
+            with self._store.transaction() as db:
+                self.cases.append(db, updated, entry)
+                sent = self._escalate(db, updated, now)
+        except StaleCaseError:
+            # Someone else changed it first: act on the fresh state (the rules apply again).
+            fresh = self.cases.load(case.id)
+            assert fresh is not None
+            updated, entry = apply(
+                fresh,
+                action,
+                actor=actor,
+                at=max(at, fresh.updated_at),
+                channel=channel,
+                note=note,
+                data=data,
+            )
+            with self._store.transaction() as db:
+                self.cases.append(db, updated, entry)
+                sent = self._escalate(db, updated, now)
+        self._after(updated, entry, sent=sent)
+        return updated
+
+    def on_reply(self, topic: str, payload: bytes) -> bool:
+        """A worker's app replied on its reply topic; returns ``False`` if the topic is not a reply topic."""
+        match = REPLY_TOPIC.match(topic)
+        if match is None:
+            return False
+        person = match.group("person")
+        try:
+            body = orjson.loads(payload)
+            case_id = str(body["case_id"])
+            action = CaseAction(body["action"])
+            note = str(body.get("note", ""))
+            data = body.get("data") or {}
+            if not isinstance(data, dict):
+                raise TypeError("data must be an object")
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            log.warning("bad reply from %s on %r: %s", person, topic, exc)
+            return True
+        try:
+            self.act(
+                case_id,
+                action,
+                actor=Actor(person, self._role_of(person)),
+                channel=Channel.MQTT,
+                note=note,
+                data=data,
+            )
+        except HubError as exc:
+            log.warning("reply from %s refused: %s", person, exc)
+        return True
+
+    def _role_of(self, person_id: str) -> str:
+        for community in self._registry.communities:
+            for person in community.people:
+                if person.id == person_id:
+                    return person.role.value
+        return "unknown"
+
+    # -- escalation and SLA ------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Do what is due now: escalation steps, reminders, 督办 for red stages. Returns changes made."""
+        now = self._clock.now()
+        done = 0
+        for case_id in self.cases.due(now):
+            case = self.cases.load(case_id)
+            if case is None:
+                continue
+            for event in self.policies.sla.due_events(case, now):
+                if not any(
+                    s.stage is event.stage and s.round_start == event.round_start for s in case.supervisions
+                ):
+                    if event.stage is Stage.CASE:
+                        self._series.write(self._transition(case, CaseStage.OVERDUE, now))
+                    case = self._act(
+                        case,
+                        CaseAction.SUPERVISE,
+                        actor="system",
+                        channel=Channel.SYSTEM,
+                        note=f"{event.stage.value} 超时 / overdue",
+                        data={"stage": event.stage.value},
+                    )
+                    done += 1
+            with self._store.transaction() as db:
+                sent = self._escalate(db, case, now)
+            if sent:
+                done += 1
+                self._on_notifications()
+        return done
+
+    def next_deadline(self) -> float | None:
+        return self.cases.next_deadline()
+
+    def _escalate(self, db: Any, case: Case, now: float) -> bool:
+        """Send the steps due now (once each) and store the next deadline; inside a transaction."""
+        community = case.community or ""
+        escalation = plan(
+            case,
+            chain=self.policies.chain(case.category, case.severity),
+            sla=self.policies.sla,
+            roster=self._registry.people_of(community),
+            zone=self._zone,
+            now=now,
+            contacts=self._contacts(case),
+            sent=self.cases.sent_keys(case.id),
+        )
+        sent = False
+        for step in escalation.due:
+            if self.cases.mark_sent(db, step.key, case.id, now):
+                sent |= self._queue(
+                    db, case, step.targets, kind=f"case.{step.kind.value}", key=step.key, step=step
+                )
+        deadlines = [
+            d for d in (escalation.next_deadline, self.policies.sla.next_change(case, now)) if d is not None
+        ]
+        self.cases.set_deadline(db, case.id, min(deadlines) if case.open and deadlines else None)
+        return sent
+
+    # -- notifications -------------------------------------------------------------------------
+
+    def _queue(
+        self,
+        db: Any,
+        case: Case,
+        targets: Sequence[Target],
+        *,
+        kind: str,
+        key: str,
+        step: DueStep | None = None,
+    ) -> bool:
+        if case.alert_id is None:
+            return False
+        alert = self._store.alert(case.alert_id)
+        if alert is None:
+            return False
+        people = [t for t in targets if t.kind is TargetKind.PERSON]
+        guardians = [t for t in targets if t.kind is TargetKind.CONTACT]
+        recipients: list[tuple[Recipient, Target | None]] = [(self._recipient(case, t.id), t) for t in people]
+        if guardians or any(t.kind is TargetKind.COMMAND_CENTRE for t in targets):
+            recipients.append((self._routing.command_centre(), None))
+        now = self._clock.now()
+        for recipient, target in recipients:
+            note_id = new_notification_id()
+            body = self._payload(
+                note_id, case, alert, recipient, target, kind=kind, key=key, guardians=guardians, step=step
+            )
+            self._store.queue_notification(
+                db,
+                notification_id=note_id,
+                alert_id=alert.id,
+                recipient=recipient,
+                payload=body,
+                at=now,
+                case_id=case.id,
+            )
+        return bool(recipients)
+
+    def _recipient(self, case: Case, person_id: str) -> Recipient:
+        if person_id == self._routing.command_centre().id:
+            return self._routing.command_centre()
+        return Recipient(
+            id=person_id, channel="mqtt", address=self._routing.worker_topic(case.community or "-", person_id)
+        )
+
+    @staticmethod
+    def _person_target(person_id: str) -> Target:
+        return Target(kind=TargetKind.PERSON, id=person_id, selector=Selector.ASSIGNEE)
+
+    def _payload(
+        self,
+        note_id: str,
+        case: Case,
+        alert: Alert,
+        recipient: Recipient,
+        target: Target | None,
+        *,
+        kind: str,
+        key: str,
+        guardians: Sequence[Target],
+        step: DueStep | None,
+    ) -> bytes:
+        body: dict[str, Any] = {
+            "schema": NOTIFICATION_SCHEMA,
+            "id": note_id,
+            "type": kind,
+            "recipient": recipient.id,
+            "step": key,
+            "case": self.case_json(case),
+            "alert": alert_json(alert),
+            "reply_topic": self._routing.reply_topic(case.community or "-", recipient.id),
+        }
+        if step is not None:
+            body["due_at"] = iso(step.due_at)
+        device = self._registry.device(alert.device_id)
+        location = self._registry.location(alert.device_id)
+        if location is not None:
+            body["location"] = " ".join(
+                part
+                for part in (
+                    location.grid.name,
+                    location.building.name if location.building else "",
+                    location.unit.name if location.unit else "",
+                    location.household.room if location.household else "",
+                    location.place.name if location.place else "",
+                    device.location if device else "",
+                )
+                if part
+            )
+        # The elder's profile goes to those who must act on this SOS (the people told by the
+        # escalation chain and the command centre), never to a broadcast topic.
+        if case.is_sos and device is not None and device.resident is not None:
+            resident = self._registry.resident(device.resident)
+            if resident is not None:
+                body["resident"] = resident_json(resident, personal=True)
+        if recipient.id == self._routing.command_centre().id and guardians:
+            body["call_guardians"] = [
+                {"name": g.name, "phone": g.phone, "relation": g.role} for g in guardians
+            ]
+        return orjson.dumps(body)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _first_assignee(self, case: Case, now: float) -> str:
+        """The on-duty grid worker of the case's grid; the command centre if there is none."""
+        if case.grid is None or case.community is None:
+            return self._routing.command_centre().id
+        people = on_duty(
+            self._registry.people_of(case.community),
+            grid=case.grid,
+            ts=now,
+            zone=self._zone,
+            roles=(Role.GRID_WORKER,),
+        ) or on_duty(
+            self._registry.people_of(case.community),
+            grid=case.grid,
+            ts=now,
+            zone=self._zone,
+            roles=(Role.GRID_LEADER,),
+        )
+        return people[0].id if people else self._routing.command_centre().id
+
+    def _person(self, case: Case, person_id: str) -> Person | None:
+        return next((p for p in self._registry.people_of(case.community or "") if p.id == person_id), None)
+
+    def _contacts(self, case: Case) -> tuple[Contact, ...]:
+        device = self._registry.device(case.subject)
+        if device is None or device.resident is None:
+            return ()
+        resident = self._registry.resident(device.resident)
+        return resident.emergency_contacts if resident is not None else ()
+
+    def _after(self, case: Case, entry: TimelineEntry, *, sent: bool) -> None:
+        stage = _STAGE_OF_ACTION.get(entry.action)
+        if entry.action in (CaseAction.FALSE_ALARM, CaseAction.AUTO_CLEAR) and case.state is CaseState.CLOSED:
+            stage = CaseStage.CLOSED
+        if stage is not None:
+            self._series.write(self._transition(case, stage, entry.ts))
+        if sent:
+            self._on_notifications()
+        self._on_change(case)
+
+    def _transition(self, case: Case, stage: CaseStage, at: float) -> Any:
+        lights = self.policies.sla.traffic_light(case, at)
+        worst = max((s.light for s in lights), key=_LIGHT_ORDER.index, default=Light.GREEN)
+        return case_point(
+            CaseTransition(
+                case_id=case.id,
+                stage=stage,
+                at=at,
+                stage_entered_at=case.updated_at if stage is not CaseStage.FILED else case.filed_at,
+                filed_at=case.filed_at,
+                deadline=self.policies.sla.due_at(case, Stage.CASE),
+                light=TrafficLight(worst.value),
+                community=case.community or "",
+                grid=case.grid or "",
+                category=case.category,
+                severity=case.severity,
+                worker=case.assignee or "",
+            )
+        )
+
+    def case_json(self, case: Case, *, now: float | None = None) -> dict[str, Any]:
+        now = self._clock.now() if now is None else now
+        return {
+            "id": case.id,
+            "alert_id": case.alert_id,
+            "category": case.category,
+            "severity": case.severity,
+            "state": case.state.value,
+            "resolution": case.resolution.value if case.resolution else None,
+            "title": {"zh": case.title_zh, "en": case.title_en},
+            "subject": case.subject,
+            "grid": case.grid,
+            "community": case.community,
+            "assignee": case.assignee,
+            "filed_at": iso(case.filed_at),
+            "updated_at": iso(case.updated_at),
+            "allowed_actions": [a.value for a in allowed_actions(case)],
+            "sla": [
+                {
+                    "stage": s.stage.value,
+                    "light": s.light.value,
+                    "elapsed_s": round(s.elapsed, 3),
+                    "limit_s": s.limit,
+                    "due_at": iso(s.due_at),
+                    "done": s.done,
+                }
+                for s in self.policies.sla.traffic_light(case, now)
+            ],
+        }
+
+
+_LIGHT_ORDER = [Light.GREEN, Light.YELLOW, Light.RED]
