@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -21,19 +22,25 @@ from aiohttp import web
 
 from hub.alert_json import alert_json
 from hub.bus import AlertBus
+from hub.cases.kpi import compute as kpi_compute
+from hub.cases.model import OPEN, TERMINAL, CaseAction, Channel, TimelineEntry
+from hub.cases.workflow import InvalidTransition
+from hub.casework import SUPERVISING_ROLES, Actor, CaseNotFoundError, Casework, NotAllowedError
 from hub.clock import Clock, iso
 from hub.config import ApiToken
 from hub.device_state import DeviceStates
 from hub.registry import Registry
 from hub.store import Store
-from hub.views import PERSONAL_DATA_ROLES, community_json, device_json, event_json
+from hub.views import PERSONAL_DATA_ROLES, community_json, device_json, event_json, resident_json
 
 log = logging.getLogger(__name__)
 
 COOKIE = "linli_session"
 SSE_KEEPALIVE_S = 15.0
 _PUBLIC = frozenset({"/api/health", "/login"})
-_STATIC = frozenset({"console.js", "console.css"})
+_STATIC = frozenset({"console.js", "console.css", "phone.js"})
+#: Roles whose login lands on the phone page rather than the command-centre console.
+PHONE_ROLES = frozenset({"grid_worker", "grid_leader", "grid_police", "volunteer"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IDENTITY: web.RequestKey[ApiToken] = web.RequestKey("identity", ApiToken)
@@ -41,6 +48,34 @@ IDENTITY: web.RequestKey[ApiToken] = web.RequestKey("identity", ApiToken)
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _time_param(value: str | None, *, default: float) -> float:
+    """RFC 3339 (``2026-11-01T00:00:00+08:00``) or Unix seconds."""
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError(f"time {value!r} needs an offset, e.g. +08:00") from None
+        return parsed.timestamp()
+
+
+_LIGHT_RANK = {"red": 0, "yellow": 1, "green": 2}
+_SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "info": 3}
+
+
+def _urgency(view: dict[str, Any]) -> tuple[int, int, str]:
+    worst = min((_LIGHT_RANK[s["light"]] for s in view["sla"] if not s["done"]), default=2)
+    return worst, _SEVERITY_RANK.get(view["severity"], 9), view["filed_at"]
+
+
+def _entry_json(entry: TimelineEntry) -> dict[str, Any]:
+    body = entry.to_dict()
+    body["ts"] = iso(entry.ts)
+    return body
 
 
 def _json(data: Any, *, status: int = 200) -> web.Response:
@@ -59,7 +94,9 @@ class Api:
         registry: Registry,
         states: DeviceStates,
         clock: Clock,
+        casework: Casework,
     ) -> None:
+        self._casework = casework
         self._timezone = timezone
         self._registry = registry
         self._states = states
@@ -85,6 +122,11 @@ class Api:
         app.router.add_get("/api/devices/{id:.+}", self._device)
         app.router.add_get("/api/events", self._events)
         app.router.add_get("/api/community", self._community)
+        app.router.add_get("/api/cases", self._cases)
+        app.router.add_get("/api/cases/{id}", self._case)
+        app.router.add_post("/api/cases/{id}/{action}", self._case_action)
+        app.router.add_get("/api/kpis", self._kpis)
+        app.router.add_get("/m", self._phone)
         app.router.add_get("/api/stream", self._stream)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -126,8 +168,9 @@ class Api:
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("token", "")
-        if token and any(hmac.compare_digest(t.sha256, token_hash(token)) for t in self._tokens):
-            response = web.HTTPFound("/")
+        identity = next((t for t in self._tokens if hmac.compare_digest(t.sha256, token_hash(token))), None)
+        if token and identity is not None:
+            response = web.HTTPFound("/m" if identity.role in PHONE_ROLES else "/")
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
             raise response
         page = resources.files("hub.console").joinpath("login.html").read_bytes()
@@ -211,6 +254,119 @@ class Api:
                 ],
             }
         )
+
+    # -- cases ---------------------------------------------------------------------------------
+
+    def _actor(self, request: web.Request) -> Actor:
+        identity = request[IDENTITY]
+        return Actor(identity.person or identity.name, identity.role)
+
+    async def _cases(self, request: web.Request) -> web.StreamResponse:
+        """Open cases (or ``?state=closed``), most urgent first; ``?mine=1`` for the caller's own."""
+        actor = self._actor(request)
+        states = TERMINAL if request.query.get("state") == "closed" else OPEN
+        assignee = actor.id if request.query.get("mine") == "1" else request.query.get("assignee")
+        if actor.role not in SUPERVISING_ROLES:
+            assignee = actor.id  # people outside the command centre see their own cases only
+        ids = self._casework.cases.case_ids(
+            assignee=assignee, grid=request.query.get("grid"), states=states, limit=self._limit(request, 200)
+        )
+        now = self._clock.now()
+        views = [
+            self._casework.case_json(c, now=now) for c in map(self._casework.cases.load, ids) if c is not None
+        ]
+        views.sort(key=_urgency)
+        return _json(views)
+
+    async def _case(self, request: web.Request) -> web.StreamResponse:
+        case = self._casework.cases.load(request.match_info["id"])
+        actor = self._actor(request)
+        if case is None or (actor.role not in SUPERVISING_ROLES and case.assignee != actor.id):
+            return _json({"error": "not_found", "message": "没有这个案件 / no such case"}, status=404)
+        body = self._casework.case_json(case)
+        body["timeline"] = [_entry_json(e) for e in self._casework.cases.timeline(case.id)]
+        alert = self._store.alert(case.alert_id) if case.alert_id is not None else None
+        body["alert"] = alert_json(alert) if alert is not None else None
+        # The elder's profile and contacts: for the assigned handler and the command centre only.
+        device = self._registry.device(case.subject)
+        if case.is_sos and device is not None and device.resident is not None:
+            resident = self._registry.resident(device.resident)
+            if resident is not None:
+                body["resident"] = resident_json(resident, personal=True)
+        location = device.location if device is not None else ""
+        body["location"] = location
+        return _json(body)
+
+    async def _case_action(self, request: web.Request) -> web.StreamResponse:
+        try:
+            action = CaseAction(request.match_info["action"])
+        except ValueError:
+            return _json({"error": "unknown_action", "allowed": [a.value for a in CaseAction]}, status=400)
+        try:
+            doc = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return _json({"error": "bad_request", "message": "body must be JSON"}, status=400)
+        if not isinstance(doc, dict) or not isinstance(doc.get("data", {}), dict):
+            return _json(
+                {"error": "bad_request", "message": "body must be an object; data an object"}, status=400
+            )
+        channel = Channel.PHONE_PAGE if request.headers.get("X-Linli-Channel") == "phone" else Channel.CONSOLE
+        try:
+            case = self._casework.act(
+                request.match_info["id"],
+                action,
+                actor=self._actor(request),
+                channel=channel,
+                note=str(doc.get("note", "")),
+                data=doc.get("data") or {},
+            )
+        except CaseNotFoundError:
+            return _json({"error": "not_found", "message": "没有这个案件 / no such case"}, status=404)
+        except NotAllowedError as exc:
+            return _json({"error": "forbidden", "message": str(exc)}, status=403)
+        except InvalidTransition as exc:
+            return _json(
+                {
+                    "error": "invalid_transition",
+                    "message": str(exc),
+                    "state": exc.state.value,
+                    "action": exc.action.value,
+                    "allowed": [a.value for a in exc.allowed],
+                },
+                status=409,
+            )
+        return _json(self._casework.case_json(case))
+
+    async def _kpis(self, request: web.Request) -> web.StreamResponse:
+        """结案率, 按期结案率, 返工率, 延期率 and response times from the case timelines (docs/cases.md)."""
+        now = self._clock.now()
+        try:
+            start = _time_param(request.query.get("from"), default=now - 30 * 86400)
+            end = _time_param(request.query.get("to"), default=now)
+            report = kpi_compute(
+                self._casework.cases.timelines_touching(start, end),
+                sla=self._casework.policies.sla,
+                start=start,
+                end=end,
+            )
+        except ValueError as exc:
+            return _json({"error": "bad_request", "message": str(exc)}, status=400)
+        grid = request.query.get("grid")
+        by_grid = {k: v.as_dict() for k, v in report.by_grid.items() if grid is None or k == grid}
+        return _json(
+            {
+                "from": iso(start),
+                "to": iso(end),
+                "overall": report.overall.as_dict(),
+                "by_grid": by_grid,
+                "by_worker": {k: v.as_dict() for k, v in report.by_worker.items()},
+                "by_category": {k: v.as_dict() for k, v in report.by_category.items()},
+            }
+        )
+
+    async def _phone(self, request: web.Request) -> web.StreamResponse:
+        page = resources.files("hub.console").joinpath("phone.html").read_bytes()
+        return web.Response(body=page, content_type="text/html", charset="utf-8")
 
     async def _stats_handler(self, request: web.Request) -> web.StreamResponse:
         return _json(self._stats())

@@ -142,6 +142,7 @@ class Hub:
             registry=registry,
             states=self.states,
             clock=self.clock,
+            casework=self.casework,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None

@@ -70,6 +70,8 @@ class ApiToken(_Model):
     name: str
     role: str = "command_centre"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: The roster person this token acts as (grid workers' phones); actions are recorded as them.
+    person: str | None = None
 
 
 class Settings(_Model):

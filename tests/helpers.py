@@ -18,6 +18,7 @@ from tests.support.servers import Broker
 
 TOKEN = "test-token-not-a-secret"
 VIEWER_TOKEN = "viewer-token-not-a-secret"
+WORKER_TOKEN = "night-worker-token-not-a-secret"
 GRID = "110105001001001"
 COMMUNITY = "110105001001"
 SOS_BUTTON = "0x847127fffe0542eb"  # the Tuya TS0215A of the samples
@@ -42,6 +43,8 @@ communities:
       - {{id: w-day, name: 日班网格员, role: grid_worker, grids: ["{GRID}"], shifts: [{{start: "08:00", end: "20:00"}}]}}
       - {{id: w-night, name: 夜班网格员, role: grid_worker, grids: ["{GRID}"], shifts: [{{start: "20:00", end: "08:00"}}]}}
       - {{id: duty, name: 值班员, role: duty_officer, grids: ["{GRID}"], shifts: [{{start: "00:00", end: "00:00"}}]}}
+      - {{id: g-leader, name: 网格长, role: grid_leader, grids: ["{GRID}"], shifts: [{{start: "00:00", end: "00:00"}}]}}
+      - {{id: boss, name: 指挥长, role: command_supervisor, grids: ["{GRID}"], shifts: [{{start: "00:00", end: "00:00"}}]}}
     residents:
       - id: r1
         name: 王秀英
@@ -71,6 +74,7 @@ def hub_settings(tmp_path: Path, broker: Broker, **overrides: Any) -> Settings:
         "api_tokens": [
             ApiToken(name="t", sha256=token_hash(TOKEN)),
             ApiToken(name="wall", role="viewer", sha256=token_hash(VIEWER_TOKEN)),
+            ApiToken(name="phone", role="grid_worker", person="w-night", sha256=token_hash(WORKER_TOKEN)),
         ],
     }
     values.update(overrides)

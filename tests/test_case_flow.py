@@ -1,0 +1,179 @@
+"""A full SOS from press to 结案 with simulated time, through MQTT, the API and the phone page's calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.conftest import SAMPLES
+from tests.helpers import (
+    COMMUNITY,
+    SOS_BUTTON,
+    TOKEN,
+    WORKER_TOKEN,
+    Phone,
+    eventually,
+    hub_settings,
+    publisher,
+)
+from tests.support.servers import Broker
+
+PRESS = 1_795_371_180.0  # 2026-11-23 02:13:00 Asia/Shanghai: the night shift
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+WORKERS = f"linli/{COMMUNITY}/workers"
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, mosquitto_broker: Broker) -> AsyncIterator[tuple[Hub, ManualClock, Phone]]:
+    clock = ManualClock(start=PRESS)
+    phone = Phone(mosquitto_broker)
+    await phone.start(f"{WORKERS}/+/notifications", "linli/command-centre/notifications")
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=clock) as hub:
+        yield hub, clock, phone
+    await phone.stop()
+
+
+async def call(
+    hub: Hub, method: str, path: str, token: str = TOKEN, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if token == WORKER_TOKEN:
+        headers["X-Linli-Channel"] = "phone"  # as the phone page sends it
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.request(method, f"http://127.0.0.1:{hub.http_port}{path}", json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+def steps_for(phone: Phone, person: str) -> list[str]:
+    return [body["step"] for body in phone.on(f"{WORKERS}/{person}/notifications")]
+
+
+async def test_sos_from_press_to_closed_with_escalation(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
+) -> None:
+    hub, clock, phone = setup
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    await eventually(lambda: steps_for(phone, "w-night"), what="the night worker's notification")
+    (case_id,) = hub.cases.case_ids()
+
+    # 02:14:10 — nobody accepted within 60 s: the grid leader is told (the next grid worker is
+    # off duty), and the accept stage is red, so it is supervised (督办).
+    clock.advance(70)
+    hub.casework.tick()
+    await eventually(lambda: steps_for(phone, "g-leader"), what="the grid leader's escalation")
+    assert phone.on(f"{WORKERS}/g-leader/notifications")[0]["type"] == "case.escalate"
+    status, case = await call(hub, "GET", f"/api/cases/{case_id}")
+    assert [s["light"] for s in case["sla"] if s["stage"] == "accept"] == ["red"]
+
+    # 02:15 — the night worker accepts from the app, over MQTT.
+    clock.set(PRESS + 120)
+    gateway.publish(
+        f"{WORKERS}/w-night/replies", orjson.dumps({"case_id": case_id, "action": "accept"}), qos=1
+    )
+    await eventually(lambda: hub.cases.load(case_id).state.value == "accepted", what="acceptance")  # type: ignore[union-attr]
+
+    # 02:16 — no more escalation once accepted: the supervisor's 3-minute step never comes.
+    clock.set(PRESS + 200)
+    hub.casework.tick()
+    assert not steps_for(phone, "boss")
+
+    # 02:24 — on site, from the phone page; a report without a note is refused.
+    clock.set(PRESS + 660)
+    status, _ = await call(hub, "POST", f"/api/cases/{case_id}/arrive", WORKER_TOKEN, {})
+    assert status == 200
+    status, refused = await call(hub, "POST", f"/api/cases/{case_id}/handle", WORKER_TOKEN, {"note": ""})
+    assert status == 409 and refused["error"] == "invalid_transition"
+    clock.set(PRESS + 900)
+    status, _ = await call(
+        hub,
+        "POST",
+        f"/api/cases/{case_id}/handle",
+        WORKER_TOKEN,
+        {"note": "老人跌倒,已扶起,无外伤,已通知儿子"},
+    )
+    assert status == 200
+    # The worker may not verify their own work; the command centre does, then closes.
+    status, _ = await call(hub, "POST", f"/api/cases/{case_id}/verify", WORKER_TOKEN, {})
+    assert status == 403
+    clock.set(PRESS + 1500)
+    assert (await call(hub, "POST", f"/api/cases/{case_id}/verify", TOKEN, {"data": {"passed": True}}))[
+        0
+    ] == 200
+    clock.set(PRESS + 1560)
+    status, closed = await call(hub, "POST", f"/api/cases/{case_id}/close", TOKEN, {})
+    assert status == 200 and closed["state"] == "closed"
+
+    status, detail = await call(hub, "GET", f"/api/cases/{case_id}")
+    timeline = [(e["action"], e["to_state"], e["actor"], e["channel"], e["ts"]) for e in detail["timeline"]]
+    assert timeline == [
+        ("file", "filed", "system", "system", "2026-11-22T18:13:00.000Z"),
+        ("dispatch", "dispatched", "system", "system", "2026-11-22T18:13:00.000Z"),
+        ("supervise", "dispatched", "system", "system", "2026-11-22T18:14:10.000Z"),
+        ("accept", "accepted", "w-night", "mqtt", "2026-11-22T18:15:00.000Z"),
+        ("arrive", "on_site", "w-night", "phone_page", "2026-11-22T18:24:00.000Z"),
+        ("handle", "handled", "w-night", "phone_page", "2026-11-22T18:28:00.000Z"),
+        ("verify", "verified", "t", "console", "2026-11-22T18:38:00.000Z"),
+        ("close", "closed", "t", "console", "2026-11-22T18:39:00.000Z"),
+    ]
+    assert detail["resident"]["emergency_contacts"][0]["phone"] == "13987654321"
+
+    status, kpis = await call(hub, "GET", f"/api/kpis?from={PRESS - 3600}&to={PRESS + 86400}")
+    assert kpis["overall"]["due"] == 1 and kpis["overall"]["closure_rate"] == 1.0
+    assert kpis["overall"]["accept_p50_s"] == 120.0 and kpis["overall"]["on_site_p50_s"] == 660.0
+    assert kpis["by_worker"]["w-night"]["closed"] == 1
+    await gateway.disconnect()
+
+
+async def test_worker_sees_only_own_cases_and_no_one_elses_elder(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
+) -> None:
+    hub, _clock, _phone = setup
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    gateway.publish("zigbee2mqtt/stranger-button", SOS, qos=1)  # unassigned → command centre
+    await eventually(lambda: len(hub.cases.case_ids()) == 2, what="two cases")
+    status, mine = await call(hub, "GET", "/api/cases?mine=1", WORKER_TOKEN)
+    assert status == 200 and [c["subject"] for c in mine] == [SOS_BUTTON]
+    other = next(i for i in hub.cases.case_ids() if i != mine[0]["id"])
+    assert (await call(hub, "GET", f"/api/cases/{other}", WORKER_TOKEN))[0] == 404
+    assert (await call(hub, "POST", f"/api/cases/{other}/accept", WORKER_TOKEN, {}))[0] == 403
+    status, everything = await call(hub, "GET", "/api/cases", TOKEN)
+    assert len(everything) == 2
+    await gateway.disconnect()
+
+
+async def test_sos_false_alarm_needs_a_recorded_call_back(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
+) -> None:
+    hub, clock, _phone = setup
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    await eventually(hub.cases.case_ids, what="the case")
+    (case_id,) = hub.cases.case_ids()
+    status, refused = await call(hub, "POST", f"/api/cases/{case_id}/false_alarm", TOKEN, {"note": "误按"})
+    assert status == 409 and "call" in refused["message"].lower()
+    clock.advance(40)
+    assert (
+        await call(
+            hub,
+            "POST",
+            f"/api/cases/{case_id}/call_back",
+            TOKEN,
+            {"note": "已回拨,老人说误按", "data": {"callback_at": PRESS + 40}},
+        )
+    )[0] == 200
+    status, done = await call(
+        hub, "POST", f"/api/cases/{case_id}/false_alarm", TOKEN, {"note": "误按,已回拨确认"}
+    )
+    assert status == 200 and done["state"] == "closed" and done["resolution"] == "false_alarm"
+    await gateway.disconnect()
