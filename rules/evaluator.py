@@ -1,82 +1,267 @@
-"""The evaluator: events in, alert signals out.
+"""The evaluator: events and time in, alert signals out.
 
-Rules are indexed by event kind, so the cost of an event grows with the rules that could
-match it, not with the number of rules loaded.
+* :meth:`Evaluator.on_event` — an event from a subject; cost grows with the rules that can
+  match it: candidates are memoised per (event kind, device kind, grid, community) from the
+  rules' static scope; attribute scope, conditions and windows are checked only for those.
+* :meth:`Evaluator.due` — every timer due at or before ``now`` fires exactly once.
+* :meth:`Evaluator.start` — seeds the deadlines of absence rules for the expected subjects.
+* :meth:`Evaluator.reload` — new rules; state of rules that still exist with the same
+  trigger type is kept, the rest dropped.
+
+Time comes only from the arguments (``now``, ``event.ts``); there is no clock, no sleep and
+no I/O here. All memory is in the :class:`rules.state.StatePort`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from adapters.events import Event, EventKind
-from rules.model import Rule, Scope
-from rules.signals import Signal, SignalAction
+from adapters.events import DeviceKind, Event, EventKind
+from rules.errors import RuleError
+from rules.expr import Expr, equal
+from rules.model import AbsenceTrigger, Rule, Scalar, TriggerType
+from rules.overrides import OverrideConfig, RuleOverrides, compile_overrides
+from rules.signals import Signal
 from rules.state import StatePort
 from rules.subject import Subject
+from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
+from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
+
+_MEMO_LIMIT = 200_000
+StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
+#: A subject's values (and their types: ``True`` is not ``1``) of the attributes rules scope on.
+Signature = tuple[tuple[object, type], ...]
 
 
-def in_scope(scope: Scope, subject: Subject) -> bool:
-    if scope.device_kinds and subject.kind not in scope.device_kinds:
-        return False
-    if scope.grids and subject.grid not in scope.grids:
-        return False
-    if scope.communities and subject.community not in scope.communities:
-        return False
-    return all(subject.attributes.get(key) == value for key, value in scope.attributes.items())
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rule: Rule
+    engine: Engine
+    #: Event kinds the trigger reacts to (``None``: all).
+    kinds: frozenset[EventKind] | None
+    device_kinds: frozenset[DeviceKind] | None
+    grids: frozenset[str] | None
+    communities: frozenset[str] | None
+    attributes: tuple[tuple[str, Scalar], ...]
+    condition: Expr | None
+    active: ActiveWindows | None
+    overrides: RuleOverrides | None
+
+    def static_match(
+        self, kind: EventKind | None, device_kind: DeviceKind | None, grid: str | None, community: str | None
+    ) -> bool:
+        if kind is not None and self.kinds is not None and kind not in self.kinds:
+            return False
+        if self.device_kinds is not None and device_kind not in self.device_kinds:
+            return False
+        if self.grids is not None and grid not in self.grids:
+            return False
+        return self.communities is None or community in self.communities
+
+    def scope_match(self, subject: Subject) -> bool:
+        attrs = subject.attributes
+        return all(equal(attrs.get(name), value) for name, value in self.attributes)
+
+    def subject_match(self, subject: Subject, event: Event | None) -> bool:
+        if not self.scope_match(subject):
+            return False
+        return self.condition is None or self.condition.test(event, subject)
+
+    def trigger_for(self, subject: Subject) -> AnyTrigger:
+        if self.overrides is None:
+            return self.rule.trigger
+        return self.overrides.trigger_for(self.rule.trigger, subject)
+
+
+def _compile(rule: Rule, zone_name: str, overrides: RuleOverrides | None) -> CompiledRule:
+    engine = ENGINES[TriggerType(rule.trigger.type)]
+    scope = rule.scope
+    return CompiledRule(
+        rule=rule,
+        engine=engine,
+        kinds=engine.watched(rule.trigger),
+        device_kinds=frozenset(scope.device_kinds) or None,
+        grids=frozenset(scope.grids) or None,
+        communities=frozenset(scope.communities) or None,
+        attributes=tuple(scope.attributes.items()),
+        condition=rule.condition,
+        active=ActiveWindows.build(rule.active, zone_name),
+        overrides=overrides,
+    )
 
 
 class Evaluator:
-    """Evaluates rules against events; state lives behind ``state``."""
+    """Evaluates rules against events and time; state lives behind ``state``.
 
-    def __init__(self, *, rules: Sequence[Rule], state: StatePort) -> None:
+    ``zone`` names the IANA time zone of ``active`` windows. ``overrides`` adjusts trigger
+    parameters per community, grid or resident (see :mod:`rules.overrides`).
+    """
+
+    def __init__(
+        self,
+        *,
+        rules: Sequence[Rule],
+        state: StatePort,
+        zone: str = DEFAULT_ZONE,
+        overrides: OverrideConfig | None = None,
+    ) -> None:
         self._state = state
-        self._by_kind: dict[EventKind, list[Rule]] = {}
+        self._zone = zone
+        self._rules: dict[str, CompiledRule] = {}
+        self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
+        self._memo: dict[
+            tuple[EventKind, DeviceKind | None, str | None, str | None, Signature], list[CompiledRule]
+        ] = {}
+        self._scope_attributes: tuple[str, ...] = ()
+        self._install(rules, overrides)
+
+    def _install(self, rules: Sequence[Rule], overrides: OverrideConfig | None) -> None:
+        try:
+            zone(self._zone)
+        except (KeyError, ValueError) as exc:
+            raise RuleError(f"unknown time zone {self._zone!r}", file="evaluator") from exc
+        by_id: dict[str, Rule] = {}
         for rule in rules:
-            if not rule.enabled:
-                continue
-            for kind in rule.trigger.kinds:
-                self._by_kind.setdefault(kind, []).append(rule)
+            if rule.id in by_id:
+                raise RuleError("duplicate rule id", file="evaluator", rule=rule.id)
+            by_id[rule.id] = rule
+        table = compile_overrides(by_id, overrides)
+        self._rules = {r.id: _compile(r, self._zone, table.get(r.id)) for r in by_id.values() if r.enabled}
+        self._static_memo = {}
+        self._memo = {}
+        self._scope_attributes = tuple(
+            sorted({name for c in self._rules.values() for name, _ in c.attributes})
+        )
+
+    # -- introspection ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> StatePort:
+        return self._state
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(c.rule for c in self._rules.values())
 
     @property
     def watched_kinds(self) -> frozenset[EventKind]:
-        return frozenset(self._by_kind)
+        kinds: set[EventKind] = set()
+        for c in self._rules.values():
+            kinds |= set(EventKind) if c.kinds is None else c.kinds
+        return frozenset(kinds)
+
+    def candidates(self, kind: EventKind, subject: Subject) -> list[CompiledRule]:
+        """Rules whose scope admits a subject's event of ``kind`` (conditions not yet checked).
+
+        Two memo levels: (event kind, device kind, grid, community) → rules by static scope;
+        that plus the subject's values of every attribute named in a scope → rules by full scope.
+        """
+        attrs = subject.attributes
+        signature = tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes])
+        full_key = (kind, subject.kind, subject.grid, subject.community, signature)
+        found = self._memo.get(full_key)
+        if found is None:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            static_key = (kind, subject.kind, subject.grid, subject.community)
+            static = self._static_memo.get(static_key)
+            if static is None:
+                if len(self._static_memo) >= _MEMO_LIMIT:
+                    self._static_memo.clear()
+                static = [c for c in self._rules.values() if c.static_match(*static_key)]
+                self._static_memo[static_key] = static
+            found = [c for c in static if c.scope_match(subject)]
+            self._memo[full_key] = found
+        return found
+
+    # -- evaluation -------------------------------------------------------------------------
 
     def on_event(self, event: Event, subject: Subject) -> list[Signal]:
-        candidates = self._by_kind.get(event.kind)
+        candidates = self.candidates(event.kind, subject)
         if not candidates:
             return []
         signals: list[Signal] = []
-        for rule in candidates:
-            trigger = rule.trigger
-            if trigger.where and any(event.attrs.get(k) != v for k, v in trigger.where.items()):
+        ctx = EventContext.of(event, subject, self._state)
+        ts = event.ts
+        for c in candidates:
+            if c.condition is not None and not c.condition.test(event, subject):
                 continue
-            if not in_scope(rule.scope, subject):
-                continue
-            last = self._state.get(rule.id, subject.device_id)
-            repeat = last is not None and 0 <= event.ts - last < trigger.merge_window
-            if not repeat:
-                self._state.put(rule.id, subject.device_id, event.ts)
-            signals.append(
-                Signal(
-                    action=SignalAction.UPDATE if repeat else SignalAction.RAISE,
-                    rule_id=rule.id,
-                    category=rule.category,
-                    severity=rule.severity,
-                    subject=subject.device_id,
-                    ts=event.ts,
-                    title_zh=rule.title.zh,
-                    title_en=rule.title.en,
-                    trace={
-                        "trigger": "event",
-                        "event": {
-                            "kind": event.kind.value,
-                            "family": event.family,
-                            "ts": event.ts,
-                            "value": event.value,
-                            "attrs": dict(event.attrs),
-                        },
-                        "merged": repeat,
-                    },
-                )
+            out = c.engine.on_event(
+                c.rule,
+                c.rule.trigger if c.overrides is None else c.overrides.trigger_for(c.rule.trigger, subject),
+                ctx,
+                c.active is None or c.active.contains(ts),
             )
+            if out:
+                signals.extend(out)
         return signals
+
+    def due(self, now: float) -> list[Signal]:
+        """Fire every timer due at or before ``now``, each exactly once, earliest first.
+
+        The hub calls this only after it has fed the events of a downtime (catch-up), so a
+        condition that ended while it was down is cancelled by its event, never fired.
+        """
+        signals: list[Signal] = []
+        state = self._state
+        for key in state.pop_due(now):
+            slot = state.get(key)
+            compiled = self._rules.get(key[0])
+            if slot is None or slot.due is None or slot.due > now:
+                continue
+            if compiled is None or slot.trigger != compiled.rule.trigger.type:
+                state.delete(key)
+                continue
+            signals.extend(compiled.engine.on_timer(compiled.rule, slot, key, now))
+            state.put(key, slot)
+        return signals
+
+    def next_due(self) -> float | None:
+        """When :meth:`due` next has something to do (``None``: no timer)."""
+        return self._state.next_due()
+
+    def start(self, subjects: Iterable[Subject], now: float) -> list[Signal]:
+        """Seed absence deadlines (``now + for``) for every in-scope expected subject without state.
+
+        Subjects that already have state (restored) keep it, so an overdue restored deadline
+        fires once at the first :meth:`due`. Absence state of subjects no longer expected is
+        dropped. Returns no signals today (kept as a list for forward compatibility).
+        """
+        absence = [c for c in self._rules.values() if isinstance(c.rule.trigger, AbsenceTrigger)]
+        if not absence:
+            return []
+        expected: dict[str, set[str]] = {c.rule.id: set() for c in absence}
+        for subject in subjects:
+            for c in absence:
+                if not c.static_match(None, subject.kind, subject.grid, subject.community):
+                    continue
+                if not c.subject_match(subject, None):
+                    continue
+                trigger = c.trigger_for(subject)
+                assert isinstance(trigger, AbsenceTrigger)
+                key = (c.rule.id, subject.device_id)
+                expected[c.rule.id].add(subject.device_id)
+                ABSENCE.arm(trigger, subject, key, self._state, now)
+        for key in self._state.slot_keys():
+            wanted = expected.get(key[0])
+            if wanted is not None and key[1] not in wanted:
+                self._state.delete(key)
+        return []
+
+    def reload(self, rules: Sequence[Rule], overrides: OverrideConfig | None = None) -> None:
+        """Replace the rules; keep state of rules with the same id and trigger type, drop the rest.
+
+        Raises :class:`RuleError` (and keeps the old rules) if ``rules`` or ``overrides`` are invalid.
+        """
+        saved = (self._rules, self._static_memo, self._memo, self._scope_attributes)
+        try:
+            self._install(rules, overrides)
+        except RuleError:
+            self._rules, self._static_memo, self._memo, self._scope_attributes = saved
+            raise
+        for key in self._state.slot_keys():
+            slot = self._state.get(key)
+            compiled = self._rules.get(key[0])
+            if slot is None or compiled is None or slot.trigger != compiled.rule.trigger.type:
+                self._state.delete(key)

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from rules.errors import RuleError
-from rules.model import Pack, Rule
+from rules.model import TRIGGER_TYPES, Pack, Rule
 
 #: The packs shipped with Linli.
 BUILTIN_PACKS = Path(__file__).parent / "packs"
+
+
+def _field_path(loc: Sequence[int | str], error_type: str) -> list[str]:
+    """A user's view of a pydantic location: without the discriminated union's tag.
+
+    ``trigger.duration.for`` becomes ``trigger.for``; an unknown ``type`` is reported on
+    ``trigger.type``.
+    """
+    parts = [str(p) for p in loc]
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if i > 0 and parts[i - 1] == "trigger" and part in TRIGGER_TYPES:
+            continue
+        out.append(part)
+    if error_type in ("union_tag_invalid", "union_tag_not_found"):
+        out.append("type")
+    return out
+
+
+def _rule_name(doc: Any, index: int) -> str:
+    raw = doc.get("rules") if isinstance(doc, dict) else None
+    if isinstance(raw, list) and index < len(raw) and isinstance(raw[index], dict):
+        return str(raw[index].get("id", f"#{index}"))
+    return f"#{index}"
 
 
 def load_pack(path: Path) -> Pack:
@@ -25,29 +50,38 @@ def load_pack(path: Path) -> Pack:
     try:
         return Pack.model_validate(doc)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(part) for part in first["loc"]]
+        errors = exc.errors()
+        first = errors[0]
+        loc = _field_path(first["loc"], first["type"])
         rule = ""
-        if len(loc) >= 2 and loc[0] == "rules" and isinstance(doc, dict):
-            index = int(loc[1])
-            raw = doc.get("rules") or []
-            rule = str(raw[index].get("id", f"#{index}")) if isinstance(raw[index], dict) else f"#{index}"
+        if len(loc) >= 2 and loc[0] == "rules" and loc[1].isdigit():
+            rule = _rule_name(doc, int(loc[1]))
             loc = loc[2:]
-        raise RuleError(first["msg"], file=str(path), rule=rule, field=".".join(loc)) from None
+        message = first["msg"].removeprefix("Value error, ")
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+        raise RuleError(message, file=str(path), rule=rule, field=".".join(loc)) from None
+
+
+def pack_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for root in paths:
+        files.extend(sorted(root.glob("*.yaml")) if root.is_dir() else [root])
+    return files
 
 
 def load_packs(paths: Iterable[Path] = (BUILTIN_PACKS,)) -> list[Rule]:
-    """Load every ``*.yaml`` pack in the given files or directories; rule ids must be unique."""
+    """Load every ``*.yaml`` pack in the given files or directories; rule ids must be unique.
+
+    Raises :class:`rules.errors.RuleError` naming the file, rule and field at fault (this
+    is what ``linli rules check`` reports).
+    """
     rules: list[Rule] = []
     seen: dict[str, str] = {}
-    for root in paths:
-        files = sorted(root.glob("*.yaml")) if root.is_dir() else [root]
-        for file in files:
-            for rule in load_pack(file).rules:
-                if rule.id in seen:
-                    raise RuleError(
-                        f"duplicate rule id (also in {seen[rule.id]})", file=str(file), rule=rule.id
-                    )
-                seen[rule.id] = str(file)
-                rules.append(rule)
+    for file in pack_files(paths):
+        for rule in load_pack(file).rules:
+            if rule.id in seen:
+                raise RuleError(f"duplicate rule id (also in {seen[rule.id]})", file=str(file), rule=rule.id)
+            seen[rule.id] = str(file)
+            rules.append(rule)
     return rules

@@ -22,7 +22,10 @@ class SignalAction(StrEnum):
 class Signal:
     """A request to change the alert of (``rule_id``, ``subject``); applying it twice is harmless.
 
-    ``trace`` records why: the matching event(s), values and times.
+    ``trace`` records why (JSON-ready): rule, trigger type, the matching event(s) with values
+    and times, the timer's due time, the thresholds used. ``key`` identifies the occurrence
+    (``rule|subject|cause``): the same key twice is the same occurrence (a redelivery or a
+    replay), so a store can drop it; distinct renotifies of one alert have distinct keys.
     """
 
     action: SignalAction
@@ -34,3 +37,4 @@ class Signal:
     title_zh: str
     title_en: str
     trace: Mapping[str, object] = field(default_factory=dict)
+    key: str = ""

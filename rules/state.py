@@ -1,31 +1,268 @@
-"""The state port: where rules keep their memory between events.
+"""The state port: where rules keep their memory between events, timers included.
 
-Rules never hold state in module or instance globals that a restart would lose silently;
-they read and write it through this port. The hub supplies a persistent implementation;
-:class:`MemoryState` serves tests and tools.
+Everything a rule remembers about one subject — the last notify of the merge window, the
+start of a duration, an absence deadline, the events of a count window, the last numeric
+value, whether it raised — is one :class:`Slot` under the key ``(rule_id, subject)``. A
+slot's ``due`` is its timer: the port keeps an index of them so :meth:`StatePort.pop_due`
+and :meth:`StatePort.next_due` are cheap.
+
+The evaluator always ``put``\\ s a slot after changing it (and never changes a slot it does
+not put), so an implementation may copy slots. :class:`MemoryState` keeps them in a dict,
+tracks which keys changed since the last :meth:`MemoryState.drain_dirty` and can
+:meth:`~MemoryState.snapshot` / :meth:`~MemoryState.restore` them as JSON-ready data.
+
+Snapshot format (``version`` 1)::
+
+    {"version": 1,
+     "slots": [{"rule": "doors.entrance_held_open", "subject": "door-1",
+                "state": {"trigger": "duration", "since": 1.8e9, "due": 1.8e9 + 300, ...}}, ...],
+     "deleted": [["rule", "subject"], ...]}      # only in a partial snapshot of given keys
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import gc
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Protocol
+
+Key = tuple[str, str]
+#: JSON-ready data (what ``json.dumps`` / ``orjson.dumps`` accepts).
+JsonDict = dict[str, Any]
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(slots=True)
+class Slot:
+    """What one rule remembers about one subject. Fields unused by a trigger stay at defaults."""
+
+    #: The trigger type that wrote it (a reload keeps slots only for the same type).
+    trigger: str
+    #: The newest event time applied; older events do not change the slot.
+    last_ts: float | None = None
+    #: Identities (``kind|value``) of the events applied at ``last_ts`` (redelivery guard).
+    seen: list[str] = field(default_factory=list)
+    raised: bool = False
+    #: When the state began (duration start, absence arm time, count raise time).
+    since: float | None = None
+    #: The last time people were notified (merge window, renotify).
+    notified: float | None = None
+    #: The timer: when :meth:`rules.evaluator.Evaluator.due` must look at this slot.
+    due: float | None = None
+    #: Last numeric value (threshold).
+    value: float | None = None
+    #: Times of recent matching events (count), newest last.
+    times: list[float] = field(default_factory=list)
+    #: Occurrences since the alert was raised (merged events, renotifies).
+    count: int = 0
+    #: Parameters resolved for this subject when the state began (for timers and traces).
+    params: dict[str, float] = field(default_factory=dict)
+    #: Summaries of the event(s) that caused the state (for traces).
+    evidence: list[JsonDict] = field(default_factory=list)
+    #: :class:`MemoryState` bookkeeping (the earliest heap entry for this slot); never persisted.
+    queued_due: float | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> JsonDict:
+        out: JsonDict = {"trigger": self.trigger}
+        for name, default in _DEFAULTS:
+            value = getattr(self, name)
+            if value != default or type(value) is not type(default):
+                out[name] = value.copy() if isinstance(value, list | dict) else value
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Slot:
+        """The slot of :meth:`to_json`; raises ``ValueError`` on malformed data."""
+        if "queued_due" in doc:
+            raise ValueError("not a slot: queued_due is not persisted")
+        try:
+            slot = cls(**doc)
+        except TypeError as exc:
+            raise ValueError(f"not a slot: {exc}") from None
+        if not isinstance(slot.trigger, str):
+            raise ValueError("a slot needs a trigger")
+        for name in ("last_ts", "since", "notified", "due", "value"):
+            value = getattr(slot, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"slot field {name} must be a number, got {value!r}")
+        # Never share mutable values with the document.
+        slot.seen = list(slot.seen)
+        slot.times = list(slot.times)
+        slot.params = dict(slot.params)
+        slot.evidence = [dict(e) for e in slot.evidence]
+        return slot
+
+
+_DEFAULTS: tuple[tuple[str, object], ...] = tuple(
+    (f.name, f.default if f.default_factory is MISSING else f.default_factory())
+    for f in fields(Slot)
+    if f.name not in ("trigger", "queued_due")
+)
 
 
 class StatePort(Protocol):
-    """Key/value timestamps per (rule, subject)."""
+    """Slots per (rule, subject) and the timer index over their ``due``."""
 
-    def get(self, rule_id: str, subject: str) -> float | None: ...
+    def get(self, key: Key) -> Slot | None: ...
 
-    def put(self, rule_id: str, subject: str, value: float) -> None: ...
+    def put(self, key: Key, slot: Slot) -> None:
+        """Store the slot; its ``due`` becomes the key's timer (``None`` cancels it)."""
+        ...
+
+    def delete(self, key: Key) -> None: ...
+
+    def slot_keys(self) -> list[Key]: ...
+
+    def pop_due(self, now: float) -> list[Key]:
+        """Remove and return, earliest first, the keys whose timer is due at or before ``now``.
+
+        Each timer is returned once; the caller puts the slot back with its next ``due``.
+        """
+        ...
+
+    def next_due(self) -> float | None: ...
 
 
 class MemoryState:
-    """A process-local :class:`StatePort`."""
+    """A process-local :class:`StatePort` with dirty tracking and JSON snapshots.
+
+    Timers are a heap of ``(due, key)`` with lazy deletion. A slot's ``due`` is the truth;
+    ``slot.queued_due`` remembers its earliest heap entry. A postponed timer keeps its old
+    entry until that entry reaches the top, is found early and re-queued at the real time,
+    so moving an absence deadline forward on every event costs no heap operation; entries
+    whose slot is gone or no longer matches are skipped. ``restore`` rebuilds the heap
+    with ``heapify`` (linear).
+    """
 
     def __init__(self) -> None:
-        self._values: dict[tuple[str, str], float] = {}
+        self._slots: dict[Key, Slot] = {}
+        self._heap: list[tuple[float, Key]] = []
+        self._dirty: set[Key] = set()
 
-    def get(self, rule_id: str, subject: str) -> float | None:
-        return self._values.get((rule_id, subject))
+    def __len__(self) -> int:
+        return len(self._slots)
 
-    def put(self, rule_id: str, subject: str, value: float) -> None:
-        self._values[(rule_id, subject)] = value
+    # -- the port -------------------------------------------------------------------------
+
+    def get(self, key: Key) -> Slot | None:
+        return self._slots.get(key)
+
+    def put(self, key: Key, slot: Slot) -> None:
+        self._slots[key] = slot
+        self._dirty.add(key)
+        due = slot.due
+        if due is not None:
+            queued = slot.queued_due
+            if queued is None or queued > due:
+                slot.queued_due = due
+                heapq.heappush(self._heap, (due, key))
+                if len(self._heap) > 2 * len(self._slots) + 1024:
+                    self._rebuild()
+
+    def delete(self, key: Key) -> None:
+        if self._slots.pop(key, None) is not None:
+            self._dirty.add(key)
+
+    def slot_keys(self) -> list[Key]:
+        return list(self._slots)
+
+    def pop_due(self, now: float) -> list[Key]:
+        fired: list[Key] = []
+        heap, slots = self._heap, self._slots
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            slot = slots.get(key)
+            if slot is None or slot.queued_due != due:
+                continue  # stale: the slot is gone or has an earlier entry
+            slot.queued_due = None
+            real = slot.due
+            if real is None:
+                continue  # cancelled
+            if real != due:
+                slot.queued_due = real  # postponed: re-queue at the real time
+                heapq.heappush(heap, (real, key))
+                continue
+            fired.append(key)
+        return fired
+
+    def next_due(self) -> float | None:
+        heap, slots = self._heap, self._slots
+        while heap:
+            due, key = heap[0]
+            slot = slots.get(key)
+            if slot is None or slot.queued_due != due:
+                heapq.heappop(heap)
+                continue
+            real = slot.due
+            if real is None:
+                slot.queued_due = None
+                heapq.heappop(heap)
+                continue
+            if real != due:
+                slot.queued_due = real
+                heapq.heapreplace(heap, (real, key))
+                continue
+            return due
+        return None
+
+    def _rebuild(self) -> None:
+        heap: list[tuple[float, Key]] = []
+        for key, slot in self._slots.items():
+            slot.queued_due = slot.due
+            if slot.due is not None:
+                heap.append((slot.due, key))
+        heapq.heapify(heap)
+        self._heap = heap
+
+    # -- persistence helpers ----------------------------------------------------------------
+
+    def drain_dirty(self) -> set[Key]:
+        """Keys written or deleted since the last call (persist ``snapshot(keys)`` of them)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def snapshot(self, keys: Iterable[Key] | None = None) -> JsonDict:
+        """All slots, or just ``keys`` (then keys without a slot are listed as ``deleted``)."""
+        if keys is None:
+            chosen: Iterable[Key] = self._slots
+            deleted: list[list[str]] = []
+        else:
+            chosen = [k for k in keys if k in self._slots]
+            deleted = [[k[0], k[1]] for k in keys if k not in self._slots]
+        slots = [{"rule": key[0], "subject": key[1], "state": self._slots[key].to_json()} for key in chosen]
+        doc: JsonDict = {"version": SNAPSHOT_VERSION, "slots": slots}
+        if deleted:
+            doc["deleted"] = deleted
+        return doc
+
+    @classmethod
+    def restore(cls, snapshot: Mapping[str, Any]) -> MemoryState:
+        """A state holding the snapshot's slots and timers; nothing is dirty afterwards."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported state snapshot version {snapshot.get('version')!r}")
+        state = cls()
+        slots = state._slots
+        from_json = Slot.from_json
+        # Building ~10⁵ long-lived objects would trigger many useless GC passes: pause it.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for row in snapshot.get("slots", ()):
+                slots[(str(row["rule"]), str(row["subject"]))] = from_json(row["state"])
+        finally:
+            if was_enabled:
+                gc.enable()
+        state._rebuild()
+        return state
+
+    @classmethod
+    def restore_rows(cls, rows: Iterable[tuple[str, str, Mapping[str, Any]]]) -> MemoryState:
+        """Restore from ``(rule, subject, state)`` rows, e.g. read back from a table."""
+        return cls.restore(
+            {
+                "version": SNAPSHOT_VERSION,
+                "slots": [{"rule": r, "subject": s, "state": st} for r, s, st in rows],
+            }
+        )

@@ -1,4 +1,4 @@
-"""The rule model, loader and the event trigger of the evaluator."""
+"""The rule model and loader (errors naming file, rule and field) and the shipped SOS rule."""
 
 from __future__ import annotations
 
@@ -115,6 +115,66 @@ rules:
             "t.a",
             "colour",
         ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: duration, when: {kinds: [door_open]}, until: {kinds: [door_closed]}, for: soon}}\n",
+            "t.a",
+            "trigger.for",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: duration, when: {kinds: [door_opn]}, until: {kinds: [door_closed]}, for: 5m}}\n",
+            "t.a",
+            "trigger.when.kinds.0",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: duration, when: {kinds: [door_open], condition: 'value >'}, until: {kinds: [door_closed]}, for: 5m}}\n",
+            "t.a",
+            "trigger.when.condition",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: sometimes, kinds: [door_open]}}\n",
+            "t.a",
+            "trigger.type",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {kinds: [door_open]}}\n",
+            "t.a",
+            "trigger.type",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, condition: \"__import__('os')\", trigger: {type: event, kinds: [door_open]}}\n",
+            "t.a",
+            "condition",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, active: [{from: '22:00', to: '26:00'}], trigger: {type: event, kinds: [door_open]}}\n",
+            "t.a",
+            "active.0.to",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: threshold, kinds: [battery], field: attrs.volts, below: 2.6, above: 3}}\n",
+            "t.a",
+            "trigger",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: threshold, kinds: [battery], field: subject.x, below: 2.6}}\n",
+            "t.a",
+            "trigger.field",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: count, kinds: [door_open], count: 0, window: 1h}}\n",
+            "t.a",
+            "trigger.count",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info, trigger: {type: absence}}\n",
+            "t.a",
+            "trigger",
+        ),
+        (
+            "pack: t\nrules:\n  - {id: t.ok, title: {zh: x}, category: sos, severity: info, trigger: {type: event, kinds: [sos_press]}}\n  - {title: {zh: x}, category: sos, severity: info, trigger: {type: event, kinds: [sos_press]}}\n",
+            "#1",
+            "id",
+        ),
     ],
 )
 def test_invalid_pack_errors_name_file_rule_and_field(
@@ -154,3 +214,57 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_expression_error_message_reaches_the_user(tmp_path: Path) -> None:
+    path = write_pack(
+        tmp_path,
+        "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: sos, severity: info,"
+        " condition: 'value.__class__ == 1', trigger: {type: event, kinds: [sos_press]}}\n",
+    )
+    with pytest.raises(RuleError) as info:
+        load_packs([path])
+    text = str(info.value)
+    assert "rule 't.a'" in text and "field 'condition'" in text and "unknown name 'value.__class__'" in text
+
+
+def test_absence_rules_refuse_active_windows(tmp_path: Path) -> None:
+    path = write_pack(
+        tmp_path,
+        "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: care, severity: info,"
+        " active: [{from: '00:00', to: '05:00'}], trigger: {type: absence, for: 1h}}\n",
+    )
+    with pytest.raises(RuleError, match="not supported on absence") as info:
+        load_packs([path])
+    assert info.value.rule == "t.a"
+
+
+def test_several_errors_are_counted(tmp_path: Path) -> None:
+    path = write_pack(
+        tmp_path,
+        "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: SOS, severity: urgent, trigger: {type: event, kinds: [sos_press]}}\n",
+    )
+    with pytest.raises(RuleError, match=r"and 1 more error"):
+        load_packs([path])
+
+
+def test_every_builtin_pack_loads_with_unique_ids() -> None:
+    rules = load_packs()
+    ids = {r.id for r in rules}
+    assert len(ids) == len(rules)
+    assert {
+        "elderly.sos",
+        "elderly.service_request",
+        "elderly.living_alone_inactive",
+        "elderly.night_activity",
+        "doors.entrance_held_open",
+        "doors.fire_exit_open",
+        "parking.fire_lane_occupied",
+        "parking.overstay",
+        "device.offline",
+        "device.battery_low_volts",
+        "device.battery_critical_volts",
+        "device.battery_low_percent",
+        "device.battery_critical_percent",
+        "device.tamper",
+    } <= ids

@@ -1,0 +1,106 @@
+"""Absence trigger: no event of the given kinds from a subject for a time (deadman).
+
+The deadline of every expected subject is seeded by :meth:`rules.evaluator.Evaluator.start`
+(deadline = start + ``for``), so a device never heard from since start-up is still caught.
+Every matching event moves the deadline to ``event.ts + for``; one after the alert clears it
+and re-arms. The alert raises once (no renotify). Events older than the newest applied are
+ignored.
+"""
+
+from __future__ import annotations
+
+from adapters.events import EventKind
+from rules.model import AbsenceTrigger, Rule
+from rules.signals import Signal, SignalAction
+from rules.state import Key, Slot, StatePort
+from rules.subject import Subject
+from rules.triggers.base import (
+    Admit,
+    AnyTrigger,
+    EventContext,
+    accept,
+    event_cause,
+    event_json,
+    make_signal,
+    timer_cause,
+)
+
+HEARTBEAT_ATTRIBUTE = "device.heartbeat_s"
+
+
+def period_for(trigger: AbsenceTrigger, subject: Subject) -> float | None:
+    """``for_heartbeats × device.heartbeat_s`` when both are known, else ``for`` (may be ``None``)."""
+    if trigger.for_heartbeats is not None:
+        beat = subject.attributes.get(HEARTBEAT_ATTRIBUTE)
+        if isinstance(beat, int | float) and not isinstance(beat, bool) and beat > 0:
+            return trigger.for_heartbeats * float(beat)
+    return trigger.for_
+
+
+class AbsenceEngine:
+    def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
+        assert isinstance(trigger, AbsenceTrigger)
+        return frozenset(trigger.kinds) if trigger.kinds else None
+
+    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+        event, subject, state = ctx.event, ctx.subject, ctx.state
+        key = (rule.id, subject.device_id)
+        assert isinstance(trigger, AbsenceTrigger)
+        if trigger.kinds and event.kind not in trigger.kinds:
+            return []
+        period = period_for(trigger, subject)
+        if period is None:
+            return []
+        slot = state.get(key)
+        if slot is None or slot.trigger != "absence":
+            slot = Slot("absence")
+        if accept(slot, ctx) is not Admit.NEW:
+            return []
+        signals: list[Signal] = []
+        if slot.raised:
+            action = SignalAction.CLEAR
+            trace = {
+                "event": event_json(event),
+                "silent_since": slot.since,
+                "silent_s": event.ts - (slot.since if slot.since is not None else event.ts),
+                "params": dict(slot.params),
+            }
+            signals.append(
+                make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))
+            )
+            slot.raised = False
+        slot.since = event.ts
+        slot.due = event.ts + period
+        if slot.params.get("for") != period:
+            slot.params = {"for": period}
+        state.put(key, slot)
+        return signals
+
+    def arm(self, trigger: AbsenceTrigger, subject: Subject, key: Key, state: StatePort, now: float) -> None:
+        """Seed the deadline of an expected subject that has no state yet."""
+        if state.get(key) is not None:
+            return
+        period = period_for(trigger, subject)
+        if period is None:
+            return
+        state.put(key, Slot("absence", since=now, due=now + period, params={"for": period}))
+
+    def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
+        due = slot.due
+        slot.due = None
+        if due is None or slot.raised:
+            return []
+        slot.raised = True
+        slot.notified = due
+        trace = {
+            # The newest event(s) applied, as kind|value at last_seen (kept small: this runs per event).
+            "last_events": list(slot.seen) if slot.last_ts is not None else [],
+            "last_seen": slot.last_ts,
+            "silent_since": slot.since,
+            "never_seen": slot.last_ts is None,
+            "due": due,
+            "fired_at": now,
+            "params": dict(slot.params),
+        }
+        action = SignalAction.RAISE
+        return [make_signal(rule, action, key[1], due, trace=trace, cause=timer_cause(due, action))]

@@ -1,0 +1,153 @@
+"""What every trigger shares: event matching, the redelivery/late-event guard, signals, traces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from adapters.events import Event, EventKind
+from rules.expr import Expr, equal
+from rules.model import (
+    AbsenceTrigger,
+    CountTrigger,
+    DurationTrigger,
+    EventTrigger,
+    Match,
+    Rule,
+    Scalar,
+    ThresholdTrigger,
+)
+from rules.signals import Signal, SignalAction
+from rules.state import JsonDict, Key, Slot, StatePort
+from rules.subject import Subject
+
+AnyTrigger = EventTrigger | DurationTrigger | AbsenceTrigger | CountTrigger | ThresholdTrigger
+
+
+class Admit(Enum):
+    NEW = "new"
+    #: The same event (kind, value) at the same time as one already applied: a redelivery.
+    DUPLICATE = "duplicate"
+    #: Older than the newest event applied for this rule and subject.
+    LATE = "late"
+
+
+def event_identity(event: Event) -> str:
+    return f"{event.kind._value_}|{event.value!r}"
+
+
+def accept(slot: Slot, ctx: EventContext) -> Admit:
+    """Whether the event is new for this slot; a NEW event is recorded as applied."""
+    last = slot.last_ts
+    ts = ctx.ts
+    if last is None or ts > last:
+        slot.last_ts = ts
+        seen = slot.seen  # reused, not replaced: no new GC-tracked object per event
+        seen.clear()
+        seen.append(ctx.ident)
+        return Admit.NEW
+    if ts < last:
+        return Admit.LATE
+    ident = ctx.ident
+    if ident in slot.seen:
+        return Admit.DUPLICATE
+    if len(slot.seen) < 32:
+        slot.seen.append(ident)
+    return Admit.NEW
+
+
+def where_ok(where: Mapping[str, Scalar], event: Event) -> bool:
+    attrs = event.attrs
+    return all(equal(attrs.get(k), v) for k, v in where.items())
+
+
+def condition_ok(condition: Expr | None, event: Event, subject: Subject) -> bool:
+    return condition is None or condition.test(event, subject)
+
+
+def matches(m: Match, event: Event, subject: Subject) -> bool:
+    if event.kind not in m.kinds:
+        return False
+    if m.value is not None and not equal(event.value, m.value):
+        return False
+    if m.where and not where_ok(m.where, event):
+        return False
+    return condition_ok(m.condition, event, subject)
+
+
+def event_json(event: Event) -> JsonDict:
+    return {
+        "kind": event.kind._value_,
+        "family": event.family,
+        "ts": event.ts,
+        "value": event.value,
+        "attrs": dict(event.attrs),
+    }
+
+
+def make_signal(
+    rule: Rule, action: SignalAction, subject: str, ts: float, *, trace: JsonDict, cause: str
+) -> Signal:
+    key = f"{rule.id}|{subject}|{cause}"
+    full: JsonDict = {"rule": rule.id, "trigger": rule.trigger.type, "key": key, **trace}
+    return Signal(
+        action=action,
+        rule_id=rule.id,
+        category=rule.category,
+        severity=rule.severity,
+        subject=subject,
+        ts=ts,
+        title_zh=rule.title.zh,
+        title_en=rule.title.en,
+        trace=full,
+        key=key,
+    )
+
+
+def event_cause(event: Event, action: SignalAction) -> str:
+    return f"event|{event.kind._value_}|{event.ts!r}|{event.value!r}|{action.value}"
+
+
+def timer_cause(due: float, action: SignalAction) -> str:
+    return f"timer|{due!r}|{action.value}"
+
+
+def fresh(slot: Slot | None, trigger: str) -> Slot:
+    """The slot to work on: the stored one, or a new one if none (or another trigger type's)."""
+    if slot is None or slot.trigger != trigger:
+        return Slot(trigger)
+    return slot
+
+
+@dataclass(slots=True)
+class EventContext:
+    """One event being evaluated: shared by every rule that sees it."""
+
+    event: Event
+    subject: Subject
+    state: StatePort
+    ts: float
+    #: ``kind|value``: with ``ts``, what makes a redelivered event the same event.
+    ident: str
+
+    @classmethod
+    def of(cls, event: Event, subject: Subject, state: StatePort) -> EventContext:
+        return cls(event, subject, state, event.ts, event_identity(event))
+
+
+class Engine(Protocol):
+    """One trigger type's behaviour; stateless itself, all memory in :class:`Slot`\\ s."""
+
+    def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
+        """Event kinds this trigger reacts to (``None``: every kind)."""
+        ...
+
+    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+        """Apply the event to this rule's slot for the subject; ``active``: inside the rule's windows."""
+        ...
+
+    def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
+        """Handle a due timer; must set ``slot.due`` to the next time (or ``None``); the caller puts."""
+        ...

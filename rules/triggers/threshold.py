@@ -1,0 +1,107 @@
+"""Threshold trigger: a numeric field crossing a level, with a separate clear level.
+
+* ``below: 2.6, clear_above: 2.8``: raise when a reading is < 2.6, clear when one is ≥ 2.8;
+  readings in between change nothing (hysteresis). ``above``/``clear_below`` mirror it.
+  Without a clear level the threshold itself is the clear level.
+* The first reading ever seen raises only if it is past the threshold (a battery first seen
+  at 2.3 V raises; one first seen at 3.0 V does nothing) — no "unknown → value" alerts.
+* While raised, further bad readings produce no signal. Readings without the field (or not
+  numeric) are ignored, as are events older than the newest applied.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from adapters.events import EventKind
+from rules.expr import Getter, field_getter
+from rules.model import Rule, ThresholdTrigger
+from rules.signals import Signal, SignalAction
+from rules.state import Key, Slot
+from rules.triggers.base import (
+    Admit,
+    AnyTrigger,
+    EventContext,
+    accept,
+    condition_ok,
+    event_cause,
+    event_json,
+    make_signal,
+    where_ok,
+)
+
+
+@lru_cache(maxsize=256)
+def _getter(name: str) -> Getter:
+    return field_getter(name)
+
+
+class ThresholdEngine:
+    def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
+        assert isinstance(trigger, ThresholdTrigger)
+        return frozenset(trigger.kinds)
+
+    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+        event, subject, state = ctx.event, ctx.subject, ctx.state
+        key = (rule.id, subject.device_id)
+        assert isinstance(trigger, ThresholdTrigger)
+        if not active or event.kind not in trigger.kinds:
+            return []
+        if trigger.where and not where_ok(trigger.where, event):
+            return []
+        if not condition_ok(trigger.condition, event, subject):
+            return []
+        raw = _getter(trigger.field)(event, subject)
+        if not isinstance(raw, int | float) or isinstance(raw, bool):
+            return []
+        value = float(raw)
+        slot = state.get(key)
+        if slot is None or slot.trigger != "threshold":
+            slot = Slot("threshold")
+        if accept(slot, ctx) is not Admit.NEW:
+            return []
+        slot.value = value
+        params = _params(trigger)
+        action: SignalAction | None = None
+        past = (trigger.below is not None and value < trigger.below) or (
+            trigger.above is not None and value > trigger.above
+        )
+        if not slot.raised and past:
+            action = SignalAction.RAISE
+            slot.raised = True
+            slot.since = event.ts
+            slot.notified = event.ts
+            slot.params = params
+            slot.evidence = [event_json(event)]
+        trace = {"event": event_json(event), "field": trigger.field, "value": value, "params": params}
+        if (
+            slot.raised
+            and action is None
+            and (
+                (trigger.below is not None and value >= params["clear_above"])
+                or (trigger.above is not None and value <= params["clear_below"])
+            )
+        ):
+            action = SignalAction.CLEAR
+            trace["events"] = [*slot.evidence, event_json(event)]
+            trace["since"] = slot.since
+            slot.raised = False
+            slot.evidence = []
+            slot.since = None
+        state.put(key, slot)
+        if action is None:
+            return []
+        return [make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))]
+
+    def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
+        slot.due = None
+        return []
+
+
+def _params(trigger: ThresholdTrigger) -> dict[str, float]:
+    if trigger.below is not None:
+        clear = trigger.clear_above if trigger.clear_above is not None else trigger.below
+        return {"below": trigger.below, "clear_above": clear}
+    assert trigger.above is not None
+    clear = trigger.clear_below if trigger.clear_below is not None else trigger.above
+    return {"above": trigger.above, "clear_below": clear}

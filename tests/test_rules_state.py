@@ -1,0 +1,192 @@
+"""The state port: timers, dirty tracking, JSON snapshots, and the hub's restart semantics."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.events import DeviceKind, Event, EventKind
+from rules import Evaluator, MemoryState, SignalAction, Slot, Subject, load_packs
+
+T0 = 1_800_000_000.0
+GRID, COMMUNITY = "110105001001001", "110105001001"
+ENTRANCE = Subject(
+    "door-1", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {"place.kind": "entrance", "device.heartbeat_s": 3600}
+)
+
+
+def timer(state: MemoryState, subject: str, due: float | None) -> None:
+    state.put(("r", subject), Slot("duration", due=due))
+
+
+def test_timers_pop_once_in_order_and_honour_cancel_and_postpone() -> None:
+    state = MemoryState()
+    timer(state, "a", 30)
+    timer(state, "b", 10)
+    timer(state, "c", 20)
+    timer(state, "c", None)  # cancelled
+    timer(state, "b", 40)  # postponed (lazy: the old heap entry stays)
+    timer(state, "a", 5)  # brought forward
+    assert state.next_due() == 5
+    assert state.pop_due(25) == [("r", "a")]
+    assert state.pop_due(25) == []
+    assert state.next_due() == 40
+    assert state.pop_due(100) == [("r", "b")]
+    assert state.next_due() is None
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.one_of(st.none(), st.integers(0, 100))), max_size=60),
+    st.integers(0, 100),
+)
+@settings(max_examples=200, deadline=None)
+def test_timer_heap_agrees_with_a_plain_dict(ops: list[tuple[int, int | None]], now: int) -> None:
+    state = MemoryState()
+    model: dict[str, float] = {}
+    for subject, due in ops:
+        timer(state, str(subject), None if due is None else float(due))
+        if due is None:
+            model.pop(str(subject), None)
+        else:
+            model[str(subject)] = float(due)
+    expected_next = min(model.values()) if model else None
+    assert state.next_due() == expected_next
+    fired = state.pop_due(now)
+    want = sorted((d, s) for s, d in model.items() if d <= now)
+    assert [k[1] for k in fired] == [s for _, s in want]
+    assert state.pop_due(now) == []
+
+
+def test_dirty_tracking_and_partial_snapshots() -> None:
+    state = MemoryState()
+    state.put(("r", "a"), Slot("event", last_ts=1.0))
+    state.put(("r", "b"), Slot("event", last_ts=2.0))
+    assert state.drain_dirty() == {("r", "a"), ("r", "b")}
+    assert state.drain_dirty() == set()
+    state.put(("r", "a"), Slot("event", last_ts=3.0))
+    state.delete(("r", "b"))
+    dirty = state.drain_dirty()
+    snap = state.snapshot(dirty)
+    assert snap["slots"] == [{"rule": "r", "subject": "a", "state": {"trigger": "event", "last_ts": 3.0}}]
+    assert snap["deleted"] == [["r", "b"]]
+
+
+def test_slot_json_round_trip_keeps_zero_values() -> None:
+    slot = Slot(
+        "threshold", last_ts=0.0, value=0.0, raised=True, seen=["battery|None"], params={"below": 2.6}
+    )
+    assert Slot.from_json(json.loads(json.dumps(slot.to_json()))) == slot
+    assert Slot.from_json({"trigger": "x"}) == Slot("x")
+
+
+def test_restore_rebuilds_timers_and_nothing_is_dirty() -> None:
+    state = MemoryState()
+    for i in range(100):
+        timer(state, f"s{i}", T0 + i)
+    restored = MemoryState.restore(json.loads(json.dumps(state.snapshot())))
+    assert restored.drain_dirty() == set()
+    assert restored.next_due() == T0
+    assert len(restored.pop_due(T0 + 49.5)) == 50
+
+
+def test_restoring_100k_timers_is_fast() -> None:
+    rng = random.Random(1)
+    snap = {
+        "version": 1,
+        "slots": [
+            {
+                "rule": "device.offline",
+                "subject": f"dev-{i}",
+                "state": {"trigger": "absence", "since": T0, "due": T0 + rng.random() * 86400},
+            }
+            for i in range(100_000)
+        ],
+    }
+    started = time.perf_counter()
+    state = MemoryState.restore(snap)
+    first = state.next_due()
+    elapsed = time.perf_counter() - started
+    assert first is not None and len(state) == 100_000
+    assert elapsed < 2.0, elapsed
+
+
+# -- restart semantics through the evaluator ---------------------------------------------------
+
+
+def restart(
+    evaluator: Evaluator, state: MemoryState, subjects: list[Subject], now: float
+) -> tuple[Evaluator, MemoryState]:
+    """What the hub does: persist, stop, restore from JSON, start (seed absence), no due() yet."""
+    saved = json.loads(json.dumps(state.snapshot()))
+    new_state = MemoryState.restore(saved)
+    new_eval = Evaluator(rules=list(evaluator.rules), state=new_state)
+    new_eval.start(subjects, now)
+    return new_eval, new_state
+
+
+def test_restart_fires_an_overdue_alarm_once() -> None:
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    ev.start([ENTRANCE], T0)
+    ev.on_event(Event("door-1", EventKind.DOOR_OPEN, T0, "t", True), ENTRANCE)
+    ev, state = restart(ev, state, [ENTRANCE], T0 + 1200)
+    signals = ev.due(T0 + 1200)
+    assert [(s.rule_id, s.action, s.ts) for s in signals] == [
+        ("doors.entrance_held_open", SignalAction.RAISE, T0 + 300)
+    ]
+    assert ev.due(T0 + 1200) == []
+
+
+def test_restart_condition_cleared_while_down_does_not_fire() -> None:
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    ev.start([ENTRANCE], T0)
+    ev.on_event(Event("door-1", EventKind.DOOR_OPEN, T0, "t", True), ENTRANCE)
+    ev, state = restart(ev, state, [ENTRANCE], T0 + 1200)
+    # Catch-up: the closing at +10 min (after the 5 min due time) arrives before due() is called.
+    assert ev.on_event(Event("door-1", EventKind.DOOR_CLOSED, T0 + 600, "t", False), ENTRANCE) == []
+    assert [s.rule_id for s in ev.due(T0 + 1200)] == []
+
+
+def test_restart_redelivered_event_after_restore_is_idempotent() -> None:
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    press = Event("btn", EventKind.SOS_PRESS, T0, "t", "emergency")
+    assert [s.action for s in ev.on_event(press, Subject("btn"))] == [SignalAction.RAISE]
+    ev, state = restart(ev, state, [], T0 + 5)
+    assert ev.on_event(press, Subject("btn")) == []
+
+
+def test_restart_absence_seeds_only_missing_subjects() -> None:
+    other = Subject("door-2", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {"device.heartbeat_s": 3600})
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    ev.start([ENTRANCE], T0)
+    ev, state = restart(ev, state, [ENTRANCE, other], T0 + 5 * 3600)
+    fired = [(s.rule_id, s.subject, s.ts) for s in ev.due(T0 + 5 * 3600)]
+    assert fired == [("device.offline", "door-1", T0 + 7200)]  # door-2 is new: deadline from now
+    assert ev.next_due() == T0 + 7 * 3600
+
+
+def test_state_snapshot_is_json_serialisable_after_every_trigger() -> None:
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    lane = Subject(
+        "lane",
+        DeviceKind.PARKING_SENSOR,
+        GRID,
+        COMMUNITY,
+        {"place.kind": "fire_lane", "device.heartbeat_s": 600},
+    )
+    ev.start([ENTRANCE, lane], T0)
+    ev.on_event(Event("lane", EventKind.OCCUPANCY, T0, "t", True), lane)
+    ev.on_event(Event("lane", EventKind.BATTERY, T0, "t", 5, {"volts": 2.2}), lane)
+    ev.on_event(Event("door-1", EventKind.TAMPER, T0, "t", True), ENTRANCE)
+    signals = ev.due(T0 + 3600)
+    for s in signals:
+        json.dumps(dict(s.trace))
+    assert MemoryState.restore(json.loads(json.dumps(state.snapshot()))).snapshot() == state.snapshot()
