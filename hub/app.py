@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -29,6 +30,7 @@ from hub.quarantine import Quarantine
 from hub.registry import Registry
 from hub.registry_io import load_yaml
 from hub.routing import Routing
+from hub.rule_state import RuleStateStore
 from hub.store import Store
 from hub.timeseries import QuarantinedLines, fleet_point, hub_point, open_sink, quarantine_point
 from hub.views import device_json
@@ -40,6 +42,11 @@ from rules.state import MemoryState
 log = logging.getLogger(__name__)
 
 QUARANTINE_FLUSH_S = 1.0
+#: After start-up, rule timers wait until no message came for this long (the broker's backlog
+#: of queued messages is processed), but never longer than the bound.
+CATCH_UP_QUIET_S = 1.0
+CATCH_UP_MAX_S = 15.0
+RULE_TIMER_POLL_S = 1.0
 #: The casework loop looks at least this often even with no deadline (a safety net).
 CASEWORK_POLL_S = 5.0
 GAUGE_INTERVAL_S = 60.0
@@ -82,7 +89,15 @@ class Hub:
             sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]
         )
         self.routing = Routing(registry=registry, zone=settings.zone, topic_prefix=settings.mqtt.topic_prefix)
-        self.evaluator = Evaluator(rules=self.rules, state=MemoryState())
+        self.rule_state = RuleStateStore(store=self.store)
+        self._state: MemoryState = self.rule_state.load()
+        self.evaluator = Evaluator(
+            rules=self.rules, state=self._state, zone=settings.timezone, overrides=settings.rule_overrides
+        )
+        # Every expected device gets its absence deadlines (a device that never reports is caught).
+        self.evaluator.start(registry.subjects(), self.clock.now())
+        self._state_flush_pending = False
+        self.caught_up = asyncio.Event()
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,
@@ -132,6 +147,7 @@ class Hub:
             max_payload_bytes=settings.mqtt.max_payload_bytes,
             series=self.timeseries,
             on_alert_change=self.casework.on_alert_change,
+            on_state_change=self._state_changed,
         )
         self.api = Api(
             store=self.store,
@@ -163,6 +179,52 @@ class Hub:
         if topic.startswith(self._reply_prefix) and self.casework.on_reply(topic, payload):
             return
         self.pipeline.handle(topic, payload, qos, retain)
+
+    def _state_changed(self) -> None:
+        # Rule state goes to disk once per event-loop turn, however many messages the turn had.
+        if not self._state_flush_pending:
+            self._state_flush_pending = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_rule_state)
+            except RuntimeError:  # no loop (tools, in-process benchmarks): write now
+                self.flush_rule_state()
+
+    def flush_rule_state(self) -> int:
+        self._state_flush_pending = False
+        return self.rule_state.flush(self._state)
+
+    def run_due_rules(self) -> int:
+        """Fire the rule timers due now (durations, absences, count windows); returns signals applied."""
+        signals = self.evaluator.due(self.clock.now())
+        self.pipeline.apply_signals(signals)
+        self.flush_rule_state()
+        return len(signals)
+
+    async def _run_rule_timers(self) -> None:
+        """Rule timers, started only after the backlog the broker kept for us is processed.
+
+        Messages queued while the hub was down arrive first; an overdue timer whose condition
+        cleared in that backlog must be cancelled by it, not fire (a door closed while we were
+        down). So: wait until the stream goes quiet (or a bound), then fire what is still due.
+        """
+        seen, quiet_since, started = -1, self.clock.now(), asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - started < CATCH_UP_MAX_S:
+            if self.pipeline.stats.messages != seen:
+                seen, quiet_since = self.pipeline.stats.messages, asyncio.get_running_loop().time()
+            elif asyncio.get_running_loop().time() - quiet_since >= CATCH_UP_QUIET_S:
+                break
+            await asyncio.sleep(0.05)
+        log.info("caught up after %d queued message(s); rule timers running", max(seen, 0))
+        self.caught_up.set()
+        while True:
+            self.run_due_rules()
+            next_at = self.evaluator.next_due()
+            delay = (
+                RULE_TIMER_POLL_S
+                if next_at is None
+                else min(RULE_TIMER_POLL_S, max(0.0, next_at - self.clock.now()))
+            )
+            await asyncio.sleep(delay)
 
     def _case_changed(self, case: Case) -> None:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
@@ -210,6 +272,9 @@ class Hub:
             log.error(
                 "no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S
             )
+        self._tasks.append(asyncio.create_task(self._run_rule_timers(), name="linli-rule-timers"))
+        # The rule engine and registry are loaded: keep the collector off these long-lived objects.
+        gc.freeze()
         log.info(
             "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered",
             self.settings.mqtt.parsed_url.redacted(),
@@ -314,6 +379,7 @@ class Hub:
         except Exception:
             log.exception("time-series sink did not stop cleanly")
         self.quarantine.flush()
+        self.flush_rule_state()
         self.store.close()
 
     async def __aenter__(self) -> Hub:

@@ -81,6 +81,8 @@ class Settings(_Model):
     #: Case time limits, working calendar and escalation chains; the shipped defaults when unset.
     policies_file: Path | None = None
     rule_paths: tuple[Path, ...] = ()
+    #: Per-place thresholds: ``{rule_id: {"community:<code>" | "grid:<code>" | "resident:<id>": {field: value}}}``.
+    rule_overrides: dict[str, dict[str, dict[str, float | int | str]]] = Field(default_factory=dict)
     mqtt: MqttSettings = MqttSettings()
     http: HttpSettings = HttpSettings()
     #: Gateways whose messages the hub takes in (ChirpStack v3 and v4 share the `application` root).

@@ -10,7 +10,7 @@ never raises; only a store failure propagates (so the message is redelivered).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from adapters.errors import DecodeError
@@ -27,6 +27,8 @@ from hub.store import AlertChange, Store
 from hub.timeseries import TimeseriesSink, alert_point, alert_transition, event_points
 from rules.evaluator import Evaluator
 from rules.model import Severity
+from rules.signals import Signal
+from rules.subject import Subject
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,9 @@ class Pipeline:
         max_payload_bytes: int,
         series: TimeseriesSink,
         on_alert_change: Callable[[AlertChange], None],
+        on_state_change: Callable[[], None],
     ) -> None:
+        self._on_state_change = on_state_change
         self._series = series
         self._on_alert_change = on_alert_change
         self._adapters = adapters
@@ -112,12 +116,18 @@ class Pipeline:
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
-        for signal in self._evaluator.on_event(event, subject):
+        self.apply_signals(self._evaluator.on_event(event, subject), subject)
+        self._on_state_change()
+
+    def apply_signals(self, signals: Sequence[Signal], subject: Subject | None = None) -> None:
+        """Store what the rules decided (from an event, or from a timer when ``subject`` is None)."""
+        for signal in signals:
             self.stats.signals += 1
+            about = subject if subject is not None else self._registry.subject(signal.subject)
             # Alerts that become cases are notified by casework (dispatch and escalation);
             # information-only alerts go straight to whoever is on duty.
-            recipients = self._routing.recipients(subject, signal) if signal.severity is Severity.INFO else []
-            change = self._store.apply(signal, subject, recipients, payload_for=notification_payload)
+            recipients = self._routing.recipients(about, signal) if signal.severity is Severity.INFO else []
+            change = self._store.apply(signal, about, recipients, payload_for=notification_payload)
             if change is not None:
                 self._announce(change)
 

@@ -49,6 +49,7 @@ class Registry:
         self._grids: dict[str, tuple[Community, Grid]] = {}
         self._devices: dict[str, tuple[Community, Device]] = {}
         self._residents: dict[str, Resident] = {}
+        self._household_residents: dict[str, list[Resident]] = {}
         self._households: dict[str, tuple[Building, Unit, Household]] = {}
         self._places: dict[str, Place] = {}
         self._subjects: dict[str, Subject] = {}
@@ -64,6 +65,9 @@ class Registry:
                         for household in unit.households:
                             self._households[household.id] = (building, unit, household)
             self._residents.update((r.id, r) for r in community.residents)
+            for resident in community.residents:
+                if resident.household is not None:
+                    self._household_residents.setdefault(resident.household, []).append(resident)
             for device in community.devices:
                 self._devices[device.id] = (community, device)
         self._series: dict[str, SubjectInfo] = {}
@@ -80,11 +84,15 @@ class Registry:
         return cls(communities=load_yaml(path))
 
     def _subject(self, community: Community, device: Device) -> Subject:
-        attributes: dict[str, str | bool | int | float] = {"device.model": device.model}
+        attributes: dict[str, str | bool | int | float] = {
+            "device.model": device.model,
+            # Absence rules such as "offline after 2× the heartbeat" read the interval from here.
+            "device.heartbeat_s": device.heartbeat_s,
+        }
         if device.place is not None:
             attributes["place.kind"] = self._places[device.place].kind.value
             attributes["place.id"] = device.place
-        resident = self._residents.get(device.resident) if device.resident else None
+        resident = self._resident_of(device)
         if resident is not None:
             attributes["resident.id"] = resident.id
             attributes["resident.living_alone"] = resident.living_alone
@@ -101,10 +109,20 @@ class Registry:
             attributes=attributes,
         )
 
+    def _resident_of(self, device: Device) -> Resident | None:
+        """The device's resident, or the only resident of the household whose door it is on."""
+        if device.resident is not None:
+            return self._residents.get(device.resident)
+        if device.household is not None:
+            living_there = self._household_residents.get(device.household, ())
+            if len(living_there) == 1:
+                return living_there[0]
+        return None
+
     def _series_info(self, community: Community, device: Device) -> SubjectInfo:
         location = self.location(device.id)
         building = location.building.name if location is not None and location.building is not None else ""
-        resident = self._residents.get(device.resident) if device.resident else None
+        resident = self._resident_of(device)
         care = ""
         if resident is not None:
             care = (
@@ -138,6 +156,10 @@ class Registry:
         return entry[1].profile or entry[1].model or None
 
     # -- lookups ------------------------------------------------------------------------------
+
+    def subjects(self) -> list[Subject]:
+        """Every registered (expected) device: absence rules watch them even if they never report."""
+        return list(self._subjects.values())
 
     def subject(self, device_id: str) -> Subject:
         subject = self._subjects.get(device_id)

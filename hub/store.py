@@ -95,6 +95,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 
+def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
+    """The signal repeats a recorded occurrence (a QoS 1 redelivery or a replay)."""
+    if signal.key:
+        return bool(recorded.get("key") == signal.key)
+    return "event" in recorded and recorded.get("event") == signal.trace.get("event")
+
+
 def new_notification_id() -> str:
     """Receivers drop repeats by this id (delivery is at-least-once)."""
     return uuid.uuid4().hex
@@ -308,7 +315,7 @@ class Store:
             else:
                 existing = _alert(row)
                 recent = existing.trace["occurrences"]
-                if any(o.get("event") == signal.trace.get("event") for o in recent):
+                if any(_same_occurrence(o, signal) for o in recent):
                     # The very same occurrence again (QoS 1 redelivery, replay): nothing new happened.
                     return None
                 occurrences = [*recent[-19:], signal.trace]

@@ -1,0 +1,189 @@
+"""The rule engine inside the hub: timers through the store and cases, and state that survives kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.helpers import TOKEN, eventually, hub_settings, publisher
+from tests.support.servers import Broker
+
+T0 = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai
+LANE = "zigbee2mqtt/lane-b-1"  # a parking sensor in fire lane B
+LINLI = str(Path(sys.executable).with_name("linli"))
+
+
+async def test_fire_lane_alert_after_one_minute_then_reminders_then_clear(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    clock = ManualClock(start=T0)
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=clock) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(LANE, b'{"occupancy": true}', qos=1)
+        await eventually(lambda: hub.pipeline.stats.events == 1)
+        clock.advance(59)
+        assert hub.run_due_rules() == 0
+        clock.advance(2)  # +61 s
+        assert hub.run_due_rules() == 1
+        (alert,) = hub.store.alerts()
+        assert (alert.rule, alert.category, alert.status, alert.device_id) == (
+            "parking.fire_lane_occupied",
+            "fire_lane",
+            "active",
+            "lane-b-1",
+        )
+        assert alert.trace["occurrences"][0]["trigger"] == "duration"
+        assert hub.cases.case_ids(), "a fire-lane alert opens a case for the grid"
+        clock.advance(5 * 60)  # +6 min 1 s: the 5-minute reminder
+        assert hub.run_due_rules() == 1
+        (alert,) = hub.store.alerts()
+        assert alert.count == 2
+        gateway.publish(LANE, b'{"occupancy": false}', qos=1)
+        await eventually(lambda: hub.store.alerts()[0].status == "resolved", what="the clear")
+        await gateway.disconnect()
+
+
+async def test_living_alone_door_never_opening_is_caught_even_if_it_never_reported(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    clock = ManualClock(start=T0)
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=clock) as hub:
+        clock.advance(24 * 3600 + 1)
+        hub.run_due_rules()
+        rules = {a.rule for a in hub.store.alerts() if a.device_id == "door-1"}
+        assert "elderly.living_alone_inactive" in rules
+        # …and the devices that never reported in two heartbeats are offline.
+        assert any(a.rule == "device.offline" for a in hub.store.alerts())
+
+
+def write_config(tmp_path: Path, broker: Broker, *, name: str) -> Path:
+    settings = hub_settings(tmp_path, broker)
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(settings.data_dir),
+                "community_file": str(settings.community_file),
+                "http": {"port": 0},
+                "mqtt": {"url": broker.url, "client_id": f"linli-{name}"},
+                "api_tokens": [t.model_dump() for t in settings.api_tokens],
+                # Three seconds instead of a minute, so the test is quick; same code path.
+                "rule_overrides": {
+                    "parking.fire_lane_occupied": {"grid:110105001001001": {"for": 3, "renotify": 3600}}
+                },
+            }
+        )
+    )
+    return config
+
+
+class RunningHub:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            LINLI,
+            "run",
+            "--config",
+            str(self.config),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+        assert self.proc.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
+            assert line, "hub exited before it was ready"
+            if "console http://" in line:
+                self.port = int(line.split("console http://127.0.0.1:")[1].split("/")[0])
+                break
+        self._drain = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while await self.proc.stdout.readline():
+            pass
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def wait(self) -> None:
+        assert self.proc is not None
+        await self.proc.wait()
+        await self._drain
+
+    async def alerts(self) -> list[dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session,
+            session.get(f"http://127.0.0.1:{self.port}/api/alerts") as response,
+        ):
+            result: list[dict[str, Any]] = await response.json()
+            return [a for a in result if a["rule"] == "parking.fire_lane_occupied"]
+
+
+@pytest.fixture
+async def hub_process(tmp_path: Path, mosquitto_broker: Broker) -> AsyncIterator[RunningHub]:
+    running = RunningHub(write_config(tmp_path, mosquitto_broker, name="kill9"))
+    yield running
+    if running.proc is not None and running.proc.returncode is None:
+        running.proc.terminate()
+        await running.wait()
+
+
+async def test_alarm_due_while_killed_fires_once_at_start_and_never_again(
+    hub_process: RunningHub, mosquitto_broker: Broker
+) -> None:
+    await hub_process.start()
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(LANE, b'{"occupancy": true}', qos=1)
+    await asyncio.sleep(0.7)  # handled, and its duration start written at the end of that loop turn
+    hub_process.kill9()
+    await hub_process.wait()
+    await asyncio.sleep(3.5)  # the 3 s alarm falls due while the hub is dead
+    await hub_process.start()
+    for _ in range(100):
+        if await hub_process.alerts():
+            break
+        await asyncio.sleep(0.1)
+    (alert,) = await hub_process.alerts()
+    assert alert["status"] == "active"
+    hub_process.kill9()
+    await hub_process.wait()
+    await hub_process.start()
+    await asyncio.sleep(2.5)  # past the catch-up: nothing already raised is raised again
+    (again,) = await hub_process.alerts()
+    assert again["id"] == alert["id"] and again["count"] == 1
+    await gateway.disconnect()
+
+
+async def test_condition_cleared_while_killed_does_not_fire(
+    hub_process: RunningHub, mosquitto_broker: Broker
+) -> None:
+    await hub_process.start()
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(LANE, b'{"occupancy": true}', qos=1)
+    await asyncio.sleep(0.7)
+    hub_process.kill9()
+    await hub_process.wait()
+    gateway.publish(LANE, b'{"occupancy": false}', qos=1)  # the car leaves while the hub is dead
+    await asyncio.sleep(3.5)
+    await hub_process.start()
+    await asyncio.sleep(2.5)  # catch-up (the queued "free") and then the timers
+    assert await hub_process.alerts() == []
+    await gateway.disconnect()
