@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from adapters.errors import LinliError
 from hub.alert_json import alert_json
 from hub.bus import AlertBus
 from hub.cases.kpi import compute as kpi_compute
@@ -95,8 +96,10 @@ class Api:
         states: DeviceStates,
         clock: Clock,
         casework: Casework,
+        reload_rules: Callable[[], int],
     ) -> None:
         self._casework = casework
+        self._reload_rules = reload_rules
         self._timezone = timezone
         self._registry = registry
         self._states = states
@@ -126,6 +129,7 @@ class Api:
         app.router.add_get("/api/cases/{id}", self._case)
         app.router.add_post("/api/cases/{id}/{action}", self._case_action)
         app.router.add_get("/api/kpis", self._kpis)
+        app.router.add_post("/api/rules/reload", self._rules_reload)
         app.router.add_get("/m", self._phone)
         app.router.add_get("/api/stream", self._stream)
         app.on_shutdown.append(self._on_shutdown)
@@ -363,6 +367,18 @@ class Api:
                 "by_category": {k: v.as_dict() for k, v in report.by_category.items()},
             }
         )
+
+    async def _rules_reload(self, request: web.Request) -> web.StreamResponse:
+        if request[IDENTITY].role not in ("admin", "command_centre", "command_supervisor"):
+            return _json(
+                {"error": "forbidden", "message": "reloading rules needs an admin or command-centre token"},
+                status=403,
+            )
+        try:
+            count = self._reload_rules()
+        except LinliError as exc:
+            return _json({"error": "invalid_rules", "message": str(exc)}, status=422)
+        return _json({"status": "reloaded", "rules": count})
 
     async def _phone(self, request: web.Request) -> web.StreamResponse:
         page = resources.files("hub.console").joinpath("phone.html").read_bytes()

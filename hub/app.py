@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.errors import LinliError
 from adapters.router import AdapterRouter, FamilySource
 from hub.api import Api
 from hub.bus import AlertBus
@@ -47,6 +48,7 @@ QUARANTINE_FLUSH_S = 1.0
 CATCH_UP_QUIET_S = 1.0
 CATCH_UP_MAX_S = 15.0
 RULE_TIMER_POLL_S = 1.0
+RULE_WATCH_S = 2.0
 #: The casework loop looks at least this often even with no deadline (a safety net).
 CASEWORK_POLL_S = 5.0
 GAUGE_INTERVAL_S = 60.0
@@ -97,6 +99,7 @@ class Hub:
         # Every expected device gets its absence deadlines (a device that never reports is caught).
         self.evaluator.start(registry.subjects(), self.clock.now())
         self._state_flush_pending = False
+        self._rules_stamp: tuple[tuple[str, float], ...] = ()
         self.caught_up = asyncio.Event()
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
@@ -159,6 +162,7 @@ class Hub:
             states=self.states,
             clock=self.clock,
             casework=self.casework,
+            reload_rules=self.reload_rules,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -192,6 +196,36 @@ class Hub:
     def flush_rule_state(self) -> int:
         self._state_flush_pending = False
         return self.rule_state.flush(self._state)
+
+    def _rule_files(self) -> list[Path]:
+        roots = self.settings.rule_paths or (BUILTIN_PACKS,)
+        return sorted(f for root in roots for f in (root.glob("*.yaml") if root.is_dir() else [root]))
+
+    def _rule_files_stamp(self) -> tuple[tuple[str, float], ...]:
+        return tuple((str(f), f.stat().st_mtime) for f in self._rule_files() if f.exists())
+
+    def reload_rules(self) -> int:
+        """Load the packs again; state of rules that still exist is kept. Bad packs change nothing."""
+        rules = load_packs(self.settings.rule_paths or (BUILTIN_PACKS,))
+        self.evaluator.reload(rules, self.settings.rule_overrides)
+        self.evaluator.start(self.registry.subjects(), self.clock.now())
+        self.rules = tuple(rules)
+        self._rules_stamp = self._rule_files_stamp()
+        self.flush_rule_state()
+        log.info("rule packs reloaded: %d rules", len(rules))
+        return len(rules)
+
+    async def _watch_rules(self) -> None:
+        """Reload the packs when a file changes (``linli rules reload`` does it on demand)."""
+        while True:
+            await asyncio.sleep(RULE_WATCH_S)
+            stamp = await asyncio.to_thread(self._rule_files_stamp)
+            if stamp != self._rules_stamp:
+                try:
+                    self.reload_rules()
+                except LinliError as exc:
+                    self._rules_stamp = stamp  # do not retry the same broken files every 2 s
+                    log.error("rule packs changed but are invalid; keeping the old rules: %s", exc)
 
     def run_due_rules(self) -> int:
         """Fire the rule timers due now (durations, absences, count windows); returns signals applied."""
@@ -273,6 +307,8 @@ class Hub:
                 "no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S
             )
         self._tasks.append(asyncio.create_task(self._run_rule_timers(), name="linli-rule-timers"))
+        self._rules_stamp = self._rule_files_stamp()
+        self._tasks.append(asyncio.create_task(self._watch_rules(), name="linli-rule-watch"))
         # The rule engine and registry are loaded: keep the collector off these long-lived objects.
         gc.freeze()
         log.info(

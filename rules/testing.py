@@ -51,6 +51,8 @@ from rules.state import MemoryState
 from rules.subject import Subject
 from rules.windows import DEFAULT_ZONE, zone
 
+#: The YAML tests shipped for the shipped packs.
+BUILTIN_RULE_TESTS = Path(__file__).parent / "tests"
 DEFAULT_START = "2026-03-02T08:00:00+08:00"  # a Monday
 
 

@@ -14,9 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from hub.app import Hub
+from hub.cli import main
 from hub.clock import ManualClock
+from rules.loader import BUILTIN_PACKS
 from tests.helpers import TOKEN, eventually, hub_settings, publisher
 from tests.support.servers import Broker
 
@@ -187,3 +190,54 @@ async def test_condition_cleared_while_killed_does_not_fire(
     await asyncio.sleep(2.5)  # catch-up (the queued "free") and then the timers
     assert await hub_process.alerts() == []
     await gateway.disconnect()
+
+
+async def test_reload_keeps_state_and_refuses_broken_packs(tmp_path: Path, mosquitto_broker: Broker) -> None:
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    for name in ("elderly.yaml", "parking.yaml"):
+        (packs / name).write_text((BUILTIN_PACKS / name).read_text(encoding="utf-8"), encoding="utf-8")
+    clock = ManualClock(start=T0)
+    settings = hub_settings(tmp_path, mosquitto_broker, rule_paths=[str(packs)])
+    async with Hub(settings=settings, clock=clock) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(LANE, b'{"occupancy": true}', qos=1)
+        await eventually(lambda: hub.pipeline.stats.events == 1)
+        clock.advance(30)
+        # An unrelated change to another pack: the running fire-lane duration keeps its start.
+        (packs / "elderly.yaml").write_text(
+            (packs / "elderly.yaml").read_text(encoding="utf-8") + "\n# edited\n"
+        )
+        runner = CliRunner()
+        result = await asyncio.to_thread(
+            runner.invoke,
+            main,
+            ["rules", "reload", "--url", f"http://127.0.0.1:{hub.http_port}", "--token", TOKEN],
+        )
+        assert result.exit_code == 0, result.output
+        assert '"rules":' in result.output
+        clock.advance(31)  # 61 s after the car arrived
+        assert hub.run_due_rules() == 1
+        (packs / "parking.yaml").write_text("pack: parking\nrules: [{id: broken}]\n")
+        result = await asyncio.to_thread(
+            runner.invoke,
+            main,
+            ["rules", "reload", "--url", f"http://127.0.0.1:{hub.http_port}", "--token", TOKEN],
+        )
+        assert result.exit_code == 1 and "parking.yaml" in result.output
+        assert any(r.id == "parking.fire_lane_occupied" for r in hub.rules), "the old rules stay"
+        await gateway.disconnect()
+
+
+def test_rules_check_and_test_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    checked = runner.invoke(main, ["rules", "check"])
+    assert checked.exit_code == 0 and "rules in" in checked.output
+    tested = runner.invoke(main, ["rules", "test"])
+    assert tested.exit_code == 0 and " 0 failed" in tested.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "pack: x\nrules:\n  - {id: x.a, title: {zh: x}, category: sos, severity: loud, trigger: {type: event, kinds: [sos_press]}}\n"
+    )
+    refused = runner.invoke(main, ["rules", "check", str(bad)])
+    assert refused.exit_code == 1 and "x.a" in refused.output and "severity" in refused.output
