@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from hub.demo import Endpoint, run_demo
 from hub.mqtt_client import HubMqttClient
 from hub.mqtt_url import MqttUrl
 from hub.registry_io import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
+from hub.roster import coverage_gaps
 from hub.store import Store
 from hub.timeseries import Level
 from hub.timeseries import doctor as timeseries_doctor
@@ -353,6 +355,55 @@ def dashboards_push(url: str, token: str) -> None:
             click.echo(f"{item.uid} v{item.version} {item.url}")
     except Exception as exc:  # grafana-client raises its own hierarchy and requests' errors
         raise click.ClickException(f"push to {url} failed: {exc}") from None
+
+
+@main.group()
+def roster() -> None:
+    """The duty roster (错时轮班)."""
+
+
+@roster.command("check")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Hub configuration (its community_file and timezone).",
+)
+@click.option(
+    "--community-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Instead of --config.",
+)
+@click.option("--days", type=click.IntRange(1, 60), default=7, show_default=True)
+def roster_check(config_file: Path | None, community_file: Path | None, days: int) -> None:
+    """List every hour of the coming week in which a grid has nobody on duty for SOS."""
+    try:
+        settings = load_settings(config_file)
+        path = community_file or settings.community_file
+        if path is None:
+            raise click.ClickException("give --community-file or a --config with community_file")
+        communities = load_yaml(path)
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
+    zone = settings.zone
+    total = 0
+    for community in communities:
+        gaps = coverage_gaps(
+            community.people,
+            grids=[g.code for g in community.grids],
+            start=datetime.now(zone),
+            zone=zone,
+            hours=days * 24,
+        )
+        for gap in gaps:
+            click.echo(
+                f"{community.code} {gap.grid} {gap.start:%Y-%m-%d %a %H:00} 无人值守 / nobody on duty for SOS"
+            )
+        total += len(gaps)
+    if total:
+        click.echo(f"{total} uncovered grid-hour(s) in the next {days} day(s)")
+        raise SystemExit(1)
+    click.echo(f"ok: every grid is covered for SOS, every hour of the next {days} day(s)")
 
 
 @main.group()

@@ -8,6 +8,7 @@ zone, so a shift is correct on both sides of a DST change where a zone has one.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -80,6 +81,46 @@ class Person(BaseModel):
 
     def on_duty(self, moment: datetime) -> bool:
         return any(shift.covers(moment) for shift in self.shifts)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An hour in which a grid has nobody of the SOS roles on duty."""
+
+    grid: str
+    start: datetime
+
+
+#: Roles that can take an SOS for a grid (the first responders of the escalation chain).
+SOS_ROLES = (Role.GRID_WORKER, Role.GRID_LEADER)
+
+
+def coverage_gaps(
+    people: Iterable[Person],
+    *,
+    grids: Iterable[str],
+    start: datetime,
+    zone: ZoneInfo,
+    hours: int = 7 * 24,
+    roles: Iterable[Role] = SOS_ROLES,
+) -> list[Gap]:
+    """Every hour from ``start`` with no one of ``roles`` on duty, per grid, in ``zone``.
+
+    Each hour is checked at its start and its middle, so a shift ending at :30 shows up.
+    Hours are stepped in absolute time, so a DST change neither skips nor repeats one.
+    """
+    staff = list(people)
+    wanted = tuple(roles)
+    gaps: list[Gap] = []
+    first = start.astimezone(zone).replace(minute=0, second=0, microsecond=0).timestamp()
+    for grid in grids:
+        for hour in range(hours):
+            moment = first + hour * 3600
+            if any(
+                not on_duty(staff, grid=grid, ts=m, zone=zone, roles=wanted) for m in (moment, moment + 1800)
+            ):
+                gaps.append(Gap(grid, datetime.fromtimestamp(moment, zone)))
+    return gaps
 
 
 def on_duty(

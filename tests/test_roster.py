@@ -6,8 +6,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
-from hub.roster import Person, Role, Shift, on_duty
+from hub.registry import Registry
+from hub.registry_io import parse_yaml
+from hub.roster import Person, Role, Shift, coverage_gaps, on_duty
+from simulators.community import generate
 
 SH = ZoneInfo("Asia/Shanghai")
 GRID = "110105001001001"
@@ -94,3 +98,35 @@ def test_dst_zone_uses_wall_clock() -> None:
     assert not on_duty(
         [worker], grid=GRID, ts=ts("2026-03-29T07:30:00", berlin), zone=berlin, roles=(Role.GRID_WORKER,)
     )
+
+
+def test_coverage_gaps_find_the_uncovered_hours() -> None:
+    day_only = [p for p in PEOPLE if p.id != "night"]
+    start = datetime(2026, 11, 23, 0, 0, tzinfo=SH)  # a Monday
+    gaps = coverage_gaps(day_only, grids=[GRID], start=start, zone=SH, hours=24)
+    assert [g.start.hour for g in gaps] == [0, 1, 2, 3, 4, 5, 6, 7, 20, 21, 22, 23]
+    assert coverage_gaps(PEOPLE, grids=[GRID], start=start, zone=SH, hours=7 * 24) == []
+
+
+def test_a_shift_ending_at_half_past_leaves_a_gap() -> None:
+    early = Person(
+        id="e", name="e", role=Role.GRID_WORKER, grids=(GRID,), shifts=(Shift(start="00:00", end="07:30"),)
+    )
+    late = Person(
+        id="l", name="l", role=Role.GRID_WORKER, grids=(GRID,), shifts=(Shift(start="08:00", end="00:00"),)
+    )
+    gaps = coverage_gaps(
+        [early, late], grids=[GRID], start=datetime(2026, 11, 23, tzinfo=SH), zone=SH, hours=24
+    )
+    assert [g.start.hour for g in gaps] == [7]
+
+
+def test_demo_community_roster_has_no_gaps() -> None:
+    registry = Registry(communities=parse_yaml(yaml.safe_dump(generate(seed=1).document), file="demo"))
+    for c in registry.communities:
+        assert (
+            coverage_gaps(
+                c.people, grids=[g.code for g in c.grids], start=datetime(2026, 11, 23, tzinfo=SH), zone=SH
+            )
+            == []
+        )
