@@ -11,7 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
+from pydantic import ValidationError
 
 from adapters.errors import LinliError
 from adapters.router import AdapterRouter, FamilySource
@@ -21,10 +23,12 @@ from hub.case_store import CaseStore
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework import Casework
+from hub.channels.preferences import Preferences
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.device_state import DeviceStates
 from hub.dispatch import Dispatcher
+from hub.errors import ConfigError
 from hub.mqtt_client import HubMqttClient
 from hub.pipeline import Pipeline
 from hub.quarantine import Quarantine
@@ -35,6 +39,7 @@ from hub.rule_state import RuleStateStore
 from hub.store import Store
 from hub.timeseries import QuarantinedLines, fleet_point, hub_point, open_sink, quarantine_point
 from hub.views import device_json
+from hub.webhooks import WebhookSender
 from rules.evaluator import Evaluator
 from rules.loader import BUILTIN_PACKS, load_packs
 from rules.model import Rule
@@ -59,6 +64,18 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool) -> None:
     """The outbound connection subscribes to nothing."""
+
+
+def load_preferences(path: Path | None) -> Preferences:
+    """Per-person channel preferences from YAML (``people: [{person_id, endpoints: [...]}]``)."""
+    if path is None:
+        return Preferences()
+    try:
+        return Preferences.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(
+            f"invalid channel preferences: {exc}", key="channels_file", source=f"file {path}"
+        ) from None
 
 
 class Hub:
@@ -117,7 +134,10 @@ class Hub:
             subscriptions=[],
             tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
         )
-        self.dispatcher = Dispatcher(store=self.store, mqtt=self.outbound, clock=self.clock)
+        self.webhooks = WebhookSender(secrets=settings.channel_secrets, zone=settings.zone)
+        self.dispatcher = Dispatcher(
+            store=self.store, mqtt=self.outbound, clock=self.clock, webhooks=self.webhooks
+        )
         self.timeseries = open_sink(
             settings.timeseries, data_dir=Path(settings.data_dir), on_quarantine=self._timeseries_refused
         )
@@ -133,6 +153,7 @@ class Hub:
             series=self.timeseries,
             on_notifications=self.dispatcher.wake,
             on_change=self._case_changed,
+            preferences=load_preferences(settings.channels_file),
         )
         self._casework_wake = asyncio.Event()
         self._reply_prefix = settings.mqtt.topic_prefix + "/"
@@ -410,6 +431,7 @@ class Hub:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.webhooks.close()
         try:
             await self.timeseries.stop()  # flushes to the server, or to the spool
         except Exception:

@@ -32,6 +32,8 @@ from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, Timelin
 from hub.cases.policies import Policies
 from hub.cases.sla import Light
 from hub.cases.workflow import allowed_actions, apply, case_from_alert
+from hub.channels.messages import CaseNotice, NoticeKind
+from hub.channels.preferences import EndpointKind, Preferences
 from hub.clock import Clock, iso
 from hub.community import Contact
 from hub.errors import HubError
@@ -41,6 +43,7 @@ from hub.routing import Routing
 from hub.store import Alert, AlertChange, Recipient, Store, new_notification_id
 from hub.timeseries import CaseStage, CaseTransition, TimeseriesSink, TrafficLight, case_point
 from hub.views import resident_json
+from hub.webhooks import outbox_entry
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,9 @@ class Casework:
         series: TimeseriesSink,
         on_notifications: Callable[[], None],
         on_change: Callable[[Case], None],
+        preferences: Preferences | None = None,
     ) -> None:
+        self._preferences = preferences or Preferences()
         self._store = store
         self.cases = cases
         self._registry = registry
@@ -370,6 +375,23 @@ class Casework:
         if guardians or any(t.kind is TargetKind.COMMAND_CENTRE for t in targets):
             recipients.append((self._routing.command_centre(), None))
         now = self._clock.now()
+        for person in people:
+            # Besides the phone app's topic: the person's own channels (DingTalk, WeCom, webhooks).
+            for endpoint in self._preferences.endpoints_for(person.id, case.severity):
+                if endpoint.kind is EndpointKind.MQTT and not endpoint.address:
+                    continue
+                channel, address, body = outbox_entry(
+                    endpoint, self._notice(case, alert, kind=kind, step=step)
+                )
+                self._store.queue_notification(
+                    db,
+                    notification_id=new_notification_id(),
+                    alert_id=alert.id,
+                    recipient=Recipient(id=person.id, channel=channel, address=address),
+                    payload=body,
+                    at=now,
+                    case_id=case.id,
+                )
         for recipient, target in recipients:
             note_id = new_notification_id()
             body = self._payload(
@@ -385,6 +407,23 @@ class Casework:
                 case_id=case.id,
             )
         return bool(recipients)
+
+    def _notice(self, case: Case, alert: Alert, *, kind: str, step: DueStep | None) -> CaseNotice:
+        suffix = kind.rsplit(".", 1)[-1]
+        location = self._registry.location(alert.device_id)
+        return CaseNotice(
+            case_id=case.id,
+            kind=NoticeKind(suffix) if suffix in NoticeKind.__members__.values() else NoticeKind.NOTIFY,
+            category=case.category,
+            severity=case.severity,
+            title_zh=case.title_zh,
+            title_en=case.title_en,
+            state=case.state.value,
+            filed_at=case.filed_at,
+            grid=case.grid,
+            address=location.grid.name if location is not None else "",
+            due_at=step.due_at if step is not None else None,
+        )
 
     def _recipient(self, case: Case, person_id: str) -> Recipient:
         if person_id == self._routing.command_centre().id:

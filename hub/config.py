@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from adapters.router import Family
 from hub.errors import ConfigError
@@ -94,6 +94,10 @@ class Settings(_Model):
         SourceSettings(family=Family.NATIVE),
     )
     api_tokens: tuple[ApiToken, ...] = ()
+    #: Per-person notification channels (DingTalk/WeCom robots, webhooks) besides their MQTT topic.
+    channels_file: Path | None = None
+    #: Secrets the channels refer to by name (``secret_ref``); set them from LINLI_CHANNEL_SECRETS__<NAME>.
+    channel_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     #: Where time series go: InfluxDB (v1 or v2 API), or by default an embedded SQLite file.
     timeseries: TimeseriesSettings = TimeseriesSettings()
 
@@ -164,7 +168,7 @@ def load_settings(
             raise ConfigError("config must be a YAML mapping", source=source)
         doc = loaded or {}
         # Relative paths in a config file are relative to that file, not to the CWD.
-        for key in ("data_dir", "community_file", "policies_file"):
+        for key in ("data_dir", "community_file", "policies_file", "channels_file"):
             if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
                 doc[key] = str((file.parent / doc[key]).resolve())
         if isinstance(doc.get("rule_paths"), list):

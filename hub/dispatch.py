@@ -12,9 +12,11 @@ import contextlib
 import logging
 import random
 
+from hub.channels.webhook import OutcomeKind
 from hub.clock import Clock
 from hub.mqtt_client import HubMqttClient
 from hub.store import Notification, Store
+from hub.webhooks import WEBHOOK_CHANNELS, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +35,22 @@ def backoff(attempts: int, *, rng: random.Random) -> float:
 
 class Dispatcher:
     def __init__(
-        self, *, store: Store, mqtt: HubMqttClient, clock: Clock, rng: random.Random | None = None
+        self,
+        *,
+        store: Store,
+        mqtt: HubMqttClient,
+        clock: Clock,
+        webhooks: WebhookSender | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        self._webhooks = webhooks
         self._store = store
         self._mqtt = mqtt
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._wake = asyncio.Event()
         self.delivered = 0
+        self.abandoned = 0
         self.failed_attempts = 0
 
     def wake(self) -> None:
@@ -61,6 +71,28 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _deliver(self, notification: Notification) -> None:
+        if notification.channel in WEBHOOK_CHANNELS and self._webhooks is not None:
+            outcome = await self._webhooks.deliver(
+                notification.channel, notification.address, notification.payload
+            )
+            if outcome.ok:
+                self._store.mark_delivered(notification.id, at=self._clock.now())
+                self.delivered += 1
+            elif outcome.kind is OutcomeKind.PERMANENT:
+                # Retrying cannot help (bad URL, revoked robot): keep the reason for the console.
+                log.error(
+                    "notification %s to %s refused for good: %s",
+                    notification.id,
+                    notification.recipient,
+                    outcome.error,
+                )
+                self._store.mark_abandoned(
+                    notification.id, error=f"permanent: {outcome.error}", at=self._clock.now()
+                )
+                self.abandoned += 1
+            else:
+                self._fail(notification, outcome.error or f"HTTP {outcome.status}")
+            return
         if notification.channel != "mqtt":
             self._fail(notification, f"no sender for channel {notification.channel!r}")
             return

@@ -66,9 +66,11 @@ CREATE TABLE IF NOT EXISTS notifications (
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL,
     delivered_at REAL,
+    abandoned_at REAL,
     last_error   TEXT
 );
-CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt)
+    WHERE delivered_at IS NULL AND abandoned_at IS NULL;
 
 CREATE TABLE IF NOT EXISTS communities (
     code       TEXT PRIMARY KEY,
@@ -209,9 +211,23 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
+
+    #: Columns added after the first release of a table: (table, column, declaration).
+    _ADDED_COLUMNS = (
+        ("notifications", "case_id", "TEXT"),
+        ("notifications", "abandoned_at", "REAL"),
+    )
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to date (columns are only ever added)."""
+        for table, column, declaration in self._ADDED_COLUMNS:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if columns and column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         self._db.close()
@@ -379,14 +395,15 @@ class Store:
     def pending_notifications(self, *, now: float, limit: int = 100) -> list[Notification]:
         rows = self._db.execute(
             "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
-            " WHERE delivered_at IS NULL AND next_attempt <= ? ORDER BY created_at, id LIMIT ?",
+            " WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ?"
+            " ORDER BY created_at, id LIMIT ?",
             (now, limit),
         ).fetchall()
         return [Notification(*row) for row in rows]
 
     def next_retry_at(self) -> float | None:
         row = self._db.execute(
-            "SELECT min(next_attempt) FROM notifications WHERE delivered_at IS NULL"
+            "SELECT min(next_attempt) FROM notifications WHERE delivered_at IS NULL AND abandoned_at IS NULL"
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
@@ -402,9 +419,16 @@ class Store:
             (error[:500], retry_at, notification_id),
         )
 
+    def mark_abandoned(self, notification_id: str, *, error: str, at: float) -> None:
+        """The receiver refused for good (HTTP 4xx, a robot's permanent errcode): stop retrying, keep why."""
+        self._db.execute(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = ?, abandoned_at = ? WHERE id = ?",
+            (error[:500], at, notification_id),
+        )
+
     def notifications_for(self, alert_id: int) -> list[dict[str, Any]]:
         cursor = self._db.execute(
-            "SELECT id, recipient, channel, address, attempts, delivered_at, last_error FROM notifications"
+            "SELECT id, recipient, channel, address, attempts, delivered_at, abandoned_at, last_error FROM notifications"
             " WHERE alert_id = ? ORDER BY created_at, id",
             (alert_id,),
         )

@@ -117,7 +117,9 @@ async def test_escalation_resumes_at_its_original_deadline_after_kill9(
     step2_at, step2_topic = by_step[steps[2]]
     assert step1_topic.endswith("/workers/g-leader/notifications")
     assert step2_topic.endswith("/workers/boss/notifications")
-    print(f"step 1 at +{step1_at - dispatched:.3f} s (due +4), step 2 at +{step2_at - dispatched:.3f} s (due +8)")
+    print(
+        f"step 1 at +{step1_at - dispatched:.3f} s (due +4), step 2 at +{step2_at - dispatched:.3f} s (due +8)"
+    )
     assert abs(step1_at - (dispatched + 4)) <= 1.0, step1_at - dispatched
     assert abs(step2_at - (dispatched + 8)) <= 1.0, step2_at - dispatched
     ids = Counter(str(body["id"]) for _, _, body in arrivals)
