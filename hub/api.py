@@ -388,7 +388,7 @@ class Api:
         return _json(self._stats())
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: one ``alert`` event per alert change (text/event-stream)."""
+        """Server-sent events (text/event-stream): an ``alert`` event per alert change, a ``case`` event per case change."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -411,7 +411,9 @@ class Api:
                     await response.write(b": keepalive\n\n")
                     continue
                 message = getter.result()
-                await response.write(b"event: alert\ndata: " + orjson.dumps(message) + b"\n\n")
+                # One SSE event name per message type ("alert", "case"), so listeners pick theirs.
+                kind = str(message.get("type", "alert")).encode()
+                await response.write(b"event: " + kind + b"\ndata: " + orjson.dumps(message) + b"\n\n")
         except ConnectionResetError:
             log.debug("event stream client went away")
         finally:

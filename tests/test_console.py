@@ -10,9 +10,10 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from hub.app import Hub
+from hub.cases.model import CaseState
 from hub.clock import ManualClock
 from tests.conftest import SAMPLES, server_missing
-from tests.helpers import SOS_BUTTON, TOKEN, hub_settings, publisher
+from tests.helpers import SOS_BUTTON, TOKEN, WORKER_TOKEN, hub_settings, publisher
 from tests.support.servers import Broker, ServerMissingError, find_binary
 
 NIGHT = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai
@@ -84,3 +85,50 @@ async def test_console_without_session_shows_login(
         await page.goto(f"http://127.0.0.1:{hub.http_port}/")
         assert page.url.endswith("/login")
         assert "登录" in await page.inner_text("h1")
+
+
+async def test_worker_phone_page_takes_an_sos_through_accept_arrive_and_report(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(
+            f"zigbee2mqtt/{SOS_BUTTON}",
+            (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes(),
+            qos=1,
+        )
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")  # a phone
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{hub.http_port}/login?token={WORKER_TOKEN}")
+        assert page.url.endswith("/m"), "a worker's login lands on the phone page"
+        item = await page.wait_for_selector("li.case", timeout=10_000)
+        assert item is not None and "一键呼救" in await item.inner_text()
+        assert await item.get_attribute("class") == "case green"
+        await item.click()
+        card = await page.wait_for_selector("#d-resident:not([hidden])")
+        assert card is not None
+        text = await card.inner_text()
+        assert (
+            "王秀英" in text and "13987654321" in text and "独居" in text
+        )  # the assigned worker sees the elder
+
+        await page.click('button[data-action="accept"]')
+        await page.wait_for_selector('button[data-action="arrive"]')
+        await page.click('button[data-action="arrive"]')
+        await page.wait_for_selector('button[data-action="handle"]')
+        await page.click('button[data-action="handle"]')
+        assert await page.text_content("#d-error") == "请填写处置情况"  # a report needs a note
+        await page.fill("#d-note", "已到场,老人无碍")
+        await page.click('button[data-action="handle"]')
+        await page.wait_for_selector('button[data-action="handle"]', state="detached")
+        if os.environ.get("LINLI_SCREENSHOTS"):
+            await page.screenshot(path=os.environ["LINLI_SCREENSHOTS"] + "/phone-zh.png", full_page=True)
+        (case_id,) = hub.cases.case_ids(states=[CaseState.HANDLED])
+        timeline = [(e.action.value, e.actor, e.channel.value) for e in hub.cases.timeline(case_id)]
+        assert timeline[-3:] == [
+            ("accept", "w-night", "phone_page"),
+            ("arrive", "w-night", "phone_page"),
+            ("handle", "w-night", "phone_page"),
+        ]
+        await context.close()
+        await gateway.disconnect()

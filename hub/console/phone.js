@@ -11,6 +11,10 @@ const T = {
     states: { filed: "立案", dispatched: "待接单", accepted: "已接单", on_site: "已到场", handled: "已反馈",
       verified: "已核查", closed: "已结案", void: "作废" },
     stages: { accept: "接单", arrive: "到场", handle: "处置", verify: "核查", case: "全程" },
+    done: { file: "立案", dispatch: "派遣", accept: "受理", arrive: "到场", handle: "反馈", verify: "核查", close: "结案",
+      reassign: "改派", return: "回退", extend: "延期", supervise: "督办", call_back: "回拨", false_alarm: "误报",
+      auto_clear: "设备复位", rework: "返工", void: "作废", note: "备注" },
+    system: "系统",
   },
   en: {
     title: "My cases", empty: "Nothing to do", back: "‹ Back", history: "History",
@@ -20,6 +24,7 @@ const T = {
     states: { filed: "filed", dispatched: "waiting", accepted: "accepted", on_site: "on site", handled: "reported",
       verified: "verified", closed: "closed", void: "void" },
     stages: { accept: "accept", arrive: "arrive", handle: "handle", verify: "verify", case: "case" },
+    done: {}, system: "system",
   },
 };
 const PHONE_ACTIONS = ["accept", "arrive", "handle", "call_back", "return"];
@@ -33,6 +38,17 @@ function el(tag, text, className) {
   if (text !== undefined) node.textContent = text;
   if (className) node.className = className;
   return node;
+}
+function callLink(text, phone) {
+  const link = el("a", text);
+  link.href = "tel:" + phone;
+  const line = el("p");
+  line.append(link);
+  return line;
+}
+function minutes(seconds) {
+  const m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
+  return `${m}:${String(s).padStart(2, "0")}`;
 }
 function worstLight(c) {
   const open = c.sla.filter((s) => !s.done);
@@ -70,7 +86,7 @@ async function openCase(id) {
   document.getElementById("d-meta").textContent = [t("states")[c.state], c.location, c.grid].filter(Boolean).join(" · ");
   const sla = document.getElementById("d-sla");
   sla.replaceChildren(...c.sla.filter((s) => !s.done).map((s) =>
-    el("li", `${t("stages")[s.stage]}: ${Math.round(s.elapsed_s)} / ${Math.round(s.limit_s)} s`, "light-" + s.light)));
+    el("li", `${t("stages")[s.stage]}: ${minutes(s.elapsed_s)} / ${minutes(s.limit_s)}`, "light-" + s.light)));
   const card = document.getElementById("d-resident");
   card.replaceChildren();
   card.hidden = !c.resident;
@@ -78,13 +94,10 @@ async function openCase(id) {
     const r = c.resident;
     card.append(el("h3", `${r.name}${r.age ? " · " + t("age") + " " + r.age : ""}${r.living_alone ? " · " + t("alone") : ""}`));
     if (r.address) card.append(el("p", `${t("address")}: ${r.address}`));
-    if (r.phone) { const a = el("a", `${t("phone")}: ${r.phone}`); a.href = "tel:" + r.phone; card.append(el("p")).append(a); }
+    if (r.phone) card.append(callLink(`${t("phone")}: ${r.phone}`, r.phone));
     if (r.emergency_contacts && r.emergency_contacts.length) {
       card.append(el("h4", t("contacts")));
-      for (const k of r.emergency_contacts) {
-        const a = el("a", `${k.name} ${k.relation || ""} ${k.phone}`); a.href = "tel:" + k.phone;
-        card.append(el("p")).append(a);
-      }
+      for (const k of r.emergency_contacts) card.append(callLink(`${k.name} ${k.relation || ""} ${k.phone}`, k.phone));
     }
     if (r.medical_notes) card.append(el("p", r.medical_notes, "notes"));
   }
@@ -99,7 +112,7 @@ async function openCase(id) {
   }
   const timeline = document.getElementById("d-timeline");
   timeline.replaceChildren(...c.timeline.map((e) =>
-    el("li", `${new Date(e.ts).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { timeZone })} ${e.action} ${e.actor}${e.note ? " — " + e.note : ""}`)));
+    el("li", `${new Date(e.ts).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { timeZone })} ${t("done")[e.action] || e.action} ${e.actor === "system" ? t("system") : e.actor}${e.note ? " — " + e.note : ""}`)));
   document.getElementById("d-error").textContent = "";
 }
 
@@ -140,8 +153,8 @@ document.addEventListener("DOMContentLoaded", () => {
   api("/api/session").then((r) => r.json()).then((s) => { timeZone = s.timezone; });
   loadList();
   const source = new EventSource("/api/stream");
-  source.addEventListener("alert", (event) => {
+  source.addEventListener("case", (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "case") { if (current && current.id === message.case.id) openCase(current.id); else if (!current) loadList(); }
+    if (current && current.id === message.case.id) openCase(current.id); else if (!current) loadList();
   });
 });
