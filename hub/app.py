@@ -54,6 +54,7 @@ CATCH_UP_QUIET_S = 1.0
 CATCH_UP_MAX_S = 15.0
 RULE_TIMER_POLL_S = 1.0
 RULE_WATCH_S = 2.0
+ROUTINE_STATE_FLUSH_S = 5.0
 #: The casework loop looks at least this often even with no deadline (a safety net).
 CASEWORK_POLL_S = 5.0
 GAUGE_INTERVAL_S = 60.0
@@ -214,9 +215,15 @@ class Hub:
             except RuntimeError:  # no loop (tools, in-process benchmarks): write now
                 self.flush_rule_state()
 
-    def flush_rule_state(self) -> int:
+    def flush_rule_state(self, *, include_routine: bool = False) -> int:
         self._state_flush_pending = False
-        return self.rule_state.flush(self._state)
+        return self.rule_state.flush(self._state, include_routine=include_routine)
+
+    async def _flush_routine_state(self) -> None:
+        """Routine rule-state updates (deadlines moved on by readings) go to disk every few seconds."""
+        while True:
+            await asyncio.sleep(ROUTINE_STATE_FLUSH_S)
+            self.flush_rule_state(include_routine=True)
 
     def _rule_files(self) -> list[Path]:
         roots = self.settings.rule_paths or (BUILTIN_PACKS,)
@@ -330,6 +337,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._run_rule_timers(), name="linli-rule-timers"))
         self._rules_stamp = self._rule_files_stamp()
         self._tasks.append(asyncio.create_task(self._watch_rules(), name="linli-rule-watch"))
+        self._tasks.append(asyncio.create_task(self._flush_routine_state(), name="linli-rule-state"))
         # The rule engine and registry are loaded: keep the collector off these long-lived objects.
         gc.freeze()
         log.info(
@@ -437,7 +445,7 @@ class Hub:
         except Exception:
             log.exception("time-series sink did not stop cleanly")
         self.quarantine.flush()
-        self.flush_rule_state()
+        self.flush_rule_state(include_routine=True)
         self.store.close()
 
     async def __aenter__(self) -> Hub:

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Presses are moments, not states: a retained copy replayed on (re)subscribe is not a new press.
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
+_HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
+#: At most one time-series point per device and health kind per this many seconds.
+HEALTH_SERIES_INTERVAL_S = 300.0
 
 
 @dataclass(slots=True)
@@ -68,6 +71,7 @@ class Pipeline:
     ) -> None:
         self._on_state_change = on_state_change
         self._series = series
+        self._next_health: dict[tuple[str, EventKind], float] = {}
         self._on_alert_change = on_alert_change
         self._adapters = adapters
         self._registry = registry
@@ -112,7 +116,8 @@ class Pipeline:
         if not subject.known:
             self._unknown_device(event)
         self._states.record(event)
-        self._series.write_many(event_points(event, self._registry.series_info(event.device_id)))
+        if event.kind not in _HEALTH or self._health_point_due(event):
+            self._series.write_many(event_points(event, self._registry.series_info(event.device_id)))
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
@@ -130,6 +135,19 @@ class Pipeline:
             change = self._store.apply(signal, about, recipients, payload_for=notification_payload)
             if change is not None:
                 self._announce(change)
+
+    def _health_point_due(self, event: Event) -> bool:
+        """Battery, signal and heartbeat are charted at most every few minutes per device.
+
+        A device reports them with every message; one point per interval keeps the time
+        series (and the writer's CPU) proportional to devices, not to message rate. State
+        changes (doors, occupancy, presses) are always written.
+        """
+        key = (event.device_id, event.kind)
+        if event.ts < self._next_health.get(key, 0.0):
+            return False
+        self._next_health[key] = event.ts + HEALTH_SERIES_INTERVAL_S
+        return True
 
     def _unknown_device(self, event: Event) -> None:
         """Process the event anyway (an unregistered SOS button must still be heard) and keep a record."""

@@ -33,9 +33,13 @@ class RuleStateStore:
         rows = self._store.db.execute("SELECT rule, subject, state FROM rule_state").fetchall()
         return MemoryState.restore_rows((rule, subject, orjson.loads(state)) for rule, subject, state in rows)
 
-    def flush(self, state: MemoryState) -> int:
-        """Write the slots changed since the last flush; returns how many rows changed."""
-        dirty = state.drain_dirty()
+    def flush(self, state: MemoryState, *, include_routine: bool = False) -> int:
+        """Write the slots changed since the last flush; returns how many rows changed.
+
+        Routine updates (deadlines moved on by readings, last values) are written only with
+        ``include_routine`` — every few seconds and at shutdown — not after every loop turn.
+        """
+        dirty = state.drain_dirty(include_routine=include_routine)
         if not dirty:
             return 0
         snapshot = state.snapshot(dirty)

@@ -29,6 +29,8 @@ from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
 from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
 
 _MEMO_LIMIT = 200_000
+#: Per (device, event kind): bounded so memory stays proportional to a cap, not to the fleet.
+_SUBJECT_MEMO_LIMIT = 500_000
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
 #: A subject's values (and their types: ``True`` is not ``1``) of the attributes rules scope on.
 Signature = tuple[tuple[object, type], ...]
@@ -110,6 +112,7 @@ class Evaluator:
         self._zone = zone
         self._rules: dict[str, CompiledRule] = {}
         self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
+        self._subject_memo: dict[tuple[str, EventKind], tuple[Subject, list[CompiledRule]]] = {}
         self._memo: dict[
             tuple[EventKind, DeviceKind | None, str | None, str | None, Signature], list[CompiledRule]
         ] = {}
@@ -130,6 +133,7 @@ class Evaluator:
         self._rules = {r.id: _compile(r, self._zone, table.get(r.id)) for r in by_id.values() if r.enabled}
         self._static_memo = {}
         self._memo = {}
+        self._subject_memo = {}
         self._scope_attributes = tuple(
             sorted({name for c in self._rules.values() for name, _ in c.attributes})
         )
@@ -157,6 +161,10 @@ class Evaluator:
         Two memo levels: (event kind, device kind, grid, community) → rules by static scope;
         that plus the subject's values of every attribute named in a scope → rules by full scope.
         """
+        # Fast path: the registry hands out the same Subject object for a device every time.
+        cached = self._subject_memo.get((subject.device_id, kind))
+        if cached is not None and cached[0] is subject:
+            return cached[1]
         attrs = subject.attributes
         signature = tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes])
         full_key = (kind, subject.kind, subject.grid, subject.community, signature)
@@ -173,6 +181,9 @@ class Evaluator:
                 self._static_memo[static_key] = static
             found = [c for c in static if c.scope_match(subject)]
             self._memo[full_key] = found
+        if len(self._subject_memo) >= _SUBJECT_MEMO_LIMIT:
+            self._subject_memo.clear()
+        self._subject_memo[(subject.device_id, kind)] = (subject, found)
         return found
 
     # -- evaluation -------------------------------------------------------------------------

@@ -107,8 +107,13 @@ class StatePort(Protocol):
 
     def get(self, key: Key) -> Slot | None: ...
 
-    def put(self, key: Key, slot: Slot) -> None:
-        """Store the slot; its ``due`` becomes the key's timer (``None`` cancels it)."""
+    def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
+        """Store the slot; its ``due`` becomes the key's timer (``None`` cancels it).
+
+        ``durable=False`` marks a routine update (a deadman deadline moved on by another
+        reading, a new last value with no change of alert state): it is persisted lazily, so
+        a crash may lose a few seconds of them, never an alert-state change.
+        """
         ...
 
     def delete(self, key: Key) -> None: ...
@@ -140,6 +145,8 @@ class MemoryState:
         self._slots: dict[Key, Slot] = {}
         self._heap: list[tuple[float, Key]] = []
         self._dirty: set[Key] = set()
+        #: Keys with only routine changes, persisted on a slower cadence (see ``put``).
+        self._soft: set[Key] = set()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -149,9 +156,9 @@ class MemoryState:
     def get(self, key: Key) -> Slot | None:
         return self._slots.get(key)
 
-    def put(self, key: Key, slot: Slot) -> None:
+    def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
         self._slots[key] = slot
-        self._dirty.add(key)
+        (self._dirty if durable else self._soft).add(key)
         due = slot.due
         if due is not None:
             queued = slot.queued_due
@@ -218,9 +225,17 @@ class MemoryState:
 
     # -- persistence helpers ----------------------------------------------------------------
 
-    def drain_dirty(self) -> set[Key]:
-        """Keys written or deleted since the last call (persist ``snapshot(keys)`` of them)."""
+    def drain_dirty(self, *, include_routine: bool = False) -> set[Key]:
+        """Keys written or deleted since the last call (persist ``snapshot(keys)`` of them).
+
+        Routine updates (``put(..., durable=False)``) are included only when asked for.
+        """
         dirty, self._dirty = self._dirty, set()
+        if include_routine:
+            dirty |= self._soft
+            self._soft = set()
+        else:
+            self._soft -= dirty
         return dirty
 
     def snapshot(self, keys: Iterable[Key] | None = None) -> JsonDict:

@@ -52,6 +52,15 @@ class AbsenceEngine:
         if period is None:
             return []
         slot = state.get(key)
+        if (
+            slot is not None
+            and not slot.raised
+            and slot.last_ts == event.ts
+            and slot.due == event.ts + period
+        ):
+            # Another event of the same report (a message carries several): nothing moves.
+            return []
+        fresh = slot is None or slot.trigger != "absence"
         if slot is None or slot.trigger != "absence":
             slot = Slot("absence")
         if accept(slot, ctx) is not Admit.NEW:
@@ -73,7 +82,9 @@ class AbsenceEngine:
         slot.due = event.ts + period
         if slot.params.get("for") != period:
             slot.params = {"for": period}
-        state.put(key, slot)
+            fresh = True
+        # Moving the deadline on is routine (every reading does it); a clear is not.
+        state.put(key, slot, durable=fresh or bool(signals))
         return signals
 
     def arm(self, trigger: AbsenceTrigger, subject: Subject, key: Key, state: StatePort, now: float) -> None:

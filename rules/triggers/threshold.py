@@ -61,34 +61,40 @@ class ThresholdEngine:
         if accept(slot, ctx) is not Admit.NEW:
             return []
         slot.value = value
-        params = _params(trigger)
         action: SignalAction | None = None
         past = (trigger.below is not None and value < trigger.below) or (
             trigger.above is not None and value > trigger.above
         )
+        # This runs for every reading: build parameters and trace only when something happens.
         if not slot.raised and past:
             action = SignalAction.RAISE
             slot.raised = True
             slot.since = event.ts
             slot.notified = event.ts
-            slot.params = params
+            slot.params = _params(trigger)
             slot.evidence = [event_json(event)]
-        trace = {"event": event_json(event), "field": trigger.field, "value": value, "params": params}
-        if (
-            slot.raised
-            and action is None
-            and (
-                (trigger.below is not None and value >= params["clear_above"])
-                or (trigger.above is not None and value <= params["clear_below"])
-            )
-        ):
-            action = SignalAction.CLEAR
-            trace["events"] = [*slot.evidence, event_json(event)]
-            trace["since"] = slot.since
-            slot.raised = False
-            slot.evidence = []
-            slot.since = None
-        state.put(key, slot)
+        elif slot.raised:
+            params = slot.params or _params(trigger)
+            if (trigger.below is not None and value >= params["clear_above"]) or (
+                trigger.above is not None and value <= params["clear_below"]
+            ):
+                action = SignalAction.CLEAR
+        if action is not None:
+            params = slot.params or _params(trigger)
+            trace: dict[str, object] = {
+                "event": event_json(event),
+                "field": trigger.field,
+                "value": value,
+                "params": params,
+            }
+            if action is SignalAction.CLEAR:
+                trace["events"] = [*slot.evidence, event_json(event)]
+                trace["since"] = slot.since
+                slot.raised = False
+                slot.evidence = []
+                slot.since = None
+        # A new reading that changes no alert state is routine; raising and clearing are not.
+        state.put(key, slot, durable=action is not None)
         if action is None:
             return []
         return [make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))]
