@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,10 @@ class Shift(BaseModel):
     days: tuple[Weekday, ...] = WEEK
     start: time
     end: time
+    #: A one-off shift: it applies only on these dates (the day it starts), whatever ``days`` say.
+    dates: tuple[date, ...] = ()
+    #: Dates on which this (weekly) shift does not run, e.g. public holidays for office hours.
+    except_dates: tuple[date, ...] = ()
 
     @field_validator("days", mode="before")
     @classmethod
@@ -58,15 +62,35 @@ class Shift(BaseModel):
             return WEEK[i : j + 1] if i <= j else WEEK[i:] + WEEK[: j + 1]
         return value
 
+    def runs_on(self, day: date) -> bool:
+        """Whether the shift starts on ``day`` (a shift belongs to the day it starts)."""
+        if self.dates:
+            return day in self.dates
+        return WEEK[day.weekday()] in self.days and day not in self.except_dates
+
     def covers(self, moment: datetime) -> bool:
         """Whether local ``moment`` (tz-aware, in the community zone) falls in this shift."""
         now = moment.timetz().replace(tzinfo=None)
-        day = WEEK[moment.weekday()]
+        today = moment.date()
         if self.start < self.end:
-            return day in self.days and self.start <= now < self.end
+            return self.runs_on(today) and self.start <= now < self.end
         # Overnight: the evening part belongs to today, the morning part to yesterday.
-        yesterday = WEEK[(moment - timedelta(days=1)).weekday()]
-        return (day in self.days and now >= self.start) or (yesterday in self.days and now < self.end)
+        return (self.runs_on(today) and now >= self.start) or (
+            self.runs_on(today - timedelta(days=1)) and now < self.end
+        )
+
+
+class Leave(BaseModel):
+    """Time off (请假, 调休): local wall-clock times in the community zone, end exclusive."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: datetime
+    end: datetime
+
+    def covers(self, moment: datetime) -> bool:
+        local = moment.replace(tzinfo=None)
+        return self.start.replace(tzinfo=None) <= local < self.end.replace(tzinfo=None)
 
 
 class Person(BaseModel):
@@ -78,8 +102,12 @@ class Person(BaseModel):
     grids: tuple[str, ...] = ()
     phone: str = ""
     shifts: tuple[Shift, ...] = ()
+    #: Leave overrides every shift it overlaps.
+    leave: tuple[Leave, ...] = ()
 
     def on_duty(self, moment: datetime) -> bool:
+        if any(period.covers(moment) for period in self.leave):
+            return False
         return any(shift.covers(moment) for shift in self.shifts)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,7 +10,7 @@ import yaml
 
 from hub.registry import Registry
 from hub.registry_io import parse_yaml
-from hub.roster import Person, Role, Shift, coverage_gaps, on_duty
+from hub.roster import Leave, Person, Role, Shift, coverage_gaps, on_duty
 from simulators.community import generate
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -130,3 +130,25 @@ def test_demo_community_roster_has_no_gaps() -> None:
             )
             == []
         )
+
+
+def test_holidays_leave_and_one_off_shifts() -> None:
+    national_day = datetime(2026, 10, 1, 10, 0, tzinfo=SH)  # a Thursday, a public holiday
+    office = Shift(days="mon-fri", start="08:30", end="17:30", except_dates=(national_day.date(),))
+    cover = Shift(start="08:00", end="20:00", dates=(national_day.date(),))
+    leader = Person(id="lead", name="网格长", role=Role.GRID_LEADER, grids=(GRID,), shifts=(office,))
+    volunteer = Person(id="vol", name="志愿者", role=Role.GRID_WORKER, grids=(GRID,), shifts=(cover,))
+    assert not leader.on_duty(national_day) and volunteer.on_duty(national_day)
+    assert leader.on_duty(national_day + timedelta(days=1)) and not volunteer.on_duty(
+        national_day + timedelta(days=1)
+    )
+    on_leave = leader.model_copy(
+        update={"leave": (Leave(start=datetime(2026, 10, 9, 0, 0), end=datetime(2026, 10, 10, 0, 0)),)}
+    )
+    assert not on_leave.on_duty(datetime(2026, 10, 9, 10, 0, tzinfo=SH))
+    assert on_leave.on_duty(datetime(2026, 10, 12, 10, 0, tzinfo=SH))
+    # An overnight one-off shift covers the next morning too.
+    night = Shift(start="20:00", end="08:00", dates=(national_day.date(),))
+    assert night.covers(datetime(2026, 10, 2, 7, 0, tzinfo=SH)) and not night.covers(
+        datetime(2026, 10, 3, 7, 0, tzinfo=SH)
+    )
