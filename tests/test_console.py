@@ -65,6 +65,11 @@ async def test_console_shows_a_new_sos_live_in_chinese_and_english(
         )
         assert await page.evaluate("window.__notReloaded") is True, "the row must arrive without a reload"
         assert await page.text_content("#count-active") == "1"
+        # …and its case, dispatched to the night worker, appears in the cases table, on time.
+        case_row = await page.wait_for_selector("#cases tr[data-case-id]", timeout=10_000)
+        assert case_row is not None
+        case_text = await case_row.inner_text()
+        assert "w-night" in case_text and "派遣·待受理" in case_text and "正常" in case_text
         if os.environ.get("LINLI_SCREENSHOTS"):
             await page.screenshot(path=os.environ["LINLI_SCREENSHOTS"] + "/console-zh.png", full_page=True)
 

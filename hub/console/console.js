@@ -8,6 +8,11 @@ const TEXT = {
     count: "次数", status: "状态", empty: "暂无告警", unassigned: "未分配(指挥中心)",
     sev: { critical: "紧急", major: "重要", minor: "一般", info: "提示" },
     st: { active: "处理中", resolved: "已解除" }, other: "English",
+    cases: "案件(处理中)", alerts: "告警", light: "时限", assignee: "承办人", state: "环节", filed: "立案",
+    noCases: "暂无待办案件",
+    states: { filed: "立案", dispatched: "派遣·待受理", accepted: "已受理", on_site: "已到场", handled: "已反馈",
+      verified: "已核查", closed: "已结案", void: "作废" },
+    lights: { green: "正常", yellow: "临期", red: "超时" },
   },
   en: {
     title: "Linli · Command centre live alerts", disconnected: "offline", connected: "live", active: "active",
@@ -15,12 +20,46 @@ const TEXT = {
     count: "Count", status: "Status", empty: "No alerts", unassigned: "unassigned (command centre)",
     sev: { critical: "critical", major: "major", minor: "minor", info: "info" },
     st: { active: "active", resolved: "resolved" }, other: "中文",
+    cases: "Open cases", alerts: "Alerts", light: "SLA", assignee: "Assignee", state: "Stage", filed: "Filed",
+    noCases: "No open cases",
+    states: { filed: "filed", dispatched: "dispatched", accepted: "accepted", on_site: "on site", handled: "reported",
+      verified: "verified", closed: "closed", void: "void" },
+    lights: { green: "on time", yellow: "due soon", red: "overdue" },
   },
 };
 
 let lang = localStorage.getItem("linli.lang") || "zh";
 let timeZone = "Asia/Shanghai";  // replaced by the hub's configured zone from /api/session
 const alerts = new Map();
+const cases = new Map();
+
+function worstLight(c) {
+  const open = c.sla.filter((s) => !s.done);
+  return ["red", "yellow"].find((l) => open.some((s) => s.light === l)) || "green";
+}
+
+function renderCases() {
+  const body = document.querySelector("#cases tbody");
+  body.replaceChildren();
+  const rank = { red: 0, yellow: 1, green: 2 };
+  const open = [...cases.values()].filter((c) => c.state !== "closed" && c.state !== "void")
+    .sort((a, b) => rank[worstLight(a)] - rank[worstLight(b)] || (a.filed_at < b.filed_at ? 1 : -1));
+  for (const c of open) {
+    const tr = document.createElement("tr");
+    tr.dataset.caseId = c.id;
+    const light = worstLight(c);
+    tr.append(
+      cell(t("lights")[light], "light-tag " + light),
+      cell(lang === "zh" ? c.title.zh : (c.title.en || c.title.zh)),
+      cell(c.grid || t("unassigned")),
+      cell(c.assignee || ""),
+      cell(t("states")[c.state] || c.state),
+      cell(new Date(c.filed_at).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", { timeZone })),
+    );
+    body.appendChild(tr);
+  }
+  document.getElementById("no-cases").hidden = open.length > 0;
+}
 
 function t(key) { return TEXT[lang][key]; }
 
@@ -32,6 +71,7 @@ function applyLanguage() {
   }
   document.getElementById("lang").textContent = t("other");
   render();
+  renderCases();
 }
 
 function cell(text, className) {
@@ -85,6 +125,12 @@ async function load() {
   alerts.clear();
   for (const a of await response.json()) alerts.set(a.id, a);
   render();
+  const open = await fetch("/api/cases", { credentials: "same-origin" });
+  if (open.ok) {
+    cases.clear();
+    for (const c of await open.json()) cases.set(c.id, c);
+    renderCases();
+  }
 }
 
 function connect() {
@@ -92,6 +138,11 @@ function connect() {
   const source = new EventSource("/api/stream");
   source.onopen = () => { conn.className = "conn on"; conn.dataset.i18n = "connected"; conn.textContent = t("connected"); load(); };
   source.onerror = () => { conn.className = "conn off"; conn.dataset.i18n = "disconnected"; conn.textContent = t("disconnected"); };
+  source.addEventListener("case", (event) => {
+    const message = JSON.parse(event.data);
+    cases.set(message.case.id, message.case);
+    renderCases();
+  });
   source.addEventListener("alert", (event) => {
     const message = JSON.parse(event.data);
     alerts.set(message.alert.id, message.alert);
