@@ -24,7 +24,7 @@ from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework import Casework
 from hub.channels.preferences import Preferences
-from hub.clock import Clock, SystemClock
+from hub.clock import Clock, SystemClock, wall_delay
 from hub.config import Settings
 from hub.device_state import DeviceStates
 from hub.dispatch import Dispatcher
@@ -284,7 +284,7 @@ class Hub:
             delay = (
                 RULE_TIMER_POLL_S
                 if next_at is None
-                else min(RULE_TIMER_POLL_S, max(0.0, next_at - self.clock.now()))
+                else min(RULE_TIMER_POLL_S, wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
             )
             await asyncio.sleep(delay)
 
@@ -358,7 +358,7 @@ class Hub:
             timeout = (
                 CASEWORK_POLL_S
                 if next_at is None
-                else min(CASEWORK_POLL_S, max(0.0, next_at - self.clock.now()))
+                else min(CASEWORK_POLL_S, wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._casework_wake.wait(), timeout)

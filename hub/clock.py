@@ -41,6 +41,34 @@ class ManualClock:
         self._now = ts
 
 
+class ScaledClock:
+    """Simulated time running ``speed`` times faster than the wall clock, from ``start``.
+
+    The demo gives the same clock to the hub and the simulator (``--speed 60``: an hour a
+    minute), so shifts, durations and SLAs follow the simulated day.
+    """
+
+    def __init__(self, *, start: float, speed: float, wall: Clock | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._wall = wall or SystemClock()
+        self._start = start
+        self._wall_start = self._wall.now()
+        self.speed = speed
+
+    def now(self) -> float:
+        return self._start + (self._wall.now() - self._wall_start) * self.speed
+
+    def wall_seconds(self, simulated: float) -> float:
+        """How long ``simulated`` seconds take on the wall clock."""
+        return simulated / self.speed
+
+
+def wall_delay(clock: Clock, simulated: float) -> float:
+    """Wall-clock seconds to sleep until ``simulated`` seconds of ``clock`` time have passed."""
+    return simulated / clock.speed if isinstance(clock, ScaledClock) else simulated
+
+
 def local(ts: float, zone: ZoneInfo) -> datetime:
     """The wall-clock time in ``zone`` for a Unix timestamp."""
     return datetime.fromtimestamp(ts, zone)

@@ -13,7 +13,7 @@ import logging
 import random
 
 from hub.channels.webhook import OutcomeKind
-from hub.clock import Clock
+from hub.clock import Clock, wall_delay
 from hub.mqtt_client import HubMqttClient
 from hub.store import Notification, Store
 from hub.webhooks import WEBHOOK_CHANNELS, WebhookSender
@@ -65,7 +65,9 @@ class Dispatcher:
                 continue
             next_at = self._store.next_retry_at()
             timeout = (
-                IDLE_POLL_S if next_at is None else max(0.05, min(IDLE_POLL_S, next_at - self._clock.now()))
+                IDLE_POLL_S
+                if next_at is None
+                else max(0.05, min(IDLE_POLL_S, wall_delay(self._clock, next_at - self._clock.now())))
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.clock import ManualClock, ScaledClock
 from hub.config import load_settings
 from hub.errors import ConfigError
 from hub.mqtt_url import MqttUrl
@@ -99,3 +100,11 @@ def test_mqtt_url_never_shows_its_password() -> None:
 def test_bad_mqtt_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         MqttUrl.parse(url)
+
+
+def test_scaled_clock_runs_faster_than_the_wall() -> None:
+    wall = ManualClock(start=1000.0)
+    clock = ScaledClock(start=1_800_000_000.0, speed=60, wall=wall)
+    assert clock.now() == 1_800_000_000.0
+    wall.advance(1.5)
+    assert clock.now() == 1_800_000_090.0 and clock.wall_seconds(90) == 1.5
