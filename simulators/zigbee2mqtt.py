@@ -53,3 +53,17 @@ def occupancy(*, occupied: bool, battery: float, linkquality: int, ts: float) ->
 def availability(*, online: bool) -> bytes:
     """Zigbee2MQTT 2.x JSON availability (retained)."""
     return orjson.dumps({"state": "online" if online else "offline"})
+
+
+def report(*, battery: float, voltage_mv: int, linkquality: int, ts: float) -> bytes:
+    """A periodic report with no state change (a battery device checking in): a heartbeat."""
+    return orjson.dumps(
+        {"battery": battery, "voltage": voltage_mv, "linkquality": linkquality, "last_seen": _last_seen(ts)}
+    )
+
+
+def tamper(*, tampered: bool, battery: float, linkquality: int, ts: float) -> bytes:
+    """An IAS zone device (Heiman HS1DS/HS1EB) reporting its tamper switch."""
+    return orjson.dumps(
+        {"battery": battery, "linkquality": linkquality, "tamper": tampered, "last_seen": _last_seen(ts)}
+    )
