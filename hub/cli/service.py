@@ -1,0 +1,174 @@
+"""Running the hub: ``demo``, ``run``, ``doctor``, ``token``."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+from pathlib import Path
+
+import click
+
+from adapters.errors import LinliError
+from hub.api import token_hash
+from hub.app import Hub
+from hub.cli.common import MQTT_HELP, run_until_done
+from hub.config import load_settings
+from hub.demo import Endpoint, run_demo
+from hub.mqtt_client import HubMqttClient
+from hub.mqtt_url import MqttUrl
+from hub.timeseries import Level
+from hub.timeseries import doctor as timeseries_doctor
+from simulators.community import generate
+from simulators.runner import BrokerAddress, CommunitySimulator
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/demo"),
+    show_default=True,
+    help="Where the embedded store, generated community and demo secrets live.",
+)
+@click.option(
+    "--mqtt-port",
+    type=click.IntRange(0, 65535),
+    default=11883,
+    show_default=True,
+    help="Embedded broker port on 127.0.0.1 (0 = any free port).",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Console and API port on 127.0.0.1 (0 = any free port).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the simulated community.")
+@click.option(
+    "--sos-every",
+    type=float,
+    default=45.0,
+    show_default=True,
+    help="Mean seconds between simulated SOS presses.",
+)
+def demo(data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: float) -> None:
+    """Run the demo: embedded broker, embedded store, simulated community, console.
+
+    Everything binds to 127.0.0.1. Stop with Ctrl-C or SIGTERM.
+    """
+    data_dir = data_dir.resolve()
+    community = generate(seed=seed)
+    community_file = data_dir / "community.yaml"
+    community.write(community_file)
+
+    async def simulate(endpoint: Endpoint) -> None:
+        broker = BrokerAddress(endpoint.host, endpoint.port, endpoint.username, endpoint.password)
+        await CommunitySimulator(
+            broker=broker, devices=community.devices, seed=seed, sos_every_s=sos_every
+        ).run()
+
+    run_until_done(
+        run_demo(
+            data_dir=data_dir,
+            community_file=community_file,
+            mqtt_port=mqtt_port,
+            http_port=http_port,
+            simulator=simulate,
+            announce=click.echo,
+        )
+    )
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="YAML configuration file (LINLI_* environment variables override it).",
+)
+@click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " Overrides mqtt.url.")
+def run(config_file: Path, mqtt_url: str | None) -> None:
+    """Run the hub against an external broker (e.g. Mosquitto)."""
+    # Merged deeply: the other mqtt.* keys from the file and environment stay.
+    overrides = {"mqtt": {"url": mqtt_url}} if mqtt_url else None
+    try:
+        settings = load_settings(config_file, overrides=overrides)
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Hub(settings=settings) as hub:
+            click.echo(
+                f"Linli hub running; console http://{settings.http.host}:{hub.http_port}/ (Ctrl-C to stop)"
+            )
+            await stop.wait()
+        click.echo("Linli hub stopped cleanly")
+
+    run_until_done(serve())
+
+
+@click.command("token")
+@click.option("--name", required=True, help="Who or what the token is for.")
+@click.option("--role", default="command_centre", show_default=True, help="Role the token grants.")
+def token(name: str, role: str) -> None:
+    """Create an API token; prints the token once and the config entry (its SHA-256) to add."""
+    value = secrets.token_urlsafe(32)
+    click.echo(f"token (give to the user, shown once): {value}")
+    click.echo("add to the config file under api_tokens:")
+    click.echo(f"  - {{name: {name}, role: {role}, sha256: {token_hash(value)}}}")
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Hub configuration file (LINLI_* environment variables override it).",
+)
+@click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " Overrides mqtt.url.")
+def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
+    """Check the configuration, the MQTT broker and the time-series store; say what is wrong."""
+    try:
+        settings = load_settings(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"ok    configuration {'from ' + str(config_file) if config_file else '(defaults and LINLI_*)'}"
+    )
+
+    async def check() -> bool:
+        healthy = True
+        probe = HubMqttClient(
+            url=settings.mqtt.parsed_url,
+            client_id=f"{settings.mqtt.client_id}-doctor",
+            on_message=lambda *args: None,
+            subscriptions=[],
+        )
+        try:
+            await asyncio.wait_for(probe.connect(), 10)
+            click.echo(f"[ok] MQTT broker {settings.mqtt.parsed_url.redacted()} accepts our credentials")
+            await probe.disconnect()
+        except (LinliError, TimeoutError) as exc:
+            healthy = False
+            click.echo(f"[error] MQTT broker: {exc or 'no answer within 10 s'}")
+        for finding in await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)):
+            healthy = healthy and finding.level is not Level.ERROR
+            click.echo(str(finding))
+        return healthy
+
+    if not asyncio.run(check()):
+        raise SystemExit(1)
+
+
+@click.command("check-mqtt-url", hidden=True)
+@click.option("--mqtt", "mqtt_url", metavar="URL", required=True, help=MQTT_HELP)
+def check_mqtt_url(mqtt_url: str) -> None:
+    """Parse an MQTT URL and print it with the password hidden."""
+    click.echo(MqttUrl.parse(mqtt_url, key="--mqtt").redacted())
