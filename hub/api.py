@@ -97,7 +97,9 @@ class Api:
         clock: Clock,
         casework: Casework,
         reload_rules: Callable[[], int],
+        advance_clock: Callable[[float], Awaitable[float]] | None = None,
     ) -> None:
+        self._advance_clock = advance_clock
         self._casework = casework
         self._reload_rules = reload_rules
         self._timezone = timezone
@@ -130,6 +132,9 @@ class Api:
         app.router.add_post("/api/cases/{id}/{action}", self._case_action)
         app.router.add_get("/api/kpis", self._kpis)
         app.router.add_post("/api/rules/reload", self._rules_reload)
+        app.router.add_get("/api/notifications", self._notifications)
+        if self._advance_clock is not None:
+            app.router.add_post("/api/test/clock", self._test_clock)
         app.router.add_get("/m", self._phone)
         app.router.add_get("/api/stream", self._stream)
         app.on_shutdown.append(self._on_shutdown)
@@ -315,14 +320,27 @@ class Api:
                 {"error": "bad_request", "message": "body must be an object; data an object"}, status=400
             )
         channel = Channel.PHONE_PAGE if request.headers.get("X-Linli-Channel") == "phone" else Channel.CONSOLE
+        actor = self._actor(request)
+        data = dict(doc.get("data") or {})
+        on_behalf_of = doc.get("on_behalf_of")
+        if on_behalf_of is not None:
+            # The command centre records what a person reported by phone; the person's own
+            # permissions apply, and who recorded it stays in the timeline.
+            if actor.role not in SUPERVISING_ROLES:
+                return _json(
+                    {"error": "forbidden", "message": "only the command centre records for others"},
+                    status=403,
+                )
+            data["recorded_by"] = actor.id
+            actor = Actor(str(on_behalf_of), self._casework.role_of(str(on_behalf_of)))
         try:
             case = self._casework.act(
                 request.match_info["id"],
                 action,
-                actor=self._actor(request),
+                actor=actor,
                 channel=channel,
                 note=str(doc.get("note", "")),
-                data=doc.get("data") or {},
+                data=data,
             )
         except CaseNotFoundError:
             return _json({"error": "not_found", "message": "没有这个案件 / no such case"}, status=404)
@@ -379,6 +397,26 @@ class Api:
         except LinliError as exc:
             return _json({"error": "invalid_rules", "message": str(exc)}, status=422)
         return _json({"status": "reloaded", "rules": count})
+
+    async def _notifications(self, request: web.Request) -> web.StreamResponse:
+        """Every notification attempt with its outcome (command centre only)."""
+        if request[IDENTITY].role not in SUPERVISING_ROLES:
+            return _json({"error": "forbidden", "message": "for the command centre"}, status=403)
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return _json({"error": "bad_request", "message": "since must be a number"}, status=400)
+        return _json(self._store.notification_log(since=since, limit=self._limit(request, 500, 10_000)))
+
+    async def _test_clock(self, request: web.Request) -> web.StreamResponse:
+        if request[IDENTITY].role not in ("admin", "command_centre") or self._advance_clock is None:
+            return _json({"error": "forbidden", "message": "test clock needs an admin token"}, status=403)
+        try:
+            to = float((await request.json())["to"])
+            now = await self._advance_clock(to)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json({"error": "bad_request", "message": str(exc)}, status=400)
+        return _json({"now": now})
 
     async def _phone(self, request: web.Request) -> web.StreamResponse:
         page = resources.files("hub.console").joinpath("phone.html").read_bytes()

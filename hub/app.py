@@ -24,7 +24,7 @@ from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework import Casework
 from hub.channels.preferences import Preferences
-from hub.clock import Clock, SystemClock, wall_delay
+from hub.clock import Clock, ManualClock, SystemClock, wall_delay
 from hub.config import Settings
 from hub.device_state import DeviceStates
 from hub.dispatch import Dispatcher
@@ -91,7 +91,10 @@ class Hub:
         rules: Sequence[Rule] | None = None,
     ) -> None:
         self.settings = settings
+        if clock is None and settings.test_clock_start is not None:
+            clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
+        self.replies = 0
         if rules is None:
             rules = load_packs(settings.rule_paths or (BUILTIN_PACKS,))
         self.rules = tuple(rules)
@@ -185,6 +188,7 @@ class Hub:
             clock=self.clock,
             casework=self.casework,
             reload_rules=self.reload_rules,
+            advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -203,6 +207,7 @@ class Hub:
 
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         if topic.startswith(self._reply_prefix) and self.casework.on_reply(topic, payload):
+            self.replies += 1
             return
         self.pipeline.handle(topic, payload, qos, retain)
 
@@ -255,6 +260,37 @@ class Hub:
                     self._rules_stamp = stamp  # do not retry the same broken files every 2 s
                     log.error("rule packs changed but are invalid; keeping the old rules: %s", exc)
 
+    async def advance_clock(self, to: float) -> float:
+        """Scenario testing: move the manual clock to ``to`` and do everything due by then.
+
+        Rule timers and escalation steps fire in time order (each step advances to the next
+        deadline), and the call returns once the notifications they queued were delivered.
+        """
+        assert isinstance(self.clock, ManualClock)
+        if to < self.clock.now():
+            raise ValueError("time does not run backwards")
+        previous: float | None = None
+        while True:
+            deadlines = [
+                d for d in (self.evaluator.next_due(), self.casework.next_deadline()) if d is not None
+            ]
+            step = max(min([to, *deadlines]), self.clock.now())
+            if step == previous:
+                # A deadline that does not move on after its work ran: go straight to ``to``.
+                step = to
+            self.clock.set(step)
+            self.run_due_rules()
+            self.casework.tick()
+            if step >= to:
+                break
+            previous = step
+        self.dispatcher.wake()
+        for _ in range(200):  # up to ~2 s for the broker's PUBACKs
+            if not self.store.pending_notifications(now=self.clock.now()):
+                break
+            await asyncio.sleep(0.01)
+        return self.clock.now()
+
     def run_due_rules(self) -> int:
         """Fire the rule timers due now (durations, absences, count windows); returns signals applied."""
         signals = self.evaluator.due(self.clock.now())
@@ -304,6 +340,7 @@ class Hub:
             "mqtt_subscribed": self.mqtt.subscribed.is_set(),
             "mqtt_outbound_connected": self.outbound.connected.is_set(),
             "mqtt_handler_errors": self.mqtt.handler_errors,
+            "replies": self.replies,
             "timeseries": asdict(self.timeseries.stats),
         }
 

@@ -99,6 +99,9 @@ HANDLER_ACTIONS = frozenset(
         CaseAction.CALL_BACK,
         CaseAction.NOTE,
         CaseAction.RETURN,
+        # After the recorded call-back the workflow requires (handbook §4: every false press
+        # still gets a call-back and is logged).
+        CaseAction.FALSE_ALARM,
     }
 )
 
@@ -276,7 +279,7 @@ class Casework:
             self.act(
                 case_id,
                 action,
-                actor=Actor(person, self._role_of(person)),
+                actor=Actor(person, self.role_of(person)),
                 channel=Channel.MQTT,
                 note=note,
                 data=data,
@@ -285,7 +288,7 @@ class Casework:
             log.warning("reply from %s refused: %s", person, exc)
         return True
 
-    def _role_of(self, person_id: str) -> str:
+    def role_of(self, person_id: str) -> str:
         for community in self._registry.communities:
             for person in community.people:
                 if person.id == person_id:

@@ -98,6 +98,9 @@ class Settings(_Model):
     channels_file: Path | None = None
     #: Secrets the channels refer to by name (``secret_ref``); set them from LINLI_CHANNEL_SECRETS__<NAME>.
     channel_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Scenario testing only: run on a manual clock starting at this Unix time, moved forward by
+    #: ``POST /api/test/clock`` (admin or command-centre token). Never set this in production.
+    test_clock_start: float | None = None
     #: Where time series go: InfluxDB (v1 or v2 API), or by default an embedded SQLite file.
     timeseries: TimeseriesSettings = TimeseriesSettings()
 

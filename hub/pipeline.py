@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adapters.errors import DecodeError
 from adapters.events import Event, EventKind
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Presses are moments, not states: a retained copy replayed on (re)subscribe is not a new press.
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
+#: What a gateway node reports about itself holds for the devices behind it.
+_NODE_KINDS = frozenset({EventKind.ONLINE, EventKind.OFFLINE, EventKind.HEARTBEAT, EventKind.SIGNAL})
 #: At most one time-series point per device and health kind per this many seconds.
 HEALTH_SERIES_INTERVAL_S = 300.0
 
@@ -114,6 +116,12 @@ class Pipeline:
         self.stats.events += 1
         subject = self._registry.subject(event.device_id)
         if not subject.known:
+            children = self._registry.children(event.device_id) if event.kind in _NODE_KINDS else []
+            if children:
+                # A gateway node (Tasmota LWT, STATE) speaks for the devices behind it.
+                for child in children:
+                    self._on_event(replace(event, device_id=child), retain)
+                return
             self._unknown_device(event)
         self._states.record(event)
         if event.kind not in _HEALTH or self._health_point_due(event):

@@ -71,8 +71,12 @@ class Registry:
             for device in community.devices:
                 self._devices[device.id] = (community, device)
         self._series: dict[str, SubjectInfo] = {}
+        #: Devices behind one gateway node: ``node/switch1`` belongs to ``node`` (Tasmota LWT).
+        self._children: dict[str, list[str]] = {}
         for community, device in self._devices.values():
             self._subjects[device.id] = self._subject(community, device)
+            if "/" in device.id:
+                self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
             self._series[device.id] = self._series_info(community, device)
         for stranger in unassigned:
             if stranger.id not in self._devices:
@@ -156,6 +160,10 @@ class Registry:
         return entry[1].profile or entry[1].model or None
 
     # -- lookups ------------------------------------------------------------------------------
+
+    def children(self, node_id: str) -> list[str]:
+        """Registered devices whose id is ``node_id/…`` (a node's availability is theirs)."""
+        return self._children.get(node_id, [])
 
     def subjects(self) -> list[Subject]:
         """Every registered (expected) device: absence rules watch them even if they never report."""

@@ -426,6 +426,29 @@ class Store:
             (error[:500], at, notification_id),
         )
 
+    def notification_log(self, *, since: float = 0.0, limit: int = 500) -> list[dict[str, Any]]:
+        """Notifications created at or after ``since``, oldest first, with what they said and how they went."""
+        cursor = self._db.execute(
+            "SELECT n.id, n.alert_id, n.case_id, n.recipient, n.channel, n.address, n.created_at, n.attempts,"
+            " n.delivered_at, n.abandoned_at, n.last_error, n.payload, a.rule FROM notifications n"
+            " JOIN alerts a ON a.id = n.alert_id WHERE n.created_at >= ? ORDER BY n.created_at, n.rowid LIMIT ?",
+            (since, limit),
+        )
+        rows: list[dict[str, Any]] = []
+        for *head, payload, rule in cursor:
+            keys = ("id", "alert_id", "case_id", "recipient", "channel", "address", "created_at", "attempts")
+            row = dict(zip((*keys, "delivered_at", "abandoned_at", "last_error"), head, strict=True))
+            try:
+                body = orjson.loads(payload)
+                row["type"] = body.get("type") or (
+                    "case." + body["notice"]["kind"] if "notice" in body else ""
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                row["type"] = ""
+            row["rule"] = rule
+            rows.append(row)
+        return rows
+
     def notifications_for(self, alert_id: int) -> list[dict[str, Any]]:
         cursor = self._db.execute(
             "SELECT id, recipient, channel, address, attempts, delivered_at, abandoned_at, last_error FROM notifications"

@@ -57,7 +57,9 @@ async def test_sqlite_sink_queries_buckets_and_prunes(tmp_path: Path) -> None:
     assert isinstance(sink, SqliteSink)
     await sink.start()
     now = time.time()
-    t0 = now - now % 3600 - 2 * 3600
+    # Buckets start at multiples of their size (Unix time): align to two hours, or the two-hour
+    # bucket below would split depending on the hour the test runs in.
+    t0 = now - now % 7200 - 2 * 7200
     old = SubjectInfo(community="c1", grid="g1", device_kind="door_sensor")
     sink.write_many(
         event_points(Event("old", EventKind.DOOR_OPEN, now - 8 * 86400, "z2m"), old)

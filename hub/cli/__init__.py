@@ -13,6 +13,7 @@ from hub.cli.dashboards import dashboards
 from hub.cli.registry import community, quarantine, roster
 from hub.cli.rules import rules
 from hub.cli.service import check_mqtt_url, demo, doctor, run, token
+from hub.cli.simulate import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +23,19 @@ def main(verbose: bool) -> None:
     configure_logging(verbose)
 
 
-for command in (demo, run, doctor, token, community, quarantine, roster, rules, dashboards, check_mqtt_url):
+for command in (
+    demo,
+    run,
+    doctor,
+    token,
+    community,
+    quarantine,
+    roster,
+    rules,
+    dashboards,
+    simulate,
+    check_mqtt_url,
+):
     main.add_command(command)
 
 __all__ = ["main"]
