@@ -17,6 +17,7 @@ from typing import Any
 from hub.api import token_hash
 from hub.app import Hub
 from hub.broker import EmbeddedBroker
+from hub.clock import Clock
 from hub.config import ApiToken, load_settings
 from hub.secrets_file import load_or_create
 
@@ -48,6 +49,7 @@ async def run_demo(
     simulator: SimulatorFactory,
     stop: asyncio.Event | None = None,
     announce: Callable[[str], None] = print,
+    clock: Clock | None = None,
 ) -> None:
     """Run until ``stop`` is set or SIGINT/SIGTERM arrives, then shut everything down in order.
 
@@ -82,7 +84,7 @@ async def run_demo(
                 ],
             },
         )
-        hub = Hub(settings=settings)
+        hub = Hub(settings=settings, clock=clock)
         await hub.start()
         sim_task = asyncio.create_task(
             simulator(Endpoint("127.0.0.1", broker.port, SIM_USER, secret["sim_password"])),

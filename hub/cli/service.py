@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import time
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from adapters.errors import LinliError
 from hub.api import token_hash
 from hub.app import Hub
 from hub.cli.common import MQTT_HELP, run_until_done
+from hub.clock import ScaledClock
 from hub.config import load_settings
 from hub.demo import Endpoint, run_demo
 from hub.mqtt_client import HubMqttClient
@@ -53,7 +55,16 @@ from simulators.runner import BrokerAddress, CommunitySimulator
     show_default=True,
     help="Mean seconds between simulated SOS presses.",
 )
-def demo(data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: float) -> None:
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=1),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (60: an hour a minute); the hub's clock follows.",
+)
+def demo(
+    *, data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: float, speed: float
+) -> None:
     """Run the demo: embedded broker, embedded store, simulated community, console.
 
     Everything binds to 127.0.0.1. Stop with Ctrl-C or SIGTERM.
@@ -62,11 +73,19 @@ def demo(data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: f
     community = generate(seed=seed)
     community_file = data_dir / "community.yaml"
     community.write(community_file)
+    start = time.time()
+    # One simulated clock for the hub and the devices: shifts, durations and SLAs follow it.
+    clock = ScaledClock(start=start, speed=speed) if speed != 1 else None
 
     async def simulate(endpoint: Endpoint) -> None:
         broker = BrokerAddress(endpoint.host, endpoint.port, endpoint.username, endpoint.password)
         await CommunitySimulator(
-            broker=broker, devices=community.devices, seed=seed, sos_every_s=sos_every
+            broker=broker,
+            devices=community.devices,
+            seed=seed,
+            sos_every_s=sos_every,
+            speed=speed,
+            start=start,
         ).run()
 
     run_until_done(
@@ -77,6 +96,7 @@ def demo(data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: f
             http_port=http_port,
             simulator=simulate,
             announce=click.echo,
+            clock=clock,
         )
     )
 
