@@ -37,7 +37,15 @@ from hub.registry_io import load_yaml
 from hub.routing import Routing
 from hub.rule_state import RuleStateStore
 from hub.store import Store
-from hub.timeseries import QuarantinedLines, fleet_point, hub_point, open_sink, quarantine_point
+from hub.timeseries import (
+    QuarantinedLines,
+    TrafficLight,
+    case_open_point,
+    fleet_point,
+    hub_point,
+    open_sink,
+    quarantine_point,
+)
 from hub.views import device_json
 from hub.webhooks import WebhookSender
 from rules.evaluator import Evaluator
@@ -416,6 +424,17 @@ class Hub:
 
     def write_gauges(self, *, loop_lag_ms: float = 0.0) -> None:
         now = self.clock.now()
+        for (community, grid, severity, light), count in self.casework.open_counts(now).items():
+            self.timeseries.write(
+                case_open_point(
+                    community=community,
+                    grid=grid,
+                    severity=severity,
+                    light=TrafficLight(light),
+                    open_cases=count,
+                    ts=now,
+                )
+            )
         fleet: dict[tuple[str, str, str], list[int]] = {}
         for device in self.registry.devices():
             info = self.registry.series_info(device.id)

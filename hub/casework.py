@@ -327,6 +327,19 @@ class Casework:
                 self._on_notifications()
         return done
 
+    def open_counts(self, now: float) -> dict[tuple[str, str, str, str], int]:
+        """Open cases per (community, grid, severity, worst traffic light) — the dashboards' gauge."""
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for case_id in self.cases.case_ids(limit=100_000):
+            case = self.cases.load(case_id)
+            if case is None:
+                continue
+            lights = self.policies.sla.traffic_light(case, now)
+            worst = max((s.light for s in lights if not s.done), key=_LIGHT_ORDER.index, default=Light.GREEN)
+            key = (case.community or "", case.grid or "", case.severity, worst.value)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def next_deadline(self) -> float | None:
         return self.cases.next_deadline()
 
