@@ -154,6 +154,7 @@ class Hub:
             settings.timeseries, data_dir=Path(settings.data_dir), on_quarantine=self._timeseries_refused
         )
         self.cases = CaseStore(store=self.store)
+        self._casework_wake = asyncio.Event()
         self.casework = Casework(
             store=self.store,
             cases=self.cases,
@@ -166,8 +167,8 @@ class Hub:
             on_notifications=self.dispatcher.wake,
             on_change=self._case_changed,
             preferences=load_preferences(settings.channels_file),
+            on_retry=self._casework_wake.set,
         )
-        self._casework_wake = asyncio.Event()
         self._reply_prefix = settings.mqtt.topic_prefix + "/"
         self.pipeline = Pipeline(
             adapters=self.adapters,
@@ -398,7 +399,12 @@ class Hub:
         """Escalation steps, reminders and 督办 at their deadlines (persisted, so they survive restarts)."""
         while True:
             self._casework_wake.clear()
-            self.casework.tick()
+            try:
+                # Any active alert without a case (a failed or interrupted open) gets one now.
+                self.casework.reconcile()
+                self.casework.tick()
+            except Exception:
+                log.exception("casework round failed; retrying in %.0f s", CASEWORK_POLL_S)
             next_at = self.casework.next_deadline()
             timeout = (
                 CASEWORK_POLL_S

@@ -121,7 +121,9 @@ class Casework:
         on_notifications: Callable[[], None],
         on_change: Callable[[Case], None],
         preferences: Preferences | None = None,
+        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_retry = on_retry
         self._preferences = preferences or Preferences()
         self._store = store
         self.cases = cases
@@ -163,12 +165,18 @@ class Casework:
     def on_alert_change(self, change: AlertChange) -> None:
         """Called by the pipeline after every committed alert change (same call, before PUBACK)."""
         alert = change.alert
-        if change.created:
-            self.open_from_alert(alert)
-        elif alert.status == "resolved":
-            self.alert_cleared(alert)
-        elif change.repeated:
-            self.alert_repeated(alert)
+        try:
+            if change.created:
+                self.open_from_alert(alert)
+            elif alert.status == "resolved":
+                self.alert_cleared(alert)
+            elif change.repeated:
+                self.alert_repeated(alert)
+        except Exception:
+            # The alert itself is committed; a case that failed to open is opened by the next
+            # reconcile (the casework loop runs it every few seconds), never forgotten.
+            log.exception("casework for alert %s failed; the casework loop will retry", alert.id)
+            self._on_retry()
 
     def alert_cleared(self, alert: Alert) -> None:
         """The sensor says the condition is over: recorded on the case (an SOS still needs its note)."""

@@ -177,3 +177,27 @@ async def test_sos_false_alarm_needs_a_recorded_call_back(
     )
     assert status == 200 and done["state"] == "closed" and done["resolution"] == "false_alarm"
     await gateway.disconnect()
+
+
+async def test_a_case_that_failed_to_open_is_opened_by_the_casework_loop(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub, _clock, phone = setup
+    real_open = hub.casework.open_from_alert
+    failures = []
+
+    def flaky(alert: Any) -> Any:
+        if not failures:
+            failures.append(alert.id)
+            raise RuntimeError("database is locked")  # a transient failure after the alert's commit
+        return real_open(alert)
+
+    monkeypatch.setattr(hub.casework, "open_from_alert", flaky)
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    await eventually(lambda: failures, what="the failed open")
+    assert hub.store.alerts(), "the SOS alert itself is recorded"
+    await eventually(lambda: steps_for(phone, "w-night"), within=10, what="the case, opened on retry")
+    (case_id,) = hub.cases.case_ids()
+    assert hub.cases.load(case_id).alert_id == failures[0]  # type: ignore[union-attr]
+    await gateway.disconnect()
