@@ -29,6 +29,17 @@ class Weekday(StrEnum):
 WEEK: tuple[Weekday, ...] = tuple(Weekday)
 
 
+def parse_days(value: object) -> object:
+    """``"mon-fri"`` (wrapping: ``"sat-mon"``) or ``"all"`` → days; anything else is left to validation."""
+    if value == "all":
+        return WEEK
+    if isinstance(value, str) and "-" in value:
+        first, last = (Weekday(v.strip()) for v in value.split("-", 1))
+        i, j = WEEK.index(first), WEEK.index(last)
+        return WEEK[i : j + 1] if i <= j else WEEK[i:] + WEEK[: j + 1]
+    return value
+
+
 class Role(StrEnum):
     GRID_LEADER = "grid_leader"  # 网格长
     GRID_WORKER = "grid_worker"  # 专职网格员
@@ -53,14 +64,7 @@ class Shift(BaseModel):
     @field_validator("days", mode="before")
     @classmethod
     def _days(cls, value: object) -> object:
-        # "mon-fri" or "all" are easier to write than lists.
-        if value == "all":
-            return WEEK
-        if isinstance(value, str) and "-" in value:
-            first, last = (Weekday(v.strip()) for v in value.split("-", 1))
-            i, j = WEEK.index(first), WEEK.index(last)
-            return WEEK[i : j + 1] if i <= j else WEEK[i:] + WEEK[: j + 1]
-        return value
+        return parse_days(value)
 
     def runs_on(self, day: date) -> bool:
         """Whether the shift starts on ``day`` (a shift belongs to the day it starts)."""

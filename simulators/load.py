@@ -43,6 +43,7 @@ from simulators.community import (
     SimDevice,
     parse_mix,
 )
+from simulators.mqtt_wire import encode_connect, encode_publish, encode_subscribe, read_packet
 from simulators.types import Act, Family, Reading
 
 #: Rate one publisher process is asked to carry before the load is split (measured ceiling of
@@ -59,66 +60,7 @@ _ACTS: dict[str, tuple[tuple[Act, float], ...]] = {
 }
 
 
-# -- MQTT packets ---------------------------------------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return struct.pack("!H", len(data)) + data
-
-
-def encode_connect(client_id: str, username: str | None, password: str | None, keepalive: int = 60) -> bytes:
-    flags = 0x02
-    payload = _utf8(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += _utf8(username)
-        if password is not None:
-            flags |= 0x40
-            payload += _utf8(password)
-    body = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
-    return b"\x10" + _varint(len(body)) + body
-
-
-def encode_publish(topic: str, payload: bytes) -> bytes:
-    body = _utf8(topic) + payload
-    return b"\x30" + _varint(len(body)) + body
-
-
-def encode_subscribe(topic: str, packet_id: int = 1) -> bytes:
-    body = struct.pack("!H", packet_id) + _utf8(topic) + b"\x00"
-    return b"\x82" + _varint(len(body)) + body
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("broker closed the connection")
-        data += chunk
-    return data
-
-
-def read_packet(sock: socket.socket) -> tuple[int, bytes]:
-    first = _recv_exact(sock, 1)[0]
-    length, mult = 0, 1
-    while True:
-        byte = _recv_exact(sock, 1)[0]
-        length += (byte & 0x7F) * mult
-        if not byte & 0x80:
-            break
-        mult *= 128
-    return first, _recv_exact(sock, length) if length else b""
+# -- MQTT packets: simulators.mqtt_wire ----------------------------------------------------------
 
 
 def connect(

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from hub.errors import HubError
-from hub.roster import WEEK, Weekday
+from hub.roster import WEEK, Weekday, parse_days
 
 #: A calendar without a working second in this many days is refused, so loops end.
 MAX_SCAN_DAYS = 3660
@@ -52,13 +52,7 @@ class WorkingCalendar(BaseModel):
     @field_validator("workdays", mode="before")
     @classmethod
     def _workdays(cls, value: object) -> object:
-        if value == "all":
-            return WEEK
-        if isinstance(value, str) and "-" in value:
-            first, last = (Weekday(v.strip()) for v in value.split("-", 1))
-            i, j = WEEK.index(first), WEEK.index(last)
-            return WEEK[i : j + 1] if i <= j else WEEK[i:] + WEEK[: j + 1]
-        return value
+        return parse_days(value)
 
     @field_validator("hours", mode="before")
     @classmethod

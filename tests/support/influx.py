@@ -18,24 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import find_binary, free_port, wait_for_port
+from tests.support.servers import find_binary, free_port, stop_process, wait_for_port
 
 INFLUXD_CANDIDATES = ("/usr/bin/influxd",)
 VICTORIA_CANDIDATES = ("/usr/bin/victoria-metrics", "/usr/bin/victoria-metrics-prod")
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
+_stop = stop_process
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> None:

@@ -43,6 +43,21 @@ def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[by
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, *, grace_s: float = 10.0) -> None:
+    """Terminate a server, kill it if it does not go, and close its pipe."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
 def find_binary(candidates: tuple[str, ...], name: str) -> str:
     for path in candidates:
         if os.access(path, os.X_OK):
@@ -106,12 +121,4 @@ def mosquitto(workdir: Path, *, username: str = "linli", password: str = "test-s
         wait_for_port(port, proc=proc)
         yield Broker("127.0.0.1", port, username, password, proc)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc)
