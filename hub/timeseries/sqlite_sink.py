@@ -133,7 +133,14 @@ class SqliteSink:
         await self.flush()
         if self._db is not None:
             db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
+            # Under the lock: a flush cancelled above may still be inserting in its worker
+            # thread (cancelling the task does not stop the thread); closing the connection
+            # under it would crash the interpreter.
+            await asyncio.to_thread(self._close, db)
+
+    def _close(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            db.close()
 
     async def _run(self) -> None:
         while True:
