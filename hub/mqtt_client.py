@@ -52,6 +52,7 @@ class HubMqttClient:
         keepalive: int = 30,
     ) -> None:
         self._url = url
+        self._client_id = client_id
         self._handler = on_message
         self._subscriptions = subscriptions
         self._keepalive = keepalive
@@ -112,7 +113,7 @@ class HubMqttClient:
         return 0
 
     def _on_connect(self, client: Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
-        log.info("connected to MQTT broker %s", self._url.redacted())
+        log.info("connected to MQTT broker %s as %s", self._url.redacted(), self._client_id)
         self.connected.set()
         if self._subscriptions:
             # One SUBSCRIBE for all filters, so one SUBACK says we are ready.
