@@ -12,7 +12,6 @@ from hub.broker import EmbeddedBroker
 from tests.support.servers import Broker, ServerMissingError, mosquitto
 
 IN_CI = bool(os.environ.get("CI"))
-SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 
 
 def server_missing(reason: str) -> None:

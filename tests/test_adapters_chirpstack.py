@@ -12,30 +12,11 @@ from adapters import chirpstack_v3, chirpstack_v4
 from adapters.errors import DecodeError
 from adapters.events import DeviceKind, Event, EventKind, NoHints
 from adapters.profiles import load_profiles
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES, Hints, sample
 
 NOW = 1_790_000_000.0
 PROFILES = load_profiles()
 K = EventKind
-
-
-class Hints:
-    def __init__(
-        self, kinds: dict[str, DeviceKind] | None = None, models: dict[str, str] | None = None
-    ) -> None:
-        self._kinds = kinds or {}
-        self._models = models or {}
-
-    def device_kind(self, device_id: str) -> DeviceKind | None:
-        return self._kinds.get(device_id)
-
-    def device_profile(self, device_id: str) -> str | None:
-        return self._models.get(device_id)
-
-
-def sample(family: str, name: str) -> tuple[str, bytes]:
-    folder = SAMPLES / family
-    return (folder / f"{name}.topic").read_text().strip(), (folder / f"{name}.json").read_bytes()
 
 
 def v4(topic: str, payload: bytes, hints: Any = None, received: float = NOW) -> list[Event]:

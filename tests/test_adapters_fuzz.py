@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from adapters.errors import DecodeError
 from adapters.events import DeviceKind, Event, NoHints
 from adapters.router import AdapterRouter, Family, FamilySource
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES
 
 NOW = 1_790_000_000.0
 FAMILIES = ("zigbee2mqtt", "ttn_v3", "chirpstack_v4", "chirpstack_v3", "tasmota", "lorawan_decoded")

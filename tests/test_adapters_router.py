@@ -7,7 +7,7 @@ import pytest
 from adapters.errors import DecodeError
 from adapters.events import EventKind, NoHints
 from adapters.router import AdapterRouter, Family, FamilySource
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES
 
 NOW = 1_790_000_000.0
 

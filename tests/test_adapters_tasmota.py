@@ -10,31 +10,11 @@ from adapters.errors import DecodeError
 from adapters.events import DeviceKind, Event, EventKind, NoHints
 from adapters.profiles import load_profiles
 from adapters.tasmota import decode
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES, Hints, sample
 
 NOW = 1_790_000_000.0
 PROFILES = load_profiles()
 K = EventKind
-
-
-class Hints:
-    def __init__(
-        self, kinds: dict[str, DeviceKind] | None = None, models: dict[str, str] | None = None
-    ) -> None:
-        self._kinds = kinds or {}
-        self._models = models or {}
-
-    def device_kind(self, device_id: str) -> DeviceKind | None:
-        return self._kinds.get(device_id)
-
-    def device_profile(self, device_id: str) -> str | None:
-        return self._models.get(device_id)
-
-
-def sample(name: str) -> tuple[str, bytes]:
-    folder = SAMPLES / "tasmota"
-    payload = next(p for p in (folder / f"{name}.json", folder / f"{name}.txt") if p.exists())
-    return (folder / f"{name}.topic").read_text().strip(), payload.read_bytes()
 
 
 def run(topic: str, payload: bytes, hints: Hints | None = None, received: float = NOW) -> list[Event]:
@@ -97,7 +77,7 @@ CASES: list[tuple[str, Hints, list[tuple[str, EventKind, object]]]] = [
 def test_sample_decodes_to_documented_events(
     name: str, hints: Hints, expected: list[tuple[str, EventKind, object]]
 ) -> None:
-    topic, payload = sample(name)
+    topic, payload = sample("tasmota", name)
     events = run(topic, payload, hints)
     assert [(e.device_id, e.kind, e.value) for e in events] == expected
     assert all(e.family == "tasmota" for e in events)
@@ -109,22 +89,22 @@ def test_every_tasmota_sample_is_covered() -> None:
 
 
 def test_time_with_offset_is_used_and_naive_time_is_not() -> None:
-    topic, payload = sample("sensor_deepsleep_two_switches")  # 2021-06-27T15:03:44+02:00
+    topic, payload = sample("tasmota", "sensor_deepsleep_two_switches")  # 2021-06-27T15:03:44+02:00
     assert run(topic, payload)[0].ts == 1624799024.0
-    topic, payload = sample("sensor_switch1_on")  # no offset: local time of unknown zone
+    topic, payload = sample("tasmota", "sensor_switch1_on")  # no offset: local time of unknown zone
     assert run(topic, payload)[0].ts == NOW
 
 
 def test_wifi_quality_and_zigbee_name_attrs() -> None:
-    topic, payload = sample("state_heartbeat_wifi")
+    topic, payload = sample("tasmota", "state_heartbeat_wifi")
     signal = run(topic, payload)[1]
     assert signal.attrs == {"unit": "dBm", "quality_pct": 86.0}
-    topic, payload = sample("zigbee_ias_door_closed")
+    topic, payload = sample("tasmota", "zigbee_ias_door_closed")
     assert run(topic, payload)[0].attrs["name"] == "door_sensor"
 
 
 def test_prefixed_base_topic() -> None:
-    _, payload = sample("lwt_online")
+    _, payload = sample("tasmota", "lwt_online")
     events = decode("site1/tele/t1/LWT", payload, NOW, NoHints(), base="site1", profiles=PROFILES)
     assert [(e.device_id, e.kind) for e in events] == [("t1", K.ONLINE)]
 
@@ -171,7 +151,7 @@ def test_bad_messages(topic: str, payload: bytes, reason: str) -> None:
 
 
 def test_unknown_switch_profile_is_quarantined() -> None:
-    topic, payload = sample("sensor_switch1_on")
+    topic, payload = sample("tasmota", "sensor_switch1_on")
     with pytest.raises(DecodeError) as info:
         run(topic, payload, Hints(models={"tasmota/switch1": "nope"}))
     assert info.value.reason == "unknown_profile"

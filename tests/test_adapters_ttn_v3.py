@@ -13,30 +13,10 @@ from adapters.errors import DecodeError
 from adapters.events import DeviceKind, EventKind, NoHints
 from adapters.profiles import ProfileSet, load_profiles
 from adapters.ttn_v3 import decode
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES, Hints, sample
 
 NOW = 1_790_000_000.0  # 2026-09-21, after every sample's time
 PROFILES = load_profiles()
-
-
-class Hints:
-    def __init__(
-        self, kinds: dict[str, DeviceKind] | None = None, models: dict[str, str] | None = None
-    ) -> None:
-        self._kinds = kinds or {}
-        self._models = models or {}
-
-    def device_kind(self, device_id: str) -> DeviceKind | None:
-        return self._kinds.get(device_id)
-
-    def device_profile(self, device_id: str) -> str | None:
-        return self._models.get(device_id)
-
-
-def sample(family: str, name: str) -> tuple[str, bytes]:
-    folder = SAMPLES / family
-    payload = next(p for p in (folder / f"{name}.json", folder / f"{name}.txt") if p.exists())
-    return (folder / f"{name}.topic").read_text().strip(), payload.read_bytes()
 
 
 def run(

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from hub.app import Hub
 from hub.cli import main
 from hub.clock import ManualClock
-from tests.conftest import SAMPLES
 from tests.helpers import GRID, SOS_BUTTON, TOKEN, VIEWER_TOKEN, eventually, hub_settings, publisher
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
 NOW = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai

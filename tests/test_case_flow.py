@@ -12,7 +12,6 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
-from tests.conftest import SAMPLES
 from tests.helpers import (
     COMMUNITY,
     SOS_BUTTON,
@@ -23,6 +22,7 @@ from tests.helpers import (
     hub_settings,
     publisher,
 )
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
 PRESS = 1_795_371_180.0  # 2026-11-23 02:13:00 Asia/Shanghai: the night shift

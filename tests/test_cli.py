@@ -16,8 +16,8 @@ import yaml
 from click.testing import CliRunner
 
 from hub.cli import main
-from tests.conftest import SAMPLES
 from tests.helpers import SOS_BUTTON, TOKEN, hub_settings, publisher
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
 LINLI = str(Path(sys.executable).with_name("linli"))

@@ -12,8 +12,9 @@ from playwright.async_api import Browser, async_playwright
 from hub.app import Hub
 from hub.cases.model import CaseState
 from hub.clock import ManualClock
-from tests.conftest import SAMPLES, server_missing
+from tests.conftest import server_missing
 from tests.helpers import SOS_BUTTON, TOKEN, WORKER_TOKEN, hub_settings, publisher
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker, ServerMissingError, find_binary
 
 NIGHT = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai

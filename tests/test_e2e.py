@@ -15,8 +15,8 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
-from tests.conftest import SAMPLES
 from tests.helpers import COMMUNITY, GRID, SOS_BUTTON, TOKEN, Phone, eventually, hub_settings, publisher
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import SAMPLES
 from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, eventually, hub_settings, publisher
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
 LINLI = str(Path(sys.executable).with_name("linli"))

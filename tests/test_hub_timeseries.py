@@ -10,9 +10,10 @@ import pytest
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.timeseries import query_series
-from tests.conftest import SAMPLES, server_missing
+from tests.conftest import server_missing
 from tests.helpers import SOS_BUTTON, eventually, hub_settings, publisher
 from tests.support.influx import InfluxServer, influxdb
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker, ServerMissingError
 
 NOW = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai

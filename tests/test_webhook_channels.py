@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 from hub.app import Hub
 from hub.channels.formats import verify_generic
 from hub.clock import ManualClock
-from tests.conftest import SAMPLES
 from tests.helpers import SOS_BUTTON, eventually, hub_settings, publisher
+from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
 PRESS = 1_795_371_180.0

@@ -9,23 +9,14 @@ import pytest
 from adapters.errors import DecodeError
 from adapters.events import DeviceKind, EventKind, NoHints
 from adapters.zigbee2mqtt import decode, press_type
-from tests.conftest import SAMPLES
+from tests.support.samples import SAMPLES, Hints
+from tests.support.samples import sample as sample_of
 
 NOW = 1_790_000_000.0  # 2026-09-21, after every sample's last_seen
 
 
-class Hints:
-    def __init__(self, kinds: dict[str, DeviceKind]) -> None:
-        self._kinds = kinds
-
-    def device_kind(self, device_id: str) -> DeviceKind | None:
-        return self._kinds.get(device_id)
-
-
 def sample(name: str) -> tuple[str, bytes]:
-    folder = SAMPLES / "zigbee2mqtt"
-    payload = next(p for p in (folder / f"{name}.json", folder / f"{name}.txt") if p.exists())
-    return (folder / f"{name}.topic").read_text().strip(), payload.read_bytes()
+    return sample_of("zigbee2mqtt", name)
 
 
 def base_of(topic: str) -> str:
