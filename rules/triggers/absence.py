@@ -61,7 +61,7 @@ class AbsenceEngine:
             # Another event of the same report (a message carries several): nothing moves.
             return []
         fresh = slot is None or slot.trigger != "absence"
-        if slot is None or slot.trigger != "absence":
+        if slot is None or fresh:
             slot = Slot("absence")
         if accept(slot, ctx) is not Admit.NEW:
             return []

@@ -38,6 +38,12 @@ def event_identity(event: Event) -> str:
     return f"{event.kind._value_}|{event.value!r}"
 
 
+def slot_for(state: StatePort, key: Key, trigger: str) -> Slot:
+    """The subject's slot for this rule, or a fresh one (also when the rule changed trigger type)."""
+    slot = state.get(key)
+    return slot if slot is not None and slot.trigger == trigger else Slot(trigger)
+
+
 def accept(slot: Slot, ctx: EventContext) -> Admit:
     """Whether the event is new for this slot; a NEW event is recorded as applied."""
     last = slot.last_ts

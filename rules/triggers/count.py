@@ -23,6 +23,7 @@ from rules.triggers.base import (
     event_json,
     make_signal,
     matches,
+    slot_for,
     timer_cause,
 )
 
@@ -41,9 +42,7 @@ class CountEngine:
         assert isinstance(trigger, CountTrigger)
         if not active or not matches(trigger, event, subject):
             return []
-        slot = state.get(key)
-        if slot is None or slot.trigger != "count":
-            slot = Slot("count")
+        slot = slot_for(state, key, "count")
         if accept(slot, ctx) is not Admit.NEW:
             return []
         params = {"count": float(trigger.count), "window": trigger.window}

@@ -25,6 +25,7 @@ from rules.triggers.base import (
     event_json,
     make_signal,
     matches,
+    slot_for,
     timer_cause,
 )
 
@@ -51,9 +52,7 @@ class DurationEngine:
         starts = not ends and active and matches(trigger.when, event, subject)
         if not (ends or starts):
             return []
-        slot = state.get(key)
-        if slot is None or slot.trigger != "duration":
-            slot = Slot("duration")
+        slot = slot_for(state, key, "duration")
         if accept(slot, ctx) is not Admit.NEW:
             return []
         signals: list[Signal] = []

@@ -15,6 +15,7 @@ from rules.triggers.base import (
     event_json,
     make_signal,
     matches,
+    slot_for,
 )
 
 
@@ -32,9 +33,7 @@ class EventEngine:
         assert isinstance(trigger, EventTrigger)
         if not active or not matches(trigger, event, subject):
             return []
-        slot = state.get(key)
-        if slot is None or slot.trigger != "event":
-            slot = Slot("event")
+        slot = slot_for(state, key, "event")
         verdict = accept(slot, ctx)
         if verdict is Admit.DUPLICATE:
             return []

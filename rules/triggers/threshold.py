@@ -27,6 +27,7 @@ from rules.triggers.base import (
     event_cause,
     event_json,
     make_signal,
+    slot_for,
     where_ok,
 )
 
@@ -55,9 +56,7 @@ class ThresholdEngine:
         if not isinstance(raw, int | float) or isinstance(raw, bool):
             return []
         value = float(raw)
-        slot = state.get(key)
-        if slot is None or slot.trigger != "threshold":
-            slot = Slot("threshold")
+        slot = slot_for(state, key, "threshold")
         if accept(slot, ctx) is not Admit.NEW:
             return []
         slot.value = value
