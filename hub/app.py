@@ -168,6 +168,7 @@ class Hub:
             on_change=self._case_changed,
             preferences=load_preferences(settings.channels_file),
             on_retry=self._casework_wake.set,
+            on_bad_reply=self._bad_reply,
         )
         self._reply_prefix = settings.mqtt.topic_prefix + "/"
         self.pipeline = Pipeline(
@@ -332,6 +333,9 @@ class Hub:
                 else min(RULE_TIMER_POLL_S, wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
             )
             await asyncio.sleep(delay)
+
+    def _bad_reply(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
+        self.quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=self.clock.now())
 
     def _case_changed(self, case: Case) -> None:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})

@@ -122,8 +122,11 @@ class Casework:
         on_change: Callable[[Case], None],
         preferences: Preferences | None = None,
         on_retry: Callable[[], None] = lambda: None,
+        on_bad_reply: Callable[[str, str, str, bytes], None] = lambda *_: None,
     ) -> None:
         self._on_retry = on_retry
+        # A reply that cannot be applied leaves a record (topic, reason, detail, payload).
+        self._on_bad_reply = on_bad_reply
         self._preferences = preferences or Preferences()
         self._store = store
         self.cases = cases
@@ -282,6 +285,7 @@ class Casework:
                 raise TypeError("data must be an object")
         except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
             log.warning("bad reply from %s on %r: %s", person, topic, exc)
+            self._on_bad_reply(topic, "bad_reply", f"{type(exc).__name__}: {exc}", payload)
             return True
         try:
             self.act(
@@ -294,6 +298,7 @@ class Casework:
             )
         except HubError as exc:
             log.warning("reply from %s refused: %s", person, exc)
+            self._on_bad_reply(topic, "reply_refused", str(exc), payload)
         return True
 
     def role_of(self, person_id: str) -> str:

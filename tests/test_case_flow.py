@@ -201,3 +201,20 @@ async def test_a_case_that_failed_to_open_is_opened_by_the_casework_loop(
     (case_id,) = hub.cases.case_ids()
     assert hub.cases.load(case_id).alert_id == failures[0]  # type: ignore[union-attr]
     await gateway.disconnect()
+
+
+async def test_replies_that_cannot_be_applied_leave_a_quarantine_record(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
+) -> None:
+    hub, _clock, _phone = setup
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"{WORKERS}/w-night/replies", b"{not json", qos=1)
+    gateway.publish(
+        f"{WORKERS}/w-night/replies", orjson.dumps({"case_id": "nope", "action": "accept"}), qos=1
+    )
+    await eventually(lambda: hub.replies == 2, what="both replies handled")
+    assert hub.quarantine.counts["bad_reply"] == 1 and hub.quarantine.counts["reply_refused"] == 1
+    hub.quarantine.flush()
+    reasons = {(r.topic, r.reason) for r in hub.store.quarantine()}
+    assert (f"{WORKERS}/w-night/replies", "reply_refused") in reasons
+    await gateway.disconnect()
