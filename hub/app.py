@@ -151,7 +151,10 @@ class Hub:
             store=self.store, mqtt=self.outbound, clock=self.clock, webhooks=self.webhooks
         )
         self.timeseries = open_sink(
-            settings.timeseries, data_dir=Path(settings.data_dir), on_quarantine=self._timeseries_refused
+            settings.timeseries,
+            data_dir=Path(settings.data_dir),
+            clock=self.clock,
+            on_quarantine=self._timeseries_refused,
         )
         self.cases = CaseStore(store=self.store)
         self._casework_wake = asyncio.Event()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from adapters.events import Event, EventKind
+from hub.clock import ManualClock
 from hub.timeseries import (
     Aggregate,
     Measurement,
@@ -53,10 +53,11 @@ def test_line_protocol_escaping_and_integer_suffix() -> None:
 
 
 async def test_sqlite_sink_queries_buckets_and_prunes(tmp_path: Path) -> None:
-    sink = open_sink(TimeseriesSettings(), data_dir=tmp_path)
+    # A fixed instant: the sink prunes by the clock it is given, so the test is the same any day.
+    now = 1_790_000_000.0
+    sink = open_sink(TimeseriesSettings(), data_dir=tmp_path, clock=ManualClock(start=now))
     assert isinstance(sink, SqliteSink)
     await sink.start()
-    now = time.time()
     # Buckets start at multiples of their size (Unix time): align to two hours, or the two-hour
     # bucket below would split depending on the hour the test runs in.
     t0 = now - now % 7200 - 2 * 7200

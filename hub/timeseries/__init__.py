@@ -8,7 +8,7 @@ the hub calls in (``sink.write(point)`` on the hot path), never the other way ro
 
 Typical wiring::
 
-    sink = open_sink(settings.timeseries, data_dir=data_dir, on_quarantine=...)
+    sink = open_sink(settings.timeseries, data_dir=data_dir, clock=clock, on_quarantine=...)
     await sink.start()
     sink.write_many(event_points(event, SubjectInfo(grid=..., community=...)))
     await sink.stop()          # flushes everything, or spools it
@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
+from hub.clock import Clock
 from hub.timeseries.doctor import Finding, Level, doctor
 from hub.timeseries.line_protocol import Point, encode
 from hub.timeseries.schema import (
@@ -58,6 +59,7 @@ def open_sink(
     settings: TimeseriesSettings,
     *,
     data_dir: Path,
+    clock: Clock,
     on_quarantine: Callable[[QuarantinedLines], None] | None = None,
 ) -> InfluxWriter | SqliteSink:
     """The sink ``settings.kind`` asks for (not started yet)."""
@@ -65,6 +67,7 @@ def open_sink(
         return SqliteSink(
             path=settings.sqlite_file(data_dir),
             retention_days=settings.retention_days,
+            clock=clock,
             flush_interval_s=settings.flush_interval_s,
         )
     return InfluxWriter(

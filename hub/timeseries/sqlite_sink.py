@@ -18,7 +18,6 @@ import logging
 import math
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from hub.clock import Clock
 from hub.timeseries.line_protocol import Point
 from hub.timeseries.writer import TASK_NAME, WriterStats
 
@@ -97,8 +97,14 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SqliteSink:
     """Embedded time-series sink with retention; same surface as :class:`InfluxWriter`."""
 
-    def __init__(self, *, path: Path, retention_days: float, flush_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, *, path: Path, retention_days: float, clock: Clock, flush_interval_s: float = 1.0
+    ) -> None:
         self.path = path
+        # Retention is measured on the hub's clock, never the wall clock: points carry the
+        # hub's (possibly simulated or test) time, and pruning them by another clock deletes
+        # a test's or a simulation's data as soon as the real date moves on.
+        self._clock = clock
         self._retention_s = retention_days * 86400
         self._interval = flush_interval_s
         self._buffer: list[Point] = []
@@ -156,8 +162,8 @@ class SqliteSink:
             return
         points, self._buffer = self._buffer, []
         prune_before = None
-        now = time.time()
-        if now - self._last_prune > 60:
+        now = self._clock.now()
+        if abs(now - self._last_prune) > 60:
             self._last_prune = now
             prune_before = now - self._retention_s
         await asyncio.to_thread(self._insert, points, prune_before)
