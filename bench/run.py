@@ -50,8 +50,8 @@ from gmqtt.mqtt.constants import MQTTv311
 from adapters.router import AdapterRouter, Family, FamilySource
 from bench.publisher import PublishResult, encode_stream, publisher_main
 from hub.app import Hub
+from hub.community.registry import Registry
 from hub.config import Settings, load_settings
-from hub.registry import Registry
 from simulators import zigbee2mqtt as z2m
 from simulators.community import SimCommunity, SimDevice, generate
 from tests.support.servers import mosquitto

@@ -1,13 +1,28 @@
-"""Linli hub: the service and its edges.
+"""Linli hub: the service and its edges, one folder per stage of an SOS press.
 
-Owns: configuration (:mod:`hub.config`), the clock (:mod:`hub.clock`), MQTT ingest
-(:mod:`hub.mqtt_client`) and the embedded broker (:mod:`hub.broker`), the community
-registry and roster (:mod:`hub.registry`, :mod:`hub.roster`), the store
-(:mod:`hub.store`), the message pipeline (:mod:`hub.pipeline`), routing and dispatch of
-notifications (:mod:`hub.routing`, :mod:`hub.dispatch`), the HTTP API and live console
-(:mod:`hub.api`, ``hub/console``), the demo (:mod:`hub.demo`) and the CLI (:mod:`hub.cli`).
+Owns the service around the pure packages. Follow one message top to bottom:
 
-Data flows one way: broker → adapters → rules → alerts → dispatch and sinks.
+* :mod:`hub.mqtt` — the MQTT client (PUBACK after handling) and URLs; :mod:`hub.broker`,
+  the embedded broker for the demo and small sites;
+* :mod:`hub.ingest` — message → events → rule signals → stored alert + outbox (the hot path),
+  device state, quarantine, the rule runtime;
+* :mod:`hub.casework` — alerts become cases; the access table; worker replies;
+* :mod:`hub.notify` — who is told, the ``linli.notification.v1`` bodies, delivery;
+* :mod:`hub.web` — HTTP API, JSON views, event stream, console and phone page;
+* :mod:`hub.storage` — every table of the one database file, versioned migrations;
+* :mod:`hub.community` — the registry, roster and their files;
+* :mod:`hub.cases`, :mod:`hub.channels`, :mod:`hub.timeseries` — pure cores and the
+  time-series writer; :mod:`hub.cli` — the ``linli`` command.
+
+Top-level modules: :mod:`hub.app` (the composition root), :mod:`hub.demo`,
+:mod:`hub.config`, :mod:`hub.records` (what stages pass each other), :mod:`hub.clock`,
+:mod:`hub.errors` (the one error tree).
+
+Imports point down only: app/demo/cli → web → casework, ingest → notify → storage → cases →
+community, config → channels, mqtt, timeseries, broker, records → clock, errors
+(``tests/test_layering.py`` enforces it). Data flows one way: broker → adapters → rules →
+alerts → cases → dispatch and sinks.
+
 Must not import: ``simulators`` or ``dashboards`` (except :mod:`hub.cli`, which wires the
 demo and ``linli dashboards push``). ``adapters`` and ``rules`` are used, never the other way round.
 """

@@ -1,4 +1,21 @@
-"""The hub: built once at start-up from settings, every part passed in, every loop a named task."""
+"""The composition root: build every part from settings, wire the stages, run the named loops.
+
+Nothing here decides anything about alerts, cases or access: it builds the stages, passes
+each its dependencies (keyword-only), connects them by the callbacks named below, and starts
+and stops the long-running loops (each a named task, cancelled and awaited on stop).
+
+The SOS path, stage by stage (one folder each):
+
+1. ``hub/mqtt`` — the ingest connection takes a message; its PUBACK waits for step 4.
+2. ``hub/ingest`` — adapters decode it, the rules decide, the alert and its outbox rows
+   commit in one transaction (:mod:`hub.ingest.alerts`).
+3. ``hub/casework`` — the committed alert opens a case and dispatches it to the on-duty
+   grid worker, in the same call (:meth:`Hub._alert_changed`).
+4. ``hub/notify`` — the dispatcher delivers the queued notifications on its own connection.
+5. ``hub/web`` — the API, console, phone page and event stream read it all.
+
+Must not import: ``simulators``, ``dashboards`` (the CLI passes the simulator in).
+"""
 
 from __future__ import annotations
 
@@ -15,59 +32,41 @@ import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
-from adapters.errors import LinliError
 from adapters.router import AdapterRouter, FamilySource
-from hub.api import Api
-from hub.bus import AlertBus
-from hub.case_store import CaseStore
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
-from hub.casework import Casework
+from hub.casework.replies import Replies, ReplyTopics
+from hub.casework.service import Casework
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
+from hub.community.files import load_yaml
+from hub.community.registry import Registry
 from hub.config import Settings
-from hub.device_state import DeviceStates
-from hub.dispatch import Dispatcher
 from hub.errors import ConfigError
-from hub.mqtt_client import HubMqttClient
-from hub.pipeline import Pipeline
-from hub.quarantine import Quarantine
-from hub.registry import Registry
-from hub.registry_io import load_yaml
-from hub.routing import Routing
-from hub.rule_state import RuleStateStore
-from hub.store import Store
-from hub.timeseries import (
-    QuarantinedLines,
-    TrafficLight,
-    case_open_point,
-    fleet_point,
-    hub_point,
-    open_sink,
-    quarantine_point,
-)
-from hub.views import device_json
-from hub.webhooks import WebhookSender
-from rules.evaluator import Evaluator
-from rules.loader import BUILTIN_PACKS, load_packs
+from hub.ingest.device_state import DeviceStates
+from hub.ingest.gauges import Gauges
+from hub.ingest.pipeline import Pipeline
+from hub.ingest.quarantine import Quarantine
+from hub.ingest.rule_runtime import RuleRuntime
+from hub.mqtt.client import HubMqttClient
+from hub.notify.dispatch import Dispatcher
+from hub.notify.routing import Routing
+from hub.notify.webhooks import WebhookSender
+from hub.records import AlertChange, alert_json
+from hub.storage.cases import CaseStore
+from hub.storage.rule_state import RuleStateStore
+from hub.storage.store import Store
+from hub.timeseries import QuarantinedLines, open_sink
+from hub.web.api import Api
+from hub.web.stream import AlertBus
 from rules.model import Rule
-from rules.state import MemoryState
 
 log = logging.getLogger(__name__)
 
 QUARANTINE_FLUSH_S = 1.0
-#: After start-up, rule timers wait until no message came for this long (the broker's backlog
-#: of queued messages is processed), but never longer than the bound.
-CATCH_UP_QUIET_S = 1.0
-CATCH_UP_MAX_S = 15.0
-RULE_TIMER_POLL_S = 1.0
-RULE_WATCH_S = 2.0
-ROUTINE_STATE_FLUSH_S = 5.0
 #: The casework loop looks at least this often even with no deadline (a safety net).
 CASEWORK_POLL_S = 5.0
 GAUGE_INTERVAL_S = 60.0
-#: Below this battery percentage a device counts as "low battery" on the fleet gauge.
-LOW_BATTERY_PCT = 20.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
@@ -102,10 +101,6 @@ class Hub:
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
-        self.replies = 0
-        if rules is None:
-            rules = load_packs(settings.rule_paths or (BUILTIN_PACKS,))
-        self.rules = tuple(rules)
         self.store = Store(path=Path(settings.data_dir) / "linli.sqlite3")
         if registry is None:
             if settings.community_file is not None:
@@ -120,22 +115,25 @@ class Hub:
             sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]
         )
         self.routing = Routing(registry=registry, zone=settings.zone, topic_prefix=settings.mqtt.topic_prefix)
-        self.rule_state = RuleStateStore(store=self.store)
-        self._state: MemoryState = self.rule_state.load()
-        self.evaluator = Evaluator(
-            rules=self.rules, state=self._state, zone=settings.timezone, overrides=settings.rule_overrides
+        self.rule_runtime = RuleRuntime(
+            rule_paths=settings.rule_paths,
+            rules=rules,
+            overrides=settings.rule_overrides,
+            zone=settings.timezone,
+            registry=registry,
+            state_store=RuleStateStore(store=self.store),
+            clock=self.clock,
         )
-        # Every expected device gets its absence deadlines (a device that never reports is caught).
-        self.evaluator.start(registry.subjects(), self.clock.now())
-        self._state_flush_pending = False
-        self._rules_stamp: tuple[tuple[str, float], ...] = ()
-        self.caught_up = asyncio.Event()
+        self.evaluator = self.rule_runtime.evaluator
+        self.caught_up = self.rule_runtime.caught_up
+        reply_topics = ReplyTopics(prefix=settings.mqtt.topic_prefix)
+        tls_ca = str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,
             on_message=self._on_message,
-            subscriptions=[*self.adapters.subscriptions(), self.routing.reply_subscription()],
-            tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
+            subscriptions=[*self.adapters.subscriptions(), reply_topics.subscription()],
+            tls_ca_file=tls_ca,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
         # would queue behind any backlog of sensor traffic, delaying an SOS notification.
@@ -144,7 +142,7 @@ class Hub:
             client_id=f"{settings.mqtt.client_id}-out",
             on_message=_ignore,
             subscriptions=[],
-            tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
+            tls_ca_file=tls_ca,
         )
         self.webhooks = WebhookSender(secrets=settings.channel_secrets, zone=settings.zone)
         self.dispatcher = Dispatcher(
@@ -170,10 +168,10 @@ class Hub:
             on_notifications=self.dispatcher.wake,
             on_change=self._case_changed,
             preferences=load_preferences(settings.channels_file),
+            reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
-            on_bad_reply=self._bad_reply,
         )
-        self._reply_prefix = settings.mqtt.topic_prefix + "/"
+        self.replies = Replies(topics=reply_topics, casework=self.casework, on_bad_reply=self._bad_reply)
         self.pipeline = Pipeline(
             adapters=self.adapters,
             registry=registry,
@@ -183,12 +181,20 @@ class Hub:
             clock=self.clock,
             quarantine=self.quarantine,
             states=self.states,
-            bus=self.bus,
             on_notifications=self.dispatcher.wake,
             max_payload_bytes=settings.mqtt.max_payload_bytes,
             series=self.timeseries,
-            on_alert_change=self.casework.on_alert_change,
-            on_state_change=self._state_changed,
+            on_alert_change=self._alert_changed,
+            on_state_change=self.rule_runtime.state_changed,
+        )
+        self.gauges = Gauges(
+            instance=settings.mqtt.client_id,
+            registry=registry,
+            states=self.states,
+            open_cases=self.casework.open_counts,
+            pipeline=self.pipeline.stats,
+            quarantine=self.quarantine,
+            series=self.timeseries,
         )
         self.api = Api(
             store=self.store,
@@ -207,6 +213,10 @@ class Hub:
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.rule_runtime.rules
+
     def _timeseries_refused(self, refused: QuarantinedLines) -> None:
         # The server will never accept these lines (HTTP 4xx): keep them with its message.
         for line in refused.lines:
@@ -219,59 +229,20 @@ class Hub:
             )
 
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        if topic.startswith(self._reply_prefix) and self.casework.on_reply(topic, payload):
-            self.replies += 1
-            return
-        self.pipeline.handle(topic, payload, qos, retain)
+        if not self.replies.handle(topic, payload):
+            self.pipeline.handle(topic, payload, qos, retain)
 
-    def _state_changed(self) -> None:
-        # Rule state goes to disk once per event-loop turn, however many messages the turn had.
-        if not self._state_flush_pending:
-            self._state_flush_pending = True
-            try:
-                asyncio.get_running_loop().call_soon(self.flush_rule_state)
-            except RuntimeError:  # no loop (tools, in-process benchmarks): write now
-                self.flush_rule_state()
+    def _alert_changed(self, change: AlertChange) -> None:
+        """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
+        self.bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
+        self.casework.on_alert_change(change)
 
     def flush_rule_state(self, *, include_routine: bool = False) -> int:
-        self._state_flush_pending = False
-        return self.rule_state.flush(self._state, include_routine=include_routine)
-
-    async def _flush_routine_state(self) -> None:
-        """Routine rule-state updates (deadlines moved on by readings) go to disk every few seconds."""
-        while True:
-            await asyncio.sleep(ROUTINE_STATE_FLUSH_S)
-            self.flush_rule_state(include_routine=True)
-
-    def _rule_files(self) -> list[Path]:
-        roots = self.settings.rule_paths or (BUILTIN_PACKS,)
-        return sorted(f for root in roots for f in (root.glob("*.yaml") if root.is_dir() else [root]))
-
-    def _rule_files_stamp(self) -> tuple[tuple[str, float], ...]:
-        return tuple((str(f), f.stat().st_mtime) for f in self._rule_files() if f.exists())
+        return self.rule_runtime.flush(include_routine=include_routine)
 
     def reload_rules(self) -> int:
         """Load the packs again; state of rules that still exist is kept. Bad packs change nothing."""
-        rules = load_packs(self.settings.rule_paths or (BUILTIN_PACKS,))
-        self.evaluator.reload(rules, self.settings.rule_overrides)
-        self.evaluator.start(self.registry.subjects(), self.clock.now())
-        self.rules = tuple(rules)
-        self._rules_stamp = self._rule_files_stamp()
-        self.flush_rule_state()
-        log.info("rule packs reloaded: %d rules", len(rules))
-        return len(rules)
-
-    async def _watch_rules(self) -> None:
-        """Reload the packs when a file changes (``linli rules reload`` does it on demand)."""
-        while True:
-            await asyncio.sleep(RULE_WATCH_S)
-            stamp = await asyncio.to_thread(self._rule_files_stamp)
-            if stamp != self._rules_stamp:
-                try:
-                    self.reload_rules()
-                except LinliError as exc:
-                    self._rules_stamp = stamp  # do not retry the same broken files every 2 s
-                    log.error("rule packs changed but are invalid; keeping the old rules: %s", exc)
+        return self.rule_runtime.reload()
 
     async def advance_clock(self, to: float) -> float:
         """Scenario testing: move the manual clock to ``to`` and do everything due by then.
@@ -306,36 +277,7 @@ class Hub:
 
     def run_due_rules(self) -> int:
         """Fire the rule timers due now (durations, absences, count windows); returns signals applied."""
-        signals = self.evaluator.due(self.clock.now())
-        self.pipeline.apply_signals(signals)
-        self.flush_rule_state()
-        return len(signals)
-
-    async def _run_rule_timers(self) -> None:
-        """Rule timers, started only after the backlog the broker kept for us is processed.
-
-        Messages queued while the hub was down arrive first; an overdue timer whose condition
-        cleared in that backlog must be cancelled by it, not fire (a door closed while we were
-        down). So: wait until the stream goes quiet (or a bound), then fire what is still due.
-        """
-        seen, quiet_since, started = -1, self.clock.now(), asyncio.get_running_loop().time()
-        while asyncio.get_running_loop().time() - started < CATCH_UP_MAX_S:
-            if self.pipeline.stats.messages != seen:
-                seen, quiet_since = self.pipeline.stats.messages, asyncio.get_running_loop().time()
-            elif asyncio.get_running_loop().time() - quiet_since >= CATCH_UP_QUIET_S:
-                break
-            await asyncio.sleep(0.05)
-        log.info("caught up after %d queued message(s); rule timers running", max(seen, 0))
-        self.caught_up.set()
-        while True:
-            self.run_due_rules()
-            next_at = self.evaluator.next_due()
-            delay = (
-                RULE_TIMER_POLL_S
-                if next_at is None
-                else min(RULE_TIMER_POLL_S, wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
-            )
-            await asyncio.sleep(delay)
+        return self.rule_runtime.run_due(self.pipeline.apply_signals)
 
     def _bad_reply(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
         self.quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=self.clock.now())
@@ -356,7 +298,7 @@ class Hub:
             "mqtt_subscribed": self.mqtt.subscribed.is_set(),
             "mqtt_outbound_connected": self.outbound.connected.is_set(),
             "mqtt_handler_errors": self.mqtt.handler_errors,
-            "replies": self.replies,
+            "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),
         }
 
@@ -387,10 +329,12 @@ class Hub:
             log.error(
                 "no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S
             )
-        self._tasks.append(asyncio.create_task(self._run_rule_timers(), name="linli-rule-timers"))
-        self._rules_stamp = self._rule_files_stamp()
-        self._tasks.append(asyncio.create_task(self._watch_rules(), name="linli-rule-watch"))
-        self._tasks.append(asyncio.create_task(self._flush_routine_state(), name="linli-rule-state"))
+        runtime = self.rule_runtime
+        timers = runtime.run_timers(self.pipeline.apply_signals, lambda: self.pipeline.stats.messages)
+        self._tasks.append(asyncio.create_task(timers, name="linli-rule-timers"))
+        runtime.remember_files()
+        self._tasks.append(asyncio.create_task(runtime.watch(), name="linli-rule-watch"))
+        self._tasks.append(asyncio.create_task(runtime.flush_routine(), name="linli-rule-state"))
         # The rule engine and registry are loaded: keep the collector off these long-lived objects.
         gc.freeze()
         log.info(
@@ -436,57 +380,7 @@ class Hub:
             self.write_gauges(loop_lag_ms=lag)
 
     def write_gauges(self, *, loop_lag_ms: float = 0.0) -> None:
-        now = self.clock.now()
-        for (community, grid, severity, light), count in self.casework.open_counts(now).items():
-            self.timeseries.write(
-                case_open_point(
-                    community=community,
-                    grid=grid,
-                    severity=severity,
-                    light=TrafficLight(light),
-                    open_cases=count,
-                    ts=now,
-                )
-            )
-        fleet: dict[tuple[str, str, str], list[int]] = {}
-        for device in self.registry.devices():
-            info = self.registry.series_info(device.id)
-            view = device_json(self.registry, self.states, device.id, now=now) or {}
-            counts = fleet.setdefault((info.community, info.grid, info.device_kind), [0, 0, 0])
-            counts[0] += 1
-            counts[1] += 1 if view.get("online") else 0
-            battery = view.get("battery")
-            counts[2] += 1 if isinstance(battery, float) and battery < LOW_BATTERY_PCT else 0
-        for (community, grid, kind), (total, online, low) in fleet.items():
-            self.timeseries.write(
-                fleet_point(
-                    community=community,
-                    grid=grid,
-                    device_kind=kind,
-                    total=total,
-                    online=online,
-                    low_battery=low,
-                    ts=now,
-                )
-            )
-        stats = self.pipeline.stats
-        ts_stats = self.timeseries.stats
-        metrics: dict[str, int | float] = {
-            "messages": stats.messages,
-            "events": stats.events,
-            "signals": stats.signals,
-            "alerts_raised": stats.alerts_raised,
-            "quarantined": stats.quarantined,
-            "ts_points_written": ts_stats.points_written,
-            "ts_points_spooled": ts_stats.points_spooled,
-            "ts_points_dropped": ts_stats.points_dropped,
-            "ts_points_quarantined": ts_stats.points_quarantined,
-            "loop_lag_ms": loop_lag_ms,
-        }
-        instance = self.settings.mqtt.client_id
-        self.timeseries.write(hub_point(instance=instance, metrics=metrics, ts=now))
-        for reason, count in self.quarantine.counts.items():
-            self.timeseries.write(quarantine_point(instance=instance, reason=reason, count=count, ts=now))
+        self.gauges.write(self.clock.now(), loop_lag_ms=loop_lag_ms)
 
     async def stop(self) -> None:
         """Stop taking messages, then cancel and await every task, then close the store."""
@@ -514,7 +408,7 @@ class Hub:
         except Exception:
             log.exception("time-series sink did not stop cleanly")
         self.quarantine.flush()
-        self.flush_rule_state(include_routine=True)
+        self.rule_runtime.close()
         self.store.close()
 
     async def __aenter__(self) -> Hub:

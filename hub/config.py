@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from adapters.router import Family
 from hub.errors import ConfigError
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.url import MqttUrl
+from hub.records import Role
 from hub.timeseries.settings import TimeseriesSettings
 
 ENV_PREFIX = "LINLI_"
@@ -68,7 +69,8 @@ class ApiToken(_Model):
     """A bearer token for the API and console. Store ``sha256`` rather than the token itself."""
 
     name: str
-    role: str = "command_centre"
+    #: A closed set (:class:`hub.records.Role`): an unknown role is refused at start, naming the key.
+    role: Role = Role.COMMAND_CENTRE
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     #: The roster person this token acts as (grid workers' phones); actions are recorded as them.
     person: str | None = None

@@ -1,8 +1,70 @@
-"""Errors raised by the hub; all derive from :class:`adapters.errors.LinliError`."""
+"""Every error the hub raises on purpose, in one tree rooted in :class:`LinliError`.
+
+::
+
+    LinliError                      (adapters.errors — the root, shared with adapters and rules)
+    ├── DecodeError                 (adapters.errors) a message could not become events
+    ├── ProfileError                (adapters.profiles) a device profile file is invalid
+    ├── RuleError                   (rules.errors) a rule pack is invalid
+    └── HubError
+        ├── ConfigError             configuration invalid: names the key and the file or variable
+        ├── RegistryError           community registry file invalid: names the file and the field
+        ├── StoreError              the store cannot be opened or written
+        │   ├── SchemaVersionError  the database was written by a newer Linli
+        │   └── StaleCaseError      a case changed under us (optimistic version check); retry
+        ├── MqttError               MQTT URL invalid, connection refused or unreachable
+        ├── BrokerError             the embedded broker
+        │   ├── BrokerStateError    used in the wrong lifecycle state
+        │   ├── BrokerConfigError   a constructor argument out of range (also a ValueError)
+        │   ├── MalformedPacketError       bytes that are no MQTT 3.1.1 packet
+        │   ├── ProtocolViolationError     a packet that breaks a protocol rule [MQTT-4.8.0-1]
+        │   └── UnsupportedProtocolError   CONNECT with a level the broker does not speak
+        ├── CalendarError           the working-day calendar cannot answer
+        ├── PolicyError             a case policy file is invalid
+        ├── ChannelError            a notification channel request cannot be built
+        └── CaseError
+            ├── CaseNotFoundError   no case with that id
+            ├── NotAllowedError     the access table refuses this actor the action
+            └── InvalidTransition   the workflow refuses the action in this state
+                └── RequirementNotMet   allowed in this state, but a note/approver is missing
+
+Errors are raised where the cause is known and carry it as attributes (key, file, state,
+action …) so callers map them to HTTP statuses or quarantine reasons without parsing text.
+
+Must not import: any ``hub`` module (everything imports this one).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import StrEnum
+
 from adapters.errors import LinliError
+
+__all__ = [
+    "BrokerConfigError",
+    "BrokerError",
+    "BrokerStateError",
+    "CalendarError",
+    "CaseError",
+    "CaseNotFoundError",
+    "ChannelError",
+    "ConfigError",
+    "HubError",
+    "InvalidTransition",
+    "LinliError",
+    "MalformedPacketError",
+    "MqttError",
+    "NotAllowedError",
+    "PolicyError",
+    "ProtocolViolationError",
+    "RegistryError",
+    "RequirementNotMet",
+    "SchemaVersionError",
+    "StaleCaseError",
+    "StoreError",
+    "UnsupportedProtocolError",
+]
 
 
 class HubError(LinliError):
@@ -33,5 +95,105 @@ class StoreError(HubError):
     """The store cannot be opened or written."""
 
 
+class SchemaVersionError(StoreError):
+    """The database file was written by a newer Linli; opening it could lose what that version keeps."""
+
+    def __init__(self, *, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"store {path} has schema version {found}, newer than this Linli supports ({supported}):"
+            " upgrade Linli, or restore a backup taken by this version"
+        )
+        self.path = path
+        self.found = found
+        self.supported = supported
+
+
+class StaleCaseError(StoreError):
+    """The case changed under us (optimistic version check failed); reload and retry."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"case {case_id!r} changed concurrently")
+        self.case_id = case_id
+
+
 class MqttError(HubError):
     """The MQTT connection failed (bad URL, refused, unreachable)."""
+
+
+class BrokerError(HubError):
+    """Base class of every error the embedded broker raises."""
+
+
+class BrokerStateError(BrokerError):
+    """The broker was used in the wrong lifecycle state (e.g. ``port`` before ``start()``)."""
+
+
+class BrokerConfigError(BrokerError, ValueError):
+    """A constructor argument is out of range."""
+
+
+class MalformedPacketError(BrokerError):
+    """Bytes on the wire that are not a valid MQTT 3.1.1 control packet; the connection is closed."""
+
+
+class ProtocolViolationError(BrokerError):
+    """A well-formed packet that breaks a protocol rule; the connection is closed [MQTT-4.8.0-1]."""
+
+
+class UnsupportedProtocolError(BrokerError):
+    """CONNECT with a protocol level the broker does not speak; answered with CONNACK code 1."""
+
+    def __init__(self, *, name: str, level: int) -> None:
+        super().__init__(f"unsupported protocol {name!r} level {level}")
+        self.name = name
+        self.level = level
+
+
+class CalendarError(HubError):
+    """The calendar cannot answer (invalid definition, or no working time ahead)."""
+
+
+class PolicyError(HubError):
+    """A policy file is invalid or names nothing that matches."""
+
+
+class ChannelError(HubError):
+    """A channel request cannot be built (bad URL, missing key …)."""
+
+
+class CaseError(HubError):
+    """Base class of refusals to act on a case."""
+
+
+class CaseNotFoundError(CaseError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"no case {case_id!r}")
+        self.case_id = case_id
+
+
+class NotAllowedError(CaseError):
+    """The actor may not do this (not assigned, not in the grid, wrong role): the access table said no."""
+
+
+class InvalidTransition(CaseError):  # noqa: N818 - the name the hub's API and docs use
+    """An action refused in a state; names the state, the action and what is allowed.
+
+    ``state``, ``action`` and ``allowed`` are :class:`hub.cases.model.CaseState` and
+    :class:`~hub.cases.model.CaseAction` members (typed by their base here, so that this
+    module imports nothing of the hub).
+    """
+
+    def __init__(
+        self, *, state: StrEnum, action: StrEnum, allowed: Iterable[StrEnum], reason: str = ""
+    ) -> None:
+        self.state = state
+        self.action = action
+        self.allowed = tuple(allowed)
+        self.reason = reason
+        names = ", ".join(a.value for a in self.allowed) or "none (the case is finished)"
+        why = reason or f"{action.value!r} is not allowed in state {state.value!r}"
+        super().__init__(f"cannot {action.value} a case in state {state.value!r}: {why}; allowed: {names}")
+
+
+class RequirementNotMet(InvalidTransition):
+    """The action is allowed in this state but lacks what a rule requires (a note, an approver …)."""

@@ -12,8 +12,8 @@ import gmqtt
 import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
-from hub.api import token_hash
 from hub.config import ApiToken, Settings, load_settings
+from hub.web.api import token_hash
 from tests.support.servers import Broker
 
 TOKEN = "test-token-not-a-secret"

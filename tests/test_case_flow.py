@@ -212,7 +212,7 @@ async def test_replies_that_cannot_be_applied_leave_a_quarantine_record(
     gateway.publish(
         f"{WORKERS}/w-night/replies", orjson.dumps({"case_id": "nope", "action": "accept"}), qos=1
     )
-    await eventually(lambda: hub.replies == 2, what="both replies handled")
+    await eventually(lambda: hub.replies.handled == 2, what="both replies handled")
     assert hub.quarantine.counts["bad_reply"] == 1 and hub.quarantine.counts["reply_refused"] == 1
     hub.quarantine.flush()
     reasons = {(r.topic, r.reason) for r in hub.store.quarantine()}

@@ -9,8 +9,9 @@ from hub.cases.escalation import COMMAND_CENTRE, Phase, TargetKind, plan, step_k
 from hub.cases.model import Case, CaseAction, Channel
 from hub.cases.policies import load_policies
 from hub.cases.workflow import apply, open_case
-from hub.community import Contact
-from hub.roster import Person, Role, Shift
+from hub.community.model import Contact
+from hub.community.roster import Person, Shift
+from hub.records import Role
 
 SH = ZoneInfo("Asia/Shanghai")
 GRID = "110105001001001"

@@ -10,8 +10,9 @@ import pytest
 from hub.cases.calendar import Basis, WorkingCalendar
 from hub.cases.model import Case, CaseAction, Channel, Stage
 from hub.cases.policies import load_policies, policies_from
-from hub.cases.sla import Light, PolicyError, SlaBook, SlaPolicy, parse_duration
+from hub.cases.sla import Light, SlaBook, SlaPolicy, parse_duration
 from hub.cases.workflow import apply, open_case
+from hub.errors import PolicyError
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 18, 10, 0, tzinfo=SH).timestamp()  # a Wednesday

@@ -9,15 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.cases.model import TERMINAL, Case, CaseAction, CaseState, Channel, Resolution, TimelineEntry
-from hub.cases.workflow import (
-    TRANSITIONS,
-    InvalidTransition,
-    RequirementNotMet,
-    apply,
-    open_case,
-    replay,
-)
-from hub.errors import HubError
+from hub.cases.workflow import TRANSITIONS, apply, open_case, replay
+from hub.errors import HubError, InvalidTransition, RequirementNotMet
 
 A = CaseAction
 S = CaseState

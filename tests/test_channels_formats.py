@@ -12,7 +12,6 @@ import pytest
 
 from hub.channels.formats import (
     WECOM_TEXT_MAX_BYTES,
-    ChannelError,
     Flavor,
     dingtalk_markdown,
     dingtalk_sign,
@@ -24,6 +23,7 @@ from hub.channels.formats import (
 )
 from hub.channels.messages import CaseNotice, Lang, NoticeKind, render
 from hub.channels.preferences import EndpointKind, Preferences
+from hub.errors import ChannelError
 
 SH = ZoneInfo("Asia/Shanghai")
 DING = "https://oapi.dingtalk.com/robot/send?access_token=abc123"

@@ -113,7 +113,7 @@ async def test_run_against_mosquitto_with_config_file(tmp_path: Path, mosquitto_
                 "data_dir": str(settings.data_dir),
                 "community_file": str(settings.community_file),
                 "http": {"port": 0},
-                "api_tokens": [t.model_dump() for t in settings.api_tokens],
+                "api_tokens": [t.model_dump(mode="json") for t in settings.api_tokens],
             }
         )
     )

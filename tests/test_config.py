@@ -9,7 +9,7 @@ import pytest
 from hub.clock import ManualClock, ScaledClock
 from hub.config import load_settings
 from hub.errors import ConfigError
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.url import MqttUrl
 
 
 def test_defaults_are_safe() -> None:

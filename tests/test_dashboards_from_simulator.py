@@ -16,7 +16,7 @@ import pytest
 
 from hub.app import Hub
 from hub.cases.model import CaseAction, CaseState, Channel
-from hub.casework import Actor
+from hub.casework.service import Actor
 from hub.clock import ManualClock
 from hub.config import load_settings
 from simulators.behaviour import Behaviour

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.broker import BrokerStateError, EmbeddedBroker
+from hub.broker import EmbeddedBroker
 from hub.broker.codec import (
     ConnectReturnCode,
     PacketType,
@@ -31,8 +31,13 @@ from hub.broker.codec import (
     parse_publish,
     read_fixed_header,
 )
-from hub.broker.errors import MalformedPacketError, ProtocolViolationError, UnsupportedProtocolError
 from hub.broker.topics import SubscriptionTrie, is_valid_topic_filter, is_valid_topic_name, topic_matches
+from hub.errors import (
+    BrokerStateError,
+    MalformedPacketError,
+    ProtocolViolationError,
+    UnsupportedProtocolError,
+)
 
 HOST = "127.0.0.1"
 

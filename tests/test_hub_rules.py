@@ -81,7 +81,7 @@ def write_config(tmp_path: Path, broker: Broker, *, name: str) -> Path:
                 "community_file": str(settings.community_file),
                 "http": {"port": 0},
                 "mqtt": {"url": broker.url, "client_id": f"linli-{name}"},
-                "api_tokens": [t.model_dump() for t in settings.api_tokens],
+                "api_tokens": [t.model_dump(mode="json") for t in settings.api_tokens],
                 # Three seconds instead of a minute, so the test is quick; same code path.
                 "rule_overrides": {
                     "parking.fire_lane_occupied": {"grid:110105001001001": {"for": 3, "renotify": 3600}}

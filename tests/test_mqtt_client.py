@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.mqtt_client import HubMqttClient
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.client import HubMqttClient
+from hub.mqtt.url import MqttUrl
 from tests.helpers import eventually, publisher
 from tests.support.servers import Broker
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from hub.community import Community
+from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv, parse_yaml
+from hub.community.model import Community
+from hub.community.registry import Registry
 from hub.errors import RegistryError
-from hub.registry import Registry, UnassignedDevice
-from hub.registry_io import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv, parse_yaml
-from hub.store import Store
+from hub.records import UnassignedDevice
+from hub.storage.store import Store
 from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON
 
 

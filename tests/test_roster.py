@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from hub.registry import Registry
-from hub.registry_io import parse_yaml
-from hub.roster import Leave, Person, Role, Shift, coverage_gaps, on_duty
+from hub.community.files import parse_yaml
+from hub.community.registry import Registry
+from hub.community.roster import Leave, Person, Shift, coverage_gaps, on_duty
+from hub.records import Role
 from simulators.community import generate
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from adapters.profiles import load_profiles
-from hub.registry_io import parse_yaml
-from hub.roster import Role, coverage_gaps
+from hub.community.files import parse_yaml
+from hub.community.roster import coverage_gaps
+from hub.records import Role
 from simulators.community import generate, load, parse_mix
 from simulators.types import Family
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hub.alert_json import notification_payload
-from hub.store import QuarantineRecord, Recipient, Store
+from hub.ingest.alerts import record_signal
+from hub.records import QuarantineRecord, Recipient
+from hub.storage.store import Store
 from rules.model import Severity
 from rules.signals import Signal, SignalAction
 from rules.subject import Subject
@@ -39,7 +40,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_raise_creates_alert_and_notification_in_one_go(store: Store) -> None:
-    change = store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    change = record_signal(store, signal(), SUBJECT, [WORKER])
     assert change is not None and change.created
     assert (change.alert.status, change.alert.grid, change.alert.count) == ("active", "110105001001001", 1)
     (note,) = change.notifications
@@ -49,8 +50,8 @@ def test_raise_creates_alert_and_notification_in_one_go(store: Store) -> None:
 
 
 def test_second_raise_for_same_rule_and_subject_updates_the_active_alert(store: Store) -> None:
-    first = store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
-    second = store.apply(signal(ts=T0 + 120), SUBJECT, [WORKER], payload_for=notification_payload)
+    first = record_signal(store, signal(), SUBJECT, [WORKER])
+    second = record_signal(store, signal(ts=T0 + 120), SUBJECT, [WORKER])
     assert first is not None and second is not None
     assert second.alert.id == first.alert.id and not second.created
     assert second.alert.count == 2 and second.alert.last_seen == T0 + 120
@@ -59,26 +60,22 @@ def test_second_raise_for_same_rule_and_subject_updates_the_active_alert(store: 
 
 
 def test_update_within_merge_window_counts_but_notifies_nobody(store: Store) -> None:
-    store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
-    change = store.apply(
-        signal(SignalAction.UPDATE, ts=T0 + 5), SUBJECT, [WORKER], payload_for=notification_payload
-    )
+    record_signal(store, signal(), SUBJECT, [WORKER])
+    change = record_signal(store, signal(SignalAction.UPDATE, ts=T0 + 5), SUBJECT, [WORKER])
     assert change is not None and change.alert.count == 2 and change.notifications == ()
 
 
 def test_redelivered_signal_changes_nothing(store: Store) -> None:
-    store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
-    assert store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload) is None
-    assert (
-        store.apply(signal(SignalAction.UPDATE), SUBJECT, [WORKER], payload_for=notification_payload) is None
-    )
+    record_signal(store, signal(), SUBJECT, [WORKER])
+    assert record_signal(store, signal(), SUBJECT, [WORKER]) is None
+    assert record_signal(store, signal(SignalAction.UPDATE), SUBJECT, [WORKER]) is None
     (alert,) = store.alerts()
     assert alert.count == 1
     assert len(store.pending_notifications(now=T0)) == 1
 
 
 def test_the_schema_itself_refuses_two_active_alerts(store: Store, tmp_path: Path) -> None:
-    store.apply(signal(), SUBJECT, [], payload_for=notification_payload)
+    record_signal(store, signal(), SUBJECT, [])
     db = sqlite3.connect(tmp_path / "s.sqlite3")
     with pytest.raises(sqlite3.IntegrityError):
         db.execute(
@@ -90,22 +87,12 @@ def test_the_schema_itself_refuses_two_active_alerts(store: Store, tmp_path: Pat
 
 
 def test_clear_resolves_and_a_new_raise_opens_a_new_alert(store: Store) -> None:
-    first = store.apply(signal(), SUBJECT, [], payload_for=notification_payload)
-    cleared = store.apply(
-        signal(SignalAction.CLEAR, ts=T0 + 10), SUBJECT, [], payload_for=notification_payload
-    )
+    first = record_signal(store, signal(), SUBJECT, [])
+    cleared = record_signal(store, signal(SignalAction.CLEAR, ts=T0 + 10), SUBJECT, [])
     assert cleared is not None and cleared.alert.status == "resolved" and cleared.alert.resolved_at == T0 + 10
-    again = store.apply(signal(ts=T0 + 20), SUBJECT, [], payload_for=notification_payload)
+    again = record_signal(store, signal(ts=T0 + 20), SUBJECT, [])
     assert first is not None and again is not None and again.created and again.alert.id != first.alert.id
-    assert (
-        store.apply(
-            signal(SignalAction.CLEAR, ts=T0 + 30, subject="nobody"),
-            SUBJECT,
-            [],
-            payload_for=notification_payload,
-        )
-        is None
-    )
+    assert record_signal(store, signal(SignalAction.CLEAR, ts=T0 + 30, subject="nobody"), SUBJECT, []) is None
 
 
 def test_failure_in_payload_builder_rolls_back_the_alert(store: Store) -> None:
@@ -113,13 +100,13 @@ def test_failure_in_payload_builder_rolls_back_the_alert(store: Store) -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        store.apply(signal(), SUBJECT, [WORKER], payload_for=broken)
+        record_signal(store, signal(), SUBJECT, [WORKER], render=broken)
     assert store.alerts() == []
     assert store.pending_notifications(now=T0) == []
 
 
 def test_outbox_retry_bookkeeping(store: Store) -> None:
-    change = store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    change = record_signal(store, signal(), SUBJECT, [WORKER])
     assert change is not None
     note = change.notifications[0]
     store.mark_failed(note.id, error="broker down", retry_at=T0 + 30)
@@ -135,7 +122,7 @@ def test_outbox_retry_bookkeeping(store: Store) -> None:
 
 def test_state_survives_reopening(tmp_path: Path) -> None:
     store = Store(path=tmp_path / "s.sqlite3")
-    store.apply(signal(), SUBJECT, [WORKER], payload_for=notification_payload)
+    record_signal(store, signal(), SUBJECT, [WORKER])
     store.close()
     reopened = Store(path=tmp_path / "s.sqlite3")
     assert len(reopened.alerts(status="active")) == 1

@@ -5,8 +5,9 @@ client sessions (``session``), per-connection I/O (``connection``), broker state
 (``core``) and the listener lifecycle (``server``). Public API: :class:`EmbeddedBroker`,
 :class:`BrokerStats`, :class:`DropReason` and the ``BrokerError`` family.
 
-It must not import anything from other hub modules, adapters, rules, dashboards or simulators:
-it depends only on the standard library, so the hub can talk to it exactly like to Mosquitto.
+Must not import: other hub modules (but :mod:`hub.errors`, where its errors are rooted),
+adapters, rules, dashboards or simulators: it depends only on the standard library, so the hub
+can talk to it exactly like to Mosquitto.
 
 Deliberate limits: outbound QoS is at most 1 (QoS 2 subscriptions are granted QoS 1; inbound
 QoS 2 is handled exactly-once), sessions live in memory only, no TLS, no ACLs beyond login.
@@ -14,7 +15,9 @@ QoS 2 is handled exactly-once), sessions live in memory only, no TLS, no ACLs be
 
 from __future__ import annotations
 
-from hub.broker.errors import (
+from hub.broker.server import EmbeddedBroker
+from hub.broker.stats import BrokerStats, DropReason
+from hub.errors import (
     BrokerConfigError,
     BrokerError,
     BrokerStateError,
@@ -22,8 +25,6 @@ from hub.broker.errors import (
     ProtocolViolationError,
     UnsupportedProtocolError,
 )
-from hub.broker.server import EmbeddedBroker
-from hub.broker.stats import BrokerStats, DropReason
 
 __all__ = [
     "BrokerConfigError",

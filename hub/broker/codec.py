@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from hub.broker.errors import MalformedPacketError, ProtocolViolationError, UnsupportedProtocolError
 from hub.broker.topics import is_valid_topic_name
+from hub.errors import MalformedPacketError, ProtocolViolationError, UnsupportedProtocolError
 
 MAX_REMAINING_LENGTH = 268_435_455  # 4 bytes of varint [MQTT-2.2.3]
 MAX_PACKET_ID = 65_535

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from hub.broker.codec import read_fixed_header
-from hub.broker.errors import BrokerError, MalformedPacketError
+from hub.errors import BrokerError, MalformedPacketError
 
 if TYPE_CHECKING:
     from hub.broker.codec import Will

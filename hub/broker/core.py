@@ -40,10 +40,10 @@ from hub.broker.codec import (
     read_packet_id,
     with_dup,
 )
-from hub.broker.errors import MalformedPacketError, ProtocolViolationError, UnsupportedProtocolError
 from hub.broker.session import Outgoing, Session
 from hub.broker.stats import BrokerStats, Counters, DropReason
 from hub.broker.topics import SubscriptionTrie, is_valid_topic_filter, topic_matches
+from hub.errors import MalformedPacketError, ProtocolViolationError, UnsupportedProtocolError
 
 if TYPE_CHECKING:
     from hub.broker.connection import Connection

@@ -12,8 +12,8 @@ from types import TracebackType
 from hub.broker.codec import MAX_PACKET_ID, MAX_REMAINING_LENGTH
 from hub.broker.connection import Connection
 from hub.broker.core import BrokerCore
-from hub.broker.errors import BrokerConfigError, BrokerStateError
 from hub.broker.stats import BrokerStats
+from hub.errors import BrokerConfigError, BrokerStateError
 
 _LOG = logging.getLogger("hub.broker")
 

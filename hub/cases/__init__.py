@@ -14,7 +14,9 @@ Owns, all pure (no I/O, no clock reads — ``now`` is always a parameter):
 The workflow follows the digital urban management closed loop of GB/T 30428 and the case
 filing/closing rules of CJ/T 315 (立案 → 派遣 → 处置 → 反馈 → 核查 → 结案).
 
-Must not import: ``hub.pipeline``, ``hub.api``, ``hub.app``, ``hub.store`` at run time,
-``hub.channels``, ``simulators``, ``dashboards``. The store persists what these functions
+* :mod:`hub.cases.views` — the JSON shape of a case (allowed actions, traffic lights).
+
+Must not import: any stage (``hub.ingest``, ``hub.casework``, ``hub.notify``, ``hub.web``,
+``hub.storage``), ``hub.app``, ``hub.channels``, ``simulators``, ``dashboards``. The store persists what these functions
 return; the hub wires them.
 """

@@ -20,15 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from hub.errors import HubError
-from hub.roster import WEEK, Weekday, parse_days
+from hub.community.roster import WEEK, Weekday, parse_days
+from hub.errors import CalendarError
 
 #: A calendar without a working second in this many days is refused, so loops end.
 MAX_SCAN_DAYS = 3660
-
-
-class CalendarError(HubError):
-    """The calendar cannot answer (invalid definition, or no working time ahead)."""
 
 
 class Basis(StrEnum):

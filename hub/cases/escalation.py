@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.cases.model import Case, CaseState, Stage
 from hub.cases.sla import ANY, Duration, SlaBook, parse_duration
-from hub.community import Contact
-from hub.roster import Person, Role, on_duty
+from hub.community.model import Contact
+from hub.community.roster import Person, on_duty
+from hub.records import Role
 
 COMMAND_CENTRE = "command-centre"
 

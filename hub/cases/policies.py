@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.cases.calendar import WorkingCalendar
 from hub.cases.escalation import Chain, chain_for
-from hub.cases.sla import PolicyError, SlaBook, SlaPolicy
+from hub.cases.sla import SlaBook, SlaPolicy
+from hub.errors import PolicyError
 
 DEFAULT_PATH = Path(__file__).with_name("policies.yaml")
 

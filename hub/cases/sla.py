@@ -22,15 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hub.cases.calendar import Basis, WorkingCalendar, deadline, elapsed
 from hub.cases.model import Case, Stage
-from hub.errors import HubError
+from hub.errors import PolicyError
 
 ANY = "*"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|wd)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-class PolicyError(HubError):
-    """A policy file is invalid or names nothing that matches."""
 
 
 def parse_duration(value: str | float, *, working_day_s: float | None = None) -> float:

@@ -37,10 +37,10 @@ from hub.cases.model import (
     Supervision,
     TimelineEntry,
 )
-from hub.errors import HubError
+from hub.errors import InvalidTransition, RequirementNotMet
 
 if TYPE_CHECKING:
-    from hub.store import Alert
+    from hub.records import Alert
 
 S = CaseState
 A = CaseAction
@@ -121,25 +121,6 @@ CURRENT_STAGE: Mapping[CaseState, Stage | None] = {
     S.CLOSED: None,
     S.VOID: None,
 }
-
-
-class InvalidTransition(HubError):  # noqa: N818 - the name the hub's API and docs use
-    """An action refused in a state; names the state, the action and what is allowed."""
-
-    def __init__(
-        self, *, state: CaseState, action: CaseAction, allowed: Iterable[CaseAction], reason: str = ""
-    ) -> None:
-        self.state = state
-        self.action = action
-        self.allowed = tuple(allowed)
-        self.reason = reason
-        names = ", ".join(a.value for a in self.allowed) or "none (the case is finished)"
-        why = reason or f"{action.value!r} is not allowed in state {state.value!r}"
-        super().__init__(f"cannot {action.value} a case in state {state.value!r}: {why}; allowed: {names}")
-
-
-class RequirementNotMet(InvalidTransition):
-    """The action is allowed in this state but lacks what a rule requires (a note, an approver …)."""
 
 
 def allowed_actions(case: Case) -> tuple[CaseAction, ...]:

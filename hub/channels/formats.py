@@ -36,15 +36,11 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
-from hub.errors import HubError
+from hub.errors import ChannelError
 
 WECOM_TEXT_MAX_BYTES = 2048
 WECOM_MARKDOWN_MAX_BYTES = 4096
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("Content-Type", "application/json; charset=utf-8"),)
-
-
-class ChannelError(HubError):
-    """A channel request cannot be built (bad URL, missing key …)."""
 
 
 class Flavor(StrEnum):

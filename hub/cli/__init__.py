@@ -2,6 +2,10 @@
 
 Every command that talks to a broker takes ``--mqtt URL`` (``mqtt://user:pass@host:port``,
 ``mqtts://…`` for TLS). One module per group of commands; this one assembles them.
+
+Owns: the ``linli`` command groups. Must not import: nothing is above it; it is the only
+importer of ``simulators`` and ``dashboards``, and it builds the hub through :mod:`hub.app`
+and :mod:`hub.demo` rather than wiring stages itself.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import click
 
 from adapters.errors import LinliError
 from hub.config import load_settings
-from hub.store import Store
+from hub.storage.store import Store
 
 MQTT_HELP = "Broker URL: mqtt://user:pass@host:port, or mqtts://… for TLS."
 

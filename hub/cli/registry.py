@@ -12,9 +12,9 @@ import orjson
 from adapters.errors import LinliError
 from hub.cli.common import store_for, with_store_options
 from hub.clock import iso
+from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
+from hub.community.roster import coverage_gaps
 from hub.config import load_settings
-from hub.registry_io import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
-from hub.roster import coverage_gaps
 
 
 @click.group()

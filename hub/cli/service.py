@@ -11,16 +11,17 @@ from pathlib import Path
 import click
 
 from adapters.errors import LinliError
-from hub.api import token_hash
 from hub.app import Hub
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.clock import ScaledClock
 from hub.config import load_settings
 from hub.demo import Endpoint, run_demo
-from hub.mqtt_client import HubMqttClient
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.client import HubMqttClient
+from hub.mqtt.url import MqttUrl
+from hub.records import Role
 from hub.timeseries import Level
 from hub.timeseries import doctor as timeseries_doctor
+from hub.web.api import token_hash
 from simulators.community import generate
 from simulators.runner import BrokerAddress, CommunitySimulator
 
@@ -136,7 +137,13 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
 
 @click.command("token")
 @click.option("--name", required=True, help="Who or what the token is for.")
-@click.option("--role", default="command_centre", show_default=True, help="Role the token grants.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default=Role.COMMAND_CENTRE.value,
+    show_default=True,
+    help="Role the token grants (see docs/security.md for what each may do).",
+)
 def token(name: str, role: str) -> None:
     """Create an API token; prints the token once and the config entry (its SHA-256) to add."""
     value = secrets.token_urlsafe(32)

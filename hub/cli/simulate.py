@@ -24,13 +24,14 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
 from adapters.errors import LinliError
-from hub.api import token_hash
 from hub.app import Hub
 from hub.broker import EmbeddedBroker
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.config import ApiToken, load_settings
 from hub.errors import HubError
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.url import MqttUrl
+from hub.records import Role
+from hub.web.api import token_hash
 from simulators.community import generate
 from simulators.load import LoadConfig, run_load
 from simulators.runner import BrokerAddress, CommunitySimulator
@@ -189,7 +190,7 @@ async def run_embedded_scenario(path: Path, *, work_dir: Path) -> ScenarioResult
                 "timezone": scenario.zone,
                 "mqtt": {"url": url, "client_id": "linli-scenario-hub"},
                 "http": {"port": 0},
-                "api_tokens": [ApiToken(name="scenario", role="admin", sha256=token_hash(token))],
+                "api_tokens": [ApiToken(name="scenario", role=Role.ADMIN, sha256=token_hash(token))],
                 "test_clock_start": scenario.start.timestamp(),
             },
         )

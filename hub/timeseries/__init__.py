@@ -3,7 +3,8 @@
 Owns: the schema (:mod:`hub.timeseries.schema`, documented in ``docs/timeseries.md``), the
 line-protocol encoder, the batching/retrying/spooling InfluxDB writer (v1 and v2 write APIs),
 the embedded SQLite sink with its console query, and ``doctor``.
-Must not import: ``hub.pipeline``, ``hub.app``, ``hub.api``, ``simulators`` or ``dashboards``;
+Must not import: any stage (``hub.ingest``, ``hub.casework``, ``hub.notify``, ``hub.web``,
+``hub.storage``), ``hub.app``, ``simulators`` or ``dashboards``;
 the hub calls in (``sink.write(point)`` on the hot path), never the other way round.
 
 Typical wiring::

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hub.community import Community, CommunityFile, Device, Resident
+from hub.community.model import Community, CommunityFile, Device, Resident
 from hub.errors import RegistryError
 
 DEVICE_COLUMNS = (

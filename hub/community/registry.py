@@ -13,20 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.events import DeviceKind
-from hub.community import Building, Community, Device, Grid, Household, Place, Resident, Unit
-from hub.registry_io import load_yaml
-from hub.roster import Person
+from hub.community.files import load_yaml
+from hub.community.model import Building, Community, Device, Grid, Household, Place, Resident, Unit
+from hub.community.roster import Person
+from hub.records import UnassignedDevice
 from hub.timeseries.schema import SubjectInfo
 from rules.subject import Subject
 
 _NO_SERIES_INFO = SubjectInfo()
-
-
-@dataclass(frozen=True, slots=True)
-class UnassignedDevice:
-    id: str
-    family: str
-    first_seen: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +180,25 @@ class Registry:
 
     def devices(self) -> list[Device]:
         return [device for _, device in self._devices.values()]
+
+    def place_label(self, device_id: str) -> str:
+        """Where a device is, for people: grid, building, unit, room, named place, spot."""
+        location = self.location(device_id)
+        if location is None:
+            return ""
+        device = self.device(device_id)
+        return " ".join(
+            part
+            for part in (
+                location.grid.name,
+                location.building.name if location.building else "",
+                location.unit.name if location.unit else "",
+                location.household.room if location.household else "",
+                location.place.name if location.place else "",
+                device.location if device else "",
+            )
+            if part
+        )
 
     def location(self, device_id: str) -> Location | None:
         entry = self._devices.get(device_id)

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.events import DeviceKind
-from hub.roster import Person
+from hub.community.roster import Person
 
 #: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
 DB11_GRID_CODE = re.compile(r"^\d{15}$")

@@ -16,14 +16,14 @@ from dataclasses import dataclass, replace
 from adapters.errors import DecodeError
 from adapters.events import Event, EventKind
 from adapters.router import AdapterRouter
-from hub.alert_json import alert_json, notification_payload
-from hub.bus import AlertBus
 from hub.clock import Clock
-from hub.device_state import DeviceStates
-from hub.quarantine import Quarantine
-from hub.registry import Registry
-from hub.routing import Routing
-from hub.store import AlertChange, Store
+from hub.community.registry import Registry
+from hub.ingest.alerts import record_signal
+from hub.ingest.device_state import DeviceStates
+from hub.ingest.quarantine import Quarantine
+from hub.notify.routing import Routing
+from hub.records import AlertChange
+from hub.storage.store import Store
 from hub.timeseries import TimeseriesSink, alert_point, alert_transition, event_points
 from rules.evaluator import Evaluator
 from rules.model import Severity
@@ -64,7 +64,6 @@ class Pipeline:
         clock: Clock,
         quarantine: Quarantine,
         states: DeviceStates,
-        bus: AlertBus,
         on_notifications: Callable[[], None],
         max_payload_bytes: int,
         series: TimeseriesSink,
@@ -83,7 +82,6 @@ class Pipeline:
         self._clock = clock
         self._quarantine = quarantine
         self._states = states
-        self._bus = bus
         self._on_notifications = on_notifications
         self._max_payload = max_payload_bytes
         self.stats = PipelineStats()
@@ -140,7 +138,7 @@ class Pipeline:
             # Alerts that become cases are notified by casework (dispatch and escalation);
             # information-only alerts go straight to whoever is on duty.
             recipients = self._routing.recipients(about, signal) if signal.severity is Severity.INFO else []
-            change = self._store.apply(signal, about, recipients, payload_for=notification_payload)
+            change = record_signal(self._store, signal, about, recipients)
             if change is not None:
                 self._announce(change)
 
@@ -186,7 +184,6 @@ class Pipeline:
                 change.alert.device_id,
                 change.alert.grid,
             )
-        self._bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
         self._series.write(
             alert_point(
                 change.alert,

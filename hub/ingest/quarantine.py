@@ -10,7 +10,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from hub.store import QuarantineRecord, Store
+from hub.records import QuarantineRecord
+from hub.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,19 @@ class DeviceState:
     last: dict[str, tuple[float, object]] = field(default_factory=dict)
 
 
+#: A device is considered offline after this many missed heartbeat intervals (handbook §5).
+OFFLINE_AFTER_HEARTBEATS = 2.0
+
+
+def is_online(state: DeviceState | None, heartbeat_s: float | None, now: float) -> bool | None:
+    """Online at ``now``: it said so last and has not missed two heartbeats (``None``: never heard)."""
+    if state is None:
+        return None
+    if not state.online:
+        return False
+    return not (heartbeat_s is not None and now - state.last_seen > OFFLINE_AFTER_HEARTBEATS * heartbeat_s)
+
+
 #: Recent events kept for ``GET /api/events``: one ring for all devices, so memory stays
 #: bounded whatever the number of devices (history lives in the time-series store).
 RECENT_EVENTS = 50_000

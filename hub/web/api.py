@@ -21,18 +21,19 @@ import orjson
 from aiohttp import web
 
 from adapters.errors import LinliError
-from hub.alert_json import alert_json
-from hub.bus import AlertBus
-from hub.cases.kpi import compute as kpi_compute
 from hub.cases.model import OPEN, TERMINAL, CaseAction, Channel, TimelineEntry
-from hub.cases.workflow import InvalidTransition
-from hub.casework import SUPERVISING_ROLES, Actor, CaseNotFoundError, Casework, NotAllowedError
+from hub.casework.access import PHONE_ROLES, Actor, Permission, Scope, can
+from hub.casework.service import Casework
 from hub.clock import Clock, iso
+from hub.community.privacy import resident_json
+from hub.community.registry import Registry
 from hub.config import ApiToken
-from hub.device_state import DeviceStates
-from hub.registry import Registry
-from hub.store import Store
-from hub.views import PERSONAL_DATA_ROLES, community_json, device_json, event_json, resident_json
+from hub.errors import CaseNotFoundError, InvalidTransition, NotAllowedError
+from hub.ingest.device_state import DeviceStates
+from hub.records import alert_json
+from hub.storage.store import Store
+from hub.web.stream import AlertBus
+from hub.web.views import community_json, device_json, event_json
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ COOKIE = "linli_session"
 SSE_KEEPALIVE_S = 15.0
 _PUBLIC = frozenset({"/api/health", "/login"})
 _STATIC = frozenset({"console.js", "console.css", "phone.js"})
-#: Roles whose login lands on the phone page rather than the command-centre console.
-PHONE_ROLES = frozenset({"grid_worker", "grid_leader", "grid_police", "volunteer"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IDENTITY: web.RequestKey[ApiToken] = web.RequestKey("identity", ApiToken)
@@ -182,19 +181,19 @@ class Api:
             response = web.HTTPFound("/m" if identity.role in PHONE_ROLES else "/")
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
             raise response
-        page = resources.files("hub.console").joinpath("login.html").read_bytes()
+        page = resources.files("hub.web.console").joinpath("login.html").read_bytes()
         status = 401 if token else 200
         return web.Response(body=page, status=status, content_type="text/html", charset="utf-8")
 
     async def _console(self, request: web.Request) -> web.StreamResponse:
-        page = resources.files("hub.console").joinpath("index.html").read_bytes()
+        page = resources.files("hub.web.console").joinpath("index.html").read_bytes()
         return web.Response(body=page, content_type="text/html", charset="utf-8")
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name not in _STATIC:
             raise web.HTTPNotFound
-        body = resources.files("hub.console").joinpath(name).read_bytes()
+        body = resources.files("hub.web.console").joinpath(name).read_bytes()
         kind = "text/css" if name.endswith(".css") else "text/javascript"
         return web.Response(body=body, content_type=kind, charset="utf-8")
 
@@ -221,7 +220,7 @@ class Api:
     async def _session(self, request: web.Request) -> web.StreamResponse:
         """Who is logged in and the zone every time is shown in (the community's, not the browser's)."""
         identity = request[IDENTITY]
-        return _json({"name": identity.name, "role": identity.role, "timezone": self._timezone})
+        return _json({"name": identity.name, "role": identity.role.value, "timezone": self._timezone})
 
     def _limit(self, request: web.Request, default: int = 100, most: int = 1000) -> int:
         try:
@@ -253,7 +252,7 @@ class Api:
         return _json([event_json(e) for e in events])
 
     async def _community(self, request: web.Request) -> web.StreamResponse:
-        personal = request[IDENTITY].role in PERSONAL_DATA_ROLES
+        personal = can(request[IDENTITY].role, Permission.PERSONAL_DATA)
         return _json(
             {
                 "communities": [community_json(c, personal=personal) for c in self._registry.communities],
@@ -275,25 +274,23 @@ class Api:
         actor = self._actor(request)
         states = TERMINAL if request.query.get("state") == "closed" else OPEN
         assignee = actor.id if request.query.get("mine") == "1" else request.query.get("assignee")
-        if actor.role not in SUPERVISING_ROLES:
+        if not can(actor.role, Permission.READ, at_least=Scope.ALL):
             assignee = actor.id  # people outside the command centre see their own cases only
-        ids = self._casework.cases.case_ids(
+        views = self._casework.case_views(
             assignee=assignee, grid=request.query.get("grid"), states=states, limit=self._limit(request, 200)
         )
-        now = self._clock.now()
-        views = [
-            self._casework.case_json(c, now=now) for c in map(self._casework.cases.load, ids) if c is not None
-        ]
         views.sort(key=_urgency)
         return _json(views)
 
     async def _case(self, request: web.Request) -> web.StreamResponse:
-        case = self._casework.cases.load(request.match_info["id"])
+        case = self._casework.load(request.match_info["id"])
         actor = self._actor(request)
-        if case is None or (actor.role not in SUPERVISING_ROLES and case.assignee != actor.id):
+        if case is None or (
+            not can(actor.role, Permission.READ, at_least=Scope.ALL) and case.assignee != actor.id
+        ):
             return _json({"error": "not_found", "message": "没有这个案件 / no such case"}, status=404)
         body = self._casework.case_json(case)
-        body["timeline"] = [_entry_json(e) for e in self._casework.cases.timeline(case.id)]
+        body["timeline"] = [_entry_json(e) for e in self._casework.timeline(case.id)]
         alert = self._store.alert(case.alert_id) if case.alert_id is not None else None
         body["alert"] = alert_json(alert) if alert is not None else None
         # The elder's profile and contacts: for the assigned handler and the command centre only.
@@ -326,13 +323,18 @@ class Api:
         if on_behalf_of is not None:
             # The command centre records what a person reported by phone; the person's own
             # permissions apply, and who recorded it stays in the timeline.
-            if actor.role not in SUPERVISING_ROLES:
+            if not can(actor.role, Permission.RECORD_FOR_OTHERS):
                 return _json(
                     {"error": "forbidden", "message": "only the command centre records for others"},
                     status=403,
                 )
+            role = self._casework.role_of(str(on_behalf_of))
+            if role is None:
+                return _json(
+                    {"error": "forbidden", "message": f"{on_behalf_of!r} is not in any roster"}, status=403
+                )
             data["recorded_by"] = actor.id
-            actor = Actor(str(on_behalf_of), self._casework.role_of(str(on_behalf_of)))
+            actor = Actor(str(on_behalf_of), role)
         try:
             case = self._casework.act(
                 request.match_info["id"],
@@ -365,12 +367,7 @@ class Api:
         try:
             start = _time_param(request.query.get("from"), default=now - 30 * 86400)
             end = _time_param(request.query.get("to"), default=now)
-            report = kpi_compute(
-                self._casework.cases.timelines_touching(start, end),
-                sla=self._casework.policies.sla,
-                start=start,
-                end=end,
-            )
+            report = self._casework.kpis(start=start, end=end)
         except ValueError as exc:
             return _json({"error": "bad_request", "message": str(exc)}, status=400)
         grid = request.query.get("grid")
@@ -387,7 +384,7 @@ class Api:
         )
 
     async def _rules_reload(self, request: web.Request) -> web.StreamResponse:
-        if request[IDENTITY].role not in ("admin", "command_centre", "command_supervisor"):
+        if not can(request[IDENTITY].role, Permission.RELOAD_RULES):
             return _json(
                 {"error": "forbidden", "message": "reloading rules needs an admin or command-centre token"},
                 status=403,
@@ -400,7 +397,7 @@ class Api:
 
     async def _notifications(self, request: web.Request) -> web.StreamResponse:
         """Every notification attempt with its outcome (command centre only)."""
-        if request[IDENTITY].role not in SUPERVISING_ROLES:
+        if not can(request[IDENTITY].role, Permission.READ_NOTIFICATIONS):
             return _json({"error": "forbidden", "message": "for the command centre"}, status=403)
         try:
             since = float(request.query.get("since", "0"))
@@ -409,7 +406,7 @@ class Api:
         return _json(self._store.notification_log(since=since, limit=self._limit(request, 500, 10_000)))
 
     async def _test_clock(self, request: web.Request) -> web.StreamResponse:
-        if request[IDENTITY].role not in ("admin", "command_centre") or self._advance_clock is None:
+        if not can(request[IDENTITY].role, Permission.ADVANCE_TEST_CLOCK) or self._advance_clock is None:
             return _json({"error": "forbidden", "message": "test clock needs an admin token"}, status=403)
         try:
             to = float((await request.json())["to"])
@@ -419,7 +416,7 @@ class Api:
         return _json({"now": now})
 
     async def _phone(self, request: web.Request) -> web.StreamResponse:
-        page = resources.files("hub.console").joinpath("phone.html").read_bytes()
+        page = resources.files("hub.web.console").joinpath("phone.html").read_bytes()
         return web.Response(body=page, content_type="text/html", charset="utf-8")
 
     async def _stats_handler(self, request: web.Request) -> web.StreamResponse:

@@ -27,7 +27,7 @@ from gmqtt import Client, Message, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
 from hub.errors import MqttError
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.url import MqttUrl
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The embedded store (SQLite): alerts, the notification outbox and quarantine records.
+"""The embedded store (SQLite): alerts, the notification outbox, the registry and quarantine records.
 
 Invariants enforced here, by the schema rather than by luck:
 
@@ -17,84 +17,19 @@ With ``synchronous=NORMAL`` in WAL mode a committed transaction survives a proce
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from hub.community import Community
+from hub.community.model import Community
 from hub.errors import StoreError
-from hub.registry import UnassignedDevice
-from rules.signals import Signal, SignalAction
+from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
+from hub.storage.schema import migrate
+from rules.signals import Signal
 from rules.subject import Subject
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id          INTEGER PRIMARY KEY,
-    rule        TEXT NOT NULL,
-    subject     TEXT NOT NULL,
-    category    TEXT NOT NULL,
-    severity    TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('active', 'resolved')),
-    device_id   TEXT NOT NULL,
-    grid        TEXT,
-    community   TEXT,
-    title_zh    TEXT NOT NULL,
-    title_en    TEXT NOT NULL,
-    raised_at   REAL NOT NULL,
-    last_seen   REAL NOT NULL,
-    count       INTEGER NOT NULL DEFAULT 1,
-    resolved_at REAL,
-    trace       BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule, subject) WHERE status = 'active';
-CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
-
-CREATE TABLE IF NOT EXISTS notifications (
-    id           TEXT PRIMARY KEY,
-    alert_id     INTEGER NOT NULL REFERENCES alerts (id),
-    case_id      TEXT,
-    recipient    TEXT NOT NULL,
-    channel      TEXT NOT NULL,
-    address      TEXT NOT NULL,
-    payload      BLOB NOT NULL,
-    created_at   REAL NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    delivered_at REAL,
-    abandoned_at REAL,
-    last_error   TEXT
-);
-CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt)
-    WHERE delivered_at IS NULL AND abandoned_at IS NULL;
-
-CREATE TABLE IF NOT EXISTS communities (
-    code       TEXT PRIMARY KEY,
-    doc        BLOB NOT NULL,
-    updated_at REAL NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS unassigned_devices (
-    id         TEXT PRIMARY KEY,
-    family     TEXT NOT NULL,
-    first_seen REAL NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS quarantine (
-    topic      TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    excerpt    BLOB NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen  REAL NOT NULL,
-    count      INTEGER NOT NULL,
-    PRIMARY KEY (topic, reason)
-);
-"""
 
 
 def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
@@ -102,71 +37,6 @@ def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
     if signal.key:
         return bool(recorded.get("key") == signal.key)
     return "event" in recorded and recorded.get("event") == signal.trace.get("event")
-
-
-def new_notification_id() -> str:
-    """Receivers drop repeats by this id (delivery is at-least-once)."""
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: int
-    rule: str
-    subject: str
-    category: str
-    severity: str
-    status: str
-    device_id: str
-    grid: str | None
-    community: str | None
-    title_zh: str
-    title_en: str
-    raised_at: float
-    last_seen: float
-    count: int
-    resolved_at: float | None
-    trace: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """Where one notification goes: a person (or the command centre) on one channel."""
-
-    id: str
-    channel: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    id: str
-    alert_id: int
-    recipient: str
-    channel: str
-    address: str
-    payload: bytes
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class AlertChange:
-    alert: Alert
-    created: bool
-    notifications: tuple[Notification, ...]
-    #: The same subject triggered the rule again after its merge window: people are told again.
-    repeated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineRecord:
-    topic: str
-    reason: str
-    detail: str
-    excerpt: bytes
-    first_seen: float
-    last_seen: float
-    count: int
 
 
 _SELECT_ALERTS = (
@@ -211,23 +81,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-            self._db.executescript(SCHEMA)
+            migrate(self._db, path=str(path))
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
-
-    #: Columns added after the first release of a table: (table, column, declaration).
-    _ADDED_COLUMNS = (
-        ("notifications", "case_id", "TEXT"),
-        ("notifications", "abandoned_at", "REAL"),
-    )
-
-    def _migrate(self) -> None:
-        """Bring a store written by an older version up to date (columns are only ever added)."""
-        for table, column, declaration in self._ADDED_COLUMNS:
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if columns and column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         self._db.close()
@@ -285,85 +141,55 @@ class Store:
 
     # -- alerts ---------------------------------------------------------------------------
 
-    def apply(
-        self,
-        signal: Signal,
-        subject: Subject,
-        recipients: Sequence[Recipient],
-        *,
-        payload_for: PayloadFactory,
-    ) -> AlertChange | None:
-        """Apply a raise/update signal and queue its notifications, atomically.
+    def upsert_alert(
+        self, db: sqlite3.Connection, signal: Signal, subject: Subject
+    ) -> tuple[Alert, bool] | None:
+        """Record a raise/update signal inside the caller's transaction: ``(alert, created)``.
 
         Returns ``None`` when the signal changes nothing (a redelivered message whose
-        occurrence is already recorded).
+        occurrence is already recorded). The caller queues the alert's notifications in the
+        same transaction (transactional outbox).
         """
-        if signal.action is SignalAction.CLEAR:
-            return self._clear(signal)
-        with self._tx() as db:
-            row = db.execute(
-                _ACTIVE_ALERT,
-                (signal.rule_id, signal.subject),
-            ).fetchone()
-            created = row is None
-            if created:
-                cursor = db.execute(
-                    "INSERT INTO alerts (rule, subject, category, severity, status, device_id, grid, community,"
-                    " title_zh, title_en, raised_at, last_seen, count, trace)"
-                    " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (
-                        signal.rule_id,
-                        signal.subject,
-                        signal.category,
-                        signal.severity.value,
-                        subject.device_id,
-                        subject.grid,
-                        subject.community,
-                        signal.title_zh,
-                        signal.title_en,
-                        signal.ts,
-                        signal.ts,
-                        orjson.dumps({"occurrences": [signal.trace]}),
-                    ),
-                )
-                alert_id = cursor.lastrowid
-                assert alert_id is not None
-            else:
-                existing = _alert(row)
-                recent = existing.trace["occurrences"]
-                if any(_same_occurrence(o, signal) for o in recent):
-                    # The very same occurrence again (QoS 1 redelivery, replay): nothing new happened.
-                    return None
-                occurrences = [*recent[-19:], signal.trace]
-                db.execute(
-                    "UPDATE alerts SET last_seen = max(last_seen, ?), count = count + 1, trace = ? WHERE id = ?",
-                    (signal.ts, orjson.dumps({"occurrences": occurrences}), existing.id),
-                )
-                alert_id = existing.id
-            alert = _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone())
-            notifications: list[Notification] = []
-            if created or signal.action is SignalAction.RAISE:
-                for recipient in recipients:
-                    note_id = new_notification_id()
-                    body = payload_for(note_id, alert, recipient, created)
-                    notifications.append(
-                        self.queue_notification(
-                            db,
-                            notification_id=note_id,
-                            alert_id=alert.id,
-                            recipient=recipient,
-                            payload=body,
-                            at=signal.ts,
-                        )
-                    )
-        return AlertChange(
-            alert=alert,
-            created=created,
-            notifications=tuple(notifications),
-            repeated=not created and signal.action is SignalAction.RAISE,
-        )
+        row = db.execute(_ACTIVE_ALERT, (signal.rule_id, signal.subject)).fetchone()
+        created = row is None
+        if created:
+            cursor = db.execute(
+                "INSERT INTO alerts (rule, subject, category, severity, status, device_id, grid, community,"
+                " title_zh, title_en, raised_at, last_seen, count, trace)"
+                " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                (
+                    signal.rule_id,
+                    signal.subject,
+                    signal.category,
+                    signal.severity.value,
+                    subject.device_id,
+                    subject.grid,
+                    subject.community,
+                    signal.title_zh,
+                    signal.title_en,
+                    signal.ts,
+                    signal.ts,
+                    orjson.dumps({"occurrences": [signal.trace]}),
+                ),
+            )
+            alert_id = cursor.lastrowid
+            assert alert_id is not None
+        else:
+            existing = _alert(row)
+            recent = existing.trace["occurrences"]
+            if any(_same_occurrence(o, signal) for o in recent):
+                # The very same occurrence again (QoS 1 redelivery, replay): nothing new happened.
+                return None
+            occurrences = [*recent[-19:], signal.trace]
+            db.execute(
+                "UPDATE alerts SET last_seen = max(last_seen, ?), count = count + 1, trace = ? WHERE id = ?",
+                (signal.ts, orjson.dumps({"occurrences": occurrences}), existing.id),
+            )
+            alert_id = existing.id
+        return _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()), created
 
-    def _clear(self, signal: Signal) -> AlertChange | None:
+    def clear_alert(self, signal: Signal) -> AlertChange | None:
+        """Resolve the active alert of the signal's (rule, subject), if there is one."""
         with self._tx() as db:
             row = db.execute(
                 _ACTIVE_ALERT,
@@ -516,9 +342,3 @@ class Store:
             (limit,),
         )
         return [QuarantineRecord(*row) for row in rows]
-
-
-class PayloadFactory(Protocol):
-    """Builds a notification body inside the alert's transaction."""
-
-    def __call__(self, notification_id: str, alert: Alert, recipient: Recipient, created: bool) -> bytes: ...

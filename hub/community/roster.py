@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hub.records import Role
+
 
 class Weekday(StrEnum):
     MON = "mon"
@@ -38,16 +40,6 @@ def parse_days(value: object) -> object:
         i, j = WEEK.index(first), WEEK.index(last)
         return WEEK[i : j + 1] if i <= j else WEEK[i:] + WEEK[: j + 1]
     return value
-
-
-class Role(StrEnum):
-    GRID_LEADER = "grid_leader"  # 网格长
-    GRID_WORKER = "grid_worker"  # 专职网格员
-    GRID_POLICE = "grid_police"  # 网格警员
-    VOLUNTEER = "volunteer"
-    DUTY_OFFICER = "duty_officer"  # 社区值班
-    COMMAND_OPERATOR = "command_operator"  # 指挥中心
-    COMMAND_SUPERVISOR = "command_supervisor"
 
 
 class Shift(BaseModel):

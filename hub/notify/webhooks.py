@@ -18,16 +18,11 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from hub.channels.formats import (
-    ChannelError,
-    PreparedRequest,
-    dingtalk_markdown,
-    generic_webhook,
-    wecom_markdown,
-)
+from hub.channels.formats import PreparedRequest, dingtalk_markdown, generic_webhook, wecom_markdown
 from hub.channels.messages import CaseNotice, Lang, NoticeKind, render
 from hub.channels.preferences import Endpoint, EndpointKind
 from hub.channels.webhook import Outcome, OutcomeKind, send
+from hub.errors import ChannelError
 
 #: Outbox channels handled here (MQTT goes through the hub's own connection).
 WEBHOOK_CHANNELS = frozenset(

@@ -7,8 +7,10 @@ Every change is one transaction: the timeline entry, the escalation steps it sen
 the deadline is read back and the planner finds the same steps, so the next one goes out at
 its original time and nothing is sent twice.
 
-Notifications to people are MQTT messages (schema ``linli.notification.v1``, see
-``docs/topics.md``); a person replies on ``{prefix}/{community}/workers/{person}/replies``.
+Notifications to people are MQTT messages (schema ``linli.notification.v1``, rendered by
+:mod:`hub.notify.payloads`, see ``docs/topics.md``); a person replies on the topic
+:mod:`hub.casework.replies` defines. Who may act is the access table's answer
+(:mod:`hub.casework.access`).
 Guardians (emergency contacts) have no channel of their own here: their names and phones go
 to the command centre, whose operators call them.
 """
@@ -16,94 +18,40 @@ to the command centre, whose operators call them.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
-from hub.alert_json import NOTIFICATION_SCHEMA, alert_json
-from hub.case_store import CaseStore, StaleCaseError
 from hub.cases.escalation import DueStep, Selector, Target, TargetKind, plan
+from hub.cases.kpi import KpiReport
+from hub.cases.kpi import compute as kpi_compute
 from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
 from hub.cases.policies import Policies
-from hub.cases.sla import Light
+from hub.cases.views import case_json
 from hub.cases.workflow import allowed_actions, apply, case_from_alert
+from hub.casework.access import Action, Actor, Where, allows
+from hub.casework.points import stage_of, transition_point, worst_light
 from hub.channels.messages import CaseNotice, NoticeKind
 from hub.channels.preferences import EndpointKind, Preferences
-from hub.clock import Clock, iso
-from hub.community import Contact
-from hub.errors import HubError
-from hub.registry import Registry
-from hub.roster import Person, Role, on_duty
-from hub.routing import Routing
-from hub.store import Alert, AlertChange, Recipient, Store, new_notification_id
-from hub.timeseries import CaseStage, CaseTransition, TimeseriesSink, TrafficLight, case_point
-from hub.views import resident_json
-from hub.webhooks import outbox_entry
+from hub.clock import Clock
+from hub.community.model import Contact
+from hub.community.privacy import resident_json
+from hub.community.registry import Registry
+from hub.community.roster import Person, on_duty
+from hub.errors import CaseNotFoundError, NotAllowedError, StaleCaseError
+from hub.notify.payloads import case_notification
+from hub.notify.routing import Routing
+from hub.notify.webhooks import outbox_entry
+from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
+from hub.storage.cases import CaseStore
+from hub.storage.store import Store
+from hub.timeseries import CaseStage, TimeseriesSink
 
 log = logging.getLogger(__name__)
 
 #: Alerts of these severities open no case (they are information, not work).
 NO_CASE_SEVERITIES = frozenset({"info"})
-REPLY_TOPIC = re.compile(r"^(?P<prefix>[^/]+)/(?P<community>[^/]+)/workers/(?P<person>[^/]+)/replies$")
-
-_STAGE_OF_ACTION = {
-    CaseAction.FILE: CaseStage.FILED,
-    CaseAction.DISPATCH: CaseStage.DISPATCHED,
-    CaseAction.ACCEPT: CaseStage.ACCEPTED,
-    CaseAction.ARRIVE: CaseStage.HANDLED,  # 处置 begins on site
-    CaseAction.HANDLE: CaseStage.FEEDBACK,
-    CaseAction.VERIFY: CaseStage.VERIFIED,
-    CaseAction.REWORK: CaseStage.REWORK,
-    CaseAction.CLOSE: CaseStage.CLOSED,
-    CaseAction.REASSIGN: CaseStage.REDISPATCHED,
-    CaseAction.RETURN: CaseStage.RETURNED,
-    CaseAction.EXTEND: CaseStage.EXTENDED,
-    CaseAction.SUPERVISE: CaseStage.SUPERVISED,
-    CaseAction.VOID: CaseStage.VOID,
-}
-
-
-class CaseNotFoundError(HubError):
-    def __init__(self, case_id: str) -> None:
-        super().__init__(f"no case {case_id!r}")
-        self.case_id = case_id
-
-
-class NotAllowedError(HubError):
-    """The actor may not act on this case (not assigned, not in the grid, wrong role)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts: a person of the roster, or a console user with a role."""
-
-    id: str
-    role: str
-
-
-#: Roles that may act on any case (the command centre and the community's duty officers).
-SUPERVISING_ROLES = frozenset(
-    {"admin", "command_centre", "command_operator", "command_supervisor", "duty_officer"}
-)
-#: Actions a handler takes on a case dispatched to them.
-HANDLER_ACTIONS = frozenset(
-    {
-        CaseAction.ACCEPT,
-        CaseAction.ARRIVE,
-        CaseAction.HANDLE,
-        CaseAction.CALL_BACK,
-        CaseAction.NOTE,
-        CaseAction.RETURN,
-        # After the recorded call-back the workflow requires (handbook §4: every false press
-        # still gets a call-back and is logged).
-        CaseAction.FALSE_ALARM,
-    }
-)
 
 
 class Casework:
@@ -121,12 +69,11 @@ class Casework:
         on_notifications: Callable[[], None],
         on_change: Callable[[Case], None],
         preferences: Preferences | None = None,
+        reply_topic: Callable[[str, str], str],
         on_retry: Callable[[], None] = lambda: None,
-        on_bad_reply: Callable[[str, str, str, bytes], None] = lambda *_: None,
     ) -> None:
         self._on_retry = on_retry
-        # A reply that cannot be applied leaves a record (topic, reason, detail, payload).
-        self._on_bad_reply = on_bad_reply
+        self._reply_topic = reply_topic
         self._preferences = preferences or Preferences()
         self._store = store
         self.cases = cases
@@ -229,16 +176,20 @@ class Casework:
         return self._act(case, action, actor=actor.id, channel=channel, note=note, data=dict(data or {}))
 
     def _authorise(self, case: Case, action: CaseAction, actor: Actor) -> None:
-        if actor.role in SUPERVISING_ROLES:
-            return
-        person = self._person(case, actor.id)
-        if action in HANDLER_ACTIONS and (
-            case.assignee == actor.id or (person and case.grid in person.grids)
-        ):
-            return
-        if person is not None and person.role is Role.GRID_LEADER and case.grid in person.grids:
-            return  # 网格长 may also reassign, extend or verify in the grid
-        raise NotAllowedError(f"{actor.id} ({actor.role}) may not {action.value} case {case.id}")
+        where = Where(community=case.community, grid=case.grid, assignee=case.assignee)
+        if not self.allows(actor, action, where):
+            raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not {action.value} case {case.id}")
+
+    def allows(self, actor: Actor, action: Action, where: Where) -> bool:
+        """The access table's answer for this actor, with the grids their roster entry covers."""
+        grids: set[str] = set()
+        communities: set[str] = set()
+        for community in self._registry.communities:
+            for person in community.people:
+                if person.id == actor.id:
+                    grids.update(person.grids)
+                    communities.add(community.code)
+        return allows(actor, action, where, grids=frozenset(grids), communities=frozenset(communities))
 
     def _act(
         self, case: Case, action: CaseAction, *, actor: str, channel: Channel, note: str, data: dict[str, Any]
@@ -269,44 +220,35 @@ class Casework:
         self._after(updated, entry, sent=sent)
         return updated
 
-    def on_reply(self, topic: str, payload: bytes) -> bool:
-        """A worker's app replied on its reply topic; returns ``False`` if the topic is not a reply topic."""
-        match = REPLY_TOPIC.match(topic)
-        if match is None:
-            return False
-        person = match.group("person")
-        try:
-            body = orjson.loads(payload)
-            case_id = str(body["case_id"])
-            action = CaseAction(body["action"])
-            note = str(body.get("note", ""))
-            data = body.get("data") or {}
-            if not isinstance(data, dict):
-                raise TypeError("data must be an object")
-        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-            log.warning("bad reply from %s on %r: %s", person, topic, exc)
-            self._on_bad_reply(topic, "bad_reply", f"{type(exc).__name__}: {exc}", payload)
-            return True
-        try:
-            self.act(
-                case_id,
-                action,
-                actor=Actor(person, self.role_of(person)),
-                channel=Channel.MQTT,
-                note=note,
-                data=data,
-            )
-        except HubError as exc:
-            log.warning("reply from %s refused: %s", person, exc)
-            self._on_bad_reply(topic, "reply_refused", str(exc), payload)
-        return True
-
-    def role_of(self, person_id: str) -> str:
+    def role_of(self, person_id: str) -> Role | None:
+        """The roster role of a person (``None`` for someone not in any roster)."""
         for community in self._registry.communities:
             for person in community.people:
                 if person.id == person_id:
-                    return person.role.value
-        return "unknown"
+                    return person.role
+        return None
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def load(self, case_id: str) -> Case | None:
+        return self.cases.load(case_id)
+
+    def timeline(self, case_id: str) -> list[TimelineEntry]:
+        return self.cases.timeline(case_id)
+
+    def case_views(
+        self, *, assignee: str | None, grid: str | None, states: Iterable[CaseState], limit: int
+    ) -> list[dict[str, Any]]:
+        """Cases as JSON at the same instant, filtered as the store's index allows."""
+        now = self._clock.now()
+        ids = self.cases.case_ids(assignee=assignee, grid=grid, states=states, limit=limit)
+        return [self.case_json(c, now=now) for c in map(self.cases.load, ids) if c is not None]
+
+    def kpis(self, *, start: float, end: float) -> KpiReport:
+        """结案率, 按期结案率, 返工率, 延期率 and response times over ``[start, end]`` (docs/cases.md)."""
+        return kpi_compute(
+            self.cases.timelines_touching(start, end), sla=self.policies.sla, start=start, end=end
+        )
 
     # -- escalation and SLA ------------------------------------------------------------------
 
@@ -323,7 +265,9 @@ class Casework:
                     s.stage is event.stage and s.round_start == event.round_start for s in case.supervisions
                 ):
                     if event.stage is Stage.CASE:
-                        self._series.write(self._transition(case, CaseStage.OVERDUE, now))
+                        self._series.write(
+                            transition_point(case, CaseStage.OVERDUE, now, sla=self.policies.sla)
+                        )
                     case = self._act(
                         case,
                         CaseAction.SUPERVISE,
@@ -347,8 +291,7 @@ class Casework:
             case = self.cases.load(case_id)
             if case is None:
                 continue
-            lights = self.policies.sla.traffic_light(case, now)
-            worst = max((s.light for s in lights if not s.done), key=_LIGHT_ORDER.index, default=Light.GREEN)
+            worst = worst_light(case, now, sla=self.policies.sla, open_stages_only=True)
             key = (case.community or "", case.grid or "", case.severity, worst.value)
             counts[key] = counts.get(key, 0) + 1
         return counts
@@ -400,9 +343,9 @@ class Casework:
             return False
         people = [t for t in targets if t.kind is TargetKind.PERSON]
         guardians = [t for t in targets if t.kind is TargetKind.CONTACT]
-        recipients: list[tuple[Recipient, Target | None]] = [(self._recipient(case, t.id), t) for t in people]
+        recipients = [self._recipient(case, t.id) for t in people]
         if guardians or any(t.kind is TargetKind.COMMAND_CENTRE for t in targets):
-            recipients.append((self._routing.command_centre(), None))
+            recipients.append(self._routing.command_centre())
         now = self._clock.now()
         for person in people:
             # Besides the phone app's topic: the person's own channels (DingTalk, WeCom, webhooks).
@@ -421,10 +364,10 @@ class Casework:
                     at=now,
                     case_id=case.id,
                 )
-        for recipient, target in recipients:
+        for recipient in recipients:
             note_id = new_notification_id()
             body = self._payload(
-                note_id, case, alert, recipient, target, kind=kind, key=key, guardians=guardians, step=step
+                note_id, case, alert, recipient, kind=kind, key=key, guardians=guardians, step=step
             )
             self._store.queue_notification(
                 db,
@@ -471,51 +414,35 @@ class Casework:
         case: Case,
         alert: Alert,
         recipient: Recipient,
-        target: Target | None,
         *,
         kind: str,
         key: str,
         guardians: Sequence[Target],
         step: DueStep | None,
     ) -> bytes:
-        body: dict[str, Any] = {
-            "schema": NOTIFICATION_SCHEMA,
-            "id": note_id,
-            "type": kind,
-            "recipient": recipient.id,
-            "step": key,
-            "case": self.case_json(case),
-            "alert": alert_json(alert),
-            "reply_topic": self._routing.reply_topic(case.community or "-", recipient.id),
-        }
-        if step is not None:
-            body["due_at"] = iso(step.due_at)
         device = self._registry.device(alert.device_id)
-        location = self._registry.location(alert.device_id)
-        if location is not None:
-            body["location"] = " ".join(
-                part
-                for part in (
-                    location.grid.name,
-                    location.building.name if location.building else "",
-                    location.unit.name if location.unit else "",
-                    location.household.room if location.household else "",
-                    location.place.name if location.place else "",
-                    device.location if device else "",
-                )
-                if part
-            )
         # The elder's profile goes to those who must act on this SOS (the people told by the
         # escalation chain and the command centre), never to a broadcast topic.
+        resident = None
         if case.is_sos and device is not None and device.resident is not None:
-            resident = self._registry.resident(device.resident)
-            if resident is not None:
-                body["resident"] = resident_json(resident, personal=True)
-        if recipient.id == self._routing.command_centre().id and guardians:
-            body["call_guardians"] = [
-                {"name": g.name, "phone": g.phone, "relation": g.role} for g in guardians
-            ]
-        return orjson.dumps(body)
+            found = self._registry.resident(device.resident)
+            resident = resident_json(found, personal=True) if found is not None else None
+        to_centre = recipient.id == self._routing.command_centre().id
+        return case_notification(
+            notification_id=note_id,
+            kind=kind,
+            step_key=key,
+            recipient=recipient,
+            case=self.case_json(case),
+            alert=alert,
+            reply_topic=self._reply_topic(case.community or "-", recipient.id),
+            due_at=step.due_at if step is not None else None,
+            location=self._registry.place_label(alert.device_id),
+            resident=resident,
+            guardians=[{"name": g.name, "phone": g.phone, "relation": g.role} for g in guardians]
+            if to_centre
+            else (),
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -549,64 +476,12 @@ class Casework:
         return resident.emergency_contacts if resident is not None else ()
 
     def _after(self, case: Case, entry: TimelineEntry, *, sent: bool) -> None:
-        stage = _STAGE_OF_ACTION.get(entry.action)
-        if entry.action in (CaseAction.FALSE_ALARM, CaseAction.AUTO_CLEAR) and case.state is CaseState.CLOSED:
-            stage = CaseStage.CLOSED
+        stage = stage_of(case, entry)
         if stage is not None:
-            self._series.write(self._transition(case, stage, entry.ts))
+            self._series.write(transition_point(case, stage, entry.ts, sla=self.policies.sla))
         if sent:
             self._on_notifications()
         self._on_change(case)
 
-    def _transition(self, case: Case, stage: CaseStage, at: float) -> Any:
-        lights = self.policies.sla.traffic_light(case, at)
-        worst = max((s.light for s in lights), key=_LIGHT_ORDER.index, default=Light.GREEN)
-        return case_point(
-            CaseTransition(
-                case_id=case.id,
-                stage=stage,
-                at=at,
-                stage_entered_at=case.updated_at if stage is not CaseStage.FILED else case.filed_at,
-                filed_at=case.filed_at,
-                deadline=self.policies.sla.due_at(case, Stage.CASE),
-                light=TrafficLight(worst.value),
-                community=case.community or "",
-                grid=case.grid or "",
-                category=case.category,
-                severity=case.severity,
-                worker=case.assignee or "",
-            )
-        )
-
     def case_json(self, case: Case, *, now: float | None = None) -> dict[str, Any]:
-        now = self._clock.now() if now is None else now
-        return {
-            "id": case.id,
-            "alert_id": case.alert_id,
-            "category": case.category,
-            "severity": case.severity,
-            "state": case.state.value,
-            "resolution": case.resolution.value if case.resolution else None,
-            "title": {"zh": case.title_zh, "en": case.title_en},
-            "subject": case.subject,
-            "grid": case.grid,
-            "community": case.community,
-            "assignee": case.assignee,
-            "filed_at": iso(case.filed_at),
-            "updated_at": iso(case.updated_at),
-            "allowed_actions": [a.value for a in allowed_actions(case)],
-            "sla": [
-                {
-                    "stage": s.stage.value,
-                    "light": s.light.value,
-                    "elapsed_s": round(s.elapsed, 3),
-                    "limit_s": s.limit,
-                    "due_at": iso(s.due_at),
-                    "done": s.done,
-                }
-                for s in self.policies.sla.traffic_light(case, now)
-            ],
-        }
-
-
-_LIGHT_ORDER = [Light.GREEN, Light.YELLOW, Light.RED]
+        return case_json(case, sla=self.policies.sla, now=self._clock.now() if now is None else now)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from hub.registry import Registry
-from hub.roster import Role, on_duty
-from hub.store import Recipient
+from hub.community.registry import Registry
+from hub.community.roster import on_duty
+from hub.records import Recipient, Role
 from rules.signals import Signal
 from rules.subject import Subject
 
@@ -33,13 +33,6 @@ class Routing:
 
     def worker_topic(self, community: str, person_id: str) -> str:
         return f"{self._prefix}/{community}/workers/{person_id}/notifications"
-
-    def reply_topic(self, community: str, person_id: str) -> str:
-        """Where a person's app publishes actions (accept, arrive, handle …) on a case."""
-        return f"{self._prefix}/{community}/workers/{person_id}/replies"
-
-    def reply_subscription(self) -> str:
-        return f"{self._prefix}/+/workers/+/replies"
 
     def command_centre_topic(self) -> str:
         return f"{self._prefix}/{COMMAND_CENTRE}/notifications"

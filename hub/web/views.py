@@ -1,8 +1,8 @@
 """JSON views of devices, events and the community tree, with personal data masked by role.
 
 Residents' personal data (names, phones, addresses, contacts, medical notes) is shown only
-to roles that act on it (the command centre, duty officers, administrators); every other
-role sees masked values.
+to roles the access table (:mod:`hub.casework.access`) grants ``personal_data``; every
+other role sees masked values (:mod:`hub.community.privacy`).
 """
 
 from __future__ import annotations
@@ -11,45 +11,10 @@ from typing import Any
 
 from adapters.events import Event
 from hub.clock import iso
-from hub.community import Community, Resident
-from hub.device_state import DeviceState, DeviceStates
-from hub.registry import Registry
-
-PERSONAL_DATA_ROLES = frozenset({"admin", "command_centre", "command_supervisor", "duty_officer"})
-#: A device is considered offline after this many missed heartbeat intervals (handbook §5).
-OFFLINE_AFTER_HEARTBEATS = 2.0
-
-
-def mask_name(name: str) -> str:
-    return name[:1] + "*" * max(1, len(name) - 1) if name else ""
-
-
-def mask_phone(phone: str) -> str:
-    digits = phone.strip()
-    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****" if digits else ""
-
-
-def resident_json(resident: Resident, *, personal: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": resident.id,
-        "household": resident.household,
-        "living_alone": resident.living_alone,
-        "aged_80_plus": resident.age is not None and resident.age >= 80,
-        "disabled": resident.disabled,
-        "cognitive_impairment": resident.cognitive_impairment,
-    }
-    if personal:
-        body |= {
-            "name": resident.name,
-            "age": resident.age,
-            "address": resident.address,
-            "phone": resident.phone,
-            "emergency_contacts": [c.model_dump() for c in resident.emergency_contacts],
-            "medical_notes": resident.medical_notes,
-        }
-    else:
-        body |= {"name": mask_name(resident.name), "phone": mask_phone(resident.phone)}
-    return body
+from hub.community.model import Community
+from hub.community.privacy import mask_name, resident_json
+from hub.community.registry import Registry
+from hub.ingest.device_state import DeviceStates, is_online
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -61,14 +26,6 @@ def event_json(event: Event) -> dict[str, Any]:
         "value": event.value,
         "attrs": dict(event.attrs),
     }
-
-
-def _online(state: DeviceState | None, heartbeat_s: float | None, now: float) -> bool | None:
-    if state is None:
-        return None
-    if not state.online:
-        return False
-    return not (heartbeat_s is not None and now - state.last_seen > OFFLINE_AFTER_HEARTBEATS * heartbeat_s)
 
 
 def device_json(
@@ -91,7 +48,7 @@ def device_json(
         "family": state.family if state else (stranger.family if stranger else None),
         "heartbeat_s": device.heartbeat_s if device else None,
         "last_seen": iso(state.last_seen) if state else None,
-        "online": _online(state, device.heartbeat_s if device else None, now),
+        "online": is_online(state, device.heartbeat_s if device else None, now),
         "battery": state.battery if state else None,
         "signal": state.signal if state else None,
     }

@@ -15,55 +15,13 @@ import orjson
 
 from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
 from hub.cases.workflow import replay
-from hub.store import Store
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cases (
-    id         TEXT PRIMARY KEY,
-    alert_id   INTEGER REFERENCES alerts (id),
-    category   TEXT NOT NULL,
-    severity   TEXT NOT NULL,
-    grid       TEXT,
-    community  TEXT,
-    state      TEXT NOT NULL,
-    assignee   TEXT,
-    version    INTEGER NOT NULL,
-    filed_at   REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS cases_one_open_per_alert ON cases (alert_id) WHERE state NOT IN ('closed', 'void');
-CREATE INDEX IF NOT EXISTS cases_by_assignee ON cases (assignee, state);
-
-CREATE TABLE IF NOT EXISTS case_timeline (
-    case_id    TEXT NOT NULL REFERENCES cases (id),
-    seq        INTEGER NOT NULL,
-    ts         REAL NOT NULL,
-    entry      BLOB NOT NULL,
-    PRIMARY KEY (case_id, seq)
-);
-
-CREATE TABLE IF NOT EXISTS case_deadlines (
-    case_id TEXT PRIMARY KEY REFERENCES cases (id),
-    next_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS case_deadlines_next ON case_deadlines (next_at);
-
-CREATE TABLE IF NOT EXISTS case_steps_sent (
-    key     TEXT PRIMARY KEY,
-    case_id TEXT NOT NULL REFERENCES cases (id),
-    sent_at REAL NOT NULL
-);
-"""
-
-
-class StaleCaseError(RuntimeError):
-    """The case changed under us (optimistic version check failed); reload and retry."""
+from hub.errors import StaleCaseError
+from hub.storage.store import Store
 
 
 class CaseStore:
     def __init__(self, *, store: Store) -> None:
         self._store = store
-        store.db.executescript(SCHEMA)
 
     # -- writes (inside the caller's transaction) ------------------------------------------
 

@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import orjson
 
-from hub.store import Store
+from hub.storage.store import Store
 from rules.state import MemoryState
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rule_state (
-    rule    TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    state   BLOB NOT NULL,
-    PRIMARY KEY (rule, subject)
-) WITHOUT ROWID;
-"""
 
 
 class RuleStateStore:
     def __init__(self, *, store: Store) -> None:
         self._store = store
-        store.db.executescript(SCHEMA)
 
     def load(self) -> MemoryState:
         rows = self._store.db.execute("SELECT rule, subject, state FROM rule_state").fetchall()

@@ -14,9 +14,10 @@ import random
 
 from hub.channels.webhook import OutcomeKind
 from hub.clock import Clock, wall_delay
-from hub.mqtt_client import HubMqttClient
-from hub.store import Notification, Store
-from hub.webhooks import WEBHOOK_CHANNELS, WebhookSender
+from hub.mqtt.client import HubMqttClient
+from hub.notify.webhooks import WEBHOOK_CHANNELS, WebhookSender
+from hub.records import Notification
+from hub.storage.store import Store
 
 log = logging.getLogger(__name__)
 

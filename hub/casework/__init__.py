@@ -1,0 +1,11 @@
+"""Alerts become cases: dispatch, escalation, actions by people, and who may take them.
+
+Owns: :mod:`~hub.casework.service` (立案 → 派遣 and the closed loop against the store, the
+roster and the outbox), :mod:`~hub.casework.access` (the one access table: role × action ×
+scope), :mod:`~hub.casework.replies` (the worker reply topic and applying replies) and
+:mod:`~hub.casework.points` (case transitions as time-series points). The pure workflow,
+SLA, escalation and KPI rules are :mod:`hub.cases`.
+
+Must not import: ``hub.ingest`` (the app connects the two by callbacks), ``hub.web``,
+``hub.app``, ``hub.cli``, ``simulators``, ``dashboards``.
+"""

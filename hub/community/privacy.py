@@ -1,0 +1,43 @@
+"""Residents' personal data, whole or masked: the one place that decides what a mask shows.
+
+Who gets the whole record is the access table's decision (``personal_data`` in
+:mod:`hub.casework.access`); this module only renders the two forms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.community.model import Resident
+
+
+def mask_name(name: str) -> str:
+    return name[:1] + "*" * max(1, len(name) - 1) if name else ""
+
+
+def mask_phone(phone: str) -> str:
+    digits = phone.strip()
+    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****" if digits else ""
+
+
+def resident_json(resident: Resident, *, personal: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": resident.id,
+        "household": resident.household,
+        "living_alone": resident.living_alone,
+        "aged_80_plus": resident.age is not None and resident.age >= 80,
+        "disabled": resident.disabled,
+        "cognitive_impairment": resident.cognitive_impairment,
+    }
+    if personal:
+        body |= {
+            "name": resident.name,
+            "age": resident.age,
+            "address": resident.address,
+            "phone": resident.phone,
+            "emergency_contacts": [c.model_dump() for c in resident.emergency_contacts],
+            "medical_notes": resident.medical_notes,
+        }
+    else:
+        body |= {"name": mask_name(resident.name), "phone": mask_phone(resident.phone)}
+    return body

@@ -1,0 +1,164 @@
+"""The rule engine at run time: persisted state, timers, and packs reloaded without a restart.
+
+The evaluator (``rules/``) is pure; this module gives it the hub's clock, writes its state
+to the store, fires its timers after the broker's backlog is processed, and reloads packs
+on change or on request. Signals go to the pipeline, which stores them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from adapters.errors import LinliError
+from hub.clock import Clock, wall_delay
+from hub.community.registry import Registry
+from hub.storage.rule_state import RuleStateStore
+from rules.evaluator import Evaluator
+from rules.loader import BUILTIN_PACKS, load_packs
+from rules.model import Rule
+from rules.signals import Signal
+from rules.state import MemoryState
+
+log = logging.getLogger(__name__)
+
+#: After start-up, rule timers wait until no message came for this long (the broker's backlog
+#: of queued messages is processed), but never longer than the bound.
+CATCH_UP_QUIET_S = 1.0
+CATCH_UP_MAX_S = 15.0
+RULE_TIMER_POLL_S = 1.0
+RULE_WATCH_S = 2.0
+ROUTINE_STATE_FLUSH_S = 5.0
+
+
+class RuleRuntime:
+    """Owns the evaluator, its persisted state and its timers."""
+
+    def __init__(
+        self,
+        *,
+        rule_paths: Sequence[Path],
+        rules: Sequence[Rule] | None,
+        overrides: dict[str, dict[str, dict[str, float | int | str]]],
+        zone: str,
+        registry: Registry,
+        state_store: RuleStateStore,
+        clock: Clock,
+    ) -> None:
+        self._roots = tuple(rule_paths) or (BUILTIN_PACKS,)
+        self._overrides = overrides
+        self._registry = registry
+        self._state_store = state_store
+        self._clock = clock
+        self.rules = tuple(rules if rules is not None else load_packs(self._roots))
+        self._state: MemoryState = state_store.load()
+        self.evaluator = Evaluator(rules=self.rules, state=self._state, zone=zone, overrides=overrides)
+        # Every expected device gets its absence deadlines (a device that never reports is caught).
+        self.evaluator.start(registry.subjects(), clock.now())
+        self._flush_pending = False
+        self._closed = False
+        self._stamp: tuple[tuple[str, float], ...] = ()
+        self.caught_up = asyncio.Event()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state_changed(self) -> None:
+        """Rule state goes to disk once per event-loop turn, however many messages the turn had."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (tools, in-process benchmarks): write now
+                self.flush()
+
+    def flush(self, *, include_routine: bool = False) -> int:
+        self._flush_pending = False
+        if self._closed:
+            # A flush scheduled for the loop turn after stop(): the final flush already ran.
+            return 0
+        return self._state_store.flush(self._state, include_routine=include_routine)
+
+    def close(self) -> None:
+        """The last flush (routine updates included); later scheduled flushes do nothing."""
+        self.flush(include_routine=True)
+        self._closed = True
+
+    async def flush_routine(self) -> None:
+        """Routine rule-state updates (deadlines moved on by readings) go to disk every few seconds."""
+        while True:
+            await asyncio.sleep(ROUTINE_STATE_FLUSH_S)
+            self.flush(include_routine=True)
+
+    # -- packs -------------------------------------------------------------------------------
+
+    def _files(self) -> list[Path]:
+        return sorted(f for root in self._roots for f in (root.glob("*.yaml") if root.is_dir() else [root]))
+
+    def _files_stamp(self) -> tuple[tuple[str, float], ...]:
+        return tuple((str(f), f.stat().st_mtime) for f in self._files() if f.exists())
+
+    def reload(self) -> int:
+        """Load the packs again; state of rules that still exist is kept. Bad packs change nothing."""
+        rules = load_packs(self._roots)
+        self.evaluator.reload(rules, self._overrides)
+        self.evaluator.start(self._registry.subjects(), self._clock.now())
+        self.rules = tuple(rules)
+        self._stamp = self._files_stamp()
+        self.flush()
+        log.info("rule packs reloaded: %d rules", len(rules))
+        return len(rules)
+
+    def remember_files(self) -> None:
+        self._stamp = self._files_stamp()
+
+    async def watch(self) -> None:
+        """Reload the packs when a file changes (``linli rules reload`` does it on demand)."""
+        while True:
+            await asyncio.sleep(RULE_WATCH_S)
+            stamp = await asyncio.to_thread(self._files_stamp)
+            if stamp != self._stamp:
+                try:
+                    self.reload()
+                except LinliError as exc:
+                    self._stamp = stamp  # do not retry the same broken files every 2 s
+                    log.error("rule packs changed but are invalid; keeping the old rules: %s", exc)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def run_due(self, apply: Callable[[Sequence[Signal]], None]) -> int:
+        """Fire the rule timers due now (durations, absences, count windows); returns signals applied."""
+        signals = self.evaluator.due(self._clock.now())
+        apply(signals)
+        self.flush()
+        return len(signals)
+
+    async def run_timers(
+        self, apply: Callable[[Sequence[Signal]], None], messages: Callable[[], int]
+    ) -> None:
+        """Rule timers, started only after the backlog the broker kept for us is processed.
+
+        Messages queued while the hub was down arrive first; an overdue timer whose condition
+        cleared in that backlog must be cancelled by it, not fire (a door closed while we were
+        down). So: wait until the stream goes quiet (or a bound), then fire what is still due.
+        """
+        loop = asyncio.get_running_loop()
+        seen, quiet_since, started = -1, loop.time(), loop.time()
+        while loop.time() - started < CATCH_UP_MAX_S:
+            if messages() != seen:
+                seen, quiet_since = messages(), loop.time()
+            elif loop.time() - quiet_since >= CATCH_UP_QUIET_S:
+                break
+            await asyncio.sleep(0.05)
+        log.info("caught up after %d queued message(s); rule timers running", max(seen, 0))
+        self.caught_up.set()
+        while True:
+            self.run_due(apply)
+            next_at = self.evaluator.next_due()
+            delay = (
+                RULE_TIMER_POLL_S
+                if next_at is None
+                else min(RULE_TIMER_POLL_S, wall_delay(self._clock, max(0.0, next_at - self._clock.now())))
+            )
+            await asyncio.sleep(delay)

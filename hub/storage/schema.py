@@ -1,0 +1,172 @@
+"""The one database file's schema and its versioned migrations.
+
+Every table of the hub's SQLite file is created here, nowhere else. The file carries its
+schema version in SQLite's ``PRAGMA user_version`` (a header field, read without a table);
+:func:`migrate` upgrades an older file step by step on start, each step in its own
+transaction, and refuses a file written by a newer Linli (downgrading would silently drop
+what the newer version keeps).
+
+Version 1 is the schema as the first releases created it, table by table with ``IF NOT
+EXISTS``, so a file written before versions existed (``user_version`` 0) is brought to
+version 1 by the same step: missing tables are created, and the columns that were added to
+``notifications`` later are added if absent.
+
+A migration is appended, never edited: a released step has run on someone's data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from hub.errors import SchemaVersionError
+
+_V1 = """
+    CREATE TABLE IF NOT EXISTS alerts (
+        id          INTEGER PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        subject     TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('active', 'resolved')),
+        device_id   TEXT NOT NULL,
+        grid        TEXT,
+        community   TEXT,
+        title_zh    TEXT NOT NULL,
+        title_en    TEXT NOT NULL,
+        raised_at   REAL NOT NULL,
+        last_seen   REAL NOT NULL,
+        count       INTEGER NOT NULL DEFAULT 1,
+        resolved_at REAL,
+        trace       BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule, subject) WHERE status = 'active';
+    CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
+
+    CREATE TABLE IF NOT EXISTS notifications (
+        id           TEXT PRIMARY KEY,
+        alert_id     INTEGER NOT NULL REFERENCES alerts (id),
+        case_id      TEXT,
+        recipient    TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        address      TEXT NOT NULL,
+        payload      BLOB NOT NULL,
+        created_at   REAL NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        delivered_at REAL,
+        abandoned_at REAL,
+        last_error   TEXT
+    );
+    CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt)
+        WHERE delivered_at IS NULL AND abandoned_at IS NULL;
+
+    CREATE TABLE IF NOT EXISTS communities (
+        code       TEXT PRIMARY KEY,
+        doc        BLOB NOT NULL,
+        updated_at REAL NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS unassigned_devices (
+        id         TEXT PRIMARY KEY,
+        family     TEXT NOT NULL,
+        first_seen REAL NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS quarantine (
+        topic      TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        excerpt    BLOB NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen  REAL NOT NULL,
+        count      INTEGER NOT NULL,
+        PRIMARY KEY (topic, reason)
+    );
+
+    CREATE TABLE IF NOT EXISTS cases (
+        id         TEXT PRIMARY KEY,
+        alert_id   INTEGER REFERENCES alerts (id),
+        category   TEXT NOT NULL,
+        severity   TEXT NOT NULL,
+        grid       TEXT,
+        community  TEXT,
+        state      TEXT NOT NULL,
+        assignee   TEXT,
+        version    INTEGER NOT NULL,
+        filed_at   REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS cases_one_open_per_alert ON cases (alert_id) WHERE state NOT IN ('closed', 'void');
+    CREATE INDEX IF NOT EXISTS cases_by_assignee ON cases (assignee, state);
+
+    CREATE TABLE IF NOT EXISTS case_timeline (
+        case_id    TEXT NOT NULL REFERENCES cases (id),
+        seq        INTEGER NOT NULL,
+        ts         REAL NOT NULL,
+        entry      BLOB NOT NULL,
+        PRIMARY KEY (case_id, seq)
+    );
+
+    CREATE TABLE IF NOT EXISTS case_deadlines (
+        case_id TEXT PRIMARY KEY REFERENCES cases (id),
+        next_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS case_deadlines_next ON case_deadlines (next_at);
+
+    CREATE TABLE IF NOT EXISTS case_steps_sent (
+        key     TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL REFERENCES cases (id),
+        sent_at REAL NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS rule_state (
+        rule    TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state   BLOB NOT NULL,
+        PRIMARY KEY (rule, subject)
+    ) WITHOUT ROWID;
+"""
+
+#: Columns that pre-versioning files may lack: (table, column, declaration).
+_V1_ADDED_COLUMNS = (
+    ("notifications", "case_id", "TEXT"),
+    ("notifications", "abandoned_at", "REAL"),
+)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    for table, column, declaration in _V1_ADDED_COLUMNS:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if columns and column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    for statement in _V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+#: Step ``i`` takes a file from version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection, *, path: str) -> int:
+    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had. Refuses a newer file."""
+    found = schema_version(db)
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(path=path, found=found, supported=SCHEMA_VERSION)
+    for version in range(found, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version](db)
+            # PRAGMA takes no parameters; the value is our own integer.
+            db.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return found
