@@ -1,0 +1,104 @@
+"""The one access table: roles are a closed set, and the table says what each may do where."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hub.cases.model import CaseAction
+from hub.casework.access import (
+    ACCESS,
+    HANDLER,
+    Actor,
+    Permission,
+    Scope,
+    Where,
+    allows,
+    can,
+    render_table,
+    scope_of,
+)
+from hub.cli import main
+from hub.config import load_settings
+from hub.errors import ConfigError
+from hub.records import Role
+
+GRID, OTHER_GRID, COMMUNITY = "110105001001001", "110105001001002", "110105001001"
+MINE = frozenset({GRID})
+
+
+def test_every_role_has_a_row() -> None:
+    assert set(ACCESS) == set(Role)
+
+
+def test_an_unknown_role_in_the_config_is_refused_naming_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "linli.yaml"
+    config.write_text("api_tokens:\n  - {name: x, role: nonsense, sha256: '" + "a" * 64 + "'}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, environ={})
+    assert refused.value.key == "api_tokens.0.role"
+    assert str(config) in refused.value.source
+
+
+def test_linli_token_refuses_an_unknown_role() -> None:
+    result = CliRunner().invoke(main, ["token", "--name", "x", "--role", "nonsense"])
+    assert result.exit_code == 2 and "nonsense" in result.output
+    ok = CliRunner().invoke(main, ["token", "--name", "x", "--role", "grid_worker"])
+    assert ok.exit_code == 0 and "role: grid_worker" in ok.output
+
+
+@pytest.mark.parametrize(
+    "role",
+    [Role.ADMIN, Role.COMMAND_CENTRE, Role.COMMAND_SUPERVISOR, Role.COMMAND_OPERATOR, Role.DUTY_OFFICER],
+)
+def test_the_desk_acts_on_every_case_and_records_for_others(role: Role) -> None:
+    anywhere = Where(community="x", grid="y", assignee="someone")
+    for action in set(CaseAction) - {CaseAction.FILE, CaseAction.AUTO_CLEAR}:
+        assert allows(Actor("a", role), action, anywhere, grids=frozenset(), communities=frozenset())
+    assert can(role, Permission.RECORD_FOR_OTHERS) and can(role, Permission.READ_NOTIFICATIONS)
+    assert can(role, Permission.PERSONAL_DATA)  # the operator calls the elder back (handbook §4)
+
+
+@pytest.mark.parametrize("role", [Role.GRID_WORKER, Role.GRID_POLICE, Role.VOLUNTEER])
+def test_grid_team_takes_handler_actions_in_its_grids_or_on_its_cases(role: Role) -> None:
+    actor = Actor("w", role)
+    for action in HANDLER:
+        assert allows(actor, action, Where(COMMUNITY, GRID), grids=MINE, communities=frozenset())
+        assert not allows(actor, action, Where(COMMUNITY, OTHER_GRID), grids=MINE, communities=frozenset())
+        assert allows(actor, action, Where(COMMUNITY, OTHER_GRID, "w"), grids=MINE, communities=frozenset())
+    for action in (CaseAction.REASSIGN, CaseAction.EXTEND, CaseAction.VERIFY, CaseAction.CLOSE):
+        assert not allows(actor, action, Where(COMMUNITY, GRID, "w"), grids=MINE, communities=frozenset())
+    assert not can(role, Permission.PERSONAL_DATA)
+    assert scope_of(role, Permission.READ) is Scope.ASSIGNED
+
+
+def test_grid_leader_may_also_reassign_extend_and_verify_in_the_grid() -> None:
+    leader = Actor("l", Role.GRID_LEADER)
+    for action in (CaseAction.REASSIGN, CaseAction.EXTEND, CaseAction.VERIFY, CaseAction.CLOSE):
+        assert allows(leader, action, Where(COMMUNITY, GRID), grids=MINE, communities=frozenset())
+        assert not allows(leader, action, Where(COMMUNITY, OTHER_GRID), grids=MINE, communities=frozenset())
+
+
+def test_a_viewer_never_acts_even_on_a_case_in_its_name() -> None:
+    viewer = Actor("w-night", Role.VIEWER)
+    for action in CaseAction:
+        assert not allows(
+            viewer, action, Where(COMMUNITY, GRID, "w-night"), grids=MINE, communities=frozenset()
+        )
+    assert not can(Role.VIEWER, Permission.PERSONAL_DATA)
+
+
+def test_only_admin_and_command_centre_move_the_test_clock_and_reload_rules() -> None:
+    assert {r for r in Role if can(r, Permission.ADVANCE_TEST_CLOCK)} == {Role.ADMIN, Role.COMMAND_CENTRE}
+    assert {r for r in Role if can(r, Permission.RELOAD_RULES)} == {
+        Role.ADMIN,
+        Role.COMMAND_CENTRE,
+        Role.COMMAND_SUPERVISOR,
+    }
+
+
+def test_the_table_renders_for_the_docs() -> None:
+    table = render_table()
+    assert all(f"| {role.value} |" in table for role in Role)
