@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Sequence
@@ -42,17 +43,19 @@ from hub.clock import Clock, ManualClock, SystemClock, wall_delay
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import Settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, MessageDeferred, NotStoredError
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.quarantine import Quarantine
+from hub.ingest.retry import Redelivery
 from hub.ingest.rule_runtime import RuleRuntime
-from hub.mqtt.client import HubMqttClient
+from hub.mqtt.client import HubMqttClient, Unhandled
 from hub.notify.dispatch import Dispatcher
+from hub.notify.payloads import hub_alarm
 from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
-from hub.records import AlertChange, alert_json
+from hub.records import AlertChange, alert_json, new_notification_id
 from hub.storage.cases import CaseStore
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
@@ -60,18 +63,27 @@ from hub.timeseries import QuarantinedLines, open_sink
 from hub.web.api import Api
 from hub.web.stream import AlertBus
 from rules.model import Rule
+from rules.signals import Signal
 
 log = logging.getLogger(__name__)
 
 QUARANTINE_FLUSH_S = 1.0
 #: The casework loop looks at least this often even with no deadline (a safety net).
 CASEWORK_POLL_S = 5.0
+CASEWORK_MAX_BACKOFF_S = 60.0
+#: The retry queue's key for what rule timers decided but the store refused.
+TIMER_TOPIC = "(rule timers)"
 GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool) -> None:
     """The outbound connection subscribes to nothing."""
+
+
+def _log_undelivered(kind: str, sent: asyncio.Future[None]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.error("%s not delivered to the command centre: %s", kind, sent.exception())
 
 
 def load_preferences(path: Path | None) -> Preferences:
@@ -134,6 +146,7 @@ class Hub:
             on_message=self._on_message,
             subscriptions=[*self.adapters.subscriptions(), reply_topics.subscription()],
             tls_ca_file=tls_ca,
+            on_unhandled=self._hold,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
         # would queue behind any backlog of sensor traffic, delaying an SOS notification.
@@ -170,6 +183,7 @@ class Hub:
             preferences=load_preferences(settings.channels_file),
             reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
+            on_case_failed=self._case_failed,
         )
         self.replies = Replies(topics=reply_topics, casework=self.casework, on_bad_reply=self._bad_reply)
         self.pipeline = Pipeline(
@@ -186,6 +200,9 @@ class Hub:
             series=self.timeseries,
             on_alert_change=self._alert_changed,
             on_state_change=self.rule_runtime.state_changed,
+        )
+        self.redelivery = Redelivery(
+            handle=self._handle, clock=self.clock, on_stuck=self._stuck, on_recovered=self._recovered
         )
         self.gauges = Gauges(
             instance=settings.mqtt.client_id,
@@ -209,6 +226,8 @@ class Hub:
             reload_rules=self.reload_rules,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
         )
+        #: When the casework loop last started a round (hub clock): readiness checks it beats.
+        self.casework_beat: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -229,8 +248,39 @@ class Hub:
             )
 
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if self.redelivery.holds(topic):
+            raise MessageDeferred(topic)  # keep the device's order: behind its held message
+        self._handle(topic, payload, qos, retain)
+
+    def _handle(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         if not self.replies.handle(topic, payload):
             self.pipeline.handle(topic, payload, qos, retain)
+
+    def _hold(self, message: Unhandled) -> None:
+        self.redelivery.hold(message)
+
+    def _tell_command_centre(self, kind: str, detail: str) -> None:
+        """Straight over MQTT, not through the store's outbox (the store may be what failed)."""
+        body = hub_alarm(
+            notification_id=new_notification_id(),
+            kind=kind,
+            detail=detail,
+            at=self.clock.now(),
+            held=self.redelivery.depth,
+        )
+        if not self.outbound.connected.is_set():
+            log.critical("cannot tell the command centre (%s): MQTT is down", kind)
+            return
+        sent = self.outbound.publish(self.routing.command_centre_topic(), body)
+        sent.add_done_callback(functools.partial(_log_undelivered, kind))
+
+    def _stuck(self, held: int, waited: float, error: str) -> None:
+        self._tell_command_centre(
+            "hub.stuck", f"{held} message(s) not recorded for {waited:.0f} s, retrying: {error}"
+        )
+
+    def _recovered(self) -> None:
+        self._tell_command_centre("hub.recovered", "every held message was recorded")
 
     def _alert_changed(self, change: AlertChange) -> None:
         """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
@@ -277,10 +327,22 @@ class Hub:
 
     def run_due_rules(self) -> int:
         """Fire the rule timers due now (durations, absences, count windows); returns signals applied."""
-        return self.rule_runtime.run_due(self.pipeline.apply_signals)
+        return self.rule_runtime.run_due(self._apply_timer_signals)
+
+    def _apply_timer_signals(self, signals: Sequence[Signal]) -> None:
+        try:
+            self.pipeline.apply_signals(signals)
+        except NotStoredError as exc:
+            # The timers have fired (the evaluator moved on): keep what they decided until stored.
+            self.redelivery.hold(Unhandled(TIMER_TOPIC, b"", 0, False, None, exc))
 
     def _bad_reply(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
         self.quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=self.clock.now())
+
+    def _case_failed(self, case_id: str, reason: str) -> None:
+        self.quarantine.add(
+            topic=f"case:{case_id}", reason="case_failed", detail=reason, payload=b"", at=self.clock.now()
+        )
 
     def _case_changed(self, case: Case) -> None:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
@@ -321,6 +383,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._run_casework(), name="linli-casework"))
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
+        self._tasks.append(asyncio.create_task(self.redelivery.run(), name="linli-ingest-retry"))
         await self.outbound.connect()
         await self.mqtt.connect()
         try:
@@ -330,7 +393,7 @@ class Hub:
                 "no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S
             )
         runtime = self.rule_runtime
-        timers = runtime.run_timers(self.pipeline.apply_signals, lambda: self.pipeline.stats.messages)
+        timers = runtime.run_timers(self._apply_timer_signals, lambda: self.pipeline.stats.messages)
         self._tasks.append(asyncio.create_task(timers, name="linli-rule-timers"))
         runtime.remember_files()
         self._tasks.append(asyncio.create_task(runtime.watch(), name="linli-rule-watch"))
@@ -348,15 +411,23 @@ class Hub:
 
     async def _run_casework(self) -> None:
         """Escalation steps, reminders and 督办 at their deadlines (persisted, so they survive restarts)."""
+        failures = 0
         while True:
             self._casework_wake.clear()
+            self.casework_beat = self.clock.now()
             try:
                 # Any active alert without a case (a failed or interrupted open) gets one now.
                 self.casework.reconcile()
                 self.casework.tick()
+                next_at = self.casework.next_deadline()
             except Exception:
-                log.exception("casework round failed; retrying in %.0f s", CASEWORK_POLL_S)
-            next_at = self.casework.next_deadline()
+                # The store itself failed (each case is isolated inside tick): back off for real.
+                failures += 1
+                timeout = min(CASEWORK_MAX_BACKOFF_S, CASEWORK_POLL_S * 2 ** (failures - 1))
+                log.exception("casework round failed; retrying in %.0f s", timeout)
+                await asyncio.sleep(timeout)
+                continue
+            failures = 0
             timeout = (
                 CASEWORK_POLL_S
                 if next_at is None

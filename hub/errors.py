@@ -11,8 +11,10 @@
         ├── RegistryError           community registry file invalid: names the file and the field
         ├── StoreError              the store cannot be opened or written
         │   ├── SchemaVersionError  the database was written by a newer Linli
+        │   ├── NotStoredError      the rules decided, the store refused: carries how to resume
         │   └── StaleCaseError      a case changed under us (optimistic version check); retry
         ├── MqttError               MQTT URL invalid, connection refused or unreachable
+        ├── MessageDeferred         a message queued behind an earlier one of its topic (not acked yet)
         ├── BrokerError             the embedded broker
         │   ├── BrokerStateError    used in the wrong lifecycle state
         │   ├── BrokerConfigError   a constructor argument out of range (also a ValueError)
@@ -36,7 +38,7 @@ Must not import: any ``hub`` module (everything imports this one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 from adapters.errors import LinliError
@@ -54,8 +56,10 @@ __all__ = [
     "InvalidTransition",
     "LinliError",
     "MalformedPacketError",
+    "MessageDeferred",
     "MqttError",
     "NotAllowedError",
+    "NotStoredError",
     "PolicyError",
     "ProtocolViolationError",
     "RegistryError",
@@ -108,6 +112,21 @@ class SchemaVersionError(StoreError):
         self.supported = supported
 
 
+class NotStoredError(StoreError):
+    """What the rules decided for a message could not be stored (disk full, database locked).
+
+    The rule engine's state has already moved on (it saw the event), so handling the same
+    message again could find it a duplicate and decide nothing — losing an SOS. ``resume``
+    stores the decided signals and goes on with the message's remaining events instead;
+    the retry queue calls it rather than handling the message again.
+    """
+
+    def __init__(self, *, resume: Callable[[], None], cause: BaseException) -> None:
+        super().__init__(f"not stored, will resume: {type(cause).__name__}: {cause}")
+        self.resume = resume
+        self.cause = cause
+
+
 class StaleCaseError(StoreError):
     """The case changed under us (optimistic version check failed); reload and retry."""
 
@@ -118,6 +137,18 @@ class StaleCaseError(StoreError):
 
 class MqttError(HubError):
     """The MQTT connection failed (bad URL, refused, unreachable)."""
+
+
+class MessageDeferred(HubError):  # noqa: N818 - not a failure: the message waits its turn
+    """Not handled *yet*: an earlier message of the same topic is still being retried.
+
+    Raised by the hub's message handler so the MQTT client holds the PUBACK and hands the
+    message to the retry queue, keeping each device's messages in order. Not a failure.
+    """
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"queued behind an earlier message on {topic!r}")
+        self.topic = topic
 
 
 class BrokerError(HubError):

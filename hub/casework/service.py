@@ -50,6 +50,9 @@ from hub.timeseries import CaseStage, TimeseriesSink
 
 log = logging.getLogger(__name__)
 
+#: A case whose round failed is tried again after this long, doubling up to the maximum.
+CASE_RETRY_FIRST_S = 5.0
+CASE_RETRY_MAX_S = 300.0
 #: Alerts of these severities open no case (they are information, not work).
 NO_CASE_SEVERITIES = frozenset({"info"})
 
@@ -71,7 +74,11 @@ class Casework:
         preferences: Preferences | None = None,
         reply_topic: Callable[[str, str], str],
         on_retry: Callable[[], None] = lambda: None,
+        on_case_failed: Callable[[str, str], None] = lambda *_: None,
     ) -> None:
+        # A case that cannot be worked is reported (case id, reason) and retried with backoff.
+        self._on_case_failed = on_case_failed
+        self._failing: dict[str, tuple[int, float]] = {}
         self._on_retry = on_retry
         self._reply_topic = reply_topic
         self._preferences = preferences or Preferences()
@@ -152,9 +159,13 @@ class Casework:
         """Open cases for active alerts that have none (a crash between the two commits)."""
         opened = 0
         for alert_id in self.cases.alerts_without_case():
-            alert = self._store.alert(alert_id)
-            if alert is not None and self.open_from_alert(alert) is not None:
-                opened += 1
+            try:
+                alert = self._store.alert(alert_id)
+                if alert is not None and self.open_from_alert(alert) is not None:
+                    opened += 1
+            except Exception:
+                # One alert that cannot become a case must not keep the others from theirs.
+                log.exception("cannot open a case for alert %s; next round tries again", alert_id)
         return opened
 
     # -- actions by people --------------------------------------------------------------------
@@ -242,7 +253,7 @@ class Casework:
         """Cases as JSON at the same instant, filtered as the store's index allows."""
         now = self._clock.now()
         ids = self.cases.case_ids(assignee=assignee, grid=grid, states=states, limit=limit)
-        return [self.case_json(c, now=now) for c in map(self.cases.load, ids) if c is not None]
+        return [self.case_json(c, now=now) for c in map(self.load_safely, ids) if c is not None]
 
     def kpis(self, *, start: float, end: float) -> KpiReport:
         """结案率, 按期结案率, 返工率, 延期率 and response times over ``[start, end]`` (docs/cases.md)."""
@@ -253,13 +264,52 @@ class Casework:
     # -- escalation and SLA ------------------------------------------------------------------
 
     def tick(self) -> int:
-        """Do what is due now: escalation steps, reminders, 督办 for red stages. Returns changes made."""
+        """Do what is due now: escalation steps, reminders, 督办 for red stages. Returns changes made.
+
+        Each case is worked alone: one that fails (a poisoned record, a bug) is reported and
+        retried with backoff, and every other case keeps its deadlines.
+        """
         now = self._clock.now()
         done = 0
         for case_id in self.cases.due(now):
-            case = self.cases.load(case_id)
-            if case is None:
-                continue
+            try:
+                done += self._tick_case(case_id, now)
+            except Exception as exc:
+                self._case_failed(case_id, exc, now)
+            else:
+                self._failing.pop(case_id, None)
+        return done
+
+    @property
+    def failing(self) -> dict[str, int]:
+        """Cases whose last round failed, with how many rounds in a row."""
+        return {case_id: failures for case_id, (failures, _) in self._failing.items()}
+
+    def _case_failed(self, case_id: str, exc: Exception, now: float) -> None:
+        failures = self._failing.get(case_id, (0, 0.0))[0] + 1
+        delay = min(CASE_RETRY_MAX_S, CASE_RETRY_FIRST_S * 2 ** (failures - 1))
+        self._failing[case_id] = (failures, now + delay)
+        log.exception("case %s failed (%d in a row); next try in %.0f s", case_id, failures, delay)
+        self._on_case_failed(case_id, f"{type(exc).__name__}: {exc}")
+        try:
+            # Move its deadline, so the loop does not spin on it; others keep theirs.
+            with self._store.transaction() as db:
+                self.cases.set_deadline(db, case_id, now + delay)
+        except Exception:
+            log.exception("cannot move the deadline of failing case %s", case_id)
+
+    def load_safely(self, case_id: str) -> Case | None:
+        """A case, or ``None`` (reported) if its record cannot be read: one bad case never breaks a list."""
+        try:
+            return self.cases.load(case_id)
+        except Exception as exc:
+            self._case_failed(case_id, exc, self._clock.now())
+            return None
+
+    def _tick_case(self, case_id: str, now: float) -> int:
+        done = 0
+        case = self.cases.load(case_id)
+        if case is not None:
             for event in self.policies.sla.due_events(case, now):
                 if not any(
                     s.stage is event.stage and s.round_start == event.round_start for s in case.supervisions
@@ -288,7 +338,7 @@ class Casework:
         """Open cases per (community, grid, severity, worst traffic light) — the dashboards' gauge."""
         counts: dict[tuple[str, str, str, str], int] = {}
         for case_id in self.cases.case_ids(limit=100_000):
-            case = self.cases.load(case_id)
+            case = self.load_safely(case_id)
             if case is None:
                 continue
             worst = worst_light(case, now, sla=self.policies.sla, open_stages_only=True)

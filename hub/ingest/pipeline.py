@@ -9,6 +9,7 @@ never raises; only a store failure propagates (so the message is redelivered).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from adapters.events import Event, EventKind
 from adapters.router import AdapterRouter
 from hub.clock import Clock
 from hub.community.registry import Registry
+from hub.errors import NotStoredError
 from hub.ingest.alerts import record_signal
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.quarantine import Quarantine
@@ -103,8 +105,23 @@ class Pipeline:
             log.exception("decoder failed on %r", topic[:200])
             self._reject(topic, "decoder_error", f"{type(exc).__name__}: {exc}", payload, received)
             return
-        for event in events:
-            self._on_event(event, retain)
+        self._events(events, retain)
+
+    def _events(self, events: Sequence[Event], retain: bool) -> None:
+        for index, event in enumerate(events):
+            try:
+                self._on_event(event, retain)
+            except NotStoredError as exc:
+                # Resume where it stopped: this event's undecided rest, then the message's rest.
+                rest = events[index + 1 :]
+                if not rest:
+                    raise
+                resume = functools.partial(self._resume_then, exc.resume, rest, retain)
+                raise NotStoredError(resume=resume, cause=exc.cause) from exc.cause
+
+    def _resume_then(self, first: Callable[[], None], rest: Sequence[Event], retain: bool) -> None:
+        first()
+        self._events(rest, retain)
 
     def _reject(self, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:
         self.stats.quarantined += 1
@@ -127,18 +144,29 @@ class Pipeline:
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
-        self.apply_signals(self._evaluator.on_event(event, subject), subject)
+        signals = self._evaluator.on_event(event, subject)
         self._on_state_change()
+        self.apply_signals(signals, subject)
 
     def apply_signals(self, signals: Sequence[Signal], subject: Subject | None = None) -> None:
-        """Store what the rules decided (from an event, or from a timer when ``subject`` is None)."""
-        for signal in signals:
-            self.stats.signals += 1
+        """Store what the rules decided (from an event, or from a timer when ``subject`` is None).
+
+        If the store refuses one, :class:`NotStoredError` carries the signals not yet stored,
+        so that a retry stores exactly those (the rules have already moved on).
+        """
+        for index, signal in enumerate(signals):
             about = subject if subject is not None else self._registry.subject(signal.subject)
             # Alerts that become cases are notified by casework (dispatch and escalation);
             # information-only alerts go straight to whoever is on duty.
             recipients = self._routing.recipients(about, signal) if signal.severity is Severity.INFO else []
-            change = record_signal(self._store, signal, about, recipients)
+            try:
+                change = record_signal(self._store, signal, about, recipients)
+            except Exception as exc:
+                pending = tuple(signals[index:])
+                raise NotStoredError(
+                    resume=functools.partial(self.apply_signals, pending, subject), cause=exc
+                ) from exc
+            self.stats.signals += 1
             if change is not None:
                 self._announce(change)
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CATCH_UP_QUIET_S = 1.0
 CATCH_UP_MAX_S = 15.0
 RULE_TIMER_POLL_S = 1.0
+RULE_TIMER_MAX_BACKOFF_S = 60.0
 RULE_WATCH_S = 2.0
 ROUTINE_STATE_FLUSH_S = 5.0
 
@@ -61,6 +62,8 @@ class RuleRuntime:
         self._closed = False
         self._stamp: tuple[tuple[str, float], ...] = ()
         self.caught_up = asyncio.Event()
+        #: When the timer loop last ran (hub clock): readiness checks it beats.
+        self.beat: float | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -153,8 +156,19 @@ class RuleRuntime:
             await asyncio.sleep(0.05)
         log.info("caught up after %d queued message(s); rule timers running", max(seen, 0))
         self.caught_up.set()
+        failures = 0
         while True:
-            self.run_due(apply)
+            self.beat = self._clock.now()
+            try:
+                self.run_due(apply)
+            except Exception:
+                # A bug in one rule's timer must not stop every other timer: log, back off, go on.
+                failures += 1
+                delay = min(RULE_TIMER_MAX_BACKOFF_S, RULE_TIMER_POLL_S * 2**failures)
+                log.exception("rule timers failed; next try in %.0f s", delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
             next_at = self.evaluator.next_due()
             delay = (
                 RULE_TIMER_POLL_S

@@ -9,9 +9,19 @@ Why the hook: gmqtt either acknowledges a QoS 1 PUBLISH *before* calling ``on_me
 (optimistic) or only supports asynchronous handlers for late acks (a task per message).
 The hub's handler is synchronous and cheap, so :class:`HubMqttClient` calls it first and
 sends PUBACK after it returns. If handling raises (e.g. the store is unavailable), no
-PUBACK is sent and the broker redelivers on the next session [MQTT-4.4.0-1], so an SOS is
-never acknowledged before it is recorded. This relies on gmqtt internals, hence the exact
-pin in ``pyproject.toml`` and the test ``test_mqtt_client.py``.
+PUBACK is sent then: the message goes to ``on_unhandled`` with a callable that sends the
+PUBACK later, once the hub's own retry handled it. MQTT 3.1.1 redelivers an unacknowledged
+message only when the session resumes [MQTT-4.4.0-1], so without the hub's own retry a
+message that failed once would wait for the next reconnect. The late PUBACK goes out only
+on the connection the message arrived on: after a reconnect the broker redelivers it
+itself, and a packet identifier from the old connection may name another message on the
+new one [MQTT-2.3.1-4]. This relies on gmqtt internals, hence the exact pin in
+``pyproject.toml`` and the test ``test_mqtt_client.py``.
+
+Reconnects: gmqtt waits a fixed 6 s before every attempt; presses sent while the broker
+was back but the hub not yet reconnected are at risk on a broker without persistence. So
+the first attempt goes out after :data:`RECONNECT_FIRST_S`, then backs off exponentially
+up to :data:`RECONNECT_MAX_S`.
 """
 
 from __future__ import annotations
@@ -21,17 +31,37 @@ import functools
 import logging
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gmqtt import Client, Message, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
-from hub.errors import MqttError
+from hub.errors import MessageDeferred, MqttError
 from hub.mqtt.url import MqttUrl
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes, int, bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Unhandled:
+    """A message the handler could not take; ``ack`` sends its held PUBACK (``None`` for QoS 0)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    ack: Callable[[], None] | None
+    error: BaseException
+
+
+UnhandledHandler = Callable[[Unhandled], None]
+
+#: First reconnect attempt after a lost connection, then doubling up to the maximum.
+RECONNECT_FIRST_S = 0.1
+RECONNECT_MAX_S = 5.0
 
 
 class HubMqttClient:
@@ -50,7 +80,9 @@ class HubMqttClient:
         subscriptions: list[str],
         tls_ca_file: str | None = None,
         keepalive: int = 30,
+        on_unhandled: UnhandledHandler | None = None,
     ) -> None:
+        self._on_unhandled = on_unhandled
         self._url = url
         self._client_id = client_id
         self._handler = on_message
@@ -72,14 +104,19 @@ class HubMqttClient:
         #: Set once the broker has acknowledged every subscription (SUBACK), i.e. ready to receive.
         self.subscribed = asyncio.Event()
         self.handler_errors = 0
+        #: Successful (re)connections after the first: the ``mqtt_reconnects`` metric.
+        self.reconnects = 0
+        self._connections = 0
+        self._reconnect_attempts = 0
         self._closing = False
+        self._install_backoff()
 
     def _install_hooks(self) -> None:
         handler = self._client._package_handler
         client = self._client
 
         def qos1_ack_after_handling(mid: int, packet: bytes, topic: str, properties: dict[str, Any]) -> None:
-            if self._dispatch(topic, packet, 1, bool(properties.get("retain"))):
+            if self._dispatch(topic, packet, 1, bool(properties.get("retain")), mid):
                 handler._send_puback(mid)
 
         handler._handle_qos_1_publish_packet = qos1_ack_after_handling
@@ -94,16 +131,49 @@ class HubMqttClient:
         # Called by gmqtt when PUBACK/PUBCOMP for one of our publishes arrives.
         handler._remove_message_from_queue = on_ack
 
-    def _dispatch(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+    def _install_backoff(self) -> None:
+        client = self._client
+        original = client.reconnect
+
+        async def reconnect(delay: bool = False) -> None:
+            if delay:
+                attempt = self._reconnect_attempts
+                self._reconnect_attempts += 1
+                client.reconnect_delay = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2**attempt)
+            await original(delay=delay)
+
+        # gmqtt calls both: the handler when the connection drops, the client's own
+        # attribute after a failed attempt.
+        client.reconnect = reconnect
+        client._package_handler._reconnect_callback = reconnect
+
+    def _dispatch(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int | None = None) -> bool:
         try:
             self._handler(topic, payload, qos, retain)
-        except Exception:
+        except MessageDeferred as exc:
+            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc), mid)
+            return False
+        except Exception as exc:
             # The handler quarantines bad input itself; reaching here means the hub could not
-            # record the message (store failure). Do not acknowledge: the broker redelivers.
+            # record the message (store failure). Do not acknowledge now.
             self.handler_errors += 1
-            log.exception("message on %r not handled; it will be redelivered", topic)
+            log.exception("message on %r not handled; the hub retries it", topic)
+            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc), mid)
             return False
         return True
+
+    def _hand_over(self, message: Unhandled, mid: int | None) -> None:
+        if self._on_unhandled is None:
+            return  # the broker redelivers on the next session
+        ack = None
+        if mid is not None:
+            ack = functools.partial(self._late_puback, mid, self._client._connection)
+        self._on_unhandled(replace(message, ack=ack))
+
+    def _late_puback(self, mid: int, connection: object) -> None:
+        """PUBACK for a message handled late, only on the connection it came on."""
+        if self._client._connection is connection and self.connected.is_set():
+            self._client._package_handler._send_puback(mid)
 
     def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
@@ -114,6 +184,9 @@ class HubMqttClient:
 
     def _on_connect(self, client: Client, flags: int, rc: int, properties: dict[str, Any]) -> None:
         log.info("connected to MQTT broker %s as %s", self._url.redacted(), self._client_id)
+        self._connections += 1
+        self.reconnects = self._connections - 1
+        self._reconnect_attempts = 0
         self.connected.set()
         if self._subscriptions:
             # One SUBSCRIBE for all filters, so one SUBACK says we are ready.

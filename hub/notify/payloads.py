@@ -65,3 +65,22 @@ def case_notification(
     if guardians:
         body["call_guardians"] = [dict(g) for g in guardians]
     return orjson.dumps(body)
+
+
+def hub_alarm(*, notification_id: str, kind: str, detail: str, at: float, held: int = 0) -> bytes:
+    """The hub reporting on itself (``hub.stuck``, ``hub.recovered``) to the command centre.
+
+    Sent straight over MQTT, not through the outbox: it is what the hub says when its store
+    cannot be written.
+    """
+    return orjson.dumps(
+        {
+            "schema": NOTIFICATION_SCHEMA,
+            "id": notification_id,
+            "type": kind,
+            "recipient": "command-centre",
+            "at": iso(at),
+            "held_messages": held,
+            "detail": detail,
+        }
+    )

@@ -1,0 +1,172 @@
+"""Messages the hub could not handle are retried by the hub itself, in order per topic.
+
+Why: a message whose handling failed (disk full, the database locked or gone) is not
+acknowledged, and MQTT 3.1.1 redelivers an unacknowledged message only when the session
+resumes [MQTT-4.4.0-1]. Without a retry of our own, twenty SOS presses that failed during
+a disk-full minute would wait for the next reconnect — in practice, the next restart.
+
+So the MQTT client hands such a message here with the means to send its PUBACK later. The
+queue retries the oldest message of each topic with exponential backoff; later messages of
+the same topic queue behind it (a device's messages stay in order: a door that opened and
+closed must not be seen closing first), other topics go on. The PUBACK is sent only after
+the message was handled, never before. The queue is bounded by the broker's in-flight
+window (Mosquitto's ``max_inflight_messages``): the broker sends no further QoS 1 message
+while that many are unacknowledged, so what waits here is what the broker would resend.
+
+A message that keeps failing is reported loudly: each retry failure is logged, readiness
+reports the queue (:attr:`Redelivery.oldest_since`), and ``on_stuck`` is called (the app
+tells the command centre over MQTT, which does not need the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hub.clock import Clock
+from hub.errors import NotStoredError
+from hub.mqtt.client import Unhandled
+
+log = logging.getLogger(__name__)
+
+#: First retry after this long, doubling up to the maximum.
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 10.0
+#: A message still unhandled after this long makes the hub report itself stuck.
+STUCK_AFTER_S = 30.0
+
+Handle = Callable[[str, bytes, int, bool], None]
+Ack = Callable[[], None]
+
+
+@dataclass(slots=True)
+class Held:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    ack: Ack | None
+    since: float
+    error: str
+    #: Set when the rules already decided: store that instead of handling the message again.
+    resume: Callable[[], None] | None = None
+
+
+class Redelivery:
+    """The hub's own retry queue for unhandled messages (one FIFO per topic)."""
+
+    def __init__(
+        self,
+        *,
+        handle: Handle,
+        clock: Clock,
+        on_stuck: Callable[[int, float, str], None] = lambda *_: None,
+        on_recovered: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._handle = handle
+        self._clock = clock
+        self._on_stuck = on_stuck
+        self._on_recovered = on_recovered
+        self._queues: OrderedDict[str, deque[Held]] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._stuck_reported = False
+        self.retried = 0
+        self.failures = 0
+
+    def holds(self, topic: str) -> bool:
+        """Messages of ``topic`` are waiting: a new one must queue behind them (hot path: a dict lookup)."""
+        return bool(self._queues) and topic in self._queues
+
+    def hold(self, message: Unhandled) -> None:
+        """Keep a message the handler could not take (or that must wait its turn)."""
+        queue = self._queues.setdefault(message.topic, deque())
+        cause = message.error.cause if isinstance(message.error, NotStoredError) else message.error
+        resume = message.error.resume if isinstance(message.error, NotStoredError) else None
+        queue.append(
+            Held(
+                message.topic,
+                message.payload,
+                message.qos,
+                message.retain,
+                message.ack,
+                self._clock.now(),
+                f"{type(cause).__name__}: {cause}",
+                resume,
+            )
+        )
+        self._wake.set()
+
+    @property
+    def depth(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    @property
+    def oldest_since(self) -> float | None:
+        """When the oldest waiting message first failed (``None`` when nothing waits)."""
+        return min((q[0].since for q in self._queues.values() if q), default=None)
+
+    def retry_now(self) -> int:
+        """One pass: handle the head of every topic until one fails; returns messages handled."""
+        done = 0
+        for topic in list(self._queues):
+            queue = self._queues[topic]
+            while queue:
+                held = queue[0]
+                try:
+                    if held.resume is not None:
+                        held.resume()
+                    else:
+                        self._handle(held.topic, held.payload, held.qos, held.retain)
+                except Exception as exc:
+                    self.failures += 1
+                    cause: BaseException = exc
+                    if isinstance(exc, NotStoredError):
+                        held.resume, cause = exc.resume, exc.cause  # resume from where this try stopped
+                    held.error = f"{type(cause).__name__}: {cause}"
+                    log.error(
+                        "message on %r still not handled (since %.0f s): %s",
+                        topic,
+                        self._clock.now() - held.since,
+                        held.error,
+                    )
+                    break
+                queue.popleft()
+                self.retried += 1
+                done += 1
+                if held.ack is not None:
+                    held.ack()
+            if not queue:
+                del self._queues[topic]
+        return done
+
+    async def run(self) -> None:
+        """The retry loop (a named task of the app): backs off while nothing succeeds."""
+        delay = RETRY_FIRST_S
+        while True:
+            if not self._queues:
+                self._wake.clear()
+                await self._wake.wait()
+                delay = RETRY_FIRST_S
+                continue
+            await asyncio.sleep(delay)
+            progressed = self.retry_now() > 0
+            delay = RETRY_FIRST_S if progressed else min(RETRY_MAX_S, delay * 2)
+            self._report()
+
+    def _report(self) -> None:
+        since = self.oldest_since
+        if since is None:
+            if self._stuck_reported:
+                self._stuck_reported = False
+                log.warning("all held messages handled; the hub is taking messages again")
+                self._on_recovered()
+            return
+        waited = self._clock.now() - since
+        if waited >= STUCK_AFTER_S and not self._stuck_reported:
+            self._stuck_reported = True
+            error = next(iter(self._queues.values()))[0].error
+            log.critical("%d message(s) not handled for %.0f s: %s", self.depth, waited, error)
+            self._on_stuck(self.depth, waited, error)

@@ -1,0 +1,78 @@
+"""A message the hub could not record is retried by the hub itself, in order, and acknowledged only then."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.helpers import SOS_BUTTON, Phone, eventually, hub_settings, publisher
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+
+PRESS = 1_795_371_180.0  # 2026-11-23 02:13:00 Asia/Shanghai: the night shift
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+DOOR_OPEN = orjson.dumps({"contact": False, "battery": 90})
+
+
+class DiskFull:
+    """Makes the store's alert writes fail like a full disk until ``freed``."""
+
+    def __init__(self, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = True
+        self.attempts = 0
+        original = hub.store.upsert_alert
+
+        def upsert(*args: Any, **kwargs: Any) -> Any:
+            self.attempts += 1
+            if self.full:
+                raise sqlite3.OperationalError("database or disk is full")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(hub.store, "upsert_alert", upsert)
+
+
+async def test_presses_that_failed_are_recorded_once_the_disk_is_freed(
+    tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock(start=PRESS)
+    centre = Phone(mosquitto_broker, client_id="centre")
+    await centre.start("linli/command-centre/notifications")
+    gateway = await publisher(mosquitto_broker)
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=clock) as hub:
+        disk = DiskFull(hub, monkeypatch)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+        await eventually(lambda: hub.redelivery.depth == 1, what="the press held for retry")
+        # A second press of the same button queues behind the first (a device's order is kept) …
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+        await eventually(lambda: hub.redelivery.depth == 2, what="the second press queued behind")
+        # … while other devices go on.
+        gateway.publish("zigbee2mqtt/door-1", DOOR_OPEN, qos=1)
+        await eventually(lambda: hub.states.get("door-1") is not None, what="the door, not held")
+        await eventually(lambda: disk.attempts >= 3, what="the hub retrying by itself")
+        assert hub.store.alerts() == []
+        # Held long enough: the command centre hears it over MQTT (the store is what failed).
+        clock.advance(31)
+        (alarm,) = await eventually(
+            lambda: [b for b in centre.on("linli/command-centre/notifications") if b["type"] == "hub.stuck"],
+            what="hub.stuck to the command centre",
+        )
+        assert alarm["held_messages"] == 2 and "disk is full" in alarm["detail"]
+        disk.full = False
+        await eventually(lambda: hub.redelivery.depth == 0, within=15, what="the held presses recorded")
+        (alert,) = hub.store.alerts()
+        assert alert.rule == "elderly.sos" and alert.status == "active"
+        assert len(hub.cases.case_ids()) == 1
+        await eventually(
+            lambda: any(
+                b["type"] == "hub.recovered" for b in centre.on("linli/command-centre/notifications")
+            ),
+            what="hub.recovered",
+        )
+    await gateway.disconnect()
+    await centre.stop()
