@@ -77,7 +77,7 @@ GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
-def _ignore(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
     """The outbound connection subscribes to nothing."""
 
 
@@ -247,14 +247,14 @@ class Hub:
                 at=self.clock.now(),
             )
 
-    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
         if self.redelivery.holds(topic):
             raise MessageDeferred(topic)  # keep the device's order: behind its held message
-        self._handle(topic, payload, qos, retain)
+        self._handle(topic, payload, qos, retain, dup)
 
-    def _handle(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def _handle(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
         if not self.replies.handle(topic, payload):
-            self.pipeline.handle(topic, payload, qos, retain)
+            self.pipeline.handle(topic, payload, qos, retain, dup)
 
     def _hold(self, message: Unhandled) -> None:
         self.redelivery.hold(message)

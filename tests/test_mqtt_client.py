@@ -20,7 +20,7 @@ async def test_unhandled_qos1_message_is_redelivered_and_handled_one_is_not(mosq
     seen: list[bytes] = []
     failing = True
 
-    def handler(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def handler(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
         seen.append(payload)
         if failing and payload == b"sos":
             raise OSError("store unavailable")

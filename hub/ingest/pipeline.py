@@ -10,6 +10,7 @@ never raises; only a store failure propagates (so the message is redelivered).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -87,9 +88,13 @@ class Pipeline:
         self._on_notifications = on_notifications
         self._max_payload = max_payload_bytes
         self.stats = PipelineStats()
+        self._message: tuple[str, bytes, bool] = ("", b"", False)
 
-    def handle(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+    def handle(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, dup: bool = False
+    ) -> None:
         self.stats.messages += 1
+        self._message = (topic, payload, dup)
         received = self._clock.now()
         if len(payload) > self._max_payload:
             self._reject(
@@ -146,7 +151,25 @@ class Pipeline:
             return
         signals = self._evaluator.on_event(event, subject)
         self._on_state_change()
+        if signals:
+            signals = self._mark_message(signals)
         self.apply_signals(signals, subject)
+
+    def _mark_message(self, signals: Sequence[Signal]) -> list[Signal]:
+        """Record which message decided, so its redelivery is known as the same occurrence.
+
+        After a crash between the alert's commit and the PUBACK, the broker sends the press
+        again with DUP set [MQTT-3.3.1-1]; the rule state may not have been flushed, so the
+        rules can decide anew. The store drops a redelivered message whose digest an active
+        alert already recorded: the press counts once and nobody gets a false reminder.
+        """
+        topic, payload, dup = self._message
+        mark: dict[str, object] = {
+            "message": hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=12).hexdigest()
+        }
+        if dup:
+            mark["redelivered"] = True
+        return [replace(signal, trace={**signal.trace, **mark}) for signal in signals]
 
     def apply_signals(self, signals: Sequence[Signal], subject: Subject | None = None) -> None:
         """Store what the rules decided (from an event, or from a timer when ``subject`` is None).

@@ -42,7 +42,8 @@ from hub.mqtt.url import MqttUrl
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, bytes, int, bool], None]
+#: (topic, payload, qos, retain, dup): ``dup`` is MQTT's DUP flag, set on a redelivery [MQTT-3.3.1-1].
+MessageHandler = Callable[[str, bytes, int, bool, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,8 @@ class HubMqttClient:
         client = self._client
 
         def qos1_ack_after_handling(mid: int, packet: bytes, topic: str, properties: dict[str, Any]) -> None:
-            if self._dispatch(topic, packet, 1, bool(properties.get("retain")), mid):
+            retain, dup = bool(properties.get("retain")), bool(properties.get("dup"))
+            if self._dispatch(topic, packet, 1, retain, mid=mid, dup=dup):
                 handler._send_puback(mid)
 
         handler._handle_qos_1_publish_packet = qos1_ack_after_handling
@@ -147,9 +149,11 @@ class HubMqttClient:
         client.reconnect = reconnect
         client._package_handler._reconnect_callback = reconnect
 
-    def _dispatch(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int | None = None) -> bool:
+    def _dispatch(
+        self, topic: str, payload: bytes, qos: int, retain: bool, *, mid: int | None = None, dup: bool = False
+    ) -> bool:
         try:
-            self._handler(topic, payload, qos, retain)
+            self._handler(topic, payload, qos, retain, dup)
         except MessageDeferred as exc:
             self._hand_over(Unhandled(topic, payload, qos, retain, None, exc), mid)
             return False

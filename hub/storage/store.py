@@ -34,6 +34,9 @@ from rules.subject import Subject
 
 def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
     """The signal repeats a recorded occurrence (a QoS 1 redelivery or a replay)."""
+    message = signal.trace.get("message")
+    if message is not None and signal.trace.get("redelivered") and recorded.get("message") == message:
+        return True  # the broker resent a message that already decided this (DUP set)
     if signal.key:
         return bool(recorded.get("key") == signal.key)
     return "event" in recorded and recorded.get("event") == signal.trace.get("event")

@@ -1,0 +1,68 @@
+"""A press the broker redelivers (DUP set) after a crash is the same press: counted once, no false reminder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from hub.config import load_settings
+from tests.helpers import REGISTRY, SOS_BUTTON
+from tests.support.samples import SAMPLES
+
+PRESS = 1_795_371_180.0  # 2026-11-23 02:13:00 Asia/Shanghai: the night shift
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+TOPIC = f"zigbee2mqtt/{SOS_BUTTON}"
+
+
+def hub_at(tmp_path: Path, now: float) -> Hub:
+    (tmp_path / "community.yaml").write_text(REGISTRY, encoding="utf-8")
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "community_file": str(tmp_path / "community.yaml"),
+            "mqtt": {"url": "mqtt://127.0.0.1:1", "client_id": "idempotent-test"},
+        },
+    )
+    return Hub(settings=settings, clock=ManualClock(start=now))
+
+
+def crash_after_commit_before_flush(hub: Hub) -> None:
+    """kill -9 after the alert's commit, before the rule state of that loop turn reached disk."""
+    hub.store.db.execute("DELETE FROM rule_state")
+    hub.store.close()
+
+
+def reminders(hub: Hub) -> list[dict[str, object]]:
+    return [n for n in hub.store.notification_log() if n["type"] == "case.repeated"]
+
+
+def test_a_redelivered_press_is_the_same_press(tmp_path: Path) -> None:
+    first = hub_at(tmp_path, PRESS)
+    first.pipeline.handle(TOPIC, SOS, 1, False)
+    (alert,) = first.store.alerts()
+    crash_after_commit_before_flush(first)
+
+    second = hub_at(tmp_path, PRESS + 70)  # restarted past the merge window
+    second.pipeline.handle(TOPIC, SOS, 1, False, True)  # the broker resends it with DUP set
+    (again,) = second.store.alerts()
+    assert (again.id, again.count) == (alert.id, 1)
+    assert len(second.cases.case_ids()) == 1
+    assert reminders(second) == []
+    second.store.close()
+
+
+def test_a_new_press_after_the_window_still_reminds(tmp_path: Path) -> None:
+    """The contrast: the same bytes without DUP are a new press, and whoever has the case is reminded."""
+    first = hub_at(tmp_path, PRESS)
+    first.pipeline.handle(TOPIC, SOS, 1, False)
+    crash_after_commit_before_flush(first)
+
+    second = hub_at(tmp_path, PRESS + 70)
+    second.pipeline.handle(TOPIC, SOS, 1, False, False)
+    (alert,) = second.store.alerts()
+    assert alert.count == 2
+    assert len(reminders(second)) == 1
+    second.store.close()
