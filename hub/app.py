@@ -44,13 +44,16 @@ from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import Settings
 from hub.errors import ConfigError, MessageDeferred, NotStoredError
+from hub.health.metrics import Family
+from hub.health.readiness import Readiness, beating, flag, readiness, store_writable
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
-from hub.ingest.rule_runtime import RuleRuntime
+from hub.ingest.rule_runtime import RULE_TIMER_POLL_S, RuleRuntime
 from hub.mqtt.client import HubMqttClient, Unhandled
+from hub.notify.dispatch import IDLE_POLL_S as DISPATCH_IDLE_POLL_S
 from hub.notify.dispatch import Dispatcher
 from hub.notify.payloads import hub_alarm
 from hub.notify.routing import Routing
@@ -73,6 +76,8 @@ CASEWORK_POLL_S = 5.0
 CASEWORK_MAX_BACKOFF_S = 60.0
 #: The retry queue's key for what rule timers decided but the store refused.
 TIMER_TOPIC = "(rule timers)"
+#: Readiness fails when the time-series spool is fuller than this (the oldest points go next).
+SPOOL_FILL_LIMIT = 0.9
 GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
@@ -224,10 +229,13 @@ class Hub:
             clock=self.clock,
             casework=self.casework,
             reload_rules=self.reload_rules,
+            readiness=self.readiness,
+            metrics=self.metrics,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
         )
-        #: When the casework loop last started a round (hub clock): readiness checks it beats.
+        #: When the casework loop last started a round (event-loop monotonic time): readiness checks it beats.
         self.casework_beat: float | None = None
+        self.loop_lag_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -348,6 +356,109 @@ class Hub:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
         self._casework_wake.set()
 
+    def readiness(self) -> Readiness:
+        """Every condition an SOS depends on (``/readyz``); loop beats on the event loop's clock."""
+        loop_time = asyncio.get_running_loop().time
+        mqtt, outbound = self.mqtt, self.outbound
+        return readiness(
+            [
+                flag(
+                    "mqtt_ingest",
+                    lambda: mqtt.connected.is_set() and mqtt.subscribed.is_set(),
+                    wrong="the ingest MQTT session is down or not subscribed",
+                ),
+                flag(
+                    "mqtt_outbound",
+                    outbound.connected.is_set,
+                    wrong="the notification MQTT session is down",
+                ),
+                store_writable(
+                    db=lambda: self.store.db,
+                    path=self.store.path,
+                    held=lambda: self.redelivery.depth,
+                    min_free_bytes=self.settings.min_free_disk_mb * 1024 * 1024,
+                ),
+                beating(
+                    "casework_loop",
+                    last=lambda: self.casework_beat,
+                    now=loop_time,
+                    period_s=2 * CASEWORK_POLL_S + 1,
+                ),
+                beating(
+                    "dispatch_loop",
+                    last=lambda: self.dispatcher.beat,
+                    now=loop_time,
+                    period_s=2 * DISPATCH_IDLE_POLL_S + 1,
+                ),
+                beating(
+                    "rule_timers",
+                    last=lambda: self.rule_runtime.beat,
+                    now=loop_time,
+                    period_s=2 * RULE_TIMER_POLL_S + 1,
+                ),
+                flag(
+                    "timeseries_spool",
+                    lambda: self.timeseries.spool_fill < SPOOL_FILL_LIMIT,
+                    wrong=f"the time-series spool is over {SPOOL_FILL_LIMIT:.0%} full",
+                ),
+            ]
+        )
+
+    def metrics(self) -> list[Family]:
+        """The hub's counters for ``/metrics`` (Prometheus), read now from what the stages keep."""
+        stats = self.pipeline.stats
+        ts = self.timeseries.stats
+        families = [
+            Family("linli_messages_total", "counter", "MQTT messages taken in").add(stats.messages),
+            Family("linli_events_total", "counter", "normalised events decoded").add(stats.events),
+            Family("linli_signals_total", "counter", "rule signals stored").add(stats.signals),
+            Family("linli_alerts_raised_total", "counter", "alerts opened").add(stats.alerts_raised),
+            Family("linli_handler_errors_total", "counter", "messages the hub failed to handle at first").add(
+                self.mqtt.handler_errors
+            ),
+            Family("linli_held_messages", "gauge", "messages held for the hub's own retry").add(
+                self.redelivery.depth
+            ),
+            Family("linli_notifications_delivered_total", "counter", "notifications delivered").add(
+                self.dispatcher.delivered
+            ),
+            Family("linli_notification_failures_total", "counter", "failed delivery attempts").add(
+                self.dispatcher.failed_attempts
+            ),
+            Family("linli_notifications_abandoned_total", "counter", "notifications refused for good").add(
+                self.dispatcher.abandoned
+            ),
+            Family("linli_mqtt_reconnects_total", "counter", "MQTT reconnects (ingest session)").add(
+                self.mqtt.reconnects
+            ),
+            Family("linli_timeseries_points_spooled_total", "counter", "points written to the spool").add(
+                ts.points_spooled
+            ),
+            Family("linli_timeseries_spool_fill_ratio", "gauge", "how full the spool is").add(
+                self.timeseries.spool_fill
+            ),
+            Family("linli_failing_cases", "gauge", "cases whose last casework round failed").add(
+                len(self.casework.failing)
+            ),
+        ]
+        quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
+        for reason, count in sorted(self.quarantine.counts.items()):
+            quarantine.add(count, reason=reason)
+        open_cases = Family("linli_open_cases", "gauge", "open cases by severity and worst traffic light")
+        by_light: dict[tuple[str, str], int] = {}
+        for (_community, _grid, severity, light), count in self.casework.open_counts(
+            self.clock.now()
+        ).items():
+            by_light[severity, light] = by_light.get((severity, light), 0) + count
+        for (severity, light), count in sorted(by_light.items()):
+            open_cases.add(count, severity=severity, light=light)
+        steps = Family("linli_escalation_steps_total", "counter", "escalation steps sent, by kind")
+        for kind, count in sorted(self.casework.steps_sent.items()):
+            steps.add(count, kind=kind)
+        lag = Family("linli_loop_lag_seconds", "gauge", "event-loop lag measured by the gauge loop")
+        lag.add(self.loop_lag_s)
+        return [*families, quarantine, open_cases, steps, lag]
+
     def stats(self) -> dict[str, Any]:
         return {
             "pipeline": asdict(self.pipeline.stats),
@@ -414,7 +525,7 @@ class Hub:
         failures = 0
         while True:
             self._casework_wake.clear()
-            self.casework_beat = self.clock.now()
+            self.casework_beat = asyncio.get_running_loop().time()
             try:
                 # Any active alert without a case (a failed or interrupted open) gets one now.
                 self.casework.reconcile()
@@ -447,8 +558,9 @@ class Hub:
         while True:
             started = asyncio.get_running_loop().time()
             await asyncio.sleep(GAUGE_INTERVAL_S)
-            lag = max(0.0, asyncio.get_running_loop().time() - started - GAUGE_INTERVAL_S) * 1000
-            self.write_gauges(loop_lag_ms=lag)
+            lag = max(0.0, asyncio.get_running_loop().time() - started - GAUGE_INTERVAL_S)
+            self.loop_lag_s = lag
+            self.write_gauges(loop_lag_ms=lag * 1000)
 
     def write_gauges(self, *, loop_lag_ms: float = 0.0) -> None:
         self.gauges.write(self.clock.now(), loop_lag_ms=loop_lag_ms)

@@ -105,6 +105,8 @@ class Settings(_Model):
     test_clock_start: float | None = None
     #: Where time series go: InfluxDB (v1 or v2 API), or by default an embedded SQLite file.
     timeseries: TimeseriesSettings = TimeseriesSettings()
+    #: Readiness fails below this much free space on the data disk: act before SQLite refuses writes.
+    min_free_disk_mb: int = Field(default=64, ge=0)
 
     @field_validator("timezone")
     @classmethod

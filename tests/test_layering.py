@@ -24,7 +24,7 @@ FORBIDDEN = {
 HUB_LAYERS: tuple[tuple[str, ...], ...] = (
     ("hub.clock", "hub.errors"),
     ("hub.records",),
-    ("hub.channels", "hub.mqtt", "hub.timeseries", "hub.broker"),
+    ("hub.channels", "hub.mqtt", "hub.timeseries", "hub.broker", "hub.health"),
     ("hub.community", "hub.config"),
     ("hub.cases",),
     ("hub.storage",),

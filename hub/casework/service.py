@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -79,6 +80,8 @@ class Casework:
         # A case that cannot be worked is reported (case id, reason) and retried with backoff.
         self._on_case_failed = on_case_failed
         self._failing: dict[str, tuple[int, float]] = {}
+        #: Escalation steps queued, by kind (dispatch, escalate, remind …): the metrics' counter.
+        self.steps_sent: Counter[str] = Counter()
         self._on_retry = on_retry
         self._reply_topic = reply_topic
         self._preferences = preferences or Preferences()
@@ -365,6 +368,7 @@ class Casework:
         sent = False
         for step in escalation.due:
             if self.cases.mark_sent(db, step.key, case.id, now):
+                self.steps_sent[step.kind.value] += 1
                 sent |= self._queue(
                     db, case, step.targets, kind=f"case.{step.kind.value}", key=step.key, step=step
                 )

@@ -62,7 +62,7 @@ class RuleRuntime:
         self._closed = False
         self._stamp: tuple[tuple[str, float], ...] = ()
         self.caught_up = asyncio.Event()
-        #: When the timer loop last ran (hub clock): readiness checks it beats.
+        #: When the timer loop last ran (event-loop monotonic time): readiness checks it beats.
         self.beat: float | None = None
 
     # -- state -------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class RuleRuntime:
         self.caught_up.set()
         failures = 0
         while True:
-            self.beat = self._clock.now()
+            self.beat = loop.time()
             try:
                 self.run_due(apply)
             except Exception:

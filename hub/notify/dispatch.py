@@ -26,6 +26,8 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 #: With nothing pending, look again this often anyway (a cheap safety net).
 IDLE_POLL_S = 5.0
+#: A dispatch round that failed (the store) waits up to this long before the next.
+MAX_BACKOFF_S = 60.0
 
 
 def backoff(attempts: int, *, rng: random.Random) -> float:
@@ -50,6 +52,8 @@ class Dispatcher:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._wake = asyncio.Event()
+        #: When the loop last started a round (event-loop monotonic time): readiness checks it beats.
+        self.beat: float | None = None
         self.delivered = 0
         self.abandoned = 0
         self.failed_attempts = 0
@@ -58,13 +62,25 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
+        failures = 0
         while True:
             self._wake.clear()
-            pending = self._store.pending_notifications(now=self._clock.now())
-            if pending:
-                await asyncio.gather(*(self._deliver(n) for n in pending))
+            self.beat = asyncio.get_running_loop().time()
+            try:
+                pending = self._store.pending_notifications(now=self._clock.now())
+                if pending:
+                    await asyncio.gather(*(self._deliver(n) for n in pending))
+                    failures = 0
+                    continue
+                next_at = self._store.next_retry_at()
+            except Exception:
+                # The store failed (locked, disk): what is pending stays pending; back off, go on.
+                failures += 1
+                delay = min(MAX_BACKOFF_S, IDLE_POLL_S * 2 ** (failures - 1))
+                log.exception("notification dispatch round failed; next try in %.0f s", delay)
+                await asyncio.sleep(delay)
                 continue
-            next_at = self._store.next_retry_at()
+            failures = 0
             timeout = (
                 IDLE_POLL_S
                 if next_at is None

@@ -126,6 +126,11 @@ class SqliteSink:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def spool_fill(self) -> float:
+        """No spool: points go straight to the local file."""
+        return 0.0
+
     async def start(self) -> None:
         self._db = await asyncio.to_thread(_connect, self.path)
         self._task = asyncio.create_task(self._run(), name=TASK_NAME)

@@ -159,6 +159,11 @@ class InfluxWriter:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def spool_fill(self) -> float:
+        """How full the disk spool is (0 – 1): near 1, the oldest spooled points are dropped."""
+        return self._spool.pending_bytes / self._spool.max_bytes if self._spool.max_bytes else 0.0
+
     async def start(self) -> None:
         await self._spool.open()
         if not self._spool.empty:

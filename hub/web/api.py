@@ -29,6 +29,8 @@ from hub.community.privacy import resident_json
 from hub.community.registry import Registry
 from hub.config import ApiToken
 from hub.errors import CaseNotFoundError, InvalidTransition, NotAllowedError
+from hub.health.metrics import Family, render
+from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.records import alert_json
 from hub.storage.store import Store
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 COOKIE = "linli_session"
 SSE_KEEPALIVE_S = 15.0
-_PUBLIC = frozenset({"/api/health", "/login"})
+_PUBLIC = frozenset({"/api/health", "/healthz", "/readyz", "/login"})
 _STATIC = frozenset({"console.js", "console.css", "phone.js"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -96,11 +98,15 @@ class Api:
         clock: Clock,
         casework: Casework,
         reload_rules: Callable[[], int],
+        readiness: Callable[[], Readiness],
+        metrics: Callable[[], list[Family]],
         advance_clock: Callable[[float], Awaitable[float]] | None = None,
     ) -> None:
         self._advance_clock = advance_clock
         self._casework = casework
         self._reload_rules = reload_rules
+        self._readiness = readiness
+        self._metrics = metrics
         self._timezone = timezone
         self._registry = registry
         self._states = states
@@ -117,6 +123,9 @@ class Api:
         app.router.add_get("/login", self._login)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/health", self._health)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/api/alerts", self._alerts)
         app.router.add_get("/api/alerts/{id}", self._alert)
         app.router.add_get("/api/stats", self._stats_handler)
@@ -160,7 +169,7 @@ class Api:
             return await handler(request)
         identity = self._identify(request)
         if identity is None:
-            if request.path.startswith("/api/"):
+            if request.path.startswith("/api/") or request.path == "/metrics":
                 return _json({"error": "unauthorized", "message": "需要登录 / login required"}, status=401)
             raise web.HTTPFound("/login")
         request[IDENTITY] = identity
@@ -198,7 +207,20 @@ class Api:
         return web.Response(body=body, content_type=kind, charset="utf-8")
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
+        """Liveness: the process answers. Says nothing else (it needs no token)."""
         return _json({"status": "ok"})
+
+    async def _ready(self, request: web.Request) -> web.StreamResponse:
+        """Readiness: 200 when every check passes, else 503 naming what is wrong."""
+        report = self._readiness()
+        return _json(report.as_json(), status=200 if report.ready else 503)
+
+    async def _metrics_handler(self, request: web.Request) -> web.StreamResponse:
+        """Prometheus text format; needs a token (any role) like the rest of the API."""
+        body = render(self._metrics())
+        return web.Response(
+            text=body, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"}
+        )
 
     async def _alerts(self, request: web.Request) -> web.StreamResponse:
         status = request.query.get("status")

@@ -1,0 +1,110 @@
+"""Readiness: is every part an SOS press depends on working right now? Each check names what is wrong.
+
+Liveness (``/healthz``) only says the process answers. Readiness (``/readyz``) is false while
+anything would delay or lose a press: the MQTT sessions down or not subscribed, the store not
+writable (messages held for retry, the write lock unavailable, the disk nearly full), a loop
+that stopped beating (casework, dispatch, rule timers), the time-series spool nearly full.
+The body lists every check with ``ok`` and a reason, so an operator (or a load balancer's
+log) sees which.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    checks: tuple[Check, ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": "ready" if self.ready else "not_ready",
+            "failing": [c.name for c in self.checks if not c.ok],
+            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks},
+        }
+
+
+Probe = Callable[[], Check]
+
+
+def flag(name: str, ok: Callable[[], bool], *, wrong: str) -> Probe:
+    """A check from a boolean: ``wrong`` says what it means when false."""
+
+    def probe() -> Check:
+        good = ok()
+        return Check(name, good, "" if good else wrong)
+
+    return probe
+
+
+def beating(
+    name: str, *, last: Callable[[], float | None], now: Callable[[], float], period_s: float
+) -> Probe:
+    """A loop beats: its last round started within ``period_s`` (on the hub's clock)."""
+
+    def probe() -> Check:
+        seen = last()
+        if seen is None:
+            return Check(name, False, "has not run yet")
+        late = now() - seen
+        if late > period_s:
+            return Check(name, False, f"last round {late:.0f} s ago (period {period_s:.0f} s)")
+        return Check(name, True)
+
+    return probe
+
+
+def store_writable(
+    *, db: Callable[[], sqlite3.Connection], path: Path, held: Callable[[], int], min_free_bytes: int
+) -> Probe:
+    """The store takes writes: nothing held for retry, the write lock free, room on the disk."""
+
+    def probe() -> Check:
+        waiting = held()
+        if waiting:
+            return Check("store", False, f"{waiting} message(s) held: the store refused them; retrying")
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError as exc:
+            return Check("store", False, f"cannot stat {path.parent}: {exc}")
+        if free < min_free_bytes:
+            return Check(
+                "store", False, f"{free // 1024} KiB free on the data disk (< {min_free_bytes // 1024} KiB)"
+            )
+        connection = db()
+        try:
+            # Takes the write lock without writing: fails at once if another process holds it.
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return Check("store", False, f"write lock unavailable: {exc}")
+        return Check("store", True)
+
+    return probe
+
+
+def readiness(probes: Sequence[Probe]) -> Readiness:
+    checks = []
+    for probe in probes:
+        try:
+            checks.append(probe())
+        except Exception as exc:  # a broken probe is a failing check, never a 500
+            checks.append(Check(getattr(probe, "__name__", "probe"), False, f"{type(exc).__name__}: {exc}"))
+    return Readiness(tuple(checks))
