@@ -230,7 +230,7 @@ def test_decoded_sample_through_profile(
 
 def test_every_lorawan_decoded_sample_is_covered() -> None:
     names = {p.stem for p in (SAMPLES / "lorawan_decoded").iterdir() if p.suffix == ".json"}
-    assert names == {c[0] for c in DECODED}
+    assert {c[0] for c in DECODED} <= names  # the rest: tests/test_adapters_generic.py
 
 
 def test_registry_model_selects_the_profile_without_version_ids() -> None:
