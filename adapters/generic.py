@@ -338,7 +338,9 @@ def _battery(path: str, name: str, value: Scalar) -> Finding | None:
         return None
     if name in _BATTERY_PERCENT:
         if number <= 100:
-            return Finding(path, value, Meaning.BATTERY, "battery.percent_named", number=number, unit=BatteryUnit.PERCENT)
+            return Finding(
+                path, value, Meaning.BATTERY, "battery.percent_named", number=number, unit=BatteryUnit.PERCENT
+            )
         return None
     volts_named = name in _BATTERY_VOLTS
     if 1.0 <= number <= 5.0 and (volts_named or not number.is_integer()):
@@ -348,7 +350,9 @@ def _battery(path: str, name: str, value: Scalar) -> Finding | None:
         rule = "battery.millivolts_named" if volts_named else "battery.magnitude_millivolts"
         return Finding(path, value, Meaning.BATTERY, rule, number=number, unit=BatteryUnit.MILLIVOLTS)
     if not volts_named and 5.0 < number <= 100.0:
-        return Finding(path, value, Meaning.BATTERY, "battery.magnitude_percent", number=number, unit=BatteryUnit.PERCENT)
+        return Finding(
+            path, value, Meaning.BATTERY, "battery.magnitude_percent", number=number, unit=BatteryUnit.PERCENT
+        )
     return None  # 3 could be 3 % or 3 V: a battery reading is skipped, never guessed
 
 
@@ -360,12 +364,18 @@ def _press(path: str, value: Scalar) -> Finding | None:
             if _flag(value) is False:
                 return Finding(path, value, Meaning.PRESS, "press.none")
             return Finding(
-                path, value, Meaning.PRESS, "press.unknown_value", problem=f"{path}={_show(value)}: unknown press"
+                path,
+                value,
+                Meaning.PRESS,
+                "press.unknown_value",
+                problem=f"{path}={_show(value)}: unknown press",
             )
         return Finding(path, value, Meaning.PRESS, "press.word", press=press)
     flag = _flag(value)
     if flag is None:
-        return Finding(path, value, Meaning.PRESS, "press.unknown_value", problem=f"{path}={_show(value)}: unknown press")
+        return Finding(
+            path, value, Meaning.PRESS, "press.unknown_value", problem=f"{path}={_show(value)}: unknown press"
+        )
     return Finding(path, value, Meaning.PRESS, "press.flag", press=PressType.SINGLE if flag else None)
 
 

@@ -20,6 +20,7 @@ from adapters.generic import findings
 from adapters.profiles import load_profiles
 from adapters.ttn_v3 import decode
 from tests.support.samples import SAMPLES, Hints
+from tests.test_adapters_ttn_v3 import DECODED
 
 NOW = 1_790_000_000.0
 PROFILES = load_profiles()
@@ -88,7 +89,12 @@ PROFILED: list[tuple[str, str, dict[str, DeviceKind], list[tuple[EventKind, obje
         [(K.WATER_LEAK, False), (K.WATER_LEAK, True), (K.BATTERY, None)],
     ),
     ("netvox_r312a_alarm", "netvox-r312a", {}, [(K.SOS_PRESS, "emergency"), (K.BATTERY, None)]),
-    ("netvox_ra02a_fire_alarm", "netvox-ra02a", {}, [(K.SMOKE, True), (K.TEMPERATURE, 120.0), (K.BATTERY, None)]),
+    (
+        "netvox_ra02a_fire_alarm",
+        "netvox-ra02a",
+        {},
+        [(K.SMOKE, True), (K.TEMPERATURE, 120.0), (K.BATTERY, None)],
+    ),
     ("netvox_ra02c_no_co_alarm", "netvox-ra02c", {}, [(K.GAS, False), (K.BATTERY, None)]),
     ("netvox_ra02g_tamper", "netvox-ra02g", {}, [(K.SMOKE, False), (K.TAMPER, True), (K.BATTERY, None)]),
     (
@@ -132,7 +138,10 @@ GENERIC: list[tuple[str, list[tuple[EventKind, object, str | None, str | None]]]
     # Issue 16: a Dragino door sensor whose profile name matches nothing still has its state.
     (
         "dragino_lds01_door_closed",
-        [(K.BATTERY, None, "BAT_V", "battery.volts_named"), (K.DOOR_CLOSED, False, "DOOR_OPEN_STATUS", "door.open_named")],
+        [
+            (K.BATTERY, None, "BAT_V", "battery.volts_named"),
+            (K.DOOR_CLOSED, False, "DOOR_OPEN_STATUS", "door.open_named"),
+        ],
     ),
     # Browan's bare `status` is never guessed: only health, then a heartbeat.
     (
@@ -141,7 +150,10 @@ GENERIC: list[tuple[str, list[tuple[EventKind, object, str | None, str | None]]]
     ),
     (
         "milesight_ws303_readme_leak",
-        [(K.BATTERY, 100.0, "battery", "battery.magnitude_percent"), (K.WATER_LEAK, True, "leakage_status", "water_leak.word")],
+        [
+            (K.BATTERY, 100.0, "battery", "battery.magnitude_percent"),
+            (K.WATER_LEAK, True, "leakage_status", "water_leak.word"),
+        ],
     ),
     (
         "netvox_ra02a_fire_alarm",
@@ -180,8 +192,6 @@ def test_generic_reading_on_verbatim_sample(
 
 
 def test_every_new_sample_is_covered() -> None:
-    from tests.test_adapters_ttn_v3 import DECODED
-
     names = {p.stem for p in (SAMPLES / "lorawan_decoded").iterdir() if p.suffix == ".json"}
     assert names == {c[0] for c in PROFILED} | {c[0] for c in DECODED}
 
@@ -238,7 +248,9 @@ _keys = st.one_of(
 )  # fmt: skip
 _payloads = st.recursive(
     st.dictionaries(_keys, _scalars, max_size=6),
-    lambda inner: st.dictionaries(_keys, st.one_of(_scalars, inner, st.lists(_scalars, max_size=2)), max_size=5),
+    lambda inner: st.dictionaries(
+        _keys, st.one_of(_scalars, inner, st.lists(_scalars, max_size=2)), max_size=5
+    ),
     max_leaves=12,
 )
 

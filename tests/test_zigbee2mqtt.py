@@ -81,8 +81,11 @@ CASES: list[tuple[str, dict[str, DeviceKind], list[tuple[str, EventKind, object]
     (
         "hb_z2m_smoke_true",
         {},
-        [("FRIENDLY_NAME", EventKind.TAMPER, False), ("FRIENDLY_NAME", EventKind.SMOKE, True),
-         ("FRIENDLY_NAME", EventKind.BATTERY, None)],
+        [
+            ("FRIENDLY_NAME", EventKind.TAMPER, False),
+            ("FRIENDLY_NAME", EventKind.SMOKE, True),
+            ("FRIENDLY_NAME", EventKind.BATTERY, None),
+        ],
     ),
     ("hb_z2m_gas_true", {}, [("FRIENDLY_NAME", EventKind.GAS, True)]),
     ("hb_z2m_co_true", {}, [("FRIENDLY_NAME", EventKind.GAS, True)]),
