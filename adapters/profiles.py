@@ -322,9 +322,13 @@ def load_profiles(paths: Iterable[Path | str] = (BUILTIN_PROFILES,)) -> ProfileS
     return ProfileSet.from_files(loaded)
 
 
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_file(file: Path) -> ProfileFile:
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        # The C loader when libyaml is there: the hub loads every profile at start-up.
+        doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{file}: cannot read profile: {exc}") from None
     try:
