@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.errors import LinliError
+from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
 from hub.api import Api
 from hub.bus import AlertBus
@@ -117,7 +118,10 @@ class Hub:
         self.states = DeviceStates()
         self.quarantine = Quarantine(store=self.store)
         self.adapters = AdapterRouter(
-            sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]
+            sources=[FamilySource(s.family, s.base_topic) for s in settings.sources],
+            profiles=load_profiles((BUILTIN_PROFILES, *settings.profile_paths))
+            if settings.profile_paths
+            else None,
         )
         self.routing = Routing(registry=registry, zone=settings.zone, topic_prefix=settings.mqtt.topic_prefix)
         self.rule_state = RuleStateStore(store=self.store)

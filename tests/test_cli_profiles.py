@@ -43,3 +43,17 @@ def test_rules_test_finds_tests_recursively_and_skips_packs() -> None:
     assert " 0 failed" in result.output and not result.output.startswith("0 passed")
     packs = CliRunner().invoke(main, ["rules", "test", str(rules_dir / "packs")])
     assert "pack files are not test files" in packs.output and "FAIL" not in packs.output
+
+
+def test_suggest_writes_into_the_configured_profiles_directory(tmp_path: Path) -> None:
+    config = tmp_path / "linli.yaml"
+    config.write_text("profile_paths: [site-profiles]\n")
+    result = CliRunner().invoke(
+        main,
+        ["profiles", "suggest", str(LDS01), "--id", "site-lds", "--vendor", "Dragino", "--model", "LDS0x",
+         "--config", str(config)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "site-profiles" / "site-lds.yaml"
+    profile = load_profiles([written]).get("site-lds")
+    assert profile is not None and {r.field for r in profile.rules} == {"DOOR_OPEN_STATUS", "BAT_V"}

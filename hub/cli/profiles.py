@@ -9,10 +9,11 @@ import click
 import orjson
 import yaml
 
-from adapters.errors import DecodeError
+from adapters.errors import DecodeError, LinliError
 from adapters.events import NoHints
 from adapters.profiles import ProfileError, load_profiles
 from adapters.suggest import decoded_of, suggest
+from hub.config import load_settings
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -40,10 +41,21 @@ def profiles() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write <id>.yaml into this profiles directory (the hub's profile_paths) instead of printing it.",
+    help="Write <id>.yaml into this profiles directory instead of printing it.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Write into the first directory of this hub configuration's profile_paths.",
 )
 def profiles_suggest(
-    samples: tuple[Path, ...], profile_id: str, vendor: str, model: str, out: Path | None
+    samples: tuple[Path, ...],
+    profile_id: str,
+    vendor: str,
+    model: str,
+    out: Path | None,
+    config_file: Path | None,
 ) -> None:
     """Propose a profile from payloads of one model (quarantined or generic-read uplinks, or decoded objects).
 
@@ -53,6 +65,14 @@ def profiles_suggest(
         result = suggest([_read_json(p) for p in samples], profile_id=profile_id, vendor=vendor, model=model)
     except ValueError as exc:
         raise click.ClickException(f"cannot propose a valid profile: {exc}") from None
+    if out is None and config_file is not None:
+        try:
+            settings = load_settings(config_file)
+        except LinliError as exc:
+            raise click.ClickException(str(exc)) from None
+        out = next((p for p in settings.profile_paths if p.suffix not in (".yaml", ".yml")), None)
+        if out is None:
+            raise click.ClickException(f"{config_file}: profile_paths names no directory to write into")
     header = "".join(f"# {note}\n" for note in result.notes)
     text = header + yaml.safe_dump(result.profile, sort_keys=False, allow_unicode=True)
     if out is None:
