@@ -50,6 +50,7 @@ def profiles() -> None:
     help="Write into the first directory of this hub configuration's profile_paths.",
 )
 def profiles_suggest(
+    *,
     samples: tuple[Path, ...],
     profile_id: str,
     vendor: str,
