@@ -241,17 +241,7 @@ def test_shipped_scenarios_cover_every_rule_and_escalation_path() -> None:
         for rule in yaml.safe_load(pack.read_text(encoding="utf-8"))["rules"]
     }
     covered = {c for path in SHIPPED for c in load_scenario(path).covers}
-    # Issue 16 shipped these rules with YAML rule tests (rules/tests/safety.yaml) but without
-    # simulator support yet (no smoke/gas/leak/fall/PIR actors in simulators/): named here so
-    # the gap is visible and shrinks, not hidden. Remove each id when its scenario lands.
-    not_yet_simulated = {
-        "safety.smoke",
-        "safety.gas",
-        "safety.water_leak",
-        "safety.fall",
-        "elderly.living_alone_no_motion",
-    }
-    assert rules - covered == not_yet_simulated
+    assert rules - covered == set()
     for path in (
         "escalation.sos.dispatched.60s",
         "escalation.sos.dispatched.3m",
