@@ -426,18 +426,37 @@ def read(
             topic=topic,
         )
     events: list[Event] = []
-    seen: set[tuple[EventKind, bool | float | str | None]] = set()
     for f in found:
         attrs: Attrs = {**common, "profile": GENERIC, "field": f.path, "rule": f.rule}
         event = _event(f, attrs, device_id=device_id, ts=ts, family=family, hints=hints)
-        if event is None:
+        if event is not None:
+            events.append(event)
+    return _merge_states(events)
+
+
+#: Kinds whose several fields in one payload are one state (two leak probes are one leak).
+_MERGED = frozenset(
+    {EventKind.WATER_LEAK, EventKind.SMOKE, EventKind.GAS, EventKind.FALL, EventKind.MOTION, EventKind.TAMPER}
+)
+
+
+def _merge_states(events: list[Event]) -> list[Event]:
+    """One event per state kind: alarm if any field says so (Netvox R311W ``WaterLeak_1``/``_2``)."""
+    by_kind: dict[EventKind, Event] = {}
+    out: list[Event] = []
+    for event in events:
+        first = by_kind.get(event.kind)
+        if event.kind not in _MERGED or first is None:
+            by_kind.setdefault(event.kind, event)
+            out.append(event)
             continue
-        key = (event.kind, event.value)
-        if key in seen and event.kind not in (EventKind.BATTERY, EventKind.SOS_PRESS, EventKind.BUTTON_PRESS):
-            continue  # two probes saying "leak" are one leak (Netvox R311W WaterLeak_1/_2)
-        seen.add(key)
-        events.append(event)
-    return events
+        winner = event if event.value is True and first.value is not True else first
+        fields = f"{first.attrs['field']},{event.attrs['field']}"
+        merged = Event(first.device_id, first.kind, first.ts, first.family, first.value is True or event.value is True,
+                       {**winner.attrs, "field": fields})  # fmt: skip
+        out[out.index(first)] = merged
+        by_kind[event.kind] = merged
+    return out
 
 
 def _event(

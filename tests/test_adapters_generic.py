@@ -168,6 +168,14 @@ GENERIC: list[tuple[str, list[tuple[EventKind, object, str | None, str | None]]]
         [(K.BATTERY, None, "Volt", "battery.volts_named"), (K.GAS, False, "COAlarm", "gas.word")],
     ),
     ("nwave_nps310sm_parking_status", [(K.OCCUPANCY, True, "occupied", "occupancy.flag")]),
+    # Two probes, one leak: a single water_leak event, true because one probe is wet.
+    (
+        "netvox_r311w_leak",
+        [
+            (K.BATTERY, None, "Volt", "battery.volts_named"),
+            (K.WATER_LEAK, True, "WaterLeak_1,WaterLeak_2", "water_leak.word"),
+        ],
+    ),
     ("milesight_ws202_pir_trigger_codec", [(K.MOTION, True, "pir", "motion.word")]),
     (
         "adeunis_motion_presence",
