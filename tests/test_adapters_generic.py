@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters import chirpstack_v4
 from adapters.errors import DecodeError
 from adapters.events import DeviceKind, EventKind, NoHints
 from adapters.generic import findings
@@ -275,3 +276,24 @@ def test_generic_reader_gives_events_or_a_quarantine_reason(decoded: dict[str, A
     for e in events:
         if "field" in e.attrs:
             assert e.attrs["profile"] == "generic" and isinstance(e.attrs["rule"], str)
+
+
+def test_chirpstack_door_sensor_with_unmatched_profile_name_reads_generically() -> None:
+    """Issue 16's second miss: other codec keys than the shipped LDS02 profile, unknown profile name."""
+    doc = {
+        "deviceInfo": {"devEui": "A840410000000001", "deviceProfileName": "Dragino door v1.3"},
+        "object": {"door_open_status": 1.0, "BatV": 3.05},
+    }
+    events = chirpstack_v4.decode(
+        "application/app/device/a840410000000001/event/up",
+        orjson.dumps(doc),
+        NOW,
+        NoHints(),
+        base="application",
+        profiles=PROFILES,
+    )
+    got = [(e.kind, e.value, e.attrs.get("field"), e.attrs.get("rule")) for e in events]
+    assert got == [
+        (K.DOOR_OPEN, True, "door_open_status", "door.open_named"),
+        (K.BATTERY, None, "BatV", "battery.volts_named"),
+    ]
