@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adapters import generic
 from adapters._json import as_number
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
@@ -13,7 +14,7 @@ from adapters.profiles import Profile, ProfileSet
 Attrs = dict[str, float | bool | str]
 
 #: Kinds that say nothing about the device's state: a message with only these is a heartbeat.
-HEALTH_KINDS = frozenset({EventKind.BATTERY, EventKind.SIGNAL})
+HEALTH_KINDS = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.TEMPERATURE, EventKind.HUMIDITY})
 
 
 def resolve_profile(
@@ -65,7 +66,9 @@ def uplink_events(
     """Events of one uplink's decoded object, plus a heartbeat when it holds no state.
 
     Every uplink is a sign of life, so an uplink without a decoded object (no codec on the
-    network server, or a model Linli has no profile for) is a heartbeat, not an error.
+    network server) is a heartbeat, not an error. Without a profile the decoded object gets
+    the generic reading (:mod:`adapters.generic`); when that finds no state either, the
+    heartbeat says ``profile: none``.
     """
     events: list[Event] = []
     if decoded is not None:
@@ -75,6 +78,11 @@ def uplink_events(
             )
         if profile is not None:
             events = profile.apply(
+                decoded, device_id=device_id, ts=ts, family=family, hints=hints, common=common, topic=topic
+            )
+        else:
+            # No profile names this device: read the vendor's field conventions (adapters/generic.py).
+            events = generic.read(
                 decoded, device_id=device_id, ts=ts, family=family, hints=hints, common=common, topic=topic
             )
     if all(e.kind in HEALTH_KINDS for e in events):

@@ -30,6 +30,16 @@ class EventKind(StrEnum):
     #: A measured distance in millimetres (ultrasonic parking/level sensors such as the
     #: Milesight EM400-MUD report only this; occupancy is derived by a rule's threshold).
     DISTANCE = "distance"
+    #: Hazard alarms (value: true = alarm, false = cleared). Smoke includes fire alarms.
+    SMOKE = "smoke"
+    #: Natural gas, LPG or carbon monoxide (attrs ``gas`` names which when known).
+    GAS = "gas"
+    WATER_LEAK = "water_leak"
+    #: A fall detector's (or pendant's) fall alarm (value: true = fall detected).
+    FALL = "fall"
+    #: Readings: degrees Celsius and percent relative humidity.
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
 
 
 class PressType(StrEnum):
@@ -48,6 +58,10 @@ class DeviceKind(StrEnum):
     DOOR_SENSOR = "door_sensor"
     PARKING_SENSOR = "parking_sensor"
     MOTION_SENSOR = "motion_sensor"
+    SMOKE_DETECTOR = "smoke_detector"
+    GAS_DETECTOR = "gas_detector"
+    WATER_LEAK_SENSOR = "water_leak_sensor"
+    FALL_DETECTOR = "fall_detector"
     OTHER = "other"
 
 

@@ -24,6 +24,7 @@ Traps handled here (sources in ``tests/fixtures/samples/SOURCES.md``):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -74,6 +75,14 @@ class Action(StrEnum):
     BATTERY = "battery"
     #: A number in millimetres.
     DISTANCE = "distance"
+    #: Hazard alarms, boolean states like ``door``: ``values`` maps raw → true (alarm) / false.
+    SMOKE = "smoke"
+    GAS = "gas"
+    WATER_LEAK = "water_leak"
+    FALL = "fall"
+    #: Readings: degrees Celsius and percent relative humidity.
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
     #: ``values``: raw → heartbeat / startup / null (frame type tags such as Bosch's
     #: ``type: "heartbeat"``). Emits a heartbeat; ``startup`` adds ``attrs.startup``.
     FRAME = "frame"
@@ -92,7 +101,32 @@ class Unknown(StrEnum):
     IGNORE = "ignore"
 
 
-_BOOL_ACTIONS = frozenset({Action.DOOR, Action.OCCUPANCY, Action.MOTION, Action.TAMPER})
+_BOOL_ACTIONS = frozenset(
+    {
+        Action.DOOR,
+        Action.OCCUPANCY,
+        Action.MOTION,
+        Action.TAMPER,
+        Action.SMOKE,
+        Action.GAS,
+        Action.WATER_LEAK,
+        Action.FALL,
+    }
+)
+#: Actions whose field is a number that is reported as is.
+_NUMBER_ACTIONS = frozenset({Action.BATTERY, Action.DISTANCE, Action.TEMPERATURE, Action.HUMIDITY})
+#: The event kind of each boolean action other than ``door`` (which has two kinds).
+_STATE_KINDS: dict[Action, EventKind] = {
+    Action.OCCUPANCY: EventKind.OCCUPANCY,
+    Action.MOTION: EventKind.MOTION,
+    Action.TAMPER: EventKind.TAMPER,
+    Action.SMOKE: EventKind.SMOKE,
+    Action.GAS: EventKind.GAS,
+    Action.WATER_LEAK: EventKind.WATER_LEAK,
+    Action.FALL: EventKind.FALL,
+}
+#: Netvox codecs report a low battery as a string: ``Volt: "2.3(low battery)"``.
+_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 _FRAME_VALUES = frozenset({"heartbeat", "startup"})
 _PRESS_VALUES = frozenset(p.value for p in PressType)
 
@@ -122,7 +156,7 @@ class FieldRule(_Model):
                 raise ValueError("a battery field needs `unit` (percent, volts or millivolts)")
         elif self.unit is not None:
             raise ValueError("`unit` is only for battery fields")
-        if action in (Action.BATTERY, Action.DISTANCE):
+        if action in _NUMBER_ACTIONS:
             if self.type not in (FieldType.NUMBER, FieldType.INTEGER):
                 raise ValueError(f"a {action.value} field must have type number or integer")
             if self.values is not None:
@@ -288,9 +322,13 @@ def load_profiles(paths: Iterable[Path | str] = (BUILTIN_PROFILES,)) -> ProfileS
     return ProfileSet.from_files(loaded)
 
 
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_file(file: Path) -> ProfileFile:
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        # The C loader when libyaml is there: the hub loads every profile at start-up.
+        doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{file}: cannot read profile: {exc}") from None
     try:
@@ -347,6 +385,11 @@ def _apply_rule(
     common: Mapping[str, float | bool | str],
     topic: str,
 ) -> Event | None:
+    low_text = False
+    if rule.action is Action.BATTERY and isinstance(raw, str) and (found := _LEADING_NUMBER.match(raw)):
+        # Netvox: "2.3(low battery)" is 2.3 V with the device's own low-battery flag.
+        low_text = "low" in raw.lower()
+        raw = float(found.group(1))
     if not _has_type(raw, rule.type):
         raise DecodeError(
             "wrong_type",
@@ -364,10 +407,18 @@ def _apply_rule(
     action = rule.action
 
     if action is Action.BATTERY:
+        if low_text:
+            attrs["battery_low"] = True
         return Event(device_id, EventKind.BATTERY, ts, family, *_battery(float(value), rule.unit, attrs))
     if action is Action.DISTANCE:
         attrs["unit"] = "mm"
         return Event(device_id, EventKind.DISTANCE, ts, family, float(value), attrs)
+    if action is Action.TEMPERATURE:
+        attrs["unit"] = "celsius"
+        return Event(device_id, EventKind.TEMPERATURE, ts, family, float(value), attrs)
+    if action is Action.HUMIDITY:
+        attrs["unit"] = "percent"
+        return Event(device_id, EventKind.HUMIDITY, ts, family, float(value), attrs)
 
     if rule.values is None:
         meaning: Scalar | None = value
@@ -383,12 +434,8 @@ def _apply_rule(
     if action is Action.DOOR:
         kind = EventKind.DOOR_OPEN if meaning else EventKind.DOOR_CLOSED
         return Event(device_id, kind, ts, family, bool(meaning), attrs)
-    if action is Action.OCCUPANCY:
-        return Event(device_id, EventKind.OCCUPANCY, ts, family, bool(meaning), attrs)
-    if action is Action.MOTION:
-        return Event(device_id, EventKind.MOTION, ts, family, bool(meaning), attrs)
-    if action is Action.TAMPER:
-        return Event(device_id, EventKind.TAMPER, ts, family, bool(meaning), attrs)
+    if action in _STATE_KINDS:
+        return Event(device_id, _STATE_KINDS[action], ts, family, bool(meaning), attrs)
     if action is Action.PRESS:
         return press_event(
             device_id, PressType(str(meaning)), str(value), ts=ts, family=family, hints=hints, attrs=attrs

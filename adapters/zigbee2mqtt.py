@@ -108,6 +108,13 @@ def _state(
         )
         changes = True
 
+    for key, hazard in _HAZARDS:
+        if key in doc and doc[key] is not None:
+            # Zigbee2MQTT's binary exposes for hazards are true = alarm (zigbee-herdsman-converters).
+            attrs = {**common, "gas": key} if key == "carbon_monoxide" else common
+            events.append(Event(device_id, hazard, ts, FAMILY, as_bool(doc[key], key, topic), attrs))
+            changes = True
+
     battery = as_number(doc.get("battery"), "battery", topic)
     voltage_mv = as_number(doc.get("voltage"), "voltage", topic)
     battery_low = doc.get("battery_low")
@@ -137,6 +144,15 @@ def _state(
         events.append(Event(device_id, EventKind.HEARTBEAT, ts, FAMILY, None, common))
     return events
 
+
+#: Zigbee2MQTT hazard exposes (Aqara SJCGQ11LM, JTYJ-GD-01LM/BW, Tuya/Heiman smoke, gas, CO).
+_HAZARDS: tuple[tuple[str, EventKind], ...] = (
+    ("water_leak", EventKind.WATER_LEAK),
+    ("smoke", EventKind.SMOKE),
+    ("gas", EventKind.GAS),
+    ("carbon_monoxide", EventKind.GAS),
+    ("fall", EventKind.FALL),
+)
 
 #: Shared, never mutated: most events carry no extra attributes.
 _NO_ATTRS: dict[str, float | bool | str] = {}

@@ -33,6 +33,7 @@ import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
+from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
@@ -129,7 +130,10 @@ class Hub:
         self.states = DeviceStates()
         self.quarantine = Quarantine(store=self.store)
         self.adapters = AdapterRouter(
-            sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]
+            sources=[FamilySource(s.family, s.base_topic) for s in settings.sources],
+            profiles=load_profiles((BUILTIN_PROFILES, *settings.profile_paths))
+            if settings.profile_paths
+            else None,
         )
         self.routing = Routing(registry=registry, zone=settings.zone, topic_prefix=settings.mqtt.topic_prefix)
         self.rule_runtime = RuleRuntime(

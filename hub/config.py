@@ -83,6 +83,9 @@ class Settings(_Model):
     #: Case time limits, working calendar and escalation chains; the shipped defaults when unset.
     policies_file: Path | None = None
     rule_paths: tuple[Path, ...] = ()
+    #: Site device profiles (files or directories of ``*.yaml``), loaded after the shipped ones:
+    #: where ``linli profiles suggest --out`` writes for the installer to review.
+    profile_paths: tuple[Path, ...] = ()
     #: Per-place thresholds: ``{rule_id: {"community:<code>" | "grid:<code>" | "resident:<id>": {field: value}}}``.
     rule_overrides: dict[str, dict[str, dict[str, float | int | str]]] = Field(default_factory=dict)
     mqtt: MqttSettings = MqttSettings()
@@ -178,10 +181,9 @@ def load_settings(
         for key in ("data_dir", "community_file", "policies_file", "channels_file"):
             if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
                 doc[key] = str((file.parent / doc[key]).resolve())
-        if isinstance(doc.get("rule_paths"), list):
-            doc["rule_paths"] = [
-                str((file.parent / p).resolve()) if isinstance(p, str) else p for p in doc["rule_paths"]
-            ]
+        for key in ("rule_paths", "profile_paths"):
+            if isinstance(doc.get(key), list):
+                doc[key] = [str((file.parent / p).resolve()) if isinstance(p, str) else p for p in doc[key]]
     env, origin = _env_overlay(os.environ if environ is None else environ)
     merged = _merge(_merge(doc, env), dict(overrides or {}))
     try:

@@ -178,6 +178,9 @@ class AbsenceTrigger(_Frozen):
 
     type: Literal["absence"]
     kinds: tuple[EventKind, ...] = ()
+    #: Only events with this value count as a sign of life (``true``: a PIR's "motion
+    #: cleared" report is not activity); omit for any value.
+    value: Scalar | None = None
     for_: Seconds | None = Field(default=None, alias="for", gt=0)
     for_heartbeats: float | None = Field(default=None, gt=0)
 

@@ -292,21 +292,43 @@ def _error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def rule_test_files(paths: Iterable[Path]) -> list[Path]:
+def is_pack_file(path: Path) -> bool:
+    """A rule pack (top-level ``pack:``), not a test file: ``rules test rules/`` must skip it."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, dict) and "pack" in doc and "tests" not in doc
+
+
+def rule_test_files(paths: Iterable[Path], *, skipped: list[Path] | None = None) -> list[Path]:
+    """Test files under the given files and directories (directories searched recursively).
+
+    Pack files found in a directory are not tests: they are left out and, when ``skipped``
+    is given, listed there so the command line can say so.
+    """
     files: list[Path] = []
     for path in paths:
-        files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for file in sorted(path.rglob("*.yaml")):
+            if is_pack_file(file):
+                if skipped is not None:
+                    skipped.append(file)
+            else:
+                files.append(file)
     return files
 
 
-def run_rule_tests(paths: Iterable[Path]) -> list[TestResult]:
+def run_rule_tests(paths: Iterable[Path], *, skipped: list[Path] | None = None) -> list[TestResult]:
     """Run the YAML rule tests in the given files and directories (``*.yaml``), in order.
 
     Never raises for a bad test file: it becomes a failed :class:`TestResult` with ``error``.
     Print ``result.diff`` for each failed result; exit non-zero if any ``not result.passed``.
     """
     results: list[TestResult] = []
-    for file in rule_test_files(paths):
+    for file in rule_test_files(paths, skipped=skipped):
         results.extend(run_test_file(file))
     return results
 

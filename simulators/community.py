@@ -72,6 +72,18 @@ NATIVE_MODELS = {
     "parking_sensor": "Linli parking sensor",
 }
 TASMOTA_DOOR_MODEL = "tasmota-switch-open-on"
+#: A water-leak sensor on The Things Stack (profile milesight-ws303).
+LEAK_MODEL = "Milesight WS303"
+#: The home-safety kit of ``safety_devices`` households: kind → (family, model). Fixed
+#: families (not the format mix) so each path (Zigbee2MQTT exposes, a LoRaWAN profile, native)
+#: is exercised by the scenarios.
+SAFETY_KIT: tuple[tuple[str, Family, str], ...] = (
+    ("smoke_detector", Family.ZIGBEE2MQTT, "JTYJ-GD-01LM/BW"),
+    ("gas_detector", Family.ZIGBEE2MQTT, "JT-BZ-01AQ/A"),
+    ("water_leak_sensor", Family.TTN_V3, LEAK_MODEL),
+    ("motion_sensor", Family.ZIGBEE2MQTT, "RTCGQ11LM"),
+    ("fall_detector", Family.NATIVE, "Linli fall detector"),
+)
 #: Zigbee models that report ``tamper`` (IAS zone devices).
 Z2M_TAMPER_MODELS = frozenset({"HS1DS", "HS1EB"})
 ZONE = "Asia/Shanghai"
@@ -231,10 +243,16 @@ def generate(  # noqa: PLR0915 - one linear recipe reads best in one place
     parking_per_grid: int = 2,
     living_alone_share: float = 0.6,
     fire_exits_per_building: int = 1,
+    safety_devices: int = 0,
     mix: str | Mapping[str, float] | Mapping[Family, float] | None = None,
     name: str = "幸福里社区",
 ) -> SimCommunity:
-    """A community in the registry's import format, and the devices to simulate in it."""
+    """A community in the registry's import format, and the devices to simulate in it.
+
+    ``safety_devices``: the first that many residents living alone also get the home-safety kit
+    (:data:`SAFETY_KIT`: smoke, gas, water leak, PIR, fall). Drawn from a separate random
+    stream after everything else, so the rest of a seed's community does not change.
+    """
     if not 0.0 <= living_alone_share <= 1.0:
         raise ValueError("living_alone_share must be between 0 and 1")
     weights = parse_mix(mix)
@@ -253,7 +271,7 @@ def generate(  # noqa: PLR0915 - one linear recipe reads best in one place
         if family is Family.TASMOTA:
             return f"tasmota_{_hex(rng, 6).upper()}/switch1"
         if family is Family.NATIVE:
-            short = {"sos_button": "sos", "door_sensor": "door", "parking_sensor": "park"}[kind]
+            short = {"sos_button": "sos", "door_sensor": "door", "parking_sensor": "park"}.get(kind, kind[:4])
             counters[short] = counters.get(short, 0) + 1
             return f"lnl-{short}-{counters[short]:04d}"
         oui = "fcd6bd" if model.startswith("Bosch") else "24e124"
@@ -270,10 +288,13 @@ def generate(  # noqa: PLR0915 - one linear recipe reads best in one place
         household: str | None = None,
         place: str | None = None,
         place_kind: str | None = None,
+        fixed: tuple[Family, str] | None = None,
     ) -> None:
-        family = _pick_family(rng, weights, kind)
+        family = fixed[0] if fixed is not None else _pick_family(rng, weights, kind)
         sos_action = "single"
-        if family is Family.ZIGBEE2MQTT:
+        if fixed is not None:
+            model = fixed[1]
+        elif family is Family.ZIGBEE2MQTT:
             if kind == "sos_button":
                 heiman = rng.random() < 0.3
                 model = "HS1EB" if heiman else "TS0215A"
@@ -449,6 +470,23 @@ def generate(  # noqa: PLR0915 - one linear recipe reads best in one place
         grid_doc["buildings"] = buildings
         grid_doc["places"] = places
         doc_grids.append(grid_doc)
+
+    if safety_devices > 0:
+        rng = random.Random(seed * 1_000_003 + 16)  # noqa: S311 - a separate stream, see docstring
+        alone = [d for d in sim_devices if d.kind == "sos_button" and d.living_alone][:safety_devices]
+        for owner in alone:
+            resident = next(r for r in residents if r["id"] == owner.resident)
+            grid_no = int(owner.grid[-3:])
+            for kind, family, model in SAFETY_KIT:
+                add_device(
+                    kind,
+                    grid_no,
+                    owner.grid,
+                    owner.location,
+                    resident=resident,
+                    household=owner.household,
+                    fixed=(family, model),
+                )
 
     all_grids = [g["code"] for g in doc_grids]
     people += [

@@ -126,6 +126,11 @@ class Action(StrEnum):
     BATTERY = "battery"
     TAMPER = "tamper"
     TAMPER_CLEAR = "tamper_clear"
+    SMOKE = "smoke"
+    GAS = "gas"
+    WATER_LEAK = "water_leak"
+    FALL = "fall"
+    MOTION = "motion"
     OFFLINE = "offline"
     ONLINE = "online"
     GARBAGE = "garbage"
@@ -155,6 +160,11 @@ DEVICE_ACTS: Mapping[Action, Act] = {
     Action.BATTERY: Act.BATTERY,
     Action.TAMPER: Act.TAMPER,
     Action.TAMPER_CLEAR: Act.TAMPER_CLEAR,
+    Action.SMOKE: Act.SMOKE,
+    Action.GAS: Act.GAS,
+    Action.WATER_LEAK: Act.WATER_LEAK,
+    Action.FALL: Act.FALL,
+    Action.MOTION: Act.MOTION,
     Action.OFFLINE: Act.OFFLINE,
     Action.ONLINE: Act.ONLINE,
     Action.GARBAGE: Act.GARBAGE,
@@ -178,6 +188,11 @@ _ROLE_OF_ACT = {
     Act.SERVICE_REQUEST: "sos_button",
     Act.DOOR_OPEN: "door_sensor",
     Act.DOOR_CLOSE: "door_sensor",
+    Act.SMOKE: "smoke_detector",
+    Act.GAS: "gas_detector",
+    Act.WATER_LEAK: "water_leak_sensor",
+    Act.FALL: "fall_detector",
+    Act.MOTION: "motion_sensor",
 }
 
 

@@ -49,6 +49,12 @@ class Act(StrEnum):
     BATTERY = "battery"
     TAMPER = "tamper"
     TAMPER_CLEAR = "tamper_clear"
+    #: Home-safety devices (issue 16): an alarm or a detection each.
+    SMOKE = "smoke"
+    GAS = "gas"
+    WATER_LEAK = "water_leak"
+    FALL = "fall"
+    MOTION = "motion"
     OFFLINE = "offline"
     ONLINE = "online"
     #: A broken gateway's output: malformed JSON or wrong types.

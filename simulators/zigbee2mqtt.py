@@ -67,3 +67,10 @@ def tamper(*, tampered: bool, battery: float, linkquality: int, ts: float) -> by
     return orjson.dumps(
         {"battery": battery, "linkquality": linkquality, "tamper": tampered, "last_seen": _last_seen(ts)}
     )
+
+
+def alarm(expose: str, *, battery: float, linkquality: int, ts: float) -> bytes:
+    """A hazard or PIR report (``smoke``, ``gas``, ``water_leak``, ``occupancy`` set to true)."""
+    return orjson.dumps(
+        {"battery": battery, "linkquality": linkquality, expose: True, "last_seen": _last_seen(ts)}
+    )

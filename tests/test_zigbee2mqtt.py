@@ -67,6 +67,28 @@ CASES: list[tuple[str, dict[str, DeviceKind], list[tuple[str, EventKind, object]
         ],
     ),
     ("tuya_ts0215a_sos_action_subtopic", {}, []),
+    # Hazard exposes: a leak (with tamper false), smoke, natural gas and carbon monoxide.
+    (
+        "aqara_water_leak_true",
+        {},
+        [
+            ("BAD_LEAK01", EventKind.TAMPER, False),
+            ("BAD_LEAK01", EventKind.WATER_LEAK, True),
+            ("BAD_LEAK01", EventKind.BATTERY, 100.0),
+            ("BAD_LEAK01", EventKind.SIGNAL, 73.0),
+        ],
+    ),
+    (
+        "hb_z2m_smoke_true",
+        {},
+        [
+            ("FRIENDLY_NAME", EventKind.TAMPER, False),
+            ("FRIENDLY_NAME", EventKind.SMOKE, True),
+            ("FRIENDLY_NAME", EventKind.BATTERY, None),
+        ],
+    ),
+    ("hb_z2m_gas_true", {}, [("FRIENDLY_NAME", EventKind.GAS, True)]),
+    ("hb_z2m_co_true", {}, [("FRIENDLY_NAME", EventKind.GAS, True)]),
     (
         # contact: false means OPEN; the friendly name contains a slash; base topic is zb6.
         "aqara_mccgq11lm_open",
@@ -110,9 +132,9 @@ CASES: list[tuple[str, dict[str, DeviceKind], list[tuple[str, EventKind, object]
         "legacy_2018_leak_battery_as_string",
         {},
         [
+            ("czujnikzalania1", EventKind.WATER_LEAK, False),  # dry: a state, so no heartbeat
             ("czujnikzalania1", EventKind.BATTERY, 100.0),
             ("czujnikzalania1", EventKind.SIGNAL, 99.0),
-            ("czujnikzalania1", EventKind.HEARTBEAT, None),
         ],
     ),
     ("device_availability_json_online", {}, [("MY_DEVICE", EventKind.ONLINE, True)]),

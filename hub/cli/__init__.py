@@ -14,6 +14,7 @@ import click
 
 from hub.cli.common import configure_logging
 from hub.cli.dashboards import dashboards
+from hub.cli.profiles import profiles
 from hub.cli.registry import community, quarantine, roster
 from hub.cli.rules import rules
 from hub.cli.service import check_mqtt_url, demo, doctor, run, token
@@ -36,6 +37,7 @@ for command in (
     quarantine,
     roster,
     rules,
+    profiles,
     dashboards,
     simulate,
     check_mqtt_url,

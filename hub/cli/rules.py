@@ -53,9 +53,15 @@ def rules_check(paths: tuple[Path, ...], config_file: Path | None) -> None:
 def rules_test(paths: tuple[Path, ...]) -> None:
     """Run YAML rule tests (given events at times → expected alerts and clears), like promtool test rules.
 
+    Directories are searched recursively; pack files in them are skipped and reported.
     Default: the tests shipped for the shipped packs.
     """
-    results = run_rule_tests(paths or (BUILTIN_RULE_TESTS,))
+    skipped: list[Path] = []
+    results = run_rule_tests(paths or (BUILTIN_RULE_TESTS,), skipped=skipped)
+    if skipped:
+        click.echo(
+            f"skipped {len(skipped)} rule pack file(s): pack files are not test files (tests: rules/tests)"
+        )
     for result in results:
         if not result.passed:
             click.echo(f"FAIL {result.file} {result.name}\n{result.diff}")

@@ -30,6 +30,8 @@ class Measurement(StrEnum):
     MOTION = "motion"
     PRESS = "press"
     READING = "reading"
+    #: Smoke, gas/CO, water-leak and fall alarms (tag ``hazard``).
+    HAZARD = "hazard"
     DEVICE_HEALTH = "device_health"
     ALERT = "alert"
     CASE = "case_transition"
@@ -49,6 +51,7 @@ TAGS: Mapping[Measurement, tuple[str, ...]] = {
     Measurement.MOTION: (*_DEVICE, "care"),
     Measurement.PRESS: (*_DEVICE, "care", "press", "press_type"),
     Measurement.READING: (*_DEVICE, "place"),
+    Measurement.HAZARD: (*_DEVICE, "place", "care", "hazard"),
     Measurement.DEVICE_HEALTH: _DEVICE,
     Measurement.ALERT: ("community", "grid", "rule", "category", "severity", "transition", "device_kind"),
     Measurement.CASE: ("community", "grid", "category", "severity", "worker", "stage", "light"),
@@ -64,7 +67,8 @@ FIELDS: Mapping[Measurement, Mapping[str, type]] = {
     Measurement.OCCUPANCY: {"occupied": int},
     Measurement.MOTION: {"motion": int},
     Measurement.PRESS: {"count": int},
-    Measurement.READING: {"distance_mm": float},
+    Measurement.READING: {"distance_mm": float, "temperature_c": float, "humidity_pct": float},
+    Measurement.HAZARD: {"alarm": int},
     Measurement.DEVICE_HEALTH: {
         "battery_pct": float,
         "battery_v": float,
@@ -173,6 +177,14 @@ _PRESS = {
 }
 
 
+_HAZARDS = frozenset({EventKind.SMOKE, EventKind.GAS, EventKind.WATER_LEAK, EventKind.FALL})
+_READINGS = {
+    EventKind.DISTANCE: "distance_mm",
+    EventKind.TEMPERATURE: "temperature_c",
+    EventKind.HUMIDITY: "humidity_pct",
+}
+
+
 def event_points(event: Event, info: SubjectInfo) -> list[Point]:
     """The points one normalised event becomes (none for kinds with nothing to chart)."""
     kind = event.kind
@@ -195,12 +207,16 @@ def event_points(event: Event, info: SubjectInfo) -> list[Point]:
     elif kind is EventKind.MOTION:
         measurement = Measurement.MOTION
         fields["motion"] = _flag(event.value)
-    elif kind is EventKind.DISTANCE:
+    elif kind in _HAZARDS:
+        measurement = Measurement.HAZARD
+        fields["alarm"] = _flag(event.value)
+        extra["hazard"] = kind.value
+    elif kind in _READINGS:
         measurement = Measurement.READING
-        distance = _number(event.value)
-        if distance is None:
+        reading = _number(event.value)
+        if reading is None:
             return []
-        fields["distance_mm"] = distance
+        fields[_READINGS[kind]] = reading
     else:
         measurement = Measurement.DEVICE_HEALTH
         fields = _health_fields(event)

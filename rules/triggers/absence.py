@@ -48,6 +48,8 @@ class AbsenceEngine:
         assert isinstance(trigger, AbsenceTrigger)
         if trigger.kinds and event.kind not in trigger.kinds:
             return []
+        if trigger.value is not None and event.value != trigger.value:
+            return []
         period = period_for(trigger, subject)
         if period is None:
             return []

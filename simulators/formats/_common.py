@@ -11,6 +11,14 @@ from simulators.types import Act
 PRESSES = frozenset({Act.SOS_PRESS, Act.FALSE_PRESS})
 DOOR = frozenset({Act.DOOR_OPEN, Act.DOOR_CLOSE})
 PARKING = frozenset({Act.OCCUPIED, Act.FREE})
+#: Home-safety acts and the device kind that performs each.
+SAFETY: dict[Act, str] = {
+    Act.SMOKE: "smoke_detector",
+    Act.GAS: "gas_detector",
+    Act.WATER_LEAK: "water_leak_sensor",
+    Act.FALL: "fall_detector",
+    Act.MOTION: "motion_sensor",
+}
 
 
 def iso_nanos(ts: float, *, z: bool) -> str:
@@ -87,6 +95,11 @@ def lora_decoded(
                 },
             )
         return 85, milesight_bytes(battery=battery), {"battery": round(battery)}
+    if device_model == "Milesight WS303":
+        # Leakage status is channel 03 00 (README: 017564 030001 = battery 100 %, leak).
+        leak = act is Act.WATER_LEAK
+        raw = milesight_bytes(battery=battery) + bytes([0x03, 0x00, 1 if leak else 0])
+        return 85, raw, {"battery": round(battery), "leakage_status": "leak" if leak else "normal"}
     # Bosch TPS110: fPort 1 parking status, fPort 2 heartbeat (occupied + temperature).
     if act in PARKING:
         flag = act is Act.OCCUPIED

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from simulators.community import SimDevice
-from simulators.formats._common import DOOR, PARKING, PRESSES, local_iso
+from simulators.formats._common import DOOR, PARKING, PRESSES, SAFETY, local_iso
 from simulators.types import Act, Message, Reading
 
 BASE = "linli"
@@ -41,6 +41,8 @@ def supports(device: SimDevice, act: Act) -> bool:
         return device.kind == "door_sensor"
     if act in PARKING:
         return device.kind == "parking_sensor"
+    if act in SAFETY:
+        return device.kind == SAFETY[act]
     return False
 
 
@@ -84,6 +86,9 @@ def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneIn
         body = _event("occupancy", ts, zone, act is Act.OCCUPIED)
     elif act in (Act.TAMPER, Act.TAMPER_CLEAR):
         body = _event("tamper", ts, zone, act is Act.TAMPER)
+    elif act in SAFETY:
+        body = _event(act.value, ts, zone, True)
+        qos = 1 if act is not Act.MOTION else 0
     elif act in (Act.OFFLINE, Act.ONLINE):
         body = _event("online" if act is Act.ONLINE else "offline", ts, zone, act is Act.ONLINE)
     elif act is Act.BATTERY:

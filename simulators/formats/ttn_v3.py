@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from simulators.community import LORA_MODELS, SimDevice, ttn_application
+from simulators.community import LEAK_MODEL, LORA_MODELS, SimDevice, ttn_application
 from simulators.formats._common import DOOR, PARKING, PRESSES, b64, iso_nanos, lora_decoded
 from simulators.types import Act, Message, Reading
 
@@ -22,6 +22,7 @@ _VERSION_IDS = {
     "Milesight WS101": ("milesight-iot", "ws101"),
     "Milesight WS301": ("milesight-iot", "ws301"),
     "Bosch TPS110": ("bosch", "tps110"),
+    "Milesight WS303": ("milesight-iot", "ws303"),
 }
 
 
@@ -41,6 +42,8 @@ def supports(device: SimDevice, act: Act) -> bool:
         return model == LORA_MODELS["parking_sensor"]
     if act is Act.BATTERY:
         return model != LORA_MODELS["parking_sensor"]  # the TPS110 codec reports no battery
+    if act is Act.WATER_LEAK:
+        return model == LEAK_MODEL
     return False
 
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from simulators import zigbee2mqtt as z2m
 from simulators.community import SimDevice
-from simulators.formats._common import DOOR, PARKING, PRESSES
+from simulators.formats._common import DOOR, PARKING, PRESSES, SAFETY
 from simulators.types import Act, Message, Reading
 
 BASE = "zigbee2mqtt"
@@ -34,7 +34,13 @@ def supports(device: SimDevice, act: Act) -> bool:
         return device.kind == "parking_sensor"
     if act in (Act.TAMPER, Act.TAMPER_CLEAR):
         return device.tamper_capable
+    if act in _Z2M_SAFETY:
+        return device.kind == SAFETY[act]
     return False
+
+
+#: The Zigbee2MQTT expose each safety act sets to true (a PIR's motion is `occupancy`).
+_Z2M_SAFETY = {Act.SMOKE: "smoke", Act.GAS: "gas", Act.WATER_LEAK: "water_leak", Act.MOTION: "occupancy"}
 
 
 def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneInfo) -> list[Message]:
@@ -70,6 +76,9 @@ def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneIn
         return [
             Message(topic, z2m.tamper(tampered=act is Act.TAMPER, battery=battery, linkquality=lq, ts=ts))
         ]
+    if act in _Z2M_SAFETY:
+        payload = z2m.alarm(_Z2M_SAFETY[act], battery=battery, linkquality=lq, ts=ts)
+        return [Message(topic, payload)]
     if act in (Act.OFFLINE, Act.ONLINE):
         return [
             Message(
