@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import signal
 import time
@@ -12,18 +13,43 @@ import click
 
 from adapters.errors import LinliError
 from hub.app import Hub
+from hub.cases.calendar import official_coverage
+from hub.cases.policies import load_policies
 from hub.cli.common import MQTT_HELP, run_until_done
-from hub.clock import ScaledClock
-from hub.config import load_settings
+from hub.clock import Clock, ManualClock, ScaledClock, SystemClock
+from hub.config import Settings, load_settings
 from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.url import MqttUrl
 from hub.records import Role
-from hub.timeseries import Level
+from hub.timeseries import Finding, Level
 from hub.timeseries import doctor as timeseries_doctor
 from hub.web.api import token_hash
 from simulators.community import generate
 from simulators.runner import BrokerAddress, CommunitySimulator
+
+log = logging.getLogger(__name__)
+
+
+def calendar_finding(settings: Settings, *, clock: Clock) -> Finding:
+    """Whether the working calendar knows this year's and next year's official holidays.
+
+    A warning, not an error: the hub still runs, but every working-time deadline in a year
+    without data counts plain weekdays — the operator has to hear it now, not in February.
+    """
+    try:
+        calendar = load_policies(settings.policies_file).calendar
+    except LinliError as exc:
+        return Finding(level=Level.ERROR, message=f"case policies: {exc}")
+    coverage = official_coverage(calendar, now=clock.now())
+    return Finding(level=Level.OK if coverage.ok else Level.WARN, message=coverage.message)
+
+
+def start_clock(settings: Settings) -> Clock:
+    """The clock the hub will start on (a scenario's manual clock, else the system clock)."""
+    if settings.test_clock_start is None:
+        return SystemClock()
+    return ManualClock(start=settings.test_clock_start)
 
 
 @click.command()
@@ -120,6 +146,10 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
 
+    calendar = calendar_finding(settings, clock=start_clock(settings))
+    if calendar.level is not Level.OK:
+        log.warning("%s", calendar.message)
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -185,7 +215,11 @@ def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
         except (LinliError, TimeoutError) as exc:
             healthy = False
             click.echo(f"[error] MQTT broker: {exc or 'no answer within 10 s'}")
-        for finding in await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)):
+        findings = [
+            calendar_finding(settings, clock=start_clock(settings)),
+            *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),
+        ]
+        for finding in findings:
             healthy = healthy and finding.level is not Level.ERROR
             click.echo(str(finding))
         return healthy
