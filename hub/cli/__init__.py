@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from hub.cli.common import configure_logging
+from hub.cli.config import config
 from hub.cli.dashboards import dashboards
 from hub.cli.registry import community, quarantine, roster
 from hub.cli.rules import rules
@@ -32,6 +33,7 @@ for command in (
     run,
     doctor,
     token,
+    config,
     community,
     quarantine,
     roster,

@@ -17,7 +17,7 @@ from hub.cases.calendar import official_coverage
 from hub.cases.policies import load_policies
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.clock import Clock, ManualClock, ScaledClock, SystemClock
-from hub.config import Settings, load_settings
+from hub.config import Settings, load_config
 from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.url import MqttUrl
@@ -142,10 +142,12 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
     # Merged deeply: the other mqtt.* keys from the file and environment stay.
     overrides = {"mqtt": {"url": mqtt_url}} if mqtt_url else None
     try:
-        settings = load_settings(config_file, overrides=overrides)
+        loaded = load_config(config_file, overrides=overrides)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
-
+    settings = loaded.settings
+    for note in loaded.notes:
+        log.warning("configuration: %s", note)
     calendar = calendar_finding(settings, clock=start_clock(settings))
     if calendar.level is not Level.OK:
         log.warning("%s", calendar.message)
@@ -193,12 +195,15 @@ def token(name: str, role: str) -> None:
 def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
     """Check the configuration, the MQTT broker and the time-series store; say what is wrong."""
     try:
-        settings = load_settings(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
+        loaded = load_config(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
+    settings = loaded.settings
     click.echo(
         f"ok    configuration {'from ' + str(config_file) if config_file else '(defaults and LINLI_*)'}"
     )
+    for note in loaded.notes:
+        click.echo(str(Finding(level=Level.WARN, message=f"configuration: {note}")))
 
     async def check() -> bool:
         healthy = True
