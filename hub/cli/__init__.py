@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import click
 
+from hub.cli.backup import backup_command, restore_command
 from hub.cli.common import LogFormat, configure_logging
 from hub.cli.config import config
 from hub.cli.dashboards import dashboards
@@ -41,6 +42,8 @@ for command in (
     doctor,
     token,
     config,
+    backup_command,
+    restore_command,
     community,
     quarantine,
     roster,
