@@ -10,6 +10,9 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).parents[1]
 PACKAGES = ("hub", "adapters", "rules", "dashboards", "simulators", "linli")
 
@@ -52,7 +55,7 @@ def test_project_metadata() -> None:
     assert any(
         dep.startswith("grafana-foundation-sdk") for dep in project["optional-dependencies"]["dashboards"]
     )
-    assert "linli[dashboards]" in project["optional-dependencies"]["dev"]
+    assert set(project["optional-dependencies"]["dashboards"]) <= set(project["optional-dependencies"]["dev"])
     assert (ROOT / "CHANGELOG.md").is_file()
 
 
@@ -88,3 +91,34 @@ def test_the_wheel_ships_licence_markers_and_the_linli_package(tmp_path: Path) -
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
     assert "License-Expression: Apache-2.0" in text
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    pins = {}
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split(" ")[0].split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_lockfiles_pin_every_declared_dependency_within_its_range() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    for lock, declared in (
+        ("requirements.lock", project["dependencies"]),
+        ("requirements-dev.lock", project["dependencies"] + extras["dashboards"] + extras["dev"]),
+    ):
+        pins = _pins(ROOT / lock)
+        for raw in declared:
+            req = Requirement(raw)
+            if req.name == "linli":
+                continue
+            name = canonicalize_name(req.name)
+            assert name in pins, f"{lock} lacks {req.name}: run `make lock`"
+            assert req.specifier.contains(pins[name], prereleases=True), (
+                f"{lock}: {name}=={pins[name]} ∉ {req}"
+            )
+        assert "grafana-client" not in pins and "urllib3-future" not in pins
+    lock_text = (ROOT / "requirements-dev.lock").read_text(encoding="utf-8")
+    assert "--hash=sha256:" in lock_text and "file://" not in lock_text
