@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import click
 
+from adapters.errors import LinliError
 from dashboards.push import PushError
 from dashboards.push import push as push_dashboards
 from hub.config import read_secret_file
@@ -39,7 +40,10 @@ def dashboards() -> None:
 def dashboards_push(url: str, token: str | None, token_file: Path | None) -> None:
     """Upload every dashboard through Grafana's HTTP API; same uid → update (idempotent)."""
     if token_file is not None:
-        token = read_secret_file(token_file)
+        try:
+            token = read_secret_file(token_file, source="--token-file / LINLI_GRAFANA_TOKEN_FILE")
+        except LinliError as exc:
+            raise click.ClickException(str(exc)) from None
     if not token:
         raise click.UsageError("give --token, --token-file, LINLI_GRAFANA_TOKEN or LINLI_GRAFANA_TOKEN_FILE")
     try:
