@@ -103,6 +103,9 @@ def demo(
     start = time.time()
     # One simulated clock for the hub and the devices: shifts, durations and SLAs follow it.
     clock = ScaledClock(start=start, speed=speed) if speed != 1 else None
+    calendar = calendar_finding(Settings(), clock=clock or SystemClock())
+    if calendar.level is not Level.OK:
+        log.warning("%s", calendar.message)
 
     async def simulate(endpoint: Endpoint) -> None:
         broker = BrokerAddress(endpoint.host, endpoint.port, endpoint.username, endpoint.password)
