@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hub.case_store import CaseStore
 from hub.cli import main
 from hub.cli.backup import BackupError, Layout, backup, in_use, restore
 from hub.clock import ManualClock
-from hub.rule_state import RuleStateStore
-from hub.store import Store
+from hub.storage.cases import CaseStore
+from hub.storage.rule_state import RuleStateStore
+from hub.storage.store import Store
 
 T0 = 1_796_000_000.0
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 
 from adapters.errors import LinliError
 from hub.config import LoadedConfig, is_secret_key, load_config
-from hub.mqtt_url import MqttUrl
+from hub.mqtt.url import MqttUrl
 
 REDACTED = "<redacted>"
 
