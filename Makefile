@@ -1,17 +1,31 @@
 # Two entry points for a fresh machine (python3 + make): `make demo` and `make test`.
-# Each (re)creates .venv when pyproject.toml changed, so nothing else needs to be installed by hand.
+# Each (re)creates .venv when pyproject.toml or the lockfile changed, so nothing else needs to be
+# installed by hand. Every third-party package comes from requirements-dev.lock, pinned with hashes:
+# a new transitive dependency (such as one that replaces another's module) cannot arrive unseen.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make lock` refreshes the lockfiles after pyproject.toml changed, keeping every other pin;
+# `make lock LOCK_ARGS=--upgrade` moves everything to the newest releases, and
+# `make lock LOCK_ARGS="--upgrade-package chinese-calendar"` takes a new holiday notice.
+LOCK_VENV := .venv-lock
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+LOCK_ARGS ?=
 
-.PHONY: demo test system-deps lint typecheck unit bench clean
+.PHONY: demo test system-deps lint typecheck unit bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PY) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools)
+	$(LOCK_VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) --output-file requirements.lock pyproject.toml
+	$(LOCK_VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) --extra dev --output-file requirements-dev.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/linli demo $(ARGS)
@@ -36,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -3,12 +3,26 @@
 Environment variables override the file; nesting uses a double underscore:
 ``LINLI_MQTT__URL=mqtt://…``, ``LINLI_HTTP__PORT=8081``, ``LINLI_DATA_DIR=/var/lib/linli``.
 A validation error names the key and where the bad value came from.
+
+One namespace, no collisions: ``LINLI_<KEY>`` is the hub's own and an unknown one is refused
+(a typo must not pass silently), except three sub-namespaces that belong to others and that the
+hub never reads — ``LINLI_GRAFANA_*`` (Grafana's data-source provisioning and
+``linli dashboards push``), ``LINLI_API_*`` (commands that call a running hub's API) and
+``LINLI_DEV_*`` (tests and benchmarks). Names that older docs told people to set for those
+(``LINLI_INFLUX_URL`` …) are ignored with a note saying their new name, not refused.
+
+Every secret also has a ``*_FILE`` variant (``LINLI_TIMESERIES__TOKEN_FILE=/run/secrets/influx``,
+as Docker and Kubernetes mount secrets): the file's content is the value, a trailing newline
+stripped. Only secret keys (:data:`SECRET_KEYS`) have one, so ``LINLI_COMMUNITY_FILE`` keeps
+meaning the ``community_file`` setting.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +37,53 @@ from hub.records import Role
 from hub.timeseries.settings import TimeseriesSettings
 
 ENV_PREFIX = "LINLI_"
+#: Sub-namespaces of ``LINLI_`` that are not hub settings; the loader skips them.
+FOREIGN_PREFIXES: Mapping[str, str] = {
+    "LINLI_GRAFANA_": "Grafana provisioning and `linli dashboards push`",
+    "LINLI_API_": "commands that call a running hub's API",
+    "LINLI_DEV_": "tests and benchmarks",
+}
+#: Names documented before the namespace was sorted out → what to use now. Ignored, with a note.
+RENAMED: Mapping[str, str] = {
+    "LINLI_INFLUX_URL": "LINLI_GRAFANA_INFLUX_URL (Grafana's data source; the hub's own is LINLI_TIMESERIES__URL)",
+    "LINLI_INFLUX_DB": "LINLI_GRAFANA_INFLUX_DB (Grafana's data source; the hub's own is LINLI_TIMESERIES__DB)",
+    "LINLI_INFLUX_TOKEN": "LINLI_GRAFANA_INFLUX_TOKEN (Grafana's data source; the hub's own is LINLI_TIMESERIES__TOKEN)",
+    "LINLI_TOKEN": "LINLI_API_TOKEN",
+    "LINLI_MQTT_USER": "LINLI_DEV_MQTT_USER",
+    "LINLI_MQTT_PASSWORD": "LINLI_DEV_MQTT_PASSWORD",
+    "LINLI_SCREENSHOTS": "LINLI_DEV_SCREENSHOTS",
+}
+#: Keys holding secrets: redacted when shown, settable from a file with ``LINLI_<KEY>_FILE``.
+#: ``*`` stands for any one key of a mapping. mqtt.url is here because it may carry a password.
+SECRET_KEYS: tuple[str, ...] = (
+    "mqtt.url",
+    "mqtt.password",
+    "timeseries.password",
+    "timeseries.token",
+    "channel_secrets.*",
+)
+FILE_SUFFIX = "_FILE"
+
+
+def is_secret_key(key: str) -> bool:
+    parts = key.split(".")
+    return any(
+        len(parts) == len(pattern.split("."))
+        and all(p in ("*", k) for p, k in zip(pattern.split("."), parts, strict=True))
+        for pattern in SECRET_KEYS
+    )
+
+
+def read_secret_file(path: Path, *, key: str = "", source: str = "") -> str:
+    """A secret's value from a file (Docker/Kubernetes secrets): its content, trailing newlines stripped."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read secret file {path}: {exc.strerror or exc}", key=key, source=source
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"secret file {path} is not UTF-8 text", key=key, source=source) from None
 
 
 class _Model(BaseModel):
@@ -38,6 +99,10 @@ class MqttSettings(_Model):
     tls_ca_file: Path | None = None
     #: Root of every topic Linli itself publishes (notifications, replies).
     topic_prefix: str = "linli"
+    #: Broker credentials apart from the URL (they win over the URL's): a password can then come
+    #: from a secret file (``LINLI_MQTT__PASSWORD_FILE``) and be rotated without editing the URL.
+    username: str | None = None
+    password: SecretStr | None = None
 
     @field_validator("url")
     @classmethod
@@ -50,7 +115,12 @@ class MqttSettings(_Model):
 
     @property
     def parsed_url(self) -> MqttUrl:
-        return MqttUrl.parse(self.url)
+        url = MqttUrl.parse(self.url)
+        if self.username is not None:
+            url = replace(url, username=self.username)
+        if self.password is not None:
+            url = replace(url, password=self.password.get_secret_value())
+        return url
 
 
 class HttpSettings(_Model):
@@ -127,24 +197,98 @@ class Settings(_Model):
         return ZoneInfo(self.timezone)
 
 
-def _env_overlay(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """``LINLI_A__B=v`` → ``{"a": {"b": "v"}}``, plus which variable set each dotted key."""
+class ValueSource(StrEnum):
+    """Where an effective setting came from (``linli config show``)."""
+
+    DEFAULT = "default"
+    FILE = "file"
+    ENV = "env"
+    #: A ``LINLI_<KEY>_FILE`` variable naming a secret file.
+    ENV_FILE = "env_file"
+    #: A command-line option (``--mqtt``).
+    OVERRIDE = "override"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    source: ValueSource
+    #: The file, or the variable's name.
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.source is ValueSource.ENV_FILE:
+            return f"secret file named by {self.detail}"
+        if self.source is ValueSource.DEFAULT:
+            return "default"
+        return f"{self.source.value} {self.detail}".strip()
+
+
+DEFAULT_ORIGIN = Origin(ValueSource.DEFAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """Effective settings plus, per dotted key that was set, where it was set."""
+
+    settings: Settings
+    origins: Mapping[str, Origin] = field(default_factory=dict)
+    #: Variables ignored on purpose (old names), for the start-up log and ``config show``.
+    notes: tuple[str, ...] = ()
+
+    def origin(self, key: str) -> Origin:
+        """Where ``key``'s value came from: the most specific key set at or above it, else a default."""
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self.origins.get(".".join(parts[:end]))
+            if found is not None:
+                return found
+        below = [o for k, o in self.origins.items() if k.startswith(key + ".")]
+        return below[-1] if below else DEFAULT_ORIGIN
+
+
+def _leaves(doc: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in doc.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _env_overlay(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Origin], list[str]]:
+    """``LINLI_A__B=v`` → ``{"a": {"b": "v"}}``, which variable set each dotted key, and notes."""
     overlay: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+    origin: dict[str, Origin] = {}
+    notes: list[str] = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name.startswith(tuple(FOREIGN_PREFIXES)):
             continue
+        if name in RENAMED:
+            notes.append(f"{name} is ignored by the hub: it is now {RENAMED[name]}")
+            continue
+        value = raw
+        how = ValueSource.ENV
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
         if not path:
             continue
+        if name.endswith(FILE_SUFFIX) and is_secret_key(".".join(path)[: -len(FILE_SUFFIX)]):
+            path[-1] = path[-1][: -len(FILE_SUFFIX)]
+            key = ".".join(path)
+            if name[: -len(FILE_SUFFIX)] in environ:
+                raise ConfigError(
+                    f"both {name[: -len(FILE_SUFFIX)]} and {name} are set; keep one",
+                    key=key,
+                    source=f"environment variable {name}",
+                )
+            value = read_secret_file(Path(raw), key=key, source=f"environment variable {name}")
+            how = ValueSource.ENV_FILE
         node = overlay
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError("conflicting environment variables", key=".".join(path), source=name)
         node[path[-1]] = value
-        origin[".".join(path)] = f"environment variable {name}"
-    return overlay, origin
+        origin[".".join(path)] = Origin(how, name)
+    return overlay, origin, notes
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +308,19 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Build settings from a YAML file, the environment and explicit overrides (highest last)."""
+    return load_config(file, environ=environ, overrides=overrides).settings
+
+
+def load_config(
+    file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """:func:`load_settings`, keeping where each value came from and the notes on ignored names."""
     doc: dict[str, Any] = {}
     source = "defaults"
+    origins: dict[str, Origin] = {}
     if file is not None:
         source = f"file {file}"
         try:
@@ -184,12 +339,24 @@ def load_settings(
         for key in ("rule_paths", "profile_paths"):
             if isinstance(doc.get(key), list):
                 doc[key] = [str((file.parent / p).resolve()) if isinstance(p, str) else p for p in doc[key]]
-    env, origin = _env_overlay(os.environ if environ is None else environ)
-    merged = _merge(_merge(doc, env), dict(overrides or {}))
+        origins.update({key: Origin(ValueSource.FILE, str(file)) for key in _leaves(doc)})
+    env, env_origin, notes = _env_overlay(os.environ if environ is None else environ)
+    origins.update(env_origin)
+    top = dict(overrides or {})
+    origins.update({key: Origin(ValueSource.OVERRIDE, "command line") for key in _leaves(top)})
+    merged = _merge(_merge(doc, env), top)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"])
-        where = next((origin[k] for k in origin if key == k or key.startswith(k + ".")), source)
+        where = next(
+            (
+                f"environment variable {o.detail}"
+                for k, o in env_origin.items()
+                if key == k or key.startswith(k + ".") or k.startswith(key + ".")
+            ),
+            source,
+        )
         raise ConfigError(error["msg"], key=key, source=where) from None
+    return LoadedConfig(settings=settings, origins=origins, notes=tuple(notes))

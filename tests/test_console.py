@@ -71,8 +71,10 @@ async def test_console_shows_a_new_sos_live_in_chinese_and_english(
         assert case_row is not None
         case_text = await case_row.inner_text()
         assert "w-night" in case_text and "派遣·待受理" in case_text and "正常" in case_text
-        if os.environ.get("LINLI_SCREENSHOTS"):
-            await page.screenshot(path=os.environ["LINLI_SCREENSHOTS"] + "/console-zh.png", full_page=True)
+        if os.environ.get("LINLI_DEV_SCREENSHOTS"):
+            await page.screenshot(
+                path=os.environ["LINLI_DEV_SCREENSHOTS"] + "/console-zh.png", full_page=True
+            )
 
         await page.click("#lang")
         assert (
@@ -127,8 +129,8 @@ async def test_worker_phone_page_takes_an_sos_through_accept_arrive_and_report(
         await page.fill("#d-note", "已到场,老人无碍")
         await page.click('button[data-action="handle"]')
         await page.wait_for_selector('button[data-action="handle"]', state="detached")
-        if os.environ.get("LINLI_SCREENSHOTS"):
-            await page.screenshot(path=os.environ["LINLI_SCREENSHOTS"] + "/phone-zh.png", full_page=True)
+        if os.environ.get("LINLI_DEV_SCREENSHOTS"):
+            await page.screenshot(path=os.environ["LINLI_DEV_SCREENSHOTS"] + "/phone-zh.png", full_page=True)
         (case_id,) = hub.cases.case_ids(states=[CaseState.HANDLED])
         timeline = [(e.action.value, e.actor, e.channel.value) for e in hub.cases.timeline(case_id)]
         assert timeline[-3:] == [

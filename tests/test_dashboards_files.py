@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from dashboards import build
 from dashboards.push import push
+from hub.cli import main
 
 ROOT = Path(__file__).parents[1]
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap", "histogram"}
@@ -154,3 +156,23 @@ def test_push_is_idempotent_same_uid_updates(grafana: Any) -> None:
     assert all(e[2] is not None and e[2]["overwrite"] is True and e[2]["folderUid"] == "linli" for e in posts)
     assert all(e[3] == "Bearer glsa_test" for e in grafana.log)
     assert [e[1] for e in grafana.log if e[1] == "/api/folders"] == ["/api/folders"]  # created once
+
+
+def test_cli_push_takes_the_token_from_a_secret_file(grafana: Any, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("glsa_from_file\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        ["dashboards", "push"],
+        env={"LINLI_GRAFANA_URL": grafana.url, "LINLI_GRAFANA_TOKEN_FILE": str(tmp_path / "token")},
+    )
+    assert result.exit_code == 0, result.output
+    assert all(e[3] == "Bearer glsa_from_file" for e in grafana.log)
+
+
+def test_cli_push_says_why_grafana_refused(grafana: Any) -> None:
+    grafana.folders["linli"] = {"uid": "linli"}
+    result = CliRunner().invoke(
+        main, ["dashboards", "push", "--url", grafana.url + "/nowhere", "--token", "glsa_secret"]
+    )
+    assert result.exit_code == 1
+    assert "HTTP 404" in result.output and "glsa_secret" not in result.output

@@ -6,25 +6,85 @@ done on Unix timestamps; working intervals are built in wall-clock time of the c
 zone (default ``Asia/Shanghai``), so a day's 08:30 is 08:30 local on both sides of a DST
 change in zones that have one.
 
-A day is a working day when it is a make-up day (调休上班, e.g. a Saturday worked to bridge
-a holiday), or when it is one of ``workdays`` and not a holiday. A make-up day wins over
-both the weekday rule and the holiday list.
+Which days are worked comes from three layers, the first that speaks wins:
+
+1. the site's own lists in ``policies.yaml`` (``makeup_days`` before ``holidays``) — local
+   exceptions, and a new year's notice typed in before a library release carries it;
+2. the State Council's yearly arrangement (国务院办公厅关于节假日安排的通知): public holidays
+   and 调休 make-up working days (调休上班, e.g. a Saturday worked to bridge a holiday), taken
+   from the maintained ``chinese_calendar`` package rather than retyped here every November;
+3. the weekday rule (``workdays``).
+
+A year the official source does not know yet is counted by the weekday rule, which is wrong
+around Spring Festival and National Day; :func:`official_coverage` says which of the current
+and next year are affected so start-up, ``linli doctor`` and readiness can say it loudly
+instead of guessing silently. The working-hours arithmetic (lunch breaks, nights) is ours.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cached_property
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
 from hub.community.roster import WEEK, Weekday, parse_days
 from hub.errors import CalendarError
 
 #: A calendar without a working second in this many days is refused, so loops end.
 MAX_SCAN_DAYS = 3660
+
+
+class OfficialSource(StrEnum):
+    """Where the official holiday arrangement comes from."""
+
+    #: The ``chinese_calendar`` package (mainland China, 2004 onwards, updated each November).
+    CHINESE_CALENDAR = "chinese_calendar"
+    #: None: only the lists in the policy file (a site that keeps its own calendar).
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfficialDays:
+    """One release of the official arrangement: which years it knows, and their days."""
+
+    source: str
+    years: frozenset[int]
+    holidays: frozenset[date]
+    makeup_days: frozenset[date]
+
+
+NO_OFFICIAL_DAYS = OfficialDays(
+    source="none", years=frozenset(), holidays=frozenset(), makeup_days=frozenset()
+)
+
+
+def chinese_calendar_days() -> OfficialDays:
+    """The days published in the installed ``chinese_calendar`` release.
+
+    Imported here, not at module level, so that importing the case model (and the CLI) does
+    not load a table of twenty years of holidays until a calendar is used. A year counts as
+    covered when the release lists any holiday in it: every year has New Year's Day.
+    """
+    import chinese_calendar  # noqa: PLC0415 — deferred on purpose, see above
+
+    holidays = frozenset(chinese_calendar.holidays)
+    return OfficialDays(
+        source=f"chinese_calendar {chinese_calendar.__version__}",
+        years=frozenset(day.year for day in holidays),
+        holidays=holidays,
+        makeup_days=frozenset(chinese_calendar.workdays),
+    )
+
+
+def official_days(source: OfficialSource) -> OfficialDays:
+    if source is OfficialSource.CHINESE_CALENDAR:
+        return chinese_calendar_days()
+    return NO_OFFICIAL_DAYS
 
 
 class Basis(StrEnum):
@@ -44,6 +104,14 @@ class WorkingCalendar(BaseModel):
     holidays: frozenset[date] = frozenset()
     #: 调休: days worked although they are weekend days (or listed as holidays).
     makeup_days: frozenset[date] = frozenset()
+    #: The official arrangement under the two lists above (which win over it).
+    official: OfficialSource = OfficialSource.CHINESE_CALENDAR
+    #: Years whose whole arrangement is written out in ``holidays``/``makeup_days`` above — for
+    #: a notice published before the installed ``chinese_calendar`` knows it. Listing a year
+    #: here silences the "no official data" warning for it, so list it only when complete.
+    listed_years: frozenset[int] = frozenset()
+    #: Set by :meth:`with_official` (tests, or a caller that loaded the days itself).
+    _official: OfficialDays | None = PrivateAttr(default=None)
 
     @field_validator("workdays", mode="before")
     @classmethod
@@ -84,6 +152,23 @@ class WorkingCalendar(BaseModel):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.zone)
 
+    def with_official(self, days: OfficialDays) -> WorkingCalendar:
+        """This calendar over ``days`` instead of what ``official`` names (tests inject here)."""
+        clone = self.model_copy()
+        clone._official = days
+        return clone
+
+    @property
+    def official_days(self) -> OfficialDays:
+        if self._official is None:
+            # Loaded once per calendar (a private attribute may be set on a frozen model).
+            self._official = official_days(self.official)
+        return self._official
+
+    def covered_years(self) -> frozenset[int]:
+        """Years whose holidays and make-up days are known (official source or listed here)."""
+        return self.official_days.years | self.listed_years
+
     @property
     def day_seconds(self) -> float:
         """Working seconds in one full working day (for limits written in working days)."""
@@ -96,7 +181,12 @@ class WorkingCalendar(BaseModel):
     def is_working_day(self, day: date) -> bool:
         if day in self.makeup_days:
             return True
-        return WEEK[day.weekday()] in self.workdays and day not in self.holidays
+        if day in self.holidays:
+            return False
+        official = self.official_days
+        if day in official.makeup_days:
+            return True
+        return WEEK[day.weekday()] in self.workdays and day not in official.holidays
 
     def periods(self, day: date) -> list[tuple[float, float]]:
         """The working periods of ``day`` as Unix timestamp intervals (empty on days off)."""
@@ -167,3 +257,107 @@ def elapsed(start: float, end: float, *, basis: Basis, calendar: WorkingCalendar
     if basis is Basis.CALENDAR:
         return max(0.0, end - start)
     return calendar.elapsed_working(start, end)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfficialCoverage:
+    """Whether the calendar knows this year's and next year's official arrangement."""
+
+    source: str
+    checked: tuple[int, ...]
+    missing: tuple[int, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return f"working calendar: official holidays known for {', '.join(map(str, self.checked))} ({self.source})"
+        years = ", ".join(map(str, self.missing))
+        return (
+            f"working calendar: no official holidays or 调休 make-up days for {years} in {self.source}; "
+            "working-time deadlines (按期结案) in those years count weekdays only and will be wrong "
+            "around Spring Festival and National Day. Upgrade chinese_calendar once it carries the "
+            "国务院办公厅 notice, or type the notice into policies.yaml (calendar.holidays, "
+            f"calendar.makeup_days) and add the year to calendar.listed_years."
+        )
+
+
+def official_coverage(calendar: WorkingCalendar, *, now: float, years_ahead: int = 1) -> OfficialCoverage:
+    """Which of the current year (in the calendar's zone, at ``now``) and the next ones lack data.
+
+    ``now`` comes from the hub's clock, so a test or a scenario clock decides what "this year"
+    is; nothing here reads the wall clock.
+    """
+    this_year = datetime.fromtimestamp(now, calendar.tz).year
+    checked = tuple(range(this_year, this_year + years_ahead + 1))
+    known = calendar.covered_years()
+    source = calendar.official_days.source
+    if calendar.listed_years:
+        source += " + policies.yaml"
+    return OfficialCoverage(
+        source=source, checked=checked, missing=tuple(y for y in checked if y not in known)
+    )
+
+
+class DayRule(StrEnum):
+    """Which days a roster shift runs on."""
+
+    #: Its own ``days`` of the week (and ``dates``/``except_dates``): round-the-clock duty.
+    WEEKDAYS = "weekdays"
+    #: The calendar's working days — office hours: off on public holidays, on for 调休 Saturdays.
+    WORKING_DAYS = "working_days"
+    #: The calendar's days off — weekend and holiday duty (节假日值班), not on make-up days.
+    DAYS_OFF = "days_off"
+
+
+class ShiftTimes(Protocol):
+    """What :func:`shift_covers` needs of a roster shift (``hub.community.roster.Shift`` has it)."""
+
+    @property
+    def days(self) -> tuple[Weekday, ...]: ...
+    @property
+    def start(self) -> time: ...
+    @property
+    def end(self) -> time: ...
+    @property
+    def dates(self) -> tuple[date, ...]: ...
+    @property
+    def except_dates(self) -> tuple[date, ...]: ...
+
+
+def shift_runs_on(shift: ShiftTimes, day: date, *, rule: DayRule, calendar: WorkingCalendar) -> bool:
+    """Whether ``shift`` starts on ``day`` under ``rule``.
+
+    One-off ``dates`` and ``except_dates`` win, as in the roster. Under a calendar rule the
+    shift's ``days`` are replaced by the calendar's: an office-hours shift written ``mon-fri``
+    still runs on a make-up Saturday and stops for National Day.
+    """
+    if shift.dates:
+        return day in shift.dates
+    if day in shift.except_dates:
+        return False
+    if rule is DayRule.WORKING_DAYS:
+        return calendar.is_working_day(day)
+    if rule is DayRule.DAYS_OFF:
+        return not calendar.is_working_day(day)
+    return WEEK[day.weekday()] in shift.days
+
+
+def shift_covers(shift: ShiftTimes, moment: datetime, *, rule: DayRule, calendar: WorkingCalendar) -> bool:
+    """Whether local ``moment`` (tz-aware) falls in ``shift``; the calendar-aware ``Shift.covers``.
+
+    A shift belongs to the day it starts on: the morning part of an overnight shift is
+    judged by the day before.
+    """
+    now = moment.timetz().replace(tzinfo=None)
+    today = moment.date()
+
+    def runs(day: date) -> bool:
+        return shift_runs_on(shift, day, rule=rule, calendar=calendar)
+
+    if shift.start < shift.end:
+        return runs(today) and shift.start <= now < shift.end
+    return (runs(today) and now >= shift.start) or (runs(today - timedelta(days=1)) and now < shift.end)

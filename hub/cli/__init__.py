@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import click
 
-from hub.cli.common import configure_logging
+from hub.cli.backup import backup_command, restore_command
+from hub.cli.common import LogFormat, configure_logging
+from hub.cli.config import config
 from hub.cli.dashboards import dashboards
 from hub.cli.profiles import profiles
 from hub.cli.registry import community, quarantine, roster
@@ -23,9 +25,16 @@ from hub.cli.simulate import simulate
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice([f.value for f in LogFormat]),
+    default=LogFormat.TEXT.value,
+    show_default=True,
+    help="text for a terminal; json: one object per line (time, level, logger, message, case_id …).",
+)
+def main(verbose: bool, log_format: str) -> None:
     """邻里 Linli — smart-community sensor hub (一键通, doors, parking, grid workers)."""
-    configure_logging(verbose)
+    configure_logging(verbose, LogFormat(log_format))
 
 
 for command in (
@@ -33,6 +42,9 @@ for command in (
     run,
     doctor,
     token,
+    config,
+    backup_command,
+    restore_command,
     community,
     quarantine,
     roster,

@@ -76,7 +76,10 @@ def rules_test(paths: tuple[Path, ...]) -> None:
     "--url", default="http://127.0.0.1:8080", show_default=True, help="The running hub's HTTP address."
 )
 @click.option(
-    "--token", required=True, envvar="LINLI_TOKEN", help="An admin or command-centre token (or LINLI_TOKEN)."
+    "--token",
+    required=True,
+    envvar="LINLI_API_TOKEN",
+    help="An admin or command-centre token (or LINLI_API_TOKEN).",
 )
 def rules_reload(url: str, token: str) -> None:
     """Ask a running hub to reload its rule packs now (state of unchanged rules is kept)."""

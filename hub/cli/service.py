@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import signal
 import time
@@ -12,18 +13,43 @@ import click
 
 from adapters.errors import LinliError
 from hub.app import Hub
+from hub.cases.calendar import official_coverage
+from hub.cases.policies import load_policies
 from hub.cli.common import MQTT_HELP, run_until_done
-from hub.clock import ScaledClock
-from hub.config import load_settings
+from hub.clock import Clock, ManualClock, ScaledClock, SystemClock
+from hub.config import Settings, load_config
 from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.url import MqttUrl
 from hub.records import Role
-from hub.timeseries import Level
+from hub.timeseries import Finding, Level
 from hub.timeseries import doctor as timeseries_doctor
 from hub.web.api import token_hash
 from simulators.community import generate
 from simulators.runner import BrokerAddress, CommunitySimulator
+
+log = logging.getLogger(__name__)
+
+
+def calendar_finding(settings: Settings, *, clock: Clock) -> Finding:
+    """Whether the working calendar knows this year's and next year's official holidays.
+
+    A warning, not an error: the hub still runs, but every working-time deadline in a year
+    without data counts plain weekdays — the operator has to hear it now, not in February.
+    """
+    try:
+        calendar = load_policies(settings.policies_file).calendar
+    except LinliError as exc:
+        return Finding(level=Level.ERROR, message=f"case policies: {exc}")
+    coverage = official_coverage(calendar, now=clock.now())
+    return Finding(level=Level.OK if coverage.ok else Level.WARN, message=coverage.message)
+
+
+def start_clock(settings: Settings) -> Clock:
+    """The clock the hub will start on (a scenario's manual clock, else the system clock)."""
+    if settings.test_clock_start is None:
+        return SystemClock()
+    return ManualClock(start=settings.test_clock_start)
 
 
 @click.command()
@@ -77,6 +103,9 @@ def demo(
     start = time.time()
     # One simulated clock for the hub and the devices: shifts, durations and SLAs follow it.
     clock = ScaledClock(start=start, speed=speed) if speed != 1 else None
+    calendar = calendar_finding(Settings(), clock=clock or SystemClock())
+    if calendar.level is not Level.OK:
+        log.warning("%s", calendar.message)
 
     async def simulate(endpoint: Endpoint) -> None:
         broker = BrokerAddress(endpoint.host, endpoint.port, endpoint.username, endpoint.password)
@@ -116,9 +145,15 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
     # Merged deeply: the other mqtt.* keys from the file and environment stay.
     overrides = {"mqtt": {"url": mqtt_url}} if mqtt_url else None
     try:
-        settings = load_settings(config_file, overrides=overrides)
+        loaded = load_config(config_file, overrides=overrides)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
+    settings = loaded.settings
+    for note in loaded.notes:
+        log.warning("configuration: %s", note)
+    calendar = calendar_finding(settings, clock=start_clock(settings))
+    if calendar.level is not Level.OK:
+        log.warning("%s", calendar.message)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -163,12 +198,15 @@ def token(name: str, role: str) -> None:
 def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
     """Check the configuration, the MQTT broker and the time-series store; say what is wrong."""
     try:
-        settings = load_settings(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
+        loaded = load_config(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
+    settings = loaded.settings
     click.echo(
         f"ok    configuration {'from ' + str(config_file) if config_file else '(defaults and LINLI_*)'}"
     )
+    for note in loaded.notes:
+        click.echo(str(Finding(level=Level.WARN, message=f"configuration: {note}")))
 
     async def check() -> bool:
         healthy = True
@@ -185,7 +223,11 @@ def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
         except (LinliError, TimeoutError) as exc:
             healthy = False
             click.echo(f"[error] MQTT broker: {exc or 'no answer within 10 s'}")
-        for finding in await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)):
+        findings = [
+            calendar_finding(settings, clock=start_clock(settings)),
+            *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),
+        ]
+        for finding in findings:
             healthy = healthy and finding.level is not Level.ERROR
             click.echo(str(finding))
         return healthy

@@ -295,7 +295,9 @@ def simulate_run(
     "hub_url",
     help="An external hub's HTTP address (started with test_clock_start); default: embedded.",
 )
-@click.option("--token", envvar="LINLI_TOKEN", help="Admin token of the external hub (or LINLI_TOKEN).")
+@click.option(
+    "--token", envvar="LINLI_API_TOKEN", help="Admin token of the external hub (or LINLI_API_TOKEN)."
+)
 @click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " The external hub's broker.")
 @click.option("-v", "--verbose", is_flag=True, help="Print what the runner did, step by step.")
 def simulate_scenario(
