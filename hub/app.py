@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
+from hub.cases.calendar import official_coverage
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework.replies import Replies, ReplyTopics
@@ -135,7 +136,13 @@ class Hub:
             if settings.profile_paths
             else None,
         )
-        self.routing = Routing(registry=registry, zone=settings.zone, topic_prefix=settings.mqtt.topic_prefix)
+        self.policies = load_policies(settings.policies_file)
+        self.routing = Routing(
+            registry=registry,
+            zone=settings.zone,
+            topic_prefix=settings.mqtt.topic_prefix,
+            calendar=self.policies.calendar,
+        )
         self.rule_runtime = RuleRuntime(
             rule_paths=settings.rule_paths,
             rules=rules,
@@ -183,7 +190,7 @@ class Hub:
             cases=self.cases,
             registry=registry,
             routing=self.routing,
-            policies=load_policies(settings.policies_file),
+            policies=self.policies,
             clock=self.clock,
             zone=settings.zone,
             series=self.timeseries,
@@ -361,11 +368,17 @@ class Hub:
         self._casework_wake.set()
 
     def readiness(self) -> Readiness:
-        """Every condition an SOS depends on (``/readyz``); loop beats on the event loop's clock."""
+        """Every condition an SOS depends on (``/readyz``); loop beats on the event loop's clock.
+
+        A working calendar without this or next year's official holidays is a warning, not a
+        failure: deadlines are still computed (as ordinary weekdays), but someone must act.
+        """
         loop_time = asyncio.get_running_loop().time
         mqtt, outbound = self.mqtt, self.outbound
+        coverage = official_coverage(self.policies.calendar, now=self.clock.now())
         return readiness(
-            [
+            warnings=() if coverage.ok else (coverage.message,),
+            probes=[
                 flag(
                     "mqtt_ingest",
                     lambda: mqtt.connected.is_set() and mqtt.subscribed.is_set(),
@@ -405,7 +418,7 @@ class Hub:
                     lambda: self.timeseries.spool_fill < SPOOL_FILL_LIMIT,
                     wrong=f"the time-series spool is over {SPOOL_FILL_LIMIT:.0%} full",
                 ),
-            ]
+            ],
         )
 
     def metrics(self) -> list[Family]:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from hub.cases.calendar import WorkingCalendar
 from hub.community.files import parse_yaml
 from hub.community.registry import Registry
 from hub.community.roster import Leave, Person, Shift, coverage_gaps, on_duty
@@ -153,3 +154,36 @@ def test_holidays_leave_and_one_off_shifts() -> None:
     assert night.covers(datetime(2026, 10, 2, 7, 0, tzinfo=SH)) and not night.covers(
         datetime(2026, 10, 3, 7, 0, tzinfo=SH)
     )
+
+
+def test_office_hours_follow_the_working_calendar_throughon_duty() -> None:
+    """A grid worker on office hours is off on National Day and on for the make-up Saturday."""
+    zone = ZoneInfo("Asia/Shanghai")
+    office = Person.model_validate(
+        {
+            "id": "w-office",
+            "name": "坐班网格员",
+            "role": "grid_worker",
+            "grids": ["g1"],
+            "shifts": [{"days": "mon-fri", "start": "08:30", "end": "17:30", "follows": "working_days"}],
+        }
+    )
+    calendar = WorkingCalendar()
+
+    def duty(y: int, m: int, d: int, with_calendar: bool) -> list[str]:
+        ts = datetime(y, m, d, 10, tzinfo=zone).timestamp()
+        people = on_duty(
+            [office],
+            grid="g1",
+            ts=ts,
+            zone=zone,
+            roles=(Role.GRID_WORKER,),
+            calendar=calendar if with_calendar else None,
+        )
+        return [p.id for p in people]
+
+    assert duty(2026, 10, 1, True) == []  # National Day (Thursday)
+    assert duty(2026, 10, 10, True) == ["w-office"]  # 调休 make-up Saturday
+    assert duty(2026, 9, 30, True) == ["w-office"]  # an ordinary Wednesday
+    # Without a calendar the shift falls back to its weekdays (what rosters did before).
+    assert duty(2026, 10, 1, False) == ["w-office"] and duty(2026, 10, 10, False) == []

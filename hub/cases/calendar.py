@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
-from hub.community.roster import WEEK, Weekday, parse_days
+from hub.community.roster import WEEK, DayRule, Shift, Weekday, parse_days
 from hub.errors import CalendarError
 
 #: A calendar without a working second in this many days is refused, so loops end.
@@ -302,62 +301,6 @@ def official_coverage(calendar: WorkingCalendar, *, now: float, years_ahead: int
     )
 
 
-class DayRule(StrEnum):
-    """Which days a roster shift runs on."""
-
-    #: Its own ``days`` of the week (and ``dates``/``except_dates``): round-the-clock duty.
-    WEEKDAYS = "weekdays"
-    #: The calendar's working days — office hours: off on public holidays, on for 调休 Saturdays.
-    WORKING_DAYS = "working_days"
-    #: The calendar's days off — weekend and holiday duty (节假日值班), not on make-up days.
-    DAYS_OFF = "days_off"
-
-
-class ShiftTimes(Protocol):
-    """What :func:`shift_covers` needs of a roster shift (``hub.community.roster.Shift`` has it)."""
-
-    @property
-    def days(self) -> tuple[Weekday, ...]: ...
-    @property
-    def start(self) -> time: ...
-    @property
-    def end(self) -> time: ...
-    @property
-    def dates(self) -> tuple[date, ...]: ...
-    @property
-    def except_dates(self) -> tuple[date, ...]: ...
-
-
-def shift_runs_on(shift: ShiftTimes, day: date, *, rule: DayRule, calendar: WorkingCalendar) -> bool:
-    """Whether ``shift`` starts on ``day`` under ``rule``.
-
-    One-off ``dates`` and ``except_dates`` win, as in the roster. Under a calendar rule the
-    shift's ``days`` are replaced by the calendar's: an office-hours shift written ``mon-fri``
-    still runs on a make-up Saturday and stops for National Day.
-    """
-    if shift.dates:
-        return day in shift.dates
-    if day in shift.except_dates:
-        return False
-    if rule is DayRule.WORKING_DAYS:
-        return calendar.is_working_day(day)
-    if rule is DayRule.DAYS_OFF:
-        return not calendar.is_working_day(day)
-    return WEEK[day.weekday()] in shift.days
-
-
-def shift_covers(shift: ShiftTimes, moment: datetime, *, rule: DayRule, calendar: WorkingCalendar) -> bool:
-    """Whether local ``moment`` (tz-aware) falls in ``shift``; the calendar-aware ``Shift.covers``.
-
-    A shift belongs to the day it starts on: the morning part of an overnight shift is
-    judged by the day before.
-    """
-    now = moment.timetz().replace(tzinfo=None)
-    today = moment.date()
-
-    def runs(day: date) -> bool:
-        return shift_runs_on(shift, day, rule=rule, calendar=calendar)
-
-    if shift.start < shift.end:
-        return runs(today) and shift.start <= now < shift.end
-    return (runs(today) and now >= shift.start) or (runs(today - timedelta(days=1)) and now < shift.end)
+def shift_covers(shift: Shift, moment: datetime, *, rule: DayRule, calendar: WorkingCalendar) -> bool:
+    """Whether local ``moment`` falls in ``shift`` when the shift follows ``rule`` on ``calendar``."""
+    return shift.model_copy(update={"follows": rule}).covers(moment, calendar)

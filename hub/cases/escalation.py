@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hub.cases.model import Case, CaseState, Stage
 from hub.cases.sla import ANY, Duration, SlaBook, parse_duration
 from hub.community.model import Contact
-from hub.community.roster import Person, on_duty
+from hub.community.roster import Person, WorkingDays, on_duty
 from hub.records import Role
 
 COMMAND_CENTRE = "command-centre"
@@ -160,6 +160,7 @@ def plan(
     now: float,
     contacts: Sequence[Contact] = (),
     sent: Collection[str] = frozenset(),
+    calendar: WorkingDays | None = None,
 ) -> EscalationPlan:
     """Steps due at ``now`` that are not in ``sent``, and the next deadline.
 
@@ -177,7 +178,9 @@ def plan(
     next_deadline: float | None = None
     for index, step in enumerate(steps):
         at = anchor + step.after_s
-        targets = _resolve(step, case, roster=roster, zone=zone, at=at, contacts=contacts, told=told)
+        targets = _resolve(
+            step, case, roster=roster, zone=zone, at=at, contacts=contacts, told=told, calendar=calendar
+        )
         told.update(t.id for t in targets)
         key = step_key(case.id, phase, round_start, index)
         if key in sent:
@@ -219,6 +222,7 @@ def _resolve(
     at: float,
     contacts: Sequence[Contact],
     told: set[str],
+    calendar: WorkingDays | None,
 ) -> tuple[Target, ...]:
     found: dict[str, Target] = {}
 
@@ -252,20 +256,24 @@ def _resolve(
                         case.assignee, Target(kind=TargetKind.PERSON, id=case.assignee, selector=selector)
                     )
         elif selector is Selector.GRID_WORKER_ON_DUTY:
-            add_people(_on_duty(roster, case.grid, at, zone, Role.GRID_WORKER), selector)
+            add_people(_on_duty(roster, case.grid, at, zone, Role.GRID_WORKER, calendar=calendar), selector)
         elif selector is Selector.NEXT_GRID_WORKER:
             others = [
                 p
-                for p in _on_duty(roster, case.grid, at, zone, Role.GRID_WORKER)
+                for p in _on_duty(roster, case.grid, at, zone, Role.GRID_WORKER, calendar=calendar)
                 if p.id not in told and p.id != case.assignee
             ]
             add_people(others, selector)
         elif selector is Selector.GRID_LEADER:
-            add_people(_on_duty_or_all(roster, case.grid, at, zone, Role.GRID_LEADER), selector)
+            add_people(
+                _on_duty_or_all(roster, case.grid, at, zone, Role.GRID_LEADER, calendar=calendar), selector
+            )
         elif selector is Selector.DUTY_OFFICER:
-            add_people(_on_duty_or_all(roster, case.grid, at, zone, Role.DUTY_OFFICER), selector)
+            add_people(
+                _on_duty_or_all(roster, case.grid, at, zone, Role.DUTY_OFFICER, calendar=calendar), selector
+            )
         elif selector is Selector.COMMAND_SUPERVISOR:
-            people = _on_duty_or_all(roster, None, at, zone, Role.COMMAND_SUPERVISOR)
+            people = _on_duty_or_all(roster, None, at, zone, Role.COMMAND_SUPERVISOR, calendar=calendar)
             if people:
                 add_people(people, selector)
             else:
@@ -294,15 +302,27 @@ def _resolve(
 
 
 def _on_duty(
-    roster: Sequence[Person], grid: str | None, at: float, zone: ZoneInfo, role: Role
+    roster: Sequence[Person],
+    grid: str | None,
+    at: float,
+    zone: ZoneInfo,
+    role: Role,
+    *,
+    calendar: WorkingDays | None,
 ) -> list[Person]:
     if grid is None:
         return []
-    return on_duty(roster, grid=grid, ts=at, zone=zone, roles=(role,))
+    return on_duty(roster, grid=grid, ts=at, zone=zone, roles=(role,), calendar=calendar)
 
 
 def _on_duty_or_all(
-    roster: Sequence[Person], grid: str | None, at: float, zone: ZoneInfo, role: Role
+    roster: Sequence[Person],
+    grid: str | None,
+    at: float,
+    zone: ZoneInfo,
+    role: Role,
+    *,
+    calendar: WorkingDays | None,
 ) -> list[Person]:
     """People of ``role`` (covering ``grid`` unless it is ``None``): those on shift, else all of them.
 
@@ -310,5 +330,5 @@ def _on_duty_or_all(
     is on shift: an escalation must reach somebody.
     """
     people = [p for p in roster if p.role is role and (grid is None or grid in p.grids)]
-    moment_people = [p for p in people if p.on_duty(datetime.fromtimestamp(at, zone))]
+    moment_people = [p for p in people if p.on_duty(datetime.fromtimestamp(at, zone), calendar)]
     return moment_people or people

@@ -364,6 +364,7 @@ class Casework:
             now=now,
             contacts=self._contacts(case),
             sent=self.cases.sent_keys(case.id),
+            calendar=self.policies.calendar,
         )
         sent = False
         for step in escalation.due:
@@ -510,12 +511,14 @@ class Casework:
             ts=now,
             zone=self._zone,
             roles=(Role.GRID_WORKER,),
+            calendar=self.policies.calendar,
         ) or on_duty(
             self._registry.people_of(case.community),
             grid=case.grid,
             ts=now,
             zone=self._zone,
             roles=(Role.GRID_LEADER,),
+            calendar=self.policies.calendar,
         )
         return people[0].id if people else self._routing.command_centre().id
 

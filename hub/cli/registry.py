@@ -10,6 +10,7 @@ import click
 import orjson
 
 from adapters.errors import LinliError
+from hub.cases.policies import load_policies
 from hub.cli.common import store_for, with_store_options
 from hub.clock import iso
 from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
@@ -141,6 +142,8 @@ def roster_check(config_file: Path | None, community_file: Path | None, days: in
         if path is None:
             raise click.ClickException("give --community-file or a --config with community_file")
         communities = load_yaml(path)
+        # Office-hours shifts (follows: working_days) run on the policies' working days.
+        policies = load_policies(settings.policies_file)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
     zone = settings.zone
@@ -152,6 +155,7 @@ def roster_check(config_file: Path | None, community_file: Path | None, days: in
             start=datetime.now(zone),
             zone=zone,
             hours=days * 24,
+            calendar=policies.calendar,
         )
         for gap in gaps:
             click.echo(

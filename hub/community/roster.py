@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,10 +43,34 @@ def parse_days(value: object) -> object:
     return value
 
 
+class DayRule(StrEnum):
+    """Which days a roster shift runs on."""
+
+    #: Its own ``days`` of the week (and ``dates``/``except_dates``): round-the-clock duty.
+    WEEKDAYS = "weekdays"
+    #: The calendar's working days — office hours: off on public holidays, on for 调休 Saturdays.
+    WORKING_DAYS = "working_days"
+    #: The calendar's days off — weekend and holiday duty (节假日值班), not on make-up days.
+    DAYS_OFF = "days_off"
+
+
+class WorkingDays(Protocol):
+    """The working-day calendar as the roster needs it (``hub.cases.calendar.WorkingCalendar``).
+
+    A protocol, so that the roster (below the case rules) does not import them: the hub passes
+    the policies' calendar in.
+    """
+
+    def is_working_day(self, day: date) -> bool: ...
+
+
 class Shift(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     days: tuple[Weekday, ...] = WEEK
+    #: ``working_days`` for office hours (off on public holidays, on for 调休 Saturdays),
+    #: ``days_off`` for holiday duty; without a calendar both fall back to ``days``.
+    follows: DayRule = DayRule.WEEKDAYS
     start: time
     end: time
     #: A one-off shift: it applies only on these dates (the day it starts), whatever ``days`` say.
@@ -58,21 +83,32 @@ class Shift(BaseModel):
     def _days(cls, value: object) -> object:
         return parse_days(value)
 
-    def runs_on(self, day: date) -> bool:
-        """Whether the shift starts on ``day`` (a shift belongs to the day it starts)."""
+    def runs_on(self, day: date, calendar: WorkingDays | None = None) -> bool:
+        """Whether the shift starts on ``day`` (a shift belongs to the day it starts).
+
+        One-off ``dates`` and ``except_dates`` win. A shift that follows the calendar runs on
+        its working days (or days off) instead of its ``days``: written ``mon-fri``, office
+        hours still run on a make-up Saturday and stop for National Day.
+        """
         if self.dates:
             return day in self.dates
-        return WEEK[day.weekday()] in self.days and day not in self.except_dates
+        if day in self.except_dates:
+            return False
+        if calendar is not None and self.follows is DayRule.WORKING_DAYS:
+            return calendar.is_working_day(day)
+        if calendar is not None and self.follows is DayRule.DAYS_OFF:
+            return not calendar.is_working_day(day)
+        return WEEK[day.weekday()] in self.days
 
-    def covers(self, moment: datetime) -> bool:
+    def covers(self, moment: datetime, calendar: WorkingDays | None = None) -> bool:
         """Whether local ``moment`` (tz-aware, in the community zone) falls in this shift."""
         now = moment.timetz().replace(tzinfo=None)
         today = moment.date()
         if self.start < self.end:
-            return self.runs_on(today) and self.start <= now < self.end
+            return self.runs_on(today, calendar) and self.start <= now < self.end
         # Overnight: the evening part belongs to today, the morning part to yesterday.
-        return (self.runs_on(today) and now >= self.start) or (
-            self.runs_on(today - timedelta(days=1)) and now < self.end
+        return (self.runs_on(today, calendar) and now >= self.start) or (
+            self.runs_on(today - timedelta(days=1), calendar) and now < self.end
         )
 
 
@@ -101,10 +137,10 @@ class Person(BaseModel):
     #: Leave overrides every shift it overlaps.
     leave: tuple[Leave, ...] = ()
 
-    def on_duty(self, moment: datetime) -> bool:
+    def on_duty(self, moment: datetime, calendar: WorkingDays | None = None) -> bool:
         if any(period.covers(moment) for period in self.leave):
             return False
-        return any(shift.covers(moment) for shift in self.shifts)
+        return any(shift.covers(moment, calendar) for shift in self.shifts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +163,7 @@ def coverage_gaps(
     zone: ZoneInfo,
     hours: int = 7 * 24,
     roles: Iterable[Role] = SOS_ROLES,
+    calendar: WorkingDays | None = None,
 ) -> list[Gap]:
     """Every hour from ``start`` with no one of ``roles`` on duty, per grid, in ``zone``.
 
@@ -141,16 +178,23 @@ def coverage_gaps(
         for hour in range(hours):
             moment = first + hour * 3600
             if any(
-                not on_duty(staff, grid=grid, ts=m, zone=zone, roles=wanted) for m in (moment, moment + 1800)
+                not on_duty(staff, grid=grid, ts=m, zone=zone, roles=wanted, calendar=calendar)
+                for m in (moment, moment + 1800)
             ):
                 gaps.append(Gap(grid, datetime.fromtimestamp(moment, zone)))
     return gaps
 
 
 def on_duty(
-    people: Iterable[Person], *, grid: str, ts: float, zone: ZoneInfo, roles: Iterable[Role]
+    people: Iterable[Person],
+    *,
+    grid: str,
+    ts: float,
+    zone: ZoneInfo,
+    roles: Iterable[Role],
+    calendar: WorkingDays | None = None,
 ) -> list[Person]:
     """People of the given roles covering ``grid`` whose shift includes ``ts``."""
     moment = datetime.fromtimestamp(ts, zone)
     wanted = frozenset(roles)
-    return [p for p in people if p.role in wanted and grid in p.grids and p.on_duty(moment)]
+    return [p for p in people if p.role in wanted and grid in p.grids and p.on_duty(moment, calendar)]

@@ -28,6 +28,8 @@ class Check:
 @dataclass(frozen=True, slots=True)
 class Readiness:
     checks: tuple[Check, ...]
+    #: What an operator must act on that does not stop the hub (e.g. next year's holidays unknown).
+    warnings: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -38,6 +40,7 @@ class Readiness:
             "status": "ready" if self.ready else "not_ready",
             "failing": [c.name for c in self.checks if not c.ok],
             "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks},
+            "warnings": list(self.warnings),
         }
 
 
@@ -100,11 +103,11 @@ def store_writable(
     return probe
 
 
-def readiness(probes: Sequence[Probe]) -> Readiness:
+def readiness(*, probes: Sequence[Probe], warnings: Sequence[str] = ()) -> Readiness:
     checks = []
     for probe in probes:
         try:
             checks.append(probe())
         except Exception as exc:  # a broken probe is a failing check, never a 500
             checks.append(Check(getattr(probe, "__name__", "probe"), False, f"{type(exc).__name__}: {exc}"))
-    return Readiness(tuple(checks))
+    return Readiness(tuple(checks), tuple(warnings))

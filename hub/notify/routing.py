@@ -14,7 +14,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from hub.community.registry import Registry
-from hub.community.roster import on_duty
+from hub.community.roster import WorkingDays, on_duty
 from hub.records import Recipient, Role
 from rules.signals import Signal
 from rules.subject import Subject
@@ -26,8 +26,11 @@ FIRST_RESPONDERS = (Role.GRID_WORKER, Role.GRID_LEADER)
 
 
 class Routing:
-    def __init__(self, *, registry: Registry, zone: ZoneInfo, topic_prefix: str) -> None:
+    def __init__(
+        self, *, registry: Registry, zone: ZoneInfo, topic_prefix: str, calendar: WorkingDays | None = None
+    ) -> None:
         self._registry = registry
+        self._calendar = calendar
         self._zone = zone
         self._prefix = topic_prefix
 
@@ -49,6 +52,7 @@ class Routing:
             ts=signal.ts,
             zone=self._zone,
             roles=FIRST_RESPONDERS,
+            calendar=self._calendar,
         )
         if not people:
             # Nobody on duty must never mean nobody told (handbook §4: presses after hours
