@@ -12,6 +12,13 @@ The hub calls the store from the event loop: writes happen only for alerts and
 notifications (rare next to readings), in WAL mode, so each is a sub-millisecond commit.
 With ``synchronous=NORMAL`` in WAL mode a committed transaction survives a process crash
 (``kill -9``); only an OS crash or power loss may roll back the last commits.
+
+The busy timeout is :data:`BUSY_TIMEOUT_S`, not Python's default of 5 s: the store is used
+from the event loop, so a lock held by another process (a backup, an operator's ``sqlite3``
+shell with ``BEGIN EXCLUSIVE``) would freeze MQTT, HTTP and every loop for 5 s per write.
+A failed write is not lost: the message is held and retried by the hub (not acknowledged),
+casework and dispatch back off. A transaction that fails (disk full, locked) is rolled back
+if SQLite did not already do so, and the cause is what is raised — never a "cannot rollback".
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Reci
 from hub.storage.schema import migrate
 from rules.signals import Signal
 from rules.subject import Subject
+
+#: How long a write waits for another process's lock: the longest the event loop may stall on
+#: one write. Our own commits take well under a millisecond, WAL readers never block a writer,
+#: so only another writer can make us wait; 0.2 s covers the brief ones (an online backup step,
+#: a checkpoint), anything longer is the hub's retry queue's job, with the loop free meanwhile.
+BUSY_TIMEOUT_S = 0.2
 
 
 def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
@@ -80,7 +93,9 @@ class Store:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_S
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -137,10 +152,13 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite has already rolled back after SQLITE_FULL and some I/O errors; a second
+            # ROLLBACK would raise "no transaction is active" and hide the cause.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     # -- alerts ---------------------------------------------------------------------------
 
