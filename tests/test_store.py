@@ -164,3 +164,23 @@ def test_a_locked_database_fails_a_write_fast(store: Store, tmp_path: Path) -> N
         other.execute("ROLLBACK")
         other.close()
     assert record_signal(store, signal(), SUBJECT, [WORKER]) is not None
+
+
+def test_while_another_process_holds_the_lock_only_the_first_write_waits(
+    store: Store, tmp_path: Path
+) -> None:
+    """A burst of presses during a lock must not freeze the loop for the busy timeout each."""
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        for n in range(20):
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                record_signal(store, signal(subject=f"btn-{n}"), SUBJECT, [WORKER])
+        assert time.monotonic() - started < 2 * BUSY_TIMEOUT_S + 0.5
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert record_signal(store, signal(), SUBJECT, [WORKER]) is not None
+    # The timeout is back once a write got through.
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_S * 1000)

@@ -100,6 +100,7 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             migrate(self._db, path=str(path))
+            self._locked_out = False
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
 
@@ -149,7 +150,11 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._contended(exc)
+            raise
         try:
             yield self._db
             self._db.execute("COMMIT")
@@ -159,6 +164,20 @@ class Store:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        if self._locked_out:
+            self._locked_out = False
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+    def _contended(self, exc: sqlite3.OperationalError) -> None:
+        """Another process holds the lock: fail the next writes at once until one gets through.
+
+        Every SOS press of another button tries its own write; each waiting the busy timeout
+        would add up to seconds of a frozen event loop under a burst. They are held and retried
+        by the hub either way; the first write that succeeds restores the timeout.
+        """
+        if not self._locked_out and ("locked" in str(exc) or "busy" in str(exc)):
+            self._locked_out = True
+            self._db.execute("PRAGMA busy_timeout = 0")
 
     # -- alerts ---------------------------------------------------------------------------
 
