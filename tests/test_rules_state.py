@@ -6,6 +6,7 @@ import json
 import random
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,6 +94,7 @@ def test_restore_rebuilds_timers_and_nothing_is_dirty() -> None:
     assert len(restored.pop_due(T0 + 49.5)) == 50
 
 
+@pytest.mark.real_clock
 def test_restoring_100k_timers_is_fast() -> None:
     rng = random.Random(1)
     snap = {
