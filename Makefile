@@ -13,7 +13,7 @@ LOCK_VENV := .venv-lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 LOCK_ARGS ?=
 
-.PHONY: demo test system-deps lint typecheck unit bench clean lock
+.PHONY: demo test system-deps lint typecheck unit bench faults clean lock
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,14 @@ system-deps:
 	scripts/system-deps
 
 test: system-deps lint typecheck unit
+
+# The fault suite's long variants (minutes): real hub, real Mosquitto, InfluxDB, a tmpfs; the
+# table of counts goes to docs/reliability.md. The short variants run in `make test`.
+FAULTS_OUT := .faults-report.jsonl
+faults: $(STAMP)
+	rm -f $(FAULTS_OUT)
+	FAULTS_LONG=1 FAULTS_REPORT=$(abspath $(FAULTS_OUT)) $(BIN)/pytest -q tests/faults $(PYTEST_ARGS)
+	$(BIN)/python -m tests.faults.report $(FAULTS_OUT) docs/reliability.md make faults
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
