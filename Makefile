@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test system-deps lint typecheck unit bench clean
+.PHONY: demo test system-deps lint typecheck unit bench bench-ingest bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,8 +32,18 @@ system-deps:
 
 test: system-deps lint typecheck unit
 
+# The benchmark suite of issue 14 (docs/benchmarks.md): one JSON line on stdout, a table on stderr.
+# Needs Mosquitto, influxd, node + npm (Node-RED is installed into ~/.cache/linli-bench on first use).
 bench: $(STAMP)
+	$(BIN)/python -m bench.suite $(ARGS)
+
+# Only the ingest bench (client ceiling vs hub), as before the suite.
+bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# A quick pass over every section with small N (minutes, not the numbers to quote).
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.suite --messages 20000 --latency-seconds 4 --scale-devices 5000 $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

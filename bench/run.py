@@ -239,7 +239,10 @@ def _trim(payload: bytes) -> bytes:
     return bytes(memoryview(payload))
 
 
-def hub_settings(*, broker_url: str, data_dir: Path, community_file: Path, client_id: str) -> Settings:
+def hub_settings(
+    *, broker_url: str, data_dir: Path, community_file: Path, client_id: str, **extra: Any
+) -> Settings:
+    """The hub's settings for a bench run; ``extra`` are further overrides (e.g. ``timeseries``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return load_settings(
         None,
@@ -249,6 +252,7 @@ def hub_settings(*, broker_url: str, data_dir: Path, community_file: Path, clien
             "community_file": str(community_file),
             "mqtt": {"url": broker_url, "client_id": client_id},
             "http": {"port": 0},
+            **extra,
         },
     )
 

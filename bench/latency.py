@@ -1,0 +1,264 @@
+"""SOS latency under load: press published → the worker's notification received by a subscriber.
+
+What the issue calls the one number that matters to a resident: how long after the red key
+is pressed does the grid worker's phone get the message, while the hub is busy with the
+rest of the community? The hub runs (real clock, real casework and dispatcher, notifications
+on their own MQTT connection) in a spawned process; the bench process
+
+1. starts a paced background publisher (:func:`bench.publisher.paced`, another process) at
+   the requested rate — the ingest stream without SOS presses and without ``last_seen``, so
+   device time is the hub's receive time;
+2. publishes, every ``probe_interval`` seconds, an SOS press of a different registered
+   button (Zigbee2MQTT ``{"action": "emergency"}``) from its own gmqtt connection and notes
+   ``perf_counter()``;
+3. subscribes to every worker and command-centre notification topic and takes, per probe,
+   the first notification whose alert names that button.
+
+Latency = receive time − publish time, both in the bench process. A probe with no
+notification after ``settle`` seconds counts as lost. Loops end by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import gmqtt
+import orjson
+from gmqtt.mqtt.constants import MQTTv311
+
+from bench.publisher import PublishResult, paced_main
+from hub.app import Hub
+from hub.config import Settings
+from simulators import zigbee2mqtt as z2m
+from simulators.mqtt_wire import encode_publish
+
+BASE = "zigbee2mqtt"
+
+
+@dataclass(slots=True)
+class LatencyResult:
+    background_msg_s: float
+    probes: int
+    received: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    background_sent_msg_s: float = 0.0
+    hub_messages: int = 0
+    hub_cpu_busy: float = 0.0
+    error: str = ""
+    samples_ms: list[float] = field(default_factory=list)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); with few samples p99 is the maximum, said as such."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100.0 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def background_packets(messages: Sequence[tuple[str, bytes]], limit: int) -> list[bytes]:
+    """Pre-encoded PUBLISH packets of the stream without SOS presses and without device times."""
+    out: list[bytes] = []
+    for topic, payload in messages:
+        doc = orjson.loads(payload)
+        if "action" in doc:
+            continue
+        doc.pop("last_seen", None)
+        out.append(encode_publish(topic, orjson.dumps(doc)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+# -- the hub process ---------------------------------------------------------------------------
+
+
+async def _serve(conn: Connection, settings: Settings) -> None:
+    hub = Hub(settings=settings)
+    async with hub:
+        await asyncio.wait_for(hub.caught_up.wait(), 30)
+        conn.send("ready")
+        cpu0, wall0, msgs0 = time.process_time(), time.perf_counter(), hub.pipeline.stats.messages
+        while not await asyncio.to_thread(conn.poll, 0.2):
+            pass
+        conn.recv()
+        wall = time.perf_counter() - wall0
+        conn.send(
+            {
+                "messages": hub.pipeline.stats.messages - msgs0,
+                "cpu_busy": (time.process_time() - cpu0) / wall if wall > 0 else 0.0,
+                "notifications_delivered": hub.dispatcher.delivered,
+            }
+        )
+
+
+def hub_main(conn: Connection, settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.ERROR, stream=sys.stderr, format="  hub %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(_serve(conn, settings))
+    finally:
+        conn.close()
+
+
+# -- the bench side ----------------------------------------------------------------------------
+
+
+async def _probe(
+    *,
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    prefix: str,
+    buttons: Sequence[tuple[str, str]],
+    probes: int,
+    interval: float,
+    settle: float,
+) -> dict[str, float]:
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    all_in = asyncio.Event()
+
+    def on_message(client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        at = time.perf_counter()
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            device = orjson.loads(payload)["alert"]["device_id"]
+            if device in sent and device not in got:
+                got[device] = at - sent[device]
+                if len(got) >= probes:
+                    all_in.set()
+        return 0
+
+    subscribed = asyncio.Event()
+    client = gmqtt.Client(f"linli-bench-probe-{os.getpid()}", clean_session=True)
+    client.set_auth_credentials(user, password)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    await client.connect(host, port, version=MQTTv311, keepalive=60)
+    client.subscribe(
+        [
+            gmqtt.Subscription(f"{prefix}/+/workers/+/notifications", qos=1),
+            gmqtt.Subscription(f"{prefix}/command-centre/notifications", qos=1),
+        ]
+    )
+    await asyncio.wait_for(subscribed.wait(), 10)
+    try:
+        for i in range(probes):
+            device, action = buttons[i % len(buttons)]
+            payload = z2m.sos_press(action=action, battery=90.0, linkquality=120, ts=time.time())
+            doc = orjson.loads(payload)
+            doc.pop("last_seen", None)
+            sent[device] = time.perf_counter()
+            client.publish(z2m.state_topic(device, base=BASE), orjson.dumps(doc), qos=1)
+            await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), settle)
+    finally:
+        await client.disconnect()
+    return got
+
+
+def measure(
+    ctx: multiprocessing.context.SpawnContext,
+    *,
+    settings: Settings,
+    broker: Any,
+    packets: list[bytes],
+    buttons: Sequence[tuple[str, str]],
+    rate: float,
+    seconds: float,
+    probe_interval: float = 0.1,
+    settle: float = 5.0,
+) -> LatencyResult:
+    """One latency run: a fresh hub, ``rate`` msg/s of background for ``seconds``, probes meanwhile."""
+    probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
+    result = LatencyResult(background_msg_s=rate, probes=probes)
+    parent, child = ctx.Pipe()
+    hub = ctx.Process(target=hub_main, args=(child, settings), name="bench-latency-hub")
+    hub.start()
+    child.close()
+    publisher = None
+    try:
+        if not parent.poll(90) or parent.recv() != "ready":
+            result.error = "hub did not get ready"
+            return result
+        pub_parent, pub_child = ctx.Pipe(duplex=False)
+        publisher = ctx.Process(
+            target=paced_main,
+            args=(
+                broker.host,
+                broker.port,
+                broker.username,
+                broker.password,
+                packets,
+                rate,
+                seconds,
+                pub_child,
+            ),
+            name="bench-latency-background",
+        )
+        publisher.start()
+        pub_child.close()
+        time.sleep(min(0.5, seconds / 4))  # background running before the first probe
+        got = asyncio.run(
+            _probe(
+                host=broker.host,
+                port=broker.port,
+                user=broker.username,
+                password=broker.password,
+                prefix=settings.mqtt.topic_prefix,
+                buttons=buttons,
+                probes=probes,
+                interval=probe_interval,
+                settle=settle,
+            )
+        )
+        pub: PublishResult | str = pub_parent.recv() if pub_parent.poll(seconds + 30) else "timed out"
+        publisher.join(10)
+        parent.send("stop")
+        stats = parent.recv() if parent.poll(30) else {}
+        samples = [v * 1000.0 for v in got.values()]
+        result.received = len(samples)
+        result.samples_ms = [round(s, 3) for s in sorted(samples)]
+        result.p50_ms = round(percentile(samples, 50), 3)
+        result.p99_ms = round(percentile(samples, 99), 3)
+        result.max_ms = round(max(samples), 3) if samples else 0.0
+        result.hub_messages = int(stats.get("messages", 0))
+        result.hub_cpu_busy = round(float(stats.get("cpu_busy", 0.0)), 3)
+        if isinstance(pub, PublishResult):
+            result.background_sent_msg_s = round(pub.msg_s)
+        else:
+            result.error = f"background publisher: {pub}"
+        if result.received < probes and not result.error:
+            result.error = (
+                f"{probes - result.received} of {probes} presses got no notification within {settle:.0f} s"
+            )
+        return result
+    finally:
+        for proc in (publisher, hub):
+            if proc is not None and proc.is_alive():
+                proc.join(10)
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(5)
+
+
+def as_json(result: LatencyResult) -> dict[str, Any]:
+    doc = asdict(result)
+    doc.pop("samples_ms")
+    return doc
