@@ -87,22 +87,24 @@ def background_packets(messages: Sequence[tuple[str, bytes]], limit: int) -> lis
 
 
 async def _serve(conn: Connection, settings: Settings) -> None:
+    """Run the hub; answer ``"mark"`` with its counters, leave on ``"stop"``."""
     hub = Hub(settings=settings)
     async with hub:
         await asyncio.wait_for(hub.caught_up.wait(), 30)
         conn.send("ready")
-        cpu0, wall0, msgs0 = time.process_time(), time.perf_counter(), hub.pipeline.stats.messages
-        while not await asyncio.to_thread(conn.poll, 0.2):
-            pass
-        conn.recv()
-        wall = time.perf_counter() - wall0
-        conn.send(
-            {
-                "messages": hub.pipeline.stats.messages - msgs0,
-                "cpu_busy": (time.process_time() - cpu0) / wall if wall > 0 else 0.0,
-                "notifications_delivered": hub.dispatcher.delivered,
-            }
-        )
+        while True:
+            if not await asyncio.to_thread(conn.poll, 0.2):
+                continue
+            if conn.recv() != "mark":
+                break
+            conn.send(
+                {
+                    "messages": hub.pipeline.stats.messages,
+                    "cpu": time.process_time(),
+                    "wall": time.perf_counter(),
+                    "notifications_delivered": hub.dispatcher.delivered,
+                }
+            )
 
 
 def hub_main(conn: Connection, settings: Settings) -> None:
@@ -173,6 +175,14 @@ async def _probe(
     return got
 
 
+def _mark(conn: Connection) -> dict[str, float]:
+    conn.send("mark")
+    if not conn.poll(30):
+        return {}
+    doc: dict[str, float] = conn.recv()
+    return doc
+
+
 def measure(
     ctx: multiprocessing.context.SpawnContext,
     *,
@@ -180,40 +190,74 @@ def measure(
     broker: Any,
     packets: list[bytes],
     buttons: Sequence[tuple[str, str]],
-    rate: float,
+    rates: Sequence[tuple[str, float]],
     seconds: float,
     probe_interval: float = 0.1,
     settle: float = 5.0,
-) -> LatencyResult:
-    """One latency run: a fresh hub, ``rate`` msg/s of background for ``seconds``, probes meanwhile."""
-    probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
-    result = LatencyResult(background_msg_s=rate, probes=probes)
+) -> dict[str, LatencyResult]:
+    """Latency runs on one hub process, one per ``(name, msg/s of background)``, for ``seconds`` each.
+
+    Each run presses buttons of its own (a share of ``buttons``): a press on a button pressed
+    less than 60 s before would be merged into that alert, not notified again.
+    """
+    results: dict[str, LatencyResult] = {}
     parent, child = ctx.Pipe()
     hub = ctx.Process(target=hub_main, args=(child, settings), name="bench-latency-hub")
     hub.start()
     child.close()
-    publisher = None
     try:
-        if not parent.poll(90) or parent.recv() != "ready":
-            result.error = "hub did not get ready"
-            return result
-        pub_parent, pub_child = ctx.Pipe(duplex=False)
-        publisher = ctx.Process(
-            target=paced_main,
-            args=(
-                broker.host,
-                broker.port,
-                broker.username,
-                broker.password,
-                packets,
-                rate,
-                seconds,
-                pub_child,
-            ),
-            name="bench-latency-background",
-        )
-        publisher.start()
-        pub_child.close()
+        if not parent.poll(120) or parent.recv() != "ready":
+            for name, rate in rates:
+                results[name] = LatencyResult(background_msg_s=rate, probes=0, error="hub did not get ready")
+            return results
+        for i, (name, rate) in enumerate(rates):
+            own = list(buttons[i :: len(rates)])
+            results[name] = _run(
+                ctx,
+                parent,
+                broker=broker,
+                prefix=settings.mqtt.topic_prefix,
+                packets=packets,
+                buttons=own,
+                rate=rate,
+                seconds=seconds,
+                probe_interval=probe_interval,
+                settle=settle,
+            )
+        parent.send("stop")
+        return results
+    finally:
+        hub.join(15)
+        if hub.is_alive():
+            hub.terminate()
+            hub.join(5)
+
+
+def _run(
+    ctx: multiprocessing.context.SpawnContext,
+    conn: Connection,
+    *,
+    broker: Any,
+    prefix: str,
+    packets: list[bytes],
+    buttons: Sequence[tuple[str, str]],
+    rate: float,
+    seconds: float,
+    probe_interval: float,
+    settle: float,
+) -> LatencyResult:
+    probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
+    result = LatencyResult(background_msg_s=rate, probes=probes)
+    before = _mark(conn)
+    pub_parent, pub_child = ctx.Pipe(duplex=False)
+    publisher = ctx.Process(
+        target=paced_main,
+        args=(broker.host, broker.port, broker.username, broker.password, packets, rate, seconds, pub_child),
+        name="bench-latency-background",
+    )
+    publisher.start()
+    pub_child.close()
+    try:
         time.sleep(min(0.5, seconds / 4))  # background running before the first probe
         got = asyncio.run(
             _probe(
@@ -221,7 +265,7 @@ def measure(
                 port=broker.port,
                 user=broker.username,
                 password=broker.password,
-                prefix=settings.mqtt.topic_prefix,
+                prefix=prefix,
                 buttons=buttons,
                 probes=probes,
                 interval=probe_interval,
@@ -229,33 +273,31 @@ def measure(
             )
         )
         pub: PublishResult | str = pub_parent.recv() if pub_parent.poll(seconds + 30) else "timed out"
-        publisher.join(10)
-        parent.send("stop")
-        stats = parent.recv() if parent.poll(30) else {}
-        samples = [v * 1000.0 for v in got.values()]
-        result.received = len(samples)
-        result.samples_ms = [round(s, 3) for s in sorted(samples)]
-        result.p50_ms = round(percentile(samples, 50), 3)
-        result.p99_ms = round(percentile(samples, 99), 3)
-        result.max_ms = round(max(samples), 3) if samples else 0.0
-        result.hub_messages = int(stats.get("messages", 0))
-        result.hub_cpu_busy = round(float(stats.get("cpu_busy", 0.0)), 3)
-        if isinstance(pub, PublishResult):
-            result.background_sent_msg_s = round(pub.msg_s)
-        else:
-            result.error = f"background publisher: {pub}"
-        if result.received < probes and not result.error:
-            result.error = (
-                f"{probes - result.received} of {probes} presses got no notification within {settle:.0f} s"
-            )
-        return result
     finally:
-        for proc in (publisher, hub):
-            if proc is not None and proc.is_alive():
-                proc.join(10)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(5)
+        publisher.join(10)
+        if publisher.is_alive():
+            publisher.terminate()
+            publisher.join(5)
+    after = _mark(conn)
+    samples = [v * 1000.0 for v in got.values()]
+    result.received = len(samples)
+    result.samples_ms = [round(s, 3) for s in sorted(samples)]
+    result.p50_ms = round(percentile(samples, 50), 3)
+    result.p99_ms = round(percentile(samples, 99), 3)
+    result.max_ms = round(max(samples), 3) if samples else 0.0
+    if before and after:
+        result.hub_messages = int(after["messages"] - before["messages"])
+        wall = after["wall"] - before["wall"]
+        result.hub_cpu_busy = round((after["cpu"] - before["cpu"]) / wall, 3) if wall > 0 else 0.0
+    if isinstance(pub, PublishResult):
+        result.background_sent_msg_s = round(pub.msg_s)
+    else:
+        result.error = f"background publisher: {pub}"
+    if result.received < probes and not result.error:
+        result.error = (
+            f"{probes - result.received} of {probes} presses got no notification within {settle:.0f} s"
+        )
+    return result
 
 
 def as_json(result: LatencyResult) -> dict[str, Any]:

@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loadavg_1m_before": round(os.getloadavg()[0], 2),
     }
     failed: list[str] = []
+    section: dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="linli-suite-") as tmp_name:
         tmp = Path(tmp_name)
         community = generate(
@@ -162,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # -- ingest --------------------------------------------------------------------
                 hub_msg_s = 0.0
                 if "ingest" not in skip:
+                    t_section = time.perf_counter()
                     section = _ingest(
                         ctx,
                         args,
@@ -175,18 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         phase_timeout,
                     )
                     report["ingest"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
                     hub_msg_s = float(section.get("hub_msg_s", 0))
                     if section.get("lost_hub") or section.get("lost_client") or not hub_msg_s:
                         failed.append("ingest")
 
                 # -- Node-RED ------------------------------------------------------------------
                 if "nodered" not in skip:
+                    t_section = time.perf_counter()
                     section = _nodered(tmp, n, community.devices, broker, stream, influx, args.idle_timeout)
                     if hub_msg_s:
                         for flow in ("minimal", "equal_work"):
                             rate = float(section.get(flow, {}).get("msg_s", 0))
                             section[f"hub_vs_{flow}"] = _ratio(hub_msg_s, rate)
                     report["nodered"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
                     if section.get("error") or any(
                         section.get(f, {}).get("error") for f in ("minimal", "equal_work")
                     ):
@@ -194,35 +199,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 # -- SOS latency ---------------------------------------------------------------
                 if "sos_latency" not in skip:
+                    t_section = time.perf_counter()
                     section = {}
                     packets = latency.background_packets(messages, 50_000)
                     buttons = [(d.id, d.sos_action) for d in community.devices if d.kind == "sos_button"]
                     rates = [("background_10k", args.latency_background)]
                     if hub_msg_s:
                         rates.append(("at_80pct_saturation", round(0.8 * hub_msg_s)))
-                    for key, rate in rates:
-                        res = latency.measure(
-                            ctx,
-                            settings=settings_for(f"latency-{key}"),
-                            broker=broker,
-                            packets=packets,
-                            buttons=buttons,
-                            rate=rate,
-                            seconds=args.latency_seconds,
-                        )
+                    runs = latency.measure(
+                        ctx,
+                        settings=settings_for("latency"),
+                        broker=broker,
+                        packets=packets,
+                        buttons=buttons,
+                        rates=rates,
+                        seconds=args.latency_seconds,
+                    )
+                    for key, res in runs.items():
                         section[key] = latency.as_json(res)
                         say(
-                            f"latency:  {key}: {rate:,.0f} msg/s background (sent {res.background_sent_msg_s:,.0f}), "
-                            f"{res.received}/{res.probes} presses, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
-                            f"max {res.max_ms:.1f} ms, hub CPU {res.hub_cpu_busy:.0%}"
-                            + (f" — {res.error}" if res.error else "")
+                            f"latency:  {key}: {res.background_msg_s:,.0f} msg/s background "
+                            f"(sent {res.background_sent_msg_s:,.0f}), {res.received}/{res.probes} presses, "
+                            f"p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, max {res.max_ms:.1f} ms, "
+                            f"hub CPU {res.hub_cpu_busy:.0%}" + (f" — {res.error}" if res.error else "")
                         )
                         if res.received == 0:
                             failed.append(f"sos_latency.{key}")
                     report["sos_latency"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
 
                 # -- scale ---------------------------------------------------------------------
                 if "scale" not in skip:
+                    t_section = time.perf_counter()
                     started = time.perf_counter()
                     big = scale.community_for(args.scale_devices, seed=args.seed)
                     big_file = tmp / "scale-community.yaml"
@@ -245,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     section["devices"] = len(big.devices)
                     report["scale"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
                     say(f"scale:    {json.dumps(section)}")
                     if section.get("error"):
                         failed.append("scale")
@@ -468,6 +477,8 @@ def _table(r: dict[str, Any]) -> None:
         if nr.get("error"):
             rows.append(("Node-RED", nr["error"]))
     for key, x in r.get("sos_latency", {}).items():
+        if not isinstance(x, dict):
+            continue
         rows.append(
             (
                 f"SOS latency {key}",
