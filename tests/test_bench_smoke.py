@@ -12,6 +12,8 @@ The Node-RED section is left to ``make bench``: it needs an npm install from the
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -33,9 +35,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     except ServerMissingError as exc:
         server_missing(str(exc))
     out = tmp_path_factory.mktemp("suite") / "out.json"
-    import contextlib
-    import io
-
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         status = suite.main(
