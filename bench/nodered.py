@@ -47,6 +47,10 @@ CACHE_DIR = Path(os.environ.get("LINLI_BENCH_CACHE", Path.home() / ".cache" / "l
 PACKAGES = ("node-red@4", "node-red-contrib-influxdb@0.7")
 READY_TOPIC = "bench/nodered/ready"
 DONE_TOPIC = "bench/nodered/done"
+PROGRESS_TOPIC = "bench/nodered/progress"
+#: The flows report their count every this many messages, so a slow but working flow is not
+#: mistaken for a stuck one (the wait gives up only after ``idle_timeout`` without progress).
+PROGRESS_EVERY = 10_000
 MARKER_TOPIC = "zigbee2mqtt/bridge/linli-bench-marker"
 #: Points per InfluxDB write in the equal-work flow (the hub's ``timeseries.batch_size``).
 BATCH_POINTS = 5000
@@ -112,6 +116,7 @@ s.n += 1;
 let done = null;
 if (s.n === 1) s.first = Date.now();
 if (s.n === N) done = {topic: DONE, payload: {n: s.n, first_ms: s.first, last_ms: Date.now()}};
+else if (s.n % PROGRESS_EVERY === 0) done = {topic: PROGRESS, payload: s.n};
 return [out, done];
 """
 
@@ -245,6 +250,7 @@ s.n += 1;
 let done = null;
 if (s.n === 1) s.first = Date.now();
 if (s.n === N) done = {topic: DONE, payload: {n: s.n, first_ms: s.first, last_ms: Date.now(), timers_fired: s.fired}};
+else if (s.n % PROGRESS_EVERY === 0) done = {topic: PROGRESS, payload: s.n};
 return [alerts.length ? alerts : null, points.length ? {payload: points} : null, done];
 """
 
@@ -350,7 +356,14 @@ def _function(
 
 
 def minimal_flow(*, n: int, host: str, port: int) -> list[dict[str, Any]]:
-    consts = {"N": n, "MARKER": MARKER_TOPIC, "READY": READY_TOPIC, "DONE": DONE_TOPIC}
+    consts = {
+        "N": n,
+        "MARKER": MARKER_TOPIC,
+        "READY": READY_TOPIC,
+        "DONE": DONE_TOPIC,
+        "PROGRESS": PROGRESS_TOPIC,
+        "PROGRESS_EVERY": PROGRESS_EVERY,
+    }
     return _placed(
         [
             {"id": "tab", "type": "tab", "label": "linli bench minimal"},
@@ -370,6 +383,8 @@ def equal_work_flow(
         "MARKER": MARKER_TOPIC,
         "READY": READY_TOPIC,
         "DONE": DONE_TOPIC,
+        "PROGRESS": PROGRESS_TOPIC,
+        "PROGRESS_EVERY": PROGRESS_EVERY,
         "THRESHOLDS": _THRESHOLDS,
     }
     return _placed(
@@ -539,17 +554,20 @@ async def wait_ready_and_done(
 ) -> FlowResult:
     """Marker until the flow echoes it, then the stream (``start_publisher()``), then wait for done.
 
-    Bounded: gives up after ``ready_timeout`` without the echo, or ``idle_timeout`` seconds after
-    the publisher finished plus a generous per-message allowance (≥ 500 msg/s).
+    Bounded: gives up after ``ready_timeout`` without the echo, or when the flow's progress
+    reports (every :data:`PROGRESS_EVERY` messages) stop for ``idle_timeout`` + 20 s.
     """
     ready = asyncio.Event()
     done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     alerts = 0
+    progress: list[float] = [0, time.monotonic()]
 
     def on_message(client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         nonlocal alerts
         if topic == READY_TOPIC:
             ready.set()
+        elif topic == PROGRESS_TOPIC:
+            progress[:] = [int(payload), time.monotonic()]
         elif topic == DONE_TOPIC and not done.done():
             done.set_result(json.loads(payload))
         else:
@@ -577,11 +595,15 @@ async def wait_ready_and_done(
         cpu0 = node.cpu_seconds()
         t0 = time.monotonic()
         publisher = await asyncio.to_thread(start_publisher)
-        try:
-            doc = await asyncio.wait_for(asyncio.shield(done), idle_timeout + n / 500.0)
-        except TimeoutError:
-            result.error = "Node-RED did not finish the stream in time (messages lost?)"
-            return result
+        progress[1] = time.monotonic()
+        while not done.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), 1.0)
+            if not done.done() and time.monotonic() - progress[1] > idle_timeout + PROGRESS_EVERY / 500.0:
+                result.error = f"Node-RED stopped making progress after {int(progress[0])} messages (lost?)"
+                result.received = int(progress[0])
+                return result
+        doc = done.result()
         wall = time.monotonic() - t0
         cpu = node.cpu_seconds() - cpu0
         await asyncio.sleep(0.5)

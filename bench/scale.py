@@ -45,10 +45,10 @@ from simulators.community import SimCommunity, generate
 
 
 def community_for(devices: int, *, seed: int) -> SimCommunity:
-    """A generated community of about ``devices`` devices (≈ 2.1 per elder plus shared doors/parking)."""
+    """A generated community of about ``devices`` devices (≈ 2 per elder, shared doors and parking included)."""
     grids = max(1, min(50, devices // 2000 or 1))
     buildings = 10
-    elders = max(1, round(devices / (grids * buildings * 2.15)))
+    elders = max(1, round(devices / (grids * buildings * 2.0)))
     return generate(
         seed=seed, grids=grids, buildings_per_grid=buildings, elders_per_building=elders, parking_per_grid=5
     )
