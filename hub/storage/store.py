@@ -346,6 +346,9 @@ class Store:
                 )
         return changed
 
+    def communities_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM communities").fetchone()[0])
+
     def communities(self) -> list[Community]:
         rows = self._db.execute("SELECT doc FROM communities ORDER BY code").fetchall()
         return [Community.model_validate(orjson.loads(row[0])) for row in rows]
