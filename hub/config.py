@@ -157,6 +157,15 @@ class StoreSettings(_Model):
         return f"sqlite://{path}" if path.is_absolute() else f"sqlite:{path}"
 
 
+class ClusterSettings(_Model):
+    """Several hubs sharing one PostgreSQL store (issue 13): who this node is, how long a lease lasts."""
+
+    #: This hub's name among the nodes; unset = not clustered (one hub owns every community).
+    node_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: A community's lease lasts this long after its last renewal; renewed well inside it.
+    lease_s: float = Field(default=10.0, gt=0)
+
+
 class HttpSettings(_Model):
     #: Loopback by default: put a reverse proxy with TLS in front to expose the console.
     host: str = "127.0.0.1"
@@ -194,6 +203,7 @@ class Settings(_Model):
     rule_overrides: dict[str, dict[str, dict[str, float | int | str]]] = Field(default_factory=dict)
     mqtt: MqttSettings = MqttSettings()
     store: StoreSettings = StoreSettings()
+    cluster: ClusterSettings = ClusterSettings()
     http: HttpSettings = HttpSettings()
     #: Gateways whose messages the hub takes in (ChirpStack v3 and v4 share the `application` root).
     sources: tuple[SourceSettings, ...] = (

@@ -59,6 +59,10 @@ class Tx(ABC):
     dialect: Dialect
     #: Appended to a ``SELECT`` that is followed by an update of the rows it read.
     for_update: str
+    #: Appended to a ``SELECT`` whose rows must not change until this transaction ends.
+    for_share: str
+    #: The database's clock, as Unix seconds: one clock for every node (leases).
+    now_sql: str
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor: ...

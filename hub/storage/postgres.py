@@ -61,6 +61,9 @@ def _pg_sql(sql: str) -> LiteralString:
 class PostgresTx(Tx):
     dialect = Dialect.POSTGRESQL
     for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
+    # clock_timestamp(), not now(): now() is the transaction's start, and a lease is judged now.
+    now_sql = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
 
     def __init__(self, *, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self._conn = conn

@@ -154,8 +154,30 @@ def _v1(tx: Tx) -> None:
         )
 
 
+_V2 = """
+    CREATE TABLE IF NOT EXISTS cluster_nodes (
+        node_id      TEXT PRIMARY KEY,
+        started_at   REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS community_leases (
+        community  TEXT PRIMARY KEY,
+        owner      TEXT,
+        epoch      INTEGER NOT NULL,
+        since      REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+"""
+
+
+def _v2(tx: Tx) -> None:
+    """Cluster membership and community leases (hub/storage/leases.py)."""
+    tx.ddl(_V2)
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -35,6 +35,8 @@ class SqliteTx(Tx):
     dialect = Dialect.SQLITE
     # BEGIN IMMEDIATE already holds the only write lock: what a transaction read stays current.
     for_update = ""
+    for_share = ""
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, *, db: sqlite3.Connection) -> None:
         self._db = db
