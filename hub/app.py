@@ -46,7 +46,7 @@ from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
-from hub.config import Settings
+from hub.config import STORE_FILE, Settings
 from hub.errors import ConfigError, MessageDeferred, NotStoredError
 from hub.health.metrics import Family
 from hub.health.readiness import Readiness, beating, flag, readiness, store_writable
@@ -151,7 +151,7 @@ class Hub:
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
-        self.store = Store(path=Path(settings.data_dir) / "linli.sqlite3")
+        self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
         if registry is None:
             if settings.community_file is not None:
                 import_community_file(
@@ -422,8 +422,8 @@ class Hub:
                     wrong="the notification MQTT session is down",
                 ),
                 store_writable(
-                    db=lambda: self.store.db,
-                    path=self.store.path,
+                    writable=self.store.check_writable,
+                    path=self.store.path or Path(self.settings.data_dir) / STORE_FILE,
                     held=lambda: self.redelivery.depth,
                     min_free_bytes=self.settings.min_free_disk_mb * 1024 * 1024,
                 ),

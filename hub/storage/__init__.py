@@ -1,7 +1,9 @@
-"""Every table of the one database file, its versioned migrations, and the stores over it.
+"""Every table of the store's database, its versioned migrations, and the stores over it.
 
-Owns: :mod:`~hub.storage.schema` (the schema, ``PRAGMA user_version``, upgrade on start,
-refusal of a newer file), :mod:`~hub.storage.store` (alerts, the notification outbox, the
+Owns: :mod:`~hub.storage.engine` (the port: SQLite in :mod:`~hub.storage.sqlite`, the
+default, or PostgreSQL in :mod:`~hub.storage.postgres`, chosen by ``store.url``),
+:mod:`~hub.storage.schema` (the schema, one list of migrations for both engines, upgrade on
+start, refusal of a newer database), :mod:`~hub.storage.store` (alerts, the notification outbox, the
 registry, quarantine), :mod:`~hub.storage.cases` (case timelines, deadlines, steps sent) and
 :mod:`~hub.storage.rule_state` (the rule engine's persisted state).
 
