@@ -334,7 +334,7 @@ class Store:
         return changed
 
     def communities_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM communities").fetchone()[0])
+        return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
 
     def communities(self) -> list[Community]:
         rows = self._engine.execute("SELECT doc FROM communities ORDER BY code").fetchall()
