@@ -118,6 +118,7 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
             return False
     # Idempotent: an unchanged community changes nothing; a changed one updates in place.
     store.save_communities(load_yaml(path), at=at)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a PostgreSQL store makes none
     fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(digest + "\n")
