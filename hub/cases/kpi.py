@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from hub.cases.model import Case, CaseAction, CaseState, Stage, TimelineEntry
+from hub.cases.model import Case, CaseAction, CaseState, Rating, Stage, TimelineEntry
 from hub.cases.sla import SlaBook
 from hub.cases.workflow import replay
 
@@ -89,8 +89,15 @@ def facts(entries: Sequence[TimelineEntry], *, sla: SlaBook) -> CaseFacts:
         accepted_by=None if accept is None else accept.actor,
         on_site_at=None if arrive is None else arrive.ts,
         on_site_by=None if arrive is None else arrive.actor,
-        reworked=any(e.action is CaseAction.REWORK for e in entries),
+        reworked=any(_is_rework(e) for e in entries),
         extended=any(e.action is CaseAction.EXTEND for e in entries),
+    )
+
+
+def _is_rework(entry: TimelineEntry) -> bool:
+    """返工: a failed 核查, or a 不满意 评价 that sent the closed case back."""
+    return entry.action is CaseAction.REWORK or (
+        entry.action is CaseAction.EVALUATE and entry.data.get("rating") == Rating.UNSATISFIED.value
     )
 
 
