@@ -307,7 +307,14 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
             "evaluation": Evaluation(rating=rating, role=role, via=via, by=actor, at=at, note=note),
             "evaluation_count": case.evaluation_count + 1,
         }
-        data = {**data, "rating": rating.value, "role": role.value, "via": via.value}
+        # ``handler``: whose work was judged (the KPIs' worker for 满意率), fixed at this moment.
+        data = {
+            **data,
+            "rating": rating.value,
+            "role": role.value,
+            "via": via.value,
+            "handler": case.assignee,
+        }
         if rating is Rating.UNSATISFIED:
             new_state, rework = _rework(case, at, assignee=_text(data, "assignee"))
             changes |= rework | {"closed_at": None, "resolution": None}
