@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.cases.model import TERMINAL, Case, CaseAction, CaseState, Channel, Resolution, TimelineEntry
-from hub.cases.workflow import TRANSITIONS, apply, open_case, replay
+from hub.cases.workflow import TRANSITIONS, allowed_actions, apply, open_case, replay
 from hub.errors import HubError, InvalidTransition, RequirementNotMet
 
 A = CaseAction
@@ -193,6 +193,9 @@ DATA = st.fixed_dictionaries(
         "passed": st.booleans(),
         "stage": st.sampled_from(["accept", "arrive", "case", "bogus"]),
         "photo_url": st.sampled_from(["https://x/1.jpg", "ftp://x"]),
+        "rating": st.sampled_from(["satisfied", "basically_satisfied", "unsatisfied", "不满意", "bogus"]),
+        "role": st.sampled_from(["resident", "guardian", "command_centre", "boss"]),
+        "via": st.sampled_from(["phone_call", "link", "smoke_signal"]),
     },
 )
 STEPS = st.lists(
@@ -223,9 +226,19 @@ def test_random_sequences_keep_invariants(
         )
         assert entry.ts >= timeline[-1].ts
         timeline.append(entry)
-        assert before.state not in TERMINAL
+        # Only a 评价 acts on a finished case, once per closing; 不满意 reopens it.
+        assert before.state not in TERMINAL or (entry.action is A.EVALUATE and before.awaiting_evaluation)
+        if entry.action is A.EVALUATE:
+            assert case.evaluation is not None and case.evaluation_count == before.evaluation_count + 1
+            assert (case.state is S.CLOSED) == case.evaluation.rating.satisfied
+            assert not case.awaiting_evaluation
         expected = TRANSITIONS[before.state][entry.action]
-        assert case.state is (expected or before.state) or entry.action in (A.REWORK, A.AUTO_CLEAR)
+        assert case.state is (expected or before.state) or entry.action in (
+            A.REWORK,
+            A.AUTO_CLEAR,
+            A.EVALUATE,
+        )
+        assert (A.EVALUATE in allowed_actions(case)) == case.awaiting_evaluation
         assert case.version == len(timeline)
         assert (case.state is S.CLOSED) == (case.closed_at is not None)
         assert (case.resolution is not None) == (case.state in TERMINAL)

@@ -9,6 +9,8 @@ Owns, all pure (no I/O, no clock reads — ``now`` is always a parameter):
 * :mod:`hub.cases.sla` — time limits per category × severity, traffic lights, 督办 events;
 * :mod:`hub.cases.escalation` — escalation chains and the idempotent escalation planner;
 * :mod:`hub.cases.kpi` — 结案率, 按期结案率, 返工率, 延期率 and response times from timelines;
+* :mod:`hub.cases.care` — care plans, visit tasks, outcomes, lights, escalation, 探访完成率
+  (``care.yaml``: shipped defaults);
 * ``policies.yaml`` — shipped defaults (every number is a default a community may change).
 
 The workflow follows the digital urban management closed loop of GB/T 30428 and the case

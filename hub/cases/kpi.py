@@ -31,6 +31,19 @@ Rates (``None`` when the denominator is 0):
 site`` (first 到场). Percentiles use the nearest-rank method: for sorted values
 ``v[1..n]``, ``p-th = v[ceil(p/100 · n)]``.
 
+**满意率 (satisfaction)** is taken over the cases *evaluated* in ``[start, end)`` (评价,
+handbook §3 综合评价): a case counts once, with the rating of its last evaluation in the
+period, so a later evaluation (after a 返工) never changes a past period.
+
+* ``evaluated``: cases with at least one ``evaluate`` entry in the period;
+* ``satisfied`` / ``basically_satisfied`` / ``unsatisfied``: their last rating in the period;
+* 满意率 ``satisfaction_rate = (satisfied + basically_satisfied) / evaluated``.
+
+A 不满意 evaluation reopens the case as a 返工, so it also counts in ``reworked``.
+The worker of an evaluation is the handler whose work was judged (``data.handler``: the
+assignee when it was recorded). :func:`awaiting_evaluation` lists the closed cases still
+without an evaluation some time after 结案, for a call-back (回访).
+
 **Grouping.** By ``grid`` (``-`` when unknown) and ``category``; by ``worker``: for the case
 counts the case's final assignee, for response times the person who accepted (or arrived).
 """
@@ -42,7 +55,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from hub.cases.model import Case, CaseAction, CaseState, Stage, TimelineEntry
+from hub.cases.model import Case, CaseAction, CaseState, Rating, Resolution, Stage, TimelineEntry
 from hub.cases.sla import SlaBook
 from hub.cases.workflow import replay
 
@@ -62,6 +75,8 @@ class CaseFacts:
     on_site_by: str | None
     reworked: bool
     extended: bool
+    #: Every 评价: (time, rating, handler whose work was judged).
+    evaluations: tuple[tuple[float, Rating, str | None], ...] = ()
 
     @property
     def anchor(self) -> float | None:
@@ -89,8 +104,20 @@ def facts(entries: Sequence[TimelineEntry], *, sla: SlaBook) -> CaseFacts:
         accepted_by=None if accept is None else accept.actor,
         on_site_at=None if arrive is None else arrive.ts,
         on_site_by=None if arrive is None else arrive.actor,
-        reworked=any(e.action is CaseAction.REWORK for e in entries),
+        reworked=any(_is_rework(e) for e in entries),
         extended=any(e.action is CaseAction.EXTEND for e in entries),
+        evaluations=tuple(
+            (e.ts, Rating(e.data["rating"]), e.data.get("handler"))
+            for e in entries
+            if e.action is CaseAction.EVALUATE
+        ),
+    )
+
+
+def _is_rework(entry: TimelineEntry) -> bool:
+    """返工: a failed 核查, or a 不满意 评价 that sent the closed case back."""
+    return entry.action is CaseAction.REWORK or (
+        entry.action is CaseAction.EVALUATE and entry.data.get("rating") == Rating.UNSATISFIED.value
     )
 
 
@@ -117,6 +144,15 @@ class KpiRow:
     extended: int = 0
     accept_times: tuple[float, ...] = ()
     on_site_times: tuple[float, ...] = ()
+    evaluated: int = 0
+    satisfied: int = 0
+    basically_satisfied: int = 0
+    unsatisfied: int = 0
+
+    @property
+    def satisfaction_rate(self) -> float | None:
+        """满意率 = (satisfied + basically satisfied) / evaluated."""
+        return _rate(self.satisfied + self.basically_satisfied, self.evaluated)
 
     @property
     def closure_rate(self) -> float | None:
@@ -172,6 +208,11 @@ class KpiRow:
             "on_site_n": len(self.on_site_times),
             "on_site_p50_s": self.on_site_p50,
             "on_site_p90_s": self.on_site_p90,
+            "evaluated": self.evaluated,
+            "satisfied": self.satisfied,
+            "basically_satisfied": self.basically_satisfied,
+            "unsatisfied": self.unsatisfied,
+            "satisfaction_rate": self.satisfaction_rate,
         }
 
 
@@ -185,6 +226,10 @@ class _Acc:
     extended: int = 0
     accept_times: list[float] = field(default_factory=list)
     on_site_times: list[float] = field(default_factory=list)
+    ratings: dict[Rating, int] = field(default_factory=dict)
+
+    def rate(self, rating: Rating) -> None:
+        self.ratings[rating] = self.ratings.get(rating, 0) + 1
 
     def row(self) -> KpiRow:
         return KpiRow(
@@ -196,6 +241,10 @@ class _Acc:
             extended=self.extended,
             accept_times=tuple(self.accept_times),
             on_site_times=tuple(self.on_site_times),
+            evaluated=sum(self.ratings.values()),
+            satisfied=self.ratings.get(Rating.SATISFIED, 0),
+            basically_satisfied=self.ratings.get(Rating.BASICALLY_SATISFIED, 0),
+            unsatisfied=self.ratings.get(Rating.UNSATISFIED, 0),
         )
 
 
@@ -250,6 +299,11 @@ def compute(
             if f.on_site_at is not None:
                 for acc in (*counted, groups["worker"][f.on_site_by or NONE_KEY]):
                     acc.on_site_times.append(f.on_site_at - case.filed_at)
+        in_period = [ev for ev in f.evaluations if start <= ev[0] < end]
+        if in_period:
+            _, rating, handler = in_period[-1]
+            for acc in (*counted, groups["worker"][handler or NONE_KEY]):
+                acc.rate(rating)
     return KpiReport(
         start=start,
         end=end,
@@ -258,3 +312,51 @@ def compute(
         by_worker={k: v.row() for k, v in sorted(groups["worker"].items())},
         by_category={k: v.row() for k, v in sorted(groups["category"].items())},
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallBackDue:
+    """A closed case still without its 评价 ``after`` seconds after 结案: call the resident back."""
+
+    case_id: str
+    grid: str | None
+    community: str | None
+    handler: str | None
+    category: str
+    closed_at: float
+    due_at: float  # closed_at + after: from here on the case is listed
+
+
+def awaiting_evaluation(
+    timelines: Iterable[Sequence[TimelineEntry]],
+    *,
+    now: float,
+    after: float,
+    resolutions: frozenset[Resolution] = frozenset({Resolution.RESOLVED}),
+) -> tuple[CallBackDue, ...]:
+    """Closed cases not evaluated ``after`` seconds (calendar) after their last 结案, oldest first.
+
+    Only the given resolutions are listed (by default handled cases: a case the sensor cleared
+    or a false alarm has nobody to ask). A case evaluated 不满意 is open again and is listed
+    anew once re-closed and left without a fresh evaluation.
+    """
+    if after < 0:
+        raise ValueError("after must not be negative")
+    due: list[CallBackDue] = []
+    for entries in timelines:
+        case = replay(entries)
+        if not case.awaiting_evaluation or case.closed_at is None or case.resolution not in resolutions:
+            continue
+        if case.closed_at + after <= now:
+            due.append(
+                CallBackDue(
+                    case_id=case.id,
+                    grid=case.grid,
+                    community=case.community,
+                    handler=case.assignee,
+                    category=case.category,
+                    closed_at=case.closed_at,
+                    due_at=case.closed_at + after,
+                )
+            )
+    return tuple(sorted(due, key=lambda d: (d.closed_at, d.case_id)))

@@ -5,6 +5,8 @@ case filing and closing per CJ/T 315): 立案 filed → 派遣 dispatched → �
 到场 on site (处置) → 反馈 handled → 核查 verified → 结案 closed, plus 作废 void.
 Side branches (改派, 回退, 延期, 督办, 返工, false alarm, cleared by the sensor) are actions
 that move between these states or stay in one; every one leaves a timeline entry.
+After 结案 comes 综合评价 (handbook §3): an ``evaluate`` action records the resident's,
+a guardian's or the command centre's rating; 不满意 reopens the case as a 返工.
 
 A :class:`Case` is a snapshot derived from its timeline: :func:`hub.cases.workflow.replay`
 rebuilds it from the entries, so the timeline is the record and the case row a cache.
@@ -32,7 +34,8 @@ class CaseState(StrEnum):
     VOID = "void"  # 作废 / 不予受理: not a case (never for an SOS)
 
 
-#: States a case never leaves.
+#: States in which the work is finished. A void case never leaves its state; a closed one
+#: only through an unsatisfied 评价 (不满意 → 返工, handbook §3 综合评价).
 TERMINAL: frozenset[CaseState] = frozenset({CaseState.CLOSED, CaseState.VOID})
 #: States in which somebody still has to do something.
 OPEN: frozenset[CaseState] = frozenset(CaseState) - TERMINAL
@@ -56,6 +59,7 @@ class CaseAction(StrEnum):
     AUTO_CLEAR = "auto_clear"  # the sensor reports the condition cleared
     VOID = "void"  # 作废 / 不予受理
     NOTE = "note"  # a remark; changes nothing else
+    EVALUATE = "evaluate"  # 评价 after 结案 (data.rating, data.role, data.via; 不满意 → 返工)
 
 
 class Channel(StrEnum):
@@ -66,6 +70,48 @@ class Channel(StrEnum):
     PHONE_PAGE = "phone_page"
     WEBHOOK = "webhook"
     SYSTEM = "system"
+
+
+class Rating(StrEnum):
+    """评价结果: the three answers of a 满意度 survey (handbook §3 综合评价)."""
+
+    SATISFIED = "satisfied"  # 满意
+    BASICALLY_SATISFIED = "basically_satisfied"  # 基本满意
+    UNSATISFIED = "unsatisfied"  # 不满意 (sends the case back: 返工)
+
+    @property
+    def satisfied(self) -> bool:
+        """Counted in 满意率 (满意 + 基本满意)."""
+        return self is not Rating.UNSATISFIED
+
+    @property
+    def label_zh(self) -> str:
+        return _RATING_ZH[self]
+
+
+_RATING_ZH = {
+    Rating.SATISFIED: "满意",
+    Rating.BASICALLY_SATISFIED: "基本满意",
+    Rating.UNSATISFIED: "不满意",
+}
+
+
+class EvaluatorRole(StrEnum):
+    """Who gave a 评价: the elder, a family member, or the command centre after a call-back."""
+
+    RESIDENT = "resident"  # 居民本人
+    GUARDIAN = "guardian"  # 监护人/家属 (e.g. through a one-time link)
+    COMMAND_CENTRE = "command_centre"  # 指挥中心回访
+
+
+class EvaluationVia(StrEnum):
+    """How the 评价 was collected (满意度 by questionnaire, home visits, random checks)."""
+
+    PHONE_CALL = "phone_call"  # 电话回访
+    LINK = "link"  # 一次性评价链接 (guardian's phone, no account)
+    VISIT = "visit"  # 上门回访
+    QUESTIONNAIRE = "questionnaire"  # 问卷
+    CONSOLE = "console"  # 窗口/指挥中心录入
 
 
 class Resolution(StrEnum):
@@ -105,6 +151,18 @@ class Supervision:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluation:
+    """One recorded 评价 (the data of an ``evaluate`` timeline entry, typed)."""
+
+    rating: Rating
+    role: EvaluatorRole
+    via: EvaluationVia
+    by: str  # the actor who recorded it (an operator may record for the resident)
+    at: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Case:
     id: str
     category: str
@@ -139,6 +197,10 @@ class Case:
     rework_count: int = 0
     extensions: tuple[Extension, ...] = ()
     supervisions: tuple[Supervision, ...] = ()
+    #: The latest 评价 (``None``: never evaluated). An unsatisfied one reopened the case, so
+    #: a closed case whose latest evaluation is not 不满意 was evaluated in this closing.
+    evaluation: Evaluation | None = None
+    evaluation_count: int = 0
 
     @property
     def is_sos(self) -> bool:
@@ -147,6 +209,13 @@ class Case:
     @property
     def open(self) -> bool:
         return self.state in OPEN
+
+    @property
+    def awaiting_evaluation(self) -> bool:
+        """Closed and not yet evaluated since this 结案 (the only time ``evaluate`` is taken)."""
+        return self.state is CaseState.CLOSED and (
+            self.evaluation is None or self.evaluation.rating is Rating.UNSATISFIED
+        )
 
     def stage_start(self, stage: Stage) -> float | None:
         """When ``stage`` started in the current round (``None``: not reached)."""

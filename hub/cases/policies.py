@@ -11,14 +11,35 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.cases.calendar import WorkingCalendar
 from hub.cases.escalation import Chain, chain_for
-from hub.cases.sla import SlaBook, SlaPolicy
+from hub.cases.sla import Duration, SlaBook, SlaPolicy, parse_duration
 from hub.errors import PolicyError
 
 DEFAULT_PATH = Path(__file__).with_name("policies.yaml")
+
+
+class EvaluationPolicy(BaseModel):
+    """评价 (handbook §3 综合评价): when a closed case without an evaluation is listed for a call-back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Calendar time after 结案 (``3d``, ``72h`` …) before the case needs a 回访 call.
+    call_back_after: Duration = "3d"
+
+    @property
+    def call_back_after_s(self) -> float:
+        return parse_duration(self.call_back_after)
+
+    @field_validator("call_back_after")
+    @classmethod
+    def _duration(cls, value: Duration) -> Duration:
+        if isinstance(value, str) and value.strip().endswith("wd"):
+            raise ValueError("call_back_after is calendar time: write d or h, not wd")
+        parse_duration(value)
+        return value
 
 
 class PolicyFile(BaseModel):
@@ -30,6 +51,7 @@ class PolicyFile(BaseModel):
     yellow_ratio: float = Field(default=0.8, gt=0, lt=1)
     sla: tuple[SlaPolicy, ...] = ()
     escalation: tuple[Chain, ...] = ()
+    evaluation: EvaluationPolicy = EvaluationPolicy()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,23 @@ Rules (each cites where it comes from):
   still gets a call-back and is logged).
 * 延期 needs an approver, a reason and the extra time (CJ/T 315 延期 requires approval).
 * 作废 is refused for an SOS: an SOS ends as handled or as a false alarm after a call-back.
+* 评价 (evaluate) only on a closed case not yet evaluated since it was closed (handbook §3:
+  结案 → 综合评价); it needs the rating (满意/基本满意/不满意), who gave it (resident, guardian,
+  command centre) and how (phone call-back, one-time link, visit, questionnaire, console).
+  不满意 needs the reason and reopens the case as a 返工, like a failed 核查: back to the
+  same handler (``accepted``), to ``data.assignee`` (``dispatched``), or to the dispatcher
+  (``filed``) when nobody was ever dispatched. The whole-case clock keeps running from the
+  first dispatch, so a reopened case is judged against its original due time.
 * Entries never go back in time: an action dated before the last entry is refused (the hub
   stamps actions with its own clock and keeps a device's own time in ``data``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub.cases.model import (
     TERMINAL,
@@ -31,7 +39,11 @@ from hub.cases.model import (
     CaseAction,
     CaseState,
     Channel,
+    Evaluation,
+    EvaluationVia,
+    EvaluatorRole,
     Extension,
+    Rating,
     Resolution,
     Stage,
     Supervision,
@@ -44,6 +56,7 @@ if TYPE_CHECKING:
 
 S = CaseState
 A = CaseAction
+E = TypeVar("E", bound=StrEnum)
 
 #: What each action may do from each state: the target state, or ``None`` to stay.
 #: AUTO_CLEAR and VERIFY/REWORK pick their target from the case and data (see :func:`apply`).
@@ -106,7 +119,10 @@ TRANSITIONS: Mapping[CaseState, Mapping[CaseAction, CaseState | None]] = {
         A.CALL_BACK: None,
         A.NOTE: None,
     },
-    S.CLOSED: {},
+    S.CLOSED: {
+        # 评价: stays closed, or (不满意) goes back for 返工 (target picked in :func:`apply`).
+        A.EVALUATE: None,
+    },
     S.VOID: {},
 }
 
@@ -124,8 +140,12 @@ CURRENT_STAGE: Mapping[CaseState, Stage | None] = {
 
 
 def allowed_actions(case: Case) -> tuple[CaseAction, ...]:
-    """Actions the table allows in the case's state (rules on data may still refuse one)."""
-    return tuple(TRANSITIONS[case.state])
+    """Actions the table allows in the case's state (rules on data may still refuse one).
+
+    ``evaluate`` is offered only while the closed case awaits its 评价, so a console shows
+    no button for a case already evaluated in this closing.
+    """
+    return tuple(a for a in TRANSITIONS[case.state] if a is not A.EVALUATE or case.awaiting_evaluation)
 
 
 def open_case(
@@ -271,13 +291,34 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
     elif action is A.VERIFY:
         changes |= {"verified_at": at}
     elif action is A.REWORK:
-        assignee = _text(data, "assignee")
-        changes["rework_count"] = case.rework_count + 1
-        if assignee and assignee != case.assignee:
-            new_state = S.DISPATCHED
-            changes |= _new_round(case, at, assignee=assignee)
-        else:
-            changes |= {"accepted_at": at, "on_site_at": None, "handled_at": None, "verified_at": None}
+        new_state, rework = _rework(case, at, assignee=_text(data, "assignee"))
+        changes |= rework
+    elif action is A.EVALUATE:
+        if not case.awaiting_evaluation:
+            raise refuse(
+                "already evaluated since it was closed (a case is evaluated again only after 返工 and a new 结案)"
+            )
+        rating = _choice(data, "rating", Rating, refuse, labels=_RATING_LABELS)
+        role = _choice(data, "role", EvaluatorRole, refuse)
+        via = _choice(data, "via", EvaluationVia, refuse)
+        if rating is Rating.UNSATISFIED and not note:
+            raise refuse("不满意 (unsatisfied) needs a note: the reason, for the 返工")
+        changes |= {
+            "evaluation": Evaluation(rating=rating, role=role, via=via, by=actor, at=at, note=note),
+            "evaluation_count": case.evaluation_count + 1,
+        }
+        # ``handler``: whose work was judged (the KPIs' worker for 满意率), fixed at this moment.
+        data = {
+            **data,
+            "rating": rating.value,
+            "role": role.value,
+            "via": via.value,
+            "handler": case.assignee,
+        }
+        if rating is Rating.UNSATISFIED:
+            new_state, rework = _rework(case, at, assignee=_text(data, "assignee"))
+            changes |= rework | {"closed_at": None, "resolution": None}
+            data["reopened_to"] = new_state.value
     elif action is A.CLOSE:
         if case.is_sos and not case.handler_note:
             raise refuse("an SOS case is closed only with a handler's note in its record")
@@ -398,6 +439,55 @@ _NEEDS_NOTE: Mapping[CaseAction, str] = {
     A.VOID: "why it is not a case",
     A.NOTE: "the remark",
 }
+
+
+def _rework(case: Case, at: float, *, assignee: str) -> tuple[CaseState, dict[str, Any]]:
+    """返工 (failed 核查 or 不满意): the state to go back to and the case's changes.
+
+    Back to the same handler (``accepted``: a new round from 受理), to a new one
+    (``dispatched``), or — a case closed before anybody was dispatched — to the dispatcher.
+    """
+    changes: dict[str, Any] = {"rework_count": case.rework_count + 1}
+    if assignee and assignee != case.assignee:
+        return S.DISPATCHED, changes | _new_round(case, at, assignee=assignee)
+    if case.assignee is None or case.dispatched_at is None:
+        return S.FILED, changes | {
+            "assignee": None,
+            "dispatched_at": None,
+            "accepted_at": None,
+            "on_site_at": None,
+            "handled_at": None,
+            "verified_at": None,
+        }
+    return S.ACCEPTED, changes | {
+        "accepted_at": at,
+        "on_site_at": None,
+        "handled_at": None,
+        "verified_at": None,
+    }
+
+
+#: zh-CN labels accepted for a rating (a phone page or a survey import may send them).
+_RATING_LABELS: Mapping[str, Rating] = {r.label_zh: r for r in Rating}
+
+
+def _choice(
+    data: Mapping[str, Any],
+    key: str,
+    enum: type[E],
+    refuse: Callable[[str], RequirementNotMet],
+    *,
+    labels: Mapping[str, E] | None = None,
+) -> E:
+    raw = _text(data, key)
+    if raw in (labels or {}):
+        return (labels or {})[raw]
+    try:
+        return enum(raw)
+    except ValueError:
+        names = ", ".join(e.value for e in enum)
+        what = "missing" if not raw else f"unknown ({raw!r})"
+        raise refuse(f"data.{key} is {what}: one of {names}") from None
 
 
 def _new_round(case: Case, at: float, *, assignee: str) -> dict[str, Any]:
