@@ -43,6 +43,7 @@ from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import Settings
 from hub.errors import ConfigError
+from hub.files import private_dir
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.pipeline import Pipeline
@@ -101,6 +102,8 @@ class Hub:
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
+        # Elders' data and credentials live here: owner-only (hub.files).
+        private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(path=Path(settings.data_dir) / "linli.sqlite3")
         if registry is None:
             if settings.community_file is not None:
