@@ -36,6 +36,7 @@ from adapters.router import AdapterRouter, FamilySource
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework.replies import Replies, ReplyTopics
+from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
@@ -55,6 +56,7 @@ from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
 from hub.records import AlertChange, alert_json
 from hub.storage.cases import CaseStore
+from hub.storage.nonces import ReplyNonces
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from hub.timeseries import QuarantinedLines, open_sink
@@ -174,7 +176,16 @@ class Hub:
             reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
         )
-        self.replies = Replies(topics=reply_topics, casework=self.casework, on_bad_reply=self._bad_reply)
+        self.reply_keys = ReplyKeys(path=settings.reply_keys_file)
+        self.replies = Replies(
+            topics=reply_topics,
+            casework=self.casework,
+            on_bad_reply=self._bad_reply,
+            keys=self.reply_keys,
+            nonces=ReplyNonces(store=self.store),
+            clock=self.clock,
+            window_s=settings.replies.window_s,
+        )
         self.pipeline = Pipeline(
             adapters=self.adapters,
             registry=registry,
@@ -232,7 +243,7 @@ class Hub:
             )
 
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        if not self.replies.handle(topic, payload):
+        if not self.replies.handle(topic, payload, retain):
             self.pipeline.handle(topic, payload, qos, retain)
 
     def _alert_changed(self, change: AlertChange) -> None:

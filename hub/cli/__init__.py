@@ -16,6 +16,7 @@ from hub.cli.common import configure_logging
 from hub.cli.dashboards import dashboards
 from hub.cli.registry import community, quarantine, roster
 from hub.cli.rules import rules
+from hub.cli.security import reply_key
 from hub.cli.service import check_mqtt_url, demo, doctor, run, token
 from hub.cli.simulate import simulate
 
@@ -35,6 +36,7 @@ for command in (
     community,
     quarantine,
     roster,
+    reply_key,
     rules,
     dashboards,
     simulate,
