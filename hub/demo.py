@@ -17,10 +17,15 @@ from typing import Any
 
 import yaml
 
+from adapters.router import FamilySource
 from hub.app import Hub
-from hub.broker import EmbeddedBroker
+from hub.broker import AclRules, EmbeddedBroker
+from hub.casework.broker_access import UserKind, broker_access
+from hub.casework.reply_keys import FILE_NAME as REPLY_KEYS_FILE
+from hub.casework.reply_keys import ReplyKeys
 from hub.clock import Clock
-from hub.config import ApiToken, load_settings
+from hub.community.files import load_yaml
+from hub.config import ApiToken, Settings, load_settings
 from hub.files import write_private
 from hub.records import Role
 from hub.web.api import token_hash
@@ -66,10 +71,28 @@ async def run_demo(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    # The same users and ACL `linli broker config` generates for Mosquitto: the simulator is a
+    # gateway (its topics only, no notifications), each roster person reads and replies on
+    # their own topics only; every person's reply key is issued for trying the app side.
+    access = broker_access(
+        communities=load_yaml(community_file),
+        sources=[FamilySource(s.family, s.base_topic) for s in Settings().sources],
+        topic_prefix=Settings().mqtt.topic_prefix,
+        hub_user=HUB_USER,
+        gateway_users=[SIM_USER],
+    )
+    people = access.names(UserKind.PERSON)
+    person_passwords = load_or_create(data_dir / "broker-users.yaml", tuple(people))
+    ReplyKeys(path=data_dir / REPLY_KEYS_FILE).ensure(people)
     broker = EmbeddedBroker(
         host="127.0.0.1",
         port=mqtt_port,
-        users={HUB_USER: secret["hub_password"], SIM_USER: secret["sim_password"]},
+        users={
+            **{person: person_passwords[person] for person in people},
+            HUB_USER: secret["hub_password"],
+            SIM_USER: secret["sim_password"],
+        },
+        acl=AclRules.parse(access.acl_text()),
     )
     await broker.start()
     hub: Hub | None = None
@@ -100,7 +123,8 @@ async def run_demo(
             "\n".join(
                 [
                     "邻里 Linli demo is running / 演示已启动",
-                    f"  MQTT broker (embedded): mqtt://127.0.0.1:{broker.port}  (users and passwords: {data_dir / 'secrets.yaml'})",
+                    f"  MQTT broker (embedded): mqtt://127.0.0.1:{broker.port}  (users and passwords: {data_dir / 'secrets.yaml'}, people: {data_dir / 'broker-users.yaml'})",
+                    f"  Worker reply keys:      {data_dir / REPLY_KEYS_FILE}  (docs/topics.md: signed replies)",
                     f"  Console / 控制台:       http://127.0.0.1:{hub.http_port}/login?token={secret['console_token']}",
                     f"  API:                    http://127.0.0.1:{hub.http_port}/api/alerts  (Authorization: Bearer <console_token>)",
                     f"  Data directory:         {data_dir}",

@@ -16,7 +16,7 @@ from hub.cli.common import configure_logging
 from hub.cli.dashboards import dashboards
 from hub.cli.registry import community, quarantine, roster
 from hub.cli.rules import rules
-from hub.cli.security import reply_key
+from hub.cli.security import broker, reply_key
 from hub.cli.service import check_mqtt_url, demo, doctor, run, token
 from hub.cli.simulate import simulate
 
@@ -40,6 +40,7 @@ for command in (
     rules,
     dashboards,
     simulate,
+    broker,
     check_mqtt_url,
 ):
     main.add_command(command)
