@@ -24,11 +24,14 @@ from hub.broker import AclRules, EmbeddedBroker
 from hub.broker.acl import Access
 from hub.cli import main
 from hub.cli.security import mosquitto_password_line
+from hub.cli.service import boundary
+from hub.config import load_settings
 from hub.errors import BrokerConfigError
 from tests.conftest import server_missing
 from tests.helpers import COMMUNITY, REGISTRY
 from tests.support.servers import (
     MOSQUITTO_CANDIDATES,
+    Broker,
     ServerMissingError,
     find_binary,
     free_port,
@@ -248,3 +251,56 @@ async def test_another_user_cannot_take_over_the_hubs_client_id() -> None:
         assert hub.topics() == {"zigbee2mqtt/x"}, "the hub is still connected and subscribed"
         await publisher.stop()
         await hub.stop()
+
+
+# -- linli doctor proves it from outside -----------------------------------------------------------
+
+
+def doctor(hub_url: str, sensor_url: str, data_dir: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        main,
+        ["doctor", "--mqtt", hub_url, "--sensor-mqtt", sensor_url],
+        env={"LINLI_DATA_DIR": str(data_dir)},
+    )
+    return result.exit_code, result.output
+
+
+def test_doctor_fails_when_a_sensor_credential_can_write_replies_and_read_notifications(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    """The broker of issue 11: one password for everything, no ACL."""
+    code, output = doctor(mosquitto_broker.url, mosquitto_broker.url, tmp_path)
+    assert code == 1, output
+    assert "[FAIL] sensor credential 'linli' could publish a worker reply" in output
+    assert "[FAIL] sensor credential 'linli' received a notification" in output
+
+
+def test_doctor_passes_on_mosquitto_with_the_generated_configuration(tmp_path: Path) -> None:
+    port = free_port()
+    out = generate(tmp_path, port)
+    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
+    hub = f"mqtt://linli-hub:{passwords['linli-hub']}@127.0.0.1:{port}"
+    sensor = f"mqtt://linli-gateway:{passwords['linli-gateway']}@127.0.0.1:{port}"
+    with run_mosquitto(out / "mosquitto.conf", port):
+        code, output = doctor(hub, sensor, tmp_path / "data")
+    assert "[ok] sensor credential 'linli-gateway' cannot publish a worker reply" in output
+    assert "[ok] sensor credential 'linli-gateway' cannot read notifications" in output
+    assert code == 0, output
+
+
+@pytest.mark.parametrize("with_acl", [True, False])
+async def test_doctor_probe_against_the_embedded_broker(tmp_path: Path, with_acl: bool) -> None:
+    port = free_port()
+    out = generate(tmp_path, port)
+    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
+    acl = AclRules.parse((out / "acl").read_text(encoding="utf-8")) if with_acl else None
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={"mqtt": {"url": f"mqtt://linli-hub:{passwords['linli-hub']}@127.0.0.1:{port}"}},
+    )
+    async with EmbeddedBroker(host="127.0.0.1", port=port, users=passwords, acl=acl):
+        healthy = await boundary(
+            settings, f"mqtt://linli-gateway:{passwords['linli-gateway']}@127.0.0.1:{port}"
+        )
+    assert healthy is with_acl
