@@ -50,6 +50,7 @@ from hub.ingest.gauges import Gauges
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.rule_runtime import RuleRuntime
+from hub.ingest.strangers import UnknownDevices
 from hub.mqtt.client import HubMqttClient
 from hub.notify.dispatch import Dispatcher
 from hub.notify.routing import Routing
@@ -200,6 +201,14 @@ class Hub:
             series=self.timeseries,
             on_alert_change=self._alert_changed,
             on_state_change=self.rule_runtime.state_changed,
+            strangers=UnknownDevices(
+                registry=registry,
+                store=self.store,
+                quarantine=self.quarantine,
+                max_listed=settings.unknown_devices.max_listed,
+                max_prefixes=settings.unknown_devices.max_prefixes,
+            ),
+            unknown_burst_s=settings.unknown_devices.burst_s,
         )
         self.gauges = Gauges(
             instance=settings.mqtt.client_id,
