@@ -339,6 +339,11 @@ def simulate_run(
 )
 @click.option("--token", envvar="LINLI_TOKEN", help="Admin token of the external hub (or LINLI_TOKEN).")
 @click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " The external hub's broker.")
+@click.option(
+    "--reply-keys",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The external hub's reply-keys file, to sign the scenario's MQTT replies (docs/topics.md).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print what the runner did, step by step.")
 def simulate_scenario(
     *,
@@ -347,6 +352,7 @@ def simulate_scenario(
     hub_url: str | None,
     token: str | None,
     mqtt_url: str | None,
+    reply_keys: Path | None,
     verbose: bool,
 ) -> None:
     """Play scenario FILES (default: every shipped scenario) against a hub."""
@@ -360,7 +366,10 @@ def simulate_scenario(
 
                 async def external(path: Path = path) -> ScenarioResult:
                     control = HttpHubControl(
-                        http=hub_url, token=token or "", broker=MqttUrl.parse(mqtt_url or "")
+                        http=hub_url,
+                        token=token or "",
+                        broker=MqttUrl.parse(mqtt_url or ""),
+                        reply_keys=ReplyKeys(path=reply_keys) if reply_keys else None,
                     )
                     async with control:
                         scenario = load_scenario(path)
