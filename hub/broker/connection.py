@@ -52,6 +52,7 @@ class Connection(asyncio.Protocol):
         "transport",
         "username",
         "will",
+        "write_allowed",
         "write_paused",
     )
 
@@ -67,6 +68,7 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self.client_id: str | None = None
         self.username: str | None = None  # as authenticated at CONNECT (the ACL subject)
+        self.write_allowed: dict[str, bool] = {}  # ACL write decisions per topic (bounded)
         self.session: Session | None = None
         self.will: Will | None = None
         self.connected = False  # CONNECT accepted

@@ -55,7 +55,7 @@ MAX_GRANTED_QOS = 1  # documented downgrade: QoS 2 subscriptions are granted QoS
 QUEUE_HIGH_WATER = 1_000  # queued QoS 1 messages above which a subscriber counts as congested
 QUEUE_LOW_WATER = 100
 QOS0_DROP_BYTES = 16 * 1024 * 1024
-READ_CACHE_SIZE = 4_096  # ACL read decisions cached per session  # QoS 0 to an online subscriber is dropped only past this backlog
+READ_CACHE_SIZE = 4_096  # ACL decisions cached per session (reads) and connection (writes)  # QoS 0 to an online subscriber is dropped only past this backlog
 
 _PUBLISH = int(PacketType.PUBLISH)
 _PUBACK = int(PacketType.PUBACK)
@@ -150,6 +150,18 @@ class BrokerCore:
     def _may_write(self, username: str | None, client_id: str | None, topic: str) -> bool:
         acl = self._acl
         return acl is None or acl.allows(username, client_id or "", topic, Access.WRITE)
+
+    def _may_publish(self, conn: Connection, topic: str) -> bool:
+        """:meth:`_may_write` cached per connection and topic (a gateway reuses its few topics)."""
+        if self._acl is None:
+            return True
+        cache = conn.write_allowed
+        allowed = cache.get(topic)
+        if allowed is None:
+            if len(cache) >= READ_CACHE_SIZE:
+                cache.clear()
+            allowed = cache[topic] = self._may_write(conn.username, conn.client_id, topic)
+        return allowed
 
     def _may_read(self, session: Session, topic: str) -> bool:
         """Checked per delivered copy (Mosquitto's semantics), cached per session and topic."""
@@ -311,7 +323,7 @@ class BrokerCore:
         packet = parse_publish(flags, body)
         self._counters.messages_received += 1
         qos = packet.qos
-        if not self._may_write(conn.username, conn.client_id, packet.topic):
+        if not self._may_publish(conn, packet.topic):
             # Acknowledged and dropped [MQTT-3.3.5-2], as Mosquitto does; nothing is routed
             # or retained, and the client learns nothing about which topics exist.
             self._counters.publishes_denied += 1
