@@ -3,7 +3,8 @@
 Owns: :mod:`~hub.storage.schema` (the schema, ``PRAGMA user_version``, upgrade on start,
 refusal of a newer file), :mod:`~hub.storage.store` (alerts, the notification outbox, the
 registry, quarantine), :mod:`~hub.storage.cases` (case timelines, deadlines, steps sent) and
-:mod:`~hub.storage.rule_state` (the rule engine's persisted state).
+:mod:`~hub.storage.rule_state` (the rule engine's persisted state) and :mod:`~hub.storage.nonces`
+(used worker-reply nonces, schema version 2).
 
 Invariants live in the schema (one active alert per rule and subject; one open case per
 alert); composing writes into one transaction is the caller's (``store.transaction()``).

@@ -145,8 +145,30 @@ def _v1(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+_V2 = """
+    CREATE TABLE reply_nonces (
+        person  TEXT NOT NULL,
+        nonce   TEXT NOT NULL,
+        ts      REAL NOT NULL,
+        PRIMARY KEY (person, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX reply_nonces_ts ON reply_nonces (ts);
+"""
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Nonces of accepted worker replies (issue 11): a replayed reply is refused after a restart too.
+
+    Rows are pruned once their signed timestamp has left the acceptance window, after which
+    the timestamp check alone refuses the replay.
+    """
+    for statement in _V2.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 #: Step ``i`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -26,6 +26,7 @@ import orjson
 
 from hub.community.model import Community
 from hub.errors import StoreError
+from hub.files import touch_private
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage.schema import migrate
 from rules.signals import Signal
@@ -79,7 +80,8 @@ class Store:
     def __init__(self, *, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal/-shm files take the same mode.
+            touch_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -205,6 +207,11 @@ class Store:
             )
             alert = _alert(db.execute(_ALERT_BY_ID, (row[0],)).fetchone())
         return AlertChange(alert=alert, created=False, notifications=())
+
+    def active_alert(self, rule: str, subject: str) -> Alert | None:
+        """The open alert of (rule, subject), if any."""
+        row = self._db.execute(_ACTIVE_ALERT, (rule, subject)).fetchone()
+        return _alert(row) if row else None
 
     def alert(self, alert_id: int) -> Alert | None:
         row = self._db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
