@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub.app import Hub
+from hub.cli.backup import Layout, backup, restore
 from hub.clock import ManualClock
 from hub.demo import load_or_create
 from hub.files import private_dir, touch_private, write_private
@@ -89,3 +90,23 @@ def test_the_hub_tightens_its_data_directory(tmp_path: Path) -> None:
         assert mode(data / "linli.sqlite3") == 0o600
     finally:
         hub.store.close()
+
+
+def test_backups_and_restores_are_owner_only_and_keep_the_reply_keys(tmp_path: Path) -> None:
+    """A backup is a copy of elders' data and credentials: the same modes as the data directory."""
+    data, saved, restored = tmp_path / "data", tmp_path / "backup", tmp_path / "restored"
+    store = Store(path=data / "linli.sqlite3")
+    store.close()
+    write_private(data / "reply-keys.yaml", b"keys: {w-night: k}\n")
+    spool = data / "timeseries-spool"
+    private_dir(spool)
+    write_private(spool / "000001-5.lp.gz", b"\x1f\x8b batch")
+    entries = backup(Layout.default(data), saved, clock=ManualClock(start=0))
+    assert "reply-keys.yaml" in {e.name for e in entries}
+    assert mode(saved) == 0o700
+    for entry in entries:
+        assert mode(saved / entry.name) == 0o600, entry.name
+    restore(saved, Layout.default(restored))
+    assert mode(restored) == 0o700
+    for entry in entries:
+        assert mode(restored / entry.name) == 0o600, entry.name
