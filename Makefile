@@ -13,7 +13,7 @@ LOCK_VENV := .venv-lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 LOCK_ARGS ?=
 
-.PHONY: demo test system-deps lint typecheck unit bench clean lock
+.PHONY: demo test system-deps lint typecheck unit bench bench-ingest bench-quick faults clean lock
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,8 +46,26 @@ system-deps:
 
 test: system-deps lint typecheck unit
 
+# The fault suite's long variants (minutes): real hub, real Mosquitto, InfluxDB, a tmpfs; the
+# table of counts goes to docs/reliability.md. The short variants run in `make test`.
+FAULTS_OUT := .faults-report.jsonl
+faults: $(STAMP)
+	rm -f $(FAULTS_OUT)
+	FAULTS_LONG=1 FAULTS_REPORT=$(abspath $(FAULTS_OUT)) $(BIN)/pytest -q tests/faults $(PYTEST_ARGS)
+	$(BIN)/python -m tests.faults.report $(FAULTS_OUT) docs/reliability.md make faults
+
+# The benchmark suite of issue 14 (docs/benchmarks.md): one JSON line on stdout, a table on stderr.
+# Needs Mosquitto, influxd, node + npm (Node-RED is installed into ~/.cache/linli-bench on first use).
 bench: $(STAMP)
+	$(BIN)/python -m bench.suite $(ARGS)
+
+# Only the ingest bench (client ceiling vs hub), as before the suite.
+bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# A quick pass over every section with small N (minutes, not the numbers to quote).
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.suite --messages 20000 --latency-seconds 4 --scale-devices 5000 $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) .mypy_cache .pytest_cache .ruff_cache

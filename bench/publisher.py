@@ -91,3 +91,78 @@ def publisher_main(
         result = f"{type(exc).__name__}: {exc}"
     reply.send(result)
     reply.close()
+
+
+def paced(
+    *,
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    packets: list[bytes],
+    rate: float,
+    seconds: float,
+    tick: float = 0.005,
+) -> PublishResult:
+    """Send pre-encoded PUBLISH packets at ``rate`` per second for ``seconds``, cycling through them.
+
+    The background load of the latency bench: every ``tick`` it writes the packets that are due
+    by then, so the rate holds on average over any 10 ms and the loop ends by itself.
+    """
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(encode_connect(f"linli-bench-bg-{time.monotonic_ns()}", username, password))
+        kind, body = read_packet(sock)
+        if kind != CONNACK or len(body) != 2 or body[1] != 0:
+            raise ConnectionError(f"CONNECT refused: packet 0x{kind:02x} {body!r}")
+        start = time.perf_counter()
+        sent = sent_bytes = 0
+        i = 0
+        while True:
+            now = time.perf_counter()
+            elapsed = now - start
+            if elapsed >= seconds:
+                break
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                chunk = []
+                for _ in range(due):
+                    chunk.append(packets[i])
+                    i = (i + 1) % len(packets)
+                data = b"".join(chunk)
+                sock.sendall(data)
+                sent += due
+                sent_bytes += len(data)
+            time.sleep(tick)
+        sock.sendall(PINGREQ)
+        read_packet(sock)
+        end = time.perf_counter()
+        sock.sendall(DISCONNECT)
+    return PublishResult(sent, sent_bytes, end - start, sent / (end - start), start, end)
+
+
+def paced_main(
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    packets: list[bytes],
+    rate: float,
+    seconds: float,
+    reply: Connection,
+) -> None:
+    """Process entry point for :func:`paced`."""
+    try:
+        result: PublishResult | str = paced(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            packets=packets,
+            rate=rate,
+            seconds=seconds,
+        )
+    except Exception as exc:
+        result = f"{type(exc).__name__}: {exc}"
+    reply.send(result)
+    reply.close()

@@ -50,6 +50,8 @@ from gmqtt.mqtt.constants import MQTTv311
 from adapters.router import AdapterRouter, Family, FamilySource
 from bench.publisher import PublishResult, encode_stream, publisher_main
 from hub.app import Hub
+from hub.cases.model import Case
+from hub.clock import ManualClock
 from hub.community.registry import Registry
 from hub.config import Settings, load_settings
 from simulators import zigbee2mqtt as z2m
@@ -65,8 +67,14 @@ DOOR_SHARE = 0.60
 PARKING_SHARE = 0.10
 #: Below this CPU-busy share the consumer was waiting for input, so it was not what got measured.
 BUSY_WARNING = 0.9
-#: Event times span this many seconds of device time, ending an hour before the run.
-DEVICE_TIME_SPAN_S = 3000.0
+#: Device seconds between two messages of the stream (200 000 messages span 50 minutes).
+#: Fixed per message, not per run, so the work per message (how many doors stay open long
+#: enough to alert, how many timers fire) is the same for every N, the smoke test's tiny one too.
+DEVICE_STEP_S = 0.015
+#: Device time of the first message: a fixed Monday 10:00 Asia/Shanghai (02:00 UTC), so the
+#: stream (and every rule window, shift and SLA it meets) is the same whatever today's date and
+#: time of day are. The hub under test runs on a clock pinned to the stream (:class:`StreamPace`).
+STREAM_START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC).timestamp()
 
 
 def say(text: str) -> None:
@@ -113,8 +121,7 @@ def build_messages(
     battery = {d.id: float(rng.randrange(40, 101)) for d in devices}
     closed = {d.id: True for d in doors}
     occupied = {d.id: False for d in parking}
-    start = time.time() - 3600.0 - DEVICE_TIME_SPAN_S
-    step = DEVICE_TIME_SPAN_S / max(n, 1)
+    start, step = stream_times(n)
     mix = StreamMix()
     out: list[tuple[str, bytes]] = []
     for i in range(n):
@@ -159,12 +166,83 @@ def build_messages(
     return out, mix
 
 
+def stream_times(n: int) -> tuple[float, float]:
+    """(device time of message 0, seconds between messages): message i is at ``start + i * step``."""
+    return STREAM_START, DEVICE_STEP_S
+
+
+class StreamPace:
+    """Pins a hub's :class:`~hub.clock.ManualClock` to the device time of the stream.
+
+    Why: with the real clock the rules compare device times with "now", so which duration
+    timers fire (and how many alerts, cases and notifications follow) depended on the date,
+    the time of day and when the hub's 1 s timer loop happened to run. Here the clock reads
+    the device time of the message being handled, and right after each message every rule
+    timer and casework deadline due by then runs, synchronously, in stream order. The hub's own
+    background loops then find nothing due at the same clock reading, so a seed gives the same
+    signals, alerts, cases and notifications on every run.
+
+    Cost per message: one ``clock.set``, one heap peek (``Evaluator.next_due``) and a float
+    compare; ``Casework.next_deadline`` (a query) is re-read only after a signal or a case change.
+    """
+
+    def __init__(self, hub: Hub, n: int) -> None:
+        clock = hub.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("StreamPace needs a hub built with a ManualClock")
+        self.hub = hub
+        self.clock = clock
+        self.start, self.step = stream_times(n)
+        self.handled = 0
+        self._signals = -1
+        self._case_due: float | None = None
+        self.case_dirty = True
+        self.timer_runs = 0
+        self.casework_ticks = 0
+
+    def before(self) -> None:
+        """Set the clock to the device time of the next stream message."""
+        self.clock.set(self.start + self.handled * self.step)
+
+    def after(self) -> None:
+        """Run the rule timers and casework deadlines due at the current stream time."""
+        self.handled += 1
+        hub = self.hub
+        now = self.clock.now()
+        due = hub.evaluator.next_due()
+        if due is not None and due <= now:
+            hub.run_due_rules()
+            self.timer_runs += 1
+        signals = hub.pipeline.stats.signals
+        if signals != self._signals or self.case_dirty:
+            self._signals, self.case_dirty = signals, False
+            self._case_due = hub.casework.next_deadline()
+        if self._case_due is not None and self._case_due <= now:
+            hub.casework.tick()
+            self.casework_ticks += 1
+            self._case_due = hub.casework.next_deadline()
+
+
+def outcome_counts(hub: Hub) -> dict[str, int]:
+    """What the stream made the hub do, read from its store: equal for equal seeds (the smoke test checks)."""
+    db = hub.store.db
+    counts = {
+        "alerts": int(db.execute("SELECT count(*) FROM alerts").fetchone()[0]),
+        "notifications": int(db.execute("SELECT count(*) FROM notifications").fetchone()[0]),
+        "cases": int(db.execute("SELECT count(*) FROM cases").fetchone()[0]),
+    }
+    return counts
+
+
 def _trim(payload: bytes) -> bytes:
     """A right-sized copy: orjson ≥ 3.12 returns bytes with a ≥ 4 KiB allocation behind them."""
     return bytes(memoryview(payload))
 
 
-def hub_settings(*, broker_url: str, data_dir: Path, community_file: Path, client_id: str) -> Settings:
+def hub_settings(
+    *, broker_url: str, data_dir: Path, community_file: Path, client_id: str, **extra: Any
+) -> Settings:
+    """The hub's settings for a bench run; ``extra`` are further overrides (e.g. ``timeseries``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return load_settings(
         None,
@@ -174,6 +252,7 @@ def hub_settings(*, broker_url: str, data_dir: Path, community_file: Path, clien
             "community_file": str(community_file),
             "mqtt": {"url": broker_url, "client_id": client_id},
             "http": {"port": 0},
+            **extra,
         },
     )
 
@@ -280,7 +359,11 @@ def ceiling_main(conn: Connection, broker: Endpoint, n: int, timeouts: tuple[flo
 
 
 class TimedHub(Hub):
-    """The real hub; only notes when the 1st and the Nth benchmark message were handled."""
+    """The real hub on a stream-pinned clock; notes when the 1st and the Nth message were handled.
+
+    Only ``_on_message`` (the real one, wrapped by :class:`StreamPace`) and ``_case_changed``
+    (to tell the pace a casework deadline may have moved) are overridden.
+    """
 
     _baseline: int
     _expect: int
@@ -289,6 +372,7 @@ class TimedHub(Hub):
     cpu_first: float
     cpu_last: float
     done: asyncio.Event
+    pace: StreamPace | None = None
 
     def arm(self, expect: int) -> None:
         self._baseline = self.pipeline.stats.messages
@@ -296,20 +380,31 @@ class TimedHub(Hub):
         self.first = self.last = self.cpu_first = self.cpu_last = 0.0
         self.done = asyncio.Event()
 
-    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        super()._on_message(topic, payload, qos, retain)
+    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
+        pace = self.pace
+        if pace is not None:
+            pace.before()
+            super()._on_message(topic, payload, qos, retain, dup)
+            pace.after()
+        else:
+            super()._on_message(topic, payload, qos, retain, dup)
         n = self.pipeline.stats.messages - self._baseline
         if n == 1:
             self.first, self.cpu_first = time.perf_counter(), time.process_time()
-        elif n == self._expect:
+        if n == self._expect:
             self.last, self.cpu_last = time.perf_counter(), time.process_time()
             self.done.set()
+
+    def _case_changed(self, case: Case) -> None:
+        super()._case_changed(case)
+        if self.pace is not None:
+            self.pace.case_dirty = True
 
 
 async def _hub(
     conn: Connection, settings: Settings, n: int, timeouts: tuple[float, float], profile: bool
 ) -> ConsumerResult:
-    hub = TimedHub(settings=settings)
+    hub = TimedHub(settings=settings, clock=ManualClock(start=STREAM_START))
     hub.arm(1 << 62)  # nothing counts until the marker is through
     profiler = cProfile.Profile() if profile else None
     async with hub:
@@ -322,6 +417,7 @@ async def _hub(
                 raise TimeoutError("the hub never received its own marker message")
             await asyncio.sleep(0.01)
         before = asdict(hub.pipeline.stats)
+        hub.pace = StreamPace(hub, n)
         hub.arm(n)
         if profiler is not None:
             profiler.enable()
@@ -338,6 +434,9 @@ async def _hub(
         await asyncio.sleep(1.0)  # let the dispatcher deliver the alerts' notifications
         extra: dict[str, Any] = {
             **stats,
+            **outcome_counts(hub),
+            "timer_runs": hub.pace.timer_runs,
+            "casework_ticks": hub.pace.casework_ticks,
             "notifications_delivered": hub.dispatcher.delivered,
             "notification_failures": hub.dispatcher.failed_attempts,
             "handler_errors": hub.mqtt.handler_errors,
@@ -463,19 +562,31 @@ def measure_decode(messages: Sequence[tuple[str, bytes]], registry: Registry, re
 def measure_pipeline(
     messages: Sequence[tuple[str, bytes]], settings: Settings
 ) -> tuple[float, dict[str, int]]:
-    """Seconds for ``Pipeline.handle`` of a real (not started) hub over all messages: no MQTT."""
+    """Seconds for ``Pipeline.handle`` of a real (not started) hub over all messages: no MQTT.
+
+    Same stream-pinned clock and timer runs as the hub phase (:class:`StreamPace`), so the
+    work, and the counts returned, are the same.
+    """
 
     async def run() -> tuple[float, dict[str, int]]:
-        hub = Hub(settings=settings)
+        hub = Hub(settings=settings, clock=ManualClock(start=STREAM_START))
+        pace = StreamPace(hub, len(messages))
         handle = hub.pipeline.handle
+        before, after = pace.before, pace.after
         try:
             start = time.perf_counter()
             for topic, payload in messages:
+                before()
                 handle(topic, payload, 0, False)
+                after()
             seconds = time.perf_counter() - start
+            # The rule-state flush the pipeline scheduled with call_soon runs before the close.
+            await asyncio.sleep(0)
+            counts = {**asdict(hub.pipeline.stats), **outcome_counts(hub)}
         finally:
+            hub.flush_rule_state(include_routine=True)
             hub.store.close()
-        return seconds, asdict(hub.pipeline.stats)
+        return seconds, counts
 
     return asyncio.run(run())
 

@@ -511,6 +511,11 @@ class Hub:
             "mqtt_subscribed": self.mqtt.subscribed.is_set(),
             "mqtt_outbound_connected": self.outbound.connected.is_set(),
             "mqtt_handler_errors": self.mqtt.handler_errors,
+            "mqtt_reconnects": self.mqtt.reconnects,
+            # The hub's own retry queue: messages not recorded yet (disk full, database locked).
+            "held_messages": self.redelivery.depth,
+            "held_since": self.redelivery.oldest_since,
+            "cases_failing": len(self.casework.failing),
             "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),
         }
@@ -588,9 +593,17 @@ class Hub:
                 await asyncio.wait_for(self._casework_wake.wait(), timeout)
 
     async def _flush_quarantine(self) -> None:
+        """Once a second; a store that refuses (disk full) is tried again, the records kept meanwhile."""
+        failures = 0
         while True:
-            await asyncio.sleep(QUARANTINE_FLUSH_S)
-            self.quarantine.flush()
+            await asyncio.sleep(min(CASEWORK_MAX_BACKOFF_S, QUARANTINE_FLUSH_S * 2**failures))
+            try:
+                self.quarantine.flush()
+            except Exception:
+                failures = min(failures + 1, 6)
+                log.exception("quarantine not flushed to the store; kept in memory, retrying")
+            else:
+                failures = 0
 
     async def _gauges(self) -> None:
         """Periodic gauges for the dashboards: the fleet per grid and kind, hub self-metrics."""
@@ -630,7 +643,10 @@ class Hub:
             await self.timeseries.stop()  # flushes to the server, or to the spool
         except Exception:
             log.exception("time-series sink did not stop cleanly")
-        self.quarantine.flush()
+        try:
+            self.quarantine.flush()
+        except Exception:
+            log.exception("quarantine not flushed on stop (the store refused)")
         self.rule_runtime.close()
         self.store.close()
 

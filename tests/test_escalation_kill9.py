@@ -1,5 +1,10 @@
 """kill -9 the hub in the middle of an SOS escalation: after restart the next step happens at its
-original deadline (± 1 s) and nothing is sent twice. Real processes, real clock, real Mosquitto."""
+original deadline (± 1 s) — or at once, if the restart itself took longer — and nothing is sent
+twice. Real processes, real clock, real Mosquitto.
+
+Starting ``linli`` takes 2 s on an idle machine but 5–7 s on a loaded 2-core one (imports alone
+take 4.7 s there), so a step due while the hub was still starting is checked against the moment
+the hub was ready, not against a deadline no restarted process could meet."""
 
 from __future__ import annotations
 
@@ -101,6 +106,7 @@ async def test_escalation_resumes_at_its_original_deadline_after_kill9(
     await hub.wait()
     await asyncio.sleep(1.0)
     hub = await start_hub(config)
+    ready = time.time()
     try:
         await eventually(lambda: len(arrivals) >= 3, within=15, what="steps 1 and 2 after the restart")
         await asyncio.sleep(1.5)  # anything sent twice would arrive by now
@@ -120,8 +126,10 @@ async def test_escalation_resumes_at_its_original_deadline_after_kill9(
     print(
         f"step 1 at +{step1_at - dispatched:.3f} s (due +4), step 2 at +{step2_at - dispatched:.3f} s (due +8)"
     )
-    assert abs(step1_at - (dispatched + 4)) <= 1.0, step1_at - dispatched
-    assert abs(step2_at - (dispatched + 8)) <= 1.0, step2_at - dispatched
+    print(f"the restarted hub was ready at +{ready - dispatched:.3f} s")
+    for at, due in ((step1_at, dispatched + 4), (step2_at, dispatched + 8)):
+        assert at >= due - 0.05, f"sent {due - at:.3f} s early"
+        assert at <= max(due, ready) + 1.0, f"{at - max(due, ready):.3f} s late (due +{due - dispatched:.0f})"
     ids = Counter(str(body["id"]) for _, _, body in arrivals)
     assert all(n == 1 for n in ids.values()), f"sent twice: {ids}"
     assert len(arrivals) == 3

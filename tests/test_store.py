@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import orjson
@@ -10,7 +11,7 @@ import pytest
 
 from hub.ingest.alerts import record_signal
 from hub.records import QuarantineRecord, Recipient
-from hub.storage.store import Store
+from hub.storage.store import BUSY_TIMEOUT_S, Store
 from rules.model import Severity
 from rules.signals import Signal, SignalAction
 from rules.subject import Subject
@@ -134,3 +135,52 @@ def test_quarantine_aggregates_by_topic_and_reason(store: Store) -> None:
     store.add_quarantine([QuarantineRecord("z/a", "malformed_json", "bad again", b"{x", T0 + 5, T0 + 9, 3)])
     (record,) = store.quarantine()
     assert (record.count, record.first_seen, record.last_seen, record.detail) == (5, T0, T0 + 9, "bad again")
+
+
+def test_a_full_disk_raises_its_cause_and_leaves_no_transaction_open(store: Store) -> None:
+    """SQLite rolls back by itself on SQLITE_FULL: the store must neither hide the cause nor stay stuck."""
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    big = Subject("btn-big", None, "110105001001001", "110105001001")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for n in range(50):
+            record_signal(store, signal(subject=f"btn-{n}"), big, [WORKER])
+    assert not store.db.in_transaction
+    store.db.execute(f"PRAGMA max_page_count = {pages * 100}")
+    assert record_signal(store, signal(subject="btn-after"), SUBJECT, [WORKER]) is not None
+
+
+def test_a_locked_database_fails_a_write_fast(store: Store, tmp_path: Path) -> None:
+    """Another process holding the write lock costs the event loop at most the busy timeout."""
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            record_signal(store, signal(), SUBJECT, [WORKER])
+        assert time.monotonic() - started < BUSY_TIMEOUT_S + 0.5
+        assert not store.db.in_transaction
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert record_signal(store, signal(), SUBJECT, [WORKER]) is not None
+
+
+def test_while_another_process_holds_the_lock_only_the_first_write_waits(
+    store: Store, tmp_path: Path
+) -> None:
+    """A burst of presses during a lock must not freeze the loop for the busy timeout each."""
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        for n in range(20):
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                record_signal(store, signal(subject=f"btn-{n}"), SUBJECT, [WORKER])
+        assert time.monotonic() - started < 2 * BUSY_TIMEOUT_S + 0.5
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert record_signal(store, signal(), SUBJECT, [WORKER]) is not None
+    # The timeout is back once a write got through.
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_S * 1000)

@@ -210,6 +210,7 @@ async def test_field_type_conflict_is_quarantined_with_the_servers_message(
     assert writer.spool.empty
 
 
+@pytest.mark.real_clock
 async def test_v2_write_api_against_victoria_metrics(victoria: VictoriaServer, tmp_path: Path) -> None:
     settings = settings_for(
         victoria.url, kind=TimeseriesKind.INFLUX_V2, org="linli", bucket="linli", token="s3cret-token"

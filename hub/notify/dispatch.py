@@ -3,6 +3,13 @@
 At-least-once: a notification is marked delivered only when the broker's PUBACK arrives;
 until then it is retried with exponential backoff, also across restarts. Receivers drop
 repeats by the notification ``id``. Failures are recorded on the notification row.
+
+A lost MQTT connection is not a failed attempt: while the outbound connection is down (a
+restart, a broker outage) MQTT notifications wait for it and go out the moment it is back,
+instead of after a backoff that grew during the outage (an escalation step due 4 s after a
+restart arrived 4–6 s late that way). The loop survives a store that cannot be written
+(disk full, database locked): a notification the broker acknowledged but the store could
+not mark is remembered and marked later, not sent again.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 #: With nothing pending, look again this often anyway (a cheap safety net).
 IDLE_POLL_S = 5.0
-#: A dispatch round that failed (the store) waits up to this long before the next.
-MAX_BACKOFF_S = 60.0
+#: A round that failed (the store) is tried again after this long, doubling up to the maximum.
+ROUND_RETRY_FIRST_S = 0.5
+ROUND_RETRY_MAX_S = 30.0
 
 
 def backoff(attempts: int, *, rng: random.Random) -> float:
@@ -57,6 +65,8 @@ class Dispatcher:
         self.delivered = 0
         self.abandoned = 0
         self.failed_attempts = 0
+        #: Acknowledged by the broker, not yet marked in the store (it refused): id → when.
+        self._unmarked: dict[str, float] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -64,30 +74,59 @@ class Dispatcher:
     async def run(self) -> None:
         failures = 0
         while True:
-            self._wake.clear()
-            self.beat = asyncio.get_running_loop().time()
             try:
-                pending = self._store.pending_notifications(now=self._clock.now())
-                if pending:
-                    await asyncio.gather(*(self._deliver(n) for n in pending))
-                    failures = 0
-                    continue
-                next_at = self._store.next_retry_at()
+                idle = await self._round()
             except Exception:
-                # The store failed (locked, disk): what is pending stays pending; back off, go on.
                 failures += 1
-                delay = min(MAX_BACKOFF_S, IDLE_POLL_S * 2 ** (failures - 1))
-                log.exception("notification dispatch round failed; next try in %.0f s", delay)
+                delay = min(ROUND_RETRY_MAX_S, ROUND_RETRY_FIRST_S * 2 ** (failures - 1))
+                log.exception("notification round failed; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            timeout = (
-                IDLE_POLL_S
-                if next_at is None
-                else max(0.05, min(IDLE_POLL_S, wall_delay(self._clock, next_at - self._clock.now())))
-            )
+            if idle:
+                await self._idle()
+
+    async def _round(self) -> bool:
+        """Deliver what is pending now; ``True`` when nothing was (then the loop waits)."""
+        self._wake.clear()
+        self.beat = asyncio.get_running_loop().time()
+        self._mark_remembered()
+        pending = [
+            n for n in self._store.pending_notifications(now=self._clock.now()) if n.id not in self._unmarked
+        ]
+        if not pending:
+            return True
+        if not self._mqtt.connected.is_set() and any(n.channel == "mqtt" for n in pending):
+            # Not an attempt: wait for the connection (others, e.g. webhooks, go meanwhile).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._mqtt.connected.wait(), IDLE_POLL_S)
+        await asyncio.gather(*(self._deliver(n) for n in pending))
+        return False
+
+    def _mark_remembered(self) -> None:
+        for note_id, at in list(self._unmarked.items()):
+            self._store.mark_delivered(note_id, at=at)
+            del self._unmarked[note_id]
+
+    def _delivered(self, notification: Notification) -> None:
+        self.delivered += 1
+        at = self._clock.now()
+        try:
+            self._store.mark_delivered(notification.id, at=at)
+        except Exception:
+            # Sent, but not recorded as sent: remember it, so it is marked later and not re-sent.
+            log.exception("notification %s delivered; the store could not record it yet", notification.id)
+            self._unmarked[notification.id] = at
+
+    async def _idle(self) -> None:
+        next_at = self._store.next_retry_at()
+        timeout = (
+            IDLE_POLL_S
+            if next_at is None
+            else max(0.05, min(IDLE_POLL_S, wall_delay(self._clock, next_at - self._clock.now())))
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _deliver(self, notification: Notification) -> None:
         if notification.channel in WEBHOOK_CHANNELS and self._webhooks is not None:
@@ -95,8 +134,7 @@ class Dispatcher:
                 notification.channel, notification.address, notification.payload
             )
             if outcome.ok:
-                self._store.mark_delivered(notification.id, at=self._clock.now())
-                self.delivered += 1
+                self._delivered(notification)
             elif outcome.kind is OutcomeKind.PERMANENT:
                 # Retrying cannot help (bad URL, revoked robot): keep the reason for the console.
                 log.error(
@@ -115,6 +153,8 @@ class Dispatcher:
         if notification.channel != "mqtt":
             self._fail(notification, f"no sender for channel {notification.channel!r}")
             return
+        if not self._mqtt.connected.is_set():
+            return  # still down after the wait: not an attempt, the next round tries again
         try:
             await asyncio.wait_for(
                 self._mqtt.publish(notification.address, notification.payload, qos=1), ACK_TIMEOUT_S
@@ -125,8 +165,7 @@ class Dispatcher:
         except Exception as exc:
             self._fail(notification, str(exc))
             return
-        self._store.mark_delivered(notification.id, at=self._clock.now())
-        self.delivered += 1
+        self._delivered(notification)
 
     def _fail(self, notification: Notification, error: str) -> None:
         self.failed_attempts += 1

@@ -12,6 +12,13 @@ The hub calls the store from the event loop: writes happen only for alerts and
 notifications (rare next to readings), in WAL mode, so each is a sub-millisecond commit.
 With ``synchronous=NORMAL`` in WAL mode a committed transaction survives a process crash
 (``kill -9``); only an OS crash or power loss may roll back the last commits.
+
+The busy timeout is :data:`BUSY_TIMEOUT_S`, not Python's default of 5 s: the store is used
+from the event loop, so a lock held by another process (a backup, an operator's ``sqlite3``
+shell with ``BEGIN EXCLUSIVE``) would freeze MQTT, HTTP and every loop for 5 s per write.
+A failed write is not lost: the message is held and retried by the hub (not acknowledged),
+casework and dispatch back off. A transaction that fails (disk full, locked) is rolled back
+if SQLite did not already do so, and the cause is what is raised — never a "cannot rollback".
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Reci
 from hub.storage.schema import migrate
 from rules.signals import Signal
 from rules.subject import Subject
+
+#: How long a write waits for another process's lock: the longest the event loop may stall on
+#: one write. Our own commits take well under a millisecond, WAL readers never block a writer,
+#: so only another writer can make us wait; 0.2 s covers the brief ones (an online backup step,
+#: a checkpoint), anything longer is the hub's retry queue's job, with the loop free meanwhile.
+BUSY_TIMEOUT_S = 0.2
 
 
 def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
@@ -82,11 +95,14 @@ class Store:
         try:
             # 0600 before SQLite opens it: its -wal/-shm files take the same mode.
             touch_private(path)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_S
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             migrate(self._db, path=str(path))
+            self._locked_out = False
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
 
@@ -136,13 +152,34 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._contended(exc)
+            raise
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite has already rolled back after SQLITE_FULL and some I/O errors; a second
+            # ROLLBACK would raise "no transaction is active" and hide the cause.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        if self._locked_out:
+            self._locked_out = False
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+    def _contended(self, exc: sqlite3.OperationalError) -> None:
+        """Another process holds the lock: fail the next writes at once until one gets through.
+
+        Every SOS press of another button tries its own write; each waiting the busy timeout
+        would add up to seconds of a frozen event loop under a burst. They are held and retried
+        by the hub either way; the first write that succeeds restores the timeout.
+        """
+        if not self._locked_out and ("locked" in str(exc) or "busy" in str(exc)):
+            self._locked_out = True
+            self._db.execute("PRAGMA busy_timeout = 0")
 
     # -- alerts ---------------------------------------------------------------------------
 

@@ -1,0 +1,325 @@
+"""SOS latency under load: press published → the worker's notification received by a subscriber.
+
+What the issue calls the one number that matters to a resident: how long after the red key
+is pressed does the grid worker's phone get the message, while the hub is busy with the
+rest of the community? The hub runs (real clock, real casework and dispatcher, notifications
+on their own MQTT connection) in a spawned process; the bench process
+
+1. starts a paced background publisher (:func:`bench.publisher.paced`, another process) at
+   the requested rate — the ingest stream without SOS presses and without ``last_seen``, so
+   device time is the hub's receive time;
+2. publishes, every ``probe_interval`` seconds, an SOS press of a different registered
+   button (Zigbee2MQTT ``{"action": "emergency"}``) from its own gmqtt connection and notes
+   ``perf_counter()``;
+3. subscribes to every worker and command-centre notification topic and takes, per probe,
+   the first notification whose alert names that button.
+
+Latency = receive time − publish time, both in the bench process. A probe with no
+notification after ``settle`` seconds counts as lost. Loops end by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import gmqtt
+import orjson
+from gmqtt.mqtt.constants import MQTTv311
+
+from bench.publisher import PublishResult, paced_main
+from hub.app import Hub
+from hub.config import Settings
+from simulators import zigbee2mqtt as z2m
+from simulators.mqtt_wire import encode_publish
+
+BASE = "zigbee2mqtt"
+
+
+@dataclass(slots=True)
+class LatencyResult:
+    background_msg_s: float
+    probes: int
+    received: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    background_sent_msg_s: float = 0.0
+    hub_messages: int = 0
+    hub_cpu_busy: float = 0.0
+    error: str = ""
+    samples_ms: list[float] = field(default_factory=list)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); with few samples p99 is the maximum, said as such."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100.0 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def background_packets(messages: Sequence[tuple[str, bytes]], limit: int) -> list[bytes]:
+    """Pre-encoded PUBLISH packets of the stream without SOS presses and without device times."""
+    out: list[bytes] = []
+    for topic, payload in messages:
+        doc = orjson.loads(payload)
+        if "action" in doc:
+            continue
+        doc.pop("last_seen", None)
+        out.append(encode_publish(topic, orjson.dumps(doc)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+# -- the hub process ---------------------------------------------------------------------------
+
+
+async def _serve(conn: Connection, settings: Settings) -> None:
+    """Run the hub; answer ``"mark"`` with its counters, leave on ``"stop"``."""
+    hub = Hub(settings=settings)
+    async with hub:
+        await asyncio.wait_for(hub.caught_up.wait(), 30)
+        conn.send("ready")
+        while True:
+            if not await asyncio.to_thread(conn.poll, 0.2):
+                continue
+            if conn.recv() != "mark":
+                break
+            conn.send(
+                {
+                    "messages": hub.pipeline.stats.messages,
+                    "cpu": time.process_time(),
+                    "wall": time.perf_counter(),
+                    "notifications_delivered": hub.dispatcher.delivered,
+                }
+            )
+
+
+def hub_main(conn: Connection, settings: Settings) -> None:
+    logging.basicConfig(
+        level=logging.ERROR, stream=sys.stderr, format="  hub %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(_serve(conn, settings))
+    finally:
+        conn.close()
+
+
+# -- the bench side ----------------------------------------------------------------------------
+
+
+async def _probe(
+    *,
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    prefix: str,
+    buttons: Sequence[tuple[str, str]],
+    probes: int,
+    interval: float,
+    settle: float,
+) -> dict[str, float]:
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    all_in = asyncio.Event()
+
+    def on_message(client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        at = time.perf_counter()
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            device = orjson.loads(payload)["alert"]["device_id"]
+            if device in sent and device not in got:
+                got[device] = at - sent[device]
+                if len(got) >= probes:
+                    all_in.set()
+        return 0
+
+    subscribed = asyncio.Event()
+    client = gmqtt.Client(f"linli-bench-probe-{os.getpid()}", clean_session=True)
+    client.set_auth_credentials(user, password)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    await client.connect(host, port, version=MQTTv311, keepalive=60)
+    client.subscribe(
+        [
+            gmqtt.Subscription(f"{prefix}/+/workers/+/notifications", qos=1),
+            gmqtt.Subscription(f"{prefix}/command-centre/notifications", qos=1),
+        ]
+    )
+    await asyncio.wait_for(subscribed.wait(), 10)
+    try:
+        for i in range(probes):
+            device, action = buttons[i % len(buttons)]
+            payload = z2m.sos_press(action=action, battery=90.0, linkquality=120, ts=time.time())
+            doc = orjson.loads(payload)
+            doc.pop("last_seen", None)
+            sent[device] = time.perf_counter()
+            client.publish(z2m.state_topic(device, base=BASE), orjson.dumps(doc), qos=1)
+            await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), settle)
+    finally:
+        await client.disconnect()
+    return got
+
+
+def _drain(conn: Connection, *, quiet: float, bound: float) -> None:
+    """Wait until the hub's message count stood still for ``quiet`` seconds (or ``bound`` passed)."""
+    deadline = time.monotonic() + bound
+    last = _mark(conn).get("messages", 0.0)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _mark(conn).get("messages", 0.0)
+        if now == last:
+            return
+        last = now
+
+
+def _mark(conn: Connection) -> dict[str, float]:
+    conn.send("mark")
+    if not conn.poll(30):
+        return {}
+    doc: dict[str, float] = conn.recv()
+    return doc
+
+
+def measure(
+    ctx: multiprocessing.context.SpawnContext,
+    *,
+    settings: Settings,
+    broker: Any,
+    packets: list[bytes],
+    buttons: Sequence[tuple[str, str]],
+    rates: Sequence[tuple[str, float]],
+    seconds: float,
+    probe_interval: float = 0.1,
+    settle: float = 30.0,
+    drain: float = 120.0,
+) -> dict[str, LatencyResult]:
+    """Latency runs on one hub process, one per ``(name, msg/s of background)``, for ``seconds`` each.
+
+    ``settle`` bounds the wait for the last notifications (a press stuck behind a backlog the
+    hub cannot work off shows up as lost, i.e. latency > ``settle``); between runs the hub
+    works off what is left (at most ``drain`` seconds). Each run presses buttons of its own (a share of ``buttons``): a press on a button pressed
+    less than 60 s before would be merged into that alert, not notified again.
+    """
+    results: dict[str, LatencyResult] = {}
+    parent, child = ctx.Pipe()
+    hub = ctx.Process(target=hub_main, args=(child, settings), name="bench-latency-hub")
+    hub.start()
+    child.close()
+    try:
+        if not parent.poll(120) or parent.recv() != "ready":
+            for name, rate in rates:
+                results[name] = LatencyResult(background_msg_s=rate, probes=0, error="hub did not get ready")
+            return results
+        # Lowest rate first: a run the hub cannot keep up with leaves a backlog behind it.
+        ordered = sorted(rates, key=lambda item: item[1])
+        for i, (name, rate) in enumerate(ordered):
+            if i:
+                _drain(parent, quiet=1.0, bound=drain)
+            own = list(buttons[i :: len(rates)])
+            results[name] = _run(
+                ctx,
+                parent,
+                broker=broker,
+                prefix=settings.mqtt.topic_prefix,
+                packets=packets,
+                buttons=own,
+                rate=rate,
+                seconds=seconds,
+                probe_interval=probe_interval,
+                settle=settle,
+            )
+        parent.send("stop")
+        return results
+    finally:
+        hub.join(15)
+        if hub.is_alive():
+            hub.terminate()
+            hub.join(5)
+
+
+def _run(
+    ctx: multiprocessing.context.SpawnContext,
+    conn: Connection,
+    *,
+    broker: Any,
+    prefix: str,
+    packets: list[bytes],
+    buttons: Sequence[tuple[str, str]],
+    rate: float,
+    seconds: float,
+    probe_interval: float,
+    settle: float,
+) -> LatencyResult:
+    probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
+    result = LatencyResult(background_msg_s=rate, probes=probes)
+    before = _mark(conn)
+    pub_parent, pub_child = ctx.Pipe(duplex=False)
+    publisher = ctx.Process(
+        target=paced_main,
+        args=(broker.host, broker.port, broker.username, broker.password, packets, rate, seconds, pub_child),
+        name="bench-latency-background",
+    )
+    publisher.start()
+    pub_child.close()
+    try:
+        time.sleep(min(0.5, seconds / 4))  # background running before the first probe
+        got = asyncio.run(
+            _probe(
+                host=broker.host,
+                port=broker.port,
+                user=broker.username,
+                password=broker.password,
+                prefix=prefix,
+                buttons=buttons,
+                probes=probes,
+                interval=probe_interval,
+                settle=settle,
+            )
+        )
+        pub: PublishResult | str = pub_parent.recv() if pub_parent.poll(seconds + 30) else "timed out"
+    finally:
+        publisher.join(10)
+        if publisher.is_alive():
+            publisher.terminate()
+            publisher.join(5)
+    after = _mark(conn)
+    samples = [v * 1000.0 for v in got.values()]
+    result.received = len(samples)
+    result.samples_ms = [round(s, 3) for s in sorted(samples)]
+    result.p50_ms = round(percentile(samples, 50), 3)
+    result.p99_ms = round(percentile(samples, 99), 3)
+    result.max_ms = round(max(samples), 3) if samples else 0.0
+    if before and after:
+        result.hub_messages = int(after["messages"] - before["messages"])
+        wall = after["wall"] - before["wall"]
+        result.hub_cpu_busy = round((after["cpu"] - before["cpu"]) / wall, 3) if wall > 0 else 0.0
+    if isinstance(pub, PublishResult):
+        result.background_sent_msg_s = round(pub.msg_s)
+    else:
+        result.error = f"background publisher: {pub}"
+    if result.received < probes and not result.error:
+        result.error = (
+            f"{probes - result.received} of {probes} presses got no notification within {settle:.0f} s"
+        )
+    return result
+
+
+def as_json(result: LatencyResult) -> dict[str, Any]:
+    doc = asdict(result)
+    doc.pop("samples_ms")
+    return doc

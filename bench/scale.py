@@ -1,0 +1,194 @@
+"""State at scale: many registered devices with their absence timers; RSS, start-up, kill -9 → ready.
+
+Why: every registered device carries at least one absence deadline (offline after two
+heartbeats; living-alone inactivity for door sensors), and those deadlines must survive a
+crash. The questions are how much memory that costs, how long a start takes, and how long
+after a ``kill -9`` the hub is taking messages again and has worked off what the broker
+queued meanwhile.
+
+Steps (one real Mosquitto, a temp data dir, the hub in a spawned process):
+
+1. **cold start**: a fresh data dir and the generated community file; times from process
+   start to ``Hub(...)`` built (registry import, rule state, absence timers seeded), to
+   ``start()`` returned (HTTP up, MQTT subscribed) and to ``caught_up``; VmRSS then.
+2. ``kill -9`` (SIGKILL, no clean shutdown); while it is down, ``backlog`` QoS 1 messages
+   are published, which the broker queues for the hub's persistent session.
+3. **restart** on the same data dir and config: the same times, plus how many queued messages
+   it had handled when ``caught_up`` was set (the hub waits for 1 s without messages, or 15 s
+   at most, before its timers run: that quiet second is part of "caught up").
+
+Bounded: each start must be ready within ``timeout`` seconds, or the section says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import gmqtt
+import orjson
+from gmqtt.mqtt.constants import MQTTv311
+
+from hub.app import Hub
+from hub.config import Settings
+from simulators.community import SimCommunity, generate
+
+
+def community_for(devices: int, *, seed: int) -> SimCommunity:
+    """A generated community of about ``devices`` devices (≈ 2 per elder, shared doors and parking included)."""
+    grids = max(1, min(50, devices // 2000 or 1))
+    buildings = 10
+    elders = max(1, round(devices / (grids * buildings * 2.0)))
+    return generate(
+        seed=seed, grids=grids, buildings_per_grid=buildings, elders_per_building=elders, parking_per_grid=5
+    )
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from /proc (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+async def _serve(conn: Connection, settings: Settings, spawned: float) -> None:
+    began = time.perf_counter()
+    hub = Hub(settings=settings)
+    built = time.perf_counter()
+    slots = len(list(hub.evaluator.state.slot_keys()))
+    async with hub:
+        started = time.perf_counter()
+        await asyncio.wait_for(hub.caught_up.wait(), 60)
+        caught = time.perf_counter()
+        conn.send(
+            {
+                "imports_s": round(began - spawned, 3),
+                "built_s": round(built - spawned, 3),
+                "ready_s": round(started - spawned, 3),
+                "caught_up_s": round(caught - spawned, 3),
+                "messages_at_caught_up": hub.pipeline.stats.messages,
+                "timer_slots": slots,
+                "devices": sum(len(c.devices) for c in hub.registry.communities),
+            }
+        )
+        while not await asyncio.to_thread(conn.poll, 0.2):
+            pass
+
+
+def hub_main(conn: Connection, settings: Settings, spawned: float) -> None:
+    logging.basicConfig(
+        level=logging.ERROR, stream=sys.stderr, format="  hub %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(_serve(conn, settings, spawned))
+
+
+@dataclass(slots=True)
+class StartResult:
+    ok: bool = False
+    seconds_to_ready: float = 0.0
+    seconds_to_caught_up: float = 0.0
+    rss_mb: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def _start(
+    ctx: multiprocessing.context.SpawnContext, settings: Settings, timeout: float
+) -> tuple[Any, Any, StartResult]:
+    parent, child = ctx.Pipe()
+    spawned = time.perf_counter()
+    proc = ctx.Process(target=hub_main, args=(child, settings, spawned), name="bench-scale-hub")
+    proc.start()
+    child.close()
+    result = StartResult()
+    if not parent.poll(timeout):
+        result.error = f"not ready within {timeout:.0f} s (RSS {rss_mb(proc.pid or 0):.0f} MB then)"
+        return proc, parent, result
+    try:
+        detail = parent.recv()
+    except EOFError:
+        result.error = f"hub process died (exit {proc.exitcode})"
+        return proc, parent, result
+    result.ok = True
+    result.detail = detail
+    result.seconds_to_ready = detail["ready_s"]
+    result.seconds_to_caught_up = detail["caught_up_s"]
+    result.rss_mb = round(rss_mb(proc.pid or 0), 1)
+    return proc, parent, result
+
+
+async def _publish_backlog(broker: Any, messages: Sequence[tuple[str, bytes]]) -> None:
+    client = gmqtt.Client(f"linli-bench-backlog-{os.getpid()}", clean_session=True)
+    client.set_auth_credentials(broker.username, broker.password)
+    await client.connect(broker.host, broker.port, version=MQTTv311, keepalive=60)
+    for topic, payload in messages:
+        doc = orjson.loads(payload)
+        doc.pop("last_seen", None)
+        client.publish(topic, orjson.dumps(doc), qos=1)
+    await asyncio.sleep(1.0)  # PUBACKs in
+    await client.disconnect()
+
+
+def measure(
+    ctx: multiprocessing.context.SpawnContext,
+    *,
+    settings: Settings,
+    broker: Any,
+    backlog: Sequence[tuple[str, bytes]],
+    timeout: float,
+) -> dict[str, Any]:
+    """Cold start, kill -9 with a backlog queued, restart: the section's JSON."""
+    out: dict[str, Any] = {}
+    proc, conn, cold = _start(ctx, settings, timeout)
+    out["cold_start"] = _json(cold)
+    try:
+        if not cold.ok:
+            out["error"] = cold.error
+            return out
+        proc.kill()  # SIGKILL: no clean shutdown, no final flush
+        proc.join(10)
+        asyncio.run(_publish_backlog(broker, backlog))
+        proc, conn, warm = _start(ctx, settings, timeout)
+        out["restart_after_kill9"] = _json(warm)
+        out["backlog"] = len(backlog)
+        if warm.ok:
+            handled = int(warm.detail.get("messages_at_caught_up", 0))
+            out["backlog_handled_at_caught_up"] = handled
+            if handled < len(backlog):
+                out["error"] = f"only {handled} of {len(backlog)} queued messages handled at caught-up"
+        else:
+            out["error"] = warm.error
+        return out
+    finally:
+        if proc.is_alive():
+            with contextlib.suppress(OSError, BrokenPipeError):
+                conn.send("stop")
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+
+def _json(result: StartResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "seconds_to_ready": result.seconds_to_ready,
+        "seconds_to_caught_up": result.seconds_to_caught_up,
+        "rss_mb": result.rss_mb,
+        **result.detail,
+        **({"error": result.error} if result.error else {}),
+    }

@@ -1,0 +1,513 @@
+"""The benchmark suite of issue 14: one run, real servers on loopback, one JSON object out.
+
+``make bench`` runs ``python -m bench.suite``. Sections (each can be skipped):
+
+``ingest``      saturation of one hub process doing full work, with the bare gmqtt client's
+                ceiling and the in-process decode / ``Pipeline.handle`` costs, on the same stream
+                (:mod:`bench.run`), the hub's clock pinned to the stream: deterministic counts.
+``nodered``     the minimal and the equal-work Node-RED flows on the same stream, broker and
+                InfluxDB (:mod:`bench.nodered`); hub / Node-RED ratios.
+``sos_latency`` press → worker notification, p50/p99/max, at 10 k msg/s background and at
+                80 % of the saturation measured in ``ingest`` (:mod:`bench.latency`).
+``scale``       registered devices with absence timers: RSS, start-up, kill -9 → ready and
+                caught up (:mod:`bench.scale`).
+``multiprocess`` two hub processes vs one: a stub until the partitioning of issue 13 lands.
+
+Human-readable lines and a table go to stderr; stdout gets exactly one JSON line. Every wait
+is bounded; the exit status is 1 when a section failed (lost messages, no result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import latency, nodered, scale
+from bench.publisher import blast, encode_stream
+from bench.run import (
+    STREAM_START,
+    Endpoint,
+    build_messages,
+    ceiling_main,
+    hub_main,
+    hub_settings,
+    measure_decode,
+    measure_pipeline,
+    run_phase,
+    say,
+)
+from hub.community.registry import Registry
+from simulators.community import generate
+from tests.support.influx import influxdb
+from tests.support.servers import mosquitto
+
+#: Targets of issue 14 (reported met / not met, never asserted).
+TARGET_HUB_MSG_S = 30_000
+TARGET_VS_NODERED_EQUAL = 1.5
+TARGET_P99_10K_MS = 10.0
+TARGET_P99_80PCT_MS = 50.0
+TARGET_SCALE_RSS_MB = 300.0
+TARGET_KILL9_READY_S = 5.0
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=200_000, help="stream length for ingest and Node-RED")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--grids", type=int, default=10)
+    p.add_argument("--buildings-per-grid", type=int, default=10)
+    p.add_argument("--elders-per-building", type=int, default=10)
+    p.add_argument("--parking-per-grid", type=int, default=5)
+    p.add_argument("--skip", action="append", default=[], help="section to skip (repeatable)")
+    p.add_argument("--latency-seconds", type=float, default=10.0, help="length of each latency run")
+    p.add_argument(
+        "--latency-background", type=float, default=10_000.0, help="msg/s of the first latency run"
+    )
+    p.add_argument("--scale-devices", type=int, default=100_000)
+    p.add_argument(
+        "--scale-timeout", type=float, default=300.0, help="bound on each start in the scale section"
+    )
+    p.add_argument(
+        "--scale-backlog", type=int, default=2000, help="QoS 1 messages queued while the hub is down"
+    )
+    p.add_argument("--idle-timeout", type=float, default=5.0)
+    p.add_argument(
+        "--with-influx",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start InfluxDB; the hub and the equal-work flow write to it",
+    )
+    return p.parse_args(argv)
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if a > 0 and b > 0 else 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _args(argv)
+    n: int = args.messages
+    skip = set(args.skip)
+    ctx = multiprocessing.get_context("spawn")
+    timeouts = (60.0, float(args.idle_timeout))
+    phase_timeout = 60.0 + n / 1000.0
+    report: dict[str, Any] = {
+        "bench": "suite",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "messages": n,
+        "seed": args.seed,
+        "stream_start": datetime.fromtimestamp(STREAM_START, UTC).isoformat(),
+        "python": platform.python_version(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "loadavg_1m_before": round(os.getloadavg()[0], 2),
+    }
+    failed: list[str] = []
+    section: dict[str, Any]
+    with tempfile.TemporaryDirectory(prefix="linli-suite-") as tmp_name:
+        tmp = Path(tmp_name)
+        community = generate(
+            seed=args.seed,
+            grids=args.grids,
+            buildings_per_grid=args.buildings_per_grid,
+            elders_per_building=args.elders_per_building,
+            parking_per_grid=args.parking_per_grid,
+        )
+        community_file = tmp / "community.yaml"
+        community.write(community_file)
+        messages, mix = build_messages(community.devices, n, seed=args.seed)
+        stream_file = tmp / "stream.bin"
+        stream = encode_stream(messages)
+        stream_file.write_bytes(stream)
+        report["devices"] = len(community.devices)
+        say(f"suite: {n} messages ({mix.sos} SOS), {len(community.devices)} devices, seed {args.seed}")
+
+        influx_ctx = None
+        influx = None
+        if args.with_influx and not {"ingest", "nodered"} <= skip:
+            influx_ctx = influxdb(tmp / "influx")
+            influx = influx_ctx.__enter__()
+            influx.create_db("linli")
+            influx.create_db("nodered")
+            say(f"influx:   influxd on {influx.url}")
+        try:
+            with mosquitto(tmp / "broker") as server:
+                broker = Endpoint(server.host, server.port, server.username, server.password)
+                say(f"broker:   mosquitto on {broker.host}:{broker.port}")
+
+                def settings_for(name: str, **extra: Any) -> Any:
+                    return hub_settings(
+                        broker_url=server.url,
+                        data_dir=tmp / f"{name}-data",
+                        community_file=community_file,
+                        client_id=f"linli-bench-{name}",
+                        **extra,
+                    )
+
+                ts_extra: dict[str, Any] = (
+                    {"timeseries": {"kind": "influx_v1", "url": influx.url, "db": "linli"}} if influx else {}
+                )
+
+                # -- ingest --------------------------------------------------------------------
+                hub_msg_s = 0.0
+                if "ingest" not in skip:
+                    t_section = time.perf_counter()
+                    section = _ingest(
+                        ctx,
+                        args,
+                        tmp,
+                        messages,
+                        community_file,
+                        broker,
+                        stream_file,
+                        settings_for("hub", **ts_extra),
+                        timeouts,
+                        phase_timeout,
+                    )
+                    report["ingest"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
+                    hub_msg_s = float(section.get("hub_msg_s", 0))
+                    if section.get("lost_hub") or section.get("lost_client") or not hub_msg_s:
+                        failed.append("ingest")
+
+                # -- Node-RED ------------------------------------------------------------------
+                if "nodered" not in skip:
+                    t_section = time.perf_counter()
+                    section = _nodered(tmp, n, community.devices, broker, stream, influx, args.idle_timeout)
+                    if hub_msg_s:
+                        for flow in ("minimal", "equal_work"):
+                            rate = float(section.get(flow, {}).get("msg_s", 0))
+                            section[f"hub_vs_{flow}"] = _ratio(hub_msg_s, rate)
+                    report["nodered"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
+                    if section.get("error") or any(
+                        section.get(f, {}).get("error") for f in ("minimal", "equal_work")
+                    ):
+                        failed.append("nodered")
+
+                # -- SOS latency ---------------------------------------------------------------
+                if "sos_latency" not in skip:
+                    t_section = time.perf_counter()
+                    section = {}
+                    packets = latency.background_packets(messages, 50_000)
+                    buttons = [(d.id, d.sos_action) for d in community.devices if d.kind == "sos_button"]
+                    rates = [("background_10k", args.latency_background)]
+                    if hub_msg_s:
+                        rates.append(("at_80pct_saturation", round(0.8 * hub_msg_s)))
+                    runs = latency.measure(
+                        ctx,
+                        settings=settings_for("latency"),
+                        broker=broker,
+                        packets=packets,
+                        buttons=buttons,
+                        rates=rates,
+                        seconds=args.latency_seconds,
+                    )
+                    for key, res in runs.items():
+                        section[key] = latency.as_json(res)
+                        say(
+                            f"latency:  {key}: {res.background_msg_s:,.0f} msg/s background "
+                            f"(sent {res.background_sent_msg_s:,.0f}), {res.received}/{res.probes} presses, "
+                            f"p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, max {res.max_ms:.1f} ms, "
+                            f"hub CPU {res.hub_cpu_busy:.0%}" + (f" — {res.error}" if res.error else "")
+                        )
+                        if res.received == 0:
+                            failed.append(f"sos_latency.{key}")
+                    report["sos_latency"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
+
+                # -- scale ---------------------------------------------------------------------
+                if "scale" not in skip:
+                    t_section = time.perf_counter()
+                    started = time.perf_counter()
+                    big = scale.community_for(args.scale_devices, seed=args.seed)
+                    big_file = tmp / "scale-community.yaml"
+                    big.write(big_file)
+                    big_messages, _ = build_messages(big.devices, args.scale_backlog, seed=args.seed)
+                    say(
+                        f"scale:    {len(big.devices)} devices generated in {time.perf_counter() - started:.1f} s"
+                    )
+                    section = scale.measure(
+                        ctx,
+                        settings=hub_settings(
+                            broker_url=server.url,
+                            data_dir=tmp / "scale-data",
+                            community_file=big_file,
+                            client_id="linli-bench-scale",
+                        ),
+                        broker=broker,
+                        backlog=big_messages,
+                        timeout=args.scale_timeout,
+                    )
+                    section["devices"] = len(big.devices)
+                    report["scale"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
+                    say(f"scale:    {json.dumps(section)}")
+                    if section.get("error"):
+                        failed.append("scale")
+
+                # -- several processes ---------------------------------------------------------
+                report["multiprocess"] = {
+                    "status": "not measured",
+                    "reason": "needs partitioning (issue 13): two hub processes on one subscription would "
+                    "each see every message; shared subscriptions split devices at random, which "
+                    "breaks per-device rule state",
+                }
+        finally:
+            if influx_ctx is not None:
+                influx_ctx.__exit__(None, None, None)
+
+    report["targets"] = _targets(report)
+    report["failed_sections"] = failed
+    _table(report)
+    print(json.dumps(report), flush=True)
+    return 1 if failed else 0
+
+
+def _ingest(
+    ctx: Any,
+    args: argparse.Namespace,
+    tmp: Path,
+    messages: list[tuple[str, bytes]],
+    community_file: Path,
+    broker: Endpoint,
+    stream_file: Path,
+    settings: Any,
+    timeouts: tuple[float, float],
+    phase_timeout: float,
+) -> dict[str, Any]:
+    n = len(messages)
+    registry = Registry.load(community_file)
+    decode_s = measure_decode(messages, registry, 3)
+    pipeline_s, pstats = measure_pipeline(
+        messages,
+        hub_settings(
+            broker_url="mqtt://127.0.0.1:1",
+            data_dir=tmp / "pipeline-data",
+            community_file=community_file,
+            client_id="linli-bench-pipeline",
+        ),
+    )
+    say(
+        f"ingest:   in process: decode {decode_s / n * 1e6:.2f} µs/msg, Pipeline.handle {pipeline_s / n * 1e6:.2f} µs/msg"
+    )
+    common = {"broker": broker, "stream_file": stream_file, "n": n, "timeout": phase_timeout}
+    ceiling = run_phase(ctx, "client_ceiling", ceiling_main, (broker, n, timeouts), **common)  # type: ignore[arg-type]
+    hub = run_phase(ctx, "hub", hub_main, (settings, n, timeouts, False), **common)  # type: ignore[arg-type]
+    c, h = ceiling.consumer, hub.consumer
+    say(f"ingest:   client ceiling {c.msg_s:,.0f} msg/s, hub {h.msg_s:,.0f} msg/s ({h.received}/{n})")
+
+    def busy(r: Any) -> float:
+        return round(r.cpu_seconds / r.seconds, 3) if r.seconds > 0 else 0.0
+
+    outcome = {k: h.extra.get(k, 0) for k in ("signals", "alerts_raised", "alerts", "cases", "notifications")}
+    return {
+        "client_ceiling_msg_s": round(c.msg_s),
+        "hub_msg_s": round(h.msg_s),
+        "hub_vs_ceiling": _ratio(h.msg_s, c.msg_s),
+        "hub_us_per_msg": round(1e6 / h.msg_s, 2) if h.msg_s else 0.0,
+        "decode_us_per_msg": round(decode_s / n * 1e6, 2),
+        "pipeline_us_per_msg": round(pipeline_s / n * 1e6, 2),
+        "lost_client": n - c.received,
+        "lost_hub": n - h.received,
+        "client_cpu_busy": busy(c),
+        "hub_cpu_busy": busy(h),
+        "publisher_msg_s": round(
+            min(p.publisher.msg_s for p in (ceiling, hub) if p.publisher)
+            if any(p.publisher for p in (ceiling, hub))
+            else 0
+        ),
+        "outcome": outcome,
+        "outcome_in_process": {k: pstats.get(k, 0) for k in outcome},
+        "timeseries": "influx_v1" if settings.timeseries.kind.value == "influx_v1" else "embedded sqlite",
+    }
+
+
+def _nodered(
+    tmp: Path,
+    n: int,
+    devices: Sequence[Any],
+    broker: Endpoint,
+    stream: bytes,
+    influx: Any,
+    idle_timeout: float,
+) -> dict[str, Any]:
+    try:
+        red = nodered.install()
+    except nodered.NodeRedUnavailableError as exc:
+        say(f"nodered:  skipped: {exc}")
+        return {"error": str(exc)}
+    section: dict[str, Any] = {"node_red": nodered.node_red_version(red), "node": _node_version()}
+    registry_file = tmp / "nodered-registry.json"
+    registry_file.write_text(json.dumps(nodered.registry_json(devices)))
+    flows = {"minimal": nodered.minimal_flow(n=n, host=broker.host, port=broker.port)}
+    if influx is not None:
+        flows["equal_work"] = nodered.equal_work_flow(
+            n=n,
+            host=broker.host,
+            port=broker.port,
+            influx_host="127.0.0.1",
+            influx_port=influx.port,
+            database="nodered",
+            start=STREAM_START,
+        )
+    else:
+        section["equal_work"] = {"error": "needs InfluxDB (--with-influx)"}
+    for name, flow in flows.items():
+        node = nodered.NodeRed(
+            red, tmp / f"nodered-{name}", flow, user=broker.username, password=broker.password
+        )
+        node.start(registry_file)
+        try:
+            res = asyncio.run(
+                nodered.wait_ready_and_done(
+                    host=broker.host,
+                    port=broker.port,
+                    user=broker.username,
+                    password=broker.password,
+                    n=n,
+                    start_publisher=lambda: asdict(
+                        blast(
+                            host=broker.host,
+                            port=broker.port,
+                            username=broker.username,
+                            password=broker.password,
+                            stream=stream,
+                            messages=n,
+                        )
+                    ),
+                    ready_timeout=60.0,
+                    idle_timeout=idle_timeout,
+                    node=node,
+                )
+            )
+        finally:
+            err = node.stop()
+        res.flow = name
+        doc = asdict(res)
+        doc["msg_s"] = round(res.msg_s)
+        doc.get("extra", {}).pop("publisher", None)
+        if res.error and err:
+            doc["stderr"] = err[-500:]
+        if name == "equal_work" and influx is not None:
+            time.sleep(1.5)
+            doc["influx_points"] = influx.count("nodered", "device_event", "door_open")
+        section[name] = doc
+        say(
+            f"nodered:  {name}: {res.msg_s:,.0f} msg/s ({res.received}/{n}), CPU {res.cpu_busy:.0%}, "
+            f"{res.alerts_published} alert messages" + (f" — {res.error}" if res.error else "")
+        )
+    return section
+
+
+def _node_version() -> str:
+    try:
+        return subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def _targets(r: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ingest = r.get("ingest", {})
+    if ingest:
+        out["hub_msg_s>=30000"] = ingest.get("hub_msg_s", 0) >= TARGET_HUB_MSG_S
+    nr = r.get("nodered", {})
+    if "hub_vs_equal_work" in nr:
+        out["hub>=1.5x_nodered_equal_work"] = nr["hub_vs_equal_work"] >= TARGET_VS_NODERED_EQUAL
+    lat = r.get("sos_latency", {})
+    if "background_10k" in lat:
+        out["sos_p99<=10ms@10k"] = (
+            bool(lat["background_10k"]["received"]) and lat["background_10k"]["p99_ms"] <= TARGET_P99_10K_MS
+        )
+    if "at_80pct_saturation" in lat:
+        x = lat["at_80pct_saturation"]
+        out["sos_p99<=50ms@80pct"] = bool(x["received"]) and x["p99_ms"] <= TARGET_P99_80PCT_MS
+    sc = r.get("scale", {})
+    if sc:
+        cold = sc.get("cold_start", {})
+        warm = sc.get("restart_after_kill9", {})
+        out["scale_rss<=300MB"] = bool(cold.get("ok")) and cold.get("rss_mb", 1e9) <= TARGET_SCALE_RSS_MB
+        out["kill9_ready<=5s"] = (
+            bool(warm.get("ok")) and warm.get("seconds_to_ready", 1e9) <= TARGET_KILL9_READY_S
+        )
+        out["scale_devices"] = sc.get("devices")
+    return out
+
+
+def _table(r: dict[str, Any]) -> None:
+    rows: list[tuple[str, str]] = []
+    ing = r.get("ingest")
+    if ing:
+        rows += [
+            ("ingest: client ceiling", f"{ing['client_ceiling_msg_s']:,} msg/s"),
+            (
+                "ingest: hub, full work",
+                f"{ing['hub_msg_s']:,} msg/s ({ing['hub_us_per_msg']} µs/msg, "
+                f"{ing['hub_vs_ceiling']:.1%} of ceiling)",
+            ),
+            ("ingest: outcome", ", ".join(f"{k} {v}" for k, v in ing["outcome"].items())),
+        ]
+    nr = r.get("nodered")
+    if nr:
+        for flow in ("minimal", "equal_work"):
+            f = nr.get(flow, {})
+            if f:
+                rows.append(
+                    (
+                        f"Node-RED {flow}",
+                        f"{f.get('msg_s', 0):,} msg/s; hub/Node-RED "
+                        f"{nr.get(f'hub_vs_{flow}', 0)}" + (f" ({f['error']})" if f.get("error") else ""),
+                    )
+                )
+        if nr.get("error"):
+            rows.append(("Node-RED", nr["error"]))
+    for key, x in r.get("sos_latency", {}).items():
+        if not isinstance(x, dict):
+            continue
+        rows.append(
+            (
+                f"SOS latency {key}",
+                f"p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms, max {x['max_ms']} ms "
+                f"({x['received']}/{x['probes']} at {x['background_msg_s']:,.0f} msg/s)",
+            )
+        )
+    sc = r.get("scale")
+    if sc:
+        cold, warm = sc.get("cold_start", {}), sc.get("restart_after_kill9", {})
+        rows.append(
+            (
+                f"scale {sc.get('devices')} devices",
+                f"cold ready {cold.get('seconds_to_ready')} s, "
+                f"RSS {cold.get('rss_mb')} MB; kill -9 → ready {warm.get('seconds_to_ready')} s, "
+                f"caught up {warm.get('seconds_to_caught_up')} s"
+                + (f" ({sc['error']})" if sc.get("error") else ""),
+            )
+        )
+    rows.append(
+        ("2 processes vs 1", r["multiprocess"]["status"] + " — " + r["multiprocess"]["reason"][:40] + "…")
+    )
+    for name, ok in r.get("targets", {}).items():
+        rows.append((f"target {name}", "met" if ok is True else "NOT met" if ok is False else str(ok)))
+    width = max(len(a) for a, _ in rows)
+    say("")
+    for a, b in rows:
+        say(f"  {a:<{width}}  {b}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

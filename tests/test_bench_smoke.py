@@ -1,0 +1,122 @@
+"""Smoke run of the benchmark suite (``bench.suite``) with tiny N: the harness works, not speed.
+
+Benchmarks never become timed tests: nothing here compares a rate with a target. What is
+checked is that every section of ``make bench`` runs against real servers and reports what
+it should, and that the workload is deterministic — the hub's clock is pinned to the stream,
+so a seed gives the same signals, alerts, cases and notifications in every run (here: the hub
+over MQTT, and two in-process runs, must agree).
+
+The Node-RED section is left to ``make bench``: it needs an npm install from the network
+(cached in ~/.cache/linli-bench afterwards), which a test run must not depend on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import suite
+from bench.run import build_messages, hub_settings, measure_pipeline
+from simulators.community import generate
+from tests.conftest import server_missing
+from tests.support.servers import MOSQUITTO_CANDIDATES, ServerMissingError, find_binary
+
+SECTIONS = ("ingest", "sos_latency", "scale", "multiprocess", "targets")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    try:
+        find_binary(MOSQUITTO_CANDIDATES, "mosquitto")
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+    out = tmp_path_factory.mktemp("suite") / "out.json"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = suite.main(
+            [
+                "--messages",
+                "3000",
+                "--grids",
+                "2",
+                "--buildings-per-grid",
+                "3",
+                "--elders-per-building",
+                "4",
+                "--skip",
+                "nodered",
+                "--no-with-influx",
+                "--latency-seconds",
+                "1.5",
+                "--latency-background",
+                "300",
+                "--scale-devices",
+                "300",
+                "--scale-backlog",
+                "50",
+                "--scale-timeout",
+                "60",
+            ]
+        )
+    out.write_text(buffer.getvalue())
+    lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1, "stdout must hold exactly one JSON line"
+    doc: dict[str, object] = json.loads(lines[0])
+    doc["_status"] = status
+    return doc
+
+
+def test_every_section_is_reported(report: dict[str, object]) -> None:
+    for section in SECTIONS:
+        assert section in report, section
+    assert report["failed_sections"] == [], report["failed_sections"]
+    assert report["_status"] == 0
+
+
+def test_ingest_section(report: dict[str, object]) -> None:
+    ingest = report["ingest"]
+    assert isinstance(ingest, dict)
+    assert ingest["lost_hub"] == 0 and ingest["lost_client"] == 0
+    assert ingest["hub_msg_s"] > 0 and ingest["client_ceiling_msg_s"] > 0
+    # Over MQTT and in process, the same stream gives the same outcome: the clock is the stream's.
+    assert ingest["outcome"] == ingest["outcome_in_process"]
+    assert ingest["outcome"]["signals"] >= 3  # one SOS per 1 000 messages
+
+
+def test_latency_and_scale_sections(report: dict[str, object]) -> None:
+    latency = report["sos_latency"]
+    assert isinstance(latency, dict)
+    for key in ("background_10k", "at_80pct_saturation"):
+        run = latency[key]
+        assert run["received"] >= 1, run
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+    scale = report["scale"]
+    assert isinstance(scale, dict)
+    assert scale["cold_start"]["ok"] and scale["restart_after_kill9"]["ok"], scale
+    assert scale["backlog_handled_at_caught_up"] == scale["backlog"]
+    assert scale["cold_start"]["timer_slots"] >= scale["devices"]  # an offline deadline per device
+    assert report["multiprocess"]["status"] == "not measured"  # type: ignore[index]
+
+
+def test_same_seed_same_outcome_on_any_day(tmp_path: Path) -> None:
+    """Two in-process runs of one seed agree on every count (the stream's clock, not today's)."""
+    community = generate(seed=3, grids=2, buildings_per_grid=3, elders_per_building=4, parking_per_grid=2)
+    community_file = tmp_path / "community.yaml"
+    community.write(community_file)
+    messages, _ = build_messages(community.devices, 4000, seed=3)
+    counts = []
+    for run in range(2):
+        settings = hub_settings(
+            broker_url="mqtt://127.0.0.1:1",
+            data_dir=tmp_path / f"run{run}",
+            community_file=community_file,
+            client_id=f"smoke-{run}",
+        )
+        _, stats = measure_pipeline(messages, settings)
+        counts.append({k: stats[k] for k in ("signals", "alerts_raised", "alerts", "cases", "notifications")})
+    assert counts[0] == counts[1]
+    assert counts[0]["signals"] > 0

@@ -1,0 +1,91 @@
+"""The dispatcher under faults: a lost connection is no failed attempt; a store that refuses is survived."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.clock import ManualClock
+from hub.ingest.alerts import record_signal
+from hub.notify.dispatch import Dispatcher
+from hub.storage.store import Store
+from tests.helpers import eventually
+from tests.test_store import SUBJECT, T0, WORKER, signal
+
+
+class FakeMqtt:
+    """The outbound connection: acknowledges every publish while ``connected``."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.sent: list[bytes] = []
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent.append(payload)
+        future.set_result(None)
+        return future
+
+
+async def test_a_notification_queued_while_mqtt_is_down_goes_out_once_it_is_back(tmp_path: Path) -> None:
+    store = Store(path=tmp_path / "s.sqlite3")
+    mqtt = FakeMqtt()
+    dispatcher = Dispatcher(store=store, mqtt=mqtt, clock=ManualClock(start=T0))  # type: ignore[arg-type]
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+        record_signal(store, signal(), SUBJECT, [WORKER])
+        dispatcher.wake()
+        await asyncio.sleep(0.3)
+        # Down: nothing is attempted, nothing backs off.
+        assert mqtt.sent == [] and dispatcher.failed_attempts == 0
+        mqtt.connected.set()
+        await eventually(lambda: len(mqtt.sent) == 1, within=2, what="delivery right after the reconnect")
+        assert store.pending_notifications(now=T0) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+async def test_a_store_that_cannot_mark_delivered_neither_stops_the_loop_nor_resends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(path=tmp_path / "s.sqlite3")
+    mqtt = FakeMqtt()
+    mqtt.connected.set()
+    dispatcher = Dispatcher(store=store, mqtt=mqtt, clock=ManualClock(start=T0))  # type: ignore[arg-type]
+    full = True
+    original = store.mark_delivered
+
+    def mark_delivered(*args: Any, **kwargs: Any) -> None:
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "mark_delivered", mark_delivered)
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+        record_signal(store, signal(), SUBJECT, [WORKER])
+        dispatcher.wake()
+        await eventually(lambda: len(mqtt.sent) == 1, within=2, what="the first delivery")
+        await asyncio.sleep(1.5)  # rounds go on while the store refuses
+        assert len(mqtt.sent) == 1, "acknowledged once, never sent again"
+        assert not task.done()
+        full = False
+        await eventually(
+            lambda: not store.pending_notifications(now=T0), within=5, what="marked once the store takes it"
+        )
+        # A notification queued later goes out too: the loop is alive.
+        record_signal(store, signal(subject="btn-2"), SUBJECT, [WORKER])
+        dispatcher.wake()
+        await eventually(lambda: len(mqtt.sent) == 2, within=5, what="the next notification")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
