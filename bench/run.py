@@ -225,11 +225,11 @@ class StreamPace:
 
 def outcome_counts(hub: Hub) -> dict[str, int]:
     """What the stream made the hub do, read from its store: equal for equal seeds (the smoke test checks)."""
-    db = hub.store.db
+    store = hub.store  # either engine: Store.execute, not the SQLite connection
     counts = {
-        "alerts": int(db.execute("SELECT count(*) FROM alerts").fetchone()[0]),
-        "notifications": int(db.execute("SELECT count(*) FROM notifications").fetchone()[0]),
-        "cases": int(db.execute("SELECT count(*) FROM cases").fetchone()[0]),
+        "alerts": int(store.execute("SELECT count(*) FROM alerts").fetchone()[0]),
+        "notifications": int(store.execute("SELECT count(*) FROM notifications").fetchone()[0]),
+        "cases": int(store.execute("SELECT count(*) FROM cases").fetchone()[0]),
     }
     return counts
 

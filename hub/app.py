@@ -23,7 +23,9 @@ import asyncio
 import contextlib
 import functools
 import gc
+import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -45,7 +47,7 @@ from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
-from hub.config import Settings
+from hub.config import STORE_FILE, Settings
 from hub.errors import ConfigError, MessageDeferred, NotStoredError
 from hub.files import private_dir
 from hub.health.metrics import Family
@@ -97,6 +99,35 @@ def _log_undelivered(kind: str, sent: asyncio.Future[None]) -> None:
         log.error("%s not delivered to the command centre: %s", kind, sent.exception())
 
 
+#: Beside the store: the SHA-256 of the community file the store last imported.
+IMPORTED_MARK = "community-file.sha256"
+
+
+def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float) -> bool:
+    """Import the registry file into the store unless the store already holds exactly this file.
+
+    A restart with an unchanged file parses no YAML (seconds for thousands of devices): the
+    registry is served from the store. Hashing the file costs milliseconds. Returns whether
+    the file was parsed.
+    """
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the community file: {exc.strerror}", key="community_file", source=str(path)
+        ) from None
+    mark = data_dir / IMPORTED_MARK
+    with contextlib.suppress(OSError):
+        if mark.read_text(encoding="ascii").strip() == digest and store.communities_count() > 0:
+            return False
+    # Idempotent: an unchanged community changes nothing; a changed one updates in place.
+    store.save_communities(load_yaml(path), at=at)
+    fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(digest + "\n")
+    return True
+
+
 def load_preferences(path: Path | None) -> Preferences:
     """Per-person channel preferences from YAML (``people: [{person_id, endpoints: [...]}]``)."""
     if path is None:
@@ -126,11 +157,12 @@ class Hub:
         self.clock = clock or SystemClock()
         # Elders' data and credentials live here: owner-only (hub.files).
         private_dir(Path(settings.data_dir), tighten=True)
-        self.store = Store(path=Path(settings.data_dir) / "linli.sqlite3")
+        self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
         if registry is None:
             if settings.community_file is not None:
-                # Idempotent: an unchanged file changes nothing; a changed one updates in place.
-                self.store.save_communities(load_yaml(settings.community_file), at=self.clock.now())
+                import_community_file(
+                    self.store, settings.community_file, data_dir=Path(settings.data_dir), at=self.clock.now()
+                )
             registry = Registry(communities=self.store.communities(), unassigned=self.store.unassigned())
         self.registry = registry
         self.bus = AlertBus()
@@ -413,8 +445,8 @@ class Hub:
                     wrong="the notification MQTT session is down",
                 ),
                 store_writable(
-                    db=lambda: self.store.db,
-                    path=self.store.path,
+                    writable=self.store.check_writable,
+                    path=self.store.path or Path(self.settings.data_dir) / STORE_FILE,
                     held=lambda: self.redelivery.depth,
                     min_free_bytes=self.settings.min_free_disk_mb * 1024 * 1024,
                 ),
@@ -590,7 +622,8 @@ class Hub:
                 else min(CASEWORK_POLL_S, wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._casework_wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._casework_wake.wait()
 
     async def _flush_quarantine(self) -> None:
         """Once a second; a store that refuses (disk full) is tried again, the records kept meanwhile."""

@@ -54,9 +54,11 @@ RENAMED: Mapping[str, str] = {
     "LINLI_SCREENSHOTS": "LINLI_DEV_SCREENSHOTS",
 }
 #: Keys holding secrets: redacted when shown, settable from a file with ``LINLI_<KEY>_FILE``.
-#: ``*`` stands for any one key of a mapping. mqtt.url is here because it may carry a password.
+#: ``*`` stands for any one key of a mapping. mqtt.url and store.url are here because they may carry
+#: a password.
 SECRET_KEYS: tuple[str, ...] = (
     "mqtt.url",
+    "store.url",
     "mqtt.password",
     "timeseries.password",
     "timeseries.token",
@@ -123,6 +125,47 @@ class MqttSettings(_Model):
         return url
 
 
+STORE_FILE = "linli.sqlite3"
+
+
+class StoreSettings(_Model):
+    """Where alerts, cases, the outbox and rule state live.
+
+    ``url`` unset: the embedded SQLite file ``<data_dir>/linli.sqlite3`` (nothing to install).
+    ``sqlite:///absolute/path`` or ``sqlite:relative/path`` for another file;
+    ``postgresql://user@host:port/db`` for PostgreSQL, which several hubs can share. A URL with
+    a password is a secret: set it with ``LINLI_STORE__URL_FILE`` (a mounted secret file).
+    """
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("store.url must start with sqlite: or postgresql://")
+        return value
+
+    def resolved_url(self, data_dir: Path) -> str:
+        """The URL to open: ``url``, or the SQLite file in ``data_dir``."""
+        if self.url is not None:
+            return self.url
+        path = data_dir / STORE_FILE
+        return f"sqlite://{path}" if path.is_absolute() else f"sqlite:{path}"
+
+
+class ClusterSettings(_Model):
+    """Several hubs sharing one PostgreSQL store (issue 13): who this node is, how long a lease lasts."""
+
+    #: This hub's name among the nodes; unset = not clustered (one hub owns every community).
+    node_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: A community's lease lasts this long after its last renewal; renewed well inside it.
+    lease_s: float = Field(default=10.0, gt=0)
+
+
 class HttpSettings(_Model):
     #: Loopback by default: put a reverse proxy with TLS in front to expose the console.
     host: str = "127.0.0.1"
@@ -181,6 +224,8 @@ class Settings(_Model):
     #: Per-place thresholds: ``{rule_id: {"community:<code>" | "grid:<code>" | "resident:<id>": {field: value}}}``.
     rule_overrides: dict[str, dict[str, dict[str, float | int | str]]] = Field(default_factory=dict)
     mqtt: MqttSettings = MqttSettings()
+    store: StoreSettings = StoreSettings()
+    cluster: ClusterSettings = ClusterSettings()
     http: HttpSettings = HttpSettings()
     replies: ReplySettings = ReplySettings()
     unknown_devices: UnknownDeviceSettings = UnknownDeviceSettings()

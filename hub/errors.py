@@ -12,6 +12,7 @@
         ├── StoreError              the store cannot be opened or written
         │   ├── SchemaVersionError  the database was written by a newer Linli
         │   ├── NotStoredError      the rules decided, the store refused: carries how to resume
+        │   ├── FencedError         a write from a node whose community lease (epoch) is gone
         │   └── StaleCaseError      a case changed under us (optimistic version check); retry
         ├── MqttError               MQTT URL invalid, connection refused or unreachable
         ├── MessageDeferred         a message queued behind an earlier one of its topic (not acked yet)
@@ -52,6 +53,7 @@ __all__ = [
     "CaseNotFoundError",
     "ChannelError",
     "ConfigError",
+    "FencedError",
     "HubError",
     "InvalidTransition",
     "LinliError",
@@ -133,6 +135,19 @@ class StaleCaseError(StoreError):
     def __init__(self, case_id: str) -> None:
         super().__init__(f"case {case_id!r} changed concurrently")
         self.case_id = case_id
+
+
+class FencedError(StoreError):
+    """A write on behalf of a community from a node that no longer holds its lease at that epoch."""
+
+    def __init__(self, *, community: str, node_id: str, epoch: int, held: str) -> None:
+        super().__init__(
+            f"write for community {community} refused: {node_id} at epoch {epoch} no longer owns it"
+            f" (held by {held})"
+        )
+        self.community = community
+        self.node_id = node_id
+        self.epoch = epoch
 
 
 class MqttError(HubError):

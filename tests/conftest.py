@@ -1,15 +1,17 @@
-"""Shared fixtures: real brokers on random loopback ports, a hub wired to them."""
+"""Shared fixtures: real brokers and databases on random loopback ports, a hub wired to them."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.broker import EmbeddedBroker
-from tests.support.servers import Broker, ServerMissingError, mosquitto
+from tests.support.servers import Broker, Postgres, ServerMissingError, mosquitto, postgres
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -39,3 +41,40 @@ async def embedded_broker() -> AsyncIterator[Broker]:
         yield Broker("127.0.0.1", broker.port, "linli", "test-secret")
     finally:
         await broker.stop()
+
+
+#: The store engines every store-level test runs against.
+STORE_ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL 15 cluster for the session; each test gets its own database in it."""
+    try:
+        with postgres(fsync=False) as server:
+            yield server
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Postgres) -> Iterator[str]:
+    """A fresh, empty database: ``postgresql://postgres@127.0.0.1:PORT/t_N``."""
+    name = f"t_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.url(name)
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=STORE_ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL for each engine: a SQLite file in tmp_path, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'store.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

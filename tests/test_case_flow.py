@@ -32,11 +32,14 @@ WORKERS = f"linli/{COMMUNITY}/workers"
 
 
 @pytest.fixture
-async def setup(tmp_path: Path, mosquitto_broker: Broker) -> AsyncIterator[tuple[Hub, ManualClock, Phone]]:
+async def setup(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> AsyncIterator[tuple[Hub, ManualClock, Phone]]:
+    """A hub on each store engine (``store_url``): the SOS path must not depend on which runs."""
     clock = ManualClock(start=PRESS)
     phone = Phone(mosquitto_broker)
     await phone.start(f"{WORKERS}/+/notifications", "linli/command-centre/notifications")
-    settings = hub_settings(tmp_path, mosquitto_broker)
+    settings = hub_settings(tmp_path, mosquitto_broker, store={"url": store_url})
     issue_reply_key(settings, "w-night")
     async with Hub(settings=settings, clock=clock) as hub:
         yield hub, clock, phone

@@ -173,3 +173,25 @@ def test_config_show_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["http.port"] == {"value": 8181, "source": "env", "detail": "LINLI_HTTP__PORT"}
+
+
+def test_store_url_defaults_to_sqlite_in_data_dir_and_comes_from_a_secret_file(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).store.resolved_url(Path("data")) == "sqlite:data/linli.sqlite3"
+    assert (
+        load_settings(None, environ={}).store.resolved_url(tmp_path) == f"sqlite://{tmp_path}/linli.sqlite3"
+    )
+    (tmp_path / "store-url").write_text("postgresql://linli:db-pw@db:5432/linli\n")
+    s = load_settings(None, environ={"LINLI_STORE__URL_FILE": str(tmp_path / "store-url")})
+    assert s.store.resolved_url(tmp_path) == "postgresql://linli:db-pw@db:5432/linli"
+    s = load_settings(None, environ={"LINLI_STORE__URL": "postgresql://hub@127.0.0.1:5433/linli"})
+    assert s.store.url == "postgresql://hub@127.0.0.1:5433/linli"
+    with pytest.raises(ConfigError, match=r"store\.url"):
+        load_settings(None, environ={"LINLI_STORE__URL": "mysql://x/y"})
+
+
+def test_config_show_redacts_the_store_url(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["config", "show"], env={"LINLI_STORE__URL": "postgresql://linli:db-pw@db:5432/linli"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "db-pw" not in result.output and "store.url" in result.output

@@ -1,11 +1,14 @@
-"""The one database file is versioned: an older file upgrades on start, a newer one is refused."""
+"""The store is versioned: an older database upgrades on start, a newer one is refused — on both engines."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.errors import SchemaVersionError, StoreError
@@ -75,3 +78,73 @@ def test_reopening_changes_nothing(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == tables
     db.close()
+
+
+# -- both engines: the same migrations, the version kept where each engine keeps it ----------
+
+
+def test_a_fresh_store_has_the_current_version_on_every_engine(store_url: str) -> None:
+    store = Store(url=store_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+    finally:
+        store.close()
+
+
+def test_postgres_keeps_the_version_in_a_table_and_refuses_a_newer_one(postgres_url: str) -> None:
+    Store(url=postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        db.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+        before = db.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public'")
+        columns = before.fetchone()
+    with pytest.raises(SchemaVersionError) as refused:
+        Store(url=postgres_url)
+    assert (refused.value.found, refused.value.supported) == (SCHEMA_VERSION + 1, SCHEMA_VERSION)
+    assert "newer" in str(refused.value)
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        after = db.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public'")
+        assert after.fetchone() == columns
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION + 1,)]
+
+
+def test_postgres_reopening_changes_nothing_and_hubs_starting_together_migrate_once(
+    postgres_url: str,
+) -> None:
+    def shape() -> list[tuple[object, ...]]:
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            return (
+                db.execute(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = 'public' ORDER BY 1, 2"
+                ).fetchall()
+                + db.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+                ).fetchall()
+            )
+
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: Store(url=postgres_url), range(4)))
+    for store in stores:
+        store.close()
+    first = shape()
+    Store(url=postgres_url).close()
+    assert shape() == first
+    types = {(row[0], row[1]): row[2] for row in first if len(row) == 3}
+    # SQLite's 8-byte REAL and BLOB, not PostgreSQL's 4-byte real.
+    assert types[("alerts", "raised_at")] == "double precision"
+    assert types[("alerts", "trace")] == "bytea"
+    assert types[("alerts", "id")] == "bigint"
+    assert any("alerts_one_active" in str(row[0]) and "WHERE" in str(row[1]) for row in first)
+
+
+def test_a_bad_store_url_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unknown scheme"):
+        Store(url="mysql://x@y/z")
+    with pytest.raises(
+        StoreError, match=re.escape("cannot open store postgresql://linli:***@127.0.0.1:1/x")
+    ) as e:
+        Store(url="postgresql://linli:hunter2@127.0.0.1:1/x")
+    assert "hunter2" not in str(e.value)
+    Store(url=f"sqlite://{tmp_path / 'x.sqlite3'}").close()
+    assert (tmp_path / "x.sqlite3").is_file()

@@ -1,16 +1,23 @@
-"""The store's invariants: one active alert per (rule, subject), idempotent signals, atomic outbox."""
+"""The store's invariants: one active alert per (rule, subject), idempotent signals, atomic outbox.
+
+Every test that is about the store's contract runs on both engines (``store`` is parametrized
+by ``store_url``); the last ones are about SQLite's own failure modes (full disk, a lock held
+by another process) and PostgreSQL's (two hubs writing the same alert at once).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from hub.ingest.alerts import record_signal
-from hub.records import QuarantineRecord, Recipient
+from hub.records import QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage.store import BUSY_TIMEOUT_S, Store
 from rules.model import Severity
 from rules.signals import Signal, SignalAction
@@ -36,8 +43,17 @@ def signal(action: SignalAction = SignalAction.RAISE, ts: float = T0, subject: s
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(path=tmp_path / "s.sqlite3")
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store(url=store_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(path=tmp_path / "s.sqlite3")
+    yield opened
+    opened.close()
 
 
 def test_raise_creates_alert_and_notification_in_one_go(store: Store) -> None:
@@ -75,16 +91,16 @@ def test_redelivered_signal_changes_nothing(store: Store) -> None:
     assert len(store.pending_notifications(now=T0)) == 1
 
 
-def test_the_schema_itself_refuses_two_active_alerts(store: Store, tmp_path: Path) -> None:
+def test_the_schema_itself_refuses_two_active_alerts(store: Store) -> None:
     record_signal(store, signal(), SUBJECT, [])
-    db = sqlite3.connect(tmp_path / "s.sqlite3")
-    with pytest.raises(sqlite3.IntegrityError):
-        db.execute(
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)), store.transaction() as tx:
+        tx.execute(
             "INSERT INTO alerts (rule, subject, category, severity, status, device_id, title_zh, title_en,"
             " raised_at, last_seen, trace) VALUES ('elderly.sos', 'btn-1', 'sos', 'critical', 'active', 'btn-1',"
-            " 'x', 'x', 0, 0, x'7b7d')"
+            " 'x', 'x', 0, 0, ?)",
+            (b"{}",),
         )
-    db.close()
+    assert len(store.alerts()) == 1
 
 
 def test_clear_resolves_and_a_new_raise_opens_a_new_alert(store: Store) -> None:
@@ -121,13 +137,33 @@ def test_outbox_retry_bookkeeping(store: Store) -> None:
     assert row["delivered_at"] == T0 + 31 and row["attempts"] == 2 and row["last_error"] is None
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    store = Store(path=tmp_path / "s.sqlite3")
+def test_state_survives_reopening(store_url: str) -> None:
+    store = Store(url=store_url)
     record_signal(store, signal(), SUBJECT, [WORKER])
     store.close()
-    reopened = Store(path=tmp_path / "s.sqlite3")
+    reopened = Store(url=store_url)
     assert len(reopened.alerts(status="active")) == 1
     assert len(reopened.pending_notifications(now=T0)) == 1
+    reopened.close()
+
+
+def test_timestamps_and_payloads_round_trip_exactly(store: Store) -> None:
+    """Unix times keep their fraction (8-byte floats on both engines) and payloads their bytes."""
+    ts = T0 + 0.123456
+    change = record_signal(store, signal(ts=ts), SUBJECT, [WORKER])
+    assert change is not None
+    (alert,) = store.alerts()
+    assert alert.raised_at == ts and alert.last_seen == ts
+    (note,) = store.pending_notifications(now=ts)
+    assert note.payload == change.notifications[0].payload and isinstance(note.payload, bytes)
+    (row,) = store.notification_log(since=ts)
+    assert row["created_at"] == ts and row["rule"] == "elderly.sos" and row["type"] == "alert.raised"
+
+
+def test_registry_and_unassigned_devices(store: Store) -> None:
+    store.add_unassigned(UnassignedDevice("0xabc", "zigbee2mqtt", T0))
+    store.add_unassigned(UnassignedDevice("0xabc", "zigbee2mqtt", T0 + 5))  # seen again: kept once
+    assert [(d.id, d.first_seen) for d in store.unassigned()] == [("0xabc", T0)]
 
 
 def test_quarantine_aggregates_by_topic_and_reason(store: Store) -> None:
@@ -137,37 +173,37 @@ def test_quarantine_aggregates_by_topic_and_reason(store: Store) -> None:
     assert (record.count, record.first_seen, record.last_seen, record.detail) == (5, T0, T0 + 9, "bad again")
 
 
-def test_a_full_disk_raises_its_cause_and_leaves_no_transaction_open(store: Store) -> None:
+def test_a_full_disk_raises_its_cause_and_leaves_no_transaction_open(sqlite_store: Store) -> None:
     """SQLite rolls back by itself on SQLITE_FULL: the store must neither hide the cause nor stay stuck."""
-    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
-    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    pages = sqlite_store.db.execute("PRAGMA page_count").fetchone()[0]
+    sqlite_store.db.execute(f"PRAGMA max_page_count = {pages}")
     big = Subject("btn-big", None, "110105001001001", "110105001001")
     with pytest.raises(sqlite3.OperationalError, match="full"):
         for n in range(50):
-            record_signal(store, signal(subject=f"btn-{n}"), big, [WORKER])
-    assert not store.db.in_transaction
-    store.db.execute(f"PRAGMA max_page_count = {pages * 100}")
-    assert record_signal(store, signal(subject="btn-after"), SUBJECT, [WORKER]) is not None
+            record_signal(sqlite_store, signal(subject=f"btn-{n}"), big, [WORKER])
+    assert not sqlite_store.db.in_transaction
+    sqlite_store.db.execute(f"PRAGMA max_page_count = {pages * 100}")
+    assert record_signal(sqlite_store, signal(subject="btn-after"), SUBJECT, [WORKER]) is not None
 
 
-def test_a_locked_database_fails_a_write_fast(store: Store, tmp_path: Path) -> None:
+def test_a_locked_database_fails_a_write_fast(sqlite_store: Store, tmp_path: Path) -> None:
     """Another process holding the write lock costs the event loop at most the busy timeout."""
     other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
         started = time.monotonic()
         with pytest.raises(sqlite3.OperationalError, match="locked"):
-            record_signal(store, signal(), SUBJECT, [WORKER])
+            record_signal(sqlite_store, signal(), SUBJECT, [WORKER])
         assert time.monotonic() - started < BUSY_TIMEOUT_S + 0.5
-        assert not store.db.in_transaction
+        assert not sqlite_store.db.in_transaction
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert record_signal(store, signal(), SUBJECT, [WORKER]) is not None
+    assert record_signal(sqlite_store, signal(), SUBJECT, [WORKER]) is not None
 
 
 def test_while_another_process_holds_the_lock_only_the_first_write_waits(
-    store: Store, tmp_path: Path
+    sqlite_store: Store, tmp_path: Path
 ) -> None:
     """A burst of presses during a lock must not freeze the loop for the busy timeout each."""
     other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
@@ -176,11 +212,65 @@ def test_while_another_process_holds_the_lock_only_the_first_write_waits(
         started = time.monotonic()
         for n in range(20):
             with pytest.raises(sqlite3.OperationalError, match="locked"):
-                record_signal(store, signal(subject=f"btn-{n}"), SUBJECT, [WORKER])
+                record_signal(sqlite_store, signal(subject=f"btn-{n}"), SUBJECT, [WORKER])
         assert time.monotonic() - started < 2 * BUSY_TIMEOUT_S + 0.5
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert record_signal(store, signal(), SUBJECT, [WORKER]) is not None
+    assert record_signal(sqlite_store, signal(), SUBJECT, [WORKER]) is not None
     # The timeout is back once a write got through.
-    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_S * 1000)
+    assert sqlite_store.db.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_S * 1000)
+
+
+# -- PostgreSQL: several hubs on one database --------------------------------------------------
+
+
+@pytest.fixture
+def two_hubs(postgres_url: str) -> Iterator[tuple[Store, Store]]:
+    first, second = Store(url=postgres_url), Store(url=postgres_url)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_two_hubs_raising_the_same_alert_at_once_make_one_alert(two_hubs: tuple[Store, Store]) -> None:
+    """The second insert meets the partial unique index, fails after the lock timeout, and its
+    retry (what the hub does with a refused message) updates the alert the first one made."""
+    a, b = two_hubs
+    with a.transaction() as tx:
+        assert a.upsert_alert(tx, signal(), SUBJECT) is not None  # inserted, not yet committed
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            record_signal(b, signal(ts=T0 + 120, subject="btn-1"), SUBJECT, [WORKER])
+        assert time.monotonic() - started < 1.0, "waits at most the lock timeout"
+    again = record_signal(b, signal(ts=T0 + 120), SUBJECT, [WORKER])
+    assert again is not None and not again.created and again.alert.count == 2
+    assert len(a.alerts()) == 1 and b.pending_notifications(now=T0 + 120) != []
+
+
+def test_an_update_waits_for_the_row_lock_and_loses_nothing(two_hubs: tuple[Store, Store]) -> None:
+    a, b = two_hubs
+    record_signal(a, signal(), SUBJECT, [])
+    with a.transaction() as tx:
+        assert a.upsert_alert(tx, signal(ts=T0 + 120), SUBJECT) is not None  # holds the row lock
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            record_signal(b, signal(ts=T0 + 240), SUBJECT, [])
+    assert record_signal(b, signal(ts=T0 + 240), SUBJECT, []) is not None
+    (alert,) = b.alerts()
+    assert (alert.count, alert.last_seen) == (3, T0 + 240)
+
+
+def test_a_broken_connection_fails_one_write_and_the_next_reconnects(
+    two_hubs: tuple[Store, Store], postgres_url: str
+) -> None:
+    a, _ = two_hubs
+    record_signal(a, signal(), SUBJECT, [])
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'linli-hub' AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(psycopg.OperationalError):
+        record_signal(a, signal(subject="btn-2"), SUBJECT, [])
+    assert record_signal(a, signal(subject="btn-2"), SUBJECT, []) is not None
+    a.check_writable()

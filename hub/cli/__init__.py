@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from hub.cli.backup import backup_command, restore_command
+from hub.cli.cluster import cluster
 from hub.cli.common import LogFormat, configure_logging
 from hub.cli.config import config
 from hub.cli.dashboards import dashboards
@@ -44,6 +45,7 @@ for command in (
     doctor,
     token,
     config,
+    cluster,
     backup_command,
     restore_command,
     community,

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import click
 
 from adapters.errors import LinliError
-from hub.config import load_settings
+from hub.config import STORE_FILE, load_settings
 from hub.storage.store import Store
 
 MQTT_HELP = "Broker URL: mqtt://user:pass@host:port, or mqtts://… for TLS."
@@ -77,8 +77,9 @@ def store_for(config_file: Path | None, data_dir: Path | None) -> Store:
     """The store a command works on: from ``--config`` (and LINLI_*), or straight from ``--data-dir``."""
     try:
         if data_dir is None:
-            data_dir = load_settings(config_file).data_dir
-        return Store(path=Path(data_dir) / "linli.sqlite3")
+            settings = load_settings(config_file)
+            return Store(url=settings.store.resolved_url(Path(settings.data_dir)))
+        return Store(path=Path(data_dir) / STORE_FILE)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
 

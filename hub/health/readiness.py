@@ -11,11 +11,12 @@ log) sees which.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hub.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,15 @@ def beating(
 
 
 def store_writable(
-    *, db: Callable[[], sqlite3.Connection], path: Path, held: Callable[[], int], min_free_bytes: int
+    *, writable: Callable[[], None], path: Path, held: Callable[[], int], min_free_bytes: int
 ) -> Probe:
-    """The store takes writes: nothing held for retry, the write lock free, room on the disk."""
+    """The store takes writes: nothing held for retry, the write lock free, room on the disk.
+
+    ``writable`` raises (a :class:`~hub.errors.StoreError`) when the store would refuse a write
+    now: SQLite's lock held by another process, PostgreSQL unreachable or a read-only standby.
+    ``path`` is a file on the data disk (the SQLite store lives there; time series and
+    backups do with any engine).
+    """
 
     def probe() -> Check:
         waiting = held()
@@ -91,13 +98,10 @@ def store_writable(
             return Check(
                 "store", False, f"{free // 1024} KiB free on the data disk (< {min_free_bytes // 1024} KiB)"
             )
-        connection = db()
         try:
-            # Takes the write lock without writing: fails at once if another process holds it.
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            return Check("store", False, f"write lock unavailable: {exc}")
+            writable()
+        except StoreError as exc:
+            return Check("store", False, str(exc))
         return Check("store", True)
 
     return probe

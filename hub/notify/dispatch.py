@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 
@@ -33,6 +34,8 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 #: With nothing pending, look again this often anyway (a cheap safety net).
 IDLE_POLL_S = 5.0
+#: Deliveries in flight at once (each its own task).
+MAX_IN_FLIGHT = 200
 #: A round that failed (the store) is tried again after this long, doubling up to the maximum.
 ROUND_RETRY_FIRST_S = 0.5
 ROUND_RETRY_MAX_S = 30.0
@@ -67,41 +70,71 @@ class Dispatcher:
         self.failed_attempts = 0
         #: Acknowledged by the broker, not yet marked in the store (it refused): id → when.
         self._unmarked: dict[str, float] = {}
+        #: One task per notification being delivered: a slow acknowledgement (or webhook) holds
+        #: up only its own notification, never a new SOS behind it.
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         failures = 0
-        while True:
-            try:
-                idle = await self._round()
-            except Exception:
-                failures += 1
-                delay = min(ROUND_RETRY_MAX_S, ROUND_RETRY_FIRST_S * 2 ** (failures - 1))
-                log.exception("notification round failed; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            if idle:
-                await self._idle()
+        try:
+            while True:
+                try:
+                    idle = await self._round()
+                except Exception:
+                    failures += 1
+                    delay = min(ROUND_RETRY_MAX_S, ROUND_RETRY_FIRST_S * 2 ** (failures - 1))
+                    log.exception("notification round failed; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                if idle:
+                    await self._idle()
+        finally:
+            # Cancel and await every delivery still in flight (what was not acknowledged stays
+            # pending in the outbox and goes out after the restart).
+            tasks = list(self._in_flight.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _round(self) -> bool:
         """Deliver what is pending now; ``True`` when nothing was (then the loop waits)."""
         self._wake.clear()
         self.beat = asyncio.get_running_loop().time()
         self._mark_remembered()
+        room = MAX_IN_FLIGHT - len(self._in_flight)
+        if room <= 0:
+            return True
+        busy = self._unmarked.keys() | self._in_flight.keys()
         pending = [
-            n for n in self._store.pending_notifications(now=self._clock.now()) if n.id not in self._unmarked
-        ]
+            n
+            for n in self._store.pending_notifications(now=self._clock.now(), limit=room + len(busy))
+            if n.id not in busy
+        ][:room]
         if not pending:
             return True
         if not self._mqtt.connected.is_set() and any(n.channel == "mqtt" for n in pending):
             # Not an attempt: wait for the connection (others, e.g. webhooks, go meanwhile).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._mqtt.connected.wait(), IDLE_POLL_S)
-        await asyncio.gather(*(self._deliver(n) for n in pending))
-        return False
+                async with asyncio.timeout(IDLE_POLL_S):
+                    await self._mqtt.connected.wait()
+        for notification in pending:
+            task = asyncio.create_task(
+                self._deliver(notification), name=f"linli-notify-{notification.id[:8]}"
+            )
+            self._in_flight[notification.id] = task
+            task.add_done_callback(functools.partial(self._finished, notification.id))
+        return True
+
+    def _finished(self, notification_id: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(notification_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Stays pending in the outbox: the next round tries it again.
+            log.error("delivering notification %s failed: %r", notification_id, task.exception())
+        self._wake.set()  # room for the next, and a retry may be due
 
     def _mark_remembered(self) -> None:
         for note_id, at in list(self._unmarked.items()):
@@ -126,7 +159,8 @@ class Dispatcher:
             else max(0.05, min(IDLE_POLL_S, wall_delay(self._clock, next_at - self._clock.now())))
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _deliver(self, notification: Notification) -> None:
         if notification.channel in WEBHOOK_CHANNELS and self._webhooks is not None:

@@ -1,6 +1,6 @@
 """Persistence of cases: the append-only timeline is the record, the ``cases`` row an index.
 
-Lives in the hub's SQLite file beside alerts and the notification outbox, so a case change,
+Lives in the store's database beside alerts and the notification outbox, so a case change,
 the escalation steps it sends and their notifications commit in **one transaction**: after
 ``kill -9`` either all of them happened or none did. A case is rebuilt by replaying its
 timeline (:func:`hub.cases.workflow.replay`).
@@ -8,7 +8,6 @@ timeline (:func:`hub.cases.workflow.replay`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -16,6 +15,7 @@ import orjson
 from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
 from hub.cases.workflow import replay
 from hub.errors import StaleCaseError
+from hub.storage.engine import Tx
 from hub.storage.store import Store
 
 
@@ -25,7 +25,7 @@ class CaseStore:
 
     # -- writes (inside the caller's transaction) ------------------------------------------
 
-    def add(self, db: sqlite3.Connection, case: Case, entry: TimelineEntry) -> None:
+    def add(self, db: Tx, case: Case, entry: TimelineEntry) -> None:
         db.execute(
             "INSERT INTO cases (id, alert_id, category, severity, grid, community, state, assignee, version, filed_at,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -45,7 +45,7 @@ class CaseStore:
         )
         self._insert_entry(db, entry)
 
-    def append(self, db: sqlite3.Connection, case: Case, entry: TimelineEntry) -> None:
+    def append(self, db: Tx, case: Case, entry: TimelineEntry) -> None:
         """Record ``entry`` that turned the stored case into ``case`` (version check included)."""
         cursor = db.execute(
             "UPDATE cases SET state = ?, assignee = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
@@ -56,14 +56,14 @@ class CaseStore:
         self._insert_entry(db, entry)
 
     @staticmethod
-    def _insert_entry(db: sqlite3.Connection, entry: TimelineEntry) -> None:
+    def _insert_entry(db: Tx, entry: TimelineEntry) -> None:
         db.execute(
             "INSERT INTO case_timeline (case_id, seq, ts, entry) VALUES (?, ?, ?, ?)",
             (entry.case_id, entry.seq, entry.ts, orjson.dumps(entry.to_dict())),
         )
 
     @staticmethod
-    def set_deadline(db: sqlite3.Connection, case_id: str, next_at: float | None) -> None:
+    def set_deadline(db: Tx, case_id: str, next_at: float | None) -> None:
         if next_at is None:
             db.execute("DELETE FROM case_deadlines WHERE case_id = ?", (case_id,))
         else:
@@ -74,10 +74,10 @@ class CaseStore:
             )
 
     @staticmethod
-    def mark_sent(db: sqlite3.Connection, key: str, case_id: str, at: float) -> bool:
+    def mark_sent(db: Tx, key: str, case_id: str, at: float) -> bool:
         """Record an escalation step as sent; ``False`` if it already was (then send nothing)."""
         cursor = db.execute(
-            "INSERT OR IGNORE INTO case_steps_sent (key, case_id, sent_at) VALUES (?, ?, ?)",
+            "INSERT INTO case_steps_sent (key, case_id, sent_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING",
             (key, case_id, at),
         )
         return cursor.rowcount == 1
@@ -85,7 +85,7 @@ class CaseStore:
     # -- reads ---------------------------------------------------------------------------
 
     def timeline(self, case_id: str) -> list[TimelineEntry]:
-        rows = self._store.db.execute(
+        rows = self._store.execute(
             "SELECT entry FROM case_timeline WHERE case_id = ? ORDER BY seq", (case_id,)
         ).fetchall()
         return [TimelineEntry.from_dict(orjson.loads(row[0])) for row in rows]
@@ -95,7 +95,7 @@ class CaseStore:
         return replay(entries) if entries else None
 
     def open_for_alert(self, alert_id: int) -> Case | None:
-        row = self._store.db.execute(
+        row = self._store.execute(
             "SELECT id FROM cases WHERE alert_id = ? AND state NOT IN ('closed', 'void')", (alert_id,)
         ).fetchone()
         return self.load(row[0]) if row else None
@@ -119,27 +119,27 @@ class CaseStore:
             params.append(grid)
         query += " ORDER BY filed_at DESC LIMIT ?"
         params.append(limit)
-        return [row[0] for row in self._store.db.execute(query, params)]
+        return [row[0] for row in self._store.execute(query, params)]
 
     def due(self, now: float) -> list[str]:
-        rows = self._store.db.execute(
+        rows = self._store.execute(
             "SELECT case_id FROM case_deadlines WHERE next_at <= ? ORDER BY next_at", (now,)
         )
         return [row[0] for row in rows]
 
     def next_deadline(self) -> float | None:
-        row = self._store.db.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
+        row = self._store.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def sent_keys(self, case_id: str) -> frozenset[str]:
-        rows = self._store.db.execute("SELECT key FROM case_steps_sent WHERE case_id = ?", (case_id,))
+        rows = self._store.execute("SELECT key FROM case_steps_sent WHERE case_id = ?", (case_id,))
         return frozenset(row[0] for row in rows)
 
     def timelines_touching(self, start: float, end: float) -> list[Sequence[TimelineEntry]]:
         """Timelines of every case filed before ``end`` that was open at some point after ``start``."""
         ids = [
             row[0]
-            for row in self._store.db.execute(
+            for row in self._store.execute(
                 "SELECT id FROM cases WHERE filed_at < ? AND (state NOT IN ('closed', 'void') OR updated_at >= ?)",
                 (end, start),
             )
@@ -148,7 +148,7 @@ class CaseStore:
 
     def alerts_without_case(self) -> list[int]:
         """Active alerts with no case (a crash between the alert's and the case's commit)."""
-        rows = self._store.db.execute(
+        rows = self._store.execute(
             "SELECT a.id FROM alerts a WHERE a.status = 'active' AND a.severity != 'info'"
             " AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.alert_id = a.id)"
         )

@@ -2,7 +2,7 @@
 
 A reply is accepted only inside a time window around the hub's clock, so a nonce needs to
 be remembered only for as long as its reply's signed timestamp is inside that window; older
-rows are pruned. The table outlives restarts (schema version 2): replaying a reply while the
+rows are pruned. The table outlives restarts (schema version 3): replaying a reply while the
 hub restarts does not reopen it.
 """
 
@@ -16,7 +16,7 @@ class ReplyNonces:
         self._store = store
 
     def seen(self, person: str, nonce: str) -> bool:
-        row = self._store.db.execute(
+        row = self._store.execute(
             "SELECT 1 FROM reply_nonces WHERE person = ? AND nonce = ?", (person, nonce)
         ).fetchone()
         return row is not None
@@ -25,9 +25,12 @@ class ReplyNonces:
         """Record a used nonce (with its reply's signed time) and forget those older than ``prune_before``."""
         with self._store.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO reply_nonces (person, nonce, ts) VALUES (?, ?, ?)", (person, nonce, ts)
+                "INSERT INTO reply_nonces (person, nonce, ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (person, nonce) DO NOTHING",
+                (person, nonce, ts),
             )
             db.execute("DELETE FROM reply_nonces WHERE ts < ?", (prune_before,))
 
     def count(self) -> int:
-        return int(self._store.db.execute("SELECT count(*) FROM reply_nonces").fetchone()[0])
+        row = self._store.execute("SELECT count(*) FROM reply_nonces").fetchone()
+        return int(row[0]) if row is not None else 0

@@ -20,7 +20,7 @@ class RuleStateStore:
         self._store = store
 
     def load(self) -> MemoryState:
-        rows = self._store.db.execute("SELECT rule, subject, state FROM rule_state").fetchall()
+        rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
         return MemoryState.restore_rows((rule, subject, orjson.loads(state)) for rule, subject, state in rows)
 
     def flush(self, state: MemoryState, *, include_routine: bool = False) -> int:
@@ -46,5 +46,5 @@ class RuleStateStore:
         return len(dirty)
 
     def count(self) -> int:
-        row = self._store.db.execute("SELECT count(*) FROM rule_state").fetchone()
+        row = self._store.execute("SELECT count(*) FROM rule_state").fetchone()
         return int(row[0])

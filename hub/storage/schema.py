@@ -1,13 +1,16 @@
-"""The one database file's schema and its versioned migrations.
+"""The store's schema and its versioned migrations, one list for both engines.
 
-Every table of the hub's SQLite file is created here, nowhere else. The file carries its
-schema version in SQLite's ``PRAGMA user_version`` (a header field, read without a table);
-:func:`migrate` upgrades an older file step by step on start, each step in its own
-transaction, and refuses a file written by a newer Linli (downgrading would silently drop
-what the newer version keeps).
+Every table is created here, nowhere else. Step ``i`` of :data:`MIGRATIONS` takes a database
+from version ``i`` to ``i + 1``; the engine runs each step in its own transaction and records
+the version where that engine keeps it — SQLite in ``PRAGMA user_version`` (a header field,
+read without a table), PostgreSQL in a one-row ``schema_version`` table — and refuses a
+database written by a newer Linli (downgrading would silently drop what the newer version
+keeps). A step is written once, in SQLite's DDL; :meth:`~hub.storage.engine.Tx.ddl` gives
+PostgreSQL its types (``BYTEA``, ``DOUBLE PRECISION``, identity columns), and a step branches
+on ``tx.dialect`` only where the engines really differ.
 
 Version 1 is the schema as the first releases created it, table by table with ``IF NOT
-EXISTS``, so a file written before versions existed (``user_version`` 0) is brought to
+EXISTS``, so a SQLite file written before versions existed (``user_version`` 0) is brought to
 version 1 by the same step: missing tables are created, and the columns that were added to
 ``notifications`` later are added if absent.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from hub.errors import SchemaVersionError
+from hub.storage.engine import Dialect, Tx
 
 _V1 = """
     CREATE TABLE IF NOT EXISTS alerts (
@@ -128,67 +131,76 @@ _V1 = """
     ) WITHOUT ROWID;
 """
 
-#: Columns that pre-versioning files may lack: (table, column, declaration).
+#: Columns that pre-versioning SQLite files may lack: (table, column, declaration).
 _V1_ADDED_COLUMNS = (
     ("notifications", "case_id", "TEXT"),
     ("notifications", "abandoned_at", "REAL"),
 )
 
 
-def _v1(db: sqlite3.Connection) -> None:
-    for table, column, declaration in _V1_ADDED_COLUMNS:
-        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if columns and column not in columns:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-    for statement in _V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
+def _v1(tx: Tx) -> None:
+    if tx.dialect is Dialect.SQLITE:
+        for table, column, declaration in _V1_ADDED_COLUMNS:
+            columns = {row[1] for row in tx.execute(f"PRAGMA table_info({table})")}
+            if columns and column not in columns:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    tx.ddl(_V1)
+    if tx.dialect is Dialect.POSTGRESQL:
+        # SQLite's implicit rowid orders the outbox log by insertion when several notifications
+        # share a created_at (a manual clock, one alert to many recipients); PostgreSQL has no
+        # rowid, so it gets the same order from an explicit identity column.
+        tx.execute(
+            "ALTER TABLE notifications ADD COLUMN IF NOT EXISTS seq BIGINT GENERATED ALWAYS AS IDENTITY"
+        )
 
 
 _V2 = """
-    CREATE TABLE reply_nonces (
+    CREATE TABLE IF NOT EXISTS cluster_nodes (
+        node_id      TEXT PRIMARY KEY,
+        started_at   REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS community_leases (
+        community  TEXT PRIMARY KEY,
+        owner      TEXT,
+        epoch      INTEGER NOT NULL,
+        since      REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+"""
+
+
+def _v2(tx: Tx) -> None:
+    """Cluster membership and community leases (hub/storage/leases.py)."""
+    tx.ddl(_V2)
+
+
+_V3 = """
+    CREATE TABLE IF NOT EXISTS reply_nonces (
         person  TEXT NOT NULL,
         nonce   TEXT NOT NULL,
         ts      REAL NOT NULL,
         PRIMARY KEY (person, nonce)
-    ) WITHOUT ROWID;
-    CREATE INDEX reply_nonces_ts ON reply_nonces (ts);
+    );
+    CREATE INDEX IF NOT EXISTS reply_nonces_ts ON reply_nonces (ts);
 """
 
 
-def _v2(db: sqlite3.Connection) -> None:
+def _v3(tx: Tx) -> None:
     """Nonces of accepted worker replies (issue 11): a replayed reply is refused after a restart too.
 
     Rows are pruned once their signed timestamp has left the acceptance window, after which
     the timestamp check alone refuses the replay.
     """
-    for statement in _V2.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    tx.ddl(_V3)
 
 
-#: Step ``i`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+#: Step ``i`` takes a database from version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(db: sqlite3.Connection) -> int:
+    """The version of a SQLite file opened without the store (backups, tests)."""
     return int(db.execute("PRAGMA user_version").fetchone()[0])
-
-
-def migrate(db: sqlite3.Connection, *, path: str) -> int:
-    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had. Refuses a newer file."""
-    found = schema_version(db)
-    if found > SCHEMA_VERSION:
-        raise SchemaVersionError(path=path, found=found, supported=SCHEMA_VERSION)
-    for version in range(found, SCHEMA_VERSION):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[version](db)
-            # PRAGMA takes no parameters; the value is our own integer.
-            db.execute(f"PRAGMA user_version = {version + 1}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    return found

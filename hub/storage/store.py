@@ -1,4 +1,4 @@
-"""The embedded store (SQLite): alerts, the notification outbox, the registry and quarantine records.
+"""The store: alerts, the notification outbox, the registry and quarantine records.
 
 Invariants enforced here, by the schema rather than by luck:
 
@@ -8,17 +8,10 @@ Invariants enforced here, by the schema rather than by luck:
   can lose neither one without the other (transactional outbox); the dispatcher delivers
   what is pending, again after a restart.
 
-The hub calls the store from the event loop: writes happen only for alerts and
-notifications (rare next to readings), in WAL mode, so each is a sub-millisecond commit.
-With ``synchronous=NORMAL`` in WAL mode a committed transaction survives a process crash
-(``kill -9``); only an OS crash or power loss may roll back the last commits.
-
-The busy timeout is :data:`BUSY_TIMEOUT_S`, not Python's default of 5 s: the store is used
-from the event loop, so a lock held by another process (a backup, an operator's ``sqlite3``
-shell with ``BEGIN EXCLUSIVE``) would freeze MQTT, HTTP and every loop for 5 s per write.
-A failed write is not lost: the message is held and retried by the hub (not acknowledged),
-casework and dispatch back off. A transaction that fails (disk full, locked) is rolled back
-if SQLite did not already do so, and the cause is what is raised — never a "cannot rollback".
+The database is SQLite (embedded, the default) or PostgreSQL, chosen by ``store.url``
+(:mod:`hub.storage.engine`); the SQL here is the dialect both share, and nothing above the
+store learns which one runs. The hub calls the store from the event loop: writes happen only
+for alerts and notifications (rare next to readings), each one short transaction.
 """
 
 from __future__ import annotations
@@ -33,17 +26,23 @@ import orjson
 
 from hub.community.model import Community
 from hub.errors import StoreError
-from hub.files import touch_private
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
-from hub.storage.schema import migrate
+from hub.storage.engine import Cursor, Dialect, Engine, Tx, dialect_of, sqlite_path
+from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
 
-#: How long a write waits for another process's lock: the longest the event loop may stall on
-#: one write. Our own commits take well under a millisecond, WAL readers never block a writer,
-#: so only another writer can make us wait; 0.2 s covers the brief ones (an online backup step,
-#: a checkpoint), anything longer is the hub's retry queue's job, with the loop free meanwhile.
-BUSY_TIMEOUT_S = 0.2
+__all__ = ["BUSY_TIMEOUT_S", "Store", "open_engine"]
+
+
+def open_engine(url: str) -> Engine:
+    """The engine a ``store.url`` names: ``sqlite:…`` or ``postgresql://…``."""
+    if dialect_of(url) is Dialect.SQLITE:
+        return SqliteEngine(path=sqlite_path(url))
+    # Imported here: psycopg loads libpq, which an embedded hub never needs.
+    from hub.storage.postgres import PostgresEngine  # noqa: PLC0415
+
+    return PostgresEngine(url=url)
 
 
 def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
@@ -88,36 +87,62 @@ def _alert(row: tuple[Any, ...]) -> Alert:
 
 
 class Store:
-    """SQLite-backed store; one connection, used from the event loop thread only."""
+    """Alerts, outbox, registry and quarantine over one engine, used from the event loop thread only.
 
-    def __init__(self, *, path: Path) -> None:
-        self.path = path
+    ``Store(path=…)`` opens a SQLite file, ``Store(url=…)`` whatever the URL names; the schema is
+    brought to the current version on open (a newer one is refused).
+    """
+
+    def __init__(self, *, path: Path | None = None, url: str | None = None) -> None:
+        if (path is None) == (url is None):
+            raise TypeError("Store needs exactly one of path= and url=")
+        engine = SqliteEngine(path=path) if path is not None else open_engine(url or "")
         try:
-            # 0600 before SQLite opens it: its -wal/-shm files take the same mode.
-            touch_private(path)
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_S
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db, path=str(path))
-            self._locked_out = False
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open store {path}: {exc}") from exc
+            engine.migrate()
+        except StoreError:
+            engine.close()
+            raise
+        except Exception as exc:
+            engine.close()
+            raise StoreError(f"cannot open store {engine.location}: {exc}") from exc
+        self._engine = engine
+        #: The SQLite file, ``None`` on a server database.
+        self.path: Path | None = engine.path if isinstance(engine, SqliteEngine) else None
+        self.dialect = engine.dialect
+        self.location = engine.location
+        # Insertion order of the outbox: SQLite's implicit rowid, PostgreSQL's identity column.
+        self._insert_order = "n.rowid" if engine.dialect is Dialect.SQLITE else "n.seq"
 
     def close(self) -> None:
-        self._db.close()
+        self._engine.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write (``BEGIN IMMEDIATE`` … ``COMMIT``), for the store's sibling tables."""
-        with self._tx() as db:
-            yield db
+    def transaction(self) -> Iterator[Tx]:
+        """One atomic write, for the store's writers (this class and its siblings) to share."""
+        with self._engine.transaction() as tx:
+            yield tx
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        """One statement outside a transaction: reads by the store's sibling modules."""
+        return self._engine.execute(sql, params)
+
+    def check_writable(self) -> None:
+        """Raise :class:`~hub.errors.StoreError` if a write would fail now (readiness)."""
+        self._engine.check_writable()
+
+    def schema_version(self) -> int:
+        return self._engine.schema_version()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The SQLite connection itself, for tests and tools that need SQLite's own statements."""
+        if not isinstance(self._engine, SqliteEngine):
+            raise StoreError(f"{self.location} is not a SQLite store")
+        return self._engine.db
 
     def queue_notification(
         self,
-        db: sqlite3.Connection,
+        db: Tx,
         *,
         notification_id: str,
         alert_id: int,
@@ -145,57 +170,19 @@ class Store:
         )
         return Notification(note_id, alert_id, recipient.id, recipient.channel, recipient.address, payload, 0)
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        """The connection, for reads by the store's sibling modules (writes go through :meth:`transaction`)."""
-        return self._db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            self._contended(exc)
-            raise
-        try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            # SQLite has already rolled back after SQLITE_FULL and some I/O errors; a second
-            # ROLLBACK would raise "no transaction is active" and hide the cause.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        if self._locked_out:
-            self._locked_out = False
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-
-    def _contended(self, exc: sqlite3.OperationalError) -> None:
-        """Another process holds the lock: fail the next writes at once until one gets through.
-
-        Every SOS press of another button tries its own write; each waiting the busy timeout
-        would add up to seconds of a frozen event loop under a burst. They are held and retried
-        by the hub either way; the first write that succeeds restores the timeout.
-        """
-        if not self._locked_out and ("locked" in str(exc) or "busy" in str(exc)):
-            self._locked_out = True
-            self._db.execute("PRAGMA busy_timeout = 0")
-
     # -- alerts ---------------------------------------------------------------------------
 
-    def upsert_alert(
-        self, db: sqlite3.Connection, signal: Signal, subject: Subject
-    ) -> tuple[Alert, bool] | None:
+    def upsert_alert(self, db: Tx, signal: Signal, subject: Subject) -> tuple[Alert, bool] | None:
         """Record a raise/update signal inside the caller's transaction: ``(alert, created)``.
 
         Returns ``None`` when the signal changes nothing (a redelivered message whose
         occurrence is already recorded). The caller queues the alert's notifications in the
         same transaction (transactional outbox).
         """
-        row = db.execute(_ACTIVE_ALERT, (signal.rule_id, signal.subject)).fetchone()
+        row = db.execute(_ACTIVE_ALERT + db.for_update, (signal.rule_id, signal.subject)).fetchone()
         created = row is None
         if created:
-            cursor = db.execute(
+            alert_id = db.insert_id(
                 "INSERT INTO alerts (rule, subject, category, severity, status, device_id, grid, community,"
                 " title_zh, title_en, raised_at, last_seen, count, trace)"
                 " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, 1, ?)",
@@ -214,8 +201,6 @@ class Store:
                     orjson.dumps({"occurrences": [signal.trace]}),
                 ),
             )
-            alert_id = cursor.lastrowid
-            assert alert_id is not None
         else:
             existing = _alert(row)
             recent = existing.trace["occurrences"]
@@ -223,20 +208,18 @@ class Store:
                 # The very same occurrence again (QoS 1 redelivery, replay): nothing new happened.
                 return None
             occurrences = [*recent[-19:], signal.trace]
+            # The row is locked (FOR UPDATE, or SQLite's write lock): max() in Python is current.
             db.execute(
-                "UPDATE alerts SET last_seen = max(last_seen, ?), count = count + 1, trace = ? WHERE id = ?",
-                (signal.ts, orjson.dumps({"occurrences": occurrences}), existing.id),
+                "UPDATE alerts SET last_seen = ?, count = count + 1, trace = ? WHERE id = ?",
+                (max(existing.last_seen, signal.ts), orjson.dumps({"occurrences": occurrences}), existing.id),
             )
             alert_id = existing.id
         return _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()), created
 
     def clear_alert(self, signal: Signal) -> AlertChange | None:
         """Resolve the active alert of the signal's (rule, subject), if there is one."""
-        with self._tx() as db:
-            row = db.execute(
-                _ACTIVE_ALERT,
-                (signal.rule_id, signal.subject),
-            ).fetchone()
+        with self.transaction() as db:
+            row = db.execute(_ACTIVE_ALERT + db.for_update, (signal.rule_id, signal.subject)).fetchone()
             if row is None:
                 return None
             db.execute(
@@ -247,11 +230,11 @@ class Store:
 
     def active_alert(self, rule: str, subject: str) -> Alert | None:
         """The open alert of (rule, subject), if any."""
-        row = self._db.execute(_ACTIVE_ALERT, (rule, subject)).fetchone()
+        row = self.execute(_ACTIVE_ALERT, (rule, subject)).fetchone()
         return _alert(row) if row else None
 
     def alert(self, alert_id: int) -> Alert | None:
-        row = self._db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
+        row = self._engine.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
         return _alert(row) if row else None
 
     def alerts(self, *, limit: int = 100, status: str | None = None) -> list[Alert]:
@@ -261,12 +244,12 @@ class Store:
             query += " WHERE status = ?"
             params = (status,)
         query += " ORDER BY raised_at DESC, id DESC LIMIT ?"
-        return [_alert(r) for r in self._db.execute(query, (*params, limit))]
+        return [_alert(r) for r in self._engine.execute(query, (*params, limit))]
 
     # -- notification outbox --------------------------------------------------------------
 
     def pending_notifications(self, *, now: float, limit: int = 100) -> list[Notification]:
-        rows = self._db.execute(
+        rows = self._engine.execute(
             "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
             " WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ?"
             " ORDER BY created_at, id LIMIT ?",
@@ -275,38 +258,40 @@ class Store:
         return [Notification(*row) for row in rows]
 
     def next_retry_at(self) -> float | None:
-        row = self._db.execute(
+        row = self._engine.execute(
             "SELECT min(next_attempt) FROM notifications WHERE delivered_at IS NULL AND abandoned_at IS NULL"
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def mark_delivered(self, notification_id: str, *, at: float) -> None:
-        self._db.execute(
+        self._engine.execute(
             "UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
             (at, notification_id),
         )
 
     def mark_failed(self, notification_id: str, *, error: str, retry_at: float) -> None:
-        self._db.execute(
+        self._engine.execute(
             "UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
             (error[:500], retry_at, notification_id),
         )
 
     def mark_abandoned(self, notification_id: str, *, error: str, at: float) -> None:
         """The receiver refused for good (HTTP 4xx, a robot's permanent errcode): stop retrying, keep why."""
-        self._db.execute(
+        self._engine.execute(
             "UPDATE notifications SET attempts = attempts + 1, last_error = ?, abandoned_at = ? WHERE id = ?",
             (error[:500], at, notification_id),
         )
 
     def notification_log(self, *, since: float = 0.0, limit: int = 500) -> list[dict[str, Any]]:
         """Notifications created at or after ``since``, oldest first, with what they said and how they went."""
-        cursor = self._db.execute(
-            "SELECT n.id, n.alert_id, n.case_id, n.recipient, n.channel, n.address, n.created_at, n.attempts,"
+        # The ORDER BY column is ours (rowid or seq), never input.
+        query = (
+            "SELECT n.id, n.alert_id, n.case_id, n.recipient, n.channel, n.address, n.created_at, n.attempts,"  # noqa: S608
             " n.delivered_at, n.abandoned_at, n.last_error, n.payload, a.rule FROM notifications n"
-            " JOIN alerts a ON a.id = n.alert_id WHERE n.created_at >= ? ORDER BY n.created_at, n.rowid LIMIT ?",
-            (since, limit),
+            " JOIN alerts a ON a.id = n.alert_id WHERE n.created_at >= ?"
+            f" ORDER BY n.created_at, {self._insert_order} LIMIT ?"
         )
+        cursor = self._engine.execute(query, (since, limit))
         rows: list[dict[str, Any]] = []
         for *head, payload, rule in cursor:
             keys = ("id", "alert_id", "case_id", "recipient", "channel", "address", "created_at", "attempts")
@@ -323,7 +308,7 @@ class Store:
         return rows
 
     def notifications_for(self, alert_id: int) -> list[dict[str, Any]]:
-        cursor = self._db.execute(
+        cursor = self._engine.execute(
             "SELECT id, recipient, channel, address, attempts, delivered_at, abandoned_at, last_error FROM notifications"
             " WHERE alert_id = ? ORDER BY created_at, id",
             (alert_id,),
@@ -336,7 +321,7 @@ class Store:
     def save_communities(self, communities: Sequence[Community], *, at: float) -> int:
         """Upsert communities by code; returns how many changed. Registered devices leave the unassigned list."""
         changed = 0
-        with self._tx() as db:
+        with self.transaction() as db:
             for community in communities:
                 doc = orjson.dumps(community.model_dump(mode="json"))
                 row = db.execute("SELECT doc FROM communities WHERE code = ?", (community.code,)).fetchone()
@@ -353,29 +338,34 @@ class Store:
                 )
         return changed
 
+    def communities_count(self) -> int:
+        return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
+
     def communities(self) -> list[Community]:
-        rows = self._db.execute("SELECT doc FROM communities ORDER BY code").fetchall()
+        rows = self._engine.execute("SELECT doc FROM communities ORDER BY code").fetchall()
         return [Community.model_validate(orjson.loads(row[0])) for row in rows]
 
     def add_unassigned(self, device: UnassignedDevice) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO unassigned_devices (id, family, first_seen) VALUES (?, ?, ?)",
+        self._engine.execute(
+            "INSERT INTO unassigned_devices (id, family, first_seen) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (device.id, device.family, device.first_seen),
         )
 
     def unassigned(self) -> list[UnassignedDevice]:
-        rows = self._db.execute("SELECT id, family, first_seen FROM unassigned_devices ORDER BY first_seen")
+        rows = self._engine.execute(
+            "SELECT id, family, first_seen FROM unassigned_devices ORDER BY first_seen"
+        )
         return [UnassignedDevice(*row) for row in rows]
 
     # -- quarantine -----------------------------------------------------------------------
 
     def add_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.executemany(
                 "INSERT INTO quarantine (topic, reason, detail, excerpt, first_seen, last_seen, count)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topic, reason) DO UPDATE SET"
                 " detail = excluded.detail, excerpt = excluded.excerpt, last_seen = excluded.last_seen,"
-                " count = count + excluded.count",
+                " count = quarantine.count + excluded.count",
                 [
                     (r.topic, r.reason, r.detail, r.excerpt, r.first_seen, r.last_seen, r.count)
                     for r in records
@@ -383,7 +373,7 @@ class Store:
             )
 
     def quarantine(self, *, limit: int = 100) -> list[QuarantineRecord]:
-        rows = self._db.execute(
+        rows = self._engine.execute(
             "SELECT topic, reason, detail, excerpt, first_seen, last_seen, count FROM quarantine"
             " ORDER BY last_seen DESC LIMIT ?",
             (limit,),

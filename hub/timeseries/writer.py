@@ -220,7 +220,8 @@ class InfluxWriter:
             if not self._spool.empty and not stopping:
                 timeout = min(interval, max(0.0, self._retry_at - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             stopping = stopping or self._stopping
             try:

@@ -1,4 +1,4 @@
-"""Start real Mosquitto brokers for tests and benchmarks.
+"""Start real servers (Mosquitto, PostgreSQL) for tests and benchmarks.
 
 A missing binary skips a test on a developer's machine but **fails** under CI (``CI`` set),
 so a CI run can never go green by skipping the tests that need a server.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+#: Debian's PostgreSQL 15 (package ``postgresql``); its binaries are not on PATH.
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 class ServerMissingError(RuntimeError):
@@ -122,3 +126,86 @@ def mosquitto(workdir: Path, *, username: str = "linli", password: str = "test-s
         yield Broker("127.0.0.1", port, username, password, proc)
     finally:
         stop_process(proc)
+
+
+@dataclass(frozen=True, slots=True)
+class Postgres:
+    """A throw-away PostgreSQL cluster on loopback; ``url(db)`` names one of its databases."""
+
+    host: str
+    port: int
+    user: str
+    socket_dir: Path
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+
+def _as_cluster_owner(argv: list[str]) -> list[str]:
+    """initdb and pg_ctl refuse to run as root (handbook §7): run them as ``postgres`` then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@contextmanager
+def postgres(*, fsync: bool = True) -> Iterator[Postgres]:
+    """Debian's PostgreSQL 15 in a temporary directory, on a random free port of 127.0.0.1.
+
+    The cluster's superuser is ``postgres`` with ``trust`` authentication on loopback only.
+    ``fsync=False`` is for the test suite (speed; a test never survives an OS crash anyway);
+    measurements keep the default, durable settings.
+    """
+    initdb = POSTGRES_BIN / "initdb"
+    pg_ctl = POSTGRES_BIN / "pg_ctl"
+    if not (os.access(initdb, os.X_OK) and os.access(pg_ctl, os.X_OK)):
+        raise ServerMissingError(f"PostgreSQL 15 is not installed ({initdb}; apt-get install postgresql)")
+    # Not pytest's tmp_path: that is private to root, and the server runs as `postgres`.
+    workdir = Path(tempfile.mkdtemp(prefix="linli-pg-"))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(workdir, owner.pw_uid, owner.pw_gid)
+    data = workdir / "data"
+    port = free_port()
+    started = False
+    try:
+        subprocess.run(
+            _as_cluster_owner(
+                [str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        options = f"-k {workdir} -c listen_addresses=127.0.0.1 -p {port}"
+        if not fsync:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        subprocess.run(
+            _as_cluster_owner(
+                [
+                    str(pg_ctl),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(workdir / "log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        started = True
+        wait_for_port(port)
+        yield Postgres("127.0.0.1", port, "postgres", workdir)
+    finally:
+        if started:
+            subprocess.run(
+                _as_cluster_owner([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                check=False,
+                capture_output=True,
+            )
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""The case store and the rule-state store on both engines: timelines, version checks, deadlines,
+escalation steps sent once, and rule slots that survive a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hub.cases.model import Case, CaseAction, CaseState, Channel, TimelineEntry
+from hub.cases.workflow import apply, case_from_alert
+from hub.errors import StaleCaseError
+from hub.ingest.alerts import record_signal
+from hub.records import Alert
+from hub.storage.cases import CaseStore
+from hub.storage.rule_state import RuleStateStore
+from hub.storage.store import Store
+from rules import MemoryState, Slot
+from tests.test_store import SUBJECT, T0, signal
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store(url=store_url)
+    yield opened
+    opened.close()
+
+
+def sos_alert(store: Store, subject: str = "btn-1") -> Alert:
+    change = record_signal(store, signal(subject=subject), SUBJECT, [])
+    assert change is not None
+    return change.alert
+
+
+def opened_case(store: Store, cases: CaseStore, alert: Alert, case_id: str) -> tuple[Case, TimelineEntry]:
+    """What casework does on a new alert: 立案 then 派遣, in one transaction."""
+    case, filed = case_from_alert(alert, case_id=case_id, at=T0)
+    dispatched, dispatch = apply(
+        case, CaseAction.DISPATCH, actor="system", at=T0, channel=Channel.SYSTEM, data={"assignee": "w-night"}
+    )
+    with store.transaction() as tx:
+        cases.add(tx, case, filed)
+        cases.append(tx, dispatched, dispatch)
+        cases.set_deadline(tx, case.id, T0 + 60)
+    return dispatched, dispatch
+
+
+def test_a_case_is_rebuilt_from_its_timeline(store: Store) -> None:
+    cases = CaseStore(store=store)
+    alert = sos_alert(store)
+    dispatched, _ = opened_case(store, cases, alert, "c1")
+    loaded = cases.open_for_alert(alert.id)
+    assert loaded == dispatched and loaded.state is CaseState.DISPATCHED and loaded.assignee == "w-night"
+    assert [e.action for e in cases.timeline("c1")] == [CaseAction.FILE, CaseAction.DISPATCH]
+    assert cases.case_ids(assignee="w-night") == ["c1"] and cases.case_ids(grid="nowhere") == []
+    assert len(cases.timelines_touching(T0 - 1, T0 + 1)) == 1
+
+
+def test_a_stale_append_is_refused_and_rolls_back_everything(store: Store) -> None:
+    cases = CaseStore(store=store)
+    dispatched, _ = opened_case(store, cases, sos_alert(store), "c1")
+    accepted, accept = apply(dispatched, CaseAction.ACCEPT, actor="w-night", at=T0 + 5, channel=Channel.MQTT)
+    with store.transaction() as tx:
+        cases.append(tx, accepted, accept)
+    with pytest.raises(StaleCaseError), store.transaction() as tx:
+        cases.set_deadline(tx, "c1", T0 + 999)
+        cases.append(tx, accepted, accept)  # the same change again, from an old version
+    assert cases.next_deadline() == T0 + 60, "the deadline moved in the refused transaction is rolled back"
+    assert len(cases.timeline("c1")) == 3
+
+
+def test_only_one_open_case_per_alert(store: Store) -> None:
+    cases = CaseStore(store=store)
+    alert = sos_alert(store)
+    opened_case(store, cases, alert, "c1")
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        opened_case(store, cases, alert, "c2")
+    assert cases.case_ids() == ["c1"]
+
+
+def test_deadlines_and_escalation_steps_are_sent_once(store: Store) -> None:
+    cases = CaseStore(store=store)
+    opened_case(store, cases, sos_alert(store), "c1")
+    assert cases.due(T0 + 59) == [] and cases.due(T0 + 60) == ["c1"]
+    with store.transaction() as tx:
+        assert cases.mark_sent(tx, "c1/step/1", "c1", T0 + 60)
+        assert not cases.mark_sent(tx, "c1/step/1", "c1", T0 + 61)
+        cases.set_deadline(tx, "c1", T0 + 120)
+    with store.transaction() as tx:
+        assert not cases.mark_sent(tx, "c1/step/1", "c1", T0 + 62)
+    assert cases.sent_keys("c1") == frozenset({"c1/step/1"})
+    assert cases.next_deadline() == T0 + 120
+    with store.transaction() as tx:
+        cases.set_deadline(tx, "c1", None)
+    assert cases.next_deadline() is None
+
+
+def test_an_alert_whose_case_never_opened_is_found(store: Store) -> None:
+    cases = CaseStore(store=store)
+    first = sos_alert(store, "btn-1")
+    second = sos_alert(store, "btn-2")
+    opened_case(store, cases, first, "c1")
+    assert cases.alerts_without_case() == [second.id]
+
+
+def test_rule_state_is_flushed_and_restored(store: Store) -> None:
+    states = RuleStateStore(store=store)
+    state = MemoryState()
+    state.put(("elderly.no_door", "door-1"), Slot("absence", due=T0 + 86_400.5, last_ts=T0))
+    state.put(("parking.fire_lane", "lane-b-1"), Slot("duration", due=T0 + 60, value=1.0))
+    assert states.flush(state) == 2
+    assert states.flush(state) == 0
+    state.delete(("parking.fire_lane", "lane-b-1"))
+    state.put(("elderly.no_door", "door-1"), Slot("absence", due=T0 + 90_000.25, last_ts=T0 + 1))
+    assert states.flush(state) == 2
+    restored = states.load()
+    assert states.count() == 1
+    assert restored.get(("elderly.no_door", "door-1")) == Slot("absence", due=T0 + 90_000.25, last_ts=T0 + 1)
+    assert restored.next_due() == T0 + 90_000.25
