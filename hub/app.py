@@ -41,6 +41,7 @@ from hub.cases.calendar import official_coverage
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework.replies import Replies, ReplyTopics
+from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
@@ -48,6 +49,7 @@ from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
 from hub.errors import ConfigError, MessageDeferred, NotStoredError
+from hub.files import private_dir
 from hub.health.metrics import Family
 from hub.health.readiness import Readiness, beating, flag, readiness, store_writable
 from hub.ingest.device_state import DeviceStates
@@ -56,6 +58,7 @@ from hub.ingest.pipeline import Pipeline
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
 from hub.ingest.rule_runtime import RULE_TIMER_POLL_S, RuleRuntime
+from hub.ingest.strangers import UnknownDevices
 from hub.mqtt.client import HubMqttClient, Unhandled
 from hub.notify.dispatch import IDLE_POLL_S as DISPATCH_IDLE_POLL_S
 from hub.notify.dispatch import Dispatcher
@@ -64,6 +67,7 @@ from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
 from hub.records import AlertChange, alert_json, new_notification_id
 from hub.storage.cases import CaseStore
+from hub.storage.nonces import ReplyNonces
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from hub.timeseries import QuarantinedLines, open_sink
@@ -152,6 +156,8 @@ class Hub:
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
+        # Elders' data and credentials live here: owner-only (hub.files).
+        private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
         if registry is None:
             if settings.community_file is not None:
@@ -234,7 +240,16 @@ class Hub:
             on_retry=self._casework_wake.set,
             on_case_failed=self._case_failed,
         )
-        self.replies = Replies(topics=reply_topics, casework=self.casework, on_bad_reply=self._bad_reply)
+        self.reply_keys = ReplyKeys(path=settings.reply_keys_file)
+        self.replies = Replies(
+            topics=reply_topics,
+            casework=self.casework,
+            on_bad_reply=self._bad_reply,
+            keys=self.reply_keys,
+            nonces=ReplyNonces(store=self.store),
+            clock=self.clock,
+            window_s=settings.replies.window_s,
+        )
         self.pipeline = Pipeline(
             adapters=self.adapters,
             registry=registry,
@@ -249,6 +264,14 @@ class Hub:
             series=self.timeseries,
             on_alert_change=self._alert_changed,
             on_state_change=self.rule_runtime.state_changed,
+            strangers=UnknownDevices(
+                registry=registry,
+                store=self.store,
+                quarantine=self.quarantine,
+                max_listed=settings.unknown_devices.max_listed,
+                max_prefixes=settings.unknown_devices.max_prefixes,
+            ),
+            unknown_burst_s=settings.unknown_devices.burst_s,
         )
         self.redelivery = Redelivery(
             handle=self._handle, clock=self.clock, on_stuck=self._stuck, on_recovered=self._recovered
@@ -305,7 +328,7 @@ class Hub:
         self._handle(topic, payload, qos, retain, dup)
 
     def _handle(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
-        if not self.replies.handle(topic, payload):
+        if not self.replies.handle(topic, payload, retain):
             self.pipeline.handle(topic, payload, qos, retain, dup)
 
     def _hold(self, message: Unhandled) -> None:

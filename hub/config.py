@@ -172,6 +172,28 @@ class HttpSettings(_Model):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class ReplySettings(_Model):
+    """Worker replies over MQTT: where the reply keys are, how far a reply's ``ts`` may be off."""
+
+    #: The persons' reply keys (YAML, 0600); ``<data_dir>/reply-keys.yaml`` when unset.
+    keys_file: Path | None = None
+    #: A reply whose signed ``ts`` is further than this from the hub's clock is refused (s).
+    window_s: float = Field(default=300.0, gt=0, le=86_400)
+
+
+class UnknownDeviceSettings(_Model):
+    """Bounds for devices that publish without being registered (issue 11, finding 6)."""
+
+    #: Unregistered devices listed one by one (and kept in the store); beyond this they are
+    #: counted per gateway/topic prefix only.
+    max_listed: int = Field(default=1_000, ge=0)
+    #: Gateway/topic prefixes counted separately; beyond this they share one ``*other*`` count.
+    max_prefixes: int = Field(default=100, ge=1)
+    #: Presses from unregistered devices through one gateway within this many seconds of the
+    #: last one are one burst: one alert and case saying how many, not one per device.
+    burst_s: float = Field(default=600.0, ge=0)
+
+
 class SourceSettings(_Model):
     family: Family
     #: Root topic of the family; empty means the family's default (zigbee2mqtt, v3, application, …).
@@ -205,6 +227,8 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     cluster: ClusterSettings = ClusterSettings()
     http: HttpSettings = HttpSettings()
+    replies: ReplySettings = ReplySettings()
+    unknown_devices: UnknownDeviceSettings = UnknownDeviceSettings()
     #: Gateways whose messages the hub takes in (ChirpStack v3 and v4 share the `application` root).
     sources: tuple[SourceSettings, ...] = (
         SourceSettings(family=Family.ZIGBEE2MQTT),
@@ -240,6 +264,10 @@ class Settings(_Model):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def reply_keys_file(self) -> Path:
+        return self.replies.keys_file or Path(self.data_dir) / "reply-keys.yaml"
 
 
 class ValueSource(StrEnum):
@@ -381,6 +409,10 @@ def load_config(
         for key in ("data_dir", "community_file", "policies_file", "channels_file"):
             if isinstance(doc.get(key), str) and not Path(doc[key]).is_absolute():
                 doc[key] = str((file.parent / doc[key]).resolve())
+        replies = doc.get("replies")
+        keys_file = replies.get("keys_file") if isinstance(replies, dict) else None
+        if isinstance(replies, dict) and isinstance(keys_file, str) and not Path(keys_file).is_absolute():
+            replies["keys_file"] = str((file.parent / keys_file).resolve())
         for key in ("rule_paths", "profile_paths"):
             if isinstance(doc.get(key), list):
                 doc[key] = [str((file.parent / p).resolve()) if isinstance(p, str) else p for p in doc[key]]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +15,7 @@ import gmqtt
 import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
+from hub.casework.reply_keys import ReplyKeys
 from hub.config import ApiToken, Settings, load_settings
 from hub.web.api import token_hash
 from tests.support.servers import Broker
@@ -125,3 +129,34 @@ async def publisher(broker: Broker, client_id: str = "gateway") -> gmqtt.Client:
     client.set_auth_credentials(broker.username, broker.password)
     await client.connect(broker.host, broker.port, version=MQTTv311)
     return client
+
+
+def issue_reply_key(settings: Settings, person: str) -> bytes:
+    """Issue ``person``'s reply key in the hub's keys file (as ``linli reply-key issue`` does)."""
+    return ReplyKeys(path=settings.reply_keys_file).issue(person).encode("ascii")
+
+
+def signed_reply(
+    key: bytes,
+    *,
+    person: str,
+    case_id: str,
+    action: str,
+    ts: float,
+    note: str = "",
+    data: dict[str, Any] | None = None,
+    nonce: str | None = None,
+) -> bytes:
+    """A reply signed as docs/topics.md says, written from the document rather than the hub's code,
+    so a test that uses it checks the hub against the published rule."""
+    stamp = int(ts)
+    nonce = nonce or secrets.token_urlsafe(16)
+    digest = hashlib.sha256(
+        note.encode() + b"\n" + orjson.dumps(data or {}, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    text = "\n".join(["linli-reply-v1", case_id, action, str(stamp), nonce, person, digest])
+    sig = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    body: dict[str, Any] = {"case_id": case_id, "action": action, "note": note, "ts": stamp, "nonce": nonce}
+    if data:
+        body["data"] = data
+    return orjson.dumps({**body, "sig": sig})

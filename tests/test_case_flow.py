@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from hub.app import Hub
@@ -20,7 +19,9 @@ from tests.helpers import (
     Phone,
     eventually,
     hub_settings,
+    issue_reply_key,
     publisher,
+    signed_reply,
 )
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -39,6 +40,7 @@ async def setup(
     phone = Phone(mosquitto_broker)
     await phone.start(f"{WORKERS}/+/notifications", "linli/command-centre/notifications")
     settings = hub_settings(tmp_path, mosquitto_broker, store={"url": store_url})
+    issue_reply_key(settings, "w-night")
     async with Hub(settings=settings, clock=clock) as hub:
         yield hub, clock, phone
     await phone.stop()
@@ -81,9 +83,10 @@ async def test_sos_from_press_to_closed_with_escalation(
 
     # 02:15 — the night worker accepts from the app, over MQTT.
     clock.set(PRESS + 120)
-    gateway.publish(
-        f"{WORKERS}/w-night/replies", orjson.dumps({"case_id": case_id, "action": "accept"}), qos=1
-    )
+    key = hub.reply_keys.key_for("w-night")
+    assert key is not None
+    reply = signed_reply(key, person="w-night", case_id=case_id, action="accept", ts=clock.now())
+    gateway.publish(f"{WORKERS}/w-night/replies", reply, qos=1)
     await eventually(lambda: hub.cases.load(case_id).state.value == "accepted", what="acceptance")  # type: ignore[union-attr]
 
     # 02:16 — no more escalation once accepted: the supervisor's 3-minute step never comes.
@@ -210,12 +213,13 @@ async def test_a_case_that_failed_to_open_is_opened_by_the_casework_loop(
 async def test_replies_that_cannot_be_applied_leave_a_quarantine_record(
     setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
 ) -> None:
-    hub, _clock, _phone = setup
+    hub, clock, _phone = setup
     gateway = await publisher(mosquitto_broker)
     gateway.publish(f"{WORKERS}/w-night/replies", b"{not json", qos=1)
-    gateway.publish(
-        f"{WORKERS}/w-night/replies", orjson.dumps({"case_id": "nope", "action": "accept"}), qos=1
-    )
+    key = hub.reply_keys.key_for("w-night")
+    assert key is not None
+    reply = signed_reply(key, person="w-night", case_id="nope", action="accept", ts=clock.now())
+    gateway.publish(f"{WORKERS}/w-night/replies", reply, qos=1)
     await eventually(lambda: hub.replies.handled == 2, what="both replies handled")
     assert hub.quarantine.counts["bad_reply"] == 1 and hub.quarantine.counts["reply_refused"] == 1
     hub.quarantine.flush()

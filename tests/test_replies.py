@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from hub.app import Hub
 from hub.casework.replies import ReplyTopics
 from hub.clock import ManualClock
-from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, eventually, hub_settings, publisher
+from tests.helpers import (
+    COMMUNITY,
+    SOS_BUTTON,
+    Phone,
+    eventually,
+    hub_settings,
+    issue_reply_key,
+    publisher,
+    signed_reply,
+)
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
@@ -59,6 +67,7 @@ async def test_a_worker_reply_is_applied_under_a_multi_level_prefix(
             "topic_prefix": prefix,
         },
     )
+    key = issue_reply_key(settings, "w-night")
     phone = Phone(mosquitto_broker)
     await phone.start(f"{workers}/+/notifications")
     gateway = await publisher(mosquitto_broker)
@@ -67,9 +76,8 @@ async def test_a_worker_reply_is_applied_under_a_multi_level_prefix(
         (note, *_) = await eventually(lambda: phone.on(f"{workers}/w-night/notifications"), what="dispatch")
         assert note["reply_topic"] == f"{workers}/w-night/replies"
         sensor_messages = hub.pipeline.stats.messages
-        gateway.publish(
-            note["reply_topic"], orjson.dumps({"case_id": note["case"]["id"], "action": "accept"}), qos=1
-        )
+        reply = signed_reply(key, person="w-night", case_id=note["case"]["id"], action="accept", ts=PRESS)
+        gateway.publish(note["reply_topic"], reply, qos=1)
         await eventually(
             lambda: hub.casework.load(note["case"]["id"]).state.value == "accepted",  # type: ignore[union-attr]
             what="the case accepted by the reply",

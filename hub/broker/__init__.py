@@ -10,11 +10,13 @@ adapters, rules, dashboards or simulators: it depends only on the standard libra
 can talk to it exactly like to Mosquitto.
 
 Deliberate limits: outbound QoS is at most 1 (QoS 2 subscriptions are granted QoS 1; inbound
-QoS 2 is handled exactly-once), sessions live in memory only, no TLS, no ACLs beyond login.
+QoS 2 is handled exactly-once), sessions live in memory only, no TLS. Per-user topic ACLs
+(``acl``) follow Mosquitto's ``acl_file`` semantics, so one generated file serves both brokers.
 """
 
 from __future__ import annotations
 
+from hub.broker.acl import Access, AclRules
 from hub.broker.server import EmbeddedBroker
 from hub.broker.stats import BrokerStats, DropReason
 from hub.errors import (
@@ -27,6 +29,8 @@ from hub.errors import (
 )
 
 __all__ = [
+    "Access",
+    "AclRules",
     "BrokerConfigError",
     "BrokerError",
     "BrokerStateError",

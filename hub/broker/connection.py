@@ -50,7 +50,9 @@ class Connection(asyncio.Protocol):
         "reading_paused",
         "session",
         "transport",
+        "username",
         "will",
+        "write_allowed",
         "write_paused",
     )
 
@@ -65,6 +67,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.client_id: str | None = None
+        self.username: str | None = None  # as authenticated at CONNECT (the ACL subject)
+        self.write_allowed: dict[str, bool] = {}  # ACL write decisions per topic (bounded)
         self.session: Session | None = None
         self.will: Will | None = None
         self.connected = False  # CONNECT accepted

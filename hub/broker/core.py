@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from hub.broker.acl import Access, AclRules
 from hub.broker.codec import (
     PINGRESP_PACKET,
     SUBACK_FAILURE,
@@ -53,7 +54,8 @@ _LOG = logging.getLogger("hub.broker")
 MAX_GRANTED_QOS = 1  # documented downgrade: QoS 2 subscriptions are granted QoS 1 [MQTT-3.9.3]
 QUEUE_HIGH_WATER = 1_000  # queued QoS 1 messages above which a subscriber counts as congested
 QUEUE_LOW_WATER = 100
-QOS0_DROP_BYTES = 16 * 1024 * 1024  # QoS 0 to an online subscriber is dropped only past this backlog
+QOS0_DROP_BYTES = 16 * 1024 * 1024
+READ_CACHE_SIZE = 4_096  # ACL decisions cached per session (reads) and connection (writes)  # QoS 0 to an online subscriber is dropped only past this backlog
 
 _PUBLISH = int(PacketType.PUBLISH)
 _PUBACK = int(PacketType.PUBACK)
@@ -69,8 +71,11 @@ class BrokerCore:
         allow_anonymous: bool,
         max_inflight: int,
         max_queued: int,
+        acl: AclRules | None = None,
     ) -> None:
         self._users = {name: password.encode("utf-8") for name, password in users.items()}
+        #: ``None``: every authenticated client may read and write every topic (no acl_file).
+        self._acl = acl
         self._allow_anonymous = allow_anonymous
         self._max_inflight = max_inflight
         self._max_queued = max_queued
@@ -103,7 +108,7 @@ class BrokerCore:
         if will is not None and not self.stopping:
             # Not preceded by DISCONNECT: I/O error, keepalive, protocol error, takeover [MQTT-3.1.2-8].
             _LOG.info("mqtt: publishing will of %s on %s", conn.client_id, will.topic)
-            self._publish_will(will)
+            self._publish_will(will, conn.username, conn.client_id)
 
     def _detach(self, session: Session) -> None:
         session.conn = None
@@ -136,7 +141,42 @@ class BrokerCore:
             dropped_qos1_queue_full=drops[DropReason.QOS1_QUEUE_FULL],
             retained_count=len(self._retained),
             flow_control_pauses=self._counters.flow_control_pauses,
+            publishes_denied=self._counters.publishes_denied,
+            deliveries_denied=self._counters.deliveries_denied,
         )
+
+    # ------------------------------------------------------------------ ACL
+
+    def _may_write(self, username: str | None, client_id: str | None, topic: str) -> bool:
+        acl = self._acl
+        return acl is None or acl.allows(username, client_id or "", topic, Access.WRITE)
+
+    def _may_publish(self, conn: Connection, topic: str) -> bool:
+        """:meth:`_may_write` cached per connection and topic (a gateway reuses its few topics)."""
+        if self._acl is None:
+            return True
+        cache = conn.write_allowed
+        allowed = cache.get(topic)
+        if allowed is None:
+            if len(cache) >= READ_CACHE_SIZE:
+                cache.clear()
+            allowed = cache[topic] = self._may_write(conn.username, conn.client_id, topic)
+        return allowed
+
+    def _may_read(self, session: Session, topic: str) -> bool:
+        """Checked per delivered copy (Mosquitto's semantics), cached per session and topic."""
+        acl = self._acl
+        if acl is None:
+            return True
+        cache = session.read_allowed
+        allowed = cache.get(topic)
+        if allowed is None:
+            if len(cache) >= READ_CACHE_SIZE:
+                cache.clear()
+            allowed = cache[topic] = acl.allows(session.username, session.client_id, topic, Access.READ)
+        if not allowed:
+            self._counters.deliveries_denied += 1
+        return allowed
 
     # ------------------------------------------------------------------ dispatch
 
@@ -211,6 +251,7 @@ class BrokerCore:
         if code != ConnectReturnCode.ACCEPTED:
             self._refuse(conn, code, f"{code.name} (user {packet.username!r})")
             return
+        conn.username = packet.username
         client_id = packet.client_id
         if not client_id:
             if not packet.clean_session:
@@ -220,6 +261,14 @@ class BrokerCore:
         conn.client_id = client_id
 
         existing = self._sessions.get(client_id)
+        if self._acl is not None and existing is not None and existing.username != packet.username:
+            # A client id is not a credential: another user may neither kick the owner off
+            # (a sensor password taking over the hub's session) nor inherit its queued messages.
+            if existing.conn is not None:
+                self._refuse(conn, ConnectReturnCode.IDENTIFIER_REJECTED, f"client id {client_id!r} in use")
+                return
+            self._discard_session(existing)
+            existing = None
         if existing is not None and existing.conn is not None:
             old = existing.conn
             _LOG.info("mqtt: client id %s taken over by %s; closing %s", client_id, conn.peer, old.peer)
@@ -231,9 +280,11 @@ class BrokerCore:
         else:
             if existing is not None:
                 self._discard_session(existing)
-            session = Session(client_id=client_id, clean=packet.clean_session)
+            session = Session(client_id=client_id, clean=packet.clean_session, username=packet.username)
             self._sessions[client_id] = session
         session.clean = packet.clean_session
+        session.username = packet.username
+        session.read_allowed.clear()
         session.overflow_warned = False
 
         conn.connected = True
@@ -272,6 +323,16 @@ class BrokerCore:
         packet = parse_publish(flags, body)
         self._counters.messages_received += 1
         qos = packet.qos
+        if not self._may_publish(conn, packet.topic):
+            # Acknowledged and dropped [MQTT-3.3.5-2], as Mosquitto does; nothing is routed
+            # or retained, and the client learns nothing about which topics exist.
+            self._counters.publishes_denied += 1
+            _LOG.info("mqtt: %s (user %r) may not publish on %r", conn.client_id, conn.username, packet.topic)
+            if qos == 1 and packet.packet_id is not None:
+                conn.send(encode_ack(PacketType.PUBACK, packet.packet_id))
+            elif qos == 2 and packet.packet_id is not None:
+                conn.send(encode_ack(PacketType.PUBREC, packet.packet_id))
+            return
         if qos == 0:
             self._route(conn, packet.topic, packet.topic_bytes, packet.payload, qos=0, retain=packet.retain)
             return
@@ -290,8 +351,11 @@ class BrokerCore:
             self._route(conn, packet.topic, packet.topic_bytes, packet.payload, qos=2, retain=packet.retain)
         conn.send(encode_ack(PacketType.PUBREC, packet_id))
 
-    def _publish_will(self, will: Will) -> None:
+    def _publish_will(self, will: Will, username: str | None, client_id: str | None) -> None:
         self._counters.messages_received += 1
+        if not self._may_write(username, client_id, will.topic):
+            self._counters.publishes_denied += 1
+            return
         topic_bytes = will.topic.encode("utf-8")
         self._route(None, will.topic, topic_bytes, will.payload, qos=will.qos, retain=will.retain)
 
@@ -323,11 +387,14 @@ class BrokerCore:
             return
         sessions = self._sessions
         counters = self._counters
+        acl_on = self._acl is not None
         out0: Outgoing | None = None
         out1: Outgoing | None = None
         for client_id, granted in targets:
             session = sessions.get(client_id)
             if session is None:  # pragma: no cover - trie and sessions are kept in step
+                continue
+            if acl_on and not self._may_read(session, topic):
                 continue
             effective = qos if qos < granted else granted
             conn = session.conn
@@ -479,7 +546,7 @@ class BrokerCore:
         # Retained messages matching each new (or replaced) subscription, RETAIN 1 [MQTT-3.3.1-6].
         for topic_filter, granted in granted_filters:
             for topic, out in self._retained.items():
-                if not topic_matches(topic_filter, topic):
+                if not topic_matches(topic_filter, topic) or not self._may_read(session, topic):
                     continue
                 self._deliver_retained(session, conn, topic, out, granted)
 

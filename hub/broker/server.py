@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 
+from hub.broker.acl import AclRules
 from hub.broker.codec import MAX_PACKET_ID, MAX_REMAINING_LENGTH
 from hub.broker.connection import Connection
 from hub.broker.core import BrokerCore
@@ -26,6 +27,8 @@ class EmbeddedBroker:
     ``users`` maps user names to passwords; anonymous clients are refused unless
     ``allow_anonymous``. ``max_inflight`` bounds unacknowledged QoS 1 messages per subscriber,
     ``max_queued`` bounds each session's queue, ``max_packet_size`` bounds inbound packets.
+    ``acl`` (Mosquitto ``acl_file`` semantics, :mod:`hub.broker.acl`) restricts what each user
+    may publish and receive; without it every authenticated client may do anything.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class EmbeddedBroker:
         max_inflight: int = 100,
         max_queued: int = 100_000,
         max_packet_size: int = 1 << 20,
+        acl: AclRules | None = None,
     ) -> None:
         if not 1 <= max_inflight < MAX_PACKET_ID:
             raise BrokerConfigError(f"max_inflight must be in 1..{MAX_PACKET_ID - 1}")
@@ -55,6 +59,7 @@ class EmbeddedBroker:
             allow_anonymous=allow_anonymous,
             max_inflight=max_inflight,
             max_queued=max_queued,
+            acl=acl,
         )
         self._server: asyncio.Server | None = None
         self._port: int | None = None

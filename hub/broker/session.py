@@ -44,11 +44,17 @@ class Session:
         "qos2_received",
         "queue0",
         "queue1",
+        "read_allowed",
         "subscriptions",
+        "username",
     )
 
-    def __init__(self, *, client_id: str, clean: bool) -> None:
+    def __init__(self, *, client_id: str, clean: bool, username: str | None = None) -> None:
         self.client_id = client_id
+        #: Who owns the session: a persistent session is never resumed by another user.
+        self.username = username
+        #: ACL read decisions per topic name (bounded; cleared on every CONNECT).
+        self.read_allowed: dict[str, bool] = {}
         self.clean = clean
         self.conn: Connection | None = None
         self.subscriptions: dict[str, int] = {}

@@ -28,6 +28,8 @@ class BrokerStats:
     dropped_qos1_queue_full: int
     retained_count: int  # gauge
     flow_control_pauses: int  # times a publisher's reading was paused for a slow subscriber
+    publishes_denied: int = 0  # PUBLISH packets acknowledged and dropped by the ACL
+    deliveries_denied: int = 0  # copies not sent to a subscriber the ACL does not let read
 
     def dropped(self, reason: DropReason) -> int:
         return {
@@ -40,10 +42,19 @@ class BrokerStats:
 class Counters:
     """Mutable counters owned by the broker core (not a value type)."""
 
-    __slots__ = ("drops", "flow_control_pauses", "messages_received", "messages_sent")
+    __slots__ = (
+        "deliveries_denied",
+        "drops",
+        "flow_control_pauses",
+        "messages_received",
+        "messages_sent",
+        "publishes_denied",
+    )
 
     def __init__(self) -> None:
         self.messages_received = 0
         self.messages_sent = 0
         self.flow_control_pauses = 0
+        self.publishes_denied = 0
+        self.deliveries_denied = 0
         self.drops: dict[DropReason, int] = dict.fromkeys(DropReason, 0)

@@ -2,7 +2,9 @@
 
 Owns: :mod:`~hub.casework.service` (立案 → 派遣 and the closed loop against the store, the
 roster and the outbox), :mod:`~hub.casework.access` (the one access table: role × action ×
-scope), :mod:`~hub.casework.replies` (the worker reply topic and applying replies) and
+scope), :mod:`~hub.casework.replies` (the worker reply topic, the signing rule, authenticating and
+applying replies), :mod:`~hub.casework.reply_keys` (each person's reply key),
+:mod:`~hub.casework.broker_access` (the broker's users and topic ACL from the roster) and
 :mod:`~hub.casework.points` (case transitions as time-series points). The pure workflow,
 SLA, escalation and KPI rules are :mod:`hub.cases`.
 

@@ -20,6 +20,7 @@ from hub.cli.dashboards import dashboards
 from hub.cli.profiles import profiles
 from hub.cli.registry import community, quarantine, roster
 from hub.cli.rules import rules
+from hub.cli.security import broker, reply_key
 from hub.cli.service import check_mqtt_url, demo, doctor, run, token
 from hub.cli.simulate import simulate
 
@@ -50,10 +51,12 @@ for command in (
     community,
     quarantine,
     roster,
+    reply_key,
     rules,
     profiles,
     dashboards,
     simulate,
+    broker,
     check_mqtt_url,
 ):
     main.add_command(command)

@@ -40,11 +40,14 @@ from adapters.errors import LinliError
 from hub.clock import Clock, SystemClock, iso
 from hub.config import load_settings
 from hub.errors import HubError
+from hub.files import FILE_MODE, private_dir, touch_private
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 STORE_FILE = "linli.sqlite3"
 SECRETS_FILE = "secrets.yaml"
+#: Workers' reply keys (hub.casework.reply_keys), at their default place in the data directory.
+REPLY_KEYS_FILE = "reply-keys.yaml"
 TIMESERIES_FILE = "timeseries.sqlite"
 SPOOL_DIR = "timeseries-spool"
 #: SQLite's unix VFS holds a shared lock on this byte of ``<db>-shm`` while a connection is open
@@ -154,31 +157,34 @@ def backup(layout: Layout, target: Path, *, clock: Clock) -> list[Entry]:
         )
     if target.exists() and any(target.iterdir()):
         raise BackupError("backup directory is not empty; give a new one", path=target)
-    target.mkdir(parents=True, exist_ok=True)
+    # The copies hold what the data directory holds (elders' data, secrets): owner-only too.
+    private_dir(target)
     entries: list[Entry] = []
 
     def record(name: str, kind: Kind) -> None:
         path = target / name
         entries.append(Entry(name=name, kind=kind, sha256=_sha256(path), size=path.stat().st_size))
 
-    _snapshot(layout.store, target / STORE_FILE)
+    _snapshot(layout.store, touch_private(target / STORE_FILE))
     record(STORE_FILE, Kind.SQLITE)
     if layout.timeseries.is_file():
-        _snapshot(layout.timeseries, target / TIMESERIES_FILE)
+        _snapshot(layout.timeseries, touch_private(target / TIMESERIES_FILE))
         record(TIMESERIES_FILE, Kind.SQLITE)
     for segment in _spool_files(layout.spool):
         name = f"{SPOOL_DIR}/{segment.name}"
-        (target / SPOOL_DIR).mkdir(exist_ok=True)
+        private_dir(target / SPOOL_DIR)
         try:
             shutil.copy2(segment, target / name)
         except FileNotFoundError:
             continue  # delivered to InfluxDB and removed while we copied: nothing lost
+        os.chmod(target / name, FILE_MODE)
         record(name, Kind.FILE)
-    secrets = layout.data_dir / SECRETS_FILE
-    if secrets.is_file():
-        shutil.copy2(secrets, target / SECRETS_FILE)
-        os.chmod(target / SECRETS_FILE, 0o600)
-        record(SECRETS_FILE, Kind.FILE)
+    for name in (SECRETS_FILE, REPLY_KEYS_FILE):
+        secrets = layout.data_dir / name
+        if secrets.is_file():
+            shutil.copy2(secrets, target / name)
+            os.chmod(target / name, FILE_MODE)
+            record(name, Kind.FILE)
     try:
         linli_version = version("linli")
     except PackageNotFoundError:  # pragma: no cover — running from a checkout without install
@@ -226,7 +232,7 @@ def restore(source: Path, layout: Layout, *, force: bool = False) -> list[Entry]
         raise BackupError(
             "data directory already holds a store; restore with --force to replace it", path=layout.data_dir
         )
-    layout.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(layout.data_dir, tighten=True)
     names = {e.name for e in entries}
     if any(n.startswith(SPOOL_DIR + "/") for n in names) or force:
         # The spool is replaced as a whole: batches not in the backup were not pending then.
@@ -240,16 +246,15 @@ def restore(source: Path, layout: Layout, *, force: bool = False) -> list[Entry]
             target = layout.spool / entry.name.split("/", 1)[1]
         else:
             target = layout.data_dir / entry.name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         if entry.kind is Kind.SQLITE:
             # A WAL or index left from the replaced database would be replayed over the restored one.
             for suffix in ("-wal", "-shm", "-journal"):
                 target.with_name(target.name + suffix).unlink(missing_ok=True)
         partial = target.with_name(target.name + ".restoring")
         shutil.copy2(source / entry.name, partial)
+        os.chmod(partial, FILE_MODE)  # every restored file is owner-only, whatever the backup's modes
         partial.replace(target)
-        if entry.name == SECRETS_FILE:
-            os.chmod(target, 0o600)
     return entries
 
 

@@ -15,11 +15,13 @@ from adapters.errors import LinliError
 from hub.app import Hub
 from hub.cases.calendar import official_coverage
 from hub.cases.policies import load_policies
+from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.clock import Clock, ManualClock, ScaledClock, SystemClock
 from hub.config import Settings, load_config
 from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
+from hub.mqtt.probe import probe_boundary
 from hub.mqtt.url import MqttUrl
 from hub.records import Role
 from hub.timeseries import Finding, Level
@@ -50,6 +52,10 @@ def start_clock(settings: Settings) -> Clock:
     if settings.test_clock_start is None:
         return SystemClock()
     return ManualClock(start=settings.test_clock_start)
+
+
+#: Community and person of the probe's messages: no real case or phone is touched.
+PROBE_NAME = "linli-doctor"
 
 
 @click.command()
@@ -195,8 +201,20 @@ def token(name: str, role: str) -> None:
     help="Hub configuration file (LINLI_* environment variables override it).",
 )
 @click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " Overrides mqtt.url.")
-def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
-    """Check the configuration, the MQTT broker and the time-series store; say what is wrong."""
+@click.option(
+    "--sensor-mqtt",
+    "sensor_url",
+    metavar="URL",
+    envvar="LINLI_DOCTOR_SENSOR_MQTT",
+    help="A sensor/gateway credential (mqtt://user:pass@host:port; or LINLI_DOCTOR_SENSOR_MQTT):"
+    " prove it can neither publish a worker reply nor read a notification.",
+)
+def doctor(config_file: Path | None, mqtt_url: str | None, sensor_url: str | None) -> None:
+    """Check the configuration, the MQTT broker and the time-series store; say what is wrong.
+
+    With --sensor-mqtt it also tries, as that sensor, to write a worker reply and to read a
+    notification, and reports FAIL if the broker lets either through (docs/security.md).
+    """
     try:
         loaded = load_config(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
     except LinliError as exc:
@@ -227,6 +245,8 @@ def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
             calendar_finding(settings, clock=start_clock(settings)),
             *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),
         ]
+        if sensor_url is not None:
+            healthy = await boundary(settings, sensor_url) and healthy
         for finding in findings:
             healthy = healthy and finding.level is not Level.ERROR
             click.echo(str(finding))
@@ -234,6 +254,27 @@ def doctor(config_file: Path | None, mqtt_url: str | None) -> None:
 
     if not asyncio.run(check()):
         raise SystemExit(1)
+
+
+async def boundary(settings: Settings, sensor_url: str) -> bool:
+    """The MQTT boundary probe (:mod:`hub.mqtt.probe`); prints one line per finding."""
+    prefix = settings.mqtt.topic_prefix
+    try:
+        findings = await probe_boundary(
+            hub_url=settings.mqtt.parsed_url,
+            sensor_url=MqttUrl.parse(sensor_url, key="--sensor-mqtt"),
+            reply_topic=ReplyTopics(prefix=prefix).topic(PROBE_NAME, PROBE_NAME),
+            reply_filter=ReplyTopics(prefix=prefix).subscription(),
+            notification_topic=f"{prefix}/{PROBE_NAME}/workers/{PROBE_NAME}/notifications",
+            read_filter=f"{prefix}/#",
+            tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
+        )
+    except LinliError as exc:
+        click.echo(f"[error] MQTT boundary probe: {exc}")
+        return False
+    for finding in findings:
+        click.echo(str(finding))
+    return all(f.ok for f in findings)
 
 
 @click.command("check-mqtt-url", hidden=True)

@@ -21,11 +21,14 @@ from typing import Any
 import aiohttp
 import click
 import gmqtt
+import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from adapters.errors import LinliError
 from hub.app import Hub
 from hub.broker import EmbeddedBroker
+from hub.casework.replies import ReplyTopics, signed_reply
+from hub.casework.reply_keys import ReplyKeys
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.config import ApiToken, load_settings
 from hub.errors import HubError
@@ -57,7 +60,20 @@ def _ts(text: str | None) -> float | None:
 class HttpHubControl:
     """The scenario runner's port to a running hub: MQTT in, HTTP API out, test clock for time."""
 
-    def __init__(self, *, http: str, token: str, broker: MqttUrl) -> None:
+    def __init__(
+        self,
+        *,
+        http: str,
+        token: str,
+        broker: MqttUrl,
+        reply_keys: ReplyKeys | None = None,
+        reply_topics: ReplyTopics | None = None,
+    ) -> None:
+        # The scenario's people reply from their "apps": replies are signed with their keys
+        # (docs/topics.md), on the hub's test-clock time.
+        self._reply_keys = reply_keys
+        self._reply_topics = reply_topics or ReplyTopics(prefix="linli")
+        self._now = 0.0
         self._http = http.rstrip("/")
         self._token = token
         self._broker = broker
@@ -99,6 +115,7 @@ class HttpHubControl:
     async def publish(self, topic: str, payload: bytes, qos: int) -> None:
         """Publish and wait until the hub has handled the message (the test clock stands still meanwhile)."""
         assert self._mqtt is not None
+        payload = self._signed(topic, payload)
         before = await self._handled()
         self._mqtt.publish(topic, payload, qos=qos)
         deadline = asyncio.get_running_loop().time() + PROCESSED_TIMEOUT_S
@@ -109,8 +126,28 @@ class HttpHubControl:
                 )
             await asyncio.sleep(0.005)
 
+    def _signed(self, topic: str, payload: bytes) -> bytes:
+        parsed = self._reply_topics.parse(topic)
+        if parsed is None or self._reply_keys is None:
+            return payload
+        person = parsed[1]
+        key = self._reply_keys.key_for(person)
+        if key is None:
+            return payload  # unsigned: the hub will refuse it, and the scenario's diff shows it
+        body = orjson.loads(payload)
+        return signed_reply(
+            key,
+            person=person,
+            case_id=str(body["case_id"]),
+            action=str(body["action"]),
+            ts=self._now,
+            note=str(body.get("note", "")),
+            data=body.get("data") or None,
+        )
+
     async def advance_to(self, ts: float) -> None:
         await self._post("/api/test/clock", {"to": ts})
+        self._now = ts
 
     async def alerts(self) -> Sequence[AlertView]:
         return [
@@ -194,9 +231,14 @@ async def run_embedded_scenario(path: Path, *, work_dir: Path) -> ScenarioResult
                 "test_clock_start": scenario.start.timestamp(),
             },
         )
+        keys = ReplyKeys(path=settings.reply_keys_file)
+        keys.ensure(str(person["id"]) for person in community.people())
         async with Hub(settings=settings) as hub:
             control = HttpHubControl(
-                http=f"http://127.0.0.1:{hub.http_port}", token=token, broker=MqttUrl.parse(url)
+                http=f"http://127.0.0.1:{hub.http_port}",
+                token=token,
+                broker=MqttUrl.parse(url),
+                reply_keys=keys,
             )
             async with control:
                 return await run_scenario(scenario, control, community=community)
@@ -299,6 +341,11 @@ def simulate_run(
     "--token", envvar="LINLI_API_TOKEN", help="Admin token of the external hub (or LINLI_API_TOKEN)."
 )
 @click.option("--mqtt", "mqtt_url", metavar="URL", help=MQTT_HELP + " The external hub's broker.")
+@click.option(
+    "--reply-keys",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The external hub's reply-keys file, to sign the scenario's MQTT replies (docs/topics.md).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print what the runner did, step by step.")
 def simulate_scenario(
     *,
@@ -307,6 +354,7 @@ def simulate_scenario(
     hub_url: str | None,
     token: str | None,
     mqtt_url: str | None,
+    reply_keys: Path | None,
     verbose: bool,
 ) -> None:
     """Play scenario FILES (default: every shipped scenario) against a hub."""
@@ -320,7 +368,10 @@ def simulate_scenario(
 
                 async def external(path: Path = path) -> ScenarioResult:
                     control = HttpHubControl(
-                        http=hub_url, token=token or "", broker=MqttUrl.parse(mqtt_url or "")
+                        http=hub_url,
+                        token=token or "",
+                        broker=MqttUrl.parse(mqtt_url or ""),
+                        reply_keys=ReplyKeys(path=reply_keys) if reply_keys else None,
                     )
                     async with control:
                         scenario = load_scenario(path)

@@ -3,7 +3,8 @@
 Owns: :mod:`~hub.ingest.pipeline` (``Pipeline.handle``, synchronous inside the MQTT
 callback), :mod:`~hub.ingest.alerts` (signal → alert + outbox in one transaction),
 :mod:`~hub.ingest.device_state` (last known state per device), :mod:`~hub.ingest.quarantine`
-(what could not be decoded, with its reason), :mod:`~hub.ingest.rule_runtime` (rule state
+(what could not be decoded, with its reason), :mod:`~hub.ingest.strangers` (unregistered
+devices: listed up to a cap, grouped per gateway), :mod:`~hub.ingest.rule_runtime` (rule state
 persistence, timers, pack reload) and :mod:`~hub.ingest.gauges` (dashboard gauges).
 
 A committed alert change leaves through the ``on_alert_change`` callback the app wires to

@@ -24,13 +24,14 @@ from hub.errors import NotStoredError
 from hub.ingest.alerts import record_signal
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.quarantine import Quarantine
+from hub.ingest.strangers import GROUP, UnknownDevices
 from hub.notify.routing import Routing
 from hub.records import AlertChange
 from hub.storage.store import Store
 from hub.timeseries import TimeseriesSink, alert_point, alert_transition, event_points
 from rules.evaluator import Evaluator
 from rules.model import Severity
-from rules.signals import Signal
+from rules.signals import Signal, SignalAction
 from rules.subject import Subject
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKin
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
 #: What a gateway node reports about itself holds for the devices behind it.
 _NODE_KINDS = frozenset({EventKind.ONLINE, EventKind.OFFLINE, EventKind.HEARTBEAT, EventKind.SIGNAL})
+#: The family whose topic names a community (``linli/<community>/devices/<id>/events``).
+NATIVE_FAMILY = "native"
 #: At most one time-series point per device and health kind per this many seconds.
 HEALTH_SERIES_INTERVAL_S = 300.0
 
@@ -53,6 +56,10 @@ class PipelineStats:
     quarantined: int = 0
     retained_presses_skipped: int = 0
     unknown_device_events: int = 0
+    #: Raises of unknown devices counted into their group's open alert (no new notification).
+    unknown_presses_grouped: int = 0
+    #: Native events whose topic names another community than the device's registration.
+    community_mismatches: int = 0
 
 
 class Pipeline:
@@ -72,7 +79,11 @@ class Pipeline:
         series: TimeseriesSink,
         on_alert_change: Callable[[AlertChange], None],
         on_state_change: Callable[[], None],
+        strangers: UnknownDevices,
+        unknown_burst_s: float = 600.0,
     ) -> None:
+        self._strangers = strangers
+        self._unknown_burst_s = unknown_burst_s
         self._on_state_change = on_state_change
         self._series = series
         self._next_health: dict[tuple[str, EventKind], float] = {}
@@ -114,6 +125,8 @@ class Pipeline:
 
     def _events(self, events: Sequence[Event], retain: bool) -> None:
         for index, event in enumerate(events):
+            if event.family == NATIVE_FAMILY and self._foreign(event):
+                continue
             try:
                 self._on_event(event, retain)
             except NotStoredError as exc:
@@ -132,6 +145,29 @@ class Pipeline:
         self.stats.quarantined += 1
         self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)
 
+    def _foreign(self, event: Event) -> bool:
+        """A native event whose topic names another community than the device's registration.
+
+        ``linli/<community>/devices/<id>/events`` is the device's claim about where it is; a
+        registered device is where the registry says. A mismatch is someone publishing under
+        a real device's id from elsewhere: quarantined (``community_mismatch``), never an
+        alert for the real device. (Adapters stay pure: the registry lives here.)
+        """
+        registered = self._registry.subject(event.device_id)
+        if not registered.known:
+            return False
+        topic, payload, _dup = self._message
+        parts = topic.split("/")
+        claimed = parts[-4] if len(parts) >= 4 else ""
+        if claimed == registered.community:
+            return False
+        self.stats.community_mismatches += 1
+        detail = (
+            f"device {event.device_id!r} is registered in community {registered.community}, not {claimed!r}"
+        )
+        self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
+        return True
+
     def _on_event(self, event: Event, retain: bool) -> None:
         self.stats.events += 1
         subject = self._registry.subject(event.device_id)
@@ -142,7 +178,12 @@ class Pipeline:
                 for child in children:
                     self._on_event(replace(event, device_id=child), retain)
                 return
-            self._unknown_device(event)
+            self.stats.unknown_device_events += 1
+            stranger = self._strangers.admit(event, self._message[0])
+            if not stranger.listed:
+                # Past the listing cap nothing is kept per id: the group stands in for it.
+                event = replace(event, device_id=stranger.group)
+                subject = Subject(device_id=stranger.group)
         self._states.record(event)
         if event.kind not in _HEALTH or self._health_point_due(event):
             self._series.write_many(event_points(event, self._registry.series_info(event.device_id)))
@@ -175,10 +216,12 @@ class Pipeline:
         """Store what the rules decided (from an event, or from a timer when ``subject`` is None).
 
         If the store refuses one, :class:`NotStoredError` carries the signals not yet stored,
-        so that a retry stores exactly those (the rules have already moved on).
+        so that a retry stores exactly those (the rules have already moved on). An unknown
+        device's signal is raised on its gateway group (:meth:`_grouped`).
         """
-        for index, signal in enumerate(signals):
-            about = subject if subject is not None else self._registry.subject(signal.subject)
+        for index, raw in enumerate(signals):
+            about = subject if subject is not None else self._registry.subject(raw.subject)
+            signal = raw if about.known else self._grouped(raw)
             # Alerts that become cases are notified by casework (dispatch and escalation);
             # information-only alerts go straight to whoever is on duty.
             recipients = self._routing.recipients(about, signal) if signal.severity is Severity.INFO else []
@@ -206,24 +249,31 @@ class Pipeline:
         self._next_health[key] = event.ts + HEALTH_SERIES_INTERVAL_S
         return True
 
-    def _unknown_device(self, event: Event) -> None:
-        """Process the event anyway (an unregistered SOS button must still be heard) and keep a record."""
-        self.stats.unknown_device_events += 1
-        self._quarantine.add(
-            topic=f"{event.family}:{event.device_id}",
-            reason="unknown_device",
-            detail="not in the registry; processed and listed as unassigned",
-            payload=event.kind.value.encode(),
-            at=event.ts,
-        )
-        stranger = self._registry.note_unassigned(event.device_id, event.family, event.ts)
-        if stranger is not None:
-            log.warning(
-                "unregistered device %r (%s) is publishing; listed as unassigned",
-                stranger.id,
-                stranger.family,
+    def _grouped(self, signal: Signal) -> Signal:
+        """An unknown device's signal, raised on its gateway group (one alert and case per burst).
+
+        A raise within ``unknown_burst_s`` of the group's last occurrence only counts: 500
+        unknown buttons pressed through one gateway are one case for the command centre,
+        not 500; the first press still opens it at once.
+        """
+        group = self._strangers.group_of(signal.subject)
+        if group is None:
+            return signal
+        grouped = replace(signal, subject=group)
+        if signal.action is not SignalAction.RAISE:
+            return grouped
+        active = self._store.active_alert(signal.rule_id, group)
+        if active is None:
+            via = group.removeprefix(GROUP)
+            return replace(
+                grouped,
+                title_zh=f"{signal.title_zh}（未登记设备，经 {via}）",
+                title_en=f"{signal.title_en} (unregistered device(s) via {via})",
             )
-            self._store.add_unassigned(stranger)
+        if signal.ts - active.last_seen <= self._unknown_burst_s:
+            self.stats.unknown_presses_grouped += 1
+            return replace(grouped, action=SignalAction.UPDATE)
+        return grouped
 
     def _announce(self, change: AlertChange) -> None:
         if change.created:

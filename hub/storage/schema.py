@@ -176,8 +176,28 @@ def _v2(tx: Tx) -> None:
     tx.ddl(_V2)
 
 
+_V3 = """
+    CREATE TABLE IF NOT EXISTS reply_nonces (
+        person  TEXT NOT NULL,
+        nonce   TEXT NOT NULL,
+        ts      REAL NOT NULL,
+        PRIMARY KEY (person, nonce)
+    );
+    CREATE INDEX IF NOT EXISTS reply_nonces_ts ON reply_nonces (ts);
+"""
+
+
+def _v3(tx: Tx) -> None:
+    """Nonces of accepted worker replies (issue 11): a replayed reply is refused after a restart too.
+
+    Rows are pruned once their signed timestamp has left the acceptance window, after which
+    the timestamp check alone refuses the replay.
+    """
+    tx.ddl(_V3)
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hub.errors import SchemaVersionError, StoreError
+from hub.files import touch_private
 from hub.storage.engine import Cursor, Dialect, Engine, Tx
 from hub.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -61,7 +62,8 @@ class SqliteEngine(Engine):
         self.path = path
         self.location = str(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal/-shm files take the same mode (hub.files).
+            touch_private(path)
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_S
             )

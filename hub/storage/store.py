@@ -228,6 +228,11 @@ class Store:
             alert = _alert(db.execute(_ALERT_BY_ID, (row[0],)).fetchone())
         return AlertChange(alert=alert, created=False, notifications=())
 
+    def active_alert(self, rule: str, subject: str) -> Alert | None:
+        """The open alert of (rule, subject), if any."""
+        row = self.execute(_ACTIVE_ALERT, (rule, subject)).fetchone()
+        return _alert(row) if row else None
+
     def alert(self, alert_id: int) -> Alert | None:
         row = self._engine.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
         return _alert(row) if row else None

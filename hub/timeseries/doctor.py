@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
+from hub.files import touch_private
 from hub.timeseries.line_protocol import Point, encode
 from hub.timeseries.settings import TimeseriesKind, TimeseriesSettings
 
@@ -51,7 +52,7 @@ async def doctor(settings: TimeseriesSettings, *, data_dir: Path | None = None) 
 def _embedded(settings: TimeseriesSettings, data_dir: Path) -> list[Finding]:
     path = settings.sqlite_file(data_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        touch_private(path)
         db = sqlite3.connect(path)
         try:
             db.execute("CREATE TABLE IF NOT EXISTS doctor_probe (x)")

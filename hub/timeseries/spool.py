@@ -13,10 +13,11 @@ waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from hub.files import private_dir, write_private
 
 SUFFIX = ".lp.gz"
 
@@ -52,7 +53,7 @@ class Spool:
         self._next_seq = 1
 
     def _scan(self) -> list[Segment]:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         for stale in self.directory.glob("*.tmp"):
             stale.unlink(missing_ok=True)
         found = [seg for p in self.directory.iterdir() if (seg := _parse(p)) is not None]
@@ -88,12 +89,8 @@ class Spool:
     def _write(self, path: Path, body: bytes, victims: list[Segment]) -> None:
         for victim in victims:
             victim.path.unlink(missing_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        # Spooled points carry device ids and places: 0600 like every data file.
+        write_private(path, body)
 
     async def append(self, body: bytes, *, lines: int) -> int:
         """Add one gzip batch at the end; returns how many lines were dropped to make room."""

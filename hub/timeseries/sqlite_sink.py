@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 
 from hub.clock import Clock
+from hub.files import touch_private
 from hub.timeseries.line_protocol import Point
 from hub.timeseries.writer import TASK_NAME, WriterStats
 
@@ -86,7 +87,7 @@ def _rows(points: Iterable[Point]) -> list[tuple[float, str, str, str, float | N
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    touch_private(path)  # 0600; SQLite gives its -wal/-shm files the same mode
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
