@@ -26,7 +26,7 @@ _HEADERS = (
         b"default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # "no-referrer" makes the browser send Origin: null
     (b"x-frame-options", b"DENY"),
 )
 #: Swagger UI sets inline styles and shows data: images; it still runs no inline script.
