@@ -142,3 +142,12 @@ def test_only_admin_and_command_centre_move_the_test_clock_and_reload_rules() ->
 def test_the_table_renders_for_the_docs() -> None:
     table = render_table()
     assert all(f"| {role.value} |" in table for role in Role)
+
+
+def test_docs_security_holds_the_table_as_the_code_renders_it() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "security.md").read_text(encoding="utf-8")
+    begin, end = "<!-- access-table:begin -->\n", "\n<!-- access-table:end -->"
+    shown = doc[doc.index(begin) + len(begin) : doc.index(end)]
+    assert shown == render_table(), (
+        "regenerate with: python -c 'from hub.casework.access import render_table; print(render_table())'"
+    )

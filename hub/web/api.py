@@ -401,7 +401,13 @@ class Api:
         @api.post(
             "/login",
             response_model=m.LoginOut,
-            responses={**_ERRORS, 303: {"description": "form login: to the console or phone page"}},
+            responses={
+                **_ERRORS,
+                # A form login answers a person: the login page again, with the reason.
+                401: {"model": m.ErrorOut, "content": {"text/html": {"schema": {"type": "string"}}}},
+                422: {"model": m.ErrorOut, "content": {"text/html": {"schema": {"type": "string"}}}},
+                303: {"description": "form login: to the console or phone page"},
+            },
             openapi_extra={"requestBody": login_body},
             summary="Log in with a token (JSON or form); sets the session cookie",
         )

@@ -65,6 +65,8 @@ class HttpServer:
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            # Longer than uvicorn's 5 s: a client pausing between requests must not race the close.
+            timeout_keep_alive=30,
             ws="none",
         )
         self._server = _Server(config)
