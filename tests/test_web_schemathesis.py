@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from hub.app import Hub
-from hub.clock import ManualClock
 from tests.helpers import SOS_BUTTON, TOKEN, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -35,16 +34,15 @@ EXAMPLES = int(os.environ.get("LINLI_SCHEMATHESIS_EXAMPLES", "25"))
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     tmp_path: Path, embedded_broker: Broker
 ) -> None:
-    async with Hub(
-        settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=1_795_371_180.0)
-    ) as hub:
+    # The system clock: scenario testing's /api/test/clock (manual clocks only) is not served.
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker)) as hub:
         gateway = await publisher(embedded_broker)
         gateway.publish(
             f"zigbee2mqtt/{SOS_BUTTON}",
             (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes(),
             qos=1,
         )
-        await eventually(lambda: hub.cases.case_ids(), what="a case to act on")
+        await eventually(hub.cases.case_ids, what="a case to act on")
         await gateway.disconnect()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", ST, "run", f"http://127.0.0.1:{hub.http_port}/openapi.json",
