@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from dashboards.push import push as push_dashboards
-
 
 @click.group()
 def dashboards() -> None:
@@ -19,6 +17,10 @@ def dashboards() -> None:
 )
 def dashboards_push(url: str, token: str) -> None:
     """Upload every dashboard through Grafana's HTTP API; same uid → update (idempotent)."""
+    # Imported here: grafana-client (and niquests) cost ~0.7 s that `linli run` must not pay
+    # on every start, least of all on a restart in the middle of an escalation.
+    from dashboards.push import push as push_dashboards  # noqa: PLC0415
+
     try:
         for item in push_dashboards(url=url, token=token):
             click.echo(f"{item.uid} v{item.version} {item.url}")
