@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
@@ -72,6 +71,7 @@ from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from hub.timeseries import QuarantinedLines, open_sink
 from hub.web.api import Api
+from hub.web.server import HttpServer
 from hub.web.stream import AlertBus
 from rules.model import Rule
 from rules.signals import Signal
@@ -299,12 +299,18 @@ class Hub:
             readiness=self.readiness,
             metrics=self.metrics,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
+            http=settings.http,
+        )
+        self.http = HttpServer(
+            app=self.api.app(),
+            host=settings.http.host,
+            port=settings.http.port,
+            on_stop=self.api.close_streams,
         )
         #: When the casework loop last started a round (event-loop monotonic time): readiness checks it beats.
         self.casework_beat: float | None = None
         self.loop_lag_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
     @property
@@ -556,13 +562,8 @@ class Hub:
     async def start(self) -> None:
         if not self.settings.api_tokens:
             log.warning("no API tokens configured: the API and console will refuse every request")
-        self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+        # uvicorn in this loop, as the named task "linli-http"; port 0 picks a free port.
+        self.http_port = await self.http.start()
         await self.timeseries.start()  # replays what a crash left in the spool
         # Deliver what an earlier run left pending before anything new arrives.
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="linli-dispatcher"))
@@ -669,9 +670,10 @@ class Hub:
             except Exception:
                 log.exception("task %s failed", task.get_name())
         self._tasks.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        try:
+            await self.http.stop()  # ends event streams first, then lets requests finish
+        except Exception:
+            log.exception("HTTP server did not stop cleanly")
         await self.webhooks.close()
         try:
             await self.timeseries.stop()  # flushes to the server, or to the spool

@@ -170,6 +170,19 @@ class HttpSettings(_Model):
     #: Loopback by default: put a reverse proxy with TLS in front to expose the console.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    #: A console session ends after this long without a request (seconds).
+    session_idle_s: float = Field(default=2 * 3600, gt=0, le=7 * 86400)
+    #: …and this long after login, whatever (a shift and a half).
+    session_max_s: float = Field(default=12 * 3600, gt=0, le=30 * 86400)
+    #: Mark the session cookie ``Secure`` always (the console is only reached over HTTPS).
+    secure_cookies: bool = False
+    #: Reverse proxies (their IP addresses) whose ``X-Forwarded-Proto: https`` makes the cookie
+    #: ``Secure`` and the expected origin ``https://``; nobody else's header is believed.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Origins besides the hub's own that may post with a console session (``https://host``).
+    allowed_origins: tuple[str, ...] = ()
+    #: Request bodies larger than this are refused with 413 (bytes).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
 class ReplySettings(_Model):
@@ -201,14 +214,20 @@ class SourceSettings(_Model):
 
 
 class ApiToken(_Model):
-    """A bearer token for the API and console. Store ``sha256`` rather than the token itself."""
+    """A bearer token for the API and console. Store ``sha256`` rather than the token itself.
 
-    name: str
+    ``name`` only labels the token (logs, the console header, and the actor of a token that is
+    no person); it never stands for a roster person. ``person`` does: a token of a role whose
+    reach depends on who the person is (grid team, duty officer) must name one, of that same
+    role in the roster, or the hub refuses to start (``hub.web.api.check_tokens``).
+    """
+
+    name: str = Field(min_length=1, max_length=64)
     #: A closed set (:class:`hub.records.Role`): an unknown role is refused at start, naming the key.
     role: Role = Role.COMMAND_CENTRE
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     #: The roster person this token acts as (grid workers' phones); actions are recorded as them.
-    person: str | None = None
+    person: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class Settings(_Model):

@@ -125,8 +125,10 @@ async def run_demo(
                     "邻里 Linli demo is running / 演示已启动",
                     f"  MQTT broker (embedded): mqtt://127.0.0.1:{broker.port}  (users and passwords: {data_dir / 'secrets.yaml'}, people: {data_dir / 'broker-users.yaml'})",
                     f"  Worker reply keys:      {data_dir / REPLY_KEYS_FILE}  (docs/topics.md: signed replies)",
-                    f"  Console / 控制台:       http://127.0.0.1:{hub.http_port}/login?token={secret['console_token']}",
-                    f"  API:                    http://127.0.0.1:{hub.http_port}/api/alerts  (Authorization: Bearer <console_token>)",
+                    f"  Console / 控制台:       http://127.0.0.1:{hub.http_port}/login",
+                    f"  Token / 令牌:           {secret['console_token']}  (paste it on the login page / 在登录页输入)",
+                    f"  API:                    http://127.0.0.1:{hub.http_port}/api/alerts  (Authorization: Bearer <token>)",
+                    f"  API docs / 接口文档:    http://127.0.0.1:{hub.http_port}/docs",
                     f"  Data directory:         {data_dir}",
                     "  Press Ctrl-C to stop / 按 Ctrl-C 停止",
                 ]

@@ -25,6 +25,10 @@
         ├── CalendarError           the working-day calendar cannot answer
         ├── PolicyError             a case policy file is invalid
         ├── ChannelError            a notification channel request cannot be built
+        ├── RequestError            an HTTP request the API refuses before any work
+        │   ├── NotAuthenticatedError   no valid token or session (401)
+        │   ├── BadRequestError         a value the API cannot read (400)
+        │   └── NotFoundError           nothing with that id the caller may see (404)
         └── CaseError
             ├── CaseNotFoundError   no case with that id
             ├── NotAllowedError     the access table refuses this actor the action
@@ -45,6 +49,7 @@ from enum import StrEnum
 from adapters.errors import LinliError
 
 __all__ = [
+    "BadRequestError",
     "BrokerConfigError",
     "BrokerError",
     "BrokerStateError",
@@ -61,10 +66,13 @@ __all__ = [
     "MessageDeferred",
     "MqttError",
     "NotAllowedError",
+    "NotAuthenticatedError",
+    "NotFoundError",
     "NotStoredError",
     "PolicyError",
     "ProtocolViolationError",
     "RegistryError",
+    "RequestError",
     "RequirementNotMet",
     "SchemaVersionError",
     "StaleCaseError",
@@ -205,6 +213,28 @@ class PolicyError(HubError):
 
 class ChannelError(HubError):
     """A channel request cannot be built (bad URL, missing key …)."""
+
+
+class RequestError(HubError):
+    """An HTTP request refused before any work; ``error`` is the API's machine-readable code."""
+
+    error = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAuthenticatedError(RequestError):
+    error = "unauthorized"
+
+
+class BadRequestError(RequestError):
+    error = "bad_request"
+
+
+class NotFoundError(RequestError):
+    error = "not_found"
 
 
 class CaseError(HubError):

@@ -103,7 +103,8 @@ async def test_community_tree_masks_personal_data_for_roles_that_do_not_need_it(
     ]
     assert resident["name"] == "王**" and resident["phone"] == "138****5678"
     assert "emergency_contacts" not in resident and "address" not in resident
-    assert resident["living_alone"] is True  # care flags are not personal details
+    # Issue 11 #2: per room, "living alone, 80+" tells a stranger which door to knock on.
+    assert not {"living_alone", "aged_80_plus", "disabled", "cognitive_impairment"} & set(resident)
     assert masked["communities"][0]["grids"][0]["places"][0]["kind"] == "fire_lane"
 
 

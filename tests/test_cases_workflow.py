@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.cases.model import TERMINAL, Case, CaseAction, CaseState, Channel, Resolution, TimelineEntry
+from hub.cases.model import (
+    TERMINAL,
+    Case,
+    CaseAction,
+    CaseState,
+    Channel,
+    Resolution,
+    Stage,
+    TimelineEntry,
+)
 from hub.cases.workflow import TRANSITIONS, allowed_actions, apply, open_case, replay
 from hub.errors import HubError, InvalidTransition, RequirementNotMet
 
@@ -249,3 +259,94 @@ def test_random_sequences_keep_invariants(
         if case.state is S.HANDLED:
             assert case.handler_note
     assert replay(timeline) == case
+
+
+# -- finding 5 of issue 11: a case must never become unloadable ------------------------------
+
+HOSTILE_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, -1.0, 0, 10**400]),
+)
+HOSTILE_DATA = st.fixed_dictionaries(
+    {},
+    optional={
+        "seconds": HOSTILE_NUMBERS,
+        "callback_at": HOSTILE_NUMBERS,
+        "approver": st.sampled_from(["a", ""]),
+        "assignee": st.sampled_from(["w2", ""]),
+        "stage": st.sampled_from(["accept", "case"]),
+        "extra": st.recursive(
+            st.none() | HOSTILE_NUMBERS | st.text(max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+            ),
+            max_leaves=12,
+        ),
+    },
+)
+
+
+def through_the_store(entry: TimelineEntry) -> TimelineEntry:
+    """What hub.storage.cases does: orjson on the way in, orjson on the way out."""
+    return TimelineEntry.from_dict(orjson.loads(orjson.dumps(entry.to_dict())))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(list(CaseAction)), NOTES, HOSTILE_DATA),
+        max_size=25,
+    )
+)
+def test_whatever_apply_accepts_replays_after_a_json_round_trip(
+    steps: list[tuple[CaseAction, str, dict[str, Any]]],
+) -> None:
+    case, first = open_case(case_id="p", category="sos", severity="critical", subject="s", at=T0)
+    stored = [through_the_store(first)]
+    for action, note, data in steps:
+        try:
+            case, entry = apply(
+                case, action, actor="a", at=case.updated_at + 1, channel=Channel.CONSOLE, note=note, data=data
+            )
+        except InvalidTransition:
+            continue
+        stored.append(through_the_store(entry))
+        assert replay(stored) == case
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), 1e400, -5.0, 0.0, 10**30, 400 * 86400.0])
+def test_an_extension_must_be_a_finite_sane_duration(seconds: float) -> None:
+    case, timeline = new()
+    case = step(case, timeline, A.DISPATCH, assignee="w1")
+    with pytest.raises(RequirementNotMet, match=r"data"):
+        step(case, timeline, A.EXTEND, note="x", approver="a", seconds=seconds)
+
+
+def test_a_note_has_a_sane_length_and_data_must_be_storable() -> None:
+    case, timeline = new()
+    case = step(case, timeline, A.DISPATCH, assignee="w1")
+    with pytest.raises(RequirementNotMet, match="at most 4000"):
+        step(case, timeline, A.NOTE, note="x" * 4001)
+    with pytest.raises(RequirementNotMet, match="non-finite"):
+        step(case, timeline, A.NOTE, note="x", extra={"a": [float("nan")]})
+
+
+def test_an_extension_stored_as_null_by_an_older_linli_still_loads() -> None:
+    """The record of issue 11: seconds 1e400 was stored as null; such a case loads (as 0 s)."""
+    case, timeline = new()
+    case = step(case, timeline, A.DISPATCH, assignee="w1")
+    broken = TimelineEntry.from_dict(
+        {
+            **timeline[-1].to_dict(),
+            "seq": 2,
+            "ts": case.updated_at + 1,
+            "action": "extend",
+            "note": "x",
+            "from_state": "dispatched",
+            "to_state": "dispatched",
+            "data": {"approver": "a", "seconds": None, "stage": "case"},
+        }
+    )
+    loaded = replay([*timeline, broken])
+    assert loaded.extension_for(Stage.CASE) == 0.0 and loaded.version == 3

@@ -77,9 +77,11 @@ async def test_demo_runs_from_any_directory_shows_sos_and_stops_cleanly(tmp_path
     seen: list[str] = []
     try:
         mqtt = await wait_for_line(proc, r"mqtt://127\.0\.0\.1:(\d+)", seen)
-        console = await wait_for_line(proc, r"http://127\.0\.0\.1:(\d+)/login\?token=(\S+)", seen)
+        console = await wait_for_line(proc, r"http://127\.0\.0\.1:(\d+)/login(\S*)", seen)
+        assert console.group(2) == "", "the console link carries no token (issue 11 #4)"
+        printed = await wait_for_line(proc, r"Token / 令牌:\s+(\S+)", seen)
         assert int(mqtt.group(1)) > 0
-        port, token = console.group(1), console.group(2)
+        port, token = console.group(1), printed.group(1)
         assert yaml.safe_load((data / "secrets.yaml").read_text())["console_token"] == token
         assert oct((data / "secrets.yaml").stat().st_mode & 0o777) == "0o600"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:

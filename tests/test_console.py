@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from hub.app import Hub
 from hub.cases.model import CaseState
@@ -28,6 +28,15 @@ CHROMIUM_FLAGS = [
 ]
 
 
+async def log_in(page: Page, port: int | None, token: str) -> None:
+    """As a person does: the login form, the token typed in, never in the URL (issue 11 #4)."""
+    await page.goto(f"http://127.0.0.1:{port}/login")
+    await page.fill("#token", token)
+    await page.click("#login")
+    await page.wait_for_load_state()
+    assert token not in page.url
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     try:
@@ -45,7 +54,7 @@ async def test_console_shows_a_new_sos_live_in_chinese_and_english(
 ) -> None:
     async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
         page = await browser.new_page(locale="zh-CN")
-        await page.goto(f"http://127.0.0.1:{hub.http_port}/login?token={TOKEN}")
+        await log_in(page, hub.http_port, TOKEN)
         await page.wait_for_selector("#conn.on")  # the event stream is connected
         assert await page.title() == "邻里 · 指挥中心"
         assert await page.text_content("#empty") == "暂无告警"
@@ -107,7 +116,7 @@ async def test_worker_phone_page_takes_an_sos_through_accept_arrive_and_report(
         )
         context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")  # a phone
         page = await context.new_page()
-        await page.goto(f"http://127.0.0.1:{hub.http_port}/login?token={WORKER_TOKEN}")
+        await log_in(page, hub.http_port, WORKER_TOKEN)
         assert page.url.endswith("/m"), "a worker's login lands on the phone page"
         item = await page.wait_for_selector("li.case", timeout=10_000)
         assert item is not None and "一键呼救" in await item.inner_text()
@@ -140,3 +149,33 @@ async def test_worker_phone_page_takes_an_sos_through_accept_arrive_and_report(
         ]
         await context.close()
         await gateway.disconnect()
+
+
+async def test_console_session_logs_out_and_refuses_a_post_from_another_port(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    """Issue 11 #4: a page on another loopback port (same site) cannot use the session to post."""
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        context = await browser.new_context()
+        page = await context.new_page()
+        await log_in(page, hub.http_port, TOKEN)
+        await page.wait_for_selector("#conn.on")
+        (cookie,) = [c for c in await context.cookies() if c["name"] == "linli_session"]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] != TOKEN
+        # The console's own POST carries the CSRF token and works …
+        status = await page.evaluate(
+            """async () => { const s = await (await fetch('/api/session')).json();
+              const r = await fetch('/api/rules/reload', {method: 'POST', headers: {'X-CSRF-Token': s.csrf}});
+              return r.status; }"""
+        )
+        assert status == 200
+        # … a forged one without it does not (the attacker's page cannot read the token).
+        status = await page.evaluate(
+            "async () => (await fetch('/api/rules/reload', {method: 'POST'})).status"
+        )
+        assert status == 403
+        await page.click("#logout")
+        await page.wait_for_url("**/login")
+        await page.goto(f"http://127.0.0.1:{hub.http_port}/")
+        assert page.url.endswith("/login"), "after logout the old cookie opens nothing"
+        await context.close()

@@ -191,9 +191,12 @@ async def test_api_requires_a_token(hub: Hub, http: tuple[aiohttp.ClientSession,
     async with session.get(f"{base}/api/health") as response:
         assert response.status == 200
     async with session.get(f"{base}/login?token={TOKEN}", allow_redirects=False) as response:
-        assert response.status == 302
+        assert response.status == 400 and "linli_session" not in response.cookies  # never from a URL
+    async with session.post(f"{base}/login", data={"token": TOKEN}, allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/"
         cookie = response.cookies["linli_session"]
-        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        assert cookie["httponly"] and cookie["samesite"].lower() == "strict"
+        assert cookie.value != TOKEN, "the cookie is a session id, not the token"
     async with session.get(f"{base}/api/alerts") as response:  # now with the session cookie
         assert response.status == 200
 

@@ -24,10 +24,14 @@ Rules (each cites where it comes from):
   first dispatch, so a reopened case is judged against its original due time.
 * Entries never go back in time: an action dated before the last entry is refused (the hub
   stamps actions with its own clock and keeps a device's own time in ``data``).
+* Every number an entry carries is finite and every duration sane (:data:`MAX_EXTENSION_S`):
+  an entry is stored as JSON and replayed on every load, so a value JSON cannot hold
+  (``inf``, ``nan``) or an absurd one would make the case unloadable for everybody.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from enum import StrEnum
@@ -57,6 +61,13 @@ if TYPE_CHECKING:
 S = CaseState
 A = CaseAction
 E = TypeVar("E", bound=StrEnum)
+
+#: The longest 延期 one approval may grant (a year): longer is a typo or an attack, not a plan.
+MAX_EXTENSION_S = 366 * 86400.0
+#: Nesting depth of ``data`` an entry may carry (the API sends flat objects).
+MAX_DATA_DEPTH = 8
+#: A note is a remark or a report, not a document (about two pages of Chinese text).
+MAX_NOTE_CHARS = 4000
 
 #: What each action may do from each state: the target state, or ``None`` to stay.
 #: AUTO_CLEAR and VERIFY/REWORK pick their target from the case and data (see :func:`apply`).
@@ -233,11 +244,17 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
     channel: Channel,
     note: str = "",
     data: Mapping[str, Any] | None = None,
+    replaying: bool = False,
 ) -> tuple[Case, TimelineEntry]:
     """Apply ``action`` to ``case``: the new snapshot and the entry to append.
 
     Raises :class:`InvalidTransition` (or its subclass :class:`RequirementNotMet`) and
     changes nothing when the action is refused.
+
+    ``replaying`` (only :func:`replay`) skips the input limits added after entries were
+    first stored (note length, storable data, the longest extension) and reads an extension
+    whose duration was lost (stored as ``null`` by a Linli before these limits) as 0 s: what
+    is already in the record must always load, or the case is stuck for everybody.
     """
     data = dict(data or {})
     note = note.strip()
@@ -254,8 +271,16 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
         raise InvalidTransition(state=case.state, action=action, allowed=allowed)
     if not actor:
         raise refuse("the actor must be named")
+    if not math.isfinite(at):
+        raise refuse(f"time {at} is not a finite number")
     if at < case.updated_at:
         raise refuse(f"time {at} is before the case's last entry at {case.updated_at}")
+    if not replaying:
+        if len(note) > MAX_NOTE_CHARS:
+            raise refuse(f"the note has {len(note)} characters; at most {MAX_NOTE_CHARS}")
+        problem = _unstorable(data)
+        if problem:
+            raise refuse(f"data {problem}: every entry must be storable as JSON and replayable")
     target = table[action]
     changes: dict[str, Any] = {}
     new_state = case.state if target is None else target
@@ -356,8 +381,10 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
         seconds = _number(data, "seconds")
         if not approver:
             raise refuse("延期 needs data.approver (who approved the extension)")
-        if seconds is None or seconds <= 0:
-            raise refuse("延期 needs data.seconds > 0 (the extra time)")
+        if replaying and (seconds is None or seconds < 0):
+            seconds = 0.0
+        elif seconds is None or not 0 < seconds <= MAX_EXTENSION_S:
+            raise refuse(f"延期 needs data.seconds > 0 and at most {MAX_EXTENSION_S:.0f} (the extra time)")
         stage = _stage(data, case, action) or Stage.CASE
         changes["extensions"] = (
             *case.extensions,
@@ -425,6 +452,7 @@ def replay(entries: Iterable[TimelineEntry]) -> Case:
             channel=entry.channel,
             note=entry.note,
             data=entry.data,
+            replaying=True,
         )
     return case
 
@@ -508,10 +536,38 @@ def _text(data: Mapping[str, Any], key: str) -> str:
 
 
 def _number(data: Mapping[str, Any], key: str) -> float | None:
+    """A finite number, or ``None`` (absent, not a number, ``inf``/``nan``, too large for a float)."""
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _unstorable(value: Any, depth: int = 0) -> str:
+    """Why ``value`` would not survive a JSON round trip unchanged (``""`` if it would)."""
+    if depth > MAX_DATA_DEPTH:
+        return f"nests deeper than {MAX_DATA_DEPTH} levels"
+    if value is None or isinstance(value, bool | str):
+        return ""
+    if isinstance(value, int):
+        return "" if abs(value) < 2**63 else f"holds an integer out of range ({str(value)[:20]}…)"
+    if isinstance(value, float):
+        return "" if math.isfinite(value) else f"holds a non-finite number ({value})"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"has a non-text key {key!r}"
+            problem = _unstorable(item, depth + 1)
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, list | tuple):
+        return next((p for p in (_unstorable(v, depth + 1) for v in value) if p), "")
+    return f"holds a {type(value).__name__}, which JSON cannot store"
 
 
 def _stage(data: Mapping[str, Any], case: Case, action: CaseAction) -> Stage | None:
@@ -531,6 +587,8 @@ def _stage(data: Mapping[str, Any], case: Case, action: CaseAction) -> Stage | N
 
 __all__ = [
     "CURRENT_STAGE",
+    "MAX_EXTENSION_S",
+    "MAX_NOTE_CHARS",
     "TERMINAL",
     "TRANSITIONS",
     "InvalidTransition",

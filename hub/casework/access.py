@@ -11,7 +11,8 @@ Scopes (widest first):
 * ``COMMUNITY`` — the communities the person is registered in (社区值班 duty officers);
 * ``GRID`` — the grids the person covers (handbook §2: a grid worker "answers for everything
   in" the grid; the 网格长 leads the grid team);
-* ``ASSIGNED`` — only cases dispatched or escalated to this person.
+* ``ASSIGNED`` — only cases dispatched or escalated to this person (the assignee, and
+  everybody the case's notifications went to: a 网格长 told of an SOS may read it).
 
 Where today's lists contradicted each other, this table decides, and says why:
 
@@ -22,6 +23,14 @@ Where today's lists contradicted each other, this table decides, and says why:
   matched a roster person could act as that person.
 * ``grid_police`` and ``volunteer`` take the handler's actions in their grids, as any roster
   person of the grid could before; they do not reassign, extend or verify (the 网格长 does).
+* (issue 11) Reading follows acting: the grid team reads its grids, duty officers their
+  community, the command centre and the wall display everything. ``viewer`` reads without
+  ``personal_data`` (names, phones, care flags), ``locations`` (which building, unit and
+  room a device is in) or ``read_notifications`` (who was told): a wall in a public office.
+  The grid team sees residents' personal data only on cases in their hands (``ASSIGNED``):
+  the worker on the way to an SOS needs the elder's phone and contacts, not the whole grid's.
+* (issue 11) Roles whose reach depends on who the person is (every scope narrower than
+  ``ALL``) need a token bound to a roster person: :func:`needs_person`.
 
 Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 """
@@ -56,6 +65,8 @@ class Permission(StrEnum):
     PERSONAL_DATA = "personal_data"  # residents' names, phones, addresses, contacts, medical notes
     READ_NOTIFICATIONS = "read_notifications"  # the delivery log of every notification
     RECORD_FOR_OTHERS = "record_for_others"  # act on behalf of a person who reported by phone
+    LOCATIONS = "locations"  # where a device is: building, unit, room, place
+    STAFF_KPIS = "staff_kpis"  # KPIs per worker (staff performance, not for a public wall)
     RELOAD_RULES = "reload_rules"
     ADVANCE_TEST_CLOCK = "advance_test_clock"  # scenario testing on a manual clock only
 
@@ -75,6 +86,8 @@ DESK: frozenset[Action] = EVERY_CASE_ACTION | {
     Permission.READ,
     Permission.RECORD_FOR_OTHERS,
     Permission.READ_NOTIFICATIONS,
+    Permission.LOCATIONS,
+    Permission.STAFF_KPIS,
 }
 
 
@@ -92,6 +105,8 @@ def _grants(*pairs: tuple[frozenset[Action], Scope]) -> tuple[Grant, ...]:
 
 _PERSONAL = frozenset({Permission.PERSONAL_DATA})
 _READ = frozenset({Permission.READ})
+#: What a grid team member reads in the grids they cover.
+_GRID_READ = frozenset({Permission.READ, Permission.LOCATIONS})
 _RULES = frozenset({Permission.RELOAD_RULES})
 _CLOCK = frozenset({Permission.ADVANCE_TEST_CLOCK})
 
@@ -101,14 +116,21 @@ ACCESS: Mapping[Role, tuple[Grant, ...]] = {
     R.COMMAND_CENTRE: _grants((DESK | _PERSONAL | _RULES | _CLOCK, Scope.ALL)),
     R.COMMAND_SUPERVISOR: _grants((DESK | _PERSONAL | _RULES, Scope.ALL)),
     R.COMMAND_OPERATOR: _grants((DESK | _PERSONAL, Scope.ALL)),
-    # Today duty officers act on any case; the next issue narrows them to their community.
-    R.DUTY_OFFICER: _grants((DESK | _PERSONAL, Scope.ALL)),
-    # 网格长: everything a handler does, plus reassign/extend/verify …, in the grid team's grids.
-    R.GRID_LEADER: _grants((EVERY_CASE_ACTION, Scope.GRID), (_READ, Scope.ASSIGNED)),
-    R.GRID_WORKER: _grants((HANDLER, Scope.GRID), (_READ, Scope.ASSIGNED)),
-    R.GRID_POLICE: _grants((HANDLER, Scope.GRID), (_READ, Scope.ASSIGNED)),
-    R.VOLUNTEER: _grants((HANDLER, Scope.GRID), (_READ, Scope.ASSIGNED)),
-    R.VIEWER: _grants((_READ, Scope.ASSIGNED)),
+    # 社区值班: the desk, for the communities the duty officer is on the roster of.
+    R.DUTY_OFFICER: _grants((DESK | _PERSONAL, Scope.COMMUNITY)),
+    # 网格长: everything a handler does, plus reassign/extend/verify …, in the grid team's grids;
+    # evaluates the team (per-worker KPIs); reads any case escalated to him (ASSIGNED).
+    # 评价 is not his: the resident, a guardian or the command centre judges the grid's work
+    # (handbook §3, 综合评价), never the grid itself.
+    R.GRID_LEADER: _grants(
+        ((EVERY_CASE_ACTION - {A.EVALUATE}) | _GRID_READ | {Permission.STAFF_KPIS}, Scope.GRID),
+        (_READ | _PERSONAL, Scope.ASSIGNED),
+    ),
+    R.GRID_WORKER: _grants((HANDLER | _GRID_READ, Scope.GRID), (_READ | _PERSONAL, Scope.ASSIGNED)),
+    R.GRID_POLICE: _grants((HANDLER | _GRID_READ, Scope.GRID), (_READ | _PERSONAL, Scope.ASSIGNED)),
+    R.VOLUNTEER: _grants((HANDLER | _GRID_READ, Scope.GRID), (_READ | _PERSONAL, Scope.ASSIGNED)),
+    # A wall display: everything, without personal data, locations or who was told.
+    R.VIEWER: _grants((_READ, Scope.ALL)),
 }
 
 #: Roles whose login lands on the phone page (``/m``) rather than the command-centre console.
@@ -123,6 +145,15 @@ def scope_of(role: Role, action: Action) -> Scope:
 def can(role: Role, action: Action, *, at_least: Scope = Scope.ASSIGNED) -> bool:
     """``role`` may take ``action`` somewhere at least as wide as ``at_least``."""
     return scope_of(role, action) >= at_least
+
+
+def needs_person(role: Role) -> bool:
+    """Whether a token of ``role`` must name a roster person: some grant reaches less than ``ALL``.
+
+    Such a grant means "the person's grids/community/cases"; without a person it would mean
+    nothing (or, as before issue 11, whatever the token's *name* happened to match).
+    """
+    return any(Scope.NONE < g.scope < Scope.ALL for g in ACCESS.get(role, ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +171,8 @@ class Where:
     community: str | None
     grid: str | None
     assignee: str | None = None
+    #: Everybody the thing was dispatched or escalated to (a case's notifications).
+    told: frozenset[str] = frozenset()
 
 
 def allows(
@@ -157,11 +190,37 @@ def allows(
         return True
     if scope >= Scope.GRID and where.grid is not None and where.grid in grids:
         return True
-    return scope >= Scope.ASSIGNED and where.assignee is not None and where.assignee == actor.id
+    return scope >= Scope.ASSIGNED and (where.assignee == actor.id or actor.id in where.told)
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """An actor with the grids and communities their roster entry covers: asks the table for them.
+
+    Built once per request (or per event-stream subscriber) so that every check of that
+    request answers for the same person.
+    """
+
+    actor: Actor
+    grids: frozenset[str] = frozenset()
+    communities: frozenset[str] = frozenset()
+
+    @property
+    def role(self) -> Role:
+        return self.actor.role
+
+    def scope(self, action: Action) -> Scope:
+        return scope_of(self.actor.role, action)
+
+    def allows(self, action: Action, where: Where) -> bool:
+        return allows(self.actor, action, where, grids=self.grids, communities=self.communities)
+
+    def may_ever(self, action: Action) -> bool:
+        return can(self.actor.role, action)
 
 
 def render_table() -> str:
-    """The table as Markdown (for docs/security.md): one row per role, one column per scope."""
+    """The table as Markdown (docs/security.md holds it; a test keeps the two equal)."""
     lines = ["| role | ALL | COMMUNITY | GRID | ASSIGNED |", "|---|---|---|---|---|"]
     for role, grants in ACCESS.items():
         cells = []

@@ -31,7 +31,7 @@ from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, Timelin
 from hub.cases.policies import Policies
 from hub.cases.views import case_json
 from hub.cases.workflow import allowed_actions, apply, case_from_alert
-from hub.casework.access import Action, Actor, Where, allows
+from hub.casework.access import Action, Actor, Reach, Scope, Where
 from hub.casework.points import stage_of, transition_point, worst_light
 from hub.channels.messages import CaseNotice, NoticeKind
 from hub.channels.preferences import EndpointKind, Preferences
@@ -45,7 +45,7 @@ from hub.notify.payloads import case_notification
 from hub.notify.routing import Routing
 from hub.notify.webhooks import outbox_entry
 from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
-from hub.storage.cases import CaseStore
+from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.store import Store
 from hub.timeseries import CaseStage, TimeseriesSink
 
@@ -190,20 +190,46 @@ class Casework:
         return self._act(case, action, actor=actor.id, channel=channel, note=note, data=dict(data or {}))
 
     def _authorise(self, case: Case, action: CaseAction, actor: Actor) -> None:
-        where = Where(community=case.community, grid=case.grid, assignee=case.assignee)
-        if not self.allows(actor, action, where):
+        if not self.allows(actor, action, self.where_of(case)):
             raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not {action.value} case {case.id}")
+
+    def where_of(self, case: Case) -> Where:
+        """Where a case is for the access table, with everybody it was dispatched or escalated to."""
+        return Where(
+            community=case.community, grid=case.grid, assignee=case.assignee, told=self.cases.told(case.id)
+        )
 
     def allows(self, actor: Actor, action: Action, where: Where) -> bool:
         """The access table's answer for this actor, with the grids their roster entry covers."""
+        return self.reach(actor).allows(action, where)
+
+    def reach(self, actor: Actor, *, person: bool = True) -> Reach:
+        """``actor`` with the grids and communities of their roster entry.
+
+        ``person=False`` for a console token that is no roster person: it covers no grid,
+        whatever its name (before issue 11 a token's name doubled as a roster id).
+        """
         grids: set[str] = set()
         communities: set[str] = set()
-        for community in self._registry.communities:
-            for person in community.people:
-                if person.id == actor.id:
-                    grids.update(person.grids)
-                    communities.add(community.code)
-        return allows(actor, action, where, grids=frozenset(grids), communities=frozenset(communities))
+        if person:
+            for community in self._registry.communities:
+                for member in community.people:
+                    if member.id == actor.id:
+                        grids.update(member.grids)
+                        communities.add(community.code)
+        return Reach(actor=actor, grids=frozenset(grids), communities=frozenset(communities))
+
+    @staticmethod
+    def case_filter(reach: Reach, action: Action) -> CaseFilter | None:
+        """The store's filter for the cases ``reach`` may take ``action`` on (``None``: every case)."""
+        scope = reach.scope(action)
+        if scope is Scope.ALL:
+            return None
+        return CaseFilter(
+            grids=reach.grids if scope >= Scope.GRID else frozenset(),
+            communities=reach.communities if scope >= Scope.COMMUNITY else frozenset(),
+            person=reach.actor.id if scope >= Scope.ASSIGNED else None,
+        )
 
     def _act(
         self, case: Case, action: CaseAction, *, actor: str, channel: Channel, note: str, data: dict[str, Any]
@@ -251,17 +277,39 @@ class Casework:
         return self.cases.timeline(case_id)
 
     def case_views(
-        self, *, assignee: str | None, grid: str | None, states: Iterable[CaseState], limit: int
+        self,
+        *,
+        assignee: str | None,
+        grid: str | None,
+        states: Iterable[CaseState],
+        limit: int,
+        offset: int = 0,
+        visible: CaseFilter | None = None,
     ) -> list[dict[str, Any]]:
         """Cases as JSON at the same instant, filtered as the store's index allows."""
         now = self._clock.now()
-        ids = self.cases.case_ids(assignee=assignee, grid=grid, states=states, limit=limit)
+        ids = self.cases.case_ids(
+            assignee=assignee, grid=grid, states=states, limit=limit, offset=offset, visible=visible
+        )
         return [self.case_json(c, now=now) for c in map(self.load_safely, ids) if c is not None]
 
-    def kpis(self, *, start: float, end: float) -> KpiReport:
-        """结案率, 按期结案率, 返工率, 延期率 and response times over ``[start, end]`` (docs/cases.md)."""
-        return kpi_compute(
-            self.cases.timelines_touching(start, end), sla=self.policies.sla, start=start, end=end
+    def kpis(self, *, start: float, end: float, include: Callable[[Where], bool] | None = None) -> KpiReport:
+        """结案率, 按期结案率, 返工率, 延期率 and response times over ``[start, end]`` (docs/cases.md).
+
+        ``include`` keeps the cases a reader may see (asked with each case's place).
+        """
+        timelines = self.cases.timelines_touching(start, end)
+        if include is not None:
+            timelines = [t for t in timelines if t and include(self._where_filed(t[0]))]
+        return kpi_compute(timelines, sla=self.policies.sla, start=start, end=end)
+
+    def _where_filed(self, first: TimelineEntry) -> Where:
+        grid, community = first.data.get("grid"), first.data.get("community")
+        return Where(
+            community=community if isinstance(community, str) else None,
+            grid=grid if isinstance(grid, str) else None,
+            assignee=None,
+            told=self.cases.told(first.case_id),
         )
 
     # -- escalation and SLA ------------------------------------------------------------------

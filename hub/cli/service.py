@@ -15,6 +15,7 @@ from adapters.errors import LinliError
 from hub.app import Hub
 from hub.cases.calendar import official_coverage
 from hub.cases.policies import load_policies
+from hub.casework.access import needs_person
 from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.clock import Clock, ManualClock, ScaledClock, SystemClock
@@ -177,7 +178,7 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
 
 
 @click.command("token")
-@click.option("--name", required=True, help="Who or what the token is for.")
+@click.option("--name", help="A label for the token (logs, console); defaults to the person.")
 @click.option(
     "--role",
     type=click.Choice([r.value for r in Role]),
@@ -185,12 +186,26 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
     show_default=True,
     help="Role the token grants (see docs/security.md for what each may do).",
 )
-def token(name: str, role: str) -> None:
+@click.option(
+    "--person",
+    help="Roster id the token acts as (required for grid roles and duty officers; the roster"
+    " must give that person the same role).",
+)
+def token(name: str | None, role: str, person: str | None) -> None:
     """Create an API token; prints the token once and the config entry (its SHA-256) to add."""
+    chosen = Role(role)
+    if person is None and needs_person(chosen):
+        raise click.UsageError(
+            f"role {role} reaches only a person's grids or community: add --person <roster id>"
+        )
+    label = name or person
+    if not label:
+        raise click.UsageError("give --name (or --person)")
     value = secrets.token_urlsafe(32)
     click.echo(f"token (give to the user, shown once): {value}")
     click.echo("add to the config file under api_tokens:")
-    click.echo(f"  - {{name: {name}, role: {role}, sha256: {token_hash(value)}}}")
+    bound = f", person: {person}" if person else ""
+    click.echo(f"  - {{name: {label}, role: {role}{bound}, sha256: {token_hash(value)}}}")
 
 
 @click.command()

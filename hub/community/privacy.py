@@ -21,16 +21,18 @@ def mask_phone(phone: str) -> str:
 
 
 def resident_json(resident: Resident, *, personal: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": resident.id,
-        "household": resident.household,
-        "living_alone": resident.living_alone,
-        "aged_80_plus": resident.age is not None and resident.age >= 80,
-        "disabled": resident.disabled,
-        "cognitive_impairment": resident.cognitive_impairment,
-    }
+    """The resident whole, or masked: masked also leaves out the care flags.
+
+    Living alone, 80+, disabled, cognitively impaired — per room, these tell a stranger which
+    door hides the most vulnerable person in the building (issue 11): personal data too.
+    """
+    body: dict[str, Any] = {"id": resident.id, "household": resident.household}
     if personal:
         body |= {
+            "living_alone": resident.living_alone,
+            "aged_80_plus": resident.age is not None and resident.age >= 80,
+            "disabled": resident.disabled,
+            "cognitive_impairment": resident.cognitive_impairment,
             "name": resident.name,
             "age": resident.age,
             "address": resident.address,

@@ -6,6 +6,7 @@ Kept in memory on the hot path (a dict update per event).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adapters.events import Event, EventKind
@@ -65,14 +66,28 @@ class DeviceStates:
                 state.signal = event.value
         state.last[kind.value] = (event.ts, event.value)
 
-    def events(self, device_id: str | None = None, *, limit: int = 100) -> list[Event]:
-        """Most recent first."""
+    def events(
+        self,
+        device_id: str | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        include: Callable[[str], bool] | None = None,
+    ) -> list[Event]:
+        """Most recent first; ``include(device_id)`` narrows to the devices a reader may see."""
         found: list[Event] = []
+        skipped = 0
         for event in reversed(self.recent):
-            if device_id is None or event.device_id == device_id:
-                found.append(event)
-                if len(found) >= limit:
-                    break
+            if device_id is not None and event.device_id != device_id:
+                continue
+            if include is not None and not include(event.device_id):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            found.append(event)
+            if len(found) >= limit:
+                break
         return found
 
     def get(self, device_id: str) -> DeviceState | None:

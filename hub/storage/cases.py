@@ -8,7 +8,8 @@ timeline (:func:`hub.cases.workflow.replay`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 
@@ -17,6 +18,24 @@ from hub.cases.workflow import replay
 from hub.errors import StaleCaseError
 from hub.storage.engine import Tx
 from hub.storage.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    """Which cases a reader may see: in these grids or communities, or given to this person.
+
+    ``None`` for the whole filter means every case (the command centre).
+    """
+
+    grids: frozenset[str] = frozenset()
+    communities: frozenset[str] = frozenset()
+    #: The assignee, or anybody a notification of the case went to (dispatched, escalated).
+    person: str | None = None
+
+
+def _in(column: str, values: Collection[str], params: list[object]) -> str:
+    params.extend(sorted(values))
+    return f"{column} IN ({','.join('?' * len(values))})"
 
 
 class CaseStore:
@@ -107,6 +126,8 @@ class CaseStore:
         grid: str | None = None,
         states: Iterable[CaseState] = OPEN,
         limit: int = 200,
+        offset: int = 0,
+        visible: CaseFilter | None = None,
     ) -> list[str]:
         wanted = [s.value for s in states]
         query = f"SELECT id FROM cases WHERE state IN ({','.join('?' * len(wanted))})"  # noqa: S608 - placeholders only
@@ -117,9 +138,29 @@ class CaseStore:
         if grid is not None:
             query += " AND grid = ?"
             params.append(grid)
-        query += " ORDER BY filed_at DESC LIMIT ?"
-        params.append(limit)
+        if visible is not None:
+            either = ["FALSE"]
+            if visible.grids:
+                either.append(_in("grid", visible.grids, params))
+            if visible.communities:
+                either.append(_in("community", visible.communities, params))
+            if visible.person is not None:
+                either.append(
+                    "assignee = ? OR id IN (SELECT case_id FROM notifications WHERE recipient = ?"
+                    " AND case_id IS NOT NULL)"
+                )
+                params.extend((visible.person, visible.person))
+            query += " AND (" + " OR ".join(either) + ")"
+        query += " ORDER BY filed_at DESC, id LIMIT ? OFFSET ?"
+        params.extend((limit, offset))
         return [row[0] for row in self._store.execute(query, params)]
+
+    def told(self, case_id: str) -> frozenset[str]:
+        """Everybody a notification of this case went to (dispatch, escalation, reminders)."""
+        rows = self._store.execute(
+            "SELECT DISTINCT recipient FROM notifications WHERE case_id = ?", (case_id,)
+        )
+        return frozenset(row[0] for row in rows)
 
     def due(self, now: float) -> list[str]:
         rows = self._store.execute(

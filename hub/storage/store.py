@@ -237,14 +237,30 @@ class Store:
         row = self._engine.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
         return _alert(row) if row else None
 
-    def alerts(self, *, limit: int = 100, status: str | None = None) -> list[Alert]:
-        query = _SELECT_ALERTS
-        params: tuple[Any, ...] = ()
+    def alerts(
+        self,
+        *,
+        limit: int = 100,
+        status: str | None = None,
+        offset: int = 0,
+        grids: frozenset[str] | None = None,
+        communities: frozenset[str] | None = None,
+    ) -> list[Alert]:
+        """Newest first. ``grids``/``communities`` (either matches) narrow to what a reader may see."""
+        query = _SELECT_ALERTS + " WHERE TRUE"
+        params: list[Any] = []
         if status is not None:
-            query += " WHERE status = ?"
-            params = (status,)
-        query += " ORDER BY raised_at DESC, id DESC LIMIT ?"
-        return [_alert(r) for r in self._engine.execute(query, (*params, limit))]
+            query += " AND status = ?"
+            params.append(status)
+        if grids is not None or communities is not None:
+            either = ["FALSE"]
+            for column, values in (("grid", grids or frozenset()), ("community", communities or frozenset())):
+                if values:
+                    either.append(f"{column} IN ({','.join('?' * len(values))})")
+                    params.extend(sorted(values))
+            query += " AND (" + " OR ".join(either) + ")"
+        query += " ORDER BY raised_at DESC, id DESC LIMIT ? OFFSET ?"
+        return [_alert(r) for r in self._engine.execute(query, (*params, limit, offset))]
 
     # -- notification outbox --------------------------------------------------------------
 
@@ -282,16 +298,31 @@ class Store:
             (error[:500], at, notification_id),
         )
 
-    def notification_log(self, *, since: float = 0.0, limit: int = 500) -> list[dict[str, Any]]:
-        """Notifications created at or after ``since``, oldest first, with what they said and how they went."""
-        # The ORDER BY column is ours (rowid or seq), never input.
+    def notification_log(
+        self,
+        *,
+        since: float = 0.0,
+        limit: int = 500,
+        offset: int = 0,
+        communities: frozenset[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Notifications created at or after ``since``, oldest first, with what they said and how they went.
+
+        ``communities`` narrows to alerts of those communities (a duty officer's desk).
+        """
+        where = ""
+        params: list[Any] = [since]
+        if communities is not None:
+            where = f" AND a.community IN ({','.join('?' * len(communities))})"
+            params.extend(sorted(communities))
         query = (
-            "SELECT n.id, n.alert_id, n.case_id, n.recipient, n.channel, n.address, n.created_at, n.attempts,"  # noqa: S608
+            "SELECT n.id, n.alert_id, n.case_id, n.recipient, n.channel, n.address, n.created_at, n.attempts,"
             " n.delivered_at, n.abandoned_at, n.last_error, n.payload, a.rule FROM notifications n"
             " JOIN alerts a ON a.id = n.alert_id WHERE n.created_at >= ?"
-            f" ORDER BY n.created_at, {self._insert_order} LIMIT ?"
         )
-        cursor = self._engine.execute(query, (since, limit))
+        # The ORDER BY column is ours (rowid or seq), never input; the rest are placeholders.
+        query += where + f" ORDER BY n.created_at, {self._insert_order} LIMIT ? OFFSET ?"
+        cursor = self._engine.execute(query, (*params, limit, offset))
         rows: list[dict[str, Any]] = []
         for *head, payload, rule in cursor:
             keys = ("id", "alert_id", "case_id", "recipient", "channel", "address", "created_at", "attempts")

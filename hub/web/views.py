@@ -1,12 +1,15 @@
 """JSON views of devices, events and the community tree, with personal data masked by role.
 
-Residents' personal data (names, phones, addresses, contacts, medical notes) is shown only
-to roles the access table (:mod:`hub.casework.access`) grants ``personal_data``; every
-other role sees masked values (:mod:`hub.community.privacy`).
+Residents' personal data (names, phones, addresses, contacts, medical notes, care flags) is
+shown only where the access table (:mod:`hub.casework.access`) grants ``personal_data``;
+elsewhere masked values (:mod:`hub.community.privacy`). Household-level locations
+(building, unit, room) need ``locations``. The caller asks the table; these functions take
+its answers as booleans or per-grid predicates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from adapters.events import Event
@@ -29,7 +32,13 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def device_json(
-    registry: Registry, states: DeviceStates, device_id: str, *, now: float, detail: bool = False
+    registry: Registry,
+    states: DeviceStates,
+    device_id: str,
+    *,
+    now: float,
+    detail: bool = False,
+    locations: bool = True,
 ) -> dict[str, Any] | None:
     device = registry.device(device_id)
     stranger = registry.unassigned.get(device_id)
@@ -43,7 +52,7 @@ def device_json(
         "model": device.model if device else None,
         "grid": device.grid if device else None,
         "community": device.grid[:12] if device else None,
-        "location": device.location if device else None,
+        "location": device.location if device and locations else None,
         "place": device.place if device else None,
         "family": state.family if state else (stranger.family if stranger else None),
         "heartbeat_s": device.heartbeat_s if device else None,
@@ -65,9 +74,9 @@ def device_json(
             body["where"] = {
                 "community": {"code": location.community.code, "name": location.community.name},
                 "grid": {"code": location.grid.code, "name": location.grid.name},
-                "building": location.building.name if location.building else None,
-                "unit": location.unit.name if location.unit else None,
-                "room": location.household.room if location.household else None,
+                "building": location.building.name if location.building and locations else None,
+                "unit": location.unit.name if location.unit and locations else None,
+                "room": location.household.room if location.household and locations else None,
                 "place": {
                     "id": location.place.id,
                     "kind": location.place.kind.value,
@@ -79,14 +88,32 @@ def device_json(
     return body
 
 
-def community_json(community: Community, *, personal: bool) -> dict[str, Any]:
+def community_json(
+    community: Community,
+    *,
+    personal: Callable[[str | None], bool],
+    visible: Callable[[str], bool] = lambda grid: True,
+    staff_names: bool = True,
+) -> dict[str, Any]:
+    """The community's tree: only the grids ``visible(grid)``; residents whole where ``personal(grid)``.
+
+    Residents without a household are asked as ``personal(None)`` (the community level).
+    """
     devices_by_grid: dict[str, list[str]] = {}
     for device in community.devices:
         devices_by_grid.setdefault(device.grid, []).append(device.id)
+    grid_of_household = {
+        h.id: grid.code
+        for grid in community.grids
+        for b in grid.buildings
+        for u in b.units
+        for h in u.households
+    }
     residents_by_household: dict[str | None, list[dict[str, Any]]] = {}
     for resident in community.residents:
+        grid_code = grid_of_household.get(resident.household) if resident.household else None
         residents_by_household.setdefault(resident.household, []).append(
-            resident_json(resident, personal=personal)
+            resident_json(resident, personal=personal(grid_code))
         )
     return {
         "code": community.code,
@@ -123,12 +150,13 @@ def community_json(community: Community, *, personal: bool) -> dict[str, Any]:
                 ],
             }
             for grid in community.grids
+            if visible(grid.code)
         ],
-        "residents_without_household": residents_by_household.get(None, []),
+        "residents_without_household": residents_by_household.get(None, []) if personal(None) else [],
         "people": [
             {
                 "id": p.id,
-                "name": p.name if personal else mask_name(p.name),
+                "name": p.name if staff_names else mask_name(p.name),
                 "role": p.role.value,
                 "grids": p.grids,
             }

@@ -30,6 +30,7 @@ const TEXT = {
 
 let lang = localStorage.getItem("linli.lang") || "zh";
 let timeZone = "Asia/Shanghai";  // replaced by the hub's configured zone from /api/session
+let csrf = "";  // the session's CSRF token (from /api/session), sent on every POST
 const alerts = new Map();
 const cases = new Map();
 
@@ -119,7 +120,9 @@ function render(newId) {
 async function load() {
   const session = await fetch("/api/session", { credentials: "same-origin" });
   if (session.status === 401) { location.href = "/login"; return; }
-  timeZone = (await session.json()).timezone;
+  const who = await session.json();
+  timeZone = who.timezone;
+  csrf = who.csrf || "";
   const response = await fetch("/api/alerts?limit=200", { credentials: "same-origin" });
   if (response.status === 401) { location.href = "/login"; return; }
   alerts.clear();
@@ -150,12 +153,19 @@ function connect() {
   });
 }
 
+// Ends the server-side session (the cookie alone is useless afterwards), then back to login.
+async function logout() {
+  await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
+  location.href = "/login";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
     localStorage.setItem("linli.lang", lang);
     applyLanguage();
   });
+  document.getElementById("logout").addEventListener("click", logout);
   applyLanguage();
   connect();
 });

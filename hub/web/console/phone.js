@@ -31,6 +31,7 @@ const PHONE_ACTIONS = ["accept", "arrive", "handle", "call_back", "return"];
 let lang = localStorage.getItem("linli.lang") || "zh";
 let current = null;
 let timeZone = "Asia/Shanghai";  // replaced by the hub's zone from /api/session
+let csrf = "";  // the session's CSRF token (from /api/session), sent on every POST
 
 function t(key) { return T[lang][key]; }
 function el(tag, text, className) {
@@ -55,8 +56,10 @@ function worstLight(c) {
   return ["red", "yellow"].find((l) => open.some((s) => s.light === l)) || "green";
 }
 
-async function api(path, options) {
-  const response = await fetch(path, { credentials: "same-origin", ...options });
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (options.method && options.method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(path, { credentials: "same-origin", ...options, headers });
   if (response.status === 401) { location.href = "/login"; throw new Error("login"); }
   return response;
 }
@@ -150,8 +153,10 @@ document.addEventListener("DOMContentLoaded", () => {
     current = null; document.getElementById("detail").hidden = true; document.getElementById("list").hidden = false; loadList();
   });
   applyLanguage();
-  api("/api/session").then((r) => r.json()).then((s) => { timeZone = s.timezone; });
-  loadList();
+  document.getElementById("logout").addEventListener("click", async () => {
+    await api("/logout", { method: "POST" }); location.href = "/login";
+  });
+  api("/api/session").then((r) => r.json()).then((s) => { timeZone = s.timezone; csrf = s.csrf || ""; loadList(); });
   const source = new EventSource("/api/stream");
   source.addEventListener("case", (event) => {
     const message = JSON.parse(event.data);

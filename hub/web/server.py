@@ -1,0 +1,99 @@
+"""The HTTP server: uvicorn serving the API in-process, as one named task of the hub's loop.
+
+The hub binds the socket itself (so ``port: 0`` works and the bound port is known before
+anything else starts, and a busy port is an ordinary ``OSError`` instead of uvicorn's
+``sys.exit``), and uvicorn leaves the process's signals and logging configuration alone:
+the hub and ``linli demo`` own those.
+
+Must not import: ``hub.app``, ``hub.cli``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from hub.errors import ConfigError
+
+#: Open requests (event streams) get this long to finish when the hub stops.
+SHUTDOWN_GRACE_S = 2.0
+STARTUP_TIMEOUT_S = 10.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The hub (and `linli demo`) handle SIGINT/SIGTERM; uvicorn must not take them over.
+        yield
+
+
+class HttpServer:
+    def __init__(self, *, app: Any, host: str, port: int, on_stop: Callable[[], None] = lambda: None) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._on_stop = on_stop
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    def _bind(self) -> socket.socket:
+        try:
+            family = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.create_server((self._host, self._port), family=family, backlog=128)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}", key="http.port"
+            ) from None
+        # Accepted connections inherit this on Linux. asyncio sets it only on sockets whose
+        # ``proto`` is IPPROTO_TCP, which ours (proto 0) is not: without it Nagle and delayed ACK
+        # add ~40 ms to every response (headers and body leave in two writes).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        return sock
+
+    async def start(self) -> int:
+        sock = self._bind()
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            # Longer than uvicorn's 5 s: a client pausing between requests must not race the close.
+            timeout_keep_alive=30,
+            ws="none",
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="linli-http")
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            while not self._server.started:
+                if self._task.done():
+                    sock.close()
+                    self._task.result()
+                    raise ConfigError(f"HTTP server on {self._host}:{self.port} did not start", key="http")
+                await asyncio.sleep(0.01)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._on_stop()
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), SHUTDOWN_GRACE_S + 3)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._server = None
+        self._task = None

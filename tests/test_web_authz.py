@@ -1,0 +1,348 @@
+"""Issue 11, the HTTP side: the authorisation matrix generated from the access table, and the attacks.
+
+One real hub (embedded broker, port 0) with three SOS cases: in the token holders' own grid
+(G1), in another grid of their community (G2) and in another community (G3). For every role ×
+every route × each of the three places the expected answer is computed from
+:data:`hub.casework.access.ACCESS` (through :func:`allows`, with the roster's grids), never
+written by hand, and compared with what the API says and shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from hub.app import Hub
+from hub.broker import EmbeddedBroker
+from hub.cases.model import CaseAction
+from hub.casework.access import Action, Actor, Permission, Where, allows, needs_person
+from hub.clock import ManualClock
+from hub.config import ApiToken, load_settings
+from hub.errors import ConfigError
+from hub.records import Role
+from hub.web.api import token_hash
+from tests.helpers import eventually, publisher
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+
+NIGHT = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai
+C1, C2 = "110105001001", "110105001002"
+G1, G2, G3 = f"{C1}001", f"{C1}002", f"{C2}001"
+BUTTONS = {G1: "sos-g1", G2: "sos-g2", G3: "sos-g3"}
+ALL_DAY = '[{start: "00:00", end: "00:00"}]'
+REGISTRY = f"""
+version: 1
+communities:
+  - code: "{C1}"
+    name: 幸福里社区
+    grids:
+      - code: "{G1}"
+        name: 第一网格
+        buildings:
+          - {{id: b1, name: 1号楼, units: [{{id: b1-u1, name: 1单元, households: [{{id: h101, room: "101"}}]}}]}}
+      - {{code: "{G2}", name: 第二网格}}
+    people:
+      - {{id: w1, name: 网格员甲, role: grid_worker, grids: ["{G1}"], shifts: {ALL_DAY}}}
+      - {{id: w2, name: 网格员乙, role: grid_worker, grids: ["{G2}"], shifts: {ALL_DAY}}}
+      - {{id: l1, name: 网格长甲, role: grid_leader, grids: ["{G1}"], shifts: {ALL_DAY}}}
+      - {{id: l2, name: 网格长乙, role: grid_leader, grids: ["{G2}"], shifts: {ALL_DAY}}}
+      - {{id: p1, name: 网格警员, role: grid_police, grids: ["{G1}"], shifts: {ALL_DAY}}}
+      - {{id: v1, name: 志愿者, role: volunteer, grids: ["{G1}"], shifts: {ALL_DAY}}}
+      - {{id: d1, name: 值班员, role: duty_officer, grids: ["{G1}"], shifts: {ALL_DAY}}}
+    residents:
+      - {{id: r1, name: 王秀英, household: h101, address: 1号楼1单元101, phone: "13812345678", living_alone: true,
+          age: 83, emergency_contacts: [{{name: 李明, relation: 儿子, phone: "13987654321"}}]}}
+    devices:
+      - {{id: sos-g1, kind: sos_button, model: TS0215A, grid: "{G1}", resident: r1, household: h101,
+          location: 1号楼1单元101}}
+      - {{id: sos-g2, kind: sos_button, model: TS0215A, grid: "{G2}"}}
+  - code: "{C2}"
+    name: 和平里社区
+    grids: [{{code: "{G3}", name: 和平第一网格}}]
+    people:
+      - {{id: w3, name: 网格员丙, role: grid_worker, grids: ["{G3}"], shifts: {ALL_DAY}}}
+    devices:
+      - {{id: sos-g3, kind: sos_button, model: TS0215A, grid: "{G3}"}}
+"""
+#: The roster person each role's token is bound to (only roles that need one).
+PERSON = {
+    Role.GRID_WORKER: "w1",
+    Role.GRID_LEADER: "l1",
+    Role.GRID_POLICE: "p1",
+    Role.VOLUNTEER: "v1",
+    Role.DUTY_OFFICER: "d1",
+}
+ROSTER_GRIDS = {"w1": {G1}, "l1": {G1}, "p1": {G1}, "v1": {G1}, "d1": {G1}}
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+
+
+def secret(role: Role) -> str:
+    return f"secret-of-{role.value}"
+
+
+def tokens() -> list[ApiToken]:
+    return [
+        ApiToken(name=f"tok-{r.value}", role=r, person=PERSON.get(r), sha256=token_hash(secret(r)))
+        for r in Role
+    ]
+
+
+@dataclass
+class World:
+    hub: Hub
+    base: str
+    cases: dict[str, str]  # grid → case id
+    alerts: dict[str, int]  # grid → alert id
+    broker: Broker
+
+
+def settings_for(tmp_path: Path, broker: Broker, **extra: Any) -> Any:
+    registry = tmp_path / "community.yaml"
+    registry.write_text(REGISTRY, encoding="utf-8")
+    return load_settings(
+        None,
+        environ={},
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "community_file": str(registry),
+            "mqtt": {"url": broker.url, "client_id": "linli-authz"},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "api_tokens": tokens(),
+            **extra,
+        },
+    )
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    embedded = EmbeddedBroker(host="127.0.0.1", port=0, users={"linli": "pw"})
+    await embedded.start()
+    broker = Broker("127.0.0.1", embedded.port, "linli", "pw")
+    try:
+        async with Hub(settings=settings_for(tmp_path, broker), clock=ManualClock(start=NIGHT)) as hub:
+            gateway = await publisher(broker)
+            for button in BUTTONS.values():
+                gateway.publish(f"zigbee2mqtt/{button}", SOS, qos=1)
+            await eventually(lambda: len(hub.cases.case_ids()) == 3, what="three SOS cases")
+            await gateway.disconnect()
+            by_grid = {hub.cases.load(i).grid: i for i in hub.cases.case_ids()}  # type: ignore[union-attr]
+            alerts = {a.grid: a.id for a in hub.store.alerts()}
+            yield World(hub, f"http://127.0.0.1:{hub.http_port}", by_grid, alerts, broker)  # type: ignore[arg-type]
+    finally:
+        await embedded.stop()
+
+
+def expected(role: Role, action: Action, grid: str, *, told: frozenset[str] = frozenset()) -> bool:
+    """The table's answer for the role's token on something in ``grid`` (C1 is the holders' community)."""
+    person = PERSON.get(role)
+    grids = frozenset(ROSTER_GRIDS.get(person or "", set()))
+    communities = frozenset({C1}) if person else frozenset()
+    actor = Actor(person or f"tok-{role.value}", role)
+    where = Where(community=grid[:12], grid=grid, told=told)
+    return allows(actor, action, where, grids=grids, communities=communities)
+
+
+async def call(world: World, role: Role, method: str, path: str, body: Any = None) -> httpx.Response:
+    async with httpx.AsyncClient(
+        base_url=world.base, headers={"Authorization": f"Bearer {secret(role)}"}
+    ) as c:
+        if isinstance(body, bytes):  # raw JSON text, as an attacker writes it (1e400 is no Python float)
+            return await c.request(method, path, content=body, headers={"content-type": "application/json"})
+        return await c.request(method, path, json=body)
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_authorisation_matrix_every_role_every_route_own_and_other_grid(
+    world: World, role: Role
+) -> None:
+    told = {g: world.hub.cases.told(c) for g, c in world.cases.items()}
+    for grid in (G1, G2, G3):
+        reads = expected(role, Permission.READ, grid, told=told[grid])
+        reads_place = expected(role, Permission.READ, grid)  # alerts, devices: by place only
+        personal = expected(role, Permission.PERSONAL_DATA, grid, told=told[grid])
+        where = f"{role.value} on {grid}"
+
+        r = await call(world, role, "GET", f"/api/alerts/{world.alerts[grid]}")
+        assert r.status_code == (200 if reads_place else 404), where
+        if reads_place:
+            shown = r.json()
+            assert bool(shown["trace"]) == expected(role, Permission.PERSONAL_DATA, grid), where
+            assert bool(shown["notifications"]) == expected(role, Permission.READ_NOTIFICATIONS, grid), where
+
+        r = await call(world, role, "GET", f"/api/devices/{BUTTONS[grid]}")
+        assert r.status_code == (200 if reads_place else 404), where
+        if reads_place and grid == G1:
+            assert (r.json()["where"]["room"] == "101") == expected(role, Permission.LOCATIONS, grid), where
+
+        r = await call(world, role, "GET", f"/api/cases/{world.cases[grid]}")
+        assert r.status_code == (200 if reads else 404), where
+        if reads and grid == G1:
+            assert ("resident" in r.json()) == personal, where
+            if personal:
+                assert r.json()["resident"]["phone"] == "13812345678"
+
+        r = await call(world, role, "POST", f"/api/cases/{world.cases[grid]}/note", {"note": "巡查"})
+        assert r.status_code == (200 if expected(role, CaseAction.NOTE, grid, told=told[grid]) else 403), (
+            where
+        )
+
+    # Lists show exactly what the table allows.
+    r = await call(world, role, "GET", "/api/alerts")
+    assert r.status_code == 200 and {a["grid"] for a in r.json()} == {
+        g for g in (G1, G2, G3) if expected(role, Permission.READ, g)
+    }
+    r = await call(world, role, "GET", "/api/devices")
+    assert {d["grid"] for d in r.json()} == {g for g in (G1, G2, G3) if expected(role, Permission.READ, g)}
+    r = await call(world, role, "GET", "/api/cases")
+    assert {c["grid"] for c in r.json()} == {
+        g for g in (G1, G2, G3) if expected(role, Permission.READ, g, told=told[g])
+    }
+    r = await call(world, role, "GET", "/api/events")
+    assert r.status_code == 200
+    assert {e["device_id"] for e in r.json()} <= {
+        BUTTONS[g] for g in (G1, G2, G3) if expected(role, Permission.READ, g)
+    }
+    r = await call(world, role, "GET", "/api/community")
+    trees = {g["code"]: g for c in r.json()["communities"] for g in c["grids"]}
+    assert set(trees) == {g for g in (G1, G2, G3) if expected(role, Permission.READ, g)}
+    if G1 in trees:
+        (resident,) = trees[G1]["buildings"][0]["units"][0]["households"][0]["residents"]
+        assert ("living_alone" in resident) == expected(role, Permission.PERSONAL_DATA, G1)
+        assert (resident["name"] == "王秀英") == expected(role, Permission.PERSONAL_DATA, G1)
+    r = await call(world, role, "GET", "/api/kpis")
+    assert r.status_code == 200
+    r = await call(world, role, "GET", "/api/notifications")
+    may_log = any(expected(role, Permission.READ_NOTIFICATIONS, g) for g in (G1, G2, G3))
+    assert r.status_code == (200 if may_log else 403)
+    if may_log:
+        shown = {
+            a.id
+            for a in world.hub.store.alerts()
+            if expected(role, Permission.READ_NOTIFICATIONS, a.grid or "")
+        }
+        assert {row["alert_id"] for row in r.json()} <= shown
+    r = await call(world, role, "POST", "/api/rules/reload")
+    assert r.status_code == (200 if expected(role, Permission.RELOAD_RULES, G1) else 403)
+
+
+async def test_a_leader_escalated_to_reads_the_case_he_was_told_about(world: World) -> None:
+    """Finding 2: the 网格长 told of another grid's SOS got 404 on it (yet could post a note)."""
+    case_id = world.cases[G3]
+    assert (await call(world, Role.GRID_LEADER, "GET", f"/api/cases/{case_id}")).status_code == 404
+    with world.hub.store.transaction() as db:
+        db.execute(
+            "INSERT INTO notifications (id, alert_id, recipient, channel, address, payload, created_at,"
+            " next_attempt, attempts, case_id) VALUES ('n-esc', ?, 'l1', 'mqtt', 'x', x'7b7d', ?, ?, 0, ?)",
+            (world.alerts[G3], NIGHT, NIGHT + 1e9, case_id),
+        )
+    r = await call(world, Role.GRID_LEADER, "GET", f"/api/cases/{case_id}")
+    assert r.status_code == 200 and r.json()["id"] == case_id
+    listed = await call(world, Role.GRID_LEADER, "GET", "/api/cases")
+    assert case_id in {c["id"] for c in listed.json()}
+
+
+async def test_the_event_stream_is_filtered_per_subscriber(world: World) -> None:
+    """Finding 2: every SSE subscriber got every grid's events."""
+    received: dict[Role, list[dict[str, Any]]] = {Role.GRID_WORKER: [], Role.COMMAND_CENTRE: []}
+
+    async def listen(role: Role) -> None:
+        headers = {"Authorization": f"Bearer {secret(role)}"}
+        async with (
+            httpx.AsyncClient(base_url=world.base, headers=headers, timeout=None) as c,
+            c.stream("GET", "/api/stream") as response,
+        ):
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    received[role].append(orjson.loads(line[6:]))
+
+    tasks = [asyncio.create_task(listen(r), name=f"sse-{r.value}") for r in received]
+    await eventually(lambda: len(world.hub.bus) == 2, what="two subscribers")
+    for grid in (G1, G2, G3):
+        await call(world, Role.COMMAND_CENTRE, "POST", f"/api/cases/{world.cases[grid]}/note", {"note": "x"})
+    await eventually(lambda: len(received[Role.COMMAND_CENTRE]) >= 3, what="the centre's events")
+    await asyncio.sleep(0.2)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert {m["case"]["grid"] for m in received[Role.COMMAND_CENTRE]} == {G1, G2, G3}
+    assert {m["case"]["grid"] for m in received[Role.GRID_WORKER]} == {G1}
+
+
+async def test_a_token_name_is_no_roster_person(world: World) -> None:
+    """Finding 3: a viewer token *named* like a worker acted as that worker. Now the name is a label."""
+    assert needs_person(Role.GRID_WORKER) and not needs_person(Role.VIEWER)
+    r = await call(world, Role.VIEWER, "POST", f"/api/cases/{world.cases[G1]}/arrive", {})
+    assert r.status_code == 403
+    shown = (await call(world, Role.VIEWER, "GET", f"/api/cases/{world.cases[G1]}")).json()
+    assert "resident" not in shown and shown["location"] == ""
+
+
+def test_grid_tokens_without_a_person_or_with_the_wrong_one_refuse_to_start(tmp_path: Path) -> None:
+    broker = Broker("127.0.0.1", 1, "x", "y")
+    bad = [
+        ApiToken(name="g2-day", role=Role.GRID_WORKER, sha256="a" * 64),
+        ApiToken(name="x", role=Role.GRID_WORKER, person="nobody", sha256="b" * 64),
+        ApiToken(name="y", role=Role.VIEWER, person="w1", sha256="c" * 64),
+    ]
+    for token in bad:
+        with pytest.raises(ConfigError) as refused:
+            Hub(settings=settings_for(tmp_path, broker, api_tokens=[token]))
+        assert refused.value.key == "api_tokens.0.person"
+
+
+async def test_hostile_input_is_refused_and_never_a_server_error(world: World) -> None:
+    """Finding 5: each of these answered 500 (or was stored and broke every later read)."""
+    case_id = world.cases[G1]
+    hostile: list[tuple[str, str, Any]] = [
+        ("POST", f"/api/cases/{case_id}/extend", b'{"note":"x","data":{"approver":"a","seconds":1e400}}'),
+        ("POST", f"/api/cases/{case_id}/extend", b'{"note":"x","data":{"approver":"a","seconds":NaN}}'),
+        ("POST", f"/api/cases/{case_id}/extend", {"note": "x", "data": {"approver": "a", "seconds": -1}}),
+        ("POST", f"/api/cases/{case_id}/note", {"note": {"a": 1}}),
+        ("POST", f"/api/cases/{case_id}/note", {"note": "长" * 4001}),
+        ("POST", f"/api/cases/{case_id}/note", {"note": "x", "data": {"callback_at": "nan"}}),
+        ("GET", "/api/alerts/99999999999999999999999", None),
+        ("GET", "/api/kpis?from=nan", None),
+        ("GET", "/api/kpis?from=-inf", None),
+        ("GET", "/api/kpis?from=1e308", None),
+        ("GET", "/api/alerts?limit=99999999999999999999", None),
+        ("GET", "/api/notifications?since=inf", None),
+    ]
+    for method, path, body in hostile:
+        r = await call(world, Role.COMMAND_CENTRE, method, path, body)
+        assert 400 <= r.status_code < 500 and r.json()["error"], (path, r.status_code, r.text[:200])
+    async with httpx.AsyncClient(
+        base_url=world.base, headers={"Authorization": f"Bearer {secret(Role.ADMIN)}"}
+    ) as c:
+        deep = b"[" * 100_000 + b"]" * 100_000
+        r = await c.post(
+            f"/api/cases/{case_id}/note", content=deep, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413
+        r = await c.post(
+            f"/api/cases/{case_id}/note",
+            content=b"[" * 20_000 + b"]" * 20_000,
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code in (400, 422)
+    # The case still loads for everybody and nothing odd was stored.
+    r = await call(world, Role.COMMAND_CENTRE, "GET", "/api/cases")
+    assert r.status_code == 200 and len(r.json()) == 3
+    assert [e.action.value for e in world.hub.cases.timeline(case_id)] == ["file", "dispatch"]
+
+
+async def test_lists_are_paginated_with_a_next_link(world: World) -> None:
+    """Finding 6 (HTTP half): /api/devices was one unbounded body."""
+    r = await call(world, Role.ADMIN, "GET", "/api/devices?limit=2")
+    assert len(r.json()) == 2 and 'rel="next"' in r.headers["link"] and r.headers["x-next-offset"] == "2"
+    rest = await call(world, Role.ADMIN, "GET", "/api/devices?limit=2&offset=2")
+    assert len(rest.json()) == 1 and "link" not in rest.headers
+    assert (await call(world, Role.ADMIN, "GET", "/api/devices?limit=100000")).status_code == 422
+    for path in ("/api/alerts", "/api/cases", "/api/events", "/api/notifications"):
+        assert (await call(world, Role.ADMIN, "GET", f"{path}?limit=1")).status_code == 200, path
