@@ -118,10 +118,15 @@ def mosquitto_conf(*, out: Path, host: str, port: int, run_as: str | None) -> st
         "allow_anonymous false",
         f"password_file {out / 'passwd'}",
         f"acl_file {out / 'acl'}",
-        # QoS 1 messages for the hub (a persistent session) survive a broker restart.
+        # QoS 1 messages for the hub (a persistent session) survive a broker restart. A broker
+        # without persistence forgets the hub's session: presses it acknowledges while the hub
+        # reconnects are lost (docs/reliability.md). Saving after every change
+        # (autosave_on_changes, mosquitto.conf(5)) keeps a press acknowledged just before a
+        # crash or kill -9 of the broker: the durability an SOS needs; the fault suite runs so.
         "persistence true",
         f"persistence_location {out / 'persistence'}/",
-        "autosave_interval 60",
+        "autosave_on_changes true",
+        "autosave_interval 1",
         # The default of 1000 drops messages for a slow or restarting subscriber (handbook §7).
         "max_queued_messages 100000",
         "set_tcp_nodelay true",

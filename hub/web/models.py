@@ -353,6 +353,11 @@ class StatsOut(_Out):
     mqtt_subscribed: bool
     mqtt_outbound_connected: bool
     mqtt_handler_errors: int
+    mqtt_reconnects: int
+    #: Messages the store refused, held for the hub's own retry, and since when (hub clock).
+    held_messages: int
+    held_since: float | None
+    cases_failing: int
     replies: int
     timeseries: dict[str, Any]
 

@@ -134,6 +134,23 @@ async function load() {
     for (const c of await open.json()) cases.set(c.id, c);
     renderCases();
   }
+  await showWarnings();
+}
+
+// What the operator must act on although the hub works (e.g. next year's holidays and 调休
+// days unknown, so 按期结案 deadlines in that year would be wrong): /readyz lists them.
+async function showWarnings() {
+  const banner = document.getElementById("hub-warnings");
+  try {
+    const ready = await fetch("/readyz", { credentials: "same-origin" });
+    const body = await ready.json();
+    const lines = [...(body.warnings || [])];
+    if (body.failing && body.failing.length) lines.unshift("未就绪 / not ready: " + body.failing.join(", "));
+    banner.textContent = lines.join(" · ");
+    banner.hidden = lines.length === 0;
+  } catch (error) {
+    banner.hidden = true;
+  }
 }
 
 function connect() {
