@@ -78,3 +78,23 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite://{tmp_path / 'store.sqlite3'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests against a real PostgreSQL are left out of the faketime run (``-m "not real_clock"``).
+
+    Under libfaketime a lock-wait test against the preloaded server hung in CI's second run
+    (a connection "idle in transaction" and one "SELECT waiting" for minutes, where
+    ``lock_timeout`` frees it in 200 ms with the real clock). The same tests run in the
+    ordinary run; what the faketime run checks — no test depends on today's date — does not
+    need a database server's timers.
+    """
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        fixtures = getattr(item, "fixturenames", ())
+        if (
+            "postgres_server" in fixtures
+            or "postgres_url" in fixtures
+            or params.get("store_url") == "postgresql"
+        ):
+            item.add_marker(pytest.mark.real_clock)
