@@ -44,6 +44,7 @@ from hub.web.routes.alerts import add_alert_routes
 from hub.web.routes.cases import add_case_routes
 from hub.web.routes.common import Principal
 from hub.web.routes.community import add_community_routes
+from hub.web.routes.console import add_console_routes
 from hub.web.routes.devices import add_device_routes
 from hub.web.routes.errors import add_error_handlers
 from hub.web.routes.health import add_health_routes
@@ -223,6 +224,7 @@ class Api:
 #: API). A new area is a module with an ``add_*_routes(api, web)`` function and ONE line here.
 ROUTES: tuple[Callable[[FastAPI, Api], None], ...] = (
     add_page_routes,
+    add_console_routes,
     add_health_routes,
     add_alert_routes,
     add_device_routes,

@@ -1,4 +1,4 @@
-"""Login, logout, the console and phone pages, their static files and the offline ``/docs``."""
+"""Login, logout, the phone page, the static files and the offline ``/docs`` (console pages: :mod:`.console`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATIC = frozenset({"console.js", "console.css", "phone.js", "docs.js"})
+STATIC = frozenset({"console.css", "pages.css", "live.js", "phone.js", "docs.js"})
 
 
 def asset(name: str) -> bytes:
@@ -36,12 +36,6 @@ def login_page(status: int = 200, message: str = "") -> HTMLResponse:
 
 
 def add_page_routes(api: FastAPI, web: Api) -> None:
-    @api.get("/", **HIDDEN)
-    async def console(request: Request) -> Response:
-        if web.identify(request) is None:
-            return RedirectResponse("/login", status_code=302)
-        return HTMLResponse(asset("index.html"))
-
     @api.get("/m", **HIDDEN)
     async def phone(request: Request) -> Response:
         if web.identify(request) is None:
