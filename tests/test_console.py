@@ -83,7 +83,7 @@ async def test_console_shows_a_new_sos_live_in_chinese_and_english(
         assert "2026-11-23 02:13:00" in await page.inner_text("#timeline")
 
         await page.click("#lang")
-        await page.wait_for_function("document.documentElement.lang === 'en'")
+        await page.wait_for_selector("html[lang=en]")
         assert "Timeline" in await page.inner_text("main")
         await gateway.disconnect()
 

@@ -242,6 +242,7 @@ _EN = {
 }
 
 _ENUMS_ZH = {
+    "stage": {"accept": "受理", "arrive": "到场", "handle": "处置反馈", "verify": "核查", "case": "全案"},
     "severity": {"critical": "紧急", "major": "重要", "minor": "一般", "info": "提示"},
     "light": {"green": "正常", "yellow": "临期", "red": "超时"},
     "state": {
@@ -289,6 +290,7 @@ _ENUMS_ZH = {
 }
 
 _ENUMS_EN = {
+    "stage": {"accept": "accept", "arrive": "arrive", "handle": "handle", "verify": "verify", "case": "whole case"},
     "severity": {"critical": "critical", "major": "major", "minor": "minor", "info": "info"},
     "light": {"green": "on time", "yellow": "due soon", "red": "overdue"},
     "state": {

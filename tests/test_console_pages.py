@@ -1,0 +1,132 @@
+"""The command centre's pages in real headless Chromium (Debian's chromium via Playwright).
+
+An SOS published to Mosquitto appears on the overview with its place without a reload; the
+worker accepts it on the phone page in a second browser context and the overview follows;
+a grid worker's session sees his grid only; every page renders with 100 000 devices
+registered. Screenshots of every page (1920×1080, phone 390×844) and the measured times go
+to ``test-artifacts/`` (git-ignored): figures, not pass/fail thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from playwright.async_api import Browser, Page
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.helpers import GRID, REGISTRY, SOS_BUTTON, TOKEN, WORKER_TOKEN, hub_settings, publisher
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+from tests.test_console import NIGHT, browser, log_in
+
+__all__ = ["browser"]  # the fixture, shared with test_console
+
+ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+WALL = {"width": 1920, "height": 1080}
+PHONE = {"width": 390, "height": 844}
+SOS_SAMPLE = SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json"
+OTHER_GRID = "110105001001002"
+#: A second community file: an SOS button in the second grid, which w-night does not cover.
+TWO_GRIDS = REGISTRY.replace(
+    "    devices:\n",
+    f'    devices:\n      - {{id: sos-2, kind: sos_button, model: TS0215A, grid: "{OTHER_GRID}", location: 5号楼}}\n',
+)
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def record(name: str, figures: dict[str, float]) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
+async def test_sos_live_on_the_overview_accepted_on_the_phone_and_every_page_shot(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        wall = await browser.new_context(viewport=WALL, locale="zh-CN")
+        page = await wall.new_page()
+        await log_in(page, hub.http_port, TOKEN)
+        await page.wait_for_selector("#conn.on")
+        await page.evaluate("window.__notReloaded = true")
+
+        gateway = await publisher(mosquitto_broker)
+        sent = time.monotonic()
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE.read_bytes(), qos=1)
+        row = await page.wait_for_selector("#cases tr.sos[data-case-id]", timeout=10_000)
+        appeared = time.monotonic() - sent
+        assert row is not None
+        assert await page.evaluate("window.__notReloaded") is True
+        text = await row.inner_text()
+        assert "第一网格 3号楼 2单元 401" in text, "the place: grid, building, unit, room"
+        assert "王秀英" in text, "the command centre sees the elder's name"
+        assert "派遣·待受理" in text and "正常" in text, "stage and the light's label, never colour alone"
+        assert await page.evaluate("window.__linliCues") == 1, "a new SOS sounds its cue once"
+        case_id = await row.get_attribute("data-case-id")
+        await shot(page, "overview")
+
+        # The operator can switch the cue off; the choice survives a reload.
+        await page.click("#sound")
+        assert await page.get_attribute("#sound", "aria-pressed") == "false"
+        await page.reload()
+        assert await page.get_attribute("#sound", "aria-pressed") == "false"
+
+        # Case detail: place, timeline, who was told, the elder with contacts, allowed actions.
+        await page.click(f'#cases tr[data-case-id="{case_id}"] a')
+        await page.wait_for_selector("#timeline li")
+        assert "3号楼" in await page.inner_text("#case-meta")
+        resident = await page.inner_text("#resident")
+        assert "王秀英" in resident and "13987654321" in resident
+        assert await page.locator("#notices tbody tr").count() >= 1
+        assert await page.locator('#case-actions button[data-action="supervise"]').count() == 1
+        await shot(page, "case")
+        # The workflow's refusal is shown: a false alarm on an SOS needs a recorded call-back first.
+        await page.click('#case-actions button[data-action="false_alarm"]')
+        refusal = await page.wait_for_selector("#action-error:not(:empty)")
+        assert refusal is not None and await refusal.inner_text() != ""
+
+        # The worker accepts on the phone page, in a second browser context.
+        phone_ctx = await browser.new_context(viewport=PHONE, locale="zh-CN")
+        phone = await phone_ctx.new_page()
+        await log_in(phone, hub.http_port, WORKER_TOKEN)
+        item = await phone.wait_for_selector("li.case", timeout=10_000)
+        assert item is not None
+        await shot(phone, "phone-list")
+        await item.click()
+        card = await phone.wait_for_selector("#d-resident:not([hidden])")
+        assert card is not None and "3号楼2单元401" in await card.inner_text()
+        assert await phone.locator('#d-resident a[href^="tel:"]').count() >= 1
+        await shot(phone, "phone-case")
+
+        await page.goto(f"http://127.0.0.1:{hub.http_port}/")
+        await page.wait_for_selector("#conn.on")
+        await page.evaluate("window.__notReloaded = true")
+        await phone.click('button[data-action="accept"]')
+        accepted = page.locator(f'#cases tr[data-case-id="{case_id}"]', has_text="已受理")
+        await accepted.wait_for(timeout=10_000)
+        assert await page.evaluate("window.__notReloaded") is True, "the overview follows without a reload"
+
+        for path, name in (
+            ("/map", "map"),
+            (f"/map/{GRID}", "grid"),
+            ("/devices", "devices"),
+            ("/roster", "roster"),
+            ("/kpis", "kpis"),
+        ):
+            await page.goto(f"http://127.0.0.1:{hub.http_port}{path}")
+            await page.wait_for_selector("main h2")
+            await shot(page, name)
+        await page.goto(f"http://127.0.0.1:{hub.http_port}/map")
+        tile = await page.inner_text(f'.grid-tile[data-grid="{GRID}"]')
+        assert "1" in tile and "SOS" in tile, "the grid with the open SOS is marked, with its number"
+        record("sos-to-overview", {"seconds_publish_to_row": round(appeared, 3)})
+        await gateway.disconnect()
+        await phone_ctx.close()
+        await wall.close()
