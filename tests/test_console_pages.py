@@ -15,8 +15,12 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page
 
+from adapters.events import DeviceKind
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.community.files import parse_yaml
+from hub.community.model import Device
+from hub.community.registry import Registry
 from tests.helpers import GRID, REGISTRY, SOS_BUTTON, TOKEN, WORKER_TOKEN, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -42,7 +46,7 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
-def record(name: str, figures: dict[str, float]) -> None:
+def record(name: str, figures: dict[str, object]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
@@ -130,3 +134,109 @@ async def test_sos_live_on_the_overview_accepted_on_the_phone_and_every_page_sho
         await gateway.disconnect()
         await phone_ctx.close()
         await wall.close()
+
+
+async def test_a_grid_workers_session_sees_his_grid_only(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    community = tmp_path / "two-grids.yaml"
+    community.write_text(TWO_GRIDS, encoding="utf-8")
+    settings = hub_settings(tmp_path, mosquitto_broker, community_file=str(community))
+    async with Hub(settings=settings, clock=ManualClock(start=NIGHT)) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE.read_bytes(), qos=1)
+        gateway.publish("zigbee2mqtt/sos-2", SOS_SAMPLE.read_bytes(), qos=1)
+        context = await browser.new_context(viewport=WALL, locale="zh-CN")
+        page = await context.new_page()
+        # The command centre sees both SOS …
+        await log_in(page, hub.http_port, TOKEN)
+        await page.wait_for_function("() => document.querySelectorAll('#cases tr.sos').length === 2")
+        other = await page.get_attribute('#cases tr.sos:has-text("第二网格")', "data-case-id")
+        assert other is not None
+        await context.close()
+
+        # … the night worker of the first grid, in his own session, only his.
+        context = await browser.new_context(viewport=WALL, locale="zh-CN")
+        page = await context.new_page()
+        await log_in(page, hub.http_port, WORKER_TOKEN)
+        base = f"http://127.0.0.1:{hub.http_port}"
+        await page.goto(f"{base}/")
+        await page.wait_for_selector("#cases tr.sos")
+        assert await page.locator("#cases tr[data-case-id]").count() == 1
+        assert "第二网格" not in await page.inner_text("main")
+        response = await page.goto(f"{base}/cases/{other}")
+        assert response is not None and response.status == 404
+        assert "第二网格" not in await page.inner_text("main")
+        await page.goto(f"{base}/map")
+        assert await page.locator(f'.grid-tile[data-grid="{OTHER_GRID}"]').count() == 0
+        assert await page.locator(f'.grid-tile[data-grid="{GRID}"]').count() == 1
+        response = await page.goto(f"{base}/map/{OTHER_GRID}")
+        assert response is not None and response.status == 404
+        await page.goto(f"{base}/devices")
+        assert await page.locator('tr[data-device-id="sos-2"]').count() == 0
+        assert await page.locator(f'tr[data-device-id="{SOS_BUTTON}"]').count() == 1
+        await page.goto(f"{base}/roster")
+        assert await page.locator(f'#duty tr[data-grid="{OTHER_GRID}"]').count() == 0
+        await page.goto(f"{base}/kpis")
+        assert OTHER_GRID not in await page.inner_text("main")
+        await context.close()
+        await gateway.disconnect()
+
+
+def hundred_thousand_devices(tmp_path: Path) -> Registry:
+    """The test community plus 100 000 door sensors spread over its first grid's household."""
+    (community,) = parse_yaml(REGISTRY, file="test")
+    extra = tuple(
+        Device.model_construct(
+            id=f"door-{i:06d}",
+            kind=DeviceKind.DOOR_SENSOR,
+            grid=GRID,
+            model="MCCGQ11LM",
+            household="b3-u2-401",
+            heartbeat_s=3600.0,
+        )
+        for i in range(100_000)
+    )
+    return Registry(communities=[community.model_copy(update={"devices": community.devices + extra})])
+
+
+async def test_every_page_renders_with_100_000_devices_and_the_devices_page_is_bounded(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    registry = hundred_thousand_devices(tmp_path)
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=NIGHT), registry=registry) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE.read_bytes(), qos=1)
+        context = await browser.new_context(viewport=WALL, locale="zh-CN")
+        page = await context.new_page()
+        await log_in(page, hub.http_port, TOKEN)
+        await page.wait_for_selector("#cases tr.sos")
+        case_id = await page.get_attribute("#cases tr.sos", "data-case-id")
+        base = f"http://127.0.0.1:{hub.http_port}"
+        figures: dict[str, float] = {}
+        for path in (
+            "/",
+            f"/cases/{case_id}",
+            "/map",
+            f"/map/{GRID}",
+            "/devices",
+            "/devices?offset=99900",
+            "/roster",
+            "/kpis",
+        ):
+            started = time.monotonic()
+            response = await page.goto(f"{base}{path}", wait_until="load")
+            figures[path] = round(time.monotonic() - started, 3)
+            assert response is not None and response.status == 200, path
+        await page.goto(f"{base}/devices")
+        assert await page.text_content("#device-total") == "100005"
+        assert await page.locator("#devices tbody tr").count() == 100, "one bounded page, not 100 000 rows"
+        assert await page.locator("#next").count() == 1
+        await shot(page, "devices-100k")
+        await page.click("#next")
+        await page.wait_for_url("**offset=100**")
+        assert await page.locator("#devices tbody tr").count() == 100
+        record("pages-100k-devices", {"seconds_to_load": figures})
+        await context.close()
+        await gateway.disconnect()
