@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from hub.web.api import Api
 
 SVG_SIZE = 600.0
+#: Devices listed per room or place; the rest are counted and the devices page lists them all.
+DOTS_PER_PLACE = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,9 +105,18 @@ class DeviceDot:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Spot:
+    """A room or a place with its first devices, and how many it holds in all."""
+
+    name: str
+    dots: list[DeviceDot]
+    total: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnitView:
     name: str
-    rooms: list[tuple[str, list[DeviceDot]]]
+    rooms: list[Spot]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,8 +125,8 @@ class GridDetail:
     name: str
     community: str
     buildings: list[tuple[str, list[UnitView]]]
-    places: list[tuple[str, list[DeviceDot]]]
-    elsewhere: list[DeviceDot]
+    places: list[Spot]
+    elsewhere: Spot
     locations: bool
     open_cases: int
 
@@ -142,25 +153,34 @@ def grid_detail(web: Api, reach: Reach, code: str) -> GridDetail:
             battery=state.battery if state is not None else None,
         )
 
-    by_household: dict[str, list[DeviceDot]] = {}
-    by_place: dict[str, list[DeviceDot]] = {}
-    elsewhere: list[DeviceDot] = []
+    by_household: dict[str, list[Device]] = {}
+    by_place: dict[str, list[Device]] = {}
+    elsewhere: list[Device] = []
     for device in community.devices:
         if device.grid != code:
             continue
-        location = web.registry.location(device.id)
-        if locations and location is not None and location.household is not None:
-            by_household.setdefault(location.household.id, []).append(dot(device))
+        household = device.household
+        if household is None and device.resident is not None:
+            resident = web.registry.resident(device.resident)
+            household = resident.household if resident is not None else None
+        if locations and household is not None:
+            by_household.setdefault(household, []).append(device)
         elif device.place is not None:
-            by_place.setdefault(device.place, []).append(dot(device))
+            by_place.setdefault(device.place, []).append(device)
         else:
-            elsewhere.append(dot(device))
+            elsewhere.append(device)
+
+    def spot(name: str, devices: list[Device]) -> Spot:
+        return Spot(name=name, dots=[dot(d) for d in devices[:DOTS_PER_PLACE]], total=len(devices))
+
     buildings = (
         [
             (
                 b.name,
                 [
-                    UnitView(name=u.name, rooms=[(h.room, by_household.get(h.id, [])) for h in u.households])
+                    UnitView(
+                        name=u.name, rooms=[spot(h.room, by_household.get(h.id, [])) for h in u.households]
+                    )
                     for u in b.units
                 ],
             )
@@ -175,8 +195,8 @@ def grid_detail(web: Api, reach: Reach, code: str) -> GridDetail:
         name=grid.name,
         community=community.name,
         buildings=buildings,
-        places=[(p.name, by_place.get(p.id, [])) for p in grid.places],
-        elsewhere=elsewhere,
+        places=[spot(p.name, by_place.get(p.id, [])) for p in grid.places],
+        elsewhere=spot("", elsewhere),
         locations=locations,
         open_cases=opened[code],
     )

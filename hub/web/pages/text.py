@@ -290,7 +290,13 @@ _ENUMS_ZH = {
 }
 
 _ENUMS_EN = {
-    "stage": {"accept": "accept", "arrive": "arrive", "handle": "handle", "verify": "verify", "case": "whole case"},
+    "stage": {
+        "accept": "accept",
+        "arrive": "arrive",
+        "handle": "handle",
+        "verify": "verify",
+        "case": "whole case",
+    },
     "severity": {"critical": "critical", "major": "major", "minor": "minor", "info": "info"},
     "light": {"green": "on time", "yellow": "due soon", "red": "overdue"},
     "state": {
