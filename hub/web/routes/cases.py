@@ -12,6 +12,7 @@ from hub.clock import iso
 from hub.community.privacy import resident_json
 from hub.errors import CaseNotFoundError, NotAllowedError, NotFoundError
 from hub.records import alert_json
+from hub.storage.cases import CaseFilter
 from hub.web import models as m
 from hub.web.routes.common import CASE_ERRORS, ERRORS, Limit, Offset, Who, error, page
 
@@ -50,15 +51,20 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
     ) -> list[dict[str, Any]]:
         """Open cases (or ``?state=closed``) the caller may read, most urgent first within a page.
 
-        ``?mine=1`` for the caller's own. Pages go newest-filed first.
+        ``?mine=1`` for the caller's own; ``?mine=told`` also those escalated to the caller (every
+        case a notification went to him about: the phone page's list). Pages go newest-filed first.
         """
+        visible = web.casework.case_filter(who.reach, Permission.READ)
+        if mine == "told":
+            # Narrower than any reader's filter: given to this person, or told about by the hub.
+            visible = CaseFilter(person=who.actor.id)
         views = web.casework.case_views(
             assignee=who.actor.id if mine == "1" else assignee,
             grid=grid,
             states=TERMINAL if state == "closed" else OPEN,
             limit=limit,
             offset=offset,
-            visible=web.casework.case_filter(who.reach, Permission.READ),
+            visible=visible,
         )
         page(request, response, views, limit=limit, offset=offset)
         views.sort(key=urgency)
