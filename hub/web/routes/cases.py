@@ -14,7 +14,7 @@ from hub.errors import CaseNotFoundError, NotAllowedError, NotFoundError
 from hub.records import alert_json
 from hub.storage.cases import CaseFilter
 from hub.web import models as m
-from hub.web.routes.common import CASE_ERRORS, ERRORS, Limit, Offset, Who, error, page
+from hub.web.routes.common import CASE_ERRORS, ERRORS, Limit, Offset, Principal, Who, error, page
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -33,6 +33,30 @@ def entry_json(entry: TimelineEntry) -> dict[str, Any]:
     body = entry.to_dict()
     body["ts"] = iso(entry.ts)
     return body
+
+
+def acting_as(web: Api, who: Principal, case_id: str, body: m.CaseActionIn) -> tuple[Actor, dict[str, Any]]:
+    """Who the action is recorded for, and its data (the command centre may record for another)."""
+    actor = who.actor
+    data = body.data.model_dump(mode="json", exclude_none=True)
+    if body.on_behalf_of is not None:
+        # The command centre records what a person reported by phone; the person's own
+        # permissions apply, and who recorded it stays in the timeline.
+        if not who.reach.may_ever(Permission.RECORD_FOR_OTHERS):
+            raise NotAllowedError("only the command centre records for others")
+        role = web.casework.role_of(body.on_behalf_of)
+        if role is None:
+            raise NotAllowedError(f"{body.on_behalf_of!r} is not in any roster")
+        found = web.casework.load(case_id)
+        if found is None:
+            raise CaseNotFoundError(case_id)
+        if not who.reach.allows(Permission.RECORD_FOR_OTHERS, web.casework.where_of(found)):
+            raise NotAllowedError(f"{actor.id} may not record for others on case {case_id}")
+        data["recorded_by"] = actor.id
+        actor = Actor(body.on_behalf_of, role)
+    elif who.token.person is None and needs_person(actor.role):
+        raise NotAllowedError("this token is bound to no person")
+    return actor, data
 
 
 def add_case_routes(api: FastAPI, web: Api) -> None:
@@ -113,24 +137,6 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         body = body or m.CaseActionIn()
         phone = request.headers.get("x-linli-channel") == "phone"
         channel = Channel.PHONE_PAGE if phone else Channel.CONSOLE
-        actor = who.actor
-        data = body.data.model_dump(mode="json", exclude_none=True)
-        if body.on_behalf_of is not None:
-            # The command centre records what a person reported by phone; the person's own
-            # permissions apply, and who recorded it stays in the timeline.
-            if not who.reach.may_ever(Permission.RECORD_FOR_OTHERS):
-                raise NotAllowedError("only the command centre records for others")
-            role = web.casework.role_of(body.on_behalf_of)
-            if role is None:
-                raise NotAllowedError(f"{body.on_behalf_of!r} is not in any roster")
-            found = web.casework.load(case_id)
-            if found is None:
-                raise CaseNotFoundError(case_id)
-            if not who.reach.allows(Permission.RECORD_FOR_OTHERS, web.casework.where_of(found)):
-                raise NotAllowedError(f"{actor.id} may not record for others on case {case_id}")
-            data["recorded_by"] = actor.id
-            actor = Actor(body.on_behalf_of, role)
-        elif who.token.person is None and needs_person(actor.role):
-            raise NotAllowedError("this token is bound to no person")
+        actor, data = acting_as(web, who, case_id, body)
         updated = web.casework.act(case_id, chosen, actor=actor, channel=channel, note=body.note, data=data)
         return web.casework.case_json(updated)
