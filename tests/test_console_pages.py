@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+import aiohttp
 from playwright.async_api import Browser, Page
 
 from adapters.events import DeviceKind
@@ -21,7 +22,17 @@ from hub.clock import ManualClock
 from hub.community.files import parse_yaml
 from hub.community.model import Device
 from hub.community.registry import Registry
-from tests.helpers import GRID, REGISTRY, SOS_BUTTON, TOKEN, WORKER_TOKEN, hub_settings, publisher
+from tests.helpers import (
+    GRID,
+    REGISTRY,
+    SOS_BUTTON,
+    TOKEN,
+    VIEWER_TOKEN,
+    WORKER_TOKEN,
+    eventually,
+    hub_settings,
+    publisher,
+)
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 from tests.test_console import NIGHT, browser, log_in
@@ -239,4 +250,28 @@ async def test_every_page_renders_with_100_000_devices_and_the_devices_page_is_b
         assert await page.locator("#devices tbody tr").count() == 100
         record("pages-100k-devices", {"seconds_to_load": figures})
         await context.close()
+        await gateway.disconnect()
+
+
+async def test_a_wall_display_sees_the_sos_without_the_elders_name_room_or_contacts(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    """The ``viewer`` role (a wall in a public office): the elder masked, the place only to the grid."""
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE.read_bytes(), qos=1)
+        await eventually(hub.cases.case_ids, what="the SOS case")
+        (case_id,) = hub.cases.case_ids()
+        base = f"http://127.0.0.1:{hub.http_port}"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}) as http:
+            async with http.get(f"{base}/?part=main") as response:
+                overview = await response.text()
+            async with http.get(f"{base}/cases/{case_id}") as response:
+                detail = await response.text()
+        assert response.status == 200
+        assert "王**" in overview and "王秀英" not in overview
+        assert "第一网格" in overview and "2单元" not in overview and "3号楼" not in overview
+        assert "王秀英" not in detail and "13987654321" not in detail and "13812345678" not in detail
+        assert "3号楼" not in detail and 'data-action="' not in detail, "a wall display never acts"
+        assert 'id="notices"' not in detail, "nor sees who was told"
         await gateway.disconnect()
