@@ -57,7 +57,7 @@ async function refresh() {
   bindForms();
 }
 
-function soon() { if (!pending) pending = setTimeout(refresh, 150); }
+function soon() { if (!pending) pending = setTimeout(refresh, 300); }
 
 function connect() {
   const conn = document.getElementById("conn");

@@ -47,7 +47,7 @@ class CommunityMap:
     drawn: bool
 
 
-def _scale(grids: list[Grid]) -> dict[str, str]:
+def scale_polygons(grids: list[Grid]) -> dict[str, str]:
     points = [p for g in grids for p in g.polygon]
     if not points:
         return {}
@@ -80,7 +80,7 @@ def grid_map(web: Api, reach: Reach) -> list[CommunityMap]:
         if not grids:
             continue
         per_grid = Counter(d.grid for d in community.devices)
-        polygons = _scale(grids)
+        polygons = scale_polygons(grids)
         tiles = [
             GridTile(
                 code=g.code,
