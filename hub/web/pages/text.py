@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from fastapi import Request
 
+from hub.web.pages.labels import ENUMS_EN, ENUMS_ZH
+
 #: The cookie the language switch sets (not personal: just which table to use).
 LANG_COOKIE = "linli_lang"
 
@@ -241,108 +243,6 @@ _EN = {
     "hours": "h",
 }
 
-_ENUMS_ZH = {
-    "stage": {"accept": "受理", "arrive": "到场", "handle": "处置反馈", "verify": "核查", "case": "全案"},
-    "severity": {"critical": "紧急", "major": "重要", "minor": "一般", "info": "提示"},
-    "light": {"green": "正常", "yellow": "临期", "red": "超时"},
-    "state": {
-        "filed": "立案",
-        "dispatched": "派遣·待受理",
-        "accepted": "已受理",
-        "on_site": "已到场",
-        "handled": "已反馈",
-        "verified": "已核查",
-        "closed": "已结案",
-        "void": "作废",
-    },
-    "category": {
-        "sos": "一键呼救",
-        "service": "求助",
-        "device": "设备维护",
-        "door_held": "门未关",
-        "fire_exit": "消防通道门",
-        "fire_lane": "消防通道占用",
-        "gas": "燃气",
-        "inactivity": "久无活动",
-        "night_activity": "夜间异常",
-        "parking": "停车",
-        "smoke": "烟感",
-        "water_leak": "漏水",
-    },
-    "action": {
-        "accept": "受理",
-        "arrive": "到场",
-        "handle": "反馈",
-        "verify": "核查",
-        "close": "结案",
-        "reassign": "改派",
-        "return": "回退",
-        "extend": "延期",
-        "supervise": "督办",
-        "false_alarm": "误报",
-        "call_back": "回访电话",
-        "note": "备注",
-        "dispatch": "派遣",
-        "void": "作废",
-        "evaluate": "评价",
-        "park": "挂账",
-    },
-}
-
-_ENUMS_EN = {
-    "stage": {
-        "accept": "accept",
-        "arrive": "arrive",
-        "handle": "handle",
-        "verify": "verify",
-        "case": "whole case",
-    },
-    "severity": {"critical": "critical", "major": "major", "minor": "minor", "info": "info"},
-    "light": {"green": "on time", "yellow": "due soon", "red": "overdue"},
-    "state": {
-        "filed": "filed",
-        "dispatched": "dispatched",
-        "accepted": "accepted",
-        "on_site": "on site",
-        "handled": "reported",
-        "verified": "verified",
-        "closed": "closed",
-        "void": "void",
-    },
-    "category": {
-        "sos": "SOS",
-        "service": "help request",
-        "device": "device maintenance",
-        "door_held": "door held open",
-        "fire_exit": "fire exit door",
-        "fire_lane": "fire lane blocked",
-        "gas": "gas",
-        "inactivity": "inactivity",
-        "night_activity": "night activity",
-        "parking": "parking",
-        "smoke": "smoke",
-        "water_leak": "water leak",
-    },
-    "action": {
-        "accept": "accept",
-        "arrive": "arrive",
-        "handle": "report",
-        "verify": "verify",
-        "close": "close",
-        "reassign": "reassign",
-        "return": "return",
-        "extend": "extend",
-        "supervise": "supervise",
-        "false_alarm": "false alarm",
-        "call_back": "call back",
-        "note": "note",
-        "dispatch": "dispatch",
-        "void": "void",
-        "evaluate": "evaluate",
-        "park": "park",
-    },
-}
-
 
 class Words:
     """``words["key"]`` and ``words.of("light", "red")`` in one language; unknown keys show as-is."""
@@ -352,7 +252,7 @@ class Words:
     def __init__(self, *, lang: Lang) -> None:
         self.lang = lang
         self._table = _EN if lang is Lang.EN else _ZH
-        self._enums = _ENUMS_EN if lang is Lang.EN else _ENUMS_ZH
+        self._enums = ENUMS_EN if lang is Lang.EN else ENUMS_ZH
 
     def __getitem__(self, key: str) -> str:
         return self._table.get(key, key)
