@@ -275,3 +275,58 @@ async def test_a_wall_display_sees_the_sos_without_the_elders_name_room_or_conta
         assert "3号楼" not in detail and 'data-action="' not in detail, "a wall display never acts"
         assert 'id="notices"' not in detail, "nor sees who was told"
         await gateway.disconnect()
+
+
+CONTRAST_JS = """() => {
+  // WCAG 2 contrast of every label's text on its own background (lights, severities, nav, SOS).
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number).map((v) => {
+      const c = v / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const bg = getComputedStyle(e).backgroundColor;
+      if (bg && !bg.startsWith("rgba(0, 0, 0, 0)")) return bg;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  return [...document.querySelectorAll(".sev, .light-tag, header a, header button, tr.sos td, .stat")].map((el) => {
+    const [a, b] = [lum(getComputedStyle(el).color), lum(background(el))];
+    return [el.className || el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  });
+}"""
+
+
+async def test_pages_are_keyboard_operable_and_labels_readable(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE.read_bytes(), qos=1)
+        context = await browser.new_context(viewport=WALL, locale="zh-CN")
+        page = await context.new_page()
+        await log_in(page, hub.http_port, TOKEN)
+        await page.wait_for_selector("#cases tr.sos")
+        low = [(name, round(ratio, 2)) for name, ratio in await page.evaluate(CONTRAST_JS) if ratio < 4.5]
+        assert low == [], "text below WCAG AA contrast (4.5:1)"
+
+        # Only the keyboard: the skip link first, then the navigation; Enter opens the case.
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.className") == "skip"
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.getAttribute('href')") == "/"
+        await page.focus("#cases tr.sos a")
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#timeline li")
+        assert "/cases/" in page.url
+        low = [(name, round(ratio, 2)) for name, ratio in await page.evaluate(CONTRAST_JS) if ratio < 4.5]
+        assert low == []
+        # A note and an action, by keyboard alone: focus the note, type, Tab to the first button.
+        await page.focus("#case-actions textarea")
+        await page.keyboard.type("已电话联系老人")
+        await page.focus('#case-actions button[data-action="note"]')
+        await page.keyboard.press("Enter")
+        await page.locator("#timeline li", has_text="已电话联系老人").wait_for(timeout=10_000)
+        await context.close()
+        await gateway.disconnect()
