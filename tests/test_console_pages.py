@@ -322,9 +322,13 @@ async def test_pages_are_keyboard_operable_and_labels_readable(
         assert "/cases/" in page.url
         low = [(name, round(ratio, 2)) for name, ratio in await page.evaluate(CONTRAST_JS) if ratio < 4.5]
         assert low == []
-        # A note and an action, by keyboard alone: focus the note, type, Tab to the first button.
+        # A note and an action, by keyboard alone; what is typed survives a live refresh.
         await page.focus("#case-actions textarea")
         await page.keyboard.type("已电话联系老人")
+        before = await page.evaluate("window.__linliRefreshes || 0")
+        gateway.publish("zigbee2mqtt/heiman-1", SOS_SAMPLE.read_bytes(), qos=1)  # another case: an event
+        await page.wait_for_function(f"() => (window.__linliRefreshes || 0) > {before}")
+        assert await page.input_value("#case-actions textarea") == "已电话联系老人"
         await page.focus('#case-actions button[data-action="note"]')
         await page.keyboard.press("Enter")
         await page.locator("#timeline li", has_text="已电话联系老人").wait_for(timeout=10_000)

@@ -50,9 +50,19 @@ async function refresh() {
   const response = await fetch(url, { credentials: "same-origin" });
   if (response.status === 401) { location.href = "/login"; return; }
   if (!response.ok) return;
-  const focused = document.activeElement && document.activeElement.id;
+  // What the operator is typing, and the workflow's last refusal, survive the swap.
+  const kept = [...main.querySelectorAll("textarea[name], input[name]")].map((f) => [f.name, f.value]);
+  const refusal = (document.getElementById("action-error") || {}).textContent || "";
+  const focused = document.activeElement && document.activeElement.name;
   main.innerHTML = await response.text();
-  if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+  for (const [name, value] of kept) {
+    const field = main.querySelector(`[name="${name}"]`);
+    if (field) field.value = value;
+  }
+  const error = document.getElementById("action-error");
+  if (error && refusal) error.textContent = refusal;
+  if (focused && main.querySelector(`[name="${focused}"]`)) main.querySelector(`[name="${focused}"]`).focus();
+  window.__linliRefreshes = (window.__linliRefreshes || 0) + 1;
   noticeSos();
   bindForms();
 }
@@ -105,7 +115,12 @@ function bindForms() {
     if (action === "call_back" || action === "false_alarm") data.callback_at = Number(form.dataset.now);
     const response = await post(`/api/cases/${form.dataset.caseId}/${action}`, { note, data });
     const error = document.getElementById("action-error");
-    if (response.ok) { error.textContent = ""; await refresh(); return; }
+    if (response.ok) {
+      error.textContent = "";
+      form.querySelector("[name=note]").value = "";
+      await refresh();
+      return;
+    }
     const body = await response.json().catch(() => ({}));
     error.textContent = body.message || String(response.status);
   });
