@@ -334,3 +334,38 @@ async def test_pages_are_keyboard_operable_and_labels_readable(
         await page.locator("#timeline li", has_text="已电话联系老人").wait_for(timeout=10_000)
         await context.close()
         await gateway.disconnect()
+
+
+async def test_the_kpi_page_computes_its_rates_from_the_store_over_the_chosen_period(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    clock = ManualClock(start=NIGHT)
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=clock) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS_SAMPLE.read_bytes(), qos=1)
+        await eventually(hub.cases.case_ids, what="the SOS case")
+        (case_id,) = hub.cases.case_ids()
+        base = f"http://127.0.0.1:{hub.http_port}"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            for action, body in (
+                ("accept", {"on_behalf_of": "w-night"}),
+                ("arrive", {"on_behalf_of": "w-night"}),
+                ("handle", {"on_behalf_of": "w-night", "note": "老人无碍"}),
+                ("verify", {"data": {"passed": True}}),
+                ("close", {}),
+            ):
+                clock.advance(60)
+                async with http.post(f"{base}/api/cases/{case_id}/{action}", json=body) as response:
+                    assert response.status == 200, (action, await response.text())
+            clock.advance(3 * 3600)  # past the case's deadline: it counts as due (结案率's denominator)
+            async with http.get(f"{base}/kpis?from=2026-11-23&to=2026-11-23") as response:
+                day = await response.text()
+            async with http.get(f"{base}/kpis?from=2026-11-01&to=2026-11-22") as response:
+                before = await response.text()
+            async with http.get(f"{base}/kpis?from=2026-11-23&to=2026-11-01") as response:
+                assert response.status == 400, "a period that ends before it starts is refused"
+        row = day.split(f'data-key="{GRID}"')[1].split("</tr>")[0]
+        assert row.count("100.0 %") == 2 and "0.0 %" in row, "结案率 and 按期结案率 100 %, 返工率 0 %"
+        assert 'data-key="w-night"' in day, "per worker for the command centre"
+        assert f'data-key="{GRID}"' not in before, "nothing in a period without cases"
+        await gateway.disconnect()
