@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hub.cases.model import OPEN
 from hub.casework.access import Permission, Reach
@@ -13,8 +13,11 @@ from hub.web.pages.rows import CaseRow, case_row
 if TYPE_CHECKING:
     from hub.web.api import Api
 
-#: Open cases the overview lists (more than a wall shows; the counts cover them all).
+#: Open cases the overview lists in full (more than a wall shows; newest filed first).
 MAX_ROWS = 500
+#: Beyond the listed ones, open cases are still read (up to this many) so that no SOS is left
+#: off the top of the page however old it is, and the counts stay whole.
+MAX_SCAN = 10_000
 
 
 @dataclass(slots=True)
@@ -36,6 +39,7 @@ class IngestMeter:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Overview:
     rows: list[CaseRow]
+    open_total: int
     sos_open: int
     by_grid: list[tuple[str, int]]
     by_category: list[tuple[str, int]]
@@ -48,20 +52,25 @@ class Overview:
 
 def overview(web: Api, reach: Reach, *, meter: IngestMeter) -> Overview:
     now = web.clock.now()
-    views = web.casework.case_views(
-        assignee=None,
-        grid=None,
-        states=OPEN,
-        limit=MAX_ROWS,
-        visible=web.casework.case_filter(reach, Permission.READ),
-    )
-    rows = sorted((case_row(web, reach, v, now=now) for v in views), key=lambda r: r.rank)
-    grids = Counter(r.grid_name or r.grid or "—" for r in rows)
-    categories = Counter(r.category for r in rows)
+    visible = web.casework.case_filter(reach, Permission.READ)
+    views = web.casework.case_views(assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, visible=visible)
+    older: list[dict[str, Any]] = []
+    offset = MAX_ROWS
+    while len(views) + len(older) == offset and offset < MAX_SCAN:
+        older += web.casework.case_views(
+            assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, offset=offset, visible=visible
+        )
+        offset += MAX_ROWS
+    listed = [*views, *(v for v in older if v["category"] == "sos")]
+    rows = sorted((case_row(web, reach, v, now=now) for v in listed), key=lambda r: r.rank)
+    names = {g.code: g.name for c in web.registry.communities for g in c.grids}
+    grids = Counter(names.get(v["grid"] or "", v["grid"] or "—") for v in [*views, *older])
+    categories = Counter(str(v["category"]) for v in [*views, *older])
     report = web.readiness()
     messages = int(web.stats().get("pipeline", {}).get("messages", 0))
     return Overview(
         rows=rows,
+        open_total=len(views) + len(older),
         sos_open=sum(r.sos for r in rows),
         by_grid=sorted(grids.items()),
         by_category=categories.most_common(),
