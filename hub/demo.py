@@ -130,6 +130,12 @@ async def run_demo(
                     f"  API:                    http://127.0.0.1:{hub.http_port}/api/alerts  (Authorization: Bearer <token>)",
                     f"  API docs / 接口文档:    http://127.0.0.1:{hub.http_port}/docs",
                     f"  Data directory:         {data_dir}",
+                    "  Play a scenario / 运行场景 (simulators/scenarios/*.yaml):",
+                    "    on its own hub:   linli simulate scenario FILE --expect",
+                    f"    against this one: linli simulate scenario FILE --hub http://127.0.0.1:{hub.http_port}"
+                    f" --token <token> --mqtt mqtt://{SIM_USER}:<sim_password>@127.0.0.1:{broker.port}"
+                    f" --reply-keys {data_dir / REPLY_KEYS_FILE}  (sim_password: {data_dir / 'secrets.yaml'};"
+                    " the scenario's clock steps need a hub started with test_clock_start)",
                     "  Press Ctrl-C to stop / 按 Ctrl-C 停止",
                 ]
             )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -167,9 +167,17 @@ class Behaviour:
     """The devices' behaviour from ``start`` on; call :meth:`step` with increasing simulated times."""
 
     def __init__(
-        self, *, devices: Sequence[SimDevice], start: float, config: BehaviourConfig | None = None
+        self,
+        *,
+        devices: Sequence[SimDevice],
+        start: float,
+        config: BehaviourConfig | None = None,
+        stamp: Callable[[float], float] | None = None,
     ) -> None:
         self.config = cfg = config or BehaviourConfig()
+        #: Simulated time → the time written into messages. The demo runs the community faster
+        #: than the hub's (honest) clock and stamps messages with the real moment they go out.
+        self._stamp = stamp or (lambda at: at)
         self.zone = ZoneInfo(cfg.zone)
         self.now = start
         self._queue: list[tuple[float, int, str, _Kind, int]] = []
@@ -357,7 +365,9 @@ class Behaviour:
     def _emit(self, s: _State, act: Act, at: float) -> Emission:
         messages: tuple[Message, ...] = ()
         if formats.supports(s.device, act):
-            messages = tuple(formats.build(s.device, act, self._reading(s, at), at, zone=self.zone))
+            messages = tuple(
+                formats.build(s.device, act, self._reading(s, at), self._stamp(at), zone=self.zone)
+            )
         self.stats.emitted[act.value] = self.stats.emitted.get(act.value, 0) + 1
         return Emission(at, s.device.id, act, messages)
 

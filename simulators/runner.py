@@ -5,6 +5,12 @@ second; ``on_time`` is told the simulated time on every tick, so a hub run in th
 (the demo) can make its clock follow. ``sos_every_s`` adds demo SOS presses, on average one
 every that many *real* seconds, on top of the realistic (rare) ones. SOS presses and service
 requests go out at QoS 1, as installations configure emergency buttons; the rest at QoS 0.
+
+``pace`` runs the *community* faster without touching anybody's clock: the behaviour model
+moves ``pace`` simulated seconds per real second (a shift's doors, parking and batteries in
+minutes), while every message is stamped with the real moment it is sent, so a hub on the
+wall clock sees an honest, busy community. ``opening`` cues (:mod:`simulators.opening`) play
+at fixed real seconds after the start.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from gmqtt.mqtt.constants import MQTTv311
 from simulators import formats
 from simulators.behaviour import Behaviour, BehaviourConfig
 from simulators.community import SimDevice
+from simulators.opening import Cue
 from simulators.types import Act, Message
 
 log = logging.getLogger(__name__)
@@ -57,20 +64,27 @@ class CommunitySimulator:
         start: float | None = None,
         on_time: Callable[[float], None] | None = None,
         config: BehaviourConfig | None = None,
+        pace: float = 1.0,
+        opening: tuple[Cue, ...] = (),
     ) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if speed <= 0 or pace <= 0:
+            raise ValueError("speed and pace must be positive")
         self._broker = broker
         self._devices = devices
         self._tick = tick_s
         self._base = base_topic
         self.speed = speed
+        self.pace = pace
         self._on_time = on_time
         self._start = time.time() if start is None else start
+        self._opening = list(opening)
         base_config = config or BehaviourConfig(seed=seed)
-        demo = sos_every_s * speed if sos_every_s else None
+        demo = sos_every_s * speed * pace if sos_every_s else None
         self.behaviour = Behaviour(
-            devices=devices, start=self._start, config=replace(base_config, seed=seed, sos_every_s=demo)
+            devices=devices,
+            start=self._start,
+            config=replace(base_config, seed=seed, sos_every_s=demo),
+            stamp=self.stamp if pace != 1 else None,
         )
         self._client = Client(f"linli-sim-{seed}-{time.monotonic_ns() % 100000}", clean_session=True)
         if broker.username is not None:
@@ -78,8 +92,24 @@ class CommunitySimulator:
         self.stats = SimStats(sim_time=self._start)
 
     def sim_time(self, real_elapsed: float) -> float:
-        """Simulated time after ``real_elapsed`` real seconds."""
-        return self._start + real_elapsed * self.speed
+        """The community's time after ``real_elapsed`` real seconds."""
+        return self._start + real_elapsed * self.speed * self.pace
+
+    def stamp(self, at: float) -> float:
+        """The community's time ``at`` → the (possibly scaled) clock the hub runs on."""
+        return self._start + (at - self._start) / self.pace
+
+    def play_opening(self, real_elapsed: float) -> None:
+        """Play the opening cues due after ``real_elapsed`` real seconds (once each)."""
+        while self._opening and self._opening[0].after_s <= real_elapsed:
+            cue = self._opening.pop(0)
+            at = self.sim_time(cue.after_s)
+            emission = self.behaviour.act(cue.device, cue.act, at, battery=cue.battery)
+            for message in emission.messages:
+                self._publish(message)
+            if cue.act in (Act.SOS_PRESS, Act.FALSE_PRESS):
+                self.stats.sos_presses += 1
+            log.info("demo opening: %s on %s", cue.act.value, cue.device)
 
     def _publish(self, message: Message) -> None:
         topic = message.topic
@@ -97,9 +127,11 @@ class CommunitySimulator:
                         self._publish(message)
             began = time.monotonic()
             while True:
-                now = self.sim_time(time.monotonic() - began)
+                elapsed = time.monotonic() - began
+                now = self.sim_time(elapsed)
                 if self._on_time is not None:
-                    self._on_time(now)
+                    self._on_time(self.stamp(now))
+                self.play_opening(elapsed)
                 self.step(now)
                 await asyncio.sleep(self._tick)
         finally:

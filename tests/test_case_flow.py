@@ -11,6 +11,8 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.config import ApiToken
+from hub.web.api import token_hash
 from tests.helpers import (
     COMMUNITY,
     SOS_BUTTON,
@@ -226,3 +228,31 @@ async def test_replies_that_cannot_be_applied_leave_a_quarantine_record(
     reasons = {(r.topic, r.reason) for r in hub.store.quarantine()}
     assert (f"{WORKERS}/w-night/replies", "reply_refused") in reasons
     await gateway.disconnect()
+
+
+async def test_the_phone_list_holds_cases_escalated_to_the_person_not_only_his_own(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    """Issue 15: the phone page (``?mine=told``) lists what is assigned *or escalated* to its user."""
+    leader = "leader-token-not-a-secret"
+    clock = ManualClock(start=PRESS)
+    settings = hub_settings(tmp_path, mosquitto_broker, store={"url": store_url})
+    tokens = [
+        *settings.api_tokens,
+        ApiToken(name="lead", role="grid_leader", person="g-leader", sha256=token_hash(leader)),
+    ]
+    settings = hub_settings(tmp_path, mosquitto_broker, store={"url": store_url}, api_tokens=tokens)
+    async with Hub(settings=settings, clock=clock) as hub:
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+        await eventually(hub.cases.case_ids, what="the SOS case")
+        (case_id,) = hub.cases.case_ids()
+        assert (await call(hub, "GET", "/api/cases?mine=told", leader))[1] == [], "not told yet"
+        clock.advance(70)  # nobody accepted within 60 s: escalated to the grid leader
+        hub.casework.tick()
+        status, told = await call(hub, "GET", "/api/cases?mine=told", leader)
+        assert status == 200 and [c["id"] for c in told] == [case_id]
+        assert (await call(hub, "GET", "/api/cases?mine=1", leader))[1] == [], "still the night worker's"
+        status, own = await call(hub, "GET", "/api/cases?mine=told", WORKER_TOKEN)
+        assert [c["id"] for c in own] == [case_id]
+        await gateway.disconnect()

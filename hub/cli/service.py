@@ -29,6 +29,7 @@ from hub.timeseries import Finding, Level
 from hub.timeseries import doctor as timeseries_doctor
 from hub.web.api import token_hash
 from simulators.community import generate
+from simulators.opening import opening
 from simulators.runner import BrokerAddress, CommunitySimulator
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,16 @@ PROBE_NAME = "linli-doctor"
     show_default=True,
     help="Simulated seconds per real second (60: an hour a minute); the hub's clock follows.",
 )
+@click.option(
+    "--pace",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="How much faster the simulated community lives (60: a shift's doors, parking and"
+    " batteries in minutes). Messages carry the real time: the hub's clock stays honest.",
+)
 def demo(
-    *, data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: float, speed: float
+    *, data_dir: Path, mqtt_port: int, http_port: int, seed: int, sos_every: float, speed: float, pace: float
 ) -> None:
     """Run the demo: embedded broker, embedded store, simulated community, console.
 
@@ -123,6 +132,8 @@ def demo(
             sos_every_s=sos_every,
             speed=speed,
             start=start,
+            pace=pace,
+            opening=opening(community.devices),
         ).run()
 
     run_until_done(

@@ -65,7 +65,7 @@ async function api(path, options = {}) {
 }
 
 async function loadList() {
-  const cases = await (await api("/api/cases?mine=1")).json();
+  const cases = await (await api("/api/cases?mine=told")).json();
   const list = document.getElementById("cases");
   list.replaceChildren();
   for (const c of cases) {

@@ -1,0 +1,82 @@
+"""The overview: open cases by urgency (SOS on top), counts by grid and category, the hub's state."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hub.cases.model import OPEN
+from hub.casework.access import Permission, Reach
+from hub.web.pages.rows import CaseRow, case_row
+
+if TYPE_CHECKING:
+    from hub.web.api import Api
+
+#: Open cases the overview lists in full (more than a wall shows; newest filed first).
+MAX_ROWS = 500
+#: Beyond the listed ones, open cases are still read (up to this many) so that no SOS is left
+#: off the top of the page however old it is, and the counts stay whole.
+MAX_SCAN = 10_000
+
+
+@dataclass(slots=True)
+class IngestMeter:
+    """Messages per second between two looks, on the hub's clock (no wall-clock reads)."""
+
+    last_at: float | None = None
+    last_count: int = 0
+    rate: float | None = None
+
+    def sample(self, *, now: float, count: int) -> float | None:
+        if self.last_at is not None and now - self.last_at >= 1.0:
+            self.rate = max(0.0, (count - self.last_count) / (now - self.last_at))
+        if self.last_at is None or now - self.last_at >= 1.0:
+            self.last_at, self.last_count = now, count
+        return self.rate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overview:
+    rows: list[CaseRow]
+    open_total: int
+    sos_open: int
+    by_grid: list[tuple[str, int]]
+    by_category: list[tuple[str, int]]
+    ready: bool
+    problems: list[str]
+    messages: int
+    rate: float | None
+    warnings: list[str]
+
+
+def overview(web: Api, reach: Reach, *, meter: IngestMeter) -> Overview:
+    now = web.clock.now()
+    visible = web.casework.case_filter(reach, Permission.READ)
+    views = web.casework.case_views(assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, visible=visible)
+    older: list[dict[str, Any]] = []
+    offset = MAX_ROWS
+    while len(views) + len(older) == offset and offset < MAX_SCAN:
+        older += web.casework.case_views(
+            assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, offset=offset, visible=visible
+        )
+        offset += MAX_ROWS
+    listed = [*views, *(v for v in older if v["category"] == "sos")]
+    rows = sorted((case_row(web, reach, v, now=now) for v in listed), key=lambda r: r.rank)
+    names = {g.code: g.name for c in web.registry.communities for g in c.grids}
+    grids = Counter(names.get(v["grid"] or "", v["grid"] or "—") for v in [*views, *older])
+    categories = Counter(str(v["category"]) for v in [*views, *older])
+    report = web.readiness()
+    messages = int(web.stats().get("pipeline", {}).get("messages", 0))
+    return Overview(
+        rows=rows,
+        open_total=len(views) + len(older),
+        sos_open=sum(r.sos for r in rows),
+        by_grid=sorted(grids.items()),
+        by_category=categories.most_common(),
+        ready=report.ready,
+        problems=[f"{c.name}: {c.detail}" for c in report.checks if not c.ok],
+        warnings=list(report.warnings),
+        messages=messages,
+        rate=meter.sample(now=now, count=messages),
+    )

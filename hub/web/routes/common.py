@@ -1,0 +1,101 @@
+"""What every route module shares: the caller (:class:`Principal`), paging, the error shape.
+
+The :data:`Who` dependency resolves the caller through the :class:`hub.web.api.Api` kept in
+``app.state.linli``, so route modules need no import of it at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from hub.casework.access import Actor, Reach
+from hub.config import ApiToken
+from hub.errors import BadRequestError
+from hub.web import models as m
+from hub.web.sessions import Session
+
+if TYPE_CHECKING:
+    from hub.web.api import Api
+
+#: Largest page of each list (the console asks for 200 alerts; the log is read in bulk).
+MAX_PAGE = 1000
+MAX_LOG_PAGE = 10_000
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": m.ErrorOut, "description": text}
+    for code, text in (
+        (400, "a value the API cannot read"),
+        (401, "需要登录 / login required"),
+        (403, "the access table refuses this"),
+        (404, "nothing with that id that you may see"),
+        (413, "request body too large"),
+        (422, "invalid request: names the field and why"),
+    )
+}
+CASE_ERRORS = {**ERRORS, 409: {"model": m.ErrorOut, "description": "the workflow refuses this action now"}}
+HIDDEN: dict[str, Any] = {"include_in_schema": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: the token (from the bearer header or the session) and its reach."""
+
+    token: ApiToken
+    reach: Reach
+    session: Session | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return self.reach.actor
+
+
+async def _who(request: Request) -> Principal:
+    """Dependency of every API route (module level: FastAPI resolves annotations by name)."""
+    web: Api = request.app.state.linli
+    return await web.principal(request)
+
+
+Who = Annotated[Principal, Depends(_who)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size (at most {MAX_PAGE})")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="where the page starts (X-Next-Offset)")]
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+def page(request: Request, response: Response, items: Sequence[Any], *, limit: int, offset: int) -> None:
+    """A full page says where the next one starts (``Link`` and ``X-Next-Offset``)."""
+    if len(items) < limit:
+        return
+    query = {k: v for k, v in request.query_params.items() if k != "offset"}
+    following = offset + limit
+    response.headers["Link"] = f'<{request.url.path}?{urlencode({**query, "offset": following})}>; rel="next"'
+    response.headers["X-Next-Offset"] = str(following)
+
+
+def time_param(value: str | None, *, default: float, name: str) -> float:
+    """RFC 3339 (``2026-11-01T00:00:00+08:00``) or Unix seconds, finite and within 1970–2200."""
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise BadRequestError(f"{name}: {value!r} is neither Unix seconds nor an RFC 3339 time") from None
+        if parsed.tzinfo is None:
+            raise BadRequestError(f"{name}: time {value!r} needs an offset, e.g. +08:00") from None
+        seconds = parsed.timestamp()
+    if not math.isfinite(seconds) or not 0 <= seconds <= m.MAX_UNIX_S:
+        raise BadRequestError(f"{name}: {value!r} is not a time between 1970 and 2200")
+    return seconds

@@ -1,0 +1,93 @@
+"""Devices (registered, then unknown ones), one device, and recent device events."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request, Response
+
+from hub.casework.access import Permission
+from hub.errors import NotFoundError
+from hub.web import models as m
+from hub.web.routes.common import ERRORS, Limit, Offset, Who, page
+from hub.web.views import device_json, event_json
+
+if TYPE_CHECKING:
+    from hub.web.api import Api
+
+
+def add_device_routes(api: FastAPI, web: Api) -> None:
+    @api.get("/api/devices", response_model=list[m.DeviceOut], responses=ERRORS)
+    async def devices(
+        *,
+        request: Request,
+        response: Response,
+        who: Who,
+        grid: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Limit = 200,
+        offset: Offset = 0,
+    ) -> list[dict[str, Any]]:
+        """Registered devices, then unknown ones; those the caller may read, a page at a time."""
+        now = web.clock.now()
+        ids = [d.id for d in web.registry.devices()] + list(web.registry.unassigned)
+        chosen: list[str] = []
+        skipped = 0
+        for device_id in ids:
+            where = web.device_where(device_id)
+            if (grid is not None and where.grid != grid) or not who.reach.allows(Permission.READ, where):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            chosen.append(device_id)
+            if len(chosen) >= limit:
+                break
+        views = [
+            device_json(
+                web.registry,
+                web.states,
+                i,
+                now=now,
+                locations=who.reach.allows(Permission.LOCATIONS, web.device_where(i)),
+            )
+            for i in chosen
+        ]
+        page(request, response, chosen, limit=limit, offset=offset)
+        return [v for v in views if v is not None]
+
+    @api.get("/api/devices/{device_id:path}", response_model=m.DeviceDetailOut, responses=ERRORS)
+    async def device(who: Who, device_id: Annotated[str, Path(max_length=256)]) -> dict[str, Any]:
+        """One device; ids may contain ``/`` (Zigbee2MQTT friendly names, Tasmota sub-devices)."""
+        where = web.device_where(device_id)
+        view = None
+        if who.reach.allows(Permission.READ, where):
+            view = device_json(
+                web.registry,
+                web.states,
+                device_id,
+                now=web.clock.now(),
+                detail=True,
+                locations=who.reach.allows(Permission.LOCATIONS, where),
+            )
+        if view is None:
+            raise NotFoundError("没有这个设备 / no such device")
+        return view
+
+    @api.get("/api/events", response_model=list[m.EventOut], responses=ERRORS)
+    async def events(
+        *,
+        request: Request,
+        response: Response,
+        who: Who,
+        device_id: Annotated[str | None, Query(max_length=256)] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> list[dict[str, Any]]:
+        """Recent device events, most recent first, of devices the caller may read."""
+
+        def readable(device: str) -> bool:
+            return who.reach.allows(Permission.READ, web.device_where(device))
+
+        found = web.states.events(device_id, limit=limit, offset=offset, include=readable)
+        page(request, response, found, limit=limit, offset=offset)
+        return [event_json(e) for e in found]

@@ -1,0 +1,62 @@
+"""Liveness, readiness, metrics, the caller's session and the hub's counters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from hub.casework.access import Permission
+from hub.errors import NotAllowedError
+from hub.health.metrics import render
+from hub.web import models as m
+from hub.web.routes.common import ERRORS, Who
+
+if TYPE_CHECKING:
+    from hub.web.api import Api
+
+
+def add_health_routes(api: FastAPI, web: Api) -> None:
+    @api.get("/api/health", response_model=m.HealthOut, summary="Liveness; says nothing else")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @api.get("/healthz", response_model=m.HealthOut, summary="Liveness: the process answers")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @api.get(
+        "/readyz",
+        summary="Readiness: 200 when every check passes, else 503 naming what is wrong",
+        responses={503: {"description": "not ready: the body names every failing check"}},
+    )
+    async def readyz() -> JSONResponse:
+        report = web.readiness()
+        return JSONResponse(report.as_json(), status_code=200 if report.ready else 503)
+
+    @api.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=ERRORS,
+        summary="Prometheus text format (0.0.4), read from the hub's counters; needs a token",
+    )
+    async def metrics(who: Who) -> PlainTextResponse:
+        return PlainTextResponse(render(web.metrics()), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/api/session", response_model=m.SessionOut, responses=ERRORS)
+    async def session(who: Who) -> dict[str, Any]:
+        """Who is logged in, the zone every time is shown in, and the session's CSRF token."""
+        return {
+            "name": who.token.name,
+            "role": who.token.role.value,
+            "person": who.token.person,
+            "timezone": web.timezone,
+            "csrf": who.session.csrf if who.session is not None else None,
+        }
+
+    @api.get("/api/stats", response_model=m.StatsOut, responses=ERRORS)
+    async def stats(who: Who) -> Any:
+        if not who.reach.may_ever(Permission.READ):
+            raise NotAllowedError("no read access")
+        return web.stats()

@@ -1,0 +1,52 @@
+"""KPIs over a period: 结案率, 按期结案率, 返工率, 延期率 and response times, from the store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Query
+
+from hub.casework.access import Permission, Scope
+from hub.clock import iso
+from hub.errors import BadRequestError, NotAllowedError
+from hub.web import models as m
+from hub.web.routes.common import ERRORS, Who, time_param
+
+if TYPE_CHECKING:
+    from hub.web.api import Api
+
+
+def add_kpi_routes(api: FastAPI, web: Api) -> None:
+    @api.get("/api/kpis", response_model=m.KpiOut, responses=ERRORS)
+    async def kpis(
+        who: Who,
+        start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+        end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+        grid: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> dict[str, Any]:
+        """结案率, 按期结案率, 返工率, 延期率 and response times over the cases the caller may read."""
+        now = web.clock.now()
+        lo = time_param(start, default=max(0.0, now - 30 * 86400), name="from")
+        hi = time_param(end, default=now, name="to")
+        reach = who.reach
+        if not reach.may_ever(Permission.READ):
+            raise NotAllowedError("no read access")
+        everything = reach.scope(Permission.READ) is Scope.ALL
+        try:
+            report = web.casework.kpis(
+                start=lo,
+                end=hi,
+                include=None if everything else lambda w: reach.allows(Permission.READ, w),
+            )
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from None
+        by_grid = {k: v.as_dict() for k, v in report.by_grid.items() if grid is None or k == grid}
+        staff = reach.may_ever(Permission.STAFF_KPIS)
+        return {
+            "from": iso(lo),
+            "to": iso(hi),
+            "overall": report.overall.as_dict(),
+            "by_grid": by_grid,
+            "by_worker": {k: v.as_dict() for k, v in report.by_worker.items()} if staff else {},
+            "by_category": {k: v.as_dict() for k, v in report.by_category.items()},
+        }
