@@ -29,7 +29,7 @@ HUB_LAYERS: tuple[tuple[str, ...], ...] = (
     ("hub.cases",),
     ("hub.storage",),
     ("hub.notify",),
-    ("hub.casework", "hub.ingest"),
+    ("hub.casework", "hub.ingest", "hub.cluster"),
     ("hub.web",),
     ("hub.app",),
     ("hub.demo",),

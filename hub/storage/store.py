@@ -17,7 +17,7 @@ for alerts and notifications (rare next to readings), each one short transaction
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,10 @@ from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
 
-__all__ = ["BUSY_TIMEOUT_S", "Store", "open_engine"]
+__all__ = ["BUSY_TIMEOUT_S", "Fence", "Store", "open_engine"]
+
+#: ``(tx, community)``: raises unless this node may write for ``community`` (see ``install_fence``).
+Fence = Callable[[Tx, str], None]
 
 
 def open_engine(url: str) -> Engine:
@@ -112,14 +115,29 @@ class Store:
         self.location = engine.location
         # Insertion order of the outbox: SQLite's implicit rowid, PostgreSQL's identity column.
         self._insert_order = "n.rowid" if engine.dialect is Dialect.SQLITE else "n.seq"
+        self._fence: Fence | None = None
+
+    def install_fence(self, fence: Fence | None) -> None:
+        """Clustered hubs: ``fence(tx, community)`` runs first in every write made for a community.
+
+        It raises :class:`~hub.errors.FencedError` unless this node still holds the community's
+        lease at the epoch it claimed (``hub/cluster``); a single hub installs none.
+        """
+        self._fence = fence
 
     def close(self) -> None:
         self._engine.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One atomic write, for the store's writers (this class and its siblings) to share."""
+    def transaction(self, *, community: str | None = None) -> Iterator[Tx]:
+        """One atomic write, for the store's writers (this class and its siblings) to share.
+
+        ``community``: the write is made on behalf of that community's owner, so an installed
+        fence checks the lease first, inside the same transaction (nothing lands if it refuses).
+        """
         with self._engine.transaction() as tx:
+            if community is not None and self._fence is not None:
+                self._fence(tx, community)
             yield tx
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
@@ -216,9 +234,9 @@ class Store:
             alert_id = existing.id
         return _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()), created
 
-    def clear_alert(self, signal: Signal) -> AlertChange | None:
+    def clear_alert(self, signal: Signal, *, community: str | None = None) -> AlertChange | None:
         """Resolve the active alert of the signal's (rule, subject), if there is one."""
-        with self.transaction() as db:
+        with self.transaction(community=community) as db:
             row = db.execute(_ACTIVE_ALERT + db.for_update, (signal.rule_id, signal.subject)).fetchone()
             if row is None:
                 return None
