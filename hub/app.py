@@ -228,7 +228,11 @@ class Hub:
         )
         self.webhooks = WebhookSender(secrets=settings.channel_secrets, zone=settings.zone)
         self.dispatcher = Dispatcher(
-            store=self.store, mqtt=self.outbound, clock=self.clock, webhooks=self.webhooks
+            store=self.store,
+            mqtt=self.outbound,
+            clock=self.clock,
+            webhooks=self.webhooks,
+            scope=self.cluster.scope if self.cluster else lambda: None,
         )
         self.timeseries = open_sink(
             settings.timeseries,

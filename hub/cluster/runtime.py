@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -32,6 +33,7 @@ from hub.cluster.balance import plan
 from hub.errors import FencedError
 from hub.storage.engine import Tx
 from hub.storage.leases import LeaseStore
+from hub.storage.scope import WHOLE_HUB
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +147,18 @@ class ClusterRuntime:
         live = {
             n.node_id for n in status.nodes if status.now - n.heartbeat_at <= LIVE_LEASES * leases.lease_s
         }
+        communities = sorted(c for c in self._communities() if c != WHOLE_HUB)
+        expires = {lease.community: lease.expires_at for lease in status.leases}
+        held = Counter(
+            lease.owner
+            for lease in status.leases
+            if lease.expires_at > status.now and lease.community != WHOLE_HUB
+        )
         decided = plan(
-            communities=sorted(self._communities()),
-            owned=self.owned.keys(),
-            live_nodes=len(live | {self.node_id}),
-            expires={lease.community: lease.expires_at for lease in status.leases},
+            communities=communities,
+            owned=[c for c in self.owned if c != WHOLE_HUB],
+            others=[held[node] for node in sorted(live - {self.node_id})],
+            expires=expires,
             now=status.now,
         )
         for community in decided.give_up:
@@ -158,21 +167,29 @@ class ClusterRuntime:
         for community in decided.claim:
             if room <= 0:
                 break
-            lease = leases.acquire(community)
-            if lease is None:
-                continue  # another node was faster
-            # Owned before the session opens: the presses queued for it arrive right after SUBACK.
-            self.owned[community] = lease.epoch
-            try:
-                await self._sessions.open(community)
-            except Exception:
-                log.exception("community %s: session not opened; lease released", community)
-                del self.owned[community]
-                leases.release(community)
-                continue
-            room -= 1
-            log.info("community %s: owned by %s at epoch %d", community, self.node_id, lease.epoch)
-            self._on_gained(community)
+            if await self._claim(community):
+                room -= 1
+        # The hub-wide partition (unregistered devices, hub-wide roots) is nobody's share:
+        # whoever finds it free takes it, so exactly one node works it.
+        if WHOLE_HUB not in self.owned and expires.get(WHOLE_HUB, 0.0) <= status.now:
+            await self._claim(WHOLE_HUB)
+
+    async def _claim(self, community: str) -> bool:
+        lease = self._leases.acquire(community)
+        if lease is None:
+            return False  # another node was faster
+        # Owned before the session opens: the presses queued for it arrive right after SUBACK.
+        self.owned[community] = lease.epoch
+        try:
+            await self._sessions.open(community)
+        except Exception:
+            log.exception("community %s: session not opened; lease released", community)
+            del self.owned[community]
+            self._leases.release(community)
+            return False
+        log.info("community %s: owned by %s at epoch %d", community, self.node_id, lease.epoch)
+        self._on_gained(community)
+        return True
 
     async def _drop(self, community: str, reason: str) -> None:
         """Stop working ``community``: session first (no message taken without a lease), then the lease."""

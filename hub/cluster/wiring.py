@@ -18,15 +18,28 @@ from hub.errors import ConfigError
 from hub.mqtt.client import MessageHandler, UnhandledHandler
 from hub.storage.engine import Dialect
 from hub.storage.leases import LeaseStore
+from hub.storage.scope import WHOLE_HUB
 from hub.storage.store import Store
 from rules.signals import Signal
 
 
 def community_topics(
-    registry: Registry, community: str, *, reply_subscription: Callable[[str], str]
+    registry: Registry,
+    community: str,
+    *,
+    reply_subscription: Callable[[str], str],
+    hub_wide: Sequence[FamilySource],
 ) -> list[str]:
-    """What the owner of ``community`` subscribes to: its gateways' roots and its workers' replies."""
+    """What the owner of ``community`` subscribes to: its gateways' roots and its workers' replies.
+
+    The hub-wide partition's owner subscribes to the roots of ``sources`` in the settings
+    (gateways shared by several communities, devices not registered yet).
+    """
     filters: list[str] = []
+    if community == WHOLE_HUB:
+        for shared in hub_wide:
+            filters.extend(f for f in shared.subscriptions() if f not in filters)
+        return filters
     for found in registry.communities:
         if found.code == community:
             for source in found.sources:
@@ -45,7 +58,7 @@ def owned_signals(signals: Sequence[Signal], *, registry: Registry, owned: froze
     kept = []
     for signal in signals:
         community = registry.subject(signal.subject).community
-        if community is None or community in owned:
+        if (community or WHOLE_HUB) in owned:
             kept.append(signal)
     return kept
 
@@ -68,10 +81,13 @@ def cluster_runtime(
             "a cluster node needs a PostgreSQL store (store.url = postgresql://…)", key="cluster.node_id"
         )
     leases = LeaseStore(store=store, node_id=node_id, lease_s=settings.cluster.lease_s)
+    hub_wide = [FamilySource(s.family, s.base_topic) for s in settings.sources]
     runtime: ClusterRuntime
     sessions = CommunitySessions(
         url=settings.mqtt.parsed_url,
-        topics=lambda community: community_topics(registry, community, reply_subscription=reply_subscription),
+        topics=lambda community: community_topics(
+            registry, community, reply_subscription=reply_subscription, hub_wide=hub_wide
+        ),
         on_message=on_message,
         on_unhandled=on_unhandled,
         on_fenced=lambda community: runtime.fenced(community),  # noqa: PLW0108 - runtime is built below

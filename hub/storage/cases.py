@@ -17,6 +17,7 @@ from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
 from hub.cases.workflow import replay
 from hub.errors import StaleCaseError
 from hub.storage.engine import Tx
+from hub.storage.scope import in_scope
 from hub.storage.store import Store
 
 
@@ -164,9 +165,7 @@ class CaseStore:
 
     def due(self, now: float, *, communities: frozenset[str] | None = None) -> list[str]:
         """Cases with a deadline at or before ``now``; ``communities``: only theirs (a cluster node's share)."""
-        if communities is not None and not communities:
-            return []
-        where, params = _in_communities("c.community", communities)
+        where, params = in_scope("c.community", communities)
         rows = self._store.execute(
             "SELECT d.case_id FROM case_deadlines d JOIN cases c ON c.id = d.case_id"  # noqa: S608 - placeholders only
             f" WHERE d.next_at <= ?{where} ORDER BY d.next_at",
@@ -175,12 +174,10 @@ class CaseStore:
         return [row[0] for row in rows]
 
     def next_deadline(self, *, communities: frozenset[str] | None = None) -> float | None:
-        if communities is not None and not communities:
-            return None
         if communities is None:
             row = self._store.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
         else:
-            where, params = _in_communities("c.community", communities)
+            where, params = in_scope("c.community", communities)
             row = self._store.execute(
                 "SELECT min(d.next_at) FROM case_deadlines d JOIN cases c ON c.id = d.case_id"  # noqa: S608
                 f" WHERE 1 = 1{where}",
@@ -205,20 +202,10 @@ class CaseStore:
 
     def alerts_without_case(self, *, communities: frozenset[str] | None = None) -> list[int]:
         """Active alerts with no case (a crash between the alert's and the case's commit)."""
-        if communities is not None and not communities:
-            return []
-        where, params = _in_communities("a.community", communities)
+        where, params = in_scope("a.community", communities)
         rows = self._store.execute(
             "SELECT a.id FROM alerts a WHERE a.status = 'active' AND a.severity != 'info'"  # noqa: S608
             f" AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.alert_id = a.id){where}",
             params,
         )
         return [row[0] for row in rows]
-
-
-def _in_communities(column: str, communities: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
-    """`` AND column IN (?, …)`` and its parameters; nothing for ``None`` (every community)."""
-    if communities is None:
-        return "", ()
-    ordered = tuple(sorted(communities))
-    return f" AND {column} IN ({', '.join('?' * len(ordered))})", ordered

@@ -28,6 +28,7 @@ from hub.community.model import Community
 from hub.errors import StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage.engine import Cursor, Dialect, Engine, Tx, dialect_of, sqlite_path
+from hub.storage.scope import in_scope
 from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
@@ -282,18 +283,34 @@ class Store:
 
     # -- notification outbox --------------------------------------------------------------
 
-    def pending_notifications(self, *, now: float, limit: int = 100) -> list[Notification]:
-        rows = self._engine.execute(
-            "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
-            " WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ?"
-            " ORDER BY created_at, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
+    def pending_notifications(
+        self, *, now: float, limit: int = 100, communities: frozenset[str] | None = None
+    ) -> list[Notification]:
+        """Due for delivery; ``communities``: only those of a cluster node's share (by the alert's)."""
+        if communities is None:
+            rows = self._engine.execute(
+                "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
+                " WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ?"
+                " ORDER BY created_at, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        else:
+            where, params = in_scope("a.community", communities)
+            rows = self._engine.execute(
+                "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"  # noqa: S608
+                " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
+                f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.next_attempt <= ?{where}"
+                " ORDER BY n.created_at, n.id LIMIT ?",
+                (now, *params, limit),
+            ).fetchall()
         return [Notification(*row) for row in rows]
 
-    def next_retry_at(self) -> float | None:
+    def next_retry_at(self, *, communities: frozenset[str] | None = None) -> float | None:
+        where, params = in_scope("a.community", communities)
         row = self._engine.execute(
-            "SELECT min(next_attempt) FROM notifications WHERE delivered_at IS NULL AND abandoned_at IS NULL"
+            "SELECT min(n.next_attempt) FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"  # noqa: S608
+            f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL{where}",
+            params,
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
