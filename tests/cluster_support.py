@@ -1,6 +1,6 @@
 """Hub processes sharing one PostgreSQL store and one Mosquitto: the cluster tests' harness.
 
-Six communities, each with its own Zigbee2MQTT root (``zigbee2mqtt-<code>``), three SOS
+Six communities, each with its own Zigbee2MQTT root (``zigbee2mqtt-<code>``), six SOS
 buttons and a door sensor, a grid worker on duty around the clock, a grid leader and a
 supervisor. Hubs run as ``linli run`` subprocesses (``kill -9`` and ``SIGSTOP`` need real
 processes), their logs in files so a full pipe never blocks one.
@@ -29,7 +29,8 @@ from tests.support.servers import Broker
 
 LINLI = str(Path(sys.executable).with_name("linli"))
 COMMUNITIES = [f"110105001{n:03d}" for n in range(1, 7)]
-BUTTONS = 3
+#: SOS buttons per community (each press of a different button is a new case).
+BUTTONS = 6
 SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
 DOOR_OPEN = (SAMPLES / "zigbee2mqtt" / "aqara_mccgq11lm_open.json").read_bytes()
 DOOR_CLOSED = DOOR_OPEN.replace(b'"contact":false', b'"contact":true')

@@ -11,6 +11,7 @@ press.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -21,7 +22,6 @@ import gmqtt
 import pytest
 
 from tests.cluster_support import (
-    BUTTONS,
     COMMUNITIES,
     DOOR_CLOSED,
     DOOR_OPEN,
@@ -35,6 +35,8 @@ from tests.helpers import Phone, eventually, publisher
 from tests.support.servers import Broker
 
 LEASE_S = 2.0
+#: Buttons pressed per community in the kill -9 burst.
+BURST_BUTTONS = 3
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
         # Burst part 2, while the victim's communities have no owner: the broker queues them.
         for community in COMMUNITIES:
             door_traffic(gateway, community, 20)
-            for n in range(1, BUTTONS):
+            for n in range(1, BURST_BUTTONS):
                 press(gateway, community, n)
         await eventually(
             lambda: len(cluster.owners()) == len(COMMUNITIES) and victim not in cluster.owners().values(),
@@ -134,7 +136,7 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
         takeover = time.monotonic() - killed
         print(f"communities {orphaned} owned again {takeover:.2f} s after kill -9 (lease_s {LEASE_S})")
         assert takeover <= 2 * LEASE_S
-        presses = len(COMMUNITIES) * BUTTONS
+        presses = len(COMMUNITIES) * BURST_BUTTONS
         await eventually(
             lambda: cluster.count("SELECT count(*) FROM cases") >= presses,
             within=20,
@@ -147,7 +149,7 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
         await phone.stop()
 
     assert cluster.cases_by_device() == Counter(
-        {button(c, n): 1 for c in COMMUNITIES for n in range(BUTTONS)}
+        {button(c, n): 1 for c in COMMUNITIES for n in range(BURST_BUTTONS)}
     ), "every SOS press → exactly one case"
     sent = steps(phone)
     assert all(count == 1 for count in sent.values()), f"a step went out twice: {sent}"
@@ -173,3 +175,77 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
                     f"step 1 due {due - killed_wall:.2f} s into the outage, sent at +{arrived - killed_wall:.2f} s"
                 )
     assert due_in_outage >= 1, "no escalation step fell due while the victim's communities had no owner"
+
+
+async def test_a_paused_node_lands_no_write_and_a_joining_node_loses_no_press(
+    cluster: Cluster, mosquitto_broker: Broker
+) -> None:
+    a, b = cluster.add("hub-a"), cluster.add("hub-b")
+    await asyncio.gather(a.ready(), b.ready())
+    await balanced(cluster, 2)
+    arrivals: list[tuple[float, dict[str, Any]]] = []
+    phone = await phone_on(mosquitto_broker, arrivals)
+    gateway = await publisher(mosquitto_broker, "cluster-gateway")
+    pressed: list[str] = []
+
+    def press_once(community: str, n: int) -> None:
+        press(gateway, community, n)
+        pressed.append(button(community, n))
+
+    try:
+        paused = sorted(c for c, owner in cluster.owners().items() if owner == "hub-a")
+        a.signal(signal.SIGSTOP)
+        # Sent to hub-a's sessions while it is frozen: the broker writes them to its socket, and
+        # hands them again to the session's next owner, unacknowledged.
+        for community in paused:
+            press_once(community, 0)
+        await eventually(
+            lambda: set(cluster.owners().values()) == {"hub-b"} and len(cluster.owners()) == len(COMMUNITIES),
+            within=4 * LEASE_S,
+            what="hub-b owning every community while hub-a is frozen",
+        )
+        await eventually(
+            lambda: cluster.count("SELECT count(*) FROM cases") == len(paused),
+            within=20,
+            what="hub-b's cases",
+        )
+        a.signal(signal.SIGCONT)
+        # hub-a wakes up believing it owns its communities: it reads the presses from its socket,
+        # and every write it tries for them is refused by the fence.
+        await eventually(
+            lambda: a.log.read_text().count("no longer owns it") >= 1, within=15, what="a fenced write"
+        )
+        await balanced(cluster, 2)  # hub-a dropped them, then took its share again from hub-b
+
+        # A third node joins while presses keep coming, spread over the hand-over.
+        c = cluster.add("hub-c")
+        joined = asyncio.ensure_future(balanced(cluster, 3, within=90))
+        for n in range(1, 6):
+            for community in COMMUNITIES:
+                press_once(community, n)
+                await asyncio.sleep(0.1)
+        await c.ready()
+        await joined
+        assert sorted(cluster.shares().values()) == [2, 2, 2]
+        await eventually(
+            lambda: cluster.count("SELECT count(*) FROM cases") >= len(pressed),
+            within=30,
+            what="a case per press",
+        )
+        await eventually(
+            lambda: sum(steps(phone).values()) >= 2 * len(pressed), within=20, what="steps 0 and 1"
+        )
+        await asyncio.sleep(1.5)
+    finally:
+        await gateway.disconnect()
+        await phone.stop()
+
+    fenced = a.log.read_text().count("no longer owns it")
+    print(f"hub-a's writes refused by the fence after waking: {fenced}")
+    assert cluster.cases_by_device() == Counter(pressed), "every press → exactly one case"
+    assert all(count == 1 for count in steps(phone).values()), "a step went out twice"
+    # Nothing hub-a tried for its lost communities landed: every alert is its press, once.
+    alerts = Counter(
+        str(row[0]) for row in cluster.store.execute("SELECT device_id FROM alerts WHERE count = 1")
+    )
+    assert alerts == Counter(pressed)
