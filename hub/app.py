@@ -190,7 +190,9 @@ class Hub:
             overrides=settings.rule_overrides,
             zone=settings.timezone,
             registry=registry,
-            state_store=RuleStateStore(store=self.store),
+            state_store=RuleStateStore(
+                store=self.store, community_of=lambda s: registry.subject(s).community
+            ),
             clock=self.clock,
         )
         self.evaluator = self.rule_runtime.evaluator
@@ -204,7 +206,8 @@ class Hub:
             on_message=self._on_message,
             on_unhandled=self._hold,
             reply_subscription=lambda community: reply_topics.topic(community, "+"),
-            on_gained=lambda _: self._casework_wake.set(),
+            rules=self.rule_runtime,
+            wake_casework=lambda: self._casework_wake.set(),  # noqa: PLW0108 - the event is made below
         )
         tls_ca = str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None
         self.mqtt = HubMqttClient(

@@ -171,6 +171,19 @@ async def test_the_fence_refuses_a_community_this_node_does_not_own(stores: list
     assert b.owned == {} and a.owned.keys() == {COMMUNITIES[0], WHOLE_HUB}
 
 
+class RuleRuntimeStub:
+    """Never reached: the settings are refused before any rule state is touched."""
+
+    def adopt(self, subjects: object, *, owned: object) -> None:
+        raise AssertionError("not reached")
+
+    def forget(self, device_ids: object) -> None:
+        raise AssertionError("not reached")
+
+    def flush(self, *, include_routine: bool = False) -> int:
+        raise AssertionError("not reached")
+
+
 def test_a_node_id_needs_a_postgresql_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, cluster={"node_id": "hub-a"})  # type: ignore[arg-type]
     store = Store(path=tmp_path / "s.sqlite3")
@@ -183,7 +196,8 @@ def test_a_node_id_needs_a_postgresql_store(tmp_path: Path) -> None:
                 on_message=lambda *_: None,
                 on_unhandled=lambda _: None,
                 reply_subscription=lambda c: c,
-                on_gained=lambda _: None,
+                rules=RuleRuntimeStub(),
+                wake_casework=lambda: None,
             )
     finally:
         store.close()

@@ -62,7 +62,9 @@ class ClusterRuntime:
         communities: Callable[[], Sequence[str]],
         sessions: Sessions,
         on_gained: Callable[[str], None] = lambda _: None,
+        on_lost: Callable[[str], None] = lambda _: None,
     ) -> None:
+        self._on_lost = on_lost
         self._leases = leases
         self._communities = communities
         self._sessions = sessions
@@ -188,14 +190,28 @@ class ClusterRuntime:
             self._leases.release(community)
             return False
         log.info("community %s: owned by %s at epoch %d", community, self.node_id, lease.epoch)
-        self._on_gained(community)
+        try:
+            self._on_gained(community)
+        except Exception:
+            log.exception("community %s: takeover work failed; given up again", community)
+            await self._drop(community, "takeover failed")
+            return False
         return True
 
     async def _drop(self, community: str, reason: str) -> None:
-        """Stop working ``community``: session first (no message taken without a lease), then the lease."""
-        if self.owned.pop(community, None) is None:
+        """Stop working ``community``: session first (no message taken without a lease), then the lease.
+
+        ``on_lost`` runs while the epoch is still known, so a clean hand-over writes the last
+        rule state (fenced: refused if the lease is already someone else's).
+        """
+        if community not in self.owned:
             return
         await self._sessions.close(community)
+        try:
+            self._on_lost(community)
+        except Exception:
+            log.exception("community %s: hand-over work failed", community)
+        del self.owned[community]
         try:
             self._leases.release(community)
         except Exception:

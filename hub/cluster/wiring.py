@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from adapters.router import FamilySource
 from hub.cluster.runtime import ClusterRuntime
 from hub.cluster.sessions import CommunitySessions
+from hub.cluster.takeover import RuleState, Takeover
 from hub.community.registry import Registry
 from hub.config import Settings
 from hub.errors import ConfigError
@@ -71,7 +72,8 @@ def cluster_runtime(
     on_message: MessageHandler,
     on_unhandled: UnhandledHandler,
     reply_subscription: Callable[[str], str],
-    on_gained: Callable[[str], None],
+    rules: RuleState,
+    wake_casework: Callable[[], None],
 ) -> ClusterRuntime | None:
     node_id = settings.cluster.node_id
     if node_id is None:
@@ -93,11 +95,18 @@ def cluster_runtime(
         on_fenced=lambda community: runtime.fenced(community),  # noqa: PLW0108 - runtime is built below
         tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
     )
+    takeover = Takeover(
+        registry=registry,
+        rules=rules,
+        owned=lambda: runtime.scope(),  # noqa: PLW0108 - runtime is built below
+        wake_casework=wake_casework,
+    )
     runtime = ClusterRuntime(
         leases=leases,
         communities=lambda: [c.code for c in registry.communities],
         sessions=sessions,
-        on_gained=on_gained,
+        on_gained=takeover.gained,
+        on_lost=takeover.lost,
     )
     store.install_fence(runtime.fence)
     return runtime

@@ -126,6 +126,11 @@ class Store:
         """
         self._fence = fence
 
+    @property
+    def fenced(self) -> bool:
+        """Whether writes for a community are fenced (a cluster node)."""
+        return self._fence is not None
+
     def close(self) -> None:
         self._engine.close()
 
