@@ -53,8 +53,18 @@ POLICIES = {
 }
 
 
+#: Every gateway's password in the tests' broker (each logs in as the name of its root).
+GATEWAY_PASSWORD = "gateway-test-secret"
+HUB_USER, HUB_PASSWORD = "linli", "hub-test-secret"
+
+
 def root(community: str) -> str:
+    """The community's Zigbee2MQTT root, which is also its gateway's user name (deploy/mosquitto/acl)."""
     return f"zigbee2mqtt-{community}"
+
+
+def broker_users() -> dict[str, str]:
+    return {HUB_USER: HUB_PASSWORD, **{root(c): GATEWAY_PASSWORD for c in COMMUNITIES}}
 
 
 def button(community: str, n: int) -> str:

@@ -14,25 +14,29 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import gmqtt
 import pytest
+from gmqtt.mqtt.constants import MQTTv311
 
 from tests.cluster_support import (
     COMMUNITIES,
     DOOR_CLOSED,
     DOOR_OPEN,
+    GATEWAY_PASSWORD,
     SOS,
     Cluster,
+    broker_users,
     button,
     door,
     root,
 )
-from tests.helpers import Phone, eventually, publisher
-from tests.support.servers import Broker
+from tests.conftest import server_missing
+from tests.helpers import Phone, eventually
+from tests.support.servers import Broker, ServerMissingError, deployed_mosquitto
 
 LEASE_S = 2.0
 #: Buttons pressed per community in the kill -9 burst.
@@ -40,21 +44,53 @@ BURST_BUTTONS = 3
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, mosquitto_broker: Broker, postgres_url: str) -> AsyncIterator[Cluster]:
-    running = Cluster(tmp_path, mosquitto_broker, postgres_url, LEASE_S)
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """The deployment kit's Mosquitto (deploy/mosquitto: persistence, passwords, ACL)."""
+    try:
+        with deployed_mosquitto(tmp_path / "mosquitto", users=broker_users()) as running:
+            yield running
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, broker: Broker, postgres_url: str) -> AsyncIterator[Cluster]:
+    running = Cluster(tmp_path, broker, postgres_url, LEASE_S)
     try:
         yield running
     finally:
         running.close()
 
 
-def press(gateway: gmqtt.Client, community: str, n: int) -> None:
-    gateway.publish(f"{root(community)}/{button(community, n)}", SOS, qos=1)
+class Gateways:
+    """One Zigbee2MQTT gateway per community, each logged in as its own root."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.clients: dict[str, gmqtt.Client] = {}
+
+    async def start(self) -> Gateways:
+        for community in COMMUNITIES:
+            client = gmqtt.Client(f"gw-{community}", clean_session=True)
+            client.set_auth_credentials(root(community), GATEWAY_PASSWORD)
+            await client.connect(self.broker.host, self.broker.port, version=MQTTv311)
+            self.clients[community] = client
+        return self
+
+    async def stop(self) -> None:
+        for client in self.clients.values():
+            await client.disconnect()
 
 
-def door_traffic(gateway: gmqtt.Client, community: str, times: int) -> None:
+def press(gateways: Gateways, community: str, n: int) -> None:
+    gateways.clients[community].publish(f"{root(community)}/{button(community, n)}", SOS, qos=1)
+
+
+def door_traffic(gateways: Gateways, community: str, times: int) -> None:
     for i in range(times):
-        gateway.publish(f"{root(community)}/{door(community)}", DOOR_OPEN if i % 2 else DOOR_CLOSED, qos=1)
+        gateways.clients[community].publish(
+            f"{root(community)}/{door(community)}", DOOR_OPEN if i % 2 else DOOR_CLOSED, qos=1
+        )
 
 
 def steps(phone: Phone) -> Counter[str]:
@@ -112,7 +148,7 @@ async def phone_on(broker: Broker, arrivals: list[tuple[float, dict[str, Any]]])
 
 
 async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
-    cluster: Cluster, mosquitto_broker: Broker
+    cluster: Cluster, broker: Broker
 ) -> None:
     for n in range(3):
         cluster.add(f"hub-{n}")
@@ -121,8 +157,8 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
     assert sorted(cluster.shares().values()) == [2, 2, 2]
 
     arrivals: list[tuple[float, dict[str, Any]]] = []
-    phone = await phone_on(mosquitto_broker, arrivals)
-    gateway = await publisher(mosquitto_broker, "cluster-gateway")
+    phone = await phone_on(broker, arrivals)
+    gateway = await Gateways(broker).start()
     try:
         victim = cluster.owners()[COMMUNITIES[0]]
         orphaned = sorted(c for c, owner in cluster.owners().items() if owner == victim)
@@ -159,7 +195,7 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
         await eventually(lambda: sum(steps(phone).values()) >= 2 * presses, within=20, what="steps 0 and 1")
         await asyncio.sleep(1.5)  # a duplicate would arrive by now
     finally:
-        await gateway.disconnect()
+        await gateway.stop()
         await phone.stop()
 
     assert cluster.cases_by_device() == Counter(
@@ -195,14 +231,14 @@ async def test_kill9_during_a_burst_loses_no_press_and_sends_each_step_once(
 
 
 async def test_a_paused_node_lands_no_write_and_a_joining_node_loses_no_press(
-    cluster: Cluster, mosquitto_broker: Broker
+    cluster: Cluster, broker: Broker
 ) -> None:
     a, b = cluster.add("hub-a"), cluster.add("hub-b")
     await asyncio.gather(a.ready(), b.ready())
     await balanced(cluster, 2)
     arrivals: list[tuple[float, dict[str, Any]]] = []
-    phone = await phone_on(mosquitto_broker, arrivals)
-    gateway = await publisher(mosquitto_broker, "cluster-gateway")
+    phone = await phone_on(broker, arrivals)
+    gateway = await Gateways(broker).start()
     pressed: list[str] = []
 
     def press_once(community: str, n: int) -> None:
@@ -254,7 +290,7 @@ async def test_a_paused_node_lands_no_write_and_a_joining_node_loses_no_press(
         )
         await asyncio.sleep(1.5)
     finally:
-        await gateway.disconnect()
+        await gateway.stop()
         await phone.stop()
 
     fenced = a.log.read_text().count("no longer owns it")
@@ -266,3 +302,31 @@ async def test_a_paused_node_lands_no_write_and_a_joining_node_loses_no_press(
         str(row[0]) for row in cluster.store.execute("SELECT device_id FROM alerts WHERE count = 1")
     )
     assert alerts == Counter(pressed)
+
+
+async def test_the_deployed_broker_lets_a_gateway_write_only_under_its_own_root(broker: Broker) -> None:
+    listener = Phone(broker, client_id="acl-listener")
+    listener.client.on_message = lambda client, topic, payload, qos, props: (
+        listener.messages.append(  # type: ignore[assignment]
+            (topic, {}, qos)
+        )
+        or 0
+    )
+    await listener.start("#")
+    gateways = await Gateways(broker).start()
+    try:
+        first, second = COMMUNITIES[:2]
+        gateways.clients[first].publish(f"{root(first)}/{button(first, 0)}", SOS, qos=1)
+        await eventually(lambda: listener.messages, within=5, what="the gateway's own press")
+        gateways.clients[first].publish(f"{root(second)}/{button(second, 0)}", SOS, qos=1)  # forged
+        gateways.clients[first].publish("linli/command-centre/notifications", b"{}", qos=1)  # forged
+        gateways.clients[second].publish(f"{root(second)}/{button(second, 1)}", SOS, qos=1)
+        await eventually(lambda: len(listener.messages) >= 2, within=5, what="the second gateway's press")
+        await asyncio.sleep(0.5)
+    finally:
+        await gateways.stop()
+        await listener.stop()
+    assert [topic for topic, _, _ in listener.messages] == [
+        f"{root(first)}/{button(first, 0)}",
+        f"{root(second)}/{button(second, 1)}",
+    ], "the forged messages were not delivered"
