@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from hub.clock import ManualClock
 from hub.cluster.balance import fair_share, plan
 from hub.cluster.runtime import ClusterRuntime
 from hub.cluster.wiring import cluster_runtime
 from hub.community.registry import Registry
 from hub.config import Settings
-from hub.errors import ConfigError, FencedError
+from hub.errors import ConfigError, FencedError, StoreError
+from hub.ingest.retry import Redelivery
+from hub.mqtt.client import Unhandled
 from hub.storage.leases import LeaseStore
 from hub.storage.scope import WHOLE_HUB
 from hub.storage.store import Store
@@ -201,3 +204,21 @@ def test_a_node_id_needs_a_postgresql_store(tmp_path: Path) -> None:
             )
     finally:
         store.close()
+
+
+def test_held_messages_of_a_lost_community_are_dropped_unacknowledged() -> None:
+    """A message the hub's own retry holds, whose community this node then loses: the retry
+    stops (it would fail forever) and never acknowledges it — the broker gives it to the owner."""
+    acked: list[str] = []
+    lost = COMMUNITIES[0]
+
+    def handle(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if topic.startswith(lost):
+            raise FencedError(community=lost, node_id="hub-a", epoch=1, held="hub-b at epoch 2")
+
+    retry = Redelivery(handle=handle, clock=ManualClock(start=0.0))
+    for topic in (f"{lost}/sos-1", f"{lost}/sos-1", f"{COMMUNITIES[1]}/sos-1"):
+        retry.hold(Unhandled(topic, b"{}", 1, False, lambda t=topic: acked.append(t), StoreError("locked")))
+    assert retry.retry_now() == 1
+    assert retry.depth == 0
+    assert acked == [f"{COMMUNITIES[1]}/sos-1"]
