@@ -151,3 +151,19 @@ async def test_a_node_that_lost_its_community_writes_none_of_its_rule_state(
         for r, s, st in stores[2].execute("SELECT rule, subject, state FROM rule_state").fetchall()
     }
     assert after == before
+
+
+async def test_a_clean_stop_writes_the_rule_state_so_the_next_owner_fires_nothing_twice(
+    stores: list[Store], district: Registry
+) -> None:
+    clock = ManualClock(start=T0)
+    a = node(stores[0], "hub-a", district, clock)
+    await a.runtime.round()
+    a.rules.flush()
+    clock.set(T0 + 2 * HEARTBEAT_S + 1)
+    assert len(a.fire()) == len(district.subjects())  # fired in memory; stored only by the hand-over
+    await a.runtime.stop()
+    b = node(stores[1], "hub-b", district, clock)
+    await b.runtime.round()
+    assert set(b.runtime.scope()) >= set(COMMUNITIES)
+    assert b.fire() == [], "the offline timers fired on hub-a already"

@@ -107,13 +107,11 @@ class ClusterRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._sessions.close_all()
+        # Each as a hand-over: session closed, rule state written while the lease is still
+        # ours (on_lost), then the lease released for the others' next round.
         for community in sorted(self.owned):
-            try:
-                self._leases.release(community)
-            except Exception:
-                log.exception("community %s: lease not released (it expires by itself)", community)
-        self.owned.clear()
+            await self._drop(community, "stopping")
+        await self._sessions.close_all()
         try:
             self._leases.leave()
         except Exception:
