@@ -48,26 +48,24 @@ METRIC = re.compile(rb"^linli_messages_total (\S+)$", re.MULTILINE)
 
 
 def stream(district_file: Path, messages: int) -> list[tuple[str, bytes]]:
-    """Door contacts (alternating) and battery reports from the district's Zigbee2MQTT devices."""
+    """Battery reports from the district's Zigbee2MQTT devices, stamped now: readings only.
+
+    Readings are what a hub spends its time on (an alert is one in a thousand messages and
+    costs a PostgreSQL transaction and a case, which would measure the store instead); now,
+    because a device time far from the hub's clock makes absence rules fire.
+    """
     from simulators.community import load  # noqa: PLC0415 - only for the bench
 
     devices = [
-        d
-        for d in load(district_file).devices
-        if d.family.value == "zigbee2mqtt" and supports(d, Act.DOOR_OPEN)
+        d for d in load(district_file).devices if d.family.value == "zigbee2mqtt" and supports(d, Act.BATTERY)
     ]
+    now = time.time()
     out: list[tuple[str, bytes]] = []
-    # 10:13 Asia/Shanghai: daytime, so the elders' doors raise no 夜间活动 alerts (the stream
-    # measures ingest, not the store; an alert costs a PostgreSQL transaction and a case).
-    ts = 1_795_400_000.0
     while len(out) < messages:
-        for n, device in enumerate(devices):
-            act = Act.DOOR_OPEN if (len(out) // len(devices)) % 2 else Act.DOOR_CLOSE
-            for message in build(device, act, Reading(is_open=act is Act.DOOR_OPEN), ts + n):
+        for device in devices:
+            for message in build(device, Act.BATTERY, Reading(battery_pct=90.0 - len(out) % 7), now):
                 out.append((message.topic, message.payload))
-            if len(out) >= messages:
-                break
-        ts += 60
+        now += 1.0
     return out[:messages]
 
 

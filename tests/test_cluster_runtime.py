@@ -7,10 +7,12 @@ tests/test_cluster_hubs.py runs whole hubs with real Mosquitto sessions."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.clock import ManualClock
@@ -23,6 +25,7 @@ from hub.errors import ConfigError, FencedError, StoreError
 from hub.ingest.retry import Redelivery
 from hub.mqtt.client import Unhandled
 from hub.storage.leases import LeaseStore
+from hub.storage.postgres import MIGRATION_LOCK
 from hub.storage.scope import WHOLE_HUB
 from hub.storage.store import Store
 
@@ -222,3 +225,23 @@ def test_held_messages_of_a_lost_community_are_dropped_unacknowledged() -> None:
     assert retry.retry_now() == 1
     assert retry.depth == 0
     assert acked == [f"{COMMUNITIES[1]}/sos-1"]
+
+
+def test_a_hub_waits_for_another_hubs_migration(postgres_url: str) -> None:
+    """Hubs started together: one migrates under the advisory lock, the other waits for it —
+    longer than the 200 ms a write may wait for a lock (it failed to open the store before)."""
+    holding = threading.Event()
+
+    def migrate_slowly() -> None:
+        with psycopg.connect(postgres_url) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            holding.set()
+            time.sleep(1.0)
+
+    other = threading.Thread(target=migrate_slowly)
+    other.start()
+    assert holding.wait(10)
+    try:
+        Store(url=postgres_url).close()
+    finally:
+        other.join(10)
