@@ -7,6 +7,8 @@ Owns the service around the pure packages. Follow one message top to bottom:
 * :mod:`hub.ingest` — message → events → rule signals → stored alert + outbox (the hot path),
   device state, quarantine, the rule runtime;
 * :mod:`hub.casework` — alerts become cases; the access table; worker replies;
+* :mod:`hub.cluster` — several hubs sharing the communities: leases, balancing, one MQTT
+  session per owned community, fencing and takeover (active only with ``cluster.node_id``);
 * :mod:`hub.notify` — who is told, the ``linli.notification.v1`` bodies, delivery;
 * :mod:`hub.web` — HTTP API, JSON views, event stream, console and phone page;
 * :mod:`hub.storage` — every table of the one database file, versioned migrations;
@@ -18,7 +20,7 @@ Top-level modules: :mod:`hub.app` (the composition root), :mod:`hub.demo`,
 :mod:`hub.config`, :mod:`hub.records` (what stages pass each other), :mod:`hub.clock`,
 :mod:`hub.errors` (the one error tree), :mod:`hub.files` (private files: 0600/0700).
 
-Imports point down only: app/demo/cli → web → casework, ingest → notify → storage → cases →
+Imports point down only: app/demo/cli → web → casework, ingest, cluster → notify → storage → cases →
 community, config → channels, mqtt, timeseries, broker, records → clock, errors, files
 (``tests/test_layering.py`` enforces it). Data flows one way: broker → adapters → rules →
 alerts → cases → dispatch and sinks.

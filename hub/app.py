@@ -44,6 +44,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
+from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
@@ -170,7 +171,8 @@ class Hub:
         self.states = DeviceStates()
         self.quarantine = Quarantine(store=self.store)
         self.adapters = AdapterRouter(
-            sources=[FamilySource(s.family, s.base_topic) for s in settings.sources],
+            sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]
+            + community_sources(registry),
             profiles=load_profiles((BUILTIN_PROFILES, *settings.profile_paths))
             if settings.profile_paths
             else None,
@@ -188,18 +190,33 @@ class Hub:
             overrides=settings.rule_overrides,
             zone=settings.timezone,
             registry=registry,
-            state_store=RuleStateStore(store=self.store),
+            state_store=RuleStateStore(
+                store=self.store, community_of=lambda s: registry.subject(s).community
+            ),
             clock=self.clock,
         )
         self.evaluator = self.rule_runtime.evaluator
         self.caught_up = self.rule_runtime.caught_up
         reply_topics = ReplyTopics(prefix=settings.mqtt.topic_prefix)
+        # Clustered (cluster.node_id + PostgreSQL): each owned community has its own session.
+        self.cluster = cluster_runtime(
+            settings=settings,
+            store=self.store,
+            registry=registry,
+            on_message=self._on_message,
+            on_unhandled=self._hold,
+            reply_subscription=lambda community: reply_topics.topic(community, "+"),
+            rules=self.rule_runtime,
+            wake_casework=lambda: self._casework_wake.set(),  # noqa: PLW0108 - the event is made below
+        )
         tls_ca = str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,
             on_message=self._on_message,
-            subscriptions=[*self.adapters.subscriptions(), reply_topics.subscription()],
+            subscriptions=[]
+            if self.cluster
+            else [*self.adapters.subscriptions(), reply_topics.subscription()],
             tls_ca_file=tls_ca,
             on_unhandled=self._hold,
         )
@@ -214,7 +231,11 @@ class Hub:
         )
         self.webhooks = WebhookSender(secrets=settings.channel_secrets, zone=settings.zone)
         self.dispatcher = Dispatcher(
-            store=self.store, mqtt=self.outbound, clock=self.clock, webhooks=self.webhooks
+            store=self.store,
+            mqtt=self.outbound,
+            clock=self.clock,
+            webhooks=self.webhooks,
+            scope=self.cluster.scope if self.cluster else lambda: None,
         )
         self.timeseries = open_sink(
             settings.timeseries,
@@ -239,6 +260,7 @@ class Hub:
             reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
             on_case_failed=self._case_failed,
+            scope=self.cluster.scope if self.cluster else lambda: None,
         )
         self.reply_keys = ReplyKeys(path=settings.reply_keys_file)
         self.replies = Replies(
@@ -411,6 +433,8 @@ class Hub:
         return self.rule_runtime.run_due(self._apply_timer_signals)
 
     def _apply_timer_signals(self, signals: Sequence[Signal]) -> None:
+        if self.cluster:
+            signals = owned_signals(signals, registry=self.registry, owned=self.cluster.scope())
         try:
             self.pipeline.apply_signals(signals)
         except NotStoredError as exc:
@@ -582,6 +606,8 @@ class Hub:
             log.error(
                 "no SUBACK from the broker within %.0f s; messages may not arrive yet", SUBSCRIBE_TIMEOUT_S
             )
+        if self.cluster:
+            self.cluster.start()  # the lease loop opens the owned communities' sessions
         runtime = self.rule_runtime
         timers = runtime.run_timers(self._apply_timer_signals, lambda: self.pipeline.stats.messages)
         self._tasks.append(asyncio.create_task(timers, name="linli-rule-timers"))
@@ -655,6 +681,8 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop taking messages, then cancel and await every task, then close the store."""
+        if self.cluster:
+            await self.cluster.stop()  # sessions closed, leases released: others take over now
         for client in (self.mqtt, self.outbound):
             try:
                 await client.disconnect()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Protocol
 
@@ -222,6 +222,24 @@ class MemoryState:
                 heap.append((slot.due, key))
         heapq.heapify(heap)
         self._heap = heap
+
+    def replace_subjects(
+        self, subjects: Collection[str], rows: Iterable[tuple[str, str, Mapping[str, Any]]]
+    ) -> None:
+        """Drop every slot of ``subjects`` and hold ``rows`` for them instead; nothing becomes dirty.
+
+        For a hub that shares subjects with others (a cluster): what it drops is another
+        node's to persist, and ``rows`` were just read from the store.
+        """
+        wanted = frozenset(subjects)
+        for key in [k for k in self._slots if k[1] in wanted]:
+            del self._slots[key]
+        self._dirty = {k for k in self._dirty if k[1] not in wanted}
+        self._soft = {k for k in self._soft if k[1] not in wanted}
+        for rule, subject, state in rows:
+            if subject in wanted:
+                self._slots[(rule, subject)] = Slot.from_json(state)
+        self._rebuild()
 
     # -- persistence helpers ----------------------------------------------------------------
 

@@ -111,6 +111,8 @@ class SimDevice:
     green_key: bool = False
     #: The gateway it reports through (a Zigbee coordinator, a LoRaWAN gateway, a Wi-Fi node).
     gateway: str = ""
+    #: Its community's own root for its family (the registry's ``sources``); "" = the default.
+    base_topic: str = ""
 
     @property
     def community(self) -> str:
@@ -555,6 +557,11 @@ def from_document(document: dict[str, Any], *, families: Mapping[str, Family] | 
         }
         residents = {r["id"]: r for r in community.get("residents", []) if isinstance(r, dict)}
         grid_no = {g["code"]: i + 1 for i, g in enumerate(community.get("grids", []))}
+        roots = {
+            str(source["family"]): str(source["base_topic"])
+            for source in community.get("sources", [])
+            if isinstance(source, dict)
+        }
         for entry in community.get("devices", []):
             dev_id = str(entry["id"])
             family = (families or {}).get(dev_id) or infer_family(entry)
@@ -581,6 +588,7 @@ def from_document(document: dict[str, Any], *, families: Mapping[str, Family] | 
                     living_alone=bool(resident.get("living_alone")) if resident else False,
                     green_key=family is Family.NATIVE and kind == "sos_button",
                     gateway=dev_id.split("/", 1)[0] if family is Family.TASMOTA else f"{family.value}-gw-{n}",
+                    base_topic=roots.get(family.value, ""),
                 )
             )
     return SimCommunity(document=document, devices=tuple(sim))

@@ -19,7 +19,7 @@ FORBIDDEN = {
 
 #: hub's own layers, lowest first: a module imports only from layers strictly below its own,
 #: so units of one layer never import each other (ingest ↛ casework, community ↛ config …).
-#: Mirrors hub/__init__.py: app/demo/cli → web → casework, ingest → notify → storage → cases →
+#: Mirrors hub/__init__.py: app/demo/cli → web → casework, ingest, cluster → notify → storage → cases →
 #: community, config → channels, mqtt, timeseries, broker → records → clock, errors, files.
 HUB_LAYERS: tuple[tuple[str, ...], ...] = (
     ("hub.clock", "hub.errors", "hub.files"),
@@ -29,7 +29,7 @@ HUB_LAYERS: tuple[tuple[str, ...], ...] = (
     ("hub.cases",),
     ("hub.storage",),
     ("hub.notify",),
-    ("hub.casework", "hub.ingest"),
+    ("hub.casework", "hub.ingest", "hub.cluster"),
     ("hub.web",),
     ("hub.app",),
     ("hub.demo",),

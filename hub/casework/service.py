@@ -57,6 +57,9 @@ CASE_RETRY_MAX_S = 300.0
 #: Alerts of these severities open no case (they are information, not work).
 NO_CASE_SEVERITIES = frozenset({"info"})
 
+#: Actors that are the hub itself (timers, sensors), not a person.
+AUTOMATIC_ACTORS = frozenset({"system", "sensor"})
+
 
 class Casework:
     def __init__(
@@ -76,7 +79,10 @@ class Casework:
         reply_topic: Callable[[str, str], str],
         on_retry: Callable[[], None] = lambda: None,
         on_case_failed: Callable[[str, str], None] = lambda *_: None,
+        scope: Callable[[], frozenset[str] | None] = lambda: None,
     ) -> None:
+        #: The communities whose deadlines this hub works (``None``: all; a cluster node: its leases).
+        self._scope = scope
         # A case that cannot be worked is reported (case id, reason) and retried with backoff.
         self._on_case_failed = on_case_failed
         self._failing: dict[str, tuple[int, float]] = {}
@@ -113,7 +119,7 @@ class Casework:
             channel=Channel.SYSTEM,
             data={"assignee": assignee},
         )
-        with self._store.transaction() as db:
+        with self._store.transaction(community=case.community) as db:
             self.cases.add(db, case, filed)
             self.cases.append(db, dispatched, dispatch)
             sent = self._escalate(db, dispatched, now)
@@ -151,7 +157,7 @@ class Casework:
             return
         now = self._clock.now()
         targets = [self._person_target(case.assignee)] if case.assignee else []
-        with self._store.transaction() as db:
+        with self._store.transaction(community=case.community) as db:
             queued = self._queue(
                 db, case, targets, kind="case.repeated", key=f"{case.id}/repeat/{round(now * 1000)}"
             )
@@ -161,7 +167,7 @@ class Casework:
     def reconcile(self) -> int:
         """Open cases for active alerts that have none (a crash between the two commits)."""
         opened = 0
-        for alert_id in self.cases.alerts_without_case():
+        for alert_id in self.cases.alerts_without_case(communities=self._scope()):
             try:
                 alert = self._store.alert(alert_id)
                 if alert is not None and self.open_from_alert(alert) is not None:
@@ -237,8 +243,11 @@ class Casework:
         now = self._clock.now()
         at = max(now, case.updated_at)
         updated, entry = apply(case, action, actor=actor, at=at, channel=channel, note=note, data=data)
+        # What the hub does by itself is fenced (a node that lost the community lands nothing);
+        # a person's action may come through any node's API and is ordered by the case version.
+        fence = case.community if actor in AUTOMATIC_ACTORS else None
         try:
-            with self._store.transaction() as db:
+            with self._store.transaction(community=fence) as db:
                 self.cases.append(db, updated, entry)
                 sent = self._escalate(db, updated, now)
         except StaleCaseError:
@@ -254,7 +263,7 @@ class Casework:
                 note=note,
                 data=data,
             )
-            with self._store.transaction() as db:
+            with self._store.transaction(community=fence) as db:
                 self.cases.append(db, updated, entry)
                 sent = self._escalate(db, updated, now)
         self._after(updated, entry, sent=sent)
@@ -322,7 +331,7 @@ class Casework:
         """
         now = self._clock.now()
         done = 0
-        for case_id in self.cases.due(now):
+        for case_id in self.cases.due(now, communities=self._scope()):
             try:
                 done += self._tick_case(case_id, now)
             except Exception as exc:
@@ -378,7 +387,7 @@ class Casework:
                         data={"stage": event.stage.value},
                     )
                     done += 1
-            with self._store.transaction() as db:
+            with self._store.transaction(community=case.community) as db:
                 sent = self._escalate(db, case, now)
             if sent:
                 done += 1
@@ -398,7 +407,7 @@ class Casework:
         return counts
 
     def next_deadline(self) -> float | None:
-        return self.cases.next_deadline()
+        return self.cases.next_deadline(communities=self._scope())
 
     def _escalate(self, db: Any, case: Case, now: float) -> bool:
         """Send the steps due now (once each) and store the next deadline; inside a transaction."""

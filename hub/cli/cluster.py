@@ -2,7 +2,8 @@
 
 Reads the leases from the store named by ``--config`` (``store.url``, LINLI_STORE__URL…), judged
 by the database's clock: a lease past its expiry is shown as such (its community is up for
-takeover), a node whose heartbeat is older than two lease periods as silent.
+takeover), a node whose heartbeat is older than one lease period as silent (the lease loop
+counts it out of the fair share then: hub/cluster/runtime.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from hub.cluster.runtime import LIVE_LEASES
 from hub.config import load_settings
 from hub.errors import LinliError
 from hub.storage.leases import ClusterStatus, LeaseStore
@@ -27,7 +29,7 @@ def status_doc(status: ClusterStatus, *, lease_s: float) -> dict[str, object]:
                 "node_id": n.node_id,
                 "started_at": n.started_at,
                 "last_heartbeat": n.heartbeat_at,
-                "alive": status.now - n.heartbeat_at <= 2 * lease_s,
+                "alive": status.now - n.heartbeat_at <= LIVE_LEASES * lease_s,
             }
             for n in status.nodes
         ],
@@ -76,7 +78,7 @@ def status(config_file: Path | None, as_json: bool) -> None:
     now = current.now
     click.echo(f"{'NODE':<24} {'LAST HEARTBEAT':>15}  STATE")
     for node in current.nodes:
-        state = "alive" if now - node.heartbeat_at <= 2 * lease_s else "silent"
+        state = "alive" if now - node.heartbeat_at <= LIVE_LEASES * lease_s else "silent"
         click.echo(f"{node.node_id:<24} {now - node.heartbeat_at:>13.1f} s  {state}")
     click.echo()
     click.echo(f"{'COMMUNITY':<16} {'OWNER':<24} {'EPOCH':>6} {'SINCE':>12}  LEASE")

@@ -30,12 +30,14 @@ from hub.broker import EmbeddedBroker
 from hub.casework.replies import ReplyTopics, signed_reply
 from hub.casework.reply_keys import ReplyKeys
 from hub.cli.common import MQTT_HELP, run_until_done
+from hub.cli.field import simulate_device
 from hub.config import ApiToken, load_settings
 from hub.errors import HubError
 from hub.mqtt.url import MqttUrl
 from hub.records import Role
 from hub.web.api import token_hash
 from simulators.community import generate
+from simulators.district import generate_district
 from simulators.load import LoadConfig, run_load
 from simulators.runner import BrokerAddress, CommunitySimulator
 from simulators.scenario import (
@@ -251,6 +253,13 @@ def simulate() -> None:
 
 @simulate.command("community")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same community.")
+@click.option(
+    "--communities",
+    type=click.IntRange(1, 999),
+    default=1,
+    show_default=True,
+    help="More than one: a district, each community with its own gateway topic roots (sources).",
+)
 @click.option("--grids", type=click.IntRange(1, 99), default=3, show_default=True)
 @click.option("--buildings-per-grid", type=click.IntRange(1, 200), default=2, show_default=True)
 @click.option("--elders-per-building", type=click.IntRange(0, 500), default=3, show_default=True)
@@ -269,6 +278,7 @@ def simulate() -> None:
 def simulate_community(
     *,
     seed: int,
+    communities: int,
     grids: int,
     buildings_per_grid: int,
     elders_per_building: int,
@@ -278,17 +288,24 @@ def simulate_community(
     output: Path,
 ) -> None:
     """Generate a community in the registry's import format (linli community import reads it)."""
-    community = generate(
-        seed=seed,
-        grids=grids,
-        buildings_per_grid=buildings_per_grid,
-        elders_per_building=elders_per_building,
-        parking_per_grid=parking_per_grid,
-        living_alone_share=living_alone_share,
-        mix=mix,
-    )
+    shape = {
+        "grids": grids,
+        "buildings_per_grid": buildings_per_grid,
+        "elders_per_building": elders_per_building,
+        "parking_per_grid": parking_per_grid,
+        "living_alone_share": living_alone_share,
+    }
+    if communities > 1:
+        if mix is not None:
+            raise click.ClickException("--mix is fixed for a district (families with per-community roots)")
+        community = generate_district(communities=communities, seed=seed, **shape)
+    else:
+        community = generate(seed=seed, mix=mix, **shape)  # type: ignore[arg-type]
     community.write(output)
-    click.echo(f"wrote {output}: {len(community.devices)} devices")
+    click.echo(f"wrote {output}: {len(community.communities)} communities, {len(community.devices)} devices")
+
+
+simulate.add_command(simulate_device)
 
 
 @simulate.command("run")

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.events import DeviceKind
+from adapters.router import Family, FamilySource
 from hub.community.roster import Person
 
 #: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
@@ -140,10 +141,28 @@ class Street(_Model):
     name: str
 
 
+class CommunitySource(_Model):
+    """One gateway of this community: its family and the base topic it publishes under.
+
+    Real sites give each community its own root (a Zigbee2MQTT ``base_topic`` per instance,
+    a TTS or ChirpStack application per community), so the hub node that owns a community
+    subscribes to exactly these roots (issue 13: partitions are communities).
+    """
+
+    family: Family
+    #: Required here: an empty base would be the family's shared default root, not this community's.
+    base_topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+    def as_family_source(self) -> FamilySource:
+        return FamilySource(self.family, self.base_topic)
+
+
 class Community(_Model):
     code: str = Field(pattern=r"^\d{12}$")
     name: str
     street: Street | None = None
+    #: The gateways' topic roots that belong to this community (none: the hub-wide sources).
+    sources: tuple[CommunitySource, ...] = ()
     grids: tuple[Grid, ...] = Field(min_length=1)
     people: tuple[Person, ...] = ()
     residents: tuple[Resident, ...] = ()

@@ -35,8 +35,9 @@ def record_signal(
     is already recorded, or a clear with no active alert).
     """
     if signal.action is SignalAction.CLEAR:
-        return store.clear_alert(signal)
-    with store.transaction() as db:
+        return store.clear_alert(signal, community=subject.community)
+    # Fenced by the device's community when clustered: a node that lost it lands nothing.
+    with store.transaction(community=subject.community) as db:
         recorded = store.upsert_alert(db, signal, subject)
         if recorded is None:
             return None

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hub.clock import Clock
-from hub.errors import NotStoredError
+from hub.errors import FencedError, NotStoredError
 from hub.mqtt.client import Unhandled
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,13 @@ class Redelivery:
                     if isinstance(exc, NotStoredError):
                         held.resume, cause = exc.resume, exc.cause  # resume from where this try stopped
                     held.error = f"{type(cause).__name__}: {cause}"
+                    if isinstance(cause, FencedError):
+                        # A cluster node lost this message's community meanwhile: never
+                        # acknowledged here, the broker gives it (and the device's later ones,
+                        # queued behind it) to the community's new owner.
+                        log.warning("dropping %d held message(s) on %r: %s", len(queue), topic, held.error)
+                        queue.clear()
+                        break
                     log.error(
                         "message on %r still not handled (since %.0f s): %s",
                         topic,

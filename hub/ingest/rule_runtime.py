@@ -21,6 +21,7 @@ from rules.loader import BUILTIN_PACKS, load_packs
 from rules.model import Rule
 from rules.signals import Signal
 from rules.state import MemoryState
+from rules.subject import Subject
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class RuleRuntime:
         # Every expected device gets its absence deadlines (a device that never reports is caught).
         self.evaluator.start(registry.subjects(), clock.now())
         self._flush_pending = False
+        #: The subjects this hub works (``None``: the whole registry; a cluster node: its share).
+        self._working: tuple[Subject, ...] | None = None
         self._closed = False
         self._stamp: tuple[tuple[str, float], ...] = ()
         self.caught_up = asyncio.Event()
@@ -83,6 +86,25 @@ class RuleRuntime:
             return 0
         return self._state_store.flush(self._state, include_routine=include_routine)
 
+    def adopt(self, subjects: Sequence[Subject], *, owned: Sequence[Subject]) -> None:
+        """A cluster node took these subjects over: their state as the store has it, timers included.
+
+        ``owned`` is every subject this node works now (absence deadlines are armed for those
+        with no stored state; nobody else's are touched). A deadline that passed while the
+        community had no owner fires at the next timer round, once.
+        """
+        ids = [s.device_id for s in subjects]
+        self._state.replace_subjects(ids, self._state_store.load_subjects(ids))
+        self._working = tuple(owned)
+        self.evaluator.start(owned, self._clock.now())
+
+    def forget(self, device_ids: Sequence[str]) -> None:
+        """Not this node's any more (or not yet): drop their state, write nothing for them."""
+        self._state.replace_subjects(device_ids, ())
+        gone = frozenset(device_ids)
+        working = self._registry.subjects() if self._working is None else self._working
+        self._working = tuple(s for s in working if s.device_id not in gone)
+
     def close(self) -> None:
         """The last flush (routine updates included); later scheduled flushes do nothing."""
         self.flush(include_routine=True)
@@ -106,7 +128,9 @@ class RuleRuntime:
         """Load the packs again; state of rules that still exist is kept. Bad packs change nothing."""
         rules = load_packs(self._roots)
         self.evaluator.reload(rules, self._overrides)
-        self.evaluator.start(self._registry.subjects(), self._clock.now())
+        self.evaluator.start(
+            self._registry.subjects() if self._working is None else self._working, self._clock.now()
+        )
         self.rules = tuple(rules)
         self._stamp = self._files_stamp()
         self.flush()

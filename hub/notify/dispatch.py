@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import random
+from collections.abc import Callable
 
 from hub.channels.webhook import OutcomeKind
 from hub.clock import Clock, wall_delay
@@ -56,7 +57,10 @@ class Dispatcher:
         clock: Clock,
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
+        scope: Callable[[], frozenset[str] | None] = lambda: None,
     ) -> None:
+        #: Whose notifications this hub delivers (``None``: all; a cluster node: its communities').
+        self._scope = scope
         self._webhooks = webhooks
         self._store = store
         self._mqtt = mqtt
@@ -111,7 +115,9 @@ class Dispatcher:
         busy = self._unmarked.keys() | self._in_flight.keys()
         pending = [
             n
-            for n in self._store.pending_notifications(now=self._clock.now(), limit=room + len(busy))
+            for n in self._store.pending_notifications(
+                now=self._clock.now(), limit=room + len(busy), communities=self._scope()
+            )
             if n.id not in busy
         ][:room]
         if not pending:
@@ -152,7 +158,7 @@ class Dispatcher:
             self._unmarked[notification.id] = at
 
     async def _idle(self) -> None:
-        next_at = self._store.next_retry_at()
+        next_at = self._store.next_retry_at(communities=self._scope())
         timeout = (
             IDLE_POLL_S
             if next_at is None

@@ -6,7 +6,8 @@ default, or PostgreSQL in :mod:`~hub.storage.postgres`, chosen by ``store.url``)
 start, refusal of a newer database), :mod:`~hub.storage.store` (alerts, the notification outbox, the
 registry, quarantine), :mod:`~hub.storage.cases` (case timelines, deadlines, steps sent) and
 :mod:`~hub.storage.rule_state` (the rule engine's persisted state) and :mod:`~hub.storage.nonces`
-(used worker-reply nonces, schema version 3).
+(used worker-reply nonces, schema version 3), :mod:`~hub.storage.leases` (community leases and
+the epoch fence) and :mod:`~hub.storage.scope` (a cluster node's share of the rows).
 
 Invariants live in the schema (one active alert per rule and subject; one open case per
 alert); composing writes into one transaction is the caller's (``store.transaction()``).

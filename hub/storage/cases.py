@@ -17,6 +17,7 @@ from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
 from hub.cases.workflow import replay
 from hub.errors import StaleCaseError
 from hub.storage.engine import Tx
+from hub.storage.scope import in_scope
 from hub.storage.store import Store
 
 
@@ -162,14 +163,26 @@ class CaseStore:
         )
         return frozenset(row[0] for row in rows)
 
-    def due(self, now: float) -> list[str]:
+    def due(self, now: float, *, communities: frozenset[str] | None = None) -> list[str]:
+        """Cases with a deadline at or before ``now``; ``communities``: only theirs (a cluster node's share)."""
+        where, params = in_scope("c.community", communities)
         rows = self._store.execute(
-            "SELECT case_id FROM case_deadlines WHERE next_at <= ? ORDER BY next_at", (now,)
+            "SELECT d.case_id FROM case_deadlines d JOIN cases c ON c.id = d.case_id"  # noqa: S608 - placeholders only
+            f" WHERE d.next_at <= ?{where} ORDER BY d.next_at",
+            (now, *params),
         )
         return [row[0] for row in rows]
 
-    def next_deadline(self) -> float | None:
-        row = self._store.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
+    def next_deadline(self, *, communities: frozenset[str] | None = None) -> float | None:
+        if communities is None:
+            row = self._store.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
+        else:
+            where, params = in_scope("c.community", communities)
+            row = self._store.execute(
+                "SELECT min(d.next_at) FROM case_deadlines d JOIN cases c ON c.id = d.case_id"  # noqa: S608
+                f" WHERE 1 = 1{where}",
+                params,
+            ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def sent_keys(self, case_id: str) -> frozenset[str]:
@@ -187,10 +200,12 @@ class CaseStore:
         ]
         return [self.timeline(case_id) for case_id in ids]
 
-    def alerts_without_case(self) -> list[int]:
+    def alerts_without_case(self, *, communities: frozenset[str] | None = None) -> list[int]:
         """Active alerts with no case (a crash between the alert's and the case's commit)."""
+        where, params = in_scope("a.community", communities)
         rows = self._store.execute(
-            "SELECT a.id FROM alerts a WHERE a.status = 'active' AND a.severity != 'info'"
-            " AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.alert_id = a.id)"
+            "SELECT a.id FROM alerts a WHERE a.status = 'active' AND a.severity != 'info'"  # noqa: S608
+            f" AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.alert_id = a.id){where}",
+            params,
         )
         return [row[0] for row in rows]

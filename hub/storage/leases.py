@@ -103,6 +103,11 @@ class LeaseStore:
                 (community, self.node_id),
             )
 
+    def leave(self) -> None:
+        """Forget this node's heartbeat (a clean stop), so the others' fair share counts it out now."""
+        with self._store.transaction() as tx:
+            tx.execute("DELETE FROM cluster_nodes WHERE node_id = ?", (self.node_id,))
+
     def fence(self, tx: Tx, community: str, epoch: int) -> None:
         """Inside a write transaction: refuse it unless this node holds ``community`` at ``epoch``."""
         row = tx.execute(

@@ -46,6 +46,8 @@ STATEMENT_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5
 #: ``pg_advisory_xact_lock`` key serialising migrations ("linli" in ASCII).
 MIGRATION_LOCK = 0x6C696E6C69
+#: How long a hub waits for another hub's migration (and its own) before giving up.
+MIGRATION_WAIT_S = 120.0
 
 
 @lru_cache(maxsize=512)
@@ -145,6 +147,10 @@ class PostgresEngine(Engine):
         found: int | None = None
         while True:
             with self.transaction() as tx:
+                # Waiting for another hub's migration is the point of the lock: not the 200 ms a
+                # write may wait (hubs started together failed to open the store before this).
+                tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_WAIT_S * 1000)}")
+                tx.execute(f"SET LOCAL statement_timeout = {int(MIGRATION_WAIT_S * 1000)}")
                 tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
                 tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 row = tx.execute("SELECT version FROM schema_version").fetchone()

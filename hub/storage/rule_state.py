@@ -5,23 +5,54 @@ changed; the hub writes the changed slots here at the end of every event-loop tu
 something changed, in one transaction, and reads them all back at start. So after a crash
 (``kill -9``) at most the last loop turn's changes are missing, and a restart resumes every
 duration, absence deadline, count window and last value from where it was.
+
+Clustered (a fence installed on the store), the slots are written one community at a time,
+each transaction fenced by that community's lease: a node that lost a community writes none
+of its slots, the others still go. A node taking a community over reads that community's
+slots with :meth:`RuleStateStore.load_subjects`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
 import orjson
 
+from hub.errors import FencedError
 from hub.storage.store import Store
 from rules.state import MemoryState
 
+log = logging.getLogger(__name__)
+
+#: Subjects per ``IN (…)`` when reading a community's slots (well under any engine's limit).
+_CHUNK = 500
+
 
 class RuleStateStore:
-    def __init__(self, *, store: Store) -> None:
+    def __init__(self, *, store: Store, community_of: Callable[[str], str | None] = lambda _: None) -> None:
         self._store = store
+        self._community_of = community_of
 
     def load(self) -> MemoryState:
         rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
         return MemoryState.restore_rows((rule, subject, orjson.loads(state)) for rule, subject, state in rows)
+
+    def load_subjects(self, subjects: Collection[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """The stored slots of ``subjects`` (a community taken over), as ``(rule, subject, state)``."""
+        ordered = sorted(subjects)
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            rows.extend(
+                (str(rule), str(subject), orjson.loads(state))
+                for rule, subject, state in self._store.execute(
+                    f"SELECT rule, subject, state FROM rule_state WHERE subject IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                    chunk,
+                )
+            )
+        return rows
 
     def flush(self, state: MemoryState, *, include_routine: bool = False) -> int:
         """Write the slots changed since the last flush; returns how many rows changed.
@@ -33,17 +64,35 @@ class RuleStateStore:
         if not dirty:
             return 0
         snapshot = state.snapshot(dirty)
-        with self._store.transaction() as db:
+        if not self._store.fenced:
+            self._write(None, snapshot["slots"], snapshot.get("deleted", ()))
+            return len(dirty)
+        groups: dict[str | None, tuple[list[Any], list[Any]]] = {}
+        for row in snapshot["slots"]:
+            groups.setdefault(self._community_of(row["subject"]), ([], []))[0].append(row)
+        for key in snapshot.get("deleted", ()):
+            groups.setdefault(self._community_of(key[1]), ([], []))[1].append(key)
+        written = 0
+        for community, (slots, deleted) in groups.items():
+            try:
+                self._write(community, slots, deleted)
+            except FencedError as exc:
+                # Not ours any more: the new owner keeps these subjects' state now.
+                log.warning("rule state of community %s not written: %s", community, exc)
+                continue
+            written += len(slots) + len(deleted)
+        return written
+
+    def _write(self, community: str | None, slots: list[Any], deleted: Collection[Any]) -> None:
+        with self._store.transaction(community=community) as db:
             db.executemany(
                 "INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)"
                 " ON CONFLICT (rule, subject) DO UPDATE SET state = excluded.state",
-                [(row["rule"], row["subject"], orjson.dumps(row["state"])) for row in snapshot["slots"]],
+                [(row["rule"], row["subject"], orjson.dumps(row["state"])) for row in slots],
             )
             db.executemany(
-                "DELETE FROM rule_state WHERE rule = ? AND subject = ?",
-                [tuple(k) for k in snapshot.get("deleted", ())],
+                "DELETE FROM rule_state WHERE rule = ? AND subject = ?", [tuple(k) for k in deleted]
             )
-        return len(dirty)
 
     def count(self) -> int:
         row = self._store.execute("SELECT count(*) FROM rule_state").fetchone()

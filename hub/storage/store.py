@@ -17,7 +17,7 @@ for alerts and notifications (rare next to readings), each one short transaction
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,15 @@ from hub.community.model import Community
 from hub.errors import StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage.engine import Cursor, Dialect, Engine, Tx, dialect_of, sqlite_path
+from hub.storage.scope import in_scope
 from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
 
-__all__ = ["BUSY_TIMEOUT_S", "Store", "open_engine"]
+__all__ = ["BUSY_TIMEOUT_S", "Fence", "Store", "open_engine"]
+
+#: ``(tx, community)``: raises unless this node may write for ``community`` (see ``install_fence``).
+Fence = Callable[[Tx, str], None]
 
 
 def open_engine(url: str) -> Engine:
@@ -112,14 +116,34 @@ class Store:
         self.location = engine.location
         # Insertion order of the outbox: SQLite's implicit rowid, PostgreSQL's identity column.
         self._insert_order = "n.rowid" if engine.dialect is Dialect.SQLITE else "n.seq"
+        self._fence: Fence | None = None
+
+    def install_fence(self, fence: Fence | None) -> None:
+        """Clustered hubs: ``fence(tx, community)`` runs first in every write made for a community.
+
+        It raises :class:`~hub.errors.FencedError` unless this node still holds the community's
+        lease at the epoch it claimed (``hub/cluster``); a single hub installs none.
+        """
+        self._fence = fence
+
+    @property
+    def fenced(self) -> bool:
+        """Whether writes for a community are fenced (a cluster node)."""
+        return self._fence is not None
 
     def close(self) -> None:
         self._engine.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One atomic write, for the store's writers (this class and its siblings) to share."""
+    def transaction(self, *, community: str | None = None) -> Iterator[Tx]:
+        """One atomic write, for the store's writers (this class and its siblings) to share.
+
+        ``community``: the write is made on behalf of that community's owner, so an installed
+        fence checks the lease first, inside the same transaction (nothing lands if it refuses).
+        """
         with self._engine.transaction() as tx:
+            if community is not None and self._fence is not None:
+                self._fence(tx, community)
             yield tx
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
@@ -216,9 +240,9 @@ class Store:
             alert_id = existing.id
         return _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone()), created
 
-    def clear_alert(self, signal: Signal) -> AlertChange | None:
+    def clear_alert(self, signal: Signal, *, community: str | None = None) -> AlertChange | None:
         """Resolve the active alert of the signal's (rule, subject), if there is one."""
-        with self.transaction() as db:
+        with self.transaction(community=community) as db:
             row = db.execute(_ACTIVE_ALERT + db.for_update, (signal.rule_id, signal.subject)).fetchone()
             if row is None:
                 return None
@@ -264,18 +288,34 @@ class Store:
 
     # -- notification outbox --------------------------------------------------------------
 
-    def pending_notifications(self, *, now: float, limit: int = 100) -> list[Notification]:
-        rows = self._engine.execute(
-            "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
-            " WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ?"
-            " ORDER BY created_at, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
+    def pending_notifications(
+        self, *, now: float, limit: int = 100, communities: frozenset[str] | None = None
+    ) -> list[Notification]:
+        """Due for delivery; ``communities``: only those of a cluster node's share (by the alert's)."""
+        if communities is None:
+            rows = self._engine.execute(
+                "SELECT id, alert_id, recipient, channel, address, payload, attempts FROM notifications"
+                " WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ?"
+                " ORDER BY created_at, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        else:
+            where, params = in_scope("a.community", communities)
+            rows = self._engine.execute(
+                "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"  # noqa: S608
+                " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
+                f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.next_attempt <= ?{where}"
+                " ORDER BY n.created_at, n.id LIMIT ?",
+                (now, *params, limit),
+            ).fetchall()
         return [Notification(*row) for row in rows]
 
-    def next_retry_at(self) -> float | None:
+    def next_retry_at(self, *, communities: frozenset[str] | None = None) -> float | None:
+        where, params = in_scope("a.community", communities)
         row = self._engine.execute(
-            "SELECT min(next_attempt) FROM notifications WHERE delivered_at IS NULL AND abandoned_at IS NULL"
+            "SELECT min(n.next_attempt) FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"  # noqa: S608
+            f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL{where}",
+            params,
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 

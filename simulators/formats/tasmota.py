@@ -26,6 +26,11 @@ def node(device: SimDevice) -> str:
     return device.id.split("/", 1)[0]
 
 
+def prefix(device: SimDevice) -> str:
+    """The community's topic prefix in front of ``tele``/``stat`` ("" on the default roots)."""
+    return f"{device.base_topic}/" if device.base_topic else ""
+
+
 def switch_number(device: SimDevice) -> str:
     tail = device.id.rsplit("/", 1)[-1]
     return tail.removeprefix("switch") if tail.startswith("switch") else "1"
@@ -56,11 +61,15 @@ def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneIn
     key = f"Switch{switch_number(device)}"
     if act in DOOR:
         result = {key: {"Action": _text(device, act is Act.DOOR_OPEN)}}
-        return [Message(f"stat/{name}/RESULT", orjson.dumps(result))]
+        return [Message(f"{prefix(device)}stat/{name}/RESULT", orjson.dumps(result))]
     if act in (Act.OFFLINE, Act.ONLINE):
-        return [Message(f"tele/{name}/LWT", b"Online" if act is Act.ONLINE else b"Offline", 1, True)]
+        return [
+            Message(
+                f"{prefix(device)}tele/{name}/LWT", b"Online" if act is Act.ONLINE else b"Offline", 1, True
+            )
+        ]
     if act is Act.GARBAGE:
-        return [Message(f"tele/{name}/SENSOR", GARBAGE[reading.nonce % len(GARBAGE)])]
+        return [Message(f"{prefix(device)}tele/{name}/SENSOR", GARBAGE[reading.nonce % len(GARBAGE)])]
     # HEARTBEAT: the TelePeriod pair.
     when = local_iso(ts, zone)
     uptime = 3600 + reading.counter * 300
@@ -87,6 +96,6 @@ def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneIn
     }
     sensor = {"Time": when, key: _text(device, reading.is_open)}
     return [
-        Message(f"tele/{name}/STATE", orjson.dumps(state)),
-        Message(f"tele/{name}/SENSOR", orjson.dumps(sensor)),
+        Message(f"{prefix(device)}tele/{name}/STATE", orjson.dumps(state)),
+        Message(f"{prefix(device)}tele/{name}/SENSOR", orjson.dumps(sensor)),
     ]

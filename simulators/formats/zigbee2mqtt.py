@@ -45,7 +45,7 @@ _Z2M_SAFETY = {Act.SMOKE: "smoke", Act.GAS: "gas", Act.WATER_LEAK: "water_leak",
 
 def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneInfo) -> list[Message]:
     del zone  # Zigbee2MQTT's last_seen is ISO 8601 UTC
-    topic = z2m.state_topic(device.id, base=BASE)
+    topic = z2m.state_topic(device.id, base=device.base_topic or BASE)
     battery = round(reading.battery_pct, 1)
     lq = reading.linkquality
     if act in PRESSES:
@@ -82,7 +82,7 @@ def build(device: SimDevice, act: Act, reading: Reading, ts: float, zone: ZoneIn
     if act in (Act.OFFLINE, Act.ONLINE):
         return [
             Message(
-                z2m.availability_topic(device.id, base=BASE),
+                z2m.availability_topic(device.id, base=device.base_topic or BASE),
                 z2m.availability(online=act is Act.ONLINE),
                 0,
                 True,

@@ -14,10 +14,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Template
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 #: Debian's PostgreSQL 15 (package ``postgresql``); its binaries are not on PATH.
@@ -124,6 +125,45 @@ def mosquitto(workdir: Path, *, username: str = "linli", password: str = "test-s
     try:
         wait_for_port(port, proc=proc)
         yield Broker("127.0.0.1", port, username, password, proc)
+    finally:
+        stop_process(proc)
+
+
+#: The deployment kit's broker configuration (deploy/mosquitto): the cluster tests start it.
+DEPLOY_MOSQUITTO = Path(__file__).parents[2] / "deploy" / "mosquitto"
+
+
+@contextmanager
+def deployed_mosquitto(workdir: Path, *, users: Mapping[str, str]) -> Iterator[Broker]:
+    """Mosquitto started from ``deploy/mosquitto/mosquitto.conf`` and its ``acl``, templated with
+    a free loopback port and directories under ``workdir``; persistence on, as deployed.
+
+    ``users`` (name → password) go into the password file; the first is the Broker's login.
+    """
+    binary = find_binary(MOSQUITTO_CANDIDATES, "mosquitto")
+    passwd = find_binary(("/usr/bin/mosquitto_passwd",), "mosquitto_passwd")
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    password_file = workdir / "passwd"
+    for n, (user, password) in enumerate(users.items()):
+        create = ["-c"] if n == 0 else []
+        subprocess.run(
+            [passwd, "-b", *create, str(password_file), user, password], check=True, capture_output=True
+        )
+    password_file.chmod(0o600)
+    shutil.copyfile(DEPLOY_MOSQUITTO / "acl", workdir / "acl")
+    port = free_port()
+    config = workdir / "mosquitto.conf"
+    config.write_text(
+        Template((DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(encoding="utf-8")).substitute(
+            PORT=port, BIND="127.0.0.1", CONF_DIR=workdir, DATA_DIR=data, RUN_AS=getpass.getuser()
+        )
+    )
+    proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc=proc)
+        user, password = next(iter(users.items()))
+        yield Broker("127.0.0.1", port, user, password, proc)
     finally:
         stop_process(proc)
 

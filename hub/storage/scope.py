@@ -1,0 +1,25 @@
+"""A cluster node's share of the rows: ``AND community IN (…)`` for the communities it owns.
+
+``None`` is every community (a single hub). The partition :data:`WHOLE_HUB` stands for the
+rows of no community (alerts of unregistered devices, grouped by gateway): the node that holds
+its lease works them, so they are worked by exactly one node too. Community codes are twelve
+digits, so the name cannot collide with one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+#: The lease of the hub-wide partition: unassigned devices and the hub-wide topic roots.
+WHOLE_HUB = "hub"
+
+
+def in_scope(column: str, communities: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
+    """`` AND (column IN (?, …) [OR column IS NULL])`` and its parameters; ``""`` for ``None``."""
+    if communities is None:
+        return "", ()
+    codes = tuple(sorted(c for c in communities if c != WHOLE_HUB))
+    parts = [f"{column} IN ({', '.join('?' * len(codes))})"] if codes else []
+    if WHOLE_HUB in communities:
+        parts.append(f"{column} IS NULL")
+    return f" AND ({' OR '.join(parts) or '1 = 0'})", codes
