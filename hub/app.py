@@ -39,6 +39,7 @@ from adapters.router import AdapterRouter, FamilySource
 from hub.cases.calendar import official_coverage
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
+from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
@@ -71,6 +72,7 @@ from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from hub.timeseries import QuarantinedLines, open_sink
 from hub.web.api import Api
+from hub.web.care import CareServices
 from hub.web.server import HttpServer
 from hub.web.stream import AlertBus
 from rules.model import Rule
@@ -285,6 +287,12 @@ class Hub:
             quarantine=self.quarantine,
             series=self.timeseries,
         )
+        self.evaluations = Evaluations(
+            casework=self.casework,
+            store=self.store,
+            keys=ReplyKeys(path=Path(settings.data_dir) / LINK_KEY_FILE),
+            clock=self.clock,
+        )
         self.api = Api(
             store=self.store,
             bus=self.bus,
@@ -300,6 +308,7 @@ class Hub:
             metrics=self.metrics,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
             http=settings.http,
+            care=CareServices(evaluations=self.evaluations),
         )
         self.http = HttpServer(
             app=self.api.app(),

@@ -29,6 +29,9 @@ Where today's lists contradicted each other, this table decides, and says why:
   room a device is in) or ``read_notifications`` (who was told): a wall in a public office.
   The grid team sees residents' personal data only on cases in their hands (``ASSIGNED``):
   the worker on the way to an SOS needs the elder's phone and contacts, not the whole grid's.
+* (issue 18) 评价 is the desk's (the command centre records it after a 回访 call, or for a
+  resident who answered by phone) and the guardian's, through a signed one-time link that
+  reaches exactly one case; never the grid team's (they would judge their own work).
 * (issue 11) Roles whose reach depends on who the person is (every scope narrower than
   ``ALL``) need a token bound to a roster person: :func:`needs_person`.
 
@@ -131,7 +134,13 @@ ACCESS: Mapping[Role, tuple[Grant, ...]] = {
     R.VOLUNTEER: _grants((HANDLER | _GRID_READ, Scope.GRID), (_READ | _PERSONAL, Scope.ASSIGNED)),
     # A wall display: everything, without personal data, locations or who was told.
     R.VIEWER: _grants((_READ, Scope.ALL)),
+    # (issue 18) 监护人 through a signed one-time link: evaluates the one case the link names
+    # (the link makes him one of the case's ``told``) and nothing else, reads nothing.
+    R.GUARDIAN: _grants((frozenset({A.EVALUATE}), Scope.ASSIGNED)),
 }
+
+#: Roles a token (a login) may have: a guardian never logs in, his one-time link is his only reach.
+TOKEN_ROLES = frozenset(R) - {R.GUARDIAN}
 
 #: Roles whose login lands on the phone page (``/m``) rather than the command-centre console.
 PHONE_ROLES = frozenset({R.GRID_WORKER, R.GRID_LEADER, R.GRID_POLICE, R.VOLUNTEER})

@@ -32,6 +32,10 @@ def stage_of(case: Case, entry: TimelineEntry) -> CaseStage | None:
     """The dashboard stage an entry moved the case into (``None``: not a stage change)."""
     if entry.action in (CaseAction.FALSE_ALARM, CaseAction.AUTO_CLEAR) and case.state is CaseState.CLOSED:
         return CaseStage.CLOSED
+    if entry.action is CaseAction.EVALUATE:
+        # 不满意 sends the case back (返工): on the dashboards it is a rework like a failed 核查;
+        # a satisfied evaluation leaves the case closed, no stage change.
+        return CaseStage.REWORK if case.state is not CaseState.CLOSED else None
     return _STAGE_OF_ACTION.get(entry.action)
 
 

@@ -70,6 +70,8 @@ from hub.ingest.device_state import DeviceStates
 from hub.records import Role, alert_json
 from hub.storage.store import Store
 from hub.web import models as m
+from hub.web.care import CareServices
+from hub.web.care import register as register_care
 from hub.web.guard import Guard
 from hub.web.sessions import COOKIE, CSRF_HEADER, Session, Sessions, csrf_ok
 from hub.web.stream import AlertBus
@@ -222,7 +224,9 @@ class Api:
         advance_clock: Callable[[float], Awaitable[float]] | None = None,
         http: HttpSettings | None = None,
         sessions: Sessions | None = None,
+        care: CareServices | None = None,
     ) -> None:
+        self._care = care
         self._http = http or HttpSettings()
         check_tokens(tokens, casework.role_of)
         self._advance_clock = advance_clock
@@ -310,6 +314,8 @@ class Api:
         api.state.linli = self
         self._errors(api)
         self._pages(api)
+        if self._care is not None:  # issue 18: before the generic case-action route
+            register_care(api, self._care)
         self._routes(api)
         return Guard(api, max_body_bytes=self._http.max_body_bytes)
 

@@ -1,0 +1,200 @@
+"""HTTP routes of issue 18: 评价 (evaluations, the 回访 list, guardians' one-time links) and care visits.
+
+Registered by one call from :meth:`hub.web.api.Api.app` (before the generic case-action route,
+so ``POST /api/cases/{id}/evaluate`` is this module's typed route). Every decision about who
+may do what is the access table's, through :mod:`hub.casework.evaluations` and
+:mod:`hub.casework.visits`; this module only maps HTTP to them. The guardian's link page
+(``/e/{token}``) and its two API calls need no account: the signed one-time token in the path
+is the credential, and the page shows nothing but the case's title and the guardian's name.
+
+Must not import: ``hub.app``, ``hub.cli``, ``hub.web.api`` (which imports this module).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
+from hub.casework.access import Reach
+from hub.casework.evaluations import Evaluations
+from hub.clock import iso
+from hub.errors import NotAllowedError
+from hub.web import models as m
+
+#: A link token: nonce (24) + "." + signature (43), base64url.
+Token = Annotated[str, Path(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
+CaseId = Annotated[str, Path(max_length=64)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": m.ErrorOut, "description": "no or wrong token"},
+    403: {"model": m.ErrorOut, "description": "the access table refuses"},
+    404: {"model": m.ErrorOut, "description": "no such case"},
+    409: {"model": m.ErrorOut, "description": "the workflow refuses this now"},
+}
+_LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": m.ErrorOut, "description": "invalid, used or expired link"},
+    409: {"model": m.ErrorOut, "description": "the case is no longer waiting for this 评价"},
+}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class EvaluateIn(_In):
+    """评价 of a closed case: 满意 / 基本满意 / 不满意 (不满意 needs the reason and sends it back: 返工)."""
+
+    rating: Rating
+    role: EvaluatorRole = Field(
+        default=EvaluatorRole.COMMAND_CENTRE, description="who gave it (the desk records it for them)"
+    )
+    via: EvaluationVia = Field(
+        default=EvaluationVia.PHONE_CALL, description="how it was collected (not link)"
+    )
+    note: m.Note = ""
+    assignee: m.PersonId | None = Field(default=None, description="不满意: give the rework to someone else")
+
+
+class LinkIn(_In):
+    guardian: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)] = Field(
+        description="the guardian's name as on the elder's emergency contacts"
+    )
+
+
+class LinkOut(_Out):
+    url: str = Field(description="the page to send to the guardian (a one-time link)")
+    expires_at: str
+
+
+class LinkViewOut(_Out):
+    case_id: str
+    guardian: str
+    title_zh: str
+    title_en: str
+    closed_at: str | None
+    expires_at: str
+
+
+class LinkEvaluateIn(_In):
+    rating: Rating
+    note: m.Note = ""
+
+
+class LinkDoneOut(_Out):
+    case_id: str
+    state: str
+    reopened: bool
+
+
+class CallBackOut(_Out):
+    case_id: str
+    grid: str | None
+    community: str | None
+    handler: str | None
+    category: str
+    closed_at: str
+    due_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CareServices:
+    """What the routes work with (built by the app)."""
+
+    evaluations: Evaluations
+
+
+async def _reach(request: Request) -> Reach:
+    """The caller's reach, asked of the API object (same auth, Origin and CSRF rules as every route)."""
+    principal = await request.app.state.linli.principal(request)
+    reach: Reach = principal.reach
+    return reach
+
+
+Who = Annotated[Reach, Depends(_reach)]
+
+
+def _page() -> bytes:
+    return resources.files("hub.web.console").joinpath("evaluate.html").read_bytes()
+
+
+def register(api: FastAPI, care: CareServices) -> None:
+    """Add the care routes to ``api`` (call before the generic ``/api/cases/{id}/{action}`` route)."""
+    evaluations = care.evaluations
+
+    @api.post("/api/cases/{case_id}/evaluate", response_model=m.CaseOut, responses=_ERRORS)
+    async def evaluate(request: Request, who: Who, case_id: CaseId, body: EvaluateIn) -> Any:
+        """评价 after 结案 by the desk (after a 回访 call, or for the resident); 不满意 is a 返工."""
+        phone = request.headers.get("x-linli-channel") == "phone"
+        updated = evaluations.evaluate(
+            case_id,
+            actor=who.actor,
+            rating=body.rating,
+            role=body.role,
+            via=body.via,
+            note=body.note,
+            assignee=body.assignee,
+            channel=Channel.PHONE_PAGE if phone else Channel.CONSOLE,
+        )
+        return evaluations.case_json(updated)
+
+    @api.get("/api/evaluations/call-backs", response_model=list[CallBackOut], responses=_ERRORS)
+    async def call_backs(who: Who, limit: Annotated[int, Query(ge=1, le=500)] = 200) -> Any:
+        """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访)."""
+        if not who.may_ever(CaseAction.EVALUATE):
+            raise NotAllowedError("the 回访 list is the command centre's")
+        return [
+            {
+                "case_id": d.case_id,
+                "grid": d.grid,
+                "community": d.community,
+                "handler": d.handler,
+                "category": d.category,
+                "closed_at": iso(d.closed_at),
+                "due_at": iso(d.due_at),
+            }
+            for d in evaluations.call_backs(reach=who, limit=limit)
+        ]
+
+    @api.post("/api/cases/{case_id}/evaluation-link", response_model=LinkOut, responses=_ERRORS)
+    async def evaluation_link(request: Request, who: Who, case_id: CaseId, body: LinkIn) -> Any:
+        """A signed one-time link for a guardian to evaluate this closed case from his phone."""
+        token, expires = evaluations.issue_link(case_id, guardian=body.guardian, actor=who.actor)
+        return {"url": f"{request.base_url}e/{token}", "expires_at": iso(expires)}
+
+    @api.get("/api/evaluation-links/{token}", response_model=LinkViewOut, responses=_LINK_ERRORS)
+    async def link_view(token: Token) -> Any:
+        """No account: what the guardian's page shows (the token is the credential)."""
+        view = evaluations.open_link(token)
+        return {
+            "case_id": view.case_id,
+            "guardian": view.guardian,
+            "title_zh": view.title_zh,
+            "title_en": view.title_en,
+            "closed_at": iso(view.closed_at) if view.closed_at is not None else None,
+            "expires_at": iso(view.expires_at),
+        }
+
+    @api.post("/api/evaluation-links/{token}", response_model=LinkDoneOut, responses=_LINK_ERRORS)
+    async def link_evaluate(token: Token, body: LinkEvaluateIn) -> Any:
+        """No account: the guardian's 评价 (role guardian, via link); the link is spent with it."""
+        updated = evaluations.evaluate_by_link(token, rating=body.rating, note=body.note)
+        return {"case_id": updated.id, "state": updated.state.value, "reopened": updated.open}
+
+    @api.get("/e/static/evaluate.js", include_in_schema=False)
+    async def link_script() -> Response:
+        body = resources.files("hub.web.console").joinpath("evaluate.js").read_bytes()
+        return Response(body, media_type="text/javascript; charset=utf-8")
+
+    @api.get("/e/{token}", include_in_schema=False)
+    async def link_page(token: str) -> Response:
+        # The page reads the token from its own URL and calls the two routes above.
+        return HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
