@@ -5,6 +5,7 @@ sent once, and one-time links spent once and never after expiry."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -135,3 +136,28 @@ def test_a_link_is_spent_once_and_never_after_it_expires(store: Store) -> None:
     spent = links.get("n1")
     assert spent is not None and spent.used_at == T0 + 60
     assert [link.nonce for link in links.for_case("c1")] == ["n1", "n2"]
+
+
+def test_an_urgent_task_supersedes_the_planned_one(store: Store) -> None:
+    visits = VisitStore(store=store)
+    alert = sos_alert(store)
+    planned = weekly()
+    urgent = replace(planned, window_start=T0 + 10, due_at=T0 + DAY)
+    with store.transaction() as tx:
+        visits.add_task(tx, planned, at=T0)
+        visits.set_deadline(tx, planned.key, planned.due_at)
+    with store.transaction() as tx:
+        assert visits.supersede(tx, planned.key, urgent.key)
+        assert visits.add_task(tx, urgent, at=T0 + 10)
+        assert visits.mark_urgent(tx, urgent.key, at=T0 + 10, alert_id=alert.id)
+    now_open = visits.open_task("r1", TaskKind.VISIT)
+    assert now_open is not None and now_open.key == urgent.key and now_open.urgent
+    old = visits.task(planned.key)
+    assert old is not None and old.superseded_by == urgent.key and not old.open
+    assert visits.due(planned.due_at + 1) == [], "the planned task's deadline went with it"
+    assert visits.claimed(alert.id) and not visits.claimed(alert.id + 1)
+    assert [t.key for t in visits.tasks_due_between(T0, T0 + 30 * DAY)] == [urgent.key]
+    with store.transaction() as tx:
+        resolved = store.resolve_alert(tx, alert.id, at=T0 + 20)
+        assert resolved is not None and resolved.status == "resolved"
+        assert store.resolve_alert(tx, alert.id, at=T0 + 30) is None

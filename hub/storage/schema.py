@@ -209,9 +209,11 @@ _V4 = """
         created_at    REAL NOT NULL,
         urgent_at     REAL,
         urgent_alert  INTEGER REFERENCES alerts (id),
+        superseded_by TEXT,
         done_at       REAL
     );
-    CREATE UNIQUE INDEX IF NOT EXISTS visit_tasks_one_open ON visit_tasks (elder, kind) WHERE done_at IS NULL;
+    CREATE UNIQUE INDEX IF NOT EXISTS visit_tasks_one_open ON visit_tasks (elder, kind)
+        WHERE done_at IS NULL AND superseded_by IS NULL;
     CREATE INDEX IF NOT EXISTS visit_tasks_by_grid ON visit_tasks (grid, due_at);
     CREATE INDEX IF NOT EXISTS visit_tasks_by_elder ON visit_tasks (elder, due_at);
 
@@ -262,7 +264,8 @@ def _v4(tx: Tx) -> None:
     ``visit_records`` is insert-only (the record of what the visitor found), as the case
     timeline is. ``visit_deadlines`` and ``visit_steps_sent`` do for visits what
     ``case_deadlines`` and ``case_steps_sent`` do for cases: after ``kill -9`` a missed visit
-    escalates at its original time, once. ``evaluation_links`` remembers each signed one-time
+    escalates at its original time, once. An urgent visit (an inactivity alert) that must come
+    sooner than the planned one replaces it: the planned row is kept, ``superseded_by`` the new. ``evaluation_links`` remembers each signed one-time
     link a guardian was sent: a link is spent when used, so a forwarded or replayed link cannot
     evaluate twice. Evaluations themselves are ``evaluate`` entries of ``case_timeline`` (the
     timeline is the case's record; a table beside it could disagree with it).

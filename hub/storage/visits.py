@@ -15,7 +15,10 @@ from hub.cases.care import Outcome, TaskKind, VisitRecord, VisitTask
 from hub.storage.engine import Tx
 from hub.storage.store import Store
 
-_TASK_COLUMNS = "key, elder, kind, community, grid, assignee, window_start, due_at, created_at, urgent_at, urgent_alert, done_at"
+_TASK_COLUMNS = (
+    "key, elder, kind, community, grid, assignee, window_start, due_at, created_at, urgent_at, urgent_alert,"
+    " superseded_by, done_at"
+)
 _RECORD_SELECT = (
     "SELECT r.id, r.task_key, t.elder, t.kind, r.outcome, r.by_person, r.at, r.note, r.channel, r.case_id,"
     " r.alert_id FROM visit_records r JOIN visit_tasks t ON t.key = r.task_key"
@@ -31,7 +34,13 @@ class StoredTask:
     #: Raised to urgent (an inactivity alert of the elder) at this time, by this alert.
     urgent_at: float | None = None
     urgent_alert: int | None = None
+    #: Replaced by a sooner urgent task (no longer due, not counted in 探访完成率).
+    superseded_by: str | None = None
     done_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.done_at is None and self.superseded_by is None
 
     @property
     def key(self) -> str:
@@ -75,6 +84,7 @@ def _task(row: tuple[object, ...]) -> StoredTask:
         created,
         urgent_at,
         urgent_alert,
+        superseded,
         done,
     ) = row
     task = VisitTask(
@@ -94,6 +104,7 @@ def _task(row: tuple[object, ...]) -> StoredTask:
         created_at=float(created),  # type: ignore[arg-type]
         urgent_at=None if urgent_at is None else float(urgent_at),  # type: ignore[arg-type]
         urgent_alert=None if urgent_alert is None else int(urgent_alert),  # type: ignore[call-overload]
+        superseded_by=None if superseded is None else str(superseded),
         done_at=None if done is None else float(done),  # type: ignore[arg-type]
     )
 
@@ -113,7 +124,7 @@ class VisitStore:
     def add_task(db: Tx, task: VisitTask, *, at: float) -> bool:
         """Store a new task; ``False`` if it exists or the elder already has one of that kind open."""
         cursor = db.execute(
-            f"INSERT INTO visit_tasks ({_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)"  # noqa: S608 - constant columns
+            f"INSERT INTO visit_tasks ({_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)"  # noqa: S608 - constant columns
             " ON CONFLICT DO NOTHING",
             (
                 task.key,
@@ -158,7 +169,7 @@ class VisitStore:
         if not record.outcome.completes:
             return True
         cursor = db.execute(
-            "UPDATE visit_tasks SET done_at = ? WHERE key = ? AND done_at IS NULL",
+            "UPDATE visit_tasks SET done_at = ? WHERE key = ? AND done_at IS NULL AND superseded_by IS NULL",
             (record.at, record.task_key),
         )
         return cursor.rowcount == 1
@@ -168,9 +179,20 @@ class VisitStore:
         """Raise an open task to urgent for ``alert_id`` (once: the first alert's time stands)."""
         cursor = db.execute(
             "UPDATE visit_tasks SET urgent_at = ?, urgent_alert = ? WHERE key = ? AND done_at IS NULL"
+            " AND superseded_by IS NULL"
             " AND urgent_at IS NULL",
             (at, alert_id, key),
         )
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def supersede(db: Tx, old: str, new: str) -> bool:
+        """Replace the open task ``old`` by ``new`` (store ``new`` after this, in the same transaction)."""
+        cursor = db.execute(
+            "UPDATE visit_tasks SET superseded_by = ? WHERE key = ? AND done_at IS NULL AND superseded_by IS NULL",
+            (new, old),
+        )
+        db.execute("DELETE FROM visit_deadlines WHERE task_key = ?", (old,))
         return cursor.rowcount == 1
 
     @staticmethod
@@ -205,7 +227,8 @@ class VisitStore:
 
     def open_task(self, elder: str, kind: TaskKind) -> StoredTask | None:
         row = self._store.execute(
-            f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE elder = ? AND kind = ? AND done_at IS NULL",  # noqa: S608
+            f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE elder = ? AND kind = ? AND done_at IS NULL"  # noqa: S608
+            " AND superseded_by IS NULL",
             (elder, kind.value),
         ).fetchone()
         return _task(tuple(row)) if row else None
@@ -223,7 +246,7 @@ class VisitStore:
         query = f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE TRUE"  # noqa: S608 - constant columns
         params: list[object] = []
         if open_only:
-            query += " AND done_at IS NULL"
+            query += " AND done_at IS NULL AND superseded_by IS NULL"
         if elder is not None:
             query += " AND elder = ?"
             params.append(elder)
@@ -244,10 +267,18 @@ class VisitStore:
     def tasks_due_between(self, start: float, end: float) -> list[StoredTask]:
         """Tasks due in ``[start, end)`` (探访完成率's denominator)."""
         rows = self._store.execute(
-            f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE due_at >= ? AND due_at < ? ORDER BY due_at, key",  # noqa: S608
+            f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE due_at >= ? AND due_at < ?"  # noqa: S608
+            " AND superseded_by IS NULL ORDER BY due_at, key",
             (start, end),
         )
         return [_task(tuple(row)) for row in rows]
+
+    def claimed(self, alert_id: int) -> bool:
+        """Whether a visit answers this alert (an inactivity alert raised a visit to urgent)."""
+        row = self._store.execute(
+            "SELECT 1 FROM visit_tasks WHERE urgent_alert = ? LIMIT 1", (alert_id,)
+        ).fetchone()
+        return row is not None
 
     def records(self, task_key: str) -> list[StoredRecord]:
         rows = self._store.execute(f"{_RECORD_SELECT} WHERE r.task_key = ? ORDER BY r.at, r.id", (task_key,))
