@@ -37,12 +37,14 @@ from pydantic import ValidationError
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
 from hub.cases.calendar import official_coverage
+from hub.cases.care import load_care
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
+from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
 from hub.community.files import load_yaml
@@ -241,6 +243,19 @@ class Hub:
             reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
             on_case_failed=self._case_failed,
+            # Late-bound: the visits service is built next and needs casework itself.
+            claims=lambda alert: self.visits.claims(alert),  # noqa: PLW0108
+        )
+        self.visits = Visits(
+            store=self.store,
+            registry=registry,
+            care=load_care(),
+            casework=self.casework,
+            routing=self.routing,
+            clock=self.clock,
+            zone=settings.timezone,
+            on_alert_change=self._alert_changed,
+            on_notifications=self.dispatcher.wake,
         )
         self.reply_keys = ReplyKeys(path=settings.reply_keys_file)
         self.replies = Replies(
@@ -308,7 +323,7 @@ class Hub:
             metrics=self.metrics,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
             http=settings.http,
-            care=CareServices(evaluations=self.evaluations),
+            care=CareServices(evaluations=self.evaluations, visits=self.visits, states=self.states),
         )
         self.http = HttpServer(
             app=self.api.app(),
@@ -375,6 +390,8 @@ class Hub:
     def _alert_changed(self, change: AlertChange) -> None:
         """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
         self.bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
+        # Visits first: an inactivity alert that raises a visit is answered by it, not by a case.
+        self.visits.on_alert_change(change)
         self.casework.on_alert_change(change)
 
     def flush_rule_state(self, *, include_routine: bool = False) -> int:
@@ -396,7 +413,13 @@ class Hub:
         previous: float | None = None
         while True:
             deadlines = [
-                d for d in (self.evaluator.next_due(), self.casework.next_deadline()) if d is not None
+                d
+                for d in (
+                    self.evaluator.next_due(),
+                    self.casework.next_deadline(),
+                    self.visits.next_deadline(),
+                )
+                if d is not None
             ]
             step = max(min([to, *deadlines]), self.clock.now())
             if step == previous:
@@ -405,6 +428,7 @@ class Hub:
             self.clock.set(step)
             self.run_due_rules()
             self.casework.tick()
+            self.visits.tick()
             if step >= to:
                 break
             previous = step
@@ -580,6 +604,7 @@ class Hub:
         self.casework.reconcile()
         self.casework.tick()
         self._tasks.append(asyncio.create_task(self._run_casework(), name="linli-casework"))
+        self._tasks.append(asyncio.create_task(self.visits.run(), name="linli-visits"))
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
         self._tasks.append(asyncio.create_task(self.redelivery.run(), name="linli-ingest-retry"))

@@ -12,6 +12,7 @@ Must not import: ``hub.app``, ``hub.cli``, ``hub.web.api`` (which imports this m
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
@@ -20,16 +21,20 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from hub.cases.care import CareFlag, Outcome, TaskKind
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
-from hub.casework.access import Reach
+from hub.casework.access import Permission, Reach, Where
 from hub.casework.evaluations import Evaluations
+from hub.casework.visits import Visits
 from hub.clock import iso
-from hub.errors import NotAllowedError
+from hub.errors import NotAllowedError, NotFoundError
+from hub.ingest.device_state import DeviceStates, is_online
 from hub.web import models as m
 
 #: A link token: nonce (24) + "." + signature (43), base64url.
 Token = Annotated[str, Path(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
 CaseId = Annotated[str, Path(max_length=64)]
+TaskId = Annotated[str, Path(min_length=1, max_length=400, pattern=r"^[A-Za-z0-9_-]+$")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.ErrorOut, "description": "no or wrong token"},
     403: {"model": m.ErrorOut, "description": "the access table refuses"},
@@ -105,11 +110,80 @@ class CallBackOut(_Out):
     due_at: str
 
 
+class VisitOut(_Out):
+    id: str = Field(description="opaque id of the task for POST /api/visits/{id}/{action}")
+    key: str
+    elder: str
+    elder_name: str | None = Field(description="only for roles that see the elder's personal data")
+    address: str | None
+    kind: TaskKind
+    community: str
+    grid: str
+    assignee: str | None
+    window_start: str
+    due_at: str
+    urgent: bool
+    done_at: str | None
+    light: str
+
+
+class VisitRecordIn(_In):
+    note: m.Note = ""
+
+
+class VisitRecordOut(_Out):
+    id: str
+    task: str
+    outcome: Outcome
+    by: str
+    at: str
+    note: str
+    alert_id: int | None = Field(description="needs_help: the alert whose case was filed")
+
+
+class ElderDeviceOut(_Out):
+    id: str
+    kind: str
+    online: bool | None
+    battery: float | None
+    last_seen: str | None
+
+
+class ElderOut(_Out):
+    id: str
+    community: str
+    grid: str
+    flags: list[CareFlag]
+    assignee: str | None
+    name: str | None = Field(description="personal data: only for roles allowed (the access table)")
+    age: int | None
+    address: str | None
+    devices: list[ElderDeviceOut]
+    last_activity: str | None = Field(description="the last event any of the elder's devices sent")
+    last_visit: str | None
+    last_visit_outcome: Outcome | None
+    open_visits: int
+    open_cases: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CareServices:
     """What the routes work with (built by the app)."""
 
     evaluations: Evaluations
+    visits: Visits
+    states: DeviceStates
+
+
+def visit_id(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode("ascii")
+
+
+def _key_of(task_id: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(task_id + "=" * (-len(task_id) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise NotFoundError(f"no visit task {task_id!r}") from None
 
 
 async def _reach(request: Request) -> Reach:
@@ -128,7 +202,11 @@ def _page() -> bytes:
 
 def register(api: FastAPI, care: CareServices) -> None:
     """Add the care routes to ``api`` (call before the generic ``/api/cases/{id}/{action}`` route)."""
-    evaluations = care.evaluations
+    _evaluation_routes(api, care.evaluations)
+    _visit_routes(api, care)
+
+
+def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
 
     @api.post("/api/cases/{case_id}/evaluate", response_model=m.CaseOut, responses=_ERRORS)
     async def evaluate(request: Request, who: Who, case_id: CaseId, body: EvaluateIn) -> Any:
@@ -198,3 +276,100 @@ def register(api: FastAPI, care: CareServices) -> None:
     async def link_page(token: str) -> Response:
         # The page reads the token from its own URL and calls the two routes above.
         return HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
+
+
+def _visit_routes(api: FastAPI, care: CareServices) -> None:
+    visits = care.visits
+
+    def visit_json(who: Reach, task: Any, now: float) -> dict[str, Any]:
+        body = visits.task_json(task, now=now)
+        resident = visits.resident(task.task.elder)
+        personal = resident is not None and who.allows(Permission.PERSONAL_DATA, visits.where(task.task))
+        body |= {
+            "id": visit_id(task.key),
+            "elder_name": resident.name if personal and resident is not None else None,
+            "address": resident.address if personal and resident is not None else None,
+        }
+        return body
+
+    @api.get("/api/visits", response_model=list[VisitOut], responses=_ERRORS)
+    async def visit_list(
+        who: Who,
+        include_done: Annotated[bool, Query(alias="done", description="also tasks already done")] = False,
+        limit: Annotated[int, Query(ge=1, le=500)] = 200,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> Any:
+        """探访 tasks the caller may see (a grid worker: his grids), urgent first, then by due time."""
+        now = visits.now()
+        tasks = visits.tasks(reach=who, open_only=not include_done, limit=limit, offset=offset)
+        return [visit_json(who, t, now) for t in tasks]
+
+    @api.post("/api/visits/{task_id}/{action}", response_model=VisitRecordOut, responses=_ERRORS)
+    async def visit_action(
+        request: Request, who: Who, task_id: TaskId, action: Outcome, body: VisitRecordIn | None = None
+    ) -> Any:
+        """Record an outcome: ``visited_well`` 安好, ``needs_help`` 需要帮助 (files a case), ``not_at_home`` 不在家."""
+        phone = request.headers.get("x-linli-channel") == "phone"
+        made = visits.record(
+            _key_of(task_id),
+            action,
+            actor=who.actor,
+            note=(body or VisitRecordIn()).note,
+            channel=Channel.PHONE_PAGE.value if phone else Channel.CONSOLE.value,
+        )
+        return {
+            "id": made.id,
+            "task": visit_id(made.record.task_key),
+            "outcome": made.record.outcome,
+            "by": made.record.by,
+            "at": iso(made.record.at),
+            "note": made.record.note,
+            "alert_id": made.alert_id,
+        }
+
+    @api.get("/api/elders", response_model=list[ElderOut], responses=_ERRORS)
+    async def elders(who: Who, grid: Annotated[str | None, Query(max_length=32)] = None) -> Any:
+        """The grid's elder register (老人台账): care flags, devices and health, last activity and visit, open work."""
+        if not who.may_ever(Permission.VISITS):
+            raise NotAllowedError("no access to the elder register")
+        now = visits.now()
+        out = []
+        for entry in visits.register():
+            elder = entry.elder
+            where = Where(community=elder.community, grid=elder.grid, assignee=elder.assignee)
+            if (grid is not None and elder.grid != grid) or not who.allows(Permission.VISITS, where):
+                continue
+            personal = who.allows(Permission.PERSONAL_DATA, where)
+            devices = []
+            for device in entry.devices:
+                state = care.states.get(device.id)
+                devices.append(
+                    {
+                        "id": device.id,
+                        "kind": device.kind.value,
+                        "online": is_online(state, device.heartbeat_s, now),
+                        "battery": state.battery if state is not None else None,
+                        "last_seen": iso(state.last_seen) if state is not None else None,
+                    }
+                )
+            seen = [d["last_seen"] for d in devices if d["last_seen"] is not None]
+            last = visits.visits.last_record(elder.id)
+            out.append(
+                {
+                    "id": elder.id,
+                    "community": elder.community,
+                    "grid": elder.grid,
+                    "flags": sorted(elder.flags),
+                    "assignee": elder.assignee,
+                    "name": entry.resident.name if personal else None,
+                    "age": entry.resident.age if personal else None,
+                    "address": entry.resident.address if personal else None,
+                    "devices": devices,
+                    "last_activity": max(seen) if seen else None,
+                    "last_visit": iso(last.record.at) if last is not None else None,
+                    "last_visit_outcome": last.record.outcome if last is not None else None,
+                    "open_visits": len(visits.visits.tasks(elder=elder.id)),
+                    "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
+                }
+            )
+        return out
