@@ -243,8 +243,6 @@ class Hub:
             reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
             on_case_failed=self._case_failed,
-            # Late-bound: the visits service is built next and needs casework itself.
-            claims=lambda alert: self.visits.claims(alert),  # noqa: PLW0108
         )
         self.visits = Visits(
             store=self.store,
@@ -390,7 +388,7 @@ class Hub:
     def _alert_changed(self, change: AlertChange) -> None:
         """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
         self.bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
-        # Visits first: an inactivity alert that raises a visit is answered by it, not by a case.
+        # An inactivity alert raises the elder's visit to urgent (and still becomes a case).
         self.visits.on_alert_change(change)
         self.casework.on_alert_change(change)
 

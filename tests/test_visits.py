@@ -164,14 +164,19 @@ async def test_inactivity_raises_an_urgent_visit_that_resolves_it_without_a_case
     assert (
         urgent is not None and urgent.urgent_alert == alert.id and urgent.task.due_at <= hub.clock.now() + DAY
     )
-    assert hub.casework.reconcile() == 0, "not even the reconcile round opens one"
-    assert inactivity_cases(hub) == [], "the visit answers the alert, not a case"
+    (case_id,) = inactivity_cases(hub)  # the alert's own case, with its call/guardian escalation
     (first,) = [v for v in await visits_of(hub) if v["urgent"]]
     status, _ = await call(hub, "POST", f"/api/visits/{first['id']}/visited_well", WORKER_TOKEN)
     assert status == 200
     resolved = hub.store.alert(alert.id)
     assert resolved is not None and resolved.status == "resolved"
-    assert inactivity_cases(hub) == [], "resolved without a case"
+    # The record resolves the alert and names it; the alert's case auto-clears; no new case is filed.
+    (record,) = hub.visits.visits.records(urgent.key)
+    assert record.alert_id == alert.id and record.record.by == "w-night"
+    closed = hub.cases.load(case_id)
+    assert closed is not None and closed.state is CaseState.CLOSED and closed.resolution is not None
+    assert closed.resolution.value == "auto_cleared"
+    assert inactivity_cases(hub) == [case_id]
 
 
 async def test_needs_help_files_a_case_and_not_at_home_needs_a_note(running: tuple[Hub, Phone]) -> None:

@@ -76,10 +76,7 @@ class Casework:
         reply_topic: Callable[[str, str], str],
         on_retry: Callable[[], None] = lambda: None,
         on_case_failed: Callable[[str, str], None] = lambda *_: None,
-        claims: Callable[[Alert], bool] = lambda _: False,
     ) -> None:
-        # An alert something else answers (an inactivity alert a care visit answers) opens no case.
-        self._claims = claims
         # A case that cannot be worked is reported (case id, reason) and retried with backoff.
         self._on_case_failed = on_case_failed
         self._failing: dict[str, tuple[int, float]] = {}
@@ -104,9 +101,6 @@ class Casework:
     def open_from_alert(self, alert: Alert) -> Case | None:
         """立案 and 派遣 for a new alert; the first escalation step goes out in the same commit."""
         if alert.severity in NO_CASE_SEVERITIES or self.cases.open_for_alert(alert.id) is not None:
-            return None
-        if self._claims(alert):
-            log.info("alert %s is answered by a care visit: no case", alert.id)
             return None
         now = self._clock.now()
         case, filed = case_from_alert(alert, case_id=uuid.uuid4().hex[:12], at=max(alert.raised_at, now))

@@ -8,10 +8,11 @@ nothing), and ties visits to sensors and cases:
 
 * an **inactivity alert** of an elder's sensor raises his visit to urgent, due within
   ``URGENT_WITHIN_S`` (handbook §2: within 24 h of a major change); a planned visit due later is
-  superseded by the urgent one. The visit then answers the alert, so no case is opened for it
-  (:meth:`claims`); if the visit cannot be scheduled the alert is not claimed and becomes a case
-  as before — nothing is lost;
-* a visit that finds the elder **well** resolves the inactivity alert with that record;
+  superseded by the urgent one. The alert still becomes a case with its escalation chain (call,
+  guardians, 网格长: handbook §5 — a visit days away must not be the only answer);
+* a visit that finds the elder **well** resolves the inactivity alert with that record (the
+  record names the alert), and casework auto-clears its case: the work ends without any further
+  case being filed;
 * **needs help** raises a ``care.needs_help`` alert in the record's transaction, which casework
   turns into a case dispatched to the grid (立案 → 派遣).
 
@@ -284,7 +285,7 @@ class Visits:
         try:
             self.raise_urgent(alert)
         except Exception:
-            # Not claimed: casework opens a case for the alert as it would without visits.
+            # The alert still becomes a case (casework sees it next): only the visit is missing.
             log.exception("could not raise a visit for inactivity alert %s; it becomes a case", alert.id)
 
     def raise_urgent(self, alert: Alert) -> StoredTask | None:
@@ -315,10 +316,6 @@ class Visits:
             self.visits.mark_urgent(db, key, at=now, alert_id=alert.id)
         log.info("inactivity alert %s: visit %s is urgent", alert.id, key)
         return self.visits.task(key)
-
-    def claims(self, alert: Alert) -> bool:
-        """Whether a visit answers this alert, so casework opens no case for it."""
-        return alert.category == INACTIVITY and self.visits.claimed(alert.id)
 
     # -- outcomes ---------------------------------------------------------------------------
 
