@@ -32,6 +32,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -142,7 +143,7 @@ class Visits:
                 if kind not in plan.intervals or self.visits.open_task(entry.elder.id, kind) is not None:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
-                task = next_task(self.care, entry.elder, kind, since=since, zone=self._zone)
+                task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))
                 if task is None:
                     continue
                 with self._store.transaction() as db:
@@ -150,6 +151,20 @@ class Visits:
                         self._plan_deadline(db, task, now, done_at=None)
                         made += 1
         return made
+
+    def _next(
+        self, entry: RegisterEntry, kind: TaskKind, *, since: float, after: float | None
+    ) -> VisitTask | None:
+        """The next task after a completion at ``since``, due after the previous one (``after``).
+
+        A visit done on the day its task opened would otherwise give the next task the same due
+        day, hence the same key: it would never be stored and the elder would drop off the plan.
+        """
+        task = next_task(self.care, entry.elder, kind, since=since, zone=self._zone)
+        if task is not None and after is not None and task.due_at <= after:
+            later = next_task(self.care, entry.elder, kind, since=after, zone=self._zone)
+            task = replace(later, window_start=since) if later is not None else None
+        return task
 
     def _plan_deadline(self, db: Tx, task: VisitTask, now: float, *, done_at: float | None) -> None:
         """Store when the task next needs the scheduler: its next escalation step (none once done)."""

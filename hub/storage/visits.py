@@ -299,6 +299,14 @@ class VisitStore:
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
+    def last_due(self, elder: str, kind: TaskKind) -> float | None:
+        """The latest due time of the elder's tasks of ``kind`` that were done (the plan goes on after it)."""
+        row = self._store.execute(
+            "SELECT max(due_at) FROM visit_tasks WHERE elder = ? AND kind = ? AND done_at IS NOT NULL",
+            (elder, kind.value),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def due(self, now: float) -> list[str]:
         rows = self._store.execute(
             "SELECT task_key FROM visit_deadlines WHERE next_at <= ? ORDER BY next_at, task_key", (now,)

@@ -196,6 +196,16 @@ async def _reach(request: Request) -> Reach:
 Who = Annotated[Reach, Depends(_reach)]
 
 
+#: Scripts of this module's pages, served from ``/care/static/`` (the phone page's visit list,
+#: the console's care view); ``/static/`` stays api.py's.
+_SCRIPTS = frozenset({"phone_visits.js", "care.js"})
+
+
+def _script(name: str) -> Response:
+    body = resources.files("hub.web.console").joinpath(name).read_bytes()
+    return Response(body, media_type="text/javascript; charset=utf-8")
+
+
 def _page() -> bytes:
     return resources.files("hub.web.console").joinpath("evaluate.html").read_bytes()
 
@@ -269,8 +279,7 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
 
     @api.get("/e/static/evaluate.js", include_in_schema=False)
     async def link_script() -> Response:
-        body = resources.files("hub.web.console").joinpath("evaluate.js").read_bytes()
-        return Response(body, media_type="text/javascript; charset=utf-8")
+        return _script("evaluate.js")
 
     @api.get("/e/{token}", include_in_schema=False)
     async def link_page(token: str) -> Response:
@@ -280,6 +289,12 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
 
 def _visit_routes(api: FastAPI, care: CareServices) -> None:
     visits = care.visits
+
+    @api.get("/care/static/{name}", include_in_schema=False)
+    async def care_script(name: str) -> Response:
+        if name not in _SCRIPTS:
+            raise NotFoundError("no such file")
+        return _script(name)
 
     def visit_json(who: Reach, task: Any, now: float) -> dict[str, Any]:
         body = visits.task_json(task, now=now)
