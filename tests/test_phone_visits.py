@@ -12,9 +12,11 @@ from playwright.async_api import Browser
 from hub.app import Hub
 from hub.cases.care import Outcome, TaskKind
 from hub.clock import ManualClock
-from tests.helpers import WORKER_TOKEN, eventually, hub_settings
+from tests.helpers import TOKEN, WORKER_TOKEN, eventually, hub_settings
 from tests.support.servers import Broker
+from tests.test_case_flow import call
 from tests.test_console import NIGHT, browser, log_in
+from tests.test_evaluations import closed_case
 
 __all__ = ["browser"]  # the Chromium fixture, shared with the console tests
 
@@ -48,4 +50,35 @@ async def test_the_worker_records_a_visit_from_his_phone(
         following = hub.visits.visits.open_task("r1", TaskKind.VISIT)
         assert following is not None and following.task.due_at == task.task.due_at + 7 * 86400
         await page.wait_for_selector(f'li.visit[data-key="{following.key}"]')
+        await context.close()
+
+
+async def test_a_guardian_evaluates_from_the_link_on_his_phone_without_an_account(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        case_id = await closed_case(hub, mosquitto_broker)
+        status, link = await call(
+            hub, "POST", f"/api/cases/{case_id}/evaluation-link", TOKEN, {"guardian": "李明"}
+        )
+        assert status == 200
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+        page = await context.new_page()  # no login: a fresh browser with the link only
+        await page.goto(link["url"])
+        await page.wait_for_selector("#form:not([hidden])")
+        assert "李明" in await page.inner_text("#hello")
+        await page.click('button[data-rating="unsatisfied"]')
+        assert await page.text_content("#error") == "不满意时请写明原因。"
+        await page.fill("#note", "地上的水没有清理")
+        await page.click('button[data-rating="unsatisfied"]')
+        await page.wait_for_selector("#form", state="hidden")
+        assert "返工" in await page.inner_text("#message")
+        entry = hub.cases.timeline(case_id)[-1]
+        assert (entry.action.value, entry.actor, entry.note) == (
+            "evaluate",
+            "guardian:李明",
+            "地上的水没有清理",
+        )
+        await page.reload()
+        await page.wait_for_selector("#error:text('链接已使用 / this link was already used')")
         await context.close()
