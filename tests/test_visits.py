@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,9 +18,10 @@ import pytest
 from hub.app import Hub
 from hub.cases.care import TaskKind
 from hub.cases.model import CaseState
-from hub.clock import ManualClock
+from hub.clock import ManualClock, iso
 from tests.helpers import (
     COMMUNITY,
+    GRID,
     REGISTRY,
     TOKEN,
     VIEWER_TOKEN,
@@ -138,6 +140,15 @@ async def test_a_missed_weekly_visit_escalates_once_per_step_and_a_visit_closes_
     assert following["key"] != red["key"] and following["light"] == "green"
     await hub.advance_clock(hub.clock.now() + DAY)
     assert len(escalations(phone)) == 3, "nothing is sent twice"
+    # 探访完成率: the weekly visit was due in the period and done late (by the night worker).
+    period = f"from={quote(iso(PRESS))}&to={quote(iso(hub.clock.now()))}"
+    status, kpis = await call(hub, "GET", f"/api/kpis?{period}")
+    overall = kpis["overall"]
+    assert (overall["visits_due"], overall["visits_on_time"], overall["visits_late"]) == (1, 0, 1)
+    assert overall["visit_completion_rate"] == 0.0
+    assert kpis["by_worker"]["w-night"]["visits_late"] == 1 and kpis["by_grid"][GRID]["visits_due"] == 1
+    status, wall = await call(hub, "GET", f"/api/kpis?{period}", VIEWER_TOKEN)
+    assert status == 200 and "visits_due" not in wall["overall"], "a wall display gets case KPIs only"
     status, register = await call(hub, "GET", "/api/elders")
     (r1,) = register
     assert r1["flags"] == ["aged_80", "living_alone"] and r1["name"] == "王秀英"

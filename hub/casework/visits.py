@@ -42,12 +42,14 @@ from hub.cases.care import (
     EscalationDue,
     Outcome,
     TaskKind,
+    VisitKpiReport,
     VisitTask,
     escalations_due,
     light,
     next_task,
     plan_for,
     record,
+    visit_kpis,
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
 from hub.casework.elders import RegisterEntry, elder_of_device, register
@@ -433,6 +435,16 @@ class Visits:
         return self.visits.tasks(
             visible=self.visit_filter(reach), open_only=open_only, limit=limit, offset=offset
         )
+
+    def kpis(self, *, start: float, end: float, reach: Reach | None = None) -> VisitKpiReport:
+        """探访完成率 over the tasks due in ``[start, end)`` that ``reach`` may see (docs/cases.md)."""
+        tasks = [
+            t
+            for t in self.visits.tasks_due_between(start, end)
+            if reach is None or reach.allows(Permission.VISITS, self.where(t.task))
+        ]
+        records = [r.record for t in tasks for r in self.visits.records(t.key)]
+        return visit_kpis([t.task for t in tasks], records, start=start, end=end, now=self._clock.now())
 
     def task_json(self, stored: StoredTask, *, now: float | None = None) -> dict[str, Any]:
         at = self._clock.now() if now is None else now

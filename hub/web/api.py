@@ -70,7 +70,7 @@ from hub.ingest.device_state import DeviceStates
 from hub.records import Role, alert_json
 from hub.storage.store import Store
 from hub.web import models as m
-from hub.web.care import CareServices
+from hub.web.care import CareServices, add_visit_kpis
 from hub.web.care import register as register_care
 from hub.web.guard import Guard
 from hub.web.sessions import COOKIE, CSRF_HEADER, Session, Sessions, csrf_ok
@@ -831,7 +831,7 @@ class Api:
                 raise BadRequestError(str(exc)) from None
             by_grid = {k: v.as_dict() for k, v in report.by_grid.items() if grid is None or k == grid}
             staff = reach.may_ever(Permission.STAFF_KPIS)
-            return {
+            body = {
                 "from": iso(lo),
                 "to": iso(hi),
                 "overall": report.overall.as_dict(),
@@ -839,6 +839,9 @@ class Api:
                 "by_worker": {k: v.as_dict() for k, v in report.by_worker.items()} if staff else {},
                 "by_category": {k: v.as_dict() for k, v in report.by_category.items()},
             }
+            if self._care is not None:  # issue 18: 探访完成率 in the same rows
+                add_visit_kpis(body, self._care, reach=reach, start=lo, end=hi, grid=grid)
+            return body
 
         @api.post("/api/rules/reload", response_model=m.ReloadOut, responses=_ERRORS)
         async def rules_reload(who: Who) -> Any:

@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from hub.cases.care import CareFlag, Outcome, TaskKind
+from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Permission, Reach, Where
 from hub.casework.evaluations import Evaluations
@@ -173,6 +173,32 @@ class CareServices:
     evaluations: Evaluations
     visits: Visits
     states: DeviceStates
+
+
+def _visit_row(row: VisitKpiRow) -> dict[str, float | int | None]:
+    return {
+        "visits_due": row.due,
+        "visits_on_time": row.on_time,
+        "visits_late": row.late,
+        "visits_missed": row.missed,
+        "visit_completion_rate": row.completion_rate,
+    }
+
+
+def add_visit_kpis(
+    body: dict[str, Any], care: CareServices, *, reach: Reach, start: float, end: float, grid: str | None
+) -> None:
+    """探访完成率 beside the case KPIs of ``GET /api/kpis``: the same rows gain the ``visit*`` fields."""
+    if not reach.may_ever(Permission.VISITS):
+        return  # a wall display: case KPIs only
+    report = care.visits.kpis(start=start, end=end, reach=reach)
+    body["overall"] = {**body["overall"], **_visit_row(report.overall)}
+    for name, row in report.by_grid.items():
+        if grid is None or name == grid:
+            body["by_grid"][name] = {**body["by_grid"].get(name, {}), **_visit_row(row)}
+    if reach.may_ever(Permission.STAFF_KPIS):
+        for name, row in report.by_worker.items():
+            body["by_worker"][name] = {**body["by_worker"].get(name, {}), **_visit_row(row)}
 
 
 def visit_id(key: str) -> str:
