@@ -82,3 +82,28 @@ async def test_a_guardian_evaluates_from_the_link_on_his_phone_without_an_accoun
         await page.reload()
         await page.wait_for_selector("#error:text('链接已使用 / this link was already used')")
         await context.close()
+
+
+async def test_the_console_care_view_records_a_call_back_and_lists_visits(
+    tmp_path: Path, mosquitto_broker: Broker, browser: Browser
+) -> None:
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=NIGHT)) as hub:
+        case_id = await closed_case(hub, mosquitto_broker)
+        await hub.advance_clock(hub.clock.now() + 3 * 86400)  # evaluation.call_back_after
+        context = await browser.new_context(locale="zh-CN")
+        page = await context.new_page()
+        await log_in(page, hub.http_port, TOKEN)
+        await page.goto(f"http://127.0.0.1:{hub.http_port}/care")
+        row = await page.wait_for_selector(f'#callbacks tr[data-case="{case_id}"]', timeout=10_000)
+        assert row is not None and "w-night" in await row.inner_text()
+        assert "上门探访" in await page.inner_text("#visit-table")
+        await page.click(f'#callbacks tr[data-case="{case_id}"] button[data-rating="basically_satisfied"]')
+        await page.wait_for_selector(f'#callbacks tr[data-case="{case_id}"]', state="detached")
+        entry = hub.cases.timeline(case_id)[-1]
+        assert (entry.action.value, entry.channel.value, entry.data["rating"], entry.data["via"]) == (
+            "evaluate",
+            "console",
+            "basically_satisfied",
+            "phone_call",
+        )
+        await context.close()

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
@@ -27,7 +27,7 @@ from hub.casework.access import Permission, Reach, Where
 from hub.casework.evaluations import Evaluations
 from hub.casework.visits import Visits
 from hub.clock import iso
-from hub.errors import NotAllowedError, NotFoundError
+from hub.errors import NotAllowedError, NotAuthenticatedError, NotFoundError
 from hub.ingest.device_state import DeviceStates, is_online
 from hub.web import models as m
 
@@ -315,6 +315,14 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
 
 def _visit_routes(api: FastAPI, care: CareServices) -> None:
     visits = care.visits
+
+    @api.get("/care", include_in_schema=False)
+    async def care_page(request: Request) -> Response:
+        try:
+            await request.app.state.linli.principal(request)
+        except NotAuthenticatedError:
+            return RedirectResponse("/login", status_code=302)
+        return HTMLResponse(resources.files("hub.web.console").joinpath("care.html").read_bytes())
 
     @api.get("/care/static/{name}", include_in_schema=False)
     async def care_script(name: str) -> Response:
