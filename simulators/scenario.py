@@ -146,6 +146,8 @@ class Action(StrEnum):
     CALL_BACK = "call_back"
     FALSE_ALARM = "false_alarm"
     NOTE = "note"
+    # The command centre records a 评价 after its 回访 call (issue 18).
+    EVALUATE = "evaluate"
 
 
 DEVICE_ACTS: Mapping[Action, Act] = {
@@ -221,6 +223,8 @@ class Step(_Model):
     via: Via = Via.CONTROL
     #: ``battery``: the level (percent) the device reports.
     level: float | None = Field(default=None, ge=0, le=100)
+    #: ``evaluate``: 满意 / 基本满意 / 不满意 (不满意 needs ``note``: the reason, for the 返工).
+    rating: str | None = Field(default=None, pattern=r"^(satisfied|basically_satisfied|unsatisfied)$")
 
     _at = field_validator("at")(_check_time)
 
@@ -232,6 +236,8 @@ class Step(_Model):
             raise ValueError(f"{self.do.value} needs `actor` (which device)")
         if self.do is Action.BATTERY and self.level is None:
             raise ValueError("battery needs `level` (percent)")
+        if self.do is Action.EVALUATE and (self.case is None or self.rating is None):
+            raise ValueError("evaluate needs `case` (whose case) and `rating`")
         return self
 
 
@@ -473,6 +479,10 @@ class HubControl(Protocol):
         """A person acts on a case through the hub's control API; raises if the hub refuses."""
         ...
 
+    async def evaluate(self, case_id: str, rating: str, note: str) -> None:
+        """The command centre records a 评价 after a call-back (``POST /api/cases/{id}/evaluate``)."""
+        ...
+
 
 # -- running -----------------------------------------------------------------------------------
 
@@ -678,6 +688,14 @@ class _Runner:
         when = self.clock.show(at)
         if step.do is Action.WAIT:
             self.log.append(f"{when} wait")
+            return
+        if step.do is Action.EVALUATE:
+            assert step.case is not None and step.rating is not None
+            case = await self._case_of(step.case)
+            if case is None:
+                raise ScenarioError(f"no case for {step.case}")
+            await self.control.evaluate(case.id, step.rating, step.note)
+            self.log.append(f"{when} command centre evaluate {step.rating} case {case.id} ({step.case})")
             return
         if step.do in CASE_ACTIONS:
             assert step.actor is not None and step.case is not None

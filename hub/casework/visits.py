@@ -111,11 +111,16 @@ class Visits:
         self._wake = asyncio.Event()
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
+        self._register: list[RegisterEntry] | None = None
 
     # -- the register and access ------------------------------------------------------------
 
     def register(self) -> list[RegisterEntry]:
-        return register(self._registry)
+        # The registry a hub runs with does not change under it: build the register once (the
+        # scheduler asks on every round, and scenario time advances in many small rounds).
+        if self._register is None:
+            self._register = register(self._registry)
+        return self._register
 
     @staticmethod
     def where(task: VisitTask) -> Where:
@@ -139,10 +144,11 @@ class Visits:
         """Open the next task of each planned kind for every elder who has none open; returns tasks made."""
         now = self._clock.now()
         made = 0
+        scheduled = self.visits.open_kinds()
         for entry in self.register():
             plan = plan_for(self.care, entry.elder)
             for kind in SCHEDULED:
-                if kind not in plan.intervals or self.visits.open_task(entry.elder.id, kind) is not None:
+                if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
                 task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))

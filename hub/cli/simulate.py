@@ -207,6 +207,11 @@ class HttpHubControl:
         # Recorded as the person (their role's permissions apply), on the command centre's console.
         await self._post(f"/api/cases/{case_id}/{action}", {"note": note, "on_behalf_of": actor})
 
+    async def evaluate(self, case_id: str, rating: str, note: str) -> None:
+        # The desk's own 评价 after its 回访 call (the grid team may not judge its own work).
+        body = {"rating": rating, "role": "command_centre", "via": "phone_call", "note": note}
+        await self._post(f"/api/cases/{case_id}/evaluate", body)
+
 
 async def run_embedded_scenario(path: Path, *, work_dir: Path) -> ScenarioResult:
     """Start an embedded broker and a hub on a test clock with the scenario's community, and play it."""

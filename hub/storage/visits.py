@@ -225,6 +225,13 @@ class VisitStore:
         ).fetchone()
         return _task(tuple(row)) if row else None
 
+    def open_kinds(self) -> set[tuple[str, TaskKind]]:
+        """(elder, kind) of every open task: the scheduler's one query per round."""
+        rows = self._store.execute(
+            "SELECT elder, kind FROM visit_tasks WHERE done_at IS NULL AND superseded_by IS NULL"
+        )
+        return {(row[0], TaskKind(row[1])) for row in rows}
+
     def open_task(self, elder: str, kind: TaskKind) -> StoredTask | None:
         row = self._store.execute(
             f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE elder = ? AND kind = ? AND done_at IS NULL"  # noqa: S608
