@@ -420,6 +420,9 @@ class Visits:
     def now(self) -> float:
         return self._clock.now()
 
+    def role_of(self, person: str) -> Role | None:
+        return self._casework.role_of(person)
+
     def resident(self, elder: str) -> Resident | None:
         return self._registry.resident(elder)
 

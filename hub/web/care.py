@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
-from hub.casework.access import Permission, Reach, Where
+from hub.casework.access import Actor, Permission, Reach, Where
 from hub.casework.evaluations import Evaluations
 from hub.casework.visits import Visits
 from hub.clock import iso
@@ -129,6 +129,9 @@ class VisitOut(_Out):
 
 class VisitRecordIn(_In):
     note: m.Note = ""
+    on_behalf_of: m.PersonId | None = Field(
+        default=None, description="command centre only: the roster person who reported the visit by phone"
+    )
 
 
 class VisitRecordOut(_Out):
@@ -359,11 +362,21 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
     ) -> Any:
         """Record an outcome: ``visited_well`` 安好, ``needs_help`` 需要帮助 (files a case), ``not_at_home`` 不在家."""
         phone = request.headers.get("x-linli-channel") == "phone"
+        body = body or VisitRecordIn()
+        actor = who.actor
+        if body.on_behalf_of is not None:
+            # As for case actions: the person's own permissions apply (his grids).
+            if not who.may_ever(Permission.RECORD_FOR_OTHERS):
+                raise NotAllowedError("only the command centre records for others")
+            role = visits.role_of(body.on_behalf_of)
+            if role is None:
+                raise NotAllowedError(f"{body.on_behalf_of!r} is not in any roster")
+            actor = Actor(body.on_behalf_of, role)
         made = visits.record(
             _key_of(task_id),
             action,
-            actor=who.actor,
-            note=(body or VisitRecordIn()).note,
+            actor=actor,
+            note=body.note,
             channel=Channel.PHONE_PAGE.value if phone else Channel.CONSOLE.value,
         )
         return {
