@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from hub.app import Hub
+from hub.cases.workflow import case_from_alert
 from hub.clock import ManualClock, iso
 from tests.helpers import SOS_BUTTON, TOKEN, WORKER_TOKEN, eventually, hub_settings, publisher
 from tests.support.servers import Broker
@@ -155,3 +156,27 @@ async def test_a_link_expires(hub: Hub, mosquitto_broker: Broker) -> None:
     assert status == 403 and "expired" in refused["message"]
     case = hub.cases.load(case_id)
     assert case is not None and case.awaiting_evaluation, "nothing was recorded"
+
+
+async def test_unsatisfied_is_refused_when_the_alert_already_has_another_open_case(
+    hub: Hub, mosquitto_broker: Broker
+) -> None:
+    """One open case per alert (the schema's index): the 返工 would break it, so it changes nothing."""
+    case_id = await closed_case(hub, mosquitto_broker)
+    closed = hub.cases.load(case_id)
+    assert closed is not None and closed.alert_id is not None
+    alert = hub.store.alert(closed.alert_id)
+    assert alert is not None
+    # A second case for the same alert (what a later re-raise of the alert could open).
+    other, filed = case_from_alert(alert, case_id="other", at=hub.clock.now())
+    with hub.store.transaction() as tx:
+        hub.cases.add(tx, other, filed)
+    before = hub.cases.timeline(case_id)
+    body = {"rating": "unsatisfied", "role": "command_centre", "via": "phone_call", "note": "没处理好"}
+    status, refused = await call(hub, "POST", f"/api/cases/{case_id}/evaluate", TOKEN, body)
+    assert status == 409 and "other" in refused["message"], refused
+    assert hub.cases.timeline(case_id) == before, "nothing recorded"
+    status, evaluated = await call(
+        hub, "POST", f"/api/cases/{case_id}/evaluate", TOKEN, {**body, "rating": "satisfied"}
+    )
+    assert status == 200 and evaluated["state"] == "closed", "a satisfied evaluation reopens nothing"
