@@ -235,6 +235,28 @@ def simulated_day(now: float, rng: random.Random) -> list[Point]:
                 )
             )
             entered = at
+            if stage is CaseStage.CLOSED and at + 3600 < now:
+                # 评价 at the 回访 call an hour after 结案: mostly satisfied, some not (返工).
+                rating = ("satisfied", "basically_satisfied", "unsatisfied")[case_no % 3]
+                points.append(
+                    case_point(
+                        CaseTransition(
+                            case_id=f"C{case_no}",
+                            stage=CaseStage.EVALUATED if rating != "unsatisfied" else CaseStage.REWORK,
+                            at=at + 3600,
+                            stage_entered_at=at,
+                            filed_at=filed,
+                            deadline=deadline,
+                            light=light,
+                            community=COMMUNITY,
+                            grid=grid,
+                            category="环境卫生",
+                            severity="normal",
+                            worker=WORKERS[grid],
+                            rating=rating,
+                        )
+                    )
+                )
     # periodic gauges every 10 minutes, hub self-metrics every minute
     messages = 0
     for i in range(24 * 6):

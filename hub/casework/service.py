@@ -599,7 +599,16 @@ class Casework:
     def _after(self, case: Case, entry: TimelineEntry, *, sent: bool) -> None:
         stage = stage_of(case, entry)
         if stage is not None:
-            self._series.write(transition_point(case, stage, entry.ts, sla=self.policies.sla))
+            rating = entry.data.get("rating") if entry.action is CaseAction.EVALUATE else None
+            self._series.write(
+                transition_point(
+                    case,
+                    stage,
+                    entry.ts,
+                    sla=self.policies.sla,
+                    rating=rating if isinstance(rating, str) else None,
+                )
+            )
         if sent:
             self._on_notifications()
         self._on_change(case)

@@ -99,6 +99,8 @@ FIELDS: Mapping[Measurement, Mapping[str, type]] = {
         "closed_on_time": int,
         "deferred": int,
         "rework": int,
+        "evaluated": int,
+        "satisfied": int,
     },
     Measurement.CASE_OPEN: {"open": int},
     Measurement.FLEET: {"total": int, "online": int, "low_battery": int},
@@ -382,6 +384,8 @@ class CaseTransition:
     category: str
     severity: str
     worker: str = ""
+    #: ``evaluate`` transitions (评价): the rating given (satisfied, basically_satisfied, unsatisfied).
+    rating: str | None = None
 
 
 def case_point(t: CaseTransition) -> Point:
@@ -406,6 +410,10 @@ def case_point(t: CaseTransition) -> Point:
     }
     if t.stage is CaseStage.ACCEPTED:
         fields["response_s"] = max(0.0, t.at - t.filed_at)
+    if t.rating is not None:
+        # 满意率 = sum(satisfied) / sum(evaluated): 满意 and 基本满意 count as satisfied.
+        fields["evaluated"] = 1
+        fields["satisfied"] = int(t.rating in ("satisfied", "basically_satisfied"))
     tags = _tags(
         Measurement.CASE,
         {
