@@ -254,6 +254,7 @@ class Hub:
             zone=settings.timezone,
             on_alert_change=self._alert_changed,
             on_notifications=self.dispatcher.wake,
+            series=self.timeseries,
         )
         self.reply_keys = ReplyKeys(path=settings.reply_keys_file)
         self.replies = Replies(

@@ -60,6 +60,15 @@ def evaluate_closed(hub: Hub, rng: random.Random) -> None:
         )
 
 
+def visit_elders(hub: Hub, rng: random.Random) -> None:
+    """Grid workers visit some elders early in the week (done on time: 探访完成率)."""
+    hub.visits.schedule()
+    for task in hub.visits.visits.tasks(limit=10_000):
+        if task.task.assignee is None or rng.random() < 0.9:
+            continue
+        hub.visits.record(task.key, "visited_well", actor=Actor(task.task.assignee, "grid_worker"))
+
+
 def act_on_cases(hub: Hub, rng: random.Random) -> None:
     """Grid workers work most open cases a step further; some are left to go overdue."""
     for case_id in hub.cases.case_ids():
@@ -138,6 +147,7 @@ def influx_filled_by_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iter
                     hub.casework.tick()
                     act_on_cases(hub, rng)
                     evaluate_closed(hub, rng)
+                    visit_elders(hub, rng)
                     hub.quarantine.flush()
                     hub.write_gauges()
                     await asyncio.sleep(0)
@@ -188,4 +198,5 @@ def test_the_simulated_day_is_believable(influx_filled_by_simulator: InfluxServe
     # 评价 after the 回访 calls: some satisfied, never more than were evaluated.
     evaluated = count('SELECT sum("evaluated") FROM "case_transition"')
     assert evaluated >= 3 and 0 < count('SELECT sum("satisfied") FROM "case_transition"') <= evaluated
+    assert count('SELECT sum("on_time") FROM "visit"') >= 3
     assert count('SELECT sum("n") FROM "alert" WHERE "category" = \'inactivity\'') >= 1

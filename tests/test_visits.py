@@ -19,6 +19,7 @@ from hub.app import Hub
 from hub.cases.care import TaskKind
 from hub.cases.model import CaseState
 from hub.clock import ManualClock, iso
+from hub.timeseries import Aggregate, query_series
 from tests.helpers import (
     COMMUNITY,
     GRID,
@@ -215,3 +216,31 @@ async def test_needs_help_files_a_case_and_not_at_home_needs_a_note(running: tup
     assert case.assignee in {"w-day", "w-night"}
     status, _ = await call(hub, "POST", "/api/visits/bm90LWEta2V5/visited_well", WORKER_TOKEN)
     assert status == 404
+
+
+async def test_visit_points_count_a_missed_task_as_due_once_and_its_late_visit_as_late(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url, door=False) as (hub, _):
+        task = await eventually(lambda: hub.visits.visits.open_task("r1", TaskKind.VISIT), what="r1's visit")
+        await hub.advance_clock(task.task.due_at + 2 * DAY)  # three steps, one "fell due" point
+        (red,) = [v for v in await visits_of(hub) if v["kind"] == "visit"]
+        status, _ = await call(hub, "POST", f"/api/visits/{red['id']}/visited_well", WORKER_TOKEN)
+        assert status == 200
+    path = tmp_path / "data" / "timeseries.sqlite"
+
+    def total(field: str) -> float:
+        found = query_series(
+            path,
+            measurement="visit",
+            field=field,
+            start=PRESS,
+            end=task.task.due_at + 3 * DAY,
+            bucket_s=30 * DAY,
+            aggregate=Aggregate.SUM,
+            where={"kind": "visit"},
+        )
+        return sum(value for series in found for _, value in series.points)
+
+    # 探访完成率 = sum(on_time) / sum(due) = 0 / 1; the late visit is counted as late, not due again.
+    assert (total("due"), total("on_time"), total("late")) == (1.0, 0.0, 1.0)

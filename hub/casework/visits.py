@@ -63,6 +63,7 @@ from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
 from hub.storage.engine import Tx
 from hub.storage.store import Store
 from hub.storage.visits import StoredRecord, StoredTask, VisitFilter, VisitStore
+from hub.timeseries import TimeseriesSink, visit_point
 from rules.model import Severity
 from rules.signals import Signal, SignalAction
 from rules.subject import Subject
@@ -97,7 +98,9 @@ class Visits:
         zone: str,
         on_alert_change: Callable[[AlertChange], None],
         on_notifications: Callable[[], None],
+        series: TimeseriesSink | None = None,
     ) -> None:
+        self._series = series
         self._store = store
         self.visits = VisitStore(store=store)
         self._registry = registry
@@ -214,6 +217,7 @@ class Visits:
         )
         sent = 0
         created: Alert | None = None
+        fell_due = False
         with self._store.transaction() as db:
             alert = None
             for step in steps:
@@ -224,11 +228,28 @@ class Visits:
                     if self.visits.mark_sent(db, f"{step.key}/{person}", key, target=person, at=now):
                         self._notify(db, alert, task, person=person, step=step, now=now)
                         sent += 1
-                self.visits.mark_sent(db, step.key, key, target=step.target, at=now)
+                if self.visits.mark_sent(db, step.key, key, target=step.target, at=now) and step.step == 0:
+                    fell_due = True
             self.visits.set_deadline(db, key, later)
+        if fell_due:
+            self._write(task, worker=task.assignee or "", done_at=None, ts=task.due_at)
         if created is not None:
             self._on_alert_change(AlertChange(alert=created, created=True, notifications=()))
         return sent
+
+    def _write(self, task: VisitTask, *, worker: str, done_at: float | None, ts: float) -> None:
+        if self._series is not None:
+            self._series.write(
+                visit_point(
+                    community=task.community,
+                    grid=task.grid,
+                    worker=worker,
+                    kind=task.kind.value,
+                    due_at=task.due_at,
+                    done_at=done_at,
+                    ts=ts,
+                )
+            )
 
     def _targets(self, task: VisitTask, target: str) -> list[str]:
         people = self._registry.people_of(task.community)
@@ -388,6 +409,8 @@ class Visits:
                     )
                     if following is not None and self.visits.add_task(db, following, at=now):
                         self._plan_deadline(db, following, now, done_at=None)
+        if made.outcome.completes:
+            self._write(stored.task, worker=made.by, done_at=made.at, ts=made.at)
         for change in changes:
             self._on_alert_change(change)
         self._wake.set()

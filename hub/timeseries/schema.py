@@ -36,6 +36,8 @@ class Measurement(StrEnum):
     ALERT = "alert"
     CASE = "case_transition"
     CASE_OPEN = "case_open"
+    #: Care visits (探访, issue 18): a task falling due and a task done.
+    VISIT = "visit"
     FLEET = "fleet"
     HUB = "hub"
     QUARANTINE = "quarantine"
@@ -56,6 +58,7 @@ TAGS: Mapping[Measurement, tuple[str, ...]] = {
     Measurement.ALERT: ("community", "grid", "rule", "category", "severity", "transition", "device_kind"),
     Measurement.CASE: ("community", "grid", "category", "severity", "worker", "stage", "light"),
     Measurement.CASE_OPEN: ("community", "grid", "severity", "light"),
+    Measurement.VISIT: ("community", "grid", "worker", "kind"),
     Measurement.FLEET: ("community", "grid", "device_kind"),
     Measurement.HUB: ("instance",),
     Measurement.QUARANTINE: ("instance", "reason"),
@@ -103,6 +106,7 @@ FIELDS: Mapping[Measurement, Mapping[str, type]] = {
         "satisfied": int,
     },
     Measurement.CASE_OPEN: {"open": int},
+    Measurement.VISIT: {"n": int, "due": int, "on_time": int, "late": int},
     Measurement.FLEET: {"total": int, "online": int, "low_battery": int},
     Measurement.HUB: {
         "messages": int,
@@ -427,6 +431,28 @@ def case_point(t: CaseTransition) -> Point:
         },
     )
     return Point.of(Measurement.CASE, tags=tags, fields=fields, ts=t.at)
+
+
+def visit_point(
+    *, community: str, grid: str, worker: str, kind: str, due_at: float, done_at: float | None, ts: float
+) -> Point:
+    """A visit task falling due undone (``done_at`` None) or done, counted once in 探访完成率.
+
+    Summed over a window: 探访完成率 = sum(on_time) / sum(due). A task counts as *due* once: when
+    it is done on time, or when its due time passes undone; done late it adds to ``late`` only.
+    """
+    on_time = done_at is not None and done_at <= due_at
+    fields: dict[str, FieldValue] = {
+        "n": 1,
+        "due": int(done_at is None or on_time),
+        "on_time": int(on_time),
+        "late": int(done_at is not None and not on_time),
+    }
+    tags = _tags(
+        Measurement.VISIT,
+        {"community": community or UNASSIGNED, "grid": grid or UNASSIGNED, "worker": worker, "kind": kind},
+    )
+    return Point.of(Measurement.VISIT, tags=tags, fields=fields, ts=ts)
 
 
 # ------------------------------------------------------------------------------------ gauges
