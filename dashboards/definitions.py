@@ -507,7 +507,7 @@ DEVICE_HEALTH = DashboardSpec(
 SLA = DashboardSpec(
     uid="linli-sla",
     title="邻里 · 时限与考核",
-    description="红黄绿灯、结案率与按期结案率（按网格、网格员）、返工率",
+    description="红黄绿灯、结案率与按期结案率（按网格、网格员）、返工率、满意率、探访完成率",
     panels=(
         PanelSpec(
             title="在办案件红黄绿灯",
@@ -550,6 +550,34 @@ SLA = DashboardSpec(
                 q(
                     """SELECT 100 * sum("rework") / sum("closed") AS "返工率",
                     100 * sum("deferred") / sum("closed") AS "延期率" FROM "case_transition"
+                    WHERE $timeFilter GROUP BY "grid\""""
+                ),
+            ),
+        ),
+        PanelSpec(
+            title="满意率（按网格）",
+            viz=Viz.BARGAUGE,
+            unit=PERCENT,
+            description="评价（回访、监护人链接）中满意与基本满意的比例：满意率 = (满意 + 基本满意) / 已评价",
+            min=0,
+            max=100,
+            queries=(
+                q(
+                    """SELECT 100 * sum("satisfied") / sum("evaluated") AS "满意率" FROM "case_transition"
+                    WHERE $timeFilter GROUP BY "grid\""""
+                ),
+            ),
+        ),
+        PanelSpec(
+            title="探访完成率（按网格）",
+            viz=Viz.BARGAUGE,
+            unit=PERCENT,
+            description="按期完成的探访任务 / 到期的探访任务（上门探访、电话问候）",
+            min=0,
+            max=100,
+            queries=(
+                q(
+                    """SELECT 100 * sum("on_time") / sum("due") AS "探访完成率" FROM "visit"
                     WHERE $timeFilter GROUP BY "grid\""""
                 ),
             ),

@@ -37,11 +37,14 @@ from pydantic import ValidationError
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
 from hub.cases.calendar import official_coverage
+from hub.cases.care import load_care
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
+from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
+from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, ManualClock, SystemClock, wall_delay
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
@@ -72,6 +75,7 @@ from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from hub.timeseries import QuarantinedLines, open_sink
 from hub.web.api import Api
+from hub.web.care import CareServices
 from hub.web.server import HttpServer
 from hub.web.stream import AlertBus
 from rules.model import Rule
@@ -262,6 +266,18 @@ class Hub:
             on_case_failed=self._case_failed,
             scope=self.cluster.scope if self.cluster else lambda: None,
         )
+        self.visits = Visits(
+            store=self.store,
+            registry=registry,
+            care=load_care(),
+            casework=self.casework,
+            routing=self.routing,
+            clock=self.clock,
+            zone=settings.timezone,
+            on_alert_change=self._alert_changed,
+            on_notifications=self.dispatcher.wake,
+            series=self.timeseries,
+        )
         self.reply_keys = ReplyKeys(path=settings.reply_keys_file)
         self.replies = Replies(
             topics=reply_topics,
@@ -307,6 +323,12 @@ class Hub:
             quarantine=self.quarantine,
             series=self.timeseries,
         )
+        self.evaluations = Evaluations(
+            casework=self.casework,
+            store=self.store,
+            keys=ReplyKeys(path=Path(settings.data_dir) / LINK_KEY_FILE),
+            clock=self.clock,
+        )
         self.api = Api(
             store=self.store,
             bus=self.bus,
@@ -322,6 +344,7 @@ class Hub:
             metrics=self.metrics,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
             http=settings.http,
+            care=CareServices(evaluations=self.evaluations, visits=self.visits, states=self.states),
         )
         self.http = HttpServer(
             app=self.api.app(),
@@ -388,6 +411,8 @@ class Hub:
     def _alert_changed(self, change: AlertChange) -> None:
         """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
         self.bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
+        # An inactivity alert raises the elder's visit to urgent (and still becomes a case).
+        self.visits.on_alert_change(change)
         self.casework.on_alert_change(change)
 
     def flush_rule_state(self, *, include_routine: bool = False) -> int:
@@ -409,7 +434,13 @@ class Hub:
         previous: float | None = None
         while True:
             deadlines = [
-                d for d in (self.evaluator.next_due(), self.casework.next_deadline()) if d is not None
+                d
+                for d in (
+                    self.evaluator.next_due(),
+                    self.casework.next_deadline(),
+                    self.visits.next_deadline(),
+                )
+                if d is not None
             ]
             step = max(min([to, *deadlines]), self.clock.now())
             if step == previous:
@@ -418,6 +449,7 @@ class Hub:
             self.clock.set(step)
             self.run_due_rules()
             self.casework.tick()
+            self.visits.tick()
             if step >= to:
                 break
             previous = step
@@ -595,6 +627,7 @@ class Hub:
         self.casework.reconcile()
         self.casework.tick()
         self._tasks.append(asyncio.create_task(self._run_casework(), name="linli-casework"))
+        self._tasks.append(asyncio.create_task(self.visits.run(), name="linli-visits"))
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
         self._tasks.append(asyncio.create_task(self.redelivery.run(), name="linli-ingest-retry"))

@@ -229,6 +229,14 @@ class ApiToken(_Model):
     #: The roster person this token acts as (grid workers' phones); actions are recorded as them.
     person: str | None = Field(default=None, min_length=1, max_length=64)
 
+    @field_validator("role")
+    @classmethod
+    def _login_role(cls, value: Role) -> Role:
+        # A guardian (监护人) evaluates through a signed one-time link and has no login (issue 18).
+        if value is Role.GUARDIAN:
+            raise ValueError("a guardian has no token: he evaluates through a one-time link")
+        return value
+
 
 class Settings(_Model):
     data_dir: Path = Path("data")

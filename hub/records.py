@@ -24,7 +24,8 @@ class Role(StrEnum):
     """Every role a person or a token can have; a closed set (unknown roles are refused).
 
     The roster roles follow the "1+3+N" grid team of the handbook (§2); the last three are
-    console roles that no roster shift needs. :mod:`hub.casework.access` says what each may do.
+    console roles that no roster shift needs;
+    ``guardian`` is no login at all (a one-time link). :mod:`hub.casework.access` says what each may do.
     """
 
     GRID_LEADER = "grid_leader"  # 网格长
@@ -37,6 +38,9 @@ class Role(StrEnum):
     COMMAND_CENTRE = "command_centre"  # the command centre as a whole (shared console token)
     ADMIN = "admin"  # the person who runs Linli
     VIEWER = "viewer"  # a wall display: reads, never acts, no personal data
+    #: 监护人: an elder's emergency contact acting through a signed one-time link (issue 18),
+    #: never a token or a roster shift.
+    GUARDIAN = "guardian"
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,10 @@ class Action(StrEnum):
     CALL_BACK = "call_back"
     FALSE_ALARM = "false_alarm"
     NOTE = "note"
+    # The command centre records a 评价 after its 回访 call (issue 18).
+    EVALUATE = "evaluate"
+    # A grid worker records a care visit (探访) of an elder: ``elder``, ``outcome``.
+    VISIT = "visit"
 
 
 DEVICE_ACTS: Mapping[Action, Act] = {
@@ -221,6 +225,11 @@ class Step(_Model):
     via: Via = Via.CONTROL
     #: ``battery``: the level (percent) the device reports.
     level: float | None = Field(default=None, ge=0, le=100)
+    #: ``evaluate``: 满意 / 基本满意 / 不满意 (不满意 needs ``note``: the reason, for the 返工).
+    rating: str | None = Field(default=None, pattern=r"^(satisfied|basically_satisfied|unsatisfied)$")
+    #: ``visit``: the elder visited (a resident actor) and what the visitor found.
+    elder: str | None = None
+    outcome: str | None = Field(default=None, pattern=r"^(visited_well|needs_help|not_at_home)$")
 
     _at = field_validator("at")(_check_time)
 
@@ -232,6 +241,10 @@ class Step(_Model):
             raise ValueError(f"{self.do.value} needs `actor` (which device)")
         if self.do is Action.BATTERY and self.level is None:
             raise ValueError("battery needs `level` (percent)")
+        if self.do is Action.EVALUATE and (self.case is None or self.rating is None):
+            raise ValueError("evaluate needs `case` (whose case) and `rating`")
+        if self.do is Action.VISIT and (self.actor is None or self.elder is None or self.outcome is None):
+            raise ValueError("visit needs `actor` (the visitor), `elder` and `outcome`")
         return self
 
 
@@ -473,6 +486,14 @@ class HubControl(Protocol):
         """A person acts on a case through the hub's control API; raises if the hub refuses."""
         ...
 
+    async def evaluate(self, case_id: str, rating: str, note: str) -> None:
+        """The command centre records a 评价 after a call-back (``POST /api/cases/{id}/evaluate``)."""
+        ...
+
+    async def record_visit(self, elder: str, outcome: str, actor: str, note: str) -> None:
+        """``actor`` records a visit of ``elder`` (his urgent one first); raises if the hub refuses."""
+        ...
+
 
 # -- running -----------------------------------------------------------------------------------
 
@@ -678,6 +699,22 @@ class _Runner:
         when = self.clock.show(at)
         if step.do is Action.WAIT:
             self.log.append(f"{when} wait")
+            return
+        if step.do is Action.VISIT:
+            assert step.actor is not None and step.elder is not None and step.outcome is not None
+            person = self._person(step.actor)
+            spec = self.s.actors.get(step.elder)
+            elder = spec.resident if spec is not None and spec.resident is not None else step.elder
+            await self.control.record_visit(elder, step.outcome, person, step.note)
+            self.log.append(f"{when} {person} visit {elder} ({step.elder}): {step.outcome}")
+            return
+        if step.do is Action.EVALUATE:
+            assert step.case is not None and step.rating is not None
+            case = await self._case_of(step.case)
+            if case is None:
+                raise ScenarioError(f"no case for {step.case}")
+            await self.control.evaluate(case.id, step.rating, step.note)
+            self.log.append(f"{when} command centre evaluate {step.rating} case {case.id} ({step.case})")
             return
         if step.do in CASE_ACTIONS:
             assert step.actor is not None and step.case is not None

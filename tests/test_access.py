@@ -11,6 +11,7 @@ from hub.cases.model import CaseAction
 from hub.casework.access import (
     ACCESS,
     HANDLER,
+    TOKEN_ROLES,
     Actor,
     Permission,
     Scope,
@@ -78,7 +79,7 @@ def test_a_person_told_of_a_case_may_read_it() -> None:
 
 
 def test_roles_narrower_than_all_need_a_person() -> None:
-    assert {r for r in Role if needs_person(r)} == {
+    assert {r for r in TOKEN_ROLES if needs_person(r)} == {
         Role.DUTY_OFFICER,
         Role.GRID_LEADER,
         Role.GRID_WORKER,
@@ -151,3 +152,19 @@ def test_docs_security_holds_the_table_as_the_code_renders_it() -> None:
     assert shown == render_table(), (
         "regenerate with: python -c 'from hub.casework.access import render_table; print(render_table())'"
     )
+
+
+def test_a_guardian_evaluates_only_the_case_his_link_names_and_has_no_login() -> None:
+    """Issue 18: 评价 by a one-time link reaches one case; a guardian reads nothing and never logs in."""
+    guardian = Actor("guardian:李明", Role.GUARDIAN)
+    linked = Where(COMMUNITY, OTHER_GRID, "w-night", told=frozenset({guardian.id}))
+    other = Where(COMMUNITY, OTHER_GRID, "w-night")
+    nothing: frozenset[str] = frozenset()
+    assert allows(guardian, CaseAction.EVALUATE, linked, grids=nothing, communities=nothing)
+    assert not allows(guardian, CaseAction.EVALUATE, other, grids=nothing, communities=nothing)
+    assert not any(
+        allows(guardian, action, linked, grids=nothing, communities=nothing)
+        for action in [*Permission, *(set(CaseAction) - {CaseAction.EVALUATE})]
+    )
+    assert Role.GUARDIAN not in TOKEN_ROLES
+    assert not can(Role.GRID_WORKER, CaseAction.EVALUATE) and not can(Role.GRID_LEADER, CaseAction.EVALUATE)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hub.app import Hub
-from hub.cases.model import CaseAction, CaseState, Channel
+from hub.cases.model import CaseAction, CaseState, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.service import Actor
 from hub.clock import ManualClock
 from hub.config import load_settings
@@ -41,6 +41,32 @@ WORK = (
 def community_tags() -> tuple[str, str]:
     doc = generate(seed=3).document["communities"][0]
     return doc["code"], doc["grids"][0]["code"]
+
+
+def evaluate_closed(hub: Hub, rng: random.Random) -> None:
+    """The command centre calls back closed cases (回访) and records the 评价; 不满意 reopens one."""
+    for case_id in hub.cases.case_ids(states=[CaseState.CLOSED], limit=10_000):
+        case = hub.cases.load(case_id)
+        if case is None or not case.awaiting_evaluation or rng.random() < 0.5:
+            continue
+        rating = rng.choice(("satisfied", "satisfied", "basically_satisfied", "unsatisfied"))
+        hub.evaluations.evaluate(
+            case_id,
+            actor=Actor("ops", "command_centre"),
+            rating=Rating(rating),
+            role=EvaluatorRole.COMMAND_CENTRE,
+            via=EvaluationVia.PHONE_CALL,
+            note="地面未清理" if rating == "unsatisfied" else "",
+        )
+
+
+def visit_elders(hub: Hub, rng: random.Random) -> None:
+    """Grid workers visit some elders early in the week (done on time: 探访完成率)."""
+    hub.visits.schedule()
+    for task in hub.visits.visits.tasks(limit=10_000):
+        if task.task.assignee is None or rng.random() < 0.9:
+            continue
+        hub.visits.record(task.key, "visited_well", actor=Actor(task.task.assignee, "grid_worker"))
 
 
 def act_on_cases(hub: Hub, rng: random.Random) -> None:
@@ -120,6 +146,8 @@ def influx_filled_by_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iter
                     hub.run_due_rules()
                     hub.casework.tick()
                     act_on_cases(hub, rng)
+                    evaluate_closed(hub, rng)
+                    visit_elders(hub, rng)
                     hub.quarantine.flush()
                     hub.write_gauges()
                     await asyncio.sleep(0)
@@ -167,4 +195,8 @@ def test_the_simulated_day_is_believable(influx_filled_by_simulator: InfluxServe
     assert count('SELECT count("open") FROM "door"') > 100
     assert count('SELECT sum("n") FROM "alert" WHERE "category" = \'sos\'') >= 1
     assert count('SELECT sum("closed") FROM "case_transition"') >= 10
+    # 评价 after the 回访 calls: some satisfied, never more than were evaluated.
+    evaluated = count('SELECT sum("evaluated") FROM "case_transition"')
+    assert evaluated >= 3 and 0 < count('SELECT sum("satisfied") FROM "case_transition"') <= evaluated
+    assert count('SELECT sum("on_time") FROM "visit"') >= 3
     assert count('SELECT sum("n") FROM "alert" WHERE "category" = \'inactivity\'') >= 1

@@ -36,6 +36,7 @@ from hub.timeseries import (
     fleet_point,
     hub_point,
     quarantine_point,
+    visit_point,
 )
 from tests.conftest import server_missing
 from tests.support.influx import InfluxServer, influxdb
@@ -235,6 +236,44 @@ def simulated_day(now: float, rng: random.Random) -> list[Point]:
                 )
             )
             entered = at
+            if stage is CaseStage.CLOSED and at + 3600 < now:
+                # 评价 at the 回访 call an hour after 结案: mostly satisfied, some not (返工).
+                rating = ("satisfied", "basically_satisfied", "unsatisfied")[case_no % 3]
+                points.append(
+                    case_point(
+                        CaseTransition(
+                            case_id=f"C{case_no}",
+                            stage=CaseStage.EVALUATED if rating != "unsatisfied" else CaseStage.REWORK,
+                            at=at + 3600,
+                            stage_entered_at=at,
+                            filed_at=filed,
+                            deadline=deadline,
+                            light=light,
+                            community=COMMUNITY,
+                            grid=grid,
+                            category="环境卫生",
+                            severity="normal",
+                            worker=WORKERS[grid],
+                            rating=rating,
+                        )
+                    )
+                )
+    # care visits: most done on time, some late, some falling due undone
+    for visit_no in range(30):
+        grid = GRIDS[visit_no % 3]
+        due_at = start + 3600 + visit_no * 2700
+        done_at = None if visit_no % 5 == 0 else due_at + (3600 if visit_no % 7 == 0 else -7200)
+        points.append(
+            visit_point(
+                community=COMMUNITY,
+                grid=grid,
+                worker=WORKERS[grid],
+                kind="visit",
+                due_at=due_at,
+                done_at=done_at,
+                ts=due_at if done_at is None else done_at,
+            )
+        )
     # periodic gauges every 10 minutes, hub self-metrics every minute
     messages = 0
     for i in range(24 * 6):

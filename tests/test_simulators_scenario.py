@@ -128,6 +128,14 @@ class FakeHub:
         )
         self._timeline[case_id].append(TimelineView(action=action, actor=actor, at=self.now))
 
+    async def evaluate(self, case_id: str, rating: str, note: str) -> None:
+        raise NotImplementedError("the fake hub has no 评价 (tests/test_scenarios.py runs it on a real hub)")
+
+    async def record_visit(self, elder: str, outcome: str, actor: str, note: str) -> None:
+        raise NotImplementedError(
+            "the fake hub has no visits (tests/test_scenarios.py runs them on a real hub)"
+        )
+
 
 def hub_for(text: str, **kwargs: float) -> tuple[FakeHub, object]:
     scenario = parse_scenario(text, file="story.yaml")

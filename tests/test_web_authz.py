@@ -22,7 +22,7 @@ import pytest
 from hub.app import Hub
 from hub.broker import EmbeddedBroker
 from hub.cases.model import CaseAction
-from hub.casework.access import Action, Actor, Permission, Where, allows, needs_person
+from hub.casework.access import TOKEN_ROLES, Action, Actor, Permission, Where, allows, needs_person
 from hub.clock import ManualClock
 from hub.config import ApiToken, load_settings
 from hub.errors import ConfigError
@@ -91,6 +91,7 @@ def tokens() -> list[ApiToken]:
     return [
         ApiToken(name=f"tok-{r.value}", role=r, person=PERSON.get(r), sha256=token_hash(secret(r)))
         for r in Role
+        if r in TOKEN_ROLES
     ]
 
 
@@ -158,7 +159,7 @@ async def call(world: World, role: Role, method: str, path: str, body: Any = Non
         return await c.request(method, path, json=body)
 
 
-@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("role", sorted(TOKEN_ROLES))
 async def test_authorisation_matrix_every_role_every_route_own_and_other_grid(
     world: World, role: Role
 ) -> None:

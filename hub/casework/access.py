@@ -29,6 +29,11 @@ Where today's lists contradicted each other, this table decides, and says why:
   room a device is in) or ``read_notifications`` (who was told): a wall in a public office.
   The grid team sees residents' personal data only on cases in their hands (``ASSIGNED``):
   the worker on the way to an SOS needs the elder's phone and contacts, not the whole grid's.
+* (issue 18) ``visits`` (the elder register and its visit tasks) is the grid team's in its
+  grids and the desk's; a wall display has none (names of elders living alone are personal).
+* (issue 18) 评价 is the desk's (the command centre records it after a 回访 call, or for a
+  resident who answered by phone) and the guardian's, through a signed one-time link that
+  reaches exactly one case; never the grid team's (they would judge their own work).
 * (issue 11) Roles whose reach depends on who the person is (every scope narrower than
   ``ALL``) need a token bound to a roster person: :func:`needs_person`.
 
@@ -69,6 +74,7 @@ class Permission(StrEnum):
     STAFF_KPIS = "staff_kpis"  # KPIs per worker (staff performance, not for a public wall)
     RELOAD_RULES = "reload_rules"
     ADVANCE_TEST_CLOCK = "advance_test_clock"  # scenario testing on a manual clock only
+    VISITS = "visits"  # the elder register, care visit tasks and recording their outcomes (issue 18)
 
 
 Action = CaseAction | Permission
@@ -84,6 +90,7 @@ EVERY_CASE_ACTION: frozenset[Action] = frozenset(set(CaseAction) - {A.FILE, A.AU
 #: The command centre's and duty officers' desk: any case action, reading, recording for others.
 DESK: frozenset[Action] = EVERY_CASE_ACTION | {
     Permission.READ,
+    Permission.VISITS,
     Permission.RECORD_FOR_OTHERS,
     Permission.READ_NOTIFICATIONS,
     Permission.LOCATIONS,
@@ -105,8 +112,8 @@ def _grants(*pairs: tuple[frozenset[Action], Scope]) -> tuple[Grant, ...]:
 
 _PERSONAL = frozenset({Permission.PERSONAL_DATA})
 _READ = frozenset({Permission.READ})
-#: What a grid team member reads in the grids they cover.
-_GRID_READ = frozenset({Permission.READ, Permission.LOCATIONS})
+#: What a grid team member reads in the grids they cover (and the grid's care visits: 探访).
+_GRID_READ = frozenset({Permission.READ, Permission.LOCATIONS, Permission.VISITS})
 _RULES = frozenset({Permission.RELOAD_RULES})
 _CLOCK = frozenset({Permission.ADVANCE_TEST_CLOCK})
 
@@ -131,7 +138,13 @@ ACCESS: Mapping[Role, tuple[Grant, ...]] = {
     R.VOLUNTEER: _grants((HANDLER | _GRID_READ, Scope.GRID), (_READ | _PERSONAL, Scope.ASSIGNED)),
     # A wall display: everything, without personal data, locations or who was told.
     R.VIEWER: _grants((_READ, Scope.ALL)),
+    # (issue 18) 监护人 through a signed one-time link: evaluates the one case the link names
+    # (the link makes him one of the case's ``told``) and nothing else, reads nothing.
+    R.GUARDIAN: _grants((frozenset({A.EVALUATE}), Scope.ASSIGNED)),
 }
+
+#: Roles a token (a login) may have: a guardian never logs in, his one-time link is his only reach.
+TOKEN_ROLES = frozenset(R) - {R.GUARDIAN}
 
 #: Roles whose login lands on the phone page (``/m``) rather than the command-centre console.
 PHONE_ROLES = frozenset({R.GRID_WORKER, R.GRID_LEADER, R.GRID_POLICE, R.VOLUNTEER})

@@ -32,6 +32,9 @@ def stage_of(case: Case, entry: TimelineEntry) -> CaseStage | None:
     """The dashboard stage an entry moved the case into (``None``: not a stage change)."""
     if entry.action in (CaseAction.FALSE_ALARM, CaseAction.AUTO_CLEAR) and case.state is CaseState.CLOSED:
         return CaseStage.CLOSED
+    if entry.action is CaseAction.EVALUATE:
+        # 不满意 sends the case back (返工): on the dashboards it is a rework like a failed 核查.
+        return CaseStage.REWORK if case.state is not CaseState.CLOSED else CaseStage.EVALUATED
     return _STAGE_OF_ACTION.get(entry.action)
 
 
@@ -44,7 +47,9 @@ def worst_light(case: Case, now: float, *, sla: SlaBook, open_stages_only: bool 
     )
 
 
-def transition_point(case: Case, stage: CaseStage, at: float, *, sla: SlaBook) -> Point:
+def transition_point(
+    case: Case, stage: CaseStage, at: float, *, sla: SlaBook, rating: str | None = None
+) -> Point:
     return case_point(
         CaseTransition(
             case_id=case.id,
@@ -59,5 +64,6 @@ def transition_point(case: Case, stage: CaseStage, at: float, *, sla: SlaBook) -
             category=case.category,
             severity=case.severity,
             worker=case.assignee or "",
+            rating=rating,
         )
     )

@@ -188,16 +188,20 @@ class Casework:
         channel: Channel,
         note: str = "",
         data: Mapping[str, Any] | None = None,
+        where: Where | None = None,
+        within: Callable[[Any], None] | None = None,
     ) -> Case:
+        """Act as ``actor``; ``where`` replaces the case's own place for the access check (a
+        guardian's link reaches its case), ``within`` runs in the change's transaction (and can
+        refuse it by raising: spending a one-time link commits with the action or not at all)."""
         case = self.cases.load(case_id)
         if case is None:
             raise CaseNotFoundError(case_id)
-        self._authorise(case, action, actor)
-        return self._act(case, action, actor=actor.id, channel=channel, note=note, data=dict(data or {}))
-
-    def _authorise(self, case: Case, action: CaseAction, actor: Actor) -> None:
-        if not self.allows(actor, action, self.where_of(case)):
+        if not self.allows(actor, action, where or self.where_of(case)):
             raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not {action.value} case {case.id}")
+        return self._act(
+            case, action, actor=actor.id, channel=channel, note=note, data=dict(data or {}), within=within
+        )
 
     def where_of(self, case: Case) -> Where:
         """Where a case is for the access table, with everybody it was dispatched or escalated to."""
@@ -238,7 +242,15 @@ class Casework:
         )
 
     def _act(
-        self, case: Case, action: CaseAction, *, actor: str, channel: Channel, note: str, data: dict[str, Any]
+        self,
+        case: Case,
+        action: CaseAction,
+        *,
+        actor: str,
+        channel: Channel,
+        note: str,
+        data: dict[str, Any],
+        within: Callable[[Any], None] | None = None,
     ) -> Case:
         now = self._clock.now()
         at = max(now, case.updated_at)
@@ -248,6 +260,8 @@ class Casework:
         fence = case.community if actor in AUTOMATIC_ACTORS else None
         try:
             with self._store.transaction(community=fence) as db:
+                if within is not None:
+                    within(db)
                 self.cases.append(db, updated, entry)
                 sent = self._escalate(db, updated, now)
         except StaleCaseError:
@@ -264,6 +278,8 @@ class Casework:
                 data=data,
             )
             with self._store.transaction(community=fence) as db:
+                if within is not None:
+                    within(db)
                 self.cases.append(db, updated, entry)
                 sent = self._escalate(db, updated, now)
         self._after(updated, entry, sent=sent)
@@ -592,7 +608,16 @@ class Casework:
     def _after(self, case: Case, entry: TimelineEntry, *, sent: bool) -> None:
         stage = stage_of(case, entry)
         if stage is not None:
-            self._series.write(transition_point(case, stage, entry.ts, sla=self.policies.sla))
+            rating = entry.data.get("rating") if entry.action is CaseAction.EVALUATE else None
+            self._series.write(
+                transition_point(
+                    case,
+                    stage,
+                    entry.ts,
+                    sla=self.policies.sla,
+                    rating=rating if isinstance(rating, str) else None,
+                )
+            )
         if sent:
             self._on_notifications()
         self._on_change(case)

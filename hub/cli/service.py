@@ -192,7 +192,7 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
 @click.option("--name", help="A label for the token (logs, console); defaults to the person.")
 @click.option(
     "--role",
-    type=click.Choice([r.value for r in Role]),
+    type=click.Choice([r.value for r in Role if r is not Role.GUARDIAN]),
     default=Role.COMMAND_CENTRE.value,
     show_default=True,
     help="Role the token grants (see docs/security.md for what each may do).",

@@ -209,6 +209,18 @@ class HttpHubControl:
         # Recorded as the person (their role's permissions apply), on the command centre's console.
         await self._post(f"/api/cases/{case_id}/{action}", {"note": note, "on_behalf_of": actor})
 
+    async def record_visit(self, elder: str, outcome: str, actor: str, note: str) -> None:
+        # The list is urgent first, then by due time: the visit the worker would open first.
+        tasks = [t for t in await self._get("/api/visits?limit=500") if t["elder"] == elder]
+        if not tasks:
+            raise RuntimeError(f"no open visit for {elder}")
+        await self._post(f"/api/visits/{tasks[0]['id']}/{outcome}", {"note": note, "on_behalf_of": actor})
+
+    async def evaluate(self, case_id: str, rating: str, note: str) -> None:
+        # The desk's own 评价 after its 回访 call (the grid team may not judge its own work).
+        body = {"rating": rating, "role": "command_centre", "via": "phone_call", "note": note}
+        await self._post(f"/api/cases/{case_id}/evaluate", body)
+
 
 async def run_embedded_scenario(path: Path, *, work_dir: Path) -> ScenarioResult:
     """Start an embedded broker and a hub on a test clock with the scenario's community, and play it."""

@@ -196,8 +196,85 @@ def _v3(tx: Tx) -> None:
     tx.ddl(_V3)
 
 
+_V4 = """
+    CREATE TABLE IF NOT EXISTS visit_tasks (
+        key           TEXT PRIMARY KEY,
+        elder         TEXT NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('sign_of_life', 'visit', 'call')),
+        community     TEXT NOT NULL,
+        grid          TEXT NOT NULL,
+        assignee      TEXT,
+        window_start  REAL NOT NULL,
+        due_at        REAL NOT NULL,
+        created_at    REAL NOT NULL,
+        urgent_at     REAL,
+        urgent_alert  INTEGER REFERENCES alerts (id),
+        superseded_by TEXT,
+        done_at       REAL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS visit_tasks_one_open ON visit_tasks (elder, kind)
+        WHERE done_at IS NULL AND superseded_by IS NULL;
+    CREATE INDEX IF NOT EXISTS visit_tasks_by_grid ON visit_tasks (grid, due_at);
+    CREATE INDEX IF NOT EXISTS visit_tasks_by_elder ON visit_tasks (elder, due_at);
+
+    CREATE TABLE IF NOT EXISTS visit_records (
+        id        TEXT PRIMARY KEY,
+        task_key  TEXT NOT NULL REFERENCES visit_tasks (key),
+        outcome   TEXT NOT NULL CHECK (outcome IN ('visited_well', 'needs_help', 'not_at_home')),
+        by_person TEXT NOT NULL,
+        at        REAL NOT NULL,
+        note      TEXT NOT NULL,
+        channel   TEXT NOT NULL,
+        case_id   TEXT REFERENCES cases (id),
+        alert_id  INTEGER REFERENCES alerts (id)
+    );
+    CREATE INDEX IF NOT EXISTS visit_records_by_task ON visit_records (task_key, at);
+
+    CREATE TABLE IF NOT EXISTS visit_deadlines (
+        task_key TEXT PRIMARY KEY REFERENCES visit_tasks (key),
+        next_at  REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS visit_deadlines_next ON visit_deadlines (next_at);
+
+    CREATE TABLE IF NOT EXISTS visit_steps_sent (
+        key      TEXT PRIMARY KEY,
+        task_key TEXT NOT NULL REFERENCES visit_tasks (key),
+        target   TEXT NOT NULL,
+        sent_at  REAL NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS evaluation_links (
+        nonce      TEXT PRIMARY KEY,
+        case_id    TEXT NOT NULL REFERENCES cases (id),
+        guardian   TEXT NOT NULL,
+        issued_at  REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at    REAL
+    );
+    CREATE INDEX IF NOT EXISTS evaluation_links_case ON evaluation_links (case_id);
+"""
+
+
+def _v4(tx: Tx) -> None:
+    """Care visits and guardians' evaluation links (issue 18).
+
+    ``visit_tasks`` holds one row per task occurrence (key ``{elder}/{kind}/{due_ms}`` from
+    :func:`hub.cases.care.next_task`), at most one open per elder and kind — the scheduler
+    creating the same task twice (two hubs, a restart) is refused by the index, not by luck.
+    ``visit_records`` is insert-only (the record of what the visitor found), as the case
+    timeline is. ``visit_deadlines`` and ``visit_steps_sent`` do for visits what
+    ``case_deadlines`` and ``case_steps_sent`` do for cases: after ``kill -9`` a missed visit
+    escalates at its original time, once. An urgent visit (an inactivity alert) that must come
+    sooner than the planned one replaces it: the planned row is kept, ``superseded_by`` the new. ``evaluation_links`` remembers each signed one-time
+    link a guardian was sent: a link is spent when used, so a forwarded or replayed link cannot
+    evaluate twice. Evaluations themselves are ``evaluate`` entries of ``case_timeline`` (the
+    timeline is the case's record; a table beside it could disagree with it).
+    """
+    tx.ddl(_V4)
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -252,6 +252,20 @@ class Store:
             alert = _alert(db.execute(_ALERT_BY_ID, (row[0],)).fetchone())
         return AlertChange(alert=alert, created=False, notifications=())
 
+    @staticmethod
+    def resolve_alert(db: Tx, alert_id: int, *, at: float) -> Alert | None:
+        """Resolve an active alert by id inside the caller's transaction (a visit found the elder well).
+
+        ``None`` if it was not active (already cleared by its sensor): nothing changes then.
+        """
+        cursor = db.execute(
+            "UPDATE alerts SET status = 'resolved', resolved_at = ? WHERE id = ? AND status = 'active'",
+            (at, alert_id),
+        )
+        if cursor.rowcount != 1:
+            return None
+        return _alert(db.execute(_ALERT_BY_ID, (alert_id,)).fetchone())
+
     def active_alert(self, rule: str, subject: str) -> Alert | None:
         """The open alert of (rule, subject), if any."""
         row = self.execute(_ACTIVE_ALERT, (rule, subject)).fetchone()

@@ -39,6 +39,7 @@ from hub.timeseries.schema import (
     fleet_point,
     hub_point,
     quarantine_point,
+    visit_point,
 )
 from hub.timeseries.settings import TimeseriesKind, TimeseriesSettings
 from hub.timeseries.sqlite_sink import Aggregate, Series, SqliteSink, query_series
@@ -109,4 +110,5 @@ __all__ = [
     "open_sink",
     "quarantine_point",
     "query_series",
+    "visit_point",
 ]

@@ -36,6 +36,8 @@ class Measurement(StrEnum):
     ALERT = "alert"
     CASE = "case_transition"
     CASE_OPEN = "case_open"
+    #: Care visits (探访, issue 18): a task falling due and a task done.
+    VISIT = "visit"
     FLEET = "fleet"
     HUB = "hub"
     QUARANTINE = "quarantine"
@@ -56,6 +58,7 @@ TAGS: Mapping[Measurement, tuple[str, ...]] = {
     Measurement.ALERT: ("community", "grid", "rule", "category", "severity", "transition", "device_kind"),
     Measurement.CASE: ("community", "grid", "category", "severity", "worker", "stage", "light"),
     Measurement.CASE_OPEN: ("community", "grid", "severity", "light"),
+    Measurement.VISIT: ("community", "grid", "worker", "kind"),
     Measurement.FLEET: ("community", "grid", "device_kind"),
     Measurement.HUB: ("instance",),
     Measurement.QUARANTINE: ("instance", "reason"),
@@ -99,8 +102,11 @@ FIELDS: Mapping[Measurement, Mapping[str, type]] = {
         "closed_on_time": int,
         "deferred": int,
         "rework": int,
+        "evaluated": int,
+        "satisfied": int,
     },
     Measurement.CASE_OPEN: {"open": int},
+    Measurement.VISIT: {"n": int, "due": int, "on_time": int, "late": int},
     Measurement.FLEET: {"total": int, "online": int, "low_battery": int},
     Measurement.HUB: {
         "messages": int,
@@ -382,6 +388,8 @@ class CaseTransition:
     category: str
     severity: str
     worker: str = ""
+    #: ``evaluate`` transitions (评价): the rating given (satisfied, basically_satisfied, unsatisfied).
+    rating: str | None = None
 
 
 def case_point(t: CaseTransition) -> Point:
@@ -406,6 +414,10 @@ def case_point(t: CaseTransition) -> Point:
     }
     if t.stage is CaseStage.ACCEPTED:
         fields["response_s"] = max(0.0, t.at - t.filed_at)
+    if t.rating is not None:
+        # 满意率 = sum(satisfied) / sum(evaluated): 满意 and 基本满意 count as satisfied.
+        fields["evaluated"] = 1
+        fields["satisfied"] = int(t.rating in ("satisfied", "basically_satisfied"))
     tags = _tags(
         Measurement.CASE,
         {
@@ -419,6 +431,28 @@ def case_point(t: CaseTransition) -> Point:
         },
     )
     return Point.of(Measurement.CASE, tags=tags, fields=fields, ts=t.at)
+
+
+def visit_point(
+    *, community: str, grid: str, worker: str, kind: str, due_at: float, done_at: float | None, ts: float
+) -> Point:
+    """A visit task falling due undone (``done_at`` None) or done, counted once in 探访完成率.
+
+    Summed over a window: 探访完成率 = sum(on_time) / sum(due). A task counts as *due* once: when
+    it is done on time, or when its due time passes undone; done late it adds to ``late`` only.
+    """
+    on_time = done_at is not None and done_at <= due_at
+    fields: dict[str, FieldValue] = {
+        "n": 1,
+        "due": int(done_at is None or on_time),
+        "on_time": int(on_time),
+        "late": int(done_at is not None and not on_time),
+    }
+    tags = _tags(
+        Measurement.VISIT,
+        {"community": community or UNASSIGNED, "grid": grid or UNASSIGNED, "worker": worker, "kind": kind},
+    )
+    return Point.of(Measurement.VISIT, tags=tags, fields=fields, ts=ts)
 
 
 # ------------------------------------------------------------------------------------ gauges

@@ -39,6 +39,7 @@ from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.records import Role
 from hub.storage.store import Store
+from hub.web.care import CareServices, add_care_routes
 from hub.web.guard import Guard
 from hub.web.routes.alerts import add_alert_routes
 from hub.web.routes.cases import add_case_routes
@@ -108,7 +109,9 @@ class Api:
         advance_clock: Callable[[float], Awaitable[float]] | None = None,
         http: HttpSettings | None = None,
         sessions: Sessions | None = None,
+        care: CareServices | None = None,
     ) -> None:
+        self.care = care
         self.http = http or HttpSettings()
         check_tokens(tokens, casework.role_of)
         self.advance_clock = advance_clock
@@ -229,6 +232,7 @@ ROUTES: tuple[Callable[[FastAPI, Api], None], ...] = (
     add_alert_routes,
     add_device_routes,
     add_community_routes,
+    add_care_routes,  # issue 18: before the generic case-action route (POST …/evaluate is typed)
     add_case_routes,
     add_kpi_routes,
     add_stream_routes,

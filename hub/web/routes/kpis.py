@@ -10,6 +10,7 @@ from hub.casework.access import Permission, Scope
 from hub.clock import iso
 from hub.errors import BadRequestError, NotAllowedError
 from hub.web import models as m
+from hub.web.care import add_visit_kpis
 from hub.web.routes.common import ERRORS, Who, time_param
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def add_kpi_routes(api: FastAPI, web: Api) -> None:
             raise BadRequestError(str(exc)) from None
         by_grid = {k: v.as_dict() for k, v in report.by_grid.items() if grid is None or k == grid}
         staff = reach.may_ever(Permission.STAFF_KPIS)
-        return {
+        body = {
             "from": iso(lo),
             "to": iso(hi),
             "overall": report.overall.as_dict(),
@@ -50,3 +51,6 @@ def add_kpi_routes(api: FastAPI, web: Api) -> None:
             "by_worker": {k: v.as_dict() for k, v in report.by_worker.items()} if staff else {},
             "by_category": {k: v.as_dict() for k, v in report.by_category.items()},
         }
+        if web.care is not None:  # issue 18: 探访完成率 in the same rows
+            add_visit_kpis(body, web.care, reach=reach, start=lo, end=hi, grid=grid)
+        return body

@@ -1,0 +1,242 @@
+"""评价 after 结案: who may record it, the 回访 call-back list, and guardians' one-time links.
+
+The workflow (:mod:`hub.cases.workflow`) decides what an evaluation does to a case (不满意 is a
+返工); this module decides who gives it and how. The command centre records it after a call-back
+(or for a resident who answered by phone); a guardian (监护人) evaluates through a link the hub
+signed for him, which works on a phone without an account, expires, and is spent in the same
+transaction as the evaluation it carried (``evaluation_links``), so it works once.
+
+A link is ``{nonce}.{signature}``: the nonce names the stored link (case, guardian, expiry) and
+the signature is HMAC-SHA256 over the nonce, the case and the expiry with the hub's link key.
+The key is kept like the reply keys (a ``0600`` file in the data directory, re-read when it
+changes); rotating it voids every link not yet used.
+
+Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from hub.cases.kpi import CallBackDue, awaiting_evaluation
+from hub.cases.model import Case, CaseAction, CaseState, Channel, EvaluationVia, EvaluatorRole, Rating
+from hub.casework.access import Actor, Permission, Reach, Where
+from hub.casework.reply_keys import ReplyKeys
+from hub.casework.service import Casework
+from hub.clock import Clock
+from hub.errors import CaseNotFoundError, NotAllowedError, RequirementNotMet
+from hub.records import Role
+from hub.storage.links import EvaluationLinks, IssuedLink
+from hub.storage.store import Store
+
+#: The key's entry in the link-key file (one key for every link of this hub).
+LINK_KEY_ID = "evaluation-links"
+LINK_KEY_FILE = "link-keys.yaml"
+#: How long a guardian's link works (a default: the brief's "expires").
+DEFAULT_LINK_TTL_S = 7 * 86400.0
+_NONCE_BYTES = 18
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkView:
+    """What the link page shows before the guardian answers (no personal data beyond his own name)."""
+
+    case_id: str
+    guardian: str
+    title_zh: str
+    title_en: str
+    closed_at: float | None
+    expires_at: float
+
+
+def _signature(key: bytes, nonce: str, case_id: str, expires_at: float) -> str:
+    message = f"linli-evaluation-link/1|{nonce}|{case_id}|{round(expires_at * 1000)}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _refused(case: Case | None, reason: str) -> RequirementNotMet:
+    return RequirementNotMet(
+        state=case.state if case is not None else CaseState.CLOSED,
+        action=CaseAction.EVALUATE,
+        allowed=(),
+        reason=reason,
+    )
+
+
+class Evaluations:
+    def __init__(
+        self,
+        *,
+        casework: Casework,
+        store: Store,
+        keys: ReplyKeys,
+        clock: Clock,
+        link_ttl_s: float = DEFAULT_LINK_TTL_S,
+    ) -> None:
+        self._casework = casework
+        self._store = store
+        self._links = EvaluationLinks(store=store)
+        self._keys = keys
+        self._clock = clock
+        self._ttl = link_ttl_s
+
+    # -- by the desk ------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        case_id: str,
+        *,
+        actor: Actor,
+        rating: Rating,
+        role: EvaluatorRole,
+        via: EvaluationVia,
+        note: str = "",
+        assignee: str | None = None,
+        channel: Channel = Channel.CONSOLE,
+    ) -> Case:
+        """Record an evaluation as ``actor`` (the access table decides; guardians use :meth:`evaluate_by_link`)."""
+        if via is EvaluationVia.LINK:
+            raise NotAllowedError(
+                "评价 by link is the guardian's own, through his link / only a link records via=link"
+            )
+        if role is not EvaluatorRole.COMMAND_CENTRE and not self._casework.reach(actor).may_ever(
+            Permission.RECORD_FOR_OTHERS
+        ):
+            raise NotAllowedError(f"{actor.id} may not record an evaluation for a {role.value}")
+        self._check_reopen(case_id, rating)
+        data: dict[str, Any] = {"rating": rating.value, "role": role.value, "via": via.value}
+        if assignee is not None:
+            data["assignee"] = assignee
+        return self._casework.act(
+            case_id, CaseAction.EVALUATE, actor=actor, channel=channel, note=note, data=data
+        )
+
+    def _check_reopen(self, case_id: str, rating: Rating) -> None:
+        """不满意 reopens the case: refused (changing nothing) if its alert has another open case."""
+        if rating is not Rating.UNSATISFIED:
+            return
+        case = self._casework.load(case_id)
+        if case is None:
+            raise CaseNotFoundError(case_id)
+        if case.alert_id is None:
+            return
+        other = self._casework.cases.open_for_alert(case.alert_id)
+        if other is not None and other.id != case.id:
+            raise _refused(
+                case,
+                f"alert {case.alert_id} already has open case {other.id}: record the 不满意 reason there"
+                " (one open case per alert)",
+            )
+
+    def call_backs(self, *, reach: Reach | None = None, limit: int = 200) -> tuple[CallBackDue, ...]:
+        """Closed cases without their 评价 ``evaluation.call_back_after`` after 结案 (回访 list), oldest first."""
+        after = self._casework.policies.file.evaluation.call_back_after_s
+        ids = self._casework.cases.case_ids(states=(CaseState.CLOSED,), limit=100_000)
+        timelines = [self._casework.timeline(case_id) for case_id in ids]
+        if reach is not None:
+            timelines = [
+                t for t in timelines if t and reach.allows(CaseAction.EVALUATE, self._where(t[0].case_id))
+            ]
+        return awaiting_evaluation(timelines, now=self._clock.now(), after=after)[:limit]
+
+    def _where(self, case_id: str) -> Where:
+        case = self._casework.load(case_id)
+        return self._casework.where_of(case) if case is not None else Where(community=None, grid=None)
+
+    def case_json(self, case: Case) -> dict[str, Any]:
+        return self._casework.case_json(case)
+
+    # -- guardians' links -------------------------------------------------------------------
+
+    def _key(self) -> bytes:
+        key = self._keys.key_for(LINK_KEY_ID)
+        if key is None:
+            self._keys.ensure([LINK_KEY_ID])
+            key = self._keys.key_for(LINK_KEY_ID)
+        assert key is not None
+        return key
+
+    def issue_link(self, case_id: str, *, guardian: str, actor: Actor) -> tuple[str, float]:
+        """A signed one-time link token for ``guardian`` on a closed case awaiting 评价; (token, expiry).
+
+        Issued by someone who may record evaluations on that case (the desk).
+        """
+        case = self._casework.load(case_id)
+        if case is None:
+            raise CaseNotFoundError(case_id)
+        if not self._casework.allows(actor, Permission.RECORD_FOR_OTHERS, self._casework.where_of(case)):
+            raise NotAllowedError(f"{actor.id} may not send an evaluation link for case {case_id}")
+        if not case.awaiting_evaluation:
+            raise _refused(case, "the case is not closed and waiting for its 评价")
+        if not guardian.strip():
+            raise _refused(case, "the guardian must be named")
+        now = self._clock.now()
+        nonce = secrets.token_urlsafe(_NONCE_BYTES)
+        expires = now + self._ttl
+        with self._store.transaction() as db:
+            self._links.issue(
+                db,
+                IssuedLink(
+                    nonce=nonce, case_id=case_id, guardian=guardian.strip(), issued_at=now, expires_at=expires
+                ),
+            )
+        return f"{nonce}.{_signature(self._key(), nonce, case_id, expires)}", expires
+
+    def _valid(self, token: str) -> tuple[IssuedLink, Case]:
+        nonce, _, signature = token.partition(".")
+        link = self._links.get(nonce) if nonce and signature else None
+        expected = _signature(self._key(), nonce, link.case_id, link.expires_at) if link is not None else ""
+        # One message for every failure: the page must not tell a forger which part was wrong.
+        if link is None or not hmac.compare_digest(expected, signature):
+            raise NotAllowedError("链接无效 / invalid link")
+        if link.used_at is not None:
+            raise NotAllowedError("链接已使用 / this link was already used")
+        if self._clock.now() >= link.expires_at:
+            raise NotAllowedError("链接已过期 / this link has expired")
+        case = self._casework.load(link.case_id)
+        if case is None:
+            raise NotAllowedError("链接无效 / invalid link")
+        return link, case
+
+    def open_link(self, token: str) -> LinkView:
+        link, case = self._valid(token)
+        return LinkView(
+            case_id=case.id,
+            guardian=link.guardian,
+            title_zh=case.title_zh,
+            title_en=case.title_en,
+            closed_at=case.closed_at,
+            expires_at=link.expires_at,
+        )
+
+    def evaluate_by_link(self, token: str, *, rating: Rating, note: str = "") -> Case:
+        """The guardian's answer: role ``guardian``, via ``link``; the link is spent with it."""
+        link, case = self._valid(token)
+        self._check_reopen(case.id, rating)
+        actor = Actor(f"guardian:{link.guardian}", Role.GUARDIAN)
+        where = Where(community=case.community, grid=case.grid, told=frozenset({actor.id}))
+
+        def spend(db: Any) -> None:
+            if not self._links.spend(db, link.nonce, at=self._clock.now()):
+                raise NotAllowedError("链接已使用或已过期 / this link was already used or has expired")
+
+        return self._casework.act(
+            case.id,
+            CaseAction.EVALUATE,
+            actor=actor,
+            channel=Channel.PHONE_PAGE,
+            note=note,
+            data={
+                "rating": rating.value,
+                "role": EvaluatorRole.GUARDIAN.value,
+                "via": EvaluationVia.LINK.value,
+            },
+            where=where,
+            within=spend,
+        )

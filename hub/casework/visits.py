@@ -1,0 +1,520 @@
+"""Care visits (探访) against the store: scheduling from care plans, outcomes, escalation, sensors.
+
+The pure rules are :mod:`hub.cases.care`; the register is :mod:`hub.casework.elders`. This
+service keeps one open task per elder and kind (``visit`` weekly, ``call`` monthly by default),
+creates the next one when a task is done, escalates a missed task along ``care.yaml``'s steps
+(assignee → 网格长 → 社区值班) at stored deadlines (keys sent once, so a restart repeats
+nothing), and ties visits to sensors and cases:
+
+* an **inactivity alert** of an elder's sensor raises his visit to urgent, due within
+  ``URGENT_WITHIN_S`` (handbook §2: within 24 h of a major change); a planned visit due later is
+  superseded by the urgent one. The alert still becomes a case with its escalation chain (call,
+  guardians, 网格长: handbook §5 — a visit days away must not be the only answer);
+* a visit that finds the elder **well** resolves the inactivity alert with that record (the
+  record names the alert), and casework auto-clears its case: the work ends without any further
+  case being filed;
+* **needs help** raises a ``care.needs_help`` alert in the record's transaction, which casework
+  turns into a case dispatched to the grid (立案 → 派遣).
+
+A missed task's notifications hang on an ``info`` alert ``care.visit_overdue`` of the elder (the
+outbox is keyed by alert; ``info`` opens no case), resolved when the task is done.
+
+``sign_of_life`` tasks (each day, completed by door, PIR or the pendant's green key) are not
+scheduled yet: without the sensor wiring they would escalate every day for every elder.
+
+Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from hub.cases.care import (
+    CareFile,
+    EscalationDue,
+    Outcome,
+    TaskKind,
+    VisitKpiReport,
+    VisitTask,
+    escalations_due,
+    light,
+    next_task,
+    plan_for,
+    record,
+    visit_kpis,
+)
+from hub.casework.access import Actor, Permission, Reach, Scope, Where
+from hub.casework.elders import RegisterEntry, elder_of_device, register
+from hub.casework.service import Casework
+from hub.clock import Clock, iso, wall_delay
+from hub.community.model import Resident
+from hub.community.registry import Registry
+from hub.errors import NotAllowedError, NotFoundError
+from hub.notify.routing import Routing
+from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
+from hub.storage.engine import Tx
+from hub.storage.store import Store
+from hub.storage.visits import StoredRecord, StoredTask, VisitFilter, VisitStore
+from hub.timeseries import TimeseriesSink, visit_point
+from rules.model import Severity
+from rules.signals import Signal, SignalAction
+from rules.subject import Subject
+
+log = logging.getLogger(__name__)
+
+#: Kinds scheduled from plans (``sign_of_life`` waits for its sensor wiring, see above).
+SCHEDULED = (TaskKind.VISIT, TaskKind.CALL)
+#: An urgent visit is due this long after the inactivity alert (a default: handbook §2).
+URGENT_WITHIN_S = 86400.0
+INACTIVITY = "inactivity"
+OVERDUE_RULE = "care.visit_overdue"
+NEEDS_HELP_RULE = "care.needs_help"
+#: The scheduler's longest sleep: the register may change (a reload) without a deadline.
+POLL_S = 60.0
+
+
+def _subject_id(elder: str) -> str:
+    return f"elder:{elder}"
+
+
+class Visits:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: Registry,
+        care: CareFile,
+        casework: Casework,
+        routing: Routing,
+        clock: Clock,
+        zone: str,
+        on_alert_change: Callable[[AlertChange], None],
+        on_notifications: Callable[[], None],
+        series: TimeseriesSink | None = None,
+    ) -> None:
+        self._series = series
+        self._store = store
+        self.visits = VisitStore(store=store)
+        self._registry = registry
+        self.care = care
+        self._casework = casework
+        self._routing = routing
+        self._clock = clock
+        self._zone = zone
+        self._on_alert_change = on_alert_change
+        self._on_notifications = on_notifications
+        self._wake = asyncio.Event()
+        #: When the scheduler last started a round (event-loop time), for readiness and tests.
+        self.beat: float | None = None
+        self._register: list[RegisterEntry] | None = None
+
+    # -- the register and access ------------------------------------------------------------
+
+    def register(self) -> list[RegisterEntry]:
+        # The registry a hub runs with does not change under it: build the register once (the
+        # scheduler asks on every round, and scenario time advances in many small rounds).
+        if self._register is None:
+            self._register = register(self._registry)
+        return self._register
+
+    @staticmethod
+    def where(task: VisitTask) -> Where:
+        return Where(community=task.community, grid=task.grid, assignee=task.assignee)
+
+    @staticmethod
+    def visit_filter(reach: Reach) -> VisitFilter | None:
+        """The store's filter for the tasks ``reach`` may see and record (``None``: every task)."""
+        scope = reach.scope(Permission.VISITS)
+        if scope is Scope.ALL:
+            return None
+        return VisitFilter(
+            grids=reach.grids if scope >= Scope.GRID else frozenset(),
+            communities=reach.communities if scope >= Scope.COMMUNITY else frozenset(),
+            person=reach.actor.id if scope >= Scope.ASSIGNED else None,
+        )
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def schedule(self) -> int:
+        """Open the next task of each planned kind for every elder who has none open; returns tasks made."""
+        now = self._clock.now()
+        made = 0
+        scheduled = self.visits.open_kinds()
+        for entry in self.register():
+            plan = plan_for(self.care, entry.elder)
+            for kind in SCHEDULED:
+                if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
+                    continue
+                since = self.visits.last_done(entry.elder.id, kind) or now
+                task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))
+                if task is None:
+                    continue
+                with self._store.transaction() as db:
+                    if self.visits.add_task(db, task, at=now):
+                        self._plan_deadline(db, task, now, done_at=None)
+                        made += 1
+        return made
+
+    def _next(
+        self, entry: RegisterEntry, kind: TaskKind, *, since: float, after: float | None
+    ) -> VisitTask | None:
+        """The next task after a completion at ``since``, due after the previous one (``after``).
+
+        A visit done on the day its task opened would otherwise give the next task the same due
+        day, hence the same key: it would never be stored and the elder would drop off the plan.
+        """
+        task = next_task(self.care, entry.elder, kind, since=since, zone=self._zone)
+        if task is not None and after is not None and task.due_at <= after:
+            later = next_task(self.care, entry.elder, kind, since=after, zone=self._zone)
+            task = replace(later, window_start=since) if later is not None else None
+        return task
+
+    def _plan_deadline(self, db: Tx, task: VisitTask, now: float, *, done_at: float | None) -> None:
+        """Store when the task next needs the scheduler: its next escalation step (none once done)."""
+        steps, later = escalations_due(
+            task, self.care, now=now, done_at=done_at, sent=self.visits.sent_keys(task.key)
+        )
+        next_at = now if steps else later
+        self.visits.set_deadline(db, task.key, None if done_at is not None else next_at)
+
+    def tick(self) -> int:
+        """Schedule, then send the escalation steps due now (once each). Returns steps sent."""
+        self.schedule()
+        now = self._clock.now()
+        sent = 0
+        for key in self.visits.due(now):
+            try:
+                sent += self._escalate(key, now)
+            except Exception:
+                # One task that cannot be worked must not hold up the others: retried next round.
+                log.exception("visit task %s failed to escalate; retrying later", key)
+                with self._store.transaction() as db:
+                    self.visits.set_deadline(db, key, now + POLL_S)
+        if sent:
+            self._on_notifications()
+        return sent
+
+    def next_deadline(self) -> float | None:
+        return self.visits.next_deadline()
+
+    def _escalate(self, key: str, now: float) -> int:
+        stored = self.visits.task(key)
+        if stored is None or not stored.open:
+            with self._store.transaction() as db:
+                self.visits.set_deadline(db, key, None)
+            return 0
+        task = stored.task
+        steps, later = escalations_due(
+            task, self.care, now=now, done_at=None, sent=self.visits.sent_keys(key)
+        )
+        sent = 0
+        created: Alert | None = None
+        fell_due = False
+        with self._store.transaction() as db:
+            alert = None
+            for step in steps:
+                if alert is None:
+                    alert, fresh = self._overdue_alert(db, task, now)
+                    created = alert if fresh else created
+                for person in self._targets(task, step.target):
+                    if self.visits.mark_sent(db, f"{step.key}/{person}", key, target=person, at=now):
+                        self._notify(db, alert, task, person=person, step=step, now=now)
+                        sent += 1
+                if self.visits.mark_sent(db, step.key, key, target=step.target, at=now) and step.step == 0:
+                    fell_due = True
+            self.visits.set_deadline(db, key, later)
+        if fell_due:
+            self._write(task, worker=task.assignee or "", done_at=None, ts=task.due_at)
+        if created is not None:
+            self._on_alert_change(AlertChange(alert=created, created=True, notifications=()))
+        return sent
+
+    def _write(self, task: VisitTask, *, worker: str, done_at: float | None, ts: float) -> None:
+        if self._series is not None:
+            self._series.write(
+                visit_point(
+                    community=task.community,
+                    grid=task.grid,
+                    worker=worker,
+                    kind=task.kind.value,
+                    due_at=task.due_at,
+                    done_at=done_at,
+                    ts=ts,
+                )
+            )
+
+    def _targets(self, task: VisitTask, target: str) -> list[str]:
+        people = self._registry.people_of(task.community)
+        if target == "assignee":
+            return [task.assignee] if task.assignee else [self._routing.command_centre().id]
+        role = {"grid_leader": Role.GRID_LEADER, "duty_officer": Role.DUTY_OFFICER}.get(target)
+        found = [
+            p.id
+            for p in people
+            if role is not None and p.role is role and (role is Role.DUTY_OFFICER or task.grid in p.grids)
+        ]
+        # A step that resolves to nobody goes to the command centre (as case escalation does).
+        return found or [self._routing.command_centre().id]
+
+    def _overdue_alert(self, db: Tx, task: VisitTask, now: float) -> tuple[Alert, bool]:
+        signal = Signal(
+            action=SignalAction.RAISE,
+            rule_id=OVERDUE_RULE,
+            category="care",
+            severity=Severity.INFO,
+            subject=_subject_id(task.elder),
+            ts=now,
+            title_zh="探访逾期",
+            title_en="Care visit overdue",
+            trace={"visit": task.key, "due_at": task.due_at},
+            key=f"{OVERDUE_RULE}|{task.key}",
+        )
+        recorded = self._store.upsert_alert(db, signal, self._subject(task))
+        if recorded is None:
+            active = self._store.active_alert(OVERDUE_RULE, _subject_id(task.elder))
+            assert active is not None  # the same occurrence is recorded and still active
+            return active, False
+        return recorded
+
+    def _subject(self, task: VisitTask) -> Subject:
+        entry = next((e for e in self.register() if e.elder.id == task.elder), None)
+        device = entry.devices[0].id if entry is not None and entry.devices else _subject_id(task.elder)
+        return Subject(device_id=device, grid=task.grid, community=task.community)
+
+    def _notify(
+        self, db: Tx, alert: Alert, task: VisitTask, *, person: str, step: EscalationDue, now: float
+    ) -> None:
+        centre = self._routing.command_centre()
+        recipient = (
+            centre
+            if person == centre.id
+            else Recipient(
+                id=person, channel="mqtt", address=self._routing.worker_topic(task.community, person)
+            )
+        )
+        note_id = new_notification_id()
+        body = {
+            "schema": "linli.notification.v1",
+            "id": note_id,
+            "type": "visit.escalate",
+            "step": step.step,
+            "step_key": step.key,
+            "visit": self.task_json(StoredTask(task=task, created_at=now), now=now),
+            "title": {"zh": "探访逾期，请尽快上门", "en": "A care visit is overdue: please visit"},
+        }
+        self._store.queue_notification(
+            db,
+            notification_id=note_id,
+            alert_id=alert.id,
+            recipient=recipient,
+            payload=orjson.dumps(body),
+            at=now,
+        )
+
+    # -- sensors ----------------------------------------------------------------------------
+
+    def on_alert_change(self, change: AlertChange) -> None:
+        """Before casework sees the change: an inactivity alert of an elder raises his visit to urgent."""
+        alert = change.alert
+        if not change.created or alert.category != INACTIVITY:
+            return
+        try:
+            self.raise_urgent(alert)
+        except Exception:
+            # The alert still becomes a case (casework sees it next): only the visit is missing.
+            log.exception("could not raise a visit for inactivity alert %s; it becomes a case", alert.id)
+
+    def raise_urgent(self, alert: Alert) -> StoredTask | None:
+        entry = elder_of_device(self._registry, alert.device_id)
+        if entry is None:
+            return None
+        now = self._clock.now()
+        due = now + URGENT_WITHIN_S
+        with self._store.transaction() as db:
+            current = self.visits.open_task(entry.elder.id, TaskKind.VISIT)
+            if current is not None and current.task.due_at <= due:
+                key = current.key
+            else:
+                task = VisitTask(
+                    elder=entry.elder.id,
+                    kind=TaskKind.VISIT,
+                    community=entry.elder.community,
+                    grid=entry.elder.grid,
+                    assignee=entry.elder.assignee,
+                    window_start=now,
+                    due_at=due,
+                )
+                if current is not None:
+                    self.visits.supersede(db, current.key, task.key)
+                self.visits.add_task(db, task, at=now)
+                self._plan_deadline(db, task, now, done_at=None)
+                key = task.key
+            self.visits.mark_urgent(db, key, at=now, alert_id=alert.id)
+        log.info("inactivity alert %s: visit %s is urgent", alert.id, key)
+        return self.visits.task(key)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def record(
+        self, task_key: str, outcome: Outcome | str, *, actor: Actor, note: str = "", channel: str = "api"
+    ) -> StoredRecord:
+        """Record what the visitor found; 安好 resolves an inactivity alert, 需要帮助 files a case."""
+        stored = self.visits.task(task_key)
+        if stored is None:
+            raise NotFoundError(f"no visit task {task_key!r}")
+        if not self._casework.allows(actor, Permission.VISITS, self.where(stored.task)):
+            raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not record visit {task_key}")
+        if not stored.open:
+            raise NotAllowedError(f"visit {task_key} is no longer open / 该探访任务已完成")
+        now = self._clock.now()
+        made = record(stored.task, outcome, by=actor.id, at=max(now, stored.task.window_start), note=note)
+        changes: list[AlertChange] = []
+        with self._store.transaction() as db:
+            help_alert: Alert | None = None
+            if made.outcome is Outcome.NEEDS_HELP:
+                help_alert, fresh = self._needs_help_alert(db, stored.task, made.note, now)
+                if fresh:
+                    changes.append(AlertChange(alert=help_alert, created=True, notifications=()))
+            record_id = uuid.uuid4().hex[:16]
+            self.visits.add_record(
+                db,
+                made,
+                record_id=record_id,
+                channel=channel,
+                alert_id=help_alert.id if help_alert is not None else stored.urgent_alert,
+            )
+            if made.outcome.completes:
+                self._plan_deadline(db, stored.task, now, done_at=made.at)
+                if made.outcome is Outcome.VISITED_WELL and stored.urgent_alert is not None:
+                    resolved = self._store.resolve_alert(db, stored.urgent_alert, at=now)
+                    if resolved is not None:
+                        changes.append(AlertChange(alert=resolved, created=False, notifications=()))
+                overdue = self._store.active_alert(OVERDUE_RULE, _subject_id(stored.task.elder))
+                if overdue is not None:
+                    resolved = self._store.resolve_alert(db, overdue.id, at=now)
+                    if resolved is not None:
+                        changes.append(AlertChange(alert=resolved, created=False, notifications=()))
+                entry = next((e for e in self.register() if e.elder.id == stored.task.elder), None)
+                if entry is not None:
+                    following = next_task(
+                        self.care, entry.elder, stored.task.kind, since=made.at, zone=self._zone
+                    )
+                    if following is not None and self.visits.add_task(db, following, at=now):
+                        self._plan_deadline(db, following, now, done_at=None)
+        if made.outcome.completes:
+            self._write(stored.task, worker=made.by, done_at=made.at, ts=made.at)
+        for change in changes:
+            self._on_alert_change(change)
+        self._wake.set()
+        result = next(r for r in self.visits.records(task_key) if r.id == record_id)
+        log.info("visit %s recorded: %s by %s", task_key, made.outcome.value, actor.id)
+        return result
+
+    def _needs_help_alert(self, db: Tx, task: VisitTask, note: str, now: float) -> tuple[Alert, bool]:
+        signal = Signal(
+            action=SignalAction.RAISE,
+            rule_id=NEEDS_HELP_RULE,
+            category="care",
+            severity=Severity.MAJOR,
+            subject=_subject_id(task.elder),
+            ts=now,
+            title_zh="探访发现老人需要帮助",
+            title_en="A care visit found the elder needs help",
+            trace={"visit": task.key, "note": note},
+            key=f"{NEEDS_HELP_RULE}|{task.key}|{round(now * 1000)}",
+        )
+        recorded = self._store.upsert_alert(db, signal, self._subject(task))
+        if recorded is None:
+            active = self._store.active_alert(NEEDS_HELP_RULE, _subject_id(task.elder))
+            assert active is not None
+            return active, False
+        return recorded
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def role_of(self, person: str) -> Role | None:
+        return self._casework.role_of(person)
+
+    def resident(self, elder: str) -> Resident | None:
+        return self._registry.resident(elder)
+
+    def open_cases(self, elder: str, devices: Sequence[str]) -> int:
+        """Open cases of the elder's devices and of his care alerts (needs help)."""
+        subjects = {*devices, _subject_id(elder)}
+        count = 0
+        for case_id in self._casework.cases.case_ids(limit=100_000):
+            case = self._casework.load_safely(case_id)
+            if case is not None and case.subject in subjects:
+                count += 1
+        return count
+
+    def tasks(
+        self, *, reach: Reach, open_only: bool = True, limit: int = 200, offset: int = 0
+    ) -> list[StoredTask]:
+        if not reach.may_ever(Permission.VISITS):
+            raise NotAllowedError("no access to visits")
+        return self.visits.tasks(
+            visible=self.visit_filter(reach), open_only=open_only, limit=limit, offset=offset
+        )
+
+    def kpis(self, *, start: float, end: float, reach: Reach | None = None) -> VisitKpiReport:
+        """探访完成率 over the tasks due in ``[start, end)`` that ``reach`` may see (docs/cases.md)."""
+        tasks = [
+            t
+            for t in self.visits.tasks_due_between(start, end)
+            if reach is None or reach.allows(Permission.VISITS, self.where(t.task))
+        ]
+        records = [r.record for t in tasks for r in self.visits.records(t.key)]
+        return visit_kpis([t.task for t in tasks], records, start=start, end=end, now=self._clock.now())
+
+    def task_json(self, stored: StoredTask, *, now: float | None = None) -> dict[str, Any]:
+        at = self._clock.now() if now is None else now
+        task = stored.task
+        return {
+            "key": task.key,
+            "elder": task.elder,
+            "kind": task.kind.value,
+            "community": task.community,
+            "grid": task.grid,
+            "assignee": task.assignee,
+            "window_start": iso(task.window_start),
+            "due_at": iso(task.due_at),
+            "urgent": stored.urgent,
+            "done_at": iso(stored.done_at) if stored.done_at is not None else None,
+            "light": light(task, at, yellow_ratio=self.care.yellow_ratio, done_at=stored.done_at).value,
+        }
+
+    # -- the scheduler task -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The named task ``linli-visits``: work due deadlines on the hub's clock, then sleep until the next."""
+        while True:
+            self._wake.clear()
+            self.beat = asyncio.get_running_loop().time()
+            try:
+                self.tick()
+                next_at = self.next_deadline()
+            except Exception:
+                log.exception("visits round failed; retrying in %.0f s", POLL_S)
+                next_at = None
+            now = self._clock.now()
+            timeout = (
+                POLL_S if next_at is None else min(POLL_S, wall_delay(self._clock, max(0.0, next_at - now)))
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    def wake(self) -> None:
+        self._wake.set()

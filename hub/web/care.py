@@ -1,0 +1,446 @@
+"""HTTP routes of issue 18: 评价 (evaluations, the 回访 list, guardians' one-time links) and care visits.
+
+Registered by one call from :meth:`hub.web.api.Api.app` (before the generic case-action route,
+so ``POST /api/cases/{id}/evaluate`` is this module's typed route). Every decision about who
+may do what is the access table's, through :mod:`hub.casework.evaluations` and
+:mod:`hub.casework.visits`; this module only maps HTTP to them. The guardian's link page
+(``/e/{token}``) and its two API calls need no account: the signed one-time token in the path
+is the credential, and the page shows nothing but the case's title and the guardian's name.
+
+Must not import: ``hub.app``, ``hub.cli``, ``hub.web.api`` (which imports this module).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
+from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
+from hub.casework.access import Actor, Permission, Reach, Where
+from hub.casework.evaluations import Evaluations
+from hub.casework.visits import Visits
+from hub.clock import iso
+from hub.errors import NotAllowedError, NotAuthenticatedError, NotFoundError
+from hub.ingest.device_state import DeviceStates, is_online
+from hub.web import models as m
+
+if TYPE_CHECKING:
+    from hub.web.api import Api
+
+#: A link token: nonce (24) + "." + signature (43), base64url.
+Token = Annotated[str, Path(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
+CaseId = Annotated[str, Path(max_length=64)]
+TaskId = Annotated[str, Path(min_length=1, max_length=400, pattern=r"^[A-Za-z0-9_-]+$")]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": m.ErrorOut, "description": "no or wrong token"},
+    403: {"model": m.ErrorOut, "description": "the access table refuses"},
+    404: {"model": m.ErrorOut, "description": "no such case"},
+    409: {"model": m.ErrorOut, "description": "the workflow refuses this now"},
+}
+_LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": m.ErrorOut, "description": "invalid, used or expired link"},
+    409: {"model": m.ErrorOut, "description": "the case is no longer waiting for this 评价"},
+}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class EvaluateIn(_In):
+    """评价 of a closed case: 满意 / 基本满意 / 不满意 (不满意 needs the reason and sends it back: 返工)."""
+
+    rating: Rating
+    role: EvaluatorRole = Field(
+        default=EvaluatorRole.COMMAND_CENTRE, description="who gave it (the desk records it for them)"
+    )
+    via: EvaluationVia = Field(
+        default=EvaluationVia.PHONE_CALL, description="how it was collected (not link)"
+    )
+    note: m.Note = ""
+    assignee: m.PersonId | None = Field(default=None, description="不满意: give the rework to someone else")
+
+
+class LinkIn(_In):
+    guardian: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)] = Field(
+        description="the guardian's name as on the elder's emergency contacts"
+    )
+
+
+class LinkOut(_Out):
+    url: str = Field(description="the page to send to the guardian (a one-time link)")
+    expires_at: str
+
+
+class LinkViewOut(_Out):
+    case_id: str
+    guardian: str
+    title_zh: str
+    title_en: str
+    closed_at: str | None
+    expires_at: str
+
+
+class LinkEvaluateIn(_In):
+    rating: Rating
+    note: m.Note = ""
+
+
+class LinkDoneOut(_Out):
+    case_id: str
+    state: str
+    reopened: bool
+
+
+class CallBackOut(_Out):
+    case_id: str
+    grid: str | None
+    community: str | None
+    handler: str | None
+    category: str
+    closed_at: str
+    due_at: str
+
+
+class VisitOut(_Out):
+    id: str = Field(description="opaque id of the task for POST /api/visits/{id}/{action}")
+    key: str
+    elder: str
+    elder_name: str | None = Field(description="only for roles that see the elder's personal data")
+    address: str | None
+    kind: TaskKind
+    community: str
+    grid: str
+    assignee: str | None
+    window_start: str
+    due_at: str
+    urgent: bool
+    done_at: str | None
+    light: str
+
+
+class VisitRecordIn(_In):
+    note: m.Note = ""
+    on_behalf_of: m.PersonId | None = Field(
+        default=None, description="command centre only: the roster person who reported the visit by phone"
+    )
+
+
+class VisitRecordOut(_Out):
+    id: str
+    task: str
+    outcome: Outcome
+    by: str
+    at: str
+    note: str
+    alert_id: int | None = Field(description="needs_help: the alert whose case was filed")
+
+
+class ElderDeviceOut(_Out):
+    id: str
+    kind: str
+    online: bool | None
+    battery: float | None
+    last_seen: str | None
+
+
+class ElderOut(_Out):
+    id: str
+    community: str
+    grid: str
+    flags: list[CareFlag]
+    assignee: str | None
+    name: str | None = Field(description="personal data: only for roles allowed (the access table)")
+    age: int | None
+    address: str | None
+    devices: list[ElderDeviceOut]
+    last_activity: str | None = Field(description="the last event any of the elder's devices sent")
+    last_visit: str | None
+    last_visit_outcome: Outcome | None
+    open_visits: int
+    open_cases: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CareServices:
+    """What the routes work with (built by the app)."""
+
+    evaluations: Evaluations
+    visits: Visits
+    states: DeviceStates
+
+
+def _visit_row(row: VisitKpiRow) -> dict[str, float | int | None]:
+    return {
+        "visits_due": row.due,
+        "visits_on_time": row.on_time,
+        "visits_late": row.late,
+        "visits_missed": row.missed,
+        "visit_completion_rate": row.completion_rate,
+    }
+
+
+def add_visit_kpis(
+    body: dict[str, Any], care: CareServices, *, reach: Reach, start: float, end: float, grid: str | None
+) -> None:
+    """探访完成率 beside the case KPIs of ``GET /api/kpis``: the same rows gain the ``visit*`` fields."""
+    if not reach.may_ever(Permission.VISITS):
+        return  # a wall display: case KPIs only
+    report = care.visits.kpis(start=start, end=end, reach=reach)
+    body["overall"] = {**body["overall"], **_visit_row(report.overall)}
+    for name, row in report.by_grid.items():
+        if grid is None or name == grid:
+            body["by_grid"][name] = {**body["by_grid"].get(name, {}), **_visit_row(row)}
+    if reach.may_ever(Permission.STAFF_KPIS):
+        for name, row in report.by_worker.items():
+            body["by_worker"][name] = {**body["by_worker"].get(name, {}), **_visit_row(row)}
+
+
+def visit_id(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode("ascii")
+
+
+def _key_of(task_id: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(task_id + "=" * (-len(task_id) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise NotFoundError(f"no visit task {task_id!r}") from None
+
+
+async def _reach(request: Request) -> Reach:
+    """The caller's reach, asked of the API object (same auth, Origin and CSRF rules as every route)."""
+    principal = await request.app.state.linli.principal(request)
+    reach: Reach = principal.reach
+    return reach
+
+
+Who = Annotated[Reach, Depends(_reach)]
+
+
+#: Scripts of this module's pages, served from ``/care/static/`` (the phone page's visit list,
+#: the console's care view); ``/static/`` stays api.py's.
+_SCRIPTS = frozenset({"phone_visits.js", "care.js"})
+
+
+def _script(name: str) -> Response:
+    body = resources.files("hub.web.console").joinpath(name).read_bytes()
+    return Response(body, media_type="text/javascript; charset=utf-8")
+
+
+def _page() -> bytes:
+    return resources.files("hub.web.console").joinpath("evaluate.html").read_bytes()
+
+
+def add_care_routes(api: FastAPI, web: Api) -> None:
+    """The care area's routes, when the hub runs care services (one line in ``api.ROUTES``)."""
+    if web.care is not None:
+        register(api, web.care)
+
+
+def register(api: FastAPI, care: CareServices) -> None:
+    """Add the care routes to ``api`` (call before the generic ``/api/cases/{id}/{action}`` route)."""
+    _evaluation_routes(api, care.evaluations)
+    _visit_routes(api, care)
+
+
+def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
+
+    @api.post("/api/cases/{case_id}/evaluate", response_model=m.CaseOut, responses=_ERRORS)
+    async def evaluate(request: Request, who: Who, case_id: CaseId, body: EvaluateIn) -> Any:
+        """评价 after 结案 by the desk (after a 回访 call, or for the resident); 不满意 is a 返工."""
+        phone = request.headers.get("x-linli-channel") == "phone"
+        updated = evaluations.evaluate(
+            case_id,
+            actor=who.actor,
+            rating=body.rating,
+            role=body.role,
+            via=body.via,
+            note=body.note,
+            assignee=body.assignee,
+            channel=Channel.PHONE_PAGE if phone else Channel.CONSOLE,
+        )
+        return evaluations.case_json(updated)
+
+    @api.get("/api/evaluations/call-backs", response_model=list[CallBackOut], responses=_ERRORS)
+    async def call_backs(who: Who, limit: Annotated[int, Query(ge=1, le=500)] = 200) -> Any:
+        """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访)."""
+        if not who.may_ever(CaseAction.EVALUATE):
+            raise NotAllowedError("the 回访 list is the command centre's")
+        return [
+            {
+                "case_id": d.case_id,
+                "grid": d.grid,
+                "community": d.community,
+                "handler": d.handler,
+                "category": d.category,
+                "closed_at": iso(d.closed_at),
+                "due_at": iso(d.due_at),
+            }
+            for d in evaluations.call_backs(reach=who, limit=limit)
+        ]
+
+    @api.post("/api/cases/{case_id}/evaluation-link", response_model=LinkOut, responses=_ERRORS)
+    async def evaluation_link(request: Request, who: Who, case_id: CaseId, body: LinkIn) -> Any:
+        """A signed one-time link for a guardian to evaluate this closed case from his phone."""
+        token, expires = evaluations.issue_link(case_id, guardian=body.guardian, actor=who.actor)
+        return {"url": f"{request.base_url}e/{token}", "expires_at": iso(expires)}
+
+    @api.get("/api/evaluation-links/{token}", response_model=LinkViewOut, responses=_LINK_ERRORS)
+    async def link_view(token: Token) -> Any:
+        """No account: what the guardian's page shows (the token is the credential)."""
+        view = evaluations.open_link(token)
+        return {
+            "case_id": view.case_id,
+            "guardian": view.guardian,
+            "title_zh": view.title_zh,
+            "title_en": view.title_en,
+            "closed_at": iso(view.closed_at) if view.closed_at is not None else None,
+            "expires_at": iso(view.expires_at),
+        }
+
+    @api.post("/api/evaluation-links/{token}", response_model=LinkDoneOut, responses=_LINK_ERRORS)
+    async def link_evaluate(token: Token, body: LinkEvaluateIn) -> Any:
+        """No account: the guardian's 评价 (role guardian, via link); the link is spent with it."""
+        updated = evaluations.evaluate_by_link(token, rating=body.rating, note=body.note)
+        return {"case_id": updated.id, "state": updated.state.value, "reopened": updated.open}
+
+    @api.get("/e/static/evaluate.js", include_in_schema=False)
+    async def link_script() -> Response:
+        return _script("evaluate.js")
+
+    @api.get("/e/{token}", include_in_schema=False)
+    async def link_page(token: str) -> Response:
+        # The page reads the token from its own URL and calls the two routes above.
+        return HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
+
+
+def _visit_routes(api: FastAPI, care: CareServices) -> None:
+    visits = care.visits
+
+    @api.get("/care", include_in_schema=False)
+    async def care_page(request: Request) -> Response:
+        try:
+            await request.app.state.linli.principal(request)
+        except NotAuthenticatedError:
+            return RedirectResponse("/login", status_code=302)
+        return HTMLResponse(resources.files("hub.web.console").joinpath("care.html").read_bytes())
+
+    @api.get("/care/static/{name}", include_in_schema=False)
+    async def care_script(name: str) -> Response:
+        if name not in _SCRIPTS:
+            raise NotFoundError("no such file")
+        return _script(name)
+
+    def visit_json(who: Reach, task: Any, now: float) -> dict[str, Any]:
+        body = visits.task_json(task, now=now)
+        resident = visits.resident(task.task.elder)
+        personal = resident is not None and who.allows(Permission.PERSONAL_DATA, visits.where(task.task))
+        body |= {
+            "id": visit_id(task.key),
+            "elder_name": resident.name if personal and resident is not None else None,
+            "address": resident.address if personal and resident is not None else None,
+        }
+        return body
+
+    @api.get("/api/visits", response_model=list[VisitOut], responses=_ERRORS)
+    async def visit_list(
+        who: Who,
+        include_done: Annotated[bool, Query(alias="done", description="also tasks already done")] = False,
+        limit: Annotated[int, Query(ge=1, le=500)] = 200,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> Any:
+        """探访 tasks the caller may see (a grid worker: his grids), urgent first, then by due time."""
+        now = visits.now()
+        tasks = visits.tasks(reach=who, open_only=not include_done, limit=limit, offset=offset)
+        return [visit_json(who, t, now) for t in tasks]
+
+    @api.post("/api/visits/{task_id}/{action}", response_model=VisitRecordOut, responses=_ERRORS)
+    async def visit_action(
+        request: Request, who: Who, task_id: TaskId, action: Outcome, body: VisitRecordIn | None = None
+    ) -> Any:
+        """Record an outcome: ``visited_well`` 安好, ``needs_help`` 需要帮助 (files a case), ``not_at_home`` 不在家."""
+        phone = request.headers.get("x-linli-channel") == "phone"
+        body = body or VisitRecordIn()
+        actor = who.actor
+        if body.on_behalf_of is not None:
+            # As for case actions: the person's own permissions apply (his grids).
+            if not who.may_ever(Permission.RECORD_FOR_OTHERS):
+                raise NotAllowedError("only the command centre records for others")
+            role = visits.role_of(body.on_behalf_of)
+            if role is None:
+                raise NotAllowedError(f"{body.on_behalf_of!r} is not in any roster")
+            actor = Actor(body.on_behalf_of, role)
+        made = visits.record(
+            _key_of(task_id),
+            action,
+            actor=actor,
+            note=body.note,
+            channel=Channel.PHONE_PAGE.value if phone else Channel.CONSOLE.value,
+        )
+        return {
+            "id": made.id,
+            "task": visit_id(made.record.task_key),
+            "outcome": made.record.outcome,
+            "by": made.record.by,
+            "at": iso(made.record.at),
+            "note": made.record.note,
+            "alert_id": made.alert_id,
+        }
+
+    @api.get("/api/elders", response_model=list[ElderOut], responses=_ERRORS)
+    async def elders(who: Who, grid: Annotated[str | None, Query(max_length=32)] = None) -> Any:
+        """The grid's elder register (老人台账): care flags, devices and health, last activity and visit, open work."""
+        if not who.may_ever(Permission.VISITS):
+            raise NotAllowedError("no access to the elder register")
+        now = visits.now()
+        out = []
+        for entry in visits.register():
+            elder = entry.elder
+            where = Where(community=elder.community, grid=elder.grid, assignee=elder.assignee)
+            if (grid is not None and elder.grid != grid) or not who.allows(Permission.VISITS, where):
+                continue
+            personal = who.allows(Permission.PERSONAL_DATA, where)
+            devices = []
+            for device in entry.devices:
+                state = care.states.get(device.id)
+                devices.append(
+                    {
+                        "id": device.id,
+                        "kind": device.kind.value,
+                        "online": is_online(state, device.heartbeat_s, now),
+                        "battery": state.battery if state is not None else None,
+                        "last_seen": iso(state.last_seen) if state is not None else None,
+                    }
+                )
+            seen = [d["last_seen"] for d in devices if d["last_seen"] is not None]
+            last = visits.visits.last_record(elder.id)
+            out.append(
+                {
+                    "id": elder.id,
+                    "community": elder.community,
+                    "grid": elder.grid,
+                    "flags": sorted(elder.flags),
+                    "assignee": elder.assignee,
+                    "name": entry.resident.name if personal else None,
+                    "age": entry.resident.age if personal else None,
+                    "address": entry.resident.address if personal else None,
+                    "devices": devices,
+                    "last_activity": max(seen) if seen else None,
+                    "last_visit": iso(last.record.at) if last is not None else None,
+                    "last_visit_outcome": last.record.outcome if last is not None else None,
+                    "open_visits": len(visits.visits.tasks(elder=elder.id)),
+                    "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
+                }
+            )
+        return out
