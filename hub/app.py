@@ -298,6 +298,7 @@ class Hub:
             reload_rules=self.reload_rules,
             readiness=self.readiness,
             metrics=self.metrics,
+            rules=lambda: self.rules,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
             http=settings.http,
         )
