@@ -46,7 +46,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
-from hub.clock import Clock, ManualClock, SystemClock, wall_delay
+from hub.clock import Clock, DemoClock, ManualClock, SystemClock, wall_delay
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
@@ -342,7 +342,8 @@ class Hub:
             reload_rules=self.reload_rules,
             readiness=self.readiness,
             metrics=self.metrics,
-            advance_clock=self.advance_clock if isinstance(self.clock, ManualClock) else None,
+            rules=lambda: self.rules,
+            advance_clock=self.advance_clock if isinstance(self.clock, ManualClock | DemoClock) else None,
             http=settings.http,
             care=CareServices(evaluations=self.evaluations, visits=self.visits, states=self.states),
         )
@@ -428,9 +429,12 @@ class Hub:
         Rule timers and escalation steps fire in time order (each step advances to the next
         deadline), and the call returns once the notifications they queued were delivered.
         """
-        assert isinstance(self.clock, ManualClock)
+        assert isinstance(self.clock, ManualClock | DemoClock)
         if to < self.clock.now():
-            raise ValueError("time does not run backwards")
+            if isinstance(self.clock, ManualClock):
+                raise ValueError("time does not run backwards")
+            # The demo's clock runs on between a scenario's steps: a step it already passed is done.
+            to = self.clock.now()
         previous: float | None = None
         while True:
             deadlines = [

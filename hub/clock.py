@@ -41,6 +41,34 @@ class ManualClock:
         self._now = ts
 
 
+class DemoClock:
+    """The demo's clock: the wall clock, which a scenario may move *forward* (never back).
+
+    ``linli demo`` runs on real time (deadlines and lights as people see them), yet a scenario
+    played against it (``linli simulate scenario --hub``) steps through minutes or hours in
+    seconds: each step moves this clock on, and it keeps running from there. Only the demo
+    builds one; a production hub runs on :class:`SystemClock` and has no way to move it.
+    """
+
+    def __init__(self, *, wall: Clock | None = None) -> None:
+        self._wall = wall or SystemClock()
+        self._offset = 0.0
+
+    def now(self) -> float:
+        return self._wall.now() + self._offset
+
+    @property
+    def offset(self) -> float:
+        """How far ahead of the wall clock scenarios have moved this clock (seconds)."""
+        return self._offset
+
+    def set(self, ts: float) -> None:
+        """Move on to ``ts``; a moment already passed leaves the clock where it is."""
+        ahead = ts - self.now()
+        if ahead > 0:
+            self._offset += ahead
+
+
 class ScaledClock:
     """Simulated time running ``speed`` times faster than the wall clock, from ``start``.
 

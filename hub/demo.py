@@ -26,6 +26,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.clock import Clock
 from hub.community.files import load_yaml
 from hub.config import ApiToken, Settings, load_settings
+from hub.errors import ConfigError
 from hub.files import write_private
 from hub.records import Role
 from hub.web.api import token_hash
@@ -47,6 +48,39 @@ class Endpoint:
 
 
 SimulatorFactory = Callable[[Endpoint], Coroutine[Any, Any, None]]
+
+#: Where a running demo says how to reach it (ports chosen at start): for
+#: ``linli simulate scenario --demo DIR``, so no secret has to go on a command line.
+ENDPOINTS_FILE = "endpoints.yaml"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoTarget:
+    """A running demo as a scenario reaches it: its API, a command-centre token, the broker as
+    the simulator's gateway user, and the people's reply keys."""
+
+    http: str
+    token: str = field(repr=False)
+    mqtt_url: str = field(repr=False)
+    reply_keys: Path
+
+
+def demo_target(data_dir: Path) -> DemoTarget:
+    """Read a running demo's endpoints and secrets from its data directory."""
+    endpoints_path = data_dir / ENDPOINTS_FILE
+    if not endpoints_path.exists():
+        raise ConfigError(f"{endpoints_path}: no demo is running with this data directory")
+    endpoints = yaml.safe_load(endpoints_path.read_text(encoding="utf-8")) or {}
+    secret = load_or_create(data_dir / "secrets.yaml", ())
+    try:
+        return DemoTarget(
+            http=f"http://127.0.0.1:{int(endpoints['http_port'])}",
+            token=secret["console_token"],
+            mqtt_url=f"mqtt://{SIM_USER}:{secret['sim_password']}@127.0.0.1:{int(endpoints['mqtt_port'])}",
+            reply_keys=data_dir / REPLY_KEYS_FILE,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{data_dir}: incomplete demo files ({exc})") from None
 
 
 async def run_demo(
@@ -115,6 +149,8 @@ async def run_demo(
         )
         hub = Hub(settings=settings, clock=clock)
         await hub.start()
+        endpoints = {"http_port": hub.http_port, "mqtt_port": broker.port}
+        write_private(data_dir / ENDPOINTS_FILE, yaml.safe_dump(endpoints).encode("utf-8"))
         sim_task = asyncio.create_task(
             simulator(Endpoint("127.0.0.1", broker.port, SIM_USER, secret["sim_password"])),
             name="linli-demo-simulator",
@@ -132,10 +168,13 @@ async def run_demo(
                     f"  Data directory:         {data_dir}",
                     "  Play a scenario / 运行场景 (simulators/scenarios/*.yaml):",
                     "    on its own hub:   linli simulate scenario FILE --expect",
-                    f"    against this one: linli simulate scenario FILE --hub http://127.0.0.1:{hub.http_port}"
-                    f" --token <token> --mqtt mqtt://{SIM_USER}:<sim_password>@127.0.0.1:{broker.port}"
-                    f" --reply-keys {data_dir / REPLY_KEYS_FILE}  (sim_password: {data_dir / 'secrets.yaml'};"
-                    " the scenario's clock steps need a hub started with test_clock_start)",
+                    (
+                        f"    against this one: linli simulate scenario FILE --expect --demo {data_dir}\n"
+                        "      (moves this demo's clock forward to the scenario's weekday and time of day"
+                        " / 演示时钟会前移到场景的时间)"
+                        if hub.api.advance_clock is not None
+                        else "    against this one: only on real time (without --speed)"
+                    ),
                     "  Press Ctrl-C to stop / 按 Ctrl-C 停止",
                 ]
             )
@@ -150,6 +189,7 @@ async def run_demo(
             sim_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sim_task
+        (data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         if hub is not None:
             await hub.stop()
         await broker.stop()

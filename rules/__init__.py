@@ -3,7 +3,8 @@
 Owns: what a rule is (:mod:`rules.model`), loading and validating packs
 (:mod:`rules.loader`, packs shipped in ``rules/packs/``), the condition language
 (:mod:`rules.expr`), active windows (:mod:`rules.windows`), the subject a rule is evaluated
-for (:mod:`rules.subject`), per-community/grid/resident overrides (:mod:`rules.overrides`),
+for (:mod:`rules.subject`), per-community/grid/resident overrides (:mod:`rules.overrides`), the battery level the packs
+call low (:mod:`rules.battery`),
 evaluation (:mod:`rules.evaluator`, one module per trigger type in :mod:`rules.triggers`)
 producing alert signals (:mod:`rules.signals`), the state port rules keep their memory and
 timers behind (:mod:`rules.state`), and the YAML rule-test runner (:mod:`rules.testing`).

@@ -10,7 +10,8 @@ requests go out at QoS 1, as installations configure emergency buttons; the rest
 moves ``pace`` simulated seconds per real second (a shift's doors, parking and batteries in
 minutes), while every message is stamped with the real moment it is sent, so a hub on the
 wall clock sees an honest, busy community. ``opening`` cues (:mod:`simulators.opening`) play
-at fixed real seconds after the start.
+at fixed real seconds after the start. ``shift`` follows a hub clock that a scenario moved
+ahead of the wall clock (the demo's).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class CommunitySimulator:
         config: BehaviourConfig | None = None,
         pace: float = 1.0,
         opening: tuple[Cue, ...] = (),
+        shift: Callable[[], float] | None = None,
     ) -> None:
         if speed <= 0 or pace <= 0:
             raise ValueError("speed and pace must be positive")
@@ -78,13 +80,14 @@ class CommunitySimulator:
         self._on_time = on_time
         self._start = time.time() if start is None else start
         self._opening = list(opening)
+        self._shift = shift
         base_config = config or BehaviourConfig(seed=seed)
         demo = sos_every_s * speed * pace if sos_every_s else None
         self.behaviour = Behaviour(
             devices=devices,
             start=self._start,
             config=replace(base_config, seed=seed, sos_every_s=demo),
-            stamp=self.stamp if pace != 1 else None,
+            stamp=self.stamp if pace != 1 or shift is not None else None,
         )
         self._client = Client(f"linli-sim-{seed}-{time.monotonic_ns() % 100000}", clean_session=True)
         if broker.username is not None:
@@ -96,8 +99,13 @@ class CommunitySimulator:
         return self._start + real_elapsed * self.speed * self.pace
 
     def stamp(self, at: float) -> float:
-        """The community's time ``at`` → the (possibly scaled) clock the hub runs on."""
-        return self._start + (at - self._start) / self.pace
+        """The community's time ``at`` → the (possibly scaled) clock the hub runs on.
+
+        ``shift`` says how far the hub's clock has been moved ahead of the wall clock (the demo's,
+        by a scenario): messages keep carrying the hub's present, so nothing looks days late.
+        """
+        ahead = self._shift() if self._shift is not None else 0.0
+        return self._start + (at - self._start) / self.pace + ahead
 
     def play_opening(self, real_elapsed: float) -> None:
         """Play the opening cues due after ``real_elapsed`` real seconds (once each)."""

@@ -65,7 +65,7 @@ async def test_linli_demo_dispatches_a_first_sos_within_30_s_and_keeps_a_visible
         console = await wait_for_line(proc, r"http://127\.0\.0\.1:(\d+)/login", seen)
         started = time.monotonic()
         token = (await wait_for_line(proc, r"Token / 令牌:\s+(\S+)", seen)).group(1)
-        await wait_for_line(proc, r"linli simulate scenario FILE --hub http://127\.0\.0\.1:\d+ ", seen)
+        await wait_for_line(proc, r"linli simulate scenario FILE --expect --demo \S+", seen)
         base = f"http://127.0.0.1:{console.group(1)}"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
 

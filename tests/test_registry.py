@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv, parse_yaml
 from hub.community.model import Community
-from hub.community.registry import Registry
+from hub.community.registry import Registry, spot_beyond
 from hub.errors import RegistryError
 from hub.records import UnassignedDevice
 from hub.storage.store import Store
+from simulators.community import generate
 from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON
 
 
@@ -169,3 +171,29 @@ def test_csv_round_trip(communities: tuple[Community, ...], kind: CsvKind) -> No
     assert parsed_kind is kind
     merged = merge_rows({c.code: c for c in communities}, kind, rows, file="export.csv")
     assert merged[COMMUNITY] == communities[0]
+
+
+def test_place_label_says_each_part_once() -> None:
+    # The simulator writes each elder's device location as "1号楼1单元401 入户门" (the household
+    # spelt again plus the spot): the label must not repeat building, unit and room.
+    community = generate(seed=1)
+    registry = Registry(communities=parse_yaml(yaml.safe_dump(community.document), file="generated"))
+    door = next(d for d in community.devices if d.kind == "door_sensor" and d.household is not None)
+    location = registry.location(door.id)
+    assert location is not None and location.building and location.unit and location.household
+    room = location.household.room
+    label = registry.place_label(door.id)
+    assert label == f"{location.grid.name} {location.building.name} {location.unit.name} {room} 入户门"
+    assert label.count(room) == 1 and label.count(location.building.name) == 1
+    sos = next(d for d in community.devices if d.kind == "sos_button" and d.household == door.household)
+    assert registry.place_label(sos.id).endswith(f" {room}"), "a location that only repeats adds nothing"
+    space = next(d for d in community.devices if d.place_kind == "parking_space")
+    assert registry.place_label(space.id).split().count(str(space.location)) == 1
+
+
+def test_spot_beyond_keeps_what_the_parts_do_not_say() -> None:
+    assert spot_beyond("3号楼2单元401 卧室", ["第1网格", "3号楼", "2单元", "401"]) == "卧室"
+    assert spot_beyond("卧室床头", ["第1网格", "3号楼", "2单元", "401"]) == "卧室床头"
+    # Room 40 is not the start of room 401.
+    assert spot_beyond("401 卧室", ["40"]) == "401 卧室"
+    assert spot_beyond("", ["第1网格"]) == ""

@@ -73,7 +73,7 @@ class Permission(StrEnum):
     LOCATIONS = "locations"  # where a device is: building, unit, room, place
     STAFF_KPIS = "staff_kpis"  # KPIs per worker (staff performance, not for a public wall)
     RELOAD_RULES = "reload_rules"
-    ADVANCE_TEST_CLOCK = "advance_test_clock"  # scenario testing on a manual clock only
+    ADVANCE_TEST_CLOCK = "advance_test_clock"  # scenarios: a manual test clock, or the demo's (forward)
     VISITS = "visits"  # the elder register, care visit tasks and recording their outcomes (issue 18)
 
 

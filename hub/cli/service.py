@@ -18,7 +18,7 @@ from hub.cases.policies import load_policies
 from hub.casework.access import needs_person
 from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, run_until_done
-from hub.clock import Clock, ManualClock, ScaledClock, SystemClock
+from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
 from hub.config import Settings, load_config
 from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
@@ -118,8 +118,11 @@ def demo(
     community.write(community_file)
     start = time.time()
     # One simulated clock for the hub and the devices: shifts, durations and SLAs follow it.
-    clock = ScaledClock(start=start, speed=speed) if speed != 1 else None
-    calendar = calendar_finding(Settings(), clock=clock or SystemClock())
+    # On real time (speed 1) it is the demo's clock, which a scenario may move forward
+    # (`linli simulate scenario --hub`, docs/console.md); the devices' messages follow it.
+    demo_clock = DemoClock() if speed == 1 else None
+    clock: Clock = demo_clock or ScaledClock(start=start, speed=speed)
+    calendar = calendar_finding(Settings(), clock=clock)
     if calendar.level is not Level.OK:
         log.warning("%s", calendar.message)
 
@@ -134,6 +137,7 @@ def demo(
             start=start,
             pace=pace,
             opening=opening(community.devices),
+            shift=(lambda: demo_clock.offset) if demo_clock is not None else None,
         ).run()
 
     run_until_done(

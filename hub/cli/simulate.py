@@ -3,7 +3,9 @@
 Scenarios drive a hub through :class:`HttpHubControl` — MQTT for device messages, the HTTP API
 for everything else, and the hub's test clock (``test_clock_start`` in its configuration,
 ``POST /api/test/clock``) for time — so the same scenario runs against the embedded hub this
-command starts or against an external one started with a test clock.
+command starts, against an external one started with a test clock, or against ``linli demo``
+(whose clock follows real time and moves forward for a scenario; the scenario is moved on by
+whole weeks to the hub's present, :mod:`simulators.rebase`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.cli.field import simulate_device
 from hub.config import ApiToken, load_settings
+from hub.demo import demo_target
 from hub.errors import HubError
 from hub.mqtt.url import MqttUrl
 from hub.records import Role
@@ -39,6 +42,7 @@ from hub.web.api import token_hash
 from simulators.community import generate
 from simulators.district import generate_district
 from simulators.load import LoadConfig, run_load
+from simulators.rebase import rebased
 from simulators.runner import BrokerAddress, CommunitySimulator
 from simulators.scenario import (
     AlertView,
@@ -146,6 +150,10 @@ class HttpHubControl:
             note=str(body.get("note", "")),
             data=body.get("data") or None,
         )
+
+    async def now(self) -> float:
+        """The hub's clock (its test clock, or the demo's)."""
+        return float((await self._get("/api/test/clock"))["now"])
 
     async def advance_to(self, ts: float) -> None:
         await self._post("/api/test/clock", {"to": ts})
@@ -364,7 +372,8 @@ def simulate_run(
 @click.option(
     "--hub",
     "hub_url",
-    help="An external hub's HTTP address (started with test_clock_start); default: embedded.",
+    help="A running hub's HTTP address (started with test_clock_start, or `linli demo`);"
+    " default: an embedded one. The scenario moves on by whole weeks to the hub's present.",
 )
 @click.option(
     "--token", envvar="LINLI_API_TOKEN", help="Admin token of the external hub (or LINLI_API_TOKEN)."
@@ -375,6 +384,13 @@ def simulate_run(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The external hub's reply-keys file, to sign the scenario's MQTT replies (docs/topics.md).",
 )
+@click.option(
+    "--demo",
+    "demo_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The data directory of a running `linli demo`: its hub, token, broker and reply keys"
+    " (as its banner prints).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print what the runner did, step by step.")
 def simulate_scenario(
     *,
@@ -384,10 +400,19 @@ def simulate_scenario(
     token: str | None,
     mqtt_url: str | None,
     reply_keys: Path | None,
+    demo_dir: Path | None,
     verbose: bool,
 ) -> None:
     """Play scenario FILES (default: every shipped scenario) against a hub."""
     paths = list(files) or shipped_scenarios()
+    if demo_dir is not None:
+        if hub_url:
+            raise click.ClickException("--demo names the hub: leave out --hub")
+        try:
+            target = demo_target(demo_dir.resolve())
+        except LinliError as exc:
+            raise click.ClickException(str(exc)) from None
+        hub_url, token, mqtt_url, reply_keys = target.http, target.token, target.mqtt_url, target.reply_keys
     failed = 0
     for path in paths:
         try:
@@ -403,7 +428,9 @@ def simulate_scenario(
                         reply_keys=ReplyKeys(path=reply_keys) if reply_keys else None,
                     )
                     async with control:
-                        scenario = load_scenario(path)
+                        # A hub's clock never runs back: the scenario moves on by whole weeks to
+                        # the hub's present (same weekday and time of day), e.g. for `linli demo`.
+                        scenario = rebased(load_scenario(path), now=await control.now())
                         return await run_scenario(scenario, control)
 
                 result = asyncio.run(external())

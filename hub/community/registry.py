@@ -182,12 +182,16 @@ class Registry:
         return [device for _, device in self._devices.values()]
 
     def place_label(self, device_id: str) -> str:
-        """Where a device is, for people: grid, building, unit, room, named place, spot."""
+        """Where a device is, for people: grid, building, unit, room, named place, spot.
+
+        A device's free-text ``location`` often spells the same place again ("1号楼1单元401
+        入户门" for room 401 of unit 1, building 1): only what it adds (入户门) is appended.
+        """
         location = self.location(device_id)
         if location is None:
             return ""
         device = self.device(device_id)
-        return " ".join(
+        parts = [
             part
             for part in (
                 location.grid.name,
@@ -195,10 +199,11 @@ class Registry:
                 location.unit.name if location.unit else "",
                 location.household.room if location.household else "",
                 location.place.name if location.place else "",
-                device.location if device else "",
             )
             if part
-        )
+        ]
+        spot = spot_beyond(device.location if device else "", parts)
+        return " ".join([*parts, spot] if spot else parts)
 
     def location(self, device_id: str) -> Location | None:
         entry = self._devices.get(device_id)
@@ -224,3 +229,15 @@ class Registry:
 
     def people_of(self, community_code: str) -> tuple[Person, ...]:
         return self._people.get(community_code, ())
+
+
+def spot_beyond(text: str, parts: list[str]) -> str:
+    """What ``text`` says beyond ``parts``: each part it starts with (in order, spaces ignored) is
+    dropped, so a spot that repeats the building, unit, room or place adds only what is new."""
+    rest = text.strip()
+    for part in parts:
+        after = rest[len(part) :]
+        # Room 40 is not the start of "401": a number part must end where a number ends.
+        if rest.startswith(part) and not (part[-1].isdigit() and after[:1].isdigit()):
+            rest = after.lstrip()
+    return rest

@@ -54,6 +54,7 @@ from hub.web.routes.pages import add_page_routes
 from hub.web.routes.stream import add_stream_routes
 from hub.web.sessions import COOKIE, CSRF_HEADER, Session, Sessions, csrf_ok
 from hub.web.stream import AlertBus
+from rules.model import Rule
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -106,6 +107,7 @@ class Api:
         reload_rules: Callable[[], int],
         readiness: Callable[[], Readiness],
         metrics: Callable[[], list[Family]],
+        rules: Callable[[], Sequence[Rule]] = tuple,
         advance_clock: Callable[[float], Awaitable[float]] | None = None,
         http: HttpSettings | None = None,
         sessions: Sessions | None = None,
@@ -117,6 +119,8 @@ class Api:
         self.advance_clock = advance_clock
         self.casework = casework
         self.reload_rules = reload_rules
+        #: The rules in force now (after any reload): pages read thresholds from them.
+        self.rules = rules
         self.readiness = readiness
         self.metrics = metrics
         self.timezone = timezone

@@ -307,6 +307,10 @@ class CaseOut(_Out):
     updated_at: str
     allowed_actions: list[str]
     sla: list[SlaOut]
+    #: Grid, building, unit, room or named place: only for roles with ``locations`` on the case.
+    place: str | None = None
+    #: For an SOS, the elder (address, phone): only for roles with ``personal_data`` on the case.
+    resident: ResidentOut | None = None
 
 
 class TimelineOut(_Out):
@@ -325,8 +329,6 @@ class TimelineOut(_Out):
 class CaseDetailOut(CaseOut):
     timeline: list[TimelineOut]
     alert: AlertOut | None
-    #: The elder's profile: only for who may see personal data on this case.
-    resident: ResidentOut | None = None
     location: str
 
 

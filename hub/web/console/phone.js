@@ -5,7 +5,7 @@
 const T = {
   zh: {
     title: "我的案件", empty: "暂无待办案件", back: "‹ 返回", history: "处理记录",
-    note: "处置情况(反馈时必填)", contacts: "紧急联系人", phone: "电话", address: "地址", age: "年龄",
+    note: "处置情况(反馈时必填)", contacts: "紧急联系人", phone: "电话", address: "地址", age: "年龄", call: "拨打",
     alone: "独居", other: "English", noteRequired: "请填写处置情况",
     actions: { accept: "接单", arrive: "到场", handle: "反馈", call_back: "已回拨", return: "回退" },
     states: { filed: "立案", dispatched: "待接单", accepted: "已接单", on_site: "已到场", handled: "已反馈",
@@ -18,7 +18,7 @@ const T = {
   },
   en: {
     title: "My cases", empty: "Nothing to do", back: "‹ Back", history: "History",
-    note: "What was done (required to report)", contacts: "Emergency contacts", phone: "Phone", address: "Address",
+    note: "What was done (required to report)", contacts: "Emergency contacts", phone: "Phone", address: "Address", call: "Call",
     age: "Age", alone: "lives alone", other: "中文", noteRequired: "Please describe what was done",
     actions: { accept: "Accept", arrive: "On site", handle: "Report", call_back: "Called back", return: "Return" },
     states: { filed: "filed", dispatched: "waiting", accepted: "accepted", on_site: "on site", handled: "reported",
@@ -74,7 +74,17 @@ async function loadList() {
     item.append(el("span", "", "light " + worstLight(c)),
       el("strong", lang === "zh" ? c.title.zh : (c.title.en || c.title.zh)),
       el("span", t("states")[c.state] || c.state, "state"));
-    item.addEventListener("click", () => openCase(c.id));
+    // Where to go and whom to call, without opening the case (the hub sends them only to
+    // roles the access table lets see places and personal data).
+    const where = el("div", undefined, "where");
+    if (c.place) where.append(el("p", c.place, "place"));
+    if (c.resident) {
+      const r = c.resident;
+      if (r.address) where.append(el("p", `${r.name} · ${t("address")}: ${r.address}`, "address"));
+      if (r.phone) where.append(callLink(`${t("call")} ${r.name} ${r.phone}`, r.phone));
+    }
+    if (where.childElementCount) item.append(where);
+    item.addEventListener("click", (event) => { if (!event.target.closest("a")) openCase(c.id); });
     list.appendChild(item);
   }
   document.getElementById("empty").hidden = cases.length > 0;
@@ -86,7 +96,7 @@ async function openCase(id) {
   document.getElementById("list").hidden = true;
   document.getElementById("detail").hidden = false;
   document.getElementById("d-title").textContent = lang === "zh" ? c.title.zh : (c.title.en || c.title.zh);
-  document.getElementById("d-meta").textContent = [t("states")[c.state], c.location, c.grid].filter(Boolean).join(" · ");
+  document.getElementById("d-meta").textContent = [t("states")[c.state], c.place || c.location, c.grid].filter(Boolean).join(" · ");
   const sla = document.getElementById("d-sla");
   sla.replaceChildren(...c.sla.filter((s) => !s.done).map((s) =>
     el("li", `${t("stages")[s.stage]}: ${minutes(s.elapsed_s)} / ${minutes(s.limit_s)}`, "light-" + s.light)));

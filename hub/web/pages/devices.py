@@ -14,15 +14,13 @@ from hub.casework.access import Permission, Reach, Scope, Where
 from hub.clock import iso
 from hub.ingest.device_state import is_online
 from hub.records import QuarantineRecord
+from rules.battery import low_battery_pct
 
 if TYPE_CHECKING:
     from hub.web.api import Api
 
 PAGE = 100
 MAX_PAGE = 500
-#: Below this percentage a battery counts as low on this page (the rules raise their own
-#: alerts from per-device thresholds; this is only a filter for people).
-LOW_BATTERY_PCT = 20.0
 
 
 class Show(StrEnum):
@@ -56,6 +54,8 @@ class DevicePage:
     quarantine: list[QuarantineRecord]
     quarantine_counts: dict[str, int]
     everything: bool
+    #: Below this percentage the "low battery" filter lists a device: the rule packs' level.
+    low_battery_pct: float
 
     @property
     def next_offset(self) -> int | None:
@@ -68,6 +68,7 @@ class DevicePage:
 
 def device_page(web: Api, reach: Reach, *, grid: str, show: Show, offset: int, limit: int) -> DevicePage:
     now = web.clock.now()
+    low = low_battery_pct(web.rules())
     everything = reach.scope(Permission.READ) is Scope.ALL
     states = web.states
     rows: list[DeviceRow] = []
@@ -87,7 +88,7 @@ def device_page(web: Api, reach: Reach, *, grid: str, show: Show, offset: int, l
             if show is Show.OFFLINE and online is not False:
                 continue
             battery = state.battery if state is not None else None
-            if show is Show.LOW_BATTERY and (battery is None or battery >= LOW_BATTERY_PCT):
+            if show is Show.LOW_BATTERY and (battery is None or battery >= low):
                 continue
             total += 1
             if offset < total <= offset + limit:
@@ -134,4 +135,5 @@ def device_page(web: Api, reach: Reach, *, grid: str, show: Show, offset: int, l
         quarantine=quarantine,
         quarantine_counts=counts,
         everything=everything,
+        low_battery_pct=low,
     )

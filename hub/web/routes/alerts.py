@@ -81,9 +81,16 @@ def add_alert_routes(api: FastAPI, web: Api) -> None:
     if web.advance_clock is not None:
         advance = web.advance_clock
 
+        @api.get("/api/test/clock", response_model=m.ClockOut, responses=ERRORS)
+        async def read_test_clock(who: Who) -> Any:
+            """The hub's time, for a scenario to start from (a test clock or the demo's)."""
+            if not who.reach.may_ever(Permission.ADVANCE_TEST_CLOCK):
+                raise NotAllowedError("test clock needs an admin token")
+            return {"now": web.clock.now()}
+
         @api.post("/api/test/clock", response_model=m.ClockOut, responses=ERRORS)
         async def test_clock(who: Who, body: m.ClockIn) -> Any:
-            """Scenario testing on a manual clock only."""
+            """Scenario testing: a manual clock, or the demo's (forward only); never a production hub's."""
             if not who.reach.may_ever(Permission.ADVANCE_TEST_CLOCK):
                 raise NotAllowedError("test clock needs an admin token")
             if body.to - web.clock.now() > 31 * 86400:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import FastAPI, Path, Query, Request, Response
 
 from hub.cases.model import OPEN, TERMINAL, CaseAction, Channel, TimelineEntry
-from hub.casework.access import Actor, Permission, needs_person
+from hub.casework.access import Actor, Permission, Reach, Where, needs_person
 from hub.clock import iso
 from hub.community.privacy import resident_json
 from hub.errors import CaseNotFoundError, NotAllowedError, NotFoundError
@@ -32,6 +32,25 @@ def urgency(view: dict[str, Any]) -> tuple[int, int, str]:
 def entry_json(entry: TimelineEntry) -> dict[str, Any]:
     body = entry.to_dict()
     body["ts"] = iso(entry.ts)
+    return body
+
+
+def place_and_elder(web: Api, reach: Reach, *, subject: str, sos: bool, where: Where) -> dict[str, Any]:
+    """The case's place (building / unit / room or named place) for roles with ``locations`` there,
+    and for an SOS the elder (address, phone: the call link) for roles with ``personal_data``.
+
+    The same answer on the list (the phone page's cases) and on one case.
+    """
+    body: dict[str, Any] = {"place": None, "resident": None}
+    device = web.registry.device(subject)
+    if device is None:
+        return body
+    if reach.allows(Permission.LOCATIONS, where):
+        body["place"] = web.registry.place_label(subject)
+    if sos and device.resident is not None:
+        resident = web.registry.resident(device.resident)
+        if resident is not None and reach.allows(Permission.PERSONAL_DATA, where):
+            body["resident"] = resident_json(resident, personal=True)
     return body
 
 
@@ -91,6 +110,15 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
             visible=visible,
         )
         page(request, response, views, limit=limit, offset=offset)
+        for view in views:
+            where = Where(
+                community=view["community"],
+                grid=view["grid"],
+                assignee=view["assignee"],
+                told=web.casework.cases.told(view["id"]),
+            )
+            sos = view["category"] == "sos"
+            view.update(place_and_elder(web, who.reach, subject=view["subject"], sos=sos, where=where))
         views.sort(key=urgency)
         return views
 
@@ -111,10 +139,10 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         alert_row = web.store.alert(found.alert_id) if found.alert_id is not None else None
         body["alert"] = alert_json(alert_row) if alert_row is not None else None
         device = web.registry.device(found.subject)
-        if found.is_sos and device is not None and device.resident is not None:
-            resident = web.registry.resident(device.resident)
-            if resident is not None and who.reach.allows(Permission.PERSONAL_DATA, where):
-                body["resident"] = resident_json(resident, personal=True)
+        found_at = place_and_elder(web, who.reach, subject=found.subject, sos=found.is_sos, where=where)
+        body["place"] = found_at["place"]
+        if found_at["resident"] is not None:
+            body["resident"] = found_at["resident"]
         located = device is not None and who.reach.allows(Permission.LOCATIONS, where)
         body["location"] = device.location if device is not None and located else ""
         return body
