@@ -557,6 +557,8 @@ class Hub:
             "cases_failing": len(self.casework.failing),
             "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),
+            "stream_listeners": len(self.bus),
+            "stream_dropped": self.bus.dropped,
         }
 
     async def start(self) -> None:

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import logging
 import math
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,6 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
@@ -72,7 +72,7 @@ from hub.storage.store import Store
 from hub.web import models as m
 from hub.web.guard import Guard
 from hub.web.sessions import COOKIE, CSRF_HEADER, Session, Sessions, csrf_ok
-from hub.web.stream import AlertBus
+from hub.web.stream import STREAM_SNDBUF, TRANSPORT_EXTENSION, AlertBus
 from hub.web.views import community_json, device_json, event_json
 
 log = logging.getLogger(__name__)
@@ -889,10 +889,10 @@ class Api:
                 200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
             },
         )
-        async def stream(who: Who) -> StreamingResponse:
+        async def stream(request: Request, who: Who) -> StreamingResponse:
             """Server-sent events: ``alert`` and ``case`` changes the caller may read, nothing else."""
             return StreamingResponse(
-                self._events_for(who.reach),
+                self._events_for(who.reach, request.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -911,12 +911,23 @@ class Api:
             return reach.allows(Permission.READ, Where(where.community, where.grid, where.assignee, told))
         return False
 
-    async def _events_for(self, reach: Reach) -> AsyncIterator[bytes]:
-        listener = self._bus.subscribe()
+    async def _events_for(self, reach: Reach, transport: Any) -> AsyncIterator[bytes]:
+        """The stream of one client; it ends when the client falls behind (the bus drops it).
+
+        ``transport`` (from the HTTP server) lets a drop abort the socket even while a write to
+        it waits for a client that stopped reading; without it (another ASGI server) the stream
+        ends at its next write.
+        """
+        if transport is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                transport.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF
+                )
+        listener = self._bus.subscribe(on_drop=transport.abort if transport is not None else lambda: None)
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             yield b"retry: 2000\n\n"
-            while not self._closing.is_set():
+            while not self._closing.is_set() and not listener.dropped:
                 getter = asyncio.ensure_future(listener.queue.get())
                 done, _ = await asyncio.wait(
                     {getter, closing}, timeout=SSE_KEEPALIVE_S, return_when="FIRST_COMPLETED"
@@ -925,16 +936,12 @@ class Api:
                     getter.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await getter
-                    if listener.overflowed:
-                        break
-                    yield b": keepalive\n\n"
+                    if not listener.dropped:
+                        yield b": keepalive\n\n"
                     continue
-                message = getter.result()
-                if not self._visible(reach, message):
-                    continue
-                # One SSE event name per message type ("alert", "case"), so listeners pick theirs.
-                kind = str(message.get("type", "alert")).encode()
-                yield b"event: " + kind + b"\ndata: " + orjson.dumps(message) + b"\n\n"
+                frames = [e.frame for e in listener.take(getter.result()) if self._visible(reach, e.message)]
+                if frames:
+                    yield b"".join(frames)
         finally:
             closing.cancel()
             self._bus.unsubscribe(listener)
