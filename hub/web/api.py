@@ -244,6 +244,7 @@ class Api:
     def close_streams(self) -> None:
         """End open event streams so the server can stop without waiting for browsers."""
         self._closing.set()
+        self._bus.close_all()
 
     # -- identity --------------------------------------------------------------------------
 
@@ -924,24 +925,21 @@ class Api:
                     socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF
                 )
         listener = self._bus.subscribe(on_drop=transport.abort if transport is not None else lambda: None)
-        closing = asyncio.ensure_future(self._closing.wait())
+        if self._closing.is_set():
+            listener.closed = True
         try:
             yield b"retry: 2000\n\n"
-            while not self._closing.is_set() and not listener.dropped:
-                getter = asyncio.ensure_future(listener.queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, closing}, timeout=SSE_KEEPALIVE_S, return_when="FIRST_COMPLETED"
-                )
-                if getter not in done:
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
-                    if not listener.dropped:
-                        yield b": keepalive\n\n"
+            while not (listener.closed or listener.dropped):
+                batch = await self._bus.next_batch(listener, idle_s=SSE_KEEPALIVE_S)
+                if listener.closed or listener.dropped:
+                    break
+                if not batch:
+                    yield b": keepalive\n\n"
                     continue
-                frames = [e.frame for e in listener.take(getter.result()) if self._visible(reach, e.message)]
+                visible = functools.partial(self._visible, reach)
+                frames = [e.frame for e in batch if e.visible_to(reach, visible)]
                 if frames:
                     yield b"".join(frames)
+                    await asyncio.sleep(self._bus.pace())  # what arrives meanwhile goes in one write
         finally:
-            closing.cancel()
             self._bus.unsubscribe(listener)

@@ -29,6 +29,7 @@ import getpass
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -431,6 +432,62 @@ class Centre:
         """The same notification id received again (MQTT at-least-once; receivers drop it by id)."""
         counts = Counter(str(m.body.get("id")) for m in self.case_messages())
         return sum(n - 1 for n in counts.values())
+
+
+# -- stalled event-stream clients ---------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (``VmRSS`` in /proc), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class StalledStreams:
+    """``count`` authenticated ``GET /api/stream`` connections that never read a byte.
+
+    Plain sockets with the kernel's default buffers, as a browser tab frozen in the background
+    would hold them. :meth:`closed_by_hub` counts those the hub has closed or reset (it drops a
+    client that falls behind).
+    """
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.count = count
+        self.sockets: list[socket.socket] = []
+
+    def open(self) -> None:
+        request = (
+            f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        ).encode()
+        for _ in range(self.count):
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.sendall(request)
+            self.sockets.append(sock)
+
+    def closed_by_hub(self) -> int:
+        """Peek without reading: a socket the hub closed shows EOF or a reset after its buffered bytes."""
+        closed = 0
+        for sock in self.sockets:
+            try:
+                # MSG_PEEK of the whole receive queue would read nothing: ask for the socket error.
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                tcp_state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+            except OSError:
+                closed += 1
+                continue
+            # TCP_INFO's first byte is the state: 1 ESTABLISHED; 7 CLOSE, 8 CLOSE_WAIT (peer closed).
+            if err or tcp_state in (7, 8):
+                closed += 1
+        return closed
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.sockets.clear()
 
 
 # -- the store, read-only ------------------------------------------------------------------------
