@@ -311,6 +311,7 @@ class Hub:
         self.casework_beat: float | None = None
         self.loop_lag_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.http_port: int | None = None
 
     @property
@@ -656,12 +657,18 @@ class Hub:
         self.gauges.write(self.clock.now(), loop_lag_ms=loop_lag_ms)
 
     async def stop(self) -> None:
-        """Stop taking messages, then cancel and await every task, then close the store."""
-        for client in (self.mqtt, self.outbound):
-            try:
-                await client.disconnect()
-            except Exception:
-                log.exception("error while disconnecting from MQTT")
+        """Ordered: stop intake → cancel and await the loops → stop HTTP → flush → close the store.
+
+        Intake stops first, so nothing new is acknowledged; a message not yet acknowledged is
+        redelivered by the broker to the next run (its session persists). The callbacks the last
+        messages scheduled (the rule-state flush) run before the loops are cancelled, and the
+        final flushes run before the store closes: nothing writes to a closed store.
+        """
+        try:
+            await self.mqtt.disconnect()
+        except Exception:
+            log.exception("error while disconnecting from MQTT")
+        await asyncio.sleep(0)  # callbacks the last messages scheduled run now, on an open store
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -676,16 +683,35 @@ class Hub:
             await self.http.stop()  # ends event streams first, then lets requests finish
         except Exception:
             log.exception("HTTP server did not stop cleanly")
+        # Notifications leave on their own session: it stays up until the dispatcher has stopped.
+        try:
+            await self.outbound.disconnect()
+        except Exception:
+            log.exception("error while disconnecting from MQTT")
         await self.webhooks.close()
         try:
             await self.timeseries.stop()  # flushes to the server, or to the spool
         except Exception:
             log.exception("time-series sink did not stop cleanly")
+        self.close()
+
+    def close(self) -> None:
+        """The last flushes, then the store closes; also for a hub that never started (tools, bench).
+
+        Idempotent. A flush the store refuses is logged (the rule state is rebuilt from the
+        deadlines it had; quarantine records are lost with the process) and the store still closes.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.quarantine.flush()
         except Exception:
             log.exception("quarantine not flushed on stop (the store refused)")
-        self.rule_runtime.close()
+        try:
+            self.rule_runtime.close()  # later scheduled flushes do nothing
+        except Exception:
+            log.exception("rule state not flushed on stop (the store refused)")
         self.store.close()
 
     async def __aenter__(self) -> Hub:

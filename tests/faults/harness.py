@@ -251,6 +251,7 @@ def hub_config(
     mqtt_url: str,
     policies_file: Path | None = None,
     timeseries: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     doc: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -263,6 +264,7 @@ def hub_config(
         doc["policies_file"] = str(policies_file)
     if timeseries is not None:
         doc["timeseries"] = timeseries
+    doc.update(extra or {})
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -545,11 +547,13 @@ class Row:
     counted_twice: int = 0
     resent: int = 0
     note: str = ""
+    #: What /readyz said: false while the fault lasted and true after, or true throughout.
+    ready: str = ""
 
     def line(self) -> str:
         return (
             f"| {self.scenario} | {self.presses} | {self.alerts} | {self.cases} | {self.duplicates} | {self.lost} |"
-            f" {self.notifications} | {self.recover_s:.1f} | {self.note} |"
+            f" {self.notifications} | {self.recover_s:.1f} | {self.ready} | {self.note} |"
         )
 
 
@@ -561,6 +565,7 @@ def tally(
     *,
     recover_s: float,
     note: str = "",
+    ready: Verdict | None = None,
 ) -> Row:
     """The row for the presses ``counted`` (buttons)."""
     counted = list(counted)
@@ -578,6 +583,7 @@ def tally(
         counted_twice=sum(store.alerts.get(b, (0, 0))[1] > 1 for b in counted),
         resent=centre.resent(),
         note=note,
+        ready=ready.text if ready is not None else "",
     )
     print(row.line())
     if REPORT:
@@ -597,6 +603,102 @@ async def until(check: Any, *, within: float, every: float = 0.2) -> float | Non
         await asyncio.sleep(every)
 
 
+# -- readiness, probed all along ----------------------------------------------------------------
+
+#: How often the watch asks /readyz, and how long a fault may take to show (one probe period:
+#: every check is computed when asked, so a fault shows at the next probe).
+READY_EVERY_S = 0.2
+READY_PERIOD_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    text: str
+
+
+class ReadyWatch:
+    """Asks the hub's ``/readyz`` every :data:`READY_EVERY_S` for the whole scenario.
+
+    A sample is ``True`` (200), ``False`` (503) or ``None`` (no answer: the hub is down, which
+    is not ready either). :meth:`during` judges a fault window: ready just before it, never
+    ready from one probe period after it began until it ended, ready again after.
+    """
+
+    def __init__(self, hub: HubProcess) -> None:
+        self.hub = hub
+        self.samples: list[tuple[float, bool | None]] = []
+        #: Why a probe was not ready (the failing checks, or no answer), with how often.
+        self.reasons: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                at, ok, why = time.time(), None, "no answer"
+                try:
+                    async with http.get(
+                        f"http://127.0.0.1:{self.hub.http_port}/readyz",
+                        timeout=aiohttp.ClientTimeout(total=2),
+                    ) as r:
+                        ok = r.status == 200
+                        body = await r.json()
+                        why = ", ".join(
+                            f"{k}: {body['checks'][k]['detail']}" for k in body.get("failing", [])
+                        )
+                except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError):
+                    pass
+                self.samples.append((at, ok))
+                if not ok:
+                    self.reasons[why] += 1
+                await asyncio.sleep(READY_EVERY_S)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ready-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def ready_again(self, *, after: float, within: float = 60.0) -> float | None:
+        """When the first ready sample after ``after`` came (``time.time()``), waiting for it."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen = next((t for t, ok in self.samples if t > after and ok), None)
+            if seen is not None:
+                return seen
+            await asyncio.sleep(READY_EVERY_S)
+        return None
+
+    async def during(self, start: float, end: float, *, ready_before: bool = True) -> Verdict:
+        """Readiness was false exactly while the fault lasted (``start``..``end``, ``time.time()``)."""
+        before = [ok for t, ok in self.samples if t < start]
+        inside = [ok for t, ok in self.samples if start + READY_PERIOD_S <= t <= end]
+        false_inside = sum(ok is not True for ok in inside)
+        back = await self.ready_again(after=end)
+        ok = (
+            (not ready_before or (bool(before) and before[-1] is True))
+            and bool(inside)
+            and false_inside == len(inside)
+            and back is not None
+        )
+        text = f"false {false_inside}/{len(inside)} probes during; " + (
+            f"true {back - end:.1f} s after" if back is not None else "not ready again"
+        )
+        return Verdict(ok, text)
+
+    def throughout(self, start: float, end: float, *, why: str = "nothing an SOS needs was down") -> Verdict:
+        """No fault on the SOS path: ready at every probe of ``start``..``end``."""
+        inside = [ok for t, ok in self.samples if start <= t <= end]
+        good = sum(ok is True for ok in inside)
+        text = f"true {good}/{len(inside)} probes ({why})"
+        if good < len(inside):
+            text += f"; not ready: {dict(self.reasons)}"
+        return Verdict(bool(inside) and good == len(inside), text)
+
+
 # -- the rig -------------------------------------------------------------------------------------
 
 
@@ -612,6 +714,7 @@ class Rig:
     data_dir: Path
     sos: list[str]
     doors: list[str]
+    ready: ReadyWatch
 
     @property
     def db_path(self) -> Path:
@@ -644,6 +747,7 @@ async def rig(
     hub_env: dict[str, str] | None = None,
     hold_while_down: bool = True,
     start_hub: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Rig]:
     sos_buttons, door_ids = buttons(sos), [f"door-{n:02d}" for n in range(doors)]
     community = workdir / "community.yaml"
@@ -664,20 +768,28 @@ async def rig(
         mqtt_url=broker.url,
         policies_file=policies_file,
         timeseries=timeseries,
+        extra=settings,
     )
     hub = HubProcess(config, workdir / "hub.log", faketime=faketime, env=hub_env)
     centre = Centre(broker.url)
     gateway = Gateway(broker.url, hold_while_down=hold_while_down)
+    ready = ReadyWatch(hub)
     try:
         await centre.start()
         if start_hub:
             await hub.start()
         await gateway.start()
-        yield Rig(workdir, broker, hub, gateway, centre, data, sos_buttons, door_ids)
+        ready.start()
+        if start_hub:
+            # Every scenario starts from a ready hub (its rule timers run once it has caught up).
+            began = time.time()
+            assert await ready.ready_again(after=began - 1, within=30), dict(ready.reasons)
+        yield Rig(workdir, broker, hub, gateway, centre, data, sos_buttons, door_ids, ready)
     except BaseException:
         print(hub.log_text()[-4000:])
         raise
     finally:
+        await ready.stop()
         await gateway.stop()
         await hub.stop()
         await centre.stop()
