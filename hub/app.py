@@ -310,6 +310,8 @@ class Hub:
             quarantine=self.quarantine,
             casework=self.casework,
             loop_lag_s=lambda: self.loop_lag_s,
+            stream_clients=lambda: len(self.bus),
+            stream_dropped=lambda: self.bus.dropped,
             clock=self.clock,
         )
         self.api = Api(

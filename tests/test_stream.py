@@ -12,6 +12,7 @@ import orjson
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.health.metrics import render
 from hub.web.stream import AlertBus, StreamEvent
 from tests.helpers import TOKEN, eventually, hub_settings
 
@@ -174,6 +175,8 @@ async def test_a_stalled_socket_is_aborted_while_a_reading_client_gets_every_eve
             assert received == [f"c{n}" for n in range(sent + 20)]
             stats = hub.stats()
             assert stats["stream_dropped"] == 1 and stats["stream_listeners"] == 1
+            exposed = render(hub.metrics())
+            assert "linli_stream_dropped_total 1\n" in exposed and "linli_stream_clients 1\n" in exposed
         finally:
             stalled.close()
             reader.cancel()

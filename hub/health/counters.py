@@ -34,6 +34,8 @@ class HubCounters:
         quarantine: Quarantine,
         casework: Casework,
         loop_lag_s: Callable[[], float],
+        stream_clients: Callable[[], int],
+        stream_dropped: Callable[[], int],
         clock: Clock,
     ) -> None:
         self._pipeline = pipeline
@@ -44,6 +46,8 @@ class HubCounters:
         self._quarantine = quarantine
         self._casework = casework
         self._loop_lag_s = loop_lag_s
+        self._stream_clients = stream_clients
+        self._stream_dropped = stream_dropped
         self._clock = clock
 
     def families(self) -> list[Family]:
@@ -82,6 +86,12 @@ class HubCounters:
             Family("linli_failing_cases", "gauge", "cases whose last casework round failed").add(
                 len(self._casework.failing)
             ),
+            Family("linli_stream_clients", "gauge", "event-stream (SSE) clients connected").add(
+                self._stream_clients()
+            ),
+            Family(
+                "linli_stream_dropped_total", "counter", "event-stream clients dropped for falling behind"
+            ).add(self._stream_dropped()),
         ]
         quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
         for reason, count in sorted(self._quarantine.counts.items()):
