@@ -13,7 +13,7 @@ import orjson
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.health.metrics import render
-from hub.web.stream import AlertBus, StreamEvent
+from hub.web.stream import DROP_PER_SWEEP, AlertBus, StreamEvent
 from tests.helpers import TOKEN, eventually, hub_settings
 
 PRESS = 1_795_371_180.0
@@ -49,6 +49,22 @@ async def test_a_listener_over_the_bound_between_sweeps_is_dropped_when_it_reads
         bus.publish(case_event(n))
     assert not slow.dropped and bus.behind(slow) == 17  # the 17th was no sweep
     assert await bus.next_batch(slow, idle_s=1) == [] and slow.dropped and bus.dropped == 1
+
+
+async def test_many_stalled_listeners_are_dropped_a_few_per_sweep() -> None:
+    bus = AlertBus(queue_size=8)  # swept every event
+    stalled = [bus.subscribe() for _ in range(40)]
+    reader = bus.subscribe()
+    for n in range(9):
+        bus.publish(case_event(n))
+        await bus.next_batch(reader, idle_s=1)
+    assert bus.dropped == DROP_PER_SWEEP  # the first sweep over the bound
+    bus.publish(case_event(9))
+    await bus.next_batch(reader, idle_s=1)
+    assert bus.dropped == 2 * DROP_PER_SWEEP
+    bus.publish(case_event(10))
+    assert bus.dropped == 40 and all(x.dropped for x in stalled) and not reader.dropped
+    assert len(bus) == 1
 
 
 async def test_a_batch_is_bounded_in_bytes_and_an_idle_wait_times_out() -> None:

@@ -38,6 +38,8 @@ TRANSPORT_EXTENSION = "linli.transport"
 STREAM_SNDBUF = 32 * 1024
 #: Largest write of a stream: what a slow client can leave in the hub's write buffer at once.
 BATCH_BYTES = 16 * 1024
+#: Listeners dropped at most per sweep (the rest at the next sweeps, or when they read).
+DROP_PER_SWEEP = 16
 #: Pacing: up to PACE_CLIENTS listeners each write at most once per PACE_S; more, less often.
 PACE_S = 0.05
 PACE_CLIENTS = 50
@@ -95,8 +97,9 @@ class AlertBus:
     """One shared log of the last :data:`QUEUE_SIZE` events; each listener reads it at its own pace.
 
     Publishing is O(1) on the SOS path (append, wake the waiting streams once); every
-    ``queue_size // 8`` events a sweep drops the listeners that fell more than ``queue_size``
-    behind, so a stalled one is dropped within 1⅛ of the bound even while it never reads.
+    ``queue_size // 8`` events a sweep drops up to :data:`DROP_PER_SWEEP` of the listeners that
+    fell more than ``queue_size`` behind, so a stalled one is dropped soon after the bound even
+    while it never reads, and many stalled at once are dropped a few at a time.
     """
 
     def __init__(self, *, queue_size: int = QUEUE_SIZE) -> None:
@@ -128,7 +131,11 @@ class AlertBus:
         self._seq += 1
         self._wake()
         if self._seq % self._sweep_every == 0:
-            for listener in [x for x in self._listeners if self._seq - x.cursor > self._size]:
+            behind = [x for x in self._listeners if self._seq - x.cursor > self._size]
+            # A few per sweep: each abort ends a connection and its request (~1 ms of loop time
+            # in all), and a thousand at once would hold up the SOS path behind them. One that
+            # waits costs nothing meanwhile: the log is shared, it holds no events of its own.
+            for listener in behind[:DROP_PER_SWEEP]:
                 self._drop(listener)
 
     def _wake(self) -> None:

@@ -630,28 +630,45 @@ class ReadyWatch:
         self.samples: list[tuple[float, bool | None]] = []
         #: Why a probe was not ready (the failing checks, or no answer), with how often.
         self.reasons: Counter[str] = Counter()
+        self.why: list[tuple[float, str]] = []
         self._task: asyncio.Task[None] | None = None
+
+    async def _probe(self, http: aiohttp.ClientSession) -> tuple[bool | None, str]:
+        """One ``/readyz``: (ready, why not). A connection the hub refused or reset is asked once
+        more on a fresh connection (a kept-alive one can race the server's close); no answer
+        within 2 s is recorded as such: the hub is dead or its loop is stalled."""
+        why = "no answer"
+        for attempt in (1, 2):
+            try:
+                async with http.get(
+                    f"http://127.0.0.1:{self.hub.http_port}/readyz",
+                    timeout=aiohttp.ClientTimeout(total=2),
+                    headers={"Connection": "close"} if attempt == 2 else {},
+                ) as r:
+                    body = await r.json()
+                    failing = ", ".join(
+                        f"{k}: {body['checks'][k]['detail']}" for k in body.get("failing", [])
+                    )
+                    return r.status == 200, failing
+            except TimeoutError:
+                return None, "no answer within 2 s"
+            except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+                why = f"no answer ({type(exc).__name__})"
+        return None, why
 
     async def _run(self) -> None:
         async with aiohttp.ClientSession() as http:
             while True:
-                at, ok, why = time.time(), None, "no answer"
-                try:
-                    async with http.get(
-                        f"http://127.0.0.1:{self.hub.http_port}/readyz",
-                        timeout=aiohttp.ClientTimeout(total=2),
-                    ) as r:
-                        ok = r.status == 200
-                        body = await r.json()
-                        why = ", ".join(
-                            f"{k}: {body['checks'][k]['detail']}" for k in body.get("failing", [])
-                        )
-                except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError):
-                    pass
+                at = time.time()
+                ok, why = await self._probe(http)
                 self.samples.append((at, ok))
                 if not ok:
                     self.reasons[why] += 1
+                    self.why.append((at, why))
                 await asyncio.sleep(READY_EVERY_S)
+
+    def reasons_between(self, start: float, end: float) -> dict[str, int]:
+        return dict(Counter(why for t, why in self.why if start <= t <= end))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ready-watch")
@@ -687,6 +704,8 @@ class ReadyWatch:
         text = f"false {false_inside}/{len(inside)} probes during; " + (
             f"true {back - end:.1f} s after" if back is not None else "not ready again"
         )
+        if ready_before and not (before and before[-1] is True):
+            text += f"; not ready just before: {self.reasons_between(start - 2, start)}"
         return Verdict(ok, text)
 
     def throughout(self, start: float, end: float, *, why: str = "nothing an SOS needs was down") -> Verdict:
@@ -695,7 +714,7 @@ class ReadyWatch:
         good = sum(ok is True for ok in inside)
         text = f"true {good}/{len(inside)} probes ({why})"
         if good < len(inside):
-            text += f"; not ready: {dict(self.reasons)}"
+            text += f"; not ready: {self.reasons_between(start, end)}"
         return Verdict(bool(inside) and good == len(inside), text)
 
 
