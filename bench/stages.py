@@ -74,7 +74,7 @@ def _run(messages: Sequence[tuple[str, bytes]], settings_for: Callable[[], Any],
             seconds = time.process_time() - start
             await asyncio.sleep(0)
         finally:
-            hub.store.close()
+            hub.close()  # the last flushes, then the store
         return seconds
 
     return asyncio.run(go())

@@ -10,6 +10,7 @@ Owns the service around the pure packages. Follow one message top to bottom:
 * :mod:`hub.cluster` — several hubs sharing the communities: leases, balancing, one MQTT
   session per owned community, fencing and takeover (active only with ``cluster.node_id``);
 * :mod:`hub.notify` — who is told, the ``linli.notification.v1`` bodies, delivery;
+* :mod:`hub.health` — readiness, metrics and the hub's own alarms, over the stages above;
 * :mod:`hub.web` — HTTP API, JSON views, event stream, console and phone page;
 * :mod:`hub.storage` — every table of the one database file, versioned migrations;
 * :mod:`hub.community` — the registry, roster and their files;
@@ -20,8 +21,9 @@ Top-level modules: :mod:`hub.app` (the composition root), :mod:`hub.demo`,
 :mod:`hub.config`, :mod:`hub.records` (what stages pass each other), :mod:`hub.clock`,
 :mod:`hub.errors` (the one error tree), :mod:`hub.files` (private files: 0600/0700).
 
-Imports point down only: app/demo/cli → web → casework, ingest, cluster → notify → storage → cases →
-community, config → channels, mqtt, timeseries, broker, records → clock, errors, files
+Imports point down only: app/demo/cli → web → health → casework, ingest, cluster → notify →
+storage → cases → community, config → channels, mqtt, timeseries, broker, records → clock, errors,
+files
 (``tests/test_layering.py`` enforces it). Data flows one way: broker → adapters → rules →
 alerts → cases → dispatch and sinks.
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import hashlib
 import logging
@@ -36,7 +35,6 @@ from pydantic import ValidationError
 
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
-from hub.cases.calendar import official_coverage
 from hub.cases.care import load_care
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
@@ -53,22 +51,23 @@ from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
 from hub.errors import ConfigError, MessageDeferred, NotStoredError
 from hub.files import private_dir
+from hub.health.alarms import HubAlarms
+from hub.health.checks import HubChecks
+from hub.health.counters import HubCounters
 from hub.health.metrics import Family
-from hub.health.readiness import Readiness, beating, flag, readiness, store_writable
+from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
-from hub.ingest.rule_runtime import RULE_TIMER_POLL_S, RuleRuntime
+from hub.ingest.rule_runtime import RuleRuntime
 from hub.ingest.strangers import UnknownDevices
 from hub.mqtt.client import HubMqttClient, Unhandled
-from hub.notify.dispatch import IDLE_POLL_S as DISPATCH_IDLE_POLL_S
 from hub.notify.dispatch import Dispatcher
-from hub.notify.payloads import hub_alarm
 from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
-from hub.records import AlertChange, alert_json, new_notification_id
+from hub.records import AlertChange, alert_json
 from hub.storage.cases import CaseStore
 from hub.storage.nonces import ReplyNonces
 from hub.storage.rule_state import RuleStateStore
@@ -89,19 +88,12 @@ CASEWORK_POLL_S = 5.0
 CASEWORK_MAX_BACKOFF_S = 60.0
 #: The retry queue's key for what rule timers decided but the store refused.
 TIMER_TOPIC = "(rule timers)"
-#: Readiness fails when the time-series spool is fuller than this (the oldest points go next).
-SPOOL_FILL_LIMIT = 0.9
 GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
     """The outbound connection subscribes to nothing."""
-
-
-def _log_undelivered(kind: str, sent: asyncio.Future[None]) -> None:
-    if not sent.cancelled() and sent.exception() is not None:
-        log.error("%s not delivered to the command centre: %s", kind, sent.exception())
 
 
 #: Beside the store: the SHA-256 of the community file the store last imported.
@@ -311,8 +303,17 @@ class Hub:
             ),
             unknown_burst_s=settings.unknown_devices.burst_s,
         )
+        self.alarms = HubAlarms(
+            outbound=self.outbound,
+            topic=self.routing.command_centre_topic,
+            held=lambda: self.redelivery.depth,
+            clock=self.clock,
+        )
         self.redelivery = Redelivery(
-            handle=self._handle, clock=self.clock, on_stuck=self._stuck, on_recovered=self._recovered
+            handle=self._handle,
+            clock=self.clock,
+            on_stuck=self.alarms.stuck,
+            on_recovered=self.alarms.recovered,
         )
         self.gauges = Gauges(
             instance=settings.mqtt.client_id,
@@ -327,6 +328,34 @@ class Hub:
             casework=self.casework,
             store=self.store,
             keys=ReplyKeys(path=Path(settings.data_dir) / LINK_KEY_FILE),
+            clock=self.clock,
+        )
+        self.checks = HubChecks(
+            mqtt=self.mqtt,
+            outbound=self.outbound,
+            store=self.store,
+            store_path=self.store.path or Path(settings.data_dir) / STORE_FILE,
+            redelivery=self.redelivery,
+            min_free_bytes=settings.min_free_disk_mb * 1024 * 1024,
+            casework_beat=lambda: self.casework_beat,
+            casework_period_s=CASEWORK_POLL_S,
+            dispatcher=self.dispatcher,
+            rule_runtime=self.rule_runtime,
+            timeseries=self.timeseries,
+            calendar=lambda: self.policies.calendar,
+            clock=self.clock,
+        )
+        self.counters = HubCounters(
+            pipeline=self.pipeline,
+            mqtt=self.mqtt,
+            redelivery=self.redelivery,
+            dispatcher=self.dispatcher,
+            timeseries=self.timeseries,
+            quarantine=self.quarantine,
+            casework=self.casework,
+            loop_lag_s=lambda: self.loop_lag_s,
+            stream_clients=lambda: len(self.bus),
+            stream_dropped=lambda: self.bus.dropped,
             clock=self.clock,
         )
         self.api = Api(
@@ -357,6 +386,7 @@ class Hub:
         self.casework_beat: float | None = None
         self.loop_lag_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.http_port: int | None = None
 
     @property
@@ -385,29 +415,6 @@ class Hub:
 
     def _hold(self, message: Unhandled) -> None:
         self.redelivery.hold(message)
-
-    def _tell_command_centre(self, kind: str, detail: str) -> None:
-        """Straight over MQTT, not through the store's outbox (the store may be what failed)."""
-        body = hub_alarm(
-            notification_id=new_notification_id(),
-            kind=kind,
-            detail=detail,
-            at=self.clock.now(),
-            held=self.redelivery.depth,
-        )
-        if not self.outbound.connected.is_set():
-            log.critical("cannot tell the command centre (%s): MQTT is down", kind)
-            return
-        sent = self.outbound.publish(self.routing.command_centre_topic(), body)
-        sent.add_done_callback(functools.partial(_log_undelivered, kind))
-
-    def _stuck(self, held: int, waited: float, error: str) -> None:
-        self._tell_command_centre(
-            "hub.stuck", f"{held} message(s) not recorded for {waited:.0f} s, retrying: {error}"
-        )
-
-    def _recovered(self) -> None:
-        self._tell_command_centre("hub.recovered", "every held message was recorded")
 
     def _alert_changed(self, change: AlertChange) -> None:
         """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
@@ -490,113 +497,12 @@ class Hub:
         self._casework_wake.set()
 
     def readiness(self) -> Readiness:
-        """Every condition an SOS depends on (``/readyz``); loop beats on the event loop's clock.
-
-        A working calendar without this or next year's official holidays is a warning, not a
-        failure: deadlines are still computed (as ordinary weekdays), but someone must act.
-        """
-        loop_time = asyncio.get_running_loop().time
-        mqtt, outbound = self.mqtt, self.outbound
-        coverage = official_coverage(self.policies.calendar, now=self.clock.now())
-        return readiness(
-            warnings=() if coverage.ok else (coverage.message,),
-            probes=[
-                flag(
-                    "mqtt_ingest",
-                    lambda: mqtt.connected.is_set() and mqtt.subscribed.is_set(),
-                    wrong="the ingest MQTT session is down or not subscribed",
-                ),
-                flag(
-                    "mqtt_outbound",
-                    outbound.connected.is_set,
-                    wrong="the notification MQTT session is down",
-                ),
-                store_writable(
-                    writable=self.store.check_writable,
-                    path=self.store.path or Path(self.settings.data_dir) / STORE_FILE,
-                    held=lambda: self.redelivery.depth,
-                    min_free_bytes=self.settings.min_free_disk_mb * 1024 * 1024,
-                ),
-                beating(
-                    "casework_loop",
-                    last=lambda: self.casework_beat,
-                    now=loop_time,
-                    period_s=2 * CASEWORK_POLL_S + 1,
-                ),
-                beating(
-                    "dispatch_loop",
-                    last=lambda: self.dispatcher.beat,
-                    now=loop_time,
-                    period_s=2 * DISPATCH_IDLE_POLL_S + 1,
-                ),
-                beating(
-                    "rule_timers",
-                    last=lambda: self.rule_runtime.beat,
-                    now=loop_time,
-                    period_s=2 * RULE_TIMER_POLL_S + 1,
-                ),
-                flag(
-                    "timeseries_spool",
-                    lambda: self.timeseries.spool_fill < SPOOL_FILL_LIMIT,
-                    wrong=f"the time-series spool is over {SPOOL_FILL_LIMIT:.0%} full",
-                ),
-            ],
-        )
+        """Every condition an SOS depends on (``/readyz``): :class:`~hub.health.checks.HubChecks`."""
+        return self.checks.readiness()
 
     def metrics(self) -> list[Family]:
-        """The hub's counters for ``/metrics`` (Prometheus), read now from what the stages keep."""
-        stats = self.pipeline.stats
-        ts = self.timeseries.stats
-        families = [
-            Family("linli_messages_total", "counter", "MQTT messages taken in").add(stats.messages),
-            Family("linli_events_total", "counter", "normalised events decoded").add(stats.events),
-            Family("linli_signals_total", "counter", "rule signals stored").add(stats.signals),
-            Family("linli_alerts_raised_total", "counter", "alerts opened").add(stats.alerts_raised),
-            Family("linli_handler_errors_total", "counter", "messages the hub failed to handle at first").add(
-                self.mqtt.handler_errors
-            ),
-            Family("linli_held_messages", "gauge", "messages held for the hub's own retry").add(
-                self.redelivery.depth
-            ),
-            Family("linli_notifications_delivered_total", "counter", "notifications delivered").add(
-                self.dispatcher.delivered
-            ),
-            Family("linli_notification_failures_total", "counter", "failed delivery attempts").add(
-                self.dispatcher.failed_attempts
-            ),
-            Family("linli_notifications_abandoned_total", "counter", "notifications refused for good").add(
-                self.dispatcher.abandoned
-            ),
-            Family("linli_mqtt_reconnects_total", "counter", "MQTT reconnects (ingest session)").add(
-                self.mqtt.reconnects
-            ),
-            Family("linli_timeseries_points_spooled_total", "counter", "points written to the spool").add(
-                ts.points_spooled
-            ),
-            Family("linli_timeseries_spool_fill_ratio", "gauge", "how full the spool is").add(
-                self.timeseries.spool_fill
-            ),
-            Family("linli_failing_cases", "gauge", "cases whose last casework round failed").add(
-                len(self.casework.failing)
-            ),
-        ]
-        quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
-        for reason, count in sorted(self.quarantine.counts.items()):
-            quarantine.add(count, reason=reason)
-        open_cases = Family("linli_open_cases", "gauge", "open cases by severity and worst traffic light")
-        by_light: dict[tuple[str, str], int] = {}
-        for (_community, _grid, severity, light), count in self.casework.open_counts(
-            self.clock.now()
-        ).items():
-            by_light[severity, light] = by_light.get((severity, light), 0) + count
-        for (severity, light), count in sorted(by_light.items()):
-            open_cases.add(count, severity=severity, light=light)
-        steps = Family("linli_escalation_steps_total", "counter", "escalation steps sent, by kind")
-        for kind, count in sorted(self.casework.steps_sent.items()):
-            steps.add(count, kind=kind)
-        lag = Family("linli_loop_lag_seconds", "gauge", "event-loop lag measured by the gauge loop")
-        lag.add(self.loop_lag_s)
-        return [*families, quarantine, open_cases, steps, lag]
+        """The hub's counters for ``/metrics``: :class:`~hub.health.counters.HubCounters`."""
+        return self.counters.families()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -617,6 +523,8 @@ class Hub:
             "cases_failing": len(self.casework.failing),
             "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),
+            "stream_listeners": len(self.bus),
+            "stream_dropped": self.bus.dropped,
         }
 
     async def start(self) -> None:
@@ -717,14 +625,22 @@ class Hub:
         self.gauges.write(self.clock.now(), loop_lag_ms=loop_lag_ms)
 
     async def stop(self) -> None:
-        """Stop taking messages, then cancel and await every task, then close the store."""
+        """Ordered: stop intake → cancel and await the loops → stop HTTP → flush → close the store.
+
+        Intake stops first, so nothing new is acknowledged; a message not yet acknowledged is
+        redelivered by the broker to the next run (its session persists). The callbacks the last
+        messages scheduled (the rule-state flush) run before the loops are cancelled, and the
+        final flushes run before the store closes: nothing writes to a closed store.
+        """
         if self.cluster:
-            await self.cluster.stop()  # sessions closed, leases released: others take over now
-        for client in (self.mqtt, self.outbound):
-            try:
-                await client.disconnect()
-            except Exception:
-                log.exception("error while disconnecting from MQTT")
+            # Per-community sessions closed and rule state written under the lease, then the
+            # leases released: the other nodes take over now, not after lease_s.
+            await self.cluster.stop()
+        try:
+            await self.mqtt.disconnect()
+        except Exception:
+            log.exception("error while disconnecting from MQTT")
+        await asyncio.sleep(0)  # callbacks the last messages scheduled run now, on an open store
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -739,16 +655,35 @@ class Hub:
             await self.http.stop()  # ends event streams first, then lets requests finish
         except Exception:
             log.exception("HTTP server did not stop cleanly")
+        # Notifications leave on their own session: it stays up until the dispatcher has stopped.
+        try:
+            await self.outbound.disconnect()
+        except Exception:
+            log.exception("error while disconnecting from MQTT")
         await self.webhooks.close()
         try:
             await self.timeseries.stop()  # flushes to the server, or to the spool
         except Exception:
             log.exception("time-series sink did not stop cleanly")
+        self.close()
+
+    def close(self) -> None:
+        """The last flushes, then the store closes; also for a hub that never started (tools, bench).
+
+        Idempotent. A flush the store refuses is logged (the rule state is rebuilt from the
+        deadlines it had; quarantine records are lost with the process) and the store still closes.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.quarantine.flush()
         except Exception:
             log.exception("quarantine not flushed on stop (the store refused)")
-        self.rule_runtime.close()
+        try:
+            self.rule_runtime.close()  # later scheduled flushes do nothing
+        except Exception:
+            log.exception("rule state not flushed on stop (the store refused)")
         self.store.close()
 
     async def __aenter__(self) -> Hub:

@@ -19,17 +19,19 @@ FORBIDDEN = {
 
 #: hub's own layers, lowest first: a module imports only from layers strictly below its own,
 #: so units of one layer never import each other (ingest ↛ casework, community ↛ config …).
-#: Mirrors hub/__init__.py: app/demo/cli → web → casework, ingest, cluster → notify → storage → cases →
-#: community, config → channels, mqtt, timeseries, broker → records → clock, errors, files.
+#: Mirrors hub/__init__.py: app/demo/cli → web → health → casework, ingest, cluster → notify →
+#: storage → cases → community, config → channels, mqtt, timeseries, broker → records → clock,
+#: errors, files.
 HUB_LAYERS: tuple[tuple[str, ...], ...] = (
     ("hub.clock", "hub.errors", "hub.files"),
     ("hub.records",),
-    ("hub.channels", "hub.mqtt", "hub.timeseries", "hub.broker", "hub.health"),
+    ("hub.channels", "hub.mqtt", "hub.timeseries", "hub.broker"),
     ("hub.community", "hub.config"),
     ("hub.cases",),
     ("hub.storage",),
     ("hub.notify",),
     ("hub.casework", "hub.ingest", "hub.cluster"),
+    ("hub.health",),
     ("hub.web",),
     ("hub.app",),
     ("hub.demo",),

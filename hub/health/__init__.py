@@ -1,9 +1,13 @@
-"""Whether the hub is alive and ready, and its counters in Prometheus' text format.
+"""Whether the hub is alive and ready, its counters, and its own alarms to the command centre.
 
-Owns: :mod:`~hub.health.readiness` (``/readyz``: every condition an SOS depends on, each
-named with what is wrong) and :mod:`~hub.health.metrics` (``/metrics``: read from the
-counters the stages already keep, at scrape time — nothing is counted twice on the hot path).
+Owns: :mod:`~hub.health.readiness` (the generic probes: each names what is wrong),
+:mod:`~hub.health.checks` (``/readyz``: every condition an SOS depends on, composed over the
+stages), :mod:`~hub.health.metrics` (Prometheus' text format), :mod:`~hub.health.counters`
+(``/metrics``: read from the counters the stages already keep, at scrape time — nothing is
+counted twice on the hot path) and :mod:`~hub.health.alarms` (``hub.stuck`` / ``hub.recovered``
+straight over MQTT, not through the store).
 
-Must not import: ``hub.web``, ``hub.app``, ``hub.cli``, ``simulators``, ``dashboards``. The
-app hands in what to look at; the web layer serves the result.
+Sits above the stages it watches (ingest, casework, notify, storage, mqtt) and below the web
+layer that serves it. Must not import: ``hub.web``, ``hub.app``, ``hub.cli``, ``simulators``,
+``dashboards``. The app builds the parts and hands them in.
 """

@@ -106,9 +106,12 @@ class RuleRuntime:
         self._working = tuple(s for s in working if s.device_id not in gone)
 
     def close(self) -> None:
-        """The last flush (routine updates included); later scheduled flushes do nothing."""
-        self.flush(include_routine=True)
-        self._closed = True
+        """The last flush (routine updates included); later scheduled flushes do nothing, even if
+        this one failed (the store is about to close: a later one would hit a closed store)."""
+        try:
+            self.flush(include_routine=True)
+        finally:
+            self._closed = True
 
     async def flush_routine(self) -> None:
         """Routine rule-state updates (deadlines moved on by readings) go to disk every few seconds."""

@@ -137,6 +137,7 @@ class Api:
     def close_streams(self) -> None:
         """End open event streams so the server can stop without waiting for browsers."""
         self.closing.set()
+        self.bus.close_all()
 
     # -- identity --------------------------------------------------------------------------
 

@@ -362,6 +362,9 @@ class StatsOut(_Out):
     cases_failing: int
     replies: int
     timeseries: dict[str, Any]
+    #: Event-stream (SSE) clients connected now, and those dropped for falling behind.
+    stream_listeners: int = 0
+    stream_dropped: int = 0
 
 
 class NotificationLogRow(_Out):

@@ -17,12 +17,38 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hub.errors import ConfigError
+from hub.web.stream import TRANSPORT_EXTENSION
 
 #: Open requests (event streams) get this long to finish when the hub stops.
 SHUTDOWN_GRACE_S = 2.0
 STARTUP_TIMEOUT_S = 10.0
+#: Bytes a connection may have waiting in the hub's own write buffer before writes wait for the
+#: socket (asyncio's default is 64 KiB): 1 000 stalled clients hold at most this much each.
+WRITE_BUFFER_HIGH = 16 * 1024
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a bounded write buffer and the transport in the scope.
+
+    ASGI gives an application no way to end a connection whose writes are waiting for a client
+    that stopped reading: the event stream needs ``transport.abort()`` for that (a ``close()``
+    would wait for the unsent bytes forever), so each request's scope carries the transport
+    under :data:`~hub.web.stream.TRANSPORT_EXTENSION`.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        app = self.app
+
+        async def with_transport(scope: Any, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})[TRANSPORT_EXTENSION] = transport
+            await app(scope, receive, send)
+
+        self.app = with_transport
 
 
 class _Server(uvicorn.Server):
@@ -72,6 +98,7 @@ class HttpServer:
             # Longer than uvicorn's 5 s: a client pausing between requests must not race the close.
             timeout_keep_alive=30,
             ws="none",
+            http=_Protocol,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="linli-http")

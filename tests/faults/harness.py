@@ -29,6 +29,7 @@ import getpass
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -250,6 +251,7 @@ def hub_config(
     mqtt_url: str,
     policies_file: Path | None = None,
     timeseries: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     doc: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -262,6 +264,7 @@ def hub_config(
         doc["policies_file"] = str(policies_file)
     if timeseries is not None:
         doc["timeseries"] = timeseries
+    doc.update(extra or {})
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -433,6 +436,62 @@ class Centre:
         return sum(n - 1 for n in counts.values())
 
 
+# -- stalled event-stream clients ---------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (``VmRSS`` in /proc), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class StalledStreams:
+    """``count`` authenticated ``GET /api/stream`` connections that never read a byte.
+
+    Plain sockets with the kernel's default buffers, as a browser tab frozen in the background
+    would hold them. :meth:`closed_by_hub` counts those the hub has closed or reset (it drops a
+    client that falls behind).
+    """
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.count = count
+        self.sockets: list[socket.socket] = []
+
+    def open(self) -> None:
+        request = (
+            f"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        ).encode()
+        for _ in range(self.count):
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.sendall(request)
+            self.sockets.append(sock)
+
+    def closed_by_hub(self) -> int:
+        """Peek without reading: a socket the hub closed shows EOF or a reset after its buffered bytes."""
+        closed = 0
+        for sock in self.sockets:
+            try:
+                # MSG_PEEK of the whole receive queue would read nothing: ask for the socket error.
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                tcp_state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+            except OSError:
+                closed += 1
+                continue
+            # TCP_INFO's first byte is the state: 1 ESTABLISHED; 7 CLOSE, 8 CLOSE_WAIT (peer closed).
+            if err or tcp_state in (7, 8):
+                closed += 1
+        return closed
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.sockets.clear()
+
+
 # -- the store, read-only ------------------------------------------------------------------------
 
 
@@ -488,11 +547,13 @@ class Row:
     counted_twice: int = 0
     resent: int = 0
     note: str = ""
+    #: What /readyz said: false while the fault lasted and true after, or true throughout.
+    ready: str = ""
 
     def line(self) -> str:
         return (
             f"| {self.scenario} | {self.presses} | {self.alerts} | {self.cases} | {self.duplicates} | {self.lost} |"
-            f" {self.notifications} | {self.recover_s:.1f} | {self.note} |"
+            f" {self.notifications} | {self.recover_s:.1f} | {self.ready} | {self.note} |"
         )
 
 
@@ -504,6 +565,7 @@ def tally(
     *,
     recover_s: float,
     note: str = "",
+    ready: Verdict | None = None,
 ) -> Row:
     """The row for the presses ``counted`` (buttons)."""
     counted = list(counted)
@@ -521,6 +583,7 @@ def tally(
         counted_twice=sum(store.alerts.get(b, (0, 0))[1] > 1 for b in counted),
         resent=centre.resent(),
         note=note,
+        ready=ready.text if ready is not None else "",
     )
     print(row.line())
     if REPORT:
@@ -540,6 +603,121 @@ async def until(check: Any, *, within: float, every: float = 0.2) -> float | Non
         await asyncio.sleep(every)
 
 
+# -- readiness, probed all along ----------------------------------------------------------------
+
+#: How often the watch asks /readyz, and how long a fault may take to show (one probe period:
+#: every check is computed when asked, so a fault shows at the next probe).
+READY_EVERY_S = 0.2
+READY_PERIOD_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    text: str
+
+
+class ReadyWatch:
+    """Asks the hub's ``/readyz`` every :data:`READY_EVERY_S` for the whole scenario.
+
+    A sample is ``True`` (200), ``False`` (503) or ``None`` (no answer: the hub is down, which
+    is not ready either). :meth:`during` judges a fault window: ready just before it, never
+    ready from one probe period after it began until it ended, ready again after.
+    """
+
+    def __init__(self, hub: HubProcess) -> None:
+        self.hub = hub
+        self.samples: list[tuple[float, bool | None]] = []
+        #: Why a probe was not ready (the failing checks, or no answer), with how often.
+        self.reasons: Counter[str] = Counter()
+        self.why: list[tuple[float, str]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _probe(self, http: aiohttp.ClientSession) -> tuple[bool | None, str]:
+        """One ``/readyz``: (ready, why not). A connection the hub refused or reset is asked once
+        more on a fresh connection (a kept-alive one can race the server's close); no answer
+        within 2 s is recorded as such: the hub is dead or its loop is stalled."""
+        why = "no answer"
+        for attempt in (1, 2):
+            try:
+                async with http.get(
+                    f"http://127.0.0.1:{self.hub.http_port}/readyz",
+                    timeout=aiohttp.ClientTimeout(total=2),
+                    headers={"Connection": "close"} if attempt == 2 else {},
+                ) as r:
+                    body = await r.json()
+                    failing = ", ".join(
+                        f"{k}: {body['checks'][k]['detail']}" for k in body.get("failing", [])
+                    )
+                    return r.status == 200, failing
+            except TimeoutError:
+                return None, "no answer within 2 s"
+            except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+                why = f"no answer ({type(exc).__name__})"
+        return None, why
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                at = time.time()
+                ok, why = await self._probe(http)
+                self.samples.append((at, ok))
+                if not ok:
+                    self.reasons[why] += 1
+                    self.why.append((at, why))
+                await asyncio.sleep(READY_EVERY_S)
+
+    def reasons_between(self, start: float, end: float) -> dict[str, int]:
+        return dict(Counter(why for t, why in self.why if start <= t <= end))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ready-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def ready_again(self, *, after: float, within: float = 60.0) -> float | None:
+        """When the first ready sample after ``after`` came (``time.time()``), waiting for it."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen = next((t for t, ok in self.samples if t > after and ok), None)
+            if seen is not None:
+                return seen
+            await asyncio.sleep(READY_EVERY_S)
+        return None
+
+    async def during(self, start: float, end: float, *, ready_before: bool = True) -> Verdict:
+        """Readiness was false exactly while the fault lasted (``start``..``end``, ``time.time()``)."""
+        before = [ok for t, ok in self.samples if t < start]
+        inside = [ok for t, ok in self.samples if start + READY_PERIOD_S <= t <= end]
+        false_inside = sum(ok is not True for ok in inside)
+        back = await self.ready_again(after=end)
+        ok = (
+            (not ready_before or (bool(before) and before[-1] is True))
+            and bool(inside)
+            and false_inside == len(inside)
+            and back is not None
+        )
+        text = f"false {false_inside}/{len(inside)} probes during; " + (
+            f"true {back - end:.1f} s after" if back is not None else "not ready again"
+        )
+        if ready_before and not (before and before[-1] is True):
+            text += f"; not ready just before: {self.reasons_between(start - 2, start)}"
+        return Verdict(ok, text)
+
+    def throughout(self, start: float, end: float, *, why: str = "nothing an SOS needs was down") -> Verdict:
+        """No fault on the SOS path: ready at every probe of ``start``..``end``."""
+        inside = [ok for t, ok in self.samples if start <= t <= end]
+        good = sum(ok is True for ok in inside)
+        text = f"true {good}/{len(inside)} probes ({why})"
+        if good < len(inside):
+            text += f"; not ready: {self.reasons_between(start, end)}"
+        return Verdict(bool(inside) and good == len(inside), text)
+
+
 # -- the rig -------------------------------------------------------------------------------------
 
 
@@ -555,6 +733,7 @@ class Rig:
     data_dir: Path
     sos: list[str]
     doors: list[str]
+    ready: ReadyWatch
 
     @property
     def db_path(self) -> Path:
@@ -587,6 +766,7 @@ async def rig(
     hub_env: dict[str, str] | None = None,
     hold_while_down: bool = True,
     start_hub: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Rig]:
     sos_buttons, door_ids = buttons(sos), [f"door-{n:02d}" for n in range(doors)]
     community = workdir / "community.yaml"
@@ -607,20 +787,28 @@ async def rig(
         mqtt_url=broker.url,
         policies_file=policies_file,
         timeseries=timeseries,
+        extra=settings,
     )
     hub = HubProcess(config, workdir / "hub.log", faketime=faketime, env=hub_env)
     centre = Centre(broker.url)
     gateway = Gateway(broker.url, hold_while_down=hold_while_down)
+    ready = ReadyWatch(hub)
     try:
         await centre.start()
         if start_hub:
             await hub.start()
         await gateway.start()
-        yield Rig(workdir, broker, hub, gateway, centre, data, sos_buttons, door_ids)
+        ready.start()
+        if start_hub:
+            # Every scenario starts from a ready hub (its rule timers run once it has caught up).
+            began = time.time()
+            assert await ready.ready_again(after=began - 1, within=30), dict(ready.reasons)
+        yield Rig(workdir, broker, hub, gateway, centre, data, sos_buttons, door_ids, ready)
     except BaseException:
         print(hub.log_text()[-4000:])
         raise
     finally:
+        await ready.stop()
         await gateway.stop()
         await hub.stop()
         await centre.stop()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
 HEADER = (
-    "| Scenario | SOS presses in | Alerts | Cases | Duplicates | Lost | Dispatches received | Recover (s) | Notes |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    "| Scenario | SOS presses in | Alerts | Cases | Duplicates | Lost | Dispatches received | Recover (s) | Ready false during fault / true after | Notes |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
 )
 
 
@@ -24,7 +24,7 @@ def table(rows: list[dict[str, object]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['presses']} | {r['alerts']} | {r['cases']} | {r['duplicates']} | {r['lost']} |"
-            f" {r['notifications']} | {float(r['recover_s']):.1f} | {r['note']} |"  # type: ignore[arg-type]
+            f" {r['notifications']} | {float(r['recover_s']):.1f} | {r.get('ready', '')} | {r['note']} |"  # type: ignore[arg-type]
         )
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from tests.conftest import server_missing
-from tests.faults.harness import LONG, Rig, Row, rig, tally, until
+from tests.faults.harness import LONG, Rig, Row, StalledStreams, Verdict, rig, rss_kib, tally, until
 from tests.support.influx import InfluxServer
 from tests.support.servers import ServerMissingError
 
@@ -55,17 +55,33 @@ async def test_kill9_mid_burst_twice(tmp_path: Path) -> None:
     async with rig(tmp_path, sos=n) as r:
         burst = asyncio.create_task(r.gateway.burst(r.sos, r.doors, rate=250 if LONG else 100), name="burst")
         killed_at = 0.0
+        windows: list[tuple[float, float]] = []
         for k in (1, 2):
             await until(lambda k=k: len(r.gateway.presses) >= n * k // 3, within=120, every=0.02)
             r.hub.kill9()
+            began = time.time()
             await r.hub.wait()
             killed_at = time.time()
             await r.hub.start()
+            windows.append((began, time.time()))
         await burst
         counted = list(r.gateway.presses)
         done = await finish(r, counted)
-        row = tally("hub kill -9 mid-burst (×2)", counted, r.counts(), r.centre, recover_s=done - killed_at)
+        # Dead, then starting: no answer or 503 all along; the second kill may come before ready.
+        verdicts = [await r.ready.during(a, b, ready_before=i == 0) for i, (a, b) in enumerate(windows)]
+        ready = Verdict(
+            all(v.ok for v in verdicts), "; ".join(f"kill {i + 1}: {v.text}" for i, v in enumerate(verdicts))
+        )
+        row = tally(
+            "hub kill -9 mid-burst (×2)",
+            counted,
+            r.counts(),
+            r.centre,
+            recover_s=done - killed_at,
+            ready=ready,
+        )
     check(row, expect=n)
+    assert ready.ok, ready
 
 
 async def broker_outage(tmp_path: Path, *, persistence: bool, kill: bool) -> tuple[Row, list[str], Rig]:
@@ -109,12 +125,14 @@ async def broker_outage(tmp_path: Path, *, persistence: bool, kill: bool) -> tup
                 f" {len(window)} acked in between not counted, {sum(bool(r.counts().cases.get(p.button)) for p in window)} of them arrived"
             )
         done = await finish(r, counted)
+        ready = await r.ready.during(stopped_at, back_at)
         name = (
             "broker kill -9"
             if kill
             else f"broker stop/start, {'with' if persistence else 'without'} persistence"
         )
-        row = tally(name, counted, r.counts(), r.centre, recover_s=done - back_at, note=note)
+        row = tally(name, counted, r.counts(), r.centre, recover_s=done - back_at, note=note, ready=ready)
+    assert ready.ok, ready
     return row, counted, r
 
 
@@ -154,11 +172,13 @@ async def test_stuck_button(tmp_path: Path) -> None:
             return sent
 
         flooding = asyncio.create_task(flood(), name="flood")
+        flood_began = time.time()
         await asyncio.sleep(0.5)
         for button in rest:
             await r.gateway.press(button)
             await asyncio.sleep(seconds * 0.8 / len(rest))
         flood_count = await flooding
+        ready = r.ready.throughout(flood_began, time.time(), why="a stuck button is no fault of the hub's")
         counted = [stuck, *rest]
         done = await finish(r, counted)
         store = r.counts()
@@ -175,11 +195,100 @@ async def test_stuck_button(tmp_path: Path) -> None:
             r.centre,
             recover_s=0.0,
             note=f"{flood_count} messages from one button; other SOS dispatched in max {max(latencies) * 1000:.0f} ms",
+            ready=ready,
         )
         assert done == done  # all cased (nan otherwise)
     row.counted_twice = 0  # the stuck button's alert counts every message by design: one case is what matters
     check(row, expect=others + 1)
+    assert ready.ok, ready
     assert max(latencies) < 3.0, latencies
+
+
+# -- the console's event stream ------------------------------------------------------------------
+
+
+def dispatch_latencies(r: Rig, pressed: list[str]) -> list[float]:
+    """Press sent → its case's dispatch received, per button (s)."""
+    store, dispatched = r.counts(), r.centre.dispatched()
+    return [
+        dispatched[store.cases[b][0]] - r.gateway.presses[b].sent_at
+        for b in pressed
+        if store.cases.get(b) and store.cases[b][0] in dispatched
+    ]
+
+
+def p50_max(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"p50 {ordered[len(ordered) // 2] * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+
+
+async def test_stalled_sse_clients(tmp_path: Path) -> None:
+    """Many console streams that never read, then a burst: the SOS path is not held up, memory bounded.
+
+    The same burst runs twice — without, then with the stalled clients — and the press →
+    dispatch latencies are compared; the hub drops the clients that fall behind.
+    """
+    clients = 1000 if LONG else 250
+    half = 150 if LONG else 40
+    rate = 150 if LONG else 100
+    async with rig(tmp_path, sos=2 * half) as r:
+        assert r.hub.proc is not None and r.hub.http_port is not None
+        pid = r.hub.proc.pid
+        without, with_stalled = r.sos[:half], r.sos[half:]
+        await r.gateway.burst(without, r.doors, rate=rate)
+        assert await r.until_all_cased(without, within=60)
+        rss_before = rss_kib(pid)
+        stalled = StalledStreams(r.hub.http_port, clients)
+        try:
+            await asyncio.to_thread(stalled.open)
+            listeners = 0
+            for _ in range(100):
+                listeners = int((await r.hub.stats())["stream_listeners"])
+                if listeners >= clients:
+                    break
+                await asyncio.sleep(0.1)
+            assert listeners == clients, listeners
+            rss_connected = rss_kib(pid)
+            began = time.time()
+            await r.gateway.burst(with_stalled, r.doors, rate=rate)
+            burst_end = time.time()
+            counted = list(r.gateway.presses)
+            done = await finish(r, counted)
+            stats = await r.hub.stats()
+            rss_after = rss_kib(pid)
+            closed = await asyncio.to_thread(stalled.closed_by_hub)
+            ready = r.ready.throughout(began, burst_end, why="stalled consoles are no fault of the hub's")
+        finally:
+            await asyncio.to_thread(stalled.close)
+        base, loaded = dispatch_latencies(r, without), dispatch_latencies(r, with_stalled)
+        row = tally(
+            f"{clients} stalled SSE clients",
+            counted,
+            r.counts(),
+            r.centre,
+            recover_s=done - burst_end,
+            ready=ready,
+            note=(
+                f"press→dispatch without {p50_max(base)}; with {p50_max(loaded)}; hub RSS"
+                f" {rss_before // 1024} MB → {rss_connected // 1024} MB connected → {rss_after // 1024} MB"
+                f" after the burst; {stats['stream_dropped']} dropped for falling behind"
+                f" ({closed} closed by the hub), {stats['stream_listeners']} still connected;"
+                f" burst {burst_end - began:.1f} s"
+            ),
+        )
+    check(row, expect=2 * half)
+    assert ready.ok, ready
+    # Every client that stayed connected is within its bound; dropped ones were really closed.
+    assert closed == stats["stream_dropped"], (closed, stats)
+    assert stats["stream_dropped"] + stats["stream_listeners"] == clients, stats
+    # Bounded: each stalled client may cost its 16 KiB write buffer, one 16 KiB batch and its
+    # connection's bookkeeping (~35 KiB in uvicorn, h11 and the request), not more.
+    assert rss_after - rss_before < clients * 80, (rss_before, rss_after)
+    # The streams cost the hub's loop time while they still take data (see docs/reliability.md),
+    # but no SOS waits for them: every dispatch of the burst within seconds, none stuck behind.
+    assert max(loaded) < 5.0, (base, loaded)
+    if LONG:
+        assert stats["stream_dropped"] > 0, stats  # the long burst puts stalled clients over the bound
 
 
 # -- the disk and the database -------------------------------------------------------------------
@@ -221,20 +330,24 @@ def fill(ballast: Path) -> int:
 async def test_disk_full_and_recover(tmp_path: Path) -> None:
     """Data dir on a 30 MB tmpfs filled by a ballast file: presses are held, none lost, none twice.
 
-    There is no /readyz yet: what the hub says is its retry queue (``held_messages`` in /api/stats)
-    and, after 30 s, ``hub.stuck`` to the command centre over MQTT (long variant).
+    What the hub says: /readyz false while the disk is full, its retry queue (``held_messages``
+    in /api/stats) and, after 30 s, ``hub.stuck`` to the command centre over MQTT (long variant).
     """
     disk = tmp_path / "disk"
     mount_tmpfs(disk, "30m")
     n_before, n_during = 5, (60 if LONG else 20)
     held_for = 40.0 if LONG else 3.0
     try:
-        async with rig(tmp_path, sos=n_before + n_during, data_dir=disk / "data") as r:
+        # Readiness wants 4 MB free (64 MB by default: more than this whole disk).
+        async with rig(
+            tmp_path, sos=n_before + n_during, data_dir=disk / "data", settings={"min_free_disk_mb": 4}
+        ) as r:
             before, during = r.sos[:n_before], r.sos[n_before:]
             for button in before:
                 await r.gateway.press(button)
             assert await r.until_all_cased(before, within=60)
             ballast = disk / "ballast"
+            filled_at = time.time()
             await asyncio.to_thread(fill, ballast)
             await r.gateway.burst(during, r.doors, rate=40)
             held = 0
@@ -250,6 +363,7 @@ async def test_disk_full_and_recover(tmp_path: Path) -> None:
             counted = before + during
             done = await finish(r, counted)
             after = await r.hub.stats()
+            ready = await r.ready.during(filled_at, freed_at)
             stuck = r.centre.of_type("hub.stuck")
             recovered = (
                 await until(lambda: bool(r.centre.of_type("hub.recovered")), within=20) if stuck else None
@@ -262,10 +376,12 @@ async def test_disk_full_and_recover(tmp_path: Path) -> None:
                 recover_s=done - freed_at,
                 note=f"held up to {held} messages; hub.stuck {len(stuck)}, hub.recovered {int(recovered is not None)};"
                 f" held after recovery {after['held_messages']}",
+                ready=ready,
             )
     finally:
         unmount(disk)
     check(row, expect=n_before + n_during)
+    assert ready.ok, ready
     assert held > 0 and after["held_messages"] == 0
     if LONG:
         assert stuck and recovered is not None
@@ -300,6 +416,7 @@ async def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
         locker = Locker(r.db_path, seconds)
         locker.start()
         await asyncio.to_thread(locker.locked.wait, 30)
+        locked_at = time.time()
         latencies: list[float] = []
         held = 0
 
@@ -317,6 +434,7 @@ async def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
         await probing
         released_at = time.time()
         done = await finish(r, r.sos)
+        ready = await r.ready.during(locked_at, released_at)
         row = tally(
             f"SQLite locked by another process ({seconds:.0f} s)",
             r.sos,
@@ -324,8 +442,10 @@ async def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
             r.centre,
             recover_s=done - released_at,
             note=f"held up to {held}; /api/stats answered in max {max(latencies) * 1000:.0f} ms during the lock",
+            ready=ready,
         )
     check(row, expect=n)
+    assert ready.ok, ready
     assert held > 0
     assert max(latencies) < 1.5, latencies
 
@@ -357,10 +477,13 @@ async def test_influxdb_down_then_back(tmp_path: Path) -> None:
             burst = asyncio.create_task(r.gateway.burst(r.sos, r.doors, rate=40), name="burst")
             await until(lambda: len(r.gateway.presses) >= n // 3, within=60, every=0.05)
             await asyncio.to_thread(influx.stop)
+            influx_down_at = time.time()
             await asyncio.sleep(outage)
             spooled = (await r.hub.stats())["timeseries"]["points_spooled"]
             await asyncio.to_thread(influx.start)
             back_at = time.time()
+            # Charts only: the spool takes the points, so readiness stays true under its limit.
+            ready = r.ready.throughout(influx_down_at, back_at, why="spool under its limit")
             await burst
             done = await finish(r, r.sos)
 
@@ -384,10 +507,12 @@ async def test_influxdb_down_then_back(tmp_path: Path) -> None:
                 recover_s=max(done, replayed_at) - back_at,
                 note=f"points written {ts['points_written']}, delivered {ts['points_delivered']},"
                 f" spooled {spooled}; in InfluxDB: door {doors}/{r.gateway.readings_acked}, press {presses}/{n}",
+                ready=ready,
             )
     finally:
         influx.stop()
     check(row, expect=n)
+    assert ready.ok, ready
     assert spooled > 0, "the outage spooled nothing: the scenario did not bite"
     assert ts["points_delivered"] == ts["points_written"], ts
     assert ts["points_dropped"] == ts["points_quarantined"] == ts["invalid_points"] == 0, ts
@@ -452,8 +577,11 @@ async def test_poisoned_case_while_others_escalate(tmp_path: Path) -> None:
         finally:
             db.close()
         healthy = [store.cases[b][0] for b in r.sos[1:]]
+        poisoned_at = time.time()
         done = await until(lambda: all(2 in steps_of(r, c) for c in healthy), within=60)
         await asyncio.sleep(6.0)  # the poisoned case fails a round or two meanwhile
+        # One case fails alone (quarantined and reported); every SOS path is working.
+        ready = r.ready.throughout(poisoned_at, time.time(), why="the case is quarantined, the loops beat")
         late = []
         for case_id in healthy:
             steps = steps_of(r, case_id)
@@ -471,9 +599,11 @@ async def test_poisoned_case_while_others_escalate(tmp_path: Path) -> None:
             recover_s=0.0,
             note=f"steps 1 and 2 of {len(healthy)} healthy cases within {max(map(abs, late)):.2f} s of due;"
             f" poisoned case quarantined ({quarantined}), logged {failures_logged}×",
+            ready=ready,
         )
         assert done is not None
     check(row, expect=n)
+    assert ready.ok, ready
     assert max(map(abs, late)) < 1.5, late
     assert quarantined >= 1 and 1 <= failures_logged <= 5
 
@@ -505,6 +635,7 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
         for button in first:
             await r.gateway.press(button)
         assert await r.until_all_cased(first, within=60)
+        stepped_at = time.time()
         offset.write_text(f"+{step}\n")  # forward: every step of the chain is due at once
         forward = [r.counts().cases[b][0] for b in first]
         assert await until(lambda: all(2 in steps_of(r, c) for c in forward), within=30)
@@ -517,6 +648,8 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
         after = [r.counts().cases[b][0] for b in second]
         assert await until(lambda: all(2 in steps_of(r, c) for c in after), within=30)
         await asyncio.sleep(3.0)  # anything fired twice arrives by now
+        # The loops' beats are on the monotonic clock: a wall-clock step is no reason to be unready.
+        ready = r.ready.throughout(stepped_at, time.time(), why="loop beats are on the monotonic clock")
         db = sqlite3.connect(f"file:{r.db_path}?mode=ro", uri=True)
         try:
             timelines = {
@@ -541,8 +674,10 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
             r.centre,
             recover_s=0.0,
             note=f"steps after the back step within {max(map(abs, late)):.2f} s of due",
+            ready=ready,
         )
     check(row, expect=4)
+    assert ready.ok, ready
     for case_id in forward + after:
         steps = steps_of(r, case_id)
         assert sorted(steps) == [0, 1, 2] and all(len(v) == 1 for v in steps.values()), (case_id, steps)

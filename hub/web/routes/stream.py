@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from hub.casework.access import Permission, Reach, Scope, Where
 from hub.web.routes.common import ERRORS, Who
+from hub.web.stream import STREAM_SNDBUF, TRANSPORT_EXTENSION
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -35,32 +37,34 @@ def visible(web: Api, reach: Reach, message: dict[str, Any]) -> bool:
     return False
 
 
-async def events_for(web: Api, reach: Reach) -> AsyncIterator[bytes]:
-    listener = web.bus.subscribe()
-    closing = asyncio.ensure_future(web.closing.wait())
+async def events_for(web: Api, reach: Reach, transport: Any) -> AsyncIterator[bytes]:
+    """The stream of one client; it ends when the client falls behind (the bus drops it).
+
+    ``transport`` (from the HTTP server) lets a drop abort the socket even while a write to
+    it waits for a client that stopped reading; without it (another ASGI server) the stream
+    ends at its next write.
+    """
+    if transport is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+    listener = web.bus.subscribe(on_drop=transport.abort if transport is not None else lambda: None)
+    if web.closing.is_set():
+        listener.closed = True
     try:
         yield b"retry: 2000\n\n"
-        while not web.closing.is_set():
-            getter = asyncio.ensure_future(listener.queue.get())
-            done, _ = await asyncio.wait(
-                {getter, closing}, timeout=SSE_KEEPALIVE_S, return_when="FIRST_COMPLETED"
-            )
-            if getter not in done:
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                if listener.overflowed:
-                    break
+        while not (listener.closed or listener.dropped):
+            batch = await web.bus.next_batch(listener, idle_s=SSE_KEEPALIVE_S)
+            if listener.closed or listener.dropped:
+                break
+            if not batch:
                 yield b": keepalive\n\n"
                 continue
-            message = getter.result()
-            if not visible(web, reach, message):
-                continue
-            # One SSE event name per message type ("alert", "case"), so listeners pick theirs.
-            kind = str(message.get("type", "alert")).encode()
-            yield b"event: " + kind + b"\ndata: " + orjson.dumps(message) + b"\n\n"
+            check = functools.partial(visible, web, reach)
+            frames = [e.frame for e in batch if e.visible_to(reach, check)]
+            if frames:
+                yield b"".join(frames)
+                await asyncio.sleep(web.bus.pace())  # what arrives meanwhile goes in one write
     finally:
-        closing.cancel()
         web.bus.unsubscribe(listener)
 
 
@@ -70,10 +74,10 @@ def add_stream_routes(api: FastAPI, web: Api) -> None:
         response_class=StreamingResponse,
         responses={**ERRORS, 200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     )
-    async def stream(who: Who) -> StreamingResponse:
+    async def stream(request: Request, who: Who) -> StreamingResponse:
         """Server-sent events: ``alert`` and ``case`` changes the caller may read, nothing else."""
         return StreamingResponse(
-            events_for(web, who.reach),
+            events_for(web, who.reach, request.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

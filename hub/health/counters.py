@@ -1,0 +1,112 @@
+"""The hub's ``/metrics``: which counters the stages already keep, under which Prometheus names.
+
+Read at scrape time from the pipeline, the MQTT client, the retry queue, the dispatcher, the
+time-series writer, the quarantine, casework and the event stream; nothing is counted twice on
+the hot path. :mod:`hub.health.metrics` renders the families.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hub.casework.service import Casework
+from hub.clock import Clock
+from hub.health.metrics import Family
+from hub.ingest.pipeline import Pipeline
+from hub.ingest.quarantine import Quarantine
+from hub.ingest.retry import Redelivery
+from hub.mqtt.client import HubMqttClient
+from hub.notify.dispatch import Dispatcher
+from hub.timeseries import TimeseriesSink
+
+
+class HubCounters:
+    """The metric families of one hub, read now."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        mqtt: HubMqttClient,
+        redelivery: Redelivery,
+        dispatcher: Dispatcher,
+        timeseries: TimeseriesSink,
+        quarantine: Quarantine,
+        casework: Casework,
+        loop_lag_s: Callable[[], float],
+        stream_clients: Callable[[], int],
+        stream_dropped: Callable[[], int],
+        clock: Clock,
+    ) -> None:
+        self._pipeline = pipeline
+        self._mqtt = mqtt
+        self._redelivery = redelivery
+        self._dispatcher = dispatcher
+        self._timeseries = timeseries
+        self._quarantine = quarantine
+        self._casework = casework
+        self._loop_lag_s = loop_lag_s
+        self._stream_clients = stream_clients
+        self._stream_dropped = stream_dropped
+        self._clock = clock
+
+    def families(self) -> list[Family]:
+        """The hub's counters for ``/metrics`` (Prometheus), read now from what the stages keep."""
+        stats = self._pipeline.stats
+        ts = self._timeseries.stats
+        families = [
+            Family("linli_messages_total", "counter", "MQTT messages taken in").add(stats.messages),
+            Family("linli_events_total", "counter", "normalised events decoded").add(stats.events),
+            Family("linli_signals_total", "counter", "rule signals stored").add(stats.signals),
+            Family("linli_alerts_raised_total", "counter", "alerts opened").add(stats.alerts_raised),
+            Family("linli_handler_errors_total", "counter", "messages the hub failed to handle at first").add(
+                self._mqtt.handler_errors
+            ),
+            Family("linli_held_messages", "gauge", "messages held for the hub's own retry").add(
+                self._redelivery.depth
+            ),
+            Family("linli_notifications_delivered_total", "counter", "notifications delivered").add(
+                self._dispatcher.delivered
+            ),
+            Family("linli_notification_failures_total", "counter", "failed delivery attempts").add(
+                self._dispatcher.failed_attempts
+            ),
+            Family("linli_notifications_abandoned_total", "counter", "notifications refused for good").add(
+                self._dispatcher.abandoned
+            ),
+            Family("linli_mqtt_reconnects_total", "counter", "MQTT reconnects (ingest session)").add(
+                self._mqtt.reconnects
+            ),
+            Family("linli_timeseries_points_spooled_total", "counter", "points written to the spool").add(
+                ts.points_spooled
+            ),
+            Family("linli_timeseries_spool_fill_ratio", "gauge", "how full the spool is").add(
+                self._timeseries.spool_fill
+            ),
+            Family("linli_failing_cases", "gauge", "cases whose last casework round failed").add(
+                len(self._casework.failing)
+            ),
+            Family("linli_stream_clients", "gauge", "event-stream (SSE) clients connected").add(
+                self._stream_clients()
+            ),
+            Family(
+                "linli_stream_dropped_total", "counter", "event-stream clients dropped for falling behind"
+            ).add(self._stream_dropped()),
+        ]
+        quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
+        for reason, count in sorted(self._quarantine.counts.items()):
+            quarantine.add(count, reason=reason)
+        open_cases = Family("linli_open_cases", "gauge", "open cases by severity and worst traffic light")
+        by_light: dict[tuple[str, str], int] = {}
+        for (_community, _grid, severity, light), count in self._casework.open_counts(
+            self._clock.now()
+        ).items():
+            by_light[severity, light] = by_light.get((severity, light), 0) + count
+        for (severity, light), count in sorted(by_light.items()):
+            open_cases.add(count, severity=severity, light=light)
+        steps = Family("linli_escalation_steps_total", "counter", "escalation steps sent, by kind")
+        for kind, count in sorted(self._casework.steps_sent.items()):
+            steps.add(count, kind=kind)
+        lag = Family("linli_loop_lag_seconds", "gauge", "event-loop lag measured by the gauge loop")
+        lag.add(self._loop_lag_s())
+        return [*families, quarantine, open_cases, steps, lag]

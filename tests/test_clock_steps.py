@@ -1,0 +1,129 @@
+"""The wall clock steps back and forward (issue 12): nothing twice, nothing early, nothing lost.
+
+The hub's clock is stepped by hand (:class:`~hub.clock.ManualClock`, set backwards as an NTP
+step would) while escalations and absence timers are pending; the fault suite does the same to
+a running hub with libfaketime. Deadlines are wall-clock times (they must survive a restart),
+so a step *due* after a backward step of Δ comes Δ later — the documented limit
+(docs/reliability.md) — but it comes, once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.helpers import SOS_BUTTON, hub_settings
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+
+T0 = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai: the night worker is on duty
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+#: Never connected: these tests drive the hub's stages by hand.
+NO_BROKER = Broker("127.0.0.1", 9, "linli", "unused")
+HOUR = 3600.0
+
+
+def offline(hub: Hub) -> list[str]:
+    return [a.device_id for a in hub.store.alerts(limit=1000) if a.rule == "device.offline"]
+
+
+def steps(hub: Hub) -> int:
+    return sum(hub.casework.steps_sent.values())
+
+
+def sent_rows(hub: Hub) -> int:
+    return int(hub.store.execute("SELECT count(*) FROM case_steps_sent").fetchone()[0])
+
+
+def run(hub: Hub) -> None:
+    """One round of each timer loop at the clock's current time."""
+    hub.casework.tick()
+    hub.run_due_rules()
+
+
+def test_a_backward_step_neither_resends_nor_loses_an_escalation(tmp_path: Path) -> None:
+    """SOS chain: +60 s next worker and grid leader, +180 s the command-centre supervisor."""
+    clock = ManualClock(start=T0)
+    hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clock)
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        (case_id,) = hub.cases.case_ids()
+        dispatched, rows = steps(hub), sent_rows(hub)
+        assert dispatched >= 1 and rows >= 1
+        clock.set(T0 + 61)
+        run(hub)
+        first = steps(hub)
+        assert first > dispatched  # step 1 at +60 s
+        clock.set(T0 + 61 - HOUR)  # back an hour
+        for minutes in range(0, 61, 5):  # the hour the wall clock lives again
+            clock.set(T0 + 61 - HOUR + minutes * 60)
+            run(hub)
+            assert steps(hub) == first, minutes  # step 1 not again; step 2 not yet (its due time is +180 s)
+        clock.set(T0 + 180)
+        run(hub)
+        second = steps(hub)
+        assert second > first  # step 2, not lost: due at +180 s on the wall clock
+        clock.set(T0 + 400)
+        run(hub)
+        assert steps(hub) == second
+        assert sent_rows(hub) == rows + 2  # each step recorded once
+        timeline = [
+            float(ts)
+            for (ts,) in hub.store.execute(
+                "SELECT ts FROM case_timeline WHERE case_id = ? ORDER BY seq", (case_id,)
+            ).fetchall()
+        ]
+        assert len(timeline) >= 3
+    finally:
+        hub.close()
+
+
+def test_a_forward_step_fires_everything_due_exactly_once(tmp_path: Path) -> None:
+    clock = ManualClock(start=T0)
+    hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clock)
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        dispatched, rows = steps(hub), sent_rows(hub)
+        clock.set(T0 + 3 * HOUR)  # both escalation steps and door-1's absence (2 h) fall due at once
+        run(hub)
+        fired, fired_rows = steps(hub), sent_rows(hub)
+        assert fired > dispatched and fired_rows >= rows + 2  # both escalation steps (and reminders due)
+        assert offline(hub).count("door-1") == 1
+        for _ in range(3):
+            run(hub)
+        clock.set(T0 + 3 * HOUR + 1)
+        run(hub)
+        assert steps(hub) == fired and sent_rows(hub) == fired_rows
+        assert offline(hub).count("door-1") == 1
+    finally:
+        hub.close()
+
+
+def test_no_absence_alert_early_after_a_backward_step(tmp_path: Path) -> None:
+    """door-1 (heartbeat 1 h) is offline after 2 h of silence — never sooner, whatever the clock did."""
+    clock = ManualClock(start=T0)
+    hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clock)
+    try:
+        hub.pipeline.handle("zigbee2mqtt/door-1", b'{"contact": true, "battery": 90}', 1, False)
+        heard = clock.now()
+        clock.set(heard + 600)
+        run(hub)
+        clock.set(heard + 600 - HOUR)  # back an hour: door-1 spoke "in the future"
+        run(hub)
+        clock.set(heard + 2 * HOUR - 5)  # 5 s short of 2 h after it was heard
+        run(hub)
+        assert offline(hub) == []
+        # It speaks again while the clock is back: its silence counts from then, not from before.
+        clock.set(heard - HOUR)
+        hub.pipeline.handle("zigbee2mqtt/door-1", b'{"contact": false, "battery": 90}', 1, False)
+        clock.set(heard - HOUR + 2 * HOUR - 5)
+        run(hub)
+        assert offline(hub) == []
+        clock.set(heard + 2 * HOUR + 5)
+        run(hub)
+        assert offline(hub).count("door-1") == 1
+        run(hub)
+        assert offline(hub).count("door-1") == 1
+    finally:
+        hub.close()
