@@ -33,6 +33,7 @@ from bench.run import STREAM_START, StreamPace, build_messages, hub_settings, me
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.community.registry import Registry
+from hub.ingest.heap import settle_heap
 from rules.signals import Signal
 from rules.subject import Subject
 from simulators.community import generate
@@ -55,6 +56,8 @@ def _run(messages: Sequence[tuple[str, bytes]], settings_for: Callable[[], Any],
             hub.timeseries.write_many = _nothing  # type: ignore[method-assign]
         elif variant == "no_device_state":
             hub.states.record = _nothing  # type: ignore[method-assign]
+        # What Hub.start does once start-up is done (the hub is built but not started here).
+        settle_heap()
         pace = StreamPace(hub, len(messages))
         handle = hub.pipeline.handle
         before, after = pace.before, pace.after

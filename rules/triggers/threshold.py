@@ -42,9 +42,10 @@ class ThresholdEngine:
         assert isinstance(trigger, ThresholdTrigger)
         return frozenset(trigger.kinds)
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
         event, subject, state = ctx.event, ctx.subject, ctx.state
-        key = (rule.id, subject.device_id)
         assert isinstance(trigger, ThresholdTrigger)
         if not active or event.kind not in trigger.kinds:
             return []
