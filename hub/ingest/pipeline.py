@@ -196,8 +196,7 @@ class Pipeline:
         signals = self._evaluator.on_event(event, subject)
         self._on_state_change()
         if signals:
-            signals = self._mark_message(signals)
-        self.apply_signals(signals, subject)
+            self.apply_signals(self._mark_message(signals), subject)
 
     def _mark_message(self, signals: Sequence[Signal]) -> list[Signal]:
         """Record which message decided, so its redelivery is known as the same occurrence.
