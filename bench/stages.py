@@ -11,7 +11,8 @@ stages away, one at a time, on a real (not started) hub over the deterministic s
 * ``pace``: the bench's own clock pinning and due-timer checks (not hub work);
 * ``rest``: what is left (pipeline glue, registry lookups, store commits of alerts).
 
-Each variant runs ``--repeats`` times on a fresh hub; the best is kept. Run::
+Each variant runs ``--repeats`` times on a fresh hub with the collector policy ``Hub.start``
+applies (:func:`hub.ingest.heap.settle_heap`); the best is kept. Run::
 
     .venv/bin/python -m bench.stages --messages 30000
 """
