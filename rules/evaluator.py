@@ -125,7 +125,6 @@ class Evaluator:
         self._zone = zone
         self._rules: dict[str, CompiledRule] = {}
         self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
-        self._subject_memo: dict[tuple[str, EventKind], tuple[Subject, list[CompiledRule]]] = {}
         #: Per (device, event kind): the subject it was built for and its resolved steps.
         self._plans: dict[tuple[str, EventKind], tuple[Subject, tuple[Step, ...]]] = {}
         self._memo: dict[
@@ -148,7 +147,6 @@ class Evaluator:
         self._rules = {r.id: _compile(r, self._zone, table.get(r.id)) for r in by_id.values() if r.enabled}
         self._static_memo = {}
         self._memo = {}
-        self._subject_memo = {}
         self._plans = {}
         self._scope_attributes = tuple(
             sorted({name for c in self._rules.values() for name, _ in c.attributes})
@@ -176,11 +174,8 @@ class Evaluator:
 
         Two memo levels: (event kind, device kind, grid, community) → rules by static scope;
         that plus the subject's values of every attribute named in a scope → rules by full scope.
+        The per-device memo is :meth:`plan`'s (one entry per device and kind, not two).
         """
-        # Fast path: the registry hands out the same Subject object for a device every time.
-        cached = self._subject_memo.get((subject.device_id, kind))
-        if cached is not None and cached[0] is subject:
-            return cached[1]
         attrs = subject.attributes
         signature = tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes])
         full_key = (kind, subject.kind, subject.grid, subject.community, signature)
@@ -197,9 +192,6 @@ class Evaluator:
                 self._static_memo[static_key] = static
             found = [c for c in static if c.scope_match(subject)]
             self._memo[full_key] = found
-        if len(self._subject_memo) >= _SUBJECT_MEMO_LIMIT:
-            self._subject_memo.clear()
-        self._subject_memo[(subject.device_id, kind)] = (subject, found)
         return found
 
     # -- evaluation -------------------------------------------------------------------------
@@ -307,7 +299,6 @@ class Evaluator:
             self._rules,
             self._static_memo,
             self._memo,
-            self._subject_memo,
             self._plans,
             self._scope_attributes,
         )
@@ -318,7 +309,6 @@ class Evaluator:
                 self._rules,
                 self._static_memo,
                 self._memo,
-                self._subject_memo,
                 self._plans,
                 self._scope_attributes,
             ) = saved
