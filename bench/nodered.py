@@ -482,6 +482,9 @@ class FlowResult:
     msg_s: float = 0.0
     seconds: float = 0.0
     cpu_busy: float = 0.0
+    #: CPU time of the Node-RED process per message: what a message costs, whatever share of
+    #: the (shared, loaded) machine the process got.
+    cpu_us_per_msg: float = 0.0
     alerts_published: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -611,6 +614,7 @@ async def wait_ready_and_done(
         result.seconds = (doc["last_ms"] - doc["first_ms"]) / 1000.0
         result.msg_s = result.received / result.seconds if result.seconds > 0 else 0.0
         result.cpu_busy = cpu / wall if wall > 0 else 0.0
+        result.cpu_us_per_msg = round(cpu / result.received * 1e6, 2) if result.received else 0.0
         result.alerts_published = alerts
         result.extra = {k: v for k, v in doc.items() if k not in ("n", "first_ms", "last_ms")}
         result.extra["publisher"] = publisher

@@ -54,6 +54,7 @@ from hub.cases.model import Case
 from hub.clock import ManualClock
 from hub.community.registry import Registry
 from hub.config import Settings, load_settings
+from hub.ingest.heap import settle_heap
 from simulators import zigbee2mqtt as z2m
 from simulators.community import SimCommunity, SimDevice, generate
 from tests.support.servers import mosquitto
@@ -570,6 +571,7 @@ def measure_pipeline(
 
     async def run() -> tuple[float, dict[str, int]]:
         hub = Hub(settings=settings, clock=ManualClock(start=STREAM_START))
+        settle_heap()  # the collector policy Hub.start applies (the hub is not started here)
         pace = StreamPace(hub, len(messages))
         handle = hub.pipeline.handle
         before, after = pace.before, pace.after

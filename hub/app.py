@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import logging
 import os
@@ -58,6 +57,7 @@ from hub.health.metrics import Family
 from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
+from hub.ingest.heap import settle_heap
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
@@ -560,7 +560,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(runtime.watch(), name="linli-rule-watch"))
         self._tasks.append(asyncio.create_task(runtime.flush_routine(), name="linli-rule-state"))
         # The rule engine and registry are loaded: keep the collector off these long-lived objects.
-        gc.freeze()
+        settle_heap()
         log.info(
             "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered",
             self.settings.mqtt.parsed_url.redacted(),

@@ -14,7 +14,7 @@ no I/O here. All memory is in the :class:`rules.state.StatePort`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from adapters.events import DeviceKind, Event, EventKind
@@ -23,15 +23,28 @@ from rules.expr import Expr, equal
 from rules.model import AbsenceTrigger, Rule, Scalar, TriggerType
 from rules.overrides import OverrideConfig, RuleOverrides, compile_overrides
 from rules.signals import Signal
-from rules.state import StatePort
+from rules.state import Key, StatePort
 from rules.subject import Subject
 from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
+from rules.triggers.base import event_identity
 from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
 
 _MEMO_LIMIT = 200_000
 #: Per (device, event kind): bounded so memory stays proportional to a cap, not to the fleet.
 _SUBJECT_MEMO_LIMIT = 500_000
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
+#: One candidate rule resolved for one subject: the engine's ``on_event``, the rule, its
+#: override-resolved trigger, condition, windows and the state key. Built once per (device,
+#: event kind) and reused for every event, so the hot loop allocates no key and resolves no
+#: override per event. A plain tuple: unpacking it is the cheapest access Python has.
+Step = tuple[
+    Callable[[Rule, AnyTrigger, EventContext, bool, Key], list[Signal]],
+    Rule,
+    AnyTrigger,
+    Expr | None,
+    ActiveWindows | None,
+    Key,
+]
 #: A subject's values (and their types: ``True`` is not ``1``) of the attributes rules scope on.
 Signature = tuple[tuple[object, type], ...]
 
@@ -112,7 +125,8 @@ class Evaluator:
         self._zone = zone
         self._rules: dict[str, CompiledRule] = {}
         self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
-        self._subject_memo: dict[tuple[str, EventKind], tuple[Subject, list[CompiledRule]]] = {}
+        #: Per (device, event kind): the subject it was built for and its resolved steps.
+        self._plans: dict[tuple[str, EventKind], tuple[Subject, tuple[Step, ...]]] = {}
         self._memo: dict[
             tuple[EventKind, DeviceKind | None, str | None, str | None, Signature], list[CompiledRule]
         ] = {}
@@ -133,7 +147,7 @@ class Evaluator:
         self._rules = {r.id: _compile(r, self._zone, table.get(r.id)) for r in by_id.values() if r.enabled}
         self._static_memo = {}
         self._memo = {}
-        self._subject_memo = {}
+        self._plans = {}
         self._scope_attributes = tuple(
             sorted({name for c in self._rules.values() for name, _ in c.attributes})
         )
@@ -160,11 +174,8 @@ class Evaluator:
 
         Two memo levels: (event kind, device kind, grid, community) → rules by static scope;
         that plus the subject's values of every attribute named in a scope → rules by full scope.
+        The per-device memo is :meth:`plan`'s (one entry per device and kind, not two).
         """
-        # Fast path: the registry hands out the same Subject object for a device every time.
-        cached = self._subject_memo.get((subject.device_id, kind))
-        if cached is not None and cached[0] is subject:
-            return cached[1]
         attrs = subject.attributes
         signature = tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes])
         full_key = (kind, subject.kind, subject.grid, subject.community, signature)
@@ -181,29 +192,48 @@ class Evaluator:
                 self._static_memo[static_key] = static
             found = [c for c in static if c.scope_match(subject)]
             self._memo[full_key] = found
-        if len(self._subject_memo) >= _SUBJECT_MEMO_LIMIT:
-            self._subject_memo.clear()
-        self._subject_memo[(subject.device_id, kind)] = (subject, found)
         return found
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def on_event(self, event: Event, subject: Subject) -> list[Signal]:
-        candidates = self.candidates(event.kind, subject)
-        if not candidates:
-            return []
-        signals: list[Signal] = []
-        ctx = EventContext.of(event, subject, self._state)
-        ts = event.ts
-        for c in candidates:
-            if c.condition is not None and not c.condition.test(event, subject):
-                continue
-            out = c.engine.on_event(
+    def plan(self, kind: EventKind, subject: Subject) -> tuple[Step, ...]:
+        """The steps an event of ``kind`` from ``subject`` runs: candidates resolved once per subject.
+
+        Memoised per (device, kind) while the registry hands out the same :class:`Subject`
+        object (a new registry builds new subjects, so a changed device is resolved anew).
+        """
+        memo_key = (subject.device_id, kind)
+        cached = self._plans.get(memo_key)
+        if cached is not None and cached[0] is subject:
+            return cached[1]
+        device = subject.device_id
+        steps = tuple(
+            (
+                c.engine.on_event,
                 c.rule,
                 c.rule.trigger if c.overrides is None else c.overrides.trigger_for(c.rule.trigger, subject),
-                ctx,
-                c.active is None or c.active.contains(ts),
+                c.condition,
+                c.active,
+                (c.rule.id, device),
             )
+            for c in self.candidates(kind, subject)
+        )
+        if len(self._plans) >= _SUBJECT_MEMO_LIMIT:
+            self._plans.clear()
+        self._plans[memo_key] = (subject, steps)
+        return steps
+
+    def on_event(self, event: Event, subject: Subject) -> list[Signal]:
+        steps = self.plan(event.kind, subject)
+        if not steps:
+            return []
+        signals: list[Signal] = []
+        ts = event.ts
+        ctx = EventContext(event, subject, self._state, ts, event_identity(event))
+        for on_event, rule, trigger, condition, active, key in steps:
+            if condition is not None and not condition.test(event, subject):
+                continue
+            out = on_event(rule, trigger, ctx, active is None or active.contains(ts), key)
             if out:
                 signals.extend(out)
         return signals
@@ -265,11 +295,23 @@ class Evaluator:
 
         Raises :class:`RuleError` (and keeps the old rules) if ``rules`` or ``overrides`` are invalid.
         """
-        saved = (self._rules, self._static_memo, self._memo, self._scope_attributes)
+        saved = (
+            self._rules,
+            self._static_memo,
+            self._memo,
+            self._plans,
+            self._scope_attributes,
+        )
         try:
             self._install(rules, overrides)
         except RuleError:
-            self._rules, self._static_memo, self._memo, self._scope_attributes = saved
+            (
+                self._rules,
+                self._static_memo,
+                self._memo,
+                self._plans,
+                self._scope_attributes,
+            ) = saved
             raise
         for key in self._state.slot_keys():
             slot = self._state.get(key)

@@ -411,6 +411,17 @@ def test_threshold_override_per_grid(tmp_path: Path) -> None:
     ]
 
 
+def test_a_device_moved_to_another_grid_is_evaluated_with_that_grids_override(tmp_path: Path) -> None:
+    # Rule steps are resolved once per (device, kind) and reused while the registry hands out
+    # the same Subject; a reloaded registry hands out a new one, which must be resolved anew.
+    ev = make(tmp_path, VOLTS, overrides={"t.low": {f"grid:{GRID}": {"below": 2.4, "clear_above": 2.5}}})
+    elsewhere = Subject("d1", DeviceKind.DOOR_SENSOR, "other-grid", COMMUNITY, {})
+    assert ev.on_event(volts(T0, 2.5), DOOR) == []  # 2.4 in GRID
+    assert ev.on_event(volts(T0 + 1, 2.5), DOOR) == []  # the same Subject again: same steps
+    raised = ev.on_event(volts(T0 + 2, 2.5), elsewhere)  # the pack's 2.6 applies there
+    assert [(s.action, s.trace["params"]) for s in raised] == [(R, {"below": 2.6, "clear_above": 2.8})]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [

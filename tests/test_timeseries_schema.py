@@ -10,6 +10,7 @@ from adapters.events import Event, EventKind
 from hub.clock import ManualClock
 from hub.timeseries import (
     Aggregate,
+    EventSeries,
     Measurement,
     Point,
     SqliteSink,
@@ -43,6 +44,34 @@ def test_event_points_conform_to_the_schema(kind: EventKind) -> None:
         for key, v in point.fields:
             assert type(v) is FIELDS[m][key], (kind, key, v)
         assert encode(point) is not None
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_cached_event_series_gives_the_same_points_and_lines_as_event_points(kind: EventKind) -> None:
+    value: float | bool | str | None = {EventKind.OCCUPANCY: True, EventKind.SOS_PRESS: "single"}.get(
+        kind, 42.0
+    )
+    series = EventSeries()
+    # Tags that need escaping: the cached head must be escaped exactly as encode() does it.
+    info = SubjectInfo(community="c 1", grid="g=1", building="1号楼,A", device_kind="door_sensor", model="m")
+    for i in range(3):  # the first builds the cache entry, the others reuse it
+        event = Event("dev,1", kind, 1_700_000_000.0 + i, "z2m", value, {"volts": 2.9, "snr": 7.5})
+        expected = event_points(event, info)
+        got = series.points(event, info)
+        assert got == expected
+        assert [encode(p) for p in got] == [encode(p) for p in expected]
+    # A registry reload hands out a new SubjectInfo: the device's tags are built anew.
+    moved = SubjectInfo(community="c 1", grid="g2", device_kind="door_sensor")
+    event = Event("dev,1", kind, 1_700_000_010.0, "z2m", value, {"volts": 2.9})
+    assert [encode(p) for p in series.points(event, moved)] == [encode(p) for p in event_points(event, moved)]
+
+
+def test_event_series_cache_is_bounded() -> None:
+    series = EventSeries(limit=10)
+    for i in range(25):
+        series.points(Event(f"d{i}", EventKind.DOOR_OPEN, 1_700_000_000.0, "z2m"), INFO)
+        assert len(series) <= 10
+    assert len(series) >= 1
 
 
 def test_line_protocol_escaping_and_integer_suffix() -> None:

@@ -64,7 +64,7 @@ class DeviceStates:
             state.online = True
             if kind is EventKind.SIGNAL and isinstance(event.value, float):
                 state.signal = event.value
-        state.last[kind.value] = (event.ts, event.value)
+        state.last[kind._value_] = (event.ts, event.value)  # _value_: Enum.value is a slow property
 
     def events(
         self,

@@ -28,7 +28,7 @@ from hub.ingest.strangers import GROUP, UnknownDevices
 from hub.notify.routing import Routing
 from hub.records import AlertChange
 from hub.storage.store import Store
-from hub.timeseries import TimeseriesSink, alert_point, alert_transition, event_points
+from hub.timeseries import EventSeries, TimeseriesSink, alert_point, alert_transition
 from rules.evaluator import Evaluator
 from rules.model import Severity
 from rules.signals import Signal, SignalAction
@@ -86,6 +86,7 @@ class Pipeline:
         self._unknown_burst_s = unknown_burst_s
         self._on_state_change = on_state_change
         self._series = series
+        self._event_series = EventSeries()
         self._next_health: dict[tuple[str, EventKind], float] = {}
         self._on_alert_change = on_alert_change
         self._adapters = adapters
@@ -186,15 +187,16 @@ class Pipeline:
                 subject = Subject(device_id=stranger.group)
         self._states.record(event)
         if event.kind not in _HEALTH or self._health_point_due(event):
-            self._series.write_many(event_points(event, self._registry.series_info(event.device_id)))
+            self._series.write_many(
+                self._event_series.points(event, self._registry.series_info(event.device_id))
+            )
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
         signals = self._evaluator.on_event(event, subject)
         self._on_state_change()
         if signals:
-            signals = self._mark_message(signals)
-        self.apply_signals(signals, subject)
+            self.apply_signals(self._mark_message(signals), subject)
 
     def _mark_message(self, signals: Sequence[Signal]) -> list[Signal]:
         """Record which message decided, so its redelivery is known as the same occurrence.

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from hub.clock import Clock
 from hub.timeseries.doctor import Finding, Level, doctor
+from hub.timeseries.event_series import EventSeries
 from hub.timeseries.line_protocol import Point, encode
 from hub.timeseries.schema import (
     AlertTransition,
@@ -84,6 +85,7 @@ __all__ = [
     "AlertTransition",
     "CaseStage",
     "CaseTransition",
+    "EventSeries",
     "Finding",
     "InfluxWriter",
     "Level",

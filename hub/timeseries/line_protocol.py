@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FieldValue = bool | int | float | str
 
@@ -37,18 +37,16 @@ class Point:
     tags: tuple[tuple[str, str], ...]
     fields: tuple[tuple[str, FieldValue], ...]
     ts: float
+    #: ``measurement,tag=value…`` already escaped (:func:`encode_head`), when the caller has it
+    #: cached (a device's tags are the same on every event); empty: :func:`encode` builds it.
+    head: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def of(
         cls, measurement: str, *, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts: float
     ) -> Point:
         """Build a point; tags are sorted by key (InfluxDB's recommended order) and empty ones dropped."""
-        return cls(
-            measurement=measurement,
-            tags=tuple(sorted((k, v) for k, v in tags.items() if v)),
-            fields=tuple(fields.items()),
-            ts=ts,
-        )
+        return cls(measurement=measurement, tags=sorted_tags(tags), fields=tuple(fields.items()), ts=ts)
 
     def tag(self, key: str) -> str | None:
         for k, v in self.tags:
@@ -61,6 +59,11 @@ class Point:
             if k == key:
                 return v
         return None
+
+
+def sorted_tags(tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Tags as a point holds them: sorted by key, empty values left out."""
+    return tuple(sorted((k, v) for k, v in tags.items() if v))
 
 
 def _trailing(escaped: str) -> str:
@@ -104,7 +107,13 @@ def encode(point: Point) -> str | None:
             fields.append(f"{escape_key(key)}={text}")
     if not fields or not point.measurement:
         return None
-    head = escape_measurement(point.measurement)
-    if point.tags:
-        head += "," + ",".join(f"{escape_key(k)}={escape_key(v)}" for k, v in point.tags if v)
+    head = point.head or encode_head(point.measurement, point.tags)
     return f"{head} {','.join(fields)} {timestamp_ns(point.ts)}"
+
+
+def encode_head(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """The escaped ``measurement,tag=value,…`` part of a line (tags in the order given)."""
+    head = escape_measurement(measurement)
+    if tags:
+        head += "," + ",".join(f"{escape_key(k)}={escape_key(v)}" for k, v in tags if v)
+    return head

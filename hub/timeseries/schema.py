@@ -149,14 +149,14 @@ def _tags(measurement: Measurement, values: Mapping[str, str]) -> dict[str, str]
     return {k: v for k, v in values.items() if k in allowed and v}
 
 
-def _device_tags(event: Event, info: SubjectInfo) -> dict[str, str]:
+def _device_tags(device_id: str, info: SubjectInfo) -> dict[str, str]:
     return {
         "community": info.community or UNASSIGNED,
         "grid": info.grid or UNASSIGNED,
         "building": info.building,
         "device_kind": info.device_kind,
         "model": info.model,
-        "device_id": event.device_id,
+        "device_id": device_id,
         "place": info.place,
         "care": info.care,
     }
@@ -191,19 +191,25 @@ _READINGS = {
 }
 
 
-def event_points(event: Event, info: SubjectInfo) -> list[Point]:
-    """The points one normalised event becomes (none for kinds with nothing to chart)."""
+#: Tags an event adds to its device's (press kind, hazard): sorted pairs, hashable.
+ExtraTags = tuple[tuple[str, str], ...]
+
+
+def event_shape(event: Event) -> tuple[Measurement, dict[str, FieldValue], ExtraTags] | None:
+    """What an event charts: measurement, fields and its own tags (``None``: nothing to chart)."""
     kind = event.kind
     measurement: Measurement
     fields: dict[str, FieldValue] = {}
-    extra: dict[str, str] = {}
+    extra: ExtraTags = ()
     if kind in _PRESS:
         measurement = Measurement.PRESS
         fields["count"] = 1
-        extra["press"] = _PRESS[kind]
         press = event.attrs.get("press", event.value)
-        if isinstance(press, str):
-            extra["press_type"] = press
+        extra = (
+            (("press", _PRESS[kind]), ("press_type", press))
+            if isinstance(press, str)
+            else (("press", _PRESS[kind]),)
+        )
     elif kind is EventKind.DOOR_OPEN or kind is EventKind.DOOR_CLOSED:
         measurement = Measurement.DOOR
         fields["open"] = int(kind is EventKind.DOOR_OPEN)
@@ -216,19 +222,35 @@ def event_points(event: Event, info: SubjectInfo) -> list[Point]:
     elif kind in _HAZARDS:
         measurement = Measurement.HAZARD
         fields["alarm"] = _flag(event.value)
-        extra["hazard"] = kind.value
+        extra = (("hazard", kind.value),)
     elif kind in _READINGS:
         measurement = Measurement.READING
         reading = _number(event.value)
         if reading is None:
-            return []
+            return None
         fields[_READINGS[kind]] = reading
     else:
         measurement = Measurement.DEVICE_HEALTH
         fields = _health_fields(event)
         if not fields:
-            return []
-    tags = _tags(measurement, {**_device_tags(event, info), **extra})
+            return None
+    return measurement, fields, extra
+
+
+def event_tags(
+    measurement: Measurement, device_id: str, info: SubjectInfo, extra: ExtraTags
+) -> dict[str, str]:
+    """The tags of a device's point: where it sits (``info``) and the event's own ``extra``."""
+    return _tags(measurement, {**_device_tags(device_id, info), **dict(extra)})
+
+
+def event_points(event: Event, info: SubjectInfo) -> list[Point]:
+    """The points one normalised event becomes (none for kinds with nothing to chart)."""
+    shape = event_shape(event)
+    if shape is None:
+        return []
+    measurement, fields, extra = shape
+    tags = event_tags(measurement, event.device_id, info, extra)
     return [Point.of(measurement, tags=tags, fields=fields, ts=event.ts)]
 
 

@@ -42,9 +42,10 @@ class AbsenceEngine:
         assert isinstance(trigger, AbsenceTrigger)
         return frozenset(trigger.kinds) if trigger.kinds else None
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
         event, subject, state = ctx.event, ctx.subject, ctx.state
-        key = (rule.id, subject.device_id)
         assert isinstance(trigger, AbsenceTrigger)
         if trigger.kinds and event.kind not in trigger.kinds:
             return []

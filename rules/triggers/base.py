@@ -150,8 +150,11 @@ class Engine(Protocol):
         """Event kinds this trigger reacts to (``None``: every kind)."""
         ...
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
-        """Apply the event to this rule's slot for the subject; ``active``: inside the rule's windows."""
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
+        """Apply the event to this rule's slot ``key`` (``(rule.id, subject)``, built once per
+        subject by the evaluator, not per event); ``active``: inside the rule's windows."""
         ...
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:

@@ -36,9 +36,10 @@ class CountEngine:
         assert isinstance(trigger, CountTrigger)
         return frozenset(trigger.kinds)
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
         event, subject, state = ctx.event, ctx.subject, ctx.state
-        key = (rule.id, subject.device_id)
         assert isinstance(trigger, CountTrigger)
         if not active or not matches(trigger, event, subject):
             return []

@@ -44,9 +44,10 @@ class DurationEngine:
         assert isinstance(trigger, DurationTrigger)
         return frozenset(trigger.when.kinds) | frozenset(trigger.until.kinds)
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
         event, subject, state = ctx.event, ctx.subject, ctx.state
-        key = (rule.id, subject.device_id)
         assert isinstance(trigger, DurationTrigger)
         ends = matches(trigger.until, event, subject)
         starts = not ends and active and matches(trigger.when, event, subject)

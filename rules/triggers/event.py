@@ -27,9 +27,10 @@ class EventEngine:
         assert isinstance(trigger, EventTrigger)
         return frozenset(trigger.kinds)
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
         event, subject, state = ctx.event, ctx.subject, ctx.state
-        key = (rule.id, subject.device_id)
         assert isinstance(trigger, EventTrigger)
         if not active or not matches(trigger, event, subject):
             return []

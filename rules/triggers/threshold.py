@@ -23,11 +23,9 @@ from rules.triggers.base import (
     AnyTrigger,
     EventContext,
     accept,
-    condition_ok,
     event_cause,
     event_json,
     make_signal,
-    slot_for,
     where_ok,
 )
 
@@ -42,28 +40,38 @@ class ThresholdEngine:
         assert isinstance(trigger, ThresholdTrigger)
         return frozenset(trigger.kinds)
 
-    def on_event(self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool) -> list[Signal]:
-        event, subject, state = ctx.event, ctx.subject, ctx.state
-        key = (rule.id, subject.device_id)
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
+        # Every battery report meets four of these: the checks are ordered cheapest first and a
+        # reading that changes nothing returns before any parameter or trace is built.
         assert isinstance(trigger, ThresholdTrigger)
+        event = ctx.event
         if not active or event.kind not in trigger.kinds:
             return []
         if trigger.where and not where_ok(trigger.where, event):
             return []
-        if not condition_ok(trigger.condition, event, subject):
+        subject = ctx.subject
+        if trigger.condition is not None and not trigger.condition.test(event, subject):
             return []
         raw = _getter(trigger.field)(event, subject)
-        if not isinstance(raw, int | float) or isinstance(raw, bool):
+        if raw.__class__ is not float and (not isinstance(raw, int | float) or isinstance(raw, bool)):
             return []
         value = float(raw)
-        slot = slot_for(state, key, "threshold")
+        state = ctx.state
+        slot = state.get(key)
+        if slot is None or slot.trigger != "threshold":
+            slot = Slot("threshold")
         if accept(slot, ctx) is not Admit.NEW:
             return []
         slot.value = value
-        action: SignalAction | None = None
         past = (trigger.below is not None and value < trigger.below) or (
             trigger.above is not None and value > trigger.above
         )
+        if not slot.raised and not past:
+            state.put(key, slot, durable=False)
+            return []
+        action: SignalAction | None = None
         # This runs for every reading: build parameters and trace only when something happens.
         if not slot.raised and past:
             action = SignalAction.RAISE
