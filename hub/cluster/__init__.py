@@ -4,7 +4,8 @@ Owns: :mod:`~hub.cluster.balance` (the fair share and which communities to claim
 up, pure), :mod:`~hub.cluster.sessions` (one persistent MQTT session per owned community,
 client id ``linli-c-<community>``), :mod:`~hub.cluster.runtime` (the named lease loop that
 heartbeats this node, claims, renews and releases leases, opens and closes the sessions, and
-fences the store's writes for a community) and :mod:`~hub.cluster.wiring` (building it from
+fences the store's writes for a community), :mod:`~hub.cluster.renewer` (heartbeat and renewal on a
+thread of its own, so a busy event loop keeps its leases) and :mod:`~hub.cluster.wiring` (building it from
 the settings: active only with ``cluster.node_id`` and a PostgreSQL store).
 
 The leases themselves (acquire, renew, release, fence, judged by the database clock) are

@@ -8,9 +8,11 @@ on one machine cannot be shared by hubs on several, and leases there would fence
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from adapters.router import FamilySource
-from hub.cluster.runtime import ClusterRuntime
+from hub.cluster.renewer import LeaseRenewer
+from hub.cluster.runtime import ROUNDS_PER_LEASE, ClusterRuntime
 from hub.cluster.sessions import CommunitySessions
 from hub.cluster.takeover import RuleState, Takeover
 from hub.community.registry import Registry
@@ -107,6 +109,12 @@ def cluster_runtime(
         sessions=sessions,
         on_gained=takeover.gained,
         on_lost=takeover.lost,
+        renewer=LeaseRenewer(
+            url=settings.store.resolved_url(Path(settings.data_dir)),
+            node_id=node_id,
+            lease_s=settings.cluster.lease_s,
+            period_s=settings.cluster.lease_s / ROUNDS_PER_LEASE,
+        ),
     )
     store.install_fence(runtime.fence)
     return runtime
