@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from hub.cluster.balance import plan
+from hub.cluster.events import ClusterEvents, Kind
 from hub.cluster.renewer import LeaseRenewer
 from hub.errors import FencedError
 from hub.storage.engine import Tx
@@ -69,8 +70,10 @@ class ClusterRuntime:
         on_gained: Callable[[str], None] = lambda _: None,
         on_lost: Callable[[str], None] = lambda _: None,
         renewer: LeaseRenewer | None = None,
+        events: ClusterEvents | None = None,
     ) -> None:
         self._renewer = renewer
+        self.events = events
         self._on_lost = on_lost
         self._leases = leases
         self._communities = communities
@@ -102,6 +105,11 @@ class ClusterRuntime:
         self._fenced.add(community)
         self._wake.set()
 
+    def changed(self, kind: Kind, item_id: str | int, *, created: bool = False) -> None:
+        """A committed alert or case change of this node's: tell the other nodes' live streams."""
+        if self.events is not None:
+            self.events.changed(kind, item_id, created=created)
+
     def _lost(self, community: str, epoch: int) -> None:
         """The renewer found the lease of ``community`` at ``epoch`` gone: drop it (if still held)."""
         if self.owned.get(community) == epoch:
@@ -118,6 +126,8 @@ class ClusterRuntime:
         self._task = asyncio.create_task(self._run(), name="linli-cluster")
         if self._renewer is not None:
             self._renewer.start(on_lost=self._lost)
+        if self.events is not None:
+            self.events.start()
 
     async def stop(self) -> None:
         """Cancel the loop, then close every session and release every lease (a clean hand-over)."""
@@ -133,6 +143,8 @@ class ClusterRuntime:
         for community in sorted(self.owned):
             await self._drop(community, "stopping")
         await self._sessions.close_all()
+        if self.events is not None:
+            await self.events.stop()
         try:
             self._leases.leave()
         except Exception:

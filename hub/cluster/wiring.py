@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapters.router import FamilySource
+from hub.cluster.events import Change, ClusterEvents
 from hub.cluster.renewer import LeaseRenewer
 from hub.cluster.runtime import ROUNDS_PER_LEASE, ClusterRuntime
 from hub.cluster.sessions import CommunitySessions
@@ -76,7 +77,9 @@ def cluster_runtime(
     reply_subscription: Callable[[str], str],
     rules: RuleState,
     wake_casework: Callable[[], None],
+    on_remote: Callable[[Change], None],
 ) -> ClusterRuntime | None:
+    """``on_remote``: another node changed an alert or a case (show it on this node's stream)."""
     node_id = settings.cluster.node_id
     if node_id is None:
         return None
@@ -84,6 +87,7 @@ def cluster_runtime(
         raise ConfigError(
             "a cluster node needs a PostgreSQL store (store.url = postgresql://…)", key="cluster.node_id"
         )
+    url = settings.store.resolved_url(Path(settings.data_dir))
     leases = LeaseStore(store=store, node_id=node_id, lease_s=settings.cluster.lease_s)
     hub_wide = [FamilySource(s.family, s.base_topic) for s in settings.sources]
     runtime: ClusterRuntime
@@ -109,8 +113,9 @@ def cluster_runtime(
         sessions=sessions,
         on_gained=takeover.gained,
         on_lost=takeover.lost,
+        events=ClusterEvents(url=url, node_id=node_id, on_remote=on_remote),
         renewer=LeaseRenewer(
-            url=settings.store.resolved_url(Path(settings.data_dir)),
+            url=url,
             node_id=node_id,
             lease_s=settings.cluster.lease_s,
             period_s=settings.cluster.lease_s / ROUNDS_PER_LEASE,
