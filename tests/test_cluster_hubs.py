@@ -316,6 +316,7 @@ class Stream:
         self.hub = hub
         self.session = session
         self.cases: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each case event
         self._task: asyncio.Task[None] | None = None
         self.open = asyncio.Event()
 
@@ -336,6 +337,7 @@ class Stream:
                     event = line.removeprefix("event: ")
                 elif line.startswith("data: ") and event == "case":
                     self.cases.append(json.loads(line.removeprefix("data: "))["case"])
+                    self.arrived.append(time.monotonic())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -363,6 +365,10 @@ async def test_an_sse_client_of_one_node_sees_a_case_opened_by_another(
             case_id = str(on_a.cases[0]["id"])
             await eventually(lambda: on_b.of(case_id), within=10, what="hub-b's stream showing hub-a's case")
             assert on_b.of(case_id)[0]["community"] == community
+            first = [
+                s.arrived[next(i for i, c in enumerate(s.cases) if c["id"] == case_id)] for s in (on_a, on_b)
+            ]
+            print(f"hub-a's case on hub-b's stream {1000 * (first[1] - first[0]):.0f} ms after hub-a's own")
             await asyncio.sleep(1.5)  # every change of the case, and any duplicate, has arrived by now
         finally:
             await on_a.stop()
