@@ -5,6 +5,13 @@ family's root; ``""`` means the family's default (:data:`DEFAULT_BASE`). Tasmota
 (``tele`` and ``stat``): its ``base_topic`` is a prefix put in front of both (``""`` → ``tele/…``
 and ``stat/…``; ``"site1"`` → ``site1/tele/…`` and ``site1/stat/…``).
 
+The LoRaWAN servers and Linli's native topics put an application (or community) *inside* the
+root: ``v3/<app-id>@<tenant>/devices/…`` (The Things Stack), ``application/<app-id>/device/…``
+(ChirpStack) and ``linli/<community>/devices/…`` (native). A source with an ``application``
+covers that one level only — a community's own TTS or ChirpStack application, or its native
+topics — so each community can have its own roots under the shared base (issue 13). Decoding
+is the same; only what is subscribed to and which source claims a topic change.
+
 ChirpStack v3 and v4 both publish under ``application/``; enable one of them per root (on a
 shared broker give one of them another ``base_topic``). When both are enabled on the same root,
 the first listed wins and the other family's payloads are quarantined (``missing_field``).
@@ -46,16 +53,30 @@ DEFAULT_BASE: dict[Family, str] = {
     Family.NATIVE: "linli",
 }
 
+#: Families with an application (or community) level right under the base topic.
+APPLICATION_LEVEL = frozenset({Family.TTN_V3, Family.CHIRPSTACK_V4, Family.CHIRPSTACK_V3, Family.NATIVE})
+
 #: Families whose decoded payloads are read through device profiles.
 _PROFILED = frozenset({Family.TTN_V3, Family.CHIRPSTACK_V4, Family.CHIRPSTACK_V3, Family.TASMOTA})
 
 
 @dataclass(frozen=True, slots=True)
 class FamilySource:
-    """One enabled family and the base topic its gateway publishes under ("" = default)."""
+    """One enabled family and the base topic its gateway publishes under ("" = default).
+
+    ``application`` ("" = any): the one application (TTS ``<app-id>@<tenant>``, a ChirpStack
+    application id) or community code (native) of the level below the base.
+    """
 
     family: Family
     base_topic: str = ""
+    application: str = ""
+
+    def __post_init__(self) -> None:
+        if self.application and self.family not in APPLICATION_LEVEL:
+            raise ValueError(f"{self.family.value} topics have no application level")
+        if any(c in self.application for c in "/+#"):
+            raise ValueError(f"an application is one topic level: {self.application!r}")
 
     @property
     def base(self) -> str:
@@ -67,10 +88,18 @@ class FamilySource:
         if self.family is Family.TASMOTA:
             prefix = f"{self.base}/" if self.base else ""
             return (f"{prefix}tele", f"{prefix}stat")
+        if self.application:
+            return (f"{self.base}/{self.application}",)
         return (self.base,)
 
     def subscriptions(self) -> list[str]:
         base = self.base
+        if self.application:
+            # The application level fixed: ``base/+/…`` below becomes ``base/<application>/…``.
+            return [f.replace(f"{base}/+/", f"{base}/{self.application}/", 1) for f in self._filters(base)]
+        return self._filters(base)
+
+    def _filters(self, base: str) -> list[str]:
         if self.family is Family.TTN_V3:
             return [f"{base}/+/devices/+/up", f"{base}/+/devices/+/join"]
         if self.family in (Family.CHIRPSTACK_V4, Family.CHIRPSTACK_V3):
@@ -100,6 +129,9 @@ class AdapterRouter:
             decoder = self._decoder(source.family, source.base, profiles)
             for root in source.roots():
                 self._by_root.setdefault(root.split("/", 1)[0], []).append((root + "/", decoder))
+        for candidates in self._by_root.values():
+            # The most specific root first: a community's application before the whole base.
+            candidates.sort(key=lambda candidate: -len(candidate[0]))
 
     @staticmethod
     def _decoder(family: Family, base: str, profiles: ProfileSet) -> Decoder:

@@ -44,6 +44,7 @@ from hub.casework.service import Casework
 from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, DemoClock, ManualClock, SystemClock, wall_delay
+from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
@@ -204,6 +205,7 @@ class Hub:
             reply_subscription=lambda community: reply_topics.topic(community, "+"),
             rules=self.rule_runtime,
             wake_casework=lambda: self._casework_wake.set(),  # noqa: PLW0108 - the event is made below
+            on_remote=self._remote_change,
         )
         tls_ca = str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None
         self.mqtt = HubMqttClient(
@@ -419,6 +421,8 @@ class Hub:
     def _alert_changed(self, change: AlertChange) -> None:
         """A committed alert change: to the live console, then to casework (same call, before PUBACK)."""
         self.bus.publish({"type": "alert", "created": change.created, "alert": alert_json(change.alert)})
+        if self.cluster:
+            self.cluster.changed(Kind.ALERT, change.alert.id, created=change.created)
         # An inactivity alert raises the elder's visit to urgent (and still becomes a case).
         self.visits.on_alert_change(change)
         self.casework.on_alert_change(change)
@@ -494,7 +498,18 @@ class Hub:
 
     def _case_changed(self, case: Case) -> None:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
+        if self.cluster:
+            self.cluster.changed(Kind.CASE, case.id)
         self._casework_wake.set()
+
+    def _remote_change(self, change: Change) -> None:
+        """Another node's alert or case change (hub/cluster/events.py): read it, show it live here."""
+        if change.kind is Kind.ALERT:
+            alert = self.store.alert(int(change.id))
+            if alert is not None:
+                self.bus.publish({"type": "alert", "created": change.created, "alert": alert_json(alert)})
+        elif (case := self.casework.load(change.id)) is not None:
+            self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
 
     def readiness(self) -> Readiness:
         """Every condition an SOS depends on (``/readyz``): :class:`~hub.health.checks.HubChecks`."""

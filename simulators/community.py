@@ -558,7 +558,7 @@ def from_document(document: dict[str, Any], *, families: Mapping[str, Family] | 
         residents = {r["id"]: r for r in community.get("residents", []) if isinstance(r, dict)}
         grid_no = {g["code"]: i + 1 for i, g in enumerate(community.get("grids", []))}
         roots = {
-            str(source["family"]): str(source["base_topic"])
+            str(source["family"]): str(source.get("base_topic", ""))
             for source in community.get("sources", [])
             if isinstance(source, dict)
         }

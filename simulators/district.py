@@ -1,8 +1,9 @@
 """Several communities in one registry file, each with its own gateway topic roots.
 
-A street or district runs one Zigbee2MQTT instance per community (its own ``base_topic``) and
-Tasmota nodes with a per-community topic prefix; the registry's ``sources`` says which roots
-belong to which community, so a cluster of hubs can split the communities between nodes
+A street or district runs one Zigbee2MQTT instance per community (its own ``base_topic``),
+Tasmota nodes with a per-community topic prefix, one The Things Stack and one ChirpStack
+application per community, and native devices under ``linli/<community>/``; the registry's
+``sources`` says which roots belong to which community, so a cluster of hubs can split the communities between nodes
 (issue 13). Each community is :func:`simulators.community.generate` with its own seed and
 sequence number; ids that are per-community in one file (people, residents, households,
 buildings, places) are prefixed with ``c<seq>-`` so they stay unique in the district.
@@ -12,11 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulators.community import SimCommunity, from_document, generate
+from simulators.community import (
+    SimCommunity,
+    chirpstack_application,
+    from_document,
+    generate,
+    ttn_application,
+)
+from simulators.formats.ttn_v3 import TENANT
 from simulators.types import Family
 
-#: The families whose roots can be given per community here (LoRaWAN network servers and
-#: Linli's native topics put the application or community inside one shared root instead).
+#: Mostly Zigbee2MQTT and Tasmota, as the cluster bench's streams assume; every family has its
+#: per-community roots in :func:`roots` all the same.
 DISTRICT_MIX = "zigbee2mqtt=0.85,tasmota=0.15"
 _REFERENCES = frozenset({"id", "household", "resident", "place", "lot"})
 
@@ -25,6 +33,10 @@ def roots(code: str) -> list[dict[str, str]]:
     return [
         {"family": Family.ZIGBEE2MQTT.value, "base_topic": f"zigbee2mqtt-{code}"},
         {"family": Family.TASMOTA.value, "base_topic": f"site-{code}"},
+        # The application level under the shared base (v3/…, application/…, linli/…).
+        {"family": Family.TTN_V3.value, "application": f"{ttn_application(code)}@{TENANT}"},
+        {"family": Family.CHIRPSTACK_V4.value, "application": chirpstack_application(code)},
+        {"family": Family.NATIVE.value, "application": code},
     ]
 
 

@@ -9,7 +9,9 @@ processes), their logs in files so a full pipe never blocks one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +123,10 @@ def registry() -> dict[str, Any]:
     return {"version": 1, "communities": communities}
 
 
+#: The command centre's token on every hub of the cluster (its SHA-256 in each configuration).
+API_TOKEN = "cluster-test-command-centre"
+
+
 @dataclass
 class HubProcess:
     node_id: str
@@ -146,6 +152,12 @@ class HubProcess:
             )
             assert time.monotonic() < deadline, f"{self.node_id} not ready:\n{self.tail()}"
             await asyncio.sleep(0.1)
+
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, from the line the hub logs once it serves."""
+        found = re.search(rb"console (http://[0-9.]+:[0-9]+)/", self.log.read_bytes())
+        assert found, f"{self.node_id} logged no console address:\n{self.tail()}"
+        return found.group(1).decode()
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -195,6 +207,9 @@ class Cluster:
                     "store": {"url": self.store_url},
                     "cluster": {"node_id": node_id, "lease_s": self.lease_s},
                     "http": {"port": 0},
+                    "api_tokens": [
+                        {"name": "test", "sha256": hashlib.sha256(API_TOKEN.encode()).hexdigest()}
+                    ],
                     "mqtt": {"url": self.broker.url, "client_id": f"linli-{node_id}"},
                 }
             )

@@ -11,6 +11,8 @@ press.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 import time
 from collections import Counter
@@ -18,17 +20,20 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import gmqtt
 import pytest
 from gmqtt.mqtt.constants import MQTTv311
 
 from tests.cluster_support import (
+    API_TOKEN,
     COMMUNITIES,
     DOOR_CLOSED,
     DOOR_OPEN,
     GATEWAY_PASSWORD,
     SOS,
     Cluster,
+    HubProcess,
     broker_users,
     button,
     door,
@@ -302,6 +307,78 @@ async def test_a_paused_node_lands_no_write_and_a_joining_node_loses_no_press(
         str(row[0]) for row in cluster.store.execute("SELECT device_id FROM alerts WHERE count = 1")
     )
     assert alerts == Counter(pressed)
+
+
+class Stream:
+    """An SSE client of one hub's ``/api/stream``: the ``case`` events it received."""
+
+    def __init__(self, hub: HubProcess, session: aiohttp.ClientSession) -> None:
+        self.hub = hub
+        self.session = session
+        self.cases: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each case event
+        self._task: asyncio.Task[None] | None = None
+        self.open = asyncio.Event()
+
+    async def start(self) -> Stream:
+        self._task = asyncio.create_task(self._read(), name=f"test-stream-{self.hub.node_id}")
+        await asyncio.wait_for(self.open.wait(), 10)
+        return self
+
+    async def _read(self) -> None:
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with self.session.get(f"{self.hub.base_url()}/api/stream", headers=headers) as response:
+            assert response.status == 200
+            self.open.set()
+            event = ""
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "case":
+                    self.cases.append(json.loads(line.removeprefix("data: "))["case"])
+                    self.arrived.append(time.monotonic())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def of(self, case_id: str) -> list[dict[str, Any]]:
+        return [case for case in self.cases if case["id"] == case_id]
+
+
+async def test_an_sse_client_of_one_node_sees_a_case_opened_by_another(
+    cluster: Cluster, broker: Broker
+) -> None:
+    a, b = cluster.add("hub-a"), cluster.add("hub-b")
+    await asyncio.gather(a.ready(), b.ready())
+    await balanced(cluster, 2)
+    gateway = await Gateways(broker).start()
+    async with aiohttp.ClientSession() as session:
+        on_a, on_b = await Stream(a, session).start(), await Stream(b, session).start()
+        try:
+            community = min(c for c, owner in cluster.owners().items() if owner == "hub-a")
+            press(gateway, community, 0)
+            await eventually(lambda: on_a.cases, within=20, what="hub-a's own stream showing its case")
+            case_id = str(on_a.cases[0]["id"])
+            await eventually(lambda: on_b.of(case_id), within=10, what="hub-b's stream showing hub-a's case")
+            assert on_b.of(case_id)[0]["community"] == community
+            first = [
+                s.arrived[next(i for i, c in enumerate(s.cases) if c["id"] == case_id)] for s in (on_a, on_b)
+            ]
+            print(f"hub-a's case on hub-b's stream {1000 * (first[1] - first[0]):.0f} ms after hub-a's own")
+            await asyncio.sleep(1.5)  # every change of the case, and any duplicate, has arrived by now
+        finally:
+            await on_a.stop()
+            await on_b.stop()
+            await gateway.stop()
+    assert cluster.owners()[community] == "hub-a", "the case was hub-a's work throughout"
+    # Each change of the case reached each node's clients once: first hand on hub-a (its own
+    # notification ignored), read from the store on hub-b.
+    assert len(on_a.of(case_id)) == len(on_b.of(case_id)) >= 1
+    assert on_b.of(case_id)[-1]["state"] == on_a.of(case_id)[-1]["state"]
 
 
 async def test_the_deployed_broker_lets_a_gateway_write_only_under_its_own_root(broker: Broker) -> None:

@@ -204,6 +204,7 @@ def test_a_node_id_needs_a_postgresql_store(tmp_path: Path) -> None:
                 reply_subscription=lambda c: c,
                 rules=RuleRuntimeStub(),
                 wake_casework=lambda: None,
+                on_remote=lambda _: None,
             )
     finally:
         store.close()

@@ -5,6 +5,7 @@ published to a real Mosquitto and, for a single hub (no cluster), decoded into a
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import yaml
@@ -32,9 +33,12 @@ def test_a_district_gives_every_community_its_own_roots_and_unique_ids(tmp_path:
     codes = [c.code for c in parsed.communities]
     assert codes == ["110105001001", "110105001002", "110105001003"]
     for community in parsed.communities:
-        assert {(s.family.value, s.base_topic) for s in community.sources} == {
-            ("zigbee2mqtt", f"zigbee2mqtt-{community.code}"),
-            ("tasmota", f"site-{community.code}"),
+        assert {(s.family.value, s.base_topic, s.application) for s in community.sources} == {
+            ("zigbee2mqtt", f"zigbee2mqtt-{community.code}", ""),
+            ("tasmota", f"site-{community.code}", ""),
+            ("ttn_v3", "", f"linli-{community.code}@ttn"),
+            ("chirpstack_v4", "", str(uuid.uuid5(uuid.NAMESPACE_URL, f"linli:chirpstack:{community.code}"))),
+            ("native", "", community.code),
         }
     people = [p.id for c in parsed.communities for p in c.people]
     devices = [d.id for c in parsed.communities for d in c.devices]

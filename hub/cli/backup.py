@@ -14,6 +14,9 @@ with its SHA-256; restore checks them before it touches anything.
 This module works at the file level on purpose: it opens the SQLite files itself rather than
 importing the store, so a backup does not run migrations or create tables in the source.
 
+With a PostgreSQL store (``store.url``) the store is a ``pg_dump`` file instead
+(:mod:`hub.cli.pg_backup`), and the rest of the data directory is copied as above.
+
 Restore refuses to write over a hub that is running (another process has the store open: the
 SQLite shared-memory lock is held) and over a data directory that already holds a store, unless
 ``--force`` (for the latter only).
@@ -37,6 +40,7 @@ from urllib.parse import quote
 import click
 
 from adapters.errors import LinliError
+from hub.cli import pg_backup
 from hub.clock import Clock, SystemClock, iso
 from hub.config import load_settings
 from hub.errors import HubError
@@ -67,6 +71,7 @@ class BackupError(HubError):
 class Kind(StrEnum):
     SQLITE = "sqlite"
     FILE = "file"
+    PG_DUMP = "pg_dump"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +91,8 @@ class Layout:
     data_dir: Path
     timeseries: Path
     spool: Path
+    #: The PostgreSQL store's URL (``store.url``); ``None``: the SQLite store in ``data_dir``.
+    store_url: str | None = None
 
     @classmethod
     def default(cls, data_dir: Path) -> Layout:
@@ -151,7 +158,7 @@ def _spool_files(spool: Path) -> Iterator[Path]:
 
 def backup(layout: Layout, target: Path, *, clock: Clock) -> list[Entry]:
     """Write a backup of ``layout`` into the empty or new directory ``target``."""
-    if not layout.store.is_file():
+    if layout.store_url is None and not layout.store.is_file():
         raise BackupError(
             f"no store ({STORE_FILE}) here: is this a hub's data directory?", path=layout.data_dir
         )
@@ -165,8 +172,15 @@ def backup(layout: Layout, target: Path, *, clock: Clock) -> list[Entry]:
         path = target / name
         entries.append(Entry(name=name, kind=kind, sha256=_sha256(path), size=path.stat().st_size))
 
-    _snapshot(layout.store, touch_private(target / STORE_FILE))
-    record(STORE_FILE, Kind.SQLITE)
+    if layout.store_url is not None:
+        try:
+            pg_backup.dump(layout.store_url, touch_private(target / pg_backup.DUMP_FILE))
+        except pg_backup.PgBackupError as exc:
+            raise BackupError(str(exc), path=target / pg_backup.DUMP_FILE) from None
+        record(pg_backup.DUMP_FILE, Kind.PG_DUMP)
+    else:
+        _snapshot(layout.store, touch_private(target / STORE_FILE))
+        record(STORE_FILE, Kind.SQLITE)
     if layout.timeseries.is_file():
         _snapshot(layout.timeseries, touch_private(target / TIMESERIES_FILE))
         record(TIMESERIES_FILE, Kind.SQLITE)
@@ -226,18 +240,33 @@ def read_manifest(source: Path) -> list[Entry]:
 def restore(source: Path, layout: Layout, *, force: bool = False) -> list[Entry]:
     """Put the backup in ``source`` back into ``layout``'s data directory."""
     entries = read_manifest(source)
-    if in_use(layout.store):
-        raise BackupError("a hub is running on this data directory; stop it first", path=layout.data_dir)
-    if layout.store.exists() and not force:
+    dumped = any(e.kind is Kind.PG_DUMP for e in entries)
+    if dumped != (layout.store_url is not None):
+        held, configured = ("PostgreSQL", "SQLite") if dumped else ("SQLite", "PostgreSQL")
         raise BackupError(
-            "data directory already holds a store; restore with --force to replace it", path=layout.data_dir
+            f"the backup holds a {held} store, the configuration names a {configured} one", path=source
         )
+    if layout.store_url is not None:
+        try:
+            pg_backup.restore(layout.store_url, source / pg_backup.DUMP_FILE, force=force)
+        except pg_backup.PgBackupError as exc:
+            raise BackupError(str(exc), path=source / pg_backup.DUMP_FILE) from None
+        entries_to_copy = [e for e in entries if e.kind is not Kind.PG_DUMP]
+    else:
+        if in_use(layout.store):
+            raise BackupError("a hub is running on this data directory; stop it first", path=layout.data_dir)
+        if layout.store.exists() and not force:
+            raise BackupError(
+                "data directory already holds a store; restore with --force to replace it",
+                path=layout.data_dir,
+            )
+        entries_to_copy = entries
     private_dir(layout.data_dir, tighten=True)
     names = {e.name for e in entries}
     if any(n.startswith(SPOOL_DIR + "/") for n in names) or force:
         # The spool is replaced as a whole: batches not in the backup were not pending then.
         shutil.rmtree(layout.spool, ignore_errors=True)
-    for entry in entries:
+    for entry in entries_to_copy:
         if entry.name == STORE_FILE:
             target = layout.store
         elif entry.name == TIMESERIES_FILE:
@@ -270,6 +299,7 @@ def _layout(config_file: Path | None, data_dir: Path | None) -> Layout:
         data_dir=base,
         timeseries=settings.timeseries.sqlite_file(base),
         spool=settings.timeseries.spool_path(base),
+        store_url=settings.store.url if pg_backup.is_postgres(settings.store.url) else None,
     )
 
 

@@ -12,6 +12,10 @@ once when a session reports a fenced write. A round:
    so the broker queues the community's presses for the node that takes it next;
 4. claims free or expired communities up to the fair share, opening each one's session.
 
+Between rounds, and whatever the event loop is doing, :mod:`hub.cluster.renewer` heartbeats
+and renews the owned leases from a thread with its own connection (a burst that holds the
+loop past ``lease_s`` no longer lapses them); a lease it finds lost is dropped here, at once.
+
 A clean stop closes every session, releases every lease and removes the node's heartbeat,
 so the others take over on their next round instead of after expiry.
 
@@ -30,6 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from hub.cluster.balance import plan
+from hub.cluster.events import ClusterEvents, Kind
+from hub.cluster.renewer import LeaseRenewer
 from hub.errors import FencedError
 from hub.storage.engine import Tx
 from hub.storage.leases import LeaseStore
@@ -63,7 +69,11 @@ class ClusterRuntime:
         sessions: Sessions,
         on_gained: Callable[[str], None] = lambda _: None,
         on_lost: Callable[[str], None] = lambda _: None,
+        renewer: LeaseRenewer | None = None,
+        events: ClusterEvents | None = None,
     ) -> None:
+        self._renewer = renewer
+        self.events = events
         self._on_lost = on_lost
         self._leases = leases
         self._communities = communities
@@ -95,10 +105,29 @@ class ClusterRuntime:
         self._fenced.add(community)
         self._wake.set()
 
+    def changed(self, kind: Kind, item_id: str | int, *, created: bool = False) -> None:
+        """A committed alert or case change of this node's: tell the other nodes' live streams."""
+        if self.events is not None:
+            self.events.changed(kind, item_id, created=created)
+
+    def _lost(self, community: str, epoch: int) -> None:
+        """The renewer found the lease of ``community`` at ``epoch`` gone: drop it (if still held)."""
+        if self.owned.get(community) == epoch:
+            self.fenced(community)
+
+    def _told(self) -> None:
+        """Tell the renewer which leases (at which epochs) are ours after a change."""
+        if self._renewer is not None:
+            self._renewer.hold(self.owned)
+
     # -- the loop ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="linli-cluster")
+        if self._renewer is not None:
+            self._renewer.start(on_lost=self._lost)
+        if self.events is not None:
+            self.events.start()
 
     async def stop(self) -> None:
         """Cancel the loop, then close every session and release every lease (a clean hand-over)."""
@@ -107,11 +136,15 @@ class ClusterRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._renewer is not None:
+            await self._renewer.stop()
         # Each as a hand-over: session closed, rule state written while the lease is still
         # ours (on_lost), then the lease released for the others' next round.
         for community in sorted(self.owned):
             await self._drop(community, "stopping")
         await self._sessions.close_all()
+        if self.events is not None:
+            await self.events.stop()
         try:
             self._leases.leave()
         except Exception:
@@ -180,11 +213,13 @@ class ClusterRuntime:
             return False  # another node was faster
         # Owned before the session opens: the presses queued for it arrive right after SUBACK.
         self.owned[community] = lease.epoch
+        self._told()
         try:
             await self._sessions.open(community)
         except Exception:
             log.exception("community %s: session not opened; lease released", community)
             del self.owned[community]
+            self._told()
             self._leases.release(community)
             return False
         log.info("community %s: owned by %s at epoch %d", community, self.node_id, lease.epoch)
@@ -210,6 +245,7 @@ class ClusterRuntime:
         except Exception:
             log.exception("community %s: hand-over work failed", community)
         del self.owned[community]
+        self._told()
         try:
             self._leases.release(community)
         except Exception:

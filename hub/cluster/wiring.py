@@ -8,9 +8,12 @@ on one machine cannot be shared by hubs on several, and leases there would fence
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from adapters.router import FamilySource
-from hub.cluster.runtime import ClusterRuntime
+from hub.cluster.events import Change, ClusterEvents
+from hub.cluster.renewer import LeaseRenewer
+from hub.cluster.runtime import ROUNDS_PER_LEASE, ClusterRuntime
 from hub.cluster.sessions import CommunitySessions
 from hub.cluster.takeover import RuleState, Takeover
 from hub.community.registry import Registry
@@ -74,7 +77,9 @@ def cluster_runtime(
     reply_subscription: Callable[[str], str],
     rules: RuleState,
     wake_casework: Callable[[], None],
+    on_remote: Callable[[Change], None],
 ) -> ClusterRuntime | None:
+    """``on_remote``: another node changed an alert or a case (show it on this node's stream)."""
     node_id = settings.cluster.node_id
     if node_id is None:
         return None
@@ -82,6 +87,7 @@ def cluster_runtime(
         raise ConfigError(
             "a cluster node needs a PostgreSQL store (store.url = postgresql://…)", key="cluster.node_id"
         )
+    url = settings.store.resolved_url(Path(settings.data_dir))
     leases = LeaseStore(store=store, node_id=node_id, lease_s=settings.cluster.lease_s)
     hub_wide = [FamilySource(s.family, s.base_topic) for s in settings.sources]
     runtime: ClusterRuntime
@@ -107,6 +113,13 @@ def cluster_runtime(
         sessions=sessions,
         on_gained=takeover.gained,
         on_lost=takeover.lost,
+        events=ClusterEvents(url=url, node_id=node_id, on_remote=on_remote),
+        renewer=LeaseRenewer(
+            url=url,
+            node_id=node_id,
+            lease_s=settings.cluster.lease_s,
+            period_s=settings.cluster.lease_s / ROUNDS_PER_LEASE,
+        ),
     )
     store.install_fence(runtime.fence)
     return runtime

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.events import DeviceKind
-from adapters.router import Family, FamilySource
+from adapters.router import APPLICATION_LEVEL, Family, FamilySource
 from hub.community.roster import Person
 
 #: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
@@ -147,14 +147,31 @@ class CommunitySource(_Model):
     Real sites give each community its own root (a Zigbee2MQTT ``base_topic`` per instance,
     a TTS or ChirpStack application per community), so the hub node that owns a community
     subscribes to exactly these roots (issue 13: partitions are communities).
+
+    The Things Stack, ChirpStack and native topics share one base (``v3``, ``application``,
+    ``linli``) and put the application or community one level below it: ``application`` names
+    it (``<app-id>@<tenant>``, the ChirpStack application id, the community's own code for
+    native), and ``base_topic`` may then be left to the family's default.
     """
 
     family: Family
-    #: Required here: an empty base would be the family's shared default root, not this community's.
-    base_topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    #: Empty only with an ``application``: alone, the family's default root is every community's.
+    base_topic: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+    application: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9_.@-]*$")
+
+    @model_validator(mode="after")
+    def _own_root(self) -> CommunitySource:
+        if self.application and self.family not in APPLICATION_LEVEL:
+            raise ValueError(f"{self.family.value} topics have no application level; give a base_topic")
+        if not self.base_topic and not self.application:
+            needs = "an application" if self.family in APPLICATION_LEVEL else "a base_topic"
+            raise ValueError(
+                f"a {self.family.value} source of a community needs {needs}: the default root is every community's"
+            )
+        return self
 
     def as_family_source(self) -> FamilySource:
-        return FamilySource(self.family, self.base_topic)
+        return FamilySource(self.family, self.base_topic, self.application)
 
 
 class Community(_Model):
@@ -201,6 +218,12 @@ class Community(_Model):
             unknown = set(person.grids) - grids
             if unknown:
                 raise ValueError(f"person {person.id} covers unknown grids {sorted(unknown)}")
+        for source in self.sources:
+            if source.family is Family.NATIVE and source.application not in ("", self.code):
+                # linli/<community>/…: the level is the community, so it can only be this one's.
+                raise ValueError(
+                    f"community {self.code}: a native source's application is its own code, not {source.application}"
+                )
         return self
 
 
@@ -215,3 +238,17 @@ def _unique(what: str, ids: list[str]) -> None:
 class CommunityFile(_Model):
     version: int = Field(default=1, ge=1, le=1)
     communities: tuple[Community, ...]
+
+    @model_validator(mode="after")
+    def _roots_owned_once(self) -> CommunityFile:
+        """A topic root belongs to one community: two owners would each take the other's presses."""
+        owner: dict[tuple[str, ...], str] = {}
+        for community in self.communities:
+            for source in community.sources:
+                for root in source.as_family_source().roots():
+                    key = (source.family.value, root)
+                    if owner.setdefault(key, community.code) != community.code:
+                        raise ValueError(
+                            f"{source.family.value} root {root} belongs to communities {owner[key]} and {community.code}"
+                        )
+        return self

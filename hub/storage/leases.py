@@ -95,6 +95,22 @@ class LeaseStore:
             )
         return Lease(community, self.node_id, int(epoch), float(since), now + self.lease_s)
 
+    def renew(self, community: str, epoch: int) -> bool:
+        """Extend the lease of ``community`` held at ``epoch``; ``False`` once it is not ours at it.
+
+        Unlike :meth:`acquire` it never takes a lease nor starts a new epoch: a lease that
+        lapsed, was released or was taken stays so (the owner's loop drops the community). The
+        ``UPDATE`` waits for a fenced write of the same row (``FOR SHARE``) to commit, so a write
+        never sees the lease change under it.
+        """
+        with self._store.transaction() as tx:
+            renewed = tx.execute(
+                f"UPDATE community_leases SET expires_at = {tx.now_sql} + ?"  # noqa: S608 - engine constant
+                f" WHERE community = ? AND owner = ? AND epoch = ? AND expires_at > {tx.now_sql}",
+                (self.lease_s, community, self.node_id, epoch),
+            ).rowcount
+        return renewed == 1
+
     def release(self, community: str) -> None:
         """Give the community up now (a clean shutdown), so another node need not wait for expiry."""
         with self._store.transaction() as tx:
