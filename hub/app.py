@@ -34,9 +34,9 @@ from pydantic import ValidationError
 
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
-from hub.cases.care import load_care
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
+from hub.casework.care_plans import load_site_care
 from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
@@ -261,7 +261,7 @@ class Hub:
         self.visits = Visits(
             store=self.store,
             registry=registry,
-            care=load_care(),
+            care=load_site_care(settings.community_file, registry),
             casework=self.casework,
             routing=self.routing,
             clock=self.clock,
@@ -302,6 +302,8 @@ class Hub:
                 max_prefixes=settings.unknown_devices.max_prefixes,
             ),
             unknown_burst_s=settings.unknown_devices.burst_s,
+            # The elder's door, PIR or green key completes his daily sign of life (每日平安).
+            on_event=self.visits.on_event,
         )
         self.alarms = HubAlarms(
             outbound=self.outbound,

@@ -19,8 +19,13 @@ nothing), and ties visits to sensors and cases:
 A missed task's notifications hang on an ``info`` alert ``care.visit_overdue`` of the elder (the
 outbox is keyed by alert; ``info`` opens no case), resolved when the task is done.
 
-``sign_of_life`` tasks (each day, completed by door, PIR or the pendant's green key) are not
-scheduled yet: without the sensor wiring they would escalate every day for every elder.
+``sign_of_life`` tasks (每日平安) are scheduled only for elders whose devices can give a sign
+(:mod:`hub.casework.signs`); the app hands every device event to :meth:`Visits.on_event`, and a
+door, PIR or green-key event of the elder completes the open task and opens the next one, due at
+``due_time`` of the day after the sign. So a task falls due — and escalates like a missed visit,
+on its own ``care.no_sign_of_life`` alert and ``sign_of_life.missing`` notifications — only when
+a whole day passes without any sign. These tasks are not visits: 探访完成率 leaves them out, and
+the visit list shows them only once they are due.
 
 Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 """
@@ -37,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from adapters.events import Event
 from hub.cases.care import (
     CareFile,
     EscalationDue,
@@ -54,8 +60,9 @@ from hub.cases.care import (
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
 from hub.casework.elders import RegisterEntry, elder_of_device, register
 from hub.casework.service import Casework
+from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
 from hub.clock import Clock, iso, wall_delay
-from hub.community.model import Resident
+from hub.community.model import Device, Resident
 from hub.community.registry import Registry
 from hub.errors import NotAllowedError, NotFoundError
 from hub.notify.routing import Routing
@@ -70,19 +77,24 @@ from rules.subject import Subject
 
 log = logging.getLogger(__name__)
 
-#: Kinds scheduled from plans (``sign_of_life`` waits for its sensor wiring, see above).
+#: Kinds scheduled from plans for every elder (``sign_of_life`` only where a device can give it).
 SCHEDULED = (TaskKind.VISIT, TaskKind.CALL)
 #: An urgent visit is due this long after the inactivity alert (a default: handbook §2).
 URGENT_WITHIN_S = 86400.0
 INACTIVITY = "inactivity"
 OVERDUE_RULE = "care.visit_overdue"
 NEEDS_HELP_RULE = "care.needs_help"
+NO_SIGN_RULE = "care.no_sign_of_life"
 #: The scheduler's longest sleep: the register may change (a reload) without a deadline.
 POLL_S = 60.0
 
 
 def _subject_id(elder: str) -> str:
     return f"elder:{elder}"
+
+
+def _overdue_rule(kind: TaskKind) -> str:
+    return NO_SIGN_RULE if kind is TaskKind.SIGN_OF_LIFE else OVERDUE_RULE
 
 
 class Visits:
@@ -115,6 +127,10 @@ class Visits:
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
         self._register: list[RegisterEntry] | None = None
+        self._sources: dict[str, tuple[RegisterEntry, Device]] | None = None
+        #: Elder → due time of his open sign-of-life task that a sign today would not move
+        #: (a second door event of the day then costs no store read).
+        self._sign_due: dict[str, float] = {}
 
     # -- the register and access ------------------------------------------------------------
 
@@ -150,7 +166,8 @@ class Visits:
         scheduled = self.visits.open_kinds()
         for entry in self.register():
             plan = plan_for(self.care, entry.elder)
-            for kind in SCHEDULED:
+            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
+            for kind in (*SCHEDULED, *signs):
                 if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
@@ -231,7 +248,7 @@ class Visits:
                 if self.visits.mark_sent(db, step.key, key, target=step.target, at=now) and step.step == 0:
                     fell_due = True
             self.visits.set_deadline(db, key, later)
-        if fell_due:
+        if fell_due and task.kind is not TaskKind.SIGN_OF_LIFE:
             self._write(task, worker=task.assignee or "", done_at=None, ts=task.due_at)
         if created is not None:
             self._on_alert_change(AlertChange(alert=created, created=True, notifications=()))
@@ -265,21 +282,23 @@ class Visits:
         return found or [self._routing.command_centre().id]
 
     def _overdue_alert(self, db: Tx, task: VisitTask, now: float) -> tuple[Alert, bool]:
+        rule = _overdue_rule(task.kind)
+        sign = task.kind is TaskKind.SIGN_OF_LIFE
         signal = Signal(
             action=SignalAction.RAISE,
-            rule_id=OVERDUE_RULE,
+            rule_id=rule,
             category="care",
             severity=Severity.INFO,
             subject=_subject_id(task.elder),
             ts=now,
-            title_zh="探访逾期",
-            title_en="Care visit overdue",
+            title_zh="一整天未见平安信号" if sign else "探访逾期",
+            title_en="No sign of life for a whole day" if sign else "Care visit overdue",
             trace={"visit": task.key, "due_at": task.due_at},
-            key=f"{OVERDUE_RULE}|{task.key}",
+            key=f"{rule}|{task.key}",
         )
         recorded = self._store.upsert_alert(db, signal, self._subject(task))
         if recorded is None:
-            active = self._store.active_alert(OVERDUE_RULE, _subject_id(task.elder))
+            active = self._store.active_alert(rule, _subject_id(task.elder))
             assert active is not None  # the same occurrence is recorded and still active
             return active, False
         return recorded
@@ -301,14 +320,19 @@ class Visits:
             )
         )
         note_id = new_notification_id()
+        sign = task.kind is TaskKind.SIGN_OF_LIFE
         body = {
             "schema": "linli.notification.v1",
             "id": note_id,
-            "type": "visit.escalate",
+            "type": "sign_of_life.missing" if sign else "visit.escalate",
             "step": step.step,
             "step_key": step.key,
             "visit": self.task_json(StoredTask(task=task, created_at=now), now=now),
-            "title": {"zh": "探访逾期，请尽快上门", "en": "A care visit is overdue: please visit"},
+            "title": (
+                {"zh": "老人一整天未报平安，请联系或上门", "en": "No sign of life for a day: call or visit"}
+                if sign
+                else {"zh": "探访逾期，请尽快上门", "en": "A care visit is overdue: please visit"}
+            ),
         }
         self._store.queue_notification(
             db,
@@ -361,6 +385,63 @@ class Visits:
         log.info("inactivity alert %s: visit %s is urgent", alert.id, key)
         return self.visits.task(key)
 
+    # -- signs of life (每日平安) ---------------------------------------------------------------
+
+    def on_event(self, event: Event, retain: bool = False) -> None:
+        """A device event the ingest saw: the elder's door, PIR or green key completes his daily sign.
+
+        Called on the hot path for every event: anything that is not a sign returns before
+        touching the store, and so does a second sign on a day that would not move the due time.
+        A retained message is the broker's memory of an old state, not the elder's activity.
+        """
+        if retain or event.kind not in ANY_SIGN:
+            return
+        found = self.sign_sources().get(event.device_id)
+        if found is None or not is_sign(found[1], event):
+            return
+        entry = found[0]
+        # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
+        # must not complete tomorrow's task today).
+        at = min(event.ts, self._clock.now())
+        following = next_task(self.care, entry.elder, TaskKind.SIGN_OF_LIFE, since=at, zone=self._zone)
+        if following is None or following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
+            return
+        try:
+            self._sign(entry, following, at)
+        except Exception:
+            # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
+            log.exception("could not record a sign of life of elder %s", entry.elder.id)
+
+    def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
+        """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
+        if self._sources is None:
+            self._sources = sign_sources([e for e in self.register() if sign_status(self.care, e) is None])
+        return self._sources
+
+    def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
+        changes: list[AlertChange] = []
+        now = self._clock.now()
+        with self._store.transaction() as db:
+            current = self.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+            if current is not None and following.due_at <= current.task.due_at:
+                # A sign on the day the task opened: its due time stands (a day after that sign).
+                self._sign_due[entry.elder.id] = current.task.due_at
+                return
+            if current is not None:
+                self.visits.complete(db, current.key, at=max(at, current.task.window_start))
+                self.visits.set_deadline(db, current.key, None)
+                overdue = self._store.active_alert(NO_SIGN_RULE, _subject_id(entry.elder.id))
+                if overdue is not None:
+                    resolved = self._store.resolve_alert(db, overdue.id, at=now)
+                    if resolved is not None:
+                        changes.append(AlertChange(alert=resolved, created=False, notifications=()))
+            if self.visits.add_task(db, following, at=now):
+                self._plan_deadline(db, following, now, done_at=None)
+            self._sign_due[entry.elder.id] = following.due_at
+        for change in changes:
+            self._on_alert_change(change)
+        self._wake.set()
+
     # -- outcomes ---------------------------------------------------------------------------
 
     def record(
@@ -397,7 +478,9 @@ class Visits:
                     resolved = self._store.resolve_alert(db, stored.urgent_alert, at=now)
                     if resolved is not None:
                         changes.append(AlertChange(alert=resolved, created=False, notifications=()))
-                overdue = self._store.active_alert(OVERDUE_RULE, _subject_id(stored.task.elder))
+                overdue = self._store.active_alert(
+                    _overdue_rule(stored.task.kind), _subject_id(stored.task.elder)
+                )
                 if overdue is not None:
                     resolved = self._store.resolve_alert(db, overdue.id, at=now)
                     if resolved is not None:
@@ -409,7 +492,7 @@ class Visits:
                     )
                     if following is not None and self.visits.add_task(db, following, at=now):
                         self._plan_deadline(db, following, now, done_at=None)
-        if made.outcome.completes:
+        if made.outcome.completes and stored.task.kind is not TaskKind.SIGN_OF_LIFE:
             self._write(stored.task, worker=made.by, done_at=made.at, ts=made.at)
         for change in changes:
             self._on_alert_change(change)
@@ -465,7 +548,11 @@ class Visits:
         if not reach.may_ever(Permission.VISITS):
             raise NotAllowedError("no access to visits")
         return self.visits.tasks(
-            visible=self.visit_filter(reach), open_only=open_only, limit=limit, offset=offset
+            visible=self.visit_filter(reach),
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
+            signs_due_by=self._clock.now(),
         )
 
     def kpis(self, *, start: float, end: float, reach: Reach | None = None) -> VisitKpiReport:
@@ -473,7 +560,8 @@ class Visits:
         tasks = [
             t
             for t in self.visits.tasks_due_between(start, end)
-            if reach is None or reach.allows(Permission.VISITS, self.where(t.task))
+            if t.task.kind is not TaskKind.SIGN_OF_LIFE  # a sensor's work, not a visit
+            and (reach is None or reach.allows(Permission.VISITS, self.where(t.task)))
         ]
         records = [r.record for t in tasks for r in self.visits.records(t.key)]
         return visit_kpis([t.task for t in tasks], records, start=start, end=end, now=self._clock.now())

@@ -25,6 +25,7 @@ from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Actor, Permission, Reach, Where
 from hub.casework.evaluations import Evaluations
+from hub.casework.signs import sign_status
 from hub.casework.visits import Visits
 from hub.clock import iso
 from hub.errors import NotAllowedError, NotAuthenticatedError, NotFoundError
@@ -170,6 +171,9 @@ class ElderOut(_Out):
     last_visit_outcome: Outcome | None
     open_visits: int
     open_cases: int
+    sign_of_life: dict[str, str] | None = Field(
+        description="null: the daily sign of life (每日平安) is scheduled; else why not, zh and en"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -425,6 +429,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
                 )
             seen = [d["last_seen"] for d in devices if d["last_seen"] is not None]
             last = visits.visits.last_record(elder.id)
+            no_sign = sign_status(visits.care, entry)
             out.append(
                 {
                     "id": elder.id,
@@ -439,7 +444,8 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
                     "last_activity": max(seen) if seen else None,
                     "last_visit": iso(last.record.at) if last is not None else None,
                     "last_visit_outcome": last.record.outcome if last is not None else None,
-                    "open_visits": len(visits.visits.tasks(elder=elder.id)),
+                    "open_visits": len(visits.visits.tasks(elder=elder.id, signs_due_by=now)),
+                    "sign_of_life": None if no_sign is None else no_sign.text,
                     "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
                 }
             )
