@@ -38,6 +38,7 @@ from hub.cases.model import Case
 from hub.cases.policies import load_policies
 from hub.casework.care_plans import load_site_care
 from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
+from hub.casework.guardian_links import GuardianLinks
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
@@ -332,6 +333,14 @@ class Hub:
             keys=ReplyKeys(path=Path(settings.data_dir) / LINK_KEY_FILE),
             clock=self.clock,
         )
+        self.guardian_links = GuardianLinks(
+            evaluations=self.evaluations,
+            registry=registry,
+            preferences=load_preferences(settings.channels_file),
+            store=self.store,
+            clock=self.clock,
+            public_url=settings.http.public_url,
+        )
         self.checks = HubChecks(
             mqtt=self.mqtt,
             outbound=self.outbound,
@@ -496,6 +505,8 @@ class Hub:
 
     def _case_changed(self, case: Case) -> None:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
+        if self.guardian_links.on_case_changed(case):  # closed: the guardian's 评价 link, once
+            self.dispatcher.wake()
         self._casework_wake.set()
 
     def readiness(self) -> Readiness:

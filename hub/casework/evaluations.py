@@ -176,17 +176,22 @@ class Evaluations:
             raise _refused(case, "the case is not closed and waiting for its 评价")
         if not guardian.strip():
             raise _refused(case, "the guardian must be named")
+        with self._store.transaction() as db:
+            return self.issue_in(db, case_id, guardian=guardian.strip())
+
+    def issue_in(self, db: Any, case_id: str, *, guardian: str) -> tuple[str, float]:
+        """Store a new link in the caller's transaction (the hub's own sending commits it with
+        the notification that carries it); the caller checked who may. Returns (token, expiry)."""
         now = self._clock.now()
         nonce = secrets.token_urlsafe(_NONCE_BYTES)
         expires = now + self._ttl
-        with self._store.transaction() as db:
-            self._links.issue(
-                db,
-                IssuedLink(
-                    nonce=nonce, case_id=case_id, guardian=guardian.strip(), issued_at=now, expires_at=expires
-                ),
-            )
+        self._links.issue(
+            db, IssuedLink(nonce=nonce, case_id=case_id, guardian=guardian, issued_at=now, expires_at=expires)
+        )
         return f"{nonce}.{_signature(self._key(), nonce, case_id, expires)}", expires
+
+    def issued_to(self, case_id: str, guardian: str, *, since: float) -> bool:
+        return self._links.issued_to(case_id, guardian, since=since)
 
     def _valid(self, token: str) -> tuple[IssuedLink, Case]:
         nonce, _, signature = token.partition(".")
