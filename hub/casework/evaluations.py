@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from hub.cases.kpi import CallBackDue, awaiting_evaluation
+from hub.cases.kpi import CallBackDue
 from hub.cases.model import Case, CaseAction, CaseState, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Actor, Permission, Reach, Where
 from hub.casework.reply_keys import ReplyKeys
@@ -134,20 +134,37 @@ class Evaluations:
                 " (one open case per alert)",
             )
 
-    def call_backs(self, *, reach: Reach | None = None, limit: int = 200) -> tuple[CallBackDue, ...]:
-        """Closed cases without their 评价 ``evaluation.call_back_after`` after 结案 (回访 list), oldest first."""
-        after = self._casework.policies.file.evaluation.call_back_after_s
-        ids = self._casework.cases.case_ids(states=(CaseState.CLOSED,), limit=100_000)
-        timelines = [self._casework.timeline(case_id) for case_id in ids]
-        if reach is not None:
-            timelines = [
-                t for t in timelines if t and reach.allows(CaseAction.EVALUATE, self._where(t[0].case_id))
-            ]
-        return awaiting_evaluation(timelines, now=self._clock.now(), after=after)[:limit]
+    def call_backs(
+        self, *, reach: Reach | None = None, limit: int = 200, offset: int = 0
+    ) -> tuple[CallBackDue, ...]:
+        """Closed cases without their 评价 ``evaluation.call_back_after`` after 结案 (回访 list), oldest first.
 
-    def _where(self, case_id: str) -> Where:
-        case = self._casework.load(case_id)
-        return self._casework.where_of(case) if case is not None else Where(community=None, grid=None)
+        One indexed query for the page (``cases.call_back_from``, schema version 5), scoped by
+        the access table's filter for ``evaluate``; only the page's cases are loaded. The same
+        list as :func:`hub.cases.kpi.awaiting_evaluation` over every timeline (tested so).
+        """
+        after = self._casework.policies.file.evaluation.call_back_after_s
+        visible = None if reach is None else self._casework.case_filter(reach, CaseAction.EVALUATE)
+        page = self._casework.cases.call_backs(
+            until=self._clock.now() - after, visible=visible, limit=limit, offset=offset
+        )
+        due: list[CallBackDue] = []
+        for case_id, closed_at in page:
+            case = self._casework.load(case_id)
+            if case is None:
+                continue
+            due.append(
+                CallBackDue(
+                    case_id=case.id,
+                    grid=case.grid,
+                    community=case.community,
+                    handler=case.assignee,
+                    category=case.category,
+                    closed_at=closed_at,
+                    due_at=closed_at + after,
+                )
+            )
+        return tuple(due)
 
     def case_json(self, case: Case) -> dict[str, Any]:
         return self._casework.case_json(case)

@@ -31,6 +31,7 @@ from hub.clock import iso
 from hub.errors import NotAllowedError, NotAuthenticatedError, NotFoundError
 from hub.ingest.device_state import DeviceStates, is_online
 from hub.web import models as m
+from hub.web.routes.common import Offset, page
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -277,10 +278,18 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
         return evaluations.case_json(updated)
 
     @api.get("/api/evaluations/call-backs", response_model=list[CallBackOut], responses=_ERRORS)
-    async def call_backs(who: Who, limit: Annotated[int, Query(ge=1, le=500)] = 200) -> Any:
-        """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访)."""
+    async def call_backs(
+        request: Request,
+        response: Response,
+        who: Who,
+        limit: Annotated[int, Query(ge=1, le=500)] = 200,
+        offset: Offset = 0,
+    ) -> Any:
+        """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访), oldest first."""
         if not who.may_ever(CaseAction.EVALUATE):
             raise NotAllowedError("the 回访 list is the command centre's")
+        found = evaluations.call_backs(reach=who, limit=limit, offset=offset)
+        page(request, response, found, limit=limit, offset=offset)
         return [
             {
                 "case_id": d.case_id,
@@ -291,7 +300,7 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
                 "closed_at": iso(d.closed_at),
                 "due_at": iso(d.due_at),
             }
-            for d in evaluations.call_backs(reach=who, limit=limit)
+            for d in found
         ]
 
     @api.post("/api/cases/{case_id}/evaluation-link", response_model=LinkOut, responses=_ERRORS)
