@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
 from hub.cases.care import CareFlag, Elder, TaskKind, care_from, load_care
+from hub.casework.care_alerts import NO_SIGN_RULE
 from hub.casework.elders import RegisterEntry
 from hub.casework.signs import NoSign, gives_sign, is_sign, sign_status
-from hub.casework.visits import NO_SIGN_RULE
 from hub.community.model import Device, Resident
 from tests.helpers import GRID, TOKEN, Phone, eventually, publisher
 from tests.support.servers import Broker

@@ -17,7 +17,9 @@ nothing), and ties visits to sensors and cases:
   turns into a case dispatched to the grid (立案 → 派遣).
 
 A missed task's notifications hang on an ``info`` alert ``care.visit_overdue`` of the elder (the
-outbox is keyed by alert; ``info`` opens no case), resolved when the task is done.
+outbox is keyed by alert; ``info`` opens no case), resolved when the task is done. Those alerts
+and notices are built by :mod:`hub.casework.care_alerts`; which devices and events are a sign of
+life is :mod:`hub.casework.signs`.
 
 ``sign_of_life`` tasks (每日平安) are scheduled only for elders whose devices can give a sign
 (:mod:`hub.casework.signs`); the app hands every device event to :meth:`Visits.on_event`, and a
@@ -40,12 +42,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from adapters.events import Event
 from hub.cases.care import (
     CareFile,
-    EscalationDue,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -58,6 +57,7 @@ from hub.cases.care import (
     visit_kpis,
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
+from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, subject_id
 from hub.casework.elders import RegisterEntry, elder_of_device, register
 from hub.casework.service import Casework
 from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
@@ -66,13 +66,11 @@ from hub.community.model import Device, Resident
 from hub.community.registry import Registry
 from hub.errors import NotAllowedError, NotFoundError
 from hub.notify.routing import Routing
-from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
+from hub.records import Alert, AlertChange, Role
 from hub.storage.engine import Tx
 from hub.storage.store import Store
 from hub.storage.visits import StoredRecord, StoredTask, VisitFilter, VisitStore
 from hub.timeseries import TimeseriesSink, visit_point
-from rules.model import Severity
-from rules.signals import Signal, SignalAction
 from rules.subject import Subject
 
 log = logging.getLogger(__name__)
@@ -82,19 +80,8 @@ SCHEDULED = (TaskKind.VISIT, TaskKind.CALL)
 #: An urgent visit is due this long after the inactivity alert (a default: handbook §2).
 URGENT_WITHIN_S = 86400.0
 INACTIVITY = "inactivity"
-OVERDUE_RULE = "care.visit_overdue"
-NEEDS_HELP_RULE = "care.needs_help"
-NO_SIGN_RULE = "care.no_sign_of_life"
 #: The scheduler's longest sleep: the register may change (a reload) without a deadline.
 POLL_S = 60.0
-
-
-def _subject_id(elder: str) -> str:
-    return f"elder:{elder}"
-
-
-def _overdue_rule(kind: TaskKind) -> str:
-    return NO_SIGN_RULE if kind is TaskKind.SIGN_OF_LIFE else OVERDUE_RULE
 
 
 class Visits:
@@ -131,6 +118,7 @@ class Visits:
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
+        self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
 
@@ -239,11 +227,12 @@ class Visits:
             alert = None
             for step in steps:
                 if alert is None:
-                    alert, fresh = self._overdue_alert(db, task, now)
+                    alert, fresh = self._alerts.overdue(db, task, now)
                     created = alert if fresh else created
-                for person in self._targets(task, step.target):
+                for person in self._alerts.targets(task, step.target):
                     if self.visits.mark_sent(db, f"{step.key}/{person}", key, target=person, at=now):
-                        self._notify(db, alert, task, person=person, step=step, now=now)
+                        visit = self.task_json(StoredTask(task=task, created_at=now), now=now)
+                        self._alerts.notify(db, alert, task, person=person, step=step, visit=visit, now=now)
                         sent += 1
                 if self.visits.mark_sent(db, step.key, key, target=step.target, at=now) and step.step == 0:
                     fell_due = True
@@ -268,80 +257,10 @@ class Visits:
                 )
             )
 
-    def _targets(self, task: VisitTask, target: str) -> list[str]:
-        people = self._registry.people_of(task.community)
-        if target == "assignee":
-            return [task.assignee] if task.assignee else [self._routing.command_centre().id]
-        role = {"grid_leader": Role.GRID_LEADER, "duty_officer": Role.DUTY_OFFICER}.get(target)
-        found = [
-            p.id
-            for p in people
-            if role is not None and p.role is role and (role is Role.DUTY_OFFICER or task.grid in p.grids)
-        ]
-        # A step that resolves to nobody goes to the command centre (as case escalation does).
-        return found or [self._routing.command_centre().id]
-
-    def _overdue_alert(self, db: Tx, task: VisitTask, now: float) -> tuple[Alert, bool]:
-        rule = _overdue_rule(task.kind)
-        sign = task.kind is TaskKind.SIGN_OF_LIFE
-        signal = Signal(
-            action=SignalAction.RAISE,
-            rule_id=rule,
-            category="care",
-            severity=Severity.INFO,
-            subject=_subject_id(task.elder),
-            ts=now,
-            title_zh="一整天未见平安信号" if sign else "探访逾期",
-            title_en="No sign of life for a whole day" if sign else "Care visit overdue",
-            trace={"visit": task.key, "due_at": task.due_at},
-            key=f"{rule}|{task.key}",
-        )
-        recorded = self._store.upsert_alert(db, signal, self._subject(task))
-        if recorded is None:
-            active = self._store.active_alert(rule, _subject_id(task.elder))
-            assert active is not None  # the same occurrence is recorded and still active
-            return active, False
-        return recorded
-
     def _subject(self, task: VisitTask) -> Subject:
         entry = next((e for e in self.register() if e.elder.id == task.elder), None)
-        device = entry.devices[0].id if entry is not None and entry.devices else _subject_id(task.elder)
+        device = entry.devices[0].id if entry is not None and entry.devices else subject_id(task.elder)
         return Subject(device_id=device, grid=task.grid, community=task.community)
-
-    def _notify(
-        self, db: Tx, alert: Alert, task: VisitTask, *, person: str, step: EscalationDue, now: float
-    ) -> None:
-        centre = self._routing.command_centre()
-        recipient = (
-            centre
-            if person == centre.id
-            else Recipient(
-                id=person, channel="mqtt", address=self._routing.worker_topic(task.community, person)
-            )
-        )
-        note_id = new_notification_id()
-        sign = task.kind is TaskKind.SIGN_OF_LIFE
-        body = {
-            "schema": "linli.notification.v1",
-            "id": note_id,
-            "type": "sign_of_life.missing" if sign else "visit.escalate",
-            "step": step.step,
-            "step_key": step.key,
-            "visit": self.task_json(StoredTask(task=task, created_at=now), now=now),
-            "title": (
-                {"zh": "老人一整天未报平安，请联系或上门", "en": "No sign of life for a day: call or visit"}
-                if sign
-                else {"zh": "探访逾期，请尽快上门", "en": "A care visit is overdue: please visit"}
-            ),
-        }
-        self._store.queue_notification(
-            db,
-            notification_id=note_id,
-            alert_id=alert.id,
-            recipient=recipient,
-            payload=orjson.dumps(body),
-            at=now,
-        )
 
     # -- sensors ----------------------------------------------------------------------------
 
@@ -430,7 +349,7 @@ class Visits:
             if current is not None:
                 self.visits.complete(db, current.key, at=max(at, current.task.window_start))
                 self.visits.set_deadline(db, current.key, None)
-                overdue = self._store.active_alert(NO_SIGN_RULE, _subject_id(entry.elder.id))
+                overdue = self._store.active_alert(NO_SIGN_RULE, subject_id(entry.elder.id))
                 if overdue is not None:
                     resolved = self._store.resolve_alert(db, overdue.id, at=now)
                     if resolved is not None:
@@ -461,7 +380,7 @@ class Visits:
         with self._store.transaction() as db:
             help_alert: Alert | None = None
             if made.outcome is Outcome.NEEDS_HELP:
-                help_alert, fresh = self._needs_help_alert(db, stored.task, made.note, now)
+                help_alert, fresh = self._alerts.needs_help(db, stored.task, made.note, now)
                 if fresh:
                     changes.append(AlertChange(alert=help_alert, created=True, notifications=()))
             record_id = uuid.uuid4().hex[:16]
@@ -479,7 +398,7 @@ class Visits:
                     if resolved is not None:
                         changes.append(AlertChange(alert=resolved, created=False, notifications=()))
                 overdue = self._store.active_alert(
-                    _overdue_rule(stored.task.kind), _subject_id(stored.task.elder)
+                    overdue_rule(stored.task.kind), subject_id(stored.task.elder)
                 )
                 if overdue is not None:
                     resolved = self._store.resolve_alert(db, overdue.id, at=now)
@@ -501,26 +420,6 @@ class Visits:
         log.info("visit %s recorded: %s by %s", task_key, made.outcome.value, actor.id)
         return result
 
-    def _needs_help_alert(self, db: Tx, task: VisitTask, note: str, now: float) -> tuple[Alert, bool]:
-        signal = Signal(
-            action=SignalAction.RAISE,
-            rule_id=NEEDS_HELP_RULE,
-            category="care",
-            severity=Severity.MAJOR,
-            subject=_subject_id(task.elder),
-            ts=now,
-            title_zh="探访发现老人需要帮助",
-            title_en="A care visit found the elder needs help",
-            trace={"visit": task.key, "note": note},
-            key=f"{NEEDS_HELP_RULE}|{task.key}|{round(now * 1000)}",
-        )
-        recorded = self._store.upsert_alert(db, signal, self._subject(task))
-        if recorded is None:
-            active = self._store.active_alert(NEEDS_HELP_RULE, _subject_id(task.elder))
-            assert active is not None
-            return active, False
-        return recorded
-
     # -- reads ------------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -534,7 +433,7 @@ class Visits:
 
     def open_cases(self, elder: str, devices: Sequence[str]) -> int:
         """Open cases of the elder's devices and of his care alerts (needs help)."""
-        subjects = {*devices, _subject_id(elder)}
+        subjects = {*devices, subject_id(elder)}
         count = 0
         for case_id in self._casework.cases.case_ids(limit=100_000):
             case = self._casework.load_safely(case_id)
