@@ -34,10 +34,11 @@ from pydantic import ValidationError
 
 from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
-from hub.cases.care import load_care
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
+from hub.casework.care_plans import load_site_care
 from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
+from hub.casework.guardian_links import GuardianLinks
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
@@ -263,7 +264,7 @@ class Hub:
         self.visits = Visits(
             store=self.store,
             registry=registry,
-            care=load_care(),
+            care=load_site_care(settings.community_file, registry),
             casework=self.casework,
             routing=self.routing,
             clock=self.clock,
@@ -304,6 +305,8 @@ class Hub:
                 max_prefixes=settings.unknown_devices.max_prefixes,
             ),
             unknown_burst_s=settings.unknown_devices.burst_s,
+            # The elder's door, PIR or green key completes his daily sign of life (每日平安).
+            on_event=self.visits.on_event,
         )
         self.alarms = HubAlarms(
             outbound=self.outbound,
@@ -331,6 +334,14 @@ class Hub:
             store=self.store,
             keys=ReplyKeys(path=Path(settings.data_dir) / LINK_KEY_FILE),
             clock=self.clock,
+        )
+        self.guardian_links = GuardianLinks(
+            evaluations=self.evaluations,
+            registry=registry,
+            preferences=load_preferences(settings.channels_file),
+            store=self.store,
+            clock=self.clock,
+            public_url=settings.http.public_url,
         )
         self.checks = HubChecks(
             mqtt=self.mqtt,
@@ -500,6 +511,8 @@ class Hub:
         self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
         if self.cluster:
             self.cluster.changed(Kind.CASE, case.id)
+        if self.guardian_links.on_case_changed(case):  # closed: the guardian's 评价 link, once
+            self.dispatcher.wake()
         self._casework_wake.set()
 
     def _remote_change(self, change: Change) -> None:

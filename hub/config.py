@@ -183,6 +183,9 @@ class HttpSettings(_Model):
     allowed_origins: tuple[str, ...] = ()
     #: Request bodies larger than this are refused with 413 (bytes).
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: The console's address as people outside reach it (``https://linli.example.org``): links
+    #: the hub sends on its own (a guardian's 评价 link) start with it. Unset: none are sent.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 class ReplySettings(_Model):

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from hub.cases.kpi import CallBackDue, awaiting_evaluation
+from hub.cases.kpi import CallBackDue
 from hub.cases.model import Case, CaseAction, CaseState, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Actor, Permission, Reach, Where
 from hub.casework.reply_keys import ReplyKeys
@@ -134,20 +134,37 @@ class Evaluations:
                 " (one open case per alert)",
             )
 
-    def call_backs(self, *, reach: Reach | None = None, limit: int = 200) -> tuple[CallBackDue, ...]:
-        """Closed cases without their 评价 ``evaluation.call_back_after`` after 结案 (回访 list), oldest first."""
-        after = self._casework.policies.file.evaluation.call_back_after_s
-        ids = self._casework.cases.case_ids(states=(CaseState.CLOSED,), limit=100_000)
-        timelines = [self._casework.timeline(case_id) for case_id in ids]
-        if reach is not None:
-            timelines = [
-                t for t in timelines if t and reach.allows(CaseAction.EVALUATE, self._where(t[0].case_id))
-            ]
-        return awaiting_evaluation(timelines, now=self._clock.now(), after=after)[:limit]
+    def call_backs(
+        self, *, reach: Reach | None = None, limit: int = 200, offset: int = 0
+    ) -> tuple[CallBackDue, ...]:
+        """Closed cases without their 评价 ``evaluation.call_back_after`` after 结案 (回访 list), oldest first.
 
-    def _where(self, case_id: str) -> Where:
-        case = self._casework.load(case_id)
-        return self._casework.where_of(case) if case is not None else Where(community=None, grid=None)
+        One indexed query for the page (``cases.call_back_from``, schema version 5), scoped by
+        the access table's filter for ``evaluate``; only the page's cases are loaded. The same
+        list as :func:`hub.cases.kpi.awaiting_evaluation` over every timeline (tested so).
+        """
+        after = self._casework.policies.file.evaluation.call_back_after_s
+        visible = None if reach is None else self._casework.case_filter(reach, CaseAction.EVALUATE)
+        page = self._casework.cases.call_backs(
+            until=self._clock.now() - after, visible=visible, limit=limit, offset=offset
+        )
+        due: list[CallBackDue] = []
+        for case_id, closed_at in page:
+            case = self._casework.load(case_id)
+            if case is None:
+                continue
+            due.append(
+                CallBackDue(
+                    case_id=case.id,
+                    grid=case.grid,
+                    community=case.community,
+                    handler=case.assignee,
+                    category=case.category,
+                    closed_at=closed_at,
+                    due_at=closed_at + after,
+                )
+            )
+        return tuple(due)
 
     def case_json(self, case: Case) -> dict[str, Any]:
         return self._casework.case_json(case)
@@ -176,17 +193,22 @@ class Evaluations:
             raise _refused(case, "the case is not closed and waiting for its 评价")
         if not guardian.strip():
             raise _refused(case, "the guardian must be named")
+        with self._store.transaction() as db:
+            return self.issue_in(db, case_id, guardian=guardian.strip())
+
+    def issue_in(self, db: Any, case_id: str, *, guardian: str) -> tuple[str, float]:
+        """Store a new link in the caller's transaction (the hub's own sending commits it with
+        the notification that carries it); the caller checked who may. Returns (token, expiry)."""
         now = self._clock.now()
         nonce = secrets.token_urlsafe(_NONCE_BYTES)
         expires = now + self._ttl
-        with self._store.transaction() as db:
-            self._links.issue(
-                db,
-                IssuedLink(
-                    nonce=nonce, case_id=case_id, guardian=guardian.strip(), issued_at=now, expires_at=expires
-                ),
-            )
+        self._links.issue(
+            db, IssuedLink(nonce=nonce, case_id=case_id, guardian=guardian, issued_at=now, expires_at=expires)
+        )
         return f"{nonce}.{_signature(self._key(), nonce, case_id, expires)}", expires
+
+    def issued_to(self, case_id: str, guardian: str, *, since: float) -> bool:
+        return self._links.issued_to(case_id, guardian, since=since)
 
     def _valid(self, token: str) -> tuple[IssuedLink, Case]:
         nonce, _, signature = token.partition(".")

@@ -17,10 +17,17 @@ nothing), and ties visits to sensors and cases:
   turns into a case dispatched to the grid (立案 → 派遣).
 
 A missed task's notifications hang on an ``info`` alert ``care.visit_overdue`` of the elder (the
-outbox is keyed by alert; ``info`` opens no case), resolved when the task is done.
+outbox is keyed by alert; ``info`` opens no case), resolved when the task is done. Those alerts
+and notices are built by :mod:`hub.casework.care_alerts`; which devices and events are a sign of
+life is :mod:`hub.casework.signs`.
 
-``sign_of_life`` tasks (each day, completed by door, PIR or the pendant's green key) are not
-scheduled yet: without the sensor wiring they would escalate every day for every elder.
+``sign_of_life`` tasks (每日平安) are scheduled only for elders whose devices can give a sign
+(:mod:`hub.casework.signs`); the app hands every device event to :meth:`Visits.on_event`, and a
+door, PIR or green-key event of the elder completes the open task and opens the next one, due at
+``due_time`` of the day after the sign. So a task falls due — and escalates like a missed visit,
+on its own ``care.no_sign_of_life`` alert and ``sign_of_life.missing`` notifications — only when
+a whole day passes without any sign. These tasks are not visits: 探访完成率 leaves them out, and
+the visit list shows them only once they are due.
 
 Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 """
@@ -35,11 +42,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
+from adapters.events import Event
 from hub.cases.care import (
     CareFile,
-    EscalationDue,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -52,37 +57,31 @@ from hub.cases.care import (
     visit_kpis,
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
+from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, subject_id
 from hub.casework.elders import RegisterEntry, elder_of_device, register
 from hub.casework.service import Casework
+from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
 from hub.clock import Clock, iso, wall_delay
-from hub.community.model import Resident
+from hub.community.model import Device, Resident
 from hub.community.registry import Registry
 from hub.errors import NotAllowedError, NotFoundError
 from hub.notify.routing import Routing
-from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
+from hub.records import Alert, AlertChange, Role
 from hub.storage.engine import Tx
 from hub.storage.store import Store
 from hub.storage.visits import StoredRecord, StoredTask, VisitFilter, VisitStore
 from hub.timeseries import TimeseriesSink, visit_point
-from rules.model import Severity
-from rules.signals import Signal, SignalAction
 from rules.subject import Subject
 
 log = logging.getLogger(__name__)
 
-#: Kinds scheduled from plans (``sign_of_life`` waits for its sensor wiring, see above).
+#: Kinds scheduled from plans for every elder (``sign_of_life`` only where a device can give it).
 SCHEDULED = (TaskKind.VISIT, TaskKind.CALL)
 #: An urgent visit is due this long after the inactivity alert (a default: handbook §2).
 URGENT_WITHIN_S = 86400.0
 INACTIVITY = "inactivity"
-OVERDUE_RULE = "care.visit_overdue"
-NEEDS_HELP_RULE = "care.needs_help"
 #: The scheduler's longest sleep: the register may change (a reload) without a deadline.
 POLL_S = 60.0
-
-
-def _subject_id(elder: str) -> str:
-    return f"elder:{elder}"
 
 
 class Visits:
@@ -115,6 +114,11 @@ class Visits:
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
         self._register: list[RegisterEntry] | None = None
+        self._sources: dict[str, tuple[RegisterEntry, Device]] | None = None
+        #: Elder → due time of his open sign-of-life task that a sign today would not move
+        #: (a second door event of the day then costs no store read).
+        self._sign_due: dict[str, float] = {}
+        self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
 
@@ -150,7 +154,8 @@ class Visits:
         scheduled = self.visits.open_kinds()
         for entry in self.register():
             plan = plan_for(self.care, entry.elder)
-            for kind in SCHEDULED:
+            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
+            for kind in (*SCHEDULED, *signs):
                 if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
@@ -222,16 +227,17 @@ class Visits:
             alert = None
             for step in steps:
                 if alert is None:
-                    alert, fresh = self._overdue_alert(db, task, now)
+                    alert, fresh = self._alerts.overdue(db, task, now)
                     created = alert if fresh else created
-                for person in self._targets(task, step.target):
+                for person in self._alerts.targets(task, step.target):
                     if self.visits.mark_sent(db, f"{step.key}/{person}", key, target=person, at=now):
-                        self._notify(db, alert, task, person=person, step=step, now=now)
+                        visit = self.task_json(StoredTask(task=task, created_at=now), now=now)
+                        self._alerts.notify(db, alert, task, person=person, step=step, visit=visit, now=now)
                         sent += 1
                 if self.visits.mark_sent(db, step.key, key, target=step.target, at=now) and step.step == 0:
                     fell_due = True
             self.visits.set_deadline(db, key, later)
-        if fell_due:
+        if fell_due and task.kind is not TaskKind.SIGN_OF_LIFE:
             self._write(task, worker=task.assignee or "", done_at=None, ts=task.due_at)
         if created is not None:
             self._on_alert_change(AlertChange(alert=created, created=True, notifications=()))
@@ -251,73 +257,10 @@ class Visits:
                 )
             )
 
-    def _targets(self, task: VisitTask, target: str) -> list[str]:
-        people = self._registry.people_of(task.community)
-        if target == "assignee":
-            return [task.assignee] if task.assignee else [self._routing.command_centre().id]
-        role = {"grid_leader": Role.GRID_LEADER, "duty_officer": Role.DUTY_OFFICER}.get(target)
-        found = [
-            p.id
-            for p in people
-            if role is not None and p.role is role and (role is Role.DUTY_OFFICER or task.grid in p.grids)
-        ]
-        # A step that resolves to nobody goes to the command centre (as case escalation does).
-        return found or [self._routing.command_centre().id]
-
-    def _overdue_alert(self, db: Tx, task: VisitTask, now: float) -> tuple[Alert, bool]:
-        signal = Signal(
-            action=SignalAction.RAISE,
-            rule_id=OVERDUE_RULE,
-            category="care",
-            severity=Severity.INFO,
-            subject=_subject_id(task.elder),
-            ts=now,
-            title_zh="探访逾期",
-            title_en="Care visit overdue",
-            trace={"visit": task.key, "due_at": task.due_at},
-            key=f"{OVERDUE_RULE}|{task.key}",
-        )
-        recorded = self._store.upsert_alert(db, signal, self._subject(task))
-        if recorded is None:
-            active = self._store.active_alert(OVERDUE_RULE, _subject_id(task.elder))
-            assert active is not None  # the same occurrence is recorded and still active
-            return active, False
-        return recorded
-
     def _subject(self, task: VisitTask) -> Subject:
         entry = next((e for e in self.register() if e.elder.id == task.elder), None)
-        device = entry.devices[0].id if entry is not None and entry.devices else _subject_id(task.elder)
+        device = entry.devices[0].id if entry is not None and entry.devices else subject_id(task.elder)
         return Subject(device_id=device, grid=task.grid, community=task.community)
-
-    def _notify(
-        self, db: Tx, alert: Alert, task: VisitTask, *, person: str, step: EscalationDue, now: float
-    ) -> None:
-        centre = self._routing.command_centre()
-        recipient = (
-            centre
-            if person == centre.id
-            else Recipient(
-                id=person, channel="mqtt", address=self._routing.worker_topic(task.community, person)
-            )
-        )
-        note_id = new_notification_id()
-        body = {
-            "schema": "linli.notification.v1",
-            "id": note_id,
-            "type": "visit.escalate",
-            "step": step.step,
-            "step_key": step.key,
-            "visit": self.task_json(StoredTask(task=task, created_at=now), now=now),
-            "title": {"zh": "探访逾期，请尽快上门", "en": "A care visit is overdue: please visit"},
-        }
-        self._store.queue_notification(
-            db,
-            notification_id=note_id,
-            alert_id=alert.id,
-            recipient=recipient,
-            payload=orjson.dumps(body),
-            at=now,
-        )
 
     # -- sensors ----------------------------------------------------------------------------
 
@@ -361,6 +304,63 @@ class Visits:
         log.info("inactivity alert %s: visit %s is urgent", alert.id, key)
         return self.visits.task(key)
 
+    # -- signs of life (每日平安) ---------------------------------------------------------------
+
+    def on_event(self, event: Event, retain: bool = False) -> None:
+        """A device event the ingest saw: the elder's door, PIR or green key completes his daily sign.
+
+        Called on the hot path for every event: anything that is not a sign returns before
+        touching the store, and so does a second sign on a day that would not move the due time.
+        A retained message is the broker's memory of an old state, not the elder's activity.
+        """
+        if retain or event.kind not in ANY_SIGN:
+            return
+        found = self.sign_sources().get(event.device_id)
+        if found is None or not is_sign(found[1], event):
+            return
+        entry = found[0]
+        # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
+        # must not complete tomorrow's task today).
+        at = min(event.ts, self._clock.now())
+        following = next_task(self.care, entry.elder, TaskKind.SIGN_OF_LIFE, since=at, zone=self._zone)
+        if following is None or following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
+            return
+        try:
+            self._sign(entry, following, at)
+        except Exception:
+            # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
+            log.exception("could not record a sign of life of elder %s", entry.elder.id)
+
+    def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
+        """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
+        if self._sources is None:
+            self._sources = sign_sources([e for e in self.register() if sign_status(self.care, e) is None])
+        return self._sources
+
+    def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
+        changes: list[AlertChange] = []
+        now = self._clock.now()
+        with self._store.transaction() as db:
+            current = self.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+            if current is not None and following.due_at <= current.task.due_at:
+                # A sign on the day the task opened: its due time stands (a day after that sign).
+                self._sign_due[entry.elder.id] = current.task.due_at
+                return
+            if current is not None:
+                self.visits.complete(db, current.key, at=max(at, current.task.window_start))
+                self.visits.set_deadline(db, current.key, None)
+                overdue = self._store.active_alert(NO_SIGN_RULE, subject_id(entry.elder.id))
+                if overdue is not None:
+                    resolved = self._store.resolve_alert(db, overdue.id, at=now)
+                    if resolved is not None:
+                        changes.append(AlertChange(alert=resolved, created=False, notifications=()))
+            if self.visits.add_task(db, following, at=now):
+                self._plan_deadline(db, following, now, done_at=None)
+            self._sign_due[entry.elder.id] = following.due_at
+        for change in changes:
+            self._on_alert_change(change)
+        self._wake.set()
+
     # -- outcomes ---------------------------------------------------------------------------
 
     def record(
@@ -380,7 +380,7 @@ class Visits:
         with self._store.transaction() as db:
             help_alert: Alert | None = None
             if made.outcome is Outcome.NEEDS_HELP:
-                help_alert, fresh = self._needs_help_alert(db, stored.task, made.note, now)
+                help_alert, fresh = self._alerts.needs_help(db, stored.task, made.note, now)
                 if fresh:
                     changes.append(AlertChange(alert=help_alert, created=True, notifications=()))
             record_id = uuid.uuid4().hex[:16]
@@ -397,7 +397,9 @@ class Visits:
                     resolved = self._store.resolve_alert(db, stored.urgent_alert, at=now)
                     if resolved is not None:
                         changes.append(AlertChange(alert=resolved, created=False, notifications=()))
-                overdue = self._store.active_alert(OVERDUE_RULE, _subject_id(stored.task.elder))
+                overdue = self._store.active_alert(
+                    overdue_rule(stored.task.kind), subject_id(stored.task.elder)
+                )
                 if overdue is not None:
                     resolved = self._store.resolve_alert(db, overdue.id, at=now)
                     if resolved is not None:
@@ -409,7 +411,7 @@ class Visits:
                     )
                     if following is not None and self.visits.add_task(db, following, at=now):
                         self._plan_deadline(db, following, now, done_at=None)
-        if made.outcome.completes:
+        if made.outcome.completes and stored.task.kind is not TaskKind.SIGN_OF_LIFE:
             self._write(stored.task, worker=made.by, done_at=made.at, ts=made.at)
         for change in changes:
             self._on_alert_change(change)
@@ -417,26 +419,6 @@ class Visits:
         result = next(r for r in self.visits.records(task_key) if r.id == record_id)
         log.info("visit %s recorded: %s by %s", task_key, made.outcome.value, actor.id)
         return result
-
-    def _needs_help_alert(self, db: Tx, task: VisitTask, note: str, now: float) -> tuple[Alert, bool]:
-        signal = Signal(
-            action=SignalAction.RAISE,
-            rule_id=NEEDS_HELP_RULE,
-            category="care",
-            severity=Severity.MAJOR,
-            subject=_subject_id(task.elder),
-            ts=now,
-            title_zh="探访发现老人需要帮助",
-            title_en="A care visit found the elder needs help",
-            trace={"visit": task.key, "note": note},
-            key=f"{NEEDS_HELP_RULE}|{task.key}|{round(now * 1000)}",
-        )
-        recorded = self._store.upsert_alert(db, signal, self._subject(task))
-        if recorded is None:
-            active = self._store.active_alert(NEEDS_HELP_RULE, _subject_id(task.elder))
-            assert active is not None
-            return active, False
-        return recorded
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -451,7 +433,7 @@ class Visits:
 
     def open_cases(self, elder: str, devices: Sequence[str]) -> int:
         """Open cases of the elder's devices and of his care alerts (needs help)."""
-        subjects = {*devices, _subject_id(elder)}
+        subjects = {*devices, subject_id(elder)}
         count = 0
         for case_id in self._casework.cases.case_ids(limit=100_000):
             case = self._casework.load_safely(case_id)
@@ -465,7 +447,11 @@ class Visits:
         if not reach.may_ever(Permission.VISITS):
             raise NotAllowedError("no access to visits")
         return self.visits.tasks(
-            visible=self.visit_filter(reach), open_only=open_only, limit=limit, offset=offset
+            visible=self.visit_filter(reach),
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
+            signs_due_by=self._clock.now(),
         )
 
     def kpis(self, *, start: float, end: float, reach: Reach | None = None) -> VisitKpiReport:
@@ -473,7 +459,8 @@ class Visits:
         tasks = [
             t
             for t in self.visits.tasks_due_between(start, end)
-            if reach is None or reach.allows(Permission.VISITS, self.where(t.task))
+            if t.task.kind is not TaskKind.SIGN_OF_LIFE  # a sensor's work, not a visit
+            and (reach is None or reach.allows(Permission.VISITS, self.where(t.task)))
         ]
         records = [r.record for t in tasks for r in self.visits.records(t.key)]
         return visit_kpis([t.task for t in tasks], records, start=start, end=end, now=self._clock.now())

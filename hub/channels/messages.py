@@ -24,6 +24,7 @@ class NoticeKind(StrEnum):
     REMIND = "remind"  # 催办 / reminder
     ESCALATE = "escalate"  # 升级 / escalation
     SUPERVISE = "supervise"  # 督办 / supervised (overdue)
+    EVALUATE = "evaluate"  # 请评价 / a guardian's one-time 评价 link
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,12 +68,14 @@ _KIND = {
         NoticeKind.REMIND: "催办",
         NoticeKind.ESCALATE: "升级",
         NoticeKind.SUPERVISE: "督办",
+        NoticeKind.EVALUATE: "请评价",
     },
     Lang.EN: {
         NoticeKind.NOTIFY: "New case",
         NoticeKind.REMIND: "Reminder",
         NoticeKind.ESCALATE: "Escalation",
         NoticeKind.SUPERVISE: "Overdue (supervised)",
+        NoticeKind.EVALUATE: "Please rate",
     },
 }
 _SEVERITY = {

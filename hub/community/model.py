@@ -94,6 +94,9 @@ class Grid(_Model):
 
 
 class Contact(_Model):
+    #: A guardian (监护人) reached on his own channel has an id: ``channels_file`` lists his
+    #: endpoints under it (``person_id``), and a closed case's 评价 link is sent there.
+    id: str | None = Field(default=None, pattern=ID)
     name: str
     relation: str = ""
     phone: str = ""

@@ -81,7 +81,10 @@ class Pipeline:
         on_state_change: Callable[[], None],
         strangers: UnknownDevices,
         unknown_burst_s: float = 600.0,
+        on_event: Callable[[Event, bool], None] | None = None,
     ) -> None:
+        #: Told of every registered device's event (care's daily sign of life), with ``retain``.
+        self._on_device_event = on_event
         self._strangers = strangers
         self._unknown_burst_s = unknown_burst_s
         self._on_state_change = on_state_change
@@ -186,6 +189,8 @@ class Pipeline:
                 event = replace(event, device_id=stranger.group)
                 subject = Subject(device_id=stranger.group)
         self._states.record(event)
+        if self._on_device_event is not None and subject.known:
+            self._on_device_event(event, retain)
         if event.kind not in _HEALTH or self._health_point_due(event):
             self._series.write_many(
                 self._event_series.points(event, self._registry.series_info(event.device_id))

@@ -16,6 +16,7 @@ import orjson
 from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
 from hub.cases.workflow import replay
 from hub.errors import StaleCaseError
+from hub.storage.case_rows import call_back_from
 from hub.storage.engine import Tx
 from hub.storage.scope import in_scope
 from hub.storage.store import Store
@@ -39,6 +40,21 @@ def _in(column: str, values: Collection[str], params: list[object]) -> str:
     return f"{column} IN ({','.join('?' * len(values))})"
 
 
+def _visible(visible: CaseFilter, params: list[object]) -> str:
+    """The SQL condition for the cases ``visible`` reaches (its parameters appended to ``params``)."""
+    either = ["FALSE"]
+    if visible.grids:
+        either.append(_in("grid", visible.grids, params))
+    if visible.communities:
+        either.append(_in("community", visible.communities, params))
+    if visible.person is not None:
+        either.append(
+            "assignee = ? OR id IN (SELECT case_id FROM notifications WHERE recipient = ? AND case_id IS NOT NULL)"
+        )
+        params.extend((visible.person, visible.person))
+    return "(" + " OR ".join(either) + ")"
+
+
 class CaseStore:
     def __init__(self, *, store: Store) -> None:
         self._store = store
@@ -48,7 +64,7 @@ class CaseStore:
     def add(self, db: Tx, case: Case, entry: TimelineEntry) -> None:
         db.execute(
             "INSERT INTO cases (id, alert_id, category, severity, grid, community, state, assignee, version, filed_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, call_back_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 case.id,
                 case.alert_id,
@@ -61,6 +77,7 @@ class CaseStore:
                 case.version,
                 case.filed_at,
                 case.updated_at,
+                call_back_from(case),
             ),
         )
         self._insert_entry(db, entry)
@@ -68,8 +85,17 @@ class CaseStore:
     def append(self, db: Tx, case: Case, entry: TimelineEntry) -> None:
         """Record ``entry`` that turned the stored case into ``case`` (version check included)."""
         cursor = db.execute(
-            "UPDATE cases SET state = ?, assignee = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
-            (case.state.value, case.assignee, case.version, case.updated_at, case.id, entry.seq),
+            "UPDATE cases SET state = ?, assignee = ?, version = ?, updated_at = ?, call_back_from = ?"
+            " WHERE id = ? AND version = ?",
+            (
+                case.state.value,
+                case.assignee,
+                case.version,
+                case.updated_at,
+                call_back_from(case),
+                case.id,
+                entry.seq,
+            ),
         )
         if cursor.rowcount != 1:
             raise StaleCaseError(case.id)
@@ -140,21 +166,24 @@ class CaseStore:
             query += " AND grid = ?"
             params.append(grid)
         if visible is not None:
-            either = ["FALSE"]
-            if visible.grids:
-                either.append(_in("grid", visible.grids, params))
-            if visible.communities:
-                either.append(_in("community", visible.communities, params))
-            if visible.person is not None:
-                either.append(
-                    "assignee = ? OR id IN (SELECT case_id FROM notifications WHERE recipient = ?"
-                    " AND case_id IS NOT NULL)"
-                )
-                params.extend((visible.person, visible.person))
-            query += " AND (" + " OR ".join(either) + ")"
+            query += " AND " + _visible(visible, params)
         query += " ORDER BY filed_at DESC, id LIMIT ? OFFSET ?"
         params.extend((limit, offset))
         return [row[0] for row in self._store.execute(query, params)]
+
+    def call_backs(
+        self, *, until: float, visible: CaseFilter | None = None, limit: int = 200, offset: int = 0
+    ) -> list[tuple[str, float]]:
+        """(case id, 结案 time) of the cases on the 回访 list closed by ``until``, oldest first."""
+        query = (
+            "SELECT id, call_back_from FROM cases WHERE call_back_from IS NOT NULL AND call_back_from <= ?"
+        )
+        params: list[object] = [until]
+        if visible is not None:
+            query += " AND " + _visible(visible, params)
+        query += " ORDER BY call_back_from, id LIMIT ? OFFSET ?"
+        params.extend((limit, offset))
+        return [(str(row[0]), float(row[1])) for row in self._store.execute(query, params)]
 
     def told(self, case_id: str) -> frozenset[str]:
         """Everybody a notification of this case went to (dispatch, escalation, reminders)."""

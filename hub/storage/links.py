@@ -60,6 +60,14 @@ class EvaluationLinks:
             used_at=None if row[5] is None else float(row[5]),
         )
 
+    def issued_to(self, case_id: str, guardian: str, *, since: float) -> bool:
+        """Whether ``guardian`` was given a link for this case at or after ``since`` (its last 结案)."""
+        row = self._store.execute(
+            "SELECT 1 FROM evaluation_links WHERE case_id = ? AND guardian = ? AND issued_at >= ? LIMIT 1",
+            (case_id, guardian, since),
+        ).fetchone()
+        return row is not None
+
     def for_case(self, case_id: str) -> list[IssuedLink]:
         rows = self._store.execute(
             "SELECT nonce FROM evaluation_links WHERE case_id = ? ORDER BY issued_at", (case_id,)

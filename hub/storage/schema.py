@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from hub.storage.case_rows import call_back_from, replay_rows
 from hub.storage.engine import Dialect, Tx
 
 _V1 = """
@@ -273,8 +274,28 @@ def _v4(tx: Tx) -> None:
     tx.ddl(_V4)
 
 
+def _v5(tx: Tx) -> None:
+    """The 回访 list as a query (issue 18): ``cases.call_back_from`` is the 结案 time of a case
+    closed as resolved and still waiting for its 评价 (else NULL), kept by every case write, so
+    the list is an indexed range query with pagination instead of replaying every closed case.
+    Cases closed before this version are filled in here from their timelines (replayed once).
+    """
+    tx.ddl("ALTER TABLE cases ADD COLUMN call_back_from REAL;")
+    tx.ddl(
+        "CREATE INDEX IF NOT EXISTS cases_call_back ON cases (call_back_from) WHERE call_back_from IS NOT NULL;"
+    )
+    closed = [row[0] for row in tx.execute("SELECT id FROM cases WHERE state = 'closed'").fetchall()]
+    for case_id in closed:
+        rows = tx.execute(
+            "SELECT entry FROM case_timeline WHERE case_id = ? ORDER BY seq", (case_id,)
+        ).fetchall()
+        case = replay_rows(rows)
+        if case is not None:
+            tx.execute("UPDATE cases SET call_back_from = ? WHERE id = ?", (call_back_from(case), case_id))
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -175,6 +175,15 @@ class VisitStore:
         return cursor.rowcount == 1
 
     @staticmethod
+    def complete(db: Tx, key: str, *, at: float) -> bool:
+        """Mark an open task done without a visit record (a sensor's sign of life completed it)."""
+        cursor = db.execute(
+            "UPDATE visit_tasks SET done_at = ? WHERE key = ? AND done_at IS NULL AND superseded_by IS NULL",
+            (at, key),
+        )
+        return cursor.rowcount == 1
+
+    @staticmethod
     def mark_urgent(db: Tx, key: str, *, at: float, alert_id: int) -> bool:
         """Raise an open task to urgent for ``alert_id`` (once: the first alert's time stands)."""
         cursor = db.execute(
@@ -248,10 +257,18 @@ class VisitStore:
         open_only: bool = True,
         limit: int = 200,
         offset: int = 0,
+        signs_due_by: float | None = None,
     ) -> list[StoredTask]:
-        """Tasks by due time (urgent first), as far as ``visible`` reaches (``None``: every task)."""
+        """Tasks by due time (urgent first), as far as ``visible`` reaches (``None``: every task).
+
+        With ``signs_due_by``, sign-of-life tasks only once due by then: the sensors do that
+        work every day, a person is asked only when a day passed without a sign.
+        """
         query = f"SELECT {_TASK_COLUMNS} FROM visit_tasks WHERE TRUE"  # noqa: S608 - constant columns
         params: list[object] = []
+        if signs_due_by is not None:
+            query += " AND (kind != ? OR due_at <= ?)"
+            params.extend((TaskKind.SIGN_OF_LIFE.value, signs_due_by))
         if open_only:
             query += " AND done_at IS NULL AND superseded_by IS NULL"
         if elder is not None:

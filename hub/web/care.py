@@ -25,11 +25,13 @@ from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Actor, Permission, Reach, Where
 from hub.casework.evaluations import Evaluations
+from hub.casework.signs import sign_status
 from hub.casework.visits import Visits
 from hub.clock import iso
 from hub.errors import NotAllowedError, NotAuthenticatedError, NotFoundError
 from hub.ingest.device_state import DeviceStates, is_online
 from hub.web import models as m
+from hub.web.routes.common import Offset, page
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -170,6 +172,9 @@ class ElderOut(_Out):
     last_visit_outcome: Outcome | None
     open_visits: int
     open_cases: int
+    sign_of_life: dict[str, str] | None = Field(
+        description="null: the daily sign of life (每日平安) is scheduled; else why not, zh and en"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,10 +278,18 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
         return evaluations.case_json(updated)
 
     @api.get("/api/evaluations/call-backs", response_model=list[CallBackOut], responses=_ERRORS)
-    async def call_backs(who: Who, limit: Annotated[int, Query(ge=1, le=500)] = 200) -> Any:
-        """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访)."""
+    async def call_backs(
+        request: Request,
+        response: Response,
+        who: Who,
+        limit: Annotated[int, Query(ge=1, le=500)] = 200,
+        offset: Offset = 0,
+    ) -> Any:
+        """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访), oldest first."""
         if not who.may_ever(CaseAction.EVALUATE):
             raise NotAllowedError("the 回访 list is the command centre's")
+        found = evaluations.call_backs(reach=who, limit=limit, offset=offset)
+        page(request, response, found, limit=limit, offset=offset)
         return [
             {
                 "case_id": d.case_id,
@@ -287,7 +300,7 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
                 "closed_at": iso(d.closed_at),
                 "due_at": iso(d.due_at),
             }
-            for d in evaluations.call_backs(reach=who, limit=limit)
+            for d in found
         ]
 
     @api.post("/api/cases/{case_id}/evaluation-link", response_model=LinkOut, responses=_ERRORS)
@@ -425,6 +438,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
                 )
             seen = [d["last_seen"] for d in devices if d["last_seen"] is not None]
             last = visits.visits.last_record(elder.id)
+            no_sign = sign_status(visits.care, entry)
             out.append(
                 {
                     "id": elder.id,
@@ -439,7 +453,8 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
                     "last_activity": max(seen) if seen else None,
                     "last_visit": iso(last.record.at) if last is not None else None,
                     "last_visit_outcome": last.record.outcome if last is not None else None,
-                    "open_visits": len(visits.visits.tasks(elder=elder.id)),
+                    "open_visits": len(visits.visits.tasks(elder=elder.id, signs_due_by=now)),
+                    "sign_of_life": None if no_sign is None else no_sign.text,
                     "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
                 }
             )

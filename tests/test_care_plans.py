@@ -1,0 +1,112 @@
+"""Care-plan overrides per community, grid and resident from the site's ``care.yaml`` next to the
+community file (issue 18): merged over the shipped defaults, checked against the registry, and used
+by a real hub's scheduler on both store engines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from hub.cases.care import Elder, TaskKind, load_care, plan_for
+from hub.casework.care_plans import load_site_care
+from hub.casework.elders import register
+from hub.casework.signs import NoSign
+from hub.community.registry import Registry
+from hub.errors import PolicyError
+from tests.helpers import COMMUNITY, GRID, REGISTRY, TOKEN, eventually
+from tests.support.servers import Broker
+from tests.test_case_flow import call
+from tests.test_visits import hub_with_phone
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def community(tmp_path: Path) -> tuple[Path, Registry]:
+    path = tmp_path / "community.yaml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    return path, Registry.load(path)
+
+
+def _r1(registry: Registry) -> Elder:
+    (entry,) = [e for e in register(registry) if e.elder.id == "r1"]
+    return entry.elder
+
+
+def test_without_a_site_file_the_shipped_defaults_apply(community: tuple[Path, Registry]) -> None:
+    path, registry = community
+    assert load_site_care(path, registry) == load_care()
+    assert load_site_care(None, registry) == load_care()
+
+
+def test_overrides_by_community_grid_and_resident_most_specific_last(
+    community: tuple[Path, Registry],
+) -> None:
+    path, registry = community
+    (path.parent / "care.yaml").write_text(
+        f"""
+overrides:
+  - {{resident: r1, plan: {{visit: 2d}}}}
+  - {{community: "{COMMUNITY}", plan: {{visit: 3d, call: 14d}}}}
+  - {{grid: "{GRID}", plan: {{call: null}}}}
+due_time: "09:00"
+""",
+        encoding="utf-8",
+    )
+    care = load_site_care(path, registry)
+    # Keys the site wrote replace the defaults'; the rest (flags, escalation) stay shipped.
+    assert care.due_time.hour == 9 and care.flags == load_care().flags and care.escalation
+    plan = plan_for(care, _r1(registry))
+    assert plan.intervals[TaskKind.VISIT] == 2 * DAY  # the resident's entry beats the community's
+    assert TaskKind.CALL not in plan.intervals  # the grid switched calls off over the community's 14d
+    assert plan.intervals[TaskKind.SIGN_OF_LIFE] == DAY  # from his flags (living alone, 83)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{resident: r404, plan: {visit: 2d}}", "overrides[0]: no resident 'r404'"),
+        ('{grid: "110105001001999", plan: {visit: 2d}}', "no grid '110105001001999'"),
+        ('{community: "110105001999", plan: {visit: 2d}}', "no community '110105001999'"),
+        ("{plan: {visit: 2d}}", "names no community, grid or resident"),
+        ("{resident: r1, plan: {visit: 0s}}", "interval must be > 0"),
+        ("{resident: r1, plan: {visits: 2d}}", "visits"),
+    ],
+)
+def test_a_bad_override_is_refused_naming_the_file_and_entry(
+    community: tuple[Path, Registry], entry: str, message: str
+) -> None:
+    path, registry = community
+    (path.parent / "care.yaml").write_text(f"overrides:\n  - {entry}\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as refused:
+        load_site_care(path, registry)
+    assert str(path.parent / "care.yaml") in str(refused.value) and message in str(refused.value)
+
+
+def test_a_site_file_that_is_not_a_mapping_is_refused(community: tuple[Path, Registry]) -> None:
+    path, registry = community
+    (path.parent / "care.yaml").write_text("- visit: 2d\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="a care file is a mapping"):
+        load_site_care(path, registry)
+
+
+async def test_the_hub_schedules_from_the_site_overrides(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    # hub_settings writes community.yaml into tmp_path: the site file sits next to it.
+    (tmp_path / "care.yaml").write_text(
+        "overrides:\n  - {resident: r1, plan: {visit: 2d, sign_of_life: null}}\n", encoding="utf-8"
+    )
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url) as (hub, _):
+        visit = await eventually(lambda: hub.visits.visits.open_task("r1", TaskKind.VISIT), what="r1's visit")
+        # Registered Monday 2026-11-23 02:13 local: the resident's 2-day plan, not the weekly default.
+        due = datetime.fromtimestamp(visit.task.due_at, ZoneInfo("Asia/Shanghai"))
+        assert (due.date().isoformat(), due.hour) == ("2026-11-25", 18)
+        # His door could give a sign, but his plan switched it off: not scheduled, and the register says so.
+        assert hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE) is None
+        status, elders = await call(hub, "GET", "/api/elders", TOKEN)
+        assert status == 200
+        assert [e["sign_of_life"] for e in elders if e["id"] == "r1"] == [NoSign.NOT_PLANNED.text]

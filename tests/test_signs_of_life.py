@@ -1,0 +1,192 @@
+"""每日平安 (issue 18): the daily sign-of-life task, completed by the elder's own door, PIR or green
+key as the ingest sees them, escalated only when a whole day passes without a sign, and scheduled
+only for elders whose devices can give one (the register says why not). Pure rules first, then a
+real hub on both store engines with a real broker and a Zigbee2MQTT door contact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adapters.events import DeviceKind, Event, EventKind
+from hub.app import Hub
+from hub.cases.care import CareFlag, Elder, TaskKind, care_from, load_care
+from hub.casework.care_alerts import NO_SIGN_RULE
+from hub.casework.elders import RegisterEntry
+from hub.casework.signs import NoSign, gives_sign, is_sign, sign_status
+from hub.community.model import Device, Resident
+from tests.helpers import GRID, TOKEN, Phone, eventually, publisher
+from tests.support.servers import Broker
+from tests.test_case_flow import PRESS, call
+from tests.test_visits import DOOR_OPEN, hub_with_phone
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+PENDANT = Device(id="p-2", kind=DeviceKind.SOS_BUTTON, grid=GRID, model="Linli two-key pendant")
+ONE_KEY = Device(id="p-1", kind=DeviceKind.SOS_BUTTON, grid=GRID, model="TS0215A")
+PIR = Device(id="pir-1", kind=DeviceKind.MOTION_SENSOR, grid=GRID, model="RTCGQ11LM")
+DOOR = Device(id="d-1", kind=DeviceKind.DOOR_SENSOR, grid=GRID, model="MCCGQ11LM")
+
+
+def _event(device: Device, kind: EventKind, value: float | bool | str | None = None) -> Event:
+    return Event(device_id=device.id, kind=kind, ts=PRESS, family="zigbee2mqtt", value=value)
+
+
+def _entry(
+    *devices: Device, flags: frozenset[CareFlag] = frozenset({CareFlag.LIVING_ALONE})
+) -> RegisterEntry:
+    elder = Elder(id="r9", community="110105001001", grid=GRID, flags=flags)
+    return RegisterEntry(elder=elder, resident=Resident(id="r9", name="张三"), devices=devices)
+
+
+def test_which_devices_and_events_give_a_sign() -> None:
+    assert gives_sign(DOOR) and gives_sign(PIR) and gives_sign(PENDANT)
+    # A one-key SOS button can only say "SOS": pressing it daily is no sign of life.
+    assert not gives_sign(ONE_KEY)
+    assert is_sign(PENDANT, _event(PENDANT, EventKind.SERVICE_REQUEST))
+    assert not is_sign(ONE_KEY, _event(ONE_KEY, EventKind.SERVICE_REQUEST))
+    assert not is_sign(PENDANT, _event(PENDANT, EventKind.BATTERY, 80.0))
+    assert is_sign(DOOR, _event(DOOR, EventKind.DOOR_OPEN)) and is_sign(
+        DOOR, _event(DOOR, EventKind.DOOR_CLOSED)
+    )
+    assert is_sign(PIR, _event(PIR, EventKind.OCCUPANCY, True)) and is_sign(
+        PIR, _event(PIR, EventKind.MOTION)
+    )
+    # A PIR reporting that the room is empty says nothing about the elder.
+    assert not is_sign(PIR, _event(PIR, EventKind.OCCUPANCY, False))
+    assert not is_sign(DOOR, _event(DOOR, EventKind.HEARTBEAT))
+
+
+def test_sign_status_says_why_an_elder_has_no_daily_task() -> None:
+    care = load_care()
+    assert sign_status(care, _entry(DOOR)) is None
+    assert sign_status(care, _entry(ONE_KEY)) is NoSign.NO_DEVICE
+    assert sign_status(care, _entry()) is NoSign.NO_DEVICE
+    # Without a care flag the default plan has no daily sign (visits and calls only).
+    assert sign_status(care, _entry(DOOR, flags=frozenset())) is NoSign.NOT_PLANNED
+    # An override can switch it off for one resident.
+    off = care_from(
+        {
+            **load_care().model_dump(mode="json"),
+            "overrides": [{"resident": "r9", "plan": {"sign_of_life": None}}],
+        }
+    )
+    assert sign_status(off, _entry(DOOR)) is NoSign.NOT_PLANNED
+    assert NoSign.NO_DEVICE.text["zh"].startswith("没有能报平安的设备")
+
+
+def _local(ts: float) -> tuple[str, int]:
+    local = datetime.fromtimestamp(ts, SHANGHAI)
+    return local.date().isoformat(), local.hour
+
+
+def _missing(phone: Phone) -> list[tuple[str, int, str]]:
+    return sorted(
+        (topic.split("/")[-2], body["step"], body["visit"]["key"])
+        for topic, body, _ in phone.messages
+        if body.get("type") == "sign_of_life.missing"
+    )
+
+
+async def _visits(hub: Hub) -> list[dict[str, Any]]:
+    status, body = await call(hub, "GET", "/api/visits", TOKEN)
+    assert status == 200, body
+    return list(body)
+
+
+async def test_door_activity_completes_the_daily_sign_and_a_silent_day_escalates(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url) as (hub, phone):
+        first = await eventually(
+            lambda: hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE), what="r1's daily sign"
+        )
+        # Registered on Monday 02:13 local: a sign is due by 18:00 on Tuesday.
+        assert _local(first.task.due_at) == ("2026-11-24", 18)
+        status, elders = await call(hub, "GET", "/api/elders", TOKEN)
+        assert status == 200 and [e["sign_of_life"] for e in elders if e["id"] == "r1"] == [None]
+        # Not yet due: the sensors do this work, nobody's visit list shows it.
+        assert [v for v in await _visits(hub) if v["kind"] == "sign_of_life"] == []
+        gateway = await publisher(mosquitto_broker)
+
+        async def door() -> None:
+            seen = hub.pipeline.stats.events
+            gateway.publish("zigbee2mqtt/door-1", DOOR_OPEN, qos=1)
+            await eventually(lambda: hub.pipeline.stats.events > seen, what="the door event")
+
+        # A sign on the day the task opened does not move its due time (a day after that day).
+        await door()
+        same = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert same is not None and same.key == first.key
+        # Tuesday morning: the door completes Tuesday's sign; the next is due Wednesday 18:00.
+        await hub.advance_clock(first.task.due_at - 9 * 3600)
+        await door()
+        done = hub.visits.visits.task(first.key)
+        assert done is not None and done.done_at == hub.clock.now()
+        second = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert second is not None and _local(second.task.due_at) == ("2026-11-25", 18)
+        # Nothing on Wednesday: at 18:00 the visitor (w-day, the grid's first worker) is told, once.
+        await hub.advance_clock(second.task.due_at + 3600)
+        await eventually(lambda: _missing(phone), what="the missing-sign reminder")
+        assert _missing(phone) == [("w-day", 0, second.key)]
+        # (The door's 24 h inactivity raised an urgent visit meanwhile: that one's reminders are its own.)
+        assert not [
+            b
+            for _, b, _ in phone.messages
+            if b.get("type") == "visit.escalate" and b["visit"]["kind"] == "sign_of_life"
+        ]
+        alert = hub.store.active_alert(NO_SIGN_RULE, "elder:r1")
+        assert alert is not None and alert.severity == "info"
+        (shown,) = [v for v in await _visits(hub) if v["kind"] == "sign_of_life"]
+        assert shown["id"] and shown["light"] == "red"
+        # 探访完成率 counts visits, not the sensors' daily signs.
+        # Due so far: the two daily signs (one met, one missed) and the urgent visit the door's
+        # 24 h inactivity raised; only that visit is counted.
+        due = hub.visits.visits.tasks_due_between(PRESS, hub.clock.now())
+        assert sorted(t.task.kind.value for t in due) == ["sign_of_life", "sign_of_life", "visit"]
+        report = hub.visits.kpis(start=PRESS, end=hub.clock.now())
+        assert (report.overall.due, report.overall.missed) == (1, 1)
+        # The door opens late on Wednesday evening: the alert is resolved, Thursday's sign opens.
+        await door()
+        resolved = hub.store.alert(alert.id)
+        assert resolved is not None and resolved.status == "resolved"
+        third = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert third is not None and _local(third.task.due_at) == ("2026-11-26", 18)
+        # The grid leader's step (due + 1 d) is never sent for the task the door completed.
+        await hub.advance_clock(third.task.due_at - 3600)
+        assert _missing(phone) == [("w-day", 0, second.key)]
+        await gateway.disconnect()
+
+
+async def test_a_retained_or_foreign_event_is_no_sign(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url) as (hub, _):
+        first = await eventually(
+            lambda: hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE), what="r1's daily sign"
+        )
+        await hub.advance_clock(first.task.due_at - 3600)
+        opened = Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="zigbee2mqtt")
+        # The broker's retained copy of an old state is not the elder's activity today.
+        hub.visits.on_event(opened, True)
+        # Another household's sensor (the fire lane) is not his.
+        hub.visits.on_event(
+            Event(device_id="lane-b-1", kind=EventKind.OCCUPANCY, ts=hub.clock.now(), family="z", value=True)
+        )
+        still = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert still is not None and still.key == first.key
+        hub.visits.on_event(opened, False)
+        assert hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE).key != first.key  # type: ignore[union-attr]
+
+
+async def test_an_elder_without_a_sign_device_is_not_scheduled_and_the_register_says_why(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url, door=False) as (hub, _):
+        await eventually(lambda: hub.visits.visits.open_task("r1", TaskKind.VISIT), what="r1's weekly visit")
+        assert hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE) is None
+        status, elders = await call(hub, "GET", "/api/elders", TOKEN)
+        assert status == 200
+        (r1,) = [e for e in elders if e["id"] == "r1"]
+        assert r1["sign_of_life"] == NoSign.NO_DEVICE.text
