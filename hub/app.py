@@ -556,6 +556,7 @@ class Hub:
                 "connected": self.priority is not None and self.priority.connected.is_set(),
                 "handled": dict(self.lanes.handled),
                 "copies_skipped": self.lanes.skipped,
+                "cold_copies_recognised": self.lanes.cold_copies,
             },
             "mqtt_handler_errors": self.mqtt.handler_errors,
             "mqtt_reconnects": self.mqtt.reconnects,

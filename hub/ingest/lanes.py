@@ -13,8 +13,9 @@ two presses with identical bytes (a button sends the same JSON every time) two p
 is delivered once per lane, so each handled copy pays for one skipped copy and no more.
 
 After a restart the window is empty, yet a lane may still get its copy of a message the other
-lane handled before the crash (the bulk lane's backlog). A digest neither lane saw since start
-is therefore handled as a possible redelivery (``dup``): the store's idempotency guard
+lane handled before the crash (the bulk lane's backlog). During the window after the start,
+a digest neither lane saw yet is therefore handled as a possible redelivery (``dup``): the
+store's idempotency guard
 (``hub.storage.store._same_occurrence``) drops it when the active alert recorded that very
 message, and then nothing is owed, so a real new press with the same bytes arriving on the
 other lane is still handled. The bulk lane hashes only messages on shared topics: the rest of
@@ -71,7 +72,12 @@ class LaneGuard:
         self._owed: dict[Lane, dict[bytes, int]] = {Lane.BULK: {}, Lane.PRIORITY: {}}
         #: digest → when a lane last handled it, oldest first; drives expiry and "cold".
         self._seen: OrderedDict[bytes, float] = OrderedDict()
+        #: Copies of what the previous run handled arrive within the window after the start;
+        #: later, a digest neither lane saw is simply a new message (handled at once, no store check).
+        self._cold_until = clock.now() + window_s
         self.skipped = 0
+        #: Copies the broker did not flag (DUP) that the store recognised during the cold start.
+        self.cold_copies = 0
         self.handled = {Lane.BULK: 0, Lane.PRIORITY: 0}
 
     @property
@@ -106,7 +112,7 @@ class LaneGuard:
                 owed[key] = count - 1
             self.skipped += 1
             return
-        cold = key not in self._seen
+        cold = now < self._cold_until and key not in self._seen
         before = self._repeats()
         try:
             self._handler(topic, payload, qos, retain, dup or cold)
@@ -115,7 +121,9 @@ class LaneGuard:
             # (it never drops one), so the other lane's copy is still owed.
             self._seen[key] = now
             self._seen.move_to_end(key)
-            if not (cold and self._repeats() > before):
+            if cold and self._repeats() > before:
+                self.cold_copies += not dup
+            else:
                 other = self._owed[_other(lane)]
                 other[key] = other.get(key, 0) + 1
         self.handled[lane] += 1
