@@ -220,7 +220,9 @@ class Hub:
             clock=self.clock,
             repeats=lambda: self.pipeline.stats.occurrences_repeated,
         )
-        self.priority = None if self.cluster else self._priority_lane(tls_ca)
+        self.priority = (
+            self._priority_lane(tls_ca) if settings.mqtt.priority_lane and not self.cluster else None
+        )
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,

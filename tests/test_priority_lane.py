@@ -44,13 +44,16 @@ class Recorder:
             self.repeats += 1  # the store recognised an occurrence it had recorded
 
 
-def guard(recorder: Recorder, clock: ManualClock, *, window_s: float = 60.0) -> LaneGuard:
+def guard(
+    recorder: Recorder, clock: ManualClock, *, cold_s: float = 60.0, max_entries: int = 100
+) -> LaneGuard:
     return LaneGuard(
         handler=recorder,
         clock=clock,
         repeats=lambda: recorder.repeats,
         topics=["z/button"],
-        window_s=window_s,
+        cold_s=cold_s,
+        max_entries=max_entries,
     )
 
 
@@ -113,14 +116,22 @@ def test_a_new_message_after_a_restart_is_owed_as_usual() -> None:
     assert lanes.skipped == 1
 
 
-def test_the_window_bounds_what_is_remembered_and_ends_the_cold_start() -> None:
+def test_the_cold_start_ends_and_the_window_is_bounded_by_count() -> None:
     recorder, clock = Recorder(), ManualClock(start=1000.0)
-    lanes = guard(recorder, clock, window_s=60.0)
-    lanes.priority("z/button", b"a", 1, False)
+    lanes = guard(recorder, clock, cold_s=60.0, max_entries=2)
+    lanes.priority("z/button", b"a", 1, False)  # in the cold start: a possible redelivery
     clock.set(1061.0)
+    lanes.priority("z/button", b"b", 1, False)  # after it: a new message, no store check
+    lanes.priority("z/button", b"c", 1, False)  # pushes "a" out of the two-digest window
     lanes.bulk("z/button", b"a", 1, False)  # its twin is forgotten: handled again
-    lanes.bulk("z/button", b"c", 1, False)
-    assert [(p, dup) for _, p, dup in recorder.calls] == [(b"a", True), (b"a", False), (b"c", False)]
+    lanes.bulk("z/button", b"c", 1, False)  # still owed: skipped
+    assert [(p, dup) for _, p, dup in recorder.calls] == [
+        (b"a", True),
+        (b"b", False),
+        (b"c", False),
+        (b"a", False),
+    ]
+    assert lanes.skipped == 1
 
 
 def test_a_handler_failure_still_owes_the_copy() -> None:

@@ -13,7 +13,7 @@ two presses with identical bytes (a button sends the same JSON every time) two p
 is delivered once per lane, so each handled copy pays for one skipped copy and no more.
 
 After a restart the window is empty, yet a lane may still get its copy of a message the other
-lane handled before the crash (the bulk lane's backlog). During the window after the start,
+lane handled before the crash (the bulk lane's backlog). During the first minutes after the start,
 a digest neither lane saw yet is therefore handled as a possible redelivery (``dup``): the
 store's idempotency guard
 (``hub.storage.store._same_occurrence``) drops it when the active alert recorded that very
@@ -32,11 +32,13 @@ from enum import StrEnum
 from hub.clock import Clock
 from hub.mqtt.client import MessageHandler
 
-#: How long a handled message's copy is waited for on the other lane. The bulk lane may be
-#: minutes behind under overload; past this a copy is handled again as a possible redelivery.
-WINDOW_S = 900.0
-#: Bound on remembered digests (each entry is a few hundred bytes).
-MAX_ENTRIES = 200_000
+#: After the start, this long a digest neither lane has seen may be a copy of what the
+#: previous run handled (the bulk backlog the broker kept): the store checks it.
+COLD_S = 900.0
+#: The window: how many digests of the shared topics are remembered (≈ 200 bytes each). By
+#: count, not time: under overload the bulk lane may be minutes behind, and on a replayed
+#: stream (the benchmark's pinned clock) hours of hub time pass in seconds.
+MAX_ENTRIES = 50_000
 
 
 class Lane(StrEnum):
@@ -58,23 +60,22 @@ class LaneGuard:
         clock: Clock,
         repeats: Callable[[], int],
         topics: Iterable[str] = (),
-        window_s: float = WINDOW_S,
+        cold_s: float = COLD_S,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
         self._handler = handler
         self._clock = clock
         #: The store's count of signals it dropped as an already recorded occurrence.
         self._repeats = repeats
-        self._window_s = window_s
         self._max = max_entries
         #: Topics only grow during a run: a topic dropped from the lane may still have copies owed.
         self._topics: set[str] = set(topics)
         self._owed: dict[Lane, dict[bytes, int]] = {Lane.BULK: {}, Lane.PRIORITY: {}}
-        #: digest → when a lane last handled it, oldest first; drives expiry and "cold".
-        self._seen: OrderedDict[bytes, float] = OrderedDict()
-        #: Copies of what the previous run handled arrive within the window after the start;
+        #: Digests handled since the start, oldest first: the window, and what is not "cold".
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        #: Copies of what the previous run handled arrive within COLD_S of the start;
         #: later, a digest neither lane saw is simply a new message (handled at once, no store check).
-        self._cold_until = clock.now() + window_s
+        self._cold_until = clock.now() + cold_s
         self.skipped = 0
         #: Copies the broker did not flag (DUP) that the store recognised during the cold start.
         self.cold_copies = 0
@@ -99,8 +100,6 @@ class LaneGuard:
 
     def _take(self, lane: Lane, topic: str, payload: bytes, flags: tuple[int, bool, bool]) -> None:
         qos, retain, dup = flags
-        now = self._clock.now()
-        self._expire(now)
         key = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
         owed = self._owed[lane]
         count = owed.get(key, 0)
@@ -112,15 +111,16 @@ class LaneGuard:
                 owed[key] = count - 1
             self.skipped += 1
             return
-        cold = now < self._cold_until and key not in self._seen
+        cold = key not in self._seen and self._clock.now() < self._cold_until
         before = self._repeats()
         try:
             self._handler(topic, payload, qos, retain, dup or cold)
         finally:
             # Also when the handler raised: the hub's retry queue handles the message later
             # (it never drops one), so the other lane's copy is still owed.
-            self._seen[key] = now
+            self._seen[key] = None
             self._seen.move_to_end(key)
+            self._forget_oldest()
             if cold and self._repeats() > before:
                 self.cold_copies += not dup
             else:
@@ -128,12 +128,9 @@ class LaneGuard:
                 other[key] = other.get(key, 0) + 1
         self.handled[lane] += 1
 
-    def _expire(self, now: float) -> None:
+    def _forget_oldest(self) -> None:
         seen = self._seen
-        while seen:
-            key, at = next(iter(seen.items()))
-            if now - at <= self._window_s and len(seen) <= self._max:
-                break
-            del seen[key]
+        while len(seen) > self._max:
+            key, _ = seen.popitem(last=False)
             self._owed[Lane.BULK].pop(key, None)
             self._owed[Lane.PRIORITY].pop(key, None)
