@@ -6,7 +6,9 @@ and stops the long-running loops (each a named task, cancelled and awaited on st
 
 The SOS path, stage by stage (one folder each):
 
-1. ``hub/mqtt`` — the ingest connection takes a message; its PUBACK waits for step 4.
+1. ``hub/mqtt`` — the ingest connection takes a message; its PUBACK waits for step 4. A
+   press comes on the priority lane's own connection, ahead of sensor traffic; its copy on
+   the bulk connection is recognised and acknowledged unhandled (:mod:`hub.ingest.lanes`).
 2. ``hub/ingest`` — adapters decode it, the rules decide, the alert and its outbox rows
    commit in one transaction (:mod:`hub.ingest.alerts`).
 3. ``hub/casework`` — the committed alert opens a case and dispatches it to the on-duty
@@ -92,7 +94,7 @@ CASEWORK_MAX_BACKOFF_S = 60.0
 TIMER_TOPIC = "(rule timers)"
 GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
-#: The bulk lane reads this much per event-loop turn (≈ 50 sensor messages, a few ms of work),
+#: The bulk lane reads this much per event-loop turn (≈ 40 sensor messages, a few ms of work),
 #: so a press on the priority lane and the notifications' PUBACKs never wait behind more.
 BULK_TURN_BYTES = 8 * 1024
 
