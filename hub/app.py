@@ -94,9 +94,11 @@ CASEWORK_MAX_BACKOFF_S = 60.0
 TIMER_TOPIC = "(rule timers)"
 GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
-#: The bulk lane reads this much per event-loop turn (≈ 40 sensor messages, a few ms of work),
+#: The bulk lane reads this much per event-loop turn (≈ 160 sensor messages, ≈ 20 ms of work),
 #: so a press on the priority lane and the notifications' PUBACKs never wait behind more.
-BULK_TURN_BYTES = 8 * 1024
+#: 8 KiB cost 13–18 % more CPU per message (more turns, each with its end-of-turn work) for no
+#: measurable gain in SOS latency (docs/benchmarks.md).
+BULK_TURN_BYTES = 32 * 1024
 
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
