@@ -241,9 +241,21 @@ def _trim(payload: bytes) -> bytes:
 
 
 def hub_settings(
-    *, broker_url: str, data_dir: Path, community_file: Path, client_id: str, **extra: Any
+    *,
+    broker_url: str,
+    data_dir: Path,
+    community_file: Path,
+    client_id: str,
+    priority_lane: bool = False,
+    **extra: Any,
 ) -> Settings:
-    """The hub's settings for a bench run; ``extra`` are further overrides (e.g. ``timeseries``)."""
+    """The hub's settings for a bench run; ``extra`` are further overrides (e.g. ``timeseries``).
+
+    The SOS priority lane is off unless asked for: the ingest and scale runs replay a stream on
+    a clock pinned to it, and a press the lane takes ahead of the bulk backlog would move that
+    clock past the backlog's device times (absence timers firing by the thousand). The SOS
+    latency runs (real clock) turn it on.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     return load_settings(
         None,
@@ -251,7 +263,7 @@ def hub_settings(
         overrides={
             "data_dir": str(data_dir),
             "community_file": str(community_file),
-            "mqtt": {"url": broker_url, "client_id": client_id},
+            "mqtt": {"url": broker_url, "client_id": client_id, "priority_lane": priority_lane},
             "http": {"port": 0},
             **extra,
         },

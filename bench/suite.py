@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rates.append(("at_80pct_saturation", round(0.8 * hub_msg_s)))
                     runs = latency.measure(
                         ctx,
-                        settings=settings_for("latency"),
+                        settings=settings_for("latency", priority_lane=True),
                         broker=broker,
                         packets=packets,
                         buttons=buttons,

@@ -6,7 +6,9 @@ and stops the long-running loops (each a named task, cancelled and awaited on st
 
 The SOS path, stage by stage (one folder each):
 
-1. ``hub/mqtt`` — the ingest connection takes a message; its PUBACK waits for step 4.
+1. ``hub/mqtt`` — the ingest connection takes a message; its PUBACK waits for step 4. A
+   press comes on the priority lane's own connection, ahead of sensor traffic; its copy on
+   the bulk connection is recognised and acknowledged unhandled (:mod:`hub.ingest.lanes`).
 2. ``hub/ingest`` — adapters decode it, the rules decide, the alert and its outbox rows
    commit in one transaction (:mod:`hub.ingest.alerts`).
 3. ``hub/casework`` — the committed alert opens a case and dispatches it to the on-duty
@@ -60,7 +62,9 @@ from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.heap import settle_heap
+from hub.ingest.lanes import LaneGuard
 from hub.ingest.pipeline import Pipeline
+from hub.ingest.priority import priority_topics
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
 from hub.ingest.rule_runtime import RuleRuntime
@@ -92,6 +96,11 @@ CASEWORK_MAX_BACKOFF_S = 60.0
 TIMER_TOPIC = "(rule timers)"
 GAUGE_INTERVAL_S = 60.0
 SUBSCRIBE_TIMEOUT_S = 10.0
+#: The bulk lane reads this much per event-loop turn (≈ 160 sensor messages, ≈ 20 ms of work),
+#: so a press on the priority lane and the notifications' PUBACKs never wait behind more.
+#: 8 KiB cost 13–18 % more CPU per message (more turns, each with its end-of-turn work) for no
+#: measurable gain in SOS latency (docs/benchmarks.md).
+BULK_TURN_BYTES = 32 * 1024
 
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
@@ -209,15 +218,28 @@ class Hub:
             on_remote=self._remote_change,
         )
         tls_ca = str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None
+        # The SOS priority lane (hub/ingest/lanes.py): the SOS-capable devices' topics on a
+        # connection of their own, so a press never queues behind the bulk backlog. Not in a
+        # cluster: there each community's session would need its own lane that follows the
+        # lease (docs/benchmarks.md).
+        self.lanes = LaneGuard(
+            handler=self._on_message,
+            clock=self.clock,
+            repeats=lambda: self.pipeline.stats.occurrences_repeated,
+        )
+        self.priority = (
+            self._priority_lane(tls_ca) if settings.mqtt.priority_lane and not self.cluster else None
+        )
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,
-            on_message=self._on_message,
+            on_message=self.lanes.bulk,
             subscriptions=[]
             if self.cluster
             else [*self.adapters.subscriptions(), reply_topics.subscription()],
             tls_ca_file=tls_ca,
             on_unhandled=self._hold,
+            turn_bytes=BULK_TURN_BYTES,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
         # would queue behind any backlog of sensor traffic, delaying an SOS notification.
@@ -343,34 +365,7 @@ class Hub:
             clock=self.clock,
             public_url=settings.http.public_url,
         )
-        self.checks = HubChecks(
-            mqtt=self.mqtt,
-            outbound=self.outbound,
-            store=self.store,
-            store_path=self.store.path or Path(settings.data_dir) / STORE_FILE,
-            redelivery=self.redelivery,
-            min_free_bytes=settings.min_free_disk_mb * 1024 * 1024,
-            casework_beat=lambda: self.casework_beat,
-            casework_period_s=CASEWORK_POLL_S,
-            dispatcher=self.dispatcher,
-            rule_runtime=self.rule_runtime,
-            timeseries=self.timeseries,
-            calendar=lambda: self.policies.calendar,
-            clock=self.clock,
-        )
-        self.counters = HubCounters(
-            pipeline=self.pipeline,
-            mqtt=self.mqtt,
-            redelivery=self.redelivery,
-            dispatcher=self.dispatcher,
-            timeseries=self.timeseries,
-            quarantine=self.quarantine,
-            casework=self.casework,
-            loop_lag_s=lambda: self.loop_lag_s,
-            stream_clients=lambda: len(self.bus),
-            stream_dropped=lambda: self.bus.dropped,
-            clock=self.clock,
-        )
+        self.checks, self.counters = self._health(settings)
         self.api = Api(
             store=self.store,
             bus=self.bus,
@@ -401,6 +396,57 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.http_port: int | None = None
+
+    def _health(self, settings: Settings) -> tuple[HubChecks, HubCounters]:
+        """What ``/readyz`` asks and what ``/metrics`` reads, over the parts built above."""
+        checks = HubChecks(
+            mqtt=self.mqtt,
+            outbound=self.outbound,
+            store=self.store,
+            store_path=self.store.path or Path(settings.data_dir) / STORE_FILE,
+            redelivery=self.redelivery,
+            min_free_bytes=settings.min_free_disk_mb * 1024 * 1024,
+            casework_beat=lambda: self.casework_beat,
+            casework_period_s=CASEWORK_POLL_S,
+            dispatcher=self.dispatcher,
+            rule_runtime=self.rule_runtime,
+            timeseries=self.timeseries,
+            calendar=lambda: self.policies.calendar,
+            clock=self.clock,
+        )
+        counters = HubCounters(
+            pipeline=self.pipeline,
+            mqtt=self.mqtt,
+            redelivery=self.redelivery,
+            dispatcher=self.dispatcher,
+            timeseries=self.timeseries,
+            quarantine=self.quarantine,
+            casework=self.casework,
+            loop_lag_s=lambda: self.loop_lag_s,
+            stream_clients=lambda: len(self.bus),
+            stream_dropped=lambda: self.bus.dropped,
+            clock=self.clock,
+        )
+        return checks, counters
+
+    def _priority_lane(self, tls_ca: str | None) -> HubMqttClient | None:
+        """The lane's own persistent session (``<client id>-sos``): presses wait at the broker for it too.
+
+        ``None`` when no registered device is SOS-capable on a family the lane covers.
+        """
+        hub_wide = [FamilySource(s.family, s.base_topic) for s in self.settings.sources]
+        topics = priority_topics(self.registry, hub_wide)
+        if not topics:
+            return None
+        self.lanes.share(topics)  # before subscribing: a copy that came only to the bulk lane is owed
+        return HubMqttClient(
+            url=self.settings.mqtt.parsed_url,
+            client_id=f"{self.settings.mqtt.client_id}-sos",
+            on_message=self.lanes.priority,
+            subscriptions=topics,
+            tls_ca_file=tls_ca,
+            on_unhandled=self._hold,
+        )
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -543,6 +589,14 @@ class Hub:
             "mqtt_connected": self.mqtt.connected.is_set(),
             "mqtt_subscribed": self.mqtt.subscribed.is_set(),
             "mqtt_outbound_connected": self.outbound.connected.is_set(),
+            # The SOS priority lane: its topics, what each lane handled, copies skipped.
+            "priority_lane": {
+                "topics": len(self.lanes.topics),
+                "connected": self.priority is not None and self.priority.connected.is_set(),
+                "handled": dict(self.lanes.handled),
+                "copies_skipped": self.lanes.skipped,
+                "cold_copies_recognised": self.lanes.cold_copies,
+            },
             "mqtt_handler_errors": self.mqtt.handler_errors,
             "mqtt_reconnects": self.mqtt.reconnects,
             # The hub's own retry queue: messages not recorded yet (disk full, database locked).
@@ -572,6 +626,8 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
         self._tasks.append(asyncio.create_task(self.redelivery.run(), name="linli-ingest-retry"))
         await self.outbound.connect()
+        if self.priority is not None:
+            await self.priority.connect()  # before the bulk lane: a press queued for both comes here first
         await self.mqtt.connect()
         try:
             await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
@@ -664,10 +720,13 @@ class Hub:
             # Per-community sessions closed and rule state written under the lease, then the
             # leases released: the other nodes take over now, not after lease_s.
             await self.cluster.stop()
-        try:
-            await self.mqtt.disconnect()
-        except Exception:
-            log.exception("error while disconnecting from MQTT")
+        for intake in (self.priority, self.mqtt):
+            if intake is None:
+                continue
+            try:
+                await intake.disconnect()
+            except Exception:
+                log.exception("error while disconnecting from MQTT")
         await asyncio.sleep(0)  # callbacks the last messages scheduled run now, on an open store
         for task in self._tasks:
             task.cancel()

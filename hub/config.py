@@ -101,6 +101,11 @@ class MqttSettings(_Model):
     tls_ca_file: Path | None = None
     #: Root of every topic Linli itself publishes (notifications, replies).
     topic_prefix: str = "linli"
+    #: The SOS priority lane: a second session (``<client_id>-sos``) for the registered
+    #: SOS-capable devices' topics, so a press never queues behind sensor traffic
+    #: (docs/benchmarks.md). Off only where messages must be handled in arrival order on one
+    #: connection (the ingest benchmark replays a stream on a clock pinned to it).
+    priority_lane: bool = True
     #: Broker credentials apart from the URL (they win over the URL's): a password can then come
     #: from a secret file (``LINLI_MQTT__PASSWORD_FILE``) and be rotated without editing the URL.
     username: str | None = None

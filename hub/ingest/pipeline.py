@@ -60,6 +60,8 @@ class PipelineStats:
     unknown_presses_grouped: int = 0
     #: Native events whose topic names another community than the device's registration.
     community_mismatches: int = 0
+    #: Raises/updates the store dropped as an occurrence it had recorded (a redelivered message).
+    occurrences_repeated: int = 0
 
 
 class Pipeline:
@@ -242,6 +244,8 @@ class Pipeline:
             self.stats.signals += 1
             if change is not None:
                 self._announce(change)
+            elif signal.action is not SignalAction.CLEAR:
+                self.stats.occurrences_repeated += 1
 
     def _health_point_due(self, event: Event) -> bool:
         """Battery, signal and heartbeat are charted at most every few minutes per device.

@@ -18,6 +18,12 @@ itself, and a packet identifier from the old connection may name another message
 new one [MQTT-2.3.1-4]. This relies on gmqtt internals, hence the exact pin in
 ``pyproject.toml`` and the test ``test_mqtt_client.py``.
 
+Turns: gmqtt's read loop parses everything it has read (up to 64 KiB, a few hundred messages)
+in one go, and reading from a full buffer does not yield to the event loop, so a backlog on
+one connection would hold every other connection (the SOS priority lane, the notification
+acknowledgements) for tens to hundreds of milliseconds. With ``turn_bytes`` the connection
+reads at most that much per turn and yields to the loop before the next read.
+
 Reconnects: gmqtt waits a fixed 6 s before every attempt; presses sent while the broker
 was back but the hub not yet reconnected are at risk on a broker without persistence. So
 the first attempt goes out after :data:`RECONNECT_FIRST_S`, then backs off exponentially
@@ -82,8 +88,10 @@ class HubMqttClient:
         tls_ca_file: str | None = None,
         keepalive: int = 30,
         on_unhandled: UnhandledHandler | None = None,
+        turn_bytes: int | None = None,
     ) -> None:
         self._on_unhandled = on_unhandled
+        self._turn_bytes = turn_bytes
         self._url = url
         self._client_id = client_id
         self._handler = on_message
@@ -191,12 +199,29 @@ class HubMqttClient:
         self._connections += 1
         self.reconnects = self._connections - 1
         self._reconnect_attempts = 0
+        if self._turn_bytes is not None:
+            self._bound_reads(client._connection._protocol, self._turn_bytes)
         self.connected.set()
         if self._subscriptions:
             # One SUBSCRIBE for all filters, so one SUBACK says we are ready.
             client.subscribe([Subscription(topic, qos=1) for topic in self._subscriptions])
         else:
             self.subscribed.set()
+
+    @staticmethod
+    def _bound_reads(protocol: Any, turn_bytes: int) -> None:
+        """Each read of this connection's read loop: at most ``turn_bytes``, after a turn of the loop."""
+        if getattr(protocol, "_linli_turns", False):
+            return
+        original = protocol.read
+
+        async def read(n: int = -1) -> bytes:
+            await asyncio.sleep(0)  # the other connections and tasks run between chunks
+            data: bytes = await original(turn_bytes if n < 0 else min(n, turn_bytes))
+            return data
+
+        protocol.read = read
+        protocol._linli_turns = True
 
     def _on_subscribe(
         self, client: Client, mid: int, granted_qos: list[int], properties: dict[str, Any]

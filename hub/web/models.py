@@ -365,6 +365,8 @@ class StatsOut(_Out):
     #: Event-stream (SSE) clients connected now, and those dropped for falling behind.
     stream_listeners: int = 0
     stream_dropped: int = 0
+    #: The SOS priority lane (hub/ingest/lanes.py): topics, handled per lane, copies skipped.
+    priority_lane: dict[str, Any] = Field(default_factory=dict)
 
 
 class NotificationLogRow(_Out):

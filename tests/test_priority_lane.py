@@ -1,0 +1,267 @@
+"""The SOS priority lane: a press behind a backlog is handled first, and once.
+
+Unit tests of the lane guard (hub/ingest/lanes.py) and the lane's topics, then the hub on a
+real Mosquitto: a press queued behind thousands of sensor messages, the same press arriving
+on both lanes, two presses with identical bytes. The kill -9 case is in
+tests/test_priority_lane_kill9.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from adapters.router import Family, FamilySource
+from hub.app import Hub
+from hub.clock import ManualClock
+from hub.community.files import load_yaml
+from hub.community.registry import Registry
+from hub.ingest.lanes import Lane, LaneGuard
+from hub.ingest.priority import priority_topics
+from hub.records import AlertChange
+from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, Phone, eventually, hub_settings, publisher
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+SOS_TOPIC = f"zigbee2mqtt/{SOS_BUTTON}"
+WORKERS = f"linli/{COMMUNITY}/workers/+/notifications"
+
+
+class Recorder:
+    """Stands in for the hub's handler: records calls; ``repeats`` plays the store's answer."""
+
+    def __init__(self, *, known: frozenset[bytes] = frozenset()) -> None:
+        self.calls: list[tuple[str, bytes, bool]] = []
+        self.repeats = 0
+        self._known = known
+
+    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
+        self.calls.append((topic, payload, dup))
+        if dup and payload in self._known:
+            self.repeats += 1  # the store recognised an occurrence it had recorded
+
+
+def guard(
+    recorder: Recorder, clock: ManualClock, *, cold_s: float = 60.0, max_entries: int = 100
+) -> LaneGuard:
+    return LaneGuard(
+        handler=recorder,
+        clock=clock,
+        repeats=lambda: recorder.repeats,
+        topics=["z/button"],
+        cold_s=cold_s,
+        max_entries=max_entries,
+    )
+
+
+def test_the_copy_on_the_other_lane_is_skipped_whichever_lane_is_first() -> None:
+    recorder, clock = Recorder(), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.priority("z/button", b"a", 1, False)
+    lanes.bulk("z/button", b"a", 1, False)
+    lanes.bulk("z/button", b"b", 1, False)  # the bulk lane first this time
+    lanes.priority("z/button", b"b", 1, False)
+    assert [c[1] for c in recorder.calls] == [b"a", b"b"]
+    assert lanes.skipped == 2
+    assert lanes.handled == {Lane.PRIORITY: 1, Lane.BULK: 1}
+
+
+def test_two_presses_with_identical_bytes_are_two_presses() -> None:
+    recorder, clock = Recorder(), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.priority("z/button", b"press", 1, False)
+    lanes.priority("z/button", b"press", 1, False)
+    lanes.bulk("z/button", b"press", 1, False)
+    lanes.bulk("z/button", b"press", 1, False)
+    lanes.bulk("z/button", b"press", 1, False)  # a third press the priority lane has not had yet
+    lanes.priority("z/button", b"press", 1, False)
+    assert len(recorder.calls) == 3
+    assert lanes.skipped == 3
+
+
+def test_topics_not_shared_pass_straight_through_the_bulk_lane() -> None:
+    recorder, clock = Recorder(), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    for _ in range(3):
+        lanes.bulk("z/door", b"same", 1, False)
+    assert len(recorder.calls) == 3
+    assert all(dup is False for _, _, dup in recorder.calls)
+    assert lanes.skipped == 0
+
+
+def test_after_a_restart_a_copy_the_store_recognises_is_not_owed_to_the_other_lane() -> None:
+    """The previous run handled ``old`` on the priority lane; its bulk copy comes after the restart."""
+    recorder, clock = Recorder(known=frozenset({b"old"})), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.bulk("z/button", b"old", 1, False)
+    assert recorder.calls == [("z/button", b"old", True)]  # handled as a possible redelivery
+    assert recorder.repeats == 1
+    # A real new press with the very same bytes: its priority copy is handled, not skipped.
+    lanes.priority("z/button", b"old", 1, False)
+    assert len(recorder.calls) == 2
+    assert recorder.calls[1][2] is False  # seen since the start: a new press, no store check
+    lanes.bulk("z/button", b"old", 1, False)
+    assert len(recorder.calls) == 2
+
+
+def test_a_new_message_after_a_restart_is_owed_as_usual() -> None:
+    recorder, clock = Recorder(), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.bulk("z/button", b"new", 1, False)
+    lanes.priority("z/button", b"new", 1, False)
+    assert len(recorder.calls) == 1
+    assert lanes.skipped == 1
+
+
+def test_the_cold_start_ends_and_the_window_is_bounded_by_count() -> None:
+    recorder, clock = Recorder(), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock, cold_s=60.0, max_entries=2)
+    lanes.priority("z/button", b"a", 1, False)  # in the cold start: a possible redelivery
+    clock.set(1061.0)
+    lanes.priority("z/button", b"b", 1, False)  # after it: a new message, no store check
+    lanes.priority("z/button", b"c", 1, False)  # pushes "a" out of the two-digest window
+    lanes.bulk("z/button", b"a", 1, False)  # its twin is forgotten: handled again
+    lanes.bulk("z/button", b"c", 1, False)  # still owed: skipped
+    assert [(p, dup) for _, p, dup in recorder.calls] == [
+        (b"a", True),
+        (b"b", False),
+        (b"c", False),
+        (b"a", False),
+    ]
+    assert lanes.skipped == 1
+
+
+def test_a_handler_failure_still_owes_the_copy() -> None:
+    """The hub's retry queue handles a failed message later; the other lane's copy must not count twice."""
+
+    def failing(topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
+        raise RuntimeError("database locked")
+
+    lanes = LaneGuard(handler=failing, clock=ManualClock(start=0.0), repeats=lambda: 0, topics=["z/b"])
+    with pytest.raises(RuntimeError):
+        lanes.priority("z/b", b"x", 1, False)
+    lanes.bulk("z/b", b"x", 1, False)
+    assert lanes.skipped == 1
+
+
+def test_priority_topics_are_the_sos_capable_devices_exact_topics(tmp_path: Path) -> None:
+    path = tmp_path / "community.yaml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    registry = Registry(communities=load_yaml(path))
+    sources = [FamilySource(Family.ZIGBEE2MQTT), FamilySource(Family.NATIVE), FamilySource(Family.TTN_V3)]
+    assert priority_topics(registry, sources) == [
+        f"zigbee2mqtt/{SOS_BUTTON}",
+        f"linli/{COMMUNITY}/devices/{SOS_BUTTON}/events",
+        "zigbee2mqtt/heiman-1",
+        f"linli/{COMMUNITY}/devices/heiman-1/events",
+    ]
+    assert priority_topics(registry, [FamilySource(Family.TTN_V3)]) == []
+
+
+# -- the hub on a real Mosquitto ------------------------------------------------------------------
+
+BACKLOG = 4000
+
+
+def door(i: int) -> bytes:
+    return orjson.dumps({"contact": True, "battery": 90, "linkquality": i % 250, "seq": i})
+
+
+async def test_a_press_behind_a_backlog_is_handled_before_the_backlog_drains(
+    tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings):
+        pass  # both persistent sessions and their subscriptions now exist at the broker
+    # While the hub is down the broker queues a backlog, then the press, for its sessions.
+    watcher = Phone(mosquitto_broker, client_id="watcher")
+    await watcher.start("zigbee2mqtt/#")
+    gateway = await publisher(mosquitto_broker)
+    for i in range(BACKLOG):
+        gateway.publish("zigbee2mqtt/door-1", door(i), qos=1)
+    gateway.publish(SOS_TOPIC, SOS, qos=1)
+    await eventually(lambda: len(watcher.messages) == BACKLOG + 1, what="the broker routed everything")
+    phone = Phone(mosquitto_broker)
+    await phone.start(WORKERS)
+
+    hub = Hub(settings=settings)
+    handled_when_raised: list[int] = []
+    original = hub.casework.on_alert_change
+
+    def noted(change: AlertChange) -> None:
+        handled_when_raised.append(hub.pipeline.stats.messages)
+        original(change)
+
+    monkeypatch.setattr(hub.casework, "on_alert_change", noted)
+    async with hub:
+        await eventually(lambda: hub.pipeline.stats.messages >= BACKLOG + 1, within=60, what="the backlog")
+        await eventually(lambda: hub.lanes.skipped == 1, what="the bulk lane's copy of the press")
+        await eventually(lambda: phone.messages, what="the worker's notification")
+        alerts = hub.store.alerts()
+        cases = hub.cases.case_ids()
+    await gateway.disconnect()
+    await watcher.stop()
+    await phone.stop()
+    # Without the lane the press would be the backlog's last message (BACKLOG + 1 handled).
+    assert handled_when_raised and handled_when_raised[0] < BACKLOG // 4, handled_when_raised
+    print(f"the press was handled as message {handled_when_raised[0]} of {BACKLOG + 1}")
+    (alert,) = alerts
+    assert (alert.rule, alert.device_id, alert.count) == ("elderly.sos", SOS_BUTTON, 1)
+    assert len(cases) == 1
+    assert hub.pipeline.stats.messages == BACKLOG + 1  # the copy was not handled again
+    assert hub.lanes.handled[Lane.PRIORITY] == 1
+
+
+async def test_the_same_press_on_both_lanes_is_one_alert_case_and_notification(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    phone = Phone(mosquitto_broker)
+    await phone.start(WORKERS)
+    async with Hub(settings=settings) as hub:
+        assert hub.priority is not None
+        await eventually(hub.priority.subscribed.is_set, what="the priority lane's SUBACK")
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(SOS_TOPIC, SOS, qos=1)
+        await eventually(lambda: hub.lanes.skipped == 1, what="the second copy")
+        await eventually(lambda: phone.messages, what="the notification")
+        await eventually(
+            lambda: not hub.store.pending_notifications(now=hub.clock.now() + 1), what="delivery"
+        )
+        alerts = hub.store.alerts()
+        cases = hub.cases.case_ids()
+        log = hub.store.notification_log()
+        await gateway.disconnect()
+    await phone.stop()
+    (alert,) = alerts
+    assert alert.count == 1
+    assert len(cases) == 1
+    assert hub.pipeline.stats.messages == 1
+    # The assignee and the duty officer, each told once (a second handling would tell them again).
+    recipients = [(topic, body["type"]) for topic, body, _ in phone.messages]
+    assert len(recipients) == len(set(recipients)) == 2, recipients
+    assert [n["type"] for n in log].count("case.repeated") == 0
+
+
+async def test_two_presses_with_the_same_bytes_are_both_counted(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings) as hub:
+        assert hub.priority is not None
+        await eventually(hub.priority.subscribed.is_set, what="the priority lane's SUBACK")
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(SOS_TOPIC, SOS, qos=1)
+        await eventually(lambda: hub.lanes.skipped == 1, what="the first press's second copy")
+        gateway.publish(SOS_TOPIC, SOS, qos=1)
+        await eventually(lambda: hub.lanes.skipped == 2, what="the second press's second copy")
+        alerts = hub.store.alerts()
+        cases = hub.cases.case_ids()
+        await gateway.disconnect()
+    (alert,) = alerts
+    assert alert.count == 2
+    assert len(cases) == 1
+    assert hub.pipeline.stats.messages == 2
