@@ -9,10 +9,7 @@ the hub was ready, not against a deadline no restarted process could meet."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -21,10 +18,10 @@ from pathlib import Path
 import yaml
 
 from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, eventually, hub_settings, publisher
+from tests.support.hub_process import start_hub
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
-LINLI = str(Path(sys.executable).with_name("linli"))
 # The shipped SOS chain waits 60 s and 3 min; the same mechanism with 4 s and 8 s keeps the test short.
 POLICIES = {
     "version": 1,
@@ -42,22 +39,6 @@ POLICIES = {
         }
     ],
 }
-
-
-async def start_hub(config: Path) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        LINLI,
-        "run",
-        "--config",
-        str(config),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
-    assert proc.stdout is not None
-    while b"console http://" not in (line := await asyncio.wait_for(proc.stdout.readline(), 30)):
-        assert line, "hub exited before it was ready"
-    return proc
 
 
 async def test_escalation_resumes_at_its_original_deadline_after_kill9(
@@ -90,7 +71,7 @@ async def test_escalation_resumes_at_its_original_deadline_after_kill9(
     phone.client.on_message = stamp
     await phone.start(f"linli/{COMMUNITY}/workers/+/notifications", "linli/command-centre/notifications")
 
-    hub = await start_hub(config)
+    hub, _ = await start_hub(config, ready_s=30)
     gateway = await publisher(mosquitto_broker)
     gateway.publish(
         f"zigbee2mqtt/{SOS_BUTTON}",
@@ -105,7 +86,7 @@ async def test_escalation_resumes_at_its_original_deadline_after_kill9(
     hub.send_signal(signal.SIGKILL)  # in the middle of the escalation: step 0 sent, 1 and 2 pending
     await hub.wait()
     await asyncio.sleep(1.0)
-    hub = await start_hub(config)
+    hub, _ = await start_hub(config, ready_s=30)
     ready = time.time()
     try:
         await eventually(lambda: len(arrivals) >= 3, within=15, what="steps 1 and 2 after the restart")

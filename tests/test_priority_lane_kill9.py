@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -27,30 +23,12 @@ from hub.broker import EmbeddedBroker
 from hub.storage.cases import CaseStore
 from hub.storage.store import Store
 from tests.helpers import COMMUNITY, SOS_BUTTON, TOKEN, Phone, eventually, hub_settings, publisher
+from tests.support.hub_process import start_hub
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
-LINLI = str(Path(sys.executable).with_name("linli"))
 SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
 BACKLOG = 20_000
-
-
-async def start_hub(config: Path) -> tuple[asyncio.subprocess.Process, int]:
-    proc = await asyncio.create_subprocess_exec(
-        LINLI,
-        "run",
-        "--config",
-        str(config),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
-    assert proc.stdout is not None
-    while b"console http://" not in (line := await asyncio.wait_for(proc.stdout.readline(), 60)):
-        assert line, "hub exited before it was ready"
-    found = re.search(rb"console http://[^:]+:(\d+)/", line)
-    assert found is not None, line
-    return proc, int(found.group(1))
 
 
 def stats(port: int) -> dict[str, Any]:
@@ -98,7 +76,7 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
     )
     phone = Phone(broker)
     await phone.start(f"linli/{COMMUNITY}/workers/+/notifications", "linli/command-centre/notifications")
-    hub, port = await start_hub(config)
+    hub, port = await start_hub(config, ready_s=60)
     gateway = await publisher(broker)
     try:
         for i in range(BACKLOG):
@@ -109,7 +87,7 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
         await hub.wait()
         told_before = len(phone.messages)
 
-        hub, port = await start_hub(config)
+        hub, port = await start_hub(config, ready_s=60)
         after = await eventually(
             lambda: (s := stats(port))["pipeline"]["occurrences_repeated"] >= 1 and s,
             within=90,
