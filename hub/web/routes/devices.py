@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 
-from hub.casework.access import Permission
+from hub.casework.access import Permission, Where
 from hub.errors import NotFoundError
 from hub.web import models as m
 from hub.web.routes.common import ERRORS, Limit, Offset, Who, page
@@ -30,7 +30,7 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
         """Registered devices, then unknown ones; those the caller may read, a page at a time."""
         now = web.clock.now()
         ids = [d.id for d in web.registry.devices()] + list(web.registry.unassigned)
-        chosen: list[str] = []
+        chosen: list[tuple[str, Where]] = []
         skipped = 0
         for device_id in ids:
             where = web.device_where(device_id)
@@ -39,7 +39,7 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
             if skipped < offset:
                 skipped += 1
                 continue
-            chosen.append(device_id)
+            chosen.append((device_id, where))  # kept: the view's LOCATIONS check asks the same place
             if len(chosen) >= limit:
                 break
         views = [
@@ -48,9 +48,9 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
                 web.states,
                 i,
                 now=now,
-                locations=who.reach.allows(Permission.LOCATIONS, web.device_where(i)),
+                locations=who.reach.allows(Permission.LOCATIONS, where),
             )
-            for i in chosen
+            for i, where in chosen
         ]
         page(request, response, chosen, limit=limit, offset=offset)
         return [v for v in views if v is not None]
