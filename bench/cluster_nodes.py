@@ -413,6 +413,10 @@ def run_size(
         }
         counts = settled_outcome(store_url)
         nodes_cpu = sum(cpu["nodes_cpu_s"])
+        # Everything the stream cost: nodes, broker, store, publisher. On a shared machine the
+        # rate is the share of the cores these got; the cost per message is what they would need.
+        stream_cpu = nodes_cpu + cpu["broker_cpu_s"] + cpu["postgres_cpu_s"] + cpu["bench_process_cpu_s"]
+        cores = len(os.sched_getaffinity(0))
         return {
             "nodes": nodes,
             "messages": count,
@@ -424,6 +428,15 @@ def run_size(
             #: All nodes' CPU per message of the stream: the cluster's cost, not the machine's.
             "cpu_us_per_msg": round(nodes_cpu / handled * 1e6, 1) if handled else 0.0,
             "per_node": per_node,
+            "stream_cpu_us_per_msg": round(stream_cpu / handled * 1e6, 1) if handled else 0.0,
+            #: What that cost allows on this machine's cores if nothing else ran: the whole stream's
+            #: CPU over every core, and the nodes' over at most one core per node (one event loop).
+            "msg_s_if_cores_free": round(
+                min(cores * handled / stream_cpu, min(nodes, cores) * handled / nodes_cpu)
+            )
+            if stream_cpu > 0 and nodes_cpu > 0
+            else 0,
+            "nodes_cpu_share": round(nodes_cpu / seconds, 3) if seconds > 0 else 0.0,
             "cpu": cpu,
             "outcome": {
                 "signals": totals["signals"],

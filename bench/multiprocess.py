@@ -184,7 +184,9 @@ def table_line(section: Mapping[str, Any]) -> str:
         per_node = ", ".join(f"{n['cpu_us_per_msg']}" for n in r["per_node"])
         parts.append(
             f"{r['nodes']} node(s) {r['msg_s']:,} msg/s (CPU µs/msg per node {per_node}; "
-            f"Mosquitto {r['cpu']['broker_cpu_s']} s, machine {r['cpu']['machine_busy_share']:.0%} busy)"
+            f"nodes had {r['nodes_cpu_share']:.2f} cores, Mosquitto {r['cpu']['broker_cpu_s']} s; "
+            f"whole stream {r['stream_cpu_us_per_msg']} µs/msg → ≤ {r['msg_s_if_cores_free']:,} msg/s "
+            "on free cores)"
         )
     return (
         "; ".join(parts)
