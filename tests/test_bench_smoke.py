@@ -124,6 +124,8 @@ def test_multiprocess_section(report: dict[str, object]) -> None:
     for r in sizes.values():
         assert r["handled"] == r["messages"] == mp["messages"] == 3000
         assert r["msg_s"] > 0 and r["cpu_us_per_msg"] > 0
+        # The whole stream's cost includes the nodes', and bounds what free cores would allow.
+        assert r["stream_cpu_us_per_msg"] >= r["cpu_us_per_msg"] and r["msg_s_if_cores_free"] > 0
         assert r["handler_errors"] == 0 and r["outcome"]["quarantined"] == 0
         # Each node reports its own share; together they took every message.
         assert sum(n["messages"] for n in r["per_node"]) == r["handled"]
