@@ -116,7 +116,7 @@ def build_messages(
 
     Each device publishes under its community's root (``base_topic``, else ``zigbee2mqtt``).
     ``step`` overrides the device seconds between messages (:data:`DEVICE_STEP_S`): the
-    multiprocess section squeezes a stream into a few device minutes (``bench.multiprocess``).
+    multiprocess section squeezes a stream into 50 device seconds (``bench.multiprocess``).
     """
     rng = random.Random(seed)
     doors = [d for d in devices if d.kind == "door_sensor"]
