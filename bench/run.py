@@ -110,9 +110,14 @@ class StreamMix:
 
 
 def build_messages(
-    devices: Sequence[SimDevice], n: int, *, seed: int
+    devices: Sequence[SimDevice], n: int, *, seed: int, step: float | None = None
 ) -> tuple[list[tuple[str, bytes]], StreamMix]:
-    """N Zigbee2MQTT state messages for the registered devices, deterministic for a seed."""
+    """N Zigbee2MQTT state messages for the registered devices, deterministic for a seed.
+
+    Each device publishes under its community's root (``base_topic``, else ``zigbee2mqtt``).
+    ``step`` overrides the device seconds between messages (:data:`DEVICE_STEP_S`): the
+    multiprocess section squeezes a stream into 50 device seconds (``bench.multiprocess``).
+    """
     rng = random.Random(seed)
     doors = [d for d in devices if d.kind == "door_sensor"]
     parking = [d for d in devices if d.kind == "parking_sensor"]
@@ -122,7 +127,8 @@ def build_messages(
     battery = {d.id: float(rng.randrange(40, 101)) for d in devices}
     closed = {d.id: True for d in doors}
     occupied = {d.id: False for d in parking}
-    start, step = stream_times(n)
+    start, default_step = stream_times(n)
+    step = default_step if step is None else step
     mix = StreamMix()
     out: list[tuple[str, bytes]] = []
     for i in range(n):
@@ -132,7 +138,7 @@ def build_messages(
             d = rng.choice(buttons)
             out.append(
                 (
-                    z2m.state_topic(d.id, base=BASE),
+                    z2m.state_topic(d.id, base=d.base_topic or BASE),
                     _trim(z2m.sos_press(action=d.sos_action, battery=battery[d.id], linkquality=lq, ts=ts)),
                 )
             )
@@ -163,7 +169,7 @@ def build_messages(
                 battery=battery[d.id], voltage_mv=2800 + int(battery[d.id] * 4), linkquality=lq, ts=ts
             )
             mix.battery += 1
-        out.append((z2m.state_topic(d.id, base=BASE), _trim(payload)))
+        out.append((z2m.state_topic(d.id, base=d.base_topic or BASE), _trim(payload)))
     return out, mix
 
 

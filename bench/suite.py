@@ -11,7 +11,11 @@
                 80 % of the saturation measured in ``ingest`` (:mod:`bench.latency`).
 ``scale``       registered devices with absence timers: RSS, start-up, kill -9 → ready and
                 caught up (:mod:`bench.scale`).
-``multiprocess`` two hub processes vs one: a stub until the partitioning of issue 13 lands.
+``multiprocess`` the machine with 2 hub processes against 1: ``linli run`` cluster nodes
+                (issue 13) sharing a PostgreSQL the suite starts, on a district of
+                ``--mp-communities`` communities, the ingest stream's mix, full work per
+                node; msg/s, CPU µs/msg per node, 2/1, lost, outcome per size, and who had
+                the cores (Mosquitto, PostgreSQL, the rest of the machine) (:mod:`bench.multiprocess`).
 
 Human-readable lines and a table go to stderr; stdout gets exactly one JSON line. Every wait
 is bounded; the exit status is 1 when a section failed (lost messages, no result).
@@ -35,7 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import latency, nodered, scale
+from bench import latency, multiprocess, nodered, scale
+from bench.cluster_nodes import BrokerAccess
 from bench.publisher import blast, encode_stream
 from bench.run import (
     STREAM_START,
@@ -52,7 +57,7 @@ from bench.run import (
 from hub.community.registry import Registry
 from simulators.community import generate
 from tests.support.influx import influxdb
-from tests.support.servers import mosquitto
+from tests.support.servers import mosquitto, postgres
 
 #: Targets of issue 14 (reported met / not met, never asserted).
 TARGET_HUB_MSG_S = 30_000
@@ -61,6 +66,7 @@ TARGET_P99_10K_MS = 10.0
 TARGET_P99_80PCT_MS = 50.0
 TARGET_SCALE_RSS_MB = 300.0
 TARGET_KILL9_READY_S = 5.0
+TARGET_MACHINE_MSG_S = 50_000
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -84,6 +90,10 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scale-backlog", type=int, default=2000, help="QoS 1 messages queued while the hub is down"
     )
     p.add_argument("--idle-timeout", type=float, default=5.0)
+    p.add_argument(
+        "--mp-communities", type=int, default=4, help="communities of the multiprocess section's district"
+    )
+    p.add_argument("--mp-grids", type=int, default=3, help="grids per community there")
     p.add_argument(
         "--with-influx",
         action=argparse.BooleanOptionalAction,
@@ -136,11 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         influx_ctx = None
         influx = None
-        if args.with_influx and not {"ingest", "nodered"} <= skip:
+        if args.with_influx and not {"ingest", "nodered", "multiprocess"} <= skip:
             influx_ctx = influxdb(tmp / "influx")
             influx = influx_ctx.__enter__()
             influx.create_db("linli")
             influx.create_db("nodered")
+            for size in (1, 2):
+                influx.create_db(f"linli_mp{size}")
             say(f"influx:   influxd on {influx.url}")
         try:
             with mosquitto(tmp / "broker") as server:
@@ -264,12 +276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         failed.append("scale")
 
                 # -- several processes ---------------------------------------------------------
-                report["multiprocess"] = {
-                    "status": "not measured",
-                    "reason": "needs partitioning (issue 13): two hub processes on one subscription would "
-                    "each see every message; shared subscriptions split devices at random, which "
-                    "breaks per-device rule state",
-                }
+                if "multiprocess" not in skip:
+                    t_section = time.perf_counter()
+                    section = _multiprocess(args, tmp, server, influx)
+                    report["multiprocess"] = section
+                    section["section_seconds"] = round(time.perf_counter() - t_section, 1)
+                    say(f"multiprocess: {multiprocess.table_line(section)}")
+                    if multiprocess.failed(section):
+                        failed.append("multiprocess")
         finally:
             if influx_ctx is not None:
                 influx_ctx.__exit__(None, None, None)
@@ -340,6 +354,51 @@ def _ingest(
         "outcome_in_process": {k: pstats.get(k, 0) for k in outcome},
         "timeseries": "influx_v1" if settings.timeseries.kind.value == "influx_v1" else "embedded sqlite",
     }
+
+
+def _multiprocess(args: argparse.Namespace, tmp: Path, server: Any, influx: Any) -> dict[str, Any]:
+    """1 ``linli run`` node, then 2, on the suite's broker and a PostgreSQL of their own."""
+    work = tmp / "multiprocess"
+    work.mkdir()
+    try:
+        stream = multiprocess.district_stream(
+            work,
+            communities=args.mp_communities,
+            messages=args.messages,
+            seed=args.seed,
+            grids=args.mp_grids,
+            buildings_per_grid=args.buildings_per_grid,
+            elders_per_building=args.elders_per_building,
+            parking_per_grid=args.parking_per_grid,
+        )
+        say(
+            f"multiprocess: {stream.messages} messages ({stream.mix.sos} SOS) on {len(stream.roots)} "
+            f"communities, {stream.streamed_devices} of {stream.devices} devices streamed"
+        )
+        broker = BrokerAccess(
+            server.url,
+            server.host,
+            server.port,
+            server.username,
+            server.password,
+            server.proc.pid if server.proc else None,
+        )
+        with postgres(fsync=True) as pg:
+            say(f"multiprocess: PostgreSQL on {pg.host}:{pg.port}")
+            return multiprocess.measure(
+                work=work,
+                stream=stream,
+                broker=broker,
+                pg=pg,
+                sizes=(1, 2),
+                timeseries_for=(
+                    (lambda k: {"kind": "influx_v1", "url": influx.url, "db": f"linli_mp{k}"})
+                    if influx is not None
+                    else None
+                ),
+            )
+    except Exception as exc:  # a section that fails is reported, the others' figures kept
+        return {"error": f"{type(exc).__name__}: {exc}"[:4000]}
 
 
 def _nodered(
@@ -453,6 +512,11 @@ def _targets(r: dict[str, Any]) -> dict[str, Any]:
             bool(warm.get("ok")) and warm.get("seconds_to_ready", 1e9) <= TARGET_KILL9_READY_S
         )
         out["scale_devices"] = sc.get("devices")
+    mp = r.get("multiprocess", {})
+    if mp and not mp.get("error"):
+        out["machine_2_processes_msg_s>=50000"] = (
+            not mp.get("lost") and mp.get("msg_s_2_nodes", 0) >= TARGET_MACHINE_MSG_S
+        )
     return out
 
 
@@ -506,9 +570,9 @@ def _table(r: dict[str, Any]) -> None:
                 + (f" ({sc['error']})" if sc.get("error") else ""),
             )
         )
-    rows.append(
-        ("2 processes vs 1", r["multiprocess"]["status"] + " — " + r["multiprocess"]["reason"][:40] + "…")
-    )
+    mp = r.get("multiprocess")
+    if mp:
+        rows.append(("2 processes vs 1", multiprocess.table_line(mp)))
     for name, ok in r.get("targets", {}).items():
         rows.append((f"target {name}", "met" if ok is True else "NOT met" if ok is False else str(ok)))
     width = max(len(a) for a, _ in rows)

@@ -6,6 +6,10 @@ it should, and that the workload is deterministic — the hub's clock is pinned 
 so a seed gives the same signals, alerts, cases and notifications in every run (here: the hub
 over MQTT, and two in-process runs, must agree).
 
+The ``multiprocess`` section starts ``linli run`` cluster nodes on a PostgreSQL of its own:
+without PostgreSQL the run fails (never skips), as the cluster tests do. Its 1-node and 2-node
+runs must take every message and agree on the outcome (the nodes' clocks are pinned).
+
 The Node-RED section is left to ``make bench``: it needs an npm install from the network
 (cached in ~/.cache/linli-bench afterwards), which a test run must not depend on.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +28,7 @@ from bench import suite
 from bench.run import build_messages, hub_settings, measure_pipeline
 from simulators.community import generate
 from tests.conftest import server_missing
-from tests.support.servers import MOSQUITTO_CANDIDATES, ServerMissingError, find_binary
+from tests.support.servers import MOSQUITTO_CANDIDATES, POSTGRES_BIN, ServerMissingError, find_binary
 
 SECTIONS = ("ingest", "sos_latency", "scale", "multiprocess", "targets")
 
@@ -34,6 +39,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         find_binary(MOSQUITTO_CANDIDATES, "mosquitto")
     except ServerMissingError as exc:
         server_missing(str(exc))
+    if not os.access(POSTGRES_BIN / "initdb", os.X_OK):
+        # The multiprocess section needs it: fail, never skip (it is what the section measures on).
+        pytest.fail(f"PostgreSQL 15 is not installed ({POSTGRES_BIN}): the multiprocess section needs it")
     out = tmp_path_factory.mktemp("suite") / "out.json"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -60,6 +68,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
                 "50",
                 "--scale-timeout",
                 "60",
+                "--mp-communities",
+                "2",
+                "--mp-grids",
+                "1",
             ]
         )
     out.write_text(buffer.getvalue())
@@ -99,7 +111,36 @@ def test_latency_and_scale_sections(report: dict[str, object]) -> None:
     assert scale["cold_start"]["ok"] and scale["restart_after_kill9"]["ok"], scale
     assert scale["backlog_handled_at_caught_up"] == scale["backlog"]
     assert scale["cold_start"]["timer_slots"] >= scale["devices"]  # an offline deadline per device
-    assert report["multiprocess"]["status"] == "not measured"  # type: ignore[index]
+
+
+def test_multiprocess_section(report: dict[str, object]) -> None:
+    """1 node and 2 nodes took the whole stream, split it by community, and did the same work."""
+    mp = report["multiprocess"]
+    assert isinstance(mp, dict)
+    assert "error" not in mp, mp.get("error")
+    sizes = {r["nodes"]: r for r in mp["sizes"]}
+    assert sorted(sizes) == [1, 2]
+    assert mp["lost"] == 0
+    for r in sizes.values():
+        assert r["handled"] == r["messages"] == mp["messages"] == 3000
+        assert r["msg_s"] > 0 and r["cpu_us_per_msg"] > 0
+        # The whole stream's cost includes the nodes', and bounds what free cores would allow.
+        assert r["stream_cpu_us_per_msg"] >= r["cpu_us_per_msg"] and r["msg_s_if_cores_free"] > 0
+        assert r["handler_errors"] == 0 and r["outcome"]["quarantined"] == 0
+        # Each node reports its own share; together they took every message.
+        assert sum(n["messages"] for n in r["per_node"]) == r["handled"]
+        assert all(n["cpu_s"] > 0 for n in r["per_node"])
+    two = sizes[2]["per_node"]
+    assert len(two) == 2 and all(n["messages"] > 0 for n in two)
+    assert sorted(c for n in two for c in n["communities"]) == sorted(sizes[1]["per_node"][0]["communities"])
+    # The same stream does the same work on 1 and 2 nodes: presses became alerts, cases and
+    # notifications (the clock stands still, so no timer fires to make a difference).
+    assert mp["same_outcome"] is True
+    assert sizes[1]["outcome"] == sizes[2]["outcome"]
+    assert mp["outcome"]["signals"] >= 3 and mp["outcome"]["cases"] >= 1
+    assert mp["outcome"]["notifications"] >= mp["outcome"]["cases"]
+    assert "ratio_2_vs_1" in mp
+    assert "machine_2_processes_msg_s>=50000" in report["targets"]  # type: ignore[operator]
 
 
 def test_same_seed_same_outcome_on_any_day(tmp_path: Path) -> None:
