@@ -58,7 +58,10 @@ class Dispatcher:
         webhooks: WebhookSender | None = None,
         rng: random.Random | None = None,
         scope: Callable[[], frozenset[str] | None] = lambda: None,
+        on_published: Callable[[Notification], None] = lambda _: None,
     ) -> None:
+        #: Told when an MQTT notification was written to the connection (the SOS trace).
+        self._on_published = on_published
         #: Whose notifications this hub delivers (``None``: all; a cluster node: its communities').
         self._scope = scope
         self._webhooks = webhooks
@@ -196,9 +199,9 @@ class Dispatcher:
         if not self._mqtt.connected.is_set():
             return  # still down after the wait: not an attempt, the next round tries again
         try:
-            await asyncio.wait_for(
-                self._mqtt.publish(notification.address, notification.payload, qos=1), ACK_TIMEOUT_S
-            )
+            acked = self._mqtt.publish(notification.address, notification.payload, qos=1)
+            self._on_published(notification)
+            await asyncio.wait_for(acked, ACK_TIMEOUT_S)
         except TimeoutError:
             self._fail(notification, "no PUBACK within timeout")
             return
