@@ -43,6 +43,8 @@ import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from bench.publisher import PublishResult, paced_main
+from bench.stalls import StallWatch
+from bench.stalls import stop as stop_watch
 from hub.app import Hub
 from hub.config import Settings
 from simulators import zigbee2mqtt as z2m
@@ -66,6 +68,8 @@ class LatencyResult:
     samples_ms: list[float] = field(default_factory=list)
     #: Where the time went, per segment (see :data:`SEGMENTS`): ``{"n", "p50_ms", "p99_ms", "max_ms"}``.
     split: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: The hub's event loop during the run (:mod:`bench.stalls`): lag percentiles, stall stacks.
+    stalls: dict[str, Any] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -97,17 +101,20 @@ def background_packets(messages: Sequence[tuple[str, bytes]], limit: int) -> lis
 async def _serve(conn: Connection, settings: Settings) -> None:
     """Run the hub; answer ``"mark"`` with its counters, leave on ``"stop"``."""
     hub = Hub(settings=settings)
+    watch = StallWatch()
     async with hub:
         await asyncio.wait_for(hub.caught_up.wait(), 30)
+        watching = asyncio.create_task(watch.run(), name="bench-stall-watch")
         conn.send("ready")
         while True:
             if not await asyncio.to_thread(conn.poll, 0.2):
                 continue
             command = conn.recv()
             if command == "trace":
-                conn.send(hub.sos_trace.snapshot())
+                conn.send({**hub.sos_trace.snapshot(), "stalls": watch.report()})
                 continue
             if command != "mark":
+                await stop_watch(watching)
                 break
             conn.send(
                 {
@@ -225,6 +232,8 @@ SEGMENTS: tuple[tuple[str, str, str], ...] = (
     ("publish_to_hub_lane", "sent", "received"),
     ("hub_lane_to_alert", "received", "alert"),
     ("alert_to_case_filed", "alert", "filed"),
+    # With the dispatcher's send-at-wake the publish happens inside casework (before "filed").
+    ("alert_to_published", "alert", "published"),
     ("case_filed_to_published", "filed", "published"),
     ("published_to_subscriber", "published", "got"),
     ("total", "sent", "got"),
@@ -361,6 +370,7 @@ def _run(
     probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
     result = LatencyResult(background_msg_s=rate, probes=probes)
     before = _mark(conn)
+    _trace(conn)  # the stall watch reports per run: start this one afresh
     pub_parent, pub_child = ctx.Pipe(duplex=False)
     publisher = ctx.Process(
         target=paced_main,
@@ -391,8 +401,10 @@ def _run(
             publisher.terminate()
             publisher.join(5)
     after = _mark(conn)
-    stamps = _stamps(times, _trace(conn))
+    trace = _trace(conn)
+    stamps = _stamps(times, trace)
     result.split = split(stamps)
+    result.stalls = trace.get("stalls", {})
     samples = [(times.got[d] - times.sent[d]) * 1000.0 for d in times.got]
     result.received = len(samples)
     result.samples_ms = [round(s, 3) for s in sorted(samples)]

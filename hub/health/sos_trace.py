@@ -76,7 +76,7 @@ class SosTrace:
 
     def filed(self, change: AlertChange) -> None:
         """Casework is done with it: the case filed and dispatched, its notifications in the outbox."""
-        if change.alert.id in self._waiting:
+        if change.alert.id in self._devices:
             _put(self._filed, change.alert.device_id, self._now())
 
     def published(self, notification: Notification) -> None:
