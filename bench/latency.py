@@ -43,7 +43,7 @@ import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from bench.publisher import PublishResult, paced_main
-from bench.stalls import StallWatch
+from bench.stalls import StallWatch, blocked
 from bench.stalls import stop as stop_watch
 from hub.app import Hub
 from hub.config import Settings
@@ -404,7 +404,24 @@ def _run(
     trace = _trace(conn)
     stamps = _stamps(times, trace)
     result.split = split(stamps)
-    result.stalls = trace.get("stalls", {})
+    stalls: dict[str, Any] = dict(trace.get("stalls", {}))
+    gaps = [tuple(g) for g in stalls.pop("gaps", [])]
+    result.stalls = stalls
+    # How much of each press's wait for the lane was the hub's loop stalled (vs the broker/socket)?
+    waits = [
+        (row["received"] - row["sent"], blocked(gaps, row["sent"], row["received"]))  # type: ignore[arg-type]
+        for row in stamps.values()
+        if "received" in row
+    ]
+    result.split["publish_to_hub_lane_loop_stalled"] = {
+        "n": len(waits),
+        "p50_ms": round(percentile([b * 1000.0 for _, b in waits], 50), 3),
+        "p99_ms": round(percentile([b * 1000.0 for _, b in waits], 99), 3),
+        "max_ms": round(max((b * 1000.0 for _, b in waits), default=0.0), 3),
+        "share_of_wait": round(sum(b for _, b in waits) / sum(w for w, _ in waits), 3)
+        if waits and sum(w for w, _ in waits) > 0
+        else 0.0,
+    }
     samples = [(times.got[d] - times.sent[d]) * 1000.0 for d in times.got]
     result.received = len(samples)
     result.samples_ms = [round(s, 3) for s in sorted(samples)]

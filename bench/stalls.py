@@ -30,6 +30,8 @@ class StallWatch:
     sample_s: float = 0.01
     stall_s: float = 0.02
     lags: list[float] = field(default_factory=list)
+    #: (start, end) monotonic of each gap between heartbeats longer than ``stall_s``.
+    gaps: list[tuple[float, float]] = field(default_factory=list)
     stacks: Counter[str] = field(default_factory=Counter)
     samples: int = 0
     _last: float = 0.0
@@ -49,6 +51,8 @@ class StallWatch:
                 await asyncio.sleep(self.beat_s)
                 now = time.monotonic()
                 self.lags.append(now - before - self.beat_s)
+                if now - before > self.stall_s and len(self.gaps) < 100_000:
+                    self.gaps.append((before, now))
                 self._last = now
         finally:
             self._stop.set()
@@ -68,12 +72,17 @@ class StallWatch:
                 if any(mark in f.filename for mark in OURS)
             ]
             self.samples += 1
-            self.stacks[" < ".join(reversed(picked[-4:]))] += 1
+            # Innermost frames say what; the outermost ones say which task or callback it is.
+            # after asyncio's ``Handle._run``: the callback or task step the loop is in.
+            runs = [i for i, name in enumerate(picked) if name.endswith("events.py:_run")]
+            outer = picked[runs[0] + 1 : runs[0] + 4] if runs else picked[:3]
+            self.stacks[" < ".join(reversed(picked[-4:])) + " ... in " + " > ".join(outer)] += 1
 
     def report(self, *, top: int = 8) -> dict[str, Any]:
         """Lag percentiles (ms) since the last report, and the stall stacks seen most often."""
         lags = sorted(self.lags)
         self.lags = []
+        gaps, self.gaps = self.gaps, []
 
         def pct(q: float) -> float:
             if not lags:
@@ -86,10 +95,16 @@ class StallWatch:
             "lag_max_ms": round(1000.0 * lags[-1], 2) if lags else 0.0,
             "stalled_samples": self.samples,
             "stall_stacks": dict(self.stacks.most_common(top)),
+            "gaps": gaps,
         }
         self.stacks.clear()
         self.samples = 0
         return doc
+
+
+def blocked(gaps: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` during which the loop was in a gap (stalled)."""
+    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in gaps)
 
 
 async def stop(task: asyncio.Task[None]) -> None:
