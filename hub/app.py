@@ -102,6 +102,10 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 #: 8 KiB cost 13–18 % more CPU per message (more turns, each with its end-of-turn work) for no
 #: measurable gain in SOS latency (docs/benchmarks.md).
 BULK_TURN_BYTES = 32 * 1024
+#: ... and, by the rate the previous chunk was handled at, about this much time of work: bytes
+#: alone let one turn last seconds when its messages were slow (store writes on a loaded
+#: machine), with a press waiting behind it (docs/benchmarks.md, "SOS latency split").
+BULK_TURN_S = 0.002
 
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
@@ -232,6 +236,7 @@ class Hub:
             tls_ca_file=tls_ca,
             on_unhandled=self._hold,
             turn_bytes=BULK_TURN_BYTES,
+            turn_s=BULK_TURN_S,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
         # would queue behind any backlog of sensor traffic, delaying an SOS notification.
