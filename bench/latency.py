@@ -10,12 +10,18 @@ on their own MQTT connection) in a spawned process; the bench process
    device time is the hub's receive time;
 2. publishes, every ``probe_interval`` seconds, an SOS press of a different registered
    button (Zigbee2MQTT ``{"action": "emergency"}``) from its own gmqtt connection and notes
-   ``perf_counter()``;
+   ``time.monotonic()``;
 3. subscribes to every worker and command-centre notification topic and takes, per probe,
-   the first notification whose alert names that button.
+   the first notification whose alert names that button; a second, bare client subscribed to
+   the pressed buttons' topics times the broker's own delivery to an idle subscriber.
 
 Latency = receive time − publish time, both in the bench process. A probe with no
 notification after ``settle`` seconds counts as lost. Loops end by themselves.
+
+The split (``split`` in the JSON): the hub stamps the press's arrival on the priority lane,
+the committed alert, the filed case and the notification's publish (``Hub.sos_trace``,
+:mod:`hub.health.sos_trace`) on ``CLOCK_MONOTONIC``, the clock of ``time.monotonic()`` here,
+so each segment is a difference of two stamps of one clock (:data:`SEGMENTS`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from bench.publisher import PublishResult, paced_main
+from bench.stalls import StallWatch, blocked
+from bench.stalls import stop as stop_watch
 from hub.app import Hub
 from hub.config import Settings
 from simulators import zigbee2mqtt as z2m
@@ -58,6 +66,10 @@ class LatencyResult:
     hub_cpu_busy: float = 0.0
     error: str = ""
     samples_ms: list[float] = field(default_factory=list)
+    #: Where the time went, per segment (see :data:`SEGMENTS`): ``{"n", "p50_ms", "p99_ms", "max_ms"}``.
+    split: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: The hub's event loop during the run (:mod:`bench.stalls`): lag percentiles, stall stacks.
+    stalls: dict[str, Any] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -89,13 +101,20 @@ def background_packets(messages: Sequence[tuple[str, bytes]], limit: int) -> lis
 async def _serve(conn: Connection, settings: Settings) -> None:
     """Run the hub; answer ``"mark"`` with its counters, leave on ``"stop"``."""
     hub = Hub(settings=settings)
+    watch = StallWatch()
     async with hub:
         await asyncio.wait_for(hub.caught_up.wait(), 30)
+        watching = asyncio.create_task(watch.run(), name="bench-stall-watch")
         conn.send("ready")
         while True:
             if not await asyncio.to_thread(conn.poll, 0.2):
                 continue
-            if conn.recv() != "mark":
+            command = conn.recv()
+            if command == "trace":
+                conn.send({**hub.sos_trace.snapshot(), "stalls": watch.report()})
+                continue
+            if command != "mark":
+                await stop_watch(watching)
                 break
             conn.send(
                 {
@@ -120,6 +139,22 @@ def hub_main(conn: Connection, settings: Settings) -> None:
 # -- the bench side ----------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class ProbeTimes:
+    """Per button, ``time.monotonic()`` in the bench process: the same clock as the hub's trace."""
+
+    sent: dict[str, float] = field(default_factory=dict)
+    #: The first worker/command-centre notification naming the button.
+    got: dict[str, float] = field(default_factory=dict)
+    #: The press itself, on a bare subscriber of the lane's topics (an idle client: the broker's own time).
+    bare: dict[str, float] = field(default_factory=dict)
+
+
+async def _connect(client: gmqtt.Client, *, host: str, port: int, user: str, password: str) -> None:
+    client.set_auth_credentials(user, password)
+    await client.connect(host, port, version=MQTTv311, keepalive=60)
+
+
 async def _probe(
     *,
     host: str,
@@ -131,48 +166,107 @@ async def _probe(
     probes: int,
     interval: float,
     settle: float,
-) -> dict[str, float]:
-    sent: dict[str, float] = {}
-    got: dict[str, float] = {}
+) -> ProbeTimes:
+    times = ProbeTimes()
+    sent, got = times.sent, times.got
     all_in = asyncio.Event()
+    topics = {z2m.state_topic(device, base=BASE): device for device, _ in buttons[:probes]}
 
     def on_message(client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any) -> int:
-        at = time.perf_counter()
+        at = time.monotonic()
         with contextlib.suppress(ValueError, KeyError, TypeError):
             device = orjson.loads(payload)["alert"]["device_id"]
             if device in sent and device not in got:
-                got[device] = at - sent[device]
+                got[device] = at
                 if len(got) >= probes:
                     all_in.set()
         return 0
 
+    def on_bare(client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        device = topics.get(topic)
+        if device is not None and device in sent:
+            times.bare.setdefault(device, time.monotonic())
+        return 0
+
     subscribed = asyncio.Event()
+    bare_subscribed = asyncio.Event()
     client = gmqtt.Client(f"linli-bench-probe-{os.getpid()}", clean_session=True)
-    client.set_auth_credentials(user, password)
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
-    await client.connect(host, port, version=MQTTv311, keepalive=60)
+    bare = gmqtt.Client(f"linli-bench-bare-{os.getpid()}", clean_session=True)
+    bare.on_message = on_bare
+    bare.on_subscribe = lambda *_: bare_subscribed.set()
+    await _connect(client, host=host, port=port, user=user, password=password)
+    await _connect(bare, host=host, port=port, user=user, password=password)
     client.subscribe(
         [
             gmqtt.Subscription(f"{prefix}/+/workers/+/notifications", qos=1),
             gmqtt.Subscription(f"{prefix}/command-centre/notifications", qos=1),
         ]
     )
-    await asyncio.wait_for(subscribed.wait(), 10)
+    # QoS 1 like the hub's lane: the same broker path (in-flight window, PUBACK) to an idle client.
+    bare.subscribe([gmqtt.Subscription(topic, qos=1) for topic in topics])
+    await asyncio.wait_for(asyncio.gather(subscribed.wait(), bare_subscribed.wait()), 10)
     try:
         for i in range(probes):
             device, action = buttons[i % len(buttons)]
             payload = z2m.sos_press(action=action, battery=90.0, linkquality=120, ts=time.time())
             doc = orjson.loads(payload)
             doc.pop("last_seen", None)
-            sent[device] = time.perf_counter()
-            client.publish(z2m.state_topic(device, base=BASE), orjson.dumps(doc), qos=1)
+            body = orjson.dumps(doc)
+            sent[device] = time.monotonic()
+            client.publish(z2m.state_topic(device, base=BASE), body, qos=1)
             await asyncio.sleep(interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), settle)
     finally:
         await client.disconnect()
-    return got
+        await bare.disconnect()
+    return times
+
+
+#: The split of one press's latency: (name, from stamp, to stamp), stamps as in :func:`_stamps`.
+SEGMENTS: tuple[tuple[str, str, str], ...] = (
+    ("broker_to_bare_subscriber", "sent", "bare"),
+    # Only presses the priority lane brought (``n`` says how many; the rest came by the bulk lane).
+    ("publish_to_hub_lane", "sent", "received"),
+    ("hub_lane_to_alert", "received", "alert"),
+    ("alert_to_case_filed", "alert", "filed"),
+    # With the dispatcher's send-at-wake the publish happens inside casework (before "filed").
+    ("alert_to_published", "alert", "published"),
+    ("case_filed_to_published", "filed", "published"),
+    ("published_to_subscriber", "published", "got"),
+    ("total", "sent", "got"),
+)
+
+
+def _stamps(times: ProbeTimes, trace: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per pressed button: every stamp found (bench and hub, one monotonic clock)."""
+    out: dict[str, dict[str, float]] = {}
+    for device, at in times.sent.items():
+        row = {"sent": at}
+        for name, table in (("got", times.got), ("bare", times.bare)):
+            if device in table:
+                row[name] = table[device]
+        for name in ("received", "alert", "filed", "published"):
+            if device in trace.get(name, {}):
+                row[name] = trace[name][device]
+        out[device] = row
+    return out
+
+
+def split(stamps: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """p50/p99/max (ms) and count of each segment over the presses that have both its stamps."""
+    result: dict[str, dict[str, float]] = {}
+    for name, start, end in SEGMENTS:
+        values = [(row[end] - row[start]) * 1000.0 for row in stamps.values() if start in row and end in row]
+        result[name] = {
+            "n": len(values),
+            "p50_ms": round(percentile(values, 50), 3),
+            "p99_ms": round(percentile(values, 99), 3),
+            "max_ms": round(max(values), 3) if values else 0.0,
+        }
+    return result
 
 
 def _drain(conn: Connection, *, quiet: float, bound: float) -> None:
@@ -192,6 +286,14 @@ def _mark(conn: Connection) -> dict[str, float]:
     if not conn.poll(30):
         return {}
     doc: dict[str, float] = conn.recv()
+    return doc
+
+
+def _trace(conn: Connection) -> dict[str, dict[str, float]]:
+    conn.send("trace")
+    if not conn.poll(30):
+        return {}
+    doc: dict[str, dict[str, float]] = conn.recv()
     return doc
 
 
@@ -268,6 +370,7 @@ def _run(
     probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
     result = LatencyResult(background_msg_s=rate, probes=probes)
     before = _mark(conn)
+    _trace(conn)  # the stall watch reports per run: start this one afresh
     pub_parent, pub_child = ctx.Pipe(duplex=False)
     publisher = ctx.Process(
         target=paced_main,
@@ -278,7 +381,7 @@ def _run(
     pub_child.close()
     try:
         time.sleep(min(0.5, seconds / 4))  # background running before the first probe
-        got = asyncio.run(
+        times = asyncio.run(
             _probe(
                 host=broker.host,
                 port=broker.port,
@@ -298,7 +401,28 @@ def _run(
             publisher.terminate()
             publisher.join(5)
     after = _mark(conn)
-    samples = [v * 1000.0 for v in got.values()]
+    trace = _trace(conn)
+    stamps = _stamps(times, trace)
+    result.split = split(stamps)
+    stalls: dict[str, Any] = dict(trace.get("stalls", {}))
+    gaps = [tuple(g) for g in stalls.pop("gaps", [])]
+    result.stalls = stalls
+    # How much of each press's wait for the lane was the hub's loop stalled (vs the broker/socket)?
+    waits = [
+        (row["received"] - row["sent"], blocked(gaps, row["sent"], row["received"]))  # type: ignore[arg-type]
+        for row in stamps.values()
+        if "received" in row
+    ]
+    result.split["publish_to_hub_lane_loop_stalled"] = {
+        "n": len(waits),
+        "p50_ms": round(percentile([b * 1000.0 for _, b in waits], 50), 3),
+        "p99_ms": round(percentile([b * 1000.0 for _, b in waits], 99), 3),
+        "max_ms": round(max((b * 1000.0 for _, b in waits), default=0.0), 3),
+        "share_of_wait": round(sum(b for _, b in waits) / sum(w for w, _ in waits), 3)
+        if waits and sum(w for w, _ in waits) > 0
+        else 0.0,
+    }
+    samples = [(times.got[d] - times.sent[d]) * 1000.0 for d in times.got]
     result.received = len(samples)
     result.samples_ms = [round(s, 3) for s in sorted(samples)]
     result.p50_ms = round(percentile(samples, 50), 3)

@@ -59,6 +59,7 @@ from hub.health.checks import HubChecks
 from hub.health.counters import HubCounters
 from hub.health.metrics import Family
 from hub.health.readiness import Readiness
+from hub.health.sos_trace import SosTrace
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.heap import settle_heap
@@ -101,6 +102,10 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 #: 8 KiB cost 13–18 % more CPU per message (more turns, each with its end-of-turn work) for no
 #: measurable gain in SOS latency (docs/benchmarks.md).
 BULK_TURN_BYTES = 32 * 1024
+#: ... and, by the rate the previous chunk was handled at, about this much time of work: bytes
+#: alone let one turn last seconds when its messages were slow (store writes on a loaded
+#: machine), with a press waiting behind it (docs/benchmarks.md, "SOS latency split").
+BULK_TURN_S = 0.002
 
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
@@ -218,18 +223,9 @@ class Hub:
             on_remote=self._remote_change,
         )
         tls_ca = str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None
-        # The SOS priority lane (hub/ingest/lanes.py): the SOS-capable devices' topics on a
-        # connection of their own, so a press never queues behind the bulk backlog. Not in a
-        # cluster: there each community's session would need its own lane that follows the
-        # lease (docs/benchmarks.md).
-        self.lanes = LaneGuard(
-            handler=self._on_message,
-            clock=self.clock,
-            repeats=lambda: self.pipeline.stats.occurrences_repeated,
-        )
-        self.priority = (
-            self._priority_lane(tls_ca) if settings.mqtt.priority_lane and not self.cluster else None
-        )
+        #: Stamps of the SOS path (lane receive, alert, case filed, published): bench.latency reads them.
+        self.sos_trace = SosTrace()
+        self.lanes, self.priority = self._lanes(tls_ca)
         self.mqtt = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=settings.mqtt.client_id,
@@ -240,6 +236,7 @@ class Hub:
             tls_ca_file=tls_ca,
             on_unhandled=self._hold,
             turn_bytes=BULK_TURN_BYTES,
+            turn_s=BULK_TURN_S,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
         # would queue behind any backlog of sensor traffic, delaying an SOS notification.
@@ -257,6 +254,7 @@ class Hub:
             clock=self.clock,
             webhooks=self.webhooks,
             scope=self.cluster.scope if self.cluster else lambda: None,
+            on_published=self.sos_trace.published,
         )
         self.timeseries = open_sink(
             settings.timeseries,
@@ -429,6 +427,21 @@ class Hub:
         )
         return checks, counters
 
+    def _lanes(self, tls_ca: str | None) -> tuple[LaneGuard, HubMqttClient | None]:
+        """The SOS priority lane (hub/ingest/lanes.py) and the guard both lanes hand messages to.
+
+        The SOS-capable devices' topics on a connection of their own, so a press never queues
+        behind the bulk backlog. Not in a cluster: there each community's session would need
+        its own lane that follows the lease (docs/benchmarks.md).
+        """
+        self.lanes = LaneGuard(
+            handler=self._on_message,
+            clock=self.clock,
+            repeats=lambda: self.pipeline.stats.occurrences_repeated,
+        )
+        use = self.settings.mqtt.priority_lane and not self.cluster
+        return self.lanes, self._priority_lane(tls_ca) if use else None
+
     def _priority_lane(self, tls_ca: str | None) -> HubMqttClient | None:
         """The lane's own persistent session (``<client id>-sos``): presses wait at the broker for it too.
 
@@ -442,7 +455,7 @@ class Hub:
         return HubMqttClient(
             url=self.settings.mqtt.parsed_url,
             client_id=f"{self.settings.mqtt.client_id}-sos",
-            on_message=self.lanes.priority,
+            on_message=self._priority_message,
             subscriptions=topics,
             tls_ca_file=tls_ca,
             on_unhandled=self._hold,
@@ -463,6 +476,15 @@ class Hub:
                 at=self.clock.now(),
             )
 
+    def _priority_message(
+        self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False
+    ) -> None:
+        self.sos_trace.received()
+        try:
+            self.lanes.priority(topic, payload, qos, retain, dup)
+        finally:
+            self.sos_trace.handled()
+
     def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool = False) -> None:
         if self.redelivery.holds(topic):
             raise MessageDeferred(topic)  # keep the device's order: behind its held message
@@ -481,8 +503,10 @@ class Hub:
         if self.cluster:
             self.cluster.changed(Kind.ALERT, change.alert.id, created=change.created)
         # An inactivity alert raises the elder's visit to urgent (and still becomes a case).
+        self.sos_trace.alert(change)
         self.visits.on_alert_change(change)
         self.casework.on_alert_change(change)
+        self.sos_trace.filed(change)
 
     def flush_rule_state(self, *, include_routine: bool = False) -> int:
         return self.rule_runtime.flush(include_routine=include_routine)

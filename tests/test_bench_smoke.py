@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from bench import suite
+from bench.latency import SEGMENTS
 from bench.run import build_messages, hub_settings, measure_pipeline
 from simulators.community import generate
 from tests.conftest import server_missing
@@ -141,6 +142,21 @@ def test_multiprocess_section(report: dict[str, object]) -> None:
     assert mp["outcome"]["notifications"] >= mp["outcome"]["cases"]
     assert "ratio_2_vs_1" in mp
     assert "machine_2_processes_msg_s>=50000" in report["targets"]  # type: ignore[operator]
+
+
+def test_latency_is_split_by_the_hubs_trace(report: dict[str, object]) -> None:
+    """Every press has the bench's stamps and the hub's (alert, published); the split adds up."""
+    latency = report["sos_latency"]
+    assert isinstance(latency, dict)
+    for key in ("background_10k", "at_80pct_saturation"):
+        run = latency[key]
+        split = run["split"]
+        assert set(split) >= {name for name, _, _ in SEGMENTS}, split
+        assert split["total"]["n"] == run["received"]
+        assert split["total"]["p50_ms"] == run["p50_ms"]  # the same samples, one clock
+        assert split["alert_to_published"]["n"] == run["received"], split  # the hub stamped each press
+        assert split["broker_to_bare_subscriber"]["n"] >= 1
+        assert {"lag_p50_ms", "lag_p99_ms", "lag_max_ms", "stall_stacks"} <= set(run["stalls"])
 
 
 def test_same_seed_same_outcome_on_any_day(tmp_path: Path) -> None:

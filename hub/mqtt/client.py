@@ -22,7 +22,11 @@ Turns: gmqtt's read loop parses everything it has read (up to 64 KiB, a few hund
 in one go, and reading from a full buffer does not yield to the event loop, so a backlog on
 one connection would hold every other connection (the SOS priority lane, the notification
 acknowledgements) for tens to hundreds of milliseconds. With ``turn_bytes`` the connection
-reads at most that much per turn and yields to the loop before the next read.
+reads at most that much per turn and yields to the loop before the next read. With ``turn_s``
+as well, the next read is sized so that handling it takes about ``turn_s`` at the rate the
+previous chunk was handled: bytes alone did not bound a turn's time (a chunk of messages that
+each write to the store took seconds on a loaded machine, with an SOS press waiting behind it;
+docs/benchmarks.md, "SOS latency split").
 
 Reconnects: gmqtt waits a fixed 6 s before every attempt; presses sent while the broker
 was back but the hub not yet reconnected are at risk on a broker without persistence. So
@@ -66,6 +70,9 @@ class Unhandled:
 
 UnhandledHandler = Callable[[Unhandled], None]
 
+#: The smallest read of a connection with time-bounded turns (≈ 5 sensor messages).
+MIN_TURN_BYTES = 1024
+
 #: First reconnect attempt after a lost connection, then doubling up to the maximum.
 RECONNECT_FIRST_S = 0.1
 RECONNECT_MAX_S = 5.0
@@ -89,9 +96,11 @@ class HubMqttClient:
         keepalive: int = 30,
         on_unhandled: UnhandledHandler | None = None,
         turn_bytes: int | None = None,
+        turn_s: float | None = None,
     ) -> None:
         self._on_unhandled = on_unhandled
         self._turn_bytes = turn_bytes
+        self._turn_s = turn_s
         self._url = url
         self._client_id = client_id
         self._handler = on_message
@@ -200,7 +209,7 @@ class HubMqttClient:
         self.reconnects = self._connections - 1
         self._reconnect_attempts = 0
         if self._turn_bytes is not None:
-            self._bound_reads(client._connection._protocol, self._turn_bytes)
+            self._bound_reads(client._connection._protocol, self._turn_bytes, self._turn_s)
         self.connected.set()
         if self._subscriptions:
             # One SUBSCRIBE for all filters, so one SUBACK says we are ready.
@@ -209,15 +218,27 @@ class HubMqttClient:
             self.subscribed.set()
 
     @staticmethod
-    def _bound_reads(protocol: Any, turn_bytes: int) -> None:
-        """Each read of this connection's read loop: at most ``turn_bytes``, after a turn of the loop."""
+    def _bound_reads(protocol: Any, turn_bytes: int, turn_s: float | None = None) -> None:
+        """Each read of this connection's read loop: at most ``turn_bytes``, after a turn of the loop.
+
+        With ``turn_s``: at most what the previous chunk's handling rate gets through in that
+        time (never below :data:`MIN_TURN_BYTES`, so a slow chunk cannot stall the intake).
+        """
         if getattr(protocol, "_linli_turns", False):
             return
         original = protocol.read
+        loop = asyncio.get_running_loop()
+        last = {"at": 0.0, "bytes": 0}
 
         async def read(n: int = -1) -> bytes:
+            size = turn_bytes
+            if turn_s is not None and last["bytes"]:
+                # Handling the last chunk took this long (its parse and every message's handler).
+                spent = max(loop.time() - last["at"], 1e-6)
+                size = max(MIN_TURN_BYTES, min(turn_bytes, int(last["bytes"] * turn_s / spent)))
             await asyncio.sleep(0)  # the other connections and tasks run between chunks
-            data: bytes = await original(turn_bytes if n < 0 else min(n, turn_bytes))
+            data: bytes = await original(size if n < 0 else min(n, size))
+            last["at"], last["bytes"] = loop.time(), len(data)
             return data
 
         protocol.read = read
