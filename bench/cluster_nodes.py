@@ -104,10 +104,9 @@ def node_config(
 def start_nodes(configs: list[tuple[str, Path]], work: Path, *, timeout: float = 120.0) -> list[Node]:
     """Start ``linli run`` for each config, one after the other: each once the last is ready.
 
-    One at a time because hubs started together on a fresh store race to import the community
-    file: the second one's insert waits for the first's transaction and gives up at the store's
-    200 ms lock timeout (``LockNotAvailable`` in ``import_community_file``; a 2 700-device
-    district takes longer than that to write). Reported, not changed here (hub/).
+    One at a time so that each start is timed on its own. (Hubs started together used to race
+    to import the community file and the second died of the 200 ms lock timeout; the import is
+    serialised now, ``Engine.serialized``.)
     """
     ready: list[Node] = []
     try:

@@ -93,6 +93,15 @@ class Engine(ABC):
     def transaction(self) -> AbstractContextManager[Tx]:
         """One atomic write: committed when the block ends, rolled back if it raises."""
 
+    def serialized(self) -> AbstractContextManager[Tx]:
+        """A transaction that waits its turn behind every other hub's, not the short lock timeout.
+
+        For start-up writes that hubs started together all make (the community file's import):
+        waiting for the first hub's import is the point, failing after 200 ms would stop the
+        second hub. SQLite's ``BEGIN IMMEDIATE`` already serialises writers.
+        """
+        return self.transaction()
+
     @abstractmethod
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         """One statement outside a transaction (a read, or a write that is atomic by itself)."""

@@ -48,6 +48,8 @@ CONNECT_TIMEOUT_S = 5
 MIGRATION_LOCK = 0x6C696E6C69
 #: How long a hub waits for another hub's migration (and its own) before giving up.
 MIGRATION_WAIT_S = 120.0
+#: ``pg_advisory_xact_lock`` key serialising start-up imports ("linlii").
+IMPORT_LOCK = 0x6C696E6C6969
 
 
 @lru_cache(maxsize=512)
@@ -127,6 +129,18 @@ class PostgresEngine(Engine):
         # In autocommit mode, transaction() is BEGIN … COMMIT, ROLLBACK when the block raises.
         with conn.transaction():
             yield self._tx
+
+    @contextmanager
+    def serialized(self) -> Iterator[Tx]:
+        with self.transaction() as tx:
+            # Hubs started together on a fresh database import the same community file: the
+            # second one's upserts waited on the first one's row locks and gave up after
+            # LOCK_TIMEOUT_S (LockNotAvailable), stopping that hub. One at a time instead; the
+            # second then finds every community unchanged and writes nothing.
+            tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_WAIT_S * 1000)}")
+            tx.execute(f"SET LOCAL statement_timeout = {int(MIGRATION_WAIT_S * 1000)}")
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (IMPORT_LOCK,))
+            yield tx
 
     def check_writable(self) -> None:
         try:

@@ -406,7 +406,8 @@ class Store:
     def save_communities(self, communities: Sequence[Community], *, at: float) -> int:
         """Upsert communities by code; returns how many changed. Registered devices leave the unassigned list."""
         changed = 0
-        with self.transaction() as db:
+        # Not fenced by a lease (every node imports the same file); serialised between hubs.
+        with self._engine.serialized() as db:
             for community in communities:
                 doc = orjson.dumps(community.model_dump(mode="json"))
                 row = db.execute("SELECT doc FROM communities WHERE code = ?", (community.code,)).fetchone()
