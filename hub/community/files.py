@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from hub.community.compact import collector_paused
 from hub.community.model import Community, CommunityFile, Device, Resident
 from hub.errors import RegistryError
 
@@ -67,11 +68,13 @@ _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 def parse_yaml(text: str, *, file: str) -> tuple[Community, ...]:
     try:
         # libyaml's safe loader when present: 4x faster on a large registry (start-up time).
-        doc = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+        with collector_paused():
+            doc = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise RegistryError(f"not valid YAML: {exc}", file=file) from None
     try:
-        return CommunityFile.model_validate(doc).communities
+        with collector_paused():
+            return CommunityFile.model_validate(doc).communities
     except ValidationError as exc:
         error = exc.errors()[0]
         message = error["msg"].removeprefix("Value error, ")
