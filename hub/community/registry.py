@@ -21,8 +21,6 @@ from hub.timeseries.schema import SubjectInfo
 from rules.subject import Subject
 
 _NO_SERIES_INFO = SubjectInfo()
-Value = str | bool | int | float
-Attributes = dict[str, Value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +65,14 @@ class Registry:
             for device in community.devices:
                 self._devices[device.id] = (community, device)
         #: Filled on a device's first event (most of 10⁵ registered devices report rarely); the
-        #: values are few (low-cardinality tags), so equal ones are one object (``_shared``).
+        #: values are few (low-cardinality tags), so equal ones are one object (``_tags``).
         self._series: dict[str, SubjectInfo] = {}
         #: One object per distinct series tags: at 10⁵ devices most are equal.
         self._tags: dict[SubjectInfo, SubjectInfo] = {}
-        #: One dict per distinct attribute mapping (a parking sensor's, an entrance door's; an
-        #: elder's button and door share his): each copy cost ≈ 200 bytes. Dropped once built.
-        shared: dict[tuple[tuple[str, Value], ...], Attributes] = {}
         #: Devices behind one gateway node: ``node/switch1`` belongs to ``node`` (Tasmota LWT).
         self._children: dict[str, list[str]] = {}
         for community, device in self._devices.values():
-            self._subjects[device.id] = self._subject(community, device, shared)
+            self._subjects[device.id] = self._subject(community, device)
             if "/" in device.id:
                 self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
         for stranger in unassigned:
@@ -89,10 +84,8 @@ class Registry:
         """A registry straight from a community YAML file (tools and tests)."""
         return cls(communities=load_yaml(path))
 
-    def _subject(
-        self, community: Community, device: Device, shared: dict[tuple[tuple[str, Value], ...], Attributes]
-    ) -> Subject:
-        attributes: Attributes = {
+    def _subject(self, community: Community, device: Device) -> Subject:
+        attributes: dict[str, str | bool | int | float] = {
             "device.model": device.model,
             # Absence rules such as "offline after 2× the heartbeat" read the interval from here.
             "device.heartbeat_s": device.heartbeat_s,
@@ -114,7 +107,7 @@ class Registry:
             kind=device.kind,
             grid=device.grid,
             community=community.code,
-            attributes=shared.setdefault(tuple(attributes.items()), attributes),
+            attributes=attributes,
         )
 
     def _resident_of(self, device: Device) -> Resident | None:
