@@ -1,5 +1,5 @@
 """State at scale: the registry read back from the store shares equal strings and fields sets,
-attribute dicts and series tags, and nobody can tell (same values, same dumps, copies apart).
+and series tags, and nobody can tell (same values, same dumps, copies apart).
 
 Memory itself is measured by the ``scale`` bench (docs/benchmarks.md), never here.
 """
