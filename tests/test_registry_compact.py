@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from hub.community.compact import collector_paused, share_field_sets, share_strings
 from hub.community.files import parse_yaml
@@ -65,27 +67,32 @@ def test_a_copy_with_an_update_leaves_the_shared_fields_set_alone(store: Store) 
     assert changed.model_fields_set is not first.model_fields_set
 
 
-def test_share_strings_keeps_long_text_and_structure() -> None:
+def test_share_strings_joins_repeated_values_of_the_listed_fields_only() -> None:
     memo: dict[str, str] = {}
     code = "".join(["110105001", "001001"])
     same = "".join(["1101050010", "01001"])
-    long_note = "x" * 200
-    doc = share_strings({"a": [code, {"b": same, "n": 3, "t": True, "note": long_note}]}, memo)
-    assert doc == {"a": [code, {"b": same, "n": 3, "t": True, "note": long_note}]}
-    assert doc["a"][1]["b"] is code
-    assert long_note not in memo
+    id_a, id_b = "".join(["btn", "-1"]), "".join(["bt", "n-1"])
+    doc: dict[str, Any] = {
+        "devices": [{"id": id_a, "grid": code, "heartbeat_s": 60.0}, {"id": id_b, "grid": same}],
+        "residents": [{"id": "r1", "name": "王秀英", "emergency_contacts": ["女儿 138", {"name": "x"}]}],
+    }
+    before = {"devices": [dict(d) for d in doc["devices"]], "residents": [dict(r) for r in doc["residents"]]}
+    assert share_strings(doc, memo) is doc and doc == before
+    assert doc["devices"][1]["grid"] is code
+    assert doc["devices"][1]["id"] is id_b  # ids are not among the shared fields
 
 
-def test_share_field_sets_only_joins_equal_sets_of_one_class() -> None:
-    shared: dict[tuple[type, frozenset[str]], set[str]] = {}
-    a = Device.model_validate({"id": "a", "kind": "sos_button", "grid": "110105001001001"})
-    b = Device.model_validate({"id": "b", "kind": "door_sensor", "grid": "110105001001001"})
-    c = Device.model_validate({"id": "c", "kind": "door_sensor", "grid": "110105001001001", "model": "m"})
-    for model in (a, b, c):
-        share_field_sets(model, shared)
-    assert a.model_fields_set is b.model_fields_set
-    assert c.model_fields_set == {"id", "kind", "grid", "model"}
-    assert c.model_fields_set is not a.model_fields_set
+def test_share_field_sets_only_for_models_with_every_field_set() -> None:
+    [parsed] = _generated()  # from YAML: each model has only the fields the file gave
+    [full] = [Community.model_validate(parsed.model_dump(mode="json"))]
+    classes: dict[type[BaseModel], set[str]] = {}
+    share_field_sets(parsed, classes)
+    share_field_sets(full, classes)
+    assert parsed.devices[0].model_fields_set is not parsed.devices[1].model_fields_set
+    assert full.devices[0].model_fields_set is full.devices[1].model_fields_set
+    assert full.devices[0].model_fields_set == set(Device.model_fields)
+    assert full.residents[0].model_fields_set is full.residents[1].model_fields_set
+    assert full.devices[0].model_fields_set is not full.residents[0].model_fields_set
 
 
 def test_collector_paused_restores_the_collector_even_on_error() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from hub.community.compact import collector_paused, share_field_sets, share_strings
 from hub.community.model import Community
@@ -431,7 +432,7 @@ class Store:
         """The registry's communities; equal strings and fields sets shared (``hub.community.compact``)."""
         rows = self._engine.execute("SELECT doc FROM communities ORDER BY code").fetchall()
         strings: dict[str, str] = {}
-        field_sets: dict[tuple[type, frozenset[str]], set[str]] = {}
+        field_sets: dict[type[BaseModel], set[str]] = {}
         result: list[Community] = []
         with collector_paused():
             for row in rows:
