@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     started = time.perf_counter()
                     big = scale.community_for(args.scale_devices, seed=args.seed)
                     big_file = tmp / "scale-community.yaml"
-                    big.write(big_file)
+                    big.write(big_file, as_json=True)  # JSON is YAML; read at C speed (hub.community.files)
                     big_messages, _ = build_messages(big.devices, args.scale_backlog, seed=args.seed)
                     say(
                         f"scale:    {len(big.devices)} devices generated in {time.perf_counter() - started:.1f} s"

@@ -49,6 +49,7 @@ from hub.channels.preferences import Preferences
 from hub.clock import Clock, DemoClock, ManualClock, SystemClock, wall_delay
 from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
+from hub.community.compact import collector_paused
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
@@ -142,6 +143,14 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
     return True
 
 
+def registry_from_store(store: Store, settings: Settings, *, at: float) -> Registry:
+    """The registry as the store holds it, after importing the community file if it changed."""
+    if settings.community_file is not None:
+        import_community_file(store, settings.community_file, data_dir=Path(settings.data_dir), at=at)
+    with collector_paused():  # 10⁵ devices' objects: no full collections while they are built
+        return Registry(communities=store.communities(), unassigned=store.unassigned())
+
+
 def load_preferences(path: Path | None) -> Preferences:
     """Per-person channel preferences from YAML (``people: [{person_id, endpoints: [...]}]``)."""
     if path is None:
@@ -173,11 +182,7 @@ class Hub:
         private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
         if registry is None:
-            if settings.community_file is not None:
-                import_community_file(
-                    self.store, settings.community_file, data_dir=Path(settings.data_dir), at=self.clock.now()
-                )
-            registry = Registry(communities=self.store.communities(), unassigned=self.store.unassigned())
+            registry = registry_from_store(self.store, settings, at=self.clock.now())
         self.registry = registry
         self.bus = AlertBus()
         self.states = DeviceStates()
@@ -196,17 +201,19 @@ class Hub:
             topic_prefix=settings.mqtt.topic_prefix,
             calendar=self.policies.calendar,
         )
-        self.rule_runtime = RuleRuntime(
-            rule_paths=settings.rule_paths,
-            rules=rules,
-            overrides=settings.rule_overrides,
-            zone=settings.timezone,
-            registry=registry,
-            state_store=RuleStateStore(
-                store=self.store, community_of=lambda s: registry.subject(s).community
-            ),
-            clock=self.clock,
-        )
+        # Seeding and restoring 10⁵ absence deadlines: no full collections meanwhile.
+        with collector_paused():
+            self.rule_runtime = RuleRuntime(
+                rule_paths=settings.rule_paths,
+                rules=rules,
+                overrides=settings.rule_overrides,
+                zone=settings.timezone,
+                registry=registry,
+                state_store=RuleStateStore(
+                    store=self.store, community_of=lambda s: registry.subject(s).community
+                ),
+                clock=self.clock,
+            )
         self.evaluator = self.rule_runtime.evaluator
         self.caught_up = self.rule_runtime.caught_up
         reply_topics = ReplyTopics(prefix=settings.mqtt.topic_prefix)

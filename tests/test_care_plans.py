@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.cases.care import Elder, TaskKind, load_care, plan_for
+from hub.cases.care import Elder, PlanPatch, TaskKind, load_care, plan_for
 from hub.casework.care_plans import load_site_care
 from hub.casework.elders import register
 from hub.casework.signs import NoSign
@@ -110,3 +110,17 @@ async def test_the_hub_schedules_from_the_site_overrides(
         status, elders = await call(hub, "GET", "/api/elders", TOKEN)
         assert status == 200
         assert [e["sign_of_life"] for e in elders if e["id"] == "r1"] == [NoSign.NOT_PLANNED.text]
+
+
+def test_plan_patch_intervals_tell_off_from_inherit_and_are_callers_own() -> None:
+    """``intervals()`` is memoised per patch (asked for every elder each round): a field written
+    as null (off) and one left out (inherit) stay apart, and each caller gets its own dict."""
+    off = PlanPatch.model_validate({"visit": None, "call": "1d"})
+    inherit = PlanPatch.model_validate({"call": "1d"})
+    assert off == inherit  # equal models…
+    assert off.intervals() == {TaskKind.VISIT: None, TaskKind.CALL: DAY}  # …different meaning
+    assert inherit.intervals() == {TaskKind.CALL: DAY}
+    mine = inherit.intervals()
+    mine[TaskKind.VISIT] = 1.0
+    assert inherit.intervals() == {TaskKind.CALL: DAY}
+    assert PlanPatch.model_validate({"sign_of_life": "90m"}).intervals() == {TaskKind.SIGN_OF_LIFE: 5400.0}

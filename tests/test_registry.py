@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
@@ -197,3 +198,21 @@ def test_spot_beyond_keeps_what_the_parts_do_not_say() -> None:
     # Room 40 is not the start of room 401.
     assert spot_beyond("401 卧室", ["40"]) == "401 卧室"
     assert spot_beyond("", ["第1网格"]) == ""
+
+
+def test_a_registry_file_in_json_reads_as_the_same_yaml(communities: tuple[Community, ...]) -> None:
+    """JSON is YAML: a large generated file comes as JSON and is read by a JSON parser; flow
+    YAML that is not strict JSON, and broken input, still go through the YAML loader."""
+    yaml_text = dump_yaml(communities)
+    doc = yaml.safe_load(yaml_text)
+    as_json = "# generated\n\n" + orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    assert parse_yaml(as_json, file="big.yaml") == communities
+    flow = yaml.safe_dump(doc, default_flow_style=True, allow_unicode=True)
+    assert flow.startswith("{communities:")  # unquoted keys: not JSON
+    assert parse_yaml(flow, file="flow.yaml") == communities
+    doc["communities"][0]["grids"][0]["code"] = "12345"
+    with pytest.raises(RegistryError) as bad:
+        parse_yaml(orjson.dumps(doc).decode(), file="big.yaml")
+    assert "15-digit" in str(bad.value) and "grids" in str(bad.value)
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        parse_yaml('{"communities": [', file="big.yaml")

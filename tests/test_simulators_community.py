@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from adapters.profiles import load_profiles
-from hub.community.files import parse_yaml
+from hub.community.files import load_yaml, parse_yaml
 from hub.community.roster import coverage_gaps
 from hub.records import Role
 from simulators.community import generate, load, parse_mix
@@ -114,3 +114,12 @@ def test_load_reads_back_the_devices_with_their_families(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="not a community file"):
         (tmp_path / "bad.yaml").write_text("version: 1\n", encoding="utf-8")
         load(tmp_path / "bad.yaml")
+
+
+def test_written_as_json_or_yaml_the_file_is_the_same_registry(tmp_path: Path) -> None:
+    sim = generate(seed=4, grids=2, buildings_per_grid=1, elders_per_building=2, parking_per_grid=1)
+    sim.write(tmp_path / "c.yaml")
+    sim.write(tmp_path / "c.json.yaml", as_json=True)
+    assert (tmp_path / "c.json.yaml").read_text(encoding="utf-8").splitlines()[1] == "{"
+    assert load(tmp_path / "c.json.yaml").document == load(tmp_path / "c.yaml").document == sim.document
+    assert load_yaml(tmp_path / "c.json.yaml") == load_yaml(tmp_path / "c.yaml")

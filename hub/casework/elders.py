@@ -45,30 +45,60 @@ def flags_of(resident: Resident) -> frozenset[CareFlag]:
     return frozenset(flags)
 
 
-def _devices_of(community: Community, resident: Resident) -> tuple[Device, ...]:
-    sharing = [
-        r for r in community.residents if r.household is not None and r.household == resident.household
-    ]
-    return tuple(
-        d
-        for d in community.devices
-        if d.resident == resident.id
-        or (
-            d.resident is None
-            and d.household is not None
-            and d.household == resident.household
-            and len(sharing) == 1
-        )
-    )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _CommunityIndex:
+    """One community's residents, devices and households by key, built once per register.
 
+    Why: asked per resident, "who else lives here, which devices are his, which grid holds his
+    household" scanned the whole community each time: quadratic, never finished at 100 000
+    devices (50 000 residents × 150 000 rows; docs/benchmarks.md, state at scale).
+    """
 
-def _grid_of(community: Community, resident: Resident, devices: tuple[Device, ...]) -> str | None:
-    if resident.household is not None:
+    #: Residents per household id.
+    living: dict[str, int]
+    #: (position in ``community.devices``, device) per resident id, and per household id for
+    #: devices without a resident.
+    by_resident: dict[str, list[tuple[int, Device]]]
+    by_household: dict[str, list[tuple[int, Device]]]
+    #: The first grid (in file order) whose buildings hold the household.
+    household_grid: dict[str, str]
+
+    @classmethod
+    def of(cls, community: Community) -> _CommunityIndex:
+        living: dict[str, int] = {}
+        for resident in community.residents:
+            if resident.household is not None:
+                living[resident.household] = living.get(resident.household, 0) + 1
+        by_resident: dict[str, list[tuple[int, Device]]] = {}
+        by_household: dict[str, list[tuple[int, Device]]] = {}
+        for position, device in enumerate(community.devices):
+            if device.resident is not None:
+                by_resident.setdefault(device.resident, []).append((position, device))
+            elif device.household is not None:
+                by_household.setdefault(device.household, []).append((position, device))
+        household_grid: dict[str, str] = {}
         for grid in community.grids:
             for building in grid.buildings:
-                if any(h.id == resident.household for u in building.units for h in u.households):
-                    return grid.code
-    return devices[0].grid if devices else None
+                for unit in building.units:
+                    for household in unit.households:
+                        household_grid.setdefault(household.id, grid.code)
+        return cls(
+            living=living, by_resident=by_resident, by_household=by_household, household_grid=household_grid
+        )
+
+    def devices_of(self, resident: Resident) -> tuple[Device, ...]:
+        """His own devices, and those of his household's door when he lives there alone; file order."""
+        found = list(self.by_resident.get(resident.id, ()))
+        if resident.household is not None and self.living.get(resident.household, 0) == 1:
+            found.extend(self.by_household.get(resident.household, ()))
+        return tuple(device for _, device in sorted(found, key=lambda item: item[0]))
+
+    def grid_of(self, resident: Resident, devices: tuple[Device, ...]) -> str | None:
+        if resident.household is not None:
+            grid = self.household_grid.get(resident.household)
+            if grid is not None:
+                return grid
+        return devices[0].grid if devices else None
 
 
 def _visitor(community: Community, grid: str) -> str | None:
@@ -83,12 +113,13 @@ def register(registry: Registry) -> list[RegisterEntry]:
     """Every elder of every community, in registry order."""
     entries: list[RegisterEntry] = []
     for community in registry.communities:
+        index = _CommunityIndex.of(community)
         for resident in community.residents:
             flags = flags_of(resident)
             if not flags and (resident.age is None or resident.age < ELDER_AGE):
                 continue
-            devices = _devices_of(community, resident)
-            grid = _grid_of(community, resident, devices)
+            devices = index.devices_of(resident)
+            grid = index.grid_of(resident, devices)
             if grid is None:
                 continue  # no household and no device: nowhere to visit, not on the register
             elder = Elder(

@@ -4,7 +4,8 @@ Owns: :mod:`~hub.community.model` (street → community → grid → building �
 → resident, devices and places; DB11 grid codes), :mod:`~hub.community.registry` (look-ups
 for the hot path: a device's subject, location and people), :mod:`~hub.community.roster`
 (staggered shifts, who is on duty), :mod:`~hub.community.files` (YAML/CSV import and
-export) and :mod:`~hub.community.privacy` (residents' data whole or masked).
+export), :mod:`~hub.community.privacy` (residents' data whole or masked) and
+:mod:`~hub.community.compact` (one copy of repeated strings and fields sets at scale).
 
 Must not import: ``hub.storage``, ``hub.ingest``, ``hub.casework``, ``hub.notify``,
 ``hub.web``, ``hub.app``, ``hub.cli``, ``simulators``, ``dashboards``.

@@ -64,14 +64,17 @@ class Registry:
                     self._household_residents.setdefault(resident.household, []).append(resident)
             for device in community.devices:
                 self._devices[device.id] = (community, device)
+        #: Filled on a device's first event (most of 10⁵ registered devices report rarely); the
+        #: values are few (low-cardinality tags), so equal ones are one object (``_tags``).
         self._series: dict[str, SubjectInfo] = {}
+        #: One object per distinct series tags: at 10⁵ devices most are equal.
+        self._tags: dict[SubjectInfo, SubjectInfo] = {}
         #: Devices behind one gateway node: ``node/switch1`` belongs to ``node`` (Tasmota LWT).
         self._children: dict[str, list[str]] = {}
         for community, device in self._devices.values():
             self._subjects[device.id] = self._subject(community, device)
             if "/" in device.id:
                 self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
-            self._series[device.id] = self._series_info(community, device)
         for stranger in unassigned:
             if stranger.id not in self._devices:
                 self.unassigned[stranger.id] = stranger
@@ -127,7 +130,7 @@ class Registry:
                 "living_alone" if resident.living_alone else ("aged_80" if (resident.age or 0) >= 80 else "")
             )
         place = self._places[device.place] if device.place else None
-        return SubjectInfo(
+        info = SubjectInfo(
             community=community.code,
             grid=device.grid,
             building=building,
@@ -136,10 +139,17 @@ class Registry:
             place=place.kind.value if place is not None else "",
             care=care,
         )
+        return self._tags.setdefault(info, info)
 
     def series_info(self, device_id: str) -> SubjectInfo:
         """Low-cardinality tags for the device's time series; empty for unknown devices."""
-        return self._series.get(device_id, _NO_SERIES_INFO)
+        info = self._series.get(device_id)
+        if info is None:
+            entry = self._devices.get(device_id)
+            if entry is None:
+                return _NO_SERIES_INFO
+            info = self._series[device_id] = self._series_info(*entry)
+        return info
 
     # -- the adapters' DeviceHints port -----------------------------------------------------
 

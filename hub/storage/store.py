@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
+from hub.community.compact import collector_paused, share_field_sets, share_strings
 from hub.community.model import Community
 from hub.errors import StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
@@ -428,8 +430,17 @@ class Store:
         return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
 
     def communities(self) -> list[Community]:
+        """The registry's communities; equal strings and fields sets shared (``hub.community.compact``)."""
         rows = self._engine.execute("SELECT doc FROM communities ORDER BY code").fetchall()
-        return [Community.model_validate(orjson.loads(row[0])) for row in rows]
+        strings: dict[str, str] = {}
+        field_sets: dict[type[BaseModel], set[str]] = {}
+        result: list[Community] = []
+        with collector_paused():
+            for row in rows:
+                community = Community.model_validate(share_strings(orjson.loads(row[0]), strings))
+                share_field_sets(community, field_sets)
+                result.append(community)
+        return result
 
     def add_unassigned(self, device: UnassignedDevice) -> None:
         self._engine.execute(

@@ -1,0 +1,135 @@
+"""State at scale: the registry read back from the store shares equal strings and fields sets,
+and series tags, and nobody can tell (same values, same dumps, copies apart).
+
+Memory itself is measured by the ``scale`` bench (docs/benchmarks.md), never here.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from hub.community.compact import collector_paused, share_field_sets, share_strings
+from hub.community.files import parse_yaml
+from hub.community.model import Community, Device
+from hub.community.registry import Registry
+from hub.storage.store import Store
+from hub.timeseries.schema import SubjectInfo
+from simulators.community import generate
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store(url=store_url)
+    yield opened
+    opened.close()
+
+
+def _generated() -> tuple[Community, ...]:
+    sim = generate(seed=3, grids=2, buildings_per_grid=2, elders_per_building=3, parking_per_grid=2)
+    return parse_yaml(yaml.safe_dump(sim.document, allow_unicode=True), file="generated")
+
+
+def test_store_round_trip_is_equal_and_shares_what_is_equal(store: Store) -> None:
+    original = _generated()
+    store.save_communities(original, at=T0)
+    [back] = store.communities()
+    assert back == original[0]
+    assert back.model_dump(mode="json") == original[0].model_dump(mode="json")
+    # What the store answered before sharing: every field set (the stored document has them all).
+    unshared = Community.model_validate(original[0].model_dump(mode="json"))
+    assert back.model_dump(exclude_unset=True) == unshared.model_dump(exclude_unset=True)
+    first, second = back.devices[0], back.devices[1]
+    # One grid code and one fields set for all of them, not one each.
+    assert first.grid == second.grid and first.grid is second.grid
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    # The models parsed from the file keep their own (nothing shared before the store).
+    assert (
+        original[0].devices[0].__pydantic_fields_set__ is not original[0].devices[1].__pydantic_fields_set__
+    )
+
+
+def test_a_copy_with_an_update_leaves_the_shared_fields_set_alone(store: Store) -> None:
+    store.save_communities(_generated(), at=T0)
+    [back] = store.communities()
+    first, second = back.devices[0], back.devices[1]
+    shared = set(first.model_fields_set)
+    changed = first.model_copy(update={"profile": "custom"})
+    assert changed.profile == "custom" and "profile" in changed.model_fields_set
+    assert first.model_fields_set == shared and second.model_fields_set == shared
+    assert changed.model_fields_set is not first.model_fields_set
+
+
+def test_share_strings_joins_repeated_values_of_the_listed_fields_only() -> None:
+    memo: dict[str, str] = {}
+    code = "".join(["110105001", "001001"])
+    same = "".join(["1101050010", "01001"])
+    id_a, id_b = "".join(["btn", "-1"]), "".join(["bt", "n-1"])
+    doc: dict[str, Any] = {
+        "devices": [{"id": id_a, "grid": code, "heartbeat_s": 60.0}, {"id": id_b, "grid": same}],
+        "residents": [{"id": "r1", "name": "王秀英", "emergency_contacts": ["女儿 138", {"name": "x"}]}],
+    }
+    before = {"devices": [dict(d) for d in doc["devices"]], "residents": [dict(r) for r in doc["residents"]]}
+    assert share_strings(doc, memo) is doc and doc == before
+    assert doc["devices"][1]["grid"] is code
+    assert doc["devices"][1]["id"] is id_b  # ids are not among the shared fields
+
+
+def test_share_field_sets_only_for_models_with_every_field_set() -> None:
+    [parsed] = _generated()  # from YAML: each model has only the fields the file gave
+    [full] = [Community.model_validate(parsed.model_dump(mode="json"))]
+    classes: dict[type[BaseModel], set[str]] = {}
+    share_field_sets(parsed, classes)
+    share_field_sets(full, classes)
+    assert parsed.devices[0].model_fields_set is not parsed.devices[1].model_fields_set
+    assert full.devices[0].model_fields_set is full.devices[1].model_fields_set
+    assert full.devices[0].model_fields_set == set(Device.model_fields)
+    assert full.residents[0].model_fields_set is full.residents[1].model_fields_set
+    assert full.devices[0].model_fields_set is not full.residents[0].model_fields_set
+
+
+def test_collector_paused_restores_the_collector_even_on_error() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
+
+
+def test_series_tags_are_built_on_first_use_equal_to_the_device_facts() -> None:
+    communities = _generated()
+    registry = Registry(communities=communities)
+    community = communities[0]
+    devices = {d.kind.value: d for d in community.devices}
+    door = devices["door_sensor"]
+    info = registry.series_info(door.id)
+    assert isinstance(info, SubjectInfo)
+    assert (info.community, info.grid, info.device_kind, info.model) == (
+        community.code,
+        door.grid,
+        "door_sensor",
+        door.model,
+    )
+    assert registry.series_info(door.id) is info
+    assert registry.series_info("nobody") == SubjectInfo()
+    # Devices with equal tags answer with one object.
+    by_value: dict[SubjectInfo, set[int]] = {}
+    for device in community.devices:
+        tags = registry.series_info(device.id)
+        by_value.setdefault(tags, set()).add(id(tags))
+    assert all(len(ids) == 1 for ids in by_value.values())
+    assert len(by_value) < len(community.devices)
