@@ -213,6 +213,13 @@ def next_task(care: CareFile, elder: Elder, kind: TaskKind, *, since: float, zon
     interval = plan_for(care, elder).intervals.get(kind)
     if interval is None:
         return None
+    return task_after(elder, kind, interval, since=since, zone=zone, due_time=care.due_time)
+
+
+def task_after(
+    elder: Elder, kind: TaskKind, interval: float, *, since: float, zone: str, due_time: time
+) -> VisitTask:
+    """:func:`next_task` for a caller that already holds the plan's ``interval`` (the hot path)."""
     return VisitTask(
         elder=elder.id,
         kind=kind,
@@ -220,7 +227,7 @@ def next_task(care: CareFile, elder: Elder, kind: TaskKind, *, since: float, zon
         grid=elder.grid,
         assignee=elder.assignee,
         window_start=since,
-        due_at=due_at(since, interval, zone=zone, due_time=care.due_time),
+        due_at=due_at(since, interval, zone=zone, due_time=due_time),
     )
 
 

@@ -45,30 +45,59 @@ def flags_of(resident: Resident) -> frozenset[CareFlag]:
     return frozenset(flags)
 
 
-def _devices_of(community: Community, resident: Resident) -> tuple[Device, ...]:
-    sharing = [
-        r for r in community.residents if r.household is not None and r.household == resident.household
-    ]
-    return tuple(
-        d
-        for d in community.devices
-        if d.resident == resident.id
-        or (
-            d.resident is None
-            and d.household is not None
-            and d.household == resident.household
-            and len(sharing) == 1
-        )
-    )
+class _Index:
+    """One community's lookups for the register, built in one pass over it.
 
+    The register used to scan every device and every building per resident (residents ×
+    devices): with 1 000 elders that was seconds of CPU on the hub's first sign-of-life event.
+    The index answers the same questions in the same order (devices in registry order, the
+    first grid that lists a household, the first worker on the roster).
+    """
 
-def _grid_of(community: Community, resident: Resident, devices: tuple[Device, ...]) -> str | None:
-    if resident.household is not None:
+    def __init__(self, community: Community) -> None:
+        self._community = community
+        self._sharing: dict[str, int] = {}
+        for r in community.residents:
+            if r.household is not None:
+                self._sharing[r.household] = self._sharing.get(r.household, 0) + 1
+        #: Device positions in registry order, by resident and (for devices of nobody) by household.
+        self._by_resident: dict[str, list[int]] = {}
+        self._by_household: dict[str, list[int]] = {}
+        for index, d in enumerate(community.devices):
+            if d.resident is not None:
+                self._by_resident.setdefault(d.resident, []).append(index)
+            elif d.household is not None:
+                self._by_household.setdefault(d.household, []).append(index)
+        self._grid_of_household: dict[str, str] = {}
         for grid in community.grids:
             for building in grid.buildings:
-                if any(h.id == resident.household for u in building.units for h in u.households):
-                    return grid.code
-    return devices[0].grid if devices else None
+                for unit in building.units:
+                    for household in unit.households:
+                        self._grid_of_household.setdefault(household.id, grid.code)
+        self._visitors: dict[str, str | None] = {}
+
+    def devices_of(self, resident: Resident) -> tuple[Device, ...]:
+        """His own devices, and his household's unowned ones when he lives there alone."""
+        positions = self._by_resident.get(resident.id, [])
+        household = resident.household
+        if household is not None and self._sharing.get(household, 0) == 1:
+            shared = self._by_household.get(household)
+            if shared:
+                positions = sorted([*positions, *shared])
+        devices = self._community.devices
+        return tuple(devices[i] for i in positions)
+
+    def grid_of(self, resident: Resident, devices: tuple[Device, ...]) -> str | None:
+        if resident.household is not None:
+            grid = self._grid_of_household.get(resident.household)
+            if grid is not None:
+                return grid
+        return devices[0].grid if devices else None
+
+    def visitor(self, grid: str) -> str | None:
+        if grid not in self._visitors:
+            self._visitors[grid] = _visitor(self._community, grid)
+        return self._visitors[grid]
 
 
 def _visitor(community: Community, grid: str) -> str | None:
@@ -83,12 +112,15 @@ def register(registry: Registry) -> list[RegisterEntry]:
     """Every elder of every community, in registry order."""
     entries: list[RegisterEntry] = []
     for community in registry.communities:
+        index: _Index | None = None
         for resident in community.residents:
             flags = flags_of(resident)
             if not flags and (resident.age is None or resident.age < ELDER_AGE):
                 continue
-            devices = _devices_of(community, resident)
-            grid = _grid_of(community, resident, devices)
+            if index is None:
+                index = _Index(community)
+            devices = index.devices_of(resident)
+            grid = index.grid_of(resident, devices)
             if grid is None:
                 continue  # no household and no device: nowhere to visit, not on the register
             elder = Elder(
@@ -96,7 +128,7 @@ def register(registry: Registry) -> list[RegisterEntry]:
                 community=community.code,
                 grid=grid,
                 flags=flags,
-                assignee=_visitor(community, grid),
+                assignee=index.visitor(grid),
             )
             entries.append(RegisterEntry(elder=elder, resident=resident, devices=devices))
     return entries

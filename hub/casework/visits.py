@@ -45,6 +45,7 @@ from typing import Any
 from adapters.events import Event
 from hub.cases.care import (
     CareFile,
+    Elder,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -54,6 +55,7 @@ from hub.cases.care import (
     next_task,
     plan_for,
     record,
+    task_after,
     visit_kpis,
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
@@ -118,6 +120,8 @@ class Visits:
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
+        #: Elder id → (care file, elder, sign-of-life interval) it was resolved for.
+        self._sign_intervals: dict[str, tuple[CareFile, Elder, float | None]] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -322,14 +326,32 @@ class Visits:
         # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
         # must not complete tomorrow's task today).
         at = min(event.ts, self._clock.now())
-        following = next_task(self.care, entry.elder, TaskKind.SIGN_OF_LIFE, since=at, zone=self._zone)
-        if following is None or following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
+        interval = self._sign_interval(entry.elder)
+        if interval is None:
+            return
+        following = task_after(
+            entry.elder,
+            TaskKind.SIGN_OF_LIFE,
+            interval,
+            since=at,
+            zone=self._zone,
+            due_time=self.care.due_time,
+        )
+        if following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
             return
         try:
             self._sign(entry, following, at)
         except Exception:
             # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
             log.exception("could not record a sign of life of elder %s", entry.elder.id)
+
+    def _sign_interval(self, elder: Elder) -> float | None:
+        """The elder's sign-of-life interval, resolved once per care file (every door event asks)."""
+        cached = self._sign_intervals.get(elder.id)
+        if cached is None or cached[0] is not self.care or cached[1] is not elder:
+            interval = plan_for(self.care, elder).intervals.get(TaskKind.SIGN_OF_LIFE)
+            cached = self._sign_intervals[elder.id] = (self.care, elder, interval)
+        return cached[2]
 
     def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
         """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
