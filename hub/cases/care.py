@@ -208,6 +208,19 @@ def due_at(start: float, interval: float, *, zone: str, due_time: time) -> float
     return datetime.combine(day, due_time, tzinfo=tz).timestamp()
 
 
+def same_due_until(start: float, interval: float, *, zone: str) -> float:
+    """Until when (exclusive) :func:`due_at` gives ``start``'s answer for any later start.
+
+    With whole-day rounding the due time depends only on the local date, so it holds until
+    the next local midnight; shorter intervals are not rounded and hold for ``start`` alone.
+    """
+    if interval < 86400:
+        return start
+    tz = ZoneInfo(zone)
+    day = datetime.fromtimestamp(start, tz).date() + timedelta(days=1)
+    return datetime.combine(day, time(0, 0), tzinfo=tz).timestamp()
+
+
 def next_task(care: CareFile, elder: Elder, kind: TaskKind, *, since: float, zone: str) -> VisitTask | None:
     """The next task of ``kind`` after the last completion (or registration) ``since``."""
     interval = plan_for(care, elder).intervals.get(kind)

@@ -55,6 +55,7 @@ from hub.cases.care import (
     next_task,
     plan_for,
     record,
+    same_due_until,
     task_after,
     visit_kpis,
 )
@@ -120,6 +121,8 @@ class Visits:
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
+        #: Elder id → (from, until, due, care file): a sign in [from, until) gives that due time.
+        self._sign_days: dict[str, tuple[float, float, float, CareFile]] = {}
         #: Elder id → (care file, elder, sign-of-life interval) it was resolved for.
         self._sign_intervals: dict[str, tuple[CareFile, Elder, float | None]] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
@@ -326,18 +329,20 @@ class Visits:
         # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
         # must not complete tomorrow's task today).
         at = min(event.ts, self._clock.now())
-        interval = self._sign_interval(entry.elder)
+        elder = entry.elder
+        known_due = self._sign_due.get(elder.id, float("-inf"))
+        day = self._sign_days.get(elder.id)
+        if day is not None and day[0] <= at < day[1] and day[2] <= known_due and day[3] is self.care:
+            return  # a later sign on the same local day: the due time it gives is known, and stands
+        interval = self._sign_interval(elder)
         if interval is None:
             return
         following = task_after(
-            entry.elder,
-            TaskKind.SIGN_OF_LIFE,
-            interval,
-            since=at,
-            zone=self._zone,
-            due_time=self.care.due_time,
+            elder, TaskKind.SIGN_OF_LIFE, interval, since=at, zone=self._zone, due_time=self.care.due_time
         )
-        if following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
+        until = same_due_until(at, interval, zone=self._zone)
+        self._sign_days[elder.id] = (at, until, following.due_at, self.care)
+        if following.due_at <= known_due:
             return
         try:
             self._sign(entry, following, at)
