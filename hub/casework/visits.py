@@ -45,7 +45,7 @@ from typing import Any
 from adapters.events import Event
 from hub.cases.care import (
     CareFile,
-    Elder,
+    CarePlan,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -123,8 +123,8 @@ class Visits:
         self._sign_due: dict[str, float] = {}
         #: Elder id → (from, until, due, care file): a sign in [from, until) gives that due time.
         self._sign_days: dict[str, tuple[float, float, float, CareFile]] = {}
-        #: Elder id → (care file, elder, sign-of-life interval) it was resolved for.
-        self._sign_intervals: dict[str, tuple[CareFile, Elder, float | None]] = {}
+        #: Elder id → (care file, register entry, his plan, sign of life scheduled) (see _planned).
+        self._plans: dict[str, tuple[CareFile, RegisterEntry, CarePlan, bool]] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -160,8 +160,8 @@ class Visits:
         made = 0
         scheduled = self.visits.open_kinds()
         for entry in self.register():
-            plan = plan_for(self.care, entry.elder)
-            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
+            plan, gives_signs = self._planned(entry)
+            signs = (TaskKind.SIGN_OF_LIFE,) if gives_signs else ()
             for kind in (*SCHEDULED, *signs):
                 if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
                     continue
@@ -334,7 +334,7 @@ class Visits:
         day = self._sign_days.get(elder.id)
         if day is not None and day[0] <= at < day[1] and day[2] <= known_due and day[3] is self.care:
             return  # a later sign on the same local day: the due time it gives is known, and stands
-        interval = self._sign_interval(elder)
+        interval = self._planned(entry)[0].intervals.get(TaskKind.SIGN_OF_LIFE)
         if interval is None:
             return
         following = task_after(
@@ -350,13 +350,19 @@ class Visits:
             # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
             log.exception("could not record a sign of life of elder %s", entry.elder.id)
 
-    def _sign_interval(self, elder: Elder) -> float | None:
-        """The elder's sign-of-life interval, resolved once per care file (every door event asks)."""
-        cached = self._sign_intervals.get(elder.id)
-        if cached is None or cached[0] is not self.care or cached[1] is not elder:
-            interval = plan_for(self.care, elder).intervals.get(TaskKind.SIGN_OF_LIFE)
-            cached = self._sign_intervals[elder.id] = (self.care, elder, interval)
-        return cached[2]
+    def _planned(self, entry: RegisterEntry) -> tuple[CarePlan, bool]:
+        """The elder's care plan and whether his daily sign is scheduled, once per care file.
+
+        Every scheduler round asks for every elder, and a sign of life wakes the scheduler:
+        resolving the plans anew (duration strings parsed per elder and kind) made each of
+        those rounds cost milliseconds per hundred elders on the ingest's event loop.
+        """
+        cached = self._plans.get(entry.elder.id)
+        if cached is None or cached[0] is not self.care or cached[1] is not entry:
+            plan = plan_for(self.care, entry.elder)
+            cached = (self.care, entry, plan, sign_status(self.care, entry) is None)
+            self._plans[entry.elder.id] = cached
+        return cached[2], cached[3]
 
     def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
         """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
