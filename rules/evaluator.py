@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from adapters.events import DeviceKind, Event, EventKind
 from rules.errors import RuleError
 from rules.expr import Expr, equal
-from rules.model import AbsenceTrigger, Rule, Scalar, TriggerType
+from rules.model import AbsenceTrigger, Rule, Scalar, ThresholdTrigger, TriggerType
 from rules.overrides import OverrideConfig, RuleOverrides, compile_overrides
 from rules.signals import Signal
 from rules.state import Key, StatePort
 from rules.subject import Subject
 from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
+from rules.triggers.absence import bind as bind_absence
 from rules.triggers.base import event_identity
+from rules.triggers.threshold import ThresholdGroup
 from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
 
 _MEMO_LIMIT = 200_000
@@ -104,6 +106,46 @@ def _compile(rule: Rule, zone_name: str, overrides: RuleOverrides | None) -> Com
         active=ActiveWindows.build(rule.active, zone_name),
         overrides=overrides,
     )
+
+
+def _bound(steps: list[Step], subject: Subject) -> tuple[Step, ...]:
+    """The steps specialised for one subject, with the same signals, slots and order.
+
+    * An absence rule's period is resolved here, once (:class:`AbsenceStep`); a rule whose
+      period is unknown for this subject never acts for it and is left out.
+    * Consecutive threshold rules without rule-level condition or windows become one
+      :class:`ThresholdGroup` step (the four battery rules: one call, each field read once).
+    """
+    out: list[Step] = []
+    group: list[Step] = []
+
+    def close_group() -> None:
+        if len(group) > 1:
+            members = [(rule, trigger, key) for _, rule, trigger, _, _, key in group]
+            thresholds = [(r, t, k) for r, t, k in members if isinstance(t, ThresholdTrigger)]
+            first = group[0]
+            out.append(
+                (ThresholdGroup(members=thresholds).on_event, first[1], first[2], None, None, first[5])
+            )
+        else:
+            out.extend(group)
+        group.clear()
+
+    for step in steps:
+        _, rule, trigger, condition, active, key = step
+        if isinstance(trigger, ThresholdTrigger) and condition is None and active is None:
+            group.append(step)
+            continue
+        close_group()
+        if isinstance(trigger, AbsenceTrigger):
+            bound = bind_absence(trigger, subject)
+            if bound is None:
+                continue
+            out.append((bound.on_event, rule, trigger, condition, active, key))
+            continue
+        out.append(step)
+    close_group()
+    return tuple(out)
 
 
 class Evaluator:
@@ -207,16 +249,21 @@ class Evaluator:
         if cached is not None and cached[0] is subject:
             return cached[1]
         device = subject.device_id
-        steps = tuple(
-            (
-                c.engine.on_event,
-                c.rule,
-                c.rule.trigger if c.overrides is None else c.overrides.trigger_for(c.rule.trigger, subject),
-                c.condition,
-                c.active,
-                (c.rule.id, device),
-            )
-            for c in self.candidates(kind, subject)
+        steps = _bound(
+            [
+                (
+                    c.engine.on_event,
+                    c.rule,
+                    c.rule.trigger
+                    if c.overrides is None
+                    else c.overrides.trigger_for(c.rule.trigger, subject),
+                    c.condition,
+                    c.active,
+                    (c.rule.id, device),
+                )
+                for c in self.candidates(kind, subject)
+            ],
+            subject,
         )
         if len(self._plans) >= _SUBJECT_MEMO_LIMIT:
             self._plans.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -188,3 +189,43 @@ def test_state_snapshot_is_json_serialisable_after_every_trigger() -> None:
     for s in signals:
         json.dumps(dict(s.trace))
     assert MemoryState.restore(json.loads(json.dumps(state.snapshot()))).snapshot() == state.snapshot()
+
+
+def _by_fields(slot: Slot) -> dict[str, object]:
+    """``to_json`` by its definition: every field (but the heap bookkeeping) unlike its default."""
+    out: dict[str, object] = {"trigger": slot.trigger}
+    for f in dataclasses.fields(Slot):
+        if f.name in ("trigger", "queued_due"):
+            continue
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        value = getattr(slot, f.name)
+        if value != default or type(value) is not type(default):
+            out[f.name] = value.copy() if isinstance(value, list | dict) else value
+    return out
+
+
+def test_to_json_is_every_field_unlike_its_default_in_field_order() -> None:
+    rng = random.Random(7)
+    choices: dict[str, list[object]] = {
+        "last_ts": [None, 0.0, 1.8e9, 5],
+        "seen": [[], ["battery|50.0"], ["a", "b"]],
+        "raised": [False, True, 0, 1],
+        "since": [None, 0.0, 1.8e9],
+        "notified": [None, 1.8e9],
+        "due": [None, 0.0, 1.8e9 + 300],
+        "value": [None, 0.0, 2.5, 0],
+        "times": [[], [1.0, 2.0]],
+        "count": [0, 3, 0.0, False],
+        "params": [{}, {"for": 7200.0}],
+        "evidence": [[], [{"kind": "battery"}]],
+    }
+    for _ in range(400):
+        slot = Slot(rng.choice(["threshold", "absence", "count"]))
+        for name, values in choices.items():
+            setattr(slot, name, rng.choice(values))
+        got = slot.to_json()
+        assert got == _by_fields(slot)
+        assert list(got) == list(_by_fields(slot))  # the stored JSON's key order too
+        for name in ("seen", "times", "params", "evidence"):
+            if name in got:
+                assert got[name] is not getattr(slot, name)  # a copy, never shared

@@ -5,14 +5,16 @@ real hub on both store engines with a real broker and a Zigbee2MQTT door contact
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
-from hub.cases.care import CareFlag, Elder, TaskKind, care_from, load_care
+from hub.cases.care import CareFlag, Elder, TaskKind, care_from, due_at, load_care, same_due_until
 from hub.casework.care_alerts import NO_SIGN_RULE
 from hub.casework.elders import RegisterEntry
 from hub.casework.signs import NoSign, gives_sign, is_sign, sign_status
@@ -190,3 +192,26 @@ async def test_an_elder_without_a_sign_device_is_not_scheduled_and_the_register_
         assert status == 200
         (r1,) = [e for e in elders if e["id"] == "r1"]
         assert r1["sign_of_life"] == NoSign.NO_DEVICE.text
+
+
+def test_a_sign_on_the_same_local_day_gives_the_same_due_time() -> None:
+    # What lets a second door event of the day skip the due-time arithmetic: until the next
+    # local midnight (DST days included) due_at answers as for the day's first sign.
+    rng = random.Random(5)
+    for zone in ("Asia/Shanghai", "Europe/Berlin"):
+        tz = ZoneInfo(zone)
+        for start_local in (
+            datetime(2026, 3, 28, 23, 30),
+            datetime(2026, 3, 29, 0, 0),
+            datetime(2026, 10, 25, 1, 15),
+        ):
+            start = start_local.replace(tzinfo=tz).timestamp()
+            for interval in (86400.0, 2 * 86400.0, 7 * 86400.0):
+                until = same_due_until(start, interval, zone=zone)
+                first = due_at(start, interval, zone=zone, due_time=clock_time(18, 0))
+                assert datetime.fromtimestamp(until, tz).time() == clock_time(0, 0)
+                for t in [start, until - 1, *(rng.uniform(start, until) for _ in range(20))]:
+                    assert due_at(t, interval, zone=zone, due_time=clock_time(18, 0)) == first
+                assert due_at(until, interval, zone=zone, due_time=clock_time(18, 0)) > first
+    # Shorter intervals are not rounded: the answer holds for the start alone.
+    assert same_due_until(1.8e9, 3600.0, zone="Asia/Shanghai") == 1.8e9

@@ -223,11 +223,31 @@ def due_at(start: float, interval: float, *, zone: str, due_time: time) -> float
     return datetime.combine(day, due_time, tzinfo=tz).timestamp()
 
 
+def same_due_until(start: float, interval: float, *, zone: str) -> float:
+    """Until when (exclusive) :func:`due_at` gives ``start``'s answer for any later start.
+
+    With whole-day rounding the due time depends only on the local date, so it holds until
+    the next local midnight; shorter intervals are not rounded and hold for ``start`` alone.
+    """
+    if interval < 86400:
+        return start
+    tz = ZoneInfo(zone)
+    day = datetime.fromtimestamp(start, tz).date() + timedelta(days=1)
+    return datetime.combine(day, time(0, 0), tzinfo=tz).timestamp()
+
+
 def next_task(care: CareFile, elder: Elder, kind: TaskKind, *, since: float, zone: str) -> VisitTask | None:
     """The next task of ``kind`` after the last completion (or registration) ``since``."""
     interval = plan_for(care, elder).intervals.get(kind)
     if interval is None:
         return None
+    return task_after(elder, kind, interval, since=since, zone=zone, due_time=care.due_time)
+
+
+def task_after(
+    elder: Elder, kind: TaskKind, interval: float, *, since: float, zone: str, due_time: time
+) -> VisitTask:
+    """:func:`next_task` for a caller that already holds the plan's ``interval`` (the hot path)."""
     return VisitTask(
         elder=elder.id,
         kind=kind,
@@ -235,7 +255,7 @@ def next_task(care: CareFile, elder: Elder, kind: TaskKind, *, since: float, zon
         grid=elder.grid,
         assignee=elder.assignee,
         window_start=since,
-        due_at=due_at(since, interval, zone=zone, due_time=care.due_time),
+        due_at=due_at(since, interval, zone=zone, due_time=due_time),
     )
 
 

@@ -45,60 +45,59 @@ def flags_of(resident: Resident) -> frozenset[CareFlag]:
     return frozenset(flags)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _CommunityIndex:
-    """One community's residents, devices and households by key, built once per register.
+class _Index:
+    """One community's lookups for the register, built in one pass over it.
 
-    Why: asked per resident, "who else lives here, which devices are his, which grid holds his
-    household" scanned the whole community each time: quadratic, never finished at 100 000
-    devices (50 000 residents × 150 000 rows; docs/benchmarks.md, state at scale).
+    The register used to scan every device and every building per resident (residents ×
+    devices): with 1 000 elders that was seconds of CPU on the hub's first sign-of-life event.
+    The index answers the same questions in the same order (devices in registry order, the
+    first grid that lists a household, the first worker on the roster).
     """
 
-    #: Residents per household id.
-    living: dict[str, int]
-    #: (position in ``community.devices``, device) per resident id, and per household id for
-    #: devices without a resident.
-    by_resident: dict[str, list[tuple[int, Device]]]
-    by_household: dict[str, list[tuple[int, Device]]]
-    #: The first grid (in file order) whose buildings hold the household.
-    household_grid: dict[str, str]
-
-    @classmethod
-    def of(cls, community: Community) -> _CommunityIndex:
-        living: dict[str, int] = {}
-        for resident in community.residents:
-            if resident.household is not None:
-                living[resident.household] = living.get(resident.household, 0) + 1
-        by_resident: dict[str, list[tuple[int, Device]]] = {}
-        by_household: dict[str, list[tuple[int, Device]]] = {}
-        for position, device in enumerate(community.devices):
-            if device.resident is not None:
-                by_resident.setdefault(device.resident, []).append((position, device))
-            elif device.household is not None:
-                by_household.setdefault(device.household, []).append((position, device))
-        household_grid: dict[str, str] = {}
+    def __init__(self, community: Community) -> None:
+        self._community = community
+        self._sharing: dict[str, int] = {}
+        for r in community.residents:
+            if r.household is not None:
+                self._sharing[r.household] = self._sharing.get(r.household, 0) + 1
+        #: Device positions in registry order, by resident and (for devices of nobody) by household.
+        self._by_resident: dict[str, list[int]] = {}
+        self._by_household: dict[str, list[int]] = {}
+        for index, d in enumerate(community.devices):
+            if d.resident is not None:
+                self._by_resident.setdefault(d.resident, []).append(index)
+            elif d.household is not None:
+                self._by_household.setdefault(d.household, []).append(index)
+        self._grid_of_household: dict[str, str] = {}
         for grid in community.grids:
             for building in grid.buildings:
                 for unit in building.units:
                     for household in unit.households:
-                        household_grid.setdefault(household.id, grid.code)
-        return cls(
-            living=living, by_resident=by_resident, by_household=by_household, household_grid=household_grid
-        )
+                        self._grid_of_household.setdefault(household.id, grid.code)
+        self._visitors: dict[str, str | None] = {}
 
     def devices_of(self, resident: Resident) -> tuple[Device, ...]:
-        """His own devices, and those of his household's door when he lives there alone; file order."""
-        found = list(self.by_resident.get(resident.id, ()))
-        if resident.household is not None and self.living.get(resident.household, 0) == 1:
-            found.extend(self.by_household.get(resident.household, ()))
-        return tuple(device for _, device in sorted(found, key=lambda item: item[0]))
+        """His own devices, and his household's unowned ones when he lives there alone."""
+        positions = self._by_resident.get(resident.id, [])
+        household = resident.household
+        if household is not None and self._sharing.get(household, 0) == 1:
+            shared = self._by_household.get(household)
+            if shared:
+                positions = sorted([*positions, *shared])
+        devices = self._community.devices
+        return tuple(devices[i] for i in positions)
 
     def grid_of(self, resident: Resident, devices: tuple[Device, ...]) -> str | None:
         if resident.household is not None:
-            grid = self.household_grid.get(resident.household)
+            grid = self._grid_of_household.get(resident.household)
             if grid is not None:
                 return grid
         return devices[0].grid if devices else None
+
+    def visitor(self, grid: str) -> str | None:
+        if grid not in self._visitors:
+            self._visitors[grid] = _visitor(self._community, grid)
+        return self._visitors[grid]
 
 
 def _visitor(community: Community, grid: str) -> str | None:
@@ -113,11 +112,13 @@ def register(registry: Registry) -> list[RegisterEntry]:
     """Every elder of every community, in registry order."""
     entries: list[RegisterEntry] = []
     for community in registry.communities:
-        index = _CommunityIndex.of(community)
+        index: _Index | None = None
         for resident in community.residents:
             flags = flags_of(resident)
             if not flags and (resident.age is None or resident.age < ELDER_AGE):
                 continue
+            if index is None:
+                index = _Index(community)
             devices = index.devices_of(resident)
             grid = index.grid_of(resident, devices)
             if grid is None:
@@ -127,7 +128,7 @@ def register(registry: Registry) -> list[RegisterEntry]:
                 community=community.code,
                 grid=grid,
                 flags=flags,
-                assignee=_visitor(community, grid),
+                assignee=index.visitor(grid),
             )
             entries.append(RegisterEntry(elder=elder, resident=resident, devices=devices))
     return entries

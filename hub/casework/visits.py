@@ -45,6 +45,7 @@ from typing import Any
 from adapters.events import Event
 from hub.cases.care import (
     CareFile,
+    CarePlan,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -54,6 +55,8 @@ from hub.cases.care import (
     next_task,
     plan_for,
     record,
+    same_due_until,
+    task_after,
     visit_kpis,
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
@@ -118,6 +121,10 @@ class Visits:
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
+        #: Elder id → (from, until, due, care file): a sign in [from, until) gives that due time.
+        self._sign_days: dict[str, tuple[float, float, float, CareFile]] = {}
+        #: Elder id → (care file, register entry, his plan, sign of life scheduled) (see _planned).
+        self._plans: dict[str, tuple[CareFile, RegisterEntry, CarePlan, bool]] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -153,8 +160,8 @@ class Visits:
         made = 0
         scheduled = self.visits.open_kinds()
         for entry in self.register():
-            plan = plan_for(self.care, entry.elder)
-            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
+            plan, gives_signs = self._planned(entry)
+            signs = (TaskKind.SIGN_OF_LIFE,) if gives_signs else ()
             for kind in (*SCHEDULED, *signs):
                 if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
                     continue
@@ -322,14 +329,40 @@ class Visits:
         # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
         # must not complete tomorrow's task today).
         at = min(event.ts, self._clock.now())
-        following = next_task(self.care, entry.elder, TaskKind.SIGN_OF_LIFE, since=at, zone=self._zone)
-        if following is None or following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
+        elder = entry.elder
+        known_due = self._sign_due.get(elder.id, float("-inf"))
+        day = self._sign_days.get(elder.id)
+        if day is not None and day[0] <= at < day[1] and day[2] <= known_due and day[3] is self.care:
+            return  # a later sign on the same local day: the due time it gives is known, and stands
+        interval = self._planned(entry)[0].intervals.get(TaskKind.SIGN_OF_LIFE)
+        if interval is None:
+            return
+        following = task_after(
+            elder, TaskKind.SIGN_OF_LIFE, interval, since=at, zone=self._zone, due_time=self.care.due_time
+        )
+        until = same_due_until(at, interval, zone=self._zone)
+        self._sign_days[elder.id] = (at, until, following.due_at, self.care)
+        if following.due_at <= known_due:
             return
         try:
             self._sign(entry, following, at)
         except Exception:
             # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
             log.exception("could not record a sign of life of elder %s", entry.elder.id)
+
+    def _planned(self, entry: RegisterEntry) -> tuple[CarePlan, bool]:
+        """The elder's care plan and whether his daily sign is scheduled, once per care file.
+
+        Every scheduler round asks for every elder, and a sign of life wakes the scheduler:
+        resolving the plans anew (duration strings parsed per elder and kind) made each of
+        those rounds cost milliseconds per hundred elders on the ingest's event loop.
+        """
+        cached = self._plans.get(entry.elder.id)
+        if cached is None or cached[0] is not self.care or cached[1] is not entry:
+            plan = plan_for(self.care, entry.elder)
+            cached = (self.care, entry, plan, sign_status(self.care, entry) is None)
+            self._plans[entry.elder.id] = cached
+        return cached[2], cached[3]
 
     def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
         """Device id → (elder, device) of the elders whose plan has a daily sign of life."""

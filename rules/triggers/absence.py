@@ -45,50 +45,11 @@ class AbsenceEngine:
     def on_event(
         self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
     ) -> list[Signal]:
-        event, subject, state = ctx.event, ctx.subject, ctx.state
         assert isinstance(trigger, AbsenceTrigger)
-        if trigger.kinds and event.kind not in trigger.kinds:
-            return []
-        if trigger.value is not None and event.value != trigger.value:
-            return []
-        period = period_for(trigger, subject)
+        period = period_for(trigger, ctx.subject)
         if period is None:
             return []
-        slot = state.get(key)
-        if (
-            slot is not None
-            and not slot.raised
-            and slot.last_ts == event.ts
-            and slot.due == event.ts + period
-        ):
-            # Another event of the same report (a message carries several): nothing moves.
-            return []
-        fresh = slot is None or slot.trigger != "absence"
-        if slot is None or fresh:
-            slot = Slot("absence")
-        if accept(slot, ctx) is not Admit.NEW:
-            return []
-        signals: list[Signal] = []
-        if slot.raised:
-            action = SignalAction.CLEAR
-            trace = {
-                "event": event_json(event),
-                "silent_since": slot.since,
-                "silent_s": event.ts - (slot.since if slot.since is not None else event.ts),
-                "params": dict(slot.params),
-            }
-            signals.append(
-                make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))
-            )
-            slot.raised = False
-        slot.since = event.ts
-        slot.due = event.ts + period
-        if slot.params.get("for") != period:
-            slot.params = {"for": period}
-            fresh = True
-        # Moving the deadline on is routine (every reading does it); a clear is not.
-        state.put(key, slot, durable=fresh or bool(signals))
-        return signals
+        return _apply(rule, trigger, ctx, key, period)
 
     def arm(self, trigger: AbsenceTrigger, subject: Subject, key: Key, state: StatePort, now: float) -> None:
         """Seed the deadline of an expected subject that has no state yet."""
@@ -118,3 +79,80 @@ class AbsenceEngine:
         }
         action = SignalAction.RAISE
         return [make_signal(rule, action, key[1], due, trace=trace, cause=timer_cause(due, action))]
+
+
+def _apply(rule: Rule, trigger: AbsenceTrigger, ctx: EventContext, key: Key, period: float) -> list[Signal]:
+    """An event for one subject's deadline, its ``period`` already resolved."""
+    event, state = ctx.event, ctx.state
+    if trigger.kinds and event.kind not in trigger.kinds:
+        return []
+    if trigger.value is not None and event.value != trigger.value:
+        return []
+    slot = state.get(key)
+    if slot is not None and not slot.raised and slot.last_ts == event.ts and slot.due == event.ts + period:
+        # Another event of the same report (a message carries several): nothing moves.
+        return []
+    fresh = slot is None or slot.trigger != "absence"
+    if slot is None or fresh:
+        slot = Slot("absence")
+    if accept(slot, ctx) is not Admit.NEW:
+        return []
+    signals: list[Signal] = []
+    if slot.raised:
+        action = SignalAction.CLEAR
+        trace = {
+            "event": event_json(event),
+            "silent_since": slot.since,
+            "silent_s": event.ts - (slot.since if slot.since is not None else event.ts),
+            "params": dict(slot.params),
+        }
+        signals.append(
+            make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))
+        )
+        slot.raised = False
+    slot.since = event.ts
+    slot.due = event.ts + period
+    if slot.params.get("for") != period:
+        slot.params = {"for": period}
+        fresh = True
+    # Moving the deadline on is routine (every reading does it); a clear is not.
+    state.put(key, slot, durable=fresh or bool(signals))
+    return signals
+
+
+class AbsenceStep:
+    """One absence rule bound to one subject, as an evaluator step: its period resolved once.
+
+    The period (``for``, or ``for_heartbeats`` × the subject's heartbeat) depends only on the
+    override-resolved trigger and the subject's attributes, which the evaluator's plan is
+    built for; a message's second and third event then leave after one slot lookup.
+    """
+
+    __slots__ = ("_period",)
+
+    def __init__(self, *, period: float) -> None:
+        self._period = period
+
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
+        assert isinstance(trigger, AbsenceTrigger)
+        period = self._period
+        slot = ctx.state.get(key)
+        ts = ctx.ts
+        if (
+            slot is not None
+            and slot.last_ts == ts
+            and slot.due == ts + period
+            and not slot.raised
+            and not trigger.kinds
+            and trigger.value is None
+        ):
+            return []  # the report's other events: what _apply() decides for them, sooner
+        return _apply(rule, trigger, ctx, key, period)
+
+
+def bind(trigger: AbsenceTrigger, subject: Subject) -> AbsenceStep | None:
+    """The step of this (override-resolved) trigger for ``subject``; ``None``: it never acts for it."""
+    period = period_for(trigger, subject)
+    return None if period is None else AbsenceStep(period=period)

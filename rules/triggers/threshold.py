@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from adapters.events import EventKind
@@ -35,6 +36,77 @@ def _getter(name: str) -> Getter:
     return field_getter(name)
 
 
+def _reading(raw: object) -> float | None:
+    """The numeric value of a field, or ``None`` (missing, not a number, or a bool)."""
+    if raw.__class__ is float:
+        return raw
+    if not isinstance(raw, int | float) or isinstance(raw, bool):
+        return None
+    return float(raw)
+
+
+def _admits(trigger: ThresholdTrigger, ctx: EventContext) -> bool:
+    """The trigger's own filters: event kind, ``where`` and its condition."""
+    event = ctx.event
+    if event.kind not in trigger.kinds:
+        return False
+    if trigger.where and not where_ok(trigger.where, event):
+        return False
+    return trigger.condition is None or trigger.condition.test(event, ctx.subject)
+
+
+def _apply(rule: Rule, trigger: ThresholdTrigger, ctx: EventContext, key: Key, value: float) -> list[Signal]:
+    """One reading for one rule's slot: raise, clear or (nearly always) just remember it."""
+    state = ctx.state
+    slot = state.get(key)
+    if slot is None or slot.trigger != "threshold":
+        slot = Slot("threshold")
+    if accept(slot, ctx) is not Admit.NEW:
+        return []
+    slot.value = value
+    past = (trigger.below is not None and value < trigger.below) or (
+        trigger.above is not None and value > trigger.above
+    )
+    if not slot.raised and not past:
+        state.put(key, slot, durable=False)
+        return []
+    event = ctx.event
+    action: SignalAction | None = None
+    # This runs for every reading: build parameters and trace only when something happens.
+    if not slot.raised and past:
+        action = SignalAction.RAISE
+        slot.raised = True
+        slot.since = event.ts
+        slot.notified = event.ts
+        slot.params = _params(trigger)
+        slot.evidence = [event_json(event)]
+    elif slot.raised:
+        params = slot.params or _params(trigger)
+        if (trigger.below is not None and value >= params["clear_above"]) or (
+            trigger.above is not None and value <= params["clear_below"]
+        ):
+            action = SignalAction.CLEAR
+    if action is not None:
+        params = slot.params or _params(trigger)
+        trace: dict[str, object] = {
+            "event": event_json(event),
+            "field": trigger.field,
+            "value": value,
+            "params": params,
+        }
+        if action is SignalAction.CLEAR:
+            trace["events"] = [*slot.evidence, event_json(event)]
+            trace["since"] = slot.since
+            slot.raised = False
+            slot.evidence = []
+            slot.since = None
+    # A new reading that changes no alert state is routine; raising and clearing are not.
+    state.put(key, slot, durable=action is not None)
+    if action is None:
+        return []
+    return [make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))]
+
+
 class ThresholdEngine:
     def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
         assert isinstance(trigger, ThresholdTrigger)
@@ -43,72 +115,87 @@ class ThresholdEngine:
     def on_event(
         self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
     ) -> list[Signal]:
-        # Every battery report meets four of these: the checks are ordered cheapest first and a
-        # reading that changes nothing returns before any parameter or trace is built.
         assert isinstance(trigger, ThresholdTrigger)
-        event = ctx.event
-        if not active or event.kind not in trigger.kinds:
+        if not active or not _admits(trigger, ctx):
             return []
-        if trigger.where and not where_ok(trigger.where, event):
+        value = _reading(_getter(trigger.field)(ctx.event, ctx.subject))
+        if value is None:
             return []
-        subject = ctx.subject
-        if trigger.condition is not None and not trigger.condition.test(event, subject):
-            return []
-        raw = _getter(trigger.field)(event, subject)
-        if raw.__class__ is not float and (not isinstance(raw, int | float) or isinstance(raw, bool)):
-            return []
-        value = float(raw)
-        state = ctx.state
-        slot = state.get(key)
-        if slot is None or slot.trigger != "threshold":
-            slot = Slot("threshold")
-        if accept(slot, ctx) is not Admit.NEW:
-            return []
-        slot.value = value
-        past = (trigger.below is not None and value < trigger.below) or (
-            trigger.above is not None and value > trigger.above
-        )
-        if not slot.raised and not past:
-            state.put(key, slot, durable=False)
-            return []
-        action: SignalAction | None = None
-        # This runs for every reading: build parameters and trace only when something happens.
-        if not slot.raised and past:
-            action = SignalAction.RAISE
-            slot.raised = True
-            slot.since = event.ts
-            slot.notified = event.ts
-            slot.params = _params(trigger)
-            slot.evidence = [event_json(event)]
-        elif slot.raised:
-            params = slot.params or _params(trigger)
-            if (trigger.below is not None and value >= params["clear_above"]) or (
-                trigger.above is not None and value <= params["clear_below"]
-            ):
-                action = SignalAction.CLEAR
-        if action is not None:
-            params = slot.params or _params(trigger)
-            trace: dict[str, object] = {
-                "event": event_json(event),
-                "field": trigger.field,
-                "value": value,
-                "params": params,
-            }
-            if action is SignalAction.CLEAR:
-                trace["events"] = [*slot.evidence, event_json(event)]
-                trace["since"] = slot.since
-                slot.raised = False
-                slot.evidence = []
-                slot.since = None
-        # A new reading that changes no alert state is routine; raising and clearing are not.
-        state.put(key, slot, durable=action is not None)
-        if action is None:
-            return []
-        return [make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))]
+        return _apply(rule, trigger, ctx, key, value)
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
         slot.due = None
         return []
+
+
+class ThresholdGroup:
+    """The threshold rules one (device, event kind) meets, as one evaluator step.
+
+    Every battery report meets four of them (low/critical × percent/volts). As four steps each
+    read its field, looked up its slot and checked for a redelivery through three calls; here
+    each field is read once per event and a routine reading (newer than the slot's last, not
+    past the level, nothing raised) is remembered inline. Anything else goes the single rule's
+    way (:func:`_apply`), so alerts, signals and slots are those of the rules one by one, in
+    the same order. Only rules without a rule-level condition or active windows are grouped
+    (the evaluator checks those per step).
+    """
+
+    __slots__ = ("_fields", "_members")
+
+    def __init__(self, *, members: Sequence[tuple[Rule, ThresholdTrigger, Key]]) -> None:
+        fields = tuple(dict.fromkeys(trigger.field for _, trigger, _ in members))
+        self._fields = tuple((name, _getter(name)) for name in fields)
+        #: (rule, trigger, key, index of its field, below, above, plain): ``plain`` = no own filters
+        #: beyond the event kind, which the plan already matched.
+        self._members = tuple(
+            (
+                rule,
+                trigger,
+                key,
+                fields.index(trigger.field),
+                trigger.below,
+                trigger.above,
+                not trigger.where and trigger.condition is None,
+            )
+            for rule, trigger, key in members
+        )
+
+    def on_event(
+        self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
+    ) -> list[Signal]:
+        event, subject = ctx.event, ctx.subject
+        values = [_reading(getter(event, subject)) for _, getter in self._fields]
+        state, ts = ctx.state, ctx.ts
+        signals: list[Signal] = []
+        for rule_, trigger_, key_, field, below, above, plain in self._members:
+            value = values[field]
+            if (
+                value is None
+                or event.kind not in trigger_.kinds
+                or (not plain and not _admits(trigger_, ctx))
+            ):
+                continue
+            slot = state.get(key_)
+            if (
+                slot is not None
+                and slot.trigger == "threshold"
+                and not slot.raised
+                and (last := slot.last_ts) is not None
+                and ts > last
+                and not ((below is not None and value < below) or (above is not None and value > above))
+            ):
+                # The routine reading: what accept() and _apply() do for it, without the calls.
+                slot.last_ts = ts
+                seen = slot.seen
+                seen.clear()
+                seen.append(ctx.ident)
+                slot.value = value
+                state.put(key_, slot, durable=False)
+                continue
+            out = _apply(rule_, trigger_, ctx, key_, value)
+            if out:
+                signals.extend(out)
+        return signals
 
 
 def _params(trigger: ThresholdTrigger) -> dict[str, float]:

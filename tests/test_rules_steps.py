@@ -1,0 +1,147 @@
+"""The evaluator's per-subject steps (threshold rules grouped, absence periods bound) decide
+exactly what the rules decide one by one: same signals in the same order, same slots.
+
+The reference below is the evaluator's loop before the steps were specialised: every candidate
+rule, its own engine call with a fresh context, its period resolved per event.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from adapters.events import DeviceKind, Event, EventKind
+from rules import Evaluator, MemoryState, Signal, Subject, load_packs
+from rules.overrides import OverrideConfig
+from rules.triggers import EventContext
+
+GRID, COMMUNITY = "110105001001001", "110105001001"
+T0 = 1_800_000_000.0
+
+
+def _reference(evaluator: Evaluator, state: MemoryState, event: Event, subject: Subject) -> list[Signal]:
+    signals: list[Signal] = []
+    for c in evaluator.candidates(event.kind, subject):
+        if c.condition is not None and not c.condition.test(event, subject):
+            continue
+        active = c.active is None or c.active.contains(event.ts)
+        ctx = EventContext.of(event, subject, state)
+        signals.extend(
+            c.engine.on_event(c.rule, c.trigger_for(subject), ctx, active, (c.rule.id, subject.device_id))
+        )
+    return signals
+
+
+def _stream(rng: random.Random, device: str, n: int) -> list[Event]:
+    """Battery reports wandering across the four thresholds and their clear levels, with the
+    other events of each report, redeliveries, same-time different values and late events."""
+    events: list[Event] = []
+    ts, pct, volts = T0, 50.0, 3.0
+    for _ in range(n):
+        roll = rng.random()
+        if roll < 0.08 and events:
+            events.extend(events[-rng.randrange(1, min(4, len(events)) + 1) :])  # redelivered
+            continue
+        if roll < 0.12:
+            ts_now = ts - rng.uniform(1, 600)  # late
+        elif roll < 0.16:
+            ts_now = ts  # same time, another value
+        else:
+            ts = ts_now = ts + rng.choice([5.0, 60.0, 900.0, 5000.0])
+        pct = min(100.0, max(0.0, pct + rng.uniform(-12, 12)))
+        volts = min(3.3, max(2.0, volts + rng.uniform(-0.25, 0.25)))
+        value: object = pct if rng.random() < 0.9 else int(pct)
+        attrs: dict[str, object] = {"volts": volts} if rng.random() < 0.85 else {}
+        if rng.random() < 0.05:
+            attrs["volts"] = "n/a"  # not a number: ignored by the volts rules only
+        events.append(
+            Event(
+                device,
+                EventKind.DOOR_OPEN if rng.random() < 0.5 else EventKind.DOOR_CLOSED,
+                ts_now,
+                "test",
+                None,
+                {},
+            )
+        )
+        events.append(Event(device, EventKind.BATTERY, ts_now, "test", value, attrs))  # type: ignore[arg-type]
+        events.append(Event(device, EventKind.SIGNAL, ts_now, "test", float(rng.randrange(255)), {}))
+    return events
+
+
+SUBJECTS = [
+    Subject(
+        "door-1",
+        DeviceKind.DOOR_SENSOR,
+        GRID,
+        COMMUNITY,
+        {"device.heartbeat_s": 3600, "place.kind": "entrance"},
+    ),
+    # No heartbeat: the offline rule has no period for it and never acts.
+    Subject("door-2", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {"resident.id": "r1"}),
+    Subject("stranger", None, None, None, {}),
+]
+OVERRIDES: OverrideConfig = {
+    "device.battery_low_volts": {f"grid:{GRID}": {"below": 2.5, "clear_above": 2.9}},
+    "device.offline": {f"community:{COMMUNITY}": {"for_heartbeats": 3}},
+}
+
+
+@pytest.mark.parametrize("overrides", [None, OVERRIDES], ids=["packs", "overrides"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_grouped_and_bound_steps_decide_as_the_rules_one_by_one(
+    seed: int, overrides: OverrideConfig | None
+) -> None:
+    rules = load_packs()
+    rng = random.Random(seed)
+    new_state, old_state = MemoryState(), MemoryState()
+    evaluator = Evaluator(rules=rules, state=new_state, zone="Asia/Shanghai", overrides=overrides)
+    reference = Evaluator(rules=rules, state=old_state, zone="Asia/Shanghai", overrides=overrides)
+    now = T0
+    evaluator.start(SUBJECTS, now)
+    reference.start(SUBJECTS, now)
+    raised = 0
+    for subject in SUBJECTS:
+        for event in _stream(rng, subject.device_id, 400):
+            got = evaluator.on_event(event, subject)
+            want = _reference(reference, old_state, event, subject)
+            assert got == want, event
+            raised += sum(1 for s in got if s.action.value == "raise")
+            if event.ts > now:
+                now = event.ts
+                assert evaluator.due(now) == reference.due(now)
+            assert new_state.drain_dirty() == old_state.drain_dirty()
+    assert new_state.snapshot() == old_state.snapshot()
+    assert raised > 0  # the walk did cross the thresholds
+
+
+def test_a_report_meets_one_grouped_threshold_step() -> None:
+    evaluator = Evaluator(rules=load_packs(), state=MemoryState())
+    steps = evaluator.plan(EventKind.BATTERY, SUBJECTS[0])
+    names = [step[0].__qualname__ for step in steps]
+    assert names.count("ThresholdGroup.on_event") == 1
+    assert not any(name == "ThresholdEngine.on_event" for name in names)
+    assert "AbsenceStep.on_event" in names
+    # Without a heartbeat the offline rule is not a step at all.
+    assert "AbsenceStep.on_event" not in [
+        s[0].__qualname__ for s in evaluator.plan(EventKind.BATTERY, SUBJECTS[1])
+    ]
+
+
+def test_a_changed_period_moves_the_deadline_even_within_one_report() -> None:
+    # A reload that changes the offline period between two events of one report: the second
+    # event must move the deadline to the new period (the shortcut applies only when it stands).
+    rules = load_packs()
+    subject = SUBJECTS[0]
+    states = MemoryState(), MemoryState()
+    new, old = (Evaluator(rules=rules, state=s, zone="Asia/Shanghai") for s in states)
+    first = Event(subject.device_id, EventKind.DOOR_OPEN, T0, "test", None, {})
+    second = Event(subject.device_id, EventKind.SIGNAL, T0, "test", 80.0, {})
+    assert new.on_event(first, subject) == _reference(old, states[1], first, subject)
+    for evaluator in (new, old):
+        evaluator.reload(rules, OVERRIDES)
+    assert new.on_event(second, subject) == _reference(old, states[1], second, subject)
+    assert states[0].drain_dirty() == states[1].drain_dirty()
+    assert states[0].snapshot() == states[1].snapshot()
+    assert states[0].get(("device.offline", subject.device_id)).due == T0 + 3 * 3600  # type: ignore[union-attr]
