@@ -55,7 +55,7 @@ faults: $(STAMP)
 	$(BIN)/python -m tests.faults.report $(FAULTS_OUT) docs/reliability.md make faults
 
 # The benchmark suite of issue 14 (docs/benchmarks.md): one JSON line on stdout, a table on stderr.
-# Needs Mosquitto, influxd, node + npm (Node-RED is installed into ~/.cache/linli-bench on first use).
+# Needs Mosquitto, influxd, PostgreSQL, node + npm (Node-RED is installed into ~/.cache/linli-bench on first use).
 bench: $(STAMP)
 	$(BIN)/python -m bench.suite $(ARGS)
 
