@@ -82,6 +82,9 @@ URGENT_WITHIN_S = 86400.0
 INACTIVITY = "inactivity"
 #: The scheduler's longest sleep: the register may change (a reload) without a deadline.
 POLL_S = 60.0
+#: Elders per slice of the scheduler task's round: one transaction, then the event loop's turn
+#: (≈ 10–30 ms of work: short against the ingest's and the SOS lane's latency budget).
+SLICE = 500
 
 
 class Visits:
@@ -114,6 +117,10 @@ class Visits:
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
         self._register: list[RegisterEntry] | None = None
+        #: Elder → the kinds his plan schedules (:meth:`_planned`).
+        self._kinds: dict[str, tuple[TaskKind, ...]] = {}
+        #: Set once the scheduler task finished its first round (tests and tools wait on it).
+        self.first_round = asyncio.Event()
         self._sources: dict[str, tuple[RegisterEntry, Device]] | None = None
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
@@ -148,25 +155,68 @@ class Visits:
     # -- scheduling -------------------------------------------------------------------------
 
     def schedule(self) -> int:
-        """Open the next task of each planned kind for every elder who has none open; returns tasks made."""
+        """Open the next task of each planned kind for every elder who has none open; returns tasks made.
+
+        All at once (scenario time, :meth:`tick`); the scheduler task runs the same round in
+        slices instead (:meth:`schedule_in_slices`).
+        """
         now = self._clock.now()
-        made = 0
         scheduled = self.visits.open_kinds()
-        for entry in self.register():
-            plan = plan_for(self.care, entry.elder)
-            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
-            for kind in (*SCHEDULED, *signs):
-                if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
+        entries = self.register()
+        return sum(
+            self._schedule_slice(entries[at : at + SLICE], scheduled, now)
+            for at in range(0, len(entries), SLICE)
+        )
+
+    async def schedule_in_slices(self) -> int:
+        """:meth:`schedule`, ``SLICE`` elders per turn of the event loop, one transaction per slice.
+
+        At 100 000 devices a round covers 50 000 elders (and on a fresh store opens ≈ 150 000
+        tasks): run in one piece it held up start-up and ingest for seconds (minutes when cold).
+        The register is built in a worker thread the first time. Work another path did between
+        two slices (a visit recorded, a sign of life) is safe: the store keeps one open task per
+        elder and kind, so a task made twice is stored once.
+        """
+        entries = self._register if self._register is not None else await asyncio.to_thread(self.register)
+        scheduled = self.visits.open_kinds()
+        made = 0
+        for at in range(0, len(entries), SLICE):
+            made += self._schedule_slice(entries[at : at + SLICE], scheduled, self._clock.now())
+            await asyncio.sleep(0)
+        return made
+
+    def _schedule_slice(
+        self, entries: Sequence[RegisterEntry], scheduled: set[tuple[str, TaskKind]], now: float
+    ) -> int:
+        tasks: list[VisitTask] = []
+        for entry in entries:
+            for kind in self._planned(entry):
+                if (entry.elder.id, kind) in scheduled:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
                 task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))
-                if task is None:
-                    continue
-                with self._store.transaction() as db:
-                    if self.visits.add_task(db, task, at=now):
-                        self._plan_deadline(db, task, now, done_at=None)
-                        made += 1
+                if task is not None:
+                    tasks.append(task)
+        if not tasks:
+            return 0
+        made = 0
+        with self._store.transaction() as db:
+            for task in tasks:
+                if self.visits.add_task(db, task, at=now):
+                    self._plan_deadline(db, task, now, done_at=None)
+                    made += 1
         return made
+
+    def _planned(self, entry: RegisterEntry) -> tuple[TaskKind, ...]:
+        """The kinds scheduled for this elder: his plan and devices do not change while the hub runs
+        (like the register), so each round no longer works out every elder's plan again."""
+        kinds = self._kinds.get(entry.elder.id)
+        if kinds is None:
+            plan = plan_for(self.care, entry.elder)
+            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
+            kinds = tuple(kind for kind in (*SCHEDULED, *signs) if kind in plan.intervals)
+            self._kinds[entry.elder.id] = kinds
+        return kinds
 
     def _next(
         self, entry: RegisterEntry, kind: TaskKind, *, since: float, after: float | None
@@ -193,6 +243,10 @@ class Visits:
     def tick(self) -> int:
         """Schedule, then send the escalation steps due now (once each). Returns steps sent."""
         self.schedule()
+        return self.escalate_due()
+
+    def escalate_due(self) -> int:
+        """Send the escalation steps due now (once each). Returns steps sent."""
         now = self._clock.now()
         sent = 0
         for key in self.visits.due(now):
@@ -490,11 +544,13 @@ class Visits:
             self._wake.clear()
             self.beat = asyncio.get_running_loop().time()
             try:
-                self.tick()
+                await self.schedule_in_slices()
+                self.escalate_due()
                 next_at = self.next_deadline()
             except Exception:
                 log.exception("visits round failed; retrying in %.0f s", POLL_S)
                 next_at = None
+            self.first_round.set()
             now = self._clock.now()
             timeout = (
                 POLL_S if next_at is None else min(POLL_S, wall_delay(self._clock, max(0.0, next_at - now)))
