@@ -11,6 +11,7 @@ Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hub.cases.care import CareFlag, Elder
@@ -111,7 +112,11 @@ def _visitor(community: Community, grid: str) -> str | None:
 
 def register(registry: Registry) -> list[RegisterEntry]:
     """Every elder of every community, in registry order."""
-    entries: list[RegisterEntry] = []
+    return list(register_entries(registry))
+
+
+def register_entries(registry: Registry) -> Iterator[RegisterEntry]:
+    """:func:`register` one elder at a time (the visits scheduler builds it between turns of its loop)."""
     for community in registry.communities:
         index = _CommunityIndex.of(community)
         for resident in community.residents:
@@ -129,8 +134,7 @@ def register(registry: Registry) -> list[RegisterEntry]:
                 flags=flags,
                 assignee=_visitor(community, grid),
             )
-            entries.append(RegisterEntry(elder=elder, resident=resident, devices=devices))
-    return entries
+            yield RegisterEntry(elder=elder, resident=resident, devices=devices)
 
 
 def elder_of_device(registry: Registry, device_id: str) -> RegisterEntry | None:

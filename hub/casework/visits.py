@@ -58,7 +58,7 @@ from hub.cases.care import (
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
 from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, subject_id
-from hub.casework.elders import RegisterEntry, elder_of_device, register
+from hub.casework.elders import RegisterEntry, elder_of_device, register, register_entries
 from hub.casework.service import Casework
 from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
 from hub.clock import Clock, iso, wall_delay
@@ -173,11 +173,19 @@ class Visits:
 
         At 100 000 devices a round covers 50 000 elders (and on a fresh store opens ≈ 150 000
         tasks): run in one piece it held up start-up and ingest for seconds (minutes when cold).
-        The register is built in a worker thread the first time. Work another path did between
-        two slices (a visit recorded, a sign of life) is safe: the store keeps one open task per
+        The first round builds the register in slices too. Work another path did between two
+        slices (a visit recorded, a sign of life) is safe: the store keeps one open task per
         elder and kind, so a task made twice is stored once.
         """
-        entries = self._register if self._register is not None else await asyncio.to_thread(self.register)
+        entries = self._register
+        if entries is None:
+            entries = []
+            for count, entry in enumerate(register_entries(self._registry), 1):
+                entries.append(entry)
+                if count % SLICE == 0:
+                    await asyncio.sleep(0)
+            if self._register is None:  # else a synchronous round built it meanwhile: the same list
+                self._register = entries
         scheduled = self.visits.open_kinds()
         made = 0
         for at in range(0, len(entries), SLICE):
