@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import hub.casework.visits as visits_module
+from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
 from hub.cases.care import TaskKind, next_task, plan_for
 from hub.casework.signs import sign_status
@@ -23,14 +24,14 @@ from tests.test_case_flow import PRESS
 SLICE = 4
 
 
-def big_hub(tmp_path: Path, broker: Broker, store_url: str) -> Hub:
+def big_hub(tmp_path: Path, broker: Broker, store_url: str, *, at: float = PRESS) -> Hub:
     community = generate(seed=3, grids=2, buildings_per_grid=2, elders_per_building=4, parking_per_grid=1)
     registry = tmp_path / "generated.yaml"
     community.write(registry, as_json=True)
     settings = hub_settings(
         tmp_path, broker, community_file=str(registry), store={"url": store_url}, api_tokens=[]
     )
-    return Hub(settings=settings, clock=ManualClock(start=PRESS))
+    return Hub(settings=settings, clock=ManualClock(start=at))
 
 
 def expected(hub: Hub) -> set[tuple[str, TaskKind, float]]:
@@ -118,5 +119,41 @@ async def test_the_scheduler_task_reports_its_first_round(
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner
+    finally:
+        hub.close()
+
+
+async def test_a_sign_of_life_before_the_register_is_built_is_taken_by_the_first_round(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart the backlog arrives before the first round built the register: the
+    door's sign waits for the round instead of building the register inside the backlog."""
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    before = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        before.visits.schedule()
+        device_id, (entry, _) = next(
+            (d, found)
+            for d, found in before.visits.sign_sources().items()
+            if found[1].kind is DeviceKind.DOOR_SENSOR
+        )
+        first = before.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert first is not None
+    finally:
+        before.close()
+    # The next process, an hour before the task falls due: the elder opens his door.
+    hub = big_hub(tmp_path, mosquitto_broker, store_url, at=first.task.due_at - 3600)
+    try:
+        opened = Event(
+            device_id=device_id, kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="zigbee2mqtt"
+        )
+        hub.visits.on_event(opened)
+        kept = hub.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert kept is not None and kept.key == first.key, "no register yet: nothing done on the hot path"
+        await hub.visits.schedule_in_slices()
+        done = hub.visits.visits.task(first.key)
+        assert done is not None and done.done_at == opened.ts
+        following = hub.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert following is not None and following.task.due_at > first.task.due_at
     finally:
         hub.close()

@@ -125,6 +125,8 @@ class Visits:
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
+        #: Signs of life seen before the register was built: (event, its time), for the first round.
+        self._early_signs: list[tuple[Event, float]] = []
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -163,10 +165,12 @@ class Visits:
         now = self._clock.now()
         scheduled = self.visits.open_kinds()
         entries = self.register()
-        return sum(
+        made = sum(
             self._schedule_slice(entries[at : at + SLICE], scheduled, now)
             for at in range(0, len(entries), SLICE)
         )
+        self._take_early_signs()
+        return made
 
     async def schedule_in_slices(self) -> int:
         """:meth:`schedule`, ``SLICE`` elders per turn of the event loop, one transaction per slice.
@@ -191,6 +195,7 @@ class Visits:
         for at in range(0, len(entries), SLICE):
             made += self._schedule_slice(entries[at : at + SLICE], scheduled, self._clock.now())
             await asyncio.sleep(0)
+        self._take_early_signs()
         return made
 
     def _schedule_slice(
@@ -377,13 +382,26 @@ class Visits:
         """
         if retain or event.kind not in ANY_SIGN:
             return
+        if self._sources is None:
+            # The register is not built yet (the scheduler's first round builds it in slices
+            # after start-up; building it here took seconds at 100 000 devices, inside the
+            # backlog a restart works off): the round takes this sign when it has the register.
+            self._early_signs.append((event, self._sign_time(event)))
+            return
+        self._take_sign(event, None)
+
+    def _sign_time(self, event: Event) -> float:
+        # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
+        # must not complete tomorrow's task today).
+        return min(event.ts, self._clock.now())
+
+    def _take_sign(self, event: Event, at: float | None) -> None:
+        """``at``: when the sign was seen (``None``: now, on the hot path)."""
         found = self.sign_sources().get(event.device_id)
         if found is None or not is_sign(found[1], event):
             return
         entry = found[0]
-        # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
-        # must not complete tomorrow's task today).
-        at = min(event.ts, self._clock.now())
+        at = self._sign_time(event) if at is None else at
         following = next_task(self.care, entry.elder, TaskKind.SIGN_OF_LIFE, since=at, zone=self._zone)
         if following is None or following.due_at <= self._sign_due.get(entry.elder.id, float("-inf")):
             return
@@ -396,8 +414,17 @@ class Visits:
     def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
         """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
         if self._sources is None:
-            self._sources = sign_sources([e for e in self.register() if sign_status(self.care, e) is None])
+            self._sources = sign_sources(
+                [e for e in self.register() if TaskKind.SIGN_OF_LIFE in self._planned(e)]
+            )
         return self._sources
+
+    def _take_early_signs(self) -> None:
+        """The signs :meth:`on_event` kept while the register was being built, in arrival order."""
+        self.sign_sources()
+        early, self._early_signs = self._early_signs, []
+        for event, at in early:
+            self._take_sign(event, at)
 
     def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
         changes: list[AlertChange] = []
