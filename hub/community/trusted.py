@@ -10,8 +10,7 @@ with the few conversions JSON loses (enums, dates, tuples). The small parts with
 validators (the street, gateway sources, the roster) are still validated.
 
 A row that does not have exactly a model's fields (written by an older version whose models
-had fewer fields) is validated as before, so a default added since is filled in. Must not
-import: anything outside :mod:`hub.community`, :mod:`adapters` and pydantic.
+had fewer fields) is validated as before, so a default added since is filled in.
 """
 
 from __future__ import annotations
