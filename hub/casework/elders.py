@@ -11,6 +11,7 @@ Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hub.cases.care import CareFlag, Elder
@@ -110,7 +111,11 @@ def _visitor(community: Community, grid: str) -> str | None:
 
 def register(registry: Registry) -> list[RegisterEntry]:
     """Every elder of every community, in registry order."""
-    entries: list[RegisterEntry] = []
+    return list(register_entries(registry))
+
+
+def register_entries(registry: Registry) -> Iterator[RegisterEntry]:
+    """:func:`register` one elder at a time (the visits scheduler builds it between turns of its loop)."""
     for community in registry.communities:
         index: _Index | None = None
         for resident in community.residents:
@@ -130,8 +135,7 @@ def register(registry: Registry) -> list[RegisterEntry]:
                 flags=flags,
                 assignee=index.visitor(grid),
             )
-            entries.append(RegisterEntry(elder=elder, resident=resident, devices=devices))
-    return entries
+            yield RegisterEntry(elder=elder, resident=resident, devices=devices)
 
 
 def elder_of_device(registry: Registry, device_id: str) -> RegisterEntry | None:

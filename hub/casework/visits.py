@@ -45,7 +45,6 @@ from typing import Any
 from adapters.events import Event
 from hub.cases.care import (
     CareFile,
-    CarePlan,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -61,7 +60,7 @@ from hub.cases.care import (
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
 from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, subject_id
-from hub.casework.elders import RegisterEntry, elder_of_device, register
+from hub.casework.elders import RegisterEntry, elder_of_device, register, register_entries
 from hub.casework.service import Casework
 from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
 from hub.clock import Clock, iso, wall_delay
@@ -85,6 +84,9 @@ URGENT_WITHIN_S = 86400.0
 INACTIVITY = "inactivity"
 #: The scheduler's longest sleep: the register may change (a reload) without a deadline.
 POLL_S = 60.0
+#: Elders per slice of the scheduler task's round: one transaction, then the event loop's turn
+#: (≈ 10–30 ms of work: short against the ingest's and the SOS lane's latency budget).
+SLICE = 500
 
 
 class Visits:
@@ -117,14 +119,21 @@ class Visits:
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
         self._register: list[RegisterEntry] | None = None
+        #: Elder → the kinds his plan schedules (:meth:`_planned`).
+        self._kinds: dict[str, tuple[TaskKind, ...]] = {}
+        #: Set once the scheduler task finished its first round (tests and tools wait on it).
+        self.first_round = asyncio.Event()
         self._sources: dict[str, tuple[RegisterEntry, Device]] | None = None
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
-        #: Elder id → (from, until, due, care file): a sign in [from, until) gives that due time.
-        self._sign_days: dict[str, tuple[float, float, float, CareFile]] = {}
-        #: Elder id → (care file, register entry, his plan, sign of life scheduled) (see _planned).
-        self._plans: dict[str, tuple[CareFile, RegisterEntry, CarePlan, bool]] = {}
+        #: Signs of life seen before the register was built: (event, its time), for the first round.
+        self._early_signs: list[tuple[Event, float]] = []
+        #: Elder id → (from, until, due): a sign in [from, until) gives that due time (the care
+        #: file does not change while the hub runs, like the register).
+        self._sign_days: dict[str, tuple[float, float, float]] = {}
+        #: Elder id → his sign-of-life interval in seconds (his plan's; see _take_sign).
+        self._sign_interval: dict[str, float | None] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -155,25 +164,79 @@ class Visits:
     # -- scheduling -------------------------------------------------------------------------
 
     def schedule(self) -> int:
-        """Open the next task of each planned kind for every elder who has none open; returns tasks made."""
+        """Open the next task of each planned kind for every elder who has none open; returns tasks made.
+
+        All at once (scenario time, :meth:`tick`); the scheduler task runs the same round in
+        slices instead (:meth:`schedule_in_slices`).
+        """
         now = self._clock.now()
-        made = 0
         scheduled = self.visits.open_kinds()
-        for entry in self.register():
-            plan, gives_signs = self._planned(entry)
-            signs = (TaskKind.SIGN_OF_LIFE,) if gives_signs else ()
-            for kind in (*SCHEDULED, *signs):
-                if kind not in plan.intervals or (entry.elder.id, kind) in scheduled:
+        entries = self.register()
+        made = sum(
+            self._schedule_slice(entries[at : at + SLICE], scheduled, now)
+            for at in range(0, len(entries), SLICE)
+        )
+        self._take_early_signs()
+        return made
+
+    async def schedule_in_slices(self) -> int:
+        """:meth:`schedule`, ``SLICE`` elders per turn of the event loop, one transaction per slice.
+
+        At 100 000 devices a round covers 50 000 elders (and on a fresh store opens ≈ 150 000
+        tasks): run in one piece it held up start-up and ingest for seconds (minutes when cold).
+        The first round builds the register in slices too. Work another path did between two
+        slices (a visit recorded, a sign of life) is safe: the store keeps one open task per
+        elder and kind, so a task made twice is stored once.
+        """
+        entries = self._register
+        if entries is None:
+            entries = []
+            for count, entry in enumerate(register_entries(self._registry), 1):
+                entries.append(entry)
+                if count % SLICE == 0:
+                    await asyncio.sleep(0)
+            if self._register is None:  # else a synchronous round built it meanwhile: the same list
+                self._register = entries
+        scheduled = self.visits.open_kinds()
+        made = 0
+        for at in range(0, len(entries), SLICE):
+            made += self._schedule_slice(entries[at : at + SLICE], scheduled, self._clock.now())
+            await asyncio.sleep(0)
+        self._take_early_signs()
+        return made
+
+    def _schedule_slice(
+        self, entries: Sequence[RegisterEntry], scheduled: set[tuple[str, TaskKind]], now: float
+    ) -> int:
+        tasks: list[VisitTask] = []
+        for entry in entries:
+            for kind in self._planned(entry):
+                if (entry.elder.id, kind) in scheduled:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
                 task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))
-                if task is None:
-                    continue
-                with self._store.transaction() as db:
-                    if self.visits.add_task(db, task, at=now):
-                        self._plan_deadline(db, task, now, done_at=None)
-                        made += 1
+                if task is not None:
+                    tasks.append(task)
+        if not tasks:
+            return 0
+        made = 0
+        with self._store.transaction() as db:
+            for task in tasks:
+                if self.visits.add_task(db, task, at=now):
+                    self._plan_deadline(db, task, now, done_at=None)
+                    made += 1
         return made
+
+    def _planned(self, entry: RegisterEntry) -> tuple[TaskKind, ...]:
+        """The kinds scheduled for this elder: his plan and devices do not change while the hub runs
+        (like the register), so each round no longer works out every elder's plan again."""
+        kinds = self._kinds.get(entry.elder.id)
+        if kinds is None:
+            plan = plan_for(self.care, entry.elder)
+            signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
+            kinds = tuple(kind for kind in (*SCHEDULED, *signs) if kind in plan.intervals)
+            self._kinds[entry.elder.id] = kinds
+        return kinds
 
     def _next(
         self, entry: RegisterEntry, kind: TaskKind, *, since: float, after: float | None
@@ -200,6 +263,10 @@ class Visits:
     def tick(self) -> int:
         """Schedule, then send the escalation steps due now (once each). Returns steps sent."""
         self.schedule()
+        return self.escalate_due()
+
+    def escalate_due(self) -> int:
+        """Send the escalation steps due now (once each). Returns steps sent."""
         now = self._clock.now()
         sent = 0
         for key in self.visits.due(now):
@@ -322,26 +389,44 @@ class Visits:
         """
         if retain or event.kind not in ANY_SIGN:
             return
+        if self._sources is None:
+            # The register is not built yet (the scheduler's first round builds it in slices
+            # after start-up; building it here took seconds at 100 000 devices, inside the
+            # backlog a restart works off): the round takes this sign when it has the register.
+            self._early_signs.append((event, self._sign_time(event)))
+            return
+        self._take_sign(event, None)
+
+    def _sign_time(self, event: Event) -> float:
+        # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
+        # must not complete tomorrow's task today).
+        return min(event.ts, self._clock.now())
+
+    def _take_sign(self, event: Event, at: float | None) -> None:
+        """``at``: when the sign was seen (``None``: now, on the hot path)."""
         found = self.sign_sources().get(event.device_id)
         if found is None or not is_sign(found[1], event):
             return
         entry = found[0]
-        # The device's own time, but never ahead of the hub's clock (a clock-skewed sensor
-        # must not complete tomorrow's task today).
-        at = min(event.ts, self._clock.now())
+        at = self._sign_time(event) if at is None else at
         elder = entry.elder
         known_due = self._sign_due.get(elder.id, float("-inf"))
         day = self._sign_days.get(elder.id)
-        if day is not None and day[0] <= at < day[1] and day[2] <= known_due and day[3] is self.care:
+        if day is not None and day[0] <= at < day[1] and day[2] <= known_due:
             return  # a later sign on the same local day: the due time it gives is known, and stands
-        interval = self._planned(entry)[0].intervals.get(TaskKind.SIGN_OF_LIFE)
+        if elder.id in self._sign_interval:
+            interval = self._sign_interval[elder.id]
+        else:
+            # Resolved once per elder: parsing his plan's durations on every door event was a
+            # large share of the ingest's CPU per message (docs/benchmarks.md, fourth pass).
+            interval = plan_for(self.care, elder).intervals.get(TaskKind.SIGN_OF_LIFE)
+            self._sign_interval[elder.id] = interval
         if interval is None:
             return
         following = task_after(
             elder, TaskKind.SIGN_OF_LIFE, interval, since=at, zone=self._zone, due_time=self.care.due_time
         )
-        until = same_due_until(at, interval, zone=self._zone)
-        self._sign_days[elder.id] = (at, until, following.due_at, self.care)
+        self._sign_days[elder.id] = (at, same_due_until(at, interval, zone=self._zone), following.due_at)
         if following.due_at <= known_due:
             return
         try:
@@ -350,25 +435,20 @@ class Visits:
             # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
             log.exception("could not record a sign of life of elder %s", entry.elder.id)
 
-    def _planned(self, entry: RegisterEntry) -> tuple[CarePlan, bool]:
-        """The elder's care plan and whether his daily sign is scheduled, once per care file.
-
-        Every scheduler round asks for every elder, and a sign of life wakes the scheduler:
-        resolving the plans anew (duration strings parsed per elder and kind) made each of
-        those rounds cost milliseconds per hundred elders on the ingest's event loop.
-        """
-        cached = self._plans.get(entry.elder.id)
-        if cached is None or cached[0] is not self.care or cached[1] is not entry:
-            plan = plan_for(self.care, entry.elder)
-            cached = (self.care, entry, plan, sign_status(self.care, entry) is None)
-            self._plans[entry.elder.id] = cached
-        return cached[2], cached[3]
-
     def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
         """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
         if self._sources is None:
-            self._sources = sign_sources([e for e in self.register() if sign_status(self.care, e) is None])
+            self._sources = sign_sources(
+                [e for e in self.register() if TaskKind.SIGN_OF_LIFE in self._planned(e)]
+            )
         return self._sources
+
+    def _take_early_signs(self) -> None:
+        """The signs :meth:`on_event` kept while the register was being built, in arrival order."""
+        self.sign_sources()
+        early, self._early_signs = self._early_signs, []
+        for event, at in early:
+            self._take_sign(event, at)
 
     def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
         changes: list[AlertChange] = []
@@ -523,11 +603,13 @@ class Visits:
             self._wake.clear()
             self.beat = asyncio.get_running_loop().time()
             try:
-                self.tick()
+                await self.schedule_in_slices()
+                self.escalate_due()
                 next_at = self.next_deadline()
             except Exception:
                 log.exception("visits round failed; retrying in %.0f s", POLL_S)
                 next_at = None
+            self.first_round.set()
             now = self._clock.now()
             timeout = (
                 POLL_S if next_at is None else min(POLL_S, wall_delay(self._clock, max(0.0, next_at - now)))

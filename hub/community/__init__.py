@@ -5,7 +5,8 @@ Owns: :mod:`~hub.community.model` (street → community → grid → building �
 for the hot path: a device's subject, location and people), :mod:`~hub.community.roster`
 (staggered shifts, who is on duty), :mod:`~hub.community.files` (YAML/CSV import and
 export), :mod:`~hub.community.privacy` (residents' data whole or masked) and
-:mod:`~hub.community.compact` (one copy of repeated strings and fields sets at scale).
+:mod:`~hub.community.compact` (one copy of repeated strings and fields sets at scale) and
+:mod:`~hub.community.trusted` (the store's rows built into models without validating them again).
 
 Must not import: ``hub.storage``, ``hub.ingest``, ``hub.casework``, ``hub.notify``,
 ``hub.web``, ``hub.app``, ``hub.cli``, ``simulators``, ``dashboards``.

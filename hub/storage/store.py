@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from hub.community.compact import collector_paused, share_field_sets, share_strings
 from hub.community.model import Community
+from hub.community.trusted import community_from_store
 from hub.errors import StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage.engine import Cursor, Dialect, Engine, Tx, dialect_of, sqlite_path
@@ -437,7 +438,8 @@ class Store:
         result: list[Community] = []
         with collector_paused():
             for row in rows:
-                community = Community.model_validate(share_strings(orjson.loads(row[0]), strings))
+                # Validated when imported: built, not validated again (hub.community.trusted).
+                community = community_from_store(share_strings(orjson.loads(row[0]), strings), field_sets)
                 share_field_sets(community, field_sets)
                 result.append(community)
         return result

@@ -1,0 +1,159 @@
+"""The visits scheduler's round on both store engines: in slices that give the event loop its
+turns (at 100 000 devices one round covers 50 000 elders), making exactly the tasks the care
+plans ask for — the same as the round run in one piece — and nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import hub.casework.visits as visits_module
+from adapters.events import DeviceKind, Event, EventKind
+from hub.app import Hub
+from hub.cases.care import TaskKind, next_task, plan_for
+from hub.casework.signs import sign_status
+from hub.clock import ManualClock
+from simulators.community import generate
+from tests.helpers import hub_settings
+from tests.support.servers import Broker
+from tests.test_case_flow import PRESS
+
+#: Elders per slice in these tests: a small community still takes several slices.
+SLICE = 4
+
+
+def big_hub(tmp_path: Path, broker: Broker, store_url: str, *, at: float = PRESS) -> Hub:
+    community = generate(seed=3, grids=2, buildings_per_grid=2, elders_per_building=4, parking_per_grid=1)
+    registry = tmp_path / "generated.yaml"
+    community.write(registry, as_json=True)
+    settings = hub_settings(
+        tmp_path, broker, community_file=str(registry), store={"url": store_url}, api_tokens=[]
+    )
+    return Hub(settings=settings, clock=ManualClock(start=at))
+
+
+def expected(hub: Hub) -> set[tuple[str, TaskKind, float]]:
+    """Straight from the care rules: each elder's planned kinds, first due after registration."""
+    visits, now = hub.visits, hub.clock.now()
+    wanted: set[tuple[str, TaskKind, float]] = set()
+    for entry in visits.register():
+        plan = plan_for(visits.care, entry.elder)
+        for kind in (TaskKind.VISIT, TaskKind.CALL, TaskKind.SIGN_OF_LIFE):
+            if kind not in plan.intervals:
+                continue
+            if kind is TaskKind.SIGN_OF_LIFE and sign_status(visits.care, entry) is not None:
+                continue
+            task = next_task(visits.care, entry.elder, kind, since=now, zone=hub.settings.timezone)
+            assert task is not None
+            wanted.add((task.elder, task.kind, task.due_at))
+    return wanted
+
+
+def stored(hub: Hub) -> set[tuple[str, TaskKind, float]]:
+    tasks = hub.visits.visits.tasks(limit=100_000, signs_due_by=None)
+    found = {(t.task.elder, t.task.kind, t.task.due_at) for t in tasks}
+    assert len(found) == len(tasks), "one open task per elder and kind"
+    return found
+
+
+async def test_a_round_in_slices_yields_to_the_loop_and_makes_what_the_plans_ask(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    hub = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        elders = len(hub.visits.register())
+        assert elders > 3 * SLICE, "the community must take several slices"
+        turns = 0
+
+        async def other_work() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        beside = asyncio.create_task(other_work(), name="test-other-work")
+        made = await hub.visits.schedule_in_slices()
+        beside.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await beside
+        slices = -(-elders // SLICE)
+        assert turns >= slices - 1, f"the loop ran other work {turns} times in a round of {slices} slices"
+        want = expected(hub)
+        assert made == len(want) > elders, (
+            "a visit and a call per elder, signs of life where a device gives one"
+        )
+        assert stored(hub) == want
+        # The same round again, in one piece or in slices, finds nothing missing.
+        assert hub.visits.schedule() == 0
+        assert await hub.visits.schedule_in_slices() == 0
+        assert stored(hub) == want
+    finally:
+        hub.close()
+
+
+async def test_the_whole_round_makes_the_same_tasks_as_the_sliced_one(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    hub = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        assert hub.visits.schedule() == len(expected(hub))
+        assert stored(hub) == expected(hub)
+    finally:
+        hub.close()
+
+
+async def test_the_scheduler_task_reports_its_first_round(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    hub = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        assert not hub.visits.first_round.is_set()
+        runner = asyncio.create_task(hub.visits.run(), name="linli-visits")
+        await asyncio.wait_for(hub.visits.first_round.wait(), 30)
+        assert stored(hub) == expected(hub)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+    finally:
+        hub.close()
+
+
+async def test_a_sign_of_life_before_the_register_is_built_is_taken_by_the_first_round(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart the backlog arrives before the first round built the register: the
+    door's sign waits for the round instead of building the register inside the backlog."""
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    before = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        before.visits.schedule()
+        device_id, (entry, _) = next(
+            (d, found)
+            for d, found in before.visits.sign_sources().items()
+            if found[1].kind is DeviceKind.DOOR_SENSOR
+        )
+        first = before.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert first is not None
+    finally:
+        before.close()
+    # The next process, an hour before the task falls due: the elder opens his door.
+    hub = big_hub(tmp_path, mosquitto_broker, store_url, at=first.task.due_at - 3600)
+    try:
+        opened = Event(
+            device_id=device_id, kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="zigbee2mqtt"
+        )
+        hub.visits.on_event(opened)
+        kept = hub.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert kept is not None and kept.key == first.key, "no register yet: nothing done on the hot path"
+        await hub.visits.schedule_in_slices()
+        done = hub.visits.visits.task(first.key)
+        assert done is not None and done.done_at == opened.ts
+        following = hub.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert following is not None and following.task.due_at > first.task.due_at
+    finally:
+        hub.close()
