@@ -57,7 +57,7 @@ faults: $(STAMP)
 # The benchmark suite of issue 14 (docs/benchmarks.md): one JSON line on stdout, a table on stderr.
 # Needs Mosquitto, influxd, PostgreSQL, node + npm (Node-RED is installed into ~/.cache/linli-bench on first use).
 bench: $(STAMP)
-	$(BIN)/python -m bench.suite $(ARGS)
+	@$(BIN)/python -m bench.suite $(ARGS)
 
 # Only the ingest bench (client ceiling vs hub), as before the suite.
 bench-ingest: $(STAMP)

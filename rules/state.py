@@ -277,6 +277,10 @@ class MemoryState:
             self._soft -= dirty
         return dirty
 
+    def mark_dirty(self, keys: Iterable[Key]) -> None:
+        """Keys a writer drained but could not write: they go out with the next flush."""
+        self._dirty.update(keys)
+
     def snapshot(self, keys: Iterable[Key] | None = None) -> JsonDict:
         """All slots, or just ``keys`` (then keys without a slot are listed as ``deleted``)."""
         if keys is None:

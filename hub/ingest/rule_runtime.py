@@ -33,6 +33,10 @@ RULE_TIMER_POLL_S = 1.0
 RULE_TIMER_MAX_BACKOFF_S = 60.0
 RULE_WATCH_S = 2.0
 ROUTINE_STATE_FLUSH_S = 5.0
+#: Slots per transaction of the routine flush, the event loop's turn in between. Written in one
+#: piece, thousands of slots held the loop for 200–500 ms every 5 s on the bench machine: the
+#: largest stall an SOS press waited behind (docs/benchmarks.md, "SOS latency split").
+ROUTINE_FLUSH_SLICE = 256
 
 
 class RuleRuntime:
@@ -60,6 +64,9 @@ class RuleRuntime:
         # Every expected device gets its absence deadlines (a device that never reports is caught).
         self.evaluator.start(registry.subjects(), clock.now())
         self._flush_pending = False
+        #: Devices forgotten while a sliced routine flush runs: their drained keys are not written
+        #: (deleting a handed-over device's rows would wipe what its new owner loads).
+        self._forgotten: set[str] | None = None
         #: The subjects this hub works (``None``: the whole registry; a cluster node: its share).
         self._working: tuple[Subject, ...] | None = None
         self._closed = False
@@ -101,6 +108,8 @@ class RuleRuntime:
     def forget(self, device_ids: Sequence[str]) -> None:
         """Not this node's any more (or not yet): drop their state, write nothing for them."""
         self._state.replace_subjects(device_ids, ())
+        if self._forgotten is not None:
+            self._forgotten.update(device_ids)
         gone = frozenset(device_ids)
         working = self._registry.subjects() if self._working is None else self._working
         self._working = tuple(s for s in working if s.device_id not in gone)
@@ -117,7 +126,41 @@ class RuleRuntime:
         """Routine rule-state updates (deadlines moved on by readings) go to disk every few seconds."""
         while True:
             await asyncio.sleep(ROUTINE_STATE_FLUSH_S)
-            self.flush(include_routine=True)
+            try:
+                await self.flush_in_slices()
+            except Exception:
+                # The keys not written are dirty again: the next round retries them. A store
+                # that stays broken is what readiness reports; this loop must not die of it.
+                log.exception("routine rule-state flush failed; retrying in %.0f s", ROUTINE_STATE_FLUSH_S)
+
+    async def flush_in_slices(self, *, slice_size: int = ROUTINE_FLUSH_SLICE) -> int:
+        """Every changed slot, routine updates included, ``slice_size`` per transaction.
+
+        Each slice is snapshotted when it is written, so a slot changed between two slices goes
+        out with its newest value (a per-turn flush in between may already have written it:
+        writing it again is the same row). Keys not written (cancelled at a yield, a store
+        error) are marked dirty again, so the next flush or the final one at close takes them.
+        """
+        keys = list(self._state.drain_dirty(include_routine=True))
+        self._forgotten = set()
+        written = 0
+        at = 0
+        try:
+            while at < len(keys) and not self._closed:
+                chunk = keys[at : at + slice_size]
+                if self._forgotten:
+                    chunk = [k for k in chunk if k[1] not in self._forgotten]
+                written += self._state_store.write(self._state, chunk)
+                at += slice_size
+                if at < len(keys):
+                    await asyncio.sleep(0)
+        finally:
+            rest = keys[at:]
+            if rest and not self._closed:
+                forgotten = self._forgotten
+                self._state.mark_dirty(k for k in rest if k[1] not in forgotten)
+            self._forgotten = None
+        return written
 
     # -- packs -------------------------------------------------------------------------------
 

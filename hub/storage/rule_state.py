@@ -22,7 +22,7 @@ import orjson
 
 from hub.errors import FencedError
 from hub.storage.store import Store
-from rules.state import MemoryState
+from rules.state import Key, MemoryState
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,13 @@ class RuleStateStore:
         Routine updates (deadlines moved on by readings, last values) are written only with
         ``include_routine`` — every few seconds and at shutdown — not after every loop turn.
         """
-        dirty = state.drain_dirty(include_routine=include_routine)
-        if not dirty:
+        return self.write(state, state.drain_dirty(include_routine=include_routine))
+
+    def write(self, state: MemoryState, keys: Collection[Key]) -> int:
+        """Write ``keys``' slots as ``state`` holds them now (deleted if it holds none)."""
+        if not keys:
             return 0
+        dirty = keys
         snapshot = state.snapshot(dirty)
         if not self._store.fenced:
             self._write(None, snapshot["slots"], snapshot.get("deleted", ()))

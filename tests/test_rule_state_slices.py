@@ -1,0 +1,127 @@
+"""The routine rule-state flush writes in slices with the event loop's turn in between.
+
+Written in one piece, thousands of slots held the loop for 200-500 ms every 5 s: the largest
+stall an SOS press waited behind (docs/benchmarks.md). Slicing must not lose or corrupt state:
+a slot changed between slices goes out with its newest value, keys left when the flush is
+cancelled go out with the final flush, and a device handed to another node meanwhile keeps
+the rows its new owner loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hub.clock import ManualClock
+from hub.community.model import CommunityFile
+from hub.community.registry import Registry
+from hub.ingest.rule_runtime import RuleRuntime
+from hub.storage.rule_state import RuleStateStore
+from hub.storage.store import Store
+from tests.cluster_support import registry
+
+T0 = 1_795_371_180.0
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Store, RuleStateStore, RuleRuntime]:
+    store = Store(path=tmp_path / "linli.sqlite3")
+    reg = Registry(communities=CommunityFile.model_validate(registry()).communities)
+    state_store = RuleStateStore(store=store)
+    runtime = RuleRuntime(
+        rule_paths=[],
+        rules=None,
+        overrides={},
+        zone="Asia/Shanghai",
+        registry=reg,
+        state_store=state_store,
+        clock=ManualClock(start=T0),
+    )
+    return store, state_store, runtime
+
+
+def _slots(runtime: RuleRuntime) -> dict[tuple[str, str], object]:
+    snapshot = runtime._state.snapshot()
+    return {(row["rule"], row["subject"]): row["state"] for row in snapshot["slots"]}
+
+
+async def test_the_loop_gets_turns_between_slices_and_every_slot_is_written(
+    parts: tuple[Store, RuleStateStore, RuleRuntime],
+) -> None:
+    store, state_store, runtime = parts
+    slots = _slots(runtime)
+    assert len(slots) >= 6, "the district arms absence deadlines for its devices"
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = turns
+    written = await runtime.flush_in_slices(slice_size=2)
+    tick.cancel()
+    assert written == len(slots)
+    assert turns - before >= len(slots) // 2 - 1  # one turn per slice boundary at least
+    assert state_store.count() == len(slots)
+    store.close()
+
+
+async def test_a_slot_changed_between_slices_is_written_with_its_newest_value(
+    parts: tuple[Store, RuleStateStore, RuleRuntime],
+) -> None:
+    store, state_store, runtime = parts
+    keys = list(_slots(runtime))
+    state = runtime._state
+    last = keys[-1]
+    flush = asyncio.create_task(runtime.flush_in_slices(slice_size=1))
+    await asyncio.sleep(0)  # the first slice is written, the rest waits for its turn
+    assert not flush.done()
+    slot = state.get(last)
+    assert slot is not None
+    state.put(last, replace(slot, raised=not slot.raised, since=T0 + 60.0), durable=True)
+    await flush
+    stored = {(r, s): doc for r, s, doc in state_store.load_subjects([last[1]])}
+    assert stored[last] == state.snapshot([last])["slots"][0]["state"]
+    store.close()
+
+
+async def test_keys_left_by_a_cancelled_flush_go_out_with_the_final_flush(
+    parts: tuple[Store, RuleStateStore, RuleRuntime],
+) -> None:
+    store, state_store, runtime = parts
+    slots = _slots(runtime)
+    flush = asyncio.create_task(runtime.flush_in_slices(slice_size=1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    flush.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flush
+    assert 0 < state_store.count() < len(slots)
+    runtime.close()
+    assert state_store.count() == len(slots)
+    store.close()
+
+
+async def test_a_device_forgotten_during_the_flush_keeps_its_stored_rows(
+    parts: tuple[Store, RuleStateStore, RuleRuntime],
+) -> None:
+    store, state_store, runtime = parts
+    keys = list(_slots(runtime))
+    runtime.flush(include_routine=True)  # everything stored once
+    runtime._state.mark_dirty(keys)
+    device = keys[-1][1]
+    rows_before = state_store.load_subjects([device])
+    assert rows_before
+    flush = asyncio.create_task(runtime.flush_in_slices(slice_size=1))
+    await asyncio.sleep(0)
+    runtime.forget([device])  # handed over: this node holds no slot for it now
+    await flush
+    assert state_store.load_subjects([device]) == rows_before
+    store.close()
