@@ -45,6 +45,8 @@ from typing import Any
 from adapters.events import Event
 from hub.cases.care import (
     CareFile,
+    CarePlan,
+    Elder,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -119,7 +121,8 @@ class Visits:
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
         self._register: list[RegisterEntry] | None = None
-        #: Elder → the kinds his plan schedules (:meth:`_planned`).
+        #: Elder → his care plan (:meth:`_plan`) and the kinds it schedules (:meth:`_planned`).
+        self._plans: dict[str, CarePlan] = {}
         self._kinds: dict[str, tuple[TaskKind, ...]] = {}
         #: Set once the scheduler task finished its first round (tests and tools wait on it).
         self.first_round = asyncio.Event()
@@ -132,8 +135,6 @@ class Visits:
         #: Elder id → (from, until, due): a sign in [from, until) gives that due time (the care
         #: file does not change while the hub runs, like the register).
         self._sign_days: dict[str, tuple[float, float, float]] = {}
-        #: Elder id → his sign-of-life interval in seconds (his plan's; see _take_sign).
-        self._sign_interval: dict[str, float | None] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -232,11 +233,19 @@ class Visits:
         (like the register), so each round no longer works out every elder's plan again."""
         kinds = self._kinds.get(entry.elder.id)
         if kinds is None:
-            plan = plan_for(self.care, entry.elder)
+            plan = self._plan(entry.elder)
             signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
             kinds = tuple(kind for kind in (*SCHEDULED, *signs) if kind in plan.intervals)
             self._kinds[entry.elder.id] = kinds
         return kinds
+
+    def _plan(self, elder: Elder) -> CarePlan:
+        """His care plan, resolved once per elder: parsing the plan's durations on every round and
+        every door event was a large share of the ingest's CPU per message (docs/benchmarks.md)."""
+        plan = self._plans.get(elder.id)
+        if plan is None:
+            plan = self._plans[elder.id] = plan_for(self.care, elder)
+        return plan
 
     def _next(
         self, entry: RegisterEntry, kind: TaskKind, *, since: float, after: float | None
@@ -246,10 +255,17 @@ class Visits:
         A visit done on the day its task opened would otherwise give the next task the same due
         day, hence the same key: it would never be stored and the elder would drop off the plan.
         """
-        task = next_task(self.care, entry.elder, kind, since=since, zone=self._zone)
-        if task is not None and after is not None and task.due_at <= after:
-            later = next_task(self.care, entry.elder, kind, since=after, zone=self._zone)
-            task = replace(later, window_start=since) if later is not None else None
+        interval = self._plan(entry.elder).intervals.get(kind)
+        if interval is None:
+            return None
+        task = task_after(
+            entry.elder, kind, interval, since=since, zone=self._zone, due_time=self.care.due_time
+        )
+        if after is not None and task.due_at <= after:
+            later = task_after(
+                entry.elder, kind, interval, since=after, zone=self._zone, due_time=self.care.due_time
+            )
+            task = replace(later, window_start=since)
         return task
 
     def _plan_deadline(self, db: Tx, task: VisitTask, now: float, *, done_at: float | None) -> None:
@@ -414,13 +430,7 @@ class Visits:
         day = self._sign_days.get(elder.id)
         if day is not None and day[0] <= at < day[1] and day[2] <= known_due:
             return  # a later sign on the same local day: the due time it gives is known, and stands
-        if elder.id in self._sign_interval:
-            interval = self._sign_interval[elder.id]
-        else:
-            # Resolved once per elder: parsing his plan's durations on every door event was a
-            # large share of the ingest's CPU per message (docs/benchmarks.md, fourth pass).
-            interval = plan_for(self.care, elder).intervals.get(TaskKind.SIGN_OF_LIFE)
-            self._sign_interval[elder.id] = interval
+        interval = self._plan(elder).intervals.get(TaskKind.SIGN_OF_LIFE)
         if interval is None:
             return
         following = task_after(
