@@ -1,4 +1,4 @@
-"""Memory at scale: one copy of each repeated string and field set across the registry's models.
+"""Memory at scale: one copy of each repeated string across the registry's models.
 
 Why: the registry keeps every device and resident as a frozen pydantic model. Read back
 from the store (``orjson`` → ``model_validate``), each model carried its own copy of
@@ -7,7 +7,8 @@ and its own ``__pydantic_fields_set__``: a set of all its field names, 728 bytes
 device, more than the device's ``__dict__`` (docs/benchmarks.md, "State at scale, fourth
 pass"). The values are equal, so sharing them changes nothing a caller can see: the
 strings are immutable and pydantic only changes a fields set on a *copy*
-(``model_copy``), never on a frozen model.
+(``model_copy``), never on a frozen model. The fields sets are shared where the models are
+built from the store's rows (``hub.community.trusted``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-from pydantic import BaseModel
-
-from hub.community.model import Community
 
 #: The fields whose values repeat across devices, residents and households (a grid code, a
 #: model, the household and resident a device names, common names, room numbers). Only these are looked at: walking the
@@ -58,42 +55,6 @@ def _share_keys(item: dict[str, Any], keys: tuple[str, ...], memo: dict[str, str
         value = item.get(key)
         if type(value) is str:
             item[key] = memo.setdefault(value, value)
-
-
-def share_field_sets(community: Community, full: dict[type[BaseModel], set[str]]) -> None:
-    """One fields set per model class for the models of ``community`` that have every field set.
-
-    A community read back from the store was dumped with every field, so all its models have
-    all fields set; a set of the same size as the class's fields is that set. A plain ``set``
-    (not a frozenset): ``model_copy(update=…)`` adds to its *copy* of the set.
-    """
-    _share(community, full)
-    for device in community.devices:
-        _share(device, full)
-    for resident in community.residents:
-        _share(resident, full)
-        for contact in resident.emergency_contacts:
-            _share(contact, full)
-    for grid in community.grids:
-        _share(grid, full)
-        for place in grid.places:
-            _share(place, full)
-        for building in grid.buildings:
-            _share(building, full)
-            for unit in building.units:
-                _share(unit, full)
-                for household in unit.households:
-                    _share(household, full)
-
-
-def _share(model: BaseModel, full: dict[type[BaseModel], set[str]]) -> None:
-    cls = type(model)
-    every = full.get(cls)
-    if every is None:
-        every = full[cls] = set(cls.model_fields)
-    fields = model.__pydantic_fields_set__
-    if fields is not every and len(fields) == len(every):
-        object.__setattr__(model, "__pydantic_fields_set__", every)
 
 
 @contextmanager

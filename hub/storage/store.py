@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from hub.community.compact import collector_paused, share_field_sets, share_strings
+from hub.community.compact import collector_paused, share_strings
 from hub.community.model import Community
 from hub.community.trusted import community_from_store
 from hub.errors import StoreError
@@ -431,7 +431,8 @@ class Store:
         return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
 
     def communities(self) -> list[Community]:
-        """The registry's communities; equal strings and fields sets shared (``hub.community.compact``)."""
+        """The registry's communities; equal strings (``hub.community.compact``) and fields sets
+        (``hub.community.trusted``) shared."""
         rows = self._engine.execute("SELECT doc FROM communities ORDER BY code").fetchall()
         strings: dict[str, str] = {}
         field_sets: dict[type[BaseModel], set[str]] = {}
@@ -439,9 +440,7 @@ class Store:
         with collector_paused():
             for row in rows:
                 # Validated when imported: built, not validated again (hub.community.trusted).
-                community = community_from_store(share_strings(orjson.loads(row[0]), strings), field_sets)
-                share_field_sets(community, field_sets)
-                result.append(community)
+                result.append(community_from_store(share_strings(orjson.loads(row[0]), strings), field_sets))
         return result
 
     def add_unassigned(self, device: UnassignedDevice) -> None:
