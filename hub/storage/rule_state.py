@@ -66,11 +66,10 @@ class RuleStateStore:
         """Write ``keys``' slots as ``state`` holds them now (deleted if it holds none)."""
         if not keys:
             return 0
-        dirty = keys
-        snapshot = state.snapshot(dirty)
+        snapshot = state.snapshot(keys)
         if not self._store.fenced:
             self._write(None, snapshot["slots"], snapshot.get("deleted", ()))
-            return len(dirty)
+            return len(keys)
         groups: dict[str | None, tuple[list[Any], list[Any]]] = {}
         for row in snapshot["slots"]:
             groups.setdefault(self._community_of(row["subject"]), ([], []))[0].append(row)
