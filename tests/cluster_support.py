@@ -128,6 +128,19 @@ API_TOKEN = "cluster-test-command-centre"
 
 
 @dataclass
+class NoSessions:
+    """Community sessions for a cluster runtime tested in process: leases move, no MQTT opens."""
+
+    async def open(self, community: str) -> None:
+        pass
+
+    async def close(self, community: str) -> None:
+        pass
+
+    async def close_all(self) -> None:
+        pass
+
+
 class HubProcess:
     node_id: str
     config: Path

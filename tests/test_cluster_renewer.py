@@ -19,21 +19,11 @@ from hub.cluster.renewer import LeaseRenewer
 from hub.cluster.runtime import ROUNDS_PER_LEASE, ClusterRuntime
 from hub.storage.leases import LeaseStore
 from hub.storage.store import Store
+from tests.cluster_support import NoSessions
 
 COMMUNITIES = ["110105001001", "110105001002", "110105001003"]
 LEASE_S = 0.9
 PERIOD_S = LEASE_S / ROUNDS_PER_LEASE
-
-
-class Sessions:
-    async def open(self, community: str) -> None:
-        pass
-
-    async def close(self, community: str) -> None:
-        pass
-
-    async def close_all(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -48,7 +38,7 @@ def runtime(store: Store, url: str, *, renew: bool, max_stall_s: float | None = 
     return ClusterRuntime(
         leases=LeaseStore(store=store, node_id="hub-a", lease_s=LEASE_S),
         communities=lambda: COMMUNITIES,
-        sessions=Sessions(),
+        sessions=NoSessions(),
         renewer=LeaseRenewer(
             url=url, node_id="hub-a", lease_s=LEASE_S, period_s=PERIOD_S, max_stall_s=max_stall_s
         )

@@ -21,21 +21,10 @@ from hub.storage.leases import LeaseStore
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from rules.signals import Signal
-from tests.cluster_support import COMMUNITIES, registry
+from tests.cluster_support import COMMUNITIES, NoSessions, registry
 
 T0 = 1_795_371_180.0
 HEARTBEAT_S = 3600.0  # the registry's default: device.offline fires after 2 × heartbeat
-
-
-class NoSessions:
-    async def open(self, community: str) -> None:
-        pass
-
-    async def close(self, community: str) -> None:
-        pass
-
-    async def close_all(self) -> None:
-        pass
 
 
 @dataclass
