@@ -127,7 +127,6 @@ def registry() -> dict[str, Any]:
 API_TOKEN = "cluster-test-command-centre"
 
 
-@dataclass
 class NoSessions:
     """Community sessions for a cluster runtime tested in process: leases move, no MQTT opens."""
 
@@ -141,6 +140,7 @@ class NoSessions:
         pass
 
 
+@dataclass
 class HubProcess:
     node_id: str
     config: Path
