@@ -147,7 +147,9 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> Regis
     """The registry as the store holds it, after importing the community file if it changed."""
     if settings.community_file is not None:
         import_community_file(store, settings.community_file, data_dir=Path(settings.data_dir), at=at)
-    with collector_paused():  # 10⁵ devices' objects: no full collections while they are built
+    # 10⁵ devices' objects, kept for the process's life: no collections while they are built,
+    # none walking them after (frozen).
+    with collector_paused(freeze=True):
         return Registry(communities=store.communities(), unassigned=store.unassigned())
 
 
@@ -201,8 +203,8 @@ class Hub:
             topic_prefix=settings.mqtt.topic_prefix,
             calendar=self.policies.calendar,
         )
-        # Seeding and restoring 10⁵ absence deadlines: no full collections meanwhile.
-        with collector_paused():
+        # Seeding and restoring 10⁵ absence deadlines: no collections meanwhile, frozen after.
+        with collector_paused(freeze=True):
             self.rule_runtime = RuleRuntime(
                 rule_paths=settings.rule_paths,
                 rules=rules,

@@ -320,17 +320,28 @@ class Evaluator:
         if not absence:
             return []
         expected: dict[str, set[str]] = {c.rule.id: set() for c in absence}
+        state = self._state
+        # 10⁵ subjects at a restart: the static scope is resolved once per (kind, grid,
+        # community), and a restored slot is left as it is before its trigger is looked at.
+        by_place: dict[tuple[object, str | None, str | None], list[CompiledRule]] = {}
         for subject in subjects:
-            for c in absence:
-                if not c.static_match(None, subject.kind, subject.grid, subject.community):
-                    continue
+            place = (subject.kind, subject.grid, subject.community)
+            candidates = by_place.get(place)
+            if candidates is None:
+                candidates = by_place[place] = [
+                    c for c in absence if c.static_match(None, subject.kind, subject.grid, subject.community)
+                ]
+            device = subject.device_id
+            for c in candidates:
                 if not c.subject_match(subject, None):
                     continue
+                key = (c.rule.id, device)
+                expected[c.rule.id].add(device)
+                if state.get(key) is not None:
+                    continue  # restored: its deadline stands (arm() would leave it too)
                 trigger = c.trigger_for(subject)
                 assert isinstance(trigger, AbsenceTrigger)
-                key = (c.rule.id, subject.device_id)
-                expected[c.rule.id].add(subject.device_id)
-                ABSENCE.arm(trigger, subject, key, self._state, now)
+                ABSENCE.arm(trigger, subject, key, state, now)
         for key in self._state.slot_keys():
             wanted = expected.get(key[0])
             if wanted is not None and key[1] not in wanted:

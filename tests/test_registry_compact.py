@@ -111,6 +111,24 @@ def test_collector_paused_restores_the_collector_even_on_error() -> None:
         gc.enable()
 
 
+def test_collector_paused_with_freeze_leaves_what_was_built_out_of_later_collections() -> None:
+    """Start-up's objects go to the permanent generation: the next collections do not walk them."""
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        with collector_paused(freeze=True):
+            built = [{"device": str(i)} for i in range(10_000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= before + len(built)
+        # Without freeze nothing moves there.
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            more = [{"device": str(i)} for i in range(1_000)]
+        assert gc.get_freeze_count() == frozen and len(more) == 1_000
+    finally:
+        gc.unfreeze()
+
+
 def test_series_tags_are_built_on_first_use_equal_to_the_device_facts() -> None:
     communities = _generated()
     registry = Registry(communities=communities)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,32 @@ def test_slot_json_round_trip_keeps_zero_values() -> None:
     )
     assert Slot.from_json(json.loads(json.dumps(slot.to_json()))) == slot
     assert Slot.from_json({"trigger": "x"}) == Slot("x")
+
+
+def test_a_fresh_document_is_taken_over_and_anything_else_copied() -> None:
+    doc = {"trigger": "count", "times": [1.0, 2.0], "params": {"window": 60.0}, "evidence": [{"v": 1}]}
+    taken = Slot.from_json(doc, fresh=True)
+    assert taken.times is doc["times"] and taken.params is doc["params"]
+    copied = Slot.from_json(doc)
+    assert (
+        copied == taken and copied.times is not doc["times"] and copied.evidence[0] is not doc["evidence"][0]
+    )
+    # Not the types JSON gives (a tuple): converted even when fresh, as before.
+    odd = Slot.from_json({"trigger": "count", "times": (1.0,)}, fresh=True)
+    assert odd.times == [1.0] and odd.times.__class__ is list
+    with pytest.raises(ValueError, match="number"):
+        Slot.from_json({"trigger": "absence", "due": "soon"}, fresh=True)
+
+
+def test_rows_restore_like_a_snapshot() -> None:
+    state = MemoryState()
+    for i in range(20):
+        timer(state, f"s{i}", T0 + i)
+    snap = json.loads(json.dumps(state.snapshot()))
+    rows = [(r["rule"], r["subject"], r["state"]) for r in snap["slots"]]
+    restored = MemoryState.restore_rows(rows, fresh=True)
+    assert restored.snapshot() == MemoryState.restore(json.loads(json.dumps(snap))).snapshot()
+    assert restored.drain_dirty() == set() and restored.next_due() == T0
 
 
 def test_restore_rebuilds_timers_and_nothing_is_dirty() -> None:

@@ -37,7 +37,9 @@ class RuleStateStore:
 
     def load(self) -> MemoryState:
         rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
-        return MemoryState.restore_rows((rule, subject, orjson.loads(state)) for rule, subject, state in rows)
+        return MemoryState.restore_rows(
+            ((rule, subject, orjson.loads(state)) for rule, subject, state in rows), fresh=True
+        )
 
     def load_subjects(self, subjects: Collection[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """The stored slots of ``subjects`` (a community taken over), as ``(rule, subject, state)``."""
