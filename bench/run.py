@@ -48,6 +48,7 @@ import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from adapters.router import AdapterRouter, Family, FamilySource
+from bench.compiled import compiled_loaded, first_on_path, module_names
 from bench.publisher import PublishResult, encode_stream, publisher_main
 from hub.app import Hub
 from hub.cases.model import Case
@@ -461,6 +462,8 @@ async def _hub(
             "handler_errors": hub.mqtt.handler_errors,
             "devices_seen": len(hub.states),
             "unassigned_devices": len(hub.registry.unassigned),
+            # How many of the modules pyproject.toml lists for mypyc this process runs compiled.
+            "compiled_modules": len(compiled_loaded(module_names())),
         }
     received = int(stats["messages"])
     seconds, msg_s = _rate(n, hub.first, hub.last) if received >= n else (0.0, 0.0)
@@ -518,10 +521,13 @@ def run_phase(
     stream_file: Path,
     n: int,
     timeout: float,
+    tree: Path | None = None,
 ) -> PhaseResult:
+    """One consumer (``target``) takes the stream; ``tree``: it runs the compiled build there."""
     parent, child = ctx.Pipe()
     consumer = ctx.Process(target=target, args=(child, *args), name=f"bench-{name}")
-    consumer.start()
+    with first_on_path(tree):
+        consumer.start()
     child.close()
     try:
         if not parent.poll(60):
@@ -608,6 +614,42 @@ def measure_pipeline(
         return seconds, counts
 
     return asyncio.run(run())
+
+
+def pipeline_main(conn: Connection, messages: Sequence[tuple[str, bytes]], settings: Settings) -> None:
+    """:func:`measure_pipeline` in a process of its own (started on a compiled tree, it measures that)."""
+    seconds, counts = measure_pipeline(messages, settings)
+    conn.send((seconds, counts, len(compiled_loaded(module_names()))))
+    conn.close()
+
+
+def measure_pipeline_in(
+    ctx: multiprocessing.context.SpawnContext,
+    tree: Path | None,
+    messages: Sequence[tuple[str, bytes]],
+    settings: Settings,
+    timeout: float,
+) -> tuple[float, dict[str, int], int]:
+    """Seconds and counts of :func:`measure_pipeline`, and how many listed modules ran compiled."""
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=pipeline_main, args=(child, messages, settings), name="bench-pipeline")
+    with first_on_path(tree):
+        proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise RuntimeError(f"in-process pipeline: no result within {timeout:.0f}s")
+        try:
+            result: tuple[float, dict[str, int], int] = parent.recv()
+        except EOFError:
+            proc.join(5)
+            raise RuntimeError(f"in-process pipeline: process died (exit {proc.exitcode})") from None
+        proc.join(10)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

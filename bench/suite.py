@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import latency, multiprocess, nodered, scale
+from bench import compiled, latency, multiprocess, nodered, scale
 from bench.cluster_nodes import BrokerAccess
 from bench.publisher import blast, encode_stream
 from bench.run import (
@@ -51,6 +51,7 @@ from bench.run import (
     hub_settings,
     measure_decode,
     measure_pipeline,
+    measure_pipeline_in,
     run_phase,
     say,
 )
@@ -94,6 +95,13 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--mp-communities", type=int, default=4, help="communities of the multiprocess section's district"
     )
     p.add_argument("--mp-grids", type=int, default=3, help="grids per community there")
+    p.add_argument(
+        "--compiled",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run the ingest section on the mypyc-compiled hot path (bench/compiled.py; "
+        "built into the bench cache, ≈ 2 min the first time)",
+    )
     p.add_argument(
         "--with-influx",
         action=argparse.BooleanOptionalAction,
@@ -151,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             influx = influx_ctx.__enter__()
             influx.create_db("linli")
             influx.create_db("nodered")
+            influx.create_db("linli_compiled")
             for size in (1, 2):
                 influx.create_db(f"linli_mp{size}")
             say(f"influx:   influxd on {influx.url}")
@@ -187,6 +196,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         settings_for("hub", **ts_extra),
                         timeouts,
                         phase_timeout,
+                        compiled_settings=settings_for(
+                            "hub-compiled",
+                            **(
+                                {"timeseries": {**ts_extra["timeseries"], "db": "linli_compiled"}}
+                                if influx
+                                else {}
+                            ),
+                        )
+                        if args.compiled
+                        else None,
                     )
                     report["ingest"] = section
                     section["section_seconds"] = round(time.perf_counter() - t_section, 1)
@@ -207,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                             # by 2-4x: CPU time per message compares the work, not the moment.
                             flow_cpu = float(section.get(flow, {}).get("cpu_us_per_msg", 0))
                             section[f"hub_vs_{flow}_cpu"] = _ratio(flow_cpu, hub_cpu)
+                            compiled = report.get("ingest", {}).get("compiled", {})
+                            if compiled.get("hub_msg_s"):
+                                section[f"hub_compiled_vs_{flow}"] = _ratio(compiled["hub_msg_s"], rate)
+                                section[f"hub_compiled_vs_{flow}_cpu"] = _ratio(
+                                    flow_cpu, float(compiled["hub_cpu_us_per_msg"])
+                                )
                     report["nodered"] = section
                     section["section_seconds"] = round(time.perf_counter() - t_section, 1)
                     if section.get("error") or any(
@@ -306,6 +331,8 @@ def _ingest(
     settings: Any,
     timeouts: tuple[float, float],
     phase_timeout: float,
+    *,
+    compiled_settings: Any = None,
 ) -> dict[str, Any]:
     n = len(messages)
     registry = Registry.load(community_file)
@@ -332,7 +359,7 @@ def _ingest(
         return round(r.cpu_seconds / r.seconds, 3) if r.seconds > 0 else 0.0
 
     outcome = {k: h.extra.get(k, 0) for k in ("signals", "alerts_raised", "alerts", "cases", "notifications")}
-    return {
+    section: dict[str, Any] = {
         "client_ceiling_msg_s": round(c.msg_s),
         "hub_msg_s": round(h.msg_s),
         "hub_vs_ceiling": _ratio(h.msg_s, c.msg_s),
@@ -353,6 +380,69 @@ def _ingest(
         "outcome": outcome,
         "outcome_in_process": {k: pstats.get(k, 0) for k in outcome},
         "timeseries": "influx_v1" if settings.timeseries.kind.value == "influx_v1" else "embedded sqlite",
+    }
+    if compiled_settings is not None:
+        section["compiled"] = _ingest_compiled(
+            ctx, messages, common, compiled_settings, timeouts, phase_timeout, tmp, section, community_file
+        )
+    return section
+
+
+def _ingest_compiled(
+    ctx: Any,
+    messages: list[tuple[str, bytes]],
+    common: dict[str, Any],
+    settings: Any,
+    timeouts: tuple[float, float],
+    phase_timeout: float,
+    tmp: Path,
+    pure: dict[str, Any],
+    community_file: Path,
+) -> dict[str, Any]:
+    """The same phases on the mypyc build (bench/compiled.py): same stream, broker and InfluxDB."""
+    n = len(messages)
+    t_build = time.perf_counter()
+    try:
+        tree = compiled.build(compiled.CACHE)
+    except compiled.BuildError as exc:
+        say(f"ingest:   compiled build failed: {exc}")
+        return {"error": str(exc)}
+    build_seconds = time.perf_counter() - t_build
+    listed = len(compiled.modules())
+    pipeline_s, pstats, loaded = measure_pipeline_in(
+        ctx,
+        tree,
+        messages,
+        hub_settings(
+            broker_url="mqtt://127.0.0.1:1",
+            data_dir=tmp / "pipeline-compiled-data",
+            community_file=community_file,
+            client_id="linli-bench-pipeline-compiled",
+        ),
+        phase_timeout,
+    )
+    phase = run_phase(ctx, "hub_compiled", hub_main, (settings, n, timeouts, False), tree=tree, **common)
+    h = phase.consumer
+    say(
+        f"ingest:   compiled ({loaded}/{listed} modules): Pipeline.handle {pipeline_s / n * 1e6:.2f} µs/msg, "
+        f"hub {h.msg_s:,.0f} msg/s ({h.received}/{n})"
+    )
+    outcome = {k: h.extra.get(k, 0) for k in pure["outcome"]}
+    cpu = round(h.cpu_seconds / h.received * 1e6, 2) if h.received else 0.0
+    return {
+        "modules_listed": listed,
+        "modules_compiled_in_process": loaded,
+        "modules_compiled_in_hub": h.extra.get("compiled_modules", 0),
+        "build_seconds": round(build_seconds, 1),  # ≈ 0 when the cache had this build
+        "hub_msg_s": round(h.msg_s),
+        "hub_cpu_us_per_msg": cpu,
+        "pipeline_us_per_msg": round(pipeline_s / n * 1e6, 2),
+        "lost_hub": n - h.received,
+        "outcome": outcome,
+        "outcome_in_process": {k: pstats.get(k, 0) for k in outcome},
+        #: Pure-Python CPU per message ÷ compiled: > 1 means the compiled build costs less.
+        "pure_vs_compiled_cpu": _ratio(float(pure["hub_cpu_us_per_msg"]), cpu),
+        "pure_vs_compiled_pipeline": _ratio(float(pure["pipeline_us_per_msg"]) * n / 1e6, pipeline_s),
     }
 
 

@@ -1,0 +1,57 @@
+"""The bench's mypyc build (bench/compiled.py): what a phase's process imports is the compiled module.
+
+``make bench ARGS=--compiled`` compares the hub on the compiled hot path with the pure one; the
+comparison only means something if the process it starts really runs the extension, computes
+what the source computes, and the bench process itself is left on the source. One small module
+keeps this to a few seconds of compiling.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bench import compiled
+
+FILES = ("adapters/_json.py",)
+TOPIC = "zigbee2mqtt/door"
+
+
+def _values() -> list[Any]:
+    from adapters import _json  # noqa: PLC0415 (imported where the probe runs: compiled there)
+
+    out: list[Any] = [_json.as_number(v, "battery", TOPIC) for v in (87, 3.05, "42", None)]
+    out.append(_json.event_time("2026-11-23T02:13:00+08:00", 1.0, TOPIC))
+    out.append(_json.parse_object(b'{"contact": false}', TOPIC))
+    try:
+        _json.parse_object(b"[1]", TOPIC)
+    except Exception as exc:  # the same error, raised the same way
+        out.append(type(exc).__name__)
+    return out
+
+
+def _probe(conn: Connection) -> None:
+    conn.send({"compiled": compiled.compiled_loaded(compiled.module_names(FILES)), "values": _values()})
+    conn.close()
+
+
+def test_the_phase_process_runs_the_extension_and_agrees_with_the_source(tmp_path: Path) -> None:
+    tree = compiled.build(tmp_path / "cache", files=FILES)
+    assert list((tree / "adapters").glob("_json.*.so"))
+    assert compiled.build(tmp_path / "cache", files=FILES) == tree  # the cache: no second compile
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_probe, args=(child,))
+    with compiled.first_on_path(tree):
+        proc.start()
+    assert str(tree) not in sys.path  # the bench process stays on the source
+    child.close()
+    assert parent.poll(60)
+    result = parent.recv()
+    proc.join(10)
+    assert result["compiled"] == ["adapters._json"]
+    assert compiled.compiled_loaded(compiled.module_names(FILES)) == []
+    assert result["values"] == _values()
