@@ -323,14 +323,12 @@ class Evaluator:
         state = self._state
         # 10⁵ subjects at a restart: the static scope is resolved once per (kind, grid,
         # community), and a restored slot is left as it is before its trigger is looked at.
-        by_place: dict[tuple[object, str | None, str | None], list[CompiledRule]] = {}
+        by_place: dict[tuple[DeviceKind | None, str | None, str | None], list[CompiledRule]] = {}
         for subject in subjects:
             place = (subject.kind, subject.grid, subject.community)
             candidates = by_place.get(place)
             if candidates is None:
-                candidates = by_place[place] = [
-                    c for c in absence if c.static_match(None, subject.kind, subject.grid, subject.community)
-                ]
+                candidates = by_place[place] = [c for c in absence if c.static_match(None, *place)]
             device = subject.device_id
             for c in candidates:
                 if not c.subject_match(subject, None):
@@ -342,10 +340,10 @@ class Evaluator:
                 trigger = c.trigger_for(subject)
                 assert isinstance(trigger, AbsenceTrigger)
                 ABSENCE.arm(trigger, subject, key, state, now)
-        for key in self._state.slot_keys():
+        for key in state.slot_keys():
             wanted = expected.get(key[0])
             if wanted is not None and key[1] not in wanted:
-                self._state.delete(key)
+                state.delete(key)
         return []
 
     def reload(self, rules: Sequence[Rule], overrides: OverrideConfig | None = None) -> None:

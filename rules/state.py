@@ -313,7 +313,9 @@ class MemoryState:
         """A state holding the snapshot's slots and timers; nothing is dirty afterwards."""
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported state snapshot version {snapshot.get('version')!r}")
-        return cls._filled((row["rule"], row["subject"], row["state"]) for row in snapshot.get("slots", ()))
+        return cls.restore_rows(
+            (row["rule"], row["subject"], row["state"]) for row in snapshot.get("slots", ())
+        )
 
     @classmethod
     def restore_rows(
@@ -323,12 +325,6 @@ class MemoryState:
 
         ``fresh``: each state was just parsed for this call (:meth:`Slot.from_json`).
         """
-        return cls._filled(rows, fresh=fresh)
-
-    @classmethod
-    def _filled(
-        cls, rows: Iterable[tuple[Any, Any, Mapping[str, Any]]], *, fresh: bool = False
-    ) -> MemoryState:
         state = cls()
         slots = state._slots
         from_json = Slot.from_json
