@@ -73,11 +73,6 @@ class BuildError(RuntimeError):
     """mypyc could not build the tree (its output's tail says why)."""
 
 
-def modules() -> list[str]:
-    """The compiled modules' files, relative to the checkout."""
-    return list(MODULES)
-
-
 def module_names(files: Sequence[str] = MODULES) -> list[str]:
     return [path.removesuffix(".py").replace("/", ".") for path in files]
 

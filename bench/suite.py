@@ -370,8 +370,7 @@ def _ingest(
         "lost_hub": n - h.received,
         "client_cpu_busy": busy(c),
         "hub_cpu_busy": busy(h),
-        #: CPU time of the hub process per message (load-independent, unlike msg/s).
-        "hub_cpu_us_per_msg": round(h.cpu_seconds / h.received * 1e6, 2) if h.received else 0.0,
+        "hub_cpu_us_per_msg": _cpu_us_per_msg(h),
         "publisher_msg_s": round(
             min(p.publisher.msg_s for p in (ceiling, hub) if p.publisher)
             if any(p.publisher for p in (ceiling, hub))
@@ -386,6 +385,11 @@ def _ingest(
             ctx, messages, common, compiled_settings, timeouts, phase_timeout, tmp, section, community_file
         )
     return section
+
+
+def _cpu_us_per_msg(r: Any) -> float:
+    """CPU time of a phase's consumer per message it received (load-independent, unlike msg/s)."""
+    return round(r.cpu_seconds / r.received * 1e6, 2) if r.received else 0.0
 
 
 def _ingest_compiled(
@@ -408,7 +412,7 @@ def _ingest_compiled(
         say(f"ingest:   compiled build failed: {exc}")
         return {"error": str(exc)}
     build_seconds = time.perf_counter() - t_build
-    listed = len(compiled.modules())
+    listed = len(compiled.MODULES)
     pipeline_s, pstats, loaded = measure_pipeline_in(
         ctx,
         tree,
@@ -428,7 +432,7 @@ def _ingest_compiled(
         f"hub {h.msg_s:,.0f} msg/s ({h.received}/{n})"
     )
     outcome = {k: h.extra.get(k, 0) for k in pure["outcome"]}
-    cpu = round(h.cpu_seconds / h.received * 1e6, 2) if h.received else 0.0
+    cpu = _cpu_us_per_msg(h)
     return {
         "modules_listed": listed,
         "modules_compiled_in_process": loaded,
