@@ -157,3 +157,99 @@ async def test_a_sign_of_life_before_the_register_is_built_is_taken_by_the_first
         assert following is not None and following.task.due_at > first.task.due_at
     finally:
         hub.close()
+
+
+async def test_signs_held_for_a_round_that_keeps_failing_stay_bounded(
+    tmp_path: Path,
+    mosquitto_broker: Broker,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store is down when the hub starts: the first round cannot read it, and the door events
+    of the backlog and of every hour after must not pile up in memory until it can. Two per
+    device and local day are kept, and the round that finally runs does with them what it would
+    have done with all of them: the day's first sign completes the task, the next one is due
+    after the day of the newest sign."""
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    before = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        before.visits.schedule()
+        doors = [
+            (d, found[0])
+            for d, found in before.visits.sign_sources().items()
+            if found[1].kind is DeviceKind.DOOR_SENSOR
+        ]
+        assert len(doors) >= 2
+        firsts = {
+            entry.elder.id: before.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+            for _, entry in doors
+        }
+    finally:
+        before.close()
+    (device_id, entry), (other_id, _) = doors[0], doors[1]
+    first = firsts[entry.elder.id]
+    assert first is not None
+    start = first.task.due_at - 3600
+    hub = big_hub(tmp_path, mosquitto_broker, store_url, at=start)
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    failing = True
+
+    def open_kinds(real=hub.visits.visits.open_kinds):  # type: ignore[no-untyped-def]
+        if failing:
+            raise OSError("database is down")
+        return real()
+
+    monkeypatch.setattr(hub.visits.visits, "open_kinds", open_kinds)
+    try:
+        opened: list[Event] = []
+        for minute in range(0, 3 * 24 * 60, 10):  # three days, a door event every 10 minutes
+            clock.set(start + minute * 60)
+            for dev in (device_id, other_id):
+                event = Event(device_id=dev, kind=EventKind.DOOR_OPEN, ts=clock.now(), family="zigbee2mqtt")
+                hub.visits.on_event(event)
+                if dev == device_id:
+                    opened.append(event)
+            if minute % 120 == 0:
+                with pytest.raises(OSError):
+                    await hub.visits.schedule_in_slices()
+        # Three or four local days (the start is an hour before a due time, not at midnight).
+        assert len(hub.visits._early_signs) <= 2 * 2 * 4, "two per device and local day"
+        failing = False
+        await hub.visits.schedule_in_slices()
+        assert not hub.visits._early_signs
+        done = hub.visits.visits.task(first.key)
+        assert done is not None and done.done_at == opened[0].ts, "the first sign completed the open task"
+        following = hub.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+        assert following is not None
+        plan = plan_for(hub.visits.care, entry.elder)
+        wanted = next_task(
+            hub.visits.care,
+            entry.elder,
+            TaskKind.SIGN_OF_LIFE,
+            since=opened[-1].ts,
+            zone=hub.settings.timezone,
+        )
+        assert plan.intervals and wanted is not None
+        assert following.task.due_at == wanted.due_at, "the newest sign sets the next due time"
+    finally:
+        hub.close()
+
+    # Past the hard bound the oldest go first, and it is said.
+    monkeypatch.setattr(visits_module, "EARLY_SIGNS_MAX", 5)
+    hub = big_hub(tmp_path, mosquitto_broker, store_url, at=start)
+    try:
+        with caplog.at_level("WARNING", logger=visits_module.__name__):
+            for day in range(8):
+                at = start + day * 86400
+                hub.clock.set(at)  # type: ignore[attr-defined]
+                hub.visits.on_event(
+                    Event(device_id=device_id, kind=EventKind.DOOR_OPEN, ts=at, family="zigbee2mqtt")
+                )
+        kept = list(hub.visits._early_signs.values())
+        assert len(kept) == 5
+        assert [e.ts for e, _ in kept] == [start + d * 86400 for d in range(3, 8)], "the newest kept"
+        assert "signs of life dropped" in caplog.text
+    finally:
+        hub.close()

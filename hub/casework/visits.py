@@ -40,7 +40,9 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from adapters.events import Event
 from hub.cases.care import (
@@ -89,6 +91,11 @@ POLL_S = 60.0
 #: Elders per slice of the scheduler task's round: one transaction, then the event loop's turn
 #: (≈ 10–30 ms of work: short against the ingest's and the SOS lane's latency budget).
 SLICE = 500
+#: Signs of life held for the first round at most (two per device and local day, below): a round
+#: that keeps failing (the store down for days) must not make the hub run out of memory. Past it
+#: the oldest day's signs go first; a sign lost that way at worst lets a task fall due, and a
+#: person checks on the elder (the no-sign escalation), which is what a missing sign means anyway.
+EARLY_SIGNS_MAX = 200_000
 
 
 class Visits:
@@ -115,6 +122,7 @@ class Visits:
         self._routing = routing
         self._clock = clock
         self._zone = zone
+        self._tz = ZoneInfo(zone)
         self._on_alert_change = on_alert_change
         self._on_notifications = on_notifications
         self._wake = asyncio.Event()
@@ -130,8 +138,10 @@ class Visits:
         #: Elder → due time of his open sign-of-life task that a sign today would not move
         #: (a second door event of the day then costs no store read).
         self._sign_due: dict[str, float] = {}
-        #: Signs of life seen before the register was built: (event, its time), for the first round.
-        self._early_signs: list[tuple[Event, float]] = []
+        #: Signs of life seen before the register was built, for the first round: per (device,
+        #: local day) the first sign and the newest one, in arrival order (:meth:`_keep_early_sign`).
+        self._early_signs: dict[tuple[str, int, bool], tuple[Event, float]] = {}
+        self._early_dropped = 0
         #: Elder id → (from, until, due): a sign in [from, until) gives that due time (the care
         #: file does not change while the hub runs, like the register).
         self._sign_days: dict[str, tuple[float, float, float]] = {}
@@ -409,7 +419,7 @@ class Visits:
             # The register is not built yet (the scheduler's first round builds it in slices
             # after start-up; building it here took seconds at 100 000 devices, inside the
             # backlog a restart works off): the round takes this sign when it has the register.
-            self._early_signs.append((event, self._sign_time(event)))
+            self._keep_early_sign(event, self._sign_time(event))
             return
         self._take_sign(event, None)
 
@@ -453,11 +463,38 @@ class Visits:
             )
         return self._sources
 
+    def _keep_early_sign(self, event: Event, at: float) -> None:
+        """Hold a sign for the first round, bounded: two per device and local day.
+
+        Until a round has built the register nothing says whose door this is, so every door event
+        would be kept — and a round whose store read keeps failing (PostgreSQL down) never comes.
+        Two per device and day take what the round would do with all of them: the day's first
+        sign completes the task open that day, and with a whole-day plan every later sign of
+        the day gives the same due time (:func:`same_due_until`), so the round skips it; with a
+        shorter interval the newest sign gives the latest due time, and the ones between would
+        only have completed tasks the newest supersedes.
+        """
+        day = datetime.fromtimestamp(at, self._tz).toordinal()
+        first = (event.device_id, day, True)
+        key = first if first not in self._early_signs else (event.device_id, day, False)
+        self._early_signs.pop(key, None)  # the newest goes last: arrival order is the round's order
+        self._early_signs[key] = (event, at)
+        if len(self._early_signs) > EARLY_SIGNS_MAX:
+            del self._early_signs[next(iter(self._early_signs))]
+            self._early_dropped += 1
+            if self._early_dropped % 10_000 == 1:
+                log.warning(
+                    "%d signs of life dropped while the visits round cannot run (the store?): "
+                    "kept the newest %d",
+                    self._early_dropped,
+                    EARLY_SIGNS_MAX,
+                )
+
     def _take_early_signs(self) -> None:
         """The signs :meth:`on_event` kept while the register was being built, in arrival order."""
         self.sign_sources()
-        early, self._early_signs = self._early_signs, []
-        for event, at in early:
+        early, self._early_signs = self._early_signs, {}
+        for event, at in early.values():
             self._take_sign(event, at)
 
     def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
