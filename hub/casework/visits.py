@@ -40,7 +40,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -142,6 +142,7 @@ class Visits:
         #: local day) the first sign and the newest one, in arrival order (:meth:`_keep_early_sign`).
         self._early_signs: dict[tuple[str, int, bool], tuple[Event, float]] = {}
         self._early_dropped = 0
+        self._early_day_span = (0.0, 0.0, 0)
         #: Elder id → (from, until, due): a sign in [from, until) gives that due time (the care
         #: file does not change while the hub runs, like the register).
         self._sign_days: dict[str, tuple[float, float, float]] = {}
@@ -474,7 +475,7 @@ class Visits:
         shorter interval the newest sign gives the latest due time, and the ones between would
         only have completed tasks the newest supersedes.
         """
-        day = datetime.fromtimestamp(at, self._tz).toordinal()
+        day = self._early_day(at)
         first = (event.device_id, day, True)
         key = first if first not in self._early_signs else (event.device_id, day, False)
         self._early_signs.pop(key, None)  # the newest goes last: arrival order is the round's order
@@ -489,6 +490,17 @@ class Visits:
                     self._early_dropped,
                     EARLY_SIGNS_MAX,
                 )
+
+    def _early_day(self, at: float) -> int:
+        """The local day's ordinal; the last day's bounds are kept (a backlog is mostly one day)."""
+        start, end, day = self._early_day_span
+        if start <= at < end:
+            return day
+        local = datetime.fromtimestamp(at, self._tz)
+        midnight = datetime.combine(local.date(), time(0, 0), tzinfo=self._tz)
+        next_midnight = datetime.combine(local.date() + timedelta(days=1), time(0, 0), tzinfo=self._tz)
+        self._early_day_span = (midnight.timestamp(), next_midnight.timestamp(), local.toordinal())
+        return local.toordinal()
 
     def _take_early_signs(self) -> None:
         """The signs :meth:`on_event` kept while the register was being built, in arrival order."""
