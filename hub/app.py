@@ -79,6 +79,7 @@ from hub.records import AlertChange, alert_json
 from hub.storage.cases import CaseStore
 from hub.storage.nonces import ReplyNonces
 from hub.storage.rule_state import RuleStateStore
+from hub.storage.rule_state_file import RuleStateFile, path_beside
 from hub.storage.store import Store
 from hub.timeseries import QuarantinedLines, open_sink
 from hub.web.api import Api
@@ -212,7 +213,12 @@ class Hub:
                 zone=settings.timezone,
                 registry=registry,
                 state_store=RuleStateStore(
-                    store=self.store, community_of=lambda s: registry.subject(s).community
+                    store=self.store,
+                    community_of=lambda s: registry.subject(s).community,
+                    # SQLite: written off the event loop, in a file beside the store's.
+                    file=None
+                    if self.store.path is None
+                    else RuleStateFile(path=path_beside(self.store.path)),
                 ),
                 clock=self.clock,
             )

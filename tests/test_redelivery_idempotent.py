@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from hub.app import Hub
@@ -31,7 +33,10 @@ def hub_at(tmp_path: Path, now: float) -> Hub:
 
 def crash_after_commit_before_flush(hub: Hub) -> None:
     """kill -9 after the alert's commit, before the rule state of that loop turn reached disk."""
-    hub.store.db.execute("DELETE FROM rule_state")
+    file = hub.rule_runtime.state_store.file
+    assert file is not None and file.wait(10)
+    with contextlib.closing(sqlite3.connect(file.path, isolation_level=None)) as db:
+        assert db.execute("DELETE FROM rule_state").rowcount > 0, "the press's rule state was on disk"
     hub.store.close()
 
 

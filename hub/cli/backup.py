@@ -1,8 +1,9 @@
 """``backup DIR`` and ``restore DIR``: a consistent copy of a hub's data directory, online.
 
 What a hub needs to come back as it was — open cases, their deadlines (escalation timers), rule
-timers, alerts, notifications, the registry — is in the embedded store ``<data_dir>/linli.sqlite3``.
-Beside it: the embedded time-series file, the spool of batches not yet delivered to InfluxDB, and
+timers, alerts, notifications, the registry — is in the embedded store ``<data_dir>/linli.sqlite3``
+and, for the rule engine's state (its timers), ``linli-rule-state.sqlite3`` beside it
+(:mod:`hub.storage.rule_state_file`). Beside them: the embedded time-series file, the spool of batches not yet delivered to InfluxDB, and
 the demo's generated ``secrets.yaml``.
 
 The SQLite files are copied with SQLite's online backup API, never with ``cp``: a running hub
@@ -49,6 +50,8 @@ from hub.files import FILE_MODE, private_dir, touch_private
 MANIFEST = "manifest.json"
 FORMAT = 1
 STORE_FILE = "linli.sqlite3"
+#: The rule engine's state beside the store (``hub.storage.rule_state_file.path_beside``).
+RULE_STATE_FILE = "linli-rule-state.sqlite3"
 SECRETS_FILE = "secrets.yaml"
 #: Workers' reply keys (hub.casework.reply_keys), at their default place in the data directory.
 REPLY_KEYS_FILE = "reply-keys.yaml"
@@ -101,6 +104,10 @@ class Layout:
     @property
     def store(self) -> Path:
         return self.data_dir / STORE_FILE
+
+    @property
+    def rule_state(self) -> Path:
+        return self.data_dir / RULE_STATE_FILE
 
 
 def _sha256(path: Path) -> str:
@@ -181,6 +188,11 @@ def backup(layout: Layout, target: Path, *, clock: Clock) -> list[Entry]:
     else:
         _snapshot(layout.store, touch_private(target / STORE_FILE))
         record(STORE_FILE, Kind.SQLITE)
+        if layout.rule_state.is_file():
+            # A moment after the store's snapshot: rule state is the engine's memory of readings,
+            # which a restart takes up from wherever it was (timers are re-armed if missing).
+            _snapshot(layout.rule_state, touch_private(target / RULE_STATE_FILE))
+            record(RULE_STATE_FILE, Kind.SQLITE)
     if layout.timeseries.is_file():
         _snapshot(layout.timeseries, touch_private(target / TIMESERIES_FILE))
         record(TIMESERIES_FILE, Kind.SQLITE)
@@ -261,6 +273,11 @@ def restore(source: Path, layout: Layout, *, force: bool = False) -> list[Entry]
                 path=layout.data_dir,
             )
         entries_to_copy = entries
+        if RULE_STATE_FILE not in {e.name for e in entries}:
+            # A backup of an older version keeps rule state in the store: a file left here would be
+            # taken for the restored store's (and the store's own rows then ignored).
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                layout.rule_state.with_name(layout.rule_state.name + suffix).unlink(missing_ok=True)
     private_dir(layout.data_dir, tighten=True)
     names = {e.name for e in entries}
     if any(n.startswith(SPOOL_DIR + "/") for n in names) or force:

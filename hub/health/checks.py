@@ -101,6 +101,11 @@ class HubChecks:
                     now=loop_time,
                     period_s=2 * DISPATCH_IDLE_POLL_S + 1,
                 ),
+                flag(
+                    "rule_state",
+                    lambda: self._rule_runtime.state_ok,
+                    wrong="rule state cannot be written to disk (timers would not survive a restart)",
+                ),
                 beating(
                     "rule_timers",
                     last=lambda: self._rule_runtime.beat,

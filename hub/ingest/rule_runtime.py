@@ -93,6 +93,15 @@ class RuleRuntime:
             return 0
         return self._state_store.flush(self._state, include_routine=include_routine)
 
+    @property
+    def state_store(self) -> RuleStateStore:
+        return self._state_store
+
+    @property
+    def state_ok(self) -> bool:
+        """Whether rule state reaches the disk (readiness: timers would not survive a restart)."""
+        return self._state_store.ok
+
     def adopt(self, subjects: Sequence[Subject], *, owned: Sequence[Subject]) -> None:
         """A cluster node took these subjects over: their state as the store has it, timers included.
 
@@ -121,6 +130,7 @@ class RuleRuntime:
             self.flush(include_routine=True)
         finally:
             self._closed = True
+            self._state_store.close()  # the rule-state file's writer writes what it was handed
 
     async def flush_routine(self) -> None:
         """Routine rule-state updates (deadlines moved on by readings) go to disk every few seconds."""

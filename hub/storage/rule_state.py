@@ -6,6 +6,10 @@ something changed, in one transaction, and reads them all back at start. So afte
 (``kill -9``) at most the last loop turn's changes are missing, and a restart resumes every
 duration, absence deadline, count window and last value from where it was.
 
+With a SQLite store the slots live in a file of their own beside it, written by a thread
+(:mod:`hub.storage.rule_state_file`): the event loop only serialises them. A store of an older
+version hands its ``rule_state`` rows over to that file at the first start.
+
 Clustered (a fence installed on the store), the slots are written one community at a time,
 each transaction fenced by that community's lease: a node that lost a community writes none
 of its slots, the others still go. A node taking a community over reads that community's
@@ -21,6 +25,7 @@ from typing import Any
 import orjson
 
 from hub.errors import FencedError
+from hub.storage.rule_state_file import RuleStateFile, slot_row
 from hub.storage.store import Store
 from rules.state import Key, MemoryState
 
@@ -31,15 +36,59 @@ _CHUNK = 500
 
 
 class RuleStateStore:
-    def __init__(self, *, store: Store, community_of: Callable[[str], str | None] = lambda _: None) -> None:
+    """``file``: the rule state's own file (SQLite stores); ``None``: the store's table."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        community_of: Callable[[str], str | None] = lambda _: None,
+        file: RuleStateFile | None = None,
+    ) -> None:
+        if file is not None and store.fenced:
+            raise ValueError("a fenced store writes rule state per community lease: no file of its own")
         self._store = store
         self._community_of = community_of
+        self.file = file
 
     def load(self) -> MemoryState:
-        rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
+        """Every stored slot; with a file of its own, its writer starts here."""
+        if self.file is None:
+            rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
+        else:
+            rows = self._take_over()
+            self.file.start()
         return MemoryState.restore_rows(
             ((rule, subject, orjson.loads(state)) for rule, subject, state in rows), fresh=True
         )
+
+    def _take_over(self) -> list[Any]:
+        """The file's slots; a store of an older version (its table holds slots) hands them over.
+
+        The file is written first, the table emptied after: a crash in between leaves both, and
+        the next start keeps the file's and empties the table again.
+        """
+        assert self.file is not None
+        rows: list[Any] = self.file.rows()
+        if self._store.execute("SELECT 1 FROM rule_state LIMIT 1").fetchone() is None:
+            return rows
+        if not rows:
+            rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
+            self.file.replace_all(rows)
+            log.info("rule state moved from the store to %s: %d slots", self.file.path, len(rows))
+        with self._store.transaction() as db:
+            db.execute("DELETE FROM rule_state")
+        return rows
+
+    @property
+    def ok(self) -> bool:
+        """Whether the slots handed to the file's writer are being written (readiness)."""
+        return self.file is None or self.file.failing is None
+
+    def close(self) -> None:
+        """Wait for the file's writer to write everything handed over (a clean stop)."""
+        if self.file is not None:
+            self.file.close()
 
     def load_subjects(self, subjects: Collection[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """The stored slots of ``subjects`` (a community taken over), as ``(rule, subject, state)``."""
@@ -68,6 +117,17 @@ class RuleStateStore:
         """Write ``keys``' slots as ``state`` holds them now (deleted if it holds none)."""
         if not keys:
             return 0
+        if self.file is not None:
+            upserts: dict[Key, bytes] = {}
+            deletes: list[Key] = []
+            for key in keys:
+                slot = state.get(key)
+                if slot is None:
+                    deletes.append(key)
+                else:
+                    upserts[key] = slot_row(key[0], key[1], slot.to_json())
+            self.file.put(upserts, deletes)
+            return len(keys)
         snapshot = state.snapshot(keys)
         if not self._store.fenced:
             self._write(None, snapshot["slots"], snapshot.get("deleted", ()))
@@ -100,5 +160,9 @@ class RuleStateStore:
             )
 
     def count(self) -> int:
-        row = self._store.execute("SELECT count(*) FROM rule_state").fetchone()
-        return int(row[0])
+        """Slots on disk (with a file of its own: once its writer has written what it was handed)."""
+        if self.file is not None:
+            self.file.wait()
+            return self.file.stored()
+        found = self._store.execute("SELECT count(*) FROM rule_state").fetchone()
+        return int(found[0])

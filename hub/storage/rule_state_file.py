@@ -1,0 +1,271 @@
+"""Rule state in a SQLite file of its own, written by a thread of its own (SQLite stores only).
+
+Why: the rule engine rewrites a slot for nearly every reading (an absence deadline moves on),
+and the routine flush writes thousands of them every few seconds. In the store's file those
+writes shared one WAL with alerts and cases, so their commits — and the checkpoints they
+triggered, an ``fsync`` of 25–35 ms on the bench machine about every fifth 256-slot commit —
+ran on the event loop. The SOS split's stall watch put 60–65 % of the loop stalls a press
+waited behind in those writes (docs/benchmarks.md, "Rule state off the event loop").
+
+Here the event loop only serialises the changed slots (``orjson``, as before) and hands the
+bytes over; the thread writes them to ``<store>-rule-state.sqlite3`` beside the store. Two
+files, so the thread never holds the lock an alert's transaction needs (SQLite has one writer
+per database, and a waiting writer sleeps in steps of milliseconds).
+
+* **Coalesced**: a slot changed again before the writer took it is written once, with its
+  newest value; what waits is bounded by the number of slots, whatever the disk does.
+* **One statement per batch**: each batch is one ``INSERT … SELECT … FROM json_each(?)``, so
+  the thread needs the GIL a handful of times per batch. With ``executemany`` every row went
+  back to Python for its parameters and waited out the busy event loop's switch interval
+  (5 ms, CPython's GIL): 256 rows took 0.6–2.8 s instead of 2 ms.
+* **Failures** keep the slots: a batch that cannot be written goes back under whatever newer
+  values arrived meanwhile, and is retried every ``retry_s``; :attr:`RuleStateFile.failing`
+  says why meanwhile (readiness reports it).
+* **Durability**: what a ``kill -9`` loses is what was handed over but not yet committed —
+  milliseconds of changes, the same kind the per-turn flush always left after the PUBACK (the
+  alert of an SOS is committed to the store before it, never here). A clean stop waits for
+  the writer (:meth:`RuleStateFile.close`).
+
+The file has one table, ``rule_state`` as in the store's schema, with the state stored as
+JSON text. PostgreSQL stores (and clusters, which need PostgreSQL) keep the store's table.
+
+Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+import orjson
+
+from hub.errors import StoreError
+from hub.files import touch_private
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rule_state (
+    rule    TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    state   BLOB NOT NULL,
+    PRIMARY KEY (rule, subject)
+) WITHOUT ROWID
+"""
+# "WHERE true": an upsert's SELECT needs a WHERE clause to parse (SQLite's INSERT docs, "parsing
+# ambiguity"). json_extract of an object gives its minified JSON text.
+_UPSERT = (
+    "INSERT INTO rule_state (rule, subject, state)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')"
+    " FROM json_each(?) WHERE true"
+    " ON CONFLICT (rule, subject) DO UPDATE SET state = excluded.state"
+)
+_DELETE = (
+    "DELETE FROM rule_state WHERE (rule, subject) IN"
+    " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+)
+#: Rows per statement: bounds SQLite's parse of one batch (10⁵ slots at a stop are a few of them).
+BATCH_ROWS = 10_000
+#: The suffix beside the store's file: ``linli.sqlite3`` → ``linli-rule-state.sqlite3``.
+SUFFIX = "-rule-state"
+
+
+def path_beside(store_path: Path) -> Path:
+    """Where the rule state of the SQLite store at ``store_path`` lives."""
+    return store_path.with_name(f"{store_path.stem}{SUFFIX}{store_path.suffix}")
+
+
+def slot_row(rule: str, subject: str, state: Mapping[str, object]) -> bytes:
+    """One slot as the writer takes it: its JSON array ``[rule, subject, state]``."""
+    return orjson.dumps([rule, subject, state])
+
+
+class RuleStateFile:
+    """The rule-state file and its writer thread (``linli-rule-state``)."""
+
+    def __init__(self, *, path: Path, retry_s: float = 1.0) -> None:
+        self.path = path
+        self._retry_s = retry_s
+        try:
+            touch_private(path)  # 0600 before SQLite opens it (its -wal/-shm follow: hub.files)
+            # Used by the caller's thread until start(), by the writer thread after: never both.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open rule-state file {path}: {exc}") from exc
+        self._cond = threading.Condition()
+        self._upserts: dict[Key, bytes] = {}
+        self._deletes: set[Key] = set()
+        self._busy = False
+        self._closing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        #: Why the last write failed (``None``: it did not), for readiness and logs.
+        self.failing: str | None = None
+        #: Slots written since start (tests and metrics).
+        self.written = 0
+
+    # -- before the thread runs --------------------------------------------------------------
+
+    def rows(self) -> list[tuple[str, str, str | bytes]]:
+        """Every stored slot as ``(rule, subject, state JSON)``."""
+        self._not_running()
+        return self._db.execute("SELECT rule, subject, state FROM rule_state").fetchall()
+
+    def replace_all(self, rows: Iterable[tuple[str, str, str | bytes]]) -> None:
+        """Take over ``rows`` (the store's table of an older version) in one transaction."""
+        self._not_running()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM rule_state")
+            self._db.executemany("INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def start(self) -> None:
+        self._not_running()
+        self._thread = threading.Thread(target=self._run, name="linli-rule-state", daemon=True)
+        self._thread.start()
+
+    def _not_running(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the rule-state writer is running: its connection is the thread's")
+
+    # -- from the event loop -----------------------------------------------------------------
+
+    def put(self, upserts: Mapping[Key, bytes], deletes: Iterable[Key] = ()) -> None:
+        """Hand slots over (:func:`slot_row` bytes by key) and keys to delete; the newest call wins."""
+        with self._cond:
+            pending_up, pending_del = self._upserts, self._deletes
+            for key in deletes:
+                pending_up.pop(key, None)
+                pending_del.add(key)
+            if pending_del:
+                pending_del.difference_update(upserts)
+            pending_up.update(upserts)
+            self._cond.notify()
+
+    def stored(self) -> int:
+        """Slots in the file now (a connection of its own: the writer's is the thread's)."""
+        reader = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
+        try:
+            return int(reader.execute("SELECT count(*) FROM rule_state").fetchone()[0])
+        finally:
+            reader.close()
+
+    @property
+    def pending(self) -> int:
+        """Slots handed over and not yet written."""
+        with self._cond:
+            return len(self._upserts) + len(self._deletes)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until everything handed over so far is written (or failed); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: (
+                    (not self._busy and not self._upserts and not self._deletes)
+                    or (self.failing is not None and not self._busy)
+                ),
+                timeout,
+            )
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is pending, stop the thread and close the file.
+
+        Raises :class:`StoreError` if slots stay unwritten (the disk refuses them): the next
+        start restores the state as it was last written.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise StoreError(f"rule-state writer did not finish within {timeout:.0f} s")
+        else:
+            self._drain_once()
+        left = self.pending
+        self._db.close()
+        if left:
+            raise StoreError(f"{left} rule-state slots not written: {self.failing}")
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._upserts and not self._deletes and not self._closing:
+                    self._cond.wait()
+                if self._closing and not self._upserts and not self._deletes:
+                    return
+            if not self._drain_once():
+                with self._cond:
+                    if self._closing:
+                        return  # close() reports what is left
+                    self._cond.wait(self._retry_s)  # close() wakes it early
+
+    def _drain_once(self) -> bool:
+        with self._cond:
+            upserts, self._upserts = self._upserts, {}
+            deletes, self._deletes = self._deletes, set()
+            self._busy = True
+        try:
+            self._write(upserts, deletes)
+        except Exception as exc:
+            with self._cond:
+                # Newer values handed over meanwhile win over the batch that failed.
+                for key, value in upserts.items():
+                    if key not in self._upserts and key not in self._deletes:
+                        self._upserts[key] = value
+                for key in deletes:
+                    if key not in self._upserts:
+                        self._deletes.add(key)
+                first = self.failing is None
+                self.failing = f"{type(exc).__name__}: {exc}"
+                self._busy = False
+                self._cond.notify_all()
+            if first:
+                log.error("rule state not written (%s); retrying every %.0f s", self.failing, self._retry_s)
+            return False
+        with self._cond:
+            if self.failing is not None:
+                log.warning("rule state written again after: %s", self.failing)
+            self.failing = None
+            self.written += len(upserts) + len(deletes)
+            self._busy = False
+            self._cond.notify_all()
+        return True
+
+    def _write(self, upserts: Mapping[Key, bytes], deletes: Iterable[Key]) -> None:
+        rows = list(upserts.values())
+        gone = [list(key) for key in deletes]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for at in range(0, len(gone), BATCH_ROWS):
+                # As text: SQLite before 3.45 refuses a BLOB argument to its JSON functions.
+                db.execute(_DELETE, (orjson.dumps(gone[at : at + BATCH_ROWS]).decode(),))
+            for at in range(0, len(rows), BATCH_ROWS):
+                db.execute(_UPSERT, ((b"[" + b",".join(rows[at : at + BATCH_ROWS]) + b"]").decode(),))
+            db.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back already (SQLITE_FULL): a second ROLLBACK would hide why.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise

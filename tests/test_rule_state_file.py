@@ -1,0 +1,264 @@
+"""Rule state in its own SQLite file, written off the event loop: nothing lost, newest value wins,
+one statement per batch, failures retried and reported, and a store of an older version handed over."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from hub.app import Hub
+from hub.cli.backup import RULE_STATE_FILE, STORE_FILE, Layout, backup, restore
+from hub.clock import ManualClock
+from hub.errors import StoreError
+from hub.storage.rule_state import RuleStateStore
+from hub.storage.rule_state_file import RuleStateFile, path_beside, slot_row
+from hub.storage.store import Store
+from rules import MemoryState, Slot
+from tests.helpers import SOS_BUTTON, eventually, hub_settings
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+
+T0 = 1_795_371_180.0
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
+
+
+def wait_until(check: Any, within: float = 10.0) -> None:
+    """For the writer thread's state, from a test without an event loop."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def stored(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {
+            (r, s): orjson.loads(st) for r, s, st in db.execute("SELECT rule, subject, state FROM rule_state")
+        }
+
+
+def slots_of(hub: Hub) -> dict[tuple[str, str], Any]:
+    return {(s["rule"], s["subject"]): s["state"] for s in hub.evaluator.state.snapshot()["slots"]}
+
+
+def rule_state_check(hub: Hub) -> bool:
+    (check,) = (c for c in hub.readiness().checks if c.name == "rule_state")
+    return check.ok
+
+
+def up(rule: str, subject: str, **state: Any) -> dict[tuple[str, str], bytes]:
+    return {(rule, subject): slot_row(rule, subject, {"trigger": "absence", **state})}
+
+
+@pytest.fixture
+def file(tmp_path: Path) -> Any:
+    opened = RuleStateFile(path=tmp_path / "rs.sqlite3", retry_s=0.05)
+    yield opened
+    with contextlib.suppress(StoreError):
+        opened.close()
+
+
+def test_the_newest_value_wins_and_deletes_are_deletes(file: RuleStateFile) -> None:
+    file.start()
+    file.put(up("r", "a", due=1.0))
+    file.put(up("r", "b", due=2.0))
+    file.put(up("r", "a", due=3.0))
+    file.put({}, [("r", "b")])
+    file.put(up("r", "c", due=4.0), [("r", "gone-already")])
+    assert file.wait(10)
+    assert stored(file.path) == {
+        ("r", "a"): {"trigger": "absence", "due": 3.0},
+        ("r", "c"): {"trigger": "absence", "due": 4.0},
+    }
+    file.put({}, [("r", "a")])
+    file.put(up("r", "a", due=5.0))  # put back after the delete: the put wins
+    file.close()
+    assert stored(file.path)[("r", "a")] == {"trigger": "absence", "due": 5.0}
+
+
+def test_a_batch_is_one_statement_not_one_per_row(file: RuleStateFile) -> None:
+    """From a thread, every row of ``executemany`` waited for the busy event loop's GIL (5 ms a row)."""
+    statements: list[str] = []
+    file._db.set_trace_callback(statements.append)
+    gate = threading.Event()
+    original = file._write
+
+    def gated(*args: Any) -> None:
+        gate.wait(10)
+        original(*args)
+
+    file._write = gated  # type: ignore[method-assign]
+    file.start()
+    file.put(up("r", "warm"))
+    for i in range(2_000):
+        file.put(up("r", f"dev-{i}", due=float(i)), [("r", f"old-{i}")] if i % 2 else ())
+    gate.set()
+    assert file.wait(10)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    deletes = [s for s in statements if s.startswith("DELETE")]
+    assert len(stored(file.path)) == 2_001
+    # The first batch may have taken only "warm"; everything else came in one more batch.
+    assert 1 <= len(inserts) <= 2 and 1 <= len(deletes) <= 2
+
+
+def test_a_write_that_fails_is_retried_under_newer_values_and_reported(file: RuleStateFile) -> None:
+    failures = 3
+    original = file._write
+
+    def flaky(*args: Any) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        original(*args)
+
+    file._write = flaky  # type: ignore[method-assign]
+    file.start()
+    file.put(up("r", "a", due=1.0))
+    file.put(up("r", "b", due=1.0))
+    wait_until(lambda: file.failing is not None)
+    assert "disk is full" in (file.failing or "")
+    file.put(up("r", "a", due=2.0))  # newer than the failed batch's
+    wait_until(lambda: failures == 0 and file.pending == 0 and file.failing is None)
+    assert stored(file.path) == {
+        ("r", "a"): {"trigger": "absence", "due": 2.0},
+        ("r", "b"): {"trigger": "absence", "due": 1.0},
+    }
+
+
+def test_close_writes_everything_handed_over_or_says_what_it_could_not(tmp_path: Path) -> None:
+    first = RuleStateFile(path=tmp_path / "a.sqlite3")
+    first.start()
+    for i in range(500):
+        first.put(up("r", f"d{i}", due=float(i)))
+    first.close()
+    assert len(stored(first.path)) == 500
+    first.close()  # idempotent
+
+    refused = RuleStateFile(path=tmp_path / "b.sqlite3", retry_s=0.01)
+
+    def full(*args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    refused._write = full  # type: ignore[method-assign]
+    refused.start()
+    refused.put(up("r", "x"))
+    with pytest.raises(StoreError, match="1 rule-state slots not written: OperationalError"):
+        refused.close()
+
+
+def test_the_file_is_beside_the_store() -> None:
+    assert path_beside(Path("/var/lib/linli") / STORE_FILE) == Path("/var/lib/linli") / RULE_STATE_FILE
+
+
+def test_a_store_of_an_older_version_hands_its_rule_state_over(tmp_path: Path) -> None:
+    store = Store(path=tmp_path / STORE_FILE)
+    old = RuleStateStore(store=store)
+    state = MemoryState()
+    state.put(("elderly.no_door", "door-1"), Slot("absence", due=T0 + 86_400.5, last_ts=T0))
+    state.put(("parking.fire_lane", "lane-1"), Slot("duration", due=T0 + 60, value=1.0))
+    assert old.flush(state) == 2
+
+    moved = RuleStateStore(store=store, file=RuleStateFile(path=path_beside(store.path or Path())))
+    restored = moved.load()
+    assert restored.snapshot() == state.snapshot()
+    assert store.execute("SELECT count(*) FROM rule_state").fetchone()[0] == 0, "the table is emptied"
+    assert moved.count() == 2
+    # From now on the file has them: a change lands there, the store's table stays empty.
+    restored.put(("elderly.no_door", "door-1"), Slot("absence", due=T0 + 90_000.0, last_ts=T0 + 1))
+    assert moved.flush(restored) == 1
+    moved.close()
+    assert stored(path_beside(store.path or Path()))[("elderly.no_door", "door-1")]["due"] == T0 + 90_000.0
+    assert store.execute("SELECT count(*) FROM rule_state").fetchone()[0] == 0
+
+    # A crash between writing the file and emptying the table leaves both: the file's rows win.
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO rule_state VALUES ('elderly.no_door', 'door-1', ?)", (b'{"trigger":"absence"}',)
+        )
+    again = RuleStateStore(store=store, file=RuleStateFile(path=path_beside(store.path or Path())))
+    slot = again.load().get(("elderly.no_door", "door-1"))
+    assert slot is not None and slot.due == T0 + 90_000.0
+    assert store.execute("SELECT count(*) FROM rule_state").fetchone()[0] == 0
+    again.close()
+    store.close()
+
+
+def test_a_fenced_store_keeps_its_table() -> None:
+    class Fenced:
+        fenced = True
+
+    with pytest.raises(ValueError, match="fenced"):
+        RuleStateStore(store=Fenced(), file=object())  # type: ignore[arg-type]
+
+
+async def test_a_hub_keeps_rule_state_in_the_file_across_a_restart_and_readiness_reports_a_refusal(
+    tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    hub = Hub(settings=settings, clock=ManualClock(start=T0))
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        hub.flush_rule_state(include_routine=True)
+        before = slots_of(hub)
+        assert before
+        file = hub.rule_runtime.state_store.file
+        assert file is not None and file.path == path_beside(hub.store.path or Path())
+    finally:
+        hub.close()
+    assert hub.store.path is not None
+    with contextlib.closing(sqlite3.connect(hub.store.path)) as db:
+        assert db.execute("SELECT count(*) FROM rule_state").fetchone()[0] == 0
+    assert len(stored(file.path)) == len(before)
+
+    async with Hub(settings=settings, clock=ManualClock(start=T0)) as again:
+        assert slots_of(again) == before
+        assert rule_state_check(again)
+        again_file = again.rule_runtime.state_store.file
+        assert again_file is not None
+
+        def full(*args: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(again_file, "_write", full)
+        again_file.put(up("r", "x"))
+        await eventually(lambda: again_file.failing is not None, what="the write to fail")
+        assert not rule_state_check(again) and not again.readiness().ready
+        monkeypatch.undo()
+        await eventually(lambda: again_file.failing is None, what="the retry to succeed")
+        assert rule_state_check(again)
+
+
+def test_backup_and_restore_take_the_rule_state_file_along(tmp_path: Path) -> None:
+    data, saved, restored = tmp_path / "data", tmp_path / "saved", tmp_path / "restored"
+    data.mkdir()
+    store = Store(path=data / STORE_FILE)
+    states = RuleStateStore(store=store, file=RuleStateFile(path=path_beside(data / STORE_FILE)))
+    state = states.load()
+    state.put(("elderly.no_door", "door-1"), Slot("absence", due=T0 + 86_400.5, last_ts=T0))
+    states.flush(state)
+    states.close()
+    store.close()
+    names = {e.name for e in backup(Layout.default(data), saved, clock=ManualClock(start=T0))}
+    assert RULE_STATE_FILE in names
+    restore(saved, Layout.default(restored))
+    assert stored(restored / RULE_STATE_FILE) == stored(data / RULE_STATE_FILE)
+
+    # An older backup (rule state in the store) restored over it: the file is not left behind.
+    old_saved = tmp_path / "old"
+    (saved / RULE_STATE_FILE).unlink()
+    manifest = orjson.loads((saved / "manifest.json").read_bytes())
+    manifest["files"] = [f for f in manifest["files"] if f["name"] != RULE_STATE_FILE]
+    old_saved.mkdir()
+    for entry in saved.iterdir():
+        (old_saved / entry.name).write_bytes(entry.read_bytes())
+    (old_saved / "manifest.json").write_bytes(orjson.dumps(manifest))
+    restore(old_saved, Layout.default(restored), force=True)
+    assert not (restored / RULE_STATE_FILE).exists()
