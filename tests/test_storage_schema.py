@@ -148,3 +148,20 @@ def test_a_bad_store_url_is_a_store_error(tmp_path: Path) -> None:
     assert "hunter2" not in str(e.value)
     Store(url=f"sqlite://{tmp_path / 'x.sqlite3'}").close()
     assert (tmp_path / "x.sqlite3").is_file()
+
+
+def test_reconcile_finds_alerts_without_a_case_by_index_not_by_scanning_every_case(tmp_path: Path) -> None:
+    """The casework round asks this every few seconds on the event loop: without an index on
+    ``cases.alert_id`` each active alert scanned every case ever filed (closed ones included)."""
+    store = Store(path=tmp_path / "s.sqlite3")
+    try:
+        asked: list[str] = []
+        store.db.set_trace_callback(asked.append)
+        assert CaseStore(store=store).alerts_without_case() == []
+        store.db.set_trace_callback(None)
+        (query,) = (q for q in asked if "NOT EXISTS" in q)
+        plan = " | ".join(row[3] for row in store.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "SEARCH c USING COVERING INDEX cases_by_alert" in plan, plan
+        assert "SCAN c" not in plan, plan
+    finally:
+        store.close()

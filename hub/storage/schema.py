@@ -294,8 +294,18 @@ def _v5(tx: Tx) -> None:
             tx.execute("UPDATE cases SET call_back_from = ? WHERE id = ?", (call_back_from(case), case_id))
 
 
+def _v6(tx: Tx) -> None:
+    """Cases by alert, whatever their state (issue 14): casework's reconcile round asks, every few
+    seconds, which active alerts have no case at all. The only index on ``cases.alert_id`` is
+    partial (open cases), which that question cannot use, so each active alert scanned every
+    case ever filed: active alerts × all cases per round, on the event loop — the largest stall
+    left in the SOS latency runs once rule state moved off the loop, and growing with history.
+    """
+    tx.ddl("CREATE INDEX IF NOT EXISTS cases_by_alert ON cases (alert_id);")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
