@@ -3,6 +3,7 @@ one statement per batch, failures retried and reported, and a store of an older 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ from hub.storage.rule_state import RuleStateStore
 from hub.storage.rule_state_file import RuleStateFile, path_beside, slot_row
 from hub.storage.store import Store
 from rules import MemoryState, Slot
-from tests.helpers import SOS_BUTTON, eventually, hub_settings
+from tests.helpers import SOS_BUTTON, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
@@ -262,3 +263,41 @@ def test_backup_and_restore_take_the_rule_state_file_along(tmp_path: Path) -> No
     (old_saved / "manifest.json").write_bytes(orjson.dumps(manifest))
     restore(old_saved, Layout.default(restored), force=True)
     assert not (restored / RULE_STATE_FILE).exists()
+
+
+async def test_an_sos_is_notified_while_the_rule_state_disk_is_stuck(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    """A slow sink must not hold up a press: with the rule-state writer blocked in a write (a dying
+    SD card, a saturated disk), the press still becomes an alert, a case and the on-duty worker's
+    notification; the rule state waits and is written once the disk answers."""
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    workers = Phone(mosquitto_broker, client_id="stuck-disk-phone")
+    await workers.start("linli/+/workers/+/notifications")
+    async with Hub(settings=settings, clock=ManualClock(start=T0)) as hub:
+        file = hub.rule_runtime.state_store.file
+        assert file is not None
+        stuck, entered = threading.Event(), threading.Event()
+        original = file._write
+
+        def blocked(*args: Any) -> None:
+            entered.set()
+            stuck.wait(60)
+            original(*args)
+
+        file._write = blocked  # type: ignore[method-assign]
+        try:
+            file.put(up("r", "x"))
+            await asyncio.to_thread(entered.wait, 10)
+            gateway = await publisher(mosquitto_broker, client_id="stuck-disk-gateway")
+            gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+            await eventually(hub.store.alerts, what="the alert")
+            await eventually(lambda: workers.messages, what="the worker's notification")
+            assert entered.is_set() and not stuck.is_set(), "all of it while the writer was stuck"
+            assert file.pending > 0, "the press's rule state waits for the disk"
+            await gateway.disconnect()
+        finally:
+            stuck.set()
+        await eventually(lambda: file.pending == 0, what="the rule state written after all")
+    await workers.stop()
+    assert ("r", "x") in stored(file.path)
