@@ -54,7 +54,7 @@ def rule_state_check(hub: Hub) -> bool:
     return check.ok
 
 
-def up(rule: str, subject: str, **state: Any) -> dict[tuple[str, str], bytes]:
+def up(rule: str, subject: str, **state: Any) -> dict[tuple[str, str], str]:
     return {(rule, subject): slot_row(rule, subject, {"trigger": "absence", **state})}
 
 

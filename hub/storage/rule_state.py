@@ -31,7 +31,8 @@ from rules.state import Key, MemoryState
 
 log = logging.getLogger(__name__)
 
-#: Subjects per ``IN (…)`` when reading a community's slots (well under any engine's limit).
+#: Subjects per ``IN (…)`` when reading a community's slots (well under any engine's limit), and
+#: slots per ``executemany`` when writing them.
 _CHUNK = 500
 
 
@@ -118,7 +119,7 @@ class RuleStateStore:
         if not keys:
             return 0
         if self.file is not None:
-            upserts: dict[Key, bytes] = {}
+            upserts: dict[Key, str] = {}
             deletes: list[Key] = []
             for key in keys:
                 slot = state.get(key)
@@ -150,11 +151,17 @@ class RuleStateStore:
 
     def _write(self, community: str | None, slots: list[Any], deleted: Collection[Any]) -> None:
         with self._store.transaction(community=community) as db:
-            db.executemany(
-                "INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)"
-                " ON CONFLICT (rule, subject) DO UPDATE SET state = excluded.state",
-                [(row["rule"], row["subject"], orjson.dumps(row["state"])) for row in slots],
-            )
+            # In chunks: each bytes object orjson.dumps returns keeps its ~4 KB write buffer, so the
+            # 10⁵ slots of a first flush serialised at once held ≈ 500 MB (rule_state_file.slot_row).
+            for at in range(0, len(slots), _CHUNK):
+                db.executemany(
+                    "INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)"
+                    " ON CONFLICT (rule, subject) DO UPDATE SET state = excluded.state",
+                    [
+                        (row["rule"], row["subject"], orjson.dumps(row["state"]))
+                        for row in slots[at : at + _CHUNK]
+                    ],
+                )
             db.executemany(
                 "DELETE FROM rule_state WHERE rule = ? AND subject = ?", [tuple(k) for k in deleted]
             )

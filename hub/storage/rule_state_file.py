@@ -8,7 +8,7 @@ ran on the event loop. The SOS split's stall watch put 60–65 % of the loop sta
 waited behind in those writes (docs/benchmarks.md, "Rule state off the event loop").
 
 Here the event loop only serialises the changed slots (``orjson``, as before) and hands the
-bytes over; the thread writes them to ``<store>-rule-state.sqlite3`` beside the store. Two
+text over; the thread writes them to ``<store>-rule-state.sqlite3`` beside the store. Two
 files, so the thread never holds the lock an alert's transaction needs (SQLite has one writer
 per database, and a waiting writer sleeps in steps of milliseconds).
 
@@ -81,9 +81,15 @@ def path_beside(store_path: Path) -> Path:
     return store_path.with_name(f"{store_path.stem}{SUFFIX}{store_path.suffix}")
 
 
-def slot_row(rule: str, subject: str, state: Mapping[str, object]) -> bytes:
-    """One slot as the writer takes it: its JSON array ``[rule, subject, state]``."""
-    return orjson.dumps([rule, subject, state])
+def slot_row(rule: str, subject: str, state: Mapping[str, object]) -> str:
+    """One slot as the writer takes it: its JSON array ``[rule, subject, state]``, as text.
+
+    Text, not orjson's bytes: each bytes object ``orjson.dumps`` returns keeps the ~4 KB buffer
+    it was written into (the resize to its length does not give it back), so the 131 258 slots
+    of a first flush at 100 000 devices held ≈ 500 MB until written. The decoded copy is
+    exactly its length (≈ 30 MB for the same slots) and faster to make.
+    """
+    return orjson.dumps([rule, subject, state]).decode()
 
 
 class RuleStateFile:
@@ -102,7 +108,7 @@ class RuleStateFile:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open rule-state file {path}: {exc}") from exc
         self._cond = threading.Condition()
-        self._upserts: dict[Key, bytes] = {}
+        self._upserts: dict[Key, str] = {}
         self._deletes: set[Key] = set()
         self._busy = False
         self._closing = False
@@ -144,8 +150,8 @@ class RuleStateFile:
 
     # -- from the event loop -----------------------------------------------------------------
 
-    def put(self, upserts: Mapping[Key, bytes], deletes: Iterable[Key] = ()) -> None:
-        """Hand slots over (:func:`slot_row` bytes by key) and keys to delete; the newest call wins."""
+    def put(self, upserts: Mapping[Key, str], deletes: Iterable[Key] = ()) -> None:
+        """Hand slots over (:func:`slot_row` text by key) and keys to delete; the newest call wins."""
         with self._cond:
             pending_up, pending_del = self._upserts, self._deletes
             for key in deletes:
@@ -252,7 +258,7 @@ class RuleStateFile:
             self._cond.notify_all()
         return True
 
-    def _write(self, upserts: Mapping[Key, bytes], deletes: Iterable[Key]) -> None:
+    def _write(self, upserts: Mapping[Key, str], deletes: Iterable[Key]) -> None:
         rows = list(upserts.values())
         gone = [list(key) for key in deletes]
         db = self._db
@@ -262,7 +268,7 @@ class RuleStateFile:
                 # As text: SQLite before 3.45 refuses a BLOB argument to its JSON functions.
                 db.execute(_DELETE, (orjson.dumps(gone[at : at + BATCH_ROWS]).decode(),))
             for at in range(0, len(rows), BATCH_ROWS):
-                db.execute(_UPSERT, ((b"[" + b",".join(rows[at : at + BATCH_ROWS]) + b"]").decode(),))
+                db.execute(_UPSERT, ("[" + ",".join(rows[at : at + BATCH_ROWS]) + "]",))
             db.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (SQLITE_FULL): a second ROLLBACK would hide why.
