@@ -18,11 +18,14 @@ per database, and a waiting writer sleeps in steps of milliseconds).
   the thread needs the GIL a handful of times per batch. With ``executemany`` every row went
   back to Python for its parameters and waited out the busy event loop's switch interval
   (5 ms, CPython's GIL): 256 rows took 0.6–2.8 s instead of 2 ms.
+* **At most ten batches a second** (``pause_s``): after a batch the writer waits 0.1 s before
+  taking the next, so it coalesces more and takes the GIL from the event loop a few dozen
+  times a second, not once per loop turn. That is the longest a change waits before its batch.
 * **Failures** keep the slots: a batch that cannot be written goes back under whatever newer
   values arrived meanwhile, and is retried every ``retry_s``; :attr:`RuleStateFile.failing`
   says why meanwhile (readiness reports it).
 * **Durability**: what a ``kill -9`` loses is what was handed over but not yet committed —
-  milliseconds of changes, the same kind the per-turn flush always left after the PUBACK (the
+  at most ``pause_s`` plus one write of changes, the same kind the per-turn flush always left after the PUBACK (the
   alert of an SOS is committed to the store before it, never here). A clean stop waits for
   the writer (:meth:`RuleStateFile.close`).
 
@@ -95,9 +98,10 @@ def slot_row(rule: str, subject: str, state: Mapping[str, object]) -> str:
 class RuleStateFile:
     """The rule-state file and its writer thread (``linli-rule-state``)."""
 
-    def __init__(self, *, path: Path, retry_s: float = 1.0) -> None:
+    def __init__(self, *, path: Path, retry_s: float = 1.0, pause_s: float = 0.1) -> None:
         self.path = path
         self._retry_s = retry_s
+        self._pause_s = pause_s
         try:
             touch_private(path)  # 0600 before SQLite opens it (its -wal/-shm follow: hub.files)
             # Used by the caller's thread until start(), by the writer thread after: never both.
@@ -225,6 +229,10 @@ class RuleStateFile:
                     if self._closing:
                         return  # close() reports what is left
                     self._cond.wait(self._retry_s)  # close() wakes it early
+            elif self._pause_s:
+                with self._cond:
+                    if not self._closing:
+                        self._cond.wait_for(lambda: self._closing, self._pause_s)
 
     def _drain_once(self) -> bool:
         with self._cond:
