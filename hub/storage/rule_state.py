@@ -7,8 +7,9 @@ something changed, in one transaction, and reads them all back at start. So afte
 duration, absence deadline, count window and last value from where it was.
 
 With a SQLite store the slots live in a file of their own beside it, written by a thread
-(:mod:`hub.storage.rule_state_file`): the event loop only serialises them. A store of an older
-version hands its ``rule_state`` rows over to that file at the first start.
+(:mod:`hub.storage.rule_state_file`): the event loop only serialises them, and a ``kill -9``
+may also lose what the thread had not written yet (at most ≈ 0.1 s of changes). A store of an
+older version hands its ``rule_state`` rows over to that file at the first start.
 
 Clustered (a fence installed on the store), the slots are written one community at a time,
 each transaction fenced by that community's lease: a node that lost a community writes none
