@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -75,6 +76,8 @@ _DELETE = (
 )
 #: Rows per statement: bounds SQLite's parse of one batch (10⁵ slots at a stop are a few of them).
 BATCH_ROWS = 10_000
+#: How often a resting writer looks whether close() was called.
+_REST_STEP_S = 0.02
 #: The suffix beside the store's file: ``linli.sqlite3`` → ``linli-rule-state.sqlite3``.
 SUFFIX = "-rule-state"
 
@@ -225,14 +228,26 @@ class RuleStateFile:
                 if self._closing and not self._upserts and not self._deletes:
                     return
             if not self._drain_once():
-                with self._cond:
-                    if self._closing:
-                        return  # close() reports what is left
-                    self._cond.wait(self._retry_s)  # close() wakes it early
+                if self._closing:
+                    return  # close() reports what is left
+                self._rest(self._retry_s)
             elif self._pause_s:
-                with self._cond:
-                    if not self._closing:
-                        self._cond.wait_for(lambda: self._closing, self._pause_s)
+                self._rest(self._pause_s)
+
+    def _rest(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less once :meth:`close` was called.
+
+        In short ``time.sleep`` steps rather than a timed ``Condition.wait``: a timed wait on a
+        threading lock sleeps until an absolute ``CLOCK_MONOTONIC`` deadline, and under
+        libfaketime (CI runs the suite a year ahead) the deadline it computes is a year away
+        while the sleep itself runs on the real clock, so the writer never woke up.
+        """
+        end = time.monotonic() + seconds
+        while not self._closing:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _REST_STEP_S))
 
     def _drain_once(self) -> bool:
         with self._cond:
