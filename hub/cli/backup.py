@@ -3,8 +3,8 @@
 What a hub needs to come back as it was — open cases, their deadlines (escalation timers), rule
 timers, alerts, notifications, the registry — is in the embedded store ``<data_dir>/linli.sqlite3``
 and, for the rule engine's state (its timers), ``linli-rule-state.sqlite3`` beside it
-(:mod:`hub.storage.rule_state_file`). Beside them: the embedded time-series file, the spool of batches not yet delivered to InfluxDB, and
-the demo's generated ``secrets.yaml``.
+(:mod:`hub.storage.rule_state_file`). Beside them: the embedded time-series file, the spool of
+batches not yet delivered to InfluxDB, and the demo's generated ``secrets.yaml``.
 
 The SQLite files are copied with SQLite's online backup API, never with ``cp``: a running hub
 writes in WAL mode, and a file copy taken between a commit and a checkpoint is a store that

@@ -25,12 +25,12 @@ per database, and a waiting writer sleeps in steps of milliseconds).
   values arrived meanwhile, and is retried every ``retry_s``; :attr:`RuleStateFile.failing`
   says why meanwhile (readiness reports it).
 * **Durability**: what a ``kill -9`` loses is what was handed over but not yet committed —
-  at most ``pause_s`` plus one write of changes, the same kind the per-turn flush always left after the PUBACK (the
-  alert of an SOS is committed to the store before it, never here). A clean stop waits for
-  the writer (:meth:`RuleStateFile.close`).
+  at most ``pause_s`` plus one write of changes, the same kind the per-turn flush always left
+  after the PUBACK (the alert of an SOS is committed to the store before it, never here). A
+  clean stop waits for the writer (:meth:`RuleStateFile.close`).
 
-The file has one table, ``rule_state`` as in the store's schema, with the state stored as
-JSON text. PostgreSQL stores (and clusters, which need PostgreSQL) keep the store's table.
+The file has one table, the store's ``rule_state`` (:data:`hub.storage.schema.RULE_STATE_TABLE`),
+with the state stored as JSON text. PostgreSQL stores (and clusters, which need PostgreSQL) keep the store's table.
 
 Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 """
@@ -41,7 +41,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,19 +50,12 @@ import orjson
 
 from hub.errors import StoreError
 from hub.files import touch_private
+from hub.storage.schema import RULE_STATE_TABLE
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rule_state (
-    rule    TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    state   BLOB NOT NULL,
-    PRIMARY KEY (rule, subject)
-) WITHOUT ROWID
-"""
 # "WHERE true": an upsert's SELECT needs a WHERE clause to parse (SQLite's INSERT docs, "parsing
 # ambiguity"). json_extract of an object gives its minified JSON text.
 _UPSERT = (
@@ -111,7 +105,7 @@ class RuleStateFile:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db.execute(RULE_STATE_TABLE)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open rule-state file {path}: {exc}") from exc
         self._cond = threading.Condition()
@@ -123,8 +117,6 @@ class RuleStateFile:
         self._thread: threading.Thread | None = None
         #: Why the last write failed (``None``: it did not), for readiness and logs.
         self.failing: str | None = None
-        #: Slots written since start (tests and metrics).
-        self.written = 0
 
     # -- before the thread runs --------------------------------------------------------------
 
@@ -136,15 +128,9 @@ class RuleStateFile:
     def replace_all(self, rows: Iterable[tuple[str, str, str | bytes]]) -> None:
         """Take over ``rows`` (the store's table of an older version) in one transaction."""
         self._not_running()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute("DELETE FROM rule_state")
-            self._db.executemany("INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)", rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        with self._transaction() as db:
+            db.execute("DELETE FROM rule_state")
+            db.executemany("INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)", rows)
 
     def start(self) -> None:
         self._not_running()
@@ -276,7 +262,6 @@ class RuleStateFile:
             if self.failing is not None:
                 log.warning("rule state written again after: %s", self.failing)
             self.failing = None
-            self.written += len(upserts) + len(deletes)
             self._busy = False
             self._cond.notify_all()
         return True
@@ -284,14 +269,20 @@ class RuleStateFile:
     def _write(self, upserts: Mapping[Key, str], deletes: Iterable[Key]) -> None:
         rows = list(upserts.values())
         gone = [list(key) for key in deletes]
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for at in range(0, len(gone), BATCH_ROWS):
                 # As text: SQLite before 3.45 refuses a BLOB argument to its JSON functions.
                 db.execute(_DELETE, (orjson.dumps(gone[at : at + BATCH_ROWS]).decode(),))
             for at in range(0, len(rows), BATCH_ROWS):
                 db.execute(_UPSERT, ("[" + ",".join(rows[at : at + BATCH_ROWS]) + "]",))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error (as ``SqliteEngine.transaction``)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
             db.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (SQLITE_FULL): a second ROLLBACK would hide why.

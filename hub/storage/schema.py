@@ -25,7 +25,19 @@ from collections.abc import Callable
 from hub.storage.case_rows import call_back_from, replay_rows
 from hub.storage.engine import Dialect, Tx
 
-_V1 = """
+#: The rule engine's slots: in the store (PostgreSQL, older SQLite stores) and in the SQLite
+#: store's rule-state file (:mod:`hub.storage.rule_state_file`), the same table in both.
+RULE_STATE_TABLE = """
+    CREATE TABLE IF NOT EXISTS rule_state (
+        rule    TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state   BLOB NOT NULL,
+        PRIMARY KEY (rule, subject)
+    ) WITHOUT ROWID;
+"""
+
+_V1 = (
+    """
     CREATE TABLE IF NOT EXISTS alerts (
         id          INTEGER PRIMARY KEY,
         rule        TEXT NOT NULL,
@@ -124,13 +136,9 @@ _V1 = """
         sent_at REAL NOT NULL
     );
 
-    CREATE TABLE IF NOT EXISTS rule_state (
-        rule    TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        state   BLOB NOT NULL,
-        PRIMARY KEY (rule, subject)
-    ) WITHOUT ROWID;
 """
+    + RULE_STATE_TABLE
+)
 
 #: Columns that pre-versioning SQLite files may lack: (table, column, declaration).
 _V1_ADDED_COLUMNS = (
