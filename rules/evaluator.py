@@ -335,8 +335,8 @@ class Evaluator:
                     continue
                 key = (c.rule.id, device)
                 expected[c.rule.id].add(device)
-                if state.get(key) is not None:
-                    continue  # restored: its deadline stands (arm() would leave it too)
+                if state.has(key):
+                    continue  # restored: its deadline stands (arm() would leave it too); not read here
                 trigger = c.trigger_for(subject)
                 assert isinstance(trigger, AbsenceTrigger)
                 ABSENCE.arm(trigger, subject, key, state, now)
@@ -369,8 +369,21 @@ class Evaluator:
                 self._scope_attributes,
             ) = saved
             raise
-        for key in self._state.slot_keys():
-            slot = self._state.get(key)
+        kept = {
+            rule_id
+            for rule_id, c in saved[0].items()
+            if (new := self._rules.get(rule_id)) is not None and new.rule.trigger.type == c.rule.trigger.type
+        }
+        state = self._state
+        for key in state.slot_keys():
             compiled = self._rules.get(key[0])
-            if slot is None or compiled is None or slot.trigger != compiled.rule.trigger.type:
-                self._state.delete(key)
+            if compiled is None:
+                state.delete(key)
+                continue
+            if key[0] in kept:
+                # Same trigger type as before: its slots stay, unread (a restored one may still
+                # be its stored text; one of another type is dropped where it is used).
+                continue
+            slot = state.get(key)
+            if slot is not None and slot.trigger != compiled.rule.trigger.type:
+                state.delete(key)

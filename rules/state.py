@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Collection, Iterable, Mapping
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 #: JSON-ready data (what ``json.dumps`` / ``orjson.dumps`` accepts).
@@ -141,6 +144,10 @@ class StatePort(Protocol):
 
     def get(self, key: Key) -> Slot | None: ...
 
+    def has(self, key: Key) -> bool:
+        """Whether a slot is kept for ``key`` (without reading it)."""
+        ...
+
     def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
         """Store the slot; its ``due`` becomes the key's timer (``None`` cancels it).
 
@@ -173,25 +180,43 @@ class MemoryState:
     so moving an absence deadline forward on every event costs no heap operation; entries
     whose slot is gone or no longer matches are skipped. ``restore`` rebuilds the heap
     with ``heapify`` (linear).
+
+    Restored lazily (:meth:`restore_lazy`, the hub's restart), a slot stays the JSON text it
+    was stored as until something reads it: at 10⁵ devices most slots are absence deadlines
+    nobody touches for hours, and building them all cost ≈ 1.5 s of a restart and ≈ 80 MB
+    (docs/benchmarks.md, "Seventh pass"). Their timers are in the heap from the start (the
+    store hands each row's ``due`` over with it). A text that does not decode is dropped
+    with a warning and deleted from the store, as if the rule had no memory of the subject.
     """
 
     def __init__(self) -> None:
         self._slots: dict[Key, Slot] = {}
+        #: Restored slots not read yet: their stored JSON (see :meth:`restore_lazy`).
+        self._raw: dict[Key, str | bytes] = {}
+        self._decode: Callable[[str | bytes], Any] | None = None
         self._heap: list[tuple[float, Key]] = []
         self._dirty: set[Key] = set()
         #: Keys with only routine changes, persisted on a slower cadence (see ``put``).
         self._soft: set[Key] = set()
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._slots) + len(self._raw)
 
     # -- the port -------------------------------------------------------------------------
 
     def get(self, key: Key) -> Slot | None:
-        return self._slots.get(key)
+        slot = self._slots.get(key)
+        if slot is None and self._raw:
+            return self._read(key)
+        return slot
+
+    def has(self, key: Key) -> bool:
+        return key in self._slots or key in self._raw
 
     def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
         self._slots[key] = slot
+        if self._raw:
+            self._raw.pop(key, None)  # replaced unread: the stored text is stale now
         (self._dirty if durable else self._soft).add(key)
         due = slot.due
         if due is not None:
@@ -199,15 +224,15 @@ class MemoryState:
             if queued is None or queued > due:
                 slot.queued_due = due
                 heapq.heappush(self._heap, (due, key))
-                if len(self._heap) > 2 * len(self._slots) + 1024:
+                if len(self._heap) > 2 * (len(self._slots) + len(self._raw)) + 1024:
                     self._rebuild()
 
     def delete(self, key: Key) -> None:
-        if self._slots.pop(key, None) is not None:
+        if self._slots.pop(key, None) is not None or self._raw.pop(key, None) is not None:
             self._dirty.add(key)
 
     def slot_keys(self) -> list[Key]:
-        return list(self._slots)
+        return [*self._slots, *self._raw]
 
     def pop_due(self, now: float) -> list[Key]:
         fired: list[Key] = []
@@ -215,6 +240,8 @@ class MemoryState:
         while heap and heap[0][0] <= now:
             due, key = heapq.heappop(heap)
             slot = slots.get(key)
+            if slot is None and self._raw:
+                slot = self._read(key)
             if slot is None or slot.queued_due != due:
                 continue  # stale: the slot is gone or has an earlier entry
             slot.queued_due = None
@@ -233,6 +260,8 @@ class MemoryState:
         while heap:
             due, key = heap[0]
             slot = slots.get(key)
+            if slot is None and self._raw:
+                slot = self._read(key)
             if slot is None or slot.queued_due != due:
                 heapq.heappop(heap)
                 continue
@@ -249,13 +278,36 @@ class MemoryState:
         return None
 
     def _rebuild(self) -> None:
-        heap: list[tuple[float, Key]] = []
+        raw = self._raw
+        # A slot not read yet has exactly one entry, the one it was restored with: keep it.
+        heap: list[tuple[float, Key]] = [entry for entry in self._heap if entry[1] in raw] if raw else []
         for key, slot in self._slots.items():
             slot.queued_due = slot.due
             if slot.due is not None:
                 heap.append((slot.due, key))
         heapq.heapify(heap)
         self._heap = heap
+
+    def _read(self, key: Key) -> Slot | None:
+        """A restored slot's first read: its stored text becomes a :class:`Slot`."""
+        text = self._raw.pop(key, None)
+        if text is None:
+            return None
+        assert self._decode is not None
+        try:
+            slot = Slot.from_json(self._decode(text), fresh=True)
+        except ValueError as exc:  # JSON decoders' errors are ValueErrors too
+            # One damaged row must not stop a rule for everyone: forget it, and delete it on disk.
+            log.warning("rule state of %s for %s dropped: %s", key[0], key[1], exc)
+            self._dirty.add(key)
+            return None
+        self._slots[key] = slot
+        if slot.due is not None:
+            # Its restored heap entry may carry another due (a row edited by hand): queue this one;
+            # the duplicate is skipped as stale when it comes up.
+            slot.queued_due = slot.due
+            heapq.heappush(self._heap, (slot.due, key))
+        return slot
 
     def replace_subjects(
         self, subjects: Collection[str], rows: Iterable[tuple[str, str, Mapping[str, Any]]]
@@ -268,6 +320,8 @@ class MemoryState:
         wanted = frozenset(subjects)
         for key in [k for k in self._slots if k[1] in wanted]:
             del self._slots[key]
+        for key in [k for k in self._raw if k[1] in wanted]:
+            del self._raw[key]
         self._dirty = {k for k in self._dirty if k[1] not in wanted}
         self._soft = {k for k in self._soft if k[1] not in wanted}
         for rule, subject, state in rows:
@@ -297,9 +351,15 @@ class MemoryState:
     def snapshot(self, keys: Iterable[Key] | None = None) -> JsonDict:
         """All slots, or just ``keys`` (then keys without a slot are listed as ``deleted``)."""
         if keys is None:
+            for key in list(self._raw):
+                self._read(key)
             chosen: Iterable[Key] = self._slots
             deleted: list[list[str]] = []
         else:
+            keys = list(keys)
+            for key in keys:
+                if key in self._raw:
+                    self._read(key)
             chosen = [k for k in keys if k in self._slots]
             deleted = [[k[0], k[1]] for k in keys if k not in self._slots]
         slots = [{"rule": key[0], "subject": key[1], "state": self._slots[key].to_json()} for key in chosen]
@@ -338,4 +398,30 @@ class MemoryState:
             if was_enabled:
                 gc.enable()
         state._rebuild()
+        return state
+
+    @classmethod
+    def restore_lazy(
+        cls,
+        rows: Iterable[tuple[str, str, str | bytes, object]],
+        *,
+        decode: Callable[[str | bytes], Any],
+    ) -> MemoryState:
+        """Restore from ``(rule, subject, state JSON, due)`` rows without reading the slots yet.
+
+        ``due`` is the JSON's ``due`` as the store extracted it (anything but a number: no
+        timer). Each slot is decoded with ``decode`` when it is first read (:meth:`get`, a timer
+        coming due, :meth:`snapshot`); nothing is dirty afterwards.
+        """
+        state = cls()
+        state._decode = decode
+        raw = state._raw
+        heap = state._heap
+        rules: dict[str, str] = {}  # one copy of each rule id across 10⁵ keys
+        for rule, subject, text, due in rows:
+            key = (rules.setdefault(rule, rule), subject)
+            raw[key] = text
+            if due.__class__ is float or due.__class__ is int:  # not bool, not text
+                heap.append((float(due), key))
+        heapq.heapify(heap)
         return state

@@ -192,6 +192,36 @@ def test_a_store_of_an_older_version_hands_its_rule_state_over(tmp_path: Path) -
     store.close()
 
 
+def test_a_restart_reads_slots_when_used_and_a_damaged_row_is_deleted_not_fatal(tmp_path: Path) -> None:
+    """Slots come back unread with their timers (SQLite reads ``due`` out of the JSON), rows an
+    older version wrote as bytes included; a row that is not a slot is dropped when first read
+    and deleted from the file, and does not stop the hub from starting."""
+    store = Store(path=tmp_path / STORE_FILE)
+    path = path_beside(store.path or Path())
+    first = RuleStateStore(store=store, file=RuleStateFile(path=path))
+    state = first.load()
+    state.put(("device.offline", "door-1"), Slot("absence", since=T0, due=T0 + 7200))
+    state.put(("device.offline", "door-2"), Slot("absence", since=T0, due=T0 + 3600))
+    first.flush(state)
+    first.close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO rule_state VALUES ('device.offline', 'door-3', ?)",
+            (orjson.dumps({"trigger": "absence", "since": T0, "due": T0 + 60}),),  # bytes: a BLOB
+        )
+        db.execute("INSERT INTO rule_state VALUES ('device.offline', 'door-4', '{\"trigger\":\"abs')")
+
+    again = RuleStateStore(store=store, file=RuleStateFile(path=path))
+    restored = again.load()
+    assert len(restored) == 4
+    assert restored.pop_due(T0 + 3600) == [("device.offline", "door-3"), ("device.offline", "door-2")]
+    assert restored.get(("device.offline", "door-4")) is None
+    assert again.flush(restored) == 1  # the damaged row's delete
+    again.close()
+    assert sorted(stored(path)) == [("device.offline", f"door-{i}") for i in (1, 2, 3)]
+    store.close()
+
+
 def test_a_fenced_store_keeps_its_table() -> None:
     class Fenced:
         fenced = True

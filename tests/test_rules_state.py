@@ -256,3 +256,154 @@ def test_to_json_is_every_field_unlike_its_default_in_field_order() -> None:
         for name in ("seen", "times", "params", "evidence"):
             if name in got:
                 assert got[name] is not getattr(slot, name)  # a copy, never shared
+
+
+# -- lazy restore (the hub's restart from its rule-state file) ---------------------------------
+
+
+class CountingDecode:
+    """``json.loads`` that counts its calls: a slot is decoded when it is first read, never before."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, text: str | bytes) -> object:
+        self.calls += 1
+        return json.loads(text)
+
+
+def by_key(state: MemoryState) -> dict[tuple[str, str], object]:
+    """Every slot as JSON, keyed (a lazy state lists slots in the order they were read)."""
+    return {(r["rule"], r["subject"]): r["state"] for r in state.snapshot()["slots"]}
+
+
+def lazy_rows(state: MemoryState) -> list[tuple[str, str, str, object]]:
+    """The rows a rule-state file hands over: the JSON text and the ``due`` read out of it."""
+    return [
+        (r["rule"], r["subject"], json.dumps(r["state"]), r["state"].get("due"))
+        for r in state.snapshot()["slots"]
+    ]
+
+
+def test_a_lazy_restore_reads_a_slot_only_when_it_is_used() -> None:
+    state = MemoryState()
+    for i in range(10):
+        timer(state, f"s{i}", T0 + i)
+    state.put(("r", "plain"), Slot("threshold", value=2.5))
+    decode = CountingDecode()
+    lazy = MemoryState.restore_lazy(lazy_rows(state), decode=decode)
+    assert decode.calls == 0
+    assert len(lazy) == 11 and set(lazy.slot_keys()) == set(state.slot_keys())
+    assert lazy.has(("r", "plain")) and not lazy.has(("r", "nobody"))
+    assert lazy.drain_dirty(include_routine=True) == set()
+    assert decode.calls == 0, "counting, listing and asking are not reading"
+
+    assert lazy.get(("r", "plain")) == Slot("threshold", value=2.5)
+    assert decode.calls == 1
+    assert lazy.get(("r", "plain")) is lazy.get(("r", "plain")), "decoded once, then kept"
+    assert decode.calls == 1
+
+    # Timers come due from the handed-over dues, earliest first, each read as it fires.
+    assert lazy.next_due() == T0
+    assert decode.calls == 2
+    assert lazy.pop_due(T0 + 3.5) == [("r", "s0"), ("r", "s1"), ("r", "s2"), ("r", "s3")]
+    assert decode.calls == 5
+    assert lazy.pop_due(T0 + 3.5) == []
+    assert by_key(lazy) == by_key(state)
+    assert decode.calls == 11
+
+
+def test_a_lazy_slot_replaced_or_deleted_unread_is_gone_with_its_timer() -> None:
+    state = MemoryState()
+    timer(state, "a", T0)
+    timer(state, "b", T0 + 1)
+    timer(state, "c", T0 + 2)
+    lazy = MemoryState.restore_lazy(lazy_rows(state), decode=json.loads)
+    lazy.put(("r", "a"), Slot("duration", due=T0 + 50))  # a newer value, the stored one unread
+    lazy.delete(("r", "b"))
+    assert lazy.drain_dirty() == {("r", "a"), ("r", "b")}
+    assert lazy.pop_due(T0 + 10) == [("r", "c")]
+    assert lazy.pop_due(T0 + 100) == [("r", "a")]
+    assert sorted(lazy.slot_keys()) == [("r", "a"), ("r", "c")]
+
+
+def test_a_lazy_slot_keeps_its_timer_through_a_heap_rebuild() -> None:
+    state = MemoryState()
+    timer(state, "stored", T0 + 5000)
+    lazy = MemoryState.restore_lazy(lazy_rows(state), decode=json.loads)
+    # Postponing one timer many times grows the heap until it is rebuilt (lazy deletion).
+    for i in range(5000):
+        lazy.put(("r", "busy"), Slot("duration", due=T0 + 10_000 - i))
+    assert lazy.has(("r", "stored"))
+    assert lazy.pop_due(T0 + 5000) == [("r", "stored")]
+    assert lazy.pop_due(T0 + 10_000) == [("r", "busy")]
+
+
+def test_a_stored_text_that_is_not_a_slot_is_dropped_and_deleted_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rows: list[tuple[str, str, str, object]] = [
+        ("r", "torn", '{"trigger":"dura', T0),
+        ("r", "alien", '{"trigger":"duration","due":"soon"}', "soon"),
+        ("r", "ok", '{"trigger":"duration","due":%r}' % (T0 + 1), T0 + 1),
+    ]
+    lazy = MemoryState.restore_lazy(rows, decode=json.loads)
+    with caplog.at_level("WARNING", logger="rules.state"):
+        assert lazy.pop_due(T0 + 5) == [("r", "ok")]
+        assert lazy.get(("r", "alien")) is None
+    assert lazy.drain_dirty() == {("r", "torn"), ("r", "alien")}, "deleted on disk with the next flush"
+    assert "torn" in caplog.text and "alien" in caplog.text
+    assert lazy.slot_keys() == [("r", "ok")]
+
+
+def test_the_slot_s_own_due_wins_over_the_one_handed_over() -> None:
+    lazy = MemoryState.restore_lazy(
+        [("r", "x", json.dumps({"trigger": "duration", "due": T0 + 60}), T0)], decode=json.loads
+    )
+    assert lazy.pop_due(T0 + 1) == []
+    assert lazy.pop_due(T0 + 60) == [("r", "x")]
+
+
+def test_a_lazy_restart_behaves_like_an_eager_one() -> None:
+    """The restart scenarios above, through restore_lazy: the same alerts at the same times."""
+    other = Subject("door-2", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {"device.heartbeat_s": 3600})
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    ev.start([ENTRANCE, other], T0)
+    ev.on_event(Event("door-1", EventKind.DOOR_OPEN, T0, "t", True), ENTRANCE)
+    ev.on_event(Event("door-2", EventKind.DOOR_OPEN, T0, "t", True), other)
+    results = []
+    for restored in (
+        MemoryState.restore(json.loads(json.dumps(state.snapshot()))),
+        MemoryState.restore_lazy(lazy_rows(state), decode=json.loads),
+    ):
+        again = Evaluator(rules=list(ev.rules), state=restored)
+        again.start([ENTRANCE, other], T0 + 20_000)
+        closed = again.on_event(Event("door-2", EventKind.DOOR_CLOSED, T0 + 100, "t", False), other)
+        fired = again.due(T0 + 20_000)
+        results.append(
+            (
+                [(s.rule_id, s.subject, s.action) for s in closed],
+                [(s.rule_id, s.subject, s.action, s.ts) for s in fired],
+                by_key(restored),
+            )
+        )
+    assert results[0] == results[1]
+    assert ("doors.entrance_held_open", "door-1", SignalAction.RAISE, T0 + 300) in results[1][1]
+
+
+def test_a_reload_keeps_unread_slots_unread_and_drops_a_removed_rule_s() -> None:
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    ev.start([ENTRANCE], T0)
+    ev.on_event(Event("door-1", EventKind.DOOR_OPEN, T0, "t", True), ENTRANCE)
+    held = ("doors.entrance_held_open", "door-1")
+    assert state.has(held) and state.has(("device.offline", "door-1"))
+    decode = CountingDecode()
+    lazy = MemoryState.restore_lazy(lazy_rows(state), decode=decode)
+    again = Evaluator(rules=list(ev.rules), state=lazy)
+    again.reload([r for r in ev.rules if r.id != "device.offline"])
+    assert decode.calls == 0, "a rule kept with the same trigger type keeps its slots unread"
+    assert not lazy.has(("device.offline", "door-1"))
+    assert lazy.has(held)
+    assert [s.rule_id for s in again.due(T0 + 300)] == ["doors.entrance_held_open"]

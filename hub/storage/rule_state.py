@@ -54,33 +54,37 @@ class RuleStateStore:
         self.file = file
 
     def load(self) -> MemoryState:
-        """Every stored slot; with a file of its own, its writer starts here."""
+        """Every stored slot; with a file of its own, its writer starts here.
+
+        From the file, slots are restored unread (:meth:`MemoryState.restore_lazy`): each is
+        decoded when the rules first use it. From the store's table (PostgreSQL, a cluster
+        node) they are decoded now.
+        """
         if self.file is None:
             rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
-        else:
-            rows = self._take_over()
-            self.file.start()
-        return MemoryState.restore_rows(
-            ((rule, subject, orjson.loads(state)) for rule, subject, state in rows), fresh=True
-        )
+            return MemoryState.restore_rows(
+                ((rule, subject, orjson.loads(state)) for rule, subject, state in rows), fresh=True
+            )
+        self._take_over()
+        state = MemoryState.restore_lazy(self.file.rows(), decode=orjson.loads)
+        self.file.start()
+        return state
 
-    def _take_over(self) -> list[Any]:
-        """The file's slots; a store of an older version (its table holds slots) hands them over.
+    def _take_over(self) -> None:
+        """A store of an older version (its table holds slots) hands them over to the file.
 
         The file is written first, the table emptied after: a crash in between leaves both, and
         the next start keeps the file's and empties the table again.
         """
         assert self.file is not None
-        rows: list[Any] = self.file.rows()
         if self._store.execute("SELECT 1 FROM rule_state LIMIT 1").fetchone() is None:
-            return rows
-        if not rows:
+            return
+        if self.file.empty():
             rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
             self.file.replace_all(rows)
             log.info("rule state moved from the store to %s: %d slots", self.file.path, len(rows))
         with self._store.transaction() as db:
             db.execute("DELETE FROM rule_state")
-        return rows
 
     @property
     def ok(self) -> bool:

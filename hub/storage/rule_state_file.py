@@ -120,10 +120,25 @@ class RuleStateFile:
 
     # -- before the thread runs --------------------------------------------------------------
 
-    def rows(self) -> list[tuple[str, str, str | bytes]]:
-        """Every stored slot as ``(rule, subject, state JSON)``."""
+    def rows(self) -> list[tuple[str, str, str | bytes, object]]:
+        """Every stored slot as ``(rule, subject, state JSON, its due)`` (``due``: ``None`` if none).
+
+        SQLite reads the timer out of the JSON (C speed, ≈ 0.1 s for 10⁵ rows), so the slots
+        themselves can stay text until used (:meth:`rules.state.MemoryState.restore_lazy`).
+        Rows an older version wrote as bytes are read as text; a row that is not JSON has no
+        timer here and is dropped with a warning when first read.
+        """
         self._not_running()
-        return self._db.execute("SELECT rule, subject, state FROM rule_state").fetchall()
+        return self._db.execute(
+            "SELECT rule, subject, state,"
+            " CASE WHEN json_valid(CAST(state AS TEXT)) THEN json_extract(CAST(state AS TEXT), '$.due') END"
+            " FROM rule_state"
+        ).fetchall()
+
+    def empty(self) -> bool:
+        """Whether the file holds no slot."""
+        self._not_running()
+        return self._db.execute("SELECT 1 FROM rule_state LIMIT 1").fetchone() is None
 
     def replace_all(self, rows: Iterable[tuple[str, str, str | bytes]]) -> None:
         """Take over ``rows`` (the store's table of an older version) in one transaction."""
