@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import aiohttp
 from yarl import URL
 
 from hub.channels.formats import Flavor, PreparedRequest
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EXCERPT_CHARS = 300
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -86,6 +89,8 @@ async def send(
     session: aiohttp.ClientSession, request: PreparedRequest, *, timeout_s: float = 10.0
 ) -> Outcome:
     """POST ``request`` once and classify the answer. Never raises for network trouble."""
+    import aiohttp  # noqa: PLC0415 (unused by many hubs: 0.25 s of start-up)
+
     try:
         async with session.request(
             request.method,

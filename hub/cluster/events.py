@@ -34,10 +34,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from hub.storage.engine import redact
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,9 @@ class ClusterEvents:
         self._tasks = []
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        # Imported here: a hub on SQLite (the default) never loads the driver (0.2 s of start-up).
+        import psycopg  # noqa: PLC0415
+
         return await psycopg.AsyncConnection.connect(
             self._url,
             autocommit=True,
@@ -140,6 +145,8 @@ class ClusterEvents:
         )
 
     async def _listen(self) -> None:
+        import psycopg  # noqa: PLC0415 (see _connect)
+
         backoff = BACKOFF_FIRST_S
         while True:
             try:
@@ -179,6 +186,8 @@ class ClusterEvents:
                 )
 
     async def _notify(self) -> None:
+        import psycopg  # noqa: PLC0415 (see _connect)
+
         backoff = BACKOFF_FIRST_S
         while True:
             try:

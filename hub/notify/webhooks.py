@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import orjson
 from pydantic import SecretStr
 
@@ -23,6 +22,9 @@ from hub.channels.messages import CaseNotice, Lang, NoticeKind, render
 from hub.channels.preferences import Endpoint, EndpointKind
 from hub.channels.webhook import Outcome, OutcomeKind, send
 from hub.errors import ChannelError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: Outbox channels handled here (MQTT goes through the hub's own connection).
 WEBHOOK_CHANNELS = frozenset(
@@ -103,6 +105,8 @@ class WebhookSender:
             # A notification that can never be rendered (bad address, missing secret) is not retried.
             return Outcome(kind=OutcomeKind.PERMANENT, error=f"cannot prepare: {exc}")
         if self._session is None:
+            import aiohttp  # noqa: PLC0415 (unused by many hubs: 0.25 s of start-up)
+
             self._session = aiohttp.ClientSession()
         return await send(self._session, request, timeout_s=self._timeout)
 

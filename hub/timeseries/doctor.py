@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from hub.files import touch_private
 from hub.timeseries.line_protocol import Point, encode
 from hub.timeseries.settings import TimeseriesKind, TimeseriesSettings
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DOCTOR_MEASUREMENT = "linli_doctor"
 
@@ -40,6 +42,8 @@ class Finding:
 async def doctor(settings: TimeseriesSettings, *, data_dir: Path | None = None) -> list[Finding]:
     if settings.kind is TimeseriesKind.NONE:
         return await asyncio.to_thread(_embedded, settings, data_dir or Path("."))
+    import aiohttp  # noqa: PLC0415 (unused by many hubs: 0.25 s of start-up)
+
     timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         findings = await _ping(session, settings)
@@ -72,6 +76,8 @@ def _embedded(settings: TimeseriesSettings, data_dir: Path) -> list[Finding]:
 
 
 async def _ping(session: aiohttp.ClientSession, settings: TimeseriesSettings) -> list[Finding]:
+    import aiohttp  # noqa: PLC0415 (see doctor)
+
     url = settings.url
     for path in ("/ping", "/health"):
         try:
@@ -93,6 +99,8 @@ _HINTS = {
 
 
 async def _test_write(session: aiohttp.ClientSession, settings: TimeseriesSettings) -> Finding:
+    import aiohttp  # noqa: PLC0415 (see doctor)
+
     url, params, headers = settings.write_target()
     target = (
         f"bucket {settings.bucket!r}" if settings.kind is TimeseriesKind.INFLUX_V2 else f"db {settings.db!r}"

@@ -39,12 +39,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from hub.timeseries.line_protocol import Point, encode
 from hub.timeseries.settings import TimeseriesSettings
 from hub.timeseries.spool import Spool
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,8 @@ class InfluxWriter:
                 self._spool.pending_lines,
                 self._spool.pending_batches,
             )
+        import aiohttp  # noqa: PLC0415 (unused by many hubs: 0.25 s of start-up)
+
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout)
         self._stopping = False
@@ -392,6 +396,8 @@ class InfluxWriter:
 
     async def _post(self, body: bytes) -> _Reply:
         assert self._session is not None, "start() first"
+        import aiohttp  # noqa: PLC0415 (see start)
+
         self.stats.requests += 1
         headers = dict(self._headers)
         headers["Content-Encoding"] = "gzip"
