@@ -296,7 +296,7 @@ class MemoryState:
         assert self._decode is not None
         try:
             slot = Slot.from_json(self._decode(text), fresh=True)
-        except ValueError as exc:  # JSON decoders' errors are ValueErrors too
+        except (ValueError, TypeError) as exc:  # not JSON (decoders raise ValueError), or not a slot
             # One damaged row must not stop a rule for everyone: forget it, and delete it on disk.
             log.warning("rule state of %s for %s dropped: %s", key[0], key[1], exc)
             self._dirty.add(key)

@@ -345,14 +345,15 @@ def test_a_stored_text_that_is_not_a_slot_is_dropped_and_deleted_not_raised(
     rows: list[tuple[str, str, str, object]] = [
         ("r", "torn", '{"trigger":"dura', T0),
         ("r", "alien", '{"trigger":"duration","due":"soon"}', "soon"),
+        ("r", "odd", '{"trigger":"duration","params":5,"due":%r}' % (T0 + 2), T0 + 2),
         ("r", "ok", '{"trigger":"duration","due":%r}' % (T0 + 1), T0 + 1),
     ]
     lazy = MemoryState.restore_lazy(rows, decode=json.loads)
     with caplog.at_level("WARNING", logger="rules.state"):
         assert lazy.pop_due(T0 + 5) == [("r", "ok")]
         assert lazy.get(("r", "alien")) is None
-    assert lazy.drain_dirty() == {("r", "torn"), ("r", "alien")}, "deleted on disk with the next flush"
-    assert "torn" in caplog.text and "alien" in caplog.text
+    assert lazy.drain_dirty() == {("r", "torn"), ("r", "alien"), ("r", "odd")}, "deleted with the next flush"
+    assert "torn" in caplog.text and "alien" in caplog.text and "odd" in caplog.text
     assert lazy.slot_keys() == [("r", "ok")]
 
 
