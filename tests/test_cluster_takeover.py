@@ -95,7 +95,7 @@ async def test_timers_move_with_the_community_and_fire_once_at_their_original_ti
     await a.runtime.round()
     assert set(a.runtime.scope()) >= set(COMMUNITIES)
     assert a.rules.evaluator.next_due() == T0 + 2 * HEARTBEAT_S  # armed when taken
-    a.rules.flush()
+    a.rules.flush(include_routine=True)  # the deadlines armed when taken are routine writes
     devices = len(district.subjects())
     assert a.rules._state_store.count() == devices
 
@@ -125,7 +125,7 @@ async def test_a_node_that_lost_its_community_writes_none_of_its_rule_state(
     clock = ManualClock(start=T0)
     a = node(stores[0], "hub-a", district, clock)
     await a.runtime.round()
-    a.rules.flush()
+    a.rules.flush(include_routine=True)
     # Another node takes every lease from under a (as after a pause past the lease).
     stores[2].execute("UPDATE community_leases SET owner = 'hub-x', epoch = epoch + 1")
     before = {
@@ -150,7 +150,7 @@ async def test_a_clean_stop_writes_the_routine_rule_state_before_letting_go(
     clock = ManualClock(start=T0)
     a = node(stores[0], "hub-a", district, clock)
     await a.runtime.round()
-    a.rules.flush()
+    a.rules.flush(include_routine=True)
     state = a.rules._state
     key = sorted(state.slot_keys())[0]
     slot = state.get(key)

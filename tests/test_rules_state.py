@@ -408,3 +408,18 @@ def test_a_reload_keeps_unread_slots_unread_and_drops_a_removed_rule_s() -> None
     assert not lazy.has(("device.offline", "door-1"))
     assert lazy.has(held)
     assert [s.rule_id for s in again.due(T0 + 300)] == ["doors.entrance_held_open"]
+
+
+def test_deadlines_armed_at_start_are_routine_writes_not_alert_state_changes() -> None:
+    """A first start arms 10⁵ deadlines: they go out with the sliced routine flush, not all at once
+    in the per-turn flush of the first message (which an SOS press would wait behind)."""
+    other = Subject("door-2", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {"device.heartbeat_s": 3600})
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    ev.start([ENTRANCE, other], T0)
+    assert state.drain_dirty() == set()
+    assert state.drain_dirty(include_routine=True) == {
+        ("device.offline", "door-1"),
+        ("device.offline", "door-2"),
+    }
+    assert ev.next_due() == T0 + 7200
