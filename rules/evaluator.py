@@ -382,7 +382,7 @@ class Evaluator:
                 continue
             if key[0] in kept:
                 # Same trigger type as before: its slots stay, unread (a restored one may still
-                # be its stored text; one of another type is dropped where it is used).
+                # be its stored text; one of another type is replaced where it is used).
                 continue
             slot = state.get(key)
             if slot is not None and slot.trigger != compiled.rule.trigger.type:

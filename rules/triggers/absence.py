@@ -53,8 +53,8 @@ class AbsenceEngine:
 
     def arm(self, trigger: AbsenceTrigger, subject: Subject, key: Key, state: StatePort, now: float) -> None:
         """Seed the deadline of an expected subject that has no state yet."""
-        if state.get(key) is not None:
-            return
+        if state.has(key):
+            return  # a restored slot may still be its stored text: asking does not read it
         period = period_for(trigger, subject)
         if period is None:
             return
