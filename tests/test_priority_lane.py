@@ -107,6 +107,56 @@ def test_after_a_restart_a_copy_the_store_recognises_is_not_owed_to_the_other_la
     assert len(recorder.calls) == 2
 
 
+def test_a_priority_copy_sent_again_after_a_crash_has_its_bulk_twin_checked_too() -> None:
+    """Killed before the broker got the priority lane's PUBACK: both lanes get a copy again.
+
+    The broker resends the priority copy with DUP; the bulk copy was never sent, so it comes
+    without DUP, after the restarted hub has seen the digest. It must still be checked.
+    """
+    recorder, clock = Recorder(known=frozenset({b"old"})), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.priority("z/button", b"old", 1, False, True)
+    lanes.bulk("z/button", b"old", 1, False)
+    assert recorder.calls == [("z/button", b"old", True), ("z/button", b"old", True)]
+    assert recorder.repeats == 2  # both recognised: the press counts once
+    assert lanes.cold_copies == 1  # the bulk copy: the broker had not flagged it
+    # A real new press with the same bytes afterwards is handled once, as usual.
+    lanes.priority("z/button", b"old", 1, False)
+    lanes.bulk("z/button", b"old", 1, False)
+    assert recorder.calls[2:] == [("z/button", b"old", False)]
+    assert lanes.skipped == 1
+
+
+def test_a_copy_sent_again_on_a_reconnect_is_recognised_and_not_owed() -> None:
+    """Long after the start (no cold window): the broker's DUP alone sends the copy to the store."""
+    recorder, clock = Recorder(known=frozenset({b"p"})), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock, cold_s=60.0)
+    clock.set(5000.0)
+    lanes.priority("z/button", b"p", 1, False)  # the press: the store records it
+    lanes.bulk("z/button", b"p", 1, False)  # its twin: skipped
+    lanes.priority("z/button", b"p", 1, False, True)  # PUBACK lost on a reconnect: sent again
+    assert recorder.repeats == 1
+    # Nothing owed for the recognised copy: the next press's bulk copy, arriving first, is
+    # handled (checked, as the priority twin was a recognised copy), and its priority copy
+    # is then skipped as owed, or handled if the store took the bulk copy for the old one.
+    lanes.bulk("z/button", b"p", 1, False)
+    lanes.priority("z/button", b"p", 1, False)
+    assert [dup for _, _, dup in recorder.calls] == [False, True, True, False]
+    assert recorder.repeats == 2
+
+
+def test_a_bulk_copy_checked_by_mistake_leaves_the_new_press_to_the_priority_lane() -> None:
+    """The bulk twin was skipped before the crash, so the check waits for a real new press."""
+    recorder, clock = Recorder(known=frozenset({b"old"})), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.priority("z/button", b"old", 1, False, True)  # recognised; no bulk copy will come
+    lanes.bulk("z/button", b"old", 1, False)  # a new press, on the bulk lane first: checked
+    assert recorder.repeats == 2  # the store took it for the old one (same bytes) …
+    lanes.priority("z/button", b"old", 1, False)  # … so its priority copy is handled
+    assert recorder.calls[-1] == ("z/button", b"old", False)
+    assert lanes.skipped == 0
+
+
 def test_a_new_message_after_a_restart_is_owed_as_usual() -> None:
     recorder, clock = Recorder(), ManualClock(start=1000.0)
     lanes = guard(recorder, clock)

@@ -40,6 +40,17 @@ def stats(port: int) -> dict[str, Any]:
     return result
 
 
+def sent_again(stats: dict[str, Any]) -> int:
+    """Copies the restarted hub took on the priority lane: 0, or 1 when the kill came first.
+
+    The hub writes the priority lane's PUBACK right after the handling that sent the first
+    notification; a kill in between (seen once in CI, on a loaded machine) leaves the press
+    unacknowledged, and the broker sends the priority lane its copy again (DUP) as well.
+    """
+    handled: int = stats["priority_lane"]["handled"]["priority"]
+    return handled
+
+
 async def test_a_press_handled_on_the_priority_lane_before_a_kill9_counts_once(
     tmp_path: Path, mosquitto_broker: Broker
 ) -> None:
@@ -88,12 +99,13 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
         told_before = len(phone.messages)
 
         hub, port = await start_hub(config, ready_s=60)
-        after = await eventually(
-            lambda: (s := stats(port))["pipeline"]["occurrences_repeated"] >= 1 and s,
+        await eventually(
+            lambda: (s := stats(port))["pipeline"]["occurrences_repeated"] >= 1 + sent_again(s),
             within=90,
             what="the bulk lane's copy of the press after the restart",
         )
         await asyncio.sleep(1.5)  # anything told twice would arrive by now
+        after = stats(port)
     finally:
         if hub.returncode is None:
             hub.terminate()
@@ -101,10 +113,10 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
         await gateway.disconnect()
         await phone.stop()
 
-    # The copy came to the restarted hub (not before the kill) and the store recognised it.
-    assert after["pipeline"]["occurrences_repeated"] == 1
-    # … through the broker's DUP flag, or the lane's cold start when the copy was never sent.
-    assert after["priority_lane"]["handled"]["priority"] == 0
+    # The bulk copy came to the restarted hub (not before the kill) and the store recognised
+    # it, as it did the priority lane's copy if the broker sent that again (see sent_again).
+    assert sent_again(after) <= 1
+    assert after["pipeline"]["occurrences_repeated"] == 1 + sent_again(after)
     store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
     try:
         (alert,) = store.alerts()

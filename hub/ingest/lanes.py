@@ -20,6 +20,17 @@ store's idempotency guard
 message, and then nothing is owed, so a real new press with the same bytes arriving on the
 other lane is still handled. The bulk lane hashes only messages on shared topics: the rest of
 its traffic costs one set lookup.
+
+One more copy can come after a crash: the previous run handled a press on the priority lane
+but was killed before the broker got that lane's PUBACK, so the broker sends the priority
+lane its copy again (DUP) *and* the bulk lane still has its own queued (without DUP when
+it was never sent). The same after a reconnect without a restart. No copy the store
+recognises is owed to the other lane; and when it recognises one on the priority lane, the bulk
+lane's next copy of that digest is checked by the store too, however late it comes behind
+the backlog. Never the other way round: a press on the priority lane after a
+recognised bulk copy may be a real new press and must not wait for a store check; and a
+bulk copy checked by mistake is at worst recognised and owed nothing, so the priority
+lane's copy of a new press is still handled.
 """
 
 from __future__ import annotations
@@ -73,6 +84,8 @@ class LaneGuard:
         self._owed: dict[Lane, dict[bytes, int]] = {Lane.BULK: {}, Lane.PRIORITY: {}}
         #: Digests handled since the start, oldest first: the window, and what is not "cold".
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        #: Bulk copies to check in the store: their priority twins were recognised after the start.
+        self._recheck: dict[bytes, int] = {}
         #: Copies of what the previous run handled arrive within COLD_S of the start;
         #: later, a digest neither lane saw is simply a new message (handled at once, no store check).
         self._cold_until = clock.now() + cold_s
@@ -112,6 +125,9 @@ class LaneGuard:
             self.skipped += 1
             return
         cold = key not in self._seen and self._clock.now() < self._cold_until
+        if lane is Lane.BULK and key in self._recheck:
+            cold = True
+            self._take_recheck(key)
         before = self._repeats()
         try:
             self._handler(topic, payload, qos, retain, dup or cold)
@@ -121,12 +137,22 @@ class LaneGuard:
             self._seen[key] = None
             self._seen.move_to_end(key)
             self._forget_oldest()
-            if cold and self._repeats() > before:
-                self.cold_copies += not dup
+            if (dup or cold) and self._repeats() > before:
+                # A copy of what was handled before (the store recognised it): nothing is owed.
+                self.cold_copies += cold and not dup
+                if lane is Lane.PRIORITY:
+                    self._recheck[key] = self._recheck.get(key, 0) + 1
             else:
                 other = self._owed[_other(lane)]
                 other[key] = other.get(key, 0) + 1
         self.handled[lane] += 1
+
+    def _take_recheck(self, key: bytes) -> None:
+        count = self._recheck[key]
+        if count == 1:
+            del self._recheck[key]
+        else:
+            self._recheck[key] = count - 1
 
     def _forget_oldest(self) -> None:
         seen = self._seen
@@ -134,3 +160,4 @@ class LaneGuard:
             key, _ = seen.popitem(last=False)
             self._owed[Lane.BULK].pop(key, None)
             self._owed[Lane.PRIORITY].pop(key, None)
+            self._recheck.pop(key, None)
