@@ -91,6 +91,11 @@ class CompiledRule:
         return self.overrides.trigger_for(self.rule.trigger, subject)
 
 
+#: An absence rule as :meth:`Evaluator.start` checks it per subject: the rule, its id, the
+#: set of devices it expects, and whether its scope and condition say nothing more.
+_Candidate = tuple[CompiledRule, str, set[str], bool]
+
+
 def _compile(rule: Rule, zone_name: str, overrides: RuleOverrides | None) -> CompiledRule:
     engine = ENGINES[TriggerType(rule.trigger.type)]
     scope = rule.scope
@@ -321,28 +326,35 @@ class Evaluator:
             return []
         expected: dict[str, set[str]] = {c.rule.id: set() for c in absence}
         state = self._state
+        has = state.has
         # 10⁵ subjects at a restart: the static scope is resolved once per (kind, grid,
         # community), and a restored slot is left as it is before its trigger is looked at.
-        by_place: dict[tuple[DeviceKind | None, str | None, str | None], list[CompiledRule]] = {}
+        # Each candidate's id, expected set and plainness are looked up once per place, not
+        # once per subject.
+        by_place: dict[tuple[DeviceKind | None, str | None, str | None], list[_Candidate]] = {}
         for subject in subjects:
             place = (subject.kind, subject.grid, subject.community)
             candidates = by_place.get(place)
             if candidates is None:
-                candidates = by_place[place] = [c for c in absence if c.static_match(None, *place)]
+                candidates = by_place[place] = [
+                    (c, c.rule.id, expected[c.rule.id], not c.attributes and c.condition is None)
+                    for c in absence
+                    if c.static_match(None, *place)
+                ]
             device = subject.device_id
-            for c in candidates:
-                if not c.subject_match(subject, None):
+            for c, rule_id, wanted, plain in candidates:
+                if not plain and not c.subject_match(subject, None):
                     continue
-                key = (c.rule.id, device)
-                expected[c.rule.id].add(device)
-                if state.has(key):
+                key = (rule_id, device)
+                wanted.add(device)
+                if has(key):
                     continue  # restored: its deadline stands (arm() would leave it too); not read here
                 trigger = c.trigger_for(subject)
                 assert isinstance(trigger, AbsenceTrigger)
                 ABSENCE.arm(trigger, subject, key, state, now)
         for key in state.slot_keys():
-            wanted = expected.get(key[0])
-            if wanted is not None and key[1] not in wanted:
+            expecting = expected.get(key[0])
+            if expecting is not None and key[1] not in expecting:
                 state.delete(key)
         return []
 
