@@ -312,8 +312,16 @@ def _v6(tx: Tx) -> None:
     tx.ddl("CREATE INDEX IF NOT EXISTS cases_by_alert ON cases (alert_id);")
 
 
+def _v7(tx: Tx) -> None:
+    """A community's start-up copy (issue 14): its parsed document in ``marshal`` form
+    (:mod:`hub.storage.community_pack`), made on the first read after ``doc`` changed. NULL
+    until then: rows of older versions are read from the JSON once, as before.
+    """
+    tx.ddl("ALTER TABLE communities ADD COLUMN packed BLOB;")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

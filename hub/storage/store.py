@@ -16,6 +16,7 @@ for alerts and notifications (rare next to readings), each one short transaction
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,16 +26,19 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from hub.community.compact import collector_paused, share_strings
+from hub.community.compact import collector_paused
 from hub.community.model import Community
 from hub.community.trusted import community_from_store
 from hub.errors import StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
+from hub.storage import community_pack
 from hub.storage.engine import Cursor, Dialect, Engine, Tx, dialect_of, sqlite_path
 from hub.storage.scope import in_scope
 from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BUSY_TIMEOUT_S", "Fence", "Store", "open_engine"]
 
@@ -417,9 +421,11 @@ class Store:
                 if row is not None and bytes(row[0]) == doc:
                     continue
                 changed += 1
+                # The start-up copy (hub.storage.community_pack) is made again on the next read.
                 db.execute(
                     "INSERT INTO communities (code, doc, updated_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (code) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                    " ON CONFLICT (code) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at,"
+                    " packed = NULL",
                     (community.code, doc, at),
                 )
                 db.executemany(
@@ -433,15 +439,33 @@ class Store:
     def communities(self) -> list[Community]:
         """The registry's communities; equal strings (``hub.community.compact``) and fields sets
         (``hub.community.trusted``) shared."""
-        rows = self._engine.execute("SELECT doc FROM communities ORDER BY code").fetchall()
+        rows = self._engine.execute("SELECT code, doc, packed FROM communities ORDER BY code").fetchall()
         strings: dict[str, str] = {}
         field_sets: dict[type[BaseModel], set[str]] = {}
         result: list[Community] = []
+        copies: list[tuple[bytes, str, bytes]] = []
         with collector_paused():
-            for row in rows:
+            for code, raw, packed in rows:
+                doc = bytes(raw)
+                parsed = community_pack.unpack(doc, None if packed is None else bytes(packed), code=code)
+                if parsed is None:
+                    parsed = community_pack.parse(doc, strings)
+                    # Before the models are built: building changes the dicts in place.
+                    copies.append((community_pack.pack(doc, parsed), code, doc))
                 # Validated when imported: built, not validated again (hub.community.trusted).
-                result.append(community_from_store(share_strings(orjson.loads(row[0]), strings), field_sets))
+                result.append(community_from_store(parsed, field_sets))
+        if copies:
+            self._save_packed(copies)
         return result
+
+    def _save_packed(self, copies: Sequence[tuple[bytes, str, bytes]]) -> None:
+        """Keep the start-up copies for the next start; one that cannot be written is only slower."""
+        try:
+            with self.transaction() as db:
+                # Only where the row still holds the doc the copy was made from.
+                db.executemany("UPDATE communities SET packed = ? WHERE code = ? AND doc = ?", copies)
+        except Exception as exc:  # any engine's failure (disk full, locked): a cache, not the data
+            log.warning("community start-up copy not saved (%s); the next start reads the JSON", exc)
 
     def add_unassigned(self, device: UnassignedDevice) -> None:
         self._engine.execute(
