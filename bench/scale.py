@@ -87,6 +87,12 @@ async def _serve(conn: Connection, settings: Settings, spawned: float) -> None:
                 while not file.wait(0):  # noqa: ASYNC110 (a thread's state, no event to await)
                     await asyncio.sleep(0.05)
         written = time.perf_counter()
+        # … and after the child that writes the registry's start-up copies has finished, as it
+        # has seconds into any run (hub.storage.community_copies): the restart reads them.
+        for task in asyncio.all_tasks():
+            if task.get_name() == "linli-community-copies":
+                await asyncio.wait_for(task, 120)
+        copied = time.perf_counter()
         conn.send(
             {
                 "imports_s": round(began - spawned, 3),
@@ -94,6 +100,7 @@ async def _serve(conn: Connection, settings: Settings, spawned: float) -> None:
                 "ready_s": round(started - spawned, 3),
                 "caught_up_s": round(caught - spawned, 3),
                 "state_written_s": round(written - caught, 3),
+                "copies_made_s": round(copied - caught, 3),
                 "messages_at_caught_up": hub.pipeline.stats.messages,
                 "timer_slots": slots,
                 "devices": sum(len(c.devices) for c in hub.registry.communities),

@@ -77,6 +77,7 @@ from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
 from hub.records import AlertChange, alert_json
 from hub.storage.cases import CaseStore
+from hub.storage.community_copies import make_in_child
 from hub.storage.nonces import ReplyNonces
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.rule_state_file import RuleStateFile, path_beside
@@ -684,6 +685,9 @@ class Hub:
         # Care visits last: their first round (50 000 elders at 100 000 devices) runs in slices
         # beside ingest once the hub is ready, never ahead of it (docs/benchmarks.md, restart).
         self._tasks.append(asyncio.create_task(self.visits.run(), name="linli-visits"))
+        if self.store.copies_wanted:
+            # The next start reads the registry from these copies (hub.storage.community_copies).
+            self._tasks.append(asyncio.create_task(self._make_copies(), name="linli-community-copies"))
         # The rule engine and registry are loaded: keep the collector off these long-lived objects.
         settle_heap()
         log.info(
@@ -694,6 +698,9 @@ class Hub:
             len(self.rules),
             sum(len(c.devices) for c in self.registry.communities),
         )
+
+    async def _make_copies(self) -> None:
+        await make_in_child(self.settings.store.resolved_url(Path(self.settings.data_dir)))
 
     async def _run_casework(self) -> None:
         """Escalation steps, reminders and 督办 at their deadlines (persisted, so they survive restarts)."""

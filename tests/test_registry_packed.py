@@ -2,21 +2,29 @@
 
 The copy is read instead of the JSON only while it provably is that JSON's: the same models
 as the JSON gives, strings still shared; a stale, damaged or foreign copy is ignored (the
-JSON is read, the copy made again), never a crash and never the wrong registry.
+JSON is read, the copy made again), never a crash and never the wrong registry. Copies are
+made by a child process (``hub.storage.community_copies``) after a hub that read the JSON
+is up: a real child here, with a real hub.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hub.app import Hub
+from hub.clock import ManualClock
 from hub.community.model import Community
-from hub.errors import StoreError
 from hub.storage import community_pack
+from hub.storage.community_copies import make_copies, make_in_child
 from hub.storage.store import Store
+from tests.helpers import hub_settings
+from tests.support.servers import Broker
 from tests.test_registry_trusted import T0, _community, _same
 
 
@@ -51,17 +59,30 @@ class Parses:
         monkeypatch.setattr(community_pack, "parse", counting)
 
 
-def test_the_second_read_comes_from_the_copy_and_gives_the_same_models(
+def test_a_read_writes_nothing_and_says_when_a_copy_is_worth_making(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parses = Parses(monkeypatch)
+    store.save_communities([_community()], at=T0)
+    store.communities()
+    assert _packed(store) is None
+    assert not store.copies_wanted  # a few kB of JSON: not worth a process
+    monkeypatch.setattr(community_pack, "WORTH_BYTES", 0)
+    store.communities()
+    assert store.copies_wanted and _packed(store) is None
+    assert make_copies(store) == 1
+    store.communities()
+    assert not store.copies_wanted
+    assert make_copies(store) == 0  # sound already
+
+
+def test_a_read_from_the_copy_gives_the_same_models(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     original = _community()
     store.save_communities([original], at=T0)
-    assert _packed(store) is None
     [first] = store.communities()
-    assert parses.count == 1 and _packed(store) is not None
+    make_copies(store)
+    parses = Parses(monkeypatch)
     [second] = store.communities()
-    assert parses.count == 1  # not parsed again
+    assert parses.count == 0  # not parsed
     _same(second, first)
     _same(second, Community.model_validate(original.model_dump(mode="json")))
     assert second.model_dump(mode="json") == original.model_dump(mode="json")
@@ -71,15 +92,15 @@ def test_the_second_read_comes_from_the_copy_and_gives_the_same_models(
 
 
 def test_a_changed_community_drops_its_copy(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    parses = Parses(monkeypatch)
     original = _community()
     store.save_communities([original], at=T0)
-    store.communities()
+    make_copies(store)
+    parses = Parses(monkeypatch)
     renamed = original.model_copy(update={"name": "新名字社区"})
     assert store.save_communities([renamed], at=T0 + 1) == 1
     assert _packed(store) is None
     [back] = store.communities()
-    assert back.name == "新名字社区" and parses.count == 2
+    assert back.name == "新名字社区" and parses.count == 1
 
 
 def test_a_doc_edited_without_its_copy_is_read_from_the_json(
@@ -88,15 +109,17 @@ def test_a_doc_edited_without_its_copy_is_read_from_the_json(
     """By hand or by an older Linli that does not know the column: the copy is stale."""
     original = _community()
     store.save_communities([original], at=T0)
-    store.communities()
+    make_copies(store)
     edited = original.model_dump_json().replace(original.name, "手改社区").encode()
     with store.transaction() as db:
         db.execute("UPDATE communities SET doc = ?", (edited,))
     parses = Parses(monkeypatch)
     [back] = store.communities()
     assert back.name == "手改社区" and parses.count == 1
-    [again] = store.communities()  # the copy was made again, of the edited doc
-    assert again.name == "手改社区" and parses.count == 1
+    assert make_copies(store) == 1
+    parsed = parses.count
+    [again] = store.communities()  # from the copy made again, of the edited doc
+    assert again.name == "手改社区" and parses.count == parsed
 
 
 def _damaged(packed: bytes) -> list[tuple[str, bytes]]:
@@ -117,7 +140,7 @@ def _damaged(packed: bytes) -> list[tuple[str, bytes]]:
 def test_a_damaged_copy_is_ignored_and_made_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     original = _community()
     store.save_communities([original], at=T0)
-    store.communities()
+    make_copies(store)
     sound = _packed(store)
     assert sound is not None
     for what, bad in _damaged(sound):
@@ -126,6 +149,7 @@ def test_a_damaged_copy_is_ignored_and_made_again(store: Store, monkeypatch: pyt
         [back] = store.communities()
         assert back == original, what
         assert parses.count == 1, what
+        assert make_copies(store) == 1, what
         assert _packed(store) == sound, what
 
 
@@ -142,22 +166,62 @@ def test_unpack_refuses_what_is_not_this_docs_copy() -> None:
     assert community_pack.unpack(doc, forged, code=parsed["code"]) is None
 
 
-def test_a_copy_that_cannot_be_saved_only_costs_time(
-    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    original = _community()
-    store.save_communities([original], at=T0)
-    real = store.transaction
-
-    def refusing(**kwargs: Any) -> Any:
-        raise StoreError("database or disk is full")
-
-    monkeypatch.setattr(store, "transaction", refusing)
-    with caplog.at_level(logging.WARNING, logger="hub.storage.store"):
-        [back] = store.communities()
-    assert back == original
-    assert "start-up copy not saved" in caplog.text and "disk is full" in caplog.text
-    monkeypatch.setattr(store, "transaction", real)
-    assert _packed(store) is None
-    store.communities()
+async def test_the_child_makes_the_copies(store: Store, store_url: str) -> None:
+    store.save_communities([_community()], at=T0)
+    assert await make_in_child(store_url)
     assert _packed(store) is not None
+    store.communities()
+    assert not store.copies_wanted
+
+
+async def test_a_child_that_fails_is_logged_without_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    url = "postgresql://linli:s3cret-pw@127.0.0.1:1/linli"  # nothing listens on port 1
+    with caplog.at_level(logging.WARNING, logger="hub.storage.community_copies"):
+        assert not await make_in_child(url)
+    assert "start-up copies not made (exit 1" in caplog.text
+    assert "s3cret-pw" not in caplog.text
+
+
+async def test_a_cancelled_child_is_killed_and_awaited(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    children: list[asyncio.subprocess.Process] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spawn(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        # A child that never ends by itself (stands in for a store that hangs).
+        child = await real(*args[:1], "-c", "import time; time.sleep(60)", **kwargs)
+        children.append(child)
+        return child
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spawn)
+    task = asyncio.create_task(make_in_child(f"sqlite:///{tmp_path / 's.sqlite3'}"))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (child,) = children
+    assert child.returncode is not None  # killed, and awaited (no zombie)
+    assert not await make_in_child(f"sqlite:///{tmp_path / 's.sqlite3'}", timeout_s=0.5)
+
+
+async def test_a_hub_that_read_the_json_has_the_copies_made_once_it_is_up(
+    tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(community_pack, "WORTH_BYTES", 0)  # the test community is small
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=T0)) as hub:
+        assert hub.store.copies_wanted
+        (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "linli-community-copies"]
+        await asyncio.wait_for(task, 60)
+    store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
+    try:
+        assert _packed(store) is not None
+        registry = store.communities()
+        assert not store.copies_wanted
+    finally:
+        store.close()
+    async with Hub(settings=settings, clock=ManualClock(start=T0)) as again:
+        assert not again.store.copies_wanted
+        assert "linli-community-copies" not in {t.get_name() for t in asyncio.all_tasks()}
+        assert again.registry.communities == tuple(registry)

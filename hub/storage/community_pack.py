@@ -10,7 +10,8 @@ The JSON ``doc`` stays the row's truth; ``packed`` is derived from it and only t
 it provably is: it names the marshal format and the Python version that wrote it (marshal is
 not guaranteed across versions), and carries the digest of the ``doc`` it was made from and
 of its own body. Anything else — another version, a ``doc`` edited without it, a damaged
-blob, a document for another community — reads the JSON instead, and the copy is made again.
+blob, a document for another community — reads the JSON instead, and the copy is made again
+(by a child process once the hub is up: :mod:`hub.storage.community_copies`).
 ``marshal`` is not meant for untrusted input; the checks are against stale and damaged
 copies, and the store is the hub's own private database (an attacker who can write it can
 rewrite every device's grid already).
@@ -31,6 +32,8 @@ from hub.community.compact import share_strings
 
 #: Format 4: object references (a shared string is written once).
 MARSHAL_VERSION = 4
+#: Below this much JSON a copy saves nothing worth a process (≈ 2 300 devices; 44 MB at 10⁵).
+WORTH_BYTES = 1 << 20
 _MAGIC = b"LNP1"
 _DIGEST = 16
 _HEADER = len(_MAGIC) + 3 + 2 * _DIGEST

@@ -314,8 +314,9 @@ def _v6(tx: Tx) -> None:
 
 def _v7(tx: Tx) -> None:
     """A community's start-up copy (issue 14): its parsed document in ``marshal`` form
-    (:mod:`hub.storage.community_pack`), made on the first read after ``doc`` changed. NULL
-    until then: rows of older versions are read from the JSON once, as before.
+    (:mod:`hub.storage.community_pack`), made by a child process after a start that had to
+    read the JSON (:mod:`hub.storage.community_copies`); NULL until then, and again whenever
+    ``doc`` changes. Rows of older versions are read from the JSON until their copy is made.
     """
     tx.ddl("ALTER TABLE communities ADD COLUMN packed BLOB;")
 

@@ -124,6 +124,9 @@ class Store:
         # Insertion order of the outbox: SQLite's implicit rowid, PostgreSQL's identity column.
         self._insert_order = "n.rowid" if engine.dialect is Dialect.SQLITE else "n.seq"
         self._fence: Fence | None = None
+        #: The last :meth:`communities` read a row without a sound start-up copy
+        #: (``hub.storage.community_pack``): the hub has a child process make them.
+        self.copies_wanted = False
 
     def install_fence(self, fence: Fence | None) -> None:
         """Clustered hubs: ``fence(tx, community)`` runs first in every write made for a community.
@@ -438,34 +441,23 @@ class Store:
 
     def communities(self) -> list[Community]:
         """The registry's communities; equal strings (``hub.community.compact``) and fields sets
-        (``hub.community.trusted``) shared."""
+        (``hub.community.trusted``) shared; from each row's start-up copy where it is sound."""
         rows = self._engine.execute("SELECT code, doc, packed FROM communities ORDER BY code").fetchall()
         strings: dict[str, str] = {}
         field_sets: dict[type[BaseModel], set[str]] = {}
         result: list[Community] = []
-        copies: list[tuple[bytes, str, bytes]] = []
+        self.copies_wanted = False
         with collector_paused():
             for code, raw, packed in rows:
                 doc = bytes(raw)
                 parsed = community_pack.unpack(doc, None if packed is None else bytes(packed), code=code)
                 if parsed is None:
+                    # Made by a child process once the hub is up (hub.storage.community_copies).
+                    self.copies_wanted |= len(doc) >= community_pack.WORTH_BYTES
                     parsed = community_pack.parse(doc, strings)
-                    # Before the models are built: building changes the dicts in place.
-                    copies.append((community_pack.pack(doc, parsed), code, doc))
                 # Validated when imported: built, not validated again (hub.community.trusted).
                 result.append(community_from_store(parsed, field_sets))
-        if copies:
-            self._save_packed(copies)
         return result
-
-    def _save_packed(self, copies: Sequence[tuple[bytes, str, bytes]]) -> None:
-        """Keep the start-up copies for the next start; one that cannot be written is only slower."""
-        try:
-            with self.transaction() as db:
-                # Only where the row still holds the doc the copy was made from.
-                db.executemany("UPDATE communities SET packed = ? WHERE code = ? AND doc = ?", copies)
-        except Exception as exc:  # any engine's failure (disk full, locked): a cache, not the data
-            log.warning("community start-up copy not saved (%s); the next start reads the JSON", exc)
 
     def add_unassigned(self, device: UnassignedDevice) -> None:
         self._engine.execute(

@@ -1,0 +1,104 @@
+"""Making the communities' start-up copies (:mod:`hub.storage.community_pack`), in a child process.
+
+Why a child: making a copy parses the 44 MB JSON of a 100 000-device community again, shares
+its strings and marshals it — ≈ 1.7 s of one core and ≈ 100 MB that, in the hub, stayed in
+its heap after they were freed (the cold start's RSS rose from 514 to 586 MB in the bench;
+docs/benchmarks.md, "Eighth pass"), with the GIL held throughout (``marshal.dumps`` is one
+call). In a child the hub's event loop and memory never see it: the hub starts as before,
+the child writes the copies, and the next start reads them.
+
+The hub starts the child (:func:`make_in_child`) after it is ready, when its own read found
+a community without a sound copy; the child (``python -m hub.storage.community_copies``)
+reads the store's URL on stdin, not from its arguments, so a PostgreSQL password never shows
+in a process list. A copy is written only where the row still holds the doc it was made
+from, so a community imported meanwhile is never given a stale one.
+
+Must not import the hub's application: the child loads the store and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from hub.storage import community_pack
+from hub.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The child's run is bounded: at 100 000 devices it takes ≈ 3 s of which imports ≈ 0.5 s.
+CHILD_TIMEOUT_S = 600.0
+
+
+def make_copies(store: Store) -> int:
+    """Write a copy for each community without a sound one; returns how many were written."""
+    rows = store.execute("SELECT code, doc, packed FROM communities ORDER BY code").fetchall()
+    made: list[tuple[bytes, str, bytes]] = []
+    for code, raw, packed in rows:
+        doc = bytes(raw)
+        if community_pack.unpack(doc, None if packed is None else bytes(packed), code=code) is not None:
+            continue
+        made.append((community_pack.pack(doc, community_pack.parse(doc, {})), code, doc))
+    if made:
+        with store.transaction() as db:
+            db.executemany("UPDATE communities SET packed = ? WHERE code = ? AND doc = ?", made)
+    return len(made)
+
+
+async def make_in_child(url: str, *, timeout_s: float = CHILD_TIMEOUT_S) -> bool:
+    """Run :func:`make_copies` in a child process; ``False`` (logged) if it failed.
+
+    Cancelled (the hub stops), the child is killed and awaited: a copy half written is rolled
+    back by the database, and the next start reads the JSON.
+    """
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.storage.community_copies",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, err = await child.communicate(url.encode())
+    except TimeoutError:
+        await _end(child)
+        log.warning(
+            "communities' start-up copies not made within %.0f s; the next start reads the JSON", timeout_s
+        )
+        return False
+    except asyncio.CancelledError:
+        await _end(child)
+        raise
+    if child.returncode != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["(no output)"]
+        log.warning(
+            "communities' start-up copies not made (exit %s: %s); the next start reads the JSON",
+            child.returncode,
+            last[0],
+        )
+        return False
+    return True
+
+
+async def _end(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is None:
+        child.kill()
+        await child.wait()
+
+
+def main() -> int:
+    url = sys.stdin.read().strip()
+    store = Store(url=url)
+    try:
+        made = make_copies(store)
+    finally:
+        store.close()
+    print(f"{made} start-up copies made", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
