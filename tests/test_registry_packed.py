@@ -36,13 +36,13 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 def _packed(store: Store) -> bytes | None:
-    (value,) = store.execute("SELECT packed FROM communities").fetchone()
-    return None if value is None else bytes(value)
+    row = store.execute("SELECT packed FROM community_copies").fetchone()
+    return None if row is None else bytes(row[0])
 
 
-def _set_packed(store: Store, value: bytes | None) -> None:
+def _set_packed(store: Store, value: bytes) -> None:
     with store.transaction() as db:
-        db.execute("UPDATE communities SET packed = ?", (value,))
+        db.execute("UPDATE community_copies SET packed = ?", (value,))
 
 
 class Parses:
@@ -120,6 +120,25 @@ def test_a_doc_edited_without_its_copy_is_read_from_the_json(
     parsed = parses.count
     [again] = store.communities()  # from the copy made again, of the edited doc
     assert again.name == "手改社区" and parses.count == parsed
+
+
+def test_a_copy_of_a_doc_replaced_meanwhile_is_not_written(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import lands while the child makes its copy: the copy is of the old doc, so it is dropped."""
+    original = _community()
+    store.save_communities([original], at=T0)
+    real = community_pack.pack
+
+    def import_meanwhile(doc: bytes, parsed: dict[str, Any]) -> bytes:
+        store.save_communities([original.model_copy(update={"name": "新导入"})], at=T0 + 1)
+        return real(doc, parsed)
+
+    monkeypatch.setattr(community_pack, "pack", import_meanwhile)
+    make_copies(store)
+    assert _packed(store) is None
+    [back] = store.communities()
+    assert back.name == "新导入"
 
 
 def _damaged(packed: bytes) -> list[tuple[str, bytes]]:

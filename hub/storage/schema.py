@@ -315,10 +315,19 @@ def _v6(tx: Tx) -> None:
 def _v7(tx: Tx) -> None:
     """A community's start-up copy (issue 14): its parsed document in ``marshal`` form
     (:mod:`hub.storage.community_pack`), made by a child process after a start that had to
-    read the JSON (:mod:`hub.storage.community_copies`); NULL until then, and again whenever
-    ``doc`` changes. Rows of older versions are read from the JSON until their copy is made.
+    read the JSON (:mod:`hub.storage.community_copies`) and deleted whenever ``doc`` changes.
+    Rows of older versions are read from the JSON until their copy is made.
     """
-    tx.ddl("ALTER TABLE communities ADD COLUMN packed BLOB;")
+    # A table of its own: an UPDATE rewrites the whole row, so a column beside ``doc`` had
+    # each copy write the 44 MB doc again too (WAL and checkpoint).
+    tx.ddl(
+        """
+        CREATE TABLE IF NOT EXISTS community_copies (
+            code   TEXT PRIMARY KEY,
+            packed BLOB NOT NULL
+        );
+        """
+    )
 
 
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.

@@ -40,6 +40,12 @@ from rules.subject import Subject
 
 log = logging.getLogger(__name__)
 
+#: Each community's row with its start-up copy (``hub.storage.community_pack``), if any.
+COMMUNITIES_WITH_COPIES = (
+    "SELECT c.code, c.doc, p.packed FROM communities c"
+    " LEFT JOIN community_copies p ON p.code = c.code ORDER BY c.code"
+)
+
 __all__ = ["BUSY_TIMEOUT_S", "Fence", "Store", "open_engine"]
 
 #: ``(tx, community)``: raises unless this node may write for ``community`` (see ``install_fence``).
@@ -424,13 +430,13 @@ class Store:
                 if row is not None and bytes(row[0]) == doc:
                     continue
                 changed += 1
-                # The start-up copy (hub.storage.community_pack) is made again on the next read.
                 db.execute(
                     "INSERT INTO communities (code, doc, updated_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (code) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at,"
-                    " packed = NULL",
+                    " ON CONFLICT (code) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
                     (community.code, doc, at),
                 )
+                # The start-up copy (hub.storage.community_pack) is made again after the next read.
+                db.execute("DELETE FROM community_copies WHERE code = ?", (community.code,))
                 db.executemany(
                     "DELETE FROM unassigned_devices WHERE id = ?", [(d.id,) for d in community.devices]
                 )
@@ -442,7 +448,7 @@ class Store:
     def communities(self) -> list[Community]:
         """The registry's communities; equal strings (``hub.community.compact``) and fields sets
         (``hub.community.trusted``) shared; from each row's start-up copy where it is sound."""
-        rows = self._engine.execute("SELECT code, doc, packed FROM communities ORDER BY code").fetchall()
+        rows = self._engine.execute(COMMUNITIES_WITH_COPIES).fetchall()
         strings: dict[str, str] = {}
         field_sets: dict[type[BaseModel], set[str]] = {}
         result: list[Community] = []
