@@ -1,8 +1,8 @@
 """Making the communities' start-up copies (:mod:`hub.storage.community_pack`), in a child process.
 
 Why a child: making a copy parses the 44 MB JSON of a 100 000-device community again, shares
-its strings and marshals it — ≈ 1.7 s of one core and ≈ 100 MB that, in the hub, stayed in
-its heap after they were freed (the cold start's RSS rose from 514 to 586 MB in the bench;
+its strings and marshals it — ≈ 1.7 s of one core, and memory that, in the hub, stayed in
+its heap after it was freed (the cold start's RSS rose from 514 to 586 MB in the bench;
 docs/benchmarks.md, "Eighth pass"), with the GIL held throughout (``marshal.dumps`` is one
 call). In a child the hub's event loop and memory never see it: the hub starts as before,
 the child writes the copies, and the next start reads them.

@@ -16,7 +16,6 @@ for alerts and notifications (rare next to readings), each one short transaction
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,8 +36,6 @@ from hub.storage.scope import in_scope
 from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
-
-log = logging.getLogger(__name__)
 
 #: Each community's row with its start-up copy (``hub.storage.community_pack``), if any.
 COMMUNITIES_WITH_COPIES = (
