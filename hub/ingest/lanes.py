@@ -61,6 +61,20 @@ def _other(lane: Lane) -> Lane:
     return Lane.PRIORITY if lane is Lane.BULK else Lane.BULK
 
 
+def _add_one(counts: dict[bytes, int], key: bytes) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _take_one(counts: dict[bytes, int], key: bytes) -> bool:
+    """Use up one of ``key``'s count (the entry goes at zero); ``False`` if it had none."""
+    count = counts.get(key, 0)
+    if count == 1:
+        del counts[key]
+    elif count:
+        counts[key] = count - 1
+    return count > 0
+
+
 class LaneGuard:
     """Handles each message of the shared topics once, whichever lane brings it first."""
 
@@ -114,20 +128,13 @@ class LaneGuard:
     def _take(self, lane: Lane, topic: str, payload: bytes, flags: tuple[int, bool, bool]) -> None:
         qos, retain, dup = flags
         key = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
-        owed = self._owed[lane]
-        count = owed.get(key, 0)
-        if count:
+        if _take_one(self._owed[lane], key):
             # The other lane handled this message already: acknowledge this copy, change nothing.
-            if count == 1:
-                del owed[key]
-            else:
-                owed[key] = count - 1
             self.skipped += 1
             return
         cold = key not in self._seen and self._clock.now() < self._cold_until
-        if lane is Lane.BULK and key in self._recheck:
+        if lane is Lane.BULK and _take_one(self._recheck, key):
             cold = True
-            self._take_recheck(key)
         before = self._repeats()
         try:
             self._handler(topic, payload, qos, retain, dup or cold)
@@ -141,18 +148,10 @@ class LaneGuard:
                 # A copy of what was handled before (the store recognised it): nothing is owed.
                 self.cold_copies += cold and not dup
                 if lane is Lane.PRIORITY:
-                    self._recheck[key] = self._recheck.get(key, 0) + 1
+                    _add_one(self._recheck, key)
             else:
-                other = self._owed[_other(lane)]
-                other[key] = other.get(key, 0) + 1
+                _add_one(self._owed[_other(lane)], key)
         self.handled[lane] += 1
-
-    def _take_recheck(self, key: bytes) -> None:
-        count = self._recheck[key]
-        if count == 1:
-            del self._recheck[key]
-        else:
-            self._recheck[key] = count - 1
 
     def _forget_oldest(self) -> None:
         seen = self._seen

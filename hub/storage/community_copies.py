@@ -40,7 +40,7 @@ def make_copies(store: Store) -> int:
     made: list[tuple[str, bytes, bytes]] = []
     for code, raw, packed in store.execute(COMMUNITIES_WITH_COPIES).fetchall():
         doc = bytes(raw)
-        if community_pack.unpack(doc, None if packed is None else bytes(packed), code=code) is not None:
+        if community_pack.unpack(doc, packed, code=code) is not None:
             continue
         made.append((code, community_pack.pack(doc, community_pack.parse(doc, {})), doc))
     if made:

@@ -53,9 +53,13 @@ def pack(doc: bytes, parsed: dict[str, Any]) -> bytes:
     return _MAGIC + _writer() + _digest(doc) + _digest(body) + body
 
 
-def unpack(doc: bytes, packed: bytes | None, *, code: str) -> dict[str, Any] | None:
-    """``doc`` parsed, from ``packed`` if that is a sound copy of it; ``None``: parse the JSON."""
-    if packed is None or len(packed) < _HEADER or not packed.startswith(_MAGIC):
+def unpack(doc: bytes, stored: bytes | memoryview | None, *, code: str) -> dict[str, Any] | None:
+    """``doc`` parsed, from ``stored`` (the row's copy, as the engine gives it) if that is a
+    sound copy of it; ``None``: parse the JSON."""
+    if stored is None:
+        return None
+    packed = bytes(stored)
+    if len(packed) < _HEADER or not packed.startswith(_MAGIC):
         return None
     head = len(_MAGIC)
     if packed[head : head + 3] != _writer():

@@ -453,7 +453,7 @@ class Store:
         with collector_paused():
             for code, raw, packed in rows:
                 doc = bytes(raw)
-                parsed = community_pack.unpack(doc, None if packed is None else bytes(packed), code=code)
+                parsed = community_pack.unpack(doc, packed, code=code)
                 if parsed is None:
                     # Made by a child process once the hub is up (hub.storage.community_copies).
                     self.copies_wanted |= len(doc) >= community_pack.WORTH_BYTES
