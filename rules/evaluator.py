@@ -26,7 +26,7 @@ from rules.signals import Signal
 from rules.state import Key, StatePort
 from rules.subject import Subject
 from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
-from rules.triggers.absence import bind as bind_absence
+from rules.triggers.absence import AbsenceStep, period_for
 from rules.triggers.base import event_identity
 from rules.triggers.threshold import ThresholdGroup
 from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
@@ -34,19 +34,26 @@ from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
 _MEMO_LIMIT = 200_000
 #: Per (device, event kind): bounded so memory stays proportional to a cap, not to the fleet.
 _SUBJECT_MEMO_LIMIT = 500_000
+#: Distinct plans (few: one per community/grid scope, overrides and heartbeat in use).
+_SHAPE_LIMIT = 20_000
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
-#: One candidate rule resolved for one subject: the engine's ``on_event``, the rule, its
-#: override-resolved trigger, condition, windows and the state key. Built once per (device,
-#: event kind) and reused for every event, so the hot loop allocates no key and resolves no
-#: override per event. A plain tuple: unpacking it is the cheapest access Python has.
+#: One candidate rule resolved for a kind of subject: the engine's ``on_event``, the rule, its
+#: override-resolved trigger, condition, windows and the rule id of the state key (the key is
+#: ``(rule id, device)``, made per event). Built once per plan shape and shared by every device
+#: of that shape, so the hot loop resolves no override per event and 10⁵ devices hold a
+#: handful of plans, not one each (≈ 2 KB a device when each had its own; docs/benchmarks.md,
+#: "Ninth pass"). A plain tuple: unpacking it is the cheapest access Python has.
 Step = tuple[
     Callable[[Rule, AnyTrigger, EventContext, bool, Key], list[Signal]],
     Rule,
     AnyTrigger,
     Expr | None,
     ActiveWindows | None,
-    Key,
+    str,
 ]
+#: What a plan depends on besides its candidates: the event kind, the candidates' and their
+#: resolved triggers' identities (held alive by the cached entry) and the absence periods.
+_Shape = tuple[EventKind, tuple[int, ...], tuple[int, ...], tuple[float | None, ...]]
 #: A subject's values (and their types: ``True`` is not ``1``) of the attributes rules scope on.
 Signature = tuple[tuple[object, type], ...]
 
@@ -113,11 +120,12 @@ def _compile(rule: Rule, zone_name: str, overrides: RuleOverrides | None) -> Com
     )
 
 
-def _bound(steps: list[Step], subject: Subject) -> tuple[Step, ...]:
-    """The steps specialised for one subject, with the same signals, slots and order.
+def _bound(steps: list[Step], periods: Sequence[float | None]) -> tuple[Step, ...]:
+    """The steps specialised for one plan shape, with the same signals, slots and order.
 
-    * An absence rule's period is resolved here, once (:class:`AbsenceStep`); a rule whose
-      period is unknown for this subject never acts for it and is left out.
+    * An absence rule's period (``periods``, aligned with ``steps``) is bound here, once
+      (:class:`AbsenceStep`); a rule whose period is unknown for the shape never acts and is
+      left out.
     * Consecutive threshold rules without rule-level condition or windows become one
       :class:`ThresholdGroup` step (the four battery rules: one call, each field read once).
     """
@@ -126,8 +134,8 @@ def _bound(steps: list[Step], subject: Subject) -> tuple[Step, ...]:
 
     def close_group() -> None:
         if len(group) > 1:
-            members = [(rule, trigger, key) for _, rule, trigger, _, _, key in group]
-            thresholds = [(r, t, k) for r, t, k in members if isinstance(t, ThresholdTrigger)]
+            members = [(rule, trigger, rule_id) for _, rule, trigger, _, _, rule_id in group]
+            thresholds = [(r, t, i) for r, t, i in members if isinstance(t, ThresholdTrigger)]
             first = group[0]
             out.append(
                 (ThresholdGroup(members=thresholds).on_event, first[1], first[2], None, None, first[5])
@@ -136,17 +144,16 @@ def _bound(steps: list[Step], subject: Subject) -> tuple[Step, ...]:
             out.extend(group)
         group.clear()
 
-    for step in steps:
-        _, rule, trigger, condition, active, key = step
+    for step, period in zip(steps, periods, strict=True):
+        _, rule, trigger, condition, active, rule_id = step
         if isinstance(trigger, ThresholdTrigger) and condition is None and active is None:
             group.append(step)
             continue
         close_group()
         if isinstance(trigger, AbsenceTrigger):
-            bound = bind_absence(trigger, subject)
-            if bound is None:
+            if period is None:
                 continue
-            out.append((bound.on_event, rule, trigger, condition, active, key))
+            out.append((AbsenceStep(period=period).on_event, rule, trigger, condition, active, rule_id))
             continue
         out.append(step)
     close_group()
@@ -172,8 +179,10 @@ class Evaluator:
         self._zone = zone
         self._rules: dict[str, CompiledRule] = {}
         self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
-        #: Per (device, event kind): the subject it was built for and its resolved steps.
-        self._plans: dict[tuple[str, EventKind], tuple[Subject, tuple[Step, ...]]] = {}
+        #: Per event kind, per device: the subject it was resolved for and its (shared) steps.
+        self._plans: dict[EventKind, dict[str, tuple[Subject, tuple[Step, ...]]]] = {}
+        #: The plans themselves, per shape, with the candidates and triggers their key names.
+        self._shapes: dict[_Shape, tuple[list[CompiledRule], tuple[AnyTrigger, ...], tuple[Step, ...]]] = {}
         self._memo: dict[
             tuple[EventKind, DeviceKind | None, str | None, str | None, Signature], list[CompiledRule]
         ] = {}
@@ -195,6 +204,7 @@ class Evaluator:
         self._static_memo = {}
         self._memo = {}
         self._plans = {}
+        self._shapes = {}
         self._scope_attributes = tuple(
             sorted({name for c in self._rules.values() for name, _ in c.attributes})
         )
@@ -247,33 +257,42 @@ class Evaluator:
         """The steps an event of ``kind`` from ``subject`` runs: candidates resolved once per subject.
 
         Memoised per (device, kind) while the registry hands out the same :class:`Subject`
-        object (a new registry builds new subjects, so a changed device is resolved anew).
+        object (a new registry builds new subjects, so a changed device is resolved anew). The
+        steps are shared by every subject with the same candidates, override-resolved triggers
+        and absence periods.
         """
-        memo_key = (subject.device_id, kind)
-        cached = self._plans.get(memo_key)
+        per_kind = self._plans.get(kind)
+        if per_kind is None:
+            per_kind = self._plans[kind] = {}
+        device = subject.device_id
+        cached = per_kind.get(device)
         if cached is not None and cached[0] is subject:
             return cached[1]
-        device = subject.device_id
-        steps = _bound(
-            [
-                (
-                    c.engine.on_event,
-                    c.rule,
-                    c.rule.trigger
-                    if c.overrides is None
-                    else c.overrides.trigger_for(c.rule.trigger, subject),
-                    c.condition,
-                    c.active,
-                    (c.rule.id, device),
-                )
-                for c in self.candidates(kind, subject)
-            ],
-            subject,
+        found = self.candidates(kind, subject)
+        triggers = tuple(
+            c.rule.trigger if c.overrides is None else c.overrides.trigger_for(c.rule.trigger, subject)
+            for c in found
         )
-        if len(self._plans) >= _SUBJECT_MEMO_LIMIT:
-            self._plans.clear()
-        self._plans[memo_key] = (subject, steps)
-        return steps
+        periods = tuple(period_for(t, subject) if isinstance(t, AbsenceTrigger) else None for t in triggers)
+        shape: _Shape = (kind, tuple(map(id, found)), tuple(map(id, triggers)), periods)
+        shared = self._shapes.get(shape)
+        if shared is None:
+            steps = _bound(
+                [
+                    (c.engine.on_event, c.rule, trigger, c.condition, c.active, c.rule.id)
+                    for c, trigger in zip(found, triggers, strict=True)
+                ],
+                periods,
+            )
+            if len(self._shapes) >= _SHAPE_LIMIT:
+                self._shapes.clear()
+            # The entry holds the candidates and triggers whose ids its key names, so no other
+            # object can take those ids while it exists.
+            shared = self._shapes[shape] = (found, triggers, steps)
+        if len(per_kind) >= _SUBJECT_MEMO_LIMIT:
+            per_kind.clear()
+        per_kind[device] = (subject, shared[2])
+        return shared[2]
 
     def on_event(self, event: Event, subject: Subject) -> list[Signal]:
         steps = self.plan(event.kind, subject)
@@ -282,10 +301,11 @@ class Evaluator:
         signals: list[Signal] = []
         ts = event.ts
         ctx = EventContext(event, subject, self._state, ts, event_identity(event))
-        for on_event, rule, trigger, condition, active, key in steps:
+        device = subject.device_id
+        for on_event, rule, trigger, condition, active, rule_id in steps:
             if condition is not None and not condition.test(event, subject):
                 continue
-            out = on_event(rule, trigger, ctx, active is None or active.contains(ts), key)
+            out = on_event(rule, trigger, ctx, active is None or active.contains(ts), (rule_id, device))
             if out:
                 signals.extend(out)
         return signals
@@ -368,6 +388,7 @@ class Evaluator:
             self._static_memo,
             self._memo,
             self._plans,
+            self._shapes,
             self._scope_attributes,
         )
         try:
@@ -378,6 +399,7 @@ class Evaluator:
                 self._static_memo,
                 self._memo,
                 self._plans,
+                self._shapes,
                 self._scope_attributes,
             ) = saved
             raise

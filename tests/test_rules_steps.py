@@ -145,3 +145,62 @@ def test_a_changed_period_moves_the_deadline_even_within_one_report() -> None:
     assert states[0].drain_dirty() == states[1].drain_dirty()
     assert states[0].snapshot() == states[1].snapshot()
     assert states[0].get(("device.offline", subject.device_id)).due == T0 + 3 * 3600  # type: ignore[union-attr]
+
+
+def _door(device: str, *, heartbeat: float = 3600, resident: str | None = None) -> Subject:
+    attributes: dict[str, object] = {"device.heartbeat_s": heartbeat, "place.kind": "entrance"}
+    if resident is not None:
+        attributes["resident.id"] = resident
+    return Subject(device, DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, attributes)  # type: ignore[arg-type]
+
+
+def test_devices_of_one_shape_share_one_plan_and_keep_their_own_state() -> None:
+    # 10⁵ devices must not hold a plan each (memory); sharing must not share their slots.
+    overrides: OverrideConfig = {
+        "device.battery_low_percent": {"resident:r9": {"below": 40, "clear_above": 45}}
+    }
+    evaluator = Evaluator(rules=load_packs(), state=MemoryState(), zone="Asia/Shanghai", overrides=overrides)
+    a, b = _door("door-a"), _door("door-b")
+    slower = _door("door-c", heartbeat=7200)
+    own_override = _door("door-d", resident="r9")
+    plan = evaluator.plan(EventKind.BATTERY, a)
+    assert evaluator.plan(EventKind.BATTERY, b) is plan
+    assert evaluator.plan(EventKind.BATTERY, slower) is not plan  # another offline period
+    assert evaluator.plan(EventKind.BATTERY, own_override) is not plan  # another trigger
+    assert evaluator.plan(EventKind.BATTERY, _door("door-e", resident="r1")) is plan  # no override for r1
+    assert evaluator.plan(EventKind.DOOR_OPEN, a) is not plan
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_interleaved_devices_sharing_a_plan_decide_as_the_rules_one_by_one(seed: int) -> None:
+    rules = load_packs()
+    rng = random.Random(seed)
+    subjects = [_door(f"door-{i}") for i in range(4)] + [_door("door-slow", heartbeat=600)]
+    new_state, old_state = MemoryState(), MemoryState()
+    evaluator = Evaluator(rules=rules, state=new_state, zone="Asia/Shanghai", overrides=OVERRIDES)
+    reference = Evaluator(rules=rules, state=old_state, zone="Asia/Shanghai", overrides=OVERRIDES)
+    evaluator.start(subjects, T0)
+    reference.start(subjects, T0)
+    streams = [(s, _stream(rng, s.device_id, 150)) for s in subjects]
+    merged = sorted(
+        (
+            (event.ts, i, n, subject, event)
+            for i, (subject, events) in enumerate(streams)
+            for n, event in enumerate(events)
+        ),
+        key=lambda item: (item[0], item[1], item[2]),
+    )
+    raised = 0
+    now = T0
+    for ts, _, _, subject, event in merged:
+        got = evaluator.on_event(event, subject)
+        assert got == _reference(reference, old_state, event, subject), event
+        raised += sum(1 for s in got if s.action.value == "raise")
+        if ts > now:
+            now = ts
+            assert evaluator.due(now) == reference.due(now)
+    assert new_state.snapshot() == old_state.snapshot()
+    assert raised > 0
+    # Each device kept its own slots (one offline slot each, with its own deadline).
+    offline = {key[1] for key in new_state.slot_keys() if key[0] == "device.offline"}
+    assert offline == {s.device_id for s in subjects}

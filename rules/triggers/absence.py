@@ -126,11 +126,12 @@ def _apply(rule: Rule, trigger: AbsenceTrigger, ctx: EventContext, key: Key, per
 
 
 class AbsenceStep:
-    """One absence rule bound to one subject, as an evaluator step: its period resolved once.
+    """One absence rule with its period resolved, as an evaluator step.
 
     The period (``for``, or ``for_heartbeats`` × the subject's heartbeat) depends only on the
-    override-resolved trigger and the subject's attributes, which the evaluator's plan is
-    built for; a message's second and third event then leave after one slot lookup.
+    override-resolved trigger and the subject's attributes; the evaluator's plan is built, and
+    shared, per such period (:func:`period_for`). A message's second and third event then
+    leave after one slot lookup.
     """
 
     __slots__ = ("_period",)
@@ -155,9 +156,3 @@ class AbsenceStep:
         ):
             return []  # the report's other events: what _apply() decides for them, sooner
         return _apply(rule, trigger, ctx, key, period)
-
-
-def bind(trigger: AbsenceTrigger, subject: Subject) -> AbsenceStep | None:
-    """The step of this (override-resolved) trigger for ``subject``; ``None``: it never acts for it."""
-    period = period_for(trigger, subject)
-    return None if period is None else AbsenceStep(period=period)

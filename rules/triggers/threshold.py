@@ -142,22 +142,23 @@ class ThresholdGroup:
 
     __slots__ = ("_fields", "_members")
 
-    def __init__(self, *, members: Sequence[tuple[Rule, ThresholdTrigger, Key]]) -> None:
+    def __init__(self, *, members: Sequence[tuple[Rule, ThresholdTrigger, str]]) -> None:
         fields = tuple(dict.fromkeys(trigger.field for _, trigger, _ in members))
         self._fields = tuple((name, _getter(name)) for name in fields)
-        #: (rule, trigger, key, index of its field, below, above, plain): ``plain`` = no own filters
-        #: beyond the event kind, which the plan already matched.
+        #: (rule, trigger, rule id, index of its field, below, above, plain): ``plain`` = no own
+        #: filters beyond the event kind, which the plan already matched. No device in it: one
+        #: group serves every device of a plan (the state key is made per event).
         self._members = tuple(
             (
                 rule,
                 trigger,
-                key,
+                rule_id,
                 fields.index(trigger.field),
                 trigger.below,
                 trigger.above,
                 not trigger.where and trigger.condition is None,
             )
-            for rule, trigger, key in members
+            for rule, trigger, rule_id in members
         )
 
     def on_event(
@@ -166,8 +167,9 @@ class ThresholdGroup:
         event, subject = ctx.event, ctx.subject
         values = [_reading(getter(event, subject)) for _, getter in self._fields]
         state, ts = ctx.state, ctx.ts
+        device = subject.device_id
         signals: list[Signal] = []
-        for rule_, trigger_, key_, field, below, above, plain in self._members:
+        for rule_, trigger_, rule_id, field, below, above, plain in self._members:
             value = values[field]
             if (
                 value is None
@@ -175,6 +177,7 @@ class ThresholdGroup:
                 or (not plain and not _admits(trigger_, ctx))
             ):
                 continue
+            key_ = (rule_id, device)
             slot = state.get(key_)
             if (
                 slot is not None
