@@ -14,7 +14,7 @@ no I/O here. All memory is in the :class:`rules.state.StatePort`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters.events import DeviceKind, Event, EventKind
@@ -352,6 +352,7 @@ class Evaluator:
         # Each candidate's id, expected set and plainness are looked up once per place, not
         # once per subject.
         by_place: dict[tuple[DeviceKind | None, str | None, str | None], list[_Candidate]] = {}
+        shared: dict[float, Mapping[str, float]] = {}  # one {"for": period} per period
         for subject in subjects:
             place = (subject.kind, subject.grid, subject.community)
             candidates = by_place.get(place)
@@ -371,7 +372,7 @@ class Evaluator:
                     continue  # restored: its deadline stands (arm() would leave it too); not read here
                 trigger = c.trigger_for(subject)
                 assert isinstance(trigger, AbsenceTrigger)
-                ABSENCE.arm(trigger, subject, key, state, now)
+                ABSENCE.arm(trigger, subject, key, state, now, shared=shared)
         for key in state.slot_keys():
             expecting = expected.get(key[0])
             if expecting is not None and key[1] not in expecting:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import gc
 import heapq
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,24 @@ JsonDict = dict[str, Any]
 
 SNAPSHOT_VERSION = 1
 
+#: The parameters of a slot that has none: one read-only mapping shared by every such slot.
+NO_PARAMS: Mapping[str, float] = MappingProxyType({})
+
+
+def _no_params() -> Mapping[str, float]:
+    return NO_PARAMS
+
 
 @dataclass(slots=True)
 class Slot:
-    """What one rule remembers about one subject. Fields unused by a trigger stay at defaults."""
+    """What one rule remembers about one subject. Fields unused by a trigger stay at defaults.
+
+    ``times``, ``params`` and ``evidence`` are read-only types and start as one shared empty
+    value: a trigger replaces them, never changes them in place. At 10⁵ devices a hub holds
+    5 × 10⁵ slots, most of them with none of the three; an empty list or dict each was
+    ≈ 200 B a slot (docs/benchmarks.md, "Ninth pass"). ``seen`` is changed in place on every
+    event (:func:`rules.triggers.base.accept`), so it stays a list of its own.
+    """
 
     #: The trigger type that wrote it (a reload keeps slots only for the same type).
     trigger: str
@@ -57,18 +72,19 @@ class Slot:
     #: Last numeric value (threshold).
     value: float | None = None
     #: Times of recent matching events (count), newest last.
-    times: list[float] = field(default_factory=list)
+    times: Sequence[float] = ()
     #: Occurrences since the alert was raised (merged events, renotifies).
     count: int = 0
     #: Parameters resolved for this subject when the state began (for timers and traces).
-    params: dict[str, float] = field(default_factory=dict)
+    params: Mapping[str, float] = field(default_factory=_no_params)
     #: Summaries of the event(s) that caused the state (for traces).
-    evidence: list[JsonDict] = field(default_factory=list)
+    evidence: Sequence[JsonDict] = ()
     #: :class:`MemoryState` bookkeeping (the earliest heap entry for this slot); never persisted.
     queued_due: float | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> JsonDict:
-        """The fields that differ from their defaults (in value or type), in field order.
+        """The fields that differ from their defaults (in value or type), in field order; the
+        read-only ones (``times``, ``params``, ``evidence``) when not empty, as a list or dict.
 
         Spelled out field by field: the routine flush writes thousands of slots every few
         seconds, and a loop over ``fields()`` with ``getattr`` was most of its cost.
@@ -90,17 +106,17 @@ class Slot:
         if self.value is not None:
             out["value"] = self.value
         times = self.times
-        if times or times.__class__ is not list:
-            out["times"] = times.copy() if isinstance(times, list | dict) else times
+        if times:
+            out["times"] = list(times)
         count = self.count
         if count != 0 or count.__class__ is not int:
             out["count"] = count
         params = self.params
-        if params or params.__class__ is not dict:
-            out["params"] = params.copy() if isinstance(params, list | dict) else params
+        if params:
+            out["params"] = dict(params)
         evidence = self.evidence
-        if evidence or evidence.__class__ is not list:
-            out["evidence"] = evidence.copy() if isinstance(evidence, list | dict) else evidence
+        if evidence:
+            out["evidence"] = list(evidence)
         return out
 
     @classmethod
@@ -122,20 +138,24 @@ class Slot:
             value = getattr(slot, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise ValueError(f"slot field {name} must be a number, got {value!r}")
-        if (
-            fresh
-            and slot.seen.__class__ is list
-            and slot.times.__class__ is list
-            and slot.params.__class__ is dict
-            and slot.evidence.__class__ is list
-            and all(e.__class__ is dict for e in slot.evidence)
-        ):
-            return slot
-        # Never share mutable values with the document.
-        slot.seen = list(slot.seen)
-        slot.times = list(slot.times)
-        slot.params = dict(slot.params)
-        slot.evidence = [dict(e) for e in slot.evidence]
+        # ``fresh``: the parsed document's own lists and dicts are taken over; anything else is
+        # copied, so a slot never shares a mutable value with a document. Empty ones become the
+        # shared empty values.
+        seen, times, params, evidence = slot.seen, slot.times, slot.params, slot.evidence
+        if not (fresh and seen.__class__ is list):
+            slot.seen = list(seen)
+        if not times:
+            slot.times = ()
+        elif not (fresh and times.__class__ is list):
+            slot.times = list(times)
+        if not params:
+            slot.params = NO_PARAMS
+        elif not (fresh and params.__class__ is dict):
+            slot.params = dict(params)
+        if not evidence:
+            slot.evidence = ()
+        elif not (fresh and evidence.__class__ is list and all(e.__class__ is dict for e in evidence)):
+            slot.evidence = [dict(e) for e in evidence]
         return slot
 
 

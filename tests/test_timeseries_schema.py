@@ -66,12 +66,18 @@ def test_cached_event_series_gives_the_same_points_and_lines_as_event_points(kin
     assert [encode(p) for p in series.points(event, moved)] == [encode(p) for p in event_points(event, moved)]
 
 
-def test_event_series_cache_is_bounded() -> None:
+def test_event_series_cache_is_bounded_and_drops_the_oldest() -> None:
     series = EventSeries(limit=10)
     for i in range(25):
         series.points(Event(f"d{i}", EventKind.DOOR_OPEN, 1_700_000_000.0, "z2m"), INFO)
         assert len(series) <= 10
-    assert len(series) >= 1
+    assert len(series) == 10
+    # The newest ten are kept: d15…d24 hit the cache (same head object), d0 is built again.
+    head = series.points(Event("d24", EventKind.DOOR_OPEN, 1_700_000_001.0, "z2m"), INFO)[0].head
+    assert series.points(Event("d24", EventKind.DOOR_OPEN, 1_700_000_002.0, "z2m"), INFO)[0].head is head
+    assert len(series) == 10
+    series.points(Event("d0", EventKind.DOOR_OPEN, 1_700_000_003.0, "z2m"), INFO)
+    assert len(series) == 10
 
 
 def test_line_protocol_escaping_and_integer_suffix() -> None:

@@ -9,6 +9,8 @@ ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from adapters.events import EventKind
 from rules.model import AbsenceTrigger, Rule
 from rules.signals import Signal, SignalAction
@@ -49,21 +51,39 @@ class AbsenceEngine:
         period = period_for(trigger, ctx.subject)
         if period is None:
             return []
-        return _apply(rule, trigger, ctx, key, period)
+        return _apply(rule, trigger, ctx, key, period, params={"for": period})
 
-    def arm(self, trigger: AbsenceTrigger, subject: Subject, key: Key, state: StatePort, now: float) -> None:
-        """Seed the deadline of an expected subject that has no state yet."""
+    def arm(
+        self,
+        trigger: AbsenceTrigger,
+        subject: Subject,
+        key: Key,
+        state: StatePort,
+        now: float,
+        *,
+        shared: dict[float, Mapping[str, float]] | None = None,
+    ) -> None:
+        """Seed the deadline of an expected subject that has no state yet.
+
+        ``shared``: the caller's parameters per period, so that 10⁵ slots armed at a start
+        hold one ``{"for": period}`` per period, not one each (slots never change it in place).
+        """
         if state.has(key):
             return  # a restored slot may still be its stored text: asking does not read it
         period = period_for(trigger, subject)
         if period is None:
             return
+        params = None if shared is None else shared.get(period)
+        if params is None:
+            params = {"for": period}
+            if shared is not None:
+                shared[period] = params
         # Routine, not an alert-state change: at a first start 10⁵ deadlines are armed at once,
         # and as durable changes the first message's per-turn flush serialised them all on the
         # event loop (0.5–0.9 s at 101 300 devices, in front of whatever press came first). The
         # routine flush writes them within seconds, in slices; a crash before that re-arms them
         # at the next start, from then.
-        state.put(key, Slot("absence", since=now, due=now + period, params={"for": period}), durable=False)
+        state.put(key, Slot("absence", since=now, due=now + period, params=params), durable=False)
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
         due = slot.due
@@ -86,8 +106,17 @@ class AbsenceEngine:
         return [make_signal(rule, action, key[1], due, trace=trace, cause=timer_cause(due, action))]
 
 
-def _apply(rule: Rule, trigger: AbsenceTrigger, ctx: EventContext, key: Key, period: float) -> list[Signal]:
-    """An event for one subject's deadline, its ``period`` already resolved."""
+def _apply(
+    rule: Rule,
+    trigger: AbsenceTrigger,
+    ctx: EventContext,
+    key: Key,
+    period: float,
+    *,
+    params: Mapping[str, float],
+) -> list[Signal]:
+    """An event for one subject's deadline, its ``period`` (and ``params``: ``{"for": period}``,
+    shared by the caller's slots) already resolved."""
     event, state = ctx.event, ctx.state
     if trigger.kinds and event.kind not in trigger.kinds:
         return []
@@ -117,9 +146,10 @@ def _apply(rule: Rule, trigger: AbsenceTrigger, ctx: EventContext, key: Key, per
         slot.raised = False
     slot.since = event.ts
     slot.due = event.ts + period
-    if slot.params.get("for") != period:
-        slot.params = {"for": period}
-        fresh = True
+    if slot.params is not params:
+        if slot.params.get("for") != period:
+            fresh = True
+        slot.params = params  # equal values: the shared object instead of the slot's own
     # Moving the deadline on is routine (every reading does it); a clear is not.
     state.put(key, slot, durable=fresh or bool(signals))
     return signals
@@ -134,10 +164,12 @@ class AbsenceStep:
     leave after one slot lookup.
     """
 
-    __slots__ = ("_period",)
+    __slots__ = ("_params", "_period")
 
     def __init__(self, *, period: float) -> None:
         self._period = period
+        #: Shared by the slots this step moves on (one step serves every device of a plan).
+        self._params: Mapping[str, float] = {"for": period}
 
     def on_event(
         self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
@@ -155,4 +187,4 @@ class AbsenceStep:
             and trigger.value is None
         ):
             return []  # the report's other events: what _apply() decides for them, sooner
-        return _apply(rule, trigger, ctx, key, period)
+        return _apply(rule, trigger, ctx, key, period, params=self._params)

@@ -61,8 +61,8 @@ class CountEngine:
         evidence = [e for e in slot.evidence if _ts(e) > horizon][-(_EVIDENCE - 1) :]
         evidence.append(event_json(event))
         if len(times) < trigger.count:
-            slot.times = times[-trigger.count :]
-            slot.evidence = evidence
+            slot.times = times[-trigger.count :] or ()
+            slot.evidence = evidence or ()
             state.put(key, slot)
             return []
         slot.raised = True
@@ -71,8 +71,8 @@ class CountEngine:
         slot.due = event.ts + trigger.window
         slot.count = len(times)
         slot.params = params
-        slot.times = []
-        slot.evidence = []
+        slot.times = ()
+        slot.evidence = ()
         state.put(key, slot)
         action = SignalAction.RAISE
         trace = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from adapters.events import EventKind
 from rules.model import DurationTrigger, Rule
 from rules.signals import Signal, SignalAction
-from rules.state import Key, Slot
+from rules.state import NO_PARAMS, Key, Slot
 from rules.triggers.base import (
     Admit,
     AnyTrigger,
@@ -74,9 +74,10 @@ class DurationEngine:
         elif starts and slot.since is None:
             slot.since = event.ts
             slot.due = event.ts + trigger.for_
-            slot.params = {"for": trigger.for_}
+            params = {"for": trigger.for_}
             if trigger.renotify is not None:
-                slot.params["renotify"] = trigger.renotify
+                params["renotify"] = trigger.renotify
+            slot.params = params
             slot.evidence = [event_json(event)]
         state.put(key, slot)
         return signals
@@ -110,5 +111,5 @@ def _reset(slot: Slot) -> None:
     slot.raised = False
     slot.notified = None
     slot.count = 0
-    slot.params = {}
-    slot.evidence = []
+    slot.params = NO_PARAMS
+    slot.evidence = ()

@@ -98,7 +98,7 @@ def _apply(rule: Rule, trigger: ThresholdTrigger, ctx: EventContext, key: Key, v
             trace["events"] = [*slot.evidence, event_json(event)]
             trace["since"] = slot.since
             slot.raised = False
-            slot.evidence = []
+            slot.evidence = ()
             slot.since = None
     # A new reading that changes no alert state is routine; raising and clearing are not.
     state.put(key, slot, durable=action is not None)
