@@ -291,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ),
                         broker=broker,
                         backlog=big_messages,
+                        reports=scale.every_device_once(big.devices),
                         timeout=args.scale_timeout,
                     )
                     section["devices"] = len(big.devices)
@@ -601,7 +602,12 @@ def _targets(r: dict[str, Any]) -> dict[str, Any]:
     if sc:
         cold = sc.get("cold_start", {})
         warm = sc.get("restart_after_kill9", {})
-        out["scale_rss<=300MB"] = bool(cold.get("ok")) and cold.get("rss_mb", 1e9) <= TARGET_SCALE_RSS_MB
+        # In service, not only at a start: the larger of the cold start's RSS and the RSS once
+        # every device has reported (bench.scale, step 4).
+        in_service = sc.get("every_device_reported", {}).get("rss_mb", 1e9)
+        out["scale_rss<=300MB"] = (
+            bool(cold.get("ok")) and max(cold.get("rss_mb", 1e9), in_service) <= TARGET_SCALE_RSS_MB
+        )
         out["kill9_ready<=5s"] = (
             bool(warm.get("ok")) and warm.get("seconds_to_ready", 1e9) <= TARGET_KILL9_READY_S
         )
@@ -660,7 +666,8 @@ def _table(r: dict[str, Any]) -> None:
                 f"scale {sc.get('devices')} devices",
                 f"cold ready {cold.get('seconds_to_ready')} s, "
                 f"RSS {cold.get('rss_mb')} MB; kill -9 → ready {warm.get('seconds_to_ready')} s, "
-                f"caught up {warm.get('seconds_to_caught_up')} s"
+                f"caught up {warm.get('seconds_to_caught_up')} s; every device reported: RSS "
+                f"{sc.get('every_device_reported', {}).get('rss_mb')} MB"
                 + (f" ({sc['error']})" if sc.get("error") else ""),
             )
         )

@@ -112,6 +112,12 @@ def test_latency_and_scale_sections(report: dict[str, object]) -> None:
     assert scale["cold_start"]["ok"] and scale["restart_after_kill9"]["ok"], scale
     assert scale["backlog_handled_at_caught_up"] == scale["backlog"]
     assert scale["cold_start"]["timer_slots"] >= scale["devices"]  # an offline deadline per device
+    # Every device reported once into the restarted hub, and its RSS then is the one judged.
+    reported = scale["every_device_reported"]
+    assert reported["messages"] == scale["devices"] and reported["rss_mb"] > 0, reported
+    assert report["targets"]["scale_rss<=300MB"] is (  # type: ignore[index]
+        max(scale["cold_start"]["rss_mb"], reported["rss_mb"]) <= 300
+    )
 
 
 def test_multiprocess_section(report: dict[str, object]) -> None:
