@@ -163,6 +163,10 @@ def _start(
     return proc, parent, result
 
 
+#: Reports published per connection (QoS 1 packet ids are 16 bits).
+_REPORT_CHUNK = 20_000
+
+
 def every_device_once(devices: Sequence[SimDevice]) -> list[tuple[str, bytes]]:
     """One Zigbee2MQTT report per device, as its kind sends it (no ``last_seen``: the hub's time)."""
     out: list[tuple[str, bytes]] = []
@@ -187,7 +191,9 @@ def _every_device_reported(
     timeout: float,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    asyncio.run(_publish_backlog(broker, reports))
+    # In chunks, each on its own connection: one session has 65 535 packet ids for QoS 1.
+    for first in range(0, len(reports), _REPORT_CHUNK):
+        asyncio.run(_publish_backlog(broker, reports[first : first + _REPORT_CHUNK]))
     want = before + len(reports)
     handled = before
     while time.perf_counter() - started < timeout:
