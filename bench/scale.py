@@ -45,6 +45,7 @@ import gmqtt
 import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
+from bench.run import BASE
 from hub.app import Hub
 from hub.config import Settings
 from simulators import zigbee2mqtt as z2m
@@ -100,18 +101,19 @@ async def _serve(conn: Connection, settings: Settings, spawned: float) -> None:
             if task.get_name() == "linli-community-copies":
                 await asyncio.wait_for(task, 120)
         copied = time.perf_counter()
-        reply = {
-            "imports_s": round(began - spawned, 3),
-            "built_s": round(built - spawned, 3),
-            "ready_s": round(started - spawned, 3),
-            "caught_up_s": round(caught - spawned, 3),
-            "state_written_s": round(written - caught, 3),
-            "copies_made_s": round(copied - caught, 3),
-            "messages_at_caught_up": hub.pipeline.stats.messages,
-            "timer_slots": slots,
-            "devices": sum(len(c.devices) for c in hub.registry.communities),
-        }
-        conn.send(reply)
+        conn.send(
+            {
+                "imports_s": round(began - spawned, 3),
+                "built_s": round(built - spawned, 3),
+                "ready_s": round(started - spawned, 3),
+                "caught_up_s": round(caught - spawned, 3),
+                "state_written_s": round(written - caught, 3),
+                "copies_made_s": round(copied - caught, 3),
+                "messages_at_caught_up": hub.pipeline.stats.messages,
+                "timer_slots": slots,
+                "devices": sum(len(c.devices) for c in hub.registry.communities),
+            }
+        )
         # Asked for the count of handled messages ("count") until told to stop.
         while True:
             while not await asyncio.to_thread(conn.poll, 0.2):
@@ -168,16 +170,17 @@ _REPORT_CHUNK = 20_000
 
 
 def every_device_once(devices: Sequence[SimDevice]) -> list[tuple[str, bytes]]:
-    """One Zigbee2MQTT report per device, as its kind sends it (no ``last_seen``: the hub's time)."""
+    """One Zigbee2MQTT report per device, as its kind sends it (the publisher drops ``last_seen``:
+    the hub stamps its own time)."""
     out: list[tuple[str, bytes]] = []
     for d in devices:
         if d.kind == "door_sensor":
-            doc: dict[str, Any] = {"contact": True, "battery": 80.0, "voltage": 3100, "linkquality": 100}
+            payload = z2m.contact(is_open=False, battery=80.0, voltage_mv=3100, linkquality=100, ts=0.0)
         elif d.kind == "parking_sensor":
-            doc = {"occupancy": False, "battery": 80.0, "linkquality": 100}
+            payload = z2m.occupancy(occupied=False, battery=80.0, linkquality=100, ts=0.0)
         else:
-            doc = {"battery": 80.0, "voltage": 3100, "linkquality": 100}
-        out.append((z2m.state_topic(d.id, base=d.base_topic or "zigbee2mqtt"), orjson.dumps(doc)))
+            payload = z2m.report(battery=80.0, voltage_mv=3100, linkquality=100, ts=0.0)
+        out.append((z2m.state_topic(d.id, base=d.base_topic or BASE), payload))
     return out
 
 

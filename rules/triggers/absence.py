@@ -51,7 +51,7 @@ class AbsenceEngine:
         period = period_for(trigger, ctx.subject)
         if period is None:
             return []
-        return _apply(rule, trigger, ctx, key, period, params={"for": period})
+        return _apply(rule, trigger, ctx, key, {"for": period})
 
     def arm(
         self,
@@ -61,7 +61,7 @@ class AbsenceEngine:
         state: StatePort,
         now: float,
         *,
-        shared: dict[float, Mapping[str, float]] | None = None,
+        shared: dict[float, Mapping[str, float]],
     ) -> None:
         """Seed the deadline of an expected subject that has no state yet.
 
@@ -73,11 +73,9 @@ class AbsenceEngine:
         period = period_for(trigger, subject)
         if period is None:
             return
-        params = None if shared is None else shared.get(period)
+        params = shared.get(period)
         if params is None:
-            params = {"for": period}
-            if shared is not None:
-                shared[period] = params
+            params = shared[period] = {"for": period}
         # Routine, not an alert-state change: at a first start 10⁵ deadlines are armed at once,
         # and as durable changes the first message's per-turn flush serialised them all on the
         # event loop (0.5–0.9 s at 101 300 devices, in front of whatever press came first). The
@@ -111,12 +109,11 @@ def _apply(
     trigger: AbsenceTrigger,
     ctx: EventContext,
     key: Key,
-    period: float,
-    *,
     params: Mapping[str, float],
 ) -> list[Signal]:
-    """An event for one subject's deadline, its ``period`` (and ``params``: ``{"for": period}``,
-    shared by the caller's slots) already resolved."""
+    """An event for one subject's deadline, its period already resolved: ``params`` is
+    ``{"for": period}``, shared by the caller's slots."""
+    period = params["for"]
     event, state = ctx.event, ctx.state
     if trigger.kinds and event.kind not in trigger.kinds:
         return []
@@ -187,4 +184,4 @@ class AbsenceStep:
             and trigger.value is None
         ):
             return []  # the report's other events: what _apply() decides for them, sooner
-        return _apply(rule, trigger, ctx, key, period, params=self._params)
+        return _apply(rule, trigger, ctx, key, self._params)
