@@ -594,7 +594,8 @@ class Hub:
         )
 
     def _case_changed(self, case: Case) -> None:
-        self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
+        if self.bus.listening:  # the case's view (its traffic lights) only for a live console
+            self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
         if self.cluster:
             self.cluster.changed(Kind.CASE, case.id)
         if self.guardian_links.on_case_changed(case):  # closed: the guardian's 评价 link, once

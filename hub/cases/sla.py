@@ -25,6 +25,8 @@ from hub.cases.model import Case, Stage
 from hub.errors import PolicyError
 
 ANY = "*"
+#: At most this many (category, severity, stage) limits are remembered by a book.
+LIMITS_CACHED = 4096
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|wd)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -146,6 +148,13 @@ class SlaBook:
         self.policies = policies
         self.calendar = calendar
         self.yellow_ratio = yellow_ratio
+        #: (category, severity, stage) → its configured limit. Every traffic light asks for
+        #: each stage, and one SOS shows its case's lights five times (the notifications, the
+        #: live console) before it is published: resolving the policy each time (a scan of
+        #: every policy, a duration parsed) was ≈ 40 % of filing an SOS case (docs/benchmarks.md,
+        #: "Tenth pass"). Policies and calendar are immutable (frozen models in a tuple), and
+        #: a reload of policies builds a new book.
+        self._limits: dict[tuple[str, str, Stage], tuple[float, Basis] | None] = {}
 
     def policy_for(self, category: str, severity: str) -> SlaPolicy | None:
         """The most specific policy: exact pair, then category, then severity, then ``*``/``*``."""
@@ -156,13 +165,19 @@ class SlaBook:
 
     def base_limit(self, category: str, severity: str, stage: Stage) -> tuple[float, Basis] | None:
         """The configured limit for a stage (without extensions) and its basis."""
+        key = (category, severity, stage)
+        try:
+            return self._limits[key]
+        except KeyError:
+            pass
+        found: tuple[float, Basis] | None = None
         policy = self.policy_for(category, severity)
-        if policy is None:
-            return None
-        raw = policy.case if stage is Stage.CASE else policy.stages.get(stage)
-        if raw is None:
-            return None
-        return parse_duration(raw, working_day_s=self.calendar.day_seconds), policy.basis
+        raw = None if policy is None else policy.case if stage is Stage.CASE else policy.stages.get(stage)
+        if policy is not None and raw is not None:
+            found = parse_duration(raw, working_day_s=self.calendar.day_seconds), policy.basis
+        if len(self._limits) < LIMITS_CACHED:  # categories come from rule packs: a bounded set
+            self._limits[key] = found
+        return found
 
     def limit(self, case: Case, stage: Stage) -> tuple[float, Basis] | None:
         base = self.base_limit(case.category, case.severity, stage)

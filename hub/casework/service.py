@@ -123,8 +123,12 @@ class Casework:
             self.cases.add(db, case, filed)
             self.cases.append(db, dispatched, dispatch)
             sent = self._escalate(db, dispatched, now)
+        if sent:
+            # The worker's notification leaves first (the dispatcher publishes at wake); the
+            # time-series points and the live console's view of 立案/派遣 can follow it.
+            self._on_notifications()
         self._after(case, filed, sent=False)
-        self._after(dispatched, dispatch, sent=sent)
+        self._after(dispatched, dispatch, sent=False)
         log.info("case %s opened for alert %s, dispatched to %s", dispatched.id, alert.id, assignee)
         return dispatched
 
@@ -492,10 +496,12 @@ class Casework:
                     at=now,
                     case_id=case.id,
                 )
+        # One view of the case for every recipient (its traffic lights at one ``now``).
+        shown = self.case_json(case, now=now) if recipients else {}
         for recipient in recipients:
             note_id = new_notification_id()
             body = self._payload(
-                note_id, case, alert, recipient, kind=kind, key=key, guardians=guardians, step=step
+                note_id, case, shown, alert, recipient, kind=kind, key=key, guardians=guardians, step=step
             )
             self._store.queue_notification(
                 db,
@@ -540,6 +546,7 @@ class Casework:
         self,
         note_id: str,
         case: Case,
+        shown: dict[str, Any],
         alert: Alert,
         recipient: Recipient,
         *,
@@ -561,7 +568,7 @@ class Casework:
             kind=kind,
             step_key=key,
             recipient=recipient,
-            case=self.case_json(case),
+            case=shown,
             alert=alert,
             reply_topic=self._reply_topic(case.community or "-", recipient.id),
             due_at=step.due_at if step is not None else None,

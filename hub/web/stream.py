@@ -121,6 +121,11 @@ class AlertBus:
     def unsubscribe(self, listener: Listener) -> None:
         self._listeners.discard(listener)
 
+    @property
+    def listening(self) -> bool:
+        """Somebody reads the stream: a publisher may skip building an event nobody would get."""
+        return bool(self._listeners)
+
     def behind(self, listener: Listener) -> int:
         return self._seq - listener.cursor
 
