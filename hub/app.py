@@ -185,6 +185,8 @@ class Hub:
         # Elders' data and credentials live here: owner-only (hub.files).
         private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
+        #: SQLite's checkpoints off the event loop once started (``None`` on PostgreSQL).
+        self.checkpoints = self.store.checkpointer()
         if registry is None:
             registry = registry_from_store(self.store, settings, at=self.clock.now())
         self.registry = registry
@@ -644,6 +646,13 @@ class Hub:
             "held_messages": self.redelivery.depth,
             "held_since": self.redelivery.oldest_since,
             "cases_failing": len(self.casework.failing),
+            "store_checkpoints": None
+            if self.checkpoints is None
+            else {
+                "rounds": self.checkpoints.rounds,
+                "failures": self.checkpoints.failures,
+                "handed_over": self.checkpoints.handed_over,
+            },
             "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),
             "stream_listeners": len(self.bus),
@@ -656,6 +665,9 @@ class Hub:
         # uvicorn in this loop, as the named task "linli-http"; port 0 picks a free port.
         self.http_port = await self.http.start()
         await self.timeseries.start()  # replays what a crash left in the spool
+        if self.checkpoints is not None:
+            # First, so no SOS commit of this run pays for a checkpoint (hub.storage.checkpoints).
+            self._tasks.append(asyncio.create_task(self.checkpoints.run(), name="linli-store-checkpoints"))
         # Deliver what an earlier run left pending before anything new arrives.
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="linli-dispatcher"))
         # Cases for alerts a crash left without one, then whatever fell due while we were down.

@@ -88,6 +88,16 @@ class SqliteEngine(Engine):
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         self._db.executemany(sql, rows)
 
+    def autocheckpoint(self, pages: int | None = None) -> int:
+        """SQLite's automatic checkpoint threshold in WAL pages (0: off), set if ``pages`` is given.
+
+        :class:`hub.storage.checkpoints.WalCheckpointer` turns it off while it checkpoints.
+        """
+        if pages is not None:
+            # PRAGMA takes no parameters; the value is our own integer.
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+        return int(self._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:

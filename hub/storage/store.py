@@ -31,6 +31,7 @@ from hub.community.trusted import community_from_store
 from hub.errors import StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage import community_pack
+from hub.storage.checkpoints import CHECKPOINT_EVERY_S, WalCheckpointer
 from hub.storage.engine import Cursor, Dialect, Engine, Tx, dialect_of, sqlite_path
 from hub.storage.scope import in_scope
 from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
@@ -146,6 +147,11 @@ class Store:
 
     def close(self) -> None:
         self._engine.close()
+
+    def checkpointer(self, *, every_s: float = CHECKPOINT_EVERY_S) -> WalCheckpointer | None:
+        """The task that checkpoints an SQLite store's log off the event loop (``None``: a server)."""
+        engine = self._engine
+        return WalCheckpointer(engine=engine, every_s=every_s) if isinstance(engine, SqliteEngine) else None
 
     @contextmanager
     def transaction(self, *, community: str | None = None) -> Iterator[Tx]:

@@ -1,0 +1,124 @@
+"""WAL checkpoints off the event loop (issue 14, tenth pass; hub/storage/checkpoints.py).
+
+A commit on the hub's connection must never checkpoint while the worker does it; the worker's
+rounds must copy the log into the database; a failing or stopped worker must give the commits
+their automatic checkpoints back, so the log cannot grow without bound. Real SQLite files,
+observed through the files' sizes (the database file grows only by a checkpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from hub.storage import checkpoints
+from hub.storage.store import Store
+from tests.helpers import eventually, hub_settings
+from tests.support.servers import Broker
+
+CHUNK = b"x" * 100_000  # ≈ 25 pages of log per commit: ≈ 40 commits make SQLite's 1 000 pages
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(path=tmp_path / "linli.sqlite3")
+    with opened.transaction() as tx:
+        tx.execute("CREATE TABLE filler (body BLOB)")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def write(store: Store, commits: int) -> None:
+    for _ in range(commits):
+        with store.transaction() as tx:
+            tx.execute("INSERT INTO filler (body) VALUES (?)", (CHUNK,))
+
+
+def sizes(store: Store) -> tuple[int, int]:
+    """(database file, log file) in bytes."""
+    assert store.path is not None
+    wal = store.path.with_name(store.path.name + "-wal")
+    return store.path.stat().st_size, wal.stat().st_size if wal.exists() else 0
+
+
+async def test_commits_leave_checkpoints_to_the_worker_which_copies_the_log(store: Store) -> None:
+    worker = store.checkpointer(every_s=3600.0)
+    assert worker is not None
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: worker.handed_over)
+        db_before, _ = sizes(store)
+        write(store, 120)  # ≈ 12 MB: three times SQLite's automatic threshold
+        db_after, wal = sizes(store)
+        assert db_after == db_before  # no commit checkpointed
+        assert wal > 10_000_000
+        rounds = worker.rounds
+        await worker._round()  # what the next tick does
+        assert worker.rounds == rounds + 1
+        db_checkpointed, _ = sizes(store)
+        assert db_checkpointed >= db_before + 11_000_000
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not worker.handed_over
+    # Stopped: the commits checkpoint by themselves again (the database file grows with them).
+    db_stopped, _ = sizes(store)
+    write(store, 80)
+    db_auto, wal_auto = sizes(store)
+    assert db_auto > db_stopped
+    assert wal_auto <= wal  # the log restarts from its beginning, never grows past its size
+
+
+async def test_a_failing_worker_gives_the_commits_their_checkpoints_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "RETRY_FIRST_S", 0.01)
+    worker = store.checkpointer(every_s=0.01)
+    assert worker is not None
+    task = asyncio.create_task(worker.run())
+    healthy = worker._checkpoint
+    failing = True
+
+    def broken() -> tuple[int, int, int]:
+        if failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        return healthy()
+
+    try:
+        await eventually(lambda: worker.handed_over)
+        monkeypatch.setattr(worker, "_checkpoint", broken)
+        await eventually(lambda: worker.failures >= 1 and not worker.handed_over)
+        db_before, _ = sizes(store)
+        write(store, 80)  # while the worker fails, commits checkpoint: the log stays bounded
+        db_after, wal = sizes(store)
+        assert db_after > db_before
+        assert wal < 6_000_000
+        failing = False
+        await eventually(lambda: worker.handed_over)  # a round succeeded: handed over again
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_the_hub_checkpoints_in_its_named_task_and_stops_it(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    hub = Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=1_795_371_180.0))
+    await hub.start()
+    try:
+        names = {t.get_name() for t in asyncio.all_tasks()}
+        assert "linli-store-checkpoints" in names
+        await eventually(lambda: hub.stats()["store_checkpoints"]["handed_over"])
+    finally:
+        await hub.stop()
+    assert "linli-store-checkpoints" not in {t.get_name() for t in asyncio.all_tasks() if not t.done()}
