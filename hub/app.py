@@ -255,6 +255,8 @@ class Hub:
             on_unhandled=self._hold,
             turn_bytes=BULK_TURN_BYTES,
             turn_s=BULK_TURN_S,
+            # A press waiting on the SOS lane goes before the next bulk chunk.
+            defer_to=self.priority.waiting if self.priority is not None else None,
         )
         # Notifications leave on their own connection: on the ingest connection their PUBACKs
         # would queue behind any backlog of sensor traffic, delaying an SOS notification.

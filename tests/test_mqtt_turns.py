@@ -68,3 +68,93 @@ async def test_without_a_time_bound_a_turn_is_a_whole_32_kib(mosquitto_broker: B
     counts, seen = await _turns(mosquitto_broker, turn_s=None, client_id="turns-bytes")
     await eventually(lambda: len(seen) == N, within=1, what="the whole backlog")
     assert max(counts) > 100, counts[:20]
+
+
+async def _press_during_backlog(broker: Broker, *, defer: bool, tag: str) -> int:
+    """Bulk messages handled between a press reaching the SOS lane's socket and its handling."""
+    order: list[str] = []
+
+    def slow(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
+        order.append("bulk")
+        time.sleep(0.0005)
+
+    def press(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
+        order.append("press")
+
+    lane = HubMqttClient(
+        url=MqttUrl.parse(broker.url), client_id=f"lane-{tag}", on_message=press, subscriptions=["sos/#"]
+    )
+
+    def make() -> HubMqttClient:
+        return HubMqttClient(
+            url=MqttUrl.parse(broker.url),
+            client_id=f"bulk-{tag}",
+            on_message=slow,
+            subscriptions=["bulk/#"],
+            turn_bytes=32 * 1024,
+            turn_s=0.002,
+            defer_to=lane.waiting if defer else None,
+        )
+
+    first = make()
+    await first.connect()
+    await asyncio.wait_for(first.subscribed.wait(), 5)
+    await first.disconnect()
+    gateway = await publisher(broker)
+    for i in range(N):
+        gateway.publish(f"bulk/d{i % 50}", b"%05d" % i + b"x" * 140, qos=1)
+        if i % 200 == 0:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    await lane.connect()
+    await asyncio.wait_for(lane.subscribed.wait(), 5)
+    bulk = make()
+    await bulk.connect()
+    try:
+        await eventually(lambda: len(order) >= 200, what="the backlog draining")
+        gateway.publish("sos/button-1", b'{"action": "emergency"}', qos=1)
+        time.sleep(0.05)  # noqa: ASYNC251 - a busy loop: the press reaches the lane's socket meanwhile
+        assert lane.waiting()
+        before = len(order)
+        await eventually(lambda: "press" in order, what="the press")
+        assert not lane.waiting()
+        return order.index("press") - before
+    finally:
+        await bulk.disconnect()
+        await lane.disconnect()
+        await gateway.disconnect()
+
+
+async def test_a_press_on_the_sos_lane_goes_before_the_next_bulk_chunk(mosquitto_broker: Broker) -> None:
+    assert await _press_during_backlog(mosquitto_broker, defer=True, tag="defer") == 0
+
+
+async def test_without_deferring_a_press_waits_behind_bulk_chunks(mosquitto_broker: Broker) -> None:
+    # What the deferral removes (the loop runs ready callbacks in order): at least a chunk first.
+    assert await _press_during_backlog(mosquitto_broker, defer=False, tag="plain") >= 3
+
+
+async def test_a_lane_that_always_has_bytes_slows_the_bulk_lane_but_never_stops_it(
+    mosquitto_broker: Broker,
+) -> None:
+    seen: list[bytes] = []
+    bulk = HubMqttClient(
+        url=MqttUrl.parse(mosquitto_broker.url),
+        client_id="bulk-starved",
+        on_message=lambda topic, payload, qos, retain, dup: seen.append(payload),
+        subscriptions=["bulk/#"],
+        turn_bytes=32 * 1024,
+        turn_s=0.002,
+        defer_to=lambda: True,  # a flood on the SOS lane's topics, never drained
+    )
+    await bulk.connect()
+    await asyncio.wait_for(bulk.subscribed.wait(), 5)
+    gateway = await publisher(mosquitto_broker)
+    try:
+        for i in range(N):
+            gateway.publish(f"bulk/d{i % 50}", b"%05d" % i, qos=1)
+        await eventually(lambda: len(seen) == N, what="every bulk message")
+        assert sorted(seen) == [b"%05d" % i for i in range(N)]
+    finally:
+        await bulk.disconnect()
+        await gateway.disconnect()

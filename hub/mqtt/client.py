@@ -26,7 +26,12 @@ reads at most that much per turn and yields to the loop before the next read. Wi
 as well, the next read is sized so that handling it takes about ``turn_s`` at the rate the
 previous chunk was handled: bytes alone did not bound a turn's time (a chunk of messages that
 each write to the store took seconds on a loaded machine, with an SOS press waiting behind it;
-docs/benchmarks.md, "SOS latency split").
+docs/benchmarks.md, "SOS latency split"). With ``defer_to`` (the bulk lane, given the SOS
+lane's :meth:`HubMqttClient.waiting`) a chunk also waits, for up to :data:`MAX_DEFERRALS`
+turns of the loop, while the other connection has bytes it has not read: the loop runs its
+ready callbacks in order, so without this a press that reached the lane's socket waited for
+two more bulk chunks (its socket's callback queued behind the next chunk, then the lane's
+read behind the one after; docs/benchmarks.md, "Tenth pass").
 
 Reconnects: gmqtt waits a fixed 6 s before every attempt; presses sent while the broker
 was back but the hub not yet reconnected are at risk on a broker without persistence. So
@@ -39,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import select
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -72,6 +78,9 @@ UnhandledHandler = Callable[[Unhandled], None]
 
 #: The smallest read of a connection with time-bounded turns (≈ 5 sensor messages).
 MIN_TURN_BYTES = 1024
+#: At most this many loop turns a chunk waits for another connection's bytes: a flood on the
+#: SOS lane's topics slows the bulk lane, it cannot stop it.
+MAX_DEFERRALS = 8
 
 #: First reconnect attempt after a lost connection, then doubling up to the maximum.
 RECONNECT_FIRST_S = 0.1
@@ -97,10 +106,12 @@ class HubMqttClient:
         on_unhandled: UnhandledHandler | None = None,
         turn_bytes: int | None = None,
         turn_s: float | None = None,
+        defer_to: Callable[[], bool] | None = None,
     ) -> None:
         self._on_unhandled = on_unhandled
         self._turn_bytes = turn_bytes
         self._turn_s = turn_s
+        self._defer_to = defer_to
         self._url = url
         self._client_id = client_id
         self._handler = on_message
@@ -209,7 +220,7 @@ class HubMqttClient:
         self.reconnects = self._connections - 1
         self._reconnect_attempts = 0
         if self._turn_bytes is not None:
-            self._bound_reads(client._connection._protocol, self._turn_bytes, self._turn_s)
+            self._bound_reads(client._connection._protocol, self._turn_bytes, self._turn_s, self._defer_to)
         self.connected.set()
         if self._subscriptions:
             # One SUBSCRIBE for all filters, so one SUBACK says we are ready.
@@ -217,12 +228,37 @@ class HubMqttClient:
         else:
             self.subscribed.set()
 
+    def waiting(self) -> bool:
+        """Bytes for this session that its read loop has not taken yet (in its buffer or socket)."""
+        connection = self._client._connection
+        protocol = getattr(connection, "_protocol", None)
+        if protocol is None:
+            return False
+        if getattr(protocol._stream_reader, "_buffer", None):
+            return True
+        transport = protocol._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or transport.is_closing():
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):  # closed under us: nothing to wait for
+            return False
+        return bool(readable)
+
     @staticmethod
-    def _bound_reads(protocol: Any, turn_bytes: int, turn_s: float | None = None) -> None:
+    def _bound_reads(
+        protocol: Any,
+        turn_bytes: int,
+        turn_s: float | None = None,
+        defer_to: Callable[[], bool] | None = None,
+    ) -> None:
         """Each read of this connection's read loop: at most ``turn_bytes``, after a turn of the loop.
 
         With ``turn_s``: at most what the previous chunk's handling rate gets through in that
         time (never below :data:`MIN_TURN_BYTES`, so a slow chunk cannot stall the intake).
+        With ``defer_to``: not while it says another connection has bytes waiting (up to
+        :data:`MAX_DEFERRALS` turns).
         """
         if getattr(protocol, "_linli_turns", False):
             return
@@ -237,6 +273,11 @@ class HubMqttClient:
                 spent = max(loop.time() - last["at"], 1e-6)
                 size = max(MIN_TURN_BYTES, min(turn_bytes, int(last["bytes"] * turn_s / spent)))
             await asyncio.sleep(0)  # the other connections and tasks run between chunks
+            if defer_to is not None:
+                for _ in range(MAX_DEFERRALS):
+                    if not defer_to():
+                        break
+                    await asyncio.sleep(0)  # its socket's callback, then its read loop, run first
             data: bytes = await original(size if n < 0 else min(n, size))
             last["at"], last["bytes"] = loop.time(), len(data)
             return data
