@@ -692,7 +692,11 @@ class ReadyWatch:
     async def during(self, start: float, end: float, *, ready_before: bool = True) -> Verdict:
         """Readiness was false exactly while the fault lasted (``start``..``end``, ``time.time()``)."""
         before = [ok for t, ok in self.samples if t < start]
-        inside = [ok for t, ok in self.samples if start + READY_PERIOD_S <= t <= end]
+        # A fault may take one probe period to show; a window too short to hold a probe after
+        # that (a kill -9 the hub restarts from in under a second) is judged from its start,
+        # where a dead or starting hub cannot answer ready either.
+        grace = READY_PERIOD_S if end - start >= READY_PERIOD_S + 2 * READY_EVERY_S else 0.0
+        inside = [ok for t, ok in self.samples if start + grace <= t <= end]
         false_inside = sum(ok is not True for ok in inside)
         back = await self.ready_again(after=end)
         ok = (
