@@ -654,6 +654,7 @@ class Hub:
                 "rounds": self.checkpoints.rounds,
                 "failures": self.checkpoints.failures,
                 "handed_over": self.checkpoints.handed_over,
+                "log_frames": self.checkpoints.log_frames,
             },
             "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),

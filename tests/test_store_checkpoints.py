@@ -9,9 +9,13 @@ observed through the files' sizes (the database file grows only by a checkpoint)
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import sqlite3
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +23,7 @@ from hub.app import Hub
 from hub.clock import ManualClock
 from hub.storage import checkpoints
 from hub.storage.store import Store
-from tests.helpers import eventually, hub_settings
+from tests.helpers import TOKEN, eventually, hub_settings
 from tests.support.servers import Broker
 
 CHUNK = b"x" * 100_000  # ≈ 25 pages of log per commit: ≈ 40 commits make SQLite's 1 000 pages
@@ -34,6 +38,15 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+def api_stats(port: int) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    return result
 
 
 def write(store: Store, commits: int) -> None:
@@ -78,6 +91,33 @@ async def test_commits_leave_checkpoints_to_the_worker_which_copies_the_log(stor
     assert wal_auto <= wal  # the log restarts from its beginning, never grows past its size
 
 
+async def test_the_log_stays_bounded_while_commits_land_during_every_round(store: Store) -> None:
+    """SQLite starts the log over only when a write finds every frame copied; a round that
+    commits race past never finishes the log, so the worker hands a long log back to the
+    commits (whose own checkpoint then ends it) instead of letting it grow."""
+    worker = store.checkpointer(every_s=0.01)
+    assert worker is not None
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: worker.handed_over)
+        peak, frames = 0, [0]
+        for n in range(1200):  # ≈ 120 MB of log, commits landing while rounds run in their thread
+            write(store, 1)
+            peak = max(peak, sizes(store)[1])
+            if worker.log_frames != frames[-1]:
+                frames.append(worker.log_frames)
+            if n % 3 == 0:
+                await asyncio.sleep(0)
+        # The log started over (frames at a round fell), and its file never held all that was
+        # written: without the hand-back it grows with every commit (≈ 120 MB here).
+        assert any(b < a for a, b in itertools.pairwise(frames)), frames
+        assert peak < 80_000_000, f"the log grew to {peak / 1e6:.0f} MB"
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_a_failing_worker_gives_the_commits_their_checkpoints_back(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +159,10 @@ async def test_the_hub_checkpoints_in_its_named_task_and_stops_it(
         names = {t.get_name() for t in asyncio.all_tasks()}
         assert "linli-store-checkpoints" in names
         await eventually(lambda: hub.stats()["store_checkpoints"]["handed_over"])
+        # What an operator sees: the worker's rounds over the API.
+        stats = await asyncio.to_thread(api_stats, hub.http_port)
+        assert stats["store_checkpoints"]["handed_over"] is True
+        assert stats["store_checkpoints"]["rounds"] >= 1
     finally:
         await hub.stop()
     assert "linli-store-checkpoints" not in {t.get_name() for t in asyncio.all_tasks() if not t.done()}

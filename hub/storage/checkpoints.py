@@ -18,12 +18,22 @@ error, a file that went away) gives the commits their automatic checkpoints back
 round succeeds again, and so does the task's end. The log cannot grow without bound because
 the thread stopped or failed.
 
+Nor because the commits never pause: SQLite starts the log over only when a write begins and
+finds every frame already copied (https://sqlite.org/wal.html#avoiding_excessively_large_wal_files).
+A round copies what was committed when it began; commits that land meanwhile leave the log
+unfinished, and under steady writes it would never start over (a test reached 66 MB from 60 MB
+of commits). When a round leaves more than :data:`HAND_BACK_PAGES` times the automatic
+threshold in the log, the commits get their checkpoints back: the next one past the
+threshold copies the few frames left and the log starts over, then the worker takes over
+again. ``journal_size_limit`` trims a log file a burst made large when it starts over.
+
 Must not import the hub's application (used by :mod:`hub.app`, never the other way round).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from pathlib import Path
@@ -35,6 +45,8 @@ log = logging.getLogger(__name__)
 #: How often the worker checkpoints. At the SOS path's ≈ 100 KB of log per press, a second
 #: of presses at the bench's highest rates stays within a few automatic thresholds.
 CHECKPOINT_EVERY_S = 1.0
+#: A log longer than this many times the automatic threshold goes back to the commits.
+HAND_BACK_PAGES = 4
 #: After a failed round, the next one waits this long (doubling, up to the maximum).
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
@@ -55,6 +67,8 @@ class WalCheckpointer:
         self.failures = 0
         #: Whether the commits currently leave checkpoints to this task.
         self.handed_over = False
+        #: Frames in the log at the last round (``/api/stats``).
+        self.log_frames = 0
 
     async def run(self) -> None:
         failures = 0
@@ -78,7 +92,9 @@ class WalCheckpointer:
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
-                if not self.handed_over:
+                if self.log_frames > self._pages * HAND_BACK_PAGES:
+                    self._take_back()  # the commits finish the log (see the module docstring)
+                elif not self.handed_over:
                     self._engine.autocheckpoint(0)
                     self.handed_over = True
                 await asyncio.sleep(self._every_s)
@@ -91,12 +107,16 @@ class WalCheckpointer:
     async def _round(self) -> None:
         done = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
         try:
-            await asyncio.shield(done)
+            _busy, frames, _copied = await asyncio.shield(done)
         except asyncio.CancelledError:
-            # The thread finishes its round before the connection it uses is closed.
-            await asyncio.wait([done])
+            # The thread finishes its round before run() closes the connection it uses, however
+            # often the task is cancelled meanwhile (a round is one bounded checkpoint).
+            while not done.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
             raise
         self.rounds += 1
+        self.log_frames = frames
 
     def _checkpoint(self) -> tuple[int, int, int]:
         """In the worker thread: one PASSIVE checkpoint; (busy, log frames, checkpointed frames)."""

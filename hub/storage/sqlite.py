@@ -30,6 +30,8 @@ from hub.storage.schema import MIGRATIONS, SCHEMA_VERSION
 #: so only another writer can make us wait; 0.2 s covers the brief ones (an online backup step,
 #: a checkpoint), anything longer is the hub's retry queue's job, with the loop free meanwhile.
 BUSY_TIMEOUT_S = 0.2
+#: Bytes a WAL file keeps when it starts over (SQLite's default keeps whatever it grew to).
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
 
 
 class SqliteTx(Tx):
@@ -69,6 +71,8 @@ class SqliteEngine(Engine):
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # A log a burst made large is trimmed to this when it starts over (hub.storage.checkpoints).
+            self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._locked_out = False
             self._tx = SqliteTx(db=self._db)

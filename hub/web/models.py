@@ -367,6 +367,8 @@ class StatsOut(_Out):
     stream_dropped: int = 0
     #: The SOS priority lane (hub/ingest/lanes.py): topics, handled per lane, copies skipped.
     priority_lane: dict[str, Any] = Field(default_factory=dict)
+    #: SQLite's checkpoint worker (hub/storage/checkpoints.py); ``None`` on PostgreSQL.
+    store_checkpoints: dict[str, Any] | None = None
 
 
 class NotificationLogRow(_Out):
