@@ -113,7 +113,10 @@ async def _press_during_backlog(broker: Broker, *, defer: bool, tag: str) -> int
     try:
         await eventually(lambda: len(order) >= 200, what="the backlog draining")
         gateway.publish("sos/button-1", b'{"action": "emergency"}', qos=1)
-        time.sleep(0.05)  # noqa: ASYNC251 - a busy loop: the press reaches the lane's socket meanwhile
+        # The loop stays busy (no await) until the press has reached the lane's socket.
+        deadline = time.monotonic() + 5
+        while not lane.waiting() and time.monotonic() < deadline:
+            time.sleep(0.005)  # noqa: ASYNC251 - blocking on purpose: the loop must not turn
         assert lane.waiting()
         before = len(order)
         await eventually(lambda: "press" in order, what="the press")

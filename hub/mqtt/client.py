@@ -87,6 +87,15 @@ RECONNECT_FIRST_S = 0.1
 RECONNECT_MAX_S = 5.0
 
 
+def _asks_to_wait(defer_to: Callable[[], bool]) -> bool:
+    """``defer_to()``, and never an exception into gmqtt's read loop (which would stop reading)."""
+    try:
+        return defer_to()
+    except Exception:
+        log.exception("deferring to another connection failed; reading on")
+        return False
+
+
 class HubMqttClient:
     """One MQTT 3.1.1 session: subscriptions in, QoS 1 publishes out with awaitable PUBACKs.
 
@@ -241,10 +250,12 @@ class HubMqttClient:
         if sock is None or transport.is_closing():
             return False
         try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+            # poll, not select: a hub with many HTTP clients has descriptors past select's 1 024.
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):  # closed under us: nothing to wait for
             return False
-        return bool(readable)
 
     @staticmethod
     def _bound_reads(
@@ -275,7 +286,7 @@ class HubMqttClient:
             await asyncio.sleep(0)  # the other connections and tasks run between chunks
             if defer_to is not None:
                 for _ in range(MAX_DEFERRALS):
-                    if not defer_to():
+                    if not _asks_to_wait(defer_to):
                         break
                     await asyncio.sleep(0)  # its socket's callback, then its read loop, run first
             data: bytes = await original(size if n < 0 else min(n, size))
