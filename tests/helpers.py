@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import secrets
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,3 +162,14 @@ def signed_reply(
     if data:
         body["data"] = data
     return orjson.dumps({**body, "sig": sig})
+
+
+def api_stats(port: int) -> dict[str, Any]:
+    """``/api/stats`` of a hub on ``port`` with the test token (blocking: from a thread or a
+    synchronous test)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.url import MqttUrl
@@ -11,6 +12,21 @@ from tests.helpers import eventually, publisher
 from tests.support.servers import Broker
 
 N = 1500
+
+
+async def queue_backlog(broker: Broker, session: HubMqttClient) -> Any:
+    """N QoS 1 messages queued at the broker for ``session``'s persistent session, while it is
+    away; returns the connected publisher (the caller disconnects it)."""
+    await session.connect()
+    await asyncio.wait_for(session.subscribed.wait(), 5)
+    await session.disconnect()
+    gateway = await publisher(broker)
+    for i in range(N):
+        gateway.publish(f"bulk/d{i % 50}", b"%05d" % i + b"x" * 140, qos=1)
+        if i % 200 == 0:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    return gateway
 
 
 async def _turns(broker: Broker, *, turn_s: float | None, client_id: str) -> tuple[list[int], list[bytes]]:
@@ -33,16 +49,7 @@ async def _turns(broker: Broker, *, turn_s: float | None, client_id: str) -> tup
             turn_s=turn_s,
         )
 
-    first = make()  # the persistent session, so the broker queues the backlog for it
-    await first.connect()
-    await asyncio.wait_for(first.subscribed.wait(), 5)
-    await first.disconnect()
-    gateway = await publisher(broker)
-    for i in range(N):
-        gateway.publish(f"bulk/d{i % 50}", b"%05d" % i + b"x" * 140, qos=1)
-        if i % 200 == 0:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.5)
+    gateway = await queue_backlog(broker, make())
     second = make()
     counts: list[int] = []
     await second.connect()
@@ -96,16 +103,7 @@ async def _press_during_backlog(broker: Broker, *, defer: bool, tag: str) -> int
             defer_to=lane.waiting if defer else None,
         )
 
-    first = make()
-    await first.connect()
-    await asyncio.wait_for(first.subscribed.wait(), 5)
-    await first.disconnect()
-    gateway = await publisher(broker)
-    for i in range(N):
-        gateway.publish(f"bulk/d{i % 50}", b"%05d" % i + b"x" * 140, qos=1)
-        if i % 200 == 0:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.5)
+    gateway = await queue_backlog(broker, make())
     await lane.connect()
     await asyncio.wait_for(lane.subscribed.wait(), 5)
     bulk = make()

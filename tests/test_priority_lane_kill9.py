@@ -9,9 +9,7 @@ one case, each person told once.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import yaml
 from hub.broker import EmbeddedBroker
 from hub.storage.cases import CaseStore
 from hub.storage.store import Store
-from tests.helpers import COMMUNITY, SOS_BUTTON, TOKEN, Phone, eventually, hub_settings, publisher
+from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, api_stats, eventually, hub_settings, publisher
 from tests.support.hub_process import start_hub
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -33,15 +31,6 @@ SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
 #: bulk copy included) before the first notification came back, and the restarted hub had
 #: nothing left to show (1 run in 4 on 2026-12-01).
 BACKLOG = 60_000
-
-
-def stats(port: int) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        result: dict[str, Any] = json.loads(response.read())
-    return result
 
 
 def sent_again(stats: dict[str, Any]) -> int:
@@ -104,12 +93,12 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
 
         hub, port = await start_hub(config, ready_s=60)
         await eventually(
-            lambda: (s := stats(port))["pipeline"]["occurrences_repeated"] >= 1 + sent_again(s),
+            lambda: (s := api_stats(port))["pipeline"]["occurrences_repeated"] >= 1 + sent_again(s),
             within=90,
             what="the bulk lane's copy of the press after the restart",
         )
         await asyncio.sleep(1.5)  # anything told twice would arrive by now
-        after = stats(port)
+        after = api_stats(port)
     finally:
         if hub.returncode is None:
             hub.terminate()

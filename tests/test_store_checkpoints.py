@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import sqlite3
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +20,7 @@ from hub.app import Hub
 from hub.clock import ManualClock
 from hub.storage import checkpoints
 from hub.storage.store import Store
-from tests.helpers import TOKEN, eventually, hub_settings
+from tests.helpers import api_stats, eventually, hub_settings
 from tests.support.servers import Broker
 
 CHUNK = b"x" * 100_000  # ≈ 25 pages of log per commit: ≈ 40 commits make SQLite's 1 000 pages
@@ -38,15 +35,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
-
-
-def api_stats(port: int) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/stats", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        result: dict[str, Any] = json.loads(response.read())
-    return result
 
 
 def write(store: Store, commits: int) -> None:
