@@ -116,7 +116,7 @@ async def test_a_failing_worker_gives_the_commits_their_checkpoints_back(
     healthy = worker._checkpoint
     failing = True
 
-    def broken() -> tuple[int, int, int]:
+    def broken() -> int:
         if failing:
             raise sqlite3.OperationalError("disk I/O error")
         return healthy()

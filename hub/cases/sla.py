@@ -170,14 +170,19 @@ class SlaBook:
             return self._limits[key]
         except KeyError:
             pass
-        found: tuple[float, Basis] | None = None
-        policy = self.policy_for(category, severity)
-        raw = None if policy is None else policy.case if stage is Stage.CASE else policy.stages.get(stage)
-        if policy is not None and raw is not None:
-            found = parse_duration(raw, working_day_s=self.calendar.day_seconds), policy.basis
+        found = self._configured_limit(category, severity, stage)
         if len(self._limits) < LIMITS_CACHED:  # categories come from rule packs: a bounded set
             self._limits[key] = found
         return found
+
+    def _configured_limit(self, category: str, severity: str, stage: Stage) -> tuple[float, Basis] | None:
+        policy = self.policy_for(category, severity)
+        if policy is None:
+            return None
+        raw = policy.case if stage is Stage.CASE else policy.stages.get(stage)
+        if raw is None:
+            return None
+        return parse_duration(raw, working_day_s=self.calendar.day_seconds), policy.basis
 
     def limit(self, case: Case, stage: Stage) -> tuple[float, Basis] | None:
         base = self.base_limit(case.category, case.severity, stage)

@@ -107,7 +107,7 @@ class WalCheckpointer:
     async def _round(self) -> None:
         done = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
         try:
-            _busy, frames, _copied = await asyncio.shield(done)
+            frames = await asyncio.shield(done)
         except asyncio.CancelledError:
             # The thread finishes its round before run() closes the connection it uses, however
             # often the task is cancelled meanwhile (a round is one bounded checkpoint).
@@ -118,17 +118,17 @@ class WalCheckpointer:
         self.rounds += 1
         self.log_frames = frames
 
-    def _checkpoint(self) -> tuple[int, int, int]:
-        """In the worker thread: one PASSIVE checkpoint; (busy, log frames, checkpointed frames)."""
+    def _checkpoint(self) -> int:
+        """In the worker thread: one PASSIVE checkpoint; returns the frames in the log."""
         if self._db is None:
             # Only this task's rounds use it, one at a time, each in some executor thread.
             self._db = sqlite3.connect(self._path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        busy, frames, copied = (int(x) for x in row)
+        frames = int(row[1])  # (busy, frames in the log, frames copied)
         if frames < 0:
             # SQLite answers -1 when the file is not in WAL mode: nothing of ours to checkpoint.
             raise sqlite3.OperationalError(f"{self._path} is not in WAL mode")
-        return busy, frames, copied
+        return frames
 
     def _take_back(self) -> None:
         if self.handed_over:
