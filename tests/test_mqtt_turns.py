@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
-from hub.mqtt.client import HubMqttClient
+from hub.mqtt.client import HubMqttClient, MessageHandler
 from hub.mqtt.url import MqttUrl
 from tests.helpers import eventually, publisher
 from tests.support.servers import Broker
 
 N = 1500
+
+
+def bulk_client(
+    broker: Broker,
+    *,
+    client_id: str,
+    on_message: MessageHandler,
+    turn_s: float | None,
+    defer_to: Callable[[], bool] | None = None,
+) -> HubMqttClient:
+    """A bulk-lane session as the hub makes it: ``bulk/#``, 32 KiB turns."""
+    return HubMqttClient(
+        url=MqttUrl.parse(broker.url),
+        client_id=client_id,
+        on_message=on_message,
+        subscriptions=["bulk/#"],
+        turn_bytes=32 * 1024,
+        turn_s=turn_s,
+        defer_to=defer_to,
+    )
 
 
 async def queue_backlog(broker: Broker, session: HubMqttClient) -> Any:
@@ -40,14 +61,7 @@ async def _turns(broker: Broker, *, turn_s: float | None, client_id: str) -> tup
         time.sleep(0.0005)  # a message that writes to the store on a busy machine
 
     def make() -> HubMqttClient:
-        return HubMqttClient(
-            url=MqttUrl.parse(broker.url),
-            client_id=client_id,
-            on_message=slow,
-            subscriptions=["bulk/#"],
-            turn_bytes=32 * 1024,
-            turn_s=turn_s,
-        )
+        return bulk_client(broker, client_id=client_id, on_message=slow, turn_s=turn_s)
 
     gateway = await queue_backlog(broker, make())
     second = make()
@@ -93,12 +107,10 @@ async def _press_during_backlog(broker: Broker, *, defer: bool, tag: str) -> int
     )
 
     def make() -> HubMqttClient:
-        return HubMqttClient(
-            url=MqttUrl.parse(broker.url),
+        return bulk_client(
+            broker,
             client_id=f"bulk-{tag}",
             on_message=slow,
-            subscriptions=["bulk/#"],
-            turn_bytes=32 * 1024,
             turn_s=0.002,
             defer_to=lane.waiting if defer else None,
         )
@@ -139,12 +151,10 @@ async def test_a_lane_that_always_has_bytes_slows_the_bulk_lane_but_never_stops_
     mosquitto_broker: Broker,
 ) -> None:
     seen: list[bytes] = []
-    bulk = HubMqttClient(
-        url=MqttUrl.parse(mosquitto_broker.url),
+    bulk = bulk_client(
+        mosquitto_broker,
         client_id="bulk-starved",
         on_message=lambda topic, payload, qos, retain, dup: seen.append(payload),
-        subscriptions=["bulk/#"],
-        turn_bytes=32 * 1024,
         turn_s=0.002,
         defer_to=lambda: True,  # a flood on the SOS lane's topics, never drained
     )
