@@ -638,6 +638,7 @@ class Hub:
             "priority_lane": {
                 "topics": len(self.lanes.topics),
                 "connected": self.priority is not None and self.priority.connected.is_set(),
+                "subscribed": self.priority is not None and self.priority.subscribed.is_set(),
                 "handled": dict(self.lanes.handled),
                 "copies_skipped": self.lanes.skipped,
                 "cold_copies_recognised": self.lanes.cold_copies,

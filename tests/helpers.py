@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import json
 import secrets
 import time
@@ -88,9 +89,14 @@ def hub_settings(tmp_path: Path, broker: Broker, **overrides: Any) -> Settings:
 
 
 async def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy. A check may return an awaitable (say
+    ``asyncio.to_thread`` of a blocking HTTP call), so that an embedded broker sharing this
+    event loop keeps serving while the check waits."""
     deadline = time.monotonic() + within
     while True:
         result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:

@@ -4,6 +4,13 @@ Real processes, real Mosquitto: the press is handled (and acknowledged) on the p
 while the bulk lane works through a backlog; the hub dies; on restart the bulk lane's copy of
 the press arrives with no memory of its twin. It must change nothing: one alert counted once,
 one case, each person told once.
+
+The backlog and the press are queued at the broker while the hub is away, and the hub is
+killed during its start, once it has told the worker and its bulk lane has begun on the
+backlog: the bulk copy then waits behind all of BACKLOG, whatever the machine's speed.
+Published to a running hub instead, the press reached the broker only after the broker's
+flow control had let most of the backlog through, and on a loaded CI machine the bulk lane
+sometimes handled its copy before the kill (the restarted hub then had nothing to show).
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ from hub.broker import EmbeddedBroker
 from hub.storage.cases import CaseStore
 from hub.storage.store import Store
 from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, api_stats, eventually, hub_settings, publisher
-from tests.support.hub_process import start_hub
+from tests.support.hub_process import spawn_hub, start_hub
 from tests.support.samples import SAMPLES
-from tests.support.servers import Broker
+from tests.support.servers import Broker, free_port
 
 SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
-#: Door reports published ahead of the press. The kill must land while the bulk lane is still
-#: working through them: with 20 000 a fast machine sometimes drained them all (the press's
-#: bulk copy included) before the first notification came back, and the restarted hub had
-#: nothing left to show (1 run in 4 on 2026-12-01).
-BACKLOG = 60_000
+#: Door reports queued ahead of the press's bulk copy: the restarted hub works through most
+#: of them before that copy comes.
+BACKLOG = 30_000
+#: Published after the backlog and the press on the same connection: the broker handles a
+#: connection's packets in order, so once this is through, they are all queued.
+MARKER = "linli-test/queued"
 
 
 def sent_again(stats: dict[str, Any]) -> int:
@@ -47,9 +55,11 @@ def sent_again(stats: dict[str, Any]) -> int:
 async def test_a_press_handled_on_the_priority_lane_before_a_kill9_counts_once(
     tmp_path: Path, mosquitto_broker: Broker
 ) -> None:
-    """Mosquitto resends the queued copy with DUP set: the store's redelivery guard knows it."""
+    """Mosquitto sends the copy again with DUP set if it had written it to the killed hub's
+    socket, and without DUP (as never sent) if not; which one depends on socket buffers, and
+    both must count once. (Each path alone: tests/test_priority_lane.py.)"""
     after = await run_scenario(tmp_path, mosquitto_broker)
-    assert after["priority_lane"]["cold_copies_recognised"] == 0
+    assert after["priority_lane"]["cold_copies_recognised"] in (0, 1)
 
 
 async def test_a_queued_copy_without_dup_after_a_kill9_counts_once(tmp_path: Path) -> None:
@@ -64,7 +74,24 @@ async def test_a_queued_copy_without_dup_after_a_kill9_counts_once(tmp_path: Pat
     assert after["priority_lane"]["cold_copies_recognised"] == 1
 
 
+# The stats are read off the event loop: an embedded broker shares it, and a blocking HTTP
+# call to a busy hub would stall the broker for the call's whole duration.
+
+
+async def lanes_subscribed(port: int) -> bool:
+    stats = await asyncio.to_thread(api_stats, port)
+    return bool(stats["mqtt_subscribed"] and stats["priority_lane"]["subscribed"])
+
+
+async def bulk_lane_started(port: int) -> bool:
+    """The bulk lane has taken messages of its backlog (Mosquitto, which does not bound what it
+    has in flight, has sent it all by then: the copy comes again with DUP after the kill)."""
+    stats = await asyncio.to_thread(api_stats, port)
+    return bool(stats["pipeline"]["messages"] > 1)
+
+
 async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
+    port = free_port()
     settings = hub_settings(tmp_path, broker)
     config = tmp_path / "linli.yaml"
     config.write_text(
@@ -72,7 +99,7 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
             {
                 "data_dir": str(settings.data_dir),
                 "community_file": str(settings.community_file),
-                "http": {"port": 0},
+                "http": {"port": port},
                 "mqtt": {"url": broker.url, "client_id": "linli-lane-kill9"},
                 "api_tokens": [t.model_dump(mode="json") for t in settings.api_tokens],
             }
@@ -80,31 +107,51 @@ async def run_scenario(tmp_path: Path, broker: Broker) -> dict[str, Any]:
     )
     phone = Phone(broker)
     await phone.start(f"linli/{COMMUNITY}/workers/+/notifications", "linli/command-centre/notifications")
+    marker = Phone(broker, client_id="marker")
+    await marker.start(MARKER)
+    # A first run leaves both lanes' persistent sessions at the broker, then stops.
     hub, port = await start_hub(config, ready_s=60)
+    await eventually(lambda: lanes_subscribed(port), within=30, what="both lanes subscribed")
+    hub.terminate()
+    await hub.wait()
     gateway = await publisher(broker)
     try:
         for i in range(BACKLOG):
             gateway.publish("zigbee2mqtt/door-1", orjson.dumps({"contact": True, "seq": i}), qos=1)
+            if i % 1000 == 0:
+                await asyncio.sleep(0)  # an embedded broker shares this loop: let it read
         gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+        gateway.publish(MARKER, b"1", qos=1)
+        await eventually(lambda: marker.messages, within=60, what="the backlog queued at the broker")
+
+        # The priority lane connects before the bulk lane: the press is handled at once. The
+        # bulk lane's SUBACK comes behind its backlog, so the hub is still starting (the
+        # console line not printed yet) when the kill lands.
+        hub = await spawn_hub(config)
         await eventually(lambda: phone.messages, within=30, what="the press's first notification")
-        hub.send_signal(signal.SIGKILL)  # the bulk lane is still working through the backlog
+        await eventually(lambda: bulk_lane_started(port), within=30, what="the bulk lane on its backlog")
+        hub.send_signal(signal.SIGKILL)
         await hub.wait()
         told_before = len(phone.messages)
 
         hub, port = await start_hub(config, ready_s=60)
+
+        async def bulk_copy_seen() -> bool:
+            stats = await asyncio.to_thread(api_stats, port)
+            return bool(stats["pipeline"]["occurrences_repeated"] >= 1 + sent_again(stats))
+
         await eventually(
-            lambda: (s := api_stats(port))["pipeline"]["occurrences_repeated"] >= 1 + sent_again(s),
-            within=90,
-            what="the bulk lane's copy of the press after the restart",
+            bulk_copy_seen, within=90, what="the bulk lane's copy of the press after the restart"
         )
         await asyncio.sleep(1.5)  # anything told twice would arrive by now
-        after = api_stats(port)
+        after = await asyncio.to_thread(api_stats, port)
     finally:
         if hub.returncode is None:
             hub.terminate()
             await hub.wait()
         await gateway.disconnect()
         await phone.stop()
+        await marker.stop()
 
     # The bulk copy came to the restarted hub (not before the kill) and the store recognised
     # it, as it did the priority lane's copy if the broker sent that again (see sent_again).
