@@ -62,6 +62,8 @@ class LatencyResult:
     p99_ms: float = 0.0
     max_ms: float = 0.0
     background_sent_msg_s: float = 0.0
+    #: The background publisher's nice increment (0: equal priority with the hub).
+    background_nice: int = 0
     hub_messages: int = 0
     hub_cpu_busy: float = 0.0
     error: str = ""
@@ -309,6 +311,7 @@ def measure(
     probe_interval: float = 0.1,
     settle: float = 30.0,
     drain: float = 120.0,
+    background_nice: int = 0,
 ) -> dict[str, LatencyResult]:
     """Latency runs on one hub process, one per ``(name, msg/s of background)``, for ``seconds`` each.
 
@@ -316,6 +319,11 @@ def measure(
     hub cannot work off shows up as lost, i.e. latency > ``settle``); between runs the hub
     works off what is left (at most ``drain`` seconds). Each run presses buttons of its own (a share of ``buttons``): a press on a button pressed
     less than 60 s before would be merged into that alert, not notified again.
+
+    ``background_nice``: the background publisher's ``nice`` increment. 0 (the default, what
+    ``make bench`` reports) has it compete with the hub for the 2 cores at equal priority; in
+    service the gateways publish from other machines, and 19 shows how much of the press's
+    tail is that competition (docs/benchmarks.md, *Eleventh pass*).
     """
     results: dict[str, LatencyResult] = {}
     parent, child = ctx.Pipe()
@@ -344,6 +352,7 @@ def measure(
                 seconds=seconds,
                 probe_interval=probe_interval,
                 settle=settle,
+                background_nice=background_nice,
             )
         parent.send("stop")
         return results
@@ -352,6 +361,13 @@ def measure(
         if hub.is_alive():
             hub.terminate()
             hub.join(5)
+
+
+def _background_main(nice: int, *args: Any) -> None:
+    """The background publisher's process, ``nice``-d first (the bench's own load, not the hub)."""
+    if nice:
+        os.nice(nice)
+    paced_main(*args)
 
 
 def _run(
@@ -366,15 +382,26 @@ def _run(
     seconds: float,
     probe_interval: float,
     settle: float,
+    background_nice: int = 0,
 ) -> LatencyResult:
     probes = max(1, min(len(buttons), int(max(seconds - 1.0, 0.5) / probe_interval)))
-    result = LatencyResult(background_msg_s=rate, probes=probes)
+    result = LatencyResult(background_msg_s=rate, probes=probes, background_nice=background_nice)
     before = _mark(conn)
     _trace(conn)  # the stall watch reports per run: start this one afresh
     pub_parent, pub_child = ctx.Pipe(duplex=False)
     publisher = ctx.Process(
-        target=paced_main,
-        args=(broker.host, broker.port, broker.username, broker.password, packets, rate, seconds, pub_child),
+        target=_background_main,
+        args=(
+            background_nice,
+            broker.host,
+            broker.port,
+            broker.username,
+            broker.password,
+            packets,
+            rate,
+            seconds,
+            pub_child,
+        ),
         name="bench-latency-background",
     )
     publisher.start()

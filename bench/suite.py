@@ -83,6 +83,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--latency-background", type=float, default=10_000.0, help="msg/s of the first latency run"
     )
+    p.add_argument(
+        "--latency-background-nice",
+        type=int,
+        default=0,
+        help="nice increment of the latency runs' background publisher (0: equal priority with the hub)",
+    )
     p.add_argument("--scale-devices", type=int, default=100_000)
     p.add_argument(
         "--scale-timeout", type=float, default=300.0, help="bound on each start in the scale section"
@@ -256,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         buttons=buttons,
                         rates=rates,
                         seconds=args.latency_seconds,
+                        background_nice=args.latency_background_nice,
                     )
                     for key, res in runs.items():
                         section[key] = latency.as_json(res)

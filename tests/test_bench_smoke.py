@@ -63,6 +63,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
                 "1.5",
                 "--latency-background",
                 "300",
+                "--latency-background-nice",
+                "1",
                 "--scale-devices",
                 "300",
                 "--scale-backlog",
@@ -107,6 +109,8 @@ def test_latency_and_scale_sections(report: dict[str, object]) -> None:
         run = latency[key]
         assert run["received"] >= 1, run
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+        # The background publisher ran (at the nice increment asked for) and sent its load.
+        assert run["background_nice"] == 1 and run["background_sent_msg_s"] > 0, run
     scale = report["scale"]
     assert isinstance(scale, dict)
     assert scale["cold_start"]["ok"] and scale["restart_after_kill9"]["ok"], scale
