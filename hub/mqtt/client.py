@@ -141,6 +141,8 @@ class HubMqttClient:
         self.connected = asyncio.Event()
         #: Set once the broker has acknowledged every subscription (SUBACK), i.e. ready to receive.
         self.subscribed = asyncio.Event()
+        #: Messages handed to the handler on this session (all connections).
+        self.received = 0
         self.handler_errors = 0
         #: Successful (re)connections after the first: the ``mqtt_reconnects`` metric.
         self.reconnects = 0
@@ -189,6 +191,7 @@ class HubMqttClient:
     def _dispatch(
         self, topic: str, payload: bytes, qos: int, retain: bool, *, mid: int | None = None, dup: bool = False
     ) -> bool:
+        self.received += 1
         try:
             self._handler(topic, payload, qos, retain, dup)
         except MessageDeferred as exc:
