@@ -84,8 +84,8 @@ async def lanes_subscribed(port: int) -> bool:
 
 
 async def bulk_lane_started(port: int) -> bool:
-    """The bulk lane has taken messages of its backlog (Mosquitto, which does not bound what it
-    has in flight, has sent it all by then: the copy comes again with DUP after the kill)."""
+    """The bulk lane has taken messages of its backlog (the priority lane's press is the first
+    message): the kill lands while it works through the rest, the press's copy at its end."""
     stats = await asyncio.to_thread(api_stats, port)
     return bool(stats["pipeline"]["messages"] > 1)
 
