@@ -654,6 +654,7 @@ class Hub:
             else {
                 "rounds": self.checkpoints.rounds,
                 "failures": self.checkpoints.failures,
+                "busy": self.checkpoints.busy,
                 "handed_over": self.checkpoints.handed_over,
                 "log_frames": self.checkpoints.log_frames,
             },

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +79,65 @@ async def test_commits_leave_checkpoints_to_the_worker_which_copies_the_log(stor
     db_auto, wal_auto = sizes(store)
     assert db_auto > db_stopped
     assert wal_auto <= wal  # the log restarts from its beginning, never grows past its size
+
+
+async def test_another_connection_checkpointing_is_neither_a_failure_nor_a_hand_over(
+    store: Store,
+) -> None:
+    """SQLite answers a PASSIVE checkpoint with (1, -1, -1) while another connection holds the
+    checkpoint (the registry's copy-making child, an operator's shell). It was read as "not in
+    WAL mode": a failure, a warning and the commits paying for checkpoints again."""
+    assert store.path is not None
+    write(store, 2)
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM filler").fetchall()  # an older snapshot, held
+    write(store, 2)
+    released = threading.Event()
+
+    def restart_checkpoint() -> None:
+        # RESTART waits for the reader (busy handler, up to the timeout) while it holds the
+        # checkpoint. A round of the worker's that got there first makes it busy at once: again.
+        other = sqlite3.connect(store.path, timeout=10.0, isolation_level=None)
+        try:
+            while True:
+                (row,) = other.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                if row[0] == 0 or released.is_set():
+                    return
+                time.sleep(0.01)
+        finally:
+            other.close()
+
+    other = threading.Thread(target=restart_checkpoint)
+    other.start()
+    worker = store.checkpointer(every_s=0.01)
+    assert worker is not None
+    task: asyncio.Task[None] | None = None
+
+    def release() -> None:
+        released.set()
+        if reader.in_transaction:
+            reader.execute("COMMIT")
+
+    try:
+        await eventually(lambda: worker._checkpoint() is None, what="the other checkpoint holding the lock")
+        assert await worker._round() is False
+        assert (worker.busy, worker.failures) == (1, 0)
+        task = asyncio.create_task(worker.run())
+        await eventually(lambda: worker.busy >= 3)
+        assert worker.failures == 0
+        assert not worker.handed_over  # no round of ours has succeeded yet
+        release()
+        await eventually(lambda: worker.handed_over)  # the next round of ours checkpoints
+        assert worker.failures == 0
+    finally:
+        release()
+        reader.close()
+        await asyncio.to_thread(other.join, 15)
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
 
 
 async def test_the_log_stays_bounded_while_commits_land_during_every_round(store: Store) -> None:

@@ -27,6 +27,13 @@ threshold in the log, the commits get their checkpoints back: the next one past 
 threshold copies the few frames left and the log starts over, then the worker takes over
 again. ``journal_size_limit`` trims a log file a burst made large when it starts over.
 
+Another connection may be checkpointing when a round starts (the child that makes the
+start-up copies of the registry, an operator's ``sqlite3`` shell, a replicator). SQLite then
+answers the ``PASSIVE`` checkpoint with ``(1, -1, -1)``: busy, no counts
+(https://sqlite.org/pragma.html#pragma_wal_checkpoint). That is not a failure. The round is
+counted as ``busy`` and changes nothing, and the next one comes at the usual interval. Only
+``(0, -1, -1)`` means the file is not in WAL mode.
+
 Must not import the hub's application (used by :mod:`hub.app`, never the other way round).
 """
 
@@ -65,6 +72,8 @@ class WalCheckpointer:
         #: Rounds made and failed since start (``/api/stats``).
         self.rounds = 0
         self.failures = 0
+        #: Rounds that found another connection checkpointing (see the module docstring).
+        self.busy = 0
         #: Whether the commits currently leave checkpoints to this task.
         self.handed_over = False
         #: Frames in the log at the last round (``/api/stats``).
@@ -75,7 +84,7 @@ class WalCheckpointer:
         try:
             while True:
                 try:
-                    await self._round()
+                    checkpointed = await self._round()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -91,6 +100,11 @@ class WalCheckpointer:
                     )
                     await asyncio.sleep(delay)
                     continue
+                if not checkpointed:
+                    # Another connection was checkpointing: neither a failure nor a success of
+                    # ours, so the hand-over and the backoff stay as they were.
+                    await asyncio.sleep(self._every_s)
+                    continue
                 failures = 0
                 if self.log_frames > self._pages * HAND_BACK_PAGES:
                     self._take_back()  # the commits finish the log (see the module docstring)
@@ -104,7 +118,8 @@ class WalCheckpointer:
                 self._db.close()
                 self._db = None
 
-    async def _round(self) -> None:
+    async def _round(self) -> bool:
+        """One checkpoint in a worker thread; ``False`` if another connection was checkpointing."""
         done = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
         try:
             frames = await asyncio.shield(done)
@@ -116,15 +131,22 @@ class WalCheckpointer:
                     await asyncio.wait([done])
             raise
         self.rounds += 1
+        if frames is None:
+            self.busy += 1
+            return False
         self.log_frames = frames
+        return True
 
-    def _checkpoint(self) -> int:
-        """In the worker thread: one PASSIVE checkpoint; returns the frames in the log."""
+    def _checkpoint(self) -> int | None:
+        """In the worker thread: one PASSIVE checkpoint; returns the frames in the log, or
+        ``None`` when another connection holds the checkpoint."""
         if self._db is None:
             # Only this task's rounds use it, one at a time, each in some executor thread.
             self._db = sqlite3.connect(self._path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        frames = int(row[1])  # (busy, frames in the log, frames copied)
+        busy, frames = int(row[0]), int(row[1])  # (busy, frames in the log, frames copied)
+        if busy:
+            return None
         if frames < 0:
             # SQLite answers -1 when the file is not in WAL mode: nothing of ours to checkpoint.
             raise sqlite3.OperationalError(f"{self._path} is not in WAL mode")
