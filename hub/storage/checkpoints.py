@@ -145,10 +145,10 @@ class WalCheckpointer:
             self._db = sqlite3.connect(self._path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         busy, frames = int(row[0]), int(row[1])  # (busy, frames in the log, frames copied)
-        if busy:
-            return None
         if frames < 0:
-            # SQLite answers -1 when the file is not in WAL mode: nothing of ours to checkpoint.
+            if busy:
+                return None  # another connection holds the checkpoint: no counts this round
+            # SQLite answers (0, -1, -1) when the file is not in WAL mode: nothing of ours to do.
             raise sqlite3.OperationalError(f"{self._path} is not in WAL mode")
         return frames
 
