@@ -10,7 +10,7 @@ import json
 import secrets
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ WORKER_TOKEN = "night-worker-token-not-a-secret"
 GRID = "110105001001001"
 COMMUNITY = "110105001001"
 SOS_BUTTON = "0x847127fffe0542eb"  # the Tuya TS0215A of the samples
+#: The topic :func:`publish_queued` marks the end of its messages with (no hub subscribes to it).
+QUEUED_MARKER = "linli-test/queued"
 REGISTRY = f"""
 version: 1
 communities:
@@ -137,6 +139,25 @@ async def publisher(broker: Broker, client_id: str = "gateway") -> gmqtt.Client:
     client.set_auth_credentials(broker.username, broker.password)
     await client.connect(broker.host, broker.port, version=MQTTv311)
     return client
+
+
+async def publish_queued(broker: Broker, messages: Iterable[tuple[str, bytes]]) -> None:
+    """Publish ``messages`` at QoS 1 on one connection; return once the broker has taken them
+    all (queued for sessions that are away). A broker handles one connection's packets in
+    order, so a marker published after them and received back proves it."""
+    marker = Phone(broker, client_id="queued-marker")
+    await marker.start(QUEUED_MARKER)
+    gateway = await publisher(broker)
+    try:
+        for i, (topic, payload) in enumerate(messages):
+            gateway.publish(topic, payload, qos=1)
+            if i % 1000 == 0:
+                await asyncio.sleep(0)  # an embedded broker shares this loop: let it read
+        gateway.publish(QUEUED_MARKER, b"1", qos=1)
+        await eventually(lambda: marker.messages, within=60, what="the messages queued at the broker")
+    finally:
+        await gateway.disconnect()
+        await marker.stop()
 
 
 def issue_reply_key(settings: Settings, person: str) -> bytes:

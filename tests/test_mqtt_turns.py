@@ -9,7 +9,7 @@ from typing import Any
 
 from hub.mqtt.client import HubMqttClient, MessageHandler
 from hub.mqtt.url import MqttUrl
-from tests.helpers import eventually, publisher
+from tests.helpers import eventually, publish_queued, publisher
 from tests.support.servers import Broker
 
 N = 1500
@@ -37,17 +37,12 @@ def bulk_client(
 
 async def queue_backlog(broker: Broker, session: HubMqttClient) -> Any:
     """N QoS 1 messages queued at the broker for ``session``'s persistent session, while it is
-    away; returns the connected publisher (the caller disconnects it)."""
+    away; returns a connected publisher (the caller disconnects it)."""
     await session.connect()
     await asyncio.wait_for(session.subscribed.wait(), 5)
     await session.disconnect()
-    gateway = await publisher(broker)
-    for i in range(N):
-        gateway.publish(f"bulk/d{i % 50}", b"%05d" % i + b"x" * 140, qos=1)
-        if i % 200 == 0:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.5)
-    return gateway
+    await publish_queued(broker, [(f"bulk/d{i % 50}", b"%05d" % i + b"x" * 140) for i in range(N)])
+    return await publisher(broker)
 
 
 async def _turns(broker: Broker, *, turn_s: float | None, client_id: str) -> tuple[list[int], list[bytes]]:

@@ -19,12 +19,11 @@ from gmqtt.mqtt.constants import MQTTv311
 from hub import app
 from hub.app import Hub
 from hub.clock import ManualClock
-from tests.helpers import eventually, hub_settings, publisher
+from tests.helpers import eventually, hub_settings, publish_queued
 from tests.support.servers import Broker
 
 START = 1_795_371_180.0
 BACKLOG = 5_000
-MARKER = "linli-test/queued"
 
 
 async def queue_for_the_hub(broker: Broker, client_id: str) -> None:
@@ -37,24 +36,8 @@ async def queue_for_the_hub(broker: Broker, client_id: str) -> None:
     session.subscribe([gmqtt.Subscription("zigbee2mqtt/#", qos=1)])
     await asyncio.wait_for(subscribed.wait(), 5)
     await session.disconnect()
-
-    marker = gmqtt.Client("marker", clean_session=True)
-    marker.set_auth_credentials(broker.username, broker.password)
-    seen: list[bytes] = []
-    marker.on_message = lambda client, topic, payload, qos, props: seen.append(payload) or 0
-    await marker.connect(broker.host, broker.port, version=MQTTv311)
-    marker.subscribe([gmqtt.Subscription(MARKER, qos=1)])
-    gateway = await publisher(broker)
-    try:
-        await asyncio.sleep(0.2)  # the marker's subscription in place
-        for i in range(BACKLOG):
-            gateway.publish("zigbee2mqtt/door-1", orjson.dumps({"contact": True, "seq": i}), qos=1)
-        # One connection's packets are handled in order: once the marker is through, all are queued.
-        gateway.publish(MARKER, b"1", qos=1)
-        await eventually(lambda: seen, within=30, what="the backlog queued at the broker")
-    finally:
-        await gateway.disconnect()
-        await marker.disconnect()
+    doors = [("zigbee2mqtt/door-1", orjson.dumps({"contact": True, "seq": i})) for i in range(BACKLOG)]
+    await publish_queued(broker, doors)
 
 
 async def test_a_suback_behind_the_backlog_is_reported_as_such_not_as_an_error(
