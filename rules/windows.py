@@ -11,8 +11,9 @@ Instants are Unix seconds; they are turned into wall-clock time in the evaluator
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -48,6 +49,10 @@ class ActiveWindows:
 
     spans: tuple[_Span, ...]
     tz: ZoneInfo
+    #: ``(whole second, answer)`` of the last instant asked about (see :meth:`contains`).
+    _last: list[tuple[int, bool]] = field(
+        default_factory=lambda: [(-(2**63), False)], compare=False, repr=False
+    )
 
     @classmethod
     def build(cls, windows: Sequence[Window], zone_name: str) -> ActiveWindows | None:
@@ -57,7 +62,16 @@ class ActiveWindows:
         return cls(spans, zone(zone_name))
 
     def contains(self, ts: float) -> bool:
+        # Span bounds and zone offsets are whole seconds, so every instant of one whole second
+        # gets the same answer (a ≤ x < b ⟺ a ≤ ⌊x⌋ < b for integers a, b): the events of a
+        # busy second (a report's three, a flood's hundreds) convert to local time once.
+        whole = math.floor(ts)
+        last = self._last[0]
+        if last[0] == whole:
+            return last[1]
         local = datetime.fromtimestamp(ts, self.tz)
         second = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
         weekday = local.weekday()
-        return any(span.contains(weekday, second) for span in self.spans)
+        inside = any(span.contains(weekday, second) for span in self.spans)
+        self._last[0] = (whole, inside)  # one assignment: a reader on another thread sees old or new
+        return inside

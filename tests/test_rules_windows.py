@@ -106,3 +106,30 @@ def test_dst_fall_back_berlin_repeated_hour_is_inside_twice() -> None:
 def test_invalid_windows(spec: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         Window.model_validate(spec)
+
+
+def test_remembered_second_answers_as_a_fresh_conversion() -> None:
+    """``contains`` remembers its last whole second: every instant near the edges (window ends,
+    midnight, both DST changes) must answer as a freshly built window does, in any order."""
+    specs = (
+        {"from": "02:00", "to": "02:01"},
+        {"from": "02:30", "to": "03:00"},
+        {"from": "22:00", "to": "06:00", "days": ["sat"]},
+    )
+    edges = [
+        at("2026-03-29 02:00:00", BERLIN) - 1,  # spring forward
+        at("2026-03-29 03:00:00", BERLIN),
+        at("2026-10-25 02:01:00", BERLIN, fold=0),
+        at("2026-10-25 02:30:00", BERLIN, fold=1),  # fall back: the repeated hour
+        at("2026-10-25 03:00:00", BERLIN, fold=1),
+        at("2026-10-24 22:00:00", BERLIN),  # Saturday's window opens
+        at("2026-10-25 06:00:00", BERLIN),  # and closes on Sunday morning
+    ]
+    instants = sorted({e + d + f for e in edges for d in range(-2, 3) for f in (0.0, 0.25, 0.999999, -0.5)})
+    remembering = windows(*specs, zone="Europe/Berlin")
+    answers = [remembering.contains(ts) for ts in instants + instants[::-1] + instants]
+    fresh = [
+        windows(*specs, zone="Europe/Berlin").contains(ts) for ts in instants + instants[::-1] + instants
+    ]
+    assert answers == fresh
+    assert any(answers) and not all(answers)
