@@ -29,7 +29,7 @@ _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": " ", "\r": " "})
 _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": " ", "\r": " "})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Point:
     """One point: a measurement, its tags (sorted pairs) and fields, at ``ts`` (Unix seconds)."""
 
@@ -40,6 +40,23 @@ class Point:
     #: ``measurement,tag=value…`` already escaped (:func:`encode_head`), when the caller has it
     #: cached (a device's tags are the same on every event); empty: :func:`encode` builds it.
     head: str = field(default="", compare=False, repr=False)
+
+    def __init__(
+        self,
+        *,
+        measurement: str,
+        tags: tuple[tuple[str, str], ...],
+        fields: tuple[tuple[str, FieldValue], ...],
+        ts: float,
+        head: str = "",
+    ) -> None:
+        # One point per door or occupancy report: through the slots' own setters, not the
+        # frozen __init__'s ``object.__setattr__`` per field (as :class:`adapters.events.Event`).
+        _SET_MEASUREMENT(self, measurement)
+        _SET_TAGS(self, tags)
+        _SET_FIELDS(self, fields)
+        _SET_TS(self, ts)
+        _SET_HEAD(self, head)
 
     @classmethod
     def of(
@@ -59,6 +76,13 @@ class Point:
             if k == key:
                 return v
         return None
+
+
+_SET_MEASUREMENT = Point.__dict__["measurement"].__set__
+_SET_TAGS = Point.__dict__["tags"].__set__
+_SET_FIELDS = Point.__dict__["fields"].__set__
+_SET_TS = Point.__dict__["ts"].__set__
+_SET_HEAD = Point.__dict__["head"].__set__
 
 
 def sorted_tags(tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
