@@ -42,6 +42,18 @@ def press_type(action: str) -> PressType:
     return PressType.SINGLE
 
 
+# Members read per event, as module constants: on CPython 3.11 every ``EnumClass.MEMBER``
+# read goes through ``EnumType.__getattr__``'s slow hook (≈ 180 ns; gone in 3.12).
+_DOOR_OPEN = EventKind.DOOR_OPEN
+_DOOR_CLOSED = EventKind.DOOR_CLOSED
+_OCCUPANCY = EventKind.OCCUPANCY
+_MOTION = EventKind.MOTION
+_BATTERY = EventKind.BATTERY
+_SIGNAL = EventKind.SIGNAL
+_HEARTBEAT = EventKind.HEARTBEAT
+_PARKING_SENSOR = DeviceKind.PARKING_SENSOR
+
+
 def decode(topic: str, payload: bytes, received: float, hints: DeviceHints, *, base: str) -> list[Event]:
     """Decode one Zigbee2MQTT message published under ``base``."""
     name = topic[len(base) + 1 :]
@@ -91,14 +103,14 @@ def _state(
     if "contact" in doc:
         # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).
         closed = as_bool(doc["contact"], "contact", topic)
-        kind = EventKind.DOOR_CLOSED if closed else EventKind.DOOR_OPEN
+        kind = _DOOR_CLOSED if closed else _DOOR_OPEN
         events.append(Event(device_id, kind, ts, FAMILY, not closed, common))
         changes = True
 
     if "occupancy" in doc:
         occupied = as_bool(doc["occupancy"], "occupancy", topic)
-        is_parking = hints.device_kind(device_id) is DeviceKind.PARKING_SENSOR
-        kind = EventKind.OCCUPANCY if is_parking else EventKind.MOTION
+        is_parking = hints.device_kind(device_id) is _PARKING_SENSOR
+        kind = _OCCUPANCY if is_parking else _MOTION
         events.append(Event(device_id, kind, ts, FAMILY, occupied, common))
         changes = True
 
@@ -124,14 +136,14 @@ def _state(
             attrs["volts"] = voltage_mv / 1000.0
         if battery_low is not None:
             attrs["battery_low"] = as_bool(battery_low, "battery_low", topic)
-        events.append(Event(device_id, EventKind.BATTERY, ts, FAMILY, battery, attrs))
+        events.append(Event(device_id, _BATTERY, ts, FAMILY, battery, attrs))
 
     lqi = as_number(doc.get("linkquality"), "linkquality", topic)
     if lqi is not None:
         events.append(
             Event(
                 device_id,
-                EventKind.SIGNAL,
+                _SIGNAL,
                 ts,
                 FAMILY,
                 lqi,
@@ -141,7 +153,7 @@ def _state(
 
     if not changes:
         # A report with no state change is the device saying it is alive.
-        events.append(Event(device_id, EventKind.HEARTBEAT, ts, FAMILY, None, common))
+        events.append(Event(device_id, _HEARTBEAT, ts, FAMILY, None, common))
     return events
 
 

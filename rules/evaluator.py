@@ -153,7 +153,16 @@ def _bound(steps: list[Step], periods: Sequence[float | None]) -> tuple[Step, ..
         if isinstance(trigger, AbsenceTrigger):
             if period is None:
                 continue
-            out.append((AbsenceStep(period=period).on_event, rule, trigger, condition, active, rule_id))
+            out.append(
+                (
+                    AbsenceStep(period=period, trigger=trigger).on_event,
+                    rule,
+                    trigger,
+                    condition,
+                    active,
+                    rule_id,
+                )
+            )
             continue
         out.append(step)
     close_group()

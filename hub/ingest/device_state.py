@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 
 from adapters.events import Event, EventKind
 
+# Members read per event, as module constants: on CPython 3.11 every ``EnumClass.MEMBER``
+# read goes through ``EnumType.__getattr__``'s slow hook (≈ 180 ns; gone in 3.12).
+_OFFLINE = EventKind.OFFLINE
+_BATTERY = EventKind.BATTERY
+_SIGNAL = EventKind.SIGNAL
+
 
 @dataclass(slots=True)
 class DeviceState:
@@ -54,15 +60,15 @@ class DeviceStates:
         elif event.ts > state.last_seen:
             state.last_seen = event.ts
         kind = event.kind
-        if kind is EventKind.OFFLINE:
+        if kind is _OFFLINE:
             state.online = False
-        elif kind is EventKind.BATTERY:
+        elif kind is _BATTERY:
             state.online = True
             if isinstance(event.value, float):
                 state.battery = event.value
         else:
             state.online = True
-            if kind is EventKind.SIGNAL and isinstance(event.value, float):
+            if kind is _SIGNAL and isinstance(event.value, float):
                 state.signal = event.value
         state.last[kind._value_] = (event.ts, event.value)  # _value_: Enum.value is a slow property
 

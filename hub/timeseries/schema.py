@@ -195,6 +195,28 @@ _READINGS = {
 ExtraTags = tuple[tuple[str, str], ...]
 
 
+# Members read per event, as module constants: on CPython 3.11 every ``EnumClass.MEMBER``
+# read goes through ``EnumType.__getattr__``'s slow hook (≈ 180 ns; gone in 3.12).
+_DOOR_OPEN = EventKind.DOOR_OPEN
+_DOOR_CLOSED = EventKind.DOOR_CLOSED
+_OCCUPANCY = EventKind.OCCUPANCY
+_MOTION = EventKind.MOTION
+_BATTERY = EventKind.BATTERY
+_SIGNAL = EventKind.SIGNAL
+_HEARTBEAT = EventKind.HEARTBEAT
+_ONLINE = EventKind.ONLINE
+_OFFLINE = EventKind.OFFLINE
+_TAMPER = EventKind.TAMPER
+_DEVICE_ERROR = EventKind.DEVICE_ERROR
+_M_PRESS = Measurement.PRESS
+_M_DOOR = Measurement.DOOR
+_M_OCCUPANCY = Measurement.OCCUPANCY
+_M_MOTION = Measurement.MOTION
+_M_HAZARD = Measurement.HAZARD
+_M_READING = Measurement.READING
+_M_DEVICE_HEALTH = Measurement.DEVICE_HEALTH
+
+
 def event_shape(event: Event) -> tuple[Measurement, dict[str, FieldValue], ExtraTags] | None:
     """What an event charts: measurement, fields and its own tags (``None``: nothing to chart)."""
     kind = event.kind
@@ -202,7 +224,7 @@ def event_shape(event: Event) -> tuple[Measurement, dict[str, FieldValue], Extra
     fields: dict[str, FieldValue] = {}
     extra: ExtraTags = ()
     if kind in _PRESS:
-        measurement = Measurement.PRESS
+        measurement = _M_PRESS
         fields["count"] = 1
         press = event.attrs.get("press", event.value)
         extra = (
@@ -210,27 +232,27 @@ def event_shape(event: Event) -> tuple[Measurement, dict[str, FieldValue], Extra
             if isinstance(press, str)
             else (("press", _PRESS[kind]),)
         )
-    elif kind is EventKind.DOOR_OPEN or kind is EventKind.DOOR_CLOSED:
-        measurement = Measurement.DOOR
-        fields["open"] = int(kind is EventKind.DOOR_OPEN)
-    elif kind is EventKind.OCCUPANCY:
-        measurement = Measurement.OCCUPANCY
+    elif kind is _DOOR_OPEN or kind is _DOOR_CLOSED:
+        measurement = _M_DOOR
+        fields["open"] = int(kind is _DOOR_OPEN)
+    elif kind is _OCCUPANCY:
+        measurement = _M_OCCUPANCY
         fields["occupied"] = _flag(event.value)
-    elif kind is EventKind.MOTION:
-        measurement = Measurement.MOTION
+    elif kind is _MOTION:
+        measurement = _M_MOTION
         fields["motion"] = _flag(event.value)
     elif kind in _HAZARDS:
-        measurement = Measurement.HAZARD
+        measurement = _M_HAZARD
         fields["alarm"] = _flag(event.value)
         extra = (("hazard", kind.value),)
     elif kind in _READINGS:
-        measurement = Measurement.READING
+        measurement = _M_READING
         reading = _number(event.value)
         if reading is None:
             return None
         fields[_READINGS[kind]] = reading
     else:
-        measurement = Measurement.DEVICE_HEALTH
+        measurement = _M_DEVICE_HEALTH
         fields = _health_fields(event)
         if not fields:
             return None
@@ -257,23 +279,23 @@ def event_points(event: Event, info: SubjectInfo) -> list[Point]:
 def _health_fields(event: Event) -> dict[str, FieldValue]:
     kind = event.kind
     fields: dict[str, FieldValue] = {}
-    if kind is EventKind.BATTERY:
+    if kind is _BATTERY:
         if (pct := _number(event.value)) is not None:
             fields["battery_pct"] = pct
         if (volts := _number(event.attrs.get("volts"))) is not None:
             fields["battery_v"] = volts
-    elif kind is EventKind.SIGNAL:
+    elif kind is _SIGNAL:
         if (rssi := _number(event.value)) is not None:
             fields["rssi"] = rssi
         if (snr := _number(event.attrs.get("snr"))) is not None:
             fields["snr"] = snr
-    elif kind is EventKind.HEARTBEAT:
+    elif kind is _HEARTBEAT:
         fields["heartbeat"] = 1
-    elif kind is EventKind.ONLINE or kind is EventKind.OFFLINE:
-        fields["online"] = int(kind is EventKind.ONLINE)
-    elif kind is EventKind.TAMPER:
+    elif kind is _ONLINE or kind is _OFFLINE:
+        fields["online"] = int(kind is _ONLINE)
+    elif kind is _TAMPER:
         fields["tamper"] = _flag(event.value)
-    elif kind is EventKind.DEVICE_ERROR:
+    elif kind is _DEVICE_ERROR:
         fields["error"] = 1
         code = event.attrs.get("code", event.value)
         if code is not None:

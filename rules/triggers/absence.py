@@ -17,7 +17,7 @@ from rules.signals import Signal, SignalAction
 from rules.state import Key, Slot, StatePort
 from rules.subject import Subject
 from rules.triggers.base import (
-    Admit,
+    ADMIT_NEW,
     AnyTrigger,
     EventContext,
     accept,
@@ -113,12 +113,18 @@ def _apply(
 ) -> list[Signal]:
     """An event for one subject's deadline, its period already resolved: ``params`` is
     ``{"for": period}``, shared by the caller's slots."""
-    period = params["for"]
-    event, state = ctx.event, ctx.state
+    event = ctx.event
     if trigger.kinds and event.kind not in trigger.kinds:
         return []
     if trigger.value is not None and event.value != trigger.value:
         return []
+    return _move(rule, ctx, key, params)
+
+
+def _move(rule: Rule, ctx: EventContext, key: Key, params: Mapping[str, float]) -> list[Signal]:
+    """An event the trigger admits moves the deadline on (and clears a raised silence)."""
+    period = params["for"]
+    event, state = ctx.event, ctx.state
     slot = state.get(key)
     if slot is not None and not slot.raised and slot.last_ts == event.ts and slot.due == event.ts + period:
         # Another event of the same report (a message carries several): nothing moves.
@@ -126,7 +132,7 @@ def _apply(
     fresh = slot is None or slot.trigger != "absence"
     if slot is None or fresh:
         slot = Slot("absence")
-    if accept(slot, ctx) is not Admit.NEW:
+    if accept(slot, ctx) is not ADMIT_NEW:
         return []
     signals: list[Signal] = []
     if slot.raised:
@@ -161,27 +167,29 @@ class AbsenceStep:
     leave after one slot lookup.
     """
 
-    __slots__ = ("_params", "_period")
+    __slots__ = ("_kinds", "_params", "_period", "_value")
 
-    def __init__(self, *, period: float) -> None:
+    def __init__(self, *, period: float, trigger: AbsenceTrigger) -> None:
         self._period = period
         #: Shared by the slots this step moves on (one step serves every device of a plan).
         self._params: Mapping[str, float] = {"for": period}
+        # Read once: the trigger is a pydantic model, whose every attribute read goes through
+        # its ``__getattr__`` hook (≈ 10× a plain slot's), and this runs for every event.
+        self._kinds = frozenset(trigger.kinds)
+        self._value = trigger.value
 
     def on_event(
         self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
     ) -> list[Signal]:
-        assert isinstance(trigger, AbsenceTrigger)
-        period = self._period
-        slot = ctx.state.get(key)
-        ts = ctx.ts
-        if (
-            slot is not None
-            and slot.last_ts == ts
-            and slot.due == ts + period
-            and not slot.raised
-            and not trigger.kinds
-            and trigger.value is None
-        ):
-            return []  # the report's other events: what _apply() decides for them, sooner
-        return _apply(rule, trigger, ctx, key, self._params)
+        kinds, value = self._kinds, self._value
+        if kinds or value is not None:
+            event = ctx.event
+            if (kinds and event.kind not in kinds) or (value is not None and event.value != value):
+                return []
+        else:
+            period = self._period
+            slot = ctx.state.get(key)
+            ts = ctx.ts
+            if slot is not None and slot.last_ts == ts and slot.due == ts + period and not slot.raised:
+                return []  # the report's other events: what _move() decides for them, sooner
+        return _move(rule, ctx, key, self._params)

@@ -15,7 +15,7 @@ from rules.model import CountTrigger, Rule
 from rules.signals import Signal, SignalAction
 from rules.state import Key, Slot
 from rules.triggers.base import (
-    Admit,
+    ADMIT_NEW,
     AnyTrigger,
     EventContext,
     accept,
@@ -44,7 +44,7 @@ class CountEngine:
         if not active or not matches(trigger, event, subject):
             return []
         slot = slot_for(state, key, "count")
-        if accept(slot, ctx) is not Admit.NEW:
+        if accept(slot, ctx) is not ADMIT_NEW:
             return []
         params = {"count": float(trigger.count), "window": trigger.window}
         if slot.raised:

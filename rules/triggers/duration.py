@@ -17,7 +17,7 @@ from rules.model import DurationTrigger, Rule
 from rules.signals import Signal, SignalAction
 from rules.state import NO_PARAMS, Key, Slot
 from rules.triggers.base import (
-    Admit,
+    ADMIT_NEW,
     AnyTrigger,
     EventContext,
     accept,
@@ -54,7 +54,7 @@ class DurationEngine:
         if not (ends or starts):
             return []
         slot = slot_for(state, key, "duration")
-        if accept(slot, ctx) is not Admit.NEW:
+        if accept(slot, ctx) is not ADMIT_NEW:
             return []
         signals: list[Signal] = []
         if ends and slot.since is not None:

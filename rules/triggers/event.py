@@ -7,7 +7,8 @@ from rules.model import EventTrigger, Rule
 from rules.signals import Signal, SignalAction
 from rules.state import Key, Slot
 from rules.triggers.base import (
-    Admit,
+    ADMIT_DUPLICATE,
+    ADMIT_LATE,
     AnyTrigger,
     EventContext,
     accept,
@@ -36,10 +37,10 @@ class EventEngine:
             return []
         slot = slot_for(state, key, "event")
         verdict = accept(slot, ctx)
-        if verdict is Admit.DUPLICATE:
+        if verdict is ADMIT_DUPLICATE:
             return []
         params = {"merge_window": trigger.merge_window}
-        if verdict is Admit.LATE:
+        if verdict is ADMIT_LATE:
             action = SignalAction.UPDATE
             trace = {"event": event_json(event), "merged": True, "late": True, "params": params}
             return [

@@ -20,7 +20,7 @@ from rules.model import Rule, ThresholdTrigger
 from rules.signals import Signal, SignalAction
 from rules.state import Key, Slot
 from rules.triggers.base import (
-    Admit,
+    ADMIT_NEW,
     AnyTrigger,
     EventContext,
     accept,
@@ -61,7 +61,7 @@ def _apply(rule: Rule, trigger: ThresholdTrigger, ctx: EventContext, key: Key, v
     slot = state.get(key)
     if slot is None or slot.trigger != "threshold":
         slot = Slot("threshold")
-    if accept(slot, ctx) is not Admit.NEW:
+    if accept(slot, ctx) is not ADMIT_NEW:
         return []
     slot.value = value
     past = (trigger.below is not None and value < trigger.below) or (
@@ -145,15 +145,17 @@ class ThresholdGroup:
     def __init__(self, *, members: Sequence[tuple[Rule, ThresholdTrigger, str]]) -> None:
         fields = tuple(dict.fromkeys(trigger.field for _, trigger, _ in members))
         self._fields = tuple((name, _getter(name)) for name in fields)
-        #: (rule, trigger, rule id, index of its field, below, above, plain): ``plain`` = no own
-        #: filters beyond the event kind, which the plan already matched. No device in it: one
-        #: group serves every device of a plan (the state key is made per event).
+        #: (rule, trigger, rule id, index of its field, kinds, below, above, plain): ``plain`` =
+        #: no own filters beyond the event kind. No device in it: one group serves every device
+        #: of a plan (the state key is made per event). The trigger's values are read here once:
+        #: it is a pydantic model, and each attribute read goes through its ``__getattr__`` hook.
         self._members = tuple(
             (
                 rule,
                 trigger,
                 rule_id,
                 fields.index(trigger.field),
+                frozenset(trigger.kinds),
                 trigger.below,
                 trigger.above,
                 not trigger.where and trigger.condition is None,
@@ -169,13 +171,10 @@ class ThresholdGroup:
         state, ts = ctx.state, ctx.ts
         device = subject.device_id
         signals: list[Signal] = []
-        for rule_, trigger_, rule_id, field, below, above, plain in self._members:
+        kind = event.kind
+        for rule_, trigger_, rule_id, field, kinds, below, above, plain in self._members:
             value = values[field]
-            if (
-                value is None
-                or event.kind not in trigger_.kinds
-                or (not plain and not _admits(trigger_, ctx))
-            ):
+            if value is None or kind not in kinds or (not plain and not _admits(trigger_, ctx)):
                 continue
             key_ = (rule_id, device)
             slot = state.get(key_)
