@@ -161,6 +161,44 @@ class HubMqttClient:
                 handler._send_puback(mid)
 
         handler._handle_qos_1_publish_packet = qos1_ack_after_handling
+        gmqtt_publish = handler._handle_publish_packet
+        dispatch = self._dispatch
+
+        def publish_v311(cmd: int, raw: bytes) -> None:
+            """One PUBLISH packet of MQTT 3.1.1, in place of gmqtt's ``_handle_publish_packet``.
+
+            The same result for a well-formed QoS 0 or 1 PUBLISH: the fixed header's flags are
+            DUP (bit 3), QoS (bits 2–1) and RETAIN (bit 0) [MQTT-3.3.1]; the variable header is
+            the topic (two length bytes, UTF-8) and, for QoS 1, the packet identifier
+            [MQTT-3.3.2]; 3.1.1 has no properties; the rest is the payload [MQTT-3.3.3]. Without
+            gmqtt's per-message costs: ``struct`` format strings, a properties dict, a debug log
+            call and ``inspect.iscoroutinefunction`` (docs/benchmarks.md, "Twelfth pass").
+            Anything else (QoS 2, which the hub never subscribes with; a truncated packet; an
+            empty or non-UTF-8 topic; a session that is not 3.1.1) goes to gmqtt's own handler,
+            which behaves as before.
+            ``tests/test_mqtt_publish_v311.py`` compares the two on generated packets.
+            """
+            qos = (cmd >> 1) & 0x03
+            size = len(raw)
+            if size >= 2 and qos < 2 and handler._connection_state.protocol_version == MQTTv311:
+                end = 2 + (raw[0] << 8 | raw[1])
+                body = end + 2 * qos  # after the packet identifier (QoS 1)
+                if end > 2 and body <= size:
+                    try:
+                        topic = raw[2:end].decode()
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        if qos == 0:
+                            dispatch(topic, raw[body:], 0, bool(cmd & 0x01))
+                            return
+                        mid = raw[end] << 8 | raw[end + 1]
+                        if dispatch(topic, raw[body:], 1, bool(cmd & 0x01), mid=mid, dup=bool(cmd & 0x08)):
+                            handler._send_puback(mid)
+                        return
+            gmqtt_publish(cmd, raw)
+
+        handler._handle_publish_packet = publish_v311
         original_remove = client._remove_message_from_queue
 
         def on_ack(mid: int) -> None:

@@ -1,0 +1,100 @@
+"""The hub's own MQTT 3.1.1 PUBLISH parser against gmqtt's, packet for packet.
+
+``HubMqttClient`` replaces gmqtt's ``_handle_publish_packet`` with a leaner one for QoS 0 and 1
+(hub/mqtt/client.py). Both are run here on the same generated packets, well-formed and not:
+the handler must see the same (topic, payload, QoS, retain, DUP), the same PUBACKs must go
+out, and a packet gmqtt refuses must be refused the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.mqtt.client import HubMqttClient
+from hub.mqtt.url import MqttUrl
+
+Seen = list[tuple[object, ...]]
+
+
+def _handler(version: int = MQTTv311) -> tuple[Any, Seen]:
+    seen: Seen = []
+
+    def handler(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
+        seen.append(("message", topic, payload, qos, retain, dup))
+        if payload.startswith(b"fail"):
+            raise OSError("store unavailable")  # not acknowledged: no PUBACK
+
+    client = HubMqttClient(
+        url=MqttUrl.parse("mqtt://127.0.0.1:1"), client_id="parse-test", on_message=handler, subscriptions=[]
+    )
+    package_handler = client._client._package_handler
+    package_handler._connection_state.protocol_version = version  # as connect() sets it
+    package_handler._send_puback = lambda mid: seen.append(("puback", mid))
+    return package_handler, seen  # its hooks hold the client
+
+
+def _run(publish: Any, cmd: int, raw: bytes, seen: Seen) -> Seen:
+    seen.clear()
+    try:
+        publish(cmd, raw)
+    except Exception as exc:  # gmqtt's read loop logs these (MqttPackageHandler.__call__)
+        seen.append(("raised", type(exc).__name__))
+    return list(seen)
+
+
+def packet(topic: bytes, payload: bytes, qos: int, mid: int) -> bytes:
+    """A PUBLISH's variable header and payload [MQTT-3.3.2]: topic length, topic, identifier."""
+    head = len(topic).to_bytes(2, "big") + topic
+    return head + (mid.to_bytes(2, "big") if qos else b"") + payload
+
+
+topics = st.one_of(
+    st.text(min_size=0, max_size=40).map(lambda t: t.encode()),
+    st.binary(min_size=0, max_size=12),  # mostly not UTF-8
+    st.sampled_from([b"zigbee2mqtt/0x00158d0001", "linli/社区/devices/d1/events".encode(), b"\xff\xfe"]),
+)
+payloads = st.one_of(st.binary(max_size=64), st.sampled_from([b"", b"fail", b'{"action":"emergency"}']))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=topics,
+    payload=payloads,
+    qos=st.integers(0, 3),
+    mid=st.integers(0, 0xFFFF),
+    dup=st.booleans(),
+    retain=st.booleans(),
+    cut=st.one_of(st.none(), st.integers(0, 80)),
+    version=st.sampled_from([MQTTv311, MQTTv50]),  # a 5.0 session is gmqtt's alone
+)
+def test_the_hub_parser_gives_what_gmqtt_gives(
+    topic: bytes, payload: bytes, qos: int, mid: int, dup: bool, retain: bool, cut: int | None, version: int
+) -> None:
+    handler, seen = _handler(version)
+    cmd = 0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
+    raw = packet(topic, payload, min(qos, 2), mid)
+    if cut is not None:
+        raw = raw[:cut]  # truncated, or a length prefix that claims more than there is
+    ours = _run(handler._handle_publish_packet, cmd, raw, seen)
+    theirs = _run(lambda c, r: type(handler)._handle_publish_packet(handler, c, r), cmd, raw, seen)
+    assert ours == theirs
+
+
+def test_the_replacement_is_installed_and_takes_the_common_packets() -> None:
+    handler, seen = _handler()
+    assert handler._handle_publish_packet.__name__ == "publish_v311"
+    raw = packet(b"zigbee2mqtt/door", b'{"contact":false}', 1, 7)
+    assert _run(handler._handle_publish_packet, 0x3B, raw, seen) == [  # QoS 1, DUP, RETAIN
+        ("message", "zigbee2mqtt/door", b'{"contact":false}', 1, True, True),
+        ("puback", 7),
+    ]
+    assert _run(handler._handle_publish_packet, 0x32, packet(b"t", b"fail", 1, 9), seen) == [
+        ("message", "t", b"fail", 1, False, False)  # not handled: no PUBACK (the hub retries)
+    ]
+    assert _run(handler._handle_publish_packet, 0x30, packet(b"t", b"x", 0, 0), seen) == [
+        ("message", "t", b"x", 0, False, False)
+    ]
