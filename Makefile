@@ -13,7 +13,7 @@ LOCK_VENV := .venv-lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 LOCK_ARGS ?=
 
-.PHONY: demo test system-deps lint typecheck unit bench bench-ingest bench-quick faults clean lock
+.PHONY: demo test system-deps lint typecheck unit bench bench-instructions bench-ingest bench-quick faults clean lock
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,11 @@ faults: $(STAMP)
 # Needs Mosquitto, influxd, PostgreSQL, node + npm (Node-RED is installed into ~/.cache/linli-bench on first use).
 bench: $(STAMP)
 	@$(BIN)/python -m bench.suite $(ARGS)
+
+# Instructions per message in Pipeline.handle under callgrind (repeatable on a noisy machine);
+# e.g. make bench-instructions ARGS="--against HEAD~3".
+bench-instructions: $(STAMP)
+	$(BIN)/python -m bench.instructions $(ARGS)
 
 # Only the ingest bench (client ceiling vs hub), as before the suite.
 bench-ingest: $(STAMP)

@@ -1,0 +1,178 @@
+"""Instructions per message in ``Pipeline.handle``: a count that does not move with the machine's load.
+
+On a shared 2-core VM the CPU time of the same code moves by ±20 % between runs (docs/
+benchmarks.md, "Twelfth pass"), more than most single changes to the hot path save. Valgrind's
+callgrind counts the instructions the process executes instead, and that count is the same
+on every run (with ``PYTHONHASHSEED`` fixed). Here it counts only the measured messages: the
+child runs the deterministic stream (:func:`bench.run.build_messages`, clock pinned by
+:class:`bench.run.StreamPace`) through a real, not started hub, first ``--warmup`` messages
+uninstrumented (every device's plan and series tags are built, as in service), then turns
+instrumentation on (``callgrind_control -i on``) for ``--messages`` more, and off again.
+
+With ``--against REF`` the same is measured for a git ref (checked out into a temporary
+worktree) in the same run, and the ratio is reported. Instructions are not time (cache misses
+and branch mispredictions count alike), so this compares versions of the hot path; the
+suite's msg/s over MQTT (:mod:`bench.suite`) stays the figure to quote. Run::
+
+    .venv/bin/python -m bench.instructions --against HEAD~3
+
+Needs ``valgrind`` (the Debian package); stdout gets one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+# In the child these come from the measured tree (``PYTHONPATH``), whichever ref it is.
+from bench.run import STREAM_START, StreamPace, build_messages, hub_settings
+from hub.app import Hub
+from hub.clock import ManualClock
+from hub.ingest.heap import settle_heap
+from simulators.community import generate
+
+#: callgrind's summary line on stderr: ``==PID== Collected : 608067324``.
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+_REPO = Path(__file__).resolve().parent.parent
+
+
+class InstructionsError(RuntimeError):
+    """valgrind is missing, or a measured run failed (its stderr's tail is in the message)."""
+
+
+def collected(stderr: str) -> int:
+    """The instruction count in callgrind's stderr."""
+    found = _COLLECTED.findall(stderr)
+    if not found:
+        raise InstructionsError(f"no instruction count in callgrind's output: {stderr[-2000:]}")
+    return int(found[-1])
+
+
+def measure(source: Path, *, messages: int, warmup: int, seed: int) -> dict[str, float]:
+    """Instructions per message for the code in ``source`` (a checkout of this repository)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None or shutil.which("callgrind_control") is None:
+        raise InstructionsError("valgrind is not installed (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="linli-instructions-") as tmp:
+        env = {**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"}
+        command = [
+            valgrind,
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={tmp}/callgrind.out",
+            sys.executable,
+            # This file runs the child even for an older ref (which may not have it); the
+            # hub and the stream are imported from ``source`` (first on the path).
+            str(Path(__file__).resolve()),
+            "--child",
+            f"--messages={messages}",
+            f"--warmup={warmup}",
+            f"--seed={seed}",
+        ]
+        done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise InstructionsError(f"measured run failed (rc {done.returncode}): {done.stderr[-2000:]}")
+        count = collected(done.stderr)
+        events = json.loads(done.stdout.strip().splitlines()[-1])["events"]
+    return {
+        "instructions_per_msg": round(count / messages),
+        "events_per_msg": round(events / messages, 3),
+    }
+
+
+def _child(messages: int, warmup: int, seed: int) -> None:
+    """Runs under callgrind: instrumentation only around the measured messages."""
+
+    def instrument(state: str) -> None:
+        subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True)
+
+    async def run(tmp: Path) -> int:
+        community = generate(
+            seed=seed, grids=10, buildings_per_grid=10, elders_per_building=10, parking_per_grid=5
+        )
+        community_file = tmp / "community.yaml"
+        community.write(community_file)
+        stream, _ = build_messages(community.devices, warmup + messages, seed=seed)
+        settings = hub_settings(
+            broker_url="mqtt://127.0.0.1:1",
+            data_dir=tmp / "data",
+            community_file=community_file,
+            client_id="linli-bench-instructions",
+        )
+        hub = Hub(settings=settings, clock=ManualClock(start=STREAM_START))
+        settle_heap()  # what Hub.start does once start-up is done
+        pace = StreamPace(hub, len(stream))
+        handle, before, after = hub.pipeline.handle, pace.before, pace.after
+        try:
+            for topic, payload in stream[:warmup]:
+                before()
+                handle(topic, payload, 0, False)
+                after()
+            events = hub.pipeline.stats.events
+            instrument("on")
+            for topic, payload in stream[warmup:]:
+                before()
+                handle(topic, payload, 0, False)
+                after()
+            instrument("off")
+            return hub.pipeline.stats.events - events
+        finally:
+            hub.close()
+
+    with tempfile.TemporaryDirectory(prefix="linli-instructions-child-") as tmp:
+        events = asyncio.run(run(Path(tmp)))
+    print(json.dumps({"events": events}), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=3_000, help="measured messages")
+    p.add_argument("--warmup", type=int, default=20_000, help="messages before the measured ones")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--against", help="a git ref to measure in the same run (a temporary worktree)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(args.messages, args.warmup, args.seed)
+        return 0
+    report: dict[str, object] = {"bench": "instructions", "messages": args.messages, "warmup": args.warmup}
+    try:
+        report["this"] = measure(_REPO, messages=args.messages, warmup=args.warmup, seed=args.seed)
+        if args.against:
+            with tempfile.TemporaryDirectory(prefix="linli-instructions-ref-") as tmp:
+                tree = Path(tmp) / "tree"
+                subprocess.run(
+                    ["git", "-C", str(_REPO), "worktree", "add", "--detach", "-f", str(tree), args.against],
+                    check=True,
+                    capture_output=True,
+                )
+                try:
+                    against = measure(tree, messages=args.messages, warmup=args.warmup, seed=args.seed)
+                finally:
+                    subprocess.run(
+                        ["git", "-C", str(_REPO), "worktree", "remove", "--force", str(tree)],
+                        check=False,
+                        capture_output=True,
+                    )
+            report["against"] = {"ref": args.against, **against}
+            this = report["this"]
+            assert isinstance(this, dict)
+            report["ratio"] = round(this["instructions_per_msg"] / against["instructions_per_msg"], 4)
+    except (InstructionsError, subprocess.CalledProcessError) as exc:
+        print(f"instructions: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
