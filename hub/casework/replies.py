@@ -85,10 +85,11 @@ class ReplyTopics:
 
     def parse(self, topic: str) -> tuple[str, str] | None:
         """``(community, person)`` of a reply topic, or ``None`` for any other topic."""
-        head = self.prefix + "/"
-        if not topic.startswith(head):
+        # Every sensor message is asked this first: no new string unless the prefix matches.
+        cut = len(self.prefix)
+        if not (topic.startswith(self.prefix) and topic.startswith("/", cut)):
             return None
-        parts = topic[len(head) :].split("/")
+        parts = topic[cut + 1 :].split("/")
         if len(parts) != 4 or parts[1] != _WORKERS or parts[3] != _REPLIES or not parts[0] or not parts[2]:
             return None
         return parts[0], parts[2]
