@@ -51,7 +51,7 @@ class ActiveWindows:
     tz: ZoneInfo
     #: ``(whole second, answer)`` of the last instant asked about (see :meth:`contains`).
     _last: list[tuple[int, bool]] = field(
-        default_factory=lambda: [(-(2**63), False)], compare=False, repr=False
+        default_factory=lambda: [(-(2**63), False)], init=False, compare=False, repr=False
     )
 
     @classmethod
@@ -62,15 +62,17 @@ class ActiveWindows:
         return cls(spans, zone(zone_name))
 
     def contains(self, ts: float) -> bool:
-        # Span bounds and zone offsets are whole seconds, so every instant of one whole second
-        # gets the same answer (a ≤ x < b ⟺ a ≤ ⌊x⌋ < b for integers a, b): the events of a
-        # busy second (a report's three, a flood's hundreds) convert to local time once.
+        # Span bounds and zone offsets are whole seconds, so an instant is inside exactly when
+        # its whole second is (a ≤ x < b ⟺ a ≤ ⌊x⌋ < b for integers a, b). The whole second is
+        # what gets converted (converting ``ts`` would round its last half-microsecond into the
+        # next second), and the events of a busy second (a report's three, a flood's hundreds)
+        # convert to local time once.
         whole = math.floor(ts)
         last = self._last[0]
         if last[0] == whole:
             return last[1]
-        local = datetime.fromtimestamp(ts, self.tz)
-        second = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+        local = datetime.fromtimestamp(whole, self.tz)
+        second = local.hour * 3600 + local.minute * 60 + local.second
         weekday = local.weekday()
         inside = any(span.contains(weekday, second) for span in self.spans)
         self._last[0] = (whole, inside)  # one assignment: a reader on another thread sees old or new

@@ -125,7 +125,9 @@ def test_remembered_second_answers_as_a_fresh_conversion() -> None:
         at("2026-10-24 22:00:00", BERLIN),  # Saturday's window opens
         at("2026-10-25 06:00:00", BERLIN),  # and closes on Sunday morning
     ]
-    instants = sorted({e + d + f for e in edges for d in range(-2, 3) for f in (0.0, 0.25, 0.999999, -0.5)})
+    # 1 − 4e-7: the last half-microsecond of a second, which datetime.fromtimestamp rounds up.
+    fractions = (0.0, 0.25, 0.999999, 1 - 4e-7, -0.5)
+    instants = sorted({e + d + f for e in edges for d in range(-2, 3) for f in fractions})
     remembering = windows(*specs, zone="Europe/Berlin")
     answers = [remembering.contains(ts) for ts in instants + instants[::-1] + instants]
     fresh = [
@@ -133,3 +135,9 @@ def test_remembered_second_answers_as_a_fresh_conversion() -> None:
     ]
     assert answers == fresh
     assert any(answers) and not all(answers)
+    # Inside exactly when the whole second is, whatever was asked before.
+    edge = at("2026-10-24 22:00:00", BERLIN)
+    for first, then in ((edge - 4e-7, edge - 0.5), (edge - 0.5, edge - 4e-7)):
+        w = windows(*specs, zone="Europe/Berlin")
+        assert (w.contains(first), w.contains(then)) == (False, False)
+    assert windows(*specs, zone="Europe/Berlin").contains(edge)
