@@ -102,12 +102,12 @@ class Event:
 
 
 # The slots' descriptors (they still refuse assignment from outside: ``__setattr__`` is frozen's).
-_SET_DEVICE_ID = Event.__dict__["device_id"].__set__
-_SET_KIND = Event.__dict__["kind"].__set__
-_SET_TS = Event.__dict__["ts"].__set__
-_SET_FAMILY = Event.__dict__["family"].__set__
-_SET_VALUE = Event.__dict__["value"].__set__
-_SET_ATTRS = Event.__dict__["attrs"].__set__
+_SET_DEVICE_ID = vars(Event)["device_id"].__set__
+_SET_KIND = vars(Event)["kind"].__set__
+_SET_TS = vars(Event)["ts"].__set__
+_SET_FAMILY = vars(Event)["family"].__set__
+_SET_VALUE = vars(Event)["value"].__set__
+_SET_ATTRS = vars(Event)["attrs"].__set__
 
 
 class DeviceHints(Protocol):

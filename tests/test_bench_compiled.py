@@ -16,12 +16,15 @@ from typing import Any
 
 from bench import compiled
 
-FILES = ("adapters/_json.py",)
+#: Small modules; ``events`` and ``line_protocol`` build their frozen classes through the slots'
+#: setters, which mypyc must compile too (``vars(cls)``, not ``cls.__dict__``).
+FILES = ("adapters/_json.py", "adapters/events.py", "hub/timeseries/line_protocol.py")
 TOPIC = "zigbee2mqtt/door"
 
 
 def _values() -> list[Any]:
-    from adapters import _json  # noqa: PLC0415 (imported where the probe runs: compiled there)
+    from adapters import _json, events  # noqa: PLC0415 (imported where the probe runs: compiled there)
+    from hub.timeseries import line_protocol  # noqa: PLC0415
 
     out: list[Any] = [_json.as_number(v, "battery", TOPIC) for v in (87, 3.05, "42", None)]
     out.append(_json.event_time("2026-11-23T02:13:00+08:00", 1.0, TOPIC))
@@ -29,6 +32,17 @@ def _values() -> list[Any]:
     try:
         _json.parse_object(b"[1]", TOPIC)
     except Exception as exc:  # the same error, raised the same way
+        out.append(type(exc).__name__)
+    event = events.Event("d1", events.EventKind.DOOR_OPEN, 1.5, "zigbee2mqtt", True, {"lqi": 9.0})
+    point = line_protocol.Point(measurement="door", tags=(("grid", "g1"),), fields=(("open", 1),), ts=1.5)
+    out += [
+        repr(event),
+        event == events.Event("d1", events.EventKind.DOOR_OPEN, 1.5, "zigbee2mqtt", True, {"lqi": 9.0}),
+    ]
+    out += [repr(point), line_protocol.encode(point)]
+    try:
+        event.ts = 2.0  # type: ignore[misc]
+    except Exception as exc:  # frozen, compiled or not
         out.append(type(exc).__name__)
     return out
 
@@ -40,7 +54,7 @@ def _probe(conn: Connection) -> None:
 
 def test_the_phase_process_runs_the_extension_and_agrees_with_the_source(tmp_path: Path) -> None:
     tree = compiled.build(tmp_path / "cache", files=FILES)
-    assert list((tree / "adapters").glob("_json.*.so"))
+    assert list((tree / "adapters").glob("_json.*.so")) and list((tree / "adapters").glob("events.*.so"))
     assert compiled.build(tmp_path / "cache", files=FILES) == tree  # the cache: no second compile
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
@@ -52,6 +66,6 @@ def test_the_phase_process_runs_the_extension_and_agrees_with_the_source(tmp_pat
     assert parent.poll(60)
     result = parent.recv()
     proc.join(10)
-    assert result["compiled"] == ["adapters._json"]
+    assert sorted(result["compiled"]) == ["adapters._json", "adapters.events", "hub.timeseries.line_protocol"]
     assert compiled.compiled_loaded(compiled.module_names(FILES)) == []
     assert result["values"] == _values()

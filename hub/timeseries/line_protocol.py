@@ -78,11 +78,11 @@ class Point:
         return None
 
 
-_SET_MEASUREMENT = Point.__dict__["measurement"].__set__
-_SET_TAGS = Point.__dict__["tags"].__set__
-_SET_FIELDS = Point.__dict__["fields"].__set__
-_SET_TS = Point.__dict__["ts"].__set__
-_SET_HEAD = Point.__dict__["head"].__set__
+_SET_MEASUREMENT = vars(Point)["measurement"].__set__
+_SET_TAGS = vars(Point)["tags"].__set__
+_SET_FIELDS = vars(Point)["fields"].__set__
+_SET_TS = vars(Point)["ts"].__set__
+_SET_HEAD = vars(Point)["head"].__set__
 
 
 def sorted_tags(tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
