@@ -12,7 +12,9 @@ instrumentation on (``callgrind_control -i on``) for ``--messages`` more, and of
 With ``--against REF`` the same is measured for a git ref (checked out into a temporary
 worktree) in the same run, and the ratio is reported. Instructions are not time (cache misses
 and branch mispredictions count alike), so this compares versions of the hot path; the
-suite's msg/s over MQTT (:mod:`bench.suite`) stays the figure to quote. Run::
+suite's msg/s over MQTT (:mod:`bench.suite`) stays the figure to quote. The two
+``callgrind_control`` calls are counted too (≈ 0.5 M instructions: ≈ 170 a message at the
+default 3 000, noticeable only with tiny N). Run::
 
     .venv/bin/python -m bench.instructions --against HEAD~3
 
@@ -70,6 +72,8 @@ def measure(source: Path, *, messages: int, warmup: int, seed: int) -> dict[str,
             "--instr-atstart=no",
             f"--callgrind-out-file={tmp}/callgrind.out",
             sys.executable,
+            # -P: no script directory on the path (this tree's bench/ would shadow modules).
+            "-P",
             # This file runs the child even for an older ref (which may not have it); the
             # hub and the stream are imported from ``source`` (first on the path).
             str(Path(__file__).resolve()),
