@@ -17,7 +17,7 @@ from hub.app import Hub
 from hub.cases.care import CareFlag, Elder, TaskKind, care_from, due_at, load_care, same_due_until
 from hub.casework.care_alerts import NO_SIGN_RULE
 from hub.casework.elders import RegisterEntry
-from hub.casework.signs import NoSign, gives_sign, is_sign, sign_status
+from hub.casework.signs import SIGN_EVENTS, NoSign, gives_sign, is_sign, sign_status
 from hub.community.model import Device, Resident
 from tests.helpers import GRID, TOKEN, Phone, eventually, publisher
 from tests.support.servers import Broker
@@ -58,6 +58,27 @@ def test_which_devices_and_events_give_a_sign() -> None:
     # A PIR reporting that the room is empty says nothing about the elder.
     assert not is_sign(PIR, _event(PIR, EventKind.OCCUPANCY, False))
     assert not is_sign(DOOR, _event(DOOR, EventKind.HEARTBEAT))
+
+
+def test_is_sign_is_gives_sign_and_the_kinds_events_for_every_combination() -> None:
+    """``is_sign`` inlines ``gives_sign`` for the hot path: the same answer for every device kind,
+    model, event kind and presence value."""
+    for device_kind in DeviceKind:
+        for model in ("Linli two-key pendant", "TS0215A"):
+            device = Device(id="x-1", kind=device_kind, grid=GRID, model=model)
+            for kind in EventKind:
+                for value in (None, True, False, 1.0):
+                    event = _event(device, kind, value)
+                    expected = (
+                        kind in SIGN_EVENTS.get(device_kind, frozenset())
+                        and gives_sign(device)
+                        and (
+                            kind not in (EventKind.MOTION, EventKind.OCCUPANCY)
+                            or value is None
+                            or value is True
+                        )
+                    )
+                    assert is_sign(device, event) == expected, (device_kind, model, kind, value)
 
 
 def test_sign_status_says_why_an_elder_has_no_daily_task() -> None:

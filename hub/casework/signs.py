@@ -60,11 +60,27 @@ def gives_sign(device: Device) -> bool:
     return device.kind in SIGN_EVENTS
 
 
+_NO_SIGNS: frozenset[EventKind] = frozenset()
+#: Presence events: a sign only when they saw someone.
+_PRESENCE = frozenset({EventKind.MOTION, EventKind.OCCUPANCY})
+#: Read per door event below: on CPython 3.11 ``DeviceKind.SOS_BUTTON`` goes through
+#: ``EnumType.__getattr__``'s slow hook, and ``device.kind`` through pydantic's (read once).
+_SOS_BUTTON = DeviceKind.SOS_BUTTON
+
+
 def is_sign(device: Device, event: Event) -> bool:
-    """Whether ``event`` of ``device`` is a sign of life (a PIR reporting "nobody" is not)."""
-    if event.kind not in SIGN_EVENTS.get(device.kind, frozenset()) or not gives_sign(device):
+    """Whether ``event`` of ``device`` is a sign of life (a PIR reporting "nobody" is not).
+
+    :func:`gives_sign` inlined: a device kind without sign events gives none, and an SOS
+    button only with a green key (runs for every door event of an elder's home).
+    """
+    device_kind = device.kind
+    kind = event.kind
+    if kind not in SIGN_EVENTS.get(device_kind, _NO_SIGNS):
         return False
-    if event.kind in (EventKind.MOTION, EventKind.OCCUPANCY):
+    if device_kind is _SOS_BUTTON and device.model not in GREEN_KEY_MODELS:
+        return False
+    if kind in _PRESENCE:
         return event.value is None or event.value is True
     return True
 

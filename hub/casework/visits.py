@@ -437,8 +437,9 @@ class Visits:
         entry = found[0]
         at = self._sign_time(event) if at is None else at
         elder = entry.elder
-        known_due = self._sign_due.get(elder.id, float("-inf"))
-        day = self._sign_days.get(elder.id)
+        elder_id = elder.id  # a pydantic model: each read goes through its __getattr__ hook
+        known_due = self._sign_due.get(elder_id, float("-inf"))
+        day = self._sign_days.get(elder_id)
         if day is not None and day[0] <= at < day[1] and day[2] <= known_due:
             return  # a later sign on the same local day: the due time it gives is known, and stands
         interval = self._plan(elder).intervals.get(TaskKind.SIGN_OF_LIFE)
@@ -447,7 +448,7 @@ class Visits:
         following = task_after(
             elder, TaskKind.SIGN_OF_LIFE, interval, since=at, zone=self._zone, due_time=self.care.due_time
         )
-        self._sign_days[elder.id] = (at, same_due_until(at, interval, zone=self._zone), following.due_at)
+        self._sign_days[elder_id] = (at, same_due_until(at, interval, zone=self._zone), following.due_at)
         if following.due_at <= known_due:
             return
         try:
