@@ -191,16 +191,22 @@ _READINGS = {
 }
 
 
+#: Doors, occupancy and motion: measurement, field and the field's value for the kind
+#: (``None``: the event's value as a flag).
+_STATES: dict[EventKind, tuple[Measurement, str, int | None]] = {
+    EventKind.DOOR_OPEN: (Measurement.DOOR, "open", 1),
+    EventKind.DOOR_CLOSED: (Measurement.DOOR, "open", 0),
+    EventKind.OCCUPANCY: (Measurement.OCCUPANCY, "occupied", None),
+    EventKind.MOTION: (Measurement.MOTION, "motion", None),
+}
+
+
 #: Tags an event adds to its device's (press kind, hazard): sorted pairs, hashable.
 ExtraTags = tuple[tuple[str, str], ...]
 
 
 # Members read per event, as module constants: on CPython 3.11 every ``EnumClass.MEMBER``
 # read goes through ``EnumType.__getattr__``'s slow hook (≈ 180 ns; gone in 3.12).
-_DOOR_OPEN = EventKind.DOOR_OPEN
-_DOOR_CLOSED = EventKind.DOOR_CLOSED
-_OCCUPANCY = EventKind.OCCUPANCY
-_MOTION = EventKind.MOTION
 _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
 _HEARTBEAT = EventKind.HEARTBEAT
@@ -209,9 +215,6 @@ _OFFLINE = EventKind.OFFLINE
 _TAMPER = EventKind.TAMPER
 _DEVICE_ERROR = EventKind.DEVICE_ERROR
 _M_PRESS = Measurement.PRESS
-_M_DOOR = Measurement.DOOR
-_M_OCCUPANCY = Measurement.OCCUPANCY
-_M_MOTION = Measurement.MOTION
 _M_HAZARD = Measurement.HAZARD
 _M_READING = Measurement.READING
 _M_DEVICE_HEALTH = Measurement.DEVICE_HEALTH
@@ -232,15 +235,9 @@ def event_shape(event: Event) -> tuple[Measurement, dict[str, FieldValue], Extra
             if isinstance(press, str)
             else (("press", _PRESS[kind]),)
         )
-    elif kind is _DOOR_OPEN or kind is _DOOR_CLOSED:
-        measurement = _M_DOOR
-        fields["open"] = int(kind is _DOOR_OPEN)
-    elif kind is _OCCUPANCY:
-        measurement = _M_OCCUPANCY
-        fields["occupied"] = _flag(event.value)
-    elif kind is _MOTION:
-        measurement = _M_MOTION
-        fields["motion"] = _flag(event.value)
+    elif (state := _STATES.get(kind)) is not None:
+        measurement, name, fixed = state
+        fields[name] = _flag(event.value) if fixed is None else fixed
     elif kind in _HAZARDS:
         measurement = _M_HAZARD
         fields["alarm"] = _flag(event.value)
