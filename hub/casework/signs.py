@@ -53,32 +53,33 @@ _REASONS = {
 }
 
 
-def gives_sign(device: Device) -> bool:
-    """Whether this device can show the elder's daily sign of life."""
-    if device.kind is DeviceKind.SOS_BUTTON:
-        return device.model in GREEN_KEY_MODELS
-    return device.kind in SIGN_EVENTS
-
-
 _NO_SIGNS: frozenset[EventKind] = frozenset()
 #: Presence events: a sign only when they saw someone.
 _PRESENCE = frozenset({EventKind.MOTION, EventKind.OCCUPANCY})
-#: Read per door event below: on CPython 3.11 ``DeviceKind.SOS_BUTTON`` goes through
+#: Read per door event (:func:`is_sign`): on CPython 3.11 ``DeviceKind.SOS_BUTTON`` goes through
 #: ``EnumType.__getattr__``'s slow hook, and ``device.kind`` through pydantic's (read once).
 _SOS_BUTTON = DeviceKind.SOS_BUTTON
+
+
+def gives_sign(device: Device) -> bool:
+    """Whether this device can show the elder's daily sign of life."""
+    return _gives_sign(device, device.kind)
+
+
+def _gives_sign(device: Device, device_kind: DeviceKind) -> bool:
+    if device_kind is _SOS_BUTTON:
+        return device.model in GREEN_KEY_MODELS
+    return device_kind in SIGN_EVENTS
 
 
 def is_sign(device: Device, event: Event) -> bool:
     """Whether ``event`` of ``device`` is a sign of life (a PIR reporting "nobody" is not).
 
-    :func:`gives_sign` inlined: a device kind without sign events gives none, and an SOS
-    button only with a green key (runs for every door event of an elder's home).
+    Runs for every door event of an elder's home: the device's kind is read once.
     """
     device_kind = device.kind
     kind = event.kind
-    if kind not in SIGN_EVENTS.get(device_kind, _NO_SIGNS):
-        return False
-    if device_kind is _SOS_BUTTON and device.model not in GREEN_KEY_MODELS:
+    if kind not in SIGN_EVENTS.get(device_kind, _NO_SIGNS) or not _gives_sign(device, device_kind):
         return False
     if kind in _PRESENCE:
         return event.value is None or event.value is True
