@@ -94,7 +94,12 @@ def measure(source: Path, *, messages: int, warmup: int, seed: int) -> dict[str,
 
 
 def _child(messages: int, warmup: int, seed: int) -> None:
-    """Runs under callgrind: instrumentation only around the measured messages."""
+    """Runs under callgrind: instrumentation only around the measured messages.
+
+    The loop is :func:`bench.run.measure_pipeline`'s with a switch between warm-up and the
+    measured messages. It is written here, not shared, because the child imports ``bench.run``
+    from the measured tree: an older ref has only the long-standing pieces used below.
+    """
 
     def instrument(state: str) -> None:
         subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True)
