@@ -18,6 +18,13 @@ default 3 000, noticeable only with tiny N). Run::
 
     .venv/bin/python -m bench.instructions --against HEAD~3
 
+``--without STAGE[:KIND,KIND…]`` takes a stage away in the measured process (by patching the
+measured tree's classes in the child, so it works on older refs too), for all events or only
+for the kinds named: the difference to a full count is what the stage costs (docs/
+benchmarks.md, "Thirteenth pass"). The stages are :data:`STAGES`. Each patch is a Python call of
+its own per message or event (≈ 1–2 k instructions a message), so differences that small are
+the patch, not the stage.
+
 Needs ``valgrind`` (the Debian package); stdout gets one JSON line.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -34,6 +42,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 # In the child these come from the measured tree (``PYTHONPATH``), whichever ref it is.
 from bench.run import STREAM_START, StreamPace, build_messages, hub_settings
@@ -45,6 +55,12 @@ from simulators.community import generate
 #: callgrind's summary line on stderr: ``==PID== Collected : 608067324``.
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 _REPO = Path(__file__).resolve().parent.parent
+
+
+#: What ``--without`` can take away: the events themselves (as if the adapters had not made
+#: them), the rules (``Evaluator.on_event`` decides nothing), the health-point check and its
+#: points, and device state.
+STAGES = ("events", "rules", "health_points", "device_state")
 
 
 class InstructionsError(RuntimeError):
@@ -59,8 +75,71 @@ def collected(stderr: str) -> int:
     return int(found[-1])
 
 
-def measure(source: Path, *, messages: int, warmup: int, seed: int) -> dict[str, float]:
-    """Instructions per message for the code in ``source`` (a checkout of this repository)."""
+def parse_without(spec: str) -> tuple[str, frozenset[str] | None]:
+    """``STAGE`` or ``STAGE:kind,kind`` → (stage, the event kinds or ``None`` for all)."""
+    stage, colon, kinds = spec.partition(":")
+    if stage not in STAGES:
+        raise InstructionsError(f"--without {spec!r}: the stage must be one of {', '.join(STAGES)}")
+    names = frozenset(k for k in kinds.split(",") if k)
+    if colon and not names:
+        raise InstructionsError(f"--without {spec!r}: name kinds after the colon, or no colon")
+    return stage, names or None
+
+
+def taken_away(specs: Sequence[str]) -> contextlib.ExitStack:
+    """The stages of ``specs`` taken away (patched) until the returned stack is closed.
+
+    Imports from whichever tree is first on the path: the child's measured tree.
+    """
+    from adapters.router import AdapterRouter  # noqa: PLC0415
+    from hub.ingest.device_state import DeviceStates  # noqa: PLC0415
+    from hub.ingest.pipeline import Pipeline  # noqa: PLC0415
+    from rules.evaluator import Evaluator  # noqa: PLC0415
+
+    stack = contextlib.ExitStack()
+
+    def hit(kinds: frozenset[str] | None, event: Any) -> bool:
+        return kinds is None or event.kind.value in kinds
+
+    for spec in specs:
+        stage, kinds = parse_without(spec)
+        if stage == "events":
+            decode = AdapterRouter.decode
+
+            def kept(self: Any, *args: Any, _d: Any = decode, _k: Any = kinds) -> list[Any]:
+                return [e for e in _d(self, *args) if not hit(_k, e)]
+
+            stack.enter_context(mock.patch.object(AdapterRouter, "decode", kept))
+        elif stage == "rules":
+            on_event = Evaluator.on_event
+
+            def decided(self: Any, event: Any, subject: Any, _o: Any = on_event, _k: Any = kinds) -> Any:
+                return [] if hit(_k, event) else _o(self, event, subject)
+
+            stack.enter_context(mock.patch.object(Evaluator, "on_event", decided))
+        elif stage == "health_points":
+            due = Pipeline._health_point_due
+
+            def charted(self: Any, event: Any, _d: Any = due, _k: Any = kinds) -> bool:
+                return False if hit(_k, event) else bool(_d(self, event))
+
+            stack.enter_context(mock.patch.object(Pipeline, "_health_point_due", charted))
+        else:
+            record = DeviceStates.record
+
+            def recorded(self: Any, event: Any, _r: Any = record, _k: Any = kinds) -> None:
+                if not hit(_k, event):
+                    _r(self, event)
+
+            stack.enter_context(mock.patch.object(DeviceStates, "record", recorded))
+    return stack
+
+
+def measure(
+    source: Path, *, messages: int, warmup: int, seed: int, without: Sequence[str] = ()
+) -> dict[str, float]:
+    """Instructions per message for the code in ``source`` (a checkout of this repository),
+    with the stages named in ``without`` taken away (:func:`parse_without`)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None or shutil.which("callgrind_control") is None:
         raise InstructionsError("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -81,6 +160,7 @@ def measure(source: Path, *, messages: int, warmup: int, seed: int) -> dict[str,
             f"--messages={messages}",
             f"--warmup={warmup}",
             f"--seed={seed}",
+            *(f"--without={spec}" for spec in without),
         ]
         done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -93,7 +173,7 @@ def measure(source: Path, *, messages: int, warmup: int, seed: int) -> dict[str,
     }
 
 
-def _child(messages: int, warmup: int, seed: int) -> None:
+def _child(messages: int, warmup: int, seed: int, specs: Sequence[str] = ()) -> None:
     """Runs under callgrind: instrumentation only around the measured messages.
 
     The loop is :func:`bench.run.measure_pipeline`'s with a switch between warm-up and the
@@ -137,7 +217,7 @@ def _child(messages: int, warmup: int, seed: int) -> None:
         finally:
             hub.close()
 
-    with tempfile.TemporaryDirectory(prefix="linli-instructions-child-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="linli-instructions-child-") as tmp, taken_away(specs):
         events = asyncio.run(run(Path(tmp)))
     print(json.dumps({"events": events}), flush=True)
 
@@ -148,14 +228,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20_000, help="messages before the measured ones")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--against", help="a git ref to measure in the same run (a temporary worktree)")
+    p.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="STAGE[:KINDS]",
+        help=f"take a stage away ({', '.join(STAGES)}), for all events or the kinds named "
+        "(e.g. rules:battery); repeatable",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        _child(args.messages, args.warmup, args.seed)
+        _child(args.messages, args.warmup, args.seed, args.without)
         return 0
-    report: dict[str, object] = {"bench": "instructions", "messages": args.messages, "warmup": args.warmup}
     try:
-        report["this"] = measure(_REPO, messages=args.messages, warmup=args.warmup, seed=args.seed)
+        for spec in args.without:
+            parse_without(spec)
+    except InstructionsError as exc:
+        p.error(str(exc))
+    report: dict[str, object] = {
+        "bench": "instructions",
+        "messages": args.messages,
+        "warmup": args.warmup,
+        "without": args.without,
+    }
+    try:
+        report["this"] = measure(
+            _REPO, messages=args.messages, warmup=args.warmup, seed=args.seed, without=args.without
+        )
         if args.against:
             with tempfile.TemporaryDirectory(prefix="linli-instructions-ref-") as tmp:
                 tree = Path(tmp) / "tree"
@@ -165,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     capture_output=True,
                 )
                 try:
-                    against = measure(tree, messages=args.messages, warmup=args.warmup, seed=args.seed)
+                    against = measure(
+                        tree, messages=args.messages, warmup=args.warmup, seed=args.seed, without=args.without
+                    )
                 finally:
                     subprocess.run(
                         ["git", "-C", str(_REPO), "worktree", "remove", "--force", str(tree)],

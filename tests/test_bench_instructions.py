@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import InstructionsError, collected, measure
+from adapters.events import Event, EventKind
+from bench.instructions import InstructionsError, collected, measure, parse_without, taken_away
+from bench.run import build_messages, hub_settings, measure_pipeline
+from hub.ingest.device_state import DeviceStates
+from hub.ingest.pipeline import Pipeline
+from simulators.community import generate
 from tests.conftest import server_missing
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,12 +32,77 @@ def test_callgrinds_summary_line_is_read() -> None:
         collected("valgrind: failed to start tool 'callgrind'")
 
 
+def test_without_names_a_stage_and_maybe_kinds() -> None:
+    assert parse_without("rules") == ("rules", None)
+    assert parse_without("events:signal,battery") == ("events", frozenset({"signal", "battery"}))
+    for bad in ("decode", "rules:", "rules:,", ""):
+        with pytest.raises(InstructionsError):
+            parse_without(bad)
+
+
+def _counts(tmp: Path, specs: list[str]) -> dict[str, int]:
+    community = generate(seed=1, grids=2, buildings_per_grid=2, elders_per_building=3, parking_per_grid=2)
+    community_file = tmp / "community.yaml"
+    community.write(community_file)
+    stream, _ = build_messages(community.devices, 3000, seed=1)
+    settings = hub_settings(
+        broker_url="mqtt://127.0.0.1:1",
+        data_dir=tmp / "data",
+        community_file=community_file,
+        client_id="linli-bench-without",
+    )
+    with taken_away(specs):
+        _, counts = measure_pipeline(stream, settings)
+    return counts
+
+
+def test_each_stage_taken_away_is_gone_and_put_back_after(tmp_path: Path) -> None:
+    full = _counts(tmp_path / "full", [])
+    assert full["signals"] > 0 and full["events"] > full["messages"]
+    no_signal = _counts(tmp_path / "events", ["events:signal"])
+    # Every report carries a link quality: one event fewer per message, nothing else changes.
+    assert no_signal["events"] == full["events"] - full["messages"]
+    assert no_signal["signals"] == full["signals"]
+    assert _counts(tmp_path / "rules", ["rules"])["signals"] == 0
+    # Only battery: the door, parking and SOS rules still decide.
+    battery_only = _counts(tmp_path / "battery", ["rules:battery"])
+    assert 0 < battery_only["signals"] < full["signals"]
+    # Put back: the same counts as before.
+    assert _counts(tmp_path / "again", []) == full
+
+
+def test_device_state_and_health_points_taken_away_by_kind() -> None:
+    battery = Event("d1", EventKind.BATTERY, 100.0, "zigbee2mqtt", 50.0)
+    signal = Event("d1", EventKind.SIGNAL, 100.0, "zigbee2mqtt", 80)
+    # Unbound: the patch only needs the throttle's per-kind dicts.
+    pipeline = Pipeline.__new__(Pipeline)
+    with taken_away(["device_state:battery", "health_points:battery"]):
+        states = DeviceStates()
+        states.record(battery)
+        assert states.get("d1") is None
+        states.record(signal)
+        assert states.get("d1") is not None
+        pipeline._next_health = {EventKind.BATTERY: {}, EventKind.SIGNAL: {}}
+        assert not pipeline._health_point_due(battery)
+        assert pipeline._health_point_due(signal)
+    states = DeviceStates()
+    states.record(battery)
+    assert states.get("d1") is not None
+    assert pipeline._health_point_due(battery)
+
+
 def test_the_same_code_counts_the_same_and_only_the_measured_messages() -> None:
     if shutil.which("valgrind") is None:
         server_missing("valgrind is not installed (scripts/system-deps installs it)")
-    # Two runs side by side (start-up under valgrind is most of each run's time).
+    # Two runs side by side (start-up under valgrind is most of each run's time), then one
+    # without the link-quality events.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(lambda _: measure(REPO, messages=60, warmup=300, seed=1), range(2))
+        first, second, fewer = pool.map(
+            lambda spec: measure(REPO, messages=60, warmup=300, seed=1, without=spec),
+            [(), (), ("events:signal",)],
+        )
+    assert fewer["events_per_msg"] == pytest.approx(first["events_per_msg"] - 1.0, abs=0.01)
+    assert fewer["instructions_per_msg"] < first["instructions_per_msg"]
     # Two, three events a Zigbee2MQTT report (the reading, battery, link quality).
     assert 2.0 <= first["events_per_msg"] <= 3.0
     count = first["instructions_per_msg"]
