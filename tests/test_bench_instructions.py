@@ -38,6 +38,8 @@ def test_without_names_a_stage_and_maybe_kinds() -> None:
     for bad in ("decode", "rules:", "rules:,", ""):
         with pytest.raises(InstructionsError):
             parse_without(bad)
+    with pytest.raises(InstructionsError, match="batery"), taken_away(["rules:batery"]):
+        pass
 
 
 def _counts(tmp: Path, specs: list[str]) -> dict[str, int]:
