@@ -132,18 +132,25 @@ class Pipeline:
         self._events(events, retain)
 
     def _events(self, events: Sequence[Event], retain: bool) -> None:
-        for index, event in enumerate(events):
-            if event.family == NATIVE_FAMILY and self._foreign(event):
-                continue
-            try:
-                self._on_event(event, retain)
-            except NotStoredError as exc:
-                # Resume where it stopped: this event's undecided rest, then the message's rest.
-                rest = events[index + 1 :]
-                if not rest:
-                    raise
-                resume = functools.partial(self._resume_then, exc.resume, rest, retain)
-                raise NotStoredError(resume=resume, cause=exc.cause) from exc.cause
+        if not events:
+            return
+        try:
+            for index, event in enumerate(events):
+                if event.family == NATIVE_FAMILY and self._foreign(event):
+                    continue
+                try:
+                    self._on_event(event, retain)
+                except NotStoredError as exc:
+                    # Resume where it stopped: this event's undecided rest, then the message's rest.
+                    rest = events[index + 1 :]
+                    if not rest:
+                        raise
+                    resume = functools.partial(self._resume_then, exc.resume, rest, retain)
+                    raise NotStoredError(resume=resume, cause=exc.cause) from exc.cause
+        finally:
+            # Once per message, not per event: it only schedules the rule-state flush of this
+            # loop turn, and a message's events share the turn (also when one of them raised).
+            self._on_state_change()
 
     def _resume_then(self, first: Callable[[], None], rest: Sequence[Event], retain: bool) -> None:
         first()
@@ -179,7 +186,8 @@ class Pipeline:
     def _on_event(self, event: Event, retain: bool) -> None:
         self.stats.events += 1
         subject = self._registry.subject(event.device_id)
-        if not subject.known:
+        known = subject.known  # a property: read once
+        if not known:
             children = self._registry.children(event.device_id) if event.kind in _NODE_KINDS else []
             if children:
                 # A gateway node (Tasmota LWT, STATE) speaks for the devices behind it.
@@ -193,7 +201,7 @@ class Pipeline:
                 event = replace(event, device_id=stranger.group)
                 subject = Subject(device_id=stranger.group)
         self._states.record(event)
-        if self._on_device_event is not None and subject.known:
+        if self._on_device_event is not None and known:
             self._on_device_event(event, retain)
         if event.kind not in _HEALTH or self._health_point_due(event):
             self._series.write_many(
@@ -203,7 +211,6 @@ class Pipeline:
             self.stats.retained_presses_skipped += 1
             return
         signals = self._evaluator.on_event(event, subject)
-        self._on_state_change()
         if signals:
             self.apply_signals(self._mark_message(signals), subject)
 

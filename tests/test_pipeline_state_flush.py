@@ -1,0 +1,63 @@
+"""The rule-state flush is asked for once per message, also when one of its events raised.
+
+``Pipeline`` tells the rule runtime that rule state changed (``on_state_change``), which
+schedules the flush of the event loop's turn. A message's events share that turn, so asking
+once per message is enough; asking once per event was a call per event for nothing (issue 14,
+thirteenth pass). What must not be lost: a message whose second event raised still had its
+first event change rule state, so the flush is asked for on the way out too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.run import STREAM_START, build_messages, hub_settings
+from hub.app import Hub
+from hub.clock import ManualClock
+from simulators.community import generate
+
+
+async def test_once_per_message_and_on_the_way_out_of_a_failure(tmp_path: Path) -> None:
+    community = generate(seed=1, grids=1, buildings_per_grid=1, elders_per_building=2, parking_per_grid=1)
+    community_file = tmp_path / "community.yaml"
+    community.write(community_file)
+    stream, _ = build_messages(community.devices, 3, seed=1)
+    settings = hub_settings(
+        broker_url="mqtt://127.0.0.1:1",
+        data_dir=tmp_path / "data",
+        community_file=community_file,
+        client_id="linli-state-flush",
+    )
+    hub = Hub(settings=settings, clock=ManualClock(start=STREAM_START))
+    try:
+        pipeline = hub.pipeline
+        asked: list[int] = []
+        pipeline._on_state_change = lambda: asked.append(pipeline.stats.events)
+
+        topic, payload = stream[0]  # a Zigbee2MQTT report: a reading, a battery, a link quality
+        pipeline.handle(topic, payload)
+        assert pipeline.stats.events == 3
+        assert asked == [3]
+
+        pipeline.handle("zigbee2mqtt/bridge/state", b'{"state": "online"}')  # no events
+        assert asked == [3]
+
+        evaluate = pipeline._evaluator.on_event
+        calls: list[Any] = []
+
+        def second_fails(event: Any, subject: Any) -> Any:
+            calls.append(event)
+            if len(calls) == 2:
+                raise RuntimeError("a rule failed")
+            return evaluate(event, subject)
+
+        pipeline._evaluator.on_event = second_fails  # type: ignore[method-assign]
+        topic, payload = stream[1]
+        with pytest.raises(RuntimeError, match="a rule failed"):
+            pipeline.handle(topic, payload)
+        assert asked == [3, 5]  # the first event changed state: the flush is still asked for
+    finally:
+        hub.close()
