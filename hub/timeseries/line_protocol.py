@@ -147,7 +147,7 @@ def encode(point: Point) -> str | None:
     if not fields or not point.measurement:
         return None
     head = point.head or encode_head(point.measurement, point.tags)
-    return f"{head} {','.join(fields)} {round(point.ts * 1_000_000) * 1000}"
+    return f"{head} {','.join(fields)} {timestamp_ns(point.ts)}"
 
 
 @functools.lru_cache(maxsize=1024)
