@@ -129,7 +129,7 @@ def encode(point: Point) -> str | None:
     The writer's flusher runs this for every point on the event loop, so the common values
     (floats and integers, the only kinds event points carry) skip :func:`format_field`'s
     ``isinstance`` chain, and a field key is escaped once per distinct key (the schema has a
-    few dozen), not once per point: 2.4 → 1.3 µs a point here (docs/benchmarks.md, "Thirteenth pass").
+    few dozen), not once per point: about half the time a point (docs/benchmarks.md, "Thirteenth pass").
     """
     fields = []
     for key, value in point.fields:
