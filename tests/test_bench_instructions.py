@@ -15,11 +15,11 @@ import pytest
 
 from adapters.events import Event, EventKind
 from bench.instructions import InstructionsError, collected, measure, parse_without, taken_away
-from bench.run import build_messages, hub_settings, measure_pipeline
+from bench.run import measure_pipeline
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.pipeline import Pipeline
-from simulators.community import generate
 from tests.conftest import server_missing
+from tests.support.bench_stream import bench_stream
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,16 +43,7 @@ def test_without_names_a_stage_and_maybe_kinds() -> None:
 
 
 def _counts(tmp: Path, specs: list[str]) -> dict[str, int]:
-    community = generate(seed=1, grids=2, buildings_per_grid=2, elders_per_building=3, parking_per_grid=2)
-    community_file = tmp / "community.yaml"
-    community.write(community_file)
-    stream, _ = build_messages(community.devices, 3000, seed=1)
-    settings = hub_settings(
-        broker_url="mqtt://127.0.0.1:1",
-        data_dir=tmp / "data",
-        community_file=community_file,
-        client_id="linli-bench-without",
-    )
+    stream, settings = bench_stream(tmp, 3000, client_id="linli-bench-without")
     with taken_away(specs):
         _, counts = measure_pipeline(stream, settings)
     return counts

@@ -14,23 +14,14 @@ from typing import Any
 
 import pytest
 
-from bench.run import STREAM_START, build_messages, hub_settings
+from bench.run import STREAM_START
 from hub.app import Hub
 from hub.clock import ManualClock
-from simulators.community import generate
+from tests.support.bench_stream import bench_stream
 
 
 async def test_once_per_message_and_on_the_way_out_of_a_failure(tmp_path: Path) -> None:
-    community = generate(seed=1, grids=1, buildings_per_grid=1, elders_per_building=2, parking_per_grid=1)
-    community_file = tmp_path / "community.yaml"
-    community.write(community_file)
-    stream, _ = build_messages(community.devices, 3, seed=1)
-    settings = hub_settings(
-        broker_url="mqtt://127.0.0.1:1",
-        data_dir=tmp_path / "data",
-        community_file=community_file,
-        client_id="linli-state-flush",
-    )
+    stream, settings = bench_stream(tmp_path, 3, client_id="linli-state-flush")
     hub = Hub(settings=settings, clock=ManualClock(start=STREAM_START))
     try:
         pipeline = hub.pipeline
