@@ -57,7 +57,7 @@ def test_each_stage_taken_away_is_gone_and_put_back_after(tmp_path: Path) -> Non
     assert no_signal["events"] == full["events"] - full["messages"]
     assert no_signal["signals"] == full["signals"]
     assert _counts(tmp_path / "rules", ["rules"])["signals"] == 0
-    # Only battery: the door, parking and SOS rules still decide.
+    # Without the battery rules: the door, parking and SOS rules still decide.
     battery_only = _counts(tmp_path / "battery", ["rules:battery"])
     assert 0 < battery_only["signals"] < full["signals"]
     # Put back: the same counts as before.
