@@ -1,7 +1,8 @@
 """``encode``'s fast paths (floats, integers, remembered field keys) against the plain rules.
 
-The reference below is ``encode`` as it was before the fast paths: every value through
-:func:`format_field`, every key through :func:`escape_key`. Both must give the same line for
+The reference below is ``encode`` as it was before the fast paths: every value through the
+``isinstance`` chain ``format_field`` had then (copied here), every key through
+:func:`escape_key`. Both must give the same line for
 any point, including the values the fast paths hand back (bools, int and float subclasses,
 NaN and infinities, strings) and keys that need escaping.
 """
@@ -9,6 +10,7 @@ NaN and infinities, strings) and keys that need escaping.
 from __future__ import annotations
 
 import enum
+import math
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,10 +34,21 @@ class _Ratio(float):
     pass
 
 
+def reference_field(value: FieldValue) -> str | None:
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
+    return f'"{text}"'
+
+
 def reference(point: Point) -> str | None:
     fields = []
     for key, value in point.fields:
-        text = format_field(value)
+        text = reference_field(value)
         if text is not None:
             fields.append(f"{escape_key(key)}={text}")
     if not fields or not point.measurement:
@@ -85,3 +98,8 @@ def test_bools_are_not_integers_and_non_finite_floats_are_left_out() -> None:
         ts=1.5,
     )
     assert encode(point) == "m ok=true,n=3i,z=0.5 1500000000"
+
+
+@given(value=_values)
+def test_format_field_matches_the_plain_rules(value: FieldValue) -> None:
+    assert format_field(value) == reference_field(value)

@@ -108,6 +108,12 @@ def escape_key(text: str) -> str:
 
 def format_field(value: FieldValue) -> str | None:
     """The value's line-protocol text, or ``None`` when it cannot be represented (NaN, Inf)."""
+    # Event points carry floats and integers: those first, by exact type (bool is an int, and
+    # subclasses take the isinstance chain below), since the flusher formats every field.
+    if type(value) is float:
+        return repr(value) if math.isfinite(value) else None
+    if type(value) is int:
+        return f"{value}i"
     if isinstance(value, bool):  # before int: bool is an int
         return "true" if value else "false"
     if isinstance(value, int):
@@ -126,24 +132,15 @@ def timestamp_ns(ts: float) -> int:
 def encode(point: Point) -> str | None:
     """One line of line protocol (no newline), or ``None`` if no field can be written.
 
-    The writer's flusher runs this for every point on the event loop, so the common values
-    (floats and integers, the only kinds event points carry) skip :func:`format_field`'s
-    ``isinstance`` chain, and a field key is escaped once per distinct key (the schema has a
-    few dozen), not once per point: about half the time a point (docs/benchmarks.md, "Thirteenth pass").
+    The writer's flusher runs this for every point on the event loop: a field key is escaped
+    once per distinct key (the schema has a few dozen), not once per point, and
+    :func:`format_field` takes floats and integers first (docs/benchmarks.md, "Thirteenth pass").
     """
     fields = []
     for key, value in point.fields:
-        if type(value) is float:  # exact types: bool is an int, and subclasses take the long way
-            if not math.isfinite(value):
-                continue
-            text: str | None = repr(value)
-        elif type(value) is int:
-            text = f"{value}i"
-        else:  # bool (before int in format_field), str, and int or float subclasses
-            text = format_field(value)
-            if text is None:
-                continue
-        fields.append(f"{_field_key(key)}={text}")
+        text = format_field(value)
+        if text is not None:
+            fields.append(f"{_field_key(key)}={text}")
     if not fields or not point.measurement:
         return None
     head = point.head or encode_head(point.measurement, point.tags)
