@@ -52,16 +52,21 @@ class Slot:
     ``times``, ``params`` and ``evidence`` are read-only types and start as one shared empty
     value: a trigger replaces them, never changes them in place. At 10⁵ devices a hub holds
     5 × 10⁵ slots, most of them with none of the three; an empty list or dict each was
-    ≈ 200 B a slot (docs/benchmarks.md, "Ninth pass"). ``seen`` is changed in place on every
-    event (:func:`rules.triggers.base.accept`), so it stays a list of its own.
+    ≈ 200 B a slot (docs/benchmarks.md, "Ninth pass").
+
+    ``seen`` is nearly always one event's identity, held as that string: the event's own
+    ``ctx.ident``, shared by every slot the event touches. A list of its own per slot was
+    ≈ 90 B a slot in service (docs/benchmarks.md, "Fourteenth pass"). Only events at the
+    same time as the last applied one make it a tuple. :meth:`seen_idents` reads it as a list.
     """
 
     #: The trigger type that wrote it (a reload keeps slots only for the same type).
     trigger: str
     #: The newest event time applied; older events do not change the slot.
     last_ts: float | None = None
-    #: Identities (``kind|value``) of the events applied at ``last_ts`` (redelivery guard).
-    seen: list[str] = field(default_factory=list)
+    #: Identities (``kind|value``) of the events applied at ``last_ts`` (redelivery guard): one
+    #: as a ``str``, several (events at the same time) as a tuple, none as ``()``.
+    seen: str | tuple[str, ...] = ()
     raised: bool = False
     #: When the state began (duration start, absence arm time, count raise time).
     since: float | None = None
@@ -82,6 +87,11 @@ class Slot:
     #: :class:`MemoryState` bookkeeping (the earliest heap entry for this slot); never persisted.
     queued_due: float | None = field(default=None, repr=False, compare=False)
 
+    def seen_idents(self) -> list[str]:
+        """``seen`` as a list, whichever way it is held (the stored JSON's form)."""
+        seen = self.seen
+        return [seen] if seen.__class__ is str else list(seen)
+
     def to_json(self) -> JsonDict:
         """The fields that differ from their defaults (in value or type), in field order; the
         read-only ones (``times``, ``params``, ``evidence``) when not empty, as a list or dict.
@@ -92,9 +102,8 @@ class Slot:
         out: JsonDict = {"trigger": self.trigger}
         if self.last_ts is not None:
             out["last_ts"] = self.last_ts
-        seen = self.seen
-        if seen or seen.__class__ is not list:
-            out["seen"] = seen.copy() if isinstance(seen, list | dict) else seen
+        if self.seen:
+            out["seen"] = self.seen_idents()  # a list, as before seen was held as a string
         if self.raised is not False:
             out["raised"] = self.raised
         if self.since is not None:
@@ -142,8 +151,10 @@ class Slot:
         # copied, so a slot never shares a mutable value with a document. Empty ones become the
         # shared empty values.
         seen, times, params, evidence = slot.seen, slot.times, slot.params, slot.evidence
-        if not (fresh and seen.__class__ is list):
-            slot.seen = list(seen)
+        if seen.__class__ is not str:
+            if not isinstance(seen, list | tuple) or not all(i.__class__ is str for i in seen):
+                raise ValueError(f"slot field seen must be a list of strings, got {seen!r}")
+            slot.seen = seen[0] if len(seen) == 1 else tuple(seen)
         if not times:
             slot.times = ()
         elif not (fresh and times.__class__ is list):

@@ -79,10 +79,52 @@ def test_dirty_tracking_and_partial_snapshots() -> None:
 
 def test_slot_json_round_trip_keeps_zero_values() -> None:
     slot = Slot(
-        "threshold", last_ts=0.0, value=0.0, raised=True, seen=["battery|None"], params={"below": 2.6}
+        "threshold", last_ts=0.0, value=0.0, raised=True, seen="battery|None", params={"below": 2.6}
     )
     assert Slot.from_json(json.loads(json.dumps(slot.to_json()))) == slot
     assert Slot.from_json({"trigger": "x"}) == Slot("x")
+
+
+def test_seen_is_one_string_or_a_tuple_and_stored_as_a_list() -> None:
+    # Nearly every slot has applied one event at its newest time: its identity is held as the
+    # string itself (no list of its own per slot), and several as a tuple.
+    assert Slot.from_json({"trigger": "threshold", "seen": ["battery|50.0"]}).seen == "battery|50.0"
+    assert Slot.from_json({"trigger": "threshold", "seen": ["a", "b"]}).seen == ("a", "b")
+    assert Slot.from_json({"trigger": "threshold", "seen": []}).seen == ()
+    for held, stored in (("a|1", ["a|1"]), (("a", "b"), ["a", "b"])):
+        slot = Slot("threshold", last_ts=T0, seen=held)
+        assert slot.to_json()["seen"] == stored == slot.seen_idents()
+        assert Slot.from_json(json.loads(json.dumps(slot.to_json()))) == slot
+    assert "seen" not in Slot("threshold").to_json()
+    for bad in (5, [1], ["a", None], {"a": 1}):
+        with pytest.raises(ValueError, match="seen"):
+            Slot.from_json({"trigger": "threshold", "seen": bad})
+
+
+def test_the_redelivery_guard_with_seen_held_as_a_string() -> None:
+    # A one-identity ``seen`` is a string: the guard must compare it whole, never test for a
+    # substring (``"battery|5" in "battery|50.0"`` is true).
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state)
+    door = Subject("door-1", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {})
+    key = ("device.battery_low_percent", "door-1")
+
+    def battery(value: float, ts: float) -> Event:
+        return Event("door-1", EventKind.BATTERY, ts, "t", value, {})
+
+    assert ev.on_event(battery(50.0, T0), door) == []
+    assert state.get(key).seen == "battery|50.0"  # type: ignore[union-attr]
+    # Same time, another value whose identity is a prefix of the first: new, and applied.
+    raised = ev.on_event(battery(5.0, T0), door)
+    assert {s.rule_id for s in raised} >= {"device.battery_low_percent", "device.battery_critical_percent"}
+    assert state.get(key).seen == ("battery|50.0", "battery|5.0")  # type: ignore[union-attr]
+    # Redelivered (either one): nothing. A later reading: one identity again.
+    assert ev.on_event(battery(5.0, T0), door) == [] and ev.on_event(battery(50.0, T0), door) == []
+    cleared = ev.on_event(battery(60.0, T0 + 1), door)
+    assert {s.action for s in cleared} == {SignalAction.CLEAR}
+    assert state.get(key).seen == "battery|60.0"  # type: ignore[union-attr]
+    # Late: ignored.
+    assert ev.on_event(battery(1.0, T0), door) == []
 
 
 def test_a_fresh_document_is_taken_over_and_anything_else_copied() -> None:
@@ -226,6 +268,10 @@ def _by_fields(slot: Slot) -> dict[str, object]:
     for f in dataclasses.fields(Slot):
         if f.name in ("trigger", "queued_due"):
             continue
+        if f.name == "seen":  # held as one string or a tuple; stored as a list
+            if slot.seen:
+                out["seen"] = [slot.seen] if isinstance(slot.seen, str) else list(slot.seen)
+            continue
         if f.name in ("times", "params", "evidence"):
             shared = getattr(slot, f.name)
             if shared:
@@ -242,7 +288,7 @@ def test_to_json_is_every_field_unlike_its_default_in_field_order() -> None:
     rng = random.Random(7)
     choices: dict[str, list[object]] = {
         "last_ts": [None, 0.0, 1.8e9, 5],
-        "seen": [[], ["battery|50.0"], ["a", "b"]],
+        "seen": [(), "battery|50.0", ("a", "b")],
         "raised": [False, True, 0, 1],
         "since": [None, 0.0, 1.8e9],
         "notified": [None, 1.8e9],

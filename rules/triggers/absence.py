@@ -92,7 +92,7 @@ class AbsenceEngine:
         slot.notified = due
         trace = {
             # The newest event(s) applied, as kind|value at last_seen (kept small: this runs per event).
-            "last_events": list(slot.seen) if slot.last_ts is not None else [],
+            "last_events": slot.seen_idents() if slot.last_ts is not None else [],
             "last_seen": slot.last_ts,
             "silent_since": slot.since,
             "never_seen": slot.last_ts is None,

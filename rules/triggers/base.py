@@ -57,17 +57,22 @@ def accept(slot: Slot, ctx: EventContext) -> Admit:
     ts = ctx.ts
     if last is None or ts > last:
         slot.last_ts = ts
-        seen = slot.seen  # reused, not replaced: no new GC-tracked object per event
-        seen.clear()
-        seen.append(ctx.ident)
+        # The event's own identity string, shared by every slot it touches: no new object.
+        slot.seen = ctx.ident
         return ADMIT_NEW
     if ts < last:
         return ADMIT_LATE
     ident = ctx.ident
-    if ident in slot.seen:
+    seen = slot.seen
+    if seen.__class__ is str:  # one identity (never ``in``: that would test for a substring)
+        if seen == ident:
+            return ADMIT_DUPLICATE
+        slot.seen = (seen, ident)
+        return ADMIT_NEW
+    if ident in seen:
         return ADMIT_DUPLICATE
-    if len(slot.seen) < 32:
-        slot.seen.append(ident)
+    if len(seen) < 32:
+        slot.seen = (*seen, ident) if seen else ident
     return ADMIT_NEW
 
 

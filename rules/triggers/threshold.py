@@ -188,9 +188,7 @@ class ThresholdGroup:
             ):
                 # The routine reading: what accept() and _apply() do for it, without the calls.
                 slot.last_ts = ts
-                seen = slot.seen
-                seen.clear()
-                seen.append(ctx.ident)
+                slot.seen = ctx.ident
                 slot.value = value
                 state.put(key_, slot, durable=False)
                 continue
