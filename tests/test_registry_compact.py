@@ -7,6 +7,7 @@ Memory itself is measured by the ``scale`` bench (docs/benchmarks.md), never her
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,6 +67,27 @@ def test_a_copy_with_an_update_leaves_the_shared_fields_set_alone(store: Store) 
     assert changed.profile == "custom" and "profile" in changed.model_fields_set
     assert first.model_fields_set == shared and second.model_fields_set == shared
     assert changed.model_fields_set is not first.model_fields_set
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="key-sharing dicts are CPython's")
+def test_models_from_the_store_hold_their_values_in_key_sharing_dicts(store: Store) -> None:
+    store.save_communities(_generated(), at=T0)
+    [back] = store.communities()
+    models: list[BaseModel] = [*back.devices, *back.residents, *back.grids]
+    models += [c for r in back.residents for c in r.emergency_contacts]
+    for model in models:
+        held = vars(model)
+        assert list(held) == list(type(model).model_fields)  # field order, as a dump gives it
+        # PEP 412: shared keys, only the values are the model's. Never larger than an ordinary
+        # dict of the same items; smaller for the models of many fields (fails if sharing is lost).
+        plain = sys.getsizeof(dict(held))
+        assert sys.getsizeof(held) <= plain, type(model).__name__
+        if len(held) >= 8:
+            assert sys.getsizeof(held) < plain, type(model).__name__
+    first, second = back.devices[0], back.devices[1]
+    assert vars(first) is not vars(second) and first.id != second.id
+    changed = first.model_copy(update={"profile": "custom"})
+    assert changed.profile == "custom" and first.profile != "custom" and second.profile != "custom"
 
 
 def test_share_strings_joins_repeated_values_of_the_listed_fields_only() -> None:
