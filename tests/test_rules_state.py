@@ -78,9 +78,7 @@ def test_dirty_tracking_and_partial_snapshots() -> None:
 
 
 def test_slot_json_round_trip_keeps_zero_values() -> None:
-    slot = Slot(
-        "threshold", last_ts=0.0, value=0.0, raised=True, seen="battery|None", params={"below": 2.6}
-    )
+    slot = Slot("threshold", last_ts=0.0, value=0.0, raised=True, seen="battery|None", params={"below": 2.6})
     assert Slot.from_json(json.loads(json.dumps(slot.to_json()))) == slot
     assert Slot.from_json({"trigger": "x"}) == Slot("x")
 
