@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from hub.community.compact import collector_paused, share_strings
+from hub.community.compact import KeySharing, collector_paused, share_strings
 from hub.community.files import parse_yaml
 from hub.community.model import Community, Device
 from hub.community.registry import Registry
@@ -88,6 +88,31 @@ def test_models_from_the_store_hold_their_values_in_key_sharing_dicts(store: Sto
     assert vars(first) is not vars(second) and first.id != second.id
     changed = first.model_copy(update={"profile": "custom"})
     assert changed.profile == "custom" and first.profile != "custom" and second.profile != "custom"
+
+
+def test_key_sharing_copies_hold_the_same_items_and_never_more_memory() -> None:
+    sharing = KeySharing()
+    wide = {f"field_{i}": i for i in range(12)}
+    packed = sharing.packed(dict(wide))
+    assert packed == wide and list(packed) == list(wide) and type(packed) is dict
+    other = sharing.packed({k: -v for k, v in wide.items()})
+    assert other is not packed and packed == wide  # values are each copy's own
+    other["field_0"] = 99
+    assert packed["field_0"] == 0
+    if sys.implementation.name == "cpython":
+        assert sys.getsizeof(packed) < sys.getsizeof(dict(wide))
+    # A few keys: an ordinary dict is as small, so it is handed back as it is.
+    narrow = {"a": 1, "b": 2}
+    assert sharing.packed(narrow) is narrow
+    # Another order is another shape, never a mix-up of values.
+    reordered = dict(reversed(list(wide.items())))
+    assert list(sharing.packed(dict(reordered))) == list(reordered) == list(reversed(list(wide)))
+
+    class Slotted:
+        __slots__ = ("x",)
+
+    # An owner whose instances have no dict is skipped, not an error.
+    assert KeySharing().packed(dict(wide), Slotted) == wide
 
 
 def test_share_strings_joins_repeated_values_of_the_listed_fields_only() -> None:

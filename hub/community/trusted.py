@@ -12,23 +12,19 @@ validators (the street, gateway sources, the roster) are still validated.
 A row that does not have exactly a model's fields (written by an older version whose models
 had fewer fields) is validated as before, so a default added since is filled in.
 
-Each model's ``__dict__`` is a *key-sharing* dict (PEP 412): a copy of one per class whose keys
-are the class's cached instance keys, with the row's values put in. CPython keeps the keys
-once per class and only the values per model, ≈ 160 B for a device against ≈ 460 B for the
-row's own dict; at 100 000 devices the registry holds ≈ 280 000 such models
-(docs/benchmarks.md, "Fourteenth pass"). Nothing else changes: same keys in field order, same
-values; an interpreter that does not share keys makes an ordinary dict of it.
+Each model's ``__dict__`` is a key-sharing copy where that is smaller
+(:class:`hub.community.compact.KeySharing`; docs/benchmarks.md, "Fourteenth pass").
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import date
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from adapters.events import DeviceKind
+from hub.community.compact import KeySharing
 from hub.community.model import (
     Building,
     Community,
@@ -57,7 +53,7 @@ class _Builder:
 
     def __init__(self, full: dict[type[BaseModel], set[str]]) -> None:
         self._full = full
-        self._templates: dict[type[BaseModel], dict[str, Any] | None] = {}
+        self._sharing = KeySharing()
 
     def _fields(self, cls: type[BaseModel]) -> set[str]:
         every = self._full.get(cls)
@@ -65,41 +61,10 @@ class _Builder:
             every = self._full[cls] = set(cls.model_fields)
         return every
 
-    def _template(self, cls: type[BaseModel]) -> dict[str, Any] | None:
-        """A key-sharing dict with ``cls``'s fields as keys (``None`` each), or ``None`` if an
-        ordinary dict is as small.
-
-        Made the only way CPython makes one: attributes set one by one on an instance without
-        a dict. Two such instances are tried, one of ``cls`` (its class's cached keys: small,
-        but no longer shared once any instance has set its attributes in another order) and
-        one of a fresh class (always shared, values sized for 30 keys); the copy that
-        ``sys.getsizeof`` finds smallest is kept, and only if it beats an ordinary dict (a
-        model of a few fields does better with one).
-        """
-        if cls in self._templates:
-            return self._templates[cls]
-        names = tuple(cls.model_fields)
-        best: dict[str, Any] | None = None
-        best_size = sys.getsizeof(dict.fromkeys(names))
-        for probe in (cls.__new__(cls), type(f"_{cls.__name__}Values", (), {})()):
-            for name in names:
-                _set(probe, name, None)
-            candidate: dict[str, Any] = probe.__dict__
-            size = sys.getsizeof(candidate.copy())
-            if list(candidate) == list(names) and size < best_size:
-                best, best_size = candidate, size
-        self._templates[cls] = best
-        return best
-
     def make(self, cls: type[M], values: dict[str, Any]) -> M:
         """``cls.model_construct(**values)`` for a row with every field, without its per-field loop."""
         model = cls.__new__(cls)
-        template = self._template(cls)
-        if template is not None:
-            shared = template.copy()
-            shared.update(values)
-            values = shared
-        _set(model, "__dict__", values)
+        _set(model, "__dict__", self._sharing.packed(values, cls))
         _set(model, "__pydantic_fields_set__", self._fields(cls))
         _set(model, "__pydantic_extra__", None)
         _set(model, "__pydantic_private__", None)
