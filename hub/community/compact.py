@@ -101,11 +101,12 @@ class KeySharing:
     CPython makes a key-sharing dict only one way: attributes set one by one on an instance
     without a dict. Its copies share the keys, and ``update`` with the same keys only puts
     values in. Per shape, :meth:`template` tries an instance of ``owner`` if given (its
-    class's cached keys: sized to fit once the class has been used, but shared no longer
-    once any instance set its attributes in another order) and one of a fresh class (always
-    shared, its values sized for up to 30 keys), and keeps the copy ``sys.getsizeof`` finds
-    smallest, only if it beats an ordinary dict: a dict of two keys does better as one, and
-    an interpreter that shares no keys loses nothing. (The subjects' rule attributes, 8 keys,
+    class's cached keys: sized to fit once the class has been used, but whether they are
+    still shared depends on what the process did with the class before; in the test process
+    they were not) and one of a fresh class (always shared, its values sized for up to 30
+    keys). It keeps the copy ``sys.getsizeof`` finds smallest, only if it beats an ordinary
+    dict: a dict of two keys does better as one, and an interpreter that shares no keys
+    loses nothing. (The subjects' rule attributes, 8 keys,
     measured 272 B either way: not worth it.) One instance per store read, so nothing
     outlives what it built.
     """
