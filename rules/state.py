@@ -135,6 +135,8 @@ class Slot:
         ``fresh``: ``doc`` was just parsed and nothing else holds it, so its lists and dicts
         are taken over instead of copied (a restart reads 10⁵ slots this way).
         """
+        if not isinstance(doc, Mapping):
+            raise ValueError(f"not a slot: a {type(doc).__name__}, not an object")
         if "queued_due" in doc:
             raise ValueError("not a slot: queued_due is not persisted")
         try:
@@ -319,6 +321,19 @@ class MemoryState:
         heapq.heapify(heap)
         self._heap = heap
 
+    def _decoded(self, key: Key, doc: object, *, fresh: bool) -> Slot | None:
+        """``doc`` as a slot, or ``None``: a row that is not one is dropped and deleted.
+
+        One damaged row must not stop a rule for everyone, nor the hub's start: the rule
+        forgets the subject (as if it had no memory of it), and the next flush deletes the row.
+        """
+        try:
+            return Slot.from_json(doc, fresh=fresh)  # type: ignore[arg-type]  # checked inside
+        except (ValueError, TypeError) as exc:
+            log.warning("rule state of %s for %s dropped: %s", key[0], key[1], exc)
+            self._dirty.add(key)
+            return None
+
     def _read(self, key: Key) -> Slot | None:
         """A restored slot's first read: its stored text becomes a :class:`Slot`."""
         text = self._raw.pop(key, None)
@@ -326,11 +341,11 @@ class MemoryState:
             return None
         assert self._decode is not None
         try:
-            slot = Slot.from_json(self._decode(text), fresh=True)
-        except (ValueError, TypeError) as exc:  # not JSON (decoders raise ValueError), or not a slot
-            # One damaged row must not stop a rule for everyone: forget it, and delete it on disk.
-            log.warning("rule state of %s for %s dropped: %s", key[0], key[1], exc)
-            self._dirty.add(key)
+            doc = self._decode(text)
+        except ValueError:  # not JSON (decoders raise ValueError): dropped below, as not a slot
+            doc = None
+        slot = self._decoded(key, doc, fresh=True)
+        if slot is None:
             return None
         self._slots[key] = slot
         if slot.due is not None:
@@ -341,9 +356,10 @@ class MemoryState:
         return slot
 
     def replace_subjects(
-        self, subjects: Collection[str], rows: Iterable[tuple[str, str, Mapping[str, Any]]]
+        self, subjects: Collection[str], rows: Iterable[tuple[str, str, Mapping[str, Any] | None]]
     ) -> None:
-        """Drop every slot of ``subjects`` and hold ``rows`` for them instead; nothing becomes dirty.
+        """Drop every slot of ``subjects`` and hold ``rows`` for them instead; nothing becomes
+        dirty but a row that is not a slot (dropped and deleted: the subject is this hub's now).
 
         For a hub that shares subjects with others (a cluster): what it drops is another
         node's to persist, and ``rows`` were just read from the store.
@@ -357,7 +373,9 @@ class MemoryState:
         self._soft = {k for k in self._soft if k[1] not in wanted}
         for rule, subject, state in rows:
             if subject in wanted:
-                self._slots[(rule, subject)] = Slot.from_json(state)
+                key = (rule, subject)
+                if (slot := self._decoded(key, state, fresh=False)) is not None:
+                    self._slots[key] = slot
         self._rebuild()
 
     # -- persistence helpers ----------------------------------------------------------------
@@ -410,21 +428,25 @@ class MemoryState:
 
     @classmethod
     def restore_rows(
-        cls, rows: Iterable[tuple[str, str, Mapping[str, Any]]], *, fresh: bool = False
+        cls, rows: Iterable[tuple[str, str, Mapping[str, Any] | None]], *, fresh: bool = False
     ) -> MemoryState:
         """Restore from ``(rule, subject, state)`` rows, e.g. read back from a table.
 
-        ``fresh``: each state was just parsed for this call (:meth:`Slot.from_json`).
+        ``fresh``: each state was just parsed for this call (:meth:`Slot.from_json`). A state
+        that is not a slot (``None`` for a row that was not JSON) is dropped with a warning and
+        marked for deletion, as in :meth:`restore_lazy`: only that subject's memory is lost.
         """
         state = cls()
         slots = state._slots
-        from_json = Slot.from_json
+        decoded = state._decoded
         # Building ~10⁵ long-lived objects would trigger many useless GC passes: pause it.
         was_enabled = gc.isenabled()
         gc.disable()
         try:
             for rule, subject, doc in rows:
-                slots[(str(rule), str(subject))] = from_json(doc, fresh=fresh)
+                key = (str(rule), str(subject))
+                if (slot := decoded(key, doc, fresh=fresh)) is not None:
+                    slots[key] = slot
         finally:
             if was_enabled:
                 gc.enable()

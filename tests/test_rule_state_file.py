@@ -222,6 +222,31 @@ def test_a_restart_reads_slots_when_used_and_a_damaged_row_is_deleted_not_fatal(
     store.close()
 
 
+def test_the_store_s_table_with_a_damaged_row_still_starts_and_deletes_it(store_url: str) -> None:
+    """Without a file (PostgreSQL, a cluster node) every row is decoded at start: a row that is
+    not JSON, or not a slot, is dropped and deleted; the others come back, timers included."""
+    store = Store(url=store_url)
+    table = RuleStateStore(store=store)
+    state = table.load()
+    state.put(("device.offline", "door-1"), Slot("absence", since=T0, due=T0 + 60))
+    state.put(("device.offline", "door-2"), Slot("absence", since=T0, due=T0 + 120))
+    assert table.flush(state) == 2
+    with store.transaction() as db:
+        db.execute("INSERT INTO rule_state VALUES ('device.offline', 'door-3', ?)", (b'{"trigger":"abs',))
+        db.execute("INSERT INTO rule_state VALUES ('device.offline', 'door-4', ?)", (b'{"trigger":5}',))
+    restored = RuleStateStore(store=store).load()
+    assert restored.pop_due(T0 + 120) == [("device.offline", "door-1"), ("device.offline", "door-2")]
+    assert table.flush(restored) == 2  # the damaged rows' deletes
+    left = store.execute("SELECT subject FROM rule_state ORDER BY subject").fetchall()
+    assert [str(row[0]) for row in left] == ["door-1", "door-2"]
+    # A community taken over (a cluster node) reads its subjects' rows the same way.
+    with store.transaction() as db:
+        db.execute("INSERT INTO rule_state VALUES ('device.offline', 'door-3', ?)", (b'{"trigger":"abs',))
+    taken = table.load_subjects(["door-1", "door-3"])
+    assert [(s, d is None) for _, s, d in taken] == [("door-1", False), ("door-3", True)]
+    store.close()
+
+
 def test_a_fenced_store_keeps_its_table() -> None:
     class Fenced:
         fenced = True

@@ -125,6 +125,29 @@ def test_the_redelivery_guard_with_seen_held_as_a_string() -> None:
     assert ev.on_event(battery(1.0, T0), door) == []
 
 
+def test_an_eager_restore_drops_a_row_that_is_not_a_slot_and_keeps_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The table path (PostgreSQL, a cluster node) decodes every row at start: one damaged row
+    # must cost that subject's memory, not the hub's start (as the file's lazy path already did).
+    rows: list[tuple[str, str, dict[str, object] | None]] = [
+        ("r", "ok", {"trigger": "duration", "due": T0 + 1}),
+        ("r", "torn", None),  # not JSON
+        ("r", "alien", {"trigger": "duration", "due": "soon"}),
+        ("r", "odd", {"trigger": "threshold", "seen": {"battery|1.0": 1}}),
+        ("r", "list", [1, 2]),  # type: ignore[list-item]
+    ]
+    with caplog.at_level("WARNING", logger="rules.state"):
+        state = MemoryState.restore_rows(rows, fresh=True)
+    assert state.slot_keys() == [("r", "ok")] and state.pop_due(T0 + 5) == [("r", "ok")]
+    damaged = {("r", "torn"), ("r", "alien"), ("r", "odd"), ("r", "list")}
+    assert state.drain_dirty() == damaged, "deleted with the next flush"
+    assert all(subject in caplog.text for _, subject in damaged)
+    # A cluster node taking subjects over: the same.
+    state.replace_subjects({"ok", "torn"}, [("r", "torn", None), ("r", "ok", {"trigger": "duration"})])
+    assert state.slot_keys() == [("r", "ok")] and state.drain_dirty() == {("r", "torn")}
+
+
 def test_a_fresh_document_is_taken_over_and_anything_else_copied() -> None:
     doc = {"trigger": "count", "times": [1.0, 2.0], "params": {"window": 60.0}, "evidence": [{"v": 1}]}
     taken = Slot.from_json(doc, fresh=True)

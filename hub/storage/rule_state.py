@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 _CHUNK = 500
 
 
+def _parsed(text: str | bytes) -> Any:
+    """A stored state's JSON, or ``None`` if it is not JSON (the rules drop it, with a warning)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
 class RuleStateStore:
     """``file``: the rule state's own file (SQLite stores); ``None``: the store's table."""
 
@@ -65,7 +73,7 @@ class RuleStateStore:
         if self.file is None:
             rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
             return MemoryState.restore_rows(
-                ((rule, subject, orjson.loads(state)) for rule, subject, state in rows), fresh=True
+                ((rule, subject, _parsed(state)) for rule, subject, state in rows), fresh=True
             )
         self._take_over()
         state = MemoryState.restore_lazy(self.file.rows(), decode=orjson.loads)
@@ -98,14 +106,17 @@ class RuleStateStore:
         if self.file is not None:
             self.file.close()
 
-    def load_subjects(self, subjects: Collection[str]) -> list[tuple[str, str, dict[str, Any]]]:
-        """The stored slots of ``subjects`` (a community taken over), as ``(rule, subject, state)``."""
+    def load_subjects(self, subjects: Collection[str]) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """The stored slots of ``subjects`` (a community taken over), as ``(rule, subject, state)``.
+
+        ``state`` is ``None`` for a row that is not JSON: the rules drop it as not a slot.
+        """
         ordered = sorted(subjects)
-        rows: list[tuple[str, str, dict[str, Any]]] = []
+        rows: list[tuple[str, str, dict[str, Any] | None]] = []
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
             rows.extend(
-                (str(rule), str(subject), orjson.loads(state))
+                (str(rule), str(subject), _parsed(state))
                 for rule, subject, state in self._store.execute(
                     f"SELECT rule, subject, state FROM rule_state WHERE subject IN ({', '.join('?' * len(chunk))})",  # noqa: S608
                     chunk,
