@@ -342,7 +342,7 @@ class MemoryState:
         assert self._decode is not None
         try:
             doc = self._decode(text)
-        except ValueError:  # not JSON (decoders raise ValueError): dropped below, as not a slot
+        except (ValueError, TypeError):  # not JSON (decoders raise ValueError): dropped below
             doc = None
         slot = self._decoded(key, doc, fresh=True)
         if slot is None:
