@@ -129,8 +129,9 @@ class Slot:
         return out
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], *, fresh: bool = False) -> Slot:
-        """The slot of :meth:`to_json`; raises ``ValueError`` on malformed data.
+    def from_json(cls, doc: object, *, fresh: bool = False) -> Slot:
+        """The slot of :meth:`to_json`; raises ``ValueError`` on malformed data (anything but an
+        object included: callers hand over whatever a stored row decoded to).
 
         ``fresh``: ``doc`` was just parsed and nothing else holds it, so its lists and dicts
         are taken over instead of copied (a restart reads 10⁵ slots this way).
@@ -328,7 +329,7 @@ class MemoryState:
         forgets the subject (as if it had no memory of it), and the next flush deletes the row.
         """
         try:
-            return Slot.from_json(doc, fresh=fresh)  # type: ignore[arg-type]  # checked inside
+            return Slot.from_json(doc, fresh=fresh)
         except (ValueError, TypeError) as exc:
             log.warning("rule state of %s for %s dropped: %s", key[0], key[1], exc)
             self._dirty.add(key)
