@@ -1,5 +1,6 @@
 """The evaluator's per-subject steps (threshold rules grouped, absence periods bound) decide
-exactly what the rules decide one by one: same signals in the same order, same slots.
+exactly what the rules decide one by one: same signals in the same order, same slots, but for
+a threshold group's followers, which keep a slot only while raised.
 
 The reference below is the evaluator's loop before the steps were specialised: every candidate
 rule, its own engine call with a fresh context, its period resolved per event.
@@ -8,6 +9,7 @@ rule, its own engine call with a fresh context, its period resolved per event.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -101,19 +103,38 @@ def test_grouped_and_bound_steps_decide_as_the_rules_one_by_one(
     now = T0
     evaluator.start(SUBJECTS, now)
     reference.start(SUBJECTS, now)
-    raised = 0
+    raised = followers_raised = 0
     for subject in SUBJECTS:
         for event in _stream(rng, subject.device_id, 400):
             got = evaluator.on_event(event, subject)
             want = _reference(reference, old_state, event, subject)
             assert got == want, event
             raised += sum(1 for s in got if s.action.value == "raise")
+            followers_raised += sum(1 for s in got if s.action.value == "raise" and s.rule_id in FOLLOWERS)
             if event.ts > now:
                 now = event.ts
                 assert evaluator.due(now) == reference.due(now)
             assert new_state.drain_dirty() == old_state.drain_dirty()
-    assert new_state.snapshot() == old_state.snapshot()
+            assert _without_idle_followers(new_state.snapshot()) == _without_idle_followers(
+                old_state.snapshot()
+            )
+    new, old = new_state.snapshot(), old_state.snapshot()
+    assert _without_idle_followers(new)["slots"] == sorted(
+        new["slots"], key=lambda row: (row["rule"], row["subject"])
+    )
+    assert len(new["slots"]) < len(old["slots"])  # the followers' idle slots are not kept
     assert raised > 0  # the walk did cross the thresholds
+    assert followers_raised > 0  # ...with a follower's own slot, and its guard copied into it
+
+
+#: The battery rules that share their leader's field (critical after low): followers.
+FOLLOWERS = frozenset({"device.battery_critical_volts", "device.battery_critical_percent"})
+
+
+def _without_idle_followers(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot without the followers' slots that hold no raised alert."""
+    slots = [row for row in snapshot["slots"] if row["rule"] not in FOLLOWERS or row["state"].get("raised")]
+    return {**snapshot, "slots": sorted(slots, key=lambda row: (row["rule"], row["subject"]))}
 
 
 def test_a_report_meets_one_grouped_threshold_step() -> None:
@@ -199,8 +220,61 @@ def test_interleaved_devices_sharing_a_plan_decide_as_the_rules_one_by_one(seed:
         if ts > now:
             now = ts
             assert evaluator.due(now) == reference.due(now)
-    assert new_state.snapshot() == old_state.snapshot()
+    assert _without_idle_followers(new_state.snapshot()) == _without_idle_followers(old_state.snapshot())
     assert raised > 0
     # Each device kept its own slots (one offline slot each, with its own deadline).
     offline = {key[1] for key in new_state.slot_keys() if key[0] == "device.offline"}
     assert offline == {s.device_id for s in subjects}
+
+
+def _battery(subject: Subject, ts: float, percent: float) -> Event:
+    return Event(subject.device_id, EventKind.BATTERY, ts, "test", percent, {})
+
+
+def _actions(signals: list[Signal]) -> list[tuple[str, str]]:
+    return [(s.rule_id, s.action.value) for s in signals]
+
+
+def test_a_follower_raised_takes_its_leader_s_guard_and_leaves_no_slot_once_cleared() -> None:
+    subject = SUBJECTS[0]
+    state = MemoryState()
+    evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
+    critical = ("device.battery_critical_percent", subject.device_id)
+    assert evaluator.on_event(_battery(subject, T0, 50.0), subject) == []
+    assert state.get(("device.battery_low_percent", subject.device_id)) is not None
+    assert not state.has(critical)  # a routine reading: the follower keeps nothing
+    # Another value at the same time: new for both rules, and both raise.
+    assert _actions(evaluator.on_event(_battery(subject, T0, 5.0), subject)) == [
+        ("device.battery_low_percent", "raise"),
+        ("device.battery_critical_percent", "raise"),
+    ]
+    slot = state.get(critical)
+    assert slot is not None and slot.raised and slot.last_ts == T0
+    assert slot.seen == ("battery|50.0", "battery|5.0")  # the leader's guard, then this reading
+    # The first reading redelivered is the same event for the follower too: no clear at 50 %.
+    assert evaluator.on_event(_battery(subject, T0, 50.0), subject) == []
+    assert _actions(evaluator.on_event(_battery(subject, T0 + 60, 40.0), subject)) == [
+        ("device.battery_low_percent", "clear"),
+        ("device.battery_critical_percent", "clear"),
+    ]
+    assert not state.has(critical)
+    assert critical in state.drain_dirty()  # the store forgets it too
+    # A late reading is late for the follower as for its leader, slot or not.
+    assert evaluator.on_event(_battery(subject, T0 + 30, 5.0), subject) == []
+    assert not state.has(critical)
+
+
+def test_a_follower_s_idle_slot_of_before_is_deleted_at_its_next_reading() -> None:
+    # State written before followers kept no idle slot: a non-raised slot per rule.
+    subject = SUBJECTS[0]
+    critical = ("device.battery_critical_percent", subject.device_id)
+    low = ("device.battery_low_percent", subject.device_id)
+    old = {"trigger": "threshold", "last_ts": T0, "seen": ["battery|50.0"], "value": 50.0}
+    state = MemoryState.restore_rows([(*low, dict(old)), (*critical, dict(old))])
+    evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
+    assert evaluator.on_event(_battery(subject, T0 - 5, 5.0), subject) == []  # late for both
+    assert evaluator.on_event(_battery(subject, T0 + 60, 45.0), subject) == []
+    assert not state.has(critical)
+    assert critical in state.drain_dirty()
+    slot = state.get(low)
+    assert slot is not None and slot.value == 45.0 and slot.last_ts == T0 + 60

@@ -55,10 +55,23 @@ def _admits(trigger: ThresholdTrigger, ctx: EventContext) -> bool:
     return trigger.condition is None or trigger.condition.test(event, ctx.subject)
 
 
-def _apply(rule: Rule, trigger: ThresholdTrigger, ctx: EventContext, key: Key, value: float) -> list[Signal]:
-    """One reading for one rule's slot: raise, clear or (nearly always) just remember it."""
+def _apply(
+    rule: Rule,
+    trigger: ThresholdTrigger,
+    ctx: EventContext,
+    key: Key,
+    value: float,
+    *,
+    slot: Slot | None = None,
+) -> list[Signal]:
+    """One reading for one rule's slot: raise, clear or (nearly always) just remember it.
+
+    ``slot``: the slot to work on instead of the stored one (a group follower's, see
+    :class:`ThresholdGroup`); it is stored only if the reading is new for it.
+    """
     state = ctx.state
-    slot = state.get(key)
+    if slot is None:
+        slot = state.get(key)
     if slot is None or slot.trigger != "threshold":
         slot = Slot("threshold")
     if accept(slot, ctx) is not ADMIT_NEW:
@@ -135,9 +148,19 @@ class ThresholdGroup:
     read its field, looked up its slot and checked for a redelivery through three calls; here
     each field is read once per event and a routine reading (newer than the slot's last, not
     past the level, nothing raised) is remembered inline. Anything else goes the single rule's
-    way (:func:`_apply`), so alerts, signals and slots are those of the rules one by one, in
-    the same order. Only rules without a rule-level condition or active windows are grouped
-    (the evaluator checks those per step).
+    way (:func:`_apply`), so alerts and signals are those of the rules one by one, in the same
+    order. Only rules without a rule-level condition or active windows are grouped (the
+    evaluator checks those per step).
+
+    **Followers keep no slot while nothing is raised.** Members without filters of their own
+    that read the same field for the same kinds apply exactly the same readings, so their
+    slots' redelivery guard (``last_ts``, ``seen``) is the same; only the alert state differs.
+    The first such member (the leader) keeps its slot as a single rule does; each later one (a
+    follower) has a slot only while its alert is raised. Its guard is the leader's, copied into
+    the follower's new slot when a reading raises it, and the slot is deleted once the alert is
+    cleared. For the battery rules that is two slots per device instead of four: ≈ 500 B per
+    reporting device, and half the routine updates (docs/benchmarks.md, "Fifteenth pass"). A
+    follower's last value is not kept while it has no slot; nothing reads it but a trace.
     """
 
     __slots__ = ("_fields", "_members")
@@ -145,12 +168,23 @@ class ThresholdGroup:
     def __init__(self, *, members: Sequence[tuple[Rule, ThresholdTrigger, str]]) -> None:
         fields = tuple(dict.fromkeys(trigger.field for _, trigger, _ in members))
         self._fields = tuple((name, _getter(name)) for name in fields)
-        #: (rule, trigger, rule id, index of its field, kinds, below, above, plain): ``plain`` =
-        #: no own filters beyond the event kind. No device in it: one group serves every device
-        #: of a plan (the state key is made per event). The trigger's values are read here once:
-        #: it is a pydantic model, and each attribute read goes through its ``__getattr__`` hook.
+        firsts: dict[tuple[str, frozenset[EventKind]], int] = {}
+        leaders: list[int] = []
+        for index, (_, trigger, _) in enumerate(members):
+            if not trigger.where and trigger.condition is None:
+                first = firsts.setdefault((trigger.field, frozenset(trigger.kinds)), index)
+                leaders.append(first if first != index else -1)
+            else:
+                leaders.append(-1)
+        #: (index, rule, trigger, rule id, index of its field, kinds, below, above, plain,
+        #: leader, leads): ``plain`` = no own filters beyond the event kind; ``leader``: a
+        #: follower's leader's index, else -1; ``leads``: has followers. No device in it: one
+        #: group serves every device of a plan (the state key is made per event). The trigger's
+        #: values are read here once: it is a pydantic model, and each attribute read goes
+        #: through its ``__getattr__`` hook.
         self._members = tuple(
             (
+                index,
                 rule,
                 trigger,
                 rule_id,
@@ -159,8 +193,10 @@ class ThresholdGroup:
                 trigger.below,
                 trigger.above,
                 not trigger.where and trigger.condition is None,
+                leaders[index],
+                index in leaders,
             )
-            for rule, trigger, rule_id in members
+            for index, (rule, trigger, rule_id) in enumerate(members)
         )
 
     def on_event(
@@ -172,12 +208,49 @@ class ThresholdGroup:
         device = subject.device_id
         signals: list[Signal] = []
         kind = event.kind
-        for rule_, trigger_, rule_id, field, kinds, below, above, plain in self._members:
+        #: A leader's guard before this event, by its index: what its followers' slots hold.
+        guards: dict[int, tuple[float | None, str | tuple[str, ...]] | None] = {}
+        for (
+            index,
+            rule_,
+            trigger_,
+            rule_id,
+            field,
+            kinds,
+            below,
+            above,
+            plain,
+            leader,
+            leads,
+        ) in self._members:
             value = values[field]
             if value is None or kind not in kinds or (not plain and not _admits(trigger_, ctx)):
                 continue
             key_ = (rule_id, device)
             slot = state.get(key_)
+            if leader >= 0:
+                if slot is not None and slot.trigger != "threshold":
+                    state.delete(key_)  # another trigger type's (a reload): not this rule's memory
+                    slot = None
+                if slot is None:
+                    if not ((below is not None and value < below) or (above is not None and value > above)):
+                        continue  # routine: the leader's slot has taken the reading's time
+                    guard = guards.get(leader)
+                    slot = (
+                        Slot("threshold")
+                        if guard is None
+                        else Slot("threshold", last_ts=guard[0], seen=guard[1])
+                    )
+                out = _apply(rule_, trigger_, ctx, key_, value, slot=slot)
+                if not slot.raised:
+                    state.delete(key_)  # cleared (or a slot of before followers): the leader's guard serves
+                if out:
+                    signals.extend(out)
+                continue
+            if leads:
+                guards[index] = (
+                    (slot.last_ts, slot.seen) if slot is not None and slot.trigger == "threshold" else None
+                )
             if (
                 slot is not None
                 and slot.trigger == "threshold"
