@@ -158,7 +158,7 @@ class ThresholdGroup:
     The first such member (the leader) keeps its slot as a single rule does; each later one (a
     follower) has a slot only while its alert is raised. Its guard is the leader's, copied into
     the follower's new slot when a reading raises it, and the slot is deleted once the alert is
-    cleared. For the battery rules that is two slots per device instead of four: ≈ 500 B per
+    cleared. For the battery rules that is two slots per device instead of four: ≈ 0.4 KB per
     reporting device, and half the routine updates (docs/benchmarks.md, "Fifteenth pass"). A
     follower's last value is not kept while it has no slot; nothing reads it but a trace.
     """
@@ -232,6 +232,7 @@ class ThresholdGroup:
                 if slot is not None and slot.trigger != "threshold":
                     state.delete(key_)  # another trigger type's (a reload): not this rule's memory
                     slot = None
+                owned = slot is not None
                 if slot is None:
                     if not ((below is not None and value < below) or (above is not None and value > above)):
                         continue  # routine: the leader's slot has taken the reading's time
@@ -241,8 +242,10 @@ class ThresholdGroup:
                         if guard is None
                         else Slot("threshold", last_ts=guard[0], seen=guard[1])
                     )
+                # A new slot is stored only if this reading raises it (a late or redelivered one
+                # leaves nothing behind); an own slot is deleted once nothing is raised in it.
                 out = _apply(rule_, trigger_, ctx, key_, value, slot=slot)
-                if not slot.raised:
+                if owned and not slot.raised:
                     state.delete(key_)  # cleared (or a slot of before followers): the leader's guard serves
                 if out:
                     signals.extend(out)
