@@ -168,14 +168,14 @@ class ThresholdGroup:
     def __init__(self, *, members: Sequence[tuple[Rule, ThresholdTrigger, str]]) -> None:
         fields = tuple(dict.fromkeys(trigger.field for _, trigger, _ in members))
         self._fields = tuple((name, _getter(name)) for name in fields)
+        plain = [not trigger.where and trigger.condition is None for _, trigger, _ in members]
         firsts: dict[tuple[str, frozenset[EventKind]], int] = {}
         leaders: list[int] = []
         for index, (_, trigger, _) in enumerate(members):
-            if not trigger.where and trigger.condition is None:
-                first = firsts.setdefault((trigger.field, frozenset(trigger.kinds)), index)
-                leaders.append(first if first != index else -1)
-            else:
-                leaders.append(-1)
+            first = (
+                firsts.setdefault((trigger.field, frozenset(trigger.kinds)), index) if plain[index] else index
+            )
+            leaders.append(first if first != index else -1)
         #: (index, rule, trigger, rule id, index of its field, kinds, below, above, plain,
         #: leader, leads): ``plain`` = no own filters beyond the event kind; ``leader``: a
         #: follower's leader's index, else -1; ``leads``: has followers. No device in it: one
@@ -192,7 +192,7 @@ class ThresholdGroup:
                 frozenset(trigger.kinds),
                 trigger.below,
                 trigger.above,
-                not trigger.where and trigger.condition is None,
+                plain[index],
                 leaders[index],
                 index in leaders,
             )
@@ -226,6 +226,7 @@ class ThresholdGroup:
             value = values[field]
             if value is None or kind not in kinds or (not plain and not _admits(trigger_, ctx)):
                 continue
+            past = (below is not None and value < below) or (above is not None and value > above)
             key_ = (rule_id, device)
             slot = state.get(key_)
             if leader >= 0:
@@ -234,7 +235,7 @@ class ThresholdGroup:
                     slot = None
                 owned = slot is not None
                 if slot is None:
-                    if not ((below is not None and value < below) or (above is not None and value > above)):
+                    if not past:
                         continue  # routine: the leader's slot has taken the reading's time
                     guard = guards.get(leader)
                     slot = (
@@ -260,7 +261,7 @@ class ThresholdGroup:
                 and not slot.raised
                 and (last := slot.last_ts) is not None
                 and ts > last
-                and not ((below is not None and value < below) or (above is not None and value > above))
+                and not past
             ):
                 # The routine reading: what accept() and _apply() do for it, without the calls.
                 slot.last_ts = ts
