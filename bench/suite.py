@@ -674,7 +674,8 @@ def _table(r: dict[str, Any]) -> None:
                 f"cold ready {cold.get('seconds_to_ready')} s, "
                 f"RSS {cold.get('rss_mb')} MB; kill -9 → ready {warm.get('seconds_to_ready')} s, "
                 f"caught up {warm.get('seconds_to_caught_up')} s; every device reported: RSS "
-                f"{sc.get('every_device_reported', {}).get('rss_mb')} MB"
+                f"{sc.get('every_device_reported', {}).get('rss_mb')} MB, "
+                f"settled {sc.get('every_device_reported', {}).get('settled_rss_mb')} MB"
                 + (f" ({sc['error']})" if sc.get("error") else ""),
             )
         )

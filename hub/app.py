@@ -63,7 +63,7 @@ from hub.health.readiness import Readiness
 from hub.health.sos_trace import SosTrace
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
-from hub.ingest.heap import settle_heap
+from hub.ingest.heap import FreeMemory, settle_heap
 from hub.ingest.lanes import LaneGuard
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.priority import priority_topics
@@ -170,7 +170,7 @@ def load_preferences(path: Path | None) -> Preferences:
 class Hub:
     """Owns the store, the MQTT session, the pipeline, the dispatcher and the HTTP server."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - the composition root: every part built in one place, in order
         self,
         *,
         settings: Settings,
@@ -411,6 +411,7 @@ class Hub:
         #: When the casework loop last started a round (event-loop monotonic time): readiness checks it beats.
         self.casework_beat: float | None = None
         self.loop_lag_s = 0.0
+        self.free_memory = FreeMemory()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.http_port: int | None = None
@@ -660,6 +661,12 @@ class Hub:
             },
             "replies": self.replies.handled,
             "timeseries": asdict(self.timeseries.stats),
+            # Freed heap memory handed back to the system (hub.ingest.heap.FreeMemory).
+            "heap_trim": {
+                "available": self.free_memory.available,
+                "runs": self.free_memory.runs,
+                "released_mb": round(self.free_memory.released_bytes / (1 << 20), 1),
+            },
             "stream_listeners": len(self.bus),
             "stream_dropped": self.bus.dropped,
         }
@@ -706,6 +713,10 @@ class Hub:
             self._tasks.append(asyncio.create_task(self._make_copies(), name="linli-community-copies"))
         # The rule engine and registry are loaded: keep the collector off these long-lived objects.
         settle_heap()
+        # … and hand back what building them freed, once the backlog is worked off, then now and then.
+        self._tasks.append(
+            asyncio.create_task(self.free_memory.run(settled=self.caught_up), name="linli-heap-trim")
+        )
         log.info(
             "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered",
             self.settings.mqtt.parsed_url.redacted(),

@@ -1,20 +1,34 @@
-"""The collector's policy for a long-running hub: what start-up built is frozen, young sweeps rarer.
+"""The heap's policy for a long-running hub: what start-up built is frozen, young sweeps rarer,
+and freed memory handed back to the system.
 
-Why: ``Pipeline.handle`` allocates a few short-lived objects per event (events, points,
-contexts) and keeps some (the recent-events ring, rule slots of new devices). With CPython's
-default gen-0 threshold (700 allocations) that is a young collection every few messages,
-and each one also walks whatever survived since. Frozen, the registry, rules and restored
-state (10⁵ objects at scale) are never traversed again; a gen-0 threshold of 10 000 made
-``Pipeline.handle`` ≈ 10–15 % cheaper in ``bench.stages`` (docs/benchmarks.md) at the cost of
-at most that many unreachable young objects waiting a little longer.
+Why the collector settings: ``Pipeline.handle`` allocates a few short-lived objects per event
+(events, points, contexts) and keeps some (the recent-events ring, rule slots of new devices).
+With CPython's default gen-0 threshold (700 allocations) that is a young collection every few
+messages, and each one also walks whatever survived since. Frozen, the registry, rules and
+restored state (10⁵ objects at scale) are never traversed again; a gen-0 threshold of 10 000
+made ``Pipeline.handle`` ≈ 10–15 % cheaper in ``bench.stages`` (docs/benchmarks.md) at the
+cost of at most that many unreachable young objects waiting a little longer.
+
+Why :class:`FreeMemory`: see its docstring. Must not import anything of Linli's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import gc
+import logging
+import os
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 #: Allocations (minus frees) between young collections (CPython's default: 700).
 GEN0_THRESHOLD = 10_000
+
+#: Seconds between hand-backs of free heap memory. One costs ≈ 1–11 ms of a worker thread at
+#: 100 000 devices (docs/benchmarks.md, "Sixteenth pass"), so this is ≪ 0.1 % of a core.
+TRIM_INTERVAL_S = 30.0
 
 
 def settle_heap() -> None:
@@ -22,3 +36,83 @@ def settle_heap() -> None:
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
     gc.freeze()
+
+
+def _glibc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` from the running process's own symbols; ``None`` elsewhere."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # dlopen(NULL): libc is already loaded
+    except (OSError, TypeError, AttributeError):  # no dlopen (Windows), no malloc_trim (musl, macOS)
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+def _resident_bytes() -> int:
+    """This process's resident set (``/proc/self/statm``, field 2, in pages); 0 without /proc."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class FreeMemory:
+    """Memory the hub has freed, handed back to the system (glibc's ``malloc_trim(0)``).
+
+    Why: CPython takes every object over 512 bytes (dict tables, lists, long strings, receive
+    buffers) from the C allocator. glibc gives freed memory back on ``free`` only from the top
+    of its heap (``M_TRIM_THRESHOLD``); what is freed below a block still in use stays resident
+    for the life of the process. A start-up's temporaries (the community file parsed, the
+    registry's rows, the rule state read) and a burst of reports (a broker's backlog after an
+    outage, every device reporting after a power cut) leave tens of MB so, counted in RSS as if
+    used: at 100 000 devices, 470 → 393 MB at a cold start (docs/benchmarks.md, "Sixteenth
+    pass"). ``malloc_trim(0)`` also releases the whole free pages inside the heap
+    (``madvise(MADV_DONTNEED)``, since glibc 2.8: man 3 malloc_trim); blocks in use are not
+    moved, so nothing a caller holds changes.
+
+    Where there is no ``malloc_trim`` (musl, macOS) this does nothing and says so once.
+    ``trim`` is for tests: the call to make instead of glibc's.
+    """
+
+    def __init__(
+        self, *, trim: Callable[[int], int] | None = None, interval_s: float = TRIM_INTERVAL_S
+    ) -> None:
+        self._trim = trim if trim is not None else _glibc_malloc_trim()
+        self._interval_s = interval_s
+        #: Hand-backs made, and the resident bytes they gave back (RSS before minus after, so
+        #: approximate: other threads allocate meanwhile), for ``/api/stats``.
+        self.runs = 0
+        self.released_bytes = 0
+
+    @property
+    def available(self) -> bool:
+        return self._trim is not None
+
+    def release(self) -> int:
+        """Hand back what is free now; the resident bytes that gave back (0 if none or unavailable)."""
+        if self._trim is None:
+            return 0
+        before = _resident_bytes()
+        self._trim(0)
+        released = max(0, before - _resident_bytes())
+        self.runs += 1
+        self.released_bytes += released
+        return released
+
+    async def run(self, *, settled: asyncio.Event) -> None:
+        """Once ``settled`` is set (start-up done, the backlog worked off), then every interval.
+
+        In a worker thread: ``malloc_trim`` walks the heap's free blocks with the GIL released
+        (ctypes does), so the event loop goes on handling messages meanwhile.
+        """
+        if self._trim is None:
+            log.info("no malloc_trim in this C library: freed heap memory stays with the process")
+            return
+        await settled.wait()
+        while True:
+            released = await asyncio.to_thread(self.release)
+            if released >= 1 << 20:
+                log.debug("handed %.1f MB of freed heap memory back to the system", released / (1 << 20))
+            await asyncio.sleep(self._interval_s)

@@ -1,0 +1,95 @@
+"""Freed heap memory goes back to the system: glibc's ``malloc_trim`` for real, and the hub's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+from pathlib import Path
+
+import pytest
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from hub.ingest import heap
+from hub.ingest.heap import FreeMemory, _resident_bytes
+from tests.helpers import api_stats, eventually, hub_settings
+from tests.support.servers import Broker
+
+MB = 1 << 20
+
+
+def test_memory_freed_below_live_blocks_goes_back_to_the_system() -> None:
+    free = FreeMemory()
+    assert free.available  # Debian's glibc, the platform the hub ships for: not a skip
+    start = _resident_bytes()
+    # 64 MB in 4 KB blocks: over pymalloc's 512 bytes, so from glibc's heap. Every 32nd is kept,
+    # so the rest is freed *below* blocks still in use, where free() cannot give it back.
+    blocks = [bytearray(4000) for _ in range(16_000)]
+    kept = blocks[::32]
+    del blocks
+    freed_but_resident = _resident_bytes()
+    assert freed_but_resident - start > 40 * MB  # the precondition: free() kept it
+    released = free.release()
+    assert released > 32 * MB, released / MB
+    assert _resident_bytes() < freed_but_resident - 32 * MB
+    assert (free.runs, free.released_bytes) == (1, released)
+    assert all(len(block) == 4000 and not any(block[:64]) for block in kept)  # live blocks untouched
+
+
+def test_without_malloc_trim_it_does_nothing_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_dlopen(name: object) -> object:
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_dlopen)
+    free = FreeMemory()
+    assert not free.available
+    assert free.release() == 0 and free.runs == 0
+    never = asyncio.Event()  # the loop must not wait for it: there is nothing to do
+    with caplog.at_level(logging.INFO, logger=heap.__name__):
+        asyncio.run(asyncio.wait_for(free.run(settled=never), 1))
+    assert "no malloc_trim" in caplog.text
+
+
+async def test_the_loop_waits_for_settled_then_hands_back_every_interval() -> None:
+    calls: list[int] = []
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    free = FreeMemory(trim=trim, interval_s=0.0)
+    settled = asyncio.Event()
+    task = asyncio.create_task(free.run(settled=settled), name="test-heap-trim")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert calls == []  # start-up's temporaries and the backlog first
+    settled.set()
+    await eventually(lambda: len(calls) >= 3, what="three hand-backs")
+    assert set(calls) == {0}  # pad 0: keep nothing spare at the top (man 3 malloc_trim)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert free.runs == len(calls)
+
+
+async def test_the_hub_hands_back_once_caught_up_and_reports_it(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=1_795_371_180.0)) as hub:
+        assert hub.http_port is not None
+        port = hub.http_port
+        names = {task.get_name() for task in asyncio.all_tasks()}
+        assert "linli-heap-trim" in names
+        await asyncio.wait_for(hub.caught_up.wait(), 30)
+        stats = await eventually(
+            lambda: asyncio.to_thread(lambda: (s := api_stats(port))["heap_trim"]["runs"] >= 1 and s),
+            within=20,
+            what="a hand-back after caught up",
+        )
+        assert stats["heap_trim"]["available"] is True
+        assert stats["heap_trim"]["released_mb"] >= 0
+    assert "linli-heap-trim" not in {task.get_name() for task in asyncio.all_tasks()}
