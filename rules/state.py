@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import heapq
 import logging
+import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -146,6 +147,9 @@ class Slot:
             raise ValueError(f"not a slot: {exc}") from None
         if not isinstance(slot.trigger, str):
             raise ValueError("a slot needs a trigger")
+        # One copy of each trigger type's name across 10⁵ restored slots, not one per row (the
+        # hub writes only its trigger types' names; a slot of another type is replaced on use).
+        slot.trigger = sys.intern(slot.trigger)
         for name in ("last_ts", "since", "notified", "due", "value"):
             value = getattr(slot, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):

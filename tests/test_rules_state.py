@@ -532,3 +532,19 @@ def test_absence_slots_share_their_parameters_per_period() -> None:
     # Traces carry plain dicts (JSON), never the shared read-only mapping.
     for signal in ev2.due(T0 + 10 * 3600):
         json.dumps(dict(signal.trace))
+
+
+@pytest.mark.parametrize("decode", [json.loads, __import__("orjson").loads], ids=["json", "orjson"])
+def test_restored_slots_share_one_copy_of_their_trigger_name(decode: object) -> None:
+    """10⁵ restored slots, a few trigger types: each name is held once, not once per row."""
+    rows = [
+        ("r", f"d{i}", json.dumps({"trigger": "threshold", "last_ts": T0, "value": 80.0}), None)
+        for i in range(3)
+    ]
+    lazy = MemoryState.restore_lazy(rows, decode=decode)  # type: ignore[arg-type]
+    eager = MemoryState.restore_rows(
+        [("r", f"d{i}", json.loads('{"trigger": "threshold"}')) for i in (3, 4)], fresh=True
+    )
+    slots = [lazy.get(("r", f"d{i}")) for i in range(3)] + [eager.get(("r", f"d{i}")) for i in (3, 4)]
+    assert all(slot is not None and slot.trigger == "threshold" for slot in slots)
+    assert len({id(slot.trigger) for slot in slots if slot is not None}) == 1
