@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -548,3 +549,19 @@ def test_restored_slots_share_one_copy_of_their_trigger_name(decode: object) -> 
     slots = [lazy.get(("r", f"d{i}")) for i in range(3)] + [eager.get(("r", f"d{i}")) for i in (3, 4)]
     assert all(slot is not None and slot.trigger == "threshold" for slot in slots)
     assert len({id(slot.trigger) for slot in slots if slot is not None}) == 1
+
+
+def test_reading_the_restored_slots_gives_their_table_back() -> None:
+    """A dict never shrinks on deletion: the unread rows move to a smaller table as they are read."""
+    rows = [("r", f"d{i}", json.dumps({"trigger": "absence", "due": T0 + i}), T0 + i) for i in range(40_000)]
+    lazy = MemoryState.restore_lazy(rows, decode=json.loads)
+    restored_table = sys.getsizeof(lazy._raw)
+    for i in range(39_000):  # every device but 1 000 reports: its slots are read
+        slot = lazy.get(("r", f"d{i}"))
+        assert slot is not None and slot.due == T0 + i
+    assert sys.getsizeof(lazy._raw) < restored_table / 8
+    # The rows not read yet are all still there, with their timers.
+    assert len(lazy) == 40_000 and lazy.has(("r", "d39999"))
+    assert lazy.pop_due(T0 + 39_000) == [("r", f"d{i}") for i in range(39_001)]
+    assert lazy.get(("r", "d39500")) is not None
+    assert lazy.pop_due(T0 + 50_000) == [("r", f"d{i}") for i in range(39_001, 40_000)]
