@@ -125,7 +125,7 @@ async def _serve(conn: Connection, settings: Settings, spawned: float) -> None:
             if asked == "count":
                 conn.send(hub.pipeline.stats.messages)
             elif asked == "trims":
-                conn.send(hub.free_memory.runs)
+                conn.send((hub.free_memory.runs, hub.free_memory.longest_s))
             else:
                 return
 
@@ -233,13 +233,18 @@ def _settled(proc: Any, conn: Connection) -> dict[str, Any]:
     still judged on.
     """
     conn.send("trims")
-    before = int(conn.recv())
+    before, _ = conn.recv()
     deadline = time.perf_counter() + TRIM_INTERVAL_S + 15
     while time.perf_counter() < deadline:
         time.sleep(0.5)
         conn.send("trims")
-        if int(conn.recv()) > before:
-            return {"settled_rss_mb": round(rss_mb(proc.pid or 0), 1)}
+        runs, longest_s = conn.recv()
+        if runs > before:
+            return {
+                "settled_rss_mb": round(rss_mb(proc.pid or 0), 1),
+                "trims": runs,
+                "trim_longest_ms": round(longest_s * 1000, 1),
+            }
     return {"settled_error": f"no hand-back of freed memory within {TRIM_INTERVAL_S + 15:.0f} s"}
 
 

@@ -666,6 +666,7 @@ class Hub:
                 "available": self.free_memory.available,
                 "runs": self.free_memory.runs,
                 "released_mb": round(self.free_memory.released_bytes / (1 << 20), 1),
+                "longest_ms": round(self.free_memory.longest_s * 1000, 1),
             },
             "stream_listeners": len(self.bus),
             "stream_dropped": self.bus.dropped,

@@ -19,6 +19,7 @@ import ctypes
 import gc
 import logging
 import os
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ class FreeMemory:
         #: approximate: other threads allocate meanwhile), for ``/api/stats``.
         self.runs = 0
         self.released_bytes = 0
+        #: The longest hand-back so far, in seconds: while glibc trims the main heap it holds
+        #: that heap's lock, so the event loop's larger allocations wait for it.
+        self.longest_s = 0.0
 
     @property
     def available(self) -> bool:
@@ -95,7 +99,9 @@ class FreeMemory:
         if self._trim is None:
             return 0
         before = _resident_bytes()
+        began = time.perf_counter()  # a duration for /api/stats, not a time of day
         self._trim(0)
+        self.longest_s = max(self.longest_s, time.perf_counter() - began)
         released = max(0, before - _resident_bytes())
         self.runs += 1
         self.released_bytes += released

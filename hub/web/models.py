@@ -369,7 +369,8 @@ class StatsOut(_Out):
     priority_lane: dict[str, Any] = Field(default_factory=dict)
     #: SQLite's checkpoint worker (hub/storage/checkpoints.py); ``None`` on PostgreSQL.
     store_checkpoints: dict[str, Any] | None = None
-    #: Freed heap memory handed back to the system (hub/ingest/heap.py): available, runs, released_mb.
+    #: Freed heap memory handed back to the system (hub/ingest/heap.py): available, runs, released_mb,
+    #: longest_ms.
     heap_trim: dict[str, Any] = Field(default_factory=dict)
 
 
