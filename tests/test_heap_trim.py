@@ -22,6 +22,9 @@ MB = 1 << 20
 def test_memory_freed_below_live_blocks_goes_back_to_the_system() -> None:
     free = FreeMemory()
     assert free.available  # Debian's glibc, the platform the hub ships for: not a skip
+    # Hand back what earlier tests of this process left free first, so the blocks below are
+    # made resident by this test (a page handed back is faulted in again when written).
+    free.release()
     start = _resident_bytes()
     # 64 MB in 4 KB blocks: over pymalloc's 512 bytes, so from glibc's heap. Every 32nd is kept,
     # so the rest is freed *below* blocks still in use, where free() cannot give it back.
@@ -33,7 +36,7 @@ def test_memory_freed_below_live_blocks_goes_back_to_the_system() -> None:
     released = free.release()
     assert released > 32 * MB, released / MB
     assert _resident_bytes() < freed_but_resident - 32 * MB
-    assert (free.runs, free.released_bytes) == (1, released)
+    assert free.runs == 2 and free.released_bytes >= released
     assert free.longest_s > 0
     assert all(len(block) == 4000 and not any(block[:64]) for block in kept)  # live blocks untouched
 
