@@ -690,6 +690,9 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._flush_quarantine(), name="linli-quarantine-flush"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="linli-gauges"))
         self._tasks.append(asyncio.create_task(self.redelivery.run(), name="linli-ingest-retry"))
+        # What building the hub freed (the registry's rows, the rule state read: tens of MB at
+        # scale) goes back to the system now, while no MQTT message can be waiting on the trim.
+        self.free_memory.release()
         await self.outbound.connect()
         if self.priority is not None:
             await self.priority.connect()  # before the bulk lane: a press queued for both comes here first

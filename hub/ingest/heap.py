@@ -108,10 +108,13 @@ class FreeMemory:
         return released
 
     async def run(self, *, settled: asyncio.Event) -> None:
-        """Once ``settled`` is set (start-up done, the backlog worked off), then every interval.
+        """Once ``settled`` is set (the backlog worked off after a start), then every interval.
 
         In a worker thread: ``malloc_trim`` walks the heap's free blocks with the GIL released
-        (ctypes does), so the event loop goes on handling messages meanwhile.
+        (ctypes does), so the event loop goes on handling messages meanwhile, but for its
+        allocations from the main heap, which wait while glibc trims it (:attr:`longest_s`).
+        The largest hand-back of a run, what building the hub freed, is made by the hub before
+        it connects to the broker (:meth:`release` from ``Hub.start``), where nothing waits.
         """
         if self._trim is None:
             log.info("no malloc_trim in this C library: freed heap memory stays with the process")
