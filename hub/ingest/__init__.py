@@ -5,7 +5,8 @@ callback), :mod:`~hub.ingest.alerts` (signal → alert + outbox in one transacti
 :mod:`~hub.ingest.device_state` (last known state per device), :mod:`~hub.ingest.quarantine`
 (what could not be decoded, with its reason), :mod:`~hub.ingest.strangers` (unregistered
 devices: listed up to a cap, grouped per gateway), :mod:`~hub.ingest.rule_runtime` (rule state
-persistence, timers, pack reload) and :mod:`~hub.ingest.gauges` (dashboard gauges).
+persistence, timers, pack reload), :mod:`~hub.ingest.gauges` (dashboard gauges) and
+:mod:`~hub.ingest.heap` (the collector's policy, freed heap memory handed back).
 
 A committed alert change leaves through the ``on_alert_change`` callback the app wires to
 casework; ingest never calls casework itself.
