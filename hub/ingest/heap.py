@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 #: Allocations (minus frees) between young collections (CPython's default: 700).
 GEN0_THRESHOLD = 10_000
 
-#: Seconds between hand-backs of free heap memory. One costs ≈ 1–11 ms of a worker thread at
-#: 100 000 devices (docs/benchmarks.md, "Sixteenth pass"), so this is ≪ 0.1 % of a core.
+#: Seconds between hand-backs of free heap memory. The longest took 6–18 ms of a worker thread
+#: at 100 000 devices (docs/benchmarks.md, "Sixteenth pass"), so this is ≪ 0.1 % of a core.
 TRIM_INTERVAL_S = 30.0
 
 
@@ -68,8 +68,8 @@ class FreeMemory:
     for the life of the process. A start-up's temporaries (the community file parsed, the
     registry's rows, the rule state read) and a burst of reports (a broker's backlog after an
     outage, every device reporting after a power cut) leave tens of MB so, counted in RSS as if
-    used: at 100 000 devices, 470 → 393 MB at a cold start (docs/benchmarks.md, "Sixteenth
-    pass"). ``malloc_trim(0)`` also releases the whole free pages inside the heap
+    used: at 100 000 devices, 468–470 → 424–426 MB at a cold start (docs/benchmarks.md,
+    "Sixteenth pass"). ``malloc_trim(0)`` also releases the whole free pages inside the heap
     (``madvise(MADV_DONTNEED)``, since glibc 2.8: man 3 malloc_trim); blocks in use are not
     moved, so nothing a caller holds changes.
 
