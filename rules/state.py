@@ -442,23 +442,30 @@ class MemoryState:
 
     @classmethod
     def restore_rows(
-        cls, rows: Iterable[tuple[str, str, Mapping[str, Any] | None]], *, fresh: bool = False
+        cls,
+        rows: Iterable[tuple[str, str, Mapping[str, Any] | None]],
+        *,
+        fresh: bool = False,
+        names: dict[str, str] | None = None,
     ) -> MemoryState:
         """Restore from ``(rule, subject, state)`` rows, e.g. read back from a table.
 
         ``fresh``: each state was just parsed for this call (:meth:`Slot.from_json`). A state
         that is not a slot (``None`` for a row that was not JSON) is dropped with a warning and
         marked for deletion, as in :meth:`restore_lazy`: only that subject's memory is lost.
+        ``names``: as in :meth:`restore_lazy`.
         """
         state = cls()
         slots = state._slots
         decoded = state._decoded
+        names = {} if names is None else names
         # Building ~10⁵ long-lived objects would trigger many useless GC passes: pause it.
         was_enabled = gc.isenabled()
         gc.disable()
         try:
             for rule, subject, doc in rows:
-                key = (str(rule), str(subject))
+                text = str(subject)
+                key = (str(rule), names.setdefault(text, text))
                 if (slot := decoded(key, doc, fresh=fresh)) is not None:
                     slots[key] = slot
         finally:
@@ -473,20 +480,27 @@ class MemoryState:
         rows: Iterable[tuple[str, str, str | bytes, object]],
         *,
         decode: Callable[[str | bytes], Any],
+        names: dict[str, str] | None = None,
     ) -> MemoryState:
         """Restore from ``(rule, subject, state JSON, due)`` rows without reading the slots yet.
 
         ``due`` is the JSON's ``due`` as the store extracted it (anything but a number: no
         timer). Each slot is decoded with ``decode`` when it is first read (:meth:`get`, a timer
         coming due, :meth:`snapshot`); nothing is dirty afterwards.
+
+        ``names``: the subject ids the caller already holds, each mapped to itself (the
+        registry's device ids). A row's subject becomes that copy, and a subject the mapping
+        lacks is added once: the database hands each row a string of its own, and a device has
+        three or four rows whose keys live as long as the process (≈ 22 MB at 100 000 devices).
         """
         state = cls()
         state._decode = decode
         raw = state._raw
         heap = state._heap
         rules: dict[str, str] = {}  # one copy of each rule id across 10⁵ keys
+        names = {} if names is None else names
         for rule, subject, text, due in rows:
-            key = (rules.setdefault(rule, rule), subject)
+            key = (rules.setdefault(rule, rule), names.setdefault(subject, subject))
             raw[key] = text
             if due.__class__ is float or due.__class__ is int:  # not bool, not text
                 heap.append((float(due), key))

@@ -356,3 +356,34 @@ async def test_an_sos_is_notified_while_the_rule_state_disk_is_stuck(
         await eventually(lambda: file.pending == 0, what="the rule state written after all")
     await workers.stop()
     assert ("r", "x") in stored(file.path)
+
+
+def test_a_restart_keys_the_slots_by_the_registry_s_own_device_ids(tmp_path: Path) -> None:
+    """The restored rows' subjects are the strings the registry already holds (one copy of each
+    device id, not one per row), from the file as from the store's table of an older version."""
+    store = Store(path=tmp_path / STORE_FILE)
+    state = MemoryState()
+    for rule in ("device.offline", "device.battery_low_percent"):
+        state.put((rule, "door-1"), Slot("absence", since=T0, due=T0 + 60))
+    assert RuleStateStore(store=store).flush(state) == 2  # the table: moved to the file at load
+    registry_id = "".join(("door", "-1"))
+    for _ in range(2):  # the table's rows moved over, then the file's own
+        again = RuleStateStore(store=store, file=RuleStateFile(path=path_beside(store.path or Path())))
+        restored = again.load(names={registry_id: registry_id})
+        assert [subject is registry_id for _, subject in restored.slot_keys()] == [True, True]
+        again.close()
+    store.close()
+
+
+def test_a_hub_s_restored_slots_share_the_registry_s_device_ids(tmp_path: Path) -> None:
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    first = Hub(settings=settings, clock=ManualClock(start=T0))
+    first.close()  # its deadlines are written: the next hub restores them
+    hub = Hub(settings=settings, clock=ManualClock(start=T0 + 1))
+    try:
+        keys = hub.evaluator.state.slot_keys()
+        assert keys, "the registry's devices have absence deadlines"
+        shared = [subject is hub.registry.subject(subject).device_id for _, subject in keys]
+        assert all(shared), f"{shared.count(False)} of {len(keys)} keys hold a copy of their own"
+    finally:
+        hub.close()

@@ -565,3 +565,37 @@ def test_reading_the_restored_slots_gives_their_table_back() -> None:
     assert lazy.pop_due(T0 + 39_000) == [("r", f"d{i}") for i in range(39_001)]
     assert lazy.get(("r", "d39500")) is not None
     assert lazy.pop_due(T0 + 50_000) == [("r", f"d{i}") for i in range(39_001, 40_000)]
+
+
+@pytest.mark.parametrize("restore", ["lazy", "eager"])
+def test_restored_keys_share_the_callers_copy_of_each_subject_id(restore: str) -> None:
+    """A database hands every row a string of its own: a device's three or four keys, and the
+    registry's id, would be as many copies. The keys take the caller's copy instead, and a
+    subject the caller does not know is held once across its rows."""
+    registry_id = "".join(("door", "-1"))
+    names = {registry_id: registry_id}
+    subjects = [
+        "".join(("door", "-1")),
+        "".join(("door", "-1")),
+        "".join(("stray", "-9")),
+        "".join(("stray", "-9")),
+    ]
+    rules = ["device.offline", "doors.held_open", "device.offline", "doors.held_open"]
+    doc = {"trigger": "absence", "due": T0}
+    if restore == "lazy":
+        state = MemoryState.restore_lazy(
+            [(r, s, json.dumps(doc), T0) for r, s in zip(rules, subjects, strict=True)],
+            decode=json.loads,
+            names=names,
+        )
+    else:
+        state = MemoryState.restore_rows(
+            [(r, s, dict(doc)) for r, s in zip(rules, subjects, strict=True)], fresh=True, names=names
+        )
+    keys = state.slot_keys()
+    assert sorted(keys) == sorted(zip(rules, subjects, strict=True))
+    assert all(subject is registry_id for _, subject in keys if subject == "door-1")
+    strays = {id(subject) for _, subject in keys if subject == "stray-9"}
+    assert len(strays) == 1 and names["stray-9"] == "stray-9"
+    # The timers carry the same keys: popped, a slot is found under its shared id.
+    assert [subject is registry_id or subject == "stray-9" for _, subject in state.pop_due(T0)] == [True] * 4

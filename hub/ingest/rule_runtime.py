@@ -59,10 +59,12 @@ class RuleRuntime:
         self._state_store = state_store
         self._clock = clock
         self.rules = tuple(rules if rules is not None else load_packs(self._roots))
-        self._state: MemoryState = state_store.load()
+        subjects = registry.subjects()
+        # The slots' keys share the registry's copy of each device id.
+        self._state: MemoryState = state_store.load(names={s.device_id: s.device_id for s in subjects})
         self.evaluator = Evaluator(rules=self.rules, state=self._state, zone=zone, overrides=overrides)
         # Every expected device gets its absence deadlines (a device that never reports is caught).
-        self.evaluator.start(registry.subjects(), clock.now())
+        self.evaluator.start(subjects, clock.now())
         self._flush_pending = False
         #: Devices forgotten while a sliced routine flush runs: their drained keys are not written
         #: (deleting a handed-over device's rows would wipe what its new owner loads).

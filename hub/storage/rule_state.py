@@ -63,20 +63,21 @@ class RuleStateStore:
         self._community_of = community_of
         self.file = file
 
-    def load(self) -> MemoryState:
+    def load(self, *, names: dict[str, str] | None = None) -> MemoryState:
         """Every stored slot; with a file of its own, its writer starts here.
 
         From the file, slots are restored unread (:meth:`MemoryState.restore_lazy`): each is
         decoded when the rules first use it. From the store's table (PostgreSQL, a cluster
-        node) they are decoded now.
+        node) they are decoded now. ``names``: the subject ids already held, each mapped to
+        itself, for the slots' keys to share (:meth:`MemoryState.restore_lazy`).
         """
         if self.file is None:
             rows = self._store.execute("SELECT rule, subject, state FROM rule_state").fetchall()
             return MemoryState.restore_rows(
-                ((rule, subject, _parsed(state)) for rule, subject, state in rows), fresh=True
+                ((rule, subject, _parsed(state)) for rule, subject, state in rows), fresh=True, names=names
             )
         self._take_over()
-        state = MemoryState.restore_lazy(self.file.rows(), decode=orjson.loads)
+        state = MemoryState.restore_lazy(self.file.rows(), decode=orjson.loads, names=names)
         self.file.start()
         return state
 

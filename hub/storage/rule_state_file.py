@@ -120,20 +120,25 @@ class RuleStateFile:
 
     # -- before the thread runs --------------------------------------------------------------
 
-    def rows(self) -> list[tuple[str, str, str | bytes, object]]:
+    def rows(self) -> Iterator[tuple[str, str, str | bytes, object]]:
         """Every stored slot as ``(rule, subject, state JSON, its due)`` (``due``: ``None`` if none).
 
         SQLite reads the timer out of the JSON (C speed, ≈ 0.1 s for 10⁵ rows), so the slots
         themselves can stay text until used (:meth:`rules.state.MemoryState.restore_lazy`).
         Rows an older version wrote as bytes are read as text; a row that is not JSON has no
         timer here and is dropped with a warning when first read.
+
+        Row by row, to be read to the end before :meth:`start`: a row's strings that the
+        caller does not keep (a subject id it already holds) are freed before the next row is
+        made, and the next row's reuse their memory. ``fetchall`` made all 10⁵ rows first, and
+        what was freed afterwards stayed as holes among the texts that were kept.
         """
         self._not_running()
-        return self._db.execute(
+        yield from self._db.execute(
             "SELECT rule, subject, state,"
             " CASE WHEN json_valid(CAST(state AS TEXT)) THEN json_extract(CAST(state AS TEXT), '$.due') END"
             " FROM rule_state"
-        ).fetchall()
+        )
 
     def empty(self) -> bool:
         """Whether the file holds no slot."""
