@@ -615,8 +615,13 @@ def _targets(r: dict[str, Any]) -> dict[str, Any]:
         out["scale_rss<=300MB"] = (
             bool(cold.get("ok")) and max(cold.get("rss_mb", 1e9), in_service) <= TARGET_SCALE_RSS_MB
         )
+        # Both restarts: with the start's absence deadlines, and in service (bench.scale, step 5).
+        again = sc.get("restart_in_service", {})
         out["kill9_ready<=5s"] = (
-            bool(warm.get("ok")) and warm.get("seconds_to_ready", 1e9) <= TARGET_KILL9_READY_S
+            bool(warm.get("ok"))
+            and bool(again.get("ok"))
+            and max(warm.get("seconds_to_ready", 1e9), again.get("seconds_to_ready", 1e9))
+            <= TARGET_KILL9_READY_S
         )
         out["scale_devices"] = sc.get("devices")
     mp = r.get("multiprocess", {})
@@ -668,6 +673,7 @@ def _table(r: dict[str, Any]) -> None:
     sc = r.get("scale")
     if sc:
         cold, warm = sc.get("cold_start", {}), sc.get("restart_after_kill9", {})
+        again = sc.get("restart_in_service", {})
         rows.append(
             (
                 f"scale {sc.get('devices')} devices",
@@ -675,8 +681,9 @@ def _table(r: dict[str, Any]) -> None:
                 f"RSS {cold.get('rss_mb')} MB; kill -9 → ready {warm.get('seconds_to_ready')} s, "
                 f"caught up {warm.get('seconds_to_caught_up')} s; every device reported: RSS "
                 f"{sc.get('every_device_reported', {}).get('rss_mb')} MB, "
-                f"settled {sc.get('every_device_reported', {}).get('settled_rss_mb')} MB"
-                + (f" ({sc['error']})" if sc.get("error") else ""),
+                f"settled {sc.get('every_device_reported', {}).get('settled_rss_mb')} MB; "
+                f"kill -9 in service → ready {again.get('seconds_to_ready')} s, RSS {again.get('rss_mb')} MB "
+                f"({again.get('slots_written')} slots)" + (f" ({sc['error']})" if sc.get("error") else ""),
             )
         )
     mp = r.get("multiprocess")

@@ -124,6 +124,13 @@ def test_latency_and_scale_sections(report: dict[str, object]) -> None:
     assert report["targets"]["scale_rss<=300MB"] is (  # type: ignore[index]
         max(scale["cold_start"]["rss_mb"], reported["rss_mb"]) <= 300
     )
+    # Killed in service, the hub starts again from every device's slots, not only the deadlines.
+    again = scale["restart_in_service"]
+    assert again["ok"] and again["rss_mb"] > 0, again
+    assert again["timer_slots"] == again["slots_written"] > scale["restart_after_kill9"]["timer_slots"]
+    assert report["targets"]["kill9_ready<=5s"] is (  # type: ignore[index]
+        max(scale["restart_after_kill9"]["seconds_to_ready"], again["seconds_to_ready"]) <= 5
+    )
 
 
 def test_multiprocess_section(report: dict[str, object]) -> None:
