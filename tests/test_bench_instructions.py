@@ -67,21 +67,21 @@ def test_each_stage_taken_away_is_gone_and_put_back_after(tmp_path: Path) -> Non
 def test_device_state_and_health_points_taken_away_by_kind() -> None:
     battery = Event("d1", EventKind.BATTERY, 100.0, "zigbee2mqtt", 50.0)
     signal = Event("d1", EventKind.SIGNAL, 100.0, "zigbee2mqtt", 80)
-    # Unbound: the patch only needs the throttle's per-kind dicts.
+    # Unbound: the throttle only needs the device states (it keeps its dues there).
     pipeline = Pipeline.__new__(Pipeline)
     with taken_away(["device_state:battery", "health_points:battery"]):
-        states = DeviceStates()
+        pipeline._states = states = DeviceStates()
         states.record(battery)
         assert states.get("d1") is None
         states.record(signal)
         assert states.get("d1") is not None
-        pipeline._next_health = {EventKind.BATTERY: {}, EventKind.SIGNAL: {}}
         assert not pipeline._health_point_due(battery)
         assert pipeline._health_point_due(signal)
-    states = DeviceStates()
+    pipeline._states = states = DeviceStates()
     states.record(battery)
     assert states.get("d1") is not None
     assert pipeline._health_point_due(battery)
+    assert not pipeline._health_point_due(battery), "one point per interval"
 
 
 def test_the_same_code_counts_the_same_and_only_the_measured_messages() -> None:

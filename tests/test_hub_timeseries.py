@@ -9,7 +9,9 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.ingest.pipeline import HEALTH_SERIES_INTERVAL_S
 from hub.timeseries import query_series
+from hub.timeseries.sqlite_sink import SqliteSink
 from tests.conftest import server_missing
 from tests.helpers import SOS_BUTTON, eventually, hub_settings, publisher
 from tests.support.influx import InfluxServer, influxdb
@@ -85,3 +87,55 @@ async def test_hub_writes_readings_and_alerts_to_real_influxdb(
     assert row["category"] == "sos" and row["grid"] == "110105001001001" and row["transition"] == "raised"
     doors = influx.query('SELECT "open" FROM "door"', db="linli")["results"][0]["series"][0]
     assert [v[1] for v in doors["values"]] == [1]
+
+
+def test_health_points_are_charted_once_per_interval_per_device_and_kind(tmp_path: Path) -> None:
+    """A device repeats battery and link quality with every message: one point per kind and
+    device each ``HEALTH_SERIES_INTERVAL_S``; door changes are charted every time."""
+    clock = ManualClock(start=NOW)
+    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=clock)
+    try:
+        sink = hub.timeseries
+        assert isinstance(sink, SqliteSink)
+        sink._buffer.clear()  # what building the hub charted
+
+        def charted(topic: str, payload: bytes) -> list[tuple[str, str, tuple[str, ...]]]:
+            before = len(sink._buffer)
+            hub.pipeline.handle(topic, payload, 1)
+            return [
+                (str(p.measurement), dict(p.tags)["device_id"], tuple(name for name, _ in p.fields))
+                for p in sink._buffer[before:]
+            ]
+
+        report = b'{"contact": false, "battery": 90, "linkquality": 120}'
+        first = sorted(charted("zigbee2mqtt/door-1", report))
+        assert first == [
+            ("device_health", "door-1", ("battery_pct",)),
+            ("device_health", "door-1", ("rssi",)),
+            ("door", "door-1", ("open",)),
+        ]
+        clock.advance(HEALTH_SERIES_INTERVAL_S - 1)
+        # Within the interval: the door's change is charted, its health is not.
+        assert charted("zigbee2mqtt/door-1", b'{"contact": true, "battery": 89, "linkquality": 110}') == [
+            ("door", "door-1", ("open",))
+        ]
+        # Another device has its own interval (a report without a change is also a heartbeat).
+        assert sorted(charted("zigbee2mqtt/lane-b-1", b'{"battery": 70, "linkquality": 90}')) == [
+            ("device_health", "lane-b-1", ("battery_pct",)),
+            ("device_health", "lane-b-1", ("heartbeat",)),
+            ("device_health", "lane-b-1", ("rssi",)),
+        ]
+        clock.advance(1)
+        assert sorted(charted("zigbee2mqtt/door-1", report)) == first
+        # Each kind on its own: a battery-only report after a link-quality-only one.
+        clock.advance(HEALTH_SERIES_INTERVAL_S)
+        assert sorted(charted("zigbee2mqtt/door-1", b'{"linkquality": 100}')) == [
+            ("device_health", "door-1", ("heartbeat",)),
+            ("device_health", "door-1", ("rssi",)),
+        ]
+        assert charted("zigbee2mqtt/door-1", b'{"battery": 88}') == [
+            ("device_health", "door-1", ("battery_pct",))
+        ]
+        assert charted("zigbee2mqtt/door-1", b'{"linkquality": 101, "battery": 87}') == []
+    finally:
+        hub.close()

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 #: Presses are moments, not states: a retained copy replayed on (re)subscribe is not a new press.
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
+# Read per event as module constants (CPython 3.11's ``EnumClass.MEMBER`` takes a slow path).
+_BATTERY = EventKind.BATTERY
+_SIGNAL = EventKind.SIGNAL
 #: What a gateway node reports about itself holds for the devices behind it.
 _NODE_KINDS = frozenset({EventKind.ONLINE, EventKind.OFFLINE, EventKind.HEARTBEAT, EventKind.SIGNAL})
 #: The family whose topic names a community (``linli/<community>/devices/<id>/events``).
@@ -92,9 +95,6 @@ class Pipeline:
         self._on_state_change = on_state_change
         self._series = series
         self._event_series = EventSeries()
-        #: Per health kind, per device: when its next point is due. One dict per kind, not a
-        #: (device, kind) key per entry: 10⁵ devices × 2 kinds of key tuples were ≈ 13 MB.
-        self._next_health: dict[EventKind, dict[str, float]] = {kind: {} for kind in _HEALTH}
         self._on_alert_change = on_alert_change
         self._adapters = adapters
         self._registry = registry
@@ -263,10 +263,24 @@ class Pipeline:
         series (and the writer's CPU) proportional to devices, not to message rate. State
         changes (doors, occupancy, presses) are always written.
         """
-        due = self._next_health[event.kind]
-        if event.ts < due.get(event.device_id, 0.0):
-            return False
-        due[event.device_id] = event.ts + HEALTH_SERIES_INTERVAL_S
+        # The device's state was recorded just before; without one (a benchmark that takes the
+        # device state away) every point is charted.
+        state = self._states.get(event.device_id)
+        if state is None:
+            return True
+        kind, ts = event.kind, event.ts
+        if kind is _BATTERY:
+            if ts < state.battery_point_due:
+                return False
+            state.battery_point_due = ts + HEALTH_SERIES_INTERVAL_S
+        elif kind is _SIGNAL:
+            if ts < state.signal_point_due:
+                return False
+            state.signal_point_due = ts + HEALTH_SERIES_INTERVAL_S
+        else:
+            if ts < state.heartbeat_point_due:
+                return False
+            state.heartbeat_point_due = ts + HEALTH_SERIES_INTERVAL_S
         return True
 
     def _grouped(self, signal: Signal) -> Signal:
