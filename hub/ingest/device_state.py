@@ -28,8 +28,8 @@ class DeviceState:
     signal: float | None = None
     last: dict[str, tuple[float, object]] = field(default_factory=dict)
     #: When the device's next battery, signal and heartbeat point is charted (the pipeline's
-    #: health-series throttle). Here, not in a table per kind keyed by device id: three dict
-    #: entries per device were ≈ 15 MB at 100 000 devices, three fields are 24 bytes.
+    #: health-series throttle). Here, not in a table per kind keyed by device id: those three
+    #: tables were ≈ 7 MB more at 100 000 devices (docs/benchmarks.md, "Seventeenth pass").
     battery_point_due: float = 0.0
     signal_point_due: float = 0.0
     heartbeat_point_due: float = 0.0
