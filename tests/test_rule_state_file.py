@@ -20,6 +20,7 @@ from hub.clock import ManualClock
 from hub.errors import StoreError
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.rule_state_file import RuleStateFile, path_beside, slot_row
+from hub.storage.schema import RULE_STATE_TABLE
 from hub.storage.store import Store
 from rules import MemoryState, Slot
 from tests.helpers import SOS_BUTTON, Phone, eventually, hub_settings, publisher
@@ -220,6 +221,57 @@ def test_a_restart_reads_slots_when_used_and_a_damaged_row_is_deleted_not_fatal(
     again.close()
     assert sorted(stored(path)) == [("device.offline", f"door-{i}") for i in (1, 2, 3)]
     store.close()
+
+
+def test_a_file_of_an_older_version_gets_its_timer_column_rows_and_timers_kept(tmp_path: Path) -> None:
+    """A file written before ``due`` was a column of its own: opened, its rows are all kept, their
+    timers come back from the new column (a BLOB row's and an integer due included), a damaged
+    row has none, and from then on every write keeps the column in step with the state."""
+    path = tmp_path / "rs.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(RULE_STATE_TABLE)  # the file's table as an older version made it
+        db.executemany(
+            "INSERT INTO rule_state VALUES (?, ?, ?)",
+            [
+                ("device.offline", "door-1", orjson.dumps({"trigger": "absence", "due": T0 + 60})),
+                ("device.offline", "door-2", '{"trigger":"absence","due":1795371300}'),
+                ("doors.held_open", "door-1", '{"trigger":"duration","since":1.0}'),
+                ("device.offline", "door-3", '{"trigger":"abs'),
+            ],
+        )
+    opened = RuleStateFile(path=path)
+    rows = {(rule, subject): due for rule, subject, _, due in opened.rows()}
+    assert rows == {
+        ("device.offline", "door-1"): T0 + 60,
+        ("device.offline", "door-2"): 1_795_371_300.0,
+        ("doors.held_open", "door-1"): None,
+        ("device.offline", "door-3"): None,
+    }
+    opened.start()
+    opened.put(up("device.offline", "door-1", due=T0 + 120.5), [("device.offline", "door-2")])
+    opened.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute(
+            "SELECT due FROM rule_state WHERE subject = 'door-1' AND rule = 'device.offline'"
+        ).fetchone() == (T0 + 120.5,)
+        assert db.execute("SELECT count(*) FROM rule_state").fetchone() == (3,)
+        # A hand edit of the state moves its timer with it: the column is SQLite's, never stale.
+        db.execute(
+            """UPDATE rule_state SET state = '{"trigger":"duration","due":7.5}' WHERE rule = 'doors.held_open'"""
+        )
+        db.commit()
+    reopened = RuleStateFile(path=path)
+    assert {(r, s): due for r, s, _, due in reopened.rows()}[("doors.held_open", "door-1")] == 7.5
+    reopened.close()
+
+
+def test_a_python_whose_sqlite_has_no_generated_columns_is_told_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 30, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.30.1")
+    with pytest.raises(StoreError, match=r"SQLite 3\.31\.0 or newer; this Python has 3\.30\.1"):
+        RuleStateFile(path=tmp_path / "rs.sqlite3")
 
 
 def test_the_store_s_table_with_a_damaged_row_still_starts_and_deletes_it(store_url: str) -> None:
