@@ -48,30 +48,50 @@ _PLACE_KINDS = {kind.value: kind for kind in PlaceKind}
 _set = object.__setattr__
 
 
+class _Shape:
+    """One model class as the builder makes it: its fields, in order, and its dict template."""
+
+    __slots__ = ("cls", "fields", "keys", "sharing", "template")
+
+    def __init__(self, cls: type[BaseModel], fields: set[str], sharing: KeySharing) -> None:
+        self.cls = cls
+        #: Every field's name: the fields set each model of the class shares.
+        self.fields = fields
+        #: The fields in declaration order: the order ``model_dump`` wrote them in.
+        self.keys = tuple(cls.model_fields)
+        self.sharing = sharing
+        #: What each model's ``__dict__`` is a copy of (``None``: an ordinary dict is as small).
+        self.template = sharing.template(self.keys, cls)
+
+
 class _Builder:
-    """One per store read: the fields set each class's models share (``hub.community.compact``)."""
+    """One per store read: the fields set each class's models share (``hub.community.compact``).
+
+    The many models (devices, residents, their contacts, households: ≈ 280 000 at 100 000
+    devices) are built in loops with the class's :class:`_Shape` looked up once, not per
+    model: 7 → 5 µs a device (docs/benchmarks.md, "Eighteenth pass").
+    """
 
     def __init__(self, full: dict[type[BaseModel], set[str]]) -> None:
         self._full = full
         self._sharing = KeySharing()
+        self._shapes: dict[type[BaseModel], _Shape] = {}
 
-    def _fields(self, cls: type[BaseModel]) -> set[str]:
-        every = self._full.get(cls)
-        if every is None:
-            every = self._full[cls] = set(cls.model_fields)
-        return every
+    def _shape(self, cls: type[BaseModel]) -> _Shape:
+        shape = self._shapes.get(cls)
+        if shape is None:
+            every = self._full.get(cls)
+            if every is None:
+                every = self._full[cls] = set(cls.model_fields)
+            shape = self._shapes[cls] = _Shape(cls, every, self._sharing)
+        return shape
 
     def make(self, cls: type[M], values: dict[str, Any]) -> M:
         """``cls.model_construct(**values)`` for a row with every field, without its per-field loop."""
-        model = cls.__new__(cls)
-        _set(model, "__dict__", self._sharing.packed(values, cls))
-        _set(model, "__pydantic_fields_set__", self._fields(cls))
-        _set(model, "__pydantic_extra__", None)
-        _set(model, "__pydantic_private__", None)
-        return model
+        return _built(self._shape(cls), values)  # type: ignore[return-value]
 
     def complete(self, cls: type[BaseModel], values: dict[str, Any]) -> bool:
-        return values.keys() == self._fields(cls)
+        return values.keys() == self._shape(cls).fields
 
     def community(self, doc: dict[str, Any]) -> Community:
         if not self.complete(Community, doc):
@@ -84,8 +104,8 @@ class _Builder:
             "sources": tuple(CommunitySource.model_validate(s) for s in doc["sources"]),
             "grids": tuple(self.grid(g) for g in doc["grids"]),
             "people": tuple(Person.model_validate(p) for p in doc["people"]),
-            "residents": tuple(self.resident(r) for r in doc["residents"]),
-            "devices": tuple(self.device(d) for d in doc["devices"]),
+            "residents": self.residents(doc["residents"]),
+            "devices": self.devices(doc["devices"]),
         }
         return self.make(Community, values)
 
@@ -106,8 +126,9 @@ class _Builder:
     def unit(self, doc: dict[str, Any]) -> Unit:
         if not self.complete(Unit, doc):
             return Unit.model_validate(doc)
+        shape = self._shape(Household)
         doc["households"] = tuple(
-            self.make(Household, h) if self.complete(Household, h) else Household.model_validate(h)
+            _built(shape, h) if h.keys() == shape.fields else Household.model_validate(h)
             for h in doc["households"]
         )
         return self.make(Unit, doc)
@@ -121,26 +142,53 @@ class _Builder:
         doc["kind"] = kind
         return self.make(Place, doc)
 
-    def resident(self, doc: dict[str, Any]) -> Resident:
-        if not self.complete(Resident, doc):
-            return Resident.model_validate(doc)
-        doc["emergency_contacts"] = tuple(
-            self.make(Contact, c) if self.complete(Contact, c) else Contact.model_validate(c)
-            for c in doc["emergency_contacts"]
-        )
-        return self.make(Resident, doc)
+    def residents(self, docs: list[dict[str, Any]]) -> tuple[Resident, ...]:
+        shape, contact = self._shape(Resident), self._shape(Contact)
+        out: list[Resident] = []
+        for doc in docs:
+            if doc.keys() != shape.fields:
+                out.append(Resident.model_validate(doc))
+                continue
+            doc["emergency_contacts"] = tuple(
+                _built(contact, c) if c.keys() == contact.fields else Contact.model_validate(c)
+                for c in doc["emergency_contacts"]
+            )
+            out.append(_built(shape, doc))  # type: ignore[arg-type]
+        return tuple(out)
 
-    def device(self, doc: dict[str, Any]) -> Device:
-        if not self.complete(Device, doc):
-            return Device.model_validate(doc)
-        kind = _KINDS.get(doc["kind"])
-        if kind is None:  # a kind no longer known: validation says so
-            return Device.model_validate(doc)
-        doc["kind"] = kind
-        installed = doc["installed"]
-        if installed is not None:
-            doc["installed"] = date.fromisoformat(installed)
-        return self.make(Device, doc)
+    def devices(self, docs: list[dict[str, Any]]) -> tuple[Device, ...]:
+        shape = self._shape(Device)
+        kinds, fromisoformat = _KINDS, date.fromisoformat
+        out: list[Device] = []
+        for doc in docs:
+            # Not every field, or a kind no longer known: validation fills in or says so.
+            if doc.keys() != shape.fields or (kind := kinds.get(doc["kind"])) is None:
+                out.append(Device.model_validate(doc))
+                continue
+            doc["kind"] = kind
+            installed = doc["installed"]
+            if installed is not None:
+                doc["installed"] = fromisoformat(installed)
+            out.append(_built(shape, doc))  # type: ignore[arg-type]
+        return tuple(out)
+
+
+def _built(shape: _Shape, values: dict[str, Any]) -> BaseModel:
+    """A model of ``shape.cls`` holding ``values`` (every field), as ``model_construct`` makes it."""
+    model = shape.cls.__new__(shape.cls)
+    template = shape.template
+    if template is None:
+        packed = values
+    elif tuple(values) == shape.keys:
+        packed = template.copy()
+        packed.update(values)
+    else:  # the fields in another order: a template of that order, or an ordinary dict
+        packed = shape.sharing.packed(values, shape.cls)
+    _set(model, "__dict__", packed)
+    _set(model, "__pydantic_fields_set__", shape.fields)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 def community_from_store(doc: dict[str, Any], full: dict[type[BaseModel], set[str]]) -> Community:
