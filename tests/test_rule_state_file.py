@@ -18,6 +18,7 @@ from hub.app import Hub
 from hub.cli.backup import RULE_STATE_FILE, STORE_FILE, Layout, backup, restore
 from hub.clock import ManualClock
 from hub.errors import StoreError
+from hub.storage import rule_state_file
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.rule_state_file import RuleStateFile, path_beside, slot_row
 from hub.storage.schema import RULE_STATE_TABLE
@@ -265,13 +266,63 @@ def test_a_file_of_an_older_version_gets_its_timer_column_rows_and_timers_kept(t
     reopened.close()
 
 
-def test_a_python_whose_sqlite_has_no_generated_columns_is_told_so(
+def _old_file(path: Path, rows: int) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(RULE_STATE_TABLE)  # the file's table as an older version made it
+        db.executemany(
+            "INSERT INTO rule_state VALUES ('device.offline', ?, ?)",
+            [(f"door-{i}", f'{{"trigger":"absence","due":{T0 + i}}}') for i in range(rows)],
+        )
+
+
+def test_a_file_whose_move_to_the_new_table_fails_still_starts_and_moves_at_a_later_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk fills while the table is made anew: nothing is half done, the hub starts with
+    every slot and timer (read from the JSON as before), says why, and the next start moves it."""
+    path = tmp_path / "rs.sqlite3"
+    _old_file(path, 2000)
+    connect = sqlite3.connect
+
+    def full_disk(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLITE_FULL past this: a full disk
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", full_disk)
+    opened = RuleStateFile(path=path)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert "timers not moved to a column of their own" in caplog.text and "full" in caplog.text
+    rows = {subject: due for _, subject, _, due in opened.rows()}
+    assert len(rows) == 2000 and rows["door-7"] == T0 + 7
+    opened.start()
+    opened.put(up("device.offline", "door-7", due=T0 + 99.5))
+    opened.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert "due" not in {r[1] for r in db.execute("PRAGMA table_xinfo(rule_state)")}, "left as it was"
+    again = RuleStateFile(path=path)
+    rows = {subject: due for _, subject, _, due in again.rows()}
+    assert len(rows) == 2000 and rows["door-7"] == T0 + 99.5
+    again.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert "due" in {r[1] for r in db.execute("PRAGMA table_xinfo(rule_state)")}, "moved this time"
+
+
+def test_with_an_sqlite_before_generated_columns_timers_are_read_from_the_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 30, 1))
-    monkeypatch.setattr(sqlite3, "sqlite_version", "3.30.1")
-    with pytest.raises(StoreError, match=r"SQLite 3\.31\.0 or newer; this Python has 3\.30\.1"):
-        RuleStateFile(path=tmp_path / "rs.sqlite3")
+    monkeypatch.setattr(rule_state_file, "GENERATED_COLUMNS", (99, 0, 0))
+    opened = RuleStateFile(path=tmp_path / "rs.sqlite3")
+    opened.start()
+    opened.put({**up("device.offline", "door-1", due=T0 + 1.5), **up("doors.held_open", "door-1")})
+    opened.close()
+    reopened = RuleStateFile(path=tmp_path / "rs.sqlite3")
+    assert {(r, s): due for r, s, _, due in reopened.rows()} == {
+        ("device.offline", "door-1"): T0 + 1.5,
+        ("doors.held_open", "door-1"): None,
+    }
+    reopened.close()
 
 
 def test_the_store_s_table_with_a_damaged_row_still_starts_and_deletes_it(store_url: str) -> None:

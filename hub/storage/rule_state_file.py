@@ -52,6 +52,7 @@ import orjson
 
 from hub.errors import StoreError
 from hub.files import touch_private
+from hub.storage.schema import RULE_STATE_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ _DELETE = (
 #: generated column: SQLite reads the timer out of the JSON when the writer thread writes a row,
 #: not when a restart reads 10⁵ of them (≈ 0.6 s of a 338 240-row restart; docs/benchmarks.md,
 #: "Eighteenth pass"). Generated, it can never disagree with the state, hand edits included; a
-#: row that is not JSON has none. Stored generated columns need SQLite 3.31 (2020-01).
+#: row that is not JSON has none. Stored generated columns need SQLite 3.31 (2020-01); with an
+#: older one, or a file whose move to this table failed, SQLite parses each row's JSON at a
+#: restart as before (:data:`_ROWS_PARSING`).
 FILE_TABLE = """
     CREATE TABLE IF NOT EXISTS rule_state (
         rule    TEXT NOT NULL,
@@ -86,7 +89,13 @@ FILE_TABLE = """
     ) WITHOUT ROWID
 """
 #: Generated columns arrived in SQLite 3.31.0.
-MIN_SQLITE = (3, 31, 0)
+GENERATED_COLUMNS = (3, 31, 0)
+_ROWS = "SELECT rule, subject, state, due FROM rule_state"
+_ROWS_PARSING = (
+    "SELECT rule, subject, state,"
+    " CASE WHEN json_valid(CAST(state AS TEXT)) THEN json_extract(CAST(state AS TEXT), '$.due') END"
+    " FROM rule_state"
+)
 #: Rows per statement: bounds SQLite's parse of one batch (10⁵ slots at a stop are a few of them).
 BATCH_ROWS = 10_000
 #: How often a resting writer looks whether close() was called.
@@ -118,19 +127,13 @@ class RuleStateFile:
         self.path = path
         self._retry_s = retry_s
         self._pause_s = pause_s
-        if sqlite3.sqlite_version_info < MIN_SQLITE:
-            raise StoreError(
-                f"the rule-state file needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer;"
-                f" this Python has {sqlite3.sqlite_version}"
-            )
         try:
             touch_private(path)  # 0600 before SQLite opens it (its -wal/-shm follow: hub.files)
             # Used by the caller's thread until start(), by the writer thread after: never both.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(FILE_TABLE)
-            self._add_due()
+            self._rows_sql = self._table()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open rule-state file {path}: {exc}") from exc
         self._cond = threading.Condition()
@@ -145,30 +148,48 @@ class RuleStateFile:
 
     # -- before the thread runs --------------------------------------------------------------
 
-    def _add_due(self) -> None:
-        """A file of an older version (no ``due`` column) gets one, rows kept, in one transaction.
+    def _table(self) -> str:
+        """The table made or brought up to date; returns the query :meth:`rows` reads it with.
 
-        SQLite cannot add a stored generated column to a table (``ALTER TABLE ADD COLUMN``
-        takes virtual ones only, computed at every read), so the table is made anew and the
-        rows copied over: once, ≈ 1 s at 10⁵ devices. A crash in between rolls it all back.
+        A file of an older version (no ``due`` column) gets one, rows kept, in one
+        transaction. SQLite cannot add a stored generated column to a table (``ALTER TABLE ADD
+        COLUMN`` takes virtual ones only, computed at every read), so the table is made anew
+        and the rows copied over: once, ≈ 3 s at 10⁵ devices on the bench machine. If that
+        fails (a full disk, say), nothing changes and the hub starts all the same: its rows are
+        read by parsing their JSON, and the next start tries again.
         """
+        if sqlite3.sqlite_version_info < GENERATED_COLUMNS:
+            self._db.execute(RULE_STATE_TABLE)
+            return _ROWS_PARSING
+        self._db.execute(FILE_TABLE)
         columns = {row[1] for row in self._db.execute("PRAGMA table_xinfo(rule_state)")}
         if "due" in columns:
-            return
-        with self._transaction() as db:
-            db.execute("ALTER TABLE rule_state RENAME TO rule_state_before_due")
-            db.execute(FILE_TABLE)
-            db.execute(
-                "INSERT INTO rule_state (rule, subject, state)"
-                " SELECT rule, subject, state FROM rule_state_before_due"
+            return _ROWS
+        try:
+            with self._transaction() as db:
+                db.execute("ALTER TABLE rule_state RENAME TO rule_state_before_due")
+                db.execute(FILE_TABLE)
+                db.execute(
+                    "INSERT INTO rule_state (rule, subject, state)"
+                    " SELECT rule, subject, state FROM rule_state_before_due"
+                )
+                db.execute("DROP TABLE rule_state_before_due")
+        except sqlite3.Error as exc:
+            log.warning(
+                "rule-state file %s: timers not moved to a column of their own (%s);"
+                " read from each slot's JSON until a start manages it",
+                self.path,
+                exc,
             )
-            db.execute("DROP TABLE rule_state_before_due")
+            return _ROWS_PARSING
         log.info("rule-state file %s: timers now kept in a column of their own", self.path)
+        return _ROWS
 
     def rows(self) -> Iterator[tuple[str, str, str | bytes, object]]:
         """Every stored slot as ``(rule, subject, state JSON, its due)`` (``due``: ``None`` if none).
 
-        The timer is the ``due`` column SQLite wrote from the JSON (:data:`FILE_TABLE`), so the
+        The timer is the ``due`` column SQLite wrote from the JSON (:data:`FILE_TABLE`; parsed
+        here where the file has no such column: :meth:`_table`), so the
         slots themselves can stay text until used (:meth:`rules.state.MemoryState.restore_lazy`).
         Rows an older version wrote as bytes are read as text; a row that is not JSON has no
         timer here and is dropped with a warning when first read.
@@ -179,7 +200,7 @@ class RuleStateFile:
         what was freed afterwards stayed as holes among the texts that were kept.
         """
         self._not_running()
-        yield from self._db.execute("SELECT rule, subject, state, due FROM rule_state")
+        yield from self._db.execute(self._rows_sql)
 
     def empty(self) -> bool:
         """Whether the file holds no slot."""
