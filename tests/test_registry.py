@@ -216,3 +216,22 @@ def test_a_registry_file_in_json_reads_as_the_same_yaml(communities: tuple[Commu
     assert "15-digit" in str(bad.value) and "grids" in str(bad.value)
     with pytest.raises(RegistryError, match="not valid YAML"):
         parse_yaml('{"communities": [', file="big.yaml")
+
+
+def test_a_door_speaks_for_its_household_s_resident_only_when_one_lives_there(
+    communities: tuple[Community, ...],
+) -> None:
+    """A door sensor names a household, not a person: the living-alone rules may read its sole
+    resident's facts. With two or three residents the door is nobody's in particular."""
+    assert Registry(communities=communities).subject("door-1").attributes["resident.id"] == "r1"
+    [community] = communities
+    spouse = community.residents[0].model_copy(update={"id": "r2", "name": "张建国", "living_alone": False})
+    for residents in ((spouse,), (spouse, spouse.model_copy(update={"id": "r3"}))):
+        shared = community.model_copy(update={"residents": (*community.residents, *residents)})
+        registry = Registry(communities=[shared])
+        door = registry.subject("door-1")
+        assert door.known and "resident.id" not in door.attributes, len(residents)
+        assert "resident.living_alone" not in door.attributes
+        assert registry.subject(SOS_BUTTON).attributes["resident.id"] == "r1"  # named, not inferred
+        location = registry.location("door-1")
+        assert location is not None and location.community is shared and location.household is not None

@@ -41,9 +41,12 @@ class Registry:
     ) -> None:
         self.communities = tuple(communities)
         self._grids: dict[str, tuple[Community, Grid]] = {}
-        self._devices: dict[str, tuple[Community, Device]] = {}
+        #: A device's community is its grid's (``_grids``): a pair per device was ≈ 6 MB at
+        #: 100 000 devices for what the grid code already says.
+        self._devices: dict[str, Device] = {}
         self._residents: dict[str, Resident] = {}
-        self._household_residents: dict[str, list[Resident]] = {}
+        #: A household's only resident, or ``None`` where several live (see ``_resident_of``).
+        self._sole_resident: dict[str, Resident | None] = {}
         self._households: dict[str, tuple[Building, Unit, Household]] = {}
         self._places: dict[str, Place] = {}
         self._subjects: dict[str, Subject] = {}
@@ -59,11 +62,11 @@ class Registry:
                         for household in unit.households:
                             self._households[household.id] = (building, unit, household)
             self._residents.update((r.id, r) for r in community.residents)
+            sole = self._sole_resident
             for resident in community.residents:
                 if resident.household is not None:
-                    self._household_residents.setdefault(resident.household, []).append(resident)
-            for device in community.devices:
-                self._devices[device.id] = (community, device)
+                    sole[resident.household] = None if resident.household in sole else resident
+            self._devices.update((device.id, device) for device in community.devices)
         #: Filled on a device's first event (most of 10⁵ registered devices report rarely); the
         #: values are few (low-cardinality tags), so equal ones are one object (``_tags``).
         self._series: dict[str, SubjectInfo] = {}
@@ -71,8 +74,8 @@ class Registry:
         self._tags: dict[SubjectInfo, SubjectInfo] = {}
         #: Devices behind one gateway node: ``node/switch1`` belongs to ``node`` (Tasmota LWT).
         self._children: dict[str, list[str]] = {}
-        for community, device in self._devices.values():
-            self._subjects[device.id] = self._subject(community, device)
+        for device in self._devices.values():
+            self._subjects[device.id] = self._subject(self._grids[device.grid][0], device)
             if "/" in device.id:
                 self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
         for stranger in unassigned:
@@ -115,9 +118,7 @@ class Registry:
         if device.resident is not None:
             return self._residents.get(device.resident)
         if device.household is not None:
-            living_there = self._household_residents.get(device.household, ())
-            if len(living_there) == 1:
-                return living_there[0]
+            return self._sole_resident.get(device.household)
         return None
 
     def _series_info(self, community: Community, device: Device) -> SubjectInfo:
@@ -145,23 +146,23 @@ class Registry:
         """Low-cardinality tags for the device's time series; empty for unknown devices."""
         info = self._series.get(device_id)
         if info is None:
-            entry = self._devices.get(device_id)
-            if entry is None:
+            device = self._devices.get(device_id)
+            if device is None:
                 return _NO_SERIES_INFO
-            info = self._series[device_id] = self._series_info(*entry)
+            info = self._series[device_id] = self._series_info(self._grids[device.grid][0], device)
         return info
 
     # -- the adapters' DeviceHints port -----------------------------------------------------
 
     def device_kind(self, device_id: str) -> DeviceKind | None:
-        entry = self._devices.get(device_id)
-        return entry[1].kind if entry is not None else None
+        device = self._devices.get(device_id)
+        return device.kind if device is not None else None
 
     def device_profile(self, device_id: str) -> str | None:
-        entry = self._devices.get(device_id)
-        if entry is None:
+        device = self._devices.get(device_id)
+        if device is None:
             return None
-        return entry[1].profile or entry[1].model or None
+        return device.profile or device.model or None
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -185,11 +186,10 @@ class Registry:
         return stranger
 
     def device(self, device_id: str) -> Device | None:
-        entry = self._devices.get(device_id)
-        return entry[1] if entry is not None else None
+        return self._devices.get(device_id)
 
     def devices(self) -> list[Device]:
-        return [device for _, device in self._devices.values()]
+        return list(self._devices.values())
 
     def place_label(self, device_id: str) -> str:
         """Where a device is, for people: grid, building, unit, room, named place, spot.
@@ -216,11 +216,10 @@ class Registry:
         return " ".join([*parts, spot] if spot else parts)
 
     def location(self, device_id: str) -> Location | None:
-        entry = self._devices.get(device_id)
-        if entry is None:
+        device = self._devices.get(device_id)
+        if device is None:
             return None
-        community, device = entry
-        _, grid = self._grids[device.grid]
+        community, grid = self._grids[device.grid]
         building = unit = household = None
         if device.household is not None:
             building, unit, household = self._households[device.household]
