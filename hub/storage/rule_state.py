@@ -10,8 +10,9 @@ With a SQLite store the slots live in a file of their own beside it, written by 
 (:mod:`hub.storage.rule_state_file`): the event loop only serialises them, and a ``kill -9``
 may also lose what the thread had not written yet (at most ≈ 0.1 s of changes). A store of an
 older version hands its ``rule_state`` rows over to that file at the first start. From the file a
-restart reads the slots back as text with their timers (SQLite extracts ``due``) and the rules
-decode each one when they first use it (:meth:`rules.state.MemoryState.restore_lazy`).
+restart reads the slots back as text with their timers (a column SQLite computes from the JSON
+when the row is written) and the rules decode each one when they first use it
+(:meth:`rules.state.MemoryState.restore_lazy`).
 
 Clustered (a fence installed on the store), the slots are written one community at a time,
 each transaction fenced by that community's lease: a node that lost a community writes none

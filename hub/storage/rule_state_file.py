@@ -189,8 +189,8 @@ class RuleStateFile:
         """Every stored slot as ``(rule, subject, state JSON, its due)`` (``due``: ``None`` if none).
 
         The timer is the ``due`` column SQLite wrote from the JSON (:data:`FILE_TABLE`; parsed
-        here where the file has no such column: :meth:`_table`), so the
-        slots themselves can stay text until used (:meth:`rules.state.MemoryState.restore_lazy`).
+        here where the file has no such column: :meth:`_table`), so the slots themselves can
+        stay text until used (:meth:`rules.state.MemoryState.restore_lazy`).
         Rows an older version wrote as bytes are read as text; a row that is not JSON has no
         timer here and is dropped with a warning when first read.
 
