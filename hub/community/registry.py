@@ -121,9 +121,9 @@ class Registry:
             return self._sole_resident.get(device.household)
         return None
 
-    def _series_info(self, community: Community, device: Device) -> SubjectInfo:
-        location = self.location(device.id)
-        building = location.building.name if location is not None and location.building is not None else ""
+    def _series_info(self, device: Device) -> SubjectInfo:
+        location = self._located(device)
+        building = location.building.name if location.building is not None else ""
         resident = self._resident_of(device)
         care = ""
         if resident is not None:
@@ -132,7 +132,7 @@ class Registry:
             )
         place = self._places[device.place] if device.place else None
         info = SubjectInfo(
-            community=community.code,
+            community=location.community.code,
             grid=device.grid,
             building=building,
             device_kind=device.kind.value,
@@ -149,7 +149,7 @@ class Registry:
             device = self._devices.get(device_id)
             if device is None:
                 return _NO_SERIES_INFO
-            info = self._series[device_id] = self._series_info(self._grids[device.grid][0], device)
+            info = self._series[device_id] = self._series_info(device)
         return info
 
     # -- the adapters' DeviceHints port -----------------------------------------------------
@@ -217,8 +217,9 @@ class Registry:
 
     def location(self, device_id: str) -> Location | None:
         device = self._devices.get(device_id)
-        if device is None:
-            return None
+        return self._located(device) if device is not None else None
+
+    def _located(self, device: Device) -> Location:
         community, grid = self._grids[device.grid]
         building = unit = household = None
         if device.household is not None:
