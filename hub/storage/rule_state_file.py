@@ -70,6 +70,11 @@ _DELETE = (
     "DELETE FROM rule_state WHERE (rule, subject) IN"
     " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 )
+#: A row's timer read out of its JSON: ``NULL`` for a row that is not JSON (SQLite's JSON
+#: functions raise on malformed text, hence ``json_valid`` first).
+_DUE_FROM_JSON = (
+    "CASE WHEN json_valid(CAST(state AS TEXT)) THEN json_extract(CAST(state AS TEXT), '$.due') END"
+)
 #: The store's ``rule_state`` (:data:`hub.storage.schema.RULE_STATE_TABLE`) plus ``due``, a stored
 #: generated column: SQLite reads the timer out of the JSON when the writer thread writes a row,
 #: not when a restart reads 10⁵ of them (≈ 0.6 s of a 338 240-row restart; docs/benchmarks.md,
@@ -77,25 +82,19 @@ _DELETE = (
 #: row that is not JSON has none. Stored generated columns need SQLite 3.31 (2020-01); with an
 #: older one, or a file whose move to this table failed, SQLite parses each row's JSON at a
 #: restart as before (:data:`_ROWS_PARSING`).
-FILE_TABLE = """
+FILE_TABLE = f"""
     CREATE TABLE IF NOT EXISTS rule_state (
         rule    TEXT NOT NULL,
         subject TEXT NOT NULL,
         state   BLOB NOT NULL,
-        due     REAL GENERATED ALWAYS AS (
-            CASE WHEN json_valid(CAST(state AS TEXT)) THEN json_extract(CAST(state AS TEXT), '$.due') END
-        ) STORED,
+        due     REAL GENERATED ALWAYS AS ({_DUE_FROM_JSON}) STORED,
         PRIMARY KEY (rule, subject)
     ) WITHOUT ROWID
 """
 #: Generated columns arrived in SQLite 3.31.0.
 GENERATED_COLUMNS = (3, 31, 0)
 _ROWS = "SELECT rule, subject, state, due FROM rule_state"
-_ROWS_PARSING = (
-    "SELECT rule, subject, state,"
-    " CASE WHEN json_valid(CAST(state AS TEXT)) THEN json_extract(CAST(state AS TEXT), '$.due') END"
-    " FROM rule_state"
-)
+_ROWS_PARSING = f"SELECT rule, subject, state, {_DUE_FROM_JSON} FROM rule_state"  # noqa: S608
 #: Rows per statement: bounds SQLite's parse of one batch (10⁵ slots at a stop are a few of them).
 BATCH_ROWS = 10_000
 #: How often a resting writer looks whether close() was called.
