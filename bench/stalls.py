@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import threading
 import time
@@ -38,13 +39,18 @@ class StallWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _loop_thread: int = 0
+    #: (start, end, generation) of each cyclic-collector pass in the hub's process.
+    collections: list[tuple[float, float, int]] = field(default_factory=list)
+    _gc_start: float = 0.0
+    _started: float = 0.0
 
     async def run(self) -> None:
         """The heartbeat (run as a named task in the hub's loop); starts the sampling thread."""
         self._loop_thread = threading.get_ident()
-        self._last = time.monotonic()
+        self._last = self._started = time.monotonic()
         self._thread = threading.Thread(target=self._sample, name="bench-stall-sampler", daemon=True)
         self._thread.start()
+        gc.callbacks.append(self._on_gc)
         try:
             while True:
                 before = time.monotonic()
@@ -55,6 +61,7 @@ class StallWatch:
                     self.gaps.append((before, now))
                 self._last = now
         finally:
+            gc.callbacks.remove(self._on_gc)
             self._stop.set()
             if self._thread is not None:
                 self._thread.join(1)
@@ -78,11 +85,39 @@ class StallWatch:
             outer = picked[runs[0] + 1 : runs[0] + 4] if runs else picked[:3]
             self.stacks[" < ".join(reversed(picked[-4:])) + " ... in " + " > ".join(outer)] += 1
 
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # A collection pauses every thread (it holds the GIL throughout), so its length is a
+        # loop stall the sampler cannot attribute: the stack it sees is wherever the
+        # allocation that crossed the threshold happened.
+        now = time.monotonic()
+        if phase == "start":
+            self._gc_start = now
+        elif len(self.collections) < 100_000:
+            self.collections.append((self._gc_start, now, info["generation"]))
+
     def report(self, *, top: int = 8) -> dict[str, Any]:
-        """Lag percentiles (ms) since the last report, and the stall stacks seen most often."""
+        """Lag percentiles (ms) since the last report, the stall stacks seen most often, and the
+        cyclic collector's passes (count, longest, total ms per generation; stalls they overlap)."""
         lags = sorted(self.lags)
         self.lags = []
         gaps, self.gaps = self.gaps, []
+        collections, self.collections = self.collections, []
+        by_gen: dict[str, dict[str, float]] = {}
+        for gen in (0, 1, 2):
+            ms = [1000.0 * (b - a) for a, b, g in collections if g == gen]
+            if ms:
+                by_gen[f"gen{gen}"] = {
+                    "n": len(ms),
+                    "max_ms": round(max(ms), 2),
+                    "total_ms": round(sum(ms), 1),
+                }
+        longest = sorted(collections, key=lambda c: c[0] - c[1])[:5]
+        if longest:
+            by_gen["longest"] = [  # type: ignore[assignment]
+                {"gen": g, "ms": round(1000.0 * (b - a), 2), "at_s": round(a - self._started, 2)}
+                for a, b, g in longest
+            ]
+        in_gc = sum(1 for a, b in gaps if any(s < b and e > a for s, e, _ in collections))
 
         def pct(q: float) -> float:
             if not lags:
@@ -95,6 +130,8 @@ class StallWatch:
             "lag_max_ms": round(1000.0 * lags[-1], 2) if lags else 0.0,
             "stalled_samples": self.samples,
             "stall_stacks": dict(self.stacks.most_common(top)),
+            "collector": by_gen,
+            "stalls_overlapping_a_collection": f"{in_gc}/{len(gaps)}",
             "gaps": gaps,
         }
         self.stacks.clear()
