@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.ingest.pipeline import HEALTH_SERIES_INTERVAL_S
-from hub.timeseries import query_series
+from hub.timeseries import Point, query_series
 from hub.timeseries.sqlite_sink import SqliteSink
 from tests.conftest import server_missing
 from tests.helpers import SOS_BUTTON, eventually, hub_settings, publisher
@@ -97,14 +97,25 @@ def test_health_points_are_charted_once_per_interval_per_device_and_kind(tmp_pat
     try:
         sink = hub.timeseries
         assert isinstance(sink, SqliteSink)
-        sink._buffer.clear()  # what building the hub charted
+        written: list[Point] = []
+        write = sink.write
+
+        def recording(points: Iterable[Point]) -> None:
+            # The sink keeps rows, not points (tests/test_timeseries_buffers.py): record what
+            # the pipeline hands it.
+            for point in points:
+                written.append(point)
+                write(point)
+
+        sink.write_many = recording  # type: ignore[method-assign]
+        sink.write = lambda point: recording((point,))  # type: ignore[method-assign]
 
         def charted(topic: str, payload: bytes) -> list[tuple[str, str, tuple[str, ...]]]:
-            before = len(sink._buffer)
+            written.clear()
             hub.pipeline.handle(topic, payload, 1)
             return [
                 (str(p.measurement), dict(p.tags)["device_id"], tuple(name for name, _ in p.fields))
-                for p in sink._buffer[before:]
+                for p in written
             ]
 
         report = b'{"contact": false, "battery": 90, "linkquality": 120}'

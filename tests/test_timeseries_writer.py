@@ -271,16 +271,15 @@ async def test_spool_is_bounded_drops_oldest_and_counts(tmp_path: Path) -> None:
     assert reopened.peek() == first
 
 
-async def test_write_is_cheap_and_never_blocks(tmp_path: Path) -> None:
-    """``write`` only appends: 100 000 calls with no server at all take well under a second."""
+async def test_write_only_queues_and_never_blocks(tmp_path: Path) -> None:
+    """``write`` encodes and appends, nothing more: 100 000 calls with no server at all make no
+    request and touch no disk (its cost per call is a benchmark's business, not a test's)."""
     writer = InfluxWriter(
         settings=settings_for(f"http://127.0.0.1:{free_port()}", flush_interval_s=60),
         spool_dir=tmp_path / "spool",
     )
-    points = [reading(i) for i in range(100_000)]
-    started = time.perf_counter()
-    for p in points:
-        writer.write(p)
-    elapsed = time.perf_counter() - started
+    for i in range(100_000):
+        writer.write(reading(i))
     assert writer.buffered == 100_000
-    assert elapsed < 1.0
+    assert writer.stats.requests == writer.stats.batches_spooled == 0
+    assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").iterdir())

@@ -1,9 +1,15 @@
 """The InfluxDB writer: O(1) ``write`` on the hot path, batches, gzip, retries, spool, quarantine.
 
-``write(point)`` appends to an in-memory list and returns; a single named task
-(``linli-timeseries``) turns the list into batches of up to ``batch_size`` lines every
+``write(point)`` encodes the point to its line and appends the line to an in-memory list; a
+single named task (``linli-timeseries``) takes batches of up to ``batch_size`` lines every
 ``flush_interval_s`` (or at once when a batch is full) and POSTs them gzip-compressed to the
 v1 (``/write``) or v2 (``/api/v2/write``) endpoint.
+
+Why lines and not points wait in the list: a :class:`Point` is an object the cyclic collector
+tracks, a ``str`` is not. Thousands of points waiting for the flush were most of what each
+young collection walked, and the collections that promoted them stalled the event loop for
+10–50 ms at 10 000 msg/s, longer than the SOS target (docs/benchmarks.md, "Nineteenth pass").
+The encoding is the same work either way, done once per point on the event loop.
 
 Outcomes of a request:
 
@@ -55,8 +61,6 @@ TASK_NAME = "linli-timeseries"
 _THREAD_GZIP_BYTES = 64 * 1024
 #: A refused batch is bisected with at most this many extra requests; the rest is quarantined whole.
 _MAX_BISECT_REQUESTS = 64
-#: Points encoded between two yields to the event loop (~2 ms of CPU).
-_ENCODE_SLICE = 250
 
 
 class Outcome(Enum):
@@ -129,7 +133,7 @@ class InfluxWriter:
         self._url, self._params, self._headers = settings.write_target()
         self._spool = Spool(directory=spool_dir, max_bytes=settings.spool_max_bytes)
         self._on_quarantine = on_quarantine
-        self._buffer: list[Point] = []
+        self._buffer: list[str] = []  # encoded lines, oldest first
         self._batch_size = settings.batch_size
         self._wake = asyncio.Event()
         self._stopping = False
@@ -142,9 +146,19 @@ class InfluxWriter:
 
     # ----------------------------------------------------------------- hot path
     def write(self, point: Point) -> None:
-        """Queue one point: O(1), never blocks, never raises."""
-        self._buffer.append(point)
+        """Queue one point's line: no I/O, never blocks; a point with nothing to write is counted."""
         self.stats.points_written += 1
+        try:
+            line = encode(point)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            # A time that is not a finite number, a field of a type line protocol has no
+            # form for: this point is unwritable, the caller's event and its other points
+            # are not (the hot path must not raise for one bad point).
+            line = None
+        if line is None:
+            self.stats.invalid_points += 1
+            return
+        self._buffer.append(line)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
@@ -210,10 +224,9 @@ class InfluxWriter:
             self._inflight = None
             await self._to_spool(body, len(lines))
         while self._buffer:
-            lines = await self._take()
-            if lines:
-                body = await self._compress(lines)
-                await self._to_spool(body, len(lines))
+            lines = self._take()
+            body = await self._compress(lines)
+            await self._to_spool(body, len(lines))
 
     # ------------------------------------------------------------------ flusher
     async def _run(self) -> None:
@@ -238,23 +251,13 @@ class InfluxWriter:
             if stopping:
                 return
 
-    async def _take(self) -> list[str]:
-        """Encode up to one batch, yielding to the loop every ``_ENCODE_SLICE`` points."""
+    def _take(self) -> list[str]:
+        """Up to one batch of lines, oldest first."""
         if len(self._buffer) <= self._batch_size:
-            points, self._buffer = self._buffer, []
+            lines, self._buffer = self._buffer, []
         else:
-            points = self._buffer[: self._batch_size]
+            lines = self._buffer[: self._batch_size]
             del self._buffer[: self._batch_size]
-        lines = []
-        for start in range(0, len(points), _ENCODE_SLICE):
-            if start:
-                await asyncio.sleep(0)
-            for point in points[start : start + _ENCODE_SLICE]:
-                line = encode(point)
-                if line is None:
-                    self.stats.invalid_points += 1
-                else:
-                    lines.append(line)
         return lines
 
     def _backing_off(self) -> bool:
@@ -265,9 +268,7 @@ class InfluxWriter:
         ignore_backoff = final
         while True:
             while self._buffer:
-                lines = await self._take()
-                if not lines:
-                    continue
+                lines = self._take()
                 body = await self._compress(lines)
                 if self._spool.empty and (ignore_backoff or not self._backing_off()):
                     self._inflight = (lines, body)

@@ -1,0 +1,153 @@
+"""What the time-series sinks hold between flushes, and what one bad point or a full disk does.
+
+The sinks are written on the hot path for every event. What they keep until the flush must be
+nothing the cyclic collector walks: points waiting as objects made every young collection at
+10 000 msg/s walk thousands of them, and the collections that promoted them stalled the event
+loop for longer than the SOS latency target (docs/benchmarks.md, "Nineteenth pass").
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.clock import ManualClock
+from hub.timeseries import InfluxWriter, Point, SqliteSink, TimeseriesSettings, query_series
+from hub.timeseries.sqlite_sink import Aggregate
+from tests.support.servers import free_port
+
+NOW = 1_790_000_000.0
+
+
+def points(n: int, *, start: float = NOW) -> Iterator[Point]:
+    for i in range(n):
+        yield Point.of(
+            "device_health",
+            tags={"device_id": f"d{i % 7}", "grid": "g1"},
+            fields={"battery_pct": 50.0 + i % 40, "rssi": -70 - i % 9},
+            ts=start + i,
+        )
+
+
+def influx_writer(tmp_path: Path) -> InfluxWriter:
+    # Nothing listens on the port and nothing is started: ``write`` alone is under test.
+    settings = TimeseriesSettings(
+        kind="influx_v1", url=f"http://127.0.0.1:{free_port()}", flush_interval_s=60
+    )
+    return InfluxWriter(settings=settings, spool_dir=tmp_path / "spool")
+
+
+def sqlite_sink(tmp_path: Path) -> SqliteSink:
+    return SqliteSink(path=tmp_path / "ts.sqlite", retention_days=30, clock=ManualClock(start=NOW))
+
+
+def live_points() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is Point)
+
+
+@pytest.mark.parametrize("make", [influx_writer, sqlite_sink], ids=["influx", "sqlite"])
+def test_points_waiting_for_the_flush_are_nothing_the_collector_walks(make: object, tmp_path: Path) -> None:
+    sink = make(tmp_path)  # type: ignore[operator]
+    before = live_points()
+    sink.write_many(points(5_000))
+    assert sink.buffered == 5_000
+    assert live_points() == before  # no point kept alive by the sink
+    # What is kept instead (lines; rows by column) is nothing the collector tracks at all.
+    buffer = sink._buffer
+    held = (
+        buffer
+        if isinstance(sink, InfluxWriter)
+        else [v for c in buffer.__slots__ for v in getattr(buffer, c)]
+    )
+    assert held
+    assert not any(gc.is_tracked(item) for item in held)
+
+
+@pytest.mark.parametrize("make", [influx_writer, sqlite_sink], ids=["influx", "sqlite"])
+def test_an_unwritable_point_is_counted_and_the_others_are_kept(make: object, tmp_path: Path) -> None:
+    sink = make(tmp_path)  # type: ignore[operator]
+    bad = [
+        Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=math.nan),
+        Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=math.inf),
+        Point.of("door", tags={"device_id": "a"}, fields={"open": math.nan}, ts=NOW),
+        Point.of("door", tags={"device_id": "a"}, fields={"open": None}, ts=NOW),  # type: ignore[dict-item]
+    ]
+    good = list(points(3))
+    sink.write_many([good[0], *bad[:2], good[1], *bad[2:], good[2]])  # never raises
+    assert sink.stats.points_written == 7
+    assert sink.stats.invalid_points == 4
+    assert sink.buffered == 3
+
+
+def count_rows(path: Path) -> int:
+    series = query_series(
+        path,
+        measurement="device_health",
+        field="battery_pct",
+        start=NOW - 1,
+        end=NOW + 100_000,
+        bucket_s=1_000_000,
+        aggregate=Aggregate.COUNT,
+    )
+    return int(sum(v for s in series for _, v in s.points))
+
+
+async def test_a_point_without_a_finite_time_does_not_stop_the_embedded_sink(tmp_path: Path) -> None:
+    """``ts`` is NOT NULL and SQLite stores NaN as NULL: such a point must never reach the
+    insert, where it failed the whole batch and left the transaction open for every later one."""
+    sink = sqlite_sink(tmp_path)
+    await sink.start()
+    try:
+        sink.write(
+            Point.of("device_health", tags={"device_id": "a"}, fields={"battery_pct": 5.0}, ts=math.nan)
+        )
+        sink.write_many(points(3))
+        await sink.flush()
+        sink.write_many(points(4, start=NOW + 100))
+        await sink.flush()
+    finally:
+        await sink.stop()
+    assert sink.stats.invalid_points == 1
+    assert count_rows(tmp_path / "ts.sqlite") == 7
+
+
+async def test_an_insert_that_fails_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """SQLite rolls back only the failing statement of a constraint error: the transaction
+    stays open unless the sink ends it, and every later ``BEGIN`` would fail."""
+    sink = sqlite_sink(tmp_path)
+    await sink.start()
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            sink._insert([(None, "device_health", "{}", "battery_pct", 1.0, None)], None)  # type: ignore[list-item]
+        sink.write_many(points(2))
+        await sink.flush()
+    finally:
+        await sink.stop()
+    assert count_rows(tmp_path / "ts.sqlite") == 2
+
+
+async def test_the_embedded_sink_writes_again_once_a_full_disk_has_room(tmp_path: Path) -> None:
+    sink = sqlite_sink(tmp_path)
+    await sink.start()
+    try:
+        db = sink._db
+        assert db is not None
+        # A full disk, as SQLite sees one: no page may be added to the file.
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        sink.write_many(points(2_000))
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await sink.flush()
+        db.execute("PRAGMA max_page_count = 1073741823")  # room again
+        sink.write_many(points(10, start=NOW + 10_000))
+        await sink.flush()
+    finally:
+        await sink.stop()
+    # The batch the full disk refused is lost (as a crash loses the buffer); the next is written.
+    assert count_rows(tmp_path / "ts.sqlite") == 10
