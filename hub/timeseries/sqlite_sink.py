@@ -249,8 +249,9 @@ class SqliteSink:
                     db.execute("DELETE FROM points WHERE ts < ?", (prune_before,))
                 db.execute("COMMIT")
             except BaseException:
-                # A full disk fails the insert inside the transaction. Left open, it would
-                # make every later ``BEGIN`` fail too, long after the disk has room again.
+                # On a constraint error SQLite undoes the failing statement only: the
+                # transaction stays open, and every later ``BEGIN`` would fail with it. (A full
+                # disk's transaction SQLite rolls back itself, hence the check.)
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
