@@ -150,3 +150,21 @@ def test_health_points_are_charted_once_per_interval_per_device_and_kind(tmp_pat
         assert charted("zigbee2mqtt/door-1", b'{"linkquality": 101, "battery": 87}') == []
     finally:
         hub.close()
+
+
+def test_a_failing_time_series_sink_never_costs_an_sos_its_alert(tmp_path: Path) -> None:
+    """Points are written before the rules run: a sink (or point builder) that raises is
+    counted and the press still becomes an alert."""
+    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=ManualClock(start=NOW))
+    try:
+
+        def broken(points: Iterable[Point]) -> None:
+            raise RuntimeError("sink bug")
+
+        hub.timeseries.write_many = broken  # type: ignore[method-assign]
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1)
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", b'{"battery": 80, "linkquality": 90}', 1)
+        assert [a.rule for a in hub.store.alerts()] == ["elderly.sos"]
+        assert hub.pipeline.stats.series_errors >= 2  # the press, then the report's health points
+    finally:
+        hub.close()

@@ -65,6 +65,9 @@ class PipelineStats:
     community_mismatches: int = 0
     #: Raises/updates the store dropped as an occurrence it had recorded (a redelivered message).
     occurrences_repeated: int = 0
+    #: Events whose time-series points failed (a bug in a point builder or a sink): charted
+    #: nowhere, but their rules ran.
+    series_errors: int = 0
 
 
 class Pipeline:
@@ -204,9 +207,15 @@ class Pipeline:
         if self._on_device_event is not None and known:
             self._on_device_event(event, retain)
         if event.kind not in _HEALTH or self._health_point_due(event):
-            self._series.write_many(
-                self._event_series.points(event, self._registry.series_info(event.device_id))
-            )
+            try:
+                self._series.write_many(
+                    self._event_series.points(event, self._registry.series_info(event.device_id))
+                )
+            except Exception:  # a chart must never cost the rules their event, an SOS least of all
+                self.stats.series_errors += 1
+                errors = self.stats.series_errors
+                if errors & (errors - 1) == 0:  # the 1st, 2nd, 4th, 8th …: seen, never a flood
+                    log.exception("time-series points of %s failed (%d so far)", event.kind, errors)
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
