@@ -83,6 +83,7 @@ def test_an_unwritable_point_is_counted_and_the_others_are_kept(make: object, tm
     assert sink.stats.points_written == 7
     assert sink.stats.invalid_points == 4
     assert sink.buffered == 3
+    assert sink.stats.last_error.startswith("unwritable point: ")  # what /api/stats shows
 
 
 def count_rows(path: Path) -> int:

@@ -172,7 +172,8 @@ class SqliteSink:
         self.stats.points_written += 1
         try:
             added = self._buffer.add(point)
-        except (TypeError, ValueError):  # a field of a type the table has no column for
+        except Exception as exc:  # a field of a type the table has no column for; never raise
+            self.stats.last_error = f"unwritable point: {type(exc).__name__}: {exc}"
             added = False
         if not added:
             self.stats.invalid_points += 1

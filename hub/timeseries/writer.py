@@ -150,10 +150,11 @@ class InfluxWriter:
         self.stats.points_written += 1
         try:
             line = encode(point)
-        except (TypeError, ValueError, OverflowError, AttributeError):
-            # A time that is not a finite number, a field of a type line protocol has no
-            # form for: this point is unwritable, the caller's event and its other points
-            # are not (the hot path must not raise for one bad point).
+        except Exception as exc:
+            # A time that is not a finite number, a field of a type line protocol has no form
+            # for: this point is unwritable, the caller's event and its other points are not.
+            # Casework and care charts through here too: ``write`` must never raise.
+            self.stats.last_error = f"unwritable point: {type(exc).__name__}: {exc}"
             line = None
         if line is None:
             self.stats.invalid_points += 1
