@@ -9,6 +9,7 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.health.metrics import render
 from hub.ingest.pipeline import HEALTH_SERIES_INTERVAL_S
 from hub.timeseries import Point, query_series
 from hub.timeseries.sqlite_sink import SqliteSink
@@ -166,5 +167,7 @@ def test_a_failing_time_series_sink_never_costs_an_sos_its_alert(tmp_path: Path)
         hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", b'{"battery": 80, "linkquality": 90}', 1)
         assert [a.rule for a in hub.store.alerts()] == ["elderly.sos"]
         assert hub.pipeline.stats.series_errors >= 2  # the press, then the report's health points
+        metrics = render(hub.counters.families()).splitlines()
+        assert f"linli_series_errors_total {hub.pipeline.stats.series_errors}" in metrics
     finally:
         hub.close()

@@ -59,6 +59,11 @@ class HubCounters:
             Family("linli_events_total", "counter", "normalised events decoded").add(stats.events),
             Family("linli_signals_total", "counter", "rule signals stored").add(stats.signals),
             Family("linli_alerts_raised_total", "counter", "alerts opened").add(stats.alerts_raised),
+            Family(
+                "linli_series_errors_total",
+                "counter",
+                "events whose time-series points failed (rules still ran)",
+            ).add(stats.series_errors),
             Family("linli_handler_errors_total", "counter", "messages the hub failed to handle at first").add(
                 self._mqtt.handler_errors
             ),
