@@ -102,7 +102,8 @@ class StallWatch:
         self.lags = []
         gaps, self.gaps = self.gaps, []
         collections, self.collections = self.collections, []
-        by_gen: dict[str, dict[str, float]] = {}
+        #: Per generation (``gen0``…): passes, longest and total ms; ``longest``: the five longest.
+        by_gen: dict[str, Any] = {}
         for gen in (0, 1, 2):
             ms = [1000.0 * (b - a) for a, b, g in collections if g == gen]
             if ms:
@@ -113,7 +114,7 @@ class StallWatch:
                 }
         longest = sorted(collections, key=lambda c: c[0] - c[1])[:5]
         if longest:
-            by_gen["longest"] = [  # type: ignore[assignment]
+            by_gen["longest"] = [
                 {"gen": g, "ms": round(1000.0 * (b - a), 2), "at_s": round(a - self._started, 2)}
                 for a, b, g in longest
             ]

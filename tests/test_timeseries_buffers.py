@@ -11,13 +11,14 @@ from __future__ import annotations
 import gc
 import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.clock import ManualClock
 from hub.timeseries import InfluxWriter, Point, SqliteSink, TimeseriesSettings, query_series
+from hub.timeseries.settings import TimeseriesKind
 from hub.timeseries.sqlite_sink import Aggregate
 from tests.support.servers import free_port
 
@@ -37,7 +38,7 @@ def points(n: int, *, start: float = NOW) -> Iterator[Point]:
 def influx_writer(tmp_path: Path) -> InfluxWriter:
     # Nothing listens on the port and nothing is started: ``write`` alone is under test.
     settings = TimeseriesSettings(
-        kind="influx_v1", url=f"http://127.0.0.1:{free_port()}", flush_interval_s=60
+        kind=TimeseriesKind.INFLUX_V1, url=f"http://127.0.0.1:{free_port()}", flush_interval_s=60
     )
     return InfluxWriter(settings=settings, spool_dir=tmp_path / "spool")
 
@@ -46,32 +47,34 @@ def sqlite_sink(tmp_path: Path) -> SqliteSink:
     return SqliteSink(path=tmp_path / "ts.sqlite", retention_days=30, clock=ManualClock(start=NOW))
 
 
+Sink = Callable[[Path], InfluxWriter | SqliteSink]
+
+
 def live_points() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if type(o) is Point)
 
 
 @pytest.mark.parametrize("make", [influx_writer, sqlite_sink], ids=["influx", "sqlite"])
-def test_points_waiting_for_the_flush_are_nothing_the_collector_walks(make: object, tmp_path: Path) -> None:
-    sink = make(tmp_path)  # type: ignore[operator]
+def test_points_waiting_for_the_flush_are_nothing_the_collector_walks(make: Sink, tmp_path: Path) -> None:
+    sink = make(tmp_path)
     before = live_points()
     sink.write_many(points(5_000))
     assert sink.buffered == 5_000
     assert live_points() == before  # no point kept alive by the sink
     # What is kept instead (lines; rows by column) is nothing the collector tracks at all.
-    buffer = sink._buffer
-    held = (
-        buffer
+    held: list[object] = (
+        list(sink._buffer)
         if isinstance(sink, InfluxWriter)
-        else [v for c in buffer.__slots__ for v in getattr(buffer, c)]
+        else [v for c in sink._buffer.__slots__ for v in getattr(sink._buffer, c)]
     )
     assert held
     assert not any(gc.is_tracked(item) for item in held)
 
 
 @pytest.mark.parametrize("make", [influx_writer, sqlite_sink], ids=["influx", "sqlite"])
-def test_an_unwritable_point_is_counted_and_the_others_are_kept(make: object, tmp_path: Path) -> None:
-    sink = make(tmp_path)  # type: ignore[operator]
+def test_an_unwritable_point_is_counted_and_the_others_are_kept(make: Sink, tmp_path: Path) -> None:
+    sink = make(tmp_path)
     bad = [
         Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=math.nan),
         Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=math.inf),
