@@ -188,8 +188,13 @@ class Evaluator:
         self._zone = zone
         self._rules: dict[str, CompiledRule] = {}
         self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
-        #: Per event kind, per device: the subject it was resolved for and its (shared) steps.
-        self._plans: dict[EventKind, dict[str, tuple[Subject, tuple[Step, ...]]]] = {}
+        #: Per event kind, per device: its (shared) steps, resolved for ``_resolved[device]``.
+        self._plans: dict[EventKind, dict[str, tuple[Step, ...]]] = {}
+        #: Per device: the subject its plans were resolved for. One entry a device, not a
+        #: ``(subject, steps)`` pair per device and kind: those pairs hold a subject, so the
+        #: cyclic collector tracks them — 3 of the ≈ 10 tracked objects a reporting device
+        #: added, walked by every full collection (docs/benchmarks.md, "Twentieth pass").
+        self._resolved: dict[str, Subject] = {}
         #: The plans themselves, per shape, with the candidates and triggers their key names.
         self._shapes: dict[_Shape, tuple[list[CompiledRule], tuple[AnyTrigger, ...], tuple[Step, ...]]] = {}
         self._memo: dict[
@@ -213,6 +218,7 @@ class Evaluator:
         self._static_memo = {}
         self._memo = {}
         self._plans = {}
+        self._resolved = {}
         self._shapes = {}
         self._scope_attributes = tuple(
             sorted({name for c in self._rules.values() for name, _ in c.attributes})
@@ -270,13 +276,27 @@ class Evaluator:
         steps are shared by every subject with the same candidates, override-resolved triggers
         and absence periods.
         """
-        per_kind = self._plans.get(kind)
+        plans = self._plans
+        per_kind = plans.get(kind)
         if per_kind is None:
-            per_kind = self._plans[kind] = {}
+            per_kind = plans[kind] = {}
         device = subject.device_id
+        resolved = self._resolved
         cached = per_kind.get(device)
-        if cached is not None and cached[0] is subject:
-            return cached[1]
+        if cached is not None and resolved.get(device) is subject:
+            return cached
+        known = resolved.get(device)
+        if known is not subject:
+            # Invariant: a device's plans are all for ``resolved[device]``. Another subject
+            # object (a new registry, a stranger's group) makes every kind's plan stale.
+            if known is not None:
+                for memo in plans.values():
+                    memo.pop(device, None)
+            if len(resolved) >= _SUBJECT_MEMO_LIMIT:
+                resolved.clear()
+                for memo in plans.values():
+                    memo.clear()
+            resolved[device] = subject
         found = self.candidates(kind, subject)
         triggers = tuple(
             c.rule.trigger if c.overrides is None else c.overrides.trigger_for(c.rule.trigger, subject)
@@ -300,7 +320,7 @@ class Evaluator:
             shared = self._shapes[shape] = (found, triggers, steps)
         if len(per_kind) >= _SUBJECT_MEMO_LIMIT:
             per_kind.clear()
-        per_kind[device] = (subject, shared[2])
+        per_kind[device] = shared[2]
         return shared[2]
 
     def on_event(self, event: Event, subject: Subject) -> list[Signal]:
@@ -398,6 +418,7 @@ class Evaluator:
             self._static_memo,
             self._memo,
             self._plans,
+            self._resolved,
             self._shapes,
             self._scope_attributes,
         )
@@ -409,6 +430,7 @@ class Evaluator:
                 self._static_memo,
                 self._memo,
                 self._plans,
+                self._resolved,
                 self._shapes,
                 self._scope_attributes,
             ) = saved

@@ -8,6 +8,7 @@ rule, its own engine call with a fresh context, its period resolved per event.
 
 from __future__ import annotations
 
+import gc
 import random
 from typing import Any
 
@@ -190,6 +191,43 @@ def test_devices_of_one_shape_share_one_plan_and_keep_their_own_state() -> None:
     assert evaluator.plan(EventKind.BATTERY, own_override) is not plan  # another trigger
     assert evaluator.plan(EventKind.BATTERY, _door("door-e", resident="r1")) is plan  # no override for r1
     assert evaluator.plan(EventKind.DOOR_OPEN, a) is not plan
+
+
+def test_a_new_subject_object_for_a_device_is_planned_anew_for_every_kind() -> None:
+    # A new registry hands out new subjects: each kind's plan must follow the new one, also the
+    # kinds planned after another kind already saw it (the memo keeps one subject per device).
+    evaluator = Evaluator(rules=load_packs(), state=MemoryState(), zone="Asia/Shanghai")
+    kinds = (EventKind.BATTERY, EventKind.DOOR_OPEN, EventKind.HEARTBEAT)
+    hourly = {kind: evaluator.plan(kind, _door("door-a")) for kind in kinds}
+    twice_an_hour = {kind: evaluator.plan(kind, _door("door-b", heartbeat=1800)) for kind in kinds}
+    assert all(hourly[kind] is not twice_an_hour[kind] for kind in kinds)  # another offline period
+    moved = _door("door-a", heartbeat=1800)
+    for kind in kinds:
+        assert evaluator.plan(kind, moved) is twice_an_hour[kind], kind
+    back = _door("door-a")
+    assert evaluator.plan(EventKind.HEARTBEAT, back) is hourly[EventKind.HEARTBEAT]
+    assert evaluator.plan(EventKind.BATTERY, back) is hourly[EventKind.BATTERY]
+    assert evaluator.plan(EventKind.DOOR_OPEN, back) is hourly[EventKind.DOOR_OPEN]
+
+
+def test_the_plan_memo_keeps_no_collector_tracked_object_per_device() -> None:
+    # A full collection walks every tracked object: at 10⁵ reporting devices a (subject, steps)
+    # pair per device and kind was 3 × 10⁵ of them (docs/benchmarks.md, "Twentieth pass").
+    evaluator = Evaluator(rules=load_packs(), state=MemoryState(), zone="Asia/Shanghai")
+    kinds = (EventKind.BATTERY, EventKind.SIGNAL, EventKind.DOOR_OPEN)
+    evaluator.plan(EventKind.BATTERY, _door("door-warm"))  # the shapes, built once
+    subjects = [_door(f"door-{i}") for i in range(3_000)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for subject in subjects:
+        for kind in kinds:
+            evaluator.plan(kind, subject)
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert grown < 100, f"{grown} tracked objects more for {len(subjects)} devices' plans"
+    assert all(
+        evaluator.plan(kind, s) is evaluator.plan(kind, subjects[0]) for s in subjects for kind in kinds
+    )
 
 
 @pytest.mark.parametrize("seed", [4, 5])
