@@ -282,10 +282,10 @@ class Evaluator:
             per_kind = plans[kind] = {}
         device = subject.device_id
         resolved = self._resolved
-        cached = per_kind.get(device)
-        if cached is not None and resolved.get(device) is subject:
-            return cached
         known = resolved.get(device)
+        cached = per_kind.get(device)
+        if cached is not None and known is subject:
+            return cached
         if known is not subject:
             # Invariant: a device's plans are all for ``resolved[device]``. Another subject
             # object (a new registry, a stranger's group) makes every kind's plan stale.
