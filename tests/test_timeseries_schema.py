@@ -80,6 +80,26 @@ def test_event_series_cache_is_bounded_and_drops_the_oldest() -> None:
     assert len(series) == 10
 
 
+def test_event_series_entries_share_the_tag_pairs_neighbours_have_in_common() -> None:
+    series = EventSeries(limit=10)
+    first = series.points(Event("d1", EventKind.DOOR_OPEN, 1_700_000_000.0, "z2m"), INFO)[0]
+    second = series.points(Event("d2", EventKind.DOOR_OPEN, 1_700_000_000.0, "z2m"), INFO)[0]
+    assert first.tags == event_points(Event("d1", EventKind.DOOR_OPEN, 1_700_000_000.0, "z2m"), INFO)[0].tags
+    shared = {k: pair for pair in first.tags if (k := pair[0]) != "device_id"}
+    assert len(shared) >= 5
+    for pair in second.tags:
+        if pair[0] == "device_id":
+            assert pair == ("device_id", "d2")
+        else:
+            assert pair is shared[pair[0]], pair  # one object for both devices, not a copy each
+    # Bounded like the cache (past the limit it starts over, so at most one entry's pairs more):
+    # many devices with tags of their own never grow it without end.
+    for i in range(50):
+        info = SubjectInfo(community="c1", grid=f"g{i}", building=f"b{i}", device_kind="door_sensor")
+        series.points(Event(f"x{i}", EventKind.DOOR_OPEN, 1_700_000_000.0, "z2m"), info)
+        assert len(series._pairs) <= 10 + len(TAGS[Measurement.DOOR])
+
+
 def test_line_protocol_escaping_and_integer_suffix() -> None:
     point = Point.of(
         "door", tags={"building": "1号 楼,A=B"}, fields={"open": 1, "t": 'a"b\\c', "x": 0.5}, ts=1.5

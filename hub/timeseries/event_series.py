@@ -35,6 +35,12 @@ class EventSeries:
         # An OrderedDict: taking a plain dict's first key after many deletions at the front
         # scans past their dummies (measured: 10 s more CPU for 101 300 first messages).
         self._cache: OrderedDict[_Key, _Entry] = OrderedDict()
+        #: One object per distinct ``(tag, value)`` pair across the entries. A device's tags
+        #: are its own id (not kept here: one pair per device) and seven or so it shares with
+        #: its neighbours (community, grid, model…); a tuple of its own for each pair was
+        #: ≈ 0.4 KB an entry (docs/benchmarks.md, "Twenty-first pass"). Bounded like the cache:
+        #: past the limit it starts over (so it holds at most one entry's pairs more).
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -47,7 +53,15 @@ class EventSeries:
         key = (event.device_id, measurement, extra)
         entry = self._cache.get(key)
         if entry is None or entry[0] is not info:
-            tags = sorted_tags(event_tags(measurement, event.device_id, info, extra))
+            pairs = self._pairs
+            if len(pairs) >= self._limit:
+                pairs.clear()
+            tags = tuple(
+                [
+                    pair if pair[0] == "device_id" else pairs.setdefault(pair, pair)
+                    for pair in sorted_tags(event_tags(measurement, event.device_id, info, extra))
+                ]
+            )
             entry = (info, tags, encode_head(measurement, tags))
             cache = self._cache
             if key not in cache and len(cache) >= self._limit:
