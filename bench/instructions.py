@@ -123,16 +123,18 @@ def taken_away(specs: Sequence[str]) -> contextlib.ExitStack:
         elif stage == "health_points":
             due = Pipeline._health_point_due
 
-            def charted(self: Any, event: Any, _d: Any = due, _k: Any = kinds) -> Any:
-                return False if event.kind in _k else _d(self, event)
+            # ``*rest``: the device state a newer tree passes along (older ones look it up).
+            def charted(self: Any, event: Any, *rest: Any, _d: Any = due, _k: Any = kinds) -> Any:
+                return False if event.kind in _k else _d(self, event, *rest)
 
             stack.enter_context(mock.patch.object(Pipeline, "_health_point_due", charted))
         else:
             record = DeviceStates.record
 
-            def recorded(self: Any, event: Any, _r: Any = record, _k: Any = kinds) -> None:
-                if event.kind not in _k:
-                    _r(self, event)
+            # Returns what ``record`` returns (a newer tree's pipeline uses the device state it
+            # returns; ``None`` there means "no state", as it does for a kind taken away).
+            def recorded(self: Any, event: Any, _r: Any = record, _k: Any = kinds) -> Any:
+                return None if event.kind in _k else _r(self, event)
 
             stack.enter_context(mock.patch.object(DeviceStates, "record", recorded))
     return stack

@@ -324,13 +324,18 @@ class Evaluator:
         return shared[2]
 
     def on_event(self, event: Event, subject: Subject) -> list[Signal]:
-        steps = self.plan(event.kind, subject)
+        device = subject.device_id
+        # :meth:`plan`'s hit path, inline: it runs for every event, and the call was ≈ 1 % of a
+        # message (docs/benchmarks.md, "Twenty-first pass").
+        per_kind = self._plans.get(event.kind)
+        steps = per_kind.get(device) if per_kind is not None else None
+        if steps is None or self._resolved.get(device) is not subject:
+            steps = self.plan(event.kind, subject)
         if not steps:
             return []
         signals: list[Signal] = []
         ts = event.ts
         ctx = EventContext(event, subject, self._state, ts, event_identity(event))
-        device = subject.device_id
         for on_event, rule, trigger, condition, active, rule_id in steps:
             if condition is not None and not condition.test(event, subject):
                 continue

@@ -71,17 +71,19 @@ def test_device_state_and_health_points_taken_away_by_kind() -> None:
     pipeline = Pipeline.__new__(Pipeline)
     with taken_away(["device_state:battery", "health_points:battery"]):
         pipeline._states = states = DeviceStates()
-        states.record(battery)
+        assert states.record(battery) is None
         assert states.get("d1") is None
-        states.record(signal)
-        assert states.get("d1") is not None
-        assert not pipeline._health_point_due(battery)
-        assert pipeline._health_point_due(signal)
+        state = states.record(signal)
+        assert state is not None and states.get("d1") is state
+        assert not pipeline._health_point_due(battery, state)
+        assert pipeline._health_point_due(signal, state)
     pipeline._states = states = DeviceStates()
-    states.record(battery)
-    assert states.get("d1") is not None
-    assert pipeline._health_point_due(battery)
-    assert not pipeline._health_point_due(battery), "one point per interval"
+    state = states.record(battery)
+    assert state is not None and states.get("d1") is state
+    assert pipeline._health_point_due(battery, state)
+    assert not pipeline._health_point_due(battery, state), "one point per interval"
+    # Without a device state (taken away) every point is charted.
+    assert pipeline._health_point_due(battery, None)
 
 
 def test_the_same_code_counts_the_same_and_only_the_measured_messages() -> None:

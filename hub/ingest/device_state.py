@@ -69,7 +69,8 @@ class DeviceStates:
         self._values: deque[float | bool | str | None] = deque(maxlen=recent)
         self._attrs: deque[Mapping[str, float | bool | str]] = deque(maxlen=recent)
 
-    def record(self, event: Event) -> None:
+    def record(self, event: Event) -> DeviceState:
+        """Keep the event in the ring and in its device's state; returns that state."""
         self._device_ids.append(event.device_id)
         self._kinds.append(event.kind)
         self._times.append(event.ts)
@@ -93,6 +94,7 @@ class DeviceStates:
             if kind is _SIGNAL and isinstance(event.value, float):
                 state.signal = event.value
         state.last[kind._value_] = (event.ts, event.value)  # _value_: Enum.value is a slow property
+        return state
 
     def events(
         self,

@@ -22,7 +22,7 @@ from hub.clock import Clock
 from hub.community.registry import Registry
 from hub.errors import NotStoredError
 from hub.ingest.alerts import record_signal
-from hub.ingest.device_state import DeviceStates
+from hub.ingest.device_state import DeviceState, DeviceStates
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.strangers import GROUP, UnknownDevices
 from hub.notify.routing import Routing
@@ -137,12 +137,17 @@ class Pipeline:
     def _events(self, events: Sequence[Event], retain: bool) -> None:
         if not events:
             return
+        subject: Subject | None = None
         try:
             for index, event in enumerate(events):
                 if event.family == NATIVE_FAMILY and self._foreign(event):
                     continue
+                # A report's events are one device's (a Zigbee2MQTT message carries the door,
+                # its battery and its link quality): its subject is looked up once.
+                if subject is None or subject.device_id != event.device_id:
+                    subject = self._registry.subject(event.device_id)
                 try:
-                    self._on_event(event, retain)
+                    self._on_event(event, retain, subject)
                 except NotStoredError as exc:
                     # Resume where it stopped: this event's undecided rest, then the message's rest.
                     rest = events[index + 1 :]
@@ -186,16 +191,16 @@ class Pipeline:
         self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
         return True
 
-    def _on_event(self, event: Event, retain: bool) -> None:
+    def _on_event(self, event: Event, retain: bool, subject: Subject) -> None:
+        """One event of ``subject`` (the registry's for ``event.device_id``)."""
         self.stats.events += 1
-        subject = self._registry.subject(event.device_id)
         known = subject.known  # a property: read once
         if not known:
             children = self._registry.children(event.device_id) if event.kind in _NODE_KINDS else []
             if children:
                 # A gateway node (Tasmota LWT, STATE) speaks for the devices behind it.
                 for child in children:
-                    self._on_event(replace(event, device_id=child), retain)
+                    self._on_event(replace(event, device_id=child), retain, self._registry.subject(child))
                 return
             self.stats.unknown_device_events += 1
             stranger = self._strangers.admit(event, self._message[0])
@@ -203,10 +208,10 @@ class Pipeline:
                 # Past the listing cap nothing is kept per id: the group stands in for it.
                 event = replace(event, device_id=stranger.group)
                 subject = Subject(device_id=stranger.group)
-        self._states.record(event)
+        state = self._states.record(event)
         if self._on_device_event is not None and known:
             self._on_device_event(event, retain)
-        if event.kind not in _HEALTH or self._health_point_due(event):
+        if event.kind not in _HEALTH or self._health_point_due(event, state):
             try:
                 self._series.write_many(
                     self._event_series.points(event, self._registry.series_info(event.device_id))
@@ -265,16 +270,16 @@ class Pipeline:
             elif signal.action is not SignalAction.CLEAR:
                 self.stats.occurrences_repeated += 1
 
-    def _health_point_due(self, event: Event) -> bool:
+    def _health_point_due(self, event: Event, state: DeviceState | None) -> bool:
         """Battery, signal and heartbeat are charted at most every few minutes per device.
 
         A device reports them with every message; one point per interval keeps the time
         series (and the writer's CPU) proportional to devices, not to message rate. State
         changes (doors, occupancy, presses) are always written.
+
+        ``state``: what :meth:`DeviceStates.record` returned for the event, just before.
+        Without one (a benchmark that takes the device state away) every point is charted.
         """
-        # The device's state was recorded just before; without one (a benchmark that takes the
-        # device state away) every point is charted.
-        state = self._states.get(event.device_id)
         if state is None:
             return True
         kind, ts = event.kind, event.ts
