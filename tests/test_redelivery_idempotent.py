@@ -6,6 +6,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import orjson
+
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.config import load_settings
@@ -71,3 +73,34 @@ def test_a_new_press_after_the_window_still_reminds(tmp_path: Path) -> None:
     assert alert.count == 2
     assert len(reminders(second)) == 1
     second.store.close()
+
+
+def test_a_button_whose_clock_is_stuck_is_heard_at_every_press(tmp_path: Path) -> None:
+    # The gateway stamps every press with the same device time (a reset RTC, a frozen
+    # ``last_seen``): each new message is still a press; only a DUP copy is the same one.
+    stuck = orjson.dumps({"action": "emergency", "last_seen": int((PRESS - 5) * 1000)})
+    hub = hub_at(tmp_path, PRESS)
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    (alert,) = hub.store.alerts()
+    assert alert.raised_at == PRESS - 5  # the first press keeps the device's time
+    hub.pipeline.handle(TOPIC, stuck, 1, False, True)  # the broker resends it: the same press
+    assert [a.count for a in hub.store.alerts()] == [1]
+
+    clock.advance(3600)  # an hour later, the alert still open: the elder presses again
+    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    (again,) = hub.store.alerts()
+    assert (again.id, again.count, again.last_seen) == (alert.id, 2, PRESS + 3600)
+    assert len(reminders(hub)) >= 1, "a press after the merge window reminds the worker"
+    assert hub.pipeline.stats.presses_restamped == 1
+
+    with hub.store.transaction() as tx:
+        assert hub.store.resolve_alert(tx, alert.id, at=clock.now()) is not None
+    clock.advance(600)  # resolved; ten minutes later another press with the same stuck time
+    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    active = [a for a in hub.store.alerts() if a.status == "active"]
+    assert len(active) == 1 and active[0].id != alert.id, "a new alert, not a dropped press"
+    assert active[0].raised_at == PRESS + 4200
+    assert active[0].trace["occurrences"][0]["event"]["attrs"]["device_ts"] == PRESS - 5
+    hub.store.close()

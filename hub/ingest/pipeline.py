@@ -65,6 +65,9 @@ class PipelineStats:
     community_mismatches: int = 0
     #: Raises/updates the store dropped as an occurrence it had recorded (a redelivered message).
     occurrences_repeated: int = 0
+    #: Presses in new messages no newer than the device's previous press (a stuck or reset
+    #: device clock): handled at the hub's receive time instead of dropped as a copy.
+    presses_restamped: int = 0
     #: Events whose time-series points failed (a bug in a point builder or a sink): charted
     #: nowhere, but their rules ran.
     series_errors: int = 0
@@ -208,6 +211,8 @@ class Pipeline:
                 # Past the listing cap nothing is kept per id: the group stands in for it.
                 event = replace(event, device_id=stranger.group)
                 subject = Subject(device_id=stranger.group)
+        if event.kind in _MOMENTARY and not retain:
+            event = self._press_in_time(event)
         state = self._states.record(event)
         if self._on_device_event is not None and known:
             self._on_device_event(event, retain)
@@ -227,6 +232,27 @@ class Pipeline:
         signals = self._evaluator.on_event(event, subject)
         if signals:
             self.apply_signals(self._mark_message(signals), subject)
+
+    def _press_in_time(self, event: Event) -> Event:
+        """A press in a new message is a new press, whatever time the device's clock gave it.
+
+        The rules know a press again by its time and value (a redelivered copy is the same
+        press). A button whose clock is stuck or was reset stamps every press with the same
+        or an older time, so its next press — an hour later, the first alert long resolved —
+        looked like that copy and was dropped without a trace. Only a message the broker marks
+        as resent (DUP, [MQTT-3.3.1-1]) may be a copy: the store knows those by their digest.
+        Any other press no newer than the device's previous one takes the hub's receive time
+        (and keeps the device's own as ``device_ts``): counted, merged or raised like a press.
+        """
+        if self._message[2]:
+            return event
+        state = self._states.get(event.device_id)
+        previous = state.last.get(event.kind._value_) if state is not None else None
+        if previous is None or event.ts > previous[0]:
+            return event
+        self.stats.presses_restamped += 1
+        ts = max(self._clock.now(), previous[0] + 0.001)
+        return replace(event, ts=ts, attrs={**event.attrs, "device_ts": event.ts})
 
     def _mark_message(self, signals: Sequence[Signal]) -> list[Signal]:
         """Record which message decided, so its redelivery is known as the same occurrence.
