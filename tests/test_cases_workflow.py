@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.cases.model import (
+    SOS_CATEGORY,
     TERMINAL,
     Case,
     CaseAction,
@@ -174,6 +175,19 @@ def test_return_and_reassign() -> None:
     case = step(case, tl, A.REASSIGN, assignee="w3")
     assert case.assignee == "w3" and case.dispatched_at == tl[-1].ts
     assert case.clock_started_at == tl[1].ts
+
+
+def test_an_sos_case_is_never_returned_to_filed() -> None:
+    # 立案 has no escalation: a returned SOS would wait there with nobody told.
+    case, tl = new(category=SOS_CATEGORY)
+    case = step(case, tl, A.DISPATCH, assignee="w1")
+    for state_case in (case, step(case, list(tl), A.ACCEPT)):
+        with pytest.raises(RequirementNotMet, match="SOS"):
+            apply(state_case, A.RETURN, actor="w1", at=T0 + 100, channel=Channel.CONSOLE, note="不是我的")
+        assert A.RETURN not in allowed_actions(state_case)  # no button for it either
+    assert A.RETURN in allowed_actions(step(new()[0], [], A.DISPATCH, assignee="w1"))
+    case = step(case, tl, A.REASSIGN, assignee="w2")  # what the duty officer does instead
+    assert case.state is S.DISPATCHED and case.assignee == "w2"
 
 
 def test_time_never_goes_back() -> None:

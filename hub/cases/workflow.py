@@ -154,9 +154,13 @@ def allowed_actions(case: Case) -> tuple[CaseAction, ...]:
     """Actions the table allows in the case's state (rules on data may still refuse one).
 
     ``evaluate`` is offered only while the closed case awaits its 评价, so a console shows
-    no button for a case already evaluated in this closing.
+    no button for a case already evaluated in this closing, and no 退回 for an SOS.
     """
-    return tuple(a for a in TRANSITIONS[case.state] if a is not A.EVALUATE or case.awaiting_evaluation)
+    return tuple(
+        a
+        for a in TRANSITIONS[case.state]
+        if (a is not A.EVALUATE or case.awaiting_evaluation) and (a is not A.RETURN or not case.is_sos)
+    )
 
 
 def open_case(
@@ -287,6 +291,11 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
 
     if action in _NEEDS_NOTE and not note:
         raise refuse(f"{action.value} needs a note ({_NEEDS_NOTE[action]})")
+    if action is A.RETURN and case.is_sos:
+        # 退回 puts a case back to 立案, where no escalation step runs: an elder's SOS would
+        # wait there with nobody told. Whoever cannot go says so in a note, and the duty
+        # officer or the command centre reassigns; until someone accepts, escalation goes on.
+        raise refuse("an SOS case is never returned to 立案: ask the duty officer to reassign it")
 
     if action in (A.DISPATCH, A.REASSIGN):
         assignee = _text(data, "assignee")
