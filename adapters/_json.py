@@ -11,7 +11,9 @@ import orjson
 
 from adapters.errors import DecodeError
 
-#: A device clock more than this far ahead of the receive time is not trusted.
+#: A device clock more than this far ahead of the receive time is not trusted at all (the
+#: receive time is used and the event says ``ts_clamped``); one ahead by less is ordinary
+#: drift, but its time is still capped at the receive time (see :func:`event_time`).
 MAX_FUTURE_SKEW_S = 300.0
 #: A device time before 2000-01-01 is a placeholder (TTS simulated uplinks carry
 #: ``0001-01-01T00:00:00Z``; an unset RTC counts from 1970), not a time: use the receive time.
@@ -80,11 +82,17 @@ def _iso_timestamp(text: str) -> float | None:
 
 
 def event_time(device_ts: object, received: float, topic: str) -> tuple[float, bool]:
-    """Choose the event time: the device's when it parses and is not in the future.
+    """Choose the event time: the device's when it parses and is not after the receive time.
 
-    Returns ``(ts, clamped)``; ``clamped`` is true when a device time was present but
-    rejected for being more than :data:`MAX_FUTURE_SKEW_S` ahead, so the caller can record
-    that the receive time was used instead.
+    Returns ``(ts, clamped)``. The hub never believes a device time later than its own
+    receive time: an event cannot have happened after it arrived, and rule state ordered by
+    a time from the future misjudges every real event after it (an SOS dated +299 s makes
+    the real presses "late", a door event dated ahead makes the real opening "old"). So a
+    time ahead by at most :data:`MAX_FUTURE_SKEW_S` becomes the receive time *without*
+    ``clamped`` (a device clock a little fast is ordinary drift, not a fault worth flagging
+    on every message); ``clamped`` is true only when a device time was present but more
+    than the skew ahead (a wrong clock, or milliseconds read as seconds), so the caller can
+    record that the receive time was used instead.
     """
     if device_ts is None:
         return received, False
@@ -96,8 +104,13 @@ def event_time(device_ts: object, received: float, topic: str) -> tuple[float, b
         ts = device_ts / 1000.0 if device_ts > 1e11 else float(device_ts)
         if not math.isfinite(ts):
             ts = None
+    return device_time(ts, received)
+
+
+def device_time(ts: float | None, received: float) -> tuple[float, bool]:
+    """``(ts, clamped)`` of a parsed device time (``None``: none or unparseable); see :func:`event_time`."""
     if ts is None or ts < MIN_PLAUSIBLE_TS:
         return received, False
-    if ts > received + MAX_FUTURE_SKEW_S:
-        return received, True
+    if ts > received:
+        return received, ts > received + MAX_FUTURE_SKEW_S
     return ts, False

@@ -13,8 +13,8 @@ is not an object), ``missing_field`` (``v``, ``kind``), ``unknown_field``, ``wro
 ``bad_value`` (unsupported ``v``, unknown ``kind``, bad time, too long, empty or too long a
 list). A list is all-or-nothing: one bad item rejects the message.
 
-``ts`` is RFC 3339 with an offset or epoch seconds; absent → receive time; more than 300 s in
-the future → receive time with ``attrs.ts_clamped``. Integers become floats.
+``ts`` is RFC 3339 with an offset or epoch seconds; absent → receive time; later than the
+receive time → receive time (more than 300 s later: also ``attrs.ts_clamped``). Integers become floats.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from adapters._json import MAX_FUTURE_SKEW_S, MIN_PLAUSIBLE_TS, event_time
+from adapters._json import device_time, event_time
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
 
@@ -119,12 +119,9 @@ def _ts(raw: object, received: float, topic: str, where: str) -> tuple[float, bo
     if raw < 0 or not math.isfinite(raw):
         raise DecodeError("bad_value", f"event{where}.ts must be epoch seconds >= 0", topic=topic)
     # Epoch *seconds* (no millisecond guessing): a millisecond value is far in the future
-    # and is clamped like any other future time.
-    if raw > received + MAX_FUTURE_SKEW_S:
-        return received, True
-    if raw < MIN_PLAUSIBLE_TS:
-        return received, False
-    return float(raw), False
+    # and is clamped like any other future time; a time slightly ahead is capped at the
+    # receive time (the shared rule of adapters._json.device_time).
+    return device_time(float(raw), received)
 
 
 def _scalar(raw: object, field: str, topic: str, *, allow_null: bool) -> float | bool | str | None:

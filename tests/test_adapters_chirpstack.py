@@ -125,6 +125,14 @@ def test_v4_future_time_is_clamped() -> None:
     assert all(e.ts == early and e.attrs["ts_clamped"] is True for e in events)
 
 
+def test_v4_slightly_future_time_becomes_the_receive_time() -> None:
+    # Within the skew the network server's time used to be kept; now it is capped, unflagged.
+    topic, payload = sample("chirpstack_v4", "docs_status_event")
+    received = 1658136906.0 - 120
+    events = v4(topic, payload, received=received)
+    assert events and all(e.ts == received and "ts_clamped" not in e.attrs for e in events)
+
+
 def test_v4_join_and_ignored_events() -> None:
     topic, payload = sample("chirpstack_v4", "docs_up_event")
     join = topic.replace("/event/up", "/event/join")

@@ -221,6 +221,17 @@ def test_future_time_is_clamped(ts: object) -> None:
     assert event.attrs["ts_clamped"] is True
 
 
+@pytest.mark.parametrize("ahead", [1.0, 150.0, 299.0, 300.0])
+def test_slightly_future_time_becomes_the_receive_time(ahead: float) -> None:
+    # Within the skew a device time used to be kept: an SOS dated +299 s then made every real
+    # press of the next five minutes "late" for the rules. It is now capped, not flagged
+    # (a clock a little fast is drift, not a fault).
+    for ts in (NOW + ahead, datetime.fromtimestamp(NOW + ahead).astimezone().isoformat()):
+        (event,) = native.decode(TOPIC, orjson.dumps({**EV, "ts": ts}), NOW, NoHints(), base="linli")
+        assert event.ts == NOW
+        assert "ts_clamped" not in event.attrs
+
+
 def test_malformed_json_and_bad_topics() -> None:
     with pytest.raises(DecodeError) as info:
         native.decode(TOPIC, b"{", NOW, NoHints(), base="linli")

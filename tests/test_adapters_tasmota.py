@@ -163,3 +163,14 @@ def test_samples_folder_is_a_verbatim_copy() -> None:
         pytest.skip("shared/ is not beside this checkout")
     for path in shared.iterdir():
         assert (SAMPLES / "tasmota" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_slightly_future_time_becomes_the_receive_time() -> None:
+    # Tasmota's `Time` with an offset (TimeZone set) is a device time like any other: one
+    # ahead of the receive time is capped at it, unflagged within the skew, flagged beyond.
+    ahead = b'{"Time":"2026-09-21T14:15:20+00:00","Wifi":{"RSSI":80,"Signal":-60}}'
+    device = 1790000000.0 + 120  # NOW is 2026-09-21T14:13:20Z
+    near = run("tele/t1/STATE", ahead, received=device - 120)
+    assert all(e.ts == device - 120 and "ts_clamped" not in e.attrs for e in near)
+    far = run("tele/t1/STATE", ahead, received=device - 3600)
+    assert all(e.ts == device - 3600 and e.attrs["ts_clamped"] is True for e in far)

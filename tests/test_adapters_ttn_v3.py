@@ -109,6 +109,14 @@ def test_future_time_is_clamped() -> None:
     assert all(e.ts == early and e.attrs["ts_clamped"] is True for e in events)
 
 
+def test_slightly_future_time_becomes_the_receive_time() -> None:
+    # Within the skew the network server's time used to be kept; now it is capped, unflagged.
+    topic, payload = sample("ttn_v3", "tts_docs_uplink_example")
+    received = 1581520545.0 - 120
+    events = decode(topic, payload, received, NoHints(), base="v3", profiles=PROFILES)
+    assert all(e.ts == received and "ts_clamped" not in e.attrs for e in events)
+
+
 def test_open_source_topic_without_tenant() -> None:
     _, payload = sample("ttn_v3", "tts_docs_uplink_example")
     events = decode("v3/app1/devices/dev1/up", payload, NOW, NoHints(), base="v3", profiles=PROFILES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from adapters.errors import DecodeError
@@ -174,6 +175,18 @@ def test_device_time_used_when_trustworthy_and_clamped_when_in_future() -> None:
     events = decode(topic, payload, early, NoHints(), base="zigbee2mqtt")
     assert events[0].ts == early
     assert events[0].attrs["ts_clamped"] is True
+
+
+def test_slightly_future_last_seen_becomes_the_receive_time() -> None:
+    # A door report dated ahead of its arrival made the real opening after it look old to
+    # the duration trigger (a fire exit held open was never alerted): the hub caps it.
+    topic, payload = sample("aqara_motion_occupancy_true")  # last_seen 2024-01-09T23:22:22+00:00
+    received = 1704842542.0 - 299
+    events = decode(topic, payload, received, NoHints(), base="zigbee2mqtt")
+    assert all(e.ts == received and "ts_clamped" not in e.attrs for e in events)
+    at_ms = orjson.dumps({"contact": False, "last_seen": int((NOW + 120) * 1000)})
+    (event, *_) = decode("zigbee2mqtt/door", at_ms, NOW, NoHints(), base="zigbee2mqtt")
+    assert event.kind is EventKind.DOOR_OPEN and event.ts == NOW and "ts_clamped" not in event.attrs
 
 
 def test_voltage_reported_in_volts() -> None:

@@ -1,0 +1,50 @@
+"""What the MQTT ingest boundary must not believe (an adversarial review, reproduced in process).
+
+Each test drives ``Pipeline.handle`` on a real :class:`Hub` (no broker connection) with a
+message that a device, a gateway or anyone with publish rights could send, and checks that
+the hub's view of the registered device is not bent by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.helpers import COMMUNITY, SOS_BUTTON, hub_settings
+from tests.support.servers import Broker
+
+NOW = 1_795_371_180.0  # 2026-11-23 02:13:00 Asia/Shanghai
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=ManualClock(start=NOW))
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+def native(device_id: str, doc: dict[str, object], community: str = COMMUNITY) -> tuple[str, bytes]:
+    return f"linli/{community}/devices/{device_id}/events", orjson.dumps(doc)
+
+
+async def test_a_press_dated_ahead_does_not_make_the_real_presses_late(hub: Hub) -> None:
+    # An SOS dated now+299 s used to be believed: the device's last event and the rule slots
+    # stood five minutes ahead, so the real press a minute later was "late" for the rules.
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    hub.pipeline.handle(
+        *native(SOS_BUTTON, {"v": 1, "kind": "sos_press", "value": "single", "ts": NOW + 299})
+    )
+    state = hub.states.get(SOS_BUTTON)
+    assert state is not None and state.last_seen == NOW
+    clock.advance(60)
+    hub.pipeline.handle(*native(SOS_BUTTON, {"v": 1, "kind": "sos_press", "value": "single"}))
+    assert state.last_seen == NOW + 60
+    assert hub.pipeline.stats.quarantined == 0
