@@ -26,6 +26,7 @@ Traps handled here:
 * Numbers in ``object`` are protobuf doubles (``12.0``): profile ``integer`` fields accept them.
 * ``batteryLevel`` is a percent float; false flags (``externalPowerSource``) are left out.
 * A v3 payload (no ``deviceInfo``) on a v4 topic is ``missing_field``, never a crash.
+* ``deviceInfo.devEui`` must name the topic's DevEUI (case-insensitive), else ``bad_value``.
 * Timestamps have nanosecond fractions and ``+00:00``.
 """
 
@@ -62,7 +63,7 @@ def decode(
     topic: str, payload: bytes, received: float, hints: DeviceHints, *, base: str, profiles: ProfileSet
 ) -> list[Event]:
     """Decode one ChirpStack v4 message published under ``base`` (normally ``application``)."""
-    _, event = split_topic(topic, base)
+    topic_eui, event = split_topic(topic, base)
     if event not in _HANDLED:  # ack, txack, location, integration, …
         return []
     doc = parse_object(payload, topic)
@@ -75,6 +76,11 @@ def decode(
     if not isinstance(dev_eui, str) or not dev_eui:
         raise DecodeError("missing_field", "deviceInfo.devEui is missing", topic=topic)
     device_id = dev_eui.lower()
+    if device_id != topic_eui:
+        # The topic is what the broker's ACL authorised the publisher for; a payload naming
+        # another device would let one device's credentials speak for any other (v3 and TTN
+        # reject the same mismatch). Both sides are lower-cased: hex compared case-blind.
+        raise DecodeError("bad_value", "deviceInfo.devEui does not match the topic", topic=topic)
     ts, clamped = event_time(doc.get("time"), received, topic)
     common: Attrs = {"ts_clamped": True} if clamped else {}
 

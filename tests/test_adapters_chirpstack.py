@@ -178,6 +178,29 @@ def test_v4_bad_topic() -> None:
     assert info.value.reason == "unknown_topic"
 
 
+@pytest.mark.parametrize("event", ["up", "status", "log", "join"])
+def test_v4_dev_eui_must_match_topic(event: str) -> None:
+    # The topic's DevEUI is what the broker authorised; the payload used to win, so a message
+    # on one device's topic recorded an event for another (registered) device.
+    topic, payload = sample("chirpstack_v4", "docs_up_event")
+    topic = topic.replace("/event/up", f"/event/{event}")
+    other = payload.replace(b'"devEui": "0101010101010101"', b'"devEui": "0202020202020202"')
+    assert other != payload
+    with pytest.raises(DecodeError) as info:
+        v4(topic, other)
+    assert info.value.reason == "bad_value" and "does not match the topic" in info.value.detail
+
+
+def test_v4_dev_eui_compares_case_blind() -> None:
+    topic, payload = sample("chirpstack_v4", "docs_up_event")
+    upper = payload.replace(b'"devEui": "0101010101010101"', b'"devEui": "0101010101010A0B"')
+    events = v4(topic.replace("/0101010101010101/", "/0101010101010a0b/"), upper)
+    assert events and all(e.device_id == "0101010101010a0b" for e in events)
+    lower = payload.replace(b'"devEui": "0101010101010101"', b'"devEui": "0101010101010a0b"')
+    events = v4(topic.replace("/0101010101010101/", "/0101010101010A0B/"), lower)
+    assert events and all(e.device_id == "0101010101010a0b" for e in events)
+
+
 # -- ChirpStack v3 ----------------------------------------------------------------------------
 
 D3 = "0202020202020202"
