@@ -15,15 +15,24 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
-from tests.helpers import COMMUNITY, SOS_BUTTON, hub_settings
+from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON, hub_settings
 from tests.support.servers import Broker
 
 NOW = 1_795_371_180.0  # 2026-11-23 02:13:00 Asia/Shanghai
+NODE = "tasmota_552812"
+#: A fire-exit contact wired to a Tasmota node's first input: the node's LWT is its liveness.
+EXIT = f"{NODE}/switch1"
+WITH_NODE = REGISTRY + (
+    f'      - {{id: "{EXIT}", kind: door_sensor, model: tasmota-switch-default, grid: "{GRID}"}}\n'
+)
 
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=ManualClock(start=NOW))
+    community = tmp_path / "with-node.yaml"
+    community.write_text(WITH_NODE, encoding="utf-8")
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"), community_file=str(community))
+    hub = Hub(settings=settings, clock=ManualClock(start=NOW))
     try:
         yield hub
     finally:
@@ -48,3 +57,18 @@ async def test_a_press_dated_ahead_does_not_make_the_real_presses_late(hub: Hub)
     hub.pipeline.handle(*native(SOS_BUTTON, {"v": 1, "kind": "sos_press", "value": "single"}))
     assert state.last_seen == NOW + 60
     assert hub.pipeline.stats.quarantined == 0
+
+
+async def test_only_the_node_s_own_family_speaks_for_its_children(hub: Hub) -> None:
+    # An unregistered id's heartbeat/online/signal is forwarded to its registered children
+    # (Tasmota's LWT for node/switch1). It used to be for any family and any community, so a
+    # native event under a made-up community or a Zigbee2MQTT availability with the node's
+    # name kept a dead fire-exit sensor "alive".
+    assert hub.registry.children(NODE) == [EXIT]
+    hub.pipeline.handle(*native(NODE, {"v": 1, "kind": "heartbeat"}, community="999999999999"))
+    hub.pipeline.handle(*native(NODE, {"v": 1, "kind": "online"}))
+    hub.pipeline.handle(f"zigbee2mqtt/{NODE}/availability", b'{"state": "online"}')
+    assert hub.states.get(EXIT) is None
+    hub.pipeline.handle(f"tele/{NODE}/LWT", b"Online")
+    state = hub.states.get(EXIT)
+    assert state is not None and state.online and state.family == "tasmota"

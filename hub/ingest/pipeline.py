@@ -44,6 +44,13 @@ _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
 #: What a gateway node reports about itself holds for the devices behind it.
 _NODE_KINDS = frozenset({EventKind.ONLINE, EventKind.OFFLINE, EventKind.HEARTBEAT, EventKind.SIGNAL})
+#: The only family whose node speaks for sub-devices addressed ``node/child`` (Tasmota's LWT
+#: and STATE for ``node/switch1``, ``node/0x662E``). The registry keeps no family per device
+#: (``model``/``profile`` name a vendor mapping, not the transport), so the family is fixed
+#: here: a Zigbee2MQTT friendly name may contain ``/`` too, and a native topic names any id,
+#: so forwarding for every family let ``zigbee2mqtt/<node>/availability`` or
+#: ``linli/<any community>/devices/<node>/events`` keep a Tasmota node's children alive.
+_NODE_FAMILY = "tasmota"
 #: The family whose topic names a community (``linli/<community>/devices/<id>/events``).
 NATIVE_FAMILY = "native"
 #: At most one time-series point per device and health kind per this many seconds.
@@ -199,7 +206,11 @@ class Pipeline:
         self.stats.events += 1
         known = subject.known  # a property: read once
         if not known:
-            children = self._registry.children(event.device_id) if event.kind in _NODE_KINDS else []
+            children = (
+                self._registry.children(event.device_id)
+                if event.kind in _NODE_KINDS and event.family == _NODE_FAMILY
+                else []
+            )
             if children:
                 # A gateway node (Tasmota LWT, STATE) speaks for the devices behind it.
                 for child in children:
