@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from adapters.errors import DecodeError
+from adapters.events import IMPLAUSIBLE
 
 #: A device clock more than this far ahead of the receive time is not trusted at all (the
 #: receive time is used and the event says ``ts_clamped``); one ahead by less is ordinary
@@ -18,6 +19,9 @@ MAX_FUTURE_SKEW_S = 300.0
 #: A device time before 2000-01-01 is a placeholder (TTS simulated uplinks carry
 #: ``0001-01-01T00:00:00Z``; an unset RTC counts from 1970), not a time: use the receive time.
 MIN_PLAUSIBLE_TS = 946_684_800.0
+#: A battery voltage above this is no battery Linli knows (cells are 1.5–3.6 V, packs ≤ 12 V);
+#: with the 0–100 % range it separates a reading from a sentinel or a garbled field.
+MAX_BATTERY_VOLTS = 100.0
 
 
 def parse_object(payload: bytes, topic: str) -> dict[str, Any]:
@@ -114,3 +118,25 @@ def device_time(ts: float | None, received: float) -> tuple[float, bool]:
     if ts > received:
         return received, ts > received + MAX_FUTURE_SKEW_S
     return ts, False
+
+
+def plausible_battery(
+    percent: float | None, volts: float | None, attrs: dict[str, float | bool | str]
+) -> tuple[float | None, float | None]:
+    """``(percent, volts)`` with impossible readings dropped and named in ``attrs[IMPLAUSIBLE]``.
+
+    A percentage outside 0–100 or a voltage ≤ 0 or above :data:`MAX_BATTERY_VOLTS` is not a
+    reading (``-1`` is a firmware's "unknown", ``1e300`` garbage): believed, it raised the
+    battery-low alerts or cleared them. Dropping only the field keeps the report's other
+    facts (a door, a press); the attribute keeps the drop visible, as ``ts_clamped`` does.
+    """
+    dropped: list[str] = []
+    if percent is not None and not 0.0 <= percent <= 100.0:
+        dropped.append(f"battery {percent:g} % outside 0-100")
+        percent = None
+    if volts is not None and not 0.0 < volts <= MAX_BATTERY_VOLTS:
+        dropped.append(f"battery {volts:g} V outside (0, {MAX_BATTERY_VOLTS:g}]")
+        volts = None
+    if dropped:
+        attrs[IMPLAUSIBLE] = "; ".join(dropped)
+    return percent, volts

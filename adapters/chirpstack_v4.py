@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters._json import as_bool, as_number, event_time, parse_object
+from adapters._json import as_bool, as_number, event_time, parse_object, plausible_battery
 from adapters._lorawan import best_gateway, resolve_profile, signal_event, uplink_events
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
@@ -140,6 +140,7 @@ def status_events(
     if unavailable is not None and as_bool(unavailable, "batteryLevelUnavailable", topic):
         level = None
         attrs["unavailable"] = True
+    level, _ = plausible_battery(level, None, attrs)  # an impossible level is named, not believed
     if level is not None or len(attrs) > len(common):
         events.append(Event(device_id, EventKind.BATTERY, ts, family, level, attrs))
     margin = as_number(doc.get("margin"), "margin", topic)

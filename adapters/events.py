@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+#: The event attribute naming the fields a decoder dropped as impossible readings (the rest
+#: of the report still counts); the pipeline quarantines the fact (``implausible_value``).
+IMPLAUSIBLE = "implausible"
+
 
 class EventKind(StrEnum):
     """Closed set of normalised event kinds."""

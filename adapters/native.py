@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from adapters._json import device_time, event_time
+from adapters._json import device_time, event_time, plausible_battery
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
 
@@ -96,7 +96,22 @@ def _event(device_id: str, item: object, received: float, topic: str, where: str
     if clamped:
         attrs["ts_clamped"] = True
     value = _scalar(item.get("value"), f"event{where}.value", topic, allow_null=True)
+    if kind is EventKind.BATTERY:
+        value = _battery(value, attrs)
     return Event(device_id, kind, ts, FAMILY, value, attrs)
+
+
+def _battery(value: float | bool | str | None, attrs: Attrs) -> float | bool | str | None:
+    """A battery event's percent (``value``) and ``attrs.volts``, impossible ones dropped and named.
+
+    Only numbers are checked: other types are not readings the rules compare anyway.
+    """
+    percent = value if isinstance(value, float) else None
+    volts = attrs.get("volts")
+    checked, kept = plausible_battery(percent, volts if isinstance(volts, float) else None, attrs)
+    if isinstance(volts, float) and kept is None:
+        del attrs["volts"]
+    return checked if percent is not None else value
 
 
 def _ts(raw: object, received: float, topic: str, where: str) -> tuple[float, bool]:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adapters._json import plausible_battery
 from adapters.errors import DecodeError, LinliError
 from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
 
@@ -447,9 +448,13 @@ def _apply_rule(
 
 
 def _battery(amount: float, unit: BatteryUnit | None, attrs: Attrs) -> tuple[float | None, Attrs]:
+    # An impossible reading (a codec's -1, a garbled field) is dropped and named in attrs.
     if unit is BatteryUnit.PERCENT:
-        return amount, attrs
-    attrs["volts"] = amount / 1000.0 if unit is BatteryUnit.MILLIVOLTS else amount
+        percent, _ = plausible_battery(amount, None, attrs)
+        return percent, attrs
+    _, volts = plausible_battery(None, amount / 1000.0 if unit is BatteryUnit.MILLIVOLTS else amount, attrs)
+    if volts is not None:
+        attrs["volts"] = volts
     return None, attrs
 
 

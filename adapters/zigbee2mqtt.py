@@ -15,7 +15,7 @@ Traps handled here:
 
 from __future__ import annotations
 
-from adapters._json import as_bool, as_number, event_time, parse_object
+from adapters._json import as_bool, as_number, event_time, parse_object, plausible_battery
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
 
@@ -132,8 +132,13 @@ def _state(
     battery_low = doc.get("battery_low")
     if battery is not None or voltage_mv is not None or battery_low is not None:
         attrs = dict(common)
-        if voltage_mv is not None:
-            attrs["volts"] = voltage_mv / 1000.0
+        # An impossible reading is dropped (and named in attrs); the event stays, so the drop
+        # is visible and battery_low, if any, still counts.
+        battery, volts = plausible_battery(
+            battery, voltage_mv / 1000.0 if voltage_mv is not None else None, attrs
+        )
+        if volts is not None:
+            attrs["volts"] = volts
         if battery_low is not None:
             attrs["battery_low"] = as_bool(battery_low, "battery_low", topic)
         events.append(Event(device_id, _BATTERY, ts, FAMILY, battery, attrs))

@@ -269,3 +269,13 @@ def test_samples_folders_are_verbatim_copies() -> None:
             pytest.skip("shared/ is not beside this checkout")
         for path in shared.iterdir():
             assert (SAMPLES / family / path.name).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("level", [-1.0, 255.0, 1e300])
+def test_impossible_battery_level_is_dropped_and_named(level: float) -> None:
+    topic, payload = sample("chirpstack_v4", "docs_status_event")
+    doc = orjson.loads(payload)
+    doc["batteryLevel"] = level
+    battery, signal = v4(topic, orjson.dumps(doc))
+    assert battery.kind is K.BATTERY and battery.value is None and "implausible" in battery.attrs
+    assert signal.kind is K.SIGNAL and signal.value == 10.0

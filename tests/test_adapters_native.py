@@ -248,3 +248,23 @@ def test_malformed_json_and_bad_topics() -> None:
 
 def test_schema_is_draft_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize(
+    ("doc", "value", "attrs"),
+    [
+        ({"value": -1}, None, {}),
+        ({"value": 101, "attrs": {"volts": 3.0}}, None, {"volts": 3.0}),
+        ({"value": 50, "attrs": {"volts": -5}}, 50.0, {}),
+        ({"value": 50, "attrs": {"volts": 3.0}}, 50.0, {"volts": 3.0}),
+    ],
+)
+def test_impossible_battery_readings_are_dropped_and_named(
+    doc: dict[str, object], value: float | None, attrs: dict[str, float]
+) -> None:
+    (event,) = native.decode(
+        TOPIC, orjson.dumps({"v": 1, "kind": "battery", **doc}), NOW, NoHints(), base="linli"
+    )
+    assert event.value == value
+    assert {k: v for k, v in event.attrs.items() if k != "implausible"} == attrs
+    assert ("implausible" in event.attrs) is (doc != {"value": 50, "attrs": {"volts": 3.0}})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.events import EventKind, NoHints
 from adapters.profiles import BUILTIN_PROFILES, ProfileError, load_profiles
 
 
@@ -81,3 +82,28 @@ def test_a_directory_and_a_file_load_together(tmp_path: Path) -> None:
     profiles = load_profiles([BUILTIN_PROFILES, extra])
     assert profiles.get("Acme D1") is not None
     assert profiles.get("milesight-ws101") is not None
+
+
+@pytest.mark.parametrize(
+    ("profile", "decoded", "kept"),
+    [
+        ("milesight-em300-mld", {"battery": -1}, {}),
+        ("milesight-em300-mld", {"battery": 1e300}, {}),
+        ("browan-tbdw100", {"status": 1, "battery": -5.0}, {}),
+        ("browan-tbdw100", {"status": 1, "battery": 3.6}, {"volts": 3.6}),
+    ],
+)
+def test_impossible_battery_readings_are_dropped_and_named(
+    profile: str, decoded: dict[str, object], kept: dict[str, float]
+) -> None:
+    # A codec's -1 (unknown) used to be a 0 % battery to the rules, 1e300 cleared the alert.
+    profiles = load_profiles()
+    found = profiles.get(profile)
+    assert found is not None
+    events = found.apply(
+        decoded, device_id="d", ts=1.0, family="ttn_v3", hints=NoHints(), common={}, topic="t"
+    )
+    (battery,) = [e for e in events if e.kind is EventKind.BATTERY]
+    assert battery.value is None
+    assert {k: v for k, v in battery.attrs.items() if k == "volts"} == kept
+    assert ("implausible" in battery.attrs) is not bool(kept)

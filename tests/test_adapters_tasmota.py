@@ -174,3 +174,16 @@ def test_slightly_future_time_becomes_the_receive_time() -> None:
     assert all(e.ts == device - 120 and "ts_clamped" not in e.attrs for e in near)
     far = run("tele/t1/STATE", ahead, received=device - 3600)
     assert all(e.ts == device - 3600 and e.attrs["ts_clamped"] is True for e in far)
+
+
+def test_impossible_zigbee_battery_readings_are_dropped_and_named() -> None:
+    payload = (
+        b'{"ZbReceived":{"0x662E":{"Device":"0x662E","Contact":1,"BatteryPercentage":-1,"BatteryVoltage":0}}}'
+    )
+    events = run("tele/zb/SENSOR", payload)
+    assert [e.kind for e in events] == [K.DOOR_OPEN, K.BATTERY]
+    battery = events[1]
+    assert battery.value is None and "volts" not in battery.attrs
+    assert "battery -1 %" in str(battery.attrs["implausible"]) and "battery 0 V" in str(
+        battery.attrs["implausible"]
+    )

@@ -72,3 +72,15 @@ async def test_only_the_node_s_own_family_speaks_for_its_children(hub: Hub) -> N
     hub.pipeline.handle(f"tele/{NODE}/LWT", b"Online")
     state = hub.states.get(EXIT)
     assert state is not None and state.online and state.family == "tasmota"
+
+
+async def test_an_impossible_battery_is_quarantined_and_raises_nothing(hub: Hub) -> None:
+    # {"battery": -1} raised the battery-low alerts, {"voltage": -5} the voltage ones. The
+    # readings are dropped, the fact is quarantined with its reason, the door still counts.
+    for report in (b'{"contact": false, "battery": -1}', b'{"battery": "-3"}', b'{"voltage": -5}'):
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", report)
+    assert [a.rule for a in hub.store.alerts()] == []
+    assert hub.quarantine.counts == {"implausible_value": 3}
+    assert hub.pipeline.stats.implausible_readings == 3
+    state = hub.states.get(SOS_BUTTON)
+    assert state is not None and state.battery is None and "door_open" in state.last

@@ -257,3 +257,26 @@ def test_samples_folder_is_a_verbatim_copy() -> None:
         pytest.skip("shared/ is not beside this checkout")
     for path in shared.iterdir():
         assert (SAMPLES / "zigbee2mqtt" / path.name).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("report", "dropped"),
+    [
+        ({"battery": -1}, "battery -1 %"),
+        ({"battery": "-3"}, "battery -3 %"),
+        ({"battery": 1e300}, "battery 1e+300 %"),
+        ({"voltage": -5}, "battery -0.005 V"),
+        ({"voltage": 150_000}, "battery 150 V"),
+    ],
+)
+def test_impossible_battery_readings_are_dropped_and_named(report: dict[str, object], dropped: str) -> None:
+    # -1 raised the battery-low alerts, 1e300 cleared them: neither is a reading. The field
+    # is dropped, the rest of the report (the door) still counts, and attrs say what went.
+    payload = orjson.dumps({"contact": False, "linkquality": 80, **report})
+    events = decode("zigbee2mqtt/door", payload, NOW, NoHints(), base="zigbee2mqtt")
+    assert [e.kind for e in events] == [EventKind.DOOR_OPEN, EventKind.BATTERY, EventKind.SIGNAL]
+    battery = events[1]
+    assert battery.value is None and "volts" not in battery.attrs
+    assert str(battery.attrs["implausible"]).startswith(dropped)
+    fine = decode("zigbee2mqtt/door", b'{"battery": 0, "voltage": 2900}', NOW, NoHints(), base="zigbee2mqtt")
+    assert fine[0].value == 0.0 and fine[0].attrs == {"volts": 2.9}

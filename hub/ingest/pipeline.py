@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from adapters.errors import DecodeError
-from adapters.events import Event, EventKind
+from adapters.events import IMPLAUSIBLE, Event, EventKind
 from adapters.router import AdapterRouter
 from hub.clock import Clock
 from hub.community.registry import Registry
@@ -78,6 +78,9 @@ class PipelineStats:
     #: Events whose time-series points failed (a bug in a point builder or a sink): charted
     #: nowhere, but their rules ran.
     series_errors: int = 0
+    #: Events a decoder kept without an impossible reading (``attrs.implausible``): each is
+    #: also quarantined as ``implausible_value``, while the rest of its report counted.
+    implausible_readings: int = 0
 
 
 class Pipeline:
@@ -152,6 +155,8 @@ class Pipeline:
             for index, event in enumerate(events):
                 if event.family == NATIVE_FAMILY and self._foreign(event):
                     continue
+                if IMPLAUSIBLE in event.attrs:
+                    self._implausible(event)
                 # A report's events are one device's (a Zigbee2MQTT message carries the door,
                 # its battery and its link quality): its subject is looked up once.
                 if subject is None or subject.device_id != event.device_id:
@@ -177,6 +182,19 @@ class Pipeline:
     def _reject(self, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:
         self.stats.quarantined += 1
         self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)
+
+    def _implausible(self, event: Event) -> None:
+        """A reading the decoder dropped as impossible: kept in the quarantine, with its reason.
+
+        The event itself goes on (it has no impossible value left, and its report's other
+        facts count); the quarantine is where people look for what devices got wrong.
+        """
+        self.stats.implausible_readings += 1
+        topic, payload, _dup = self._message
+        detail = f"device {event.device_id!r}: {event.attrs[IMPLAUSIBLE]}"
+        self._quarantine.add(
+            topic=topic, reason="implausible_value", detail=detail, payload=payload, at=self._clock.now()
+        )
 
     def _foreign(self, event: Event) -> bool:
         """A native event whose topic names another community than the device's registration.
