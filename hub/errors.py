@@ -237,6 +237,12 @@ class NotFoundError(RequestError):
     error = "not_found"
 
 
+class InvalidAssigneeError(BadRequestError):
+    """A case is given to someone who is nobody, or nobody who may work where the case is."""
+
+    error = "invalid_assignee"
+
+
 class CaseError(HubError):
     """Base class of refusals to act on a case."""
 

@@ -347,3 +347,71 @@ async def test_lists_are_paginated_with_a_next_link(world: World) -> None:
     assert (await call(world, Role.ADMIN, "GET", "/api/devices?limit=100000")).status_code == 422
     for path in ("/api/alerts", "/api/cases", "/api/events", "/api/notifications"):
         assert (await call(world, Role.ADMIN, "GET", f"{path}?limit=1")).status_code == 200, path
+
+
+async def test_a_worker_cannot_reassign_through_accept(world: World) -> None:
+    """Review 1: ``accept`` with ``data.assignee`` gave w1's case to w3 of another community, who
+    then read the elder's phone and address; a direct ``reassign`` by w1 was already a 403."""
+    case_id = world.cases[G1]
+    r = await call(
+        world, Role.GRID_WORKER, "POST", f"/api/cases/{case_id}/reassign", {"data": {"assignee": "w3"}}
+    )
+    assert r.status_code == 403
+    r = await call(
+        world, Role.GRID_WORKER, "POST", f"/api/cases/{case_id}/accept", {"data": {"assignee": "w3"}}
+    )
+    assert r.status_code == 403, r.text
+    assert world.hub.cases.load(case_id).state.value == "dispatched"  # type: ignore[union-attr]
+    r = await call(
+        world, Role.GRID_WORKER, "POST", f"/api/cases/{case_id}/accept", {"data": {"assignee": "w1"}}
+    )
+    assert r.status_code == 200 and r.json()["assignee"] == "w1", "naming himself is what accept does"
+
+
+async def test_an_assignee_is_a_roster_person_who_may_work_the_cases_grid(world: World) -> None:
+    """Review 1: any string became the assignee (``ghost-nobody``, a NUL, a worker of another
+    community); each is now a 400 naming data.assignee, on reassign, accept and rework alike."""
+    case_id = world.cases[G1]
+    for nobody in ("ghost-nobody", "w1\x00", "w3"):
+        r = await call(
+            world,
+            Role.COMMAND_CENTRE,
+            "POST",
+            f"/api/cases/{case_id}/reassign",
+            {"data": {"assignee": nobody}},
+        )
+        assert r.status_code in (400, 422) and "assignee" in r.json()["message"], (nobody, r.text)
+    # The 网格长 may reassign in his grid, so accepting for another is his to do, but not to w3.
+    r = await call(
+        world, Role.GRID_LEADER, "POST", f"/api/cases/{case_id}/accept", {"data": {"assignee": "w3"}}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_assignee", r.text
+    assert world.hub.cases.load(case_id).assignee == "w1"  # type: ignore[union-attr]
+    # 返工 to a stranger (a failed 核查 naming a new handler) is refused the same way.
+    for action, body in (
+        ("accept", {}),
+        ("arrive", {}),
+        ("handle", {"note": "老人无碍"}),
+    ):
+        r = await call(world, Role.GRID_WORKER, "POST", f"/api/cases/{case_id}/{action}", body)
+        assert r.status_code == 200, (action, r.text)
+    rework = {"note": "没见到老人", "data": {"passed": False, "assignee": "ghost-nobody"}}
+    r = await call(world, Role.COMMAND_CENTRE, "POST", f"/api/cases/{case_id}/verify", rework)
+    assert r.status_code == 400, r.text
+    # A person of the grid (and the command centre itself) is a fine assignee.
+    r = await call(
+        world,
+        Role.COMMAND_CENTRE,
+        "POST",
+        f"/api/cases/{world.cases[G2]}/reassign",
+        {"data": {"assignee": "l2"}},
+    )
+    assert r.status_code == 200 and r.json()["assignee"] == "l2", r.text
+    r = await call(
+        world,
+        Role.COMMAND_CENTRE,
+        "POST",
+        f"/api/cases/{world.cases[G3]}/reassign",
+        {"data": {"assignee": "command-centre"}},
+    )
+    assert r.status_code == 200, r.text

@@ -40,7 +40,7 @@ from hub.community.model import Contact
 from hub.community.privacy import resident_json
 from hub.community.registry import Registry
 from hub.community.roster import Person, on_duty
-from hub.errors import CaseNotFoundError, NotAllowedError, StaleCaseError
+from hub.errors import CaseNotFoundError, InvalidAssigneeError, NotAllowedError, StaleCaseError
 from hub.notify.payloads import case_notification
 from hub.notify.routing import Routing
 from hub.notify.webhooks import outbox_entry
@@ -201,11 +201,52 @@ class Casework:
         case = self.cases.load(case_id)
         if case is None:
             raise CaseNotFoundError(case_id)
-        if not self.allows(actor, action, where or self.where_of(case)):
+        place = where or self.where_of(case)
+        if not self.allows(actor, action, place):
             raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not {action.value} case {case.id}")
+        self._check_assignee(case, action, actor=actor, where=place, data=data or {})
         return self._act(
             case, action, actor=actor.id, channel=channel, note=note, data=dict(data or {}), within=within
         )
+
+    def _check_assignee(
+        self, case: Case, action: CaseAction, *, actor: Actor, where: Where, data: Mapping[str, Any]
+    ) -> None:
+        """Whoever ``data.assignee`` names must be someone who can take the case where it is.
+
+        The case goes to that person, who then reads the elder's phone, address and notes (the
+        ``ASSIGNED`` scope): a name the table would not let work the case's grid, or nobody at
+        all, would hand personal data to a stranger or strand the case with a typo.
+        """
+        raw = data.get("assignee")
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return  # not given: the workflow reads a blank one as absent too
+        assignee = raw.strip() if isinstance(raw, str) else ""
+        if action is CaseAction.ACCEPT:
+            if assignee == actor.id:
+                return  # what accepting does anyway
+            # Accepting makes the actor the assignee; naming another person is a 改派 by
+            # another name and needs the permission ``reassign`` needs, where the case is.
+            if not self.allows(actor, CaseAction.REASSIGN, where):
+                raise NotAllowedError(
+                    f"{actor.id} ({actor.role.value}) may accept case {case.id} only for himself:"
+                    " giving it to someone else is a reassign"
+                )
+        if not assignee or not assignee.isprintable():
+            raise InvalidAssigneeError(f"data.assignee {raw!r} names nobody (a roster person's id)")
+        if assignee == self._routing.command_centre().id:
+            return  # the command centre as a whole: where the hub itself sends unstaffed cases
+        role = self.role_of(assignee)
+        if role is None:
+            raise InvalidAssigneeError(f"data.assignee {assignee!r} is not in any roster")
+        # The grid and community alone, no assignee or ``told``: the person must be able to
+        # work the case by his own reach, not because this very assignment would put it in hand.
+        if not self.allows(
+            Actor(assignee, role), CaseAction.ACCEPT, Where(community=case.community, grid=case.grid)
+        ):
+            raise InvalidAssigneeError(
+                f"data.assignee {assignee!r} ({role.value}) may not work cases in grid {case.grid}"
+            )
 
     def where_of(self, case: Case) -> Where:
         """Where a case is for the access table, with everybody it was dispatched or escalated to."""
