@@ -21,6 +21,7 @@ import pytest
 
 from hub.app import Hub
 from hub.broker import EmbeddedBroker
+from hub.cases.care import TaskKind
 from hub.cases.model import CaseAction
 from hub.casework.access import TOKEN_ROLES, Action, Actor, Permission, Where, allows, needs_person
 from hub.clock import ManualClock
@@ -28,6 +29,7 @@ from hub.config import ApiToken, load_settings
 from hub.errors import ConfigError
 from hub.records import Role
 from hub.web.api import token_hash
+from hub.web.care import visit_id
 from tests.helpers import eventually, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -65,9 +67,16 @@ communities:
       - {{id: sos-g2, kind: sos_button, model: TS0215A, grid: "{G2}"}}
   - code: "{C2}"
     name: 和平里社区
-    grids: [{{code: "{G3}", name: 和平第一网格}}]
+    grids:
+      - code: "{G3}"
+        name: 和平第一网格
+        buildings:
+          - {{id: b3, name: 3号楼, units: [{{id: b3-u1, name: 1单元, households: [{{id: h301, room: "301"}}]}}]}}
     people:
       - {{id: w3, name: 网格员丙, role: grid_worker, grids: ["{G3}"], shifts: {ALL_DAY}}}
+    residents:
+      - {{id: r3, name: 赵桂兰, household: h301, address: 3号楼1单元301, phone: "13711112222", living_alone: true,
+          age: 81}}
     devices:
       - {{id: sos-g3, kind: sos_button, model: TS0215A, grid: "{G3}"}}
 """
@@ -415,3 +424,27 @@ async def test_an_assignee_is_a_roster_person_who_may_work_the_cases_grid(world:
         {"data": {"assignee": "command-centre"}},
     )
     assert r.status_code == 200, r.text
+
+
+async def test_a_duty_officer_records_visits_for_others_only_in_his_community(world: World) -> None:
+    """Review 2: C1's duty officer recorded a visit of C2 ``on_behalf_of`` C2's worker (200): only
+    ``may_ever(record_for_others)`` was asked, never where the visit is."""
+    tasks = world.hub.visits.visits
+    theirs = await eventually(lambda: tasks.open_task("r3", TaskKind.VISIT), what="r3's visit (C2)")
+    ours = await eventually(lambda: tasks.open_task("r1", TaskKind.VISIT), what="r1's visit (C1)")
+    body = {"note": "x", "on_behalf_of": "w3"}
+    r = await call(world, Role.DUTY_OFFICER, "POST", f"/api/visits/{visit_id(theirs.key)}/visited_well", body)
+    assert r.status_code == 403, r.text
+    assert tasks.records(theirs.key) == []
+    r = await call(
+        world,
+        Role.DUTY_OFFICER,
+        "POST",
+        f"/api/visits/{visit_id(ours.key)}/visited_well",
+        {"on_behalf_of": "w1"},
+    )
+    assert r.status_code == 200 and r.json()["by"] == "w1", r.text
+    r = await call(
+        world, Role.COMMAND_CENTRE, "POST", f"/api/visits/{visit_id(theirs.key)}/visited_well", body
+    )
+    assert r.status_code == 200 and r.json()["by"] == "w3", "the district desk records for any community"

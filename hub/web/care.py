@@ -13,6 +13,7 @@ Must not import: ``hub.app``, ``hub.cli``, ``hub.web.api`` (which imports this m
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
@@ -35,6 +36,8 @@ from hub.web.routes.common import Offset, page
 
 if TYPE_CHECKING:
     from hub.web.api import Api
+
+log = logging.getLogger(__name__)
 
 #: A link token: nonce (24) + "." + signature (43), base64url.
 Token = Annotated[str, Path(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
@@ -338,6 +341,29 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
         return HTMLResponse(_page(), headers={"Cache-Control": "no-store"})
 
 
+def _recording_for(visits: Visits, who: Reach, task_id: str, person: str) -> Actor:
+    """The person a desk records a visit for (``on_behalf_of``), as for case actions.
+
+    The person's own permissions apply (his grids), and the recorder's permission to record for
+    others must reach the visit's own place: a duty officer records for his community, not for
+    another one's worker and elder.
+    """
+    if not who.may_ever(Permission.RECORD_FOR_OTHERS):
+        raise NotAllowedError("only the command centre records for others")
+    role = visits.role_of(person)
+    if role is None:
+        raise NotAllowedError(f"{person!r} is not in any roster")
+    stored = visits.visits.task(_key_of(task_id))
+    if stored is None:
+        raise NotFoundError(f"no visit task {task_id!r}")
+    if not who.allows(Permission.RECORD_FOR_OTHERS, visits.where(stored.task)):
+        raise NotAllowedError(f"{who.actor.id} may not record for others on visit {task_id}")
+    # A visit record has one person (``by``), unlike a case entry's ``recorded_by``: the log
+    # keeps who typed it in.
+    log.info("visit %s recorded by %s for %s", task_id, who.actor.id, person)
+    return Actor(person, role)
+
+
 def _visit_routes(api: FastAPI, care: CareServices) -> None:
     visits = care.visits
 
@@ -385,15 +411,11 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
         """Record an outcome: ``visited_well`` 安好, ``needs_help`` 需要帮助 (files a case), ``not_at_home`` 不在家."""
         phone = request.headers.get("x-linli-channel") == "phone"
         body = body or VisitRecordIn()
-        actor = who.actor
-        if body.on_behalf_of is not None:
-            # As for case actions: the person's own permissions apply (his grids).
-            if not who.may_ever(Permission.RECORD_FOR_OTHERS):
-                raise NotAllowedError("only the command centre records for others")
-            role = visits.role_of(body.on_behalf_of)
-            if role is None:
-                raise NotAllowedError(f"{body.on_behalf_of!r} is not in any roster")
-            actor = Actor(body.on_behalf_of, role)
+        actor = (
+            who.actor
+            if body.on_behalf_of is None
+            else _recording_for(visits, who, task_id, body.on_behalf_of)
+        )
         made = visits.record(
             _key_of(task_id),
             action,
