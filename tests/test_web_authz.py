@@ -30,6 +30,7 @@ from hub.errors import ConfigError
 from hub.records import Role
 from hub.web.api import token_hash
 from hub.web.care import visit_id
+from hub.web.sessions import MAX_SESSIONS_PER_TOKEN, Sessions
 from tests.helpers import eventually, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -448,3 +449,32 @@ async def test_a_duty_officer_records_visits_for_others_only_in_his_community(wo
         world, Role.COMMAND_CENTRE, "POST", f"/api/visits/{visit_id(theirs.key)}/visited_well", body
     )
     assert r.status_code == 200 and r.json()["by"] == "w3", "the district desk records for any community"
+
+
+async def test_one_token_logging_in_again_and_again_logs_out_only_itself(world: World) -> None:
+    """Review 3: 10 000 logins with one viewer token evicted the command centre's session (the
+    oldest sessions of everybody went first). The same, scaled down: a hub holding 100 sessions."""
+    world.hub.api.sessions = Sessions(idle_s=3600, max_s=86400, limit=100)
+    async with httpx.AsyncClient(base_url=world.base) as centre:
+        r = await centre.post("/login", json={"token": secret(Role.COMMAND_CENTRE)})
+        assert r.status_code in (200, 303), r.text
+        assert (await centre.get("/api/session")).status_code == 200
+        async with httpx.AsyncClient(base_url=world.base) as flood:
+            for _ in range(150):
+                r = await flood.post("/login", json={"token": secret(Role.VIEWER)})
+                assert r.status_code in (200, 303)
+        assert (await centre.get("/api/session")).status_code == 200, "the centre is still logged in"
+        assert len(world.hub.api.sessions) == 1 + MAX_SESSIONS_PER_TOKEN
+
+
+def test_a_full_hub_evicts_from_the_token_with_the_most_sessions() -> None:
+    """Review 3, at the global cap: room comes from the flooding token, never another's session."""
+    viewer, centre = (ApiToken(name=n, role=Role.VIEWER, sha256=token_hash(n)) for n in ("v", "c"))
+    sessions = Sessions(idle_s=3600, max_s=86400, limit=100, per_token=80)
+    kept = sessions.open(centre)
+    first = sessions.open(viewer)
+    for _ in range(10_000):
+        sessions.open(viewer)
+    assert sessions.get(kept.id) is not None
+    assert sessions.get(first.id) is None
+    assert len(sessions) <= 81
