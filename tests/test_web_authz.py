@@ -478,3 +478,18 @@ def test_a_full_hub_evicts_from_the_token_with_the_most_sessions() -> None:
     assert sessions.get(kept.id) is not None
     assert sessions.get(first.id) is None
     assert len(sessions) <= 81
+
+
+async def test_the_kpi_page_refuses_periods_it_cannot_measure_with_a_400(world: World) -> None:
+    """Review 4: a period in the future (ValueError) or past 9999-12-31 (OverflowError) was a 500."""
+    cases = (
+        "from=2026-11-24&to=2026-11-30",
+        "from=9999-12-31",
+        "from=2026-11-01&to=9999-12-31",
+        "from=1900-01-01",
+    )
+    for query in cases:
+        r = await call(world, Role.COMMAND_CENTRE, "GET", f"/kpis?{query}")
+        assert r.status_code == 400 and r.json()["message"], (query, r.status_code, r.text[:200])
+    r = await call(world, Role.COMMAND_CENTRE, "GET", "/kpis?from=2026-11-01&to=2026-11-30")
+    assert r.status_code == 200

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from hub.casework.access import Permission, Reach, Scope
 from hub.errors import BadRequestError, NotAllowedError
+from hub.web import models as m
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -40,10 +41,18 @@ class KpiPage:
 
 
 def _day(value: str, zone: ZoneInfo, name: str) -> datetime:
+    """A day of the period, within the times the API accepts (``time_param``: 1970–2200).
+
+    Bounded before any arithmetic: the period's end is the next midnight, and the day after
+    9999-12-31 is no ``datetime`` (an ``OverflowError``, a 500 before this check).
+    """
     try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=zone)
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=zone)
     except ValueError:
         raise BadRequestError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+    if not 0 <= day.timestamp() <= m.MAX_UNIX_S - 86400:
+        raise BadRequestError(f"{name}: {value!r} is not a day between 1970 and 2200")
+    return day
 
 
 def kpi_page(web: Api, reach: Reach, *, start: str | None, end: str | None) -> KpiPage:
@@ -55,13 +64,19 @@ def kpi_page(web: Api, reach: Reach, *, start: str | None, end: str | None) -> K
     hi = _day(end, zone, "to") if end else today
     if hi < lo:
         raise BadRequestError("to: the period ends before it starts")
+    if lo.timestamp() >= web.clock.now():
+        # Nothing can have happened yet: the period would be empty (and the KPIs refuse one).
+        raise BadRequestError(f"from: {lo:%Y-%m-%d} is in the future; the period must start before now")
     everything = reach.scope(Permission.READ) is Scope.ALL
-    report = web.casework.kpis(
-        start=lo.timestamp(),
-        # The end day is included: the period runs to the next midnight (or now, if sooner).
-        end=min((hi + timedelta(days=1)).timestamp(), max(web.clock.now(), lo.timestamp())),
-        include=None if everything else lambda w: reach.allows(Permission.READ, w),
-    )
+    try:
+        report = web.casework.kpis(
+            start=lo.timestamp(),
+            # The end day is included: the period runs to the next midnight (or now, if sooner).
+            end=min((hi + timedelta(days=1)).timestamp(), web.clock.now()),
+            include=None if everything else lambda w: reach.allows(Permission.READ, w),
+        )
+    except ValueError as exc:  # as /api/kpis: a period the KPIs refuse is the caller's to fix
+        raise BadRequestError(str(exc)) from None
     names = {g.code: g.name for c in web.registry.communities for g in c.grids}
     staff = reach.may_ever(Permission.STAFF_KPIS)
     return KpiPage(
