@@ -13,7 +13,16 @@ from click.testing import CliRunner
 from hub.app import Hub
 from hub.cli import main
 from hub.clock import ManualClock
-from tests.helpers import GRID, SOS_BUTTON, TOKEN, VIEWER_TOKEN, eventually, hub_settings, publisher
+from tests.helpers import (
+    GRID,
+    SOS_BUTTON,
+    TOKEN,
+    VIEWER_TOKEN,
+    WORKER_TOKEN,
+    eventually,
+    hub_settings,
+    publisher,
+)
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
 
@@ -97,7 +106,8 @@ async def test_community_tree_masks_personal_data_for_roles_that_do_not_need_it(
     assert resident["name"] == "王秀英" and resident["phone"] == "13812345678"
     assert resident["emergency_contacts"][0]["phone"] == "13987654321"
 
-    _, masked = await get(hub, "/api/community", token=VIEWER_TOKEN)
+    # The grid's worker has the grid's locations but personal data only on cases in hand: masked.
+    _, masked = await get(hub, "/api/community", token=WORKER_TOKEN)
     (resident,) = masked["communities"][0]["grids"][0]["buildings"][0]["units"][0]["households"][0][
         "residents"
     ]
@@ -105,7 +115,11 @@ async def test_community_tree_masks_personal_data_for_roles_that_do_not_need_it(
     assert "emergency_contacts" not in resident and "address" not in resident
     # Issue 11 #2: per room, "living alone, 80+" tells a stranger which door to knock on.
     assert not {"living_alone", "aged_80_plus", "disabled", "cognitive_impairment"} & set(resident)
-    assert masked["communities"][0]["grids"][0]["places"][0]["kind"] == "fire_lane"
+
+    # A wall display has no ``locations``: no buildings, rooms or who lives in them, only shared places.
+    _, wall = await get(hub, "/api/community", token=VIEWER_TOKEN)
+    assert wall["communities"][0]["grids"][0]["buildings"] == []
+    assert wall["communities"][0]["grids"][0]["places"][0]["kind"] == "fire_lane"
 
 
 async def test_cli_quarantine_list_and_community_export(tmp_path: Path, mosquitto_broker: Broker) -> None:

@@ -223,7 +223,11 @@ async def test_authorisation_matrix_every_role_every_route_own_and_other_grid(
     r = await call(world, role, "GET", "/api/community")
     trees = {g["code"]: g for c in r.json()["communities"] for g in c["grids"]}
     assert set(trees) == {g for g in (G1, G2, G3) if expected(role, Permission.READ, g)}
-    if G1 in trees:
+    if G1 in trees and not expected(role, Permission.LOCATIONS, G1):
+        assert trees[G1]["buildings"] == [], (
+            f"{role.value}: no rooms (nor who lives in them) without locations"
+        )
+    elif G1 in trees:
         (resident,) = trees[G1]["buildings"][0]["units"][0]["households"][0]["residents"]
         assert ("living_alone" in resident) == expected(role, Permission.PERSONAL_DATA, G1)
         assert (resident["name"] == "王秀英") == expected(role, Permission.PERSONAL_DATA, G1)
@@ -493,3 +497,17 @@ async def test_the_kpi_page_refuses_periods_it_cannot_measure_with_a_400(world: 
         assert r.status_code == 400 and r.json()["message"], (query, r.status_code, r.text[:200])
     r = await call(world, Role.COMMAND_CENTRE, "GET", "/kpis?from=2026-11-01&to=2026-11-30")
     assert r.status_code == 200
+
+
+async def test_a_viewer_sees_no_rooms_nor_who_lives_in_them(world: World) -> None:
+    """Review 5: /api/community gave a wall display building, unit, room and each household's
+    resident id, masked name and phone; the README promises a viewer no room numbers."""
+    r = await call(world, Role.VIEWER, "GET", "/api/community")
+    text = r.text
+    assert r.status_code == 200
+    for leak in ('"101"', '"301"', '"h101"', '"r1"', '"r3"', "1号楼", "3号楼"):
+        assert leak not in text, leak
+    grids = {g["code"]: g for c in r.json()["communities"] for g in c["grids"]}
+    assert set(grids) == {G1, G2, G3} and all(g["buildings"] == [] for g in grids.values())
+    r = await call(world, Role.COMMAND_CENTRE, "GET", "/api/community")
+    assert '"301"' in r.text and "13711112222" in r.text

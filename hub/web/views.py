@@ -93,10 +93,13 @@ def community_json(
     *,
     personal: Callable[[str | None], bool],
     visible: Callable[[str], bool] = lambda grid: True,
+    locations: Callable[[str], bool] = lambda grid: True,
     staff_names: bool = True,
 ) -> dict[str, Any]:
     """The community's tree: only the grids ``visible(grid)``; residents whole where ``personal(grid)``.
 
+    Buildings, units and households (rooms, and who lives in each) only where ``locations(grid)``:
+    a room number is a location, and a household's residents, even masked, say who lives there.
     Residents without a household are asked as ``personal(None)`` (the community level).
     """
     devices_by_grid: dict[str, list[str]] = {}
@@ -146,7 +149,7 @@ def community_json(
                             for u in b.units
                         ],
                     }
-                    for b in grid.buildings
+                    for b in (grid.buildings if locations(grid.code) else ())
                 ],
             }
             for grid in community.grids

@@ -29,7 +29,8 @@ def add_community_routes(api: FastAPI, web: Api) -> None:
         responses=ERRORS,
     )
     async def community(who: Who) -> dict[str, Any]:
-        """The grids the caller may read; residents whole only where ``personal_data`` reaches."""
+        """The grids the caller may read; rooms only where ``locations`` reaches, residents whole only
+        where ``personal_data`` does."""
         reach = who.reach
         trees = []
         for c in web.registry.communities:
@@ -37,6 +38,7 @@ def add_community_routes(api: FastAPI, web: Api) -> None:
                 c,
                 personal=functools.partial(may, reach, Permission.PERSONAL_DATA, c.code),
                 visible=functools.partial(may, reach, Permission.READ, c.code),
+                locations=functools.partial(may, reach, Permission.LOCATIONS, c.code),
                 staff_names=reach.may_ever(Permission.PERSONAL_DATA),
             )
             if tree["grids"] or reach.allows(Permission.READ, Where(community=c.code, grid=None)):
