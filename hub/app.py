@@ -137,7 +137,7 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
         if mark.read_text(encoding="ascii").strip() == digest and store.communities_count() > 0:
             return False
     # Idempotent: an unchanged community changes nothing; a changed one updates in place.
-    store.save_communities(load_yaml(path), at=at)
+    store.save_communities(load_yaml(path), at=at, source=str(path))
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a PostgreSQL store makes none
     fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
@@ -152,7 +152,16 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> Regis
     # 10⁵ devices' objects, kept for the process's life: no collections while they are built,
     # none walking them after (frozen).
     with collector_paused(freeze=True):
-        return Registry(communities=store.communities(), unassigned=store.unassigned())
+        # Not strict: a store from before ids were checked across communities may hold a
+        # shared one, and refusing to start would lose every community's SOS (Registry).
+        registry = Registry(communities=store.communities(), unassigned=store.unassigned(), strict=False)
+    for clash in registry.shared:
+        log.error(
+            "registry: %s; the later community keeps it and the other's messages from it are"
+            " quarantined (community_mismatch): give one of them a new id and import again",
+            clash,
+        )
+    return registry
 
 
 def load_preferences(path: Path | None) -> Preferences:

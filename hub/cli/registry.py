@@ -42,11 +42,11 @@ def community_import(file: Path, kind: str | None, config_file: Path | None, dat
                 file.read_text(encoding="utf-8"), file=str(file), kind=CsvKind(kind) if kind else None
             )
             merged = merge_rows(current, csv_kind, rows, file=str(file))
-            changed = store.save_communities(list(merged.values()), at=time.time())
+            changed = store.save_communities(list(merged.values()), at=time.time(), source=str(file))
             click.echo(f"imported {len(rows)} {csv_kind.value} row(s); {changed} community record(s) changed")
         else:
             communities = load_yaml(file)
-            changed = store.save_communities(communities, at=time.time())
+            changed = store.save_communities(communities, at=time.time(), source=str(file))
             click.echo(f"imported {len(communities)} community(ies); {changed} changed")
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None

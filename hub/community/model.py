@@ -9,6 +9,7 @@ All models are frozen pydantic models, validated field by field.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from datetime import date
 from enum import StrEnum
 
@@ -230,6 +231,48 @@ class Community(_Model):
         return self
 
 
+#: One community's claim on ids: its code, its device ids, its resident ids.
+IdClaim = tuple[str, Sequence[str], Sequence[str]]
+
+
+def shared_ids(communities: Iterable[Community]) -> list[str]:
+    """Device and resident ids that more than one community registers, one sentence each.
+
+    The registry answers a device id with one subject, so an id two communities share makes
+    one of them lose its device: a native press on ``linli/<other>/devices/<id>/events`` is
+    then quarantined as ``community_mismatch`` — an SOS lost. Ids must be district-wide.
+    (Within one community ``Community._references`` already refuses repeats.)
+    """
+    claims = ((c.code, [d.id for d in c.devices], [r.id for r in c.residents]) for c in communities)
+    return [
+        f"{what} id {item} is registered in communities {first} and {second}"
+        for what, item, first, second in shared_claims(claims)
+    ]
+
+
+def shared_claims(claims: Iterable[IdClaim]) -> list[tuple[str, str, str, str]]:
+    """``(what, id, first community, other community)`` for each id claimed twice, in order.
+
+    Claims rather than models: the store checks an import against the communities it holds
+    from their stored documents, without building 10⁵ devices' models for their ids.
+    """
+    owners: dict[tuple[str, str], str] = {}
+    shared: list[tuple[str, str, str, str]] = []
+    for code, devices, residents in claims:
+        for what, ids in (("device", devices), ("resident", residents)):
+            for item in ids:
+                first = owners.setdefault((what, item), code)
+                if first != code:
+                    shared.append((what, item, first, code))
+    return shared
+
+
+def describe_shared(shared: list[str], *, at_most: int = 5) -> str:
+    """:func:`shared_ids`' sentences as one message, the first few of a long list and a count."""
+    more = f"; and {len(shared) - at_most} more" if len(shared) > at_most else ""
+    return "; ".join(shared[:at_most]) + more
+
+
 def _unique(what: str, ids: list[str]) -> None:
     seen: set[str] = set()
     for item in ids:
@@ -254,4 +297,12 @@ class CommunityFile(_Model):
                         raise ValueError(
                             f"{source.family.value} root {root} belongs to communities {owner[key]} and {community.code}"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _ids_owned_once(self) -> CommunityFile:
+        """A device or resident id belongs to one community: the registry keeps one of each."""
+        shared = shared_ids(self.communities)
+        if shared:
+            raise ValueError(describe_shared(shared))
         return self

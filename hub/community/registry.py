@@ -14,8 +14,20 @@ from pathlib import Path
 
 from adapters.events import DeviceKind
 from hub.community.files import load_yaml
-from hub.community.model import Building, Community, Device, Grid, Household, Place, Resident, Unit
+from hub.community.model import (
+    Building,
+    Community,
+    Device,
+    Grid,
+    Household,
+    Place,
+    Resident,
+    Unit,
+    describe_shared,
+    shared_ids,
+)
 from hub.community.roster import Person
+from hub.errors import RegistryError
 from hub.records import UnassignedDevice
 from hub.timeseries.schema import SubjectInfo
 from rules.subject import Subject
@@ -36,10 +48,26 @@ class Location:
 
 
 class Registry:
+    """Look-ups over the communities; a device or resident id two communities share is refused.
+
+    ``strict=False`` is for the hub's start on its own store only: the store refuses such an
+    import since ids are checked across communities (``Store.save_communities``), but a store
+    written before that check may still hold one. Refusing to start there would lose *every*
+    community's SOS until someone edits the registry, to save one device's: the hub starts,
+    the later community keeps the id (as before), and ``shared`` names each clash for the
+    log and the health page. Everything else (tools, tests, imports) is strict.
+    """
+
     def __init__(
-        self, *, communities: Iterable[Community] = (), unassigned: Iterable[UnassignedDevice] = ()
+        self,
+        *,
+        communities: Iterable[Community] = (),
+        unassigned: Iterable[UnassignedDevice] = (),
+        strict: bool = True,
     ) -> None:
         self.communities = tuple(communities)
+        #: Ids registered by more than one community, one sentence each (``strict=False`` only).
+        self.shared: list[str] = []
         self._grids: dict[str, tuple[Community, Grid]] = {}
         #: A device's community is its grid's (``_grids``): a pair per device was ≈ 6 MB at
         #: 100 000 devices for what the grid code already says.
@@ -53,6 +81,7 @@ class Registry:
         self._people: dict[str, tuple[Person, ...]] = {}
         self.unassigned: dict[str, UnassignedDevice] = {}
         for community in self.communities:
+            devices, residents = len(self._devices), len(self._residents)
             self._people[community.code] = community.people
             for grid in community.grids:
                 self._grids[grid.code] = (community, grid)
@@ -67,6 +96,13 @@ class Registry:
                 if resident.household is not None:
                     sole[resident.household] = None if resident.household in sole else resident
             self._devices.update((device.id, device) for device in community.devices)
+            if len(self._devices) != devices + len(community.devices) or len(
+                self._residents
+            ) != residents + len(community.residents):
+                # Lengths, not a set per community: free at 10⁵ devices when nothing clashes.
+                self.shared = shared_ids(self.communities)
+                if strict:
+                    raise RegistryError(describe_shared(self.shared), file="registry", field="communities")
         #: Filled on a device's first event (most of 10⁵ registered devices report rarely); the
         #: values are few (low-cardinality tags), so equal ones are one object (``_tags``).
         self._series: dict[str, SubjectInfo] = {}

@@ -26,9 +26,9 @@ import orjson
 from pydantic import BaseModel
 
 from hub.community.compact import collector_paused
-from hub.community.model import Community
+from hub.community.model import Community, IdClaim, describe_shared, shared_claims
 from hub.community.trusted import community_from_store
-from hub.errors import StoreError
+from hub.errors import RegistryError, StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
 from hub.storage import community_pack
 from hub.storage.checkpoints import CHECKPOINT_EVERY_S, WalCheckpointer
@@ -422,11 +422,16 @@ class Store:
 
     # -- registry -----------------------------------------------------------------------------
 
-    def save_communities(self, communities: Sequence[Community], *, at: float) -> int:
-        """Upsert communities by code; returns how many changed. Registered devices leave the unassigned list."""
+    def save_communities(self, communities: Sequence[Community], *, at: float, source: str = "") -> int:
+        """Upsert communities by code; returns how many changed. Registered devices leave the unassigned list.
+
+        Raises :class:`~hub.errors.RegistryError` (naming ``source``, the file imported) and
+        saves nothing if a device or resident id would then belong to two communities.
+        """
         changed = 0
         # Not fenced by a lease (every node imports the same file); serialised between hubs.
         with self._engine.serialized() as db:
+            self._refuse_shared_ids(db, communities, source=source or f"store {self.location}")
             for community in communities:
                 doc = orjson.dumps(community.model_dump(mode="json"))
                 row = db.execute("SELECT doc FROM communities WHERE code = ?", (community.code,)).fetchone()
@@ -444,6 +449,37 @@ class Store:
                     "DELETE FROM unassigned_devices WHERE id = ?", [(d.id,) for d in community.devices]
                 )
         return changed
+
+    @staticmethod
+    def _refuse_shared_ids(db: Tx, communities: Sequence[Community], *, source: str) -> None:
+        """Ids of ``communities`` against each other and against the communities they leave in place.
+
+        An import adds or replaces some communities next to others already held; the file's
+        own check (``CommunityFile``) cannot see those, and the registry would otherwise give
+        the shared id to one community and quarantine the other's presses.
+        """
+        incoming = {c.code for c in communities}
+        held: list[IdClaim] = []
+        for code, raw in db.execute("SELECT code, doc FROM communities ORDER BY code").fetchall():
+            if code in incoming:
+                continue  # replaced by this import: its old ids go with it
+            doc = orjson.loads(bytes(raw))
+            devices = [d["id"] for d in doc.get("devices", ())]
+            held.append((code, devices, [r["id"] for r in doc.get("residents", ())]))
+        claims = [
+            *held,
+            *((c.code, [d.id for d in c.devices], [r.id for r in c.residents]) for c in communities),
+        ]
+        shared = shared_claims(claims)
+        if not shared:
+            return
+        kept = {code for code, _devices, _residents in held}
+        sentences = [
+            f"{what} id {item} is registered in communities {first} and {second}"
+            + (f" ({first} is already in the store)" if first in kept else "")
+            for what, item, first, second in shared
+        ]
+        raise RegistryError(describe_shared(sentences), file=source, field="communities")
 
     def communities_count(self) -> int:
         return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
