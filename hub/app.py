@@ -201,7 +201,7 @@ class Hub:
         self.registry = registry
         self.bus = AlertBus()
         self.states = DeviceStates()
-        self.quarantine = Quarantine(store=self.store)
+        self.quarantine = Quarantine(store=self.store, clock=self.clock)
         self.adapters = AdapterRouter(
             sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]
             + community_sources(registry),
@@ -637,6 +637,7 @@ class Hub:
         return {
             "pipeline": asdict(self.pipeline.stats),
             "quarantine": dict(self.quarantine.counts),
+            "quarantine_pruned": self.quarantine.pruned,
             "devices_seen": len(self.states),
             "unassigned_devices": len(self.registry.unassigned),
             "notifications_delivered": self.dispatcher.delivered,

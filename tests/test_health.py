@@ -141,6 +141,7 @@ async def test_metrics_are_read_from_the_counters_and_need_a_token(
         assert "linli_alerts_raised_total 1" in lines
         assert "linli_series_errors_total 0" in lines
         assert 'linli_quarantined_total{reason="malformed_json"} 1' in lines
+        assert "linli_quarantine_pruned_total 0" in lines  # the table is bounded; nothing pruned yet
         assert 'linli_open_cases{light="green",severity="critical"} 1' in lines
         assert 'linli_escalation_steps_total{kind="notify"} 1' in lines  # the first notice of the dispatch
         assert "# TYPE linli_messages_total counter" in lines

@@ -101,6 +101,11 @@ class HubCounters:
         quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
         for reason, count in sorted(self._quarantine.counts.items()):
             quarantine.add(count, reason=reason)
+        quarantine_pruned = Family(
+            "linli_quarantine_pruned_total",
+            "counter",
+            "quarantine rows the store pruned to stay bounded (least recently seen first)",
+        ).add(self._quarantine.pruned)
         open_cases = Family("linli_open_cases", "gauge", "open cases by severity and worst traffic light")
         by_light: dict[tuple[str, str], int] = {}
         for (_community, _grid, severity, light), count in self._casework.open_counts(
@@ -114,4 +119,4 @@ class HubCounters:
             steps.add(count, kind=kind)
         lag = Family("linli_loop_lag_seconds", "gauge", "event-loop lag measured by the gauge loop")
         lag.add(self._loop_lag_s())
-        return [*families, quarantine, open_cases, steps, lag]
+        return [*families, quarantine, quarantine_pruned, open_cases, steps, lag]

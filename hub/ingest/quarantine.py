@@ -2,6 +2,8 @@
 
 Records are aggregated in memory per (topic, reason) and flushed to the store once a
 second, so a flood of garbage costs a dictionary update per message, not a disk write.
+Topics are cut to the store's bound on arrival (memory between flushes is bounded too),
+and the store keeps a bounded table; ``pruned`` counts the rows it let go.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+from hub.clock import Clock
 from hub.records import QuarantineRecord
-from hub.storage.store import Store
+from hub.storage.store import QUARANTINE_TOPIC_CHARS, Store, bounded_topic
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +34,21 @@ class _Pending:
 
 
 class Quarantine:
-    def __init__(self, *, store: Store) -> None:
+    def __init__(self, *, store: Store, clock: Clock | None = None) -> None:
         self._store = store
+        #: The hub's clock: the store prunes rows by age on it (without one, by count only).
+        self._clock = clock
         self._pending: dict[tuple[str, str], _Pending] = {}
         self.counts: Counter[str] = Counter()
+        #: Rows the store pruned to keep its table bounded (oldest first), since start.
+        self.pruned = 0
 
     def add(self, *, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:
         self.counts[reason] += 1
+        if len(topic) > QUARANTINE_TOPIC_CHARS:
+            # 10 000 keys of 65 000-character topics would be 650 MB before the next flush.
+            detail = f"{detail[:200]} [topic of {len(topic)} characters, cut]"
+            topic = bounded_topic(topic)
         key = (topic, reason)
         entry = self._pending.get(key)
         if entry is None:
@@ -60,6 +71,8 @@ class Quarantine:
             QuarantineRecord(topic, reason, e.detail, e.excerpt, e.first_seen, e.last_seen, e.count)
             for (topic, reason), e in self._pending.items()
         ]
-        self._store.add_quarantine(records)
+        self.pruned += self._store.add_quarantine(
+            records, at=self._clock.now() if self._clock is not None else None
+        )
         self._pending.clear()
         return len(records)

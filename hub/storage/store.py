@@ -16,6 +16,7 @@ for alerts and notifications (rare next to readings), each one short transaction
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,47 @@ def open_engine(url: str) -> Engine:
     from hub.storage.postgres import PostgresEngine  # noqa: PLC0415
 
     return PostgresEngine(url=url)
+
+
+#: A quarantined topic's characters, marker included: real topics are far shorter, and a
+#: longer one is someone's garbage; its full length is noted in the detail.
+QUARANTINE_TOPIC_CHARS = 256
+#: A quarantine detail's characters (a decoder's message may quote the payload).
+QUARANTINE_DETAIL_CHARS = 1_000
+#: The payload sample kept with a quarantine record.
+QUARANTINE_EXCERPT_BYTES = 256
+#: Quarantine rows kept; past it, the least recently seen are pruned (≈ 15 MB at the bounds above).
+QUARANTINE_MAX_ROWS = 10_000
+#: Quarantine rows not seen again for this long are pruned.
+QUARANTINE_MAX_AGE_S = 30 * 86_400.0
+_CUT = "…"
+
+
+def bounded_topic(topic: str) -> str:
+    """``topic`` cut to :data:`QUARANTINE_TOPIC_CHARS` with a marker; a cut topic stays as it is.
+
+    Long topics that share their start share a row (their count adds up), which is what an
+    operator needs to know about them; the cut length counts the marker, so cutting twice
+    changes nothing (the quarantine cuts its keys in memory, the store again here).
+    """
+    if len(topic) <= QUARANTINE_TOPIC_CHARS:
+        return topic
+    return topic[: QUARANTINE_TOPIC_CHARS - len(_CUT)] + _CUT
+
+
+def bounded_quarantine(record: QuarantineRecord) -> QuarantineRecord:
+    """The record with its topic, detail and payload sample cut to the table's bounds."""
+    topic, detail = record.topic, record.detail
+    if len(detail) > QUARANTINE_DETAIL_CHARS:
+        detail = detail[: QUARANTINE_DETAIL_CHARS - len(_CUT)] + _CUT
+    if len(topic) > QUARANTINE_TOPIC_CHARS:
+        # After the detail's cut, so that the full length is never cut off.
+        detail = f"{detail} [topic of {len(topic)} characters, cut]"
+        topic = bounded_topic(topic)
+    excerpt = record.excerpt[:QUARANTINE_EXCERPT_BYTES]
+    if (topic, detail, excerpt) == (record.topic, record.detail, record.excerpt):
+        return record
+    return dataclasses.replace(record, topic=topic, detail=detail, excerpt=excerpt)
 
 
 def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
@@ -518,7 +560,17 @@ class Store:
 
     # -- quarantine -----------------------------------------------------------------------
 
-    def add_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
+    def add_quarantine(self, records: Sequence[QuarantineRecord], *, at: float | None = None) -> int:
+        """Add records, aggregated per (topic, reason); then bound the table. Returns the rows pruned.
+
+        Garbage costs the sender nothing: 10⁵ messages on distinct 2 000-character topics made
+        10⁵ rows and 878 MB. So each row is bounded (:func:`bounded_quarantine`) and the table
+        keeps the :data:`QUARANTINE_MAX_ROWS` most recently seen rows, and with ``at`` (the
+        hub's clock, never the wall clock: a test or replay runs on its own time) none last
+        seen more than :data:`QUARANTINE_MAX_AGE_S` before it. What goes stays counted in the
+        hub's per-reason counters; the caller counts the rows pruned.
+        """
+        pruned = 0
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO quarantine (topic, reason, detail, excerpt, first_seen, last_seen, count)"
@@ -526,10 +578,23 @@ class Store:
                 " detail = excluded.detail, excerpt = excluded.excerpt, last_seen = excluded.last_seen,"
                 " count = quarantine.count + excluded.count",
                 [
-                    (r.topic, r.reason, r.detail, r.excerpt, r.first_seen, r.last_seen, r.count)
-                    for r in records
+                    (b.topic, b.reason, b.detail, b.excerpt, b.first_seen, b.last_seen, b.count)
+                    for b in map(bounded_quarantine, records)
                 ],
             )
+            if at is not None:
+                pruned += db.execute(
+                    "DELETE FROM quarantine WHERE last_seen < ?", (at - QUARANTINE_MAX_AGE_S,)
+                ).rowcount
+            over = int(db.execute("SELECT count(*) FROM quarantine").fetchone()[0]) - QUARANTINE_MAX_ROWS
+            if over > 0:
+                # The least recently seen go; topic and reason break ties so the choice is stable.
+                pruned += db.execute(
+                    "DELETE FROM quarantine WHERE (topic, reason) IN (SELECT topic, reason FROM quarantine"
+                    " ORDER BY last_seen, topic, reason LIMIT ?)",
+                    (over,),
+                ).rowcount
+        return pruned
 
     def quarantine(self, *, limit: int = 100) -> list[QuarantineRecord]:
         rows = self._engine.execute(
