@@ -130,6 +130,8 @@ def plausible_battery(
     battery-low alerts or cleared them. Dropping only the field keeps the report's other
     facts (a door, a press); the attribute keeps the drop visible, as ``ts_clamped`` does.
     """
+    if (percent is None or 0.0 <= percent <= 100.0) and (volts is None or 0.0 < volts <= MAX_BATTERY_VOLTS):
+        return percent, volts  # every battery report passes here: nothing built for it
     dropped: list[str] = []
     if percent is not None and not 0.0 <= percent <= 100.0:
         dropped.append(f"battery {percent:g} % outside 0-100")
