@@ -15,7 +15,7 @@ import pytest
 from hub.app import Hub
 from hub.cases.workflow import case_from_alert
 from hub.clock import ManualClock, iso
-from tests.helpers import SOS_BUTTON, TOKEN, WORKER_TOKEN, eventually, hub_settings, publisher
+from tests.helpers import SOS_BUTTON, TOKEN, VIEWER_TOKEN, WORKER_TOKEN, eventually, hub_settings, publisher
 from tests.support.servers import Broker
 from tests.test_case_flow import PRESS, SOS, call
 
@@ -48,6 +48,19 @@ async def closed_case(hub: Hub, broker: Broker) -> str:
         status, answer = await call(hub, "POST", f"/api/cases/{case_id}/{action}", token, body)
         assert status == 200, (action, answer)
     return str(case_id)
+
+
+async def hub_page(hub: Hub, path: str, token: str) -> str:
+    """A console page as the token's holder sees it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{hub.http_port}{path}", headers=headers, allow_redirects=False
+        ) as response,
+    ):
+        assert response.status == 200, response.status
+        return await response.text()
 
 
 async def anonymous(hub: Hub, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -136,6 +149,14 @@ async def test_a_guardian_link_works_once_without_an_account_and_unsatisfied_reo
     assert entry.action.value == "evaluate" and entry.note == "没人回访，地上还有水"
     assert entry.actor == "guardian:李明" and entry.data["role"] == "guardian" and entry.data["via"] == "link"
     assert entry.data["reopened_to"] == "accepted" and entry.data["handler"] == "w-night"
+    # The guardian's name is a resident's personal data: the wall display sees "guardian".
+    status, seen = await call(hub, "GET", f"/api/cases/{case_id}", VIEWER_TOKEN)
+    assert status == 200 and seen["timeline"][-1]["actor"] == "guardian"
+    assert "李明" not in str(seen)
+    page = await hub_page(hub, f"/cases/{case_id}", VIEWER_TOKEN)
+    assert "李明" not in page and "guardian" in page
+    status, desk = await call(hub, "GET", f"/api/cases/{case_id}", TOKEN)
+    assert desk["timeline"][-1]["actor"] == "guardian:李明"
     assert hub.cases.next_deadline() is not None, "the reopened case is timed again"
     status, _ = await anonymous(hub, "POST", f"/api/evaluation-links/{token}", {"rating": "satisfied"})
     assert status == 403, "a link works once"

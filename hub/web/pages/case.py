@@ -14,10 +14,10 @@ import orjson
 
 from hub.cases.model import CaseAction
 from hub.casework.access import Permission, Reach
-from hub.clock import iso
 from hub.community.model import Resident
 from hub.errors import NotFoundError
 from hub.web.pages.rows import CaseRow, case_row
+from hub.web.views import timeline_json
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -79,11 +79,7 @@ def case_detail(web: Api, reach: Reach, case_id: str) -> CaseDetail:
     resident = None
     if personal and device is not None and device.resident is not None:
         resident = web.registry.resident(device.resident)
-    timeline = []
-    for entry in web.casework.timeline(found.id):
-        body = entry.to_dict()
-        body["ts"] = iso(entry.ts)
-        timeline.append(body)
+    timeline = [timeline_json(entry, personal=personal) for entry in web.casework.timeline(found.id)]
     return CaseDetail(
         row=case_row(web, reach, view, now=now),
         sla=view["sla"],

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 
-from hub.cases.model import OPEN, TERMINAL, CaseAction, Channel, TimelineEntry
+from hub.cases.model import OPEN, TERMINAL, CaseAction, Channel
 from hub.casework.access import Actor, Permission, Reach, Where, needs_person
-from hub.clock import iso
 from hub.community.privacy import resident_json
 from hub.errors import CaseNotFoundError, NotAllowedError, NotFoundError
 from hub.records import alert_json
 from hub.storage.cases import CaseFilter
 from hub.web import models as m
 from hub.web.routes.common import CASE_ERRORS, ERRORS, Limit, Offset, Principal, Who, error, page
+from hub.web.views import timeline_json
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -27,12 +27,6 @@ def urgency(view: dict[str, Any]) -> tuple[int, int, str]:
     """Sort key: worst open stage light, then severity, then the oldest filed first."""
     worst = min((_LIGHT_RANK[s["light"]] for s in view["sla"] if not s["done"]), default=2)
     return worst, _SEVERITY_RANK.get(view["severity"], 9), view["filed_at"]
-
-
-def entry_json(entry: TimelineEntry) -> dict[str, Any]:
-    body = entry.to_dict()
-    body["ts"] = iso(entry.ts)
-    return body
 
 
 def place_and_elder(web: Api, reach: Reach, *, subject: str, sos: bool, where: Where) -> dict[str, Any]:
@@ -135,7 +129,8 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         if found is None or where is None or not who.reach.allows(Permission.READ, where):
             raise NotFoundError("没有这个案件 / no such case")
         body = web.casework.case_json(found)
-        body["timeline"] = [entry_json(e) for e in web.casework.timeline(found.id)]
+        personal = who.reach.allows(Permission.PERSONAL_DATA, where)
+        body["timeline"] = [timeline_json(e, personal=personal) for e in web.casework.timeline(found.id)]
         alert_row = web.store.alert(found.alert_id) if found.alert_id is not None else None
         body["alert"] = alert_json(alert_row) if alert_row is not None else None
         device = web.registry.device(found.subject)
