@@ -157,6 +157,12 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
             return error(
                 400, "unknown_action", f"unknown action {action!r}", allowed=[a.value for a in CaseAction]
             )
+        found = web.casework.load(case_id)
+        where = web.casework.where_of(found) if found is not None else None
+        if found is None or where is None or not who.reach.allows(Permission.READ, where):
+            # As for a read: a case the caller may not see does not exist for him. A 403 here
+            # told a worker which ids are cases in other grids (one per guess).
+            raise NotFoundError("没有这个案件 / no such case")
         body = body or m.CaseActionIn()
         phone = request.headers.get("x-linli-channel") == "phone"
         channel = Channel.PHONE_PAGE if phone else Channel.CONSOLE
