@@ -13,8 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.run import hub_settings as bench_settings
 from hub.app import Hub
 from hub.clock import ManualClock
+from simulators.district import generate_district
 from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON, hub_settings
 from tests.support.servers import Broker
 
@@ -84,3 +86,34 @@ async def test_an_impossible_battery_is_quarantined_and_raises_nothing(hub: Hub)
     assert hub.pipeline.stats.implausible_readings == 3
     state = hub.states.get(SOS_BUTTON)
     assert state is not None and state.battery is None and "door_open" in state.last
+
+
+async def test_a_communitys_gateway_root_speaks_for_that_community_only(tmp_path: Path) -> None:
+    # Community B's Zigbee2MQTT and Tasmota roots naming community A's devices: someone with
+    # B's gateway credentials publishing under A's ids. Quarantined, never A's alert; A's own
+    # root and the hub-wide one still work.
+    district = generate_district(communities=2, seed=3, grids=1, buildings_per_grid=1, elders_per_building=2)
+    path = tmp_path / "district.yaml"
+    district.write(path)
+    a, b = sorted({d.community for d in district.devices})
+    button = next(d.id for d in district.devices if d.community == a and d.kind == "sos_button")
+    settings = bench_settings(
+        broker_url="mqtt://127.0.0.1:1", data_dir=tmp_path / "data", community_file=path, client_id="t"
+    )
+    hub = Hub(settings=settings, clock=ManualClock(start=NOW))
+    try:
+        press = orjson.dumps({"action": "emergency"})
+        hub.pipeline.handle(f"zigbee2mqtt-{b}/{button}", press, 1, False)
+        hub.pipeline.handle(f"site-{b}/tele/{button}/STATE", b'{"POWER":"ON"}', 1, False)
+        assert hub.store.alerts() == []
+        assert hub.pipeline.stats.community_mismatches == 2
+        hub.quarantine.flush()
+        reasons = {(r.topic, r.reason) for r in hub.store.quarantine()}
+        assert (f"zigbee2mqtt-{b}/{button}", "community_mismatch") in reasons
+        assert hub.states.get(button) is None, "nothing of the foreign message reached the device"
+
+        hub.pipeline.handle(f"zigbee2mqtt-{a}/{button}", press, 1, False)  # its own gateway
+        (alert,) = hub.store.alerts()
+        assert (alert.device_id, alert.community) == (button, a)
+    finally:
+        hub.close()

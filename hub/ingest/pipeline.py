@@ -83,6 +83,17 @@ class PipelineStats:
     implausible_readings: int = 0
 
 
+def owned_roots(registry: Registry) -> tuple[tuple[str, str], ...]:
+    """``(topic prefix, community)`` of every community's own gateway roots, most specific first."""
+    roots = {
+        (f"{root}/", community.code)
+        for community in registry.communities
+        for source in community.sources
+        for root in source.as_family_source().roots()
+    }
+    return tuple(sorted(roots, key=lambda entry: (-len(entry[0]), entry)))
+
+
 class Pipeline:
     def __init__(
         self,
@@ -124,6 +135,7 @@ class Pipeline:
         self._max_payload = max_payload_bytes
         self.stats = PipelineStats()
         self._message: tuple[str, bytes, bool] = ("", b"", False)
+        self._owned_roots = owned_roots(registry)
 
     def handle(
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, dup: bool = False
@@ -151,9 +163,13 @@ class Pipeline:
         if not events:
             return
         subject: Subject | None = None
+        # A community's own gateway root speaks for that community only (once per message).
+        claim = self._root_claim(self._message[0]) if self._owned_roots else None
         try:
             for index, event in enumerate(events):
                 if event.family == NATIVE_FAMILY and self._foreign(event):
+                    continue
+                if claim is not None and event.family != NATIVE_FAMILY and self._elsewhere(event, claim):
                     continue
                 if IMPLAUSIBLE in event.attrs:
                     self._implausible(event)
@@ -216,6 +232,39 @@ class Pipeline:
         detail = (
             f"device {event.device_id!r} is registered in community {registered.community}, not {claimed!r}"
         )
+        self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
+        return True
+
+    def _root_claim(self, topic: str) -> str | None:
+        """The community whose own gateway root ``topic`` is under (``None``: a hub-wide root)."""
+        for prefix, community in self._owned_roots:
+            if topic.startswith(prefix):
+                return community
+        return None
+
+    def _elsewhere(self, event: Event, claim: str) -> bool:
+        """A registered device (or a gateway node's children) of another community than the
+        one whose gateway root the message came under: quarantined as ``community_mismatch``.
+
+        A community's sources (``CommunitySource``) are its own gateways: community B's
+        Zigbee2MQTT or Tasmota root naming community A's button is someone publishing under a
+        real device's id from elsewhere, as a native topic naming another community is
+        (:meth:`_foreign`). Hub-wide roots make no claim.
+        """
+        registered = self._registry.subject(event.device_id)
+        if registered.known:
+            homes = {registered.community}
+        else:
+            homes = {
+                self._registry.subject(child).community for child in self._registry.children(event.device_id)
+            }
+        homes.discard(None)
+        if not homes or homes == {claim}:
+            return False
+        self.stats.community_mismatches += 1
+        topic, payload, _dup = self._message
+        where = ", ".join(sorted(str(h) for h in homes))
+        detail = f"device {event.device_id!r} is registered in community {where}, not under {claim}'s gateway"
         self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
         return True
 
