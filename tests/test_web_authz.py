@@ -441,6 +441,11 @@ async def test_a_duty_officer_records_visits_for_others_only_in_his_community(wo
     r = await call(world, Role.DUTY_OFFICER, "POST", f"/api/visits/{visit_id(theirs.key)}/visited_well", body)
     assert r.status_code == 403, r.text
     assert tasks.records(theirs.key) == []
+    # C1's grid worker on C2's visit: the same 404 as an id that is no visit (a 403 named it).
+    r = await call(world, Role.GRID_WORKER, "POST", f"/api/visits/{visit_id(theirs.key)}/visited_well", {})
+    made_up = f"/api/visits/{visit_id('r3/visit/1')}/visited_well"
+    assert r.status_code == (await call(world, Role.GRID_WORKER, "POST", made_up, {})).status_code == 404
+    assert tasks.records(theirs.key) == []
     r = await call(
         world,
         Role.DUTY_OFFICER,

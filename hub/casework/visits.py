@@ -544,7 +544,9 @@ class Visits:
         if stored is None:
             raise NotFoundError(f"no visit task {task_key!r}")
         if not self._casework.allows(actor, Permission.VISITS, self.where(stored.task)):
-            raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not record visit {task_key}")
+            # A task one may not record is one one does not see (``visit_filter``): as absent as
+            # a wrong id, or a 403 naming it tells a worker which elders other grids visit.
+            raise NotFoundError(f"no visit task {task_key!r}")
         if not stored.open:
             raise NotAllowedError(f"visit {task_key} is no longer open / 该探访任务已完成")
         now = self._clock.now()
