@@ -35,6 +35,20 @@ _DOCS_CSP = (
 )
 
 
+#: Methods whose chunked bodies are read (bounded) before the app sees them.
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """``receive`` that hands out ``first`` once, then the connection's own messages."""
+    pending: list[Message] = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
 class BodyTooLarge(Exception):  # noqa: N818 - internal signal, never leaves this module
     pass
 
@@ -66,6 +80,14 @@ class Guard:
         if declared is not None and (not declared.isdigit() or int(declared) > self._max):
             await self._too_large(send_with_headers)
             return
+        if declared is None and scope.get("method") in _WITH_BODY:
+            # A chunked body has no length to refuse up front, and raising mid-read reaches the
+            # framework's body parser, which answers any error as 400: read it here, bounded.
+            whole = await self._read_bounded(receive)
+            if whole is None:
+                await self._too_large(send_with_headers)
+                return
+            receive = _replay(whole, receive)
         received = 0
 
         async def bounded() -> Message:
@@ -89,6 +111,22 @@ class Guard:
         except BodyTooLarge:
             if not started:
                 await self._too_large(send_with_headers)
+
+    async def _read_bounded(self, receive: Receive) -> Message | None:
+        """The whole request body as one message, or ``None`` once it passes the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message  # the client left: the app sees the disconnect
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
     async def _too_large(self, send: Send) -> None:
         body = orjson.dumps(
