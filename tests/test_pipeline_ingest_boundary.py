@@ -117,3 +117,17 @@ async def test_a_communitys_gateway_root_speaks_for_that_community_only(tmp_path
         assert (alert.device_id, alert.community) == (button, a)
     finally:
         hub.close()
+
+
+async def test_a_device_id_with_the_groups_prefix_is_refused(hub: Hub) -> None:
+    # "unassigned:<root>" names the hub's own group of unregistered devices behind a gateway:
+    # a device calling itself that raised alerts on the group and merged into it.
+    press = orjson.dumps({"action": "emergency"})
+    hub.pipeline.handle(f"zigbee2mqtt/unassigned:linli/{COMMUNITY}/devices", press, 1, False)
+    topic, doc = native("unassigned:zigbee2mqtt", {"v": 1, "kind": "sos_press"})
+    hub.pipeline.handle(topic, doc, 1, False)
+    assert hub.store.alerts() == []
+    assert hub.quarantine.counts == {"reserved_id": 2}
+    hub.pipeline.handle("zigbee2mqtt/0xdeadbeef00000001", press, 1, False)  # a real stranger still raises
+    (alert,) = hub.store.alerts()
+    assert alert.subject == "unassigned:zigbee2mqtt"

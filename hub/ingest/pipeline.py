@@ -273,6 +273,13 @@ class Pipeline:
         self.stats.events += 1
         known = subject.known  # a property: read once
         if not known:
+            if event.device_id.startswith(GROUP):
+                # The prefix names the hub's own groups of unregistered devices: a device calling
+                # itself "unassigned:<root>" would raise alerts on (and merge into) a gateway's group.
+                topic, payload, _dup = self._message
+                detail = f"device id {event.device_id[:80]!r} uses the prefix {GROUP!r} of unregistered-device groups"
+                self._reject(topic, "reserved_id", detail, payload, self._clock.now())
+                return
             children = (
                 self._registry.children(event.device_id)
                 if event.kind in _NODE_KINDS and event.family == _NODE_FAMILY
