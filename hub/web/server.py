@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable, Generator
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -28,20 +29,37 @@ STARTUP_TIMEOUT_S = 10.0
 #: Bytes a connection may have waiting in the hub's own write buffer before writes wait for the
 #: socket (asyncio's default is 64 KiB): 1 000 stalled clients hold at most this much each.
 WRITE_BUFFER_HIGH = 16 * 1024
+#: Seconds a client has to finish a request's headers (see :class:`_Protocol`).
+HEADERS_TIMEOUT_S = 20.0
+#: h11's "waiting for a request" state (uvicorn's protocol runs on h11).
+_IDLE = h11.IDLE
 
 
 class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a bounded write buffer and the transport in the scope.
+    """uvicorn's h11 protocol with a bounded write buffer, a header deadline and the transport
+    in the scope.
 
     ASGI gives an application no way to end a connection whose writes are waiting for a client
     that stopped reading: the event stream needs ``transport.abort()`` for that (a ``close()``
     would wait for the unsent bytes forever), so each request's scope carries the transport
     under :data:`~hub.web.stream.TRANSPORT_EXTENSION`.
+
+    uvicorn times out an idle connection only after a response (keep-alive). One that never
+    finishes its request headers, or sends nothing at all, stayed open for good: 1 100 of them
+    took a default ``ulimit -n 1024`` and with it the health check and, with the embedded
+    broker, the sensors' connections (slow-loris). Headers not complete within
+    :attr:`headers_timeout_s` of the connection, or of the first byte after a response, close
+    the connection, as nginx's ``client_header_timeout`` does.
     """
+
+    #: Seconds a client has to finish a request's headers (nginx's default is 60, Apache's 20–40).
+    headers_timeout_s = HEADERS_TIMEOUT_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self._headers_deadline: asyncio.TimerHandle | None = None
+        self._arm_headers_deadline()
         app = self.app
 
         async def with_transport(scope: Any, receive: Any, send: Any) -> None:
@@ -49,6 +67,29 @@ class _Protocol(H11Protocol):
             await app(scope, receive, send)
 
         self.app = with_transport
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is _IDLE:
+            self._arm_headers_deadline()  # part of a request's headers (uvicorn's keep-alive is off now)
+        elif self._headers_deadline is not None:
+            self._headers_deadline.cancel()  # the request is in: its headers were in time
+            self._headers_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._headers_deadline is not None:
+            self._headers_deadline.cancel()
+            self._headers_deadline = None
+        super().connection_lost(exc)
+
+    def _arm_headers_deadline(self) -> None:
+        if self._headers_deadline is None:
+            self._headers_deadline = self.loop.call_later(self.headers_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._headers_deadline = None
+        if self.conn.their_state is _IDLE and not self.transport.is_closing():
+            self.transport.close()
 
 
 class _Server(uvicorn.Server):
