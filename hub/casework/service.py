@@ -299,36 +299,53 @@ class Casework:
     ) -> Case:
         now = self._clock.now()
         at = max(now, case.updated_at)
-        updated, entry = apply(case, action, actor=actor, at=at, channel=channel, note=note, data=data)
+
+        def steps(base: Case, when: float) -> list[tuple[Case, TimelineEntry]]:
+            updated, entry = apply(base, action, actor=actor, at=when, channel=channel, note=note, data=data)
+            done = [(updated, entry)]
+            if action is CaseAction.RETURN and updated.state is CaseState.FILED:
+                # 退回 puts the case back to 立案, where no escalation phase runs: it would wait
+                # there with nobody told. The hub hands it on to the command centre at once (as
+                # it does a case nobody is on duty for), whose desk re-dispatches it; until then
+                # the dispatched phase's steps remind and escalate as for any dispatch.
+                done.append(
+                    apply(
+                        updated,
+                        CaseAction.DISPATCH,
+                        actor="system",
+                        at=entry.ts,
+                        channel=Channel.SYSTEM,
+                        note="退回后转指挥中心重新派遣 / returned: to the command centre for dispatch",
+                        data={"assignee": self._routing.command_centre().id},
+                    )
+                )
+            return done
+
         # What the hub does by itself is fenced (a node that lost the community lands nothing);
         # a person's action may come through any node's API and is ordered by the case version.
         fence = case.community if actor in AUTOMATIC_ACTORS else None
+        done = steps(case, at)
         try:
             with self._store.transaction(community=fence) as db:
                 if within is not None:
                     within(db)
-                self.cases.append(db, updated, entry)
-                sent = self._escalate(db, updated, now)
+                for updated, entry in done:
+                    self.cases.append(db, updated, entry)
+                sent = self._escalate(db, done[-1][0], now)
         except StaleCaseError:
             # Someone else changed it first: act on the fresh state (the rules apply again).
             fresh = self.cases.load(case.id)
             assert fresh is not None
-            updated, entry = apply(
-                fresh,
-                action,
-                actor=actor,
-                at=max(at, fresh.updated_at),
-                channel=channel,
-                note=note,
-                data=data,
-            )
+            done = steps(fresh, max(at, fresh.updated_at))
             with self._store.transaction(community=fence) as db:
                 if within is not None:
                     within(db)
-                self.cases.append(db, updated, entry)
-                sent = self._escalate(db, updated, now)
-        self._after(updated, entry, sent=sent)
-        return updated
+                for updated, entry in done:
+                    self.cases.append(db, updated, entry)
+                sent = self._escalate(db, done[-1][0], now)
+        for index, (updated, entry) in enumerate(done):
+            self._after(updated, entry, sent=sent and index == len(done) - 1)
+        return done[-1][0]
 
     def role_of(self, person_id: str) -> Role | None:
         """The roster role of a person (``None`` for someone not in any roster)."""

@@ -1,0 +1,70 @@
+"""退回 (return) of a case: it never waits in 立案 with nobody told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.cases.model import CaseAction, CaseState, Channel
+from hub.casework.access import Actor
+from hub.clock import ManualClock
+from hub.errors import RequirementNotMet
+from hub.records import Role
+from tests.test_redelivery_idempotent import PRESS, SOS, TOPIC, hub_at
+
+#: A car in the fire lane: the parking sensor of tests.helpers' registry (place fire-lane-b).
+LANE = "zigbee2mqtt/lane-b-1"
+
+
+def test_a_returned_case_goes_to_the_command_centre_at_once(tmp_path: Path) -> None:
+    hub = hub_at(tmp_path, PRESS)
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    try:
+        hub.pipeline.handle(LANE, b'{"occupancy": true}', 1, False)
+        clock.advance(120)  # over the fire lane's minute
+        hub.pipeline.apply_signals(hub.evaluator.due(clock.now()))
+        (case_id,) = hub.cases.case_ids()
+        case = hub.cases.load(case_id)
+        assert case is not None and case.state is CaseState.DISPATCHED and case.assignee == "w-night"
+        told_before = len(hub.store.notification_log())
+
+        clock.advance(30)
+        worker = Actor("w-night", Role.GRID_WORKER)
+        returned = hub.casework.act(
+            case_id, CaseAction.RETURN, actor=worker, channel=Channel.CONSOLE, note="不属于本网格"
+        )
+        # Not left in 立案: handed on to the command centre's desk, and the desk is told now.
+        assert returned.state is CaseState.DISPATCHED and returned.assignee == "command-centre"
+        actions = [(e.action.value, e.actor) for e in hub.cases.timeline(case_id)]
+        assert actions[-2:] == [("return", "w-night"), ("dispatch", "system")]
+        told = hub.store.notification_log()[told_before:]
+        assert any(n["recipient"] == "command-centre" for n in told), told
+        # The desk dispatches it to the right person as before.
+        desk = Actor("ops", Role.COMMAND_CENTRE)
+        again = hub.casework.act(
+            case_id, CaseAction.REASSIGN, actor=desk, channel=Channel.CONSOLE, data={"assignee": "w-day"}
+        )
+        assert again.state is CaseState.DISPATCHED and again.assignee == "w-day"
+    finally:
+        hub.store.close()
+
+
+def test_an_sos_case_is_not_returned(tmp_path: Path) -> None:
+    hub = hub_at(tmp_path, PRESS)
+    try:
+        hub.pipeline.handle(TOPIC, SOS, 1, False)
+        (case_id,) = hub.cases.case_ids()
+        with pytest.raises(RequirementNotMet, match="SOS"):
+            hub.casework.act(
+                case_id,
+                CaseAction.RETURN,
+                actor=Actor("w-night", Role.GRID_WORKER),
+                channel=Channel.CONSOLE,
+                note="不是我的",
+            )
+        case = hub.cases.load(case_id)
+        assert case is not None and case.state is CaseState.DISPATCHED and case.assignee == "w-night"
+    finally:
+        hub.store.close()
