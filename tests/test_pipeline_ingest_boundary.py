@@ -16,6 +16,9 @@ import pytest
 from bench.run import hub_settings as bench_settings
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.community.files import load_yaml
+from hub.community.registry import Registry
+from hub.ingest.pipeline import Pipeline, owned_roots
 from simulators.district import generate_district
 from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON, hub_settings
 from tests.support.servers import Broker
@@ -131,3 +134,19 @@ async def test_a_device_id_with_the_groups_prefix_is_refused(hub: Hub) -> None:
     hub.pipeline.handle("zigbee2mqtt/0xdeadbeef00000001", press, 1, False)  # a real stranger still raises
     (alert,) = hub.store.alerts()
     assert alert.subject == "unassigned:zigbee2mqtt"
+
+
+def test_a_districts_roots_are_found_by_their_first_level(tmp_path: Path) -> None:
+    # ≈ 6 roots a community: a district's message is compared with its own level's few, not all.
+    district = generate_district(communities=12, seed=5, grids=1, buildings_per_grid=1, elders_per_building=1)
+    district.write(tmp_path / "district.yaml")
+    roots = owned_roots(Registry(communities=load_yaml(tmp_path / "district.yaml")))
+    assert sum(len(entries) for entries in roots.values()) >= 12 * 5
+    assert max(len(entries) for level, entries in roots.items() if level.startswith("zigbee2mqtt")) == 1
+    pipeline = Pipeline.__new__(Pipeline)  # only the claim: no hub needed
+    pipeline._owned_roots = roots
+    for level, entries in roots.items():
+        for prefix, community in entries:
+            assert prefix.split("/", 1)[0] == level
+            assert pipeline._root_claim(f"{prefix}some-device") == community
+    assert pipeline._root_claim("zigbee2mqtt/0x00158d0001") is None  # a hub-wide root claims nothing

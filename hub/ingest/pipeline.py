@@ -83,15 +83,29 @@ class PipelineStats:
     implausible_readings: int = 0
 
 
-def owned_roots(registry: Registry) -> tuple[tuple[str, str], ...]:
-    """``(topic prefix, community)`` of every community's own gateway roots, most specific first."""
+#: Per first topic level: ``(topic prefix, community)`` of the community-owned roots under it.
+OwnedRoots = dict[str, tuple[tuple[str, str], ...]]
+
+
+def owned_roots(registry: Registry) -> OwnedRoots:
+    """Every community's own gateway roots, by their first topic level, most specific first.
+
+    Keyed by the first level (as the adapter router is): a district of 999 communities has
+    ≈ 6 000 roots, and a message must not be compared with each of them.
+    """
     roots = {
         (f"{root}/", community.code)
         for community in registry.communities
         for source in community.sources
         for root in source.as_family_source().roots()
     }
-    return tuple(sorted(roots, key=lambda entry: (-len(entry[0]), entry)))
+    by_level: dict[str, list[tuple[str, str]]] = {}
+    for prefix, code in roots:
+        by_level.setdefault(prefix.split("/", 1)[0], []).append((prefix, code))
+    return {
+        level: tuple(sorted(entries, key=lambda entry: (-len(entry[0]), entry)))
+        for level, entries in by_level.items()
+    }
 
 
 class Pipeline:
@@ -237,7 +251,7 @@ class Pipeline:
 
     def _root_claim(self, topic: str) -> str | None:
         """The community whose own gateway root ``topic`` is under (``None``: a hub-wide root)."""
-        for prefix, community in self._owned_roots:
+        for prefix, community in self._owned_roots.get(topic.split("/", 1)[0], ()):
             if topic.startswith(prefix):
                 return community
         return None
