@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,5 +67,48 @@ def test_an_sos_case_is_not_returned(tmp_path: Path) -> None:
             )
         case = hub.cases.load(case_id)
         assert case is not None and case.state is CaseState.DISPATCHED and case.assignee == "w-night"
+    finally:
+        hub.store.close()
+
+
+def test_the_open_case_gauge_reads_a_case_again_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gauge writer ran on the event loop and read every open case's timeline each time: with
+    # 290 open cases a stall of 0.2-0.3 s that SOS presses waited out.
+    hub = hub_at(tmp_path, PRESS)
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    try:
+        hub.pipeline.handle(TOPIC, SOS, 1, False)
+        hub.pipeline.handle(LANE, b'{"occupancy": true}', 1, False)
+        clock.advance(120)
+        hub.pipeline.apply_signals(hub.evaluator.due(clock.now()))
+        assert len(hub.cases.case_ids()) == 2
+        reads: list[str] = []
+        timeline = hub.cases.timeline
+
+        def counted(case_id: str) -> Any:
+            reads.append(case_id)
+            return timeline(case_id)
+
+        monkeypatch.setattr(hub.cases, "timeline", counted)
+        first = hub.casework.open_counts(clock.now())
+        assert sorted(reads) == sorted(hub.cases.case_ids()) and sum(first.values()) == 2
+        reads.clear()
+        clock.advance(3600)  # later: the lights move on, the cases did not change
+        later = hub.casework.open_counts(clock.now())
+        assert reads == []
+        (sos_id,) = [c for c in hub.cases.case_ids() if hub.cases.load(c).is_sos]  # type: ignore[union-attr]
+        reads.clear()
+        hub.casework.act(
+            sos_id, CaseAction.ACCEPT, actor=Actor("w-night", Role.GRID_WORKER), channel=Channel.CONSOLE
+        )
+        reads.clear()
+        after = hub.casework.open_counts(clock.now())
+        assert reads == [sos_id], "only the case that changed is read again"
+        hub.casework._open_read = {}  # a reader that keeps nothing counts the same
+        assert hub.casework.open_counts(clock.now()) == after
+        assert sum(later.values()) == sum(after.values()) == 2
     finally:
         hub.store.close()

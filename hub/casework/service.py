@@ -86,6 +86,8 @@ class Casework:
         # A case that cannot be worked is reported (case id, reason) and retried with backoff.
         self._on_case_failed = on_case_failed
         self._failing: dict[str, tuple[int, float]] = {}
+        #: The open cases as the gauge last read them: only a case whose version moved is read again.
+        self._open_read: dict[str, Case] = {}
         #: Escalation steps queued, by kind (dispatch, escalate, remind …): the metrics' counter.
         self.steps_sent: Counter[str] = Counter()
         self._on_retry = on_retry
@@ -475,13 +477,22 @@ class Casework:
     def open_counts(self, now: float) -> dict[tuple[str, str, str, str], int]:
         """Open cases per (community, grid, severity, worst traffic light) — the dashboards' gauge."""
         counts: dict[tuple[str, str, str, str], int] = {}
-        for case_id in self.cases.case_ids(limit=100_000):
-            case = self.load_safely(case_id)
-            if case is None:
-                continue
+        # Reading every open case's timeline on each gauge write was a stall of the event loop
+        # that grew with the open cases: ≈ 0.2–0.3 s with 290 open, where SOS presses waited
+        # (docs/benchmarks.md, "Twenty-first pass"). A case is read again only when its
+        # version (one per timeline entry) moved; the lights are computed for ``now`` each time.
+        read: dict[str, Case] = {}
+        for case_id, version in self.cases.open_versions(limit=100_000):
+            case = self._open_read.get(case_id)
+            if case is None or case.version != version:
+                case = self.load_safely(case_id)
+                if case is None:
+                    continue
+            read[case_id] = case
             worst = worst_light(case, now, sla=self.policies.sla, open_stages_only=True)
             key = (case.community or "", case.grid or "", case.severity, worst.value)
             counts[key] = counts.get(key, 0) + 1
+        self._open_read = read
         return counts
 
     def next_deadline(self) -> float | None:

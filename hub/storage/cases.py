@@ -146,6 +146,13 @@ class CaseStore:
         ).fetchone()
         return self.load(row[0]) if row else None
 
+    def open_versions(self, *, limit: int = 100_000) -> list[tuple[str, int]]:
+        """``(id, version)`` of the open cases: what a reader keeping cases needs to see a change."""
+        wanted = [s.value for s in OPEN]
+        query = f"SELECT id, version FROM cases WHERE state IN ({','.join('?' * len(wanted))})"  # noqa: S608 - placeholders only
+        query += " ORDER BY filed_at DESC, id LIMIT ?"
+        return [(row[0], int(row[1])) for row in self._store.execute(query, (*wanted, limit))]
+
     def case_ids(
         self,
         *,
