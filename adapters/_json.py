@@ -130,15 +130,16 @@ def plausible_battery(
     battery-low alerts or cleared them. Dropping only the field keeps the report's other
     facts (a door, a press); the attribute keeps the drop visible, as ``ts_clamped`` does.
     """
-    if (percent is None or 0.0 <= percent <= 100.0) and (volts is None or 0.0 < volts <= MAX_BATTERY_VOLTS):
+    bad_percent = percent is not None and not 0.0 <= percent <= 100.0
+    bad_volts = volts is not None and not 0.0 < volts <= MAX_BATTERY_VOLTS
+    if not (bad_percent or bad_volts):
         return percent, volts  # every battery report passes here: nothing built for it
-    dropped: list[str] = []
-    if percent is not None and not 0.0 <= percent <= 100.0:
+    dropped = []
+    if bad_percent:
         dropped.append(f"battery {percent:g} % outside 0-100")
         percent = None
-    if volts is not None and not 0.0 < volts <= MAX_BATTERY_VOLTS:
+    if bad_volts:
         dropped.append(f"battery {volts:g} V outside (0, {MAX_BATTERY_VOLTS:g}]")
         volts = None
-    if dropped:
-        attrs[IMPLAUSIBLE] = "; ".join(dropped)
+    attrs[IMPLAUSIBLE] = "; ".join(dropped)
     return percent, volts

@@ -326,25 +326,24 @@ class Casework:
         # What the hub does by itself is fenced (a node that lost the community lands nothing);
         # a person's action may come through any node's API and is ordered by the case version.
         fence = case.community if actor in AUTOMATIC_ACTORS else None
-        done = steps(case, at)
-        try:
+
+        def commit(done: list[tuple[Case, TimelineEntry]]) -> bool:
             with self._store.transaction(community=fence) as db:
                 if within is not None:
                     within(db)
                 for updated, entry in done:
                     self.cases.append(db, updated, entry)
-                sent = self._escalate(db, done[-1][0], now)
+                return self._escalate(db, done[-1][0], now)
+
+        done = steps(case, at)
+        try:
+            sent = commit(done)
         except StaleCaseError:
             # Someone else changed it first: act on the fresh state (the rules apply again).
             fresh = self.cases.load(case.id)
             assert fresh is not None
             done = steps(fresh, max(at, fresh.updated_at))
-            with self._store.transaction(community=fence) as db:
-                if within is not None:
-                    within(db)
-                for updated, entry in done:
-                    self.cases.append(db, updated, entry)
-                sent = self._escalate(db, done[-1][0], now)
+            sent = commit(done)
         for index, (updated, entry) in enumerate(done):
             self._after(updated, entry, sent=sent and index == len(done) - 1)
         return done[-1][0]

@@ -243,11 +243,17 @@ def shared_ids(communities: Iterable[Community]) -> list[str]:
     then quarantined as ``community_mismatch`` — an SOS lost. Ids must be district-wide.
     (Within one community ``Community._references`` already refuses repeats.)
     """
-    claims = ((c.code, [d.id for d in c.devices], [r.id for r in c.residents]) for c in communities)
-    return [
-        f"{what} id {item} is registered in communities {first} and {second}"
-        for what, item, first, second in shared_claims(claims)
-    ]
+    return [shared_sentence(*clash) for clash in shared_claims(map(id_claim, communities))]
+
+
+def id_claim(community: Community) -> IdClaim:
+    """The ids ``community`` registers, as :func:`shared_claims` takes them."""
+    return (community.code, [d.id for d in community.devices], [r.id for r in community.residents])
+
+
+def shared_sentence(what: str, item: str, first: str, second: str) -> str:
+    """One clash of :func:`shared_claims`, for people."""
+    return f"{what} id {item} is registered in communities {first} and {second}"
 
 
 def shared_claims(claims: Iterable[IdClaim]) -> list[tuple[str, str, str, str]]:

@@ -237,17 +237,19 @@ class Pipeline:
         registered = self._registry.subject(event.device_id)
         if not registered.known:
             return False
-        topic, payload, _dup = self._message
-        parts = topic.split("/")
+        parts = self._message[0].split("/")
         claimed = parts[-4] if len(parts) >= 4 else ""
         if claimed == registered.community:
             return False
-        self.stats.community_mismatches += 1
-        detail = (
-            f"device {event.device_id!r} is registered in community {registered.community}, not {claimed!r}"
-        )
-        self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
+        self._mismatch(event, str(registered.community), claimed)
         return True
+
+    def _mismatch(self, event: Event, home: str, claimed: str) -> None:
+        """Quarantine the message: it names ``event``'s device (of ``home``) under ``claimed``."""
+        self.stats.community_mismatches += 1
+        topic, payload, _dup = self._message
+        detail = f"device {event.device_id!r} is registered in community {home}, not {claimed!r}"
+        self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
 
     def _root_claim(self, topic: str) -> str | None:
         """The community whose own gateway root ``topic`` is under (``None``: a hub-wide root)."""
@@ -275,11 +277,7 @@ class Pipeline:
         homes.discard(None)
         if not homes or homes == {claim}:
             return False
-        self.stats.community_mismatches += 1
-        topic, payload, _dup = self._message
-        where = ", ".join(sorted(str(h) for h in homes))
-        detail = f"device {event.device_id!r} is registered in community {where}, not under {claim}'s gateway"
-        self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
+        self._mismatch(event, ", ".join(sorted(str(h) for h in homes)), claim)
         return True
 
     def _on_event(self, event: Event, retain: bool, subject: Subject) -> None:

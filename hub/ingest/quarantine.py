@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hub.clock import Clock
 from hub.records import QuarantineRecord
-from hub.storage.store import QUARANTINE_TOPIC_CHARS, Store, bounded_topic
+from hub.storage.store import QUARANTINE_TOPIC_CHARS, Store, cut_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ class Quarantine:
         self.counts[reason] += 1
         if len(topic) > QUARANTINE_TOPIC_CHARS:
             # 10 000 keys of 65 000-character topics would be 650 MB before the next flush.
-            detail = f"{detail[:200]} [topic of {len(topic)} characters, cut]"
-            topic = bounded_topic(topic)
+            topic, detail = cut_topic(topic, detail[:200])
         key = (topic, reason)
         entry = self._pending.get(key)
         if entry is None:

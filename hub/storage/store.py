@@ -27,7 +27,7 @@ import orjson
 from pydantic import BaseModel
 
 from hub.community.compact import collector_paused
-from hub.community.model import Community, IdClaim, describe_shared, shared_claims
+from hub.community.model import Community, IdClaim, describe_shared, id_claim, shared_claims, shared_sentence
 from hub.community.trusted import community_from_store
 from hub.errors import RegistryError, StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
@@ -75,27 +75,27 @@ QUARANTINE_MAX_AGE_S = 30 * 86_400.0
 _CUT = "…"
 
 
-def bounded_topic(topic: str) -> str:
-    """``topic`` cut to :data:`QUARANTINE_TOPIC_CHARS` with a marker; a cut topic stays as it is.
+def cut_topic(topic: str, detail: str) -> tuple[str, str]:
+    """``(topic, detail)`` with a topic over :data:`QUARANTINE_TOPIC_CHARS` cut, with a marker,
+    and its full length noted in the detail; a cut topic stays as it is.
 
     Long topics that share their start share a row (their count adds up), which is what an
     operator needs to know about them; the cut length counts the marker, so cutting twice
     changes nothing (the quarantine cuts its keys in memory, the store again here).
     """
     if len(topic) <= QUARANTINE_TOPIC_CHARS:
-        return topic
-    return topic[: QUARANTINE_TOPIC_CHARS - len(_CUT)] + _CUT
+        return topic, detail
+    cut = topic[: QUARANTINE_TOPIC_CHARS - len(_CUT)] + _CUT
+    return cut, f"{detail} [topic of {len(topic)} characters, cut]"
 
 
 def bounded_quarantine(record: QuarantineRecord) -> QuarantineRecord:
     """The record with its topic, detail and payload sample cut to the table's bounds."""
-    topic, detail = record.topic, record.detail
+    detail = record.detail
     if len(detail) > QUARANTINE_DETAIL_CHARS:
         detail = detail[: QUARANTINE_DETAIL_CHARS - len(_CUT)] + _CUT
-    if len(topic) > QUARANTINE_TOPIC_CHARS:
-        # After the detail's cut, so that the full length is never cut off.
-        detail = f"{detail} [topic of {len(topic)} characters, cut]"
-        topic = bounded_topic(topic)
+    # After the detail's cut, so that the topic's full length is never cut off.
+    topic, detail = cut_topic(record.topic, detail)
     excerpt = record.excerpt[:QUARANTINE_EXCERPT_BYTES]
     if (topic, detail, excerpt) == (record.topic, record.detail, record.excerpt):
         return record
@@ -508,18 +508,13 @@ class Store:
             doc = orjson.loads(bytes(raw))
             devices = [d["id"] for d in doc.get("devices", ())]
             held.append((code, devices, [r["id"] for r in doc.get("residents", ())]))
-        claims = [
-            *held,
-            *((c.code, [d.id for d in c.devices], [r.id for r in c.residents]) for c in communities),
-        ]
-        shared = shared_claims(claims)
+        shared = shared_claims([*held, *map(id_claim, communities)])
         if not shared:
             return
         kept = {code for code, _devices, _residents in held}
         sentences = [
-            f"{what} id {item} is registered in communities {first} and {second}"
-            + (f" ({first} is already in the store)" if first in kept else "")
-            for what, item, first, second in shared
+            shared_sentence(*clash) + (f" ({clash[2]} is already in the store)" if clash[2] in kept else "")
+            for clash in shared
         ]
         raise RegistryError(describe_shared(sentences), file=source, field="communities")
 
