@@ -19,11 +19,12 @@ Owns the service around the pure packages. Follow one message top to bottom:
 
 Top-level modules: :mod:`hub.app` (the composition root), :mod:`hub.demo`,
 :mod:`hub.config`, :mod:`hub.records` (what stages pass each other), :mod:`hub.clock`,
-:mod:`hub.errors` (the one error tree), :mod:`hub.files` (private files: 0600/0700).
+:mod:`hub.errors` (the one error tree), :mod:`hub.files` (private files: 0600/0700),
+:mod:`hub.steps` (periodic work in steps, so the event loop is never held long).
 
 Imports point down only: app/demo/cli → web → health → casework, ingest, cluster → notify →
 storage → cases → community, config → channels, mqtt, timeseries, broker, records → clock, errors,
-files
+files, steps
 (``tests/test_layering.py`` enforces it). Data flows one way: broker → adapters → rules →
 alerts → cases → dispatch and sinks.
 

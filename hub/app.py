@@ -76,6 +76,7 @@ from hub.notify.dispatch import Dispatcher
 from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
 from hub.records import AlertChange, alert_json
+from hub.steps import run_in_turns
 from hub.storage.cases import CaseStore
 from hub.storage.community_copies import make_in_child
 from hub.storage.nonces import ReplyNonces
@@ -373,7 +374,7 @@ class Hub:
             instance=settings.mqtt.client_id,
             registry=registry,
             states=self.states,
-            open_cases=self.casework.open_counts,
+            open_cases=self.casework.open_counts_steps,
             pipeline=self.pipeline.stats,
             quarantine=self.quarantine,
             series=self.timeseries,
@@ -813,7 +814,7 @@ class Hub:
             await asyncio.sleep(GAUGE_INTERVAL_S)
             lag = max(0.0, asyncio.get_running_loop().time() - started - GAUGE_INTERVAL_S)
             self.loop_lag_s = lag
-            self.write_gauges(loop_lag_ms=lag * 1000)
+            await run_in_turns(self.gauges.write_steps(self.clock.now(), loop_lag_ms=lag * 1000))
 
     def write_gauges(self, *, loop_lag_ms: float = 0.0) -> None:
         self.gauges.write(self.clock.now(), loop_lag_ms=loop_lag_ms)

@@ -85,28 +85,36 @@ def test_the_open_case_gauge_reads_a_case_again_only_when_it_changed(
         clock.advance(120)
         hub.pipeline.apply_signals(hub.evaluator.due(clock.now()))
         assert len(hub.cases.case_ids()) == 2
-        reads: list[str] = []
-        timeline = hub.cases.timeline
+        reads: list[tuple[str, int]] = []  # (case, first entry read)
+        timeline, timeline_from = hub.cases.timeline, hub.cases.timeline_from
 
         def counted(case_id: str) -> Any:
-            reads.append(case_id)
+            reads.append((case_id, 0))
             return timeline(case_id)
 
+        def counted_from(case_id: str, seq: int) -> Any:
+            reads.append((case_id, seq))
+            return timeline_from(case_id, seq)
+
         monkeypatch.setattr(hub.cases, "timeline", counted)
+        monkeypatch.setattr(hub.cases, "timeline_from", counted_from)
         first = hub.casework.open_counts(clock.now())
-        assert sorted(reads) == sorted(hub.cases.case_ids()) and sum(first.values()) == 2
+        assert sorted(reads) == sorted((c, 0) for c in hub.cases.case_ids()) and sum(first.values()) == 2
         reads.clear()
         clock.advance(3600)  # later: the lights move on, the cases did not change
         later = hub.casework.open_counts(clock.now())
         assert reads == []
         (sos_id,) = [c for c in hub.cases.case_ids() if hub.cases.load(c).is_sos]  # type: ignore[union-attr]
         reads.clear()
+        version = hub.cases.load(sos_id).version  # type: ignore[union-attr]
         hub.casework.act(
             sos_id, CaseAction.ACCEPT, actor=Actor("w-night", Role.GRID_WORKER), channel=Channel.CONSOLE
         )
         reads.clear()
         after = hub.casework.open_counts(clock.now())
-        assert reads == [sos_id], "only the case that changed is read again"
+        # Only the case that changed is read again, and only the entry it missed.
+        assert reads == [(sos_id, version)]
+        assert hub.casework._open_read[sos_id] == hub.cases.load(sos_id)
         hub.casework._open_read = {}  # a reader that keeps nothing counts the same
         assert hub.casework.open_counts(clock.now()) == after
         assert sum(later.values()) == sum(after.values()) == 2

@@ -452,7 +452,12 @@ def replay(entries: Iterable[TimelineEntry]) -> Case:
         channel=first.channel,
         note=first.note,
     )
-    for entry in it:
+    return replay_onto(case, it)
+
+
+def replay_onto(case: Case, entries: Iterable[TimelineEntry]) -> Case:
+    """``case`` with the timeline entries that follow it applied, in order."""
+    for entry in entries:
         case, _ = apply(
             case,
             entry.action,

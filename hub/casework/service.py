@@ -45,6 +45,7 @@ from hub.notify.payloads import case_notification
 from hub.notify.routing import Routing
 from hub.notify.webhooks import outbox_entry
 from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
+from hub.steps import Steps, run_through
 from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.store import Store
 from hub.timeseries import CaseStage, TimeseriesSink
@@ -56,6 +57,13 @@ CASE_RETRY_FIRST_S = 5.0
 CASE_RETRY_MAX_S = 300.0
 #: Alerts of these severities open no case (they are information, not work).
 NO_CASE_SEVERITIES = frozenset({"info"})
+
+#: Open cases per (community, grid, severity, worst traffic light): the dashboards' gauge.
+OpenCounts = dict[tuple[str, str, str, str], int]
+#: Cases the gauge reads from the store between two turns of the event loop (≈ 0.1-0.3 ms each).
+READS_PER_STEP = 16
+#: Open cases whose traffic lights the gauge works out between two turns (≈ 15-30 µs each).
+CASES_PER_STEP = 256
 
 #: Actors that are the hub itself (timers, sensors), not a person.
 AUTOMATIC_ACTORS = frozenset({"system", "sensor"})
@@ -437,10 +445,13 @@ class Casework:
         except Exception:
             log.exception("cannot move the deadline of failing case %s", case_id)
 
-    def load_safely(self, case_id: str) -> Case | None:
-        """A case, or ``None`` (reported) if its record cannot be read: one bad case never breaks a list."""
+    def load_safely(self, case_id: str, *, kept: Case | None = None) -> Case | None:
+        """A case, or ``None`` (reported) if its record cannot be read: one bad case never breaks a list.
+
+        With ``kept`` (the case as read earlier), only the timeline entries it missed are read.
+        """
         try:
-            return self.cases.load(case_id)
+            return self.cases.load(case_id) if kept is None else self.cases.refresh(kept)
         except Exception as exc:
             self._case_failed(case_id, exc, self._clock.now())
             return None
@@ -473,20 +484,37 @@ class Casework:
                 self._on_notifications()
         return done
 
-    def open_counts(self, now: float) -> dict[tuple[str, str, str, str], int]:
+    def open_counts(self, now: float) -> OpenCounts:
         """Open cases per (community, grid, severity, worst traffic light) — the dashboards' gauge."""
+        return run_through(self.open_counts_steps(now))
+
+    def open_counts_steps(self, now: float, *, reads_per_step: int = READS_PER_STEP) -> Steps[OpenCounts]:
+        """:meth:`open_counts` in steps of at most ``reads_per_step`` cases read from the store.
+
+        Reading every open case's timeline on each gauge write was a stall of the event loop
+        that grew with the open cases: ≈ 0.2–0.3 s with 290 open, where SOS presses waited
+        (docs/benchmarks.md, "Twenty-first pass"). A case is read again only when its version
+        (one per timeline entry) moved, and then only the entries it missed; the lights are
+        computed for ``now`` each time. Busy cases (each escalation step is an entry) still
+        made writes of 150–200 ms with a few hundred cases open ("Twenty-second pass"), so the
+        gauge loop runs this in turns: a press waits for one step, not for the whole count.
+        """
         counts: dict[tuple[str, str, str, str], int] = {}
-        # Reading every open case's timeline on each gauge write was a stall of the event loop
-        # that grew with the open cases: ≈ 0.2–0.3 s with 290 open, where SOS presses waited
-        # (docs/benchmarks.md, "Twenty-first pass"). A case is read again only when its
-        # version (one per timeline entry) moved; the lights are computed for ``now`` each time.
+        kept = self._open_read
         read: dict[str, Case] = {}
+        reads = walked = 0
         for case_id, version in self.cases.open_versions(limit=100_000):
-            case = self._open_read.get(case_id)
-            if case is None or case.version != version:
-                case = self.load_safely(case_id)
-                if case is None:
-                    continue
+            case = kept.get(case_id)
+            stale = case is None or case.version != version
+            if (stale and reads >= reads_per_step) or walked >= CASES_PER_STEP:
+                yield
+                reads = walked = 0
+            walked += 1
+            if stale:
+                reads += 1
+                case = self.load_safely(case_id, kept=case)
+            if case is None:
+                continue
             read[case_id] = case
             worst = worst_light(case, now, sla=self.policies.sla, open_stages_only=True)
             key = (case.community or "", case.grid or "", case.severity, worst.value)

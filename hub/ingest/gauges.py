@@ -1,7 +1,9 @@
 """Periodic gauges for the dashboards: open cases, the fleet per grid and kind, hub self-metrics.
 
 Read from what the stages already count (no extra work on the hot path); written to the
-time-series sink once a minute by the hub's gauge loop.
+time-series sink once a minute by the hub's gauge loop, in steps (:mod:`hub.steps`): walking
+100 000 devices or a few hundred busy cases in one go would stall the event loop that
+carries the SOS presses.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from hub.community.registry import Registry
 from hub.ingest.device_state import DeviceStates, is_online
 from hub.ingest.pipeline import PipelineStats
 from hub.ingest.quarantine import Quarantine
+from hub.steps import Steps, run_through
 from hub.timeseries import (
     TimeseriesSink,
     TrafficLight,
@@ -25,8 +28,11 @@ from hub.timeseries import (
 #: Below this battery percentage a device counts as "low battery" on the fleet gauge.
 LOW_BATTERY_PCT = 20.0
 
-#: Open cases per (community, grid, severity, worst traffic light).
-OpenCases = Callable[[float], Mapping[tuple[str, str, str, str], int]]
+#: Devices the fleet gauge counts between two turns of the event loop (≈ 1-2 µs each).
+DEVICES_PER_STEP = 2_000
+
+#: Open cases per (community, grid, severity, worst traffic light), worked out in steps.
+OpenCases = Callable[[float], Steps[Mapping[tuple[str, str, str, str], int]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,7 +46,12 @@ class Gauges:
     series: TimeseriesSink
 
     def write(self, now: float, *, loop_lag_ms: float = 0.0) -> None:
-        for (community, grid, severity, light), count in self.open_cases(now).items():
+        run_through(self.write_steps(now, loop_lag_ms=loop_lag_ms))
+
+    def write_steps(self, now: float, *, loop_lag_ms: float = 0.0) -> Steps[None]:
+        """:meth:`write`, yielding between pieces of at most :data:`DEVICES_PER_STEP` devices."""
+        open_cases = yield from self.open_cases(now)
+        for (community, grid, severity, light), count in open_cases.items():
             self.series.write(
                 case_open_point(
                     community=community,
@@ -52,7 +63,9 @@ class Gauges:
                 )
             )
         fleet: dict[tuple[str, str, str], list[int]] = {}
-        for device in self.registry.devices():
+        for i, device in enumerate(self.registry.devices()):
+            if i and i % DEVICES_PER_STEP == 0:
+                yield
             info = self.registry.series_info(device.id)
             state = self.states.get(device.id)
             counts = fleet.setdefault((info.community, info.grid, info.device_kind), [0, 0, 0])

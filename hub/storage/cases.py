@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
-from hub.cases.workflow import replay
+from hub.cases.workflow import replay, replay_onto
 from hub.errors import StaleCaseError
 from hub.storage.case_rows import call_back_from
 from hub.storage.engine import Tx
@@ -136,9 +136,28 @@ class CaseStore:
         ).fetchall()
         return [TimelineEntry.from_dict(orjson.loads(row[0])) for row in rows]
 
+    def timeline_from(self, case_id: str, seq: int) -> list[TimelineEntry]:
+        """The entries from sequence number ``seq`` on: what a case read at version ``seq`` misses."""
+        rows = self._store.execute(
+            "SELECT entry FROM case_timeline WHERE case_id = ? AND seq >= ? ORDER BY seq", (case_id, seq)
+        ).fetchall()
+        return [TimelineEntry.from_dict(orjson.loads(row[0])) for row in rows]
+
     def load(self, case_id: str) -> Case | None:
         entries = self.timeline(case_id)
         return replay(entries) if entries else None
+
+    def refresh(self, case: Case) -> Case | None:
+        """``case`` brought up to date by the entries written since it was read (``None``: gone).
+
+        A timeline only grows (entry ``seq`` is the case's version before it), so the entries
+        from ``case.version`` on, applied in order, give what a full :meth:`load` would; any gap
+        in them is read as the whole timeline instead.
+        """
+        entries = self.timeline_from(case.id, case.version)
+        if any(entry.seq != case.version + i for i, entry in enumerate(entries)):
+            return self.load(case.id)
+        return replay_onto(case, entries)
 
     def open_for_alert(self, alert_id: int) -> Case | None:
         row = self._store.execute(
