@@ -140,6 +140,20 @@ def test_not_at_home_keeps_the_task_due_and_escalation_runs() -> None:
     assert escalations_due(task, CARE, now=task.due_at + 5 * DAY, done_at=done) == ((), None)
 
 
+def test_a_record_typed_by_the_desk_is_the_visitors_work() -> None:
+    """``recorded_by`` (who typed it, on_behalf_of) is kept beside ``by``: 探访完成率 still counts the
+    visit as the worker's, and an empty recorder is refused rather than read as "someone"."""
+    task = next_task(CARE, ALONE, TaskKind.VISIT, since=T0, zone=SH)
+    assert task is not None
+    typed = record(task, Outcome.VISITED_WELL, by="w1", at=task.due_at - 100, recorded_by="cc-desk")
+    assert (typed.by, typed.recorded_by) == ("w1", "cc-desk")
+    assert record(task, Outcome.VISITED_WELL, by="w1", at=task.due_at - 100).recorded_by is None
+    report = visit_kpis([task], [typed], start=T0, end=T0 + 30 * DAY, now=T0 + 30 * DAY)
+    assert set(report.by_worker) == {"w1"} and report.by_worker["w1"].on_time == 1
+    with pytest.raises(RequirementNotMet, match="recorder"):
+        record(task, Outcome.VISITED_WELL, by="w1", at=task.due_at - 100, recorded_by="")
+
+
 def test_visit_completion_rate_per_grid_and_worker() -> None:
     e2 = Elder(id="r2", community="c1", grid="g2", flags=frozenset({CareFlag.AGED_80}), assignee="w2")
     e3 = Elder(id="r3", community="c1", grid="g2", flags=frozenset({CareFlag.DISABLED}), assignee="w2")

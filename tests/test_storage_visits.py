@@ -1,6 +1,7 @@
 """Visits and evaluation links in the store (schema version 4), on both engines: one open task per
 elder and kind, insert-only records that complete a task once, deadlines and escalation steps
-sent once, and one-time links spent once and never after expiry."""
+sent once, and one-time links spent once and never after expiry; who typed a record made for
+someone else (version 8), also in a store upgraded from version 7."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import replace
 
 import pytest
 
+import hub.storage.postgres
+import hub.storage.sqlite
 from hub.cases.care import CareFlag, Elder, Outcome, TaskKind, load_care, next_task, record
 from hub.storage.cases import CaseStore
 from hub.storage.links import EvaluationLinks, IssuedLink
@@ -37,11 +40,12 @@ def weekly(elder: Elder = ALONE, since: float = T0):  # type: ignore[no-untyped-
     return task
 
 
-def test_schema_version_is_7() -> None:
+def test_schema_version_is_8() -> None:
     # 4: the visit tables and evaluation links; 5: the 回访 list's column (docs/cases.md);
     # 6: cases by alert, for casework's reconcile round (docs/benchmarks.md);
-    # 7: the communities' start-up copies (docs/benchmarks.md, "Eighth pass").
-    assert SCHEMA_VERSION == 7
+    # 7: the communities' start-up copies (docs/benchmarks.md, "Eighth pass");
+    # 8: who typed a visit recorded for someone else (``visit_records.recorded_by``).
+    assert SCHEMA_VERSION == 8
 
 
 def test_one_open_task_per_elder_and_kind(store: Store) -> None:
@@ -164,3 +168,68 @@ def test_an_urgent_task_supersedes_the_planned_one(store: Store) -> None:
         resolved = store.resolve_alert(tx, alert.id, at=T0 + 20)
         assert resolved is not None and resolved.status == "resolved"
         assert store.resolve_alert(tx, alert.id, at=T0 + 30) is None
+
+
+def test_a_record_typed_for_the_visitor_keeps_who_typed_it(store: Store) -> None:
+    """Review: the desk records a visit ``on_behalf_of`` the worker who phoned it in; the record is
+    the worker's (``by``), and who typed it is kept with it, not in the log only."""
+    visits = VisitStore(store=store)
+    task = weekly()
+    with store.transaction() as tx:
+        visits.add_task(tx, task, at=T0)
+    own = record(task, Outcome.NOT_AT_HOME, by="w1", at=T0 + DAY, note="敲门无人应答")
+    typed = record(task, Outcome.VISITED_WELL, by="w1", at=T0 + 2 * DAY, recorded_by="cc-desk")
+    with store.transaction() as tx:
+        visits.add_record(tx, own, record_id="v1", channel="phone_page")
+        visits.add_record(tx, typed, record_id="v2", channel="console")
+    assert [(r.id, r.record.by, r.record.recorded_by) for r in visits.records(task.key)] == [
+        ("v1", "w1", None),
+        ("v2", "w1", "cc-desk"),
+    ]
+    last = visits.last_record("r1")
+    assert last is not None and last.record == typed
+
+
+#: The last version whose ``visit_records`` has no ``recorded_by``.
+BEFORE_RECORDED_BY = 7
+
+
+def test_records_of_a_version_7_store_read_as_typed_by_nobody_after_the_upgrade(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store the previous release wrote (the real steps up to 7, on either engine) migrates on
+    open; its records keep every field and read ``recorded_by`` None: who typed them was never
+    stored. New records in the upgraded store keep theirs."""
+    task = weekly()
+    with monkeypatch.context() as older:
+        for engine in (hub.storage.sqlite, hub.storage.postgres):
+            older.setattr(engine, "SCHEMA_VERSION", BEFORE_RECORDED_BY)
+        old = Store(url=store_url)
+        try:
+            assert old.schema_version() == BEFORE_RECORDED_BY
+            with old.transaction() as tx:
+                VisitStore.add_task(tx, task, at=T0)
+                # As the previous release wrote a record: its columns, no more.
+                tx.execute(
+                    "INSERT INTO visit_records (id, task_key, outcome, by_person, at, note, channel,"
+                    " case_id, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                    ("v1", task.key, "not_at_home", "w1", T0 + DAY, "敲门无人应答", "console"),
+                )
+        finally:
+            old.close()
+    upgraded = Store(url=store_url)
+    try:
+        assert upgraded.schema_version() == SCHEMA_VERSION
+        visits = VisitStore(store=upgraded)
+        (before,) = visits.records(task.key)
+        assert before.id == "v1" and before.channel == "console"
+        assert before.record == record(
+            task, Outcome.NOT_AT_HOME, by="w1", at=T0 + DAY, note="敲门无人应答"
+        ), "every old field as it was"
+        assert before.record.recorded_by is None
+        typed = record(task, Outcome.VISITED_WELL, by="w1", at=T0 + 2 * DAY, recorded_by="cc-desk")
+        with upgraded.transaction() as tx:
+            assert visits.add_record(tx, typed, record_id="v2", channel="console")
+        assert [r.record.recorded_by for r in visits.records(task.key)] == [None, "cc-desk"]
+    finally:
+        upgraded.close()

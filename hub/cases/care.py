@@ -281,9 +281,21 @@ class VisitRecord:
     by: str
     at: float
     note: str = ""
+    #: Who typed it, when not ``by`` himself: the desk that took his report by phone
+    #: (``on_behalf_of``); ``None`` for a visitor's own record and for records made before
+    #: schema version 8. ``by`` stays the visitor, whose work the record counts as.
+    recorded_by: str | None = None
 
 
-def record(task: VisitTask, outcome: Outcome | str, *, by: str, at: float, note: str = "") -> VisitRecord:
+def record(
+    task: VisitTask,
+    outcome: Outcome | str,
+    *,
+    by: str,
+    at: float,
+    note: str = "",
+    recorded_by: str | None = None,
+) -> VisitRecord:
     """Record an outcome; 需要帮助 and 不在家 need a note (what help; when tried, who was asked)."""
     note = note.strip()
 
@@ -298,12 +310,22 @@ def record(task: VisitTask, outcome: Outcome | str, *, by: str, at: float, note:
         raise refuse(f"unknown outcome {outcome!r} (one of {', '.join(o.value for o in Outcome)})") from None
     if not by:
         raise refuse("the visitor must be named")
+    if recorded_by == "":
+        # An empty name would read as "recorded for someone" while naming nobody.
+        raise refuse("the recorder must be named")
     if at < task.window_start:
         raise refuse("the visit is dated before the task opened")
     if outcome is not Outcome.VISITED_WELL and not note:
         raise refuse(f"{outcome.value} needs a note")
     return VisitRecord(
-        task_key=task.key, elder=task.elder, kind=task.kind, outcome=outcome, by=by, at=at, note=note
+        task_key=task.key,
+        elder=task.elder,
+        kind=task.kind,
+        outcome=outcome,
+        by=by,
+        at=at,
+        note=note,
+        recorded_by=recorded_by,
     )
 
 

@@ -330,8 +330,18 @@ def _v7(tx: Tx) -> None:
     )
 
 
+def _v8(tx: Tx) -> None:
+    """Who typed a visit record (review): the command centre records a visit ``on_behalf_of`` the
+    worker who reported it by phone, and ``by_person`` names the worker, so the desk that typed
+    it was in the log only. ``recorded_by`` keeps it with the record, as a case entry's
+    ``data.recorded_by`` does; NULL for a visitor's own record. Older rows stay NULL: who typed
+    them was never stored, and no other table knows it.
+    """
+    tx.ddl("ALTER TABLE visit_records ADD COLUMN recorded_by TEXT;")
+
+
 #: Step ``i`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
+MIGRATIONS: tuple[Callable[[Tx], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,7 +21,7 @@ _TASK_COLUMNS = (
 )
 _RECORD_SELECT = (
     "SELECT r.id, r.task_key, t.elder, t.kind, r.outcome, r.by_person, r.at, r.note, r.channel, r.case_id,"
-    " r.alert_id FROM visit_records r JOIN visit_tasks t ON t.key = r.task_key"
+    " r.alert_id, r.recorded_by FROM visit_records r JOIN visit_tasks t ON t.key = r.task_key"
 )
 
 
@@ -152,8 +152,9 @@ class VisitStore:
     ) -> bool:
         """Insert a record; a completing outcome marks the task done. ``False``: it was done already."""
         db.execute(
-            "INSERT INTO visit_records (id, task_key, outcome, by_person, at, note, channel, case_id, alert_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO visit_records"
+            " (id, task_key, outcome, by_person, at, note, channel, case_id, alert_id, recorded_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record_id,
                 record.task_key,
@@ -164,6 +165,7 @@ class VisitStore:
                 channel,
                 case_id,
                 alert_id,
+                record.recorded_by,
             ),
         )
         if not record.outcome.completes:
@@ -348,7 +350,7 @@ class VisitStore:
 
 
 def _record(row: tuple[object, ...]) -> StoredRecord:
-    record_id, task_key, elder, kind, outcome, by, at, note, channel, case_id, alert_id = row
+    record_id, task_key, elder, kind, outcome, by, at, note, channel, case_id, alert_id, recorded_by = row
     return StoredRecord(
         id=str(record_id),
         record=VisitRecord(
@@ -359,6 +361,7 @@ def _record(row: tuple[object, ...]) -> StoredRecord:
             by=str(by),
             at=float(at),  # type: ignore[arg-type]
             note=str(note),
+            recorded_by=None if recorded_by is None else str(recorded_by),
         ),
         channel=str(channel),
         case_id=None if case_id is None else str(case_id),
