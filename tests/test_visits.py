@@ -218,6 +218,31 @@ async def test_needs_help_files_a_case_and_not_at_home_needs_a_note(running: tup
     assert status == 404
 
 
+async def test_a_visit_the_desk_records_for_a_worker_keeps_who_typed_it(running: tuple[Hub, Phone]) -> None:
+    """Review: the command centre records a visit ``on_behalf_of`` the worker who phoned it in. The
+    record is the worker's (``by``) and keeps who typed it (``recorded_by``), in the store and in
+    the answer; before, only the log had it. The worker's own record names nobody else."""
+    hub, _ = running
+    task = await eventually(
+        lambda: hub.visits.visits.open_task("r1", TaskKind.VISIT), what="r1's weekly visit"
+    )
+    (visit,) = [v for v in await visits_of(hub) if v["kind"] == "visit"]
+    status, typed = await call(
+        hub,
+        "POST",
+        f"/api/visits/{visit['id']}/not_at_home",
+        TOKEN,
+        {"note": "日班网格员电话报告：敲门无人", "on_behalf_of": "w-day"},
+    )
+    # The desk's token names no roster person: it acts under the token's name, as for case actions.
+    assert status == 200 and (typed["by"], typed["recorded_by"]) == ("w-day", "t"), typed
+    status, own = await call(hub, "POST", f"/api/visits/{visit['id']}/visited_well", WORKER_TOKEN)
+    assert status == 200 and (own["by"], own["recorded_by"]) == ("w-night", None), own
+    # Both at the same clock time: records of one instant come in id order, so compare by id.
+    stored = {r.id: (r.record.by, r.record.recorded_by) for r in hub.visits.visits.records(task.key)}
+    assert stored == {typed["id"]: ("w-day", "t"), own["id"]: ("w-night", None)}
+
+
 async def test_visit_points_count_a_missed_task_as_due_once_and_its_late_visit_as_late(
     tmp_path: Path, mosquitto_broker: Broker, store_url: str
 ) -> None:

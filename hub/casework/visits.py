@@ -537,9 +537,20 @@ class Visits:
     # -- outcomes ---------------------------------------------------------------------------
 
     def record(
-        self, task_key: str, outcome: Outcome | str, *, actor: Actor, note: str = "", channel: str = "api"
+        self,
+        task_key: str,
+        outcome: Outcome | str,
+        *,
+        actor: Actor,
+        note: str = "",
+        channel: str = "api",
+        recorded_by: str | None = None,
     ) -> StoredRecord:
-        """Record what the visitor found; 安好 resolves an inactivity alert, 需要帮助 files a case."""
+        """Record what the visitor found; 安好 resolves an inactivity alert, 需要帮助 files a case.
+
+        ``actor`` is the visitor (his permissions apply, the record counts as his work);
+        ``recorded_by`` is who typed it for him (the desk, ``on_behalf_of``), kept with the record.
+        """
         stored = self.visits.task(task_key)
         if stored is None:
             raise NotFoundError(f"no visit task {task_key!r}")
@@ -550,7 +561,14 @@ class Visits:
         if not stored.open:
             raise NotAllowedError(f"visit {task_key} is no longer open / 该探访任务已完成")
         now = self._clock.now()
-        made = record(stored.task, outcome, by=actor.id, at=max(now, stored.task.window_start), note=note)
+        made = record(
+            stored.task,
+            outcome,
+            by=actor.id,
+            at=max(now, stored.task.window_start),
+            note=note,
+            recorded_by=recorded_by,
+        )
         changes: list[AlertChange] = []
         with self._store.transaction() as db:
             help_alert: Alert | None = None
@@ -592,7 +610,8 @@ class Visits:
             self._on_alert_change(change)
         self._wake.set()
         result = next(r for r in self.visits.records(task_key) if r.id == record_id)
-        log.info("visit %s recorded: %s by %s", task_key, made.outcome.value, actor.id)
+        typed = "" if recorded_by is None else f" (typed by {recorded_by})"
+        log.info("visit %s recorded: %s by %s%s", task_key, made.outcome.value, actor.id, typed)
         return result
 
     # -- reads ------------------------------------------------------------------------------

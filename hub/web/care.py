@@ -13,7 +13,6 @@ Must not import: ``hub.app``, ``hub.cli``, ``hub.web.api`` (which imports this m
 from __future__ import annotations
 
 import base64
-import logging
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,8 +35,6 @@ from hub.web.routes.common import Offset, page
 
 if TYPE_CHECKING:
     from hub.web.api import Api
-
-log = logging.getLogger(__name__)
 
 #: A link token: nonce (24) + "." + signature (43), base64url.
 Token = Annotated[str, Path(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
@@ -146,7 +143,10 @@ class VisitRecordOut(_Out):
     id: str
     task: str
     outcome: Outcome
-    by: str
+    by: str = Field(description="the visitor the record is for (his work in 探访完成率)")
+    recorded_by: str | None = Field(
+        description="who typed it for the visitor (the desk, on_behalf_of); null: the visitor himself"
+    )
     at: str
     note: str
     alert_id: int | None = Field(description="needs_help: the alert whose case was filed")
@@ -358,9 +358,6 @@ def _recording_for(visits: Visits, who: Reach, task_id: str, person: str) -> Act
         raise NotFoundError(f"no visit task {task_id!r}")
     if not who.allows(Permission.RECORD_FOR_OTHERS, visits.where(stored.task)):
         raise NotAllowedError(f"{who.actor.id} may not record for others on visit {task_id}")
-    # A visit record has one person (``by``), unlike a case entry's ``recorded_by``: the log
-    # keeps who typed it in.
-    log.info("visit %s recorded by %s for %s", task_id, who.actor.id, person)
     return Actor(person, role)
 
 
@@ -422,12 +419,16 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
             actor=actor,
             note=body.note,
             channel=Channel.PHONE_PAGE.value if phone else Channel.CONSOLE.value,
+            # The record is the visitor's; who typed it for him stays with it (audit), as a case
+            # entry's ``recorded_by`` does.
+            recorded_by=None if body.on_behalf_of is None else who.actor.id,
         )
         return {
             "id": made.id,
             "task": visit_id(made.record.task_key),
             "outcome": made.record.outcome,
             "by": made.record.by,
+            "recorded_by": made.record.recorded_by,
             "at": iso(made.record.at),
             "note": made.record.note,
             "alert_id": made.alert_id,
