@@ -416,6 +416,7 @@ class Hub:
             app=self.api.app(),
             host=settings.http.host,
             port=settings.http.port,
+            max_connections=settings.http.max_connections,
             on_stop=self.api.close_streams,
         )
         #: When the casework loop last started a round (event-loop monotonic time): readiness checks it beats.
@@ -454,6 +455,8 @@ class Hub:
             loop_lag_s=lambda: self.loop_lag_s,
             stream_clients=lambda: len(self.bus),
             stream_dropped=lambda: self.bus.dropped,
+            http_connections=lambda: self.http.open_connections,
+            http_refused=lambda: self.http.limits.refused,
             clock=self.clock,
         )
         return checks, counters

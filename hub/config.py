@@ -188,6 +188,12 @@ class HttpSettings(_Model):
     allowed_origins: tuple[str, ...] = ()
     #: Request bodies larger than this are refused with 413 (bytes).
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: Connections open at once; one more is closed as soon as it is accepted (counted in
+    #: ``linli_http_connections_refused_total``). Each console tab's event stream holds one for as
+    #: long as it is open, besides the browser's keep-alive connections: this is also the cap on
+    #: consoles. Each is a file descriptor: half of the default ``ulimit -n 1024`` leaves the other
+    #: half to the store, the MQTT sessions and, in ``linli demo``, the embedded broker's clients.
+    max_connections: int = Field(default=512, ge=1, le=1_000_000)
     #: The console's address as people outside reach it (``https://linli.example.org``): links
     #: the hub sends on its own (a guardian's 评价 link) start with it. Unset: none are sent.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")

@@ -41,6 +41,14 @@ def test_error_from_file_names_key_and_file(tmp_path: Path) -> None:
     assert str(file) in str(info.value)
 
 
+def test_http_connection_cap_defaults_under_the_fd_limit_and_is_at_least_one() -> None:
+    assert load_settings(None, environ={}).http.max_connections == 512  # half of `ulimit -n 1024`
+    assert load_settings(None, environ={"LINLI_HTTP__MAX_CONNECTIONS": "64"}).http.max_connections == 64
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"LINLI_HTTP__MAX_CONNECTIONS": "0"})
+    assert info.value.key == "http.max_connections"
+
+
 def test_error_from_environment_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(None, environ={"LINLI_MQTT__URL": "http://wrong"})

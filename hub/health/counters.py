@@ -1,8 +1,8 @@
 """The hub's ``/metrics``: which counters the stages already keep, under which Prometheus names.
 
 Read at scrape time from the pipeline, the MQTT client, the retry queue, the dispatcher, the
-time-series writer, the quarantine, casework and the event stream; nothing is counted twice on
-the hot path. :mod:`hub.health.metrics` renders the families.
+time-series writer, the quarantine, casework, the event stream and the HTTP server's connection
+limits; nothing is counted twice on the hot path. :mod:`hub.health.metrics` renders the families.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class HubCounters:
         loop_lag_s: Callable[[], float],
         stream_clients: Callable[[], int],
         stream_dropped: Callable[[], int],
+        http_connections: Callable[[], int],
+        http_refused: Callable[[], int],
         clock: Clock,
     ) -> None:
         self._pipeline = pipeline
@@ -48,6 +50,8 @@ class HubCounters:
         self._loop_lag_s = loop_lag_s
         self._stream_clients = stream_clients
         self._stream_dropped = stream_dropped
+        self._http_connections = http_connections
+        self._http_refused = http_refused
         self._clock = clock
 
     def families(self) -> list[Family]:
@@ -97,6 +101,14 @@ class HubCounters:
             Family(
                 "linli_stream_dropped_total", "counter", "event-stream clients dropped for falling behind"
             ).add(self._stream_dropped()),
+            Family("linli_http_connections", "gauge", "HTTP connections open (event streams included)").add(
+                self._http_connections()
+            ),
+            Family(
+                "linli_http_connections_refused_total",
+                "counter",
+                "HTTP connections closed on arrival: http.max_connections were open",
+            ).add(self._http_refused()),
         ]
         quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
         for reason, count in sorted(self._quarantine.counts.items()):

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import resource
 import socket
 from collections.abc import Callable, Generator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from hub.config import HttpSettings
 from hub.errors import ConfigError
 from hub.web.stream import TRANSPORT_EXTENSION
 
@@ -31,34 +35,89 @@ STARTUP_TIMEOUT_S = 10.0
 WRITE_BUFFER_HIGH = 16 * 1024
 #: Seconds a client has to finish a request's headers (see :class:`_Protocol`).
 HEADERS_TIMEOUT_S = 20.0
+#: Connections one server keeps open at once unless told otherwise (see :class:`_Protocol`).
+MAX_CONNECTIONS = HttpSettings().max_connections
+#: File descriptors the rest of the process needs besides the HTTP connections (the store, the
+#: MQTT sessions, logs, the time-series client, the embedded broker's clients in ``linli demo``):
+#: a cap closer than this to ``ulimit -n`` no longer protects them, and the start says so.
+FD_RESERVE = 128
+#: Refused connections are logged at most once per this long: a flood must not flood the log too.
+REFUSED_LOG_EVERY_S = 60.0
 #: h11's "waiting for a request" state (uvicorn's protocol runs on h11).
 _IDLE = h11.IDLE
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ConnectionLimits:
+    """One server's cap on open connections, and what its limits did (``/metrics``)."""
+
+    max_connections: int
+    #: Connections closed on arrival because ``max_connections`` were open.
+    refused: int = 0
+    #: Loop time before which a refusal is counted but not logged, and the count logged last.
+    _quiet_until: float = field(default=float("-inf"), init=False, repr=False)
+    _logged: int = field(default=0, init=False, repr=False)
+
+    def refuse(self, now: float) -> None:
+        self.refused += 1
+        if now < self._quiet_until:
+            return
+        log.warning(
+            "HTTP connections at their cap (http.max_connections = %d): %d refused since the last"
+            " report (linli_http_connections_refused_total); next report in %.0f s at the earliest",
+            self.max_connections,
+            self.refused - self._logged,
+            REFUSED_LOG_EVERY_S,
+        )
+        self._logged = self.refused
+        self._quiet_until = now + REFUSED_LOG_EVERY_S
+
 
 class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a bounded write buffer, a header deadline and the transport
-    in the scope.
+    """uvicorn's h11 protocol with a cap on open connections, a bounded write buffer, a header
+    deadline and the transport in the scope.
 
     ASGI gives an application no way to end a connection whose writes are waiting for a client
     that stopped reading: the event stream needs ``transport.abort()`` for that (a ``close()``
     would wait for the unsent bytes forever), so each request's scope carries the transport
     under :data:`~hub.web.stream.TRANSPORT_EXTENSION`.
 
-    uvicorn times out an idle connection only after a response (keep-alive). One that never
-    finishes its request headers, or sends nothing at all, stayed open for good: 1 100 of them
-    took a default ``ulimit -n 1024`` and with it the health check and, with the embedded
-    broker, the sensors' connections (slow-loris). Headers not complete within
-    :attr:`headers_timeout_s` of the connection, or of the first byte after a response, close
-    the connection, as nginx's ``client_header_timeout`` does.
+    Every open connection holds a file descriptor, and 1 100 of them took a default
+    ``ulimit -n 1024`` and with it the health check and, with the embedded broker, the sensors'
+    connections. Two limits keep them bounded in number and in time:
+
+    * At most :attr:`ConnectionLimits.max_connections` open at once (per server; the event
+      streams, which stay open, count among them): one more is closed as soon as it is accepted,
+      before it reads or parses anything, so it holds its descriptor for one loop turn. uvicorn's
+      own ``limit_concurrency`` is not that: it accepts the connection, waits for and parses a
+      request and answers 503, so an idle or slow client keeps its descriptor all the same (and
+      EventSource gives up for good on a 503, while it reconnects after a closed connection).
+      Not accepting at all while full (pausing the listener) was not chosen either: new clients,
+      the health check among them, would hang in the kernel's backlog instead of failing at once.
+    * uvicorn times out an idle connection only after a response (keep-alive). One that never
+      finishes its request headers, or sends nothing at all, stayed open for good (slow-loris):
+      headers not complete within :attr:`headers_timeout_s` of the connection, or of the first
+      byte after a response, close it, as nginx's ``client_header_timeout`` does.
     """
 
     #: Seconds a client has to finish a request's headers (nginx's default is 60, Apache's 20–40).
     headers_timeout_s = HEADERS_TIMEOUT_S
+    #: The server's cap and counters, set on the class :func:`_protocol_for` makes per server.
+    limits: ClassVar[ConnectionLimits]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._headers_deadline: asyncio.TimerHandle | None = None
+        # uvicorn's set of this server's open connections; it adds this one in connection_made.
+        self._refused = len(self.connections) >= self.limits.max_connections
+        if self._refused:
+            # Before uvicorn sees it: not in its connection set, no request cycle, no timers.
+            transport.close()  # nothing written yet: the socket is closed on the next loop turn
+            self.limits.refuse(self.loop.time())
+            return
         super().connection_made(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-        self._headers_deadline: asyncio.TimerHandle | None = None
         self._arm_headers_deadline()
         app = self.app
 
@@ -77,6 +136,8 @@ class _Protocol(H11Protocol):
             self._headers_deadline = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return  # uvicorn never took it on: nothing of its own to tear down
         if self._headers_deadline is not None:
             self._headers_deadline.cancel()
             self._headers_deadline = None
@@ -92,6 +153,17 @@ class _Protocol(H11Protocol):
             self.transport.close()
 
 
+def _protocol_for(limits: ConnectionLimits) -> type[_Protocol]:
+    """The protocol class of one server. uvicorn makes each connection's protocol from the class
+    it was given, with no arguments of ours, so each server's limits ride on a subclass of its own."""
+
+    class Protocol(_Protocol):
+        pass
+
+    Protocol.limits = limits
+    return Protocol
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -100,11 +172,20 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    def __init__(self, *, app: Any, host: str, port: int, on_stop: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        *,
+        app: Any,
+        host: str,
+        port: int,
+        max_connections: int = MAX_CONNECTIONS,
+        on_stop: Callable[[], None] = lambda: None,
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
         self._on_stop = on_stop
+        self.limits = ConnectionLimits(max_connections)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -124,7 +205,25 @@ class HttpServer:
         sock.setblocking(False)
         return sock
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (event streams included): what :attr:`limits` caps."""
+        return 0 if self._server is None else len(self._server.server_state.connections)
+
+    def _check_fd_limit(self) -> None:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        cap = self.limits.max_connections
+        if soft != resource.RLIM_INFINITY and cap + FD_RESERVE > soft:
+            log.warning(
+                "http.max_connections = %d leaves fewer than %d of the process's %d file descriptors"
+                " (ulimit -n) to the rest of the hub: lower it, or raise the limit (systemd: LimitNOFILE=)",
+                cap,
+                FD_RESERVE,
+                soft,
+            )
+
     async def start(self) -> int:
+        self._check_fd_limit()
         sock = self._bind()
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
@@ -139,7 +238,7 @@ class HttpServer:
             # Longer than uvicorn's 5 s: a client pausing between requests must not race the close.
             timeout_keep_alive=30,
             ws="none",
-            http=_Protocol,
+            http=_protocol_for(self.limits),
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="linli-http")

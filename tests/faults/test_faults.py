@@ -231,7 +231,10 @@ async def test_stalled_sse_clients(tmp_path: Path) -> None:
     clients = 1000 if LONG else 250
     half = 150 if LONG else 40
     rate = 150 if LONG else 100
-    async with rig(tmp_path, sos=2 * half) as r:
+    # Every stream holds one of the hub's connections (http.max_connections, 512 by default):
+    # room for all of them and the probes, so this measures the fan-out, not the cap.
+    http = {"host": "127.0.0.1", "port": 0, "max_connections": clients + 64}
+    async with rig(tmp_path, sos=2 * half, settings={"http": http}) as r:
         assert r.hub.proc is not None and r.hub.http_port is not None
         pid = r.hub.proc.pid
         without, with_stalled = r.sos[:half], r.sos[half:]
