@@ -457,6 +457,7 @@ class Hub:
             stream_dropped=lambda: self.bus.dropped,
             http_connections=lambda: self.http.open_connections,
             http_refused=lambda: self.http.limits.refused,
+            http_deadline_closes=lambda: self.http.limits.deadline_closes,
             clock=self.clock,
         )
         return checks, counters

@@ -1,4 +1,4 @@
-"""The HTTP server's bounds on connections, on real sockets: how many may be open.
+"""The HTTP server's bounds on connections, on real sockets: how many, and how long a body may take.
 
 Each open connection holds a file descriptor of the hub's process, which the store and the
 MQTT sessions (with the embedded broker, the sensors' connections) need too.
@@ -131,6 +131,59 @@ async def test_a_cap_the_fd_limit_cannot_honour_is_said_at_start(
         assert any("ulimit -n" in r.getMessage() for r in caplog.records) is warned, cap
 
 
+async def test_a_body_must_arrive_within_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A body was bounded in size only: ten bytes of a thousand, then nothing, held the connection
+    # for good (uvicorn's keep-alive timer is off while a request is being read).
+    monkeypatch.setattr(server._Protocol, "body_timeout_s", 0.5)
+    http = HttpServer(app=app, host="127.0.0.1", port=0)
+    port = await http.start()
+    opened: list[Connection] = []
+
+    async def connect() -> Connection:
+        opened.append(await asyncio.open_connection("127.0.0.1", port))
+        return opened[-1]
+
+    try:
+        trickled, _ = await connect()
+        opened[-1][1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        chunked, _ = await connect()
+        opened[-1][1].write(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        # Answered at once without reading the body; its rest trickled in after the response.
+        answered, _ = await connect()
+        opened[-1][1].write(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        assert await response(answered) == (b"HTTP/1.1 200 OK", b"0")
+        opened[-1][1].write(b"x" * 10)
+        began = time.monotonic()
+        for reader in (trickled, chunked, answered):
+            assert await closed_by_server(reader, 3), (
+                "a body not in within its deadline closes the connection"
+            )
+        assert time.monotonic() - began < 3
+        assert http.limits.deadline_closes == {"headers": 0, "body": 3}
+
+        # A body in time, in two parts with a pause: served, and the connection kept alive past the
+        # deadline (it was cancelled) for a request without a body.
+        reader, writer = await connect()
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n" + b"x" * 30000)
+        await asyncio.sleep(0.2)
+        writer.write(b"x" * 35536)
+        assert await response(reader) == (b"HTTP/1.1 200 OK", b"65536")
+        assert not await closed_by_server(reader, 0.8), "idle keep-alive is not the body deadline's"
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await response(reader) == (b"HTTP/1.1 200 OK", b"0")
+
+        # A response streamed for three times the deadline (the event stream) is not cut.
+        reader, writer = await connect()
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        streamed = await asyncio.wait_for(reader.readuntil(b"end\n"), 5)
+        assert streamed.count(b"tick\n") == 15
+        assert http.limits.deadline_closes["body"] == 3
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await http.stop()
+
+
 async def test_the_hub_takes_its_limits_from_the_settings_and_counts_them_on_metrics(
     tmp_path: Path, embedded_broker: Broker
 ) -> None:
@@ -147,6 +200,7 @@ async def test_the_hub_takes_its_limits_from_the_settings_and_counts_them_on_met
             exposed = render(hub.metrics())
             assert "linli_http_connections 2\n" in exposed
             assert "linli_http_connections_refused_total 1\n" in exposed
+            assert 'linli_http_deadline_closes_total{deadline="body"} 0\n' in exposed
         finally:
             for _, writer in [*held, refused]:
                 writer.close()

@@ -7,7 +7,7 @@ limits; nothing is counted twice on the hot path. :mod:`hub.health.metrics` rend
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from hub.casework.service import Casework
 from hub.clock import Clock
@@ -38,6 +38,7 @@ class HubCounters:
         stream_dropped: Callable[[], int],
         http_connections: Callable[[], int],
         http_refused: Callable[[], int],
+        http_deadline_closes: Callable[[], Mapping[str, int]],
         clock: Clock,
     ) -> None:
         self._pipeline = pipeline
@@ -52,6 +53,7 @@ class HubCounters:
         self._stream_dropped = stream_dropped
         self._http_connections = http_connections
         self._http_refused = http_refused
+        self._http_deadline_closes = http_deadline_closes
         self._clock = clock
 
     def families(self) -> list[Family]:
@@ -129,6 +131,13 @@ class HubCounters:
         steps = Family("linli_escalation_steps_total", "counter", "escalation steps sent, by kind")
         for kind, count in sorted(self._casework.steps_sent.items()):
             steps.add(count, kind=kind)
+        late = Family(
+            "linli_http_deadline_closes_total",
+            "counter",
+            "HTTP connections closed because a request's headers or body were not in within their deadline",
+        )
+        for deadline, count in sorted(self._http_deadline_closes().items()):
+            late.add(count, deadline=deadline)
         lag = Family("linli_loop_lag_seconds", "gauge", "event-loop lag measured by the gauge loop")
         lag.add(self._loop_lag_s())
-        return [*families, quarantine, quarantine_pruned, open_cases, steps, lag]
+        return [*families, quarantine, quarantine_pruned, open_cases, steps, late, lag]

@@ -35,6 +35,8 @@ STARTUP_TIMEOUT_S = 10.0
 WRITE_BUFFER_HIGH = 16 * 1024
 #: Seconds a client has to finish a request's headers (see :class:`_Protocol`).
 HEADERS_TIMEOUT_S = 20.0
+#: Seconds a client has to send a request's whole body once its headers are in (see :class:`_Protocol`).
+BODY_TIMEOUT_S = 30.0
 #: Connections one server keeps open at once unless told otherwise (see :class:`_Protocol`).
 MAX_CONNECTIONS = HttpSettings().max_connections
 #: File descriptors the rest of the process needs besides the HTTP connections (the store, the
@@ -43,8 +45,9 @@ MAX_CONNECTIONS = HttpSettings().max_connections
 FD_RESERVE = 128
 #: Refused connections are logged at most once per this long: a flood must not flood the log too.
 REFUSED_LOG_EVERY_S = 60.0
-#: h11's "waiting for a request" state (uvicorn's protocol runs on h11).
+#: h11's states of the client's side: waiting for a request, sending a request's body.
 _IDLE = h11.IDLE
+_SEND_BODY = h11.SEND_BODY
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class ConnectionLimits:
     max_connections: int
     #: Connections closed on arrival because ``max_connections`` were open.
     refused: int = 0
+    #: Connections closed by a deadline: ``headers`` not complete in time, ``body`` not complete in time.
+    deadline_closes: dict[str, int] = field(default_factory=lambda: {"headers": 0, "body": 0})
     #: Loop time before which a refusal is counted but not logged, and the count logged last.
     _quiet_until: float = field(default=float("-inf"), init=False, repr=False)
     _logged: int = field(default=0, init=False, repr=False)
@@ -76,8 +81,8 @@ class ConnectionLimits:
 
 
 class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a cap on open connections, a bounded write buffer, a header
-    deadline and the transport in the scope.
+    """uvicorn's h11 protocol with a cap on open connections, a bounded write buffer, header and
+    body deadlines and the transport in the scope.
 
     ASGI gives an application no way to end a connection whose writes are waiting for a client
     that stopped reading: the event stream needs ``transport.abort()`` for that (a ``close()``
@@ -86,7 +91,7 @@ class _Protocol(H11Protocol):
 
     Every open connection holds a file descriptor, and 1 100 of them took a default
     ``ulimit -n 1024`` and with it the health check and, with the embedded broker, the sensors'
-    connections. Two limits keep them bounded in number and in time:
+    connections. Three limits keep them bounded in number and in time:
 
     * At most :attr:`ConnectionLimits.max_connections` open at once (per server; the event
       streams, which stay open, count among them): one more is closed as soon as it is accepted,
@@ -100,15 +105,27 @@ class _Protocol(H11Protocol):
       finishes its request headers, or sends nothing at all, stayed open for good (slow-loris):
       headers not complete within :attr:`headers_timeout_s` of the connection, or of the first
       byte after a response, close it, as nginx's ``client_header_timeout`` does.
+    * A body was bounded in size (``http.max_body_bytes``), not in time: a byte every few seconds
+      held a connection for days. Once the headers are in, the whole body must be in within
+      :attr:`body_timeout_s`. Requests without a body (the event stream's ``GET``, keep-alive
+      requests) are never timed; a response being written is not either. (uvicorn stops reading
+      a body while 64 KiB of it wait for the app; the API reads its bodies before anything else,
+      so no client is made late by that pause.)
     """
 
     #: Seconds a client has to finish a request's headers (nginx's default is 60, Apache's 20–40).
     headers_timeout_s = HEADERS_TIMEOUT_S
+    #: Seconds for a request's whole body. nginx's ``client_body_timeout`` (60 s) is between two
+    #: reads, which bounds nothing against a trickle (a byte a minute keeps a 64 KiB body open for
+    #: 45 days); this one is for all of it. The API's bodies are a few KiB of JSON, at most
+    #: ``http.max_body_bytes`` (64 KiB by default): 30 s is still 2 KiB/s, slower than a phone on 2G.
+    body_timeout_s = BODY_TIMEOUT_S
     #: The server's cap and counters, set on the class :func:`_protocol_for` makes per server.
     limits: ClassVar[ConnectionLimits]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._headers_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
         # uvicorn's set of this server's open connections; it adds this one in connection_made.
         self._refused = len(self.connections) >= self.limits.max_connections
         if self._refused:
@@ -134,13 +151,21 @@ class _Protocol(H11Protocol):
         elif self._headers_deadline is not None:
             self._headers_deadline.cancel()  # the request is in: its headers were in time
             self._headers_deadline = None
+        self._follow_body()
+
+    def on_response_complete(self) -> None:
+        # A pipelined request waiting behind this response starts here, not in data_received:
+        # its body is timed from now.
+        super().on_response_complete()
+        self._follow_body()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
             return  # uvicorn never took it on: nothing of its own to tear down
-        if self._headers_deadline is not None:
-            self._headers_deadline.cancel()
-            self._headers_deadline = None
+        for deadline in (self._headers_deadline, self._body_deadline):
+            if deadline is not None:
+                deadline.cancel()
+        self._headers_deadline = self._body_deadline = None
         super().connection_lost(exc)
 
     def _arm_headers_deadline(self) -> None:
@@ -150,7 +175,26 @@ class _Protocol(H11Protocol):
     def _headers_late(self) -> None:
         self._headers_deadline = None
         if self.conn.their_state is _IDLE and not self.transport.is_closing():
+            self.limits.deadline_closes["headers"] += 1
             self.transport.close()
+
+    def _follow_body(self) -> None:
+        """The body deadline runs exactly while the client is sending a request's body."""
+        if self.conn.their_state is _SEND_BODY:
+            if self._body_deadline is None:
+                self._body_deadline = self.loop.call_later(self.body_timeout_s, self._body_late)
+        elif self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_late(self) -> None:
+        self._body_deadline = None
+        if self.conn.their_state is _SEND_BODY and not self.transport.is_closing():
+            self.limits.deadline_closes["body"] += 1
+            # abort, not close: the app may have answered already (a 401 before reading the body)
+            # to a client that reads nothing either, and close() would wait for those bytes.
+            # The app's pending receive() gets a disconnect.
+            self.transport.abort()
 
 
 def _protocol_for(limits: ConnectionLimits) -> type[_Protocol]:
