@@ -185,13 +185,28 @@ async def test_a_body_must_arrive_within_its_deadline(monkeypatch: pytest.Monkey
 
 
 async def test_the_hub_takes_its_limits_from_the_settings_and_counts_them_on_metrics(
-    tmp_path: Path, embedded_broker: Broker
+    tmp_path: Path, embedded_broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setattr(server._Protocol, "body_timeout_s", 0.3)
     settings = hub_settings(
         tmp_path, embedded_broker, http={"host": "127.0.0.1", "port": 0, "max_connections": 2}
     )
     async with Hub(settings=settings, clock=ManualClock(start=1_700_000_000.0)) as hub:
         assert hub.http_port is not None
+        # A login whose body stops halfway: closed at the deadline, and no traceback in the log
+        # (the login read its body itself, and a client gone mid-body was an ASGI exception).
+        with caplog.at_level(logging.WARNING):
+            reader, writer = await asyncio.open_connection("127.0.0.1", hub.http_port)
+            writer.write(
+                b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"tok'
+            )
+            assert await closed_by_server(reader, 3)
+            writer.close()
+            await until(lambda: hub.http.open_connections == 0)
+            await asyncio.sleep(0.2)  # the request's task ends (and would log) after its connection
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
         held = [await asyncio.open_connection("127.0.0.1", hub.http_port) for _ in range(2)]
         await until(lambda: hub.http.open_connections == 2)
         refused = await asyncio.open_connection("127.0.0.1", hub.http_port)
@@ -200,7 +215,7 @@ async def test_the_hub_takes_its_limits_from_the_settings_and_counts_them_on_met
             exposed = render(hub.metrics())
             assert "linli_http_connections 2\n" in exposed
             assert "linli_http_connections_refused_total 1\n" in exposed
-            assert 'linli_http_deadline_closes_total{deadline="body"} 0\n' in exposed
+            assert 'linli_http_deadline_closes_total{deadline="body"} 1\n' in exposed
         finally:
             for _, writer in [*held, refused]:
                 writer.close()

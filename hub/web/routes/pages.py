@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from hub.casework.access import PHONE_ROLES
 from hub.web import models as m
@@ -102,7 +103,12 @@ def add_login_routes(api: FastAPI, web: Api) -> None:
         form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
         if not web.origin_ok(request):
             return error(403, "forbidden", "请求来源不符 / cross-origin request refused")
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:
+            # The client left mid-body, or the server closed it (a body past its deadline):
+            # nobody to answer, and no traceback in the log for what anyone can do at will.
+            return Response(status_code=400)
         try:
             if form:
                 fields = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=4)
