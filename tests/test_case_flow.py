@@ -15,6 +15,7 @@ from hub.config import ApiToken
 from hub.web.api import token_hash
 from tests.helpers import (
     COMMUNITY,
+    REGISTRY,
     SOS_BUTTON,
     TOKEN,
     WORKER_TOKEN,
@@ -257,3 +258,40 @@ async def test_the_phone_list_holds_cases_escalated_to_the_person_not_only_his_o
         status, own = await call(hub, "GET", "/api/cases?mine=told", WORKER_TOKEN)
         assert [c["id"] for c in own] == [case_id]
         await gateway.disconnect()
+
+
+#: Never connected: the roster-gap test drives the hub's stages by hand.
+NO_BROKER = Broker("127.0.0.1", 9, "linli", "unused")
+
+
+def test_a_roster_gap_tells_the_command_centre_once_not_twice(tmp_path: Path) -> None:
+    """Nobody of the grid on duty at 02:13: the night shift ends at 01:00, the leader works days.
+
+    The case goes to the command centre as its assignee, and the SOS step also tells the
+    command centre because the elder has guardians: one notice, not two with different ids
+    (the operators would see the same press twice, and the fault suite counts it a duplicate).
+    """
+    registry = tmp_path / "gap.yaml"
+    night = 'shifts: [{start: "20:00", end: "08:00"}]}'
+    leader = 'role: grid_leader, grids: ["110105001001001"], shifts: [{start: "00:00", end: "00:00"}]'
+    assert night in REGISTRY and leader in REGISTRY
+    gap = REGISTRY.replace(night, 'shifts: [{start: "20:00", end: "01:00"}]}').replace(
+        leader, leader.replace('"00:00", end: "00:00"', '"08:00", end: "20:00"')
+    )
+    registry.write_text(gap, encoding="utf-8")
+    settings = hub_settings(tmp_path, NO_BROKER, community_file=str(registry))
+    hub = Hub(settings=settings, clock=ManualClock(start=PRESS))
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        (case_id,) = hub.cases.case_ids()
+        case = hub.cases.load(case_id)
+        assert case is not None and case.assignee == "command-centre"
+        recipients = [
+            recipient
+            for (recipient,) in hub.store.execute(
+                "SELECT recipient FROM notifications WHERE case_id = ?", (case_id,)
+            ).fetchall()
+        ]
+        assert sorted(recipients) == ["command-centre", "duty"]
+    finally:
+        hub.close()

@@ -572,8 +572,13 @@ class Casework:
         people = [t for t in targets if t.kind is TargetKind.PERSON]
         guardians = [t for t in targets if t.kind is TargetKind.CONTACT]
         recipients = [self._recipient(case, t.id) for t in people]
-        if guardians or any(t.kind is TargetKind.COMMAND_CENTRE for t in targets):
-            recipients.append(self._routing.command_centre())
+        centre = self._routing.command_centre()
+        # Once: with nobody of the grid on duty the command centre is already the assignee,
+        # and a second notice with its own id showed the operators the same press twice.
+        if (
+            guardians or any(t.kind is TargetKind.COMMAND_CENTRE for t in targets)
+        ) and centre not in recipients:
+            recipients.append(centre)
         now = self._clock.now()
         for person in people:
             # Besides the phone app's topic: the person's own channels (DingTalk, WeCom, webhooks).
