@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from hub.timeseries import (
     doctor,
     encode,
 )
+from hub.timeseries import spool as spool_module
 from hub.timeseries.doctor import Level
 from hub.timeseries.spool import Spool
 from tests.conftest import server_missing
@@ -283,3 +285,58 @@ async def test_write_only_queues_and_never_blocks(tmp_path: Path) -> None:
     assert writer.buffered == 100_000
     assert writer.stats.requests == writer.stats.batches_spooled == 0
     assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").iterdir())
+
+
+async def test_a_batch_the_full_disk_refused_does_not_stop_the_replay(
+    influx: InfluxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """InfluxDB down and the data disk full at once: the batch that could not be spooled is
+    counted as dropped, and once both are back everything spooled after it is delivered.
+
+    The spool used to list the batch without its file; every later replay failed on it
+    (``FileNotFoundError``) until the spool overflowed, with InfluxDB long back.
+    """
+    writer = InfluxWriter(settings=settings_for(influx.url, batch_size=100), spool_dir=tmp_path / "spool")
+    await writer.start()
+    influx.stop()
+    refused = 0
+
+    def disk_full(path: Path, data: bytes) -> None:
+        nonlocal refused
+        refused += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module, "write_private", disk_full)
+    for i in range(100):
+        writer.write(reading(i))
+    await wait_for(lambda: refused >= 1)
+    monkeypatch.undo()  # the disk has room again
+    for i in range(100, 300):
+        writer.write(reading(i))
+    await wait_for(lambda: writer.buffered == 0 and writer.spool.pending_lines == 200)
+    influx.start()
+    await wait_for(lambda: writer.spool.empty, limit_s=20)
+    await writer.stop()
+    assert writer.stats.points_dropped == 100  # counted, never silent
+    assert influx.count(DB, "reading", "seq") == 200
+
+
+async def test_a_spool_file_deleted_by_hand_does_not_stop_the_replay(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    """An operator freeing a full disk deletes a spooled batch: the rest is still delivered."""
+    spool_dir = tmp_path / "spool"
+    writer = InfluxWriter(settings=settings_for(influx.url, batch_size=100), spool_dir=spool_dir)
+    await writer.start()
+    influx.stop()
+    for i in range(300):
+        writer.write(reading(i))
+    await wait_for(lambda: writer.buffered == 0 and writer.spool.pending_lines == 300)
+    oldest = writer.spool.peek()
+    assert oldest is not None
+    oldest.path.unlink()
+    influx.start()
+    await wait_for(lambda: writer.spool.empty, limit_s=20)
+    await writer.stop()
+    assert influx.count(DB, "reading", "seq") == 300 - oldest.lines
+    assert writer.stats.points_quarantined == oldest.lines  # counted, never silent

@@ -13,11 +13,14 @@ waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.files import private_dir, write_private
+
+log = logging.getLogger(__name__)
 
 SUFFIX = ".lp.gz"
 
@@ -93,7 +96,8 @@ class Spool:
         write_private(path, body)
 
     async def append(self, body: bytes, *, lines: int) -> int:
-        """Add one gzip batch at the end; returns how many lines were dropped to make room."""
+        """Add one gzip batch at the end; returns how many lines were dropped to make room (and
+        the batch's own when it cannot be written)."""
         victims: list[Segment] = []
         dropped = 0
         if len(body) > self.max_bytes:  # cannot ever fit: the batch itself is what is dropped
@@ -107,11 +111,16 @@ class Spool:
         seq = self._next_seq
         self._next_seq += 1
         path = self.directory / f"{seq:016d}-{lines}{SUFFIX}"
-        segment = Segment(seq=seq, lines=lines, size=len(body), path=path)
-        self._segments.append(segment)
+        try:
+            await asyncio.to_thread(self._write, path, body, victims)
+        except OSError as exc:
+            # Listed only once on disk: a segment without its file (disk full, directory not
+            # writable) stopped every later replay, long after the disk had room again.
+            log.error("time-series spool could not keep a batch of %d points: %s", lines, exc)
+            return dropped + lines
+        self._segments.append(Segment(seq=seq, lines=lines, size=len(body), path=path))
         self._bytes += len(body)
         self._lines += lines
-        await asyncio.to_thread(self._write, path, body, victims)
         return dropped
 
     async def read(self, segment: Segment) -> bytes:

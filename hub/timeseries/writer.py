@@ -283,8 +283,10 @@ class InfluxWriter:
             segment = self._spool.peek()
             if segment is None or (self._backing_off() and not ignore_backoff):
                 return
-            body = await self._spool.read(segment)
             try:
+                # Unreadable (deleted by hand to free the disk, an I/O error) is as corrupt: it
+                # stopped every replay behind it.
+                body = await self._spool.read(segment)
                 lines = gzip.decompress(body).decode().split("\n")
             except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
                 log.error("time-series spool file %s is corrupt (%s); quarantined", segment.path, exc)
@@ -304,9 +306,10 @@ class InfluxWriter:
         if dropped:
             self.stats.points_dropped += dropped
             log.error(
-                "time-series spool full (%d bytes): dropped the oldest %d points (%d dropped in total)",
-                self._spool.max_bytes,
+                "time-series spool dropped %d points (the oldest, to stay under %d bytes, or a batch"
+                " it could not write); %d dropped in total",
                 dropped,
+                self._spool.max_bytes,
                 self.stats.points_dropped,
             )
 
