@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from hub.community.compact import collector_paused
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
-from hub.errors import ConfigError, MessageDeferred, NotStoredError
+from hub.errors import BrokerUnreachableError, ConfigError, MessageDeferred, NotStoredError
 from hub.files import private_dir
 from hub.health.alarms import HubAlarms
 from hub.health.checks import HubChecks
@@ -708,25 +708,38 @@ class Hub:
         # What building the hub freed (the registry's rows, the rule state read: tens of MB at
         # scale) goes back to the system now, while no MQTT message can be waiting on the trim.
         self.free_memory.release()
-        await self.outbound.connect()
-        if self.priority is not None:
-            await self.priority.connect()  # before the bulk lane: a press queued for both comes here first
-        await self.mqtt.connect()
+        # Outbound first; the SOS lane before the bulk lane: a press queued for both comes there first.
+        sessions = [self.outbound, *([self.priority] if self.priority is not None else []), self.mqtt]
+        connecting: asyncio.Task[None] | None = None
         try:
-            await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
-        except TimeoutError:
-            self._no_suback_yet(self.mqtt.received)
+            for session in sessions:
+                await session.connect()
+        except BrokerUnreachableError as exc:
+            # After a power cut the broker may come up after the hub. Exiting here left the
+            # hub down for good once its supervisor gave up restarting it (systemd: five
+            # failures in ten seconds); it runs instead, not ready (/readyz says which
+            # session is down), and connects once the broker is there.
+            log.error("%s; the hub keeps trying and is not ready until connected", exc)
+            connecting = asyncio.create_task(self._connect_later(sessions), name="linli-mqtt-connect")
+            self._tasks.append(connecting)
+        else:
+            try:
+                await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
+            except TimeoutError:
+                self._no_suback_yet(self.mqtt.received)
         if self.cluster:
             self.cluster.start()  # the lease loop opens the owned communities' sessions
         runtime = self.rule_runtime
         timers = runtime.run_timers(self._apply_timer_signals, lambda: self.pipeline.stats.messages)
-        self._tasks.append(asyncio.create_task(timers, name="linli-rule-timers"))
+        self._tasks.append(asyncio.create_task(self._after(connecting, timers), name="linli-rule-timers"))
         runtime.remember_files()
         self._tasks.append(asyncio.create_task(runtime.watch(), name="linli-rule-watch"))
         self._tasks.append(asyncio.create_task(runtime.flush_routine(), name="linli-rule-state"))
         # Care visits last: their first round (50 000 elders at 100 000 devices) runs in slices
         # beside ingest once the hub is ready, never ahead of it (docs/benchmarks.md, restart).
-        self._tasks.append(asyncio.create_task(self.visits.run(), name="linli-visits"))
+        self._tasks.append(
+            asyncio.create_task(self._after(connecting, self.visits.run()), name="linli-visits")
+        )
         if self.store.copies_wanted:
             # The next start reads the registry from these copies (hub.storage.community_copies).
             self._tasks.append(asyncio.create_task(self._make_copies(), name="linli-community-copies"))
@@ -744,6 +757,28 @@ class Hub:
             len(self.rules),
             sum(len(c.devices) for c in self.registry.communities),
         )
+
+    async def _connect_later(self, sessions: Sequence[HubMqttClient]) -> None:
+        """Each session not connected yet, in order, as soon as the broker can be reached."""
+        for session in sessions:
+            await session.connect_until_up()
+        log.info("connected to the MQTT broker")
+        try:
+            await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            self._no_suback_yet(self.mqtt.received)
+
+    @staticmethod
+    async def _after(connecting: asyncio.Task[None] | None, loop: Coroutine[Any, Any, None]) -> None:
+        """``loop`` once the broker is connected: timers and visits judge what the broker kept
+        for the hub (a door opened while it was away) after it arrived, as on a normal start."""
+        try:
+            if connecting is not None:
+                await asyncio.shield(connecting)
+        except BaseException:
+            loop.close()  # never started: no "coroutine was never awaited" warning
+            raise
+        await loop
 
     def _no_suback_yet(self, arrived: int) -> None:
         """The bulk lane's SUBACK is late. Start goes on either way (the rule timers still wait

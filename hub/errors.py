@@ -162,6 +162,10 @@ class MqttError(HubError):
     """The MQTT connection failed (bad URL, refused, unreachable)."""
 
 
+class BrokerUnreachableError(MqttError):
+    """No connection to the broker at all (down, not started yet, no route): waiting may help."""
+
+
 class MessageDeferred(HubError):  # noqa: N818 - not a failure: the message waits its turn
     """Not handled *yet*: an earlier message of the same topic is still being retried.
 

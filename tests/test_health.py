@@ -14,7 +14,8 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
-from tests.helpers import SOS_BUTTON, TOKEN, eventually, hub_settings, publisher
+from hub.ingest.rule_runtime import CATCH_UP_QUIET_S
+from tests.helpers import SOS_BUTTON, TOKEN, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import MOSQUITTO_CANDIDATES, find_binary, mosquitto, stop_process, wait_for_port
 
@@ -146,3 +147,39 @@ async def test_metrics_are_read_from_the_counters_and_need_a_token(
         assert 'linli_escalation_steps_total{kind="notify"} 1' in lines  # the first notice of the dispatch
         assert "# TYPE linli_messages_total counter" in lines
         await gateway.disconnect()
+
+
+@pytest.mark.needs_server("mosquitto")
+async def test_a_hub_started_while_the_broker_is_down_waits_for_it_not_ready(tmp_path: Path) -> None:
+    """After a power cut the hub may come up before the broker. It used to exit at once
+    (``cannot connect to MQTT broker``): a supervisor restarting it every second gives up
+    after five quick failures (systemd's default start limit), and nothing handles a press
+    until a person starts it again. It now starts, says why it is not ready, and connects
+    once the broker is there."""
+    phone_topic = "linli/command-centre/notifications"
+    with mosquitto(tmp_path / "broker") as broker:
+        stop_process(broker.proc)  # down before the hub starts
+        settings = hub_settings(tmp_path, broker)
+        async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+            body = await wait_ready(hub, False)
+            assert {"mqtt_ingest", "mqtt_outbound"} <= set(body["failing"]), body
+            assert (await get(hub, "/healthz"))[0] == 200
+            await asyncio.sleep(CATCH_UP_QUIET_S + 0.5)
+            # Rule timers wait for what the broker kept (a door opened while the hub was away).
+            assert not hub.caught_up.is_set()
+            binary = find_binary(MOSQUITTO_CANDIDATES, "mosquitto")
+            config = str(tmp_path / "broker" / "mosquitto.conf")
+            back = await asyncio.to_thread(subprocess.Popen, [binary, "-c", config], stderr=subprocess.PIPE)
+            try:
+                wait_for_port(broker.port, proc=back)
+                await wait_ready(hub, True, within=15)
+                assert hub.caught_up.is_set()
+                phone = Phone(broker, client_id="centre")
+                await phone.start(phone_topic)
+                gateway = await publisher(broker)
+                gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+                await eventually(lambda: phone.on(phone_topic), what="the SOS dispatched")
+                await gateway.disconnect()
+                await phone.stop()
+            finally:
+                stop_process(back)

@@ -53,7 +53,7 @@ from typing import Any
 from gmqtt import Client, Message, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
-from hub.errors import MessageDeferred, MqttError
+from hub.errors import BrokerUnreachableError, MessageDeferred, MqttError
 from hub.mqtt.url import MqttUrl
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ class HubMqttClient:
         self._connections = 0
         self._reconnect_attempts = 0
         self._closing = False
+        #: A first :meth:`connect` succeeded (from then on gmqtt reconnects by itself).
+        self.started = False
         self._install_backoff()
 
     def _install_hooks(self) -> None:
@@ -357,9 +359,27 @@ class HubMqttClient:
                 self._url.host, self._url.port, ssl=self._ssl, keepalive=self._keepalive, version=MQTTv311
             )
         except (TimeoutError, OSError) as exc:
-            raise MqttError(f"cannot connect to MQTT broker {self._url.redacted()}: {exc}") from exc
+            raise BrokerUnreachableError(
+                f"cannot connect to MQTT broker {self._url.redacted()}: {exc}"
+            ) from exc
         except Exception as exc:  # gmqtt raises its own MQTTConnectError for refusals
             raise MqttError(f"MQTT broker {self._url.redacted()} refused the connection: {exc}") from exc
+        self.started = True
+
+    async def connect_until_up(self) -> None:
+        """:meth:`connect`, tried again with the reconnect backoff while the broker cannot be reached.
+
+        For a start before the broker is up: once connected, gmqtt's own reconnects take over.
+        A refusal (credentials, client id) still raises: waiting cannot fix it.
+        """
+        delay = RECONNECT_FIRST_S
+        while not self.started:
+            try:
+                await self.connect()
+            except BrokerUnreachableError as exc:
+                log.warning("%s; trying again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RECONNECT_MAX_S, delay * 2)
 
     async def disconnect(self) -> None:
         self._closing = True
