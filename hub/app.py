@@ -309,6 +309,7 @@ class Hub:
             reply_topic=reply_topics.topic,
             on_retry=self._casework_wake.set,
             on_case_failed=self._case_failed,
+            on_alert_failed=self._alert_failed,
             scope=self.cluster.scope if self.cluster else lambda: None,
         )
         self.visits = Visits(
@@ -442,6 +443,7 @@ class Hub:
             rule_runtime=self.rule_runtime,
             timeseries=self.timeseries,
             calendar=lambda: self.policies.calendar,
+            unopened=lambda: self.casework.unopened,
             clock=self.clock,
         )
         counters = HubCounters(
@@ -612,6 +614,15 @@ class Hub:
             topic=f"case:{case_id}", reason="case_failed", detail=reason, payload=b"", at=self.clock.now()
         )
 
+    def _alert_failed(self, alert_id: int, reason: str) -> None:
+        self.quarantine.add(
+            topic=f"alert:{alert_id}",
+            reason="case_not_opened",
+            detail=reason,
+            payload=b"",
+            at=self.clock.now(),
+        )
+
     def _case_changed(self, case: Case) -> None:
         if self.bus.listening:  # the case's view (its traffic lights) only for a live console
             self.bus.publish({"type": "case", "case": self.casework.case_json(case)})
@@ -665,6 +676,7 @@ class Hub:
             "held_messages": self.redelivery.depth,
             "held_since": self.redelivery.oldest_since,
             "cases_failing": len(self.casework.failing),
+            "alerts_without_case": len(self.casework.unopened),
             "store_checkpoints": None
             if self.checkpoints is None
             else {

@@ -12,6 +12,7 @@ import pytest
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.config import ApiToken
+from hub.health.metrics import render
 from hub.web.api import token_hash
 from tests.helpers import (
     COMMUNITY,
@@ -293,5 +294,40 @@ def test_a_roster_gap_tells_the_command_centre_once_not_twice(tmp_path: Path) ->
             ).fetchall()
         ]
         assert sorted(recipients) == ["command-centre", "duty"]
+    finally:
+        hub.close()
+
+
+async def test_an_alert_that_cannot_become_a_case_is_shown_not_only_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub dies between the alert's commit and the case's (the casework loop opens the case
+    later), and the alert's row cannot be read back (a corrupted row). Nobody was told of this
+    SOS, and the casework loop only logged it every round: no metric, no quarantine record,
+    nothing on the console. A poisoned *case* has all three."""
+    hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=ManualClock(start=PRESS))
+    try:
+        crashed = []
+
+        def crash(alert: Any) -> None:
+            crashed.append(alert.id)
+            raise RuntimeError("kill -9 between the alert's commit and the case's")
+
+        monkeypatch.setattr(hub.casework, "open_from_alert", crash)
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        monkeypatch.undo()
+        (alert_id,) = crashed
+        hub.store.execute("UPDATE alerts SET trace = ? WHERE id = ?", ("{not json", alert_id))
+        assert hub.casework.reconcile() == 0
+        assert hub.cases.case_ids() == []
+        lines = set(render(hub.metrics()).splitlines())
+        assert "linli_alerts_without_case 1" in lines
+        assert hub.quarantine.counts.get("case_not_opened") == 1
+        warnings = hub.readiness().warnings
+        assert any(f"alert {alert_id}" in w for w in warnings), warnings
+        hub.store.execute("UPDATE alerts SET trace = ? WHERE id = ?", ('{"occurrences": []}', alert_id))
+        assert hub.casework.reconcile() == 1  # repaired: the case opens, the warning goes
+        assert "linli_alerts_without_case 0" in set(render(hub.metrics()).splitlines())
+        assert not any("alert" in w for w in hub.readiness().warnings)
     finally:
         hub.close()

@@ -87,12 +87,17 @@ class Casework:
         reply_topic: Callable[[str, str], str],
         on_retry: Callable[[], None] = lambda: None,
         on_case_failed: Callable[[str, str], None] = lambda *_: None,
+        on_alert_failed: Callable[[int, str], None] = lambda *_: None,
         scope: Callable[[], frozenset[str] | None] = lambda: None,
     ) -> None:
         #: The communities whose deadlines this hub works (``None``: all; a cluster node: its leases).
         self._scope = scope
         # A case that cannot be worked is reported (case id, reason) and retried with backoff.
         self._on_case_failed = on_case_failed
+        # An active alert no case could be opened for (alert id, reason): nobody was told of it.
+        self._on_alert_failed = on_alert_failed
+        #: Active alerts whose case the last reconcile could not open, with rounds in a row.
+        self.unopened: dict[int, int] = {}
         self._failing: dict[str, tuple[int, float]] = {}
         #: The open cases as the gauge last read them: only a case whose version moved is read again.
         self._open_read: dict[str, Case] = {}
@@ -181,14 +186,19 @@ class Casework:
     def reconcile(self) -> int:
         """Open cases for active alerts that have none (a crash between the two commits)."""
         opened = 0
+        unopened: dict[int, int] = {}
         for alert_id in self.cases.alerts_without_case(communities=self._scope()):
             try:
                 alert = self._store.alert(alert_id)
                 if alert is not None and self.open_from_alert(alert) is not None:
                     opened += 1
-            except Exception:
+            except Exception as exc:
                 # One alert that cannot become a case must not keep the others from theirs.
                 log.exception("cannot open a case for alert %s; next round tries again", alert_id)
+                # Nobody was told of it: shown (metric, quarantine, console banner), not only logged.
+                unopened[alert_id] = self.unopened.get(alert_id, 0) + 1
+                self._on_alert_failed(alert_id, f"{type(exc).__name__}: {exc}")
+        self.unopened = unopened
         return opened
 
     # -- actions by people --------------------------------------------------------------------

@@ -9,7 +9,7 @@ time-series spool, the working calendar). The app builds one :class:`HubChecks` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hub.cases.calendar import WorkingCalendar, official_coverage
@@ -46,6 +46,7 @@ class HubChecks:
         timeseries: TimeseriesSink,
         calendar: Callable[[], WorkingCalendar],
         clock: Clock,
+        unopened: Callable[[], Mapping[int, int]] = dict,
     ) -> None:
         self._mqtt = mqtt
         self._outbound = outbound
@@ -59,6 +60,7 @@ class HubChecks:
         self._rule_runtime = rule_runtime
         self._timeseries = timeseries
         self._calendar = calendar
+        self._unopened = unopened
         self._clock = clock
 
     def readiness(self) -> Readiness:
@@ -70,8 +72,18 @@ class HubChecks:
         loop_time = asyncio.get_running_loop().time
         mqtt, outbound = self._mqtt, self._outbound
         coverage = official_coverage(self._calendar(), now=self._clock.now())
+        warnings = [] if coverage.ok else [coverage.message]
+        unopened = sorted(self._unopened())
+        if unopened:
+            # A warning, not a failure: every other press is still handled; this one needs a
+            # person now (the console shows warnings in a banner).
+            shown = ", ".join(f"alert {alert_id}" for alert_id in unopened[:10])
+            warnings.append(
+                f"{len(unopened)} active alert(s) without a case, nobody told: {shown}"
+                " (the casework loop keeps trying; linli quarantine list)"
+            )
         return readiness(
-            warnings=() if coverage.ok else (coverage.message,),
+            warnings=warnings,
             probes=[
                 flag(
                     "mqtt_ingest",

@@ -97,6 +97,11 @@ class HubCounters:
             Family("linli_failing_cases", "gauge", "cases whose last casework round failed").add(
                 len(self._casework.failing)
             ),
+            Family(
+                "linli_alerts_without_case",
+                "gauge",
+                "active alerts no case could be opened for (nobody was told)",
+            ).add(len(self._casework.unopened)),
             Family("linli_stream_clients", "gauge", "event-stream (SSE) clients connected").add(
                 self._stream_clients()
             ),

@@ -360,6 +360,8 @@ class StatsOut(_Out):
     held_messages: int
     held_since: float | None
     cases_failing: int
+    #: Active alerts the casework could not open a case for (nobody was told of them).
+    alerts_without_case: int = 0
     replies: int
     timeseries: dict[str, Any]
     #: Event-stream (SSE) clients connected now, and those dropped for falling behind.
