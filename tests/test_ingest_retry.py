@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.ingest import retry
+from hub.mqtt.client import Unhandled
 from tests.helpers import SOS_BUTTON, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -76,3 +80,27 @@ async def test_presses_that_failed_are_recorded_once_the_disk_is_freed(
         )
     await gateway.disconnect()
     await centre.stop()
+
+
+async def test_a_backward_clock_step_does_not_delay_the_stuck_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store refuses a press, then NTP steps the wall clock back an hour: ``hub.stuck``
+    (the command centre's alarm over MQTT) still comes after the stuck time held, not an hour
+    later. It used to measure the wait on the wall clock only."""
+    monkeypatch.setattr(retry, "STUCK_AFTER_S", 0.3)
+    clock = ManualClock(start=PRESS)
+    stuck: list[int] = []
+
+    def refuse(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    queue = retry.Redelivery(handle=refuse, clock=clock, on_stuck=lambda held, *_: stuck.append(held))
+    runner = asyncio.create_task(queue.run())
+    try:
+        queue.hold(Unhandled(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False, None, RuntimeError("disk full")))
+        clock.set(PRESS - 3600)  # NTP steps the clock back
+        await eventually(lambda: stuck, within=5, what="hub.stuck despite the backward step")
+        assert stuck == [1]
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner

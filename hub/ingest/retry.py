@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ class Held:
     error: str
     #: Set when the rules already decided: store that instead of handling the message again.
     resume: Callable[[], None] | None = None
+    #: When it first failed on the monotonic clock: a wall-clock step back must not delay ``hub.stuck``.
+    since_monotonic: float = 0.0
 
 
 class Redelivery:
@@ -65,9 +68,11 @@ class Redelivery:
         clock: Clock,
         on_stuck: Callable[[int, float, str], None] = lambda *_: None,
         on_recovered: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._handle = handle
         self._clock = clock
+        self._monotonic = monotonic
         self._on_stuck = on_stuck
         self._on_recovered = on_recovered
         self._queues: OrderedDict[str, deque[Held]] = OrderedDict()
@@ -95,6 +100,7 @@ class Redelivery:
                 self._clock.now(),
                 f"{type(cause).__name__}: {cause}",
                 resume,
+                self._monotonic(),
             )
         )
         self._wake.set()
@@ -171,7 +177,11 @@ class Redelivery:
                 log.warning("all held messages handled; the hub is taking messages again")
                 self._on_recovered()
             return
-        waited = self._clock.now() - since
+        # The longer of the two: the hub's clock (a test's manual clock moves it) and the
+        # monotonic one (after NTP stepped the wall clock back an hour, the wall-clock wait
+        # was negative and the command centre heard of held presses an hour late).
+        held_for = min(q[0].since_monotonic for q in self._queues.values() if q)
+        waited = max(self._clock.now() - since, self._monotonic() - held_for)
         if waited >= STUCK_AFTER_S and not self._stuck_reported:
             self._stuck_reported = True
             error = next(iter(self._queues.values()))[0].error
