@@ -444,6 +444,7 @@ class Hub:
             timeseries=self.timeseries,
             calendar=lambda: self.policies.calendar,
             unopened=lambda: self.casework.unopened,
+            priority=self.priority,
             clock=self.clock,
         )
         counters = HubCounters(

@@ -183,3 +183,20 @@ async def test_a_hub_started_while_the_broker_is_down_waits_for_it_not_ready(tmp
                 await phone.stop()
             finally:
                 stop_process(back)
+
+
+async def test_a_subscription_the_broker_refuses_makes_the_hub_not_ready(
+    tmp_path: Path, embedded_broker: Any
+) -> None:
+    """A SUBACK that refuses a filter (0x80: a broker's ACL, as EMQX or Mosquitto's dynamic
+    security answer, or a filter it cannot take) means no press on those topics ever arrives.
+    The hub logged it and said ready; it now says which filters were refused."""
+    settings = hub_settings(
+        tmp_path, embedded_broker, sources=[{"family": "zigbee2mqtt", "base_topic": "zigbee2mqtt/#"}]
+    )
+    async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+        await eventually(hub.caught_up.is_set, within=20, what="the rule timers running")
+        await asyncio.sleep(0.2)
+        status, body = await ready(hub)
+        assert status == 503 and body["failing"] == ["mqtt_ingest"], body
+        assert "zigbee2mqtt/#" in body["checks"]["mqtt_ingest"]["detail"]

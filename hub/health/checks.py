@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hub.cases.calendar import WorkingCalendar, official_coverage
 from hub.clock import Clock
-from hub.health.readiness import Readiness, beating, flag, readiness, store_writable
+from hub.health.readiness import Check, Readiness, beating, flag, readiness, store_writable
 from hub.ingest.retry import Redelivery
 from hub.ingest.rule_runtime import RULE_TIMER_POLL_S, RuleRuntime
 from hub.mqtt.client import HubMqttClient
@@ -47,6 +47,7 @@ class HubChecks:
         calendar: Callable[[], WorkingCalendar],
         clock: Clock,
         unopened: Callable[[], Mapping[int, int]] = dict,
+        priority: HubMqttClient | None = None,
     ) -> None:
         self._mqtt = mqtt
         self._outbound = outbound
@@ -61,7 +62,21 @@ class HubChecks:
         self._timeseries = timeseries
         self._calendar = calendar
         self._unopened = unopened
+        self._priority = priority
         self._clock = clock
+
+    def _ingest(self) -> Check:
+        """Connected and subscribed, and no filter refused (on the bulk or the SOS lane)."""
+        mqtt = self._mqtt
+        if not (mqtt.connected.is_set() and mqtt.subscribed.is_set()):
+            return Check("mqtt_ingest", False, "the ingest MQTT session is down or not subscribed")
+        refused = sorted({*mqtt.refused, *(self._priority.refused if self._priority is not None else ())})
+        if refused:
+            # A refused SUBACK (a broker's ACL) is no outage, yet nothing on those topics arrives.
+            return Check(
+                "mqtt_ingest", False, f"the broker refused the subscription(s) {refused} (check its ACL)"
+            )
+        return Check("mqtt_ingest", True)
 
     def readiness(self) -> Readiness:
         """Every condition an SOS depends on (``/readyz``); loop beats on the event loop's clock.
@@ -70,7 +85,7 @@ class HubChecks:
         failure: deadlines are still computed (as ordinary weekdays), but someone must act.
         """
         loop_time = asyncio.get_running_loop().time
-        mqtt, outbound = self._mqtt, self._outbound
+        outbound = self._outbound
         coverage = official_coverage(self._calendar(), now=self._clock.now())
         warnings = [] if coverage.ok else [coverage.message]
         unopened = sorted(self._unopened())
@@ -85,11 +100,7 @@ class HubChecks:
         return readiness(
             warnings=warnings,
             probes=[
-                flag(
-                    "mqtt_ingest",
-                    lambda: mqtt.connected.is_set() and mqtt.subscribed.is_set(),
-                    wrong="the ingest MQTT session is down or not subscribed",
-                ),
+                self._ingest,
                 flag(
                     "mqtt_outbound",
                     outbound.connected.is_set,

@@ -141,6 +141,8 @@ class HubMqttClient:
         self.connected = asyncio.Event()
         #: Set once the broker has acknowledged every subscription (SUBACK), i.e. ready to receive.
         self.subscribed = asyncio.Event()
+        #: Filters the last SUBACK refused (0x80): the broker sends nothing on them.
+        self.refused: tuple[str, ...] = ()
         #: Messages handed to the handler on this session (all connections).
         self.received = 0
         self.handler_errors = 0
@@ -345,6 +347,8 @@ class HubMqttClient:
         refused = [t for t, q in zip(self._subscriptions, granted_qos, strict=False) if q >= 0x80]
         if refused:
             log.error("the broker refused the subscription(s) %s (check its ACL)", refused)
+        # Kept for readiness: nothing on these topics will ever arrive on this session.
+        self.refused = tuple(refused)
         self.subscribed.set()
 
     def _on_disconnect(self, client: Client, packet: bytes, exc: BaseException | None = None) -> None:
