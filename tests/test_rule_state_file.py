@@ -490,3 +490,25 @@ def test_a_hub_s_restored_slots_share_the_registry_s_device_ids(tmp_path: Path) 
         assert all(shared), f"{shared.count(False)} of {len(keys)} keys hold a copy of their own"
     finally:
         hub.close()
+
+
+async def test_an_unreadable_rule_state_file_is_set_aside_and_the_hub_starts(tmp_path: Path) -> None:
+    """A power cut on a cheap SD card, a half-copied restore: the rule-state file is no
+    database. The hub refused to start (``StoreError: cannot open rule-state file``), so no
+    press was handled until someone deleted it by hand. The file is derived state (a new
+    install starts without one): it is moved aside, named in the log and in ``/readyz``'s
+    warnings, and the hub starts with fresh rule timers."""
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    Hub(settings=settings, clock=ManualClock(start=T0)).close()
+    path = path_beside(tmp_path / "data" / STORE_FILE)
+    assert path.exists()
+    path.write_bytes(b"this is not an SQLite database " * 100)
+    hub = Hub(settings=settings, clock=ManualClock(start=T0 + 60))
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        assert len(hub.cases.case_ids()) == 1
+        aside = path.with_name(path.name + ".unreadable")
+        assert aside.read_bytes().startswith(b"this is not")
+        assert any(str(aside) in warning for warning in hub.readiness().warnings)
+    finally:
+        hub.close()

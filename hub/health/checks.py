@@ -88,6 +88,12 @@ class HubChecks:
         outbound = self._outbound
         coverage = official_coverage(self._calendar(), now=self._clock.now())
         warnings = [] if coverage.ok else [coverage.message]
+        set_aside = self._rule_runtime.state_set_aside
+        if set_aside is not None:
+            warnings.append(
+                f"the rule-state file was unreadable and is kept as {set_aside}: rule timers"
+                " (absences, durations) started afresh at this start"
+            )
         unopened = sorted(self._unopened())
         if unopened:
             # A warning, not a failure: every other press is still handled; this one needs a

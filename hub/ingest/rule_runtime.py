@@ -100,6 +100,12 @@ class RuleRuntime:
         return self._state_store
 
     @property
+    def state_set_aside(self) -> Path | None:
+        """Where an unreadable rule-state file was moved at start (``None``: it was not)."""
+        file = self._state_store.file
+        return file.set_aside if file is not None else None
+
+    @property
     def state_ok(self) -> bool:
         """Whether rule state reaches the disk (readiness: timers would not survive a restart)."""
         return self._state_store.ok

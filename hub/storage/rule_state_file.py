@@ -56,6 +56,9 @@ from hub.storage.schema import RULE_STATE_TABLE
 
 log = logging.getLogger(__name__)
 
+#: An unreadable rule-state file is moved to its name plus this, and a new one is made.
+UNREADABLE_SUFFIX = ".unreadable"
+
 Key = tuple[str, str]
 
 # "WHERE true": an upsert's SELECT needs a WHERE clause to parse (SQLite's INSERT docs, "parsing
@@ -126,13 +129,29 @@ class RuleStateFile:
         self.path = path
         self._retry_s = retry_s
         self._pause_s = pause_s
+        #: Where an unreadable file was moved before this one was made (``None``: it was not).
+        self.set_aside: Path | None = None
         try:
-            touch_private(path)  # 0600 before SQLite opens it (its -wal/-shm follow: hub.files)
-            # Used by the caller's thread until start(), by the writer thread after: never both.
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._rows_sql = self._table()
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:
+                if exc.sqlite_errorcode not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                    raise
+                # Derived state (a new install starts without it): refusing to start over it
+                # left every press unhandled until someone deleted it by hand.
+                self.set_aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+                for part in ("", "-wal", "-shm"):
+                    source = Path(f"{path}{part}")
+                    if source.exists():
+                        source.replace(f"{self.set_aside}{part}")
+                log.critical(
+                    "rule-state file %s is unreadable (%s): moved to %s; rule timers (absences,"
+                    " durations, windows) start afresh",
+                    path,
+                    exc,
+                    self.set_aside,
+                )
+                self._open()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open rule-state file {path}: {exc}") from exc
         self._cond = threading.Condition()
@@ -146,6 +165,18 @@ class RuleStateFile:
         self.failing: str | None = None
 
     # -- before the thread runs --------------------------------------------------------------
+
+    def _open(self) -> None:
+        touch_private(self.path)  # 0600 before SQLite opens it (its -wal/-shm follow: hub.files)
+        # Used by the caller's thread until start(), by the writer thread after: never both.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._rows_sql = self._table()
+        except BaseException:
+            self._db.close()  # closed before the file may be moved aside
+            raise
 
     def _table(self) -> str:
         """The table made or brought up to date; returns the query :meth:`rows` reads it with.
