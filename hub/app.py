@@ -53,7 +53,7 @@ from hub.community.compact import collector_paused
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
-from hub.errors import BrokerUnreachableError, ConfigError, MessageDeferred, NotStoredError
+from hub.errors import BrokerUnreachableError, ConfigError, MessageDeferred, NotStoredError, RegistryError
 from hub.files import private_dir
 from hub.health.alarms import HubAlarms
 from hub.health.checks import HubChecks
@@ -146,10 +146,28 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
     return True
 
 
-def registry_from_store(store: Store, settings: Settings, *, at: float) -> Registry:
-    """The registry as the store holds it, after importing the community file if it changed."""
+def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple[Registry, str | None]:
+    """The registry as the store holds it, after importing the community file if it changed.
+
+    Also returns why the file was not imported, if it was refused: a community file broken
+    by a typo or a half-finished copy must not take every community's SOS handling down at
+    the next restart (after a power cut, nobody may be there to fix it). When the store holds
+    an earlier good import, the hub starts on that one and says so at critical level and on
+    ``/readyz``'s warnings (the console's banner); with nothing imported yet it stops, since
+    it would know no device. ``linli doctor`` checks the file before a restart.
+    """
+    refused: str | None = None
     if settings.community_file is not None:
-        import_community_file(store, settings.community_file, data_dir=Path(settings.data_dir), at=at)
+        try:
+            import_community_file(store, settings.community_file, data_dir=Path(settings.data_dir), at=at)
+        except RegistryError as exc:
+            if store.communities_count() == 0:
+                raise
+            refused = (
+                f"the community file was refused ({exc}); the hub runs on the registry it last"
+                " imported: fix the file and restart (linli doctor checks it)"
+            )
+            log.critical("%s", refused)
     # 10⁵ devices' objects, kept for the process's life: no collections while they are built,
     # none walking them after (frozen).
     with collector_paused(freeze=True):
@@ -162,7 +180,7 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> Regis
             " quarantined (community_mismatch): give one of them a new id and import again",
             clash,
         )
-    return registry
+    return registry, refused
 
 
 def load_preferences(path: Path | None) -> Preferences:
@@ -197,8 +215,11 @@ class Hub:
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
         #: SQLite's checkpoints off the event loop once started (``None`` on PostgreSQL).
         self.checkpoints = self.store.checkpointer()
+        #: Conditions of this start that someone must act on (``/readyz``'s warnings).
+        self.start_warnings: list[str] = []
         if registry is None:
-            registry = registry_from_store(self.store, settings, at=self.clock.now())
+            registry, refused = registry_from_store(self.store, settings, at=self.clock.now())
+            self.start_warnings.extend([refused] if refused else [])
         self.registry = registry
         self.bus = AlertBus()
         self.states = DeviceStates()
@@ -444,6 +465,7 @@ class Hub:
             timeseries=self.timeseries,
             calendar=lambda: self.policies.calendar,
             unopened=lambda: self.casework.unopened,
+            start_warnings=self.start_warnings,
             priority=self.priority,
             clock=self.clock,
         )

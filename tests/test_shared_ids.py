@@ -156,8 +156,9 @@ def test_a_hub_starts_on_a_store_that_already_holds_a_shared_id(
                 (code, orjson.dumps(parsed.model_dump(mode="json")), at),
             )
     with caplog.at_level(logging.ERROR, logger="hub.app"):
-        registry = registry_from_store(store, Settings(data_dir=tmp_path), at=3.0)
+        registry, refused = registry_from_store(store, Settings(data_dir=tmp_path), at=3.0)
     store.close()
+    assert refused is None  # no community file: nothing refused
     assert registry.subject(SOS).community == B
     assert registry.subject(f"other-{A}").community == A  # the rest of A is served
     assert registry.shared == [f"device id {SOS} is registered in communities {A} and {B}"]

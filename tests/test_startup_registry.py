@@ -9,11 +9,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import hub.app
-from hub.app import IMPORTED_MARK, import_community_file
+from hub.app import IMPORTED_MARK, Hub, import_community_file
+from hub.cli import main
+from hub.clock import ManualClock
+from hub.errors import RegistryError
 from hub.storage.store import Store
-from tests.helpers import REGISTRY
+from tests.helpers import REGISTRY, SOS_BUTTON, hub_settings
+from tests.support.samples import SAMPLES
+from tests.support.servers import Broker
+
+T0 = 1_795_371_180.0
+SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
 
 
 def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +126,51 @@ def test_concurrent_imports_on_postgres_all_succeed(tmp_path: Path, postgres_url
     assert stores[0].communities_count() == 1
     for store in stores:
         store.close()
+
+
+async def test_a_broken_community_file_at_restart_keeps_the_registry_last_imported(tmp_path: Path) -> None:
+    """A typo or a half-finished copy of the community file stopped the start with
+    ``RegistryError``, though the store held the last good import: after a power cut nobody's
+    SOS was handled until someone fixed the file. The hub now starts on the registry it last
+    imported and says so (critical log, ``/readyz`` warning); with nothing imported yet it
+    still refuses, since it would know no device."""
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    community_file = settings.community_file
+    assert community_file is not None
+    Hub(settings=settings, clock=ManualClock(start=T0)).close()
+    community_file.write_text(REGISTRY + "\n  - this: [is not closed\n", encoding="utf-8")
+    hub = Hub(settings=settings, clock=ManualClock(start=T0 + 60))
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        assert len(hub.cases.case_ids()) == 1, "the press became a case on the registry kept"
+        (warning,) = [w for w in hub.readiness().warnings if "community file was refused" in w]
+        assert "not valid YAML" in warning
+    finally:
+        hub.close()
+    # Fixed: imported again, and the warning is gone.
+    community_file.write_text(REGISTRY, encoding="utf-8")
+    hub = Hub(settings=settings, clock=ManualClock(start=T0 + 120))
+    try:
+        assert not [w for w in hub.readiness().warnings if "community file" in w]
+    finally:
+        hub.close()
+
+
+def test_a_broken_community_file_on_a_first_start_still_stops_it(tmp_path: Path) -> None:
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    assert settings.community_file is not None
+    settings.community_file.write_text("communities: [unclosed\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        Hub(settings=settings, clock=ManualClock(start=T0))
+
+
+def test_doctor_checks_the_community_file_before_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "community.yaml"
+    env = {"LINLI_DATA_DIR": str(tmp_path / "data"), "LINLI_COMMUNITY_FILE": str(path)}
+    path.write_text(REGISTRY, encoding="utf-8")
+    good = CliRunner().invoke(main, ["doctor", "--mqtt", "mqtt://127.0.0.1:9"], env=env)
+    assert f"community file {path}: 1 communities" in good.output, good.output
+    path.write_text(REGISTRY + "\n  - this: [is not closed\n", encoding="utf-8")
+    bad = CliRunner().invoke(main, ["doctor", "--mqtt", "mqtt://127.0.0.1:9"], env=env)
+    assert "community file:" in bad.output and "not valid YAML" in bad.output, bad.output
+    assert bad.exit_code == 1

@@ -19,6 +19,7 @@ from hub.casework.access import needs_person
 from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, run_until_done
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
+from hub.community.files import load_yaml
 from hub.config import Settings, load_config
 from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
@@ -47,6 +48,22 @@ def calendar_finding(settings: Settings, *, clock: Clock) -> Finding:
         return Finding(level=Level.ERROR, message=f"case policies: {exc}")
     coverage = official_coverage(calendar, now=clock.now())
     return Finding(level=Level.OK if coverage.ok else Level.WARN, message=coverage.message)
+
+
+def community_finding(settings: Settings) -> Finding | None:
+    """Whether the community file would be imported: a running hub refuses a broken one at its
+    next restart and keeps the registry it last imported (docs/operations.md), so check edits here."""
+    path = settings.community_file
+    if path is None:
+        return None
+    try:
+        communities = load_yaml(path)
+    except LinliError as exc:
+        return Finding(level=Level.ERROR, message=f"community file: {exc}")
+    devices = sum(len(c.devices) for c in communities)
+    return Finding(
+        level=Level.OK, message=f"community file {path}: {len(communities)} communities, {devices} devices"
+    )
 
 
 def start_clock(settings: Settings) -> Clock:
@@ -272,6 +289,7 @@ def doctor(config_file: Path | None, mqtt_url: str | None, sensor_url: str | Non
             healthy = False
             click.echo(f"[error] MQTT broker: {exc or 'no answer within 10 s'}")
         findings = [
+            *filter(None, [community_finding(settings)]),
             calendar_finding(settings, clock=start_clock(settings)),
             *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),
         ]

@@ -9,7 +9,7 @@ time-series spool, the working calendar). The app builds one :class:`HubChecks` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from hub.cases.calendar import WorkingCalendar, official_coverage
@@ -47,6 +47,7 @@ class HubChecks:
         calendar: Callable[[], WorkingCalendar],
         clock: Clock,
         unopened: Callable[[], Mapping[int, int]] = dict,
+        start_warnings: Sequence[str] = (),
         priority: HubMqttClient | None = None,
     ) -> None:
         self._mqtt = mqtt
@@ -62,6 +63,7 @@ class HubChecks:
         self._timeseries = timeseries
         self._calendar = calendar
         self._unopened = unopened
+        self._start_warnings = start_warnings
         self._priority = priority
         self._clock = clock
 
@@ -87,7 +89,7 @@ class HubChecks:
         loop_time = asyncio.get_running_loop().time
         outbound = self._outbound
         coverage = official_coverage(self._calendar(), now=self._clock.now())
-        warnings = [] if coverage.ok else [coverage.message]
+        warnings = [*self._start_warnings] + ([] if coverage.ok else [coverage.message])
         set_aside = self._rule_runtime.state_set_aside
         if set_aside is not None:
             warnings.append(
