@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from hub.cli import main
+from hub.cli.common import one_hub_per_data_dir
 from tests.helpers import SOS_BUTTON, TOKEN, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -178,3 +179,34 @@ def test_doctor_says_what_is_wrong(tmp_path: Path, mosquitto_broker: Broker) -> 
     assert result.exit_code == 1
     assert "[error] MQTT broker" in result.output and "wrong-password" not in result.output
     assert "127.0.0.1:9" in result.output
+
+
+def test_a_second_hub_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    # Two hubs on one data directory share its rule-state file and spool, and with one client
+    # id take each other's MQTT session over in turn. A hub that holds the directory (a child
+    # process here, as the service would be) keeps `linli run` and `linli demo` out of it.
+    data = tmp_path / "data"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from hub.cli.common import one_hub_per_data_dir\n"
+            "with one_hub_per_data_dir(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        config = tmp_path / "linli.yaml"
+        config.write_text(f"data_dir: {data}\nmqtt: {{url: 'mqtt://127.0.0.1:1'}}\n", encoding="utf-8")
+        for args in (["run", "--config", str(config)], ["demo", "--data-dir", str(data)]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 1, result.output
+            assert f"another Linli hub (pid {holder.pid}) is running on the data directory" in result.output
+        assert not (data / "community.yaml").exists(), "the refused demo wrote nothing there"
+    finally:
+        holder.kill()  # kill -9: the kernel releases the lock, no stale lock file blocks a restart
+        holder.wait()
+    with one_hub_per_data_dir(data):
+        assert (data / "linli.lock").read_text(encoding="ascii").strip() == str(os.getpid())

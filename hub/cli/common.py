@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -17,9 +19,40 @@ import click
 
 from adapters.errors import LinliError
 from hub.config import STORE_FILE, load_settings
+from hub.files import FILE_MODE, private_dir
 from hub.storage.store import Store
 
 MQTT_HELP = "Broker URL: mqtt://user:pass@host:port, or mqtts://… for TLS."
+#: Held (``flock``) by the hub running on a data directory; it holds that process's pid.
+LOCK_FILE = "linli.lock"
+
+
+@contextlib.contextmanager
+def one_hub_per_data_dir(data_dir: Path) -> Iterator[None]:
+    """While a hub runs on ``data_dir``, a second one there is refused with a clear error.
+
+    Two hubs on one data directory share its rule-state file, spool and keys, and with one
+    ``mqtt.client_id`` each takes the other's MQTT session over in turn (MQTT 3.1.1 §3.1.4: the
+    server disconnects the existing client): presses handled twice or by neither. A second
+    ``linli run`` started by hand beside the service did exactly that. ``flock`` is released by
+    the kernel when the process dies, also on ``kill -9``, so a crash leaves no stale lock.
+    """
+    private_dir(data_dir)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise click.ClickException(
+                f"another Linli hub (pid {holder}) is running on the data directory {data_dir};"
+                " stop it first, or give this one a data directory of its own"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class LogFormat(StrEnum):

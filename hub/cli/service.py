@@ -17,7 +17,7 @@ from hub.cases.calendar import official_coverage
 from hub.cases.policies import load_policies
 from hub.casework.access import needs_person
 from hub.casework.replies import ReplyTopics
-from hub.cli.common import MQTT_HELP, run_until_done
+from hub.cli.common import MQTT_HELP, one_hub_per_data_dir, run_until_done
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
 from hub.community.files import load_yaml
 from hub.config import Settings, load_config
@@ -132,7 +132,6 @@ def demo(
     data_dir = data_dir.resolve()
     community = generate(seed=seed)
     community_file = data_dir / "community.yaml"
-    community.write(community_file)
     start = time.time()
     # One simulated clock for the hub and the devices: shifts, durations and SLAs follow it.
     # On real time (speed 1) it is the demo's clock, which a scenario may move forward
@@ -157,17 +156,19 @@ def demo(
             shift=(lambda: demo_clock.offset) if demo_clock is not None else None,
         ).run()
 
-    run_until_done(
-        run_demo(
-            data_dir=data_dir,
-            community_file=community_file,
-            mqtt_port=mqtt_port,
-            http_port=http_port,
-            simulator=simulate,
-            announce=click.echo,
-            clock=clock,
+    with one_hub_per_data_dir(data_dir):
+        community.write(community_file)  # not under a demo already running there
+        run_until_done(
+            run_demo(
+                data_dir=data_dir,
+                community_file=community_file,
+                mqtt_port=mqtt_port,
+                http_port=http_port,
+                simulator=simulate,
+                announce=click.echo,
+                clock=clock,
+            )
         )
-    )
 
 
 @click.command()
@@ -206,7 +207,8 @@ def run(config_file: Path, mqtt_url: str | None) -> None:
             await stop.wait()
         click.echo("Linli hub stopped cleanly")
 
-    run_until_done(serve())
+    with one_hub_per_data_dir(Path(settings.data_dir)):
+        run_until_done(serve())
 
 
 @click.command("token")
