@@ -1,4 +1,5 @@
-"""Helpers shared by the commands: logging, running a coroutine, the store a command works on."""
+"""Helpers shared by the commands: logging, running a coroutine, the store a command works on, and
+the lock that keeps one hub per data directory."""
 
 from __future__ import annotations
 
