@@ -758,10 +758,7 @@ class Hub:
             connecting = asyncio.create_task(self._connect_later(sessions), name="linli-mqtt-connect")
             self._tasks.append(connecting)
         else:
-            try:
-                await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
-            except TimeoutError:
-                self._no_suback_yet(self.mqtt.received)
+            await self._suback_or_note()
         if self.cluster:
             self.cluster.start()  # the lease loop opens the owned communities' sessions
         runtime = self.rule_runtime
@@ -798,6 +795,10 @@ class Hub:
         for session in sessions:
             await session.connect_until_up()
         log.info("connected to the MQTT broker")
+        await self._suback_or_note()
+
+    async def _suback_or_note(self) -> None:
+        """Wait for the bulk lane's SUBACK, up to :data:`SUBSCRIBE_TIMEOUT_S`; a late one is noted."""
         try:
             await asyncio.wait_for(self.mqtt.subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
         except TimeoutError:
