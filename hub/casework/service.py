@@ -96,8 +96,8 @@ class Casework:
         self._on_case_failed = on_case_failed
         # An active alert no case could be opened for (alert id, reason): nobody was told of it.
         self._on_alert_failed = on_alert_failed
-        #: Active alerts whose case the last reconcile could not open, with rounds in a row.
-        self.unopened: dict[int, int] = {}
+        #: Active alerts whose case the last reconcile could not open.
+        self.unopened: frozenset[int] = frozenset()
         self._failing: dict[str, tuple[int, float]] = {}
         #: The open cases as the gauge last read them: only a case whose version moved is read again.
         self._open_read: dict[str, Case] = {}
@@ -186,7 +186,7 @@ class Casework:
     def reconcile(self) -> int:
         """Open cases for active alerts that have none (a crash between the two commits)."""
         opened = 0
-        unopened: dict[int, int] = {}
+        unopened: set[int] = set()
         for alert_id in self.cases.alerts_without_case(communities=self._scope()):
             try:
                 alert = self._store.alert(alert_id)
@@ -196,9 +196,9 @@ class Casework:
                 # One alert that cannot become a case must not keep the others from theirs.
                 log.exception("cannot open a case for alert %s; next round tries again", alert_id)
                 # Nobody was told of it: shown (metric, quarantine, console banner), not only logged.
-                unopened[alert_id] = self.unopened.get(alert_id, 0) + 1
+                unopened.add(alert_id)
                 self._on_alert_failed(alert_id, f"{type(exc).__name__}: {exc}")
-        self.unopened = unopened
+        self.unopened = frozenset(unopened)
         return opened
 
     # -- actions by people --------------------------------------------------------------------

@@ -9,7 +9,7 @@ time-series spool, the working calendar). The app builds one :class:`HubChecks` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from hub.cases.calendar import WorkingCalendar, official_coverage
@@ -46,7 +46,7 @@ class HubChecks:
         timeseries: TimeseriesSink,
         calendar: Callable[[], WorkingCalendar],
         clock: Clock,
-        unopened: Callable[[], Mapping[int, int]] = dict,
+        unopened: Callable[[], Collection[int]] = frozenset,
         start_warnings: Sequence[str] = (),
         priority: HubMqttClient | None = None,
     ) -> None:
