@@ -1,0 +1,32 @@
+"""Smoke run of ``bench.memory_split`` with a tiny community: the harness works, not its figures.
+
+Benchmarks never become timed tests: nothing here compares a figure with the 300 MB target.
+What is checked is that every phase ran in its process and reported resident memory, that the
+in-process reports reached the rules (more slots in service than at the start) and that the
+derived columns are what the phases say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import memory_split
+
+
+def test_every_phase_reports_resident_memory(tmp_path: Path) -> None:
+    result = memory_split.measure(300, data=tmp_path / "run")
+
+    assert result["devices"] >= 300
+    assert result["copies"] == 1  # the restart read the registry's start-up copy
+    rss = result["rss_mb"]
+    assert list(rss) == list(memory_split.PHASES)
+    assert all(value > 0 for value in rss.values())
+    # Every device's one report went through the rules: a slot or more per device in service.
+    assert result["slots_in_service"] > result["slots_at_start"] > 0
+    assert result["slots_in_service"] >= result["devices"]
+    added = result["added_mb"]
+    assert added["imports"] == rss["imports"]
+    assert added["registry"] == round(rss["registry"] - rss["imports"], 1)
+    assert added["hub"] == round(rss["hub"] - rss["imports"], 1)
+    assert added["reported"] == round(rss["reported"] - rss["hub"], 1)
+    assert "memory split" in memory_split.table(result)
