@@ -33,6 +33,15 @@ ready callbacks in order, so without this a press that reached the lane's socket
 two more bulk chunks (its socket's callback queued behind the next chunk, then the lane's
 read behind the one after; docs/benchmarks.md, "Tenth pass").
 
+PUBACKs of one chunk go out in one write: gmqtt writes each PUBACK to the socket as it is
+made, and on loopback TCP each ``send`` cost ≈ 3.7 µs of the hub's CPU — ≈ 8 % of a message's
+full work (docs/benchmarks.md, "Twenty-third pass") — and as much of the broker's to take it.
+While the read loop parses a chunk, the PUBACKs of the messages handled are collected, in the
+order their PUBLISHes came, which MQTT requires [MQTT-4.6.0-2], and written together when the
+chunk's parse returns. Nothing is acknowledged earlier than before, and a message is never
+acknowledged before its handler returned: the write comes after the last handler of the chunk,
+in the same callback, with no await in between.
+
 Reconnects: gmqtt waits a fixed 6 s before every attempt; presses sent while the broker
 was back but the hub not yet reconnected are at risk on a broker without persistence. So
 the first attempt goes out after :data:`RECONNECT_FIRST_S`, then backs off exponentially
@@ -46,6 +55,7 @@ import functools
 import logging
 import select
 import ssl
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -81,6 +91,10 @@ MIN_TURN_BYTES = 1024
 #: At most this many loop turns a chunk waits for another connection's bytes: a flood on the
 #: SOS lane's topics slows the bulk lane, it cannot stop it.
 MAX_DEFERRALS = 8
+
+#: PUBACK of MQTT 3.1.1: type 4, flags 0, remaining length 2, the packet identifier [MQTT-3.4].
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_HEADER = 0x40
 
 #: First reconnect attempt after a lost connection, then doubling up to the maximum.
 RECONNECT_FIRST_S = 0.1
@@ -136,6 +150,9 @@ class HubMqttClient:
         self._client.on_subscribe = self._on_subscribe
         if url.username is not None:
             self._client.set_auth_credentials(url.username, url.password)
+        #: PUBACKs of the chunk being parsed, written when its parse returns (``None``: no chunk
+        #: is being parsed, so a PUBACK is written at once). See :meth:`_batch_acks`.
+        self._pending_acks: list[bytes] | None = None
         self._install_hooks()
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.connected = asyncio.Event()
@@ -162,11 +179,12 @@ class HubMqttClient:
         def qos1_ack_after_handling(mid: int, packet: bytes, topic: str, properties: dict[str, Any]) -> None:
             retain, dup = bool(properties.get("retain")), bool(properties.get("dup"))
             if self._dispatch(topic, packet, 1, retain, mid=mid, dup=dup):
-                handler._send_puback(mid)
+                self._puback(mid)
 
         handler._handle_qos_1_publish_packet = qos1_ack_after_handling
         gmqtt_publish = handler._handle_publish_packet
         dispatch = self._dispatch
+        puback = self._puback
 
         def publish_v311(cmd: int, raw: bytes) -> None:
             """One PUBLISH packet of MQTT 3.1.1, in place of gmqtt's ``_handle_publish_packet``.
@@ -198,7 +216,7 @@ class HubMqttClient:
                             return
                         mid = raw[end] << 8 | raw[end + 1]
                         if dispatch(topic, raw[body:], 1, bool(cmd & 0x01), mid=mid, dup=bool(cmd & 0x08)):
-                            handler._send_puback(mid)
+                            puback(mid)
                         return
             gmqtt_publish(cmd, raw)
 
@@ -259,7 +277,45 @@ class HubMqttClient:
     def _late_puback(self, mid: int, connection: object) -> None:
         """PUBACK for a message handled late, only on the connection it came on."""
         if self._client._connection is connection and self.connected.is_set():
+            self._puback(mid)
+
+    def _puback(self, mid: int) -> None:
+        """Acknowledge a handled QoS 1 message: with its chunk's others, or at once outside a chunk."""
+        pending = self._pending_acks
+        if pending is not None:
+            pending.append(_PUBACK.pack(_PUBACK_HEADER, 2, mid))
+        else:
             self._client._package_handler._send_puback(mid)
+
+    def _batch_acks(self, protocol: Any) -> None:
+        """The PUBACKs of each chunk this connection's read loop parses, in one write after it.
+
+        gmqtt's read loop hands each chunk it read to ``protocol._read_packet``, which parses
+        every whole packet in it and calls the handlers synchronously; wrapped here so the
+        PUBACKs those handlers made are collected meanwhile and written once it returns (or
+        raises). A connection that is closing gets none: its messages are redelivered in the
+        next session, as when gmqtt's own write finds the socket closed.
+        """
+        if getattr(protocol, "_linli_acks", False):
+            return
+        parse = protocol._read_packet
+
+        def read_packet(data: bytes) -> int:
+            outer = self._pending_acks
+            pending: list[bytes] = []
+            self._pending_acks = pending
+            try:
+                parsed: int = parse(data)
+            finally:
+                self._pending_acks = outer
+                if pending:
+                    transport = protocol._transport
+                    if transport is not None and not transport.is_closing():
+                        protocol.write_data(b"".join(pending))
+            return parsed
+
+        protocol._read_packet = read_packet
+        protocol._linli_acks = True
 
     def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
@@ -273,6 +329,7 @@ class HubMqttClient:
         self._connections += 1
         self.reconnects = self._connections - 1
         self._reconnect_attempts = 0
+        self._batch_acks(client._connection._protocol)
         if self._turn_bytes is not None:
             self._bound_reads(client._connection._protocol, self._turn_bytes, self._turn_s, self._defer_to)
         self.connected.set()
