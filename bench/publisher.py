@@ -1,26 +1,37 @@
 """A raw-socket MQTT 3.1.1 publisher that is faster than any consumer it feeds.
 
-Every PUBLISH (QoS 0) is encoded up front into one byte string; the publisher process then
-sends a hand-written CONNECT (with username/password), waits for CONNACK, writes the whole
-stream with ``sendall`` and finally sends PINGREQ. The broker answers PINGREQ only after it
-has read everything sent before it on the connection, so "PINGRESP received" is the moment
-the broker has taken in all N messages: that is what the publisher's rate is measured to.
+Every PUBLISH (QoS 0, or QoS 1 with ``--qos 1``) is encoded up front into one byte string; the
+publisher process then sends a hand-written CONNECT (with username/password), waits for
+CONNACK, writes the whole stream with ``sendall`` and finally sends PINGREQ. The broker answers
+PINGREQ only after it has read everything sent before it on the connection, so "PINGRESP
+received" is the moment the broker has taken in all N messages: that is what the publisher's
+rate is measured to.
+
+QoS 1: the packet identifiers run 1…65 535 and wrap. A sender may reuse an identifier once its
+PUBACK came [MQTT-2.3.1-3]; a broker acknowledges a QoS 1 PUBLISH as it takes it in and keeps no
+state per identifier (Mosquitto, the embedded broker), so the stream does not wait for PUBACKs.
+They are read and counted meanwhile by a thread of their own, so the broker never has to hold
+them for a publisher that does not read.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from simulators.mqtt_wire import encode_connect, encode_publish, read_packet
+from simulators.mqtt_wire import encode_connect, encode_publish, read_packet, varint
 
 CONNECT = 0x10
 CONNACK = 0x20
 PUBLISH_QOS0 = 0x30
+PUBLISH_QOS1 = 0x32
+PUBACK = 0x40
 PINGREQ = b"\xc0\x00"
 PINGRESP = 0xD0
 DISCONNECT = b"\xe0\x00"
@@ -28,9 +39,76 @@ DISCONNECT = b"\xe0\x00"
 CHUNK = 256 * 1024
 
 
-def encode_stream(messages: Iterable[tuple[str, bytes]]) -> bytes:
-    """All messages as one pre-encoded byte string, in order."""
-    return b"".join(encode_publish(topic, payload) for topic, payload in messages)
+def encode_stream(messages: Iterable[tuple[str, bytes]], *, qos: int = 0) -> bytes:
+    """All messages as one pre-encoded byte string, in order, as QoS 0 or QoS 1 PUBLISHes."""
+    if qos == 0:
+        return b"".join(encode_publish(topic, payload) for topic, payload in messages)
+    if qos != 1:
+        raise ValueError(f"the publisher sends QoS 0 or 1, not {qos}")
+    out: list[bytes] = []
+    for i, (topic, payload) in enumerate(messages):
+        name = topic.encode()
+        # Topic, packet identifier (never 0 [MQTT-2.3.1-1]), payload [MQTT-3.3.2].
+        body = struct.pack("!H", len(name)) + name + struct.pack("!H", i % 65_535 + 1) + payload
+        out.append(bytes([PUBLISH_QOS1]) + varint(len(body)) + body)
+    return b"".join(out)
+
+
+class _Acks(threading.Thread):
+    """Reads what the broker sends back while the stream goes out: PUBACKs, counted, then PINGRESP."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(name="bench-publisher-acks", daemon=True)
+        self._sock = sock
+        self.pubacks = 0
+        self.last: int | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        #: Set once PINGREQ is sent: the broker's silence counts against the socket's timeout
+        #: only from then on (a long stream may take longer than that to send).
+        self.asked = threading.Event()
+
+    def run(self) -> None:
+        buffer = b""
+        try:
+            while True:
+                try:
+                    data = self._sock.recv(65_536)
+                except TimeoutError:
+                    if self.asked.is_set():
+                        raise
+                    continue
+                if not data:
+                    raise ConnectionError("broker closed the connection")
+                buffer += data
+                # Whole packets only: a fixed header (type byte, remaining length as a varint
+                # of up to 4 bytes [MQTT-2.2.3]) and the rest.
+                at = 0
+                while True:
+                    length, mult, head = 0, 1, at + 1
+                    while head < len(buffer) and head - at <= 4:
+                        byte = buffer[head]
+                        length += (byte & 0x7F) * mult
+                        mult *= 128
+                        head += 1
+                        if not byte & 0x80:
+                            break
+                    else:
+                        break  # the header is not all here yet
+                    if head + length > len(buffer):
+                        break
+                    kind = buffer[at]
+                    at = head + length
+                    if kind == PUBACK:
+                        self.pubacks += 1
+                        continue
+                    self.last = kind
+                    return
+                buffer = buffer[at:]
+        except BaseException as exc:  # reported by blast(), which waits for this thread
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +122,8 @@ class PublishResult:
     #: so comparable with the consumer process's timestamps).
     started: float
     finished: float
+    #: PUBACKs the broker sent back (QoS 1 streams; 0 for QoS 0).
+    pubacks: int = 0
 
 
 def blast(
@@ -57,18 +137,24 @@ def blast(
         if kind != CONNACK or len(body) != 2 or body[1] != 0:
             raise ConnectionError(f"CONNECT refused: packet 0x{kind:02x} {body!r}")
         view = memoryview(stream)
+        acks = _Acks(sock)
+        acks.start()
         start = time.perf_counter()
         for offset in range(0, len(view), CHUNK):
             sock.sendall(view[offset : offset + CHUNK])
         sock.sendall(PINGREQ)
-        kind, _ = read_packet(sock)
+        acks.asked.set()
+        if not acks.done.wait((sock.gettimeout() or 30.0) + 1.0):
+            raise ConnectionError("no PINGRESP from the broker")
         end = time.perf_counter()
         seconds = end - start
-        if kind != PINGRESP:
-            raise ConnectionError(f"expected PINGRESP, got packet 0x{kind:02x}")
+        if acks.error is not None:
+            raise ConnectionError(f"reading the broker's answers: {acks.error}")
+        if acks.last != PINGRESP:
+            raise ConnectionError(f"expected PINGRESP, got packet 0x{acks.last or 0:02x}")
         sock.sendall(DISCONNECT)
     return PublishResult(
-        messages, len(stream), seconds, messages / seconds if seconds > 0 else 0.0, start, end
+        messages, len(stream), seconds, messages / seconds if seconds > 0 else 0.0, start, end, acks.pubacks
     )
 
 

@@ -74,6 +74,13 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.split("\n\n")[0])
     p.add_argument("--messages", type=int, default=200_000, help="stream length for ingest and Node-RED")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--qos",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="QoS of the ingest and Node-RED stream's PUBLISHes (1: every message acknowledged)",
+    )
     p.add_argument("--grids", type=int, default=10)
     p.add_argument("--buildings-per-grid", type=int, default=10)
     p.add_argument("--elders-per-building", type=int, default=10)
@@ -136,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "messages": n,
         "seed": args.seed,
+        "qos": args.qos,
         "stream_start": datetime.fromtimestamp(STREAM_START, UTC).isoformat(),
         "python": platform.python_version(),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -156,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         community.write(community_file)
         messages, mix = build_messages(community.devices, n, seed=args.seed)
         stream_file = tmp / "stream.bin"
-        stream = encode_stream(messages)
+        stream = encode_stream(messages, qos=args.qos)
         stream_file.write_bytes(stream)
         report["devices"] = len(community.devices)
         say(f"suite: {n} messages ({mix.sos} SOS), {len(community.devices)} devices, seed {args.seed}")
