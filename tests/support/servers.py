@@ -134,11 +134,14 @@ DEPLOY_MOSQUITTO = Path(__file__).parents[2] / "deploy" / "mosquitto"
 
 
 @contextmanager
-def deployed_mosquitto(workdir: Path, *, users: Mapping[str, str]) -> Iterator[Broker]:
+def deployed_mosquitto(
+    workdir: Path, *, users: Mapping[str, str], acl: str | None = None
+) -> Iterator[Broker]:
     """Mosquitto started from ``deploy/mosquitto/mosquitto.conf`` and its ``acl``, templated with
     a free loopback port and directories under ``workdir``; persistence on, as deployed.
 
     ``users`` (name → password) go into the password file; the first is the Broker's login.
+    ``acl``: this text instead of the shipped ACL (a site's edited or broken one).
     """
     binary = find_binary(MOSQUITTO_CANDIDATES, "mosquitto")
     passwd = find_binary(("/usr/bin/mosquitto_passwd",), "mosquitto_passwd")
@@ -151,7 +154,8 @@ def deployed_mosquitto(workdir: Path, *, users: Mapping[str, str]) -> Iterator[B
             [passwd, "-b", *create, str(password_file), user, password], check=True, capture_output=True
         )
     password_file.chmod(0o600)
-    shutil.copyfile(DEPLOY_MOSQUITTO / "acl", workdir / "acl")
+    acl_text = (DEPLOY_MOSQUITTO / "acl").read_text(encoding="utf-8") if acl is None else acl
+    (workdir / "acl").write_text(acl_text, encoding="utf-8")
     port = free_port()
     config = workdir / "mosquitto.conf"
     config.write_text(
