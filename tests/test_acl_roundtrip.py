@@ -19,7 +19,7 @@ from gmqtt.mqtt.constants import MQTTv311
 from hub.app import Hub
 from hub.clock import ManualClock
 from tests.conftest import server_missing
-from tests.helpers import COMMUNITY, SOS_BUTTON, eventually, hub_settings
+from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, eventually, hub_settings
 from tests.support.samples import SAMPLES
 from tests.support.servers import DEPLOY_MOSQUITTO, Broker, ServerMissingError, deployed_mosquitto
 
@@ -76,3 +76,35 @@ async def test_a_hub_denied_its_gateway_root_says_ready_and_never_sees_the_press
             status, body = response.status, await response.json()
         assert hub.pipeline.stats.messages == 0, "the press never reached the hub"
     assert status == 200, body
+
+
+async def test_the_shipped_acl_lets_a_hub_with_its_own_topic_prefix_notify(tmp_path: Path) -> None:
+    """The shipped ACL let the hub write under ``linli/`` only: a hub with another
+    ``mqtt.topic_prefix`` published every notification into a denied topic, which Mosquitto
+    acknowledges to a 3.1.1 client (PUBACK has no return code) and drops. The ACL is now a
+    template that follows the prefix, as mosquitto.conf is one for the port."""
+    users = {HUB_USER: HUB_PASSWORD, ROOT: GATEWAY_PASSWORD}
+    try:
+        with deployed_mosquitto(tmp_path / "mosquitto", users=users, topic_prefix="estate") as broker:
+            settings = hub_settings(
+                tmp_path,
+                broker,
+                sources=[{"family": "zigbee2mqtt", "base_topic": ROOT}],
+                mqtt={"url": broker.url, "client_id": "linli-hub-test", "topic_prefix": "estate"},
+            )
+            async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+                await eventually(hub.caught_up.is_set, within=20, what="the rule timers running")
+                # The hub's credential reads everything under the shipped ACL: it stands in
+                # for the command centre's app here.
+                centre = Phone(broker, client_id="centre")
+                await centre.start("estate/command-centre/notifications")
+                gateway = gmqtt.Client("gw", clean_session=True)
+                gateway.set_auth_credentials(ROOT, GATEWAY_PASSWORD)
+                await gateway.connect(broker.host, broker.port, version=MQTTv311)
+                gateway.publish(f"{ROOT}/{SOS_BUTTON}", SOS, qos=1)
+                await eventually(lambda: hub.pipeline.stats.messages, within=10, what="the press")
+                await eventually(lambda: centre.messages, within=10, what="the command centre told")
+                await gateway.disconnect()
+                await centre.stop()
+    except ServerMissingError as exc:
+        server_missing(str(exc))

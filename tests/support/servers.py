@@ -135,13 +135,14 @@ DEPLOY_MOSQUITTO = Path(__file__).parents[2] / "deploy" / "mosquitto"
 
 @contextmanager
 def deployed_mosquitto(
-    workdir: Path, *, users: Mapping[str, str], acl: str | None = None
+    workdir: Path, *, users: Mapping[str, str], acl: str | None = None, topic_prefix: str = "linli"
 ) -> Iterator[Broker]:
     """Mosquitto started from ``deploy/mosquitto/mosquitto.conf`` and its ``acl``, templated with
     a free loopback port and directories under ``workdir``; persistence on, as deployed.
 
     ``users`` (name → password) go into the password file; the first is the Broker's login.
-    ``acl``: this text instead of the shipped ACL (a site's edited or broken one).
+    ``acl``: this text instead of the shipped ACL (a site's edited or broken one); either is a
+    template too (``${TOPIC_PREFIX}``: the hubs' ``mqtt.topic_prefix``).
     """
     binary = find_binary(MOSQUITTO_CANDIDATES, "mosquitto")
     passwd = find_binary(("/usr/bin/mosquitto_passwd",), "mosquitto_passwd")
@@ -155,7 +156,7 @@ def deployed_mosquitto(
         )
     password_file.chmod(0o600)
     acl_text = (DEPLOY_MOSQUITTO / "acl").read_text(encoding="utf-8") if acl is None else acl
-    (workdir / "acl").write_text(acl_text, encoding="utf-8")
+    (workdir / "acl").write_text(Template(acl_text).substitute(TOPIC_PREFIX=topic_prefix), encoding="utf-8")
     port = free_port()
     config = workdir / "mosquitto.conf"
     config.write_text(
