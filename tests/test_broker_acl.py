@@ -104,9 +104,9 @@ class Site:
     passwords: dict[str, str] = field(repr=False)
 
 
-def generate(tmp_path: Path, port: int) -> Path:
+def generate(tmp_path: Path, port: int, *, text: str = REGISTRY, gateways: tuple[str, ...] = ()) -> Path:
     registry = tmp_path / "community.yaml"
-    registry.write_text(REGISTRY, encoding="utf-8")
+    registry.write_text(text, encoding="utf-8")
     data = ["--data-dir", str(tmp_path / "data")]
     runner = CliRunner()
     assert runner.invoke(main, ["community", "import", str(registry), *data]).exit_code == 0
@@ -123,6 +123,7 @@ def generate(tmp_path: Path, port: int) -> Path:
             "--run-as",
             getpass.getuser(),
             *data,
+            *(arg for name in gateways for arg in ("--gateway", name)),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -234,6 +235,34 @@ async def test_a_worker_reads_only_his_own_notifications(site: Site) -> None:
     assert boss.messages == [("linli/command-centre/notifications", b"for the command centre")]
     for client in (hub, night, day, boss):
         await client.stop()
+
+
+#: The test community with a Zigbee2MQTT root of its own (docs/deploy.md, step 3).
+OWN_ROOT = f"zigbee2mqtt-{COMMUNITY}"
+REGISTRY_WITH_OWN_ROOT = REGISTRY.replace(
+    "    grids:\n", f"    sources: [{{family: zigbee2mqtt, base_topic: {OWN_ROOT}}}]\n    grids:\n", 1
+)
+
+
+async def test_the_generated_acl_covers_a_communitys_own_gateway_root(tmp_path: Path) -> None:
+    """``linli broker config`` granted the gateway topics of the hub-wide ``sources`` only. A
+    community's own root (its ``sources`` in the registry, which the hub subscribes to) was in
+    no rule: Mosquitto granted the hub's SUBSCRIBE and delivered nothing, and the gateway's
+    publishes there were acknowledged and dropped — every press of that community lost."""
+    assert REGISTRY_WITH_OWN_ROOT != REGISTRY
+    port = free_port()
+    out = generate(tmp_path, port, text=REGISTRY_WITH_OWN_ROOT, gateways=(OWN_ROOT,))
+    acl = (out / "acl").read_text(encoding="utf-8")
+    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
+    site = Site("127.0.0.1", port, passwords)
+    with run_mosquitto(out / "mosquitto.conf", port):
+        hub = await Client(site, "linli-hub", "hub").start(f"{OWN_ROOT}/#")
+        gateway = await Client(site, OWN_ROOT, "gw").start()
+        gateway.client.publish(f"{OWN_ROOT}/0x01", b'{"action":"emergency"}', qos=1)
+        await asyncio.sleep(SETTLE_S)
+        await gateway.stop()
+        await hub.stop()
+    assert hub.topics() == {f"{OWN_ROOT}/0x01"}, acl
 
 
 async def test_another_user_cannot_take_over_the_hubs_client_id() -> None:

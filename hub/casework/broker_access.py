@@ -68,8 +68,21 @@ class BrokerAccess:
         return [u.name for u in self.users if kind is None or u.kind is kind]
 
 
+def own_sources(communities: Iterable[Community]) -> list[FamilySource]:
+    """The communities' own gateway roots (their ``sources`` in the registry), as the hub
+    subscribes to them besides the hub-wide ``sources`` of its settings."""
+    return [source.as_family_source() for c in communities for source in c.sources]
+
+
+def hub_gateway_filters(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:
+    """The gateway topic filters a hub subscribes to: the hub-wide sources' and each community's own."""
+    return AdapterRouter(sources=[*sources, *own_sources(communities)]).subscriptions()
+
+
 def gateway_topics(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:
-    """Topic filters gateways publish on: each family's, the native one per registered community."""
+    """Topic filters gateways publish on: each family's, the native one per registered community,
+    and each community's own roots."""
+    communities = list(communities)
     codes = [c.code for c in communities]
     topics: list[str] = []
     for source in sources:
@@ -78,6 +91,7 @@ def gateway_topics(sources: Sequence[FamilySource], communities: Iterable[Commun
             topics += [f"{base}/{code}/devices/+/events" for code in codes]
         else:
             topics += AdapterRouter(sources=[source]).subscriptions()
+    topics += AdapterRouter(sources=own_sources(communities)).subscriptions()
     return list(dict.fromkeys(topics))
 
 
@@ -103,7 +117,9 @@ def broker_access(
         name=hub_user,
         kind=UserKind.HUB,
         topics=(
-            *(("read", t) for t in AdapterRouter(sources=list(sources)).subscriptions()),
+            # Exactly what the hub subscribes to. Mosquitto grants a SUBSCRIBE it may not read
+            # and drops the messages at delivery, so a root missing here is silent loss.
+            *(("read", t) for t in hub_gateway_filters(sources, communities)),
             ("read", replies.subscription()),
             ("write", notifications),
             ("write", command_centre),
