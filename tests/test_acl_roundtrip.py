@@ -2,7 +2,10 @@
 
 Mosquitto with a plain ``acl_file`` grants a SUBSCRIBE for a filter the client may not read
 (SUBACK with the granted QoS, MQTT 3.1.1 §3.9.3) and then leaves the messages out at delivery.
-The hub cannot see that from the SUBACK, so it says ready. All against real Mosquitto.
+The hub cannot see that from the SUBACK, so it says ready. ``linli doctor --gateway-mqtt``
+publishes a probe on each gateway topic the hub subscribes to, as a gateway's credential, and
+says when the hub's credential does not receive it. Against real Mosquitto (and the embedded
+broker for a broker without MQTT 5).
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from pathlib import Path
 import aiohttp
 import gmqtt
 import pytest
+import yaml
+from click.testing import CliRunner
 from gmqtt.mqtt.constants import MQTTv311
 
 from hub.app import Hub
+from hub.broker import AclRules, EmbeddedBroker
+from hub.cli import main
 from hub.clock import ManualClock
 from tests.conftest import server_missing
-from tests.helpers import COMMUNITY, SOS_BUTTON, Phone, eventually, hub_settings
+from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, Phone, eventually, hub_settings
 from tests.support.samples import SAMPLES
 from tests.support.servers import DEPLOY_MOSQUITTO, Broker, ServerMissingError, deployed_mosquitto
 
@@ -31,6 +38,8 @@ HUB_USER, HUB_PASSWORD = "linli", "hub-test-secret"
 #: The community's own Zigbee2MQTT root, and its gateway's user name (deploy/mosquitto/acl).
 ROOT = f"zigbee2mqtt-{COMMUNITY}"
 GATEWAY_PASSWORD = "gateway-test-secret"
+#: Another community's gateway: it may publish under its own root only.
+OTHER_ROOT, OTHER_PASSWORD = "zigbee2mqtt-110105001002", "other-gateway-secret"
 #: Long enough for a loopback broker to deliver what it is going to deliver.
 SETTLE_S = 1.0
 
@@ -55,10 +64,32 @@ def gateway_url(broker: Broker) -> str:
     return f"mqtt://{ROOT}:{GATEWAY_PASSWORD}@{broker.host}:{broker.port}"
 
 
-async def test_a_hub_denied_its_gateway_root_says_ready_and_never_sees_the_press(
+def doctor(tmp_path: Path, broker: Broker, *gateways: str) -> tuple[int, str]:
+    """``linli doctor --gateway-mqtt …`` for a hub configured like the tests' (blocking: a thread
+    when a hub runs on the test's loop)."""
+    registry = tmp_path / "community.yaml"
+    if not registry.exists():
+        registry.write_text(REGISTRY, encoding="utf-8")
+    config = tmp_path / "doctor.yaml"
+    settings = {
+        "data_dir": str(tmp_path / "doctor-data"),
+        "community_file": str(registry),
+        "sources": [{"family": "zigbee2mqtt", "base_topic": ROOT}],
+        "mqtt": {"url": broker.url},
+    }
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    args = ["doctor", "--config", str(config), *(a for url in gateways for a in ("--gateway-mqtt", url))]
+    result = CliRunner().invoke(main, args)
+    for secret in (HUB_PASSWORD, GATEWAY_PASSWORD, OTHER_PASSWORD):
+        assert secret not in result.output, "secrets are never printed"
+    return result.exit_code, result.output
+
+
+async def test_a_hub_denied_its_gateway_root_says_ready_and_linli_doctor_finds_it(
     tmp_path: Path, narrowed: Broker
 ) -> None:
-    """The gap itself: SUBACK granted, ``/readyz`` 200, and the SOS press never reaches the hub."""
+    """The gap itself: SUBACK granted, ``/readyz`` 200, the SOS press never reaches the hub —
+    and the doctor's round trip, run beside the hub, names the root the hub cannot read."""
     settings = hub_settings(tmp_path, narrowed, sources=[{"family": "zigbee2mqtt", "base_topic": ROOT}])
     async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
         await eventually(hub.caught_up.is_set, within=20, what="the rule timers running")
@@ -75,7 +106,61 @@ async def test_a_hub_denied_its_gateway_root_says_ready_and_never_sees_the_press
         ):
             status, body = response.status, await response.json()
         assert hub.pipeline.stats.messages == 0, "the press never reached the hub"
-    assert status == 200, body
+        assert status == 200, body
+        code, output = await asyncio.to_thread(doctor, tmp_path, narrowed, gateway_url(narrowed))
+    assert code == 1, output
+    assert (
+        f"[error] 网关往返：代理接受了 '{ROOT}' 在 {ROOT}/linli-doctor 上发布的探测消息，却没有投递给"
+        f"已订阅 {ROOT}/# 的 hub 凭据 'linli'"
+    ) in output, output
+    assert (
+        f"the broker accepted a probe from '{ROOT}' on {ROOT}/linli-doctor and never delivered it" in output
+    )
+    assert "every SOS press from that gateway is dropped silently" in output
+
+
+async def test_the_round_trip_passes_on_the_shipped_acl_beside_a_running_hub(tmp_path: Path) -> None:
+    """The shipped ACL: the probe arrives. A running hub gets it too and drops it, counted, not
+    quarantined. Another community's gateway may not publish on this root (MQTT 5 PUBACK 0x87):
+    with it alone the root is not checked (a warning), with both the right one proves it."""
+    users = {HUB_USER: HUB_PASSWORD, ROOT: GATEWAY_PASSWORD, OTHER_ROOT: OTHER_PASSWORD}
+    try:
+        with deployed_mosquitto(tmp_path / "mosquitto", users=users) as broker:
+            settings = hub_settings(tmp_path, broker, sources=[{"family": "zigbee2mqtt", "base_topic": ROOT}])
+            other = f"mqtt://{OTHER_ROOT}:{OTHER_PASSWORD}@{broker.host}:{broker.port}"
+            async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+                await eventually(hub.caught_up.is_set, within=20, what="the rule timers running")
+                code, output = await asyncio.to_thread(doctor, tmp_path, broker, other, gateway_url(broker))
+                await eventually(lambda: hub.pipeline.stats.doctor_probes, within=5, what="the probe")
+                assert hub.pipeline.stats.quarantined == 0, "a probe is no bad input"
+                alone, warned = await asyncio.to_thread(doctor, tmp_path, broker, other)
+                unchecked, hint = await asyncio.to_thread(doctor, tmp_path, broker)
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+    assert code == 0, output
+    assert "[ok] 网关往返：1 个网关主题的探测消息到达了 hub 凭据 'linli'" in output, output
+    assert "gateway round trip: a probe on each of 1 gateway topic(s) reached the hub's credential" in output
+    assert alone == 0, warned
+    assert f"[warn] 网关往返：未检查 {ROOT}/linli-doctor" in warned, warned
+    assert f"the broker refused the publish to every credential given ('{OTHER_ROOT}'; PUBACK 0x87)" in warned
+    assert unchecked == 0 and "[warn] 网关往返未检查：用 --gateway-mqtt 给出网关的凭据" in hint, hint
+
+
+async def test_without_mqtt_5_a_probe_that_does_not_arrive_is_an_error_saying_both_causes(
+    tmp_path: Path,
+) -> None:
+    """The embedded broker speaks MQTT 3.1.1 only: no PUBACK reason code tells a refused publish
+    from a dropped delivery, and a press would be lost either way."""
+    acl = AclRules.parse(NARROWED_ACL.replace("${TOPIC_PREFIX}", "linli"))
+    users = {HUB_USER: HUB_PASSWORD, ROOT: GATEWAY_PASSWORD}
+    async with EmbeddedBroker(host="127.0.0.1", port=0, users=users, acl=acl) as embedded:
+        broker = Broker("127.0.0.1", embedded.port, HUB_USER, HUB_PASSWORD)
+        code, output = await asyncio.to_thread(doctor, tmp_path, broker, gateway_url(broker))
+    assert code == 1, output
+    assert f"[error] 网关往返：'{ROOT}' 在 {ROOT}/linli-doctor 上发布的探测消息 3 秒内没有到达" in output, (
+        output
+    )
+    assert "the broker does not say why (MQTT 3.1.1): either it may not publish there" in output
 
 
 async def test_the_shipped_acl_lets_a_hub_with_its_own_topic_prefix_notify(tmp_path: Path) -> None:

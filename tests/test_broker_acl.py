@@ -314,6 +314,8 @@ def test_doctor_passes_on_mosquitto_with_the_generated_configuration(tmp_path: P
         code, output = doctor(hub, sensor, tmp_path / "data")
     assert "[ok] sensor credential 'linli-gateway' cannot publish a worker reply" in output
     assert "[ok] sensor credential 'linli-gateway' cannot read notifications" in output
+    # The sensor's credential is a gateway's: the round trip runs with it, on every gateway filter.
+    assert "[ok] 网关往返：7 个网关主题的探测消息到达了 hub 凭据 'linli-hub'" in output, output
     assert code == 0, output
 
 

@@ -28,6 +28,7 @@ from adapters.router import AdapterRouter, Family, FamilySource
 from hub.casework.replies import ReplyTopics
 from hub.community.model import Community
 from hub.errors import ConfigError
+from hub.mqtt.roundtrip import ProbeTarget, probe_topic
 from hub.notify.routing import COMMAND_CENTRE
 from hub.records import Role
 
@@ -77,6 +78,29 @@ def own_sources(communities: Iterable[Community]) -> list[FamilySource]:
 def hub_gateway_filters(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:
     """The gateway topic filters a hub subscribes to: the hub-wide sources' and each community's own."""
     return AdapterRouter(sources=[*sources, *own_sources(communities)]).subscriptions()
+
+
+def probe_targets(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[ProbeTarget]:
+    """A topic per gateway filter of the hub for ``linli doctor``'s round trip to publish a probe on.
+
+    A native filter of the hub-wide source (``linli/+/devices/+/events``) gets one topic per
+    registered community: gateways may publish native events for registered communities only
+    (:func:`gateway_topics`), so a probe under an invented community would prove nothing.
+    """
+    communities = list(communities)
+    codes = [c.code for c in communities]
+    targets: dict[str, ProbeTarget] = {}
+    for source in [*sources, *own_sources(communities)]:
+        for topic_filter in source.subscriptions():
+            topics = [probe_topic(topic_filter)]
+            if source.family is Family.NATIVE and not source.application and codes:
+                level = f"{source.base}/+/"
+                topics = [
+                    probe_topic(topic_filter.replace(level, f"{source.base}/{code}/", 1)) for code in codes
+                ]
+            for topic in topics:
+                targets.setdefault(topic, ProbeTarget(topic_filter=topic_filter, topic=topic))
+    return list(targets.values())
 
 
 def gateway_topics(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:

@@ -18,6 +18,7 @@ from hub.cases.policies import load_policies
 from hub.casework.access import needs_person
 from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, one_hub_per_data_dir, run_until_done
+from hub.cli.roundtrip import gateway_round_trip
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
 from hub.community.files import load_yaml
 from hub.config import Settings, load_config
@@ -258,11 +259,27 @@ def token(name: str | None, role: str, person: str | None) -> None:
     help="A sensor/gateway credential (mqtt://user:pass@host:port; or LINLI_DOCTOR_SENSOR_MQTT):"
     " prove it can neither publish a worker reply nor read a notification.",
 )
-def doctor(config_file: Path | None, mqtt_url: str | None, sensor_url: str | None) -> None:
+@click.option(
+    "--gateway-mqtt",
+    "gateway_urls",
+    metavar="URL",
+    multiple=True,
+    envvar="LINLI_DOCTOR_GATEWAY_MQTT",
+    help="A gateway's credential (mqtt://user:pass@host:port; repeatable; or LINLI_DOCTOR_GATEWAY_MQTT,"
+    " space-separated): publish a probe on each gateway topic the hub subscribes to and check that"
+    " the hub's credential receives it.",
+)
+def doctor(
+    config_file: Path | None, mqtt_url: str | None, sensor_url: str | None, gateway_urls: tuple[str, ...]
+) -> None:
     """Check the configuration, the MQTT broker and the time-series store; say what is wrong.
 
     With --sensor-mqtt it also tries, as that sensor, to write a worker reply and to read a
     notification, and reports FAIL if the broker lets either through (docs/security.md).
+
+    With --gateway-mqtt (and the --sensor-mqtt credential) it publishes a probe on each gateway
+    topic the hub subscribes to and reports an error when the hub's credential does not receive
+    it: a broker ACL that grants the subscription and drops the messages (docs/operations.md).
     """
     try:
         loaded = load_config(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
@@ -276,7 +293,7 @@ def doctor(config_file: Path | None, mqtt_url: str | None, sensor_url: str | Non
         click.echo(str(Finding(level=Level.WARN, message=f"configuration: {note}")))
 
     async def check() -> bool:
-        healthy = True
+        healthy = connected = True
         probe = HubMqttClient(
             url=settings.mqtt.parsed_url,
             client_id=f"{settings.mqtt.client_id}-doctor",
@@ -288,9 +305,11 @@ def doctor(config_file: Path | None, mqtt_url: str | None, sensor_url: str | Non
             click.echo(f"[ok] MQTT broker {settings.mqtt.parsed_url.redacted()} accepts our credentials")
             await probe.disconnect()
         except (LinliError, TimeoutError) as exc:
-            healthy = False
+            healthy = connected = False
             click.echo(f"[error] MQTT broker: {exc or 'no answer within 10 s'}")
+        publishers = [*gateway_urls, *([sensor_url] if sensor_url is not None else [])]
         findings = [
+            *(await gateway_round_trip(settings, publishers) if connected else []),
             *filter(None, [community_finding(settings)]),
             calendar_finding(settings, clock=start_clock(settings)),
             *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),

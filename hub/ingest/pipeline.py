@@ -25,6 +25,7 @@ from hub.ingest.alerts import record_signal
 from hub.ingest.device_state import DeviceState, DeviceStates
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.strangers import GROUP, UnknownDevices
+from hub.mqtt.roundtrip import is_probe
 from hub.notify.routing import Routing
 from hub.records import AlertChange
 from hub.storage.store import Store
@@ -81,6 +82,8 @@ class PipelineStats:
     #: Events a decoder kept without an impossible reading (``attrs.implausible``): each is
     #: also quarantined as ``implausible_value``, while the rest of its report counted.
     implausible_readings: int = 0
+    #: ``linli doctor``'s round-trip probes received (:mod:`hub.mqtt.roundtrip`), not quarantined.
+    doctor_probes: int = 0
 
 
 #: Per first topic level: ``(topic prefix, community)`` of the community-owned roots under it.
@@ -210,6 +213,12 @@ class Pipeline:
         self._events(rest, retain)
 
     def _reject(self, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:
+        if is_probe(payload):
+            # `linli doctor`'s round trip proving this root reaches the hub: the decoders refuse
+            # (or ignore) it by design, and it is no device's bad input to keep.
+            self.stats.doctor_probes += 1
+            log.info("linli doctor's round-trip probe on %r received", topic[:200])
+            return
         self.stats.quarantined += 1
         self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)
 
