@@ -21,10 +21,17 @@ import yaml
 from click.testing import CliRunner
 from gmqtt.mqtt.constants import MQTTv311
 
+from adapters.errors import DecodeError
+from adapters.router import AdapterRouter, Family, FamilySource
 from hub.app import Hub
 from hub.broker import AclRules, EmbeddedBroker
+from hub.broker.topics import topic_matches
+from hub.casework.broker_access import hub_gateway_filters, own_sources, probe_targets
 from hub.cli import main
 from hub.clock import ManualClock
+from hub.community.model import CommunityFile
+from hub.community.registry import Registry
+from hub.mqtt.roundtrip import PROBE_MARK, is_probe
 from tests.conftest import server_missing
 from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, Phone, eventually, hub_settings
 from tests.support.samples import SAMPLES
@@ -193,3 +200,27 @@ async def test_the_shipped_acl_lets_a_hub_with_its_own_topic_prefix_notify(tmp_p
                 await centre.stop()
     except ServerMissingError as exc:
         server_missing(str(exc))
+
+
+def test_each_probe_matches_its_filter_and_no_decoder_takes_it_for_a_device() -> None:
+    """Every family's filters, hub-wide and a community's own: the probe topic is one the filter
+    matches, the native one is under a registered community (the only ones a gateway may write),
+    and each decoder ignores or refuses the probe, which the hub then drops as a probe."""
+    registry = REGISTRY.replace(
+        "    grids:\n", f"    sources: [{{family: tasmota, base_topic: {ROOT}}}]\n    grids:\n", 1
+    )
+    communities = CommunityFile.model_validate(yaml.safe_load(registry)).communities
+    hub_wide = [FamilySource(family) for family in Family if family is not Family.CHIRPSTACK_V3]
+    targets = probe_targets(hub_wide, communities)
+    router = AdapterRouter(sources=[*hub_wide, *own_sources(communities)])
+    assert {t.topic_filter for t in targets} == set(hub_gateway_filters(hub_wide, communities))
+    assert f"linli/{COMMUNITY}/devices/linli-doctor/events" in {t.topic for t in targets}
+    payload = PROBE_MARK + b'"0123456789abcdef"]'
+    assert is_probe(payload) and not is_probe(SOS)
+    for target in targets:
+        assert topic_matches(target.topic_filter, target.topic), target
+        try:
+            events = router.decode(target.topic, payload, PRESS, Registry(communities=communities))
+        except DecodeError:
+            continue
+        assert events == [], target

@@ -104,7 +104,7 @@ class RoundTripReport:
     unreachable: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Probe:
     target: ProbeTarget
     user: str
@@ -126,7 +126,7 @@ def _user(url: MqttUrl) -> str:
 class _Listener:
     """The hub's credential on a throw-away clean session, subscribed to the hub's filters."""
 
-    def __init__(self, url: MqttUrl, filters: Sequence[str], tls_ca_file: str | None) -> None:
+    def __init__(self, *, url: MqttUrl, filters: Sequence[str], tls_ca_file: str | None) -> None:
         self.url = url
         self.filters = list(filters)
         self.nonces: set[str] = set()
@@ -158,7 +158,7 @@ class _Listener:
 class _Publisher:
     """One given credential; records each probe's PUBACK reason code (MQTT 5) by packet id."""
 
-    def __init__(self, url: MqttUrl, tls_ca_file: str | None) -> None:
+    def __init__(self, *, url: MqttUrl, tls_ca_file: str | None) -> None:
         self.url = url
         self.client = Client(f"{PROBE_NAME}-gw-{secrets.token_hex(4)}", clean_session=True)
         if url.username is not None:
@@ -237,7 +237,7 @@ def _outcome(target: ProbeTarget, probes: Sequence[_Probe], refused: set[str]) -
     return RoundTrip(target=target, outcome=Outcome.UNCONFIRMED, publishers=users)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Run:
     probes: list[_Probe] = field(default_factory=list)
     unreachable: list[tuple[str, str]] = field(default_factory=list)
@@ -257,7 +257,9 @@ async def round_trip(
     publisher that cannot connect is reported in :attr:`RoundTripReport.unreachable`.
     """
     filters = list(dict.fromkeys(t.topic_filter for t in targets))
-    listener = _Listener(hub_url, filters, tls_ca_file)
+    if not targets:
+        return RoundTripReport(results=())
+    listener = _Listener(url=hub_url, filters=filters, tls_ca_file=tls_ca_file)
     started: list[_Publisher] = []
     run = _Run()
     try:
@@ -266,7 +268,7 @@ async def round_trip(
         except TimeoutError as exc:
             raise MqttError(f"no SUBACK from {hub_url.redacted()} within {CONNECT_TIMEOUT_S:.0f} s") from exc
         for url in publishers:
-            publisher = _Publisher(url, tls_ca_file)
+            publisher = _Publisher(url=url, tls_ca_file=tls_ca_file)
             try:
                 await publisher.start()
             except MqttError as exc:
