@@ -217,6 +217,9 @@ def test_each_probe_matches_its_filter_and_no_decoder_takes_it_for_a_device() ->
     assert f"linli/{COMMUNITY}/devices/linli-doctor/events" in {t.topic for t in targets}
     payload = PROBE_MARK + b'"0123456789abcdef"]'
     assert is_probe(payload) and not is_probe(SOS)
+    # Bad input behind the mark is not a probe: it is quarantined like any other.
+    assert not is_probe(PROBE_MARK + b'"' + b"x" * 200 + b'"]')
+    assert not is_probe(PROBE_MARK + b'{"action":"sos"}')
     for target in targets:
         assert topic_matches(target.topic_filter, target.topic), target
         try:

@@ -216,8 +216,10 @@ class Pipeline:
         if is_probe(payload):
             # `linli doctor`'s round trip proving this root reaches the hub: the decoders refuse
             # (or ignore) it by design, and it is no device's bad input to keep.
+            # Counted (``doctor_probes``), logged at debug only: a credential that may publish
+            # here could otherwise flood the log with them.
             self.stats.doctor_probes += 1
-            log.info("linli doctor's round-trip probe on %r received", topic[:200])
+            log.debug("linli doctor's round-trip probe on %r received", topic[:200])
             return
         self.stats.quarantined += 1
         self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)

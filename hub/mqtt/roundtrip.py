@@ -57,9 +57,14 @@ SUBACK_FAILURE = 0x80
 PUBACK_ERROR = 0x80
 
 
+#: A probe is the mark, a short nonce and ``"]``: nothing longer is taken for one, so a gateway
+#: cannot hide bad input from the quarantine behind the mark.
+PROBE_MAX_BYTES = 96
+
+
 def is_probe(payload: bytes) -> bool:
     """Whether a message is a doctor's probe (the hub drops it, counted, instead of quarantining it)."""
-    return payload.startswith(PROBE_MARK)
+    return len(payload) <= PROBE_MAX_BYTES and payload.startswith(PROBE_MARK) and payload.endswith(b'"]')
 
 
 def probe_topic(topic_filter: str) -> str:
