@@ -136,3 +136,65 @@ def test_the_replacement_is_installed_and_takes_the_common_packets() -> None:
     assert _run(handler._handle_publish_packet, 0x30, packet(b"t", b"x", 0, 0), seen) == [
         ("message", "t", b"x", 0, False, False)
     ]
+
+
+# -- the chunk splitter (hub.mqtt.client._split_packets) against gmqtt's _read_packet ------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _gmqtt_split(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
+    """What gmqtt's ``_read_packet`` hands on for ``data``, and the bytes it says it used."""
+    from gmqtt.mqtt.protocol import MQTTProtocol
+
+    got: list[tuple[int, bytes]] = []
+    protocol = MQTTProtocol.__new__(MQTTProtocol)
+    protocol._connection = mock.Mock(put_package=lambda pkg: got.append((pkg.cmd, bytes(pkg.data))))
+    used = MQTTProtocol._read_packet(protocol, data)
+    return used, got
+
+
+_packet = st.tuples(
+    st.sampled_from([0x30, 0x31, 0x32, 0x3A, 0x20, 0x40, 0x90, 0xD0]),
+    st.binary(max_size=300) | st.binary(min_size=16_384, max_size=16_500),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(packets=st.lists(_packet, max_size=12), cut=st.integers(min_value=0, max_value=8))
+def test_chunks_split_as_gmqtt_splits_them(packets: list[tuple[int, bytes]], cut: int) -> None:
+    from hub.mqtt.client import _split_packets
+
+    data = b"".join(bytes([cmd]) + _varint(len(body)) + body for cmd, body in packets)
+    data = data[: max(0, len(data) - cut)]  # a chunk may end inside a packet
+    got: list[tuple[int, bytes]] = []
+    used = _split_packets(
+        data,
+        lambda cmd, body: got.append((cmd, bytes(body))),
+        lambda pkg: got.append((pkg.cmd, bytes(pkg.data))),
+    )
+    assert (used, got) == _gmqtt_split(data)
+
+
+def test_a_failing_publish_handler_does_not_stop_the_chunk_and_bad_lengths_are_refused() -> None:
+    from hub.mqtt.client import _split_packets
+
+    got: list[bytes] = []
+
+    def publish(cmd: int, body: bytes) -> None:
+        if body == b"boom":
+            raise ValueError("boom")
+        got.append(body)
+
+    data = b"".join(b"\x30" + _varint(len(b)) + b for b in (b"a", b"boom", b"c"))
+    assert _split_packets(data, publish, got.append) == len(data)
+    assert got == [b"a", b"c"]
+    # A remaining length of five bytes is malformed [MQTT-2.2.3]: gmqtt drops the connection.
+    assert _split_packets(b"\x30\xff\xff\xff\xff\x01", publish, got.append) == -1
