@@ -7,8 +7,9 @@ and advance it instead of sleeping.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 
@@ -105,3 +106,102 @@ def local(ts: float, zone: ZoneInfo) -> datetime:
 def iso(ts: float) -> str:
     """RFC 3339 UTC, millisecond precision: the API's timestamp format."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def clock_span(clock: Clock, wall: float) -> float:
+    """Seconds of ``clock`` time that pass in ``wall`` seconds (the inverse of :func:`wall_delay`)."""
+    return wall * clock.speed if isinstance(clock, ScaledClock) else wall
+
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+class Deadlines(Generic[Key]):
+    """Deadlines on the hub's clock, each also tracked on the monotonic clock: due by either.
+
+    Why: a deadline people wait on (an escalation step, the retry of a notification whose
+    delivery failed) is a wall-clock time, because that is what survives a restart. When NTP
+    steps the wall clock back an hour, such a time comes an hour late: an unacknowledged SOS
+    not escalated for an hour. So while the process runs, each deadline also gets a due time
+    on the monotonic clock (which no step moves) when it is set, and it is due when *either*
+    comes. After a forward step the wall-clock time comes first, as before.
+
+    The hub's time itself is not moved (riding a step out on the monotonic clock would leave
+    shifts and SLAs off by the step for good). Only :meth:`now` tells, per deadline, how far
+    the hub's time has got since the deadline was set *as the monotonic clock counts it*: the
+    ``now`` to plan that deadline's work with, so that what fell due is found due and the next
+    deadline is timed from there (and tracked from there).
+
+    ``monotonic=None`` tracks nothing: a :class:`ManualClock` hub's time moves only when a
+    test says so, and the real monotonic clock beside it would count the test's own seconds.
+    Plain scans, no heap: a round looks at every tracked key (about a microsecond each, and a
+    hub has at most thousands open). One owner, on the event loop.
+    """
+
+    def __init__(self, *, clock: Clock, monotonic: Callable[[], float] | None = time.monotonic) -> None:
+        self._clock = clock
+        self._monotonic = monotonic
+        #: Key → (its deadline on the hub's clock, its due time on the monotonic clock).
+        self._due: dict[Key, tuple[float, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._due
+
+    def set(self, key: Key, deadline: float | None, *, now: float | None = None) -> None:
+        """``key`` is next due at ``deadline`` (``None``: no longer), worked out at hub time ``now``.
+
+        ``now`` defaults to the clock's; pass the key's :meth:`now` when the deadline was
+        planned with it, so that its monotonic due time counts from the same moment.
+        """
+        if deadline is None:
+            self._due.pop(key, None)
+        elif self._monotonic is not None:
+            at = self._clock.now() if now is None else now
+            self._due[key] = (deadline, self._monotonic() + wall_delay(self._clock, deadline - at))
+
+    def forget(self, key: Key) -> None:
+        self._due.pop(key, None)
+
+    def deadline(self, key: Key) -> float | None:
+        """The deadline tracked for ``key`` on the hub's clock (``None``: none)."""
+        tracked = self._due.get(key)
+        return tracked[0] if tracked is not None else None
+
+    def now(self, key: Key) -> float:
+        """The hub's time for ``key``: the clock's or, if later, the deadline's own reckoning.
+
+        That reckoning is the moment the deadline was set plus the monotonic seconds since:
+        without a step both agree (to the clocks' drift, and the clock's wins); after a step
+        back it is where the clock would be had it not stepped.
+        """
+        wall = self._clock.now()
+        tracked = self._due.get(key)
+        if tracked is None or self._monotonic is None:
+            return wall
+        deadline, due = tracked
+        return max(wall, deadline + clock_span(self._clock, self._monotonic() - due))
+
+    def fallen_due(self) -> dict[Key, float]:
+        """Keys whose monotonic due time has come, with their deadline on the hub's clock.
+
+        They stay tracked until their owner sets the next deadline (or forgets them), so a
+        round that failed to work one finds it again.
+        """
+        if self._monotonic is None or not self._due:
+            return {}
+        mono = self._monotonic()
+        return {key: deadline for key, (deadline, due) in self._due.items() if due <= mono}
+
+    def next_in(self) -> float | None:
+        """Real seconds until the earliest monotonic due time still to come (``None``: none).
+
+        Keys fallen due already are left out (their owner works them each round until it sets
+        their next deadline): one it cannot work must not make its loop spin.
+        """
+        if self._monotonic is None or not self._due:
+            return None
+        mono = self._monotonic()
+        return min((due - mono for _, due in self._due.values() if due > mono), default=None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hub.app import Hub
-from hub.clock import ManualClock
+from hub.clock import Deadlines, ManualClock
 from tests.helpers import SOS_BUTTON, hub_settings
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -22,6 +22,35 @@ SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
 #: Never connected: these tests drive the hub's stages by hand.
 NO_BROKER = Broker("127.0.0.1", 9, "linli", "unused")
 HOUR = 3600.0
+
+
+class Monotonic:
+    """CLOCK_MONOTONIC by hand: it moves only forward, and a step of the wall clock leaves it alone."""
+
+    def __init__(self) -> None:
+        self.value = 1_000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+    def advance(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.value += seconds
+
+
+class Stepping:
+    """The hub's wall clock and the monotonic clock: time passes on both; a step moves the wall only."""
+
+    def __init__(self, *, start: float) -> None:
+        self.wall = ManualClock(start=start)
+        self.monotonic = Monotonic()
+
+    def pass_(self, seconds: float) -> None:
+        self.wall.advance(seconds)
+        self.monotonic.advance(seconds)
+
+    def step(self, seconds: float) -> None:
+        self.wall.set(self.wall.now() + seconds)
 
 
 def offline(hub: Hub) -> list[str]:
@@ -42,8 +71,34 @@ def run(hub: Hub) -> None:
     hub.run_due_rules()
 
 
+def test_a_deadline_is_due_by_whichever_clock_comes_first() -> None:
+    clocks = Stepping(start=T0)
+    deadlines: Deadlines[str] = Deadlines(clock=clocks.wall, monotonic=clocks.monotonic)
+    deadlines.set("a", T0 + 60)
+    assert deadlines.fallen_due() == {} and deadlines.next_in() == 60
+    clocks.pass_(10)
+    clocks.step(-HOUR)
+    assert deadlines.now("a") == T0 + 10  # the deadline's reckoning, not the stepped clock's
+    assert deadlines.now("untracked") == T0 + 10 - HOUR
+    clocks.pass_(50)
+    assert deadlines.fallen_due() == {"a": T0 + 60} and deadlines.next_in() is None
+    deadlines.set("a", T0 + 120, now=deadlines.now("a"))  # worked: the next one, from its own time
+    assert deadlines.fallen_due() == {} and deadlines.next_in() == 60
+    clocks.step(2 * HOUR)  # forward: the wall clock comes first, and now() is the clock's
+    assert deadlines.now("a") == T0 + 60 + HOUR
+    deadlines.set("a", None)
+    assert "a" not in deadlines and deadlines.next_in() is None
+    inert: Deadlines[str] = Deadlines(clock=clocks.wall, monotonic=None)
+    inert.set("a", T0)
+    assert "a" not in inert and inert.fallen_due() == {} and inert.now("a") == clocks.wall.now()
+
+
 def test_a_backward_step_neither_resends_nor_loses_an_escalation(tmp_path: Path) -> None:
-    """SOS chain: +60 s next worker and grid leader, +180 s the command-centre supervisor."""
+    """SOS chain: +60 s next worker and grid leader, +180 s the command-centre supervisor.
+
+    A hub with no monotonic clock (a bare manual clock): the step after the back step comes
+    when the wall clock reaches it, an hour late, but once.
+    """
     clock = ManualClock(start=T0)
     hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clock)
     try:
