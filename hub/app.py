@@ -26,7 +26,8 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -205,11 +206,17 @@ class Hub:
         clock: Clock | None = None,
         registry: Registry | None = None,
         rules: Sequence[Rule] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
+        # Notification retries are also tracked on this clock, so a wall-clock step back does
+        # not hold them up. A manual clock's hub tracks nothing unless a test gives it one: its
+        # time moves only when told, and the real monotonic clock would count the test's own
+        # seconds as time passing.
+        self.monotonic = monotonic or (None if isinstance(self.clock, ManualClock) else time.monotonic)
         # Elders' data and credentials live here: owner-only (hub.files).
         private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
@@ -306,6 +313,7 @@ class Hub:
             webhooks=self.webhooks,
             scope=self.cluster.scope if self.cluster else lambda: None,
             on_published=self.sos_trace.published,
+            monotonic=self.monotonic,
         )
         self.timeseries = open_sink(
             settings.timeseries,

@@ -9,13 +9,20 @@ so a step *due* after a backward step of Δ comes Δ later — the documented li
 
 from __future__ import annotations
 
+import asyncio
+import random
 from pathlib import Path
 
 from hub.app import Hub
 from hub.clock import Deadlines, ManualClock
-from tests.helpers import SOS_BUTTON, hub_settings
+from hub.ingest.alerts import record_signal
+from hub.notify.dispatch import Dispatcher
+from hub.storage.store import Store
+from tests.helpers import SOS_BUTTON, eventually, hub_settings
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
+from tests.test_dispatch_faults import FakeMqtt
+from tests.test_store import SUBJECT, WORKER, signal
 
 T0 = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai: the night worker is on duty
 SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
@@ -91,6 +98,89 @@ def test_a_deadline_is_due_by_whichever_clock_comes_first() -> None:
     inert: Deadlines[str] = Deadlines(clock=clocks.wall, monotonic=None)
     inert.set("a", T0)
     assert "a" not in inert and inert.fallen_due() == {} and inert.now("a") == clocks.wall.now()
+
+
+async def test_a_backward_step_does_not_delay_the_retry_of_a_failed_notification(tmp_path: Path) -> None:
+    """The SOS notice's first delivery fails; the clock steps back an hour before its retry is due."""
+    clocks = Stepping(start=T0)
+    store = Store(path=tmp_path / "s.sqlite3")
+    mqtt = FlakyMqtt(failures=1)
+    mqtt.connected.set()
+    dispatcher = Dispatcher(
+        store=store,
+        mqtt=mqtt,  # type: ignore[arg-type]
+        clock=clocks.wall,
+        monotonic=clocks.monotonic,
+        rng=random.Random(7),
+    )
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+        record_signal(store, signal(ts=T0), SUBJECT, [WORKER])
+        dispatcher.wake()
+        await eventually(lambda: dispatcher.failed_attempts == 1, within=2, what="the failed attempt")
+        clocks.step(-HOUR)
+        dispatcher.wake()
+        await asyncio.sleep(0.2)
+        assert len(mqtt.sent) == 1, "not retried before its backoff (0.5-1 s) passed"
+        clocks.pass_(1.0)  # the backoff has passed on the monotonic clock; the wall is an hour short
+        dispatcher.wake()
+        await eventually(lambda: dispatcher.delivered == 1, within=2, what="the retry, on time")
+        assert store.pending_notifications(now=T0 + HOUR) == []
+        for _ in range(3):  # later rounds, and the wall clock passing the stored retry time
+            clocks.pass_(HOUR / 2)
+            dispatcher.wake()
+            await asyncio.sleep(0.1)
+        assert len(mqtt.sent) == 2 and dispatcher.delivered == 1, "retried once, delivered once"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+async def test_a_forward_step_retries_a_failed_notification_once(tmp_path: Path) -> None:
+    clocks = Stepping(start=T0)
+    store = Store(path=tmp_path / "s.sqlite3")
+    mqtt = FlakyMqtt(failures=1)
+    mqtt.connected.set()
+    dispatcher = Dispatcher(
+        store=store,
+        mqtt=mqtt,  # type: ignore[arg-type]
+        clock=clocks.wall,
+        monotonic=clocks.monotonic,
+        rng=random.Random(7),
+    )
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+        record_signal(store, signal(ts=T0), SUBJECT, [WORKER])
+        dispatcher.wake()
+        await eventually(lambda: dispatcher.failed_attempts == 1, within=2, what="the failed attempt")
+        clocks.step(HOUR)
+        dispatcher.wake()
+        await eventually(lambda: dispatcher.delivered == 1, within=2, what="the retry, due by the wall clock")
+        clocks.pass_(5.0)  # its monotonic due time passes too
+        dispatcher.wake()
+        await asyncio.sleep(0.2)
+        assert len(mqtt.sent) == 2 and dispatcher.delivered == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+class FlakyMqtt(FakeMqtt):
+    """The first ``failures`` publishes break (the connection dropped under the write), the rest go."""
+
+    def __init__(self, *, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        if len(self.sent) < self.failures:
+            self.sent.append(payload)
+            raise ConnectionError("connection lost")
+        return super().publish(topic, payload, qos=qos, retain=retain)
 
 
 def test_a_backward_step_neither_resends_nor_loses_an_escalation(tmp_path: Path) -> None:

@@ -19,10 +19,11 @@ import contextlib
 import functools
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from hub.channels.webhook import OutcomeKind
-from hub.clock import Clock, wall_delay
+from hub.clock import Clock, Deadlines, wall_delay
 from hub.mqtt.client import HubMqttClient
 from hub.notify.webhooks import WEBHOOK_CHANNELS, WebhookSender
 from hub.records import Notification
@@ -59,7 +60,13 @@ class Dispatcher:
         rng: random.Random | None = None,
         scope: Callable[[], frozenset[str] | None] = lambda: None,
         on_published: Callable[[Notification], None] = lambda _: None,
+        monotonic: Callable[[], float] | None = time.monotonic,
     ) -> None:
+        #: When each failed notification is tried again, also on the monotonic clock: a step of
+        #: the wall clock back must not hold up the retry of an SOS notice (``None``: a manual clock).
+        self._retries: Deadlines[str] = Deadlines(clock=clock, monotonic=monotonic)
+        #: The share whose stored retry times were last read into ``_retries`` (a 1-tuple; ``None``: not yet).
+        self._tracked_scope: tuple[frozenset[str] | None] | None = None
         #: Told when an MQTT notification was written to the connection (the SOS trace).
         self._on_published = on_published
         #: Whose notifications this hub delivers (``None``: all; a cluster node: its communities').
@@ -147,13 +154,38 @@ class Dispatcher:
         if room <= 0:
             return []
         busy = self._unmarked.keys() | self._in_flight.keys()
-        return [
+        scope = self._scope()
+        due = [
             n
             for n in self._store.pending_notifications(
-                now=self._clock.now(), limit=room + len(busy), communities=self._scope()
+                now=self._clock.now(), limit=room + len(busy), communities=scope
             )
             if n.id not in busy
         ][:room]
+        if len(due) < room:
+            due += self._fallen_due(skip=busy | {n.id for n in due}, scope=scope)[: room - len(due)]
+        return due
+
+    def _fallen_due(self, *, skip: set[str], scope: frozenset[str] | None) -> list[Notification]:
+        """Retries due by the monotonic clock though not (yet) by the wall clock: it stepped back."""
+        self._track_stored(scope)
+        fallen = [note_id for note_id in self._retries.fallen_due() if note_id not in skip]
+        if not fallen:
+            return []
+        found = self._store.undelivered_notifications(fallen, communities=scope)
+        for gone in set(fallen).difference(n.id for n in found):
+            self._retries.forget(gone)  # delivered or abandoned meanwhile, or no longer this node's
+        return found
+
+    def _track_stored(self, scope: frozenset[str] | None) -> None:
+        """Track the retries stored by an earlier process (or node): at start, and when a share changes."""
+        if self._tracked_scope == (scope,):
+            return
+        now = self._clock.now()
+        for note_id, at in self._store.retry_times(communities=scope).items():
+            if note_id not in self._retries:
+                self._retries.set(note_id, at, now=now)
+        self._tracked_scope = (scope,)
 
     def _launch(self, pending: list[Notification]) -> None:
         """MQTT ones are written to the connection now; a task per notification awaits the outcome."""
@@ -194,6 +226,7 @@ class Dispatcher:
 
     def _delivered(self, notification: Notification) -> None:
         self.delivered += 1
+        self._retries.forget(notification.id)
         at = self._clock.now()
         try:
             self._store.mark_delivered(notification.id, at=at)
@@ -204,11 +237,14 @@ class Dispatcher:
 
     async def _idle(self) -> None:
         next_at = self._store.next_retry_at(communities=self._scope())
-        timeout = (
-            IDLE_POLL_S
-            if next_at is None
-            else max(0.05, min(IDLE_POLL_S, wall_delay(self._clock, next_at - self._clock.now())))
-        )
+        waits = [IDLE_POLL_S]
+        if next_at is not None:
+            waits.append(wall_delay(self._clock, next_at - self._clock.now()))
+        # After a step back the wall-clock wait is the step too long: the retry is due by the
+        # monotonic clock then.
+        if (monotonic := self._retries.next_in()) is not None:
+            waits.append(monotonic)
+        timeout = max(0.05, min(waits))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
@@ -231,6 +267,7 @@ class Dispatcher:
                 self._store.mark_abandoned(
                     notification.id, error=f"permanent: {outcome.error}", at=self._clock.now()
                 )
+                self._retries.forget(notification.id)
                 self.abandoned += 1
             else:
                 self._fail(notification, outcome.error or f"HTTP {outcome.status}")
@@ -252,7 +289,8 @@ class Dispatcher:
 
     def _fail(self, notification: Notification, error: str) -> None:
         self.failed_attempts += 1
-        retry_at = self._clock.now() + backoff(notification.attempts, rng=self._rng)
+        now = self._clock.now()
+        retry_at = now + backoff(notification.attempts, rng=self._rng)
         log.warning(
             "notification %s to %s not delivered (%s); retry #%d scheduled",
             notification.id,
@@ -260,4 +298,7 @@ class Dispatcher:
             error,
             notification.attempts + 1,
         )
+        # Also counted on the monotonic clock from now: a step back before ``retry_at`` must not
+        # hold the retry up. (Should the store refuse the row, its old next attempt is due anyway.)
+        self._retries.set(notification.id, retry_at, now=now)
         self._store.mark_failed(notification.id, error=error, retry_at=retry_at)

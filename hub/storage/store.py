@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -384,6 +384,37 @@ class Store:
                 (now, *params, limit),
             ).fetchall()
         return [Notification(*row) for row in rows]
+
+    def undelivered_notifications(
+        self, ids: Collection[str], *, communities: frozenset[str] | None = None
+    ) -> list[Notification]:
+        """Those of ``ids`` still to deliver, whatever their next attempt's time (``communities``: as above).
+
+        The dispatcher asks for retries due by the monotonic clock, which the wall-clock time
+        stored for them does not show due yet (the clock stepped back).
+        """
+        if not ids:
+            return []
+        wanted = tuple(ids)
+        where, params = in_scope("a.community", communities)
+        rows = self._engine.execute(
+            "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"  # noqa: S608
+            " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
+            " WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL"
+            f" AND n.id IN ({', '.join('?' * len(wanted))}){where} ORDER BY n.created_at, n.id",
+            (*wanted, *params),
+        ).fetchall()
+        return [Notification(*row) for row in rows]
+
+    def retry_times(self, *, communities: frozenset[str] | None = None) -> dict[str, float]:
+        """Notification → when it is next tried, for those whose delivery failed and that wait to be retried."""
+        where, params = in_scope("a.community", communities)
+        rows = self._engine.execute(
+            "SELECT n.id, n.next_attempt FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"  # noqa: S608
+            f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.attempts > 0{where}",
+            params,
+        ).fetchall()
+        return {row[0]: float(row[1]) for row in rows}
 
     def next_retry_at(self, *, communities: frozenset[str] | None = None) -> float | None:
         where, params = in_scope("a.community", communities)
