@@ -212,10 +212,10 @@ class Hub:
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)
         self.clock = clock or SystemClock()
-        # Notification retries are also tracked on this clock, so a wall-clock step back does
-        # not hold them up. A manual clock's hub tracks nothing unless a test gives it one: its
-        # time moves only when told, and the real monotonic clock would count the test's own
-        # seconds as time passing.
+        # Escalation deadlines and notification retries are also tracked on this clock, so a
+        # wall-clock step back does not hold them up. A manual clock's hub tracks nothing unless
+        # a test gives it one: its time moves only when told, and the real monotonic clock would
+        # count the test's own seconds as time passing.
         self.monotonic = monotonic or (None if isinstance(self.clock, ManualClock) else time.monotonic)
         # Elders' data and credentials live here: owner-only (hub.files).
         private_dir(Path(settings.data_dir), tighten=True)
@@ -340,6 +340,7 @@ class Hub:
             on_case_failed=self._case_failed,
             on_alert_failed=self._alert_failed,
             scope=self.cluster.scope if self.cluster else lambda: None,
+            monotonic=self.monotonic,
         )
         self.visits = Visits(
             store=self.store,
@@ -867,11 +868,14 @@ class Hub:
                 await asyncio.sleep(timeout)
                 continue
             failures = 0
-            timeout = (
-                CASEWORK_POLL_S
-                if next_at is None
-                else min(CASEWORK_POLL_S, wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
-            )
+            waits = [CASEWORK_POLL_S]
+            if next_at is not None:
+                waits.append(wall_delay(self.clock, max(0.0, next_at - self.clock.now())))
+            # After a step back the wall-clock wait is the step too long: a deadline is due by
+            # the monotonic clock then.
+            if (monotonic := self.casework.monotonic_wait()) is not None:
+                waits.append(monotonic)
+            timeout = min(waits)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._casework_wake.wait()

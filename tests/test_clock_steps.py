@@ -2,9 +2,10 @@
 
 The hub's clock is stepped by hand (:class:`~hub.clock.ManualClock`, set backwards as an NTP
 step would) while escalations and absence timers are pending; the fault suite does the same to
-a running hub with libfaketime. Deadlines are wall-clock times (they must survive a restart),
-so a step *due* after a backward step of Δ comes Δ later — the documented limit
-(docs/reliability.md) — but it comes, once.
+a running hub with libfaketime. Deadlines are wall-clock times (they must survive a restart);
+while the hub runs they are also tracked on the monotonic clock, which a step does not move,
+and fire by whichever comes first. A hub given no monotonic clock (a bare manual clock) has
+only the wall-clock times: there a step *due* after a backward step of Δ comes Δ later, once.
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ def run(hub: Hub) -> None:
     hub.run_due_rules()
 
 
+def timeline(hub: Hub, case_id: str) -> list[float]:
+    return [
+        float(ts)
+        for (ts,) in hub.store.execute(
+            "SELECT ts FROM case_timeline WHERE case_id = ? ORDER BY seq", (case_id,)
+        ).fetchall()
+    ]
+
+
 def test_a_deadline_is_due_by_whichever_clock_comes_first() -> None:
     clocks = Stepping(start=T0)
     deadlines: Deadlines[str] = Deadlines(clock=clocks.wall, monotonic=clocks.monotonic)
@@ -98,6 +108,93 @@ def test_a_deadline_is_due_by_whichever_clock_comes_first() -> None:
     inert: Deadlines[str] = Deadlines(clock=clocks.wall, monotonic=None)
     inert.set("a", T0)
     assert "a" not in inert and inert.fallen_due() == {} and inert.now("a") == clocks.wall.now()
+
+
+def test_a_backward_step_does_not_delay_a_pending_escalation_step(tmp_path: Path) -> None:
+    """SOS chain: +60 s next worker and grid leader, +180 s the command-centre supervisor.
+
+    The wall clock goes back an hour between the two steps; the second still goes out 180 s
+    after the dispatch as the monotonic clock counts them, once, and not again when the wall
+    clock reaches its stored time an hour later.
+    """
+    clocks = Stepping(start=T0)
+    hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clocks.wall, monotonic=clocks.monotonic)
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        (case_id,) = hub.cases.case_ids()
+        dispatched, rows = steps(hub), sent_rows(hub)
+        clocks.pass_(61)
+        run(hub)
+        first = steps(hub)
+        assert first > dispatched  # step 1 at +60 s
+        clocks.step(-HOUR)  # NTP: the clock was an hour ahead
+        clocks.pass_(118)  # +179 s since the dispatch
+        run(hub)
+        assert steps(hub) == first, "nothing early"
+        wait = hub.casework.monotonic_wait()  # how long the casework loop sleeps at most now
+        clocks.pass_(2)  # +181 s
+        run(hub)
+        second = steps(hub)
+        assert second > first, "step 2 on time, not an hour late"
+        assert wait is not None and 0 < wait <= 1.0 + 1e-6, wait
+        assert sent_rows(hub) == rows + 2
+        for _ in range(13):  # the hour the wall clock lives again, and past step 2's stored time
+            clocks.pass_(300)
+            run(hub)
+        assert steps(hub) == second and sent_rows(hub) == rows + 2, "each step once"
+        stamps = timeline(hub, case_id)
+        assert stamps == sorted(stamps), "the timeline never goes backwards"
+    finally:
+        hub.close()
+
+
+def test_deadlines_stored_before_a_restart_are_tracked_too(tmp_path: Path) -> None:
+    """The hub restarts between the two steps; the clock steps back after the restart."""
+    settings = hub_settings(tmp_path, NO_BROKER)
+    first_run = Hub(settings=settings, clock=ManualClock(start=T0))
+    try:
+        first_run.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        first_run.clock.set(T0 + 61)  # type: ignore[attr-defined]
+        run(first_run)
+        rows = sent_rows(first_run)  # the dispatch and step 1
+    finally:
+        first_run.close()
+    clocks = Stepping(start=T0 + 62)
+    hub = Hub(settings=settings, clock=clocks.wall, monotonic=clocks.monotonic)
+    try:
+        run(hub)  # the first round reads the stored deadline (step 2 at +180 s)
+        assert sent_rows(hub) == rows
+        clocks.step(-HOUR)
+        clocks.pass_(117)  # +179 s
+        run(hub)
+        assert sent_rows(hub) == rows, "nothing early"
+        clocks.pass_(2)
+        run(hub)
+        assert sent_rows(hub) == rows + 1, "step 2 on time, not an hour late"
+        clocks.pass_(HOUR)
+        run(hub)
+        assert sent_rows(hub) == rows + 1
+    finally:
+        hub.close()
+
+
+def test_a_forward_step_fires_once_and_the_monotonic_clock_fires_nothing_again(tmp_path: Path) -> None:
+    clocks = Stepping(start=T0)
+    hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clocks.wall, monotonic=clocks.monotonic)
+    try:
+        hub.pipeline.handle(f"zigbee2mqtt/{SOS_BUTTON}", SOS, 1, False)
+        dispatched, rows = steps(hub), sent_rows(hub)
+        clocks.pass_(1)
+        clocks.step(HOUR)  # both escalation steps fall due at once by the wall clock
+        run(hub)
+        fired, fired_rows = steps(hub), sent_rows(hub)
+        assert fired > dispatched and fired_rows >= rows + 2
+        for _ in range(10):  # the monotonic clock passes the steps' own due times (+60 s, +180 s)
+            clocks.pass_(30)
+            run(hub)
+        assert steps(hub) == fired and sent_rows(hub) == fired_rows
+    finally:
+        hub.close()
 
 
 async def test_a_backward_step_does_not_delay_the_retry_of_a_failed_notification(tmp_path: Path) -> None:

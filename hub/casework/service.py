@@ -18,6 +18,7 @@ to the command centre, whose operators call them.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from hub.casework.access import Action, Actor, Reach, Scope, Where
 from hub.casework.points import stage_of, transition_point, worst_light
 from hub.channels.messages import CaseNotice, NoticeKind
 from hub.channels.preferences import EndpointKind, Preferences
-from hub.clock import Clock
+from hub.clock import Clock, Deadlines
 from hub.community.model import Contact
 from hub.community.privacy import resident_json
 from hub.community.registry import Registry
@@ -89,9 +90,15 @@ class Casework:
         on_case_failed: Callable[[str, str], None] = lambda *_: None,
         on_alert_failed: Callable[[int, str], None] = lambda *_: None,
         scope: Callable[[], frozenset[str] | None] = lambda: None,
+        monotonic: Callable[[], float] | None = time.monotonic,
     ) -> None:
         #: The communities whose deadlines this hub works (``None``: all; a cluster node: its leases).
         self._scope = scope
+        #: Every case deadline this process set or read, also on the monotonic clock: a step of
+        #: the wall clock back must not hold up an escalation step (``None``: a manual clock's hub).
+        self._deadlines: Deadlines[str] = Deadlines(clock=clock, monotonic=monotonic)
+        #: The share whose stored deadlines were last read into ``_deadlines`` (a 1-tuple; ``None``: not yet).
+        self._tracked_scope: tuple[frozenset[str] | None] | None = None
         # A case that cannot be worked is reported (case id, reason) and retried with backoff.
         self._on_case_failed = on_case_failed
         # An active alert no case could be opened for (alert id, reason): nobody was told of it.
@@ -317,7 +324,9 @@ class Casework:
         data: dict[str, Any],
         within: Callable[[Any], None] | None = None,
     ) -> Case:
-        now = self._clock.now()
+        # The case's own time (the clock's unless it stepped back since the case's deadline was
+        # set): what it plans next is timed from the moment it is, not an hour before.
+        now = self._deadlines.now(case.id)
         at = max(now, case.updated_at)
 
         def steps(base: Case, when: float) -> list[tuple[Case, TimelineEntry]]:
@@ -426,9 +435,15 @@ class Casework:
         Each case is worked alone: one that fails (a poisoned record, a bug) is reported and
         retried with backoff, and every other case keeps its deadlines.
         """
-        now = self._clock.now()
+        scope = self._scope()
+        self._track_stored(scope)
+        due = self.cases.due(self._clock.now(), communities=scope)
+        due += self._fallen_due(exclude=frozenset(due), scope=scope)
         done = 0
-        for case_id in self.cases.due(now, communities=self._scope()):
+        for case_id in due:
+            # The case's own time: the clock's, or later if the clock stepped back since its
+            # deadline was set (then the steps due by the monotonic clock are found due).
+            now = self._deadlines.now(case_id)
             try:
                 done += self._tick_case(case_id, now)
             except Exception as exc:
@@ -436,6 +451,49 @@ class Casework:
             else:
                 self._failing.pop(case_id, None)
         return done
+
+    def _track_stored(self, scope: frozenset[str] | None) -> None:
+        """Track the stored deadlines of this hub's share (at start, and when a cluster share changes).
+
+        They were set by an earlier process (or another node) on the wall clock alone; from
+        now on a step back delays them no more than the ones this process sets.
+        """
+        if self._tracked_scope == (scope,):
+            return
+        now = self._clock.now()
+        for case_id, at in self.cases.deadlines(communities=scope).items():
+            if case_id not in self._deadlines:
+                self._deadlines.set(case_id, at, now=now)
+        self._tracked_scope = (scope,)
+
+    def _fallen_due(self, *, exclude: frozenset[str], scope: frozenset[str] | None) -> list[str]:
+        """Cases due by the monotonic clock though not (yet) by the wall clock: it stepped back."""
+        fallen = {k: at for k, at in self._deadlines.fallen_due().items() if k not in exclude}
+        if not fallen:
+            return []
+        stored = self.cases.deadlines(case_ids=fallen, communities=scope)
+        due: list[str] = []
+        for case_id, tracked in fallen.items():
+            at = stored.get(case_id)
+            if at is None:
+                # Closed meanwhile, or no longer this node's: its deadline is not ours to keep.
+                self._deadlines.forget(case_id)
+                continue
+            if at != tracked:
+                # Moved by a write this process did not see land (rolled back, another node):
+                # the stored one counts, timed by the case's own reckoning of the time.
+                self._deadlines.set(case_id, at, now=self._deadlines.now(case_id))
+            if at <= self._deadlines.now(case_id):
+                due.append(case_id)
+        return due
+
+    def monotonic_wait(self) -> float | None:
+        """Real seconds until a case deadline falls due on the monotonic clock (``None``: none tracked).
+
+        The casework loop waits no longer than this besides :meth:`next_deadline`'s wall-clock
+        wait: after a step back the latter is an hour too long.
+        """
+        return self._deadlines.next_in()
 
     @property
     def failing(self) -> dict[str, int]:
@@ -448,6 +506,8 @@ class Casework:
         self._failing[case_id] = (failures, now + delay)
         log.exception("case %s failed (%d in a row); next try in %.0f s", case_id, failures, delay)
         self._on_case_failed(case_id, f"{type(exc).__name__}: {exc}")
+        # Tracked even if the store refuses the move below: the retry is not held up by a step back.
+        self._deadlines.set(case_id, now + delay, now=now)
         try:
             # Move its deadline, so the loop does not spin on it; others keep theirs.
             with self._store.transaction() as db:
@@ -463,7 +523,7 @@ class Casework:
         try:
             return self.cases.load(case_id) if kept is None else self.cases.refresh(kept)
         except Exception as exc:
-            self._case_failed(case_id, exc, self._clock.now())
+            self._case_failed(case_id, exc, self._deadlines.now(case_id))
             return None
 
     def _tick_case(self, case_id: str, now: float) -> int:
@@ -559,7 +619,11 @@ class Casework:
         deadlines = [
             d for d in (escalation.next_deadline, self.policies.sla.next_change(case, now)) if d is not None
         ]
-        self.cases.set_deadline(db, case.id, min(deadlines) if case.open and deadlines else None)
+        next_at = min(deadlines) if case.open and deadlines else None
+        self.cases.set_deadline(db, case.id, next_at)
+        # Counted from ``now``, the time it was planned at. Tracked before the commit: if that
+        # fails, the tick finds the stored deadline differs and goes by the stored one.
+        self._deadlines.set(case.id, next_at, now=now)
         return sent
 
     # -- notifications -------------------------------------------------------------------------

@@ -228,6 +228,24 @@ class CaseStore:
         )
         return [row[0] for row in rows]
 
+    def deadlines(
+        self, *, case_ids: Collection[str] | None = None, communities: frozenset[str] | None = None
+    ) -> dict[str, float]:
+        """Case → its stored deadline: of ``case_ids`` (``None``: every case) in ``communities``' share."""
+        where, params = in_scope("c.community", communities)
+        ids: tuple[str, ...] = ()
+        if case_ids is not None:
+            if not case_ids:
+                return {}
+            ids = tuple(case_ids)
+            where += f" AND d.case_id IN ({', '.join('?' * len(ids))})"
+        rows = self._store.execute(
+            "SELECT d.case_id, d.next_at FROM case_deadlines d JOIN cases c ON c.id = d.case_id"  # noqa: S608 - placeholders only
+            f" WHERE 1 = 1{where}",
+            (*params, *ids),
+        )
+        return {row[0]: float(row[1]) for row in rows}
+
     def next_deadline(self, *, communities: frozenset[str] | None = None) -> float | None:
         if communities is None:
             row = self._store.execute("SELECT min(next_at) FROM case_deadlines").fetchone()
