@@ -619,6 +619,9 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
     """The system clock under the running hub steps +2 h, then back: nothing twice, nothing negative.
 
+    Then, with escalation steps pending, back an hour more (NTP correcting a clock an hour
+    ahead): they still come on time, as the monotonic clock counts, and once.
+
     libfaketime with a timestamp file moves CLOCK_REALTIME of the running hub like an NTP step
     would; CLOCK_MONOTONIC (the event loop's timers) is left alone, as a real step leaves it.
     """
@@ -633,8 +636,8 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
     }
     step = 7200 if LONG else 3600
-    async with rig(tmp_path, sos=4, policies=FAST_CHAIN, hub_env=env) as r:
-        first, second = r.sos[:2], r.sos[2:]
+    async with rig(tmp_path, sos=6, policies=FAST_CHAIN, hub_env=env) as r:
+        first, second, third = r.sos[:2], r.sos[2:4], r.sos[4:]
         for button in first:
             await r.gateway.press(button)
         assert await r.until_all_cased(first, within=60)
@@ -650,6 +653,14 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
         assert await r.until_all_cased(second, within=60)
         after = [r.counts().cases[b][0] for b in second]
         assert await until(lambda: all(2 in steps_of(r, c) for c in after), within=30)
+        # Back an hour while steps 1 and 2 (+4 s, +8 s) are pending: their wall-clock times are
+        # an hour off now; they are due by the monotonic clock (the hub sees the step within 1 s).
+        for button in third:
+            await r.gateway.press(button)
+        assert await r.until_all_cased(third, within=60)
+        offset.write_text("-3600\n")
+        pending = [r.counts().cases[b][0] for b in third]
+        assert await until(lambda: all(2 in steps_of(r, c) for c in pending), within=30)
         await asyncio.sleep(3.0)  # anything fired twice arrives by now
         # The loops' beats are on the monotonic clock: a wall-clock step is no reason to be unready.
         ready = r.ready.throughout(stepped_at, time.time(), why="loop beats are on the monotonic clock")
@@ -662,7 +673,7 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
                         "SELECT ts FROM case_timeline WHERE case_id = ? ORDER BY seq", (c,)
                     )
                 ]
-                for c in forward + after
+                for c in forward + after + pending
             }
         finally:
             db.close()
@@ -670,18 +681,23 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
         for case_id in after:
             steps = steps_of(r, case_id)
             late += [steps[1][0] - steps[0][0] - 4.0, steps[2][0] - steps[0][0] - 8.0]
+        stepped_late = []
+        for case_id in pending:
+            steps = steps_of(r, case_id)
+            stepped_late += [steps[1][0] - steps[0][0] - 4.0, steps[2][0] - steps[0][0] - 8.0]
         row = tally(
-            f"clock steps +{step // 3600} h, then back",
+            f"clock steps +{step // 3600} h, back, then -1 h with steps pending",
             r.sos,
             r.counts(),
             r.centre,
             recover_s=0.0,
-            note=f"steps after the back step within {max(map(abs, late)):.2f} s of due",
+            note=f"steps after the back step within {max(map(abs, late)):.2f} s of due;"
+            f" steps pending over the -1 h step within {max(map(abs, stepped_late)):.2f} s",
             ready=ready,
         )
-    check(row, expect=4)
+    check(row, expect=6)
     assert ready.ok, ready
-    for case_id in forward + after:
+    for case_id in forward + after + pending:
         steps = steps_of(r, case_id)
         assert sorted(steps) == [0, 1, 2] and all(len(v) == 1 for v in steps.values()), (case_id, steps)
         assert timelines[case_id] == sorted(timelines[case_id]), (
@@ -689,3 +705,4 @@ async def test_clock_steps_forward_and_back(tmp_path: Path) -> None:
             timelines[case_id],
         )
     assert max(map(abs, late)) < 1.5, late
+    assert max(map(abs, stepped_late)) < 1.5, stepped_late
