@@ -13,10 +13,11 @@ from unittest import mock
 
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.mqtt.handler import MqttPackageHandler
+from gmqtt.mqtt.protocol import MQTTProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.mqtt.client import HubMqttClient
+from hub.mqtt.client import HubMqttClient, _split_packets
 from hub.mqtt.url import MqttUrl
 
 Seen = list[tuple[object, ...]]
@@ -152,8 +153,6 @@ def _varint(n: int) -> bytes:
 
 def _gmqtt_split(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
     """What gmqtt's ``_read_packet`` hands on for ``data``, and the bytes it says it used."""
-    from gmqtt.mqtt.protocol import MQTTProtocol
-
     got: list[tuple[int, bytes]] = []
     protocol = MQTTProtocol.__new__(MQTTProtocol)
     protocol._connection = mock.Mock(put_package=lambda pkg: got.append((pkg.cmd, bytes(pkg.data))))
@@ -170,8 +169,6 @@ _packet = st.tuples(
 @settings(max_examples=300, deadline=None)
 @given(packets=st.lists(_packet, max_size=12), cut=st.integers(min_value=0, max_value=8))
 def test_chunks_split_as_gmqtt_splits_them(packets: list[tuple[int, bytes]], cut: int) -> None:
-    from hub.mqtt.client import _split_packets
-
     data = b"".join(bytes([cmd]) + _varint(len(body)) + body for cmd, body in packets)
     data = data[: max(0, len(data) - cut)]  # a chunk may end inside a packet
     got: list[tuple[int, bytes]] = []
@@ -184,8 +181,6 @@ def test_chunks_split_as_gmqtt_splits_them(packets: list[tuple[int, bytes]], cut
 
 
 def test_a_failing_publish_handler_does_not_stop_the_chunk_and_bad_lengths_are_refused() -> None:
-    from hub.mqtt.client import _split_packets
-
     got: list[bytes] = []
 
     def publish(cmd: int, body: bytes) -> None:
