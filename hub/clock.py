@@ -143,6 +143,8 @@ class Deadlines(Generic[Key]):
         self._monotonic = monotonic
         #: Key → (its deadline on the hub's clock, its due time on the monotonic clock).
         self._due: dict[Key, tuple[float, float]] = {}
+        #: The monotonic time of the last :meth:`fallen_due`: what fell due up to then was handed out.
+        self._handed_out = float("-inf")
 
     def __len__(self) -> int:
         return len(self._due)
@@ -193,15 +195,21 @@ class Deadlines(Generic[Key]):
         if self._monotonic is None or not self._due:
             return {}
         mono = self._monotonic()
+        self._handed_out = mono
         return {key: deadline for key, (deadline, due) in self._due.items() if due <= mono}
 
     def next_in(self) -> float | None:
-        """Real seconds until the earliest monotonic due time still to come (``None``: none).
+        """Real seconds until a key falls due on the monotonic clock that :meth:`fallen_due` has not
+        handed out yet (``None``: none); 0 for one that fell due since (while its round ran).
 
-        Keys fallen due already are left out (their owner works them each round until it sets
-        their next deadline): one it cannot work must not make its loop spin.
+        Keys handed out are left out: their owner works them each round until it sets their
+        next deadline, and one it cannot work must not make its loop spin. Those that fell due
+        during the round are not: the round began before them (two SOS cases dispatched a
+        millisecond apart — the second's step waited for the next wake-up, 4 s, without this).
         """
         if self._monotonic is None or not self._due:
             return None
         mono = self._monotonic()
-        return min((due - mono for _, due in self._due.values() if due > mono), default=None)
+        return min(
+            (max(0.0, due - mono) for _, due in self._due.values() if due > self._handed_out), default=None
+        )

@@ -105,6 +105,14 @@ def test_a_deadline_is_due_by_whichever_clock_comes_first() -> None:
     assert deadlines.now("a") == T0 + 60 + HOUR
     deadlines.set("a", None)
     assert "a" not in deadlines and deadlines.next_in() is None
+    # Two fall due a moment apart; a round hands out the first, the second falls due during it.
+    deadlines.set("b", clocks.wall.now() + 10)
+    deadlines.set("c", clocks.wall.now() + 10.001)
+    clocks.pass_(10)
+    assert deadlines.fallen_due() == {"b": clocks.wall.now()}
+    clocks.pass_(0.01)  # the round ran meanwhile
+    assert deadlines.next_in() == 0, "the second is due now: its loop must not sleep past it"
+    assert set(deadlines.fallen_due()) == {"b", "c"} and deadlines.next_in() is None
     inert: Deadlines[str] = Deadlines(clock=clocks.wall, monotonic=None)
     inert.set("a", T0)
     assert "a" not in inert and inert.fallen_due() == {} and inert.now("a") == clocks.wall.now()
