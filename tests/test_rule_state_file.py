@@ -512,3 +512,37 @@ async def test_an_unreadable_rule_state_file_is_set_aside_and_the_hub_starts(tmp
         assert any(str(aside) in warning for warning in hub.readiness().warnings)
     finally:
         hub.close()
+
+
+def test_a_refused_sleep_does_not_stop_the_writer(
+    file: RuleStateFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``time.sleep`` raising EINVAL (libfaketime after a clock step) killed the writer thread."""
+    real_sleep = time.sleep
+    refused = 0
+
+    def sleep(seconds: float) -> None:
+        nonlocal refused
+        if refused < 3 and threading.current_thread().name == "linli-rule-state":
+            refused += 1
+            raise OSError(22, "Invalid argument")
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    file.start()
+    file.put(up("r", "a", due=1.0))
+    wait_until(lambda: file.pending == 0)
+    file.put(up("r", "b", due=2.0))  # after the refused sleeps: the writer is still there
+    wait_until(lambda: file.pending == 0 and ("r", "b") in stored(file.path))
+    assert refused >= 1 and file.failing is None
+
+
+def test_a_writer_that_dies_anyway_is_reported_not_silent(file: RuleStateFile) -> None:
+    def broken(*args: Any) -> bool:
+        raise MemoryError("no memory for the batch")
+
+    file._drain_once = broken  # type: ignore[method-assign]
+    file.start()
+    file.put(up("r", "a", due=1.0))
+    wait_until(lambda: file.failing is not None)
+    assert "writer stopped" in (file.failing or "") and "MemoryError" in (file.failing or "")

@@ -319,6 +319,24 @@ class RuleStateFile:
     # -- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        """The writer's loop; should it ever end on an error, readiness says so (``failing``).
+
+        A writer thread that died silently would leave ``failing`` unset: the hub would call
+        itself ready while no rule state reached the disk, and a restart would lose every
+        absence deadline set since.
+        """
+        try:
+            self._loop()
+        except BaseException as exc:
+            with self._cond:
+                self.failing = f"the rule-state writer stopped: {type(exc).__name__}: {exc}"
+                self._busy = False
+                self._cond.notify_all()
+            log.critical(
+                "%s; rule state is no longer written until the hub restarts", self.failing, exc_info=True
+            )
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._upserts and not self._deletes and not self._closing:
@@ -345,7 +363,12 @@ class RuleStateFile:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(left, _REST_STEP_S))
+            try:
+                time.sleep(min(left, _REST_STEP_S))
+            except OSError:
+                # A sleep the system refused (EINVAL, seen under libfaketime after a clock step):
+                # writing again sooner is harmless; the writer stopping would not be.
+                return
 
     def _drain_once(self) -> bool:
         with self._cond:
