@@ -11,7 +11,9 @@ only the wall-clock times: there a step *due* after a backward step of Δ comes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from hub.app import Hub
@@ -205,8 +207,11 @@ def test_a_forward_step_fires_once_and_the_monotonic_clock_fires_nothing_again(t
         hub.close()
 
 
-async def test_a_backward_step_does_not_delay_the_retry_of_a_failed_notification(tmp_path: Path) -> None:
-    """The SOS notice's first delivery fails; the clock steps back an hour before its retry is due."""
+@contextlib.asynccontextmanager
+async def first_delivery_failed(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Stepping, Store, FlakyMqtt, Dispatcher]]:
+    """A running dispatcher on stepping clocks whose first delivery of an SOS notice failed."""
     clocks = Stepping(start=T0)
     store = Store(path=tmp_path / "s.sqlite3")
     mqtt = FlakyMqtt(failures=1)
@@ -223,6 +228,16 @@ async def test_a_backward_step_does_not_delay_the_retry_of_a_failed_notification
         record_signal(store, signal(ts=T0), SUBJECT, [WORKER])
         dispatcher.wake()
         await eventually(lambda: dispatcher.failed_attempts == 1, within=2, what="the failed attempt")
+        yield clocks, store, mqtt, dispatcher
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+async def test_a_backward_step_does_not_delay_the_retry_of_a_failed_notification(tmp_path: Path) -> None:
+    """The SOS notice's first delivery fails; the clock steps back an hour before its retry is due."""
+    async with first_delivery_failed(tmp_path) as (clocks, store, mqtt, dispatcher):
         clocks.step(-HOUR)
         dispatcher.wake()
         await asyncio.sleep(0.2)
@@ -236,29 +251,10 @@ async def test_a_backward_step_does_not_delay_the_retry_of_a_failed_notification
             dispatcher.wake()
             await asyncio.sleep(0.1)
         assert len(mqtt.sent) == 2 and dispatcher.delivered == 1, "retried once, delivered once"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.close()
 
 
 async def test_a_forward_step_retries_a_failed_notification_once(tmp_path: Path) -> None:
-    clocks = Stepping(start=T0)
-    store = Store(path=tmp_path / "s.sqlite3")
-    mqtt = FlakyMqtt(failures=1)
-    mqtt.connected.set()
-    dispatcher = Dispatcher(
-        store=store,
-        mqtt=mqtt,  # type: ignore[arg-type]
-        clock=clocks.wall,
-        monotonic=clocks.monotonic,
-        rng=random.Random(7),
-    )
-    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
-    try:
-        record_signal(store, signal(ts=T0), SUBJECT, [WORKER])
-        dispatcher.wake()
-        await eventually(lambda: dispatcher.failed_attempts == 1, within=2, what="the failed attempt")
+    async with first_delivery_failed(tmp_path) as (clocks, _store, mqtt, dispatcher):
         clocks.step(HOUR)
         dispatcher.wake()
         await eventually(lambda: dispatcher.delivered == 1, within=2, what="the retry, due by the wall clock")
@@ -266,10 +262,6 @@ async def test_a_forward_step_retries_a_failed_notification_once(tmp_path: Path)
         dispatcher.wake()
         await asyncio.sleep(0.2)
         assert len(mqtt.sent) == 2 and dispatcher.delivered == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.close()
 
 
 class FlakyMqtt(FakeMqtt):
