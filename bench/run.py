@@ -4,6 +4,9 @@ Run from the repo root (``make bench`` does this)::
 
     .venv/bin/python -m bench.run [--messages 200000] [--profile]
 
+With ``--profile``, ``LINLI_BENCH_PROFILE_OUT=FILE`` also writes the hub phase's whole profile
+there (``pstats``), for callers and callees beyond the printed top entries.
+
 One real Mosquitto (``tests.support.servers.mosquitto``, auth on, unlimited queues) serves
 both phases. Each consumer runs in a fresh ``spawn`` process with its own event loop, and the
 publisher (:mod:`bench.publisher`) in another, so the consumer is what gets measured:
@@ -469,6 +472,8 @@ async def _hub(
     seconds, msg_s = _rate(n, hub.first, hub.last) if received >= n else (0.0, 0.0)
     text = ""
     if profiler is not None:
+        if dump := os.environ.get("LINLI_BENCH_PROFILE_OUT"):
+            profiler.dump_stats(dump)  # for pstats / snakeviz: callers and callees, not only the top 25
         buffer = io.StringIO()
         ps = pstats.Stats(profiler, stream=buffer)
         ps.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(25)
