@@ -34,8 +34,9 @@ two more bulk chunks (its socket's callback queued behind the next chunk, then t
 read behind the one after; docs/benchmarks.md, "Tenth pass").
 
 PUBACKs of one chunk go out in one write: gmqtt writes each PUBACK to the socket as it is
-made, and on loopback TCP each ``send`` cost ≈ 3.7 µs of the hub's CPU — ≈ 8 % of a message's
-full work (docs/benchmarks.md, "Twenty-third pass") — and as much of the broker's to take it.
+made, a ``send`` on loopback TCP (3.7 µs of CPU alone) plus the broker's work to take it; with a
+QoS 1 stream at full load a message cost the hub 48.5–56.1 µs of CPU that way against 40.7–44.1
+µs with one write per chunk (docs/benchmarks.md, "Twenty-third pass").
 While the read loop parses a chunk, the PUBACKs of the messages handled are collected, in the
 order their PUBLISHes came, which MQTT requires [MQTT-4.6.0-2], and written together when the
 chunk's parse returns. Nothing is acknowledged earlier than before, and a message is never
