@@ -7,7 +7,7 @@ and advance it instead of sleeping.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -163,6 +163,16 @@ class Deadlines(Generic[Key]):
         elif self._monotonic is not None:
             at = self._clock.now() if now is None else now
             self._due[key] = (deadline, self._monotonic() + wall_delay(self._clock, deadline - at))
+
+    def adopt(self, stored: Mapping[Key, float]) -> None:
+        """Track deadlines an earlier process (or another node) stored, on the wall clock alone.
+
+        Counted on the monotonic clock from now; a key already tracked keeps its own reckoning.
+        """
+        now = self._clock.now()
+        for key, deadline in stored.items():
+            if key not in self._due:
+                self.set(key, deadline, now=now)
 
     def forget(self, key: Key) -> None:
         self._due.pop(key, None)

@@ -458,13 +458,9 @@ class Casework:
         They were set by an earlier process (or another node) on the wall clock alone; from
         now on a step back delays them no more than the ones this process sets.
         """
-        if self._tracked_scope == (scope,):
-            return
-        now = self._clock.now()
-        for case_id, at in self.cases.deadlines(communities=scope).items():
-            if case_id not in self._deadlines:
-                self._deadlines.set(case_id, at, now=now)
-        self._tracked_scope = (scope,)
+        if self._tracked_scope != (scope,):
+            self._deadlines.adopt(self.cases.deadlines(communities=scope))
+            self._tracked_scope = (scope,)
 
     def _fallen_due(self, *, exclude: frozenset[str], scope: frozenset[str] | None) -> list[str]:
         """Cases due by the monotonic clock though not (yet) by the wall clock: it stepped back."""

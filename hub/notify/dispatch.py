@@ -179,13 +179,9 @@ class Dispatcher:
 
     def _track_stored(self, scope: frozenset[str] | None) -> None:
         """Track the retries stored by an earlier process (or node): at start, and when a share changes."""
-        if self._tracked_scope == (scope,):
-            return
-        now = self._clock.now()
-        for note_id, at in self._store.retry_times(communities=scope).items():
-            if note_id not in self._retries:
-                self._retries.set(note_id, at, now=now)
-        self._tracked_scope = (scope,)
+        if self._tracked_scope != (scope,):
+            self._retries.adopt(self._store.retry_times(communities=scope))
+            self._tracked_scope = (scope,)
 
     def _launch(self, pending: list[Notification]) -> None:
         """MQTT ones are written to the connection now; a task per notification awaits the outcome."""
