@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from gmqtt.mqtt.package import Package
+
+from hub.mqtt.client import split_packets
 from simulators.mqtt_wire import encode_connect, encode_publish, read_packet, varint
 
 CONNECT = 0x10
@@ -68,10 +71,16 @@ class _Acks(threading.Thread):
         #: only from then on (a long stream may take longer than that to send).
         self.asked = threading.Event()
 
+    def _answer(self, package: Package) -> None:
+        if package.cmd == PUBACK:
+            self.pubacks += 1
+        elif self.last is None:
+            self.last = package.cmd
+
     def run(self) -> None:
         buffer = b""
         try:
-            while True:
+            while self.last is None:
                 try:
                     data = self._sock.recv(65_536)
                 except TimeoutError:
@@ -81,30 +90,11 @@ class _Acks(threading.Thread):
                 if not data:
                     raise ConnectionError("broker closed the connection")
                 buffer += data
-                # Whole packets only: a fixed header (type byte, remaining length as a varint
-                # of up to 4 bytes [MQTT-2.2.3]) and the rest.
-                at = 0
-                while True:
-                    length, mult, head = 0, 1, at + 1
-                    while head < len(buffer) and head - at <= 4:
-                        byte = buffer[head]
-                        length += (byte & 0x7F) * mult
-                        mult *= 128
-                        head += 1
-                        if not byte & 0x80:
-                            break
-                    else:
-                        break  # the header is not all here yet
-                    if head + length > len(buffer):
-                        break
-                    kind = buffer[at]
-                    at = head + length
-                    if kind == PUBACK:
-                        self.pubacks += 1
-                        continue
-                    self.last = kind
-                    return
-                buffer = buffer[at:]
+                # Whole packets only, split as the hub splits what it reads.
+                used = split_packets(buffer, lambda cmd, body: self._answer(Package(cmd, body)), self._answer)
+                if used < 0:
+                    raise ConnectionError("a malformed packet from the broker")
+                buffer = buffer[used:]
         except BaseException as exc:  # reported by blast(), which waits for this thread
             self.error = exc
         finally:

@@ -17,7 +17,7 @@ from gmqtt.mqtt.protocol import MQTTProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.mqtt.client import HubMqttClient, _split_packets
+from hub.mqtt.client import HubMqttClient, split_packets
 from hub.mqtt.url import MqttUrl
 
 Seen = list[tuple[object, ...]]
@@ -139,7 +139,7 @@ def test_the_replacement_is_installed_and_takes_the_common_packets() -> None:
     ]
 
 
-# -- the chunk splitter (hub.mqtt.client._split_packets) against gmqtt's _read_packet ------------
+# -- the chunk splitter (hub.mqtt.client.split_packets) against gmqtt's _read_packet ------------
 
 
 def _varint(n: int) -> bytes:
@@ -172,7 +172,7 @@ def test_chunks_split_as_gmqtt_splits_them(packets: list[tuple[int, bytes]], cut
     data = b"".join(bytes([cmd]) + _varint(len(body)) + body for cmd, body in packets)
     data = data[: max(0, len(data) - cut)]  # a chunk may end inside a packet
     got: list[tuple[int, bytes]] = []
-    used = _split_packets(
+    used = split_packets(
         data,
         lambda cmd, body: got.append((cmd, bytes(body))),
         lambda pkg: got.append((pkg.cmd, bytes(pkg.data))),
@@ -189,7 +189,7 @@ def test_a_failing_publish_handler_does_not_stop_the_chunk_and_bad_lengths_are_r
         got.append(body)
 
     data = b"".join(b"\x30" + _varint(len(b)) + b for b in (b"a", b"boom", b"c"))
-    assert _split_packets(data, publish, got.append) == len(data)
+    assert split_packets(data, publish, got.append) == len(data)
     assert got == [b"a", b"c"]
     # A remaining length of five bytes is malformed [MQTT-2.2.3]: gmqtt drops the connection.
-    assert _split_packets(b"\x30\xff\xff\xff\xff\x01", publish, got.append) == -1
+    assert split_packets(b"\x30\xff\xff\xff\xff\x01", publish, got.append) == -1

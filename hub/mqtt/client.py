@@ -113,7 +113,7 @@ def _asks_to_wait(defer_to: Callable[[], bool]) -> bool:
         return False
 
 
-def _split_packets(
+def split_packets(
     data: bytes, publish: Callable[[int, bytes], None], put_package: Callable[[Package], None]
 ) -> int:
     """Hand every whole packet in ``data`` on, in order; returns the bytes used (-1: malformed).
@@ -123,6 +123,8 @@ def _split_packets(
     (type 3) goes to ``publish(cmd, body)``; an exception there is logged and the next packet
     goes on, as gmqtt's handler does. Anything else goes to ``put_package``. What follows the
     last whole packet is left for the next read, as gmqtt's ``_read_packet`` does.
+
+    Public for the bench's raw publisher, which reads the broker's PUBACKs with it.
     """
     size = len(data)
     at = 0
@@ -198,7 +200,7 @@ class HubMqttClient:
         if url.username is not None:
             self._client.set_auth_credentials(url.username, url.password)
         #: PUBACKs of the chunk being parsed, written when its parse returns (``None``: no chunk
-        #: is being parsed, so a PUBACK is written at once). See :meth:`_batch_acks`.
+        #: is being parsed, so a PUBACK is written at once). See :meth:`_parse_chunks`.
         self._pending_acks: list[bytes] | None = None
         self._install_hooks()
         self._acks: dict[int, asyncio.Future[None]] = {}
@@ -334,7 +336,7 @@ class HubMqttClient:
         else:
             self._client._package_handler._send_puback(mid)
 
-    def _batch_acks(self, protocol: Any) -> None:
+    def _parse_chunks(self, protocol: Any) -> None:
         """Each chunk this connection's read loop read, parsed here; its PUBACKs in one write after it.
 
         gmqtt's read loop hands each chunk to ``protocol._read_packet``, which splits it into
@@ -365,7 +367,7 @@ class HubMqttClient:
             self._pending_acks = pending
             try:
                 connection._last_data_in = time.monotonic()
-                return _split_packets(data, handler._handle_publish_packet, connection.put_package)
+                return split_packets(data, handler._handle_publish_packet, connection.put_package)
             finally:
                 handler._last_msg_in = time.monotonic()
                 self._pending_acks = outer
@@ -389,7 +391,7 @@ class HubMqttClient:
         self._connections += 1
         self.reconnects = self._connections - 1
         self._reconnect_attempts = 0
-        self._batch_acks(client._connection._protocol)
+        self._parse_chunks(client._connection._protocol)
         if self._turn_bytes is not None:
             self._bound_reads(client._connection._protocol, self._turn_bytes, self._turn_s, self._defer_to)
         self.connected.set()
