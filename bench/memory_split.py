@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import gc
 import json
 import marshal
@@ -48,7 +47,7 @@ from bench.run import STREAM_START, hub_settings, say
 from bench.scale import community_for, every_device_once, rss_mb
 from hub.app import Hub, registry_from_store
 from hub.clock import ManualClock
-from hub.ingest.heap import settle_heap
+from hub.ingest.heap import FreeMemory, settle_heap
 from hub.storage.community_copies import make_copies
 from hub.storage.store import Store
 from rules.state import MemoryState
@@ -69,9 +68,7 @@ def _settings(data: Path) -> Any:
 def _rss() -> float:
     """VmRSS once the collector has run and glibc has handed back its freed heap."""
     gc.collect()
-    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
+    FreeMemory().release()  # the hub's own hand-back (glibc's malloc_trim; nothing elsewhere)
     return rss_mb(os.getpid())
 
 
