@@ -112,6 +112,12 @@ def _same_occurrence(recorded: dict[str, Any], signal: Signal) -> bool:
     return "event" in recorded and recorded.get("event") == signal.trace.get("event")
 
 
+#: A notification row as :class:`Notification` takes it, with its alert joined for the community
+#: a cluster node's share is judged by (``in_scope("a.community", …)``).
+_OUTBOX_IN_SCOPE = (
+    "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"
+    " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
+)
 _SELECT_ALERTS = (
     "SELECT id, rule, subject, category, severity, status, device_id, grid, community, title_zh, title_en,"
     " raised_at, last_seen, count, resolved_at, trace FROM alerts"
@@ -377,9 +383,8 @@ class Store:
         else:
             where, params = in_scope("a.community", communities)
             rows = self._engine.execute(
-                "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"  # noqa: S608
-                " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
-                f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.next_attempt <= ?{where}"
+                _OUTBOX_IN_SCOPE
+                + f" WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL AND n.next_attempt <= ?{where}"
                 " ORDER BY n.created_at, n.id LIMIT ?",
                 (now, *params, limit),
             ).fetchall()
@@ -398,9 +403,7 @@ class Store:
         wanted = tuple(ids)
         where, params = in_scope("a.community", communities)
         rows = self._engine.execute(
-            "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"  # noqa: S608
-            " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
-            " WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL"
+            _OUTBOX_IN_SCOPE + " WHERE n.delivered_at IS NULL AND n.abandoned_at IS NULL"
             f" AND n.id IN ({', '.join('?' * len(wanted))}){where} ORDER BY n.created_at, n.id",
             (*wanted, *params),
         ).fetchall()
