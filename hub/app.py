@@ -47,7 +47,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
-from hub.clock import Clock, DemoClock, ManualClock, SystemClock, wall_delay
+from hub.clock import Clock, DemoClock, ManualClock, SteadyClock, SystemClock, wall_delay
 from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.compact import collector_paused
@@ -70,6 +70,9 @@ from hub.ingest.pipeline import Pipeline
 from hub.ingest.priority import priority_topics
 from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
+from hub.ingest.rule_clock import FILE_NAME as RULE_CLOCK_FILE
+from hub.ingest.rule_clock import ClockFloor, read_floor
+from hub.ingest.rule_clock import on_step as on_clock_step
 from hub.ingest.rule_runtime import RuleRuntime
 from hub.ingest.strangers import UnknownDevices
 from hub.mqtt.client import HubMqttClient, Unhandled
@@ -217,6 +220,21 @@ class Hub:
         # a test gives it one: its time moves only when told, and the real monotonic clock would
         # count the test's own seconds as time passing.
         self.monotonic = monotonic or (None if isinstance(self.clock, ManualClock) else time.monotonic)
+        #: The rules' event-time axis (receive stamps, rule timers): the clock, except that a step
+        #: back of it is absorbed (hub.clock.SteadyClock), from where the last run got to
+        #: (hub.ingest.rule_clock). Without a monotonic clock (a bare manual clock: tests, bench)
+        #: it is the clock itself.
+        self.rule_clock: Clock = self.clock
+        self.clock_floor: ClockFloor | None = None
+        if self.monotonic is not None:
+            floor_path = Path(settings.data_dir) / RULE_CLOCK_FILE
+            steady = SteadyClock(
+                wall=self.clock, monotonic=self.monotonic, floor=read_floor(floor_path), on_step=on_clock_step
+            )
+            if steady.ahead:
+                on_clock_step(steady.ahead, True)
+            self.rule_clock = steady
+            self.clock_floor = ClockFloor(clock=steady, path=floor_path)
         # Elders' data and credentials live here: owner-only (hub.files).
         private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))
@@ -261,7 +279,7 @@ class Hub:
                     if self.store.path is None
                     else RuleStateFile(path=path_beside(self.store.path)),
                 ),
-                clock=self.clock,
+                clock=self.rule_clock,
             )
         self.evaluator = self.rule_runtime.evaluator
         self.caught_up = self.rule_runtime.caught_up
@@ -370,7 +388,7 @@ class Hub:
             evaluator=self.evaluator,
             store=self.store,
             routing=self.routing,
-            clock=self.clock,
+            clock=self.rule_clock,
             quarantine=self.quarantine,
             states=self.states,
             on_notifications=self.dispatcher.wake,
@@ -729,6 +747,15 @@ class Hub:
             },
             "stream_listeners": len(self.bus),
             "stream_dropped": self.bus.dropped,
+            # The rules' clock (hub.clock.SteadyClock): seconds ahead of the wall clock while it
+            # absorbs a step back, steps back seen, floor writes that failed.
+            "rule_clock": None
+            if not isinstance(self.rule_clock, SteadyClock)
+            else {
+                "ahead_s": round(self.rule_clock.ahead, 3),
+                "steps_back": self.rule_clock.steps_back,
+                "floor_failures": self.clock_floor.failures if self.clock_floor is not None else 0,
+            },
         }
 
     async def start(self) -> None:
@@ -776,6 +803,8 @@ class Hub:
         runtime.remember_files()
         self._tasks.append(asyncio.create_task(runtime.watch(), name="linli-rule-watch"))
         self._tasks.append(asyncio.create_task(runtime.flush_routine(), name="linli-rule-state"))
+        if self.clock_floor is not None:
+            self._tasks.append(asyncio.create_task(self.clock_floor.run(), name="linli-rule-clock"))
         # Care visits last: their first round (50 000 elders at 100 000 devices) runs in slices
         # beside ingest once the hub is ready, never ahead of it (docs/benchmarks.md, restart).
         self._tasks.append(
@@ -965,6 +994,8 @@ class Hub:
             self.quarantine.flush()
         except Exception:
             log.exception("quarantine not flushed on stop (the store refused)")
+        if self.clock_floor is not None:
+            self.clock_floor.write()  # where the rules' clock got to, for the next start
         try:
             self.rule_runtime.close()  # later scheduled flushes do nothing
         except Exception:

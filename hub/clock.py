@@ -93,6 +93,88 @@ class ScaledClock:
         return simulated / self.speed
 
 
+class SteadyClock:
+    """The rules' clock: the hub's wall clock, except that it never runs backwards.
+
+    Why: the rules know a redelivered or late event by its time (``rules.triggers.base.accept``:
+    an event older than the newest one applied for a rule and device is *late* and changes
+    nothing). Most devices send no time of their own, so their events carry the hub's receive
+    time. When NTP steps the wall clock back an hour, every such event is an hour older than
+    the ones before it: for that hour a car entering the fire lane, a door held open, a
+    device back online were all "late" and dropped, and the duration timers they would have
+    started never ran. (Measured before this clock: with a step of −1 h, a fire-lane car got no
+    alert; with no step or +1 h, its alert came after 60 s.)
+
+    So the rules run on this clock instead. It follows the wall clock, and forward steps at
+    once (their deadlines fall due early: the safe side). When the wall clock goes back, it
+    keeps going, at ``1 - slew`` of the monotonic clock's pace, until the wall clock has caught
+    up with it: the step is absorbed in ``Δ / slew`` seconds (``slew=0.5``: an hour's step in
+    two hours, during which a rule's duration takes up to twice as long; an escalation is
+    not slowed, see :class:`Deadlines`). A step back of more than ``max_absorb_s`` (a clock
+    that was badly wrong, say a day ahead) is followed instead and logged as critical: the
+    rules then treat events as late until the wall clock reaches their newest one again.
+
+    Everything people see (shifts, alerts, cases, SLAs, reply windows) stays on the wall clock.
+    Only ingest runs on this one: receive stamps, device times moved by :attr:`ahead` onto the
+    same axis, the device states and charts made from them, and the rule timers. Signals go
+    back to the wall clock where they are stored (``Pipeline.apply_signals``).
+
+    ``floor``: the latest time this clock gave in a previous run (``hub.ingest.rule_clock``): a
+    restart during an absorption, or after the clock stepped back while the hub was down,
+    starts from there instead of from the stepped-back wall clock. One owner, the event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        wall: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+        floor: float | None = None,
+        slew: float = 0.5,
+        max_absorb_s: float = 12 * 3600.0,
+        on_step: Callable[[float, bool], None] | None = None,
+    ) -> None:
+        if not 0.0 < slew < 1.0:
+            raise ValueError("slew must be between 0 and 1")
+        self._wall = wall
+        self._monotonic = monotonic
+        self._pace = 1.0 - slew
+        self._max_absorb_s = max_absorb_s
+        self._on_step = on_step
+        wall_now = wall.now()
+        start = wall_now
+        if floor is not None and 0.0 < floor - wall_now <= max_absorb_s:
+            start = floor
+        self._last = start
+        self._last_mono = monotonic()
+        #: How far this clock is ahead of the wall clock (seconds; 0 unless absorbing a step).
+        self.ahead = start - wall_now
+        #: Steps back seen while running (absorbed or followed), for the log and ``/metrics``.
+        self.steps_back = 0
+
+    def now(self) -> float:
+        wall = self._wall.now()
+        mono = self._monotonic()
+        last = self._last
+        if wall >= last:
+            self._last, self._last_mono, self.ahead = wall, mono, 0.0
+            return wall
+        if self.ahead == 0.0:
+            self._stepped(last - wall)
+        steady = last + max(0.0, mono - self._last_mono) * self._pace
+        if steady - wall > self._max_absorb_s:
+            steady = wall  # too far to ride out: follow the wall clock (logged by _stepped)
+        elif wall > steady:
+            steady = wall
+        self._last, self._last_mono, self.ahead = steady, mono, steady - wall
+        return steady
+
+    def _stepped(self, seconds: float) -> None:
+        self.steps_back += 1
+        if self._on_step is not None:
+            self._on_step(seconds, seconds <= self._max_absorb_s)
+
+
 def wall_delay(clock: Clock, simulated: float) -> float:
     """Wall-clock seconds to sleep until ``simulated`` seconds of ``clock`` time have passed."""
     return simulated / clock.speed if isinstance(clock, ScaledClock) else simulated

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from adapters.errors import DecodeError
 from adapters.events import IMPLAUSIBLE, Event, EventKind
 from adapters.router import AdapterRouter
-from hub.clock import Clock
+from hub.clock import Clock, SteadyClock
 from hub.community.registry import Registry
 from hub.errors import NotStoredError
 from hub.ingest.alerts import record_signal
@@ -146,6 +146,8 @@ class Pipeline:
         self._store = store
         self._routing = routing
         self._clock = clock
+        #: The rules' clock when it is a steady one (a running hub; see ``handle``).
+        self._steady = clock if isinstance(clock, SteadyClock) else None
         self._quarantine = quarantine
         self._states = states
         self._on_notifications = on_notifications
@@ -165,8 +167,16 @@ class Pipeline:
                 topic, "oversized", f"{len(payload)} bytes > limit {self._max_payload}", payload, received
             )
             return
+        steady = self._steady
+        ahead = steady.ahead if steady is not None else 0.0
         try:
-            events = self._adapters.decode(topic, payload, received, self._registry)
+            # While the rules' clock absorbs a step back of the wall clock it is ``ahead`` of it.
+            # The decoders get the wall clock's time (their "a device time after the receive
+            # time is not believed" is about real time), and every event time is moved onto the
+            # rules' axis after, the device's own and the receive time alike (hub.clock.SteadyClock).
+            events = self._adapters.decode(topic, payload, received - ahead, self._registry)
+            if ahead:
+                events = [replace(event, ts=event.ts + ahead) for event in events]
         except DecodeError as exc:
             self._reject(topic, exc.reason, exc.detail, payload, received)
             return
@@ -384,7 +394,17 @@ class Pipeline:
         If the store refuses one, :class:`NotStoredError` carries the signals not yet stored,
         so that a retry stores exactly those (the rules have already moved on). An unknown
         device's signal is raised on its gateway group (:meth:`_grouped`).
+
+        Signals leave the rules' time axis here: while the rules' clock absorbs a step back of
+        the wall clock (hub.clock.SteadyClock) their times are ``ahead`` of it, and alerts,
+        cases, shifts and notifications run on the wall clock.
         """
+        steady = self._steady
+        if steady is not None and (ahead := steady.ahead):
+            signals = [replace(signal, ts=signal.ts - ahead) for signal in signals]
+        self._store_signals(signals, subject)
+
+    def _store_signals(self, signals: Sequence[Signal], subject: Subject | None) -> None:
         for index, raw in enumerate(signals):
             about = subject if subject is not None else self._registry.subject(raw.subject)
             signal = raw if about.known else self._grouped(raw)
@@ -396,7 +416,9 @@ class Pipeline:
             except Exception as exc:
                 pending = tuple(signals[index:])
                 raise NotStoredError(
-                    resume=functools.partial(self.apply_signals, pending, subject), cause=exc
+                    # On the wall clock's axis already: the resume must not move them again.
+                    resume=functools.partial(self._store_signals, pending, subject),
+                    cause=exc,
                 ) from exc
             self.stats.signals += 1
             if change is not None:

@@ -374,6 +374,9 @@ class StatsOut(_Out):
     #: Freed heap memory handed back to the system (hub/ingest/heap.py): available, runs, released_mb,
     #: longest_ms.
     heap_trim: dict[str, Any] = Field(default_factory=dict)
+    #: The rules' clock (hub/clock.py SteadyClock): ahead_s of the wall clock while it absorbs a
+    #: step back, steps_back seen, floor_failures; ``None`` on a hand-driven clock.
+    rule_clock: dict[str, Any] | None = None
 
 
 class NotificationLogRow(_Out):
