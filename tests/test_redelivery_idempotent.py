@@ -104,3 +104,31 @@ def test_a_button_whose_clock_is_stuck_is_heard_at_every_press(tmp_path: Path) -
     assert active[0].raised_at == PRESS + 4200
     assert active[0].trace["occurrences"][0]["event"]["attrs"]["device_ts"] == PRESS - 5
     hub.store.close()
+
+
+def test_a_stuck_buttons_press_that_only_arrives_as_a_dup_copy_is_still_a_press(tmp_path: Path) -> None:
+    """The connection dropped with the press in flight; the broker resends it with DUP set.
+
+    With a stuck device clock its bytes are those of the last press, whose alert is resolved:
+    the broker's "this may be a copy" must not make it that press's copy (it was dropped so).
+    A DUP copy of a press an *active* alert recorded stays one press (the contrast).
+    """
+    stuck = orjson.dumps({"action": "emergency", "last_seen": int((PRESS - 5) * 1000)})
+    hub = hub_at(tmp_path, PRESS)
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    (alert,) = hub.store.alerts()
+    hub.pipeline.handle(TOPIC, stuck, 1, False, True)  # a copy of that press, alert still active
+    assert [a.count for a in hub.store.alerts()] == [1]
+    with hub.store.transaction() as tx:
+        assert hub.store.resolve_alert(tx, alert.id, at=clock.now()) is not None
+
+    clock.advance(7200)  # two hours on, the next press reaches the hub only as the broker's resend
+    hub.pipeline.handle(TOPIC, stuck, 1, False, True)
+    active = [a for a in hub.store.alerts() if a.status == "active"]
+    assert len(active) == 1 and active[0].id != alert.id, "the press was taken for the old one's copy"
+    assert active[0].raised_at == PRESS + 7200
+    hub.pipeline.handle(TOPIC, stuck, 1, False, True)  # and its own copy counts once
+    assert [a.count for a in hub.store.alerts() if a.status == "active"] == [1]
+    hub.store.close()

@@ -357,20 +357,32 @@ class Pipeline:
         The rules know a press again by its time and value (a redelivered copy is the same
         press). A button whose clock is stuck or was reset stamps every press with the same
         or an older time, so its next press — an hour later, the first alert long resolved —
-        looked like that copy and was dropped without a trace. Only a message the broker marks
-        as resent (DUP, [MQTT-3.3.1-1]) may be a copy: the store knows those by their digest.
-        Any other press no newer than the device's previous one takes the hub's receive time
-        (and keeps the device's own as ``device_ts``): counted, merged or raised like a press.
+        looked like that copy and was dropped without a trace. Any press no newer than the
+        device's previous one takes the hub's receive time (and keeps the device's own as
+        ``device_ts``): counted, merged or raised like a press.
+
+        Except a copy: a message the broker marks as resent (DUP, [MQTT-3.3.1-1]) *may* be one
+        the hub has handled already. It is one if an active alert of the device recorded its
+        digest (:meth:`_mark_message`); then it keeps its time, and the rules and the store
+        take it as the same press. A DUP message no active alert knows is a press whose first
+        delivery never reached the rules (the connection dropped with it in flight): a new
+        press, re-stamped as any other — with a stuck clock its bytes are those of the last,
+        already resolved press, and keeping its time dropped it as that press's copy.
         """
-        if self._message[2]:
-            return event
         state = self._states.get(event.device_id)
         previous = state.last.get(event.kind._value_) if state is not None else None
         if previous is None or event.ts > previous[0]:
             return event
+        if self._message[2] and self._store.message_in_active_alert(event.device_id, self._digest()):
+            return event
         self.stats.presses_restamped += 1
         ts = max(self._clock.now(), previous[0] + 0.001)
         return replace(event, ts=ts, attrs={**event.attrs, "device_ts": event.ts})
+
+    def _digest(self) -> str:
+        """The current message's identity: its topic and payload bytes."""
+        topic, payload, _dup = self._message
+        return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=12).hexdigest()
 
     def _mark_message(self, signals: Sequence[Signal]) -> list[Signal]:
         """Record which message decided, so its redelivery is known as the same occurrence.
@@ -380,10 +392,8 @@ class Pipeline:
         rules can decide anew. The store drops a redelivered message whose digest an active
         alert already recorded: the press counts once and nobody gets a false reminder.
         """
-        topic, payload, dup = self._message
-        mark: dict[str, object] = {
-            "message": hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=12).hexdigest()
-        }
+        mark: dict[str, object] = {"message": self._digest()}
+        dup = self._message[2]
         if dup:
             mark["redelivered"] = True
         return [replace(signal, trace={**signal.trace, **mark}) for signal in signals]

@@ -342,6 +342,21 @@ class Store:
         row = self._engine.execute(_ALERT_BY_ID, (alert_id,)).fetchone()
         return _alert(row) if row else None
 
+    def message_in_active_alert(self, device_id: str, message: str) -> bool:
+        """Whether an active alert of ``device_id`` recorded the message whose digest is ``message``.
+
+        Only for a press that came with DUP set and no newer time than the device's previous one
+        (``Pipeline._press_in_time``): a rare path, so the few active alerts are read whole.
+        """
+        rows = self._engine.execute(
+            "SELECT trace FROM alerts WHERE status = 'active' AND device_id = ?", (device_id,)
+        ).fetchall()
+        for (trace,) in rows:
+            occurrences = orjson.loads(trace).get("occurrences", ())
+            if any(o.get("message") == message for o in occurrences if isinstance(o, dict)):
+                return True
+        return False
+
     def alerts(
         self,
         *,
