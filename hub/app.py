@@ -466,6 +466,8 @@ class Hub:
             host=settings.http.host,
             port=settings.http.port,
             max_connections=settings.http.max_connections,
+            max_connections_per_address=settings.http.max_connections_per_address,
+            trusted_proxies=settings.http.trusted_proxies,
             on_stop=self.api.close_streams,
         )
         #: When the casework loop last started a round (event-loop monotonic time): readiness checks it beats.
@@ -509,6 +511,7 @@ class Hub:
             stream_dropped=lambda: self.bus.dropped,
             http_connections=lambda: self.http.open_connections,
             http_refused=lambda: self.http.limits.refused,
+            http_refused_per_address=lambda: self.http.limits.refused_per_address,
             http_deadline_closes=lambda: self.http.limits.deadline_closes,
             clock=self.clock,
         )

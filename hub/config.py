@@ -194,6 +194,11 @@ class HttpSettings(_Model):
     #: consoles. Each is a file descriptor: half of the default ``ulimit -n 1024`` leaves the other
     #: half to the store, the MQTT sessions and, in ``linli demo``, the embedded broker's clients.
     max_connections: int = Field(default=512, ge=1, le=1_000_000)
+    #: Connections one client address may hold at once (0: no such cap), so one client cannot take
+    #: all ``max_connections`` and keep the console and the health check out. Loopback and
+    #: ``trusted_proxies`` are not capped: a proxy carries everyone's connections (limit per
+    #: client there, e.g. nginx's ``limit_conn``). A worker's phone or a console tab uses a few.
+    max_connections_per_address: int = Field(default=128, ge=0, le=1_000_000)
     #: The console's address as people outside reach it (``https://linli.example.org``): links
     #: the hub sends on its own (a guardian's 评价 link) start with it. Unset: none are sent.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")

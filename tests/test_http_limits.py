@@ -215,7 +215,62 @@ async def test_the_hub_takes_its_limits_from_the_settings_and_counts_them_on_met
             exposed = render(hub.metrics())
             assert "linli_http_connections 2\n" in exposed
             assert "linli_http_connections_refused_total 1\n" in exposed
+            # Loopback is never capped per address (a local proxy carries everyone's connections).
+            assert "linli_http_connections_refused_per_address_total 0\n" in exposed
+            assert hub.http.limits.per_address == 128 and hub.http.limits.by_address == {}
             assert 'linli_http_deadline_closes_total{deadline="body"} 1\n' in exposed
         finally:
             for _, writer in [*held, refused]:
                 writer.close()
+
+
+def test_loopback_and_trusted_proxies_are_never_capped_per_address() -> None:
+    limits = server.ConnectionLimits(100, per_address=1, trusted=frozenset({"10.0.0.9"}))
+    for local in ("127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1", "", "10.0.0.9"):
+        assert not limits.opened(local) and not limits.address_full(local), local
+    assert limits.opened("192.0.2.7") and limits.address_full("192.0.2.7")
+    assert limits.opened("::ffff:192.0.2.8") and not limits.address_full("192.0.2.9")
+    limits.closed("192.0.2.7")
+    assert not limits.address_full("192.0.2.7") and "192.0.2.7" not in limits.by_address
+
+
+async def test_one_address_cannot_take_every_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One client opening sockets until the cap keeps the console and the health check out.
+
+    Its address may hold ``per_address`` of them; the rest stay for everyone else. (The test's
+    clients all come from loopback, which a hub never caps: a local proxy carries everyone's
+    connections. Here loopback is capped like a remote address.)
+    """
+    monkeypatch.setattr(server, "_uncapped", lambda host, trusted: host in trusted)
+    http = HttpServer(app=app, host="127.0.0.1", port=0, max_connections=10, max_connections_per_address=3)
+    port = await http.start()
+    opened: list[Connection] = []
+    try:
+        for _ in range(3):
+            opened.append(await asyncio.open_connection("127.0.0.1", port))
+        await until(lambda: http.open_connections == 3)
+        with caplog.at_level(logging.WARNING, logger="hub.web.server"):
+            extra = await asyncio.open_connection("127.0.0.1", port)
+            opened.append(extra)
+            assert await closed_by_server(extra[0], 2), "a 4th connection of the address is closed at once"
+        assert (http.limits.refused, http.limits.refused_per_address) == (1, 1)
+        assert any("127.0.0.1" in r.getMessage() for r in caplog.records), "the log names the address"
+        assert http.open_connections == 3 and http.limits.by_address == {"127.0.0.1": 3}
+        # Its own connections are served as before; one closed gives the address a slot again.
+        reader, writer = opened[0]
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await response(reader) == (b"HTTP/1.1 200 OK", b"0")
+        opened[1][1].close()
+        await until(lambda: http.limits.by_address == {"127.0.0.1": 2})
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        opened.append((reader, writer))
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab")
+        assert await response(reader) == (b"HTTP/1.1 200 OK", b"2")
+        assert http.limits.refused == 1
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await http.stop()
+    assert http.limits.by_address == {}, "every connection's count is given back"

@@ -38,6 +38,7 @@ class HubCounters:
         stream_dropped: Callable[[], int],
         http_connections: Callable[[], int],
         http_refused: Callable[[], int],
+        http_refused_per_address: Callable[[], int],
         http_deadline_closes: Callable[[], Mapping[str, int]],
         clock: Clock,
     ) -> None:
@@ -53,6 +54,7 @@ class HubCounters:
         self._stream_dropped = stream_dropped
         self._http_connections = http_connections
         self._http_refused = http_refused
+        self._http_refused_per_address = http_refused_per_address
         self._http_deadline_closes = http_deadline_closes
         self._clock = clock
 
@@ -114,8 +116,14 @@ class HubCounters:
             Family(
                 "linli_http_connections_refused_total",
                 "counter",
-                "HTTP connections closed on arrival: http.max_connections were open",
+                "HTTP connections closed on arrival: http.max_connections were open, or their address"
+                " held http.max_connections_per_address",
             ).add(self._http_refused()),
+            Family(
+                "linli_http_connections_refused_per_address_total",
+                "counter",
+                "HTTP connections closed on arrival because their address held http.max_connections_per_address",
+            ).add(self._http_refused_per_address()),
         ]
         quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
         for reason, count in sorted(self._quarantine.counts.items()):

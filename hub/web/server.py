@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import resource
 import socket
-from collections.abc import Callable, Generator
+from collections import Counter
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,27 +54,80 @@ _SEND_BODY = h11.SEND_BODY
 log = logging.getLogger(__name__)
 
 
+def _uncapped(host: str, trusted: Collection[str]) -> bool:
+    """Loopback (the reverse proxy on this host, the health check) and trusted proxies carry
+    other people's connections: no per-address cap for them. A peer that is no IP address
+    (a Unix socket) is local too."""
+    if host in trusted:
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone id is no part of it
+    except ValueError:
+        return True
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or str(address) in trusted
+
+
 @dataclass(slots=True)
 class ConnectionLimits:
     """One server's cap on open connections, and what its limits did (``/metrics``)."""
 
     max_connections: int
-    #: Connections closed on arrival because ``max_connections`` were open.
+    #: Connections one client address may hold (0: no such cap); see :func:`_uncapped` for who is not capped.
+    per_address: int = 0
+    #: Addresses never capped per address besides loopback: ``http.trusted_proxies``.
+    trusted: frozenset[str] = frozenset()
+    #: Connections closed on arrival because ``max_connections`` were open, or their address
+    #: held ``per_address`` (those also in :attr:`refused_per_address`).
     refused: int = 0
+    refused_per_address: int = 0
+    #: Open connections of each capped address (an address leaves when its last one closes).
+    by_address: Counter[str] = field(default_factory=Counter)
     #: Connections closed by a deadline: ``headers`` not complete in time, ``body`` not complete in time.
     deadline_closes: dict[str, int] = field(default_factory=lambda: {"headers": 0, "body": 0})
     #: Loop time before which a refusal is counted but not logged, and the count logged last.
     _quiet_until: float = field(default=float("-inf"), init=False, repr=False)
     _logged: int = field(default=0, init=False, repr=False)
 
-    def refuse(self, now: float) -> None:
+    def address_full(self, host: str) -> bool:
+        """Whether ``host`` already holds its share (never for an uncapped one)."""
+        return (
+            bool(self.per_address)
+            and self.by_address[host] >= self.per_address
+            and not _uncapped(host, self.trusted)
+        )
+
+    def opened(self, host: str) -> bool:
+        """Count a connection of ``host`` taken on; ``True`` if it is counted (to be :meth:`closed`)."""
+        if not self.per_address or _uncapped(host, self.trusted):
+            return False
+        self.by_address[host] += 1
+        return True
+
+    def closed(self, host: str) -> None:
+        left = self.by_address[host] - 1
+        if left > 0:
+            self.by_address[host] = left
+        else:
+            del self.by_address[host]
+
+    def refuse(self, now: float, *, address: str | None = None) -> None:
         self.refused += 1
+        if address is not None:
+            self.refused_per_address += 1
         if now < self._quiet_until:
             return
+        # The address is logged: it is the client's, which an operator needs to find the culprit.
+        why = (
+            f"one address ({address}) holds http.max_connections_per_address = {self.per_address}"
+            if address is not None
+            else f"at their cap (http.max_connections = {self.max_connections})"
+        )
         log.warning(
-            "HTTP connections at their cap (http.max_connections = %d): %d refused since the last"
-            " report (linli_http_connections_refused_total); next report in %.0f s at the earliest",
-            self.max_connections,
+            "HTTP connections %s: %d refused since the last report"
+            " (linli_http_connections_refused_total); next report in %.0f s at the earliest",
+            why,
             self.refused - self._logged,
             REFUSED_LOG_EVERY_S,
         )
@@ -126,13 +181,19 @@ class _Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._headers_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
+        limits = self.limits
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple | list) and peer else ""
         # uvicorn's set of this server's open connections; it adds this one in connection_made.
-        self._refused = len(self.connections) >= self.limits.max_connections
+        full = len(self.connections) >= limits.max_connections
+        mine = not full and limits.address_full(host)
+        self._refused = full or mine
         if self._refused:
             # Before uvicorn sees it: not in its connection set, no request cycle, no timers.
             transport.close()  # nothing written yet: the socket is closed on the next loop turn
-            self.limits.refuse(self.loop.time())
+            limits.refuse(self.loop.time(), address=host if mine else None)
             return
+        self._counted_as = host if limits.opened(host) else None
         super().connection_made(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self._arm_headers_deadline()
@@ -162,6 +223,9 @@ class _Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
             return  # uvicorn never took it on: nothing of its own to tear down
+        if self._counted_as is not None:
+            self.limits.closed(self._counted_as)
+            self._counted_as = None
         for deadline in (self._headers_deadline, self._body_deadline):
             if deadline is not None:
                 deadline.cancel()
@@ -223,13 +287,17 @@ class HttpServer:
         host: str,
         port: int,
         max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_address: int = 0,
+        trusted_proxies: Collection[str] = (),
         on_stop: Callable[[], None] = lambda: None,
     ) -> None:
         self._app = app
         self._host = host
         self._port = port
         self._on_stop = on_stop
-        self.limits = ConnectionLimits(max_connections)
+        self.limits = ConnectionLimits(
+            max_connections, per_address=max_connections_per_address, trusted=frozenset(trusted_proxies)
+        )
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
