@@ -101,6 +101,9 @@ class Evaluations:
         channel: Channel = Channel.CONSOLE,
     ) -> Case:
         """Record an evaluation as ``actor`` (the access table decides; guardians use :meth:`evaluate_by_link`)."""
+        # Who may, before anything about the case is said: a 409 on 不满意 named the alert's
+        # other open case to whoever asked, in any grid (found by the access sweep).
+        self._may(actor, CaseAction.EVALUATE, case_id)
         if via is EvaluationVia.LINK:
             raise NotAllowedError(
                 "评价 by link is the guardian's own, through his link / only a link records via=link"
@@ -116,6 +119,23 @@ class Evaluations:
         return self._casework.act(
             case_id, CaseAction.EVALUATE, actor=actor, channel=channel, note=note, data=data
         )
+
+    def _may(self, actor: Actor, action: CaseAction | Permission, case_id: str) -> Case:
+        """The case, if ``actor`` may take ``action`` on it.
+
+        A case the actor may not read does not exist for him (:class:`CaseNotFoundError`, a
+        404), as on every other case route: a 403 told a worker which ids are cases in other
+        grids. A case he reads but may not act on is a :class:`NotAllowedError` (403).
+        """
+        case = self._casework.load(case_id)
+        if case is None:
+            raise CaseNotFoundError(case_id)
+        where = self._casework.where_of(case)
+        if not self._casework.allows(actor, Permission.READ, where):
+            raise CaseNotFoundError(case_id)
+        if not self._casework.allows(actor, action, where):
+            raise NotAllowedError(f"{actor.id} ({actor.role.value}) may not {action.value} case {case_id}")
+        return case
 
     def _check_reopen(self, case_id: str, rating: Rating) -> None:
         """不满意 reopens the case: refused (changing nothing) if its alert has another open case."""
@@ -184,11 +204,7 @@ class Evaluations:
 
         Issued by someone who may record evaluations on that case (the desk).
         """
-        case = self._casework.load(case_id)
-        if case is None:
-            raise CaseNotFoundError(case_id)
-        if not self._casework.allows(actor, Permission.RECORD_FOR_OTHERS, self._casework.where_of(case)):
-            raise NotAllowedError(f"{actor.id} may not send an evaluation link for case {case_id}")
+        case = self._may(actor, Permission.RECORD_FOR_OTHERS, case_id)
         if not case.awaiting_evaluation:
             raise _refused(case, "the case is not closed and waiting for its 评价")
         if not guardian.strip():
