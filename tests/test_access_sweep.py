@@ -87,6 +87,11 @@ class Canaries:
         return (f"楼栋{n}号楼", f"单元{n}单元", f"room{n}0{n}", f"loc{n}-sos-door")
 
     @property
+    def staff(self) -> tuple[str, ...]:
+        """Names of the roster people who work only this grid (the roster is staff data)."""
+        return STAFF.get(self.grid, ())
+
+    @property
     def button(self) -> str:
         return f"sos-grid{self.n}"
 
@@ -108,6 +113,8 @@ class Canaries:
 
 
 CANARY = {g: Canaries(g, n) for n, g in enumerate(GRIDS, start=1)}
+#: Grid → names of the people of the roster who work only there (G1's are the tokens' own).
+STAFF = {G2: ("网格员乙", "网格长乙"), G3: ("网格员丙", "值班员丙")}
 
 
 def _grid_yaml(grid: str, name: str) -> str:
@@ -560,7 +567,7 @@ def forbidden(w: World, role: Role) -> dict[str, str]:
         elder = w.hub.visits.visits.tasks(elder=f"elder{c.n}", signs_due_by=w.hub.clock.now())
         wheres = [place, *cases, *(w.hub.visits.where(t.task) for t in elder)]
         if not any(reach.allows(Permission.READ, x) for x in wheres):
-            for canary in (*c.personal, *c.rooms, *c.devices, c.note, *cases_of(w, grid)):
+            for canary in (*c.personal, *c.rooms, *c.devices, *c.staff, c.note, *cases_of(w, grid)):
                 out[canary] = f"{role.value} may not read grid {grid}"
             continue
         if not any(reach.allows(Permission.PERSONAL_DATA, x) for x in wheres):

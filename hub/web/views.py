@@ -112,8 +112,13 @@ def community_json(
     visible: Callable[[str], bool] = lambda grid: True,
     locations: Callable[[str], bool] = lambda grid: True,
     staff_names: bool = True,
+    whole: bool = True,
 ) -> dict[str, Any]:
     """The community's tree: only the grids ``visible(grid)``; residents whole where ``personal(grid)``.
+
+    The roster's people only where the caller reads one of their grids, or reads the whole
+    community (``whole``): the roster is staff data, and a grid team saw every grid's people
+    of its community here while the roster page showed it its own grids only.
 
     Buildings, units and households (rooms, and who lives in each) only where ``locations(grid)``:
     a room number is a location, and a household's residents, even masked, say who lives there.
@@ -181,5 +186,6 @@ def community_json(
                 "grids": p.grids,
             }
             for p in community.people
+            if whole or any(visible(g) for g in p.grids)
         ],
     }

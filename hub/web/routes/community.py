@@ -34,14 +34,16 @@ def add_community_routes(api: FastAPI, web: Api) -> None:
         reach = who.reach
         trees = []
         for c in web.registry.communities:
+            whole = reach.allows(Permission.READ, Where(community=c.code, grid=None))
             tree = community_json(
                 c,
                 personal=functools.partial(may, reach, Permission.PERSONAL_DATA, c.code),
                 visible=functools.partial(may, reach, Permission.READ, c.code),
                 locations=functools.partial(may, reach, Permission.LOCATIONS, c.code),
                 staff_names=reach.may_ever(Permission.PERSONAL_DATA),
+                whole=whole,
             )
-            if tree["grids"] or reach.allows(Permission.READ, Where(community=c.code, grid=None)):
+            if tree["grids"] or whole:
                 trees.append(tree)
         everything = reach.scope(Permission.READ) is Scope.ALL
         unassigned = [
