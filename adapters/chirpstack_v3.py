@@ -78,9 +78,10 @@ def decode(
     topic: str, payload: bytes, received: float, hints: DeviceHints, *, base: str, profiles: ProfileSet
 ) -> list[Event]:
     """Decode one ChirpStack v3 message published under ``base`` (normally ``application``)."""
-    device_id, event = _split(topic, base)
+    eui, event = _split(topic, base)
     if event not in ("up", "status", "join", "error"):
         return []
+    device_id = hints.registered_id(eui)  # the registry's copy, not this message's
     doc = parse_object(payload, topic)
     if "devEUI" in doc and eui_hex(doc["devEUI"], topic) != device_id:
         raise DecodeError("bad_value", "devEUI does not match the topic", topic=topic)

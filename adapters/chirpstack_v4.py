@@ -81,6 +81,7 @@ def decode(
         # another device would let one device's credentials speak for any other (v3 and TTN
         # reject the same mismatch). Both sides are lower-cased: hex compared case-blind.
         raise DecodeError("bad_value", "deviceInfo.devEui does not match the topic", topic=topic)
+    device_id = hints.registered_id(device_id)  # the registry's copy, not this message's
     ts, clamped = event_time(doc.get("time"), received, topic)
     common: Attrs = {"ts_clamped": True} if clamped else {}
 

@@ -131,6 +131,16 @@ class DeviceHints(Protocol):
         """
         ...
 
+    def registered_id(self, device_id: str) -> str:
+        """The registry's own string equal to ``device_id``; ``device_id`` itself if unregistered.
+
+        Decoders name a device with it, not with their slice of the topic: what the hub keeps
+        per reporting device (its state, its series tags) is keyed by the event's id, and a
+        slice per message kept there was a second copy of every registered id (≈ 70 bytes a
+        device, issue 14).
+        """
+        ...
+
 
 class NoHints:
     """Hints for decoding without a registry (tests, tools)."""
@@ -140,3 +150,6 @@ class NoHints:
 
     def device_profile(self, device_id: str) -> str | None:
         return None
+
+    def registered_id(self, device_id: str) -> str:
+        return device_id

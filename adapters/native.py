@@ -55,7 +55,7 @@ def decode(topic: str, payload: bytes, received: float, hints: DeviceHints, *, b
         raise DecodeError(
             "unknown_topic", "expected linli/<community>/devices/<device_id>/events", topic=topic
         )
-    device_id = parts[2]
+    device_id = hints.registered_id(parts[2])  # the registry's copy, not the topic's slice
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:

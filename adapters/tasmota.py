@@ -78,6 +78,7 @@ def decode(
         raise DecodeError(
             "unknown_topic", "expected tele/<topic>/<message> or stat/<topic>/<message>", topic=topic
         )
+    device = hints.registered_id(device)  # the registry's copy, not this message's slice
     if prefix == "stat":
         if message != "RESULT":
             return []
@@ -151,7 +152,7 @@ def _switch(
     common: Attrs,
     topic: str,
 ) -> list[Event]:
-    switch_id = f"{device}/switch{number}"
+    switch_id = hints.registered_id(f"{device}/switch{number}")
     profile = DEFAULT_SWITCH_PROFILE
     named = hints.device_profile(switch_id)
     if named:
@@ -218,7 +219,7 @@ def _result(
         if press is not None:
             events.append(
                 press_event(
-                    f"{device}/button{button}",
+                    hints.registered_id(f"{device}/button{button}"),
                     press,
                     action,
                     ts=received,
@@ -243,7 +244,9 @@ def _zigbee(
         if not isinstance(address, str) or not address:
             raise DecodeError("wrong_type", f"ZbReceived.{key}.Device must be a string", topic=topic)
         events.extend(
-            _zigbee_child(f"{device}/{address}", child, ts, hints=hints, common=common, topic=topic)
+            _zigbee_child(
+                hints.registered_id(f"{device}/{address}"), child, ts, hints=hints, common=common, topic=topic
+            )
         )
     return events
 

@@ -50,7 +50,7 @@ def decode(
     # {app}[@tenant] / devices / {device} / {event...}
     if len(parts) < 4 or parts[1] != "devices" or not parts[0] or not parts[2]:
         raise DecodeError("unknown_topic", "expected v3/{app}/devices/{device}/{event}", topic=topic)
-    device_id = parts[2]
+    device_id = hints.registered_id(parts[2])  # the registry's copy, not the topic's slice
     event = "/".join(parts[3:])
     if event == "up":
         return _uplink(

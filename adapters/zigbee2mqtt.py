@@ -60,10 +60,12 @@ def decode(topic: str, payload: bytes, received: float, hints: DeviceHints, *, b
     if not name or name == "bridge" or name.startswith("bridge/"):
         return []
     if name.endswith("/availability"):
-        return [_availability(name[: -len("/availability")], payload, received, topic)]
+        device_id = hints.registered_id(name[: -len("/availability")])
+        return [_availability(device_id, payload, received, topic)]
     if name.endswith(_IGNORED_SUFFIXES):
         return []
-    return _state(name, parse_object(payload, topic), received, hints, topic)
+    # The registry's copy of the id, not this message's slice of the topic (see registered_id).
+    return _state(hints.registered_id(name), parse_object(payload, topic), received, hints, topic)
 
 
 def _availability(device_id: str, payload: bytes, received: float, topic: str) -> Event:

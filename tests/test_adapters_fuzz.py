@@ -32,6 +32,9 @@ class AllHints:
     def device_profile(self, device_id: str) -> str | None:
         return self._profile
 
+    def registered_id(self, device_id: str) -> str:
+        return device_id
+
 
 ROUTER_V4 = AdapterRouter(
     sources=[

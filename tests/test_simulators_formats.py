@@ -42,6 +42,9 @@ class Hints:
         d = self._devices.get(device_id)
         return (d.model or None) if d else None
 
+    def registered_id(self, device_id: str) -> str:
+        return device_id
+
 
 HINTS = Hints(COMMUNITY.devices)
 

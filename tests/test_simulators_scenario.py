@@ -72,6 +72,9 @@ class FakeHub:
     def device_profile(self, device_id: str) -> str | None:
         return None
 
+    def registered_id(self, device_id: str) -> str:
+        return device_id
+
     async def publish(self, topic: str, payload: bytes, qos: int) -> None:
         self.published.append((topic, payload, qos))
         if "/replies" in topic:

@@ -200,6 +200,12 @@ class Registry:
             return None
         return device.profile or device.model or None
 
+    def registered_id(self, device_id: str) -> str:
+        # The subject's id is ``device.id``, the object the registry's own tables are keyed by
+        # (and a slots read, where ``Device`` is a pydantic model).
+        subject = self._subjects.get(device_id)
+        return subject.device_id if subject is not None else device_id
+
     # -- lookups ------------------------------------------------------------------------------
 
     def children(self, node_id: str) -> list[str]:

@@ -30,3 +30,6 @@ class Hints:
 
     def device_profile(self, device_id: str) -> str | None:
         return self._models.get(device_id)
+
+    def registered_id(self, device_id: str) -> str:
+        return device_id
