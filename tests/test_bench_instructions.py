@@ -81,6 +81,8 @@ def test_device_state_and_health_points_taken_away_by_kind() -> None:
     state = states.record(battery)
     assert state is not None and states.get("d1") is state
     assert pipeline._health_point_due(battery, state)
+    # The event's own time is kept, not a due time of its own: no float per device and kind.
+    assert state.battery_charted is battery.ts
     assert not pipeline._health_point_due(battery, state), "one point per interval"
     # Without a device state (taken away) every point is charted.
     assert pipeline._health_point_due(battery, None)

@@ -16,6 +16,8 @@ from adapters.events import Event, EventKind
 _OFFLINE = EventKind.OFFLINE
 _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
+#: "Not yet": before any time (one shared object).
+NEVER = float("-inf")
 
 
 @dataclass(slots=True)
@@ -27,12 +29,15 @@ class DeviceState:
     battery: float | None = None
     signal: float | None = None
     last: dict[str, tuple[float, object]] = field(default_factory=dict)
-    #: When the device's next battery, signal and heartbeat point is charted (the pipeline's
+    #: When the device's last battery, signal and heartbeat point was charted (the pipeline's
     #: health-series throttle). Here, not in a table per kind keyed by device id: those three
     #: tables were ≈ 7 MB more at 100 000 devices (docs/benchmarks.md, "Seventeenth pass").
-    battery_point_due: float = 0.0
-    signal_point_due: float = 0.0
-    heartbeat_point_due: float = 0.0
+    #: The charted event's own ``ts``, not the next due time: a sum would be a float object of
+    #: its own per kind and device (≈ 10 MB at 100 000), where ``ts`` is the one the report's
+    #: events, ``last_seen`` and ``last`` already share.
+    battery_charted: float = NEVER
+    signal_charted: float = NEVER
+    heartbeat_charted: float = NEVER
 
 
 #: A device is considered offline after this many missed heartbeat intervals (handbook §5).

@@ -448,19 +448,20 @@ class Pipeline:
         """
         if state is None:
             return True
+        # The sum is made per event and dropped; storing it would keep a float per kind and device.
         kind, ts = event.kind, event.ts
         if kind is _BATTERY:
-            if ts < state.battery_point_due:
+            if ts < state.battery_charted + HEALTH_SERIES_INTERVAL_S:
                 return False
-            state.battery_point_due = ts + HEALTH_SERIES_INTERVAL_S
+            state.battery_charted = ts
         elif kind is _SIGNAL:
-            if ts < state.signal_point_due:
+            if ts < state.signal_charted + HEALTH_SERIES_INTERVAL_S:
                 return False
-            state.signal_point_due = ts + HEALTH_SERIES_INTERVAL_S
+            state.signal_charted = ts
         else:
-            if ts < state.heartbeat_point_due:
+            if ts < state.heartbeat_charted + HEALTH_SERIES_INTERVAL_S:
                 return False
-            state.heartbeat_point_due = ts + HEALTH_SERIES_INTERVAL_S
+            state.heartbeat_charted = ts
         return True
 
     def _grouped(self, signal: Signal) -> Signal:
