@@ -52,3 +52,29 @@ def test_the_ring_keeps_no_event_object_alive() -> None:
     gc.collect()
     assert sum(1 for o in gc.get_objects() if type(o) is Event) == before
     assert len(states.events(limit=10_000)) == 5_000
+
+
+def test_a_device_keeps_its_last_event_of_each_kind_in_columns() -> None:
+    states = DeviceStates()
+    for event in stream(14):
+        states.record(event)
+    # d0 saw events 0, 3, 6, 9, 12: door, sos, signal, battery, door — first reported first.
+    d0 = states.get("d0")
+    assert d0 is not None
+    assert d0.last == {
+        "door_open": (T + 12, True),
+        "sos_press": (T + 3, None),
+        "signal": (T + 6, -70.5),
+        "battery": (T + 9, 59.0),
+    }
+    assert d0.last_ts("sos_press") == T + 3 and d0.last_ts("motion") is None
+    # A value that spells a kind is a value, never taken for that kind.
+    states.record(Event("d0", EventKind.DEVICE_ERROR, T + 20, "z2m", "battery"))
+    assert d0.last_ts("battery") == T + 9 and d0.last["device_error"] == (T + 20, "battery")
+    # Devices that reported the same kinds share one tuple of them: no dict per device.
+    for device in ("e1", "e2"):
+        states.record(Event(device, EventKind.DOOR_OPEN, T, "z2m", True))
+        states.record(Event(device, EventKind.BATTERY, T, "z2m", 80.0))
+    e1, e2 = states.get("e1"), states.get("e2")
+    assert e1 is not None and e2 is not None and e1.kinds == ("door_open", "battery")
+    assert e1.kinds is e2.kinds

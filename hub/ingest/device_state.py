@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from adapters.events import Event, EventKind
 
@@ -25,10 +25,17 @@ class DeviceState:
     device_id: str
     last_seen: float
     family: str
+    #: The last event of each kind the device reported, as two columns: ``kinds`` (the kinds'
+    #: values, first reported first) and ``values`` (``ts, value`` of each, in that order).
+    #: Not a dict of ``(ts, value)`` tuples: that was ≈ 350 bytes a reporting device (the
+    #: dict, its table and a tuple per kind), these are ≈ 100 — ``kinds`` is one tuple shared
+    #: by every device that reported the same kinds (:func:`_shared_kinds`), ``values`` is
+    #: updated in place (no tuple made per event). Read through :attr:`last` and :meth:`last_ts`.
+    kinds: tuple[str, ...]
+    values: list[float | bool | str | None]
     online: bool = True
     battery: float | None = None
     signal: float | None = None
-    last: dict[str, tuple[float, object]] = field(default_factory=dict)
     #: When the device's last battery, signal and heartbeat point was charted (the pipeline's
     #: health-series throttle). Here, not in a table per kind keyed by device id: those three
     #: tables were ≈ 7 MB more at 100 000 devices (docs/benchmarks.md, "Seventeenth pass").
@@ -38,6 +45,37 @@ class DeviceState:
     battery_charted: float = NEVER
     signal_charted: float = NEVER
     heartbeat_charted: float = NEVER
+
+    @property
+    def last(self) -> dict[str, tuple[float, object]]:
+        """Kind → ``(ts, value)`` of the device's last event of that kind (a copy)."""
+        values = self.values
+        # The even positions hold the events' ts (floats); the list's type cannot say so.
+        return {kind: (values[2 * i], values[2 * i + 1]) for i, kind in enumerate(self.kinds)}  # type: ignore[misc]
+
+    def last_ts(self, kind: str) -> float | None:
+        """When the device's last event of ``kind`` (an ``EventKind`` value) happened, if any."""
+        try:
+            i = self.kinds.index(kind)
+        except ValueError:
+            return None
+        return self.values[2 * i]  # type: ignore[return-value]  # an even position: a ts
+
+
+#: Every distinct ``DeviceState.kinds`` tuple, so equal ones are one object. Bounded: a native
+#: device may list its events' kinds in any order; past the limit a tuple is not shared
+#: (still correct, only not smaller).
+_KINDS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_KINDS_LIMIT = 4096
+
+
+def _shared_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    shared = _KINDS.get(kinds)
+    if shared is not None:
+        return shared
+    if len(_KINDS) < _KINDS_LIMIT:
+        _KINDS[kinds] = kinds
+    return kinds
 
 
 #: A device is considered offline after this many missed heartbeat intervals (handbook §5).
@@ -82,12 +120,24 @@ class DeviceStates:
         self._families.append(event.family)
         self._values.append(event.value)
         self._attrs.append(event.attrs)
+        kind = event.kind
+        key = kind._value_  # _value_: Enum.value is a slow property
         state = self._states.get(event.device_id)
         if state is None:
-            state = self._states[event.device_id] = DeviceState(event.device_id, event.ts, event.family)
+            state = self._states[event.device_id] = DeviceState(
+                event.device_id, event.ts, event.family, (), []
+            )
         elif event.ts > state.last_seen:
             state.last_seen = event.ts
-        kind = event.kind
+        try:
+            i = 2 * state.kinds.index(key)
+        except ValueError:  # the device's first event of this kind
+            state.kinds = _shared_kinds((*state.kinds, key))
+            state.values = [*state.values, event.ts, event.value]  # exact size: no spare slots
+        else:
+            values = state.values
+            values[i] = event.ts
+            values[i + 1] = event.value
         if kind is _OFFLINE:
             state.online = False
         elif kind is _BATTERY:
@@ -98,7 +148,6 @@ class DeviceStates:
             state.online = True
             if kind is _SIGNAL and isinstance(event.value, float):
                 state.signal = event.value
-        state.last[kind._value_] = (event.ts, event.value)  # _value_: Enum.value is a slow property
         return state
 
     def events(

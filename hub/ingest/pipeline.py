@@ -370,13 +370,13 @@ class Pipeline:
         already resolved press, and keeping its time dropped it as that press's copy.
         """
         state = self._states.get(event.device_id)
-        previous = state.last.get(event.kind._value_) if state is not None else None
-        if previous is None or event.ts > previous[0]:
+        previous = state.last_ts(event.kind._value_) if state is not None else None
+        if previous is None or event.ts > previous:
             return event
         if self._message[2] and self._store.message_in_active_alert(event.device_id, self._digest()):
             return event
         self.stats.presses_restamped += 1
-        ts = max(self._clock.now(), previous[0] + 0.001)
+        ts = max(self._clock.now(), previous + 0.001)
         return replace(event, ts=ts, attrs={**event.attrs, "device_ts": event.ts})
 
     def _digest(self) -> str:
