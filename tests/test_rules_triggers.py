@@ -12,6 +12,7 @@ from adapters.events import DeviceKind, Event, EventKind
 from rules import Evaluator, MemoryState, Signal, SignalAction, Subject, load_packs
 from rules.errors import RuleError
 from rules.model import Rule
+from rules.triggers.base import event_identity
 
 T0 = 1_800_000_000.0
 R, U, C = SignalAction.RAISE, SignalAction.UPDATE, SignalAction.CLEAR
@@ -509,3 +510,11 @@ def test_disabled_rules_are_not_evaluated(tmp_path: Path) -> None:
     ev = make(tmp_path, EVENT.replace("    trigger:", "    enabled: false\n    trigger:"))
     assert ev.on_event(e(EventKind.TAMPER, T0, True), DOOR) == []
     assert ev.rules == ()
+
+
+def test_equal_event_identities_are_one_object() -> None:
+    # Slots keep their last event's identity: at 10⁵ devices equal ones must not be a string each.
+    first = event_identity(Event("d1", EventKind.BATTERY, 1.0, "zigbee2mqtt", float("80")))
+    again = event_identity(Event("d2", EventKind.BATTERY, 2.0, "zigbee2mqtt", float("80")))
+    assert first == "battery|80.0" and first is again
+    assert event_identity(Event("d1", EventKind.BATTERY, 1.0, "zigbee2mqtt", 80)) == "battery|80"
