@@ -227,3 +227,87 @@ def test_each_probe_matches_its_filter_and_no_decoder_takes_it_for_a_device() ->
         except DecodeError:
             continue
         assert events == [], target
+
+
+# -- a roster person's two paths ------------------------------------------------------------------
+
+WORKER, WORKER_PASSWORD = "w-night", "worker-test-secret"
+WORKER_LINES = {
+    "read": f"topic read linli/{COMMUNITY}/workers/{WORKER}/notifications\n",
+    "write": f"topic write linli/{COMMUNITY}/workers/{WORKER}/replies\n",
+}
+
+
+def worker_doctor(tmp_path: Path, broker: Broker, *workers: str) -> tuple[int, str]:
+    """``linli doctor --worker-mqtt …`` (blocking: a thread when a hub runs on the test's loop)."""
+    registry = tmp_path / "community.yaml"
+    if not registry.exists():
+        registry.write_text(REGISTRY, encoding="utf-8")
+    config = tmp_path / "doctor.yaml"
+    settings = {
+        "data_dir": str(tmp_path / "doctor-data"),
+        "community_file": str(registry),
+        "sources": [{"family": "zigbee2mqtt", "base_topic": ROOT}],
+        "mqtt": {"url": broker.url},
+    }
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    args = ["doctor", "--config", str(config), *(a for url in workers for a in ("--worker-mqtt", url))]
+    result = CliRunner().invoke(main, args)
+    for secret in (HUB_PASSWORD, WORKER_PASSWORD):
+        assert secret not in result.output, "secrets are never printed"
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("missing", ["none", "read", "write"])
+async def test_linli_doctor_proves_a_workers_notifications_and_replies(tmp_path: Path, missing: str) -> None:
+    """The person's ACL lines as `linli broker config` writes them, or one of them missing.
+
+    Without ``read`` on their notification topic, Mosquitto acknowledges the hub's SOS notice and
+    never delivers it to them; without ``write`` on their reply topic, their 受理 is dropped. The
+    hub is connected and ready either way. A running hub counts the reply probe, unquarantined.
+    """
+    lines = "".join(line for access, line in WORKER_LINES.items() if access != missing)
+    acl = SHIPPED_ACL + f"\nuser {WORKER}\n{lines}"
+    users = {HUB_USER: HUB_PASSWORD, ROOT: GATEWAY_PASSWORD, WORKER: WORKER_PASSWORD}
+    try:
+        with deployed_mosquitto(tmp_path / "mosquitto", users=users, acl=acl) as broker:
+            settings = hub_settings(tmp_path, broker, sources=[{"family": "zigbee2mqtt", "base_topic": ROOT}])
+            person = f"mqtt://{WORKER}:{WORKER_PASSWORD}@{broker.host}:{broker.port}"
+            async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+                await eventually(hub.caught_up.is_set, within=20, what="the rule timers running")
+                code, output = await asyncio.to_thread(worker_doctor, tmp_path, broker, person)
+                if missing != "write":
+                    await eventually(lambda: hub.replies.doctor_probes, within=5, what="the reply probe")
+                assert hub.quarantine.counts == {}, "a probe is no bad reply"
+                unchecked, hint = await asyncio.to_thread(worker_doctor, tmp_path, broker)
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+    reply = f"linli/{COMMUNITY}/workers/{WORKER}/replies"
+    notices = f"linli/{COMMUNITY}/workers/{WORKER}/notifications"
+    if missing == "none":
+        assert code == 0, output
+        assert f"a probe '{WORKER}' published on {reply} reached hub 'linli'" in output, output
+        assert f"a probe hub 'linli' published on {notices} reached '{WORKER}'" in output, output
+    elif missing == "read":
+        assert code == 1, output
+        assert (
+            f"the broker accepted hub 'linli''s probe on {notices} and never delivered it to '{WORKER}'"
+            in output
+        ), output
+        assert f"'{WORKER}''s notifications (SOS included) are dropped silently" in output, output
+    else:
+        assert code == 1, output
+        assert f"the broker refused '{WORKER}' the publish on {reply} (PUBACK 0x87)" in output, output
+        assert f"'{WORKER}''s replies (受理/到场/反馈) are dropped silently" in output, output
+    assert unchecked == 0 and "[warn] 工作人员往返未检查：用 --worker-mqtt" in hint, hint
+
+
+async def test_a_person_in_no_roster_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    users = {HUB_USER: HUB_PASSWORD, "nobody": WORKER_PASSWORD}
+    try:
+        with deployed_mosquitto(tmp_path / "mosquitto", users=users) as broker:
+            url = f"mqtt://nobody:{WORKER_PASSWORD}@{broker.host}:{broker.port}"
+            code, output = await asyncio.to_thread(worker_doctor, tmp_path, broker, url)
+    except ServerMissingError as exc:
+        server_missing(str(exc))
+    assert code == 1 and "'nobody' is in no community's roster" in output, output

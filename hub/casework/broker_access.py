@@ -103,6 +103,37 @@ def probe_targets(sources: Sequence[FamilySource], communities: Iterable[Communi
     return list(targets.values())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerTrips:
+    """``linli doctor``'s round trips for one person's credential, in one community of theirs."""
+
+    community: str
+    #: The person publishes here; the hub's reply subscription must deliver it to the hub.
+    reply: ProbeTarget
+    #: The hub publishes here; the person's credential must receive it.
+    notifications: ProbeTarget
+
+
+def worker_targets(person: str, communities: Iterable[Community], *, topic_prefix: str) -> list[WorkerTrips]:
+    """The reply and notification topics of ``person`` in each community whose roster lists them."""
+    replies = ReplyTopics(prefix=topic_prefix)
+    trips: list[WorkerTrips] = []
+    for community in communities:
+        if not any(p.id == person for p in community.people):
+            continue
+        notifications = f"{topic_prefix}/{community.code}/workers/{person}/notifications"
+        trips.append(
+            WorkerTrips(
+                community=community.code,
+                reply=ProbeTarget(
+                    topic_filter=replies.subscription(), topic=replies.topic(community.code, person)
+                ),
+                notifications=ProbeTarget(topic_filter=notifications, topic=notifications),
+            )
+        )
+    return trips
+
+
 def gateway_topics(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:
     """Topic filters gateways publish on: each family's, the native one per registered community,
     and each community's own roots."""

@@ -43,6 +43,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.clock import Clock
 from hub.errors import HubError
+from hub.mqtt.roundtrip import is_probe
 from hub.storage.nonces import ReplyNonces
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,10 @@ class Replies:
         self._nonces = nonces
         self._clock = clock
         self._window_s = window_s
-        #: Replies taken off reply topics (applied or quarantined).
+        #: Replies taken off reply topics (applied or quarantined), doctor's probes included.
         self.handled = 0
+        #: ``linli doctor``'s probes among them (neither applied nor quarantined).
+        self.doctor_probes = 0
 
     def handle(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Apply a reply; ``False`` if ``topic`` is not a reply topic (the sensor pipeline takes it)."""
@@ -234,6 +237,12 @@ class Replies:
             return False
         self.handled += 1
         _community, person = parsed
+        if is_probe(payload):
+            # `linli doctor --worker-mqtt` proving this person's reply topic reaches the hub: no
+            # reply of theirs, and nothing to quarantine (hub.mqtt.roundtrip).
+            self.doctor_probes += 1
+            log.debug("linli doctor's round-trip probe on %r received", topic[:200])
+            return True
         try:
             self._handle(person, payload, retain)
         except _Refused as refused:

@@ -18,7 +18,7 @@ from hub.cases.policies import load_policies
 from hub.casework.access import needs_person
 from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, one_hub_per_data_dir, run_until_done
-from hub.cli.roundtrip import gateway_round_trip
+from hub.cli.roundtrip import gateway_round_trip, worker_round_trip
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
 from hub.community.files import load_yaml
 from hub.config import Settings, load_config
@@ -269,8 +269,22 @@ def token(name: str | None, role: str, person: str | None) -> None:
     " space-separated): publish a probe on each gateway topic the hub subscribes to and check that"
     " the hub's credential receives it.",
 )
+@click.option(
+    "--worker-mqtt",
+    "worker_urls",
+    metavar="URL",
+    multiple=True,
+    envvar="LINLI_DOCTOR_WORKER_MQTT",
+    help="A roster person's credential (mqtt://person-id:pass@host:port; repeatable; or"
+    " LINLI_DOCTOR_WORKER_MQTT, space-separated): check that their reply reaches the hub's"
+    " credential and that a notification the hub's credential publishes reaches them.",
+)
 def doctor(
-    config_file: Path | None, mqtt_url: str | None, sensor_url: str | None, gateway_urls: tuple[str, ...]
+    config_file: Path | None,
+    mqtt_url: str | None,
+    sensor_url: str | None,
+    gateway_urls: tuple[str, ...],
+    worker_urls: tuple[str, ...],
 ) -> None:
     """Check the configuration, the MQTT broker and the time-series store; say what is wrong.
 
@@ -280,6 +294,9 @@ def doctor(
     With --gateway-mqtt (and the --sensor-mqtt credential) it publishes a probe on each gateway
     topic the hub subscribes to and reports an error when the hub's credential does not receive
     it: a broker ACL that grants the subscription and drops the messages (docs/operations.md).
+
+    With --worker-mqtt it does the same for a person's two paths: their reply to the hub, and
+    the hub's notification to them.
     """
     try:
         loaded = load_config(config_file, overrides={"mqtt": {"url": mqtt_url}} if mqtt_url else None)
@@ -310,6 +327,7 @@ def doctor(
         publishers = [*gateway_urls, *([sensor_url] if sensor_url is not None else [])]
         findings = [
             *(await gateway_round_trip(settings, publishers) if connected else []),
+            *(await worker_round_trip(settings, worker_urls) if connected else []),
             *filter(None, [community_finding(settings)]),
             calendar_finding(settings, clock=start_clock(settings)),
             *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),
