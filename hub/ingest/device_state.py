@@ -29,7 +29,7 @@ class DeviceState:
     #: values, first reported first) and ``values`` (``ts, value`` of each, in that order).
     #: Not a dict of ``(ts, value)`` tuples: that was ≈ 350 bytes a reporting device (the
     #: dict, its table and a tuple per kind), these are ≈ 100 — ``kinds`` is one tuple shared
-    #: by every device that reported the same kinds (:func:`_shared_kinds`), ``values`` is
+    #: by every device that reported the same kinds (``DeviceStates._shared_kinds``), ``values`` is
     #: updated in place (no tuple made per event). Read through :attr:`last` and :meth:`last_ts`.
     kinds: tuple[str, ...]
     values: list[float | bool | str | None]
@@ -62,20 +62,8 @@ class DeviceState:
         return self.values[2 * i]  # type: ignore[return-value]  # an even position: a ts
 
 
-#: Every distinct ``DeviceState.kinds`` tuple, so equal ones are one object. Bounded: a native
-#: device may list its events' kinds in any order; past the limit a tuple is not shared
-#: (still correct, only not smaller).
-_KINDS: dict[tuple[str, ...], tuple[str, ...]] = {}
+#: How many distinct ``DeviceState.kinds`` tuples are shared (see ``DeviceStates._shared_kinds``).
 _KINDS_LIMIT = 4096
-
-
-def _shared_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
-    shared = _KINDS.get(kinds)
-    if shared is not None:
-        return shared
-    if len(_KINDS) < _KINDS_LIMIT:
-        _KINDS[kinds] = kinds
-    return kinds
 
 
 #: A device is considered offline after this many missed heartbeat intervals (handbook §5).
@@ -111,6 +99,19 @@ class DeviceStates:
         self._families: deque[str] = deque(maxlen=recent)
         self._values: deque[float | bool | str | None] = deque(maxlen=recent)
         self._attrs: deque[Mapping[str, float | bool | str]] = deque(maxlen=recent)
+        #: Every distinct ``DeviceState.kinds`` tuple, so equal ones are one object. Bounded: a
+        #: native device may list its events' kinds in any order; past the limit a tuple is not
+        #: shared (still correct, only not smaller).
+        self._kinds_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def _shared_kinds(self, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        seen = self._kinds_seen
+        shared = seen.get(kinds)
+        if shared is not None:
+            return shared
+        if len(seen) < _KINDS_LIMIT:
+            seen[kinds] = kinds
+        return kinds
 
     def record(self, event: Event) -> DeviceState:
         """Keep the event in the ring and in its device's state; returns that state."""
@@ -132,7 +133,7 @@ class DeviceStates:
         try:
             i = 2 * state.kinds.index(key)
         except ValueError:  # the device's first event of this kind
-            state.kinds = _shared_kinds((*state.kinds, key))
+            state.kinds = self._shared_kinds((*state.kinds, key))
             state.values = [*state.values, event.ts, event.value]  # exact size: no spare slots
         else:
             values = state.values
