@@ -11,6 +11,11 @@ Traps handled here:
 * ``<name>/action`` (bare text) mirrors the ``action`` of the JSON state when the Home
   Assistant integration is on; it is ignored so one press is one event.
 * ``bridge/*`` topics describe the bridge, never a device.
+* Emergency buttons on the IAS zone converter ``command_status_change_notification_action``
+  (Heiman HS1EB, ORVIBO SE21) report zone status 0 as ``action: "off"``: on a device installed
+  as an SOS button that is the button at rest, not a press (it was an SOS alarm).
+* IAS SOS buttons on ``ias_sos_alarm_2`` (Feibit SEB01ZB, ``e.sos()``) report no ``action``
+  but a binary ``sos: true``: that is an SOS press; ``sos: false`` is not a press.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ FAMILY = "zigbee2mqtt"
 _IGNORED_SUFFIXES = ("/set", "/get", "/action")
 _SOS_ACTIONS = frozenset({"emergency", "sos", "panic"})
 _NOT_A_PRESS = frozenset({"", "release", "hold_release"})
+#: Not a press on a device installed as an SOS button: IAS zone status 0 (zigbee-herdsman-
+#: converters ``command_status_change_notification_action``: 0 off, 1 single, 2 double, 3 hold).
+_SOS_BUTTON_AT_REST = frozenset({"off"})
 _PRESS_PREFIXES: tuple[tuple[str, PressType], ...] = (
     ("single", PressType.SINGLE),
     ("double", PressType.DOUBLE),
@@ -98,9 +106,16 @@ def _state(
             raise DecodeError(
                 "wrong_type", f"action must be a string, got {type(action).__name__}", topic=topic
             )
-        if action not in _NOT_A_PRESS:
+        if action not in _NOT_A_PRESS and not (
+            action in _SOS_BUTTON_AT_REST and hints.device_kind(device_id) is DeviceKind.SOS_BUTTON
+        ):
             events.append(_press(device_id, action, ts, hints, common))
             changes = True
+    sos = doc.get("sos")
+    if sos is not None and as_bool(sos, "sos", topic) and not events:
+        # ias_sos_alarm_2: the alarm bit of an IAS SOS button; one press is one event.
+        events.append(_press(device_id, "sos", ts, hints, common))
+        changes = True
 
     if "contact" in doc:
         # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).

@@ -280,3 +280,56 @@ def test_impossible_battery_readings_are_dropped_and_named(report: dict[str, obj
     assert str(battery.attrs["implausible"]).startswith(dropped)
     fine = decode("zigbee2mqtt/door", b'{"battery": 0, "voltage": 2900}', NOW, NoHints(), base="zigbee2mqtt")
     assert fine[0].value == 0.0 and fine[0].attrs == {"volts": 2.9}
+
+
+# -- zigbee-herdsman-converters: emergency buttons on the IAS zone converters -------------------
+# Koenkk/zigbee-herdsman-converters df7200535e381f70023013f96791e424b6ac7b0e,
+# src/converters/fromZigbee.ts: `command_status_change_notification_action` maps zone status
+# {0: "off", 1: "single", 2: "double", 3: "hold"} (Heiman HS1EB/HS1EB-E "Smart emergency
+# button", ORVIBO SE21, src/devices/heiman.ts and orvibo.ts: `e.action(["off", "single",
+# "double", "hold"])`); `ias_sos_alarm_2` publishes {sos, tamper, battery_low} (Feibit SEB01ZB
+# "SOS button", src/devices/feibit.ts: `[e.sos(), e.battery_low(), e.tamper(), e.battery()]`).
+
+
+def test_emergency_button_at_rest_is_not_an_sos() -> None:
+    # Zone status 0 on an SOS button used to be an SOS press ("off" read as a single press).
+    payload = orjson.dumps({"action": "off", "battery": 100, "linkquality": 120})
+    hints = Hints({"sos-1": DeviceKind.SOS_BUTTON})
+    events = decode("zigbee2mqtt/sos-1", payload, NOW, hints, base="zigbee2mqtt")
+    assert [e.kind for e in events] == [EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT]
+    # The same button's presses still are SOS presses.
+    for action, press in (("single", "single"), ("double", "double"), ("hold", "long")):
+        (event,) = decode(
+            "zigbee2mqtt/sos-1", orjson.dumps({"action": action}), NOW, hints, base="zigbee2mqtt"
+        )
+        assert (event.kind, event.value) == (EventKind.SOS_PRESS, press)
+    # On a remote, "off" is the off button: a plain press, as before.
+    (event,) = decode("zigbee2mqtt/remote", b'{"action": "off"}', NOW, NoHints(), base="zigbee2mqtt")
+    assert (event.kind, event.attrs["action"]) == (EventKind.BUTTON_PRESS, "off")
+
+
+def test_ias_sos_alarm_is_an_sos_press() -> None:
+    # `sos: true` carried no `action` and used to be a heartbeat: the SOS was lost.
+    payload = orjson.dumps(
+        {"sos": True, "tamper": False, "battery_low": False, "battery": 100, "linkquality": 90}
+    )
+    events = decode("zigbee2mqtt/seb01zb", payload, NOW, NoHints(), base="zigbee2mqtt")
+    assert [(e.kind, e.value) for e in events] == [
+        (EventKind.SOS_PRESS, "emergency"),
+        (EventKind.TAMPER, False),
+        (EventKind.BATTERY, 100.0),
+        (EventKind.SIGNAL, 90.0),
+    ]
+    assert events[0].attrs["action"] == "sos"
+    # sos false (the release, or a battery report) is not a press; tamper and battery_low count.
+    payload = orjson.dumps({"sos": False, "tamper": True, "battery_low": True})
+    events = decode("zigbee2mqtt/seb01zb", payload, NOW, NoHints(), base="zigbee2mqtt")
+    assert [(e.kind, e.value) for e in events] == [(EventKind.TAMPER, True), (EventKind.BATTERY, None)]
+    assert events[1].attrs["battery_low"] is True
+    # One press is one event: an `action` and the `sos` bit together are one SOS.
+    payload = orjson.dumps({"action": "emergency", "sos": True})
+    events = decode("zigbee2mqtt/seb01zb", payload, NOW, NoHints(), base="zigbee2mqtt")
+    assert [e.kind for e in events] == [EventKind.SOS_PRESS]
+    with pytest.raises(DecodeError) as info:
+        decode("zigbee2mqtt/seb01zb", b'{"sos": "ON"}', NOW, NoHints(), base="zigbee2mqtt")
+    assert info.value.reason == "wrong_type"
