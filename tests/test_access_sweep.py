@@ -44,13 +44,14 @@ from hub.cases.care import Outcome
 from hub.cases.model import CaseAction, CaseState
 from hub.casework.access import TOKEN_ROLES, Action, Permission, Reach, Where
 from hub.clock import ManualClock
-from hub.config import ApiToken, load_settings
+from hub.config import ApiToken
 from hub.records import Role
 from hub.web.api import token_hash
 from hub.web.care import visit_id
 from tests.helpers import eventually, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
+from tests.test_web_authz import PERSON, settings_for  # the roster person each role's token is bound to
 
 NIGHT = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai
 C1, C2 = "110105001001", "110105001002"
@@ -189,14 +190,6 @@ REGISTRY = (
     + "    devices:\n"
     + _devices_yaml(G3)
 )
-#: The roster person each role's token is bound to (roles that need one).
-PERSON = {
-    Role.GRID_WORKER: "w1",
-    Role.GRID_LEADER: "l1",
-    Role.GRID_POLICE: "p1",
-    Role.VOLUNTEER: "v1",
-    Role.DUTY_OFFICER: "d1",
-}
 ROLES = sorted(TOKEN_ROLES)
 
 
@@ -249,18 +242,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     embedded = EmbeddedBroker(host="127.0.0.1", port=0, users={"linli": "pw"})
     await embedded.start()
     broker = Broker("127.0.0.1", embedded.port, "linli", "pw")
-    registry = tmp_path / "community.yaml"
-    registry.write_text(REGISTRY, encoding="utf-8")
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "data"),
-            "community_file": str(registry),
-            "mqtt": {"url": broker.url, "client_id": "linli-sweep"},
-            "http": {"host": "127.0.0.1", "port": 0},
-            "api_tokens": tokens(),
-        },
+    settings = settings_for(
+        tmp_path, broker, registry_text=REGISTRY, api_tokens=tokens(), client_id="linli-sweep"
     )
     clock = ManualClock(start=NIGHT)
     try:

@@ -71,9 +71,9 @@ def gateway_url(broker: Broker) -> str:
     return f"mqtt://{ROOT}:{GATEWAY_PASSWORD}@{broker.host}:{broker.port}"
 
 
-def doctor(tmp_path: Path, broker: Broker, *gateways: str) -> tuple[int, str]:
-    """``linli doctor --gateway-mqtt …`` for a hub configured like the tests' (blocking: a thread
-    when a hub runs on the test's loop)."""
+def doctor(tmp_path: Path, broker: Broker, *gateways: str, option: str = "--gateway-mqtt") -> tuple[int, str]:
+    """``linli doctor --gateway-mqtt …`` (or ``option``) for a hub configured like the tests'
+    (blocking: a thread when a hub runs on the test's loop)."""
     registry = tmp_path / "community.yaml"
     if not registry.exists():
         registry.write_text(REGISTRY, encoding="utf-8")
@@ -85,9 +85,9 @@ def doctor(tmp_path: Path, broker: Broker, *gateways: str) -> tuple[int, str]:
         "mqtt": {"url": broker.url},
     }
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    args = ["doctor", "--config", str(config), *(a for url in gateways for a in ("--gateway-mqtt", url))]
+    args = ["doctor", "--config", str(config), *(a for url in gateways for a in (option, url))]
     result = CliRunner().invoke(main, args)
-    for secret in (HUB_PASSWORD, GATEWAY_PASSWORD, OTHER_PASSWORD):
+    for secret in (HUB_PASSWORD, GATEWAY_PASSWORD, OTHER_PASSWORD, WORKER_PASSWORD):
         assert secret not in result.output, "secrets are never printed"
     return result.exit_code, result.output
 
@@ -240,22 +240,7 @@ WORKER_LINES = {
 
 def worker_doctor(tmp_path: Path, broker: Broker, *workers: str) -> tuple[int, str]:
     """``linli doctor --worker-mqtt …`` (blocking: a thread when a hub runs on the test's loop)."""
-    registry = tmp_path / "community.yaml"
-    if not registry.exists():
-        registry.write_text(REGISTRY, encoding="utf-8")
-    config = tmp_path / "doctor.yaml"
-    settings = {
-        "data_dir": str(tmp_path / "doctor-data"),
-        "community_file": str(registry),
-        "sources": [{"family": "zigbee2mqtt", "base_topic": ROOT}],
-        "mqtt": {"url": broker.url},
-    }
-    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    args = ["doctor", "--config", str(config), *(a for url in workers for a in ("--worker-mqtt", url))]
-    result = CliRunner().invoke(main, args)
-    for secret in (HUB_PASSWORD, WORKER_PASSWORD):
-        assert secret not in result.output, "secrets are never printed"
-    return result.exit_code, result.output
+    return doctor(tmp_path, broker, *workers, option="--worker-mqtt")
 
 
 @pytest.mark.parametrize("missing", ["none", "read", "write"])

@@ -11,6 +11,7 @@ import orjson
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.config import load_settings
+from hub.records import Alert
 from tests.helpers import REGISTRY, SOS_BUTTON
 from tests.support.samples import SAMPLES
 
@@ -75,21 +76,30 @@ def test_a_new_press_after_the_window_still_reminds(tmp_path: Path) -> None:
     second.store.close()
 
 
-def test_a_button_whose_clock_is_stuck_is_heard_at_every_press(tmp_path: Path) -> None:
-    # The gateway stamps every press with the same device time (a reset RTC, a frozen
-    # ``last_seen``): each new message is still a press; only a DUP copy is the same one.
-    stuck = orjson.dumps({"action": "emergency", "last_seen": int((PRESS - 5) * 1000)})
+#: A button whose clock is stuck: every press it sends is these bytes.
+STUCK = orjson.dumps({"action": "emergency", "last_seen": int((PRESS - 5) * 1000)})
+
+
+def pressed_and_resent(tmp_path: Path) -> tuple[Hub, ManualClock, Alert]:
+    """A stuck button's press, then the broker's DUP copy of it: one alert, counted once."""
     hub = hub_at(tmp_path, PRESS)
     clock = hub.clock
     assert isinstance(clock, ManualClock)
-    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    hub.pipeline.handle(TOPIC, STUCK, 1, False)
     (alert,) = hub.store.alerts()
-    assert alert.raised_at == PRESS - 5  # the first press keeps the device's time
-    hub.pipeline.handle(TOPIC, stuck, 1, False, True)  # the broker resends it: the same press
+    hub.pipeline.handle(TOPIC, STUCK, 1, False, True)  # the broker resends it: the same press
     assert [a.count for a in hub.store.alerts()] == [1]
+    return hub, clock, alert
+
+
+def test_a_button_whose_clock_is_stuck_is_heard_at_every_press(tmp_path: Path) -> None:
+    # The gateway stamps every press with the same device time (a reset RTC, a frozen
+    # ``last_seen``): each new message is still a press; only a DUP copy is the same one.
+    hub, clock, alert = pressed_and_resent(tmp_path)
+    assert alert.raised_at == PRESS - 5  # the first press keeps the device's time
 
     clock.advance(3600)  # an hour later, the alert still open: the elder presses again
-    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    hub.pipeline.handle(TOPIC, STUCK, 1, False)
     (again,) = hub.store.alerts()
     assert (again.id, again.count, again.last_seen) == (alert.id, 2, PRESS + 3600)
     assert len(reminders(hub)) >= 1, "a press after the merge window reminds the worker"
@@ -98,7 +108,7 @@ def test_a_button_whose_clock_is_stuck_is_heard_at_every_press(tmp_path: Path) -
     with hub.store.transaction() as tx:
         assert hub.store.resolve_alert(tx, alert.id, at=clock.now()) is not None
     clock.advance(600)  # resolved; ten minutes later another press with the same stuck time
-    hub.pipeline.handle(TOPIC, stuck, 1, False)
+    hub.pipeline.handle(TOPIC, STUCK, 1, False)
     active = [a for a in hub.store.alerts() if a.status == "active"]
     assert len(active) == 1 and active[0].id != alert.id, "a new alert, not a dropped press"
     assert active[0].raised_at == PRESS + 4200
@@ -113,22 +123,15 @@ def test_a_stuck_buttons_press_that_only_arrives_as_a_dup_copy_is_still_a_press(
     the broker's "this may be a copy" must not make it that press's copy (it was dropped so).
     A DUP copy of a press an *active* alert recorded stays one press (the contrast).
     """
-    stuck = orjson.dumps({"action": "emergency", "last_seen": int((PRESS - 5) * 1000)})
-    hub = hub_at(tmp_path, PRESS)
-    clock = hub.clock
-    assert isinstance(clock, ManualClock)
-    hub.pipeline.handle(TOPIC, stuck, 1, False)
-    (alert,) = hub.store.alerts()
-    hub.pipeline.handle(TOPIC, stuck, 1, False, True)  # a copy of that press, alert still active
-    assert [a.count for a in hub.store.alerts()] == [1]
+    hub, clock, alert = pressed_and_resent(tmp_path)
     with hub.store.transaction() as tx:
         assert hub.store.resolve_alert(tx, alert.id, at=clock.now()) is not None
 
     clock.advance(7200)  # two hours on, the next press reaches the hub only as the broker's resend
-    hub.pipeline.handle(TOPIC, stuck, 1, False, True)
+    hub.pipeline.handle(TOPIC, STUCK, 1, False, True)
     active = [a for a in hub.store.alerts() if a.status == "active"]
     assert len(active) == 1 and active[0].id != alert.id, "the press was taken for the old one's copy"
     assert active[0].raised_at == PRESS + 7200
-    hub.pipeline.handle(TOPIC, stuck, 1, False, True)  # and its own copy counts once
+    hub.pipeline.handle(TOPIC, STUCK, 1, False, True)  # and its own copy counts once
     assert [a.count for a in hub.store.alerts() if a.status == "active"] == [1]
     hub.store.close()

@@ -114,18 +114,27 @@ class World:
     broker: Broker
 
 
-def settings_for(tmp_path: Path, broker: Broker, **extra: Any) -> Any:
+def settings_for(
+    tmp_path: Path,
+    broker: Broker,
+    *,
+    registry_text: str = REGISTRY,
+    api_tokens: list[ApiToken] | None = None,
+    client_id: str = "linli-authz",
+    **extra: Any,
+) -> Any:
+    """A hub on ``broker`` with ``registry_text`` and a token per role (this module's by default)."""
     registry = tmp_path / "community.yaml"
-    registry.write_text(REGISTRY, encoding="utf-8")
+    registry.write_text(registry_text, encoding="utf-8")
     return load_settings(
         None,
         environ={},
         overrides={
             "data_dir": str(tmp_path / "data"),
             "community_file": str(registry),
-            "mqtt": {"url": broker.url, "client_id": "linli-authz"},
+            "mqtt": {"url": broker.url, "client_id": client_id},
             "http": {"host": "127.0.0.1", "port": 0},
-            "api_tokens": tokens(),
+            "api_tokens": tokens() if api_tokens is None else api_tokens,
             **extra,
         },
     )
