@@ -47,7 +47,7 @@ from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
 from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
-from hub.clock import Clock, DemoClock, ManualClock, SteadyClock, SystemClock, wall_delay
+from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SteadyClock, SystemClock, wall_delay
 from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.compact import collector_paused
@@ -227,14 +227,20 @@ class Hub:
         self.rule_clock: Clock = self.clock
         self.clock_floor: ClockFloor | None = None
         if self.monotonic is not None:
+            # A demo's clock is moved on by scenarios (hours in seconds): where it got to says
+            # nothing about the next run's, whose rules would start hours ahead. No floor there.
+            demo = isinstance(self.clock, DemoClock | ScaledClock)
             floor_path = Path(settings.data_dir) / RULE_CLOCK_FILE
             steady = SteadyClock(
-                wall=self.clock, monotonic=self.monotonic, floor=read_floor(floor_path), on_step=on_clock_step
+                wall=self.clock,
+                monotonic=self.monotonic,
+                floor=None if demo else read_floor(floor_path),
+                on_step=on_clock_step,
             )
             if steady.ahead:
                 on_clock_step(steady.ahead, True)
             self.rule_clock = steady
-            self.clock_floor = ClockFloor(clock=steady, path=floor_path)
+            self.clock_floor = None if demo else ClockFloor(clock=steady, path=floor_path)
         # Elders' data and credentials live here: owner-only (hub.files).
         private_dir(Path(settings.data_dir), tighten=True)
         self.store = Store(url=settings.store.resolved_url(Path(settings.data_dir)))

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from hub.app import Hub
-from hub.clock import ManualClock, SteadyClock
+from hub.clock import DemoClock, ManualClock, SteadyClock
 from hub.ingest.rule_clock import FILE_NAME, ClockFloor, read_floor
 from tests.helpers import COMMUNITY, hub_settings
 from tests.test_clock_steps import HOUR, NO_BROKER, T0, Monotonic, Stepping, run
@@ -220,5 +220,19 @@ def test_a_hub_on_a_bare_manual_clock_keeps_it_as_the_rules_clock(tmp_path: Path
     hub = Hub(settings=hub_settings(tmp_path, NO_BROKER), clock=clock)
     try:
         assert hub.rule_clock is clock and hub.clock_floor is None
+    finally:
+        hub.close()
+
+
+def test_a_demo_keeps_no_floor(tmp_path: Path) -> None:
+    """A scenario moves the demo's clock hours on: the next demo must not start its rules there."""
+    settings = hub_settings(tmp_path, NO_BROKER)
+    (Path(settings.data_dir)).mkdir(parents=True, exist_ok=True)
+    (Path(settings.data_dir) / FILE_NAME).write_text(f"{T0 + 6 * HOUR}\n")
+    wall = ManualClock(start=T0)
+    hub = Hub(settings=settings, clock=DemoClock(wall=wall), monotonic=Monotonic())
+    try:
+        assert isinstance(hub.rule_clock, SteadyClock) and hub.clock_floor is None
+        assert hub.rule_clock.now() == T0
     finally:
         hub.close()
