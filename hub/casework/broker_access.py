@@ -29,7 +29,7 @@ from hub.casework.replies import ReplyTopics
 from hub.community.model import Community
 from hub.errors import ConfigError
 from hub.mqtt.roundtrip import ProbeTarget, probe_topic
-from hub.notify.routing import COMMAND_CENTRE
+from hub.notify.routing import COMMAND_CENTRE, worker_topic
 from hub.records import Role
 
 #: Roster roles that also read the command centre's notification topic.
@@ -121,7 +121,7 @@ def worker_targets(person: str, communities: Iterable[Community], *, topic_prefi
     for community in communities:
         if not any(p.id == person for p in community.people):
             continue
-        notifications = f"{topic_prefix}/{community.code}/workers/{person}/notifications"
+        notifications = worker_topic(topic_prefix, community.code, person)
         trips.append(
             WorkerTrips(
                 community=community.code,
@@ -207,7 +207,7 @@ def broker_access(
                     source=f"community {community.code}",
                 )
             grants = people.setdefault(person.id, [])
-            grants.append(("read", f"{topic_prefix}/{community.code}/workers/{person.id}/notifications"))
+            grants.append(("read", worker_topic(topic_prefix, community.code, person.id)))
             grants.append(("write", replies.topic(community.code, person.id)))
             if person.role in COMMAND_ROLES:
                 grants.append(("read", command_centre))

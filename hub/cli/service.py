@@ -26,6 +26,7 @@ from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.probe import probe_boundary
 from hub.mqtt.url import MqttUrl
+from hub.notify.routing import worker_topic
 from hub.records import Role
 from hub.timeseries import Finding, Level
 from hub.timeseries import doctor as timeseries_doctor
@@ -352,7 +353,7 @@ async def boundary(settings: Settings, sensor_url: str) -> bool:
             sensor_url=MqttUrl.parse(sensor_url, key="--sensor-mqtt"),
             reply_topic=ReplyTopics(prefix=prefix).topic(PROBE_NAME, PROBE_NAME),
             reply_filter=ReplyTopics(prefix=prefix).subscription(),
-            notification_topic=f"{prefix}/{PROBE_NAME}/workers/{PROBE_NAME}/notifications",
+            notification_topic=worker_topic(prefix, PROBE_NAME, PROBE_NAME),
             read_filter=f"{prefix}/#",
             tls_ca_file=str(settings.mqtt.tls_ca_file) if settings.mqtt.tls_ca_file else None,
         )

@@ -21,6 +21,12 @@ from rules.subject import Subject
 
 COMMAND_CENTRE = "command-centre"
 
+
+def worker_topic(prefix: str, community: str, person_id: str) -> str:
+    """One person's notification topic (the hub publishes there; the broker's ACL lets them read it)."""
+    return f"{prefix}/{community}/workers/{person_id}/notifications"
+
+
 #: Roles notified first for an alert in their grid (escalation chains come with the case workflow).
 FIRST_RESPONDERS = (Role.GRID_WORKER, Role.GRID_LEADER)
 
@@ -35,7 +41,7 @@ class Routing:
         self._prefix = topic_prefix
 
     def worker_topic(self, community: str, person_id: str) -> str:
-        return f"{self._prefix}/{community}/workers/{person_id}/notifications"
+        return worker_topic(self._prefix, community, person_id)
 
     def command_centre_topic(self) -> str:
         return f"{self._prefix}/{COMMAND_CENTRE}/notifications"

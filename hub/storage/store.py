@@ -349,13 +349,13 @@ class Store:
         (``Pipeline._press_in_time``): a rare path, so the few active alerts are read whole.
         """
         rows = self._engine.execute(
-            "SELECT trace FROM alerts WHERE status = 'active' AND device_id = ?", (device_id,)
-        ).fetchall()
-        for (trace,) in rows:
-            occurrences = orjson.loads(trace).get("occurrences", ())
-            if any(o.get("message") == message for o in occurrences if isinstance(o, dict)):
-                return True
-        return False
+            _SELECT_ALERTS + " WHERE status = 'active' AND device_id = ?", (device_id,)
+        )
+        return any(
+            occurrence.get("message") == message
+            for alert in map(_alert, rows)
+            for occurrence in alert.trace["occurrences"]
+        )
 
     def alerts(
         self,
