@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import time
@@ -34,7 +35,8 @@ async def get(hub: Hub, path: str, *, token: str | None = None) -> tuple[int, An
 
 
 async def ready(hub: Hub) -> tuple[int, dict[str, Any]]:
-    return await get(hub, "/readyz")
+    """``/readyz`` as an operator reads it: with a token, so every check's reason is in the body."""
+    return await get(hub, "/readyz", token=TOKEN)
 
 
 async def wait_ready(hub: Hub, want: bool, *, within: float = 20.0) -> dict[str, Any]:
@@ -200,3 +202,27 @@ async def test_a_subscription_the_broker_refuses_makes_the_hub_not_ready(
         status, body = await ready(hub)
         assert status == 503 and body["failing"] == ["mqtt_ingest"], body
         assert "zigbee2mqtt/#" in body["checks"]["mqtt_ingest"]["detail"]
+
+
+async def test_an_anonymous_readiness_probe_gets_the_verdict_not_the_reasons(
+    tmp_path: Path, mosquitto_broker: Any
+) -> None:
+    """``/readyz`` needs no token (a load balancer has none), so it is open to anyone who can
+    reach the port. Its reasons and warnings name the data directory's files, the holiday data
+    and, for a corrupted row, alert ids: for a caller the hub knows only. A wrong token is the
+    anonymous answer, not a 401 (a probe must never be told to log in)."""
+    settings = hub_settings(tmp_path, mosquitto_broker, min_free_disk_mb=10**9)  # more than any disk
+    async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+        body = await wait_ready(hub, False)
+        assert "free" in body["checks"]["store"]["detail"] and body["warnings"], body
+        for token in (None, "not-a-token"):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with (
+                aiohttp.ClientSession(headers=headers) as session,
+                session.get(f"http://127.0.0.1:{hub.http_port}/readyz") as response,
+            ):
+                status, text = response.status, await response.text()
+            assert status == 503, (token, text)
+            anonymous = json.loads(text)
+            assert anonymous == {"status": "not_ready", "failing": body["failing"]}, anonymous
+            assert str(tmp_path) not in text and "2027" not in text, text

@@ -4,8 +4,8 @@ Liveness (``/healthz``) only says the process answers. Readiness (``/readyz``) i
 anything would delay or lose a press: the MQTT sessions down or not subscribed, the store not
 writable (messages held for retry, the write lock unavailable, the disk nearly full), a loop
 that stopped beating (casework, dispatch, rule timers), the time-series spool nearly full.
-The body lists every check with ``ok`` and a reason, so an operator (or a load balancer's
-log) sees which.
+The body names every failing check; with a token that may read, every check's reason and the
+warnings too (:meth:`Readiness.as_json`), since those name files and alert ids.
 """
 
 from __future__ import annotations
@@ -36,13 +36,19 @@ class Readiness:
     def ready(self) -> bool:
         return all(c.ok for c in self.checks)
 
-    def as_json(self) -> dict[str, Any]:
-        return {
+    def as_json(self, *, details: bool = True) -> dict[str, Any]:
+        """The body of ``/readyz``. Without ``details`` only the verdict and the failing checks'
+        names: what a probe (load balancer, container runtime) acts on. The reasons and the
+        warnings name the data directory's files, alert and device ids and the broker's
+        address, so they are for a caller the hub knows (any token that may read)."""
+        body: dict[str, Any] = {
             "status": "ready" if self.ready else "not_ready",
             "failing": [c.name for c in self.checks if not c.ok],
-            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks},
-            "warnings": list(self.warnings),
         }
+        if details:
+            body["checks"] = {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks}
+            body["warnings"] = list(self.warnings)
+        return body
 
 
 Probe = Callable[[], Check]

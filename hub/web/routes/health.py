@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hub.casework.access import Permission
@@ -29,11 +29,18 @@ def add_health_routes(api: FastAPI, web: Api) -> None:
     @api.get(
         "/readyz",
         summary="Readiness: 200 when every check passes, else 503 naming what is wrong",
+        description=(
+            "No token needed for the verdict and the failing checks' names. Each check's reason "
+            "and the warnings (files, alert and device ids) only with a token that may read."
+        ),
         responses={503: {"description": "not ready: the body names every failing check"}},
     )
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         report = web.readiness()
-        return JSONResponse(report.as_json(), status_code=200 if report.ready else 503)
+        # An unknown or missing token is not an error here: a probe has none and gets the verdict.
+        who = web.identify(request)
+        details = who is not None and who.reach.may_ever(Permission.READ)
+        return JSONResponse(report.as_json(details=details), status_code=200 if report.ready else 503)
 
     @api.get(
         "/metrics",
