@@ -520,6 +520,8 @@ class Hub:
             http_refused_per_address=lambda: self.http.limits.refused_per_address,
             http_deadline_closes=lambda: self.http.limits.deadline_closes,
             clock=self.clock,
+            http_auth_failures=lambda: self.api.throttle.failures,
+            http_auth_throttled=lambda: self.api.throttle.refused,
         )
         return checks, counters
 

@@ -199,6 +199,12 @@ class HttpSettings(_Model):
     #: ``trusted_proxies`` are not capped: a proxy carries everyone's connections (limit per
     #: client there, e.g. nginx's ``limit_conn``). A worker's phone or a console tab uses a few.
     max_connections_per_address: int = Field(default=128, ge=0, le=1_000_000)
+    #: Failed token checks (a wrong token at ``POST /login`` or as ``Bearer``) one client address
+    #: may make before it waits; one more is allowed every ``auth_refill_s``. While it waits every
+    #: token check from it gets 429 (hub.web.auth_throttle). Behind a trusted proxy the address is
+    #: the client's from ``X-Forwarded-For``.
+    auth_attempts: int = Field(default=20, ge=1, le=1_000_000)
+    auth_refill_s: float = Field(default=30.0, gt=0, le=86_400)
     #: The console's address as people outside reach it (``https://linli.example.org``): links
     #: the hub sends on its own (a guardian's 评价 link) start with it. Unset: none are sent.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")

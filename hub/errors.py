@@ -27,6 +27,7 @@
         ├── ChannelError            a notification channel request cannot be built
         ├── RequestError            an HTTP request the API refuses before any work
         │   ├── NotAuthenticatedError   no valid token or session (401)
+        │   ├── TooManyAttemptsError    too many failed token checks from one address (429)
         │   ├── BadRequestError         a value the API cannot read (400)
         │   └── NotFoundError           nothing with that id the caller may see (404)
         └── CaseError
@@ -77,6 +78,7 @@ __all__ = [
     "SchemaVersionError",
     "StaleCaseError",
     "StoreError",
+    "TooManyAttemptsError",
     "UnsupportedProtocolError",
 ]
 
@@ -231,6 +233,18 @@ class RequestError(HubError):
 
 class NotAuthenticatedError(RequestError):
     error = "unauthorized"
+
+
+class TooManyAttemptsError(RequestError):
+    """An address failed too many token checks; it may try again in ``retry_after_s``."""
+
+    error = "too_many_attempts"
+
+    def __init__(self, *, retry_after_s: float) -> None:
+        super().__init__(
+            f"登录尝试过多，请 {retry_after_s:.0f} 秒后再试 / too many attempts, retry in {retry_after_s:.0f} s"
+        )
+        self.retry_after_s = retry_after_s
 
 
 class BadRequestError(RequestError):

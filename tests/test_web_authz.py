@@ -133,7 +133,10 @@ def settings_for(
             "data_dir": str(tmp_path / "data"),
             "community_file": str(registry),
             "mqtt": {"url": broker.url, "client_id": client_id},
-            "http": {"host": "127.0.0.1", "port": 0},
+            # The sweeps send hundreds of wrong tokens from one address on purpose, to see each
+            # route refuse them; the failed-check throttle (its own test: test_auth_throttle.py)
+            # would answer them 429 after the first twenty.
+            "http": {"host": "127.0.0.1", "port": 0, "auth_attempts": 1_000_000},
             "api_tokens": tokens() if api_tokens is None else api_tokens,
             **extra,
         },

@@ -40,6 +40,8 @@ class HubCounters:
         http_refused: Callable[[], int],
         http_refused_per_address: Callable[[], int],
         http_deadline_closes: Callable[[], Mapping[str, int]],
+        http_auth_failures: Callable[[], int],
+        http_auth_throttled: Callable[[], int],
         clock: Clock,
     ) -> None:
         self._pipeline = pipeline
@@ -56,6 +58,8 @@ class HubCounters:
         self._http_refused = http_refused
         self._http_refused_per_address = http_refused_per_address
         self._http_deadline_closes = http_deadline_closes
+        self._http_auth_failures = http_auth_failures
+        self._http_auth_throttled = http_auth_throttled
         self._clock = clock
 
     def families(self) -> list[Family]:
@@ -124,6 +128,16 @@ class HubCounters:
                 "counter",
                 "HTTP connections closed on arrival because their address held http.max_connections_per_address",
             ).add(self._http_refused_per_address()),
+            Family(
+                "linli_http_auth_failures_total",
+                "counter",
+                "token checks that failed (a wrong token at POST /login or as Bearer)",
+            ).add(self._http_auth_failures()),
+            Family(
+                "linli_http_auth_throttled_total",
+                "counter",
+                "token checks refused with 429: their address had used up http.auth_attempts",
+            ).add(self._http_auth_throttled()),
         ]
         quarantine = Family("linli_quarantined_total", "counter", "records quarantined, by reason")
         for reason, count in sorted(self._quarantine.counts.items()):

@@ -39,6 +39,7 @@ from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.records import Role
 from hub.storage.store import Store
+from hub.web.auth_throttle import AuthThrottle, client_address
 from hub.web.care import CareServices, add_care_routes
 from hub.web.guard import Guard
 from hub.web.routes.alerts import add_alert_routes
@@ -111,6 +112,7 @@ class Api:
         advance_clock: Callable[[float], Awaitable[float]] | None = None,
         http: HttpSettings | None = None,
         sessions: Sessions | None = None,
+        throttle: AuthThrottle | None = None,
         care: CareServices | None = None,
     ) -> None:
         self.care = care
@@ -132,6 +134,9 @@ class Api:
         self._tokens = tuple(tokens)
         self.stats = stats
         self.sessions = sessions or Sessions(idle_s=self.http.session_idle_s, max_s=self.http.session_max_s)
+        self.throttle = throttle or AuthThrottle(
+            attempts=self.http.auth_attempts, refill_s=self.http.auth_refill_s
+        )
         self.closing = asyncio.Event()
 
     def close_streams(self) -> None:
@@ -155,10 +160,25 @@ class Api:
             token=token, reach=self.casework.reach(actor, person=token.person is not None), session=session
         )
 
+    def client_address(self, request: Request) -> str:
+        """Who a token check is counted against (:func:`hub.web.auth_throttle.client_address`)."""
+        peer = request.client.host if request.client else ""
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.http.trusted_proxies)
+
+    def check_token(self, request: Request, secret: str) -> ApiToken | None:
+        """``secret``'s token, counted per client address: raises :class:`TooManyAttemptsError`
+        while the address waits (before looking, so a hit and a miss answer alike)."""
+        address = self.client_address(request)
+        self.throttle.check(address)
+        token = self.token_for(secret)
+        if token is None:
+            self.throttle.failed(address)
+        return token
+
     def identify(self, request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
         if header:
-            token = self.token_for(header[7:]) if header.startswith("Bearer ") else None
+            token = self.check_token(request, header[7:]) if header.startswith("Bearer ") else None
             return self.principal_of(token) if token is not None else None
         session = self.sessions.get(request.cookies.get(COOKIE, ""))
         return self.principal_of(session.token, session) if session is not None else None

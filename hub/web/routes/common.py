@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from hub.casework.access import Actor, Reach
 from hub.config import ApiToken
-from hub.errors import BadRequestError
+from hub.errors import BadRequestError, TooManyAttemptsError
 from hub.web import models as m
 from hub.web.sessions import Session
 
@@ -70,6 +70,12 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000, description="where the page s
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+def retry_after(response: Response, exc: TooManyAttemptsError) -> Response:
+    """429's ``Retry-After`` in whole seconds, rounded up (RFC 9110 §10.2.3, RFC 6585 §4)."""
+    response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return response
 
 
 def page(request: Request, response: Response, items: Sequence[Any], *, limit: int, offset: int) -> None:

@@ -16,8 +16,9 @@ from hub.errors import (
     NotAuthenticatedError,
     NotFoundError,
     RequestError,
+    TooManyAttemptsError,
 )
-from hub.web.routes.common import error
+from hub.web.routes.common import error, retry_after
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -53,6 +54,8 @@ def add_error_handlers(api: FastAPI, web: Api) -> None:
 
     @api.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError) -> Response:
+        if isinstance(exc, TooManyAttemptsError):
+            return retry_after(error(429, exc.error, exc.message), exc)
         status = {NotAuthenticatedError: 401, NotFoundError: 404}.get(type(exc), 400)
         return error(status, exc.error, exc.message)
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hub.casework.access import Permission
-from hub.errors import NotAllowedError
+from hub.errors import NotAllowedError, TooManyAttemptsError
 from hub.health.metrics import render
 from hub.web import models as m
 from hub.web.routes.common import ERRORS, Who
@@ -38,7 +38,10 @@ def add_health_routes(api: FastAPI, web: Api) -> None:
     async def readyz(request: Request) -> JSONResponse:
         report = web.readiness()
         # An unknown or missing token is not an error here: a probe has none and gets the verdict.
-        who = web.identify(request)
+        try:
+            who = web.identify(request)
+        except TooManyAttemptsError:
+            who = None  # the address is waiting after failed token checks: a probe's answer
         details = who is not None and who.reach.may_ever(Permission.READ)
         return JSONResponse(report.as_json(details=details), status_code=200 if report.ready else 503)
 

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from hub.casework.access import PHONE_ROLES
+from hub.errors import TooManyAttemptsError
 from hub.web import models as m
-from hub.web.routes.common import ERRORS, HIDDEN, Who, error
+from hub.web.routes.common import ERRORS, HIDDEN, Who, error, retry_after
 from hub.web.sessions import COOKIE
 
 if TYPE_CHECKING:
@@ -119,7 +120,11 @@ def add_login_routes(api: FastAPI, web: Api) -> None:
             if form:
                 return login_page(422, "请输入令牌 / enter your token")
             return error(422, "invalid_request", '请求无效 / body must be {"token": "…"}')
-        token = web.token_for(body.token)
+        try:
+            token = web.check_token(request, body.token)
+        except TooManyAttemptsError as exc:
+            page = login_page(429, exc.message) if form else error(429, exc.error, exc.message)
+            return retry_after(page, exc)
         if token is None:
             if form:
                 return login_page(401, "令牌无效 / invalid token")
