@@ -14,8 +14,8 @@ its ``X-Forwarded-For`` names (the rightmost entry no trusted proxy added): behi
 proxy every request comes from the proxy, and counting it would let one guesser lock
 everyone out. Nobody else's header is believed.
 
-Bounded: at most ``max_addresses`` buckets; past that the fullest (least used) are dropped
-first, so a guesser spread over many addresses cannot grow memory.
+Bounded: at most ``max_addresses`` buckets; past that the address that failed longest ago is
+dropped first, so a guesser spread over many addresses cannot grow memory or make a check slow.
 
 Must not import: ``hub.app``, ``hub.cli``.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ class AuthThrottle:
         self._refill_s = refill_s
         self._now = now
         self._max = max_addresses
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         #: Checks refused while an address waited (``linli_http_auth_throttled_total``).
         self.refused = 0
         #: Failed checks counted (``linli_http_auth_failures_total``).
@@ -84,11 +85,15 @@ class AuthThrottle:
         """One failed check from ``address``."""
         self.failures += 1
         now = self._now()
-        bucket = self._buckets.pop(address, None)
+        bucket = self._buckets.get(address)
         if bucket is None:
             if len(self._buckets) >= self._max:
-                self._drop(now)
-            bucket = _Bucket(self._attempts, now)
+                # The address that failed longest ago goes, in O(1): a guesser spread over many
+                # addresses must not make each failed check a scan of the table.
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[address] = _Bucket(self._attempts, now)
+        else:
+            self._buckets.move_to_end(address)  # in order of last failure
         level = self._level(bucket, now)
         bucket.left = max(0.0, level - 1.0)
         bucket.at = now
@@ -100,15 +105,6 @@ class AuthThrottle:
                 self._refill_s,
                 extra={"client": address},
             )
-        self._buckets[address] = bucket  # re-inserted: the dict is in order of last failure
-
-    def _drop(self, now: float) -> None:
-        """Make room: buckets refilled to full say nothing any more; else the longest quiet."""
-        full = [a for a, b in self._buckets.items() if self._level(b, now) >= self._attempts]
-        for address in full:
-            del self._buckets[address]
-        while len(self._buckets) >= self._max:
-            del self._buckets[next(iter(self._buckets))]
 
     def __len__(self) -> int:
         return len(self._buckets)
