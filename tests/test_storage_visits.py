@@ -90,6 +90,9 @@ def test_a_record_completes_its_task_once_and_a_next_task_can_open(store: Store)
         Outcome.VISITED_WELL,
         Outcome.VISITED_WELL,
     ]
+    # Many tasks' records in one query (a period's 探访完成率): the same rows, per task, in order.
+    assert visits.records_of([task.key, "no-such-task"]) == {task.key: visits.records(task.key)}
+    assert visits.records_of([]) == {}
     last = visits.last_record("r1")
     assert last is not None and last.id == "v3"
     last_any = visits.last_record("r1", completing=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
@@ -393,39 +393,58 @@ class VisitKpiReport:
     by_worker: dict[str, VisitKpiRow]
 
 
-def visit_kpis(
-    tasks: Iterable[VisitTask], records: Iterable[VisitRecord], *, start: float, end: float, now: float
-) -> VisitKpiReport:
-    """探访完成率 over the tasks *due* in ``[start, end)`` (``now`` ≥ their due time).
+class VisitTally:
+    """探访完成率 over the tasks *due* in ``[start, end)``, one task at a time (:func:`visit_kpis`).
 
     On time: completed at or before the due time. Late: completed after it. Missed: not
     completed by ``now``. The worker is who completed the task (or, not done, its assignee).
     """
-    if end <= start:
-        raise ValueError("the period must end after it starts")
-    by_task: defaultdict[str, list[VisitRecord]] = defaultdict(list)
-    for r in records:
-        by_task[r.task_key].append(r)
-    counts: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for task in tasks:
-        if not (start <= task.due_at < end) or task.due_at > now:
-            continue
-        own = by_task[task.key]
+
+    __slots__ = ("_counts", "_end", "_now", "_start")
+
+    def __init__(self, *, start: float, end: float, now: float) -> None:
+        if end <= start:
+            raise ValueError("the period must end after it starts")
+        self._start, self._end, self._now = start, end, now
+        self._counts: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+
+    def add(self, task: VisitTask, own: Sequence[VisitRecord]) -> None:
+        """Count ``task`` with its own records."""
+        now = self._now
+        if not (self._start <= task.due_at < self._end) or task.due_at > now:
+            return
         done = completed_at(task, own)
         worker = next((r.by for r in own if r.outcome.completes and r.at == done), None) or task.assignee
         column = (
             1 if done is not None and done <= task.due_at else 2 if done is not None and done <= now else 3
         )
+        counts = self._counts
         for key in (("all", ""), ("grid", task.grid or NONE_KEY), ("worker", worker or NONE_KEY)):
             counts[key][0] += 1
             counts[key][column] += 1
 
-    def row(key: tuple[str, str]) -> VisitKpiRow:
-        c = counts.get(key, [0, 0, 0, 0])
-        return VisitKpiRow(due=c[0], on_time=c[1], late=c[2], missed=c[3])
+    def report(self) -> VisitKpiReport:
+        counts = self._counts
 
-    return VisitKpiReport(
-        overall=row(("all", "")),
-        by_grid={k[1]: row(k) for k in sorted(counts) if k[0] == "grid"},
-        by_worker={k[1]: row(k) for k in sorted(counts) if k[0] == "worker"},
-    )
+        def row(key: tuple[str, str]) -> VisitKpiRow:
+            c = counts.get(key, [0, 0, 0, 0])
+            return VisitKpiRow(due=c[0], on_time=c[1], late=c[2], missed=c[3])
+
+        return VisitKpiReport(
+            overall=row(("all", "")),
+            by_grid={k[1]: row(k) for k in sorted(counts) if k[0] == "grid"},
+            by_worker={k[1]: row(k) for k in sorted(counts) if k[0] == "worker"},
+        )
+
+
+def visit_kpis(
+    tasks: Iterable[VisitTask], records: Iterable[VisitRecord], *, start: float, end: float, now: float
+) -> VisitKpiReport:
+    """探访完成率 over the tasks *due* in ``[start, end)`` (``now`` ≥ their due time): :class:`VisitTally`."""
+    tally = VisitTally(start=start, end=end, now=now)
+    by_task: defaultdict[str, list[VisitRecord]] = defaultdict(list)
+    for r in records:
+        by_task[r.task_key].append(r)
+    for task in tasks:
+        tally.add(task, by_task.get(task.key, ()))
+    return tally.report()

@@ -258,23 +258,35 @@ class KpiReport:
     by_category: dict[str, KpiRow]
 
 
-def compute(
-    timelines: Iterable[Sequence[TimelineEntry]], *, sla: SlaBook, start: float, end: float
-) -> KpiReport:
-    """KPIs for ``[start, end)`` from whole timelines (see the module docstring for formulas)."""
-    if end <= start:
-        raise ValueError("the period must end after it starts")
-    overall = _Acc()
-    groups: dict[str, defaultdict[str, _Acc]] = {
-        "grid": defaultdict(_Acc),
-        "worker": defaultdict(_Acc),
-        "category": defaultdict(_Acc),
-    }
-    for entries in timelines:
-        f = facts(entries, sla=sla)
+class KpiTally:
+    """The KPIs of ``[start, end)``, one timeline at a time (:func:`compute` over all of them).
+
+    Fed in pieces, a period of tens of thousands of cases is summed without holding every
+    timeline at once and between turns of the event loop (``Casework.kpi_steps``).
+    """
+
+    __slots__ = ("_end", "_groups", "_overall", "_sla", "_start")
+
+    def __init__(self, *, sla: SlaBook, start: float, end: float) -> None:
+        if end <= start:
+            raise ValueError("the period must end after it starts")
+        self._sla = sla
+        self._start = start
+        self._end = end
+        self._overall = _Acc()
+        self._groups: dict[str, defaultdict[str, _Acc]] = {
+            "grid": defaultdict(_Acc),
+            "worker": defaultdict(_Acc),
+            "category": defaultdict(_Acc),
+        }
+
+    def add(self, entries: Sequence[TimelineEntry]) -> None:
+        """Count one case, from its whole timeline."""
+        start, end, groups = self._start, self._end, self._groups
+        f = facts(entries, sla=self._sla)
         case = f.case
         grid = case.grid or NONE_KEY
-        counted = [overall, groups["grid"][grid], groups["category"][case.category]]
+        counted = [self._overall, groups["grid"][grid], groups["category"][case.category]]
         anchor = f.anchor
         if case.state is not CaseState.VOID and anchor is not None and start <= anchor < end:
             closed = case.closed_at is not None and case.closed_at < end
@@ -304,14 +316,27 @@ def compute(
             _, rating, handler = in_period[-1]
             for acc in (*counted, groups["worker"][handler or NONE_KEY]):
                 acc.rate(rating)
-    return KpiReport(
-        start=start,
-        end=end,
-        overall=overall.row(),
-        by_grid={k: v.row() for k, v in sorted(groups["grid"].items())},
-        by_worker={k: v.row() for k, v in sorted(groups["worker"].items())},
-        by_category={k: v.row() for k, v in sorted(groups["category"].items())},
-    )
+
+    def report(self) -> KpiReport:
+        groups = self._groups
+        return KpiReport(
+            start=self._start,
+            end=self._end,
+            overall=self._overall.row(),
+            by_grid={k: v.row() for k, v in sorted(groups["grid"].items())},
+            by_worker={k: v.row() for k, v in sorted(groups["worker"].items())},
+            by_category={k: v.row() for k, v in sorted(groups["category"].items())},
+        )
+
+
+def compute(
+    timelines: Iterable[Sequence[TimelineEntry]], *, sla: SlaBook, start: float, end: float
+) -> KpiReport:
+    """KPIs for ``[start, end)`` from whole timelines (see the module docstring for formulas)."""
+    tally = KpiTally(sla=sla, start=start, end=end)
+    for entries in timelines:
+        tally.add(entries)
+    return tally.report()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

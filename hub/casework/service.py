@@ -26,8 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.cases.escalation import DueStep, Selector, Target, TargetKind, plan
-from hub.cases.kpi import KpiReport
-from hub.cases.kpi import compute as kpi_compute
+from hub.cases.kpi import KpiReport, KpiTally
 from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
 from hub.cases.policies import Policies
 from hub.cases.views import case_json
@@ -63,6 +62,8 @@ NO_CASE_SEVERITIES = frozenset({"info"})
 OpenCounts = dict[tuple[str, str, str, str], int]
 #: Cases the gauge reads from the store between two turns of the event loop (≈ 0.1-0.3 ms each).
 READS_PER_STEP = 16
+#: Cases a KPI report reads (one query) and sums between two turns (≈ 0.1-0.2 ms each).
+KPI_CASES_PER_STEP = 32
 #: Open cases whose traffic lights the gauge works out between two turns (≈ 15-30 µs each).
 CASES_PER_STEP = 256
 
@@ -413,18 +414,45 @@ class Casework:
 
         ``include`` keeps the cases a reader may see (asked with each case's place).
         """
-        timelines = self.cases.timelines_touching(start, end)
-        if include is not None:
-            timelines = [t for t in timelines if t and include(self._where_filed(t[0]))]
-        return kpi_compute(timelines, sla=self.policies.sla, start=start, end=end)
+        return run_through(self.kpi_steps(start=start, end=end, include=include))
 
-    def _where_filed(self, first: TimelineEntry) -> Where:
+    def kpi_steps(
+        self,
+        *,
+        start: float,
+        end: float,
+        include: Callable[[Where], bool] | None = None,
+        cases_per_step: int = KPI_CASES_PER_STEP,
+    ) -> Steps[KpiReport]:
+        """:meth:`kpis` in steps of ``cases_per_step`` cases, each read in one query.
+
+        A year of a district's cases is tens of thousands: read a query per case and summed in
+        one go on the event loop, 20 000 took 2–4 s in which no SOS press was handled and no
+        escalation sent (docs/benchmarks.md, "Twenty-fifth pass"). The web layer runs this
+        in turns (:func:`hub.steps.run_in_turns`): a press waits for one step, not the report.
+        """
+        tally = KpiTally(sla=self.policies.sla, start=start, end=end)
+        ids = self.cases.touching(start, end)
+        for at in range(0, len(ids), cases_per_step):
+            if at:
+                yield
+            batch = ids[at : at + cases_per_step]
+            timelines = self.cases.timelines_of(batch)
+            if include is not None:
+                told = self.cases.told_of(batch)
+                timelines = [t for t in timelines if include(self._where_filed(t[0], told[t[0].case_id]))]
+            for entries in timelines:
+                tally.add(entries)
+        return tally.report()
+
+    @staticmethod
+    def _where_filed(first: TimelineEntry, told: frozenset[str]) -> Where:
         grid, community = first.data.get("grid"), first.data.get("community")
         return Where(
             community=community if isinstance(community, str) else None,
             grid=grid if isinstance(grid, str) else None,
             assignee=None,
-            told=self.cases.told(first.case_id),
+            told=told,
         )
 
     # -- escalation and SLA ------------------------------------------------------------------

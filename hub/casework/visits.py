@@ -52,6 +52,7 @@ from hub.cases.care import (
     Outcome,
     TaskKind,
     VisitKpiReport,
+    VisitTally,
     VisitTask,
     escalations_due,
     light,
@@ -60,7 +61,6 @@ from hub.cases.care import (
     record,
     same_due_until,
     task_after,
-    visit_kpis,
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
 from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, subject_id
@@ -73,6 +73,7 @@ from hub.community.registry import Registry
 from hub.errors import NotAllowedError, NotFoundError
 from hub.notify.routing import Routing
 from hub.records import Alert, AlertChange, Role
+from hub.steps import Steps, run_through
 from hub.storage.engine import Tx
 from hub.storage.store import Store
 from hub.storage.visits import StoredRecord, StoredTask, VisitFilter, VisitStore
@@ -88,6 +89,8 @@ URGENT_WITHIN_S = 86400.0
 INACTIVITY = "inactivity"
 #: The scheduler's longest sleep: the register may change (a reload) without a deadline.
 POLL_S = 60.0
+#: Tasks a 探访完成率 report reads (their records in one query) and counts between two turns.
+VISIT_TASKS_PER_STEP = 64
 #: Elders per slice of the scheduler task's round: one transaction, then the event loop's turn
 #: (≈ 10–30 ms of work: short against the ingest's and the SOS lane's latency budget).
 SLICE = 500
@@ -650,14 +653,39 @@ class Visits:
 
     def kpis(self, *, start: float, end: float, reach: Reach | None = None) -> VisitKpiReport:
         """探访完成率 over the tasks due in ``[start, end)`` that ``reach`` may see (docs/cases.md)."""
+        return run_through(self.kpi_steps(start=start, end=end, reach=reach))
+
+    def kpi_steps(
+        self,
+        *,
+        start: float,
+        end: float,
+        reach: Reach | None = None,
+        tasks_per_step: int = VISIT_TASKS_PER_STEP,
+    ) -> Steps[VisitKpiReport]:
+        """:meth:`kpis` in steps of ``tasks_per_step`` tasks, their records read in one query.
+
+        A year of weekly visits is tens of thousands of tasks; a query each, in one go on the
+        event loop, was a stall an SOS press waited out (docs/benchmarks.md, "Twenty-fifth pass").
+        """
+        tally = VisitTally(start=start, end=end, now=self._clock.now())
         tasks = [
-            t
+            t.task
             for t in self.visits.tasks_due_between(start, end)
             if t.task.kind is not TaskKind.SIGN_OF_LIFE  # a sensor's work, not a visit
-            and (reach is None or reach.allows(Permission.VISITS, self.where(t.task)))
         ]
-        records = [r.record for t in tasks for r in self.visits.records(t.key)]
-        return visit_kpis([t.task for t in tasks], records, start=start, end=end, now=self._clock.now())
+        for at in range(0, len(tasks), tasks_per_step):
+            if at:
+                yield
+            batch = [
+                t
+                for t in tasks[at : at + tasks_per_step]
+                if reach is None or reach.allows(Permission.VISITS, self.where(t))
+            ]
+            records = self.visits.records_of([t.key for t in batch])
+            for task in batch:
+                tally.add(task, [r.record for r in records.get(task.key, ())])
+        return tally.report()
 
     def task_json(self, stored: StoredTask, *, now: float | None = None) -> dict[str, Any]:
         at = self._clock.now() if now is None else now

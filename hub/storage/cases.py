@@ -262,16 +262,45 @@ class CaseStore:
         rows = self._store.execute("SELECT key FROM case_steps_sent WHERE case_id = ?", (case_id,))
         return frozenset(row[0] for row in rows)
 
-    def timelines_touching(self, start: float, end: float) -> list[Sequence[TimelineEntry]]:
-        """Timelines of every case filed before ``end`` that was open at some point after ``start``."""
-        ids = [
-            row[0]
-            for row in self._store.execute(
-                "SELECT id FROM cases WHERE filed_at < ? AND (state NOT IN ('closed', 'void') OR updated_at >= ?)",
-                (end, start),
-            )
-        ]
-        return [self.timeline(case_id) for case_id in ids]
+    def touching(self, start: float, end: float) -> list[str]:
+        """Ids of every case filed before ``end`` that was open at some point after ``start``."""
+        rows = self._store.execute(
+            "SELECT id FROM cases WHERE filed_at < ? AND (state NOT IN ('closed', 'void') OR updated_at >= ?)"
+            " ORDER BY filed_at, id",
+            (end, start),
+        )
+        return [row[0] for row in rows]
+
+    def timelines_of(self, case_ids: Sequence[str]) -> list[list[TimelineEntry]]:
+        """The timelines of ``case_ids`` (in that order; a case without entries is left out),
+        in one query: a period's KPIs read thousands, and a query each was most of their time."""
+        if not case_ids:
+            return []
+        params: list[object] = []
+        where = _in("case_id", case_ids, params)
+        rows = self._store.execute(
+            f"SELECT case_id, entry FROM case_timeline WHERE {where} ORDER BY case_id, seq",  # noqa: S608
+            params,
+        )
+        by_case: dict[str, list[TimelineEntry]] = {}
+        for case_id, entry in rows:
+            by_case.setdefault(case_id, []).append(TimelineEntry.from_dict(orjson.loads(entry)))
+        return [by_case[c] for c in case_ids if c in by_case]
+
+    def told_of(self, case_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """:meth:`told` for many cases in one query."""
+        if not case_ids:
+            return {}
+        params: list[object] = []
+        where = _in("case_id", case_ids, params)
+        rows = self._store.execute(
+            f"SELECT DISTINCT case_id, recipient FROM notifications WHERE {where}",  # noqa: S608
+            params,
+        )
+        told: dict[str, set[str]] = {}
+        for case_id, recipient in rows:
+            told.setdefault(case_id, set()).add(recipient)
+        return {c: frozenset(told.get(c, ())) for c in case_ids}
 
     def alerts_without_case(self, *, communities: frozenset[str] | None = None) -> list[int]:
         """Active alerts with no case (a crash between the alert's and the case's commit)."""

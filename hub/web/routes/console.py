@@ -104,5 +104,8 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         if who is None:
             return RedirectResponse("/login", status_code=302)
         return page(
-            request, who, "page_kpis.html", k=kpi_page(web, who.reach, start=start or None, end=end or None)
+            request,
+            who,
+            "page_kpis.html",
+            k=await kpi_page(web, who.reach, start=start or None, end=end or None),
         )
