@@ -13,9 +13,10 @@ from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from hub.errors import NotFoundError
+from hub.steps import run_in_turns
 from hub.web.pages.case import case_detail
 from hub.web.pages.devices import MAX_PAGE as MAX_DEVICE_PAGE
-from hub.web.pages.devices import PAGE, Show, device_page
+from hub.web.pages.devices import PAGE, Show, device_page_steps
 from hub.web.pages.grids import grid_detail, grid_map
 from hub.web.pages.kpis import kpi_page
 from hub.web.pages.overview import IngestMeter, overview
@@ -84,7 +85,9 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         who = web.identify(request)
         if who is None:
             return RedirectResponse("/login", status_code=302)
-        found = device_page(web, who.reach, grid=grid, show=show, offset=offset, limit=limit)
+        found = await run_in_turns(
+            device_page_steps(web, who.reach, grid=grid, show=show, offset=offset, limit=limit)
+        )
         return page(request, who, "page_devices.html", p=found)
 
     @api.get("/roster", **HIDDEN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Path, Query, Request, Response
 from hub.casework.access import Permission, Where
 from hub.errors import NotFoundError
 from hub.web import models as m
+from hub.web.pages.devices import DEVICES_PER_STEP
 from hub.web.routes.common import ERRORS, Limit, Offset, Who, page
 from hub.web.views import device_json, event_json
 
@@ -32,7 +34,11 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
         ids = [d.id for d in web.registry.devices()] + list(web.registry.unassigned)
         chosen: list[tuple[str, Where]] = []
         skipped = 0
-        for device_id in ids:
+        for n, device_id in enumerate(ids, 1):
+            if n % DEVICES_PER_STEP == 0:
+                # A turn for the rest of the hub: a grid's devices at the end of 100 000, or a
+                # late offset, is a pass over all of them (an SOS press must not wait it out).
+                await asyncio.sleep(0)
             where = web.device_where(device_id)
             if (grid is not None and where.grid != grid) or not who.reach.allows(Permission.READ, where):
                 continue

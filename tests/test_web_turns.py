@@ -1,27 +1,38 @@
-"""A period's KPIs are summed in turns of the event loop: a year of cases is seconds of work,
-and an SOS press arriving meanwhile must not wait for the whole report.
+"""Reads that grow with the district run in turns of the event loop: a year's KPIs are seconds
+of work and a pass over 100 000 devices a tenth or two, and an SOS press arriving meanwhile must
+not wait for the whole of it.
 
 Before, ``GET /api/kpis?from=…`` read every case of the period with a query each and summed
 them in one go on the loop that also takes MQTT messages: 20 000 cases were 2–4 s in which no
 press was handled and no escalation sent. The tests count the loop's turns while a report is
 being made (a behaviour, not a speed) and check that the report in steps is the one in one go.
+The devices page and ``GET /api/devices`` walked every device in one go too.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
+from adapters.events import DeviceKind
 from hub.app import Hub
 from hub.cases.kpi import compute
 from hub.cases.model import CaseAction, Channel
 from hub.cases.workflow import apply, open_case
 from hub.casework.service import KPI_CASES_PER_STEP
 from hub.clock import ManualClock
+from hub.community.files import parse_yaml
+from hub.community.model import Device
+from hub.community.registry import Registry
 from hub.steps import run_through
-from tests.helpers import GRID, TOKEN, WORKER_TOKEN, hub_settings
+from hub.web.pages import devices as devices_page
+from hub.web.pages.devices import DEVICES_PER_STEP
+from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, hub_settings
 from tests.support.servers import Broker
 
 START = 1_795_371_180.0
@@ -120,3 +131,67 @@ async def test_the_loop_takes_turns_while_a_years_kpis_are_made(
                 f'data-key="{GRID}"><th scope="row">' in page.text
                 and f"<td>{half}</td><td>{half}</td>" in page.text
             )
+
+
+DEVICES = 6 * DEVICES_PER_STEP
+
+
+def many_devices() -> Registry:
+    """The test community plus door sensors in its first grid, the last of them the page asked for."""
+    (community,) = parse_yaml(REGISTRY, file="test")
+    extra = tuple(
+        Device.model_construct(
+            id=f"door-{i:06d}",
+            kind=DeviceKind.DOOR_SENSOR,
+            grid=GRID,
+            model="MCCGQ11LM",
+            household="b3-u2-401",
+            heartbeat_s=3600.0,
+        )
+        for i in range(DEVICES)
+    )
+    return Registry(communities=[community.model_copy(update={"devices": community.devices + extra})])
+
+
+async def test_the_loop_takes_turns_while_every_device_is_walked(
+    tmp_path: Path, embedded_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turns are counted from the walk's first device to its last (a call made once per
+    device), so the request's own reading and writing are not counted."""
+    settings = hub_settings(tmp_path, embedded_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=START), registry=many_devices()) as hub:
+        turns = 0
+        seen: list[int] = []  # the turn count at each device looked at
+
+        def counted(real: Callable[..., Any]) -> Callable[..., Any]:
+            def probe(*args: Any, **kwargs: Any) -> Any:
+                seen.append(turns)
+                return real(*args, **kwargs)
+
+            return probe
+
+        monkeypatch.setattr(devices_page, "is_online", counted(devices_page.is_online))
+        monkeypatch.setattr(hub.api, "device_where", counted(hub.api.device_where))
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal turns
+            while not stop.is_set():
+                turns += 1
+                await asyncio.sleep(0)
+
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c:
+            ticking = asyncio.create_task(ticker())
+            last = DEVICES - 1
+            for path, want in (
+                (f"/devices?offset={DEVICES}", "door-"),  # the console's last page
+                (f"/api/devices?offset={DEVICES}&limit=10", f"door-{last:06d}"),
+            ):
+                seen.clear()
+                r = await c.get(path)
+                assert r.status_code == 200 and want in r.text, (path, r.text[:300])
+                assert len(seen) >= DEVICES, (path, len(seen))
+                assert seen[-1] - seen[0] >= DEVICES // DEVICES_PER_STEP - 1, (path, seen[0], seen[-1])
+            stop.set()
+            await ticking
