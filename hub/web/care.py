@@ -12,6 +12,7 @@ Must not import: ``hub.app``, ``hub.cli``, ``hub.web.api`` (which imports this m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Actor, Permission, Reach, Where
+from hub.casework.elders import RegisterEntry
 from hub.casework.evaluations import Evaluations
 from hub.casework.signs import sign_status
 from hub.casework.visits import Visits
@@ -33,6 +35,10 @@ from hub.ingest.device_state import DeviceStates, is_online
 from hub.steps import run_in_turns
 from hub.web import models as m
 from hub.web.routes.common import Offset, page
+
+#: Register entries looked at, and rows made (three or four store reads each), between turns.
+ELDERS_PER_STEP = 2048
+ROWS_PER_STEP = 16
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -363,6 +369,47 @@ def _recording_for(visits: Visits, who: Reach, task_id: str, person: str) -> Act
     return Actor(person, role)
 
 
+def _elder_row(
+    care: CareServices, who: Reach, entry: RegisterEntry, where: Where, now: float
+) -> dict[str, Any]:
+    """One row of the elder register (``GET /api/elders``): three or four reads of the store."""
+    visits = care.visits
+    elder = entry.elder
+    personal = who.allows(Permission.PERSONAL_DATA, where)
+    devices = []
+    for device in entry.devices:
+        state = care.states.get(device.id)
+        devices.append(
+            {
+                "id": device.id,
+                "kind": device.kind.value,
+                "online": is_online(state, device.heartbeat_s, now),
+                "battery": state.battery if state is not None else None,
+                "last_seen": iso(state.last_seen) if state is not None else None,
+            }
+        )
+    seen = [d["last_seen"] for d in devices if d["last_seen"] is not None]
+    last = visits.visits.last_record(elder.id)
+    no_sign = sign_status(visits.care, entry)
+    return {
+        "id": elder.id,
+        "community": elder.community,
+        "grid": elder.grid,
+        "flags": sorted(elder.flags),
+        "assignee": elder.assignee,
+        "name": entry.resident.name if personal else None,
+        "age": entry.resident.age if personal else None,
+        "address": entry.resident.address if personal else None,
+        "devices": devices,
+        "last_activity": max(seen) if seen else None,
+        "last_visit": iso(last.record.at) if last is not None else None,
+        "last_visit_outcome": last.record.outcome if last is not None else None,
+        "open_visits": len(visits.visits.tasks(elder=elder.id, signs_due_by=now)),
+        "sign_of_life": None if no_sign is None else no_sign.text,
+        "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
+    }
+
+
 def _visit_routes(api: FastAPI, care: CareServices) -> None:
     visits = care.visits
 
@@ -437,50 +484,39 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
         }
 
     @api.get("/api/elders", response_model=list[ElderOut], responses=_ERRORS)
-    async def elders(who: Who, grid: Annotated[str | None, Query(max_length=32)] = None) -> Any:
-        """The grid's elder register (老人台账): care flags, devices and health, last activity and visit, open work."""
+    async def elders(
+        *,
+        request: Request,
+        response: Response,
+        who: Who,
+        grid: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        offset: Offset = 0,
+    ) -> Any:
+        """The grid's elder register (老人台账): care flags, devices and health, last activity and
+        visit, open work; a page at a time (``Link: rel="next"``), in the register's order."""
         if not who.may_ever(Permission.VISITS):
             raise NotAllowedError("no access to the elder register")
         now = visits.now()
-        out = []
-        for entry in visits.register():
+        out: list[dict[str, Any]] = []
+        skipped = 0
+        # A district's register is thousands of elders and each row reads the store three or
+        # four times: the page is bounded, and the loop gets a turn every few elders so that
+        # an SOS press never waits for the whole register (docs/benchmarks.md, "Twenty-fifth pass").
+        for n, entry in enumerate(visits.register(), 1):
+            if n % ELDERS_PER_STEP == 0:
+                await asyncio.sleep(0)
             elder = entry.elder
             where = Where(community=elder.community, grid=elder.grid, assignee=elder.assignee)
             if (grid is not None and elder.grid != grid) or not who.allows(Permission.VISITS, where):
                 continue
-            personal = who.allows(Permission.PERSONAL_DATA, where)
-            devices = []
-            for device in entry.devices:
-                state = care.states.get(device.id)
-                devices.append(
-                    {
-                        "id": device.id,
-                        "kind": device.kind.value,
-                        "online": is_online(state, device.heartbeat_s, now),
-                        "battery": state.battery if state is not None else None,
-                        "last_seen": iso(state.last_seen) if state is not None else None,
-                    }
-                )
-            seen = [d["last_seen"] for d in devices if d["last_seen"] is not None]
-            last = visits.visits.last_record(elder.id)
-            no_sign = sign_status(visits.care, entry)
-            out.append(
-                {
-                    "id": elder.id,
-                    "community": elder.community,
-                    "grid": elder.grid,
-                    "flags": sorted(elder.flags),
-                    "assignee": elder.assignee,
-                    "name": entry.resident.name if personal else None,
-                    "age": entry.resident.age if personal else None,
-                    "address": entry.resident.address if personal else None,
-                    "devices": devices,
-                    "last_activity": max(seen) if seen else None,
-                    "last_visit": iso(last.record.at) if last is not None else None,
-                    "last_visit_outcome": last.record.outcome if last is not None else None,
-                    "open_visits": len(visits.visits.tasks(elder=elder.id, signs_due_by=now)),
-                    "sign_of_life": None if no_sign is None else no_sign.text,
-                    "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
-                }
-            )
+            if skipped < offset:
+                skipped += 1
+                continue
+            if len(out) >= limit:
+                break
+            if len(out) % ROWS_PER_STEP == ROWS_PER_STEP - 1:
+                await asyncio.sleep(0)
+            out.append(_elder_row(care, who, entry, where, now))
+        page(request, response, out, limit=limit, offset=offset)
         return out
