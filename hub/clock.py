@@ -169,6 +169,23 @@ class SteadyClock:
         self._last, self._last_mono, self.ahead = steady, mono, steady - wall
         return steady
 
+    def raise_to(self, ts: float) -> bool:
+        """Give no time before ``ts`` from now on, absorbing the difference as a step back.
+
+        For a cluster node that took a community over: its rule state holds the newest event
+        time another node applied (``Slot.last_ts``, on that node's clock). If this node's
+        clock is behind, every event it stamps would be older than that one, "late", until its
+        own clock passed it — the step-back failure, met through clock skew instead of a step.
+        Returns whether the clock moved. A ``ts`` more than ``max_absorb_s`` ahead of the wall
+        clock is not followed (as a step back that far is not: a clock that badly wrong).
+        """
+        now = self.now()
+        wall = self._wall.now()
+        if ts <= now or ts - wall > self._max_absorb_s:
+            return False
+        self._last, self._last_mono, self.ahead = ts, self._monotonic(), ts - wall
+        return True
+
     def _stepped(self, seconds: float) -> None:
         self.steps_back += 1
         if self._on_step is not None:

@@ -6,12 +6,14 @@ clock for the rules); the hubs-as-processes tests are tests/test_cluster_hubs.py
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import pytest
 
-from hub.clock import ManualClock
+from adapters.events import Event, EventKind
+from hub.clock import Clock, ManualClock, SteadyClock
 from hub.cluster.runtime import ClusterRuntime
 from hub.cluster.takeover import Takeover
 from hub.community.model import CommunityFile
@@ -21,7 +23,7 @@ from hub.storage.leases import LeaseStore
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from rules.signals import Signal
-from tests.cluster_support import COMMUNITIES, NoSessions, registry
+from tests.cluster_support import COMMUNITIES, NoSessions, door, registry
 
 T0 = 1_795_371_180.0
 HEARTBEAT_S = 3600.0  # the registry's default: device.offline fires after 2 × heartbeat
@@ -56,7 +58,7 @@ def stores(postgres_url: str) -> Iterator[list[Store]]:
         store.close()
 
 
-def node(store: Store, name: str, reg: Registry, clock: ManualClock) -> Node:
+def node(store: Store, name: str, reg: Registry, clock: Clock) -> Node:
     rules = RuleRuntime(
         rule_paths=[],
         rules=None,
@@ -162,3 +164,51 @@ async def test_a_clean_stop_writes_the_routine_rule_state_before_letting_go(
     await b.runtime.round()
     moved = b.rules._state.get(key)
     assert moved is not None and moved.due == T0 + 3 * HEARTBEAT_S
+
+
+async def test_a_node_whose_clock_is_behind_runs_the_taken_rules_from_the_last_owners_newest_event(
+    stores: list[Store], district: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clock skew between nodes is a step back at the takeover: node B's clock 60 s behind A's
+    made every event B stamped older than the last one A applied — "late", so a door that
+    closed after the takeover still counted as held open, and a car in the fire lane got no
+    alert, until B's clock passed A's. B's rules' clock now runs on from A's newest event."""
+    mono = [0.0]
+    wall_a, wall_b = ManualClock(start=T0), ManualClock(start=T0 - 60)
+    clock_a = SteadyClock(wall=wall_a, monotonic=lambda: mono[0])
+    clock_b = SteadyClock(wall=wall_b, monotonic=lambda: mono[0])
+    a = node(stores[0], "hub-a", district, clock_a)
+    await a.runtime.round()
+    taken = {c for c in a.runtime.scope() if c in COMMUNITIES}
+    mono[0] += 100
+    wall_a.advance(100)
+    wall_b.advance(100)
+    opened = {
+        community: Event(door(community), EventKind.DOOR_OPEN, clock_a.now(), "zigbee2mqtt")
+        for community in taken
+    }
+    for community, event in opened.items():
+        a.rules.evaluator.on_event(event, district.subject(door(community)))
+    a.rules.flush(include_routine=True)
+
+    b = node(stores[1], "hub-b", district, clock_b)
+    await b.runtime.round()
+    await a.runtime.round()  # hands three communities over
+    with caplog.at_level(logging.WARNING, logger="hub.ingest.rule_runtime"):
+        await b.runtime.round()
+    moved = {c for c in b.runtime.scope() if c in COMMUNITIES}
+    assert len(moved) == 3
+    newest = max(opened[c].ts for c in moved)
+    assert clock_b.now() >= newest and clock_b.ahead == pytest.approx(newest - wall_b.now())
+    assert any("behind the last owner" in r.getMessage() for r in caplog.records)
+    # The door closes on B a second later, stamped on B's rules' clock: applied, not late.
+    mono[0] += 1
+    wall_b.advance(1)
+    community = sorted(moved)[0]
+    closed = Event(door(community), EventKind.DOOR_CLOSED, clock_b.now(), "zigbee2mqtt")
+    b.rules.evaluator.on_event(closed, district.subject(door(community)))
+    state = b.rules._state
+    times = [
+        slot.last_ts for key in state.slot_keys() if key[1] == door(community) and (slot := state.get(key))
+    ]
+    assert closed.ts in times, (closed.ts, times)

@@ -103,6 +103,21 @@ def test_a_floor_from_the_last_run_is_where_it_starts_unless_it_is_implausible()
         SteadyClock(wall=wall, monotonic=mono, slew=1.0)
 
 
+def test_raised_to_another_nodes_newest_time_it_runs_on_from_there() -> None:
+    """A cluster node taking a community over from a node whose clock was ahead (skew)."""
+    wall, mono = ManualClock(start=T0), Monotonic()
+    clock = SteadyClock(wall=wall, monotonic=mono, max_absorb_s=HOUR)
+    assert not clock.raise_to(T0 - 5), "behind: nothing to do"
+    assert not clock.raise_to(T0 + 2 * HOUR), "a clock that far off is not followed"
+    assert clock.raise_to(T0 + 60) and clock.now() == T0 + 60 and clock.ahead == 60
+    wall.advance(10)
+    mono.advance(10)
+    assert clock.now() == T0 + 65, "absorbed at half pace, as a step back"
+    wall.advance(200)
+    mono.advance(200)
+    assert clock.now() == wall.now() and clock.ahead == 0.0
+
+
 def test_the_floor_file_round_trips_and_a_bad_one_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     assert read_floor(path) is None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapters.errors import LinliError
-from hub.clock import Clock, wall_delay
+from hub.clock import Clock, SteadyClock, wall_delay
 from hub.community.registry import Registry
 from hub.storage.rule_state import RuleStateStore
 from rules.evaluator import Evaluator
@@ -118,7 +118,25 @@ class RuleRuntime:
         community had no owner fires at the next timer round, once.
         """
         ids = [s.device_id for s in subjects]
-        self._state.replace_subjects(ids, self._state_store.load_subjects(ids))
+        rows = self._state_store.load_subjects(ids)
+        self._state.replace_subjects(ids, rows)
+        if isinstance(self._clock, SteadyClock):
+            # The last owner's newest applied event, on its clock: if ours is behind, our
+            # events would be "late" against it until ours caught up (SteadyClock.raise_to).
+            newest = max(
+                (
+                    t
+                    for _, _, row in rows
+                    if row is not None and isinstance(t := row.get("last_ts"), float | int)
+                ),
+                default=None,
+            )
+            if newest is not None and self._clock.raise_to(float(newest)):
+                log.warning(
+                    "the rules' clock is %.1f s behind the last owner's for the devices taken over;"
+                    " it runs on from the newest event applied there (a cluster node's clock is off)",
+                    self._clock.ahead,
+                )
         self._working = tuple(owned)
         self.evaluator.start(owned, self._clock.now())
 
