@@ -145,7 +145,7 @@ def many_devices() -> Registry:
             kind=DeviceKind.DOOR_SENSOR,
             grid=GRID,
             model="MCCGQ11LM",
-            household="b3-u2-401",
+            resident="r1",  # placed by its resident's household (the grid page looks it up)
             heartbeat_s=3600.0,
         )
         for i in range(DEVICES)
@@ -171,6 +171,8 @@ async def test_the_loop_takes_turns_while_every_device_is_walked(
             return probe
 
         monkeypatch.setattr(devices_page, "is_online", counted(devices_page.is_online))
+        # The grid's page asks for the resident of each device without a household of its own.
+        monkeypatch.setattr(hub.api.registry, "resident", counted(hub.api.registry.resident))
         monkeypatch.setattr(hub.api, "device_where", counted(hub.api.device_where))
         stop = asyncio.Event()
 
@@ -186,6 +188,7 @@ async def test_the_loop_takes_turns_while_every_device_is_walked(
             last = DEVICES - 1
             for path, want in (
                 (f"/devices?offset={DEVICES}", "door-"),  # the console's last page
+                (f"/map/{GRID}", GRID),  # the grid's page: its community's devices walked
                 (f"/api/devices?offset={DEVICES}&limit=10", f"door-{last:06d}"),
             ):
                 seen.clear()

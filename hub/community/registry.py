@@ -8,6 +8,7 @@ dictionary reads.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,8 @@ class Registry:
         for stranger in unassigned:
             if stranger.id not in self._devices:
                 self.unassigned[stranger.id] = stranger
+        #: Registered devices per grid code, counted on first use (the map page's tiles).
+        self._per_grid: Counter[str] | None = None
 
     @classmethod
     def load(cls, path: Path) -> Registry:
@@ -232,6 +235,13 @@ class Registry:
 
     def devices(self) -> list[Device]:
         return list(self._devices.values())
+
+    def devices_per_grid(self) -> Counter[str]:
+        """How many devices each grid has: counted once (a registry does not change; a reload
+        is a new one), not on every map page over every device."""
+        if self._per_grid is None:
+            self._per_grid = Counter(d.grid for d in self._devices.values())
+        return self._per_grid
 
     def place_label(self, device_id: str) -> str:
         """Where a device is, for people: grid, building, unit, room, named place, spot.

@@ -17,7 +17,7 @@ from hub.steps import run_in_turns
 from hub.web.pages.case import case_detail
 from hub.web.pages.devices import MAX_PAGE as MAX_DEVICE_PAGE
 from hub.web.pages.devices import PAGE, Show, device_page_steps
-from hub.web.pages.grids import grid_detail, grid_map
+from hub.web.pages.grids import grid_detail_steps, grid_map
 from hub.web.pages.kpis import kpi_page
 from hub.web.pages.overview import IngestMeter, overview
 from hub.web.pages.render import Renderer
@@ -70,7 +70,8 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         if who is None:
             return RedirectResponse("/login", status_code=302)
         try:
-            return page(request, who, "page_grid.html", g=grid_detail(web, who.reach, code))
+            detail = await run_in_turns(grid_detail_steps(web, who.reach, code))
+            return page(request, who, "page_grid.html", g=detail)
         except NotFoundError as exc:
             return missing(request, who, exc)
 
