@@ -104,12 +104,13 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
             visible=visible,
         )
         page(request, response, views, limit=limit, offset=offset)
+        told = web.casework.cases.told_of([view["id"] for view in views])  # one query for the page
         for view in views:
             where = Where(
                 community=view["community"],
                 grid=view["grid"],
                 assignee=view["assignee"],
-                told=web.casework.cases.told(view["id"]),
+                told=told[view["id"]],
             )
             sos = view["category"] == "sos"
             view.update(place_and_elder(web, who.reach, subject=view["subject"], sos=sos, where=where))
