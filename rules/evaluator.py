@@ -26,16 +26,16 @@ from rules.signals import Signal
 from rules.state import Key, StatePort
 from rules.subject import Subject
 from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
-from rules.triggers.absence import AbsenceStep, period_for
+from rules.triggers.absence import HEARTBEAT_ATTRIBUTE, AbsenceStep, period_for
 from rules.triggers.base import event_identity
 from rules.triggers.threshold import ThresholdGroup
 from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
 
 _MEMO_LIMIT = 200_000
-#: Per (device, event kind): bounded so memory stays proportional to a cap, not to the fleet.
-_SUBJECT_MEMO_LIMIT = 500_000
 #: Distinct plans (few: one per community/grid scope, overrides and heartbeat in use).
 _SHAPE_LIMIT = 20_000
+#: Distinct plan tables (:class:`PlanTable`): one per profile, as few as the shapes.
+_PROFILE_LIMIT = 20_000
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
 #: One candidate rule resolved for a kind of subject: the engine's ``on_event``, the rule, its
 #: override-resolved trigger, condition, windows and the rule id of the state key (the key is
@@ -56,6 +56,24 @@ Step = tuple[
 _Shape = tuple[EventKind, tuple[int, ...], tuple[int, ...], tuple[float | None, ...]]
 #: A subject's values (and their types: ``True`` is not ``1``) of the attributes rules scope on.
 Signature = tuple[tuple[object, type], ...]
+#: Everything of a subject that its plans depend on (:meth:`Evaluator.plan`): device kind, grid,
+#: community, scope signature, heartbeat (absence periods) and the identities of the triggers
+#: its overrides resolve to. Subjects with equal profiles have equal plans for every kind.
+_Profile = tuple[DeviceKind | None, str | None, str | None, Signature, tuple[object, type], tuple[int, ...]]
+
+
+class PlanTable:
+    """The plans, per event kind, of every subject of one profile (``Subject.plans``).
+
+    ``owner`` is the token of the evaluator and rule set that built it: a table from another
+    evaluator, or from before a reload, is not used (:meth:`Evaluator.plan` replaces it).
+    """
+
+    __slots__ = ("owner", "steps")
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+        self.steps: dict[EventKind, tuple[Step, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +206,14 @@ class Evaluator:
         self._zone = zone
         self._rules: dict[str, CompiledRule] = {}
         self._static_memo: dict[StaticKey, list[CompiledRule]] = {}
-        #: Per event kind, per device: its (shared) steps, resolved for ``_resolved[device]``.
-        self._plans: dict[EventKind, dict[str, tuple[Step, ...]]] = {}
-        #: Per device: the subject its plans were resolved for. One entry a device, not a
-        #: ``(subject, steps)`` pair per device and kind: those pairs hold a subject, so the
-        #: cyclic collector tracks them — 3 of the ≈ 10 tracked objects a reporting device
-        #: added, walked by every full collection (docs/benchmarks.md, "Twentieth pass").
-        self._resolved: dict[str, Subject] = {}
+        #: This rule set's token: the :class:`PlanTable` a subject holds is used only if its
+        #: ``owner`` is this object (a new one per install, so a reload plans every subject anew).
+        self._token = object()
+        #: The plan tables per profile. Nothing here is per device: a subject points at its
+        #: table (``Subject.plans``), and devices that rules cannot tell apart share one.
+        self._tables: dict[_Profile, PlanTable] = {}
+        #: Rules whose trigger an override may change, for the profiles.
+        self._overridden: tuple[CompiledRule, ...] = ()
         #: The plans themselves, per shape, with the candidates and triggers their key names.
         self._shapes: dict[_Shape, tuple[list[CompiledRule], tuple[AnyTrigger, ...], tuple[Step, ...]]] = {}
         self._memo: dict[
@@ -217,8 +236,9 @@ class Evaluator:
         self._rules = {r.id: _compile(r, self._zone, table.get(r.id)) for r in by_id.values() if r.enabled}
         self._static_memo = {}
         self._memo = {}
-        self._plans = {}
-        self._resolved = {}
+        self._token = object()
+        self._tables = {}
+        self._overridden = tuple(c for c in self._rules.values() if c.overrides is not None)
         self._shapes = {}
         self._scope_attributes = tuple(
             sorted({name for c in self._rules.values() for name, _ in c.attributes})
@@ -269,34 +289,21 @@ class Evaluator:
     # -- evaluation -------------------------------------------------------------------------
 
     def plan(self, kind: EventKind, subject: Subject) -> tuple[Step, ...]:
-        """The steps an event of ``kind`` from ``subject`` runs: candidates resolved once per subject.
+        """The steps an event of ``kind`` from ``subject`` runs: candidates resolved once per profile.
 
-        Memoised per (device, kind) while the registry hands out the same :class:`Subject`
-        object (a new registry builds new subjects, so a changed device is resolved anew). The
-        steps are shared by every subject with the same candidates, override-resolved triggers
-        and absence periods.
+        Memoised in the subject's :class:`PlanTable` while the registry hands out the same
+        :class:`Subject` object (a new registry builds new subjects, so a changed device is
+        resolved anew). The table is shared by every subject of the same profile, and the steps
+        by every subject with the same candidates, override-resolved triggers and absence periods.
         """
-        plans = self._plans
-        per_kind = plans.get(kind)
-        if per_kind is None:
-            per_kind = plans[kind] = {}
-        device = subject.device_id
-        resolved = self._resolved
-        known = resolved.get(device)
-        cached = per_kind.get(device)
-        if cached is not None and known is subject:
+        table = subject.plans
+        if table is None or table.owner is not self._token:
+            table = self._table(subject)
+            # ``Subject`` is frozen for its facts; ``plans`` is this memo's slot, not one of them.
+            object.__setattr__(subject, "plans", table)
+        cached = table.steps.get(kind)
+        if cached is not None:
             return cached
-        if known is not subject:
-            # Invariant: a device's plans are all for ``resolved[device]``. Another subject
-            # object (a new registry, a stranger's group) makes every kind's plan stale.
-            if known is not None:
-                for memo in plans.values():
-                    memo.pop(device, None)
-            if len(resolved) >= _SUBJECT_MEMO_LIMIT:
-                resolved.clear()
-                for memo in plans.values():
-                    memo.clear()
-            resolved[device] = subject
         found = self.candidates(kind, subject)
         triggers = tuple(
             c.rule.trigger if c.overrides is None else c.overrides.trigger_for(c.rule.trigger, subject)
@@ -318,18 +325,39 @@ class Evaluator:
             # The entry holds the candidates and triggers whose ids its key names, so no other
             # object can take those ids while it exists.
             shared = self._shapes[shape] = (found, triggers, steps)
-        if len(per_kind) >= _SUBJECT_MEMO_LIMIT:
-            per_kind.clear()
-        per_kind[device] = shared[2]
+        table.steps[kind] = shared[2]
         return shared[2]
+
+    def _table(self, subject: Subject) -> PlanTable:
+        """The plan table of ``subject``'s profile (``_Profile``): what :meth:`plan` reads of a
+        subject is its kind, grid, community and scope attributes (:meth:`candidates`), its
+        heartbeat (:func:`period_for`) and, through overrides, the triggers resolved for it."""
+        attrs = subject.attributes
+        beat = attrs.get(HEARTBEAT_ATTRIBUTE)
+        # The overridden triggers are the rule set's, alive while its tables are: their ids are
+        # theirs for as long as a profile names them.
+        profile: _Profile = (
+            subject.kind,
+            subject.grid,
+            subject.community,
+            tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes]),
+            (beat, type(beat)),
+            tuple([id(c.trigger_for(subject)) for c in self._overridden]),
+        )
+        table = self._tables.get(profile)
+        if table is None:
+            if len(self._tables) >= _PROFILE_LIMIT:
+                self._tables.clear()  # subjects keep theirs: still valid, no longer shared
+            table = self._tables[profile] = PlanTable(self._token)
+        return table
 
     def on_event(self, event: Event, subject: Subject) -> list[Signal]:
         device = subject.device_id
         # :meth:`plan`'s hit path, inline: it runs for every event, and the call was ≈ 1 % of a
         # message (docs/benchmarks.md, "Twenty-first pass").
-        per_kind = self._plans.get(event.kind)
-        steps = per_kind.get(device) if per_kind is not None else None
-        if steps is None or self._resolved.get(device) is not subject:
+        table = subject.plans
+        steps = table.steps.get(event.kind) if table is not None and table.owner is self._token else None
+        if steps is None:
             steps = self.plan(event.kind, subject)
         if not steps:
             return []
@@ -422,8 +450,9 @@ class Evaluator:
             self._rules,
             self._static_memo,
             self._memo,
-            self._plans,
-            self._resolved,
+            self._token,
+            self._tables,
+            self._overridden,
             self._shapes,
             self._scope_attributes,
         )
@@ -434,8 +463,9 @@ class Evaluator:
                 self._rules,
                 self._static_memo,
                 self._memo,
-                self._plans,
-                self._resolved,
+                self._token,
+                self._tables,
+                self._overridden,
                 self._shapes,
                 self._scope_attributes,
             ) = saved

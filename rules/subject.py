@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from adapters.events import DeviceKind
+
+if TYPE_CHECKING:
+    from rules.evaluator import PlanTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,11 @@ class Subject:
     grid: str | None = None
     community: str | None = None
     attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
+    #: The evaluator's memo, not a fact about the device: the plans of every subject that
+    #: rules cannot tell apart from this one (:meth:`rules.evaluator.Evaluator.plan` sets it).
+    #: Held here, a device costs the memo one pointer; a table keyed by device id and event kind
+    #: was ≈ 15 MB traced at 10⁵ reporting devices (``bench.memory_split``: 14 MB resident).
+    plans: PlanTable | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def known(self) -> bool:
