@@ -247,9 +247,9 @@ async def test_signs_held_for_a_round_that_keeps_failing_stay_bounded(
                 hub.visits.on_event(
                     Event(device_id=device_id, kind=EventKind.DOOR_OPEN, ts=at, family="zigbee2mqtt")
                 )
-        kept = list(hub.visits._early_signs.values())
+        kept = hub.visits._early_signs.held_rows()
         assert len(kept) == 5
-        assert [e.ts for e, _ in kept] == [start + d * 86400 for d in range(3, 8)], "the newest kept"
+        assert [at for _, at, _ in kept] == [start + d * 86400 for d in range(3, 8)], "the newest kept"
         assert "signs of life dropped" in caplog.text
     finally:
         hub.close()

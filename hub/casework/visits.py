@@ -64,6 +64,7 @@ from hub.cases.care import (
 )
 from hub.casework.access import Actor, Permission, Reach, Scope, Where
 from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, subject_id
+from hub.casework.early_signs import EarlySigns
 from hub.casework.elders import RegisterEntry, elder_of_device, register, register_entries
 from hub.casework.service import Casework
 from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
@@ -143,8 +144,7 @@ class Visits:
         self._sign_due: dict[str, float] = {}
         #: Signs of life seen before the register was built, for the first round: per (device,
         #: local day) the first sign and the newest one, in arrival order (:meth:`_keep_early_sign`).
-        self._early_signs: dict[tuple[str, int, bool], tuple[Event, float]] = {}
-        self._early_dropped = 0
+        self._early_signs = EarlySigns(limit=EARLY_SIGNS_MAX)
         self._early_day_span = (0.0, 0.0, 0)
         #: Elder id → (from, until, due): a sign in [from, until) gives that due time (the care
         #: file does not change while the hub runs, like the register).
@@ -479,21 +479,14 @@ class Visits:
         shorter interval the newest sign gives the latest due time, and the ones between would
         only have completed tasks the newest supersedes.
         """
-        day = self._early_day(at)
-        first = (event.device_id, day, True)
-        key = first if first not in self._early_signs else (event.device_id, day, False)
-        self._early_signs.pop(key, None)  # the newest goes last: arrival order is the round's order
-        self._early_signs[key] = (event, at)
-        if len(self._early_signs) > EARLY_SIGNS_MAX:
-            del self._early_signs[next(iter(self._early_signs))]
-            self._early_dropped += 1
-            if self._early_dropped % 10_000 == 1:
-                log.warning(
-                    "%d signs of life dropped while the visits round cannot run (the store?): "
-                    "kept the newest %d",
-                    self._early_dropped,
-                    EARLY_SIGNS_MAX,
-                )
+        # The newest goes last: arrival order is the round's order.
+        early = self._early_signs
+        if not early.keep(event, self._early_day(at), at) and early.dropped % 10_000 == 1:
+            log.warning(
+                "%d signs of life dropped while the visits round cannot run (the store?): kept the newest %d",
+                early.dropped,
+                len(early),
+            )
 
     def _early_day(self, at: float) -> int:
         """The local day's ordinal; the last day's bounds are kept (a backlog is mostly one day)."""
@@ -509,8 +502,7 @@ class Visits:
     def _take_early_signs(self) -> None:
         """The signs :meth:`on_event` kept while the register was being built, in arrival order."""
         self.sign_sources()
-        early, self._early_signs = self._early_signs, {}
-        for event, at in early.values():
+        for event, at in self._early_signs.take():
             self._take_sign(event, at)
 
     def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
