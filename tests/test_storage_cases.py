@@ -54,7 +54,7 @@ def test_a_case_is_rebuilt_from_its_timeline(store: Store) -> None:
     assert [e.action for e in cases.timeline("c1")] == [CaseAction.FILE, CaseAction.DISPATCH]
     assert cases.case_ids(assignee="w-night") == ["c1"] and cases.case_ids(grid="nowhere") == []
     # A period's cases, their timelines in one query: in the order asked, unknown ids left out.
-    second, _ = opened_case(store, cases, sos_alert(store, "btn-2"), "c2")
+    opened_case(store, cases, sos_alert(store, "btn-2"), "c2")
     assert cases.touching(T0 - 1, T0 + 1) == ["c1", "c2"] and cases.touching(T0 + 1, T0 + 2) == ["c1", "c2"]
     assert cases.touching(T0 - 2, T0 - 1) == [], "filed after the period"
     assert cases.timelines_of(["c2", "nope", "c1"]) == [cases.timeline("c2"), cases.timeline("c1")]
