@@ -14,6 +14,7 @@ no I/O here. All memory is in the :class:`rules.state.StatePort`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,15 @@ _MEMO_LIMIT = 200_000
 _SHAPE_LIMIT = 20_000
 #: Distinct plan tables (:class:`PlanTable`): one per profile, as few as the shapes.
 _PROFILE_LIMIT = 20_000
+#: Remembered event identities (``kind|value``): a fleet's are few (battery levels, link
+#: qualities, door states), and past this many the memo starts over. The memo keeps these
+#: interned strings alive (``event_identity`` otherwise lets one go with the last slot holding it).
+_IDENT_LIMIT = 4096
+#: The value types whose identity is remembered: ``repr`` is a function of the value for them
+#: (with the type: ``1``, ``1.0`` and ``True`` are equal keys otherwise) — except a float zero,
+#: whose sign ``repr`` shows and equality does not (see ``on_event``). Strings are not: a
+#: value of any length could be held by the memo.
+_IDENT_TYPES = frozenset({float, int, bool, type(None)})
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
 #: One candidate rule resolved for a kind of subject: the engine's ``on_event``, the rule, its
 #: override-resolved trigger, condition, windows and the rule id of the state key (the key is
@@ -220,6 +230,8 @@ class Evaluator:
             tuple[EventKind, DeviceKind | None, str | None, str | None, Signature], list[CompiledRule]
         ] = {}
         self._scope_attributes: tuple[str, ...] = ()
+        #: ``event_identity`` per ``(kind, value type, value)``: see ``on_event``.
+        self._idents: dict[tuple[EventKind, type, object], str] = {}
         self._install(rules, overrides)
 
     def _install(self, rules: Sequence[Rule], overrides: OverrideConfig | None) -> None:
@@ -363,7 +375,23 @@ class Evaluator:
             return []
         signals: list[Signal] = []
         ts = event.ts
-        ctx = EventContext(event, subject, self._state, ts, event_identity(event))
+        # The event's identity, remembered per (kind, value type, value): formatting and
+        # interning it (a float's shortest repr above all) was ≈ 2.9 k instructions an event,
+        # three events a report (docs/benchmarks.md, "Twenty-fifth pass"). The same string
+        # object as event_identity's (interned), so slots holding it are compared as before.
+        value = event.value
+        ident_key = (event.kind, value.__class__, value)
+        ident = self._idents.get(ident_key)
+        if ident is None:
+            ident = event_identity(event)
+            # Not a float zero (0.0 == -0.0: one key, two identities), nor NaN (never found).
+            if ident_key[1] in _IDENT_TYPES and not (
+                isinstance(value, float) and (value == 0.0 or math.isnan(value))
+            ):
+                if len(self._idents) >= _IDENT_LIMIT:
+                    self._idents.clear()
+                self._idents[ident_key] = ident
+        ctx = EventContext(event, subject, self._state, ts, ident)
         for on_event, rule, trigger, condition, active, rule_id in steps:
             if condition is not None and not condition.test(event, subject):
                 continue

@@ -19,6 +19,7 @@ from adapters.events import DeviceKind, Event, EventKind
 from rules import Evaluator, MemoryState, Signal, Subject, load_packs
 from rules.overrides import OverrideConfig
 from rules.triggers import EventContext
+from rules.triggers.base import event_identity
 
 GRID, COMMUNITY = "110105001001001", "110105001001"
 T0 = 1_800_000_000.0
@@ -358,3 +359,21 @@ def test_a_follower_s_idle_slot_of_before_is_deleted_at_its_next_reading() -> No
     assert critical in state.drain_dirty()
     slot = state.get(low)
     assert slot is not None and slot.value == 45.0 and slot.last_ts == T0 + 60
+
+
+def test_a_remembered_identity_is_the_event_s_own() -> None:
+    # The evaluator remembers identities per (kind, value type, value). Equal values of other
+    # types (1, 1.0, True) or of another sign (0.0, -0.0) must keep identities of their own, as
+    # the redelivery guard compares them; each is the interned string event_identity gives.
+    state = MemoryState()
+    evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
+    subject = SUBJECTS[0]
+    key = ("device.offline", subject.device_id)  # every kind moves it: its slot keeps the identity
+    values: list[object] = [1, 1.0, True, 1, 0.0, -0.0, 0.0, -0.0, 0, False, None, float("nan"), "1", 1.0]
+    for i, value in enumerate(values):
+        event = Event(subject.device_id, EventKind.BATTERY, T0 + i, "test", value, {})  # type: ignore[arg-type]
+        evaluator.on_event(event, subject)
+        slot = state.get(key)
+        assert slot is not None
+        assert slot.seen == event_identity(event), value
+        assert slot.seen is event_identity(event), value
