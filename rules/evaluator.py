@@ -232,6 +232,8 @@ class Evaluator:
         self._scope_attributes: tuple[str, ...] = ()
         #: ``event_identity`` per ``(kind, value type, value)``: see ``on_event``.
         self._idents: dict[tuple[EventKind, type, object], str] = {}
+        #: The context ``on_event`` hands its steps: made at the first event, then reused.
+        self._ctx: EventContext | None = None
         self._install(rules, overrides)
 
     def _install(self, rules: Sequence[Rule], overrides: OverrideConfig | None) -> None:
@@ -391,7 +393,17 @@ class Evaluator:
                 if len(self._idents) >= _IDENT_LIMIT:
                     self._idents.clear()
                 self._idents[ident_key] = ident
-        ctx = EventContext(event, subject, self._state, ts, ident)
+        # One context per evaluator, its fields set for each event: building one (a dataclass
+        # call) was ≈ 2 k instructions an event (docs/benchmarks.md, "Twenty-fifth pass"). A
+        # step uses it during its call only (``Engine.on_event``), and no step re-enters here.
+        ctx = self._ctx
+        if ctx is None:
+            ctx = self._ctx = EventContext(event, subject, self._state, ts, ident)
+        else:
+            ctx.event = event
+            ctx.subject = subject
+            ctx.ts = ts
+            ctx.ident = ident
         for on_event, rule, trigger, condition, active, rule_id in steps:
             if condition is not None and not condition.test(event, subject):
                 continue

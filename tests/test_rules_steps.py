@@ -377,3 +377,33 @@ def test_a_remembered_identity_is_the_event_s_own() -> None:
         assert slot is not None
         assert slot.seen == event_identity(event), value
         assert slot.seen is event_identity(event), value
+
+
+def test_each_event_s_steps_see_that_event_also_after_a_step_raised() -> None:
+    # The evaluator hands its steps one context, set anew for each event: a step must see the
+    # event it is called for, whatever the previous event did (here: a step that raised).
+    evaluator = Evaluator(rules=load_packs(), state=MemoryState(), zone="Asia/Shanghai")
+    a, b = SUBJECTS[0], _door("door-b")
+    seen: list[tuple[Event, Subject, float, str]] = []
+
+    def recorder(rule: Any, trigger: Any, ctx: EventContext, active: bool, key: Any) -> list[Signal]:
+        seen.append((ctx.event, ctx.subject, ctx.ts, ctx.ident))
+        if ctx.event.value == 13.0:
+            raise RuntimeError("a step that failed")
+        return []
+
+    for subject in (a, b):
+        (_, rule, trigger, condition, active, rule_id), *rest = evaluator.plan(EventKind.BATTERY, subject)
+        evaluator._plans[EventKind.BATTERY][subject.device_id] = (
+            (recorder, rule, trigger, condition, active, rule_id),
+            *rest,
+        )
+    first = Event(a.device_id, EventKind.BATTERY, T0, "test", 13.0, {})
+    second = Event(b.device_id, EventKind.BATTERY, T0 + 1, "test", 80.0, {"volts": 3.0})
+    with pytest.raises(RuntimeError):
+        evaluator.on_event(first, a)
+    evaluator.on_event(second, b)
+    assert seen == [
+        (first, a, T0, event_identity(first)),
+        (second, b, T0 + 1, event_identity(second)),
+    ]

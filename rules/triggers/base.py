@@ -149,7 +149,13 @@ def fresh(slot: Slot | None, trigger: str) -> Slot:
 
 @dataclass(slots=True)
 class EventContext:
-    """One event being evaluated: shared by every rule that sees it."""
+    """One event being evaluated: shared by every rule that sees it.
+
+    Valid during the engine call it is handed to, and no longer: the evaluator reuses one
+    context, setting its fields for each event (a new one per event was ≈ 2 k instructions;
+    docs/benchmarks.md, "Twenty-fifth pass"). A trigger keeps what it needs (``ctx.ts``,
+    ``ctx.ident``, ``event_json(ctx.event)``), never the context.
+    """
 
     event: Event
     subject: Subject
@@ -174,7 +180,8 @@ class Engine(Protocol):
         self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
     ) -> list[Signal]:
         """Apply the event to this rule's slot ``key`` (``(rule.id, subject)``, built once per
-        subject by the evaluator, not per event); ``active``: inside the rule's windows."""
+        subject by the evaluator, not per event); ``active``: inside the rule's windows.
+        ``ctx`` is valid for this call only (the evaluator reuses it for the next event)."""
         ...
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
