@@ -20,6 +20,7 @@ from rules import Evaluator, MemoryState, Signal, Subject, load_packs
 from rules.overrides import OverrideConfig
 from rules.triggers import EventContext
 from rules.triggers.base import event_identity
+from rules.triggers.threshold import _inline_field
 
 GRID, COMMUNITY = "110105001001001", "110105001001"
 T0 = 1_800_000_000.0
@@ -407,3 +408,13 @@ def test_each_event_s_steps_see_that_event_also_after_a_step_raised() -> None:
         (first, a, T0, event_identity(first)),
         (second, b, T0 + 1, event_identity(second)),
     ]
+
+
+def test_a_group_reads_value_and_attrs_fields_inline_and_others_through_their_getter() -> None:
+    # ThresholdGroup reads ``value`` and ``attrs.<key>`` itself (the rules' field pattern allows
+    # only those); anything else would still go through the field's getter.
+    assert _inline_field("value") == (None, None)
+    assert _inline_field("attrs.volts") == ("volts", None)
+    key, getter = _inline_field("subject.grid")
+    assert key is None and getter is not None
+    assert getter(None, SUBJECTS[0]) == GRID
