@@ -100,22 +100,11 @@ def _state(
     events: list[Event] = []
     changes = False  # did the report carry a state change (not just health)?
 
-    action = doc.get("action")
-    if action is not None:
-        if not isinstance(action, str):
-            raise DecodeError(
-                "wrong_type", f"action must be a string, got {type(action).__name__}", topic=topic
-            )
-        if action not in _NOT_A_PRESS and not (
-            action in _SOS_BUTTON_AT_REST and hints.device_kind(device_id) is DeviceKind.SOS_BUTTON
-        ):
-            events.append(_press(device_id, action, ts, hints, common))
-            changes = True
-    sos = doc.get("sos")
-    if sos is not None and as_bool(sos, "sos", topic) and not events:
-        # ias_sos_alarm_2: the alarm bit of an IAS SOS button; one press is one event.
-        events.append(_press(device_id, "sos", ts, hints, common))
-        changes = True
+    # Presses, motion/occupancy, tamper and hazards are a few reports in a thousand: one test
+    # over the report's keys instead of a lookup for each (docs/benchmarks.md, "Twenty-fifth pass").
+    rare = not _RARE_KEYS.isdisjoint(doc)
+    if rare:
+        changes = _presses(device_id, doc, events, ts=ts, hints=hints, topic=topic, common=common)
 
     if "contact" in doc:
         # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).
@@ -124,25 +113,8 @@ def _state(
         events.append(Event(device_id, kind, ts, FAMILY, not closed, common))
         changes = True
 
-    if "occupancy" in doc:
-        occupied = as_bool(doc["occupancy"], "occupancy", topic)
-        is_parking = hints.device_kind(device_id) is _PARKING_SENSOR
-        kind = _OCCUPANCY if is_parking else _MOTION
-        events.append(Event(device_id, kind, ts, FAMILY, occupied, common))
+    if rare and _rare_states(device_id, doc, events, ts=ts, hints=hints, topic=topic, common=common):
         changes = True
-
-    if "tamper" in doc:
-        events.append(
-            Event(device_id, EventKind.TAMPER, ts, FAMILY, as_bool(doc["tamper"], "tamper", topic), common)
-        )
-        changes = True
-
-    for key, hazard in _HAZARDS:
-        if key in doc and doc[key] is not None:
-            # Zigbee2MQTT's binary exposes for hazards are true = alarm (zigbee-herdsman-converters).
-            attrs = {**common, "gas": key} if key == "carbon_monoxide" else common
-            events.append(Event(device_id, hazard, ts, FAMILY, as_bool(doc[key], key, topic), attrs))
-            changes = True
 
     battery = as_number(doc.get("battery"), "battery", topic)
     voltage_mv = as_number(doc.get("voltage"), "voltage", topic)
@@ -179,6 +151,71 @@ def _state(
     return events
 
 
+def _presses(
+    device_id: str,
+    doc: dict[str, object],
+    events: list[Event],
+    *,
+    ts: float,
+    hints: DeviceHints,
+    topic: str,
+    common: dict[str, float | bool | str],
+) -> bool:
+    """The report's press (``action``, or an IAS button's ``sos``) into ``events``; whether one was."""
+    changes = False
+    action = doc.get("action")
+    if action is not None:
+        if not isinstance(action, str):
+            raise DecodeError(
+                "wrong_type", f"action must be a string, got {type(action).__name__}", topic=topic
+            )
+        if action not in _NOT_A_PRESS and not (
+            action in _SOS_BUTTON_AT_REST and hints.device_kind(device_id) is DeviceKind.SOS_BUTTON
+        ):
+            events.append(_press(device_id, action, ts, hints, common))
+            changes = True
+    sos = doc.get("sos")
+    if sos is not None and as_bool(sos, "sos", topic) and not events:
+        # ias_sos_alarm_2: the alarm bit of an IAS SOS button; one press is one event.
+        events.append(_press(device_id, "sos", ts, hints, common))
+        changes = True
+    return changes
+
+
+def _rare_states(
+    device_id: str,
+    doc: dict[str, object],
+    events: list[Event],
+    *,
+    ts: float,
+    hints: DeviceHints,
+    topic: str,
+    common: dict[str, float | bool | str],
+) -> bool:
+    """The report's occupancy or motion, tamper and hazards into ``events``; whether any was."""
+    changes = False
+    if "occupancy" in doc:
+        occupied = as_bool(doc["occupancy"], "occupancy", topic)
+        is_parking = hints.device_kind(device_id) is _PARKING_SENSOR
+        kind = _OCCUPANCY if is_parking else _MOTION
+        events.append(Event(device_id, kind, ts, FAMILY, occupied, common))
+        changes = True
+
+    if "tamper" in doc:
+        events.append(
+            Event(device_id, EventKind.TAMPER, ts, FAMILY, as_bool(doc["tamper"], "tamper", topic), common)
+        )
+        changes = True
+
+    for key, hazard in _HAZARDS:
+        if key in doc and doc[key] is not None:
+            # Zigbee2MQTT's binary exposes for hazards are true = alarm (zigbee-herdsman-converters).
+            attrs = {**common, "gas": key} if key == "carbon_monoxide" else common
+            events.append(Event(device_id, hazard, ts, FAMILY, as_bool(doc[key], key, topic), attrs))
+            changes = True
+    return changes
+
+
 #: Zigbee2MQTT hazard exposes (Aqara SJCGQ11LM, JTYJ-GD-01LM/BW, Tuya/Heiman smoke, gas, CO).
 _HAZARDS: tuple[tuple[str, EventKind], ...] = (
     ("water_leak", EventKind.WATER_LEAK),
@@ -187,6 +224,10 @@ _HAZARDS: tuple[tuple[str, EventKind], ...] = (
     ("carbon_monoxide", EventKind.GAS),
     ("fall", EventKind.FALL),
 )
+
+#: The keys of the rarer facts (:func:`_presses`, :func:`_rare_states`): a report with none of
+#: them skips their tests.
+_RARE_KEYS = frozenset({"action", "sos", "occupancy", "tamper", *(key for key, _ in _HAZARDS)})
 
 #: Shared, never mutated: most events carry no extra attributes.
 _NO_ATTRS: dict[str, float | bool | str] = {}

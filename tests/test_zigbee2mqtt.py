@@ -333,3 +333,45 @@ def test_ias_sos_alarm_is_an_sos_press() -> None:
     with pytest.raises(DecodeError) as info:
         decode("zigbee2mqtt/seb01zb", b'{"sos": "ON"}', NOW, NoHints(), base="zigbee2mqtt")
     assert info.value.reason == "wrong_type"
+
+
+def test_every_fact_of_one_report_is_an_event_in_the_documented_order() -> None:
+    # The rarer facts (press, occupancy, tamper, hazards) are looked for only when the report
+    # has one of their keys: with all of them, and with each alone, each is still an event, in
+    # the order press, door, occupancy, tamper, hazards, battery, link quality.
+    rare = {
+        "action": "single",
+        "occupancy": True,
+        "tamper": False,
+        "water_leak": True,
+        "smoke": False,
+        "gas": True,
+        "carbon_monoxide": False,
+        "fall": True,
+    }
+    common = {"contact": False, "battery": 80, "voltage": 2900, "linkquality": 120}
+    kinds = [
+        EventKind.BUTTON_PRESS,
+        EventKind.DOOR_OPEN,
+        EventKind.MOTION,
+        EventKind.TAMPER,
+        EventKind.WATER_LEAK,
+        EventKind.SMOKE,
+        EventKind.GAS,
+        EventKind.GAS,
+        EventKind.FALL,
+        EventKind.BATTERY,
+        EventKind.SIGNAL,
+    ]
+    events = decode("zigbee2mqtt/dev", orjson.dumps({**rare, **common}), NOW, NoHints(), base="zigbee2mqtt")
+    assert [e.kind for e in events] == kinds
+    assert events[7].attrs == {"gas": "carbon_monoxide"}
+    for key, value in rare.items():
+        one = decode(
+            "zigbee2mqtt/dev", orjson.dumps({key: value, **common}), NOW, NoHints(), base="zigbee2mqtt"
+        )
+        assert len(one) == 4, key  # the fact, the door, the battery, the link quality
+    sos = decode("zigbee2mqtt/dev", orjson.dumps({"sos": True}), NOW, NoHints(), base="zigbee2mqtt")
+    assert [e.kind for e in sos] == [EventKind.SOS_PRESS]
+    health = decode("zigbee2mqtt/dev", orjson.dumps({"battery": 80}), NOW, NoHints(), base="zigbee2mqtt")
+    assert [e.kind for e in health] == [EventKind.BATTERY, EventKind.HEARTBEAT]
