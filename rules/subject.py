@@ -34,4 +34,5 @@ class Subject:
 
     @property
     def known(self) -> bool:
+        # The pipeline reads ``grid is not None`` itself, per event (hub/ingest/pipeline.py).
         return self.grid is not None
