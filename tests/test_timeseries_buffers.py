@@ -14,10 +14,12 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hub.clock import ManualClock
 from hub.timeseries import InfluxWriter, Point, SqliteSink, TimeseriesSettings, query_series
+from hub.timeseries import sqlite_sink as sqlite_sink_module
 from hub.timeseries.settings import TimeseriesKind
 from hub.timeseries.sqlite_sink import Aggregate
 from tests.support.servers import free_port
@@ -155,3 +157,28 @@ async def test_the_embedded_sink_writes_again_once_a_full_disk_has_room(tmp_path
         await sink.stop()
     # The batch the full disk refused is lost (as a crash loses the buffer); the next is written.
     assert count_rows(tmp_path / "ts.sqlite") == 10
+
+
+def test_the_embedded_sink_writes_each_point_s_own_tags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sink remembers the JSON text per tags tuple (by identity: a device's points share one).
+    # Every row must still carry its own point's tags: for the same tuple again, for an equal
+    # one, for a new tuple that takes a freed one's id, and past the memo's limit.
+    monkeypatch.setattr(sqlite_sink_module, "TAG_JSON_LIMIT", 3)
+    sink = sqlite_sink(tmp_path)
+    grid = ("grid", "g1")
+    devices = [("device_id", f"d{i}") for i in range(40)]
+    shared = (devices[0], grid)
+    expected: list[str] = []
+    ids: list[int] = []
+    for i in range(1, 40):
+        # Only the outer tuple is new: once freed, the next one takes its memory and its id.
+        tags = shared if i % 4 == 0 else (devices[i], grid)
+        sink.write(Point(measurement="device_health", tags=tags, fields=(("rssi", -70.0),), ts=NOW + i))
+        expected.append(orjson.dumps(dict(tags)).decode())
+        ids.append(id(tags))
+        del tags
+    assert sink._buffer.tags == expected
+    assert len(sink._tag_json) <= 3
+    assert len(set(ids)) < len(ids) - 9  # ids were taken again (the case the memo must not confuse)

@@ -78,6 +78,12 @@ class Series:
 Row = tuple[float, str, str, str, float | None, str | None]
 
 
+Tags = tuple[tuple[str, str], ...]
+#: Tags tuples whose JSON text the sink remembers; past this many it starts over. About
+#: two per charted device (its state and its health points): ≈ 3 MB when full.
+TAG_JSON_LIMIT = 8192
+
+
 class _Rows:
     """Rows waiting for the insert, kept by column.
 
@@ -88,9 +94,11 @@ class _Rows:
     The tuples :meth:`rows` makes live only as long as the insert that reads them.
     """
 
-    __slots__ = ("fields", "measurements", "tags", "texts", "times", "values")
+    __slots__ = ("fields", "measurements", "tag_json", "tags", "texts", "times", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, tag_json: dict[int, tuple[Tags, str]]) -> None:
+        #: The sink's memo of each tags tuple's JSON text (see :data:`TAG_JSON_LIMIT`).
+        self.tag_json = tag_json
         self.times: list[float] = []
         self.measurements: list[str] = []
         self.tags: list[str] = []
@@ -117,7 +125,19 @@ class _Rows:
         measurement = (
             str.__str__(point.measurement) if type(point.measurement) is not str else point.measurement
         )
-        tags = orjson.dumps(dict(point.tags)).decode()
+        # A device's points share one tags tuple (hub.timeseries.event_series caches it), so
+        # its JSON text is made once per tuple, not per point: dict, orjson and decode were
+        # ≈ 3 k instructions a point (docs/benchmarks.md, "Twenty-fifth pass"). Keyed by
+        # identity: the entry holds the tuple, so no other object can have its id meanwhile.
+        point_tags = point.tags
+        known = self.tag_json.get(id(point_tags))
+        if known is not None:
+            tags = known[1]
+        else:
+            tags = orjson.dumps(dict(point_tags)).decode()
+            if len(self.tag_json) >= TAG_JSON_LIMIT:
+                self.tag_json.clear()
+            self.tag_json[id(point_tags)] = (point_tags, tags)
         for key, number, text in kept:
             self.times.append(ts)
             self.measurements.append(measurement)
@@ -159,7 +179,8 @@ class SqliteSink:
         self._retention_s = retention_days * 86400
         self._interval = flush_interval_s
         # Rows by column, not points: see :class:`_Rows` (and :class:`InfluxWriter`'s lines).
-        self._buffer = _Rows()
+        self._tag_json: dict[int, tuple[Tags, str]] = {}
+        self._buffer = _Rows(self._tag_json)
         self._points = 0  # points behind ``_buffer``
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one worker thread at a time on the connection
@@ -227,7 +248,7 @@ class SqliteSink:
     async def flush(self) -> None:
         if not self._buffer or self._db is None:
             return
-        rows, self._buffer = self._buffer, _Rows()
+        rows, self._buffer = self._buffer, _Rows(self._tag_json)
         points, self._points = self._points, 0
         prune_before = None
         now = self._clock.now()
