@@ -395,10 +395,9 @@ def test_each_event_s_steps_see_that_event_also_after_a_step_raised() -> None:
 
     for subject in (a, b):
         (_, rule, trigger, condition, active, rule_id), *rest = evaluator.plan(EventKind.BATTERY, subject)
-        evaluator._plans[EventKind.BATTERY][subject.device_id] = (
-            (recorder, rule, trigger, condition, active, rule_id),
-            *rest,
-        )
+        table = subject.plans  # the plan table of the subject's profile, as plan() left it
+        assert table is not None
+        table.steps[EventKind.BATTERY] = ((recorder, rule, trigger, condition, active, rule_id), *rest)
     first = Event(a.device_id, EventKind.BATTERY, T0, "test", 13.0, {})
     second = Event(b.device_id, EventKind.BATTERY, T0 + 1, "test", 80.0, {"volts": 3.0})
     with pytest.raises(RuntimeError):
