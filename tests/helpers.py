@@ -18,7 +18,11 @@ import gmqtt
 import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
+from adapters.events import DeviceKind
 from hub.casework.reply_keys import ReplyKeys
+from hub.community.files import parse_yaml
+from hub.community.model import Device
+from hub.community.registry import Registry
 from hub.config import ApiToken, Settings, load_settings
 from hub.web.api import token_hash
 from tests.support.servers import Broker
@@ -200,3 +204,47 @@ def api_stats(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=5) as response:
         result: dict[str, Any] = json.loads(response.read())
     return result
+
+
+def with_doors(count: int, *, resident: str | None = None) -> Registry:
+    """The test community plus ``count`` door sensors ``door-000000`` … in its first grid: in the
+    resident's household when given (the grid page then looks the household up through them),
+    else in r1's household by id."""
+    (community,) = parse_yaml(REGISTRY, file="test")
+    extra = tuple(
+        Device.model_construct(
+            id=f"door-{i:06d}",
+            kind=DeviceKind.DOOR_SENSOR,
+            grid=GRID,
+            model="MCCGQ11LM",
+            household=None if resident is not None else "b3-u2-401",
+            resident=resident,
+            heartbeat_s=3600.0,
+        )
+        for i in range(count)
+    )
+    return Registry(communities=[community.model_copy(update={"devices": community.devices + extra})])
+
+
+class LoopTurns:
+    """Counts the event loop's turns while it runs (``async with LoopTurns() as turns``): a task
+    that only yields, so each count is one turn other work had."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while not self._stop.is_set():
+            self.count += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task

@@ -17,22 +17,13 @@ from hub.health.metrics import render
 from hub.web.auth_throttle import AuthThrottle, client_address
 from tests.helpers import TOKEN, hub_settings
 from tests.support.servers import Broker
+from tests.test_clock_steps import Monotonic
 
 PRESS = 1_795_371_180.0
 
 
-class Ticks:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_a_bucket_empties_after_its_attempts_and_refills_one_per_period() -> None:
-    ticks = Ticks()
+    ticks = Monotonic()
     throttle = AuthThrottle(attempts=3, refill_s=30, now=ticks)
     for _ in range(3):
         throttle.check("10.0.0.9")
@@ -41,17 +32,17 @@ def test_a_bucket_empties_after_its_attempts_and_refills_one_per_period() -> Non
         throttle.check("10.0.0.9")
     assert refused.value.retry_after_s == pytest.approx(30)
     throttle.check("10.0.0.10")  # another address is not affected
-    ticks.t += 29
+    ticks.value += 29
     with pytest.raises(TooManyAttemptsError) as refused:
         throttle.check("10.0.0.9")
     assert refused.value.retry_after_s == pytest.approx(1)
-    ticks.t += 1
+    ticks.value += 1
     throttle.check("10.0.0.9")  # one more guess …
     throttle.failed("10.0.0.9")
     with pytest.raises(TooManyAttemptsError):  # … and it waits again
         throttle.check("10.0.0.9")
     assert (throttle.failures, throttle.refused) == (4, 3)
-    ticks.t += 90
+    ticks.value += 90
     for _ in range(3):  # full again after attempts × refill_s, not more
         throttle.check("10.0.0.9")
         throttle.failed("10.0.0.9")
@@ -60,14 +51,14 @@ def test_a_bucket_empties_after_its_attempts_and_refills_one_per_period() -> Non
 
 
 def test_many_addresses_cannot_grow_the_table_past_its_bound() -> None:
-    ticks = Ticks()
+    ticks = Monotonic()
     throttle = AuthThrottle(attempts=2, refill_s=10, now=ticks, max_addresses=100)
     throttle.failed("victim-of-guessing")
     throttle.failed("victim-of-guessing")
     for n in range(10_000):
         throttle.failed(f"10.{n // 256}.{n % 256}.1")
         assert len(throttle) <= 100
-    ticks.t += 5
+    ticks.value += 5
     throttle.failed("192.0.2.1")
     assert len(throttle) <= 100
 

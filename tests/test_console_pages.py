@@ -16,12 +16,8 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Browser, Page
 
-from adapters.events import DeviceKind
 from hub.app import Hub
 from hub.clock import ManualClock
-from hub.community.files import parse_yaml
-from hub.community.model import Device
-from hub.community.registry import Registry
 from tests.helpers import (
     GRID,
     REGISTRY,
@@ -32,6 +28,7 @@ from tests.helpers import (
     eventually,
     hub_settings,
     publisher,
+    with_doors,
 )
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
@@ -194,27 +191,10 @@ async def test_a_grid_workers_session_sees_his_grid_only(
         await gateway.disconnect()
 
 
-def hundred_thousand_devices(tmp_path: Path) -> Registry:
-    """The test community plus 100 000 door sensors spread over its first grid's household."""
-    (community,) = parse_yaml(REGISTRY, file="test")
-    extra = tuple(
-        Device.model_construct(
-            id=f"door-{i:06d}",
-            kind=DeviceKind.DOOR_SENSOR,
-            grid=GRID,
-            model="MCCGQ11LM",
-            household="b3-u2-401",
-            heartbeat_s=3600.0,
-        )
-        for i in range(100_000)
-    )
-    return Registry(communities=[community.model_copy(update={"devices": community.devices + extra})])
-
-
 async def test_every_page_renders_with_100_000_devices_and_the_devices_page_is_bounded(
     tmp_path: Path, mosquitto_broker: Broker, browser: Browser
 ) -> None:
-    registry = hundred_thousand_devices(tmp_path)
+    registry = with_doors(100_000)  # the test community plus 100 000 door sensors in its first grid
     settings = hub_settings(tmp_path, mosquitto_broker)
     async with Hub(settings=settings, clock=ManualClock(start=NIGHT), registry=registry) as hub:
         gateway = await publisher(mosquitto_broker)

@@ -11,7 +11,6 @@ The devices page and ``GET /api/devices`` walked every device in one go too.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.events import DeviceKind
 from hub.app import Hub
 from hub.cases.kpi import compute
 from hub.cases.model import CaseAction, Channel
@@ -27,12 +25,11 @@ from hub.cases.workflow import apply, open_case
 from hub.casework.service import KPI_CASES_PER_STEP
 from hub.clock import ManualClock
 from hub.community.files import parse_yaml
-from hub.community.model import Device
 from hub.community.registry import Registry
 from hub.steps import run_through
 from hub.web.pages import devices as devices_page
 from hub.web.pages.devices import DEVICES_PER_STEP
-from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, hub_settings
+from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, LoopTurns, hub_settings, with_doors
 from tests.support.servers import Broker
 
 START = 1_795_371_180.0
@@ -99,31 +96,18 @@ async def test_the_loop_takes_turns_while_a_years_kpis_are_made(
 ) -> None:
     async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
         seed(hub, CASES)
-        turns = 0
-        stop = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal turns
-            while not stop.is_set():
-                turns += 1
-                await asyncio.sleep(0)
-
         base = f"http://127.0.0.1:{hub.http_port}"
         async with httpx.AsyncClient(base_url=base) as c:
             # Warm up the connection and the app, so the turns counted are the report's.
             assert (await c.get("/api/kpis", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
             for token in (TOKEN, WORKER_TOKEN):  # the command centre, and a grid worker (filtered)
-                turns = 0
-                stop.clear()
-                ticking = asyncio.create_task(ticker())
-                r = await c.get("/api/kpis?from=0", headers={"Authorization": f"Bearer {token}"})
-                stop.set()
-                await ticking
+                async with LoopTurns() as turns:
+                    r = await c.get("/api/kpis?from=0", headers={"Authorization": f"Bearer {token}"})
                 assert r.status_code == 200, r.text
                 closed = r.json()["overall"]["closed"]
                 assert closed == (CASES if token == TOKEN else CASES // 2), r.json()["overall"]
                 # At least one turn per step of the report (the request's own I/O adds a few).
-                assert turns >= CASES // KPI_CASES_PER_STEP - 1, (token, turns)
+                assert turns.count >= CASES // KPI_CASES_PER_STEP - 1, (token, turns.count)
             page = await c.get("/kpis?from=2026-01-01", headers={"Authorization": f"Bearer {TOKEN}"})
             assert page.status_code == 200, page.text
             half = CASES // 2  # each grid's row: due and closed
@@ -136,36 +120,21 @@ async def test_the_loop_takes_turns_while_a_years_kpis_are_made(
 DEVICES = 6 * DEVICES_PER_STEP
 
 
-def many_devices() -> Registry:
-    """The test community plus door sensors in its first grid, the last of them the page asked for."""
-    (community,) = parse_yaml(REGISTRY, file="test")
-    extra = tuple(
-        Device.model_construct(
-            id=f"door-{i:06d}",
-            kind=DeviceKind.DOOR_SENSOR,
-            grid=GRID,
-            model="MCCGQ11LM",
-            resident="r1",  # placed by its resident's household (the grid page looks it up)
-            heartbeat_s=3600.0,
-        )
-        for i in range(DEVICES)
-    )
-    return Registry(communities=[community.model_copy(update={"devices": community.devices + extra})])
-
-
 async def test_the_loop_takes_turns_while_every_device_is_walked(
     tmp_path: Path, embedded_broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The turns are counted from the walk's first device to its last (a call made once per
     device), so the request's own reading and writing are not counted."""
     settings = hub_settings(tmp_path, embedded_broker)
-    async with Hub(settings=settings, clock=ManualClock(start=START), registry=many_devices()) as hub:
-        turns = 0
+    async with Hub(
+        settings=settings, clock=ManualClock(start=START), registry=with_doors(DEVICES, resident="r1")
+    ) as hub:
+        turns = LoopTurns()
         seen: list[int] = []  # the turn count at each device looked at
 
         def counted(real: Callable[..., Any]) -> Callable[..., Any]:
             def probe(*args: Any, **kwargs: Any) -> Any:
-                seen.append(turns)
+                seen.append(turns.count)
                 return real(*args, **kwargs)
 
             return probe
@@ -174,17 +143,11 @@ async def test_the_loop_takes_turns_while_every_device_is_walked(
         # The grid's page asks for the resident of each device without a household of its own.
         monkeypatch.setattr(hub.api.registry, "resident", counted(hub.api.registry.resident))
         monkeypatch.setattr(hub.api, "device_where", counted(hub.api.device_where))
-        stop = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal turns
-            while not stop.is_set():
-                turns += 1
-                await asyncio.sleep(0)
-
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c:
-            ticking = asyncio.create_task(ticker())
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c,
+            turns,
+        ):
             last = DEVICES - 1
             for path, want in (
                 (f"/devices?offset={DEVICES}", "door-"),  # the console's last page
@@ -196,8 +159,6 @@ async def test_the_loop_takes_turns_while_every_device_is_walked(
                 assert r.status_code == 200 and want in r.text, (path, r.text[:300])
                 assert len(seen) >= DEVICES, (path, len(seen))
                 assert seen[-1] - seen[0] >= DEVICES // DEVICES_PER_STEP - 1, (path, seen[0], seen[-1])
-            stop.set()
-            await ticking
 
 
 ELDERS = 150
@@ -218,26 +179,20 @@ async def test_the_elder_register_is_paged_and_made_in_turns(
     one go: a district's thousands of elders were seconds of the loop and a response of megabytes."""
     settings = hub_settings(tmp_path, embedded_broker)
     async with Hub(settings=settings, clock=ManualClock(start=START), registry=many_elders()) as hub:
-        turns = 0
+        turns = LoopTurns()
         seen: list[int] = []
         real = hub.visits.open_cases
 
         def probe(*args: Any, **kwargs: Any) -> Any:
-            seen.append(turns)
+            seen.append(turns.count)
             return real(*args, **kwargs)
 
         monkeypatch.setattr(hub.visits, "open_cases", probe)
-        stop = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal turns
-            while not stop.is_set():
-                turns += 1
-                await asyncio.sleep(0)
-
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c:
-            ticking = asyncio.create_task(ticker())
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c,
+            turns,
+        ):
             first = await c.get("/api/elders?limit=100")
             assert first.status_code == 200 and len(first.json()) == 100
             assert first.headers["x-next-offset"] == "100" and 'rel="next"' in first.headers["link"]
@@ -247,5 +202,3 @@ async def test_the_elder_register_is_paged_and_made_in_turns(
             ids = [e["id"] for e in first.json() + rest.json()]
             assert len(ids) == ELDERS + 1 and len(set(ids)) == ELDERS + 1, "every elder once, r1 included"
             assert (await c.get("/api/elders")).json() == first.json() + rest.json()[: 200 - 100]
-            stop.set()
-            await ticking
