@@ -18,7 +18,7 @@ from hub.cases.workflow import replay, replay_onto
 from hub.errors import StaleCaseError
 from hub.storage.case_rows import call_back_from
 from hub.storage.engine import Tx
-from hub.storage.scope import in_scope
+from hub.storage.scope import in_list, in_scope
 from hub.storage.store import Store
 
 
@@ -35,18 +35,13 @@ class CaseFilter:
     person: str | None = None
 
 
-def _in(column: str, values: Collection[str], params: list[object]) -> str:
-    params.extend(sorted(values))
-    return f"{column} IN ({','.join('?' * len(values))})"
-
-
 def _visible(visible: CaseFilter, params: list[object]) -> str:
     """The SQL condition for the cases ``visible`` reaches (its parameters appended to ``params``)."""
     either = ["FALSE"]
     if visible.grids:
-        either.append(_in("grid", visible.grids, params))
+        either.append(in_list("grid", visible.grids, params))
     if visible.communities:
-        either.append(_in("community", visible.communities, params))
+        either.append(in_list("community", visible.communities, params))
     if visible.person is not None:
         either.append(
             "assignee = ? OR id IN (SELECT case_id FROM notifications WHERE recipient = ? AND case_id IS NOT NULL)"
@@ -277,7 +272,7 @@ class CaseStore:
         if not case_ids:
             return []
         params: list[object] = []
-        where = _in("case_id", case_ids, params)
+        where = in_list("case_id", case_ids, params)
         rows = self._store.execute(
             f"SELECT case_id, entry FROM case_timeline WHERE {where} ORDER BY case_id, seq",  # noqa: S608
             params,
@@ -292,7 +287,7 @@ class CaseStore:
         if not case_ids:
             return {}
         params: list[object] = []
-        where = _in("case_id", case_ids, params)
+        where = in_list("case_id", case_ids, params)
         rows = self._store.execute(
             f"SELECT DISTINCT case_id, recipient FROM notifications WHERE {where}",  # noqa: S608
             params,

@@ -14,6 +14,12 @@ from collections.abc import Collection
 WHOLE_HUB = "hub"
 
 
+def in_list(column: str, values: Collection[str], params: list[object]) -> str:
+    """``column IN (?, …)`` for ``values``, their parameters appended to ``params``."""
+    params.extend(sorted(values))
+    return f"{column} IN ({','.join('?' * len(values))})"
+
+
 def in_scope(column: str, communities: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
     """`` AND (column IN (?, …) [OR column IS NULL])`` and its parameters; ``""`` for ``None``."""
     if communities is None:

@@ -8,11 +8,12 @@ task's completion, the case it filed and the next task commit together.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hub.cases.care import Outcome, TaskKind, VisitRecord, VisitTask
 from hub.storage.engine import Tx
+from hub.storage.scope import in_list
 from hub.storage.store import Store
 
 _TASK_COLUMNS = (
@@ -107,11 +108,6 @@ def _task(row: tuple[object, ...]) -> StoredTask:
         superseded_by=None if superseded is None else str(superseded),
         done_at=None if done is None else float(done),  # type: ignore[arg-type]
     )
-
-
-def _in(column: str, values: Collection[str], params: list[object]) -> str:
-    params.extend(sorted(values))
-    return f"{column} IN ({','.join('?' * len(values))})"
 
 
 class VisitStore:
@@ -280,9 +276,9 @@ class VisitStore:
         if visible is not None:
             either = ["FALSE"]
             if visible.grids:
-                either.append(_in("grid", visible.grids, params))
+                either.append(in_list("grid", visible.grids, params))
             if visible.communities:
-                either.append(_in("community", visible.communities, params))
+                either.append(in_list("community", visible.communities, params))
             if visible.person is not None:
                 either.append("assignee = ?")
                 params.append(visible.person)
@@ -315,11 +311,9 @@ class VisitStore:
         """:meth:`records` of many tasks in one query (a period's 探访完成率 reads thousands)."""
         if not task_keys:
             return {}
-        marks = ",".join("?" * len(task_keys))
-        rows = self._store.execute(
-            f"{_RECORD_SELECT} WHERE r.task_key IN ({marks}) ORDER BY r.at, r.id",
-            tuple(task_keys),
-        )
+        params: list[object] = []
+        where = in_list("r.task_key", task_keys, params)
+        rows = self._store.execute(f"{_RECORD_SELECT} WHERE {where} ORDER BY r.at, r.id", params)
         found: dict[str, list[StoredRecord]] = {}
         for row in rows:
             record = _record(tuple(row))
