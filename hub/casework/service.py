@@ -409,13 +409,6 @@ class Casework:
         )
         return [self.case_json(c, now=now) for c in map(self.load_safely, ids) if c is not None]
 
-    def kpis(self, *, start: float, end: float, include: Callable[[Where], bool] | None = None) -> KpiReport:
-        """结案率, 按期结案率, 返工率, 延期率 and response times over ``[start, end]`` (docs/cases.md).
-
-        ``include`` keeps the cases a reader may see (asked with each case's place).
-        """
-        return run_through(self.kpi_steps(start=start, end=end, include=include))
-
     def kpi_steps(
         self,
         *,
@@ -424,7 +417,10 @@ class Casework:
         include: Callable[[Where], bool] | None = None,
         cases_per_step: int = KPI_CASES_PER_STEP,
     ) -> Steps[KpiReport]:
-        """:meth:`kpis` in steps of ``cases_per_step`` cases, each read in one query.
+        """结案率, 按期结案率, 返工率, 延期率 and response times over ``[start, end]`` (docs/cases.md),
+        in steps of ``cases_per_step`` cases, each step's timelines read in one query.
+
+        ``include`` keeps the cases a reader may see (asked with each case's place).
 
         A year of a district's cases is tens of thousands: read a query per case and summed in
         one go on the event loop, 20 000 took 2–4 s in which no SOS press was handled and no

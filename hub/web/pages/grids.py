@@ -16,6 +16,7 @@ from hub.community.model import Community, Device, Grid
 from hub.errors import NotFoundError
 from hub.ingest.device_state import is_online
 from hub.steps import Steps
+from hub.web.pages.devices import DEVICES_PER_STEP
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -134,10 +135,6 @@ class GridDetail:
 
 def _find(web: Api, code: str) -> tuple[Community, Grid] | None:
     return web.registry.grid(code)
-
-
-#: Devices looked at between two turns of the event loop (a grid's page walks its community's).
-DEVICES_PER_STEP = 2048
 
 
 def grid_detail_steps(web: Api, reach: Reach, code: str) -> Steps[GridDetail]:

@@ -1,6 +1,6 @@
 """The KPI page: 结案率, 按期结案率, 返工率 and response times per grid and worker, with bar charts.
 
-Computed from the store's timelines (:meth:`Casework.kpis`) over a chosen period, for the
+Computed from the store's timelines (:meth:`Casework.kpi_steps`) over a chosen period, for the
 cases the caller may read; per-worker figures only for roles with ``staff_kpis``.
 """
 
