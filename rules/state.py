@@ -141,27 +141,51 @@ class Slot:
             raise ValueError(f"not a slot: a {type(doc).__name__}, not an object")
         if "queued_due" in doc:
             raise ValueError("not a slot: queued_due is not persisted")
-        try:
-            slot = cls(**doc)
-        except TypeError as exc:
-            raise ValueError(f"not a slot: {exc}") from None
-        if not isinstance(slot.trigger, str):
+        unknown = doc.keys() - _PERSISTED
+        if unknown:
+            raise ValueError(f"not a slot: unexpected field(s) {sorted(map(str, unknown))}")
+        trigger = doc.get("trigger")
+        if not isinstance(trigger, str):
             raise ValueError("a slot needs a trigger")
-        # One copy of each trigger type's name across 10⁵ restored slots, not one per row (the
-        # hub writes only its trigger types' names; a slot of another type is replaced on use).
-        slot.trigger = sys.intern(slot.trigger)
-        for name in ("last_ts", "since", "notified", "due", "value"):
-            value = getattr(slot, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise ValueError(f"slot field {name} must be a number, got {value!r}")
-        # ``fresh``: the parsed document's own lists and dicts are taken over; anything else is
-        # copied, so a slot never shares a mutable value with a document. Empty ones become the
-        # shared empty values.
-        seen, times, params, evidence = slot.seen, slot.times, slot.params, slot.evidence
+        # Every field is checked and given its declared type *before* the slot is built: the
+        # compiled build (hub/ingest/hot_path.py) enforces the annotations when a value enters
+        # the slot, and what a stored row decoded to is not ours to trust (JSON has lists for
+        # tuples; a hand-edited or older row may hold anything).
+        numbers = [_number(doc, name) for name in ("last_ts", "since", "notified", "due", "value")]
+        raised = doc.get("raised", False)
+        if raised.__class__ is not bool:
+            if raised.__class__ is not int or raised not in (0, 1):
+                raise ValueError(f"slot field raised must be true or false, got {raised!r}")
+            raised = bool(raised)
+        count = doc.get("count", 0)
+        whole = count.__class__ is int or (count.__class__ is float and count.is_integer())
+        if not whole:  # bool is not (its class is bool); inf and NaN are not integers
+            raise ValueError(f"slot field count must be a whole number, got {count!r}")
+        seen = doc.get("seen", ())
         if seen.__class__ is not str:
             if not isinstance(seen, list | tuple) or not all(i.__class__ is str for i in seen):
                 raise ValueError(f"slot field seen must be a list of strings, got {seen!r}")
-            slot.seen = seen[0] if len(seen) == 1 else tuple(seen)
+            seen = seen[0] if len(seen) == 1 else tuple(seen)
+        slot = cls(
+            # One copy of each trigger type's name across 10⁵ restored slots, not one per row (the
+            # hub writes only its trigger types' names; a slot of another type is replaced on use).
+            sys.intern(trigger),
+            last_ts=numbers[0],
+            seen=seen,
+            raised=raised,
+            since=numbers[1],
+            notified=numbers[2],
+            due=numbers[3],
+            value=numbers[4],
+            count=int(count),
+            times=doc.get("times", ()),
+            params=doc.get("params", NO_PARAMS),
+            evidence=doc.get("evidence", ()),
+        )
+        # ``fresh``: the parsed document's own lists and dicts are taken over; anything else is
+        # copied, so a slot never shares a mutable value with a document. Empty ones become the
+        # shared empty values.
+        times, params, evidence = slot.times, slot.params, slot.evidence
         if not times:
             slot.times = ()
         elif not (fresh and times.__class__ is list):
@@ -175,6 +199,23 @@ class Slot:
         elif not (fresh and evidence.__class__ is list and all(e.__class__ is dict for e in evidence)):
             slot.evidence = [dict(e) for e in evidence]
         return slot
+
+
+#: The fields a stored slot may have (``queued_due`` is bookkeeping, never persisted).
+_PERSISTED = frozenset(
+    {"trigger", "last_ts", "seen", "raised", "since", "notified", "due", "value"}
+    | {"times", "count", "params", "evidence"}
+)
+
+
+def _number(doc: Mapping[str, object], name: str) -> float | None:
+    """``doc[name]`` as a slot's time or value: ``None`` or a number (an integer becomes a float)."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"slot field {name} must be a number, got {value!r}")
+    return float(value)
 
 
 class StatePort(Protocol):

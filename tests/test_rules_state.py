@@ -306,6 +306,7 @@ def _by_fields(slot: Slot) -> dict[str, object]:
     return out
 
 
+@pytest.mark.pure_only("sets 0 and 1 where Slot declares bool, 5 where it declares float")
 def test_to_json_is_every_field_unlike_its_default_in_field_order() -> None:
     rng = random.Random(7)
     choices: dict[str, list[object]] = {
@@ -599,3 +600,28 @@ def test_restored_keys_share_the_callers_copy_of_each_subject_id(restore: str) -
     assert len(strays) == 1 and names["stray-9"] == "stray-9"
     # The timers carry the same keys: popped, a slot is found under its shared id.
     assert [subject is registry_id or subject == "stray-9" for _, subject in state.pop_due(T0)] == [True] * 4
+
+
+def test_a_stored_slot_is_checked_and_typed_before_it_is_built() -> None:
+    # JSON gives lists for tuples and may hold ints where floats are declared: the compiled build
+    # (hub/ingest/hot_path.py) refuses a value of the wrong type on the way into a slot, so a
+    # restart there dropped every slot with a `seen` list (an overdue alarm then never fired).
+    slot = Slot.from_json(
+        {"trigger": "threshold", "last_ts": 1_800_000_000, "seen": ["a", "b"], "raised": 1, "count": 2.0}
+    )
+    assert slot.last_ts == 1_800_000_000.0 and slot.last_ts.__class__ is float
+    assert slot.seen == ("a", "b") and slot.raised is True and slot.count == 2 and slot.count.__class__ is int
+    assert Slot.from_json({"trigger": "absence", "seen": ["door_open|True"]}).seen == "door_open|True"
+    for doc, message in (
+        ({"trigger": "absence", "extra": 1}, "unexpected field"),
+        ({"trigger": "absence", "raised": "yes"}, "raised"),
+        ({"trigger": "absence", "raised": 2}, "raised"),
+        ({"trigger": "count", "count": 1.5}, "count"),
+        ({"trigger": "count", "count": float("inf")}, "count"),
+        ({"trigger": "count", "count": True}, "count"),
+        ({"trigger": "absence", "due": True}, "number"),
+        ({"trigger": "absence", "seen": [1]}, "seen"),
+        ({"last_ts": 1.0}, "trigger"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            Slot.from_json(doc)
