@@ -14,7 +14,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench import compiled
+
+#: The bench process itself must stay on the sources: a run on the compiled build is not one.
+pytestmark = pytest.mark.pure_only("checks that the test process runs the sources")
 
 #: Small modules; ``events`` and ``line_protocol`` build their frozen classes through the slots'
 #: setters, which mypyc must compile too (``vars(cls)``, not ``cls.__dict__``).

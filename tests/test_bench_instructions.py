@@ -21,6 +21,9 @@ from hub.ingest.pipeline import Pipeline
 from tests.conftest import server_missing
 from tests.support.bench_stream import bench_stream
 
+#: It takes stages away by patching the measured tree's classes: compiled ones cannot be patched.
+pytestmark = pytest.mark.pure_only("patches hot-path classes to take stages away")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

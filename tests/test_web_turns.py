@@ -120,6 +120,7 @@ async def test_the_loop_takes_turns_while_a_years_kpis_are_made(
 DEVICES = 6 * DEVICES_PER_STEP
 
 
+@pytest.mark.pure_only("counts calls by patching Registry.resident, a compiled method")
 async def test_the_loop_takes_turns_while_every_device_is_walked(
     tmp_path: Path, embedded_broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -90,6 +90,14 @@ class PipelineStats:
 OwnedRoots = dict[str, tuple[tuple[str, str], ...]]
 
 
+def root_claim(roots: OwnedRoots, topic: str) -> str | None:
+    """The community whose own gateway root ``topic`` is under (``None``: a hub-wide root)."""
+    for prefix, community in roots.get(topic.split("/", 1)[0], ()):
+        if topic.startswith(prefix):
+            return community
+    return None
+
+
 def owned_roots(registry: Registry) -> OwnedRoots:
     """Every community's own gateway roots, by their first topic level, most specific first.
 
@@ -273,11 +281,7 @@ class Pipeline:
         self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
 
     def _root_claim(self, topic: str) -> str | None:
-        """The community whose own gateway root ``topic`` is under (``None``: a hub-wide root)."""
-        for prefix, community in self._owned_roots.get(topic.split("/", 1)[0], ()):
-            if topic.startswith(prefix):
-                return community
-        return None
+        return root_claim(self._owned_roots, topic)
 
     def _elsewhere(self, event: Event, claim: str) -> bool:
         """A registered device (or a gateway node's children) of another community than the

@@ -11,6 +11,8 @@ registry hands out the same :class:`SubjectInfo` object. The points are equal to
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
 from adapters.events import Event
 from hub.timeseries.line_protocol import Point, encode_head, sorted_tags
@@ -40,7 +42,10 @@ class EventSeries:
         #: its neighbours (community, grid, model…); a tuple of its own for each pair was
         #: ≈ 0.4 KB an entry (docs/benchmarks.md, "Twenty-first pass"). Bounded like the cache:
         #: past the limit it starts over (so it holds at most one entry's pairs more).
-        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        #: Typed ``Any``, as the loop below: the compiled build (hub/ingest/hot_path.py) holds a
+        #: ``tuple[str, str]`` unboxed and makes a new tuple object each time it hands one on,
+        #: which would give every entry its own pairs again.
+        self._pairs: dict[Any, Any] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -56,12 +61,8 @@ class EventSeries:
             pairs = self._pairs
             if len(pairs) >= self._limit:
                 pairs.clear()
-            tags = tuple(
-                [
-                    pair if pair[0] == "device_id" else pairs.setdefault(pair, pair)
-                    for pair in sorted_tags(event_tags(measurement, event.device_id, info, extra))
-                ]
-            )
+            raw: Sequence[Any] = sorted_tags(event_tags(measurement, event.device_id, info, extra))
+            tags = tuple([pair if pair[0] == "device_id" else pairs.setdefault(pair, pair) for pair in raw])
             entry = (info, tags, encode_head(measurement, tags))
             cache = self._cache
             if key not in cache and len(cache) >= self._limit:
