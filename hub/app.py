@@ -62,6 +62,7 @@ from hub.health.counters import HubCounters
 from hub.health.metrics import Family
 from hub.health.readiness import Readiness
 from hub.health.sos_trace import SosTrace
+from hub.ingest import hot_path
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
 from hub.ingest.heap import FreeMemory, settle_heap
@@ -760,6 +761,8 @@ class Hub:
             "stream_dropped": self.bus.dropped,
             # The rules' clock (hub.clock.SteadyClock): seconds ahead of the wall clock while it
             # absorbs a step back, steps back seen, floor writes that failed.
+            # Which build runs the per-message path: mypyc-compiled or pure Python (hub.hot_path).
+            "hot_path": hot_path.describe(),
             "rule_clock": None
             if not isinstance(self.rule_clock, SteadyClock)
             else {
@@ -830,14 +833,22 @@ class Hub:
         self._tasks.append(
             asyncio.create_task(self.free_memory.run(settled=self.caught_up), name="linli-heap-trim")
         )
+        build = hot_path.describe()
         log.info(
-            "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered",
+            "hub running: MQTT %s, HTTP http://%s:%s, %d rules, %d devices registered, hot path %s (%d/%d compiled)",
             self.settings.mqtt.parsed_url.redacted(),
             self.settings.http.host,
             self.http_port,
             len(self.rules),
             sum(len(c.devices) for c in self.registry.communities),
+            build["build"],
+            build["compiled"],
+            build["modules"],
         )
+        if build["build"] == "mixed":
+            # Some extensions of a compiled build did not load (a partial install or copy): the
+            # hub works either way, but it is not the build that was measured or tested.
+            log.warning("hot path: only %d of %d modules run compiled", build["compiled"], build["modules"])
 
     async def _connect_later(self, sessions: Sequence[HubMqttClient]) -> None:
         """Each session not connected yet, in order, as soon as the broker can be reached."""

@@ -42,6 +42,7 @@ FOREIGN_PREFIXES: Mapping[str, str] = {
     "LINLI_GRAFANA_": "Grafana provisioning and `linli dashboards push`",
     "LINLI_API_": "commands that call a running hub's API",
     "LINLI_DEV_": "tests and benchmarks",
+    "LINLI_BUILD_": "building the wheel (setup.py: LINLI_BUILD_MYPYC)",
 }
 #: Names documented before the namespace was sorted out → what to use now. Ignored, with a note.
 RENAMED: Mapping[str, str] = {

@@ -1,0 +1,104 @@
+"""The compiled build (hub/ingest/hot_path.py, setup.py): which build a test run runs, and the build's guards.
+
+``make unit`` runs the checkout's sources: not one module of the hot path may load compiled there
+(a stray extension in the checkout would shadow every edit of its source). ``make unit-compiled``
+runs the hot path's tests on the compiled wheel (``LINLI_DEV_EXPECT_COMPILED=1``): every module must
+load compiled, or that run would be testing the sources a second time.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.ingest import hot_path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECT_COMPILED = os.environ.get("LINLI_DEV_EXPECT_COMPILED") == "1"
+
+
+def _import_hot_path() -> list[str]:
+    names = hot_path.module_names()
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
+def test_the_run_uses_the_build_it_means_to() -> None:
+    names = _import_hot_path()
+    loaded = hot_path.compiled_loaded()
+    if EXPECT_COMPILED:
+        assert loaded == names
+        assert hot_path.describe() == {"build": "compiled", "compiled": len(names), "modules": len(names)}
+    else:
+        assert loaded == [], "compiled modules imported from the checkout: remove the stray *.so files"
+        assert hot_path.describe()["build"] == "pure"
+
+
+def test_the_hot_path_names_existing_modules_once() -> None:
+    assert len(set(hot_path.MODULES)) == len(hot_path.MODULES)
+    for path in hot_path.MODULES:
+        assert (ROOT / path).is_file(), path
+    assert hot_path.module_names(["adapters/_json.py", "rules/triggers/base.py"]) == [
+        "adapters._json",
+        "rules.triggers.base",
+    ]
+
+
+def test_the_list_is_readable_before_anything_is_built() -> None:
+    # setup.py and bench/compiled.py read MODULES with runpy, before Linli can be imported.
+    tree = ast.parse((ROOT / "hub" / "ingest" / "hot_path.py").read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert imported <= {"__future__", "importlib", "sys", "collections"}
+
+
+def test_a_module_not_imported_counts_as_neither() -> None:
+    assert hot_path.compiled_loaded(["hub.no_such_module"]) == []
+
+
+def _setup(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "setup.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_compiled_editable_install_is_refused() -> None:
+    # An extension in the checkout is imported before the source beside it: every later edit
+    # of that source would silently not run.
+    done = _setup("editable_wheel", LINLI_BUILD_MYPYC="1")
+    assert done.returncode != 0
+    assert "not an editable install" in done.stderr
+
+
+def test_a_module_outside_the_hot_path_is_refused() -> None:
+    done = _setup("--version", LINLI_BUILD_MYPYC="1", LINLI_BUILD_MYPYC_MODULES="hub/app.py")
+    assert done.returncode != 0
+    assert "outside hub/ingest/hot_path.py" in done.stderr and "hub/app.py" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["", "0", "no"])
+def test_without_the_variable_the_build_is_pure(value: str) -> None:
+    done = _setup("--version", LINLI_BUILD_MYPYC=value)
+    assert done.returncode == 0, done.stderr
+    assert "mypyc" not in done.stdout + done.stderr
