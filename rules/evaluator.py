@@ -475,10 +475,10 @@ class Evaluator:
                 trigger = c.trigger_for(subject)
                 assert isinstance(trigger, AbsenceTrigger)
                 ABSENCE.arm(trigger, subject, key, state, now, shared=shared)
-        for key in state.slot_keys():
-            expecting = expected.get(key[0])
-            if expecting is not None and key[1] not in expecting:
-                state.delete(key)
+        for stale in state.slot_keys():
+            expecting = expected.get(stale[0])
+            if expecting is not None and stale[1] not in expecting:
+                state.delete(stale)
         return []
 
     def reload(self, rules: Sequence[Rule], overrides: OverrideConfig | None = None) -> None:

@@ -32,7 +32,11 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
+#: (rule id, subject id). Spelled as a tuple of any length on purpose: the compiled build
+#: (hub/ingest/hot_path.py) holds a ``tuple[str, str]`` unboxed and makes a new tuple object each
+#: time it stores one, so one key in the slot table, the timer heap and the dirty set was three
+#: objects instead of one (+0.6 KB a reporting device; docs/benchmarks.md, "Twenty-sixth pass").
+Key = tuple[str, ...]
 #: JSON-ready data (what ``json.dumps`` / ``orjson.dumps`` accepts).
 JsonDict = dict[str, Any]
 

@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 #: An unreadable rule-state file is moved to its name plus this, and a new one is made.
 UNREADABLE_SUFFIX = ".unreadable"
 
-Key = tuple[str, str]
+#: (rule id, subject id): rules.state.Key (a tuple of any length there; see why).
+Key = tuple[str, ...]
 
 # "WHERE true": an upsert's SELECT needs a WHERE clause to parse (SQLite's INSERT docs, "parsing
 # ambiguity"). json_extract of an object gives its minified JSON text.
