@@ -16,7 +16,7 @@ import pytest
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.ingest.rule_runtime import CATCH_UP_QUIET_S
-from tests.helpers import SOS_BUTTON, TOKEN, Phone, eventually, hub_settings, publisher
+from tests.helpers import SOS_BUTTON, TOKEN, WORKER_TOKEN, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import MOSQUITTO_CANDIDATES, find_binary, mosquitto, stop_process, wait_for_port
 
@@ -226,3 +226,10 @@ async def test_an_anonymous_readiness_probe_gets_the_verdict_not_the_reasons(
             anonymous = json.loads(text)
             assert anonymous == {"status": "not_ready", "failing": body["failing"]}, anonymous
             assert str(tmp_path) not in text and "2027" not in text, text
+        # A grid worker's token reads its own grids only: the hub-wide reasons are not for it.
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {WORKER_TOKEN}"}) as session,
+            session.get(f"http://127.0.0.1:{hub.http_port}/readyz") as response,
+        ):
+            worker = json.loads(await response.text())
+        assert worker == {"status": "not_ready", "failing": body["failing"]}, worker

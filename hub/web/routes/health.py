@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from hub.casework.access import Permission
+from hub.casework.access import Permission, Scope
 from hub.errors import NotAllowedError, TooManyAttemptsError
 from hub.health.metrics import render
 from hub.web import models as m
@@ -31,7 +31,8 @@ def add_health_routes(api: FastAPI, web: Api) -> None:
         summary="Readiness: 200 when every check passes, else 503 naming what is wrong",
         description=(
             "No token needed for the verdict and the failing checks' names. Each check's reason "
-            "and the warnings (files, alert and device ids) only with a token that may read."
+            "and the warnings (files, alert and device ids) only with a token that may read "
+            "everywhere (not a grid-scoped one)."
         ),
         responses={503: {"description": "not ready: the body names every failing check"}},
     )
@@ -42,7 +43,9 @@ def add_health_routes(api: FastAPI, web: Api) -> None:
             who = web.identify(request)
         except TooManyAttemptsError:
             who = None  # the address is waiting after failed token checks: a probe's answer
-        details = who is not None and who.reach.may_ever(Permission.READ)
+        # The reasons name hub-wide things (alert and device ids of every grid, files, the
+        # broker): for a token whose reading reaches every grid, not a grid worker's phone.
+        details = who is not None and who.reach.scope(Permission.READ) is Scope.ALL
         return JSONResponse(report.as_json(details=details), status_code=200 if report.ready else 503)
 
     @api.get(
