@@ -759,10 +759,10 @@ class Hub:
             },
             "stream_listeners": len(self.bus),
             "stream_dropped": self.bus.dropped,
+            # Which build runs the per-message path: mypyc-compiled or pure (hub.ingest.hot_path).
+            "hot_path": hot_path.describe(),
             # The rules' clock (hub.clock.SteadyClock): seconds ahead of the wall clock while it
             # absorbs a step back, steps back seen, floor writes that failed.
-            # Which build runs the per-message path: mypyc-compiled or pure Python (hub.hot_path).
-            "hot_path": hot_path.describe(),
             "rule_clock": None
             if not isinstance(self.rule_clock, SteadyClock)
             else {

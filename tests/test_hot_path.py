@@ -15,9 +15,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from hub.app import Hub
+from hub.clock import ManualClock
 from hub.ingest import hot_path
+from tests.helpers import TOKEN, hub_settings
+from tests.support.servers import Broker
+
+#: 2026-11-23 02:13 Asia/Shanghai: any fixed time; the hub only has to start.
+PRESS = 1_795_371_180.0
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECT_COMPILED = os.environ.get("LINLI_DEV_EXPECT_COMPILED") == "1"
@@ -102,3 +110,18 @@ def test_without_the_variable_the_build_is_pure(value: str) -> None:
     done = _setup("--version", LINLI_BUILD_MYPYC=value)
     assert done.returncode == 0, done.stderr
     assert "mypyc" not in done.stdout + done.stderr
+
+
+async def test_the_running_hub_says_which_build_runs(tmp_path: Path, embedded_broker: Broker) -> None:
+    expected = {
+        "build": "compiled" if EXPECT_COMPILED else "pure",
+        "compiled": len(hot_path.MODULES) if EXPECT_COMPILED else 0,
+        "modules": len(hot_path.MODULES),
+    }
+    settings = hub_settings(tmp_path, embedded_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+        base = f"http://127.0.0.1:{hub.http_port}"
+        async with httpx.AsyncClient(base_url=base) as client:
+            stats = await client.get("/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert stats.status_code == 200, stats.text
+    assert stats.json()["hot_path"] == expected

@@ -377,6 +377,9 @@ class StatsOut(_Out):
     #: The rules' clock (hub/clock.py SteadyClock): ahead_s of the wall clock while it absorbs a
     #: step back, steps_back seen, floor_failures; ``None`` on a hand-driven clock.
     rule_clock: dict[str, Any] | None = None
+    #: The build of the per-message path (hub/ingest/hot_path.py): ``build`` compiled, pure or
+    #: mixed, ``compiled`` of ``modules`` loaded from mypyc extensions.
+    hot_path: dict[str, Any] = Field(default_factory=dict)
 
 
 class NotificationLogRow(_Out):
