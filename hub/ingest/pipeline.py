@@ -199,7 +199,7 @@ class Pipeline:
             return
         subject: Subject | None = None
         # A community's own gateway root speaks for that community only (once per message).
-        claim = self._root_claim(self._message[0]) if self._owned_roots else None
+        claim = root_claim(self._owned_roots, self._message[0]) if self._owned_roots else None
         try:
             for index, event in enumerate(events):
                 if event.family == NATIVE_FAMILY and self._foreign(event):
@@ -279,9 +279,6 @@ class Pipeline:
         topic, payload, _dup = self._message
         detail = f"device {event.device_id!r} is registered in community {home}, not {claimed!r}"
         self._reject(topic, "community_mismatch", detail, payload, self._clock.now())
-
-    def _root_claim(self, topic: str) -> str | None:
-        return root_claim(self._owned_roots, topic)
 
     def _elsewhere(self, event: Event, claim: str) -> bool:
         """A registered device (or a gateway node's children) of another community than the
