@@ -170,7 +170,25 @@ class Slot:
             if not isinstance(seen, list | tuple) or not all(i.__class__ is str for i in seen):
                 raise ValueError(f"slot field seen must be a list of strings, got {seen!r}")
             seen = seen[0] if len(seen) == 1 else tuple(seen)
-        slot = cls(
+        # ``fresh``: the parsed document's own lists and dicts are taken over; anything else is
+        # copied, so a slot never shares a mutable value with a document. Empty ones become the
+        # shared empty values.
+        times = doc.get("times", ())
+        if not times:
+            times = ()
+        elif not (fresh and times.__class__ is list):
+            times = list(times)
+        params = doc.get("params", NO_PARAMS)
+        if not params:
+            params = NO_PARAMS
+        elif not (fresh and params.__class__ is dict):
+            params = dict(params)
+        evidence = doc.get("evidence", ())
+        if not evidence:
+            evidence = ()
+        elif not (fresh and evidence.__class__ is list and all(e.__class__ is dict for e in evidence)):
+            evidence = [dict(e) for e in evidence]
+        return cls(
             # One copy of each trigger type's name across 10⁵ restored slots, not one per row (the
             # hub writes only its trigger types' names; a slot of another type is replaced on use).
             sys.intern(trigger),
@@ -182,27 +200,10 @@ class Slot:
             due=numbers[3],
             value=numbers[4],
             count=int(count),
-            times=doc.get("times", ()),
-            params=doc.get("params", NO_PARAMS),
-            evidence=doc.get("evidence", ()),
+            times=times,
+            params=params,
+            evidence=evidence,
         )
-        # ``fresh``: the parsed document's own lists and dicts are taken over; anything else is
-        # copied, so a slot never shares a mutable value with a document. Empty ones become the
-        # shared empty values.
-        times, params, evidence = slot.times, slot.params, slot.evidence
-        if not times:
-            slot.times = ()
-        elif not (fresh and times.__class__ is list):
-            slot.times = list(times)
-        if not params:
-            slot.params = NO_PARAMS
-        elif not (fresh and params.__class__ is dict):
-            slot.params = dict(params)
-        if not evidence:
-            slot.evidence = ()
-        elif not (fresh and evidence.__class__ is list and all(e.__class__ is dict for e in evidence)):
-            slot.evidence = [dict(e) for e in evidence]
-        return slot
 
 
 #: The fields a stored slot may have (``queued_due`` is bookkeeping, never persisted).
