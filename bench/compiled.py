@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
-import importlib.machinery
 import importlib.metadata
 import os
 import runpy
@@ -50,10 +48,6 @@ MODULES: tuple[str, ...] = hot_path()
 
 class BuildError(RuntimeError):
     """mypyc could not build the tree (its output's tail says why)."""
-
-
-def module_names(files: Sequence[str] = MODULES) -> list[str]:
-    return [path.removesuffix(".py").replace("/", ".") for path in files]
 
 
 def _digest(root: Path, files: Sequence[str]) -> str:
@@ -113,32 +107,30 @@ def build(cache: Path, root: Path = ROOT, files: Sequence[str] | None = None) ->
 
 @contextlib.contextmanager
 def first_on_path(tree: Path | None) -> Iterator[None]:
-    """Processes spawned inside find ``tree``'s packages first; this process's imports stay as they were.
+    """Processes started inside find ``tree``'s packages first; this process's imports stay as they were.
 
+    Spawned (multiprocessing) processes copy this process's ``sys.path``; other programs
+    (`linli run` nodes) read ``PYTHONPATH``: the tree goes first on both, until the block ends.
     (Modules already imported here are not looked up again, and a package's submodules are found
-    through its ``__path__``, not ``sys.path``.)
+    through its ``__path__``, not ``sys.path``.) Which of Linli's modules a process runs compiled
+    is :func:`hub.ingest.hot_path.compiled_loaded`.
     """
     if tree is None:
         yield
         return
     entry = str(tree)
+    previous = os.environ.get("PYTHONPATH")
     sys.path.insert(0, entry)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (entry, previous) if p)
     try:
         yield
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(entry)
-
-
-def compiled_loaded(names: list[str]) -> list[str]:
-    """Of ``names``, the modules this process loaded from an extension (compiled), not from source."""
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    loaded = []
-    for name in names:
-        module = importlib.import_module(name)
-        if str(getattr(module, "__file__", "")).endswith(suffixes):
-            loaded.append(name)
-    return loaded
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
 
 
 def main() -> int:

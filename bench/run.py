@@ -51,13 +51,14 @@ import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from adapters.router import AdapterRouter, Family, FamilySource
-from bench.compiled import compiled_loaded, first_on_path, module_names
+from bench.compiled import first_on_path
 from bench.publisher import PublishResult, encode_stream, publisher_main
 from hub.app import Hub
 from hub.cases.model import Case
 from hub.clock import ManualClock
 from hub.community.registry import Registry
 from hub.config import Settings, load_settings
+from hub.ingest import hot_path
 from hub.ingest.heap import settle_heap
 from simulators import zigbee2mqtt as z2m
 from simulators.community import SimCommunity, SimDevice, generate
@@ -465,8 +466,8 @@ async def _hub(
             "handler_errors": hub.mqtt.handler_errors,
             "devices_seen": len(hub.states),
             "unassigned_devices": len(hub.registry.unassigned),
-            # How many of the modules pyproject.toml lists for mypyc this process runs compiled.
-            "compiled_modules": len(compiled_loaded(module_names())),
+            # How many of the hot path's modules (hub/ingest/hot_path.py) this process runs compiled.
+            "compiled_modules": len(hot_path.compiled_loaded()),
         }
     received = int(stats["messages"])
     seconds, msg_s = _rate(n, hub.first, hub.last) if received >= n else (0.0, 0.0)
@@ -624,7 +625,7 @@ def measure_pipeline(
 def pipeline_main(conn: Connection, messages: Sequence[tuple[str, bytes]], settings: Settings) -> None:
     """:func:`measure_pipeline` in a process of its own (started on a compiled tree, it measures that)."""
     seconds, counts = measure_pipeline(messages, settings)
-    conn.send((seconds, counts, len(compiled_loaded(module_names()))))
+    conn.send((seconds, counts, len(hot_path.compiled_loaded())))
     conn.close()
 
 

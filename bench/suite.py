@@ -152,17 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"suite: the compiled build failed: {exc}")
             return 2
         say(f"suite: every hub on the compiled build ({tree})")
-        # Spawned phases copy this process's sys.path; `linli run` nodes (multiprocess) read PYTHONPATH.
-        previous = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), previous) if p)
-        try:
-            with compiled.first_on_path(tree):
-                return _main(args, build="compiled")
-        finally:
-            if previous is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = previous
+        # Spawned phases and the multiprocess section's `linli run` nodes alike.
+        with compiled.first_on_path(tree):
+            return _main(args, build="compiled")
     return _main(args, build="pure")
 
 
