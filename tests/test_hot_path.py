@@ -9,6 +9,7 @@ load compiled, or that run would be testing the sources a second time.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import os
 import subprocess
@@ -18,9 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.events import Event, EventKind
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.ingest import hot_path
+from hub.timeseries.line_protocol import Point
 from tests.helpers import TOKEN, hub_settings
 from tests.support.servers import Broker
 
@@ -47,6 +50,37 @@ def test_the_run_uses_the_build_it_means_to() -> None:
     else:
         assert loaded == [], "compiled modules imported from the checkout: remove the stray *.so files"
         assert hot_path.describe()["build"] == "pure"
+
+
+@pytest.mark.parametrize("make", ["event", "point"])
+def test_events_and_points_are_frozen_on_either_build(make: str) -> None:
+    """Compiled, ``Event`` and ``Point`` fill their slots with the module's own native stores
+    (frozen's ``__setattr__`` would refuse an interpreted one): the instance is what the
+    arguments say, and refuses assignment from outside on both builds."""
+    made: Event | Point
+    if make == "event":
+        made = Event("d1", EventKind.BATTERY, 12.5, "z2m", 80.0)
+        assert (made.device_id, made.kind, made.ts, made.family, made.value, made.attrs) == (
+            "d1",
+            EventKind.BATTERY,
+            12.5,
+            "z2m",
+            80.0,
+            {},
+        )
+        assert made == Event("d1", EventKind.BATTERY, 12.5, "z2m", 80.0, {})
+    else:
+        made = Point(measurement="m", tags=(("grid", "g1"),), fields=(("v", 1.0),), ts=3.0)
+        assert (made.measurement, made.tags, made.fields, made.ts, made.head) == (
+            "m",
+            (("grid", "g1"),),
+            (("v", 1.0),),
+            3.0,
+            "",
+        )
+    with pytest.raises((dataclasses.FrozenInstanceError, AttributeError)):
+        made.ts = 99.0  # type: ignore[misc]
+    assert made.ts != 99.0
 
 
 def test_the_hot_path_names_existing_modules_once() -> None:

@@ -20,9 +20,11 @@ left is invalid (:func:`encode` returns ``None``).
 from __future__ import annotations
 
 import functools
+import importlib.machinery
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 FieldValue = bool | int | float | str
 
@@ -51,13 +53,21 @@ class Point:
         ts: float,
         head: str = "",
     ) -> None:
-        # One point per door or occupancy report: through the slots' own setters, not the
-        # frozen __init__'s ``object.__setattr__`` per field (as :class:`adapters.events.Event`).
-        _SET_MEASUREMENT(self, measurement)
-        _SET_TAGS(self, tags)
-        _SET_FIELDS(self, fields)
-        _SET_TS(self, ts)
-        _SET_HEAD(self, head)
+        # One point per door or occupancy report. As :class:`adapters.events.Event`: compiled,
+        # the slots' own stores; interpreted, the slots' setters, not the frozen __init__'s
+        # ``object.__setattr__`` per field.
+        if _NATIVE:
+            self.measurement = measurement  # type: ignore[misc]
+            self.tags = tags  # type: ignore[misc]
+            self.fields = fields  # type: ignore[misc]
+            self.ts = ts  # type: ignore[misc]
+            self.head = head  # type: ignore[misc]
+        else:
+            _SET_MEASUREMENT(self, measurement)
+            _SET_TAGS(self, tags)
+            _SET_FIELDS(self, fields)
+            _SET_TS(self, ts)
+            _SET_HEAD(self, head)
 
     @classmethod
     def of(
@@ -79,6 +89,8 @@ class Point:
         return None
 
 
+#: This module runs compiled (hub.ingest.hot_path): its own stores into a Point's slots work.
+_NATIVE: Final = __file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 _SET_MEASUREMENT = vars(Point)["measurement"].__set__
 _SET_TAGS = vars(Point)["tags"].__set__
 _SET_FIELDS = vars(Point)["fields"].__set__
