@@ -5,7 +5,6 @@ Kept in memory on the hot path (a dict update per event).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -18,6 +17,8 @@ _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
 #: "Not yet": before any time (one shared object).
 NEVER = float("-inf")
+#: The ring's placeholder for attributes not written yet (shared, never read or mutated).
+_NO_ATTRS: Mapping[str, float | bool | str] = {}
 
 
 @dataclass(slots=True)
@@ -93,12 +94,20 @@ class DeviceStates:
         # few seconds while keeping the collector's allocation count flat (one in, one out),
         # so its 50 000 young events were what young collections walked: stalls of the event
         # loop of 10–80 ms at 10 000 msg/s (docs/benchmarks.md, "Nineteenth pass").
-        self._device_ids: deque[str] = deque(maxlen=recent)
-        self._kinds: deque[EventKind] = deque(maxlen=recent)
-        self._times: deque[float] = deque(maxlen=recent)
-        self._families: deque[str] = deque(maxlen=recent)
-        self._values: deque[float | bool | str | None] = deque(maxlen=recent)
-        self._attrs: deque[Mapping[str, float | bool | str]] = deque(maxlen=recent)
+        # Lists written in place at a cursor, not deques: compiled (hub.ingest.hot_path), a
+        # list store is native while each ``deque.append`` is a method call looked up by name,
+        # six an event ("Twenty-seventh pass"). Unwritten slots hold placeholders never read.
+        if recent < 1:
+            raise ValueError("recent must be at least 1")
+        self._device_ids: list[str] = [""] * recent
+        self._kinds: list[EventKind] = [_OFFLINE] * recent
+        self._times: list[float] = [NEVER] * recent
+        self._families: list[str] = [""] * recent
+        self._values: list[float | bool | str | None] = [None] * recent
+        self._attrs: list[Mapping[str, float | bool | str]] = [_NO_ATTRS] * recent
+        #: Where the next event goes, and how many slots hold one (at most ``recent``).
+        self._next = 0
+        self._held = 0
         #: Every distinct ``DeviceState.kinds`` tuple, so equal ones are one object. Bounded: a
         #: native device may list its events' kinds in any order; past the limit a tuple is not
         #: shared (still correct, only not smaller).
@@ -115,12 +124,18 @@ class DeviceStates:
 
     def record(self, event: Event) -> DeviceState:
         """Keep the event in the ring and in its device's state; returns that state."""
-        self._device_ids.append(event.device_id)
-        self._kinds.append(event.kind)
-        self._times.append(event.ts)
-        self._families.append(event.family)
-        self._values.append(event.value)
-        self._attrs.append(event.attrs)
+        at = self._next
+        self._device_ids[at] = event.device_id
+        self._kinds[at] = event.kind
+        self._times[at] = event.ts
+        self._families[at] = event.family
+        self._values[at] = event.value
+        self._attrs[at] = event.attrs
+        at += 1
+        size = len(self._times)
+        self._next = at if at < size else 0
+        if self._held < size:
+            self._held += 1
         kind = event.kind
         key = kind._value_  # _value_: Enum.value is a slow property
         state = self._states.get(event.device_id)
@@ -162,16 +177,11 @@ class DeviceStates:
         """Most recent first; ``include(device_id)`` narrows to the devices a reader may see."""
         found: list[Event] = []
         skipped = 0
-        newest_first = zip(
-            reversed(self._device_ids),
-            reversed(self._kinds),
-            reversed(self._times),
-            reversed(self._families),
-            reversed(self._values),
-            reversed(self._attrs),
-            strict=True,
-        )
-        for entry_device, kind, ts, family, value, attrs in newest_first:
+        size = len(self._times)
+        at = self._next
+        for _ in range(self._held):  # newest first: backwards from the cursor, wrapping
+            at = at - 1 if at else size - 1
+            entry_device = self._device_ids[at]
             if device_id is not None and entry_device != device_id:
                 continue
             if include is not None and not include(entry_device):
@@ -179,7 +189,16 @@ class DeviceStates:
             if skipped < offset:
                 skipped += 1
                 continue
-            found.append(Event(entry_device, kind, ts, family, value, attrs))
+            found.append(
+                Event(
+                    entry_device,
+                    self._kinds[at],
+                    self._times[at],
+                    self._families[at],
+                    self._values[at],
+                    self._attrs[at],
+                )
+            )
             if len(found) >= limit:
                 break
         return found
