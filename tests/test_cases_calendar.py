@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hub.cases.calendar import Basis, WorkingCalendar, deadline, elapsed
+from hub.cases.calendar import NO_OFFICIAL_DAYS, Basis, WorkingCalendar, deadline, elapsed
 from hub.cases.policies import load_policies
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -110,3 +110,22 @@ def test_add_and_elapsed_are_inverse(start: float, seconds: float) -> None:
     end = CAL.add_working(start, seconds)
     assert end >= start
     assert CAL.elapsed_working(start, end) == pytest.approx(seconds, abs=1e-3)
+
+
+def test_a_calendar_that_has_answered_is_the_same_calendar() -> None:
+    """Days' periods and the official days are worked out once and kept, outside what pydantic
+    compares: a calendar equal to another stays equal after answering, and a copy over other
+    official days answers from those days, not from the original's memo."""
+    used, fresh = WorkingCalendar(), WorkingCalendar()
+    assert used.periods(date(2026, 10, 1)) == ()  # National Day, from the official days
+    assert used.periods(date(2026, 10, 1)) is used.periods(date(2026, 10, 1))  # kept
+    assert used == fresh and hash(used) == hash(fresh)
+    bare = used.with_official(NO_OFFICIAL_DAYS)
+    assert bare.periods(date(2026, 10, 1)) == (
+        (ts(2026, 10, 1, 8, 30), ts(2026, 10, 1, 12)),
+        (
+            ts(2026, 10, 1, 13, 30),
+            ts(2026, 10, 1, 17, 30),
+        ),
+    )
+    assert used.periods(date(2026, 10, 1)) == ()

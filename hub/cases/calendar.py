@@ -36,6 +36,8 @@ from hub.errors import CalendarError
 
 #: A calendar without a working second in this many days is refused, so loops end.
 MAX_SCAN_DAYS = 3660
+#: Days whose working periods a calendar keeps (:meth:`WorkingCalendar.periods`): ten years.
+_PERIODS_KEPT = 3660
 
 
 class OfficialSource(StrEnum):
@@ -155,14 +157,15 @@ class WorkingCalendar(BaseModel):
         """This calendar over ``days`` instead of what ``official`` names (tests inject here)."""
         clone = self.model_copy()
         clone._official = days
+        for worked_out in ("official_days", "period_memo"):  # a copy shares the original's
+            clone.__dict__.pop(worked_out, None)
         return clone
 
-    @property
+    @cached_property
     def official_days(self) -> OfficialDays:
-        if self._official is None:
-            # Loaded once per calendar (a private attribute may be set on a frozen model).
-            self._official = official_days(self.official)
-        return self._official
+        # Loaded once per calendar. Not into ``_official``: pydantic compares private attributes,
+        # so a calendar that had loaded them was unequal to the same calendar that had not.
+        return self._official if self._official is not None else official_days(self.official)
 
     def covered_years(self) -> frozenset[int]:
         """Years whose holidays and make-up days are known (official source or listed here)."""
@@ -187,17 +190,37 @@ class WorkingCalendar(BaseModel):
             return True
         return WEEK[day.weekday()] in self.workdays and day not in official.holidays
 
-    def periods(self, day: date) -> list[tuple[float, float]]:
+    @cached_property
+    def period_memo(self) -> dict[date, tuple[tuple[float, float], ...]]:
+        """Each day's working periods once worked out (:meth:`periods`).
+
+        A page of cases asks the same few days for every stage's traffic light, thousands of
+        times, and each answer took two ``datetime.combine`` in the zone per period and the
+        holiday lists' lookups. A cached property, not a private attribute: pydantic compares
+        private attributes, and a calendar that answered a question is still the same calendar.
+        """
+        return {}
+
+    def periods(self, day: date) -> tuple[tuple[float, float], ...]:
         """The working periods of ``day`` as Unix timestamp intervals (empty on days off)."""
+        known = self.period_memo
+        found = known.get(day)
+        if found is None:
+            if len(known) >= _PERIODS_KEPT:
+                known.clear()  # a hub running for years: bounded, and the days asked are recent
+            found = known[day] = self._periods_of(day)
+        return found
+
+    def _periods_of(self, day: date) -> tuple[tuple[float, float], ...]:
         if not self.is_working_day(day):
-            return []
-        return [
+            return ()
+        return tuple(
             (
                 datetime.combine(day, start, self.tz).timestamp(),
                 datetime.combine(day, end, self.tz).timestamp(),
             )
             for start, end in self.hours
-        ]
+        )
 
     def _day(self, ts: float) -> date:
         return datetime.fromtimestamp(ts, self.tz).date()
