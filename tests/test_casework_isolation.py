@@ -10,6 +10,8 @@ import orjson
 import pytest
 
 from hub.app import Hub
+from hub.cases.model import OPEN
+from hub.cases.workflow import open_case
 from hub.clock import ManualClock
 from hub.errors import RequirementNotMet
 from tests.helpers import SOS_BUTTON, TOKEN, Phone, eventually, hub_settings, publisher
@@ -75,3 +77,25 @@ async def test_a_poisoned_case_does_not_stop_the_others(
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR and healthy in r.getMessage()]
     await gateway.disconnect()
     await phone.stop()
+
+
+async def test_a_list_read_in_one_query_still_lists_around_an_unreadable_entry(
+    tmp_path: Path, embedded_broker: Broker
+) -> None:
+    """Case lists read each step's timelines in one query; an entry that does not even decode
+    fails that query, and the step falls back to one case at a time: the bad case is reported
+    and left out, the rest of the page is listed."""
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=PRESS)) as hub:
+        with hub.store.transaction() as db:
+            for i in range(5):
+                case, entry = open_case(
+                    case_id=f"k{i}", category="door", severity="minor", subject=f"d{i}", at=PRESS - 60 + i
+                )
+                hub.casework.cases.add(db, case, entry)
+        hub.store.db.execute(
+            "INSERT INTO case_timeline (case_id, seq, ts, entry) VALUES (?, ?, ?, ?)",
+            ("k2", 1, PRESS, b"{not json"),
+        )
+        views = hub.casework.case_views(assignee=None, grid=None, states=OPEN, limit=100)
+        assert sorted(v["id"] for v in views) == ["k0", "k1", "k3", "k4"]
+        assert set(hub.casework.failing) == {"k2"} and hub.quarantine.counts["case_failed"] >= 1

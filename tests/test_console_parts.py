@@ -11,6 +11,7 @@ from hub.community.files import parse_yaml
 from hub.community.registry import Registry
 from hub.health.readiness import Readiness
 from hub.records import Role
+from hub.steps import Steps
 from hub.web.pages.overview import IngestMeter, overview
 from hub.web.pages.text import Lang, Words
 from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON
@@ -53,13 +54,14 @@ def test_an_old_sos_stays_on_top_of_the_overview_behind_a_thousand_newer_cases()
     """The list reads 500 cases newest first; an SOS filed before 1 000 others must not fall off."""
     cases = [_view(i, "device") for i in range(1000)] + [_view(1000, "sos")]  # newest first
 
-    def case_views(*, limit: int, offset: int = 0, **_: Any) -> list[dict[str, Any]]:
+    def case_view_steps(*, limit: int, offset: int = 0, **_: Any) -> Steps[list[dict[str, Any]]]:
+        yield
         return cases[offset : offset + limit]
 
     (community,) = parse_yaml(REGISTRY, file="test")
     web = SimpleNamespace(
         clock=ManualClock(start=1_795_371_180.0),
-        casework=SimpleNamespace(case_views=case_views, case_filter=lambda reach, action: None),
+        casework=SimpleNamespace(case_view_steps=case_view_steps, case_filter=lambda reach, action: None),
         registry=Registry(communities=[community]),
         readiness=lambda: Readiness(checks=()),
         stats=lambda: {"pipeline": {"messages": 0}},

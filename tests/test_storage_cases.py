@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from hub.cases.model import Case, CaseAction, CaseState, Channel, TimelineEntry
-from hub.cases.workflow import apply, case_from_alert
+from hub.cases.workflow import apply, case_from_alert, open_case
 from hub.errors import StaleCaseError
 from hub.ingest.alerts import record_signal
 from hub.records import Alert
-from hub.storage.cases import CaseStore
+from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from rules import MemoryState, Slot
@@ -122,3 +122,26 @@ def test_rule_state_is_flushed_and_restored(store: Store) -> None:
     assert states.count() == 1
     assert restored.get(("elderly.no_door", "door-1")) == Slot("absence", due=T0 + 90_000.25, last_ts=T0 + 1)
     assert restored.next_due() == T0 + 90_000.25
+
+
+def test_open_cases_are_counted_per_grid_by_the_store(store: Store) -> None:
+    """The map's tiles: open cases and open SOS cases per grid, closed ones left out, only the
+    reader's, on both engines (a boolean is not summed on PostgreSQL)."""
+    cases = CaseStore(store=store)
+    g1, g2 = "110105001001001", "110105001001002"
+    with store.transaction() as tx:
+        for i, (grid, category) in enumerate(
+            [(g1, "sos"), (g1, "door"), (g1, "sos"), (g2, "door"), (None, "sos"), (g2, "door")]
+        ):
+            case, entry = open_case(
+                case_id=f"c{i}", category=category, severity="critical", subject=f"d{i}", at=T0 + i, grid=grid
+            )
+            cases.add(tx, case, entry)
+            if i == 5:  # closed: not counted
+                case, entry = apply(
+                    case, CaseAction.VOID, actor="lead", at=T0 + 9, channel=Channel.CONSOLE, note="重复"
+                )
+                cases.append(tx, case, entry)
+    assert cases.open_per_grid() == {g1: (3, 2), g2: (1, 0), None: (1, 1)}
+    assert cases.open_per_grid(visible=CaseFilter(grids=frozenset({g2}))) == {g2: (1, 0)}
+    assert cases.open_per_grid(visible=CaseFilter(person="nobody")) == {}

@@ -11,6 +11,7 @@ The devices page and ``GET /api/devices`` walked every device in one go too.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,18 @@ import pytest
 
 from hub.app import Hub
 from hub.cases.kpi import compute
-from hub.cases.model import CaseAction, Channel
+from hub.cases.model import OPEN, CaseAction, Channel
 from hub.cases.workflow import apply, open_case
-from hub.casework.service import KPI_CASES_PER_STEP
+from hub.casework.access import Actor, Permission
+from hub.casework.service import CASE_VIEWS_PER_STEP, KPI_CASES_PER_STEP
 from hub.clock import ManualClock
 from hub.community.files import parse_yaml
 from hub.community.registry import Registry
+from hub.records import Role
 from hub.steps import run_through
 from hub.web.pages import devices as devices_page
 from hub.web.pages.devices import DEVICES_PER_STEP
+from hub.web.pages.grids import open_by_grid
 from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, LoopTurns, hub_settings, with_doors
 from tests.support.servers import Broker
 
@@ -203,3 +207,93 @@ async def test_the_elder_register_is_paged_and_made_in_turns(
             ids = [e["id"] for e in first.json() + rest.json()]
             assert len(ids) == ELDERS + 1 and len(set(ids)) == ELDERS + 1, "every elder once, r1 included"
             assert (await c.get("/api/elders")).json() == first.json() + rest.json()[: 200 - 100]
+
+
+OPEN_CASES = 300
+
+
+def seed_open(hub: Hub, n: int) -> None:
+    """``n`` open cases, every other one in another grid (and dispatched to its worker, not the
+    night worker of this one), every third an SOS."""
+    cases = hub.casework.cases
+    with hub.store.transaction() as db:
+        for i in range(n):
+            at = START - 3600 + i
+            grid = GRID if i % 2 == 0 else "110105001001999"
+            case, entry = open_case(
+                case_id=f"O-{i}",
+                category="sos" if i % 3 == 0 else "door",
+                severity="critical" if i % 3 == 0 else "minor",
+                subject=f"d{i}",
+                at=at,
+                grid=grid,
+            )
+            cases.add(db, case, entry)
+            case, entry = apply(
+                case,
+                A.DISPATCH,
+                actor="system",
+                at=at,
+                channel=Channel.CONSOLE,
+                data={"assignee": "w-night" if grid == GRID else "w-elsewhere"},
+            )
+            cases.append(db, case, entry)
+
+
+async def test_a_page_of_open_cases_is_made_in_turns(
+    tmp_path: Path, embedded_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overview and ``GET /api/cases`` made every case of the page into a view in one go on
+    the loop (0.1–0.3 ms each, and the overview reads up to 10 000 in a storm), on every refresh
+    of every console, and a refresh follows every alert. The turns are counted from the first
+    view made to the last."""
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
+        seed_open(hub, OPEN_CASES)
+        turns = LoopTurns()
+        seen: list[int] = []
+        real = hub.casework.case_json
+
+        def probe(*args: Any, **kwargs: Any) -> Any:
+            seen.append(turns.count)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(hub.casework, "case_json", probe)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c,
+            turns,
+        ):
+            for path in (f"/api/cases?limit={OPEN_CASES}", "/"):
+                seen.clear()
+                r = await c.get(path)
+                assert r.status_code == 200, (path, r.text[:300])
+                assert len(seen) == OPEN_CASES, (path, len(seen))
+                assert seen[-1] - seen[0] >= OPEN_CASES // CASE_VIEWS_PER_STEP - 1, (path, seen[0], seen[-1])
+            listed = (await c.get(f"/api/cases?limit={OPEN_CASES}")).json()
+            assert len({v["id"] for v in listed}) == OPEN_CASES
+            assert listed[0]["category"] == "sos", "SOS first, as before"
+
+
+async def test_the_map_counts_open_cases_per_grid_in_the_store(
+    tmp_path: Path, embedded_broker: Broker
+) -> None:
+    """The map's tiles counted the first 1 000 open cases made into views; the store counts them
+    now, every one and only the reader's (a grid worker sees his grid's)."""
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
+        seed_open(hub, OPEN_CASES)
+        for actor, grids in (
+            (Actor("cc", Role.COMMAND_CENTRE), {GRID, "110105001001999"}),
+            (Actor("w-night", Role.GRID_WORKER), {GRID}),
+        ):
+            reach = hub.casework.reach(actor)
+            views = hub.casework.case_views(
+                assignee=None,
+                grid=None,
+                states=OPEN,
+                limit=10_000,
+                visible=hub.casework.case_filter(reach, Permission.READ),
+            )
+            opened, sos = open_by_grid(hub.api, reach)
+            assert set(opened) == grids
+            assert opened == Counter(v["grid"] for v in views)
+            assert sos == Counter(v["grid"] for v in views if v["category"] == "sos")

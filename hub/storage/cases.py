@@ -192,6 +192,24 @@ class CaseStore:
         params.extend((limit, offset))
         return [row[0] for row in self._store.execute(query, params)]
 
+    def open_per_grid(self, *, visible: CaseFilter | None = None) -> dict[str | None, tuple[int, int]]:
+        """Open cases per grid (``None``: filed without one) as ``(all, SOS)``, counted by the store.
+
+        The map's tiles need only these counts; they were the first 1 000 open cases made into
+        full views and counted (a quarter to half a second on the event loop, and short in a
+        storm of more).
+        """
+        wanted = [s.value for s in OPEN]
+        query = (
+            "SELECT grid, COUNT(*), SUM(CASE WHEN category = 'sos' THEN 1 ELSE 0 END) FROM cases"  # noqa: S608
+            f" WHERE state IN ({','.join('?' * len(wanted))})"
+        )
+        params: list[object] = [*wanted]
+        if visible is not None:
+            query += " AND " + _visible(visible, params)
+        query += " GROUP BY grid"
+        return {row[0]: (int(row[1]), int(row[2] or 0)) for row in self._store.execute(query, params)}
+
     def call_backs(
         self, *, until: float, visible: CaseFilter | None = None, limit: int = 200, offset: int = 0
     ) -> list[tuple[str, float]]:

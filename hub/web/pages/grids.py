@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hub.cases.model import OPEN
 from hub.casework.access import Permission, Reach, Where
 from hub.community.model import Community, Device, Grid
 from hub.errors import NotFoundError
@@ -64,14 +63,14 @@ def scale_polygons(grids: list[Grid]) -> dict[str, str]:
 
 
 def open_by_grid(web: Api, reach: Reach) -> tuple[Counter[str], Counter[str]]:
-    views = web.casework.case_views(
-        assignee=None,
-        grid=None,
-        states=OPEN,
-        limit=1000,
-        visible=web.casework.case_filter(reach, Permission.READ),
-    )
-    return Counter(v["grid"] for v in views), Counter(v["grid"] for v in views if v["category"] == "sos")
+    """Open cases and open SOS cases per grid the reader may see (one query)."""
+    counts = web.casework.cases.open_per_grid(visible=web.casework.case_filter(reach, Permission.READ))
+    opened: Counter[str] = Counter()
+    sos: Counter[str] = Counter()
+    for grid, (every, of_sos) in counts.items():
+        if grid is not None:
+            opened[grid], sos[grid] = every, of_sos
+    return opened, sos
 
 
 def grid_map(web: Api, reach: Reach) -> list[CommunityMap]:

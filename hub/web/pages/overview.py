@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.cases.model import OPEN
 from hub.casework.access import Permission, Reach
+from hub.steps import Steps, run_through
 from hub.web.pages.rows import CaseRow, case_row
 
 if TYPE_CHECKING:
@@ -51,13 +52,26 @@ class Overview:
 
 
 def overview(web: Api, reach: Reach, *, meter: IngestMeter) -> Overview:
+    """The overview in one go (tests); the console's page makes it in turns (:func:`overview_steps`)."""
+    return run_through(overview_steps(web, reach, meter=meter))
+
+
+def overview_steps(web: Api, reach: Reach, *, meter: IngestMeter) -> Steps[Overview]:
+    """The overview, yielding between steps of cases made into views.
+
+    In a storm it reads up to :data:`MAX_SCAN` open cases, and every console refreshes it on
+    every alert: in one go that was seconds in which no SOS press was handled.
+    """
     now = web.clock.now()
     visible = web.casework.case_filter(reach, Permission.READ)
-    views = web.casework.case_views(assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, visible=visible)
+    views = yield from web.casework.case_view_steps(
+        assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, visible=visible
+    )
     older: list[dict[str, Any]] = []
     offset = MAX_ROWS
     while len(views) + len(older) == offset and offset < MAX_SCAN:
-        older += web.casework.case_views(
+        yield
+        older += yield from web.casework.case_view_steps(
             assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, offset=offset, visible=visible
         )
         offset += MAX_ROWS

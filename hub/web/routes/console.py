@@ -19,7 +19,7 @@ from hub.web.pages.devices import MAX_PAGE as MAX_DEVICE_PAGE
 from hub.web.pages.devices import PAGE, Show, device_page_steps
 from hub.web.pages.grids import grid_detail_steps, grid_map
 from hub.web.pages.kpis import kpi_page
-from hub.web.pages.overview import IngestMeter, overview
+from hub.web.pages.overview import IngestMeter, overview_steps
 from hub.web.pages.render import Renderer
 from hub.web.pages.roster import roster_page
 from hub.web.routes.common import HIDDEN, Principal
@@ -45,7 +45,8 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         who = web.identify(request)
         if who is None:
             return RedirectResponse("/login", status_code=302)
-        return page(request, who, "page_overview.html", o=overview(web, who.reach, meter=meter))
+        found = await run_in_turns(overview_steps(web, who.reach, meter=meter))
+        return page(request, who, "page_overview.html", o=found)
 
     @api.get("/cases/{case_id}", **HIDDEN)
     async def case_page(request: Request, case_id: Annotated[str, Path(max_length=64)]) -> Response:
