@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 
+import pytest
+
 from adapters.events import Event, EventKind
 from hub.ingest.device_state import DeviceStates
 
@@ -78,3 +80,35 @@ def test_a_device_keeps_its_last_event_of_each_kind_in_columns() -> None:
     e1, e2 = states.get("e1"), states.get("e2")
     assert e1 is not None and e2 is not None and e1.kinds == ("door_open", "battery")
     assert e1.kinds is e2.kinds
+
+
+def test_a_walk_in_steps_is_the_walk_in_one_go_and_lists_the_ring_as_asked() -> None:
+    """``event_steps`` yields every few entries looked at (the web layer hands the loop over
+    there). Events recorded while it waits are not in its page; once they have written over the
+    entries it had still to look at, the page ends there instead of listing newer events as
+    older ones."""
+    states = DeviceStates(recent=100)
+    sent = list(stream(100))
+    for event in sent:
+        states.record(event)
+    steps = states.event_steps(limit=1000, entries_per_step=10)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            page = done.value
+            break
+        pauses += 1
+    assert pauses == 9 and page == states.events(limit=1000) == sent[::-1]
+    # A walk that waits after 30 entries while 35 more events arrive: those wrote over the
+    # ring's oldest 35 (events 0–34), so it lists events 99 … 35 and stops there.
+    steps = states.event_steps(limit=1000, entries_per_step=30)
+    next(steps)
+    for event in list(stream(135))[100:]:
+        states.record(event)
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(steps)
+    assert done.value.value == sent[35:][::-1]
+    assert states.events(limit=1000) == [*sent[35:], *list(stream(135))[100:]][::-1]

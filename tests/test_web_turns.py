@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.events import Event, EventKind
 from hub.app import Hub
 from hub.cases.kpi import compute
 from hub.cases.model import OPEN, CaseAction, Channel
@@ -28,6 +29,7 @@ from hub.casework.service import CASE_VIEWS_PER_STEP, KPI_CASES_PER_STEP
 from hub.clock import ManualClock
 from hub.community.files import parse_yaml
 from hub.community.registry import Registry
+from hub.ingest.device_state import ENTRIES_PER_STEP, RECENT_EVENTS
 from hub.records import Role
 from hub.steps import run_through
 from hub.web.pages import devices as devices_page
@@ -297,3 +299,21 @@ async def test_the_map_counts_open_cases_per_grid_in_the_store(
             assert set(opened) == grids
             assert opened == Counter(v["grid"] for v in views)
             assert sos == Counter(v["grid"] for v in views if v["category"] == "sos")
+
+
+async def test_the_recent_events_ring_is_walked_in_turns(tmp_path: Path, embedded_broker: Broker) -> None:
+    """``GET /api/events`` for a reader whose devices are rare in the ring (a grid worker, the
+    ring full of other grids' events) looked at all 50 000 entries in one go: 150 ms of the loop
+    per request, which any phone's token could ask for again and again."""
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
+        for i in range(RECENT_EVENTS):
+            hub.states.record(
+                Event(f"elsewhere-{i % 500}", EventKind.BATTERY, START - RECENT_EVENTS + i, "z2m", 80.0)
+            )
+        headers = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c:
+            assert (await c.get("/api/events?limit=1")).status_code == 200  # connection and app warmed up
+            async with LoopTurns() as turns:
+                r = await c.get("/api/events?limit=10")
+            assert r.status_code == 200 and r.json() == []
+            assert turns.count >= RECENT_EVENTS // ENTRIES_PER_STEP - 1, turns.count

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from adapters.events import Event, EventKind
+from hub.steps import Steps, run_through
 
 # Members read per event, as module constants: on CPython 3.11 every ``EnumClass.MEMBER``
 # read goes through ``EnumType.__getattr__``'s slow hook (≈ 180 ns; gone in 3.12).
@@ -83,6 +84,8 @@ def is_online(state: DeviceState | None, heartbeat_s: float | None, now: float) 
 #: Recent events kept for ``GET /api/events``: one ring for all devices, so memory stays
 #: bounded whatever the number of devices (history lives in the time-series store).
 RECENT_EVENTS = 50_000
+#: Ring entries a walk looks at between two turns of the loop (:meth:`DeviceStates.event_steps`).
+ENTRIES_PER_STEP = 2048
 
 
 class DeviceStates:
@@ -108,6 +111,8 @@ class DeviceStates:
         #: Where the next event goes, and how many slots hold one (at most ``recent``).
         self._next = 0
         self._held = 0
+        #: Events recorded since the start: a walk that waited knows what was written over.
+        self._written = 0
         #: Every distinct ``DeviceState.kinds`` tuple, so equal ones are one object. Bounded: a
         #: native device may list its events' kinds in any order; past the limit a tuple is not
         #: shared (still correct, only not smaller).
@@ -136,6 +141,7 @@ class DeviceStates:
         self._next = at if at < size else 0
         if self._held < size:
             self._held += 1
+        self._written += 1
         kind = event.kind
         key = kind._value_  # _value_: Enum.value is a slow property
         state = self._states.get(event.device_id)
@@ -175,11 +181,39 @@ class DeviceStates:
         include: Callable[[str], bool] | None = None,
     ) -> list[Event]:
         """Most recent first; ``include(device_id)`` narrows to the devices a reader may see."""
+        return run_through(self.event_steps(device_id, limit=limit, offset=offset, include=include))
+
+    def event_steps(
+        self,
+        device_id: str | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        include: Callable[[str], bool] | None = None,
+        entries_per_step: int = ENTRIES_PER_STEP,
+    ) -> Steps[list[Event]]:
+        """:meth:`events`, yielding after every ``entries_per_step`` entries looked at.
+
+        A reader whose devices are rare in the ring, or who pages far back, makes the walk look
+        at all 50 000 entries: 70–150 ms in one go on the loop that takes SOS presses
+        (docs/benchmarks.md, "Twenty-seventh pass"). Events recorded while the walk waits are
+        not in its page (it lists the ring as it was asked); those they pushed out of the ring
+        end the page early, as they would have ended a later read.
+        """
         found: list[Event] = []
         skipped = 0
         size = len(self._times)
         at = self._next
-        for _ in range(self._held):  # newest first: backwards from the cursor, wrapping
+        written = self._written
+        #: Entries still as they were asked for: those the events recorded meanwhile wrote over
+        #: are not looked at.
+        intact = self._held
+        for looked in range(self._held):  # newest first: backwards from the cursor, wrapping
+            if looked and looked % entries_per_step == 0:
+                yield
+                intact = min(intact, size - (self._written - written))
+            if looked >= intact:
+                break
             at = at - 1 if at else size - 1
             entry_device = self._device_ids[at]
             if device_id is not None and entry_device != device_id:
