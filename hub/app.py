@@ -462,7 +462,7 @@ class Hub:
             casework=self.casework,
             reload_rules=self.reload_rules,
             readiness=self.readiness,
-            metrics=self.metrics,
+            metrics=self.counters.family_steps,
             rules=lambda: self.rules,
             advance_clock=self.advance_clock if isinstance(self.clock, ManualClock | DemoClock) else None,
             http=settings.http,

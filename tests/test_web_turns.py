@@ -25,7 +25,7 @@ from hub.cases.kpi import compute
 from hub.cases.model import OPEN, CaseAction, Channel
 from hub.cases.workflow import apply, open_case
 from hub.casework.access import Actor, Permission
-from hub.casework.service import CASE_VIEWS_PER_STEP, KPI_CASES_PER_STEP
+from hub.casework.service import CASE_VIEWS_PER_STEP, KPI_CASES_PER_STEP, READS_PER_STEP
 from hub.clock import ManualClock
 from hub.community.files import parse_yaml
 from hub.community.registry import Registry
@@ -317,3 +317,22 @@ async def test_the_recent_events_ring_is_walked_in_turns(tmp_path: Path, embedde
                 r = await c.get("/api/events?limit=10")
             assert r.status_code == 200 and r.json() == []
             assert turns.count >= RECENT_EVENTS // ENTRIES_PER_STEP - 1, turns.count
+
+
+async def test_a_metrics_scrape_counts_open_cases_in_turns(tmp_path: Path, embedded_broker: Broker) -> None:
+    """``/metrics`` worked out every open case's traffic light in one go (a store read each the
+    first time): a Prometheus scrape every 15 s held the loop for as long as a storm's cases
+    took, where the gauge loop already took turns for the same count."""
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
+        seed_open(hub, OPEN_CASES)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c:
+            assert (await c.get("/api/stats")).status_code == 200  # connection and app warmed up
+            async with LoopTurns() as turns:
+                r = await c.get("/metrics")
+            assert r.status_code == 200
+            lines = r.text.splitlines()
+            assert sum(
+                int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("linli_open_cases{")
+            ) == (OPEN_CASES)
+            assert turns.count >= OPEN_CASES // READS_PER_STEP - 1, turns.count

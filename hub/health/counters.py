@@ -17,6 +17,7 @@ from hub.ingest.quarantine import Quarantine
 from hub.ingest.retry import Redelivery
 from hub.mqtt.client import HubMqttClient
 from hub.notify.dispatch import Dispatcher
+from hub.steps import Steps, run_through
 from hub.timeseries import TimeseriesSink
 
 
@@ -64,6 +65,15 @@ class HubCounters:
 
     def families(self) -> list[Family]:
         """The hub's counters for ``/metrics`` (Prometheus), read now from what the stages keep."""
+        return run_through(self.family_steps())
+
+    def family_steps(self) -> Steps[list[Family]]:
+        """:meth:`families`, yielding while the open cases' traffic lights are worked out.
+
+        Those are every open case's, for the scrape's instant: in a storm of thousands, a
+        scrape every 15 s would otherwise hold the loop that takes SOS presses for as long
+        (:meth:`hub.casework.service.Casework.open_counts_steps`).
+        """
         stats = self._pipeline.stats
         ts = self._timeseries.stats
         families = [
@@ -149,9 +159,8 @@ class HubCounters:
         ).add(self._quarantine.pruned)
         open_cases = Family("linli_open_cases", "gauge", "open cases by severity and worst traffic light")
         by_light: dict[tuple[str, str], int] = {}
-        for (_community, _grid, severity, light), count in self._casework.open_counts(
-            self._clock.now()
-        ).items():
+        counts = yield from self._casework.open_counts_steps(self._clock.now())
+        for (_community, _grid, severity, light), count in counts.items():
             by_light[severity, light] = by_light.get((severity, light), 0) + count
         for (severity, light), count in sorted(by_light.items()):
             open_cases.add(count, severity=severity, light=light)

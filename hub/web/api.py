@@ -38,6 +38,7 @@ from hub.health.metrics import Family
 from hub.health.readiness import Readiness
 from hub.ingest.device_state import DeviceStates
 from hub.records import Role
+from hub.steps import Steps
 from hub.storage.store import Store
 from hub.web.auth_throttle import AuthThrottle, client_address
 from hub.web.care import CareServices, add_care_routes
@@ -107,7 +108,7 @@ class Api:
         casework: Casework,
         reload_rules: Callable[[], int],
         readiness: Callable[[], Readiness],
-        metrics: Callable[[], list[Family]],
+        metrics: Callable[[], Steps[list[Family]]],
         rules: Callable[[], Sequence[Rule]] = tuple,
         advance_clock: Callable[[float], Awaitable[float]] | None = None,
         http: HttpSettings | None = None,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from hub.casework.access import Permission, Scope
 from hub.errors import NotAllowedError, TooManyAttemptsError
 from hub.health.metrics import render
+from hub.steps import run_in_turns
 from hub.web import models as m
 from hub.web.routes.common import ERRORS, Who
 
@@ -55,7 +56,8 @@ def add_health_routes(api: FastAPI, web: Api) -> None:
         summary="Prometheus text format (0.0.4), read from the hub's counters; needs a token",
     )
     async def metrics(who: Who) -> PlainTextResponse:
-        return PlainTextResponse(render(web.metrics()), media_type="text/plain; version=0.0.4; charset=utf-8")
+        families = await run_in_turns(web.metrics())
+        return PlainTextResponse(render(families), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @api.get("/api/session", response_model=m.SessionOut, responses=ERRORS)
     async def session(who: Who) -> dict[str, Any]:
