@@ -16,7 +16,11 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from hub.steps import Steps, run_through
 from hub.web.pages.text import Lang, Words, lang_of
+
+#: Pieces of a page's output rendered between two turns of the loop (a few µs each).
+CHUNKS_PER_STEP = 2048
 
 
 def _source(name: str) -> str:
@@ -51,6 +55,25 @@ class Renderer:
     def page(
         self, request: Request, name: str, context: dict[str, Any], *, status: int = 200
     ) -> HTMLResponse:
+        """The page rendered in one go (tests, short pages)."""
+        return run_through(self.page_steps(request, name, context, status=status))
+
+    def page_steps(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        *,
+        status: int = 200,
+        chunks_per_step: int = CHUNKS_PER_STEP,
+    ) -> Steps[HTMLResponse]:
+        """:meth:`page`, yielding every ``chunks_per_step`` pieces of output.
+
+        The overview lists up to 500 cases and its SOS rows, and every console renders it again
+        on every alert: 60–110 ms in one ``render`` with a thousand open cases, on the loop that
+        takes SOS presses (docs/benchmarks.md, "Twenty-seventh pass"). Jinja's ``generate``
+        gives the same text piece by piece.
+        """
         lang = lang_of(request)
         words = Words(lang=lang)
         full = {
@@ -62,7 +85,12 @@ class Renderer:
         }
         template = self._env.get_template(name)
         if request.query_params.get("part") == "main":
-            body = "".join(template.blocks["main"](template.new_context(full)))
+            pieces = template.blocks["main"](template.new_context(full))
         else:
-            body = template.render(full)
-        return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+            pieces = template.generate(full)
+        body: list[str] = []
+        for piece in pieces:
+            body.append(piece)
+            if len(body) % chunks_per_step == 0:
+                yield
+        return HTMLResponse("".join(body), status_code=status, headers={"Cache-Control": "no-store"})

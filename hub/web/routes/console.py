@@ -32,8 +32,8 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
     renderer = Renderer(zone=ZoneInfo(web.timezone))
     meter = IngestMeter()
 
-    def page(request: Request, who: Principal, name: str, **context: object) -> Response:
-        return renderer.page(request, name, {"who_name": who.token.name, **context})
+    async def page(request: Request, who: Principal, name: str, **context: object) -> Response:
+        return await run_in_turns(renderer.page_steps(request, name, {"who_name": who.token.name, **context}))
 
     def missing(request: Request, who: Principal, exc: NotFoundError) -> Response:
         return renderer.page(
@@ -46,7 +46,7 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         if who is None:
             return RedirectResponse("/login", status_code=302)
         found = await run_in_turns(overview_steps(web, who.reach, meter=meter))
-        return page(request, who, "page_overview.html", o=found)
+        return await page(request, who, "page_overview.html", o=found)
 
     @api.get("/cases/{case_id}", **HIDDEN)
     async def case_page(request: Request, case_id: Annotated[str, Path(max_length=64)]) -> Response:
@@ -54,7 +54,7 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         if who is None:
             return RedirectResponse("/login", status_code=302)
         try:
-            return page(request, who, "page_case.html", d=case_detail(web, who.reach, case_id))
+            return await page(request, who, "page_case.html", d=case_detail(web, who.reach, case_id))
         except NotFoundError as exc:
             return missing(request, who, exc)
 
@@ -63,7 +63,7 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         who = web.identify(request)
         if who is None:
             return RedirectResponse("/login", status_code=302)
-        return page(request, who, "page_map.html", maps=grid_map(web, who.reach))
+        return await page(request, who, "page_map.html", maps=grid_map(web, who.reach))
 
     @api.get("/map/{code}", **HIDDEN)
     async def grid_page(request: Request, code: Annotated[str, Path(max_length=32)]) -> Response:
@@ -72,7 +72,7 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
             return RedirectResponse("/login", status_code=302)
         try:
             detail = await run_in_turns(grid_detail_steps(web, who.reach, code))
-            return page(request, who, "page_grid.html", g=detail)
+            return await page(request, who, "page_grid.html", g=detail)
         except NotFoundError as exc:
             return missing(request, who, exc)
 
@@ -90,14 +90,14 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         found = await run_in_turns(
             device_page_steps(web, who.reach, grid=grid, show=show, offset=offset, limit=limit)
         )
-        return page(request, who, "page_devices.html", p=found)
+        return await page(request, who, "page_devices.html", p=found)
 
     @api.get("/roster", **HIDDEN)
     async def roster(request: Request) -> Response:
         who = web.identify(request)
         if who is None:
             return RedirectResponse("/login", status_code=302)
-        return page(request, who, "page_roster.html", grids=roster_page(web, who.reach))
+        return await page(request, who, "page_roster.html", grids=roster_page(web, who.reach))
 
     @api.get("/kpis", **HIDDEN)
     async def kpis_page(
@@ -108,7 +108,7 @@ def add_console_routes(api: FastAPI, web: Api) -> None:
         who = web.identify(request)
         if who is None:
             return RedirectResponse("/login", status_code=302)
-        return page(
+        return await page(
             request,
             who,
             "page_kpis.html",
