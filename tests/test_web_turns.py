@@ -43,6 +43,19 @@ CASES = 400
 A = CaseAction
 
 
+def turns_at_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, turns: LoopTurns) -> list[int]:
+    """The loop's turn count at each call of ``owner.name``, from now on (a probe replaces it)."""
+    seen: list[int] = []
+    real = getattr(owner, name)
+
+    def probe(*args: Any, **kwargs: Any) -> Any:
+        seen.append(turns.count)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, probe)
+    return seen
+
+
 def seed(hub: Hub, n: int) -> None:
     """``n`` closed cases of the last days, every other one in another grid, written as the
     workflow writes them (one transaction each would be as good; one is quicker)."""
@@ -187,14 +200,7 @@ async def test_the_elder_register_is_paged_and_made_in_turns(
     settings = hub_settings(tmp_path, embedded_broker)
     async with Hub(settings=settings, clock=ManualClock(start=START), registry=many_elders()) as hub:
         turns = LoopTurns()
-        seen: list[int] = []
-        real = hub.visits.open_cases
-
-        def probe(*args: Any, **kwargs: Any) -> Any:
-            seen.append(turns.count)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(hub.visits, "open_cases", probe)
+        seen = turns_at_calls(monkeypatch, hub.visits, "open_cases", turns)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c,
@@ -252,14 +258,7 @@ async def test_a_page_of_open_cases_is_made_in_turns(
     async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
         seed_open(hub, OPEN_CASES)
         turns = LoopTurns()
-        seen: list[int] = []
-        real = hub.casework.case_json
-
-        def probe(*args: Any, **kwargs: Any) -> Any:
-            seen.append(turns.count)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(hub.casework, "case_json", probe)
+        seen = turns_at_calls(monkeypatch, hub.casework, "case_json", turns)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c,
