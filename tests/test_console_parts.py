@@ -59,14 +59,25 @@ def test_an_old_sos_stays_on_top_of_the_overview_behind_a_thousand_newer_cases()
     """The list reads 500 cases newest first; an SOS filed before 1 000 others must not fall off."""
     cases = [_view(i, "device") for i in range(1000)] + [_view(1000, "sos")]  # newest first
 
-    def case_view_steps(*, limit: int, offset: int = 0, **_: Any) -> Steps[list[dict[str, Any]]]:
+    by_id = {view["id"]: view for view in cases}
+    made: list[str] = []
+
+    def open_index(*, limit: int, **_: Any) -> list[tuple[str, str, str | None]]:
+        return [(v["id"], v["category"], v["grid"]) for v in cases[:limit]]
+
+    def view_steps(case_ids: list[str], **_: Any) -> Steps[list[dict[str, Any]]]:
         yield
-        return cases[offset : offset + limit]
+        made.extend(case_ids)
+        return [by_id[case_id] for case_id in case_ids]
 
     (community,) = parse_yaml(REGISTRY, file="test")
     web = SimpleNamespace(
         clock=ManualClock(start=1_795_371_180.0),
-        casework=SimpleNamespace(case_view_steps=case_view_steps, case_filter=lambda reach, action: None),
+        casework=SimpleNamespace(
+            cases=SimpleNamespace(open_index=open_index),
+            view_steps=view_steps,
+            case_filter=lambda reach, action: None,
+        ),
         registry=Registry(communities=[community]),
         readiness=lambda: Readiness(checks=()),
         stats=lambda: {"pipeline": {"messages": 0}},
@@ -76,6 +87,7 @@ def test_an_old_sos_stays_on_top_of_the_overview_behind_a_thousand_newer_cases()
     assert found.open_total == 1001 and found.sos_open == 1
     assert dict(found.by_category) == {"device": 1000, "sos": 1}
     assert dict(found.by_grid) == {"第一网格": 1001}
+    assert len(made) == 501, "views only for the listed rows: the newest 500 and older SOS"
 
 
 @pytest.mark.parametrize("query", [b"", b"part=main"])

@@ -35,6 +35,7 @@ from hub.steps import run_through
 from hub.web.pages import devices as devices_page
 from hub.web.pages.devices import DEVICES_PER_STEP
 from hub.web.pages.grids import open_by_grid
+from hub.web.pages.overview import IngestMeter, overview_steps
 from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, LoopTurns, hub_settings, with_doors
 from tests.support.servers import Broker
 
@@ -335,3 +336,59 @@ async def test_a_metrics_scrape_counts_open_cases_in_turns(tmp_path: Path, embed
                 int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("linli_open_cases{")
             ) == (OPEN_CASES)
             assert turns.count >= OPEN_CASES // READS_PER_STEP - 1, turns.count
+
+
+def file_door_or_sos(hub: Hub, case_id: str, category: str, at: float) -> None:
+    with hub.store.transaction() as db:
+        case, entry = open_case(
+            case_id=case_id,
+            category=category,
+            severity="critical" if category == "sos" else "minor",
+            subject=case_id,
+            at=at,
+            grid=GRID,
+        )
+        hub.casework.cases.add(db, case, entry)
+
+
+def overview_with(hub: Hub, meanwhile: Callable[[], None], *, after_turns: int) -> Any:
+    """The overview made in steps, ``meanwhile`` run at one of its turns (as other work is)."""
+    steps = overview_steps(hub.api, hub.casework.reach(Actor("cc", Role.COMMAND_CENTRE)), meter=IngestMeter())
+    turns = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        turns += 1
+        if turns == after_turns:
+            meanwhile()
+
+
+@pytest.mark.parametrize("meanwhile", ["filed", "closed"])
+async def test_the_overview_keeps_an_old_sos_while_cases_come_and_go(
+    tmp_path: Path, embedded_broker: Broker, meanwhile: str
+) -> None:
+    """The overview read its open cases in pages of 500 by OFFSET; made in turns, a case filed
+    between two pages listed a row twice, and a case closed between them pushed an old SOS off
+    the page (found by review). It reads the cases' index once now and makes views in turns."""
+    async with Hub(settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=START)) as hub:
+        old_sos = 499 if meanwhile == "filed" else 500  # the last of the first page, the first after it
+        for i in range(600):
+            file_door_or_sos(hub, f"O-{i}", "sos" if i == old_sos else "door", START - 3600 - i)
+
+        def change() -> None:
+            if meanwhile == "filed":
+                file_door_or_sos(hub, "NEW", "door", START - 10)
+                return
+            case = hub.casework.cases.load("O-0")
+            assert case is not None
+            voided, entry = apply(case, A.VOID, actor="lead", at=START, channel=Channel.CONSOLE, note="重复")
+            with hub.store.transaction() as db:
+                hub.casework.cases.append(db, voided, entry)
+
+        found = overview_with(hub, change, after_turns=8)
+        ids = [row.id for row in found.rows]
+        assert len(ids) == len(set(ids)), Counter(ids).most_common(1)
+        assert found.sos_open == 1 and ids[0] == f"O-{old_sos}"
+        assert found.open_total == 600

@@ -430,18 +430,39 @@ class Casework:
         of every console, and a refresh follows every alert: made in one go, 200 were a stall of
         70–100 ms and 1 000 of 250–450 ms on the loop that takes SOS presses (docs/benchmarks.md,
         "Twenty-seventh pass"). Made in turns (:func:`hub.steps.run_in_turns`), a press waits
-        for one step. Every view is at the instant the list was asked for.
+        for one step.
+        """
+        wanted = frozenset(states)
+        ids = self.cases.case_ids(
+            assignee=assignee, grid=grid, states=wanted, limit=limit, offset=offset, visible=visible
+        )
+        views: list[dict[str, Any]] = yield from self.view_steps(
+            ids, states=wanted, cases_per_step=cases_per_step
+        )
+        return views
+
+    def view_steps(
+        self,
+        case_ids: Sequence[str],
+        *,
+        states: Iterable[CaseState] | None = None,
+        cases_per_step: int = CASE_VIEWS_PER_STEP,
+    ) -> Steps[list[dict[str, Any]]]:
+        """The cases of ``case_ids`` as JSON, in that order, all at the instant asked for.
+
+        The ids were chosen before the first turn; a case that left ``states`` while the list
+        was being made (closed, voided) is left out rather than listed with its new state.
         """
         now = self._clock.now()
-        ids = self.cases.case_ids(
-            assignee=assignee, grid=grid, states=states, limit=limit, offset=offset, visible=visible
-        )
+        wanted = None if states is None else frozenset(states)
         views: list[dict[str, Any]] = []
-        for at in range(0, len(ids), cases_per_step):
+        for at in range(0, len(case_ids), cases_per_step):
             if at:
                 yield
             views.extend(
-                self.case_json(case, now=now) for case in self._load_many(ids[at : at + cases_per_step])
+                self.case_json(case, now=now)
+                for case in self._load_many(case_ids[at : at + cases_per_step])
+                if wanted is None or case.state in wanted
             )
         return views
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hub.cases.model import OPEN
 from hub.casework.access import Permission, Reach
@@ -64,27 +64,21 @@ def overview_steps(web: Api, reach: Reach, *, meter: IngestMeter) -> Steps[Overv
     """
     now = web.clock.now()
     visible = web.casework.case_filter(reach, Permission.READ)
-    views = yield from web.casework.case_view_steps(
-        assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, visible=visible
-    )
-    older: list[dict[str, Any]] = []
-    offset = MAX_ROWS
-    while len(views) + len(older) == offset and offset < MAX_SCAN:
-        yield
-        older += yield from web.casework.case_view_steps(
-            assignee=None, grid=None, states=OPEN, limit=MAX_ROWS, offset=offset, visible=visible
-        )
-        offset += MAX_ROWS
-    listed = [*views, *(v for v in older if v["category"] == "sos")]
-    rows = sorted((case_row(web, reach, v, now=now) for v in listed), key=lambda r: r.rank)
+    # One read of the open cases (newest filed first), then views in turns: pages read by
+    # OFFSET between turns shift when a case is filed or closed meanwhile (in a storm, always),
+    # skipping an old SOS or listing a row twice.
+    index = web.casework.cases.open_index(limit=MAX_SCAN, visible=visible)
+    listed = [case_id for i, (case_id, category, _) in enumerate(index) if i < MAX_ROWS or category == "sos"]
+    views = yield from web.casework.view_steps(listed, states=OPEN)
+    rows = sorted((case_row(web, reach, v, now=now) for v in views), key=lambda r: r.rank)
     names = {g.code: g.name for c in web.registry.communities for g in c.grids}
-    grids = Counter(names.get(v["grid"] or "", v["grid"] or "—") for v in [*views, *older])
-    categories = Counter(str(v["category"]) for v in [*views, *older])
+    grids = Counter(names.get(grid or "", grid or "—") for _, _, grid in index)
+    categories = Counter(category for _, category, _ in index)
     report = web.readiness()
     messages = int(web.stats().get("pipeline", {}).get("messages", 0))
     return Overview(
         rows=rows,
-        open_total=len(views) + len(older),
+        open_total=len(index),
         sos_open=sum(r.sos for r in rows),
         by_grid=sorted(grids.items()),
         by_category=categories.most_common(),
