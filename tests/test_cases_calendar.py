@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -129,3 +129,14 @@ def test_a_calendar_that_has_answered_is_the_same_calendar() -> None:
         ),
     )
     assert used.periods(date(2026, 10, 1)) == ()
+
+
+def test_a_copy_with_other_hours_works_out_its_own_periods() -> None:
+    """pydantic's ``model_copy`` copies the instance's cached values: a copy with other hours
+    answered a day the original had answered with the original's periods (found by review)."""
+    day = date(2026, 12, 3)
+    original = WorkingCalendar()
+    assert original.periods(day)[0][0] == ts(2026, 12, 3, 8, 30)
+    shorter = original.model_copy(update={"hours": ((time(9, 0), time(10, 0)),)})
+    assert shorter.periods(day) == ((ts(2026, 12, 3, 9), ts(2026, 12, 3, 10)),)
+    assert shorter.period_memo is not original.period_memo

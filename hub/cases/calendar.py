@@ -23,10 +23,12 @@ instead of guessing silently. The working-hours arithmetic (lunch breaks, nights
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
@@ -157,7 +159,13 @@ class WorkingCalendar(BaseModel):
         """This calendar over ``days`` instead of what ``official`` names (tests inject here)."""
         clone = self.model_copy()
         clone._official = days
-        for worked_out in ("official_days", "period_memo"):  # a copy shares the original's
+        return clone
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> WorkingCalendar:
+        """A copy that works out its own official days and periods: pydantic's copy shares the
+        original's cached values, which a copy with other hours or days off must not answer from."""
+        clone = super().model_copy(update=update, deep=deep)
+        for worked_out in ("official_days", "period_memo"):
             clone.__dict__.pop(worked_out, None)
         return clone
 
