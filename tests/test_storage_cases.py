@@ -145,3 +145,20 @@ def test_open_cases_are_counted_per_grid_by_the_store(store: Store) -> None:
     assert cases.open_per_grid() == {g1: (3, 2), g2: (1, 0), None: (1, 1)}
     assert cases.open_per_grid(visible=CaseFilter(grids=frozenset({g2}))) == {g2: (1, 0)}
     assert cases.open_per_grid(visible=CaseFilter(person="nobody")) == {}
+
+
+def test_open_cases_are_counted_per_subject_from_their_headers(store: Store) -> None:
+    """The elder register's counts: from each open case's 立案 entry, closed ones left out."""
+    cases = CaseStore(store=store)
+    with store.transaction() as tx:
+        for i, subject in enumerate(["btn-1", "btn-1", "door-2", "door-2"]):
+            case, entry = open_case(
+                case_id=f"s{i}", category="door", severity="minor", subject=subject, at=T0 + i, grid="g"
+            )
+            cases.add(tx, case, entry)
+            if i == 3:
+                case, entry = apply(
+                    case, CaseAction.VOID, actor="lead", at=T0 + 9, channel=Channel.CONSOLE, note="重复"
+                )
+                cases.append(tx, case, entry)
+    assert cases.open_per_subject() == {"btn-1": 2, "door-2": 1}

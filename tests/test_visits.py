@@ -18,12 +18,14 @@ import pytest
 from hub.app import Hub
 from hub.cases.care import TaskKind
 from hub.cases.model import CaseState
+from hub.cases.workflow import open_case
 from hub.clock import ManualClock, iso
 from hub.timeseries import Aggregate, query_series
 from tests.helpers import (
     COMMUNITY,
     GRID,
     REGISTRY,
+    SOS_BUTTON,
     TOKEN,
     VIEWER_TOKEN,
     WORKER_TOKEN,
@@ -214,6 +216,15 @@ async def test_needs_help_files_a_case_and_not_at_home_needs_a_note(running: tup
     )
     assert case is not None and case.alert_id == helped["alert_id"] and case.category == "care"
     assert case.assignee in {"w-day", "w-night"}
+    # The register counts the elder's open cases: his care case, his button's, nobody else's.
+    with hub.store.transaction() as db:
+        for case_id, subject in (("btn", SOS_BUTTON), ("other", "door-elsewhere")):
+            filed, entry = open_case(
+                case_id=case_id, category="sos", severity="critical", subject=subject, at=hub.clock.now()
+            )
+            hub.casework.cases.add(db, filed, entry)
+    status, register = await call(hub, "GET", "/api/elders")
+    assert status == 200 and register[0]["id"] == "r1" and register[0]["open_cases"] == 2
     status, _ = await call(hub, "POST", "/api/visits/bm90LWEta2V5/visited_well", WORKER_TOKEN)
     assert status == 404
 

@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -620,15 +620,19 @@ class Visits:
     def resident(self, elder: str) -> Resident | None:
         return self._registry.resident(elder)
 
-    def open_cases(self, elder: str, devices: Sequence[str]) -> int:
-        """Open cases of the elder's devices and of his care alerts (needs help)."""
-        subjects = {*devices, subject_id(elder)}
-        count = 0
-        for case_id in self._casework.cases.case_ids(limit=100_000):
-            case = self._casework.load_safely(case_id)
-            if case is not None and case.subject in subjects:
-                count += 1
-        return count
+    def open_cases(
+        self, elder: str, devices: Sequence[str], *, per_subject: Mapping[str, int] | None = None
+    ) -> int:
+        """Open cases of the elder's devices and of his care alerts (needs help).
+
+        ``per_subject``: :meth:`open_case_counts`, read once for a page of elders.
+        """
+        counts = self.open_case_counts() if per_subject is None else per_subject
+        return sum(counts.get(subject, 0) for subject in {*devices, subject_id(elder)})
+
+    def open_case_counts(self) -> dict[str, int]:
+        """Open cases per subject, in one read of the store (:meth:`CaseStore.open_per_subject`)."""
+        return self._casework.cases.open_per_subject()
 
     def tasks(
         self, *, reach: Reach, open_only: bool = True, limit: int = 200, offset: int = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
@@ -370,7 +371,13 @@ def _recording_for(visits: Visits, who: Reach, task_id: str, person: str) -> Act
 
 
 def _elder_row(
-    care: CareServices, who: Reach, entry: RegisterEntry, where: Where, now: float
+    care: CareServices,
+    who: Reach,
+    entry: RegisterEntry,
+    where: Where,
+    now: float,
+    *,
+    open_per_subject: Mapping[str, int],
 ) -> dict[str, Any]:
     """One row of the elder register (``GET /api/elders``): three or four reads of the store."""
     visits = care.visits
@@ -406,7 +413,9 @@ def _elder_row(
         "last_visit_outcome": last.record.outcome if last is not None else None,
         "open_visits": len(visits.visits.tasks(elder=elder.id, signs_due_by=now)),
         "sign_of_life": None if no_sign is None else no_sign.text,
-        "open_cases": visits.open_cases(elder.id, [d.id for d in entry.devices]),
+        "open_cases": visits.open_cases(
+            elder.id, [d.id for d in entry.devices], per_subject=open_per_subject
+        ),
     }
 
 
@@ -498,6 +507,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
         if not who.may_ever(Permission.VISITS):
             raise NotAllowedError("no access to the elder register")
         now = visits.now()
+        open_per_subject = visits.open_case_counts()  # once for the page, not a scan per elder
         out: list[dict[str, Any]] = []
         skipped = 0
         # A district's register is thousands of elders and each row reads the store three or
@@ -517,6 +527,6 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
                 break
             if len(out) % ROWS_PER_STEP == ROWS_PER_STEP - 1:
                 await asyncio.sleep(0)
-            out.append(_elder_row(care, who, entry, where, now))
+            out.append(_elder_row(care, who, entry, where, now, open_per_subject=open_per_subject))
         page(request, response, out, limit=limit, offset=offset)
         return out
