@@ -11,11 +11,15 @@ from typing import Any
 
 import pytest
 
+from hub.app import Hub
 from hub.cases.kpi import awaiting_evaluation
 from hub.cases.model import Case, CaseAction, Channel
 from hub.cases.workflow import apply, case_from_alert
+from hub.clock import ManualClock
 from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.store import Store
+from tests.helpers import hub_settings
+from tests.support.servers import Broker
 from tests.test_storage_cases import sos_alert
 from tests.test_store import T0
 
@@ -122,3 +126,35 @@ def test_cases_closed_before_version_5_are_filled_in(tmp_path: Path) -> None:
         assert CaseStore(store=store).call_backs(until=T0 + HOUR) == [("old", T0 + HOUR)]
     finally:
         store.close()
+
+
+async def test_the_list_is_loaded_in_turns_and_lists_around_an_unreadable_case(
+    tmp_path: Path, embedded_broker: Broker
+) -> None:
+    """The 回访 page (up to 500 closed cases) was loaded a case at a time in one go on the loop,
+    and one case whose timeline did not replay failed the whole list."""
+    async with Hub(
+        settings=hub_settings(tmp_path, embedded_broker), clock=ManualClock(start=T0 + 200 * HOUR)
+    ) as hub:
+        cases = hub.casework.cases
+        for index in range(40):
+            _worked(hub.store, cases, f"c{index:02d}", T0 + index * HOUR)
+        whole = hub.evaluations.call_backs()
+        assert [d.case_id for d in whole] == [f"c{index:02d}" for index in range(40)]
+        steps = hub.evaluations.call_back_steps(cases_per_step=16)
+        turns = 0
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                stepped = done.value
+                break
+            turns += 1
+        assert turns == 2 and stepped == whole
+        hub.store.db.execute(
+            "INSERT INTO case_timeline (case_id, seq, ts, entry) VALUES (?, ?, ?, ?)",
+            ("c07", 99, T0, b"{not json"),
+        )
+        assert [d.case_id for d in hub.evaluations.call_backs()] == [
+            d.case_id for d in whole if d.case_id != "c07"
+        ]

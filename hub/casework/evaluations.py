@@ -27,10 +27,11 @@ from hub.cases.kpi import CallBackDue
 from hub.cases.model import Case, CaseAction, CaseState, Channel, EvaluationVia, EvaluatorRole, Rating
 from hub.casework.access import Actor, Permission, Reach, Where
 from hub.casework.reply_keys import ReplyKeys
-from hub.casework.service import Casework
+from hub.casework.service import CASE_VIEWS_PER_STEP, Casework
 from hub.clock import Clock
 from hub.errors import CaseNotFoundError, NotAllowedError, RequirementNotMet
 from hub.records import Role
+from hub.steps import Steps, run_through
 from hub.storage.links import EvaluationLinks, IssuedLink
 from hub.storage.store import Store
 
@@ -163,27 +164,43 @@ class Evaluations:
         the access table's filter for ``evaluate``; only the page's cases are loaded. The same
         list as :func:`hub.cases.kpi.awaiting_evaluation` over every timeline (tested so).
         """
+        return run_through(self.call_back_steps(reach=reach, limit=limit, offset=offset))
+
+    def call_back_steps(
+        self,
+        *,
+        reach: Reach | None = None,
+        limit: int = 200,
+        offset: int = 0,
+        cases_per_step: int = CASE_VIEWS_PER_STEP,
+    ) -> Steps[tuple[CallBackDue, ...]]:
+        """:meth:`call_backs`, the page's cases loaded ``cases_per_step`` at a time (one query
+        each, :meth:`Casework.load_many`) with a turn of the loop between: a page of 500 closed
+        cases loaded one by one was tens of milliseconds in one go, and one unreadable case
+        failed the whole list."""
         after = self._casework.policies.file.evaluation.call_back_after_s
         visible = None if reach is None else self._casework.case_filter(reach, CaseAction.EVALUATE)
         page = self._casework.cases.call_backs(
             until=self._clock.now() - after, visible=visible, limit=limit, offset=offset
         )
         due: list[CallBackDue] = []
-        for case_id, closed_at in page:
-            case = self._casework.load(case_id)
-            if case is None:
-                continue
-            due.append(
-                CallBackDue(
-                    case_id=case.id,
-                    grid=case.grid,
-                    community=case.community,
-                    handler=case.assignee,
-                    category=case.category,
-                    closed_at=closed_at,
-                    due_at=closed_at + after,
+        closed_at_of = dict(page)
+        for at in range(0, len(page), cases_per_step):
+            if at:
+                yield
+            for case in self._casework.load_many([case_id for case_id, _ in page[at : at + cases_per_step]]):
+                closed_at = closed_at_of[case.id]
+                due.append(
+                    CallBackDue(
+                        case_id=case.id,
+                        grid=case.grid,
+                        community=case.community,
+                        handler=case.assignee,
+                        category=case.category,
+                        closed_at=closed_at,
+                        due_at=closed_at + after,
+                    )
                 )
-            )
         return tuple(due)
 
     def case_json(self, case: Case) -> dict[str, Any]:

@@ -461,12 +461,12 @@ class Casework:
                 yield
             views.extend(
                 self.case_json(case, now=now)
-                for case in self._load_many(case_ids[at : at + cases_per_step])
+                for case in self.load_many(case_ids[at : at + cases_per_step])
                 if wanted is None or case.state in wanted
             )
         return views
 
-    def _load_many(self, case_ids: Sequence[str]) -> list[Case]:
+    def load_many(self, case_ids: Sequence[str]) -> list[Case]:
         """The cases of ``case_ids`` that can be read, in that order: one query for all of them,
         and where that fails (an entry that does not decode), each on its own, so one bad case
         is reported and the others are listed (:meth:`load_safely`)."""

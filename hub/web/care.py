@@ -300,7 +300,7 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
         """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访), oldest first."""
         if not who.may_ever(CaseAction.EVALUATE):
             raise NotAllowedError("the 回访 list is the command centre's")
-        found = evaluations.call_backs(reach=who, limit=limit, offset=offset)
+        found = await run_in_turns(evaluations.call_back_steps(reach=who, limit=limit, offset=offset))
         page(request, response, found, limit=limit, offset=offset)
         return [
             {
