@@ -466,26 +466,42 @@ class Casework:
             )
         return views
 
-    def load_many(self, case_ids: Sequence[str]) -> list[Case]:
+    def load_many(self, case_ids: Sequence[str], *, retry: bool = True) -> list[Case]:
         """The cases of ``case_ids`` that can be read, in that order: one query for all of them,
         and where that fails (an entry that does not decode), each on its own, so one bad case
-        is reported and the others are listed (:meth:`load_safely`)."""
+        is reported and the others are listed.
+
+        ``retry``: a case that cannot be read goes to the casework round's backoff
+        (:meth:`load_safely`), as an open case must; a list of closed cases (the 回访 list)
+        passes ``False``, and the bad case is logged and left out, nothing written.
+        """
         try:
             timelines = self.cases.timelines_of(case_ids)
         except Exception:
             log.warning("reading %d cases at once failed; reading them one by one", len(case_ids))
-            timelines = None
-        if timelines is None:
-            return [c for c in map(self.load_safely, case_ids) if c is not None]
+            return [
+                c for c in (self._load_one(case_id, retry=retry) for case_id in case_ids) if c is not None
+            ]
         cases: list[Case] = []
         for entries in timelines:
             try:
                 cases.append(replay(entries))
             except Exception:
-                again = self.load_safely(entries[0].case_id)  # reports it
+                again = self._load_one(entries[0].case_id, retry=retry)  # reports it
                 if again is not None:
                     cases.append(again)
         return cases
+
+    def _load_one(self, case_id: str, *, retry: bool) -> Case | None:
+        if retry:
+            return self.load_safely(case_id)
+        try:
+            return self.cases.load(case_id)
+        except Exception as exc:
+            log.warning(
+                "case %s cannot be read, left out of the list: %s: %s", case_id, type(exc).__name__, exc
+            )
+            return None
 
     def kpi_steps(
         self,

@@ -113,17 +113,17 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         if mine == "told":
             # Narrower than any reader's filter: given to this person, or told about by the hub.
             visible = CaseFilter(person=who.actor.id)
-        views = await run_in_turns(
-            web.casework.case_view_steps(
-                assignee=who.actor.id if mine == "1" else assignee,
-                grid=grid,
-                states=TERMINAL if state == "closed" else OPEN,
-                limit=limit,
-                offset=offset,
-                visible=visible,
-            )
+        states = TERMINAL if state == "closed" else OPEN
+        ids = web.casework.cases.case_ids(
+            assignee=who.actor.id if mine == "1" else assignee,
+            grid=grid,
+            states=states,
+            limit=limit,
+            offset=offset,
+            visible=visible,
         )
-        page(request, response, views, limit=limit, offset=offset)
+        views = await run_in_turns(web.casework.view_steps(ids, states=states))
+        page(request, response, views, limit=limit, offset=offset, read=len(ids))
         await run_in_turns(_placed(web, who.reach, views))
         views.sort(key=urgency)
         return views

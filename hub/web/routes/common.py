@@ -78,9 +78,23 @@ def retry_after(response: Response, exc: TooManyAttemptsError) -> Response:
     return response
 
 
-def page(request: Request, response: Response, items: Sequence[Any], *, limit: int, offset: int) -> None:
-    """A full page says where the next one starts (``Link`` and ``X-Next-Offset``)."""
-    if len(items) < limit:
+def page(
+    request: Request,
+    response: Response,
+    items: Sequence[Any],
+    *,
+    limit: int,
+    offset: int,
+    read: int | None = None,
+) -> None:
+    """A full page says where the next one starts (``Link`` and ``X-Next-Offset``).
+
+    ``read``: how many rows the page was cut from, where some of them may be left out (a case
+    that cannot be read, or left the list's states while the page was made in turns): the
+    page is full when ``limit`` rows were read, however many it shows, or a client paging by
+    the link would stop before the end.
+    """
+    if (len(items) if read is None else read) < limit:
         return
     query = {k: v for k, v in request.query_params.items() if k != "offset"}
     following = offset + limit
