@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hub.app import Hub
@@ -18,7 +19,7 @@ from hub.cases.workflow import apply, case_from_alert
 from hub.clock import ManualClock
 from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.store import Store
-from tests.helpers import hub_settings
+from tests.helpers import TOKEN, hub_settings
 from tests.support.servers import Broker
 from tests.test_storage_cases import sos_alert
 from tests.test_store import T0
@@ -150,11 +151,34 @@ async def test_the_list_is_loaded_in_turns_and_lists_around_an_unreadable_case(
                 stepped = done.value
                 break
             turns += 1
-        assert turns == 2 and stepped == whole
+        assert turns == 2 and stepped.due == whole and stepped.read == 40
+        # Another request evaluates one and reopens another (不满意) while a page is being made:
+        # both are left out, as a fresh read leaves them out (each case checked as loaded).
+        steps = hub.evaluations.call_back_steps(cases_per_step=16)
+        next(steps)
+        for case_id, rating in (("c38", "satisfied"), ("c39", "unsatisfied")):
+            case = cases.load(case_id)
+            assert case is not None
+            _evaluate(hub.store, cases, case, rating, T0 + 150 * HOUR)
+        with pytest.raises(StopIteration) as done:
+            while True:
+                next(steps)
+        fresh = hub.evaluations.call_backs()
+        assert done.value.value.due == fresh and [d.case_id for d in fresh] == [d.case_id for d in whole[:38]]
+        # An unreadable case is left out of the list, and reading the list writes nothing for it
+        # (the casework round's retries are for open cases), while the page still counts as full.
         hub.store.db.execute(
             "INSERT INTO case_timeline (case_id, seq, ts, entry) VALUES (?, ?, ?, ?)",
             ("c07", 99, T0, b"{not json"),
         )
+        deadlines = hub.store.execute("SELECT case_id FROM case_deadlines").fetchall()
         assert [d.case_id for d in hub.evaluations.call_backs()] == [
-            d.case_id for d in whole if d.case_id != "c07"
+            d.case_id for d in fresh if d.case_id != "c07"
         ]
+        assert hub.store.execute("SELECT case_id FROM case_deadlines").fetchall() == deadlines
+        assert "c07" not in hub.casework.failing
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{hub.http_port}", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as c:
+            r = await c.get("/api/evaluations/call-backs?limit=10")
+            assert r.status_code == 200 and len(r.json()) == 9 and r.headers["x-next-offset"] == "10"

@@ -32,10 +32,20 @@ from hub.clock import Clock
 from hub.errors import CaseNotFoundError, NotAllowedError, RequirementNotMet
 from hub.records import Role
 from hub.steps import Steps, run_through
+from hub.storage.case_rows import call_back_from
 from hub.storage.links import EvaluationLinks, IssuedLink
 from hub.storage.store import Store
 
+
 #: The key's entry in the link-key file (one key for every link of this hub).
+@dataclass(frozen=True, slots=True)
+class CallBackPage:
+    """A page of the 回访 list and how many rows it was cut from (for the next page's link)."""
+
+    due: tuple[CallBackDue, ...]
+    read: int
+
+
 LINK_KEY_ID = "evaluation-links"
 LINK_KEY_FILE = "link-keys.yaml"
 #: How long a guardian's link works (a default: the brief's "expires").
@@ -164,7 +174,7 @@ class Evaluations:
         the access table's filter for ``evaluate``; only the page's cases are loaded. The same
         list as :func:`hub.cases.kpi.awaiting_evaluation` over every timeline (tested so).
         """
-        return run_through(self.call_back_steps(reach=reach, limit=limit, offset=offset))
+        return run_through(self.call_back_steps(reach=reach, limit=limit, offset=offset)).due
 
     def call_back_steps(
         self,
@@ -173,23 +183,25 @@ class Evaluations:
         limit: int = 200,
         offset: int = 0,
         cases_per_step: int = CASE_VIEWS_PER_STEP,
-    ) -> Steps[tuple[CallBackDue, ...]]:
+    ) -> Steps[CallBackPage]:
         """:meth:`call_backs`, the page's cases loaded ``cases_per_step`` at a time (one query
         each, :meth:`Casework.load_many`) with a turn of the loop between: a page of 500 closed
         cases loaded one by one was tens of milliseconds in one go, and one unreadable case
-        failed the whole list."""
+        failed the whole list. A case evaluated (or reopened by a 不满意) while the page was
+        being made is left out: each is checked as loaded, not as the index said."""
         after = self._casework.policies.file.evaluation.call_back_after_s
+        until = self._clock.now() - after
         visible = None if reach is None else self._casework.case_filter(reach, CaseAction.EVALUATE)
-        page = self._casework.cases.call_backs(
-            until=self._clock.now() - after, visible=visible, limit=limit, offset=offset
-        )
+        page = self._casework.cases.call_backs(until=until, visible=visible, limit=limit, offset=offset)
         due: list[CallBackDue] = []
-        closed_at_of = dict(page)
         for at in range(0, len(page), cases_per_step):
             if at:
                 yield
-            for case in self._casework.load_many([case_id for case_id, _ in page[at : at + cases_per_step]]):
-                closed_at = closed_at_of[case.id]
+            batch = [case_id for case_id, _ in page[at : at + cases_per_step]]
+            for case in self._casework.load_many(batch, retry=False):
+                closed_at = call_back_from(case)
+                if closed_at is None or closed_at > until:
+                    continue
                 due.append(
                     CallBackDue(
                         case_id=case.id,
@@ -201,7 +213,7 @@ class Evaluations:
                         due_at=closed_at + after,
                     )
                 )
-        return tuple(due)
+        return CallBackPage(due=tuple(due), read=len(page))
 
     def case_json(self, case: Case) -> dict[str, Any]:
         return self._casework.case_json(case)
