@@ -140,3 +140,12 @@ def test_a_copy_with_other_hours_works_out_its_own_periods() -> None:
     shorter = original.model_copy(update={"hours": ((time(9, 0), time(10, 0)),)})
     assert shorter.periods(day) == ((ts(2026, 12, 3, 9), ts(2026, 12, 3, 10)),)
     assert shorter.period_memo is not original.period_memo
+
+
+def test_a_copy_in_another_zone_works_out_its_own_zone() -> None:
+    """The zone is cached too: a copy in another zone kept the original's (found by review)."""
+    original = WorkingCalendar()
+    original.periods(date(2026, 12, 3))
+    london = original.model_copy(update={"zone": "Europe/London"})
+    assert str(london.tz) == "Europe/London"
+    assert london.periods(date(2026, 12, 7))[0][0] == ts(2026, 12, 7, 8, 30, zone=ZoneInfo("Europe/London"))

@@ -162,10 +162,11 @@ class WorkingCalendar(BaseModel):
         return clone
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> WorkingCalendar:
-        """A copy that works out its own official days and periods: pydantic's copy shares the
-        original's cached values, which a copy with other hours or days off must not answer from."""
+        """A copy that works out its own zone, official days and periods: pydantic's copy shares
+        the original's cached values, which a copy with another zone, other hours or days off
+        must not answer from."""
         clone = super().model_copy(update=update, deep=deep)
-        for worked_out in ("official_days", "period_memo"):
+        for worked_out in ("tz", "official_days", "period_memo"):
             clone.__dict__.pop(worked_out, None)
         return clone
 
