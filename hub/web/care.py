@@ -300,8 +300,9 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
         """Closed cases still without their 评价 ``evaluation.call_back_after`` after 结案 (回访), oldest first."""
         if not who.may_ever(CaseAction.EVALUATE):
             raise NotAllowedError("the 回访 list is the command centre's")
-        found = await run_in_turns(evaluations.call_back_steps(reach=who, limit=limit, offset=offset))
-        page(request, response, found, limit=limit, offset=offset)
+        made = await run_in_turns(evaluations.call_back_steps(reach=who, limit=limit, offset=offset))
+        found = made.due
+        page(request, response, found, limit=limit, offset=offset, read=made.read)
         return [
             {
                 "case_id": d.case_id,
@@ -507,7 +508,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
         if not who.may_ever(Permission.VISITS):
             raise NotAllowedError("no access to the elder register")
         now = visits.now()
-        open_per_subject = visits.open_case_counts()  # once for the page, not a scan per elder
+        open_per_subject: dict[str, int] | None = None  # read once for the page, at its first row
         out: list[dict[str, Any]] = []
         skipped = 0
         # A district's register is thousands of elders and each row reads the store three or
@@ -527,6 +528,8 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
                 break
             if len(out) % ROWS_PER_STEP == ROWS_PER_STEP - 1:
                 await asyncio.sleep(0)
+            if open_per_subject is None:
+                open_per_subject = visits.open_case_counts()
             out.append(_elder_row(care, who, entry, where, now, open_per_subject=open_per_subject))
         page(request, response, out, limit=limit, offset=offset)
         return out

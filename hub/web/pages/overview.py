@@ -79,7 +79,7 @@ def overview_steps(web: Api, reach: Reach, *, meter: IngestMeter) -> Steps[Overv
     return Overview(
         rows=rows,
         open_total=len(index),
-        sos_open=sum(r.sos for r in rows),
+        sos_open=categories["sos"],  # from the index, as the other counts
         by_grid=sorted(grids.items()),
         by_category=categories.most_common(),
         ready=report.ready,
