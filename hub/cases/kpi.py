@@ -351,6 +351,19 @@ class CallBackDue:
     closed_at: float
     due_at: float  # closed_at + after: from here on the case is listed
 
+    @classmethod
+    def of(cls, case: Case, *, closed_at: float, after: float) -> CallBackDue:
+        """The 回访 entry of ``case``, 结案 at ``closed_at``, listed ``after`` seconds later."""
+        return cls(
+            case_id=case.id,
+            grid=case.grid,
+            community=case.community,
+            handler=case.assignee,
+            category=case.category,
+            closed_at=closed_at,
+            due_at=closed_at + after,
+        )
+
 
 def awaiting_evaluation(
     timelines: Iterable[Sequence[TimelineEntry]],
@@ -373,15 +386,5 @@ def awaiting_evaluation(
         if not case.awaiting_evaluation or case.closed_at is None or case.resolution not in resolutions:
             continue
         if case.closed_at + after <= now:
-            due.append(
-                CallBackDue(
-                    case_id=case.id,
-                    grid=case.grid,
-                    community=case.community,
-                    handler=case.assignee,
-                    category=case.category,
-                    closed_at=case.closed_at,
-                    due_at=case.closed_at + after,
-                )
-            )
+            due.append(CallBackDue.of(case, closed_at=case.closed_at, after=after))
     return tuple(sorted(due, key=lambda d: (d.closed_at, d.case_id)))

@@ -202,17 +202,7 @@ class Evaluations:
                 closed_at = call_back_from(case)
                 if closed_at is None or closed_at > until:
                     continue
-                due.append(
-                    CallBackDue(
-                        case_id=case.id,
-                        grid=case.grid,
-                        community=case.community,
-                        handler=case.assignee,
-                        category=case.category,
-                        closed_at=closed_at,
-                        due_at=closed_at + after,
-                    )
-                )
+                due.append(CallBackDue.of(case, closed_at=closed_at, after=after))
         return CallBackPage(due=tuple(due), read=len(page))
 
     def case_json(self, case: Case) -> dict[str, Any]:
