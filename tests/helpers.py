@@ -10,9 +10,9 @@ import json
 import secrets
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gmqtt
 import orjson
@@ -224,6 +224,20 @@ def with_doors(count: int, *, resident: str | None = None) -> Registry:
         for i in range(count)
     )
     return Registry(communities=[community.model_copy(update={"devices": community.devices + extra})])
+
+
+T = TypeVar("T")
+
+
+def drained(steps: Generator[None, None, T]) -> tuple[int, T]:
+    """A job in steps (:data:`hub.steps.Steps`) run to its end: how often it yielded, and its result."""
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return pauses, done.value  # type: ignore[no-any-return]
+        pauses += 1
 
 
 class LoopTurns:

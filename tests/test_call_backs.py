@@ -19,7 +19,7 @@ from hub.cases.workflow import apply, case_from_alert
 from hub.clock import ManualClock
 from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.store import Store
-from tests.helpers import TOKEN, hub_settings
+from tests.helpers import TOKEN, drained, hub_settings
 from tests.support.servers import Broker
 from tests.test_storage_cases import sos_alert
 from tests.test_store import T0
@@ -143,14 +143,7 @@ async def test_the_list_is_loaded_in_turns_and_lists_around_an_unreadable_case(
         whole = hub.evaluations.call_backs()
         assert [d.case_id for d in whole] == [f"c{index:02d}" for index in range(40)]
         steps = hub.evaluations.call_back_steps(cases_per_step=16)
-        turns = 0
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                stepped = done.value
-                break
-            turns += 1
+        turns, stepped = drained(steps)
         assert turns == 2 and stepped.due == whole and stepped.read == 40
         # Another request evaluates one and reopens another (不满意) while a page is being made:
         # both are left out, as a fresh read leaves them out (each case checked as loaded).

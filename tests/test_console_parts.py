@@ -19,7 +19,7 @@ from hub.steps import Steps
 from hub.web.pages.overview import IngestMeter, overview
 from hub.web.pages.render import Renderer
 from hub.web.pages.text import Lang, Words
-from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON
+from tests.helpers import COMMUNITY, GRID, REGISTRY, SOS_BUTTON, drained
 
 
 def test_the_ingest_rate_is_measured_between_looks_on_the_hubs_clock() -> None:
@@ -99,13 +99,6 @@ def test_a_page_rendered_in_steps_is_the_page_rendered_in_one_go(query: bytes) -
     context = {"who_name": "指挥中心", "message": "没有这个案件 / no such case"}
     whole = renderer.page(request, "page_missing.html", context, status=404)
     steps = renderer.page_steps(request, "page_missing.html", context, status=404, chunks_per_step=2)
-    turns = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            stepped = done.value
-            break
-        turns += 1
+    turns, stepped = drained(steps)
     assert turns >= 2 and stepped.body == whole.body and stepped.status_code == 404
     assert "没有这个案件" in whole.body.decode()

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.events import Event, EventKind
 from hub.ingest.device_state import DeviceStates
+from tests.helpers import drained
 
 T = 1_790_000_000.0
 
@@ -92,14 +93,7 @@ def test_a_walk_in_steps_is_the_walk_in_one_go_and_lists_the_ring_as_asked() -> 
     for event in sent:
         states.record(event)
     steps = states.event_steps(limit=1000, entries_per_step=10)
-    pauses = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            page = done.value
-            break
-        pauses += 1
+    pauses, page = drained(steps)
     assert pauses == 9 and page == states.events(limit=1000) == sent[::-1]
     # A walk that waits after 30 entries while 35 more events arrive: those wrote over the
     # ring's oldest 35 (events 0–34), so it lists events 99 … 35 and stops there.

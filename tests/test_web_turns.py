@@ -36,7 +36,7 @@ from hub.web.pages import devices as devices_page
 from hub.web.pages.devices import DEVICES_PER_STEP
 from hub.web.pages.grids import open_by_grid
 from hub.web.pages.overview import IngestMeter, overview_steps
-from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, LoopTurns, hub_settings, with_doors
+from tests.helpers import GRID, REGISTRY, TOKEN, WORKER_TOKEN, LoopTurns, drained, hub_settings, with_doors
 from tests.support.servers import Broker
 
 START = 1_795_371_180.0
@@ -93,14 +93,7 @@ async def test_the_report_in_steps_is_the_report_in_one_go(tmp_path: Path, embed
         assert len(every) == CASES
         expected = compute(every, sla=hub.casework.policies.sla, start=START - 2 * 86400, end=START)
         steps = hub.casework.kpi_steps(start=START - 2 * 86400, end=START, cases_per_step=7)
-        turns = 0
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                report = done.value
-                break
-            turns += 1
+        turns, report = drained(steps)
         assert turns == -(-CASES // 7) - 1
         assert report == expected and report.overall.closed == CASES
         # A reader of one grid: the same figures as the whole filtered to that grid's cases.
