@@ -35,6 +35,10 @@ class CaseFilter:
     person: str | None = None
 
 
+#: The open states' stored values (``cases.state``).
+_OPEN = frozenset(state.value for state in OPEN)
+
+
 def _visible(visible: CaseFilter, params: list[object]) -> str:
     """The SQL condition for the cases ``visible`` reaches (its parameters appended to ``params``)."""
     either = ["FALSE"]
@@ -198,9 +202,8 @@ class CaseStore:
         """``(id, category, grid)`` of the open cases, newest filed first, at most ``limit``, in
         one read: a list made in turns pages through this snapshot, not through OFFSETs that
         cases filed or closed meanwhile would shift (an old SOS skipped, a row listed twice)."""
-        wanted = [s.value for s in OPEN]
-        query = f"SELECT id, category, grid FROM cases WHERE state IN ({','.join('?' * len(wanted))})"  # noqa: S608
-        params: list[object] = [*wanted]
+        params: list[object] = []
+        query = f"SELECT id, category, grid FROM cases WHERE {in_list('state', _OPEN, params)}"  # noqa: S608
         if visible is not None:
             query += " AND " + _visible(visible, params)
         query += " ORDER BY filed_at DESC, id LIMIT ?"
@@ -215,11 +218,11 @@ class CaseStore:
         (a page of 200 elders with 1 000 cases open: 200 000 loads, seconds of the loop). An entry
         that does not decode is left out of the count: the case lists report that case.
         """
-        wanted = [s.value for s in OPEN]
+        params: list[object] = []
         rows = self._store.execute(
             "SELECT t.entry FROM cases c JOIN case_timeline t ON t.case_id = c.id AND t.seq = 0"  # noqa: S608
-            f" WHERE c.state IN ({','.join('?' * len(wanted))})",
-            wanted,
+            f" WHERE {in_list('c.state', _OPEN, params)}",
+            params,
         )
         counts: dict[str, int] = {}
         for (entry,) in rows:
@@ -238,12 +241,11 @@ class CaseStore:
         full views and counted (a quarter to half a second on the event loop, and short in a
         storm of more).
         """
-        wanted = [s.value for s in OPEN]
+        params: list[object] = []
         query = (
             "SELECT grid, COUNT(*), SUM(CASE WHEN category = 'sos' THEN 1 ELSE 0 END) FROM cases"  # noqa: S608
-            f" WHERE state IN ({','.join('?' * len(wanted))})"
+            f" WHERE {in_list('state', _OPEN, params)}"
         )
-        params: list[object] = [*wanted]
         if visible is not None:
             query += " AND " + _visible(visible, params)
         query += " GROUP BY grid"
