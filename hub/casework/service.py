@@ -64,7 +64,7 @@ OpenCounts = dict[tuple[str, str, str, str], int]
 READS_PER_STEP = 16
 #: Cases a KPI report reads (one query) and sums between two turns (≈ 0.1-0.2 ms each).
 KPI_CASES_PER_STEP = 32
-#: Cases made into views between two turns of the loop (:meth:`Casework.case_view_steps`).
+#: Cases made into views between two turns of the loop (:meth:`Casework.view_steps`).
 CASE_VIEWS_PER_STEP = 16
 #: Open cases whose traffic lights the gauge works out between two turns (≈ 15-30 µs each).
 CASES_PER_STEP = 256
@@ -405,41 +405,12 @@ class Casework:
         visible: CaseFilter | None = None,
     ) -> list[dict[str, Any]]:
         """Cases as JSON at the same instant, filtered as the store's index allows, in one go
-        (tools, tests); the web layer reads them in turns (:meth:`case_view_steps`)."""
-        return run_through(
-            self.case_view_steps(
-                assignee=assignee, grid=grid, states=states, limit=limit, offset=offset, visible=visible
-            )
-        )
-
-    def case_view_steps(
-        self,
-        *,
-        assignee: str | None,
-        grid: str | None,
-        states: Iterable[CaseState],
-        limit: int,
-        offset: int = 0,
-        visible: CaseFilter | None = None,
-        cases_per_step: int = CASE_VIEWS_PER_STEP,
-    ) -> Steps[list[dict[str, Any]]]:
-        """:meth:`case_views` in steps of ``cases_per_step`` cases, each step's timelines in one query.
-
-        A view costs 0.1–0.3 ms (the timeline replayed, every stage's traffic light). The
-        console's overview and ``GET /api/cases`` ask for 200–1 000 at a time, on every refresh
-        of every console, and a refresh follows every alert: made in one go, 200 were a stall of
-        70–100 ms and 1 000 of 250–450 ms on the loop that takes SOS presses (docs/benchmarks.md,
-        "Twenty-seventh pass"). Made in turns (:func:`hub.steps.run_in_turns`), a press waits
-        for one step.
-        """
+        (tools, tests); the web layer makes the views in turns (:meth:`view_steps`)."""
         wanted = frozenset(states)
         ids = self.cases.case_ids(
             assignee=assignee, grid=grid, states=wanted, limit=limit, offset=offset, visible=visible
         )
-        views: list[dict[str, Any]] = yield from self.view_steps(
-            ids, states=wanted, cases_per_step=cases_per_step
-        )
-        return views
+        return run_through(self.view_steps(ids, states=wanted))
 
     def view_steps(
         self,
@@ -448,10 +419,17 @@ class Casework:
         states: Iterable[CaseState] | None = None,
         cases_per_step: int = CASE_VIEWS_PER_STEP,
     ) -> Steps[list[dict[str, Any]]]:
-        """The cases of ``case_ids`` as JSON, in that order, all at the instant asked for.
+        """The cases of ``case_ids`` as JSON, in that order, all at the instant asked for, in
+        steps of ``cases_per_step`` cases, each step's timelines in one query.
 
-        The ids were chosen before the first turn; a case that left ``states`` while the list
-        was being made (closed, voided) is left out rather than listed with its new state.
+        A view costs 0.1–0.3 ms (the timeline replayed, every stage's traffic light). The
+        console's overview and ``GET /api/cases`` ask for 200–1 000 at a time, on every refresh
+        of every console, and a refresh follows every alert: made in one go, 200 were a stall of
+        70–100 ms and 1 000 of 250–450 ms on the loop that takes SOS presses (docs/benchmarks.md,
+        "Twenty-seventh pass"). Made in turns (:func:`hub.steps.run_in_turns`), a press waits
+        for one step. The ids were chosen before the first turn; a case that left ``states``
+        while the list was being made (closed, voided) is left out rather than listed with its
+        new state.
         """
         now = self._clock.now()
         wanted = None if states is None else frozenset(states)
