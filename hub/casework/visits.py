@@ -620,15 +620,10 @@ class Visits:
     def resident(self, elder: str) -> Resident | None:
         return self._registry.resident(elder)
 
-    def open_cases(
-        self, elder: str, devices: Sequence[str], *, per_subject: Mapping[str, int] | None = None
-    ) -> int:
-        """Open cases of the elder's devices and of his care alerts (needs help).
-
-        ``per_subject``: :meth:`open_case_counts`, read once for a page of elders.
-        """
-        counts = self.open_case_counts() if per_subject is None else per_subject
-        return sum(counts.get(subject, 0) for subject in {*devices, subject_id(elder)})
+    def open_cases(self, elder: str, devices: Sequence[str], *, per_subject: Mapping[str, int]) -> int:
+        """Open cases of the elder's devices and of his care alerts (needs help), from
+        ``per_subject`` (:meth:`open_case_counts`, read once for a page of elders)."""
+        return sum(per_subject.get(subject, 0) for subject in {*devices, subject_id(elder)})
 
     def open_case_counts(self) -> dict[str, int]:
         """Open cases per subject, in one read of the store (:meth:`CaseStore.open_per_subject`)."""
