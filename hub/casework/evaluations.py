@@ -36,16 +36,7 @@ from hub.storage.case_rows import call_back_from
 from hub.storage.links import EvaluationLinks, IssuedLink
 from hub.storage.store import Store
 
-
 #: The key's entry in the link-key file (one key for every link of this hub).
-@dataclass(frozen=True, slots=True)
-class CallBackPage:
-    """A page of the 回访 list and how many rows it was cut from (for the next page's link)."""
-
-    due: tuple[CallBackDue, ...]
-    read: int
-
-
 LINK_KEY_ID = "evaluation-links"
 LINK_KEY_FILE = "link-keys.yaml"
 #: How long a guardian's link works (a default: the brief's "expires").
@@ -78,6 +69,14 @@ def _refused(case: Case | None, reason: str) -> RequirementNotMet:
         allowed=(),
         reason=reason,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CallBackPage:
+    """A page of the 回访 list and how many rows it was cut from (for the next page's link)."""
+
+    due: tuple[CallBackDue, ...]
+    read: int
 
 
 class Evaluations:
