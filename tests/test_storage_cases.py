@@ -12,10 +12,12 @@ from hub.cases.workflow import apply, case_from_alert, open_case
 from hub.errors import StaleCaseError
 from hub.ingest.alerts import record_signal
 from hub.records import Alert
+from hub.steps import run_through
 from hub.storage.cases import CaseFilter, CaseStore
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.store import Store
 from rules import MemoryState, Slot
+from tests.helpers import drained
 from tests.test_store import SUBJECT, T0, signal
 
 
@@ -161,4 +163,41 @@ def test_open_cases_are_counted_per_subject_from_their_headers(store: Store) -> 
                     case, CaseAction.VOID, actor="lead", at=T0 + 9, channel=Channel.CONSOLE, note="重复"
                 )
                 cases.append(tx, case, entry)
-    assert cases.open_per_subject() == {"btn-1": 2, "door-2": 1}
+    assert run_through(cases.open_per_subject()) == {"btn-1": 2, "door-2": 1}
+    # One case a step: the same counts, a step (a turn of the loop) after each full page.
+    pauses, counts = drained(cases.open_per_subject(rows_per_step=1))
+    assert (pauses, counts) == (3, {"btn-1": 2, "door-2": 1})
+
+
+def test_open_cases_per_subject_read_in_steps_keep_their_place(store: Store) -> None:
+    """Between two steps, cases are filed and closed: read by id (not OFFSET), a case closed
+    behind the read shifts nothing, so no case read after it is skipped or counted twice."""
+    cases = CaseStore(store=store)
+    opened: dict[str, Case] = {}
+    with store.transaction() as tx:
+        for i in range(6):
+            case, entry = open_case(
+                case_id=f"k{i}", category="door", severity="minor", subject=f"dev-{i}", at=T0 + i, grid="g"
+            )
+            cases.add(tx, case, entry)
+            opened[case.id] = case
+    steps = cases.open_per_subject(rows_per_step=2)
+    next(steps)  # k0 and k1 counted
+    with store.transaction() as tx:
+        for case_id in ("k0", "k1"):  # closed behind the read: an OFFSET would now skip k2, k3
+            case, entry = apply(
+                opened[case_id],
+                CaseAction.VOID,
+                actor="lead",
+                at=T0 + 9,
+                channel=Channel.CONSOLE,
+                note="重复",
+            )
+            cases.append(tx, case, entry)
+        case, entry = open_case(
+            case_id="k9", category="sos", severity="critical", subject="btn-9", at=T0 + 9, grid="g"
+        )
+        cases.add(tx, case, entry)
+    pauses, counts = drained(steps)
+    assert counts == {f"dev-{i}": 1 for i in range(6)} | {"btn-9": 1}
+    assert pauses == 2  # k2–k3, k4–k5, then k9 alone ends the read

@@ -32,6 +32,7 @@ from hub.community.registry import Registry
 from hub.ingest.device_state import ENTRIES_PER_STEP, RECENT_EVENTS
 from hub.records import Role
 from hub.steps import run_through
+from hub.storage.cases import SUBJECT_ROWS_PER_STEP
 from hub.web.pages import devices as devices_page
 from hub.web.pages.devices import DEVICES_PER_STEP
 from hub.web.pages.grids import open_by_grid
@@ -209,6 +210,35 @@ async def test_the_elder_register_is_paged_and_made_in_turns(
             ids = [e["id"] for e in first.json() + rest.json()]
             assert len(ids) == ELDERS + 1 and len(set(ids)) == ELDERS + 1, "every elder once, r1 included"
             assert (await c.get("/api/elders")).json() == first.json() + rest.json()[: 200 - 100]
+
+
+async def test_the_elder_registers_open_case_counts_are_read_in_turns(
+    tmp_path: Path, embedded_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each row shows the elder's open cases, counted for the page from every open case's 立案
+    entry. In one query that was 135 ms of the loop with 50 000 cases open (a storm): it is
+    read a page of cases at a time, the loop taking a turn between two pages."""
+    settings = hub_settings(tmp_path, embedded_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=START), registry=many_elders()) as hub:
+        seed_open(hub, SUBJECT_ROWS_PER_STEP + 10)
+        turns = LoopTurns()
+        reads: list[int] = []
+        execute = hub.store.execute
+
+        def probe(sql: str, params: Any = ()) -> Any:
+            if "t.seq = 0" in sql:
+                reads.append(turns.count)
+            return execute(sql, params)
+
+        monkeypatch.setattr(hub.store, "execute", probe)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}", headers=headers) as c,
+            turns,
+        ):
+            r = await c.get("/api/elders?limit=10")
+        assert r.status_code == 200 and len(r.json()) == 10
+        assert len(reads) == 2 and reads[1] > reads[0], reads
 
 
 OPEN_CASES = 300

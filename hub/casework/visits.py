@@ -625,8 +625,8 @@ class Visits:
         ``per_subject`` (:meth:`open_case_counts`, read once for a page of elders)."""
         return sum(per_subject.get(subject, 0) for subject in {*devices, subject_id(elder)})
 
-    def open_case_counts(self) -> dict[str, int]:
-        """Open cases per subject, in one read of the store (:meth:`CaseStore.open_per_subject`)."""
+    def open_case_counts(self) -> Steps[dict[str, int]]:
+        """Open cases per subject, read from the store in steps (:meth:`CaseStore.open_per_subject`)."""
         return self._casework.cases.open_per_subject()
 
     def tasks(

@@ -16,6 +16,7 @@ import orjson
 from hub.cases.model import OPEN, Case, CaseState, TimelineEntry
 from hub.cases.workflow import replay, replay_onto
 from hub.errors import StaleCaseError
+from hub.steps import Steps
 from hub.storage.case_rows import call_back_from
 from hub.storage.engine import Tx
 from hub.storage.scope import in_list, in_scope
@@ -34,6 +35,9 @@ class CaseFilter:
     #: The assignee, or anybody a notification of the case went to (dispatched, escalated).
     person: str | None = None
 
+
+#: Open cases read per step of :meth:`CaseStore.open_per_subject` (≈ 6 ms of a slow machine's loop each).
+SUBJECT_ROWS_PER_STEP = 1024
 
 #: The open states' stored values (``cases.state``).
 _OPEN = frozenset(state.value for state in OPEN)
@@ -210,29 +214,39 @@ class CaseStore:
         params.append(limit)
         return [(str(row[0]), str(row[1]), row[2]) for row in self._store.execute(query, params)]
 
-    def open_per_subject(self) -> dict[str, int]:
+    def open_per_subject(self, *, rows_per_step: int = SUBJECT_ROWS_PER_STEP) -> Steps[dict[str, int]]:
         """Open cases per subject (a device, or an elder's care subject), read from each case's
-        first timeline entry (立案, which holds the header) in one query.
+        first timeline entry (立案, which holds the header), ``rows_per_step`` cases a step.
 
         The elder register shows each elder's open cases; it loaded every open case once per row
-        (a page of 200 elders with 1 000 cases open: 200 000 loads, seconds of the loop). An entry
-        that does not decode is left out of the count: the case lists report that case.
+        (a page of 200 elders with 1 000 cases open: 200 000 loads, seconds of the loop). In one
+        query the count was still ≈ 30 ms of the loop with 10 000 cases open and 135 ms with
+        50 000 (a storm, when presses must not wait): the cases are read in pages by id
+        (keyset, not OFFSET: a case filed or closed between two steps shifts nothing else).
+        A case filed or closed meanwhile may or may not be counted, as if read a moment earlier
+        or later. An entry that does not decode is left out of the count: the case lists report
+        that case.
         """
-        params: list[object] = []
-        rows = self._store.execute(
-            "SELECT t.entry FROM cases c JOIN case_timeline t ON t.case_id = c.id AND t.seq = 0"  # noqa: S608
-            f" WHERE {in_list('c.state', _OPEN, params)}",
-            params,
-        )
         counts: dict[str, int] = {}
-        for (entry,) in rows:
-            try:
-                subject = orjson.loads(entry)["data"]["subject"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            if isinstance(subject, str):
-                counts[subject] = counts.get(subject, 0) + 1
-        return counts
+        after = ""
+        while True:
+            params: list[object] = []
+            rows = self._store.execute(
+                "SELECT c.id, t.entry FROM cases c JOIN case_timeline t ON t.case_id = c.id AND t.seq = 0"  # noqa: S608
+                f" WHERE {in_list('c.state', _OPEN, params)} AND c.id > ? ORDER BY c.id LIMIT ?",
+                [*params, after, rows_per_step],
+            ).fetchall()
+            for _, entry in rows:
+                try:
+                    subject = orjson.loads(entry)["data"]["subject"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue
+                if isinstance(subject, str):
+                    counts[subject] = counts.get(subject, 0) + 1
+            if len(rows) < rows_per_step:
+                return counts
+            after = str(rows[-1][0])
+            yield
 
     def open_per_grid(self, *, visible: CaseFilter | None = None) -> dict[str | None, tuple[int, int]]:
         """Open cases per grid (``None``: filed without one) as ``(all, SOS)``, counted by the store.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from hub.cases.care import CareFlag, Outcome, TaskKind, VisitKpiRow
 from hub.cases.model import CaseAction, Channel, EvaluationVia, EvaluatorRole, Rating
@@ -35,7 +35,7 @@ from hub.errors import NotAllowedError, NotAuthenticatedError, NotFoundError
 from hub.ingest.device_state import DeviceStates, is_online
 from hub.steps import run_in_turns
 from hub.web import models as m
-from hub.web.routes.common import Offset, page
+from hub.web.routes.common import Offset, page, rows_in_turns
 
 #: Register entries looked at, and rows made (three or four store reads each), between turns.
 ELDERS_PER_STEP = 2048
@@ -188,6 +188,11 @@ class ElderOut(_Out):
     )
 
 
+_ELDER_LIST: TypeAdapter[list[ElderOut]] = TypeAdapter(list[ElderOut])
+_CALL_BACK_LIST: TypeAdapter[list[CallBackOut]] = TypeAdapter(list[CallBackOut])
+_VISIT_LIST: TypeAdapter[list[VisitOut]] = TypeAdapter(list[VisitOut])
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CareServices:
     """What the routes work with (built by the app)."""
@@ -303,7 +308,7 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
         made = await run_in_turns(evaluations.call_back_steps(reach=who, limit=limit, offset=offset))
         found = made.due
         page(request, response, found, limit=limit, offset=offset, read=made.read)
-        return [
+        rows = [
             {
                 "case_id": d.case_id,
                 "grid": d.grid,
@@ -315,6 +320,7 @@ def _evaluation_routes(api: FastAPI, evaluations: Evaluations) -> None:
             }
             for d in found
         ]
+        return await rows_in_turns(response, rows, _CALL_BACK_LIST)
 
     @api.post("/api/cases/{case_id}/evaluation-link", response_model=LinkOut, responses=_ERRORS)
     async def evaluation_link(request: Request, who: Who, case_id: CaseId, body: LinkIn) -> Any:
@@ -450,6 +456,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
 
     @api.get("/api/visits", response_model=list[VisitOut], responses=_ERRORS)
     async def visit_list(
+        response: Response,
         who: Who,
         include_done: Annotated[bool, Query(alias="done", description="also tasks already done")] = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 200,
@@ -458,7 +465,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
         """探访 tasks the caller may see (a grid worker: his grids), urgent first, then by due time."""
         now = visits.now()
         tasks = visits.tasks(reach=who, open_only=not include_done, limit=limit, offset=offset)
-        return [visit_json(who, t, now) for t in tasks]
+        return await rows_in_turns(response, [visit_json(who, t, now) for t in tasks], _VISIT_LIST)
 
     @api.post("/api/visits/{task_id}/{action}", response_model=VisitRecordOut, responses=_ERRORS)
     async def visit_action(
@@ -529,7 +536,7 @@ def _visit_routes(api: FastAPI, care: CareServices) -> None:
             if len(out) % ROWS_PER_STEP == ROWS_PER_STEP - 1:
                 await asyncio.sleep(0)
             if open_per_subject is None:
-                open_per_subject = visits.open_case_counts()
+                open_per_subject = await run_in_turns(visits.open_case_counts())
             out.append(_elder_row(care, who, entry, where, now, open_per_subject=open_per_subject))
         page(request, response, out, limit=limit, offset=offset)
-        return out
+        return await rows_in_turns(response, out, _ELDER_LIST)
