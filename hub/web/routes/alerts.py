@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from adapters.errors import LinliError
 from hub.casework.access import Permission, Scope, Where
 from hub.errors import BadRequestError, NotAllowedError, NotFoundError
 from hub.records import alert_json
 from hub.web import models as m
-from hub.web.routes.common import ERRORS, MAX_LOG_PAGE, Limit, Offset, Who, error, page
+from hub.web.routes.common import ERRORS, MAX_LOG_PAGE, Limit, Offset, Who, error, page, rows_in_turns
 
 if TYPE_CHECKING:
     from hub.web.api import Api
+
+_ALERT_LIST: TypeAdapter[list[m.AlertOut]] = TypeAdapter(list[m.AlertOut])
+_LOG: TypeAdapter[list[m.NotificationLogRow]] = TypeAdapter(list[m.NotificationLogRow])
 
 
 def add_alert_routes(api: FastAPI, web: Api) -> None:
@@ -27,14 +31,14 @@ def add_alert_routes(api: FastAPI, web: Api) -> None:
         status: Annotated[str | None, Query(pattern="^(active|resolved)$")] = None,
         limit: Limit = 100,
         offset: Offset = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Alerts newest first, those of the grids/community the caller covers."""
         grids, communities = web.read_scope(who.reach)
         found = web.store.alerts(
             limit=limit, offset=offset, status=status, grids=grids, communities=communities
         )
         page(request, response, found, limit=limit, offset=offset)
-        return [alert_json(a) for a in found]
+        return await rows_in_turns(response, [alert_json(a) for a in found], _ALERT_LIST)
 
     @api.get("/api/alerts/{alert_id}", response_model=m.AlertDetailOut, responses=ERRORS)
     async def alert(who: Who, alert_id: Annotated[int, Path(ge=1, le=m.MAX_ID)]) -> dict[str, Any]:
@@ -68,7 +72,7 @@ def add_alert_routes(api: FastAPI, web: Api) -> None:
         since: Annotated[float, Query(ge=0, le=m.MAX_UNIX_S, allow_inf_nan=False)] = 0.0,
         limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = 500,
         offset: Offset = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Every notification attempt with its outcome (the desk: command centre, duty officers)."""
         scope = who.reach.scope(Permission.READ_NOTIFICATIONS)
         if scope is Scope.NONE:
@@ -76,7 +80,7 @@ def add_alert_routes(api: FastAPI, web: Api) -> None:
         communities = None if scope is Scope.ALL else who.reach.communities
         rows = web.store.notification_log(since=since, limit=limit, offset=offset, communities=communities)
         page(request, response, rows, limit=limit, offset=offset)
-        return rows
+        return await rows_in_turns(response, rows, _LOG)
 
     if web.advance_clock is not None:
         advance = web.advance_clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from hub.cases.model import OPEN, TERMINAL, CaseAction, Channel
 from hub.casework.access import Actor, Permission, Reach, Where, needs_person
@@ -14,7 +15,17 @@ from hub.records import alert_json
 from hub.steps import Steps, run_in_turns
 from hub.storage.cases import CaseFilter
 from hub.web import models as m
-from hub.web.routes.common import CASE_ERRORS, ERRORS, Limit, Offset, Principal, Who, error, page
+from hub.web.routes.common import (
+    CASE_ERRORS,
+    ERRORS,
+    Limit,
+    Offset,
+    Principal,
+    Who,
+    error,
+    page,
+    rows_in_turns,
+)
 from hub.web.views import timeline_json
 
 if TYPE_CHECKING:
@@ -22,6 +33,7 @@ if TYPE_CHECKING:
 
 _LIGHT_RANK = {"red": 0, "yellow": 1, "green": 2}
 _SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "info": 3}
+_CASE_LIST: TypeAdapter[list[m.CaseOut]] = TypeAdapter(list[m.CaseOut])
 
 
 def urgency(view: dict[str, Any]) -> tuple[int, int, str]:
@@ -103,7 +115,7 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         grid: Annotated[str | None, Query(max_length=32)] = None,
         limit: Limit = 200,
         offset: Offset = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Open cases (or ``?state=closed``) the caller may read, most urgent first within a page.
 
         ``?mine=1`` for the caller's own; ``?mine=told`` also those escalated to the caller (every
@@ -126,7 +138,7 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         page(request, response, views, limit=limit, offset=offset, read=len(ids))
         await run_in_turns(_placed(web, who.reach, views))
         views.sort(key=urgency)
-        return views
+        return await rows_in_turns(response, views, _CASE_LIST)
 
     @api.get(
         "/api/cases/{case_id}",

@@ -6,6 +6,7 @@ The :data:`Who` dependency resolves the caller through the :class:`hub.web.api.A
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Query, Request, Response
+from fastapi.exceptions import ResponseValidationError
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
 
 from hub.casework.access import Actor, Reach
 from hub.config import ApiToken
@@ -100,6 +103,35 @@ def page(
     following = offset + limit
     response.headers["Link"] = f'<{request.url.path}?{urlencode({**query, "offset": following})}>; rel="next"'
     response.headers["X-Next-Offset"] = str(following)
+
+
+#: Rows of a JSON list answer checked and written between two turns of the loop (a case ≈ 20 µs).
+ROWS_PER_TURN = 100
+
+
+async def rows_in_turns(response: Response, rows: Sequence[Any], shape: TypeAdapter[list[Any]]) -> Response:
+    """``rows`` answered as FastAPI answers a route's ``response_model=list[…]``, in turns.
+
+    FastAPI checks the whole list against the model and writes it in one go: 15–20 ms of the
+    event loop for a page of 1 000 cases, 30–45 ms for 10 000 rows of the notification log, in
+    which no SOS press is handled. Here the same check and the same writer (pydantic's, by
+    alias) run :data:`ROWS_PER_TURN` rows at a time, so the bytes are FastAPI's own. The
+    route keeps its ``response_model`` for the OpenAPI schema; returning a ``Response`` is
+    what makes FastAPI skip its own pass, so the headers set on ``response`` (the page's
+    ``Link``) are carried over here, as FastAPI does.
+    """
+    parts: list[bytes] = []
+    for start in range(0, len(rows), ROWS_PER_TURN):
+        if start:
+            await asyncio.sleep(0)
+        try:
+            checked = shape.validate_python(rows[start : start + ROWS_PER_TURN], from_attributes=True)
+        except ValidationError as exc:  # the hub's own bug, as FastAPI reports it: a 500, logged
+            raise ResponseValidationError(exc.errors(include_url=False)) from exc
+        parts.append(shape.dump_json(checked, by_alias=True)[1:-1])
+    answer = Response(content=b"[" + b",".join(parts) + b"]", media_type="application/json")
+    answer.headers.raw.extend(response.headers.raw)
+    return answer
 
 
 def time_param(value: str | None, *, default: float, name: str) -> float:

@@ -6,17 +6,21 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from hub.casework.access import Permission, Where
 from hub.errors import NotFoundError
 from hub.steps import run_in_turns
 from hub.web import models as m
 from hub.web.pages.devices import DEVICES_PER_STEP
-from hub.web.routes.common import ERRORS, Limit, Offset, Who, page
+from hub.web.routes.common import ERRORS, Limit, Offset, Who, page, rows_in_turns
 from hub.web.views import device_json, event_json
 
 if TYPE_CHECKING:
     from hub.web.api import Api
+
+_DEVICE_LIST: TypeAdapter[list[m.DeviceOut]] = TypeAdapter(list[m.DeviceOut])
+_EVENT_LIST: TypeAdapter[list[m.EventOut]] = TypeAdapter(list[m.EventOut])
 
 
 def add_device_routes(api: FastAPI, web: Api) -> None:
@@ -29,7 +33,7 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
         grid: Annotated[str | None, Query(max_length=32)] = None,
         limit: Limit = 200,
         offset: Offset = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Registered devices, then unknown ones; those the caller may read, a page at a time."""
         now = web.clock.now()
         ids = [d.id for d in web.registry.devices()] + list(web.registry.unassigned)
@@ -60,7 +64,7 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
             for i, where in chosen
         ]
         page(request, response, chosen, limit=limit, offset=offset)
-        return [v for v in views if v is not None]
+        return await rows_in_turns(response, [v for v in views if v is not None], _DEVICE_LIST)
 
     @api.get("/api/devices/{device_id:path}", response_model=m.DeviceDetailOut, responses=ERRORS)
     async def device(who: Who, device_id: Annotated[str, Path(max_length=256)]) -> dict[str, Any]:
@@ -89,7 +93,7 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
         device_id: Annotated[str | None, Query(max_length=256)] = None,
         limit: Limit = 100,
         offset: Offset = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Recent device events, most recent first, of devices the caller may read."""
 
         answers: dict[str, bool] = {}  # the ring repeats few devices: ask once for each
@@ -104,4 +108,4 @@ def add_device_routes(api: FastAPI, web: Api) -> None:
             web.states.event_steps(device_id, limit=limit, offset=offset, include=readable)
         )
         page(request, response, found, limit=limit, offset=offset)
-        return [event_json(e) for e in found]
+        return await rows_in_turns(response, [event_json(e) for e in found], _EVENT_LIST)
