@@ -55,7 +55,7 @@ COMPILED_TESTS ?= tests/test_hot_path.py tests/test_adapters_*.py tests/test_zig
 	tests/test_unknown_devices.py tests/test_priority_lane.py tests/test_redelivery_idempotent.py \
 	tests/test_rule_clock.py tests/test_hub_rules.py tests/test_hub_timeseries.py \
 	tests/test_timeseries_*.py tests/test_ingest_retry.py tests/test_sos_trace.py tests/test_e2e.py \
-	tests/test_shared_ids.py tests/test_community_sources.py
+	tests/test_shared_ids.py tests/test_community_sources.py tests/test_signs_of_life.py
 unit-compiled: $(STAMP)
 	tree="$$($(BIN)/python -m bench.compiled)" && LINLI_DEV_COMPILED_TREE="$$tree" PYTHONPATH="$$tree" \
 		LINLI_DEV_EXPECT_COMPILED=1 $(BIN)/pytest -q -p no:cacheprovider $(COMPILED_TESTS) $(PYTEST_ARGS)

@@ -45,6 +45,7 @@ from hub.casework.guardian_links import GuardianLinks
 from hub.casework.replies import Replies, ReplyTopics
 from hub.casework.reply_keys import ReplyKeys
 from hub.casework.service import Casework
+from hub.casework.signs import ANY_SIGN
 from hub.casework.visits import Visits
 from hub.channels.preferences import Preferences
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SteadyClock, SystemClock, wall_delay
@@ -413,6 +414,7 @@ class Hub:
             unknown_burst_s=settings.unknown_devices.burst_s,
             # The elder's door, PIR or green key completes his daily sign of life (每日平安).
             on_event=self.visits.on_event,
+            on_event_kinds=ANY_SIGN,
         )
         self.alarms = HubAlarms(
             outbound=self.outbound,

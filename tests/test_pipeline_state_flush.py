@@ -49,6 +49,7 @@ async def test_once_per_message_and_on_the_way_out_of_a_failure(tmp_path: Path) 
             hook(event, retain)
 
         pipeline._on_device_event = second_fails
+        pipeline._on_event_kinds = None  # every event through the hook, not the signs' kinds only
         topic, payload = stream[1]
         with pytest.raises(RuntimeError, match="a rule failed"):
             pipeline.handle(topic, payload)

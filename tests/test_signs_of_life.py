@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
 from hub.cases.care import CareFlag, Elder, TaskKind, care_from, due_at, load_care, same_due_until
 from hub.casework.care_alerts import NO_SIGN_RULE
 from hub.casework.elders import RegisterEntry
 from hub.casework.signs import SIGN_EVENTS, NoSign, gives_sign, is_sign, sign_status
+from hub.casework.visits import Visits
+from hub.clock import ManualClock
 from hub.community.model import Device, Resident
-from tests.helpers import GRID, TOKEN, Phone, eventually, publisher
+from tests.helpers import GRID, TOKEN, Phone, eventually, hub_settings, publisher
 from tests.support.servers import Broker
 from tests.test_case_flow import PRESS, call
 from tests.test_visits import DOOR_OPEN, hub_with_phone
@@ -236,3 +240,33 @@ def test_a_sign_on_the_same_local_day_gives_the_same_due_time() -> None:
                 assert due_at(until, interval, zone=zone, due_time=clock_time(18, 0)) > first
     # Shorter intervals are not rounded: the answer holds for the start alone.
     assert same_due_until(1.8e9, 3600.0, zone="Asia/Shanghai") == 1.8e9
+
+
+def test_only_events_that_can_be_a_sign_reach_the_care_listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline asks the kind before it calls out (the listener is pure Python and the
+    pipeline compiled: a call per battery or link-quality reading was ≈ 2 % of a message's
+    instructions); every event of a sign kind still reaches it, retained or not."""
+    heard: list[tuple[str, EventKind, bool]] = []
+
+    def listening(self: Visits, event: Event, retain: bool = False) -> None:
+        heard.append((event.device_id, event.kind, retain))
+
+    monkeypatch.setattr(Visits, "on_event", listening)
+    clock = ManualClock(start=1_795_371_180.0)
+    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=clock)
+    try:
+        handle = hub.pipeline.handle
+        handle("zigbee2mqtt/door-1", b'{"contact": false, "battery": 90, "linkquality": 120}', 1)
+        clock.advance(1)
+        handle("zigbee2mqtt/door-1", b'{"contact": true, "battery": 90}', 1, True)
+        clock.advance(1)
+        handle("zigbee2mqtt/door-1", b'{"battery": 89, "linkquality": 100}', 1)
+        assert heard == [
+            ("door-1", EventKind.DOOR_OPEN, False),
+            ("door-1", EventKind.DOOR_CLOSED, True),
+        ]
+        assert hub.pipeline.stats.events >= 6  # the others were handled, only not passed on
+    finally:
+        hub.close()

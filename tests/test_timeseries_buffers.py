@@ -19,7 +19,6 @@ import pytest
 
 from hub.clock import ManualClock
 from hub.timeseries import InfluxWriter, Point, SqliteSink, TimeseriesSettings, query_series
-from hub.timeseries import sqlite_sink as sqlite_sink_module
 from hub.timeseries.settings import TimeseriesKind
 from hub.timeseries.sqlite_sink import Aggregate
 from tests.support.servers import free_port
@@ -68,7 +67,7 @@ def test_points_waiting_for_the_flush_are_nothing_the_collector_walks(make: Sink
     held: list[object] = (
         list(sink._buffer)
         if isinstance(sink, InfluxWriter)
-        else [v for c in sink._buffer.__slots__ for v in getattr(sink._buffer, c)]
+        else [v for column in sink._buffer.columns() for v in column]
     )
     assert held
     assert not any(gc.is_tracked(item) for item in held)
@@ -159,14 +158,13 @@ async def test_the_embedded_sink_writes_again_once_a_full_disk_has_room(tmp_path
     assert count_rows(tmp_path / "ts.sqlite") == 10
 
 
-def test_the_embedded_sink_writes_each_point_s_own_tags(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_embedded_sink_writes_each_point_s_own_tags(tmp_path: Path) -> None:
     # The sink remembers the JSON text per tags tuple (by identity: a device's points share one).
     # Every row must still carry its own point's tags: for the same tuple again, for an equal
     # one, for a new tuple that takes a freed one's id, and past the memo's limit.
-    monkeypatch.setattr(sqlite_sink_module, "TAG_JSON_LIMIT", 3)
-    sink = sqlite_sink(tmp_path)
+    sink = SqliteSink(
+        path=tmp_path / "ts.sqlite", retention_days=30, clock=ManualClock(start=NOW), tag_json_limit=3
+    )
     grid = ("grid", "g1")
     devices = [("device_id", f"d{i}") for i in range(40)]
     shared = (devices[0], grid)

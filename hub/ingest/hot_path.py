@@ -56,6 +56,7 @@ MODULES: tuple[str, ...] = (
     "hub/timeseries/event_series.py",
     "hub/timeseries/schema.py",
     "hub/timeseries/line_protocol.py",
+    "hub/timeseries/pending.py",
     "hub/community/registry.py",
 )
 

@@ -139,9 +139,13 @@ class Pipeline:
         strangers: UnknownDevices,
         unknown_burst_s: float = 600.0,
         on_event: Callable[[Event, bool], None] | None = None,
+        on_event_kinds: frozenset[EventKind] | None = None,
     ) -> None:
-        #: Told of every registered device's event (care's daily sign of life), with ``retain``.
+        #: Told of every registered device's event (care's daily sign of life), with ``retain``;
+        #: of those of ``on_event_kinds`` only, where given. The listener is pure Python: asked
+        #: here, most events (battery, link quality, parking) skip an interpreted call each.
         self._on_device_event = on_event
+        self._on_event_kinds = on_event_kinds
         self._strangers = strangers
         self._unknown_burst_s = unknown_burst_s
         self._on_state_change = on_state_change
@@ -336,7 +340,9 @@ class Pipeline:
             event = self._press_in_time(event)
         state = self._states.record(event)
         if self._on_device_event is not None and known:
-            self._on_device_event(event, retain)
+            kinds = self._on_event_kinds
+            if kinds is None or event.kind in kinds:
+                self._on_device_event(event, retain)
         if event.kind not in _HEALTH or self._health_point_due(event, state):
             try:
                 self._series.write_many(

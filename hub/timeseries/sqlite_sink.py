@@ -15,19 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import orjson
-
 from hub.clock import Clock
 from hub.files import touch_private
 from hub.timeseries.line_protocol import Point
+from hub.timeseries.pending import TAG_JSON_LIMIT, PendingRows, Row, Tags
 from hub.timeseries.writer import TASK_NAME, WriterStats
 
 log = logging.getLogger(__name__)
@@ -74,88 +72,6 @@ class Series:
     points: tuple[tuple[float, float], ...]
 
 
-#: One row of ``points``: (ts, measurement, tags JSON, field, value, text).
-Row = tuple[float, str, str, str, float | None, str | None]
-
-
-Tags = tuple[tuple[str, str], ...]
-#: Tags tuples whose JSON text the sink remembers; past this many it starts over. About
-#: two per charted device (its state and its health points): ≈ 3 MB when full.
-TAG_JSON_LIMIT = 8192
-
-
-class _Rows:
-    """Rows waiting for the insert, kept by column.
-
-    Strings and floats are nothing the cyclic collector tracks; a row tuple is until a
-    collection has looked at it, and one holding a :class:`Measurement` member (an object
-    with a ``__dict__``) never leaves its lists. Thousands of rows waiting a flush interval
-    made young collections walk them at 10 000 msg/s (docs/benchmarks.md, "Nineteenth pass").
-    The tuples :meth:`rows` makes live only as long as the insert that reads them.
-    """
-
-    __slots__ = ("fields", "measurements", "tag_json", "tags", "texts", "times", "values")
-
-    def __init__(self, tag_json: dict[int, tuple[Tags, str]]) -> None:
-        #: The sink's memo of each tags tuple's JSON text (see :data:`TAG_JSON_LIMIT`).
-        self.tag_json = tag_json
-        self.times: list[float] = []
-        self.measurements: list[str] = []
-        self.tags: list[str] = []
-        self.fields: list[str] = []
-        self.values: list[float | None] = []
-        self.texts: list[str | None] = []
-
-    def add(self, point: Point) -> bool:
-        """The point's rows, one per numeric, boolean or string field (NaN and infinities left
-        out); ``False`` when it has none or no finite time (``ts`` is NOT NULL, and SQLite
-        stores NaN as NULL)."""
-        ts = point.ts
-        if not math.isfinite(ts):
-            return False
-        kept: list[tuple[str, float | None, str | None]] = []
-        for key, value in point.fields:
-            if isinstance(value, str):
-                kept.append((key, None, value))
-            elif math.isfinite(value):
-                kept.append((key, float(value), None))
-        if not kept:
-            return False
-        # A Measurement member is a str subclass with a __dict__: keep its plain value.
-        measurement = (
-            str.__str__(point.measurement) if type(point.measurement) is not str else point.measurement
-        )
-        # A device's points share one tags tuple (hub.timeseries.event_series caches it), so
-        # its JSON text is made once per tuple, not per point: dict, orjson and decode were
-        # ≈ 3 k instructions a point (docs/benchmarks.md, "Twenty-fifth pass"). Keyed by
-        # identity: the entry holds the tuple, so no other object can have its id meanwhile.
-        point_tags = point.tags
-        known = self.tag_json.get(id(point_tags))
-        if known is not None:
-            tags = known[1]
-        else:
-            tags = orjson.dumps(dict(point_tags)).decode()
-            if len(self.tag_json) >= TAG_JSON_LIMIT:
-                self.tag_json.clear()
-            self.tag_json[id(point_tags)] = (point_tags, tags)
-        for key, number, text in kept:
-            self.times.append(ts)
-            self.measurements.append(measurement)
-            self.tags.append(tags)
-            self.fields.append(key)
-            self.values.append(number)
-            self.texts.append(text)
-        return True
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    def rows(self) -> Iterator[Row]:
-        return zip(
-            self.times, self.measurements, self.tags, self.fields, self.values, self.texts, strict=True
-        )
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     touch_private(path)  # 0600; SQLite gives its -wal/-shm files the same mode
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -169,7 +85,13 @@ class SqliteSink:
     """Embedded time-series sink with retention; same surface as :class:`InfluxWriter`."""
 
     def __init__(
-        self, *, path: Path, retention_days: float, clock: Clock, flush_interval_s: float = 1.0
+        self,
+        *,
+        path: Path,
+        retention_days: float,
+        clock: Clock,
+        flush_interval_s: float = 1.0,
+        tag_json_limit: int = TAG_JSON_LIMIT,
     ) -> None:
         self.path = path
         # Retention is measured on the hub's clock, never the wall clock: points carry the
@@ -178,9 +100,10 @@ class SqliteSink:
         self._clock = clock
         self._retention_s = retention_days * 86400
         self._interval = flush_interval_s
-        # Rows by column, not points: see :class:`_Rows` (and :class:`InfluxWriter`'s lines).
+        # Rows by column, not points: see :class:`PendingRows` (and :class:`InfluxWriter`'s lines).
         self._tag_json: dict[int, tuple[Tags, str]] = {}
-        self._buffer = _Rows(self._tag_json)
+        self._tag_json_limit = tag_json_limit
+        self._buffer = PendingRows(self._tag_json, tag_json_limit=tag_json_limit)
         self._points = 0  # points behind ``_buffer``
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one worker thread at a time on the connection
@@ -190,20 +113,20 @@ class SqliteSink:
 
     def write(self, point: Point) -> None:
         """Queue one point's rows: no I/O, never blocks; a point with nothing to write is counted."""
-        self.stats.points_written += 1
-        try:
-            added = self._buffer.add(point)
-        except Exception as exc:  # a field of a type the table has no column for; never raise
-            self.stats.last_error = f"unwritable point: {type(exc).__name__}: {exc}"
-            added = False
-        if not added:
-            self.stats.invalid_points += 1
-            return
-        self._points += 1
+        self._queued(*self._buffer.add_many((point,)))
 
     def write_many(self, points: Iterable[Point]) -> None:
-        for point in points:
-            self.write(point)
+        """Queue the points' rows in one call into the compiled half (:class:`PendingRows`)."""
+        self._queued(*self._buffer.add_many(points))
+
+    def _queued(self, seen: int, refused: int, why: str) -> None:
+        stats = self.stats
+        stats.points_written += seen
+        if refused:
+            stats.invalid_points += refused
+            if why:
+                stats.last_error = why
+        self._points += seen - refused
 
     @property
     def buffered(self) -> int:
@@ -248,7 +171,7 @@ class SqliteSink:
     async def flush(self) -> None:
         if not self._buffer or self._db is None:
             return
-        rows, self._buffer = self._buffer, _Rows(self._tag_json)
+        rows, self._buffer = self._buffer, PendingRows(self._tag_json, tag_json_limit=self._tag_json_limit)
         points, self._points = self._points, 0
         prune_before = None
         now = self._clock.now()

@@ -47,7 +47,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hub.timeseries.line_protocol import Point, encode
+from hub.timeseries.line_protocol import Point
+from hub.timeseries.pending import queue_lines
 from hub.timeseries.settings import TimeseriesSettings
 from hub.timeseries.spool import Spool
 
@@ -147,25 +148,25 @@ class InfluxWriter:
     # ----------------------------------------------------------------- hot path
     def write(self, point: Point) -> None:
         """Queue one point's line: no I/O, never blocks; a point with nothing to write is counted."""
-        self.stats.points_written += 1
-        try:
-            line = encode(point)
-        except Exception as exc:
-            # A time that is not a finite number, a field of a type line protocol has no form
-            # for: this point is unwritable, the caller's event and its other points are not.
-            # Casework and care charts through here too: ``write`` must never raise.
-            self.stats.last_error = f"unwritable point: {type(exc).__name__}: {exc}"
-            line = None
-        if line is None:
-            self.stats.invalid_points += 1
-            return
-        self._buffer.append(line)
-        if len(self._buffer) >= self._batch_size:
-            self._wake.set()
+        self._queued(*queue_lines((point,), self._buffer))
 
     def write_many(self, points: Iterable[Point]) -> None:
-        for point in points:
-            self.write(point)
+        """Queue the points' lines in one call into the compiled half (:func:`queue_lines`).
+
+        Casework and care chart through here too: this must never raise (a point that cannot
+        be encoded is counted, the others are queued).
+        """
+        self._queued(*queue_lines(points, self._buffer))
+
+    def _queued(self, seen: int, refused: int, why: str) -> None:
+        stats = self.stats
+        stats.points_written += seen
+        if refused:
+            stats.invalid_points += refused
+            if why:
+                stats.last_error = why
+        if len(self._buffer) >= self._batch_size:
+            self._wake.set()
 
     # ---------------------------------------------------------------- lifecycle
     @property

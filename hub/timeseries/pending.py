@@ -1,0 +1,161 @@
+"""Points waiting for a sink's flush, kept in the form that sink writes: the sinks' hot-path half.
+
+Every event's points go through here, so this module is on :data:`hub.ingest.hot_path.MODULES`
+and runs compiled in a compiled build. The sinks themselves (:mod:`hub.timeseries.writer`,
+:mod:`hub.timeseries.sqlite_sink`) do I/O, threads and asyncio and stay pure Python. Their
+``write_many`` was a loop in that pure Python calling ``write`` for each point: 1–2 interpreted
+calls per point, and the embedded sink's row building interpreted too, ≈ 12 800 of a message's
+≈ 112 000 instructions on the compiled build (docs/benchmarks.md, "Twenty-eighth pass"). A sink
+now makes one call per message into this module.
+
+Must not import: the sinks, asyncio, anything that does I/O (only :mod:`hub.timeseries.line_protocol`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import orjson
+
+from hub.timeseries.line_protocol import Point, encode
+
+Tags = tuple[tuple[str, str], ...]
+Columns = tuple[list[float], list[str], list[str], list[str], list[float | None], list[str | None]]
+
+#: One row of the embedded sink's ``points`` table: (ts, measurement, tags JSON, field, value, text).
+Row = tuple[float, str, str, str, float | None, str | None]
+
+#: Tags tuples whose JSON text the embedded sink remembers; past this many it starts over. About
+#: two per charted device (its state and its health points): ≈ 3 MB when full.
+TAG_JSON_LIMIT = 8192
+
+
+def _finite(number: float) -> bool:
+    """``math.isfinite`` in native arithmetic: ``x - x`` is NaN for NaN and the infinities.
+    Compiled, ``math.isfinite`` is a module attribute read and a call (≈ 300 instructions)."""
+    return number - number == 0.0
+
+
+def queue_lines(points: Iterable[Point], lines: list[str]) -> tuple[int, int, str]:
+    """Each point's line of line protocol appended to ``lines`` (the InfluxDB writer's buffer).
+
+    Returns how many points there were, how many had nothing to write, and why the last point
+    that could not be encoded could not (``""`` if none raised). Never raises for a point: a
+    time that is not a finite number or a field of a type line protocol has no form for makes
+    that point unwritable, not its event nor the other points.
+    """
+    seen = refused = 0
+    why = ""
+    for point in points:
+        seen += 1
+        try:
+            line = encode(point)
+        except Exception as exc:
+            why = f"unwritable point: {type(exc).__name__}: {exc}"
+            line = None
+        if line is None:
+            refused += 1
+        else:
+            lines.append(line)
+    return seen, refused, why
+
+
+class PendingRows:
+    """The embedded sink's rows waiting for the insert, kept by column.
+
+    Strings and floats are nothing the cyclic collector tracks; a row tuple is until a
+    collection has looked at it, and one holding a :class:`Measurement` member (an object
+    with a ``__dict__``) never leaves its lists. Thousands of rows waiting a flush interval
+    made young collections walk them at 10 000 msg/s (docs/benchmarks.md, "Nineteenth pass").
+    The tuples :meth:`rows` makes live only as long as the insert that reads them.
+    """
+
+    def __init__(
+        self, tag_json: dict[int, tuple[Tags, str]], *, tag_json_limit: int = TAG_JSON_LIMIT
+    ) -> None:
+        #: The sink's memo of each tags tuple's JSON text, started over past ``tag_json_limit``.
+        self.tag_json = tag_json
+        self.tag_json_limit = tag_json_limit
+        #: Each measurement's plain ``str`` (a few dozen: the schema's).
+        self._plain: dict[str, str] = {}
+        self.times: list[float] = []
+        self.measurements: list[str] = []
+        self.tags: list[str] = []
+        self.fields: list[str] = []
+        self.values: list[float | None] = []
+        self.texts: list[str | None] = []
+
+    def columns(self) -> Columns:
+        """The six columns, in the table's order (tests: what the sink holds)."""
+        return self.times, self.measurements, self.tags, self.fields, self.values, self.texts
+
+    def add_many(self, points: Iterable[Point]) -> tuple[int, int, str]:
+        """Each point's rows (see :meth:`add`): how many points, how many had none, and why the
+        last one that raised did (``""`` if none did). Never raises for a point."""
+        seen = refused = 0
+        why = ""
+        for point in points:
+            seen += 1
+            try:
+                added = self.add(point)
+            except Exception as exc:  # a field of a type the table has no column for
+                why = f"unwritable point: {type(exc).__name__}: {exc}"
+                added = False
+            if not added:
+                refused += 1
+        return seen, refused, why
+
+    def add(self, point: Point) -> bool:
+        """The point's rows, one per numeric, boolean or string field (NaN and infinities left
+        out); ``False`` when it has none or no finite time (``ts`` is NOT NULL, and SQLite
+        stores NaN as NULL)."""
+        ts = point.ts
+        if not _finite(ts):
+            return False
+        kept: list[tuple[str, float | None, str | None]] = []
+        for key, value in point.fields:
+            if isinstance(value, str):
+                kept.append((key, None, value))
+            else:
+                real = float(value)  # a bool is 0.0 / 1.0; an int too large for a float raises
+                if _finite(real):
+                    kept.append((key, real, None))
+        if not kept:
+            return False
+        # A Measurement member is a str subclass with a __dict__: keep its plain value, made
+        # once per measurement (``str.__str__`` each time was a generic call per point).
+        measurement = point.measurement
+        if type(measurement) is not str:
+            plain = self._plain.get(measurement)
+            if plain is None:
+                plain = self._plain[measurement] = str.__str__(measurement)
+            measurement = plain
+        # A device's points share one tags tuple (hub.timeseries.event_series caches it), so
+        # its JSON text is made once per tuple, not per point: dict, orjson and decode were
+        # ≈ 3 k instructions a point (docs/benchmarks.md, "Twenty-fifth pass"). Keyed by
+        # identity: the entry holds the tuple, so no other object can have its id meanwhile.
+        point_tags = point.tags
+        known = self.tag_json.get(id(point_tags))
+        if known is not None:
+            tags = known[1]
+        else:
+            tags = orjson.dumps(dict(point_tags)).decode()
+            if len(self.tag_json) >= self.tag_json_limit:
+                self.tag_json.clear()
+            self.tag_json[id(point_tags)] = (point_tags, tags)
+        for key, number, text in kept:
+            self.times.append(ts)
+            self.measurements.append(measurement)
+            self.tags.append(tags)
+            self.fields.append(key)
+            self.values.append(number)
+            self.texts.append(text)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def rows(self) -> Iterator[Row]:
+        return zip(
+            self.times, self.measurements, self.tags, self.fields, self.values, self.texts, strict=True
+        )
