@@ -15,7 +15,7 @@ no I/O here. All memory is in the :class:`rules.state.StatePort`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters.events import DeviceKind, Event, EventKind
@@ -24,10 +24,11 @@ from rules.expr import Expr, equal
 from rules.model import AbsenceTrigger, Rule, Scalar, ThresholdTrigger, TriggerType
 from rules.overrides import OverrideConfig, RuleOverrides, compile_overrides
 from rules.signals import Signal
-from rules.state import Key, StatePort
+from rules.state import StatePort
 from rules.subject import Subject
 from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
 from rules.triggers.absence import HEARTBEAT_ATTRIBUTE, AbsenceStep, period_for
+from rules.triggers.base import Step as RuleStep
 from rules.triggers.base import event_identity
 from rules.triggers.threshold import ThresholdGroup
 from rules.windows import DEFAULT_ZONE, ActiveWindows, zone
@@ -47,14 +48,14 @@ _IDENT_LIMIT = 4096
 #: value of any length could be held by the memo.
 _IDENT_TYPES = frozenset({float, int, bool, type(None)})
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
-#: One candidate rule resolved for a kind of subject: the engine's ``on_event``, the rule, its
+#: One candidate rule resolved for a kind of subject: the engine (or a step made for the plan), the rule, its
 #: override-resolved trigger, condition, windows and the rule id of the state key (the key is
 #: ``(rule id, device)``, made per event). Built once per plan shape and shared by every device
 #: of that shape, so the hot loop resolves no override per event and 10⁵ devices hold a
 #: handful of plans, not one each (≈ 2 KB a device when each had its own; docs/benchmarks.md,
 #: "Ninth pass"). A plain tuple: unpacking it is the cheapest access Python has.
 Step = tuple[
-    Callable[[Rule, AnyTrigger, EventContext, bool, Key], list[Signal]],
+    RuleStep,
     Rule,
     AnyTrigger,
     Expr | None,
@@ -165,9 +166,7 @@ def _bound(steps: list[Step], periods: Sequence[float | None]) -> tuple[Step, ..
             members = [(rule, trigger, rule_id) for _, rule, trigger, _, _, rule_id in group]
             thresholds = [(r, t, i) for r, t, i in members if isinstance(t, ThresholdTrigger)]
             first = group[0]
-            out.append(
-                (ThresholdGroup(members=thresholds).on_event, first[1], first[2], None, None, first[5])
-            )
+            out.append((ThresholdGroup(members=thresholds), first[1], first[2], None, None, first[5]))
         else:
             out.extend(group)
         group.clear()
@@ -183,7 +182,7 @@ def _bound(steps: list[Step], periods: Sequence[float | None]) -> tuple[Step, ..
                 continue
             out.append(
                 (
-                    AbsenceStep(period=period, trigger=trigger).on_event,
+                    AbsenceStep(period=period, trigger=trigger),
                     rule,
                     trigger,
                     condition,
@@ -329,7 +328,7 @@ class Evaluator:
         if shared is None:
             steps = _bound(
                 [
-                    (c.engine.on_event, c.rule, trigger, c.condition, c.active, c.rule.id)
+                    (c.engine, c.rule, trigger, c.condition, c.active, c.rule.id)
                     for c, trigger in zip(found, triggers, strict=True)
                 ],
                 periods,
@@ -404,10 +403,10 @@ class Evaluator:
             ctx.subject = subject
             ctx.ts = ts
             ctx.ident = ident
-        for on_event, rule, trigger, condition, active, rule_id in steps:
+        for step, rule, trigger, condition, active, rule_id in steps:
             if condition is not None and not condition.test(event, subject):
                 continue
-            out = on_event(rule, trigger, ctx, active is None or active.contains(ts), (rule_id, device))
+            out = step.on_event(rule, trigger, ctx, active is None or active.contains(ts), (rule_id, device))
             if out:
                 signals.extend(out)
         return signals

@@ -28,7 +28,9 @@ import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 log = logging.getLogger(__name__)
 
@@ -223,14 +225,24 @@ def _number(doc: Mapping[str, object], name: str) -> float | None:
     return float(value)
 
 
-class StatePort(Protocol):
-    """Slots per (rule, subject) and the timer index over their ``due``."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class StatePort:
+    """Slots per (rule, subject) and the timer index over their ``due``.
 
-    def get(self, key: Key) -> Slot | None: ...
+    A base class every state implements, not a ``Protocol``: in the compiled build a call
+    through a Protocol is a generic method call by name (a lookup, an argument tuple parsed
+    by the callee's wrapper), through a native base class a vtable call. The rule engines
+    call the port three to seven times an event (docs/benchmarks.md, "Twenty-eighth pass").
+    """
+
+    __slots__ = ()
+
+    def get(self, key: Key) -> Slot | None:
+        raise NotImplementedError
 
     def has(self, key: Key) -> bool:
         """Whether a slot is kept for ``key`` (without reading it)."""
-        ...
+        raise NotImplementedError
 
     def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
         """Store the slot; its ``due`` becomes the key's timer (``None`` cancels it).
@@ -239,23 +251,26 @@ class StatePort(Protocol):
         reading, a new last value with no change of alert state): it is persisted lazily, so
         a crash may lose a few seconds of them, never an alert-state change.
         """
-        ...
+        raise NotImplementedError
 
-    def delete(self, key: Key) -> None: ...
+    def delete(self, key: Key) -> None:
+        raise NotImplementedError
 
-    def slot_keys(self) -> list[Key]: ...
+    def slot_keys(self) -> list[Key]:
+        raise NotImplementedError
 
     def pop_due(self, now: float) -> list[Key]:
         """Remove and return, earliest first, the keys whose timer is due at or before ``now``.
 
         Each timer is returned once; the caller puts the slot back with its next ``due``.
         """
-        ...
+        raise NotImplementedError
 
-    def next_due(self) -> float | None: ...
+    def next_due(self) -> float | None:
+        raise NotImplementedError
 
 
-class MemoryState:
+class MemoryState(StatePort):
     """A process-local :class:`StatePort` with dirty tracking and JSON snapshots.
 
     Timers are a heap of ``(due, key)`` with lazy deletion. A slot's ``due`` is the truth;

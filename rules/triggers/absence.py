@@ -19,7 +19,9 @@ from rules.subject import Subject
 from rules.triggers.base import (
     ADMIT_NEW,
     AnyTrigger,
+    Engine,
     EventContext,
+    Step,
     accept,
     event_cause,
     event_json,
@@ -39,7 +41,7 @@ def period_for(trigger: AbsenceTrigger, subject: Subject) -> float | None:
     return trigger.for_
 
 
-class AbsenceEngine:
+class AbsenceEngine(Engine):
     def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
         assert isinstance(trigger, AbsenceTrigger)
         return frozenset(trigger.kinds) if trigger.kinds else None
@@ -158,7 +160,7 @@ def _move(rule: Rule, ctx: EventContext, key: Key, params: Mapping[str, float]) 
     return signals
 
 
-class AbsenceStep:
+class AbsenceStep(Step):
     """One absence rule with its period resolved, as an evaluator step.
 
     The period (``for``, or ``for_heartbeats`` × the subject's heartbeat) depends only on the

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+
+from mypy_extensions import mypyc_attr
 
 from adapters.events import Event, EventKind
 from rules.expr import Expr, equal
@@ -169,12 +170,18 @@ class EventContext:
         return cls(event, subject, state, event.ts, event_identity(event))
 
 
-class Engine(Protocol):
-    """One trigger type's behaviour; stateless itself, all memory in :class:`Slot`\\ s."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Step:
+    """What a plan step runs for an event: an engine, or a step specialised for a plan shape
+    (:class:`~rules.triggers.threshold.ThresholdGroup`, :class:`~rules.triggers.absence.AbsenceStep`).
 
-    def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
-        """Event kinds this trigger reacts to (``None``: every kind)."""
-        ...
+    A base class, not a ``Protocol`` or a bound method: compiled, the evaluator's call to a
+    bound method went through the callee's Python wrapper (an argument tuple parsed by name,
+    five arguments, three steps an event); to a native base class's method it is a vtable
+    call (docs/benchmarks.md, "Twenty-eighth pass").
+    """
+
+    __slots__ = ()
 
     def on_event(
         self, rule: Rule, trigger: AnyTrigger, ctx: EventContext, active: bool, key: Key
@@ -182,8 +189,19 @@ class Engine(Protocol):
         """Apply the event to this rule's slot ``key`` (``(rule.id, subject)``, built once per
         subject by the evaluator, not per event); ``active``: inside the rule's windows.
         ``ctx`` is valid for this call only (the evaluator reuses it for the next event)."""
-        ...
+        raise NotImplementedError
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Engine(Step):
+    """One trigger type's behaviour; stateless itself, all memory in :class:`Slot`\\ s."""
+
+    __slots__ = ()
+
+    def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
+        """Event kinds this trigger reacts to (``None``: every kind)."""
+        raise NotImplementedError
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
         """Handle a due timer; must set ``slot.due`` to the next time (or ``None``); the caller puts."""
-        ...
+        raise NotImplementedError

@@ -17,6 +17,7 @@ from rules.state import Key, Slot
 from rules.triggers.base import (
     ADMIT_NEW,
     AnyTrigger,
+    Engine,
     EventContext,
     accept,
     event_cause,
@@ -31,7 +32,7 @@ from rules.triggers.base import (
 _EVIDENCE = 20
 
 
-class CountEngine:
+class CountEngine(Engine):
     def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
         assert isinstance(trigger, CountTrigger)
         return frozenset(trigger.kinds)

@@ -19,6 +19,7 @@ from rules.state import NO_PARAMS, Key, Slot
 from rules.triggers.base import (
     ADMIT_NEW,
     AnyTrigger,
+    Engine,
     EventContext,
     accept,
     event_cause,
@@ -39,7 +40,7 @@ def next_on_cadence(due: float, every: float, now: float) -> float:
     return nxt
 
 
-class DurationEngine:
+class DurationEngine(Engine):
     def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
         assert isinstance(trigger, DurationTrigger)
         return frozenset(trigger.when.kinds) | frozenset(trigger.until.kinds)

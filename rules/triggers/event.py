@@ -10,6 +10,7 @@ from rules.triggers.base import (
     ADMIT_DUPLICATE,
     ADMIT_LATE,
     AnyTrigger,
+    Engine,
     EventContext,
     accept,
     event_cause,
@@ -20,7 +21,7 @@ from rules.triggers.base import (
 )
 
 
-class EventEngine:
+class EventEngine(Engine):
     """Late events (older than the newest applied) are counted as UPDATE and change nothing:
     a newer event has already notified. An exact redelivery produces no signal."""
 

@@ -22,7 +22,9 @@ from rules.state import Key, Slot
 from rules.triggers.base import (
     ADMIT_NEW,
     AnyTrigger,
+    Engine,
     EventContext,
+    Step,
     accept,
     event_cause,
     event_json,
@@ -132,7 +134,7 @@ def _apply(
     return [make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))]
 
 
-class ThresholdEngine:
+class ThresholdEngine(Engine):
     def watched(self, trigger: AnyTrigger) -> frozenset[EventKind] | None:
         assert isinstance(trigger, ThresholdTrigger)
         return frozenset(trigger.kinds)
@@ -153,7 +155,7 @@ class ThresholdEngine:
         return []
 
 
-class ThresholdGroup:
+class ThresholdGroup(Step):
     """The threshold rules one (device, event kind) meets, as one evaluator step.
 
     Every battery report meets four of them (low/critical × percent/volts). As four steps each
