@@ -57,11 +57,22 @@ class DeviceState:
 
     def last_ts(self, kind: str) -> float | None:
         """When the device's last event of ``kind`` (an ``EventKind`` value) happened, if any."""
-        try:
-            i = self.kinds.index(kind)
-        except ValueError:
+        i = _position(self.kinds, kind)
+        if i < 0:
             return None
         return self.values[2 * i]  # type: ignore[return-value]  # an even position: a ts
+
+
+def _position(kinds: tuple[str, ...], kind: str) -> int:
+    """Where ``kind`` is in ``kinds``, or -1: ``tuple.index`` in a loop of the module's own.
+
+    Compiled, ``kinds.index(kind)`` was a generic method call by name, ≈ 400 instructions, for
+    every event (docs/benchmarks.md, "Twenty-eighth pass"); a device has a few kinds.
+    """
+    for i in range(len(kinds)):
+        if kinds[i] == kind:
+            return i
+    return -1
 
 
 #: How many distinct ``DeviceState.kinds`` tuples are shared (see ``DeviceStates._shared_kinds``).
@@ -151,15 +162,14 @@ class DeviceStates:
             )
         elif event.ts > state.last_seen:
             state.last_seen = event.ts
-        try:
-            i = 2 * state.kinds.index(key)
-        except ValueError:  # the device's first event of this kind
+        i = _position(state.kinds, key)
+        if i < 0:  # the device's first event of this kind
             state.kinds = self._shared_kinds((*state.kinds, key))
             state.values = [*state.values, event.ts, event.value]  # exact size: no spare slots
         else:
             values = state.values
-            values[i] = event.ts
-            values[i + 1] = event.value
+            values[2 * i] = event.ts
+            values[2 * i + 1] = event.value
         if kind is _OFFLINE:
             state.online = False
         elif kind is _BATTERY:
