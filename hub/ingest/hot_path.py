@@ -58,6 +58,7 @@ MODULES: tuple[str, ...] = (
     "hub/timeseries/line_protocol.py",
     "hub/timeseries/pending.py",
     "hub/community/registry.py",
+    "hub/clock.py",
 )
 
 
