@@ -81,13 +81,45 @@ def test_an_unwritable_point_is_counted_and_the_others_are_kept(make: Sink, tmp_
         Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=math.inf),
         Point.of("door", tags={"device_id": "a"}, fields={"open": math.nan}, ts=NOW),
         Point.of("door", tags={"device_id": "a"}, fields={"open": None}, ts=NOW),  # type: ignore[dict-item]
+        # float() reads b"1.5" as a number; no column takes bytes.
+        Point.of("door", tags={"device_id": "a"}, fields={"open": b"1.5"}, ts=NOW),  # type: ignore[dict-item]
+        object(),  # not a point at all: refused, not raised (the compiled loop checks types)
     ]
     good = list(points(3))
-    sink.write_many([good[0], *bad[:2], good[1], *bad[2:], good[2]])  # never raises
-    assert sink.stats.points_written == 7
-    assert sink.stats.invalid_points == 4
+    sink.write_many([good[0], *bad[:2], good[1], *bad[2:], good[2]])  # type: ignore[list-item]  # never raises
+    assert sink.stats.points_written == 9
+    assert sink.stats.invalid_points == 6
     assert sink.buffered == 3
     assert sink.stats.last_error.startswith("unwritable point: ")  # what /api/stats shows
+
+
+def test_a_time_line_protocol_cannot_carry_is_refused_not_sent(tmp_path: Path) -> None:
+    """Line protocol's timestamps are int64 nanoseconds: a line past 2262 would make InfluxDB
+    refuse its whole batch. Such a point is counted as unwritable instead."""
+    sink = influx_writer(tmp_path)
+    sink.write_many([Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=1e300), *points(1)])
+    assert (sink.stats.points_written, sink.stats.invalid_points, sink.buffered) == (2, 1, 1)
+    assert "outside line protocol" in sink.stats.last_error
+
+
+@pytest.mark.pure_only("a compiled Point refuses an int time too large for a float when it is made")
+@pytest.mark.parametrize("make", [influx_writer, sqlite_sink], ids=["influx", "sqlite"])
+async def test_a_time_too_large_for_a_float_is_refused_and_the_sink_keeps_flushing(
+    make: Sink, tmp_path: Path
+) -> None:
+    """Kept, such a row made SQLite's insert raise OverflowError (not a ``sqlite3.Error``) and
+    the embedded sink's flush task died with it: no chart was written again."""
+    sink = make(tmp_path)
+    sink.write(Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=10**400))
+    assert (sink.stats.points_written, sink.stats.invalid_points, sink.buffered) == (1, 1, 0)
+    if isinstance(sink, SqliteSink):
+        await sink.start()
+        try:
+            sink.write_many(points(2))
+            await sink.flush()
+            assert sink.buffered == 0 and sink.stats.points_delivered == 2
+        finally:
+            await sink.stop()
 
 
 def count_rows(path: Path) -> int:

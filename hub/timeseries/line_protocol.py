@@ -136,9 +136,20 @@ def format_field(value: FieldValue) -> str | None:
     return f'"{text}"'
 
 
+#: Line protocol's timestamps are signed 64-bit nanoseconds (1677-09-21 to 2262-04-11): a line
+#: with a larger one is refused by the server, and with it the rest of its batch.
+_NS_RANGE = (-(2**63), 2**63 - 1)
+
+
 def timestamp_ns(ts: float) -> int:
-    """Unix seconds → integer nanoseconds, rounded to the microsecond (a float's honest resolution)."""
-    return round(ts * 1_000_000) * 1000
+    """Unix seconds → integer nanoseconds, rounded to the microsecond (a float's honest resolution).
+
+    Raises ``ValueError`` (``OverflowError`` for an infinity) for a time line protocol cannot carry.
+    """
+    ns = round(ts * 1_000_000) * 1000
+    if not _NS_RANGE[0] <= ns <= _NS_RANGE[1]:
+        raise ValueError(f"time {ts!r} is outside line protocol's int64 nanoseconds (years 1677-2262)")
+    return ns
 
 
 def encode(point: Point) -> str | None:

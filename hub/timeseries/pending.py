@@ -46,10 +46,13 @@ def queue_lines(points: Iterable[Point], lines: list[str]) -> tuple[int, int, st
     """
     seen = refused = 0
     why = ""
-    for point in points:
+    # ``object``, not ``Point``: compiled, the loop would check each item's type before the
+    # ``try`` and raise for one that is not a point; inside it the check is one more refusal.
+    item: object
+    for item in points:
         seen += 1
         try:
-            line = encode(point)
+            line = encode(item)
         except Exception as exc:
             why = f"unwritable point: {type(exc).__name__}: {exc}"
             line = None
@@ -94,10 +97,11 @@ class PendingRows:
         last one that raised did (``""`` if none did). Never raises for a point."""
         seen = refused = 0
         why = ""
-        for point in points:
+        item: object  # see queue_lines
+        for item in points:
             seen += 1
             try:
-                added = self.add(point)
+                added = self.add(item)
             except Exception as exc:  # a field of a type the table has no column for
                 why = f"unwritable point: {type(exc).__name__}: {exc}"
                 added = False
@@ -109,17 +113,19 @@ class PendingRows:
         """The point's rows, one per numeric, boolean or string field (NaN and infinities left
         out); ``False`` when it has none or no finite time (``ts`` is NOT NULL, and SQLite
         stores NaN as NULL)."""
-        ts = point.ts
+        ts = float(point.ts)  # interpreted, an int too large for a float raises here, as it must
         if not _finite(ts):
             return False
         kept: list[tuple[str, float | None, str | None]] = []
         for key, value in point.fields:
             if isinstance(value, str):
                 kept.append((key, None, value))
-            else:
+            elif isinstance(value, int | float):
                 real = float(value)  # a bool is 0.0 / 1.0; an int too large for a float raises
                 if _finite(real):
                     kept.append((key, real, None))
+            else:  # bytes, None …: no column takes it (float() would read b"1.5" as a number)
+                raise TypeError(f"field {key!r}: a {type(value).__name__} has no column")
         if not kept:
             return False
         # A Measurement member is a str subclass with a __dict__: keep its plain value, made
