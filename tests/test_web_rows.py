@@ -93,8 +93,10 @@ async def test_a_row_the_model_refuses_is_the_hubs_error_not_the_callers() -> No
     half-written list: the pieces already checked are not sent."""
     made = rows(ROWS_PER_TURN + 2)
     made[-1]["at"] = "soon"
-    with pytest.raises(ResponseValidationError):
+    with pytest.raises(ResponseValidationError) as refused:
         await rows_in_turns(Response(), made, ROWS)
+    # Located in the whole list, as FastAPI's own check locates it (not in its piece).
+    assert [e["loc"] for e in refused.value.errors()] == [("response", ROWS_PER_TURN + 1, "at")]
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app(), raise_app_exceptions=False), base_url="http://t"
     ) as c:

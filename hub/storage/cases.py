@@ -228,14 +228,18 @@ class CaseStore:
         that case.
         """
         counts: dict[str, int] = {}
-        after = ""
+        step = max(1, rows_per_step)
+        after: str | None = None
         while True:
             params: list[object] = []
-            rows = self._store.execute(
+            query = (
                 "SELECT c.id, t.entry FROM cases c JOIN case_timeline t ON t.case_id = c.id AND t.seq = 0"  # noqa: S608
-                f" WHERE {in_list('c.state', _OPEN, params)} AND c.id > ? ORDER BY c.id LIMIT ?",
-                [*params, after, rows_per_step],
-            ).fetchall()
+                f" WHERE {in_list('c.state', _OPEN, params)}"
+            )
+            if after is not None:
+                query += " AND c.id > ?"
+                params.append(after)
+            rows = self._store.execute(query + " ORDER BY c.id LIMIT ?", [*params, step]).fetchall()
             for _, entry in rows:
                 try:
                     subject = orjson.loads(entry)["data"]["subject"]
@@ -243,7 +247,7 @@ class CaseStore:
                     continue
                 if isinstance(subject, str):
                     counts[subject] = counts.get(subject, 0) + 1
-            if len(rows) < rows_per_step:
+            if len(rows) < step:
                 return counts
             after = str(rows[-1][0])
             yield

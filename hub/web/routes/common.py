@@ -109,6 +109,13 @@ def page(
 ROWS_PER_TURN = 100
 
 
+def _in_list(loc: tuple[int | str, ...], start: int) -> tuple[int | str, ...]:
+    """A piece's error location as one in the whole list (its row index moved by ``start``)."""
+    if loc and isinstance(loc[0], int):
+        return (start + loc[0], *loc[1:])
+    return loc
+
+
 async def rows_in_turns(response: Response, rows: Sequence[Any], shape: TypeAdapter[list[Any]]) -> Response:
     """``rows`` answered as FastAPI answers a route's ``response_model=list[…]``, in turns.
 
@@ -127,7 +134,11 @@ async def rows_in_turns(response: Response, rows: Sequence[Any], shape: TypeAdap
         try:
             checked = shape.validate_python(rows[start : start + ROWS_PER_TURN], from_attributes=True)
         except ValidationError as exc:  # the hub's own bug, as FastAPI reports it: a 500, logged
-            raise ResponseValidationError(exc.errors(include_url=False)) from exc
+            # Located as FastAPI locates them: ("response", row in the whole list, field …).
+            errors = [
+                {**e, "loc": ("response", *_in_list(e["loc"], start))} for e in exc.errors(include_url=False)
+            ]
+            raise ResponseValidationError(errors) from exc
         parts.append(shape.dump_json(checked, by_alias=True)[1:-1])
     answer = Response(content=b"[" + b",".join(parts) + b"]", media_type="application/json")
     answer.headers.raw.extend(response.headers.raw)
