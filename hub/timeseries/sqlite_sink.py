@@ -120,12 +120,7 @@ class SqliteSink:
         self._queued(*self._buffer.add_many(points))
 
     def _queued(self, seen: int, refused: int, why: str) -> None:
-        stats = self.stats
-        stats.points_written += seen
-        if refused:
-            stats.invalid_points += refused
-            if why:
-                stats.last_error = why
+        self.stats.queued(seen, refused, why)
         self._points += seen - refused
 
     @property

@@ -97,6 +97,14 @@ class WriterStats:
     points_quarantined: int = 0
     last_error: str = ""
 
+    def queued(self, seen: int, refused: int, why: str) -> None:
+        """Count a ``write``: ``seen`` points, ``refused`` of them unwritable, the last one's ``why``."""
+        self.points_written += seen
+        if refused:
+            self.invalid_points += refused
+            if why:
+                self.last_error = why
+
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
@@ -159,12 +167,7 @@ class InfluxWriter:
         self._queued(*queue_lines(points, self._buffer))
 
     def _queued(self, seen: int, refused: int, why: str) -> None:
-        stats = self.stats
-        stats.points_written += seen
-        if refused:
-            stats.invalid_points += refused
-            if why:
-                stats.last_error = why
+        self.stats.queued(seen, refused, why)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
