@@ -36,7 +36,7 @@ def _finite(number: float) -> bool:
     return number - number == 0.0
 
 
-def queue_lines(points: Iterable[Point], lines: list[str]) -> tuple[int, int, str]:
+def queue_lines(points: Iterable[object], lines: list[str]) -> tuple[int, int, str]:
     """Each point's line of line protocol appended to ``lines`` (the InfluxDB writer's buffer).
 
     Returns how many points there were, how many had nothing to write, and why the last point
@@ -46,11 +46,14 @@ def queue_lines(points: Iterable[Point], lines: list[str]) -> tuple[int, int, st
     """
     seen = refused = 0
     why = ""
-    # ``object``, not ``Point``: compiled, the loop would check each item's type before the
-    # ``try`` and raise for one that is not a point; inside it the check is one more refusal.
-    item: object
+    # Items typed ``object``, not ``Point``: compiled, the loop checks each item's type as it
+    # takes it, and would raise for one that is not a point; here that is one more refusal.
     for item in points:
         seen += 1
+        if not isinstance(item, Point):
+            refused += 1
+            why = f"unwritable point: not a point but a {type(item).__name__}"
+            continue
         try:
             line = encode(item)
         except Exception as exc:
@@ -92,14 +95,17 @@ class PendingRows:
         """The six columns, in the table's order (tests: what the sink holds)."""
         return self.times, self.measurements, self.tags, self.fields, self.values, self.texts
 
-    def add_many(self, points: Iterable[Point]) -> tuple[int, int, str]:
+    def add_many(self, points: Iterable[object]) -> tuple[int, int, str]:
         """Each point's rows (see :meth:`add`): how many points, how many had none, and why the
         last one that raised did (``""`` if none did). Never raises for a point."""
         seen = refused = 0
         why = ""
-        item: object  # see queue_lines
-        for item in points:
+        for item in points:  # ``object``: see queue_lines
             seen += 1
+            if not isinstance(item, Point):
+                refused += 1
+                why = f"unwritable point: not a point but a {type(item).__name__}"
+                continue
             try:
                 added = self.add(item)
             except Exception as exc:  # a field of a type the table has no column for
