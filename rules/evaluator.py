@@ -48,8 +48,8 @@ _IDENT_LIMIT = 4096
 #: value of any length could be held by the memo.
 _IDENT_TYPES = frozenset({float, int, bool, type(None)})
 StaticKey = tuple[EventKind | None, DeviceKind | None, str | None, str | None]
-#: One candidate rule resolved for a kind of subject: the engine (or a step made for the plan), the rule, its
-#: override-resolved trigger, condition, windows and the rule id of the state key (the key is
+#: One candidate rule resolved for a kind of subject: the engine (or a step made for the plan),
+#: the rule, its override-resolved trigger, condition, windows and the rule id of the state key (the key is
 #: ``(rule id, device)``, made per event). Built once per plan shape and shared by every device
 #: of that shape, so the hot loop resolves no override per event and 10⁵ devices hold a
 #: handful of plans, not one each (≈ 2 KB a device when each had its own; docs/benchmarks.md,
