@@ -36,37 +36,59 @@ def _finite(number: float) -> bool:
     return number - number == 0.0
 
 
-def queue_lines(points: Iterable[object], lines: list[str]) -> tuple[int, int, str]:
-    """Each point's line of line protocol appended to ``lines`` (the InfluxDB writer's buffer).
+class Pending:
+    """Points taken into what a sink writes: :meth:`add` one (a subclass's), :meth:`add_many` a
+    message's worth. Never raises for a point: a time that is not a finite number, a field of a
+    type the sink has no form for, or an item that is not a point at all makes that one
+    unwritable, not its event nor the other points."""
 
-    Returns how many points there were, how many had nothing to write, and why the last point
-    that could not be encoded could not (``""`` if none raised). Never raises for a point: a
-    time that is not a finite number or a field of a type line protocol has no form for makes
-    that point unwritable, not its event nor the other points.
-    """
-    seen = refused = 0
-    why = ""
-    # Items typed ``object``, not ``Point``: compiled, the loop checks each item's type as it
-    # takes it, and would raise for one that is not a point; here that is one more refusal.
-    for item in points:
-        seen += 1
-        if not isinstance(item, Point):
-            refused += 1
-            why = f"unwritable point: not a point but a {type(item).__name__}"
-            continue
-        try:
-            line = encode(item)
-        except Exception as exc:
-            why = f"unwritable point: {type(exc).__name__}: {exc}"
-            line = None
+    def add(self, point: Point) -> bool:
+        """Take the point; ``False`` if it has nothing the sink can write."""
+        raise NotImplementedError
+
+    def add_many(self, points: Iterable[object]) -> tuple[int, int, str]:
+        """How many points there were, how many had nothing to write, and why the last one that
+        raised did (``""`` if none did)."""
+        seen = refused = 0
+        why = ""
+        # Items typed ``object``, not ``Point``: compiled, the loop checks each item's type as
+        # it takes it, and would raise for one that is not a point; here that is one refusal.
+        for item in points:
+            seen += 1
+            if not isinstance(item, Point):
+                refused += 1
+                why = f"unwritable point: not a point but a {type(item).__name__}"
+                continue
+            try:
+                added = self.add(item)
+            except Exception as exc:
+                why = f"unwritable point: {type(exc).__name__}: {exc}"
+                added = False
+            if not added:
+                refused += 1
+        return seen, refused, why
+
+
+class PendingLines(Pending):
+    """The InfluxDB writer's buffer: each point's line of line protocol, oldest first."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def add(self, point: Point) -> bool:
+        line = encode(point)
         if line is None:
-            refused += 1
-        else:
-            lines.append(line)
-    return seen, refused, why
+            return False
+        self.lines.append(line)
+        return True
 
 
-class PendingRows:
+def queue_lines(points: Iterable[object], lines: list[str]) -> tuple[int, int, str]:
+    """Each point's line appended to ``lines`` (:meth:`Pending.add_many`'s counts)."""
+    return PendingLines(lines).add_many(points)
+
+
+class PendingRows(Pending):
     """The embedded sink's rows waiting for the insert, kept by column.
 
     Strings and floats are nothing the cyclic collector tracks; a row tuple is until a
@@ -95,26 +117,6 @@ class PendingRows:
         """The six columns, in the table's order (tests: what the sink holds)."""
         return self.times, self.measurements, self.tags, self.fields, self.values, self.texts
 
-    def add_many(self, points: Iterable[object]) -> tuple[int, int, str]:
-        """Each point's rows (see :meth:`add`): how many points, how many had none, and why the
-        last one that raised did (``""`` if none did). Never raises for a point."""
-        seen = refused = 0
-        why = ""
-        for item in points:  # ``object``: see queue_lines
-            seen += 1
-            if not isinstance(item, Point):
-                refused += 1
-                why = f"unwritable point: not a point but a {type(item).__name__}"
-                continue
-            try:
-                added = self.add(item)
-            except Exception as exc:  # a field of a type the table has no column for
-                why = f"unwritable point: {type(exc).__name__}: {exc}"
-                added = False
-            if not added:
-                refused += 1
-        return seen, refused, why
-
     def add(self, point: Point) -> bool:
         """The point's rows, one per numeric, boolean or string field (NaN and infinities left
         out); ``False`` when it has none or no finite time (``ts`` is NOT NULL, and SQLite
@@ -126,7 +128,7 @@ class PendingRows:
         for key, value in point.fields:
             if isinstance(value, str):
                 kept.append((key, None, value))
-            elif isinstance(value, int | float):
+            elif isinstance(value, (int, float)):  # a tuple: compiled, `int | float` builds a union per call
                 real = float(value)  # a bool is 0.0 / 1.0; an int too large for a float raises
                 if _finite(real):
                     kept.append((key, real, None))
