@@ -210,5 +210,5 @@ def test_the_embedded_sink_writes_each_point_s_own_tags(tmp_path: Path) -> None:
         ids.append(id(tags))
         del tags
     assert sink._buffer.tags == expected
-    assert len(sink._tag_json) <= 3
+    assert len(sink._buffer.tag_json) <= 3
     assert len(set(ids)) < len(ids) - 9  # ids were taken again (the case the memo must not confuse)

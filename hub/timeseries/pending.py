@@ -99,19 +99,27 @@ class PendingRows(Pending):
     """
 
     def __init__(
-        self, tag_json: dict[int, tuple[Tags, str]], *, tag_json_limit: int = TAG_JSON_LIMIT
+        self,
+        *,
+        tag_json_limit: int = TAG_JSON_LIMIT,
+        tag_json: dict[int, tuple[Tags, str]] | None = None,
+        plain: dict[str, str] | None = None,
     ) -> None:
-        #: The sink's memo of each tags tuple's JSON text, started over past ``tag_json_limit``.
-        self.tag_json = tag_json
+        #: Each tags tuple's JSON text, started over past ``tag_json_limit``; kept across flushes.
+        self.tag_json: dict[int, tuple[Tags, str]] = {} if tag_json is None else tag_json
         self.tag_json_limit = tag_json_limit
-        #: Each measurement's plain ``str`` (a few dozen: the schema's).
-        self._plain: dict[str, str] = {}
+        #: Each measurement's plain ``str`` (a few dozen: the schema's); kept across flushes.
+        self._plain: dict[str, str] = {} if plain is None else plain
         self.times: list[float] = []
         self.measurements: list[str] = []
         self.tags: list[str] = []
         self.fields: list[str] = []
         self.values: list[float | None] = []
         self.texts: list[str | None] = []
+
+    def emptied(self) -> PendingRows:
+        """An empty buffer with this one's memos: what the sink writes to while this one is inserted."""
+        return PendingRows(tag_json_limit=self.tag_json_limit, tag_json=self.tag_json, plain=self._plain)
 
     def columns(self) -> Columns:
         """The six columns, in the table's order (tests: what the sink holds)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from hub.clock import Clock
 from hub.files import touch_private
 from hub.timeseries.line_protocol import Point
-from hub.timeseries.pending import TAG_JSON_LIMIT, PendingRows, Row, Tags
+from hub.timeseries.pending import TAG_JSON_LIMIT, PendingRows, Row
 from hub.timeseries.writer import TASK_NAME, WriterStats
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,7 @@ class SqliteSink:
         self._retention_s = retention_days * 86400
         self._interval = flush_interval_s
         # Rows by column, not points: see :class:`PendingRows` (and :class:`InfluxWriter`'s lines).
-        self._tag_json: dict[int, tuple[Tags, str]] = {}
-        self._tag_json_limit = tag_json_limit
-        self._buffer = PendingRows(self._tag_json, tag_json_limit=tag_json_limit)
+        self._buffer = PendingRows(tag_json_limit=tag_json_limit)
         self._points = 0  # points behind ``_buffer``
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one worker thread at a time on the connection
@@ -166,7 +164,7 @@ class SqliteSink:
     async def flush(self) -> None:
         if not self._buffer or self._db is None:
             return
-        rows, self._buffer = self._buffer, PendingRows(self._tag_json, tag_json_limit=self._tag_json_limit)
+        rows, self._buffer = self._buffer, self._buffer.emptied()
         points, self._points = self._points, 0
         prune_before = None
         now = self._clock.now()
