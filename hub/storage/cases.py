@@ -229,17 +229,18 @@ class CaseStore:
         """
         counts: dict[str, int] = {}
         step = max(1, rows_per_step)
+        states: list[object] = []
+        query = (
+            "SELECT c.id, t.entry FROM cases c JOIN case_timeline t ON t.case_id = c.id AND t.seq = 0"  # noqa: S608
+            f" WHERE {in_list('c.state', _OPEN, states)}"
+        )
+        first, following = query + " ORDER BY c.id LIMIT ?", query + " AND c.id > ? ORDER BY c.id LIMIT ?"
         after: str | None = None
         while True:
-            params: list[object] = []
-            query = (
-                "SELECT c.id, t.entry FROM cases c JOIN case_timeline t ON t.case_id = c.id AND t.seq = 0"  # noqa: S608
-                f" WHERE {in_list('c.state', _OPEN, params)}"
-            )
-            if after is not None:
-                query += " AND c.id > ?"
-                params.append(after)
-            rows = self._store.execute(query + " ORDER BY c.id LIMIT ?", [*params, step]).fetchall()
+            if after is None:
+                rows = self._store.execute(first, [*states, step]).fetchall()
+            else:
+                rows = self._store.execute(following, [*states, after, step]).fetchall()
             for _, entry in rows:
                 try:
                     subject = orjson.loads(entry)["data"]["subject"]
