@@ -401,7 +401,9 @@ class Evaluator:
         else:
             ctx.event = event
             ctx.subject = subject
-            ctx.ts = ts
+            if ts != ctx.ts:  # a report's events have one time: they share one object of it
+                ctx.ts = ts
+                ctx.stamp = ts
             ctx.ident = ident
         for step, rule, trigger, condition, active, rule_id in steps:
             if condition is not None and not condition.test(event, subject):

@@ -323,7 +323,9 @@ class MemoryState(StatePort):
         if due is not None:
             queued = slot.queued_due
             if queued is None or queued > due:
-                slot.queued_due = due
+                # ``slot.due`` as read, not the narrowed ``due``: compiled, that is a C double and
+                # the store would box it anew (a float object per timer; "Twenty-ninth pass").
+                slot.queued_due = slot.due
                 heapq.heappush(self._heap, (due, key))
                 if len(self._heap) > 2 * (len(self._slots) + len(self._raw)) + 1024:
                     self._rebuild()

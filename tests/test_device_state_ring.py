@@ -106,3 +106,22 @@ def test_a_walk_in_steps_is_the_walk_in_one_go_and_lists_the_ring_as_asked() -> 
             next(steps)
     assert done.value.value == sent[35:][::-1]
     assert states.events(limit=1000) == [*sent[35:], *list(stream(135))[100:]][::-1]
+
+
+def test_a_device_s_state_holds_one_object_of_a_report_s_time_and_reads_its_readings() -> None:
+    # Compiled, each store of the event's time into a device's values boxed it anew: three
+    # float objects a reporting device where one does, and battery and signal were two more
+    # (docs/benchmarks.md, "Twenty-ninth pass").
+    states = DeviceStates(recent=8)
+    ts = T + 0.25
+    for kind, value in ((EventKind.BATTERY, 81.0), (EventKind.SIGNAL, -67.5), (EventKind.HEARTBEAT, None)):
+        state = states.record(Event("d", kind, ts, "z2m", value, None))
+    times = state.values[0::2]
+    assert times == [ts, ts, ts]
+    assert len({id(t) for t in times}) == 1
+    assert (state.battery, state.signal, state.online) == (81.0, -67.5, True)
+    states.record(Event("d", EventKind.BATTERY, ts + 1, "z2m", "low", None))  # not a number
+    assert state.battery is None
+    states.record(Event("d", EventKind.OFFLINE, ts + 2, "z2m", None, None))
+    assert state.online is False
+    assert DeviceStates().record(Event("e", EventKind.DOOR_OPEN, ts, "z2m", True, None)).battery is None

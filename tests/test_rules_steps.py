@@ -420,3 +420,43 @@ def test_a_group_reads_value_and_attrs_fields_inline_and_others_through_their_ge
     key, getter = _inline_field("subject.grid")
     assert key is None and getter is not None
     assert getter(None, SUBJECTS[0]) == GRID
+
+
+def test_a_report_s_slots_hold_one_object_of_its_time_and_the_event_s_own_values() -> None:
+    # Compiled, a time or a reading stored from a C double was a new float object per slot:
+    # 32 bytes each, ≈ 7 a reporting device (docs/benchmarks.md, "Twenty-ninth pass"). The
+    # rules read them by value; this holds the identity, which is what memory is made of.
+    state = MemoryState()
+    evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
+    subject = SUBJECTS[0]
+    ts = T0 + 61.5
+    percent, volts = 47.5, 3.05
+    report = [
+        Event("door-1", EventKind.BATTERY, ts, "test", percent, {"volts": volts}),
+        Event("door-1", EventKind.SIGNAL, ts, "test", 120.0, {}),
+        Event("door-1", EventKind.HEARTBEAT, ts, "test", None, {}),
+    ]
+    for event in report:
+        evaluator.on_event(event, subject)
+    slots = {rule: state.get((rule, "door-1")) for rule, _ in state.slot_keys()}
+    assert {"device.offline", "device.battery_low_percent", "device.battery_low_volts"} <= slots.keys()
+    times = [slot.last_ts for slot in slots.values() if slot is not None]
+    assert all(t == ts for t in times)
+    assert len({id(t) for t in times}) == 1, "every slot of the report holds the same time object"
+    offline = slots["device.offline"]
+    assert offline is not None
+    assert offline.since is times[0]
+    assert offline.queued_due is offline.due
+    low_percent = slots["device.battery_low_percent"]
+    assert low_percent is not None
+    assert low_percent.value is report[0].value
+    low_volts = slots["device.battery_low_volts"]
+    assert low_volts is not None
+    assert low_volts.value is report[0].attrs["volts"]
+    # The next report, routine for every slot (the grouped step's inline path): the same again.
+    later = [Event("door-1", EventKind.BATTERY, ts + 60.0, "test", 46.5, {"volts": 3.04})]
+    evaluator.on_event(later[0], subject)
+    again = [state.get(("device.battery_low_percent", "door-1")), state.get(("device.offline", "door-1"))]
+    assert again[0] is not None and again[1] is not None
+    assert again[0].last_ts is again[1].last_ts == ts + 60.0
+    assert again[0].value is later[0].value

@@ -16,6 +16,8 @@ from hub.steps import Steps, run_through
 _OFFLINE = EventKind.OFFLINE
 _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
+_BATTERY_KIND = _BATTERY.value
+_SIGNAL_KIND = _SIGNAL.value
 #: "Not yet": before any time (one shared object).
 NEVER = float("-inf")
 #: The ring's placeholder for attributes not written yet (shared, never read or mutated).
@@ -36,8 +38,6 @@ class DeviceState:
     kinds: tuple[str, ...]
     values: list[float | bool | str | None]
     online: bool = True
-    battery: float | None = None
-    signal: float | None = None
     #: When the device's last battery, signal and heartbeat point was charted (the pipeline's
     #: health-series throttle). Here, not in a table per kind keyed by device id: those three
     #: tables were ≈ 7 MB more at 100 000 devices (docs/benchmarks.md, "Seventeenth pass").
@@ -55,12 +55,36 @@ class DeviceState:
         # The even positions hold the events' ts (floats); the list's type cannot say so.
         return {kind: (values[2 * i], values[2 * i + 1]) for i, kind in enumerate(self.kinds)}  # type: ignore[misc]
 
+    @property
+    def battery(self) -> float | None:
+        """The device's last battery reading (%), if it was a number."""
+        return _number(self.values, self.kinds, _BATTERY_KIND)
+
+    @property
+    def signal(self) -> float | None:
+        """The device's last signal reading, if it was a number."""
+        return _number(self.values, self.kinds, _SIGNAL_KIND)
+
     def last_ts(self, kind: str) -> float | None:
         """When the device's last event of ``kind`` (an ``EventKind`` value) happened, if any."""
         i = _position(self.kinds, kind)
         if i < 0:
             return None
         return self.values[2 * i]  # type: ignore[return-value]  # an even position: a ts
+
+
+def _number(values: list[float | bool | str | None], kinds: tuple[str, ...], kind: str) -> float | None:
+    """The last value of ``kind`` in ``values`` if it is a float (read, not kept a second time).
+
+    Battery and signal were fields of their own, set on every such reading: compiled, each
+    store boxed the value anew, two float objects a reporting device beside the ones in
+    ``values`` (≈ 6 MB at 100 000 devices; docs/benchmarks.md, "Twenty-ninth pass").
+    """
+    i = _position(kinds, kind)
+    if i < 0:
+        return None
+    value = values[2 * i + 1]
+    return value if isinstance(value, float) else None
 
 
 def _position(kinds: tuple[str, ...], kind: str) -> int:
@@ -128,6 +152,9 @@ class DeviceStates:
         #: native device may list its events' kinds in any order; past the limit a tuple is not
         #: shared (still correct, only not smaller).
         self._kinds_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+        #: The last event's time, and the one object ``values`` hold it as (see :meth:`record`).
+        self._stamp_of = NEVER
+        self._stamp: float | bool | str | None = NEVER
 
     def _shared_kinds(self, kinds: tuple[str, ...]) -> tuple[str, ...]:
         seen = self._kinds_seen
@@ -155,31 +182,29 @@ class DeviceStates:
         self._written += 1
         kind = event.kind
         key = kind._value_  # _value_: Enum.value is a slow property
+        ts = event.ts
+        # The time as one object for every event of the report: compiled, ``event.ts`` is a C
+        # double and each store into ``values`` boxed it anew, three float objects a reporting
+        # device where one does (docs/benchmarks.md, "Twenty-ninth pass"). Read from the
+        # attribute, never from a narrowed local: that would box again.
+        if ts != self._stamp_of:
+            self._stamp_of = ts
+            self._stamp = ts
+        stamp = self._stamp
         state = self._states.get(event.device_id)
         if state is None:
-            state = self._states[event.device_id] = DeviceState(
-                event.device_id, event.ts, event.family, (), []
-            )
-        elif event.ts > state.last_seen:
-            state.last_seen = event.ts
+            state = self._states[event.device_id] = DeviceState(event.device_id, ts, event.family, (), [])
+        elif ts > state.last_seen:
+            state.last_seen = ts
         i = _position(state.kinds, key)
         if i < 0:  # the device's first event of this kind
             state.kinds = self._shared_kinds((*state.kinds, key))
-            state.values = [*state.values, event.ts, event.value]  # exact size: no spare slots
+            state.values = [*state.values, stamp, event.value]  # exact size: no spare slots
         else:
             values = state.values
-            values[2 * i] = event.ts
+            values[2 * i] = stamp
             values[2 * i + 1] = event.value
-        if kind is _OFFLINE:
-            state.online = False
-        elif kind is _BATTERY:
-            state.online = True
-            if isinstance(event.value, float):
-                state.battery = event.value
-        else:
-            state.online = True
-            if kind is _SIGNAL and isinstance(event.value, float):
-                state.signal = event.value
+        state.online = kind is not _OFFLINE
         return state
 
     def events(

@@ -149,7 +149,7 @@ def _move(rule: Rule, ctx: EventContext, key: Key, params: Mapping[str, float]) 
             make_signal(rule, action, key[1], event.ts, trace=trace, cause=event_cause(event, action))
         )
         slot.raised = False
-    slot.since = event.ts
+    slot.since = ctx.stamp
     slot.due = event.ts + period
     if slot.params is not params:
         if slot.params.get("for") != period:

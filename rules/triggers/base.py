@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from mypy_extensions import mypyc_attr
@@ -65,7 +65,7 @@ def accept(slot: Slot, ctx: EventContext) -> Admit:
     last = slot.last_ts
     ts = ctx.ts
     if last is None or ts > last:
-        slot.last_ts = ts
+        slot.last_ts = ctx.stamp
         # The event's own identity string, shared by every slot it touches: no new object.
         slot.seen = ctx.ident
         return ADMIT_NEW
@@ -164,6 +164,16 @@ class EventContext:
     ts: float
     #: ``kind|value``: with ``ts``, what makes a redelivered event the same event.
     ident: str
+    #: ``ts`` as one Python object, for every slot the event is stored in (``last_ts``,
+    #: ``since``). Compiled, ``ts`` is a C double and each such store boxed it anew: a float
+    #: object per slot, 32 bytes each, three a reporting device (docs/benchmarks.md,
+    #: "Twenty-ninth pass"). Store it as read from here, never through a local narrowed to
+    #: ``float``: that would box it again.
+    stamp: float | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.stamp is None:
+            self.stamp = self.ts
 
     @classmethod
     def of(cls, event: Event, subject: Subject, state: StatePort) -> EventContext:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from adapters.events import EventKind
 from rules.expr import Getter, field_getter
@@ -51,9 +52,16 @@ def _inline_field(name: str) -> tuple[str | None, Getter | None]:
 
 
 def _reading(raw: object) -> float | None:
-    """The numeric value of a field, or ``None`` (missing, not a number, or a bool)."""
+    """The numeric value of a field, or ``None`` (missing, not a number, or a bool).
+
+    A float is returned as the object it is: the slot that keeps the reading then holds the
+    event's own (which the device's state holds too). Compiled, returning ``raw`` once the
+    check below has narrowed it to ``float`` made a new float object per reading and slot
+    (docs/benchmarks.md, "Twenty-ninth pass"); ``kept`` is never narrowed.
+    """
+    kept: Any = raw
     if raw.__class__ is float:
-        return raw
+        return kept  # type: ignore[no-any-return]
     if not isinstance(raw, int | float) or isinstance(raw, bool):
         return None
     return float(raw)
@@ -77,11 +85,13 @@ def _apply(
     value: float,
     *,
     slot: Slot | None = None,
+    reading: float | None = None,
 ) -> list[Signal]:
     """One reading for one rule's slot: raise, clear or (nearly always) just remember it.
 
     ``slot``: the slot to work on instead of the stored one (a group follower's, see
-    :class:`ThresholdGroup`); it is stored only if the reading is new for it.
+    :class:`ThresholdGroup`); it is stored only if the reading is new for it. ``reading``:
+    ``value`` as the object the caller holds, kept instead of a new one (see below).
     """
     state = ctx.state
     if slot is None:
@@ -90,7 +100,12 @@ def _apply(
         slot = Slot("threshold")
     if accept(slot, ctx) is not ADMIT_NEW:
         return []
-    slot.value = value
+    # The caller's object where it has one: compiled, ``value`` is a C double and storing it
+    # boxes a new float per slot (docs/benchmarks.md, "Twenty-ninth pass"). ``reading`` is
+    # stored as passed, never narrowed first: a narrowed one would be boxed again too.
+    slot.value = reading
+    if reading is None:
+        slot.value = value
     past = (trigger.below is not None and value < trigger.below) or (
         trigger.above is not None and value > trigger.above
     )
@@ -145,10 +160,10 @@ class ThresholdEngine(Engine):
         assert isinstance(trigger, ThresholdTrigger)
         if not active or not _admits(trigger, ctx):
             return []
-        value = _reading(_getter(trigger.field)(ctx.event, ctx.subject))
+        value = reading = _reading(_getter(trigger.field)(ctx.event, ctx.subject))
         if value is None:
             return []
-        return _apply(rule, trigger, ctx, key, value)
+        return _apply(rule, trigger, ctx, key, value, reading=reading)
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
         slot.due = None
@@ -230,7 +245,7 @@ class ThresholdGroup(Step):
                 raw = event.value
             else:
                 raw = event.attrs.get(attr)
-            values.append(raw if raw.__class__ is float else _reading(raw))
+            values.append(_reading(raw))
         state, ts = ctx.state, ctx.ts
         device = subject.device_id
         signals: list[Signal] = []
@@ -250,7 +265,7 @@ class ThresholdGroup(Step):
             leader,
             leads,
         ) in self._members:
-            value = values[field]
+            value = reading = values[field]
             if value is None or kind not in kinds or (not plain and not _admits(trigger_, ctx)):
                 continue
             past = (below is not None and value < below) or (above is not None and value > above)
@@ -272,7 +287,7 @@ class ThresholdGroup(Step):
                     )
                 # A new slot is stored only if this reading raises it (a late or redelivered one
                 # leaves nothing behind); an own slot is deleted once nothing is raised in it.
-                out = _apply(rule_, trigger_, ctx, key_, value, slot=slot)
+                out = _apply(rule_, trigger_, ctx, key_, value, slot=slot, reading=reading)
                 if owned and not slot.raised:
                     state.delete(key_)  # cleared (or a slot of before followers): the leader's guard serves
                 if out:
@@ -291,12 +306,12 @@ class ThresholdGroup(Step):
                 and not past
             ):
                 # The routine reading: what accept() and _apply() do for it, without the calls.
-                slot.last_ts = ts
+                slot.last_ts = ctx.stamp
                 slot.seen = ctx.ident
-                slot.value = value
+                slot.value = reading
                 state.put(key_, slot, durable=False)
                 continue
-            out = _apply(rule_, trigger_, ctx, key_, value)
+            out = _apply(rule_, trigger_, ctx, key_, value, reading=reading)
             if out:
                 signals.extend(out)
         return signals
