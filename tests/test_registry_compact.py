@@ -52,6 +52,10 @@ def test_store_round_trip_is_equal_and_shares_what_is_equal(store: Store) -> Non
     # One grid code and one fields set for all of them, not one each.
     assert first.grid == second.grid and first.grid is second.grid
     assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    # Equal heartbeat intervals are one object too (a float of its own per device before).
+    beats = {d.heartbeat_s: d.heartbeat_s for d in back.devices}
+    assert all(d.heartbeat_s is beats[d.heartbeat_s] for d in back.devices)
+    assert len(beats) < len(back.devices)
     # The models parsed from the file keep their own (nothing shared before the store).
     assert (
         original[0].devices[0].__pydantic_fields_set__ is not original[0].devices[1].__pydantic_fields_set__

@@ -159,6 +159,9 @@ class _Builder:
     def devices(self, docs: list[dict[str, Any]]) -> tuple[Device, ...]:
         shape = self._shape(Device)
         kinds, fromisoformat = _KINDS, date.fromisoformat
+        #: Equal heartbeat intervals as one object: parsed, each device had a float of its own
+        #: (32 bytes; ≈ 3 MB at 100 000 devices, which name a handful of intervals).
+        beats: dict[object, object] = {}
         out: list[Device] = []
         for doc in docs:
             # Not every field, or a kind no longer known: validation fills in or says so.
@@ -166,6 +169,8 @@ class _Builder:
                 out.append(Device.model_validate(doc))
                 continue
             doc["kind"] = kind
+            beat = doc["heartbeat_s"]
+            doc["heartbeat_s"] = beats.setdefault(beat, beat)
             installed = doc["installed"]
             if installed is not None:
                 doc["installed"] = fromisoformat(installed)
