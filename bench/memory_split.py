@@ -20,7 +20,12 @@ heap counts against the next:
 RSS, not traced bytes: what the target is judged on includes the allocator's overhead and the
 pages that freed objects leave partly used. Run::
 
-    .venv/bin/python -m bench.memory_split --devices 100000
+    .venv/bin/python -m bench.memory_split --devices 100000 [--build compiled]
+
+``--build compiled`` measures the phases on the mypyc build (:mod:`bench.compiled`), what deploy
+ships. Without it they run on the interpreted sources, whatever ``PYTHONPATH`` says: run from a
+checkout, the checkout is first on the path (the twenty-ninth pass measured the wrong build
+that way). Each phase reports how many hot-path modules it ran compiled (``compiled_modules``).
 
 Prints one JSON object on stdout and a table on stderr. No server is needed (the hub is built,
 not started; its broker URL points nowhere).
@@ -43,11 +48,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench import compiled
 from bench.run import STREAM_START, hub_settings, say
 from bench.scale import community_for, every_device_once, rss_mb
 from hub.app import Hub, registry_from_store
 from hub.clock import ManualClock
 from hub.ingest.heap import FreeMemory, settle_heap
+from hub.ingest.hot_path import compiled_loaded
 from hub.storage.community_copies import make_copies
 from hub.storage.store import Store
 from rules.state import MemoryState
@@ -98,6 +105,7 @@ def _registry_phase(conn: Connection, data: str) -> None:
     registry, _ = registry_from_store(store, settings, at=STREAM_START)
     out["registry"] = _rss()
     out["residents"] = sum(len(c.residents) for c in registry.communities)
+    out["compiled_modules_registry"] = len(compiled_loaded())
     store.close()
     conn.send(out)
 
@@ -125,6 +133,7 @@ def _hub_phase(conn: Connection, data: str) -> None:
             state = hub.evaluator.state
             assert isinstance(state, MemoryState)  # the single-hub state port
             out["slots_in_service"] = len(state)
+            out["compiled_modules"] = len(compiled_loaded())
             # What eviction could give back: the slots gone (bookkeeping included), collected.
             state.__init__()  # type: ignore[misc]  # emptied in place: the evaluator holds it
             out["slots_dropped"] = _rss()
@@ -150,15 +159,22 @@ def _in_child(target: Callable[[Connection, str], None], data: Path) -> dict[str
     return out
 
 
-def measure(devices: int, *, seed: int = 1, data: Path | None = None) -> dict[str, Any]:
-    """The split for a generated community of about ``devices`` devices (see the module docstring)."""
+def measure(
+    devices: int, *, seed: int = 1, data: Path | None = None, tree: Path | None = None
+) -> dict[str, Any]:
+    """The split for a generated community of about ``devices`` devices (see the module docstring).
+
+    ``tree``: a compiled build's directory (:func:`bench.compiled.build`), first on the phases'
+    path; the community and store are prepared in this process either way.
+    """
     with tempfile.TemporaryDirectory(prefix="linli-memory-") as tmp:
         where = data or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
-        out: dict[str, Any] = {"bench": "memory_split", "seed": seed}
+        out: dict[str, Any] = {"bench": "memory_split", "seed": seed, "build": "compiled" if tree else "pure"}
         out.update(_prepare(where, devices, seed))
-        out.update(_in_child(_registry_phase, where))
-        out.update(_in_child(_hub_phase, where))
+        with compiled.first_on_path(tree):
+            out.update(_in_child(_registry_phase, where))
+            out.update(_in_child(_hub_phase, where))
     rss = {phase: round(out.pop(phase), 1) for phase in PHASES}
     out["rss_mb"] = rss
     added = {}
@@ -176,7 +192,10 @@ def measure(devices: int, *, seed: int = 1, data: Path | None = None) -> dict[st
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"memory split, {result['devices']} devices (RSS after collection and malloc_trim)"]
+    lines = [
+        f"memory split, {result['devices']} devices, {result['build']} build"
+        f" ({result['compiled_modules']} hot-path modules compiled; RSS after collection and malloc_trim)"
+    ]
     for phase in PHASES:
         lines.append(
             f"  {phase:15} {result['rss_mb'][phase]:8.1f} MB  ({result['added_mb'][phase]:+8.1f} MB)"
@@ -188,8 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.memory_split", description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--build",
+        choices=("pure", "compiled"),
+        default="pure",
+        help="the phases on the interpreted sources (default) or on the mypyc build (bench/compiled.py)",
+    )
     args = p.parse_args(argv)
-    result = measure(args.devices, seed=args.seed)
+    tree = None
+    if args.build == "compiled":
+        try:
+            tree = compiled.build(compiled.CACHE)
+        except compiled.BuildError as exc:
+            say(f"memory_split: the compiled build failed: {exc}")
+            return 2
+    result = measure(args.devices, seed=args.seed, tree=tree)
     say(table(result))
     print(json.dumps(result), flush=True)
     return 0

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import memory_split
+import pytest
+
+from bench import compiled, memory_split
 
 
 def test_every_phase_reports_resident_memory(tmp_path: Path) -> None:
@@ -30,3 +32,17 @@ def test_every_phase_reports_resident_memory(tmp_path: Path) -> None:
     assert added["hub"] == round(rss["hub"] - rss["imports"], 1)
     assert added["reported"] == round(rss["reported"] - rss["hub"], 1)
     assert "memory split" in memory_split.table(result)
+    # Run from a checkout, the phases are on the sources: the result says so.
+    assert result["build"] == "pure"
+    assert result["compiled_modules"] == result["compiled_modules_registry"] == 0
+
+
+@pytest.mark.pure_only("builds a tree of its own and checks the phases load it")
+def test_the_phases_run_on_the_compiled_tree_they_are_given(tmp_path: Path) -> None:
+    # A tree of one small hot-path module keeps the compiling to seconds; what is checked is that
+    # the phases' processes import it from the tree and say so, not the figures.
+    tree = compiled.build(tmp_path / "cache", files=("adapters/_json.py",))
+    result = memory_split.measure(300, data=tmp_path / "run", tree=tree)
+    assert result["build"] == "compiled"
+    assert result["compiled_modules"] == result["compiled_modules_registry"] == 1
+    assert "compiled build (1 hot-path modules compiled" in memory_split.table(result)
