@@ -152,8 +152,16 @@ def _in_child(target: Callable[[Connection, str], None], data: Path) -> dict[str
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target, args=(child, str(data)))
     proc.start()
+    # Only the phase holds its end now: if it dies before answering, recv() ends with EOFError
+    # instead of waiting for ever (it did, for a phase that died on the way).
+    child.close()
     try:
         out: dict[str, Any] = parent.recv()
+    except EOFError:
+        proc.join(60)
+        raise RuntimeError(
+            f"the {target.__name__} phase died without a result (exit code {proc.exitcode})"
+        ) from None
     finally:
         proc.join(60)
     return out

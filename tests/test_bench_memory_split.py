@@ -46,3 +46,14 @@ def test_the_phases_run_on_the_compiled_tree_they_are_given(tmp_path: Path) -> N
     assert result["build"] == "compiled"
     assert result["compiled_modules"] == result["compiled_modules_registry"] == 1
     assert "compiled build (1 hot-path modules compiled" in memory_split.table(result)
+
+
+def _dies(conn: object, data: str) -> None:
+    import os  # noqa: PLC0415 (in the phase's process)
+
+    os._exit(3)
+
+
+def test_a_phase_that_dies_is_reported_not_waited_for(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="_dies phase died without a result \\(exit code 3\\)"):
+        memory_split._in_child(_dies, tmp_path)  # type: ignore[arg-type]
