@@ -253,3 +253,33 @@ async def test_signs_held_for_a_round_that_keeps_failing_stay_bounded(
         assert "signs of life dropped" in caplog.text
     finally:
         hub.close()
+
+
+async def test_elders_with_equal_flags_plans_and_kinds_share_one_object_of_each(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    # 50 000 elders have a handful of distinct flag sets, plans and kind lists; one object of
+    # each per elder was ≈ 25 MB at 100 000 devices (docs/benchmarks.md, "Twenty-ninth pass").
+    hub = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        hub.visits.schedule()
+        entries = hub.visits.register()
+        visits = hub.visits
+        by_flags: dict[frozenset[object], list[object]] = {}
+        for entry in entries:
+            by_flags.setdefault(entry.elder.flags, []).append(entry.elder.flags)
+        assert len(entries) > len(by_flags), "the community must repeat a flag set"
+        for same in by_flags.values():
+            assert all(flags is same[0] for flags in same)
+        plans = [visits._plan(entry.elder) for entry in entries]
+        kinds = [visits._planned(entry) for entry in entries]
+        for objects in (plans, kinds):
+            firsts: dict[object, object] = {}
+            for item in objects:
+                key = tuple(item.intervals.items()) if hasattr(item, "intervals") else item
+                assert firsts.setdefault(key, item) is item
+            assert len(firsts) < len(entries)
+        # Shared, and still each elder's own plan: the care rules' answer for him.
+        assert all(p == plan_for(visits.care, e.elder) for p, e in zip(plans, entries, strict=True))
+    finally:
+        hub.close()

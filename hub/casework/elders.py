@@ -11,6 +11,7 @@ Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,14 +35,26 @@ class RegisterEntry:
 
 
 def flags_of(resident: Resident) -> frozenset[CareFlag]:
+    return _flag_set(
+        resident.living_alone,
+        resident.age is not None and resident.age >= AGED_80,
+        resident.disabled,
+        resident.cognitive_impairment,
+    )
+
+
+@functools.cache
+def _flag_set(alone: bool, aged_80: bool, disabled: bool, cognitive: bool) -> frozenset[CareFlag]:
+    """One frozenset per combination of flags (16 at most), shared by every elder who has it: a
+    set of his own was ≈ 220 bytes an elder, 11 MB for 50 000 (docs/benchmarks.md, "Twenty-ninth pass")."""
     flags: set[CareFlag] = set()
-    if resident.living_alone:
+    if alone:
         flags.add(CareFlag.LIVING_ALONE)
-    if resident.age is not None and resident.age >= AGED_80:
+    if aged_80:
         flags.add(CareFlag.AGED_80)
-    if resident.disabled:
+    if disabled:
         flags.add(CareFlag.DISABLED)
-    if resident.cognitive_impairment:
+    if cognitive:
         flags.add(CareFlag.COGNITIVE)
     return frozenset(flags)
 

@@ -136,6 +136,11 @@ class Visits:
         #: Elder → his care plan (:meth:`_plan`) and the kinds it schedules (:meth:`_planned`).
         self._plans: dict[str, CarePlan] = {}
         self._kinds: dict[str, tuple[TaskKind, ...]] = {}
+        #: Equal plans and kind lists as one object each: 50 000 elders have a handful of
+        #: distinct ones, and a plan of his own (a dict) and a tuple each were ≈ 15 MB at
+        #: 100 000 devices (docs/benchmarks.md, "Twenty-ninth pass"). Both are read-only.
+        self._plan_shapes: dict[tuple[tuple[TaskKind, float], ...], CarePlan] = {}
+        self._kind_shapes: dict[tuple[TaskKind, ...], tuple[TaskKind, ...]] = {}
         #: Set once the scheduler task finished its first round (tests and tools wait on it).
         self.first_round = asyncio.Event()
         self._sources: dict[str, tuple[RegisterEntry, Device]] | None = None
@@ -250,7 +255,7 @@ class Visits:
             plan = self._plan(entry.elder)
             signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
             kinds = tuple(kind for kind in (*SCHEDULED, *signs) if kind in plan.intervals)
-            self._kinds[entry.elder.id] = kinds
+            kinds = self._kinds[entry.elder.id] = self._kind_shapes.setdefault(kinds, kinds)
         return kinds
 
     def _plan(self, elder: Elder) -> CarePlan:
@@ -258,7 +263,8 @@ class Visits:
         every door event was a large share of the ingest's CPU per message (docs/benchmarks.md)."""
         plan = self._plans.get(elder.id)
         if plan is None:
-            plan = self._plans[elder.id] = plan_for(self.care, elder)
+            plan = plan_for(self.care, elder)
+            plan = self._plans[elder.id] = self._plan_shapes.setdefault(tuple(plan.intervals.items()), plan)
         return plan
 
     def _next(
