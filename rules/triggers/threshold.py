@@ -82,17 +82,22 @@ def _apply(
     trigger: ThresholdTrigger,
     ctx: EventContext,
     key: Key,
-    value: float,
+    reading: float | None,
     *,
     slot: Slot | None = None,
-    reading: float | None = None,
 ) -> list[Signal]:
     """One reading for one rule's slot: raise, clear or (nearly always) just remember it.
 
-    ``slot``: the slot to work on instead of the stored one (a group follower's, see
-    :class:`ThresholdGroup`); it is stored only if the reading is new for it. ``reading``:
-    ``value`` as the object the caller holds, kept instead of a new one (see below).
+    ``reading``: the field's value as the object the caller holds (``None``: no reading, nothing
+    to do). ``slot``: the slot to work on instead of the stored one (a group follower's, see
+    :class:`ThresholdGroup`); it is stored only if the reading is new for it.
     """
+    # ``value`` is the reading narrowed to a float for the comparisons; ``reading`` itself is
+    # what the slot keeps: compiled, a narrowed float is a C double and storing it would box a
+    # new float per slot (docs/benchmarks.md, "Twenty-ninth pass").
+    value = reading
+    if value is None:
+        return []
     state = ctx.state
     if slot is None:
         slot = state.get(key)
@@ -100,12 +105,7 @@ def _apply(
         slot = Slot("threshold")
     if accept(slot, ctx) is not ADMIT_NEW:
         return []
-    # The caller's object where it has one: compiled, ``value`` is a C double and storing it
-    # boxes a new float per slot (docs/benchmarks.md, "Twenty-ninth pass"). ``reading`` is
-    # stored as passed, never narrowed first: a narrowed one would be boxed again too.
     slot.value = reading
-    if reading is None:
-        slot.value = value
     past = (trigger.below is not None and value < trigger.below) or (
         trigger.above is not None and value > trigger.above
     )
@@ -160,10 +160,7 @@ class ThresholdEngine(Engine):
         assert isinstance(trigger, ThresholdTrigger)
         if not active or not _admits(trigger, ctx):
             return []
-        value = reading = _reading(_getter(trigger.field)(ctx.event, ctx.subject))
-        if value is None:
-            return []
-        return _apply(rule, trigger, ctx, key, value, reading=reading)
+        return _apply(rule, trigger, ctx, key, _reading(_getter(trigger.field)(ctx.event, ctx.subject)))
 
     def on_timer(self, rule: Rule, slot: Slot, key: Key, now: float) -> list[Signal]:
         slot.due = None
@@ -287,7 +284,7 @@ class ThresholdGroup(Step):
                     )
                 # A new slot is stored only if this reading raises it (a late or redelivered one
                 # leaves nothing behind); an own slot is deleted once nothing is raised in it.
-                out = _apply(rule_, trigger_, ctx, key_, value, slot=slot, reading=reading)
+                out = _apply(rule_, trigger_, ctx, key_, reading, slot=slot)
                 if owned and not slot.raised:
                     state.delete(key_)  # cleared (or a slot of before followers): the leader's guard serves
                 if out:
@@ -311,7 +308,7 @@ class ThresholdGroup(Step):
                 slot.value = reading
                 state.put(key_, slot, durable=False)
                 continue
-            out = _apply(rule_, trigger_, ctx, key_, value, reading=reading)
+            out = _apply(rule_, trigger_, ctx, key_, reading)
             if out:
                 signals.extend(out)
         return signals
