@@ -31,6 +31,7 @@ from hub.community.roster import Person
 from hub.errors import RegistryError
 from hub.records import UnassignedDevice
 from hub.timeseries.schema import SubjectInfo
+from rules.facts import FactsMemo
 from rules.subject import Subject
 
 _NO_SERIES_INFO = SubjectInfo()
@@ -111,8 +112,10 @@ class Registry:
         self._tags: dict[SubjectInfo, SubjectInfo] = {}
         #: Devices behind one gateway node: ``node/switch1`` belongs to ``node`` (Tasmota LWT).
         self._children: dict[str, list[str]] = {}
+        #: The subjects' attributes share what repeats (``rules.facts``); only this build uses it.
+        facts = FactsMemo()
         for device in self._devices.values():
-            self._subjects[device.id] = self._subject(self._grids[device.grid][0], device)
+            self._subjects[device.id] = self._subject(self._grids[device.grid][0], device, facts)
             if "/" in device.id:
                 self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
         for stranger in unassigned:
@@ -126,7 +129,7 @@ class Registry:
         """A registry straight from a community YAML file (tools and tests)."""
         return cls(communities=load_yaml(path))
 
-    def _subject(self, community: Community, device: Device) -> Subject:
+    def _subject(self, community: Community, device: Device, facts: FactsMemo) -> Subject:
         attributes: dict[str, str | bool | int | float] = {
             "device.model": device.model,
             # Absence rules such as "offline after 2× the heartbeat" read the interval from here.
@@ -149,7 +152,7 @@ class Registry:
             kind=device.kind,
             grid=device.grid,
             community=community.code,
-            attributes=attributes,
+            attributes=facts.facts(attributes),
         )
 
     def _resident_of(self, device: Device) -> Resident | None:
