@@ -137,3 +137,17 @@ def test_rules_read_facts_as_they_read_a_dict() -> None:
         made.append(sorted((s.rule_id, s.subject, s.action.value) for s in signals))
     assert made[0] == made[1]
     assert {"elderly.night_activity"} <= {rule for rule, _, _ in made[0]}  # the condition was read
+
+
+def test_keys_find_kept_facts_and_equal_facts_under_two_keys_are_one() -> None:
+    memo = FactsMemo()
+    assert memo.shared(("HS1EB", 3600.0)) is None
+    kept = memo.keep(("HS1EB", 3600.0), {"device.model": "HS1EB", "device.heartbeat_s": 3600.0})
+    assert memo.shared(("HS1EB", 3600.0)) is kept
+    again = memo.keep(("other key",), {"device.model": "HS1EB", "device.heartbeat_s": 3600.0})
+    assert again is kept
+    assert memo.keep(("int beat",), {"device.model": "HS1EB", "device.heartbeat_s": 3600}) is not kept
+    assert memo.of(kept) is memo.of(kept)  # no own ids: one object
+    own = memo.of(kept, resident="r1")
+    assert own is not memo.of(kept, resident="r1") and own == memo.of(kept, resident="r1")
+    assert dict(own) == {"device.model": "HS1EB", "device.heartbeat_s": 3600.0, RESIDENT_ID: "r1"}

@@ -130,29 +130,31 @@ class Registry:
         return cls(communities=load_yaml(path))
 
     def _subject(self, community: Community, device: Device, facts: FactsMemo) -> Subject:
-        attributes: dict[str, str | bool | int | float] = {
-            "device.model": device.model,
-            # Absence rules such as "offline after 2× the heartbeat" read the interval from here.
-            "device.heartbeat_s": device.heartbeat_s,
-        }
-        if device.place is not None:
-            attributes["place.kind"] = self._places[device.place].kind.value
-            attributes["place.id"] = device.place
+        place = self._places[device.place].kind.value if device.place is not None else None
         resident = self._resident_of(device)
+        beat = device.heartbeat_s
+        # What the shared facts are made of, as one tuple: most devices find their twin's facts
+        # by it, and no dict is built for them (``rules.facts``).
+        key: tuple[object, ...] = (device.model, beat, beat.__class__, place)
         if resident is not None:
-            attributes["resident.id"] = resident.id
-            attributes["resident.living_alone"] = resident.living_alone
-            attributes["resident.disabled"] = resident.disabled
-            attributes["resident.cognitive_impairment"] = resident.cognitive_impairment
-            if resident.age is not None:
-                attributes["resident.age"] = resident.age
-                attributes["resident.aged_80_plus"] = resident.age >= 80
+            key = (
+                *key,
+                resident.living_alone,
+                resident.disabled,
+                resident.cognitive_impairment,
+                resident.age,
+            )
+        shared = facts.shared(key)
+        if shared is None:
+            shared = facts.keep(key, _facts(device, place, resident))
         return Subject(
             device_id=device.id,
             kind=device.kind,
             grid=device.grid,
             community=community.code,
-            attributes=facts.facts(attributes),
+            attributes=facts.of(
+                shared, resident=None if resident is None else resident.id, place=device.place
+            ),
         )
 
     def _resident_of(self, device: Device) -> Resident | None:
@@ -294,6 +296,27 @@ class Registry:
 
     def people_of(self, community_code: str) -> tuple[Person, ...]:
         return self._people.get(community_code, ())
+
+
+def _facts(
+    device: Device, place: str | None, resident: Resident | None
+) -> dict[str, str | bool | int | float]:
+    """What rules may know of a device besides its own ids (``rules.facts``): scopes, conditions, periods."""
+    attributes: dict[str, str | bool | int | float] = {
+        "device.model": device.model,
+        # Absence rules such as "offline after 2× the heartbeat" read the interval from here.
+        "device.heartbeat_s": device.heartbeat_s,
+    }
+    if place is not None:
+        attributes["place.kind"] = place
+    if resident is not None:
+        attributes["resident.living_alone"] = resident.living_alone
+        attributes["resident.disabled"] = resident.disabled
+        attributes["resident.cognitive_impairment"] = resident.cognitive_impairment
+        if resident.age is not None:
+            attributes["resident.age"] = resident.age
+            attributes["resident.aged_80_plus"] = resident.age >= 80
+    return attributes
 
 
 def spot_beyond(text: str, parts: list[str]) -> str:
