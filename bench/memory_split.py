@@ -11,7 +11,8 @@ heap counts against the next:
 3. ``hub``: in another process, ``Hub(settings)`` built from the same store (registry, rule state
    restored lazily, every absence deadline queued), handed back;
 4. ``reported``: + one Zigbee2MQTT report per registered device through ``Pipeline.handle`` in
-   process (the time-series sink running, so its buffer is flushed), handed back;
+   process (the time-series sink running, so its buffer is flushed; the rule state's changes
+   handed to its writer, as the running hub does every few seconds), handed back;
 5. ``slots_dropped``, ``states_dropped``: + every rule slot, then every device state, taken out
    of the hub and collected, handed back. Not something the hub does: it measures what a bounded
    cache or an eviction of quiet devices' state could give back, against what those objects
@@ -129,6 +130,12 @@ def _hub_phase(conn: Connection, data: str) -> None:
                 if i % 2_000 == 1_999:
                     await hub.timeseries.flush()  # as the sink's task does every second
             await hub.timeseries.flush()
+            # What the running hub does every few seconds (``ROUTINE_STATE_FLUSH_S``): the
+            # changed slots handed to the state file's writer, the dirty marks let go.
+            out["slots_flushed"] = hub.flush_rule_state(include_routine=True)
+            writer = hub.rule_runtime.state_store.file
+            if writer is not None and not writer.wait(300):  # the rows handed over, written
+                raise RuntimeError("the rule-state writer did not write the flushed slots in 300 s")
             out["reported"] = _rss()
             state = hub.evaluator.state
             assert isinstance(state, MemoryState)  # the single-hub state port

@@ -215,6 +215,14 @@ _PERSISTED = frozenset(
 )
 
 
+def _mark(marks: dict[str, set[str]], key: Key) -> None:
+    """Mark ``key`` in a rule → subjects table (:class:`MemoryState`'s dirty marks)."""
+    subjects = marks.get(key[0])
+    if subjects is None:
+        subjects = marks[key[0]] = set()
+    subjects.add(key[1])
+
+
 def _number(doc: Mapping[str, object], name: str) -> float | None:
     """``doc[name]`` as a slot's time or value: ``None`` or a number (an integer becomes a float)."""
     value = doc.get(name)
@@ -273,7 +281,12 @@ class StatePort:
 class MemoryState(StatePort):
     """A process-local :class:`StatePort` with dirty tracking and JSON snapshots.
 
-    Timers are a heap of ``(due, key)`` with lazy deletion. A slot's ``due`` is the truth;
+    Slots are kept in one table per rule, keyed by subject: a table keyed by ``(rule,
+    subject)`` held a key tuple per slot for as long as the slot lived (56 bytes; ≈ 17 MB for
+    the 3 × 10⁵ slots of 100 000 reporting devices, docs/benchmarks.md, "Thirtieth pass"),
+    where a subject's id is the registry's own string. The port still speaks in keys.
+
+    Timers are a heap of ``(due, rule, subject)`` with lazy deletion. A slot's ``due`` is the truth;
     ``slot.queued_due`` remembers its earliest heap entry. A postponed timer keeps its old
     entry until that entry reaches the top, is found early and re-queued at the real time,
     so moving an absence deadline forward on every event costs no heap operation; entries
@@ -289,36 +302,58 @@ class MemoryState(StatePort):
     """
 
     def __init__(self) -> None:
-        self._slots: dict[Key, Slot] = {}
-        #: Restored slots not read yet: their stored JSON (see :meth:`restore_lazy`).
-        self._raw: dict[Key, str | bytes] = {}
-        #: Below this many unread rows, :meth:`_read` moves the rest into a table of their size.
+        #: rule → subject → slot.
+        self._slots: dict[str, dict[str, Slot]] = {}
+        #: Restored slots not read yet: their stored JSON (see :meth:`restore_lazy`), rule →
+        #: subject → text, and how many there are.
+        self._raw: dict[str, dict[str, str | bytes]] = {}
+        self._raw_count = 0
+        #: Below this many unread rows, :meth:`_read` moves the rest into tables of their size.
         self._raw_compact_below = 0
         self._decode: Callable[[str | bytes], Any] | None = None
-        self._heap: list[tuple[float, Key]] = []
-        self._dirty: set[Key] = set()
-        #: Keys with only routine changes, persisted on a slower cadence (see ``put``).
-        self._soft: set[Key] = set()
+        #: ``(due, rule, subject)``: no key tuple held per timer (the entry would hold one).
+        self._heap: list[tuple[float, str, str]] = []
+        #: Changed since the last drain, rule → subjects: no key tuple held per mark either
+        #: (3 × 10⁵ of them between two routine flushes).
+        self._dirty: dict[str, set[str]] = {}
+        #: Only routine changes, persisted on a slower cadence (see ``put``).
+        self._soft: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
-        return len(self._slots) + len(self._raw)
+        return sum([len(table) for table in self._slots.values()]) + self._raw_count
+
+    def _slot(self, rule: str, subject: str) -> Slot | None:
+        """The slot held for ``(rule, subject)`` (read already), or ``None``."""
+        table = self._slots.get(rule)
+        return None if table is None else table.get(subject)
+
+    def _unread(self, rule: str, subject: str) -> bool:
+        table = self._raw.get(rule)
+        return table is not None and subject in table
 
     # -- the port -------------------------------------------------------------------------
 
     def get(self, key: Key) -> Slot | None:
-        slot = self._slots.get(key)
-        if slot is None and self._raw:
+        table = self._slots.get(key[0])
+        slot = None if table is None else table.get(key[1])
+        if slot is None and self._raw_count:
             return self._read(key)
         return slot
 
     def has(self, key: Key) -> bool:
-        return key in self._slots or key in self._raw
+        return self._slot(key[0], key[1]) is not None or (
+            self._raw_count > 0 and self._unread(key[0], key[1])
+        )
 
     def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
-        self._slots[key] = slot
-        if self._raw:
-            self._raw.pop(key, None)  # replaced unread: the stored text is stale now
-        (self._dirty if durable else self._soft).add(key)
+        rule = key[0]
+        table = self._slots.get(rule)
+        if table is None:
+            table = self._slots[rule] = {}
+        table[key[1]] = slot
+        if self._raw_count:
+            self._take_raw(key)  # replaced unread: the stored text is stale now
+        _mark(self._dirty if durable else self._soft, key)
         due = slot.due
         if due is not None:
             queued = slot.queued_due
@@ -326,25 +361,30 @@ class MemoryState(StatePort):
                 # ``slot.due`` as read, not the narrowed ``due``: compiled, that is a C double and
                 # the store would box it anew (a float object per timer; "Twenty-ninth pass").
                 slot.queued_due = slot.due
-                heapq.heappush(self._heap, (due, key))
-                if len(self._heap) > 2 * (len(self._slots) + len(self._raw)) + 1024:
+                heapq.heappush(self._heap, (due, rule, key[1]))
+                if len(self._heap) > 2 * len(self) + 1024:
                     self._rebuild()
 
     def delete(self, key: Key) -> None:
-        if self._slots.pop(key, None) is not None or self._raw.pop(key, None) is not None:
-            self._dirty.add(key)
+        table = self._slots.get(key[0])
+        if (table is not None and table.pop(key[1], None) is not None) or (
+            self._raw_count and self._take_raw(key) is not None
+        ):
+            _mark(self._dirty, key)
 
     def slot_keys(self) -> list[Key]:
-        return [*self._slots, *self._raw]
+        keys: list[Key] = [(rule, subject) for rule, table in self._slots.items() for subject in table]
+        keys.extend([(rule, subject) for rule, table in self._raw.items() for subject in table])
+        return keys
 
     def pop_due(self, now: float) -> list[Key]:
         fired: list[Key] = []
-        heap, slots = self._heap, self._slots
+        heap = self._heap
         while heap and heap[0][0] <= now:
-            due, key = heapq.heappop(heap)
-            slot = slots.get(key)
-            if slot is None and self._raw:
-                slot = self._read(key)
+            due, rule, subject = heapq.heappop(heap)
+            slot = self._slot(rule, subject)
+            if slot is None and self._raw_count:
+                slot = self._read((rule, subject))
             if slot is None or slot.queued_due != due:
                 continue  # stale: the slot is gone or has an earlier entry
             slot.queued_due = None
@@ -353,18 +393,18 @@ class MemoryState(StatePort):
                 continue  # cancelled
             if real != due:
                 slot.queued_due = real  # postponed: re-queue at the real time
-                heapq.heappush(heap, (real, key))
+                heapq.heappush(heap, (real, rule, subject))
                 continue
-            fired.append(key)
+            fired.append((rule, subject))
         return fired
 
     def next_due(self) -> float | None:
-        heap, slots = self._heap, self._slots
+        heap = self._heap
         while heap:
-            due, key = heap[0]
-            slot = slots.get(key)
-            if slot is None and self._raw:
-                slot = self._read(key)
+            due, rule, subject = heap[0]
+            slot = self._slot(rule, subject)
+            if slot is None and self._raw_count:
+                slot = self._read((rule, subject))
             if slot is None or slot.queued_due != due:
                 heapq.heappop(heap)
                 continue
@@ -375,19 +415,21 @@ class MemoryState(StatePort):
                 continue
             if real != due:
                 slot.queued_due = real
-                heapq.heapreplace(heap, (real, key))
+                heapq.heapreplace(heap, (real, rule, subject))
                 continue
             return due
         return None
 
     def _rebuild(self) -> None:
-        raw = self._raw
         # A slot not read yet has exactly one entry, the one it was restored with: keep it.
-        heap: list[tuple[float, Key]] = [entry for entry in self._heap if entry[1] in raw] if raw else []
-        for key, slot in self._slots.items():
-            slot.queued_due = slot.due
-            if slot.due is not None:
-                heap.append((slot.due, key))
+        heap: list[tuple[float, str, str]] = (
+            [entry for entry in self._heap if self._unread(entry[1], entry[2])] if self._raw_count else []
+        )
+        for rule, table in self._slots.items():
+            for subject, slot in table.items():
+                slot.queued_due = slot.due
+                if slot.due is not None:
+                    heap.append((slot.due, rule, subject))
         heapq.heapify(heap)
         self._heap = heap
 
@@ -401,21 +443,30 @@ class MemoryState(StatePort):
             return Slot.from_json(doc, fresh=fresh)
         except (ValueError, TypeError) as exc:
             log.warning("rule state of %s for %s dropped: %s", key[0], key[1], exc)
-            self._dirty.add(key)
+            _mark(self._dirty, key)
             return None
+
+    def _take_raw(self, key: Key) -> str | bytes | None:
+        """A restored slot's text, taken out of the unread ones (``None``: there is none)."""
+        raw = self._raw
+        table = raw.get(key[0])
+        text = None if table is None else table.pop(key[1], None)
+        if text is None:
+            return None
+        self._raw_count -= 1
+        if self._raw_count < self._raw_compact_below:
+            # A dict's table never shrinks on deletion: once every device has reported, the
+            # 10⁵ rows' tables (≈ 10 MB at 100 000 devices) would stay, empty, for the life of
+            # the process. Each time three quarters are read, the rest move to tables of their size.
+            self._raw = {rule: dict(rows) for rule, rows in raw.items() if rows}
+            self._raw_compact_below = self._raw_count // 4
+        return text
 
     def _read(self, key: Key) -> Slot | None:
         """A restored slot's first read: its stored text becomes a :class:`Slot`."""
-        raw = self._raw
-        text = raw.pop(key, None)
+        text = self._take_raw(key)
         if text is None:
             return None
-        if len(raw) < self._raw_compact_below:
-            # A dict's table never shrinks on deletion: once every device has reported, the
-            # 10⁵ rows' table (≈ 10 MB at 100 000 devices) would stay, empty, for the life of
-            # the process. Each time three quarters are read, the rest move to a table of their size.
-            self._raw = dict(raw)
-            self._raw_compact_below = len(raw) // 4
         assert self._decode is not None
         try:
             doc = self._decode(text)
@@ -424,12 +475,15 @@ class MemoryState(StatePort):
         slot = self._decoded(key, doc, fresh=True)
         if slot is None:
             return None
-        self._slots[key] = slot
+        table = self._slots.get(key[0])
+        if table is None:
+            table = self._slots[key[0]] = {}
+        table[key[1]] = slot
         if slot.due is not None:
             # Its restored heap entry may carry another due (a row edited by hand): queue this one;
             # the duplicate is skipped as stale when it comes up.
             slot.queued_due = slot.due
-            heapq.heappush(self._heap, (slot.due, key))
+            heapq.heappush(self._heap, (slot.due, key[0], key[1]))
         return slot
 
     def replace_subjects(
@@ -442,18 +496,29 @@ class MemoryState(StatePort):
         node's to persist, and ``rows`` were just read from the store.
         """
         wanted = frozenset(subjects)
-        for key in [k for k in self._slots if k[1] in wanted]:
-            del self._slots[key]
-        for key in [k for k in self._raw if k[1] in wanted]:
-            del self._raw[key]
-        self._dirty = {k for k in self._dirty if k[1] not in wanted}
-        self._soft = {k for k in self._soft if k[1] not in wanted}
+        for table in self._slots.values():
+            for subject in [s for s in table if s in wanted]:
+                del table[subject]
+        for rows_of_rule in self._raw.values():
+            for subject in [s for s in rows_of_rule if s in wanted]:
+                del rows_of_rule[subject]
+                self._raw_count -= 1
+        for marks in (self._dirty, self._soft):
+            for marked in marks.values():
+                marked.difference_update(wanted)
         for rule, subject, state in rows:
             if subject in wanted:
                 key = (rule, subject)
                 if (slot := self._decoded(key, state, fresh=False)) is not None:
-                    self._slots[key] = slot
+                    self._keep(key, slot)
         self._rebuild()
+
+    def _keep(self, key: Key, slot: Slot) -> None:
+        """Hold ``slot`` for ``key`` without marking anything (restores)."""
+        table = self._slots.get(key[0])
+        if table is None:
+            table = self._slots[key[0]] = {}
+        table[key[1]] = slot
 
     # -- persistence helpers ----------------------------------------------------------------
 
@@ -462,33 +527,49 @@ class MemoryState(StatePort):
 
         Routine updates (``put(..., durable=False)``) are included only when asked for.
         """
-        dirty, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, {}
         if include_routine:
-            dirty |= self._soft
-            self._soft = set()
+            for rule, subjects in self._soft.items():
+                if rule in dirty:
+                    dirty[rule] |= subjects
+                else:
+                    dirty[rule] = subjects
+            self._soft = {}
         else:
-            self._soft -= dirty
-        return dirty
+            soft = self._soft
+            for rule, subjects in dirty.items():
+                routine = soft.get(rule)
+                if routine:
+                    routine -= subjects
+        return {(rule, subject) for rule, subjects in dirty.items() for subject in subjects}
 
     def mark_dirty(self, keys: Iterable[Key]) -> None:
         """Keys a writer drained but could not write: they go out with the next flush."""
-        self._dirty.update(keys)
+        for key in keys:
+            _mark(self._dirty, key)
 
     def snapshot(self, keys: Iterable[Key] | None = None) -> JsonDict:
         """All slots, or just ``keys`` (then keys without a slot are listed as ``deleted``)."""
         if keys is None:
-            for key in list(self._raw):
-                self._read(key)
-            chosen: Iterable[Key] = self._slots
+            unread: list[Key] = [(rule, subject) for rule, table in self._raw.items() for subject in table]
+            for each in unread:
+                self._read(each)
+            chosen: list[tuple[Key, Slot]] = [
+                ((rule, subject), slot)
+                for rule, table in self._slots.items()
+                for subject, slot in table.items()
+            ]
             deleted: list[list[str]] = []
         else:
-            keys = list(keys)
+            chosen = []
+            deleted = []
             for key in keys:
-                if key in self._raw:
-                    self._read(key)
-            chosen = [k for k in keys if k in self._slots]
-            deleted = [[k[0], k[1]] for k in keys if k not in self._slots]
-        slots = [{"rule": key[0], "subject": key[1], "state": self._slots[key].to_json()} for key in chosen]
+                slot = self.get(key)
+                if slot is None:
+                    deleted.append([key[0], key[1]])
+                else:
+                    chosen.append((key, slot))
+        slots = [{"rule": key[0], "subject": key[1], "state": slot.to_json()} for key, slot in chosen]
         doc: JsonDict = {"version": SNAPSHOT_VERSION, "slots": slots}
         if deleted:
             doc["deleted"] = deleted
@@ -519,7 +600,7 @@ class MemoryState(StatePort):
         ``names``: as in :meth:`restore_lazy`.
         """
         state = cls()
-        slots = state._slots
+        keep = state._keep
         decoded = state._decoded
         names = {} if names is None else names
         # Building ~10⁵ long-lived objects would trigger many useless GC passes: pause it.
@@ -530,7 +611,7 @@ class MemoryState(StatePort):
                 text = str(subject)
                 key = (str(rule), names.setdefault(text, text))
                 if (slot := decoded(key, doc, fresh=fresh)) is not None:
-                    slots[key] = slot
+                    keep(key, slot)
         finally:
             if was_enabled:
                 gc.enable()
@@ -562,11 +643,19 @@ class MemoryState(StatePort):
         heap = state._heap
         rules: dict[str, str] = {}  # one copy of each rule id across 10⁵ keys
         names = {} if names is None else names
-        for rule, subject, text, due in rows:
-            key = (rules.setdefault(rule, rule), names.setdefault(subject, subject))
-            raw[key] = text
+        count = 0
+        for row_rule, subject, text, due in rows:
+            rule = rules.setdefault(row_rule, row_rule)
+            name = names.setdefault(subject, subject)
+            table = raw.get(rule)
+            if table is None:
+                table = raw[rule] = {}
+            if name not in table:
+                count += 1
+            table[name] = text
             if due.__class__ is float or due.__class__ is int:  # not bool, not text
-                heap.append((float(due), key))
+                heap.append((float(due), rule, name))
         heapq.heapify(heap)
-        state._raw_compact_below = len(raw) // 4
+        state._raw_count = count
+        state._raw_compact_below = count // 4
         return state

@@ -556,11 +556,11 @@ def test_reading_the_restored_slots_gives_their_table_back() -> None:
     """A dict never shrinks on deletion: the unread rows move to a smaller table as they are read."""
     rows = [("r", f"d{i}", json.dumps({"trigger": "absence", "due": T0 + i}), T0 + i) for i in range(40_000)]
     lazy = MemoryState.restore_lazy(rows, decode=json.loads)
-    restored_table = sys.getsizeof(lazy._raw)
+    restored_table = sys.getsizeof(lazy._raw["r"])
     for i in range(39_000):  # every device but 1 000 reports: its slots are read
         slot = lazy.get(("r", f"d{i}"))
         assert slot is not None and slot.due == T0 + i
-    assert sys.getsizeof(lazy._raw) < restored_table / 8
+    assert sys.getsizeof(lazy._raw["r"]) < restored_table / 8
     # The rows not read yet are all still there, with their timers.
     assert len(lazy) == 40_000 and lazy.has(("r", "d39999"))
     assert lazy.pop_due(T0 + 39_000) == [("r", f"d{i}") for i in range(39_001)]
@@ -625,3 +625,21 @@ def test_a_stored_slot_is_checked_and_typed_before_it_is_built() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             Slot.from_json(doc)
+
+
+def test_a_slot_and_its_timer_keep_no_key_tuple_of_their_own() -> None:
+    """Slots live in a table per rule keyed by subject, timers as ``(due, rule, subject)`` and
+    dirty marks per rule: the caller's key tuple is not held (56 bytes a slot at 10⁵ devices)."""
+    state = MemoryState()
+    rule, subject = "device.offline", "dev-1"
+    key = (rule, subject)
+    before = sys.getrefcount(key)
+    state.put(key, Slot("absence", due=T0 + 60), durable=False)
+    state.put(("elderly.inactive", subject), Slot("absence", due=T0 + 30))
+    assert sys.getrefcount(key) == before
+    assert state.drain_dirty() == {("elderly.inactive", subject)}
+    assert state.drain_dirty(include_routine=True) == {key}
+    assert sys.getrefcount(key) == before
+    assert state.next_due() == T0 + 30
+    assert state.pop_due(T0 + 60) == [("elderly.inactive", subject), key]
+    assert sorted(state.slot_keys()) == sorted([key, ("elderly.inactive", subject)])
