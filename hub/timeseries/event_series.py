@@ -18,12 +18,14 @@ from adapters.events import Event
 from hub.timeseries.line_protocol import Point, encode_head, sorted_tags
 from hub.timeseries.schema import ExtraTags, Measurement, SubjectInfo, event_shape, event_tags
 
-#: Cached heads (about three per device), oldest dropped first past this. An entry is ≈ 0.6 KB:
+#: Cached heads (one to three per device), oldest dropped first past this. An entry is ≈ 0.6 KB:
 #: held for every device of a 100 000-device district they were ≈ 190 MB once all had reported
 #: (docs/benchmarks.md, "Ninth pass"). Most of such a fleet's points are its health points,
-#: charted every few minutes per device, which a cache cannot speed up anyway; the busy devices
-#: (doors, parking) stay in it, and a bench-sized community fits whole.
-CACHE_LIMIT = 32_768
+#: charted every few minutes per device, which a cache cannot speed up anyway: at 32 768 the
+#: cache held ≈ 17 MB there and missed all the same. 8 192 keeps a community of a few thousand
+#: devices whole (the ingest bench's 2 260 devices fill 3 702) and a district's busiest
+#: (doors, parking) most of the time (docs/benchmarks.md, "Thirtieth pass").
+CACHE_LIMIT = 8_192
 
 _Key = tuple[str, Measurement, ExtraTags]
 _Entry = tuple[SubjectInfo, tuple[tuple[str, str], ...], str]
