@@ -450,9 +450,11 @@ class MemoryState(StatePort):
         """A restored slot's text, taken out of the unread ones (``None``: there is none)."""
         raw = self._raw
         table = raw.get(key[0])
-        text = None if table is None else table.pop(key[1], None)
-        if text is None:
+        if table is None or key[1] not in table:
             return None
+        # Counted out even if the row held no text (never from the state file, whose column is
+        # NOT NULL): such a row is gone once asked for, as before.
+        text = table.pop(key[1])
         self._raw_count -= 1
         if self._raw_count < self._raw_compact_below:
             # A dict's table never shrinks on deletion: once every device has reported, the

@@ -643,3 +643,14 @@ def test_a_slot_and_its_timer_keep_no_key_tuple_of_their_own() -> None:
     assert state.next_due() == T0 + 30
     assert state.pop_due(T0 + 60) == [("elderly.inactive", subject), key]
     assert sorted(state.slot_keys()) == sorted([key, ("elderly.inactive", subject)])
+
+
+def test_a_restored_row_without_text_is_gone_once_asked_for() -> None:
+    """Counted like any unread row: ``len`` drops when it is read (and it reads as no slot)."""
+    state = MemoryState.restore_lazy(
+        [("r", "a", None, None), ("r", "b", '{"trigger": "absence"}', None)], decode=json.loads
+    )  # type: ignore[list-item]
+    assert len(state) == 2
+    assert state.get(("r", "a")) is None
+    assert len(state) == 1 and not state.has(("r", "a"))
+    assert state.get(("r", "b")) is not None and len(state) == 1
