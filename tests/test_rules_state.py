@@ -645,6 +645,7 @@ def test_a_slot_and_its_timer_keep_no_key_tuple_of_their_own() -> None:
     assert sorted(state.slot_keys()) == sorted([key, ("elderly.inactive", subject)])
 
 
+@pytest.mark.pure_only("the compiled restore_lazy refuses a row whose text is not str or bytes")
 def test_a_restored_row_without_text_is_gone_once_asked_for() -> None:
     """Counted like any unread row: ``len`` drops when it is read (and it reads as no slot)."""
     state = MemoryState.restore_lazy(
