@@ -99,10 +99,14 @@ class FactsMemo:
 
         Equal facts under two keys are still one object.
         """
+        kept = self._by_key[key] = self._intern(facts)
+        return kept
+
+    def _intern(self, facts: Mapping[str, Fact]) -> Mapping[str, Fact]:
+        """The one object kept for facts equal to ``facts`` (``facts`` itself the first time)."""
         # The type is part of what is equal: True == 1 == 1.0 are one dict key, but not one fact.
         content = tuple([(k, v.__class__, v) for k, v in facts.items()])
-        kept = self._by_key[key] = self._shared.setdefault(content, facts)
-        return kept
+        return self._shared.setdefault(content, facts)
 
     def of(
         self, shared: Mapping[str, Fact], *, resident: str | None = None, place: str | None = None
@@ -117,11 +121,8 @@ class FactsMemo:
 
     def facts(self, attributes: Mapping[str, Fact]) -> Facts:
         """``attributes`` as :class:`Facts`; ``attributes`` is not kept."""
-        rest = {k: v for k, v in attributes.items() if k not in OWN_KEYS}
-        content = tuple([(k, v.__class__, v) for k, v in rest.items()])
-        shared = self._shared.setdefault(content, rest)
         return self.of(
-            shared,
+            self._intern({k: v for k, v in attributes.items() if k not in OWN_KEYS}),
             resident=_text(RESIDENT_ID, attributes.get(RESIDENT_ID)),
             place=_text(PLACE_ID, attributes.get(PLACE_ID)),
         )

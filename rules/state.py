@@ -346,11 +346,7 @@ class MemoryState(StatePort):
         )
 
     def put(self, key: Key, slot: Slot, *, durable: bool = True) -> None:
-        rule = key[0]
-        table = self._slots.get(rule)
-        if table is None:
-            table = self._slots[rule] = {}
-        table[key[1]] = slot
+        self._keep(key, slot)
         if self._raw_count:
             self._take_raw(key)  # replaced unread: the stored text is stale now
         _mark(self._dirty if durable else self._soft, key)
@@ -361,7 +357,7 @@ class MemoryState(StatePort):
                 # ``slot.due`` as read, not the narrowed ``due``: compiled, that is a C double and
                 # the store would box it anew (a float object per timer; "Twenty-ninth pass").
                 slot.queued_due = slot.due
-                heapq.heappush(self._heap, (due, rule, key[1]))
+                heapq.heappush(self._heap, (due, key[0], key[1]))
                 if len(self._heap) > 2 * len(self) + 1024:
                     self._rebuild()
 
@@ -477,10 +473,7 @@ class MemoryState(StatePort):
         slot = self._decoded(key, doc, fresh=True)
         if slot is None:
             return None
-        table = self._slots.get(key[0])
-        if table is None:
-            table = self._slots[key[0]] = {}
-        table[key[1]] = slot
+        self._keep(key, slot)
         if slot.due is not None:
             # Its restored heap entry may carry another due (a row edited by hand): queue this one;
             # the duplicate is skipped as stale when it comes up.
@@ -516,7 +509,7 @@ class MemoryState(StatePort):
         self._rebuild()
 
     def _keep(self, key: Key, slot: Slot) -> None:
-        """Hold ``slot`` for ``key`` without marking anything (restores)."""
+        """Hold ``slot`` for ``key`` without marking anything (``put`` marks; restores do not)."""
         table = self._slots.get(key[0])
         if table is None:
             table = self._slots[key[0]] = {}

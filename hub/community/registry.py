@@ -132,21 +132,20 @@ class Registry:
     def _subject(self, community: Community, device: Device, facts: FactsMemo) -> Subject:
         place = self._places[device.place].kind.value if device.place is not None else None
         resident = self._resident_of(device)
-        beat = device.heartbeat_s
-        # What the shared facts are made of, as one tuple: most devices find their twin's facts
-        # by it, and no dict is built for them (``rules.facts``).
-        key: tuple[object, ...] = (device.model, beat, beat.__class__, place)
-        if resident is not None:
-            key = (
-                *key,
-                resident.living_alone,
-                resident.disabled,
-                resident.cognitive_impairment,
-                resident.age,
-            )
+        # Everything the shared facts are made of, as one tuple, and the facts made from that
+        # tuple alone: most devices find their twin's facts by it, no dict built for them
+        # (``rules.facts``), and the key cannot leave out a fact the dict holds.
+        key: _FactsKey = (
+            device.model,
+            (device.heartbeat_s, device.heartbeat_s.__class__),
+            place,
+            None
+            if resident is None
+            else (resident.living_alone, resident.disabled, resident.cognitive_impairment, resident.age),
+        )
         shared = facts.shared(key)
         if shared is None:
-            shared = facts.keep(key, _facts(device, place, resident))
+            shared = facts.keep(key, _facts(key))
         return Subject(
             device_id=device.id,
             kind=device.kind,
@@ -298,24 +297,30 @@ class Registry:
         return self._people.get(community_code, ())
 
 
-def _facts(
-    device: Device, place: str | None, resident: Resident | None
-) -> dict[str, str | bool | int | float]:
+#: (model, (heartbeat, its type), place kind, (living alone, disabled, cognitive impairment,
+#: age) of the resident): a device's shared facts (``Registry._subject``). The type is part of
+#: what is equal: 3600 and 3600.0 are one dict key, not one fact.
+_FactsKey = tuple[str, tuple[float, type], str | None, tuple[bool, bool, bool, int | None] | None]
+
+
+def _facts(key: _FactsKey) -> dict[str, str | bool | int | float]:
     """What rules may know of a device besides its own ids (``rules.facts``): scopes, conditions, periods."""
+    model, (beat, _), place, resident = key
     attributes: dict[str, str | bool | int | float] = {
-        "device.model": device.model,
+        "device.model": model,
         # Absence rules such as "offline after 2× the heartbeat" read the interval from here.
-        "device.heartbeat_s": device.heartbeat_s,
+        "device.heartbeat_s": beat,
     }
     if place is not None:
         attributes["place.kind"] = place
     if resident is not None:
-        attributes["resident.living_alone"] = resident.living_alone
-        attributes["resident.disabled"] = resident.disabled
-        attributes["resident.cognitive_impairment"] = resident.cognitive_impairment
-        if resident.age is not None:
-            attributes["resident.age"] = resident.age
-            attributes["resident.aged_80_plus"] = resident.age >= 80
+        living_alone, disabled, cognitive_impairment, age = resident
+        attributes["resident.living_alone"] = living_alone
+        attributes["resident.disabled"] = disabled
+        attributes["resident.cognitive_impairment"] = cognitive_impairment
+        if age is not None:
+            attributes["resident.age"] = age
+            attributes["resident.aged_80_plus"] = age >= 80
     return attributes
 
 
