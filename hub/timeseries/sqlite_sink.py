@@ -6,6 +6,16 @@ string fields are kept in ``text``. Rows older than ``retention_days`` are delet
 a minute. The same O(1) ``write`` as the InfluxDB writer; inserts run in a worker thread
 (:func:`asyncio.to_thread`) from the named task ``linli-timeseries``.
 
+Inserts are one ``INSERT … SELECT … FROM json_each(?)`` per :data:`INSERT_BATCH_ROWS` rows, as
+the rule-state writer's (:mod:`hub.storage.rule_state_file`), not ``executemany``: the sqlite3
+module lets go of the GIL around each row's ``sqlite3_step`` and then waits for it back, and
+while the event loop is busy that wait is CPython's switch interval (5 ms) per row. Measured on
+the bench machine, 300 000 rows took 1.06 s alone and **531 s** beside one busy thread; as one
+statement per batch, 1.16 s and 1.13 s. While an insert crawled, the points of the next flush
+piled up (116 207 points in one buffer at 7 000 msg/s, docs/benchmarks.md, "Thirty-second
+pass"), and the buffer's floats and strings, freed once written, left ≈ 80 MB of holes among
+the devices' long-lived objects that the process never gave back.
+
 :func:`query_series` is the console's one query: a field of a measurement over a time range,
 filtered by tags, optionally grouped by one tag, aggregated in fixed buckets.
 """
@@ -20,7 +30,10 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
+
+import orjson
 
 from hub.clock import Clock
 from hub.files import touch_private
@@ -29,6 +42,18 @@ from hub.timeseries.pending import TAG_JSON_LIMIT, PendingRows, Row
 from hub.timeseries.writer import TASK_NAME, WriterStats
 
 log = logging.getLogger(__name__)
+
+#: Rows per insert statement: the batch's JSON is made holding the GIL (≈ 0.5 ms for 2 048
+#: rows), so a batch is kept small enough not to hold an SOS press on the event loop.
+INSERT_BATCH_ROWS = 2048
+#: One statement inserts a batch, the rows given as one JSON array of row arrays. JSON numbers
+#: come back as the same doubles (orjson writes the shortest text that reads back exactly).
+_INSERT = (
+    "INSERT INTO points (ts, measurement, tags, field, value, text)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')"
+    " FROM json_each(?)"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -42,6 +67,23 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE INDEX IF NOT EXISTS points_by_series ON points (measurement, field, ts);
 CREATE INDEX IF NOT EXISTS points_by_ts ON points (ts);
 """
+
+
+def _batch_json(batch: list[Row]) -> tuple[str, int]:
+    """The rows as one JSON array of arrays, and how many were left out.
+
+    Text, not orjson's bytes: SQLite's JSON functions refuse a BLOB. A row whose text field
+    has a lone surrogate (no UTF-8 form; ``executemany`` refused it as well) is left out on
+    its own, not the batch with it.
+    """
+    try:
+        return orjson.dumps(batch).decode(), 0
+    except orjson.JSONEncodeError:
+        kept: list[str] = []
+        for row in batch:
+            with contextlib.suppress(orjson.JSONEncodeError):
+                kept.append(orjson.dumps(row).decode())
+        return f"[{','.join(kept)}]", len(batch) - len(kept)
 
 
 class Aggregate(StrEnum):
@@ -157,7 +199,9 @@ class SqliteSink:
             await asyncio.sleep(self._interval)
             try:
                 await self.flush()
-            except sqlite3.Error as exc:
+            except Exception as exc:
+                # Whatever one flush met (a full disk, a row SQLite refused), the next second's
+                # points must still be written: this loop must not die of it.
                 self.stats.last_error = str(exc)
                 log.exception("time-series sqlite flush failed")
 
@@ -171,18 +215,28 @@ class SqliteSink:
         if abs(now - self._last_prune) > 60:
             self._last_prune = now
             prune_before = now - self._retention_s
-        await asyncio.to_thread(self._insert, rows.rows(), prune_before)
+        dropped = await asyncio.to_thread(self._insert, rows.rows(), prune_before)
+        if dropped:
+            self.stats.invalid_points += dropped
+            self.stats.last_error = f"{dropped} rows not written: a text that is not valid UTF-8"
+            log.warning("time-series: %d rows not written: a text that is not valid UTF-8", dropped)
         self.stats.points_delivered += points
         self.stats.batches_sent += 1
 
-    def _insert(self, rows: Iterable[Row], prune_before: float | None) -> None:
+    def _insert(self, rows: Iterable[Row], prune_before: float | None) -> int:
+        """Write the rows in one transaction; returns how many could not be written (see :func:`_batch_json`)."""
+        dropped = 0
         with self._lock:
             db = self._db
             if db is None:
-                return
+                return 0
             db.execute("BEGIN")
             try:
-                db.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+                remaining = iter(rows)
+                while batch := list(islice(remaining, INSERT_BATCH_ROWS)):
+                    doc, unwritable = _batch_json(batch)
+                    dropped += unwritable
+                    db.execute(_INSERT, (doc,))
                 if prune_before is not None:
                     db.execute("DELETE FROM points WHERE ts < ?", (prune_before,))
                 db.execute("COMMIT")
@@ -193,6 +247,7 @@ class SqliteSink:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+        return dropped
 
     async def query(
         self,
