@@ -284,3 +284,25 @@ async def test_a_text_with_no_utf8_form_costs_only_its_own_row(tmp_path: Path) -
     assert "UTF-8" in sink.stats.last_error
     assert count_rows(tmp_path / "ts.sqlite") == 5
     assert all("bad" not in str(row) for row in stored_rows(tmp_path / "ts.sqlite"))
+
+
+async def test_texts_with_a_nul_character_are_stored_whole(tmp_path: Path) -> None:
+    """SQLite's JSON functions end a string at an escaped NUL: such a row is bound as
+    parameters instead, and stored whole, as ``executemany`` stored it."""
+    sink = sqlite_sink(tmp_path)
+    expected: list[tuple[object, ...]] = []
+    for i, note in enumerate(["前\x00后", "plain", "\x00", "a\\u0000b"]):
+        tags = {"device_id": f"d{i}\x00x" if i == 2 else f"d{i}"}
+        sink.write(Point.of("door", tags=tags, fields={"note": note, "v": float(i)}, ts=NOW + i))
+        tags_json = orjson.dumps(tags).decode()
+        expected += [
+            (NOW + i, "door", tags_json, "note", None, note),
+            (NOW + i, "door", tags_json, "v", float(i), None),
+        ]
+    await sink.start()
+    try:
+        await sink.flush()
+    finally:
+        await sink.stop()
+    assert sorted(stored_rows(tmp_path / "ts.sqlite"), key=repr) == sorted(expected, key=repr)
+    assert sink.stats.invalid_points == 0

@@ -57,6 +57,9 @@ _INSERT = (
     " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')"
     " FROM json_each(?)"
 )
+_INSERT_ROW = "INSERT INTO points (ts, measurement, tags, field, value, text) VALUES (?, ?, ?, ?, ?, ?)"
+#: How orjson writes a NUL character inside a string (see :func:`_rows_with_nul`).
+_ESCAPED_NUL = "\\u0000"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -70,6 +73,24 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE INDEX IF NOT EXISTS points_by_series ON points (measurement, field, ts);
 CREATE INDEX IF NOT EXISTS points_by_ts ON points (ts);
 """
+
+
+def _rows_with_nul(batch: list[Row]) -> tuple[list[Row], list[Row]]:
+    """The rows without a NUL character in any text, and those with one.
+
+    SQLite's JSON functions end a string at an escaped NUL (``"a\\u0000b"`` reads back as
+    ``"a"``, SQLite 3.40), so a row with one is bound as parameters instead: rare (only a
+    payload's own text can hold one), it costs that row a statement of its own and its place
+    in the insert order.
+    """
+    plain: list[Row] = []
+    bound: list[Row] = []
+    for row in batch:
+        if any(isinstance(v, str) and "\x00" in v for v in row):
+            bound.append(row)
+        else:
+            plain.append(row)
+    return plain, bound
 
 
 def _batch_json(batch: list[Row]) -> tuple[str, int]:
@@ -238,6 +259,14 @@ class SqliteSink:
                 remaining = iter(rows)
                 while batch := list(islice(remaining, INSERT_BATCH_ROWS)):
                     doc, unwritable = _batch_json(batch)
+                    if _ESCAPED_NUL in doc:
+                        batch, bound = _rows_with_nul(batch)
+                        doc, unwritable = _batch_json(batch)
+                        for row in bound:
+                            try:
+                                db.execute(_INSERT_ROW, row)
+                            except UnicodeEncodeError:  # a lone surrogate as well
+                                unwritable += 1
                     dropped += unwritable
                     db.execute(_INSERT, (doc,))
                 if prune_before is not None:
