@@ -55,11 +55,11 @@ _INSERT = (
     "INSERT INTO points (ts, measurement, tags, field, value, text)"
     " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
     " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')"
-    " FROM json_each(?)"
+    " FROM json_each(CAST(? AS TEXT))"
 )
 _INSERT_ROW = "INSERT INTO points (ts, measurement, tags, field, value, text) VALUES (?, ?, ?, ?, ?, ?)"
 #: How orjson writes a NUL character inside a string (see :func:`_rows_with_nul`).
-_ESCAPED_NUL = "\\u0000"
+_ESCAPED_NUL = b"\\u0000"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -93,21 +93,25 @@ def _rows_with_nul(batch: list[Row]) -> tuple[list[Row], list[Row]]:
     return plain, bound
 
 
-def _batch_json(batch: list[Row]) -> tuple[str, int]:
+def _batch_json(batch: list[Row]) -> tuple[bytes, int]:
     """The rows as one JSON array of arrays, and how many were left out.
 
-    Text, not orjson's bytes: SQLite's JSON functions refuse a BLOB. A row whose text field
-    has a lone surrogate (no UTF-8 form; ``executemany`` refused it as well) is left out on
-    its own, not the batch with it.
+    orjson's bytes as they are, read as text by the statement (``CAST(? AS TEXT)``: SQLite's
+    JSON functions refuse a BLOB). Decoded here, each batch made a second copy of ≈ 300 KB,
+    and those copies left ≈ 6 MB of glibc's heap that ``malloc_trim`` did not hand back
+    (``bench.memory_split``: 416 MB with every device reported, against 410 MB without).
+
+    A row whose text field has a lone surrogate (no UTF-8 form; ``executemany`` refused it as
+    well) is left out on its own, not the batch with it.
     """
     try:
-        return orjson.dumps(batch).decode(), 0
+        return orjson.dumps(batch), 0
     except orjson.JSONEncodeError:
-        kept: list[str] = []
+        kept: list[bytes] = []
         for row in batch:
             with contextlib.suppress(orjson.JSONEncodeError):
-                kept.append(orjson.dumps(row).decode())
-        return f"[{','.join(kept)}]", len(batch) - len(kept)
+                kept.append(orjson.dumps(row))
+        return b"[" + b",".join(kept) + b"]", len(batch) - len(kept)
 
 
 class Aggregate(StrEnum):
