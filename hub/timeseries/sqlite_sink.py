@@ -6,13 +6,13 @@ string fields are kept in ``text``. Rows older than ``retention_days`` are delet
 a minute. The same O(1) ``write`` as the InfluxDB writer; inserts run in a worker thread
 (:func:`asyncio.to_thread`) from the named task ``linli-timeseries``.
 
-Inserts are one ``INSERT … SELECT … FROM json_each(?)`` per :data:`INSERT_BATCH_ROWS` rows, as
+Inserts are one ``INSERT … SELECT … FROM json_each(…)`` per :data:`INSERT_BATCH_ROWS` rows, as
 the rule-state writer's (:mod:`hub.storage.rule_state_file`), not ``executemany``: the sqlite3
 module lets go of the GIL around each row's ``sqlite3_step`` and then waits for it back, and
 while the event loop is busy that wait is CPython's switch interval (5 ms) per row. Measured on
 the bench machine, 300 000 rows took 1.06 s alone and **531 s** beside one busy thread; as one
 statement per batch, 1.16 s and 1.13 s. While an insert crawled, the points of the next flush
-piled up (116 207 points in one buffer at 7 000 msg/s, docs/benchmarks.md, "Thirty-second
+piled up (116 207 points in one buffer at ≈ 6 000 msg/s; docs/benchmarks.md, "Thirty-second
 pass"), and the buffer's floats and strings, freed once written, left ≈ 80 MB of holes among
 the devices' long-lived objects that the process never gave back.
 
