@@ -146,10 +146,10 @@ def _lone_surrogate() -> Point:
 
 
 @pytest.mark.parametrize(
-    ("bad", "why"), [(_nan_time, ""), (_lone_surrogate, "UTF-8")], ids=["nan-time", "lone-surrogate"]
+    ("bad", "why"), [(_nan_time, None), (_lone_surrogate, "UTF-8")], ids=["nan-time", "lone-surrogate"]
 )
 async def test_what_cannot_be_stored_costs_only_itself_and_the_embedded_sink_goes_on(
-    bad: Callable[[], Point], why: str, tmp_path: Path
+    bad: Callable[[], Point], why: str | None, tmp_path: Path
 ) -> None:
     """``ts`` is NOT NULL and SQLite stores NaN as NULL: such a point must never reach the
     insert, where it failed the whole batch and left the transaction open for every later one.
@@ -166,7 +166,8 @@ async def test_what_cannot_be_stored_costs_only_itself_and_the_embedded_sink_goe
     finally:
         await sink.stop()
     assert sink.stats.invalid_points == 1
-    assert why in sink.stats.last_error
+    if why is not None:  # a NaN time is refused without a reason text
+        assert why in sink.stats.last_error
     assert count_rows(tmp_path / "ts.sqlite") == 7
 
 
