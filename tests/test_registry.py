@@ -91,6 +91,40 @@ def test_yaml_errors_name_file_and_field(
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("written", "refused"),
+    [
+        (r'"heiman\0-1"', "'\\x00'"),
+        (r'"heiman\t1"', "'\\t'"),
+        (r'"heiman\x851"', "'\\x85'"),
+        ('"heiman+1"', "'+'"),
+        ('"heiman/#"', "'#'"),
+    ],
+)
+def test_a_device_id_no_topic_can_carry_is_refused(tmp_path: Path, written: str, refused: str) -> None:
+    """U+0000, controls and MQTT's wildcards: no message can name such a device [MQTT-1.5.3-2],
+    [MQTT-4.7.1-1], and U+0000 would be cut short in the rule state's keys (SQLite JSON)."""
+    path = tmp_path / "community.yaml"
+    text = REGISTRY.replace("id: heiman-1,", f"id: {written},", 1)
+    assert text != REGISTRY
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RegistryError) as info:
+        load_yaml(path)
+    assert info.value.field is not None and info.value.field.endswith(".id")
+    assert f"holds {refused}" in str(info.value)
+
+
+def test_a_device_id_as_gateways_name_devices_is_kept(tmp_path: Path) -> None:
+    """Zigbee2MQTT friendly names may have spaces, ``/`` and Chinese: all publishable, all kept."""
+    name = "3号楼 2单元/401 一键通"
+    path = tmp_path / "community.yaml"
+    path.write_text(REGISTRY.replace("id: heiman-1,", f'id: "{name}",', 1), encoding="utf-8")
+    registry = Registry(communities=load_yaml(path))
+    device = registry.device(name)
+    assert device is not None and device.kind.value == "sos_button"
+    assert registry.device("heiman-1") is None
+
+
 def test_yaml_round_trip(communities: tuple[Community, ...]) -> None:
     assert parse_yaml(dump_yaml(communities), file="export") == communities
 

@@ -22,6 +22,14 @@ from hub.community.roster import Person
 #: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
 DB11_GRID_CODE = re.compile(r"^\d{15}$")
 ID = r"^[A-Za-z0-9_.:/-]+$"
+#: What a device id may not hold: control characters (C0, DEL, C1) and MQTT's wildcards. Gateway
+#: names are otherwise free (a Zigbee2MQTT friendly name may have spaces, ``/`` and Chinese), but
+#: a topic name cannot carry U+0000 [MQTT-1.5.3-2] nor ``+``/``#`` [MQTT-4.7.1-1], and SHOULD
+#: NOT carry controls [MQTT-1.5.3]: such an id never matches a message. U+0000 would also be cut
+#: short where SQLite's JSON functions read the rule state's keys (a string ends at \u0000 there).
+DEVICE_ID_REFUSED = re.compile(r"[\x00-\x1f\x7f-\x9f+#]")
+#: Longer than any gateway's id (a TTS device id is at most 36 characters, a DevEUI 16).
+DEVICE_ID_MAX = 256
 
 
 class _Model(BaseModel):
@@ -126,7 +134,7 @@ class Resident(_Model):
 
 
 class Device(_Model):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=DEVICE_ID_MAX)
     kind: DeviceKind
     grid: str
     model: str = ""
@@ -138,6 +146,17 @@ class Device(_Model):
     resident: str | None = None
     heartbeat_s: float = Field(default=3600.0, gt=0)
     installed: date | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _publishable(cls, value: str) -> str:
+        refused = DEVICE_ID_REFUSED.search(value)
+        if refused is not None:
+            raise ValueError(
+                f"device id {value[:64]!r} holds {refused.group()!r} at {refused.start()}: control"
+                " characters and the MQTT wildcards + and # cannot be in a topic, so no message could name it"
+            )
+        return value
 
 
 class Street(_Model):
