@@ -62,9 +62,7 @@ def community(devices: int) -> Community:
     elder = Resident(id="r1", name="王秀英", household=household.id, living_alone=True, age=83)
     button = Device(id="sos-1", kind=DeviceKind.SOS_BUTTON, grid=GRID, resident="r1", model="TS0215A")
     doors = tuple(
-        Device.model_construct(
-            id=f"door-{i:06d}", kind=DeviceKind.DOOR_SENSOR, grid=GRID, household=household.id
-        )
+        Device(id=f"door-{i:06d}", kind=DeviceKind.DOOR_SENSOR, grid=GRID, household=household.id)
         for i in range(devices)
     )
     return Community(

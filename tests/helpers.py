@@ -212,7 +212,7 @@ def with_doors(count: int, *, resident: str | None = None) -> Registry:
     else in r1's household by id."""
     (community,) = parse_yaml(REGISTRY, file="test")
     extra = tuple(
-        Device.model_construct(
+        Device(
             id=f"door-{i:06d}",
             kind=DeviceKind.DOOR_SENSOR,
             grid=GRID,

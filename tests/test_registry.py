@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
@@ -259,8 +260,8 @@ def test_a_door_speaks_for_its_household_s_resident_only_when_one_lives_there(
     resident's facts. With two or three residents the door is nobody's in particular."""
     assert Registry(communities=communities).subject("door-1").attributes["resident.id"] == "r1"
     [community] = communities
-    spouse = community.residents[0].model_copy(update={"id": "r2", "name": "张建国", "living_alone": False})
-    for residents in ((spouse,), (spouse, spouse.model_copy(update={"id": "r3"}))):
+    spouse = dataclasses.replace(community.residents[0], id="r2", name="张建国", living_alone=False)
+    for residents in ((spouse,), (spouse, dataclasses.replace(spouse, id="r3"))):
         shared = community.model_copy(update={"residents": (*community.residents, *residents)})
         registry = Registry(communities=[shared])
         door = registry.subject("door-1")

@@ -1,11 +1,13 @@
 """State at scale: the registry read back from the store shares equal strings and fields sets,
-and series tags, and nobody can tell (same values, same dumps, copies apart).
+and series tags, holds its many records in slots, and nobody can tell (same values, same
+dumps, copies apart).
 
 Memory itself is measured by the ``scale`` bench (docs/benchmarks.md), never here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from pydantic import BaseModel
 
 from hub.community.compact import KeySharing, collector_paused, share_strings
 from hub.community.files import parse_yaml
-from hub.community.model import Community, Device
+from hub.community.model import Community, Contact, Device, Household, Resident
 from hub.community.registry import Registry
 from hub.community.trusted import community_from_store
 from hub.storage.store import Store
@@ -49,36 +51,53 @@ def test_store_round_trip_is_equal_and_shares_what_is_equal(store: Store) -> Non
     unshared = Community.model_validate(original[0].model_dump(mode="json"))
     assert back.model_dump(exclude_unset=True) == unshared.model_dump(exclude_unset=True)
     first, second = back.devices[0], back.devices[1]
-    # One grid code and one fields set for all of them, not one each.
+    # One grid code for all of them, not one each; one fields set for the grids' models.
     assert first.grid == second.grid and first.grid is second.grid
-    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    assert back.grids[0].__pydantic_fields_set__ is back.grids[1].__pydantic_fields_set__
     # Equal heartbeat intervals are one object too (a float of its own per device before).
     beats = {d.heartbeat_s: d.heartbeat_s for d in back.devices}
     assert all(d.heartbeat_s is beats[d.heartbeat_s] for d in back.devices)
     assert len(beats) < len(back.devices)
     # The models parsed from the file keep their own (nothing shared before the store).
-    assert (
-        original[0].devices[0].__pydantic_fields_set__ is not original[0].devices[1].__pydantic_fields_set__
-    )
+    assert original[0].grids[0].__pydantic_fields_set__ is not original[0].grids[1].__pydantic_fields_set__
 
 
-def test_a_copy_with_an_update_leaves_the_shared_fields_set_alone(store: Store) -> None:
+def test_a_copy_with_an_update_leaves_the_record_alone(store: Store) -> None:
     store.save_communities(_generated(), at=T0)
     [back] = store.communities()
     first, second = back.devices[0], back.devices[1]
-    shared = set(first.model_fields_set)
-    changed = first.model_copy(update={"profile": "custom"})
-    assert changed.profile == "custom" and "profile" in changed.model_fields_set
-    assert first.model_fields_set == shared and second.model_fields_set == shared
-    assert changed.model_fields_set is not first.model_fields_set
+    changed = dataclasses.replace(first, profile="custom")
+    assert changed.profile == "custom" and first.profile != "custom" and second.profile != "custom"
+    assert dataclasses.replace(changed, profile=first.profile) == first
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.profile = "custom"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("cls", [Device, Resident, Contact, Household])
+def test_the_many_records_hold_their_fields_in_slots(cls: type[Any]) -> None:
+    """No ``__dict__`` per device, resident, contact or household: a ``BaseModel``'s was 160–184
+    bytes besides its 80 of object, ≈ 69 MB at 100 000 devices (docs/benchmarks.md,
+    "Thirty-third pass"). Fails if a class goes back to a model or loses its slots."""
+    names = tuple(cls.__pydantic_fields__)
+    assert cls.__slots__ == names  # every field a slot, in declaration order (the dump's)
+    [community] = _generated()
+    records: list[Any] = {
+        Device: community.devices,
+        Resident: community.residents,
+        Contact: [c for r in community.residents for c in r.emergency_contacts],
+        Household: [h for g in community.grids for b in g.buildings for u in b.units for h in u.households],
+    }[cls]
+    assert records
+    for record in records:
+        assert not hasattr(record, "__dict__") and type(record) is cls
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="key-sharing dicts are CPython's")
 def test_models_from_the_store_hold_their_values_in_key_sharing_dicts(store: Store) -> None:
     store.save_communities(_generated(), at=T0)
     [back] = store.communities()
-    models: list[BaseModel] = [*back.devices, *back.residents, *back.grids]
-    models += [c for r in back.residents for c in r.emergency_contacts]
+    models: list[BaseModel] = [back, *back.grids, *(b for g in back.grids for b in g.buildings)]
+    models += [p for g in back.grids for p in g.places]
     for model in models:
         held = vars(model)
         assert list(held) == list(type(model).model_fields)  # field order, as a dump gives it
@@ -88,10 +107,10 @@ def test_models_from_the_store_hold_their_values_in_key_sharing_dicts(store: Sto
         assert sys.getsizeof(held) <= plain, type(model).__name__
         if len(held) >= 8:
             assert sys.getsizeof(held) < plain, type(model).__name__
-    first, second = back.devices[0], back.devices[1]
-    assert vars(first) is not vars(second) and first.id != second.id
-    changed = first.model_copy(update={"profile": "custom"})
-    assert changed.profile == "custom" and first.profile != "custom" and second.profile != "custom"
+    first, second = back.grids[0], back.grids[1]
+    assert vars(first) is not vars(second) and first.code != second.code
+    changed = first.model_copy(update={"name": "改名网格"})
+    assert changed.name == "改名网格" and first.name != "改名网格" and second.name != "改名网格"
 
 
 def test_key_sharing_copies_hold_the_same_items_and_never_more_memory() -> None:
@@ -136,15 +155,18 @@ def test_share_strings_joins_repeated_values_of_the_listed_fields_only() -> None
 
 def test_fields_sets_are_shared_only_for_models_with_every_field_set() -> None:
     [generated] = _generated()
-    classes: dict[type[BaseModel], set[str]] = {}
+    classes: dict[type[Any], set[str]] = {}
     # A row as an older version wrote it (only the fields the file gave): validated, not shared.
     parsed = community_from_store(generated.model_dump(mode="json", exclude_unset=True), classes)
     full = community_from_store(generated.model_dump(mode="json"), classes)
-    assert parsed.devices[0].model_fields_set is not parsed.devices[1].model_fields_set
-    assert full.devices[0].model_fields_set is full.devices[1].model_fields_set
-    assert full.devices[0].model_fields_set == set(Device.model_fields)
-    assert full.residents[0].model_fields_set is full.residents[1].model_fields_set
-    assert full.devices[0].model_fields_set is not full.residents[0].model_fields_set
+    grids = parsed.grids
+    assert grids[0].model_fields_set is not grids[1].model_fields_set
+    assert full.grids[0].model_fields_set is full.grids[1].model_fields_set
+    first_building = full.grids[0].buildings[0]
+    assert first_building.model_fields_set is full.grids[1].buildings[0].model_fields_set
+    assert full.grids[0].model_fields_set is not first_building.model_fields_set
+    # Records have no fields set: built or validated, they are the same.
+    assert full.devices == parsed.devices and full.residents == parsed.residents
 
 
 def test_collector_paused_restores_the_collector_even_on_error() -> None:

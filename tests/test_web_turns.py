@@ -11,6 +11,7 @@ The devices page and ``GET /api/devices`` walked every device in one go too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -183,7 +184,7 @@ def many_elders() -> Registry:
     """The test community plus elders living alone in its first grid's household."""
     (community,) = parse_yaml(REGISTRY, file="test")
     (r1,) = community.residents
-    extra = tuple(r1.model_copy(update={"id": f"e{i:04d}", "name": f"老人{i}"}) for i in range(ELDERS))
+    extra = tuple(dataclasses.replace(r1, id=f"e{i:04d}", name=f"老人{i}") for i in range(ELDERS))
     return Registry(communities=[community.model_copy(update={"residents": community.residents + extra})])
 
 

@@ -1,14 +1,14 @@
 """Memory at scale: one copy of each repeated string across the registry's models.
 
-Why: the registry keeps every device and resident as a frozen pydantic model. Read back
-from the store (``orjson`` → ``model_validate``), each model carried its own copy of
-every string (the same 15-digit grid code, model name and household id once per device)
-and its own ``__pydantic_fields_set__``: a set of all its field names, 728 bytes for a
-device, more than the device's ``__dict__`` (docs/benchmarks.md, "State at scale, fourth
-pass"). The values are equal, so sharing them changes nothing a caller can see: the
-strings are immutable and pydantic only changes a fields set on a *copy*
-(``model_copy``), never on a frozen model. The fields sets are shared where the models are
-built from the store's rows (``hub.community.trusted``).
+Why: read back from the store (``orjson`` → models), each device, resident and household
+carried its own copy of every string (the same 15-digit grid code, model name and household
+id once per device). The values are equal, so sharing them changes nothing a caller can see:
+strings are immutable. The models of the hierarchy (grids, buildings, units, places, the
+community) also share their ``__pydantic_fields_set__`` where they are built from the store's
+rows (``hub.community.trusted``): a set of all the field names per model, which pydantic only
+changes on a *copy* (``model_copy``), never on a frozen model. The many records (devices,
+residents, contacts, households) have no fields set and no ``__dict__``: they are slotted
+(``hub.community.model.RECORD``; docs/benchmarks.md, "Thirty-third pass").
 
 Each model's ``__dict__`` is made key-sharing where that is smaller (:class:`KeySharing`).
 """
@@ -92,8 +92,9 @@ def collector_paused(*, freeze: bool = False) -> Iterator[None]:
 class KeySharing:
     """Key-sharing copies (PEP 412) of dicts that have the same keys in the same order.
 
-    Why: at 100 000 devices the registry holds ≈ 280 000 models, each with a dict of the keys
-    every other model of its class repeats. An ordinary dict keeps its own keys and hash
+    Why: a model keeps a dict of the keys every other model of its class repeats. (At 100 000
+    devices that was ≈ 280 000 dicts, until the devices, residents, contacts and households
+    became slotted records; the hierarchy's models still have one each.) An ordinary dict keeps its own keys and hash
     table (464 B for a device's fields); a key-sharing one keeps only its values, the keys
     once per shape (≈ 160–296 B). Nothing a reader can see changes: same keys in the same
     order, same values, an ordinary ``dict`` type.

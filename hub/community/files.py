@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hub.community.compact import collector_paused
-from hub.community.model import Community, CommunityFile, Device, Resident
+from hub.community.model import Community, CommunityFile, Device, Resident, dump_record, validate_record
 from hub.errors import RegistryError
 
 DEVICE_COLUMNS = (
@@ -135,7 +135,7 @@ def _row_value(column: str, raw: str) -> Any:
 
 def parse_csv(
     text: str, *, file: str, kind: CsvKind | None = None
-) -> tuple[CsvKind, list[tuple[int, str, BaseModel]]]:
+) -> tuple[CsvKind, list[tuple[int, str, Device | Resident]]]:
     """Rows as (row number, community code, Device | Resident); row 1 is the header."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))  # Excel writes a BOM
     header = tuple(reader.fieldnames or ())
@@ -151,7 +151,7 @@ def parse_csv(
         if column not in header:
             raise RegistryError(f"missing column {column!r}", file=file, field=column)
     model: type[Device] | type[Resident] = Device if kind is CsvKind.DEVICES else Resident
-    rows: list[tuple[int, str, BaseModel]] = []
+    rows: list[tuple[int, str, Device | Resident]] = []
     for number, raw in enumerate(reader, start=2):
         community = (raw.pop("community") or "").strip()
         if not community:
@@ -167,7 +167,7 @@ def parse_csv(
             if value is not None:
                 values[column] = value
         try:
-            rows.append((number, community, model.model_validate(values)))
+            rows.append((number, community, validate_record(model, values)))
         except ValidationError as exc:
             error = exc.errors()[0]
             field = ".".join(map(str, error["loc"]))
@@ -178,13 +178,13 @@ def parse_csv(
 def merge_rows(
     communities: Mapping[str, Community],
     kind: CsvKind,
-    rows: Sequence[tuple[int, str, BaseModel]],
+    rows: Sequence[tuple[int, str, Device | Resident]],
     *,
     file: str,
 ) -> dict[str, Community]:
     """Apply CSV rows to the communities by id (update in place, append new); revalidate each community."""
     result = dict(communities)
-    by_community: dict[str, list[tuple[int, BaseModel]]] = {}
+    by_community: dict[str, list[tuple[int, Device | Resident]]] = {}
     for number, code, item in rows:
         if code not in result:
             raise RegistryError(
@@ -195,16 +195,16 @@ def merge_rows(
         by_community.setdefault(code, []).append((number, item))
     field_name = "devices" if kind is CsvKind.DEVICES else "residents"
     for code, items in by_community.items():
-        current = {getattr(x, "id"): x for x in getattr(result[code], field_name)}  # noqa: B009
+        current: dict[str, Device | Resident] = {x.id: x for x in getattr(result[code], field_name)}
         for _, item in items:
-            current[getattr(item, "id")] = item  # noqa: B009
+            current[item.id] = item
         doc = result[code].model_dump()
-        doc[field_name] = [x.model_dump() for x in current.values()]
+        doc[field_name] = [dump_record(x) for x in current.values()]
         try:
             result[code] = Community.model_validate(doc)
         except ValidationError as exc:
             message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            row = next((n for n, item in items if str(getattr(item, "id")) in message), items[0][0])  # noqa: B009
+            row = next((n for n, item in items if item.id in message), items[0][0])
             raise RegistryError(message, file=file, field=f"row {row}") from None
     return result
 
@@ -215,9 +215,11 @@ def dump_csv(communities: Iterable[Community], kind: CsvKind) -> str:
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for community in communities:
-        items: Sequence[BaseModel] = community.devices if kind is CsvKind.DEVICES else community.residents
+        items: Sequence[Device | Resident] = (
+            community.devices if kind is CsvKind.DEVICES else community.residents
+        )
         for item in items:
-            row = item.model_dump(mode="json")
+            row = dump_record(item, mode="json")
             if kind is CsvKind.RESIDENTS:
                 row["emergency_contacts"] = ";".join(
                     "|".join((c["name"], c["relation"], c["phone"])) for c in row["emergency_contacts"]

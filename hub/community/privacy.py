@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.community.model import Resident
+from hub.community.model import Resident, dump_record
 
 
 def mask_name(name: str) -> str:
@@ -37,7 +37,7 @@ def resident_json(resident: Resident, *, personal: bool) -> dict[str, Any]:
             "age": resident.age,
             "address": resident.address,
             "phone": resident.phone,
-            "emergency_contacts": [c.model_dump() for c in resident.emergency_contacts],
+            "emergency_contacts": [dump_record(c) for c in resident.emergency_contacts],
             "medical_notes": resident.medical_notes,
         }
     else:

@@ -12,7 +12,9 @@ validators (the street, gateway sources, the roster) are still validated.
 A row that does not have exactly a model's fields (written by an older version whose models
 had fewer fields) is validated as before, so a default added since is filled in.
 
-Each model's ``__dict__`` is a key-sharing copy where that is smaller
+The many records (devices, residents, contacts, households: slotted dataclasses,
+:data:`hub.community.model.RECORD`) get their slots set one by one; each ``BaseModel``'s
+``__dict__`` is a key-sharing copy where that is smaller
 (:class:`hub.community.compact.KeySharing`; docs/benchmarks.md, "Fourteenth pass").
 """
 
@@ -38,30 +40,40 @@ from hub.community.model import (
     Resident,
     Street,
     Unit,
+    validate_record,
 )
 from hub.community.roster import Person
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 _KINDS = {kind.value: kind for kind in DeviceKind}
 _PLACE_KINDS = {kind.value: kind for kind in PlaceKind}
 _set = object.__setattr__
 
 
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A model's or a record's fields, in declaration order: the order a dump writes them in."""
+    if issubclass(cls, BaseModel):
+        return tuple(cls.model_fields)
+    return tuple(cls.__pydantic_fields__)
+
+
 class _Shape:
-    """One model class as the builder makes it: its fields, in order, and its dict template."""
+    """One model or record class as the builder makes it: its fields, in order, and its dict template."""
 
-    __slots__ = ("cls", "fields", "keys", "sharing", "template")
+    __slots__ = ("cls", "fields", "keys", "record", "sharing", "template")
 
-    def __init__(self, cls: type[BaseModel], fields: set[str], sharing: KeySharing) -> None:
+    def __init__(self, cls: type[Any], fields: set[str], sharing: KeySharing) -> None:
         self.cls = cls
         #: Every field's name: the fields set each model of the class shares.
         self.fields = fields
         #: The fields in declaration order: the order ``model_dump`` wrote them in.
-        self.keys = tuple(cls.model_fields)
+        self.keys = field_names(cls)
+        #: A slotted record (``RECORD``), not a ``BaseModel``: its fields are its slots.
+        self.record = not issubclass(cls, BaseModel)
         self.sharing = sharing
         #: What each model's ``__dict__`` is a copy of (``None``: an ordinary dict is as small).
-        self.template = sharing.template(self.keys, cls)
+        self.template = None if self.record else sharing.template(self.keys, cls)
 
 
 class _Builder:
@@ -72,25 +84,25 @@ class _Builder:
     model: 10–25 % less CPU for the whole build (docs/benchmarks.md, "Eighteenth pass").
     """
 
-    def __init__(self, full: dict[type[BaseModel], set[str]]) -> None:
+    def __init__(self, full: dict[type[Any], set[str]]) -> None:
         self._full = full
         self._sharing = KeySharing()
-        self._shapes: dict[type[BaseModel], _Shape] = {}
+        self._shapes: dict[type[Any], _Shape] = {}
 
-    def _shape(self, cls: type[BaseModel]) -> _Shape:
+    def _shape(self, cls: type[Any]) -> _Shape:
         shape = self._shapes.get(cls)
         if shape is None:
             every = self._full.get(cls)
             if every is None:
-                every = self._full[cls] = set(cls.model_fields)
+                every = self._full[cls] = set(field_names(cls))
             shape = self._shapes[cls] = _Shape(cls, every, self._sharing)
         return shape
 
     def make(self, cls: type[M], values: dict[str, Any]) -> M:
         """``cls.model_construct(**values)`` for a row with every field, without its per-field loop."""
-        return _built(self._shape(cls), values)  # type: ignore[return-value]
+        return _built(self._shape(cls), values)  # type: ignore[no-any-return]
 
-    def complete(self, cls: type[BaseModel], values: dict[str, Any]) -> bool:
+    def complete(self, cls: type[Any], values: dict[str, Any]) -> bool:
         return values.keys() == self._shape(cls).fields
 
     def community(self, doc: dict[str, Any]) -> Community:
@@ -128,7 +140,7 @@ class _Builder:
             return Unit.model_validate(doc)
         shape = self._shape(Household)
         doc["households"] = tuple(
-            _built(shape, h) if h.keys() == shape.fields else Household.model_validate(h)
+            _built(shape, h) if h.keys() == shape.fields else validate_record(Household, h)
             for h in doc["households"]
         )
         return self.make(Unit, doc)
@@ -147,13 +159,13 @@ class _Builder:
         out: list[Resident] = []
         for doc in docs:
             if doc.keys() != shape.fields:
-                out.append(Resident.model_validate(doc))
+                out.append(validate_record(Resident, doc))
                 continue
             doc["emergency_contacts"] = tuple(
-                _built(contact, c) if c.keys() == contact.fields else Contact.model_validate(c)
+                _built(contact, c) if c.keys() == contact.fields else validate_record(Contact, c)
                 for c in doc["emergency_contacts"]
             )
-            out.append(_built(shape, doc))  # type: ignore[arg-type]
+            out.append(_built(shape, doc))
         return tuple(out)
 
     def devices(self, docs: list[dict[str, Any]]) -> tuple[Device, ...]:
@@ -166,7 +178,7 @@ class _Builder:
         for doc in docs:
             # Not every field, or a kind no longer known: validation fills in or says so.
             if doc.keys() != shape.fields or (kind := kinds.get(doc["kind"])) is None:
-                out.append(Device.model_validate(doc))
+                out.append(validate_record(Device, doc))
                 continue
             doc["kind"] = kind
             beat = doc["heartbeat_s"]
@@ -174,13 +186,18 @@ class _Builder:
             installed = doc["installed"]
             if installed is not None:
                 doc["installed"] = fromisoformat(installed)
-            out.append(_built(shape, doc))  # type: ignore[arg-type]
+            out.append(_built(shape, doc))
         return tuple(out)
 
 
-def _built(shape: _Shape, values: dict[str, Any]) -> BaseModel:
+def _built(shape: _Shape, values: dict[str, Any]) -> Any:
     """A model of ``shape.cls`` holding ``values`` (every field), as ``model_construct`` makes it."""
-    model = shape.cls.__new__(shape.cls)
+    model = object.__new__(shape.cls)
+    if shape.record:
+        # Slots, set past the frozen class's ``__setattr__`` as its own ``__init__`` does.
+        for key in shape.keys:
+            _set(model, key, values[key])
+        return model
     template = shape.template
     if template is None:
         packed = values
@@ -196,6 +213,6 @@ def _built(shape: _Shape, values: dict[str, Any]) -> BaseModel:
     return model
 
 
-def community_from_store(doc: dict[str, Any], full: dict[type[BaseModel], set[str]]) -> Community:
+def community_from_store(doc: dict[str, Any], full: dict[type[Any], set[str]]) -> Community:
     """The community a store row holds (``doc``: the parsed row, consumed), models sharing ``full``'s sets."""
     return _Builder(full).community(doc)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 from hub.community.compact import collector_paused
 from hub.community.model import Community, IdClaim, describe_shared, id_claim, shared_claims, shared_sentence
@@ -575,7 +574,7 @@ class Store:
         (``hub.community.trusted``) shared; from each row's start-up copy where it is sound."""
         rows = self._engine.execute(COMMUNITIES_WITH_COPIES).fetchall()
         strings: dict[str, str] = {}
-        field_sets: dict[type[BaseModel], set[str]] = {}
+        field_sets: dict[type[Any], set[str]] = {}
         result: list[Community] = []
         self.copies_wanted = False
         with collector_paused():
