@@ -75,6 +75,17 @@ def test_unassigned_devices_are_noted_once(communities: tuple[Community, ...]) -
             "Input should be",
         ),
         (("age: 83", "age: 200"), "communities[110105001001].residents[r1].age", "less than or equal"),
+        # An unknown field of a record reads as a model's did (pydantic words it otherwise).
+        (
+            ("kind: sos_button, model: HS1EB", "kind: sos_button, colour: red, model: HS1EB"),
+            "communities[110105001001].devices[heiman-1].colour",
+            "Extra inputs are not permitted",
+        ),
+        (
+            ("age: 83", "age: 83\n        hobby: chess"),
+            "communities[110105001001].residents[r1].hobby",
+            "Extra inputs",
+        ),
         (('code: "110105001"', 'code: "110106001"'), "communities[110105001001]", "not inside street"),
     ],
 )

@@ -86,6 +86,15 @@ def _json_body(text: str) -> Any:
         return None
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    """A validation error's text for people, the same for records as for models: pydantic says
+    "Unexpected keyword argument" for a dataclass's unknown field (``model.RECORD``), "Extra
+    inputs are not permitted" for a model's."""
+    if error["type"] == "unexpected_keyword_argument":
+        return "Extra inputs are not permitted"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def parse_yaml(text: str, *, file: str) -> tuple[Community, ...]:
     try:
         # libyaml's safe loader when present: 4x faster on a large registry (start-up time).
@@ -100,8 +109,7 @@ def parse_yaml(text: str, *, file: str) -> tuple[Community, ...]:
             return CommunityFile.model_validate(doc).communities
     except ValidationError as exc:
         error = exc.errors()[0]
-        message = error["msg"].removeprefix("Value error, ")
-        raise RegistryError(message, file=file, field=_where(error["loc"], doc)) from None
+        raise RegistryError(_message(error), file=file, field=_where(error["loc"], doc)) from None
 
 
 def load_yaml(path: Path) -> tuple[Community, ...]:
@@ -171,7 +179,7 @@ def parse_csv(
         except ValidationError as exc:
             error = exc.errors()[0]
             field = ".".join(map(str, error["loc"]))
-            raise RegistryError(error["msg"], file=file, field=f"row {number}: {field}") from None
+            raise RegistryError(_message(error), file=file, field=f"row {number}: {field}") from None
     return kind, rows
 
 
@@ -203,7 +211,7 @@ def merge_rows(
         try:
             result[code] = Community.model_validate(doc)
         except ValidationError as exc:
-            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            message = _message(exc.errors()[0])
             row = next((n for n, item in items if item.id in message), items[0][0])
             raise RegistryError(message, file=file, field=f"row {row}") from None
     return result
