@@ -14,8 +14,10 @@ import pytest
 from pydantic import BaseModel
 
 from adapters.events import DeviceKind
+from hub.community import columns
 from hub.community.model import Community, Device, PlaceKind
 from hub.community.trusted import community_from_store
+from hub.storage import community_pack
 from hub.storage.store import Store
 from simulators.community import generate
 
@@ -110,3 +112,64 @@ def test_fields_in_another_order_build_the_same_models() -> None:
     built = community_from_store(doc, {})
     _same(built, Community.model_validate(original.model_dump(mode="json")))
     assert built == original and built.model_dump(mode="json") == original.model_dump(mode="json")
+
+
+# -- the start-up copy's columns (hub.community.columns) ------------------------------------
+
+
+def _json_doc(**dumps: Any) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(_community().model_dump(mode="json"), **dumps))
+    return loaded
+
+
+def test_columns_build_the_same_models_as_the_rows() -> None:
+    original = _community()
+    doc = community_pack.tabulated(_json_doc())
+    assert columns.is_table(doc["devices"]) and columns.is_table(doc["residents"])
+    assert "emergency_contacts" in doc["residents"][3]  # the contacts nested as a table of their own
+    built = community_from_store(doc, {})
+    _same(built, Community.model_validate(original.model_dump(mode="json")))
+    assert built.model_dump(mode="json") == original.model_dump(mode="json")
+    # Columns in another order (a document with sorted keys) still fill the right fields.
+    built = community_from_store(community_pack.tabulated(_json_doc(option=orjson.OPT_SORT_KEYS)), {})
+    _same(built, Community.model_validate(original.model_dump(mode="json")))
+
+
+def test_columns_of_an_older_version_are_validated_and_get_the_defaults() -> None:
+    doc = _json_doc()
+    for device in doc["devices"]:
+        del device["heartbeat_s"]  # as if written before the field existed: every row lacks it
+    built = community_from_store(community_pack.tabulated(doc), {})
+    assert {d.heartbeat_s for d in built.devices} == {Device.__pydantic_fields__["heartbeat_s"].default}
+    assert all(isinstance(d.kind, DeviceKind) for d in built.devices)
+    doc = _json_doc()
+    doc["devices"][1]["heartbeat_s"] = "not a number"
+    for device in doc["devices"]:
+        del device["profile"]
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        community_from_store(community_pack.tabulated(doc), {})
+
+
+def test_an_unknown_kind_in_a_column_is_a_clear_error() -> None:
+    doc = _json_doc()
+    doc["devices"][3]["kind"] = "teleporter"
+    table = community_pack.tabulated(doc)["devices"]
+    assert columns.is_table(table)  # still columns: only the value is unknown
+    with pytest.raises(ValueError, match="kind"):
+        community_from_store({**community_pack.tabulated(doc), "devices": table}, {})
+
+
+def test_rows_that_are_not_alike_stay_rows() -> None:
+    rows = [{"id": "a", "room": "101"}, {"room": "102", "id": "b"}]
+    assert columns.tabulate(rows) is rows  # keys in another order: no columns
+    assert columns.tabulate([]) == []
+    nested = [{"id": "r1", "c": []}, {"id": "r2", "c": []}]
+    table = columns.tabulate(nested, ("c",))
+    assert columns.is_table(table) and table[3] == {}  # nobody has one: the lists stay as they are
+    assert list(columns.rows(table)) == nested
+    uneven = [{"id": "r1", "c": [{"n": 1}]}, {"id": "r2", "c": [{"n": 2, "m": 3}]}]
+    assert columns.tabulate(uneven, ("c",)) is uneven
+    alike = [{"id": "r1", "c": [{"n": 1}, {"n": 2}]}, {"id": "r2", "c": []}, {"id": "r3", "c": [{"n": 3}]}]
+    table = columns.tabulate([dict(r, c=list(r["c"])) for r in alike], ("c",))
+    assert columns.is_table(table) and table[2][1] == [2, 0, 1]
+    assert columns.untabulate(table) == alike

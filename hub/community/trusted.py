@@ -13,19 +13,22 @@ A row that does not have exactly a model's fields (written by an older version w
 had fewer fields) is validated as before, so a default added since is filled in.
 
 The many records (devices, residents, contacts, households: slotted dataclasses,
-:data:`hub.community.model.RECORD`) get their slots set one by one; each ``BaseModel``'s
+:data:`hub.community.model.RECORD`) get their slots set one by one, from a dict per record
+(the JSON) or from columns (the start-up copy, :mod:`hub.community.columns`); each ``BaseModel``'s
 ``__dict__`` is a key-sharing copy where that is smaller
 (:class:`hub.community.compact.KeySharing`; docs/benchmarks.md, "Fourteenth pass").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from adapters.events import DeviceKind
+from hub.community.columns import Table, each_row, is_table
 from hub.community.compact import KeySharing
 from hub.community.model import (
     Building,
@@ -138,11 +141,7 @@ class _Builder:
     def unit(self, doc: dict[str, Any]) -> Unit:
         if not self.complete(Unit, doc):
             return Unit.model_validate(doc)
-        shape = self._shape(Household)
-        doc["households"] = tuple(
-            _built(shape, h) if h.keys() == shape.fields else validate_record(Household, h)
-            for h in doc["households"]
-        )
+        doc["households"] = tuple(self.plain(Household, doc["households"]))
         return self.make(Unit, doc)
 
     def place(self, doc: dict[str, Any]) -> Place:
@@ -154,28 +153,62 @@ class _Builder:
         doc["kind"] = kind
         return self.make(Place, doc)
 
-    def residents(self, docs: list[dict[str, Any]]) -> tuple[Resident, ...]:
-        shape, contact = self._shape(Resident), self._shape(Contact)
+    def plain(self, cls: type[M], docs: Sequence[dict[str, Any]] | Table) -> list[M]:
+        """Records without conversions (households, contacts), from dicts or a table."""
+        shape = self._shape(cls)
+        if is_table(docs) and self._fits(shape, docs):
+            _, keys, columns, _ = docs
+            return [_filled(shape.cls, keys, values) for values in zip(*columns, strict=True)]
+        return [
+            _built(shape, doc) if doc.keys() == shape.fields else validate_record(cls, doc)
+            for doc in each_row(docs)
+        ]
+
+    @staticmethod
+    def _fits(shape: _Shape, table: Table, nested: frozenset[str] = frozenset()) -> bool:
+        """The table has exactly the record's fields (in any order), nested only where allowed."""
+        _, keys, _, inner = table
+        return len(keys) == len(shape.fields) and shape.fields.issuperset(keys) and nested.issuperset(inner)
+
+    def residents(self, docs: list[dict[str, Any]] | Table) -> tuple[Resident, ...]:
+        shape = self._shape(Resident)
+        if is_table(docs) and self._fits(shape, docs, _CONTACTS):
+            return self._resident_table(shape, docs)
         out: list[Resident] = []
-        for doc in docs:
+        for doc in each_row(docs):
             if doc.keys() != shape.fields:
                 out.append(validate_record(Resident, doc))
                 continue
-            doc["emergency_contacts"] = tuple(
-                _built(contact, c) if c.keys() == contact.fields else validate_record(Contact, c)
-                for c in doc["emergency_contacts"]
-            )
+            doc["emergency_contacts"] = tuple(self.plain(Contact, doc["emergency_contacts"]))
             out.append(_built(shape, doc))
         return tuple(out)
 
-    def devices(self, docs: list[dict[str, Any]]) -> tuple[Device, ...]:
+    def _resident_table(self, shape: _Shape, table: Table) -> tuple[Resident, ...]:
+        _, keys, columns, nested = table
+        at = keys.index("emergency_contacts")
+        ready = list(columns)
+        inner = nested.get("emergency_contacts")
+        if inner is None:  # nobody has a contact: each row's list is empty
+            ready[at] = [tuple(self.plain(Contact, c)) for c in columns[at]]
+        else:  # each row's count of the contacts, in order
+            contacts, start = self.plain(Contact, inner), 0
+            sliced: list[tuple[Contact, ...]] = []
+            for count in columns[at]:
+                sliced.append(tuple(contacts[start : start + count]))
+                start += count
+            ready[at] = sliced
+        return tuple(_filled(Resident, keys, values) for values in zip(*ready, strict=True))
+
+    def devices(self, docs: list[dict[str, Any]] | Table) -> tuple[Device, ...]:
         shape = self._shape(Device)
+        if is_table(docs) and self._fits(shape, docs):
+            return self._device_table(docs)
         kinds, fromisoformat = _KINDS, date.fromisoformat
         #: Equal heartbeat intervals as one object: parsed, each device had a float of its own
         #: (32 bytes; ≈ 3 MB at 100 000 devices, which name a handful of intervals).
         beats: dict[object, object] = {}
         out: list[Device] = []
-        for doc in docs:
+        for doc in each_row(docs):
             # Not every field, or a kind no longer known: validation fills in or says so.
             if doc.keys() != shape.fields or (kind := kinds.get(doc["kind"])) is None:
                 out.append(validate_record(Device, doc))
@@ -188,6 +221,40 @@ class _Builder:
                 doc["installed"] = fromisoformat(installed)
             out.append(_built(shape, doc))
         return tuple(out)
+
+    def _device_table(self, table: Table) -> tuple[Device, ...]:
+        """The devices of a table: the same conversions as :meth:`devices`, a column at a time."""
+        _, keys, columns, _ = table
+        kind, beat, installed = keys.index("kind"), keys.index("heartbeat_s"), keys.index("installed")
+        beats: dict[object, object] = {}
+        fromisoformat = date.fromisoformat
+        ready = list(columns)
+        ready[kind] = [_KINDS.get(value) for value in columns[kind]]
+        ready[beat] = [beats.setdefault(value, value) for value in columns[beat]]
+        ready[installed] = [None if value is None else fromisoformat(value) for value in columns[installed]]
+        out: list[Device] = []
+        for i, values in enumerate(zip(*ready, strict=True)):
+            if values[kind] is None:  # a kind no longer known: validation says so
+                out.append(
+                    validate_record(
+                        Device, {key: column[i] for key, column in zip(keys, columns, strict=True)}
+                    )
+                )
+            else:
+                out.append(_filled(Device, keys, values))
+        return tuple(out)
+
+
+#: The one key of a resident whose values are records of their own.
+_CONTACTS = frozenset({"emergency_contacts"})
+
+
+def _filled(cls: type[M], keys: tuple[str, ...], values: tuple[Any, ...]) -> M:
+    """A slotted record of ``cls`` holding ``values`` under ``keys`` (every field, any order)."""
+    record = object.__new__(cls)
+    for key, value in zip(keys, values, strict=True):
+        _set(record, key, value)
+    return record
 
 
 def _built(shape: _Shape, values: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""A community row's start-up copy: its parsed document in ``marshal`` form, strings shared.
+"""A community row's start-up copy: its parsed document in ``marshal`` form, strings shared,
+its many records as columns.
 
 Why: at 100 000 devices a restart spent 1.3–2 s turning the community row (44 MB of JSON)
 into dicts — ``orjson.loads`` 0.4–1.0 s, then 0.9 s making repeated strings one object
@@ -12,6 +13,11 @@ not guaranteed across versions), and carries the digest of the ``doc`` it was ma
 of its own body. Anything else — another version, a ``doc`` edited without it, a damaged
 blob, a document for another community — reads the JSON instead, and the copy is made again
 (by a child process once the hub is up: :mod:`hub.storage.community_copies`).
+The devices, residents (their emergency contacts nested) and households are written as
+columns (:mod:`hub.community.columns`), not a dict each: a dict per record, freed once the
+records were built, left the restarted hub ≈ 60 MB of pages it could not hand back
+(docs/benchmarks.md, "Thirty-fourth pass").
+
 ``marshal`` is not meant for untrusted input; the checks are against stale and damaged
 copies, and the store is the hub's own private database (an attacker who can write it can
 rewrite every device's grid already).
@@ -28,13 +34,16 @@ from typing import Any
 
 import orjson
 
+from hub.community.columns import is_table, tabulate
 from hub.community.compact import share_strings
 
 #: Format 4: object references (a shared string is written once).
 MARSHAL_VERSION = 4
 #: Below this much JSON a copy saves nothing worth a process (≈ 2 300 devices; 44 MB at 10⁵).
 WORTH_BYTES = 1 << 20
-_MAGIC = b"LNP1"
+#: ``LNP1`` held the parsed document as it was; ``LNP2`` its records as columns. A copy of
+#: another format is not sound: the JSON is read and the copy made again.
+_MAGIC = b"LNP2"
 _DIGEST = 16
 _HEADER = len(_MAGIC) + 3 + 2 * _DIGEST
 
@@ -49,13 +58,13 @@ def _digest(data: bytes | memoryview) -> bytes:
 
 def pack(doc: bytes, parsed: dict[str, Any]) -> bytes:
     """The start-up copy of a row whose JSON is ``doc`` and parsed form (strings shared) ``parsed``."""
-    body = marshal.dumps(parsed, MARSHAL_VERSION)
+    body = marshal.dumps(tabulated(parsed), MARSHAL_VERSION)
     return _MAGIC + _writer() + _digest(doc) + _digest(body) + body
 
 
 def unpack(doc: bytes, stored: bytes | memoryview | None, *, code: str) -> dict[str, Any] | None:
-    """``doc`` parsed, from ``stored`` (the row's copy, as the engine gives it) if that is a
-    sound copy of it; ``None``: parse the JSON."""
+    """``doc`` parsed and :func:`tabulated`, from ``stored`` (the row's copy, as the engine gives
+    it) if that is a sound copy of it; ``None``: parse the JSON."""
     if stored is None:
         return None
     packed = bytes(stored)
@@ -83,3 +92,54 @@ def unpack(doc: bytes, stored: bytes | memoryview | None, *, code: str) -> dict[
 def parse(doc: bytes, memo: dict[str, str]) -> dict[str, Any]:
     """The JSON way: parse, then share repeated strings (``memo`` across the rows of one read)."""
     return share_strings(orjson.loads(doc), memo)
+
+
+def tabulated(parsed: Any) -> Any:
+    """``parsed`` (a community document) with its devices, residents and households as columns.
+
+    A new document: ``parsed`` and its grids, buildings and units are not changed. Equal
+    numbers and strings in a column become one object, so marshal writes them once and a
+    restart reads them shared (a heartbeat interval repeats 10⁵ times; JSON gave each its own).
+    """
+    if not isinstance(parsed, dict):
+        return parsed  # not a community: unpack refuses it
+    doc = dict(parsed)
+    memo: dict[tuple[type, object], object] = {}
+    if isinstance(doc.get("devices"), list):
+        doc["devices"] = _shared(tabulate(doc["devices"]), memo)
+    if isinstance(doc.get("residents"), list):
+        doc["residents"] = _shared(tabulate(doc["residents"], ("emergency_contacts",)), memo)
+    if isinstance(doc.get("grids"), list):
+        doc["grids"] = [_grid(grid, memo) if isinstance(grid, dict) else grid for grid in doc["grids"]]
+    return doc
+
+
+def _grid(grid: dict[str, Any], memo: dict[tuple[type, object], object]) -> dict[str, Any]:
+    grid = dict(grid)
+    buildings = grid.get("buildings")
+    if isinstance(buildings, list):
+        grid["buildings"] = [
+            {**b, "units": [_unit(u, memo) for u in b["units"]]}
+            if isinstance(b, dict) and isinstance(b.get("units"), list)
+            else b
+            for b in buildings
+        ]
+    return grid
+
+
+def _unit(unit: Any, memo: dict[tuple[type, object], object]) -> Any:
+    if not isinstance(unit, dict) or not isinstance(unit.get("households"), list):
+        return unit
+    return {**unit, "households": _shared(tabulate(unit["households"]), memo)}
+
+
+def _shared(table: Any, memo: dict[tuple[type, object], object]) -> Any:
+    """Equal floats and strings in ``table``'s columns (nested ones too) made one object."""
+    if is_table(table):
+        for column in table[2]:
+            for i, value in enumerate(column):
+                if type(value) is float or type(value) is str:
+                    column[i] = memo.setdefault((type(value), value), value)
+        for inner in table[3].values():
+            _shared(inner, memo)
+    return table
