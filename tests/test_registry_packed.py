@@ -285,3 +285,38 @@ async def test_a_hub_that_read_the_json_has_the_copies_made_once_it_is_up(
         assert not again.store.copies_wanted
         assert "linli-community-copies" not in {t.get_name() for t in asyncio.all_tasks()}
         assert again.registry.communities == tuple(registry)
+
+
+def test_a_sound_copy_that_does_not_build_is_read_from_the_json_and_made_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A copy that passes its digests but a bug in the version that wrote it left unbuildable
+    (here: a device column one value short) must not keep the hub from starting."""
+    original = _community()
+    store.save_communities([original], at=T0)
+    real = community_pack.tabulated
+
+    def one_short(parsed: Any) -> Any:
+        doc = real(parsed)
+        doc["devices"][2][0].pop()
+        return doc
+
+    with monkeypatch.context() as patch:
+        patch.setattr(community_pack, "tabulated", one_short)
+        assert make_copies(store) == 1
+    broken = _packed(store)
+    parses = Parses(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="hub.storage.store"):
+        [back] = store.communities()
+    _same(back, Community.model_validate(original.model_dump(mode="json")))
+    assert parses.count == 1 and "start-up copy does not build" in caplog.text
+    assert store.copies_wanted or len(_json(store)) < community_pack.WORTH_BYTES
+    assert make_copies(store) == 1  # the child makes it again, soundly this time
+    assert _packed(store) != broken
+    parsed = parses.count
+    [again] = store.communities()
+    assert again == original and parses.count == parsed  # from the copy
+
+
+def _json(store: Store) -> bytes:
+    return bytes(store.execute("SELECT doc FROM communities").fetchone()[0])

@@ -22,8 +22,11 @@ import asyncio
 import logging
 import sys
 import time
+from typing import Any
 
+from hub.community.trusted import community_from_store
 from hub.storage import community_pack
+from hub.storage.community_pack import COPY_ERRORS
 from hub.storage.engine import Dialect
 from hub.storage.store import Store
 
@@ -45,7 +48,7 @@ def make_copies(store: Store) -> int:
     made: list[tuple[str, bytes, float, int]] = []
     for code, raw, updated_at, packed in store.execute(_ROWS).fetchall():
         doc = bytes(raw)
-        if community_pack.unpack(doc, packed, code=code) is not None:
+        if _builds(community_pack.unpack(doc, packed, code=code)):
             continue
         made.append((code, community_pack.pack(doc, community_pack.parse(doc, {})), updated_at, len(doc)))
     if made:
@@ -66,6 +69,18 @@ def make_copies(store: Store) -> int:
         if store.dialect is Dialect.SQLITE:
             _checkpoint(store)
     return len(made)
+
+
+def _builds(unpacked: dict[str, Any] | None) -> bool:
+    """Whether a copy is sound and builds its community (the hub reads the JSON where it does
+    not: ``Store._community``); ≈ 0.6 s at 10⁵ devices, here in the child, not in the hub."""
+    if unpacked is None:
+        return False
+    try:
+        community_from_store(unpacked, {})
+    except COPY_ERRORS:
+        return False
+    return True
 
 
 def _checkpoint(store: Store) -> None:

@@ -44,6 +44,9 @@ WORTH_BYTES = 1 << 20
 #: ``LNP1`` held the parsed document as it was; ``LNP2`` its records as columns. A copy of
 #: another format is not sound: the JSON is read and the copy made again.
 _MAGIC = b"LNP2"
+#: What building a community from a copy that passed its digests may still raise, if the
+#: version that wrote it had a bug: the JSON is read instead (``Store._community``).
+COPY_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 _DIGEST = 16
 _HEADER = len(_MAGIC) + 3 + 2 * _DIGEST
 

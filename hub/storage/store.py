@@ -17,6 +17,7 @@ for alerts and notifications (rare next to readings), each one short transaction
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ COMMUNITIES_WITH_COPIES = (
     "SELECT c.code, c.doc, p.packed FROM communities c"
     " LEFT JOIN community_copies p ON p.code = c.code ORDER BY c.code"
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BUSY_TIMEOUT_S", "Fence", "Store", "open_engine"]
 
@@ -580,14 +583,34 @@ class Store:
         with collector_paused():
             for code, raw, packed in rows:
                 doc = bytes(raw)
-                parsed = community_pack.unpack(doc, packed, code=code)
-                if parsed is None:
-                    # Made by a child process once the hub is up (hub.storage.community_copies).
-                    self.copies_wanted |= len(doc) >= community_pack.WORTH_BYTES
-                    parsed = community_pack.parse(doc, strings)
-                # Validated when imported: built, not validated again (hub.community.trusted).
-                result.append(community_from_store(parsed, field_sets))
+                result.append(self._community(code, doc, packed, strings, field_sets))
         return result
+
+    def _community(
+        self,
+        code: str,
+        doc: bytes,
+        packed: bytes | memoryview | None,
+        strings: dict[str, str],
+        field_sets: dict[type[Any], set[str]],
+    ) -> Community:
+        """One row's community, from its start-up copy if that is sound and builds, else its JSON.
+
+        Validated when imported: built, not validated again (``hub.community.trusted``). A copy
+        is derived data: one that passes its digests and still does not build (a bug in the
+        version that wrote it) must not keep the hub from starting on the JSON, the truth.
+        """
+        parsed = community_pack.unpack(doc, packed, code=code)
+        if parsed is not None:
+            try:
+                return community_from_store(parsed, field_sets)
+            except community_pack.COPY_ERRORS as exc:
+                log.warning(
+                    "community %s: its start-up copy does not build (%r); its JSON is read", code, exc
+                )
+        # Made by a child process once the hub is up (hub.storage.community_copies).
+        self.copies_wanted |= len(doc) >= community_pack.WORTH_BYTES
+        return community_from_store(community_pack.parse(doc, strings), field_sets)
 
     def add_unassigned(self, device: UnassignedDevice) -> None:
         self._engine.execute(
