@@ -84,7 +84,7 @@ def _builds(unpacked: dict[str, Any] | None) -> bool:
 
 
 def _checkpoint(store: Store) -> None:
-    """Move the copies (26 MB at 10⁵ devices) from the WAL into the database, here.
+    """Move the copies (14 MB at 10⁵ devices) from the WAL into the database, here.
 
     Left in the WAL, the hub's next commit past the auto-checkpoint threshold copies them
     on its event loop (0.3–0.5 s into the restart's backlog, measured), or its next start

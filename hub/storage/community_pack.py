@@ -13,6 +13,7 @@ not guaranteed across versions), and carries the digest of the ``doc`` it was ma
 of its own body. Anything else — another version, a ``doc`` edited without it, a damaged
 blob, a document for another community — reads the JSON instead, and the copy is made again
 (by a child process once the hub is up: :mod:`hub.storage.community_copies`).
+
 The devices, residents (their emergency contacts nested) and households are written as
 columns (:mod:`hub.community.columns`), not a dict each: a dict per record, freed once the
 records were built, left the restarted hub ≈ 60 MB of pages it could not hand back
