@@ -117,11 +117,11 @@ def test_the_copy_holds_the_many_records_as_columns(store: Store) -> None:
     assert [d for d in _dicts(unpacked) if records & d.keys()] == []
     # The columns are the document's records, all of them, nested contacts included.
     parsed = community_pack.parse(doc, {})
-    assert columns.untabulate(unpacked["devices"]) == parsed["devices"]
-    assert columns.untabulate(unpacked["residents"]) == parsed["residents"]
+    assert list(columns.rows(unpacked["devices"])) == parsed["devices"]
+    assert list(columns.rows(unpacked["residents"])) == parsed["residents"]
     assert sum(len(r["emergency_contacts"]) for r in parsed["residents"]) >= 2
     units = [u for g in unpacked["grids"] for b in g["buildings"] for u in b["units"]]
-    assert [columns.untabulate(u["households"]) for u in units] == [
+    assert [list(columns.rows(u["households"])) for u in units] == [
         u["households"] for g in parsed["grids"] for b in g["buildings"] for u in b["units"]
     ]
     # Equal heartbeats are one object in the copy (JSON gives each device its own).

@@ -172,4 +172,4 @@ def test_rows_that_are_not_alike_stay_rows() -> None:
     alike = [{"id": "r1", "c": [{"n": 1}, {"n": 2}]}, {"id": "r2", "c": []}, {"id": "r3", "c": [{"n": 3}]}]
     table = columns.tabulate([dict(r, c=list(r["c"])) for r in alike], ("c",))
     assert columns.is_table(table) and table[2][1] == [2, 0, 1]
-    assert columns.untabulate(table) == alike
+    assert list(columns.rows(table)) == alike

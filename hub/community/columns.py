@@ -81,8 +81,3 @@ def each_row(value: Sequence[dict[str, Any]] | Table) -> Iterable[dict[str, Any]
     if is_table(value):
         return rows(value)
     return cast("Sequence[dict[str, Any]]", value)
-
-
-def untabulate(value: Any) -> Any:
-    """A table as its list of dicts; anything else unchanged."""
-    return list(rows(value)) if is_table(value) else value

@@ -28,15 +28,10 @@ from hub.community.trusted import community_from_store
 from hub.storage import community_pack
 from hub.storage.community_pack import COPY_ERRORS
 from hub.storage.engine import Dialect
-from hub.storage.store import Store
+from hub.storage.store import COMMUNITIES_WITH_COPIES, Store
 
 log = logging.getLogger(__name__)
 
-#: Each community's row, its version and its copy, if any.
-_ROWS = (
-    "SELECT c.code, c.doc, c.updated_at, p.packed FROM communities c"
-    " LEFT JOIN community_copies p ON p.code = c.code ORDER BY c.code"
-)
 #: The child's run is bounded: at 100 000 devices it takes ≈ 3 s of which imports ≈ 0.5 s.
 CHILD_TIMEOUT_S = 600.0
 CHECKPOINT_TRIES = 20
@@ -46,7 +41,7 @@ CHECKPOINT_RETRY_S = 0.1
 def make_copies(store: Store) -> int:
     """Write a copy for each community without a sound one; returns how many were written."""
     made: list[tuple[str, bytes, float, int]] = []
-    for code, raw, updated_at, packed in store.execute(_ROWS).fetchall():
+    for code, raw, updated_at, packed in store.execute(COMMUNITIES_WITH_COPIES).fetchall():
         doc = bytes(raw)
         if _builds(community_pack.unpack(doc, packed, code=code)):
             continue

@@ -39,9 +39,11 @@ from hub.storage.sqlite import BUSY_TIMEOUT_S, SqliteEngine
 from rules.signals import Signal
 from rules.subject import Subject
 
-#: Each community's row with its start-up copy (``hub.storage.community_pack``), if any.
+#: Each community's row (``updated_at``: what the copies' writer checks it against) with its
+#: start-up copy (``hub.storage.community_pack``), if any. The registry's read and the writer
+#: (``hub.storage.community_copies``) both use it.
 COMMUNITIES_WITH_COPIES = (
-    "SELECT c.code, c.doc, p.packed FROM communities c"
+    "SELECT c.code, c.doc, c.updated_at, p.packed FROM communities c"
     " LEFT JOIN community_copies p ON p.code = c.code ORDER BY c.code"
 )
 
@@ -581,7 +583,7 @@ class Store:
         result: list[Community] = []
         self.copies_wanted = False
         with collector_paused():
-            for code, raw, packed in rows:
+            for code, raw, _, packed in rows:
                 doc = bytes(raw)
                 result.append(self._community(code, doc, packed, strings, field_sets))
         return result
