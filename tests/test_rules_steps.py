@@ -131,8 +131,10 @@ def test_grouped_and_bound_steps_decide_as_the_rules_one_by_one(
     assert followers_raised > 0  # ...with a follower's own slot, and its guard copied into it
 
 
-#: The battery rules that share their leader's field (critical after low): followers.
-FOLLOWERS = frozenset({"device.battery_critical_volts", "device.battery_critical_percent"})
+#: The battery rules after the first (device.battery_low_volts), whose guard they share: followers.
+FOLLOWERS = frozenset(
+    {"device.battery_critical_volts", "device.battery_low_percent", "device.battery_critical_percent"}
+)
 
 
 def _without_idle_followers(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -320,9 +322,12 @@ def test_a_follower_raised_takes_its_leader_s_guard_and_leaves_no_slot_once_clea
     state = MemoryState()
     evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
     critical = ("device.battery_critical_percent", subject.device_id)
+    low = ("device.battery_low_percent", subject.device_id)
     assert evaluator.on_event(_battery(subject, T0, 50.0), subject) == []
-    assert state.get(("device.battery_low_percent", subject.device_id)) is not None
-    assert not state.has(critical)  # a routine reading: the follower keeps nothing
+    # The leader reads another field (attrs.volts), which this event lacks: its guard moves on.
+    leader = state.get(("device.battery_low_volts", subject.device_id))
+    assert leader is not None and leader.last_ts == T0 and leader.value is None
+    assert not state.has(critical) and not state.has(low)  # a routine reading: followers keep nothing
     # Another value at the same time: new for both rules, and both raise.
     assert _actions(evaluator.on_event(_battery(subject, T0, 5.0), subject)) == [
         ("device.battery_low_percent", "raise"),
@@ -337,11 +342,27 @@ def test_a_follower_raised_takes_its_leader_s_guard_and_leaves_no_slot_once_clea
         ("device.battery_low_percent", "clear"),
         ("device.battery_critical_percent", "clear"),
     ]
-    assert not state.has(critical)
-    assert critical in state.drain_dirty()  # the store forgets it too
+    assert not state.has(critical) and not state.has(low)
+    assert {critical, low} <= state.drain_dirty()  # the store forgets them too
     # A late reading is late for the follower as for its leader, slot or not.
     assert evaluator.on_event(_battery(subject, T0 + 30, 5.0), subject) == []
-    assert not state.has(critical)
+    assert not state.has(critical) and not state.has(low)
+
+
+def test_an_event_without_the_leader_s_field_still_makes_an_older_one_late() -> None:
+    # The guard is per kinds, not per field: a reading of another field is the newest battery
+    # event all the same. One rule alone (no group) decides the same way.
+    subject = SUBJECTS[0]
+    for rules in (load_packs(), [r for r in load_packs() if r.id == "device.battery_low_volts"]):
+        state = MemoryState()
+        evaluator = Evaluator(rules=rules, state=state, zone="Asia/Shanghai")
+        volts = Event(subject.device_id, EventKind.BATTERY, T0, "test", 50.0, {"volts": 2.9})
+        assert evaluator.on_event(volts, subject) == []
+        assert evaluator.on_event(_battery(subject, T0 + 60, 50.0), subject) == []  # no volts
+        late_low = Event(subject.device_id, EventKind.BATTERY, T0 + 30, "test", 50.0, {"volts": 2.2})
+        assert evaluator.on_event(late_low, subject) == [], "older than the newest battery event"
+        newer_low = Event(subject.device_id, EventKind.BATTERY, T0 + 90, "test", 50.0, {"volts": 2.2})
+        assert ("device.battery_low_volts", "raise") in _actions(evaluator.on_event(newer_low, subject))
 
 
 def test_a_follower_s_idle_slot_of_before_is_deleted_at_its_next_reading() -> None:
@@ -354,10 +375,10 @@ def test_a_follower_s_idle_slot_of_before_is_deleted_at_its_next_reading() -> No
     evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
     assert evaluator.on_event(_battery(subject, T0 - 5, 5.0), subject) == []  # late for both
     assert evaluator.on_event(_battery(subject, T0 + 60, 45.0), subject) == []
-    assert not state.has(critical)
-    assert critical in state.drain_dirty()
-    slot = state.get(low)
-    assert slot is not None and slot.value == 45.0 and slot.last_ts == T0 + 60
+    assert not state.has(critical) and not state.has(low)  # followers of the volts rule now
+    assert {critical, low} <= state.drain_dirty()
+    slot = state.get(("device.battery_low_volts", subject.device_id))
+    assert slot is not None and slot.last_ts == T0 + 60
 
 
 def test_a_remembered_identity_is_the_event_s_own() -> None:
@@ -439,7 +460,8 @@ def test_a_report_s_slots_hold_one_object_of_its_time_and_the_event_s_own_values
     for event in report:
         evaluator.on_event(event, subject)
     slots = {rule: state.get((rule, "door-1")) for rule, _ in state.slot_keys()}
-    assert {"device.offline", "device.battery_low_percent", "device.battery_low_volts"} <= slots.keys()
+    assert {"device.offline", "device.battery_low_volts"} <= slots.keys()
+    assert "device.battery_low_percent" not in slots  # a follower of the volts rule: no idle slot
     times = [slot.last_ts for slot in slots.values() if slot is not None]
     assert all(t == ts for t in times)
     assert len({id(t) for t in times}) == 1, "every slot of the report holds the same time object"
@@ -447,16 +469,13 @@ def test_a_report_s_slots_hold_one_object_of_its_time_and_the_event_s_own_values
     assert offline is not None
     assert offline.since is times[0]
     assert offline.queued_due is offline.due
-    low_percent = slots["device.battery_low_percent"]
-    assert low_percent is not None
-    assert low_percent.value is report[0].value
     low_volts = slots["device.battery_low_volts"]
     assert low_volts is not None
     assert low_volts.value is report[0].attrs["volts"]
     # The next report, routine for every slot (the grouped step's inline path): the same again.
     later = [Event("door-1", EventKind.BATTERY, ts + 60.0, "test", 46.5, {"volts": 3.04})]
     evaluator.on_event(later[0], subject)
-    again = [state.get(("device.battery_low_percent", "door-1")), state.get(("device.offline", "door-1"))]
+    again = [state.get(("device.battery_low_volts", "door-1")), state.get(("device.offline", "door-1"))]
     assert again[0] is not None and again[1] is not None
     assert again[0].last_ts is again[1].last_ts == ts + 60.0
-    assert again[0].value is later[0].value
+    assert again[0].value is later[0].attrs["volts"]

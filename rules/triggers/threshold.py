@@ -5,8 +5,11 @@
   Without a clear level the threshold itself is the clear level.
 * The first reading ever seen raises only if it is past the threshold (a battery first seen
   at 2.3 V raises; one first seen at 3.0 V does nothing) — no "unknown → value" alerts.
-* While raised, further bad readings produce no signal. Readings without the field (or not
-  numeric) are ignored, as are events older than the newest applied.
+* While raised, further bad readings produce no signal. An event of the trigger's kinds
+  without the field (or with a value that is not a number) is no reading, but it is still
+  the newest event of those kinds: an older one arriving after it is late and ignored, as is
+  a redelivered one. The guard is per kinds, not per field, so that rules reading other
+  fields of the same events share one (:class:`ThresholdGroup`).
 """
 
 from __future__ import annotations
@@ -88,22 +91,24 @@ def _apply(
 ) -> list[Signal]:
     """One reading for one rule's slot: raise, clear or (nearly always) just remember it.
 
-    ``reading``: the field's value as the object the caller holds (``None``: no reading, nothing
-    to do). ``slot``: the slot to work on instead of the stored one (a group follower's, see
+    ``reading``: the field's value as the object the caller holds (``None``: no reading; the
+    event only moves the slot's guard on). ``slot``: the slot to work on instead of the stored one (a group follower's, see
     :class:`ThresholdGroup`); it is stored only if the reading is new for it.
     """
     # ``value`` is the reading narrowed to a float for the comparisons; ``reading`` itself is
     # what the slot keeps: compiled, a narrowed float is a C double and storing it would box a
     # new float per slot (docs/benchmarks.md, "Twenty-ninth pass").
     value = reading
-    if value is None:
-        return []
     state = ctx.state
     if slot is None:
         slot = state.get(key)
     if slot is None or slot.trigger != "threshold":
         slot = Slot("threshold")
     if accept(slot, ctx) is not ADMIT_NEW:
+        return []
+    if value is None:
+        # No reading, but the newest event of the kinds: remembered as applied (the guard).
+        state.put(key, slot, durable=False)
         return []
     slot.value = reading
     past = (trigger.below is not None and value < trigger.below) or (
@@ -179,14 +184,17 @@ class ThresholdGroup(Step):
     evaluator checks those per step).
 
     **Followers keep no slot while nothing is raised.** Members without filters of their own
-    that read the same field for the same kinds apply exactly the same readings, so their
-    slots' redelivery guard (``last_ts``, ``seen``) is the same; only the alert state differs.
-    The first such member (the leader) keeps its slot as a single rule does; each later one (a
-    follower) has a slot only while its alert is raised. Its guard is the leader's, copied into
-    the follower's new slot when a reading raises it, and the slot is deleted once the alert is
-    cleared. For the battery rules that is two slots per device instead of four: ≈ 0.4 KB per
-    reporting device, and half the routine updates (docs/benchmarks.md, "Fifteenth pass"). A
-    follower's last value is not kept while it has no slot; nothing reads it but a trace.
+    (``where``, condition) for the same kinds see exactly the same events, so their slots'
+    redelivery guard (``last_ts``, ``seen``) is the same, whichever field each reads (an event
+    without a rule's field still moves its guard on, see :func:`_apply`); only the alert state
+    differs. The first such member (the leader) keeps its slot as a single rule does; each later
+    one (a follower) has a slot only while its alert is raised. Its guard is the leader's,
+    copied into the follower's new slot when a reading raises it, and the slot is deleted once
+    the alert is cleared. For the four battery rules (low/critical × volts/percent) that is one
+    slot per device instead of four: the fifteenth pass made it two, with a leader per field
+    (≈ 0.4 KB per reporting device, half the routine updates), the thirty-fifth one (≈ 0.18 KB
+    more, and one routine update per battery report; docs/benchmarks.md). A follower's last
+    value is not kept while it has no slot; nothing reads it but a trace.
     """
 
     __slots__ = ("_fields", "_members")
@@ -198,12 +206,10 @@ class ThresholdGroup(Step):
         #: reads every field (docs/benchmarks.md, "Twenty-fifth pass").
         self._fields = tuple(_inline_field(name) for name in fields)
         plain = [not trigger.where and trigger.condition is None for _, trigger, _ in members]
-        firsts: dict[tuple[str, frozenset[EventKind]], int] = {}
+        firsts: dict[frozenset[EventKind], int] = {}
         leaders: list[int] = []
         for index, (_, trigger, _) in enumerate(members):
-            first = (
-                firsts.setdefault((trigger.field, frozenset(trigger.kinds)), index) if plain[index] else index
-            )
+            first = firsts.setdefault(frozenset(trigger.kinds), index) if plain[index] else index
             leaders.append(first if first != index else -1)
         #: (index, rule, trigger, rule id, index of its field, kinds, below, above, plain,
         #: leader, leads): ``plain`` = no own filters beyond the event kind; ``leader``: a
@@ -262,10 +268,13 @@ class ThresholdGroup(Step):
             leader,
             leads,
         ) in self._members:
-            value = reading = values[field]
-            if value is None or kind not in kinds or (not plain and not _admits(trigger_, ctx)):
+            if kind not in kinds or (not plain and not _admits(trigger_, ctx)):
                 continue
-            past = (below is not None and value < below) or (above is not None and value > above)
+            # ``None``: the event has no reading for this rule, but it still moves the guard on.
+            value = reading = values[field]
+            past = value is not None and (
+                (below is not None and value < below) or (above is not None and value > above)
+            )
             key_ = (rule_id, device)
             slot = state.get(key_)
             if leader >= 0:
@@ -275,7 +284,7 @@ class ThresholdGroup(Step):
                 owned = slot is not None
                 if slot is None:
                     if not past:
-                        continue  # routine: the leader's slot has taken the reading's time
+                        continue  # routine, or no reading: the leader's slot has taken the event's time
                     guard = guards.get(leader)
                     slot = (
                         Slot("threshold")
@@ -295,7 +304,8 @@ class ThresholdGroup(Step):
                     (slot.last_ts, slot.seen) if slot is not None and slot.trigger == "threshold" else None
                 )
             if (
-                slot is not None
+                value is not None
+                and slot is not None
                 and slot.trigger == "threshold"
                 and not slot.raised
                 and (last := slot.last_ts) is not None
@@ -308,7 +318,7 @@ class ThresholdGroup(Step):
                 slot.value = reading
                 state.put(key_, slot, durable=False)
                 continue
-            out = _apply(rule_, trigger_, ctx, key_, reading)
+            out = _apply(rule_, trigger_, ctx, key_, reading, slot=slot)
             if out:
                 signals.extend(out)
         return signals
