@@ -561,6 +561,36 @@ class MemoryState(StatePort):
                     routine -= subjects
         return {(rule, subject) for rule, subjects in dirty.items() for subject in subjects}
 
+    def dirty_count(self) -> int:
+        """How many keys are marked, routine ones included (a key marked both ways counts twice)."""
+        return sum([len(marks) for marks in self._dirty.values()]) + sum(
+            [len(marks) for marks in self._soft.values()]
+        )
+
+    def take_dirty(self, limit: int) -> list[Key]:
+        """Up to ``limit`` marked keys, routine ones included, taken out of the marks.
+
+        :meth:`drain_dirty` in pieces: a key tuple is made only for the keys taken. Draining
+        the 2 × 10⁵ marks of a burst at once held as many tuples (≈ 20 MB at 100 000 devices)
+        for as long as their rows took to write (docs/benchmarks.md, "Thirty-fifth pass").
+        """
+        keys: list[Key] = []
+        soft = self._soft
+        for marks, durable in ((self._dirty, True), (soft, False)):
+            for rule in list(marks):
+                subjects = marks[rule]
+                routine = soft.get(rule) if durable else None
+                while subjects and len(keys) < limit:
+                    subject = subjects.pop()
+                    if routine:
+                        routine.discard(subject)  # written now: not again as a routine change
+                    keys.append((rule, subject))
+                if not subjects:
+                    del marks[rule]
+                if len(keys) >= limit:
+                    return keys
+        return keys
+
     def mark_dirty(self, keys: Iterable[Key]) -> None:
         """Keys a writer drained but could not write: they go out with the next flush."""
         for key in keys:

@@ -10,16 +10,20 @@ the rows its new owner loads.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.clock import ManualClock
 from hub.community.model import CommunityFile
 from hub.community.registry import Registry
+from hub.ingest import rule_runtime
 from hub.ingest.rule_runtime import RuleRuntime
 from hub.storage.rule_state import RuleStateStore
+from hub.storage.rule_state_file import RuleStateFile, path_beside
 from hub.storage.store import Store
 from tests.cluster_support import registry
 
@@ -129,4 +133,50 @@ async def test_a_device_forgotten_during_the_flush_keeps_its_stored_rows(
     runtime.forget([device])  # handed over: this node holds no slot for it now
     await flush
     assert state_store.load_subjects([device]) == rows_before
+    store.close()
+
+
+async def test_the_routine_flush_waits_for_the_writer_instead_of_queueing_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst marks a slot per device and rule; their rows' text must not all wait in memory
+    # for the file's writer at once. The marks wait instead, and nothing is lost.
+    monkeypatch.setattr(rule_runtime, "ROUTINE_BACKLOG_ROWS", 3)
+    monkeypatch.setattr(rule_runtime, "ROUTINE_BACKLOG_POLL_S", 0.001)
+    store = Store(path=tmp_path / "linli.sqlite3")
+    file = RuleStateFile(path=path_beside(tmp_path / "linli.sqlite3"))
+    state_store = RuleStateStore(store=store, file=file)
+    runtime = RuleRuntime(
+        rule_paths=[],
+        rules=None,
+        overrides={},
+        zone="Asia/Shanghai",
+        registry=Registry(communities=CommunityFile.model_validate(registry()).communities),
+        state_store=state_store,
+        clock=ManualClock(start=T0),
+    )
+    slots = _slots(runtime)
+    marked = runtime._state.dirty_count()
+    assert marked >= 6
+    # A slow disk: the writer holds what it took until the gate opens.
+    gate = threading.Event()
+    write = file._write
+
+    def slow(*args: Any) -> None:
+        gate.wait(10)
+        write(*args)
+
+    monkeypatch.setattr(file, "_write", slow)
+    flush = asyncio.create_task(runtime.flush_in_slices(slice_size=1))
+    for _ in range(50):
+        await asyncio.sleep(0.001)
+    assert not flush.done()
+    assert file.backlog == 3, "handed over up to the limit, then waited"
+    assert 0 < runtime._state.dirty_count() < marked, "the rest are still marked"
+    gate.set()
+    written = await asyncio.wait_for(flush, 10)
+    assert written == len(slots)
+    assert file.wait(10) and file.stored() == len(slots)
+    assert runtime._state.dirty_count() == 0
+    file.close()
     store.close()

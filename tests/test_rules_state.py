@@ -78,6 +78,21 @@ def test_dirty_tracking_and_partial_snapshots() -> None:
     assert snap["deleted"] == [["r", "b"]]
 
 
+def test_dirty_keys_are_taken_in_pieces_each_once_durable_ones_first() -> None:
+    state = MemoryState()
+    for i in range(5):
+        state.put(("r", f"d{i}"), Slot("absence", due=T0 + i), durable=False)
+    state.put(("r", "d0"), Slot("absence", due=T0), durable=True)  # marked both ways
+    state.put(("q", "x"), Slot("duration", due=T0), durable=True)
+    assert state.dirty_count() == 7
+    first = state.take_dirty(2)
+    assert set(first) == {("r", "d0"), ("q", "x")}, "the alert-state changes first"
+    taken = first + state.take_dirty(2) + state.take_dirty(10)
+    assert sorted(taken) == sorted([("q", "x"), *[("r", f"d{i}") for i in range(5)]]), "each key once"
+    assert state.take_dirty(10) == [] and state.dirty_count() == 0
+    assert state.drain_dirty(include_routine=True) == set()
+
+
 def test_slot_json_round_trip_keeps_zero_values() -> None:
     slot = Slot("threshold", last_ts=0.0, value=0.0, raised=True, seen="battery|None", params={"below": 2.6})
     assert Slot.from_json(json.loads(json.dumps(slot.to_json()))) == slot

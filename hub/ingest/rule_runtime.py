@@ -20,7 +20,7 @@ from rules.evaluator import Evaluator
 from rules.loader import BUILTIN_PACKS, load_packs
 from rules.model import Rule
 from rules.signals import Signal
-from rules.state import MemoryState
+from rules.state import Key, MemoryState
 from rules.subject import Subject
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,14 @@ ROUTINE_STATE_FLUSH_S = 5.0
 #: piece, thousands of slots held the loop for 200–500 ms every 5 s on the bench machine: the
 #: largest stall an SOS press waited behind (docs/benchmarks.md, "SOS latency split").
 ROUTINE_FLUSH_SLICE = 256
+#: The routine flush hands the file's writer no more while it has this many rows to write. A
+#: burst (every device reporting after an outage) marks 2 × 10⁵ slots within seconds; handed
+#: over at once, their rows' text waited in memory for the writer (≈ 35 MB at 100 000 devices,
+#: docs/benchmarks.md, "Thirty-fifth pass"). The marks wait instead, at no cost; what is
+#: waiting is routine (deadlines moved on), never an alert's state (the per-turn flush).
+ROUTINE_BACKLOG_ROWS = 8192
+#: How often a waiting routine flush looks at the writer's backlog again.
+ROUTINE_BACKLOG_POLL_S = 0.05
 
 
 class RuleRuntime:
@@ -172,29 +180,41 @@ class RuleRuntime:
     async def flush_in_slices(self, *, slice_size: int = ROUTINE_FLUSH_SLICE) -> int:
         """Every changed slot, routine updates included, ``slice_size`` per transaction.
 
-        Each slice is snapshotted when it is written, so a slot changed between two slices goes
-        out with its newest value (a per-turn flush in between may already have written it:
-        writing it again is the same row). Keys not written (cancelled at a yield, a store
-        error) are marked dirty again, so the next flush or the final one at close takes them.
+        The keys are taken from the state's marks a slice at a time (:meth:`MemoryState.take_dirty`),
+        and only while the file's writer has fewer than :data:`ROUTINE_BACKLOG_ROWS` rows to
+        write. Each slice is snapshotted when it is written, so a slot changed after its key
+        was taken is marked again and goes out with its newest value (in this round or the
+        next). The round takes as many keys as were marked when it began, so a steady stream
+        of changes cannot keep it going. Keys not taken stay marked for the next flush or the
+        final one at close; a slice taken but not written (cancelled, a store error) is marked
+        again.
         """
-        keys = list(self._state.drain_dirty(include_routine=True))
+        state, store = self._state, self._state_store
+        budget = state.dirty_count()
         self._forgotten = set()
         written = 0
-        at = 0
+        chunk: list[Key] = []
         try:
-            while at < len(keys) and not self._closed:
-                chunk = keys[at : at + slice_size]
+            while budget > 0 and not self._closed:
+                # Polled: the writer is a thread, and a wake-up from it would need the loop.
+                while store.backlog >= ROUTINE_BACKLOG_ROWS and not self._closed:  # noqa: ASYNC110
+                    await asyncio.sleep(ROUTINE_BACKLOG_POLL_S)
+                if self._closed:
+                    break
+                chunk = state.take_dirty(min(slice_size, budget))
+                if not chunk:
+                    break
+                budget -= len(chunk)
                 if self._forgotten:
                     chunk = [k for k in chunk if k[1] not in self._forgotten]
-                written += self._state_store.write(self._state, chunk)
-                at += slice_size
-                if at < len(keys):
+                written += store.write(state, chunk)
+                chunk = []
+                if budget > 0:
                     await asyncio.sleep(0)
         finally:
-            rest = keys[at:]
-            if rest and not self._closed:
+            if chunk and not self._closed:
                 forgotten = self._forgotten
-                self._state.mark_dirty(k for k in rest if k[1] not in forgotten)
+                state.mark_dirty(k for k in chunk if k[1] not in forgotten)
             self._forgotten = None
         return written
 

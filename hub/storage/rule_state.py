@@ -134,6 +134,12 @@ class RuleStateStore:
         """
         return self.write(state, state.drain_dirty(include_routine=include_routine))
 
+    @property
+    def backlog(self) -> int:
+        """Rows handed to the file's writer and not written yet (0 without a file: the store's
+        table is written before :meth:`write` returns)."""
+        return 0 if self.file is None else self.file.backlog
+
     def write(self, state: MemoryState, keys: Collection[Key]) -> int:
         """Write ``keys``' slots as ``state`` holds them now (deleted if it holds none)."""
         if not keys:

@@ -159,6 +159,8 @@ class RuleStateFile:
         self._upserts: dict[Key, str] = {}
         self._deletes: set[Key] = set()
         self._busy = False
+        #: Rows the writer took and is writing now (back in ``_upserts`` if that fails).
+        self._writing = 0
         self._closing = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -282,6 +284,13 @@ class RuleStateFile:
         with self._cond:
             return len(self._upserts) + len(self._deletes)
 
+    @property
+    def backlog(self) -> int:
+        """Rows handed over and not yet written, those being written now included: what the
+        rows' text costs in memory until the writer is done with them."""
+        with self._cond:
+            return len(self._upserts) + len(self._deletes) + self._writing
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until everything handed over so far is written (or failed); False on timeout."""
         with self._cond:
@@ -376,10 +385,12 @@ class RuleStateFile:
             upserts, self._upserts = self._upserts, {}
             deletes, self._deletes = self._deletes, set()
             self._busy = True
+            self._writing = len(upserts) + len(deletes)
         try:
             self._write(upserts, deletes)
         except Exception as exc:
             with self._cond:
+                self._writing = 0
                 # Newer values handed over meanwhile win over the batch that failed.
                 for key, value in upserts.items():
                     if key not in self._upserts and key not in self._deletes:
@@ -399,6 +410,7 @@ class RuleStateFile:
                 log.warning("rule state written again after: %s", self.failing)
             self.failing = None
             self._busy = False
+            self._writing = 0
             self._cond.notify_all()
         return True
 
