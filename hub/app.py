@@ -66,7 +66,7 @@ from hub.health.sos_trace import SosTrace
 from hub.ingest import hot_path
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.gauges import Gauges
-from hub.ingest.heap import FreeMemory, settle_heap
+from hub.ingest.heap import FreeMemory, fix_mmap_threshold, settle_heap
 from hub.ingest.lanes import LaneGuard
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.priority import priority_topics
@@ -213,6 +213,7 @@ class Hub:
         rules: Sequence[Rule] | None = None,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
+        fix_mmap_threshold()  # before the registry's large blocks (hub.ingest.heap)
         self.settings = settings
         if clock is None and settings.test_clock_start is not None:
             clock = ManualClock(start=settings.test_clock_start)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,39 @@ async def test_the_hub_hands_back_once_caught_up_and_reports_it(
         assert stats["heap_trim"]["available"] is True
         assert stats["heap_trim"]["released_mb"] >= 0 and stats["heap_trim"]["longest_ms"] > 0
     assert "linli-heap-trim" not in {task.get_name() for task in asyncio.all_tasks()}
+
+
+_PROBE = """
+import ctypes, sys
+from hub.ingest.heap import fix_mmap_threshold
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else None
+big = bytearray(8 << 20)  # a large block, mapped, then freed: glibc raises its threshold to it
+del big
+before = libc.mallinfo2().hblks
+blocks = [bytearray(256 << 10) for _ in range(4)]
+print(fixed, libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.parametrize(("how", "expected"), [("leave", "None 0"), ("fix", "True 4")])
+def test_large_blocks_keep_their_own_pages_after_a_larger_one_was_freed(how: str, expected: str) -> None:
+    # glibc's dynamic threshold (man 3 mallopt) put 256 KiB blocks in the main heap once an
+    # 8 MiB one had been freed; with the threshold fixed they are mapped, and handed back whole.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, how], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
+
+
+def test_an_operator_s_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert heap.fix_mmap_threshold() is False

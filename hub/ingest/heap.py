@@ -32,6 +32,37 @@ GEN0_THRESHOLD = 10_000
 TRIM_INTERVAL_S = 30.0
 
 
+#: Blocks of at least this many bytes get pages of their own (glibc's ``M_MMAP_THRESHOLD``,
+#: whose own starting value this is).
+MMAP_THRESHOLD = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Keep glibc from raising its mmap threshold as large blocks are freed; call before the
+    registry is read. Returns whether it was set (not on another libc, nor when the operator set
+    ``MALLOC_MMAP_THRESHOLD_``, which wins).
+
+    glibc raises the threshold to the size of each mapped block that is freed, up to 32 MiB on
+    64 bits ("dynamic mmap threshold", man 3 mallopt). After the start's large transient blocks
+    (the registry's start-up copy, 14 MB at 100 000 devices; the stored rule state's rows) every
+    large block came from the main heap instead: the device tables' dicts as they grow, the
+    writers' batches. Freed, those left holes between live blocks that ``malloc_trim`` cannot
+    hand back whole. Setting the threshold turns the adjustment off: with every device reported
+    once, 367–373 MB against 393–404 MB at 101 300 devices, ingest within its noise
+    (docs/benchmarks.md, "Thirty-fifth pass").
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, TypeError, AttributeError):  # no dlopen (Windows), no mallopt (macOS)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
 def settle_heap() -> None:
     """Call once start-up has built its long-lived objects (registry, rules, restored state)."""
     _, gen1, gen2 = gc.get_threshold()
