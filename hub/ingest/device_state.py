@@ -20,6 +20,13 @@ _BATTERY_KIND = _BATTERY.value
 _SIGNAL_KIND = _SIGNAL.value
 #: "Not yet": before any time (one shared object).
 NEVER = float("-inf")
+#: The whole-number readings 0–255 as one object each: a battery percentage and a link quality
+#: (Zigbee2MQTT's ``linkquality``) are whole numbers in that range nearly always, and each event
+#: brings its own float object of the value, which the device's state then kept (≈ 5 MB at
+#: 100 000 reporting devices; docs/benchmarks.md, "Thirty-fifth pass").
+#: Typed ``object`` on purpose, here and where it is read: compiled, anything mypy knows to be a
+#: ``float`` is a C double, boxed anew where it is stored, which would defeat the sharing.
+_WHOLE: tuple[object, ...] = tuple(float(n) for n in range(256))
 #: The ring's placeholder for attributes not written yet (shared, never read or mutated).
 _NO_ATTRS: Mapping[str, float | bool | str] = {}
 
@@ -196,14 +203,21 @@ class DeviceStates:
             state = self._states[event.device_id] = DeviceState(event.device_id, ts, event.family, (), [])
         elif ts > state.last_seen:
             state.last_seen = ts
+        # Held as the union (an object, compiled): a ``float`` local would be a C double, boxed
+        # anew when stored.
+        value: float | bool | str | None = event.value
+        if isinstance(value, float):
+            whole = _whole(value)
+            if whole is not None:
+                value = whole  # type: ignore[assignment]  # an equal float; see _WHOLE
         i = _position(state.kinds, key)
         if i < 0:  # the device's first event of this kind
             state.kinds = self._shared_kinds((*state.kinds, key))
-            state.values = [*state.values, stamp, event.value]  # exact size: no spare slots
+            state.values = [*state.values, stamp, value]  # exact size: no spare slots
         else:
             values = state.values
             values[2 * i] = stamp
-            values[2 * i + 1] = event.value
+            values[2 * i + 1] = value
         state.online = kind is not _OFFLINE
         return state
 
@@ -277,3 +291,13 @@ class DeviceStates:
 
     def __len__(self) -> int:
         return len(self._states)
+
+
+def _whole(value: float) -> object:
+    """The shared object of a whole-number reading from 1 to 255 (``None``: not one; nor 0,
+    which would make ``-0.0`` ``0.0``)."""
+    if 0.0 < value <= 255.0:
+        n = int(value)
+        if n == value:
+            return _WHOLE[n]
+    return None
