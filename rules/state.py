@@ -318,9 +318,6 @@ class MemoryState(StatePort):
         self._dirty: dict[str, set[str]] = {}
         #: Only routine changes, persisted on a slower cadence (see ``put``).
         self._soft: dict[str, set[str]] = {}
-        #: Heap entries :meth:`_read` queued beside a restored row's own since the last
-        #: :meth:`_rebuild`: each is one of a pair for the same timer until the first comes up.
-        self._requeued = 0
 
     def __len__(self) -> int:
         return sum([len(table) for table in self._slots.values()]) + self._raw_count
@@ -340,16 +337,7 @@ class MemoryState(StatePort):
         table = self._slots.get(key[0])
         slot = None if table is None else table.get(key[1])
         if slot is None and self._raw_count:
-            slot = self._read(key)
-            # Each read of a restored slot with a timer queued a second entry for it (see
-            # _read). After a restart every reporting device's deadline is read, so the pairs
-            # were ≈ 10 MB of stale entries at 100 000 devices, too few against all slots for
-            # put()'s rebuild to catch (most slots have no timer; docs/benchmarks.md,
-            # "Thirty-fifth pass"). Rebuilt here, never from _read: pop_due and next_due read
-            # slots while they walk the heap they hold.
-            requeued = self._requeued
-            if requeued > 1024 and 8 * requeued > len(self._heap):
-                self._rebuild(queued_only=True)
+            return self._read(key)
         return slot
 
     def has(self, key: Key) -> bool:
@@ -428,22 +416,13 @@ class MemoryState(StatePort):
             return due
         return None
 
-    def _rebuild(self, *, queued_only: bool = False) -> None:
-        """The heap made again: one entry per timer, at its slot's ``due``.
-
-        ``queued_only``: only for slots that have an entry now. A slot :meth:`pop_due` just
-        handed out has none until the evaluator has fired it and ``put`` it back (its ``due``
-        still set meanwhile); slots that were only kept (the restores) need this ``False``.
-        """
-        self._requeued = 0
+    def _rebuild(self) -> None:
         # A slot not read yet has exactly one entry, the one it was restored with: keep it.
         heap: list[tuple[float, str, str]] = (
             [entry for entry in self._heap if self._unread(entry[1], entry[2])] if self._raw_count else []
         )
         for rule, table in self._slots.items():
             for subject, slot in table.items():
-                if queued_only and slot.queued_due is None:
-                    continue
                 slot.queued_due = slot.due
                 if slot.due is not None:
                     heap.append((slot.due, rule, subject))
@@ -496,12 +475,10 @@ class MemoryState(StatePort):
             return None
         self._keep(key, slot)
         if slot.due is not None:
-            # Its restored heap entry's due was read out of the text by the store, not by the
-            # decoder that made this one, so the two floats need not be equal: queue this one;
-            # the other is skipped as stale when it comes up, or dropped by the next rebuild.
+            # Its restored heap entry may carry another due (a row edited by hand): queue this one;
+            # the duplicate is skipped as stale when it comes up.
             slot.queued_due = slot.due
             heapq.heappush(self._heap, (slot.due, key[0], key[1]))
-            self._requeued += 1
         return slot
 
     def replace_subjects(

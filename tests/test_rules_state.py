@@ -585,28 +585,6 @@ def test_reading_the_restored_slots_gives_their_table_back() -> None:
     assert lazy.pop_due(T0 + 50_000) == [("r", f"d{i}") for i in range(39_001, 40_000)]
 
 
-def test_reading_the_restored_slots_does_not_leave_a_second_timer_entry_each() -> None:
-    """After a restart every reporting device's deadline is read; its restored heap entry and
-    the one the read queued must not both stay (≈ 10 MB at 100 000 devices)."""
-    n = 40_000
-    rows = [("r", f"d{i}", json.dumps({"trigger": "absence", "due": T0 + i}), T0 + i) for i in range(n)]
-    rows += [("other", f"d{i}", json.dumps({"trigger": "threshold", "value": 3.0}), None) for i in range(n)]
-    lazy = MemoryState.restore_lazy(rows, decode=json.loads)
-    for i in range(n):
-        assert lazy.get(("other", f"d{i}")) is not None
-        slot = lazy.get(("r", f"d{i}"))
-        assert slot is not None
-        if i % 3 == 0:  # a report moves the deadline on, as the absence trigger does
-            slot.due = T0 + n + i
-            lazy.put(("r", f"d{i}"), slot)
-    assert len(lazy._heap) <= 1.2 * n
-    # Every timer still comes due once, at its own time, in order.
-    moved = sorted(range(0, n, 3), key=lambda i: T0 + n + i)
-    assert lazy.pop_due(T0 + n - 1) == [("r", f"d{i}") for i in range(n) if i % 3]
-    assert lazy.pop_due(T0 + 3 * n) == [("r", f"d{i}") for i in moved]
-    assert lazy.pop_due(T0 + 4 * n) == [] and lazy.next_due() is None
-
-
 @pytest.mark.parametrize("restore", ["lazy", "eager"])
 def test_restored_keys_share_the_callers_copy_of_each_subject_id(restore: str) -> None:
     """A database hands every row a string of its own: a device's three or four keys, and the
