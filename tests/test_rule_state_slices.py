@@ -180,3 +180,25 @@ async def test_the_routine_flush_waits_for_the_writer_instead_of_queueing_every_
     assert runtime._state.dirty_count() == 0
     file.close()
     store.close()
+
+
+async def test_a_device_forgotten_and_taken_back_during_the_flush_has_its_new_state_written(
+    parts: tuple[Store, RuleStateStore, RuleRuntime],
+) -> None:
+    # Its community lost and regained within one round (a lease that moved and came back): what
+    # changed for it after that is this node's again and must reach the store.
+    store, state_store, runtime = parts
+    keys = list(_slots(runtime))
+    runtime.flush(include_routine=True)
+    runtime._state.mark_dirty(keys)
+    key = keys[-1]
+    slot = runtime._state.get(key)
+    assert slot is not None
+    flush = asyncio.create_task(runtime.flush_in_slices(slice_size=1))
+    await asyncio.sleep(0)
+    runtime.forget([key[1]])
+    runtime._state.put(key, replace(slot, raised=True, since=T0 + 5.0), durable=True)  # ours again
+    await flush
+    stored = {(r, s): doc for r, s, doc in state_store.load_subjects([key[1]])}
+    assert stored[key] == runtime._state.snapshot([key])["slots"][0]["state"]
+    store.close()

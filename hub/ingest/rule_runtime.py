@@ -74,9 +74,6 @@ class RuleRuntime:
         # Every expected device gets its absence deadlines (a device that never reports is caught).
         self.evaluator.start(subjects, clock.now())
         self._flush_pending = False
-        #: Devices forgotten while a sliced routine flush runs: their drained keys are not written
-        #: (deleting a handed-over device's rows would wipe what its new owner loads).
-        self._forgotten: set[str] | None = None
         #: The subjects this hub works (``None``: the whole registry; a cluster node: its share).
         self._working: tuple[Subject, ...] | None = None
         self._closed = False
@@ -150,9 +147,9 @@ class RuleRuntime:
 
     def forget(self, device_ids: Sequence[str]) -> None:
         """Not this node's any more (or not yet): drop their state, write nothing for them."""
+        # Their marks go too, so no flush writes (or deletes) a row of theirs: that would wipe
+        # what the new owner loads. A routine flush takes its keys from the marks as it writes.
         self._state.replace_subjects(device_ids, ())
-        if self._forgotten is not None:
-            self._forgotten.update(device_ids)
         gone = frozenset(device_ids)
         working = self._registry.subjects() if self._working is None else self._working
         self._working = tuple(s for s in working if s.device_id not in gone)
@@ -186,12 +183,10 @@ class RuleRuntime:
         was taken is marked again and goes out with its newest value (in this round or the
         next). The round takes as many keys as were marked when it began, so a steady stream
         of changes cannot keep it going. Keys not taken stay marked for the next flush or the
-        final one at close; a slice taken but not written (cancelled, a store error) is marked
-        again.
+        final one at close; a slice taken but not written (a store error) is marked again.
         """
         state, store = self._state, self._state_store
         budget = state.dirty_count()
-        self._forgotten = set()
         written = 0
         chunk: list[Key] = []
         try:
@@ -205,17 +200,15 @@ class RuleRuntime:
                 if not chunk:
                     break
                 budget -= len(chunk)
-                if self._forgotten:
-                    chunk = [k for k in chunk if k[1] not in self._forgotten]
+                # Taken and handed over in one step: a device forgotten (handed to another node)
+                # meanwhile has no marks left to take (forget), and one adopted again is ours.
                 written += store.write(state, chunk)
                 chunk = []
                 if budget > 0:
                     await asyncio.sleep(0)
         finally:
             if chunk and not self._closed:
-                forgotten = self._forgotten
-                state.mark_dirty(k for k in chunk if k[1] not in forgotten)
-            self._forgotten = None
+                state.mark_dirty(chunk)  # not written (a store error): the next flush takes them
         return written
 
     # -- packs -------------------------------------------------------------------------------

@@ -341,6 +341,8 @@ class RuleStateFile:
             with self._cond:
                 self.failing = f"the rule-state writer stopped: {type(exc).__name__}: {exc}"
                 self._busy = False
+                # ``_writing`` stays: the routine flush keeps waiting (marks pile up, not rows'
+                # text) while readiness reports the writer stopped.
                 self._cond.notify_all()
             log.critical(
                 "%s; rule state is no longer written until the hub restarts", self.failing, exc_info=True
