@@ -381,6 +381,24 @@ def test_a_follower_s_idle_slot_of_before_is_deleted_at_its_next_reading() -> No
     assert slot is not None and slot.last_ts == T0 + 60
 
 
+def test_a_late_reading_stays_late_for_followers_whose_leader_has_no_slot_yet() -> None:
+    # Rule state of the version before: the percent rule led the percent followers, and the
+    # volts rule (the leader now) never had a slot for a device that reports no volts. A late
+    # low reading must not raise the critical rule through a fresh, unguarded slot.
+    subject = SUBJECTS[0]
+    low = ("device.battery_low_percent", subject.device_id)
+    old = {"trigger": "threshold", "last_ts": T0 + 60, "seen": ["battery|90.0"], "value": 90.0}
+    state = MemoryState.restore_rows([(*low, dict(old))])
+    evaluator = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
+    assert evaluator.on_event(_battery(subject, T0, 4.0), subject) == []
+    assert not state.has(("device.battery_critical_percent", subject.device_id))
+    # The old slot is gone now, its guard handed to the leader: still late, for every rule.
+    assert not state.has(low)
+    assert evaluator.on_event(_battery(subject, T0 + 30, 4.0), subject) == []
+    later = _actions(evaluator.on_event(_battery(subject, T0 + 120, 4.0), subject))
+    assert later == [("device.battery_low_percent", "raise"), ("device.battery_critical_percent", "raise")]
+
+
 def test_a_remembered_identity_is_the_event_s_own() -> None:
     # The evaluator remembers identities per (kind, value type, value). Equal values of other
     # types (1, 1.0, True) or of another sign (0.0, -0.0) must keep identities of their own, as

@@ -281,21 +281,11 @@ class ThresholdGroup(Step):
                 if slot is not None and slot.trigger != "threshold":
                     state.delete(key_)  # another trigger type's (a reload): not this rule's memory
                     slot = None
-                owned = slot is not None
-                if slot is None:
-                    if not past:
-                        continue  # routine, or no reading: the leader's slot has taken the event's time
-                    guard = guards.get(leader)
-                    slot = (
-                        Slot("threshold")
-                        if guard is None
-                        else Slot("threshold", last_ts=guard[0], seen=guard[1])
-                    )
-                # A new slot is stored only if this reading raises it (a late or redelivered one
-                # leaves nothing behind); an own slot is deleted once nothing is raised in it.
-                out = _apply(rule_, trigger_, ctx, key_, reading, slot=slot)
-                if owned and not slot.raised:
-                    state.delete(key_)  # cleared (or a slot of before followers): the leader's guard serves
+                if slot is None and not past:
+                    continue  # routine, or no reading: the leader's slot has taken the event's time
+                out = self._follow(
+                    rule_, trigger_, ctx, key_, reading=reading, slot=slot, leader=leader, guards=guards
+                )
                 if out:
                     signals.extend(out)
                 continue
@@ -322,6 +312,44 @@ class ThresholdGroup(Step):
             if out:
                 signals.extend(out)
         return signals
+
+    def _follow(
+        self,
+        rule: Rule,
+        trigger: ThresholdTrigger,
+        ctx: EventContext,
+        key: Key,
+        *,
+        reading: float | None,
+        slot: Slot | None,
+        leader: int,
+        guards: dict[int, tuple[float | None, str | tuple[str, ...]] | None],
+    ) -> list[Signal]:
+        """A follower's event that its leader's slot does not settle: its own slot (raised, or
+        written before it followed), or a reading past its level."""
+        state = ctx.state
+        owned = slot is not None
+        if slot is not None and guards.get(leader) is None:
+            # The leader has no slot yet (rule state of an older version, or a reload that made
+            # another rule the leader): this one's guard serves the followers after it.
+            guards[leader] = (slot.last_ts, slot.seen)
+        if slot is None:
+            guard = guards.get(leader)
+            slot = Slot("threshold") if guard is None else Slot("threshold", last_ts=guard[0], seen=guard[1])
+        # A new slot is stored only if this reading raises it (a late or redelivered one leaves
+        # nothing behind); an own slot is deleted once nothing is raised in it.
+        out = _apply(rule, trigger, ctx, key, reading, slot=slot)
+        if owned and not slot.raised:
+            # Cleared (or a slot of before followers): the leader's guard serves, once it is at
+            # least as new as this one's (it may have been made just now).
+            lead_key = (self._members[leader][3], key[1])
+            lead = state.get(lead_key)
+            last = slot.last_ts
+            if lead is not None and last is not None and (lead.last_ts is None or last > lead.last_ts):
+                lead.last_ts, lead.seen = last, slot.seen
+                state.put(lead_key, lead, durable=False)
+            state.delete(key)
+        return out
 
 
 def _params(trigger: ThresholdTrigger) -> dict[str, float]:
