@@ -134,6 +134,11 @@ def test_large_blocks_keep_their_own_pages_after_a_larger_one_was_freed(how: str
     assert out.stdout.strip() == expected
 
 
-def test_an_operator_s_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MALLOC_MMAP_THRESHOLD_", "65536"), ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")],
+)
+def test_an_operator_s_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv(name, value)
     assert heap.fix_mmap_threshold() is False

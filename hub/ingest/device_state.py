@@ -20,7 +20,7 @@ _BATTERY_KIND = _BATTERY.value
 _SIGNAL_KIND = _SIGNAL.value
 #: "Not yet": before any time (one shared object).
 NEVER = float("-inf")
-#: The whole-number readings 0–255 as one object each: a battery percentage and a link quality
+#: The whole-number readings 1–255 as one object each: a battery percentage and a link quality
 #: (Zigbee2MQTT's ``linkquality``) are whole numbers in that range nearly always, and each event
 #: brings its own float object of the value, which the device's state then kept (≈ 5 MB at
 #: 100 000 reporting devices; docs/benchmarks.md, "Thirty-fifth pass").
@@ -206,7 +206,7 @@ class DeviceStates:
         # Held as the union (an object, compiled): a ``float`` local would be a C double, boxed
         # anew when stored.
         value: float | bool | str | None = event.value
-        if isinstance(value, float):
+        if type(value) is float:  # not a subclass (numpy's float64): that type is kept
             whole = _whole(value)
             if whole is not None:
                 value = whole  # type: ignore[assignment]  # an equal float; see _WHOLE

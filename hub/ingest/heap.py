@@ -41,7 +41,8 @@ _M_MMAP_THRESHOLD = -3  # <malloc.h>
 def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     """Keep glibc from raising its mmap threshold as large blocks are freed; call before the
     registry is read. Returns whether it was set (not on another libc, nor when the operator set
-    ``MALLOC_MMAP_THRESHOLD_``, which wins).
+    ``MALLOC_MMAP_THRESHOLD_`` or ``glibc.malloc.mmap_threshold`` in ``GLIBC_TUNABLES``:
+    theirs wins).
 
     glibc raises the threshold to the size of each mapped block that is freed, up to 32 MiB on
     64 bits ("dynamic mmap threshold", man 3 mallopt). After the start's large transient blocks
@@ -52,7 +53,9 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     once, 367–373 MB against 393–404 MB at 101 300 devices, ingest within its noise
     (docs/benchmarks.md, "Thirty-fifth pass").
     """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "glibc.malloc.mmap_threshold" in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    ):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
