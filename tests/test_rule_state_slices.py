@@ -30,21 +30,31 @@ from tests.cluster_support import registry
 T0 = 1_795_371_180.0
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> tuple[Store, RuleStateStore, RuleRuntime]:
-    store = Store(path=tmp_path / "linli.sqlite3")
-    reg = Registry(communities=CommunityFile.model_validate(registry()).communities)
-    state_store = RuleStateStore(store=store)
-    runtime = RuleRuntime(
+def _runtime(state_store: RuleStateStore) -> RuleRuntime:
+    return RuleRuntime(
         rule_paths=[],
         rules=None,
         overrides={},
         zone="Asia/Shanghai",
-        registry=reg,
+        registry=Registry(communities=CommunityFile.model_validate(registry()).communities),
         state_store=state_store,
         clock=ManualClock(start=T0),
     )
-    return store, state_store, runtime
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Store, RuleStateStore, RuleRuntime]:
+    store = Store(path=tmp_path / "linli.sqlite3")
+    state_store = RuleStateStore(store=store)
+    return store, state_store, _runtime(state_store)
+
+
+def _stored_and_marked_again(runtime: RuleRuntime) -> list[tuple[str, str]]:
+    """Every slot stored once, then all of them changed again: the keys."""
+    keys = list(_slots(runtime))
+    runtime.flush(include_routine=True)
+    runtime._state.mark_dirty(keys)
+    return keys
 
 
 def _slots(runtime: RuleRuntime) -> dict[tuple[str, str], object]:
@@ -122,9 +132,7 @@ async def test_a_device_forgotten_during_the_flush_keeps_its_stored_rows(
     parts: tuple[Store, RuleStateStore, RuleRuntime],
 ) -> None:
     store, state_store, runtime = parts
-    keys = list(_slots(runtime))
-    runtime.flush(include_routine=True)  # everything stored once
-    runtime._state.mark_dirty(keys)
+    keys = _stored_and_marked_again(runtime)
     device = keys[-1][1]
     rows_before = state_store.load_subjects([device])
     assert rows_before
@@ -146,15 +154,7 @@ async def test_the_routine_flush_waits_for_the_writer_instead_of_queueing_every_
     store = Store(path=tmp_path / "linli.sqlite3")
     file = RuleStateFile(path=path_beside(tmp_path / "linli.sqlite3"))
     state_store = RuleStateStore(store=store, file=file)
-    runtime = RuleRuntime(
-        rule_paths=[],
-        rules=None,
-        overrides={},
-        zone="Asia/Shanghai",
-        registry=Registry(communities=CommunityFile.model_validate(registry()).communities),
-        state_store=state_store,
-        clock=ManualClock(start=T0),
-    )
+    runtime = _runtime(state_store)
     slots = _slots(runtime)
     marked = runtime._state.dirty_count()
     assert marked >= 6
@@ -188,10 +188,7 @@ async def test_a_device_forgotten_and_taken_back_during_the_flush_has_its_new_st
     # Its community lost and regained within one round (a lease that moved and came back): what
     # changed for it after that is this node's again and must reach the store.
     store, state_store, runtime = parts
-    keys = list(_slots(runtime))
-    runtime.flush(include_routine=True)
-    runtime._state.mark_dirty(keys)
-    key = keys[-1]
+    key = _stored_and_marked_again(runtime)[-1]
     slot = runtime._state.get(key)
     assert slot is not None
     flush = asyncio.create_task(runtime.flush_in_slices(slice_size=1))
