@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hub import app
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.ingest import heap
@@ -142,3 +144,24 @@ def test_an_operator_s_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch, name
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.setenv(name, value)
     assert heap.fix_mmap_threshold() is False
+
+
+def test_building_the_hub_fixes_the_threshold_before_its_registry_is_read(
+    tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    read = app.registry_from_store
+
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        calls.append("registry")
+        return read(*args, **kwargs)
+
+    def fixing() -> bool:
+        calls.append("threshold")
+        return True
+
+    monkeypatch.setattr(app, "fix_mmap_threshold", fixing)
+    monkeypatch.setattr(app, "registry_from_store", reading)
+    hub = Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=ManualClock(start=1_795_371_180.0))
+    hub.close()
+    assert calls == ["threshold", "registry"]
