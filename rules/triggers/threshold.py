@@ -92,8 +92,9 @@ def _apply(
     """One reading for one rule's slot: raise, clear or (nearly always) just remember it.
 
     ``reading``: the field's value as the object the caller holds (``None``: no reading; the
-    event only moves the slot's guard on). ``slot``: the slot to work on instead of the stored one (a group follower's, see
-    :class:`ThresholdGroup`); it is stored only if the reading is new for it.
+    event only moves the slot's guard on). ``slot``: the slot to work on instead of the stored
+    one (a group follower's, see :class:`ThresholdGroup`); it is stored only if the reading is
+    new for it.
     """
     # ``value`` is the reading narrowed to a float for the comparisons; ``reading`` itself is
     # what the slot keeps: compiled, a narrowed float is a C double and storing it would box a
