@@ -308,6 +308,11 @@ class MemoryState(StatePort):
         #: subject → text, and how many there are.
         self._raw: dict[str, dict[str, str | bytes]] = {}
         self._raw_count = 0
+        #: The due each unread slot's restored heap entry carries, rule → subject → that very
+        #: float: the slot read takes the entry as its own instead of queueing a second one.
+        #: A second entry per restored timer was ≈ 94 000 stale tuples at 100 000 reporting
+        #: devices (≈ 6 MB; docs/benchmarks.md, "Thirty-sixth pass").
+        self._raw_due: dict[str, dict[str, float]] = {}
         #: Below this many unread rows, :meth:`_read` moves the rest into tables of their size.
         self._raw_compact_below = 0
         self._decode: Callable[[str | bytes], Any] | None = None
@@ -394,6 +399,10 @@ class MemoryState(StatePort):
             fired.append((rule, subject))
         return fired
 
+    def queued_count(self) -> int:
+        """Entries in the timer heap, stale ones included: what the timers hold in memory."""
+        return len(self._heap)
+
     def next_due(self) -> float | None:
         heap = self._heap
         while heap:
@@ -442,8 +451,14 @@ class MemoryState(StatePort):
             _mark(self._dirty, key)
             return None
 
+    def _take_due(self, key: Key) -> float | None:
+        """The due of an unread slot's restored heap entry, taken out (``None``: it has none)."""
+        table = self._raw_due.get(key[0])
+        return None if table is None else table.pop(key[1], None)
+
     def _take_raw(self, key: Key) -> str | bytes | None:
         """A restored slot's text, taken out of the unread ones (``None``: there is none)."""
+        self._take_due(key)
         raw = self._raw
         table = raw.get(key[0])
         if table is None or key[1] not in table:
@@ -457,11 +472,13 @@ class MemoryState(StatePort):
             # 10⁵ rows' tables (≈ 10 MB at 100 000 devices) would stay, empty, for the life of
             # the process. Each time three quarters are read, the rest move to tables of their size.
             self._raw = {rule: dict(rows) for rule, rows in raw.items() if rows}
+            self._raw_due = {rule: dict(dues) for rule, dues in self._raw_due.items() if dues}
             self._raw_compact_below = self._raw_count // 4
         return text
 
     def _read(self, key: Key) -> Slot | None:
         """A restored slot's first read: its stored text becomes a :class:`Slot`."""
+        restored = self._take_due(key)  # before the text: taking that drops it
         text = self._take_raw(key)
         if text is None:
             return None
@@ -474,11 +491,20 @@ class MemoryState(StatePort):
         if slot is None:
             return None
         self._keep(key, slot)
-        if slot.due is not None:
-            # Its restored heap entry may carry another due (a row edited by hand): queue this one;
-            # the duplicate is skipped as stale when it comes up.
-            slot.queued_due = slot.due
-            heapq.heappush(self._heap, (slot.due, key[0], key[1]))
+        due = slot.due
+        if due is None:
+            return slot  # a restored entry (a row edited by hand) is skipped as stale
+        if restored is not None:
+            # The restored entry is this timer's, as ``put`` would have queued it: the store's
+            # due is the JSON's (a column SQLite generates from it), so they differ only for a
+            # row edited by hand or in the last digit of SQLite's own text-to-double parse. A
+            # later due is a postponed timer (re-queued when the entry comes up), an earlier
+            # one needs an entry of its own; either way no timer waits on a stale entry.
+            slot.queued_due = restored
+            if restored <= due:
+                return slot
+        slot.queued_due = slot.due  # as read, not ``due``: compiled, that would box anew
+        heapq.heappush(self._heap, (due, key[0], key[1]))
         return slot
 
     def replace_subjects(
@@ -498,6 +524,9 @@ class MemoryState(StatePort):
             for subject in [s for s in rows_of_rule if s in wanted]:
                 del rows_of_rule[subject]
                 self._raw_count -= 1
+        for dues in self._raw_due.values():
+            for subject in [s for s in dues if s in wanted]:
+                del dues[subject]
         for marks in (self._dirty, self._soft):
             for marked in marks.values():
                 marked.difference_update(wanted)
@@ -665,6 +694,7 @@ class MemoryState(StatePort):
         state = cls()
         state._decode = decode
         raw = state._raw
+        raw_due = state._raw_due
         heap = state._heap
         rules: dict[str, str] = {}  # one copy of each rule id across 10⁵ keys
         names = {} if names is None else names
@@ -679,7 +709,16 @@ class MemoryState(StatePort):
                 count += 1
             table[name] = text
             if due.__class__ is float or due.__class__ is int:  # not bool, not text
-                heap.append((float(due), rule, name))
+                queued = float(due)  # the row's own float (``float`` of a float is itself)
+                heap.append((queued, rule, name))
+                dues = raw_due.get(rule)
+                if dues is None:
+                    dues = raw_due[rule] = {}
+                dues[name] = queued
+            else:
+                dues = raw_due.get(rule)
+                if dues is not None:
+                    dues.pop(name, None)  # a repeated row without a timer: no restored entry to claim
         heapq.heapify(heap)
         state._raw_count = count
         state._raw_compact_below = count // 4

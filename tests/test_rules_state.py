@@ -458,6 +458,65 @@ def test_the_slot_s_own_due_wins_over_the_one_handed_over() -> None:
     assert lazy.pop_due(T0 + 60) == [("r", "x")]
 
 
+def test_a_restored_timer_read_keeps_its_one_heap_entry() -> None:
+    """Reading a restored slot takes its restored entry as its own: one entry per timer.
+
+    The hub reads every device's slots as they report after a restart; a second entry per
+    timer was ≈ 94 000 stale tuples at 100 000 devices (docs/benchmarks.md, "Thirty-sixth pass").
+    """
+    state = MemoryState()
+    for i in range(20):
+        timer(state, f"s{i}", T0 + i)
+    state.put(("r", "plain"), Slot("threshold", value=2.5))
+    lazy = MemoryState.restore_lazy(lazy_rows(state), decode=json.loads)
+    assert lazy.queued_count() == 20
+    for i in range(20):
+        assert lazy.get(("r", f"s{i}")) is not None
+    assert lazy.queued_count() == 20, "no second entry per timer read"
+    # Postponing a read timer queues nothing either (its entry is re-queued when it comes up).
+    postponed = lazy.get(("r", "s0"))
+    assert postponed is not None
+    postponed.due = T0 + 100  # as the absence trigger moves its deadline: in place
+    lazy.put(("r", "s0"), postponed)
+    assert lazy.queued_count() == 20
+    assert lazy.pop_due(T0 + 19) == [("r", f"s{i}") for i in range(1, 20)]
+    assert lazy.pop_due(T0 + 99) == []
+    assert lazy.pop_due(T0 + 100) == [("r", "s0")]
+    assert lazy.pop_due(T0 + 10_000) == []
+
+
+def test_a_restored_entry_later_than_the_slot_s_due_does_not_hold_the_timer_back() -> None:
+    """A row whose stored due says later than its JSON (edited by hand, or the last digit of a
+    text-to-double parse): the slot's own, earlier due fires, once."""
+    due = T0 + 60
+    lazy = MemoryState.restore_lazy(
+        [("r", "x", json.dumps({"trigger": "duration", "due": due}), due + 1e-6)], decode=json.loads
+    )
+    assert lazy.get(("r", "x")) is not None
+    assert lazy.pop_due(due) == [("r", "x")]
+    assert lazy.pop_due(due + 10) == []
+
+
+def test_a_restored_entry_for_a_slot_without_a_due_never_fires() -> None:
+    lazy = MemoryState.restore_lazy(
+        [("r", "x", json.dumps({"trigger": "duration", "raised": True}), T0)], decode=json.loads
+    )
+    assert lazy.get(("r", "x")) is not None
+    assert lazy.pop_due(T0 + 10) == []
+    assert lazy.next_due() is None
+
+
+def test_a_restored_timer_fires_once_whether_read_first_or_by_its_entry() -> None:
+    state = MemoryState()
+    timer(state, "read", T0 + 1)
+    timer(state, "unread", T0 + 2)
+    lazy = MemoryState.restore_lazy(lazy_rows(state), decode=json.loads)
+    assert lazy.get(("r", "read")) is not None
+    assert lazy.next_due() == T0 + 1
+    assert lazy.pop_due(T0 + 5) == [("r", "read"), ("r", "unread")]
+    assert lazy.pop_due(T0 + 5) == [] and lazy.next_due() is None
+
+
 def test_a_lazy_restart_behaves_like_an_eager_one() -> None:
     """The restart scenarios above, through restore_lazy: the same alerts at the same times."""
     other = Subject("door-2", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, {"device.heartbeat_s": 3600})
