@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters.events import DeviceKind
 
@@ -31,6 +31,14 @@ class Subject:
     #: Held here, a device costs the memo one pointer; a table keyed by device id and event kind
     #: was ≈ 15 MB traced at 10⁵ reporting devices (``bench.memory_split``: 14 MB resident).
     plans: PlanTable | None = field(default=None, init=False, compare=False, repr=False)
+    #: The maker's own record of the device, opaque to rules: the hub's registry keeps its
+    #: ``Device`` here and finds it through the subject, where a second table keyed by device id
+    #: was 3.8 MB at 10⁵ devices (docs/benchmarks.md, "Thirty-sixth pass").
+    record: Any = field(default=None, compare=False, repr=False)
+    #: The maker's memo, opaque to rules, like ``plans`` set once it is known: the hub's
+    #: registry keeps the device's time-series tags here on its first event (another table
+    #: keyed by device id before).
+    memo: Any = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def known(self) -> bool:

@@ -80,8 +80,9 @@ def test_a_reporting_device_s_state_is_kept_under_the_registry_s_id(tmp_path: Pa
         hub.pipeline.handle(topic, b'{"contact": false, "battery": 90, "linkquality": 120}')
         state = hub.states.get(SOS_BUTTON)
         assert state is not None and state.device_id is registered
-        # Not the slice kept beside it: the state's key and the series tags' key are that object.
+        # Not the slice kept beside it: the state's key is that object; the series tags are held
+        # on the registry's subject itself, no table keyed by the slice.
         assert all(k is registered for k in hub.states._states if k == SOS_BUTTON)
-        assert all(k is registered for k in hub.registry._series if k == SOS_BUTTON)
+        assert hub.registry.subject(SOS_BUTTON).memo is hub.registry.series_info(registered)
     finally:
         hub.close()

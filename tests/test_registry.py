@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -42,6 +43,28 @@ def test_registry_resolves_subjects_and_locations(communities: tuple[Community, 
     assert registry.subject("lane-b-1").attributes["place.kind"] == "fire_lane"
     assert registry.device_profile(SOS_BUTTON) == "TS0215A"
     assert not registry.subject("nobody").known
+
+
+def test_every_lookup_by_device_id_answers_from_the_one_table(communities: tuple[Community, ...]) -> None:
+    """Devices, kinds, profiles, series tags and subjects agree: the device record is held by
+    its subject (``Subject.record``), the series tags too once asked for (``Subject.memo``)."""
+    registry = Registry(communities=communities)
+    devices = [d for c in communities for d in c.devices]
+    assert registry.devices() == devices, "every device, in the file's order"
+    for device in devices:
+        subject = registry.subject(device.id)
+        assert registry.device(device.id) is device is subject.record
+        assert registry.device_kind(device.id) is device.kind
+        assert subject.memo is None, "tags are made on first use"
+        tags = registry.series_info(device.id)
+        assert tags.grid == device.grid and tags.device_kind == device.kind.value
+        assert registry.series_info(device.id) is tags is subject.memo
+    assert registry.devices_per_grid() == Counter(d.grid for d in devices)
+    assert registry.device("nobody") is None and registry.device_kind("nobody") is None
+    assert registry.series_info("nobody").grid == "" and registry.subject("nobody").record is None
+    assert registry.subject(SOS_BUTTON) == dataclasses.replace(registry.subject(SOS_BUTTON), record=None), (
+        "the record is not a fact rules compare"
+    )
 
 
 def test_unassigned_devices_are_noted_once(communities: tuple[Community, ...]) -> None:

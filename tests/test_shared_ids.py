@@ -160,6 +160,9 @@ def test_a_hub_starts_on_a_store_that_already_holds_a_shared_id(
     store.close()
     assert refused is None  # no community file: nothing refused
     assert registry.subject(SOS).community == B
+    device = registry.device(SOS)  # the device record is B's too, and listed once
+    assert device is not None and device.grid.startswith(B) and device is registry.subject(SOS).record
+    assert [d.id for d in registry.devices()].count(SOS) == 1
     assert registry.subject(f"other-{A}").community == A  # the rest of A is served
     assert registry.shared == [f"device id {SOS} is registered in communities {A} and {B}"]
     assert any(f"device id {SOS}" in r.getMessage() and A in r.getMessage() for r in caplog.records)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from adapters.events import DeviceKind
 from hub.community.files import load_yaml
@@ -71,9 +72,10 @@ class Registry:
         #: Ids registered by more than one community, one sentence each (``strict=False`` only).
         self.shared: list[str] = []
         self._grids: dict[str, tuple[Community, Grid]] = {}
-        #: A device's community is its grid's (``_grids``): a pair per device was ≈ 6 MB at
-        #: 100 000 devices for what the grid code already says.
-        self._devices: dict[str, Device] = {}
+        #: Built here, then held only through the subjects (``Subject.record``): one table keyed
+        #: by device id, not two. A device's community is its grid's (``_grids``): a pair per
+        #: device was ≈ 6 MB at 100 000 devices for what the grid code already says.
+        devices_by_id: dict[str, Device] = {}
         self._residents: dict[str, Resident] = {}
         #: A household's only resident, or ``None`` where several live (see ``_resident_of``).
         self._sole_resident: dict[str, Resident | None] = {}
@@ -83,7 +85,7 @@ class Registry:
         self._people: dict[str, tuple[Person, ...]] = {}
         self.unassigned: dict[str, UnassignedDevice] = {}
         for community in self.communities:
-            devices, residents = len(self._devices), len(self._residents)
+            devices, residents = len(devices_by_id), len(self._residents)
             self._people[community.code] = community.people
             for grid in community.grids:
                 self._grids[grid.code] = (community, grid)
@@ -97,29 +99,28 @@ class Registry:
             for resident in community.residents:
                 if resident.household is not None:
                     sole[resident.household] = None if resident.household in sole else resident
-            self._devices.update((device.id, device) for device in community.devices)
-            if len(self._devices) != devices + len(community.devices) or len(
+            devices_by_id.update((device.id, device) for device in community.devices)
+            if len(devices_by_id) != devices + len(community.devices) or len(
                 self._residents
             ) != residents + len(community.residents):
                 # Lengths, not a set per community: free at 10⁵ devices when nothing clashes.
                 self.shared = shared_ids(self.communities)
                 if strict:
                     raise RegistryError(describe_shared(self.shared), file="registry", field="communities")
-        #: Filled on a device's first event (most of 10⁵ registered devices report rarely); the
-        #: values are few (low-cardinality tags), so equal ones are one object (``_tags``).
-        self._series: dict[str, SubjectInfo] = {}
-        #: One object per distinct series tags: at 10⁵ devices most are equal.
+        #: A device's series tags are its subject's ``memo``, filled on its first event (most of
+        #: 10⁵ registered devices report rarely); the values are few (low-cardinality tags), so
+        #: equal ones are one object: at 10⁵ devices most are equal.
         self._tags: dict[SubjectInfo, SubjectInfo] = {}
         #: Devices behind one gateway node: ``node/switch1`` belongs to ``node`` (Tasmota LWT).
         self._children: dict[str, list[str]] = {}
         #: The subjects' attributes share what repeats (``rules.facts``); only this build uses it.
         facts = FactsMemo()
-        for device in self._devices.values():
+        for device in devices_by_id.values():
             self._subjects[device.id] = self._subject(self._grids[device.grid][0], device, facts)
             if "/" in device.id:
                 self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
         for stranger in unassigned:
-            if stranger.id not in self._devices:
+            if stranger.id not in self._subjects:
                 self.unassigned[stranger.id] = stranger
         #: Registered devices per grid code, counted on first use (the map page's tiles).
         self._per_grid: Counter[str] | None = None
@@ -154,6 +155,7 @@ class Registry:
             attributes=facts.of(
                 shared, resident=None if resident is None else resident.id, place=device.place
             ),
+            record=device,
         )
 
     def _resident_of(self, device: Device) -> Resident | None:
@@ -187,22 +189,23 @@ class Registry:
 
     def series_info(self, device_id: str) -> SubjectInfo:
         """Low-cardinality tags for the device's time series; empty for unknown devices."""
-        info = self._series.get(device_id)
+        subject = self._subjects.get(device_id)
+        if subject is None:
+            return _NO_SERIES_INFO
+        info = cast("SubjectInfo | None", subject.memo)  # only this method sets it
         if info is None:
-            device = self._devices.get(device_id)
-            if device is None:
-                return _NO_SERIES_INFO
-            info = self._series[device_id] = self._series_info(device)
+            info = self._series_info(_device(subject))
+            object.__setattr__(subject, "memo", info)  # frozen: a memo, as ``Subject.plans``
         return info
 
     # -- the adapters' DeviceHints port -----------------------------------------------------
 
     def device_kind(self, device_id: str) -> DeviceKind | None:
-        device = self._devices.get(device_id)
-        return device.kind if device is not None else None
+        subject = self._subjects.get(device_id)
+        return subject.kind if subject is not None else None
 
     def device_profile(self, device_id: str) -> str | None:
-        device = self._devices.get(device_id)
+        device = self.device(device_id)
         if device is None:
             return None
         return device.profile or device.model or None
@@ -229,22 +232,23 @@ class Registry:
 
     def note_unassigned(self, device_id: str, family: str, seen_at: float) -> UnassignedDevice | None:
         """Record a device that published without being registered; returns it the first time only."""
-        if device_id in self._devices or device_id in self.unassigned:
+        if device_id in self._subjects or device_id in self.unassigned:
             return None
         stranger = self.unassigned[device_id] = UnassignedDevice(device_id, family, seen_at)
         return stranger
 
     def device(self, device_id: str) -> Device | None:
-        return self._devices.get(device_id)
+        subject = self._subjects.get(device_id)
+        return _device(subject) if subject is not None else None
 
     def devices(self) -> list[Device]:
-        return list(self._devices.values())
+        return [_device(subject) for subject in self._subjects.values()]
 
     def devices_per_grid(self) -> Counter[str]:
         """How many devices each grid has: counted once (a registry does not change; a reload
         is a new one), not on every map page over every device."""
         if self._per_grid is None:
-            self._per_grid = Counter(d.grid for d in self._devices.values())
+            self._per_grid = Counter(_device(s).grid for s in self._subjects.values())
         return self._per_grid
 
     def place_label(self, device_id: str) -> str:
@@ -272,7 +276,7 @@ class Registry:
         return " ".join([*parts, spot] if spot else parts)
 
     def location(self, device_id: str) -> Location | None:
-        device = self._devices.get(device_id)
+        device = self.device(device_id)
         return self._located(device) if device is not None else None
 
     def _located(self, device: Device) -> Location:
@@ -295,6 +299,11 @@ class Registry:
 
     def people_of(self, community_code: str) -> tuple[Person, ...]:
         return self._people.get(community_code, ())
+
+
+def _device(subject: Subject) -> Device:
+    """A registered subject's device record (``Subject.record``, set by :meth:`Registry._subject`)."""
+    return cast(Device, subject.record)  # only the registry makes these subjects
 
 
 #: (model, (heartbeat, its type), place kind, (living alone, disabled, cognitive impairment,
