@@ -497,6 +497,34 @@ def test_a_restored_entry_later_than_the_slot_s_due_does_not_hold_the_timer_back
     assert lazy.pop_due(due + 10) == []
 
 
+def test_a_restored_entry_later_than_the_slot_s_due_keeps_the_timer_through_next_due() -> None:
+    """The hub asks ``next_due`` after every run of timers: reading the slot there queues its
+    earlier due in front of the restored entry, and that entry must not be what is popped."""
+    due = T0 + 60
+    lazy = MemoryState.restore_lazy(
+        [("r", "x", json.dumps({"trigger": "duration", "due": due}), due + 1e-6)], decode=json.loads
+    )
+    assert lazy.next_due() == due
+    assert lazy.next_due() == due, "asking again changes nothing"
+    assert lazy.pop_due(due) == [("r", "x")]
+    assert lazy.next_due() is None and lazy.pop_due(due + 3600) == []
+
+
+def test_a_restored_timer_holds_the_row_s_own_float() -> None:
+    """The restored entry, the dues' table and the read slot's ``queued_due`` share the float
+    the store handed over: one object per restored timer, compiled too (a C double boxed at each
+    store was one more float per timer)."""
+    dues = [T0 + 0.25 + i for i in range(3)]
+    lazy = MemoryState.restore_lazy(
+        [("r", f"s{i}", json.dumps({"trigger": "duration", "due": d}), d) for i, d in enumerate(dues)],
+        decode=json.loads,
+    )
+    for i, d in enumerate(dues):
+        slot = lazy.get(("r", f"s{i}"))
+        assert slot is not None and slot.queued_due is d
+    assert lazy.pop_due(T0 + 10) == [("r", "s0"), ("r", "s1"), ("r", "s2")]
+
+
 def test_a_restored_entry_for_a_slot_without_a_due_never_fires() -> None:
     lazy = MemoryState.restore_lazy(
         [("r", "x", json.dumps({"trigger": "duration", "raised": True}), T0)], decode=json.loads
