@@ -58,10 +58,11 @@ def test_every_lookup_by_device_id_answers_from_the_one_table(communities: tuple
         assert subject.memo is None, "tags are made on first use"
         tags = registry.series_info(device.id)
         assert tags.grid == device.grid and tags.device_kind == device.kind.value
-        assert registry.series_info(device.id) is tags is subject.memo
+        assert registry.series_info(device.id) is tags is subject.memo is registry.series_of(subject)
     assert registry.devices_per_grid() == Counter(d.grid for d in devices)
     assert registry.device("nobody") is None and registry.device_kind("nobody") is None
     assert registry.series_info("nobody").grid == "" and registry.subject("nobody").record is None
+    assert registry.series_of(registry.subject("nobody")) is registry.series_info("nobody")
     assert registry.subject(SOS_BUTTON) == dataclasses.replace(registry.subject(SOS_BUTTON), record=None), (
         "the record is not a fact rules compare"
     )

@@ -190,10 +190,16 @@ class Registry:
     def series_info(self, device_id: str) -> SubjectInfo:
         """Low-cardinality tags for the device's time series; empty for unknown devices."""
         subject = self._subjects.get(device_id)
-        if subject is None:
-            return _NO_SERIES_INFO
+        return _NO_SERIES_INFO if subject is None else self.series_of(subject)
+
+    def series_of(self, subject: Subject) -> SubjectInfo:
+        """:meth:`series_info` of a subject the caller holds (the pipeline's, every event): the
+        tags are the subject's own memo, no lookup by id. Empty for a subject this registry did
+        not make (an unknown device's)."""
         info = cast("SubjectInfo | None", subject.memo)  # only this method sets it
         if info is None:
+            if subject.record is None:
+                return _NO_SERIES_INFO
             info = self._series_info(_device(subject))
             object.__setattr__(subject, "memo", info)  # frozen: a memo, as ``Subject.plans``
         return info

@@ -345,9 +345,7 @@ class Pipeline:
                 self._on_device_event(event, retain)
         if event.kind not in _HEALTH or self._health_point_due(event, state):
             try:
-                self._series.write_many(
-                    self._event_series.points(event, self._registry.series_info(event.device_id))
-                )
+                self._series.write_many(self._event_series.points(event, self._registry.series_of(subject)))
             except Exception:  # a chart must never cost the rules their event, an SOS least of all
                 self.stats.series_errors += 1
                 errors = self.stats.series_errors
