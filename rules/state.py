@@ -498,7 +498,7 @@ class MemoryState(StatePort):
         self._keep(key, slot)
         due = slot.due
         if due is None:
-            return slot  # a restored entry (a row edited by hand) is skipped as stale
+            return slot  # no timer: a restored entry, were there one, is skipped as stale
         # The restored entry is this timer's, as ``put`` would have queued it: the store's due
         # is the JSON's (a column SQLite generates from it), so they can differ only in the last
         # digit of SQLite's own text-to-double parse. A later due is a postponed timer
