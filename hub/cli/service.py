@@ -22,7 +22,6 @@ from hub.cli.roundtrip import gateway_round_trip, worker_round_trip
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
 from hub.community.files import load_yaml
 from hub.config import Settings, load_config
-from hub.demo import Endpoint, run_demo
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.probe import probe_boundary
 from hub.mqtt.url import MqttUrl
@@ -31,9 +30,6 @@ from hub.records import Role
 from hub.timeseries import Finding, Level
 from hub.timeseries import doctor as timeseries_doctor
 from hub.web.api import token_hash
-from simulators.community import generate
-from simulators.opening import opening
-from simulators.runner import BrokerAddress, CommunitySimulator
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +127,13 @@ def demo(
 
     Everything binds to 127.0.0.1. Stop with Ctrl-C or SIGTERM.
     """
+    # Here, not at the top: `linli run` imports this module, and the simulators and the demo's
+    # embedded broker are ≈ 2.4 MB of a deployed hub's memory that it never uses.
+    from hub.demo import Endpoint, run_demo  # noqa: PLC0415
+    from simulators.community import generate  # noqa: PLC0415
+    from simulators.opening import opening  # noqa: PLC0415
+    from simulators.runner import BrokerAddress, CommunitySimulator  # noqa: PLC0415
+
     data_dir = data_dir.resolve()
     community = generate(seed=seed)
     community_file = data_dir / "community.yaml"
