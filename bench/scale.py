@@ -6,7 +6,8 @@ crash. The questions are how much memory that costs, how long a start takes, and
 after a ``kill -9`` the hub is taking messages again and has worked off what the broker
 queued meanwhile.
 
-Steps (one real Mosquitto, a temp data dir, the hub in a spawned process):
+Steps (one real Mosquitto, a temp data dir, the hub in a process of its own that imports what
+``linli run`` does and none of the bench, :mod:`bench.scale_hub`):
 
 1. **cold start**: a fresh data dir and the generated community file; times from process
    start to ``Hub(...)`` built (registry import, rule state, absence timers seeded), to
@@ -35,9 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import multiprocessing
 import os
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -51,7 +52,6 @@ import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
 from bench.run import BASE
-from hub.app import Hub
 from hub.config import Settings
 from hub.ingest.heap import TRIM_INTERVAL_S
 from simulators import zigbee2mqtt as z2m
@@ -79,74 +79,36 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _serve(conn: Connection, settings: Settings, spawned: float) -> None:
-    began = time.perf_counter()
-    hub = Hub(settings=settings)
-    built = time.perf_counter()
-    slots = len(list(hub.evaluator.state.slot_keys()))
-    async with hub:
-        started = time.perf_counter()
-        await asyncio.wait_for(hub.caught_up.wait(), 60)
-        caught = time.perf_counter()
-        # The kill -9 that follows is of a hub whose rule state is on disk, as it is a few
-        # seconds into any run (the routine flush, then the file's writer). Killed sooner, the
-        # restart re-arms the absence deadlines not yet written (from the restart: later, not
-        # lost) and builds every slot again instead of reading them lazily.
-        await _rule_state_written(hub)
-        written = time.perf_counter()
-        # … and after the child that writes the registry's start-up copies has finished, as it
-        # has seconds into any run (hub.storage.community_copies): the restart reads them.
-        for task in asyncio.all_tasks():
-            if task.get_name() == "linli-community-copies":
-                await asyncio.wait_for(task, 120)
-        copied = time.perf_counter()
-        conn.send(
-            {
-                "imports_s": round(began - spawned, 3),
-                "built_s": round(built - spawned, 3),
-                "ready_s": round(started - spawned, 3),
-                "caught_up_s": round(caught - spawned, 3),
-                "state_written_s": round(written - caught, 3),
-                "copies_made_s": round(copied - caught, 3),
-                "messages_at_caught_up": hub.pipeline.stats.messages,
-                "timer_slots": slots,
-                "devices": sum(len(c.devices) for c in hub.registry.communities),
-            }
-        )
-        # Asked for the count of handled messages ("count") or of the hand-backs of freed heap
-        # memory ("trims", hub.ingest.heap.FreeMemory) until told to stop.
-        while True:
-            while not await asyncio.to_thread(conn.poll, 0.2):
-                pass
-            asked = conn.recv()
-            if asked == "count":
-                conn.send(hub.pipeline.stats.messages)
-            elif asked == "trims":
-                conn.send((hub.free_memory.runs, hub.free_memory.longest_s))
-            elif asked == "write":
-                await _rule_state_written(hub)
-                conn.send(len(hub.evaluator.state.slot_keys()))
-            else:
-                return
+class HubProcess:
+    """The hub's process (:mod:`bench.scale_hub`) and the parent's end of its connection."""
 
+    def __init__(self, *, settings: Settings, spawned: float) -> None:
+        parent, child = socket.socketpair()
+        with child:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "bench.scale_hub", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+            )
+        self.conn = Connection(parent.detach())
+        # What a spawned child would get (the compiled tree first, bench.compiled.first_on_path),
+        # read before the process imports anything of Linli's; then the settings.
+        self.conn.send(list(sys.path))
+        self.conn.send((settings, spawned))
 
-async def _rule_state_written(hub: Hub) -> None:
-    """Every rule slot handed to the file's writer and written (routine changes included)."""
-    hub.flush_rule_state(include_routine=True)
-    file = hub.rule_runtime.state_store.file
-    if file is not None:
-        # Polled: a timed threading wait never returns under libfaketime (the smoke test's
-        # year-ahead run; hub.storage.rule_state_file._rest).
-        async with asyncio.timeout(120):
-            while not file.wait(0):  # noqa: ASYNC110 (a thread's state, no event to await)
-                await asyncio.sleep(0.05)
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final flush."""
+        self.popen.kill()
 
-def hub_main(conn: Connection, settings: Settings, spawned: float) -> None:
-    logging.basicConfig(
-        level=logging.ERROR, stream=sys.stderr, format="  hub %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(_serve(conn, settings, spawned))
+    def join(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
 
 
 @dataclass(slots=True)
@@ -159,28 +121,23 @@ class StartResult:
     error: str = ""
 
 
-def _start(
-    ctx: multiprocessing.context.SpawnContext, settings: Settings, timeout: float
-) -> tuple[Any, Any, StartResult]:
-    parent, child = ctx.Pipe()
-    spawned = time.perf_counter()
-    proc = ctx.Process(target=hub_main, args=(child, settings, spawned), name="bench-scale-hub")
-    proc.start()
-    child.close()
+def _start(settings: Settings, timeout: float) -> tuple[HubProcess, Connection, StartResult]:
+    proc = HubProcess(settings=settings, spawned=time.perf_counter())
+    parent = proc.conn
     result = StartResult()
     if not parent.poll(timeout):
-        result.error = f"not ready within {timeout:.0f} s (RSS {rss_mb(proc.pid or 0):.0f} MB then)"
+        result.error = f"not ready within {timeout:.0f} s (RSS {rss_mb(proc.pid):.0f} MB then)"
         return proc, parent, result
     try:
         detail = parent.recv()
     except EOFError:
-        result.error = f"hub process died (exit {proc.exitcode})"
+        result.error = f"hub process died (exit {proc.popen.poll()})"
         return proc, parent, result
     result.ok = True
     result.detail = detail
     result.seconds_to_ready = detail["ready_s"]
     result.seconds_to_caught_up = detail["caught_up_s"]
-    result.rss_mb = round(rss_mb(proc.pid or 0), 1)
+    result.rss_mb = round(rss_mb(proc.pid), 1)
     return proc, parent, result
 
 
@@ -204,7 +161,7 @@ def every_device_once(devices: Sequence[SimDevice]) -> list[tuple[str, bytes]]:
 
 
 def _every_device_reported(
-    proc: Any,
+    proc: HubProcess,
     conn: Connection,
     broker: Any,
     reports: Sequence[tuple[str, bytes]],
@@ -225,7 +182,7 @@ def _every_device_reported(
             out: dict[str, Any] = {
                 "messages": len(reports),
                 "seconds": round(time.perf_counter() - started, 2),
-                "rss_mb": round(rss_mb(proc.pid or 0), 1),
+                "rss_mb": round(rss_mb(proc.pid), 1),
             }
             out.update(_settled(proc, conn))
             return out
@@ -236,7 +193,7 @@ def _every_device_reported(
     }
 
 
-def _settled(proc: Any, conn: Connection) -> dict[str, Any]:
+def _settled(proc: HubProcess, conn: Connection) -> dict[str, Any]:
     """RSS once the hub has handed back what the burst freed: after its next ``malloc_trim``.
 
     The burst's own buffers (reports queued in the client, rule-state rows and points on their
@@ -253,7 +210,7 @@ def _settled(proc: Any, conn: Connection) -> dict[str, Any]:
         runs, longest_s = conn.recv()
         if runs > before:
             return {
-                "settled_rss_mb": round(rss_mb(proc.pid or 0), 1),
+                "settled_rss_mb": round(rss_mb(proc.pid), 1),
                 "trims": runs,
                 "trim_longest_ms": round(longest_s * 1000, 1),
             }
@@ -273,7 +230,6 @@ async def _publish_backlog(broker: Any, messages: Sequence[tuple[str, bytes]]) -
 
 
 def measure(
-    ctx: multiprocessing.context.SpawnContext,
     *,
     settings: Settings,
     broker: Any,
@@ -283,7 +239,7 @@ def measure(
 ) -> dict[str, Any]:
     """Cold start, kill -9 with a backlog queued, restart, every device reporting: the section's JSON."""
     out: dict[str, Any] = {}
-    proc, conn, cold = _start(ctx, settings, timeout)
+    proc, conn, cold = _start(settings, timeout)
     out["cold_start"] = _json(cold)
     try:
         if not cold.ok:
@@ -292,7 +248,7 @@ def measure(
         proc.kill()  # SIGKILL: no clean shutdown, no final flush
         proc.join(10)
         asyncio.run(_publish_backlog(broker, backlog))
-        proc, conn, warm = _start(ctx, settings, timeout)
+        proc, conn, warm = _start(settings, timeout)
         out["restart_after_kill9"] = _json(warm)
         out["backlog"] = len(backlog)
         if warm.ok:
@@ -308,7 +264,7 @@ def measure(
                 if "error" in reported:
                     out["error"] = f"every device reporting: {reported['error']}"
                 else:
-                    proc, conn = _restart_in_service(ctx, out, proc, conn, settings, timeout)
+                    proc, conn = _restart_in_service(out, proc, conn, settings, timeout)
         else:
             out["error"] = warm.error
         return out
@@ -323,13 +279,12 @@ def measure(
 
 
 def _restart_in_service(
-    ctx: multiprocessing.context.SpawnContext,
     out: dict[str, Any],
-    proc: Any,
+    proc: HubProcess,
     conn: Connection,
     settings: Settings,
     timeout: float,
-) -> tuple[Any, Connection]:
+) -> tuple[HubProcess, Connection]:
     """Step 5: ``kill -9`` once every device has reported and its slots are on disk, then start.
 
     The restart of step 3 reads a hub that had only armed its absence deadlines (≈ 1.3 slots
@@ -340,7 +295,7 @@ def _restart_in_service(
     slots = int(conn.recv())
     proc.kill()
     proc.join(10)
-    proc, conn, again = _start(ctx, settings, timeout)
+    proc, conn, again = _start(settings, timeout)
     out["restart_in_service"] = {**_json(again), "slots_written": slots}
     if not again.ok:
         out["error"] = f"restart in service: {again.error}"

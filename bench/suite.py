@@ -328,7 +328,6 @@ def _main(args: argparse.Namespace, *, build: str) -> int:
                         f"scale:    {len(big.devices)} devices generated in {time.perf_counter() - started:.1f} s"
                     )
                     section = scale.measure(
-                        ctx,
                         settings=hub_settings(
                             broker_url=server.url,
                             data_dir=tmp / "scale-data",

@@ -116,6 +116,11 @@ def test_latency_and_scale_sections(report: dict[str, object]) -> None:
     assert scale["cold_start"]["ok"] and scale["restart_after_kill9"]["ok"], scale
     assert scale["backlog_handled_at_caught_up"] == scale["backlog"]
     assert scale["cold_start"]["timer_slots"] >= scale["devices"]  # an offline deadline per device
+    # The hub whose memory is judged ran what `linli run` imports, none of the bench's sections
+    # (spawned from the suite, it imported the suite and psycopg with it: bench.scale_hub).
+    for start in ("cold_start", "restart_after_kill9"):
+        assert scale[start]["bench_modules"] == ["bench"], scale[start]  # its own package: run as __main__
+        assert "hub.cli.service" in scale[start]["loaded"] and "hub.app" in scale[start]["loaded"]
     # Every device reported once into the restarted hub, and its RSS then is the one judged.
     reported = scale["every_device_reported"]
     assert reported["messages"] == scale["devices"] and reported["rss_mb"] > 0, reported
