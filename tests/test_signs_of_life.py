@@ -18,7 +18,7 @@ from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
 from hub.cases.care import CareFlag, Elder, TaskKind, care_from, due_at, load_care, same_due_until
 from hub.casework.care_alerts import NO_SIGN_RULE
-from hub.casework.elders import RegisterEntry
+from hub.casework.elders import RegisterEntry, register
 from hub.casework.signs import SIGN_EVENTS, NoSign, gives_sign, is_sign, sign_status
 from hub.casework.visits import Visits
 from hub.clock import ManualClock
@@ -205,6 +205,40 @@ async def test_a_retained_or_foreign_event_is_no_sign(
         assert still is not None and still.key == first.key
         hub.visits.on_event(opened, False)
         assert hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE).key != first.key  # type: ignore[union-attr]
+
+
+async def test_a_later_sign_of_the_day_reads_nothing_and_the_memo_is_not_the_entry(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The elder's sign-of-life day is kept on his register entry (RegisterEntry's memo fields):
+    a later sign that day is answered from it, and the entry still equals a fresh one."""
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url) as (hub, _):
+        first = await eventually(
+            lambda: hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE), what="r1's daily sign"
+        )
+        await hub.advance_clock(first.task.due_at - 9 * 3600)
+        now = hub.clock.now()
+        hub.visits.on_event(Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=now, family="z2m"))
+        following = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert following is not None and following.key != first.key
+        entry = hub.visits.sign_sources()["door-1"]
+        assert entry.day_from == now < entry.day_until
+        assert entry.sign_due == entry.day_due == following.task.due_at
+        reads: list[str] = []
+        original = hub.visits.visits.open_task
+
+        def counted(elder: str, kind: TaskKind) -> object:
+            reads.append(elder)
+            return original(elder, kind)
+
+        monkeypatch.setattr(hub.visits.visits, "open_task", counted)
+        await hub.advance_clock(now + 3600)
+        hub.visits.on_event(
+            Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="z2m")
+        )
+        assert reads == []  # the same local day: the due time it gives is known, and stands
+        # The memo takes no part in comparisons: the register built afresh equals the one in use.
+        assert register(hub.registry) == hub.visits.register()
 
 
 async def test_an_elder_without_a_sign_device_is_not_scheduled_and_the_register_says_why(

@@ -13,8 +13,10 @@ import hub.casework.visits as visits_module
 from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
 from hub.cases.care import TaskKind, next_task, plan_for
-from hub.casework.signs import sign_status
+from hub.casework.elders import RegisterEntry
+from hub.casework.signs import sign_status, source_device
 from hub.clock import ManualClock
+from hub.community.model import Device
 from simulators.community import generate
 from tests.helpers import hub_settings
 from tests.support.servers import Broker
@@ -22,6 +24,13 @@ from tests.test_case_flow import PRESS
 
 #: Elders per slice in these tests: a small community still takes several slices.
 SLICE = 4
+
+
+def registry_device(entry: RegisterEntry, device_id: str) -> Device:
+    """The sign source's device, found again on the elder's entry."""
+    device = source_device(entry, device_id)
+    assert device is not None, (entry.elder.id, device_id)
+    return device
 
 
 def big_hub(tmp_path: Path, broker: Broker, store_url: str, *, at: float = PRESS) -> Hub:
@@ -132,10 +141,10 @@ async def test_a_sign_of_life_before_the_register_is_built_is_taken_by_the_first
     before = big_hub(tmp_path, mosquitto_broker, store_url)
     try:
         before.visits.schedule()
-        device_id, (entry, _) = next(
+        device_id, entry = next(
             (d, found)
             for d, found in before.visits.sign_sources().items()
-            if found[1].kind is DeviceKind.DOOR_SENSOR
+            if registry_device(found, d).kind is DeviceKind.DOOR_SENSOR
         )
         first = before.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
         assert first is not None
@@ -176,9 +185,9 @@ async def test_signs_held_for_a_round_that_keeps_failing_stay_bounded(
     try:
         before.visits.schedule()
         doors = [
-            (d, found[0])
+            (d, found)
             for d, found in before.visits.sign_sources().items()
-            if found[1].kind is DeviceKind.DOOR_SENSOR
+            if registry_device(found, d).kind is DeviceKind.DOOR_SENSOR
         ]
         assert len(doors) >= 2
         firsts = {
@@ -271,7 +280,7 @@ async def test_elders_with_equal_flags_plans_and_kinds_share_one_object_of_each(
         assert len(entries) > len(by_flags), "the community must repeat a flag set"
         for same in by_flags.values():
             assert all(flags is same[0] for flags in same)
-        plans = [visits._plan(entry.elder) for entry in entries]
+        plans = [visits._plan(entry) for entry in entries]
         kinds = [visits._planned(entry) for entry in entries]
         for objects in (plans, kinds):
             firsts: dict[object, object] = {}

@@ -12,10 +12,11 @@ Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from hub.cases.care import CareFlag, Elder
+from hub.cases.care import CareFlag, CarePlan, Elder, TaskKind
 from hub.community.model import Community, Device, Resident
 from hub.community.registry import Registry
 from hub.records import Role
@@ -27,11 +28,29 @@ AGED_80 = 80
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterEntry:
-    """One elder of the register, with his devices for the register's health column."""
+    """One elder of the register, with his devices for the register's health column.
+
+    The fields after ``devices`` are the visits scheduler's memo of this elder
+    (:class:`hub.casework.visits.Visits` sets them with ``object.__setattr__``, as the rule
+    engine does ``Subject.plans``); they take no part in comparisons and mean nothing to the
+    register. They were four dicts keyed by elder id, plus a tuple per elder for his sign-of-life
+    day: ≈ 11 MB at 50 000 elders, where eight slots here are 3.2 MB (docs/benchmarks.md,
+    "Thirty-seventh pass"). A new register (another registry) starts with an empty memo.
+    """
 
     elder: Elder
     resident: Resident
     devices: tuple[Device, ...]
+    #: His care plan (one object per distinct plan, shared) and the task kinds it schedules.
+    plan: CarePlan | None = field(default=None, compare=False, repr=False)
+    kinds: tuple[TaskKind, ...] | None = field(default=None, compare=False, repr=False)
+    #: Due time of his open sign-of-life task that a sign today would not move.
+    sign_due: float = field(default=-math.inf, compare=False, repr=False)
+    #: A sign at a time in [``day_from``, ``day_until``) gives the due time ``day_due`` (the
+    #: last sign's local day; empty at first).
+    day_from: float = field(default=math.inf, compare=False, repr=False)
+    day_until: float = field(default=-math.inf, compare=False, repr=False)
+    day_due: float = field(default=math.inf, compare=False, repr=False)
 
 
 def flags_of(resident: Resident) -> frozenset[CareFlag]:

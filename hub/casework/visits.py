@@ -48,7 +48,6 @@ from adapters.events import Event
 from hub.cases.care import (
     CareFile,
     CarePlan,
-    Elder,
     Outcome,
     TaskKind,
     VisitKpiReport,
@@ -67,9 +66,9 @@ from hub.casework.care_alerts import NO_SIGN_RULE, CareAlerts, overdue_rule, sub
 from hub.casework.early_signs import EarlySigns
 from hub.casework.elders import RegisterEntry, elder_of_device, register, register_entries
 from hub.casework.service import Casework
-from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status
+from hub.casework.signs import ANY_SIGN, is_sign, sign_sources, sign_status, source_device
 from hub.clock import Clock, iso, wall_delay
-from hub.community.model import Device, Resident
+from hub.community.model import Resident
 from hub.community.registry import Registry
 from hub.errors import NotAllowedError, NotFoundError
 from hub.notify.routing import Routing
@@ -133,27 +132,19 @@ class Visits:
         #: When the scheduler last started a round (event-loop time), for readiness and tests.
         self.beat: float | None = None
         self._register: list[RegisterEntry] | None = None
-        #: Elder → his care plan (:meth:`_plan`) and the kinds it schedules (:meth:`_planned`).
-        self._plans: dict[str, CarePlan] = {}
-        self._kinds: dict[str, tuple[TaskKind, ...]] = {}
         #: Equal plans and kind lists as one object each: 50 000 elders have a handful of
         #: distinct ones, and a plan of his own (a dict) and a tuple each were ≈ 15 MB at
-        #: 100 000 devices (docs/benchmarks.md, "Twenty-ninth pass"). Both are read-only.
+        #: 100 000 devices (docs/benchmarks.md, "Twenty-ninth pass"). Both are read-only. Each
+        #: elder's own are on his register entry (``RegisterEntry.plan``, ``.kinds``).
         self._plan_shapes: dict[tuple[tuple[TaskKind, float], ...], CarePlan] = {}
         self._kind_shapes: dict[tuple[TaskKind, ...], tuple[TaskKind, ...]] = {}
         #: Set once the scheduler task finished its first round (tests and tools wait on it).
         self.first_round = asyncio.Event()
-        self._sources: dict[str, tuple[RegisterEntry, Device]] | None = None
-        #: Elder → due time of his open sign-of-life task that a sign today would not move
-        #: (a second door event of the day then costs no store read).
-        self._sign_due: dict[str, float] = {}
+        self._sources: dict[str, RegisterEntry] | None = None
         #: Signs of life seen before the register was built, for the first round: per (device,
         #: local day) the first sign and the newest one, in arrival order (:meth:`_keep_early_sign`).
         self._early_signs = EarlySigns(limit=EARLY_SIGNS_MAX)
         self._early_day_span = (0.0, 0.0, 0)
-        #: Elder id → (from, until, due): a sign in [from, until) gives that due time (the care
-        #: file does not change while the hub runs, like the register).
-        self._sign_days: dict[str, tuple[float, float, float]] = {}
         self._alerts = CareAlerts(store=store, registry=registry, routing=routing, subject=self._subject)
 
     # -- the register and access ------------------------------------------------------------
@@ -250,21 +241,23 @@ class Visits:
     def _planned(self, entry: RegisterEntry) -> tuple[TaskKind, ...]:
         """The kinds scheduled for this elder: his plan and devices do not change while the hub runs
         (like the register), so each round no longer works out every elder's plan again."""
-        kinds = self._kinds.get(entry.elder.id)
+        kinds = entry.kinds
         if kinds is None:
-            plan = self._plan(entry.elder)
+            plan = self._plan(entry)
             signs = (TaskKind.SIGN_OF_LIFE,) if sign_status(self.care, entry) is None else ()
             kinds = tuple(kind for kind in (*SCHEDULED, *signs) if kind in plan.intervals)
-            kinds = self._kinds[entry.elder.id] = self._kind_shapes.setdefault(kinds, kinds)
+            kinds = self._kind_shapes.setdefault(kinds, kinds)
+            object.__setattr__(entry, "kinds", kinds)  # the entry's memo (RegisterEntry)
         return kinds
 
-    def _plan(self, elder: Elder) -> CarePlan:
+    def _plan(self, entry: RegisterEntry) -> CarePlan:
         """His care plan, resolved once per elder: parsing the plan's durations on every round and
         every door event was a large share of the ingest's CPU per message (docs/benchmarks.md)."""
-        plan = self._plans.get(elder.id)
+        plan = entry.plan
         if plan is None:
-            plan = plan_for(self.care, elder)
-            plan = self._plans[elder.id] = self._plan_shapes.setdefault(tuple(plan.intervals.items()), plan)
+            plan = plan_for(self.care, entry.elder)
+            plan = self._plan_shapes.setdefault(tuple(plan.intervals.items()), plan)
+            object.__setattr__(entry, "plan", plan)  # the entry's memo (RegisterEntry)
         return plan
 
     def _next(
@@ -275,7 +268,7 @@ class Visits:
         A visit done on the day its task opened would otherwise give the next task the same due
         day, hence the same key: it would never be stored and the elder would drop off the plan.
         """
-        interval = self._plan(entry.elder).intervals.get(kind)
+        interval = self._plan(entry).intervals.get(kind)
         if interval is None:
             return None
         task = task_after(
@@ -440,24 +433,27 @@ class Visits:
 
     def _take_sign(self, event: Event, at: float | None) -> None:
         """``at``: when the sign was seen (``None``: now, on the hot path)."""
-        found = self.sign_sources().get(event.device_id)
-        if found is None or not is_sign(found[1], event):
+        entry = self.sign_sources().get(event.device_id)
+        if entry is None:
             return
-        entry = found[0]
+        device = source_device(entry, event.device_id)
+        if device is None or not is_sign(device, event):
+            return
         at = self._sign_time(event) if at is None else at
-        elder = entry.elder
-        elder_id = elder.id  # a pydantic model: each read goes through its __getattr__ hook
-        known_due = self._sign_due.get(elder_id, float("-inf"))
-        day = self._sign_days.get(elder_id)
-        if day is not None and day[0] <= at < day[1] and day[2] <= known_due:
+        known_due = entry.sign_due
+        if entry.day_from <= at < entry.day_until and entry.day_due <= known_due:
             return  # a later sign on the same local day: the due time it gives is known, and stands
-        interval = self._plan(elder).intervals.get(TaskKind.SIGN_OF_LIFE)
+        interval = self._plan(entry).intervals.get(TaskKind.SIGN_OF_LIFE)
         if interval is None:
             return
+        elder = entry.elder
         following = task_after(
             elder, TaskKind.SIGN_OF_LIFE, interval, since=at, zone=self._zone, due_time=self.care.due_time
         )
-        self._sign_days[elder_id] = (at, same_due_until(at, interval, zone=self._zone), following.due_at)
+        # The day's bounds, then its due time: the entry's memo (RegisterEntry).
+        object.__setattr__(entry, "day_from", at)
+        object.__setattr__(entry, "day_until", same_due_until(at, interval, zone=self._zone))
+        object.__setattr__(entry, "day_due", following.due_at)
         if following.due_at <= known_due:
             return
         try:
@@ -466,8 +462,8 @@ class Visits:
             # Nothing is lost: the next sign completes the task, or it escalates and a person checks.
             log.exception("could not record a sign of life of elder %s", entry.elder.id)
 
-    def sign_sources(self) -> dict[str, tuple[RegisterEntry, Device]]:
-        """Device id → (elder, device) of the elders whose plan has a daily sign of life."""
+    def sign_sources(self) -> dict[str, RegisterEntry]:
+        """Device id → elder, for the elders whose plan has a daily sign of life."""
         if self._sources is None:
             self._sources = sign_sources(
                 [e for e in self.register() if TaskKind.SIGN_OF_LIFE in self._planned(e)]
@@ -518,7 +514,7 @@ class Visits:
             current = self.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
             if current is not None and following.due_at <= current.task.due_at:
                 # A sign on the day the task opened: its due time stands (a day after that sign).
-                self._sign_due[entry.elder.id] = current.task.due_at
+                object.__setattr__(entry, "sign_due", current.task.due_at)
                 return
             if current is not None:
                 self.visits.complete(db, current.key, at=max(at, current.task.window_start))
@@ -530,7 +526,7 @@ class Visits:
                         changes.append(AlertChange(alert=resolved, created=False, notifications=()))
             if self.visits.add_task(db, following, at=now):
                 self._plan_deadline(db, following, now, done_at=None)
-            self._sign_due[entry.elder.id] = following.due_at
+            object.__setattr__(entry, "sign_due", following.due_at)
         for change in changes:
             self._on_alert_change(change)
         self._wake.set()
