@@ -23,6 +23,17 @@ MIN_PLAUSIBLE_TS = 946_684_800.0
 #: with the 0–100 % range it separates a reading from a sentinel or a garbled field.
 MAX_BATTERY_VOLTS = 100.0
 
+#: One float object per common battery reading, as CPython keeps one object per small int.
+#: A hub keeps each device's last reading (its device state, the battery rules' slots), and
+#: devices report a few distinct values: whole percents, voltages in millivolts. A float of its
+#: own per device was ≈ 3 MB at 100 000 devices (docs/benchmarks.md, "Thirty-seventh pass").
+#: Typed ``float | None`` on purpose: compiled (hub/ingest/hot_path.py), a ``float`` element
+#: would be a C double, boxed anew each time it is read. Built once, never changed.
+_PERCENTS: tuple[float | None, ...] = tuple(float(p) for p in range(101))
+#: 1.000–4.500 V in millivolt steps: coin cells, AA/AAA pairs, lithium thionyl chloride.
+_MILLIVOLTS_FROM = 1000
+_VOLTS: tuple[float | None, ...] = tuple(mv / 1000.0 for mv in range(_MILLIVOLTS_FROM, 4501))
+
 
 def parse_object(payload: bytes, topic: str) -> dict[str, Any]:
     """Parse a JSON object or raise ``DecodeError`` with a stable reason."""
@@ -120,6 +131,32 @@ def device_time(ts: float | None, received: float) -> tuple[float, bool]:
     return ts, False
 
 
+def _shared(value: float | None, table: tuple[float | None, ...], scale: float, first: int) -> float | None:
+    """``table``'s object equal to ``value`` (entry ``round(value × scale) − first``), else ``value``.
+
+    Written so that nothing narrows ``value`` or the entry to ``float`` outside an expression:
+    compiled, either would be returned as a new float object (tests/test_zigbee2mqtt.py checks
+    both builds).
+    """
+    if value is not None:
+        at = round(value * scale) - first
+        if 0 <= at < len(table) and table[at] == value:  # the same number, not a rounded one
+            return table[at]
+    return value
+
+
+def put_volts(attrs: dict[str, float | bool | str], volts: float | None) -> None:
+    """``attrs["volts"] = volts`` when there is a reading, the object itself.
+
+    Compiled, ``if volts is not None: attrs["volts"] = volts`` narrows ``volts`` to a C double
+    and stores a new float: the shared reading (:data:`_VOLTS`) would be lost to every event.
+    ``Any`` is never narrowed to ``float``.
+    """
+    kept: Any = volts
+    if kept is not None:
+        attrs["volts"] = kept
+
+
 def plausible_battery(
     percent: float | None, volts: float | None, attrs: dict[str, float | bool | str]
 ) -> tuple[float | None, float | None]:
@@ -133,7 +170,8 @@ def plausible_battery(
     bad_percent = percent is not None and not 0.0 <= percent <= 100.0
     bad_volts = volts is not None and not 0.0 < volts <= MAX_BATTERY_VOLTS
     if not (bad_percent or bad_volts):
-        return percent, volts  # every battery report passes here: nothing built for it
+        # Every battery report passes here: nothing built for it, a common reading shared.
+        return _shared(percent, _PERCENTS, 1.0, 0), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)
     dropped = []
     if bad_percent:
         dropped.append(f"battery {percent:g} % outside 0-100")

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from adapters._json import device_time, event_time, plausible_battery
+from adapters._json import device_time, event_time, plausible_battery, put_volts
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
 
@@ -106,12 +106,19 @@ def _battery(value: float | bool | str | None, attrs: Attrs) -> float | bool | s
 
     Only numbers are checked: other types are not readings the rules compare anyway.
     """
-    percent = value if isinstance(value, float) else None
-    volts = attrs.get("volts")
-    checked, kept = plausible_battery(percent, volts if isinstance(volts, float) else None, attrs)
-    if isinstance(volts, float) and kept is None:
-        del attrs["volts"]
-    return checked if percent is not None else value
+    # ``Any``, never narrowed to ``float``: compiled, a narrowed float is stored as a new
+    # object, and the common readings are one shared object each (adapters._json).
+    number: Any = value
+    reading: Any = attrs.get("volts")
+    is_percent = isinstance(value, float)
+    checked, kept = plausible_battery(
+        number if is_percent else None, reading if isinstance(reading, float) else None, attrs
+    )
+    if isinstance(reading, float):
+        put_volts(attrs, kept)  # the shared reading in place of the message's own
+        if kept is None:
+            del attrs["volts"]
+    return checked if is_percent else value
 
 
 def _ts(raw: object, received: float, topic: str, where: str) -> tuple[float, bool]:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from adapters._json import plausible_battery
+from adapters._json import plausible_battery, put_volts
 from adapters.errors import DecodeError, LinliError
 from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
 
@@ -453,8 +453,7 @@ def _battery(amount: float, unit: BatteryUnit | None, attrs: Attrs) -> tuple[flo
         percent, _ = plausible_battery(amount, None, attrs)
         return percent, attrs
     _, volts = plausible_battery(None, amount / 1000.0 if unit is BatteryUnit.MILLIVOLTS else amount, attrs)
-    if volts is not None:
-        attrs["volts"] = volts
+    put_volts(attrs, volts)
     return None, attrs
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters._json import as_number, event_time, parse_object, plausible_battery
+from adapters._json import as_number, event_time, parse_object, plausible_battery, put_volts
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
 from adapters.profiles import Action, FieldRule, FieldType, Profile, ProfileSet, press_event
@@ -281,8 +281,7 @@ def _zigbee_child(
     if battery is not None or volts is not None:
         battery_attrs = dict(attrs)
         battery, volts = plausible_battery(battery, volts, battery_attrs)  # impossible: named, dropped
-        if volts is not None:
-            battery_attrs["volts"] = volts
+        put_volts(battery_attrs, volts)
         events.append(Event(child_id, EventKind.BATTERY, ts, FAMILY, battery, battery_attrs))
     lqi = as_number(child.get("LinkQuality"), "LinkQuality", topic)
     if lqi is not None:

@@ -20,7 +20,7 @@ Traps handled here:
 
 from __future__ import annotations
 
-from adapters._json import as_bool, as_number, event_time, parse_object, plausible_battery
+from adapters._json import as_bool, as_number, event_time, parse_object, plausible_battery, put_volts
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
 
@@ -131,8 +131,7 @@ def _state(
         battery, volts = plausible_battery(
             battery, voltage_mv / 1000.0 if voltage_mv is not None else None, attrs
         )
-        if volts is not None:
-            attrs["volts"] = volts
+        put_volts(attrs, volts)
         if battery_low is not None:
             attrs["battery_low"] = as_bool(battery_low, "battery_low", topic)
         events.append(Event(device_id, _BATTERY, ts, FAMILY, battery, attrs))

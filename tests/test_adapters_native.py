@@ -268,3 +268,19 @@ def test_impossible_battery_readings_are_dropped_and_named(
     assert event.value == value
     assert {k: v for k, v in event.attrs.items() if k != "implausible"} == attrs
     assert ("implausible" in event.attrs) is (doc != {"value": 50, "attrs": {"volts": 3.0}})
+
+
+def test_common_battery_readings_are_one_object_per_value() -> None:
+    # A hub keeps every device's last reading: whole percents and millivolt voltages are one
+    # float object each (adapters._json), on the compiled build too (make unit-compiled).
+    def battery(doc: dict[str, object]) -> tuple[object, object]:
+        (event,) = native.decode(
+            TOPIC, orjson.dumps({"v": 1, "kind": "battery", **doc}), NOW, NoHints(), base="linli"
+        )
+        return event.value, event.attrs.get("volts")
+
+    first = battery({"value": 80, "attrs": {"volts": 3.1}})
+    second = battery({"value": 80.0, "attrs": {"volts": 3.1}})
+    assert first == second == (80.0, 3.1)
+    assert first[0] is second[0] and first[1] is second[1]
+    assert battery({"value": 80.5, "attrs": {"volts": 3.1004}}) == (80.5, 3.1004)

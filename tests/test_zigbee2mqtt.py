@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from adapters._json import plausible_battery
 from adapters.errors import DecodeError
 from adapters.events import DeviceKind, EventKind, NoHints
 from adapters.zigbee2mqtt import decode, press_type
@@ -280,6 +281,29 @@ def test_impossible_battery_readings_are_dropped_and_named(report: dict[str, obj
     assert str(battery.attrs["implausible"]).startswith(dropped)
     fine = decode("zigbee2mqtt/door", b'{"battery": 0, "voltage": 2900}', NOW, NoHints(), base="zigbee2mqtt")
     assert fine[0].value == 0.0 and fine[0].attrs == {"volts": 2.9}
+
+
+def test_common_battery_readings_are_one_object_per_value() -> None:
+    # A hub keeps every device's last reading: whole percents and millivolt voltages are one
+    # float object each (adapters._json), on the compiled build too (make unit-compiled).
+    def battery(payload: bytes) -> tuple[object, object]:
+        (event,) = [
+            e
+            for e in decode("zigbee2mqtt/door", payload, NOW, NoHints(), base="zigbee2mqtt")
+            if e.kind is EventKind.BATTERY
+        ]
+        return event.value, event.attrs.get("volts")
+
+    first = battery(b'{"battery": 80, "voltage": 3100}')
+    second = battery(b'{"battery": 80.0, "voltage": 3100.0}')
+    assert first == second == (80.0, 3.1)
+    assert first[0] is second[0] and first[1] is second[1]
+    # Not a common reading: the device's own value, unrounded.
+    odd = battery(b'{"battery": 80.5, "voltage": 3100.4}')
+    assert odd == (80.5, 3.1004) and odd[0] is not first[0] and odd[1] is not first[1]
+    own = 80.5
+    assert plausible_battery(own, None, {})[0] is own  # passed through, not boxed anew
+    assert battery(b'{"battery": 99, "voltage": 12600}') == (99.0, 12.6)  # a 12 V pack: its own
 
 
 # -- zigbee-herdsman-converters: emergency buttons on the IAS zone converters -------------------
