@@ -29,7 +29,9 @@ MAX_BATTERY_VOLTS = 100.0
 #: own per device was ≈ 3 MB at 100 000 devices (docs/benchmarks.md, "Thirty-seventh pass").
 #: Typed ``float | None`` on purpose: compiled (hub/ingest/hot_path.py), a ``float`` element
 #: would be a C double, boxed anew each time it is read. Built once, never changed.
-_PERCENTS: tuple[float | None, ...] = tuple(float(p) for p in range(101))
+#: Not 0: a shared 0.0 would make a reading of -0.0 positive (its sign must stay, as in
+#: ``hub.ingest.device_state``'s whole numbers).
+_PERCENTS: tuple[float | None, ...] = tuple(float(p) for p in range(1, 101))
 #: 1.000–4.500 V in millivolt steps: coin cells, AA/AAA pairs, lithium thionyl chloride.
 _MILLIVOLTS_FROM = 1000
 _VOLTS: tuple[float | None, ...] = tuple(mv / 1000.0 for mv in range(_MILLIVOLTS_FROM, 4501))
@@ -171,7 +173,7 @@ def plausible_battery(
     bad_volts = volts is not None and not 0.0 < volts <= MAX_BATTERY_VOLTS
     if not (bad_percent or bad_volts):
         # Every battery report passes here: nothing built for it, a common reading shared.
-        return _shared(percent, _PERCENTS, 1.0, 0), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)
+        return _shared(percent, _PERCENTS, 1.0, 1), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)
     dropped = []
     if bad_percent:
         dropped.append(f"battery {percent:g} % outside 0-100")
@@ -180,4 +182,6 @@ def plausible_battery(
         dropped.append(f"battery {volts:g} V outside (0, {MAX_BATTERY_VOLTS:g}]")
         volts = None
     attrs[IMPLAUSIBLE] = "; ".join(dropped)
-    return percent, volts
+    # The reading that was fine is shared as on the common path (``battery: -1``, firmware's
+    # "unknown", beside a good voltage).
+    return _shared(percent, _PERCENTS, 1.0, 1), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)

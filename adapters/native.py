@@ -106,8 +106,9 @@ def _battery(value: float | bool | str | None, attrs: Attrs) -> float | bool | s
 
     Only numbers are checked: other types are not readings the rules compare anyway.
     """
-    # ``Any``, never narrowed to ``float``: compiled, a narrowed float is stored as a new
-    # object, and the common readings are one shared object each (adapters._json).
+    # The value as ``Any``: compiled, a float narrowed by ``isinstance`` is passed on as a new
+    # object. (The voltage is narrowed here, but ``plausible_battery`` returns the shared
+    # object for a common reading, which ``put_volts`` stores as it is.)
     number: Any = value
     reading: Any = attrs.get("volts")
     is_percent = isinstance(value, float)

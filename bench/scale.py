@@ -79,21 +79,39 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+#: The checkout the bench runs from (the hub process starts there).
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
 class HubProcess:
     """The hub's process (:mod:`bench.scale_hub`) and the parent's end of its connection."""
 
     def __init__(self, *, settings: Settings, spawned: float) -> None:
         parent, child = socket.socketpair()
-        with child:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "bench.scale_hub", str(child.fileno())],
-                pass_fds=(child.fileno(),),
-            )
+        try:
+            with child:
+                # From the checkout's root, whatever the caller's directory: ``-m`` finds
+                # ``bench`` there before the parent's path has arrived.
+                self.popen = subprocess.Popen(
+                    [sys.executable, "-m", "bench.scale_hub", str(child.fileno())],
+                    pass_fds=(child.fileno(),),
+                    cwd=_CHECKOUT,
+                )
+        except BaseException:
+            parent.close()
+            raise
         self.conn = Connection(parent.detach())
-        # What a spawned child would get (the compiled tree first, bench.compiled.first_on_path),
-        # read before the process imports anything of Linli's; then the settings.
-        self.conn.send(list(sys.path))
-        self.conn.send((settings, spawned))
+        try:
+            # What a spawned child would get (the compiled tree first,
+            # bench.compiled.first_on_path), read before the process imports anything of
+            # Linli's; then the settings.
+            self.conn.send(list(sys.path))
+            self.conn.send((settings, spawned))
+        except BaseException:
+            self.kill()
+            self.join(10)
+            self.conn.close()
+            raise
 
     @property
     def pid(self) -> int:
@@ -131,6 +149,7 @@ def _start(settings: Settings, timeout: float) -> tuple[HubProcess, Connection, 
     try:
         detail = parent.recv()
     except EOFError:
+        proc.join(5)
         result.error = f"hub process died (exit {proc.popen.poll()})"
         return proc, parent, result
     result.ok = True

@@ -42,7 +42,7 @@ async def _serve(conn: Connection, settings: Any, spawned: float) -> None:
         # lost) and builds every slot again instead of reading them lazily.
         await _rule_state_written(hub)
         written = time.perf_counter()
-        # … and after the child that writes the registry's start-up copies has finished, as it
+        # … and after the task that writes the registry's start-up copies has finished, as it
         # has seconds into any run (hub.storage.community_copies): the restart reads them.
         for task in asyncio.all_tasks():
             if task.get_name() == "linli-community-copies":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import orjson
@@ -304,6 +305,11 @@ def test_common_battery_readings_are_one_object_per_value() -> None:
     own = 80.5
     assert plausible_battery(own, None, {})[0] is own  # passed through, not boxed anew
     assert battery(b'{"battery": 99, "voltage": 12600}') == (99.0, 12.6)  # a 12 V pack: its own
+    # The good reading beside an impossible one (firmware's -1 "unknown") is shared too.
+    assert battery(b'{"battery": -1, "voltage": 3100}')[1] is first[1]
+    # Zero keeps its sign: -0.0 is not made the shared 0.0.
+    (zero, _) = battery(b'{"battery": -0.0}')
+    assert zero == 0.0 and math.copysign(1.0, zero) == -1.0
 
 
 # -- zigbee-herdsman-converters: emergency buttons on the IAS zone converters -------------------

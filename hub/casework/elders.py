@@ -34,8 +34,9 @@ class RegisterEntry:
     (:class:`hub.casework.visits.Visits` sets them with ``object.__setattr__``, as the rule
     engine does ``Subject.plans``); they take no part in comparisons and mean nothing to the
     register. They were four dicts keyed by elder id, plus a tuple per elder for his sign-of-life
-    day: ≈ 11 MB at 50 000 elders, where eight slots here are 3.2 MB (docs/benchmarks.md,
-    "Thirty-seventh pass"). A new register (another registry) starts with an empty memo.
+    day: ≈ 11 MB at 50 000 elders, where six slots here are 2.4 MB (the floats they hold were
+    held before too; docs/benchmarks.md, "Thirty-seventh pass"). A new register (another
+    registry) starts with an empty memo.
     """
 
     elder: Elder

@@ -206,8 +206,12 @@ class Visits:
                 entries.append(entry)
                 if count % SLICE == 0:
                     await asyncio.sleep(0)
-            if self._register is None:  # else a synchronous round built it meanwhile: the same list
+            if self._register is None:
                 self._register = entries
+            # A synchronous round (the register page) may have built it meanwhile: an equal list
+            # of other entry objects. The round works on the kept one, whose entries hold the
+            # memo (RegisterEntry's plan, kinds and sign-of-life day).
+            entries = self._register
         scheduled = self.visits.open_kinds()
         made = 0
         for at in range(0, len(entries), SLICE):
