@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from adapters.errors import DecodeError
-from adapters.events import IMPLAUSIBLE
+from adapters.events import IMPLAUSIBLE, WHOLE_READINGS
 
 #: A device clock more than this far ahead of the receive time is not trusted at all (the
 #: receive time is used and the event says ``ts_clamped``); one ahead by less is ordinary
@@ -23,15 +23,10 @@ MIN_PLAUSIBLE_TS = 946_684_800.0
 #: with the 0–100 % range it separates a reading from a sentinel or a garbled field.
 MAX_BATTERY_VOLTS = 100.0
 
-#: One float object per common battery reading, as CPython keeps one object per small int.
-#: A hub keeps each device's last reading (its device state, the battery rules' slots), and
-#: devices report a few distinct values: whole percents, voltages in millivolts. A float of its
-#: own per device was ≈ 3 MB at 100 000 devices (docs/benchmarks.md, "Thirty-seventh pass").
-#: Typed ``float | None`` on purpose: compiled (hub/ingest/hot_path.py), a ``float`` element
-#: would be a C double, boxed anew each time it is read. Built once, never changed.
-#: Not 0: a shared 0.0 would make a reading of -0.0 positive (its sign must stay, as in
-#: ``hub.ingest.device_state``'s whole numbers).
-_PERCENTS: tuple[float | None, ...] = tuple(float(p) for p in range(1, 101))
+#: Battery voltages as one float object each, as the whole percents are
+#: (:data:`adapters.events.WHOLE_READINGS`): a hub keeps each device's last reading, and devices
+#: report a few distinct values (docs/benchmarks.md, "Thirty-seventh pass"). Typed
+#: ``float | None`` for the same reason as that table. Built once, never changed.
 #: 1.000–4.500 V in millivolt steps: coin cells, AA/AAA pairs, lithium thionyl chloride.
 _MILLIVOLTS_FROM = 1000
 _VOLTS: tuple[float | None, ...] = tuple(mv / 1000.0 for mv in range(_MILLIVOLTS_FROM, 4501))
@@ -171,17 +166,15 @@ def plausible_battery(
     """
     bad_percent = percent is not None and not 0.0 <= percent <= 100.0
     bad_volts = volts is not None and not 0.0 < volts <= MAX_BATTERY_VOLTS
-    if not (bad_percent or bad_volts):
-        # Every battery report passes here: nothing built for it, a common reading shared.
-        return _shared(percent, _PERCENTS, 1.0, 1), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)
-    dropped = []
-    if bad_percent:
-        dropped.append(f"battery {percent:g} % outside 0-100")
-        percent = None
-    if bad_volts:
-        dropped.append(f"battery {volts:g} V outside (0, {MAX_BATTERY_VOLTS:g}]")
-        volts = None
-    attrs[IMPLAUSIBLE] = "; ".join(dropped)
-    # The reading that was fine is shared as on the common path (``battery: -1``, firmware's
-    # "unknown", beside a good voltage).
-    return _shared(percent, _PERCENTS, 1.0, 1), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)
+    if bad_percent or bad_volts:
+        dropped = []
+        if bad_percent:
+            dropped.append(f"battery {percent:g} % outside 0-100")
+            percent = None
+        if bad_volts:
+            dropped.append(f"battery {volts:g} V outside (0, {MAX_BATTERY_VOLTS:g}]")
+            volts = None
+        attrs[IMPLAUSIBLE] = "; ".join(dropped)
+    # A common reading is shared, the good one beside an impossible one too (``battery: -1``,
+    # firmware's "unknown", beside a good voltage).
+    return _shared(percent, WHOLE_READINGS, 1.0, 0), _shared(volts, _VOLTS, 1000.0, _MILLIVOLTS_FROM)

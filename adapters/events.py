@@ -12,6 +12,15 @@ from typing import Final, Protocol
 #: of the report still counts); the pipeline quarantines the fact (``implausible_value``).
 IMPLAUSIBLE = "implausible"
 
+#: The whole-number readings 1–255 as one float object each, entry ``n`` for ``n``: a battery
+#: percentage and a link quality are whole numbers in that range nearly always, and a hub keeps
+#: each device's last one (its device state, the battery rules' slots), where every message
+#: brought a float of its own (docs/benchmarks.md, "Thirty-fifth pass", "Thirty-seventh pass").
+#: Entry 0 is ``None``, equal to no reading: a shared 0.0 would make a reading of -0.0 positive.
+#: Typed ``float | None`` on purpose: compiled (hub/ingest/hot_path.py), a ``float`` element
+#: would be a C double, boxed anew where it is stored, which would defeat the sharing.
+WHOLE_READINGS: tuple[float | None, ...] = (None, *(float(n) for n in range(1, 256)))
+
 
 class EventKind(StrEnum):
     """Closed set of normalised event kinds."""

@@ -10,7 +10,7 @@ import pytest
 
 from adapters._json import plausible_battery
 from adapters.errors import DecodeError
-from adapters.events import DeviceKind, EventKind, NoHints
+from adapters.events import WHOLE_READINGS, DeviceKind, EventKind, NoHints
 from adapters.zigbee2mqtt import decode, press_type
 from tests.support.samples import SAMPLES, Hints
 from tests.support.samples import sample as sample_of
@@ -299,6 +299,7 @@ def test_common_battery_readings_are_one_object_per_value() -> None:
     second = battery(b'{"battery": 80.0, "voltage": 3100.0}')
     assert first == second == (80.0, 3.1)
     assert first[0] is second[0] and first[1] is second[1]
+    assert first[0] is WHOLE_READINGS[80]  # the device state's whole numbers: one table
     # Not a common reading: the device's own value, unrounded.
     odd = battery(b'{"battery": 80.5, "voltage": 3100.4}')
     assert odd == (80.5, 3.1004) and odd[0] is not first[0] and odd[1] is not first[1]

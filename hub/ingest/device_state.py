@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from adapters.events import Event, EventKind
+from adapters.events import WHOLE_READINGS, Event, EventKind
 from hub.steps import Steps, run_through
 
 # Members read per event, as module constants: on CPython 3.11 every ``EnumClass.MEMBER``
@@ -20,13 +20,6 @@ _BATTERY_KIND = _BATTERY.value
 _SIGNAL_KIND = _SIGNAL.value
 #: "Not yet": before any time (one shared object).
 NEVER = float("-inf")
-#: The whole-number readings 1–255 as one object each: a battery percentage and a link quality
-#: (Zigbee2MQTT's ``linkquality``) are whole numbers in that range nearly always, and each event
-#: brings its own float object of the value, which the device's state then kept (≈ 5 MB at
-#: 100 000 reporting devices; docs/benchmarks.md, "Thirty-fifth pass").
-#: Typed ``object`` on purpose, here and where it is read: compiled, anything mypy knows to be a
-#: ``float`` is a C double, boxed anew where it is stored, which would defeat the sharing.
-_WHOLE: tuple[object, ...] = tuple(float(n) for n in range(256))
 #: The ring's placeholder for attributes not written yet (shared, never read or mutated).
 _NO_ATTRS: Mapping[str, float | bool | str] = {}
 
@@ -209,7 +202,7 @@ class DeviceStates:
         if type(value) is float:  # not a subclass (numpy's float64): that type is kept
             whole = _whole(value)
             if whole is not None:
-                value = whole  # type: ignore[assignment]  # an equal float; see _WHOLE
+                value = whole  # type: ignore[assignment]  # an equal float; see _whole
         i = _position(state.kinds, key)
         if i < 0:  # the device's first event of this kind
             state.kinds = self._shared_kinds((*state.kinds, key))
@@ -295,9 +288,11 @@ class DeviceStates:
 
 def _whole(value: float) -> object:
     """The shared object of a whole-number reading from 1 to 255 (``None``: not one; nor 0,
-    which would make ``-0.0`` ``0.0``)."""
+    which would make ``-0.0`` ``0.0``): :data:`adapters.events.WHOLE_READINGS`. The adapters
+    share battery percentages already; a link quality, a count, a native value arrive here as
+    the message's own float."""
     if 0.0 < value <= 255.0:
         n = int(value)
         if n == value:
-            return _WHOLE[n]
+            return WHOLE_READINGS[n]
     return None
