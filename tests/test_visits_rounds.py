@@ -12,7 +12,7 @@ import pytest
 import hub.casework.visits as visits_module
 from adapters.events import DeviceKind, Event, EventKind
 from hub.app import Hub
-from hub.cases.care import TaskKind, next_task, plan_for
+from hub.cases.care import CareFile, CarePlan, Elder, TaskKind, next_task, plan_for
 from hub.casework.elders import RegisterEntry
 from hub.casework.signs import sign_status, source_device
 from hub.clock import ManualClock
@@ -99,6 +99,42 @@ async def test_a_round_in_slices_yields_to_the_loop_and_makes_what_the_plans_ask
         assert hub.visits.schedule() == 0
         assert await hub.visits.schedule_in_slices() == 0
         assert stored(hub) == want
+    finally:
+        hub.close()
+
+
+async def test_a_register_built_beside_the_first_round_is_the_one_the_round_works_on(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The register page builds the register while the first sliced round is building its own:
+    the round goes on with the kept one, whose entries then hold each elder's memo (plan, kinds),
+    so each elder's plan is worked out once, not once for the round's list and again for the
+    kept one."""
+    monkeypatch.setattr(visits_module, "SLICE", SLICE)
+    planned: list[str] = []
+    plan_for_elder = visits_module.plan_for
+
+    def counted(care: CareFile, elder: Elder) -> CarePlan:
+        planned.append(elder.id)
+        return plan_for_elder(care, elder)
+
+    monkeypatch.setattr(visits_module, "plan_for", counted)
+    hub = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        built: list[list[RegisterEntry]] = []
+
+        async def register_page() -> None:
+            await asyncio.sleep(0)  # the round is between two of its first slices now
+            built.append(hub.visits.register())
+
+        beside = asyncio.create_task(register_page(), name="test-register-page")
+        await hub.visits.schedule_in_slices()
+        await beside
+        (kept,) = built
+        assert len(kept) > 3 * SLICE, "the community must take several slices"
+        assert hub.visits.register() is kept
+        assert all(entry.kinds is not None and entry.plan is not None for entry in kept)
+        assert sorted(planned) == sorted(entry.elder.id for entry in kept)
     finally:
         hub.close()
 
