@@ -446,7 +446,7 @@ class Hub:
         )
         self.guardian_links = GuardianLinks(
             evaluations=self.evaluations,
-            registry=registry,
+            elder_of=self.visits.elder_of,
             preferences=load_preferences(settings.channels_file),
             store=self.store,
             clock=self.clock,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hub.cases.care import CareFlag, CarePlan, Elder, TaskKind
@@ -171,6 +171,25 @@ def register_entries(registry: Registry) -> Iterator[RegisterEntry]:
             yield RegisterEntry(elder=elder, resident=resident, devices=devices)
 
 
-def elder_of_device(registry: Registry, device_id: str) -> RegisterEntry | None:
-    """The register entry whose devices include ``device_id`` (an inactivity alert's elder)."""
-    return next((e for e in register(registry) if any(d.id == device_id for d in e.devices)), None)
+def elder_of_device(
+    registry: Registry, device_id: str, entries: Sequence[RegisterEntry]
+) -> RegisterEntry | None:
+    """The entry of ``entries`` (the register, kept) whose devices include ``device_id``: an
+    inactivity alert's elder, a closed case's guardians.
+
+    A device is an elder's when it names him or is on the door of a household he lives in
+    alone (:meth:`_Index.devices_of`), which is what the registry resolves a device's resident
+    by: only his entries are looked at. Building the register for each lookup, as this did,
+    held the event loop for ≈ 650 ms at 50 000 elders on every inactivity alert and every
+    closed case (docs/benchmarks.md, "Thirty-eighth pass").
+    """
+    resident = registry.resident_of_device(device_id)
+    if resident is None:
+        return None
+    elder = resident.id
+    for entry in entries:
+        # Ids, not the resident object: where two communities register one id (strict=False),
+        # each has an entry of its own and the device is in the one of its community.
+        if entry.elder.id == elder and any(d.id == device_id for d in entry.devices):
+            return entry
+    return None

@@ -16,16 +16,16 @@ Must not import: ``hub.web``, ``hub.ingest``, ``hub.app``, ``hub.cli``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from hub.cases.model import Case, Resolution
-from hub.casework.elders import elder_of_device
+from hub.casework.elders import RegisterEntry
 from hub.casework.evaluations import Evaluations
 from hub.channels.messages import CaseNotice, NoticeKind
 from hub.channels.preferences import Endpoint, EndpointKind, Preferences
 from hub.clock import Clock
 from hub.community.model import Contact
-from hub.community.registry import Registry
 from hub.notify.webhooks import outbox_entry
 from hub.records import Recipient, new_notification_id
 from hub.storage.store import Store
@@ -38,14 +38,15 @@ class GuardianLinks:
         self,
         *,
         evaluations: Evaluations,
-        registry: Registry,
+        elder_of: Callable[[str], RegisterEntry | None],
         preferences: Preferences,
         store: Store,
         clock: Clock,
         public_url: str | None,
     ) -> None:
         self._evaluations = evaluations
-        self._registry = registry
+        #: Device id → its elder's register entry (``Visits.elder_of``: the register it keeps).
+        self._elder_of = elder_of
         self._preferences = preferences
         self._store = store
         self._clock = clock
@@ -53,7 +54,7 @@ class GuardianLinks:
 
     def guardians(self, case: Case) -> list[Contact]:
         """The elder's guardians who can be reached on a channel of their own."""
-        entry = elder_of_device(self._registry, case.subject)
+        entry = self._elder_of(case.subject)
         if entry is None:
             return []
         return [

@@ -382,8 +382,12 @@ class Visits:
             # The alert still becomes a case (casework sees it next): only the visit is missing.
             log.exception("could not raise a visit for inactivity alert %s; it becomes a case", alert.id)
 
+    def elder_of(self, device_id: str) -> RegisterEntry | None:
+        """The register entry of the elder whose device ``device_id`` is (``None``: nobody's)."""
+        return elder_of_device(self._registry, device_id, self.register())
+
     def raise_urgent(self, alert: Alert) -> StoredTask | None:
-        entry = elder_of_device(self._registry, alert.device_id)
+        entry = self.elder_of(alert.device_id)
         if entry is None:
             return None
         now = self._clock.now()

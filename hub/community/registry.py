@@ -300,6 +300,11 @@ class Registry:
     def resident(self, resident_id: str) -> Resident | None:
         return self._residents.get(resident_id)
 
+    def resident_of_device(self, device_id: str) -> Resident | None:
+        """The registered device's resident, or the only resident of the household whose door it is on."""
+        subject = self._subjects.get(device_id)
+        return None if subject is None else self._resident_of(_device(subject))
+
     def grid(self, code: str) -> tuple[Community, Grid] | None:
         return self._grids.get(code)
 
