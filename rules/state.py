@@ -278,6 +278,19 @@ class StatePort:
         raise NotImplementedError
 
 
+def _queue(heap: list[tuple[float, str, str]], slot: Slot, rule: str, subject: str) -> None:
+    """Queue ``slot``'s timer at ``slot.due``: the entry's due and ``slot.queued_due`` are that very object.
+
+    Read here as an ``object``, never as a ``float`` narrowed by a test for ``None``: compiled,
+    that is a C double and every store boxed it anew, a float per heap entry beside the slot's
+    own (≈ 131 000 objects, 4 MB at 100 000 reporting devices; docs/benchmarks.md,
+    "Thirty-eighth pass"). The heap is the same list, typed for the store (a cast converts nothing).
+    """
+    due: object = slot.due
+    slot.queued_due = slot.due
+    heapq.heappush(cast("list[tuple[object, str, str]]", heap), (due, rule, subject))
+
+
 class MemoryState(StatePort):
     """A process-local :class:`StatePort` with dirty tracking and JSON snapshots.
 
@@ -359,10 +372,7 @@ class MemoryState(StatePort):
         if due is not None:
             queued = slot.queued_due
             if queued is None or queued > due:
-                # ``slot.due`` as read, not the narrowed ``due``: compiled, that is a C double and
-                # the store would box it anew (a float object per timer; "Twenty-ninth pass").
-                slot.queued_due = slot.due
-                heapq.heappush(self._heap, (due, key[0], key[1]))
+                _queue(self._heap, slot, key[0], key[1])
                 if len(self._heap) > 2 * len(self) + 1024:
                     self._rebuild()
 
@@ -393,8 +403,7 @@ class MemoryState(StatePort):
             if real is None:
                 continue  # cancelled
             if real != due:
-                slot.queued_due = real  # postponed: re-queue at the real time
-                heapq.heappush(heap, (real, rule, subject))
+                _queue(heap, slot, rule, subject)  # postponed: re-queue at the real time
                 continue
             fired.append((rule, subject))
         return fired
@@ -424,8 +433,8 @@ class MemoryState(StatePort):
                 heapq.heappop(heap)
                 continue
             if real != due:
-                slot.queued_due = real
-                heapq.heapreplace(heap, (real, rule, subject))
+                heapq.heappop(heap)
+                _queue(heap, slot, rule, subject)
                 continue
             return due
         return None
@@ -435,11 +444,14 @@ class MemoryState(StatePort):
         heap: list[tuple[float, str, str]] = (
             [entry for entry in self._heap if self._unread(entry[1], entry[2])] if self._raw_count else []
         )
+        entries = cast("list[tuple[object, str, str]]", heap)
         for rule, table in self._slots.items():
             for subject, slot in table.items():
+                # Never ``slot.due`` tested for None and then stored: see :func:`_queue`.
+                due: object = slot.due
                 slot.queued_due = slot.due
-                if slot.due is not None:
-                    heap.append((slot.due, rule, subject))
+                if due is not None:
+                    entries.append((due, rule, subject))
         heapq.heapify(heap)
         self._heap = heap
 
@@ -508,8 +520,7 @@ class MemoryState(StatePort):
         slot.queued_due = restored
         if restored is not None and restored <= due:
             return slot
-        slot.queued_due = slot.due  # as read, not ``due``: compiled, that would box anew
-        heapq.heappush(self._heap, (due, key[0], key[1]))
+        _queue(self._heap, slot, key[0], key[1])
         return slot
 
     def replace_subjects(

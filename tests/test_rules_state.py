@@ -759,3 +759,45 @@ def test_a_restored_row_without_text_is_gone_once_asked_for() -> None:
     assert state.get(("r", "a")) is None
     assert len(state) == 1 and not state.has(("r", "a"))
     assert state.get(("r", "b")) is not None and len(state) == 1
+
+
+def _entries(state: MemoryState) -> dict[tuple[str, str], list[object]]:
+    """The timer heap's entries per key: each one's due, the object itself."""
+    out: dict[tuple[str, str], list[object]] = {}
+    for due, rule, subject in state._heap:
+        out.setdefault((rule, subject), []).append(due)
+    return out
+
+
+def test_a_timer_s_heap_entry_holds_the_slot_s_own_due() -> None:
+    """Queued by ``put``, re-queued when postponed (by ``pop_due`` or ``next_due``) and rebuilt:
+    the entry's due and ``queued_due`` are the slot's ``due`` object. Compiled, a due narrowed
+    by a test for ``None`` was a C double boxed anew at each store: a float per timer beside
+    the slot's own (≈ 131 000 at 100 000 devices; docs/benchmarks.md, "Thirty-eighth pass")."""
+    state = MemoryState()
+    dues = [T0 + 0.5 + i for i in range(4)]
+    slots = [Slot("absence", due=d) for d in dues]
+    for i, slot in enumerate(slots):
+        state.put(("r", f"s{i}"), slot)
+    for i, slot in enumerate(slots):
+        assert slot.queued_due is slot.due
+        (entry,) = _entries(state)[("r", f"s{i}")]
+        assert entry is slot.due
+    # Postponed: s0's entry comes up in pop_due, s1's at the top in next_due.
+    slots[0].due = T0 + 100.25
+    state.put(("r", "s0"), slots[0])
+    assert state.pop_due(dues[0]) == []
+    assert [d for d in _entries(state)[("r", "s0")] if d == slots[0].due] == [slots[0].due]
+    assert any(d is slots[0].due for d in _entries(state)[("r", "s0")])
+    assert slots[0].queued_due is slots[0].due
+    slots[1].due = T0 + 200.75
+    state.put(("r", "s1"), slots[1])
+    assert state.next_due() == dues[2]
+    assert any(d is slots[1].due for d in _entries(state)[("r", "s1")])
+    assert slots[1].queued_due is slots[1].due
+    # Rebuilt (the heap's stale entries outgrew its slots): still the slots' own objects.
+    state._rebuild()
+    for i, slot in enumerate(slots):
+        (entry,) = _entries(state)[("r", f"s{i}")]
+        assert entry is slot.due and slot.queued_due is slot.due
+    assert state.pop_due(T0 + 1000) == [("r", "s2"), ("r", "s3"), ("r", "s0"), ("r", "s1")]
