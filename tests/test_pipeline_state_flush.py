@@ -56,3 +56,23 @@ async def test_once_per_message_and_on_the_way_out_of_a_failure(tmp_path: Path) 
         assert asked == [3, 5]  # the first event changed state: the flush is still asked for
     finally:
         hub.close()
+
+
+async def test_a_report_s_time_is_one_object_in_the_device_state_and_the_rule_slots(tmp_path: Path) -> None:
+    # The device state and the rules each boxed the report's time on their own: compiled, a
+    # float object per reporting device more (3.3 MB at 100 000; docs/benchmarks.md,
+    # "Thirty-eighth pass"). The rules keep the device state's object.
+    stream, settings = bench_stream(tmp_path, 3, client_id="linli-one-stamp")
+    hub = Hub(settings=settings, clock=ManualClock(start=STREAM_START))
+    try:
+        topic, payload = stream[0]
+        hub.pipeline.handle(topic, payload)
+        (state,) = [s for d in hub.registry.devices() if (s := hub.states.get(d.id)) is not None]
+        stamp = state.values[0]
+        state_port = hub.evaluator.state
+        slots = [state_port.get(key) for key in state_port.slot_keys() if key[1] == state.device_id]
+        times = [slot.last_ts for slot in slots if slot is not None and slot.last_ts is not None]
+        assert times, "the report touched rule slots"
+        assert all(t is stamp for t in times)
+    finally:
+        hub.close()

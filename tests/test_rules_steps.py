@@ -475,14 +475,17 @@ def test_a_report_s_slots_hold_one_object_of_its_time_and_the_event_s_own_values
         Event("door-1", EventKind.SIGNAL, ts, "test", 120.0, {}),
         Event("door-1", EventKind.HEARTBEAT, ts, "test", None, {}),
     ]
+    # The caller's object of the report's time (the device state's): the slots keep that one.
+    stamp = float(f"{ts}")
     for event in report:
-        evaluator.on_event(event, subject)
+        evaluator.on_event(event, subject, stamp)
     slots = {rule: state.get((rule, "door-1")) for rule, _ in state.slot_keys()}
     assert {"device.offline", "device.battery_low_volts"} <= slots.keys()
     assert "device.battery_low_percent" not in slots  # a follower of the volts rule: no idle slot
     times = [slot.last_ts for slot in slots.values() if slot is not None]
     assert all(t == ts for t in times)
     assert len({id(t) for t in times}) == 1, "every slot of the report holds the same time object"
+    assert times[0] is stamp, "the caller's, not one of the rules' own"
     offline = slots["device.offline"]
     assert offline is not None
     assert offline.since is times[0]

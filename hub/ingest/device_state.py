@@ -154,7 +154,13 @@ class DeviceStates:
         self._kinds_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: The last event's time, and the one object ``values`` hold it as (see :meth:`record`).
         self._stamp_of = NEVER
-        self._stamp: float | bool | str | None = NEVER
+        self._stamp: float | None = NEVER
+
+    @property
+    def stamp(self) -> float | None:
+        """The last recorded event's time as the one object the device states hold it as: the
+        rules keep it too (:meth:`rules.evaluator.Evaluator.on_event`), not an object of theirs."""
+        return self._stamp
 
     def _shared_kinds(self, kinds: tuple[str, ...]) -> tuple[str, ...]:
         seen = self._kinds_seen

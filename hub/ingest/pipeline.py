@@ -354,7 +354,7 @@ class Pipeline:
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
-        signals = self._evaluator.on_event(event, subject)
+        signals = self._evaluator.on_event(event, subject, self._states.stamp)
         if signals:
             self.apply_signals(self._mark_message(signals), subject)
 
