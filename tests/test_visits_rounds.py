@@ -327,3 +327,30 @@ async def test_elders_with_equal_flags_plans_and_kinds_share_one_object_of_each(
         assert all(p == plan_for(visits.care, e.elder) for p, e in zip(plans, entries, strict=True))
     finally:
         hub.close()
+
+
+async def test_elders_signing_the_same_day_share_one_object_of_each_time_of_their_memo(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str
+) -> None:
+    # The memo's day bounds and due times are a handful of instants a day: a float of each
+    # elder's own for three of them was 3.9 MB at 50 000 elders (docs/benchmarks.md,
+    # "Thirty-eighth pass"). The due times are still the ones the tasks in the store carry.
+    hub = big_hub(tmp_path, mosquitto_broker, store_url)
+    try:
+        hub.visits.schedule()
+        sources = hub.visits.sign_sources()
+        doors = {entry.elder.id: device for device, entry in sources.items()}
+        assert len(doors) > 2, "the community must have several elders with a sign source"
+        now = hub.clock.now()
+        for device in doors.values():
+            # Each sign's time an object of its own, as each message's is.
+            hub.visits.on_event(Event(device_id=device, kind=EventKind.DOOR_OPEN, ts=now + 0.0, family="z2m"))
+        entries = [sources[device] for device in doors.values()]
+        for name in ("day_until", "day_due", "sign_due"):
+            times = [getattr(entry, name) for entry in entries]
+            assert all(t is times[0] for t in times), name
+        for entry in entries:
+            task = hub.visits.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
+            assert task is not None and task.task.due_at == entry.sign_due == entry.day_due
+    finally:
+        hub.close()

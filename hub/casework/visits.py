@@ -101,6 +101,10 @@ SLICE = 500
 EARLY_SIGNS_MAX = 200_000
 
 
+#: Distinct times :meth:`Visits._time` shares before it starts over (a few a day are used).
+_TIMES_LIMIT = 4096
+
+
 class Visits:
     def __init__(
         self,
@@ -141,6 +145,8 @@ class Visits:
         #: Set once the scheduler task finished its first round (tests and tools wait on it).
         self.first_round = asyncio.Event()
         self._sources: dict[str, RegisterEntry] | None = None
+        #: Equal times of the register's memo as one object each (:meth:`_time`).
+        self._times: dict[float, float] = {}
         #: Signs of life seen before the register was built, for the first round: per (device,
         #: local day) the first sign and the newest one, in arrival order (:meth:`_keep_early_sign`).
         self._early_signs = EarlySigns(limit=EARLY_SIGNS_MAX)
@@ -460,8 +466,8 @@ class Visits:
         )
         # The day's bounds, then its due time: the entry's memo (RegisterEntry).
         object.__setattr__(entry, "day_from", at)
-        object.__setattr__(entry, "day_until", same_due_until(at, interval, zone=self._zone))
-        object.__setattr__(entry, "day_due", following.due_at)
+        object.__setattr__(entry, "day_until", self._time(same_due_until(at, interval, zone=self._zone)))
+        object.__setattr__(entry, "day_due", self._time(following.due_at))
         if following.due_at <= known_due:
             return
         try:
@@ -515,6 +521,24 @@ class Visits:
         for event, at in self._early_signs.take():
             self._take_sign(event, at)
 
+    def _time(self, at: float) -> float:
+        """``at`` as the one object the register's memo holds that time as.
+
+        The memo's day bounds and due times are a handful of instants a day (midnights, the
+        care plan's due hour) that each elder's sign works out again: a float of his own for
+        each was 3 objects an elder, 3.9 MB at 50 000 (docs/benchmarks.md, "Thirty-eighth
+        pass"). Bounded: past ``_TIMES_LIMIT`` the table starts over (still correct, only
+        not shared).
+        """
+        times = self._times
+        shared = times.get(at)
+        if shared is not None:
+            return shared
+        if len(times) >= _TIMES_LIMIT:
+            times.clear()
+        times[at] = at
+        return at
+
     def _sign(self, entry: RegisterEntry, following: VisitTask, at: float) -> None:
         changes: list[AlertChange] = []
         now = self._clock.now()
@@ -522,7 +546,7 @@ class Visits:
             current = self.visits.open_task(entry.elder.id, TaskKind.SIGN_OF_LIFE)
             if current is not None and following.due_at <= current.task.due_at:
                 # A sign on the day the task opened: its due time stands (a day after that sign).
-                object.__setattr__(entry, "sign_due", current.task.due_at)
+                object.__setattr__(entry, "sign_due", self._time(current.task.due_at))
                 return
             if current is not None:
                 self.visits.complete(db, current.key, at=max(at, current.task.window_start))
@@ -534,7 +558,7 @@ class Visits:
                         changes.append(AlertChange(alert=resolved, created=False, notifications=()))
             if self.visits.add_task(db, following, at=now):
                 self._plan_deadline(db, following, now, done_at=None)
-            object.__setattr__(entry, "sign_due", following.due_at)
+            object.__setattr__(entry, "sign_due", self._time(following.due_at))
         for change in changes:
             self._on_alert_change(change)
         self._wake.set()
