@@ -519,6 +519,11 @@ class MemoryState(StatePort):
         # a narrowed float is a C double and would be boxed anew (one more float per timer).
         slot.queued_due = restored
         if restored is not None and restored <= due:
+            if restored == due:
+                # The row's float for the slot's due as well, not an equal one the JSON decoded
+                # (two objects per restored timer; docs/benchmarks.md, "Thirty-eighth pass").
+                # From the attribute, not the narrowed local: compiled, that would box anew.
+                slot.due = slot.queued_due
             return slot
         _queue(self._heap, slot, key[0], key[1])
         return slot

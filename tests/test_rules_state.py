@@ -522,6 +522,7 @@ def test_a_restored_timer_holds_the_row_s_own_float() -> None:
     for i, d in enumerate(dues):
         slot = lazy.get(("r", f"s{i}"))
         assert slot is not None and slot.queued_due is d
+        assert slot.due is d, "the slot's due is the row's float too, not an equal one of its own"
     assert lazy.pop_due(T0 + 10) == [("r", "s0"), ("r", "s1"), ("r", "s2")]
 
 
