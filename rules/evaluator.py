@@ -15,7 +15,7 @@ no I/O here. All memory is in the :class:`rules.state.StatePort`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from adapters.events import DeviceKind, Event, EventKind
@@ -27,7 +27,7 @@ from rules.signals import Signal
 from rules.state import StatePort
 from rules.subject import Subject
 from rules.triggers import ABSENCE, ENGINES, AnyTrigger, Engine, EventContext
-from rules.triggers.absence import HEARTBEAT_ATTRIBUTE, AbsenceStep, period_for
+from rules.triggers.absence import HEARTBEAT_ATTRIBUTE, AbsenceStep, Seeded, period_for
 from rules.triggers.base import Step as RuleStep
 from rules.triggers.base import event_identity
 from rules.triggers.threshold import ThresholdGroup
@@ -466,7 +466,7 @@ class Evaluator:
         # Each candidate's id, expected set and plainness are looked up once per place, not
         # once per subject.
         by_place: dict[tuple[DeviceKind | None, str | None, str | None], list[_Candidate]] = {}
-        shared: dict[float, Mapping[str, float]] = {}  # one {"for": period} per period
+        shared: dict[float, Seeded] = {}  # one {"for": period} and one deadline per period
         for subject in subjects:
             place = (subject.kind, subject.grid, subject.community)
             candidates = by_place.get(place)

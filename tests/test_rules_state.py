@@ -802,3 +802,31 @@ def test_a_timer_s_heap_entry_holds_the_slot_s_own_due() -> None:
         (entry,) = _entries(state)[("r", f"s{i}")]
         assert entry is slot.due and slot.queued_due is slot.due
     assert state.pop_due(T0 + 1000) == [("r", "s2"), ("r", "s3"), ("r", "s0"), ("r", "s1")]
+
+
+def test_deadlines_armed_at_one_instant_share_their_times_through_a_restart() -> None:
+    """A first start arms every expected device's deadline at once: equal dues and starts,
+    one object each per period (a float per slot was ≈ 4 MB at 100 000 devices), and the
+    restored rows of those timers share their due again (the store hands each row its own)."""
+    state = MemoryState()
+    ev = Evaluator(rules=load_packs(), state=state, zone="Asia/Shanghai")
+    beat = {"device.heartbeat_s": 3600.0}
+    doors = [Subject(f"door-{i}", DeviceKind.DOOR_SENSOR, GRID, COMMUNITY, beat) for i in range(5)]
+    ev.start(doors, T0 + 0.5)
+    offline = [state.get(("device.offline", d.device_id)) for d in doors]
+    assert all(slot is not None and slot.due is not None for slot in offline)
+    dues = [slot.due for slot in offline if slot is not None]
+    starts = [slot.since for slot in offline if slot is not None]
+    assert dues[0] == T0 + 0.5 + 7200.0 and starts[0] == T0 + 0.5
+    assert all(d is dues[0] for d in dues) and all(s is starts[0] for s in starts)
+    # Restored: each row's due a float of its own, as a database row hands it over.
+    rows = [
+        ("device.offline", f"door-{i}", json.dumps(slot.to_json()), float(repr(slot.due)))
+        for i, slot in enumerate(offline)
+        if slot is not None and slot.due is not None
+    ]
+    assert len({id(row[3]) for row in rows}) == len(rows)
+    lazy = MemoryState.restore_lazy(rows, decode=json.loads)
+    entries = [due for due, _, _ in lazy._heap]
+    assert len(entries) == len(rows) and all(e is entries[0] for e in entries)
+    assert lazy.pop_due(T0 + 0.5 + 7200.0) == [("device.offline", f"door-{i}") for i in range(5)]
