@@ -116,8 +116,11 @@ def taken_away(specs: Sequence[str]) -> contextlib.ExitStack:
         elif stage == "rules":
             on_event = Evaluator.on_event
 
-            def decided(self: Any, event: Any, subject: Any, _o: Any = on_event, _k: Any = kinds) -> Any:
-                return [] if event.kind in _k else _o(self, event, subject)
+            # ``*rest``: the report's time a newer tree passes along (older ones box their own).
+            def decided(
+                self: Any, event: Any, subject: Any, *rest: Any, _o: Any = on_event, _k: Any = kinds
+            ) -> Any:
+                return [] if event.kind in _k else _o(self, event, subject, *rest)
 
             stack.enter_context(mock.patch.object(Evaluator, "on_event", decided))
         elif stage == "health_points":
@@ -133,8 +136,9 @@ def taken_away(specs: Sequence[str]) -> contextlib.ExitStack:
 
             # Returns what ``record`` returns (a newer tree's pipeline uses the device state it
             # returns; ``None`` there means "no state", as it does for a kind taken away).
-            def recorded(self: Any, event: Any, _r: Any = record, _k: Any = kinds) -> Any:
-                return None if event.kind in _k else _r(self, event)
+            # ``*rest``: the registry's subject a newer tree passes along (it holds the state).
+            def recorded(self: Any, event: Any, *rest: Any, _r: Any = record, _k: Any = kinds) -> Any:
+                return None if event.kind in _k else _r(self, event, *rest)
 
             stack.enter_context(mock.patch.object(DeviceStates, "record", recorded))
     return stack

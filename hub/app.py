@@ -256,7 +256,7 @@ class Hub:
             self.start_warnings.extend([refused] if refused else [])
         self.registry = registry
         self.bus = AlertBus()
-        self.states = DeviceStates()
+        self.states = DeviceStates(subjects=registry.registered)
         self.quarantine = Quarantine(store=self.store, clock=self.clock)
         self.adapters = AdapterRouter(
             sources=[FamilySource(s.family, s.base_topic) for s in settings.sources]

@@ -39,6 +39,10 @@ class Subject:
     #: registry keeps the device's time-series tags here on its first event (another table
     #: keyed by device id before).
     memo: Any = field(default=None, init=False, compare=False, repr=False)
+    #: The maker's last known state of the device, opaque to rules, set on its first event: the
+    #: hub's device state (``hub.ingest.device_state``), where a table keyed by device id was
+    #: 3.8 MB at 10⁵ reporting devices (docs/benchmarks.md, "Thirty-eighth pass").
+    state: Any = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def known(self) -> bool:

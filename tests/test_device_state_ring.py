@@ -9,6 +9,7 @@ import pytest
 
 from adapters.events import Event, EventKind
 from hub.ingest.device_state import DeviceStates
+from rules.subject import Subject
 from tests.helpers import drained
 
 T = 1_790_000_000.0
@@ -141,3 +142,22 @@ def test_whole_readings_are_one_object_across_devices_and_others_the_event_s_own
     assert kept[4][1] is not kept[4][0]
     for sent, held in kept[5:]:  # not whole, out of range, or zero (whose sign must stay)
         assert held is sent
+
+
+def test_a_registered_device_s_state_is_held_on_its_subject_and_a_stranger_s_in_the_table() -> None:
+    # A table keyed by device id beside the registry's own was 3.8 MB at 10⁵ reporting devices
+    # (docs/benchmarks.md, "Thirty-eighth pass"): a registered device's state is its subject's.
+    known = Subject("door-1", record=object())
+    registry = {"door-1": known}
+    states = DeviceStates(recent=8, subjects=registry.get)
+    first = states.record(Event("door-1", EventKind.DOOR_OPEN, T, "z2m", True), known)
+    assert known.state is first and states.get("door-1") is first
+    assert states._states == {}, "no table entry for a registered device"
+    again = states.record(Event("door-1", EventKind.BATTERY, T + 1, "z2m", 80.0), known)
+    assert again is first and first.last_seen == T + 1 and first.battery == 80.0
+    # A device the registry does not know: a subject of its own per event, the state in the table.
+    stranger = states.record(Event("x-9", EventKind.DOOR_OPEN, T, "z2m", True), Subject("x-9"))
+    assert states.get("x-9") is stranger and states._states == {"x-9": stranger}
+    assert states.record(Event("x-9", EventKind.DOOR_CLOSED, T + 2, "z2m", False), Subject("x-9")) is stranger
+    assert states.get("nobody") is None
+    assert len(states) == 2

@@ -232,6 +232,10 @@ class Registry:
         """Every registered (expected) device: absence rules watch them even if they never report."""
         return list(self._subjects.values())
 
+    def registered(self, device_id: str) -> Subject | None:
+        """The subject of a registered device (``None``: the registry does not know it)."""
+        return self._subjects.get(device_id)
+
     def subject(self, device_id: str) -> Subject:
         subject = self._subjects.get(device_id)
         return subject if subject is not None else Subject(device_id=device_id)

@@ -338,7 +338,7 @@ class Pipeline:
                 subject = Subject(device_id=stranger.group)
         if event.kind in _MOMENTARY and not retain:
             event = self._press_in_time(event)
-        state = self._states.record(event)
+        state = self._states.record(event, subject)
         if self._on_device_event is not None and known:
             kinds = self._on_event_kinds
             if kinds is None or event.kind in kinds:
