@@ -215,12 +215,16 @@ _PERSISTED = frozenset(
 )
 
 
-def _mark(marks: dict[str, set[str]], key: Key) -> None:
+#: Rule → the subjects marked, as a dict's keys (see ``MemoryState._dirty``).
+Marks = dict[str, dict[str, None]]
+
+
+def _mark(marks: Marks, key: Key) -> None:
     """Mark ``key`` in a rule → subjects table (:class:`MemoryState`'s dirty marks)."""
     subjects = marks.get(key[0])
     if subjects is None:
-        subjects = marks[key[0]] = set()
-    subjects.add(key[1])
+        subjects = marks[key[0]] = {}
+    subjects[key[1]] = None
 
 
 def _number(doc: Mapping[str, object], name: str) -> float | None:
@@ -332,10 +336,13 @@ class MemoryState(StatePort):
         #: ``(due, rule, subject)``: no key tuple held per timer (the entry would hold one).
         self._heap: list[tuple[float, str, str]] = []
         #: Changed since the last drain, rule → subjects: no key tuple held per mark either
-        #: (3 × 10⁵ of them between two routine flushes).
-        self._dirty: dict[str, set[str]] = {}
+        #: (3 × 10⁵ of them between two routine flushes). The subjects are a dict's keys, not a
+        #: set: a set's table is twice a dict's for as many (16 bytes a slot, at most 60 % full;
+        #: the marks of a burst of 101 300 reports were 6.3 MB as sets, docs/benchmarks.md,
+        #: "Thirty-eighth pass").
+        self._dirty: Marks = {}
         #: Only routine changes, persisted on a slower cadence (see ``put``).
-        self._soft: dict[str, set[str]] = {}
+        self._soft: Marks = {}
 
     def __len__(self) -> int:
         return sum([len(table) for table in self._slots.values()]) + self._raw_count
@@ -550,7 +557,8 @@ class MemoryState(StatePort):
                 del dues[subject]
         for marks in (self._dirty, self._soft):
             for marked in marks.values():
-                marked.difference_update(wanted)
+                for subject in [s for s in marked if s in wanted]:
+                    del marked[subject]
         for rule, subject, state in rows:
             if subject in wanted:
                 key = (rule, subject)
@@ -576,7 +584,7 @@ class MemoryState(StatePort):
         if include_routine:
             for rule, subjects in self._soft.items():
                 if rule in dirty:
-                    dirty[rule] |= subjects
+                    dirty[rule].update(subjects)
                 else:
                     dirty[rule] = subjects
             self._soft = {}
@@ -585,7 +593,8 @@ class MemoryState(StatePort):
             for rule, subjects in dirty.items():
                 routine = soft.get(rule)
                 if routine:
-                    routine -= subjects
+                    for subject in subjects:
+                        routine.pop(subject, None)
         return {(rule, subject) for rule, subjects in dirty.items() for subject in subjects}
 
     def dirty_count(self) -> int:
@@ -608,9 +617,9 @@ class MemoryState(StatePort):
                 subjects = marks[rule]
                 routine = soft.get(rule) if durable else None
                 while subjects and len(keys) < limit:
-                    subject = subjects.pop()
+                    subject = subjects.popitem()[0]
                     if routine:
-                        routine.discard(subject)  # written now: not again as a routine change
+                        routine.pop(subject, None)  # written now: not again as a routine change
                     keys.append((rule, subject))
                 if not subjects:
                     del marks[rule]
