@@ -161,3 +161,34 @@ def test_a_registered_device_s_state_is_held_on_its_subject_and_a_stranger_s_in_
     assert states.record(Event("x-9", EventKind.DOOR_CLOSED, T + 2, "z2m", False), Subject("x-9")) is stranger
     assert states.get("nobody") is None
     assert len(states) == 2
+
+
+def test_the_first_four_kinds_are_held_in_fields_and_the_rest_in_a_list_of_their_own_size() -> None:
+    # A list and its array were 128 bytes a reporting device beside its state; four kinds in
+    # fields cover a door (open, closed, battery, signal) (docs/benchmarks.md, "Thirty-eighth pass").
+    states = DeviceStates(recent=8)
+    kinds = [
+        (EventKind.DOOR_OPEN, True),
+        (EventKind.BATTERY, 80.0),
+        (EventKind.SIGNAL, -70.5),
+        (EventKind.DOOR_CLOSED, False),
+        (EventKind.TAMPER, True),
+        (EventKind.HEARTBEAT, None),
+    ]
+    sent: dict[str, tuple[float, object]] = {}
+    for n, (kind, value) in enumerate(kinds):
+        state = states.record(Event("d", kind, T + n, "z2m", value, None))
+        sent[kind.value] = (T + n, value)
+        assert state.last == sent
+        # Four kinds or fewer: nothing beside the fields; past them exactly two items a kind.
+        assert state.more is None if n < 4 else state.more is not None and len(state.more) == 2 * (n - 3)
+    # Each kind updated in place, whichever way it is held; the others keep theirs.
+    for n, (kind, value) in enumerate(reversed(kinds)):
+        states.record(Event("d", kind, T + 100 + n, "z2m", value, None))
+        sent[kind.value] = (T + 100 + n, value)
+        assert state.last == sent
+        assert state.last_ts(kind.value) == T + 100 + n
+    assert state.values == [item for pair in sent.values() for item in pair]
+    assert state.kinds == tuple(sent) and len(state.more or ()) == 4
+    assert (state.battery, state.signal) == (80.0, -70.5)
+    assert state.last_ts("sos_press") is None

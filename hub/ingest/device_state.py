@@ -25,19 +25,30 @@ NEVER = float("-inf")
 _NO_ATTRS: Mapping[str, float | bool | str] = {}
 
 
+#: What a device state keeps of an event: its time, or its value.
+Reading = float | bool | str | None
+#: Kinds whose last ``(ts, value)`` a device state holds in fields of its own; the rest go to
+#: a list (:attr:`DeviceState.more`). Four: a door's open and closed, its battery and signal.
+INLINE_KINDS = 4
+
+
 @dataclass(slots=True)
 class DeviceState:
     device_id: str
     last_seen: float
     family: str
-    #: The last event of each kind the device reported, as two columns: ``kinds`` (the kinds'
-    #: values, first reported first) and ``values`` (``ts, value`` of each, in that order).
-    #: Not a dict of ``(ts, value)`` tuples: that was ≈ 350 bytes a reporting device (the
-    #: dict, its table and a tuple per kind), these are ≈ 100 — ``kinds`` is one tuple shared
-    #: by every device that reported the same kinds (``DeviceStates._shared_kinds``), ``values`` is
-    #: updated in place (no tuple made per event). Read through :attr:`last` and :meth:`last_ts`.
+    #: The last event of each kind the device reported: ``kinds`` (the kinds' values, first
+    #: reported first) and, for each in that order, its ``ts`` and ``value``: the first
+    #: :data:`INLINE_KINDS` in the fields ``t0, v0 … t3, v3``, any after them in ``more``
+    #: (``ts, value, ts, value …``). Read through :attr:`last`, :attr:`values` and :meth:`last_ts`.
+    #:
+    #: Not a dict of ``(ts, value)`` tuples: that was ≈ 350 bytes a reporting device (the dict,
+    #: its table and a tuple per kind). Not a list either, as it was until the thirty-eighth
+    #: pass: a list object and its array were 128 bytes a device beside the state, where eight
+    #: fields here are 64 (docs/benchmarks.md, "Thirty-eighth pass"). ``kinds`` is one tuple
+    #: shared by every device that reported the same kinds (``DeviceStates._shared_kinds``),
+    #: and an event updates its fields in place (no tuple made per event).
     kinds: tuple[str, ...]
-    values: list[float | bool | str | None]
     online: bool = True
     #: When the device's last battery, signal and heartbeat point was charted (the pipeline's
     #: health-series throttle). Here, not in a table per kind keyed by device id: those three
@@ -48,43 +59,95 @@ class DeviceState:
     battery_charted: float = NEVER
     signal_charted: float = NEVER
     heartbeat_charted: float = NEVER
+    t0: Reading = None
+    v0: Reading = None
+    t1: Reading = None
+    v1: Reading = None
+    t2: Reading = None
+    v2: Reading = None
+    t3: Reading = None
+    v3: Reading = None
+    more: list[Reading] | None = None
+
+    @property
+    def values(self) -> list[Reading]:
+        """``ts, value`` of each kind in ``kinds``, in that order (a copy)."""
+        return [self.at(i) for i in range(2 * len(self.kinds))]
+
+    def at(self, i: int) -> Reading:
+        """Position ``i`` of :attr:`values`: the ``ts`` (even) or ``value`` (odd) of kind ``i // 2``."""
+        if i < 4:
+            if i < 2:
+                return self.t0 if i == 0 else self.v0
+            return self.t1 if i == 2 else self.v1
+        if i < 8:
+            if i < 6:
+                return self.t2 if i == 4 else self.v2
+            return self.t3 if i == 6 else self.v3
+        more = self.more
+        if more is None:
+            raise IndexError(i)
+        return more[i - 8]
+
+    def keep(self, k: int, ts: Reading, value: Reading) -> None:
+        """The last ``ts`` and ``value`` of kind ``k`` (its position in ``kinds``; a new kind's is
+        ``len(kinds)`` before it is added). Stored as given: compiled, a narrowed float would be
+        boxed anew."""
+        if k < 2:
+            if k == 0:
+                self.t0, self.v0 = ts, value
+            else:
+                self.t1, self.v1 = ts, value
+        elif k < INLINE_KINDS:
+            if k == 2:
+                self.t2, self.v2 = ts, value
+            else:
+                self.t3, self.v3 = ts, value
+        else:
+            at = 2 * (k - INLINE_KINDS)
+            more = self.more
+            if more is None or at >= len(more):
+                # A new kind past the fields: the list grows to exactly its size (no spare slots).
+                self.more = [ts, value] if more is None else [*more, ts, value]
+            else:
+                more[at] = ts
+                more[at + 1] = value
 
     @property
     def last(self) -> dict[str, tuple[float, object]]:
         """Kind → ``(ts, value)`` of the device's last event of that kind (a copy)."""
-        values = self.values
-        # The even positions hold the events' ts (floats); the list's type cannot say so.
-        return {kind: (values[2 * i], values[2 * i + 1]) for i, kind in enumerate(self.kinds)}  # type: ignore[misc]
+        # The even positions hold the events' ts (floats); their type cannot say so.
+        return {kind: (self.at(2 * i), self.at(2 * i + 1)) for i, kind in enumerate(self.kinds)}  # type: ignore[misc]
 
     @property
     def battery(self) -> float | None:
         """The device's last battery reading (%), if it was a number."""
-        return _number(self.values, self.kinds, _BATTERY_KIND)
+        return _number(self, _BATTERY_KIND)
 
     @property
     def signal(self) -> float | None:
         """The device's last signal reading, if it was a number."""
-        return _number(self.values, self.kinds, _SIGNAL_KIND)
+        return _number(self, _SIGNAL_KIND)
 
     def last_ts(self, kind: str) -> float | None:
         """When the device's last event of ``kind`` (an ``EventKind`` value) happened, if any."""
         i = _position(self.kinds, kind)
         if i < 0:
             return None
-        return self.values[2 * i]  # type: ignore[return-value]  # an even position: a ts
+        return self.at(2 * i)  # type: ignore[return-value]  # an even position: a ts
 
 
-def _number(values: list[float | bool | str | None], kinds: tuple[str, ...], kind: str) -> float | None:
-    """The last value of ``kind`` in ``values`` if it is a float (read, not kept a second time).
+def _number(state: DeviceState, kind: str) -> float | None:
+    """The last value of ``kind`` if it is a float (read, not kept a second time).
 
     Battery and signal were fields of their own, set on every such reading: compiled, each
     store boxed the value anew, two float objects a reporting device beside the ones in
     ``values`` (≈ 6 MB at 100 000 devices; docs/benchmarks.md, "Twenty-ninth pass").
     """
-    i = _position(kinds, kind)
+    i = _position(state.kinds, kind)
     if i < 0:
         return None
-    value = values[2 * i + 1]
+    value = state.at(2 * i + 1)
     return value if isinstance(value, float) else None
 
 
@@ -222,7 +285,7 @@ class DeviceStates:
             registered.state if registered is not None else self._states.get(event.device_id)
         )
         if state is None:
-            state = DeviceState(event.device_id, ts, event.family, (), [])
+            state = DeviceState(event.device_id, ts, event.family, ())
             if registered is not None:
                 object.__setattr__(registered, "state", state)  # frozen: a memo, as ``Subject.plans``
             else:
@@ -239,12 +302,9 @@ class DeviceStates:
                 value = whole  # type: ignore[assignment]  # an equal float; see _whole
         i = _position(state.kinds, key)
         if i < 0:  # the device's first event of this kind
+            i = len(state.kinds)
             state.kinds = self._shared_kinds((*state.kinds, key))
-            state.values = [*state.values, stamp, value]  # exact size: no spare slots
-        else:
-            values = state.values
-            values[2 * i] = stamp
-            values[2 * i + 1] = value
+        state.keep(i, stamp, value)
         state.online = kind is not _OFFLINE
         return state
 
