@@ -305,3 +305,30 @@ def test_a_door_speaks_for_its_household_s_resident_only_when_one_lives_there(
         assert registry.subject(SOS_BUTTON).attributes["resident.id"] == "r1"  # named, not inferred
         location = registry.location("door-1")
         assert location is not None and location.community is shared and location.household is not None
+
+
+def test_every_device_is_located_in_the_building_unit_and_household_that_list_it() -> None:
+    """The household's unit and building are looked up, not kept as a tuple per household
+    (3.2 MB at 50 000 households): each device's location is still where the grids list its
+    household, its own or its resident's."""
+    (community,) = generate(
+        seed=2, grids=2, buildings_per_grid=3, elders_per_building=4, parking_per_grid=1
+    ).communities
+    model = Community.model_validate(community)
+    registry = Registry(communities=[model])
+    where = {h.id: (b, u, h) for g in model.grids for b in g.buildings for u in b.units for h in u.households}
+    residents = {r.id: r for r in model.residents}
+    located = 0
+    for device in model.devices:
+        location = registry.location(device.id)
+        assert location is not None
+        home = device.household
+        if home is None and device.resident is not None:
+            home = residents[device.resident].household
+        if home is None:
+            assert (location.building, location.unit, location.household) == (None, None, None)
+            continue
+        building, unit, household = where[home]
+        assert location.building is building and location.unit is unit and location.household is household
+        located += 1
+    assert located > len(model.devices) // 2

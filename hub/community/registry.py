@@ -79,7 +79,12 @@ class Registry:
         self._residents: dict[str, Resident] = {}
         #: A household's only resident, or ``None`` where several live (see ``_resident_of``).
         self._sole_resident: dict[str, Resident | None] = {}
-        self._households: dict[str, tuple[Building, Unit, Household]] = {}
+        #: A household's unit, and a unit's building (by the unit object's identity: the registry
+        #: holds every unit as long as it lives). Not a ``(building, unit, household)`` tuple per
+        #: household: those were 3.2 MB at 50 000 households (docs/benchmarks.md, "Thirty-eighth
+        #: pass"); the household is found again among its unit's few (:meth:`_household`).
+        self._households: dict[str, Unit] = {}
+        self._buildings: dict[int, Building] = {}
         self._places: dict[str, Place] = {}
         self._subjects: dict[str, Subject] = {}
         self._people: dict[str, tuple[Person, ...]] = {}
@@ -92,8 +97,9 @@ class Registry:
                 self._places.update((p.id, p) for p in grid.places)
                 for building in grid.buildings:
                     for unit in building.units:
+                        self._buildings[id(unit)] = building
                         for household in unit.households:
-                            self._households[household.id] = (building, unit, household)
+                            self._households[household.id] = unit
             self._residents.update((r.id, r) for r in community.residents)
             sole = self._sole_resident
             for resident in community.residents:
@@ -293,13 +299,20 @@ class Registry:
         community, grid = self._grids[device.grid]
         building = unit = household = None
         if device.household is not None:
-            building, unit, household = self._households[device.household]
+            building, unit, household = self._household(device.household)
         elif device.resident is not None:
             resident = self._residents[device.resident]
             if resident.household is not None:
-                building, unit, household = self._households[resident.household]
+                building, unit, household = self._household(resident.household)
         place = self._places.get(device.place) if device.place else None
         return Location(community, grid, building, unit, household, place)
+
+    def _household(self, household_id: str) -> tuple[Building, Unit, Household]:
+        """A registered household with its building and unit (``KeyError``: not registered)."""
+        unit = self._households[household_id]
+        # The last of that id, as the table kept the last one registered (ids may repeat).
+        household = next(h for h in reversed(unit.households) if h.id == household_id)
+        return self._buildings[id(unit)], unit, household
 
     def resident(self, resident_id: str) -> Resident | None:
         return self._residents.get(resident_id)
