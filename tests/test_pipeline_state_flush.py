@@ -67,10 +67,12 @@ async def test_a_report_s_time_is_one_object_in_the_device_state_and_the_rule_sl
     try:
         topic, payload = stream[0]
         hub.pipeline.handle(topic, payload)
-        (state,) = [s for d in hub.registry.devices() if (s := hub.states.get(d.id)) is not None]
+        ((device, state),) = [
+            (d.id, s) for d in hub.registry.devices() if (s := hub.states.get(d.id)) is not None
+        ]
         stamp = state.values[0]
         state_port = hub.evaluator.state
-        slots = [state_port.get(key) for key in state_port.slot_keys() if key[1] == state.device_id]
+        slots = [state_port.get(key) for key in state_port.slot_keys() if key[1] == device]
         times = [slot.last_ts for slot in slots if slot is not None and slot.last_ts is not None]
         assert times, "the report touched rule slots"
         assert all(t is stamp for t in times)

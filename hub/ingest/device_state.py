@@ -34,7 +34,10 @@ INLINE_KINDS = 4
 
 @dataclass(slots=True)
 class DeviceState:
-    device_id: str
+    """The last known state of one device. Its id is where it is held (its registry subject, or
+    the key of :class:`DeviceStates`' table), not a field: 16 bytes a reporting device
+    (docs/benchmarks.md, "Thirty-eighth pass")."""
+
     last_seen: float
     family: str
     #: The last event of each kind the device reported: ``kinds`` (the kinds' values, first
@@ -285,7 +288,7 @@ class DeviceStates:
             registered.state if registered is not None else self._states.get(event.device_id)
         )
         if state is None:
-            state = DeviceState(event.device_id, ts, event.family, ())
+            state = DeviceState(ts, event.family, ())
             if registered is not None:
                 object.__setattr__(registered, "state", state)  # frozen: a memo, as ``Subject.plans``
             else:
