@@ -175,3 +175,45 @@ def test_a_devices_elder_is_the_one_the_register_lists_it_under(
     if not simulated:
         assert found["d-alone-door"] is entries[0]  # a lone elder's unowned door
         assert found["d-pair-door"] is None  # two live there: the door is neither's
+
+
+#: A second community that reuses the first's household ids (ids are a community's own: the
+#: simulator numbers "b1-u1-101" in each), with an elder of its own alone in "h-alone".
+OTHER = """
+  - code: "110105001002"
+    name: 平安里社区
+    grids:
+      - code: "110105001002001"
+        name: 第一网格
+        buildings:
+          - id: b9
+            name: 9号楼
+            units:
+              - {id: b9-u1, name: 1单元, households: [{id: h-alone, room: "901"}, {id: h-pair, room: "902"}]}
+    people:
+      - {id: w-9, name: 网格员, role: grid_worker, grids: ["110105001002001"], shifts: [{start: "00:00", end: "00:00"}]}
+    residents:
+      - {id: r-other, name: 辛, household: h-alone, age: 85}
+    devices:
+      - {id: d-other-door, kind: door_sensor, model: MCCGQ11LM, grid: "110105001002001", household: h-alone}
+      - {id: d-other-pair-door, kind: door_sensor, model: MCCGQ11LM, grid: "110105001002001", household: h-pair}
+"""
+
+
+def test_household_ids_repeated_in_another_community_are_that_community_s_own(tmp_path: Path) -> None:
+    """A door is its own community's household's: its elder and its building are looked up there."""
+    path = tmp_path / "communities.yaml"
+    path.write_text(SHARED + OTHER, encoding="utf-8")
+    registry = Registry.load(path)
+    entries = register(registry)
+    found = {d.id: elder_of_device(registry, d.id, entries) for d in registry.devices()}
+    assert found == {i: _scanned_elder(entries, i) for i in found}
+    assert found["d-alone-door"] is not None and found["d-alone-door"].elder.id == "r-alone"
+    assert found["d-other-door"] is not None and found["d-other-door"].elder.id == "r-other"
+    assert found["d-other-pair-door"] is None  # nobody lives there in this community
+    for door, building, room in (("d-alone-door", "1号楼", "101"), ("d-other-door", "9号楼", "901")):
+        location = registry.location(door)
+        assert location is not None and location.building is not None and location.household is not None
+        assert (location.building.name, location.household.room) == (building, room)
+    assert registry.subject("d-other-door").attributes.get("resident.id") == "r-other"
+    assert registry.subject("d-other-pair-door").attributes.get("resident.id") is None

@@ -77,13 +77,16 @@ class Registry:
         #: device was ≈ 6 MB at 100 000 devices for what the grid code already says.
         devices_by_id: dict[str, Device] = {}
         self._residents: dict[str, Resident] = {}
-        #: A household's only resident, or ``None`` where several live (see ``_resident_of``).
-        self._sole_resident: dict[str, Resident | None] = {}
-        #: A household's unit, and a unit's building (by the unit object's identity: the registry
-        #: holds every unit as long as it lives). Not a ``(building, unit, household)`` tuple per
-        #: household: those were 3.2 MB at 50 000 households (docs/benchmarks.md, "Thirty-eighth
-        #: pass"); the household is found again among its unit's few (:meth:`_household`).
-        self._households: dict[str, Unit] = {}
+        #: Per community code, a household's only resident, or ``None`` where several live (see
+        #: ``_resident_of``). Per community: household ids are a community's own ("b1-u1-101" in
+        #: each), so a district-wide table gave one community's door another's resident.
+        self._sole_resident: dict[str, dict[str, Resident | None]] = {}
+        #: Per community code, a household's unit; and a unit's building (by the unit object's
+        #: identity: the registry holds every unit as long as it lives). Not a ``(building, unit,
+        #: household)`` tuple per household: those were 3.2 MB at 50 000 households
+        #: (docs/benchmarks.md, "Thirty-eighth pass"); the household is found again among its
+        #: unit's few (:meth:`_household`).
+        self._households: dict[str, dict[str, Unit]] = {}
         self._buildings: dict[int, Building] = {}
         self._places: dict[str, Place] = {}
         self._subjects: dict[str, Subject] = {}
@@ -92,6 +95,7 @@ class Registry:
         for community in self.communities:
             devices, residents = len(devices_by_id), len(self._residents)
             self._people[community.code] = community.people
+            homes = self._households.setdefault(community.code, {})
             for grid in community.grids:
                 self._grids[grid.code] = (community, grid)
                 self._places.update((p.id, p) for p in grid.places)
@@ -99,9 +103,9 @@ class Registry:
                     for unit in building.units:
                         self._buildings[id(unit)] = building
                         for household in unit.households:
-                            self._households[household.id] = unit
+                            homes[household.id] = unit
             self._residents.update((r.id, r) for r in community.residents)
-            sole = self._sole_resident
+            sole = self._sole_resident.setdefault(community.code, {})
             for resident in community.residents:
                 if resident.household is not None:
                     sole[resident.household] = None if resident.household in sole else resident
@@ -138,7 +142,7 @@ class Registry:
 
     def _subject(self, community: Community, device: Device, facts: FactsMemo) -> Subject:
         place = self._places[device.place].kind.value if device.place is not None else None
-        resident = self._resident_of(device)
+        resident = self._resident_of(device, community.code)
         # Everything the shared facts are made of, as one tuple, and the facts made from that
         # tuple alone: most devices find their twin's facts by it, no dict built for them
         # (``rules.facts``), and the key cannot leave out a fact the dict holds.
@@ -164,18 +168,20 @@ class Registry:
             record=device,
         )
 
-    def _resident_of(self, device: Device) -> Resident | None:
-        """The device's resident, or the only resident of the household whose door it is on."""
+    def _resident_of(self, device: Device, community: str) -> Resident | None:
+        """The device's resident, or the only resident of the household whose door it is on
+        (``community``: the code of the device's community)."""
         if device.resident is not None:
             return self._residents.get(device.resident)
         if device.household is not None:
-            return self._sole_resident.get(device.household)
+            sole = self._sole_resident.get(community)
+            return None if sole is None else sole.get(device.household)
         return None
 
     def _series_info(self, device: Device) -> SubjectInfo:
         location = self._located(device)
         building = location.building.name if location.building is not None else ""
-        resident = self._resident_of(device)
+        resident = self._resident_of(device, location.community.code)
         care = ""
         if resident is not None:
             care = (
@@ -299,17 +305,18 @@ class Registry:
         community, grid = self._grids[device.grid]
         building = unit = household = None
         if device.household is not None:
-            building, unit, household = self._household(device.household)
+            building, unit, household = self._household(community.code, device.household)
         elif device.resident is not None:
             resident = self._residents[device.resident]
             if resident.household is not None:
-                building, unit, household = self._household(resident.household)
+                building, unit, household = self._household(community.code, resident.household)
         place = self._places.get(device.place) if device.place else None
         return Location(community, grid, building, unit, household, place)
 
-    def _household(self, household_id: str) -> tuple[Building, Unit, Household]:
-        """A registered household with its building and unit (``KeyError``: not registered)."""
-        unit = self._households[household_id]
+    def _household(self, community: str, household_id: str) -> tuple[Building, Unit, Household]:
+        """A household of ``community`` (its code) with its building and unit (``KeyError``: not
+        registered there)."""
+        unit = self._households[community][household_id]
         # The last of that id, as the table kept the last one registered (ids may repeat).
         household = next(h for h in reversed(unit.households) if h.id == household_id)
         return self._buildings[id(unit)], unit, household
@@ -320,7 +327,9 @@ class Registry:
     def resident_of_device(self, device_id: str) -> Resident | None:
         """The registered device's resident, or the only resident of the household whose door it is on."""
         subject = self._subjects.get(device_id)
-        return None if subject is None else self._resident_of(_device(subject))
+        if subject is None or subject.community is None:
+            return None
+        return self._resident_of(_device(subject), subject.community)
 
     def grid(self, code: str) -> tuple[Community, Grid] | None:
         return self._grids.get(code)
