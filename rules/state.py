@@ -27,6 +27,7 @@ import logging
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -448,10 +449,13 @@ class MemoryState(StatePort):
 
     def _rebuild(self) -> None:
         # A slot not read yet has exactly one entry, the one it was restored with: keep it.
-        heap: list[tuple[float, str, str]] = (
-            [entry for entry in self._heap if self._unread(entry[1], entry[2])] if self._raw_count else []
+        # Read as objects: compiled, an entry typed ``tuple[float, str, str]`` is unpacked to a C
+        # double and boxed anew when kept, undoing the restored entries' sharing (see ``_queue``).
+        old = cast("list[tuple[object, str, str]]", self._heap)
+        entries: list[tuple[object, str, str]] = (
+            [entry for entry in old if self._unread(entry[1], entry[2])] if self._raw_count else []
         )
-        entries = cast("list[tuple[object, str, str]]", heap)
+        heap = cast("list[tuple[float, str, str]]", entries)
         for rule, table in self._slots.items():
             for subject, slot in table.items():
                 # Never ``slot.due`` tested for None and then stored: see :func:`_queue`.
@@ -616,8 +620,10 @@ class MemoryState(StatePort):
             for rule in list(marks):
                 subjects = marks[rule]
                 routine = soft.get(rule) if durable else None
-                while subjects and len(keys) < limit:
-                    subject = subjects.popitem()[0]
+                # Oldest first (a dict keeps the order of marking): a slice taken from the newest
+                # end would leave the oldest marks behind for as long as new ones keep coming.
+                for subject in list(islice(subjects, limit - len(keys))):
+                    del subjects[subject]
                     if routine:
                         routine.pop(subject, None)  # written now: not again as a routine change
                     keys.append((rule, subject))

@@ -830,3 +830,18 @@ def test_deadlines_armed_at_one_instant_share_their_times_through_a_restart() ->
     entries = [due for due, _, _ in lazy._heap]
     assert len(entries) == len(rows) and all(e is entries[0] for e in entries)
     assert lazy.pop_due(T0 + 0.5 + 7200.0) == [("device.offline", f"door-{i}") for i in range(5)]
+
+
+def test_marks_are_taken_oldest_first_so_none_waits_behind_newer_ones() -> None:
+    """The flush takes marks a slice at a time while events keep marking more: taken newest
+    first, the oldest could wait behind them for as long as new ones came (a crash then
+    restores their old state)."""
+    state = MemoryState()
+    for i in range(6):
+        state.put(("r", f"s{i}"), Slot("absence", due=T0 + i), durable=i % 2 == 0)
+    assert state.take_dirty(2) == [("r", "s0"), ("r", "s2")]  # durable marks first, in order
+    state.put(("r", "s9"), Slot("absence", due=T0 + 9))
+    state.put(("r", "s4"), Slot("absence", due=T0 + 4))  # marked again: keeps its place
+    assert state.take_dirty(2) == [("r", "s4"), ("r", "s9")]
+    assert state.take_dirty(10) == [("r", "s1"), ("r", "s3"), ("r", "s5")]
+    assert state.take_dirty(10) == [] and state.dirty_count() == 0
