@@ -144,7 +144,9 @@ def _hub_phase(conn: Connection, data: str) -> None:
             # What eviction could give back: the slots gone (bookkeeping included), collected.
             state.__init__()  # type: ignore[misc]  # emptied in place: the evaluator holds it
             out["slots_dropped"] = _rss()
-            hub.states.__init__()  # type: ignore[misc]
+            hub.states.__init__(subjects=hub.registry.registered)  # type: ignore[misc]
+            for subject in hub.registry.subjects():  # a registered device's is held on its subject
+                object.__setattr__(subject, "state", None)
             out["states_dropped"] = _rss()
         finally:
             await hub.timeseries.stop()

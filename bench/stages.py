@@ -40,7 +40,7 @@ from rules.subject import Subject
 from simulators.community import generate
 
 
-def _no_signals(event: Event, subject: Subject) -> list[Signal]:
+def _no_signals(event: Event, subject: Subject, *_: Any) -> list[Signal]:
     return []
 
 

@@ -16,6 +16,8 @@ import pytest
 from adapters.events import Event, EventKind
 from bench.instructions import InstructionsError, collected, measure, parse_without, taken_away
 from bench.run import measure_pipeline
+from hub.app import Hub
+from hub.clock import ManualClock
 from hub.ingest.device_state import DeviceStates
 from hub.ingest.pipeline import Pipeline
 from tests.conftest import server_missing
@@ -110,3 +112,20 @@ def test_the_same_code_counts_the_same_and_only_the_measured_messages() -> None:
     # Per message, not per run: start-up (imports, the community, the hub: billions of
     # instructions) is outside the count; a message is some hundreds of thousands.
     assert 20_000 <= count <= 2_000_000
+
+
+def test_with_the_device_state_taken_away_the_rules_keep_each_event_s_own_time(tmp_path: Path) -> None:
+    """The pipeline hands the rules the device state's object of a report's time only when the
+    device state recorded the event: taken away, its stamp is another event's (or none)."""
+    stream, settings = bench_stream(tmp_path, 4, client_id="linli-stamp-taken-away")
+    hub = Hub(settings=settings, clock=ManualClock(start=2_000_000_000.0))
+    try:
+        with taken_away(["device_state"]):
+            for topic, payload in stream:
+                hub.pipeline.handle(topic, payload)
+        state = hub.evaluator.state
+        slots = [slot for key in state.slot_keys() if (slot := state.get(key)) is not None]
+        times = [slot.last_ts for slot in slots if slot.last_ts is not None]  # not the armed deadlines
+        assert times and all(1e9 < t < 3e9 for t in times), times
+    finally:
+        hub.close()

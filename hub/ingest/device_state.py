@@ -283,7 +283,12 @@ class DeviceStates:
             self._stamp_of = ts
             self._stamp = ts
         stamp = self._stamp
-        registered = subject if subject is not None and subject.record is not None else None
+        # Only where ``get`` can find it again: with the registry's lookup.
+        registered = (
+            subject
+            if subject is not None and subject.record is not None and self._subjects is not None
+            else None
+        )
         state: DeviceState | None = (
             registered.state if registered is not None else self._states.get(event.device_id)
         )

@@ -354,7 +354,9 @@ class Pipeline:
         if retain and event.kind in _MOMENTARY:
             self.stats.retained_presses_skipped += 1
             return
-        signals = self._evaluator.on_event(event, subject, self._states.stamp)
+        # The device state's object of the report's time, if it recorded this event (a bench
+        # that takes the device state away has none, and its stamp is another event's).
+        signals = self._evaluator.on_event(event, subject, self._states.stamp if state is not None else None)
         if signals:
             self.apply_signals(self._mark_message(signals), subject)
 
