@@ -332,3 +332,45 @@ def test_every_device_is_located_in_the_building_unit_and_household_that_list_it
         assert location.building is building and location.unit is unit and location.household is household
         located += 1
     assert located > len(model.devices) // 2
+
+
+def test_a_resident_id_two_communities_register_never_fails_a_location() -> None:
+    """Started with ``strict=False`` (the hub does, and reports the clash), a device may resolve
+    its resident to the other community's, whose household its own community does not have:
+    its location then has no household, and its series tags and label are still made."""
+    first = """
+version: 1
+communities:
+  - code: "110105001001"
+    name: 甲社区
+    grids:
+      - code: "110105001001001"
+        name: 第一网格
+        buildings: [{id: b1, name: 1号楼, units: [{id: b1-u1, name: 1单元, households: [{id: h-a, room: "101"}]}]}]
+    residents: [{id: r-x, name: 甲, household: h-a, age: 80}]
+    devices: [{id: d-a, kind: sos_button, model: TS0215A, grid: "110105001001001", resident: r-x}]
+"""
+    second = """
+version: 1
+communities:
+  - code: "110105001002"
+    name: 乙社区
+    grids:
+      - code: "110105001002001"
+        name: 第一网格
+        buildings: [{id: b2, name: 2号楼, units: [{id: b2-u1, name: 1单元, households: [{id: h-b, room: "201"}]}]}]
+    residents: [{id: r-x, name: 乙, household: h-b, age: 70}]
+    devices: [{id: d-b, kind: sos_button, model: TS0215A, grid: "110105001002001", resident: r-x}]
+"""
+    # Two files, each valid alone: one file with both is refused before the registry is built.
+    communities = (*parse_yaml(first, file="first"), *parse_yaml(second, file="second"))
+    registry = Registry(communities=communities, strict=False)
+    assert registry.shared, "the clash is reported"
+    for device, community in (("d-a", "110105001001"), ("d-b", "110105001002")):
+        location = registry.location(device)
+        assert location is not None and location.community.code == community
+        assert registry.series_info(device).community == community
+        assert registry.place_label(device).startswith("第一网格")
+    located = registry.location("d-b")
+    assert located is not None and located.household is not None and located.household.room == "201"
+    assert registry.location("d-a") is not None and registry.location("d-a").household is None  # type: ignore[union-attr]

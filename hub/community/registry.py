@@ -303,20 +303,26 @@ class Registry:
 
     def _located(self, device: Device) -> Location:
         community, grid = self._grids[device.grid]
-        building = unit = household = None
-        if device.household is not None:
-            building, unit, household = self._household(community.code, device.household)
-        elif device.resident is not None:
-            resident = self._residents[device.resident]
-            if resident.household is not None:
-                building, unit, household = self._household(community.code, resident.household)
+        home: str | None = device.household
+        if home is None and device.resident is not None:
+            resident = self._residents.get(device.resident)
+            home = resident.household if resident is not None else None
+        building, unit, household = (
+            (None, None, None) if home is None else self._household(community.code, home)
+        )
         place = self._places.get(device.place) if device.place else None
         return Location(community, grid, building, unit, household, place)
 
-    def _household(self, community: str, household_id: str) -> tuple[Building, Unit, Household]:
-        """A household of ``community`` (its code) with its building and unit (``KeyError``: not
-        registered there)."""
-        unit = self._households[community][household_id]
+    def _household(
+        self, community: str, household_id: str
+    ) -> tuple[Building, Unit, Household] | tuple[None, None, None]:
+        """A household of ``community`` (its code) with its building and unit; three ``None``
+        where the community has no such household (a resident id two communities register,
+        ``strict=False``, may name the other's household: a location without it, not an error)."""
+        homes = self._households.get(community)
+        unit = None if homes is None else homes.get(household_id)
+        if unit is None:
+            return None, None, None
         # The last of that id, as the table kept the last one registered (ids may repeat).
         household = next(h for h in reversed(unit.households) if h.id == household_id)
         return self._buildings[id(unit)], unit, household
