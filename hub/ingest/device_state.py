@@ -283,12 +283,7 @@ class DeviceStates:
             self._stamp_of = ts
             self._stamp = ts
         stamp = self._stamp
-        # Only where ``get`` can find it again: with the registry's lookup.
-        registered = (
-            subject
-            if subject is not None and subject.record is not None and self._subjects is not None
-            else None
-        )
+        registered = self._holder(subject)
         state: DeviceState | None = (
             registered.state if registered is not None else self._states.get(event.device_id)
         )
@@ -381,12 +376,18 @@ class DeviceStates:
                 break
         return found
 
+    def _holder(self, subject: Subject | None) -> Subject | None:
+        """``subject`` if it holds its device's state: a registered one, and only where
+        :meth:`get` finds it again through the registry's lookup (``None``: the table does)."""
+        if subject is None or subject.record is None or self._subjects is None:
+            return None
+        return subject
+
     def get(self, device_id: str) -> DeviceState | None:
-        if self._subjects is not None:
-            subject = self._subjects(device_id)
-            if subject is not None and subject.record is not None:
-                held: DeviceState | None = subject.state
-                return held
+        registered = self._holder(self._subjects(device_id)) if self._subjects is not None else None
+        if registered is not None:
+            held: DeviceState | None = registered.state
+            return held
         return self._states.get(device_id)
 
     def __len__(self) -> int:
