@@ -53,6 +53,7 @@ from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.compact import collector_paused
 from hub.community.files import load_yaml
+from hub.community.personal import PersonalData
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
 from hub.errors import BrokerUnreachableError, ConfigError, MessageDeferred, NotStoredError, RegistryError
@@ -179,7 +180,14 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple
     with collector_paused(freeze=True):
         # Not strict: a store from before ids were checked across communities may hold a
         # shared one, and refusing to start would lose every community's SOS (Registry).
-        registry = Registry(communities=store.communities(), unassigned=store.unassigned(), strict=False)
+        # The residents' personal data kept packed as the copies are read (hub.community.personal).
+        personal = PersonalData()
+        registry = Registry(
+            communities=store.communities(personal=personal),
+            unassigned=store.unassigned(),
+            strict=False,
+            personal=personal,
+        )
     for clash in registry.shared:
         log.error(
             "registry: %s; the later community keeps it and the other's messages from it are"
@@ -447,6 +455,7 @@ class Hub:
         self.guardian_links = GuardianLinks(
             evaluations=self.evaluations,
             elder_of=self.visits.elder_of,
+            whole=self.registry.whole,
             preferences=load_preferences(settings.channels_file),
             store=self.store,
             clock=self.clock,

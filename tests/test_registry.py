@@ -304,7 +304,11 @@ def test_a_door_speaks_for_its_household_s_resident_only_when_one_lives_there(
         assert "resident.living_alone" not in door.attributes
         assert registry.subject(SOS_BUTTON).attributes["resident.id"] == "r1"  # named, not inferred
         location = registry.location("door-1")
-        assert location is not None and location.community is shared and location.household is not None
+        assert (
+            location is not None
+            and location.community is registry.communities[0]
+            and location.household is not None
+        )
 
 
 def test_every_device_is_located_in_the_building_unit_and_household_that_list_it() -> None:

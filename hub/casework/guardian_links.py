@@ -25,7 +25,7 @@ from hub.casework.evaluations import Evaluations
 from hub.channels.messages import CaseNotice, NoticeKind
 from hub.channels.preferences import Endpoint, EndpointKind, Preferences
 from hub.clock import Clock
-from hub.community.model import Contact
+from hub.community.model import Contact, Resident
 from hub.notify.webhooks import outbox_entry
 from hub.records import Recipient, new_notification_id
 from hub.storage.store import Store
@@ -39,6 +39,7 @@ class GuardianLinks:
         *,
         evaluations: Evaluations,
         elder_of: Callable[[str], RegisterEntry | None],
+        whole: Callable[[Resident], Resident],
         preferences: Preferences,
         store: Store,
         clock: Clock,
@@ -47,6 +48,8 @@ class GuardianLinks:
         self._evaluations = evaluations
         #: Device id → its elder's register entry (``Visits.elder_of``: the register it keeps).
         self._elder_of = elder_of
+        #: A register entry's resident with its personal data (``Registry.whole``).
+        self._whole = whole
         self._preferences = preferences
         self._store = store
         self._clock = clock
@@ -57,9 +60,9 @@ class GuardianLinks:
         entry = self._elder_of(case.subject)
         if entry is None:
             return []
-        return [
-            c for c in entry.resident.emergency_contacts if c.id is not None and self._endpoints(c.id, case)
-        ]
+        # The register holds residents without their personal data (hub.community.personal).
+        contacts = self._whole(entry.resident).emergency_contacts
+        return [c for c in contacts if c.id is not None and self._endpoints(c.id, case)]
 
     def _endpoints(self, guardian: str, case: Case) -> list[Endpoint]:
         # A guardian has no app topic of his own: an MQTT endpoint must name its topic.

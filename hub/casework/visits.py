@@ -652,7 +652,12 @@ class Visits:
         return self._casework.role_of(person)
 
     def resident(self, elder: str) -> Resident | None:
+        """The elder's record whole, personal data included."""
         return self._registry.resident(elder)
+
+    def whole(self, resident: Resident) -> Resident:
+        """A register entry's resident with its personal data (the register holds it without)."""
+        return self._registry.whole(resident)
 
     def open_cases(self, elder: str, devices: Sequence[str], *, per_subject: Mapping[str, int]) -> int:
         """Open cases of the elder's devices and of his care alerts (needs help), from

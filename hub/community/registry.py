@@ -28,6 +28,7 @@ from hub.community.model import (
     describe_shared,
     shared_ids,
 )
+from hub.community.personal import PersonalData
 from hub.community.roster import Person
 from hub.errors import RegistryError
 from hub.records import UnassignedDevice
@@ -67,8 +68,18 @@ class Registry:
         communities: Iterable[Community] = (),
         unassigned: Iterable[UnassignedDevice] = (),
         strict: bool = True,
+        personal: PersonalData | None = None,
     ) -> None:
-        self.communities = tuple(communities)
+        communities = tuple(communities)
+        #: The residents' addresses, phones, emergency contacts and medical notes, packed: the
+        #: communities and every record handed out hold none of it (``hub.community.personal``);
+        #: :meth:`resident` and :meth:`whole` give it to the reader who shows it.
+        #: ``personal``: what the store's read kept while it built ``communities`` (their
+        #: residents come without it), to which this adds the rest.
+        self._personal = PersonalData() if personal is None else personal
+        #: The communities with their residents' personal data kept apart (copies: the caller's
+        #: models are not changed).
+        self.communities = _kept_apart(communities, self._personal)
         #: Ids registered by more than one community, one sentence each (``strict=False`` only).
         self.shared: list[str] = []
         self._grids: dict[str, tuple[Community, Grid]] = {}
@@ -328,20 +339,49 @@ class Registry:
         return self._buildings[id(unit)], unit, household
 
     def resident(self, resident_id: str) -> Resident | None:
-        return self._residents.get(resident_id)
+        """The resident whole, personal data included (unpacked for this call)."""
+        held = self._residents.get(resident_id)
+        return None if held is None else self._personal.whole(held)
+
+    def whole(self, resident: Resident) -> Resident:
+        """A resident the registry holds (in :attr:`communities`, the elder register) with its personal data."""
+        return self._personal.whole(resident)
 
     def resident_of_device(self, device_id: str) -> Resident | None:
         """The registered device's resident, or the only resident of the household whose door it is on."""
         subject = self._subjects.get(device_id)
         if subject is None or subject.community is None:
             return None
-        return self._resident_of(_device(subject), subject.community)
+        held = self._resident_of(_device(subject), subject.community)
+        return None if held is None else self._personal.whole(held)
 
     def grid(self, code: str) -> tuple[Community, Grid] | None:
         return self._grids.get(code)
 
     def people_of(self, community_code: str) -> tuple[Person, ...]:
         return self._people.get(community_code, ())
+
+
+def _kept_apart(communities: tuple[Community, ...], personal: PersonalData) -> tuple[Community, ...]:
+    """``communities`` with each resident's personal data kept in ``personal`` instead.
+
+    Not a resident whose id another community registers too (``strict=False``): kept by id,
+    one's data would be the other's, so those are held whole (the first of them may come kept
+    already: the store's read keeps them as it builds, ``hub.community.trusted``).
+    """
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for community in communities:
+        for resident in community.residents:
+            (twice if resident.id in seen else seen).add(resident.id)
+    kept: list[Community] = []
+    for community in communities:
+        residents = tuple(
+            personal.release(r) if r.id in twice else personal.keep(r) for r in community.residents
+        )
+        changed = any(a is not b for a, b in zip(residents, community.residents, strict=True))
+        kept.append(community.model_copy(update={"residents": residents}) if changed else community)
+    return tuple(kept)
 
 
 def _device(subject: Subject) -> Device:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -46,6 +46,9 @@ from hub.community.model import (
     validate_record,
 )
 from hub.community.roster import Person
+
+if TYPE_CHECKING:  # hub.community.personal builds its records with this module's ``filled``
+    from hub.community.personal import PersonalData
 
 M = TypeVar("M")
 
@@ -87,8 +90,11 @@ class _Builder:
     model: 10–25 % less CPU for the whole build (docs/benchmarks.md, "Eighteenth pass").
     """
 
-    def __init__(self, full: dict[type[Any], set[str]]) -> None:
+    def __init__(self, full: dict[type[Any], set[str]], personal: PersonalData | None = None) -> None:
         self._full = full
+        #: Where the residents' personal data goes as they are built from columns (the records
+        #: hold none of it: ``hub.community.personal``); ``None``: records whole.
+        self._personal = personal
         self._sharing = KeySharing()
         self._shapes: dict[type[Any], _Shape] = {}
 
@@ -158,7 +164,7 @@ class _Builder:
         shape = self._shape(cls)
         if is_table(docs) and self._fits(shape, docs):
             _, keys, columns, _ = docs
-            return [_filled(shape.cls, keys, values) for values in zip(*columns, strict=True)]
+            return [filled(shape.cls, keys, values) for values in zip(*columns, strict=True)]
         return [
             _built(shape, doc) if doc.keys() == shape.fields else validate_record(cls, doc)
             for doc in each_row(docs)
@@ -188,6 +194,8 @@ class _Builder:
         at = keys.index("emergency_contacts")
         ready = list(columns)
         inner = nested.get("emergency_contacts")
+        if self._personal is not None and (inner is None or self._fits(self._shape(Contact), inner)):
+            return self._residents_kept_apart(self._personal, keys, columns, inner)
         if inner is None:  # nobody has a contact: each row's list is empty
             ready[at] = [tuple(self.plain(Contact, c)) for c in columns[at]]
         else:  # each row's count of the contacts, in order
@@ -197,7 +205,42 @@ class _Builder:
                 sliced.append(tuple(contacts[start : start + count]))
                 start += count
             ready[at] = sliced
-        return tuple(_filled(Resident, keys, values) for values in zip(*ready, strict=True))
+        return tuple(filled(Resident, keys, values) for values in zip(*ready, strict=True))
+
+    def _residents_kept_apart(
+        self,
+        personal: PersonalData,
+        keys: tuple[str, ...],
+        columns: tuple[list[Any], ...],
+        inner: Table | None,
+    ) -> tuple[Resident, ...]:
+        """The residents of a table, their personal data kept in ``personal`` from the columns.
+
+        No contact record, address or phone is built for a resident whose data is kept: built
+        and dropped, 20 MB of them at 100 000 devices left holes in the heap that the hub's
+        later objects, of other sizes, did not fill (docs/benchmarks.md, "Thirty-ninth pass").
+        """
+        at, rid = keys.index("emergency_contacts"), keys.index("id")
+        address, phone, notes = keys.index("address"), keys.index("phone"), keys.index("medical_notes")
+        if inner is None:  # nobody has a contact: each row's list is empty
+            contacts: list[tuple[Any, ...]] = []
+        else:  # every row's contacts, in order; each one's values in the record's field order
+            _, inner_keys, inner_columns, _ = inner
+            contacts = list(zip(*(inner_columns[inner_keys.index(k)] for k in _CONTACT_KEYS), strict=True))
+        start = 0
+        out: list[Resident] = []
+        for values in zip(*columns, strict=True):
+            count = len(values[at]) if inner is None else values[at]
+            own = contacts[start : start + count]
+            start += count
+            row = list(values)
+            if personal.keep_values(values[rid], values[address], values[phone], values[notes], own):
+                row[address] = row[phone] = row[notes] = ""
+                row[at] = ()
+            else:
+                row[at] = tuple(filled(Contact, _CONTACT_KEYS, c) for c in own)
+            out.append(filled(Resident, keys, tuple(row)))
+        return tuple(out)
 
     def devices(self, docs: list[dict[str, Any]] | Table) -> tuple[Device, ...]:
         shape = self._shape(Device)
@@ -241,15 +284,17 @@ class _Builder:
                     )
                 )
             else:
-                out.append(_filled(Device, keys, values))
+                out.append(filled(Device, keys, values))
         return tuple(out)
 
 
 #: The one key of a resident whose values are records of their own.
 _CONTACTS = frozenset({"emergency_contacts"})
+#: A contact's fields in declaration order (``hub.community.personal`` packs them so).
+_CONTACT_KEYS = field_names(Contact)
 
 
-def _filled(cls: type[M], keys: tuple[str, ...], values: tuple[Any, ...]) -> M:
+def filled(cls: type[M], keys: tuple[str, ...], values: tuple[Any, ...]) -> M:
     """A slotted record of ``cls`` holding ``values`` under ``keys`` (every field, any order)."""
     record = object.__new__(cls)
     for key, value in zip(keys, values, strict=True):
@@ -280,6 +325,12 @@ def _built(shape: _Shape, values: dict[str, Any]) -> Any:
     return model
 
 
-def community_from_store(doc: dict[str, Any], full: dict[type[Any], set[str]]) -> Community:
-    """The community a store row holds (``doc``: the parsed row, consumed), models sharing ``full``'s sets."""
-    return _Builder(full).community(doc)
+def community_from_store(
+    doc: dict[str, Any], full: dict[type[Any], set[str]], personal: PersonalData | None = None
+) -> Community:
+    """The community a store row holds (``doc``: the parsed row, consumed), models sharing ``full``'s sets.
+
+    With ``personal``, residents read from a start-up copy's columns come without their personal
+    data, which is kept there (``hub.community.personal``); from JSON they come whole.
+    """
+    return _Builder(full, personal).community(doc)

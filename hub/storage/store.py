@@ -28,6 +28,7 @@ import orjson
 
 from hub.community.compact import collector_paused
 from hub.community.model import Community, IdClaim, describe_shared, id_claim, shared_claims, shared_sentence
+from hub.community.personal import PersonalData
 from hub.community.trusted import community_from_store
 from hub.errors import RegistryError, StoreError
 from hub.records import Alert, AlertChange, Notification, QuarantineRecord, Recipient, UnassignedDevice
@@ -574,9 +575,12 @@ class Store:
     def communities_count(self) -> int:
         return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
 
-    def communities(self) -> list[Community]:
+    def communities(self, *, personal: PersonalData | None = None) -> list[Community]:
         """The registry's communities; equal strings (``hub.community.compact``) and fields sets
-        (``hub.community.trusted``) shared; from each row's start-up copy where it is sound."""
+        (``hub.community.trusted``) shared; from each row's start-up copy where it is sound.
+
+        With ``personal``, residents built from a copy come without their personal data, kept
+        there instead (``hub.community.personal``; for ``Registry(personal=…)``)."""
         rows = self._engine.execute(COMMUNITIES_WITH_COPIES).fetchall()
         strings: dict[str, str] = {}
         field_sets: dict[type[Any], set[str]] = {}
@@ -585,7 +589,7 @@ class Store:
         with collector_paused():
             for code, raw, _, packed in rows:
                 doc = bytes(raw)
-                result.append(self._community(code, doc, packed, strings, field_sets))
+                result.append(self._community(code, doc, packed, strings, field_sets, personal=personal))
         return result
 
     def _community(
@@ -595,6 +599,8 @@ class Store:
         packed: bytes | memoryview | None,
         strings: dict[str, str],
         field_sets: dict[type[Any], set[str]],
+        *,
+        personal: PersonalData | None,
     ) -> Community:
         """One row's community, from its start-up copy if that is sound and builds, else its JSON.
 
@@ -604,9 +610,12 @@ class Store:
         """
         parsed = community_pack.unpack(doc, packed, code=code)
         if parsed is not None:
+            kept = 0 if personal is None else len(personal)
             try:
-                return community_from_store(parsed, field_sets)
+                return community_from_store(parsed, field_sets, personal)
             except community_pack.COPY_ERRORS as exc:
+                if personal is not None:
+                    personal.forget_since(kept)  # the JSON's residents are built whole
                 log.warning(
                     "community %s: its start-up copy does not build (%r); its JSON is read", code, exc
                 )

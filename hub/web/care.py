@@ -413,7 +413,8 @@ def _elder_row(
         "assignee": elder.assignee,
         "name": entry.resident.name if personal else None,
         "age": entry.resident.age if personal else None,
-        "address": entry.resident.address if personal else None,
+        # The register holds residents without their personal data (hub.community.personal).
+        "address": visits.whole(entry.resident).address if personal else None,
         "devices": devices,
         "last_activity": max(seen) if seen else None,
         "last_visit": iso(last.record.at) if last is not None else None,

@@ -15,7 +15,7 @@ from typing import Any
 from adapters.events import Event
 from hub.cases.model import TimelineEntry
 from hub.clock import iso
-from hub.community.model import Community
+from hub.community.model import Community, Resident
 from hub.community.privacy import mask_name, resident_json
 from hub.community.registry import Registry
 from hub.ingest.device_state import DeviceStates, is_online
@@ -109,6 +109,7 @@ def community_json(
     community: Community,
     *,
     personal: Callable[[str | None], bool],
+    with_personal_data: Callable[[Resident], Resident],
     visible: Callable[[str], bool] = lambda grid: True,
     locations: Callable[[str], bool] = lambda grid: True,
     staff_names: bool = True,
@@ -138,7 +139,7 @@ def community_json(
     for resident in community.residents:
         grid_code = grid_of_household.get(resident.household) if resident.household else None
         residents_by_household.setdefault(resident.household, []).append(
-            resident_json(resident, personal=personal(grid_code))
+            resident_json(with_personal_data(resident), personal=personal(grid_code))
         )
     return {
         "code": community.code,

@@ -38,6 +38,7 @@ def add_community_routes(api: FastAPI, web: Api) -> None:
             tree = community_json(
                 c,
                 personal=functools.partial(may, reach, Permission.PERSONAL_DATA, c.code),
+                with_personal_data=web.registry.whole,
                 visible=functools.partial(may, reach, Permission.READ, c.code),
                 locations=functools.partial(may, reach, Permission.LOCATIONS, c.code),
                 staff_names=reach.may_ever(Permission.PERSONAL_DATA),
