@@ -113,8 +113,8 @@ class CompiledRule:
         return self.communities is None or community in self.communities
 
     def scope_match(self, subject: Subject) -> bool:
-        attrs = subject.attributes
-        return all(equal(attrs.get(name), value) for name, value in self.attributes)
+        # ``fact``, not ``attributes``: a resident-scoped rule reads the device's own id.
+        return all(equal(subject.fact(name), value) for name, value in self.attributes)
 
     def subject_match(self, subject: Subject, event: Event | None) -> bool:
         if not self.scope_match(subject):
@@ -281,8 +281,7 @@ class Evaluator:
         that plus the subject's values of every attribute named in a scope → rules by full scope.
         The per-device memo is :meth:`plan`'s (one entry per device and kind, not two).
         """
-        attrs = subject.attributes
-        signature = tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes])
+        signature = tuple([(v := subject.fact(name), type(v)) for name in self._scope_attributes])
         full_key = (kind, subject.kind, subject.grid, subject.community, signature)
         found = self._memo.get(full_key)
         if found is None:
@@ -345,15 +344,15 @@ class Evaluator:
         """The plan table of ``subject``'s profile (``_Profile``): what :meth:`plan` reads of a
         subject is its kind, grid, community and scope attributes (:meth:`candidates`), its
         heartbeat (:func:`period_for`) and, through overrides, the triggers resolved for it."""
-        attrs = subject.attributes
-        beat = attrs.get(HEARTBEAT_ATTRIBUTE)
+        beat = subject.fact(HEARTBEAT_ATTRIBUTE)
         # The overridden triggers are the rule set's, alive while its tables are: their ids are
         # theirs for as long as a profile names them.
         profile: _Profile = (
             subject.kind,
             subject.grid,
             subject.community,
-            tuple([(v := attrs.get(name), type(v)) for name in self._scope_attributes]),
+            # By ``fact``: a scope naming ``resident.id`` tells devices apart by their own ids.
+            tuple([(v := subject.fact(name), type(v)) for name in self._scope_attributes]),
             (beat, type(beat)),
             tuple([id(c.trigger_for(subject)) for c in self._overridden]),
         )

@@ -172,7 +172,7 @@ def _name_getter(name: str, pos: int) -> Getter:
             return lambda e, s: s.community
         if attr == "id":
             return lambda e, s: s.device_id
-        return lambda e, s: s.attributes.get(attr)
+        return lambda e, s: s.fact(attr)
     raise ExprError(
         f"unknown name {name!r} at {pos + 1}; use value, kind, attrs.<key> or subject.<attribute>"
     )

@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rules.errors import RuleError
 from rules.model import Rule, Trigger
-from rules.subject import Subject
+from rules.subject import RESIDENT_ID, Subject
 from rules.triggers import AnyTrigger
 
 #: ``{rule_id: {selector: {field: value}}}`` as read from config.
@@ -59,7 +59,7 @@ class RuleOverrides:
 
     def trigger_for(self, default: AnyTrigger, subject: Subject) -> AnyTrigger:
         table = self.by_selector
-        resident = subject.attributes.get("resident.id")
+        resident = subject.fact(RESIDENT_ID)
         if resident is not None and (hit := table.get(f"resident:{resident}")) is not None:
             return hit
         if subject.grid is not None and (hit := table.get(f"grid:{subject.grid}")) is not None:

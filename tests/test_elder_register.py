@@ -215,5 +215,5 @@ def test_household_ids_repeated_in_another_community_are_that_community_s_own(tm
         location = registry.location(door)
         assert location is not None and location.building is not None and location.household is not None
         assert (location.building.name, location.household.room) == (building, room)
-    assert registry.subject("d-other-door").attributes.get("resident.id") == "r-other"
-    assert registry.subject("d-other-pair-door").attributes.get("resident.id") is None
+    assert registry.subject("d-other-door").fact("resident.id") == "r-other"
+    assert registry.subject("d-other-pair-door").fact("resident.id") is None

@@ -293,16 +293,16 @@ def test_a_door_speaks_for_its_household_s_resident_only_when_one_lives_there(
 ) -> None:
     """A door sensor names a household, not a person: the living-alone rules may read its sole
     resident's facts. With two or three residents the door is nobody's in particular."""
-    assert Registry(communities=communities).subject("door-1").attributes["resident.id"] == "r1"
+    assert Registry(communities=communities).subject("door-1").fact("resident.id") == "r1"
     [community] = communities
     spouse = dataclasses.replace(community.residents[0], id="r2", name="张建国", living_alone=False)
     for residents in ((spouse,), (spouse, dataclasses.replace(spouse, id="r3"))):
         shared = community.model_copy(update={"residents": (*community.residents, *residents)})
         registry = Registry(communities=[shared])
         door = registry.subject("door-1")
-        assert door.known and "resident.id" not in door.attributes, len(residents)
+        assert door.known and door.fact("resident.id") is None, len(residents)
         assert "resident.living_alone" not in door.attributes
-        assert registry.subject(SOS_BUTTON).attributes["resident.id"] == "r1"  # named, not inferred
+        assert registry.subject(SOS_BUTTON).fact("resident.id") == "r1"  # named, not inferred
         location = registry.location("door-1")
         assert (
             location is not None

@@ -34,7 +34,7 @@ from hub.errors import RegistryError
 from hub.records import UnassignedDevice
 from hub.timeseries.schema import SubjectInfo
 from rules.facts import FactsMemo
-from rules.subject import Subject
+from rules.subject import Subject, own_ids
 
 _NO_SERIES_INFO = SubjectInfo()
 
@@ -173,10 +173,10 @@ class Registry:
             kind=device.kind,
             grid=device.grid,
             community=community.code,
-            attributes=facts.of(
-                shared, resident=None if resident is None else resident.id, place=device.place
-            ),
+            # The shared dict itself: the device's own ids are ``own``, not a mapping per device.
+            attributes=shared,
             record=device,
+            own=own_ids(None if resident is None else resident.id, device.place),
         )
 
     def _resident_of(self, device: Device, community: str) -> Resident | None:

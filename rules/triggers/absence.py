@@ -39,7 +39,7 @@ Seeded = tuple[Mapping[str, float], float | None, float | None]
 def period_for(trigger: AbsenceTrigger, subject: Subject) -> float | None:
     """``for_heartbeats × device.heartbeat_s`` when both are known, else ``for`` (may be ``None``)."""
     if trigger.for_heartbeats is not None:
-        beat = subject.attributes.get(HEARTBEAT_ATTRIBUTE)
+        beat = subject.fact(HEARTBEAT_ATTRIBUTE)
         if isinstance(beat, int | float) and not isinstance(beat, bool) and beat > 0:
             return trigger.for_heartbeats * float(beat)
     return trigger.for_
