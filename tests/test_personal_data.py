@@ -59,7 +59,7 @@ def test_the_registry_holds_no_personal_data_and_gives_it_whole_on_request(commu
     # The elder register holds the record without it too; the rule facts are unchanged.
     (entry,) = register(registry)
     assert entry.resident.phone == "" and registry.whole(entry.resident) == whole
-    assert registry.subject(SOS_BUTTON).attributes["resident.id"] == "r1"
+    assert registry.subject(SOS_BUTTON).fact("resident.id") == "r1"
     assert registry.subject("door-1").attributes["resident.living_alone"] is True
 
 
