@@ -84,8 +84,9 @@ from hub.notify.routing import Routing
 from hub.notify.webhooks import WebhookSender
 from hub.records import AlertChange, alert_json
 from hub.steps import run_in_turns
+from hub.storage import community_pack
 from hub.storage.cases import CaseStore
-from hub.storage.community_copies import make_in_child
+from hub.storage.community_copies import make_in_child, make_in_child_now
 from hub.storage.nonces import ReplyNonces
 from hub.storage.rule_state import RuleStateStore
 from hub.storage.rule_state_file import RuleStateFile, path_beside
@@ -175,6 +176,11 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple
                 " imported: fix the file and restart (linli doctor checks it)"
             )
             log.critical("%s", refused)
+    # A large community without its start-up copy (just imported, or never copied) is copied
+    # in a child first: read from its JSON here, the parse's holes stayed in the hub's heap
+    # (hub.storage.community_copies.make_in_child_now).
+    if store.copies_missing(at_least=community_pack.WORTH_BYTES):
+        make_in_child_now(settings.store.resolved_url(Path(settings.data_dir)))
     # 10⁵ devices' objects, kept for the process's life: no collections while they are built,
     # none walking them after (frozen).
     with collector_paused(freeze=True):

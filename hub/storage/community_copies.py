@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import sys
 import time
 from typing import Any
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: The child's run is bounded: at 100 000 devices it takes ≈ 3 s of which imports ≈ 0.5 s.
 CHILD_TIMEOUT_S = 600.0
+#: … and tighter before a start (:func:`make_in_child_now`): the hub handles no press while it
+#: waits, and reading the JSON instead only costs memory.
+BEFORE_START_TIMEOUT_S = 60.0
 CHECKPOINT_TRIES = 20
 CHECKPOINT_RETRY_S = 0.1
 
@@ -91,6 +95,39 @@ def _checkpoint(store: Store) -> None:
         if log_frames <= 0 or done >= log_frames:
             return
         time.sleep(CHECKPOINT_RETRY_S)
+
+
+def make_in_child_now(url: str, *, timeout_s: float = BEFORE_START_TIMEOUT_S) -> bool:
+    """:func:`make_copies` in a child process, waited for (the hub is not started yet); ``False``
+    (logged) if it failed or took longer than ``timeout_s``: the hub then reads the JSON.
+
+    For a hub about to read a community that has no copy (a cold start, a changed file): built
+    from the 44 MB JSON of a 100 000-device community in the hub's own process, the parse left
+    ≈ 50 MB of holes in its heap that its later objects never filled (docs/benchmarks.md,
+    "Thirty-ninth pass"). Read from the copy, the hub's heap is the restart's.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.storage.community_copies"],
+            input=url.encode(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed and waited for the child
+        log.warning("communities' start-up copies not made within %.0f s; the JSON is read", timeout_s)
+        return False
+    except OSError as exc:
+        log.warning("communities' start-up copies not made (%s); the JSON is read", exc)
+        return False
+    if done.returncode != 0:
+        last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["(no output)"]
+        log.warning(
+            "communities' start-up copies not made (exit %s: %s); the JSON is read", done.returncode, last[0]
+        )
+        return False
+    return True
 
 
 async def make_in_child(url: str, *, timeout_s: float = CHILD_TIMEOUT_S) -> bool:

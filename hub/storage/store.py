@@ -572,6 +572,16 @@ class Store:
         ]
         raise RegistryError(describe_shared(sentences), file=source, field="communities")
 
+    def copies_missing(self, *, at_least: int) -> int:
+        """How many communities of a JSON doc of ``at_least`` bytes have no start-up copy (an
+        import drops a changed community's copy; ``hub.storage.community_copies`` makes them)."""
+        row = self._engine.execute(
+            "SELECT count(*) FROM communities c LEFT JOIN community_copies p ON p.code = c.code"
+            " WHERE p.code IS NULL AND length(c.doc) >= ?",
+            (at_least,),
+        ).fetchone()
+        return int(row[0])
+
     def communities_count(self) -> int:
         return int(self._engine.execute("SELECT count(*) FROM communities").fetchone()[0])
 
