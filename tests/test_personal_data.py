@@ -136,3 +136,61 @@ def test_the_store_read_keeps_personal_data_as_it_builds_residents_from_a_copy(
         assert [registry.resident(r.id) for r in residents] == residents
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("copied", ["none", "first", "both"])
+@pytest.mark.parametrize(("first_has", "second_has"), [(False, True), (True, False), (True, True)])
+def test_an_id_two_stored_communities_register_keeps_each_its_own_data(
+    community: Community,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    copied: str,
+    first_has: bool,
+    second_has: bool,
+) -> None:
+    """The store's read keeps personal data as it builds a copy's residents; an id that a later
+    community registers too must then give each community's record its own data back, never
+    the other's, whichever has data and whichever was read from a copy (a store written before
+    ids were checked across communities: the hub starts on it with ``strict=False``)."""
+    monkeypatch.setattr(community_pack, "WORTH_BYTES", 0)
+    monkeypatch.setattr(Store, "_refuse_shared_ids", staticmethod(lambda *_, **__: None))
+    base = community.residents[0]
+    none = dataclasses.replace(base, address="", phone="", emergency_contacts=(), medical_notes="")
+    first = community.model_copy(update={"residents": (base if first_has else none,)})
+    theirs = dataclasses.replace(
+        base,
+        household=None,
+        phone="13700000000",
+        address="另一社区",
+        emergency_contacts=(Contact(id="g2", name="另一家", phone="13911112222"),),
+    )
+    second = community.model_copy(
+        update={
+            "code": "110105001002",
+            "grids": (),
+            "devices": (),
+            "people": (),
+            "residents": (theirs if second_has else dataclasses.replace(none, household=None),),
+        }
+    )
+    store = Store(url=f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        store.save_communities([first], at=T0)
+        if copied != "none":
+            make_copies(store)
+        store.save_communities([second], at=T0 + 1)
+        if copied == "both":
+            make_copies(store)
+        personal = PersonalData()
+        registry = Registry(communities=store.communities(personal=personal), strict=False, personal=personal)
+    finally:
+        store.close()
+    assert registry.shared
+    held = [c.residents[0] for c in registry.communities]
+    assert [registry.whole(r) for r in held] == [first.residents[0], second.residents[0]]
+    # The later community keeps the id (Registry): its resident is the one the cases see.
+    assert registry.resident(base.id) == second.residents[0]
+    originals = {first.code: first.residents[0], second.code: second.residents[0]}
+    entries = register(registry)
+    assert entries  # the first community's elder (the second's has no household and no device)
+    assert all(registry.whole(e.resident) == originals[e.elder.community] for e in entries)

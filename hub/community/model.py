@@ -67,6 +67,22 @@ def validate_record(cls: type[R], doc: object) -> R:
     return record
 
 
+def filled(cls: type[R], keys: tuple[str, ...], values: tuple[Any, ...]) -> R:
+    """A record of ``cls`` holding ``values`` under ``keys`` (every field, any order), not validated:
+    for values read back from what was validated when it was imported (``hub.community.trusted``)."""
+    record = object.__new__(cls)
+    for key, value in zip(keys, values, strict=True):
+        object.__setattr__(record, key, value)  # past the frozen class's __setattr__, as its __init__
+    return record
+
+
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A model's or a record's fields, in declaration order: the order a dump writes them in."""
+    if issubclass(cls, BaseModel):
+        return tuple(cls.model_fields)
+    return tuple(cls.__pydantic_fields__)
+
+
 def dump_record(record: object, *, mode: Literal["json", "python"] = "python") -> dict[str, Any]:
     """A record's fields as a dict (what ``model_dump(mode=…)`` is for a model)."""
     serializer: SchemaSerializer = type(record).__pydantic_serializer__  # type: ignore[attr-defined]

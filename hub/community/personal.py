@@ -22,18 +22,30 @@ from typing import Any
 
 import orjson
 
-from hub.community.model import Contact, Resident
-from hub.community.trusted import field_names, filled
+from hub.community.model import Contact, Resident, field_names, filled
 
-#: The resident fields this keeps packed, and their empty values in the records held.
-PERSONAL_FIELDS: dict[str, Any] = {"address": "", "phone": "", "emergency_contacts": (), "medical_notes": ""}
+
+class _Kept(tuple[Contact, ...]):
+    """The type of :data:`KEPT`: an empty tuple that is not ``()`` itself."""
+
+    __slots__ = ()
+
+
+#: What a record whose personal data is kept here holds as its emergency contacts: empty, as
+#: ``()`` is, and equal to it, but this one object. It is what tells such a record from one
+#: that truly has no personal data: a guess from emptiness gave one community's resident the
+#: data of another community's resident of the same id (``Registry(strict=False)``).
+KEPT = _Kept()
+#: The resident fields this keeps packed, and what the records held have instead.
+PERSONAL_FIELDS: dict[str, Any] = {
+    "address": "",
+    "phone": "",
+    "emergency_contacts": KEPT,
+    "medical_notes": "",
+}
 _RESIDENT_KEYS = field_names(Resident)
 #: A contact's fields, in the order its values are packed.
 CONTACT_KEYS = field_names(Contact)
-
-
-def has_personal_data(resident: Resident) -> bool:
-    return bool(resident.address or resident.phone or resident.emergency_contacts or resident.medical_notes)
 
 
 class PersonalData:
@@ -80,9 +92,9 @@ class PersonalData:
         return True
 
     def whole(self, resident: Resident) -> Resident:
-        """The record :meth:`keep` returned, whole again; any other record as it is."""
-        if has_personal_data(resident):
-            return resident  # not one this stripped: a record read elsewhere, already whole
+        """The record :meth:`keep` returned (or the store's read made), whole again; any other as it is."""
+        if resident.emergency_contacts is not KEPT:
+            return resident  # whole already: kept whole, or read elsewhere
         packed = self._packed.get(resident.id)
         if packed is None:
             return resident

@@ -343,6 +343,11 @@ class Registry:
         held = self._residents.get(resident_id)
         return None if held is None else self._personal.whole(held)
 
+    def held_resident(self, resident_id: str) -> Resident | None:
+        """The resident as held, without personal data: for a name, a household, the care flags
+        (pages that list many; :meth:`resident` unpacks, ≈ 6 µs a record)."""
+        return self._residents.get(resident_id)
+
     def whole(self, resident: Resident) -> Resident:
         """A resident the registry holds (in :attr:`communities`, the elder register) with its personal data."""
         return self._personal.whole(resident)

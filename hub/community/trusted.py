@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -43,25 +43,18 @@ from hub.community.model import (
     Resident,
     Street,
     Unit,
+    field_names,
+    filled,
     validate_record,
 )
+from hub.community.personal import CONTACT_KEYS, KEPT, PersonalData
 from hub.community.roster import Person
-
-if TYPE_CHECKING:  # hub.community.personal builds its records with this module's ``filled``
-    from hub.community.personal import PersonalData
 
 M = TypeVar("M")
 
 _KINDS = {kind.value: kind for kind in DeviceKind}
 _PLACE_KINDS = {kind.value: kind for kind in PlaceKind}
 _set = object.__setattr__
-
-
-def field_names(cls: type[Any]) -> tuple[str, ...]:
-    """A model's or a record's fields, in declaration order: the order a dump writes them in."""
-    if issubclass(cls, BaseModel):
-        return tuple(cls.model_fields)
-    return tuple(cls.__pydantic_fields__)
 
 
 class _Shape:
@@ -226,7 +219,7 @@ class _Builder:
             contacts: list[tuple[Any, ...]] = []
         else:  # every row's contacts, in order; each one's values in the record's field order
             _, inner_keys, inner_columns, _ = inner
-            contacts = list(zip(*(inner_columns[inner_keys.index(k)] for k in _CONTACT_KEYS), strict=True))
+            contacts = list(zip(*(inner_columns[inner_keys.index(k)] for k in CONTACT_KEYS), strict=True))
         start = 0
         out: list[Resident] = []
         for values in zip(*columns, strict=True):
@@ -236,9 +229,9 @@ class _Builder:
             row = list(values)
             if personal.keep_values(values[rid], values[address], values[phone], values[notes], own):
                 row[address] = row[phone] = row[notes] = ""
-                row[at] = ()
+                row[at] = KEPT  # what tells a kept record from one without personal data
             else:
-                row[at] = tuple(filled(Contact, _CONTACT_KEYS, c) for c in own)
+                row[at] = tuple(filled(Contact, CONTACT_KEYS, c) for c in own)
             out.append(filled(Resident, keys, tuple(row)))
         return tuple(out)
 
@@ -290,16 +283,6 @@ class _Builder:
 
 #: The one key of a resident whose values are records of their own.
 _CONTACTS = frozenset({"emergency_contacts"})
-#: A contact's fields in declaration order (``hub.community.personal`` packs them so).
-_CONTACT_KEYS = field_names(Contact)
-
-
-def filled(cls: type[M], keys: tuple[str, ...], values: tuple[Any, ...]) -> M:
-    """A slotted record of ``cls`` holding ``values`` under ``keys`` (every field, any order)."""
-    record = object.__new__(cls)
-    for key, value in zip(keys, values, strict=True):
-        _set(record, key, value)
-    return record
 
 
 def _built(shape: _Shape, values: dict[str, Any]) -> Any:
