@@ -207,3 +207,23 @@ def test_keys_find_kept_facts_and_equal_facts_under_two_keys_are_one() -> None:
     again = memo.keep(("other key",), {"device.model": "HS1EB", "device.heartbeat_s": 3600}.copy())
     assert again is not kept  # 3600 is not 3600.0
     assert memo.keep(("other key",), {"device.model": "HS1EB", "device.heartbeat_s": 3600.0}) is kept
+
+
+def test_a_resident_scope_alone_tells_registry_twins_apart() -> None:
+    """Without an override to set them apart, the plans shared by profile must still keep a rule
+    scoped to one resident off the other's device (the profile reads the scope's facts)."""
+    registry = _registry()
+    first, second = _twins(registry)
+    packs = load_packs()
+    battery = next(r for r in packs if r.id == "device.battery_low_percent")
+    doc = battery.model_dump(by_alias=True, exclude_none=True)
+    doc["id"] = "t.battery_of_one"
+    doc["scope"] = {"attributes": {RESIDENT_ID: first.fact(RESIDENT_ID)}}
+    doc["trigger"] = {**doc["trigger"], "below": 50, "clear_above": 60}
+    evaluator = Evaluator(rules=[*packs, Rule.model_validate(doc)], state=MemoryState(), zone="Asia/Shanghai")
+    fired = {}
+    for subject in (second, first):  # the other one first: its plan must not be the first's
+        event = Event(subject.device_id, EventKind.BATTERY, T0, "native", 35)
+        fired[subject.device_id] = {s.rule_id for s in evaluator.on_event(event, subject)}
+    assert fired[first.device_id] == {"t.battery_of_one"}
+    assert fired[second.device_id] == set()

@@ -138,9 +138,16 @@ def community_json(
     residents_by_household: dict[str | None, list[dict[str, Any]]] = {}
     for resident in community.residents:
         grid_code = grid_of_household.get(resident.household) if resident.household else None
-        residents_by_household.setdefault(resident.household, []).append(
-            resident_json(with_personal_data(resident), personal=personal(grid_code))
+        # Only the residents the tree shows are unpacked (≈ 6 µs each, 50 000 in a district).
+        shown = (
+            personal(None)
+            if resident.household is None
+            else grid_code is not None and visible(grid_code) and locations(grid_code)
         )
+        if shown:
+            residents_by_household.setdefault(resident.household, []).append(
+                resident_json(with_personal_data(resident), personal=personal(grid_code))
+            )
     return {
         "code": community.code,
         "name": community.name,

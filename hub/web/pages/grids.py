@@ -166,7 +166,7 @@ def grid_detail_steps(web: Api, reach: Reach, code: str) -> Steps[GridDetail]:
             continue
         household = device.household
         if household is None and device.resident is not None:
-            resident = web.registry.resident(device.resident)
+            resident = web.registry.held_resident(device.resident)  # its household only
             household = resident.household if resident is not None else None
         if locations and household is not None:
             by_household.setdefault(household, []).append(device)

@@ -69,7 +69,7 @@ def elder_of(web: Api, reach: Reach, device_id: str, where: Where) -> str:
     device = web.registry.device(device_id)
     if device is None or device.resident is None:
         return ""
-    resident = web.registry.resident(device.resident)
+    resident = web.registry.held_resident(device.resident)  # its name only
     if resident is None:
         return ""
     return resident.name if reach.allows(Permission.PERSONAL_DATA, where) else mask_name(resident.name)
