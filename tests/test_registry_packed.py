@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
+from hub import app
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.community import columns
 from hub.community.model import Community
 from hub.storage import community_pack
-from hub.storage.community_copies import make_copies, make_in_child
+from hub.storage.community_copies import make_copies, make_in_child, make_in_child_now
 from hub.storage.store import Store
-from tests.helpers import hub_settings
+from tests.helpers import SOS_BUTTON, hub_settings
 from tests.support.servers import Broker
 from tests.test_registry_trusted import T0, _community, _same
 
@@ -265,10 +266,28 @@ async def test_a_cancelled_child_is_killed_and_awaited(
     assert not await make_in_child(f"sqlite:///{tmp_path / 's.sqlite3'}", timeout_s=0.5)
 
 
+async def test_a_hub_starting_on_a_community_without_a_copy_has_it_made_first(
+    tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold start (or a changed file) reads its registry from a copy a child made before: the
+    JSON's parse never enters the hub's heap (hub.storage.community_copies.make_in_child_now)."""
+    monkeypatch.setattr(community_pack, "WORTH_BYTES", 0)  # the test community is small
+    read: list[int] = []
+    monkeypatch.setattr(community_pack, "parse", lambda doc, strings: read.append(len(doc)) or {})
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=T0)) as hub:
+        assert not hub.store.copies_wanted and not read  # built from the copy, no JSON parsed
+        assert "linli-community-copies" not in {t.get_name() for t in asyncio.all_tasks()}
+        assert hub.registry.device(SOS_BUTTON) is not None
+        assert _packed(hub.store) is not None
+
+
 async def test_a_hub_that_read_the_json_has_the_copies_made_once_it_is_up(
     tmp_path: Path, mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """… and where that child failed, the hub reads the JSON and has the copies made once it is up."""
     monkeypatch.setattr(community_pack, "WORTH_BYTES", 0)  # the test community is small
+    monkeypatch.setattr(app, "make_in_child_now", lambda url: False)
     settings = hub_settings(tmp_path, mosquitto_broker)
     async with Hub(settings=settings, clock=ManualClock(start=T0)) as hub:
         assert hub.store.copies_wanted
@@ -325,3 +344,12 @@ def test_a_sound_copy_that_does_not_build_is_read_from_the_json_and_made_again(
 
 def _json(store: Store) -> bytes:
     return bytes(store.execute("SELECT doc FROM communities").fetchone()[0])
+
+
+def test_copies_made_before_a_start_fail_soft(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A child that fails or takes too long never keeps the hub from starting: it reads the JSON."""
+    caplog.set_level(logging.WARNING)
+    assert not make_in_child_now("nosuchdb://127.0.0.1/linli")
+    assert "start-up copies not made (exit" in caplog.text
+    assert not make_in_child_now(f"sqlite:///{tmp_path / 's.sqlite3'}", timeout_s=0.01)
+    assert "not made within" in caplog.text
