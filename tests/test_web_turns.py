@@ -157,7 +157,7 @@ async def test_the_loop_takes_turns_while_every_device_is_walked(
 
         monkeypatch.setattr(devices_page, "is_online", counted(devices_page.is_online))
         # The grid's page asks for the resident of each device without a household of its own.
-        monkeypatch.setattr(hub.api.registry, "resident", counted(hub.api.registry.resident))
+        monkeypatch.setattr(hub.api.registry, "held_resident", counted(hub.api.registry.held_resident))
         monkeypatch.setattr(hub.api, "device_where", counted(hub.api.device_where))
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
