@@ -26,6 +26,13 @@ def community() -> Community:
     return parsed
 
 
+def _elsewhere(community: Community, resident: Resident) -> Community:
+    """Another community (no grids, devices nor people) registering ``resident``'s id too."""
+    return community.model_copy(
+        update={"code": "110105001002", "grids": (), "devices": (), "people": (), "residents": (resident,)}
+    )
+
+
 def _odd(resident: Resident) -> Resident:
     """Personal data that JSON must carry exactly: quotes, control characters, emoji, ``None`` ids."""
     return dataclasses.replace(
@@ -75,14 +82,8 @@ def test_a_resident_without_personal_data_is_held_as_it_is(community: Community)
 def test_an_id_two_communities_register_keeps_each_its_own_data(community: Community) -> None:
     """``strict=False`` tolerates a resident id two communities register: kept by id, one's data
     would be the other's, so both are held whole."""
-    other = community.model_copy(
-        update={
-            "code": "110105001002",
-            "grids": (),
-            "devices": (),
-            "people": (),
-            "residents": (dataclasses.replace(community.residents[0], household=None, phone="13700000000"),),
-        }
+    other = _elsewhere(
+        community, dataclasses.replace(community.residents[0], household=None, phone="13700000000")
     )
     registry = Registry(communities=[community, other], strict=False)
     assert registry.shared  # the clash is reported
@@ -164,15 +165,7 @@ def test_an_id_two_stored_communities_register_keeps_each_its_own_data(
         address="另一社区",
         emergency_contacts=(Contact(id="g2", name="另一家", phone="13911112222"),),
     )
-    second = community.model_copy(
-        update={
-            "code": "110105001002",
-            "grids": (),
-            "devices": (),
-            "people": (),
-            "residents": (theirs if second_has else dataclasses.replace(none, household=None),),
-        }
-    )
+    second = _elsewhere(community, theirs if second_has else dataclasses.replace(none, household=None))
     store = Store(url=f"sqlite:///{tmp_path / 'store.db'}")
     try:
         store.save_communities([first], at=T0)

@@ -170,18 +170,22 @@ def test_rules_read_registry_subjects_as_they_read_a_dict() -> None:
     assert {"elderly.night_activity"} <= {rule for rule, _, _ in made[0]}  # the condition was read
 
 
+def _battery_of(resident: str) -> Rule:
+    """The pack's low-battery rule at 50 %, scoped to one resident (``t.battery_of_one``)."""
+    battery = next(r for r in load_packs() if r.id == "device.battery_low_percent")
+    doc = battery.model_dump(by_alias=True, exclude_none=True)
+    doc["id"] = "t.battery_of_one"
+    doc["scope"] = {"attributes": {RESIDENT_ID: resident}}
+    doc["trigger"] = {**doc["trigger"], "below": 50, "clear_above": 60}
+    return Rule.model_validate(doc)
+
+
 def test_resident_overrides_and_scopes_tell_registry_twins_apart() -> None:
     """Two devices sharing one ``attributes`` dict, two residents: an override or a scope that
     names one resident is that device's only, also through the plans shared by profile."""
     registry = _registry()
     first, second = _twins(registry)
-    packs = load_packs()
-    battery = next(r for r in packs if r.id == "device.battery_low_percent")
-    doc = battery.model_dump(by_alias=True, exclude_none=True)
-    doc["id"] = "t.battery_of_one"
-    doc["scope"] = {"attributes": {RESIDENT_ID: first.fact(RESIDENT_ID)}}
-    doc["trigger"] = {**doc["trigger"], "below": 50, "clear_above": 60}
-    rules = [*packs, Rule.model_validate(doc)]
+    rules = [*load_packs(), _battery_of(str(first.fact(RESIDENT_ID)))]
     overrides = {
         "device.battery_low_percent": {
             f"resident:{first.fact(RESIDENT_ID)}": {"below": 40, "clear_above": 45}
@@ -214,13 +218,8 @@ def test_a_resident_scope_alone_tells_registry_twins_apart() -> None:
     scoped to one resident off the other's device (the profile reads the scope's facts)."""
     registry = _registry()
     first, second = _twins(registry)
-    packs = load_packs()
-    battery = next(r for r in packs if r.id == "device.battery_low_percent")
-    doc = battery.model_dump(by_alias=True, exclude_none=True)
-    doc["id"] = "t.battery_of_one"
-    doc["scope"] = {"attributes": {RESIDENT_ID: first.fact(RESIDENT_ID)}}
-    doc["trigger"] = {**doc["trigger"], "below": 50, "clear_above": 60}
-    evaluator = Evaluator(rules=[*packs, Rule.model_validate(doc)], state=MemoryState(), zone="Asia/Shanghai")
+    rules = [*load_packs(), _battery_of(str(first.fact(RESIDENT_ID)))]
+    evaluator = Evaluator(rules=rules, state=MemoryState(), zone="Asia/Shanghai")
     fired = {}
     for subject in (second, first):  # the other one first: its plan must not be the first's
         event = Event(subject.device_id, EventKind.BATTERY, T0, "native", 35)
