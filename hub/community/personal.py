@@ -11,8 +11,9 @@ hold the fields' empty defaults: :meth:`PersonalData.whole` rebuilds the whole r
 the one reader that needs it. A side effect the access rules want anyway: personal data is
 never in an object by accident, only where someone asked for it.
 
-Owns the packing only; imports the community model (and the trusted builder's record
-constructor, since these records were validated when they were imported).
+Owns the packing only; imports the community model alone (its ``filled`` builds the records
+again without validating them: they were validated when they were imported). Must not import
+the registry, the store or anything above them.
 """
 
 from __future__ import annotations
