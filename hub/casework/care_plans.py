@@ -73,7 +73,7 @@ def check_overrides(care: CareFile, registry: Registry, *, source: str) -> None:
                 problems.append(f"{where}: no grid {override.grid!r}")
             elif community is not None and found[0].code != community.code:
                 problems.append(f"{where}: grid {override.grid!r} is not in community {community.code!r}")
-        if override.resident is not None and registry.resident(override.resident) is None:
+        if override.resident is not None and registry.held_resident(override.resident) is None:
             problems.append(f"{where}: no resident {override.resident!r}")
         if override.community is None and override.grid is None and override.resident is None:
             problems.append(f"{where}: names no community, grid or resident")
