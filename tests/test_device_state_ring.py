@@ -192,3 +192,42 @@ def test_the_first_four_kinds_are_held_in_fields_and_the_rest_in_a_list_of_their
     assert state.kinds == tuple(sent) and len(state.more or ()) == 4
     assert (state.battery, state.signal) == (80.0, -70.5)
     assert state.last_ts("sos_press") is None
+
+
+def test_one_attribute_dicts_are_shared_by_the_value_s_identity_and_never_mistaken() -> None:
+    states = DeviceStates(recent=64)
+    volts = 3.1  # one object, as the adapters share a common reading
+    first = Event("d1", EventKind.BATTERY, T, "z2m", 80.0, {"volts": volts})
+    second = Event("d2", EventKind.BATTERY, T + 1, "z2m", 80.0, {"volts": volts})
+    for event in (first, second):
+        states.record(event)
+    # Equal values of other types or signs, and equal values that are other objects, are kept
+    # as their events had them: a shared dict must never change what a reader sees.
+    others = [{"x": 1.0}, {"x": True}, {"x": 1}, {"x": 0.0}, {"x": -0.0}, {"volts": float("3.1")}]
+    for i, attrs in enumerate(others):
+        states.record(Event(f"e{i}", EventKind.SIGNAL, T + 2 + i, "z2m", 1.0, attrs))
+    several = {"volts": volts, "press": "single"}
+    states.record(Event("d3", EventKind.SOS_PRESS, T + 9, "z2m", True, several))
+    newest_first = states.events(limit=64)
+    by_device = {e.device_id: e.attrs for e in newest_first}
+    assert by_device["d1"] is by_device["d2"] is first.attrs
+    for i, attrs in enumerate(others):
+        kept = by_device[f"e{i}"]
+        assert kept == attrs
+        assert [type(v) for v in kept.values()] == [type(v) for v in attrs.values()]
+        assert str(kept) == str(attrs)  # -0.0 stays -0.0
+    assert by_device["d3"] is several  # more than one attribute: the event's own
+    assert by_device["e5"] is not first.attrs  # an equal float of its own is not the shared one
+
+
+def test_the_shared_attribute_dicts_are_bounded() -> None:
+    from hub.ingest import device_state  # noqa: PLC0415
+
+    states = DeviceStates(recent=8)
+    values = [float(i) + 0.5 for i in range(device_state._ATTRS_LIMIT + 10)]
+    for i, value in enumerate(values):
+        states.record(Event("d", EventKind.SIGNAL, T + i, "z2m", 1.0, {"x": value}))
+    assert 0 < states._attrs_held <= device_state._ATTRS_LIMIT
+    assert sum(len(by) for by in states._attrs_seen.values()) == states._attrs_held
+    kept = states.events(limit=8)
+    assert [e.attrs["x"] for e in kept] == values[::-1][:8]

@@ -168,6 +168,10 @@ def _position(kinds: tuple[str, ...], kind: str) -> int:
 
 #: How many distinct ``DeviceState.kinds`` tuples are shared (see ``DeviceStates._shared_kinds``).
 _KINDS_LIMIT = 4096
+#: How many one-attribute dicts the ring shares (see ``DeviceStates._shared_attrs``); past
+#: this many it starts over. A battery report's ``{"volts": v}`` is most of them: a fleet's
+#: voltages take a few hundred values.
+_ATTRS_LIMIT = 2048
 
 
 #: A device is considered offline after this many missed heartbeat intervals (handbook §5).
@@ -234,6 +238,10 @@ class DeviceStates:
         #: native device may list its events' kinds in any order; past the limit a tuple is not
         #: shared (still correct, only not smaller).
         self._kinds_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+        #: One-attribute dicts the ring holds instead of equal ones: attribute name → the
+        #: value's identity → ``{name: value}`` (see :meth:`_shared_attrs`).
+        self._attrs_seen: dict[str, dict[int, Mapping[str, float | bool | str]]] = {}
+        self._attrs_held = 0
         #: The last event's time, and the one object ``values`` hold it as (see :meth:`record`).
         self._stamp_of = NEVER
         self._stamp: float | None = NEVER
@@ -253,6 +261,32 @@ class DeviceStates:
             seen[kinds] = kinds
         return kinds
 
+    def _shared_attrs(self, attrs: Mapping[str, float | bool | str]) -> Mapping[str, float | bool | str]:
+        """``attrs`` (one attribute), or the equal dict the ring already holds for another event.
+
+        A battery report's attributes are ``{"volts": v}``, a dict of its own per event: a
+        third of the ring's 50 000 entries at 10⁵ reporting devices, 3.5 MB (docs/benchmarks.md,
+        "Fortieth pass"). Matched by the value's identity, not by equality: the adapters share
+        common readings as one object each (``adapters._json``), and identity never mistakes
+        ``1.0`` for ``True`` nor ``0.0`` for ``-0.0``. The shared dict holds the value, so its
+        identity is not reused while the entry lives. Nothing changes a ring entry's
+        attributes, nor those of the events :meth:`events` rebuilds from it.
+        """
+        for name, value in attrs.items():
+            by_value = self._attrs_seen.get(name)
+            if by_value is None:
+                by_value = self._attrs_seen[name] = {}
+            shared = by_value.get(id(value))
+            if shared is not None:
+                return shared
+            if self._attrs_held >= _ATTRS_LIMIT:
+                self._attrs_seen.clear()
+                self._attrs_held = 0
+                by_value = self._attrs_seen[name] = {}
+            by_value[id(value)] = attrs
+            self._attrs_held += 1
+        return attrs
+
     def record(self, event: Event, subject: Subject | None = None) -> DeviceState:
         """Keep the event in the ring and in its device's state; returns that state.
 
@@ -265,7 +299,8 @@ class DeviceStates:
         self._times[at] = event.ts
         self._families[at] = event.family
         self._values[at] = event.value
-        self._attrs[at] = event.attrs
+        attrs = event.attrs
+        self._attrs[at] = self._shared_attrs(attrs) if len(attrs) == 1 else attrs
         at += 1
         size = len(self._times)
         self._next = at if at < size else 0
