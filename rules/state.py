@@ -54,6 +54,35 @@ def _no_params() -> Mapping[str, float]:
 
 
 @dataclass(slots=True)
+class Rare:
+    """A slot's fields that most slots never set: what a raised alert or a count window keeps.
+
+    Held apart (:attr:`Slot.rare`, ``None`` while all four are at their defaults): an absence
+    deadline or a battery threshold, most of the 2–3 × 10⁵ slots of 10⁵ reporting devices,
+    never notifies, counts or keeps evidence, and four fields fewer make the compiled slot a
+    128-byte block instead of 144 (docs/benchmarks.md, "Fortieth pass"). Read and written
+    through :class:`Slot`'s properties of the same names, never shared by two slots.
+    """
+
+    notified: float | None = None
+    count: int = 0
+    times: Sequence[float] = ()
+    evidence: Sequence[JsonDict] = ()
+
+    def unset(self) -> bool:
+        """All four at their defaults (an empty ``times`` or ``evidence`` of any type counts
+        as unset, as :meth:`Slot.to_json` leaves it out; a ``count`` of another type does not)."""
+        count = self.count
+        return (
+            self.notified is None
+            and count == 0
+            and count.__class__ is int
+            and not self.times
+            and not self.evidence
+        )
+
+
+@dataclass(slots=True)
 class Slot:
     """What one rule remembers about one subject. Fields unused by a trigger stay at defaults.
 
@@ -61,6 +90,11 @@ class Slot:
     value: a trigger replaces them, never changes them in place. At 10⁵ devices a hub holds
     5 × 10⁵ slots, most of them with none of the three; an empty list or dict each was
     ≈ 200 B a slot (docs/benchmarks.md, "Ninth pass").
+
+    ``notified``, ``count``, ``times`` and ``evidence`` are properties over :attr:`rare`, which
+    is made when one of them is set to something else than its default and dropped when all
+    four are back at theirs (:class:`Rare`). Construct a slot with them through
+    :meth:`from_json`, or set them on it.
 
     ``seen`` is nearly always one event's identity, held as that string: the event's own
     ``ctx.ident``, shared by every slot the event touches. A list of its own per slot was
@@ -78,22 +112,85 @@ class Slot:
     raised: bool = False
     #: When the state began (duration start, absence arm time, count raise time).
     since: float | None = None
-    #: The last time people were notified (merge window, renotify).
-    notified: float | None = None
     #: The timer: when :meth:`rules.evaluator.Evaluator.due` must look at this slot.
     due: float | None = None
     #: Last numeric value (threshold).
     value: float | None = None
-    #: Times of recent matching events (count), newest last.
-    times: Sequence[float] = ()
-    #: Occurrences since the alert was raised (merged events, renotifies).
-    count: int = 0
     #: Parameters resolved for this subject when the state began (for timers and traces).
     params: Mapping[str, float] = field(default_factory=_no_params)
-    #: Summaries of the event(s) that caused the state (for traces).
-    evidence: Sequence[JsonDict] = ()
+    #: ``notified``, ``count``, ``times`` and ``evidence`` when one of them is set (:class:`Rare`).
+    rare: Rare | None = None
     #: :class:`MemoryState` bookkeeping (the earliest heap entry for this slot); never persisted.
     queued_due: float | None = field(default=None, repr=False, compare=False)
+
+    def _rare(self) -> Rare:
+        rare = self.rare
+        if rare is None:
+            rare = self.rare = Rare()
+        return rare
+
+    def _settle(self, rare: Rare) -> None:
+        """Drop :attr:`rare` once a field was set back to its default and all four are."""
+        if rare.unset():
+            self.rare = None
+
+    @property
+    def notified(self) -> float | None:
+        """The last time people were notified (merge window, renotify)."""
+        rare = self.rare
+        return None if rare is None else rare.notified
+
+    @notified.setter
+    def notified(self, value: float | None) -> None:
+        # Stored as given, never narrowed to a float first: compiled, that would store a new
+        # float object where the caller's (a due, an event's time) is shared.
+        if self.rare is None and value is None:
+            return
+        rare = self._rare()
+        rare.notified = value
+        self._settle(rare)
+
+    @property
+    def count(self) -> int:
+        """Occurrences since the alert was raised (merged events, renotifies)."""
+        rare = self.rare
+        return 0 if rare is None else rare.count
+
+    @count.setter
+    def count(self, value: int) -> None:
+        if self.rare is None and value == 0 and value.__class__ is int:
+            return
+        rare = self._rare()
+        rare.count = value
+        self._settle(rare)
+
+    @property
+    def times(self) -> Sequence[float]:
+        """Times of recent matching events (count), newest last."""
+        rare = self.rare
+        return () if rare is None else rare.times
+
+    @times.setter
+    def times(self, value: Sequence[float]) -> None:
+        if self.rare is None and not value:
+            return
+        rare = self._rare()
+        rare.times = value
+        self._settle(rare)
+
+    @property
+    def evidence(self) -> Sequence[JsonDict]:
+        """Summaries of the event(s) that caused the state (for traces)."""
+        rare = self.rare
+        return () if rare is None else rare.evidence
+
+    @evidence.setter
+    def evidence(self, value: Sequence[JsonDict]) -> None:
+        if self.rare is None and not value:
+            return
+        rare = self._rare()
+        rare.evidence = value
+        self._settle(rare)
 
     def seen_idents(self) -> list[str]:
         """``seen`` as a list, whichever way it is held (the stored JSON's form)."""
@@ -101,13 +198,14 @@ class Slot:
         return [seen] if seen.__class__ is str else list(seen)
 
     def to_json(self) -> JsonDict:
-        """The fields that differ from their defaults (in value or type), in field order; the
-        read-only ones (``times``, ``params``, ``evidence``) when not empty, as a list or dict.
+        """The fields that differ from their defaults (in value or type), in :data:`STORED_ORDER`;
+        the read-only ones (``times``, ``params``, ``evidence``) when not empty, as a list or dict.
 
         Spelled out field by field: the routine flush writes thousands of slots every few
         seconds, and a loop over ``fields()`` with ``getattr`` was most of its cost.
         """
         out: JsonDict = {"trigger": self.trigger}
+        rare = self.rare
         if self.last_ts is not None:
             out["last_ts"] = self.last_ts
         if self.seen:
@@ -116,24 +214,26 @@ class Slot:
             out["raised"] = self.raised
         if self.since is not None:
             out["since"] = self.since
-        if self.notified is not None:
-            out["notified"] = self.notified
+        if rare is not None and rare.notified is not None:
+            out["notified"] = rare.notified
         if self.due is not None:
             out["due"] = self.due
         if self.value is not None:
             out["value"] = self.value
-        times = self.times
-        if times:
-            out["times"] = list(times)
-        count = self.count
-        if count != 0 or count.__class__ is not int:
-            out["count"] = count
+        if rare is not None:
+            times = rare.times
+            if times:
+                out["times"] = list(times)
+            count = rare.count
+            if count != 0 or count.__class__ is not int:
+                out["count"] = count
         params = self.params
         if params:
             out["params"] = dict(params)
-        evidence = self.evidence
-        if evidence:
-            out["evidence"] = list(evidence)
+        if rare is not None:
+            evidence = rare.evidence
+            if evidence:
+                out["evidence"] = list(evidence)
         return out
 
     @classmethod
@@ -191,6 +291,7 @@ class Slot:
             evidence = ()
         elif not (fresh and evidence.__class__ is list and all(e.__class__ is dict for e in evidence)):
             evidence = [dict(e) for e in evidence]
+        rare = Rare(numbers[2], int(count), times, evidence)
         return cls(
             # One copy of each trigger type's name across 10⁵ restored slots, not one per row (the
             # hub writes only its trigger types' names; a slot of another type is replaced on use).
@@ -199,21 +300,21 @@ class Slot:
             seen=seen,
             raised=raised,
             since=numbers[1],
-            notified=numbers[2],
             due=numbers[3],
             value=numbers[4],
-            count=int(count),
-            times=times,
             params=params,
-            evidence=evidence,
+            rare=None if rare.unset() else rare,
         )
 
 
-#: The fields a stored slot may have (``queued_due`` is bookkeeping, never persisted).
-_PERSISTED = frozenset(
-    {"trigger", "last_ts", "seen", "raised", "since", "notified", "due", "value"}
-    | {"times", "count", "params", "evidence"}
+#: The fields a stored slot may have, in the order :meth:`Slot.to_json` writes them (the order
+#: they were declared in before four of them moved to :class:`Rare`). ``queued_due`` is
+#: bookkeeping, never persisted; ``rare`` is where four of these are held, not a field of its own.
+STORED_ORDER = (
+    *("trigger", "last_ts", "seen", "raised", "since", "notified", "due", "value"),
+    *("times", "count", "params", "evidence"),
 )
+_PERSISTED = frozenset(STORED_ORDER)
 
 
 #: Rule → the subjects marked, as a dict's keys (see ``MemoryState._dirty``).

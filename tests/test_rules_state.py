@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import sys
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from adapters.events import DeviceKind, Event, EventKind
 from rules import Evaluator, MemoryState, SignalAction, Slot, Subject, load_packs
-from rules.state import NO_PARAMS
+from rules.state import NO_PARAMS, STORED_ORDER, Rare
 
 T0 = 1_800_000_000.0
 GRID, COMMUNITY = "110105001001001", "110105001001"
@@ -301,25 +300,24 @@ def test_state_snapshot_is_json_serialisable_after_every_trigger() -> None:
 
 
 def _by_fields(slot: Slot) -> dict[str, object]:
-    """``to_json`` by its definition: every field (but the heap bookkeeping) unlike its default;
-    the read-only ones (times, params, evidence) when not empty, whatever their type."""
+    """``to_json`` by its definition: every stored field unlike a fresh slot's, in the stored
+    order; the read-only ones (times, params, evidence) when not empty, whatever their type."""
     out: dict[str, object] = {"trigger": slot.trigger}
-    for f in dataclasses.fields(Slot):
-        if f.name in ("trigger", "queued_due"):
-            continue
-        if f.name == "seen":  # held as one string or a tuple; stored as a list
+    fresh = Slot(slot.trigger)
+    for name in STORED_ORDER[1:]:
+        if name == "seen":  # held as one string or a tuple; stored as a list
             if slot.seen:
                 out["seen"] = [slot.seen] if isinstance(slot.seen, str) else list(slot.seen)
             continue
-        if f.name in ("times", "params", "evidence"):
-            shared = getattr(slot, f.name)
+        if name in ("times", "params", "evidence"):
+            shared = getattr(slot, name)
             if shared:
-                out[f.name] = dict(shared) if f.name == "params" else list(shared)
+                out[name] = dict(shared) if name == "params" else list(shared)
             continue
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        value = getattr(slot, f.name)
+        default = getattr(fresh, name)
+        value = getattr(slot, name)
         if value != default or type(value) is not type(default):
-            out[f.name] = value.copy() if isinstance(value, list | dict) else value
+            out[name] = value.copy() if isinstance(value, list | dict) else value
     return out
 
 
@@ -845,3 +843,34 @@ def test_marks_are_taken_oldest_first_so_none_waits_behind_newer_ones() -> None:
     assert state.take_dirty(2) == [("r", "s4"), ("r", "s9")]
     assert state.take_dirty(10) == [("r", "s1"), ("r", "s3"), ("r", "s5")]
     assert state.take_dirty(10) == [] and state.dirty_count() == 0
+
+
+def test_the_rare_fields_are_held_apart_only_while_one_is_set() -> None:
+    slot = Slot("duration", since=T0, due=T0 + 60)
+    assert slot.rare is None
+    assert (slot.notified, slot.count, slot.times, slot.evidence) == (None, 0, (), ())
+    slot.notified = None  # a default set again makes nothing
+    slot.evidence = ()
+    assert slot.rare is None
+    due = T0 + 60.5
+    slot.notified = due
+    slot.count = 2
+    slot.evidence = [{"kind": "door_open"}]
+    assert slot.rare == Rare(due, 2, (), [{"kind": "door_open"}])
+    assert slot.notified is due  # the caller's object, not a copy
+    stored = slot.to_json()
+    assert list(stored) == ["trigger", "since", "notified", "due", "count", "evidence"]
+    assert Slot.from_json(stored) == slot
+    # Cleared the way a trigger clears them: back to a slot like one never raised.
+    slot.notified, slot.count, slot.evidence = None, 0, ()
+    assert slot.rare is None
+    assert slot == Slot("duration", since=T0, due=T0 + 60)
+    assert Slot.from_json({"trigger": "count", "times": [], "count": 0, "evidence": []}).rare is None
+
+
+def test_two_slots_never_share_their_rare_fields() -> None:
+    a = Slot.from_json({"trigger": "count", "times": [T0], "count": 1})
+    b = Slot.from_json(a.to_json())
+    assert a == b and a.rare is not b.rare
+    b.count = 5
+    assert a.count == 1
