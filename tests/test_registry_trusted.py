@@ -5,13 +5,14 @@ validation gives, on both engines; a row from an older version (a field missing)
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import orjson
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from adapters.events import DeviceKind
 from hub.community import columns
@@ -173,3 +174,33 @@ def test_rows_that_are_not_alike_stay_rows() -> None:
     table = columns.tabulate([dict(r, c=list(r["c"])) for r in alike], ("c",))
     assert columns.is_table(table) and table[2][1] == [2, 0, 1]
     assert list(columns.rows(table)) == alike
+
+
+def test_a_device_s_location_is_held_as_utf8_and_read_and_dumped_as_text(store: Store) -> None:
+    original = _community()
+    text = "3号楼2单元401 入户门"
+    doc = original.model_dump(mode="json")
+    doc["devices"][0]["location"] = text
+    validated = Community.model_validate(doc)
+    store.save_communities([validated], at=T0)
+    [from_rows] = store.communities()
+    from_columns = community_from_store(community_pack.tabulated(orjson.loads(orjson.dumps(doc))), {})
+    for community in (validated, from_rows, from_columns):
+        device = community.devices[0]
+        assert device.location == text.encode() and type(device.location) is bytes
+        assert device.location_text == text
+        assert community.model_dump(mode="json")["devices"][0]["location"] == text
+        assert community.model_dump()["devices"][0]["location"] == text  # python mode: text too
+        assert orjson.loads(community.model_dump_json())["devices"][0]["location"] == text
+    # Smaller than the text it holds (why it is packed): 64-byte blocks where the text's are 112.
+    assert sys.getsizeof(from_rows.devices[0].location) < sys.getsizeof(text) - 40
+
+
+def test_a_location_without_a_utf8_form_is_refused_when_validated() -> None:
+    doc = _community().model_dump(mode="json")
+    doc["devices"][0]["location"] = "门\udc80"  # a lone surrogate: json.loads lets it through
+    with pytest.raises(ValidationError, match="location"):
+        Community.model_validate(doc)
+    doc["devices"][0]["location"] = 5
+    with pytest.raises(ValidationError, match="location"):
+        Community.model_validate(doc)

@@ -21,9 +21,17 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import date
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 from pydantic_core import SchemaSerializer, SchemaValidator
 
@@ -190,6 +198,23 @@ class Resident:
         return value
 
 
+def utf8(value: object) -> object:
+    """A text as its UTF-8 bytes (anything else as it is: validation says what is wrong with it)."""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _text(value: bytes) -> str:
+    return value.decode()
+
+
+#: Free text held as its UTF-8 bytes: read and written as text (imports, dumps, exports), kept
+#: as bytes. A device's location is text of its own per device, mostly Chinese ("3号楼2单元902
+#: 入户门"), which CPython keeps at two bytes a character with a 74-byte header: 112-byte blocks,
+#: where the UTF-8 bytes are 64. 4.8 MB at 10⁵ devices (docs/benchmarks.md, "Fortieth pass").
+#: Text that has no UTF-8 form (a lone surrogate) is refused when the record is validated.
+Utf8Text = Annotated[bytes, BeforeValidator(utf8), PlainSerializer(_text, return_type=str)]
+
+
 @RECORD
 class Device:
     id: str = Field(min_length=1, max_length=DEVICE_ID_MAX)
@@ -198,7 +223,9 @@ class Device:
     model: str = ""
     #: Decoder profile (vendor mapping); defaults to the model's profile.
     profile: str | None = None
-    location: str = ""
+    #: Where it is, in the installer's words; held packed (:data:`Utf8Text`), read as text with
+    #: :attr:`location_text`.
+    location: Utf8Text = b""
     place: str | None = None
     household: str | None = None
     resident: str | None = None
@@ -215,6 +242,11 @@ class Device:
                 " characters and the MQTT wildcards + and # cannot be in a topic, so no message could name it"
             )
         return value
+
+    @property
+    def location_text(self) -> str:
+        """:attr:`location` as text."""
+        return self.location.decode()
 
 
 class Street(_Model):

@@ -305,7 +305,7 @@ class Registry:
             )
             if part
         ]
-        spot = spot_beyond(device.location if device else "", parts)
+        spot = spot_beyond(device.location_text if device else "", parts)
         return " ".join([*parts, spot] if spot else parts)
 
     def location(self, device_id: str) -> Location | None:

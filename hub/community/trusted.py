@@ -45,6 +45,7 @@ from hub.community.model import (
     Unit,
     field_names,
     filled,
+    utf8,
     validate_record,
 )
 from hub.community.personal import CONTACT_KEYS, KEPT, PersonalData
@@ -255,6 +256,7 @@ class _Builder:
             installed = doc["installed"]
             if installed is not None:
                 doc["installed"] = fromisoformat(installed)
+            doc["location"] = utf8(doc["location"])  # held packed (model.Utf8Text)
             out.append(_built(shape, doc))
         return tuple(out)
 
@@ -262,12 +264,14 @@ class _Builder:
         """The devices of a table: the same conversions as :meth:`devices`, a column at a time."""
         _, keys, columns, _ = table
         kind, beat, installed = keys.index("kind"), keys.index("heartbeat_s"), keys.index("installed")
+        location = keys.index("location")
         beats: dict[object, object] = {}
         fromisoformat = date.fromisoformat
         ready = list(columns)
         ready[kind] = [_KINDS.get(value) for value in columns[kind]]
         ready[beat] = [beats.setdefault(value, value) for value in columns[beat]]
         ready[installed] = [None if value is None else fromisoformat(value) for value in columns[installed]]
+        ready[location] = [utf8(value) for value in columns[location]]  # held packed (model.Utf8Text)
         out: list[Device] = []
         for i, values in enumerate(zip(*ready, strict=True)):
             if values[kind] is None:  # a kind no longer known: validation says so

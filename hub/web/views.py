@@ -69,7 +69,7 @@ def device_json(
         "model": device.model if device else None,
         "grid": device.grid if device else None,
         "community": device.grid[:12] if device else None,
-        "location": device.location if device and locations else None,
+        "location": device.location_text if device and locations else None,
         "place": device.place if device else None,
         "family": state.family if state else (stranger.family if stranger else None),
         "heartbeat_s": device.heartbeat_s if device else None,

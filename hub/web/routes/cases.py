@@ -163,7 +163,7 @@ def add_case_routes(api: FastAPI, web: Api) -> None:
         if found_at["resident"] is not None:
             body["resident"] = found_at["resident"]
         located = device is not None and who.reach.allows(Permission.LOCATIONS, where)
-        body["location"] = device.location if device is not None and located else ""
+        body["location"] = device.location_text if device is not None and located else ""
         return body
 
     @api.post("/api/cases/{case_id}/{action}", response_model=m.CaseOut, responses=CASE_ERRORS)
