@@ -218,6 +218,10 @@ def test_one_attribute_dicts_are_shared_by_the_value_s_identity_and_never_mistak
         assert str(kept) == str(attrs)  # -0.0 stays -0.0
     assert by_device["d3"] is several  # more than one attribute: the event's own
     assert by_device["e5"] is not first.attrs  # an equal float of its own is not the shared one
+    # A value that cannot be a key (no adapter makes one) is the event's own, not an error.
+    odd = {"x": [1.0]}
+    states.record(Event("f", EventKind.SIGNAL, T + 20, "z2m", 1.0, odd))  # type: ignore[dict-item]
+    assert states.events(limit=1)[0].attrs is odd
 
 
 def test_the_shared_attribute_dicts_are_bounded() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from adapters.events import WHOLE_READINGS, Event, EventKind
 from hub.steps import Steps, run_through
@@ -239,8 +240,8 @@ class DeviceStates:
         #: shared (still correct, only not smaller).
         self._kinds_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: One-attribute dicts the ring holds instead of equal ones: attribute name → the
-        #: value's identity → ``{name: value}`` (see :meth:`_shared_attrs`).
-        self._attrs_seen: dict[str, dict[int, Mapping[str, float | bool | str]]] = {}
+        #: value → ``{name: value}`` (see :meth:`_shared_attrs`).
+        self._attrs_seen: dict[str, dict[float | bool | str, dict[str, float | bool | str]]] = {}
         self._attrs_held = 0
         #: The last event's time, and the one object ``values`` hold it as (see :meth:`record`).
         self._stamp_of = NEVER
@@ -261,30 +262,36 @@ class DeviceStates:
             seen[kinds] = kinds
         return kinds
 
-    def _shared_attrs(self, attrs: Mapping[str, float | bool | str]) -> Mapping[str, float | bool | str]:
+    def _shared_attrs(self, attrs: dict[str, float | bool | str]) -> Mapping[str, float | bool | str]:
         """``attrs`` (one attribute), or the equal dict the ring already holds for another event.
 
         A battery report's attributes are ``{"volts": v}``, a dict of its own per event: a
         third of the ring's 50 000 entries at 10⁵ reporting devices, 3.5 MB (docs/benchmarks.md,
-        "Fortieth pass"). Matched by the value's identity, not by equality: the adapters share
-        common readings as one object each (``adapters._json``), and identity never mistakes
-        ``1.0`` for ``True`` nor ``0.0`` for ``-0.0``. The shared dict holds the value, so its
-        identity is not reused while the entry lives. Nothing changes a ring entry's
-        attributes, nor those of the events :meth:`events` rebuilds from it.
+        "Fortieth pass"). A held dict is given only for the very same value object, never for
+        an equal one: the adapters share common readings as one object each
+        (``adapters._json``), and identity never mistakes ``1.0`` for ``True`` nor ``0.0`` for
+        ``-0.0``. Looked up by the value (a float hashes cheaply; ``id()`` made an int object
+        per call), then checked for identity; the held dict holds its value, so that object
+        lives as long as the entry. Nothing changes a ring entry's attributes, nor those of
+        the events :meth:`events` rebuilds from it.
         """
         for name, value in attrs.items():
             by_value = self._attrs_seen.get(name)
             if by_value is None:
                 by_value = self._attrs_seen[name] = {}
-            shared = by_value.get(id(value))
-            if shared is not None:
-                return shared
+            try:
+                held = by_value.get(value)
+            except TypeError:  # a value no adapter makes (a list): kept as the event's own
+                return attrs
+            if held is not None and held[name] is value:
+                return held
             if self._attrs_held >= _ATTRS_LIMIT:
                 self._attrs_seen.clear()
                 self._attrs_held = 0
                 by_value = self._attrs_seen[name] = {}
-            by_value[id(value)] = attrs
-            self._attrs_held += 1
+            if held is None:
+                self._attrs_held += 1
+            by_value[value] = attrs  # an equal value of another object: the newest wins
         return attrs
 
     def record(self, event: Event, subject: Subject | None = None) -> DeviceState:
@@ -300,7 +307,10 @@ class DeviceStates:
         self._families[at] = event.family
         self._values[at] = event.value
         attrs = event.attrs
-        self._attrs[at] = self._shared_attrs(attrs) if len(attrs) == 1 else attrs
+        # Only a plain dict (what the adapters make): compiled, its items are read natively.
+        if attrs.__class__ is dict and len(attrs) == 1:
+            attrs = self._shared_attrs(cast("dict[str, float | bool | str]", attrs))
+        self._attrs[at] = attrs
         at += 1
         size = len(self._times)
         self._next = at if at < size else 0
