@@ -235,3 +235,14 @@ def test_the_shared_attribute_dicts_are_bounded() -> None:
     assert sum(len(by) for by in states._attrs_seen.values()) == states._attrs_held
     kept = states.events(limit=8)
     assert [e.attrs["x"] for e in kept] == values[::-1][:8]
+
+
+def test_a_shared_attribute_dict_is_one_of_the_same_attribute_name() -> None:
+    states = DeviceStates(recent=8)
+    flag = True  # one object under two names
+    states.record(Event("a", EventKind.BATTERY, T, "z2m", 80.0, {"battery_low": flag}))
+    states.record(Event("b", EventKind.DOOR_OPEN, T + 1, "z2m", True, {"ts_clamped": flag}))
+    states.record(Event("c", EventKind.BATTERY, T + 2, "z2m", 70.0, {"battery_low": flag}))
+    shown = {e.device_id: e.attrs for e in states.events()}
+    assert shown == {"a": {"battery_low": True}, "b": {"ts_clamped": True}, "c": {"battery_low": True}}
+    assert shown["a"] is shown["c"]

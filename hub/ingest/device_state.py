@@ -241,7 +241,7 @@ class DeviceStates:
         self._kinds_seen: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: One-attribute dicts the ring holds instead of equal ones: attribute name → the
         #: value → ``{name: value}`` (see :meth:`_shared_attrs`).
-        self._attrs_seen: dict[str, dict[float | bool | str, dict[str, float | bool | str]]] = {}
+        self._attrs_seen: dict[str, dict[object, dict[str, object]]] = {}
         self._attrs_held = 0
         #: The last event's time, and the one object ``values`` hold it as (see :meth:`record`).
         self._stamp_of = NEVER
@@ -262,7 +262,7 @@ class DeviceStates:
             seen[kinds] = kinds
         return kinds
 
-    def _shared_attrs(self, attrs: dict[str, float | bool | str]) -> Mapping[str, float | bool | str]:
+    def _shared_attrs(self, attrs: dict[str, object]) -> dict[str, object]:
         """``attrs`` (one attribute), or the equal dict the ring already holds for another event.
 
         A battery report's attributes are ``{"volts": v}``, a dict of its own per event: a
@@ -273,7 +273,8 @@ class DeviceStates:
         ``-0.0``. Looked up by the value (a float hashes cheaply; ``id()`` made an int object
         per call), then checked for identity; the held dict holds its value, so that object
         lives as long as the entry. Nothing changes a ring entry's attributes, nor those of
-        the events :meth:`events` rebuilds from it.
+        the events :meth:`events` rebuilds from it. Typed ``object``: compiled, a loop over
+        values of a declared type checks each one's type, and raises for any other.
         """
         for name, value in attrs.items():
             by_value = self._attrs_seen.get(name)
@@ -309,7 +310,9 @@ class DeviceStates:
         attrs = event.attrs
         # Only a plain dict (what the adapters make): compiled, its items are read natively.
         if attrs.__class__ is dict and len(attrs) == 1:
-            attrs = self._shared_attrs(cast("dict[str, float | bool | str]", attrs))
+            attrs = cast(
+                "Mapping[str, float | bool | str]", self._shared_attrs(cast("dict[str, object]", attrs))
+            )
         self._attrs[at] = attrs
         at += 1
         size = len(self._times)
