@@ -53,7 +53,7 @@ def _no_params() -> Mapping[str, float]:
     return NO_PARAMS
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Rare:
     """A slot's fields that most slots never set: what a raised alert or a count window keeps.
 
@@ -61,7 +61,10 @@ class Rare:
     deadline or a battery threshold, most of the 2–3 × 10⁵ slots of 10⁵ reporting devices,
     never notifies, counts or keeps evidence, and four fields fewer make the compiled slot a
     128-byte block instead of 144 (docs/benchmarks.md, "Fortieth pass"). Read and written
-    through :class:`Slot`'s properties of the same names, never shared by two slots.
+    through :class:`Slot`'s properties of the same names. Frozen: a setter puts a new one in
+    its slot, so a slot copied with ``copy.copy`` or ``dataclasses.replace`` (which share it)
+    never changes with the other. Set only when an alert is raised, renotified or merged, or
+    a count trigger's window moves: one small object then.
     """
 
     notified: float | None = None
@@ -92,8 +95,8 @@ class Slot:
     ≈ 200 B a slot (docs/benchmarks.md, "Ninth pass").
 
     ``notified``, ``count``, ``times`` and ``evidence`` are properties over :attr:`rare`, which
-    is made when one of them is set to something else than its default and dropped when all
-    four are back at theirs (:class:`Rare`). Construct a slot with them through
+    is made anew when one of them is set (:class:`Rare` is frozen) and is ``None`` while all
+    four are at their defaults. Construct a slot with them through
     :meth:`from_json`, or set them on it.
 
     ``seen`` is nearly always one event's identity, held as that string: the event's own
@@ -123,16 +126,9 @@ class Slot:
     #: :class:`MemoryState` bookkeeping (the earliest heap entry for this slot); never persisted.
     queued_due: float | None = field(default=None, repr=False, compare=False)
 
-    def _rare(self) -> Rare:
-        rare = self.rare
-        if rare is None:
-            rare = self.rare = Rare()
-        return rare
-
-    def _settle(self, rare: Rare) -> None:
-        """Drop :attr:`rare` once a field was set back to its default and all four are."""
-        if rare.unset():
-            self.rare = None
+    def _put(self, rare: Rare) -> None:
+        """``rare`` in :attr:`rare`, or ``None`` when all four are at their defaults."""
+        self.rare = None if rare.unset() else rare
 
     @property
     def notified(self) -> float | None:
@@ -144,11 +140,10 @@ class Slot:
     def notified(self, value: float | None) -> None:
         # Stored as given, never narrowed to a float first: compiled, that would store a new
         # float object where the caller's (a due, an event's time) is shared.
-        if self.rare is None and value is None:
+        rare = self.rare
+        if rare is None and value is None:
             return
-        rare = self._rare()
-        rare.notified = value
-        self._settle(rare)
+        self._put(Rare(value) if rare is None else Rare(value, rare.count, rare.times, rare.evidence))
 
     @property
     def count(self) -> int:
@@ -158,11 +153,10 @@ class Slot:
 
     @count.setter
     def count(self, value: int) -> None:
-        if self.rare is None and value == 0 and value.__class__ is int:
-            return
-        rare = self._rare()
-        rare.count = value
-        self._settle(rare)
+        rare = self.rare
+        self._put(
+            Rare(None, value) if rare is None else Rare(rare.notified, value, rare.times, rare.evidence)
+        )
 
     @property
     def times(self) -> Sequence[float]:
@@ -172,11 +166,10 @@ class Slot:
 
     @times.setter
     def times(self, value: Sequence[float]) -> None:
-        if self.rare is None and not value:
-            return
-        rare = self._rare()
-        rare.times = value
-        self._settle(rare)
+        rare = self.rare
+        self._put(
+            Rare(times=value) if rare is None else Rare(rare.notified, rare.count, value, rare.evidence)
+        )
 
     @property
     def evidence(self) -> Sequence[JsonDict]:
@@ -186,11 +179,10 @@ class Slot:
 
     @evidence.setter
     def evidence(self, value: Sequence[JsonDict]) -> None:
-        if self.rare is None and not value:
-            return
-        rare = self._rare()
-        rare.evidence = value
-        self._settle(rare)
+        rare = self.rare
+        self._put(
+            Rare(evidence=value) if rare is None else Rare(rare.notified, rare.count, rare.times, value)
+        )
 
     def seen_idents(self) -> list[str]:
         """``seen`` as a list, whichever way it is held (the stored JSON's form)."""

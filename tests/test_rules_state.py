@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import random
 import sys
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -874,3 +877,17 @@ def test_two_slots_never_share_their_rare_fields() -> None:
     assert a == b and a.rare is not b.rare
     b.count = 5
     assert a.count == 1
+
+
+@pytest.mark.parametrize("duplicate", [copy.copy, dataclasses.replace])
+def test_a_copied_slot_changes_apart_from_its_original(duplicate: Callable[[Slot], Slot]) -> None:
+    # A copy shares the original's Rare object (copy.copy, dataclasses.replace): a setter must
+    # not change it in place, or the original would change with its copy.
+    original = Slot.from_json({"trigger": "event", "notified": T0, "count": 1, "times": [T0]})
+    twin = duplicate(original)
+    twin.count += 1
+    twin.notified = T0 + 5
+    twin.times = (T0, T0 + 5)
+    twin.evidence = [{"kind": "sos_press"}]
+    assert (original.count, original.notified, original.times, original.evidence) == (1, T0, [T0], ())
+    assert (twin.count, twin.notified) == (2, T0 + 5)
