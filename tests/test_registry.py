@@ -378,3 +378,17 @@ communities:
     located = registry.location("d-b")
     assert located is not None and located.household is not None and located.household.room == "201"
     assert registry.location("d-a") is not None and registry.location("d-a").household is None  # type: ignore[union-attr]
+
+
+def test_a_device_s_page_shows_its_location_as_text(communities: tuple[Community, ...]) -> None:
+    from hub.ingest.device_state import DeviceStates  # noqa: PLC0415
+    from hub.web.views import device_json  # noqa: PLC0415
+
+    registry = Registry(communities=communities)
+    device = registry.device(SOS_BUTTON)
+    assert device is not None and device.location  # held packed
+    shown = device_json(registry, DeviceStates(), SOS_BUTTON, now=0.0)
+    assert shown is not None and shown["location"] == device.location_text
+    assert type(shown["location"]) is str and shown["location"] == device.location.decode()
+    hidden = device_json(registry, DeviceStates(), SOS_BUTTON, now=0.0, locations=False)
+    assert hidden is not None and hidden["location"] is None

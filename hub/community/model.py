@@ -199,8 +199,16 @@ class Resident:
 
 
 def utf8(value: object) -> object:
-    """A text as its UTF-8 bytes (anything else as it is: validation says what is wrong with it)."""
-    return value.encode() if isinstance(value, str) else value
+    """A text as its UTF-8 bytes; bytes only if they are UTF-8 (a record copied with
+    ``dataclasses.replace`` holds them already; YAML's ``!!binary`` can give any). Anything else
+    as it is: validation says what is wrong with it."""
+    if isinstance(value, str):
+        return value.encode()  # a lone surrogate has no UTF-8 form: UnicodeEncodeError, a ValueError
+    if isinstance(value, bytes | bytearray):
+        held = bytes(value)
+        held.decode()  # not UTF-8: UnicodeDecodeError, a ValueError, which names the field
+        return held
+    return value
 
 
 def _text(value: bytes) -> str:

@@ -244,6 +244,8 @@ class _Builder:
         #: Equal heartbeat intervals as one object: parsed, each device had a float of its own
         #: (32 bytes; ≈ 3 MB at 100 000 devices, which name a handful of intervals).
         beats: dict[object, object] = {}
+        #: Equal locations as one bytes object (a safety kit's devices name their owner's).
+        places: dict[object, object] = {}
         out: list[Device] = []
         for doc in each_row(docs):
             # Not every field, or a kind no longer known: validation fills in or says so.
@@ -256,7 +258,7 @@ class _Builder:
             installed = doc["installed"]
             if installed is not None:
                 doc["installed"] = fromisoformat(installed)
-            doc["location"] = utf8(doc["location"])  # held packed (model.Utf8Text)
+            doc["location"] = _packed(doc["location"], places)
             out.append(_built(shape, doc))
         return tuple(out)
 
@@ -271,7 +273,9 @@ class _Builder:
         ready[kind] = [_KINDS.get(value) for value in columns[kind]]
         ready[beat] = [beats.setdefault(value, value) for value in columns[beat]]
         ready[installed] = [None if value is None else fromisoformat(value) for value in columns[installed]]
-        ready[location] = [utf8(value) for value in columns[location]]  # held packed (model.Utf8Text)
+        # Held packed (model.Utf8Text), equal locations as one bytes object.
+        places: dict[object, object] = {}
+        ready[location] = [_packed(value, places) for value in columns[location]]
         out: list[Device] = []
         for i, values in enumerate(zip(*ready, strict=True)):
             if values[kind] is None:  # a kind no longer known: validation says so
@@ -283,6 +287,16 @@ class _Builder:
             else:
                 out.append(filled(Device, keys, values))
         return tuple(out)
+
+
+def _packed(location: object, places: dict[object, object]) -> object:
+    """A device's location as the record holds it (``model.Utf8Text``): equal texts as one object."""
+    if type(location) is not str:
+        return utf8(location)
+    packed = places.get(location)
+    if packed is None:
+        packed = places[location] = utf8(location)
+    return packed
 
 
 #: The one key of a resident whose values are records of their own.
