@@ -85,6 +85,10 @@ class Rare:
         )
 
 
+#: A slot's rare fields all at their defaults: what :meth:`Slot._held` reads while ``rare`` is ``None``.
+_UNSET = Rare()
+
+
 @dataclass(slots=True)
 class Slot:
     """What one rule remembers about one subject. Fields unused by a trigger stay at defaults.
@@ -126,6 +130,11 @@ class Slot:
     #: :class:`MemoryState` bookkeeping (the earliest heap entry for this slot); never persisted.
     queued_due: float | None = field(default=None, repr=False, compare=False)
 
+    def _held(self) -> Rare:
+        """:attr:`rare`, or the one all-defaults :class:`Rare` (frozen, so it may be shared)."""
+        rare = self.rare
+        return _UNSET if rare is None else rare
+
     def _put(self, rare: Rare) -> None:
         """``rare`` in :attr:`rare`, or ``None`` when all four are at their defaults."""
         self.rare = None if rare.unset() else rare
@@ -140,10 +149,8 @@ class Slot:
     def notified(self, value: float | None) -> None:
         # Stored as given, never narrowed to a float first: compiled, that would store a new
         # float object where the caller's (a due, an event's time) is shared.
-        rare = self.rare
-        if rare is None and value is None:
-            return
-        self._put(Rare(value) if rare is None else Rare(value, rare.count, rare.times, rare.evidence))
+        rare = self._held()
+        self._put(Rare(value, rare.count, rare.times, rare.evidence))
 
     @property
     def count(self) -> int:
@@ -153,10 +160,8 @@ class Slot:
 
     @count.setter
     def count(self, value: int) -> None:
-        rare = self.rare
-        self._put(
-            Rare(None, value) if rare is None else Rare(rare.notified, value, rare.times, rare.evidence)
-        )
+        rare = self._held()
+        self._put(Rare(rare.notified, value, rare.times, rare.evidence))
 
     @property
     def times(self) -> Sequence[float]:
@@ -166,10 +171,8 @@ class Slot:
 
     @times.setter
     def times(self, value: Sequence[float]) -> None:
-        rare = self.rare
-        self._put(
-            Rare(times=value) if rare is None else Rare(rare.notified, rare.count, value, rare.evidence)
-        )
+        rare = self._held()
+        self._put(Rare(rare.notified, rare.count, value, rare.evidence))
 
     @property
     def evidence(self) -> Sequence[JsonDict]:
@@ -179,10 +182,8 @@ class Slot:
 
     @evidence.setter
     def evidence(self, value: Sequence[JsonDict]) -> None:
-        rare = self.rare
-        self._put(
-            Rare(evidence=value) if rare is None else Rare(rare.notified, rare.count, rare.times, value)
-        )
+        rare = self._held()
+        self._put(Rare(rare.notified, rare.count, rare.times, value))
 
     def seen_idents(self) -> list[str]:
         """``seen`` as a list, whichever way it is held (the stored JSON's form)."""
