@@ -187,7 +187,7 @@ class Visits:
         slices instead (:meth:`schedule_in_slices`).
         """
         now = self._clock.now()
-        scheduled = self.visits.open_kinds()
+        scheduled = self.visits.open_dues()
         entries = self.register()
         made = sum(
             self._schedule_slice(entries[at : at + SLICE], scheduled, now)
@@ -218,7 +218,7 @@ class Visits:
             # of other entry objects. The round works on the kept one, whose entries hold the
             # memo (RegisterEntry's plan, kinds and sign-of-life day).
             entries = self._register
-        scheduled = self.visits.open_kinds()
+        scheduled = self.visits.open_dues()
         made = 0
         for at in range(0, len(entries), SLICE):
             made += self._schedule_slice(entries[at : at + SLICE], scheduled, self._clock.now())
@@ -227,26 +227,44 @@ class Visits:
         return made
 
     def _schedule_slice(
-        self, entries: Sequence[RegisterEntry], scheduled: set[tuple[str, TaskKind]], now: float
+        self, entries: Sequence[RegisterEntry], scheduled: Mapping[tuple[str, TaskKind], float], now: float
     ) -> int:
-        tasks: list[VisitTask] = []
+        tasks: list[tuple[RegisterEntry, VisitTask]] = []
         for entry in entries:
             for kind in self._planned(entry):
-                if (entry.elder.id, kind) in scheduled:
+                due = scheduled.get((entry.elder.id, kind))
+                if due is not None:
+                    if kind is TaskKind.SIGN_OF_LIFE:
+                        self._sign_open(entry, due)
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
                 task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))
                 if task is not None:
-                    tasks.append(task)
+                    tasks.append((entry, task))
         if not tasks:
             return 0
-        made = 0
+        made: list[tuple[RegisterEntry, VisitTask]] = []
         with self._store.transaction() as db:
-            for task in tasks:
+            for entry, task in tasks:
                 if self.visits.add_task(db, task, at=now):
                     self._plan_deadline(db, task, now, done_at=None)
-                    made += 1
-        return made
+                    made.append((entry, task))
+        for entry, task in made:  # committed: these are his open tasks now
+            if task.kind is TaskKind.SIGN_OF_LIFE:
+                self._sign_open(entry, task.due_at)
+        return len(made)
+
+    def _sign_open(self, entry: RegisterEntry, due: float) -> None:
+        """His open sign-of-life task is due at ``due``: what his next sign would learn from the
+        store (:meth:`_sign`), kept in the memo so that sign reads nothing.
+
+        A sign whose following task is due no later leaves the open task as it is. After a
+        restart, every elder's first sign read his open task in a transaction of its own, on
+        the event loop. An open task's due time only moves later (completed, then followed),
+        so a due time seen once stays a bound the memo may keep.
+        """
+        if due > entry.sign_due:
+            object.__setattr__(entry, "sign_due", self._time(due))
 
     def _planned(self, entry: RegisterEntry) -> tuple[TaskKind, ...]:
         """The kinds scheduled for this elder: his plan and devices do not change while the hub runs
