@@ -129,6 +129,28 @@ def best_gateway(
     return best[1], best[2], count
 
 
+def with_signal(
+    events: list[Event],
+    entries: object,
+    *,
+    rssi_keys: Sequence[str],
+    snr_key: str,
+    field: str,
+    device_id: str,
+    ts: float,
+    family: str,
+    common: Mapping[str, Any],
+    topic: str,
+) -> list[Event]:
+    """``events`` and the uplink's signal event; bad gateway metadata is quarantined with the
+    uplink's events salvaged (the signal is health: it must not cost a press)."""
+    try:
+        gateway = best_gateway(entries, rssi_keys=rssi_keys, snr_key=snr_key, field=field, topic=topic)
+    except DecodeError as exc:
+        raise exc.keeping(events) from None
+    return events + signal_event(device_id, gateway, ts, family, common)
+
+
 def signal_event(
     device_id: str,
     gateway: tuple[float, float | None, int] | None,

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from adapters._json import as_number, parse_object
-from adapters._lorawan import best_gateway, resolve_profile, signal_event, uplink_events
+from adapters._lorawan import resolve_profile, uplink_events, with_signal
 from adapters.chirpstack_v4 import status_events
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
@@ -139,7 +139,15 @@ def _uplink(
         topic=topic,
         field="object",
     )
-    gateway = best_gateway(
-        doc.get("rxInfo"), rssi_keys=("rssi",), snr_key="loRaSNR", field="rxInfo", topic=topic
+    return with_signal(
+        events,
+        doc.get("rxInfo"),
+        rssi_keys=("rssi",),
+        snr_key="loRaSNR",
+        field="rxInfo",
+        device_id=device_id,
+        ts=received,
+        family=FAMILY,
+        common=common,
+        topic=topic,
     )
-    return events + signal_event(device_id, gateway, received, FAMILY, common)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters._json import as_bool, as_number, event_time, parse_object, plausible_battery
-from adapters._lorawan import best_gateway, resolve_profile, signal_event, uplink_events
+from adapters._lorawan import resolve_profile, uplink_events, with_signal
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
 from adapters.profiles import ProfileSet
@@ -123,8 +123,18 @@ def _uplink(
         topic=topic,
         field="object",
     )
-    gateway = best_gateway(doc.get("rxInfo"), rssi_keys=("rssi",), snr_key="snr", field="rxInfo", topic=topic)
-    return events + signal_event(device_id, gateway, ts, FAMILY, common)
+    return with_signal(
+        events,
+        doc.get("rxInfo"),
+        rssi_keys=("rssi",),
+        snr_key="snr",
+        field="rxInfo",
+        device_id=device_id,
+        ts=ts,
+        family=FAMILY,
+        common=common,
+        topic=topic,
+    )
 
 
 def status_events(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -419,19 +419,35 @@ def read(
     found = findings(decoded, hints.device_kind(device_id))
     problems = [f.problem for f in found if f.problem]
     if problems:
+        # Only a press stands beside a refused state (an SOS is never lost to a bad neighbour);
+        # the states and readings wait for the profile the quarantine record asks for.
+        presses = [f for f in found if not f.problem and f.meaning in (Meaning.SOS, Meaning.PRESS)]
         raise DecodeError(
             "ambiguous_polarity",
             "generic reading refused: " + "; ".join(problems)[:400] + ". Name a profile for this device"
             " (linli profiles suggest)",
             topic=topic,
+            salvaged=tuple(_events(presses, common, device_id=device_id, ts=ts, family=family, hints=hints)),
         )
+    return _merge_states(_events(found, common, device_id=device_id, ts=ts, family=family, hints=hints))
+
+
+def _events(
+    found: Sequence[Finding],
+    common: Mapping[str, float | bool | str],
+    *,
+    device_id: str,
+    ts: float,
+    family: str,
+    hints: DeviceHints,
+) -> list[Event]:
     events: list[Event] = []
     for f in found:
         attrs: Attrs = {**common, "profile": GENERIC, "field": f.path, "rule": f.rule}
         event = _event(f, attrs, device_id=device_id, ts=ts, family=family, hints=hints)
         if event is not None:
             events.append(event)
-    return _merge_states(events)
+    return events
 
 
 #: Kinds whose several fields in one payload are one state (two leak probes are one leak).

@@ -11,7 +11,8 @@ The schema is checked by hand here (no JSON Schema library at run time); a test 
 in step. Reasons: ``malformed_json``, ``not_an_object`` (a scalar payload or a list item that
 is not an object), ``missing_field`` (``v``, ``kind``), ``unknown_field``, ``wrong_type``,
 ``bad_value`` (unsupported ``v``, unknown ``kind``, bad time, too long, empty or too long a
-list). A list is all-or-nothing: one bad item rejects the message.
+list). In a list each item stands on its own: a bad one quarantines the message with its reason
+and index, and the good ones are handled (an SOS press is not lost to a bad neighbour).
 
 ``ts`` is RFC 3339 with an offset or epoch seconds; absent → receive time; later than the
 receive time → receive time (more than 300 s later: also ``attrs.ts_clamped``). Integers become floats.
@@ -65,8 +66,28 @@ def decode(topic: str, payload: bytes, received: float, hints: DeviceHints, *, b
             raise DecodeError("bad_value", "an event list must not be empty", topic=topic)
         if len(doc) > MAX_EVENTS:
             raise DecodeError("bad_value", f"at most {MAX_EVENTS} events per message", topic=topic)
-        return [_event(device_id, item, received, topic, f"[{i}]") for i, item in enumerate(doc)]
+        return _batch(device_id, doc, received, topic)
     return [_event(device_id, doc, received, topic, "")]
+
+
+def _batch(device_id: str, items: list[Any], received: float, topic: str) -> list[Event]:
+    """Every item decoded on its own: a bad one quarantines the message (the first one's reason,
+    and how many were bad), and the good ones are still handled (an SOS beside it is not lost)."""
+    events: list[Event] = []
+    first: DecodeError | None = None
+    bad = 0
+    for index, item in enumerate(items):
+        try:
+            events.append(_event(device_id, item, received, topic, f"[{index}]"))
+        except DecodeError as exc:
+            bad += 1
+            first = first or exc
+    if first is None:
+        return events
+    detail = first.detail if bad == 1 else f"{first.detail} (and {bad - 1} more bad events)"
+    raise DecodeError(
+        first.reason, f"{detail}; {len(events)} of {len(items)} kept", topic=topic, salvaged=tuple(events)
+    )
 
 
 def _event(device_id: str, item: object, received: float, topic: str, where: str) -> Event:

@@ -230,25 +230,37 @@ class Profile:
         common: Mapping[str, float | bool | str],
         topic: str,
     ) -> list[Event]:
-        """The events a decoded object means; unknown fields are ignored."""
+        """The events a decoded object means; unknown fields are ignored.
+
+        Each field stands on its own: a bad one (a battery of the wrong type) raises the first
+        such error with every good field's event salvaged (:attr:`DecodeError.salvaged`), so a
+        press beside it is still handled.
+        """
         events: list[Event] = []
+        first: DecodeError | None = None
         for rule in self.rules:
-            raw = _lookup(decoded, rule.field, topic)
-            if raw is None:
-                continue  # absent or null: unknown, not false
-            event = _apply_rule(
-                rule,
-                raw,
-                decoded,
-                device_id=device_id,
-                ts=ts,
-                family=family,
-                hints=hints,
-                common=common,
-                topic=topic,
-            )
+            try:
+                raw = _lookup(decoded, rule.field, topic)
+                if raw is None:
+                    continue  # absent or null: unknown, not false
+                event = _apply_rule(
+                    rule,
+                    raw,
+                    decoded,
+                    device_id=device_id,
+                    ts=ts,
+                    family=family,
+                    hints=hints,
+                    common=common,
+                    topic=topic,
+                )
+            except DecodeError as exc:
+                first = first or exc
+                continue
             if event is not None:
                 events.append(event)
+        if first is not None:
+            raise first.keeping(events)
         return events
 
 

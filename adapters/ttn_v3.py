@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters._json import as_number, event_time, parse_object
-from adapters._lorawan import best_gateway, resolve_profile, signal_event, uplink_events
+from adapters._lorawan import resolve_profile, uplink_events, with_signal
 from adapters.errors import DecodeError
 from adapters.events import DeviceHints, Event, EventKind
 from adapters.profiles import ProfileSet
@@ -132,11 +132,15 @@ def _uplink(
         topic=topic,
         field="decoded_payload",
     )
-    gateway = best_gateway(
+    return with_signal(
+        events,
         uplink.get("rx_metadata"),
         rssi_keys=("rssi", "channel_rssi"),
         snr_key="snr",
         field="rx_metadata",
+        device_id=device_id,
+        ts=ts,
+        family=FAMILY,
+        common=common,
         topic=topic,
     )
-    return events + signal_event(device_id, gateway, ts, FAMILY, common)

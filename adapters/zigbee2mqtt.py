@@ -110,44 +110,51 @@ def _state(
             break
     if rare:
         changes = _presses(device_id, doc, events, ts=ts, hints=hints, topic=topic, common=common)
+    pressed = len(events)
 
-    if "contact" in doc:
-        # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).
-        closed = as_bool(doc["contact"], "contact", topic)
-        kind = _DOOR_CLOSED if closed else _DOOR_OPEN
-        events.append(Event(device_id, kind, ts, FAMILY, not closed, common))
-        changes = True
+    try:
+        contact = doc.get("contact")
+        if contact is not None:  # null: Zigbee2MQTT's "not known yet" (SOURCES.md), not a state
+            # contact: true = magnet present = closed; false = open (zigbee2mqtt `exposes`).
+            closed = as_bool(contact, "contact", topic)
+            kind = _DOOR_CLOSED if closed else _DOOR_OPEN
+            events.append(Event(device_id, kind, ts, FAMILY, not closed, common))
+            changes = True
 
-    if rare and _rare_states(device_id, doc, events, ts=ts, hints=hints, topic=topic, common=common):
-        changes = True
+        if rare and _rare_states(device_id, doc, events, ts=ts, hints=hints, topic=topic, common=common):
+            changes = True
 
-    battery = as_number(doc.get("battery"), "battery", topic)
-    voltage_mv = as_number(doc.get("voltage"), "voltage", topic)
-    battery_low = doc.get("battery_low")
-    if battery is not None or voltage_mv is not None or battery_low is not None:
-        attrs = dict(common)
-        # An impossible reading is dropped (and named in attrs); the event stays, so the drop
-        # is visible and battery_low, if any, still counts.
-        battery, volts = plausible_battery(
-            battery, voltage_mv / 1000.0 if voltage_mv is not None else None, attrs
-        )
-        put_volts(attrs, volts)
-        if battery_low is not None:
-            attrs["battery_low"] = as_bool(battery_low, "battery_low", topic)
-        events.append(Event(device_id, _BATTERY, ts, FAMILY, battery, attrs))
-
-    lqi = as_number(doc.get("linkquality"), "linkquality", topic)
-    if lqi is not None:
-        events.append(
-            Event(
-                device_id,
-                _SIGNAL,
-                ts,
-                FAMILY,
-                lqi,
-                _LQI if not clamped else {"unit": "lqi", **common},
+        battery = as_number(doc.get("battery"), "battery", topic)
+        voltage_mv = as_number(doc.get("voltage"), "voltage", topic)
+        battery_low = doc.get("battery_low")
+        if battery is not None or voltage_mv is not None or battery_low is not None:
+            attrs = dict(common)
+            # An impossible reading is dropped (and named in attrs); the event stays, so the drop
+            # is visible and battery_low, if any, still counts.
+            battery, volts = plausible_battery(
+                battery, voltage_mv / 1000.0 if voltage_mv is not None else None, attrs
             )
-        )
+            put_volts(attrs, volts)
+            if battery_low is not None:
+                attrs["battery_low"] = as_bool(battery_low, "battery_low", topic)
+            events.append(Event(device_id, _BATTERY, ts, FAMILY, battery, attrs))
+
+        lqi = as_number(doc.get("linkquality"), "linkquality", topic)
+        if lqi is not None:
+            events.append(
+                Event(
+                    device_id,
+                    _SIGNAL,
+                    ts,
+                    FAMILY,
+                    lqi,
+                    _LQI if not clamped else {"unit": "lqi", **common},
+                )
+            )
+    except DecodeError as exc:
+        # The press decoded above stands whatever else the report got wrong: a bad neighbour
+        # (a tamper of the wrong type) quarantines the report, and the SOS is still handled.
+        raise exc.keeping(events[:pressed]) from None
 
     if not changes:
         # A report with no state change is the device saying it is alive.
@@ -198,16 +205,18 @@ def _rare_states(
 ) -> bool:
     """The report's occupancy or motion, tamper and hazards into ``events``; whether any was."""
     changes = False
-    if "occupancy" in doc:
-        occupied = as_bool(doc["occupancy"], "occupancy", topic)
+    occupancy = doc.get("occupancy")
+    if occupancy is not None:  # null: not known yet, as for every state below
+        occupied = as_bool(occupancy, "occupancy", topic)
         is_parking = hints.device_kind(device_id) is _PARKING_SENSOR
         kind = _OCCUPANCY if is_parking else _MOTION
         events.append(Event(device_id, kind, ts, FAMILY, occupied, common))
         changes = True
 
-    if "tamper" in doc:
+    tamper = doc.get("tamper")
+    if tamper is not None:
         events.append(
-            Event(device_id, EventKind.TAMPER, ts, FAMILY, as_bool(doc["tamper"], "tamper", topic), common)
+            Event(device_id, EventKind.TAMPER, ts, FAMILY, as_bool(tamper, "tamper", topic), common)
         )
         changes = True
 

@@ -191,7 +191,13 @@ class Pipeline:
                 events = [replace(event, ts=event.ts + ahead) for event in events]
         except DecodeError as exc:
             self._reject(topic, exc.reason, exc.detail, payload, received)
-            return
+            if not exc.salvaged:
+                return
+            # Quarantined for its bad part, and what it did carry is handled: an SOS press
+            # beside a bad field or batch item is not lost (DecodeError.salvaged).
+            events = list(exc.salvaged)
+            if ahead:
+                events = [replace(event, ts=event.ts + ahead) for event in events]
         except Exception as exc:  # a decoder bug must not stop the pipeline
             log.exception("decoder failed on %r", topic[:200])
             self._reject(topic, "decoder_error", f"{type(exc).__name__}: {exc}", payload, received)

@@ -1,0 +1,126 @@
+"""An SOS press is never lost to a bad neighbour: a field of the wrong type, a null where a state
+was expected, bad gateway metadata or a bad item of the same batch. The message is quarantined
+with its reason *and* the press is handled (``DecodeError.salvaged``). Adapters first, then a hub
+(the case is filed and the quarantine record kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters.errors import DecodeError
+from adapters.events import DeviceKind, Event, EventKind
+from adapters.router import AdapterRouter, Family, FamilySource
+from hub.app import Hub
+from hub.clock import ManualClock
+from tests.helpers import COMMUNITY, SOS_BUTTON, hub_settings
+from tests.support.samples import Hints, sample
+from tests.support.servers import Broker
+
+PRESS = 1_795_371_180.0
+_, EMERGENCY = sample("zigbee2mqtt", "tuya_ts0215a_sos_emergency")
+Z2M = AdapterRouter(sources=[FamilySource(Family.ZIGBEE2MQTT)])
+TTS = AdapterRouter(sources=[FamilySource(Family.TTN_V3)])
+NATIVE = AdapterRouter(sources=[FamilySource(Family.NATIVE)])
+HINTS = Hints({SOS_BUTTON: DeviceKind.SOS_BUTTON, "btn": DeviceKind.SOS_BUTTON, "gen": DeviceKind.SOS_BUTTON},
+              {"btn": "milesight-ws101"})  # fmt: skip
+
+
+def _kinds(events: list[Event] | tuple[Event, ...]) -> list[EventKind]:
+    return [e.kind for e in events]
+
+
+def _salvaged(router: AdapterRouter, topic: str, payload: bytes) -> DecodeError:
+    with pytest.raises(DecodeError) as caught:
+        router.decode(topic, payload, PRESS, HINTS)
+    return caught.value
+
+
+@pytest.mark.parametrize("key", ["tamper", "occupancy", "contact"])
+def test_a_null_state_beside_a_press_is_unknown_not_an_error(key: str) -> None:
+    """Zigbee2MQTT sets an exposed property it has not heard yet to null (SOURCES.md)."""
+    doc = {**orjson.loads(EMERGENCY), key: None}
+    events = Z2M.decode(f"zigbee2mqtt/{SOS_BUTTON}", orjson.dumps(doc), PRESS, HINTS)
+    assert _kinds(events).count(EventKind.SOS_PRESS) == 1
+    assert not {EventKind.TAMPER, EventKind.MOTION, EventKind.DOOR_OPEN, EventKind.DOOR_CLOSED} & set(
+        _kinds(events)
+    )
+
+
+def test_a_bad_tamper_beside_a_zigbee2mqtt_press_keeps_the_press_only() -> None:
+    doc = {**orjson.loads(EMERGENCY), "tamper": "maybe", "contact": False}
+    error = _salvaged(Z2M, f"zigbee2mqtt/{SOS_BUTTON}", orjson.dumps(doc))
+    assert error.reason == "wrong_type" and "tamper" in error.detail
+    # The press stands; the report's states (its door, decoded before the bad field) do not.
+    assert _kinds(error.salvaged) == [EventKind.SOS_PRESS]
+
+
+def _tts(device: str, decoded: dict[str, Any], **uplink: object) -> tuple[str, bytes]:
+    message = {
+        "f_port": 85,
+        "f_cnt": 3,
+        "decoded_payload": decoded,
+        "rx_metadata": [{"gateway_ids": {"gateway_id": "g"}, "rssi": -50, "snr": 5}],
+        **uplink,
+    }
+    body = {"end_device_ids": {"device_id": device}, "uplink_message": message}
+    return f"v3/app@ttn/devices/{device}/up", orjson.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("uplink", "reason"),
+    [
+        (_tts("btn", {"press": "short", "battery": True}), "wrong_type"),  # a profiled field
+        (_tts("btn", {"press": "short"}, rx_metadata=[None]), "wrong_type"),  # gateway metadata
+        (_tts("gen", {"sos": True, "contact": 1}), "ambiguous_polarity"),  # the generic reading
+    ],
+    ids=["profile-field", "rx-metadata", "generic-ambiguous"],
+)
+def test_a_bad_field_of_a_lorawan_uplink_keeps_its_press(uplink: tuple[str, bytes], reason: str) -> None:
+    error = _salvaged(TTS, *uplink)
+    assert error.reason == reason
+    assert EventKind.SOS_PRESS in _kinds(error.salvaged)
+
+
+def test_a_native_batch_keeps_its_good_items_and_names_the_bad_ones() -> None:
+    batch = [
+        {"v": 1, "kind": "sos_press", "value": "single", "attrs": {"press": "single"}},
+        {"v": 1, "kind": "battery", "value": 80, "attrs": {"cells": {"a": 3.0}}},
+        {"v": 1, "kind": "heartbeat"},
+        {"v": 2, "kind": "heartbeat"},
+    ]
+    error = _salvaged(NATIVE, f"linli/{COMMUNITY}/devices/{SOS_BUTTON}/events", orjson.dumps(batch))
+    assert error.reason == "wrong_type" and "event[1].attrs" in error.detail
+    assert "1 more bad" in error.detail and "2 of 4 kept" in error.detail
+    assert _kinds(error.salvaged) == [EventKind.SOS_PRESS, EventKind.HEARTBEAT]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Any:
+    built = Hub(
+        settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=ManualClock(start=PRESS)
+    )
+    yield built
+    built.store.close()
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (
+            f"linli/{COMMUNITY}/devices/{SOS_BUTTON}/events",
+            orjson.dumps([{"v": 1, "kind": "sos_press", "value": "single"}, {"v": 1, "kind": "nonsense"}]),
+        ),
+        (f"zigbee2mqtt/{SOS_BUTTON}", orjson.dumps({**orjson.loads(EMERGENCY), "tamper": 7})),
+    ],
+    ids=["native-batch", "zigbee2mqtt-report"],
+)
+def test_the_hub_files_the_case_and_keeps_the_quarantine_record(hub: Hub, topic: str, payload: bytes) -> None:
+    hub._on_message(topic, payload, 1, False)
+    assert len(hub.cases.case_ids()) == 1
+    hub.quarantine.flush()
+    (record,) = hub.store.quarantine()
+    assert record.topic == topic and record.count == 1 and payload.startswith(record.excerpt)
