@@ -194,6 +194,8 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple
             strict=False,
             personal=personal,
         )
+    for clash in registry.role_clashes:
+        log.error("registry: %s; until then he acts only where his first role is", clash)
     for clash in registry.shared:
         log.error(
             "registry: %s; the later community keeps it and the other's messages from it are"

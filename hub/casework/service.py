@@ -297,9 +297,13 @@ class Casework:
         grids: set[str] = set()
         communities: set[str] = set()
         if person:
+            role = self.role_of(actor.id)
             for community in self._registry.communities:
                 for member in community.people:
-                    if member.id == actor.id:
+                    # Only the roster entries of the role he acts with: a duty officer of one
+                    # community who volunteers in another must not have the desk over both (the
+                    # registry refuses such a roster; a store that holds one logs it).
+                    if member.id == actor.id and member.role is role:
                         grids.update(member.grids)
                         communities.add(community.code)
         return Reach(actor=actor, grids=frozenset(grids), communities=frozenset(communities))

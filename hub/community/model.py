@@ -390,6 +390,33 @@ def shared_claims(claims: Iterable[IdClaim]) -> list[tuple[str, str, str, str]]:
     return shared
 
 
+def role_clashes(communities: Iterable[Community]) -> list[str]:
+    """One sentence per person on several communities' rosters with different roles.
+
+    A person acts with one role (``Actor.role``) over every grid of his roster entries: a duty
+    officer of one community who volunteers in another would have the duty officer's desk over
+    both (found in review: he closed the other community's SOS case). The same role in
+    several communities is fine (a street's staff).
+    """
+    return roster_clashes((c.code, [(p.id, p.role.value) for p in c.people]) for c in communities)
+
+
+def roster_clashes(rosters: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> list[str]:
+    """:func:`role_clashes` over ``(community code, [(person id, role)])``: the store checks an
+    import against the communities it holds from their stored documents."""
+    first: dict[str, tuple[str, str]] = {}
+    clashes: list[str] = []
+    for code, people in rosters:
+        for person, role in people:
+            held, where = first.setdefault(person, (role, code))
+            if held != role:
+                clashes.append(
+                    f"person {person} is {held} in community {where} and {role} in {code}:"
+                    " one person has one role (give one of them a new id)"
+                )
+    return clashes
+
+
 def describe_shared(shared: list[str], *, at_most: int = 5) -> str:
     """:func:`shared_ids`' sentences as one message, the first few of a long list and a count."""
     more = f"; and {len(shared) - at_most} more" if len(shared) > at_most else ""
@@ -420,6 +447,13 @@ class CommunityFile(_Model):
                         raise ValueError(
                             f"{source.family.value} root {root} belongs to communities {owner[key]} and {community.code}"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _one_role_per_person(self) -> CommunityFile:
+        clashes = role_clashes(self.communities)
+        if clashes:
+            raise ValueError(describe_shared(clashes))
         return self
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from hub.community.model import (
     Resident,
     Unit,
     describe_shared,
+    role_clashes,
     shared_ids,
 )
 from hub.community.personal import PersonalData
@@ -128,6 +129,11 @@ class Registry:
                 self.shared = shared_ids(self.communities)
                 if strict:
                     raise RegistryError(describe_shared(self.shared), file="registry", field="communities")
+        #: People on several rosters with different roles, one sentence each (``strict=False``
+        #: only): such a person acts with the first community's role, there only (Casework.reach).
+        self.role_clashes = role_clashes(self.communities)
+        if self.role_clashes and strict:
+            raise RegistryError(describe_shared(self.role_clashes), file="registry", field="communities")
         #: A device's series tags are its subject's ``memo``, filled on its first event (most of
         #: 10⁵ registered devices report rarely); the values are few (low-cardinality tags), so
         #: equal ones are one object: at 10⁵ devices most are equal.

@@ -27,7 +27,15 @@ from typing import Any
 import orjson
 
 from hub.community.compact import collector_paused
-from hub.community.model import Community, IdClaim, describe_shared, id_claim, shared_claims, shared_sentence
+from hub.community.model import (
+    Community,
+    IdClaim,
+    describe_shared,
+    id_claim,
+    roster_clashes,
+    shared_claims,
+    shared_sentence,
+)
 from hub.community.personal import PersonalData
 from hub.community.trusted import community_from_store
 from hub.errors import RegistryError, StoreError
@@ -556,12 +564,20 @@ class Store:
         """
         incoming = {c.code for c in communities}
         held: list[IdClaim] = []
+        rosters: list[tuple[str, list[tuple[str, str]]]] = []
         for code, raw in db.execute("SELECT code, doc FROM communities ORDER BY code").fetchall():
             if code in incoming:
                 continue  # replaced by this import: its old ids go with it
             doc = orjson.loads(bytes(raw))
             devices = [d["id"] for d in doc.get("devices", ())]
             held.append((code, devices, [r["id"] for r in doc.get("residents", ())]))
+            rosters.append((code, [(p["id"], p["role"]) for p in doc.get("people", ())]))
+        # One role per person across the district, as one community's file checks (CommunityFile).
+        roles = roster_clashes(
+            [*rosters, *((c.code, [(p.id, p.role.value) for p in c.people]) for c in communities)]
+        )
+        if roles:
+            raise RegistryError(describe_shared(roles), file=source, field="communities")
         shared = shared_claims([*held, *map(id_claim, communities)])
         if not shared:
             return
