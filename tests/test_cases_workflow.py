@@ -140,6 +140,11 @@ def test_sos_false_alarm_with_callback_in_data() -> None:
     case = step(case, tl, A.DISPATCH, assignee="w1")
     with pytest.raises(RequirementNotMet, match="future"):
         step(case, tl, A.FALSE_ALARM, note="误触", callback_at=T0 + 100)
+    # A call-back answers this press: one dated before the case was filed is none (review: 0).
+    for before in (0.0, T0 - 1):
+        for action in (A.FALSE_ALARM, A.CALL_BACK):
+            with pytest.raises(RequirementNotMet, match="before the case was filed"):
+                step(case, tl, action, note="误触", callback_at=before)
     case = step(case, tl, A.FALSE_ALARM, note="误触", callback_at=T0 + 1.5)
     assert case.callback_at == T0 + 1.5
 
@@ -268,6 +273,7 @@ def test_random_sequences_keep_invariants(
         assert (case.resolution is not None) == (case.state in TERMINAL)
         if case.state is S.CLOSED and category == "sos":
             assert case.handler_note or case.callback_at is not None
+        assert case.callback_at is None or case.filed_at <= case.callback_at <= entry.ts
         if case.state in (S.DISPATCHED, S.ACCEPTED, S.ON_SITE, S.HANDLED, S.VERIFIED):
             assert case.assignee and case.dispatched_at is not None and case.clock_started_at is not None
         if case.state is S.HANDLED:

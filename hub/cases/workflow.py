@@ -359,8 +359,9 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
         changes |= {"closed_at": at, "resolution": Resolution.RESOLVED}
     elif action is A.FALSE_ALARM:
         callback_at = _number(data, "callback_at")
-        if callback_at is not None and callback_at > at:
-            raise refuse("data.callback_at lies in the future")
+        wrong = None if callback_at is None else _callback_wrong(case, callback_at, at)
+        if wrong:
+            raise refuse(wrong)
         if case.is_sos and callback_at is None and case.callback_at is None:
             raise refuse(
                 "a false SOS still needs a recorded call-back (data.callback_at or a call_back entry first)"
@@ -371,8 +372,9 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
     elif action is A.CALL_BACK:
         callback_at = _number(data, "callback_at")
         callback_at = at if callback_at is None else callback_at
-        if callback_at > at:
-            raise refuse("data.callback_at lies in the future")
+        wrong = _callback_wrong(case, callback_at, at)
+        if wrong:
+            raise refuse(wrong)
         changes["callback_at"] = callback_at
     elif action is A.AUTO_CLEAR:
         changes["sensor_cleared_at"] = at
@@ -547,6 +549,19 @@ def _new_round(case: Case, at: float, *, assignee: str) -> dict[str, Any]:
 def _text(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     return value.strip() if isinstance(value, str) else ""
+
+
+def _callback_wrong(case: Case, callback_at: float, at: float) -> str | None:
+    """Why ``callback_at`` cannot be this case's call-back (``None``: it can).
+
+    A call-back answers the press: one dated before the case was filed is no call-back for it,
+    and would let a false alarm close an SOS nobody called back (found in review: ``0``).
+    """
+    if callback_at > at:
+        return "data.callback_at lies in the future"
+    if callback_at < case.filed_at:
+        return "data.callback_at lies before the case was filed: a call-back answers this press"
+    return None
 
 
 def _number(data: Mapping[str, Any], key: str) -> float | None:
