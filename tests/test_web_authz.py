@@ -546,3 +546,41 @@ async def test_a_viewer_sees_no_rooms_nor_who_lives_in_them(world: World) -> Non
     assert set(grids) == {G1, G2, G3} and all(g["buildings"] == [] for g in grids.values())
     r = await call(world, Role.COMMAND_CENTRE, "GET", "/api/community")
     assert '"301"' in r.text and "13711112222" in r.text
+
+
+async def test_a_logout_ends_the_event_stream_before_its_next_event(world: World) -> None:
+    """Found in review: the session was checked once, when the stream opened, so a stream kept
+    open with a stolen cookie went on reading the grid's cases after the logout."""
+    received: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=world.base, timeout=None) as browser:
+        r = await browser.post("/login", json={"token": secret(Role.GRID_WORKER)})
+        assert r.status_code == 200
+        csrf = r.json()["csrf"]
+
+        async def listen() -> None:
+            async with browser.stream("GET", "/api/stream") as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        received.append(orjson.loads(line[6:]))
+
+        task = asyncio.create_task(listen())
+        await eventually(lambda: len(world.hub.bus) == 1, what="the stream subscribed")
+        assert (await browser.post("/logout", headers={"X-CSRF-Token": csrf})).status_code == 200
+        noted = await call(
+            world, Role.COMMAND_CENTRE, "POST", f"/api/cases/{world.cases[G1]}/note", {"note": "后"}
+        )
+        assert noted.status_code == 200
+        await eventually(task.done, what="the stream ended")
+        await asyncio.gather(task, return_exceptions=True)
+    assert received == []
+
+
+def test_a_stream_asks_without_keeping_the_session_alive() -> None:
+    now = [0.0]
+    sessions = Sessions(idle_s=60, max_s=3600, now=lambda: now[0])
+    session = sessions.open(ApiToken(name="v", role=Role.VIEWER, sha256="a" * 64))
+    now[0] = 59
+    assert sessions.alive(session.id)
+    now[0] = 61  # asking did not touch it: idle since 0
+    assert not sessions.alive(session.id) and sessions.get(session.id) is None

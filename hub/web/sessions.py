@@ -103,6 +103,19 @@ class Sessions:
         self._sessions[session_id] = touched
         return touched
 
+    def alive(self, session_id: str) -> bool:
+        """Whether the session is still live, without touching it: an open event stream asks
+        before every write, and must neither outlive a logout or expiry nor keep an unattended
+        console's session from expiring."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        now = self._now()
+        if now - session.last_seen > self._idle_s or now - session.created > self._max_s:
+            self._drop(session_id)
+            return False
+        return True
+
     def close(self, session_id: str) -> None:
         self._drop(session_id)
 

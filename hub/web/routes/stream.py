@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -37,8 +37,13 @@ def visible(web: Api, reach: Reach, message: dict[str, Any]) -> bool:
     return False
 
 
-async def events_for(web: Api, reach: Reach, transport: Any) -> AsyncIterator[bytes]:
-    """The stream of one client; it ends when the client falls behind (the bus drops it).
+async def events_for(
+    web: Api, reach: Reach, transport: Any, alive: Callable[[], bool] = lambda: True
+) -> AsyncIterator[bytes]:
+    """The stream of one client; it ends when the client falls behind (the bus drops it), or
+    when ``alive`` says its session ended (logout, expiry): asked before every write, so not
+    one event reaches a stream whose session is gone (found in review: a logged-out stream
+    kept receiving its grid's cases).
 
     ``transport`` (from the HTTP server) lets a drop abort the socket even while a write to
     it waits for a client that stopped reading; without it (another ASGI server) the stream
@@ -54,7 +59,7 @@ async def events_for(web: Api, reach: Reach, transport: Any) -> AsyncIterator[by
         yield b"retry: 2000\n\n"
         while not (listener.closed or listener.dropped):
             batch = await web.bus.next_batch(listener, idle_s=SSE_KEEPALIVE_S)
-            if listener.closed or listener.dropped:
+            if listener.closed or listener.dropped or not alive():
                 break
             if not batch:
                 yield b": keepalive\n\n"
@@ -76,8 +81,16 @@ def add_stream_routes(api: FastAPI, web: Api) -> None:
     )
     async def stream(request: Request, who: Who) -> StreamingResponse:
         """Server-sent events: ``alert`` and ``case`` changes the caller may read, nothing else."""
+        session = who.session
         return StreamingResponse(
-            events_for(web, who.reach, request.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)),
+            events_for(
+                web,
+                who.reach,
+                request.scope.get("extensions", {}).get(TRANSPORT_EXTENSION),
+                alive=(lambda: True)
+                if session is None
+                else functools.partial(web.sessions.alive, session.id),
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
