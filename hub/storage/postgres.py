@@ -62,6 +62,27 @@ def _pg_sql(sql: str) -> LiteralString:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def _pg_params(params: Sequence[object]) -> Sequence[object]:
+    """``params`` with NUL in any text replaced by U+FFFD: PostgreSQL's text cannot hold U+0000
+    (psycopg raises ``DataError``), SQLite's can.
+
+    Text reaches the store from outside (an MQTT topic's device id, a payload's strings, an
+    HTTP path or note): found in review, a NUL in a case id answered 500, and one in a device
+    id failed the unknown-devices write, leaving the message unhandled. Replaced, the value
+    is still told apart from others and shown with a visible mark; a lookup by it finds
+    nothing, as it should. The common case (no NUL) returns ``params`` as it is.
+    """
+    for value in params:
+        if isinstance(value, str) and "\x00" in value:
+            return [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in params]
+    return params
+
+
+def _pg_rows(rows: Iterable[Sequence[object]]) -> Iterator[Sequence[object]]:
+    for row in rows:
+        yield _pg_params(row)
+
+
 class PostgresTx(Tx):
     dialect = Dialect.POSTGRESQL
     for_update = " FOR UPDATE"
@@ -73,14 +94,14 @@ class PostgresTx(Tx):
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return self._conn.execute(_pg_sql(sql), params)
+        return self._conn.execute(_pg_sql(sql), _pg_params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         with self._conn.cursor() as cursor:
-            cursor.executemany(_pg_sql(sql), rows)
+            cursor.executemany(_pg_sql(sql), _pg_rows(rows))
 
     def insert_id(self, sql: str, params: Sequence[object]) -> int:
-        row = self._conn.execute(_pg_sql(sql + " RETURNING id"), params).fetchone()
+        row = self._conn.execute(_pg_sql(sql + " RETURNING id"), _pg_params(params)).fetchone()
         assert row is not None
         return int(cast("int", row[0]))
 
@@ -117,11 +138,11 @@ class PostgresEngine(Engine):
         self._conn.close()
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return self._live().execute(_pg_sql(sql), params)
+        return self._live().execute(_pg_sql(sql), _pg_params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         with self._live().cursor() as cursor:
-            cursor.executemany(_pg_sql(sql), rows)
+            cursor.executemany(_pg_sql(sql), _pg_rows(rows))
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
