@@ -20,7 +20,7 @@ from hub.cases.model import (
     Stage,
     TimelineEntry,
 )
-from hub.cases.workflow import TRANSITIONS, allowed_actions, apply, open_case, replay
+from hub.cases.workflow import MAX_EXTENSION_S, TRANSITIONS, allowed_actions, apply, open_case, replay
 from hub.errors import HubError, InvalidTransition, RequirementNotMet
 
 A = CaseAction
@@ -118,6 +118,13 @@ def test_dispatch_needs_assignee_and_extend_needs_approver() -> None:
         step(case, tl, A.EXTEND, note="等配件", approver="leader")
     case = step(case, tl, A.EXTEND, note="等配件", approver="leader", seconds=3600)
     assert case.extensions[0].approver == "leader" and tl[-1].data["stage"] == "accept"
+    # A stage's 延期 together stay within the bound one may have (review: the third of three
+    # 366-day ones put the due time past the working-day calendar, HTTP 500).
+    case = step(case, tl, A.EXTEND, note="等配件", approver="leader", seconds=MAX_EXTENSION_S - 3600)
+    with pytest.raises(RequirementNotMet, match="would total"):
+        step(case, tl, A.EXTEND, note="再等", approver="leader", seconds=1)
+    case = step(case, tl, A.EXTEND, note="整体延期", approver="leader", seconds=3600, stage="case")
+    assert [e.stage.value for e in case.extensions] == ["accept", "accept", "case"]
 
 
 def test_sos_closing_rules() -> None:

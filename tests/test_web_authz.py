@@ -584,3 +584,25 @@ def test_a_stream_asks_without_keeping_the_session_alive() -> None:
     assert sessions.alive(session.id)
     now[0] = 61  # asking did not touch it: idle since 0
     assert not sessions.alive(session.id) and sessions.get(session.id) is None
+
+
+async def test_extensions_past_the_bound_are_refused_not_a_server_error(world: World) -> None:
+    """Found in review: each 延期 within MAX_EXTENSION_S, the third of a working-time case's put
+    its due time past the working-day calendar and answered 500."""
+    gateway = await publisher(world.broker)
+    gateway.publish("zigbee2mqtt/sos-g1", b'{"battery": 3, "linkquality": 90}', qos=1)
+    hub = world.hub
+    await eventually(
+        lambda: any(c.category == "device" for i in hub.cases.case_ids() if (c := hub.cases.load(i))),
+        what="a battery (working-time) case",
+    )
+    await gateway.disconnect()
+    case_id = next(i for i in hub.cases.case_ids() if (c := hub.cases.load(i)) and c.category == "device")
+    before = len(hub.cases.timeline(case_id))
+    year = {"note": "等配件", "data": {"approver": "l1", "seconds": 366 * 86400}}
+    codes = [
+        (await call(world, Role.GRID_LEADER, "POST", f"/api/cases/{case_id}/extend", year)).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 409, 409]
+    assert len(hub.cases.timeline(case_id)) == before + 1

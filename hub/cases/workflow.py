@@ -24,7 +24,8 @@ Rules (each cites where it comes from):
   first dispatch, so a reopened case is judged against its original due time.
 * Entries never go back in time: an action dated before the last entry is refused (the hub
   stamps actions with its own clock and keeps a device's own time in ``data``).
-* Every number an entry carries is finite and every duration sane (:data:`MAX_EXTENSION_S`):
+* Every number an entry carries is finite and every duration sane (:data:`MAX_EXTENSION_S`, for
+  one 延期 and for all of a stage's together):
   an entry is stored as JSON and replayed on every load, so a value JSON cannot hold
   (``inf``, ``nan``) or an absurd one would make the case unloadable for everybody.
 """
@@ -397,6 +398,14 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
         elif seconds is None or not 0 < seconds <= MAX_EXTENSION_S:
             raise refuse(f"延期 needs data.seconds > 0 and at most {MAX_EXTENSION_S:.0f} (the extra time)")
         stage = _stage(data, case, action) or Stage.CASE
+        granted = sum(e.seconds for e in case.extensions if e.stage is stage)
+        if not replaying and granted + seconds > MAX_EXTENSION_S:
+            # Each within the bound, three of them put the due time past what the working-day
+            # calendar looks ahead (found in review: HTTP 500 on the third 366-day 延期).
+            raise refuse(
+                f"延期 of stage {stage.value!r} would total {granted + seconds:.0f} s,"
+                f" more than {MAX_EXTENSION_S:.0f} ({granted:.0f} s granted already)"
+            )
         changes["extensions"] = (
             *case.extensions,
             Extension(stage=stage, seconds=seconds, approver=approver, at=at),

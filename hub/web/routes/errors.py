@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import (
+    CalendarError,
     CaseNotFoundError,
     InvalidTransition,
     NotAllowedError,
@@ -58,6 +59,12 @@ def add_error_handlers(api: FastAPI, web: Api) -> None:
             return retry_after(error(429, exc.error, exc.message), exc)
         status = {NotAuthenticatedError: 401, NotFoundError: 404}.get(type(exc), 400)
         return error(status, exc.error, exc.message)
+
+    @api.exception_handler(CalendarError)
+    async def no_working_time(request: Request, exc: CalendarError) -> JSONResponse:
+        # A due time the working-day calendar cannot give (it looks ten years ahead): the action
+        # is refused and nothing is stored, rather than a server error.
+        return error(409, "calendar", f"工作日历无法排期 / the working-day calendar cannot place it: {exc}")
 
     @api.exception_handler(NotAllowedError)
     async def forbidden(request: Request, exc: NotAllowedError) -> JSONResponse:
