@@ -606,3 +606,28 @@ async def test_extensions_past_the_bound_are_refused_not_a_server_error(world: W
     ]
     assert codes == [200, 409, 409]
     assert len(hub.cases.timeline(case_id)) == before + 1
+
+
+async def test_refusals_do_not_tell_what_exists_elsewhere(world: World) -> None:
+    """Found in review: recording on behalf of someone answered 403 (naming the task) for a real
+    task of another community and 404 for a made-up one; the assignee check named another
+    community's worker's role where a made-up id was "not in any roster"."""
+    tasks = world.hub.visits.visits
+    theirs = await eventually(lambda: tasks.open_task("r3", TaskKind.VISIT), what="r3's visit (C2)")
+    body = {"note": "x", "on_behalf_of": "w1"}
+    real = await call(
+        world, Role.DUTY_OFFICER, "POST", f"/api/visits/{visit_id(theirs.key)}/visited_well", body
+    )
+    fake = await call(
+        world, Role.DUTY_OFFICER, "POST", f"/api/visits/{visit_id('r3/visit/1')}/visited_well", body
+    )
+    assert real.status_code == fake.status_code == 404
+    case = world.cases[G1]
+    staff = await call(
+        world, Role.GRID_WORKER, "POST", f"/api/cases/{case}/note", {"note": "x", "data": {"assignee": "w3"}}
+    )
+    nobody = await call(
+        world, Role.GRID_WORKER, "POST", f"/api/cases/{case}/note", {"note": "x", "data": {"assignee": "zz"}}
+    )
+    assert staff.status_code == nobody.status_code == 400
+    assert staff.json()["message"].replace("w3", "?") == nobody.json()["message"].replace("zz", "?")

@@ -267,15 +267,15 @@ class Casework:
         if assignee == self._routing.command_centre().id:
             return  # the command centre as a whole: where the hub itself sends unstaffed cases
         role = self.role_of(assignee)
-        if role is None:
-            raise InvalidAssigneeError(f"data.assignee {assignee!r} is not in any roster")
         # The grid and community alone, no assignee or ``told``: the person must be able to
         # work the case by his own reach, not because this very assignment would put it in hand.
-        if not self.allows(
+        if role is None or not self.allows(
             Actor(assignee, role), CaseAction.ACCEPT, Where(community=case.community, grid=case.grid)
         ):
+            # One answer for both: naming his role (or "not in any roster") told a grid worker
+            # who the other communities' staff are (found in review).
             raise InvalidAssigneeError(
-                f"data.assignee {assignee!r} ({role.value}) may not work cases in grid {case.grid}"
+                f"data.assignee {assignee!r} is nobody who may work cases in grid {case.grid}"
             )
 
     def where_of(self, case: Case) -> Where:

@@ -373,7 +373,9 @@ def _recording_for(visits: Visits, who: Reach, task_id: str, person: str) -> Act
     if stored is None:
         raise NotFoundError(f"no visit task {task_id!r}")
     if not who.allows(Permission.RECORD_FOR_OTHERS, visits.where(stored.task)):
-        raise NotAllowedError(f"{who.actor.id} may not record for others on visit {task_id}")
+        # As absent as a task that does not exist (found in review: a 403 here told a desk which
+        # keys exist in other communities; ``Visits.record`` answers alike).
+        raise NotFoundError(f"no visit task {task_id!r}")
     return Actor(person, role)
 
 
