@@ -22,7 +22,7 @@ import pytest
 from hub.app import Hub
 from hub.broker import EmbeddedBroker
 from hub.cases.care import TaskKind
-from hub.cases.model import CaseAction
+from hub.cases.model import CaseAction, Channel
 from hub.casework.access import TOKEN_ROLES, Action, Actor, Permission, Where, allows, needs_person
 from hub.clock import ManualClock
 from hub.config import ApiToken, load_settings
@@ -631,3 +631,26 @@ async def test_refusals_do_not_tell_what_exists_elsewhere(world: World) -> None:
     )
     assert staff.status_code == nobody.status_code == 400
     assert staff.json()["message"].replace("w3", "?") == nobody.json()["message"].replace("zz", "?")
+
+
+async def test_a_leader_told_of_another_grids_case_gets_no_staff_kpis_of_its_worker(world: World) -> None:
+    """Found in review: per-worker KPIs were counted over every case the leader may read, which
+    includes a case of another community he was told of; they are staff performance, his grids'."""
+    hub = world.hub
+    case_id = world.cases[G3]
+    hub.casework.act(
+        case_id, CaseAction.ACCEPT, actor=Actor("w3", Role.GRID_WORKER), channel=Channel.PHONE_PAGE
+    )
+    with hub.store.transaction() as db:  # l1 (G1) was told of it once, as an escalation does
+        db.execute(
+            "INSERT INTO notifications (id, alert_id, recipient, channel, address, payload, created_at,"
+            " next_attempt, attempts, case_id) VALUES ('n-esc', ?, 'l1', 'mqtt', 'x', x'7b7d', ?, ?, 0, ?)",
+            (world.alerts[G3], NIGHT, NIGHT + 1e9, case_id),
+        )
+    period = f"from={NIGHT - 86400:.0f}&to={NIGHT + 3600:.0f}"
+    r = await call(world, Role.GRID_LEADER, "GET", f"/api/kpis?{period}")
+    assert r.status_code == 200, r.text
+    assert "w3" not in r.json()["by_worker"]
+    assert r.json()["overall"]["accept_n"] >= 1  # the case he may read still counts where he reads
+    everyone = await call(world, Role.COMMAND_CENTRE, "GET", f"/api/kpis?{period}")
+    assert "w3" in everyone.json()["by_worker"]

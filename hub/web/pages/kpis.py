@@ -15,6 +15,7 @@ from hub.casework.access import Permission, Reach, Scope
 from hub.errors import BadRequestError, NotAllowedError
 from hub.steps import run_in_turns
 from hub.web import models as m
+from hub.web.routes.kpis import staff_rows
 
 if TYPE_CHECKING:
     from hub.web.api import Api
@@ -82,7 +83,13 @@ async def kpi_page(web: Api, reach: Reach, *, start: str | None, end: str | None
     except ValueError as exc:  # as /api/kpis: a period the KPIs refuse is the caller's to fix
         raise BadRequestError(str(exc)) from None
     names = {g.code: g.name for c in web.registry.communities for g in c.grids}
-    staff = reach.may_ever(Permission.STAFF_KPIS)
+    staff = await staff_rows(
+        web,
+        reach,
+        report,
+        start=lo.timestamp(),
+        end=min((hi + timedelta(days=1)).timestamp(), web.clock.now()),
+    )
     return KpiPage(
         start=f"{lo:%Y-%m-%d}",
         end=f"{hi:%Y-%m-%d}",
@@ -91,8 +98,8 @@ async def kpi_page(web: Api, reach: Reach, *, start: str | None, end: str | None
             KpiRow(key=k, label=names.get(k, k), values=v.as_dict())
             for k, v in sorted(report.by_grid.items())
         ],
-        workers=[KpiRow(key=k, label=k, values=v.as_dict()) for k, v in sorted(report.by_worker.items())]
-        if staff
+        workers=[KpiRow(key=k, label=k, values=v.as_dict()) for k, v in sorted(staff.by_worker.items())]
+        if staff is not None
         else [],
-        staff=staff,
+        staff=staff is not None,
     )
