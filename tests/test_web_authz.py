@@ -322,6 +322,12 @@ def test_grid_tokens_without_a_person_or_with_the_wrong_one_refuse_to_start(tmp_
         with pytest.raises(ConfigError) as refused:
             Hub(settings=settings_for(tmp_path, broker, api_tokens=[token]))
         assert refused.value.key == "api_tokens.0.person"
+    # Found in review: a desk token bound to nobody but named like a roster person acted as him
+    # (its actions recorded and counted as w1's work).
+    desk = ApiToken(name="w1", role=Role.COMMAND_OPERATOR, sha256="d" * 64)
+    with pytest.raises(ConfigError, match="named like a roster person") as refused:
+        Hub(settings=settings_for(tmp_path, broker, api_tokens=[desk]))
+    assert refused.value.key == "api_tokens.0.name"
 
 
 async def test_hostile_input_is_refused_and_never_a_server_error(world: World) -> None:

@@ -75,6 +75,14 @@ def check_tokens(tokens: Sequence[ApiToken], role_of: Callable[[str], Role | Non
     for index, token in enumerate(tokens):
         key = f"api_tokens.{index}.person"
         if token.person is None:
+            if role_of(token.name) is not None:
+                # The actor of a token bound to nobody is its name: under a roster id, the desk's
+                # actions would be recorded (and counted in the KPIs) as that person's work.
+                raise ConfigError(
+                    f"token {token.name!r} is named like a roster person but bound to nobody: rename it,"
+                    " or bind it with `linli token --person <roster id>`",
+                    key=f"api_tokens.{index}.name",
+                )
             if needs_person(token.role):
                 raise ConfigError(
                     f"token {token.name!r} has role {token.role.value}, which reaches only a person's"
