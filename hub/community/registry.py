@@ -8,6 +8,7 @@ dictionary reads.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ class Location:
     unit: Unit | None = None
     household: Household | None = None
     place: Place | None = None
+
+
+#: A LoRaWAN DevEUI: 16 hex digits (the id ChirpStack names a device by).
+_HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
 
 
 class Registry:
@@ -146,8 +151,17 @@ class Registry:
             self._subjects[device.id] = self._subject(self._grids[device.grid][0], device, facts)
             if "/" in device.id:
                 self._children.setdefault(device.id.rsplit("/", 1)[0], []).append(device.id)
+        #: A DevEUI registered in upper case (as printed on the label and shown by TTS), by its
+        #: lower-case form: ChirpStack publishes and its adapters read EUIs in lower case, and
+        #: without this the registered button's SOS was an unknown device's press (found in
+        #: review). Only ids of 16 hex digits with an upper-case letter: usually none.
+        self._eui_aliases: dict[str, str] = {
+            device_id.lower(): device_id
+            for device_id in self._subjects
+            if len(device_id) == 16 and not device_id.islower() and _HEX16.fullmatch(device_id)
+        }
         for stranger in unassigned:
-            if stranger.id not in self._subjects:
+            if stranger.id not in self._subjects and stranger.id not in self._eui_aliases:
                 self.unassigned[stranger.id] = stranger
         #: Registered devices per grid code, counted on first use (the map page's tiles).
         self._per_grid: Counter[str] | None = None
@@ -249,7 +263,9 @@ class Registry:
         # The subject's id is ``device.id``, the object the registry's own tables are keyed by
         # (and a slots read, where ``Device`` is a pydantic model).
         subject = self._subjects.get(device_id)
-        return subject.device_id if subject is not None else device_id
+        if subject is not None:
+            return subject.device_id
+        return self._eui_aliases.get(device_id, device_id) if self._eui_aliases else device_id
 
     # -- lookups ------------------------------------------------------------------------------
 
