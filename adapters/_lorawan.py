@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters import generic
 from adapters._json import as_number
 from adapters.errors import DecodeError
-from adapters.events import DeviceHints, Event, EventKind
+from adapters.events import DeviceHints, DeviceKind, Event, EventKind
 from adapters.profiles import Profile, ProfileSet
+from adapters.raw import decode_raw
 
 Attrs = dict[str, float | bool | str]
 
@@ -62,15 +65,34 @@ def uplink_events(
     common: Mapping[str, float | bool | str],
     topic: str,
     field: str,
+    raw: object = None,
+    raw_field: str = "",
 ) -> list[Event]:
     """Events of one uplink's decoded object, plus a heartbeat when it holds no state.
 
     Every uplink is a sign of life, so an uplink without a decoded object (no codec on the
-    network server) is a heartbeat, not an error. Without a profile the decoded object gets
-    the generic reading (:mod:`adapters.generic`); when that finds no state either, the
-    heartbeat says ``profile: none``.
+    network server) is a heartbeat. Without a profile the decoded object gets the generic
+    reading (:mod:`adapters.generic`); when that finds no state either, the heartbeat says
+    ``profile: none``.
+
+    ``raw`` (``raw_field``: its name in the envelope) is the uplink's base64 bytes. With no
+    decoded object they are read by the profile's codec when it names one (:mod:`adapters.raw`).
+    An SOS button's bytes nobody decoded are quarantined as ``undecoded_uplink`` (its
+    heartbeat still counts): its press would otherwise be lost without a word.
     """
     events: list[Event] = []
+    problem: DecodeError | None = None
+    if decoded is None and raw is not None and profile is not None and profile.raw is not None:
+        decoded, unread = decode_raw(profile.raw, _base64(raw, raw_field, topic))
+        if unread:
+            problem = DecodeError("bad_value", f"{raw_field}: {unread}", topic=topic)
+    elif decoded is None and raw is not None and hints.device_kind(device_id) is DeviceKind.SOS_BUTTON:
+        problem = DecodeError(
+            "undecoded_uplink",
+            f"an SOS button's uplink has only {raw_field} and no decoded object: install the device's"
+            " codec on the network server, or name a profile Linli decodes raw (adapters/raw.py)",
+            topic=topic,
+        )
     if decoded is not None:
         if not isinstance(decoded, dict):
             raise DecodeError(
@@ -92,7 +114,18 @@ def uplink_events(
         elif profile is None:
             attrs["profile"] = "none"
         events.append(Event(device_id, EventKind.HEARTBEAT, ts, family, None, attrs))
+    if problem is not None:
+        raise problem.keeping(events)
     return events
+
+
+def _base64(raw: object, field: str, topic: str) -> bytes:
+    if not isinstance(raw, str):
+        raise DecodeError("wrong_type", f"{field} must be base64 text, got {type(raw).__name__}", topic=topic)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError("bad_value", f"{field} is not base64", topic=topic) from None
 
 
 def best_gateway(

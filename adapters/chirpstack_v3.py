@@ -138,6 +138,8 @@ def _uplink(
         common=common,
         topic=topic,
         field="object",
+        raw=doc.get("data"),
+        raw_field="data",
     )
     return with_signal(
         events,

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from adapters._json import plausible_battery, put_volts
 from adapters.errors import DecodeError, LinliError
 from adapters.events import DeviceHints, DeviceKind, Event, EventKind, PressType
+from adapters.raw import RawCodec
 
 #: The profiles shipped with Linli.
 BUILTIN_PROFILES = Path(__file__).parent / "profiles"
@@ -207,6 +208,9 @@ class ProfileFile(_Model):
     names: tuple[str, ...] = ()
     tts: tuple[TtsModel, ...] = ()
     fields: tuple[FieldRule, ...] = Field(min_length=1)
+    #: The codec Linli decodes the device's raw bytes with when the network server publishes
+    #: no decoded object (:mod:`adapters.raw`); its output is what ``fields`` read.
+    raw: RawCodec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +222,7 @@ class Profile:
     model: str
     rules: tuple[FieldRule, ...]
     source: str
+    raw: RawCodec | None = None
 
     def apply(
         self,
@@ -302,7 +307,7 @@ class ProfileSet:
         for spec, source in files:
             if any(p.id == spec.id for p in profiles):
                 raise ProfileError(f"{source}: profile id {spec.id!r} is defined twice")
-            profiles.append(Profile(spec.id, spec.vendor, spec.model, spec.fields, source))
+            profiles.append(Profile(spec.id, spec.vendor, spec.model, spec.fields, source, spec.raw))
             for name in (spec.id, f"{spec.vendor} {spec.model}", spec.model, *spec.names):
                 key = _norm(name)
                 if owner.get(key, spec.id) != spec.id:

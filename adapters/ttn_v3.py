@@ -131,6 +131,8 @@ def _uplink(
         common=common,
         topic=topic,
         field="decoded_payload",
+        raw=uplink.get("frm_payload"),
+        raw_field="frm_payload",
     )
     return with_signal(
         events,
