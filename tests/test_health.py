@@ -121,6 +121,30 @@ async def test_readiness_fails_while_messages_are_held_and_says_so(
         await gateway.disconnect()
 
 
+async def test_a_store_file_deleted_under_the_hub_holds_presses_until_a_restart_takes_them(
+    tmp_path: Path, mosquitto_broker: Any
+) -> None:
+    """Found in review: SQLite went on writing into the deleted file, readiness stayed 200, and
+    every press after that was acknowledged and gone at the next start. Now writes and the
+    readiness check see the file gone: the press is held (not acknowledged), and the broker
+    gives it to the hub that starts on a store again."""
+    settings = hub_settings(tmp_path, mosquitto_broker)
+    async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:
+        await wait_ready(hub, True)
+        path = Path(hub.store.path)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        gateway = await publisher(mosquitto_broker)
+        gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+        body = await wait_ready(hub, False)
+        assert "store" in body["failing"] and "removed" in body["checks"]["store"]["detail"]
+        assert hub.store.alerts() == []  # nothing went into the deleted file
+        await gateway.disconnect()
+    async with Hub(settings=settings, clock=ManualClock(start=PRESS + 5)) as hub:
+        await wait_ready(hub, True)
+        await eventually(lambda: len(hub.store.alerts()) == 1, what="the held press, delivered again")
+
+
 async def test_readiness_fails_on_a_nearly_full_disk(tmp_path: Path, mosquitto_broker: Any) -> None:
     settings = hub_settings(tmp_path, mosquitto_broker, min_free_disk_mb=10**9)  # more than any disk
     async with Hub(settings=settings, clock=ManualClock(start=PRESS)) as hub:

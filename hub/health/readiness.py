@@ -93,22 +93,28 @@ def store_writable(
     """
 
     def probe() -> Check:
+        why = cause()
         waiting = held()
         if waiting:
-            return Check("store", False, f"{waiting} message(s) held: the store refused them; retrying")
+            # With the cause when there is one to name (a file removed, the lock held, the disk).
+            because = f" ({why})" if why else ""
+            return Check(
+                "store", False, f"{waiting} message(s) held: the store refused them{because}; retrying"
+            )
+        return Check("store", why is None, why or "")
+
+    def cause() -> str | None:
         try:
             free = shutil.disk_usage(path.parent).free
         except OSError as exc:
-            return Check("store", False, f"cannot stat {path.parent}: {exc}")
+            return f"cannot stat {path.parent}: {exc}"
         if free < min_free_bytes:
-            return Check(
-                "store", False, f"{free // 1024} KiB free on the data disk (< {min_free_bytes // 1024} KiB)"
-            )
+            return f"{free // 1024} KiB free on the data disk (< {min_free_bytes // 1024} KiB)"
         try:
             writable()
         except StoreError as exc:
-            return Check("store", False, str(exc))
-        return Check("store", True)
+            return str(exc)
+        return None
 
     return probe
 

@@ -15,6 +15,7 @@ if SQLite did not already do so, and the cause is what is raised — never a "ca
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,11 @@ class SqliteTx(Tx):
         return row_id
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 class SqliteEngine(Engine):
     dialect = Dialect.SQLITE
 
@@ -76,8 +82,24 @@ class SqliteEngine(Engine):
             self._db.execute("PRAGMA foreign_keys=ON")
             self._locked_out = False
             self._tx = SqliteTx(db=self._db)
+            self._identity = _identity(path)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
+
+    def _still_there(self) -> None:
+        """Raise unless the file at ``path`` is still the one open.
+
+        SQLite goes on writing into a file deleted (or replaced) under it, and nothing reads
+        those writes again: found in review, a store deleted while the hub ran stayed "ready"
+        and every press after that was acknowledged and lost at the next start. So every write
+        and the readiness check look first (one ``stat``); refused, a press is held and retried.
+        """
+        try:
+            now = _identity(self.path)
+        except OSError:
+            raise StoreError(f"store file {self.path} was removed while the hub ran: restore it") from None
+        if now != self._identity:
+            raise StoreError(f"store file {self.path} was replaced while the hub ran: restart the hub")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -104,6 +126,7 @@ class SqliteEngine(Engine):
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
+        self._still_there()
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -134,6 +157,7 @@ class SqliteEngine(Engine):
             self._db.execute("PRAGMA busy_timeout = 0")
 
     def check_writable(self) -> None:
+        self._still_there()
         try:
             # Takes the write lock without writing: fails at once if another process holds it.
             self._db.execute("BEGIN IMMEDIATE")
