@@ -210,3 +210,63 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     result = runner.invoke(main, ["restore", str(tmp_path / "b"), "--data-dir", str(tmp_path / "new")])
     assert result.exit_code == 0, result.output
     assert rows(tmp_path / "new" / "linli.sqlite3", "SELECT count(*) FROM case_deadlines") == [(50,)]
+
+
+# -- found in review: the store, the keys and the import mark where the hub has them ------------
+
+
+def _store_with_a_case(path: Path) -> None:
+    store = Store(url=f"sqlite://{path}")
+    CaseStore(store=store)
+    store.close()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "INSERT INTO cases (id, category, severity, state, version, filed_at, updated_at)"
+            " VALUES ('C-1', 'sos', 'critical', 'dispatched', 1, 1, 1)"
+        )
+    db.close()
+
+
+def test_backup_and_restore_follow_a_configured_sqlite_store_and_keys_file(tmp_path: Path) -> None:
+    """``store.url: sqlite:///…`` and ``replies.keys_file``: backup read, and restore wrote, the
+    data directory's files, which such a hub never opens; the guardians' link key was left out."""
+    data, elsewhere, keys = (
+        tmp_path / "data",
+        tmp_path / "db" / "hub.sqlite3",
+        tmp_path / "keys" / "reply.yaml",
+    )
+    for folder in (data, elsewhere.parent, keys.parent):
+        folder.mkdir()
+    _store_with_a_case(elsewhere)
+    keys.write_text("keys: {}\n", encoding="utf-8")
+    (data / "link-keys.yaml").write_text("keys: {evaluation-links: abc}\n", encoding="utf-8")
+    config = tmp_path / "linli.yaml"
+    config.write_text(
+        f"data_dir: {data}\nstore:\n  url: sqlite://{elsewhere}\nreplies:\n  keys_file: {keys}\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    made = runner.invoke(main, ["backup", str(tmp_path / "b"), "--config", str(config)])
+    assert made.exit_code == 0, made.output
+    names = {f["name"] for f in json.loads((tmp_path / "b" / "manifest.json").read_text())["files"]}
+    assert {"linli.sqlite3", "reply-keys.yaml", "link-keys.yaml"} <= names
+    for path in (elsewhere, keys, data / "link-keys.yaml"):
+        path.unlink()
+    back = runner.invoke(main, ["restore", str(tmp_path / "b"), "--config", str(config)])
+    assert back.exit_code == 0, back.output
+    assert sqlite3.connect(elsewhere).execute("SELECT id FROM cases").fetchall() == [("C-1",)]
+    assert keys.read_text(encoding="utf-8") == "keys: {}\n" and (data / "link-keys.yaml").is_file()
+    assert not (data / "linli.sqlite3").exists()
+
+
+def test_restore_drops_the_community_file_import_mark(tmp_path: Path) -> None:
+    """Left, the mark made the next start skip the import and run on the backup's older
+    registry: buttons registered since were unknown devices."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _store_with_a_case(data / "linli.sqlite3")
+    backup(Layout.default(data), tmp_path / "b", clock=ManualClock(start=1.0))
+    (data / "community-file.sha256").write_text("0" * 64 + "\n", encoding="ascii")
+    restore(tmp_path / "b", Layout.default(data), force=True)
+    assert not (data / "community-file.sha256").exists()

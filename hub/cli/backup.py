@@ -41,11 +41,15 @@ from urllib.parse import quote
 import click
 
 from adapters.errors import LinliError
+from hub.app import IMPORTED_MARK
+from hub.casework.evaluations import LINK_KEY_FILE
 from hub.cli import pg_backup
 from hub.clock import Clock, SystemClock, iso
 from hub.config import load_settings
 from hub.errors import HubError
 from hub.files import FILE_MODE, private_dir, touch_private
+from hub.storage.engine import sqlite_path
+from hub.storage.rule_state_file import path_beside
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -55,6 +59,10 @@ RULE_STATE_FILE = "linli-rule-state.sqlite3"
 SECRETS_FILE = "secrets.yaml"
 #: Workers' reply keys (hub.casework.reply_keys), at their default place in the data directory.
 REPLY_KEYS_FILE = "reply-keys.yaml"
+#: The guardians' evaluation-link key (hub.casework.evaluations): links in circulation stop
+#: working without it (found in review: it was not backed up).
+LINK_KEYS_FILE = LINK_KEY_FILE
+KEY_FILES = (SECRETS_FILE, REPLY_KEYS_FILE, LINK_KEYS_FILE)
 TIMESERIES_FILE = "timeseries.sqlite"
 SPOOL_DIR = "timeseries-spool"
 #: SQLite's unix VFS holds a shared lock on this byte of ``<db>-shm`` while a connection is open
@@ -94,8 +102,14 @@ class Layout:
     data_dir: Path
     timeseries: Path
     spool: Path
-    #: The PostgreSQL store's URL (``store.url``); ``None``: the SQLite store in ``data_dir``.
+    #: The PostgreSQL store's URL (``store.url``); ``None``: a SQLite store.
     store_url: str | None = None
+    #: The SQLite store when ``store.url`` names one elsewhere (``None``: ``<data_dir>/linli.sqlite3``).
+    #: Found in review: backup read, and restore wrote, the data directory's file, which a hub
+    #: configured with ``sqlite:///…`` never opens.
+    store_file: Path | None = None
+    #: Workers' reply keys when ``replies.keys_file`` puts them elsewhere.
+    reply_keys_file: Path | None = None
 
     @classmethod
     def default(cls, data_dir: Path) -> Layout:
@@ -103,11 +117,19 @@ class Layout:
 
     @property
     def store(self) -> Path:
-        return self.data_dir / STORE_FILE
+        return self.store_file if self.store_file is not None else self.data_dir / STORE_FILE
 
     @property
     def rule_state(self) -> Path:
-        return self.data_dir / RULE_STATE_FILE
+        return path_beside(self.store)
+
+    @property
+    def reply_keys(self) -> Path:
+        return self.reply_keys_file if self.reply_keys_file is not None else self.data_dir / REPLY_KEYS_FILE
+
+    def keys_file(self, name: str) -> Path:
+        """Where the key or secrets file backed up as ``name`` lives."""
+        return self.reply_keys if name == REPLY_KEYS_FILE else self.data_dir / name
 
 
 def _sha256(path: Path) -> str:
@@ -205,8 +227,8 @@ def backup(layout: Layout, target: Path, *, clock: Clock) -> list[Entry]:
             continue  # delivered to InfluxDB and removed while we copied: nothing lost
         os.chmod(target / name, FILE_MODE)
         record(name, Kind.FILE)
-    for name in (SECRETS_FILE, REPLY_KEYS_FILE):
-        secrets = layout.data_dir / name
+    for name in KEY_FILES:
+        secrets = layout.keys_file(name)
         if secrets.is_file():
             shutil.copy2(secrets, target / name)
             os.chmod(target / name, FILE_MODE)
@@ -288,8 +310,12 @@ def restore(source: Path, layout: Layout, *, force: bool = False) -> list[Entry]
             target = layout.store
         elif entry.name == TIMESERIES_FILE:
             target = layout.timeseries
+        elif entry.name == RULE_STATE_FILE:
+            target = layout.rule_state
         elif entry.name.startswith(SPOOL_DIR + "/"):
             target = layout.spool / entry.name.split("/", 1)[1]
+        elif entry.name in KEY_FILES:
+            target = layout.keys_file(entry.name)
         else:
             target = layout.data_dir / entry.name
         private_dir(target.parent)
@@ -301,6 +327,10 @@ def restore(source: Path, layout: Layout, *, force: bool = False) -> list[Entry]
         shutil.copy2(source / entry.name, partial)
         os.chmod(partial, FILE_MODE)  # every restored file is owner-only, whatever the backup's modes
         partial.replace(target)
+    # The mark says which community file the store last imported: it was the replaced store's.
+    # Left, the next start skipped the import and ran on the backup's older registry (found in
+    # review: SOS buttons registered since were unknown devices). Gone, the file is imported.
+    (layout.data_dir / IMPORTED_MARK).unlink(missing_ok=True)
     return entries
 
 
@@ -312,11 +342,19 @@ def _layout(config_file: Path | None, data_dir: Path | None) -> Layout:
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
     base = Path(settings.data_dir)
+    url = settings.store.url
+    postgres = pg_backup.is_postgres(url)
+    try:
+        store_file = sqlite_path(url) if url is not None and not postgres else None
+    except LinliError as exc:
+        raise click.ClickException(str(exc)) from None
     return Layout(
         data_dir=base,
         timeseries=settings.timeseries.sqlite_file(base),
         spool=settings.timeseries.spool_path(base),
-        store_url=settings.store.url if pg_backup.is_postgres(settings.store.url) else None,
+        store_url=url if postgres else None,
+        store_file=store_file,
+        reply_keys_file=settings.reply_keys_file,
     )
 
 
