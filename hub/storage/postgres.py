@@ -24,26 +24,61 @@ Isolation and locking, and why they are enough:
 
 A connection that broke (server restart, failover) is replaced on the next use: the write
 that found it broken fails and is retried by the hub like any refused write.
+
+**A server that stops answering** must not stop the hub. ``statement_timeout`` is enforced by
+the server, so it cannot end a wait for a server that is partitioned away, stopped or hung: the
+event loop waited as long as the partition lasted (found in review: 40 s, and /healthz, MQTT
+keepalives and every escalation with it). Two client-side bounds:
+
+* libpq's TCP keepalives and ``tcp_user_timeout`` (:data:`KEEPALIVE`): a dropped network is
+  noticed within seconds, as the kernel gives up on the socket;
+* a watchdog thread (:class:`_Watchdog`) that shuts the socket of a call that has waited past
+  :data:`CALL_LIMIT_S` (the statement timeout and a margin): a server whose kernel still
+  answers but which does not (stopped, hung, a stalled proxy) is cut off too. The call fails,
+  the connection is broken and replaced at the next use, and the hub holds and retries the
+  message, as for any refused write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import LiteralString, cast
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from hub.errors import SchemaVersionError, StoreError
 from hub.storage.engine import Cursor, Dialect, Engine, Tx, redact
 from hub.storage.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 #: Longest wait for a row lock held by another session (SQLite's busy timeout, same reason).
 LOCK_TIMEOUT_S = 0.2
 #: Longest a single statement may run: the event loop waits for it.
 STATEMENT_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5
+#: How long a call waits for a new connection to a server that broke the last one.
+RECONNECT_WAIT_S = 0.25
+#: The longest one call into the server may wait before the watchdog cuts the connection.
+CALL_LIMIT_S = STATEMENT_TIMEOUT_S + 2.0
+#: libpq connection parameters (PostgreSQL manual §34.1.2): a peer gone silent is noticed after
+#: 2 s idle and 3 probes 1 s apart; data unacknowledged for 5 s fails the socket.
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 5000,
+}
 #: ``pg_advisory_xact_lock`` key serialising migrations ("linli" in ASCII).
 MIGRATION_LOCK = 0x6C696E6C69
 #: How long a hub waits for another hub's migration (and its own) before giving up.
@@ -83,6 +118,58 @@ def _pg_rows(rows: Iterable[Sequence[object]]) -> Iterator[Sequence[object]]:
         yield _pg_params(row)
 
 
+class _Watchdog:
+    """Cuts a connection whose current call into the server has waited past its deadline.
+
+    The engine arms a deadline around each call (:meth:`bounded`); one daemon thread looks
+    twice a second. Cutting is ``shutdown`` of the socket: the waiting call then fails at once,
+    in its own thread, with psycopg's "server closed the connection" (the connection is broken
+    and the engine replaces it at the next use).
+    """
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self.cut = 0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def bounded(self, conn: psycopg.Connection[tuple[object, ...]], seconds: float) -> Iterator[None]:
+        previous = self.deadline
+        self.conn = conn
+        self.deadline = time.monotonic() + seconds
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="linli-pg-watchdog", daemon=True)
+            self._thread.start()
+        try:
+            yield
+        finally:
+            self.deadline = previous
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _run(self) -> None:
+        while not self._closed.wait(0.5):
+            deadline, conn = self.deadline, self.conn
+            if deadline is not None and conn is not None and time.monotonic() > deadline:
+                self.deadline = None
+                self._cut(conn)
+
+    def _cut(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        try:
+            fd = conn.fileno()
+        except psycopg.Error:
+            return  # closed meanwhile: nothing waits on it
+        self.cut += 1
+        log.error(
+            "PostgreSQL did not answer within %.0f s: cutting the connection (it is replaced)", CALL_LIMIT_S
+        )
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class PostgresTx(Tx):
     dialect = Dialect.POSTGRESQL
     for_update = " FOR UPDATE"
@@ -90,18 +177,23 @@ class PostgresTx(Tx):
     # clock_timestamp(), not now(): now() is the transaction's start, and a lease is judged now.
     now_sql = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
 
-    def __init__(self, *, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def __init__(self, *, conn: psycopg.Connection[tuple[object, ...]], watchdog: _Watchdog) -> None:
         self._conn = conn
+        self._watchdog = watchdog
+        #: How long one statement may wait (longer while a migration or import waits its turn).
+        self.limit = CALL_LIMIT_S
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return self._conn.execute(_pg_sql(sql), _pg_params(params))
+        with self._watchdog.bounded(self._conn, self.limit):
+            return self._conn.execute(_pg_sql(sql), _pg_params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        with self._conn.cursor() as cursor:
+        with self._watchdog.bounded(self._conn, self.limit), self._conn.cursor() as cursor:
             cursor.executemany(_pg_sql(sql), _pg_rows(rows))
 
     def insert_id(self, sql: str, params: Sequence[object]) -> int:
-        row = self._conn.execute(_pg_sql(sql + " RETURNING id"), _pg_params(params)).fetchone()
+        with self._watchdog.bounded(self._conn, self.limit):
+            row = self._conn.execute(_pg_sql(sql + " RETURNING id"), _pg_params(params)).fetchone()
         assert row is not None
         return int(cast("int", row[0]))
 
@@ -112,13 +204,20 @@ class PostgresEngine(Engine):
     def __init__(self, *, url: str) -> None:
         self._url = url
         self.location = redact(url)
+        self._watchdog = _Watchdog()
+        self._reconnecting: threading.Thread | None = None
+        self._fresh: psycopg.Connection[tuple[object, ...]] | None = None
+        self._failed: str | None = None
         self._conn = self._connect()
-        self._tx = PostgresTx(conn=self._conn)
+        self._tx = PostgresTx(conn=self._conn, watchdog=self._watchdog)
 
     def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
         try:
             conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="linli-hub"
+                make_conninfo(self._url, **KEEPALIVE),
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="linli-hub",
             )
             conn.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
             conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")
@@ -127,33 +226,88 @@ class PostgresEngine(Engine):
         return conn
 
     def _live(self) -> psycopg.Connection[tuple[object, ...]]:
-        """The connection, replaced first if the last one broke (autocommit: no transaction is lost)."""
-        if self._conn.closed or self._conn.broken:
-            self._conn.close()
-            self._conn = self._connect()
-            self._tx = PostgresTx(conn=self._conn)
-        return self._conn
+        """The connection, replaced first if the last one broke (autocommit: no transaction is lost).
+
+        The new one is made by a thread, and the event loop waits for it at most
+        :data:`RECONNECT_WAIT_S`: on loopback or a LAN that is enough, and a server that does
+        not answer (a partition) would otherwise hold the loop for ``connect_timeout`` at
+        every retry. Not there yet, the call fails (the hub holds and retries the message)
+        and the attempt goes on; the next call takes the connection it made.
+        """
+        if not (self._conn.closed or self._conn.broken):
+            return self._conn
+        attempt = self._reconnecting
+        if attempt is None or (not attempt.is_alive() and self._fresh is None):
+            attempt = threading.Thread(target=self._reconnect, name="linli-pg-reconnect", daemon=True)
+            self._reconnecting = attempt
+            attempt.start()
+        attempt.join(RECONNECT_WAIT_S)
+        fresh, self._fresh = self._fresh, None
+        if fresh is None:
+            raise StoreError(
+                f"database {self.location} unreachable: reconnecting ({self._failed or 'no answer yet'})"
+            )
+        self._conn.close()
+        self._conn = fresh
+        self._tx = PostgresTx(conn=fresh, watchdog=self._watchdog)
+        return fresh
+
+    def _reconnect(self) -> None:
+        try:
+            self._fresh = self._connect()
+            self._failed = None
+        except StoreError as exc:
+            self._failed = str(exc)
+
+    @property
+    def connections_cut(self) -> int:
+        """Calls the watchdog cut off since start (a server that stopped answering)."""
+        return self._watchdog.cut
 
     def close(self) -> None:
+        self._watchdog.close()
         self._conn.close()
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
-        return self._live().execute(_pg_sql(sql), _pg_params(params))
+        conn = self._live()
+        with self._watchdog.bounded(conn, CALL_LIMIT_S):
+            return conn.execute(_pg_sql(sql), _pg_params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        with self._live().cursor() as cursor:
+        conn = self._live()
+        with self._watchdog.bounded(conn, CALL_LIMIT_S), conn.cursor() as cursor:
             cursor.executemany(_pg_sql(sql), _pg_rows(rows))
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         conn = self._live()
         # In autocommit mode, transaction() is BEGIN … COMMIT, ROLLBACK when the block raises.
-        with conn.transaction():
+        # BEGIN and COMMIT are calls into the server like any statement: bounded the same way
+        # (the statements between bound themselves).
+        block = conn.transaction()
+        with self._watchdog.bounded(conn, self._tx.limit):
+            block.__enter__()
+        try:
             yield self._tx
+        except BaseException as exc:
+            with self._watchdog.bounded(conn, self._tx.limit):
+                block.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        with self._watchdog.bounded(conn, self._tx.limit):
+            block.__exit__(None, None, None)
+
+    @contextmanager
+    def _waiting_turn(self) -> Iterator[None]:
+        """Statements that wait for another hub's migration or import (up to MIGRATION_WAIT_S)."""
+        self._tx.limit = MIGRATION_WAIT_S + 2.0
+        try:
+            yield
+        finally:
+            self._tx.limit = CALL_LIMIT_S
 
     @contextmanager
     def serialized(self) -> Iterator[Tx]:
-        with self.transaction() as tx:
+        with self._waiting_turn(), self.transaction() as tx:
             # Hubs started together on a fresh database import the same community file: the
             # second one's upserts waited on the first one's row locks and gave up after
             # LOCK_TIMEOUT_S (LockNotAvailable), stopping that hub. One at a time instead; the
@@ -181,7 +335,7 @@ class PostgresEngine(Engine):
     def migrate(self) -> int:
         found: int | None = None
         while True:
-            with self.transaction() as tx:
+            with self._waiting_turn(), self.transaction() as tx:
                 # Waiting for another hub's migration is the point of the lock: not the 200 ms a
                 # write may wait (hubs started together failed to open the store before this).
                 tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_WAIT_S * 1000)}")
