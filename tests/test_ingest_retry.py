@@ -104,3 +104,35 @@ async def test_a_backward_clock_step_does_not_delay_the_stuck_alarm(monkeypatch:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+
+
+def test_held_qos0_messages_are_bounded_keeping_the_retried_one_and_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: while the store refused writes a stuck topic held 3 000 QoS 0 messages
+    (the broker's in-flight window bounds QoS 1 only). QoS 1 is never dropped here."""
+    monkeypatch.setattr(retry, "QOS0_PER_TOPIC", 5)
+    monkeypatch.setattr(retry, "QOS0_TOTAL", 8)
+    store_full = True
+    handled: list[bytes] = []
+
+    def handle(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if store_full:
+            raise sqlite3.OperationalError("database or disk is full")
+        handled.append(payload)
+
+    queue = retry.Redelivery(handle=handle, clock=ManualClock(start=PRESS))
+    for i in range(20):
+        queue.hold(Unhandled("t/a", b"a%d" % i, 0, False, None, RuntimeError("disk full")))
+    for i in range(10):
+        queue.hold(Unhandled("t/b", b"b%d" % i, 1, False, lambda: None, RuntimeError("disk full")))
+    assert (queue.depth, queue.dropped) == (15, 15)
+    for i in range(6):  # past the total: the longest queue's oldest QoS 0 give way
+        queue.hold(Unhandled("t/c", b"c%d" % i, 0, False, None, RuntimeError("disk full")))
+    assert queue.depth == 4 + 10 + 4 and queue.dropped == 15 + 3
+    assert queue.retry_now() == 0
+    store_full = False
+    assert queue.retry_now() == 18 and queue.depth == 0
+    assert [p for p in handled if p.startswith(b"a")] == [b"a0", b"a17", b"a18", b"a19"]
+    assert [p for p in handled if p.startswith(b"c")] == [b"c0", b"c3", b"c4", b"c5"]
+    assert [p for p in handled if p.startswith(b"b")] == [b"b%d" % i for i in range(10)]

@@ -9,9 +9,14 @@ So the MQTT client hands such a message here with the means to send its PUBACK l
 queue retries the oldest message of each topic with exponential backoff; later messages of
 the same topic queue behind it (a device's messages stay in order: a door that opened and
 closed must not be seen closing first), other topics go on. The PUBACK is sent only after
-the message was handled, never before. The queue is bounded by the broker's in-flight
-window (Mosquitto's ``max_inflight_messages``): the broker sends no further QoS 1 message
-while that many are unacknowledged, so what waits here is what the broker would resend.
+the message was handled, never before. QoS 1 is bounded by the broker's in-flight window
+(Mosquitto's ``max_inflight_messages``): the broker sends no further QoS 1 message while that
+many are unacknowledged, so what waits here is what the broker would resend. QoS 0 (Zigbee2MQTT's
+and Tasmota's default) has no such bound: found in review, a stuck topic held 3 000 of them,
+and a flood during a disk-full hour would grow the hub until it was killed, every held press
+with it. So at most :data:`QOS0_PER_TOPIC` per topic and :data:`QOS0_TOTAL` in all wait: past
+that the oldest QoS 0 message after the one being retried gives way (a device's newest state
+is kept), counted in :attr:`Redelivery.dropped` and logged. Publish SOS buttons at QoS 1.
 
 A message that keeps failing is reported loudly: each retry failure is logged, readiness
 reports the queue (:attr:`Redelivery.oldest_since`), and ``on_stuck`` is called (the app
@@ -38,6 +43,9 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
 #: A message still unhandled after this long makes the hub report itself stuck.
 STUCK_AFTER_S = 30.0
+#: QoS 0 messages held per topic and in all (see the module docstring).
+QOS0_PER_TOPIC = 100
+QOS0_TOTAL = 10_000
 
 Handle = Callable[[str, bytes, int, bool], None]
 Ack = Callable[[], None]
@@ -76,6 +84,9 @@ class Redelivery:
         self._on_stuck = on_stuck
         self._on_recovered = on_recovered
         self._queues: OrderedDict[str, deque[Held]] = OrderedDict()
+        #: QoS 0 messages held now, and those that gave way to newer ones since start.
+        self._qos0 = 0
+        self.dropped = 0
         self._wake = asyncio.Event()
         self._stuck_reported = False
         self.retried = 0
@@ -103,7 +114,30 @@ class Redelivery:
                 self._monotonic(),
             )
         )
+        if message.qos == 0:
+            self._qos0 += 1
+            if self._qos0 > QOS0_TOTAL:  # rare: a scan of what is held is fine here
+                self._give_way(max(self._queues.values(), key=lambda q: sum(1 for h in q if h.qos == 0)))
+            if sum(1 for held in queue if held.qos == 0) > QOS0_PER_TOPIC:
+                self._give_way(queue)
         self._wake.set()
+
+    def _give_way(self, queue: deque[Held]) -> None:
+        """Drop the oldest QoS 0 message of ``queue`` after its head (the one being retried)."""
+        for index in range(1, len(queue)):
+            if queue[index].qos == 0:
+                dropped = queue[index]
+                del queue[index]
+                self._qos0 -= 1
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    log.error(
+                        "%d held QoS 0 message(s) dropped so far (the store refuses writes): the latest"
+                        " on %r; publish SOS buttons at QoS 1",
+                        self.dropped,
+                        dropped.topic,
+                    )
+                return
 
     @property
     def depth(self) -> int:
@@ -137,6 +171,7 @@ class Redelivery:
                         # acknowledged here, the broker gives it (and the device's later ones,
                         # queued behind it) to the community's new owner.
                         log.warning("dropping %d held message(s) on %r: %s", len(queue), topic, held.error)
+                        self._qos0 -= sum(1 for gone in queue if gone.qos == 0)
                         queue.clear()
                         break
                     log.error(
@@ -147,6 +182,8 @@ class Redelivery:
                     )
                     break
                 queue.popleft()
+                if held.qos == 0:
+                    self._qos0 -= 1
                 self.retried += 1
                 done += 1
                 if held.ack is not None:
