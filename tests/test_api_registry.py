@@ -139,6 +139,21 @@ async def test_cli_quarantine_list_and_community_export(tmp_path: Path, mosquitt
     )
     assert exported.exit_code == 0 and exported.output.startswith("community,id,kind")
     assert "door-1" in exported.output
+    # To a file: owner-only, as everything holding residents' data (found in review: 0644); a
+    # symlink planted at the name is replaced, not followed.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep", encoding="utf-8")
+    target = tmp_path / "out" / "residents.csv"
+    target.parent.mkdir()
+    target.symlink_to(victim)
+    written = runner.invoke(
+        main,
+        ["community", "export", "--data-dir", str(settings.data_dir), "--format", "csv", "--kind", "residents",
+         "-o", str(target)],
+    )  # fmt: skip
+    assert written.exit_code == 0, written.output
+    assert not target.is_symlink() and target.stat().st_mode & 0o777 == 0o600
+    assert victim.read_text(encoding="utf-8") == "keep"
 
 
 def test_cli_community_import_reports_errors_and_is_idempotent(

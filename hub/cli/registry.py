@@ -16,6 +16,7 @@ from hub.clock import iso
 from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
 from hub.community.roster import coverage_gaps
 from hub.config import load_settings
+from hub.files import write_private
 
 
 @click.group()
@@ -80,7 +81,9 @@ def community_export(
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        # Owner-only, like everything else holding residents' data (docs/security.md); found in
+        # review written 0644. Replaced by a rename: a symlink at ``output`` is not followed.
+        write_private(output, text.encode("utf-8"))
 
 
 @click.group()
