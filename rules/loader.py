@@ -40,15 +40,30 @@ def _rule_name(doc: Any, index: int) -> str:
     return f"#{index}"
 
 
+#: A rule pack is a few kilobytes; the shipped ones are under 20 000 characters.
+MAX_PACK_CHARS = 1_000_000
+
+
 def load_pack(path: Path) -> Pack:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if len(text) > MAX_PACK_CHARS:
+            raise RuleError(f"larger than {MAX_PACK_CHARS} characters: not a rule pack", file=str(path))
+        doc = yaml.safe_load(text)
     except OSError as exc:
         raise RuleError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise RuleError("not UTF-8 text", file=str(path)) from None
     except yaml.YAMLError as exc:
         raise RuleError(f"not valid YAML: {exc}", file=str(path)) from None
+    except RecursionError:
+        # Thousands of nested brackets exhaust the parser's stack (found in review: the error
+        # escaped the loader, and the reload task died of it).
+        raise RuleError("nested too deeply to be a rule pack", file=str(path)) from None
     try:
         return Pack.model_validate(doc)
+    except RecursionError:
+        raise RuleError("nested too deeply to be a rule pack", file=str(path)) from None
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]

@@ -7,6 +7,7 @@ so an unknown name or a syntax error is a load error naming the rule and the fie
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -33,16 +34,26 @@ _CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 Scalar = str | bool | int | float
 
 
+#: The longest duration a rule may name: a year and a day. Past it (or ``inf``/``nan``, which
+#: YAML's ``.inf`` gives) a timer is due never, and the rule silently never fires.
+MAX_DURATION_S = 366 * 86400.0
+
+
 def parse_duration(value: object) -> float:
     """``"90s"``, ``"5m"``, ``"24h"``, ``"2d"``, ``"1h30m"`` or a number of seconds → seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and _DURATION.match(value):
-        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _PARTS.findall(value))
-    else:
-        raise ValueError(f"expected a duration such as 90s, 5m, 24h; got {value!r}")
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and _DURATION.match(value):
+            seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _PARTS.findall(value))
+        else:
+            raise ValueError(f"expected a duration such as 90s, 5m, 24h; got {value!r}")
+    except OverflowError:  # an integer of hundreds of digits (found in review: it crashed the loader)
+        seconds = math.inf
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not seconds <= MAX_DURATION_S:  # also NaN and inf: a timer due at inf never fires
+        raise ValueError(f"a duration must be at most {MAX_DURATION_S / 86400:.0f} days")
     return seconds
 
 
@@ -182,7 +193,7 @@ class AbsenceTrigger(_Frozen):
     #: cleared" report is not activity); omit for any value.
     value: Scalar | None = None
     for_: Seconds | None = Field(default=None, alias="for", gt=0)
-    for_heartbeats: float | None = Field(default=None, gt=0)
+    for_heartbeats: float | None = Field(default=None, gt=0, le=10_000, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _some_time(self) -> AbsenceTrigger:
@@ -216,10 +227,11 @@ class ThresholdTrigger(_Frozen):
     where: dict[str, Scalar] = Field(default_factory=dict)
     condition: Condition | None = None
     field: str = Field(default="value", pattern=r"^(value|attrs\.[A-Za-z][A-Za-z0-9_]*)$")
-    below: float | None = None
-    above: float | None = None
-    clear_above: float | None = None
-    clear_below: float | None = None
+    # Finite: a NaN level never trips (every comparison with it is false), inf always does.
+    below: float | None = Field(default=None, allow_inf_nan=False)
+    above: float | None = Field(default=None, allow_inf_nan=False)
+    clear_above: float | None = Field(default=None, allow_inf_nan=False)
+    clear_below: float | None = Field(default=None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _levels(self) -> ThresholdTrigger:

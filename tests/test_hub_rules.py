@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from hub.app import Hub
 from hub.cli import main
 from hub.clock import ManualClock
+from hub.ingest import rule_runtime
 from rules.loader import BUILTIN_PACKS
 from tests.helpers import TOKEN, eventually, hub_settings, publisher
 from tests.support.servers import Broker
@@ -241,3 +242,43 @@ def test_rules_check_and_test_commands(tmp_path: Path) -> None:
     )
     refused = runner.invoke(main, ["rules", "check", str(bad)])
     assert refused.exit_code == 1 and "x.a" in refused.output and "severity" in refused.output
+
+
+async def test_the_rule_watch_outlives_a_pack_it_cannot_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: an error that was no RuleError (the loader's OverflowError on a 400-digit
+    number) ended the watch task, and no later change to the packs was ever picked up."""
+    monkeypatch.setattr(rule_runtime, "RULE_WATCH_S", 0.01)
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / "sos.yaml").write_text(
+        (BUILTIN_PACKS / "elderly.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"), rule_paths=[str(packs)]))
+    try:
+        rules = hub.rule_runtime
+        rules.remember_files()
+        failing = True
+        real = rules.reload
+
+        def reload() -> int:
+            if failing:
+                raise RuntimeError("a loader bug")
+            return real()
+
+        monkeypatch.setattr(rules, "reload", reload)
+        watch = asyncio.create_task(rules.watch())
+        (packs / "sos.yaml").write_text(
+            (packs / "sos.yaml").read_text(encoding="utf-8") + "\n", encoding="utf-8"
+        )
+        os.utime(packs / "sos.yaml", (1, 1))
+        await asyncio.sleep(0.2)
+        assert not watch.done()
+        failing = False
+        os.utime(packs / "sos.yaml", (2, 2))
+        await eventually(lambda: rules._stamp == rules._files_stamp(), within=5, what="the next change taken")
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+    finally:
+        hub.store.close()

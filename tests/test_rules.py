@@ -210,10 +210,42 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["5 minutes", "-5m", True, None])
+@pytest.mark.parametrize(
+    "text", ["5 minutes", "-5m", True, None, float("inf"), float("nan"), 10**400, "9" * 400 + "d", "367d"]
+)
 def test_bad_durations(text: object) -> None:
+    """Found in review: ``.inf`` (or a duration of 400 digits) loaded, and a timer due at inf
+    never fires; a 400-digit integer raised OverflowError out of the loader."""
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+HOSTILE_HEAD = (
+    "pack: p\nrules:\n  - id: a.b\n    title: {zh: x}\n    category: door\n    severity: minor\n"
+    "    trigger:\n      type: duration\n      when: {kinds: [door_open]}\n      until: {kinds: [door_closed]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (HOSTILE_HEAD + "      for: " + "9" * 400 + "\n", "at most 366 days"),
+        (HOSTILE_HEAD + "      for: .inf\n", "at most 366 days"),
+        ("pack: p\nrules: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        (
+            "pack: t\nrules:\n  - {id: t.a, title: {zh: x}, category: door, severity: info,"
+            " trigger: {type: threshold, kinds: [battery], field: attrs.volts, below: .nan}}\n",
+            "finite",
+        ),
+        ("pack: t\n" + "#" * 1_000_001 + "\n", "larger than"),
+    ],
+    ids=["huge-int", "inf", "deep-nesting", "nan-level", "huge-file"],
+)
+def test_hostile_packs_are_refused_with_a_rule_error(tmp_path: Path, text: str, says: str) -> None:
+    path = write_pack(tmp_path, text)
+    with pytest.raises(RuleError, match=says) as info:
+        load_packs([path])
+    assert info.value.file == str(path)
 
 
 def test_expression_error_message_reaches_the_user(tmp_path: Path) -> None:

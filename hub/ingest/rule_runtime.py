@@ -246,6 +246,10 @@ class RuleRuntime:
                 except LinliError as exc:
                     self._stamp = stamp  # do not retry the same broken files every 2 s
                     log.error("rule packs changed but are invalid; keeping the old rules: %s", exc)
+                except Exception:
+                    # A loader bug must not end the watch: every later change would be missed.
+                    self._stamp = stamp
+                    log.exception("rule packs changed and could not be loaded; keeping the old rules")
 
     # -- timers ------------------------------------------------------------------------------
 
