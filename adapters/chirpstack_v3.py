@@ -83,7 +83,8 @@ def decode(
         return []
     device_id = hints.registered_id(eui)  # the registry's copy, not this message's
     doc = parse_object(payload, topic)
-    if "devEUI" in doc and eui_hex(doc["devEUI"], topic) != device_id:
+    # eui_hex is lower case; the registry's copy may be upper case (Registry.registered_id).
+    if "devEUI" in doc and eui_hex(doc["devEUI"], topic) != device_id.lower():
         raise DecodeError("bad_value", "devEUI does not match the topic", topic=topic)
     if event == "status":
         return status_events(device_id, doc, received, {}, topic, family=FAMILY)

@@ -111,7 +111,12 @@ def _uplink(
     common["f_cnt"] = f_cnt if f_cnt is not None else 0.0
 
     ids = _object(doc, "end_device_ids", topic)
-    if ids is not None and isinstance(ids.get("device_id"), str) and ids["device_id"] != device_id:
+    # Case-blind: the registry's copy may be a DevEUI registered in upper case (Registry.registered_id).
+    if (
+        ids is not None
+        and isinstance(ids.get("device_id"), str)
+        and ids["device_id"].lower() != device_id.lower()
+    ):
         raise DecodeError("bad_value", "end_device_ids.device_id does not match the topic", topic=topic)
     version_ids = _object(uplink, "version_ids", topic)
     profile = resolve_profile(

@@ -16,6 +16,7 @@ The body excerpt is kept short (it may be logged and stored on the notification 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -105,4 +106,23 @@ async def send(
             body = raw.decode("utf-8", errors="replace")
             return classify(request.flavor, response.status, body)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return Outcome(kind=OutcomeKind.RETRYABLE, error=f"{type(exc).__name__}: {exc}".strip())
+        return Outcome(
+            kind=OutcomeKind.RETRYABLE, error=without_secrets(f"{type(exc).__name__}: {exc}", request.url)
+        )
+
+
+#: A URL's query (and fragment): where WeCom's ``key``, DingTalk's ``access_token`` and ``sign``
+#: travel.
+_URL_QUERY = re.compile(r"(https?://[^\s'\"?#]*)[?#][^\s'\"]*")
+
+
+def without_secrets(text: str, url: str) -> str:
+    """``text`` (an error's message) with the request URL's query taken out.
+
+    aiohttp's errors end with ``url='…'``, the whole request URL: found in review, a robot key
+    kept in ``channel_secrets`` reached the log, the notifications table and the console that
+    way. The path stays (it names the service); the query goes, here and in any URL quoted.
+    """
+    base, _, _ = url.partition("?")
+    text = text.replace(url, f"{base}?…") if "?" in url else text
+    return _URL_QUERY.sub(r"\1?…", text)
