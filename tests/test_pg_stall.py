@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
 from hub.app import Hub
@@ -69,3 +70,48 @@ async def test_a_server_that_stops_answering_is_cut_off_and_the_press_waits(
         healed.cancel()
         proxy.stalled.clear()
         proxy.close()
+
+
+@pytest.mark.parametrize("what", ["execute", "check_writable"])
+def test_every_call_into_a_silent_server_is_cut(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    """Found in review: check_writable (readiness) went round the watchdog."""
+    monkeypatch.setattr(postgres, "CALL_LIMIT_S", 1.0)
+    parts = urlsplit(postgres_url)
+    proxy = StallProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    engine = postgres.PostgresEngine(
+        url=urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    )
+    try:
+        proxy.stalled.set()
+        call = (lambda: engine.execute("SELECT 1")) if what == "execute" else engine.check_writable
+        started = time.monotonic()
+        with pytest.raises((psycopg.OperationalError, StoreError)):
+            call()
+        assert time.monotonic() - started < 4.0
+    finally:
+        proxy.stalled.clear()
+        proxy.close()
+        engine.close()
+
+
+def test_waiting_for_another_hubs_import_keeps_its_limit_after_a_reconnect(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the long limit went on the Tx a reconnect then replaced."""
+    monkeypatch.setattr(postgres, "CALL_LIMIT_S", 1.0)
+    engine = postgres.PostgresEngine(url=postgres_url)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (postgres.IMPORT_LOCK,))  # another hub importing
+        threading.Timer(2.5, lambda: other.execute("COMMIT")).start()
+        engine._conn.close()  # the last connection broke (a failover, a watchdog cut)
+        started = time.monotonic()
+        with engine.serialized():
+            pass
+        assert time.monotonic() - started >= 2.0  # it waited its turn, past CALL_LIMIT_S
+    finally:
+        other.close()
+        engine.close()

@@ -299,11 +299,13 @@ class PostgresEngine(Engine):
     @contextmanager
     def _waiting_turn(self) -> Iterator[None]:
         """Statements that wait for another hub's migration or import (up to MIGRATION_WAIT_S)."""
-        self._tx.limit = MIGRATION_WAIT_S + 2.0
+        self._live()  # a reconnect makes a new Tx: the limit goes on the one the block uses
+        tx = self._tx
+        tx.limit = MIGRATION_WAIT_S + 2.0
         try:
             yield
         finally:
-            self._tx.limit = CALL_LIMIT_S
+            tx.limit = CALL_LIMIT_S
 
     @contextmanager
     def serialized(self) -> Iterator[Tx]:
@@ -319,7 +321,7 @@ class PostgresEngine(Engine):
 
     def check_writable(self) -> None:
         try:
-            row = self._live().execute("SELECT pg_is_in_recovery()").fetchone()
+            row = self.execute("SELECT pg_is_in_recovery()").fetchone()  # bounded like any call
         except (psycopg.Error, StoreError) as exc:
             raise StoreError(f"database unavailable: {exc}") from exc
         if row is not None and row[0]:
