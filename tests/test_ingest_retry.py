@@ -13,6 +13,7 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.errors import NotStoredError
 from hub.ingest import retry
 from hub.mqtt.client import Unhandled
 from tests.helpers import SOS_BUTTON, Phone, eventually, hub_settings, publisher
@@ -110,29 +111,48 @@ def test_held_qos0_messages_are_bounded_keeping_the_retried_one_and_the_newest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Found in review: while the store refused writes a stuck topic held 3 000 QoS 0 messages
-    (the broker's in-flight window bounds QoS 1 only). QoS 1 is never dropped here."""
+    (the broker's in-flight window bounds QoS 1 only). QoS 1 is never dropped here, nor what the
+    rules decided (a timer's signals, held with a resume), and the total holds across topics."""
     monkeypatch.setattr(retry, "QOS0_PER_TOPIC", 5)
     monkeypatch.setattr(retry, "QOS0_TOTAL", 8)
     store_full = True
     handled: list[bytes] = []
+    resumed: list[int] = []
 
     def handle(topic: str, payload: bytes, qos: int, retain: bool) -> None:
         if store_full:
             raise sqlite3.OperationalError("database or disk is full")
         handled.append(payload)
 
+    def refused(_: str) -> Exception:
+        return RuntimeError("disk full")
+
     queue = retry.Redelivery(handle=handle, clock=ManualClock(start=PRESS))
     for i in range(20):
-        queue.hold(Unhandled("t/a", b"a%d" % i, 0, False, None, RuntimeError("disk full")))
+        queue.hold(Unhandled("t/a", b"a%d" % i, 0, False, None, refused("a")))
     for i in range(10):
-        queue.hold(Unhandled("t/b", b"b%d" % i, 1, False, lambda: None, RuntimeError("disk full")))
-    assert (queue.depth, queue.dropped) == (15, 15)
-    for i in range(6):  # past the total: the longest queue's oldest QoS 0 give way
-        queue.hold(Unhandled("t/c", b"c%d" % i, 0, False, None, RuntimeError("disk full")))
-    assert queue.depth == 4 + 10 + 4 and queue.dropped == 15 + 3
+        queue.hold(Unhandled("t/b", b"b%d" % i, 1, False, lambda: None, refused("b")))
+
+    def resume(i: int) -> None:
+        if store_full:
+            raise sqlite3.OperationalError("database or disk is full")
+        resumed.append(i)
+
+    for i in range(12):  # a timer round's decided signals: never dropped
+        decided = NotStoredError(resume=lambda i=i: resume(i), cause=OSError("disk full"))
+        queue.hold(Unhandled("(rule timers)", b"", 0, False, None, decided))
+    assert (queue.depth, queue.dropped) == (5 + 10 + 12, 15)
+    for i in range(6):  # past the total: its own older give way, the head stays
+        queue.hold(Unhandled("t/c", b"c%d" % i, 0, False, None, refused("c")))
+    for i in range(3):  # over the total with nothing of their own to let go: they give way
+        queue.hold(Unhandled(f"t/d{i}", b"d", 0, False, None, refused("d")))
+    assert queue.depth == 5 + 10 + 12 + 3 and queue.dropped == 15 + 3 + 3
     assert queue.retry_now() == 0
     store_full = False
-    assert queue.retry_now() == 18 and queue.depth == 0
-    assert [p for p in handled if p.startswith(b"a")] == [b"a0", b"a17", b"a18", b"a19"]
-    assert [p for p in handled if p.startswith(b"c")] == [b"c0", b"c3", b"c4", b"c5"]
+    assert queue.retry_now() == 30 and queue.depth == 0
+    assert [p for p in handled if p.startswith(b"a")] == [b"a0", b"a16", b"a17", b"a18", b"a19"]
     assert [p for p in handled if p.startswith(b"b")] == [b"b%d" % i for i in range(10)]
+    assert [p for p in handled if p.startswith(b"c")] == [b"c0", b"c4", b"c5"]
+    assert resumed == list(range(12)) and not [p for p in handled if p.startswith(b"d")]
+    queue.hold(Unhandled("t/e", b"e", 0, False, None, refused("e")))  # the counts came back to 0
+    assert queue.depth == 1 and queue.dropped == 21

@@ -139,8 +139,8 @@ class LaneGuard:
         try:
             self._handler(topic, payload, qos, retain, dup or cold)
         finally:
-            # Also when the handler raised: the hub's retry queue handles the message later
-            # (it never drops one), so the other lane's copy is still owed.
+            # Also when the handler raised: the hub's retry queue handles the message later (it
+            # lets only undecided QoS 0 ones go, past its bounds), so the other lane's copy is owed.
             self._seen[key] = None
             self._seen.move_to_end(key)
             self._forget_oldest()

@@ -16,7 +16,10 @@ and Tasmota's default) has no such bound: found in review, a stuck topic held 3 
 and a flood during a disk-full hour would grow the hub until it was killed, every held press
 with it. So at most :data:`QOS0_PER_TOPIC` per topic and :data:`QOS0_TOTAL` in all wait: past
 that the oldest QoS 0 message after the one being retried gives way (a device's newest state
-is kept), counted in :attr:`Redelivery.dropped` and logged. Publish SOS buttons at QoS 1.
+is kept); over the total with none of its own older, the new one gives way. Only messages the
+rules have not decided may: one held with a ``resume`` (an alert decided, a timer's signals) is
+never dropped. Drops are counted in :attr:`Redelivery.dropped` and logged. Publish SOS buttons at
+QoS 1.
 
 A message that keeps failing is reported loudly: each retry failure is logged, readiness
 reports the queue (:attr:`Redelivery.oldest_since`), and ``on_stuck`` is called (the app
@@ -64,6 +67,8 @@ class Held:
     resume: Callable[[], None] | None = None
     #: When it first failed on the monotonic clock: a wall-clock step back must not delay ``hub.stuck``.
     since_monotonic: float = 0.0
+    #: QoS 0 and undecided: may give way under the bounds (see the module docstring).
+    droppable: bool = False
 
 
 class Redelivery:
@@ -84,8 +89,10 @@ class Redelivery:
         self._on_stuck = on_stuck
         self._on_recovered = on_recovered
         self._queues: OrderedDict[str, deque[Held]] = OrderedDict()
-        #: QoS 0 messages held now, and those that gave way to newer ones since start.
+        #: Droppable (QoS 0, undecided) messages held now, in all and per topic, and those that
+        #: gave way since start.
         self._qos0 = 0
+        self._qos0_of: dict[str, int] = {}
         self.dropped = 0
         self._wake = asyncio.Event()
         self._stuck_reported = False
@@ -98,12 +105,21 @@ class Redelivery:
 
     def hold(self, message: Unhandled) -> None:
         """Keep a message the handler could not take (or that must wait its turn)."""
-        queue = self._queues.setdefault(message.topic, deque())
+        topic = message.topic
+        queue = self._queues.setdefault(topic, deque())
         cause = message.error.cause if isinstance(message.error, NotStoredError) else message.error
         resume = message.error.resume if isinstance(message.error, NotStoredError) else None
+        # Only an MQTT QoS 0 message the rules have not decided may give way: one with a resume
+        # (the rules decided: an alert, a timer's signals) is owed to nobody else (review).
+        droppable = message.qos == 0 and message.ack is None and resume is None
+        if droppable and self._qos0 >= QOS0_TOTAL and not self._give_way(topic, queue):
+            self._dropped(topic)  # over the total, with none of its own older to let go: this one
+            if not queue:
+                del self._queues[topic]
+            return
         queue.append(
             Held(
-                message.topic,
+                topic,
                 message.payload,
                 message.qos,
                 message.retain,
@@ -112,32 +128,44 @@ class Redelivery:
                 f"{type(cause).__name__}: {cause}",
                 resume,
                 self._monotonic(),
+                droppable,
             )
         )
-        if message.qos == 0:
-            self._qos0 += 1
-            if self._qos0 > QOS0_TOTAL:  # rare: a scan of what is held is fine here
-                self._give_way(max(self._queues.values(), key=lambda q: sum(1 for h in q if h.qos == 0)))
-            if sum(1 for held in queue if held.qos == 0) > QOS0_PER_TOPIC:
-                self._give_way(queue)
+        if droppable:
+            self._counted(topic, 1)
+            if self._qos0_of[topic] > QOS0_PER_TOPIC:
+                self._give_way(topic, queue)
         self._wake.set()
 
-    def _give_way(self, queue: deque[Held]) -> None:
-        """Drop the oldest QoS 0 message of ``queue`` after its head (the one being retried)."""
+    def _counted(self, topic: str, change: int) -> None:
+        self._qos0 += change
+        left = self._qos0_of.get(topic, 0) + change
+        if left > 0:
+            self._qos0_of[topic] = left
+        else:
+            self._qos0_of.pop(topic, None)
+
+    def _give_way(self, topic: str, queue: deque[Held]) -> bool:
+        """Drop the oldest droppable message of ``queue`` after its head (the one being retried)."""
+        if self._qos0_of.get(topic, 0) == 0:
+            return False
         for index in range(1, len(queue)):
-            if queue[index].qos == 0:
-                dropped = queue[index]
+            if queue[index].droppable:
                 del queue[index]
-                self._qos0 -= 1
-                self.dropped += 1
-                if self.dropped % 1000 == 1:
-                    log.error(
-                        "%d held QoS 0 message(s) dropped so far (the store refuses writes): the latest"
-                        " on %r; publish SOS buttons at QoS 1",
-                        self.dropped,
-                        dropped.topic,
-                    )
-                return
+                self._counted(topic, -1)
+                self._dropped(topic)
+                return True
+        return False
+
+    def _dropped(self, topic: str) -> None:
+        self.dropped += 1
+        if self.dropped % 1000 == 1:
+            log.error(
+                "%d held QoS 0 message(s) dropped so far (the store refuses writes): the latest on %r;"
+                " publish SOS buttons at QoS 1",
+                self.dropped,
+                topic,
+            )
 
     @property
     def depth(self) -> int:
@@ -165,13 +193,16 @@ class Redelivery:
                     cause: BaseException = exc
                     if isinstance(exc, NotStoredError):
                         held.resume, cause = exc.resume, exc.cause  # resume from where this try stopped
+                        if held.droppable:  # decided now: owed like any decision
+                            held.droppable = False
+                            self._counted(topic, -1)
                     held.error = f"{type(cause).__name__}: {cause}"
                     if isinstance(cause, FencedError):
                         # A cluster node lost this message's community meanwhile: never
                         # acknowledged here, the broker gives it (and the device's later ones,
                         # queued behind it) to the community's new owner.
                         log.warning("dropping %d held message(s) on %r: %s", len(queue), topic, held.error)
-                        self._qos0 -= sum(1 for gone in queue if gone.qos == 0)
+                        self._counted(topic, -sum(1 for gone in queue if gone.droppable))
                         queue.clear()
                         break
                     log.error(
@@ -182,8 +213,8 @@ class Redelivery:
                     )
                     break
                 queue.popleft()
-                if held.qos == 0:
-                    self._qos0 -= 1
+                if held.droppable:
+                    self._counted(topic, -1)
                 self.retried += 1
                 done += 1
                 if held.ack is not None:
