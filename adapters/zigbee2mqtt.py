@@ -174,22 +174,30 @@ def _presses(
 ) -> bool:
     """The report's press (``action``, or an IAS button's ``sos``) into ``events``; whether one was."""
     changes = False
+    bad: DecodeError | None = None  # each press field stands on its own (a bad neighbour, review)
     action = doc.get("action")
     if action is not None:
         if not isinstance(action, str):
-            raise DecodeError(
+            bad = DecodeError(
                 "wrong_type", f"action must be a string, got {type(action).__name__}", topic=topic
             )
-        if action not in _NOT_A_PRESS and not (
+        elif action not in _NOT_A_PRESS and not (
             action in _SOS_BUTTON_AT_REST and hints.device_kind(device_id) is DeviceKind.SOS_BUTTON
         ):
             events.append(_press(device_id, action, ts, hints, common))
             changes = True
     sos = doc.get("sos")
-    if sos is not None and as_bool(sos, "sos", topic) and not events:
-        # ias_sos_alarm_2: the alarm bit of an IAS SOS button; one press is one event.
-        events.append(_press(device_id, "sos", ts, hints, common))
-        changes = True
+    if sos is not None:
+        try:
+            alarm = as_bool(sos, "sos", topic)
+        except DecodeError as exc:
+            bad, alarm = bad or exc, False
+        if alarm and not events:
+            # ias_sos_alarm_2: the alarm bit of an IAS SOS button; one press is one event.
+            events.append(_press(device_id, "sos", ts, hints, common))
+            changes = True
+    if bad is not None:
+        raise bad.keeping(events)
     return changes
 
 

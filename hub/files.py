@@ -13,6 +13,7 @@ Must not import: any ``hub`` module (the storage, time-series and CLI layers all
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -56,14 +57,16 @@ def touch_private(path: Path) -> Path:
 def write_private(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically with ``data``, mode ``0600`` (a temporary file, fsync, rename)."""
     private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    # A new file of a random name (O_EXCL, 0600): a predictable name could be a symlink planted
+    # beforehand, and the data would go where it points (found in review).
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)  # an existing stale tmp file may have had another mode
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -58,6 +58,15 @@ def test_a_bad_tamper_beside_a_zigbee2mqtt_press_keeps_the_press_only() -> None:
     assert _kinds(error.salvaged) == [EventKind.SOS_PRESS]
 
 
+@pytest.mark.parametrize("doc", [{"action": "emergency", "sos": "yes"}, {"action": 1, "sos": True}])
+def test_two_press_fields_of_which_one_is_bad_keep_the_press(doc: dict[str, object]) -> None:
+    """Found in review of the salvage: the press fields were read before it, so a bad one of
+    the two still cost the other's press."""
+    error = _salvaged(Z2M, f"zigbee2mqtt/{SOS_BUTTON}", orjson.dumps(doc))
+    assert error.reason == "wrong_type"
+    assert _kinds(error.salvaged) == [EventKind.SOS_PRESS]
+
+
 def _tts(device: str, decoded: dict[str, Any], **uplink: object) -> tuple[str, bytes]:
     message = {
         "f_port": 85,

@@ -110,3 +110,17 @@ def test_backups_and_restores_are_owner_only_and_keep_the_reply_keys(tmp_path: P
     assert mode(restored) == 0o700
     for entry in entries:
         assert mode(restored / entry.name) == 0o600, entry.name
+
+
+def test_write_private_does_not_follow_a_symlink_planted_at_a_predictable_name(tmp_path: Path) -> None:
+    """Found in review: the temporary name was ``.{name}.{pid}.tmp``, opened without O_EXCL, so
+    a symlink planted there received the data (residents' phones, keys)."""
+    target = tmp_path / "out" / "residents.csv"
+    target.parent.mkdir()
+    loot = tmp_path / "loot"
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (target.parent / f".{target.name}.{pid}.tmp").symlink_to(loot)
+    write_private(target, b"secret")
+    assert target.read_bytes() == b"secret" and not target.is_symlink()
+    assert not loot.exists()
+    assert {p.name for p in target.parent.iterdir() if not p.is_symlink()} == {"residents.csv"}

@@ -91,7 +91,7 @@ class SqliteEngine(Engine):
 
         SQLite goes on writing into a file deleted (or replaced) under it, and nothing reads
         those writes again: found in review, a store deleted while the hub ran stayed "ready"
-        and every press after that was acknowledged and lost at the next start. So every write
+        and every press after that was acknowledged and lost at the next start. So every transaction
         and the readiness check look first (one ``stat``); refused, a press is held and retried.
         """
         try:
