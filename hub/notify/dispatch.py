@@ -84,6 +84,10 @@ class Dispatcher:
         self.failed_attempts = 0
         #: Acknowledged by the broker, not yet marked in the store (it refused): id → when.
         self._unmarked: dict[str, float] = {}
+        #: Failed (or refused for good) while the store could not record it: id → event-loop time
+        #: before which it is not tried again. Without this the row still read as due, and the
+        #: loop re-sent it at once, thousands of times a second (found in review).
+        self._held_off: dict[str, float] = {}
         #: One task per notification being delivered: a slow acknowledgement (or webhook) holds
         #: up only its own notification, never a new SOS behind it.
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -154,6 +158,12 @@ class Dispatcher:
         if room <= 0:
             return []
         busy = self._unmarked.keys() | self._in_flight.keys()
+        if self._held_off:
+            now = asyncio.get_running_loop().time()
+            for note_id, until in list(self._held_off.items()):
+                if until <= now:
+                    del self._held_off[note_id]
+            busy |= self._held_off.keys()
         scope = self._scope()
         due = [
             n
@@ -260,11 +270,17 @@ class Dispatcher:
                     notification.recipient,
                     outcome.error,
                 )
-                self._store.mark_abandoned(
-                    notification.id, error=f"permanent: {outcome.error}", at=self._clock.now()
-                )
                 self._retries.forget(notification.id)
                 self.abandoned += 1
+                try:
+                    self._store.mark_abandoned(
+                        notification.id, error=f"permanent: {outcome.error}", at=self._clock.now()
+                    )
+                except Exception:
+                    log.exception(
+                        "notification %s refused for good; the store could not record it", notification.id
+                    )
+                    self._hold_off(notification.id, BACKOFF_MAX_S)
             else:
                 self._fail(notification, outcome.error or f"HTTP {outcome.status}")
             return
@@ -297,4 +313,11 @@ class Dispatcher:
         # Also counted on the monotonic clock from now: a step back before ``retry_at`` must not
         # hold the retry up. (Should the store refuse the row, its old next attempt is due anyway.)
         self._retries.set(notification.id, retry_at, now=now)
-        self._store.mark_failed(notification.id, error=error, retry_at=retry_at)
+        try:
+            self._store.mark_failed(notification.id, error=error, retry_at=retry_at)
+        except Exception:
+            log.exception("notification %s not delivered; the store could not record it", notification.id)
+            self._hold_off(notification.id, retry_at - now)
+
+    def _hold_off(self, notification_id: str, seconds: float) -> None:
+        self._held_off[notification_id] = asyncio.get_running_loop().time() + max(seconds, BACKOFF_BASE_S)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from hub.cases.model import Stage
 from hub.cases.workflow import MAX_EXTENSION_S, MAX_NOTE_CHARS
+from hub.channels.webhook import without_secrets
 
 #: Unix seconds the API accepts: 1970 … 2200 (later is a typo, and ``iso()`` must format it).
 MAX_UNIX_S = 7_258_118_400.0
@@ -112,15 +113,34 @@ class AlertOut(_Out):
     resolved_at: str | None
 
 
+def shown_address(address: str) -> str:
+    """A webhook address without its query: DingTalk's ``access_token`` (and a WeCom ``key`` put
+    in the address rather than the secrets file) travel there, and these rows go to every
+    reader of notifications (found in review). The path still names the service."""
+    return without_secrets(address, address) if "://" in address else address
+
+
+ShownAddress = Annotated[str, AfterValidator(shown_address)]
+
+
+def _shown_error(error: str | None) -> str | None:
+    return None if error is None else without_secrets(error, "")
+
+
+#: A delivery error as stored: rows written before the channels took URLs' queries out of their
+#: errors may still hold a robot key.
+ShownError = Annotated[str | None, AfterValidator(_shown_error)]
+
+
 class NotificationAttempt(_Out):
     id: str
     recipient: str
     channel: str
-    address: str
+    address: ShownAddress
     attempts: int
     delivered_at: float | None
     abandoned_at: float | None
-    last_error: str | None
+    last_error: ShownError
 
 
 class AlertDetailOut(AlertOut):
@@ -388,12 +408,12 @@ class NotificationLogRow(_Out):
     case_id: str | None
     recipient: str
     channel: str
-    address: str
+    address: ShownAddress
     created_at: float
     attempts: int
     delivered_at: float | None
     abandoned_at: float | None
-    last_error: str | None
+    last_error: ShownError
     type: str
     rule: str
 

@@ -16,6 +16,7 @@ from hub.cases.model import CaseAction
 from hub.casework.access import Permission, Reach
 from hub.community.model import Resident
 from hub.errors import NotFoundError
+from hub.web.models import shown_address
 from hub.web.pages.rows import CaseRow, case_row
 from hub.web.views import timeline_json
 
@@ -56,7 +57,7 @@ def _notices(rows: list[dict[str, Any]]) -> list[Notice]:
         Notice(
             recipient=str(r["recipient"]),
             channel=str(r["channel"]),
-            address=str(r["address"]),
+            address=shown_address(str(r["address"])),
             attempts=int(r["attempts"]),
             outcome="delivered" if r["delivered_at"] else ("abandoned" if r["abandoned_at"] else "pending"),
             error=str(r.get("last_error") or ""),
