@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from adapters.events import Event, EventKind
 from hub.timeseries import (
     InfluxWriter,
     Point,
     QuarantinedLines,
+    SubjectInfo,
     TimeseriesKind,
     TimeseriesSettings,
     doctor,
     encode,
+    event_points,
 )
 from hub.timeseries import spool as spool_module
 from hub.timeseries.doctor import Level
@@ -346,3 +349,39 @@ async def test_a_spool_file_deleted_by_hand_does_not_stop_the_replay(
     assert writer.spool.empty
     assert influx.count(DB, "reading", "seq") == 300 - oldest.lines
     assert writer.stats.points_quarantined == oldest.lines  # counted, never silent
+
+
+# -- found in review: what a device writes must not get its SOS press refused -----------------
+
+
+def _press_point(value: str, device: str = "sos-1") -> Point:
+    event = Event(device, EventKind.SOS_PRESS, T0, "native", "single", {"press": value})
+    return event_points(event, SubjectInfo(community="c1", grid="g1"))[0]
+
+
+@pytest.mark.parametrize("hostile", ["\\", "\\\\\\", "a\rb", "a\nb", "单击"])
+async def test_a_press_attribute_of_any_text_lands_as_a_low_cardinality_tag(
+    influx: InfluxServer, tmp_path: Path, hostile: str
+) -> None:
+    """A native device's attrs.press is free text: a CR/LF split the line and backslashes alone
+    left an empty tag value (the server refused the SOS press's line); each distinct text was a
+    series of its own. Now the tag is one of the press types or "other"."""
+    writer = InfluxWriter(settings=settings_for(influx.url), spool_dir=tmp_path / "spool")
+    await writer.start()
+    writer.write(_press_point(hostile))
+    writer.write(_press_point("single", device="sos-2"))
+    await writer.stop()
+    assert writer.stats.points_quarantined == 0
+    assert influx.count(DB, "press", "count") == 2
+    assert _press_point(hostile).tag("press_type") == "other"
+    assert _press_point("double").tag("press_type") == "double"
+
+
+@pytest.mark.parametrize("device", ["\\", "door\r1", "门\n2"])
+async def test_a_device_id_of_any_text_lands(influx: InfluxServer, tmp_path: Path, device: str) -> None:
+    writer = InfluxWriter(settings=settings_for(influx.url), spool_dir=tmp_path / "spool")
+    await writer.start()
+    writer.write_many(event_points(Event(device, EventKind.HEARTBEAT, T0, "native", None, {}), SubjectInfo()))
+    await writer.stop()
+    assert writer.stats.points_quarantined == 0
+    assert influx.count(DB, "device_health", "heartbeat") == 1

@@ -10,9 +10,9 @@ and, identically, https://docs.influxdata.com/influxdb/v2/reference/syntax/line-
 * integers carry the ``i`` suffix, floats are written plainly, booleans as ``true``/``false``;
 * the timestamp is integer nanoseconds (we keep microsecond resolution).
 
-What the spec cannot carry is normalised instead of sent to fail: newlines become spaces
-(a newline ends a line), trailing backslashes of a name, key or tag value are removed (they
-would escape the separator that follows; InfluxDB 1.6 refuses them even doubled), empty tag values are left out (the spec forbids them),
+What the spec cannot carry is normalised instead of sent to fail: newlines become (escaped)
+spaces (a newline ends a line), trailing backslashes of a name, key or tag value are removed (they
+would escape the separator that follows; InfluxDB 1.6 refuses them even doubled), empty tag values (also those empty once escaped) are left out (the spec forbids them),
 non-finite floats are left out (NaN/Inf are not representable), and a point with no field
 left is invalid (:func:`encode` returns ``None``).
 """
@@ -28,8 +28,10 @@ from typing import Final
 
 FieldValue = bool | int | float | str
 
-_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": " ", "\r": " "})
-_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": " ", "\r": " "})
+# A newline becomes an *escaped* space: a bare one ends the measurement or tag set mid-line
+# (found in review: a native device's press attribute "a\rb" made its SOS press line refused).
+_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\ ", "\r": "\\ "})
+_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\ ", "\r": "\\ "})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, init=False)
@@ -179,6 +181,10 @@ def _field_key(key: str) -> str:
 def encode_head(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     """The escaped ``measurement,tag=value,…`` part of a line (tags in the order given)."""
     head = escape_measurement(measurement)
-    if tags:
-        head += "," + ",".join(f"{escape_key(k)}={escape_key(v)}" for k, v in tags if v)
+    for key, value in tags:
+        # Empty after escaping too (a value of backslashes only, found in review): the spec
+        # forbids an empty tag value, and the server refused the line ("missing tag value").
+        escaped = escape_key(value) if value else ""
+        if escaped:
+            head += f",{escape_key(key)}={escaped}"
     return head

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from adapters.events import Event, EventKind
+from adapters.events import Event, EventKind, PressType
 from hub.timeseries.line_protocol import FieldValue, Point
 
 
@@ -201,6 +201,9 @@ _STATES: dict[EventKind, tuple[Measurement, str, int | None]] = {
 }
 
 
+#: ``press_type`` tag values: the press types, each the one string object (low cardinality).
+_PRESS_TYPES: dict[str, str] = {p.value: p.value for p in PressType}
+
 #: Tags an event adds to its device's (press kind, hazard): sorted pairs, hashable.
 ExtraTags = tuple[tuple[str, str], ...]
 
@@ -231,7 +234,9 @@ def event_shape(event: Event) -> tuple[Measurement, dict[str, FieldValue], Extra
         fields["count"] = 1
         press = event.attrs.get("press", event.value)
         extra = (
-            (("press", _PRESS[kind]), ("press_type", press))
+            # One of the press types or "other": the text is the device's (a native payload's free
+            # string), and a tag per distinct text was a series per press (found in review).
+            (("press", _PRESS[kind]), ("press_type", _PRESS_TYPES.get(press, "other")))
             if isinstance(press, str)
             else (("press", _PRESS[kind]),)
         )
