@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from adapters.events import Event, EventKind
 from hub.timeseries import (
@@ -24,6 +25,7 @@ from hub.timeseries import (
     event_points,
 )
 from hub.timeseries import spool as spool_module
+from hub.timeseries import writer as writer_module
 from hub.timeseries.doctor import Level
 from hub.timeseries.spool import Spool
 from tests.conftest import server_missing
@@ -385,3 +387,55 @@ async def test_a_device_id_of_any_text_lands(influx: InfluxServer, tmp_path: Pat
     await writer.stop()
     assert writer.stats.points_quarantined == 0
     assert influx.count(DB, "device_health", "heartbeat") == 1
+
+
+async def test_a_slow_server_does_not_grow_the_buffer_without_bound(tmp_path: Path) -> None:
+    """Found in review: a server answering every batch after 1 s let the buffer grow by the whole
+    stream (24 000 points after 6 s at 5 000/s, linearly). Past a few batches it is spooled."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(1.0)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/write", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    settings = settings_for(
+        f"http://127.0.0.1:{port}", batch_size=1000, flush_interval_s=0.1, request_timeout_s=5
+    )
+    writer = InfluxWriter(settings=settings, spool_dir=tmp_path / "spool")
+    await writer.start()
+    peak = written = 0
+    try:
+        for tick in range(60):  # 6 s at 5 000 points/s
+            for i in range(500):
+                writer.write(
+                    Point.of("reading", tags={"device_id": "d"}, fields={"v": 1.0}, ts=T0 + tick + i * 1e-4)
+                )
+                written += 1
+            peak = max(peak, writer.buffered)
+            await asyncio.sleep(0.1)
+        assert peak <= 5 * 1000 + 5000 + 1000  # spill bound + one request's worth + a flush
+        kept = writer.stats.points_delivered + writer.spool.pending_lines + writer.buffered
+        assert kept >= written - 1000  # nothing lost (one batch may be in flight)
+        assert writer.stats.points_dropped == 0
+    finally:
+        await writer.stop(grace_s=0.5)
+        await runner.cleanup()
+
+
+def test_past_the_hard_bound_the_oldest_lines_are_dropped_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MAX_BUFFERED_LINES", 50)
+    writer = InfluxWriter(
+        settings=settings_for("http://127.0.0.1:9", batch_size=10), spool_dir=tmp_path / "spool"
+    )
+    for i in range(100):  # the flusher never ran: stuck, as in one endless request
+        writer.write(Point.of("reading", tags={"device_id": "d"}, fields={"v": float(i)}, ts=T0 + i))
+    assert writer.buffered <= 50 and writer.stats.points_dropped == 100 - writer.buffered

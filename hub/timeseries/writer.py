@@ -29,7 +29,9 @@ Outcomes of a request:
 
 ``stop()`` flushes everything: to the server if it answers, otherwise to the spool. After a
 crash, what the spool holds is replayed by the next ``start()``. What a crash loses is only the
-in-memory buffer of at most one flush interval.
+in-memory buffer: one flush interval, or what arrived during one request to a slow server (at
+most ``request_timeout_s``). Past :data:`SPILL_BATCHES` batches the buffer goes to the spool;
+past :data:`MAX_BUFFERED_LINES` the oldest lines are dropped and counted.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ if TYPE_CHECKING:
     import aiohttp
 
 log = logging.getLogger(__name__)
+
+#: Batches the buffer may hold before the flusher moves the rest to the spool.
+SPILL_BATCHES = 4
+#: Lines the buffer may hold at all (≈ 30–60 MB): past it the oldest are dropped, counted.
+MAX_BUFFERED_LINES = 200_000
 
 TASK_NAME = "linli-timeseries"
 #: Bodies at least this large are gzip-compressed in a worker thread (zlib releases the GIL).
@@ -168,8 +175,22 @@ class InfluxWriter:
 
     def _queued(self, seen: int, refused: int, why: str) -> None:
         self.stats.queued(seen, refused, why)
-        if len(self._buffer) >= self._batch_size:
+        waiting = len(self._buffer)
+        if waiting >= self._batch_size:
             self._wake.set()
+            if waiting > MAX_BUFFERED_LINES:
+                self._overflow()
+
+    def _overflow(self) -> None:
+        """The hard bound: the flusher is stuck in one request while points keep coming (rare)."""
+        dropped = len(self._buffer) - MAX_BUFFERED_LINES + self._batch_size
+        del self._buffer[:dropped]
+        self.stats.points_dropped += dropped
+        log.error(
+            "time-series buffer over %d lines while the server answers slowly: dropped the oldest %d",
+            MAX_BUFFERED_LINES,
+            dropped,
+        )
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -273,6 +294,13 @@ class InfluxWriter:
         ignore_backoff = final
         while True:
             while self._buffer:
+                if len(self._buffer) > SPILL_BATCHES * self._batch_size:
+                    # The server answers slower than points come (found in review: the buffer
+                    # grew without bound): what waits beyond a few batches goes to the spool, on
+                    # disk and bounded, in order; the newer ones queue behind it there.
+                    while len(self._buffer) > self._batch_size:
+                        spilled = self._take()
+                        await self._to_spool(await self._compress(spilled), len(spilled))
                 lines = self._take()
                 body = await self._compress(lines)
                 if self._spool.empty and (ignore_backoff or not self._backing_off()):
