@@ -187,3 +187,25 @@ def test_office_hours_follow_the_working_calendar_throughon_duty() -> None:
     assert duty(2026, 9, 30, True) == ["w-office"]  # an ordinary Wednesday
     # Without a calendar the shift falls back to its weekdays (what rosters did before).
     assert duty(2026, 10, 1, False) == ["w-office"] and duty(2026, 10, 10, False) == []
+
+
+@pytest.mark.parametrize("written", ["utc", "local", "naive"])
+def test_leave_written_with_an_offset_is_converted_to_the_community_zone(written: str) -> None:
+    """Found in review: ``…Z`` was read as local time, 8 hours off: at 17:00 a worker on leave
+    (08:00-18:00) was on duty, and an SOS could go to him."""
+    zone = ZoneInfo("Asia/Shanghai")
+    start, end = {
+        "utc": ("2026-11-18T00:00:00Z", "2026-11-18T10:00:00Z"),
+        "local": ("2026-11-18T08:00:00+08:00", "2026-11-18T18:00:00+08:00"),
+        "naive": ("2026-11-18T08:00:00", "2026-11-18T18:00:00"),
+    }[written]
+    worker = Person.model_validate(
+        {"id": "w1", "name": "W", "role": "grid_worker", "grids": ["g1"],
+         "shifts": [{"start": "00:00", "end": "00:00"}], "leave": [{"start": start, "end": end}]}
+    )  # fmt: skip
+
+    def working(hour: int) -> bool:
+        at = datetime(2026, 11, 18, hour, 0, tzinfo=zone).timestamp()
+        return bool(on_duty([worker], grid="g1", ts=at, zone=zone, roles=(Role.GRID_WORKER,)))
+
+    assert (working(3), working(9), working(17), working(19)) == (True, False, False, True)

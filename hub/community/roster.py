@@ -122,7 +122,16 @@ class Leave(BaseModel):
 
     def covers(self, moment: datetime) -> bool:
         local = moment.replace(tzinfo=None)
-        return self.start.replace(tzinfo=None) <= local < self.end.replace(tzinfo=None)
+        return _wall(self.start, moment) <= local < _wall(self.end, moment)
+
+
+def _wall(at: datetime, moment: datetime) -> datetime:
+    """``at`` as a wall-clock time of ``moment``'s zone: one written with an offset (``…Z``) is
+    converted, not read as local (found in review: leave given in UTC was 8 hours off, and an
+    SOS could go to a worker on leave)."""
+    if at.tzinfo is not None and moment.tzinfo is not None:
+        at = at.astimezone(moment.tzinfo)
+    return at.replace(tzinfo=None)
 
 
 class Person(BaseModel):

@@ -153,8 +153,14 @@ class _Watchdog:
     def _run(self) -> None:
         while not self._closed.wait(0.5):
             deadline, conn = self.deadline, self.conn
-            if deadline is not None and conn is not None and time.monotonic() > deadline:
-                self.deadline = None
+            # Cut only if the same call still waits: a deadline the loop replaced meanwhile (the
+            # call ended, the next began) is another call's, and is not touched here.
+            if (
+                deadline is not None
+                and conn is not None
+                and time.monotonic() > deadline
+                and self.deadline is deadline
+            ):
                 self._cut(conn)
 
     def _cut(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -207,6 +213,7 @@ class PostgresEngine(Engine):
         self._watchdog = _Watchdog()
         self._reconnecting: threading.Thread | None = None
         self._fresh: psycopg.Connection[tuple[object, ...]] | None = None
+        self._handover = threading.Lock()
         self._failed: str | None = None
         self._conn = self._connect()
         self._tx = PostgresTx(conn=self._conn, watchdog=self._watchdog)
@@ -242,7 +249,8 @@ class PostgresEngine(Engine):
             self._reconnecting = attempt
             attempt.start()
         attempt.join(RECONNECT_WAIT_S)
-        fresh, self._fresh = self._fresh, None
+        with self._handover:  # the thread may store its connection this very moment
+            fresh, self._fresh = self._fresh, None
         if fresh is None:
             raise StoreError(
                 f"database {self.location} unreachable: reconnecting ({self._failed or 'no answer yet'})"
@@ -254,10 +262,13 @@ class PostgresEngine(Engine):
 
     def _reconnect(self) -> None:
         try:
-            self._fresh = self._connect()
-            self._failed = None
+            fresh = self._connect()
         except StoreError as exc:
             self._failed = str(exc)
+            return
+        with self._handover:
+            self._fresh = fresh
+            self._failed = None
 
     @property
     def connections_cut(self) -> int:
