@@ -263,8 +263,11 @@ class BrokerCore:
         existing = self._sessions.get(client_id)
         if self._acl is not None and existing is not None and existing.username != packet.username:
             # A client id is not a credential: another user may neither kick the owner off
-            # (a sensor password taking over the hub's session) nor inherit its queued messages.
-            if existing.conn is not None:
+            # (a sensor password taking over the hub's session) nor inherit its queued messages,
+            # nor discard them while the owner is away (found in review: a worker's login took
+            # `linli-hub` during a restart, the queued SOS presses were thrown away and the hub
+            # was refused while it stayed). A persistent session stays its user's.
+            if existing.conn is not None or not existing.clean:
                 self._refuse(conn, ConnectReturnCode.IDENTIFIER_REJECTED, f"client id {client_id!r} in use")
                 return
             self._discard_session(existing)
