@@ -3,7 +3,13 @@ hands, and a fence that refuses a write from an old epoch inside the same transa
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal as signals
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import main
-from hub.errors import FencedError
+from hub.errors import FencedError, StoreError
 from hub.storage.leases import LeaseStore
+from hub.storage.postgres import IDLE_IN_TRANSACTION_S
 from hub.storage.store import Store
 from tests.test_store import SUBJECT, signal
 
@@ -144,3 +151,45 @@ def test_cluster_status_command_shows_nodes_and_owners(postgres_url: str, tmp_pa
     )
     table = CliRunner().invoke(main, ["cluster", "status", "--config", str(config)], env=env)
     assert table.exit_code == 0 and "hub-a" in table.output and "s left" in table.output
+
+
+_FROZEN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from hub.storage.leases import LeaseStore
+    from hub.storage.store import Store
+    store = Store(url=sys.argv[1])
+    node = LeaseStore(store=store, node_id="hub-a", lease_s=float(sys.argv[2]))
+    lease = node.acquire("c1")
+    with store.transaction() as tx:
+        node.fence(tx, "c1", lease.epoch)  # a fenced write has begun (an SOS alert, a step)
+        print("in-tx", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the VM is frozen, the process stopped, here
+    """
+)
+
+
+def test_a_node_frozen_inside_a_fenced_write_lets_go_of_its_community(postgres_url: str) -> None:
+    """Found in review: the frozen transaction held the lease row FOR SHARE, and no other node
+    could take the community over while it stayed frozen (its kernel answers keepalives). The
+    server ends a transaction idle for IDLE_IN_TRANSACTION_S."""
+    lease_s = 0.5
+    child = subprocess.Popen(
+        [sys.executable, "-c", _FROZEN, postgres_url, str(lease_s)], stdout=subprocess.PIPE
+    )
+    store = Store(url=postgres_url)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"in-tx"
+        other = LeaseStore(store=store, node_id="hub-b", lease_s=lease_s)
+        deadline = time.monotonic() + IDLE_IN_TRANSACTION_S + 4
+        taken = None
+        while taken is None and time.monotonic() < deadline:
+            with contextlib.suppress(psycopg.errors.LockNotAvailable, StoreError):
+                taken = other.acquire("c1")
+            time.sleep(lease_s / 3)
+        assert taken is not None and taken.owner == "hub-b"
+    finally:
+        os.kill(child.pid, signals.SIGCONT)
+        child.kill()
+        child.wait()
+        store.close()

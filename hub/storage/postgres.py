@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 0.2
 #: Longest a single statement may run: the event loop waits for it.
 STATEMENT_TIMEOUT_S = 10.0
+#: Longest a transaction may sit idle between statements (ours take microseconds; an import's
+#: own is longer): under the default cluster lease (10 s), so a frozen node's lock lets go in time.
+IDLE_IN_TRANSACTION_S = 5.0
 CONNECT_TIMEOUT_S = 5
 #: How long a call waits for a new connection to a server that broke the last one.
 RECONNECT_WAIT_S = 0.25
@@ -228,6 +231,10 @@ class PostgresEngine(Engine):
             )
             conn.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_S * 1000)}")
             conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")
+            # A node frozen inside a fenced write (SIGSTOP, a VM paused) held the lease row
+            # FOR SHARE, and no other node could take its communities over while it stayed so
+            # (found in review): the server ends such a transaction after this long idle.
+            conn.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_S * 1000)}")
         except psycopg.Error as exc:
             raise StoreError(f"cannot open store {self.location}: {exc}".strip()) from exc
         return conn
@@ -327,6 +334,9 @@ class PostgresEngine(Engine):
             # second then finds every community unchanged and writes nothing.
             tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_WAIT_S * 1000)}")
             tx.execute(f"SET LOCAL statement_timeout = {int(MIGRATION_WAIT_S * 1000)}")
+            tx.execute(
+                f"SET LOCAL idle_in_transaction_session_timeout = {int(MIGRATION_WAIT_S * 1000)}"
+            )  # an import dumps large communities between statements
             tx.execute("SELECT pg_advisory_xact_lock(?)", (IMPORT_LOCK,))
             yield tx
 
@@ -353,6 +363,9 @@ class PostgresEngine(Engine):
                 # write may wait (hubs started together failed to open the store before this).
                 tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_WAIT_S * 1000)}")
                 tx.execute(f"SET LOCAL statement_timeout = {int(MIGRATION_WAIT_S * 1000)}")
+                tx.execute(
+                    f"SET LOCAL idle_in_transaction_session_timeout = {int(MIGRATION_WAIT_S * 1000)}"
+                )  # an import dumps large communities between statements
                 tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
                 tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 row = tx.execute("SELECT version FROM schema_version").fetchone()
