@@ -24,13 +24,14 @@ from pydantic import SecretStr
 
 from hub.channels.messages import CaseNotice, NoticeKind
 from hub.channels.preferences import Endpoint, EndpointKind
+from hub.channels.webhook import without_secrets
 from hub.clock import ManualClock
 from hub.ingest.alerts import record_signal
 from hub.notify.dispatch import Dispatcher
 from hub.notify.webhooks import WebhookSender, outbox_entry
 from hub.records import Recipient
 from hub.storage.store import Store
-from hub.web.models import NotificationAttempt, NotificationLogRow
+from hub.web.models import NotificationAttempt, NotificationLogRow, shown_address
 from tests.helpers import eventually
 from tests.test_dispatch_faults import FakeMqtt
 from tests.test_store import SUBJECT, T0, signal
@@ -144,3 +145,13 @@ async def test_a_failure_the_store_cannot_record_waits_its_backoff(
         await sender.close()
         await server.close()
         store.close()
+
+
+def test_a_password_in_a_webhook_url_is_taken_out_too() -> None:
+    assert (
+        shown_address("https://hub:S3cretPass@hooks.example.com/linli?x=1")
+        == "https://…@hooks.example.com/linli?…"
+    )
+    assert "S3cretPass" not in without_secrets(
+        "InvalidURL: https://hub:S3cretPass@hooks.example.com/linli", ""
+    )

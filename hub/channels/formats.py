@@ -67,7 +67,9 @@ def _json(doc: Mapping[str, Any]) -> bytes:
 def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ChannelError(f"not an http(s) URL: {url!r}")
+        # Not the URL itself: it may hold a robot key or a token, and this text is logged and
+        # stored as the notification's error (found in review).
+        raise ChannelError(f"not an http(s) URL (scheme {parts.scheme[:20]!r}, {len(url)} characters)")
 
 
 # -- generic ----------------------------------------------------------------------------

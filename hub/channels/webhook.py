@@ -113,11 +113,13 @@ async def send(
 
 #: A URL's query (and fragment): where WeCom's ``key``, DingTalk's ``access_token`` and ``sign``
 #: travel.
+#: A URL's user information (``https://user:password@host``: aiohttp sends it as Basic auth).
+_URL_USER = re.compile(r"(https?://)[^/@\s'\"]*@")
 _URL_QUERY = re.compile(r"(https?://[^\s'\"?#]*)[?#][^\s'\"]*")
 
 
 def without_secrets(text: str, url: str) -> str:
-    """``text`` (an error's message) with the request URL's query taken out.
+    """``text`` (an error's message) with the request URL's query and user information taken out.
 
     aiohttp's errors end with ``url='…'``, the whole request URL: found in review, a robot key
     kept in ``channel_secrets`` reached the log, the notifications table and the console that
@@ -125,4 +127,4 @@ def without_secrets(text: str, url: str) -> str:
     """
     base, _, _ = url.partition("?")
     text = text.replace(url, f"{base}?…") if "?" in url else text
-    return _URL_QUERY.sub(r"\1?…", text)
+    return _URL_QUERY.sub(r"\1?…", _URL_USER.sub(r"\1…@", text))

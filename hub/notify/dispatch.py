@@ -271,16 +271,19 @@ class Dispatcher:
                     outcome.error,
                 )
                 self._retries.forget(notification.id)
-                self.abandoned += 1
                 try:
                     self._store.mark_abandoned(
                         notification.id, error=f"permanent: {outcome.error}", at=self._clock.now()
                     )
                 except Exception:
+                    # Not re-sent to a robot that refused it for good: held off until the hub
+                    # restarts, and counted once it is recorded (review).
                     log.exception(
                         "notification %s refused for good; the store could not record it", notification.id
                     )
-                    self._hold_off(notification.id, BACKOFF_MAX_S)
+                    self._hold_off(notification.id, float("inf"))
+                    return
+                self.abandoned += 1
             else:
                 self._fail(notification, outcome.error or f"HTTP {outcome.status}")
             return

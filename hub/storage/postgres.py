@@ -136,35 +136,35 @@ class _Watchdog:
         self.cut = 0
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     @contextmanager
     def bounded(self, conn: psycopg.Connection[tuple[object, ...]], seconds: float) -> Iterator[None]:
-        previous = self.deadline
-        self.conn = conn
-        self.deadline = time.monotonic() + seconds
+        # Under the lock, as the watchdog's check and cut: a call ending just as the watchdog
+        # looks is never mistaken for the next one (found in review).
+        with self._lock:
+            previous = self.deadline
+            self.conn = conn
+            self.deadline = time.monotonic() + seconds
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="linli-pg-watchdog", daemon=True)
             self._thread.start()
         try:
             yield
         finally:
-            self.deadline = previous
+            with self._lock:
+                self.deadline = previous
 
     def close(self) -> None:
         self._closed.set()
 
     def _run(self) -> None:
         while not self._closed.wait(0.5):
-            deadline, conn = self.deadline, self.conn
-            # Cut only if the same call still waits: a deadline the loop replaced meanwhile (the
-            # call ended, the next began) is another call's, and is not touched here.
-            if (
-                deadline is not None
-                and conn is not None
-                and time.monotonic() > deadline
-                and self.deadline is deadline
-            ):
-                self._cut(conn)
+            with self._lock:  # the call cannot end (nor the next begin) while it is judged and cut
+                deadline, conn = self.deadline, self.conn
+                if deadline is not None and conn is not None and time.monotonic() > deadline:
+                    self.deadline = None
+                    self._cut(conn)
 
     def _cut(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         try:

@@ -14,6 +14,7 @@ import orjson
 
 from hub.cases.model import CaseAction
 from hub.casework.access import Permission, Reach
+from hub.channels.webhook import without_secrets
 from hub.community.model import Resident
 from hub.errors import NotFoundError
 from hub.web.models import shown_address
@@ -60,7 +61,7 @@ def _notices(rows: list[dict[str, Any]]) -> list[Notice]:
             address=shown_address(str(r["address"])),
             attempts=int(r["attempts"]),
             outcome="delivered" if r["delivered_at"] else ("abandoned" if r["abandoned_at"] else "pending"),
-            error=str(r.get("last_error") or ""),
+            error=without_secrets(str(r.get("last_error") or ""), ""),  # rows from before the fix
         )
         for r in rows
     ]
