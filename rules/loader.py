@@ -46,8 +46,11 @@ MAX_PACK_CHARS = 1_000_000
 
 def load_pack(path: Path) -> Pack:
     try:
-        text = path.read_text(encoding="utf-8")
-        if len(text) > MAX_PACK_CHARS:
+        # The size before the text: a huge file (or a link to /dev/zero) is not read into memory.
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_PACK_CHARS * 4 + 1)  # a character is at most 4 bytes of UTF-8
+        text = raw.decode("utf-8")
+        if len(raw) > MAX_PACK_CHARS * 4 or len(text) > MAX_PACK_CHARS:
             raise RuleError(f"larger than {MAX_PACK_CHARS} characters: not a rule pack", file=str(path))
         doc = yaml.safe_load(text)
     except OSError as exc:
