@@ -7,9 +7,12 @@ embedded broker reads the same text, so a rule tested on one holds on the other.
   lines before any ``user`` line apply to anonymous clients.
 * ``topic [read|write|readwrite|deny] <filter>`` (no access word: ``readwrite``).
 * ``pattern [read|write|readwrite|deny] <filter>`` applies to every user, with ``%u``
-  replaced by the user name and ``%c`` by the client id; as in Mosquitto, a pattern whose
-  ``%u``/``%c`` would hold ``+``, ``#`` or ``/`` (or an absent name) matches nothing, so a
-  client cannot widen its own rule by choosing its name.
+  replaced by the user name and ``%c`` by the client id. A pattern whose ``%u``/``%c`` would
+  hold ``+``, ``#`` or ``/`` (or an absent name) matches nothing here, so a client cannot widen
+  its own rule by choosing its name. Mosquitto refuses ``+`` and ``#`` in them too but
+  substitutes a ``/`` whole (found in review: a gateway named ``linli/110105001001`` wrote the
+  workers' topics under it through ``%u/#``), so the shipped template gives such a name no
+  pattern to use: gateway user names never hold a ``/`` (deploy/mosquitto/acl).
 * ``deny`` wins over any grant; otherwise a topic is allowed if any rule of the user grants
   the access, and denied if none does (an ACL is a whitelist).
 
