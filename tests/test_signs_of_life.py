@@ -5,7 +5,6 @@ real hub on both store engines with a real broker and a Zigbee2MQTT door contact
 
 from __future__ import annotations
 
-import math
 import random
 from datetime import datetime
 from datetime import time as clock_time
@@ -240,44 +239,6 @@ async def test_a_later_sign_of_the_day_reads_nothing_and_the_memo_is_not_the_ent
         assert reads == []  # the same local day: the due time it gives is known, and stands
         # The memo takes no part in comparisons: the register built afresh equals the one in use.
         assert register(hub.registry) == hub.visits.register()
-
-
-async def test_the_round_gives_the_memo_each_open_sign_so_a_first_sign_reads_nothing(
-    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After a restart every elder's first sign read his open task in a transaction of its own,
-    on the event loop. The round's one query now gives the memo each open task's due time; the
-    memo is a bound, not a wall: a sign on a later day still completes the task."""
-    async with hub_with_phone(tmp_path, mosquitto_broker, store_url) as (hub, _):
-        first = await eventually(
-            lambda: hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE), what="r1's daily sign"
-        )
-        entry = hub.visits.sign_sources()["door-1"]
-        await eventually(lambda: entry.sign_due == first.task.due_at, what="the round's memo")
-        # After a restart the round finds the task open in the store: the same memo.
-        object.__setattr__(entry, "sign_due", -math.inf)
-        hub.visits.schedule()
-        assert entry.sign_due == first.task.due_at
-        reads: list[str] = []
-        original = hub.visits.visits.open_task
-
-        def counted(elder: str, kind: TaskKind) -> object:
-            if kind is TaskKind.SIGN_OF_LIFE:  # (the door's inactivity may open an urgent visit)
-                reads.append(elder)
-            return original(elder, kind)
-
-        monkeypatch.setattr(hub.visits.visits, "open_task", counted)
-        now = hub.clock.now()
-        hub.visits.on_event(Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=now, family="z2m"))
-        assert reads == []  # the day the task opened: its due time stands, known without a read
-        assert original("r1", TaskKind.SIGN_OF_LIFE).key == first.key  # type: ignore[union-attr]
-        await hub.advance_clock(first.task.due_at - 9 * 3600)
-        hub.visits.on_event(
-            Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="z2m")
-        )
-        assert reads == ["r1"]
-        done = hub.visits.visits.task(first.key)
-        assert done is not None and done.done_at == hub.clock.now()
 
 
 async def test_an_elder_without_a_sign_device_is_not_scheduled_and_the_register_says_why(

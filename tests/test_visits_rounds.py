@@ -240,12 +240,12 @@ async def test_signs_held_for_a_round_that_keeps_failing_stay_bounded(
     assert isinstance(clock, ManualClock)
     failing = True
 
-    def open_kinds(real=hub.visits.visits.open_dues):  # type: ignore[no-untyped-def]
+    def open_kinds(real=hub.visits.visits.open_kinds):  # type: ignore[no-untyped-def]
         if failing:
             raise OSError("database is down")
         return real()
 
-    monkeypatch.setattr(hub.visits.visits, "open_dues", open_kinds)
+    monkeypatch.setattr(hub.visits.visits, "open_kinds", open_kinds)
     try:
         opened: list[Event] = []
         for minute in range(0, 3 * 24 * 60, 10):  # three days, a door event every 10 minutes

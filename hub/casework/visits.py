@@ -187,7 +187,7 @@ class Visits:
         slices instead (:meth:`schedule_in_slices`).
         """
         now = self._clock.now()
-        scheduled = self.visits.open_dues()
+        scheduled = self.visits.open_kinds()
         entries = self.register()
         made = sum(
             self._schedule_slice(entries[at : at + SLICE], scheduled, now)
@@ -218,7 +218,7 @@ class Visits:
             # of other entry objects. The round works on the kept one, whose entries hold the
             # memo (RegisterEntry's plan, kinds and sign-of-life day).
             entries = self._register
-        scheduled = self.visits.open_dues()
+        scheduled = self.visits.open_kinds()
         made = 0
         for at in range(0, len(entries), SLICE):
             made += self._schedule_slice(entries[at : at + SLICE], scheduled, self._clock.now())
@@ -227,44 +227,26 @@ class Visits:
         return made
 
     def _schedule_slice(
-        self, entries: Sequence[RegisterEntry], scheduled: Mapping[tuple[str, TaskKind], float], now: float
+        self, entries: Sequence[RegisterEntry], scheduled: set[tuple[str, TaskKind]], now: float
     ) -> int:
-        tasks: list[tuple[RegisterEntry, VisitTask]] = []
+        tasks: list[VisitTask] = []
         for entry in entries:
             for kind in self._planned(entry):
-                due = scheduled.get((entry.elder.id, kind))
-                if due is not None:
-                    if kind is TaskKind.SIGN_OF_LIFE:
-                        self._sign_open(entry, due)
+                if (entry.elder.id, kind) in scheduled:
                     continue
                 since = self.visits.last_done(entry.elder.id, kind) or now
                 task = self._next(entry, kind, since=since, after=self.visits.last_due(entry.elder.id, kind))
                 if task is not None:
-                    tasks.append((entry, task))
+                    tasks.append(task)
         if not tasks:
             return 0
-        made: list[tuple[RegisterEntry, VisitTask]] = []
+        made = 0
         with self._store.transaction() as db:
-            for entry, task in tasks:
+            for task in tasks:
                 if self.visits.add_task(db, task, at=now):
                     self._plan_deadline(db, task, now, done_at=None)
-                    made.append((entry, task))
-        for entry, task in made:  # committed: these are his open tasks now
-            if task.kind is TaskKind.SIGN_OF_LIFE:
-                self._sign_open(entry, task.due_at)
-        return len(made)
-
-    def _sign_open(self, entry: RegisterEntry, due: float) -> None:
-        """His open sign-of-life task is due at ``due``: what his next sign would learn from the
-        store (:meth:`_sign`), kept in the memo so that sign reads nothing.
-
-        A sign whose following task is due no later leaves the open task as it is. After a
-        restart, every elder's first sign read his open task in a transaction of its own, on
-        the event loop. An open task's due time only moves later (completed, then followed),
-        so a due time seen once stays a bound the memo may keep.
-        """
-        if due > entry.sign_due:
-            object.__setattr__(entry, "sign_due", self._time(due))
+                    made += 1
+        return made
 
     def _planned(self, entry: RegisterEntry) -> tuple[TaskKind, ...]:
         """The kinds scheduled for this elder: his plan and devices do not change while the hub runs

@@ -232,13 +232,13 @@ class VisitStore:
         ).fetchone()
         return _task(tuple(row)) if row else None
 
-    def open_dues(self) -> dict[tuple[str, TaskKind], float]:
-        """(elder, kind) → due time of every open task: the scheduler's one query per round."""
+    def open_kinds(self) -> set[tuple[str, TaskKind]]:
+        """(elder, kind) of every open task: the scheduler's one query per round."""
         rows = self._store.execute(
-            "SELECT elder, kind, due_at FROM visit_tasks WHERE done_at IS NULL AND superseded_by IS NULL"
+            "SELECT elder, kind FROM visit_tasks WHERE done_at IS NULL AND superseded_by IS NULL"
         )
         kinds = {kind.value: kind for kind in TaskKind}  # a dict lookup: the enum's call costs µs per row
-        return {(row[0], kinds[row[1]]): float(row[2]) for row in rows}
+        return {(row[0], kinds[row[1]]) for row in rows}
 
     def open_task(self, elder: str, kind: TaskKind) -> StoredTask | None:
         row = self._store.execute(
