@@ -16,11 +16,9 @@ from adapters.errors import DecodeError
 from adapters.events import DeviceKind, EventKind
 from adapters.raw import RawCodec, decode_raw
 from adapters.router import AdapterRouter, Family, FamilySource
-from hub.app import Hub
-from hub.clock import ManualClock
-from hub.config import load_settings
-from tests.helpers import GRID, REGISTRY
+from tests.helpers import GRID
 from tests.support.samples import Hints, sample
+from tests.test_deveui_case import _hub
 
 PRESS = 1_795_371_180.0
 RAW_SAMPLES = [
@@ -94,20 +92,7 @@ def test_bad_raw_bytes_are_quarantined_and_what_was_read_stands() -> None:
 
 
 def test_the_hub_files_the_raw_press_as_an_sos_case(tmp_path: Path) -> None:
-    registry = tmp_path / "community.yaml"
-    extra = f'      - {{id: "1000000000000001", kind: sos_button, model: milesight-ws101, grid: "{GRID}"}}\n'
-    registry.write_text(REGISTRY + extra, encoding="utf-8")
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "data_dir": str(tmp_path / "data"),
-            "community_file": str(registry),
-            "mqtt": {"url": "mqtt://u:p@127.0.0.1:1", "client_id": "t"},
-            "http": {"host": "127.0.0.1", "port": 0},
-        },
-    )
-    hub = Hub(settings=settings, clock=ManualClock(start=PRESS))
+    hub = _hub(tmp_path, "1000000000000001")  # a WS101 registered as an SOS button
     try:
         hub._on_message(*sample("chirpstack_v4", "milesight_ws101_button_up_no_codec"), 1, False)
         cases = [hub.cases.load(i) for i in hub.cases.case_ids()]

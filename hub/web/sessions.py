@@ -92,14 +92,10 @@ class Sessions:
 
     def get(self, session_id: str) -> Session | None:
         """The live session with this id, touched; ``None`` if unknown or expired (then forgotten)."""
-        session = self._sessions.get(session_id)
+        session = self._live(session_id)
         if session is None:
             return None
-        now = self._now()
-        if now - session.last_seen > self._idle_s or now - session.created > self._max_s:
-            self._drop(session_id)
-            return None
-        touched = replace(session, last_seen=now)
+        touched = replace(session, last_seen=self._now())
         self._sessions[session_id] = touched
         return touched
 
@@ -107,14 +103,17 @@ class Sessions:
         """Whether the session is still live, without touching it: an open event stream asks
         before every write, and must neither outlive a logout or expiry nor keep an unattended
         console's session from expiring."""
+        return self._live(session_id) is not None
+
+    def _live(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
         if session is None:
-            return False
+            return None
         now = self._now()
         if now - session.last_seen > self._idle_s or now - session.created > self._max_s:
             self._drop(session_id)
-            return False
-        return True
+            return None
+        return session
 
     def close(self, session_id: str) -> None:
         self._drop(session_id)
