@@ -16,6 +16,7 @@ import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.health.readiness import store_writable
 from hub.ingest.rule_runtime import CATCH_UP_QUIET_S
 from tests.helpers import SOS_BUTTON, TOKEN, WORKER_TOKEN, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
@@ -264,3 +265,19 @@ async def test_an_anonymous_readiness_probe_gets_the_verdict_not_the_reasons(
         ):
             worker = json.loads(await response.text())
         assert worker == {"status": "not_ready", "failing": body["failing"]}, worker
+
+
+def test_the_store_probe_does_not_ask_the_store_while_messages_are_held(tmp_path: Path) -> None:
+    """Found in review: readiness asked PostgreSQL while messages were held, and a server that did
+    not answer held the probe (the event loop) for the watchdog's limit. The retries ask instead."""
+    asked: list[int] = []
+
+    def writable() -> None:
+        asked.append(1)
+
+    held = [2]
+    probe = store_writable(writable=writable, path=tmp_path / "s", held=lambda: held[0], min_free_bytes=0)
+    check = probe()
+    assert (check.ok, asked) == (False, []) and "2 message(s) held" in check.detail
+    held[0] = 0
+    assert probe().ok and asked == [1]

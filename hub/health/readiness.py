@@ -93,14 +93,12 @@ def store_writable(
     """
 
     def probe() -> Check:
-        why = cause()
         waiting = held()
         if waiting:
-            # With the cause when there is one to name (a file removed, the lock held, the disk).
-            because = f" ({why})" if why else ""
-            return Check(
-                "store", False, f"{waiting} message(s) held: the store refused them{because}; retrying"
-            )
+            # Not asking the store again: the retries do, and a server that does not answer would
+            # hold this probe (the event loop) for the watchdog's limit (found in review).
+            return Check("store", False, f"{waiting} message(s) held: the store refused them; retrying")
+        why = cause()
         return Check("store", why is None, why or "")
 
     def cause() -> str | None:
