@@ -158,7 +158,7 @@ class Registry:
         self._eui_aliases: dict[str, str] = {
             device_id.lower(): device_id
             for device_id in self._subjects
-            if len(device_id) == 16 and not device_id.islower() and _HEX16.fullmatch(device_id)
+            if len(device_id) == 16 and device_id.lower() != device_id and _HEX16.fullmatch(device_id)
         }
         for stranger in unassigned:
             if stranger.id not in self._subjects and stranger.id not in self._eui_aliases:

@@ -123,13 +123,13 @@ def shown_address(address: str) -> str:
 ShownAddress = Annotated[str, AfterValidator(shown_address)]
 
 
-def _shown_error(error: str | None) -> str | None:
+def shown_error(error: str | None) -> str | None:
     return None if error is None else without_secrets(error, "")
 
 
 #: A delivery error as stored: rows written before the channels took URLs' queries out of their
 #: errors may still hold a robot key.
-ShownError = Annotated[str | None, AfterValidator(_shown_error)]
+ShownError = Annotated[str | None, AfterValidator(shown_error)]
 
 
 class NotificationAttempt(_Out):

@@ -14,10 +14,9 @@ import orjson
 
 from hub.cases.model import CaseAction
 from hub.casework.access import Permission, Reach
-from hub.channels.webhook import without_secrets
 from hub.community.model import Resident
 from hub.errors import NotFoundError
-from hub.web.models import shown_address
+from hub.web.models import shown_address, shown_error
 from hub.web.pages.rows import CaseRow, case_row
 from hub.web.views import timeline_json
 
@@ -61,7 +60,7 @@ def _notices(rows: list[dict[str, Any]]) -> list[Notice]:
             address=shown_address(str(r["address"])),
             attempts=int(r["attempts"]),
             outcome="delivered" if r["delivered_at"] else ("abandoned" if r["abandoned_at"] else "pending"),
-            error=without_secrets(str(r.get("last_error") or ""), ""),  # rows from before the fix
+            error=shown_error(str(r.get("last_error") or "")) or "",  # rows from before the fix
         )
         for r in rows
     ]
