@@ -52,7 +52,7 @@ from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SteadyClock, S
 from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.compact import collector_paused
-from hub.community.files import load_yaml
+from hub.community.files import IMPORTED_MARK, load_yaml
 from hub.community.personal import PersonalData
 from hub.community.registry import Registry
 from hub.config import STORE_FILE, Settings
@@ -122,10 +122,6 @@ BULK_TURN_S = 0.002
 
 def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
     """The outbound connection subscribes to nothing."""
-
-
-#: Beside the store: the SHA-256 of the community file the store last imported.
-IMPORTED_MARK = "community-file.sha256"
 
 
 def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float) -> bool:

@@ -41,10 +41,10 @@ from urllib.parse import quote
 import click
 
 from adapters.errors import LinliError
-from hub.app import IMPORTED_MARK
 from hub.casework.evaluations import LINK_KEY_FILE
 from hub.cli import pg_backup
 from hub.clock import Clock, SystemClock, iso
+from hub.community.files import IMPORTED_MARK
 from hub.config import load_settings
 from hub.errors import HubError
 from hub.files import FILE_MODE, private_dir, touch_private
@@ -59,10 +59,9 @@ RULE_STATE_FILE = "linli-rule-state.sqlite3"
 SECRETS_FILE = "secrets.yaml"
 #: Workers' reply keys (hub.casework.reply_keys), at their default place in the data directory.
 REPLY_KEYS_FILE = "reply-keys.yaml"
-#: The guardians' evaluation-link key (hub.casework.evaluations): links in circulation stop
-#: working without it (found in review: it was not backed up).
-LINK_KEYS_FILE = LINK_KEY_FILE
-KEY_FILES = (SECRETS_FILE, REPLY_KEYS_FILE, LINK_KEYS_FILE)
+#: Key and secret files copied as they are; the guardians' evaluation-link key among them
+#: (links in circulation stop working without it; found in review: it was not backed up).
+KEY_FILES = (SECRETS_FILE, REPLY_KEYS_FILE, LINK_KEY_FILE)
 TIMESERIES_FILE = "timeseries.sqlite"
 SPOOL_DIR = "timeseries-spool"
 #: SQLite's unix VFS holds a shared lock on this byte of ``<db>-shm`` while a connection is open

@@ -21,6 +21,10 @@ from hub.community.compact import collector_paused
 from hub.community.model import Community, CommunityFile, Device, Resident, dump_record, validate_record
 from hub.errors import RegistryError
 
+#: Beside the store: the SHA-256 of the community file the store last imported (hub.app reads and
+#: writes it; ``linli restore`` removes it with the store it described).
+IMPORTED_MARK = "community-file.sha256"
+
 DEVICE_COLUMNS = (
     "community", "id", "kind", "model", "profile", "grid", "location", "place", "household", "resident",
     "heartbeat_s", "installed",
