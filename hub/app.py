@@ -55,6 +55,7 @@ from hub.community.compact import collector_paused
 from hub.community.files import IMPORTED_MARK, load_yaml
 from hub.community.personal import PersonalData
 from hub.community.registry import Registry
+from hub.community.topic_roots import outside_own_topics, refuse_own_topics
 from hub.config import STORE_FILE, Settings
 from hub.errors import BrokerUnreachableError, ConfigError, MessageDeferred, NotStoredError, RegistryError
 from hub.files import private_dir
@@ -124,7 +125,7 @@ def _ignore(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> No
     """The outbound connection subscribes to nothing."""
 
 
-def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float) -> bool:
+def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float, topic_prefix: str) -> bool:
     """Import the registry file into the store unless the store already holds exactly this file.
 
     A restart with an unchanged file parses no YAML (seconds for thousands of devices): the
@@ -141,8 +142,10 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
     with contextlib.suppress(OSError):
         if mark.read_text(encoding="ascii").strip() == digest and store.communities_count() > 0:
             return False
+    communities = load_yaml(path)
+    refuse_own_topics(communities, prefix=topic_prefix, file=str(path))
     # Idempotent: an unchanged community changes nothing; a changed one updates in place.
-    store.save_communities(load_yaml(path), at=at, source=str(path))
+    store.save_communities(communities, at=at, source=str(path))
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a PostgreSQL store makes none
     fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
@@ -163,7 +166,13 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple
     refused: str | None = None
     if settings.community_file is not None:
         try:
-            import_community_file(store, settings.community_file, data_dir=Path(settings.data_dir), at=at)
+            import_community_file(
+                store,
+                settings.community_file,
+                data_dir=Path(settings.data_dir),
+                at=at,
+                topic_prefix=settings.mqtt.topic_prefix,
+            )
         except RegistryError as exc:
             if store.communities_count() == 0:
                 raise
@@ -184,12 +193,19 @@ def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple
         # shared one, and refusing to start would lose every community's SOS (Registry).
         # The residents' personal data kept packed as the copies are read (hub.community.personal).
         personal = PersonalData()
+        communities, dropped = outside_own_topics(
+            store.communities(personal=personal), prefix=settings.mqtt.topic_prefix
+        )
         registry = Registry(
-            communities=store.communities(personal=personal),
+            communities=communities,
             unassigned=store.unassigned(),
             strict=False,
             personal=personal,
         )
+    for sentence in dropped:
+        # Imported before the check, or under another prefix: that root is not subscribed to.
+        log.critical("registry: %s; not subscribed to until then", sentence)
+        refused = f"{refused}; {sentence}" if refused else sentence
     for clash in registry.role_clashes:
         log.error("registry: %s; until then he acts only where his first role is", clash)
     for clash in registry.shared:

@@ -28,10 +28,19 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from adapters.router import Family
+from adapters.router import Family, FamilySource
 from hub.errors import ConfigError
+from hub.mqtt.topics import TOPIC_LEVELS, colliding
 from hub.mqtt.url import MqttUrl
 from hub.records import Role
 from hub.timeseries.settings import TimeseriesSettings
@@ -101,7 +110,7 @@ class MqttSettings(_Model):
     #: CA bundle for mqtts:// brokers with a private CA; system CAs otherwise.
     tls_ca_file: Path | None = None
     #: Root of every topic Linli itself publishes (notifications, replies).
-    topic_prefix: str = "linli"
+    topic_prefix: str = Field(default="linli", max_length=128, pattern=f"^{TOPIC_LEVELS}$")
     #: The SOS priority lane: a second session (``<client_id>-sos``) for the registered
     #: SOS-capable devices' topics, so a press never queues behind sensor traffic
     #: (docs/benchmarks.md). Off only where messages must be handled in arrival order on one
@@ -236,7 +245,7 @@ class UnknownDeviceSettings(_Model):
 class SourceSettings(_Model):
     family: Family
     #: Root topic of the family; empty means the family's default (zigbee2mqtt, v3, application, …).
-    base_topic: str = ""
+    base_topic: str = Field(default="", max_length=128, pattern=f"^({TOPIC_LEVELS})?$")
 
 
 class ApiToken(_Model):
@@ -313,6 +322,19 @@ class Settings(_Model):
                 f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _sources_outside_own_topics(self) -> Settings:
+        """No gateway root reaches into the hub's own topics (:mod:`hub.mqtt.topics`)."""
+        filters = [f for s in self.sources for f in FamilySource(s.family, s.base_topic).subscriptions()]
+        clash = colliding(self.mqtt.topic_prefix, filters)
+        if clash:
+            raise ValueError(
+                f"sources: gateway topic {clash[0]} lies in the hub's own topics under"
+                f" mqtt.topic_prefix {self.mqtt.topic_prefix!r} (notifications, replies): give that"
+                " source another base_topic"
+            )
+        return self
 
     @property
     def zone(self) -> ZoneInfo:

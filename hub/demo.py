@@ -20,7 +20,7 @@ import yaml
 from adapters.router import FamilySource
 from hub.app import Hub
 from hub.broker import AclRules, EmbeddedBroker
-from hub.casework.broker_access import UserKind, broker_access
+from hub.casework.broker_access import GatewayUser, UserKind, broker_access
 from hub.casework.reply_keys import FILE_NAME as REPLY_KEYS_FILE
 from hub.casework.reply_keys import ReplyKeys
 from hub.clock import Clock
@@ -113,7 +113,7 @@ async def run_demo(
         sources=[FamilySource(s.family, s.base_topic) for s in Settings().sources],
         topic_prefix=Settings().mqtt.topic_prefix,
         hub_user=HUB_USER,
-        gateway_users=[SIM_USER],
+        gateways=[GatewayUser(name=SIM_USER)],
     )
     people = access.names(UserKind.PERSON)
     person_passwords = load_or_create(data_dir / "broker-users.yaml", tuple(people))

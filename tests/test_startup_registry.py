@@ -35,13 +35,17 @@ def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(hub.app, "load_yaml", lambda p: parsed.append(p) or real(p))
 
     store = Store(path=data / "linli.sqlite3")
-    assert import_community_file(store, path, data_dir=data, at=1.0) is True
-    assert import_community_file(store, path, data_dir=data, at=2.0) is False  # the restart
+    assert import_community_file(store, path, data_dir=data, at=1.0, topic_prefix="linli") is True
+    assert (
+        import_community_file(store, path, data_dir=data, at=2.0, topic_prefix="linli") is False
+    )  # the restart
     assert parsed == [path]
     assert stat.S_IMODE((data / IMPORTED_MARK).stat().st_mode) == 0o600
 
     path.write_text(REGISTRY.replace("幸福里社区", "幸福里社区（新）"), encoding="utf-8")
-    assert import_community_file(store, path, data_dir=data, at=3.0) is True  # edited: parsed again
+    assert (
+        import_community_file(store, path, data_dir=data, at=3.0, topic_prefix="linli") is True
+    )  # edited: parsed again
     assert [c.name for c in store.communities()] == ["幸福里社区（新）"]
     store.close()
 
@@ -53,11 +57,11 @@ def test_a_store_without_the_communities_imports_again(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     first = Store(path=data / "linli.sqlite3")
-    import_community_file(first, path, data_dir=data, at=1.0)
+    import_community_file(first, path, data_dir=data, at=1.0, topic_prefix="linli")
     first.close()
     (data / "linli.sqlite3").unlink()
     fresh = Store(path=data / "linli.sqlite3")
-    assert import_community_file(fresh, path, data_dir=data, at=2.0) is True
+    assert import_community_file(fresh, path, data_dir=data, at=2.0, topic_prefix="linli") is True
     assert fresh.communities_count() == 1
     fresh.close()
 
@@ -75,7 +79,7 @@ def test_hubs_started_together_on_postgres_import_one_after_the_other(
     path = tmp_path / "community.yaml"
     path.write_text(REGISTRY, encoding="utf-8")
     first = Store(url=postgres_url)
-    import_community_file(first, path, data_dir=tmp_path / "a", at=1.0)
+    import_community_file(first, path, data_dir=tmp_path / "a", at=1.0, topic_prefix="linli")
     code = first.communities()[0].code
 
     held = threading.Event()
@@ -93,7 +97,7 @@ def test_hubs_started_together_on_postgres_import_one_after_the_other(
     path.write_text(REGISTRY.replace("幸福里社区", "幸福里社区（新）"), encoding="utf-8")
     second = Store(url=postgres_url)
     started = time.monotonic()
-    assert import_community_file(second, path, data_dir=tmp_path / "b", at=2.0) is True
+    assert import_community_file(second, path, data_dir=tmp_path / "b", at=2.0, topic_prefix="linli") is True
     waited = time.monotonic() - started
     holder.join()
     assert waited >= 0.5  # it did wait for the holder (not a stale read)
@@ -113,7 +117,7 @@ def test_concurrent_imports_on_postgres_all_succeed(tmp_path: Path, postgres_url
     def start(i: int) -> None:
         barrier.wait()
         try:
-            import_community_file(stores[i], path, data_dir=tmp_path / f"n{i}", at=1.0)
+            import_community_file(stores[i], path, data_dir=tmp_path / f"n{i}", at=1.0, topic_prefix="linli")
         except BaseException as exc:
             errors.append(exc)
 

@@ -29,7 +29,8 @@ from hub.casework.replies import ReplyTopics
 from hub.community.model import Community
 from hub.errors import ConfigError
 from hub.mqtt.roundtrip import ProbeTarget, probe_topic
-from hub.notify.routing import COMMAND_CENTRE, worker_topic
+from hub.mqtt.topics import COMMAND_CENTRE
+from hub.notify.routing import worker_topic
 from hub.records import Role
 
 #: Roster roles that also read the command centre's notification topic.
@@ -134,9 +135,26 @@ def worker_targets(person: str, communities: Iterable[Community], *, topic_prefi
     return trips
 
 
-def gateway_topics(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:
-    """Topic filters gateways publish on: each family's, the native one per registered community,
-    and each community's own roots."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayUser:
+    """A gateway's broker user, and the communities it serves.
+
+    ``communities`` empty: a hub-wide gateway, which may write every gateway topic (the hub-wide
+    families' roots, every community's own roots and native topics). Bound to communities: only
+    their own roots and their native event topics, so a credential taken from one community's
+    gateway cannot raise or silence another's alerts (``linli broker config --gateway
+    NAME=CODE``).
+    """
+
+    name: str
+    communities: tuple[str, ...] = ()
+
+
+def gateway_topics(
+    sources: Sequence[FamilySource], communities: Iterable[Community], *, hub_wide: bool = True
+) -> list[str]:
+    """Topic filters gateways publish on: each family's (``hub_wide`` only), the native one per
+    community, and each community's own roots."""
     communities = list(communities)
     codes = [c.code for c in communities]
     topics: list[str] = []
@@ -144,10 +162,40 @@ def gateway_topics(sources: Sequence[FamilySource], communities: Iterable[Commun
         if source.family is Family.NATIVE:
             base = source.base_topic or "linli"
             topics += [f"{base}/{code}/devices/+/events" for code in codes]
-        else:
+        elif hub_wide:
             topics += AdapterRouter(sources=[source]).subscriptions()
     topics += AdapterRouter(sources=own_sources(communities)).subscriptions()
     return list(dict.fromkeys(topics))
+
+
+def _gateway(
+    user: GatewayUser, sources: Sequence[FamilySource], communities: Sequence[Community], *, topic_prefix: str
+) -> BrokerUser:
+    if not user.name or any(ch in user.name for ch in "+#/ =") or user.name.startswith("$"):
+        # In a pattern's %u a "/" would widen the grant (deploy/mosquitto/acl).
+        raise ConfigError(f"gateway user name {user.name!r} cannot be an MQTT user name", key="gateway")
+    known = {c.code: c for c in communities}
+    unknown = [code for code in user.communities if code not in known]
+    if unknown:
+        raise ConfigError(f"gateway {user.name!r}: no community {unknown[0]} in the registry", key="gateway")
+    if user.communities:
+        topics = gateway_topics(sources, [known[code] for code in user.communities], hub_wide=False)
+    else:
+        topics = gateway_topics(sources, communities)
+    if not topics:
+        raise ConfigError(
+            f"gateway {user.name!r}: its communities have no gateway topic (no native source, no own"
+            " sources in the registry)",
+            key="gateway",
+        )
+    # Under the prefix (native events) write only: never read what the hub publishes beside them.
+    mine = f"{topic_prefix}/"
+    return BrokerUser(
+        name=user.name,
+        kind=UserKind.GATEWAY,
+        topics=tuple(("readwrite", t) for t in topics if not t.startswith(mine))
+        + tuple(("write", t) for t in topics if t.startswith(mine)),
+    )
 
 
 def broker_access(
@@ -156,7 +204,7 @@ def broker_access(
     sources: Sequence[FamilySource],
     topic_prefix: str,
     hub_user: str,
-    gateway_users: Sequence[str],
+    gateways: Sequence[GatewayUser],
 ) -> BrokerAccess:
     """Users and ACL for the hub, the gateways and every roster person.
 
@@ -167,7 +215,6 @@ def broker_access(
     replies = ReplyTopics(prefix=topic_prefix)
     notifications = f"{topic_prefix}/+/workers/+/notifications"
     command_centre = f"{topic_prefix}/{COMMAND_CENTRE}/notifications"
-    gateways = gateway_topics(sources, communities)
     hub = BrokerUser(
         name=hub_user,
         kind=UserKind.HUB,
@@ -181,16 +228,11 @@ def broker_access(
         ),
     )
     users = [hub]
-    users += [
-        BrokerUser(
-            name=name,
-            kind=UserKind.GATEWAY,
-            topics=tuple(("readwrite", t) for t in gateways if not t.startswith(f"{topic_prefix}/"))
-            + tuple(("write", t) for t in gateways if t.startswith(f"{topic_prefix}/")),
-        )
-        for name in gateway_users
-    ]
-    reserved = {hub_user, *gateway_users}
+    names = [g.name for g in gateways]
+    if len(set(names)) != len(names) or hub_user in names:
+        raise ConfigError("gateway user names must differ from each other and from the hub's", key="gateway")
+    users += [_gateway(g, sources, communities, topic_prefix=topic_prefix) for g in gateways]
+    reserved = {hub_user, *names}
     people: dict[str, list[tuple[str, str]]] = {}
     for community in communities:
         for person in community.people:

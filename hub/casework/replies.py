@@ -44,11 +44,12 @@ from hub.casework.service import Casework
 from hub.clock import Clock
 from hub.errors import HubError
 from hub.mqtt.roundtrip import is_probe
+from hub.mqtt.topics import WORKERS
 from hub.storage.nonces import ReplyNonces
 
 log = logging.getLogger(__name__)
 
-_WORKERS = "workers"
+_WORKERS = WORKERS
 _REPLIES = "replies"
 
 #: First line of the signed text: a new signing rule gets a new name, never a changed meaning.

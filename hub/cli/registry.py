@@ -15,6 +15,7 @@ from hub.cli.common import store_for, with_store_options
 from hub.clock import iso
 from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
 from hub.community.roster import coverage_gaps
+from hub.community.topic_roots import refuse_own_topics
 from hub.config import load_settings
 from hub.files import write_private
 
@@ -37,16 +38,19 @@ def community_import(file: Path, kind: str | None, config_file: Path | None, dat
     """
     store = store_for(config_file, data_dir)
     try:
+        prefix = load_settings(config_file).mqtt.topic_prefix
         if file.suffix.lower() == ".csv":
             current = {c.code: c for c in store.communities()}
             csv_kind, rows = parse_csv(
                 file.read_text(encoding="utf-8"), file=str(file), kind=CsvKind(kind) if kind else None
             )
             merged = merge_rows(current, csv_kind, rows, file=str(file))
+            refuse_own_topics(list(merged.values()), prefix=prefix, file=str(file))
             changed = store.save_communities(list(merged.values()), at=time.time(), source=str(file))
             click.echo(f"imported {len(rows)} {csv_kind.value} row(s); {changed} community record(s) changed")
         else:
             communities = load_yaml(file)
+            refuse_own_topics(communities, prefix=prefix, file=str(file))
             changed = store.save_communities(communities, at=time.time(), source=str(file))
             click.echo(f"imported {len(communities)} community(ies); {changed} changed")
     except LinliError as exc:

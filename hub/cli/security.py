@@ -13,9 +13,10 @@ import yaml
 
 from adapters.errors import LinliError
 from adapters.router import FamilySource
-from hub.casework.broker_access import UserKind, broker_access
+from hub.casework.broker_access import GatewayUser, UserKind, broker_access
 from hub.casework.reply_keys import FILE_NAME, ReplyKeys
 from hub.cli.common import store_for, with_store_options
+from hub.community.topic_roots import describe_topic_clash, own_topic_clashes
 from hub.config import load_settings
 from hub.files import private_dir, write_private
 
@@ -139,6 +140,15 @@ def mosquitto_conf(*, out: Path, host: str, port: int, run_as: str | None) -> st
     return "\n".join(lines) + "\n"
 
 
+def gateway_user(text: str) -> GatewayUser:
+    """``NAME`` or ``NAME=CODE[,CODE…]`` of ``--gateway``."""
+    name, bound, codes = text.partition("=")
+    communities = tuple(code.strip() for code in codes.split(",") if code.strip())
+    if bound and not communities:
+        raise click.BadParameter(f"{text!r}: no community code after '='", param_hint="--gateway")
+    return GatewayUser(name=name.strip(), communities=communities)
+
+
 @click.group()
 def broker() -> None:
     """The MQTT broker's users and ACL, generated from the registry (docs/security.md)."""
@@ -157,7 +167,11 @@ def broker() -> None:
     "--gateway",
     "gateways",
     multiple=True,
-    help="A gateway's MQTT user (Zigbee2MQTT, network server, Tasmota …); repeatable. Default: linli-gateway.",
+    help=(
+        "A gateway's MQTT user (Zigbee2MQTT, network server, Tasmota …); repeatable. NAME alone may"
+        " write every gateway topic; NAME=CODE[,CODE…] only those communities' own roots and"
+        " native topics. Default: linli-gateway."
+    ),
 )
 @click.option("--run-as", help="Unix user Mosquitto drops to (its `user` option); it must read --out.")
 @with_store_options
@@ -189,13 +203,19 @@ def broker_config(
     finally:
         store.close()
     hub_name = hub_user or settings.mqtt.parsed_url.username or "linli-hub"
+    clashes = own_topic_clashes(communities, prefix=settings.mqtt.topic_prefix)
+    if clashes:
+        code, source, topic = clashes[0]
+        raise click.ClickException(
+            describe_topic_clash(code, source, topic, prefix=settings.mqtt.topic_prefix)
+        )
     try:
         access = broker_access(
             communities=communities,
             sources=[FamilySource(s.family, s.base_topic) for s in settings.sources],
             topic_prefix=settings.mqtt.topic_prefix,
             hub_user=hub_name,
-            gateway_users=list(gateways) or ["linli-gateway"],
+            gateways=[gateway_user(text) for text in gateways] or [GatewayUser(name="linli-gateway")],
         )
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None

@@ -38,6 +38,7 @@ from pydantic_core import SchemaSerializer, SchemaValidator
 from adapters.events import DeviceKind
 from adapters.router import APPLICATION_LEVEL, Family, FamilySource
 from hub.community.roster import Person
+from hub.mqtt.topics import TOPIC_LEVELS
 
 #: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
 DB11_GRID_CODE = re.compile(r"^\d{15}$")
@@ -277,7 +278,7 @@ class CommunitySource(_Model):
 
     family: Family
     #: Empty only with an ``application``: alone, the family's default root is every community's.
-    base_topic: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+    base_topic: str = Field(default="", pattern=f"^({TOPIC_LEVELS})?$")
     application: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9_.@-]*$")
 
     @model_validator(mode="after")

@@ -15,16 +15,15 @@ from zoneinfo import ZoneInfo
 
 from hub.community.registry import Registry
 from hub.community.roster import WorkingDays, on_duty
+from hub.mqtt.topics import COMMAND_CENTRE, WORKERS
 from hub.records import Recipient, Role
 from rules.signals import Signal
 from rules.subject import Subject
 
-COMMAND_CENTRE = "command-centre"
-
 
 def worker_topic(prefix: str, community: str, person_id: str) -> str:
     """One person's notification topic (the hub publishes there; the broker's ACL lets them read it)."""
-    return f"{prefix}/{community}/workers/{person_id}/notifications"
+    return f"{prefix}/{community}/{WORKERS}/{person_id}/notifications"
 
 
 #: Roles notified first for an alert in their grid (escalation chains come with the case workflow).
