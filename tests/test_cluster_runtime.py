@@ -22,12 +22,18 @@ from hub.cluster.wiring import cluster_runtime
 from hub.community.registry import Registry
 from hub.config import Settings
 from hub.errors import ConfigError, FencedError, StoreError
+from hub.ingest.alerts import record_signal
 from hub.ingest.retry import Redelivery
 from hub.mqtt.client import Unhandled
 from hub.storage.leases import LeaseStore
 from hub.storage.postgres import MIGRATION_LOCK
+from hub.storage.rule_state import RuleStateStore
 from hub.storage.scope import WHOLE_HUB
 from hub.storage.store import Store
+from rules import MemoryState, Slot
+from rules.signals import SignalAction
+from rules.subject import Subject
+from tests.test_store import T0, signal
 
 COMMUNITIES = [f"11010500100{i}" for i in range(1, 7)]
 LEASE_S = 0.9
@@ -175,6 +181,40 @@ async def test_the_fence_refuses_a_community_this_node_does_not_own(stores: list
     b.fenced(COMMUNITIES[0])  # a session reports the refusal: b owns nothing, the round is a no-op
     await b.round()
     assert b.owned == {} and a.owned.keys() == {COMMUNITIES[0], WHOLE_HUB}
+
+
+async def test_a_node_without_the_hub_wide_lease_writes_no_unregistered_devices_alert(
+    stores: list[Store],
+) -> None:
+    """Rows of no community (an unregistered device's press, its case, its rule state) are the
+    hub-wide partition's. They were written unfenced: a node that had lost that lease (paused
+    past it, say) still raised, filed and escalated them beside the new owner."""
+    open_now: dict[str, str] = {}
+    a = node(stores[0], "hub-a", open_now, communities=COMMUNITIES[:1])
+    b = node(stores[1], "hub-b", open_now, communities=COMMUNITIES[:1])
+    await a.round()
+    assert WHOLE_HUB in a.owned and WHOLE_HUB not in b.owned
+    stores[0].install_fence(a.fence)
+    stores[1].install_fence(b.fence)
+    stranger = Subject("0xdeadbeef", None, None, None)  # no grid, no community
+    with pytest.raises(FencedError):
+        record_signal(stores[1], signal(subject=stranger.device_id), stranger, [])
+    with pytest.raises(FencedError):
+        record_signal(stores[1], signal(SignalAction.CLEAR, subject=stranger.device_id), stranger, [])
+    assert stores[2].execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
+    change = record_signal(stores[0], signal(subject=stranger.device_id), stranger, [])
+    assert change is not None and change.created
+    # A registered device's row is still fenced by its own community, not by the hub-wide lease.
+    member = Subject("btn-1", None, f"{COMMUNITIES[0]}001", COMMUNITIES[0])
+    assert record_signal(stores[0], signal(subject="btn-1"), member, []) is not None
+    with pytest.raises(FencedError):
+        record_signal(stores[1], signal(subject="btn-1", ts=T0 + 1), member, [])
+    # Its rule state too: the node without the lease writes none of it, the owner does.
+    for store, written in ((stores[1], 0), (stores[0], 1)):
+        state = MemoryState()
+        state.put(("devices.offline", stranger.device_id), Slot("absence", due=T0 + 7200, last_ts=T0))
+        RuleStateStore(store=store).flush(state)
+        assert stores[2].execute("SELECT count(*) FROM rule_state").fetchone()[0] == written
 
 
 class RuleRuntimeStub:

@@ -47,6 +47,7 @@ from hub.notify.webhooks import outbox_entry
 from hub.records import Alert, AlertChange, Recipient, Role, new_notification_id
 from hub.steps import Steps, run_through
 from hub.storage.cases import CaseFilter, CaseStore
+from hub.storage.scope import partition
 from hub.storage.store import Store
 from hub.timeseries import CaseStage, TimeseriesSink
 
@@ -144,7 +145,7 @@ class Casework:
             channel=Channel.SYSTEM,
             data={"assignee": assignee},
         )
-        with self._store.transaction(community=case.community) as db:
+        with self._store.transaction(community=partition(case.community)) as db:
             self.cases.add(db, case, filed)
             self.cases.append(db, dispatched, dispatch)
             sent = self._escalate(db, dispatched, now)
@@ -186,7 +187,7 @@ class Casework:
             return
         now = self._clock.now()
         targets = [self._person_target(case.assignee)] if case.assignee else []
-        with self._store.transaction(community=case.community) as db:
+        with self._store.transaction(community=partition(case.community)) as db:
             queued = self._queue(
                 db, case, targets, kind="case.repeated", key=f"{case.id}/repeat/{round(now * 1000)}"
             )
@@ -359,7 +360,7 @@ class Casework:
 
         # What the hub does by itself is fenced (a node that lost the community lands nothing);
         # a person's action may come through any node's API and is ordered by the case version.
-        fence = case.community if actor in AUTOMATIC_ACTORS else None
+        fence = partition(case.community) if actor in AUTOMATIC_ACTORS else None
 
         def commit(done: list[tuple[Case, TimelineEntry]]) -> bool:
             with self._store.transaction(community=fence) as db:
@@ -643,7 +644,7 @@ class Casework:
                         data={"stage": event.stage.value},
                     )
                     done += 1
-            with self._store.transaction(community=case.community) as db:
+            with self._store.transaction(community=partition(case.community)) as db:
                 sent = self._escalate(db, case, now)
             if sent:
                 done += 1

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from hub.notify.payloads import alert_notification
 from hub.records import Alert, AlertChange, Notification, Recipient, new_notification_id
+from hub.storage.scope import partition
 from hub.storage.store import Store
 from rules.signals import Signal, SignalAction
 from rules.subject import Subject
@@ -35,9 +36,10 @@ def record_signal(
     is already recorded, or a clear with no active alert).
     """
     if signal.action is SignalAction.CLEAR:
-        return store.clear_alert(signal, community=subject.community)
-    # Fenced by the device's community when clustered: a node that lost it lands nothing.
-    with store.transaction(community=subject.community) as db:
+        return store.clear_alert(signal, community=partition(subject.community))
+    # Fenced by the device's community (or the hub-wide partition) when clustered: a node that
+    # lost it lands nothing.
+    with store.transaction(community=partition(subject.community)) as db:
         recorded = store.upsert_alert(db, signal, subject)
         if recorded is None:
             return None

@@ -30,6 +30,7 @@ import orjson
 
 from hub.errors import FencedError
 from hub.storage.rule_state_file import RuleStateFile, slot_row
+from hub.storage.scope import partition
 from hub.storage.store import Store
 from rules.state import Key, MemoryState
 
@@ -161,9 +162,9 @@ class RuleStateStore:
             return len(keys)
         groups: dict[str | None, tuple[list[Any], list[Any]]] = {}
         for row in snapshot["slots"]:
-            groups.setdefault(self._community_of(row["subject"]), ([], []))[0].append(row)
+            groups.setdefault(partition(self._community_of(row["subject"])), ([], []))[0].append(row)
         for key in snapshot.get("deleted", ()):
-            groups.setdefault(self._community_of(key[1]), ([], []))[1].append(key)
+            groups.setdefault(partition(self._community_of(key[1])), ([], []))[1].append(key)
         written = 0
         for community, (slots, deleted) in groups.items():
             try:
