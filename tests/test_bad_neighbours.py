@@ -5,6 +5,7 @@ with its reason *and* the press is handled (``DecodeError.salvaged``). Adapters 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from adapters.events import DeviceKind, Event, EventKind
 from adapters.router import AdapterRouter, Family, FamilySource
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.mqtt.client import Unhandled
 from tests.helpers import COMMUNITY, SOS_BUTTON, hub_settings
 from tests.support.samples import Hints, sample
 from tests.support.servers import Broker
@@ -133,3 +135,38 @@ def test_the_hub_files_the_case_and_keeps_the_quarantine_record(hub: Hub, topic:
     hub.quarantine.flush()
     (record,) = hub.store.quarantine()
     assert record.topic == topic and record.count == 1 and payload.startswith(record.excerpt)
+
+
+SALVAGED = orjson.dumps({**orjson.loads(EMERGENCY), "tamper": 7})
+
+
+@pytest.mark.parametrize("where", ["before the rules decided", "after the rules decided"])
+def test_a_salvaged_press_retried_after_a_store_failure_is_quarantined_once(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Found in review: the message of a salvaged press, held through a store outage, was
+    quarantined again on every retry (its count said 5 bad messages where one came)."""
+    topic = f"zigbee2mqtt/{SOS_BUTTON}"
+    failures = [sqlite3.OperationalError("database or disk is full")] * 2
+    if where == "before the rules decided":
+        target, name = hub.pipeline, "_on_event"
+    else:
+        target, name = hub.store, "upsert_alert"
+    original = getattr(target, name)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, failing)
+    with pytest.raises(Exception) as caught:
+        hub._on_message(topic, SALVAGED, 1, False)
+    hub.redelivery.hold(Unhandled(topic, SALVAGED, 1, False, None, caught.value))
+    assert hub.redelivery.retry_now() == 0  # the store still refuses
+    assert hub.redelivery.retry_now() == 1
+    assert len(hub.cases.case_ids()) == 1
+    hub.quarantine.flush()
+    (record,) = hub.store.quarantine()
+    assert record.count == 1 and record.reason == "wrong_type"
+    assert hub.pipeline.stats.quarantined == 1

@@ -37,6 +37,9 @@ from rules.subject import Subject
 
 log = logging.getLogger(__name__)
 
+#: The quarantine reason of a reading a decoder dropped as impossible (counted apart).
+IMPLAUSIBLE_VALUE = "implausible_value"
+
 #: Presses are moments, not states: a retained copy replayed on (re)subscribe is not a new press.
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
@@ -166,11 +169,42 @@ class Pipeline:
         self._max_payload = max_payload_bytes
         self.stats = PipelineStats()
         self._message: tuple[str, bytes, bool] = ("", b"", False)
+        #: Quarantine records of the message in hand, made once it is handled (``handle``).
+        self._owed: list[tuple[str, str, str, bytes, float]] = []
         self._owned_roots = owned_roots(registry)
 
     def handle(
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, dup: bool = False
     ) -> None:
+        """Decode and judge one message; what it got wrong is quarantined once it is handled.
+
+        A message the store refused is retried by the hub (:mod:`hub.ingest.retry`): from where
+        it stopped when the rules had decided (``NotStoredError.resume``: its quarantine records
+        are kept now, the retry does not decode again), or whole otherwise (they are dropped
+        now, the retry makes them again). Found in review: a salvaged press's message held
+        through a store outage was quarantined once per retry.
+        """
+        try:
+            self._handle(topic, payload, qos, retain, dup)
+        except NotStoredError:
+            self._settle()
+            raise
+        except BaseException:
+            self._owed.clear()
+            raise
+        if self._owed:
+            self._settle()
+
+    def _settle(self) -> None:
+        owed, self._owed = self._owed, []
+        for topic, reason, detail, payload, at in owed:
+            if reason == IMPLAUSIBLE_VALUE:
+                self.stats.implausible_readings += 1
+            else:
+                self.stats.quarantined += 1
+            self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)
+
+    def _handle(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
         self.stats.messages += 1
         self._message = (topic, payload, dup)
         received = self._clock.now()
@@ -238,7 +272,10 @@ class Pipeline:
 
     def _resume_then(self, first: Callable[[], None], rest: Sequence[Event], retain: bool) -> None:
         first()
-        self._events(rest, retain)
+        try:
+            self._events(rest, retain)
+        finally:
+            self._settle()  # a retry's resume, outside ``handle``
 
     def _reject(self, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:
         if is_probe(payload):
@@ -249,8 +286,7 @@ class Pipeline:
             self.stats.doctor_probes += 1
             log.debug("linli doctor's round-trip probe on %r received", topic[:200])
             return
-        self.stats.quarantined += 1
-        self._quarantine.add(topic=topic, reason=reason, detail=detail, payload=payload, at=at)
+        self._owed.append((topic, reason, detail, payload, at))
 
     def _implausible(self, event: Event) -> None:
         """A reading the decoder dropped as impossible: kept in the quarantine, with its reason.
@@ -258,12 +294,9 @@ class Pipeline:
         The event itself goes on (it has no impossible value left, and its report's other
         facts count); the quarantine is where people look for what devices got wrong.
         """
-        self.stats.implausible_readings += 1
         topic, payload, _dup = self._message
         detail = f"device {event.device_id!r}: {event.attrs[IMPLAUSIBLE]}"
-        self._quarantine.add(
-            topic=topic, reason="implausible_value", detail=detail, payload=payload, at=self._clock.now()
-        )
+        self._owed.append((topic, IMPLAUSIBLE_VALUE, detail, payload, self._clock.now()))
 
     def _foreign(self, event: Event) -> bool:
         """A native event whose topic names another community than the device's registration.
