@@ -27,6 +27,7 @@ from hub.timeseries import (
 from hub.timeseries import spool as spool_module
 from hub.timeseries import writer as writer_module
 from hub.timeseries.doctor import Level
+from hub.timeseries.line_protocol import shape
 from hub.timeseries.spool import Spool
 from tests.conftest import server_missing
 from tests.support.influx import InfluxServer, VictoriaServer, influxdb, victoria_metrics
@@ -215,6 +216,54 @@ async def test_field_type_conflict_is_quarantined_with_the_servers_message(
     assert writer.stats.retryable_failures == 0  # never retried
     assert influx.count(DB, "door", "open") == 101  # every good line landed
     assert writer.spool.empty
+
+
+async def test_a_type_conflict_spread_through_a_batch_quarantines_only_its_lines(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    """Found in review: bisection within 64 requests cannot isolate 100 refused lines spread
+    among 300 good ones; it quarantined whole runs of good lines with them. The batch is now
+    sent shape by shape (measurement, field keys and types) before it is bisected."""
+    quarantined: list[QuarantinedLines] = []
+    writer = InfluxWriter(
+        settings=settings_for(influx.url, batch_size=5000, flush_interval_s=0.5),
+        spool_dir=tmp_path / "spool",
+        on_quarantine=quarantined.append,
+    )
+    await writer.start()
+    writer.write(Point.of("door", tags={"device_id": "a"}, fields={"open": 1}, ts=T0))
+    await wait_for(lambda: writer.stats.points_delivered == 1)
+    bad: list[str] = []
+    for i in range(400):
+        if i % 4 == 3:  # a float where the database holds integers
+            point = Point.of("door", tags={"device_id": f"d{i}"}, fields={"open": 1.5}, ts=T0 + 1 + i)
+            line = encode(point)
+            assert line is not None
+            bad.append(line)
+            writer.write(point)
+        else:
+            writer.write(reading(i))
+    await writer.stop()
+    assert sorted(line for q in quarantined for line in q.lines) == sorted(bad)
+    assert writer.stats.points_quarantined == 100
+    assert writer.stats.points_delivered == 1 + 300
+    assert influx.count(DB, "reading", "seq") == 300
+    # Still bounded: the budget is checked once per split, so its last splits may pass it by a
+    # request each, at most the bisection's depth.
+    assert writer.stats.requests <= 2 + 64 + 13
+
+
+def test_a_lines_shape_is_its_measurement_and_field_types() -> None:
+    def line(**fields: object) -> str:
+        encoded = encode(Point.of("door x,y", tags={"device_id": "a b,c"}, fields=fields, ts=T0))  # type: ignore[arg-type]
+        assert encoded is not None
+        return encoded
+
+    assert shape(line(open=1)) == shape(line(open=2)) != shape(line(open=1.5))
+    assert shape(line(open=True)) != shape(line(open="t")) != shape(line(open=1))
+    assert shape(line(note='a "b", c=d e', open=1)) == shape(line(note="x", open=5))
+    assert shape(line(note="x", open=5)) != shape(line(open=5))
+    assert shape("not line protocol at all") and shape("") == ""
 
 
 @pytest.mark.real_clock

@@ -188,3 +188,56 @@ def encode_head(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
         if escaped:
             head += f",{escape_key(key)}={escaped}"
     return head
+
+
+def shape(line: str) -> str:
+    """An encoded line's measurement and its fields' keys and types (``i``, ``u``, ``f``, ``s``, ``b``).
+
+    Lines of one shape stand or fall together against a field type conflict, the refusal a
+    running site meets (a field once written as an integer, now as a float): the writer sends a
+    refused batch shape by shape before it bisects (:mod:`hub.timeseries.writer`). Any text is
+    taken; a malformed line gets some shape of its own.
+    """
+    n = len(line)
+    i = 0
+    measurement_end = -1
+    while i < n:  # the measurement and tags end at the first unescaped space
+        char = line[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "," and measurement_end < 0:
+            measurement_end = i
+        if char == " ":
+            break
+        i += 1
+    parts = [line[: measurement_end if measurement_end >= 0 else i]]
+    i += 1
+    while i < n:
+        start = i
+        while i < n and line[i] != "=":  # a field key ends at its unescaped "="
+            i += 2 if line[i] == "\\" else 1
+        key = line[start:i]
+        i += 1
+        if i < n and line[i] == '"':
+            kind = "s"
+            i += 1
+            while i < n and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+            i += 1
+        else:
+            start = i
+            while i < n and line[i] not in ", ":
+                i += 1
+            value = line[start:i]
+            if value[:1] in ("t", "T", "f", "F"):
+                kind = "b"
+            elif value[-1:] in ("i", "u"):
+                kind = value[-1:]
+            else:
+                kind = "f"
+        parts.append(f"{key}={kind}")
+        if i >= n or line[i] == " ":
+            break
+        i += 1
+    return "\x00".join(parts)

@@ -23,7 +23,9 @@ Outcomes of a request:
   (``linli doctor`` explains it).
 * 413 — the batch is split in half and each half sent again.
 * any other 4xx (400 bad line protocol, field-type conflict, 422 outside retention) — can never
-  succeed: the batch is bisected (re-sending lines that were accepted is harmless, a point
+  succeed: the batch is sent again shape by shape (measurement, field keys and types:
+  :func:`~hub.timeseries.line_protocol.shape`, so a type conflict's lines are apart at once),
+  and a refused part is bisected (re-sending lines that were accepted is harmless, a point
   with the same series and time overwrites itself) until the refused lines are isolated; those
   go to the ``on_quarantine`` callback with the server's message. Never retried.
 
@@ -49,7 +51,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hub.timeseries.line_protocol import Point
+from hub.timeseries.line_protocol import Point, shape
 from hub.timeseries.pending import queue_lines
 from hub.timeseries.settings import TimeseriesSettings
 from hub.timeseries.spool import Spool
@@ -363,6 +365,14 @@ class InfluxWriter:
             self._failed(reply)
             return False
         budget = [_MAX_BISECT_REQUESTS]
+        groups: dict[str, list[str]] = {}
+        for line in lines:
+            groups.setdefault(shape(line), []).append(line)
+        if 1 < len(groups) <= _MAX_BISECT_REQUESTS // 2:
+            # Shape by shape first: a field type conflict refuses every line of its shape, and
+            # bisecting a batch where those lie spread among good ones ran out of requests and
+            # quarantined good lines with them (found in review).
+            return await self._parts(list(groups.values()), budget)
         return await self._split(lines, reply, budget)
 
     def _delivered(self, count: int) -> None:
@@ -404,21 +414,23 @@ class InfluxWriter:
             self._quarantine(lines, reply.status, message)
             return True
         middle = len(lines) // 2
-        halves = [lines[:middle], lines[middle:]]
-        for index, half in enumerate(halves):
+        return await self._parts([lines[:middle], lines[middle:]], budget)
+
+    async def _parts(self, parts: list[list[str]], budget: list[int]) -> bool:
+        """Send each part of a refused batch; a refused part is bisected in turn (:meth:`_split`)."""
+        for index, part in enumerate(parts):
             budget[0] -= 1
-            body = await self._compress(half)
-            sub = await self._post(body)
+            sub = await self._post(await self._compress(part))
             if sub.outcome is Outcome.OK:
-                self._delivered(len(half))
+                self._delivered(len(part))
             elif sub.outcome is Outcome.RETRY:
                 self._failed(sub)
                 # The server went away half-way: keep what is left for replay.
-                for rest in halves[index:]:
+                for rest in parts[index:]:
                     await self._to_spool(await self._compress(rest), len(rest))
                 return True
             else:
-                await self._split(half, sub, budget)
+                await self._split(part, sub, budget)
         return True
 
     def _quarantine(self, lines: list[str], status: int, message: str, count: int | None = None) -> None:
