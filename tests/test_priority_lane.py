@@ -24,6 +24,7 @@ from hub.records import AlertChange
 from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
 from tests.support.servers import Broker
+from tests.test_redelivery_idempotent import PRESS, hub_at, reminders
 
 SOS = (SAMPLES / "zigbee2mqtt" / "tuya_ts0215a_sos_emergency.json").read_bytes()
 SOS_TOPIC = f"zigbee2mqtt/{SOS_BUTTON}"
@@ -169,18 +170,47 @@ def test_a_new_message_after_a_restart_is_owed_as_usual() -> None:
 def test_the_cold_start_ends_and_the_window_is_bounded_by_count() -> None:
     recorder, clock = Recorder(), ManualClock(start=1000.0)
     lanes = guard(recorder, clock, cold_s=60.0, max_entries=2)
-    lanes.priority("z/button", b"a", 1, False)  # in the cold start: a possible redelivery
+    lanes.bulk("z/button", b"a", 1, False)  # in the cold start: a possible redelivery
     clock.set(1061.0)
-    lanes.priority("z/button", b"b", 1, False)  # after it: a new message, no store check
-    lanes.priority("z/button", b"c", 1, False)  # pushes "a" out of the two-digest window
-    lanes.bulk("z/button", b"a", 1, False)  # its twin is forgotten: handled again
-    lanes.bulk("z/button", b"c", 1, False)  # still owed: skipped
+    lanes.bulk("z/button", b"b", 1, False)  # after it: a new message, no store check
+    lanes.bulk("z/button", b"c", 1, False)  # pushes "a" out of the two-digest window
+    lanes.priority("z/button", b"a", 1, False)  # its twin is forgotten: handled again
+    lanes.priority("z/button", b"c", 1, False)  # still owed: skipped
     assert [(p, dup) for _, p, dup in recorder.calls] == [
         (b"a", True),
         (b"b", False),
         (b"c", False),
         (b"a", False),
     ]
+    assert lanes.skipped == 1
+
+
+def test_a_new_press_on_the_priority_lane_after_a_restart_is_never_taken_for_the_old_one() -> None:
+    """Found in review: within the cold start every unseen digest was a possible redelivery on
+    both lanes, and a button sends the same bytes on every press: an elder's second press after
+    a restart, while the first press's case was open, was dropped as that first press. The
+    priority lane is never behind: only the broker's DUP makes its copy a possible redelivery."""
+    recorder, clock = Recorder(known=frozenset({b"press"})), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock)
+    lanes.priority("z/button", b"press", 1, False)
+    assert recorder.calls == [("z/button", b"press", False)] and recorder.repeats == 0
+    lanes.bulk("z/button", b"press", 1, False)  # its bulk copy: owed, skipped
+    assert lanes.skipped == 1 and len(recorder.calls) == 1
+
+
+def test_a_retained_replay_neither_pays_nor_is_paid_a_copy() -> None:
+    """Found in review (real Mosquitto): a lane newly subscribed gets only the retained replay
+    of a press the other lane still has queued live; the replay's debt made that lane skip the
+    live press, and the press was lost."""
+    recorder, clock = Recorder(), ManualClock(start=1000.0)
+    lanes = guard(recorder, clock, cold_s=0.0)
+    lanes.priority("z/button", b"press", 1, True)  # the new priority session: the retained replay
+    lanes.bulk("z/button", b"press", 1, False)  # the bulk session's queued live press
+    lanes.bulk("z/button", b"press", 1, True)  # and its own retained replay on resubscribing
+    assert [(p, dup) for _, p, dup in recorder.calls] == [(b"press", False)] * 3
+    assert lanes.skipped == 0
+    lanes.priority("z/button", b"next", 1, False)  # live copies still pay for each other
+    lanes.bulk("z/button", b"next", 1, False)
     assert lanes.skipped == 1
 
 
@@ -315,3 +345,44 @@ async def test_two_presses_with_the_same_bytes_are_both_counted(
     assert alert.count == 2
     assert len(cases) == 1
     assert hub.pipeline.stats.messages == 2
+
+
+@pytest.mark.parametrize("first", ["priority", "bulk"])
+def test_an_elders_second_press_after_a_restart_counts_and_reminds(tmp_path: Path, first: str) -> None:
+    """The hub end to end (review): press, clean restart, the same bytes pressed again ten
+    minutes later, its two copies arriving in either order. It is the second press: counted on
+    the open alert and, priority copy first, a reminder to the worker (it was dropped as a copy
+    of the first)."""
+    hub = hub_at(tmp_path, PRESS)
+    hub.lanes.priority(SOS_TOPIC, SOS, 1, False)
+    hub.lanes.bulk(SOS_TOPIC, SOS, 1, False)
+    hub.close()
+    again = hub_at(tmp_path, PRESS + 600)
+    lanes = [again.lanes.priority, again.lanes.bulk]
+    for take in lanes if first == "priority" else lanes[::-1]:
+        take(SOS_TOPIC, SOS, 1, False)
+    (alert,) = again.store.alerts()
+    assert alert.count == 2
+    # Bulk first (the priority lane is never behind, so rarely): the bulk copy in the cold start
+    # is checked as a possible copy of the old press and recognised, after the rules saw it; its
+    # priority twin then counts within the rule's merge window, without a second reminder.
+    assert len(reminders(again)) == (1 if first == "priority" else 0)
+    again.close()
+
+
+async def test_a_retained_press_queued_for_the_bulk_session_is_not_lost_to_a_new_lane(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    """Review, on Mosquitto: the hub ran without the lane (its bulk session exists); a retained
+    press is published while it is down; it starts with the lane. The new priority session gets
+    only the retained replay, the bulk session the queued live press and a replay."""
+    lane_off = {"url": mosquitto_broker.url, "client_id": "linli-hub-test", "priority_lane": False}
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker, mqtt=lane_off)):
+        pass
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(SOS_TOPIC, SOS, qos=1, retain=True)
+    await gateway.disconnect()
+    hub = Hub(settings=hub_settings(tmp_path, mosquitto_broker))
+    async with hub:
+        await eventually(lambda: len(hub.store.alerts()) == 1, what="the queued press recorded")
+        assert hub.lanes.handled[Lane.PRIORITY] >= 1, "the lane was on and got its replay"
