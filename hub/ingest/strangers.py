@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from adapters.events import Event
+from hub.community.model import DEVICE_ID_MAX
 from hub.community.registry import Registry
 from hub.ingest.quarantine import Quarantine
 from hub.storage.store import Store
@@ -89,7 +90,15 @@ class UnknownDevices:
         if prefix is None:
             prefix = self._bounded_prefix(gateway_prefix(topic, device_id))
         listed = device_id in self._registry.unassigned
-        if not listed and len(self._registry.unassigned) < self._max_listed:
+        # An id longer than a registered one may be (the topic's own level, any length) is never
+        # listed: its group stands in for it. On PostgreSQL a 6 000-character id outgrew the
+        # primary key's index (2 704 bytes) in the unassigned list and in the rule state, and
+        # every rule-state flush holding it failed (found in review).
+        if (
+            not listed
+            and len(device_id) <= DEVICE_ID_MAX
+            and len(self._registry.unassigned) < self._max_listed
+        ):
             stranger = self._registry.note_unassigned(device_id, event.family, event.ts)
             if stranger is not None:
                 log.warning(

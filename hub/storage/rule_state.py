@@ -64,6 +64,8 @@ class RuleStateStore:
         self._store = store
         self._community_of = community_of
         self.file = file
+        #: Why the last write to the store failed (``None`` once one succeeds).
+        self.failing: str | None = None
 
     def load(self, *, names: dict[str, str] | None = None) -> MemoryState:
         """Every stored slot; with a file of its own, its writer starts here.
@@ -101,8 +103,8 @@ class RuleStateStore:
 
     @property
     def ok(self) -> bool:
-        """Whether the slots handed to the file's writer are being written (readiness)."""
-        return self.file is None or self.file.failing is None
+        """Whether the slots are being written: by the file's writer, or to the store (readiness)."""
+        return self.failing is None and (self.file is None or self.file.failing is None)
 
     def close(self) -> None:
         """Wait for the file's writer to write everything handed over (a clean stop)."""
@@ -133,7 +135,14 @@ class RuleStateStore:
         Routine updates (deadlines moved on by readings, last values) are written only with
         ``include_routine`` — every few seconds and at shutdown — not after every loop turn.
         """
-        return self.write(state, state.drain_dirty(include_routine=include_routine))
+        keys = state.drain_dirty(include_routine=include_routine)
+        try:
+            return self.write(state, keys)
+        except Exception:
+            # Not written: marked again, so the next flush takes them (found in review: a
+            # failed flush lost every slot of its loop turn, and readiness still said ok).
+            state.mark_dirty(keys)
+            raise
 
     @property
     def backlog(self) -> int:
@@ -157,9 +166,19 @@ class RuleStateStore:
             self.file.put(upserts, deletes)
             return len(keys)
         snapshot = state.snapshot(keys)
+        try:
+            written = self._write_snapshot(snapshot)
+        except Exception as exc:
+            self.failing = f"{type(exc).__name__}: {exc}"[:300]
+            raise
+        self.failing = None
+        return len(keys) if written is None else written
+
+    def _write_snapshot(self, snapshot: dict[str, Any]) -> int | None:
+        """Write a snapshot to the store: all at once, or per community lease when fenced."""
         if not self._store.fenced:
             self._write(None, snapshot["slots"], snapshot.get("deleted", ()))
-            return len(keys)
+            return None
         groups: dict[str | None, tuple[list[Any], list[Any]]] = {}
         for row in snapshot["slots"]:
             groups.setdefault(partition(self._community_of(row["subject"])), ([], []))[0].append(row)
