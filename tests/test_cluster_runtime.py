@@ -256,7 +256,7 @@ def test_held_messages_of_a_lost_community_are_dropped_unacknowledged() -> None:
     acked: list[str] = []
     lost = COMMUNITIES[0]
 
-    def handle(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def handle(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
         if topic.startswith(lost):
             raise FencedError(community=lost, node_id="hub-a", epoch=1, held="hub-b at epoch 2")
 

@@ -91,7 +91,7 @@ async def test_a_backward_clock_step_does_not_delay_the_stuck_alarm(monkeypatch:
     clock = ManualClock(start=PRESS)
     stuck: list[int] = []
 
-    def refuse(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def refuse(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
     queue = retry.Redelivery(handle=refuse, clock=clock, on_stuck=lambda held, *_: stuck.append(held))
@@ -119,7 +119,7 @@ def test_held_qos0_messages_are_bounded_keeping_the_retried_one_and_the_newest(
     handled: list[bytes] = []
     resumed: list[int] = []
 
-    def handle(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def handle(topic: str, payload: bytes, qos: int, retain: bool, dup: bool) -> None:
         if store_full:
             raise sqlite3.OperationalError("database or disk is full")
         handled.append(payload)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from hub.app import Hub
 from hub.clock import ManualClock
 from hub.config import load_settings
+from hub.mqtt.client import Unhandled
 from hub.records import Alert
 from tests.helpers import REGISTRY, SOS_BUTTON
 from tests.support.samples import SAMPLES
@@ -135,3 +138,29 @@ def test_a_stuck_buttons_press_that_only_arrives_as_a_dup_copy_is_still_a_press(
     hub.pipeline.handle(TOPIC, STUCK, 1, False, True)  # and its own copy counts once
     assert [a.count for a in hub.store.alerts() if a.status == "active"] == [1]
     hub.store.close()
+
+
+def test_a_resent_press_held_through_a_store_failure_is_retried_as_resent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: the hub's retry dropped the broker's DUP flag. A press recorded, its PUBACK lost,
+    the broker's resend (DUP) refused by the store before the rules decided: retried as a new
+    message, it was counted as a second press."""
+    hub = hub_at(tmp_path, PRESS)
+    hub.pipeline.handle(TOPIC, SOS, 1, False)
+    original = hub.pipeline._on_event
+    refusals = [sqlite3.OperationalError("database is locked")]
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hub.pipeline, "_on_event", failing)
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        hub._on_message(TOPIC, SOS, 1, False, True)
+    hub.redelivery.hold(Unhandled(TOPIC, SOS, 1, False, None, caught.value, True))
+    assert hub.redelivery.retry_now() == 1
+    (alert,) = hub.store.alerts()
+    assert alert.count == 1 and reminders(hub) == []
+    hub.close()

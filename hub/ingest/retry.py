@@ -50,7 +50,7 @@ STUCK_AFTER_S = 30.0
 QOS0_PER_TOPIC = 100
 QOS0_TOTAL = 10_000
 
-Handle = Callable[[str, bytes, int, bool], None]
+Handle = Callable[[str, bytes, int, bool, bool], None]
 Ack = Callable[[], None]
 
 
@@ -69,6 +69,9 @@ class Held:
     since_monotonic: float = 0.0
     #: QoS 0 and undecided: may give way under the bounds (see the module docstring).
     droppable: bool = False
+    #: The broker's DUP flag, kept for the retry (found in review: a resent press held through
+    #: a store outage was retried as new and counted twice).
+    dup: bool = False
 
 
 class Redelivery:
@@ -129,6 +132,7 @@ class Redelivery:
                 resume,
                 self._monotonic(),
                 droppable,
+                message.dup,
             )
         )
         if droppable:
@@ -187,7 +191,7 @@ class Redelivery:
                     if held.resume is not None:
                         held.resume()
                     else:
-                        self._handle(held.topic, held.payload, held.qos, held.retain)
+                        self._handle(held.topic, held.payload, held.qos, held.retain, held.dup)
                 except Exception as exc:
                     self.failures += 1
                     cause: BaseException = exc

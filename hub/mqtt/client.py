@@ -85,6 +85,8 @@ class Unhandled:
     retain: bool
     ack: Callable[[], None] | None
     error: BaseException
+    #: The broker's DUP flag: a retry must still say the message may have been handled before.
+    dup: bool = False
 
 
 UnhandledHandler = Callable[[Unhandled], None]
@@ -304,14 +306,14 @@ class HubMqttClient:
         try:
             self._handler(topic, payload, qos, retain, dup)
         except MessageDeferred as exc:
-            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc), mid)
+            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc, dup), mid)
             return False
         except Exception as exc:
             # The handler quarantines bad input itself; reaching here means the hub could not
             # record the message (store failure). Do not acknowledge now.
             self.handler_errors += 1
             log.exception("message on %r not handled; the hub retries it", topic)
-            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc), mid)
+            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc, dup), mid)
             return False
         return True
 
