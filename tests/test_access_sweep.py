@@ -716,6 +716,25 @@ async def test_the_desk_reads_every_canary(world: World) -> None:
     assert [x for x in everything if not leaks(text, {x: ""})] == []
 
 
+async def test_no_answer_with_personal_data_may_be_cached(world: World) -> None:
+    """Found in review: only the HTML pages said ``no-store``; the JSON answers the phone page and
+    the console load (names, phones, addresses, medical notes) stayed in browser and proxy caches."""
+    cacheable: list[str] = []
+    checked = 0
+    async with httpx.AsyncClient(base_url=world.base, headers=bearer(Role.COMMAND_CENTRE)) as c:
+        for (method, _path), route in ROUTES.items():
+            if method != "GET":
+                continue
+            for url in route.reads(world):
+                r = await c.get(url)
+                personal = [x for g in GRIDS for x in CANARY[g].personal if leaks(r.text, {x: ""})]
+                checked += bool(personal)
+                if personal and "no-store" not in r.headers.get("cache-control", ""):
+                    cacheable.append(f"{url}: {r.headers.get('cache-control')}")
+    assert cacheable == []
+    assert checked > 5, "a control: answers with personal data were looked at"
+
+
 async def test_without_a_login_only_public_routes_answer(world: World) -> None:
     anonymous: list[dict[str, str]] = [
         {},

@@ -28,6 +28,10 @@ _HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),  # "no-referrer" makes the browser send Origin: null
     (b"x-frame-options", b"DENY"),
+    # Answers carry elders' names, phones, addresses and medical notes: kept in no browser or
+    # proxy cache unless a route says otherwise (the static assets do). Found in review: only
+    # the HTML pages said so, and the phone page's JSON stayed in the phone's cache.
+    (b"cache-control", b"no-store"),
 )
 #: Swagger UI sets inline styles and shows data: images; it still runs no inline script.
 _DOCS_CSP = (

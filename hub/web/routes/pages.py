@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATIC = frozenset({"console.css", "pages.css", "live.js", "phone.js", "docs.js"})
+#: The console's own files hold no personal data: a browser may keep them a few minutes (every
+#: other answer is ``no-store``, hub.web.guard).
+STATIC_CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 def asset(name: str) -> bytes:
@@ -51,7 +54,7 @@ def add_page_routes(api: FastAPI, web: Api) -> None:
         if name not in STATIC:
             return error(404, "not_found", "no such file")
         kind = "text/css" if name.endswith(".css") else "text/javascript"
-        return Response(asset(name), media_type=f"{kind}; charset=utf-8")
+        return Response(asset(name), media_type=f"{kind}; charset=utf-8", headers=STATIC_CACHE)
 
     @api.get("/docs", **HIDDEN)
     async def docs() -> HTMLResponse:
@@ -65,7 +68,9 @@ def add_page_routes(api: FastAPI, web: Api) -> None:
         path = resources.files("swagger_ui_bundle").joinpath("vendor")
         folder = next(p for p in path.iterdir() if p.name.startswith("swagger-ui"))
         kind = "text/css" if name.endswith(".css") else "text/javascript"
-        return Response(folder.joinpath(name).read_bytes(), media_type=f"{kind}; charset=utf-8")
+        return Response(
+            folder.joinpath(name).read_bytes(), media_type=f"{kind}; charset=utf-8", headers=STATIC_CACHE
+        )
 
 
 def add_login_routes(api: FastAPI, web: Api) -> None:
