@@ -69,6 +69,13 @@ MAX_EXTENSION_S = 366 * 86400.0
 MAX_DATA_DEPTH = 8
 #: A note is a remark or a report, not a document (about two pages of Chinese text).
 MAX_NOTE_CHARS = 4000
+#: A case past this many timeline entries takes no more entries from people that change no
+#: state (notes, call-backs, 督办…); state changes and the hub's own entries go on. Every read
+#: and action replays the whole timeline on the event loop: 3 000 notes by one grid worker
+#: stalled it 370 ms per read of that case, no SOS handled meanwhile (found in review).
+MAX_TIMELINE_ENTRIES = 500
+#: Actors that are the hub itself (its escalation, the sensor's auto-clear), not a person.
+AUTOMATIC_ACTORS = frozenset({"system", "sensor"})
 
 #: What each action may do from each state: the target state, or ``None`` to stay.
 #: AUTO_CLEAR and VERIFY/REWORK pick their target from the case and data (see :func:`apply`).
@@ -287,6 +294,16 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
         if problem:
             raise refuse(f"data {problem}: every entry must be storable as JSON and replayable")
     target = table[action]
+    if (
+        not replaying
+        and target is None
+        and case.version >= MAX_TIMELINE_ENTRIES
+        and actor not in AUTOMATIC_ACTORS
+    ):
+        raise refuse(
+            f"the case has {case.version} timeline entries; at most {MAX_TIMELINE_ENTRIES} take notes"
+            " and other entries that change nothing: move it on, or write in the case it leads to"
+        )
     changes: dict[str, Any] = {}
     new_state = case.state if target is None else target
 
@@ -624,9 +641,11 @@ def _stage(data: Mapping[str, Any], case: Case, action: CaseAction) -> Stage | N
 
 
 __all__ = [
+    "AUTOMATIC_ACTORS",
     "CURRENT_STAGE",
     "MAX_EXTENSION_S",
     "MAX_NOTE_CHARS",
+    "MAX_TIMELINE_ENTRIES",
     "TERMINAL",
     "TRANSITIONS",
     "InvalidTransition",

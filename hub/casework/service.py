@@ -30,7 +30,7 @@ from hub.cases.kpi import KpiReport, KpiTally
 from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
 from hub.cases.policies import Policies
 from hub.cases.views import case_json
-from hub.cases.workflow import allowed_actions, apply, case_from_alert, replay
+from hub.cases.workflow import AUTOMATIC_ACTORS, allowed_actions, apply, case_from_alert, replay
 from hub.casework.access import Action, Actor, Reach, Scope, Where
 from hub.casework.points import stage_of, transition_point, worst_light
 from hub.channels.messages import CaseNotice, NoticeKind
@@ -69,9 +69,6 @@ KPI_CASES_PER_STEP = 32
 CASE_VIEWS_PER_STEP = 16
 #: Open cases whose traffic lights the gauge works out between two turns (≈ 15-30 µs each).
 CASES_PER_STEP = 256
-
-#: Actors that are the hub itself (timers, sensors), not a person.
-AUTOMATIC_ACTORS = frozenset({"system", "sensor"})
 
 
 class Casework:
