@@ -27,10 +27,10 @@ from hub.casework.broker_access import GatewayUser, broker_access
 from hub.cli import main
 from hub.community.files import parse_yaml
 from hub.config import Settings, load_settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, RegistryError
 from hub.mqtt.topics import filters_overlap
 from hub.storage.store import Store
-from tests.helpers import COMMUNITY, REGISTRY
+from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, eventually
 from tests.support.servers import free_port
 from tests.test_broker_acl import SETTLE_S, Client, Site, generate, run_mosquitto
 
@@ -243,3 +243,97 @@ def test_the_file_import_at_start_refuses_it_too(tmp_path: Path) -> None:
     )
     with pytest.raises(Exception, match=r"mqtt\.topic_prefix"):
         Hub(settings=settings)
+
+
+# -- the review of the binding: native roots, nested roots, a prefix of several levels -----------
+
+
+def two(a_source: str, b_source: str) -> str:
+    return REGISTRY.replace("    grids:\n", f"    sources: [{a_source}]\n    grids:\n", 1) + (
+        f'  - code: "{OTHER}"\n'
+        "    name: 和平里社区\n"
+        '    street: {code: "110105001", name: 幸福街道}\n'
+        + (f"    sources: [{b_source}]\n" if b_source else "")
+        + f'    grids: [{{code: "{OTHER}001", name: 第一网格}}]\n'
+        f'    devices: [{{id: b-sos, kind: sos_button, model: TS0215A, grid: "{OTHER}001"}}]\n'
+    )
+
+
+@pytest.mark.parametrize("base", ["gw-a", "linli"])
+def test_a_communitys_native_root_covers_its_own_level_only(base: str) -> None:
+    """Found in review: a community's native source with only a ``base_topic`` subscribed (and
+    granted its bound gateway) ``<base>/+/devices/+/events``: every community's level, and with
+    ``base_topic: linli`` every community's native topics."""
+    access = broker_access(
+        communities=parse_yaml(two(f"{{family: native, base_topic: {base}}}", ""), file="test"),
+        sources=[FamilySource(s.family, s.base_topic) for s in Settings().sources],
+        topic_prefix="linli",
+        hub_user="linli-hub",
+        gateways=[GatewayUser(name="gw-a", communities=(COMMUNITY,))],
+    )
+    (gateway,) = [u for u in access.users if u.name == "gw-a"]
+    assert {t for _, t in gateway.topics} == {
+        f"{base}/{COMMUNITY}/devices/+/events",
+        f"linli/{COMMUNITY}/devices/+/events",
+    }
+
+
+async def test_a_bound_gateways_native_press_for_another_community_raises_nothing(tmp_path: Path) -> None:
+    """End to end on Mosquitto with the generated configuration: the bound gateway's press under
+    its native root naming B's button is dropped; its own community's press is handled."""
+    port = free_port()
+    text = two("{family: native, base_topic: gw-a}", "")
+    out = generate(tmp_path, port, text=text, gateways=(f"gw-a={COMMUNITY}",))
+    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
+    press = b'{"v": 1, "kind": "sos_press", "value": "single"}'
+    with run_mosquitto(out / "mosquitto.conf", port):
+        settings = load_settings(
+            None,
+            environ={},
+            overrides={
+                "data_dir": str(tmp_path / "data"),
+                "community_file": str(tmp_path / "community.yaml"),
+                "mqtt": {"url": f"mqtt://linli-hub:{passwords['linli-hub']}@127.0.0.1:{port}"},
+                "http": {"host": "127.0.0.1", "port": 0},
+            },
+        )
+        async with Hub(settings=settings) as hub:
+            gateway = await Client(Site("127.0.0.1", port, passwords), "gw-a", "gw-a").start()
+            gateway.client.publish(f"gw-a/{OTHER}/devices/b-sos/events", press, qos=1)
+            gateway.client.publish(f"gw-a/{COMMUNITY}/devices/{SOS_BUTTON}/events", press, qos=1)
+            await eventually(hub.store.alerts, what="A's press")
+            await asyncio.sleep(SETTLE_S)
+            assert {a.device_id for a in hub.store.alerts()} == {SOS_BUTTON}
+            await gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("a_source", "b_source"),
+    [
+        ("{family: zigbee2mqtt, base_topic: estate}", "{family: zigbee2mqtt, base_topic: estate/b}"),
+        ("{family: ttn_v3, base_topic: v3}", "{family: ttn_v3, application: app2@ttn}"),
+        ("{family: zigbee2mqtt, base_topic: site}", "{family: tasmota, base_topic: site/b}"),
+    ],
+)
+def test_two_communities_gateway_topics_may_not_overlap(tmp_path: Path, a_source: str, b_source: str) -> None:
+    """Found in review: A's root ``estate`` held B's ``estate/b``; A's bound gateway could write
+    ``estate/#`` and the hub gave the message to B. Refused in one file and across imports."""
+    with pytest.raises(RegistryError, match="both have gateway topics"):
+        parse_yaml(two(a_source, b_source), file="test")
+    (a, b) = parse_yaml(two(a_source, ""), file="test")
+    b = b.model_copy(update={"sources": parse_yaml(two(b_source, ""), file="test")[0].sources})
+    store = Store(path=tmp_path / "s.sqlite3")
+    try:
+        store.save_communities([a], at=1.0)
+        with pytest.raises(RegistryError, match="both have gateway topics"):
+            store.save_communities([b], at=2.0)
+        assert [c.code for c in store.communities()] == [COMMUNITY]
+    finally:
+        store.close()
+
+
+def test_a_prefix_of_several_levels_beside_the_native_root_loads() -> None:
+    """Found in review: the reserved filters were wider than the hub's topics (``…/workers/#``),
+    so ``linli/site1`` with the default native root was refused for an overlap no topic has."""
+    settings = load_settings(None, environ={}, overrides={"mqtt": {"topic_prefix": "linli/site1"}})
+    assert settings.mqtt.topic_prefix == "linli/site1"

@@ -73,7 +73,7 @@ class BrokerAccess:
 def own_sources(communities: Iterable[Community]) -> list[FamilySource]:
     """The communities' own gateway roots (their ``sources`` in the registry), as the hub
     subscribes to them besides the hub-wide ``sources`` of its settings."""
-    return [source.as_family_source() for c in communities for source in c.sources]
+    return [source.as_family_source(c.code) for c in communities for source in c.sources]
 
 
 def hub_gateway_filters(sources: Sequence[FamilySource], communities: Iterable[Community]) -> list[str]:

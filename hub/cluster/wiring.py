@@ -47,14 +47,16 @@ def community_topics(
     for found in registry.communities:
         if found.code == community:
             for source in found.sources:
-                filters.extend(f for f in source.as_family_source().subscriptions() if f not in filters)
+                filters.extend(
+                    f for f in source.as_family_source(found.code).subscriptions() if f not in filters
+                )
     filters.append(reply_subscription(community))
     return filters
 
 
 def community_sources(registry: Registry) -> list[FamilySource]:
     """Every community's own gateway roots, for the adapter router (decoding by topic)."""
-    return [source.as_family_source() for c in registry.communities for source in c.sources]
+    return [source.as_family_source(c.code) for c in registry.communities for source in c.sources]
 
 
 def owned_signals(signals: Sequence[Signal], *, registry: Registry, owned: frozenset[str]) -> list[Signal]:

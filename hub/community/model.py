@@ -38,7 +38,7 @@ from pydantic_core import SchemaSerializer, SchemaValidator
 from adapters.events import DeviceKind
 from adapters.router import APPLICATION_LEVEL, Family, FamilySource
 from hub.community.roster import Person
-from hub.mqtt.topics import TOPIC_LEVELS
+from hub.mqtt.topics import TOPIC_LEVELS, filters_overlap
 
 #: Beijing DB11 unit-grid code: 6 county (GB/T 2260) + 3 street + 3 community + 3 grid sequence.
 DB11_GRID_CODE = re.compile(r"^\d{15}$")
@@ -292,7 +292,13 @@ class CommunitySource(_Model):
             )
         return self
 
-    def as_family_source(self) -> FamilySource:
+    def as_family_source(self, community: str) -> FamilySource:
+        """This source of ``community``: a native one with no ``application`` covers that
+        community's own level only (``<base>/<code>/devices/+/events``). Taken whole, its
+        ``<base>/+/…`` let the community's gateway, and the hub's reading of its root, speak for
+        every community (found in review: a gateway bound to A raised B's SOS)."""
+        if self.family is Family.NATIVE and not self.application:
+            return FamilySource(self.family, self.base_topic, community)
         return FamilySource(self.family, self.base_topic, self.application)
 
 
@@ -418,6 +424,43 @@ def roster_clashes(rosters: Iterable[tuple[str, Sequence[tuple[str, str]]]]) -> 
     return clashes
 
 
+def source_overlaps(claims: Iterable[tuple[str, Sequence[FamilySource]]]) -> list[str]:
+    """One sentence per two communities whose own gateway topics overlap (``filters_overlap``).
+
+    Not only the same root twice: community A's Zigbee2MQTT root ``estate`` holds B's
+    ``estate/b``, a TTS ``v3`` with no application holds every application's ``v3/<app>``. The
+    hub gave such a message to the most specific root's community, but A's gateway credential
+    (bound to A by ``linli broker config``) may write all of ``estate/#``, B's presses included
+    (found in review). Compared within a first topic level (and second, where both are plain),
+    so a district's thousands of roots are not compared each with each.
+    """
+    by_level: dict[str, list[tuple[str, str]]] = {}
+    for code, sources in claims:
+        for source in sources:
+            for topic_filter in source.subscriptions():
+                by_level.setdefault(topic_filter.split("/", 1)[0], []).append((topic_filter, code))
+    clashes: dict[tuple[str, str], str] = {}
+    for entries in by_level.values():
+        plain: dict[str, list[tuple[str, str]]] = {}
+        open_second: list[tuple[str, str]] = []
+        for entry in entries:
+            levels = entry[0].split("/", 2)
+            if len(levels) > 1 and levels[1] not in ("+", "#"):
+                plain.setdefault(levels[1], []).append(entry)
+            else:
+                open_second.append(entry)
+        groups = [*plain.values(), open_second]
+        pairs = [(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1 :]]
+        pairs += [(a, b) for a in open_second for group in plain.values() for b in group]
+        for (first, one), (second, other) in pairs:
+            if one != other and filters_overlap(first, second):
+                key = (min(one, other), max(one, other))
+                clashes.setdefault(
+                    key, f"communities {key[0]} and {key[1]} both have gateway topics {first} and {second}"
+                )
+    return list(clashes.values())
+
+
 def describe_shared(shared: list[str], *, at_most: int = 5) -> str:
     """:func:`shared_ids`' sentences as one message, the first few of a long list and a count."""
     more = f"; and {len(shared) - at_most} more" if len(shared) > at_most else ""
@@ -438,16 +481,12 @@ class CommunityFile(_Model):
 
     @model_validator(mode="after")
     def _roots_owned_once(self) -> CommunityFile:
-        """A topic root belongs to one community: two owners would each take the other's presses."""
-        owner: dict[tuple[str, ...], str] = {}
-        for community in self.communities:
-            for source in community.sources:
-                for root in source.as_family_source().roots():
-                    key = (source.family.value, root)
-                    if owner.setdefault(key, community.code) != community.code:
-                        raise ValueError(
-                            f"{source.family.value} root {root} belongs to communities {owner[key]} and {community.code}"
-                        )
+        """A topic belongs to one community's gateways: two owners would each take the other's presses."""
+        clashes = source_overlaps(
+            (c.code, [s.as_family_source(c.code) for s in c.sources]) for c in self.communities
+        )
+        if clashes:
+            raise ValueError(describe_shared(clashes))
         return self
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ def own_topic_clashes(
         (community.code, source, clash[0])
         for community in communities
         for source in community.sources
-        if (clash := colliding(prefix, source.as_family_source().subscriptions()))
+        if (clash := colliding(prefix, source.as_family_source(community.code).subscriptions()))
     ]
 
 

@@ -111,7 +111,7 @@ def owned_roots(registry: Registry) -> OwnedRoots:
         (f"{root}/", community.code)
         for community in registry.communities
         for source in community.sources
-        for root in source.as_family_source().roots()
+        for root in source.as_family_source(community.code).roots()
     }
     by_level: dict[str, list[tuple[str, str]]] = {}
     for prefix, code in roots:
@@ -248,7 +248,10 @@ class Pipeline:
             for index, event in enumerate(events):
                 if event.family == NATIVE_FAMILY and self._foreign(event):
                     continue
-                if claim is not None and event.family != NATIVE_FAMILY and self._elsewhere(event, claim):
+                # Native events too: under a community's own root the topic's community level
+                # is that community's (CommunitySource.as_family_source), and a device of another
+                # community there is quarantined whatever the topic names (review).
+                if claim is not None and self._elsewhere(event, claim):
                     continue
                 if IMPLAUSIBLE in event.attrs:
                     self._implausible(event)

@@ -29,7 +29,7 @@ def priority_topics(registry: Registry, sources: Sequence[FamilySource]) -> list
     """Exact topics of the registered SOS-capable devices, each once, in registry order."""
     topics: dict[str, None] = {}
     for community in registry.communities:
-        own = [s.as_family_source() for s in community.sources]
+        own = [s.as_family_source(community.code) for s in community.sources]
         for device in community.devices:
             if device.kind not in PRIORITY_KINDS:
                 continue

@@ -29,8 +29,14 @@ COMMAND_CENTRE = "command-centre"
 
 
 def reserved_filters(prefix: str) -> tuple[str, ...]:
-    """Filters covering every topic the hub publishes or takes replies on."""
-    return (f"{prefix}/+/{WORKERS}/#", f"{prefix}/{COMMAND_CENTRE}/notifications")
+    """Exactly the topics the hub publishes or takes replies on: no wider, or a prefix of several
+    levels over the native root (``linli/site1`` beside ``linli/+/devices/+/events``) would be
+    refused for an overlap no topic has (found in review)."""
+    return (
+        f"{prefix}/+/{WORKERS}/+/notifications",
+        f"{prefix}/+/{WORKERS}/+/replies",
+        f"{prefix}/{COMMAND_CENTRE}/notifications",
+    )
 
 
 def filters_overlap(first: str, second: str) -> bool:

@@ -26,15 +26,18 @@ from typing import Any
 
 import orjson
 
+from adapters.router import FamilySource
 from hub.community.compact import collector_paused
 from hub.community.model import (
     Community,
+    CommunitySource,
     IdClaim,
     describe_shared,
     id_claim,
     roster_clashes,
     shared_claims,
     shared_sentence,
+    source_overlaps,
 )
 from hub.community.personal import PersonalData
 from hub.community.trusted import community_from_store
@@ -565,6 +568,7 @@ class Store:
         incoming = {c.code for c in communities}
         held: list[IdClaim] = []
         rosters: list[tuple[str, list[tuple[str, str]]]] = []
+        roots: list[tuple[str, list[FamilySource]]] = []
         for code, raw in db.execute("SELECT code, doc FROM communities ORDER BY code").fetchall():
             if code in incoming:
                 continue  # replaced by this import: its old ids go with it
@@ -572,6 +576,21 @@ class Store:
             devices = [d["id"] for d in doc.get("devices", ())]
             held.append((code, devices, [r["id"] for r in doc.get("residents", ())]))
             rosters.append((code, [(p["id"], p["role"]) for p in doc.get("people", ())]))
+            roots.append(
+                (
+                    code,
+                    [
+                        CommunitySource.model_validate(s).as_family_source(code)
+                        for s in doc.get("sources", ())
+                    ],
+                )
+            )
+        # One community's gateway topics are no other's, across imports too (CommunityFile).
+        overlaps = source_overlaps(
+            [*roots, *((c.code, [s.as_family_source(c.code) for s in c.sources]) for c in communities)]
+        )
+        if overlaps:
+            raise RegistryError(describe_shared(overlaps), file=source, field="sources")
         # One role per person across the district, as one community's file checks (CommunityFile).
         roles = roster_clashes(
             [*rosters, *((c.code, [(p.id, p.role.value) for p in c.people]) for c in communities)]
