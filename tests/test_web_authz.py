@@ -27,6 +27,7 @@ from hub.casework.access import TOKEN_ROLES, Action, Actor, Permission, Where, a
 from hub.clock import ManualClock
 from hub.config import ApiToken, load_settings
 from hub.errors import ConfigError
+from hub.health.readiness import Check, Readiness
 from hub.records import Role
 from hub.web.api import token_hash
 from hub.web.care import visit_id
@@ -660,3 +661,22 @@ async def test_a_leader_told_of_another_grids_case_gets_no_staff_kpis_of_its_wor
     assert r.json()["overall"]["accept_n"] >= 1  # the case he may read still counts where he reads
     everyone = await call(world, Role.COMMAND_CENTRE, "GET", f"/api/kpis?{period}")
     assert "w3" in everyone.json()["by_worker"]
+
+
+@pytest.mark.parametrize("role", [Role.GRID_WORKER, Role.GRID_LEADER])
+async def test_the_overview_gives_a_grid_reader_the_failing_checks_names_only(
+    world: World, role: Role, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: the console overview showed every reader the readiness reasons and warnings
+    (alert, device and resident ids of every grid, files), which /readyz keeps for readers of
+    every grid."""
+    report = Readiness(
+        checks=(Check("store", False, "detail-with-/srv/linli/data"),),
+        warnings=("alert 42 of grid 110105001002001 is damaged",),
+    )
+    monkeypatch.setattr(world.hub.api, "readiness", lambda: report)
+    shown = await call(world, role, "GET", "/")
+    assert shown.status_code == 200 and "store" in shown.text
+    assert "/srv/linli" not in shown.text and "alert 42" not in shown.text
+    desk = await call(world, Role.COMMAND_CENTRE, "GET", "/")
+    assert "/srv/linli" in desk.text and "alert 42" in desk.text

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hub.cases.model import OPEN
-from hub.casework.access import Permission, Reach
+from hub.casework.access import Permission, Reach, Scope
 from hub.steps import Steps, run_through
 from hub.web.pages.rows import CaseRow, case_row
 
@@ -75,6 +75,9 @@ def overview_steps(web: Api, reach: Reach, *, meter: IngestMeter) -> Steps[Overv
     grids = Counter(names.get(grid or "", grid or "—") for _, _, grid in index)
     categories = Counter(category for _, category, _ in index)
     report = web.readiness()
+    # As /readyz: the reasons and warnings name hub-wide things (alert, device and resident ids
+    # of every grid, files): for a reader of every grid, the check's name alone for the others.
+    details = reach.scope(Permission.READ) is Scope.ALL
     messages = int(web.stats().get("pipeline", {}).get("messages", 0))
     return Overview(
         rows=rows,
@@ -83,8 +86,8 @@ def overview_steps(web: Api, reach: Reach, *, meter: IngestMeter) -> Steps[Overv
         by_grid=sorted(grids.items()),
         by_category=categories.most_common(),
         ready=report.ready,
-        problems=[f"{c.name}: {c.detail}" for c in report.checks if not c.ok],
-        warnings=list(report.warnings),
+        problems=[f"{c.name}: {c.detail}" if details else c.name for c in report.checks if not c.ok],
+        warnings=list(report.warnings) if details else [],
         messages=messages,
         rate=meter.sample(now=now, count=messages),
     )
