@@ -143,24 +143,26 @@ def test_a_stuck_buttons_press_that_only_arrives_as_a_dup_copy_is_still_a_press(
 def test_a_resent_press_held_through_a_store_failure_is_retried_as_resent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Review: the hub's retry dropped the broker's DUP flag. A press recorded, its PUBACK lost,
-    the broker's resend (DUP) refused by the store before the rules decided: retried as a new
-    message, it was counted as a second press."""
+    """Review: the hub's retry dropped the broker's DUP flag. A press the store refused is held
+    (its PUBACK too); after a reconnect the broker sends it again with DUP, which queues behind
+    the held one (``MessageDeferred``). Retried as a new message, it was a second press."""
     hub = hub_at(tmp_path, PRESS)
-    hub.pipeline.handle(TOPIC, SOS, 1, False)
-    original = hub.pipeline._on_event
-    refusals = [sqlite3.OperationalError("database is locked")]
+    original = hub.store.upsert_alert
+    full = [True]
 
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        if refusals:
-            raise refusals.pop()
+    def upsert(*args: Any, **kwargs: Any) -> Any:
+        if full[0]:
+            raise sqlite3.OperationalError("database or disk is full")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(hub.pipeline, "_on_event", failing)
-    with pytest.raises(sqlite3.OperationalError) as caught:
-        hub._on_message(TOPIC, SOS, 1, False, True)
-    hub.redelivery.hold(Unhandled(TOPIC, SOS, 1, False, None, caught.value, True))
-    assert hub.redelivery.retry_now() == 1
+    monkeypatch.setattr(hub.store, "upsert_alert", upsert)
+    for dup in (False, True):
+        with pytest.raises(Exception) as caught:
+            hub._on_message(TOPIC, SOS, 1, False, dup)
+        hub.redelivery.hold(Unhandled(TOPIC, SOS, 1, False, None, caught.value, dup))
+    assert type(caught.value).__name__ == "MessageDeferred"
+    full[0] = False
+    assert hub.redelivery.retry_now() == 2
     (alert,) = hub.store.alerts()
     assert alert.count == 1 and reminders(hub) == []
     hub.close()
