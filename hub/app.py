@@ -39,7 +39,7 @@ from adapters.profiles import BUILTIN_PROFILES, load_profiles
 from adapters.router import AdapterRouter, FamilySource
 from hub.cases.model import Case
 from hub.cases.policies import load_policies
-from hub.casework.care_plans import load_site_care
+from hub.casework.care_plans import site_care_or_defaults
 from hub.casework.evaluations import LINK_KEY_FILE, Evaluations
 from hub.casework.guardian_links import GuardianLinks
 from hub.casework.replies import Replies, ReplyTopics
@@ -293,7 +293,7 @@ class Hub:
             if settings.profile_paths
             else None,
         )
-        self.policies = load_policies(settings.policies_file)
+        self.policies = load_policies(settings.policies_file, zone=settings.timezone)
         self.routing = Routing(
             registry=registry,
             zone=settings.zone,
@@ -397,10 +397,12 @@ class Hub:
             scope=self.cluster.scope if self.cluster else lambda: None,
             monotonic=self.monotonic,
         )
+        care, care_refused = site_care_or_defaults(settings.community_file, registry)
+        self.start_warnings.extend([care_refused] if care_refused else [])
         self.visits = Visits(
             store=self.store,
             registry=registry,
-            care=load_site_care(settings.community_file, registry),
+            care=care,
             casework=self.casework,
             routing=self.routing,
             clock=self.clock,

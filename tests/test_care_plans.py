@@ -10,13 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from hub.app import Hub
 from hub.cases.care import Elder, PlanPatch, TaskKind, load_care, plan_for
 from hub.casework.care_plans import load_site_care
 from hub.casework.elders import register
 from hub.casework.signs import NoSign
+from hub.cli.service import care_finding
 from hub.community.registry import Registry
 from hub.errors import PolicyError
-from tests.helpers import COMMUNITY, GRID, REGISTRY, TOKEN, eventually
+from hub.timeseries import Level
+from tests.helpers import COMMUNITY, GRID, REGISTRY, TOKEN, eventually, hub_settings
 from tests.support.servers import Broker
 from tests.test_case_flow import call
 from tests.test_visits import hub_with_phone
@@ -124,3 +127,27 @@ def test_plan_patch_intervals_tell_off_from_inherit_and_are_callers_own() -> Non
     mine[TaskKind.VISIT] = 1.0
     assert inherit.intervals() == {TaskKind.CALL: DAY}
     assert PlanPatch.model_validate({"sign_of_life": "90m"}).intervals() == {TaskKind.SIGN_OF_LIFE: 5400.0}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["overrides:\n  - {resident: r9999, plan: {visit: 2d}}\n", "overrides: [ {resident: r1, plan: {visit: 2d}\n"],
+    ids=["unknown-resident", "yaml-typo"],
+)
+def test_a_refused_site_file_leaves_the_defaults_and_the_hub_starts(tmp_path: Path, text: str) -> None:
+    """Found in review: one typo in ``care.yaml``, or an override of a resident whose community
+    file was refused at this start, stopped the start of every community's SOS handling. The hub
+    starts on the shipped plans, says so, and ``linli doctor`` names the file."""
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    (tmp_path / "care.yaml").write_text(text, encoding="utf-8")
+    hub = Hub(settings=settings)
+    try:
+        assert hub.visits.care == load_care()
+        assert any("care plans were refused" in w for w in hub.start_warnings), hub.start_warnings
+    finally:
+        hub.close()
+    finding = care_finding(settings)
+    assert finding is not None and finding.level is Level.ERROR and "care.yaml" in finding.message
+    (tmp_path / "care.yaml").write_text("overrides:\n  - {resident: r1, plan: {visit: 2d}}\n", encoding="utf-8")
+    finding = care_finding(settings)
+    assert finding is not None and finding.level is Level.OK

@@ -67,20 +67,36 @@ class Policies:
         return chain_for(self.file.escalation, category, severity)
 
 
-def policies_from(doc: Any, *, source: str = "<policies>") -> Policies:
+def policies_from(
+    doc: Any, *, source: str = "<policies>", zone: str | None = None, shipped: bool = False
+) -> Policies:
+    """The policies of ``doc``; with ``zone`` (the hub's ``timezone``) the working calendar is
+    counted there. Found in review: the shipped file's ``Asia/Shanghai`` stood whatever the hub's
+    zone, so a site in Europe/Berlin had its working-time limits counted 6–7 hours off. A site's
+    own file may name the zone only if it is the hub's."""
     try:
         parsed = PolicyFile.model_validate(doc)
     except ValidationError as exc:
         raise PolicyError(f"{source}: {exc}") from exc
+    calendar = parsed.calendar
+    if zone is not None and calendar.zone != zone:
+        if not shipped and "zone" in calendar.model_fields_set:
+            raise PolicyError(
+                f"{source}: calendar.zone {calendar.zone} is not the hub's timezone {zone}: one zone"
+                " counts shifts, limits and the working calendar"
+            )
+        parsed = parsed.model_copy(update={"calendar": calendar.model_copy(update={"zone": zone})})
     book = SlaBook(policies=parsed.sla, calendar=parsed.calendar, yellow_ratio=parsed.yellow_ratio)
     return Policies(file=parsed, sla=book)
 
 
-def load_policies(path: Path | None = None) -> Policies:
-    """Read and validate a policy file (the shipped defaults when ``path`` is ``None``)."""
+def load_policies(path: Path | None = None, *, zone: str | None = None) -> Policies:
+    """Read and validate a policy file (the shipped defaults when ``path`` is ``None``), its
+    working calendar in ``zone`` when given (see :func:`policies_from`)."""
+    shipped = path is None
     path = DEFAULT_PATH if path is None else path
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"cannot read policies {path}: {exc}") from exc
-    return policies_from(doc, source=str(path))
+    return policies_from(doc, source=str(path), zone=zone, shipped=shipped)

@@ -31,7 +31,7 @@ SITE_FILE = "care.yaml"
 def _read(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"cannot read care plans {path}: {exc}") from exc
     if doc is None:
         return {}
@@ -57,6 +57,22 @@ def load_site_care(community_file: Path | None, registry: Registry) -> CareFile:
     check_overrides(care, registry, source=str(site))
     log.info("care plans: %s over the defaults (%d overrides)", site, len(care.overrides))
     return care
+
+
+def site_care_or_defaults(community_file: Path | None, registry: Registry) -> tuple[CareFile, str | None]:
+    """:func:`load_site_care`, or the shipped defaults and why the site's file was refused.
+
+    Care visits must not take SOS handling down: a typo in ``care.yaml``, or an override naming
+    a resident of a community file that was itself refused at this start (the hub then runs on
+    the registry it last imported), stopped every community's start (found in review). The
+    hub starts on the defaults and says so (critical log, ``/readyz`` warning).
+    """
+    try:
+        return load_site_care(community_file, registry), None
+    except PolicyError as exc:
+        refused = f"the care plans were refused ({exc}); the shipped defaults apply until it is fixed"
+        log.critical("%s", refused)
+        return load_site_care(None, registry), refused
 
 
 def check_overrides(care: CareFile, registry: Registry, *, source: str) -> None:

@@ -60,7 +60,9 @@ class ReplyKeys:
     def _read(self) -> dict[str, str]:
         try:
             loaded = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            # Not UTF-8 either: read on the MQTT message path, it must be the ConfigError that
+            # keeps the keys already loaded (found in review).
             raise ConfigError(f"cannot read reply keys: {exc}", source=f"file {self.path}") from None
         keys = loaded.get("keys", {}) if isinstance(loaded, dict) else None
         if not isinstance(keys, dict) or not all(

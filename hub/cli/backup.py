@@ -253,14 +253,19 @@ def read_manifest(source: Path) -> list[Entry]:
     """The entries of a backup, each checked against its SHA-256."""
     try:
         doc = json.loads((source / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BackupError(f"not a Linli backup (no readable {MANIFEST}): {exc}", path=source) from None
-    if doc.get("format") != FORMAT:
-        raise BackupError(f"backup format {doc.get('format')!r} is not {FORMAT}", path=source)
-    entries = [
-        Entry(name=f["name"], kind=Kind(f["kind"]), sha256=f["sha256"], size=int(f["size"]))
-        for f in doc["files"]
-    ]
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise BackupError(f"backup format {found!r} is not {FORMAT}", path=source)
+    try:
+        # A damaged manifest is a clear refusal, not a KeyError's traceback (found in review).
+        entries = [
+            Entry(name=str(f["name"]), kind=Kind(f["kind"]), sha256=str(f["sha256"]), size=int(f["size"]))
+            for f in doc["files"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackupError(f"{MANIFEST} is damaged: {type(exc).__name__}: {exc}", path=source) from None
     for entry in entries:
         path = source / entry.name
         if Path(entry.name).is_absolute() or ".." in Path(entry.name).parts:

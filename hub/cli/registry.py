@@ -13,7 +13,7 @@ from adapters.errors import LinliError
 from hub.cases.policies import load_policies
 from hub.cli.common import store_for, with_store_options
 from hub.clock import iso
-from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv
+from hub.community.files import CsvKind, dump_csv, dump_yaml, load_yaml, merge_rows, parse_csv, read_text
 from hub.community.roster import coverage_gaps
 from hub.community.topic_roots import refuse_own_topics
 from hub.config import load_settings
@@ -41,9 +41,7 @@ def community_import(file: Path, kind: str | None, config_file: Path | None, dat
         prefix = load_settings(config_file).mqtt.topic_prefix
         if file.suffix.lower() == ".csv":
             current = {c.code: c for c in store.communities()}
-            csv_kind, rows = parse_csv(
-                file.read_text(encoding="utf-8"), file=str(file), kind=CsvKind(kind) if kind else None
-            )
+            csv_kind, rows = parse_csv(read_text(file), file=str(file), kind=CsvKind(kind) if kind else None)
             merged = merge_rows(current, csv_kind, rows, file=str(file))
             refuse_own_topics(list(merged.values()), prefix=prefix, file=str(file))
             changed = store.save_communities(list(merged.values()), at=time.time(), source=str(file))
@@ -150,7 +148,7 @@ def roster_check(config_file: Path | None, community_file: Path | None, days: in
             raise click.ClickException("give --community-file or a --config with community_file")
         communities = load_yaml(path)
         # Office-hours shifts (follows: working_days) run on the policies' working days.
-        policies = load_policies(settings.policies_file)
+        policies = load_policies(settings.policies_file, zone=settings.timezone)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
     zone = settings.zone

@@ -16,11 +16,14 @@ from hub.app import Hub
 from hub.cases.calendar import official_coverage
 from hub.cases.policies import load_policies
 from hub.casework.access import needs_person
+from hub.casework.care_plans import load_site_care, site_care_path
 from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, one_hub_per_data_dir, run_until_done
 from hub.cli.roundtrip import gateway_round_trip, worker_round_trip
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
 from hub.community.files import load_yaml
+from hub.community.registry import Registry
+from hub.community.topic_roots import refuse_own_topics
 from hub.config import Settings, load_config
 from hub.mqtt.client import HubMqttClient
 from hub.mqtt.probe import probe_boundary
@@ -41,7 +44,7 @@ def calendar_finding(settings: Settings, *, clock: Clock) -> Finding:
     without data counts plain weekdays — the operator has to hear it now, not in February.
     """
     try:
-        calendar = load_policies(settings.policies_file).calendar
+        calendar = load_policies(settings.policies_file, zone=settings.timezone).calendar
     except LinliError as exc:
         return Finding(level=Level.ERROR, message=f"case policies: {exc}")
     coverage = official_coverage(calendar, now=clock.now())
@@ -56,12 +59,31 @@ def community_finding(settings: Settings) -> Finding | None:
         return None
     try:
         communities = load_yaml(path)
+        refuse_own_topics(communities, prefix=settings.mqtt.topic_prefix, file=str(path))
     except LinliError as exc:
         return Finding(level=Level.ERROR, message=f"community file: {exc}")
     devices = sum(len(c.devices) for c in communities)
     return Finding(
         level=Level.OK, message=f"community file {path}: {len(communities)} communities, {devices} devices"
     )
+
+
+def care_finding(settings: Settings) -> Finding | None:
+    """Whether the site's ``care.yaml`` (beside the community file) would be taken: a refused
+    one leaves the shipped defaults in force, so check edits here (found in review: doctor did
+    not read it)."""
+    if site_care_path(settings.community_file) is None:
+        return None
+    try:
+        registry = (
+            Registry(communities=load_yaml(settings.community_file))
+            if settings.community_file
+            else Registry()
+        )
+        load_site_care(settings.community_file, registry)
+    except LinliError as exc:
+        return Finding(level=Level.ERROR, message=f"care plans: {exc}")
+    return Finding(level=Level.OK, message=f"care plans {site_care_path(settings.community_file)}")
 
 
 def start_clock(settings: Settings) -> Clock:
@@ -332,7 +354,7 @@ def doctor(
         findings = [
             *(await gateway_round_trip(settings, publishers) if connected else []),
             *(await worker_round_trip(settings, worker_urls) if connected else []),
-            *filter(None, [community_finding(settings)]),
+            *filter(None, [community_finding(settings), care_finding(settings)]),
             calendar_finding(settings, clock=start_clock(settings)),
             *await timeseries_doctor(settings.timeseries, data_dir=Path(settings.data_dir)),
         ]

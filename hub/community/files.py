@@ -116,12 +116,24 @@ def parse_yaml(text: str, *, file: str) -> tuple[Community, ...]:
         raise RegistryError(_message(error), file=file, field=_where(error["loc"], doc)) from None
 
 
-def load_yaml(path: Path) -> tuple[Community, ...]:
+def read_text(path: Path) -> str:
+    """A registry file's text: a file that is not UTF-8 is a :class:`RegistryError` like any
+    other bad file. Found in review: a copy cut inside a Chinese character, or a file saved as
+    GBK (Excel's and Windows' default here), escaped as ``UnicodeDecodeError``, so the start
+    did not fall back to the last import and every community's SOS handling stopped."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"cannot read: {exc.strerror}", file=str(path)) from None
-    return parse_yaml(text, file=str(path))
+    except UnicodeDecodeError as exc:
+        raise RegistryError(
+            f"not UTF-8 text at byte {exc.start} (cut short, or saved as GBK: save it as UTF-8)",
+            file=str(path),
+        ) from None
+
+
+def load_yaml(path: Path) -> tuple[Community, ...]:
+    return parse_yaml(read_text(path), file=str(path))
 
 
 def dump_yaml(communities: Iterable[Community]) -> str:
@@ -138,11 +150,74 @@ def _row_value(column: str, raw: str) -> Any:
         return _BOOL[value.lower()]
     if column == "emergency_contacts":
         contacts = []
-        for item in filter(None, (v.strip() for v in value.split(";"))):
-            name, relation, phone = [*item.split("|"), "", ""][:3]
-            contacts.append({"name": name, "relation": relation, "phone": phone})
+        for item in filter(None, (v.strip() for v in _split(value, ";"))):
+            name, relation, phone, contact_id = [*_split(item, "|"), "", "", ""][:4]
+            contact = {"name": _unescape(name), "relation": _unescape(relation), "phone": _unescape(phone)}
+            if contact_id:
+                contact["id"] = _unescape(contact_id)
+            contacts.append(contact)
         return contacts
     return value if value != "" else None
+
+
+#: A cell starting with one of these is a formula to Excel and WPS (OWASP "CSV injection"): an
+#: export opened there could run ``=HYPERLINK(…)`` with an elder's data (found in review).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell_out(value: str) -> str:
+    """A cell as exported: a leading ``'`` keeps a formula-like value text (``+86…`` included)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _cell_in(value: str) -> str:
+    """An imported cell: the ``'`` :func:`_cell_out` put before a formula-like value taken off."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace(";", "\\;")
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    escaped = False
+    for char in text:
+        if escaped or char != "\\":
+            out.append(char)
+            escaped = False
+        else:
+            escaped = True
+    return "".join(out)
+
+
+def _split(text: str, separator: str) -> list[str]:
+    """``text`` split at each ``separator`` not escaped by a backslash (the parts still escaped)."""
+    parts: list[str] = []
+    start = index = 0
+    while index < len(text):
+        if text[index] == "\\":
+            index += 2
+            continue
+        if text[index] == separator:
+            parts.append(text[start:index])
+            start = index + 1
+        index += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _contacts_cell(contacts: Iterable[Mapping[str, Any]]) -> str:
+    """``name|relation|phone[|id];…``, separators in a value escaped: a guardian's id (their 评价
+    link) and a relation such as ``儿子;长子`` survive an export and import (found in review:
+    the id was dropped, and the relation split into a second contact)."""
+    return ";".join(
+        "|".join(
+            _escape(str(c.get(key) or ""))
+            for key in ("name", "relation", "phone", *(("id",) if c.get("id") else ()))
+        )
+        for c in contacts
+    )
 
 
 def parse_csv(
@@ -173,7 +248,7 @@ def parse_csv(
             if column is None:
                 raise RegistryError("more cells than columns", file=file, field=f"row {number}")
             try:
-                value = _row_value(column, cell or "")
+                value = _row_value(column, _cell_in(cell or ""))
             except ValueError as exc:
                 raise RegistryError(str(exc), file=file, field=f"row {number}: {column}") from None
             if value is not None:
@@ -233,10 +308,14 @@ def dump_csv(communities: Iterable[Community], kind: CsvKind) -> str:
         for item in items:
             row = dump_record(item, mode="json")
             if kind is CsvKind.RESIDENTS:
-                row["emergency_contacts"] = ";".join(
-                    "|".join((c["name"], c["relation"], c["phone"])) for c in row["emergency_contacts"]
-                )
+                row["emergency_contacts"] = _contacts_cell(row["emergency_contacts"])
             writer.writerow(
-                {"community": community.code, **{k: "" if v is None else v for k, v in row.items()}}
+                {
+                    "community": community.code,
+                    **{
+                        k: "" if v is None else _cell_out(v) if isinstance(v, str) else v
+                        for k, v in row.items()
+                    },
+                }
             )
     return out.getvalue()

@@ -22,9 +22,9 @@ class MqttUrl:
     def parse(cls, url: str, *, key: str = "mqtt.url") -> MqttUrl:
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS:
-            raise ConfigError(
-                f"MQTT URL must start with mqtt:// or mqtts://, got {parts.scheme or url!r}", key=key
-            )
+            # The scheme alone, never the URL: it may carry a password (found in review).
+            got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+            raise ConfigError(f"MQTT URL must start with mqtt:// or mqtts://, got {got}", key=key)
         try:
             port = parts.port or DEFAULT_PORTS[parts.scheme]
         except ValueError:

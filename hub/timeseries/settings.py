@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -61,6 +62,14 @@ class TimeseriesSettings(BaseModel):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None or parts.query:
+            # The URL is shown (config show, doctor, logs); credentials have keys of their own,
+            # secret and settable from files (found in review: config show printed the password).
+            raise ValueError(
+                "must carry no user, password or query: set timeseries.username and"
+                " timeseries.password, or timeseries.token"
+            )
         return value.rstrip("/")
 
     def spool_path(self, data_dir: Path) -> Path:
