@@ -131,7 +131,10 @@ def test_plan_patch_intervals_tell_off_from_inherit_and_are_callers_own() -> Non
 
 @pytest.mark.parametrize(
     "text",
-    ["overrides:\n  - {resident: r9999, plan: {visit: 2d}}\n", "overrides: [ {resident: r1, plan: {visit: 2d}\n"],
+    [
+        "overrides:\n  - {resident: r9999, plan: {visit: 2d}}\n",
+        "overrides: [ {resident: r1, plan: {visit: 2d}\n",
+    ],
     ids=["unknown-resident", "yaml-typo"],
 )
 def test_a_refused_site_file_leaves_the_defaults_and_the_hub_starts(tmp_path: Path, text: str) -> None:
@@ -148,6 +151,8 @@ def test_a_refused_site_file_leaves_the_defaults_and_the_hub_starts(tmp_path: Pa
         hub.close()
     finding = care_finding(settings)
     assert finding is not None and finding.level is Level.ERROR and "care.yaml" in finding.message
-    (tmp_path / "care.yaml").write_text("overrides:\n  - {resident: r1, plan: {visit: 2d}}\n", encoding="utf-8")
+    (tmp_path / "care.yaml").write_text(
+        "overrides:\n  - {resident: r1, plan: {visit: 2d}}\n", encoding="utf-8"
+    )
     finding = care_finding(settings)
     assert finding is not None and finding.level is Level.OK
