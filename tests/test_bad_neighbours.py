@@ -17,6 +17,7 @@ from adapters.events import DeviceKind, Event, EventKind
 from adapters.router import AdapterRouter, Family, FamilySource
 from hub.app import Hub
 from hub.clock import ManualClock
+from hub.errors import NotStoredError
 from hub.mqtt.client import Unhandled
 from tests.helpers import COMMUNITY, SOS_BUTTON, hub_settings
 from tests.support.samples import Hints, sample
@@ -170,3 +171,28 @@ def test_a_salvaged_press_retried_after_a_store_failure_is_quarantined_once(
     (record,) = hub.store.quarantine()
     assert record.count == 1 and record.reason == "wrong_type"
     assert hub.pipeline.stats.quarantined == 1
+
+
+def test_a_resumed_message_is_judged_as_its_own_not_as_the_last_one(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a held message's rest was judged against the topic of the last message handled
+    meanwhile; a native SOS press in it was quarantined as that message's community_mismatch."""
+    original = hub.store.upsert_alert
+    refusals = [sqlite3.OperationalError("database or disk is full")]
+
+    def upsert(*args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hub.store, "upsert_alert", upsert)
+    batch = orjson.dumps(
+        [{"v": 1, "kind": "tamper", "value": True}, {"v": 1, "kind": "sos_press", "value": "single"}]
+    )
+    with pytest.raises(NotStoredError) as held:
+        hub.pipeline.handle(f"linli/{COMMUNITY}/devices/heiman-1/events", batch, 1, False)
+    hub.pipeline.handle("zigbee2mqtt/door-1", orjson.dumps({"contact": False, "battery": 90}), 1, False)
+    held.value.resume()  # as the retry queue does
+    assert "elderly.sos" in {a.rule for a in hub.store.alerts()}
+    assert hub.pipeline.stats.community_mismatches == 0

@@ -378,6 +378,8 @@ def test_a_case_takes_a_bounded_number_of_entries_that_change_nothing() -> None:
     with pytest.raises(RequirementNotMet, match=f"at most {MAX_TIMELINE_ENTRIES}"):
         step(case, timeline, A.NOTE, note="one more")
     case = step(case, timeline, A.SUPERVISE, actor="system", stage="accept")  # the hub's own
+    # 延期 moves a deadline (review: it was refused too, and the stage went overdue).
+    case = step(case, timeline, A.EXTEND, note="等配件", approver="leader", seconds=3600)
     case = step(case, timeline, A.ACCEPT)  # a state change: the case moves on
     assert case.state is CaseState.ACCEPTED
     assert replay(timeline) == case

@@ -18,8 +18,10 @@ from hub.app import Hub
 from hub.clock import ManualClock
 from hub.community.files import load_yaml
 from hub.community.registry import Registry
+from hub.errors import MessageDeferred
 from hub.ingest.lanes import Lane, LaneGuard
 from hub.ingest.priority import priority_topics
+from hub.mqtt.client import Unhandled, marked_dup
 from hub.records import AlertChange
 from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, Phone, eventually, hub_settings, publisher
 from tests.support.samples import SAMPLES
@@ -386,3 +388,23 @@ async def test_a_retained_press_queued_for_the_bulk_session_is_not_lost_to_a_new
     async with hub:
         await eventually(lambda: len(hub.store.alerts()) == 1, what="the queued press recorded")
         assert hub.lanes.handled[Lane.PRIORITY] >= 1, "the lane was on and got its replay"
+
+
+def test_a_cold_copy_held_for_retry_is_retried_as_a_possible_copy(tmp_path: Path) -> None:
+    """Review: the guard asks the store about a cold bulk copy (``dup``); held behind an earlier
+    message of its device and retried without the guard, it was a second press."""
+    hub = hub_at(tmp_path, PRESS)
+    try:
+        hub.pipeline.handle(SOS_TOPIC, SOS, 1, False)  # the previous run's press, recorded
+        hub.redelivery.hold(Unhandled(SOS_TOPIC, b'{"battery": 90}', 1, False, None, OSError("x")))
+        with pytest.raises(MessageDeferred) as deferred:
+            hub.lanes.bulk(SOS_TOPIC, SOS, 1, False)  # its bulk copy, in the cold start
+        # As HubMqttClient hands it to the retry queue:
+        hub.redelivery.hold(
+            Unhandled(SOS_TOPIC, SOS, 1, False, None, deferred.value, marked_dup(deferred.value))
+        )
+        assert hub.redelivery.retry_now() == 2
+        (alert,) = hub.store.alerts()
+        assert alert.count == 1 and reminders(hub) == []
+    finally:
+        hub.close()

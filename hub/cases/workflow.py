@@ -69,11 +69,14 @@ MAX_EXTENSION_S = 366 * 86400.0
 MAX_DATA_DEPTH = 8
 #: A note is a remark or a report, not a document (about two pages of Chinese text).
 MAX_NOTE_CHARS = 4000
-#: A case past this many timeline entries takes no more entries from people that change no
-#: state (notes, call-backs, 督办…); state changes and the hub's own entries go on. Every read
+#: A case past this many timeline entries takes no more notes, call-backs or 督办 from people;
+#: every other action and the hub's own entries go on. Every read
 #: and action replays the whole timeline on the event loop: 3 000 notes by one grid worker
 #: stalled it 370 ms per read of that case, no SOS handled meanwhile (found in review).
 MAX_TIMELINE_ENTRIES = 500
+#: The entries :data:`MAX_TIMELINE_ENTRIES` bounds: they record and change nothing else. Not 评价
+#: or 延期, which have no new state in the table but move the case or its deadline (review).
+_FREE_ENTRIES = frozenset({CaseAction.NOTE, CaseAction.CALL_BACK, CaseAction.SUPERVISE})
 #: Actors that are the hub itself (its escalation, the sensor's auto-clear), not a person.
 AUTOMATIC_ACTORS = frozenset({"system", "sensor"})
 
@@ -296,7 +299,7 @@ def apply(  # noqa: PLR0915 - one branch per action keeps every rule in one plac
     target = table[action]
     if (
         not replaying
-        and target is None
+        and action in _FREE_ENTRIES
         and case.version >= MAX_TIMELINE_ENTRIES
         and actor not in AUTOMATIC_ACTORS
     ):

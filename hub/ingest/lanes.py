@@ -160,6 +160,13 @@ class LaneGuard:
         before = self._repeats()
         try:
             self._handler(topic, payload, qos, retain, dup or cold)
+        except BaseException as exc:
+            if cold and not dup:
+                # The hub's retry handles it without this guard: it must still be asked as a
+                # possible copy (found in review: retried as new, a backlog copy of a press the
+                # previous run recorded counted a second press). Read by HubMqttClient.
+                exc.dup = True  # type: ignore[attr-defined]
+            raise
         finally:
             # Also when the handler raised: the hub's retry queue handles the message later (it
             # lets only undecided QoS 0 ones go, past its bounds), so the other lane's copy is owed.

@@ -266,18 +266,30 @@ class Pipeline:
                     rest = events[index + 1 :]
                     if not rest:
                         raise
-                    resume = functools.partial(self._resume_then, exc.resume, rest, retain)
+                    resume = functools.partial(self._resume_then, exc.resume, rest, retain, self._message)
                     raise NotStoredError(resume=resume, cause=exc.cause) from exc.cause
         finally:
             # Once per message, not per event: it only schedules the rule-state flush of this
             # loop turn, and a message's events share the turn (also when one of them raised).
             self._on_state_change()
 
-    def _resume_then(self, first: Callable[[], None], rest: Sequence[Event], retain: bool) -> None:
-        first()
+    def _resume_then(
+        self,
+        first: Callable[[], None],
+        rest: Sequence[Event],
+        retain: bool,
+        message: tuple[str, bytes, bool],
+    ) -> None:
+        """A held message's rest, judged as its own: ``self._message`` is its topic and payload
+        again for the while (found in review: it held the last message handled meanwhile, so a
+        native SOS press in the rest was quarantined as that message's ``community_mismatch``)."""
+        current = self._message
+        self._message = message
         try:
+            first()
             self._events(rest, retain)
         finally:
+            self._message = current
             self._settle()  # a retry's resume, outside ``handle``
 
     def _reject(self, topic: str, reason: str, detail: str, payload: bytes, at: float) -> None:

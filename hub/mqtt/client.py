@@ -91,6 +91,13 @@ class Unhandled:
 
 UnhandledHandler = Callable[[Unhandled], None]
 
+
+def marked_dup(error: BaseException) -> bool:
+    """Whether a handler that refused the message said it may be a copy (``error.dup``), where
+    the broker's DUP flag did not: the SOS lane guard's cold start (``hub.ingest.lanes``)."""
+    return getattr(error, "dup", False) is True
+
+
 #: The smallest read of a connection with time-bounded turns (≈ 5 sensor messages).
 MIN_TURN_BYTES = 1024
 #: At most this many loop turns a chunk waits for another connection's bytes: a flood on the
@@ -306,14 +313,14 @@ class HubMqttClient:
         try:
             self._handler(topic, payload, qos, retain, dup)
         except MessageDeferred as exc:
-            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc, dup), mid)
+            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc, dup or marked_dup(exc)), mid)
             return False
         except Exception as exc:
             # The handler quarantines bad input itself; reaching here means the hub could not
             # record the message (store failure). Do not acknowledge now.
             self.handler_errors += 1
             log.exception("message on %r not handled; the hub retries it", topic)
-            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc, dup), mid)
+            self._hand_over(Unhandled(topic, payload, qos, retain, None, exc, dup or marked_dup(exc)), mid)
             return False
         return True
 
