@@ -138,3 +138,15 @@ def test_a_reply_keys_file_that_is_not_utf8_keeps_the_keys_loaded(tmp_path: Path
     path.write_bytes("keys: {g1: 钥匙}\n".encode("gbk"))
     os.utime(path, (1, 1))
     assert keys.key_for("g1") == b"k1"
+
+
+@pytest.mark.parametrize(
+    "command", [["quarantine", "list"], ["community", "export"], ["broker", "config", "--out", "OUT"]]
+)
+def test_a_data_dir_typo_is_an_error_not_a_new_empty_store(tmp_path: Path, command: list[str]) -> None:
+    """Review: ``quarantine list --data-dir <typo>`` made a new store and said it was empty."""
+    typo = tmp_path / "no-such" / "data"
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in command]
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(typo)])
+    assert result.exit_code != 0 and "no Linli store" in result.output, result.output
+    assert not typo.exists()

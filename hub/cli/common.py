@@ -21,6 +21,7 @@ import click
 from adapters.errors import LinliError
 from hub.config import STORE_FILE, load_settings
 from hub.files import FILE_MODE, private_dir
+from hub.storage.engine import sqlite_path
 from hub.storage.store import Store
 
 MQTT_HELP = "Broker URL: mqtt://user:pass@host:port, or mqtts://… for TLS."
@@ -107,13 +108,23 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def store_for(config_file: Path | None, data_dir: Path | None) -> Store:
-    """The store a command works on: from ``--config`` (and LINLI_*), or straight from ``--data-dir``."""
+def store_for(config_file: Path | None, data_dir: Path | None, *, create: bool = False) -> Store:
+    """The store a command works on: from ``--config`` (and LINLI_*), or straight from ``--data-dir``.
+
+    A SQLite store that is not there is made only for ``create`` (an import): found in review, a
+    typo in ``--data-dir`` made a new empty store, and ``quarantine list`` said "empty" where
+    the real one was full (``community export``, ``broker config`` alike).
+    """
     try:
         if data_dir is None:
             settings = load_settings(config_file)
-            return Store(url=settings.store.resolved_url(Path(settings.data_dir)))
-        return Store(path=Path(data_dir) / STORE_FILE)
+            url = settings.store.resolved_url(Path(settings.data_dir))
+        else:
+            url = f"sqlite:{Path(data_dir) / STORE_FILE}"
+        path = sqlite_path(url) if url.startswith("sqlite:") else None
+        if path is not None and not create and not path.exists():
+            raise click.ClickException(f"no Linli store at {path}: check --data-dir or the config's data_dir")
+        return Store(url=url)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -36,7 +36,7 @@ def community_import(file: Path, kind: str | None, config_file: Path | None, dat
 
     A running hub picks the change up on its next start.
     """
-    store = store_for(config_file, data_dir)
+    store = store_for(config_file, data_dir, create=True)
     try:
         prefix = load_settings(config_file).mqtt.topic_prefix
         if file.suffix.lower() == ".csv":
