@@ -294,6 +294,7 @@ class Hub:
             else None,
         )
         self.policies = load_policies(settings.policies_file, zone=settings.timezone)
+        self.start_warnings.extend([self.policies.zone_note] if self.policies.zone_note else [])
         self.routing = Routing(
             registry=registry,
             zone=settings.zone,

@@ -196,3 +196,29 @@ def test_a_resumed_message_is_judged_as_its_own_not_as_the_last_one(
     held.value.resume()  # as the retry queue does
     assert "elderly.sos" in {a.rule for a in hub.store.alerts()}
     assert hub.pipeline.stats.community_mismatches == 0
+
+
+def test_a_resume_refused_again_keeps_the_rest_of_the_message(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a store outage longer than one retry dropped the message's rest (its SOS press),
+    and the message was acknowledged as handled."""
+    original = hub.store.upsert_alert
+    refusals = [sqlite3.OperationalError("database or disk is full")] * 2
+
+    def upsert(*args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hub.store, "upsert_alert", upsert)
+    topic = f"linli/{COMMUNITY}/devices/heiman-1/events"
+    batch = orjson.dumps(
+        [{"v": 1, "kind": "tamper", "value": True}, {"v": 1, "kind": "sos_press", "value": "single"}]
+    )
+    with pytest.raises(NotStoredError) as held:
+        hub.pipeline.handle(topic, batch, 1, False)
+    hub.redelivery.hold(Unhandled(topic, batch, 1, False, None, held.value))
+    assert hub.redelivery.retry_now() == 0  # refused again
+    assert hub.redelivery.retry_now() == 1
+    assert {a.rule for a in hub.store.alerts()} == {"device.tamper", "elderly.sos"}

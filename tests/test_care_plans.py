@@ -4,6 +4,8 @@ by a real hub's scheduler on both store engines."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,8 +18,10 @@ from hub.casework.care_plans import load_site_care
 from hub.casework.elders import register
 from hub.casework.signs import NoSign
 from hub.cli.service import care_finding
+from hub.community.files import IMPORTED_MARK, parse_yaml
 from hub.community.registry import Registry
 from hub.errors import PolicyError
+from hub.storage.store import Store
 from hub.timeseries import Level
 from tests.helpers import COMMUNITY, GRID, REGISTRY, TOKEN, eventually, hub_settings
 from tests.support.servers import Broker
@@ -156,3 +160,25 @@ def test_a_refused_site_file_leaves_the_defaults_and_the_hub_starts(tmp_path: Pa
     )
     finding = care_finding(settings)
     assert finding is not None and finding.level is Level.OK
+
+
+def test_doctor_checks_care_overrides_against_the_store_too(tmp_path: Path) -> None:
+    """Review: doctor read the community file only, and refused an override of a resident the
+    store holds from a CSV import, which the hub takes."""
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    (community,) = parse_yaml(REGISTRY, file="test")
+    (r1,) = community.residents
+    stored = community.model_copy(update={"residents": (r1, dataclasses.replace(r1, id="r77"))})
+    Path(settings.data_dir).mkdir(mode=0o700)
+    store = Store(path=Path(settings.data_dir) / "linli.sqlite3")
+    store.save_communities([stored], at=1.0)
+    store.close()
+    # As after a start that imported the file (its mark), then `community import` of a CSV:
+    # the next start skips the unchanged file, and the store with r77 is the registry.
+    digest = hashlib.sha256(Path(str(settings.community_file)).read_bytes()).hexdigest()
+    (Path(settings.data_dir) / IMPORTED_MARK).write_text(digest + "\n", encoding="ascii")
+    (tmp_path / "care.yaml").write_text(
+        "overrides:\n  - {resident: r77, plan: {visit: 2d}}\n", encoding="utf-8"
+    )
+    finding = care_finding(settings)
+    assert finding is not None and finding.level is Level.OK, finding

@@ -6,9 +6,12 @@ whole file. Every number in it is a default, never a constant in code.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,6 +20,8 @@ from hub.cases.calendar import WorkingCalendar
 from hub.cases.escalation import Chain, chain_for
 from hub.cases.sla import Duration, SlaBook, SlaPolicy, parse_duration
 from hub.errors import PolicyError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(__file__).with_name("policies.yaml")
 
@@ -58,6 +63,8 @@ class PolicyFile(BaseModel):
 class Policies:
     file: PolicyFile
     sla: SlaBook
+    #: Why the file's calendar zone was not taken (the hub's zone counts instead), for ``/readyz``.
+    zone_note: str | None = None
 
     @property
     def calendar(self) -> WorkingCalendar:
@@ -79,15 +86,32 @@ def policies_from(
     except ValidationError as exc:
         raise PolicyError(f"{source}: {exc}") from exc
     calendar = parsed.calendar
+    note: str | None = None
     if zone is not None and calendar.zone != zone:
-        if not shipped and "zone" in calendar.model_fields_set:
-            raise PolicyError(
-                f"{source}: calendar.zone {calendar.zone} is not the hub's timezone {zone}: one zone"
-                " counts shifts, limits and the working calendar"
+        if not shipped and "zone" in calendar.model_fields_set and not same_zone(calendar.zone, zone):
+            # The hub's zone counts (one zone for shifts, limits and the calendar); refusing the
+            # file would stop the start of every community's SOS handling over a calendar.
+            note = (
+                f"{source}: calendar.zone {calendar.zone} is not the hub's timezone {zone}; the"
+                f" working calendar is counted in {zone}: set one zone"
             )
+            log.critical("%s", note)
         parsed = parsed.model_copy(update={"calendar": calendar.model_copy(update={"zone": zone})})
     book = SlaBook(policies=parsed.sla, calendar=parsed.calendar, yellow_ratio=parsed.yellow_ratio)
-    return Policies(file=parsed, sla=book)
+    return Policies(file=parsed, sla=book, zone_note=note)
+
+
+def same_zone(first: str, second: str) -> bool:
+    """Whether two IANA names keep the same time (``PRC``, ``Asia/Chongqing`` and ``Asia/Shanghai``
+    are one zone): the same UTC offset on the 1st and 15th of every month, 1990–2050."""
+    one, other = ZoneInfo(first), ZoneInfo(second)
+    for year in range(1990, 2051):
+        for month in range(1, 13):
+            for day in (1, 15):
+                moment = datetime(year, month, day, 12, tzinfo=UTC)
+                if moment.astimezone(one).utcoffset() != moment.astimezone(other).utcoffset():
+                    return False
+    return True
 
 
 def load_policies(path: Path | None = None, *, zone: str | None = None) -> Policies:

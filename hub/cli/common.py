@@ -119,12 +119,12 @@ def store_for(config_file: Path | None, data_dir: Path | None, *, create: bool =
         if data_dir is None:
             settings = load_settings(config_file)
             url = settings.store.resolved_url(Path(settings.data_dir))
+            path = sqlite_path(url) if url.startswith("sqlite:") else None
         else:
-            url = f"sqlite:{Path(data_dir) / STORE_FILE}"
-        path = sqlite_path(url) if url.startswith("sqlite:") else None
+            url, path = None, Path(data_dir) / STORE_FILE  # a path, not a URL: "//srv" stays a path
         if path is not None and not create and not path.exists():
             raise click.ClickException(f"no Linli store at {path}: check --data-dir or the config's data_dir")
-        return Store(url=url)
+        return Store(url=url) if url is not None else Store(path=path)
     except LinliError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import signal
@@ -21,7 +22,8 @@ from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, one_hub_per_data_dir, run_until_done
 from hub.cli.roundtrip import gateway_round_trip, worker_round_trip
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
-from hub.community.files import load_yaml
+from hub.community.files import IMPORTED_MARK, load_yaml
+from hub.community.model import Community
 from hub.community.registry import Registry
 from hub.community.topic_roots import refuse_own_topics
 from hub.config import Settings, load_config
@@ -30,6 +32,8 @@ from hub.mqtt.probe import probe_boundary
 from hub.mqtt.url import MqttUrl
 from hub.notify.routing import worker_topic
 from hub.records import Role
+from hub.storage.engine import sqlite_path
+from hub.storage.store import Store
 from hub.timeseries import Finding, Level
 from hub.timeseries import doctor as timeseries_doctor
 from hub.web.api import token_hash
@@ -44,10 +48,12 @@ def calendar_finding(settings: Settings, *, clock: Clock) -> Finding:
     without data counts plain weekdays — the operator has to hear it now, not in February.
     """
     try:
-        calendar = load_policies(settings.policies_file, zone=settings.timezone).calendar
+        policies = load_policies(settings.policies_file, zone=settings.timezone)
     except LinliError as exc:
         return Finding(level=Level.ERROR, message=f"case policies: {exc}")
-    coverage = official_coverage(calendar, now=clock.now())
+    if policies.zone_note is not None:
+        return Finding(level=Level.WARN, message=policies.zone_note)
+    coverage = official_coverage(policies.calendar, now=clock.now())
     return Finding(level=Level.OK if coverage.ok else Level.WARN, message=coverage.message)
 
 
@@ -68,6 +74,32 @@ def community_finding(settings: Settings) -> Finding | None:
     )
 
 
+def stored_communities(settings: Settings) -> list[Community]:
+    """The communities of an existing SQLite store (none, and no new file, where there is none;
+    a PostgreSQL store is not opened here: doctor checks the files)."""
+    url = settings.store.resolved_url(Path(settings.data_dir))
+    path = sqlite_path(url) if url.startswith("sqlite:") else None
+    if path is None or not path.exists():
+        return []
+    store = Store(path=path)
+    try:
+        return store.communities()
+    finally:
+        store.close()
+
+
+def imported_already(settings: Settings) -> bool:
+    """Whether the hub's next start skips the community file (its digest is the one last
+    imported, ``IMPORTED_MARK``): the store is then the registry as it stands."""
+    assert settings.community_file is not None
+    try:
+        digest = hashlib.sha256(settings.community_file.read_bytes()).hexdigest()
+        mark = (Path(settings.data_dir) / IMPORTED_MARK).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return mark == digest
+
+
 def care_finding(settings: Settings) -> Finding | None:
     """Whether the site's ``care.yaml`` (beside the community file) would be taken: a refused
     one leaves the shipped defaults in force, so check edits here (found in review: doctor did
@@ -75,12 +107,12 @@ def care_finding(settings: Settings) -> Finding | None:
     if site_care_path(settings.community_file) is None:
         return None
     try:
-        registry = (
-            Registry(communities=load_yaml(settings.community_file))
-            if settings.community_file
-            else Registry()
-        )
-        load_site_care(settings.community_file, registry)
+        # What the hub checks them against: the store's communities (residents imported from
+        # CSV among them), the community file's over them as its start imports it.
+        communities = {c.code: c for c in stored_communities(settings)}
+        if settings.community_file is not None and not imported_already(settings):
+            communities.update((c.code, c) for c in load_yaml(settings.community_file))
+        load_site_care(settings.community_file, Registry(communities=list(communities.values())))
     except LinliError as exc:
         return Finding(level=Level.ERROR, message=f"care plans: {exc}")
     return Finding(level=Level.OK, message=f"care plans {site_care_path(settings.community_file)}")

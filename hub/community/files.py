@@ -166,28 +166,35 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell_out(value: str) -> str:
-    """A cell as exported: a leading ``'`` keeps a formula-like value text (``+86…`` included)."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+    """A cell as exported: a leading ``'`` keeps a formula-like value text (``+86…`` included),
+    and one before a value that starts with ``'`` itself, so the import takes back exactly one."""
+    return "'" + value if value.startswith((*_FORMULA_START, "'")) else value
 
 
 def _cell_in(value: str) -> str:
     """An imported cell: the ``'`` :func:`_cell_out` put before a formula-like value taken off."""
-    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
+    return value[1:] if value.startswith("'") and value[1:].startswith((*_FORMULA_START, "'")) else value
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace(";", "\\;")
 
 
+#: What a backslash escapes in a contacts cell; before anything else it is a backslash (so an
+#: export from before the escapes, ``C:\Users\张三``, reads as it did).
+_ESCAPED = frozenset("\\|;")
+
+
 def _unescape(text: str) -> str:
     out: list[str] = []
-    escaped = False
-    for char in text:
-        if escaped or char != "\\":
-            out.append(char)
-            escaped = False
-        else:
-            escaped = True
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text) and text[index + 1] in _ESCAPED:
+            char = text[index + 1]
+            index += 1
+        out.append(char)
+        index += 1
     return "".join(out)
 
 
@@ -196,7 +203,7 @@ def _split(text: str, separator: str) -> list[str]:
     parts: list[str] = []
     start = index = 0
     while index < len(text):
-        if text[index] == "\\":
+        if text[index] == "\\" and index + 1 < len(text) and text[index + 1] in _ESCAPED:
             index += 2
             continue
         if text[index] == separator:

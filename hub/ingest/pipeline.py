@@ -286,7 +286,13 @@ class Pipeline:
         current = self._message
         self._message = message
         try:
-            first()
+            try:
+                first()
+            except NotStoredError as exc:
+                # Still refused: the next retry resumes this event's rest and then the message's
+                # (found in review: ``rest`` was dropped, and an SOS press after it lost).
+                again = functools.partial(self._resume_then, exc.resume, rest, retain, message)
+                raise NotStoredError(resume=again, cause=exc.cause) from exc.cause
             self._events(rest, retain)
         finally:
             self._message = current
