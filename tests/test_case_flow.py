@@ -191,6 +191,35 @@ async def test_sos_false_alarm_needs_a_recorded_call_back(
     await gateway.disconnect()
 
 
+async def test_the_next_press_after_a_closed_case_files_a_new_case_and_tells_the_worker(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
+) -> None:
+    """Found in review: an SOS alert is never cleared by a sensor, and closing its case did not
+    resolve it, so the elder's next press landed on the same active alert, opened no case and
+    told nobody: one handled press (here the everyday false alarm) silenced the button."""
+    hub, clock, phone = setup
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    await eventually(hub.cases.case_ids, what="the first case")
+    (first,) = hub.cases.case_ids()
+    clock.advance(40)
+    body = {"note": "已回拨,老人说误按", "data": {"callback_at": PRESS + 40}}
+    assert (await call(hub, "POST", f"/api/cases/{first}/call_back", TOKEN, body))[0] == 200
+    status, done = await call(hub, "POST", f"/api/cases/{first}/false_alarm", TOKEN, {"note": "误按"})
+    assert status == 200 and done["state"] == "closed"
+    clock.advance(2 * 86400)  # two days later, a real emergency
+    told = len(phone.on(f"{WORKERS}/w-night/notifications"))
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    (second,) = await eventually(
+        lambda: [c for c in hub.cases.case_ids() if c != first], what="a new case for the second press"
+    )
+    assert hub.casework.load(second).state.value == "dispatched"
+    await eventually(
+        lambda: len(phone.on(f"{WORKERS}/w-night/notifications")) > told, what="the night worker told"
+    )
+    await gateway.disconnect()
+
+
 async def test_a_case_that_failed_to_open_is_opened_by_the_casework_loop(
     setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -178,9 +178,18 @@ class Casework:
             self._act(case, CaseAction.AUTO_CLEAR, actor="sensor", channel=Channel.SYSTEM, note="", data={})
 
     def alert_repeated(self, alert: Alert) -> None:
-        """The same occurrence again after the merge window: remind whoever has the case."""
+        """The same occurrence again after the merge window: remind whoever has the case, or,
+        its case closed, file a new one.
+
+        An alert of an event (an SOS press, smoke, a fall) is never cleared by a sensor, and
+        closing its case does not resolve it: its next occurrence lands on the same active
+        alert. Found in review: that press then opened no case and told nobody, so one handled
+        press (a false alarm included) silenced the button for good.
+        """
         case = self.cases.open_for_alert(alert.id)
         if case is None:
+            if self.open_from_alert(alert) is not None:
+                log.info("alert %s occurred again after its case was closed: a new case", alert.id)
             return
         now = self._clock.now()
         targets = [self._person_target(case.assignee)] if case.assignee else []
