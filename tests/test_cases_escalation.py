@@ -10,7 +10,7 @@ from hub.cases.model import Case, CaseAction, Channel
 from hub.cases.policies import load_policies
 from hub.cases.workflow import apply, open_case
 from hub.community.model import Contact
-from hub.community.roster import Person, Shift
+from hub.community.roster import Leave, Person, Shift
 from hub.records import Role
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -148,3 +148,37 @@ def test_closed_case_plans_nothing() -> None:
         case, CaseAction.FALSE_ALARM, actor="duty", at=T0 + 21, channel=Channel.CONSOLE, note="误触"
     )
     assert run(case, T0 + 500) == ([], None)
+
+
+def test_an_escalation_step_skips_people_on_leave_and_falls_back_to_the_command_centre() -> None:
+    """Found in review: nobody of the role on shift meant "tell all of them", people on leave
+    included: an inactivity case's last step went to a leader in hospital, and the command
+    centre (told when nobody is found) never heard of it."""
+    all_day = Shift(start=time(0, 0), end=time(0, 0))
+    leave = Leave(start=datetime(2026, 11, 20), end=datetime(2026, 11, 30))
+    roster = [
+        Person(id="worker", name="网格员", role=Role.GRID_WORKER, grids=(GRID,), shifts=(all_day,)),
+        Person(
+            id="leader",
+            name="网格长",
+            role=Role.GRID_LEADER,
+            grids=(GRID,),
+            shifts=(all_day,),
+            leave=(leave,),
+        ),
+    ]
+    case, _ = open_case(
+        case_id="c1", category="inactivity", severity="major", subject="door-1", at=T0, grid=GRID
+    )
+    case, _ = apply(
+        case, CaseAction.DISPATCH, actor="system", at=T0, channel=Channel.SYSTEM, data={"assignee": "worker"}
+    )
+    chain = POL.chain("inactivity", "major")
+    due = plan(case, chain=chain, sla=POL.sla, roster=roster, zone=SH, now=T0 + 1800).due
+    leader_steps = [d for d in due if any(t.selector.value == "grid_leader" for t in d.targets)]
+    assert leader_steps and all(t.id != "leader" for d in leader_steps for t in d.targets)
+    assert any(t.id == COMMAND_CENTRE for d in leader_steps for t in d.targets)
+    # Back from leave (off shift, nobody else of the role): he is told, as before.
+    back = [roster[0], roster[1].model_copy(update={"leave": (), "shifts": ()})]
+    due = plan(case, chain=chain, sla=POL.sla, roster=back, zone=SH, now=T0 + 1800).due
+    assert any(t.id == "leader" for d in due for t in d.targets)

@@ -324,11 +324,15 @@ def _on_duty_or_all(
     *,
     calendar: WorkingDays | None,
 ) -> list[Person]:
-    """People of ``role`` (covering ``grid`` unless it is ``None``): those on shift, else all of them.
+    """People of ``role`` (covering ``grid`` unless it is ``None``): those on shift, else all of
+    them who are not on leave.
 
     Leaders, duty officers and supervisors are told even off shift when nobody of their role
-    is on shift: an escalation must reach somebody.
+    is on shift: an escalation must reach somebody. Not somebody on leave: found in review, a
+    leader on a week's leave was an inactivity case's last step, nobody else was told, and the
+    command-centre fallback (nobody found) never ran.
     """
+    moment = datetime.fromtimestamp(at, zone)
     people = [p for p in roster if p.role is role and (grid is None or grid in p.grids)]
-    moment_people = [p for p in people if p.on_duty(datetime.fromtimestamp(at, zone), calendar)]
-    return moment_people or people
+    on_shift = [p for p in people if p.on_duty(moment, calendar)]
+    return on_shift or [p for p in people if not p.on_leave(moment)]

@@ -146,8 +146,11 @@ class Person(BaseModel):
     #: Leave overrides every shift it overlaps.
     leave: tuple[Leave, ...] = ()
 
+    def on_leave(self, moment: datetime) -> bool:
+        return any(period.covers(moment) for period in self.leave)
+
     def on_duty(self, moment: datetime, calendar: WorkingDays | None = None) -> bool:
-        if any(period.covers(moment) for period in self.leave):
+        if self.on_leave(moment):
             return False
         return any(shift.covers(moment, calendar) for shift in self.shifts)
 
