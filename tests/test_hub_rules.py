@@ -72,6 +72,28 @@ async def test_living_alone_door_never_opening_is_caught_even_if_it_never_report
         assert any(a.rule == "device.offline" for a in hub.store.alerts())
 
 
+async def test_a_door_left_ajar_reporting_every_hour_is_no_activity(
+    tmp_path: Path, mosquitto_broker: Broker
+) -> None:
+    """Found in review: Zigbee2MQTT repeats ``contact`` with every report, and each ``contact:
+    false`` was an "opening": an elder living alone who fell behind her ajar door kept the 24 h
+    inactivity alert away for ever. A repeated state is the device living, not the elder; the
+    next real opening (after a closing) is activity again."""
+    clock = ManualClock(start=T0)
+    async with Hub(settings=hub_settings(tmp_path, mosquitto_broker), clock=clock) as hub:
+        gateway = await publisher(mosquitto_broker)
+        ajar = b'{"contact": false, "battery": 90, "voltage": 3000}'
+        for hour in range(25):
+            gateway.publish("zigbee2mqtt/door-1", ajar, qos=1)
+            await eventually(lambda h=hour: hub.pipeline.stats.messages >= h + 1, what="the report")
+            clock.advance(3600)
+            hub.run_due_rules()
+        rules = {a.rule for a in hub.store.alerts() if a.device_id == "door-1"}
+        assert "elderly.living_alone_inactive" in rules
+        assert not any(a.rule == "device.offline" and a.device_id == "door-1" for a in hub.store.alerts())
+        await gateway.disconnect()
+
+
 def write_config(tmp_path: Path, broker: Broker, *, name: str) -> Path:
     settings = hub_settings(tmp_path, broker)
     config = tmp_path / f"{name}.yaml"

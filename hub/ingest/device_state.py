@@ -20,6 +20,9 @@ _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
 _BATTERY_KIND = _BATTERY.value
 _SIGNAL_KIND = _SIGNAL.value
+_DOOR_OPEN_EVENT = EventKind.DOOR_OPEN
+_DOOR_OPEN = EventKind.DOOR_OPEN.value
+_DOOR_CLOSED = EventKind.DOOR_CLOSED.value
 #: "Not yet": before any time (one shared object).
 NEVER = float("-inf")
 #: The ring's placeholder for attributes not written yet (shared, never read or mutated).
@@ -423,6 +426,21 @@ class DeviceStates:
             if len(found) >= limit:
                 break
         return found
+
+    def door_unchanged(self, event: Event, subject: Subject | None = None) -> bool:
+        """Whether ``event`` (a door's open or closed) says what the device's last door event
+        said: a report repeating the state (Zigbee2MQTT sends ``contact`` with every battery or
+        link report), not an opening or a closing. Unknown state (a first event, a restart) is
+        a change."""
+        registered = self._holder(subject)
+        state = registered.state if registered is not None else self._states.get(event.device_id)
+        if state is None:
+            return False
+        opened = state.last_ts(_DOOR_OPEN)
+        closed = state.last_ts(_DOOR_CLOSED)
+        if event.kind is _DOOR_OPEN_EVENT:
+            return opened is not None and (closed is None or opened > closed)
+        return closed is not None and (opened is None or closed > opened)
 
     def _holder(self, subject: Subject | None) -> Subject | None:
         """``subject`` if it holds its device's state: a registered one, and only where

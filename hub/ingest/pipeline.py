@@ -43,6 +43,8 @@ IMPLAUSIBLE_VALUE = "implausible_value"
 #: Presses are moments, not states: a retained copy replayed on (re)subscribe is not a new press.
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
+_DOOR_KINDS = frozenset({EventKind.DOOR_OPEN, EventKind.DOOR_CLOSED})
+_HEARTBEAT = EventKind.HEARTBEAT
 # Read per event as module constants (CPython 3.11's ``EnumClass.MEMBER`` takes a slow path).
 _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
@@ -398,11 +400,19 @@ class Pipeline:
                 subject = Subject(device_id=stranger.group)
         if event.kind in _MOMENTARY and not retain:
             event = self._press_in_time(event)
+        # A door that reports the state it reported last (Zigbee2MQTT repeats ``contact`` with
+        # every battery or link report) was not opened or closed again: the rules and the care
+        # visits take it as a sign the device lives, not as the elder's activity. Found in
+        # review: a home door left ajar reported an "opening" every hour, so an elder living
+        # alone who fell behind it never raised the 24 h inactivity alert.
+        judged = event
+        if event.kind in _DOOR_KINDS and self._states.door_unchanged(event, subject):
+            judged = replace(event, kind=_HEARTBEAT)
         state = self._states.record(event, subject)
         if self._on_device_event is not None and known:
             kinds = self._on_event_kinds
-            if kinds is None or event.kind in kinds:
-                self._on_device_event(event, retain)
+            if kinds is None or judged.kind in kinds:
+                self._on_device_event(judged, retain)
         if event.kind not in _HEALTH or self._health_point_due(event, state):
             try:
                 self._series.write_many(self._event_series.points(event, self._registry.series_of(subject)))
@@ -416,7 +426,7 @@ class Pipeline:
             return
         # The device state's object of the report's time, if it recorded this event (a bench
         # that takes the device state away has none, and its stamp is another event's).
-        signals = self._evaluator.on_event(event, subject, self._states.stamp if state is not None else None)
+        signals = self._evaluator.on_event(judged, subject, self._states.stamp if state is not None else None)
         if signals:
             self.apply_signals(self._mark_message(signals), subject)
 
