@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from hub.app import Hub
+from hub.cases.model import CaseAction, Channel
 from hub.clock import ManualClock
 from hub.config import ApiToken
 from hub.health.metrics import render
@@ -217,6 +218,37 @@ async def test_the_next_press_after_a_closed_case_files_a_new_case_and_tells_the
     await eventually(
         lambda: len(phone.on(f"{WORKERS}/w-night/notifications")) > told, what="the night worker told"
     )
+    await gateway.disconnect()
+
+
+async def test_an_automatic_supervise_tells_the_handler_and_the_command_centre(
+    setup: tuple[Hub, ManualClock, Phone], mosquitto_broker: Broker
+) -> None:
+    """Found in review: a red stage's 督办 was recorded and told nobody (the escalation plan has
+    no steps past 受理): an SOS whose handler arrived and never reported went red unheard."""
+    hub, clock, phone = setup
+    gateway = await publisher(mosquitto_broker)
+    gateway.publish(f"zigbee2mqtt/{SOS_BUTTON}", SOS, qos=1)
+    await eventually(hub.cases.case_ids, what="the case")
+    (case_id,) = hub.cases.case_ids()
+    for action in (CaseAction.ACCEPT, CaseAction.ARRIVE):
+        clock.advance(60)
+        hub.casework._act(
+            hub.cases.load(case_id), action, actor="w-night", channel=Channel.PHONE_PAGE, note="", data={}
+        )
+    for _ in range(36):  # three hours with no report: the handle stage (1 h) and the case (2 h) go red
+        clock.advance(300)
+        hub.casework.tick()
+    case = hub.cases.load(case_id)
+    assert {s.stage.value for s in case.supervisions} >= {"handle", "case"}
+
+    def supervised(topic: str) -> list[str]:
+        return [b["step"] for b in phone.on(topic) if b.get("type") == "case.supervise"]
+
+    await eventually(
+        lambda: len(supervised(f"{WORKERS}/w-night/notifications")) >= 2, what="the handler told"
+    )
+    await eventually(lambda: supervised("linli/command-centre/notifications"), what="the command centre told")
     await gateway.disconnect()
 
 

@@ -17,6 +17,7 @@ to the command centre, whose operators call them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.cases.escalation import DueStep, Selector, Target, TargetKind, plan
+from hub.cases.escalation import COMMAND_CENTRE, DueStep, Selector, Target, TargetKind, plan
 from hub.cases.kpi import KpiReport, KpiTally
 from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
 from hub.cases.policies import Policies
@@ -109,6 +110,8 @@ class Casework:
         self._failing: dict[str, tuple[int, float]] = {}
         #: The open cases as the gauge last read them: only a case whose version moved is read again.
         self._open_read: dict[str, Case] = {}
+        #: A 督办 notice was queued in this tick (the dispatcher is woken once the tick's done).
+        self._supervised_pending = False
         #: Escalation steps queued, by kind (dispatch, escalate, remind …): the metrics' counter.
         self.steps_sent: Counter[str] = Counter()
         self._on_retry = on_retry
@@ -641,6 +644,20 @@ class Casework:
                         self._series.write(
                             transition_point(case, CaseStage.OVERDUE, now, sla=self.policies.sla)
                         )
+                    # 督办 tells whoever has the case and the command centre that supervises it,
+                    # in the entry's own transaction. Found in review: it was recorded and told
+                    # nobody (the escalation plan has no steps past 受理), so an SOS whose
+                    # handler arrived and never reported went red with nobody hearing of it.
+                    told = [self._person_target(case.assignee)] if case.assignee else []
+                    told.append(
+                        Target(
+                            kind=TargetKind.COMMAND_CENTRE,
+                            id=COMMAND_CENTRE,
+                            selector=Selector.COMMAND_CENTRE,
+                        )
+                    )
+                    key = f"{case.id}/supervise/{event.stage.value}/{round(event.round_start * 1000)}"
+                    overdue = case
                     case = self._act(
                         case,
                         CaseAction.SUPERVISE,
@@ -648,14 +665,22 @@ class Casework:
                         channel=Channel.SYSTEM,
                         note=f"{event.stage.value} 超时 / overdue",
                         data={"stage": event.stage.value},
+                        within=functools.partial(
+                            self._note_supervised, case=overdue, targets=tuple(told), key=key
+                        ),
                     )
                     done += 1
             with self._store.transaction(community=partition(case.community)) as db:
                 sent = self._escalate(db, case, now)
-            if sent:
+            if sent or self._supervised_pending:
+                self._supervised_pending = False
                 done += 1
                 self._on_notifications()
         return done
+
+    def _note_supervised(self, db: Any, *, case: Case, targets: Sequence[Target], key: str) -> None:
+        if self._queue(db, case, targets, kind="case.supervise", key=key):
+            self._supervised_pending = True
 
     def open_counts(self, now: float) -> OpenCounts:
         """Open cases per (community, grid, severity, worst traffic light) — the dashboards' gauge."""
