@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,25 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(digest + "\n")
     return True
+
+
+def unknown_override_places(overrides: Mapping[str, Mapping[str, object]], registry: Registry) -> list[str]:
+    """The ``community:``/``grid:``/``resident:`` selectors of ``overrides`` the registry lacks."""
+    codes = {c.code for c in registry.communities}
+    unknown: list[str] = []
+    for selectors in overrides.values():
+        for selector in selectors:
+            kind, _, code = selector.partition(":")
+            known = (
+                code in codes
+                if kind == "community"
+                else registry.grid(code) is not None
+                if kind == "grid"
+                else registry.held_resident(code) is not None
+            )
+            if not known and selector not in unknown:
+                unknown.append(selector)
+    return unknown
 
 
 def registry_from_store(store: Store, settings: Settings, *, at: float) -> tuple[Registry, str | None]:
@@ -321,6 +340,14 @@ class Hub:
             )
         self.evaluator = self.rule_runtime.evaluator
         self.caught_up = self.rule_runtime.caught_up
+        for place in unknown_override_places(settings.rule_overrides, registry):
+            # Started all the same (a typo must not stop SOS handling), and said (review: the
+            # elder's stricter threshold silently applied to nobody).
+            warning = (
+                f"rule_overrides: {place} is in no community of the registry: that override applies to nobody"
+            )
+            log.error("%s", warning)
+            self.start_warnings.append(warning)
         reply_topics = ReplyTopics(prefix=settings.mqtt.topic_prefix)
         # Clustered (cluster.node_id + PostgreSQL): each owned community has its own session.
         self.cluster = cluster_runtime(

@@ -103,9 +103,42 @@ def compile_overrides(rules: Mapping[str, Rule], config: OverrideConfig | None) 
                 raise RuleError(
                     first["msg"], file=_SOURCE, rule=rule_id, field=".".join([selector, *loc])
                 ) from None
+            for name in fields:
+                problem = _nonsense(table[selector], name)
+                if problem is not None:
+                    raise RuleError(problem, file=_SOURCE, rule=rule_id, field=f"{selector}.{name}")
         if table:
             compiled[rule_id] = RuleOverrides(table)
     return compiled
+
+
+#: Times an override may set, at least this long (seconds): ``for: 1ms`` on the inactivity rule
+#: raised an alert a millisecond after every door event (found in review).
+MIN_OVERRIDE_S = 1.0
+_TIMES = frozenset({"for", "renotify", "merge_window", "window"})
+_LEVELS = frozenset({"below", "above", "clear_above", "clear_below"})
+_BATTERY = "battery"
+
+
+def _nonsense(trigger: AnyTrigger, name: str) -> str | None:
+    """Why the overridden field ``name`` of ``trigger`` (validated: durations in seconds) would
+    switch its rule off or make it fire on everything, if so.
+
+    A battery level is a percentage (0–100) or a voltage (above 0): ``below: -5`` on percent or
+    ``below: 0`` on volts silenced the battery alarm of a grid without a word (review).
+    """
+    value = getattr(trigger, "for_" if name == "for" else name, None)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if name in _TIMES and value < MIN_OVERRIDE_S:
+        return f"{name} {value} s is shorter than {MIN_OVERRIDE_S:g} s"
+    kinds = {str(getattr(k, "value", k)) for k in getattr(trigger, "kinds", ())}
+    if name in _LEVELS and kinds == {_BATTERY}:
+        percent = getattr(trigger, "field", "value") == "value"
+        if value <= 0 or (percent and value > 100):
+            scale = "a percentage, 0 to 100" if percent else "a voltage, above 0"
+            return f"{name} {value} is no battery level ({scale})"
+    return None
 
 
 def _field_names(trigger: AnyTrigger) -> set[str]:

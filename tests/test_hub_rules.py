@@ -304,3 +304,18 @@ async def test_the_rule_watch_outlives_a_pack_it_cannot_load(
         await asyncio.gather(watch, return_exceptions=True)
     finally:
         hub.store.close()
+
+
+def test_an_override_for_a_place_the_registry_lacks_is_said_at_start(tmp_path: Path) -> None:
+    """Review: ``resident:r-1`` (a typo of r1) started without a word; her override applied to nobody."""
+    overrides = {
+        "elderly.living_alone_inactive": {"resident:r-1": {"for": "12h"}, "resident:r1": {"for": "12h"}},
+        "parking.fire_lane_occupied": {"grid:110105001001009": {"for": 30}},
+    }
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"), rule_overrides=overrides)
+    hub = Hub(settings=settings)
+    try:
+        said = [w for w in hub.start_warnings if w.startswith("rule_overrides")]
+        assert len(said) == 2 and "resident:r-1" in said[0] and "grid:110105001001009" in said[1], said
+    finally:
+        hub.close()

@@ -11,6 +11,7 @@ from rules import Evaluator, MemoryState, SignalAction, Subject, load_packs
 from rules.errors import RuleError
 from rules.loader import BUILTIN_PACKS
 from rules.model import parse_duration
+from rules.overrides import compile_overrides
 
 T0 = 1_800_000_000.0
 
@@ -300,3 +301,23 @@ def test_every_builtin_pack_loads_with_unique_ids() -> None:
         "device.battery_critical_percent",
         "device.tamper",
     } <= ids
+
+
+@pytest.mark.parametrize(
+    ("rule", "fields"),
+    [
+        ("device.battery_critical_percent", {"below": -5}),  # a percentage below 0 never trips
+        ("device.battery_critical_percent", {"clear_above": 150}),  # never clears
+        ("device.battery_low_volts", {"below": 0}),  # 0 V never trips (such readings are dropped)
+        ("elderly.living_alone_inactive", {"for": "1ms"}),  # an alert after every door event
+        ("doors.entrance_held_open", {"renotify": 0.1}),
+    ],
+)
+def test_an_override_that_would_silence_or_flood_its_rule_is_refused(
+    rule: str, fields: dict[str, object]
+) -> None:
+    """Found in review: these were taken as given, for a grid, without a word."""
+    rules = {r.id: r for r in load_packs([BUILTIN_PACKS])}
+    assert rule in rules
+    with pytest.raises(RuleError):
+        compile_overrides(rules, {rule: {"grid:110105001001001": fields}})
