@@ -436,11 +436,24 @@ class DeviceStates:
         state = registered.state if registered is not None else self._states.get(event.device_id)
         if state is None:
             return False
-        opened = state.last_ts(_DOOR_OPEN)
-        closed = state.last_ts(_DOOR_CLOSED)
-        if event.kind is _DOOR_OPEN_EVENT:
-            return opened is not None and (closed is None or opened > closed)
-        return closed is not None and (opened is None or closed > opened)
+        # One pass over the device's few kinds for both (``last_ts`` twice cost 3 % of a
+        # message's instructions on a stream of door reports).
+        kinds = state.kinds
+        opened = closed = -1
+        for i in range(len(kinds)):
+            kind = kinds[i]
+            if kind == _DOOR_OPEN:
+                opened = i
+            elif kind == _DOOR_CLOSED:
+                closed = i
+        mine, other = (opened, closed) if event.kind is _DOOR_OPEN_EVENT else (closed, opened)
+        if mine < 0:
+            return False
+        if other < 0:
+            return True
+        last: float = state.at(2 * mine)  # type: ignore[assignment]  # an even position: a ts
+        then: float = state.at(2 * other)  # type: ignore[assignment]
+        return last > then
 
     def _holder(self, subject: Subject | None) -> Subject | None:
         """``subject`` if it holds its device's state: a registered one, and only where
