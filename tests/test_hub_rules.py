@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -92,6 +93,28 @@ async def test_a_door_left_ajar_reporting_every_hour_is_no_activity(
         assert "elderly.living_alone_inactive" in rules
         assert not any(a.rule == "device.offline" and a.device_id == "door-1" for a in hub.store.alerts())
         await gateway.disconnect()
+
+
+def test_an_edge_reporting_door_opened_again_after_an_unheard_close_is_activity(tmp_path: Path) -> None:
+    """Review of the door-repeat fix: a LoRaWAN or native door sends one event per open and per
+    close (not its state with every report); a second opening after a lost close is an opening."""
+    clock = ManualClock(start=T0)
+    hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=clock)
+    topic = "linli/110105001001/devices/door-1/events"
+
+    def opened(count: int) -> None:
+        body = {"v": 1, "kind": "door_open", "ts": clock.now(), "value": True, "attrs": {"open_count": count}}
+        hub.pipeline.handle(topic, orjson.dumps(body), 1)
+
+    try:
+        opened(41)
+        clock.advance(20 * 3600)
+        opened(42)  # the close between was lost
+        clock.advance(4 * 3600 + 1)  # 24 h after the first opening, 4 h after the second
+        hub.run_due_rules()
+        assert "elderly.living_alone_inactive" not in {a.rule for a in hub.store.alerts()}
+    finally:
+        hub.close()
 
 
 def write_config(tmp_path: Path, broker: Broker, *, name: str) -> Path:

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from hub.cases.escalation import COMMAND_CENTRE, DueStep, Selector, Target, TargetKind, plan
 from hub.cases.kpi import KpiReport, KpiTally
-from hub.cases.model import Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
+from hub.cases.model import TERMINAL, Case, CaseAction, CaseState, Channel, Stage, TimelineEntry
 from hub.cases.policies import Policies
 from hub.cases.views import case_json
 from hub.cases.workflow import AUTOMATIC_ACTORS, allowed_actions, apply, case_from_alert, replay
@@ -377,7 +377,14 @@ class Casework:
                     within(db)
                 for updated, entry in done:
                     self.cases.append(db, updated, entry)
-                return self._escalate(db, done[-1][0], now)
+                last, entry = done[-1]
+                if last.state in TERMINAL and last.alert_id is not None:
+                    # The case is over, and so is its alert: the next press (or smoke, or fall)
+                    # is a new alert and a new case. Found in review: an event's alert is never
+                    # cleared by a sensor, so it stayed active after 结案 and the elder's next
+                    # press, merged into it or repeated, opened no case and told nobody.
+                    self._store.resolve_alert(db, last.alert_id, at=entry.ts)
+                return self._escalate(db, last, now)
 
         done = steps(case, at)
         try:

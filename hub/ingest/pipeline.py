@@ -44,6 +44,9 @@ IMPLAUSIBLE_VALUE = "implausible_value"
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
 _DOOR_OPEN = EventKind.DOOR_OPEN
+#: Families whose gateways publish a device's whole state with every report (Zigbee2MQTT's
+#: ``contact``, Tasmota's ``tele`` SENSOR/STATE): a door state repeated there is no new edge.
+_STATE_REPEATING = frozenset({"zigbee2mqtt", "tasmota"})
 _DOOR_CLOSED = EventKind.DOOR_CLOSED
 _HEARTBEAT = EventKind.HEARTBEAT
 # Read per event as module constants (CPython 3.11's ``EnumClass.MEMBER`` takes a slow path).
@@ -408,8 +411,14 @@ class Pipeline:
         # alone who fell behind it never raised the 24 h inactivity alert.
         judged = event
         kind = event.kind
-        # Identity, not ``in`` a set: an Enum member's hash is a Python call per event.
-        if (kind is _DOOR_OPEN or kind is _DOOR_CLOSED) and self._states.door_unchanged(event, subject):
+        # Identity, not ``in`` a set: an Enum member's hash is a Python call per event. Only the
+        # families that resend a state with every report: a LoRaWAN or native door event is an
+        # edge, and a second opening after a close that was never heard is an opening (review).
+        if (
+            (kind is _DOOR_OPEN or kind is _DOOR_CLOSED)
+            and event.family in _STATE_REPEATING
+            and self._states.door_unchanged(event, subject)
+        ):
             # Made directly: ``dataclasses.replace`` walks the fields (a few µs on this path).
             judged = Event(event.device_id, _HEARTBEAT, event.ts, event.family, None, event.attrs)
         state = self._states.record(event, subject)
