@@ -545,9 +545,15 @@ FAST_CHAIN = {
 
 
 def steps_of(r: Rig, case_id: str) -> dict[int, list[float]]:
-    """Escalation step index → arrival times of its (distinct) notifications, for one case."""
+    """Escalation step index → arrival times of its (distinct) notifications, for one case.
+
+    Only the escalation chain's steps: a 督办 (``case.supervise``, a red stage after the clock
+    stepped forward) or a press's reminder is no step of it.
+    """
     seen: dict[str, tuple[int, float]] = {}
     for m in r.centre.case_messages():
+        if m.body.get("type") in ("case.supervise", "case.repeated"):
+            continue
         if m.body.get("case", {}).get("id") == case_id:
             seen.setdefault(str(m.body["id"]), (int(str(m.body["step"]).rsplit("/", 1)[1]), m.at))
     steps: dict[int, list[float]] = {}
