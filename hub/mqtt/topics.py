@@ -50,11 +50,9 @@ def filters_overlap(first: str, second: str) -> bool:
         left = a[index] if index < len(a) else None
         right = b[index] if index < len(b) else None
         if left == "#" or right == "#":
-            return True
+            return True  # also where the other ended: ``x/#`` matches ``x``
         if left is None or right is None:
-            # One filter ended: only a following "#" on the other (``x/#`` matches ``x``) overlaps.
-            rest = (b if left is None else a)[index:]
-            return rest == ["#"]
+            return False  # one ended, and the other goes on with a level that is not "#"
         if left != right and "+" not in (left, right):
             return False
     return True
