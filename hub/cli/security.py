@@ -16,7 +16,7 @@ from adapters.router import FamilySource
 from hub.casework.broker_access import GatewayUser, UserKind, broker_access
 from hub.casework.reply_keys import FILE_NAME, ReplyKeys
 from hub.cli.common import store_for, with_store_options
-from hub.community.topic_roots import describe_topic_clash, own_topic_clashes
+from hub.community.topic_roots import refuse_own_topics
 from hub.config import load_settings
 from hub.files import private_dir, write_private
 
@@ -203,13 +203,8 @@ def broker_config(
     finally:
         store.close()
     hub_name = hub_user or settings.mqtt.parsed_url.username or "linli-hub"
-    clashes = own_topic_clashes(communities, prefix=settings.mqtt.topic_prefix)
-    if clashes:
-        code, source, topic = clashes[0]
-        raise click.ClickException(
-            describe_topic_clash(code, source, topic, prefix=settings.mqtt.topic_prefix)
-        )
     try:
+        refuse_own_topics(communities, prefix=settings.mqtt.topic_prefix, file=f"store {store.location}")
         access = broker_access(
             communities=communities,
             sources=[FamilySource(s.family, s.base_topic) for s in settings.sources],
