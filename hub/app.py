@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -52,7 +51,7 @@ from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SteadyClock, S
 from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.compact import collector_paused
-from hub.community.files import IMPORTED_MARK, load_yaml
+from hub.community.files import IMPORTED_MARK, file_digest, imported_digest, load_yaml
 from hub.community.personal import PersonalData
 from hub.community.registry import Registry
 from hub.community.topic_roots import outside_own_topics, refuse_own_topics
@@ -133,21 +132,19 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
     the file was parsed.
     """
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_digest(path)
     except OSError as exc:
         raise ConfigError(
             f"cannot read the community file: {exc.strerror}", key="community_file", source=str(path)
         ) from None
-    mark = data_dir / IMPORTED_MARK
-    with contextlib.suppress(OSError):
-        if mark.read_text(encoding="ascii").strip() == digest and store.communities_count() > 0:
-            return False
+    if imported_digest(data_dir) == digest and store.communities_count() > 0:
+        return False
     communities = load_yaml(path)
     refuse_own_topics(communities, prefix=topic_prefix, file=str(path))
     # Idempotent: an unchanged community changes nothing; a changed one updates in place.
     store.save_communities(communities, at=at, source=str(path))
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a PostgreSQL store makes none
-    fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(data_dir / IMPORTED_MARK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(digest + "\n")
     return True

@@ -178,3 +178,20 @@ def test_doctor_checks_the_community_file_before_a_restart(tmp_path: Path) -> No
     bad = CliRunner().invoke(main, ["doctor", "--mqtt", "mqtt://127.0.0.1:9"], env=env)
     assert "community file:" in bad.output and "not valid YAML" in bad.output, bad.output
     assert bad.exit_code == 1
+
+
+def test_a_garbled_import_mark_means_import_again(tmp_path: Path) -> None:
+    """The mark beside the store is read as ASCII: bytes that are not (a disk error, a stray
+    write) were a ``UnicodeDecodeError`` that stopped the start; now the file is imported again."""
+    path = tmp_path / "community.yaml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store(path=data / "linli.sqlite3")
+    try:
+        assert import_community_file(store, path, data_dir=data, at=1.0, topic_prefix="linli") is True
+        (data / IMPORTED_MARK).write_bytes(b"\xff\xfe garbled")
+        assert import_community_file(store, path, data_dir=data, at=2.0, topic_prefix="linli") is True
+        assert import_community_file(store, path, data_dir=data, at=3.0, topic_prefix="linli") is False
+    finally:
+        store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import signal
@@ -22,7 +21,7 @@ from hub.casework.replies import ReplyTopics
 from hub.cli.common import MQTT_HELP, one_hub_per_data_dir, run_until_done
 from hub.cli.roundtrip import gateway_round_trip, worker_round_trip
 from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SystemClock
-from hub.community.files import IMPORTED_MARK, load_yaml
+from hub.community.files import file_digest, imported_digest, load_yaml
 from hub.community.model import Community
 from hub.community.registry import Registry
 from hub.community.topic_roots import refuse_own_topics
@@ -93,11 +92,10 @@ def imported_already(settings: Settings) -> bool:
     imported, ``IMPORTED_MARK``): the store is then the registry as it stands."""
     assert settings.community_file is not None
     try:
-        digest = hashlib.sha256(settings.community_file.read_bytes()).hexdigest()
-        mark = (Path(settings.data_dir) / IMPORTED_MARK).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+        digest = file_digest(settings.community_file)
+    except OSError:
         return False
-    return mark == digest
+    return imported_digest(Path(settings.data_dir)) == digest
 
 
 def care_finding(settings: Settings) -> Finding | None:

@@ -7,7 +7,9 @@ nothing; importing a changed file updates entries in place by id.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +26,20 @@ from hub.errors import RegistryError
 #: Beside the store: the SHA-256 of the community file the store last imported (hub.app reads and
 #: writes it; ``linli restore`` removes it with the store it described).
 IMPORTED_MARK = "community-file.sha256"
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of ``path`` as the import mark holds it (``OSError`` if it cannot be read)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def imported_digest(data_dir: Path) -> str | None:
+    """The digest in ``data_dir``'s import mark, if one is there and readable."""
+    try:
+        return (data_dir / IMPORTED_MARK).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
 
 DEVICE_COLUMNS = (
     "community", "id", "kind", "model", "profile", "grid", "location", "place", "household", "resident",
@@ -185,17 +201,11 @@ def _escape(text: str) -> str:
 _ESCAPED = frozenset("\\|;")
 
 
+_ESCAPE = re.compile(r"\\([\\|;])")
+
+
 def _unescape(text: str) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text) and text[index + 1] in _ESCAPED:
-            char = text[index + 1]
-            index += 1
-        out.append(char)
-        index += 1
-    return "".join(out)
+    return _ESCAPE.sub(r"\1", text)
 
 
 def _split(text: str, separator: str) -> list[str]:
