@@ -110,8 +110,6 @@ class Casework:
         self._failing: dict[str, tuple[int, float]] = {}
         #: The open cases as the gauge last read them: only a case whose version moved is read again.
         self._open_read: dict[str, Case] = {}
-        #: A 督办 notice was queued in this tick (the dispatcher is woken once the tick's done).
-        self._supervised_pending = False
         #: Escalation steps queued, by kind (dispatch, escalate, remind …): the metrics' counter.
         self.steps_sent: Counter[str] = Counter()
         self._on_retry = on_retry
@@ -233,7 +231,7 @@ class Casework:
         note: str = "",
         data: Mapping[str, Any] | None = None,
         where: Where | None = None,
-        within: Callable[[Any], None] | None = None,
+        within: Callable[[Any], object] | None = None,
     ) -> Case:
         """Act as ``actor``; ``where`` replaces the case's own place for the access check (a
         guardian's link reaches its case), ``within`` runs in the change's transaction (and can
@@ -339,7 +337,7 @@ class Casework:
         channel: Channel,
         note: str,
         data: dict[str, Any],
-        within: Callable[[Any], None] | None = None,
+        within: Callable[[Any], object] | None = None,
     ) -> Case:
         # The case's own time (the clock's unless it stepped back since the case's deadline was
         # set): what it plans next is timed from the moment it is, not an hour before.
@@ -641,6 +639,7 @@ class Casework:
 
     def _tick_case(self, case_id: str, now: float) -> int:
         done = 0
+        supervised = False
         case = self.cases.load(case_id)
         if case is not None:
             for event in self.policies.sla.due_events(case, now):
@@ -673,21 +672,17 @@ class Casework:
                         note=f"{event.stage.value} 超时 / overdue",
                         data={"stage": event.stage.value},
                         within=functools.partial(
-                            self._note_supervised, case=overdue, targets=tuple(told), key=key
+                            self._queue, case=overdue, targets=tuple(told), kind="case.supervise", key=key
                         ),
                     )
                     done += 1
+                    supervised = True  # its notices are queued (the command centre always)
             with self._store.transaction(community=partition(case.community)) as db:
                 sent = self._escalate(db, case, now)
-            if sent or self._supervised_pending:
-                self._supervised_pending = False
+            if sent or supervised:
                 done += 1
                 self._on_notifications()
         return done
-
-    def _note_supervised(self, db: Any, *, case: Case, targets: Sequence[Target], key: str) -> None:
-        if self._queue(db, case, targets, kind="case.supervise", key=key):
-            self._supervised_pending = True
 
     def open_counts(self, now: float) -> OpenCounts:
         """Open cases per (community, grid, severity, worst traffic light) — the dashboards' gauge."""
