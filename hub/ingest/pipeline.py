@@ -44,11 +44,11 @@ IMPLAUSIBLE_VALUE = "implausible_value"
 _MOMENTARY = frozenset({EventKind.SOS_PRESS, EventKind.SERVICE_REQUEST, EventKind.BUTTON_PRESS})
 _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
 _DOOR_OPEN = EventKind.DOOR_OPEN
+_DOOR_CLOSED = EventKind.DOOR_CLOSED
+_HEARTBEAT = EventKind.HEARTBEAT
 #: Families whose gateways publish a device's whole state with every report (Zigbee2MQTT's
 #: ``contact``, Tasmota's ``tele`` SENSOR/STATE): a door state repeated there is no new edge.
 _STATE_REPEATING = frozenset({"zigbee2mqtt", "tasmota"})
-_DOOR_CLOSED = EventKind.DOOR_CLOSED
-_HEARTBEAT = EventKind.HEARTBEAT
 # Read per event as module constants (CPython 3.11's ``EnumClass.MEMBER`` takes a slow path).
 _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
@@ -408,12 +408,12 @@ class Pipeline:
         # every battery or link report) was not opened or closed again: the rules and the care
         # visits take it as a sign the device lives, not as the elder's activity. Found in
         # review: a home door left ajar reported an "opening" every hour, so an elder living
-        # alone who fell behind it never raised the 24 h inactivity alert.
+        # alone who fell behind it never raised the 24 h inactivity alert. Only the families
+        # that resend a state: a LoRaWAN or native door event is an edge, and a second opening
+        # after a close that was never heard is an opening (review). Identity, not ``in`` a
+        # set: an Enum member's hash is a Python call per event.
         judged = event
         kind = event.kind
-        # Identity, not ``in`` a set: an Enum member's hash is a Python call per event. Only the
-        # families that resend a state with every report: a LoRaWAN or native door event is an
-        # edge, and a second opening after a close that was never heard is an opening (review).
         if (
             (kind is _DOOR_OPEN or kind is _DOOR_CLOSED)
             and event.family in _STATE_REPEATING
