@@ -9,7 +9,7 @@ import asyncio
 import getpass
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,6 @@ def run_mosquitto(conf: Path, port: int) -> Iterator[None]:
 async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Site]:
     port = free_port()
     out = generate(tmp_path, port)
-    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
     conf = (out / "mosquitto.conf").read_text(encoding="utf-8")
     assert (
         "allow_anonymous false" in conf
@@ -158,7 +157,15 @@ async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     )
     for name in ("acl", "passwd", "credentials.yaml", "mosquitto.conf"):
         assert (out / name).stat().st_mode & 0o077 == 0, name
-    if request.param == "mosquitto":
+    async with serve(request.param, out, port) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serve(broker: str, out: Path, port: int) -> AsyncIterator[Site]:
+    """The generated configuration in ``out`` served by real Mosquitto or the embedded broker."""
+    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
+    if broker == "mosquitto":
         with run_mosquitto(out / "mosquitto.conf", port):
             yield Site("127.0.0.1", port, passwords)
     else:

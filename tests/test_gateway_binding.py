@@ -22,7 +22,6 @@ from click.testing import CliRunner
 
 from adapters.router import Family, FamilySource
 from hub.app import Hub
-from hub.broker import AclRules, EmbeddedBroker
 from hub.casework.broker_access import GatewayUser, broker_access
 from hub.cli import main
 from hub.community.files import parse_yaml
@@ -32,7 +31,7 @@ from hub.mqtt.topics import filters_overlap
 from hub.storage.store import Store
 from tests.helpers import COMMUNITY, REGISTRY, SOS_BUTTON, eventually
 from tests.support.servers import free_port
-from tests.test_broker_acl import SETTLE_S, Client, Site, generate, run_mosquitto
+from tests.test_broker_acl import SETTLE_S, Client, Site, generate, run_mosquitto, serve
 
 OTHER = "110105001002"
 ROOT_A = f"zigbee2mqtt-{COMMUNITY}"
@@ -114,14 +113,8 @@ def test_a_gateway_that_cannot_be_granted_is_refused(gateways: list[GatewayUser]
 async def bound_site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Site]:
     port = free_port()
     out = generate(tmp_path, port, text=TWO_COMMUNITIES, gateways=(f"gw-a={COMMUNITY}", "linli-gateway"))
-    passwords = yaml.safe_load((out / "credentials.yaml").read_text(encoding="utf-8"))
-    if request.param == "mosquitto":
-        with run_mosquitto(out / "mosquitto.conf", port):
-            yield Site("127.0.0.1", port, passwords)
-    else:
-        acl = AclRules.parse((out / "acl").read_text(encoding="utf-8"))
-        async with EmbeddedBroker(host="127.0.0.1", port=port, users=passwords, acl=acl):
-            yield Site("127.0.0.1", port, passwords)
+    async with serve(request.param, out, port) as served:
+        yield served
 
 
 async def test_a_bound_gateway_cannot_raise_another_communitys_alerts(bound_site: Site) -> None:
