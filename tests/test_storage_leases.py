@@ -163,19 +163,27 @@ _FROZEN = textwrap.dedent(
     lease = node.acquire("c1")
     with store.transaction() as tx:
         node.fence(tx, "c1", lease.epoch)  # a fenced write has begun (an SOS alert, a step)
+        if sys.argv[3] == "executemany":  # a rule-state flush's rows went in (psycopg's pipeline)
+            tx.executemany("INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)", [("r", "s", "{}")])
         print("in-tx", flush=True)
         os.kill(os.getpid(), signal.SIGSTOP)  # the VM is frozen, the process stopped, here
     """
 )
 
 
-def test_a_node_frozen_inside_a_fenced_write_lets_go_of_its_community(postgres_url: str) -> None:
+@pytest.mark.parametrize("frozen_after", ["fence", "executemany"])
+def test_a_node_frozen_inside_a_fenced_write_lets_go_of_its_community(
+    postgres_url: str, frozen_after: str
+) -> None:
     """Found in review: the frozen transaction held the lease row FOR SHARE, and no other node
     could take the community over while it stayed frozen (its kernel answers keepalives). The
-    server ends a transaction idle for IDLE_IN_TRANSACTION_S."""
+    server ends a transaction idle for IDLE_IN_TRANSACTION_S.
+
+    Frozen right after an ``executemany`` the server never did: psycopg ends its pipeline with
+    a Flush request, after which PostgreSQL does not arm that timeout again."""
     lease_s = 0.5
     child = subprocess.Popen(
-        [sys.executable, "-c", _FROZEN, postgres_url, str(lease_s)], stdout=subprocess.PIPE
+        [sys.executable, "-c", _FROZEN, postgres_url, str(lease_s), frozen_after], stdout=subprocess.PIPE
     )
     store = Store(url=postgres_url)
     try:

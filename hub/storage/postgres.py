@@ -199,6 +199,13 @@ class PostgresTx(Tx):
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         with self._watchdog.bounded(self._conn, self.limit), self._conn.cursor() as cursor:
             cursor.executemany(_pg_sql(sql), _pg_rows(rows))
+            # psycopg runs executemany in pipeline mode and ends it with a Sync and then a Flush
+            # request. The server arms idle_in_transaction_session_timeout only as it says
+            # ReadyForQuery, and a Flush disarms it without another (PostgreSQL 15,
+            # src/backend/tcop/postgres.c, PostgresMain): a node frozen right after a rule-state
+            # flush's rows held its lease row FOR SHARE for good (found in review). One plain
+            # statement ends in ReadyForQuery, armed again.
+            self._conn.execute("SELECT 1")
 
     def insert_id(self, sql: str, params: Sequence[object]) -> int:
         with self._watchdog.bounded(self._conn, self.limit):
