@@ -307,3 +307,42 @@ def test_only_events_that_can_be_a_sign_reach_the_care_listener(
         assert hub.pipeline.stats.events >= 6  # the others were handled, only not passed on
     finally:
         hub.close()
+
+
+async def test_a_sign_the_open_task_already_covers_takes_no_transaction(
+    tmp_path: Path, mosquitto_broker: Broker, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each elder's first sign after a start mostly finds the day's task standing: one read
+    decides it, and no transaction is opened (on SQLite BEGIN IMMEDIATE took the write lock for
+    it, on PostgreSQL BEGIN and COMMIT were two of its three round trips). A sign that moves
+    the task still writes, in a transaction."""
+    async with hub_with_phone(tmp_path, mosquitto_broker, store_url) as (hub, _):
+        first = await eventually(
+            lambda: hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE), what="r1's daily sign"
+        )
+        store = hub.visits._store
+        opened: list[int] = []
+        original = store.transaction
+
+        def counted(**kwargs: Any) -> Any:
+            opened.append(1)
+            return original(**kwargs)
+
+        monkeypatch.setattr(store, "transaction", counted)
+        # The day the task opened: its due time stands.
+        hub.visits.on_event(
+            Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="z2m")
+        )
+        assert opened == []
+        assert hub.visits.sign_sources()["door-1"].sign_due == first.task.due_at
+        same = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert same is not None and same.key == first.key
+        # Next day, before the task is due: the sign completes it and opens the next one.
+        await hub.advance_clock(first.task.due_at - 3600)
+        opened.clear()  # the rounds the clock ran
+        hub.visits.on_event(
+            Event(device_id="door-1", kind=EventKind.DOOR_OPEN, ts=hub.clock.now(), family="z2m")
+        )
+        assert opened == [1]
+        following = hub.visits.visits.open_task("r1", TaskKind.SIGN_OF_LIFE)
+        assert following is not None and following.key != first.key
