@@ -40,8 +40,15 @@ TOKEN = "bench-cluster-token"
 #: itself out of its own communities until it re-claims them (see docs/scale.md).
 LEASE_S = 10.0
 #: How often the nodes' counters are read while the stream runs: every read costs each node's
-#: event loop a request, and is the resolution of the measured time.
+#: event loop a request. The measured time ends at the read that finds every message taken, so
+#: the last stretch is read finely (:data:`FINE_POLL_S`), from :data:`FINE_FROM` of the stream on.
 POLL_S = 0.25
+#: The resolution of the measured time. At 0.25 s alone a run of 3.5–4 s was read up to 0.25 s
+#: long (0.125 s on average): the rate 3 % low on average, up to 6 %, never high.
+FINE_POLL_S = 0.02
+#: The share of the stream after which the counters are read every FINE_POLL_S (at ≈ 50 000
+#: msg/s the last quarter of 200 000 messages is a second: four coarse reads, ≈ 50 fine ones).
+FINE_FROM = 0.75
 MARKER = b'{"bench":"marker"}'
 _TICK = os.sysconf("SC_CLK_TCK")
 _COUNTERS = {
@@ -384,7 +391,7 @@ def run_size(
         )
         last, last_change, seen = before, time.monotonic(), before
         while seen - before < count and time.monotonic() - last_change < idle_timeout:
-            time.sleep(POLL_S)
+            time.sleep(POLL_S if seen - before < FINE_FROM * count else FINE_POLL_S)
             seen = taken(running)
             if seen != last:
                 last, last_change = seen, time.monotonic()
