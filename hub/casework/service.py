@@ -128,9 +128,16 @@ class Casework:
 
     # -- from alerts ------------------------------------------------------------------------
 
-    def open_from_alert(self, alert: Alert) -> Case | None:
-        """立案 and 派遣 for a new alert; the first escalation step goes out in the same commit."""
-        if alert.severity in NO_CASE_SEVERITIES or self.cases.open_for_alert(alert.id) is not None:
+    def open_from_alert(self, alert: Alert, *, fresh: bool = False) -> Case | None:
+        """立案 and 派遣 for a new alert; the first escalation step goes out in the same commit.
+
+        ``fresh``: the alert was created by the change being handled now, in this same call,
+        so no case can name it yet and the store is not asked (the ingest's path: each store
+        read is a round trip the event loop waits for on PostgreSQL).
+        """
+        if alert.severity in NO_CASE_SEVERITIES:
+            return None
+        if not fresh and self.cases.open_for_alert(alert.id) is not None:
             return None
         now = self._clock.now()
         case, filed = case_from_alert(alert, case_id=uuid.uuid4().hex[:12], at=max(alert.raised_at, now))
@@ -146,7 +153,8 @@ class Casework:
         with self._store.transaction(community=partition(case.community)) as db:
             self.cases.add(db, case, filed)
             self.cases.append(db, dispatched, dispatch)
-            sent = self._escalate(db, dispatched, now)
+            # A case made now has sent nothing yet, and its alert is the one in hand.
+            sent = self._escalate(db, dispatched, now, sent_keys=frozenset(), alert=alert)
         if sent:
             # The worker's notification leaves first (the dispatcher publishes at wake); the
             # time-series points and the live console's view of 立案/派遣 can follow it.
@@ -161,7 +169,7 @@ class Casework:
         alert = change.alert
         try:
             if change.created:
-                self.open_from_alert(alert)
+                self.open_from_alert(alert, fresh=True)
             elif alert.status == "resolved":
                 self.alert_cleared(alert)
             elif change.repeated:
@@ -725,8 +733,20 @@ class Casework:
     def next_deadline(self) -> float | None:
         return self.cases.next_deadline(communities=self._scope())
 
-    def _escalate(self, db: Any, case: Case, now: float) -> bool:
-        """Send the steps due now (once each) and store the next deadline; inside a transaction."""
+    def _escalate(
+        self,
+        db: Any,
+        case: Case,
+        now: float,
+        *,
+        sent_keys: frozenset[str] | None = None,
+        alert: Alert | None = None,
+    ) -> bool:
+        """Send the steps due now (once each) and store the next deadline; inside a transaction.
+
+        ``sent_keys``: the steps already sent, if known (else read); ``alert``: the case's alert
+        as just stored, if at hand (else read for the notices).
+        """
         community = case.community or ""
         escalation = plan(
             case,
@@ -736,7 +756,7 @@ class Casework:
             zone=self._zone,
             now=now,
             contacts=self._contacts(case),
-            sent=self.cases.sent_keys(case.id),
+            sent=self.cases.sent_keys(case.id) if sent_keys is None else sent_keys,
             calendar=self.policies.calendar,
         )
         sent = False
@@ -744,7 +764,13 @@ class Casework:
             if self.cases.mark_sent(db, step.key, case.id, now):
                 self.steps_sent[step.kind.value] += 1
                 sent |= self._queue(
-                    db, case, step.targets, kind=f"case.{step.kind.value}", key=step.key, step=step
+                    db,
+                    case,
+                    step.targets,
+                    kind=f"case.{step.kind.value}",
+                    key=step.key,
+                    step=step,
+                    alert=alert,
                 )
         deadlines = [
             d for d in (escalation.next_deadline, self.policies.sla.next_change(case, now)) if d is not None
@@ -767,10 +793,12 @@ class Casework:
         kind: str,
         key: str,
         step: DueStep | None = None,
+        alert: Alert | None = None,
     ) -> bool:
         if case.alert_id is None:
             return False
-        alert = self._store.alert(case.alert_id)
+        if alert is None or alert.id != case.alert_id:
+            alert = self._store.alert(case.alert_id)
         if alert is None:
             return False
         people = [t for t in targets if t.kind is TargetKind.PERSON]
