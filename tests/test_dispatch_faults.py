@@ -12,6 +12,7 @@ import pytest
 from hub.clock import ManualClock
 from hub.ingest.alerts import record_signal
 from hub.notify.dispatch import Dispatcher
+from hub.records import Recipient
 from hub.storage.store import Store
 from tests.helpers import eventually
 from tests.test_store import SUBJECT, T0, WORKER, signal
@@ -61,14 +62,14 @@ async def test_a_store_that_cannot_mark_delivered_neither_stops_the_loop_nor_res
     mqtt.connected.set()
     dispatcher = Dispatcher(store=store, mqtt=mqtt, clock=ManualClock(start=T0))  # type: ignore[arg-type]
     full = True
-    original = store.mark_delivered
+    original = store.mark_delivered_all
 
-    def mark_delivered(*args: Any, **kwargs: Any) -> None:
+    def mark_delivered_all(*args: Any, **kwargs: Any) -> None:
         if full:
             raise sqlite3.OperationalError("database or disk is full")
         original(*args, **kwargs)
 
-    monkeypatch.setattr(store, "mark_delivered", mark_delivered)
+    monkeypatch.setattr(store, "mark_delivered_all", mark_delivered_all)
     task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
     try:
         record_signal(store, signal(), SUBJECT, [WORKER])
@@ -85,6 +86,40 @@ async def test_a_store_that_cannot_mark_delivered_neither_stops_the_loop_nor_res
         record_signal(store, signal(subject="btn-2"), SUBJECT, [WORKER])
         dispatcher.wake()
         await eventually(lambda: len(mqtt.sent) == 2, within=5, what="the next notification")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+async def test_notices_acknowledged_in_one_turn_are_marked_in_one_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case's notices are acknowledged together: one statement marks them (one round trip
+    and commit on PostgreSQL, where one each made the event loop wait for each), at one time."""
+    store = Store(path=tmp_path / "s.sqlite3")
+    mqtt = FakeMqtt()
+    mqtt.connected.set()
+    dispatcher = Dispatcher(store=store, mqtt=mqtt, clock=ManualClock(start=T0))  # type: ignore[arg-type]
+    marks: list[tuple[list[str], float]] = []
+    original = store.mark_delivered_all
+
+    def mark_delivered_all(ids: list[str], *, at: float) -> None:
+        marks.append((sorted(ids), at))
+        original(ids, at=at)
+
+    monkeypatch.setattr(store, "mark_delivered_all", mark_delivered_all)
+    duty = Recipient("duty", "mqtt", "linli/110105001001/workers/duty/notifications")
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+        change = record_signal(store, signal(), SUBJECT, [WORKER, duty])
+        assert change is not None and len(change.notifications) == 2
+        dispatcher.wake()
+        await eventually(lambda: not store.pending_notifications(now=T0), within=2, what="both marked")
+        assert len(mqtt.sent) == 2
+        assert marks == [(sorted(n.id for n in change.notifications), T0)]
+        delivered = store.db.execute("SELECT delivered_at, attempts FROM notifications").fetchall()
+        assert delivered == [(T0, 1), (T0, 1)]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

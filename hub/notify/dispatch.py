@@ -82,8 +82,11 @@ class Dispatcher:
         self.delivered = 0
         self.abandoned = 0
         self.failed_attempts = 0
-        #: Acknowledged by the broker, not yet marked in the store (it refused): id → when.
+        #: Acknowledged by the broker, not yet marked in the store (this loop turn's, or the
+        #: store refused): id → when.
         self._unmarked: dict[str, float] = {}
+        #: When this loop turn's acknowledgements were taken (``None``: none yet this turn).
+        self._mark_at: float | None = None
         #: Failed (or refused for good) while the store could not record it: id → event-loop time
         #: before which it is not tried again. Without this the row still read as due, and the
         #: loop re-sent it at once, thousands of times a second (found in review).
@@ -136,6 +139,10 @@ class Dispatcher:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # What the broker acknowledged is recorded now, not re-sent after the restart
+            # (this turn's marks may not have run yet).
+            with contextlib.suppress(Exception):
+                self._mark_remembered()
 
     async def _round(self) -> bool:
         """Deliver what is pending now; ``True`` when nothing was (then the loop waits)."""
@@ -226,20 +233,39 @@ class Dispatcher:
         self._wake.set()  # room for the next, and a retry may be due
 
     def _mark_remembered(self) -> None:
-        for note_id, at in list(self._unmarked.items()):
-            self._store.mark_delivered(note_id, at=at)
-            del self._unmarked[note_id]
+        """Record the delivered notifications not marked yet, one statement per delivery time."""
+        by_time: dict[float, list[str]] = {}
+        for note_id, at in self._unmarked.items():
+            by_time.setdefault(at, []).append(note_id)
+        for at, note_ids in by_time.items():
+            self._store.mark_delivered_all(note_ids, at=at)
+            for note_id in note_ids:
+                del self._unmarked[note_id]
 
     def _delivered(self, notification: Notification) -> None:
+        """Acknowledged: marked at the end of this loop turn, with the others acknowledged in it.
+
+        The broker's PUBACKs come in reads of many: a case's notices (worker, duty officer,
+        guardians) are acknowledged together. One statement marks them all, where one each
+        was a round trip (and on PostgreSQL a commit) the event loop waited for. Until then,
+        and while the store refuses, the notification is remembered and never sent again.
+        """
         self.delivered += 1
         self._retries.forget(notification.id)
-        at = self._clock.now()
+        if self._mark_at is None:
+            self._mark_at = self._clock.now()
+            asyncio.get_running_loop().call_soon(self._mark_turn)
+        self._unmarked[notification.id] = self._mark_at
+
+    def _mark_turn(self) -> None:
+        self._mark_at = None
         try:
-            self._store.mark_delivered(notification.id, at=at)
+            self._mark_remembered()
         except Exception:
-            # Sent, but not recorded as sent: remember it, so it is marked later and not re-sent.
-            log.exception("notification %s delivered; the store could not record it yet", notification.id)
-            self._unmarked[notification.id] = at
+            # Sent, but not recorded as sent: remembered, marked by a later round, not re-sent.
+            log.exception(
+                "%d notification(s) delivered; the store could not record it yet", len(self._unmarked)
+            )
 
     async def _idle(self) -> None:
         next_at = self._store.next_retry_at(communities=self._scope())

@@ -89,6 +89,8 @@ QUARANTINE_MAX_ROWS = 10_000
 #: Quarantine rows not seen again for this long are pruned.
 QUARANTINE_MAX_AGE_S = 30 * 86_400.0
 _CUT = "…"
+#: Notifications marked delivered per statement (well under any engine's parameter limit).
+_MARK_CHUNK = 500
 
 
 def cut_topic(topic: str, detail: str) -> tuple[str, str]:
@@ -460,10 +462,19 @@ class Store:
         return float(row[0]) if row and row[0] is not None else None
 
     def mark_delivered(self, notification_id: str, *, at: float) -> None:
-        self._engine.execute(
-            "UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
-            (at, notification_id),
-        )
+        self.mark_delivered_all([notification_id], at=at)
+
+    def mark_delivered_all(self, notification_ids: Sequence[str], *, at: float) -> None:
+        """Mark notifications delivered at ``at``: one statement per :data:`_MARK_CHUNK` of them
+        (those the broker acknowledged in one loop turn), one round trip on PostgreSQL."""
+        ids = list(notification_ids)
+        for start in range(0, len(ids), _MARK_CHUNK):
+            chunk = ids[start : start + _MARK_CHUNK]
+            self._engine.execute(
+                "UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL"  # noqa: S608
+                f" WHERE id IN ({', '.join('?' * len(chunk))})",
+                (at, *chunk),
+            )
 
     def mark_failed(self, notification_id: str, *, error: str, retry_at: float) -> None:
         self._engine.execute(
