@@ -66,6 +66,20 @@ def test_raise_creates_alert_and_notification_in_one_go(store: Store) -> None:
     assert [n.id for n in store.pending_notifications(now=T0)] == [note.id]
 
 
+def test_a_new_alert_is_handed_back_as_stored(store: Store) -> None:
+    """The alert ``upsert_alert`` returns for a new row is the row as stored, as a later read
+    gives it (on PostgreSQL from the insert's RETURNING, without a read of its own), NUL in a
+    subject's text replaced as the store keeps it."""
+    odd = Subject("btn-\x00-1", "dev-\x00", "110105001001001", "110105001001")
+    with store.transaction() as db:
+        recorded = store.upsert_alert(db, signal(subject="btn-\x00-1"), odd)
+    assert recorded is not None
+    alert, created = recorded
+    assert created and alert == store.alert(alert.id)
+    assert alert.count == 1 and alert.status == "active" and alert.raised_at == alert.last_seen == T0
+    assert alert.trace == {"occurrences": [signal().trace]}
+
+
 def test_second_raise_for_same_rule_and_subject_updates_the_active_alert(store: Store) -> None:
     first = record_signal(store, signal(), SUBJECT, [WORKER])
     second = record_signal(store, signal(ts=T0 + 120), SUBJECT, [WORKER])

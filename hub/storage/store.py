@@ -136,9 +136,15 @@ _OUTBOX_IN_SCOPE = (
     "SELECT n.id, n.alert_id, n.recipient, n.channel, n.address, n.payload, n.attempts"
     " FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id"
 )
-_SELECT_ALERTS = (
-    "SELECT id, rule, subject, category, severity, status, device_id, grid, community, title_zh, title_en,"
-    " raised_at, last_seen, count, resolved_at, trace FROM alerts"
+_ALERT_COLUMNS = (
+    "id, rule, subject, category, severity, status, device_id, grid, community, title_zh, title_en,"
+    " raised_at, last_seen, count, resolved_at, trace"
+)
+_SELECT_ALERTS = f"SELECT {_ALERT_COLUMNS} FROM alerts"  # noqa: S608 - constant columns
+_INSERT_ALERT = (
+    "INSERT INTO alerts (rule, subject, category, severity, status, device_id, grid, community,"
+    " title_zh, title_en, raised_at, last_seen, count, trace)"
+    " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, 1, ?)"
 )
 _ACTIVE_ALERT = _SELECT_ALERTS + " WHERE rule = ? AND subject = ? AND status = 'active'"
 _ALERT_BY_ID = _SELECT_ALERTS + " WHERE id = ?"
@@ -291,25 +297,26 @@ class Store:
         row = db.execute(_ACTIVE_ALERT + db.for_update, (signal.rule_id, signal.subject)).fetchone()
         created = row is None
         if created:
-            alert_id = db.insert_id(
-                "INSERT INTO alerts (rule, subject, category, severity, status, device_id, grid, community,"
-                " title_zh, title_en, raised_at, last_seen, count, trace)"
-                " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                (
-                    signal.rule_id,
-                    signal.subject,
-                    signal.category,
-                    signal.severity.value,
-                    subject.device_id,
-                    subject.grid,
-                    subject.community,
-                    signal.title_zh,
-                    signal.title_en,
-                    signal.ts,
-                    signal.ts,
-                    orjson.dumps({"occurrences": [signal.trace]}),
-                ),
+            values = (
+                signal.rule_id,
+                signal.subject,
+                signal.category,
+                signal.severity.value,
+                subject.device_id,
+                subject.grid,
+                subject.community,
+                signal.title_zh,
+                signal.title_en,
+                signal.ts,
+                signal.ts,
+                orjson.dumps({"occurrences": [signal.trace]}),
             )
+            if db.dialect is Dialect.POSTGRESQL:
+                # The row as stored, in the insert's own round trip (the event loop waits for
+                # each): RETURNING, PostgreSQL manual, INSERT. SQLite's insert_id uses lastrowid.
+                stored = db.execute(f"{_INSERT_ALERT} RETURNING {_ALERT_COLUMNS}", values).fetchone()
+                return _alert(stored), True
+            alert_id = db.insert_id(_INSERT_ALERT, values)
         else:
             existing = _alert(row)
             recent = existing.trace["occurrences"]
