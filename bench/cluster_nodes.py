@@ -389,7 +389,10 @@ def run_size(
             stream=payload,
             messages=count,
         )
-        last, last_change, seen = before, time.monotonic(), before
+        # A read now, not ``before``: nodes that kept pace have taken nearly all of it already,
+        # and a coarse first wait would end the measured time up to POLL_S late (found in review).
+        seen = taken(running)
+        last, last_change = seen, time.monotonic()
         while seen - before < count and time.monotonic() - last_change < idle_timeout:
             time.sleep(POLL_S if seen - before < FINE_FROM * count else FINE_POLL_S)
             seen = taken(running)
