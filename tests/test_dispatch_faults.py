@@ -124,3 +124,57 @@ async def test_notices_acknowledged_in_one_turn_are_marked_in_one_statement(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         store.close()
+
+
+async def test_a_batch_marked_in_part_counts_each_delivery_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full: 600 acknowledged notifications wait to be marked (one delivery time). Space
+    comes back for one statement, not two: the first chunk of 500 is marked, the second fails,
+    and the whole group stays remembered. Found in review: every later try marked the first
+    500 again, ``attempts + 1`` each time, for notifications that went out once."""
+    store = Store(path=tmp_path / "s.sqlite3")
+    mqtt = FakeMqtt()
+    mqtt.connected.set()
+    dispatcher = Dispatcher(store=store, mqtt=mqtt, clock=ManualClock(start=T0))  # type: ignore[arg-type]
+    engine = store._engine
+    original = engine.execute
+    mode = {"refuse": True, "partial": 0}
+
+    def execute(sql: str, params: Any = ()) -> Any:
+        if sql.startswith("UPDATE notifications SET delivered_at"):
+            if mode["refuse"]:
+                raise sqlite3.OperationalError("database or disk is full")
+            if mode["partial"] > 0:
+                mode["partial"] -= 1
+                if mode["partial"] == 0:  # the second chunk of the try
+                    raise sqlite3.OperationalError("database or disk is full")
+        return original(sql, params)
+
+    monkeypatch.setattr(engine, "execute", execute)
+    people = [
+        Recipient(f"p{i}", "mqtt", f"linli/110105001001/workers/p{i}/notifications") for i in range(600)
+    ]
+    record_signal(store, signal(), SUBJECT, people)
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+
+        async def all_sent() -> None:
+            while len(mqtt.sent) < 600:
+                dispatcher.wake()
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_sent(), 5)
+        assert len(dispatcher._unmarked) == 600
+        mode.update(refuse=False, partial=2)  # one try: chunk 1 lands, chunk 2 does not
+        dispatcher.wake()
+        await eventually(
+            lambda: not store.pending_notifications(now=T0, limit=1000), within=40, what="marked"
+        )
+        assert len(mqtt.sent) == 600  # nothing sent twice
+        attempts = sorted({row[0] for row in store.db.execute("SELECT attempts FROM notifications")})
+        assert attempts == [1], f"attempts recorded: {attempts} (each was delivered in one attempt)"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()

@@ -473,13 +473,17 @@ class Store:
 
     def mark_delivered_all(self, notification_ids: Sequence[str], *, at: float) -> None:
         """Mark notifications delivered at ``at``: one statement per :data:`_MARK_CHUNK` of them
-        (those the broker acknowledged in one loop turn), one round trip on PostgreSQL."""
+        (those the broker acknowledged in one loop turn), one round trip on PostgreSQL.
+
+        Those marked already are left as they are: a batch whose first chunk landed and whose
+        second failed is marked again whole, and each delivery counts one attempt (review).
+        """
         ids = list(notification_ids)
         for start in range(0, len(ids), _MARK_CHUNK):
             chunk = ids[start : start + _MARK_CHUNK]
             self._engine.execute(
                 "UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL"  # noqa: S608
-                f" WHERE id IN ({', '.join('?' * len(chunk))})",
+                f" WHERE delivered_at IS NULL AND id IN ({', '.join('?' * len(chunk))})",
                 (at, *chunk),
             )
 
