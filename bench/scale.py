@@ -30,6 +30,12 @@ Steps (one real Mosquitto, a temp data dir, the hub in a process of its own that
    slower of the two restarts.
 
 Bounded: each start must be ready within ``timeout`` seconds, or the section says so.
+
+**The hub's clock** is the wall clock moved to :data:`CLOCK_START` (the ingest stream's Monday
+10:00 Asia/Shanghai) when the section begins, the same shift for every start: time runs on
+across the restarts as it would, and the rules' windows, shifts and care plans meet the same
+hour whatever the date and time of day of the run (the latency section met the night-activity
+rule's window at night: docs/benchmarks.md, "Forty-third pass").
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import gmqtt
 import orjson
 from gmqtt.mqtt.constants import MQTTv311
 
-from bench.run import BASE
+from bench.run import BASE, STREAM_START
 from hub.config import Settings
 from hub.ingest.heap import TRIM_INTERVAL_S
 from simulators import zigbee2mqtt as z2m
@@ -83,10 +89,17 @@ def rss_mb(pid: int) -> float:
 _CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-class HubProcess:
-    """The hub's process (:mod:`bench.scale_hub`) and the parent's end of its connection."""
+#: Where the hub's clock stands when the section begins (then running with the wall clock).
+CLOCK_START = STREAM_START
 
-    def __init__(self, *, settings: Settings, spawned: float) -> None:
+
+class HubProcess:
+    """The hub's process (:mod:`bench.scale_hub`) and the parent's end of its connection.
+
+    ``shift``: seconds added to the wall clock for the hub's clock (:data:`CLOCK_START`).
+    """
+
+    def __init__(self, *, settings: Settings, spawned: float, shift: float) -> None:
         parent, child = socket.socketpair()
         try:
             with child:
@@ -106,7 +119,7 @@ class HubProcess:
             # bench.compiled.first_on_path), read before the process imports anything of
             # Linli's; then the settings.
             self.conn.send(list(sys.path))
-            self.conn.send((settings, spawned))
+            self.conn.send((settings, spawned, shift))
         except BaseException:
             self.kill()
             self.join(10)
@@ -139,8 +152,8 @@ class StartResult:
     error: str = ""
 
 
-def _start(settings: Settings, timeout: float) -> tuple[HubProcess, Connection, StartResult]:
-    proc = HubProcess(settings=settings, spawned=time.perf_counter())
+def _start(settings: Settings, timeout: float, shift: float) -> tuple[HubProcess, Connection, StartResult]:
+    proc = HubProcess(settings=settings, spawned=time.perf_counter(), shift=shift)
     parent = proc.conn
     result = StartResult()
     if not parent.poll(timeout):
@@ -258,7 +271,8 @@ def measure(
 ) -> dict[str, Any]:
     """Cold start, kill -9 with a backlog queued, restart, every device reporting: the section's JSON."""
     out: dict[str, Any] = {}
-    proc, conn, cold = _start(settings, timeout)
+    shift = CLOCK_START - time.time()
+    proc, conn, cold = _start(settings, timeout, shift)
     out["cold_start"] = _json(cold)
     try:
         if not cold.ok:
@@ -267,7 +281,7 @@ def measure(
         proc.kill()  # SIGKILL: no clean shutdown, no final flush
         proc.join(10)
         asyncio.run(_publish_backlog(broker, backlog))
-        proc, conn, warm = _start(settings, timeout)
+        proc, conn, warm = _start(settings, timeout, shift)
         out["restart_after_kill9"] = _json(warm)
         out["backlog"] = len(backlog)
         if warm.ok:
@@ -283,7 +297,7 @@ def measure(
                 if "error" in reported:
                     out["error"] = f"every device reporting: {reported['error']}"
                 else:
-                    proc, conn = _restart_in_service(out, proc, conn, settings, timeout)
+                    proc, conn = _restart_in_service(out, proc, conn, settings, timeout, shift)
         else:
             out["error"] = warm.error
         return out
@@ -303,6 +317,7 @@ def _restart_in_service(
     conn: Connection,
     settings: Settings,
     timeout: float,
+    shift: float,
 ) -> tuple[HubProcess, Connection]:
     """Step 5: ``kill -9`` once every device has reported and its slots are on disk, then start.
 
@@ -314,7 +329,7 @@ def _restart_in_service(
     slots = int(conn.recv())
     proc.kill()
     proc.join(10)
-    proc, conn, again = _start(settings, timeout)
+    proc, conn, again = _start(settings, timeout, shift)
     out["restart_in_service"] = {**_json(again), "slots_written": slots}
     if not again.ok:
         out["error"] = f"restart in service: {again.error}"

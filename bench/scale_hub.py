@@ -24,12 +24,25 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 
-async def _serve(conn: Connection, settings: Any, spawned: float) -> None:
+class ShiftedClock:
+    """The wall clock moved by ``shift`` seconds: the section's hour, whatever the run's.
+
+    Not one of the hub's own clocks: to the hub it is a wall clock like ``linli run``'s
+    (its rules' clock floor is read and kept as in service), only at another hour."""
+
+    def __init__(self, shift: float) -> None:
+        self._shift = shift
+
+    def now(self) -> float:
+        return time.time() + self._shift
+
+
+async def _serve(conn: Connection, settings: Any, spawned: float, shift: float) -> None:
     from hub.app import Hub  # noqa: PLC0415 (after sys.path is the parent's)
     from hub.ingest.hot_path import compiled_loaded  # noqa: PLC0415
 
     began = time.perf_counter()
-    hub = Hub(settings=settings)
+    hub = Hub(settings=settings, clock=ShiftedClock(shift))
     built = time.perf_counter()
     slots = len(list(hub.evaluator.state.slot_keys()))
     async with hub:
@@ -57,6 +70,7 @@ async def _serve(conn: Connection, settings: Any, spawned: float) -> None:
                 "state_written_s": round(written - caught, 3),
                 "copies_made_s": round(copied - caught, 3),
                 "messages_at_caught_up": hub.pipeline.stats.messages,
+                "clock_at": hub.clock.now(),
                 "timer_slots": slots,
                 "devices": sum(len(c.devices) for c in hub.registry.communities),
                 "loaded_modules": len(sys.modules),
@@ -103,26 +117,27 @@ async def _rule_state_written(hub: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     conn = Connection(int(args[0]))
-    settings, spawned = _receive(conn)
+    settings, spawned, shift = _receive(conn)
     logging.basicConfig(
         level=logging.ERROR, stream=sys.stderr, format="  hub %(levelname)s %(name)s: %(message)s"
     )
     # What `linli run` imports before it builds the hub (hub.cli → hub.cli.service).
     import hub.cli.service  # noqa: F401, PLC0415
 
-    asyncio.run(_serve(conn, settings, spawned))
+    asyncio.run(_serve(conn, settings, spawned, shift))
 
 
-def _receive(conn: Connection) -> tuple[Any, float]:
-    """The parent's ``sys.path`` (applied before anything of Linli's is imported), then the settings.
+def _receive(conn: Connection) -> tuple[Any, float, float]:
+    """The parent's ``sys.path`` (applied before anything of Linli's is imported), then the
+    settings, when the process was started and the clock's shift.
 
     Two messages: the settings are a pickle of :class:`hub.config.Settings`, which can only be
     read once the path finds the build the parent chose.
     """
     path: list[str] = conn.recv()
     sys.path[:] = path
-    settings, spawned = conn.recv()
-    return settings, spawned
+    settings, spawned, shift = conn.recv()
+    return settings, float(spawned), float(shift)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from pathlib import Path
 import pytest
 
 from bench import suite
+from bench.latency import CLOCK_START as LATENCY_CLOCK_START
 from bench.latency import SEGMENTS
 from bench.run import build_messages, hub_settings, measure_pipeline
+from bench.scale import CLOCK_START as SCALE_CLOCK_START
 from simulators.community import generate
 from tests.conftest import server_missing
 from tests.support.servers import MOSQUITTO_CANDIDATES, POSTGRES_BIN, ServerMissingError, find_binary
@@ -111,8 +113,14 @@ def test_latency_and_scale_sections(report: dict[str, object]) -> None:
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
         # The background publisher ran (at the nice increment asked for) and sent its load.
         assert run["background_nice"] == 1 and run["background_sent_msg_s"] > 0, run
+        # The hub's clock is the section's weekday morning, not the run's hour (the night-activity
+        # rule's window made the hub 93 % busy at 10 k msg/s at night).
+        assert LATENCY_CLOCK_START <= run["hub_clock_at_start"] < LATENCY_CLOCK_START + 600, run
     scale = report["scale"]
     assert isinstance(scale, dict)
+    # The scale hub's clock: the section's hour, running on across the restarts.
+    clocks = [scale[s]["clock_at"] for s in ("cold_start", "restart_after_kill9", "restart_in_service")]
+    assert SCALE_CLOCK_START <= clocks[0] < clocks[1] < clocks[2] < SCALE_CLOCK_START + 600, clocks
     assert scale["cold_start"]["ok"] and scale["restart_after_kill9"]["ok"], scale
     assert scale["backlog_handled_at_caught_up"] == scale["backlog"]
     assert scale["cold_start"]["timer_slots"] >= scale["devices"]  # an offline deadline per device
