@@ -8,6 +8,7 @@ loop for longer than the SOS latency target (docs/benchmarks.md, "Nineteenth pas
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 import random
@@ -22,7 +23,7 @@ import pytest
 from hub.clock import ManualClock
 from hub.timeseries import InfluxWriter, Point, SqliteSink, TimeseriesSettings, query_series
 from hub.timeseries.settings import TimeseriesKind
-from hub.timeseries.sqlite_sink import INSERT_BATCH_ROWS, Aggregate
+from hub.timeseries.sqlite_sink import FLUSH_POINTS, INSERT_BATCH_ROWS, Aggregate
 from tests.support.servers import free_port
 
 NOW = 1_790_000_000.0
@@ -302,3 +303,25 @@ async def test_texts_with_a_nul_character_are_stored_whole(tmp_path: Path) -> No
         await sink.stop()
     assert sorted(stored_rows(tmp_path / "ts.sqlite"), key=repr) == sorted(expected, key=repr)
     assert sink.stats.invalid_points == 0
+
+
+async def test_the_embedded_sink_flushes_once_enough_points_wait(tmp_path: Path) -> None:
+    """By time alone a burst kept every point of the interval (≈ 50 000 at 100 000 devices
+    reporting) and their rows in memory: FLUSH_POINTS waiting start the flush at once."""
+    sink = SqliteSink(
+        path=tmp_path / "ts.sqlite", retention_days=30, clock=ManualClock(start=NOW), flush_interval_s=60
+    )
+    await sink.start()
+    try:
+        sink.write_many(points(FLUSH_POINTS // 2 - 1))  # under the mark
+        await asyncio.sleep(0.3)
+        assert sink.stats.batches_sent == 0 and sink.buffered == FLUSH_POINTS // 2 - 1
+        sink.write_many(points(FLUSH_POINTS - FLUSH_POINTS // 2 + 1))
+        for _ in range(100):
+            if sink.stats.batches_sent:
+                break
+            await asyncio.sleep(0.05)
+        assert sink.stats.batches_sent == 1 and sink.buffered == 0
+        assert count_rows(tmp_path / "ts.sqlite") == FLUSH_POINTS  # one battery_pct row a point
+    finally:
+        await sink.stop()
