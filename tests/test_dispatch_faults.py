@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,18 @@ from hub.records import Recipient
 from hub.storage.store import Store
 from tests.helpers import eventually
 from tests.test_store import SUBJECT, T0, WORKER, signal
+
+
+@contextlib.asynccontextmanager
+async def running(dispatcher: Dispatcher, store: Store) -> AsyncIterator[asyncio.Task[None]]:
+    """The dispatcher's loop for the block; then cancelled and awaited, and the store closed."""
+    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
 
 
 class FakeMqtt:
@@ -38,8 +52,7 @@ async def test_a_notification_queued_while_mqtt_is_down_goes_out_once_it_is_back
     store = Store(path=tmp_path / "s.sqlite3")
     mqtt = FakeMqtt()
     dispatcher = Dispatcher(store=store, mqtt=mqtt, clock=ManualClock(start=T0))  # type: ignore[arg-type]
-    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
-    try:
+    async with running(dispatcher, store):
         record_signal(store, signal(), SUBJECT, [WORKER])
         dispatcher.wake()
         await asyncio.sleep(0.3)
@@ -48,10 +61,6 @@ async def test_a_notification_queued_while_mqtt_is_down_goes_out_once_it_is_back
         mqtt.connected.set()
         await eventually(lambda: len(mqtt.sent) == 1, within=2, what="delivery right after the reconnect")
         assert store.pending_notifications(now=T0) == []
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.close()
 
 
 async def test_a_store_that_cannot_mark_delivered_neither_stops_the_loop_nor_resends(
@@ -70,8 +79,7 @@ async def test_a_store_that_cannot_mark_delivered_neither_stops_the_loop_nor_res
         original(*args, **kwargs)
 
     monkeypatch.setattr(store, "mark_delivered_all", mark_delivered_all)
-    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
-    try:
+    async with running(dispatcher, store) as task:
         record_signal(store, signal(), SUBJECT, [WORKER])
         dispatcher.wake()
         await eventually(lambda: len(mqtt.sent) == 1, within=2, what="the first delivery")
@@ -86,10 +94,6 @@ async def test_a_store_that_cannot_mark_delivered_neither_stops_the_loop_nor_res
         record_signal(store, signal(subject="btn-2"), SUBJECT, [WORKER])
         dispatcher.wake()
         await eventually(lambda: len(mqtt.sent) == 2, within=5, what="the next notification")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.close()
 
 
 async def test_notices_acknowledged_in_one_turn_are_marked_in_one_statement(
@@ -110,8 +114,7 @@ async def test_notices_acknowledged_in_one_turn_are_marked_in_one_statement(
 
     monkeypatch.setattr(store, "mark_delivered_all", mark_delivered_all)
     duty = Recipient("duty", "mqtt", "linli/110105001001/workers/duty/notifications")
-    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
-    try:
+    async with running(dispatcher, store):
         change = record_signal(store, signal(), SUBJECT, [WORKER, duty])
         assert change is not None and len(change.notifications) == 2
         dispatcher.wake()
@@ -120,10 +123,6 @@ async def test_notices_acknowledged_in_one_turn_are_marked_in_one_statement(
         assert marks == [(sorted(n.id for n in change.notifications), T0)]
         delivered = store.db.execute("SELECT delivered_at, attempts FROM notifications").fetchall()
         assert delivered == [(T0, 1), (T0, 1)]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.close()
 
 
 async def test_a_batch_marked_in_part_counts_each_delivery_once(
@@ -156,8 +155,7 @@ async def test_a_batch_marked_in_part_counts_each_delivery_once(
         Recipient(f"p{i}", "mqtt", f"linli/110105001001/workers/p{i}/notifications") for i in range(600)
     ]
     record_signal(store, signal(), SUBJECT, people)
-    task = asyncio.create_task(dispatcher.run(), name="test-dispatcher")
-    try:
+    async with running(dispatcher, store):
 
         async def all_sent() -> None:
             while len(mqtt.sent) < 600:
@@ -174,7 +172,3 @@ async def test_a_batch_marked_in_part_counts_each_delivery_once(
         assert len(mqtt.sent) == 600  # nothing sent twice
         attempts = sorted({row[0] for row in store.db.execute("SELECT attempts FROM notifications")})
         assert attempts == [1], f"attempts recorded: {attempts} (each was delivered in one attempt)"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.close()
