@@ -14,7 +14,9 @@ import math
 import random
 import sqlite3
 import struct
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -325,3 +327,24 @@ async def test_the_embedded_sink_flushes_once_enough_points_wait(tmp_path: Path)
         assert count_rows(tmp_path / "ts.sqlite") == FLUSH_POINTS  # one battery_pct row a point
     finally:
         await sink.stop()
+
+
+async def test_stop_writes_the_points_of_a_flush_waiting_for_a_thread(tmp_path: Path) -> None:
+    """Found in review: the flush loop had moved the points out of the buffer and its insert
+    waited for a worker thread (another user of the pool busy) when stop() cancelled it; the
+    job was dropped, stop's own flush found an empty buffer, and the points were lost."""
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(pool)
+    sink = SqliteSink(
+        path=tmp_path / "ts.sqlite", retention_days=30, clock=ManualClock(start=NOW), flush_interval_s=60
+    )
+    await sink.start()
+    busy = threading.Event()
+    pool.submit(busy.wait, 5)  # the one worker busy (the rule-state file, a checkpoint)
+    sink.write_many(points(FLUSH_POINTS))
+    await asyncio.sleep(0.05)  # the loop's flush: the buffer moved out, its insert queued
+    assert sink.buffered == 0
+    threading.Timer(0.2, busy.set).start()
+    await sink.stop()
+    assert count_rows(tmp_path / "ts.sqlite") == FLUSH_POINTS

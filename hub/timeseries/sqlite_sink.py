@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 #: rows a second the sink writes then: 300 000 rows beside a busy thread took 1.1 s in batches
 #: of 2 048 and 4.5 s in batches of 512, which is less than the hub makes at full load.
 INSERT_BATCH_ROWS = 2048
-#: Points waiting that start a flush before ``flush_interval_s`` is up (the Influx writer's
-#: ``batch_size``, here). By time alone a burst (every device reporting after an outage) kept
+#: Points waiting that start a flush before ``flush_interval_s`` is up (as ``batch_size`` does
+#: for the Influx writer). By time alone a burst (every device reporting after an outage) kept
 #: ≈ 50 000 points and their rows' text in memory per flush: at 100 000 devices the resident
 #: memory ended the burst 15 MB higher (docs/benchmarks.md, "Forty-third pass").
 FLUSH_POINTS = 8192
@@ -185,6 +185,8 @@ class SqliteSink:
         self.stats = WriterStats()
         #: Set when FLUSH_POINTS wait: the flush loop goes before its interval is up.
         self._full = asyncio.Event()
+        #: The insert of the flush under way, if any (stop() waits for it).
+        self._inserting: asyncio.Future[int] | None = None
 
     def write(self, point: Point) -> None:
         """Queue one point's rows: no I/O, never blocks; a point with nothing to write is counted."""
@@ -219,6 +221,12 @@ class SqliteSink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # A flush the cancel interrupted goes on (shielded) and is waited for: its points had
+        # left the buffer already, and stop's own flush below would not find them.
+        inserting, self._inserting = self._inserting, None
+        if inserting is not None:
+            with contextlib.suppress(Exception):
+                await inserting  # its error was the flush's, logged there or lost with the stop
         await self.flush()
         if self._db is not None:
             db, self._db = self._db, None
@@ -256,7 +264,15 @@ class SqliteSink:
         if abs(now - self._last_prune) > 60:
             self._last_prune = now
             prune_before = now - self._retention_s
-        dropped = await asyncio.to_thread(self._insert, rows.rows(), prune_before)
+        # Shielded: a stop() that cancels this flush while its insert waits for a worker thread
+        # would drop the job with the points in it (found in review); stop() waits for it.
+        insert = asyncio.ensure_future(asyncio.to_thread(self._insert, rows.rows(), prune_before))
+        self._inserting = insert
+        try:
+            dropped = await asyncio.shield(insert)
+        finally:
+            if insert.done() and self._inserting is insert:
+                self._inserting = None
         if dropped:
             self.stats.invalid_points += dropped
             self.stats.last_error = f"{dropped} rows not written: a text that is not valid UTF-8"
