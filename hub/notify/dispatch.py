@@ -264,7 +264,7 @@ class Dispatcher:
         except Exception:
             # Sent, but not recorded as sent: remembered, marked by a later round, not re-sent.
             log.exception(
-                "%d notification(s) delivered; the store could not record it yet", len(self._unmarked)
+                "%d notification(s) delivered; the store could not record them yet", len(self._unmarked)
             )
 
     async def _idle(self) -> None:
