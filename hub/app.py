@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict
@@ -51,7 +50,7 @@ from hub.clock import Clock, DemoClock, ManualClock, ScaledClock, SteadyClock, S
 from hub.cluster.events import Change, Kind
 from hub.cluster.wiring import cluster_runtime, community_sources, owned_signals
 from hub.community.compact import collector_paused
-from hub.community.files import IMPORTED_MARK, file_digest, imported_digest, load_yaml
+from hub.community.files import file_digest, imported_digest, load_yaml, mark_imported
 from hub.community.personal import PersonalData
 from hub.community.registry import Registry
 from hub.community.topic_roots import outside_own_topics, refuse_own_topics
@@ -143,10 +142,7 @@ def import_community_file(store: Store, path: Path, *, data_dir: Path, at: float
     refuse_own_topics(communities, prefix=topic_prefix, file=str(path))
     # Idempotent: an unchanged community changes nothing; a changed one updates in place.
     store.save_communities(communities, at=at, source=str(path))
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a PostgreSQL store makes none
-    fd = os.open(data_dir / IMPORTED_MARK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(digest + "\n")
+    mark_imported(data_dir, digest)  # the directory too: a PostgreSQL store makes none
     return True
 
 

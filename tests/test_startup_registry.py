@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import hub.app
-from hub.app import IMPORTED_MARK, Hub, import_community_file
+from hub.app import Hub, import_community_file
 from hub.cli import main
 from hub.clock import ManualClock
+from hub.community.files import IMPORTED_MARK
 from hub.errors import RegistryError
 from hub.storage.store import Store
 from tests.helpers import REGISTRY, SOS_BUTTON, hub_settings

@@ -22,9 +22,11 @@ from pydantic import ValidationError
 from hub.community.compact import collector_paused
 from hub.community.model import Community, CommunityFile, Device, Resident, dump_record, validate_record
 from hub.errors import RegistryError
+from hub.files import write_private
 
-#: Beside the store: the SHA-256 of the community file the store last imported (hub.app reads and
-#: writes it; ``linli restore`` removes it with the store it described).
+#: Beside the store: the SHA-256 of the community file the store last imported (read and written
+#: by the functions below for hub.app's import and doctor; ``linli restore`` removes it with the
+#: store it described).
 IMPORTED_MARK = "community-file.sha256"
 
 
@@ -39,6 +41,11 @@ def imported_digest(data_dir: Path) -> str | None:
         return (data_dir / IMPORTED_MARK).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def mark_imported(data_dir: Path, digest: str) -> None:
+    """Write ``data_dir``'s import mark (private, replaced whole: :func:`hub.files.write_private`)."""
+    write_private(data_dir / IMPORTED_MARK, (digest + "\n").encode("ascii"))
 
 
 DEVICE_COLUMNS = (
