@@ -199,16 +199,16 @@ def _cell_in(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:].startswith((*_FORMULA_START, "'")) else value
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace(";", "\\;")
-
-
 #: What a backslash escapes in a contacts cell; before anything else it is a backslash (so an
 #: export from before the escapes, ``C:\Users\张三``, reads as it did).
 _ESCAPED = frozenset("\\|;")
+_ESCAPED_CLASS = "[" + re.escape("".join(sorted(_ESCAPED))) + "]"
+_TO_ESCAPE = re.compile(f"({_ESCAPED_CLASS})")
+_ESCAPE = re.compile(f"\\\\({_ESCAPED_CLASS})")
 
 
-_ESCAPE = re.compile(r"\\([\\|;])")
+def _escape(text: str) -> str:
+    return _TO_ESCAPE.sub(r"\\\1", text)
 
 
 def _unescape(text: str) -> str:
