@@ -145,7 +145,7 @@ def test_outbox_retry_bookkeeping(store: Store) -> None:
     assert store.next_retry_at() == T0 + 30
     (again,) = store.pending_notifications(now=T0 + 30)
     assert again.attempts == 1
-    store.mark_delivered(note.id, at=T0 + 31)
+    store.mark_delivered_all([note.id], at=T0 + 31)
     assert store.pending_notifications(now=T0 + 1000) == []
     (row,) = store.notifications_for(change.alert.id)
     assert row["delivered_at"] == T0 + 31 and row["attempts"] == 2 and row["last_error"] is None

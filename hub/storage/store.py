@@ -468,9 +468,6 @@ class Store:
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    def mark_delivered(self, notification_id: str, *, at: float) -> None:
-        self.mark_delivered_all([notification_id], at=at)
-
     def mark_delivered_all(self, notification_ids: Sequence[str], *, at: float) -> None:
         """Mark notifications delivered at ``at``: one statement per :data:`_MARK_CHUNK` of them
         (those the broker acknowledged in one loop turn), one round trip on PostgreSQL.
