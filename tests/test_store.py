@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -288,3 +289,30 @@ def test_a_broken_connection_fails_one_write_and_the_next_reconnects(
         record_signal(a, signal(subject="btn-2"), SUBJECT, [])
     assert record_signal(a, signal(subject="btn-2"), SUBJECT, []) is not None
     a.check_writable()
+
+
+def test_a_batch_of_no_rows_goes_nowhere_on_postgresql(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg's ``executemany`` makes a round trip (a Sync) even for no rows: the engine sends
+    none for an empty batch, in a transaction or not; a batch given as a generator is written whole."""
+    store = Store(url=postgres_url)
+    sent: list[str] = []
+    original = psycopg.Cursor.executemany
+
+    def counted(self: psycopg.Cursor[object], query: Any, params_seq: Any, **kwargs: Any) -> None:
+        sent.append(str(query))
+        original(self, query, params_seq, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "executemany", counted)
+    delete = "DELETE FROM rule_state WHERE rule = ? AND subject = ?"
+    insert = "INSERT INTO rule_state (rule, subject, state) VALUES (?, ?, ?)"
+    try:
+        store._engine.executemany(delete, [])
+        with store.transaction() as db:
+            db.executemany(delete, iter(()))
+            db.executemany(insert, ((f"r{i}", "s", "{}") for i in range(3)))
+        assert len(sent) == 1 and sent[0].startswith("INSERT")
+        assert store.execute("SELECT count(*) FROM rule_state").fetchone()[0] == 3
+    finally:
+        store.close()

@@ -42,6 +42,7 @@ keepalives and every escalation with it). Two client-side bounds:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -116,9 +117,14 @@ def _pg_params(params: Sequence[object]) -> Sequence[object]:
     return params
 
 
-def _pg_rows(rows: Iterable[Sequence[object]]) -> Iterator[Sequence[object]]:
-    for row in rows:
-        yield _pg_params(row)
+def _pg_rows(rows: Iterable[Sequence[object]]) -> Iterator[Sequence[object]] | None:
+    """``rows`` as psycopg takes them, or ``None`` if there are none: psycopg's ``executemany``
+    makes a round trip (a Sync) even for no rows, and most rule-state flushes delete nothing."""
+    them = iter(rows)
+    first = next(them, None)
+    if first is None:
+        return None
+    return (_pg_params(row) for row in itertools.chain((first,), them))
 
 
 class _Watchdog:
@@ -197,8 +203,11 @@ class PostgresTx(Tx):
             return self._conn.execute(_pg_sql(sql), _pg_params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        params = _pg_rows(rows)
+        if params is None:
+            return
         with self._watchdog.bounded(self._conn, self.limit), self._conn.cursor() as cursor:
-            cursor.executemany(_pg_sql(sql), _pg_rows(rows))
+            cursor.executemany(_pg_sql(sql), params)
             # psycopg runs executemany in pipeline mode and ends it with a Sync and then a Flush
             # request. The server arms idle_in_transaction_session_timeout only as it says
             # ReadyForQuery, and a Flush disarms it without another (PostgreSQL 15,
@@ -299,9 +308,12 @@ class PostgresEngine(Engine):
             return conn.execute(_pg_sql(sql), _pg_params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        params = _pg_rows(rows)
+        if params is None:
+            return
         conn = self._live()
         with self._watchdog.bounded(conn, CALL_LIMIT_S), conn.cursor() as cursor:
-            cursor.executemany(_pg_sql(sql), _pg_rows(rows))
+            cursor.executemany(_pg_sql(sql), params)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

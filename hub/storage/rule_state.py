@@ -208,10 +208,9 @@ class RuleStateStore:
                         for row in slots[at : at + _CHUNK]
                     ],
                 )
-            if deleted:  # psycopg's executemany makes a round trip even for no rows
-                db.executemany(
-                    "DELETE FROM rule_state WHERE rule = ? AND subject = ?", [tuple(k) for k in deleted]
-                )
+            db.executemany(
+                "DELETE FROM rule_state WHERE rule = ? AND subject = ?", [tuple(k) for k in deleted]
+            )
 
     def count(self) -> int:
         """Slots on disk (with a file of its own: once its writer has written what it was handed)."""
