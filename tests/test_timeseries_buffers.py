@@ -341,10 +341,17 @@ async def test_stop_writes_the_points_of_a_flush_waiting_for_a_thread(tmp_path: 
     )
     await sink.start()
     busy = threading.Event()
-    pool.submit(busy.wait, 5)  # the one worker busy (the rule-state file, a checkpoint)
-    sink.write_many(points(FLUSH_POINTS))
-    await asyncio.sleep(0.05)  # the loop's flush: the buffer moved out, its insert queued
-    assert sink.buffered == 0
-    threading.Timer(0.2, busy.set).start()
-    await sink.stop()
+    # The one worker busy (the rule-state file, a checkpoint). Its wait has no timeout and the
+    # event loop's relative timer frees it: a timed wait in a thread (threading.Timer,
+    # Event.wait(5)) turns the faked clock into an absolute deadline a year ahead of the
+    # kernel's under `faketime '+1 year'` and sleeps that long, which hung the CI run.
+    pool.submit(busy.wait)
+    try:
+        sink.write_many(points(FLUSH_POINTS))
+        await asyncio.sleep(0.05)  # the loop's flush: the buffer moved out, its insert queued
+        assert sink.buffered == 0
+        loop.call_later(0.2, busy.set)
+        await sink.stop()
+    finally:
+        busy.set()
     assert count_rows(tmp_path / "ts.sqlite") == FLUSH_POINTS
