@@ -67,12 +67,13 @@ wheel-compiled: $(STAMP)
 
 test: system-deps lint typecheck unit unit-compiled
 
-# The fault suite's long variants (minutes): real hub, real Mosquitto, InfluxDB, a tmpfs; the
-# table of counts goes to docs/reliability.md. The short variants run in `make test`.
+# The fault suite's long variants (minutes each, hence their own per-test timeout): real hub,
+# real Mosquitto, InfluxDB, a tmpfs; the table of counts goes to docs/reliability.md. The short
+# variants run in `make test`.
 FAULTS_OUT := .faults-report.jsonl
 faults: $(STAMP)
 	rm -f $(FAULTS_OUT)
-	FAULTS_LONG=1 FAULTS_REPORT=$(abspath $(FAULTS_OUT)) $(BIN)/pytest -q tests/faults $(PYTEST_ARGS)
+	FAULTS_LONG=1 FAULTS_REPORT=$(abspath $(FAULTS_OUT)) $(BIN)/pytest -q -o timeout=1800 tests/faults $(PYTEST_ARGS)
 	$(BIN)/python -m tests.faults.report $(FAULTS_OUT) docs/reliability.md make faults
 
 # The benchmark suite of issue 14 (docs/benchmarks.md): one JSON line on stdout, a table on stderr.
