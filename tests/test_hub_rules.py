@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,8 @@ async def test_a_door_left_ajar_reporting_every_hour_is_no_activity(
 
 
 def test_an_edge_reporting_door_opened_again_after_an_unheard_close_is_activity(tmp_path: Path) -> None:
-    """Review of the door-repeat fix: a LoRaWAN or native door sends one event per open and per
-    close (not its state with every report); a second opening after a lost close is an opening."""
+    """Review of the door-repeat fix: a native door sends one event per open and per close (not
+    its state with every report); a second opening after a lost close is an opening."""
     clock = ManualClock(start=T0)
     hub = Hub(settings=hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p")), clock=clock)
     topic = "linli/110105001001/devices/door-1/events"
@@ -111,6 +112,70 @@ def test_an_edge_reporting_door_opened_again_after_an_unheard_close_is_activity(
         clock.advance(20 * 3600)
         opened(42)  # the close between was lost
         clock.advance(4 * 3600 + 1)  # 24 h after the first opening, 4 h after the second
+        hub.run_due_rules()
+        assert "elderly.living_alone_inactive" not in {a.rule for a in hub.store.alerts()}
+    finally:
+        hub.close()
+
+
+def ttn_door(clock: ManualClock, magnet: str) -> bytes:
+    """A Milesight WS301 uplink through The Things Stack v3: every uplink's decoded object
+    carries the door's state, the periodic one as much as the one a movement sent."""
+    uplink = {
+        "f_port": 85,
+        "decoded_payload": {"battery": 90, "magnet_status": magnet},
+        "version_ids": {"brand_id": "milesight-iot", "model_id": "ws301"},
+        "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now())),
+    }
+    return orjson.dumps({"end_device_ids": {"device_id": "door-1"}, "uplink_message": uplink})
+
+
+TTN_DOOR = "v3/linli@ttn/devices/door-1/up"
+
+
+def lorawan_door_hub(tmp_path: Path, clock: ManualClock) -> Hub:
+    """The test community with door-1 a Milesight WS301 behind The Things Stack."""
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
+    community = Path(settings.community_file)
+    text = community.read_text(encoding="utf-8")
+    assert text.count("model: MCCGQ11LM") == 1
+    community.write_text(
+        text.replace("model: MCCGQ11LM", "model: WS301, profile: milesight-ws301"), encoding="utf-8"
+    )
+    return Hub(settings=settings, clock=clock)
+
+
+def test_a_lorawan_door_left_ajar_repeating_its_state_in_each_uplink_is_no_activity(tmp_path: Path) -> None:
+    """Found in review: LoRaWAN door sensors repeat their state in the periodic uplink
+    (Browan TBDW100, Milesight WS301, Dragino LDS02 decode the same fields from it), and each
+    ``open`` there was taken as an opening: a door left ajar at the home of an elder living
+    alone reported an "opening" every uplink and kept the 24 h inactivity alert away."""
+    clock = ManualClock(start=T0)
+    hub = lorawan_door_hub(tmp_path, clock)
+    try:
+        for _ in range(25):
+            hub.pipeline.handle(TTN_DOOR, ttn_door(clock, "open"), 1)
+            clock.advance(3600)
+            hub.run_due_rules()
+        assert hub.pipeline.stats.events >= 25
+        assert "elderly.living_alone_inactive" in {
+            a.rule for a in hub.store.alerts() if a.device_id == "door-1"
+        }
+    finally:
+        hub.close()
+
+
+def test_a_lorawan_door_opened_again_after_a_heard_close_is_activity(tmp_path: Path) -> None:
+    """The repeat rule takes only a state said twice in a row: open, closed, open is two openings."""
+    clock = ManualClock(start=T0)
+    hub = lorawan_door_hub(tmp_path, clock)
+    try:
+        hub.pipeline.handle(TTN_DOOR, ttn_door(clock, "open"), 1)
+        clock.advance(60)
+        hub.pipeline.handle(TTN_DOOR, ttn_door(clock, "close"), 1)
+        clock.advance(20 * 3600)
+        hub.pipeline.handle(TTN_DOOR, ttn_door(clock, "open"), 1)
+        clock.advance(4 * 3600)  # 24 h and a minute after the first opening, 4 h after the second
         hub.run_due_rules()
         assert "elderly.living_alone_inactive" not in {a.rule for a in hub.store.alerts()}
     finally:

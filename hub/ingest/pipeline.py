@@ -46,9 +46,13 @@ _HEALTH = frozenset({EventKind.BATTERY, EventKind.SIGNAL, EventKind.HEARTBEAT})
 _DOOR_OPEN = EventKind.DOOR_OPEN
 _DOOR_CLOSED = EventKind.DOOR_CLOSED
 _HEARTBEAT = EventKind.HEARTBEAT
-#: Families whose gateways publish a device's whole state with every report (Zigbee2MQTT's
-#: ``contact``, Tasmota's ``tele`` SENSOR/STATE): a door state repeated there is no new edge.
-_STATE_REPEATING = frozenset({"zigbee2mqtt", "tasmota"})
+#: Families whose reports carry a device's whole state, not only its changes: a door state
+#: repeated there is no new edge. Zigbee2MQTT sends ``contact`` with every report, Tasmota's
+#: ``tele`` SENSOR/STATE every teleperiod, and a LoRaWAN door sensor's periodic uplink decodes
+#: to the same fields as the one a movement sent (Browan TBDW100 ``status``, Milesight WS301
+#: ``magnet_status``, Dragino LDS02 ``DOOR_OPEN_STATUS``, Adeunis's keep-alive frame). Native
+#: events stay edges: their protocol sends one per opening.
+_STATE_REPEATING = frozenset({"zigbee2mqtt", "tasmota", "ttn_v3", "chirpstack_v3", "chirpstack_v4"})
 # Read per event as module constants (CPython 3.11's ``EnumClass.MEMBER`` takes a slow path).
 _BATTERY = EventKind.BATTERY
 _SIGNAL = EventKind.SIGNAL
@@ -409,9 +413,11 @@ class Pipeline:
         # visits take it as a sign the device lives, not as the elder's activity. Found in
         # review: a home door left ajar reported an "opening" every hour, so an elder living
         # alone who fell behind it never raised the 24 h inactivity alert. Only the families
-        # that resend a state: a LoRaWAN or native door event is an edge, and a second opening
-        # after a close that was never heard is an opening (review). Identity, not ``in`` a
-        # set: an Enum member's hash is a Python call per event.
+        # that resend a state (a native door event is an edge). There, an opening after a
+        # close that was lost on the air reads as a repeat: that costs the inactivity rule one
+        # opening, where taking every periodic uplink for one hid an ajar door for ever (the
+        # LoRaWAN families were edges until review found that). Identity, not ``in`` a set: an
+        # Enum member's hash is a Python call per event.
         judged = event
         kind = event.kind
         if (
