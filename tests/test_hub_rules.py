@@ -23,7 +23,7 @@ from hub.cli import main
 from hub.clock import ManualClock
 from hub.ingest import rule_runtime
 from rules.loader import BUILTIN_PACKS
-from tests.helpers import TOKEN, eventually, hub_settings, publisher
+from tests.helpers import REGISTRY, TOKEN, eventually, hub_settings, publisher
 from tests.support.servers import Broker
 
 T0 = 1_795_371_180.0  # 2026-11-23 02:13 Asia/Shanghai
@@ -133,15 +133,15 @@ def ttn_door(clock: ManualClock, magnet: str) -> bytes:
 TTN_DOOR = "v3/linli@ttn/devices/door-1/up"
 
 
+#: The test community with door-1 a Milesight WS301 behind The Things Stack.
+LORAWAN_DOOR = REGISTRY.replace("model: MCCGQ11LM", "model: WS301, profile: milesight-ws301")
+
+
 def lorawan_door_hub(tmp_path: Path, clock: ManualClock) -> Hub:
-    """The test community with door-1 a Milesight WS301 behind The Things Stack."""
-    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"))
-    community = Path(settings.community_file)
-    text = community.read_text(encoding="utf-8")
-    assert text.count("model: MCCGQ11LM") == 1
-    community.write_text(
-        text.replace("model: MCCGQ11LM", "model: WS301, profile: milesight-ws301"), encoding="utf-8"
-    )
+    assert REGISTRY.count("model: MCCGQ11LM") == 1
+    registry = tmp_path / "lorawan.yaml"
+    registry.write_text(LORAWAN_DOOR, encoding="utf-8")
+    settings = hub_settings(tmp_path, Broker("127.0.0.1", 1, "u", "p"), community_file=str(registry))
     return Hub(settings=settings, clock=clock)
 
 
